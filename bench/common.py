@@ -1,0 +1,356 @@
+"""Shared helpers for the latent benchmark scripts in bench/.
+
+Nothing here is a benchmark by itself. The scripts import it as `import common`
+(they put their own directory on sys.path, so run them from anywhere, e.g.
+`/usr/bin/python3 bench/gmm_speed.py`).
+
+Environment variables:
+  LATENT_BIN          path of the latent binary (default: <repo>/build/release/src/latent)
+  LATENT_BENCH_DATA   cache directory for imported data sets (default: <repo>/bench/.data)
+  LATENT_FASHION_MNIST  directory with the Fashion-MNIST IDX .gz files
+                      (default: /usr/share/datasets/fashion-mnist, Debian's dataset-fashion-mnist)
+
+Only the standard library is imported at module level, so scripts can set
+thread-count variables (OMP_NUM_THREADS, ...) before they import numpy.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BENCH_DIR = REPO_ROOT / "bench"
+RESULTS_DIR = BENCH_DIR / "results"
+
+# Open MPI settings needed to run as root inside a container with no rsh/ssh agent,
+# no CPU binding and no CMA (see README / the lead's notes). Harmless elsewhere.
+MPI_ENV = {
+    "OMPI_ALLOW_RUN_AS_ROOT": "1",
+    "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+    "OMPI_MCA_hwloc_base_binding_policy": "none",
+    "OMPI_MCA_btl_vader_single_copy_mechanism": "none",
+    "OMPI_MCA_plm_rsh_agent": "",
+}
+
+FASHION_MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+
+
+# --------------------------------------------------------------------------- paths
+
+def latent_bin() -> Path:
+    """The latent binary; exits with a helpful message if it is missing."""
+    p = Path(os.environ.get("LATENT_BIN", REPO_ROOT / "build/release/src/latent"))
+    if not p.is_absolute():
+        p = REPO_ROOT / p
+    if not (p.is_file() and os.access(p, os.X_OK)):
+        sys.exit(f"latent binary not found at {p}; build it with "
+                 "`cmake --preset release && cmake --build --preset release` or set LATENT_BIN")
+    return p
+
+
+def data_dir() -> Path:
+    """Cache directory for imported data sets (created if missing)."""
+    d = Path(os.environ.get("LATENT_BENCH_DATA", BENCH_DIR / ".data"))
+    if not d.is_absolute():
+        d = REPO_ROOT / d
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def fashion_mnist_source() -> Path:
+    return Path(os.environ.get("LATENT_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
+
+
+# --------------------------------------------------------------------------- running
+
+def mpi_env(extra: dict | None = None) -> dict:
+    env = dict(os.environ)
+    env.update(MPI_ENV)
+    if extra:
+        env.update(extra)
+    return env
+
+
+def latent_cmd(args: list, ranks: int | None = None) -> list[str]:
+    """Command line for `latent ARGS...`; under `mpirun -n RANKS` if ranks is given
+    (ranks=None runs the binary directly, as an MPI singleton)."""
+    cmd = [str(latent_bin())] + [str(a) for a in args]
+    if ranks is not None:
+        cmd = ["mpirun", "--oversubscribe", "-n", str(ranks)] + cmd
+    return cmd
+
+
+def run(cmd: list, *, capture: bool = False, check: bool = True, env: dict | None = None,
+        nice: int | None = None, quiet: bool = False) -> subprocess.CompletedProcess:
+    """Runs cmd (with the MPI environment). With capture=True stdout/stderr are
+    returned (text); otherwise they go to the terminal. Raises SystemExit on failure
+    if check is set, showing the tail of stderr. The wall time is stored in
+    result.seconds."""
+    cmd = [str(c) for c in cmd]
+    if nice:
+        cmd = ["nice", "-n", str(nice)] + cmd
+    if not quiet:
+        print("+ " + shlex.join(cmd), file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    res = subprocess.run(cmd, env=env if env is not None else mpi_env(), text=True,
+                         stdout=subprocess.PIPE if capture else None,
+                         stderr=subprocess.PIPE if capture else None)
+    res.seconds = time.perf_counter() - t0
+    if check and res.returncode != 0:
+        if capture:
+            sys.stderr.write((res.stdout or "")[-4000:])
+            sys.stderr.write((res.stderr or "")[-4000:])
+        raise SystemExit(f"command failed with exit status {res.returncode}: {shlex.join(cmd)}")
+    return res
+
+
+def run_latent(args: list, ranks: int | None = None, **kw) -> subprocess.CompletedProcess:
+    return run(latent_cmd(args, ranks), **kw)
+
+
+def score(model: Path, data: Path, ranks: int | None = None, nice: int | None = None) -> dict:
+    """`latent score` -> the JSON object it prints on stdout (last JSON line)."""
+    res = run_latent(["score", "--model", model, "--data", data], ranks, capture=True, nice=nice)
+    return parse_last_json(res.stdout)
+
+
+def parse_last_json(text: str) -> dict:
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            return json.loads(line)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise SystemExit(f"expected a JSON object on stdout, got:\n{text[-2000:]}")
+
+
+def read_log_json(path: Path) -> list[dict]:
+    """The records of a --log-json file (one JSON object per line)."""
+    out = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                out.append(json.loads(line))
+    return out
+
+
+def iteration_records(path: Path) -> list[dict]:
+    return [r for r in read_log_json(path) if r.get("event") == "iteration"]
+
+
+def median(xs) -> float:
+    xs = sorted(xs)
+    if not xs:
+        return float("nan")
+    n = len(xs)
+    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
+
+
+def fmt_cmd_env() -> str:
+    return " ".join(f"{k}={v}" for k, v in MPI_ENV.items())
+
+
+# --------------------------------------------------------------------------- data
+
+def shard_paths(directory: Path) -> list[Path]:
+    return sorted(Path(directory).glob("part-*.h5"))
+
+
+def has_shards(directory: Path) -> bool:
+    return Path(directory).is_dir() and bool(shard_paths(directory))
+
+
+def import_fashion_mnist(split: str, dest: Path | None = None, nice: int | None = None) -> Path:
+    """Imports the Fashion-MNIST split ('train' or 'test') with labels into
+    DEST (default <data_dir>/fashion-mnist/<split>) unless it is already there.
+    (`latent import dense` writes a temporary directory and renames it when
+    done, so a directory that exists holds a complete import.)"""
+    dest = Path(dest) if dest else data_dir() / "fashion-mnist" / split
+    if has_shards(dest):
+        return dest
+    images, labels = (fashion_mnist_source() / f for f in FASHION_MNIST_FILES[split])
+    for f in (images, labels):
+        if not f.is_file():
+            sys.exit(f"{f} not found; install Debian's dataset-fashion-mnist "
+                     "(bash cmake/install-deps.sh --with-data) or set LATENT_FASHION_MNIST")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    run_latent(["import", "dense", "--format", "idx", "--input", images, "--labels", labels,
+                "--output", dest, "--overwrite"], nice=nice)
+    return dest
+
+
+def load_shards(directory: Path, with_labels: bool = True, dtype="float64"):
+    """Concatenates /data of DIR/part-*.h5 (sorted) as a numpy array of `dtype`
+    (float64 by default); returns (X, labels) where labels is None if any shard
+    has no /labels."""
+    import h5py
+    import numpy as np
+    paths = shard_paths(directory)
+    if not paths:
+        sys.exit(f"{directory}: no part-*.h5 shards")
+    xs, ys = [], []
+    for p in paths:
+        with h5py.File(p, "r") as f:
+            xs.append(np.asarray(f["data"][...], dtype=dtype))
+            if with_labels and "labels" in f:
+                ys.append(np.asarray(f["labels"][...], dtype=np.int64))
+            else:
+                with_labels = False
+    X = xs[0] if len(xs) == 1 else np.concatenate(xs)
+    y = (ys[0] if len(ys) == 1 else np.concatenate(ys)) if with_labels and ys else None
+    return X, y
+
+
+def write_shard(path: Path, X, labels=None) -> None:
+    """Writes one shard in latent's dense-data schema: /data (rows x D, X's dtype),
+    optional /labels (int64), root attribute format_version=1 (int64)."""
+    import h5py
+    import numpy as np
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        f.attrs["format_version"] = np.int64(1)
+        f.create_dataset("data", data=X)
+        if labels is not None:
+            f.create_dataset("labels", data=np.asarray(labels, dtype=np.int64))
+
+
+def synthetic_gmm(n: int, d: int, k: int, seed: int = 0, dtype="float64", separation: float = 4.0,
+                  rng=None, params=None):
+    """n points from a random k-component GMM in d dimensions with full covariances.
+    Returns (X, labels, params); pass params back in to draw more points from the
+    same mixture (e.g. chunk by chunk)."""
+    import numpy as np
+    rng = rng if rng is not None else np.random.default_rng(seed)
+    if params is None:
+        weights = rng.dirichlet(np.full(k, 5.0))
+        means = rng.normal(scale=separation, size=(k, d))
+        chols = []
+        for _ in range(k):
+            a = rng.normal(size=(d, d)) / np.sqrt(d)
+            cov = a @ a.T + 0.5 * np.eye(d)
+            chols.append(np.linalg.cholesky(cov))
+        params = {"weights": weights, "means": means, "chols": np.stack(chols)}
+    labels = rng.choice(k, size=n, p=params["weights"])
+    X = np.empty((n, d), dtype=dtype)
+    for j in range(k):
+        idx = np.flatnonzero(labels == j)
+        z = rng.standard_normal((idx.size, d))
+        X[idx] = params["means"][j] + z @ params["chols"][j].T
+    return X, labels, params
+
+
+# --------------------------------------------------------------------------- metrics
+
+def purity(labels, pred) -> float:
+    """Fraction of points whose cluster's majority label is their own label."""
+    from sklearn.metrics.cluster import contingency_matrix
+    c = contingency_matrix(labels, pred)  # classes x clusters
+    return float(c.max(axis=0).sum() / c.sum())
+
+
+def model_attrs(path: Path) -> dict:
+    """Root attributes of a latent model file, JSON-friendly."""
+    import h5py
+    out = {}
+    with h5py.File(path, "r") as f:
+        for k, v in f.attrs.items():
+            if hasattr(v, "item"):
+                try:
+                    v = v.item()
+                except ValueError:
+                    v = v.tolist()
+            if isinstance(v, bytes):
+                v = v.decode()
+            out[k] = v
+    return out
+
+
+# --------------------------------------------------------------------------- machine
+
+def machine_info() -> dict:
+    info = {"hostname": platform.node(), "cores": os.cpu_count(), "cpu_model": None, "cpu_mhz": None,
+            "avx512": False}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        m = re.search(r"^model name\s*:\s*(.*)$", text, re.M)
+        info["cpu_model"] = m.group(1).strip() if m else None
+        mhz = [float(x) for x in re.findall(r"^cpu MHz\s*:\s*([\d.]+)", text, re.M)]
+        info["cpu_mhz"] = max(mhz) if mhz else None
+        info["avx512"] = bool(re.search(r"\bavx512f\b", text))
+    except OSError:
+        pass
+    return info
+
+
+def peak_gflops(cores: int, flops_per_cycle: float = 32.0) -> tuple[float | None, str]:
+    """Nominal double-precision peak = cores x GHz x flops/cycle, GHz from /proc/cpuinfo
+    'cpu MHz'. 32 flops/cycle assumes two 512-bit FMA units (8 doubles x 2 flops x 2
+    units); CPUs that execute AVX-512 as two 256-bit halves (AMD Zen 4) reach 16."""
+    mi = machine_info()
+    if not mi["cpu_mhz"]:
+        return None, "unknown (no 'cpu MHz' in /proc/cpuinfo)"
+    ghz = mi["cpu_mhz"] / 1000.0
+    peak = cores * ghz * flops_per_cycle
+    return peak, f"{cores} core(s) x {ghz:.2f} GHz x {flops_per_cycle:g} DP flops/cycle"
+
+
+# --------------------------------------------------------------------------- results
+
+def write_results(name: str, obj: dict) -> Path:
+    """Writes bench/results/NAME.json atomically (via NAME.json.tmp)."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    obj = dict(obj)
+    obj.setdefault("timestamp", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    obj.setdefault("machine", machine_info())
+    obj.setdefault("git_commit", git_commit())
+    path = RESULTS_DIR / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
+    tmp.replace(path)
+    print(f"results written to {path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path}")
+    return path
+
+
+def _json_default(o):
+    if hasattr(o, "item"):
+        return o.item()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serializable: {type(o)}")
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        return out + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def print_table(rows: list[list], header: list[str]) -> None:
+    cols = [header] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cols) for i in range(len(header))]
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths))
+    print(line)
+    print("-" * len(line))
+    for r in cols[1:]:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))

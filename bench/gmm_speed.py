@@ -1,0 +1,222 @@
+#!/usr/bin/python3
+"""Speed: time per GMM EM iteration, latent vs scikit-learn, plus parallel scaling.
+
+What it measures
+  Median wall time of one EM iteration (E-step + M-step), single core:
+    (a) diag: Fashion-MNIST train, 60000 x 784, K=10, reg_covar 1e-3
+    (b) full: 60000 synthetic points from a 10-component GMM in 64 dimensions, K=10
+        (numpy, seed 0; written once to bench/.data/synthetic-gmm64/part-00000.h5),
+        reg_covar 1e-6
+  latent: `latent fit gmm ... --max-iter M --tol 0 --cache-mb 100000 --log-json F
+          --threads 1` on 1 MPI rank; median "seconds" of iterations 2..M
+          (iteration 1 reads from disk and fills the cache).
+  scikit-learn: GaussianMixture initialised by fit(max_iter=1), then the median of
+          N timed calls of gm._e_step(X) + gm._m_step(X, log_resp). One BLAS
+          thread (OMP/OPENBLAS/MKL_NUM_THREADS=1 are set before numpy is imported).
+  Scaling (case a): latent at 2 ranks x 1 thread and 1 rank x 2 threads, speed-up
+          vs 1 x 1.
+  GFLOP/s achieved, from nominal flop counts per EM iteration:
+    diag: 2 * (2*N*(2D)*K)          (E: [X|X^2] W GEMM, M: R^T [X|X^2] GEMM)
+    full: 2*N*K*D^2 + N*K*D^2       (E: K triangular-solve/GEMMs, M: K SYRKs)
+  next to a nominal peak = cores x GHz ('cpu MHz' in /proc/cpuinfo) x flops/cycle,
+  32 by default (two 512-bit FMA units; use --flops-per-cycle 16 for CPUs that
+  split AVX-512 into 256-bit halves such as AMD Zen 4).
+  Targets: sklearn/latent >= 10x for (a) and (b); scaling >= 1.8x for 2x1 and 1x2.
+
+How to run (binary must be built; needs 2 idle cores for the scaling runs)
+  /usr/bin/python3 bench/gmm_speed.py
+  /usr/bin/python3 bench/gmm_speed.py --iters 4 --sklearn-iters 2   # quick
+  Options: --cases a,b  --skip-sklearn  --skip-scaling  --flops-per-cycle 32
+  Results: bench/results/gmm_speed.json
+"""
+from __future__ import annotations
+
+import os
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS"):
+    os.environ[_v] = "1"
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+K = 10
+SYNTH_N, SYNTH_D = 60000, 64
+TARGET_VS_SKLEARN = 10.0
+TARGET_SCALING = 1.8
+
+
+def synthetic_dir() -> Path:
+    """60000 x 64 float64 points from a 10-component full-covariance GMM (seed 0)."""
+    d = common.data_dir() / "synthetic-gmm64"
+    if not common.has_shards(d):
+        X, y, _ = common.synthetic_gmm(SYNTH_N, SYNTH_D, K, seed=0)
+        tmp = d.with_name(d.name + f".tmp-{os.getpid()}")
+        common.write_shard(tmp / "part-00000.h5", X, labels=y)
+        tmp.rename(d)
+    return d
+
+
+def flops_per_iteration(cov: str, n: int, d: int, k: int) -> float:
+    if cov == "diag":
+        return 2.0 * (2.0 * n * (2 * d) * k)
+    if cov == "full":
+        return 2.0 * n * k * d * d + 1.0 * n * k * d * d
+    raise ValueError(cov)
+
+
+def time_ours(args, case: dict, ranks: int, threads: int) -> dict:
+    runs = common.data_dir() / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    tag = f"speed_{case['name']}_{ranks}x{threads}"
+    model, log = runs / f"{tag}.h5", runs / f"{tag}.log.jsonl"
+    log.unlink(missing_ok=True)
+    res = common.run_latent(
+        ["fit", "gmm", "--data", case["data"], "--output", model, "--n-components", K,
+         "--covariance-type", case["cov"], "--reg-covar", case["reg_covar"], "--max-iter", args.iters,
+         "--tol", 0, "--cache-mb", 100000, "--threads", threads, "--seed", 0,
+         "--log-json", log, "--overwrite"],
+        ranks=ranks, nice=args.nice, capture=True)
+    its = common.iteration_records(log)
+    secs = [float(r["seconds"]) for r in its]
+    if len(secs) < 2:
+        raise SystemExit(f"{tag}: need >= 2 logged iterations (got {len(secs)}); raise --iters")
+    return {"ranks": ranks, "threads": threads, "iterations": len(secs),
+            "seconds_per_iteration": common.median(secs[1:]),
+            "first_iteration_seconds": secs[0], "all_seconds": secs,
+            "samples_per_second": common.median([r.get("samples_per_second") for r in its[1:]
+                                                 if r.get("samples_per_second") is not None]),
+            "wall_seconds": res.seconds}
+
+
+def time_sklearn(args, case: dict) -> dict:
+    import numpy as np
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture
+
+    X = case["X"]
+    gm = GaussianMixture(n_components=K, covariance_type=case["cov"], reg_covar=case["reg_covar"],
+                         max_iter=1, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm.fit(X)
+    e_times, m_times, totals = [], [], []
+    for _ in range(args.sklearn_iters):
+        t0 = time.perf_counter()
+        _, log_resp = gm._e_step(X)
+        t1 = time.perf_counter()
+        gm._m_step(X, log_resp)
+        t2 = time.perf_counter()
+        e_times.append(t1 - t0)
+        m_times.append(t2 - t1)
+        totals.append(t2 - t0)
+    blas = None
+    try:
+        from threadpoolctl import threadpool_info
+        blas = [{k: p.get(k) for k in ("internal_api", "num_threads", "filepath")} for p in threadpool_info()]
+    except Exception:  # threadpoolctl is optional
+        pass
+    return {"seconds_per_iteration": common.median(totals), "e_step_seconds": common.median(e_times),
+            "m_step_seconds": common.median(m_times), "iterations": len(totals), "all_seconds": totals,
+            "version": __import__("sklearn").__version__, "numpy_version": np.__version__,
+            "threadpools": blas}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--iters", type=int, default=10, help="latent --max-iter M (median over 2..M; default 10)")
+    ap.add_argument("--sklearn-iters", type=int, default=5, help="timed sklearn EM iterations (default 5)")
+    ap.add_argument("--cases", default="a,b", help="comma list of a (diag, Fashion-MNIST), b (full, 64-D)")
+    ap.add_argument("--skip-sklearn", action="store_true")
+    ap.add_argument("--skip-scaling", action="store_true")
+    ap.add_argument("--flops-per-cycle", type=float, default=32.0,
+                    help="DP flops/cycle/core for the nominal peak (default 32: 2 x 512-bit FMA)")
+    ap.add_argument("--nice", type=int, default=None, help="run latent under nice -n N")
+    args = ap.parse_args()
+    if args.iters < 2:
+        ap.error("--iters must be >= 2 (iteration 1 is excluded)")
+
+    wanted = [c.strip() for c in args.cases.split(",") if c.strip()]
+    cases = []
+    if "a" in wanted:
+        cases.append({"name": "a_diag_fashion", "label": "(a) diag, Fashion-MNIST 60000x784",
+                      "cov": "diag", "reg_covar": 1e-3, "data": common.import_fashion_mnist("train", nice=args.nice)})
+    if "b" in wanted:
+        cases.append({"name": "b_full_synth64", "label": "(b) full, synthetic 60000x64",
+                      "cov": "full", "reg_covar": 1e-6, "data": synthetic_dir()})
+    if not cases:
+        ap.error("no cases selected")
+
+    peak1, peak_note = common.peak_gflops(1, args.flops_per_cycle)
+    peak2, _ = common.peak_gflops(2, args.flops_per_cycle)
+    results = {"benchmark": "gmm_speed", "config": vars(args), "peak_gflops_1core": peak1,
+               "peak_gflops_2cores": peak2, "peak_assumption": peak_note, "cases": {}}
+
+    rows = []
+    for case in cases:
+        X = None
+        if not args.skip_sklearn:
+            X, _ = common.load_shards(case["data"], with_labels=False)
+            case["X"] = X
+            n, d = X.shape
+        else:
+            import h5py
+            n, d = 0, 0
+            for p in common.shard_paths(case["data"]):
+                with h5py.File(p, "r") as f:
+                    n += f["data"].shape[0]
+                    d = f["data"].shape[1]
+        flops = flops_per_iteration(case["cov"], n, d, K)
+        r = {"label": case["label"], "n": n, "d": d, "k": K, "covariance_type": case["cov"],
+             "flops_per_iteration": flops}
+        print(f"\n== {case['label']}: latent 1x1 ...", file=sys.stderr, flush=True)
+        r["latent_1x1"] = ours = time_ours(args, case, 1, 1)
+        ours["gflops"] = flops / ours["seconds_per_iteration"] / 1e9
+        rows.append([case["label"], "latent 1x1", f"{ours['seconds_per_iteration']:.4f}",
+                     f"{ours['gflops']:.1f}", f"{peak1:.0f}" if peak1 else "?", "", ""])
+        if not args.skip_sklearn:
+            print(f"== {case['label']}: scikit-learn ...", file=sys.stderr, flush=True)
+            r["sklearn"] = sk = time_sklearn(args, case)
+            sk["gflops"] = flops / sk["seconds_per_iteration"] / 1e9
+            r["speedup_vs_sklearn"] = ratio = sk["seconds_per_iteration"] / ours["seconds_per_iteration"]
+            r["pass_vs_sklearn"] = ratio >= TARGET_VS_SKLEARN
+            rows.append([case["label"], "scikit-learn 1 thread", f"{sk['seconds_per_iteration']:.4f}",
+                         f"{sk['gflops']:.1f}", f"{peak1:.0f}" if peak1 else "?",
+                         f"sklearn/latent = {ratio:.1f}x", f">= {TARGET_VS_SKLEARN:g}x "
+                         f"{'PASS' if r['pass_vs_sklearn'] else 'FAIL'}"])
+        if case["cov"] == "diag" and not args.skip_scaling:
+            for ranks, threads in ((2, 1), (1, 2)):
+                print(f"== {case['label']}: latent {ranks}x{threads} ...", file=sys.stderr, flush=True)
+                key = f"latent_{ranks}x{threads}"
+                r[key] = o = time_ours(args, case, ranks, threads)
+                o["gflops"] = flops / o["seconds_per_iteration"] / 1e9
+                o["speedup_vs_1x1"] = s = ours["seconds_per_iteration"] / o["seconds_per_iteration"]
+                o["pass"] = s >= TARGET_SCALING
+                rows.append([case["label"], f"latent {ranks}x{threads}", f"{o['seconds_per_iteration']:.4f}",
+                             f"{o['gflops']:.1f}", f"{peak2:.0f}" if peak2 else "?",
+                             f"vs 1x1 = {s:.2f}x", f">= {TARGET_SCALING:g}x {'PASS' if o['pass'] else 'FAIL'}"])
+        case.pop("X", None)
+        del X
+        results["cases"][case["name"]] = r
+
+    print()
+    print(f"Median seconds per EM iteration, K={K} (latent: iterations 2..{args.iters}; "
+          f"sklearn: {args.sklearn_iters} timed iterations)")
+    common.print_table(rows, ["case", "implementation", "s/iter", "GFLOP/s", "peak", "ratio", "target"])
+    print(f"\npeak = {peak_note} (nominal; assumption, not measured)")
+
+    checks = [c.get("pass_vs_sklearn") for c in results["cases"].values()]
+    checks += [c[k]["pass"] for c in results["cases"].values() for k in ("latent_2x1", "latent_1x2") if k in c]
+    checks = [c for c in checks if c is not None]
+    results["pass"] = all(checks) if checks else None
+    common.write_results("gmm_speed", results)
+    return 0 if results["pass"] in (True, None) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

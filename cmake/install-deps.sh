@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Debian packages latent needs, if any is missing. Idempotent.
+# Usage: cmake/install-deps.sh [--with-data] [--with-reference]
+#   --with-data       also Debian's dataset-fashion-mnist (the main job's data)
+#   --with-reference  also python3-sklearn/h5py/numpy (reference fixtures, benchmarks)
+set -euo pipefail
+pkgs=(build-essential cmake ninja-build pkg-config openmpi-bin libopenmpi-dev
+      libhdf5-openmpi-dev hdf5-tools libeigen3-dev libtbb-dev
+      libboost-program-options-dev libgtest-dev nlohmann-json3-dev libfmt-dev
+      zlib1g-dev)
+for arg in "$@"; do
+  case "$arg" in
+    --with-data) pkgs+=(dataset-fashion-mnist) ;;
+    --with-reference) pkgs+=(python3 python3-numpy python3-h5py python3-sklearn python3-scipy) ;;
+    *) echo "install-deps.sh: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#pkgs[@]} packages present"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

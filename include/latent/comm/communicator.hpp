@@ -1,0 +1,90 @@
+#pragma once
+/// \file Typed collectives over MPI_COMM_WORLD (the only place that sees <mpi.h>).
+/// Every member function is collective over all ranks unless marked "local" or
+/// "point-to-point"; all ranks must call it in the same order with matching sizes.
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "latent/core/exact_sum.hpp"
+
+namespace latent::comm {
+
+/// Initialises MPI (MPI_THREAD_FUNNELED: only the main thread calls MPI) for the lifetime
+/// of the object and finalises it on destruction. Works with and without mpirun/srun
+/// (singleton start). Create exactly one, in main() or a test main.
+class MpiSession {
+ public:
+  MpiSession(int* argc, char*** argv);
+  ~MpiSession();
+  MpiSession(const MpiSession&) = delete;
+  MpiSession& operator=(const MpiSession&) = delete;
+  /// Ends the whole job at once with `code` on every rank (MPI_Abort). For what cannot be
+  /// agreed, such as a stalled collective.
+  [[noreturn]] static void abort(int code);
+};
+
+class Communicator {
+ public:
+  /// The world communicator. Requires a live MpiSession. Local.
+  static Communicator world();
+
+  int rank() const noexcept { return rank_; }
+  int size() const noexcept { return size_; }
+  bool is_root() const noexcept { return rank_ == 0; }
+
+  /// Order-independent exact sum of ExactCell vectors: the reduction that makes results
+  /// identical for any number of ranks (DESIGN.md §4.3).
+  void allreduce(ExactSum& sum) const;
+  /// Integer sums, exact.
+  void allreduce_sum(std::span<std::int64_t> values) const;
+  /// Elementwise max / min of doubles (exact, order-independent).
+  void allreduce_max(std::span<double> values) const;
+  void allreduce_min(std::span<double> values) const;
+  /// Plain floating-point sum: the result may depend on the rank count. Use only for
+  /// diagnostics (timings), never for anything that reaches a model.
+  double allreduce_sum_unordered(double value) const;
+
+  /// Broadcasts bytes from `root`; on other ranks `data` is replaced.
+  void broadcast(std::string& data, int root) const;
+  void broadcast(std::span<double> data, int root) const;
+  /// Concatenates every rank's vector in rank order, on every rank.
+  std::vector<double> allgatherv(std::span<const double> local) const;
+  std::vector<std::int64_t> allgatherv(std::span<const std::int64_t> local) const;
+
+  /// Point-to-point, blocking: used to stream per-row results to the writer rank.
+  void send(std::span<const double> data, int dest, int tag) const;
+  void recv(std::span<double> data, int source, int tag) const;
+  void send(std::span<const std::int64_t> data, int dest, int tag) const;
+  void recv(std::span<std::int64_t> data, int source, int tag) const;
+
+  void barrier() const;
+
+  /// Fail-together consensus (RELIABILITY.md rule 1). Every rank passes its pending
+  /// exception (or null). If any rank failed, every rank throws the same latent::Error:
+  /// kind and message of the lowest failing rank, prefixed with "rank R: " when the job
+  /// has more than one rank. Returns normally only when every rank is fine.
+  void agree(std::exception_ptr local_error) const;
+
+ private:
+  Communicator(int rank, int size) : rank_(rank), size_(size) {}
+  int rank_;
+  int size_;
+};
+
+/// Runs `fn`, capturing any exception, then agrees across ranks (Communicator::agree).
+template <class Fn>
+void run_agreed(const Communicator& comm, Fn&& fn) {
+  std::exception_ptr error;
+  try {
+    fn();
+  } catch (...) {
+    error = std::current_exception();
+  }
+  comm.agree(error);
+}
+
+}  // namespace latent::comm

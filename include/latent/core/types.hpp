@@ -1,0 +1,18 @@
+#pragma once
+/// \file Basic types shared by every layer. Symbols: N samples, D features, K components,
+/// B rows in a block. Matrices are row-major, one sample per row (NumPy's layout).
+#include <Eigen/Core>
+#include <cstdint>
+
+namespace latent {
+
+/// Signed index for rows, columns and counts (64-bit: datasets exceed 2^31 rows).
+using Index = std::int64_t;
+/// Row-major dense matrix of doubles: samples are rows.
+using RowMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+/// Row-major float32 matrix, the on-disk precision of most shards.
+using RowMatrixF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using Vector = Eigen::VectorXd;
+using RowVector = Eigen::RowVectorXd;
+
+}  // namespace latent

@@ -1,0 +1,30 @@
+#pragma once
+/// \file The global block plan (DESIGN.md §4.1): the dataset is cut into blocks of at most
+/// `block_rows` rows within each shard; block ids are global and independent of the
+/// number of ranks and threads. Ranks take contiguous ranges of blocks.
+#include <vector>
+
+#include "latent/core/types.hpp"
+#include "latent/io/dense_dataset.hpp"
+
+namespace latent::io {
+
+struct BlockRef {
+  Index id = 0;               ///< global block id
+  Index shard = 0;            ///< index into DenseDatasetInfo::shards
+  Index row_begin = 0;        ///< first row within the shard
+  Index num_rows = 0;         ///< B (the shard's last block may be short)
+  Index global_row_begin = 0; ///< first row within the whole dataset
+};
+
+/// All blocks of the dataset, in global order. Throws Error(kUsage) if block_rows < 1.
+std::vector<BlockRef> make_block_plan(const DenseDatasetInfo& info, Index block_rows);
+
+/// The contiguous block range [first, last) of `rank` among `num_ranks`.
+struct BlockRange {
+  Index first = 0;
+  Index last = 0;
+};
+BlockRange rank_block_range(Index num_blocks, int rank, int num_ranks);
+
+}  // namespace latent::io

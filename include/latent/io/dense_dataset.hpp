@@ -1,0 +1,41 @@
+#pragma once
+/// \file Dense datasets: a directory of HDF5 shards (schema in README.md, "File formats").
+/// Each shard holds `/data` (rows × D, float32 or float64, row-major) and optionally
+/// `/labels` (rows, int64). Shards are taken in lexicographic order of file name; a
+/// single .h5 file is also accepted as a one-shard dataset.
+#include <string>
+#include <vector>
+
+#include "latent/core/types.hpp"
+
+namespace latent::io {
+
+inline constexpr int kDataFormatVersion = 1;
+inline constexpr const char* kDataDataset = "data";
+inline constexpr const char* kLabelsDataset = "labels";
+
+enum class DType { kFloat32, kFloat64, kInt64 };
+
+struct ShardInfo {
+  std::string path;
+  Index num_rows = 0;
+  DType dtype = DType::kFloat64;
+  bool has_labels = false;
+};
+
+struct DenseDatasetInfo {
+  std::string location;  ///< directory or file as given by the user
+  std::vector<ShardInfo> shards;
+  Index num_rows = 0;      ///< N, over all shards
+  Index num_features = 0;  ///< D
+  bool has_labels = false; ///< every shard has /labels
+};
+
+/// Reads the metadata of every shard and checks the schema: /data is 2-D float32/float64,
+/// the same D in every shard, /labels (if any) 1-D integer with one entry per row; no
+/// external links, external storage or virtual datasets. Local (every rank may call it).
+/// Throws Error(kNoInput) for a missing path, Error(kInput) naming file and dataset for
+/// anything else.
+DenseDatasetInfo open_dense_dataset(const std::string& location);
+
+}  // namespace latent::io

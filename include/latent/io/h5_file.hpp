@@ -1,0 +1,87 @@
+#pragma once
+/// \file Writing and reading the HDF5 files latent produces (models, predictions, shards).
+/// Writers create a temporary file beside the target and rename it into place on
+/// commit(), after flush and fsync (RELIABILITY.md rule 3); an uncommitted writer
+/// removes its temporary file. All calls are local; use them on one rank.
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "latent/core/types.hpp"
+#include "latent/io/dense_dataset.hpp"
+
+namespace latent::io {
+
+/// Throws Error(kOutput) if `path` exists (and !overwrite) or its directory is not
+/// writable (checked by creating and removing a probe file). Local.
+void check_output_path(const std::string& path, bool overwrite);
+
+class H5Writer {
+ public:
+  /// Creates `<path>.tmp-<pid>` and checks the output as check_output_path does.
+  H5Writer(std::string path, bool overwrite);
+  ~H5Writer();
+  H5Writer(const H5Writer&) = delete;
+  H5Writer& operator=(const H5Writer&) = delete;
+
+  /// Whole datasets. `name` may contain groups ("history/lower_bound"), created as needed.
+  void write(const std::string& name, const RowMatrix& m);
+  void write(const std::string& name, std::span<const double> v);
+  void write(const std::string& name, std::span<const std::int64_t> v);
+  void write(const std::string& name, std::span<const double> data, const std::vector<Index>& shape);
+
+  /// Datasets filled in row slabs: create, then write_rows in any order.
+  void create(const std::string& name, DType file_type, Index rows, Index cols);
+  void write_rows(const std::string& name, Index row_begin, const RowMatrix& rows);
+  void write_rows(const std::string& name, Index row_begin, std::span<const std::int64_t> rows);
+
+  /// Attributes on the root group ("/") or on an existing dataset or group.
+  void attr(const std::string& object, const std::string& name, const std::string& value);
+  void attr(const std::string& object, const std::string& name, double value);
+  void attr(const std::string& object, const std::string& name, std::int64_t value);
+
+  /// Flush, fsync, close, rename over the target, fsync the directory.
+  void commit();
+  const std::string& path() const noexcept { return path_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::string path_;
+  std::string tmp_path_;
+  bool committed_ = false;
+};
+
+class H5Reader {
+ public:
+  /// Opens read-only. Throws Error(kNoInput) if missing, Error(kInput) if not HDF5.
+  explicit H5Reader(const std::string& path);
+  ~H5Reader();
+  H5Reader(const H5Reader&) = delete;
+  H5Reader& operator=(const H5Reader&) = delete;
+
+  bool has(const std::string& name) const;
+  std::vector<Index> shape(const std::string& name) const;
+  /// Any 1-D or 2-D numeric dataset as a row-major double matrix (1-D: one column).
+  RowMatrix read_matrix(const std::string& name) const;
+  std::vector<double> read_doubles(const std::string& name) const;
+  /// Rows [begin, begin+count) of a 1-D or 2-D numeric dataset, as doubles.
+  RowMatrix read_rows(const std::string& name, Index begin, Index count) const;
+  std::vector<std::int64_t> read_int64(const std::string& name) const;
+  bool has_attr(const std::string& object, const std::string& name) const;
+  std::string attr_string(const std::string& object, const std::string& name) const;
+  double attr_double(const std::string& object, const std::string& name) const;
+  std::int64_t attr_int(const std::string& object, const std::string& name) const;
+  /// Names of the datasets and groups directly under `group`.
+  std::vector<std::string> list(const std::string& group) const;
+  const std::string& path() const noexcept { return path_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::string path_;
+};
+
+}  // namespace latent::io

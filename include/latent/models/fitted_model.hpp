@@ -1,0 +1,62 @@
+#pragma once
+/// \file A fitted model as the commands score/predict/sample/info see it, and the model
+/// file registry: each model writes its own HDF5 layout (README.md, "File formats") with
+/// the common root attributes `format_version`, `model`, `config` (JSON) and the fit
+/// history under `/history`.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "latent/core/types.hpp"
+#include "latent/io/h5_file.hpp"
+#include "latent/models/gmm/gmm.hpp"
+#include "latent/train/batch_em.hpp"
+
+namespace latent::models {
+
+inline constexpr int kModelFormatVersion = 1;
+
+class FittedModel {
+ public:
+  virtual ~FittedModel() = default;
+  virtual std::string name() const = 0;
+  virtual Index num_features() const = 0;
+  /// Number of clusters/components (labels are in [0, K)).
+  virtual Index num_components() const = 0;
+  /// True if per-row scores are log-likelihoods (nats); false for k-means, whose score is
+  /// minus the squared distance to the nearest center.
+  virtual bool has_likelihood() const = 0;
+  /// Free parameters, for BIC/AIC (0 if not a likelihood model).
+  virtual Index num_parameters() const = 0;
+  /// For a block x (B × D): per-row scores (B), hard labels (B), and, if proba is not
+  /// null, responsibilities (B × K). Thread-safe.
+  virtual void predict_block(const RowMatrix& x, Vector& score, std::vector<std::int64_t>& labels,
+                             RowMatrix* proba) const = 0;
+  /// Draws first .. first+count-1 (count × D) with their component labels; draw i is a
+  /// pure function of (seed, i), so chunked generation gives the same draws.
+  virtual RowMatrix sample(Index first, Index count, std::uint64_t seed, std::vector<std::int64_t>& labels) const = 0;
+  /// Human-readable summary for `latent info`.
+  virtual std::string describe() const = 0;
+};
+
+/// What every model file records about its fit.
+struct FitRecord {
+  std::string config_json;  ///< the full configuration
+  train::EmResult em;
+  Index n_samples = 0;
+  std::string data_location;
+};
+
+/// Writes a GMM model file (/weights, /means, /covariances, /precisions_cholesky with
+/// scikit-learn's shapes) atomically. Local (call on one rank).
+void save_gmm(const Gmm& gmm, const FitRecord& record, const std::string& path, bool overwrite);
+/// Writes a k-means model file (/cluster_centers, K × D). Local.
+void save_kmeans(const RowMatrix& centers, double inertia, const FitRecord& record, const std::string& path,
+                 bool overwrite);
+
+/// Opens any model file by its `model` attribute. Throws Error(kInput) naming the file
+/// for an unknown model or format version. Local.
+std::unique_ptr<FittedModel> load_model(const std::string& path);
+
+}  // namespace latent::models

@@ -1,0 +1,87 @@
+#pragma once
+/// \file Gaussian mixture model fitted by EM (Bishop PRML §9.2), with scikit-learn's
+/// GaussianMixture semantics: covariance types, reg_covar added to the diagonal, nk
+/// floored by 10·eps, the lower bound as mean log-likelihood of the parameters used in
+/// the E-step, and the same fitted-attribute shapes.
+///
+/// Numerics: the E-step is in log space with log-sum-exp; data are shifted before second
+/// moments are accumulated (by the data mean for diag/spherical/tied, by each
+/// component's previous mean for full), so one-pass streaming statistics do not cancel
+/// catastrophically; the shift cancels exactly in the algebra of the M-step.
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "latent/core/types.hpp"
+#include "latent/io/block_source.hpp"
+#include "latent/train/batch_em.hpp"
+
+namespace latent::models {
+
+enum class CovarianceType { kFull, kTied, kDiag, kSpherical };
+/// "full" | "tied" | "diag" | "spherical"; throws Error(kUsage) otherwise.
+CovarianceType parse_covariance_type(const std::string& name);
+std::string to_string(CovarianceType type);
+
+class Gmm final : public train::EmModel {
+ public:
+  /// An unfitted mixture of K components in D dimensions.
+  Gmm(Index num_components, Index num_features, CovarianceType type, double reg_covar);
+
+  /// Sets weights (K), means (K × D) and covariances (shape by type, see covariances())
+  /// and computes the Cholesky factors of the precisions. Throws Error(kNumerical) naming
+  /// the first component whose covariance is not positive definite.
+  void set_parameters(RowVector weights, RowMatrix means, RowMatrix covariances);
+
+  Index num_components() const noexcept { return k_; }
+  Index num_features() const noexcept { return d_; }
+  CovarianceType covariance_type() const noexcept { return type_; }
+  double reg_covar() const noexcept { return reg_covar_; }
+  const RowVector& weights() const noexcept { return weights_; }
+  const RowMatrix& means() const noexcept { return means_; }
+  /// full: (K·D) × D, component k in rows [kD, kD+D); tied: D × D; diag: K × D;
+  /// spherical: K × 1. As scikit-learn's covariances_ (full reshaped to (K, D, D)).
+  const RowMatrix& covariances() const noexcept { return covariances_; }
+  /// Same shapes; full/tied blocks are upper triangular U with precision = U Uᵀ.
+  const RowMatrix& precisions_cholesky() const noexcept { return precisions_cholesky_; }
+  /// Free parameters (scikit-learn's _n_parameters), for BIC/AIC.
+  Index num_parameters() const noexcept;
+
+  /// Shift applied before accumulating second moments (D); set to the data mean.
+  void set_center(const RowVector& center);
+  /// For full covariances: per-component shift (K × D) used by the next accumulate().
+  void set_component_shift(const RowMatrix& shift);
+
+  /// log w_k + log N(x_n | μ_k, Σ_k) in nats: out is B × K. Thread-safe.
+  void weighted_log_prob(const RowMatrix& x, RowMatrix& out) const;
+  /// Per-row log p(x_n) (B) and responsibilities (B × K). Thread-safe.
+  void e_step(const RowMatrix& x, Vector& log_prob_norm, RowMatrix& resp) const;
+  /// Adds the sufficient statistics of (x, resp) to partial (size num_stats()). Thread-safe.
+  void accumulate(const RowMatrix& x, const RowMatrix& resp, std::span<double> partial) const;
+
+  // EmModel. Statistics: [Σ log p(x), rows, Nk (K), first moments, second moments].
+  std::size_t num_stats() const override;
+  void e_step_block(const io::DenseBlock& block, std::span<double> partial) const override;
+  /// M-step; objective = mean log-likelihood (nats per sample) under the previous
+  /// parameters; change = objective - previous objective.
+  Step m_step(std::span<const double> stats) override;
+  /// Forgets the previous objective (after an initialising M-step).
+  void reset_objective() noexcept;
+
+ private:
+  void prepare();  // precomputes the E-step's GEMM operands from the parameters
+  Index k_, d_;
+  CovarianceType type_;
+  double reg_covar_;
+  RowVector weights_;
+  RowMatrix means_, covariances_, precisions_cholesky_;
+  RowVector center_;
+  RowMatrix shift_;  // full: K × D
+  double previous_objective_;
+  // E-step operands
+  RowMatrix w_diag_;        // diag/spherical: 2D × K
+  RowVector bias_;          // K
+  RowMatrix tied_means_u_;  // tied: K × D, (μ_k - c) U
+};
+
+}  // namespace latent::models

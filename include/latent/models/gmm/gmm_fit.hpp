@@ -1,0 +1,41 @@
+#pragma once
+/// \file Fitting a Gaussian mixture on streamed data: initialisation (scikit-learn's
+/// init_params), EM, n_init restarts keeping the best lower bound.
+#include <cstdint>
+#include <string>
+
+#include "latent/comm/communicator.hpp"
+#include "latent/core/log.hpp"
+#include "latent/io/block_source.hpp"
+#include "latent/models/gmm/gmm.hpp"
+#include "latent/train/batch_em.hpp"
+#include "latent/train/data_summary.hpp"
+
+namespace latent::models {
+
+struct GmmConfig {
+  Index n_components = 1;
+  CovarianceType covariance_type = CovarianceType::kFull;
+  double reg_covar = 1e-6;
+  double tol = 1e-3;
+  int max_iter = 100;
+  int n_init = 1;
+  /// "kmeans" (k-means|| seeding + Lloyd, then hard responsibilities), "k-means++",
+  /// "random" (uniform random responsibilities), "random_from_data".
+  std::string init_params = "kmeans";
+  std::uint64_t seed = 0;
+  int threads = 1;
+};
+
+struct GmmFitResult {
+  Gmm model;
+  train::EmResult em;
+  int best_init = 0;
+};
+
+/// Collective. `summary` comes from train::summarize on the same source. Throws
+/// Error(kUsage) if K > N, Error(kNumerical) for a collapsed component.
+GmmFitResult fit_gmm(const comm::Communicator& comm, io::BlockSource& source, const train::DataSummary& summary,
+                     const GmmConfig& config, const Logger& log, const train::IterationObserver& observer);
+
+}  // namespace latent::models

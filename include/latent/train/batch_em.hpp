@@ -1,0 +1,62 @@
+#pragma once
+/// \file The batch EM driver: per iteration one streamed pass computes the E-step
+/// statistics of every local block, one allreduce sums them exactly, and every rank runs
+/// the same M-step, so parameters stay identical without a broadcast (DESIGN.md §1).
+#include <functional>
+#include <span>
+#include <vector>
+
+#include "latent/comm/communicator.hpp"
+#include "latent/io/block_source.hpp"
+
+namespace latent::train {
+
+/// What a model provides to the EM driver.
+class EmModel {
+ public:
+  virtual ~EmModel() = default;
+  /// Length of the flat statistics buffer.
+  virtual std::size_t num_stats() const = 0;
+  /// E-step on one block with the current parameters: adds the block's sufficient
+  /// statistics and its objective contribution into `partial` (zeroed). Thread-safe (const).
+  virtual void e_step_block(const io::DenseBlock& block, std::span<double> partial) const = 0;
+  /// M-step from the global statistics. Returns the objective evaluated in the E-step
+  /// (for example the mean log-likelihood in nats per sample) and the convergence
+  /// measure compared against tol. Throws Error(kNumerical) on a degenerate solution.
+  struct Step {
+    double objective = 0;
+    double change = 0;  ///< compared with tol in absolute value
+  };
+  virtual Step m_step(std::span<const double> stats) = 0;
+};
+
+struct EmOptions {
+  int max_iter = 100;
+  double tol = 1e-3;
+  int threads = 1;
+};
+
+struct IterationRecord {
+  int iteration = 0;
+  double objective = 0;
+  double change = 0;
+  double seconds = 0;             ///< wall time of this iteration
+  double samples_per_second = 0;  ///< N / seconds, all ranks together
+};
+
+struct EmResult {
+  std::vector<IterationRecord> history;
+  int n_iter = 0;
+  bool converged = false;
+  double objective = 0;  ///< last objective (sklearn's lower_bound_)
+};
+
+using IterationObserver = std::function<void(const IterationRecord&)>;
+
+/// Runs EM until |change| < tol or max_iter iterations. Collective; `observer` is called on
+/// every rank after each iteration (print on rank 0 only). Errors in any rank's pass are
+/// agreed before the allreduce and thrown identically everywhere.
+EmResult run_batch_em(const comm::Communicator& comm, io::BlockSource& source, Index num_samples,
+                      EmModel& model, const EmOptions& options, const IterationObserver& observer);
+
+}  // namespace latent::train

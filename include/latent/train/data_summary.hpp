@@ -1,0 +1,22 @@
+#pragma once
+/// \file One validating pass over the data before training (RELIABILITY.md rule 5): every
+/// block is read and checked (finiteness, via BlockSource), and per-feature moments are
+/// computed exactly, so the summary is identical for any rank/thread count.
+#include "latent/comm/communicator.hpp"
+#include "latent/core/types.hpp"
+#include "latent/io/block_source.hpp"
+
+namespace latent::train {
+
+struct DataSummary {
+  Index num_samples = 0;       ///< N
+  RowVector mean;              ///< D
+  RowVector variance;          ///< D, population variance (ddof = 0)
+  RowVector min, max;          ///< D
+  Index num_constant_features = 0;  ///< features with min == max
+};
+
+/// Collective. Throws the agreed Error if any block is unreadable or not finite.
+DataSummary summarize(const comm::Communicator& comm, io::BlockSource& source, int threads);
+
+}  // namespace latent::train

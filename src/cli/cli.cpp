@@ -1,0 +1,53 @@
+#include "latent/cli/cli.hpp"
+
+#include <functional>
+#include <map>
+
+#include "common.hpp"
+#include "latent/core/error.hpp"
+
+namespace latent::cli {
+namespace {
+
+const char* kUsage =
+    "latent <command> [options]   (every command takes --help)\n\n"
+    "Commands:\n"
+    "  import dense   convert IDX / CSV / NPY / HDF5 into a directory of HDF5 shards\n"
+    "  fit gmm        Gaussian mixture by EM (covariance full|tied|diag|spherical)\n"
+    "  fit kmeans     k-means (Lloyd) with k-means|| seeding\n"
+    "  score          JSON scores of a model on data (mean log-likelihood, BIC, AIC, ARI, purity)\n"
+    "  predict        hard labels (and --proba responsibilities) to an HDF5 file\n"
+    "  sample         draws from a generative model to an HDF5 shard\n"
+    "  info           summary of a model file, shard or data directory\n";
+
+}  // namespace
+
+int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  const comm::Communicator comm = comm::Communicator::world();
+  Context ctx{comm, out, err, Logger(&err, comm.is_root())};
+  static const std::map<std::string, std::function<int(const std::vector<std::string>&, const Context&)>> commands{
+      {"import", cmd_import}, {"fit", cmd_fit},       {"score", cmd_score},
+      {"predict", cmd_predict}, {"sample", cmd_sample}, {"info", cmd_info},
+  };
+  try {
+    if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+      if (comm.is_root()) (args.empty() ? err : out) << kUsage;
+      return args.empty() ? exit_code(ErrorKind::kUsage) : 0;
+    }
+    if (args[0] == "--version") {
+      if (comm.is_root()) out << "latent 0.1.0\n";
+      return 0;
+    }
+    const auto it = commands.find(args[0]);
+    if (it == commands.end()) throw_usage("unknown command '" + args[0] + "'\n" + kUsage);
+    return it->second(std::vector<std::string>(args.begin() + 1, args.end()), ctx);
+  } catch (const Error& e) {
+    if (comm.is_root()) err << "latent: error: " << e.what() << '\n';
+    return e.exit_code();
+  } catch (const std::exception& e) {
+    if (comm.is_root()) err << "latent: internal error: " << e.what() << '\n';
+    return exit_code(ErrorKind::kInternal);
+  }
+}
+
+}  // namespace latent::cli

@@ -1,0 +1,123 @@
+#include "common.hpp"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "latent/core/error.hpp"
+#include "latent/io/block_plan.hpp"
+
+namespace latent::cli {
+
+bool parse(const std::vector<std::string>& args, const po::options_description& desc, po::variables_map& vm,
+           const Context& ctx, const std::string& usage, const po::positional_options_description* positional) {
+  for (const auto& a : args)
+    if (a == "--help" || a == "-h") {
+      if (ctx.comm.is_root()) ctx.out << "Usage: " << usage << "\n\n" << desc << "\n";
+      return false;
+    }
+  try {
+    po::command_line_parser parser(args);
+    parser.options(desc);
+    if (positional) parser.positional(*positional);
+    po::store(parser.run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw_usage(std::string(e.what()) + "\nUsage: " + usage + " (see --help)");
+  }
+  return true;
+}
+
+void add_stream_options(po::options_description& desc, StreamOptions& o) {
+  desc.add_options()
+      ("threads", po::value(&o.threads)->default_value(0),
+       "TBB threads per rank (0: SLURM_CPUS_PER_TASK, else cores on this node / ranks on this node)")
+      ("block-rows", po::value(&o.block_rows)->default_value(4096),
+       "rows per block: the unit of streaming, of parallel work and of reproducible summation (results depend on it)")
+      ("prefetch", po::value(&o.prefetch)->default_value(4), "blocks read ahead by the I/O thread")
+      ("cache-mb", po::value(&o.cache_mb)->default_value(0),
+       "keep this rank's data in memory after the first pass if it fits in this many MiB (0: always stream)");
+}
+
+int resolve_threads(int requested) {
+  if (requested > 0) return requested;
+  if (const char* s = std::getenv("SLURM_CPUS_PER_TASK")) {
+    const int v = std::atoi(s);
+    if (v > 0) return v;
+  }
+  int local = 1;
+  if (const char* s = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE")) local = std::max(1, std::atoi(s));
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return std::max(1, cores / local);
+}
+
+std::unique_ptr<io::BlockSource> open_source(const Context& ctx, const std::string& data, const StreamOptions& o,
+                                             Labels labels) {
+  std::unique_ptr<io::BlockSource> source;
+  comm::run_agreed(ctx.comm, [&] {
+    if (o.block_rows < 1) throw_usage("--block-rows must be at least 1");
+    io::DenseDatasetInfo info = io::open_dense_dataset(data);
+    const bool read_labels = labels == Labels::kRequired || (labels == Labels::kIfPresent && info.has_labels);
+    if (labels == Labels::kRequired && !info.has_labels) throw_usage("data " + data + ": labels requested but not every shard has /labels");
+    auto plan = io::make_block_plan(info, o.block_rows);
+    const auto range = io::rank_block_range(static_cast<Index>(plan.size()), ctx.comm.rank(), ctx.comm.size());
+    std::vector<io::BlockRef> mine(plan.begin() + range.first, plan.begin() + range.last);
+    io::BlockSourceOptions bo;
+    bo.prefetch_blocks = o.prefetch;
+    bo.cache_bytes = static_cast<std::size_t>(std::max<Index>(0, o.cache_mb)) << 20;
+    bo.read_labels = read_labels;
+    source = std::make_unique<io::BlockSource>(std::move(info), std::move(mine), bo);
+  });
+  return source;
+}
+
+IterationLog::IterationLog(const Context& ctx, std::string model, const std::string& json_path)
+    : ctx_(ctx), model_(std::move(model)) {
+  if (!json_path.empty() && ctx.comm.is_root()) {
+    json_ = std::make_unique<std::ofstream>(json_path, std::ios::trunc);
+    if (!*json_) throw_output("--log-json " + json_path + ": cannot open for writing");
+  }
+}
+
+void IterationLog::operator()(const train::IterationRecord& r) {
+  if (!ctx_.comm.is_root()) return;
+  ctx_.log.info(fmt::format("iter {:>4}  objective {:>14.6f}  change {:>11.4e}  {:>8.3f} s  {:>10.4g} samples/s",
+                            r.iteration, r.objective, r.change, r.seconds, r.samples_per_second));
+  if (json_) {
+    nlohmann::json j{{"event", "iteration"}, {"model", model_},   {"iteration", r.iteration},
+                     {"objective", r.objective}, {"change", r.change}, {"seconds", r.seconds},
+                     {"samples_per_second", r.samples_per_second}, {"ranks", ctx_.comm.size()}};
+    *json_ << j.dump() << '\n';
+    json_->flush();
+  }
+}
+
+void IterationLog::done(const train::EmResult& result, double total_seconds) {
+  if (!ctx_.comm.is_root() || !json_) return;
+  nlohmann::json j{{"event", "done"},          {"model", model_},          {"n_iter", result.n_iter},
+                   {"converged", result.converged}, {"objective", result.objective}, {"total_seconds", total_seconds}};
+  *json_ << j.dump() << '\n';
+}
+
+bool stderr_is_tty() { return ::isatty(STDERR_FILENO) != 0; }
+
+Progress::Progress(std::ostream& err, bool enabled, std::string label, Index total)
+    : err_(err), enabled_(enabled), label_(std::move(label)), total_(total) {}
+
+void Progress::update(Index done) {
+  if (!enabled_ || total_ <= 0) return;
+  const int percent = static_cast<int>(100 * done / total_);
+  if (percent == last_percent_) return;
+  last_percent_ = percent;
+  const int width = 30, filled = percent * width / 100;
+  err_ << '\r' << label_ << " [" << std::string(static_cast<std::size_t>(filled), '#')
+       << std::string(static_cast<std::size_t>(width - filled), ' ') << "] " << percent << "% " << std::flush;
+}
+
+void Progress::finish() {
+  if (enabled_ && last_percent_ >= 0) err_ << '\n';
+}
+
+}  // namespace latent::cli

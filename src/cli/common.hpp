@@ -1,0 +1,91 @@
+#pragma once
+// Shared pieces of the commands: option parsing, the runtime options every data pass takes,
+// progress bars and the JSON log. Boost.Program_options lives only in src/cli.
+#include <boost/program_options.hpp>
+#include <cstdint>
+#include <fstream>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "latent/comm/communicator.hpp"
+#include "latent/core/log.hpp"
+#include "latent/io/block_source.hpp"
+#include "latent/train/batch_em.hpp"
+
+namespace latent::cli {
+
+namespace po = boost::program_options;
+
+/// Everything a command needs from its caller.
+struct Context {
+  const comm::Communicator& comm;
+  std::ostream& out;
+  std::ostream& err;
+  Logger log;  // rank 0 only
+};
+
+/// Parses `args` against `desc` (positional names optional). Returns false if --help was
+/// given (usage printed to ctx.out). Throws Error(kUsage) on bad options.
+bool parse(const std::vector<std::string>& args, const po::options_description& desc, po::variables_map& vm,
+           const Context& ctx, const std::string& usage, const po::positional_options_description* positional = nullptr);
+
+/// Options of every streamed pass: --threads, --block-rows, --prefetch, --cache-mb.
+struct StreamOptions {
+  int threads = 0;  // 0: auto
+  Index block_rows = 4096;
+  int prefetch = 4;
+  Index cache_mb = 0;
+};
+void add_stream_options(po::options_description& desc, StreamOptions& o);
+/// --threads 0 resolves to SLURM_CPUS_PER_TASK, else the cores available divided by the
+/// ranks on this node (OMPI_COMM_WORLD_LOCAL_SIZE).
+int resolve_threads(int requested);
+
+/// Whether a pass reads /labels.
+enum class Labels { kNo, kRequired, kIfPresent };
+/// Opens a dense dataset on every rank and builds this rank's BlockSource. Collective.
+std::unique_ptr<io::BlockSource> open_source(const Context& ctx, const std::string& data, const StreamOptions& o,
+                                             Labels labels);
+
+/// Prints iteration lines on rank 0 and writes them as JSON lines to --log-json.
+class IterationLog {
+ public:
+  IterationLog(const Context& ctx, std::string model, const std::string& json_path);
+  void operator()(const train::IterationRecord& r);
+  void done(const train::EmResult& result, double total_seconds);
+  train::IterationObserver observer() {
+    return [this](const train::IterationRecord& r) { (*this)(r); };
+  }
+
+ private:
+  const Context& ctx_;
+  std::string model_;
+  std::unique_ptr<std::ofstream> json_;
+};
+
+/// A progress bar on stderr when it is a terminal; silent otherwise.
+class Progress {
+ public:
+  Progress(std::ostream& err, bool enabled, std::string label, Index total);
+  void update(Index done);
+  void finish();
+
+ private:
+  std::ostream& err_;
+  bool enabled_;
+  std::string label_;
+  Index total_;
+  int last_percent_ = -1;
+};
+bool stderr_is_tty();
+
+int cmd_import(const std::vector<std::string>& args, const Context& ctx);
+int cmd_fit(const std::vector<std::string>& args, const Context& ctx);
+int cmd_score(const std::vector<std::string>& args, const Context& ctx);
+int cmd_predict(const std::vector<std::string>& args, const Context& ctx);
+int cmd_sample(const std::vector<std::string>& args, const Context& ctx);
+int cmd_info(const std::vector<std::string>& args, const Context& ctx);
+
+}  // namespace latent::cli

@@ -1,0 +1,153 @@
+// `latent fit MODEL`: one function per model, registered in the table at the bottom.
+#include <fmt/format.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "common.hpp"
+#include "latent/core/error.hpp"
+#include "latent/io/h5_file.hpp"
+#include "latent/models/fitted_model.hpp"
+#include "latent/models/gmm/gmm_fit.hpp"
+#include "latent/models/kmeans/kmeans.hpp"
+#include "latent/train/data_summary.hpp"
+
+namespace latent::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct CommonFit {
+  std::string data, output, log_json;
+  bool overwrite = false;
+  std::uint64_t seed = 0;
+  StreamOptions stream;
+};
+
+void add_common(po::options_description& desc, CommonFit& c) {
+  desc.add_options()
+      ("data", po::value(&c.data)->required(), "training data: directory of HDF5 shards (or one shard file)")
+      ("output", po::value(&c.output)->required(), "model file to write (HDF5); refused if it exists")
+      ("overwrite", po::bool_switch(&c.overwrite), "replace an existing output file (atomically)")
+      ("seed", po::value(&c.seed)->default_value(0), "random seed (results are identical for any rank/thread count)")
+      ("log-json", po::value(&c.log_json)->default_value(""), "also write one JSON line per iteration to this file");
+  add_stream_options(desc, c.stream);
+}
+
+// Checks the output, opens the data, and runs the validating summary pass. Collective.
+std::unique_ptr<io::BlockSource> prepare(const Context& ctx, CommonFit& c, train::DataSummary& summary) {
+  comm::run_agreed(ctx.comm, [&] {
+    if (ctx.comm.is_root()) io::check_output_path(c.output, c.overwrite);
+  });
+  c.stream.threads = resolve_threads(c.stream.threads);
+  auto source = open_source(ctx, c.data, c.stream, Labels::kNo);
+  ctx.log.info(fmt::format("data {}: {} samples x {} features in {} shard(s); {} rank(s) x {} thread(s)", c.data,
+                           source->info().num_rows, source->info().num_features, source->info().shards.size(),
+                           ctx.comm.size(), c.stream.threads));
+  summary = train::summarize(ctx.comm, *source, c.stream.threads);
+  if (summary.num_constant_features > 0)
+    ctx.log.warn(std::to_string(summary.num_constant_features) + " of " + std::to_string(source->info().num_features) +
+                 " features are constant (zero variance); reg_covar keeps their variances positive");
+  return source;
+}
+
+void save_agreed(const Context& ctx, const std::function<void()>& save) {
+  comm::run_agreed(ctx.comm, [&] {
+    if (ctx.comm.is_root()) save();
+  });
+}
+
+int fit_gmm(const std::vector<std::string>& args, const Context& ctx) {
+  CommonFit c;
+  models::GmmConfig g;
+  std::string cov = "full";
+  po::options_description desc("latent fit gmm options");
+  desc.add_options()
+      ("n-components", po::value(&g.n_components)->default_value(1), "number of mixture components K")
+      ("covariance-type", po::value(&cov)->default_value("full"), "full | tied | diag | spherical")
+      ("reg-covar", po::value(&g.reg_covar)->default_value(1e-6), "added to the diagonal of covariances")
+      ("tol", po::value(&g.tol)->default_value(1e-3), "stop when the lower bound (mean log-likelihood) changes less")
+      ("max-iter", po::value(&g.max_iter)->default_value(100), "EM iterations per initialisation")
+      ("n-init", po::value(&g.n_init)->default_value(1), "initialisations; the best lower bound is kept")
+      ("init-params", po::value(&g.init_params)->default_value("kmeans"), "kmeans | k-means++ | random | random_from_data");
+  add_common(desc, c);
+  po::variables_map vm;
+  if (!parse(args, desc, vm, ctx, "latent fit gmm --data DIR --output MODEL.h5 --n-components K [options]")) return 0;
+  g.covariance_type = models::parse_covariance_type(cov);
+  g.seed = c.seed;
+  train::DataSummary summary;
+  auto source = prepare(ctx, c, summary);
+  g.threads = c.stream.threads;
+  IterationLog ilog(ctx, "gmm", c.log_json);
+  const auto t0 = Clock::now();
+  models::GmmFitResult fit = models::fit_gmm(ctx.comm, *source, summary, g, ctx.log, ilog.observer());
+  const double total = std::chrono::duration<double>(Clock::now() - t0).count();
+  ilog.done(fit.em, total);
+  nlohmann::json config{{"model", "gmm"},           {"n_components", g.n_components}, {"covariance_type", cov},
+                        {"reg_covar", g.reg_covar}, {"tol", g.tol},                   {"max_iter", g.max_iter},
+                        {"n_init", g.n_init},       {"init_params", g.init_params},   {"seed", c.seed},
+                        {"block_rows", c.stream.block_rows}, {"data", c.data}};
+  save_agreed(ctx, [&] {
+    models::save_gmm(fit.model, models::FitRecord{config.dump(), fit.em, summary.num_samples, c.data}, c.output, c.overwrite);
+  });
+  ctx.log.info(fmt::format("{} after {} iterations, lower bound {:.6f} nats/sample, {:.2f} s; wrote {}",
+                           fit.em.converged ? "converged" : "stopped", fit.em.n_iter, fit.em.objective, total, c.output));
+  return 0;
+}
+
+int fit_kmeans(const std::vector<std::string>& args, const Context& ctx) {
+  CommonFit c;
+  models::KmeansConfig k;
+  po::options_description desc("latent fit kmeans options");
+  desc.add_options()
+      ("n-clusters", po::value(&k.n_clusters)->default_value(8), "number of clusters K")
+      ("init", po::value(&k.init)->default_value("k-means||"), "k-means|| | k-means++ | random")
+      ("max-iter", po::value(&k.max_iter)->default_value(300), "Lloyd iterations per initialisation")
+      ("tol", po::value(&k.tol)->default_value(1e-4),
+       "stop when the squared center shift is below tol times the mean feature variance")
+      ("n-init", po::value(&k.n_init)->default_value(1), "initialisations; the lowest inertia is kept");
+  add_common(desc, c);
+  po::variables_map vm;
+  if (!parse(args, desc, vm, ctx, "latent fit kmeans --data DIR --output MODEL.h5 --n-clusters K [options]")) return 0;
+  k.seed = c.seed;
+  train::DataSummary summary;
+  auto source = prepare(ctx, c, summary);
+  k.threads = c.stream.threads;
+  IterationLog ilog(ctx, "kmeans", c.log_json);
+  const auto t0 = Clock::now();
+  models::KmeansResult fit =
+      models::fit_kmeans(ctx.comm, *source, summary.num_samples, summary.variance.mean(), k, ctx.log, ilog.observer());
+  const double total = std::chrono::duration<double>(Clock::now() - t0).count();
+  ilog.done(fit.em, total);
+  nlohmann::json config{{"model", "kmeans"}, {"n_clusters", k.n_clusters}, {"init", k.init},
+                        {"max_iter", k.max_iter}, {"tol", k.tol}, {"n_init", k.n_init}, {"seed", c.seed},
+                        {"block_rows", c.stream.block_rows}, {"data", c.data}};
+  save_agreed(ctx, [&] {
+    models::save_kmeans(fit.centers, fit.inertia, models::FitRecord{config.dump(), fit.em, summary.num_samples, c.data},
+                        c.output, c.overwrite);
+  });
+  ctx.log.info(fmt::format("{} after {} iterations, inertia {:.6g}, {:.2f} s; wrote {}",
+                           fit.em.converged ? "converged" : "stopped", fit.em.n_iter, fit.inertia, total, c.output));
+  return 0;
+}
+
+}  // namespace
+
+int cmd_fit(const std::vector<std::string>& args, const Context& ctx) {
+  // The fit registry: one line per model.
+  static const std::map<std::string, std::function<int(const std::vector<std::string>&, const Context&)>> models{
+      {"gmm", fit_gmm},
+      {"kmeans", fit_kmeans},
+  };
+  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
+    if (ctx.comm.is_root()) ctx.out << "Usage: latent fit MODEL [options]; MODEL is one of: gmm, kmeans\n";
+    return args.empty() ? exit_code(ErrorKind::kUsage) : 0;
+  }
+  const auto it = models.find(args[0]);
+  if (it == models.end()) throw_usage("unknown model '" + args[0] + "' (available: gmm, kmeans)");
+  return it->second(std::vector<std::string>(args.begin() + 1, args.end()), ctx);
+}
+
+}  // namespace latent::cli

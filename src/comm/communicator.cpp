@@ -1,0 +1,198 @@
+#include "latent/comm/communicator.hpp"
+
+#include <mpi.h>
+
+#include <limits>
+#include <new>
+
+#include "latent/core/error.hpp"
+
+namespace latent::comm {
+namespace {
+
+void check(int rc, const char* what) {
+  if (rc != MPI_SUCCESS) throw Error(ErrorKind::kInternal, std::string("MPI call failed: ") + what);
+}
+
+MPI_Datatype cell_type() {
+  static MPI_Datatype type = [] {
+    MPI_Datatype t;
+    MPI_Type_contiguous(4, MPI_INT64_T, &t);
+    MPI_Type_commit(&t);
+    return t;
+  }();
+  return type;
+}
+
+void merge_cells(void* in, void* inout, int* len, MPI_Datatype*) {
+  auto* a = static_cast<const ExactCell*>(in);
+  auto* b = static_cast<ExactCell*>(inout);
+  for (int i = 0; i < *len; ++i) exact_merge(b[i], a[i]);
+}
+
+MPI_Op merge_op() {
+  static MPI_Op op = [] {
+    MPI_Op o;
+    MPI_Op_create(&merge_cells, /*commute=*/1, &o);
+    return o;
+  }();
+  return op;
+}
+
+// MPI counts are int: split large buffers into pieces.
+constexpr std::size_t kMaxChunk = std::size_t{1} << 28;
+
+template <class T>
+void allreduce_chunked(T* data, std::size_t n, MPI_Datatype type, MPI_Op op) {
+  for (std::size_t off = 0; off < n; off += kMaxChunk) {
+    const auto count = static_cast<int>(std::min(kMaxChunk, n - off));
+    check(MPI_Allreduce(MPI_IN_PLACE, data + off, count, type, op, MPI_COMM_WORLD), "MPI_Allreduce");
+  }
+}
+
+template <class T>
+std::vector<T> allgatherv_impl(std::span<const T> local, MPI_Datatype type, int size) {
+  const auto n = static_cast<long long>(local.size());
+  if (n > std::numeric_limits<int>::max()) throw Error(ErrorKind::kInternal, "allgatherv: too many elements");
+  int mine = static_cast<int>(n);
+  std::vector<int> counts(static_cast<std::size_t>(size)), displs(static_cast<std::size_t>(size));
+  check(MPI_Allgather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, MPI_COMM_WORLD), "MPI_Allgather");
+  long long total = 0;
+  for (int r = 0; r < size; ++r) {
+    displs[static_cast<std::size_t>(r)] = static_cast<int>(total);
+    total += counts[static_cast<std::size_t>(r)];
+  }
+  if (total > std::numeric_limits<int>::max()) throw Error(ErrorKind::kInternal, "allgatherv: too many elements");
+  std::vector<T> out(static_cast<std::size_t>(total));
+  check(MPI_Allgatherv(local.data(), mine, type, out.data(), counts.data(), displs.data(), type,
+                       MPI_COMM_WORLD),
+        "MPI_Allgatherv");
+  return out;
+}
+
+}  // namespace
+
+MpiSession::MpiSession(int* argc, char*** argv) {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (!initialized) {
+    int provided = 0;
+    MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+  }
+}
+
+MpiSession::~MpiSession() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+void MpiSession::abort(int code) {
+  MPI_Abort(MPI_COMM_WORLD, code);
+  std::abort();
+}
+
+Communicator Communicator::world() {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  return Communicator(rank, size);
+}
+
+void Communicator::allreduce(ExactSum& sum) const {
+  if (size_ == 1) return;
+  auto cells = sum.cells();
+  allreduce_chunked(cells.data(), cells.size(), cell_type(), merge_op());
+}
+
+void Communicator::allreduce_sum(std::span<std::int64_t> values) const {
+  if (size_ > 1) allreduce_chunked(values.data(), values.size(), MPI_INT64_T, MPI_SUM);
+}
+void Communicator::allreduce_max(std::span<double> values) const {
+  if (size_ > 1) allreduce_chunked(values.data(), values.size(), MPI_DOUBLE, MPI_MAX);
+}
+void Communicator::allreduce_min(std::span<double> values) const {
+  if (size_ > 1) allreduce_chunked(values.data(), values.size(), MPI_DOUBLE, MPI_MIN);
+}
+double Communicator::allreduce_sum_unordered(double value) const {
+  if (size_ > 1) allreduce_chunked(&value, 1, MPI_DOUBLE, MPI_SUM);
+  return value;
+}
+
+void Communicator::broadcast(std::string& data, int root) const {
+  if (size_ == 1) return;
+  long long n = static_cast<long long>(data.size());
+  check(MPI_Bcast(&n, 1, MPI_LONG_LONG, root, MPI_COMM_WORLD), "MPI_Bcast");
+  data.resize(static_cast<std::size_t>(n));
+  check(MPI_Bcast(data.data(), static_cast<int>(n), MPI_CHAR, root, MPI_COMM_WORLD), "MPI_Bcast");
+}
+
+void Communicator::broadcast(std::span<double> data, int root) const {
+  if (size_ == 1) return;
+  for (std::size_t off = 0; off < data.size(); off += kMaxChunk) {
+    const auto count = static_cast<int>(std::min(kMaxChunk, data.size() - off));
+    check(MPI_Bcast(data.data() + off, count, MPI_DOUBLE, root, MPI_COMM_WORLD), "MPI_Bcast");
+  }
+}
+
+std::vector<double> Communicator::allgatherv(std::span<const double> local) const {
+  return allgatherv_impl(local, MPI_DOUBLE, size_);
+}
+std::vector<std::int64_t> Communicator::allgatherv(std::span<const std::int64_t> local) const {
+  return allgatherv_impl(local, MPI_INT64_T, size_);
+}
+
+void Communicator::send(std::span<const double> data, int dest, int tag) const {
+  check(MPI_Send(data.data(), static_cast<int>(data.size()), MPI_DOUBLE, dest, tag, MPI_COMM_WORLD), "MPI_Send");
+}
+void Communicator::recv(std::span<double> data, int source, int tag) const {
+  check(MPI_Recv(data.data(), static_cast<int>(data.size()), MPI_DOUBLE, source, tag, MPI_COMM_WORLD,
+                 MPI_STATUS_IGNORE),
+        "MPI_Recv");
+}
+void Communicator::send(std::span<const std::int64_t> data, int dest, int tag) const {
+  check(MPI_Send(data.data(), static_cast<int>(data.size()), MPI_INT64_T, dest, tag, MPI_COMM_WORLD), "MPI_Send");
+}
+void Communicator::recv(std::span<std::int64_t> data, int source, int tag) const {
+  check(MPI_Recv(data.data(), static_cast<int>(data.size()), MPI_INT64_T, source, tag, MPI_COMM_WORLD,
+                 MPI_STATUS_IGNORE),
+        "MPI_Recv");
+}
+
+void Communicator::barrier() const {
+  if (size_ > 1) check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+}
+
+void Communicator::agree(std::exception_ptr local_error) const {
+  ErrorKind kind = ErrorKind::kInternal;
+  std::string message;
+  if (local_error) {
+    try {
+      std::rethrow_exception(local_error);
+    } catch (const Error& e) {
+      kind = e.kind();
+      message = e.what();
+    } catch (const std::bad_alloc&) {
+      message = "out of memory (std::bad_alloc); lower --block-rows or use more ranks";
+    } catch (const std::exception& e) {
+      message = e.what();
+    } catch (...) {
+      message = "unknown exception";
+    }
+  }
+  if (size_ == 1) {
+    if (local_error) throw Error(kind, message);
+    return;
+  }
+  double first_failing = local_error ? rank_ : size_;
+  allreduce_chunked(&first_failing, 1, MPI_DOUBLE, MPI_MIN);
+  const int root = static_cast<int>(first_failing);
+  if (root == size_) return;
+  std::string payload;
+  if (rank_ == root) payload = std::string(1, static_cast<char>(kind)) + message;
+  broadcast(payload, root);
+  const auto agreed_kind = static_cast<ErrorKind>(payload.empty() ? 0 : payload[0]);
+  throw Error(agreed_kind, "rank " + std::to_string(root) + ": " + payload.substr(1));
+}
+
+}  // namespace latent::comm

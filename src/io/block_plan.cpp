@@ -1,0 +1,28 @@
+#include "latent/io/block_plan.hpp"
+
+#include "latent/core/error.hpp"
+
+namespace latent::io {
+
+std::vector<BlockRef> make_block_plan(const DenseDatasetInfo& info, Index block_rows) {
+  if (block_rows < 1) throw_usage("--block-rows must be at least 1 (got " + std::to_string(block_rows) + ")");
+  std::vector<BlockRef> plan;
+  Index global = 0;
+  for (std::size_t s = 0; s < info.shards.size(); ++s) {
+    const Index n = info.shards[s].num_rows;
+    for (Index r = 0; r < n; r += block_rows) {
+      const Index rows = std::min(block_rows, n - r);
+      plan.push_back(BlockRef{static_cast<Index>(plan.size()), static_cast<Index>(s), r, rows, global});
+      global += rows;
+    }
+  }
+  return plan;
+}
+
+BlockRange rank_block_range(Index num_blocks, int rank, int num_ranks) {
+  const Index p = num_ranks;
+  const Index r = rank;
+  return BlockRange{num_blocks * r / p, num_blocks * (r + 1) / p};
+}
+
+}  // namespace latent::io

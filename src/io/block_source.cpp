@@ -1,0 +1,203 @@
+#include "latent/io/block_source.hpp"
+
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "h5_handle.hpp"
+#include "latent/core/error.hpp"
+
+namespace latent::io {
+namespace {
+
+using detail::Handle;
+
+// Keeps the current shard open across consecutive blocks of a pass.
+class ShardReader {
+ public:
+  explicit ShardReader(const DenseDatasetInfo& info) : info_(info) {}
+
+  DenseBlock read(const BlockRef& ref, bool read_labels, bool allow_nan) {
+    const ShardInfo& shard = info_.shards.at(static_cast<std::size_t>(ref.shard));
+    open(ref.shard);
+    const Index d = info_.num_features;
+    DenseBlock block;
+    block.ref = ref;
+    block.x.resize(ref.num_rows, d);
+    Handle file_space = detail::space_handle(H5Dget_space(data_.get()));
+    const hsize_t start[2] = {static_cast<hsize_t>(ref.row_begin), 0};
+    const hsize_t count[2] = {static_cast<hsize_t>(ref.num_rows), static_cast<hsize_t>(d)};
+    H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr);
+    Handle mem_space = detail::space_handle(H5Screate_simple(2, count, nullptr));
+    const std::string where = "file " + shard.path + ", dataset /" + kDataDataset;
+    herr_t rc;
+    if (shard.dtype == DType::kFloat32) {
+      buffer_.resize(static_cast<std::size_t>(ref.num_rows * d));
+      rc = H5Dread(data_.get(), H5T_NATIVE_FLOAT, mem_space.get(), file_space.get(), H5P_DEFAULT, buffer_.data());
+      if (rc >= 0)
+        block.x = Eigen::Map<const RowMatrixF>(buffer_.data(), ref.num_rows, d).cast<double>();
+    } else {
+      rc = H5Dread(data_.get(), H5T_NATIVE_DOUBLE, mem_space.get(), file_space.get(), H5P_DEFAULT, block.x.data());
+    }
+    if (rc < 0)
+      throw Error(ErrorKind::kIo, where + ", rows " + std::to_string(ref.row_begin) + "-" +
+                                      std::to_string(ref.row_begin + ref.num_rows - 1) +
+                                      ": read failed (file truncated or damaged?)");
+    check_finite(block, where, allow_nan);
+    if (read_labels) {
+      const std::string lwhere = "file " + shard.path + ", dataset /" + kLabelsDataset;
+      if (!labels_.valid()) throw_input(lwhere + ": missing (labels were requested)");
+      block.labels.resize(static_cast<std::size_t>(ref.num_rows));
+      Handle lspace = detail::space_handle(H5Dget_space(labels_.get()));
+      const hsize_t lstart[1] = {static_cast<hsize_t>(ref.row_begin)};
+      const hsize_t lcount[1] = {static_cast<hsize_t>(ref.num_rows)};
+      H5Sselect_hyperslab(lspace.get(), H5S_SELECT_SET, lstart, nullptr, lcount, nullptr);
+      Handle lmem = detail::space_handle(H5Screate_simple(1, lcount, nullptr));
+      if (H5Dread(labels_.get(), H5T_NATIVE_INT64, lmem.get(), lspace.get(), H5P_DEFAULT, block.labels.data()) < 0)
+        throw Error(ErrorKind::kIo, lwhere + ": read failed");
+    }
+    return block;
+  }
+
+ private:
+  void open(Index shard) {
+    if (shard == open_shard_) return;
+    labels_.reset();
+    data_.reset();
+    file_.reset();
+    const std::string& path = info_.shards.at(static_cast<std::size_t>(shard)).path;
+    file_ = detail::open_read_only(path);
+    data_ = detail::open_trusted_dataset(file_.get(), path, kDataDataset);
+    if (info_.shards[static_cast<std::size_t>(shard)].has_labels)
+      labels_ = detail::open_trusted_dataset(file_.get(), path, kLabelsDataset);
+    open_shard_ = shard;
+  }
+
+  static void check_finite(const DenseBlock& block, const std::string& where, bool allow_nan) {
+    const double* p = block.x.data();
+    const Index n = block.x.size();
+    bool ok = true;
+    for (Index i = 0; i < n; ++i) ok &= std::isfinite(p[i]);
+    if (ok) return;
+    for (Index i = 0; i < n; ++i) {
+      if (std::isfinite(p[i]) || (allow_nan && std::isnan(p[i]))) continue;
+      const Index row = block.ref.row_begin + i / block.x.cols();
+      const Index col = i % block.x.cols();
+      throw_input(where + ", row " + std::to_string(row) + ", column " + std::to_string(col) + ": value is " +
+                  (std::isnan(p[i]) ? "NaN" : "infinite") + " (dataset row " +
+                  std::to_string(block.ref.global_row_begin + i / block.x.cols()) +
+                  "); clean the data or drop the row");
+    }
+  }
+
+  const DenseDatasetInfo& info_;
+  Index open_shard_ = -1;
+  Handle file_, data_, labels_;
+  std::vector<float> buffer_;
+};
+
+}  // namespace
+
+DenseBlock read_block(const DenseDatasetInfo& info, const BlockRef& ref, bool read_labels, bool allow_nan) {
+  ShardReader reader(info);
+  return reader.read(ref, read_labels, allow_nan);
+}
+
+// One pass: an I/O thread fills a bounded queue; the consumer pops in order.
+struct BlockSource::Pass {
+  std::mutex mutex;
+  std::condition_variable cv;
+  std::deque<std::shared_ptr<const DenseBlock>> queue;
+  std::exception_ptr error;
+  bool done = false;
+  std::atomic<bool> stop{false};
+  std::thread thread;
+
+  ~Pass() {
+    {
+      std::lock_guard lock(mutex);
+      stop = true;
+    }
+    cv.notify_all();
+    if (thread.joinable()) thread.join();
+  }
+};
+
+BlockSource::BlockSource(DenseDatasetInfo info, std::vector<BlockRef> blocks, BlockSourceOptions options)
+    : info_(std::move(info)), blocks_(std::move(blocks)), options_(options) {
+  std::size_t bytes = 0;
+  for (const auto& b : blocks_) {
+    num_local_rows_ += b.num_rows;
+    bytes += static_cast<std::size_t>(b.num_rows * info_.num_features) * sizeof(double);
+  }
+  if (options_.prefetch_blocks < 1) options_.prefetch_blocks = 1;
+  cache_enabled_ = options_.cache_bytes > 0 && bytes <= options_.cache_bytes;
+}
+
+BlockSource::~BlockSource() = default;
+
+void BlockSource::cancel_pass() { pass_.reset(); }
+
+void BlockSource::start_pass() {
+  pass_.reset();
+  cache_cursor_ = 0;
+  if (cache_complete_) return;
+  if (cache_enabled_) cache_.clear();
+  pass_ = std::make_unique<Pass>();
+  Pass* pass = pass_.get();
+  pass->thread = std::thread([this, pass] {
+    try {
+      ShardReader reader(info_);
+      for (const auto& ref : blocks_) {
+        auto block = std::make_shared<const DenseBlock>(reader.read(ref, options_.read_labels, options_.allow_nan));
+        std::unique_lock lock(pass->mutex);
+        pass->cv.wait(lock, [&] {
+          return pass->stop || pass->queue.size() < static_cast<std::size_t>(options_.prefetch_blocks);
+        });
+        if (pass->stop) return;
+        pass->queue.push_back(std::move(block));
+        pass->cv.notify_all();
+      }
+    } catch (...) {
+      std::lock_guard lock(pass->mutex);
+      pass->error = std::current_exception();
+    }
+    std::lock_guard lock(pass->mutex);
+    pass->done = true;
+    pass->cv.notify_all();
+  });
+}
+
+std::shared_ptr<const DenseBlock> BlockSource::next() {
+  if (cache_complete_) {
+    if (cache_cursor_ >= cache_.size()) return nullptr;
+    return cache_[cache_cursor_++];
+  }
+  if (!pass_) return nullptr;
+  Pass* pass = pass_.get();
+  std::unique_lock lock(pass->mutex);
+  pass->cv.wait(lock, [&] { return !pass->queue.empty() || pass->done; });
+  if (!pass->queue.empty()) {
+    auto block = std::move(pass->queue.front());
+    pass->queue.pop_front();
+    pass->cv.notify_all();
+    if (cache_enabled_) cache_.push_back(block);
+    return block;
+  }
+  if (pass->error) {
+    auto error = pass->error;
+    lock.unlock();
+    pass_.reset();
+    cache_.clear();
+    std::rethrow_exception(error);
+  }
+  lock.unlock();
+  pass_.reset();
+  if (cache_enabled_) cache_complete_ = cache_.size() == blocks_.size();
+  return nullptr;
+}
+
+}  // namespace latent::io

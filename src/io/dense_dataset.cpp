@@ -1,0 +1,95 @@
+#include "latent/io/dense_dataset.hpp"
+
+#include <algorithm>
+#include <filesystem>
+
+#include "h5_handle.hpp"
+#include "latent/core/error.hpp"
+
+namespace latent::io {
+namespace {
+
+using detail::Handle;
+
+std::string describe_type(hid_t type) {
+  switch (H5Tget_class(type)) {
+    case H5T_INTEGER: return std::to_string(8 * H5Tget_size(type)) + "-bit integer";
+    case H5T_FLOAT: return std::to_string(8 * H5Tget_size(type)) + "-bit float";
+    case H5T_STRING: return "string";
+    case H5T_COMPOUND: return "compound";
+    default: return "unsupported type class";
+  }
+}
+
+ShardInfo inspect_shard(const std::string& path, Index* num_features, bool* labels) {
+  Handle f = detail::open_read_only(path);
+  ShardInfo shard;
+  shard.path = path;
+  const std::string where = "file " + path + ", dataset /" + kDataDataset;
+  Handle d = detail::open_trusted_dataset(f.get(), path, kDataDataset);
+  Handle type = detail::type_handle(H5Dget_type(d.get()));
+  const bool is_float = H5Tget_class(type.get()) == H5T_FLOAT;
+  const std::size_t bytes = H5Tget_size(type.get());
+  if (!is_float || (bytes != 4 && bytes != 8))
+    throw_input(where + ": has dtype " + describe_type(type.get()) +
+                "; supported: float32, float64 (import with `latent import dense`)");
+  shard.dtype = bytes == 4 ? DType::kFloat32 : DType::kFloat64;
+  Handle space = detail::space_handle(H5Dget_space(d.get()));
+  const int rank = H5Sget_simple_extent_ndims(space.get());
+  if (rank != 2) throw_input(where + ": has " + std::to_string(rank) + " dimensions; expected 2 (rows, features)");
+  hsize_t dims[2] = {0, 0};
+  H5Sget_simple_extent_dims(space.get(), dims, nullptr);
+  shard.num_rows = static_cast<Index>(dims[0]);
+  const auto d_features = static_cast<Index>(dims[1]);
+  if (d_features < 1) throw_input(where + ": has no features (shape " + std::to_string(dims[0]) + " x 0)");
+  if (*num_features >= 0 && d_features != *num_features)
+    throw_input(where + ": has " + std::to_string(d_features) + " features but earlier shards have " +
+                std::to_string(*num_features) + "; every shard must have the same number of features");
+  *num_features = d_features;
+  if (H5Lexists(f.get(), kLabelsDataset, H5P_DEFAULT) > 0) {
+    const std::string lwhere = "file " + path + ", dataset /" + kLabelsDataset;
+    Handle l = detail::open_trusted_dataset(f.get(), path, kLabelsDataset);
+    Handle ltype = detail::type_handle(H5Dget_type(l.get()));
+    if (H5Tget_class(ltype.get()) != H5T_INTEGER)
+      throw_input(lwhere + ": has dtype " + describe_type(ltype.get()) + "; expected integer");
+    Handle lspace = detail::space_handle(H5Dget_space(l.get()));
+    hsize_t ldims[2] = {0, 0};
+    const int lrank = H5Sget_simple_extent_ndims(lspace.get());
+    H5Sget_simple_extent_dims(lspace.get(), ldims, nullptr);
+    if (lrank != 1 || static_cast<Index>(ldims[0]) != shard.num_rows)
+      throw_input(lwhere + ": expected one label per row (" + std::to_string(shard.num_rows) + ")");
+    shard.has_labels = true;
+  }
+  *labels = *labels && shard.has_labels;
+  return shard;
+}
+
+}  // namespace
+
+DenseDatasetInfo open_dense_dataset(const std::string& location) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(location, ec)) throw Error(ErrorKind::kNoInput, "data " + location + ": does not exist");
+  std::vector<std::string> paths;
+  if (fs::is_directory(location, ec)) {
+    for (const auto& entry : fs::directory_iterator(location, ec))
+      if (entry.is_regular_file() && entry.path().extension() == ".h5") paths.push_back(entry.path().string());
+    std::sort(paths.begin(), paths.end());
+    if (paths.empty())
+      throw_input("data " + location + ": directory has no .h5 shards (create them with `latent import dense`)");
+  } else {
+    paths.push_back(location);
+  }
+  DenseDatasetInfo info;
+  info.location = location;
+  info.num_features = -1;
+  info.has_labels = true;
+  for (const auto& p : paths) {
+    info.shards.push_back(inspect_shard(p, &info.num_features, &info.has_labels));
+    info.num_rows += info.shards.back().num_rows;
+  }
+  if (info.num_rows == 0) throw_input("data " + location + ": has no rows");
+  return info;
+}
+
+}  // namespace latent::io

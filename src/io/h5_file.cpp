@@ -1,0 +1,323 @@
+#include "latent/io/h5_file.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "h5_handle.hpp"
+#include "latent/core/error.hpp"
+
+namespace latent::io {
+namespace {
+
+using detail::Handle;
+namespace fs = std::filesystem;
+
+hid_t mem_type(DType t) {
+  switch (t) {
+    case DType::kFloat32: return H5T_NATIVE_FLOAT;
+    case DType::kFloat64: return H5T_NATIVE_DOUBLE;
+    case DType::kInt64: return H5T_NATIVE_INT64;
+  }
+  return H5T_NATIVE_DOUBLE;
+}
+hid_t file_type(DType t) {
+  switch (t) {
+    case DType::kFloat32: return H5T_IEEE_F32LE;
+    case DType::kFloat64: return H5T_IEEE_F64LE;
+    case DType::kInt64: return H5T_STD_I64LE;
+  }
+  return H5T_IEEE_F64LE;
+}
+
+void fsync_path(const std::string& path, bool directory) {
+  const int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
+std::string parent_dir(const std::string& path) {
+  fs::path p = fs::absolute(fs::path(path)).parent_path();
+  return p.empty() ? std::string(".") : p.string();
+}
+
+}  // namespace
+
+void check_output_path(const std::string& path, bool overwrite) {
+  std::error_code ec;
+  if (path.empty()) throw_usage("output path is empty");
+  if (fs::exists(path, ec) && !overwrite)
+    throw_output("output " + path + ": already exists; choose another name or pass --overwrite");
+  const std::string dir = parent_dir(path);
+  if (!fs::is_directory(dir, ec)) throw_output("output " + path + ": directory " + dir + " does not exist");
+  const std::string probe = path + ".probe-" + std::to_string(::getpid());
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+  if (fd < 0) throw_output("output " + path + ": directory " + dir + " is not writable");
+  ::close(fd);
+  ::unlink(probe.c_str());
+}
+
+struct H5Writer::Impl {
+  Handle file;
+
+  hid_t ensure_parent(const std::string& name) {
+    // Creates intermediate groups of "a/b/c".
+    std::size_t pos = 0;
+    while ((pos = name.find('/', pos + 1)) != std::string::npos) {
+      const std::string group = name.substr(0, pos);
+      if (H5Lexists(file.get(), group.c_str(), H5P_DEFAULT) <= 0) {
+        Handle g = detail::group_handle(H5Gcreate2(file.get(), group.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+        if (!g.valid()) throw_output("cannot create group " + group);
+      }
+    }
+    return file.get();
+  }
+
+  void write_raw(const std::string& name, DType type, const void* data, const std::vector<Index>& shape) {
+    ensure_parent(name);
+    std::vector<hsize_t> dims(shape.begin(), shape.end());
+    Handle space = detail::space_handle(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr));
+    Handle d = detail::dataset_handle(
+        H5Dcreate2(file.get(), name.c_str(), file_type(type), space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    if (!d.valid()) throw_output("cannot create dataset " + name);
+    Index total = 1;
+    for (Index s : shape) total *= s;
+    if (total > 0 && H5Dwrite(d.get(), mem_type(type), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+      throw Error(ErrorKind::kIo, "cannot write dataset " + name + " (disk full?)");
+  }
+
+  void write_slab(const std::string& name, DType type, Index row_begin, Index rows, Index cols, const void* data) {
+    Handle d = detail::dataset_handle(H5Dopen2(file.get(), name.c_str(), H5P_DEFAULT));
+    if (!d.valid()) throw Error(ErrorKind::kInternal, "write_rows: no dataset " + name);
+    Handle space = detail::space_handle(H5Dget_space(d.get()));
+    const int rank = H5Sget_simple_extent_ndims(space.get());
+    const hsize_t start[2] = {static_cast<hsize_t>(row_begin), 0};
+    const hsize_t count[2] = {static_cast<hsize_t>(rows), static_cast<hsize_t>(cols)};
+    H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr);
+    Handle mem = detail::space_handle(H5Screate_simple(rank, count, nullptr));
+    if (rows > 0 && H5Dwrite(d.get(), mem_type(type), mem.get(), space.get(), H5P_DEFAULT, data) < 0)
+      throw Error(ErrorKind::kIo, "cannot write rows of dataset " + name + " (disk full?)");
+  }
+
+  template <class Writer>
+  void with_attr(const std::string& object, const std::string& attr_name, hid_t type, Writer&& write) {
+    Handle space = detail::space_handle(H5Screate(H5S_SCALAR));
+    Handle a = detail::attr_handle(H5Acreate_by_name(file.get(), object.c_str(), attr_name.c_str(), type,
+                                                     space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    if (!a.valid()) throw_output("cannot create attribute " + attr_name + " on " + object);
+    if (write(a.get()) < 0) throw Error(ErrorKind::kIo, "cannot write attribute " + attr_name);
+  }
+};
+
+H5Writer::H5Writer(std::string path, bool overwrite) : impl_(std::make_unique<Impl>()), path_(std::move(path)) {
+  detail::silence_hdf5();
+  check_output_path(path_, overwrite);
+  tmp_path_ = path_ + ".tmp-" + std::to_string(::getpid());
+  impl_->file = detail::file_handle(H5Fcreate(tmp_path_.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT));
+  if (!impl_->file.valid()) throw_output("output " + path_ + ": cannot create " + tmp_path_);
+}
+
+H5Writer::~H5Writer() {
+  if (!committed_) {
+    impl_->file.reset();
+    std::remove(tmp_path_.c_str());
+  }
+}
+
+void H5Writer::write(const std::string& name, const RowMatrix& m) {
+  impl_->write_raw(name, DType::kFloat64, m.data(), {m.rows(), m.cols()});
+}
+void H5Writer::write(const std::string& name, std::span<const double> v) {
+  impl_->write_raw(name, DType::kFloat64, v.data(), {static_cast<Index>(v.size())});
+}
+void H5Writer::write(const std::string& name, std::span<const std::int64_t> v) {
+  impl_->write_raw(name, DType::kInt64, v.data(), {static_cast<Index>(v.size())});
+}
+void H5Writer::write(const std::string& name, std::span<const double> data, const std::vector<Index>& shape) {
+  impl_->write_raw(name, DType::kFloat64, data.data(), shape);
+}
+
+void H5Writer::create(const std::string& name, DType type, Index rows, Index cols) {
+  impl_->ensure_parent(name);
+  std::vector<hsize_t> dims{static_cast<hsize_t>(rows)};
+  if (cols > 0) dims.push_back(static_cast<hsize_t>(cols));
+  Handle space = detail::space_handle(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr));
+  Handle d = detail::dataset_handle(
+      H5Dcreate2(impl_->file.get(), name.c_str(), file_type(type), space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  if (!d.valid()) throw_output("cannot create dataset " + name);
+}
+
+void H5Writer::write_rows(const std::string& name, Index row_begin, const RowMatrix& rows) {
+  impl_->write_slab(name, DType::kFloat64, row_begin, rows.rows(), rows.cols(), rows.data());
+}
+void H5Writer::write_rows(const std::string& name, Index row_begin, std::span<const std::int64_t> rows) {
+  impl_->write_slab(name, DType::kInt64, row_begin, static_cast<Index>(rows.size()), 1, rows.data());
+}
+
+void H5Writer::attr(const std::string& object, const std::string& name, const std::string& value) {
+  Handle type = detail::type_handle(H5Tcopy(H5T_C_S1));
+  H5Tset_size(type.get(), value.empty() ? 1 : value.size());
+  H5Tset_cset(type.get(), H5T_CSET_UTF8);
+  H5Tset_strpad(type.get(), H5T_STR_NULLPAD);
+  const std::string padded = value.empty() ? std::string(1, '\0') : value;
+  impl_->with_attr(object, name, type.get(), [&](hid_t a) { return H5Awrite(a, type.get(), padded.data()); });
+}
+void H5Writer::attr(const std::string& object, const std::string& name, double value) {
+  impl_->with_attr(object, name, H5T_IEEE_F64LE, [&](hid_t a) { return H5Awrite(a, H5T_NATIVE_DOUBLE, &value); });
+}
+void H5Writer::attr(const std::string& object, const std::string& name, std::int64_t value) {
+  impl_->with_attr(object, name, H5T_STD_I64LE, [&](hid_t a) { return H5Awrite(a, H5T_NATIVE_INT64, &value); });
+}
+
+void H5Writer::commit() {
+  if (H5Fflush(impl_->file.get(), H5F_SCOPE_GLOBAL) < 0)
+    throw Error(ErrorKind::kIo, "output " + path_ + ": flush failed (disk full?)");
+  impl_->file.reset();
+  fsync_path(tmp_path_, false);
+  std::error_code ec;
+  fs::rename(tmp_path_, path_, ec);
+  if (ec) throw Error(ErrorKind::kIo, "output " + path_ + ": rename from " + tmp_path_ + " failed: " + ec.message());
+  committed_ = true;
+  fsync_path(parent_dir(path_), true);
+}
+
+struct H5Reader::Impl {
+  Handle file;
+  Handle open_dataset(const std::string& path, const std::string& name) const {
+    return detail::open_trusted_dataset(file.get(), path, name);
+  }
+};
+
+H5Reader::H5Reader(const std::string& path) : impl_(std::make_unique<Impl>()), path_(path) {
+  impl_->file = detail::open_read_only(path);
+}
+H5Reader::~H5Reader() = default;
+
+bool H5Reader::has(const std::string& name) const {
+  // Checks each path component, since H5Lexists fails on a missing intermediate group.
+  std::size_t pos = 0;
+  while (true) {
+    pos = name.find('/', pos + 1);
+    const std::string part = name.substr(0, pos);
+    if (H5Lexists(impl_->file.get(), part.c_str(), H5P_DEFAULT) <= 0) return false;
+    if (pos == std::string::npos) return true;
+  }
+}
+
+std::vector<Index> H5Reader::shape(const std::string& name) const {
+  Handle d = impl_->open_dataset(path_, name);
+  Handle space = detail::space_handle(H5Dget_space(d.get()));
+  const int rank = H5Sget_simple_extent_ndims(space.get());
+  std::vector<hsize_t> dims(static_cast<std::size_t>(std::max(rank, 0)));
+  H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+  return std::vector<Index>(dims.begin(), dims.end());
+}
+
+RowMatrix H5Reader::read_matrix(const std::string& name) const {
+  const auto dims = shape(name);
+  if (dims.size() > 2) throw_input("file " + path_ + ", dataset /" + name + ": expected 1 or 2 dimensions");
+  const Index rows = dims.empty() ? 1 : dims[0];
+  const Index cols = dims.size() == 2 ? dims[1] : 1;
+  RowMatrix m(rows, cols);
+  Handle d = impl_->open_dataset(path_, name);
+  if (m.size() > 0 && H5Dread(d.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, m.data()) < 0)
+    throw_input("file " + path_ + ", dataset /" + name + ": read failed (truncated or not numeric)");
+  return m;
+}
+
+RowMatrix H5Reader::read_rows(const std::string& name, Index begin, Index count) const {
+  const auto dims = shape(name);
+  if (dims.empty() || dims.size() > 2) throw_input("file " + path_ + ", dataset /" + name + ": expected 1 or 2 dimensions");
+  if (begin < 0 || count < 0 || begin + count > dims[0]) throw Error(ErrorKind::kInternal, "read_rows out of range");
+  const Index cols = dims.size() == 2 ? dims[1] : 1;
+  RowMatrix m(count, cols);
+  Handle d = impl_->open_dataset(path_, name);
+  Handle type = detail::type_handle(H5Dget_type(d.get()));
+  const auto cls = H5Tget_class(type.get());
+  if (cls != H5T_FLOAT && cls != H5T_INTEGER)
+    throw_input("file " + path_ + ", dataset /" + name + ": is not numeric (found a string, compound or other type)");
+  Handle space = detail::space_handle(H5Dget_space(d.get()));
+  const hsize_t start[2] = {static_cast<hsize_t>(begin), 0};
+  const hsize_t cnt[2] = {static_cast<hsize_t>(count), static_cast<hsize_t>(cols)};
+  H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start, nullptr, cnt, nullptr);
+  Handle mem = detail::space_handle(H5Screate_simple(static_cast<int>(dims.size()), cnt, nullptr));
+  if (count > 0 && H5Dread(d.get(), H5T_NATIVE_DOUBLE, mem.get(), space.get(), H5P_DEFAULT, m.data()) < 0)
+    throw Error(ErrorKind::kIo, "file " + path_ + ", dataset /" + name + ", rows " + std::to_string(begin) + "-" +
+                                    std::to_string(begin + count - 1) + ": read failed (truncated or damaged?)");
+  return m;
+}
+
+std::vector<double> H5Reader::read_doubles(const std::string& name) const {
+  RowMatrix m = read_matrix(name);
+  return std::vector<double>(m.data(), m.data() + m.size());
+}
+
+std::vector<std::int64_t> H5Reader::read_int64(const std::string& name) const {
+  const auto dims = shape(name);
+  Index total = 1;
+  for (Index s : dims) total *= s;
+  std::vector<std::int64_t> v(static_cast<std::size_t>(total));
+  Handle d = impl_->open_dataset(path_, name);
+  if (total > 0 && H5Dread(d.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()) < 0)
+    throw_input("file " + path_ + ", dataset /" + name + ": read failed");
+  return v;
+}
+
+bool H5Reader::has_attr(const std::string& object, const std::string& name) const {
+  return H5Aexists_by_name(impl_->file.get(), object.c_str(), name.c_str(), H5P_DEFAULT) > 0;
+}
+
+std::string H5Reader::attr_string(const std::string& object, const std::string& name) const {
+  Handle a = detail::attr_handle(H5Aopen_by_name(impl_->file.get(), object.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT));
+  if (!a.valid()) throw_input("file " + path_ + ": attribute " + name + " missing on " + object);
+  Handle type = detail::type_handle(H5Aget_type(a.get()));
+  if (H5Tget_class(type.get()) != H5T_STRING) throw_input("file " + path_ + ": attribute " + name + " is not a string");
+  if (H5Tis_variable_str(type.get()) > 0) {
+    char* s = nullptr;
+    Handle mt = detail::type_handle(H5Tcopy(H5T_C_S1));
+    H5Tset_size(mt.get(), H5T_VARIABLE);
+    if (H5Aread(a.get(), mt.get(), &s) < 0 || s == nullptr) throw_input("file " + path_ + ": attribute " + name + " unreadable");
+    std::string out(s);
+    H5free_memory(s);
+    return out;
+  }
+  const std::size_t n = H5Tget_size(type.get());
+  std::string out(n, '\0');
+  if (H5Aread(a.get(), type.get(), out.data()) < 0) throw_input("file " + path_ + ": attribute " + name + " unreadable");
+  out.resize(out.find('\0') == std::string::npos ? n : out.find('\0'));
+  return out;
+}
+
+double H5Reader::attr_double(const std::string& object, const std::string& name) const {
+  Handle a = detail::attr_handle(H5Aopen_by_name(impl_->file.get(), object.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT));
+  double v = 0;
+  if (!a.valid() || H5Aread(a.get(), H5T_NATIVE_DOUBLE, &v) < 0)
+    throw_input("file " + path_ + ": numeric attribute " + name + " missing on " + object);
+  return v;
+}
+
+std::int64_t H5Reader::attr_int(const std::string& object, const std::string& name) const {
+  Handle a = detail::attr_handle(H5Aopen_by_name(impl_->file.get(), object.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT));
+  std::int64_t v = 0;
+  if (!a.valid() || H5Aread(a.get(), H5T_NATIVE_INT64, &v) < 0)
+    throw_input("file " + path_ + ": integer attribute " + name + " missing on " + object);
+  return v;
+}
+
+std::vector<std::string> H5Reader::list(const std::string& group) const {
+  std::vector<std::string> names;
+  Handle g = detail::group_handle(H5Gopen2(impl_->file.get(), group.c_str(), H5P_DEFAULT));
+  if (!g.valid()) return names;
+  H5Literate(g.get(), H5_INDEX_NAME, H5_ITER_INC, nullptr,
+              [](hid_t, const char* name, const H5L_info_t*, void* out) -> herr_t {
+                static_cast<std::vector<std::string>*>(out)->emplace_back(name);
+                return 0;
+              },
+              &names);
+  return names;
+}
+
+}  // namespace latent::io

@@ -1,0 +1,57 @@
+#pragma once
+// Private RAII wrappers over HDF5 identifiers (the only place <hdf5.h> is seen, with src/io).
+#include <hdf5.h>
+
+#include <string>
+#include <utility>
+
+namespace latent::io::detail {
+
+class Handle {
+ public:
+  using Closer = herr_t (*)(hid_t);
+  Handle() = default;
+  Handle(hid_t id, Closer closer) : id_(id), closer_(closer) {}
+  ~Handle() { reset(); }
+  Handle(Handle&& o) noexcept : id_(std::exchange(o.id_, H5I_INVALID_HID)), closer_(o.closer_) {}
+  Handle& operator=(Handle&& o) noexcept {
+    if (this != &o) {
+      reset();
+      id_ = std::exchange(o.id_, H5I_INVALID_HID);
+      closer_ = o.closer_;
+    }
+    return *this;
+  }
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  hid_t get() const noexcept { return id_; }
+  bool valid() const noexcept { return id_ >= 0; }
+  void reset() noexcept {
+    if (id_ >= 0 && closer_ != nullptr) closer_(id_);
+    id_ = H5I_INVALID_HID;
+  }
+
+ private:
+  hid_t id_ = H5I_INVALID_HID;
+  Closer closer_ = nullptr;
+};
+
+inline Handle file_handle(hid_t id) { return Handle(id, &H5Fclose); }
+inline Handle dataset_handle(hid_t id) { return Handle(id, &H5Dclose); }
+inline Handle space_handle(hid_t id) { return Handle(id, &H5Sclose); }
+inline Handle type_handle(hid_t id) { return Handle(id, &H5Tclose); }
+inline Handle plist_handle(hid_t id) { return Handle(id, &H5Pclose); }
+inline Handle group_handle(hid_t id) { return Handle(id, &H5Gclose); }
+inline Handle attr_handle(hid_t id) { return Handle(id, &H5Aclose); }
+
+/// Turns off HDF5's own error printing (we report errors ourselves). Idempotent.
+void silence_hdf5();
+
+/// Opens a file read-only with the default (sec2) driver; throws Error naming the file.
+Handle open_read_only(const std::string& path);
+
+/// Opens `name` as a dataset after checking it is a hard link to a dataset with neither
+/// external storage nor a virtual layout (RELIABILITY.md rule 6). Throws Error(kInput).
+Handle open_trusted_dataset(hid_t file, const std::string& file_path, const std::string& name);
+
+}  // namespace latent::io::detail

@@ -1,0 +1,255 @@
+#include "latent/models/fitted_model.hpp"
+
+#include <fmt/format.h>
+
+#include <Eigen/Cholesky>
+#include <functional>
+#include <map>
+
+#include "latent/core/error.hpp"
+#include "latent/core/rng.hpp"
+#include "latent/models/kmeans/kmeans.hpp"
+
+namespace latent::models {
+namespace {
+
+void write_common(io::H5Writer& w, const std::string& model, const FitRecord& r) {
+  w.attr("/", "format_version", static_cast<std::int64_t>(kModelFormatVersion));
+  w.attr("/", "model", model);
+  w.attr("/", "config", r.config_json);
+  w.attr("/", "n_iter", static_cast<std::int64_t>(r.em.n_iter));
+  w.attr("/", "converged", static_cast<std::int64_t>(r.em.converged ? 1 : 0));
+  w.attr("/", "lower_bound", r.em.objective);
+  w.attr("/", "n_samples_seen", static_cast<std::int64_t>(r.n_samples));
+  w.attr("/", "data", r.data_location);
+  std::vector<double> objective, change, seconds;
+  for (const auto& h : r.em.history) {
+    objective.push_back(h.objective);
+    change.push_back(h.change);
+    seconds.push_back(h.seconds);
+  }
+  w.write("history/objective", objective);
+  w.write("history/change", change);
+  w.write("history/seconds", seconds);
+}
+
+std::vector<Index> cov_shape(CovarianceType t, Index k, Index d) {
+  switch (t) {
+    case CovarianceType::kFull: return {k, d, d};
+    case CovarianceType::kTied: return {d, d};
+    case CovarianceType::kDiag: return {k, d};
+    case CovarianceType::kSpherical: return {k};
+  }
+  return {};
+}
+
+std::string fit_summary(const io::H5Reader& r) {
+  std::string s;
+  if (r.has_attr("/", "n_iter"))
+    s += fmt::format("  n_iter: {}  converged: {}  lower_bound/objective: {:.6g}\n", r.attr_int("/", "n_iter"),
+                     r.attr_int("/", "converged") != 0 ? "yes" : "no", r.attr_double("/", "lower_bound"));
+  if (r.has_attr("/", "n_samples_seen"))
+    s += fmt::format("  fitted on: {} ({} samples)\n", r.attr_string("/", "data"), r.attr_int("/", "n_samples_seen"));
+  if (r.has_attr("/", "config")) s += "  config: " + r.attr_string("/", "config") + "\n";
+  return s;
+}
+
+class GmmModel final : public FittedModel {
+ public:
+  GmmModel(Gmm gmm, std::string summary) : gmm_(std::move(gmm)), summary_(std::move(summary)) {}
+  std::string name() const override { return "gmm"; }
+  Index num_features() const override { return gmm_.num_features(); }
+  Index num_components() const override { return gmm_.num_components(); }
+  bool has_likelihood() const override { return true; }
+  Index num_parameters() const override { return gmm_.num_parameters(); }
+
+  void predict_block(const RowMatrix& x, Vector& score, std::vector<std::int64_t>& labels, RowMatrix* proba) const override {
+    RowMatrix resp;
+    gmm_.e_step(x, score, resp);
+    labels.resize(static_cast<std::size_t>(x.rows()));
+    for (Index i = 0; i < x.rows(); ++i) {
+      Index best = 0;
+      resp.row(i).maxCoeff(&best);
+      labels[static_cast<std::size_t>(i)] = best;
+    }
+    if (proba) *proba = std::move(resp);
+  }
+
+  RowMatrix sample(Index first, Index n, std::uint64_t seed, std::vector<std::int64_t>& labels) const override {
+    const Index k = gmm_.num_components(), d = gmm_.num_features();
+    std::vector<Eigen::MatrixXd> chol(static_cast<std::size_t>(k));
+    for (Index j = 0; j < k; ++j) {
+      Eigen::MatrixXd cov;
+      switch (gmm_.covariance_type()) {
+        case CovarianceType::kFull: cov = gmm_.covariances().middleRows(j * d, d); break;
+        case CovarianceType::kTied: cov = gmm_.covariances(); break;
+        case CovarianceType::kDiag: cov = gmm_.covariances().row(j).asDiagonal(); break;
+        case CovarianceType::kSpherical:
+          cov = Eigen::MatrixXd::Identity(d, d) * gmm_.covariances()(j, 0);
+          break;
+      }
+      chol[static_cast<std::size_t>(j)] = Eigen::LLT<Eigen::MatrixXd>(cov).matrixL();
+    }
+    RowMatrix out(n, d);
+    labels.resize(static_cast<std::size_t>(n));
+    Vector z(d);
+    for (Index i = 0; i < n; ++i) {
+      CounterRng rng(seed, RngPurpose::kSample, 0, static_cast<std::uint64_t>(first + i));
+      double u = rng.next_uniform();
+      Index c = 0;
+      while (c + 1 < k && u > gmm_.weights()[c]) u -= gmm_.weights()[c++];
+      for (Index j = 0; j < d; ++j) z[j] = rng.next_normal();
+      out.row(i) = gmm_.means().row(c) + (chol[static_cast<std::size_t>(c)] * z).transpose();
+      labels[static_cast<std::size_t>(i)] = c;
+    }
+    return out;
+  }
+
+  std::string describe() const override {
+    std::string s = fmt::format("Gaussian mixture: {} components, {} features, covariance_type={}, reg_covar={:g}\n",
+                                gmm_.num_components(), gmm_.num_features(), to_string(gmm_.covariance_type()),
+                                gmm_.reg_covar());
+    s += summary_;
+    s += "  component  weight     mean(|mean|)  mean variance\n";
+    const Index d = gmm_.num_features();
+    for (Index k = 0; k < gmm_.num_components(); ++k) {
+      double var = 0;
+      switch (gmm_.covariance_type()) {
+        case CovarianceType::kFull: var = gmm_.covariances().middleRows(k * d, d).diagonal().mean(); break;
+        case CovarianceType::kTied: var = gmm_.covariances().diagonal().mean(); break;
+        case CovarianceType::kDiag: var = gmm_.covariances().row(k).mean(); break;
+        case CovarianceType::kSpherical: var = gmm_.covariances()(k, 0); break;
+      }
+      s += fmt::format("  {:>9}  {:<9.5f}  {:<12.6g}  {:.6g}\n", k, gmm_.weights()[k],
+                       gmm_.means().row(k).cwiseAbs().mean(), var);
+    }
+    return s;
+  }
+
+ private:
+  Gmm gmm_;
+  std::string summary_;
+};
+
+class KmeansModel final : public FittedModel {
+ public:
+  KmeansModel(RowMatrix centers, std::string summary)
+      : centers_(std::move(centers)), norms_(centers_.rowwise().squaredNorm()), summary_(std::move(summary)) {}
+  std::string name() const override { return "kmeans"; }
+  Index num_features() const override { return centers_.cols(); }
+  Index num_components() const override { return centers_.rows(); }
+  bool has_likelihood() const override { return false; }
+  Index num_parameters() const override { return 0; }
+
+  void predict_block(const RowMatrix& x, Vector& score, std::vector<std::int64_t>& labels, RowMatrix* proba) const override {
+    RowMatrix dist;
+    squared_distances(x, centers_, norms_, dist);
+    std::vector<Index> l;
+    nearest_centers(dist, l, score);
+    score = -score;
+    labels.assign(l.begin(), l.end());
+    if (proba) {
+      *proba = RowMatrix::Zero(x.rows(), centers_.rows());
+      for (Index i = 0; i < x.rows(); ++i) (*proba)(i, l[static_cast<std::size_t>(i)]) = 1.0;
+    }
+  }
+
+  RowMatrix sample(Index, Index, std::uint64_t, std::vector<std::int64_t>&) const override {
+    throw_usage("k-means is not a generative model; `latent sample` needs a mixture model (fit gmm)");
+  }
+
+  std::string describe() const override {
+    return fmt::format("k-means: {} clusters, {} features\n", centers_.rows(), centers_.cols()) + summary_;
+  }
+
+ private:
+  RowMatrix centers_;
+  Vector norms_;
+  std::string summary_;
+};
+
+void check_shape(const io::H5Reader& r, const std::string& name, const std::vector<Index>& expected) {
+  if (!r.has(name)) throw_input("model " + r.path() + ": dataset /" + name + " is missing");
+  if (r.shape(name) != expected) throw_input("model " + r.path() + ": dataset /" + name + " has an unexpected shape");
+}
+
+std::unique_ptr<FittedModel> load_gmm(const io::H5Reader& r) {
+  const auto type = parse_covariance_type(r.attr_string("/", "covariance_type"));
+  const RowMatrix means = r.read_matrix("means");
+  const Index k = means.rows(), d = means.cols();
+  check_shape(r, "weights", {k});
+  check_shape(r, "covariances", cov_shape(type, k, d));
+  const RowMatrix w = r.read_matrix("weights");
+  RowMatrix cov;
+  const std::vector<double> flat = r.read_doubles("covariances");
+  switch (type) {
+    case CovarianceType::kFull: cov = Eigen::Map<const RowMatrix>(flat.data(), k * d, d); break;
+    case CovarianceType::kTied: cov = Eigen::Map<const RowMatrix>(flat.data(), d, d); break;
+    case CovarianceType::kDiag: cov = Eigen::Map<const RowMatrix>(flat.data(), k, d); break;
+    case CovarianceType::kSpherical: cov = Eigen::Map<const RowMatrix>(flat.data(), k, 1); break;
+  }
+  Gmm gmm(k, d, type, r.attr_double("/", "reg_covar"));
+  gmm.set_parameters(Eigen::Map<const RowVector>(w.data(), k), means, cov);
+  return std::make_unique<GmmModel>(std::move(gmm), fit_summary(r));
+}
+
+std::unique_ptr<FittedModel> load_kmeans(const io::H5Reader& r) {
+  if (!r.has("cluster_centers")) throw_input("model " + r.path() + ": dataset /cluster_centers is missing");
+  return std::make_unique<KmeansModel>(r.read_matrix("cluster_centers"), fit_summary(r));
+}
+
+// The registry of model file loaders: one line per model.
+const std::map<std::string, std::function<std::unique_ptr<FittedModel>(const io::H5Reader&)>>& loaders() {
+  static const std::map<std::string, std::function<std::unique_ptr<FittedModel>(const io::H5Reader&)>> table{
+      {"gmm", load_gmm},
+      {"kmeans", load_kmeans},
+  };
+  return table;
+}
+
+}  // namespace
+
+void save_gmm(const Gmm& gmm, const FitRecord& record, const std::string& path, bool overwrite) {
+  io::H5Writer w(path, overwrite);
+  write_common(w, "gmm", record);
+  const Index k = gmm.num_components(), d = gmm.num_features();
+  const auto shape = cov_shape(gmm.covariance_type(), k, d);
+  w.write("weights", std::span<const double>(gmm.weights().data(), static_cast<std::size_t>(k)));
+  w.write("means", gmm.means());
+  w.write("covariances", std::span<const double>(gmm.covariances().data(), static_cast<std::size_t>(gmm.covariances().size())), shape);
+  w.write("precisions_cholesky",
+          std::span<const double>(gmm.precisions_cholesky().data(), static_cast<std::size_t>(gmm.precisions_cholesky().size())),
+          shape);
+  w.attr("/", "covariance_type", to_string(gmm.covariance_type()));
+  w.attr("/", "n_components", static_cast<std::int64_t>(k));
+  w.attr("/", "n_features_in", static_cast<std::int64_t>(d));
+  w.attr("/", "reg_covar", gmm.reg_covar());
+  w.commit();
+}
+
+void save_kmeans(const RowMatrix& centers, double inertia, const FitRecord& record, const std::string& path,
+                 bool overwrite) {
+  io::H5Writer w(path, overwrite);
+  write_common(w, "kmeans", record);
+  w.write("cluster_centers", centers);
+  w.attr("/", "inertia", inertia);
+  w.attr("/", "n_clusters", static_cast<std::int64_t>(centers.rows()));
+  w.attr("/", "n_features_in", static_cast<std::int64_t>(centers.cols()));
+  w.commit();
+}
+
+std::unique_ptr<FittedModel> load_model(const std::string& path) {
+  io::H5Reader r(path);
+  if (!r.has_attr("/", "model") || !r.has_attr("/", "format_version"))
+    throw_input("model " + path + ": not a latent model file (no 'model'/'format_version' attributes)");
+  const auto version = r.attr_int("/", "format_version");
+  if (version != kModelFormatVersion)
+    throw_input("model " + path + ": format_version " + std::to_string(version) + " is not supported (this build reads " +
+                std::to_string(kModelFormatVersion) + ")");
+  const std::string model = r.attr_string("/", "model");
+  const auto it = loaders().find(model);
+  if (it == loaders().end()) throw_input("model " + path + ": unknown model '" + model + "'");
+  return it->second(r);
+}
+
+}  // namespace latent::models

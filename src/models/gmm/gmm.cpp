@@ -1,0 +1,285 @@
+#include "latent/models/gmm/gmm.hpp"
+
+#include <Eigen/Cholesky>
+#include <cmath>
+#include <limits>
+
+#include "latent/core/error.hpp"
+
+namespace latent::models {
+namespace {
+
+constexpr double kLog2Pi = 1.8378770664093453;
+constexpr double kNkFloor = 10.0 * std::numeric_limits<double>::epsilon();
+
+// Upper-triangular U with U Uᵀ = cov⁻¹, or false if cov is not positive definite.
+bool precision_cholesky(const Eigen::MatrixXd& cov, Eigen::MatrixXd& u) {
+  Eigen::LLT<Eigen::MatrixXd> llt(cov);
+  if (llt.info() != Eigen::Success) return false;
+  const Eigen::MatrixXd l = llt.matrixL();
+  if ((l.diagonal().array() <= 0).any()) return false;
+  const Eigen::MatrixXd linv = l.triangularView<Eigen::Lower>().solve(Eigen::MatrixXd::Identity(cov.rows(), cov.cols()));
+  u = linv.transpose();
+  return true;
+}
+
+[[noreturn]] void ill_defined(Index component) {
+  throw_numerical(
+      "Fitting the mixture model failed because component " + std::to_string(component) +
+      " has an ill-defined empirical covariance (for instance caused by singleton or collapsed samples). "
+      "Try to decrease the number of components, or increase reg_covar.");
+}
+
+void log_sum_exp_rows(RowMatrix& wlp, Vector& lse) {
+  lse.resize(wlp.rows());
+  for (Index i = 0; i < wlp.rows(); ++i) {
+    const double m = wlp.row(i).maxCoeff();
+    if (!std::isfinite(m)) {
+      lse[i] = m;
+      wlp.row(i).setConstant(std::isnan(m) ? m : 0.0);
+      continue;
+    }
+    double s = 0;
+    for (Index k = 0; k < wlp.cols(); ++k) s += std::exp(wlp(i, k) - m);
+    lse[i] = m + std::log(s);
+    for (Index k = 0; k < wlp.cols(); ++k) wlp(i, k) = std::exp(wlp(i, k) - lse[i]);
+  }
+}
+
+}  // namespace
+
+CovarianceType parse_covariance_type(const std::string& name) {
+  if (name == "full") return CovarianceType::kFull;
+  if (name == "tied") return CovarianceType::kTied;
+  if (name == "diag") return CovarianceType::kDiag;
+  if (name == "spherical") return CovarianceType::kSpherical;
+  throw_usage("invalid covariance type '" + name + "' (choose full, tied, diag or spherical)");
+}
+
+std::string to_string(CovarianceType type) {
+  switch (type) {
+    case CovarianceType::kFull: return "full";
+    case CovarianceType::kTied: return "tied";
+    case CovarianceType::kDiag: return "diag";
+    case CovarianceType::kSpherical: return "spherical";
+  }
+  return "full";
+}
+
+Gmm::Gmm(Index num_components, Index num_features, CovarianceType type, double reg_covar)
+    : k_(num_components), d_(num_features), type_(type), reg_covar_(reg_covar),
+      center_(RowVector::Zero(num_features)), shift_(RowMatrix::Zero(num_components, num_features)),
+      previous_objective_(-std::numeric_limits<double>::infinity()) {
+  if (k_ < 1) throw_usage("n_components must be at least 1");
+  if (reg_covar_ < 0) throw_usage("reg_covar must be non-negative");
+}
+
+Index Gmm::num_parameters() const noexcept {
+  Index cov = 0;
+  switch (type_) {
+    case CovarianceType::kFull: cov = k_ * d_ * (d_ + 1) / 2; break;
+    case CovarianceType::kTied: cov = d_ * (d_ + 1) / 2; break;
+    case CovarianceType::kDiag: cov = k_ * d_; break;
+    case CovarianceType::kSpherical: cov = k_; break;
+  }
+  return cov + k_ * d_ + k_ - 1;
+}
+
+void Gmm::reset_objective() noexcept { previous_objective_ = -std::numeric_limits<double>::infinity(); }
+
+void Gmm::set_center(const RowVector& center) { center_ = center; }
+void Gmm::set_component_shift(const RowMatrix& shift) { shift_ = shift; }
+
+void Gmm::set_parameters(RowVector weights, RowMatrix means, RowMatrix covariances) {
+  weights_ = std::move(weights);
+  means_ = std::move(means);
+  covariances_ = std::move(covariances);
+  precisions_cholesky_.resizeLike(covariances_);
+  switch (type_) {
+    case CovarianceType::kFull:
+      for (Index k = 0; k < k_; ++k) {
+        Eigen::MatrixXd u;
+        if (!precision_cholesky(covariances_.middleRows(k * d_, d_), u)) ill_defined(k);
+        precisions_cholesky_.middleRows(k * d_, d_) = u;
+      }
+      break;
+    case CovarianceType::kTied: {
+      Eigen::MatrixXd u;
+      if (!precision_cholesky(covariances_, u)) ill_defined(0);
+      precisions_cholesky_ = u;
+      break;
+    }
+    case CovarianceType::kDiag:
+    case CovarianceType::kSpherical:
+      for (Index k = 0; k < covariances_.rows(); ++k)
+        for (Index j = 0; j < covariances_.cols(); ++j) {
+          if (!(covariances_(k, j) > 0)) ill_defined(k);
+          precisions_cholesky_(k, j) = 1.0 / std::sqrt(covariances_(k, j));
+        }
+      break;
+  }
+  if (type_ == CovarianceType::kFull) shift_ = means_;
+  prepare();
+}
+
+void Gmm::prepare() {
+  bias_.resize(k_);
+  const RowMatrix mc = means_.rowwise() - center_;  // means in shifted coordinates
+  for (Index k = 0; k < k_; ++k) bias_[k] = std::log(weights_[k]) - 0.5 * static_cast<double>(d_) * kLog2Pi;
+  if (type_ == CovarianceType::kDiag || type_ == CovarianceType::kSpherical) {
+    RowMatrix prec(k_, d_);
+    for (Index k = 0; k < k_; ++k) {
+      const double logdet = type_ == CovarianceType::kDiag
+                                ? precisions_cholesky_.row(k).array().log().sum()
+                                : static_cast<double>(d_) * std::log(precisions_cholesky_(k, 0));
+      bias_[k] += logdet;
+      prec.row(k) = type_ == CovarianceType::kDiag ? RowVector(precisions_cholesky_.row(k).array().square())
+                                                   : RowVector::Constant(d_, precisions_cholesky_(k, 0) * precisions_cholesky_(k, 0));
+      bias_[k] -= 0.5 * (mc.row(k).array().square() * prec.row(k).array()).sum();
+    }
+    w_diag_.resize(2 * d_, k_);
+    w_diag_.topRows(d_) = (mc.array() * prec.array()).matrix().transpose();
+    w_diag_.bottomRows(d_) = -0.5 * prec.transpose();
+  } else if (type_ == CovarianceType::kTied) {
+    bias_.array() += precisions_cholesky_.diagonal().array().log().sum();
+    tied_means_u_ = mc * precisions_cholesky_;
+  } else {
+    for (Index k = 0; k < k_; ++k) bias_[k] += precisions_cholesky_.middleRows(k * d_, d_).diagonal().array().log().sum();
+  }
+}
+
+void Gmm::weighted_log_prob(const RowMatrix& x, RowMatrix& out) const {
+  const Index b = x.rows();
+  out.resize(b, k_);
+  if (type_ == CovarianceType::kDiag || type_ == CovarianceType::kSpherical) {
+    RowMatrix z(b, 2 * d_);
+    z.leftCols(d_) = x.rowwise() - center_;
+    z.rightCols(d_) = z.leftCols(d_).array().square();
+    out.noalias() = z * w_diag_;
+  } else if (type_ == CovarianceType::kTied) {
+    const RowMatrix y = (x.rowwise() - center_) * precisions_cholesky_;
+    out.noalias() = y * tied_means_u_.transpose();
+    out *= 2.0;
+    out.colwise() -= y.rowwise().squaredNorm();
+    out.rowwise() -= tied_means_u_.rowwise().squaredNorm().transpose();
+    out *= 0.5;
+  } else {
+    RowMatrix y(b, d_);
+    for (Index k = 0; k < k_; ++k) {
+      const auto u = precisions_cholesky_.middleRows(k * d_, d_);
+      y.noalias() = (x.rowwise() - means_.row(k)) * u.triangularView<Eigen::Upper>();
+      out.col(k) = -0.5 * y.rowwise().squaredNorm();
+    }
+  }
+  out.rowwise() += bias_;
+}
+
+void Gmm::e_step(const RowMatrix& x, Vector& log_prob_norm, RowMatrix& resp) const {
+  weighted_log_prob(x, resp);
+  log_sum_exp_rows(resp, log_prob_norm);
+}
+
+std::size_t Gmm::num_stats() const {
+  Index second = 0;
+  switch (type_) {
+    case CovarianceType::kFull: second = k_ * d_ * d_; break;
+    case CovarianceType::kTied: second = d_ * d_; break;
+    case CovarianceType::kDiag:
+    case CovarianceType::kSpherical: second = k_ * d_; break;
+  }
+  return static_cast<std::size_t>(2 + k_ + k_ * d_ + second);
+}
+
+void Gmm::accumulate(const RowMatrix& x, const RowMatrix& resp, std::span<double> partial) const {
+  const Index b = x.rows();
+  partial[1] += static_cast<double>(b);
+  Eigen::Map<RowVector> nk(partial.data() + 2, k_);
+  nk += resp.colwise().sum();
+  double* first = partial.data() + 2 + k_;
+  double* second = first + k_ * d_;
+  if (type_ == CovarianceType::kDiag || type_ == CovarianceType::kSpherical) {
+    RowMatrix z(b, 2 * d_);
+    z.leftCols(d_) = x.rowwise() - center_;
+    z.rightCols(d_) = z.leftCols(d_).array().square();
+    const RowMatrix rz = resp.transpose() * z;  // K × 2D
+    Eigen::Map<RowMatrix>(first, k_, d_) += rz.leftCols(d_);
+    Eigen::Map<RowMatrix>(second, k_, d_) += rz.rightCols(d_);
+  } else if (type_ == CovarianceType::kTied) {
+    const RowMatrix xc = x.rowwise() - center_;
+    Eigen::Map<RowMatrix>(first, k_, d_).noalias() += resp.transpose() * xc;
+    const RowMatrix weighted = xc.array().colwise() * resp.rowwise().sum().array().sqrt();
+    Eigen::MatrixXd t = Eigen::MatrixXd::Zero(d_, d_);
+    t.selfadjointView<Eigen::Lower>().rankUpdate(weighted.transpose());
+    Eigen::Map<RowMatrix>(second, d_, d_) += t.triangularView<Eigen::Lower>().toDenseMatrix();
+  } else {
+    Eigen::Map<RowMatrix> s(first, k_, d_);
+    RowMatrix xk(b, d_);
+    Eigen::MatrixXd c(d_, d_);
+    for (Index k = 0; k < k_; ++k) {
+      xk = x.rowwise() - shift_.row(k);
+      s.row(k).noalias() += resp.col(k).transpose() * xk;
+      xk.array().colwise() *= resp.col(k).array().sqrt();
+      c.setZero();
+      c.selfadjointView<Eigen::Lower>().rankUpdate(xk.transpose());
+      Eigen::Map<RowMatrix>(second + k * d_ * d_, d_, d_) += c.triangularView<Eigen::Lower>().toDenseMatrix();
+    }
+  }
+}
+
+void Gmm::e_step_block(const io::DenseBlock& block, std::span<double> partial) const {
+  Vector lpn;
+  RowMatrix resp;
+  e_step(block.x, lpn, resp);
+  partial[0] += lpn.sum();
+  accumulate(block.x, resp, partial);
+}
+
+train::EmModel::Step Gmm::m_step(std::span<const double> stats) {
+  const double n = stats[1];
+  const double objective = stats[0] / n;
+  RowVector nk = Eigen::Map<const RowVector>(stats.data() + 2, k_).array() + kNkFloor;
+  const double* first = stats.data() + 2 + k_;
+  const double* second = first + k_ * d_;
+  const RowMatrix mean_shifted = Eigen::Map<const RowMatrix>(first, k_, d_).array().colwise() / nk.transpose().array();
+  RowMatrix means(k_, d_), cov;
+  switch (type_) {
+    case CovarianceType::kDiag:
+    case CovarianceType::kSpherical: {
+      means = mean_shifted.rowwise() + center_;
+      const RowMatrix var = (Eigen::Map<const RowMatrix>(second, k_, d_).array().colwise() / nk.transpose().array() -
+                             mean_shifted.array().square() + reg_covar_).matrix();
+      cov = type_ == CovarianceType::kDiag ? var : RowMatrix(var.rowwise().mean());
+      break;
+    }
+    case CovarianceType::kTied: {
+      means = mean_shifted.rowwise() + center_;
+      Eigen::MatrixXd t = Eigen::Map<const RowMatrix>(second, d_, d_);
+      t = t.selfadjointView<Eigen::Lower>();
+      const RowMatrix weighted = mean_shifted.array().colwise() * nk.transpose().array();
+      t -= weighted.transpose() * mean_shifted;
+      t /= nk.sum();
+      t.diagonal().array() += reg_covar_;
+      cov = t;
+      break;
+    }
+    case CovarianceType::kFull: {
+      means = mean_shifted + shift_;
+      cov.resize(k_ * d_, d_);
+      for (Index k = 0; k < k_; ++k) {
+        Eigen::MatrixXd c = Eigen::Map<const RowMatrix>(second + k * d_ * d_, d_, d_);
+        c = c.selfadjointView<Eigen::Lower>();
+        c /= nk[k];
+        c -= mean_shifted.row(k).transpose() * mean_shifted.row(k);
+        c.diagonal().array() += reg_covar_;
+        cov.middleRows(k * d_, d_) = c;
+      }
+      break;
+    }
+  }
+  set_parameters(nk / nk.sum(), std::move(means), std::move(cov));
+  const Step step{objective, objective - previous_objective_};
+  previous_objective_ = objective;
+  return step;
+}
+
+}  // namespace latent::models

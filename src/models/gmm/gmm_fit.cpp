@@ -1,0 +1,108 @@
+#include "latent/models/gmm/gmm_fit.hpp"
+
+#include <limits>
+#include <optional>
+
+#include "latent/core/error.hpp"
+#include "latent/core/rng.hpp"
+#include "latent/models/kmeans/kmeans.hpp"
+#include "latent/train/block_reduce.hpp"
+
+namespace latent::models {
+namespace {
+
+// One pass with responsibilities given by `resp_of(block, resp)`, then an M-step.
+template <class RespFn>
+void initialise_from_resp(const comm::Communicator& comm, io::BlockSource& source, Gmm& gmm, int threads, RespFn resp_of) {
+  const std::vector<double> stats =
+      train::reduce_global(comm, source, gmm.num_stats(), threads, [&](const io::DenseBlock& b, std::span<double> partial) {
+        RowMatrix resp;
+        resp_of(b, resp);
+        gmm.accumulate(b.x, resp, partial);
+      });
+  gmm.m_step(stats);
+  gmm.reset_objective();
+}
+
+Gmm make_initial(const comm::Communicator& comm, io::BlockSource& source, const train::DataSummary& summary,
+                 const GmmConfig& c, std::uint64_t seed, const Logger& log) {
+  const Index k = c.n_components, d = source.info().num_features;
+  Gmm gmm(k, d, c.covariance_type, c.reg_covar);
+  gmm.set_center(summary.mean);
+  gmm.set_component_shift(summary.mean.replicate(k, 1));
+  if (c.init_params == "kmeans") {
+    KmeansConfig kc;
+    kc.n_clusters = k;
+    kc.seed = seed;
+    kc.threads = c.threads;
+    const double mean_var = summary.variance.mean();
+    const KmeansResult km = fit_kmeans(comm, source, summary.num_samples, mean_var, kc, log, {});
+    if (c.covariance_type == CovarianceType::kFull) gmm.set_component_shift(km.centers);
+    const Vector norms = km.centers.rowwise().squaredNorm();
+    initialise_from_resp(comm, source, gmm, c.threads, [&](const io::DenseBlock& b, RowMatrix& resp) {
+      RowMatrix dist;
+      squared_distances(b.x, km.centers, norms, dist);
+      std::vector<Index> labels;
+      Vector min_d;
+      nearest_centers(dist, labels, min_d);
+      resp = RowMatrix::Zero(b.x.rows(), k);
+      for (Index i = 0; i < b.x.rows(); ++i) resp(i, labels[static_cast<std::size_t>(i)]) = 1.0;
+    });
+  } else if (c.init_params == "random") {
+    initialise_from_resp(comm, source, gmm, c.threads, [&](const io::DenseBlock& b, RowMatrix& resp) {
+      resp.resize(b.x.rows(), k);
+      for (Index i = 0; i < b.x.rows(); ++i) {
+        CounterRng rng(seed, RngPurpose::kRandomInit, 0, static_cast<std::uint64_t>(b.ref.global_row_begin + i));
+        for (Index j = 0; j < k; ++j) resp(i, j) = rng.next_uniform();
+        resp.row(i) /= resp.row(i).sum();
+      }
+    });
+  } else if (c.init_params == "k-means++" || c.init_params == "random_from_data") {
+    // As scikit-learn: responsibilities concentrated on K chosen rows, so the means are
+    // those rows and every covariance is reg_covar on the diagonal.
+    const RowMatrix rows =
+        init_centers(comm, source, k, c.init_params == "k-means++" ? "k-means++" : "random", seed, c.threads, log);
+    RowMatrix cov;
+    switch (c.covariance_type) {
+      case CovarianceType::kFull:
+        cov = RowMatrix::Zero(k * d, d);
+        for (Index j = 0; j < k; ++j) cov.middleRows(j * d, d).diagonal().setConstant(c.reg_covar);
+        break;
+      case CovarianceType::kTied: cov = RowMatrix::Identity(d, d) * c.reg_covar; break;
+      case CovarianceType::kDiag: cov = RowMatrix::Constant(k, d, c.reg_covar); break;
+      case CovarianceType::kSpherical: cov = RowMatrix::Constant(k, 1, c.reg_covar); break;
+    }
+    gmm.set_parameters(RowVector::Constant(k, 1.0 / static_cast<double>(k)), rows, cov);
+  } else {
+    throw_usage("invalid init_params '" + c.init_params + "' (choose kmeans, k-means++, random or random_from_data)");
+  }
+  return gmm;
+}
+
+}  // namespace
+
+GmmFitResult fit_gmm(const comm::Communicator& comm, io::BlockSource& source, const train::DataSummary& summary,
+                     const GmmConfig& config, const Logger& log, const train::IterationObserver& observer) {
+  if (config.n_components < 1) throw_usage("--n-components must be at least 1");
+  if (config.n_components > summary.num_samples)
+    throw_usage("Expected n_samples >= n_components but got n_components = " + std::to_string(config.n_components) +
+                ", n_samples = " + std::to_string(summary.num_samples));
+  if (config.max_iter < 1) throw_usage("--max-iter must be at least 1");
+  if (config.tol < 0) throw_usage("--tol must be non-negative");
+  std::optional<GmmFitResult> best;
+  for (int run = 0; run < std::max(1, config.n_init); ++run) {
+    const std::uint64_t seed =
+        run == 0 ? config.seed : CounterRng(config.seed, RngPurpose::kNInit, 0, static_cast<std::uint64_t>(run)).next_u64();
+    if (config.n_init > 1) log.info("initialisation " + std::to_string(run + 1) + " of " + std::to_string(config.n_init));
+    Gmm gmm = make_initial(comm, source, summary, config, seed, log);
+    train::EmOptions opts{config.max_iter, config.tol, config.threads};
+    train::EmResult em = train::run_batch_em(comm, source, summary.num_samples, gmm, opts, observer);
+    if (!best || em.objective > best->em.objective) best = GmmFitResult{std::move(gmm), std::move(em), run};
+  }
+  if (!best->em.converged)
+    log.warn("Best performing initialization did not converge. Try different init parameters, or increase "
+             "max_iter, tol, or check for degenerate data.");
+  return std::move(*best);
+}
+
+}  // namespace latent::models

@@ -1,0 +1,99 @@
+#include "latent/train/block_reduce.hpp"
+
+#include <oneapi/tbb/enumerable_thread_specific.h>
+#include <oneapi/tbb/parallel_pipeline.h>
+#include <oneapi/tbb/task_arena.h>
+
+#include <algorithm>
+
+namespace latent::train {
+namespace {
+
+using BlockPtr = std::shared_ptr<const io::DenseBlock>;
+
+int clamp_threads(int threads) { return std::max(1, threads); }
+
+}  // namespace
+
+void for_each_block(io::BlockSource& source, int threads, const BlockVisitor& visit) {
+  threads = clamp_threads(threads);
+  source.start_pass();
+  try {
+    tbb::task_arena arena(threads);
+    arena.execute([&] {
+      tbb::parallel_pipeline(
+          static_cast<std::size_t>(threads) + 1,
+          tbb::make_filter<void, BlockPtr>(tbb::filter_mode::serial_in_order,
+                                           [&](tbb::flow_control& fc) -> BlockPtr {
+                                             BlockPtr b = source.next();
+                                             if (!b) fc.stop();
+                                             return b;
+                                           }) &
+              tbb::make_filter<BlockPtr, void>(tbb::filter_mode::parallel, [&](const BlockPtr& b) {
+                if (b) visit(*b);
+              }));
+    });
+  } catch (...) {
+    source.cancel_pass();
+    throw;
+  }
+}
+
+void for_each_block_ordered(io::BlockSource& source, int threads,
+                            const std::function<std::shared_ptr<void>(const io::DenseBlock&)>& compute,
+                            const std::function<void(const io::DenseBlock&, std::shared_ptr<void>)>& consume) {
+  threads = clamp_threads(threads);
+  using Item = std::pair<BlockPtr, std::shared_ptr<void>>;
+  source.start_pass();
+  try {
+    tbb::task_arena arena(threads);
+    arena.execute([&] {
+      tbb::parallel_pipeline(
+          static_cast<std::size_t>(threads) + 1,
+          tbb::make_filter<void, BlockPtr>(tbb::filter_mode::serial_in_order,
+                                           [&](tbb::flow_control& fc) -> BlockPtr {
+                                             BlockPtr b = source.next();
+                                             if (!b) fc.stop();
+                                             return b;
+                                           }) &
+              tbb::make_filter<BlockPtr, Item>(tbb::filter_mode::parallel,
+                                               [&](const BlockPtr& b) -> Item {
+                                                 if (!b) return {};
+                                                 return {b, compute(*b)};
+                                               }) &
+              tbb::make_filter<Item, void>(tbb::filter_mode::serial_in_order, [&](const Item& item) {
+                if (item.first) consume(*item.first, item.second);
+              }));
+    });
+  } catch (...) {
+    source.cancel_pass();
+    throw;
+  }
+}
+
+ExactSum reduce_local(io::BlockSource& source, std::size_t num_stats, int threads, const BlockKernel& kernel) {
+  struct Local {
+    ExactSum sum;
+    std::vector<double> partial;
+  };
+  tbb::enumerable_thread_specific<Local> locals([num_stats] { return Local{ExactSum(num_stats), std::vector<double>(num_stats)}; });
+  for_each_block(source, threads, [&](const io::DenseBlock& block) {
+    Local& local = locals.local();
+    std::fill(local.partial.begin(), local.partial.end(), 0.0);
+    kernel(block, local.partial);
+    local.sum.add(local.partial);
+  });
+  ExactSum total(num_stats);
+  for (const Local& local : locals) total.merge(local.sum);
+  return total;
+}
+
+std::vector<double> reduce_global(const comm::Communicator& comm, io::BlockSource& source,
+                                  std::size_t num_stats, int threads, const BlockKernel& kernel) {
+  ExactSum sum;
+  comm::run_agreed(comm, [&] { sum = reduce_local(source, num_stats, threads, kernel); });
+  comm.allreduce(sum);
+  return sum.values();
+}
+
+}  // namespace latent::train

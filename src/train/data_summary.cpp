@@ -1,0 +1,45 @@
+#include "latent/train/data_summary.hpp"
+
+#include <limits>
+#include <mutex>
+
+#include "latent/train/block_reduce.hpp"
+
+namespace latent::train {
+
+DataSummary summarize(const comm::Communicator& comm, io::BlockSource& source, int threads) {
+  const Index d = source.info().num_features;
+  ExactSum sums(static_cast<std::size_t>(2 * d + 1));
+  RowVector lo = RowVector::Constant(d, std::numeric_limits<double>::infinity());
+  RowVector hi = RowVector::Constant(d, -std::numeric_limits<double>::infinity());
+  std::mutex mutex;
+  comm::run_agreed(comm, [&] {
+    for_each_block(source, threads, [&](const io::DenseBlock& b) {
+      std::vector<double> partial(static_cast<std::size_t>(2 * d + 1));
+      Eigen::Map<RowVector> s(partial.data(), d), q(partial.data() + d, d);
+      s = b.x.colwise().sum();
+      q = b.x.array().square().colwise().sum().matrix();
+      partial[static_cast<std::size_t>(2 * d)] = static_cast<double>(b.x.rows());
+      const RowVector bmin = b.x.colwise().minCoeff(), bmax = b.x.colwise().maxCoeff();
+      std::lock_guard lock(mutex);
+      sums.add(partial);
+      lo = lo.cwiseMin(bmin);
+      hi = hi.cwiseMax(bmax);
+    });
+  });
+  comm.allreduce(sums);
+  comm.allreduce_min(std::span<double>(lo.data(), static_cast<std::size_t>(d)));
+  comm.allreduce_max(std::span<double>(hi.data(), static_cast<std::size_t>(d)));
+  const std::vector<double> v = sums.values();
+  DataSummary out;
+  out.num_samples = static_cast<Index>(v[static_cast<std::size_t>(2 * d)]);
+  const double n = static_cast<double>(out.num_samples);
+  out.mean = Eigen::Map<const RowVector>(v.data(), d) / n;
+  out.variance = (Eigen::Map<const RowVector>(v.data() + d, d) / n - out.mean.array().square().matrix()).cwiseMax(0.0);
+  out.min = lo;
+  out.max = hi;
+  for (Index j = 0; j < d; ++j) out.num_constant_features += lo[j] == hi[j] ? 1 : 0;
+  return out;
+}
+
+}  // namespace latent::train
