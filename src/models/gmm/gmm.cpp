@@ -148,7 +148,7 @@ void Gmm::prepare() {
   }
 }
 
-void Gmm::weighted_log_prob(const RowMatrix& x, RowMatrix& out) const {
+void Gmm::weighted_log_prob(const ConstRows& x, RowMatrix& out) const {
   const Index b = x.rows();
   out.resize(b, k_);
   if (type_ == CovarianceType::kDiag || type_ == CovarianceType::kSpherical) {
@@ -174,7 +174,7 @@ void Gmm::weighted_log_prob(const RowMatrix& x, RowMatrix& out) const {
   out.rowwise() += bias_;
 }
 
-void Gmm::e_step(const RowMatrix& x, Vector& log_prob_norm, RowMatrix& resp) const {
+void Gmm::e_step(const ConstRows& x, Vector& log_prob_norm, RowMatrix& resp) const {
   weighted_log_prob(x, resp);
   log_sum_exp_rows(resp, log_prob_norm);
 }
@@ -190,7 +190,7 @@ std::size_t Gmm::num_stats() const {
   return static_cast<std::size_t>(2 + k_ + k_ * d_ + second);
 }
 
-void Gmm::accumulate(const RowMatrix& x, const RowMatrix& resp, std::span<double> partial) const {
+void Gmm::accumulate(const ConstRows& x, const RowMatrix& resp, std::span<double> partial) const {
   const Index b = x.rows();
   partial[1] += static_cast<double>(b);
   Eigen::Map<RowVector> nk(partial.data() + 2, k_);
@@ -201,9 +201,8 @@ void Gmm::accumulate(const RowMatrix& x, const RowMatrix& resp, std::span<double
     RowMatrix z(b, 2 * d_);
     z.leftCols(d_) = x.rowwise() - center_;
     z.rightCols(d_) = z.leftCols(d_).array().square();
-    const RowMatrix rz = resp.transpose() * z;  // K × 2D
-    Eigen::Map<RowMatrix>(first, k_, d_) += rz.leftCols(d_);
-    Eigen::Map<RowMatrix>(second, k_, d_) += rz.rightCols(d_);
+    Eigen::Map<RowMatrix>(first, k_, d_).noalias() += resp.transpose() * z.leftCols(d_);
+    Eigen::Map<RowMatrix>(second, k_, d_).noalias() += resp.transpose() * z.rightCols(d_);
   } else if (type_ == CovarianceType::kTied) {
     const RowMatrix xc = x.rowwise() - center_;
     Eigen::Map<RowMatrix>(first, k_, d_).noalias() += resp.transpose() * xc;
@@ -229,9 +228,33 @@ void Gmm::accumulate(const RowMatrix& x, const RowMatrix& resp, std::span<double
 void Gmm::e_step_block(const io::DenseBlock& block, std::span<double> partial) const {
   Vector lpn;
   RowMatrix resp;
-  e_step(block.x, lpn, resp);
-  partial[0] += lpn.sum();
-  accumulate(block.x, resp, partial);
+  if (type_ == CovarianceType::kDiag || type_ == CovarianceType::kSpherical) {
+    // Fused: z = [x - c, (x - c)²] is built once per tile and feeds both GEMMs.
+    RowMatrix z;
+    partial[1] += static_cast<double>(block.x.rows());
+    Eigen::Map<RowVector> nk(partial.data() + 2, k_);
+    Eigen::Map<RowMatrix> first(partial.data() + 2 + k_, k_, d_), second(partial.data() + 2 + k_ + k_ * d_, k_, d_);
+    for (Index r0 = 0; r0 < block.x.rows(); r0 += kTileRows) {
+      const Index n = std::min(kTileRows, block.x.rows() - r0);
+      z.resize(n, 2 * d_);
+      z.leftCols(d_) = block.x.middleRows(r0, n).rowwise() - center_;
+      z.rightCols(d_) = z.leftCols(d_).array().square();
+      resp.noalias() = z * w_diag_;
+      resp.rowwise() += bias_;
+      log_sum_exp_rows(resp, lpn);
+      partial[0] += lpn.sum();
+      nk += resp.colwise().sum();
+      first.noalias() += resp.transpose() * z.leftCols(d_);
+      second.noalias() += resp.transpose() * z.rightCols(d_);
+    }
+    return;
+  }
+  for (Index r0 = 0; r0 < block.x.rows(); r0 += kTileRows) {
+    const auto tile = block.x.middleRows(r0, std::min(kTileRows, block.x.rows() - r0));
+    e_step(tile, lpn, resp);
+    partial[0] += lpn.sum();
+    accumulate(tile, resp, partial);
+  }
 }
 
 train::EmModel::Step Gmm::m_step(std::span<const double> stats) {

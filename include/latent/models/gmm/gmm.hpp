@@ -52,12 +52,16 @@ class Gmm final : public train::EmModel {
   /// For full covariances: per-component shift (K × D) used by the next accumulate().
   void set_component_shift(const RowMatrix& shift);
 
+  using ConstRows = Eigen::Ref<const RowMatrix>;
   /// log w_k + log N(x_n | μ_k, Σ_k) in nats: out is B × K. Thread-safe.
-  void weighted_log_prob(const RowMatrix& x, RowMatrix& out) const;
+  void weighted_log_prob(const ConstRows& x, RowMatrix& out) const;
   /// Per-row log p(x_n) (B) and responsibilities (B × K). Thread-safe.
-  void e_step(const RowMatrix& x, Vector& log_prob_norm, RowMatrix& resp) const;
+  void e_step(const ConstRows& x, Vector& log_prob_norm, RowMatrix& resp) const;
   /// Adds the sufficient statistics of (x, resp) to partial (size num_stats()). Thread-safe.
-  void accumulate(const RowMatrix& x, const RowMatrix& resp, std::span<double> partial) const;
+  void accumulate(const ConstRows& x, const RowMatrix& resp, std::span<double> partial) const;
+  /// Rows per tile inside a block: the E-step and statistics of a tile stay in cache.
+  /// Fixed, so the summation order within a block never depends on anything else.
+  static constexpr Index kTileRows = 128;
 
   // EmModel. Statistics: [Σ log p(x), rows, Nk (K), first moments, second moments].
   std::size_t num_stats() const override;
