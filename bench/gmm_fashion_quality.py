@@ -59,7 +59,7 @@ def fit_ours(args, train: Path, test: Path) -> dict:
     return {
         "fit_seconds": res.seconds,
         "n_iter": attrs.get("n_iter", len(iters)),
-        "converged": attrs.get("converged"),
+        "converged": None if attrs.get("converged") is None else bool(attrs["converged"]),
         "lower_bound": attrs.get("lower_bound"),
         "train_mean_log_likelihood": train_sc.get("mean_log_likelihood"),
         "test_mean_log_likelihood": sc.get("mean_log_likelihood"),

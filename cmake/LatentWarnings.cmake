@@ -2,7 +2,8 @@ add_library(latent_options INTERFACE)
 target_compile_options(latent_options INTERFACE -Wall -Wextra -Wpedantic -Wshadow
   -Wnon-virtual-dtor -Wcast-align -Woverloaded-virtual -Wno-psabi
   # GCC 12 reports false positives inside its own AVX-512 intrinsics as used by Eigen.
-  $<$<CXX_COMPILER_ID:GNU>:-Wno-maybe-uninitialized>)
+  # Same for -Wuninitialized (GCC bug 105593) and -Wrestrict in std::string (GCC bug 105651).
+  $<$<CXX_COMPILER_ID:GNU>:-Wno-maybe-uninitialized -Wno-uninitialized -Wno-restrict>)
 if(LATENT_WERROR)
   target_compile_options(latent_options INTERFACE -Werror)
 endif()

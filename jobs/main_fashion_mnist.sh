@@ -21,6 +21,7 @@
 #   RANKS=2                MPI ranks
 #   THREADS=max(1,nproc/2) threads per rank
 #   FASHION_MNIST_DIR=/usr/share/datasets/fashion-mnist   IDX .gz files
+#   DATA_DIR=data/fashion-mnist   where the imported data, model and log go
 #   SKIP_DEPS=1            skip step 1 (packages already installed by other means)
 #   SKIP_BUILD=1           skip step 2 (use the existing build/release)
 set -euo pipefail
@@ -32,7 +33,7 @@ nproc_="$(nproc 2>/dev/null || echo 1)"
 RANKS="${RANKS:-2}"
 THREADS="${THREADS:-$(( nproc_ / 2 > 1 ? nproc_ / 2 : 1 ))}"
 FASHION_MNIST_DIR="${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}"
-DATA_DIR="data/fashion-mnist"
+DATA_DIR="${DATA_DIR:-data/fashion-mnist}"
 MODEL="$DATA_DIR/gmm10.h5"
 LATENT="$repo/build/release/src/latent"
 

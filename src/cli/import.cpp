@@ -408,8 +408,8 @@ std::unique_ptr<RowReader> open_reader(const std::string& format, const std::str
 
 struct ShardWriter {
   std::string dir;
-  Index rows_per_shard;
-  io::DType dtype;
+  Index rows_per_shard = 1;
+  io::DType dtype = io::DType::kFloat32;
   Index d = -1;
   RowMatrix rows;
   std::vector<std::int64_t> labels;
@@ -484,7 +484,10 @@ int cmd_import(const std::vector<std::string>& args, const Context& ctx) {
       bool keep = false;
       ~Cleanup() { if (!keep) { std::error_code ec; fs::remove_all(path, ec); } }
     } cleanup{tmp};
-    ShardWriter w{tmp, rows_per_shard, dtype == "float32" ? io::DType::kFloat32 : io::DType::kFloat64};
+    ShardWriter w;
+    w.dir = tmp;
+    w.rows_per_shard = rows_per_shard;
+    w.dtype = dtype == "float32" ? io::DType::kFloat32 : io::DType::kFloat64;
     std::unique_ptr<LabelReader> labels;
     if (!labels_path.empty()) labels = std::make_unique<LabelReader>(labels_path);
     w.with_labels = labels != nullptr;

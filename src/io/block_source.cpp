@@ -21,6 +21,7 @@ class ShardReader {
   explicit ShardReader(const DenseDatasetInfo& info) : info_(info) {}
 
   DenseBlock read(const BlockRef& ref, bool read_labels, bool allow_nan) {
+  detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
     const ShardInfo& shard = info_.shards.at(static_cast<std::size_t>(ref.shard));
     open(ref.shard);
     const Index d = info_.num_features;

@@ -22,6 +22,7 @@ std::string describe_type(hid_t type) {
 }
 
 ShardInfo inspect_shard(const std::string& path, Index* num_features, bool* labels) {
+  detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
   Handle f = detail::open_read_only(path);
   ShardInfo shard;
   shard.path = path;

@@ -113,6 +113,7 @@ struct H5Writer::Impl {
 };
 
 H5Writer::H5Writer(std::string path, bool overwrite) : impl_(std::make_unique<Impl>()), path_(std::move(path)) {
+  detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
   detail::silence_hdf5();
   check_output_path(path_, overwrite);
   tmp_path_ = path_ + ".tmp-" + std::to_string(::getpid());
@@ -121,6 +122,7 @@ H5Writer::H5Writer(std::string path, bool overwrite) : impl_(std::make_unique<Im
 }
 
 H5Writer::~H5Writer() {
+  detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
   if (!committed_) {
     impl_->file.reset();
     std::remove(tmp_path_.c_str());
@@ -128,19 +130,24 @@ H5Writer::~H5Writer() {
 }
 
 void H5Writer::write(const std::string& name, const RowMatrix& m) {
+  detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
   impl_->write_raw(name, DType::kFloat64, m.data(), {m.rows(), m.cols()});
 }
 void H5Writer::write(const std::string& name, std::span<const double> v) {
+  detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
   impl_->write_raw(name, DType::kFloat64, v.data(), {static_cast<Index>(v.size())});
 }
 void H5Writer::write(const std::string& name, std::span<const std::int64_t> v) {
+  detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
   impl_->write_raw(name, DType::kInt64, v.data(), {static_cast<Index>(v.size())});
 }
 void H5Writer::write(const std::string& name, std::span<const double> data, const std::vector<Index>& shape) {
+  detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
   impl_->write_raw(name, DType::kFloat64, data.data(), shape);
 }
 
 void H5Writer::create(const std::string& name, DType type, Index rows, Index cols) {
+  detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
   impl_->ensure_parent(name);
   std::vector<hsize_t> dims{static_cast<hsize_t>(rows)};
   if (cols > 0) dims.push_back(static_cast<hsize_t>(cols));
@@ -151,13 +158,16 @@ void H5Writer::create(const std::string& name, DType type, Index rows, Index col
 }
 
 void H5Writer::write_rows(const std::string& name, Index row_begin, const RowMatrix& rows) {
+  detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
   impl_->write_slab(name, DType::kFloat64, row_begin, rows.rows(), rows.cols(), rows.data());
 }
 void H5Writer::write_rows(const std::string& name, Index row_begin, std::span<const std::int64_t> rows) {
+  detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
   impl_->write_slab(name, DType::kInt64, row_begin, static_cast<Index>(rows.size()), 1, rows.data());
 }
 
 void H5Writer::attr(const std::string& object, const std::string& name, const std::string& value) {
+  detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
   Handle type = detail::type_handle(H5Tcopy(H5T_C_S1));
   H5Tset_size(type.get(), value.empty() ? 1 : value.size());
   H5Tset_cset(type.get(), H5T_CSET_UTF8);
@@ -166,13 +176,16 @@ void H5Writer::attr(const std::string& object, const std::string& name, const st
   impl_->with_attr(object, name, type.get(), [&](hid_t a) { return H5Awrite(a, type.get(), padded.data()); });
 }
 void H5Writer::attr(const std::string& object, const std::string& name, double value) {
+  detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
   impl_->with_attr(object, name, H5T_IEEE_F64LE, [&](hid_t a) { return H5Awrite(a, H5T_NATIVE_DOUBLE, &value); });
 }
 void H5Writer::attr(const std::string& object, const std::string& name, std::int64_t value) {
+  detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
   impl_->with_attr(object, name, H5T_STD_I64LE, [&](hid_t a) { return H5Awrite(a, H5T_NATIVE_INT64, &value); });
 }
 
 void H5Writer::commit() {
+  detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
   if (H5Fflush(impl_->file.get(), H5F_SCOPE_GLOBAL) < 0)
     throw Error(ErrorKind::kIo, "output " + path_ + ": flush failed (disk full?)");
   impl_->file.reset();
@@ -192,11 +205,16 @@ struct H5Reader::Impl {
 };
 
 H5Reader::H5Reader(const std::string& path) : impl_(std::make_unique<Impl>()), path_(path) {
+  detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
   impl_->file = detail::open_read_only(path);
 }
-H5Reader::~H5Reader() = default;
+H5Reader::~H5Reader() {
+  detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
+  impl_.reset();
+}
 
 bool H5Reader::has(const std::string& name) const {
+  detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
   // Checks each path component, since H5Lexists fails on a missing intermediate group.
   std::size_t pos = 0;
   while (true) {
@@ -208,6 +226,7 @@ bool H5Reader::has(const std::string& name) const {
 }
 
 std::vector<Index> H5Reader::shape(const std::string& name) const {
+  detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
   Handle d = impl_->open_dataset(path_, name);
   Handle space = detail::space_handle(H5Dget_space(d.get()));
   const int rank = H5Sget_simple_extent_ndims(space.get());
@@ -217,6 +236,7 @@ std::vector<Index> H5Reader::shape(const std::string& name) const {
 }
 
 RowMatrix H5Reader::read_matrix(const std::string& name) const {
+  detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
   const auto dims = shape(name);
   if (dims.size() > 2) throw_input("file " + path_ + ", dataset /" + name + ": expected 1 or 2 dimensions");
   const Index rows = dims.empty() ? 1 : dims[0];
@@ -229,6 +249,7 @@ RowMatrix H5Reader::read_matrix(const std::string& name) const {
 }
 
 RowMatrix H5Reader::read_rows(const std::string& name, Index begin, Index count) const {
+  detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
   const auto dims = shape(name);
   if (dims.empty() || dims.size() > 2) throw_input("file " + path_ + ", dataset /" + name + ": expected 1 or 2 dimensions");
   if (begin < 0 || count < 0 || begin + count > dims[0]) throw Error(ErrorKind::kInternal, "read_rows out of range");
@@ -251,11 +272,18 @@ RowMatrix H5Reader::read_rows(const std::string& name, Index begin, Index count)
 }
 
 std::vector<double> H5Reader::read_doubles(const std::string& name) const {
-  RowMatrix m = read_matrix(name);
-  return std::vector<double>(m.data(), m.data() + m.size());
+  detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
+  Index total = 1;
+  for (Index s : shape(name)) total *= s;
+  std::vector<double> v(static_cast<std::size_t>(total));
+  Handle d = impl_->open_dataset(path_, name);
+  if (total > 0 && H5Dread(d.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()) < 0)
+    throw_input("file " + path_ + ", dataset /" + name + ": read failed (truncated or not numeric)");
+  return v;
 }
 
 std::vector<std::int64_t> H5Reader::read_int64(const std::string& name) const {
+  detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
   const auto dims = shape(name);
   Index total = 1;
   for (Index s : dims) total *= s;
@@ -267,10 +295,12 @@ std::vector<std::int64_t> H5Reader::read_int64(const std::string& name) const {
 }
 
 bool H5Reader::has_attr(const std::string& object, const std::string& name) const {
+  detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
   return H5Aexists_by_name(impl_->file.get(), object.c_str(), name.c_str(), H5P_DEFAULT) > 0;
 }
 
 std::string H5Reader::attr_string(const std::string& object, const std::string& name) const {
+  detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
   Handle a = detail::attr_handle(H5Aopen_by_name(impl_->file.get(), object.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT));
   if (!a.valid()) throw_input("file " + path_ + ": attribute " + name + " missing on " + object);
   Handle type = detail::type_handle(H5Aget_type(a.get()));
@@ -292,6 +322,7 @@ std::string H5Reader::attr_string(const std::string& object, const std::string& 
 }
 
 double H5Reader::attr_double(const std::string& object, const std::string& name) const {
+  detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
   Handle a = detail::attr_handle(H5Aopen_by_name(impl_->file.get(), object.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT));
   double v = 0;
   if (!a.valid() || H5Aread(a.get(), H5T_NATIVE_DOUBLE, &v) < 0)
@@ -300,6 +331,7 @@ double H5Reader::attr_double(const std::string& object, const std::string& name)
 }
 
 std::int64_t H5Reader::attr_int(const std::string& object, const std::string& name) const {
+  detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
   Handle a = detail::attr_handle(H5Aopen_by_name(impl_->file.get(), object.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT));
   std::int64_t v = 0;
   if (!a.valid() || H5Aread(a.get(), H5T_NATIVE_INT64, &v) < 0)
@@ -308,6 +340,7 @@ std::int64_t H5Reader::attr_int(const std::string& object, const std::string& na
 }
 
 std::vector<std::string> H5Reader::list(const std::string& group) const {
+  detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
   std::vector<std::string> names;
   Handle g = detail::group_handle(H5Gopen2(impl_->file.get(), group.c_str(), H5P_DEFAULT));
   if (!g.valid()) return names;

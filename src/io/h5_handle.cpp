@@ -6,7 +6,13 @@
 
 namespace latent::io::detail {
 
+std::recursive_mutex& hdf5_mutex() {
+  static std::recursive_mutex m;
+  return m;
+}
+
 void silence_hdf5() {
+  Hdf5Lock lock(hdf5_mutex());
   static const bool once = [] {
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
     return true;
@@ -16,6 +22,7 @@ void silence_hdf5() {
 
 Handle open_read_only(const std::string& path) {
   silence_hdf5();
+  Hdf5Lock lock(hdf5_mutex());
   std::error_code ec;
   if (!std::filesystem::exists(path, ec))
     throw Error(ErrorKind::kNoInput, "file " + path + ": does not exist");
@@ -31,6 +38,7 @@ Handle open_read_only(const std::string& path) {
 }
 
 Handle open_trusted_dataset(hid_t file, const std::string& file_path, const std::string& name) {
+  Hdf5Lock lock(hdf5_mutex());
   const std::string where = "file " + file_path + ", dataset /" + name;
   if (H5Lexists(file, name.c_str(), H5P_DEFAULT) <= 0) throw_input(where + ": missing");
   H5L_info_t link{};

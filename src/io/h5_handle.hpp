@@ -2,10 +2,13 @@
 // Private RAII wrappers over HDF5 identifiers (the only place <hdf5.h> is seen, with src/io).
 #include <hdf5.h>
 
+#include <mutex>
 #include <string>
 #include <utility>
 
 namespace latent::io::detail {
+
+std::recursive_mutex& hdf5_mutex();
 
 class Handle {
  public:
@@ -27,7 +30,10 @@ class Handle {
   hid_t get() const noexcept { return id_; }
   bool valid() const noexcept { return id_ >= 0; }
   void reset() noexcept {
-    if (id_ >= 0 && closer_ != nullptr) closer_(id_);
+    if (id_ >= 0 && closer_ != nullptr) {
+      std::lock_guard<std::recursive_mutex> lock(hdf5_mutex());
+      closer_(id_);
+    }
     id_ = H5I_INVALID_HID;
   }
 
@@ -43,6 +49,11 @@ inline Handle type_handle(hid_t id) { return Handle(id, &H5Tclose); }
 inline Handle plist_handle(hid_t id) { return Handle(id, &H5Pclose); }
 inline Handle group_handle(hid_t id) { return Handle(id, &H5Gclose); }
 inline Handle attr_handle(hid_t id) { return Handle(id, &H5Aclose); }
+
+/// Debian's libhdf5 is built without thread safety: every HDF5 call in the process takes
+/// this lock (recursive, since io functions nest). The I/O thread holds it per block only.
+std::recursive_mutex& hdf5_mutex();
+using Hdf5Lock = std::lock_guard<std::recursive_mutex>;
 
 /// Turns off HDF5's own error printing (we report errors ourselves). Idempotent.
 void silence_hdf5();

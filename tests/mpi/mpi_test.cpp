@@ -1,0 +1,134 @@
+// Tests run by ctest under mpiexec at 1, 2 and 4 ranks (and the invariance fits at 1-4).
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <sstream>
+
+#include "../support/fixtures.hpp"
+#include "latent/cli/cli.hpp"
+#include "latent/comm/communicator.hpp"
+#include "latent/core/error.hpp"
+#include "latent/io/h5_file.hpp"
+
+namespace latent {
+namespace {
+
+double value_of(int rank, int i) { return std::ldexp(1.0 + 0.1 * i, (rank * 7 + i) % 60 - 30) * ((i % 3) ? 1 : -1); }
+
+TEST(Communicator, ExactAllreduceEqualsTheSerialSumBitForBit) {
+  const auto comm = comm::Communicator::world();
+  constexpr int kN = 64;
+  ExactSum mine(kN), serial(kN);
+  for (int i = 0; i < kN; ++i) {
+    std::vector<double> v(kN, 0.0);
+    v[static_cast<std::size_t>(i)] = value_of(comm.rank(), i);
+    mine.add(v);
+  }
+  for (int r = 0; r < comm.size(); ++r)
+    for (int i = 0; i < kN; ++i) {
+      std::vector<double> v(kN, 0.0);
+      v[static_cast<std::size_t>(i)] = value_of(r, i);
+      serial.add(v);
+    }
+  comm.allreduce(mine);
+  EXPECT_EQ(mine.values(), serial.values());
+}
+
+TEST(Communicator, AgreeMakesEveryRankThrowTheSameError) {
+  const auto comm = comm::Communicator::world();
+  const int bad = comm.size() - 1;
+  try {
+    comm::run_agreed(comm, [&] {
+      if (comm.rank() == bad) throw Error(ErrorKind::kInput, "file x.h5, row 3: broken");
+    });
+    FAIL() << "every rank must throw";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kInput);
+    EXPECT_EQ(std::string(e.what()), comm.size() > 1 ? "rank " + std::to_string(bad) + ": file x.h5, row 3: broken"
+                                                     : std::string("file x.h5, row 3: broken"));
+  }
+  EXPECT_NO_THROW(comm::run_agreed(comm, [] {}));
+}
+
+TEST(Communicator, AllgathervConcatenatesInRankOrder) {
+  const auto comm = comm::Communicator::world();
+  std::vector<double> mine(static_cast<std::size_t>(comm.rank()), static_cast<double>(comm.rank()));
+  const auto all = comm.allgatherv(mine);
+  std::vector<double> expected;
+  for (int r = 0; r < comm.size(); ++r) expected.insert(expected.end(), static_cast<std::size_t>(r), static_cast<double>(r));
+  EXPECT_EQ(all, expected);
+}
+
+// --- Rank/thread invariance at the level of the model file -------------------------------
+
+std::string invariance_dir() {
+  const char* d = std::getenv("LATENT_INVARIANCE_DIR");
+  return d ? d : "";
+}
+
+int run_cli(const std::vector<std::string>& args) {
+  std::ostringstream out, err;
+  const int code = cli::run(args, out, err);
+  if (code != 0) ADD_FAILURE() << err.str();
+  return code;
+}
+
+const std::vector<std::string> kCovarianceTypes = {"full", "tied", "diag", "spherical"};
+
+TEST(Invariance, MakeData) {
+  if (invariance_dir().empty()) GTEST_SKIP() << "LATENT_INVARIANCE_DIR not set";
+  const auto comm = comm::Communicator::world();
+  if (!comm.is_root()) return;
+  std::filesystem::remove_all(invariance_dir());
+  // Uneven shards so that block boundaries, short blocks and rank ranges all differ.
+  const RowMatrix x = latent::testing::blobs(2600, 6, 4, 17, nullptr, 4.0, 1.5);
+  latent::testing::write_shards(invariance_dir() + "/data", x, {900, 1, 1100, 599});
+}
+
+TEST(Invariance, Fit) {
+  if (invariance_dir().empty()) GTEST_SKIP() << "LATENT_INVARIANCE_DIR not set";
+  const auto comm = comm::Communicator::world();
+  const std::string dir = invariance_dir();
+  for (const char* threads : {"1", "2"}) {
+    const std::string tag = "n" + std::to_string(comm.size()) + "-t" + threads;
+    for (const auto& type : kCovarianceTypes)
+      run_cli({"fit", "gmm", "--data", dir + "/data", "--output", dir + "/" + tag + "-gmm-" + type + ".h5", "--overwrite",
+               "--n-components", "4", "--covariance-type", type, "--threads", threads, "--block-rows", "128",
+               "--tol", "1e-6", "--seed", "3"});
+    run_cli({"fit", "gmm", "--data", dir + "/data", "--output", dir + "/" + tag + "-gmm-random.h5", "--overwrite",
+             "--n-components", "3", "--init-params", "random", "--n-init", "2", "--threads", threads, "--block-rows", "128"});
+    run_cli({"fit", "kmeans", "--data", dir + "/data", "--output", dir + "/" + tag + "-kmeans.h5", "--overwrite",
+             "--n-clusters", "5", "--threads", threads, "--block-rows", "128"});
+  }
+}
+
+TEST(Invariance, Compare) {
+  if (invariance_dir().empty()) GTEST_SKIP() << "LATENT_INVARIANCE_DIR not set";
+  const std::string dir = invariance_dir();
+  std::vector<std::pair<std::string, std::vector<std::string>>> models;
+  for (const auto& type : kCovarianceTypes)
+    models.push_back({"gmm-" + type, {"weights", "means", "covariances", "precisions_cholesky", "history/objective"}});
+  models.push_back({"gmm-random", {"weights", "means", "covariances", "history/objective"}});
+  models.push_back({"kmeans", {"cluster_centers", "history/objective"}});
+  int compared = 0;
+  for (const auto& [name, datasets] : models) {
+    const io::H5Reader reference(dir + "/n1-t1-" + name + ".h5");
+    for (const char* ranks : {"1", "2", "3", "4"})
+      for (const char* threads : {"1", "2"}) {
+        const std::string path = dir + "/n" + ranks + "-t" + threads + "-" + name + ".h5";
+        ASSERT_TRUE(std::filesystem::exists(path)) << path;
+        const io::H5Reader other(path);
+        for (const auto& ds : datasets) {
+          const auto a = reference.read_doubles(ds), b = other.read_doubles(ds);
+          ASSERT_EQ(a.size(), b.size());
+          EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(double)), 0) << path << " /" << ds << " differs";
+          ++compared;
+        }
+      }
+  }
+  EXPECT_EQ(compared, 8 * (4 * 5 + 4 + 2));
+}
+
+}  // namespace
+}  // namespace latent

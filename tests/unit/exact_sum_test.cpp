@@ -1,0 +1,83 @@
+#include "latent/core/exact_sum.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+namespace latent {
+namespace {
+
+double sum_of(const std::vector<double>& v) {
+  ExactSum s(1);
+  for (double x : v) s.add(std::span<const double>(&x, 1));
+  return s.values()[0];
+}
+
+TEST(ExactSum, CancellationThatPlainDoublesGetWrong) {
+  // 1e16 + 1 - 1e16 is 0 in double arithmetic; the exact sum is 1.
+  EXPECT_EQ(sum_of({1e16, 1.0, -1e16}), 1.0);
+  EXPECT_EQ(sum_of({1.0, 0x1p-60, -1.0}), 0x1p-60);
+  // Below the three-bin window (at least 64 bits under the largest addend) bits drop out.
+  EXPECT_NEAR(sum_of({1.0, 1e-20, -1.0}), 1e-20, 0x1p-80);
+  EXPECT_EQ(sum_of({}), 0.0);
+  EXPECT_EQ(sum_of({-3.5}), -3.5);
+}
+
+TEST(ExactSum, MatchesLongDoubleOnSmallIntegers) {
+  std::vector<double> v;
+  long long expected = 0;
+  for (int i = -1000; i < 3000; ++i) {
+    v.push_back(i * 3.0);
+    expected += i * 3;
+  }
+  EXPECT_EQ(sum_of(v), static_cast<double>(expected));
+}
+
+TEST(ExactSum, BitwiseIndependentOfOrderAndGrouping) {
+  std::mt19937_64 gen(7);
+  std::normal_distribution<double> normal;
+  std::vector<double> v(5000);
+  for (auto& x : v) x = normal(gen) * std::pow(10.0, static_cast<int>(gen() % 30) - 15);
+  const double reference = sum_of(v);
+  for (int trial = 0; trial < 5; ++trial) {
+    std::shuffle(v.begin(), v.end(), gen);
+    // Random grouping: partial sums merged in a random tree.
+    std::vector<ExactSum> parts;
+    for (std::size_t i = 0; i < v.size();) {
+      const std::size_t len = 1 + gen() % 97;
+      ExactSum p(1);
+      for (std::size_t j = i; j < std::min(v.size(), i + len); ++j) p.add(std::span<const double>(&v[j], 1));
+      parts.push_back(p);
+      i += len;
+    }
+    while (parts.size() > 1) {
+      const std::size_t a = gen() % parts.size();
+      std::size_t b = gen() % parts.size();
+      if (a == b) continue;
+      parts[a].merge(parts[b]);
+      parts.erase(parts.begin() + static_cast<std::ptrdiff_t>(b));
+    }
+    EXPECT_EQ(parts[0].values()[0], reference) << "trial " << trial;
+  }
+  // And it is accurate: compare with a long double Kahan-free sum of sorted magnitudes.
+  std::sort(v.begin(), v.end(), [](double a, double b) { return std::abs(a) < std::abs(b); });
+  long double ld = 0;
+  for (double x : v) ld += x;
+  EXPECT_NEAR(reference, static_cast<double>(ld), 1e-12 * std::abs(static_cast<double>(ld)) + 1e-300);
+}
+
+TEST(ExactSum, SubnormalsAndHugeValues) {
+  const double tiny = 4.9406564584124654e-324;  // smallest subnormal
+  EXPECT_EQ(sum_of({tiny, tiny, tiny}), 3 * tiny);
+  EXPECT_EQ(sum_of({1e300, 1e300, -1e300}), 1e300);
+}
+
+TEST(ExactSum, NonFiniteValuesPoisonTheCell) {
+  EXPECT_TRUE(std::isnan(sum_of({1.0, std::nan(""), 2.0})));
+  EXPECT_TRUE(std::isnan(sum_of({1.0, INFINITY})));
+}
+
+}  // namespace
+}  // namespace latent

@@ -1,0 +1,261 @@
+#include "latent/models/gmm/gmm.hpp"
+
+#include <gtest/gtest.h>
+
+#include <Eigen/Cholesky>
+#include <Eigen/LU>
+#include <cmath>
+#include <numbers>
+
+#include "../support/fixtures.hpp"
+#include "../support/pipeline.hpp"
+#include "latent/core/error.hpp"
+#include "latent/core/exact_sum.hpp"
+#include "latent/models/gmm/gmm_fit.hpp"
+#include "latent/train/data_summary.hpp"
+
+namespace latent::models {
+namespace {
+
+using latent::testing::blobs;
+using latent::testing::TempDir;
+const double kLog2Pi = std::log(2 * std::numbers::pi);
+
+RowMatrix cov_in_shape(CovarianceType t, const std::vector<Eigen::MatrixXd>& full) {
+  const Index k = static_cast<Index>(full.size()), d = full[0].rows();
+  RowMatrix c;
+  switch (t) {
+    case CovarianceType::kFull:
+      c.resize(k * d, d);
+      for (Index i = 0; i < k; ++i) c.middleRows(i * d, d) = full[static_cast<std::size_t>(i)];
+      break;
+    case CovarianceType::kTied: c = full[0]; break;
+    case CovarianceType::kDiag:
+      c.resize(k, d);
+      for (Index i = 0; i < k; ++i) c.row(i) = full[static_cast<std::size_t>(i)].diagonal().transpose();
+      break;
+    case CovarianceType::kSpherical:
+      c.resize(k, 1);
+      for (Index i = 0; i < k; ++i) c(i, 0) = full[static_cast<std::size_t>(i)](0, 0);
+      break;
+  }
+  return c;
+}
+
+TEST(GmmEStep, HandComputedOneDimensional) {
+  // x = 1; components N(0, 1) with weight 0.3 and N(2, 4) with weight 0.7.
+  RowMatrix x(1, 1);
+  x << 1.0;
+  const double expected0 = std::log(0.3) - 0.5 * kLog2Pi - 0.5;
+  const double expected1 = std::log(0.7) - 0.5 * kLog2Pi - 0.5 * std::log(4.0) - 0.125;
+  for (auto t : {CovarianceType::kFull, CovarianceType::kDiag, CovarianceType::kSpherical}) {
+    Gmm g(2, 1, t, 0.0);
+    RowMatrix means(2, 1);
+    means << 0, 2;
+    g.set_parameters(RowVector{{0.3, 0.7}}, means, cov_in_shape(t, {Eigen::MatrixXd::Constant(1, 1, 1.0), Eigen::MatrixXd::Constant(1, 1, 4.0)}));
+    RowMatrix lp;
+    g.weighted_log_prob(x, lp);
+    EXPECT_NEAR(lp(0, 0), expected0, 1e-14) << to_string(t);
+    EXPECT_NEAR(lp(0, 1), expected1, 1e-14) << to_string(t);
+    Vector lpn;
+    RowMatrix resp;
+    g.e_step(x, lpn, resp);
+    const double lse = std::log(std::exp(expected0) + std::exp(expected1));
+    EXPECT_NEAR(lpn[0], lse, 1e-14);
+    EXPECT_NEAR(resp(0, 0), std::exp(expected0 - lse), 1e-14);
+    EXPECT_NEAR(resp.row(0).sum(), 1.0, 1e-15);
+  }
+}
+
+TEST(GmmEStep, HandComputedCorrelatedTwoDimensional) {
+  // Σ = [[2, 1], [1, 2]]: det 3, Σ⁻¹ = [[2, -1], [-1, 2]] / 3; x - μ = (1, 0) gives 2/3.
+  Eigen::MatrixXd cov(2, 2);
+  cov << 2, 1, 1, 2;
+  RowMatrix x(1, 2);
+  x << 1, 5;
+  RowMatrix means(1, 2);
+  means << 0, 5;
+  const double expected = -kLog2Pi - 0.5 * std::log(3.0) - 1.0 / 3.0;
+  for (auto t : {CovarianceType::kFull, CovarianceType::kTied}) {
+    Gmm g(1, 2, t, 0.0);
+    g.set_parameters(RowVector::Ones(1), means, cov_in_shape(t, {cov}));
+    RowMatrix lp;
+    g.weighted_log_prob(x, lp);
+    EXPECT_NEAR(lp(0, 0), expected, 1e-14) << to_string(t);
+  }
+}
+
+TEST(GmmMStep, HandComputedFromEqualResponsibilities) {
+  // Points 0 and 2, both components responsible half: means 1, variance 1 + reg.
+  RowMatrix x(2, 1);
+  x << 0, 2;
+  RowMatrix resp = RowMatrix::Constant(2, 2, 0.5);
+  for (auto t : {CovarianceType::kFull, CovarianceType::kTied, CovarianceType::kDiag, CovarianceType::kSpherical}) {
+    Gmm g(2, 1, t, 0.25);
+    std::vector<double> stats(g.num_stats(), 0.0);
+    g.accumulate(x, resp, stats);
+    g.m_step(stats);
+    EXPECT_NEAR(g.weights()[0], 0.5, 1e-15);
+    EXPECT_NEAR(g.means()(0, 0), 1.0, 1e-14) << to_string(t);
+    EXPECT_NEAR(g.means()(1, 0), 1.0, 1e-14);
+    EXPECT_NEAR(g.covariances()(0, 0), 1.25, 1e-14) << to_string(t);
+  }
+}
+
+// An independent, straightforward EM (per-sample loops, explicit inverses), following
+// scikit-learn's definitions, used as the reference.
+struct NaiveGmm {
+  CovarianceType type;
+  double reg;
+  Vector w;
+  RowMatrix mu;
+  std::vector<Eigen::MatrixXd> cov;
+
+  double step(const RowMatrix& x) {
+    const Index n = x.rows(), d = x.cols(), k = mu.rows();
+    RowMatrix r(n, k);
+    double ll = 0;
+    for (Index i = 0; i < n; ++i) {
+      for (Index j = 0; j < k; ++j) {
+        const Eigen::MatrixXd& c = cov[static_cast<std::size_t>(j)];
+        const Eigen::VectorXd diff = (x.row(i) - mu.row(j)).transpose();
+        r(i, j) = std::log(w[j]) - 0.5 * (d * kLog2Pi + std::log(c.determinant()) + diff.dot(c.inverse() * diff));
+      }
+      const double m = r.row(i).maxCoeff();
+      const double lse = m + std::log((r.row(i).array() - m).exp().sum());
+      ll += lse;
+      r.row(i) = (r.row(i).array() - lse).exp();
+    }
+    const Vector nk = r.colwise().sum().transpose().array() + 10 * std::numeric_limits<double>::epsilon();
+    for (Index j = 0; j < k; ++j) mu.row(j) = (r.col(j).transpose() * x) / nk[j];
+    Eigen::MatrixXd tied = Eigen::MatrixXd::Zero(d, d);
+    for (Index j = 0; j < k; ++j) {
+      Eigen::MatrixXd c = Eigen::MatrixXd::Zero(d, d);
+      for (Index i = 0; i < n; ++i) {
+        const Eigen::VectorXd diff = (x.row(i) - mu.row(j)).transpose();
+        c += r(i, j) * diff * diff.transpose();
+      }
+      tied += c;
+      c /= nk[j];
+      if (type == CovarianceType::kDiag) c = Eigen::MatrixXd(c.diagonal().asDiagonal());
+      if (type == CovarianceType::kSpherical) c = Eigen::MatrixXd::Identity(d, d) * (c.diagonal().mean());
+      c.diagonal().array() += reg;
+      cov[static_cast<std::size_t>(j)] = c;
+    }
+    if (type == CovarianceType::kTied) {
+      tied /= nk.sum();
+      tied.diagonal().array() += reg;
+      for (auto& c : cov) c = tied;
+    }
+    w = nk / nk.sum();
+    return ll / static_cast<double>(n);
+  }
+};
+
+TEST(GmmEm, MatchesNaiveReferenceForEveryCovarianceType) {
+  const RowMatrix x = blobs(240, 3, 3, 11, nullptr, 3.0, 1.0);
+  for (auto t : {CovarianceType::kFull, CovarianceType::kTied, CovarianceType::kDiag, CovarianceType::kSpherical}) {
+    NaiveGmm ref{t, 1e-3, Vector::Constant(3, 1.0 / 3), RowMatrix(3, 3), {}};
+    ref.mu << x.row(0), x.row(1), x.row(2);
+    std::vector<Eigen::MatrixXd> init(3, Eigen::MatrixXd::Identity(3, 3) * 2.0);
+    ref.cov = init;
+    Gmm g(3, 3, t, 1e-3);
+    g.set_center(x.colwise().mean());
+    g.set_parameters(ref.w.transpose(), ref.mu, cov_in_shape(t, init));
+    for (int it = 0; it < 15; ++it) {
+      // Three uneven blocks combined exactly, as the trainer does.
+      ExactSum sum(g.num_stats());
+      for (auto [b0, bn] : {std::pair<Index, Index>{0, 100}, {100, 37}, {137, 103}}) {
+        io::DenseBlock block;
+        block.x = x.middleRows(b0, bn);
+        std::vector<double> partial(g.num_stats(), 0.0);
+        g.e_step_block(block, partial);
+        sum.add(partial);
+      }
+      const double ours = g.m_step(sum.values()).objective;
+      const double theirs = ref.step(x);
+      ASSERT_NEAR(ours, theirs, 1e-10 * std::abs(theirs)) << to_string(t) << " iteration " << it;
+    }
+    EXPECT_LT((g.weights().transpose() - ref.w).cwiseAbs().maxCoeff(), 1e-10) << to_string(t);
+    EXPECT_LT((g.means() - ref.mu).cwiseAbs().maxCoeff(), 1e-8) << to_string(t);
+    const RowMatrix expected_cov = cov_in_shape(t, ref.cov);
+    EXPECT_LT((g.covariances() - expected_cov).cwiseAbs().maxCoeff(), 1e-8 * expected_cov.cwiseAbs().maxCoeff())
+        << to_string(t);
+  }
+}
+
+TEST(GmmEm, CollapsedComponentIsNamed) {
+  Gmm g(2, 2, CovarianceType::kDiag, 0.0);
+  RowMatrix means = RowMatrix::Zero(2, 2);
+  RowMatrix cov(2, 2);
+  cov << 1, 1, 0, 1;
+  try {
+    g.set_parameters(RowVector::Constant(2, 0.5), means, cov);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kNumerical);
+    EXPECT_NE(std::string(e.what()).find("component 1"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("reg_covar"), std::string::npos);
+  }
+}
+
+class GmmFitTest : public ::testing::TestWithParam<CovarianceType> {};
+
+TEST_P(GmmFitTest, RecoversParametersAndNeverDecreasesTheLikelihood) {
+  const auto comm = comm::Communicator::world();
+  TempDir dir("gmmfit");
+  std::vector<std::int64_t> labels;
+  RowMatrix centers;
+  const RowMatrix x = blobs(3000, 4, 3, 5, &labels, 8.0, 1.0, &centers);
+  if (comm.is_root()) latent::testing::write_shards(dir / "data", x, {1000, 1500, 500});
+  comm.barrier();
+  auto source = latent::testing::make_source(comm, dir / "data", 256);
+  const auto summary = train::summarize(comm, *source, 2);
+  GmmConfig c;
+  c.n_components = 3;
+  c.covariance_type = GetParam();
+  c.threads = 2;
+  c.tol = 1e-8;
+  std::vector<double> history;
+  const auto fit = fit_gmm(comm, *source, summary, c, Logger::silent(), [&](const train::IterationRecord& r) { history.push_back(r.objective); });
+  ASSERT_GE(history.size(), 2u);
+  for (std::size_t i = 1; i < history.size(); ++i) EXPECT_GE(history[i], history[i - 1] - 1e-9) << "iteration " << i;
+  for (Index k = 0; k < 3; ++k) {
+    double best = 1e300;
+    for (Index j = 0; j < 3; ++j) best = std::min(best, (fit.model.means().row(j) - centers.row(k)).norm());
+    EXPECT_LT(best, 0.15) << "true center " << k;
+    EXPECT_NEAR(fit.model.weights()[k], 1.0 / 3.0, 0.01);
+  }
+  // Unit variances were generated: every covariance estimate should be near 1.
+  const RowMatrix& cov = fit.model.covariances();
+  if (GetParam() == CovarianceType::kDiag || GetParam() == CovarianceType::kSpherical)
+    EXPECT_NEAR(cov.mean(), 1.0, 0.08);
+  else
+    EXPECT_NEAR(cov.diagonal().mean(), 1.0, 0.08);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTypes, GmmFitTest,
+                         ::testing::Values(CovarianceType::kFull, CovarianceType::kTied, CovarianceType::kDiag,
+                                           CovarianceType::kSpherical),
+                         [](const auto& p) { return to_string(p.param); });
+
+TEST(GmmFit, RefusesMoreComponentsThanSamples) {
+  const auto comm = comm::Communicator::world();
+  TempDir dir("gmmk");
+  if (comm.is_root()) latent::testing::write_shards(dir / "d", blobs(5, 2, 1, 1), {5});
+  comm.barrier();
+  auto source = latent::testing::make_source(comm, dir / "d", 4);
+  const auto summary = train::summarize(comm, *source, 1);
+  GmmConfig c;
+  c.n_components = 6;
+  try {
+    fit_gmm(comm, *source, summary, c, Logger::silent(), {});
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kUsage);
+    EXPECT_NE(std::string(e.what()).find("n_samples = 5"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace latent::models

@@ -1,0 +1,157 @@
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "../support/fixtures.hpp"
+#include "latent/core/error.hpp"
+#include "latent/io/block_plan.hpp"
+#include "latent/io/block_source.hpp"
+#include "latent/io/dense_dataset.hpp"
+#include "latent/io/h5_file.hpp"
+
+namespace latent::io {
+namespace {
+
+using latent::testing::TempDir;
+
+// Runs fn and returns the Error it throws (fails the test if none).
+template <class Fn>
+Error error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e;
+  }
+  ADD_FAILURE() << "expected latent::Error";
+  return Error(ErrorKind::kInternal, "");
+}
+
+void expect_mentions(const Error& e, std::initializer_list<const char*> parts) {
+  for (const char* p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what() << " lacks " << p;
+}
+
+TEST(BlockPlan, FixedBlocksWithinShardsAndContiguousRankRanges) {
+  DenseDatasetInfo info;
+  info.shards = {ShardInfo{"a", 10}, ShardInfo{"b", 3}, ShardInfo{"c", 8}};
+  const auto plan = make_block_plan(info, 4);
+  ASSERT_EQ(plan.size(), 3u + 1u + 2u);
+  EXPECT_EQ(plan[2].num_rows, 2);   // shard a: 4, 4, 2
+  EXPECT_EQ(plan[3].shard, 1);
+  EXPECT_EQ(plan[3].global_row_begin, 10);
+  EXPECT_EQ(plan[5].row_begin, 4);
+  EXPECT_EQ(plan[5].global_row_begin, 17);
+  for (int p = 1; p <= 7; ++p) {
+    Index covered = 0;
+    for (int r = 0; r < p; ++r) {
+      const auto range = rank_block_range(6, r, p);
+      EXPECT_EQ(range.first, covered);
+      covered = range.last;
+    }
+    EXPECT_EQ(covered, 6);
+  }
+}
+
+TEST(DenseDataset, ReadsBlocksInOrderWithPrefetchAndCache) {
+  TempDir dir("io");
+  RowMatrix x(25, 3);
+  for (Index i = 0; i < x.size(); ++i) x.data()[i] = static_cast<double>(i);
+  latent::testing::write_shards(dir / "d", x, {10, 15});
+  auto info = open_dense_dataset(dir / "d");
+  EXPECT_EQ(info.num_rows, 25);
+  EXPECT_EQ(info.num_features, 3);
+  auto plan = make_block_plan(info, 4);
+  BlockSourceOptions o;
+  o.prefetch_blocks = 1;
+  o.cache_bytes = 1 << 20;
+  BlockSource src(info, plan, o);
+  for (int pass = 0; pass < 3; ++pass) {
+    src.start_pass();
+    Index row = 0;
+    while (auto b = src.next()) {
+      EXPECT_EQ(b->ref.global_row_begin, row);
+      EXPECT_EQ(b->x, x.middleRows(row, b->x.rows()));
+      row += b->x.rows();
+    }
+    EXPECT_EQ(row, 25);
+    EXPECT_EQ(src.cached(), true) << "pass " << pass;
+  }
+}
+
+TEST(DenseDataset, NaNNamesFileDatasetRowAndColumn) {
+  TempDir dir("nan");
+  RowMatrix x = RowMatrix::Zero(12, 4);
+  x(9, 2) = std::nan("");
+  latent::testing::write_shards(dir / "d", x, {5, 7});
+  auto info = open_dense_dataset(dir / "d");
+  BlockSource src(info, make_block_plan(info, 3), {});
+  const Error e = error_of([&] {
+    src.start_pass();
+    while (src.next()) {
+    }
+  });
+  EXPECT_EQ(e.kind(), ErrorKind::kInput);
+  expect_mentions(e, {"part-00001.h5", "dataset /data", "row 4", "column 2", "NaN", "dataset row 9"});
+}
+
+TEST(DenseDataset, SchemaErrorsAreClear) {
+  TempDir dir("schema");
+  std::filesystem::create_directories(dir / "mismatch");
+  latent::testing::write_shard(dir / "mismatch/part-0.h5", RowMatrix::Zero(3, 4));
+  latent::testing::write_shard(dir / "mismatch/part-1.h5", RowMatrix::Zero(3, 5));
+  expect_mentions(error_of([&] { open_dense_dataset(dir / "mismatch"); }), {"part-1.h5", "5 features", "4"});
+
+  {  // integer dtype
+    H5Writer w(dir / "int.h5", false);
+    w.create("data", DType::kInt64, 3, 1);
+    w.commit();
+  }
+  const Error dtype = error_of([&] { open_dense_dataset(dir / "int.h5"); });
+  expect_mentions(dtype, {"int.h5", "/data", "64-bit integer", "float32, float64"});
+  {  // missing dataset
+    H5Writer w(dir / "missing.h5", false);
+    w.write("other", std::vector<double>{1.0});
+    w.commit();
+  }
+  expect_mentions(error_of([&] { open_dense_dataset(dir / "missing.h5"); }), {"missing.h5", "/data", "missing"});
+  // Not HDF5, truncated, and absent files.
+  std::ofstream(dir / "text.h5") << "hello";
+  expect_mentions(error_of([&] { open_dense_dataset(dir / "text.h5"); }), {"text.h5", "not an HDF5 file"});
+  latent::testing::write_shard(dir / "full.h5", RowMatrix::Ones(2000, 8));
+  std::filesystem::copy_file(dir / "full.h5", dir / "cut.h5");
+  std::filesystem::resize_file(dir / "cut.h5", std::filesystem::file_size(dir / "full.h5") / 2);
+  const Error cut = error_of([&] {
+    auto info = open_dense_dataset(dir / "cut.h5");
+    BlockSource src(info, make_block_plan(info, 500), {});
+    src.start_pass();
+    while (src.next()) {
+    }
+  });
+  expect_mentions(cut, {"cut.h5"});
+  EXPECT_EQ(error_of([&] { open_dense_dataset(dir / "absent"); }).kind(), ErrorKind::kNoInput);
+}
+
+TEST(H5Writer, AtomicCommitAndNoTemporaryLeftBehind) {
+  TempDir dir("w");
+  {
+    H5Writer w(dir / "m.h5", false);
+    w.write("x", std::vector<double>{1, 2});
+    EXPECT_FALSE(std::filesystem::exists(dir / "m.h5"));  // only the temporary exists
+  }  // not committed
+  EXPECT_FALSE(std::filesystem::exists(dir / "m.h5"));
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
+  {
+    H5Writer w(dir / "m.h5", false);
+    w.write("x", std::vector<double>{1, 2});
+    w.attr("/", "s", std::string("hello"));
+    w.commit();
+  }
+  H5Reader r(dir / "m.h5");
+  EXPECT_EQ(r.read_doubles("x"), (std::vector<double>{1, 2}));
+  EXPECT_EQ(r.attr_string("/", "s"), "hello");
+  EXPECT_EQ(error_of([&] { H5Writer w(dir / "m.h5", false); }).kind(), ErrorKind::kOutput);
+  EXPECT_EQ(error_of([&] { H5Writer w(dir / "nodir/m.h5", false); }).kind(), ErrorKind::kOutput);
+}
+
+}  // namespace
+}  // namespace latent::io
