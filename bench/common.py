@@ -296,6 +296,19 @@ def machine_info() -> dict:
     return info
 
 
+def warn_if_busy(threshold: float = 0.5) -> float:
+    """Prints a warning if the 1-minute load average says other work is running
+    (timings would be unreliable); returns the load average."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return float("nan")
+    if load > threshold:
+        print(f"WARNING: load average {load:.2f} - other processes are running; timings will be "
+              "unreliable (run on an idle machine)", file=sys.stderr, flush=True)
+    return load
+
+
 def peak_gflops(cores: int, flops_per_cycle: float = 32.0) -> tuple[float | None, str]:
     """Nominal double-precision peak = cores x GHz x flops/cycle, GHz from /proc/cpuinfo
     'cpu MHz'. 32 flops/cycle assumes two 512-bit FMA units (8 doubles x 2 flops x 2

@@ -152,10 +152,11 @@ def main():
     if not cases:
         ap.error("no cases selected")
 
+    load = common.warn_if_busy()
     peak1, peak_note = common.peak_gflops(1, args.flops_per_cycle)
     peak2, _ = common.peak_gflops(2, args.flops_per_cycle)
     results = {"benchmark": "gmm_speed", "config": vars(args), "peak_gflops_1core": peak1,
-               "peak_gflops_2cores": peak2, "peak_assumption": peak_note, "cases": {}}
+               "peak_gflops_2cores": peak2, "peak_assumption": peak_note, "load_average_at_start": load, "cases": {}}
 
     rows = []
     for case in cases:

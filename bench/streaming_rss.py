@@ -144,6 +144,7 @@ def main():
         sys.exit("/usr/bin/time not found (Debian package 'time')")
     common.latent_bin()  # fail early if missing
 
+    load = common.warn_if_busy()
     root = common.data_dir() / "streaming-rss"
     d1, d8 = root / "d1", root / f"d{args.factor}"
     try:
@@ -179,6 +180,7 @@ def main():
         "benchmark": "streaming_rss",
         "config": vars(args) | {"d": D, "k": K},
         "d1": r1, f"d{args.factor}": r8,
+        "load_average_at_start": load,
         "rss_ratio": ratio, "max_ratio": MAX_RSS_RATIO, "pass": ok,
     })
     return 0 if ok else 1

@@ -3,7 +3,7 @@
 # (unit, in-process CLI, MPI at 1/2/4 ranks, rank/thread invariance, bad input).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash cmake/install-deps.sh
+bash cmake/install-deps.sh --with-reference
 cmake --preset ci
 cmake --build --preset ci
 ctest --preset ci -j2 --timeout 900

@@ -71,7 +71,9 @@ int fit_gmm(const std::vector<std::string>& args, const Context& ctx) {
       ("tol", po::value(&g.tol)->default_value(1e-3), "stop when the lower bound (mean log-likelihood) changes less")
       ("max-iter", po::value(&g.max_iter)->default_value(100), "EM iterations per initialisation")
       ("n-init", po::value(&g.n_init)->default_value(1), "initialisations; the best lower bound is kept")
-      ("init-params", po::value(&g.init_params)->default_value("kmeans"), "kmeans | k-means++ | random | random_from_data");
+      ("init-params", po::value(&g.init_params)->default_value("kmeans"), "kmeans | k-means++ | random | random_from_data")
+      ("init-model", po::value(&g.init_model)->default_value(""),
+       "start EM from the weights, means and covariances of this GMM model file (overrides --init-params)");
   add_common(desc, c);
   po::variables_map vm;
   if (!parse(args, desc, vm, ctx, "latent fit gmm --data DIR --output MODEL.h5 --n-components K [options]")) return 0;
@@ -87,7 +89,7 @@ int fit_gmm(const std::vector<std::string>& args, const Context& ctx) {
   ilog.done(fit.em, total);
   nlohmann::json config{{"model", "gmm"},           {"n_components", g.n_components}, {"covariance_type", cov},
                         {"reg_covar", g.reg_covar}, {"tol", g.tol},                   {"max_iter", g.max_iter},
-                        {"n_init", g.n_init},       {"init_params", g.init_params},   {"seed", c.seed},
+                        {"n_init", g.n_init},       {"init_params", g.init_params}, {"init_model", g.init_model},   {"seed", c.seed},
                         {"block_rows", c.stream.block_rows}, {"data", c.data}};
   save_agreed(ctx, [&] {
     models::save_gmm(fit.model, models::FitRecord{config.dump(), fit.em, summary.num_samples, c.data}, c.output, c.overwrite);

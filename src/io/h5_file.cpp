@@ -309,6 +309,7 @@ std::string H5Reader::attr_string(const std::string& object, const std::string& 
     char* s = nullptr;
     Handle mt = detail::type_handle(H5Tcopy(H5T_C_S1));
     H5Tset_size(mt.get(), H5T_VARIABLE);
+    H5Tset_cset(mt.get(), H5Tget_cset(type.get()));  // h5py writes UTF-8; HDF5 will not convert
     if (H5Aread(a.get(), mt.get(), &s) < 0 || s == nullptr) throw_input("file " + path_ + ": attribute " + name + " unreadable");
     std::string out(s);
     H5free_memory(s);

@@ -173,7 +173,7 @@ void check_shape(const io::H5Reader& r, const std::string& name, const std::vect
   if (r.shape(name) != expected) throw_input("model " + r.path() + ": dataset /" + name + " has an unexpected shape");
 }
 
-std::unique_ptr<FittedModel> load_gmm(const io::H5Reader& r) {
+Gmm read_gmm(const io::H5Reader& r) {
   const auto type = parse_covariance_type(r.attr_string("/", "covariance_type"));
   const RowMatrix means = r.read_matrix("means");
   const Index k = means.rows(), d = means.cols();
@@ -190,8 +190,10 @@ std::unique_ptr<FittedModel> load_gmm(const io::H5Reader& r) {
   }
   Gmm gmm(k, d, type, r.attr_double("/", "reg_covar"));
   gmm.set_parameters(Eigen::Map<const RowVector>(w.data(), k), means, cov);
-  return std::make_unique<GmmModel>(std::move(gmm), fit_summary(r));
+  return gmm;
 }
+
+std::unique_ptr<FittedModel> load_gmm(const io::H5Reader& r) { return std::make_unique<GmmModel>(read_gmm(r), fit_summary(r)); }
 
 std::unique_ptr<FittedModel> load_kmeans(const io::H5Reader& r) {
   if (!r.has("cluster_centers")) throw_input("model " + r.path() + ": dataset /cluster_centers is missing");
@@ -236,6 +238,13 @@ void save_kmeans(const RowMatrix& centers, double inertia, const FitRecord& reco
   w.attr("/", "n_clusters", static_cast<std::int64_t>(centers.rows()));
   w.attr("/", "n_features_in", static_cast<std::int64_t>(centers.cols()));
   w.commit();
+}
+
+Gmm load_gmm_parameters(const std::string& path) {
+  io::H5Reader r(path);
+  if (!r.has_attr("/", "model") || r.attr_string("/", "model") != "gmm")
+    throw_input("model " + path + ": not a GMM model file (attribute model != \"gmm\")");
+  return read_gmm(r);
 }
 
 std::unique_ptr<FittedModel> load_model(const std::string& path) {

@@ -55,6 +55,9 @@ void save_gmm(const Gmm& gmm, const FitRecord& record, const std::string& path, 
 void save_kmeans(const RowMatrix& centers, double inertia, const FitRecord& record, const std::string& path,
                  bool overwrite);
 
+/// The parameters of a GMM model file (for warm starts: `fit gmm --init-model`). Local.
+Gmm load_gmm_parameters(const std::string& path);
+
 /// Opens any model file by its `model` attribute. Throws Error(kInput) naming the file
 /// for an unknown model or format version. Local.
 std::unique_ptr<FittedModel> load_model(const std::string& path);

@@ -3,7 +3,10 @@
 #include <limits>
 #include <optional>
 
+#include <fmt/format.h>
+
 #include "latent/core/error.hpp"
+#include "latent/models/fitted_model.hpp"
 #include "latent/core/rng.hpp"
 #include "latent/models/kmeans/kmeans.hpp"
 #include "latent/train/block_reduce.hpp"
@@ -30,7 +33,14 @@ Gmm make_initial(const comm::Communicator& comm, io::BlockSource& source, const 
   Gmm gmm(k, d, c.covariance_type, c.reg_covar);
   gmm.set_center(summary.mean);
   gmm.set_component_shift(summary.mean.replicate(k, 1));
-  if (c.init_params == "kmeans") {
+  if (!c.init_model.empty()) {
+    const Gmm start = load_gmm_parameters(c.init_model);
+    if (start.num_components() != k || start.num_features() != d || start.covariance_type() != c.covariance_type)
+      throw_usage(fmt::format("--init-model {} has K={}, D={}, covariance_type={}; the fit asks for K={}, D={}, {}",
+                              c.init_model, start.num_components(), start.num_features(),
+                              to_string(start.covariance_type()), k, d, to_string(c.covariance_type)));
+    gmm.set_parameters(start.weights(), start.means(), start.covariances());
+  } else if (c.init_params == "kmeans") {
     KmeansConfig kc;
     kc.n_clusters = k;
     kc.seed = seed;

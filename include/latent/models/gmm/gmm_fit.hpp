@@ -23,6 +23,9 @@ struct GmmConfig {
   /// "kmeans" (k-means|| seeding + Lloyd, then hard responsibilities), "k-means++",
   /// "random" (uniform random responsibilities), "random_from_data".
   std::string init_params = "kmeans";
+  /// If set, a GMM model file whose weights, means and covariances start EM (overrides
+  /// init_params; as scikit-learn's weights_init/means_init/precisions_init).
+  std::string init_model;
   std::uint64_t seed = 0;
   int threads = 1;
 };
