@@ -249,8 +249,8 @@ void Gmm::e_step_block(const io::DenseBlock& block, std::span<double> partial) c
     }
     return;
   }
-  for (Index r0 = 0; r0 < block.x.rows(); r0 += kTileRows) {
-    const auto tile = block.x.middleRows(r0, std::min(kTileRows, block.x.rows() - r0));
+  for (Index r0 = 0; r0 < block.x.rows(); r0 += kFullTileRows) {
+    const auto tile = block.x.middleRows(r0, std::min(kFullTileRows, block.x.rows() - r0));
     e_step(tile, lpn, resp);
     partial[0] += lpn.sum();
     accumulate(tile, resp, partial);

@@ -62,6 +62,7 @@ class Gmm final : public train::EmModel {
   /// Rows per tile inside a block: the E-step and statistics of a tile stay in cache.
   /// Fixed, so the summation order within a block never depends on anything else.
   static constexpr Index kTileRows = 128;
+  static constexpr Index kFullTileRows = 2048;  ///< full/tied: the D × D products need long tiles (measured)
 
   // EmModel. Statistics: [Σ log p(x), rows, Nk (K), first moments, second moments].
   std::size_t num_stats() const override;
