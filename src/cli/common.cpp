@@ -34,7 +34,7 @@ void add_stream_options(po::options_description& desc, StreamOptions& o) {
   desc.add_options()
       ("threads", po::value(&o.threads)->default_value(0),
        "TBB threads per rank (0: SLURM_CPUS_PER_TASK, else cores on this node / ranks on this node)")
-      ("block-rows", po::value(&o.block_rows)->default_value(4096),
+      ("block-rows", po::value(&o.block_rows)->default_value(2048),
        "rows per block: the unit of streaming, of parallel work and of reproducible summation (results depend on it)")
       ("prefetch", po::value(&o.prefetch)->default_value(4), "blocks read ahead by the I/O thread")
       ("cache-mb", po::value(&o.cache_mb)->default_value(0),

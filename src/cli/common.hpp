@@ -34,7 +34,7 @@ bool parse(const std::vector<std::string>& args, const po::options_description& 
 /// Options of every streamed pass: --threads, --block-rows, --prefetch, --cache-mb.
 struct StreamOptions {
   int threads = 0;  // 0: auto
-  Index block_rows = 4096;
+  Index block_rows = 2048;
   int prefetch = 4;
   Index cache_mb = 0;
 };
