@@ -46,7 +46,14 @@ Gmm make_initial(const comm::Communicator& comm, io::BlockSource& source, const 
     kc.seed = seed;
     kc.threads = c.threads;
     const double mean_var = summary.variance.mean();
-    const KmeansResult km = fit_kmeans(comm, source, summary.num_samples, mean_var, kc, log, {});
+    log.info("initialising with k-means (k-means|| seeding, then Lloyd; --init-params selects other schemes)");
+    const KmeansResult km = fit_kmeans(comm, source, summary.num_samples, mean_var, kc, log, [&](const train::IterationRecord& r) {
+      if (r.iteration % 10 == 0)
+        log.info(fmt::format("  k-means iter {:>4}  inertia {:.6g}  shift/variance {:.3e}  {:.3f} s", r.iteration, r.objective,
+                             r.change, r.seconds));
+    });
+    log.info(fmt::format("  k-means {} after {} iterations, inertia {:.6g}", km.em.converged ? "converged" : "stopped",
+                         km.em.n_iter, km.inertia));
     if (c.covariance_type == CovarianceType::kFull) gmm.set_component_shift(km.centers);
     const Vector norms = km.centers.rowwise().squaredNorm();
     initialise_from_resp(comm, source, gmm, c.threads, [&](const io::DenseBlock& b, RowMatrix& resp) {

@@ -11,7 +11,8 @@
 
 namespace latent::models {
 
-void squared_distances(const RowMatrix& x, const RowMatrix& centers, const Vector& center_sq_norms, RowMatrix& out) {
+void squared_distances(const Eigen::Ref<const RowMatrix>& x, const RowMatrix& centers, const Vector& center_sq_norms,
+                       RowMatrix& out) {
   out.noalias() = x * centers.transpose();
   const Vector x_sq = x.rowwise().squaredNorm();
   out = ((-2.0 * out).colwise() + x_sq).rowwise() + center_sq_norms.transpose();
@@ -44,19 +45,25 @@ std::size_t KmeansLloyd::num_stats() const {
 }
 
 void KmeansLloyd::e_step_block(const io::DenseBlock& block, std::span<double> partial) const {
+  // Row tiles keep the distance GEMM's operands in cache (fixed size: deterministic).
+  constexpr Index kTileRows = 128;
   const Index k = centers_.rows(), d = centers_.cols();
-  RowMatrix dist;
-  squared_distances(block.x, centers_, sq_norms_, dist);
-  std::vector<Index> labels;
-  Vector min_d;
-  nearest_centers(dist, labels, min_d);
-  partial[0] = min_d.sum();
   double* counts = partial.data() + 1;
   Eigen::Map<RowMatrix> sums(partial.data() + 1 + k, k, d);
-  for (Index i = 0; i < block.x.rows(); ++i) {
-    const Index l = labels[static_cast<std::size_t>(i)];
-    counts[l] += 1.0;
-    sums.row(l) += block.x.row(i);
+  RowMatrix dist;
+  std::vector<Index> labels;
+  Vector min_d;
+  for (Index r0 = 0; r0 < block.x.rows(); r0 += kTileRows) {
+    const Index n = std::min(kTileRows, block.x.rows() - r0);
+    const auto tile = block.x.middleRows(r0, n);
+    squared_distances(tile, centers_, sq_norms_, dist);
+    nearest_centers(dist, labels, min_d);
+    partial[0] += min_d.sum();
+    for (Index i = 0; i < n; ++i) {
+      const Index l = labels[static_cast<std::size_t>(i)];
+      counts[l] += 1.0;
+      sums.row(l) += tile.row(i);
+    }
   }
 }
 

@@ -16,7 +16,8 @@ namespace latent::models {
 
 /// Squared Euclidean distances of the rows of x (B × D) to centers (K × D): out is B × K,
 /// clamped at 0. `center_sq_norms` holds ||c_k||² (K). Computed with one GEMM.
-void squared_distances(const RowMatrix& x, const RowMatrix& centers, const Vector& center_sq_norms, RowMatrix& out);
+void squared_distances(const Eigen::Ref<const RowMatrix>& x, const RowMatrix& centers, const Vector& center_sq_norms,
+                       RowMatrix& out);
 
 /// Index of the nearest center per row (lowest index on ties) and the squared distance.
 void nearest_centers(const RowMatrix& sq_dist, std::vector<Index>& labels, Vector& min_sq_dist);
