@@ -126,16 +126,9 @@ double idx_value(int type, const unsigned char* p) {
   }
 }
 
-class IdxReader final : public RowReader {
+// Rows of fixed-size binary elements after a header (IDX, NPY): subclasses decode one element.
+class BinaryRowReader : public RowReader {
  public:
-  IdxReader(const std::string& path, double scale) : s_(path), scale_(scale) {
-    h_ = read_idx_header(s_);
-    rows_ = h_.dims[0];
-    d_ = 1;
-    for (std::size_t i = 1; i < h_.dims.size(); ++i) d_ *= h_.dims[i];
-    size_ = idx_type_size(h_.type, path);
-    if (std::isnan(scale_)) scale_ = h_.type == 0x08 ? 1.0 / 255.0 : 1.0;
-  }
   Index num_features() const override { return d_; }
   Index num_rows() const override { return rows_; }
   Index read(RowMatrix& out, Index max) override {
@@ -144,18 +137,37 @@ class IdxReader final : public RowReader {
     buf_.resize(static_cast<std::size_t>(n * d_) * size_);
     s_.read(buf_.data(), buf_.size(), fmt::format("rows {}-{}", done_, done_ + n - 1));
     out.resize(max, d_);
-    for (Index i = 0; i < n * d_; ++i) out.data()[i] = scale_ * idx_value(h_.type, buf_.data() + static_cast<std::size_t>(i) * size_);
+    for (Index i = 0; i < n * d_; ++i) out.data()[i] = scale_ * value(buf_.data() + static_cast<std::size_t>(i) * size_);
     done_ += n;
     return n;
   }
 
- private:
+ protected:
+  BinaryRowReader(const std::string& path, double scale) : s_(path), scale_(scale) {}
+  virtual double value(const unsigned char* p) const = 0;
   ByteStream s_;
-  IdxHeader h_;
   double scale_;
   Index rows_ = 0, d_ = 0, done_ = 0;
   std::size_t size_ = 1;
+
+ private:
   std::vector<unsigned char> buf_;
+};
+
+class IdxReader final : public BinaryRowReader {
+ public:
+  IdxReader(const std::string& path, double scale) : BinaryRowReader(path, scale) {
+    h_ = read_idx_header(s_);
+    rows_ = h_.dims[0];
+    d_ = 1;
+    for (std::size_t i = 1; i < h_.dims.size(); ++i) d_ *= h_.dims[i];
+    size_ = idx_type_size(h_.type, path);
+    if (std::isnan(scale_)) scale_ = h_.type == 0x08 ? 1.0 / 255.0 : 1.0;
+  }
+
+ private:
+  double value(const unsigned char* p) const override { return idx_value(h_.type, p); }
+  IdxHeader h_;
 };
 
 class CsvReader final : public RowReader {
@@ -240,9 +252,9 @@ class CsvReader final : public RowReader {
   bool has_pending_ = false;
 };
 
-class NpyReader final : public RowReader {
+class NpyReader final : public BinaryRowReader {
  public:
-  NpyReader(const std::string& path, double scale) : s_(path), scale_(std::isnan(scale) ? 1.0 : scale) {
+  NpyReader(const std::string& path, double scale) : BinaryRowReader(path, std::isnan(scale) ? 1.0 : scale) {
     char magic[8];
     s_.read(magic, 8, "the NPY magic");
     if (std::memcmp(magic, "\x93NUMPY", 6) != 0) throw_input("input " + path + ": not an NPY file (bad magic)");
@@ -274,21 +286,7 @@ class NpyReader final : public RowReader {
     if (!((kind_ == 'f' && (size_ == 4 || size_ == 8)) || ((kind_ == 'i' || kind_ == 'u') && size_ <= 8) || kind_ == 'b'))
       throw_input("input " + path + ": NPY dtype " + kind_ + std::to_string(size_) + " not supported");
   }
-  Index num_features() const override { return d_; }
-  Index num_rows() const override { return rows_; }
-  Index read(RowMatrix& out, Index max) override {
-    const Index n = std::min(max, rows_ - done_);
-    if (n <= 0) return 0;
-    buf_.resize(static_cast<std::size_t>(n * d_) * size_);
-    s_.read(buf_.data(), buf_.size(), fmt::format("rows {}-{}", done_, done_ + n - 1));
-    out.resize(max, d_);
-    for (Index i = 0; i < n * d_; ++i) out.data()[i] = scale_ * value(buf_.data() + static_cast<std::size_t>(i) * size_);
-    done_ += n;
-    return n;
-  }
-
- private:
-  double value(const unsigned char* p) const {
+  double value(const unsigned char* p) const override {
     if (kind_ == 'f') {
       if (size_ == 4) { float f; std::memcpy(&f, p, 4); return f; }
       double d; std::memcpy(&d, p, 8); return d;
@@ -298,12 +296,7 @@ class NpyReader final : public RowReader {
     if (kind_ == 'i' && size_ < 8 && (u >> (8 * size_ - 1)) != 0) u |= ~std::uint64_t{0} << (8 * size_);
     return kind_ == 'i' ? static_cast<double>(static_cast<std::int64_t>(u)) : static_cast<double>(u);
   }
-  ByteStream s_;
-  double scale_;
   char kind_ = 'f';
-  std::size_t size_ = 8;
-  Index rows_ = 0, d_ = 0, done_ = 0;
-  std::vector<unsigned char> buf_;
 };
 
 class Hdf5Reader final : public RowReader {
@@ -502,7 +495,8 @@ int cmd_import(const std::vector<std::string>& args, const Context& ctx) {
     }
     Progress progress(ctx.err, ctx.comm.is_root() && stderr_is_tty(), "import", known_total);
     RowMatrix chunk;
-    for (auto& reader : readers) {
+    for (std::size_t input = 0; input < readers.size(); ++input) {
+      auto& reader = readers[input];
       while (true) {
         if (w.rows.rows() != rows_per_shard) w.rows.resize(rows_per_shard, w.d), w.labels.resize(static_cast<std::size_t>(rows_per_shard));
         const Index n = reader->read(chunk, std::min<Index>(4096, rows_per_shard - w.filled));
@@ -511,7 +505,7 @@ int cmd_import(const std::vector<std::string>& args, const Context& ctx) {
           const Index row = w.total + w.filled;
           for (Index j = 0; j < w.d; ++j)
             if (std::isinf(chunk(i, j)))
-              throw_input(fmt::format("input {}: row {}, column {} is infinite", inputs[0], row, j));
+              throw_input(fmt::format("input {}: row {} of the dataset, column {} is infinite", inputs[input], row, j));
           w.rows.row(w.filled) = chunk.row(i);
           if (labels) w.labels[static_cast<std::size_t>(w.filled)] = labels->next(row);
           ++w.filled;

@@ -13,25 +13,23 @@ using BlockPtr = std::shared_ptr<const io::DenseBlock>;
 
 int clamp_threads(int threads) { return std::max(1, threads); }
 
-}  // namespace
-
-void for_each_block(io::BlockSource& source, int threads, const BlockVisitor& visit) {
+// Runs a pipeline whose first stage pulls the pass's blocks from the source (serially:
+// BlockSource::next is single-consumer) and whose later stages `rest` builds, in an arena
+// of `threads` threads. Stops the pass if any stage throws.
+template <class Rest>
+void run_pass(io::BlockSource& source, int threads, Rest&& rest) {
   threads = clamp_threads(threads);
   source.start_pass();
   try {
     tbb::task_arena arena(threads);
     arena.execute([&] {
-      tbb::parallel_pipeline(
-          static_cast<std::size_t>(threads) + 1,
-          tbb::make_filter<void, BlockPtr>(tbb::filter_mode::serial_in_order,
-                                           [&](tbb::flow_control& fc) -> BlockPtr {
-                                             BlockPtr b = source.next();
-                                             if (!b) fc.stop();
-                                             return b;
-                                           }) &
-              tbb::make_filter<BlockPtr, void>(tbb::filter_mode::parallel, [&](const BlockPtr& b) {
-                if (b) visit(*b);
-              }));
+      auto input = tbb::make_filter<void, BlockPtr>(tbb::filter_mode::serial_in_order,
+                                                    [&](tbb::flow_control& fc) -> BlockPtr {
+                                                      BlockPtr b = source.next();
+                                                      if (!b) fc.stop();
+                                                      return b;
+                                                    });
+      tbb::parallel_pipeline(static_cast<std::size_t>(threads) + 1, input & rest());
     });
   } catch (...) {
     source.cancel_pass();
@@ -39,36 +37,30 @@ void for_each_block(io::BlockSource& source, int threads, const BlockVisitor& vi
   }
 }
 
+}  // namespace
+
+void for_each_block(io::BlockSource& source, int threads, const BlockVisitor& visit) {
+  run_pass(source, threads, [&] {
+    return tbb::make_filter<BlockPtr, void>(tbb::filter_mode::parallel, [&](const BlockPtr& b) {
+      if (b) visit(*b);
+    });
+  });
+}
+
 void for_each_block_ordered(io::BlockSource& source, int threads,
                             const std::function<std::shared_ptr<void>(const io::DenseBlock&)>& compute,
                             const std::function<void(const io::DenseBlock&, std::shared_ptr<void>)>& consume) {
-  threads = clamp_threads(threads);
   using Item = std::pair<BlockPtr, std::shared_ptr<void>>;
-  source.start_pass();
-  try {
-    tbb::task_arena arena(threads);
-    arena.execute([&] {
-      tbb::parallel_pipeline(
-          static_cast<std::size_t>(threads) + 1,
-          tbb::make_filter<void, BlockPtr>(tbb::filter_mode::serial_in_order,
-                                           [&](tbb::flow_control& fc) -> BlockPtr {
-                                             BlockPtr b = source.next();
-                                             if (!b) fc.stop();
-                                             return b;
-                                           }) &
-              tbb::make_filter<BlockPtr, Item>(tbb::filter_mode::parallel,
-                                               [&](const BlockPtr& b) -> Item {
-                                                 if (!b) return {};
-                                                 return {b, compute(*b)};
-                                               }) &
-              tbb::make_filter<Item, void>(tbb::filter_mode::serial_in_order, [&](const Item& item) {
-                if (item.first) consume(*item.first, item.second);
-              }));
-    });
-  } catch (...) {
-    source.cancel_pass();
-    throw;
-  }
+  run_pass(source, threads, [&] {
+    return tbb::make_filter<BlockPtr, Item>(tbb::filter_mode::parallel,
+                                            [&](const BlockPtr& b) -> Item {
+                                              if (!b) return {};
+                                              return {b, compute(*b)};
+                                            }) &
+           tbb::make_filter<Item, void>(tbb::filter_mode::serial_in_order, [&](const Item& item) {
+             if (item.first) consume(*item.first, item.second);
+           });
+  });
 }
 
 ExactSum reduce_local(io::BlockSource& source, std::size_t num_stats, int threads, const BlockKernel& kernel) {

@@ -5,6 +5,7 @@
 #include "latent/comm/communicator.hpp"
 #include "latent/io/block_plan.hpp"
 #include "latent/io/block_source.hpp"
+#include "fixtures.hpp"
 
 namespace latent::testing {
 
@@ -19,6 +20,23 @@ inline std::unique_ptr<io::BlockSource> make_source(const comm::Communicator& co
   o.read_labels = labels;
   o.prefetch_blocks = 2;
   return std::make_unique<io::BlockSource>(std::move(info), std::vector<io::BlockRef>(plan.begin() + r.first, plan.begin() + r.last), o);
+}
+
+/// Rank 0 writes x as shards of the given sizes; every rank then opens its source.
+inline std::unique_ptr<io::BlockSource> write_and_open(const comm::Communicator& comm, const std::string& dir,
+                                                       const RowMatrix& x, const std::vector<Index>& sizes,
+                                                       Index block_rows) {
+  if (comm.is_root()) write_shards(dir, x, sizes);
+  comm.barrier();
+  return make_source(comm, dir, block_rows);
+}
+
+/// For each true center, the distance to the nearest fitted one; the worst of these.
+inline double worst_center_error(const RowMatrix& fitted, const RowMatrix& truth) {
+  double worst = 0;
+  for (Index k = 0; k < truth.rows(); ++k)
+    worst = std::max(worst, (fitted.rowwise() - truth.row(k)).rowwise().norm().minCoeff());
+  return worst;
 }
 
 }  // namespace latent::testing
