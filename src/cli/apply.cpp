@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "common.hpp"
@@ -235,7 +236,7 @@ int cmd_sample(const std::vector<std::string>& args, const Context& ctx) {
 int cmd_info(const std::vector<std::string>& args, const Context& ctx) {
   std::string path;
   po::options_description desc("latent info options");
-  desc.add_options()("path", po::value(&path)->required(), "model file, data shard or data directory");
+  desc.add_options()("path", po::value(&path)->required(), "model file, checkpoint, data shard or data directory");
   po::positional_options_description pos;
   pos.add("path", 1);
   po::variables_map vm;
@@ -243,6 +244,23 @@ int cmd_info(const std::vector<std::string>& args, const Context& ctx) {
   std::string text;
   comm::run_agreed(ctx.comm, [&] {
     if (!ctx.comm.is_root()) return;
+    if (std::filesystem::is_regular_file(path) && io::H5Reader(path).has_attr("/", "kind") &&
+        io::H5Reader(path).attr_string("/", "kind") == "checkpoint") {
+      const io::H5Reader r(path);
+      text = fmt::format("checkpoint {}: model {}, run {}, iteration {}\n  config: {}\n  data: {}\n", path,
+                         r.attr_string("/", "model"), r.attr_int("/", "run"), r.attr_int("/", "iteration"),
+                         r.attr_string("/", "config"), r.attr_string("/", "data_fingerprint"));
+      for (const auto& name : r.list("arrays")) {
+        const auto shape = r.shape("arrays/" + name);
+        text += fmt::format("  array {:<20} {} x {}\n", name, shape.at(0), shape.size() > 1 ? shape[1] : 1);
+      }
+      const RowMatrix values = r.read_matrix("scalars");
+      std::stringstream names(r.attr_string("scalars", "names"));
+      std::string name;
+      for (Index i = 0; std::getline(names, name) && i < values.rows(); ++i)
+        text += fmt::format("  value {:<20} {:.17g}\n", name, values(i, 0));
+      return;
+    }
     const bool is_model = std::filesystem::is_regular_file(path) && io::H5Reader(path).has_attr("/", "model") &&
                           !io::H5Reader(path).has(io::kDataDataset);
     if (is_model) {

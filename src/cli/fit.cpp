@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -12,6 +13,7 @@
 #include "latent/models/fitted_model.hpp"
 #include "latent/models/gmm/gmm_fit.hpp"
 #include "latent/models/kmeans/kmeans.hpp"
+#include "latent/train/checkpoint.hpp"
 #include "latent/train/data_summary.hpp"
 
 namespace latent::cli {
@@ -24,6 +26,8 @@ struct CommonFit {
   bool overwrite = false;
   std::uint64_t seed = 0;
   StreamOptions stream;
+  train::CheckpointOptions checkpoint;
+  double watchdog_seconds = 0;
 };
 
 void add_common(po::options_description& desc, CommonFit& c) {
@@ -32,14 +36,58 @@ void add_common(po::options_description& desc, CommonFit& c) {
       ("output", po::value(&c.output)->required(), "model file to write (HDF5); refused if it exists")
       ("overwrite", po::bool_switch(&c.overwrite), "replace an existing output file (atomically)")
       ("seed", po::value(&c.seed)->default_value(0), "random seed (results are identical for any rank/thread count)")
-      ("log-json", po::value(&c.log_json)->default_value(""), "also write one JSON line per iteration to this file");
+      ("log-json", po::value(&c.log_json)->default_value(""), "also write one JSON line per iteration to this file")
+      ("checkpoint-dir", po::value(&c.checkpoint.dir)->default_value(""),
+       "write checkpoints here (ckpt-<run>-<iteration>.h5; SIGTERM/SIGUSR1 checkpoint and exit 75)")
+      ("checkpoint-every", po::value(&c.checkpoint.every)->default_value(1), "checkpoint every N iterations (0: only on a stop signal)")
+      ("checkpoint-interval", po::value(&c.checkpoint.interval_seconds)->default_value(0.0),
+       "also checkpoint when this many seconds passed since the last one (0: off)")
+      ("keep-checkpoints", po::value(&c.checkpoint.keep)->default_value(3), "how many checkpoints to keep")
+      ("resume", po::bool_switch(&c.checkpoint.resume),
+       "continue from the newest valid checkpoint in --checkpoint-dir (starts fresh if there is none)")
+      ("watchdog-seconds", po::value(&c.watchdog_seconds)->default_value(0.0),
+       "abort the whole job (exit 124) if a rank makes no progress for this long (0: off)");
   add_stream_options(desc, c.stream);
 }
 
-// Checks the output, opens the data, and runs the validating summary pass. Collective.
-std::unique_ptr<io::BlockSource> prepare(const Context& ctx, CommonFit& c, train::DataSummary& summary) {
+// Checkpoints: the configuration that decides the bits (everything but paths and runtime
+// options) is hashed into each checkpoint; the input is identified by its fingerprint.
+struct Control {
+  std::unique_ptr<train::CheckpointStore> store;
+  std::unique_ptr<train::FitControl> control;
+  std::unique_ptr<comm::Watchdog> watchdog;
+};
+
+Control make_control(const Context& ctx, const CommonFit& c, const std::string& model, nlohmann::json config,
+                     const io::BlockSource& source) {
+  Control out;
+  if (c.checkpoint.resume && c.checkpoint.dir.empty()) throw_usage("--resume needs --checkpoint-dir");
+  config.erase("data");
+  if (!c.checkpoint.dir.empty()) {
+    comm::run_agreed(ctx.comm, [&] {
+      if (!ctx.comm.is_root()) return;
+      std::error_code ec;
+      std::filesystem::create_directories(c.checkpoint.dir, ec);
+      if (ec) throw_output("--checkpoint-dir " + c.checkpoint.dir + ": cannot be created (" + ec.message() + ")");
+      io::check_output_path(c.checkpoint.dir + "/.write-probe", true);
+    });
+  }
+  if (!c.checkpoint.dir.empty())
+    out.store = std::make_unique<train::CheckpointStore>(c.checkpoint, model, config.dump(),
+                                                         train::data_fingerprint(source.info()));
+  out.control = std::make_unique<train::FitControl>(ctx.comm, out.store.get(), ctx.log);
+  out.watchdog = std::make_unique<comm::Watchdog>(c.watchdog_seconds);
+  return out;
+}
+
+// Checks and locks the output, opens the data, and runs the validating summary pass.
+// Collective.
+std::unique_ptr<io::BlockSource> prepare(const Context& ctx, CommonFit& c, train::DataSummary& summary,
+                                         std::unique_ptr<io::OutputLock>& lock) {
   comm::run_agreed(ctx.comm, [&] {
-    if (ctx.comm.is_root()) io::check_output_path(c.output, c.overwrite);
+    if (!ctx.comm.is_root()) return;
+    io::check_output_path(c.output, c.overwrite);
+    lock = std::make_unique<io::OutputLock>(c.output);
   });
   c.stream.threads = resolve_threads(c.stream.threads);
   auto source = open_source(ctx, c.data, c.stream, Labels::kNo);
@@ -80,17 +128,19 @@ int fit_gmm(const std::vector<std::string>& args, const Context& ctx) {
   g.covariance_type = models::parse_covariance_type(cov);
   g.seed = c.seed;
   train::DataSummary summary;
-  auto source = prepare(ctx, c, summary);
+  std::unique_ptr<io::OutputLock> lock;
+  auto source = prepare(ctx, c, summary, lock);
   g.threads = c.stream.threads;
-  IterationLog ilog(ctx, "gmm", c.log_json);
-  const auto t0 = Clock::now();
-  models::GmmFitResult fit = models::fit_gmm(ctx.comm, *source, summary, g, ctx.log, ilog.observer());
-  const double total = std::chrono::duration<double>(Clock::now() - t0).count();
-  ilog.done(fit.em, total);
   nlohmann::json config{{"model", "gmm"},           {"n_components", g.n_components}, {"covariance_type", cov},
                         {"reg_covar", g.reg_covar}, {"tol", g.tol},                   {"max_iter", g.max_iter},
-                        {"n_init", g.n_init},       {"init_params", g.init_params}, {"init_model", g.init_model},   {"seed", c.seed},
-                        {"block_rows", c.stream.block_rows}, {"data", c.data}};
+                        {"n_init", g.n_init},       {"init_params", g.init_params}, {"init_model", g.init_model},
+                        {"seed", c.seed},           {"block_rows", c.stream.block_rows}, {"data", c.data}};
+  Control control = make_control(ctx, c, "gmm", config, *source);
+  IterationLog ilog(ctx, "gmm", c.log_json);
+  const auto t0 = Clock::now();
+  models::GmmFitResult fit = models::fit_gmm(ctx.comm, *source, summary, g, ctx.log, ilog.observer(), control.control.get());
+  const double total = std::chrono::duration<double>(Clock::now() - t0).count();
+  ilog.done(fit.em, total);
   save_agreed(ctx, [&] {
     models::save_gmm(fit.model, models::FitRecord{config.dump(), fit.em, summary.num_samples, c.data}, c.output, c.overwrite);
   });
@@ -115,17 +165,19 @@ int fit_kmeans(const std::vector<std::string>& args, const Context& ctx) {
   if (!parse(args, desc, vm, ctx, "latent fit kmeans --data DIR --output MODEL.h5 --n-clusters K [options]")) return 0;
   k.seed = c.seed;
   train::DataSummary summary;
-  auto source = prepare(ctx, c, summary);
+  std::unique_ptr<io::OutputLock> lock;
+  auto source = prepare(ctx, c, summary, lock);
   k.threads = c.stream.threads;
-  IterationLog ilog(ctx, "kmeans", c.log_json);
-  const auto t0 = Clock::now();
-  models::KmeansResult fit =
-      models::fit_kmeans(ctx.comm, *source, summary.num_samples, summary.variance.mean(), k, ctx.log, ilog.observer());
-  const double total = std::chrono::duration<double>(Clock::now() - t0).count();
-  ilog.done(fit.em, total);
   nlohmann::json config{{"model", "kmeans"}, {"n_clusters", k.n_clusters}, {"init", k.init},
                         {"max_iter", k.max_iter}, {"tol", k.tol}, {"n_init", k.n_init}, {"seed", c.seed},
                         {"block_rows", c.stream.block_rows}, {"data", c.data}};
+  Control control = make_control(ctx, c, "kmeans", config, *source);
+  IterationLog ilog(ctx, "kmeans", c.log_json);
+  const auto t0 = Clock::now();
+  models::KmeansResult fit = models::fit_kmeans(ctx.comm, *source, summary.num_samples, summary.variance.mean(), k,
+                                                ctx.log, ilog.observer(), control.control.get());
+  const double total = std::chrono::duration<double>(Clock::now() - t0).count();
+  ilog.done(fit.em, total);
   save_agreed(ctx, [&] {
     models::save_kmeans(fit.centers, fit.inertia, models::FitRecord{config.dump(), fit.em, summary.num_samples, c.data},
                         c.output, c.overwrite);

@@ -4,6 +4,7 @@
 
 #include "latent/cli/cli.hpp"
 #include "latent/comm/communicator.hpp"
+#include "latent/core/control.hpp"
 
 int main(int argc, char** argv) {
   // Blocks are tens of MiB; without this glibc maps and unmaps them on every block, and
@@ -11,6 +12,7 @@ int main(int argc, char** argv) {
   mallopt(M_MMAP_THRESHOLD, 1 << 30);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   latent::comm::MpiSession session(&argc, &argv);
+  latent::install_stop_signal_handlers();
   std::vector<std::string> args(argv + 1, argv + argc);
   return latent::cli::run(args, std::cout, std::cerr);
 }

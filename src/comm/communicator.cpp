@@ -2,9 +2,16 @@
 
 #include <mpi.h>
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
 #include <limits>
+#include <mutex>
+#include <thread>
 #include <new>
 
+#include "latent/core/control.hpp"
 #include "latent/core/error.hpp"
 
 namespace latent::comm {
@@ -90,6 +97,45 @@ MpiSession::~MpiSession() {
 void MpiSession::abort(int code) {
   MPI_Abort(MPI_COMM_WORLD, code);
   std::abort();
+}
+
+struct Watchdog::State {
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool stop = false;
+  std::thread thread;
+};
+
+Watchdog::Watchdog(double seconds) {
+  if (seconds <= 0) return;
+  state_ = std::make_unique<State>();
+  heartbeat();
+  State* st = state_.get();
+  st->thread = std::thread([st, seconds] {
+    std::unique_lock lock(st->mutex);
+    while (!st->cv.wait_for(lock, std::chrono::milliseconds(500), [st] { return st->stop; })) {
+      const double idle = seconds_since_heartbeat();
+      if (idle > seconds) {
+        int rank = 0;
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+        std::fprintf(stderr, "latent: watchdog: rank %d made no progress for %.0f s (limit --watchdog-seconds %.0f); aborting the job\n",
+                     rank, idle, seconds);
+        std::fflush(stderr);
+        MPI_Abort(MPI_COMM_WORLD, kExitCode);
+        std::_Exit(kExitCode);
+      }
+    }
+  });
+}
+
+Watchdog::~Watchdog() {
+  if (!state_) return;
+  {
+    std::lock_guard lock(state_->mutex);
+    state_->stop = true;
+  }
+  state_->cv.notify_all();
+  state_->thread.join();
 }
 
 Communicator Communicator::world() {

@@ -10,6 +10,7 @@ int exit_code(ErrorKind kind) noexcept {
     case ErrorKind::kNumerical: return 70;
     case ErrorKind::kOutput: return 73;
     case ErrorKind::kIo: return 74;
+    case ErrorKind::kRequeue: return 75;
     case ErrorKind::kInternal: return 1;
   }
   return 1;
@@ -23,6 +24,7 @@ const char* kind_name(ErrorKind kind) noexcept {
     case ErrorKind::kNumerical: return "numerical";
     case ErrorKind::kOutput: return "output";
     case ErrorKind::kIo: return "io";
+    case ErrorKind::kRequeue: return "requeue";
     case ErrorKind::kInternal: return "internal";
   }
   return "internal";

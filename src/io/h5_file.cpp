@@ -60,6 +60,34 @@ void check_output_path(const std::string& path, bool overwrite) {
   ::unlink(probe.c_str());
 }
 
+OutputLock::OutputLock(const std::string& path) : path_(path + ".lock") {
+  fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT, 0644);
+  if (fd_ < 0) throw_output("output " + path + ": cannot create lock file " + path_);
+  struct flock fl {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  if (::fcntl(fd_, F_SETLK, &fl) != 0) {
+    char holder[256] = {0};
+    const ssize_t n = ::pread(fd_, holder, sizeof holder - 1, 0);
+    ::close(fd_);
+    fd_ = -1;
+    throw_output("output " + path + ": another job is writing it (lock " + path_ + " held by " +
+                 (n > 0 ? std::string(holder, static_cast<std::size_t>(n)) : std::string("another process")) + ")");
+  }
+  char host[128] = {0};
+  ::gethostname(host, sizeof host - 1);
+  const std::string me = "pid " + std::to_string(::getpid()) + " on " + host;
+  if (::ftruncate(fd_, 0) == 0 && ::pwrite(fd_, me.data(), me.size(), 0) < 0) {
+    // The lock itself is what matters; the holder text is only for the message.
+  }
+}
+
+OutputLock::~OutputLock() {
+  if (fd_ < 0) return;
+  ::unlink(path_.c_str());
+  ::close(fd_);
+}
+
 struct H5Writer::Impl {
   Handle file;
 

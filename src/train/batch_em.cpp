@@ -4,18 +4,34 @@
 #include <cmath>
 #include <limits>
 
+#include "latent/core/control.hpp"
 #include "latent/core/error.hpp"
 #include "latent/train/block_reduce.hpp"
 
 namespace latent::train {
 
 EmResult run_batch_em(const comm::Communicator& comm, io::BlockSource& source, Index num_samples,
-                      EmModel& model, const EmOptions& options, const IterationObserver& observer) {
-  EmResult result;
-  const auto kernel = [&model](const io::DenseBlock& b, std::span<double> partial) { model.e_step_block(b, partial); };
-  for (int it = 1; it <= options.max_iter; ++it) {
+                      EmModel& model, const EmOptions& options, const IterationObserver& observer,
+                      EmResult start, const IterationHook& hook) {
+  EmResult result = std::move(start);
+  if (!result.history.empty() && std::abs(result.history.back().change) < options.tol) {
+    result.converged = true;
+    return result;
+  }
+  const FaultPlan& fault = FaultPlan::get();
+  for (int it = result.n_iter + 1; it <= options.max_iter; ++it) {
+    const bool inject_throw = fault.due(comm.rank(), it, "throw"), inject_nan = fault.due(comm.rank(), it, "nan");
+    const auto kernel = [&](const io::DenseBlock& b, std::span<double> partial) {
+      if (inject_throw) throw std::runtime_error("injected fault (LATENT_FAULT kind=throw) in iteration " + std::to_string(it));
+      model.e_step_block(b, partial);
+      if (inject_nan) partial[0] = std::numeric_limits<double>::quiet_NaN();
+    };
     const auto t0 = std::chrono::steady_clock::now();
     const std::vector<double> stats = reduce_global(comm, source, model.num_stats(), options.threads, kernel);
+    if (!std::isfinite(stats[0]))
+      throw_numerical("the objective became NaN/Inf at iteration " + std::to_string(it) +
+                      " (diverging parameters); the model was not updated and the last checkpoint is intact. "
+                      "Try a larger --reg-covar or standardise the data");
     const EmModel::Step step = model.m_step(stats);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     IterationRecord rec{it, step.objective, step.change, seconds,
@@ -24,15 +40,35 @@ EmResult run_batch_em(const comm::Communicator& comm, io::BlockSource& source, I
     result.n_iter = it;
     result.objective = step.objective;
     if (observer) observer(rec);
-    if (!std::isfinite(step.objective))
-      throw_numerical("the objective became " + std::to_string(step.objective) + " at iteration " +
-                      std::to_string(it) + "; try a larger --reg-covar or standardise the data");
+    if (hook) hook(result);
     if (std::abs(step.change) < options.tol) {
       result.converged = true;
       break;
     }
   }
   return result;
+}
+
+void save_history(const EmResult& result, TrainState& state, const std::string& prefix) {
+  RowMatrix h(static_cast<Index>(result.history.size()), 5);
+  for (std::size_t i = 0; i < result.history.size(); ++i) {
+    const auto& r = result.history[i];
+    h.row(static_cast<Index>(i)) << r.iteration, r.objective, r.change, r.seconds, r.samples_per_second;
+  }
+  state.arrays[prefix + "history"] = h;
+  state.scalars[prefix + "n_iter"] = result.n_iter;
+  state.scalars[prefix + "converged"] = result.converged ? 1.0 : 0.0;
+}
+
+EmResult load_history(const TrainState& state, const std::string& prefix) {
+  EmResult r;
+  const RowMatrix& h = state.array(prefix + "history");
+  for (Index i = 0; i < h.rows() && h.cols() == 5; ++i)
+    r.history.push_back({static_cast<int>(h(i, 0)), h(i, 1), h(i, 2), h(i, 3), h(i, 4)});
+  r.n_iter = static_cast<int>(state.scalar(prefix + "n_iter"));
+  r.converged = state.scalar(prefix + "converged") != 0;
+  r.objective = r.history.empty() ? 0.0 : r.history.back().objective;
+  return r;
 }
 
 }  // namespace latent::train

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 
+#include "latent/core/control.hpp"
+
 namespace latent::train {
 namespace {
 
@@ -26,6 +28,7 @@ void run_pass(io::BlockSource& source, int threads, Rest&& rest) {
       auto input = tbb::make_filter<void, BlockPtr>(tbb::filter_mode::serial_in_order,
                                                     [&](tbb::flow_control& fc) -> BlockPtr {
                                                       BlockPtr b = source.next();
+                                                      heartbeat();
                                                       if (!b) fc.stop();
                                                       return b;
                                                     });

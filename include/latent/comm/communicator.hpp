@@ -75,6 +75,22 @@ class Communicator {
   int size_;
 };
 
+/// Aborts the whole job (MPI_Abort, exit code 124) when this rank makes no progress
+/// (no latent::heartbeat()) for `seconds`: a stalled collective or a hung rank must not
+/// burn a day of cluster time. Inactive if seconds <= 0. Stops on destruction.
+class Watchdog {
+ public:
+  explicit Watchdog(double seconds);
+  ~Watchdog();
+  Watchdog(const Watchdog&) = delete;
+  Watchdog& operator=(const Watchdog&) = delete;
+  static constexpr int kExitCode = 124;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
 /// Runs `fn`, capturing any exception, then agrees across ranks (Communicator::agree).
 template <class Fn>
 void run_agreed(const Communicator& comm, Fn&& fn) {

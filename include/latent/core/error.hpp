@@ -14,6 +14,7 @@ enum class ErrorKind {
   kNumerical,  ///< numerical failure: collapsed component, NaN objective (exit 70)
   kOutput,     ///< output cannot be created or already exists (exit 73)
   kIo,         ///< read or write failed part-way (exit 74)
+  kRequeue,    ///< stopped by SIGTERM/SIGUSR1 after writing a checkpoint: resubmit with --resume (exit 75)
   kInternal,   ///< a bug or an unexpected exception (exit 1)
 };
 

@@ -18,6 +18,22 @@ namespace latent::io {
 /// writable (checked by creating and removing a probe file). Local.
 void check_output_path(const std::string& path, bool overwrite);
 
+/// An advisory lock on `<path>.lock` (fcntl, so the kernel releases it if the process
+/// dies, also on NFS): two jobs writing the same output cannot both hold it. Throws
+/// Error(kOutput) naming the holder if another process has it. Local; removes the lock
+/// file on destruction.
+class OutputLock {
+ public:
+  explicit OutputLock(const std::string& path);
+  ~OutputLock();
+  OutputLock(const OutputLock&) = delete;
+  OutputLock& operator=(const OutputLock&) = delete;
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
 class H5Writer {
  public:
   /// Creates `<path>.tmp-<pid>` and checks the output as check_output_path does.

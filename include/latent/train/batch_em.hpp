@@ -8,6 +8,7 @@
 
 #include "latent/comm/communicator.hpp"
 #include "latent/io/block_source.hpp"
+#include "latent/train/checkpoint.hpp"
 
 namespace latent::train {
 
@@ -28,6 +29,9 @@ class EmModel {
     double change = 0;  ///< compared with tol in absolute value
   };
   virtual Step m_step(std::span<const double> stats) = 0;
+  /// Everything the next iteration depends on (parameters and the previous objective).
+  virtual void save_state(TrainState& state) const = 0;
+  virtual void load_state(const TrainState& state) = 0;
 };
 
 struct EmOptions {
@@ -52,11 +56,22 @@ struct EmResult {
 };
 
 using IterationObserver = std::function<void(const IterationRecord&)>;
+/// Called on every rank after each iteration with the result so far (collective: used for
+/// checkpoints and stop signals; may throw).
+using IterationHook = std::function<void(const EmResult&)>;
 
-/// Runs EM until |change| < tol or max_iter iterations. Collective; `observer` is called on
+/// Runs EM until |change| < tol or max_iter iterations, continuing after `start` (the
+/// history of a resumed run; empty for a new one). Collective; `observer` is called on
 /// every rank after each iteration (print on rank 0 only). Errors in any rank's pass are
-/// agreed before the allreduce and thrown identically everywhere.
+/// agreed before the allreduce and thrown identically everywhere. Honours LATENT_FAULT
+/// kinds throw (exception in this rank's pass) and nan (NaN statistics).
 EmResult run_batch_em(const comm::Communicator& comm, io::BlockSource& source, Index num_samples,
-                      EmModel& model, const EmOptions& options, const IterationObserver& observer);
+                      EmModel& model, const EmOptions& options, const IterationObserver& observer,
+                      EmResult start = {}, const IterationHook& hook = {});
+
+/// EM history as checkpoint state ("<prefix>history" array, "<prefix>n_iter" and
+/// "<prefix>converged" scalars), and back.
+void save_history(const EmResult& result, TrainState& state, const std::string& prefix = "");
+EmResult load_history(const TrainState& state, const std::string& prefix = "");
 
 }  // namespace latent::train

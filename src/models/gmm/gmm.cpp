@@ -85,6 +85,19 @@ Index Gmm::num_parameters() const noexcept {
   return cov + k_ * d_ + k_ - 1;
 }
 
+void Gmm::save_state(train::TrainState& state) const {
+  state.arrays["weights"] = weights_;
+  state.arrays["means"] = means_;
+  state.arrays["covariances"] = covariances_;
+  state.scalars["previous_objective"] = previous_objective_;
+}
+
+void Gmm::load_state(const train::TrainState& state) {
+  const RowMatrix& w = state.array("weights");
+  set_parameters(RowVector(Eigen::Map<const RowVector>(w.data(), w.size())), state.array("means"), state.array("covariances"));
+  previous_objective_ = state.scalar("previous_objective");
+}
+
 void Gmm::reset_objective() noexcept { previous_objective_ = -std::numeric_limits<double>::infinity(); }
 
 void Gmm::set_center(const RowVector& center) { center_ = center; }

@@ -99,21 +99,66 @@ Gmm make_initial(const comm::Communicator& comm, io::BlockSource& source, const 
 }  // namespace
 
 GmmFitResult fit_gmm(const comm::Communicator& comm, io::BlockSource& source, const train::DataSummary& summary,
-                     const GmmConfig& config, const Logger& log, const train::IterationObserver& observer) {
+                     const GmmConfig& config, const Logger& log, const train::IterationObserver& observer,
+                     train::FitControl* control) {
   if (config.n_components < 1) throw_usage("--n-components must be at least 1");
   if (config.n_components > summary.num_samples)
     throw_usage("Expected n_samples >= n_components but got n_components = " + std::to_string(config.n_components) +
                 ", n_samples = " + std::to_string(summary.num_samples));
   if (config.max_iter < 1) throw_usage("--max-iter must be at least 1");
   if (config.tol < 0) throw_usage("--tol must be non-negative");
+  const Index k = config.n_components, d = source.info().num_features;
+  const auto blank = [&] {
+    Gmm g(k, d, config.covariance_type, config.reg_covar);
+    g.set_center(summary.mean);
+    return g;
+  };
   std::optional<GmmFitResult> best;
-  for (int run = 0; run < std::max(1, config.n_init); ++run) {
+  const std::optional<train::TrainState> resumed = control ? control->resume() : std::nullopt;
+  int first_run = 0;
+  if (resumed) {
+    first_run = static_cast<int>(resumed->scalar("run"));
+    if (resumed->scalar("has_best") != 0) {
+      train::TrainState b;
+      for (const char* name : {"weights", "means", "covariances"}) b.arrays[name] = resumed->array(std::string("best_") + name);
+      b.scalars["previous_objective"] = 0;
+      Gmm g = blank();
+      g.load_state(b);
+      best = GmmFitResult{std::move(g), train::load_history(*resumed, "best_"), static_cast<int>(resumed->scalar("best_run"))};
+    }
+  }
+  for (int run = first_run; run < std::max(1, config.n_init); ++run) {
     const std::uint64_t seed =
         run == 0 ? config.seed : CounterRng(config.seed, RngPurpose::kNInit, 0, static_cast<std::uint64_t>(run)).next_u64();
     if (config.n_init > 1) log.info("initialisation " + std::to_string(run + 1) + " of " + std::to_string(config.n_init));
-    Gmm gmm = make_initial(comm, source, summary, config, seed, log);
+    const bool resuming = resumed && run == first_run;
+    Gmm gmm = blank();
+    if (resuming)
+      gmm.load_state(*resumed);
+    else
+      gmm = make_initial(comm, source, summary, config, seed, log);
     train::EmOptions opts{config.max_iter, config.tol, config.threads};
-    train::EmResult em = train::run_batch_em(comm, source, summary.num_samples, gmm, opts, observer);
+    train::IterationHook hook;
+    if (control)
+      hook = [&](const train::EmResult& so_far) {
+        control->boundary(run, so_far.n_iter, [&] {
+          train::TrainState s;
+          gmm.save_state(s);
+          train::save_history(so_far, s);
+          s.scalars["run"] = run;
+          s.scalars["has_best"] = best ? 1.0 : 0.0;
+          if (best) {
+            train::TrainState b;
+            best->model.save_state(b);
+            for (const char* name : {"weights", "means", "covariances"}) s.arrays[std::string("best_") + name] = b.arrays[name];
+            train::save_history(best->em, s, "best_");
+            s.scalars["best_run"] = best->best_init;
+          }
+          return s;
+        });
+      };
+    train::EmResult em = train::run_batch_em(comm, source, summary.num_samples, gmm, opts, observer,
+                                             resuming ? train::load_history(*resumed) : train::EmResult{}, hook);
     if (!best || em.objective > best->em.objective) best = GmmFitResult{std::move(gmm), std::move(em), run};
   }
   if (!best->em.converged)

@@ -70,6 +70,9 @@ class Gmm final : public train::EmModel {
   /// M-step; objective = mean log-likelihood (nats per sample) under the previous
   /// parameters; change = objective - previous objective.
   Step m_step(std::span<const double> stats) override;
+  /// Checkpoint state: weights, means, covariances, previous objective.
+  void save_state(train::TrainState& state) const override;
+  void load_state(const train::TrainState& state) override;
   /// Forgets the previous objective (after an initialising M-step).
   void reset_objective() noexcept;
 

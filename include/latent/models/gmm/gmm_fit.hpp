@@ -36,9 +36,13 @@ struct GmmFitResult {
   int best_init = 0;
 };
 
-/// Collective. `summary` comes from train::summarize on the same source. Throws
-/// Error(kUsage) if K > N, Error(kNumerical) for a collapsed component.
+/// Collective. `summary` comes from train::summarize on the same source. With `control`,
+/// resumes from and writes checkpoints at EM iteration boundaries and honours stop
+/// signals (an interrupted initialisation is redone: it is deterministic). Throws
+/// Error(kUsage) if K > N, Error(kNumerical) for a collapsed component, Error(kRequeue)
+/// after a stop signal.
 GmmFitResult fit_gmm(const comm::Communicator& comm, io::BlockSource& source, const train::DataSummary& summary,
-                     const GmmConfig& config, const Logger& log, const train::IterationObserver& observer);
+                     const GmmConfig& config, const Logger& log, const train::IterationObserver& observer,
+                     train::FitControl* control = nullptr);
 
 }  // namespace latent::models

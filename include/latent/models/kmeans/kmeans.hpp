@@ -32,6 +32,11 @@ class KmeansLloyd final : public train::EmModel {
   std::size_t num_stats() const override;
   void e_step_block(const io::DenseBlock& block, std::span<double> partial) const override;
   Step m_step(std::span<const double> stats) override;
+  void save_state(train::TrainState& state) const override { state.arrays["centers"] = centers_; }
+  void load_state(const train::TrainState& state) override {
+    centers_ = state.array("centers");
+    sq_norms_ = centers_.rowwise().squaredNorm();
+  }
   const RowMatrix& centers() const noexcept { return centers_; }
   Index num_empty_clusters() const noexcept { return num_empty_; }
 
@@ -81,9 +86,10 @@ struct KmeansResult {
 
 /// Seeding and Lloyd iterations; with n_init > 1 keeps the run of lowest inertia.
 /// `mean_variance` is the mean per-feature variance of the data (for tol). Collective.
+/// With `control`, resumes from and writes checkpoints, and honours stop signals.
 KmeansResult fit_kmeans(const comm::Communicator& comm, io::BlockSource& source, Index num_samples,
                         double mean_variance, const KmeansConfig& config, const Logger& log,
-                        const train::IterationObserver& observer);
+                        const train::IterationObserver& observer, train::FitControl* control = nullptr);
 
 /// Inertia of `centers` over the data. Collective.
 double kmeans_inertia(const comm::Communicator& comm, io::BlockSource& source, const RowMatrix& centers, int threads);

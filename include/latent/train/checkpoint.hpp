@@ -1,0 +1,88 @@
+#pragma once
+/// \file Checkpoints and the iteration-boundary protocol (RELIABILITY.md rules 2-4).
+///
+/// A checkpoint is an HDF5 file `ckpt-<run>-<iteration>.h5` in the checkpoint directory,
+/// written by rank 0 to a temporary name, fsynced and renamed; the newest `keep` are kept.
+/// It records the format version, the model, the configuration (JSON) and its hash, a
+/// fingerprint of the input shards, a CRC-32 per dataset, and the training state: every
+/// array and scalar needed to continue exactly (parameters, iteration, history, best run
+/// so far). Training state is global (identical on all ranks), so a checkpoint can be
+/// resumed with any number of ranks and gives the same bits as an uninterrupted fit.
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "latent/comm/communicator.hpp"
+#include "latent/core/log.hpp"
+#include "latent/core/types.hpp"
+#include "latent/io/dense_dataset.hpp"
+
+namespace latent::train {
+
+inline constexpr int kCheckpointFormatVersion = 1;
+
+/// Named arrays and scalars: what a trainer needs to continue.
+struct TrainState {
+  std::map<std::string, RowMatrix> arrays;
+  std::map<std::string, double> scalars;
+  /// Throw Error(kInput) naming the key if it is missing.
+  const RowMatrix& array(const std::string& name) const;
+  double scalar(const std::string& name) const;
+};
+
+struct CheckpointOptions {
+  std::string dir;               ///< empty: no checkpoints
+  int every = 1;                 ///< write every N iterations (0: only on stop)
+  double interval_seconds = 0;   ///< also write when this much time passed (0: off)
+  bool resume = false;           ///< start from the newest valid checkpoint in dir
+  int keep = 3;                  ///< checkpoints kept
+};
+
+/// The input's identity: shard names, rows, features, dtypes and byte sizes, as JSON.
+std::string data_fingerprint(const io::DenseDatasetInfo& info);
+
+/// Checkpoint files in one directory. Local; rank 0 writes, any rank may read.
+class CheckpointStore {
+ public:
+  CheckpointStore(CheckpointOptions options, std::string model, std::string config_json, std::string fingerprint);
+  /// Writes state as checkpoint (run, iteration) atomically and prunes old ones. Throws
+  /// Error(kOutput/kIo) (the previous checkpoints stay valid; no temporary is left).
+  std::string write(const TrainState& state, std::int64_t run, std::int64_t iteration) const;
+  /// The newest checkpoint that opens and passes its checksums; damaged ones are
+  /// skipped with a warning naming why. Throws Error(kUsage) if the newest valid one was
+  /// made with another configuration or input, naming what changed. nullopt if none.
+  std::optional<std::string> find_latest(const Logger& log) const;
+  TrainState read(const std::string& path) const;
+  const CheckpointOptions& options() const noexcept { return options_; }
+
+ private:
+  CheckpointOptions options_;
+  std::string model_, config_json_, fingerprint_;
+};
+
+/// Drives checkpoints, stop signals and boundary faults for one fit. Collective calls.
+class FitControl {
+ public:
+  /// `store` may be null (no checkpointing; a stop signal then exits 75 without one).
+  FitControl(const comm::Communicator& comm, const CheckpointStore* store, const Logger& log);
+
+  /// The state to resume from (newest valid checkpoint), when --resume was given and one
+  /// exists. Collective: rank 0 chooses, every rank reads the same file.
+  std::optional<TrainState> resume();
+
+  /// At the end of an iteration: injects planned faults, agrees across ranks whether a
+  /// stop was requested and whether a checkpoint is due, writes `snapshot()` if so, and
+  /// throws Error(kRequeue) on every rank after a stop.
+  void boundary(std::int64_t run, std::int64_t iteration, const std::function<TrainState()>& snapshot);
+
+ private:
+  const comm::Communicator& comm_;
+  const CheckpointStore* store_;
+  const Logger& log_;
+  double last_write_ = 0;
+};
+
+}  // namespace latent::train

@@ -1,0 +1,86 @@
+#include "latent/core/control.hpp"
+
+#include <csignal>
+#include <cstdlib>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <sstream>
+#include <thread>
+
+#include "latent/core/error.hpp"
+
+namespace latent {
+namespace {
+
+volatile std::sig_atomic_t g_stop_signal = 0;
+std::atomic<std::int64_t> g_heartbeat_ns{0};
+
+std::int64_t now_ns() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+extern "C" void on_stop_signal(int signo) { g_stop_signal = signo; }
+
+FaultPlan parse_fault(const char* text) {
+  FaultPlan plan;
+  if (text == nullptr || *text == '\0') return plan;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    const auto eq = item.find('=');
+    if (eq == std::string::npos) throw_usage(std::string("LATENT_FAULT: expected key=value, got '") + item + "'");
+    const std::string key = item.substr(0, eq), value = item.substr(eq + 1);
+    try {
+      if (key == "rank") plan.rank = std::stoi(value);
+      else if (key == "iteration") plan.iteration = std::stoll(value);
+      else if (key == "kind") plan.kind = value;
+      else throw_usage("LATENT_FAULT: unknown key '" + key + "'");
+    } catch (const std::logic_error&) {
+      throw_usage("LATENT_FAULT: bad value '" + value + "' for " + key);
+    }
+  }
+  static const char* kinds[] = {"kill", "throw", "nan", "enospc", "hang", "signal"};
+  bool known = false;
+  for (const char* k : kinds) known |= plan.kind == k;
+  if (!known) throw_usage("LATENT_FAULT: kind must be kill, throw, nan, enospc, hang or signal");
+  return plan;
+}
+
+}  // namespace
+
+void install_stop_signal_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = &on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGUSR1, &sa, nullptr);
+  heartbeat();
+}
+
+int stop_signal() noexcept { return g_stop_signal; }
+void clear_stop_signal() noexcept { g_stop_signal = 0; }
+
+void heartbeat() noexcept { g_heartbeat_ns.store(now_ns(), std::memory_order_relaxed); }
+
+double seconds_since_heartbeat() noexcept {
+  const std::int64_t last = g_heartbeat_ns.load(std::memory_order_relaxed);
+  return last == 0 ? 0.0 : static_cast<double>(now_ns() - last) * 1e-9;
+}
+
+const FaultPlan& FaultPlan::get() {
+  static const FaultPlan plan = parse_fault(std::getenv("LATENT_FAULT"));
+  return plan;
+}
+
+void inject_boundary_faults(int rank, std::int64_t iteration) {
+  const FaultPlan& f = FaultPlan::get();
+  if (f.due(rank, iteration, "kill")) ::kill(::getpid(), SIGKILL);
+  if (f.due(rank, iteration, "signal")) ::kill(::getpid(), SIGTERM);
+  if (f.due(rank, iteration, "hang"))
+    for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+}
+
+}  // namespace latent

@@ -1,0 +1,366 @@
+#!/usr/bin/env bash
+# End-to-end tests of jobs/fit_gmm.sbatch and jobs/sweep_gmm.sbatch on a real,
+# private single-node SLURM cluster (tests/slurm/cluster.sh), as root.
+#
+# Usage: tests/slurm/slurm_test.sh LATENT_BIN
+#
+#   completion  a 2-rank fit through fit_gmm.sbatch ends COMPLETED with exit 0; the
+#               model exists, the job's `latent score` step printed JSON and
+#               `latent score` on the model works.
+#   requeue     a 2-rank fit is preempted the way `#SBATCH --signal=B:USR1@N` does it
+#               (SIGUSR1 to the batch shell only: `scancel --batch --signal=USR1`) after
+#               some iterations; the script forwards it, latent checkpoints and exits
+#               75, the script requeues the job, the second run (SLURM_RESTART_COUNT=1)
+#               resumes and completes, and the model equals an uninterrupted fit
+#               (mpirun, same options) bitwise. Skipped while latent has no
+#               --checkpoint-dir.
+#   timelimit   (only with LATENT_SLURM_TIMELIMIT_TEST=1; takes ~4 minutes) the same
+#               driven by a real time limit: --time=1 --signal=B:USR1@10, a fit calibrated
+#               to outlast it; accepts one or more requeues.
+#   array       jobs/sweep_gmm.sbatch as a 3-task array (K = 2,3,4): every task
+#               COMPLETED and every model file exists.
+#
+# Prints PASS/FAIL/SKIP per test. Exit 0 if all ran tests pass (skips allowed), 1 on any
+# failure, 77 if SLURM cannot be set up here (packages absent, not root, ports busy).
+#
+# Environment: LATENT_SLURM_DIR (cluster directory, default /tmp/latent-slurm-test),
+# LATENT_SLURM_KEEP=1 keeps the work directory, LATENT_SLURM_TESTS="completion requeue
+# array" selects tests, LATENT_SLURM_TIMELIMIT_TEST=1 adds the time-limit test.
+set -uo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+cluster="$here/cluster.sh"
+
+[[ $# -eq 1 ]] || { echo "usage: $0 LATENT_BIN" >&2; exit 2; }
+src_bin="$1"
+
+export LATENT_SLURM_DIR="${LATENT_SLURM_DIR:-/tmp/latent-slurm-test}"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_hwloc_base_binding_policy=none
+export OMPI_MCA_btl_vader_single_copy_mechanism=none
+export OMPI_MCA_plm_rsh_agent=
+export HDF5_USE_FILE_LOCKING=FALSE
+export OMP_NUM_THREADS=1
+
+tests="${LATENT_SLURM_TESTS:-completion requeue array}"
+[[ "${LATENT_SLURM_TIMELIMIT_TEST:-0}" != 1 ]] || tests="$tests timelimit"
+
+say() { printf '[slurm_test %(%T)T] %s\n' -1 "$*"; }
+
+# ---------------------------------------------------------------- setup
+# The binary may be missing for a moment while it is being rebuilt: wait (bounded).
+for (( i = 0; i < 120; i++ )); do
+  [[ -x "$src_bin" ]] && break
+  (( i == 0 )) && say "waiting for $src_bin to appear"
+  sleep 1
+done
+[[ -x "$src_bin" ]] || { say "FAIL: latent binary $src_bin not found"; exit 1; }
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/latent-slurm-work.XXXXXX")"
+chmod 755 "$work"
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  bash "$cluster" stop || true
+  if [[ "${LATENT_SLURM_KEEP:-0}" == 1 ]]; then
+    say "kept $work"
+  else
+    rm -rf "$work"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# A private copy: the build may replace the binary while the test runs.
+mkdir -p "$work/bin"
+cp "$src_bin" "$work/bin/latent" || { say "FAIL: cannot copy $src_bin"; exit 1; }
+LATENT="$work/bin/latent"
+
+bash "$cluster" start
+rc=$?
+if (( rc == 77 )); then say "SKIP: SLURM cannot run on this machine (see above)"; exit 77; fi
+(( rc == 0 )) || { say "FAIL: the test cluster did not start"; exit 1; }
+eval "$(bash "$cluster" env)"
+
+# Data: 3000 rows x 5 columns from 3 Gaussian blobs (deterministic awk generator).
+awk -v N=3000 -v D=5 -v seed=7 '
+  function gauss(  u, v) { u = rand(); if (u < 1e-12) u = 1e-12; v = rand()
+                           return sqrt(-2 * log(u)) * cos(6.283185307179586 * v) }
+  BEGIN {
+    srand(seed)
+    for (d = 0; d < D; d++) printf "%sx%d", (d ? "," : ""), d; printf "\n"
+    for (i = 0; i < N; i++) {
+      k = i % 3
+      for (d = 0; d < D; d++)
+        printf "%s%.6f", (d ? "," : ""), 4 * (k - 1) + (d % 2 ? 1 : -1) * k + (0.5 + 0.5 * k) * gauss()
+      printf "\n"
+    }
+  }' > "$work/blobs.csv"
+data="$work/data"
+if ! "$LATENT" import dense --format csv --input "$work/blobs.csv" --output "$data" \
+       --rows-per-shard 1000 > "$work/import.log" 2>&1; then
+  cat "$work/import.log"; say "FAIL: latent import dense"; exit 1
+fi
+
+# ---------------------------------------------------------------- helpers
+field() {  # "scontrol show job -o" line, key -> value
+  printf '%s\n' "$1" | grep -o "\\b$2=[^ ]*" | head -n 1 | cut -d= -f2-
+}
+is_final() {
+  case "$1" in
+    COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|BOOT_FAIL|DEADLINE|PREEMPTED) return 0 ;;
+    *) return 1 ;;
+  esac
+}
+
+# wait_job ID SECONDS: poll `scontrol show job` until every record of the job (every
+# array task) is in a final state; prints one "state exitcode restarts" line per record.
+# On timeout: scancel, print the records, return 1.
+wait_job() {
+  local id="$1" deadline=$(( SECONDS + $2 )) lines line done_
+  while (( SECONDS < deadline )); do
+    lines="$(scontrol show job -o "$id" 2>/dev/null)" || lines=""
+    if [[ -n "$lines" ]]; then
+      done_=1
+      while IFS= read -r line; do
+        is_final "$(field "$line" JobState)" || done_=0
+      done <<< "$lines"
+      if (( done_ )); then
+        while IFS= read -r line; do
+          echo "$(field "$line" JobState) $(field "$line" ExitCode) $(field "$line" Restarts)"
+        done <<< "$lines"
+        return 0
+      fi
+    fi
+    sleep 0.5
+  done
+  say "job $id did not finish within $2 s:"
+  scontrol show job "$id" 2>&1 | sed 's/^/    /'
+  scancel "$id" 2>/dev/null || true
+  return 1
+}
+
+show_file() {  # path: indented, for failure reports
+  [[ -f "$1" ]] || { echo "    ($1 missing)"; return; }
+  echo "    ---- $1"
+  sed 's/^/    /' "$1"
+}
+
+# h5diff exits 0 if the objects are equal (exact comparison without -d/-p).
+same_dataset() {  # a.h5 b.h5 /path
+  if command -v h5diff >/dev/null 2>&1; then
+    h5diff "$1" "$2" "$3" "$3" >/dev/null 2>&1
+  else
+    /usr/bin/python3 - "$@" <<'EOF'
+import sys, h5py
+a, b, p = sys.argv[1:4]
+with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
+    x, y = fa[p][()], fb[p][()]
+    sys.exit(0 if x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes() else 1)
+EOF
+  fi
+}
+
+fails=0
+passes=0
+skips=0
+result() {  # name PASS|FAIL|SKIP [why]
+  say "$2: $1${3:+ ($3)}"
+  case "$2" in PASS) (( passes++ )) ;; FAIL) (( fails++ )) ;; SKIP) (( skips++ )) ;; esac
+}
+
+submit_fit() {  # dir -- extra sbatch options...; env comes from the caller
+  local dir="$1"; shift
+  sbatch --parsable --chdir="$dir" --output="$dir/job-%j.out" "$@" "$repo/jobs/fit_gmm.sbatch"
+}
+
+has_checkpoints() { "$LATENT" fit gmm --help 2>/dev/null | grep -q -- '--checkpoint-dir'; }
+
+fit_options=(--n-components 3 --covariance-type full --block-rows 256 --threads 1)
+
+# ---------------------------------------------------------------- (a) completion
+test_completion() {
+  local d="$work/completion" id out r
+  mkdir -p "$d"
+  id="$(DATA="$data" OUTPUT="$d/model.h5" K=3 COVARIANCE_TYPE=full BLOCK_ROWS=256 \
+        LATENT_BIN="$LATENT" SCORE_DATA="$data" \
+        submit_fit "$d" --job-name=t-complete --ntasks=2 --cpus-per-task=1 --time=5)" ||
+    { result completion FAIL "sbatch failed"; return; }
+  say "completion: job $id submitted"
+  r="$(wait_job "$id" 120)" || { show_file "$d/job-$id.out"; result completion FAIL "timeout"; return; }
+  out="$d/job-$id.out"
+  if [[ "$r" != "COMPLETED 0:0 0" ]]; then
+    show_file "$out"; result completion FAIL "job ended '$r', expected 'COMPLETED 0:0 0'"; return
+  fi
+  [[ -s "$d/model.h5" ]] || { show_file "$out"; result completion FAIL "model file missing"; return; }
+  "$LATENT" info "$d/model.h5" > "$d/info.txt" 2>&1 ||
+    { show_file "$d/info.txt"; result completion FAIL "latent info on the model failed"; return; }
+  grep -q '"mean_log_likelihood"' "$out" ||
+    { show_file "$out"; result completion FAIL "the job's score step printed no mean_log_likelihood"; return; }
+  "$LATENT" score --model "$d/model.h5" --data "$data" > "$d/score.json" 2> "$d/score.err" &&
+    grep -q '"mean_log_likelihood"' "$d/score.json" ||
+    { show_file "$d/score.json"; show_file "$d/score.err"; result completion FAIL "latent score on the model failed"; return; }
+  result completion PASS "job $id: $(head -c 200 "$d/score.json")"
+}
+
+# Preempted fit: common part of the requeue and time-limit tests.
+#   preempted_fit NAME MAX_ITER MODE   MODE = signal | timelimit
+preempted_fit() {
+  local name="$1" max_iter="$2" mode="$3"
+  local d="$work/$name" id out r line st restarts saw_ckpt=0 saw_pending=0 deadline
+  mkdir -p "$d"
+  local -a sb=(--job-name="t-$name" --ntasks=2 --cpus-per-task=1)
+  if [[ "$mode" == timelimit ]]; then
+    sb+=(--time=1 --signal=B:USR1@10)
+  else
+    sb+=(--time=10)
+  fi
+  id="$(DATA="$data" OUTPUT="$d/model.h5" K=3 COVARIANCE_TYPE=full BLOCK_ROWS=256 \
+        TOL=0 MAX_ITER="$max_iter" LATENT_BIN="$LATENT" CHECKPOINT=1 \
+        CHECKPOINT_DIR="$d/ckpt" MAX_RESTARTS=5 submit_fit "$d" "${sb[@]}")" ||
+    { result "$name" FAIL "sbatch failed"; return; }
+  out="$d/job-$id.out"
+  say "$name: job $id submitted (max-iter $max_iter, $mode)"
+
+  # Uninterrupted reference with the same options, directly with mpirun, while the job
+  # runs (only timing is affected, never the bits).
+  ( mpirun --oversubscribe -n 2 "$LATENT" fit gmm --data "$data" --output "$d/reference.h5" \
+      "${fit_options[@]}" --tol 0 --max-iter "$max_iter" --overwrite > "$d/reference.log" 2>&1
+    echo $? > "$d/reference.rc" ) &
+  local ref_pid=$!
+
+  if [[ "$mode" == signal ]]; then
+    # Wait until the fit has done some iterations, then signal the batch shell only,
+    # as `--signal=B:USR1@N` does.
+    deadline=$(( SECONDS + 90 ))
+    while (( SECONDS < deadline )); do
+      line="$(scontrol show job -o "$id" 2>/dev/null)" || line=""
+      st="$(field "$line" JobState)"
+      is_final "$st" && break
+      if [[ "$st" == RUNNING ]] && [[ -f "$d/model.log.jsonl" ]] &&
+         (( $(grep -c '"iteration"' "$d/model.log.jsonl" 2>/dev/null) >= 20 )); then
+        break
+      fi
+      sleep 0.2
+    done
+    if [[ "$st" != RUNNING ]]; then
+      wait "$ref_pid"; show_file "$out"; scancel "$id" 2>/dev/null
+      result "$name" FAIL "job not running with >= 20 iterations logged (state '$st'; if it finished, raise max-iter)"
+      return
+    fi
+    say "$name: sending SIGUSR1 to the batch shell of job $id"
+    scancel --batch --signal=USR1 "$id" ||
+      { wait "$ref_pid"; scancel "$id"; result "$name" FAIL "scancel --batch --signal=USR1 failed"; return; }
+  fi
+
+  # Follow the job to its end; note whether it was requeued with checkpoints on disk.
+  deadline=$(( SECONDS + 300 ))
+  while (( SECONDS < deadline )); do
+    line="$(scontrol show job -o "$id" 2>/dev/null)" || line=""
+    st="$(field "$line" JobState)"
+    restarts="$(field "$line" Restarts)"
+    if [[ "${restarts:-0}" -ge 1 && "$st" =~ ^(PENDING|REQUEUED)$ ]]; then
+      saw_pending=1
+      [[ -n "$(ls -A "$d/ckpt" 2>/dev/null)" ]] && saw_ckpt=1
+    fi
+    is_final "$st" && break
+    sleep 0.3
+  done
+  wait "$ref_pid"
+  r="$(wait_job "$id" 5)" || { show_file "$out"; result "$name" FAIL "timeout"; return; }
+  say "$name: job $id ended: $r"
+  local why=""
+  local state_ok
+  if [[ "$mode" == timelimit ]]; then
+    [[ "$r" =~ ^COMPLETED\ 0:0\ [1-5]$ ]] || why="job ended '$r', expected 'COMPLETED 0:0 N' with N >= 1 restarts"
+  else
+    [[ "$r" == "COMPLETED 0:0 1" ]] || why="job ended '$r', expected 'COMPLETED 0:0 1' (one restart)"
+  fi
+  [[ -n "$why" ]] || grep -q 'latent exited with code 75' "$out" || why="no 'latent exited with code 75' in the job output"
+  [[ -n "$why" ]] || grep -q 'requeued job' "$out" || why="the script did not requeue the job"
+  [[ -n "$why" ]] || grep -q '(restart 1)' "$out" || why="no run with SLURM_RESTART_COUNT=1 in the job output"
+  [[ -n "$why" ]] || (( saw_pending )) || why="the job was never seen pending after a requeue"
+  [[ -n "$why" ]] || (( saw_ckpt )) || why="no checkpoint in $d/ckpt while the job was requeued"
+  [[ -n "$why" ]] || [[ -s "$d/model.h5" ]] || why="model file missing"
+  [[ -n "$why" ]] || [[ "$(cat "$d/reference.rc" 2>/dev/null)" == 0 ]] ||
+    { show_file "$d/reference.log"; why="the uninterrupted reference fit failed"; }
+  if [[ -z "$why" ]]; then
+    local ds
+    for ds in /weights /means /covariances /precisions_cholesky /history/objective; do
+      same_dataset "$d/reference.h5" "$d/model.h5" "$ds" ||
+        { why="$ds differs from the uninterrupted fit"; break; }
+    done
+  fi
+  if [[ -n "$why" ]]; then
+    show_file "$out"; result "$name" FAIL "$why"; return
+  fi
+  result "$name" PASS "job $id: $r; $(grep -c 'latent exited with code 75' "$out") checkpoint-exit(s), model bitwise equal to the uninterrupted fit"
+}
+
+# ---------------------------------------------------------------- (b) requeue
+test_requeue() {
+  has_checkpoints || { result requeue SKIP "$src_bin fit gmm has no --checkpoint-dir yet"; return; }
+  # ~10 ms per iteration on 3000 rows: 2000 iterations last well beyond the signal.
+  preempted_fit requeue 2000 signal
+}
+
+# ---------------------------------------------------------------- time limit
+test_timelimit() {
+  has_checkpoints || { result timelimit SKIP "$src_bin fit gmm has no --checkpoint-dir yet"; return; }
+  # Calibrate: the fit must outlast the first SIGUSR1, which comes 20-50 s after the
+  # start (SLURM checks time limits every ~30 s): aim at 75 s of work.
+  local t0=$SECONDS ms per
+  local start end
+  start="$(date +%s%N)"
+  mpirun --oversubscribe -n 2 "$LATENT" fit gmm --data "$data" --output "$work/calib.h5" \
+    "${fit_options[@]}" --tol 0 --max-iter 300 --overwrite > "$work/calib.log" 2>&1 ||
+    { show_file "$work/calib.log"; result timelimit FAIL "calibration fit failed"; return; }
+  end="$(date +%s%N)"
+  ms=$(( (end - start) / 1000000 ))
+  per=$(( 75000 * 300 / (ms > 1 ? ms : 1) ))
+  say "timelimit: 300 iterations took $ms ms: max-iter $per (calibration $(( SECONDS - t0 )) s)"
+  preempted_fit timelimit "$per" timelimit
+}
+
+# ---------------------------------------------------------------- (c) array
+test_array() {
+  local d="$work/array" id r n k missing=""
+  mkdir -p "$d"
+  id="$(DATA="$data" K_VALUES=2,3,4 SEEDS=0 OUTPUT_DIR="$d/models" COVARIANCE_TYPE=diag \
+        BLOCK_ROWS=256 LATENT_BIN="$LATENT" FIT_SCRIPT="$repo/jobs/fit_gmm.sbatch" \
+        sbatch --parsable --chdir="$d" --output="$d/job-%A_%a.out" --job-name=t-array \
+          --array=0-2 --ntasks=1 --cpus-per-task=1 --time=5 "$repo/jobs/sweep_gmm.sbatch")" ||
+    { result array FAIL "sbatch failed"; return; }
+  id="${id%%;*}"
+  say "array: job $id submitted (K = 2,3,4)"
+  r="$(wait_job "$id" 180)" || { for f in "$d"/job-*.out; do show_file "$f"; done; result array FAIL "timeout"; return; }
+  n="$(grep -c '^COMPLETED 0:0 0$' <<< "$r")"
+  if (( n != 3 )) || (( $(wc -l <<< "$r") != 3 )); then
+    for f in "$d"/job-*.out; do show_file "$f"; done
+    result array FAIL "tasks ended: $(tr '\n' ';' <<< "$r") (expected 3 x COMPLETED 0:0)"; return
+  fi
+  for k in 2 3 4; do
+    if ! [[ -s "$d/models/gmm-k$k-seed0.h5" ]] || ! "$LATENT" info "$d/models/gmm-k$k-seed0.h5" > /dev/null 2>&1; then
+      missing+=" gmm-k$k-seed0.h5"
+    fi
+  done
+  [[ -z "$missing" ]] || { for f in "$d"/job-*.out; do show_file "$f"; done; result array FAIL "missing or unreadable:$missing"; return; }
+  result array PASS "job $id: 3 tasks COMPLETED, models for K = 2,3,4"
+}
+
+for t in $tests; do
+  case "$t" in
+    completion) test_completion ;;
+    requeue) test_requeue ;;
+    timelimit) test_timelimit ;;
+    array) test_array ;;
+    *) say "unknown test '$t'"; (( fails++ )) ;;
+  esac
+done
+
+say "summary: $passes passed, $fails failed, $skips skipped"
+(( fails == 0 )) || exit 1
+exit 0
