@@ -38,7 +38,18 @@ void add_stream_options(po::options_description& desc, StreamOptions& o) {
        "rows per block: the unit of streaming, of parallel work and of reproducible summation (results depend on it)")
       ("prefetch", po::value(&o.prefetch)->default_value(4), "blocks read ahead by the I/O thread")
       ("cache-mb", po::value(&o.cache_mb)->default_value(0),
-       "keep this rank's data in memory after the first pass if it fits in this many MiB (0: always stream)");
+       "keep this rank's data in memory after the first pass if it fits in this many MiB (0: always stream)")
+      ("memory-budget", po::value(&o.memory_budget_gib)->default_value(0.0),
+       "GiB of memory per rank that the fit may plan for (0: the cgroup limit or MemAvailable, shared by the ranks on the node)");
+}
+
+int ranks_on_node() {
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE"})
+    if (const char* s = std::getenv(name)) {
+      const int v = std::atoi(s);
+      if (v > 0) return v;
+    }
+  return 1;
 }
 
 int resolve_threads(int requested) {
@@ -47,8 +58,7 @@ int resolve_threads(int requested) {
     const int v = std::atoi(s);
     if (v > 0) return v;
   }
-  int local = 1;
-  if (const char* s = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE")) local = std::max(1, std::atoi(s));
+  const int local = ranks_on_node();
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   return std::max(1, cores / local);
 }

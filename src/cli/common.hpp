@@ -37,11 +37,14 @@ struct StreamOptions {
   Index block_rows = 2048;
   int prefetch = 4;
   Index cache_mb = 0;
+  double memory_budget_gib = 0;  // 0: detect (cgroup limit / MemAvailable, per rank on the node)
 };
 void add_stream_options(po::options_description& desc, StreamOptions& o);
 /// --threads 0 resolves to SLURM_CPUS_PER_TASK, else the cores available divided by the
 /// ranks on this node (OMPI_COMM_WORLD_LOCAL_SIZE).
 int resolve_threads(int requested);
+/// MPI ranks on this node (OMPI_COMM_WORLD_LOCAL_SIZE, SLURM_NTASKS_PER_NODE, else 1).
+int ranks_on_node();
 
 /// Whether a pass reads /labels.
 enum class Labels { kNo, kRequired, kIfPresent };

@@ -15,6 +15,7 @@
 #include "latent/models/kmeans/kmeans.hpp"
 #include "latent/train/checkpoint.hpp"
 #include "latent/train/data_summary.hpp"
+#include "latent/train/memory.hpp"
 
 namespace latent::cli {
 namespace {
@@ -82,8 +83,11 @@ Control make_control(const Context& ctx, const CommonFit& c, const std::string& 
 
 // Checks and locks the output, opens the data, and runs the validating summary pass.
 // Collective.
+// `needs(D, inputs)` fills in the model's part of the memory estimate (num_stats, parameters,
+// scratch); the fit is refused before the first pass if it cannot fit.
 std::unique_ptr<io::BlockSource> prepare(const Context& ctx, CommonFit& c, train::DataSummary& summary,
-                                         std::unique_ptr<io::OutputLock>& lock) {
+                                         std::unique_ptr<io::OutputLock>& lock,
+                                         const std::function<void(train::EmMemoryInputs&)>& needs) {
   comm::run_agreed(ctx.comm, [&] {
     if (!ctx.comm.is_root()) return;
     io::check_output_path(c.output, c.overwrite);
@@ -91,6 +95,19 @@ std::unique_ptr<io::BlockSource> prepare(const Context& ctx, CommonFit& c, train
   });
   c.stream.threads = resolve_threads(c.stream.threads);
   auto source = open_source(ctx, c.data, c.stream, Labels::kNo);
+  train::EmMemoryInputs mem;
+  mem.num_features = source->info().num_features;
+  mem.block_rows = c.stream.block_rows;
+  mem.prefetch = c.stream.prefetch;
+  mem.threads = c.stream.threads;
+  const double local_bytes = static_cast<double>(source->num_local_rows() * source->info().num_features) * 8.0;
+  mem.cache_bytes = static_cast<double>(c.stream.cache_mb) * 1048576.0 >= local_bytes ? static_cast<std::size_t>(local_bytes) : 0;
+  comm::run_agreed(ctx.comm, [&] {
+    needs(mem);
+    train::check_memory(train::estimate_em_memory(mem), train::available_memory_bytes(c.stream.memory_budget_gib, ranks_on_node()),
+                        "use fewer components, a cheaper --covariance-type, smaller --block-rows or --cache-mb, or more "
+                        "nodes (or raise --memory-budget if the limit is wrong)");
+  });
   ctx.log.info(fmt::format("data {}: {} samples x {} features in {} shard(s); {} rank(s) x {} thread(s)", c.data,
                            source->info().num_rows, source->info().num_features, source->info().shards.size(),
                            ctx.comm.size(), c.stream.threads));
@@ -129,7 +146,14 @@ int fit_gmm(const std::vector<std::string>& args, const Context& ctx) {
   g.seed = c.seed;
   train::DataSummary summary;
   std::unique_ptr<io::OutputLock> lock;
-  auto source = prepare(ctx, c, summary, lock);
+  auto source = prepare(ctx, c, summary, lock, [&](train::EmMemoryInputs& m) {
+    const Index k = g.n_components, d = m.num_features;
+    const bool full = g.covariance_type == models::CovarianceType::kFull;
+    const Index cov_doubles = full ? k * d * d : g.covariance_type == models::CovarianceType::kTied ? d * d : k * d;
+    m.num_stats = 2 + k + k * d + cov_doubles;
+    m.parameter_doubles = k + k * d + 2 * cov_doubles;
+    m.scratch_doubles = (full ? models::Gmm::kFullTileRows : models::Gmm::kTileRows) * (2 * d + 2 * k) + d * d;
+  });
   g.threads = c.stream.threads;
   nlohmann::json config{{"model", "gmm"},           {"n_components", g.n_components}, {"covariance_type", cov},
                         {"reg_covar", g.reg_covar}, {"tol", g.tol},                   {"max_iter", g.max_iter},
@@ -166,7 +190,12 @@ int fit_kmeans(const std::vector<std::string>& args, const Context& ctx) {
   k.seed = c.seed;
   train::DataSummary summary;
   std::unique_ptr<io::OutputLock> lock;
-  auto source = prepare(ctx, c, summary, lock);
+  auto source = prepare(ctx, c, summary, lock, [&](train::EmMemoryInputs& m) {
+    const Index d = m.num_features;
+    m.num_stats = 1 + k.n_clusters + k.n_clusters * d;
+    m.parameter_doubles = 11 * k.n_clusters * d;  // centers plus the k-means|| candidates (10 K)
+    m.scratch_doubles = 128 * (k.n_clusters + d);
+  });
   k.threads = c.stream.threads;
   nlohmann::json config{{"model", "kmeans"}, {"n_clusters", k.n_clusters}, {"init", k.init},
                         {"max_iter", k.max_iter}, {"tol", k.tol}, {"n_init", k.n_init}, {"seed", c.seed},

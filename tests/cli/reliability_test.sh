@@ -120,5 +120,11 @@ run 1 "${args[@]}" --output "$dir/m10.h5"
 run 2 "${args[@]}" --output "$dir/m11.h5" --checkpoint-dir /proc/latent-no/ckpt
 [ "$code" -eq 73 ] && pass "unwritable checkpoint directory" || fail "unwritable checkpoint directory: exit $code: $out"
 
+# 12. Dimensions that cannot fit in memory: refused in seconds, with an estimate in GiB.
+start=$(date +%s)
+run 2 "${args[@]}" --output "$dir/m12.h5" --memory-budget 0.001
+if [ "$code" -eq 64 ] && echo "$out" | grep -q "needs about .* GiB per rank" && [ $(( $(date +%s) - start )) -lt 20 ]; then
+  pass "memory refused up front"; else fail "memory: exit $code: $out"; fi
+
 echo "$failures failure(s)"
 [ "$failures" -eq 0 ]

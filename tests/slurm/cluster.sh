@@ -122,7 +122,7 @@ SwitchType=switch/none
 MailProg=/bin/true
 JobRequeue=1
 SchedulerType=sched/backfill
-SchedulerParameters=bf_interval=5
+SchedulerParameters=bf_interval=5,sched_interval=5
 KillWait=5
 MinJobAge=600
 ReturnToService=2

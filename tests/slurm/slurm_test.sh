@@ -219,7 +219,7 @@ preempted_fit() {
     sb+=(--time=10)
   fi
   id="$(DATA="$data" OUTPUT="$d/model.h5" K=3 COVARIANCE_TYPE=full BLOCK_ROWS=256 \
-        TOL=0 MAX_ITER="$max_iter" LATENT_BIN="$LATENT" CHECKPOINT=1 \
+        TOL=0 MAX_ITER="$max_iter" LATENT_BIN="$LATENT" CHECKPOINT=1 CHECKPOINT_EVERY=100 \
         CHECKPOINT_DIR="$d/ckpt" MAX_RESTARTS=5 submit_fit "$d" "${sb[@]}")" ||
     { result "$name" FAIL "sbatch failed"; return; }
   out="$d/job-$id.out"
@@ -280,8 +280,9 @@ preempted_fit() {
     [[ "$r" == "COMPLETED 0:0 1" ]] || why="job ended '$r', expected 'COMPLETED 0:0 1' (one restart)"
   fi
   [[ -n "$why" ]] || grep -q 'latent exited with code 75' "$out" || why="no 'latent exited with code 75' in the job output"
-  [[ -n "$why" ]] || grep -q 'requeued job' "$out" || why="the script did not requeue the job"
+  [[ -n "$why" ]] || grep -q 'requeueing job' "$out" || why="the script did not requeue the job"
   [[ -n "$why" ]] || grep -q '(restart 1)' "$out" || why="no run with SLURM_RESTART_COUNT=1 in the job output"
+  [[ -n "$why" ]] || grep -q 'resuming from' "$out" || why="no 'resuming from' (checkpoint) in the job output"
   [[ -n "$why" ]] || (( saw_pending )) || why="the job was never seen pending after a requeue"
   [[ -n "$why" ]] || (( saw_ckpt )) || why="no checkpoint in $d/ckpt while the job was requeued"
   [[ -n "$why" ]] || [[ -s "$d/model.h5" ]] || why="model file missing"

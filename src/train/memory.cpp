@@ -1,0 +1,68 @@
+#include "latent/train/memory.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <fstream>
+#include <limits>
+#include <string>
+
+#include "latent/core/error.hpp"
+
+namespace latent::train {
+namespace {
+
+constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+
+double read_number(const std::string& path) {
+  std::ifstream f(path);
+  std::string s;
+  if (!(f >> s) || s == "max") return std::numeric_limits<double>::infinity();
+  try {
+    return std::stod(s);
+  } catch (const std::exception&) {
+    return std::numeric_limits<double>::infinity();
+  }
+}
+
+double mem_available() {
+  std::ifstream f("/proc/meminfo");
+  std::string key;
+  double kb = 0;
+  std::string unit;
+  while (f >> key >> kb >> unit)
+    if (key == "MemAvailable:") return kb * 1024.0;
+  return std::numeric_limits<double>::infinity();
+}
+
+}  // namespace
+
+MemoryEstimate estimate_em_memory(const EmMemoryInputs& in) {
+  const double d = static_cast<double>(in.num_features), b = static_cast<double>(in.block_rows);
+  const double t = std::max(1, in.threads);
+  const double blocks = (in.prefetch + t + 2) * b * d * (8.0 + 4.0);
+  const double stats = (t + 2) * static_cast<double>(in.num_stats) * (8.0 + 32.0);
+  const double scratch = t * static_cast<double>(in.scratch_doubles) * 8.0;
+  const double model = 4.0 * static_cast<double>(in.parameter_doubles) * 8.0;
+  const double cache = static_cast<double>(in.cache_bytes);
+  MemoryEstimate e;
+  e.bytes = blocks + stats + scratch + model + cache + 64.0 * 1024 * 1024;  // + libraries and runtime
+  e.breakdown = fmt::format("blocks {:.2f} GiB, statistics {:.2f} GiB, scratch {:.2f} GiB, model {:.2f} GiB, cache {:.2f} GiB",
+                            blocks / kGiB, stats / kGiB, scratch / kGiB, model / kGiB, cache / kGiB);
+  return e;
+}
+
+double available_memory_bytes(double budget_gib, int ranks_on_node) {
+  if (budget_gib > 0) return budget_gib * kGiB;
+  const double limit = std::min({read_number("/sys/fs/cgroup/memory.max"),
+                                 read_number("/sys/fs/cgroup/memory/memory.limit_in_bytes"), mem_available()});
+  return limit / std::max(1, ranks_on_node);
+}
+
+void check_memory(const MemoryEstimate& need, double available_bytes, const std::string& advice) {
+  if (need.bytes <= available_bytes) return;
+  throw_usage(fmt::format("this fit needs about {:.1f} GiB per rank ({}), but only {:.1f} GiB are available per rank; {}",
+                          need.bytes / kGiB, need.breakdown, available_bytes / kGiB, advice));
+}
+
+}  // namespace latent::train
