@@ -6,29 +6,9 @@ latent=$1
 mpiexec=$2
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-failures=0
-pass() { echo "ok   $*"; }
-fail() { echo "FAIL $*"; failures=$((failures + 1)); }
-
-run() {  # run RANKS ARGS...: sets code and out; a timeout counts as a hang
-  local ranks=$1; shift
-  out=$(timeout 120 "$mpiexec" -n "$ranks" --oversubscribe "$latent" "$@" 2>&1)
-  code=$?
-  if [ "$code" -eq 124 ] && ! echo "$out" | grep -q watchdog; then fail "hang (timeout): $*"; fi
-}
-same_model() {  # same_model A B: parameters and history bitwise equal
-  for d in /weights /means /covariances /history/objective; do
-    h5diff -q "$1" "$2" "$d" > /dev/null 2>&1 || return 1
-  done
-}
+source "$(dirname "$0")/lib.sh"
 no_temporaries() { ! find "$dir" -name '*.tmp-*' | grep -q .; }
-
-# Data: 3000 rows from three blobs in 4 dimensions (awk's rand with a fixed seed).
-awk 'BEGIN { srand(7); for (i = 0; i < 3000; i++) { c = i % 3; line = "";
-  for (j = 0; j < 4; j++) { z = sqrt(-2 * log(rand())) * cos(6.2831853 * rand());
-    line = line (j ? "," : "") (3 * c * (j % 2 ? 1 : -1) + z) } print line } }' > "$dir/x.csv"
-"$latent" import dense --format csv --input "$dir/x.csv" --output "$dir/data" --rows-per-shard 1000 > /dev/null 2>&1 \
-  || { echo "FAIL import"; exit 1; }
+blobs_dataset "$dir/data"
 
 args=(fit gmm --data "$dir/data" --n-components 4 --covariance-type full --tol 1e-10 --max-iter 40 --n-init 2
       --init-params random --block-rows 100)
