@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages latent needs, if any is missing. Idempotent.
-# Usage: cmake/install-deps.sh [--with-data] [--with-reference]
+# Usage: cmake/install-deps.sh [--with-data] [--with-reference] [--with-slurm]
 #   --with-data       also Debian's dataset-fashion-mnist (the main job's data)
 #   --with-reference  also python3-sklearn/h5py/numpy (reference fixtures, benchmarks)
+#   --with-slurm      also slurm-wlm and munge (the SLURM test, tests/slurm/; the daemons
+#                     are not started: tests/slurm/cluster.sh runs a private cluster)
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config openmpi-bin libopenmpi-dev
       libhdf5-openmpi-dev hdf5-tools libeigen3-dev libtbb-dev
@@ -12,6 +14,7 @@ for arg in "$@"; do
   case "$arg" in
     --with-data) pkgs+=(dataset-fashion-mnist) ;;
     --with-reference) pkgs+=(python3 python3-numpy python3-h5py python3-sklearn python3-scipy) ;;
+    --with-slurm) pkgs+=(slurm-wlm munge) ;;
     *) echo "install-deps.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done

@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 # The test command (README.md): installs what is missing, builds with -Werror, runs ctest
-# (unit, in-process CLI, MPI at 1/2/4 ranks, rank/thread invariance, bad input).
+# (unit, in-process CLI, MPI at 1/2/4 ranks, rank/thread invariance, bad input, checkpoints
+# and faults, soak, scikit-learn reference, SLURM), then the unit and CLI tests again under
+# AddressSanitizer + UndefinedBehaviorSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash cmake/install-deps.sh --with-reference
+bash cmake/install-deps.sh --with-reference --with-slurm
 cmake --preset ci
 cmake --build --preset ci
 ctest --preset ci -j2 --timeout 900
+
+cmake --preset asan
+cmake --build --preset asan --target latent_tests
+ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 OMPI_MCA_hwloc_base_binding_policy=none \
+  ./build/asan/tests/latent_tests
