@@ -83,10 +83,10 @@ std::unique_ptr<io::BlockSource> open_source(const Context& ctx, const std::stri
   return source;
 }
 
-IterationLog::IterationLog(const Context& ctx, std::string model, const std::string& json_path)
+IterationLog::IterationLog(const Context& ctx, std::string model, const std::string& json_path, bool append)
     : ctx_(ctx), model_(std::move(model)) {
   if (!json_path.empty() && ctx.comm.is_root()) {
-    json_ = std::make_unique<std::ofstream>(json_path, std::ios::trunc);
+    json_ = std::make_unique<std::ofstream>(json_path, append ? std::ios::app : std::ios::trunc);
     if (!*json_) throw_output("--log-json " + json_path + ": cannot open for writing");
   }
 }

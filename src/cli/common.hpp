@@ -55,7 +55,8 @@ std::unique_ptr<io::BlockSource> open_source(const Context& ctx, const std::stri
 /// Prints iteration lines on rank 0 and writes them as JSON lines to --log-json.
 class IterationLog {
  public:
-  IterationLog(const Context& ctx, std::string model, const std::string& json_path);
+  /// `append`: continue an existing JSON log (a resumed fit).
+  IterationLog(const Context& ctx, std::string model, const std::string& json_path, bool append = false);
   void operator()(const train::IterationRecord& r);
   void done(const train::EmResult& result, double total_seconds);
   train::IterationObserver observer() {

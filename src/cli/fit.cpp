@@ -114,7 +114,10 @@ std::unique_ptr<io::BlockSource> prepare(const Context& ctx, CommonFit& c, train
   summary = train::summarize(ctx.comm, *source, c.stream.threads);
   if (summary.num_constant_features > 0)
     ctx.log.warn(std::to_string(summary.num_constant_features) + " of " + std::to_string(source->info().num_features) +
-                 " features are constant (zero variance); reg_covar keeps their variances positive");
+                 " features are constant (zero variance)");
+  if (summary.num_duplicate_rows > 0)
+    ctx.log.warn(std::to_string(summary.num_duplicate_rows) + " of " + std::to_string(summary.num_samples) +
+                 " samples duplicate an earlier sample; clusters of identical points can collapse");
   return source;
 }
 
@@ -160,7 +163,7 @@ int fit_gmm(const std::vector<std::string>& args, const Context& ctx) {
                         {"n_init", g.n_init},       {"init_params", g.init_params}, {"init_model", g.init_model},
                         {"seed", c.seed},           {"block_rows", c.stream.block_rows}, {"data", c.data}};
   Control control = make_control(ctx, c, "gmm", config, *source);
-  IterationLog ilog(ctx, "gmm", c.log_json);
+  IterationLog ilog(ctx, "gmm", c.log_json, c.checkpoint.resume);
   const auto t0 = Clock::now();
   models::GmmFitResult fit = models::fit_gmm(ctx.comm, *source, summary, g, ctx.log, ilog.observer(), control.control.get());
   const double total = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -201,7 +204,7 @@ int fit_kmeans(const std::vector<std::string>& args, const Context& ctx) {
                         {"max_iter", k.max_iter}, {"tol", k.tol}, {"n_init", k.n_init}, {"seed", c.seed},
                         {"block_rows", c.stream.block_rows}, {"data", c.data}};
   Control control = make_control(ctx, c, "kmeans", config, *source);
-  IterationLog ilog(ctx, "kmeans", c.log_json);
+  IterationLog ilog(ctx, "kmeans", c.log_json, c.checkpoint.resume);
   const auto t0 = Clock::now();
   models::KmeansResult fit = models::fit_kmeans(ctx.comm, *source, summary.num_samples, summary.variance.mean(), k,
                                                 ctx.log, ilog.observer(), control.control.get());

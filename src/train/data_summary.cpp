@@ -1,6 +1,9 @@
 #include "latent/train/data_summary.hpp"
 
 #include <limits>
+#include <xxhash.h>
+
+#include <algorithm>
 #include <mutex>
 
 #include "latent/train/block_reduce.hpp"
@@ -13,6 +16,8 @@ DataSummary summarize(const comm::Communicator& comm, io::BlockSource& source, i
   RowVector lo = RowVector::Constant(d, std::numeric_limits<double>::infinity());
   RowVector hi = RowVector::Constant(d, -std::numeric_limits<double>::infinity());
   std::mutex mutex;
+  const bool count_duplicates = source.info().num_rows <= DataSummary::kMaxRowsForDuplicates;
+  std::vector<std::int64_t> hashes;
   comm::run_agreed(comm, [&] {
     for_each_block(source, threads, [&](const io::DenseBlock& b) {
       std::vector<double> partial(static_cast<std::size_t>(2 * d + 1));
@@ -21,7 +26,12 @@ DataSummary summarize(const comm::Communicator& comm, io::BlockSource& source, i
       q = b.x.array().square().colwise().sum().matrix();
       partial[static_cast<std::size_t>(2 * d)] = static_cast<double>(b.x.rows());
       const RowVector bmin = b.x.colwise().minCoeff(), bmax = b.x.colwise().maxCoeff();
+      std::vector<std::int64_t> mine;
+      if (count_duplicates)
+        for (Index i = 0; i < b.x.rows(); ++i)
+          mine.push_back(static_cast<std::int64_t>(XXH64(b.x.row(i).data(), static_cast<std::size_t>(d) * sizeof(double), 0)));
       std::lock_guard lock(mutex);
+      hashes.insert(hashes.end(), mine.begin(), mine.end());
       sums.add(partial);
       lo = lo.cwiseMin(bmin);
       hi = hi.cwiseMax(bmax);
@@ -39,6 +49,11 @@ DataSummary summarize(const comm::Communicator& comm, io::BlockSource& source, i
   out.min = lo;
   out.max = hi;
   for (Index j = 0; j < d; ++j) out.num_constant_features += lo[j] == hi[j] ? 1 : 0;
+  if (count_duplicates) {
+    std::vector<std::int64_t> all = comm.allgatherv(hashes);
+    std::sort(all.begin(), all.end());
+    out.num_duplicate_rows = static_cast<Index>(all.size()) - static_cast<Index>(std::unique(all.begin(), all.end()) - all.begin());
+  }
   return out;
 }
 

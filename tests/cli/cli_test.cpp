@@ -239,6 +239,22 @@ TEST(CliErrors, ExitCodesAndMessages) {
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.err.find("1 of 3 features are constant"), std::string::npos) << r.err;
 
+  // Duplicate points are fine too, with a warning that counts them.
+  RowMatrix dup = latent::testing::blobs(40, 3, 2, 5);
+  dup.bottomRows(5) = dup.topRows(5);
+  latent::testing::write_shards(dir / "dup", dup, {25, 15});
+  r = run_cli({"fit", "gmm", "--data", dir / "dup", "--output", dir / "dup.h5", "--n-components", "2"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("5 of 40 samples duplicate an earlier sample"), std::string::npos) << r.err;
+
+  // K larger than the number of distinct points: k-means init warns and the fit proceeds.
+  RowMatrix few = RowMatrix::Zero(30, 2);
+  for (Index i = 0; i < 30; ++i) few(i, 0) = static_cast<double>(i % 3);
+  latent::testing::write_shards(dir / "few", few, {30});
+  r = run_cli({"fit", "kmeans", "--data", dir / "few", "--output", dir / "few.h5", "--n-clusters", "5"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("only 3 distinct points, fewer than n_clusters=5"), std::string::npos) << r.err;
+
   // Model and data dimensions must agree.
   latent::testing::write_shards(dir / "wide", latent::testing::blobs(10, 5, 1, 3), {10});
   r = run_cli({"score", "--model", dir / "c.h5", "--data", dir / "wide"});

@@ -39,19 +39,24 @@ run 3 "${args[@]}" --output "$dir/m.h5" --checkpoint-dir "$dir/ckpt" --resume
 if [ -e "$dir/m.h5" ] && same_model "$dir/ref.h5" "$dir/m.h5"; then
   pass "chaos rounds: final model bitwise identical"; else fail "chaos: exit $code: $out"; fi
 
-# Resource stability over a long fit: descriptors constant, RSS within 10 %.
+# Resource stability over a long fit: descriptors constant, RSS within 10 %. The fit is
+# open-ended and stopped by a real SIGTERM, which must checkpoint and exit 75.
 "$latent" fit gmm --data "$dir/data" --output "$dir/long.h5" --n-components 4 --covariance-type full --tol 0 \
-  --max-iter 4000 --block-rows 100 --checkpoint-dir "$dir/long-ckpt" --checkpoint-every 50 > /dev/null 2>&1 &
+  --max-iter 100000000 --block-rows 100 --checkpoint-dir "$dir/long-ckpt" --checkpoint-every 50 > "$dir/long.log" 2>&1 &
 pid=$!
 sample() { echo "$(ls /proc/$pid/fd 2>/dev/null | wc -l) $(awk '/VmRSS/ {print $2}' /proc/$pid/status 2>/dev/null)"; }
 sleep 1.5; early=$(sample)
 sleep 4; late=$(sample)
+kill -TERM "$pid"
 wait "$pid"
+stopped=$?
 read -r fd0 rss0 <<< "$early"
 read -r fd1 rss1 <<< "$late"
 echo "descriptors $fd0 -> $fd1, RSS $rss0 -> $rss1 KiB"
 if [ -n "$rss1" ] && [ "$fd1" -le "$fd0" ] && [ "$rss1" -le $(( rss0 * 110 / 100 )) ]; then
   pass "no descriptor or memory growth"; else fail "resource growth: $early -> $late"; fi
+if [ "$stopped" -eq 75 ] && grep -q "stopped by a signal" "$dir/long.log" && ls "$dir/long-ckpt"/ckpt-*.h5 > /dev/null 2>&1; then
+  pass "real SIGTERM: checkpoint and exit 75"; else fail "real SIGTERM: exit $stopped: $(tail -n 3 "$dir/long.log")"; fi
 
 echo "$failures failure(s)"
 [ "$failures" -eq 0 ]

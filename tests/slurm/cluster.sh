@@ -42,10 +42,12 @@ alive() {
 
 # Is anything listening on TCP port $1 (IPv4 or IPv6)? Reads /proc, needs no ss/netstat.
 port_busy() {
-  local hex
+  local hex f files=()
   hex="$(printf ':%04X' "$1")"
-  awk -v p="$hex" 'NR > 1 && $4 == "0A" && substr($2, length($2) - 4) == p { found = 1 }
-                   END { exit !found }' /proc/net/tcp /proc/net/tcp6 2>/dev/null
+  for f in /proc/net/tcp /proc/net/tcp6; do [[ -r "$f" ]] && files+=("$f"); done
+  (( ${#files[@]} )) || return 1
+  awk -v p="$hex" 'FNR > 1 && $4 == "0A" && substr($2, length($2) - 4) == p { found = 1 }
+                   END { exit !found }' "${files[@]}"
 }
 
 recorded_pid() {  # name -> pid (empty if none)

@@ -59,6 +59,7 @@ done
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/latent-slurm-work.XXXXXX")"
 chmod 755 "$work"
+# shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
@@ -143,10 +144,10 @@ wait_job() {
   return 1
 }
 
-show_file() {  # path: indented, for failure reports
+show_file() {  # path: its last 40 lines but per-iteration ones, indented (failure reports)
   [[ -f "$1" ]] || { echo "    ($1 missing)"; return; }
-  echo "    ---- $1"
-  sed 's/^/    /' "$1"
+  echo "    ---- $1 (last lines, without per-iteration lines)"
+  grep -v '^ *iter ' "$1" | tail -n 40 | sed 's/^/    /'
 }
 
 # h5diff exits 0 if the objects are equal (exact comparison without -d/-p).
@@ -200,9 +201,10 @@ test_completion() {
     { show_file "$d/info.txt"; result completion FAIL "latent info on the model failed"; return; }
   grep -q '"mean_log_likelihood"' "$out" ||
     { show_file "$out"; result completion FAIL "the job's score step printed no mean_log_likelihood"; return; }
-  "$LATENT" score --model "$d/model.h5" --data "$data" > "$d/score.json" 2> "$d/score.err" &&
-    grep -q '"mean_log_likelihood"' "$d/score.json" ||
-    { show_file "$d/score.json"; show_file "$d/score.err"; result completion FAIL "latent score on the model failed"; return; }
+  if ! "$LATENT" score --model "$d/model.h5" --data "$data" > "$d/score.json" 2> "$d/score.err" ||
+     ! grep -q '"mean_log_likelihood"' "$d/score.json"; then
+    show_file "$d/score.json"; show_file "$d/score.err"; result completion FAIL "latent score on the model failed"; return
+  fi
   result completion PASS "job $id: $(head -c 200 "$d/score.json")"
 }
 
@@ -218,19 +220,20 @@ preempted_fit() {
   else
     sb+=(--time=10)
   fi
+  # Uninterrupted reference with the same options, directly with mpirun. Not at the
+  # same time as the job: MPI ranks busy-poll, so 4 ranks on 2 cores are ~8x slower.
+  local t0=$SECONDS
+  mpirun --oversubscribe -n 2 "$LATENT" fit gmm --data "$data" --output "$d/reference.h5" \
+    "${fit_options[@]}" --tol 0 --max-iter "$max_iter" --overwrite > "$d/reference.log" 2>&1 ||
+    { show_file "$d/reference.log"; result "$name" FAIL "the uninterrupted reference fit failed"; return; }
+  say "$name: uninterrupted reference fit took $(( SECONDS - t0 )) s"
+
   id="$(DATA="$data" OUTPUT="$d/model.h5" K=3 COVARIANCE_TYPE=full BLOCK_ROWS=256 \
         TOL=0 MAX_ITER="$max_iter" LATENT_BIN="$LATENT" CHECKPOINT=1 CHECKPOINT_EVERY=100 \
         CHECKPOINT_DIR="$d/ckpt" MAX_RESTARTS=5 submit_fit "$d" "${sb[@]}")" ||
     { result "$name" FAIL "sbatch failed"; return; }
   out="$d/job-$id.out"
   say "$name: job $id submitted (max-iter $max_iter, $mode)"
-
-  # Uninterrupted reference with the same options, directly with mpirun, while the job
-  # runs (only timing is affected, never the bits).
-  ( mpirun --oversubscribe -n 2 "$LATENT" fit gmm --data "$data" --output "$d/reference.h5" \
-      "${fit_options[@]}" --tol 0 --max-iter "$max_iter" --overwrite > "$d/reference.log" 2>&1
-    echo $? > "$d/reference.rc" ) &
-  local ref_pid=$!
 
   if [[ "$mode" == signal ]]; then
     # Wait until the fit has done some iterations, then signal the batch shell only,
@@ -247,13 +250,13 @@ preempted_fit() {
       sleep 0.2
     done
     if [[ "$st" != RUNNING ]]; then
-      wait "$ref_pid"; show_file "$out"; scancel "$id" 2>/dev/null
+      show_file "$out"; scancel "$id" 2>/dev/null
       result "$name" FAIL "job not running with >= 20 iterations logged (state '$st'; if it finished, raise max-iter)"
       return
     fi
     say "$name: sending SIGUSR1 to the batch shell of job $id"
     scancel --batch --signal=USR1 "$id" ||
-      { wait "$ref_pid"; scancel "$id"; result "$name" FAIL "scancel --batch --signal=USR1 failed"; return; }
+      { scancel "$id"; result "$name" FAIL "scancel --batch --signal=USR1 failed"; return; }
   fi
 
   # Follow the job to its end; note whether it was requeued with checkpoints on disk.
@@ -269,11 +272,9 @@ preempted_fit() {
     is_final "$st" && break
     sleep 0.3
   done
-  wait "$ref_pid"
   r="$(wait_job "$id" 5)" || { show_file "$out"; result "$name" FAIL "timeout"; return; }
   say "$name: job $id ended: $r"
   local why=""
-  local state_ok
   if [[ "$mode" == timelimit ]]; then
     [[ "$r" =~ ^COMPLETED\ 0:0\ [1-5]$ ]] || why="job ended '$r', expected 'COMPLETED 0:0 N' with N >= 1 restarts"
   else
@@ -286,8 +287,6 @@ preempted_fit() {
   [[ -n "$why" ]] || (( saw_pending )) || why="the job was never seen pending after a requeue"
   [[ -n "$why" ]] || (( saw_ckpt )) || why="no checkpoint in $d/ckpt while the job was requeued"
   [[ -n "$why" ]] || [[ -s "$d/model.h5" ]] || why="model file missing"
-  [[ -n "$why" ]] || [[ "$(cat "$d/reference.rc" 2>/dev/null)" == 0 ]] ||
-    { show_file "$d/reference.log"; why="the uninterrupted reference fit failed"; }
   if [[ -z "$why" ]]; then
     local ds
     for ds in /weights /means /covariances /precisions_cholesky /history/objective; do
@@ -312,17 +311,17 @@ test_requeue() {
 test_timelimit() {
   has_checkpoints || { result timelimit SKIP "$src_bin fit gmm has no --checkpoint-dir yet"; return; }
   # Calibrate: the fit must outlast the first SIGUSR1, which comes 20-50 s after the
-  # start (SLURM checks time limits every ~30 s): aim at 75 s of work.
+  # start (SLURM checks time limits every ~30 s): aim at 60 s of work.
   local t0=$SECONDS ms per
   local start end
   start="$(date +%s%N)"
   mpirun --oversubscribe -n 2 "$LATENT" fit gmm --data "$data" --output "$work/calib.h5" \
-    "${fit_options[@]}" --tol 0 --max-iter 300 --overwrite > "$work/calib.log" 2>&1 ||
+    "${fit_options[@]}" --tol 0 --max-iter 1000 --overwrite > "$work/calib.log" 2>&1 ||
     { show_file "$work/calib.log"; result timelimit FAIL "calibration fit failed"; return; }
   end="$(date +%s%N)"
   ms=$(( (end - start) / 1000000 ))
-  per=$(( 75000 * 300 / (ms > 1 ? ms : 1) ))
-  say "timelimit: 300 iterations took $ms ms: max-iter $per (calibration $(( SECONDS - t0 )) s)"
+  per=$(( 60000 * 1000 / (ms > 1 ? ms : 1) ))
+  say "timelimit: 1000 iterations took $ms ms: max-iter $per (calibration $(( SECONDS - t0 )) s)"
   preempted_fit timelimit "$per" timelimit
 }
 

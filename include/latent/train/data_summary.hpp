@@ -14,6 +14,10 @@ struct DataSummary {
   RowVector variance;          ///< D, population variance (ddof = 0)
   RowVector min, max;          ///< D
   Index num_constant_features = 0;  ///< features with min == max
+  /// Rows equal to an earlier row (exact, by 64-bit xxHash of the row's bytes), or -1 when
+  /// not counted (more than kMaxRowsForDuplicates rows).
+  Index num_duplicate_rows = -1;
+  static constexpr Index kMaxRowsForDuplicates = Index{1} << 22;
 };
 
 /// Collective. Throws the agreed Error if any block is unreadable or not finite.

@@ -219,12 +219,24 @@ RowMatrix append_rows(const RowMatrix& a, const RowMatrix& b) {
   return out;
 }
 
+Index count_distinct_rows(const RowMatrix& c) {
+  Index distinct = 0;
+  for (Index i = 0; i < c.rows(); ++i) {
+    bool seen = false;
+    for (Index j = 0; j < i && !seen; ++j) seen = c.row(j) == c.row(i);
+    distinct += seen ? 0 : 1;
+  }
+  return distinct;
+}
+
+// Exactly k rows (repeating if fewer were found); warns if fewer than k are distinct.
 RowMatrix pad_centers(const RowMatrix& c, Index k, const Logger& log) {
-  if (c.rows() >= k) return c.topRows(k);
-  log.warn("the data has only " + std::to_string(c.rows()) + " distinct points, fewer than n_clusters=" +
-           std::to_string(k) + "; some clusters start identical and will stay empty");
   RowMatrix out(k, c.cols());
   for (Index i = 0; i < k; ++i) out.row(i) = c.row(i % c.rows());
+  const Index distinct = count_distinct_rows(out);
+  if (distinct < k)
+    log.warn("the data has only " + std::to_string(distinct) + " distinct points, fewer than n_clusters=" +
+             std::to_string(k) + "; some clusters start identical and will stay empty");
   return out;
 }
 
@@ -260,7 +272,7 @@ RowMatrix init_centers(const comm::Communicator& comm, io::BlockSource& source, 
     nearest_centers(dist, labels, min_d);
     for (Index l : labels) partial[static_cast<std::size_t>(l)] += 1.0;
   });
-  return reduce_candidates(centers, Eigen::Map<const Vector>(counts.data(), static_cast<Index>(m)), k, seed);
+  return pad_centers(reduce_candidates(centers, Eigen::Map<const Vector>(counts.data(), static_cast<Index>(m)), k, seed), k, log);
 }
 
 double kmeans_inertia(const comm::Communicator& comm, io::BlockSource& source, const RowMatrix& centers, int threads) {

@@ -1,0 +1,13 @@
+# SLURM end-to-end test: a private single-node cluster (munged, slurmctld, slurmd on
+# localhost, as root) running jobs/fit_gmm.sbatch (2 ranks, completion), a preempted
+# fit that checkpoints, requeues and resumes bitwise, and jobs/sweep_gmm.sbatch as a
+# job array. Skipped (77) where SLURM cannot run: packages slurm-wlm/munge absent
+# (cmake/install-deps.sh --with-slurm), not root, ports 6817/6818 in use.
+# Include from tests/CMakeLists.txt: include(slurm/slurm_tests.cmake)
+add_test(NAME slurm
+  COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/slurm_test.sh $<TARGET_FILE:latent>)
+set_tests_properties(slurm PROPERTIES
+  SKIP_RETURN_CODE 77
+  TIMEOUT 900
+  RUN_SERIAL TRUE
+  ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_hwloc_base_binding_policy=none;OMPI_MCA_btl_vader_single_copy_mechanism=none;OMPI_MCA_plm_rsh_agent=;HDF5_USE_FILE_LOCKING=FALSE")
