@@ -126,6 +126,15 @@ double idx_value(int type, const unsigned char* p) {
   }
 }
 
+// Headers are untrusted: dimensions must be positive and their products must not overflow
+// before anything is allocated from them.
+constexpr Index kMaxFeatures = Index{1} << 28;
+void check_dimensions(const std::string& path, Index rows, Index features) {
+  if (rows < 0 || features < 1 || features > kMaxFeatures)
+    throw_input(fmt::format("input {}: implausible dimensions in the header ({} rows x {} features; at most {} features)",
+                            path, rows, features, kMaxFeatures));
+}
+
 // Rows of fixed-size binary elements after a header (IDX, NPY): subclasses decode one element.
 class BinaryRowReader : public RowReader {
  public:
@@ -160,7 +169,11 @@ class IdxReader final : public BinaryRowReader {
     h_ = read_idx_header(s_);
     rows_ = h_.dims[0];
     d_ = 1;
-    for (std::size_t i = 1; i < h_.dims.size(); ++i) d_ *= h_.dims[i];
+    for (std::size_t i = 1; i < h_.dims.size(); ++i) {
+      if (h_.dims[i] < 1 || d_ > kMaxFeatures / h_.dims[i]) check_dimensions(path, rows_, kMaxFeatures + 1);
+      d_ *= h_.dims[i];
+    }
+    check_dimensions(path, rows_, d_);
     size_ = idx_type_size(h_.type, path);
     if (std::isnan(scale_)) scale_ = h_.type == 0x08 ? 1.0 / 255.0 : 1.0;
   }
@@ -268,6 +281,7 @@ class NpyReader final : public BinaryRowReader {
       s_.read(b, 4, "the NPY header length");
       header_len = b[0] | (b[1] << 8) | (b[2] << 16) | (static_cast<std::size_t>(b[3]) << 24);
     }
+    if (header_len > (1u << 20)) throw_input("input " + path + ": NPY header of " + std::to_string(header_len) + " bytes is implausible");
     std::string header(header_len, '\0');
     s_.read(header.data(), header_len, "the NPY header");
     std::smatch m;
@@ -281,8 +295,13 @@ class NpyReader final : public BinaryRowReader {
       throw_input("input " + path + ": Fortran-ordered NPY is not supported; save with np.ascontiguousarray");
     if (!std::regex_search(header, m, std::regex("'shape':\\s*\\((\\d+),\\s*(\\d*)\\s*\\)")))
       throw_input("input " + path + ": NPY array must be 1-D or 2-D");
-    rows_ = std::stoll(m[1]);
-    d_ = m[2].str().empty() ? 1 : std::stoll(m[2]);
+    try {
+      rows_ = std::stoll(m[1]);
+      d_ = m[2].str().empty() ? 1 : std::stoll(m[2]);
+    } catch (const std::out_of_range&) {
+      throw_input("input " + path + ": NPY shape out of range");
+    }
+    check_dimensions(path, rows_, d_);
     if (!((kind_ == 'f' && (size_ == 4 || size_ == 8)) || ((kind_ == 'i' || kind_ == 'u') && size_ <= 8) || kind_ == 'b'))
       throw_input("input " + path + ": NPY dtype " + kind_ + std::to_string(size_) + " not supported");
   }
@@ -493,13 +512,19 @@ int cmd_import(const std::vector<std::string>& args, const Context& ctx) {
       w.d = readers.back()->num_features();
       known_total = readers.back()->num_rows() < 0 || known_total < 0 ? -1 : known_total + readers.back()->num_rows();
     }
+    const double shard_bytes = 8.0 * static_cast<double>(rows_per_shard) * static_cast<double>(w.d);
+    if (shard_bytes > (double{8} * (Index{1} << 30)))
+      throw_usage(fmt::format("--rows-per-shard {} x {} features needs {:.1f} GiB of memory per shard; use fewer rows per shard",
+                              rows_per_shard, w.d, shard_bytes / (1 << 30)));
     Progress progress(ctx.err, ctx.comm.is_root() && stderr_is_tty(), "import", known_total);
     RowMatrix chunk;
     for (std::size_t input = 0; input < readers.size(); ++input) {
       auto& reader = readers[input];
       while (true) {
         if (w.rows.rows() != rows_per_shard) w.rows.resize(rows_per_shard, w.d), w.labels.resize(static_cast<std::size_t>(rows_per_shard));
-        const Index n = reader->read(chunk, std::min<Index>(4096, rows_per_shard - w.filled));
+        // At most 64 MiB of doubles per chunk, whatever D is.
+        const Index chunk_rows = std::max<Index>(1, std::min<Index>(4096, (Index{64} << 20) / (8 * w.d)));
+        const Index n = reader->read(chunk, std::min<Index>(chunk_rows, rows_per_shard - w.filled));
         if (n == 0) break;
         for (Index i = 0; i < n; ++i) {
           const Index row = w.total + w.filled;
