@@ -40,7 +40,26 @@ ShardInfo inspect_shard(const std::string& path, Index* num_features, bool* labe
   if (rank != 2) throw_input(where + ": has " + std::to_string(rank) + " dimensions; expected 2 (rows, features)");
   hsize_t dims[2] = {0, 0};
   H5Sget_simple_extent_dims(space.get(), dims, nullptr);
+  // Untrusted sizes: bound each dimension so that rows, row offsets and rows × features
+  // stay far from overflow everywhere downstream.
+  constexpr hsize_t kMaxRows = hsize_t{1} << 40, kMaxFeatures = hsize_t{1} << 24;
+  if (dims[0] > kMaxRows || dims[1] > kMaxFeatures)
+    throw_input(where + ": implausible shape " + std::to_string(dims[0]) + " x " + std::to_string(dims[1]) +
+                " (at most 2^40 rows and 2^24 features per shard)");
   shard.num_rows = static_cast<Index>(dims[0]);
+  // A contiguous dataset's bytes must be stored, match the shape and lie inside the file
+  // (a truncated or crafted file fails here, by name, instead of inside libhdf5).
+  Handle dcpl = detail::plist_handle(H5Dget_create_plist(d.get()));
+  if (H5Pget_layout(dcpl.get()) == H5D_CONTIGUOUS && dims[0] > 0) {
+    std::error_code ec;
+    const auto file_bytes = static_cast<hsize_t>(std::filesystem::file_size(path, ec));
+    const hsize_t expected = dims[0] * dims[1] * bytes;
+    const haddr_t offset = H5Dget_offset(d.get());
+    if (H5Dget_storage_size(d.get()) != expected || offset == HADDR_UNDEF || offset > file_bytes ||
+        expected > file_bytes - offset)
+      throw_input(where + ": the stored data does not match its shape " + std::to_string(dims[0]) + " x " +
+                  std::to_string(dims[1]) + " (truncated or damaged file)");
+  }
   const auto d_features = static_cast<Index>(dims[1]);
   if (d_features < 1) throw_input(where + ": has no features (shape " + std::to_string(dims[0]) + " x 0)");
   if (*num_features >= 0 && d_features != *num_features)
@@ -88,6 +107,7 @@ DenseDatasetInfo open_dense_dataset(const std::string& location) {
   for (const auto& p : paths) {
     info.shards.push_back(inspect_shard(p, &info.num_features, &info.has_labels));
     info.num_rows += info.shards.back().num_rows;
+    if (info.num_rows > (Index{1} << 48)) throw_input("data " + location + ": more than 2^48 rows in total");
   }
   if (info.num_rows == 0) throw_input("data " + location + ": has no rows");
   return info;

@@ -227,8 +227,28 @@ void H5Writer::commit() {
 
 struct H5Reader::Impl {
   Handle file;
+  // Opens an attribute that must hold exactly one element (untrusted files may hold arrays).
+  Handle open_scalar_attr(const std::string& path, const std::string& object, const std::string& name) const {
+    Handle a = detail::attr_handle(H5Aopen_by_name(file.get(), object.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT));
+    if (!a.valid()) throw_input("file " + path + ": attribute " + name + " missing on " + object);
+    Handle space = detail::space_handle(H5Aget_space(a.get()));
+    if (!space.valid() || H5Sget_simple_extent_npoints(space.get()) != 1)
+      throw_input("file " + path + ": attribute " + name + " on " + object + " is not a single value");
+    return a;
+  }
   Handle open_dataset(const std::string& path, const std::string& name) const {
     return detail::open_trusted_dataset(file.get(), path, name);
+  }
+  // Untrusted declared sizes: a dataset may claim more elements than the file could hold
+  // (unallocated datasets read as fill values). Refuse before allocating unless the
+  // logical size is within a generous factor of the file's size.
+  void check_allocation(const std::string& path, const std::string& name, Index elements) const {
+    std::error_code ec;
+    const auto file_bytes = static_cast<double>(std::filesystem::file_size(path, ec));
+    const double want = 8.0 * static_cast<double>(elements);
+    if (elements < 0 || want > std::max(16.0 * file_bytes, 64.0 * 1024 * 1024))
+      throw_input("file " + path + ", dataset /" + name + ": declares " + std::to_string(elements) +
+                  " elements, implausible for a file of " + std::to_string(static_cast<long long>(file_bytes)) + " bytes");
   }
 };
 
@@ -269,6 +289,8 @@ RowMatrix H5Reader::read_matrix(const std::string& name) const {
   if (dims.size() > 2) throw_input("file " + path_ + ", dataset /" + name + ": expected 1 or 2 dimensions");
   const Index rows = dims.empty() ? 1 : dims[0];
   const Index cols = dims.size() == 2 ? dims[1] : 1;
+  if (cols > 0 && rows > (Index{1} << 40) / cols) throw_input("file " + path_ + ", dataset /" + name + ": implausible shape");
+  impl_->check_allocation(path_, name, rows * cols);
   RowMatrix m(rows, cols);
   Handle d = impl_->open_dataset(path_, name);
   if (m.size() > 0 && H5Dread(d.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, m.data()) < 0)
@@ -302,7 +324,11 @@ RowMatrix H5Reader::read_rows(const std::string& name, Index begin, Index count)
 std::vector<double> H5Reader::read_doubles(const std::string& name) const {
   detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
   Index total = 1;
-  for (Index s : shape(name)) total *= s;
+  for (Index s : shape(name)) {
+    if (s > 0 && total > (Index{1} << 40) / s) throw_input("file " + path_ + ", dataset /" + name + ": implausible shape");
+    total *= s;
+  }
+  impl_->check_allocation(path_, name, total);
   std::vector<double> v(static_cast<std::size_t>(total));
   Handle d = impl_->open_dataset(path_, name);
   if (total > 0 && H5Dread(d.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()) < 0)
@@ -314,7 +340,11 @@ std::vector<std::int64_t> H5Reader::read_int64(const std::string& name) const {
   detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
   const auto dims = shape(name);
   Index total = 1;
-  for (Index s : dims) total *= s;
+  for (Index s : dims) {
+    if (s > 0 && total > (Index{1} << 40) / s) throw_input("file " + path_ + ", dataset /" + name + ": implausible shape");
+    total *= s;
+  }
+  impl_->check_allocation(path_, name, total);
   std::vector<std::int64_t> v(static_cast<std::size_t>(total));
   Handle d = impl_->open_dataset(path_, name);
   if (total > 0 && H5Dread(d.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()) < 0)
@@ -329,8 +359,7 @@ bool H5Reader::has_attr(const std::string& object, const std::string& name) cons
 
 std::string H5Reader::attr_string(const std::string& object, const std::string& name) const {
   detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
-  Handle a = detail::attr_handle(H5Aopen_by_name(impl_->file.get(), object.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT));
-  if (!a.valid()) throw_input("file " + path_ + ": attribute " + name + " missing on " + object);
+  Handle a = impl_->open_scalar_attr(path_, object, name);
   Handle type = detail::type_handle(H5Aget_type(a.get()));
   if (H5Tget_class(type.get()) != H5T_STRING) throw_input("file " + path_ + ": attribute " + name + " is not a string");
   if (H5Tis_variable_str(type.get()) > 0) {
@@ -344,6 +373,7 @@ std::string H5Reader::attr_string(const std::string& object, const std::string& 
     return out;
   }
   const std::size_t n = H5Tget_size(type.get());
+  if (n == 0 || n > (std::size_t{1} << 24)) throw_input("file " + path_ + ": attribute " + name + " has an implausible size");
   std::string out(n, '\0');
   if (H5Aread(a.get(), type.get(), out.data()) < 0) throw_input("file " + path_ + ": attribute " + name + " unreadable");
   out.resize(out.find('\0') == std::string::npos ? n : out.find('\0'));
@@ -352,18 +382,18 @@ std::string H5Reader::attr_string(const std::string& object, const std::string& 
 
 double H5Reader::attr_double(const std::string& object, const std::string& name) const {
   detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
-  Handle a = detail::attr_handle(H5Aopen_by_name(impl_->file.get(), object.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT));
+  Handle a = impl_->open_scalar_attr(path_, object, name);
   double v = 0;
-  if (!a.valid() || H5Aread(a.get(), H5T_NATIVE_DOUBLE, &v) < 0)
+  if (H5Aread(a.get(), H5T_NATIVE_DOUBLE, &v) < 0)
     throw_input("file " + path_ + ": numeric attribute " + name + " missing on " + object);
   return v;
 }
 
 std::int64_t H5Reader::attr_int(const std::string& object, const std::string& name) const {
   detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
-  Handle a = detail::attr_handle(H5Aopen_by_name(impl_->file.get(), object.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT));
+  Handle a = impl_->open_scalar_attr(path_, object, name);
   std::int64_t v = 0;
-  if (!a.valid() || H5Aread(a.get(), H5T_NATIVE_INT64, &v) < 0)
+  if (H5Aread(a.get(), H5T_NATIVE_INT64, &v) < 0)
     throw_input("file " + path_ + ": integer attribute " + name + " missing on " + object);
   return v;
 }

@@ -44,7 +44,9 @@ std::vector<std::pair<std::pair<std::int64_t, std::int64_t>, std::string>> list_
 
 // Names the first differences between two JSON objects ("n_components: 10 -> 12").
 std::string json_diff(const std::string& old_json, const std::string& new_json) {
-  const auto a = nlohmann::json::parse(old_json), b = nlohmann::json::parse(new_json);
+  const auto a = nlohmann::json::parse(old_json, nullptr, /*allow_exceptions=*/false);
+  const auto b = nlohmann::json::parse(new_json, nullptr, false);
+  if (!a.is_object() || !b.is_object()) return "the recorded value is not a JSON object";
   std::string out;
   for (const auto& [key, value] : b.items()) {
     const std::string before = a.contains(key) ? a[key].dump() : "(absent)";
