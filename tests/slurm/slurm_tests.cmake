@@ -10,4 +10,4 @@ set_tests_properties(slurm PROPERTIES
   SKIP_RETURN_CODE 77
   TIMEOUT 900
   RUN_SERIAL TRUE
-  ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_hwloc_base_binding_policy=none;OMPI_MCA_btl_vader_single_copy_mechanism=none;OMPI_MCA_plm_rsh_agent=;HDF5_USE_FILE_LOCKING=FALSE")
+  ENVIRONMENT "LATENT_SLURM_TIMELIMIT_TEST=1;OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_hwloc_base_binding_policy=none;OMPI_MCA_btl_vader_single_copy_mechanism=none;OMPI_MCA_plm_rsh_agent=;HDF5_USE_FILE_LOCKING=FALSE")
