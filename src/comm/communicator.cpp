@@ -160,10 +160,6 @@ void Communicator::allreduce_max(std::span<double> values) const {
 void Communicator::allreduce_min(std::span<double> values) const {
   if (size_ > 1) allreduce_chunked(values.data(), values.size(), MPI_DOUBLE, MPI_MIN);
 }
-double Communicator::allreduce_sum_unordered(double value) const {
-  if (size_ > 1) allreduce_chunked(&value, 1, MPI_DOUBLE, MPI_SUM);
-  return value;
-}
 
 void Communicator::broadcast(std::string& data, int root) const {
   if (size_ == 1) return;
@@ -173,36 +169,11 @@ void Communicator::broadcast(std::string& data, int root) const {
   check(MPI_Bcast(data.data(), static_cast<int>(n), MPI_CHAR, root, MPI_COMM_WORLD), "MPI_Bcast");
 }
 
-void Communicator::broadcast(std::span<double> data, int root) const {
-  if (size_ == 1) return;
-  for (std::size_t off = 0; off < data.size(); off += kMaxChunk) {
-    const auto count = static_cast<int>(std::min(kMaxChunk, data.size() - off));
-    check(MPI_Bcast(data.data() + off, count, MPI_DOUBLE, root, MPI_COMM_WORLD), "MPI_Bcast");
-  }
-}
-
 std::vector<double> Communicator::allgatherv(std::span<const double> local) const {
   return allgatherv_impl(local, MPI_DOUBLE, size_);
 }
 std::vector<std::int64_t> Communicator::allgatherv(std::span<const std::int64_t> local) const {
   return allgatherv_impl(local, MPI_INT64_T, size_);
-}
-
-void Communicator::send(std::span<const double> data, int dest, int tag) const {
-  check(MPI_Send(data.data(), static_cast<int>(data.size()), MPI_DOUBLE, dest, tag, MPI_COMM_WORLD), "MPI_Send");
-}
-void Communicator::recv(std::span<double> data, int source, int tag) const {
-  check(MPI_Recv(data.data(), static_cast<int>(data.size()), MPI_DOUBLE, source, tag, MPI_COMM_WORLD,
-                 MPI_STATUS_IGNORE),
-        "MPI_Recv");
-}
-void Communicator::send(std::span<const std::int64_t> data, int dest, int tag) const {
-  check(MPI_Send(data.data(), static_cast<int>(data.size()), MPI_INT64_T, dest, tag, MPI_COMM_WORLD), "MPI_Send");
-}
-void Communicator::recv(std::span<std::int64_t> data, int source, int tag) const {
-  check(MPI_Recv(data.data(), static_cast<int>(data.size()), MPI_INT64_T, source, tag, MPI_COMM_WORLD,
-                 MPI_STATUS_IGNORE),
-        "MPI_Recv");
 }
 
 void Communicator::barrier() const {

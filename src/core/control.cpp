@@ -61,7 +61,6 @@ void install_stop_signal_handlers() {
 }
 
 int stop_signal() noexcept { return g_stop_signal; }
-void clear_stop_signal() noexcept { g_stop_signal = 0; }
 
 void heartbeat() noexcept { g_heartbeat_ns.store(now_ns(), std::memory_order_relaxed); }
 

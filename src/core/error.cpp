@@ -16,18 +16,4 @@ int exit_code(ErrorKind kind) noexcept {
   return 1;
 }
 
-const char* kind_name(ErrorKind kind) noexcept {
-  switch (kind) {
-    case ErrorKind::kUsage: return "usage";
-    case ErrorKind::kInput: return "input";
-    case ErrorKind::kNoInput: return "no-input";
-    case ErrorKind::kNumerical: return "numerical";
-    case ErrorKind::kOutput: return "output";
-    case ErrorKind::kIo: return "io";
-    case ErrorKind::kRequeue: return "requeue";
-    case ErrorKind::kInternal: return "internal";
-  }
-  return "internal";
-}
-
 }  // namespace latent

@@ -44,22 +44,12 @@ class Communicator {
   /// Elementwise max / min of doubles (exact, order-independent).
   void allreduce_max(std::span<double> values) const;
   void allreduce_min(std::span<double> values) const;
-  /// Plain floating-point sum: the result may depend on the rank count. Use only for
-  /// diagnostics (timings), never for anything that reaches a model.
-  double allreduce_sum_unordered(double value) const;
 
   /// Broadcasts bytes from `root`; on other ranks `data` is replaced.
   void broadcast(std::string& data, int root) const;
-  void broadcast(std::span<double> data, int root) const;
   /// Concatenates every rank's vector in rank order, on every rank.
   std::vector<double> allgatherv(std::span<const double> local) const;
   std::vector<std::int64_t> allgatherv(std::span<const std::int64_t> local) const;
-
-  /// Point-to-point, blocking: used to stream per-row results to the writer rank.
-  void send(std::span<const double> data, int dest, int tag) const;
-  void recv(std::span<double> data, int source, int tag) const;
-  void send(std::span<const std::int64_t> data, int dest, int tag) const;
-  void recv(std::span<std::int64_t> data, int source, int tag) const;
 
   void barrier() const;
 

@@ -14,8 +14,6 @@ namespace latent {
 void install_stop_signal_handlers();
 /// The signal number received since start (0 if none). Async-signal-safe to set.
 int stop_signal() noexcept;
-/// Clears the flag (tests).
-void clear_stop_signal() noexcept;
 
 /// Marks progress (a block or an iteration finished). Thread-safe, wait-free.
 void heartbeat() noexcept;

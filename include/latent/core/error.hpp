@@ -20,8 +20,6 @@ enum class ErrorKind {
 
 /// Exit code for an error kind (sysexits.h values where one fits).
 int exit_code(ErrorKind kind) noexcept;
-/// Short stable name ("input", "usage", ...), used when errors cross ranks.
-const char* kind_name(ErrorKind kind) noexcept;
 
 /// The one exception type the library throws for expected failures.
 class Error : public std::runtime_error {
