@@ -236,8 +236,15 @@ struct H5Reader::Impl {
       throw_input("file " + path + ": attribute " + name + " on " + object + " is not a single value");
     return a;
   }
+  // Every dataset we read is numeric: an integer or float of at most 8 bytes per element
+  // (a crafted element size would size libhdf5's conversion buffers).
   Handle open_dataset(const std::string& path, const std::string& name) const {
-    return detail::open_trusted_dataset(file.get(), path, name);
+    Handle d = detail::open_trusted_dataset(file.get(), path, name);
+    Handle type = detail::type_handle(H5Dget_type(d.get()));
+    const auto cls = H5Tget_class(type.get());
+    if ((cls != H5T_FLOAT && cls != H5T_INTEGER) || H5Tget_size(type.get()) > 8)
+      throw_input("file " + path + ", dataset /" + name + ": is not a numeric dataset of at most 8 bytes per element");
+    return d;
   }
   // Untrusted declared sizes: a dataset may claim more elements than the file could hold
   // (unallocated datasets read as fill values). Refuse before allocating unless the

@@ -47,7 +47,8 @@ for target in fuzz_shard fuzz_checkpoint fuzz_import; do
   grep -E "INFO: fuzzed for|stat::number_of_executed_units|cov:" "$work/$target.log" | tail -1 || true
   for artifact in "$work/art-$target"/crash-* "$work/art-$target"/oom-* "$work/art-$target"/timeout-*; do
     [ -e "$artifact" ] || continue
-    "$bin/tests/$target" -rss_limit_mb=4096 -malloc_limit_mb=2000000000 -timeout=20 "$artifact" > "$artifact.txt" 2>&1 || true
+    # Reproduce with a malloc limit so that an out-of-memory report names its allocation site.
+    "$bin/tests/$target" -rss_limit_mb=4096 -malloc_limit_mb=1024 -timeout=20 "$artifact" > "$artifact.txt" 2>&1 || true
     frame=$(first_frame "$artifact.txt")
     kind=$(basename "$artifact" | cut -d- -f1)
     if echo "$frame" | grep -q libhdf5; then
