@@ -11,6 +11,7 @@
 #include "common.hpp"
 #include "latent/core/error.hpp"
 #include "latent/io/block_plan.hpp"
+#include "latent/io/counts_dataset.hpp"
 #include "latent/io/h5_file.hpp"
 #include "latent/models/fitted_model.hpp"
 #include "latent/train/block_reduce.hpp"
@@ -72,6 +73,7 @@ void clustering_agreement(const std::map<std::pair<std::int64_t, std::int64_t>, 
 }
 
 int cmd_score(const std::vector<std::string>& args, const Context& ctx) {
+  if (is_lda_model(args)) return score_lda(args, ctx);
   ApplyOptions a;
   po::options_description desc("latent score options");
   add_apply(desc, a);
@@ -235,8 +237,10 @@ int cmd_sample(const std::vector<std::string>& args, const Context& ctx) {
 
 int cmd_info(const std::vector<std::string>& args, const Context& ctx) {
   std::string path;
+  int top_words = 10;
   po::options_description desc("latent info options");
-  desc.add_options()("path", po::value(&path)->required(), "model file, checkpoint, data shard or data directory");
+  desc.add_options()("path", po::value(&path)->required(), "model file, checkpoint, data shard or data directory")
+      ("top-words", po::value(&top_words)->default_value(10), "LDA: words printed per topic");
   po::positional_options_description pos;
   pos.add("path", 1);
   po::variables_map vm;
@@ -263,6 +267,14 @@ int cmd_info(const std::vector<std::string>& args, const Context& ctx) {
     }
     const bool is_model = std::filesystem::is_regular_file(path) && io::H5Reader(path).has_attr("/", "model") &&
                           !io::H5Reader(path).has(io::kDataDataset);
+    if (is_model && io::H5Reader(path).attr_string("/", "model") == "lda") {
+      text = describe_lda(path, top_words);
+      return;
+    }
+    if (std::filesystem::is_directory(path) && std::filesystem::exists(std::filesystem::path(path) / io::kVocabularyFile)) {
+      text = describe_counts(path);
+      return;
+    }
     if (is_model) {
       text = "model " + path + "\n" + models::load_model(path)->describe();
       return;

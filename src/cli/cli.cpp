@@ -13,12 +13,17 @@ const char* kUsage =
     "latent <command> [options]   (every command takes --help)\n\n"
     "Commands:\n"
     "  import dense   convert IDX / CSV / NPY / HDF5 into a directory of HDF5 shards\n"
+    "  import counts  convert UCI bag-of-words / LDA-C / libsvm / Matrix Market / text into CSR shards\n"
+    "  generate lda   a synthetic LDA corpus (and its true topics)\n"
     "  fit gmm        Gaussian mixture by EM (covariance full|tied|diag|spherical)\n"
     "  fit kmeans     k-means (Lloyd) with k-means|| seeding\n"
-    "  score          JSON scores of a model on data (mean log-likelihood, BIC, AIC, ARI, purity)\n"
+    "  fit lda        latent Dirichlet allocation: batch variational EM or online (stochastic VI)\n"
+    "  score          JSON scores of a model on data (mean log-likelihood, BIC, AIC, ARI, purity;\n"
+    "                 LDA: document-completion and bound perplexities)\n"
+    "  transform      LDA: per-document topic proportions to an HDF5 file\n"
     "  predict        hard labels (and --proba responsibilities) to an HDF5 file\n"
     "  sample         draws from a generative model to an HDF5 shard\n"
-    "  info           summary of a model file, shard or data directory\n";
+    "  info           summary of a model file (LDA: top words per topic), checkpoint, shard or data directory\n";
 
 }  // namespace
 
@@ -28,6 +33,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   static const std::map<std::string, std::function<int(const std::vector<std::string>&, const Context&)>> commands{
       {"import", cmd_import}, {"fit", cmd_fit},       {"score", cmd_score},
       {"predict", cmd_predict}, {"sample", cmd_sample}, {"info", cmd_info},
+      {"transform", cmd_transform}, {"generate", cmd_generate},
   };
   try {
     if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {

@@ -93,12 +93,15 @@ IterationLog::IterationLog(const Context& ctx, std::string model, const std::str
 
 void IterationLog::operator()(const train::IterationRecord& r) {
   if (!ctx_.comm.is_root()) return;
-  ctx_.log.info(fmt::format("iter {:>4}  objective {:>14.6f}  change {:>11.4e}  {:>8.3f} s  {:>10.4g} samples/s",
-                            r.iteration, r.objective, r.change, r.seconds, r.samples_per_second));
+  std::string line = fmt::format("iter {:>4}  objective {:>14.6f}  change {:>11.4e}  {:>8.3f} s  {:>10.4g} samples/s",
+                                 r.iteration, r.objective, r.change, r.seconds, r.samples_per_second);
+  if (r.tokens_per_second > 0) line += fmt::format("  {:>10.4g} tokens/s", r.tokens_per_second);
+  ctx_.log.info(line);
   if (json_) {
     nlohmann::json j{{"event", "iteration"}, {"model", model_},   {"iteration", r.iteration},
                      {"objective", r.objective}, {"change", r.change}, {"seconds", r.seconds},
                      {"samples_per_second", r.samples_per_second}, {"ranks", ctx_.comm.size()}};
+    if (r.tokens_per_second > 0) j["tokens_per_second"] = r.tokens_per_second;
     *json_ << j.dump() << '\n';
     json_->flush();
   }

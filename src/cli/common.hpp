@@ -86,10 +86,21 @@ class Progress {
 bool stderr_is_tty();
 
 int cmd_import(const std::vector<std::string>& args, const Context& ctx);
+/// `latent import counts` (src/cli/import_counts.cpp); `args` follow the word "counts".
+int cmd_import_counts(const std::vector<std::string>& args, const Context& ctx);
 int cmd_fit(const std::vector<std::string>& args, const Context& ctx);
 int cmd_score(const std::vector<std::string>& args, const Context& ctx);
 int cmd_predict(const std::vector<std::string>& args, const Context& ctx);
 int cmd_sample(const std::vector<std::string>& args, const Context& ctx);
 int cmd_info(const std::vector<std::string>& args, const Context& ctx);
+int cmd_transform(const std::vector<std::string>& args, const Context& ctx);
+int cmd_generate(const std::vector<std::string>& args, const Context& ctx);
+
+// LDA (lda.cpp): whether --model in args names an LDA model file; its score command; the
+// `info` text of an LDA model (top words per topic) and of a count dataset.
+bool is_lda_model(const std::vector<std::string>& args);
+int score_lda(const std::vector<std::string>& args, const Context& ctx);
+std::string describe_lda(const std::string& path, int top_words);
+std::string describe_counts(const std::string& path);
 
 }  // namespace latent::cli

@@ -13,6 +13,8 @@
 #include "latent/models/fitted_model.hpp"
 #include "latent/models/gmm/gmm_fit.hpp"
 #include "latent/models/kmeans/kmeans.hpp"
+#include "latent/models/lda/lda_fit.hpp"
+#include "latent/io/counts_dataset.hpp"
 #include "latent/train/checkpoint.hpp"
 #include "latent/train/data_summary.hpp"
 #include "latent/train/memory.hpp"
@@ -60,7 +62,7 @@ struct Control {
 };
 
 Control make_control(const Context& ctx, const CommonFit& c, const std::string& model, nlohmann::json config,
-                     const io::BlockSource& source) {
+                     const std::string& fingerprint) {
   Control out;
   if (c.checkpoint.resume && c.checkpoint.dir.empty()) throw_usage("--resume needs --checkpoint-dir");
   config.erase("data");
@@ -75,7 +77,7 @@ Control make_control(const Context& ctx, const CommonFit& c, const std::string& 
   }
   if (!c.checkpoint.dir.empty())
     out.store = std::make_unique<train::CheckpointStore>(c.checkpoint, model, config.dump(),
-                                                         train::data_fingerprint(source.info()));
+                                                         fingerprint);
   out.control = std::make_unique<train::FitControl>(ctx.comm, out.store.get(), ctx.log);
   out.watchdog = std::make_unique<comm::Watchdog>(c.watchdog_seconds);
   return out;
@@ -162,7 +164,7 @@ int fit_gmm(const std::vector<std::string>& args, const Context& ctx) {
                         {"reg_covar", g.reg_covar}, {"tol", g.tol},                   {"max_iter", g.max_iter},
                         {"n_init", g.n_init},       {"init_params", g.init_params}, {"init_model", g.init_model},
                         {"seed", c.seed},           {"block_rows", c.stream.block_rows}, {"data", c.data}};
-  Control control = make_control(ctx, c, "gmm", config, *source);
+  Control control = make_control(ctx, c, "gmm", config, train::data_fingerprint(source->info()));
   IterationLog ilog(ctx, "gmm", c.log_json, c.checkpoint.resume);
   const auto t0 = Clock::now();
   models::GmmFitResult fit = models::fit_gmm(ctx.comm, *source, summary, g, ctx.log, ilog.observer(), control.control.get());
@@ -203,7 +205,7 @@ int fit_kmeans(const std::vector<std::string>& args, const Context& ctx) {
   nlohmann::json config{{"model", "kmeans"}, {"n_clusters", k.n_clusters}, {"init", k.init},
                         {"max_iter", k.max_iter}, {"tol", k.tol}, {"n_init", k.n_init}, {"seed", c.seed},
                         {"block_rows", c.stream.block_rows}, {"data", c.data}};
-  Control control = make_control(ctx, c, "kmeans", config, *source);
+  Control control = make_control(ctx, c, "kmeans", config, train::data_fingerprint(source->info()));
   IterationLog ilog(ctx, "kmeans", c.log_json, c.checkpoint.resume);
   const auto t0 = Clock::now();
   models::KmeansResult fit = models::fit_kmeans(ctx.comm, *source, summary.num_samples, summary.variance.mean(), k,
@@ -219,6 +221,109 @@ int fit_kmeans(const std::vector<std::string>& args, const Context& ctx) {
   return 0;
 }
 
+int fit_lda(const std::vector<std::string>& args, const Context& ctx) {
+  CommonFit c;
+  models::LdaConfig l;
+  std::string learn_priors = "none";
+  po::options_description desc("latent fit lda options");
+  desc.add_options()
+      ("n-topics", po::value(&l.n_topics)->default_value(10), "number of topics K (scikit-learn's n_components)")
+      ("n-components", po::value(&l.n_topics), "alias of --n-topics")
+      ("method", po::value(&l.method)->default_value("batch"),
+       "batch (variational EM) | online (stochastic variational inference); scikit-learn's learning_method")
+      ("doc-topic-prior", po::value(&l.doc_topic_prior)->default_value(-1.0), "alpha, symmetric start (default 1/K)")
+      ("topic-word-prior", po::value(&l.topic_word_prior)->default_value(-1.0), "eta (default 1/K)")
+      ("learning-decay", po::value(&l.learning_decay)->default_value(0.7), "kappa in (0.5, 1]: rho_t = (tau0 + t)^-kappa")
+      ("learning-offset", po::value(&l.learning_offset)->default_value(10.0), "tau0 >= 0 (down-weights early updates)")
+      ("batch-size", po::value(&l.batch_size)->default_value(128), "documents per global minibatch (online)")
+      ("max-iter", po::value(&l.max_iter)->default_value(10), "passes over the corpus")
+      ("tol", po::value(&l.tol)->default_value(0.1),
+       "stop when the bound perplexity changes by less than this between passes (scikit-learn's perp_tol)")
+      ("max-doc-update-iter", po::value(&l.e_step.max_doc_update_iter)->default_value(100),
+       "variational iterations per document at most")
+      ("mean-change-tol", po::value(&l.e_step.mean_change_tol)->default_value(1e-3),
+       "per-document stop: mean absolute change of gamma")
+      ("learn-priors", po::value(&learn_priors)->default_value("none"),
+       "none | alpha | eta | both: learn the doc-topic prior (asymmetric) and/or the topic-word prior by Newton steps");
+  add_common(desc, c);
+  po::variables_map vm;
+  if (!parse(args, desc, vm, ctx, "latent fit lda --data DIR --output MODEL.h5 --n-topics K [--method batch|online] [options]"))
+    return 0;
+  if (learn_priors != "none" && learn_priors != "alpha" && learn_priors != "eta" && learn_priors != "both")
+    throw_usage("--learn-priors must be none, alpha, eta or both");
+  l.learn_alpha = learn_priors == "alpha" || learn_priors == "both";
+  l.learn_eta = learn_priors == "eta" || learn_priors == "both";
+  l.seed = c.seed;
+  std::unique_ptr<io::OutputLock> lock;
+  comm::run_agreed(ctx.comm, [&] {
+    if (!ctx.comm.is_root()) return;
+    io::check_output_path(c.output, c.overwrite);
+    lock = std::make_unique<io::OutputLock>(c.output);
+  });
+  c.stream.threads = resolve_threads(c.stream.threads);
+  l.threads = c.stream.threads;
+  l.block_rows = c.stream.block_rows;
+  l.prefetch = c.stream.prefetch;
+  l.cache_bytes = static_cast<std::size_t>(c.stream.cache_mb) * 1048576;
+  io::CountsDatasetInfo info;
+  std::vector<std::string> vocabulary;
+  comm::run_agreed(ctx.comm, [&] {
+    info = io::open_counts_dataset(c.data);
+    if (ctx.comm.is_root()) vocabulary = io::read_vocabulary(info);
+  });
+  comm::run_agreed(ctx.comm, [&] {
+    // Parameters: lambda, exp(E[log beta]) and one topic-word accumulator per thread (V x K each),
+    // the global sums (V x K integers), plus prefetched blocks.
+    train::EmMemoryInputs m;
+    m.num_features = 1;
+    m.block_rows = c.stream.block_rows;
+    m.prefetch = c.stream.prefetch;
+    m.threads = c.stream.threads;
+    m.num_stats = info.vocab_size * l.n_topics;
+    m.parameter_doubles = 3 * info.vocab_size * l.n_topics;
+    m.scratch_doubles = info.vocab_size * l.n_topics;
+    train::check_memory(train::estimate_em_memory(m), train::available_memory_bytes(c.stream.memory_budget_gib, ranks_on_node()),
+                        "use fewer topics, prune the vocabulary (--min-df/--max-df on import), fewer --threads, or raise "
+                        "--memory-budget if the limit is wrong");
+  });
+  ctx.log.info(fmt::format("data {}: {} documents, vocabulary {}, {} nonzeros in {} shard(s); {} rank(s) x {} thread(s)",
+                           c.data, info.num_rows, info.vocab_size, info.num_nonzeros, info.shards.size(), ctx.comm.size(),
+                           c.stream.threads));
+  if (l.method == "online" && vm["checkpoint-every"].defaulted()) {
+    // Online updates are per minibatch: by default checkpoint once per pass.
+    c.checkpoint.every = static_cast<int>(std::max<Index>(1, (info.num_rows + l.batch_size - 1) / l.batch_size));
+  }
+  nlohmann::json config{{"model", "lda"},
+                        {"n_topics", l.n_topics},
+                        {"method", l.method},
+                        {"doc_topic_prior", l.doc_topic_prior},
+                        {"topic_word_prior", l.topic_word_prior},
+                        {"learning_decay", l.learning_decay},
+                        {"learning_offset", l.learning_offset},
+                        {"batch_size", l.batch_size},
+                        {"max_iter", l.max_iter},
+                        {"tol", l.tol},
+                        {"max_doc_update_iter", l.e_step.max_doc_update_iter},
+                        {"mean_change_tol", l.e_step.mean_change_tol},
+                        {"learn_priors", learn_priors},
+                        {"seed", c.seed},
+                        {"block_rows", c.stream.block_rows},
+                        {"data", c.data}};
+  Control control = make_control(ctx, c, "lda", config, train::data_fingerprint(info));
+  IterationLog ilog(ctx, "lda", c.log_json, c.checkpoint.resume);
+  const auto t0 = Clock::now();
+  models::LdaFitResult fit = models::fit_lda(ctx.comm, info, l, ctx.log, ilog.observer(), control.control.get());
+  const double total = std::chrono::duration<double>(Clock::now() - t0).count();
+  ilog.done(fit.em, total);
+  save_agreed(ctx, [&] {
+    models::save_lda(fit.model, vocabulary, config.dump(), fit.em, fit.num_documents, c.data, c.output, c.overwrite);
+  });
+  ctx.log.info(fmt::format("{} after {} passes ({} updates), training bound perplexity {:.4f} ({} tokens), {:.2f} s; wrote {}",
+                           fit.em.converged ? "converged" : "stopped", fit.em.n_iter, fit.num_updates, fit.bound_perplexity,
+                           static_cast<Index>(fit.num_tokens), total, c.output));
+  return 0;
+}
+
 }  // namespace
 
 int cmd_fit(const std::vector<std::string>& args, const Context& ctx) {
@@ -226,13 +331,14 @@ int cmd_fit(const std::vector<std::string>& args, const Context& ctx) {
   static const std::map<std::string, std::function<int(const std::vector<std::string>&, const Context&)>> models{
       {"gmm", fit_gmm},
       {"kmeans", fit_kmeans},
+      {"lda", fit_lda},
   };
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {
-    if (ctx.comm.is_root()) ctx.out << "Usage: latent fit MODEL [options]; MODEL is one of: gmm, kmeans\n";
+    if (ctx.comm.is_root()) ctx.out << "Usage: latent fit MODEL [options]; MODEL is one of: gmm, kmeans, lda\n";
     return args.empty() ? exit_code(ErrorKind::kUsage) : 0;
   }
   const auto it = models.find(args[0]);
-  if (it == models.end()) throw_usage("unknown model '" + args[0] + "' (available: gmm, kmeans)");
+  if (it == models.end()) throw_usage("unknown model '" + args[0] + "' (available: gmm, kmeans, lda)");
   return it->second(std::vector<std::string>(args.begin() + 1, args.end()), ctx);
 }
 

@@ -3,7 +3,6 @@
 // written to a temporary directory and renamed into place only when everything succeeded.
 #include <fmt/format.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include <array>
 #include <charconv>
@@ -12,6 +11,7 @@
 #include <filesystem>
 #include <regex>
 
+#include "byte_stream.hpp"
 #include "common.hpp"
 #include "latent/core/error.hpp"
 #include "latent/io/h5_file.hpp"
@@ -20,51 +20,6 @@ namespace latent::cli {
 namespace {
 
 namespace fs = std::filesystem;
-
-// A gzip-or-plain byte stream (zlib reads uncompressed files transparently).
-class ByteStream {
- public:
-  explicit ByteStream(const std::string& path) : path_(path) {
-    if (!fs::exists(path)) throw Error(ErrorKind::kNoInput, "input " + path + ": does not exist");
-    f_ = gzopen(path.c_str(), "rb");
-    if (!f_) throw_input("input " + path + ": cannot be opened");
-    gzbuffer(f_, 1 << 20);
-  }
-  ~ByteStream() {
-    if (f_) gzclose(f_);
-  }
-  ByteStream(const ByteStream&) = delete;
-  ByteStream& operator=(const ByteStream&) = delete;
-  // Reads exactly n bytes or throws naming `what`.
-  void read(void* out, std::size_t n, const std::string& what) {
-    auto* p = static_cast<char*>(out);
-    while (n > 0) {
-      const int chunk = static_cast<int>(std::min<std::size_t>(n, 1 << 30));
-      const int got = gzread(f_, p, static_cast<unsigned>(chunk));
-      if (got <= 0) throw_input("input " + path_ + ": truncated or unreadable while reading " + what);
-      p += got;
-      n -= static_cast<std::size_t>(got);
-    }
-  }
-  bool getline(std::string& line) {
-    line.clear();
-    char buf[65536];
-    while (gzgets(f_, buf, sizeof buf) != nullptr) {
-      line += buf;
-      if (!line.empty() && line.back() == '\n') {
-        line.pop_back();
-        if (!line.empty() && line.back() == '\r') line.pop_back();
-        return true;
-      }
-    }
-    return !line.empty();
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-  gzFile f_ = nullptr;
-};
 
 // Reads rows from one input file; num_features() is known after construction.
 class RowReader {
@@ -449,12 +404,15 @@ struct ShardWriter {
 }  // namespace
 
 int cmd_import(const std::vector<std::string>& args, const Context& ctx) {
+  if (!args.empty() && args[0] == "counts") return cmd_import_counts(std::vector<std::string>(args.begin() + 1, args.end()), ctx);
   if (args.empty() || args[0] != "dense") {
     if (!args.empty() && (args[0] == "--help" || args[0] == "-h")) {
-      if (ctx.comm.is_root()) ctx.out << "Usage: latent import dense --format idx|csv|npy|hdf5 --input FILE... --output DIR\n";
+      if (ctx.comm.is_root())
+        ctx.out << "Usage: latent import dense --format idx|csv|npy|hdf5 --input FILE... --output DIR\n"
+                   "       latent import counts --format uci|ldac|libsvm|mm|text --input PATH --output DIR\n";
       return 0;
     }
-    throw_usage("usage: latent import dense --format idx|csv|npy|hdf5 --input FILE... --output DIR (see --help)");
+    throw_usage("usage: latent import dense|counts --format FMT --input PATH --output DIR (see --help)");
   }
   std::string format, output, labels_path, dataset, delimiter, header, dtype, scale_text;
   std::vector<std::string> inputs;

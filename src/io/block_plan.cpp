@@ -5,11 +5,17 @@
 namespace latent::io {
 
 std::vector<BlockRef> make_block_plan(const DenseDatasetInfo& info, Index block_rows) {
+  std::vector<Index> rows;
+  for (const auto& s : info.shards) rows.push_back(s.num_rows);
+  return make_block_plan(rows, block_rows);
+}
+
+std::vector<BlockRef> make_block_plan(std::span<const Index> shard_rows, Index block_rows) {
   if (block_rows < 1) throw_usage("--block-rows must be at least 1 (got " + std::to_string(block_rows) + ")");
   std::vector<BlockRef> plan;
   Index global = 0;
-  for (std::size_t s = 0; s < info.shards.size(); ++s) {
-    const Index n = info.shards[s].num_rows;
+  for (std::size_t s = 0; s < shard_rows.size(); ++s) {
+    const Index n = shard_rows[s];
     for (Index r = 0; r < n; r += block_rows) {
       const Index rows = std::min(block_rows, n - r);
       plan.push_back(BlockRef{static_cast<Index>(plan.size()), static_cast<Index>(s), r, rows, global});

@@ -1,11 +1,6 @@
 #include "latent/io/block_source.hpp"
 
-#include <atomic>
 #include <cmath>
-#include <condition_variable>
-#include <deque>
-#include <mutex>
-#include <thread>
 
 #include "h5_handle.hpp"
 #include "latent/core/error.hpp"
@@ -107,98 +102,26 @@ DenseBlock read_block(const DenseDatasetInfo& info, const BlockRef& ref, bool re
   return reader.read(ref, read_labels, allow_nan);
 }
 
-// One pass: an I/O thread fills a bounded queue; the consumer pops in order.
-struct BlockSource::Pass {
-  std::mutex mutex;
-  std::condition_variable cv;
-  std::deque<std::shared_ptr<const DenseBlock>> queue;
-  std::exception_ptr error;
-  bool done = false;
-  std::atomic<bool> stop{false};
-  std::thread thread;
-
-  ~Pass() {
-    {
-      std::lock_guard lock(mutex);
-      stop = true;
-    }
-    cv.notify_all();
-    if (thread.joinable()) thread.join();
-  }
-};
+namespace {
+std::size_t dense_bytes(const std::vector<BlockRef>& blocks, Index d) {
+  std::size_t bytes = 0;
+  for (const auto& b : blocks) bytes += static_cast<std::size_t>(b.num_rows * d) * sizeof(double);
+  return bytes;
+}
+}  // namespace
 
 BlockSource::BlockSource(DenseDatasetInfo info, std::vector<BlockRef> blocks, BlockSourceOptions options)
-    : info_(std::move(info)), blocks_(std::move(blocks)), options_(options) {
-  std::size_t bytes = 0;
-  for (const auto& b : blocks_) {
-    num_local_rows_ += b.num_rows;
-    bytes += static_cast<std::size_t>(b.num_rows * info_.num_features) * sizeof(double);
-  }
-  if (options_.prefetch_blocks < 1) options_.prefetch_blocks = 1;
-  cache_enabled_ = options_.cache_bytes > 0 && bytes <= options_.cache_bytes;
-}
-
-BlockSource::~BlockSource() = default;
-
-void BlockSource::cancel_pass() { pass_.reset(); }
-
-void BlockSource::start_pass() {
-  pass_.reset();
-  cache_cursor_ = 0;
-  if (cache_complete_) return;
-  if (cache_enabled_) cache_.clear();
-  pass_ = std::make_unique<Pass>();
-  Pass* pass = pass_.get();
-  pass->thread = std::thread([this, pass] {
-    try {
-      ShardReader reader(info_);
-      for (const auto& ref : blocks_) {
-        auto block = std::make_shared<const DenseBlock>(reader.read(ref, options_.read_labels, options_.allow_nan));
-        std::unique_lock lock(pass->mutex);
-        pass->cv.wait(lock, [&] {
-          return pass->stop || pass->queue.size() < static_cast<std::size_t>(options_.prefetch_blocks);
-        });
-        if (pass->stop) return;
-        pass->queue.push_back(std::move(block));
-        pass->cv.notify_all();
-      }
-    } catch (...) {
-      std::lock_guard lock(pass->mutex);
-      pass->error = std::current_exception();
-    }
-    std::lock_guard lock(pass->mutex);
-    pass->done = true;
-    pass->cv.notify_all();
-  });
-}
-
-std::shared_ptr<const DenseBlock> BlockSource::next() {
-  if (cache_complete_) {
-    if (cache_cursor_ >= cache_.size()) return nullptr;
-    return cache_[cache_cursor_++];
-  }
-  if (!pass_) return nullptr;
-  Pass* pass = pass_.get();
-  std::unique_lock lock(pass->mutex);
-  pass->cv.wait(lock, [&] { return !pass->queue.empty() || pass->done; });
-  if (!pass->queue.empty()) {
-    auto block = std::move(pass->queue.front());
-    pass->queue.pop_front();
-    pass->cv.notify_all();
-    if (cache_enabled_) cache_.push_back(block);
-    return block;
-  }
-  if (pass->error) {
-    auto error = pass->error;
-    lock.unlock();
-    pass_.reset();
-    cache_.clear();
-    std::rethrow_exception(error);
-  }
-  lock.unlock();
-  pass_.reset();
-  if (cache_enabled_) cache_complete_ = cache_.size() == blocks_.size();
-  return nullptr;
+    : info_(std::move(info)),
+      stream_(blocks,
+              [this, options]() -> BlockStream<DenseBlock>::Reader {
+                auto reader = std::make_shared<ShardReader>(info_);
+                return [reader, options](const BlockRef& ref) {
+                  return reader->read(ref, options.read_labels, options.allow_nan);
+                };
+              },
+              options.prefetch_blocks,
+              options.cache_bytes > 0 && dense_bytes(blocks, info_.num_features) <= options.cache_bytes) {
+  for (const auto& b : blocks) num_local_rows_ += b.num_rows;
 }
 
 }  // namespace latent::io

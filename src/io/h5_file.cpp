@@ -174,6 +174,24 @@ void H5Writer::write(const std::string& name, std::span<const double> data, cons
   impl_->write_raw(name, DType::kFloat64, data.data(), shape);
 }
 
+void H5Writer::write_strings(const std::string& name, const std::vector<std::string>& values) {
+  detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
+  impl_->ensure_parent(name);
+  Handle type = detail::type_handle(H5Tcopy(H5T_C_S1));
+  H5Tset_size(type.get(), H5T_VARIABLE);
+  H5Tset_cset(type.get(), H5T_CSET_UTF8);
+  const hsize_t n = values.size();
+  Handle space = detail::space_handle(H5Screate_simple(1, &n, nullptr));
+  Handle d = detail::dataset_handle(
+      H5Dcreate2(impl_->file.get(), name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  if (!d.valid()) throw_output("cannot create dataset " + name);
+  std::vector<const char*> ptrs;
+  ptrs.reserve(values.size());
+  for (const auto& v : values) ptrs.push_back(v.c_str());
+  if (n > 0 && H5Dwrite(d.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()) < 0)
+    throw Error(ErrorKind::kIo, "cannot write dataset " + name + " (disk full?)");
+}
+
 void H5Writer::create(const std::string& name, DType type, Index rows, Index cols) {
   detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
   impl_->ensure_parent(name);
@@ -341,6 +359,31 @@ std::vector<double> H5Reader::read_doubles(const std::string& name) const {
   if (total > 0 && H5Dread(d.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()) < 0)
     throw_input("file " + path_ + ", dataset /" + name + ": read failed (truncated or not numeric)");
   return v;
+}
+
+std::vector<std::string> H5Reader::read_strings(const std::string& name) const {
+  detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
+  const std::string where = "file " + path_ + ", dataset /" + name;
+  Handle d = detail::open_trusted_dataset(impl_->file.get(), path_, name);
+  Handle ftype = detail::type_handle(H5Dget_type(d.get()));
+  if (H5Tget_class(ftype.get()) != H5T_STRING || H5Tis_variable_str(ftype.get()) <= 0)
+    throw_input(where + ": expected variable-length strings");
+  Handle space = detail::space_handle(H5Dget_space(d.get()));
+  if (H5Sget_simple_extent_ndims(space.get()) != 1) throw_input(where + ": expected 1 dimension");
+  hsize_t n = 0;
+  H5Sget_simple_extent_dims(space.get(), &n, nullptr);
+  impl_->check_allocation(path_, name, static_cast<Index>(n));
+  Handle mtype = detail::type_handle(H5Tcopy(H5T_C_S1));
+  H5Tset_size(mtype.get(), H5T_VARIABLE);
+  H5Tset_cset(mtype.get(), H5Tget_cset(ftype.get()));
+  std::vector<char*> ptrs(static_cast<std::size_t>(n), nullptr);
+  if (n > 0 && H5Dread(d.get(), mtype.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()) < 0)
+    throw_input(where + ": read failed");
+  std::vector<std::string> out;
+  out.reserve(ptrs.size());
+  for (char* p : ptrs) out.emplace_back(p != nullptr ? p : "");
+  if (n > 0) H5Dvlen_reclaim(mtype.get(), space.get(), H5P_DEFAULT, ptrs.data());
+  return out;
 }
 
 std::vector<std::int64_t> H5Reader::read_int64(const std::string& name) const {

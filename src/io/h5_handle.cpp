@@ -1,6 +1,8 @@
 #include "h5_handle.hpp"
 
+#include <cstdint>
 #include <filesystem>
+#include <type_traits>
 
 #include "latent/core/error.hpp"
 
@@ -58,5 +60,62 @@ Handle open_trusted_dataset(hid_t file, const std::string& file_path, const std:
     throw_input(where + ": uses external storage; refused");
   return d;
 }
+
+NumericDatasetInfo inspect_numeric_dataset(hid_t file, const std::string& file_path, const std::string& name,
+                                           int rank, bool allow_integer, bool allow_float, hsize_t max_extent) {
+  Hdf5Lock lock(hdf5_mutex());
+  const std::string where = "file " + file_path + ", dataset /" + name;
+  Handle d = open_trusted_dataset(file, file_path, name);
+  Handle type = type_handle(H5Dget_type(d.get()));
+  const H5T_class_t cls = H5Tget_class(type.get());
+  NumericDatasetInfo out;
+  out.is_float = cls == H5T_FLOAT;
+  out.element_bytes = H5Tget_size(type.get());
+  const bool ok_class = (cls == H5T_INTEGER && allow_integer) || (cls == H5T_FLOAT && allow_float);
+  if (!ok_class || out.element_bytes == 0 || out.element_bytes > 8 || (out.is_float && out.element_bytes < 4))
+    throw_input(where + ": has an unsupported element type (class " + std::to_string(static_cast<int>(cls)) + ", " +
+                std::to_string(out.element_bytes) + " bytes); expected " +
+                (allow_integer && allow_float ? "integer or float" : allow_integer ? "integer" : "float") +
+                " of at most 8 bytes");
+  Handle space = space_handle(H5Dget_space(d.get()));
+  const int got_rank = H5Sget_simple_extent_ndims(space.get());
+  if (got_rank != rank)
+    throw_input(where + ": has " + std::to_string(got_rank) + " dimensions; expected " + std::to_string(rank));
+  out.dims.assign(static_cast<std::size_t>(rank), 0);
+  H5Sget_simple_extent_dims(space.get(), out.dims.data(), nullptr);
+  hsize_t elements = 1;
+  for (hsize_t e : out.dims) {
+    if (e > max_extent)
+      throw_input(where + ": implausible extent " + std::to_string(e) + " (at most " + std::to_string(max_extent) + ")");
+    elements *= e;
+  }
+  Handle dcpl = plist_handle(H5Dget_create_plist(d.get()));
+  if (H5Pget_layout(dcpl.get()) == H5D_CONTIGUOUS && elements > 0) {
+    std::error_code ec;
+    const auto file_bytes = static_cast<hsize_t>(std::filesystem::file_size(file_path, ec));
+    const hsize_t expected = elements * out.element_bytes;
+    const haddr_t offset = H5Dget_offset(d.get());
+    if (H5Dget_storage_size(d.get()) != expected || offset == HADDR_UNDEF || offset > file_bytes ||
+        expected > file_bytes - offset)
+      throw_input(where + ": the stored data does not match its shape (truncated or damaged file)");
+  }
+  return out;
+}
+
+template <class T>
+void read_1d(hid_t dataset, hsize_t begin, hsize_t count, T* out, const std::string& where) {
+  static_assert(std::is_same_v<T, std::int64_t> || std::is_same_v<T, double>);
+  if (count == 0) return;
+  Hdf5Lock lock(hdf5_mutex());
+  Handle file_space = space_handle(H5Dget_space(dataset));
+  H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, &begin, nullptr, &count, nullptr);
+  Handle mem_space = space_handle(H5Screate_simple(1, &count, nullptr));
+  const hid_t mem_type = std::is_same_v<T, double> ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT64;
+  if (H5Dread(dataset, mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT, out) < 0)
+    throw Error(ErrorKind::kIo, where + ", elements " + std::to_string(begin) + "-" + std::to_string(begin + count - 1) +
+                                    ": read failed (file truncated or damaged?)");
+}
+template void read_1d<std::int64_t>(hid_t, hsize_t, hsize_t, std::int64_t*, const std::string&);
+template void read_1d<double>(hid_t, hsize_t, hsize_t, double*, const std::string&);
 
 }  // namespace latent::io::detail

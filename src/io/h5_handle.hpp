@@ -4,6 +4,7 @@
 
 #include <mutex>
 #include <string>
+#include <vector>
 #include <utility>
 
 namespace latent::io::detail {
@@ -64,5 +65,23 @@ Handle open_read_only(const std::string& path);
 /// Opens `name` as a dataset after checking it is a hard link to a dataset with neither
 /// external storage nor a virtual layout (RELIABILITY.md rule 6). Throws Error(kInput).
 Handle open_trusted_dataset(hid_t file, const std::string& file_path, const std::string& name);
+
+/// Shape and element type of a numeric dataset, checked before anything is read.
+struct NumericDatasetInfo {
+  std::vector<hsize_t> dims;
+  bool is_float = false;
+  std::size_t element_bytes = 0;
+};
+/// Opens `name` (open_trusted_dataset) and checks it has `rank` dimensions and an integer
+/// (if allow_integer) or float (if allow_float) type of at most 8 bytes, each dimension at
+/// most max_extent, and, if contiguous, stored bytes that match the shape and lie inside
+/// the file. Throws Error(kInput) naming file, dataset and the problem.
+NumericDatasetInfo inspect_numeric_dataset(hid_t file, const std::string& file_path, const std::string& name,
+                                           int rank, bool allow_integer, bool allow_float, hsize_t max_extent);
+
+/// Reads elements [begin, begin + count) of a 1-D dataset converted to T (int64 or
+/// double). Throws Error(kIo) naming `where` if the read fails.
+template <class T>
+void read_1d(hid_t dataset, hsize_t begin, hsize_t count, T* out, const std::string& where);
 
 }  // namespace latent::io::detail

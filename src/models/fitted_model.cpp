@@ -11,9 +11,7 @@
 #include "latent/models/kmeans/kmeans.hpp"
 
 namespace latent::models {
-namespace {
-
-void write_common(io::H5Writer& w, const std::string& model, const FitRecord& r) {
+void write_fit_record(io::H5Writer& w, const std::string& model, const FitRecord& r) {
   w.attr("/", "format_version", static_cast<std::int64_t>(kModelFormatVersion));
   w.attr("/", "model", model);
   w.attr("/", "config", r.config_json);
@@ -32,6 +30,8 @@ void write_common(io::H5Writer& w, const std::string& model, const FitRecord& r)
   w.write("history/change", change);
   w.write("history/seconds", seconds);
 }
+
+namespace {
 
 std::vector<Index> cov_shape(CovarianceType t, Index k, Index d) {
   switch (t) {
@@ -213,7 +213,7 @@ const std::map<std::string, std::function<std::unique_ptr<FittedModel>(const io:
 
 void save_gmm(const Gmm& gmm, const FitRecord& record, const std::string& path, bool overwrite) {
   io::H5Writer w(path, overwrite);
-  write_common(w, "gmm", record);
+  write_fit_record(w, "gmm", record);
   const Index k = gmm.num_components(), d = gmm.num_features();
   const auto shape = cov_shape(gmm.covariance_type(), k, d);
   w.write("weights", std::span<const double>(gmm.weights().data(), static_cast<std::size_t>(k)));
@@ -232,7 +232,7 @@ void save_gmm(const Gmm& gmm, const FitRecord& record, const std::string& path, 
 void save_kmeans(const RowMatrix& centers, double inertia, const FitRecord& record, const std::string& path,
                  bool overwrite) {
   io::H5Writer w(path, overwrite);
-  write_common(w, "kmeans", record);
+  write_fit_record(w, "kmeans", record);
   w.write("cluster_centers", centers);
   w.attr("/", "inertia", inertia);
   w.attr("/", "n_clusters", static_cast<std::int64_t>(centers.rows()));

@@ -84,6 +84,19 @@ std::string data_fingerprint(const io::DenseDatasetInfo& info) {
   return nlohmann::json{{"features", info.num_features}, {"rows", info.num_rows}, {"shards", shards}}.dump();
 }
 
+std::string data_fingerprint(const io::CountsDatasetInfo& info) {
+  nlohmann::json shards = nlohmann::json::array();
+  for (const auto& s : info.shards) {
+    std::error_code ec;
+    const auto bytes = fs::file_size(s.path, ec);
+    shards.push_back({{"shard", fs::path(s.path).filename().string()},
+                      {"documents", s.num_rows},
+                      {"nonzeros", s.num_nonzeros},
+                      {"bytes", ec ? 0 : bytes}});
+  }
+  return nlohmann::json{{"vocab_size", info.vocab_size}, {"documents", info.num_rows}, {"shards", shards}}.dump();
+}
+
 CheckpointStore::CheckpointStore(CheckpointOptions options, std::string model, std::string config_json,
                                  std::string fingerprint)
     : options_(std::move(options)), model_(std::move(model)), config_json_(std::move(config_json)),

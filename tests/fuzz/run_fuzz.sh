@@ -15,13 +15,21 @@ trap 'rm -rf "$work"' EXIT
 export ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 OMPI_MCA_hwloc_base_binding_policy=none
 
 # Seeds: real files of each kind.
-mkdir -p "$work/seed-shard" "$work/seed-ckpt" "$work/seed-import"
+mkdir -p "$work/seed-shard" "$work/seed-ckpt" "$work/seed-import" "$work/seed-counts" "$work/seed-import-counts"
 awk 'BEGIN { srand(3); for (i = 0; i < 40; i++) print rand() "," rand() "," rand() }' > "$work/x.csv"
 "$bin/src/latent" import dense --format csv --input "$work/x.csv" --output "$work/d" --rows-per-shard 40 > /dev/null 2>&1
 cp "$work/d/part-00000.h5" "$work/seed-shard/"
 "$bin/src/latent" fit gmm --data "$work/d" --output "$work/m.h5" --n-components 2 --max-iter 2 \
   --checkpoint-dir "$work/ck" > /dev/null 2>&1
 cp "$work"/ck/ckpt-*.h5 "$work/seed-ckpt/"
+"$bin/src/latent" generate lda --n-documents 30 --vocab-size 20 --n-topics 2 --doc-length 8 --output "$work/c" > /dev/null 2>&1
+cp "$work/c/part-00000.h5" "$work/seed-counts/"
+# import counts seeds: byte 0 picks the format (uci, ldac, libsvm, mm, text), byte 1 options.
+printf '\x00\x00''3\n5\n4\n1 1 2\n1 3 1\n2 2 5\n3 5 1\n' > "$work/seed-import-counts/uci"
+printf '\x01\x00''2 0:1 3:2\n1 4:1\n' > "$work/seed-import-counts/ldac"
+printf '\x02\x00''1 1:2 3:1\n0 2:4\n' > "$work/seed-import-counts/libsvm"
+printf '\x03\x00''%%%%MatrixMarket matrix coordinate integer general\n2 4 3\n1 1 2\n1 3 1\n2 2 4\n' > "$work/seed-import-counts/mm"
+printf '\x04\x00''the cat sat on the mat\nthe dog ate my homework\n' > "$work/seed-import-counts/text"
 { printf '\x02'; cat "$work/x.csv"; } > "$work/seed-import/csv"
 { printf '\x00\x00\x00\x08\x03\x00\x00\x00\x02\x00\x00\x00\x02\x00\x00\x00\x02'; printf 'abcdefgh'; } > "$work/seed-import/idx"
 { printf '\x01\x93NUMPY\x01\x00\x76\x00'; printf "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), }%*s\n" 58 '';
@@ -37,8 +45,9 @@ first_frame() {  # awk reads the whole file: no SIGPIPE under pipefail
 }
 
 status=0
-for target in fuzz_shard fuzz_checkpoint fuzz_import; do
-  case $target in fuzz_shard) seeds=seed-shard ;; fuzz_checkpoint) seeds=seed-ckpt ;; *) seeds=seed-import ;; esac
+for target in fuzz_shard fuzz_checkpoint fuzz_import fuzz_counts fuzz_import_counts; do
+  case $target in fuzz_shard) seeds=seed-shard ;; fuzz_checkpoint) seeds=seed-ckpt ;; fuzz_counts) seeds=seed-counts ;;
+    fuzz_import_counts) seeds=seed-import-counts ;; *) seeds=seed-import ;; esac
   mkdir -p "$work/corpus-$target" "$work/art-$target"
   echo "== $target for ${seconds}s"
   (cd "$work/art-$target" && "$OLDPWD/$bin/tests/$target" -fork=1 -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1 \

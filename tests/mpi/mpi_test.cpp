@@ -84,6 +84,11 @@ TEST(Invariance, MakeData) {
   // Uneven shards so that block boundaries, short blocks and rank ranges all differ.
   const RowMatrix x = latent::testing::blobs(2600, 6, 4, 17, nullptr, 4.0, 1.5);
   latent::testing::write_shards(invariance_dir() + "/data", x, {900, 1, 1100, 599});
+  // A corpus in uneven shards (250, 250, 200 documents) for LDA.
+  run_cli({"generate", "lda", "--n-documents", "700", "--vocab-size", "120", "--n-topics", "4", "--doc-length", "40",
+           "--docs-per-shard", "250", "--seed", "5", "--output", invariance_dir() + "/corpus"});
+  ASSERT_TRUE(std::filesystem::exists(invariance_dir() + "/corpus/vocabulary.txt"));
+  ASSERT_TRUE(std::filesystem::exists(invariance_dir() + "/data"));
 }
 
 TEST(Invariance, Fit) {
@@ -100,6 +105,11 @@ TEST(Invariance, Fit) {
              "--n-components", "3", "--init-params", "random", "--n-init", "2", "--threads", threads, "--block-rows", "128"});
     run_cli({"fit", "kmeans", "--data", dir + "/data", "--output", dir + "/" + tag + "-kmeans.h5", "--overwrite",
              "--n-clusters", "5", "--threads", threads, "--block-rows", "128"});
+    // Online minibatches of 90 documents straddle shard and block boundaries.
+    for (const char* method : {"batch", "online"})
+      run_cli({"fit", "lda", "--data", dir + "/corpus", "--output", dir + "/" + tag + "-lda-" + method + ".h5", "--overwrite",
+               "--n-topics", "4", "--method", method, "--batch-size", "90", "--max-iter", "3", "--threads", threads,
+               "--block-rows", "64", "--learn-priors", "alpha", "--seed", "2"});
   }
 }
 
@@ -111,6 +121,8 @@ TEST(Invariance, Compare) {
     models.push_back({"gmm-" + type, {"weights", "means", "covariances", "precisions_cholesky", "history/objective"}});
   models.push_back({"gmm-random", {"weights", "means", "covariances", "history/objective"}});
   models.push_back({"kmeans", {"cluster_centers", "history/objective"}});
+  for (const char* method : {"batch", "online"})
+    models.push_back({std::string("lda-") + method, {"components", "doc_topic_prior", "history/objective"}});
   int compared = 0;
   for (const auto& [name, datasets] : models) {
     const io::H5Reader reference(dir + "/n1-t1-" + name + ".h5");
@@ -127,7 +139,7 @@ TEST(Invariance, Compare) {
         }
       }
   }
-  EXPECT_EQ(compared, 8 * (4 * 5 + 4 + 2));
+  EXPECT_EQ(compared, 8 * (4 * 5 + 4 + 2 + 2 * 3));
 }
 
 }  // namespace

@@ -260,7 +260,8 @@ preempted_fit() {
   fi
 
   # Follow the job to its end; note whether it was requeued with checkpoints on disk.
-  deadline=$(( SECONDS + 300 ))
+  # Generous: on a loaded machine each restart gets less done than the calibration said.
+  deadline=$(( SECONDS + 720 ))
   while (( SECONDS < deadline )); do
     line="$(scontrol show job -o "$id" 2>/dev/null)" || line=""
     st="$(field "$line" JobState)"
@@ -276,7 +277,7 @@ preempted_fit() {
   say "$name: job $id ended: $r"
   local why=""
   if [[ "$mode" == timelimit ]]; then
-    [[ "$r" =~ ^COMPLETED\ 0:0\ [1-5]$ ]] || why="job ended '$r', expected 'COMPLETED 0:0 N' with N >= 1 restarts"
+    [[ "$r" =~ ^COMPLETED\ 0:0\ [1-9][0-9]?$ ]] || why="job ended '$r', expected 'COMPLETED 0:0 N' with N >= 1 restarts"
   else
     [[ "$r" == "COMPLETED 0:0 1" ]] || why="job ended '$r', expected 'COMPLETED 0:0 1' (one restart)"
   fi

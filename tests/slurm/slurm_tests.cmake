@@ -8,6 +8,6 @@ add_test(NAME slurm
   COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/slurm_test.sh $<TARGET_FILE:latent>)
 set_tests_properties(slurm PROPERTIES
   SKIP_RETURN_CODE 77
-  TIMEOUT 900
+  TIMEOUT 1500
   RUN_SERIAL TRUE
   ENVIRONMENT "LATENT_SLURM_TIMELIMIT_TEST=1;OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_hwloc_base_binding_policy=none;OMPI_MCA_btl_vader_single_copy_mechanism=none;OMPI_MCA_plm_rsh_agent=;HDF5_USE_FILE_LOCKING=FALSE")

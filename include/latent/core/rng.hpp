@@ -15,6 +15,10 @@ enum class RngPurpose : std::uint64_t {
   kCandidateReduce = 3, ///< weighted k-means++ over k-means|| candidates
   kSample = 4,          ///< `latent sample`
   kNInit = 5,           ///< derivation of per-restart seeds for --n-init
+  kHoldout = 6,         ///< `latent import counts --holdout-fraction`: document i goes to the test
+                        ///< set iff CounterRng(seed, kHoldout, 0, i).next_uniform() < fraction
+  kLdaInit = 7,         ///< initial LDA topics λ ~ Gamma(100, 1/100)
+  kGenerate = 8,        ///< synthetic corpora (`latent generate`)
 };
 
 constexpr std::uint64_t mix64(std::uint64_t z) noexcept {
@@ -46,5 +50,25 @@ class CounterRng {
   std::uint64_t key_;
   std::uint64_t counter_ = 0;
 };
+
+/// A Gamma(shape, 1) draw by Marsaglia & Tsang 2000 (shape < 1 via the boost
+/// Gamma(shape + 1) · U^(1/shape)); deterministic given the stream.
+inline double sample_gamma(CounterRng& rng, double shape) noexcept {
+  if (shape < 1.0) {
+    const double u = rng.next_uniform();
+    return sample_gamma(rng, shape + 1.0) * std::pow(u, 1.0 / shape);
+  }
+  const double d = shape - 1.0 / 3.0, c = 1.0 / std::sqrt(9.0 * d);
+  while (true) {
+    double x, v;
+    do {
+      x = rng.next_normal();
+      v = 1.0 + c * x;
+    } while (v <= 0.0);
+    v = v * v * v;
+    const double u = rng.next_uniform();
+    if (std::log(u) < 0.5 * x * x + d - d * v + d * std::log(v)) return d * v;
+  }
+}
 
 }  // namespace latent

@@ -2,6 +2,7 @@
 /// \file The global block plan (DESIGN.md §4.1): the dataset is cut into blocks of at most
 /// `block_rows` rows within each shard; block ids are global and independent of the
 /// number of ranks and threads. Ranks take contiguous ranges of blocks.
+#include <span>
 #include <vector>
 
 #include "latent/core/types.hpp"
@@ -19,6 +20,8 @@ struct BlockRef {
 
 /// All blocks of the dataset, in global order. Throws Error(kUsage) if block_rows < 1.
 std::vector<BlockRef> make_block_plan(const DenseDatasetInfo& info, Index block_rows);
+/// The same from the row count of every shard, in shard order.
+std::vector<BlockRef> make_block_plan(std::span<const Index> shard_rows, Index block_rows);
 
 /// The contiguous block range [first, last) of `rank` among `num_ranks`.
 struct BlockRange {

@@ -1,8 +1,7 @@
 #pragma once
-/// \file Streaming of a rank's blocks: one I/O thread per rank reads blocks in order with a
-/// bounded prefetch queue, so reading overlaps compute and memory stays at a few blocks
-/// (plus an optional in-memory cache within a byte budget). All HDF5 calls of a pass
-/// happen on its I/O thread.
+/// \file Streaming of a rank's dense blocks over BlockStream (block_stream.hpp): one I/O
+/// thread per pass, bounded prefetch, optional cache within a byte budget. All HDF5 calls
+/// of a pass happen on its I/O thread.
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -10,6 +9,7 @@
 
 #include "latent/core/types.hpp"
 #include "latent/io/block_plan.hpp"
+#include "latent/io/block_stream.hpp"
 #include "latent/io/dense_dataset.hpp"
 
 namespace latent::io {
@@ -32,35 +32,25 @@ class BlockSource {
  public:
   /// `blocks` are this rank's blocks, in order. Local.
   BlockSource(DenseDatasetInfo info, std::vector<BlockRef> blocks, BlockSourceOptions options);
-  ~BlockSource();
-  BlockSource(const BlockSource&) = delete;
-  BlockSource& operator=(const BlockSource&) = delete;
 
   /// Starts a pass over the local blocks (stops any unfinished pass). Local.
-  void start_pass();
+  void start_pass() { stream_.start_pass(); }
   /// The next block of the pass, or null at its end. Rethrows the I/O thread's error
   /// (Error(kInput/kIo) naming file, dataset and row). Call from one thread at a time.
-  std::shared_ptr<const DenseBlock> next();
+  std::shared_ptr<const DenseBlock> next() { return stream_.next(); }
   /// Stops the current pass early and joins the I/O thread.
-  void cancel_pass();
+  void cancel_pass() { stream_.cancel_pass(); }
 
   const DenseDatasetInfo& info() const noexcept { return info_; }
-  std::span<const BlockRef> blocks() const noexcept { return blocks_; }
+  std::span<const BlockRef> blocks() const noexcept { return stream_.blocks(); }
   Index num_local_rows() const noexcept { return num_local_rows_; }
   /// True once the local data is held in memory (cache_bytes large enough).
-  bool cached() const noexcept { return cache_complete_; }
+  bool cached() const noexcept { return stream_.cached(); }
 
  private:
-  struct Pass;
   DenseDatasetInfo info_;
-  std::vector<BlockRef> blocks_;
-  BlockSourceOptions options_;
   Index num_local_rows_ = 0;
-  std::unique_ptr<Pass> pass_;
-  std::vector<std::shared_ptr<const DenseBlock>> cache_;
-  bool cache_enabled_ = false;
-  bool cache_complete_ = false;
-  std::size_t cache_cursor_ = 0;
+  BlockStream<DenseBlock> stream_;
 };
 
 /// Reads one block synchronously (used by the I/O thread and by tests). Local.

@@ -47,6 +47,8 @@ class H5Writer {
   void write(const std::string& name, std::span<const double> v);
   void write(const std::string& name, std::span<const std::int64_t> v);
   void write(const std::string& name, std::span<const double> data, const std::vector<Index>& shape);
+  /// A 1-D dataset of variable-length UTF-8 strings (h5py reads it as an array of str).
+  void write_strings(const std::string& name, const std::vector<std::string>& values);
 
   /// Datasets filled in row slabs: create, then write_rows in any order.
   void create(const std::string& name, DType file_type, Index rows, Index cols);
@@ -86,6 +88,8 @@ class H5Reader {
   /// Rows [begin, begin+count) of a 1-D or 2-D numeric dataset, as doubles.
   RowMatrix read_rows(const std::string& name, Index begin, Index count) const;
   std::vector<std::int64_t> read_int64(const std::string& name) const;
+  /// A 1-D dataset of variable-length strings. Throws Error(kInput) for another type.
+  std::vector<std::string> read_strings(const std::string& name) const;
   bool has_attr(const std::string& object, const std::string& name) const;
   std::string attr_string(const std::string& object, const std::string& name) const;
   double attr_double(const std::string& object, const std::string& name) const;

@@ -48,6 +48,10 @@ struct FitRecord {
   std::string data_location;
 };
 
+/// The common root attributes (format_version, model, config, n_iter, converged,
+/// lower_bound, n_samples_seen, data) and /history of every model file. Local.
+void write_fit_record(io::H5Writer& w, const std::string& model, const FitRecord& record);
+
 /// Writes a GMM model file (/weights, /means, /covariances, /precisions_cholesky with
 /// scikit-learn's shapes) atomically. Local (call on one rank).
 void save_gmm(const Gmm& gmm, const FitRecord& record, const std::string& path, bool overwrite);

@@ -46,6 +46,7 @@ struct IterationRecord {
   double change = 0;
   double seconds = 0;             ///< wall time of this iteration
   double samples_per_second = 0;  ///< N / seconds, all ranks together
+  double tokens_per_second = 0;   ///< count data: tokens / seconds, all ranks together (0: n/a)
 };
 
 struct EmResult {

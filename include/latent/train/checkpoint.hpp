@@ -18,6 +18,7 @@
 #include "latent/comm/communicator.hpp"
 #include "latent/core/log.hpp"
 #include "latent/core/types.hpp"
+#include "latent/io/counts_dataset.hpp"
 #include "latent/io/dense_dataset.hpp"
 
 namespace latent::train {
@@ -43,6 +44,8 @@ struct CheckpointOptions {
 
 /// The input's identity: shard names, rows, features, dtypes and byte sizes, as JSON.
 std::string data_fingerprint(const io::DenseDatasetInfo& info);
+/// The same for a count dataset (shards, documents, nonzeros, bytes, vocabulary size).
+std::string data_fingerprint(const io::CountsDatasetInfo& info);
 
 /// Checkpoint files in one directory. Local; rank 0 writes, any rank may read.
 class CheckpointStore {

@@ -1,0 +1,128 @@
+#pragma once
+/// \file The streaming machinery shared by every block type (dense rows, CSR documents):
+/// one I/O thread per pass reads a rank's blocks in order into a bounded prefetch queue,
+/// so reading overlaps compute and memory stays at a few blocks, plus an optional cache
+/// that keeps every block after the first pass when the rank's data fits a byte budget.
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <thread>
+#include <vector>
+
+#include "latent/io/block_plan.hpp"
+
+namespace latent::io {
+
+template <class Block>
+class BlockStream {
+ public:
+  /// Reads one block; created once per pass and used only on that pass's I/O thread.
+  using Reader = std::function<Block(const BlockRef&)>;
+  using ReaderFactory = std::function<Reader()>;
+
+  /// `blocks`: this rank's blocks in order. `cache`: keep the blocks of the first complete
+  /// pass in memory and serve later passes from there. Local.
+  BlockStream(std::vector<BlockRef> blocks, ReaderFactory factory, int prefetch_blocks, bool cache)
+      : blocks_(std::move(blocks)), factory_(std::move(factory)),
+        prefetch_(prefetch_blocks < 1 ? 1 : prefetch_blocks), cache_enabled_(cache) {}
+  ~BlockStream() = default;
+  BlockStream(const BlockStream&) = delete;
+  BlockStream& operator=(const BlockStream&) = delete;
+
+  /// Starts a pass over the blocks (stops any unfinished pass). Local.
+  void start_pass() {
+    pass_.reset();
+    cache_cursor_ = 0;
+    if (cache_complete_) return;
+    if (cache_enabled_) cache_.clear();
+    pass_ = std::make_unique<Pass>();
+    Pass* pass = pass_.get();
+    pass->thread = std::thread([this, pass] {
+      try {
+        Reader read = factory_();
+        for (const auto& ref : blocks_) {
+          auto block = std::make_shared<const Block>(read(ref));
+          std::unique_lock lock(pass->mutex);
+          pass->cv.wait(lock, [&] { return pass->stop || pass->queue.size() < static_cast<std::size_t>(prefetch_); });
+          if (pass->stop) return;
+          pass->queue.push_back(std::move(block));
+          pass->cv.notify_all();
+        }
+      } catch (...) {
+        std::lock_guard lock(pass->mutex);
+        pass->error = std::current_exception();
+      }
+      std::lock_guard lock(pass->mutex);
+      pass->done = true;
+      pass->cv.notify_all();
+    });
+  }
+
+  /// The next block of the pass, or null at its end. Rethrows the I/O thread's error.
+  /// Call from one thread at a time.
+  std::shared_ptr<const Block> next() {
+    if (cache_complete_) return cache_cursor_ < cache_.size() ? cache_[cache_cursor_++] : nullptr;
+    if (!pass_) return nullptr;
+    Pass* pass = pass_.get();
+    std::unique_lock lock(pass->mutex);
+    pass->cv.wait(lock, [&] { return !pass->queue.empty() || pass->done; });
+    if (!pass->queue.empty()) {
+      auto block = std::move(pass->queue.front());
+      pass->queue.pop_front();
+      pass->cv.notify_all();
+      if (cache_enabled_) cache_.push_back(block);
+      return block;
+    }
+    const std::exception_ptr error = pass->error;
+    lock.unlock();
+    pass_.reset();
+    if (error) {
+      cache_.clear();
+      std::rethrow_exception(error);
+    }
+    if (cache_enabled_) cache_complete_ = cache_.size() == blocks_.size();
+    return nullptr;
+  }
+
+  /// Stops the current pass early and joins the I/O thread.
+  void cancel_pass() { pass_.reset(); }
+
+  std::span<const BlockRef> blocks() const noexcept { return blocks_; }
+  /// True once every block is held in memory.
+  bool cached() const noexcept { return cache_complete_; }
+
+ private:
+  struct Pass {
+    std::mutex mutex;
+    std::condition_variable cv;
+    std::deque<std::shared_ptr<const Block>> queue;
+    std::exception_ptr error;
+    bool done = false;
+    std::atomic<bool> stop{false};
+    std::thread thread;
+    ~Pass() {
+      {
+        std::lock_guard lock(mutex);
+        stop = true;
+      }
+      cv.notify_all();
+      if (thread.joinable()) thread.join();
+    }
+  };
+
+  std::vector<BlockRef> blocks_;
+  ReaderFactory factory_;
+  int prefetch_;
+  bool cache_enabled_;
+  bool cache_complete_ = false;
+  std::size_t cache_cursor_ = 0;
+  std::vector<std::shared_ptr<const Block>> cache_;
+  std::unique_ptr<Pass> pass_;
+};
+
+}  // namespace latent::io

@@ -1,0 +1,141 @@
+#pragma once
+/// \file Latent Dirichlet allocation: the variational model of Blei, Ng & Jordan 2003 (§5)
+/// with the online (stochastic variational) updates of Hoffman, Blei & Bach 2010 and
+/// Hoffman et al. 2013. Symbols: K topics, V words, N documents; λ (K × V topic-word
+/// variational parameters, scikit-learn's components_), α (K, doc_topic_prior), η
+/// (scalar, topic_word_prior), γ (K per document), φ (per word and topic).
+///
+/// Internally λ and exp(E[log β]) are stored word-major (V × K, row w holds word w's K
+/// values) so one document's words gather contiguous rows; files use K × V.
+///
+/// Determinism (DESIGN.md §4): every per-document quantity is a pure function of the
+/// document and the global parameters; expected counts are added in fixed point (integers,
+/// kLdaStatsFracBits-style grid chosen from the corpus size), so their sums are exact and
+/// independent of how documents are spread over ranks, threads and blocks.
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "latent/core/exact_sum.hpp"
+#include "latent/core/types.hpp"
+
+namespace latent::models {
+
+/// ψ(x), the digamma function, for x > 0 (recurrence to x >= 10, then the asymptotic
+/// series); absolute error below 1e-13.
+double digamma(double x) noexcept;
+/// ψ'(x), the trigamma function, for x > 0; relative error below 1e-12.
+double trigamma(double x) noexcept;
+
+/// Settings of the per-document variational E-step (scikit-learn's names).
+struct LdaEStepOptions {
+  int max_doc_update_iter = 100;  ///< coordinate-ascent iterations per document at most
+  double mean_change_tol = 1e-3;  ///< stop when mean |Δγ| falls below this
+};
+
+/// Reusable per-thread buffers for e_step_document (no allocation in the steady state).
+struct LdaWorkspace {
+  RowMatrix g;     ///< n × K: rows of exp(E[log β]) of the document's words
+  Vector gamma_old, exp_elog_theta, phinorm, sum_scaled_rows, elog_theta;
+};
+
+/// What one document's E-step gives: γ, and the document's terms of the bound.
+struct LdaDocResult {
+  int iterations = 0;
+  /// Σ_w n_dw log Σ_k exp(E[log θ_dk] + E[log β_kw]): the expected log-likelihood part of
+  /// the bound with the optimal φ (nats).
+  double word_term = 0;
+  /// E[log p(θ|α)] − E[log q(θ|γ)] (nats).
+  double theta_term = 0;
+};
+
+/// The global parameters, identical on every rank.
+class Lda {
+ public:
+  Lda() = default;
+  /// λ filled by init_lambda or set directly; α (K) and η as given.
+  Lda(Index num_topics, Index vocab_size, Vector alpha, double eta);
+
+  Index num_topics() const noexcept { return alpha_.size(); }
+  Index vocab_size() const noexcept { return lambda_.rows(); }
+  /// λ word-major, V × K.
+  const RowMatrix& lambda_vk() const noexcept { return lambda_; }
+  RowMatrix& lambda_vk() noexcept { return lambda_; }
+  /// exp(E[log β]) word-major, V × K (valid after refresh()).
+  const RowMatrix& exp_elog_beta() const noexcept { return exp_elog_beta_; }
+  const Vector& alpha() const noexcept { return alpha_; }
+  Vector& alpha() noexcept { return alpha_; }
+  double eta() const noexcept { return eta_; }
+  void set_eta(double eta) noexcept { eta_ = eta; }
+  /// Σ_w λ_kw (K), valid after refresh().
+  const Vector& topic_totals() const noexcept { return topic_totals_; }
+
+  /// λ_kw ~ Gamma(100, 1/100), each a pure function of (seed, k, w) (as scikit-learn and
+  /// Hoffman's onlineldavb initialise, but counter-based).
+  void init_lambda(std::uint64_t seed);
+  /// Recomputes topic totals and exp(E[log β]) = exp(ψ(λ_kw) − ψ(Σ_w λ_kw)) from λ, on
+  /// `threads` threads; the result does not depend on the thread count.
+  void refresh(int threads);
+
+  /// The topic part of the bound: Σ_k [Σ_w (η − λ_kw) E[log β_kw] + lnΓ(λ_kw) − lnΓ(η)
+  /// + lnΓ(Vη) − lnΓ(Σ_w λ_kw)] (Hoffman et al. 2010 eq. 16, last line), nats. Thread-count
+  /// independent.
+  double topic_term(int threads) const;
+  /// Σ_k Σ_w E[log β_kw], for learning η. Thread-count independent.
+  double sum_elog_beta(int threads) const;
+
+  /// Variational E-step for one document (Blei et al. 2003 §5.2, as in Hoffman et al.
+  /// 2010 Algorithm 2): γ starts at α + n_d/K and is updated until the mean change is
+  /// below tol. `ids` (sorted word ids) and `counts` have the same length n. `gamma` (K)
+  /// receives the result. Thread-safe (const).
+  LdaDocResult e_step_document(std::span<const std::int32_t> ids, std::span<const double> counts,
+                               const LdaEStepOptions& options, LdaWorkspace& work, Vector& gamma) const;
+
+ private:
+  RowMatrix lambda_;         // V × K
+  RowMatrix exp_elog_beta_;  // V × K
+  Vector topic_totals_;      // K
+  Vector alpha_;             // K
+  double eta_ = 0;
+};
+
+/// Fixed-point accumulator of expected topic-word counts (V × K integers on a grid of
+/// 2^-frac_bits), remembering which words were touched so clearing and merging cost
+/// O(touched words × K). Sums of integers are exact: any grouping gives the same bits.
+class LdaStatsAccumulator {
+ public:
+  LdaStatsAccumulator(Index vocab_size, Index num_topics, int frac_bits);
+  /// Adds the document's expected counts n_dw φ_dwk = n_dw exp(E[log θ_dk]) exp(E[log β_kw])
+  /// / phinorm_w, from the workspace of the e_step_document call just made.
+  void add_document(std::span<const std::int32_t> ids, std::span<const double> counts, const LdaWorkspace& work);
+  /// this += other (touched words only).
+  void merge_into(std::span<std::int64_t> dense) const;
+  void clear();
+  int frac_bits() const noexcept { return frac_bits_; }
+
+ private:
+  Index vocab_size_, num_topics_;
+  int frac_bits_;
+  double scale_;
+  std::vector<std::int64_t> cells_;    // V × K
+  std::vector<std::uint8_t> touched_;  // V
+  std::vector<std::int32_t> touched_list_;
+};
+
+/// The grid for fixed-point statistics: the largest number of fractional bits such that
+/// `max_total` (an upper bound on any cell's sum, e.g. the corpus token count) still fits
+/// with headroom in a signed 64-bit integer; between 8 and 40.
+int lda_stats_frac_bits(double max_total) noexcept;
+
+/// Minka's Newton update of an asymmetric Dirichlet parameter (Minka 2000, "Estimating a
+/// Dirichlet distribution", §1; as in Blei's lda-c and gensim's update_dir_prior) from
+/// the mean sufficient statistic mean_elog_theta_k = (1/D) Σ_d E[log θ_dk] over D
+/// documents: returns α after `max_iter` Newton steps (or convergence to 1e-12), each
+/// scaled by `step` (1 for batch, ρ_t for online) and halved as needed to keep α > 0.
+Vector newton_alpha(const Vector& alpha, const Vector& mean_elog_theta, double step, int max_iter);
+/// Newton update (on log η) of a symmetric Dirichlet parameter η over V words from
+/// K topics with Σ_k Σ_w E[log β_kw] = sum_elog_beta.
+double newton_eta(double eta, Index num_topics, Index vocab_size, double sum_elog_beta, double step, int max_iter);
+
+}  // namespace latent::models

@@ -1,0 +1,256 @@
+// LDA's apply commands: score, transform, info, and `generate lda`.
+#include <fmt/format.h>
+#include <oneapi/tbb/enumerable_thread_specific.h>
+#include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/task_arena.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <numeric>
+
+#include "common.hpp"
+#include "latent/core/control.hpp"
+#include "latent/core/error.hpp"
+#include "latent/io/block_plan.hpp"
+#include "latent/io/counts_dataset.hpp"
+#include "latent/io/h5_file.hpp"
+#include "latent/models/lda/lda_fit.hpp"
+
+namespace latent::cli {
+namespace {
+
+struct LdaApply {
+  std::string model, data;
+  StreamOptions stream;
+  models::LdaEStepOptions e_step;
+};
+
+void add_lda_apply(po::options_description& desc, LdaApply& a) {
+  desc.add_options()
+      ("model", po::value(&a.model)->required(), "LDA model file written by `latent fit lda`")
+      ("data", po::value(&a.data)->required(), "count dataset directory (`latent import counts`), same vocabulary")
+      ("max-doc-update-iter", po::value(&a.e_step.max_doc_update_iter)->default_value(100),
+       "variational iterations per document at most")
+      ("mean-change-tol", po::value(&a.e_step.mean_change_tol)->default_value(1e-3),
+       "per-document stop: mean absolute change of gamma");
+  add_stream_options(desc, a.stream);
+}
+
+// Loads the model and opens the data on every rank. Collective.
+models::Lda load_and_open(const Context& ctx, LdaApply& a, io::CountsDatasetInfo& info) {
+  models::Lda model;
+  a.stream.threads = resolve_threads(a.stream.threads);
+  comm::run_agreed(ctx.comm, [&] {
+    model = models::load_lda(a.model);
+    info = io::open_counts_dataset(a.data);
+    if (info.vocab_size != model.vocab_size())
+      throw_input(fmt::format("data {} has a vocabulary of {} words but model {} has {}; import the data with the "
+                              "model's vocabulary",
+                              a.data, info.vocab_size, a.model, model.vocab_size()));
+  });
+  model.refresh(a.stream.threads);
+  return model;
+}
+
+}  // namespace
+
+bool is_lda_model(const std::vector<std::string>& args) {
+  for (std::size_t i = 0; i + 1 < args.size(); ++i)
+    if (args[i] == "--model") {
+      std::error_code ec;
+      if (!std::filesystem::is_regular_file(args[i + 1], ec)) return false;
+      try {
+        const io::H5Reader r(args[i + 1]);
+        return r.has_attr("/", "model") ? r.attr_string("/", "model") == "lda" : r.has("doc_topic_prior");
+      } catch (const Error&) {
+        return false;
+      }
+    }
+  return false;
+}
+
+int score_lda(const std::vector<std::string>& args, const Context& ctx) {
+  LdaApply a;
+  po::options_description desc("latent score options (LDA)");
+  add_lda_apply(desc, a);
+  po::variables_map vm;
+  if (!parse(args, desc, vm, ctx, "latent score --model LDA.h5 --data DIR")) return 0;
+  io::CountsDatasetInfo info;
+  const models::Lda model = load_and_open(ctx, a, info);
+  const models::LdaScore s = models::score_lda(ctx.comm, info, model, a.e_step, a.stream.threads, a.stream.block_rows);
+  nlohmann::json j{{"model", "lda"},
+                   {"data", a.data},
+                   {"num_documents", s.num_documents},
+                   {"num_tokens", static_cast<Index>(s.num_tokens)},
+                   {"doc_completion_perplexity", s.doc_completion_perplexity},
+                   {"doc_completion_log_likelihood_per_token_nats",
+                    s.completion_tokens > 0 ? s.completion_log_likelihood / s.completion_tokens : 0.0},
+                   {"doc_completion_tokens", static_cast<Index>(s.completion_tokens)},
+                   {"bound_perplexity", s.bound_perplexity},
+                   {"bound_per_token_nats", s.num_tokens > 0 ? s.bound / s.num_tokens : 0.0},
+                   {"bound_nats", s.bound},
+                   {"definitions",
+                    "doc_completion_perplexity = exp(-sum log p(odd-position tokens | theta from even-position tokens) / "
+                    "their count), Wallach et al. 2009; bound_perplexity = exp(-ELBO / tokens), Hoffman et al. 2010 eq. "
+                    "16 (scikit-learn's perplexity()); gensim's log_perplexity prints the per-token bound and its "
+                    "'perplexity estimate' is 2^(-bound), neither of these"}};
+  if (ctx.comm.is_root()) ctx.out << j.dump() << '\n';
+  return 0;
+}
+
+int cmd_transform(const std::vector<std::string>& args, const Context& ctx) {
+  if (!is_lda_model(args) && !(args.size() == 1 && (args[0] == "--help" || args[0] == "-h")) && !args.empty())
+    throw_usage("transform: --model must be an LDA model file (other models: use `latent predict --proba`)");
+  LdaApply a;
+  std::string output;
+  bool overwrite = false;
+  po::options_description desc("latent transform options");
+  add_lda_apply(desc, a);
+  desc.add_options()
+      ("output", po::value(&output)->required(), "HDF5 file: /doc_topic_distribution (N x K, rows sum to 1)")
+      ("overwrite", po::bool_switch(&overwrite), "replace an existing output file (atomically)");
+  po::variables_map vm;
+  if (!parse(args, desc, vm, ctx, "latent transform --model LDA.h5 --data DIR --output OUT.h5")) return 0;
+  comm::run_agreed(ctx.comm, [&] {
+    if (ctx.comm.is_root()) io::check_output_path(output, overwrite);
+  });
+  io::CountsDatasetInfo info;
+  const models::Lda model = load_and_open(ctx, a, info);
+  const Index k = model.num_topics();
+  const auto plan = io::make_block_plan(info.shard_rows(), a.stream.block_rows);
+  const auto range = io::rank_block_range(static_cast<Index>(plan.size()), ctx.comm.rank(), ctx.comm.size());
+  const std::vector<io::BlockRef> mine(plan.begin() + range.first, plan.begin() + range.last);
+  Index local_rows = 0, first_row = mine.empty() ? 0 : mine.front().global_row_begin;
+  for (const auto& b : mine) local_rows += b.num_rows;
+  // Each rank writes its rows to a part file; rank 0 assembles them in order.
+  const auto part_name = [&](int r) { return fmt::format("{}.part-{}-of-{}", output, r, ctx.comm.size()); };
+  comm::run_agreed(ctx.comm, [&] {
+    io::H5Writer part(part_name(ctx.comm.rank()), true);
+    part.create("doc_topic_distribution", io::DType::kFloat64, local_rows, k);
+    io::CountsSource source(info, mine, {a.stream.prefetch, 0, false});
+    source.start_pass();
+    tbb::task_arena arena(std::max(1, a.stream.threads));
+    struct Local {
+      models::LdaWorkspace work;
+      Vector gamma;
+    };
+    tbb::enumerable_thread_specific<Local> locals;
+    while (auto block = source.next()) {
+      heartbeat();
+      RowMatrix theta(block->num_rows(), k);
+      arena.execute([&] {
+        tbb::parallel_for(Index{0}, block->num_rows(), [&](Index d) {
+          Local& s = locals.local();
+          const auto b = static_cast<std::size_t>(block->indptr[static_cast<std::size_t>(d)]);
+          const auto e = static_cast<std::size_t>(block->indptr[static_cast<std::size_t>(d) + 1]);
+          model.e_step_document({block->indices.data() + b, e - b}, {block->counts.data() + b, e - b}, a.e_step, s.work,
+                                s.gamma);
+          theta.row(d) = (s.gamma / s.gamma.sum()).transpose();
+        });
+      });
+      part.write_rows("doc_topic_distribution", block->ref.global_row_begin - first_row, theta);
+    }
+    part.commit();
+  });
+  const auto sizes = ctx.comm.allgatherv(std::vector<std::int64_t>{local_rows});
+  comm::run_agreed(ctx.comm, [&] {
+    if (!ctx.comm.is_root()) return;
+    io::H5Writer w(output, overwrite);
+    w.attr("/", "format_version", static_cast<std::int64_t>(1));
+    w.attr("/", "model", a.model);
+    w.attr("/", "data", a.data);
+    w.create("doc_topic_distribution", io::DType::kFloat64, info.num_rows, k);
+    Index at = 0;
+    for (int r = 0; r < ctx.comm.size(); ++r) {
+      io::H5Reader part(part_name(r));
+      w.write_rows("doc_topic_distribution", at, part.read_matrix("doc_topic_distribution"));
+      at += sizes[static_cast<std::size_t>(r)];
+    }
+    w.commit();
+  });
+  std::error_code ec;
+  ctx.comm.barrier();
+  std::filesystem::remove(part_name(ctx.comm.rank()), ec);
+  ctx.log.info(fmt::format("wrote the topic proportions of {} documents to {}", info.num_rows, output));
+  return 0;
+}
+
+std::string describe_lda(const std::string& path, int top_words) {
+  std::vector<std::string> vocab;
+  models::Lda model = models::load_lda(path, &vocab);
+  model.refresh(1);
+  const io::H5Reader r(path);
+  std::string text = fmt::format("model {}\nlda: {} topics, vocabulary {}, topic_word_prior (eta) {:.6g}\n", path,
+                                 model.num_topics(), model.vocab_size(), model.eta());
+  if (r.has_attr("/", "n_iter"))
+    text += fmt::format("  passes: {}  converged: {}  bound per token: {:.6f} nats\n", r.attr_int("/", "n_iter"),
+                        r.attr_int("/", "converged") != 0 ? "yes" : "no", r.attr_double("/", "lower_bound"));
+  if (r.has_attr("/", "config")) text += "  config: " + r.attr_string("/", "config") + "\n";
+  const Index v = model.vocab_size();
+  std::vector<Index> order(static_cast<std::size_t>(v));
+  const Index n_top = std::min<Index>(top_words, v);
+  for (Index t = 0; t < model.num_topics(); ++t) {
+    std::iota(order.begin(), order.end(), Index{0});
+    const auto& lambda = model.lambda_vk();
+    std::partial_sort(order.begin(), order.begin() + n_top, order.end(), [&](Index x, Index y) {
+      return lambda(x, t) > lambda(y, t) || (lambda(x, t) == lambda(y, t) && x < y);
+    });
+    text += fmt::format("  topic {:>3} (alpha {:.4g}, weight {:.4f}):", t, model.alpha()(t),
+                        model.topic_totals()(t) / model.topic_totals().sum());
+    for (Index i = 0; i < n_top; ++i) {
+      const Index w = order[static_cast<std::size_t>(i)];
+      text += " " + (vocab.empty() ? std::to_string(w) : vocab[static_cast<std::size_t>(w)]);
+    }
+    text += "\n";
+  }
+  return text;
+}
+
+std::string describe_counts(const std::string& path) {
+  const auto info = io::open_counts_dataset(path);
+  std::string text = fmt::format("count data {}: {} documents, vocabulary {}, {} nonzeros, {} shard(s), labels: {}\n", path,
+                                 info.num_rows, info.vocab_size, info.num_nonzeros, info.shards.size(),
+                                 info.has_labels ? "yes" : "no");
+  for (const auto& s : info.shards) text += fmt::format("  {}  {} documents  {} nonzeros\n", s.path, s.num_rows, s.num_nonzeros);
+  return text;
+}
+
+int cmd_generate(const std::vector<std::string>& args, const Context& ctx) {
+  if (args.empty() || args[0] != "lda") {
+    if (!args.empty() && (args[0] == "--help" || args[0] == "-h")) {
+      if (ctx.comm.is_root()) ctx.out << "Usage: latent generate lda --n-documents N --vocab-size V --n-topics K --output DIR\n";
+      return 0;
+    }
+    throw_usage("usage: latent generate lda [options] (see --help)");
+  }
+  Index n = 0, v = 0, k = 0, per_shard = 0;
+  double length = 0, alpha = 0, eta = 0;
+  std::uint64_t seed = 0;
+  std::string output, truth;
+  po::options_description desc("latent generate lda options");
+  desc.add_options()
+      ("n-documents", po::value(&n)->required(), "documents N")
+      ("vocab-size", po::value(&v)->required(), "vocabulary size V (words are named w0, w1, ...)")
+      ("n-topics", po::value(&k)->required(), "topics K")
+      ("doc-length", po::value(&length)->default_value(100.0), "mean document length (Poisson), tokens")
+      ("doc-topic-prior", po::value(&alpha)->default_value(0.1), "alpha of theta ~ Dir(alpha)")
+      ("topic-word-prior", po::value(&eta)->default_value(0.01), "eta of beta_k ~ Dir(eta)")
+      ("seed", po::value(&seed)->default_value(0), "random seed (document d depends only on seed and d)")
+      ("docs-per-shard", po::value(&per_shard)->default_value(65536), "documents per shard file")
+      ("output", po::value(&output)->required(), "count dataset directory to create (must not exist)")
+      ("true-model", po::value(&truth)->default_value(""),
+       "also write the generating topics as an LDA model file (components = beta) here");
+  po::variables_map vm;
+  if (!parse(args.size() > 1 ? std::vector<std::string>(args.begin() + 1, args.end()) : std::vector<std::string>{}, desc,
+             vm, ctx, "latent generate lda --n-documents N --vocab-size V --n-topics K --output DIR [options]"))
+    return 0;
+  comm::run_agreed(ctx.comm, [&] {
+    if (ctx.comm.is_root())
+      models::generate_lda(n, v, k, length, alpha, eta, seed, per_shard, output, truth);
+  });
+  ctx.log.info(fmt::format("wrote {} documents (V = {}, K = {}) to {}", n, v, k, output));
+  return 0;
+}
+
+}  // namespace latent::cli

@@ -1,0 +1,273 @@
+#include "latent/models/lda/lda.hpp"
+
+#include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/task_arena.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "latent/core/error.hpp"
+#include "latent/core/rng.hpp"
+
+namespace latent::models {
+namespace {
+
+// Rows per chunk of the fixed-order reductions over the vocabulary: partial sums are
+// taken over fixed chunks and added in chunk order, whatever the thread count.
+constexpr Index kChunkRows = 1024;
+
+double log_gamma(double x) noexcept {
+  int sign = 0;
+  return lgamma_r(x, &sign);
+}
+
+// Sums f(first_row, last_row) -> double over fixed chunks, in chunk order.
+template <class F>
+double chunked_sum(Index rows, int threads, F&& f) {
+  const Index chunks = (rows + kChunkRows - 1) / kChunkRows;
+  std::vector<double> partial(static_cast<std::size_t>(chunks), 0.0);
+  tbb::task_arena arena(std::max(1, threads));
+  arena.execute([&] {
+    tbb::parallel_for(Index{0}, chunks, [&](Index c) {
+      partial[static_cast<std::size_t>(c)] = f(c * kChunkRows, std::min(rows, (c + 1) * kChunkRows));
+    });
+  });
+  double total = 0;
+  for (double p : partial) total += p;
+  return total;
+}
+
+}  // namespace
+
+double digamma(double x) noexcept {
+  double result = 0;
+  while (x < 10.0) {
+    result -= 1.0 / x;
+    x += 1.0;
+  }
+  const double f = 1.0 / (x * x);
+  const double t = f * (-1.0 / 12 + f * (1.0 / 120 + f * (-1.0 / 252 + f * (1.0 / 240 + f * (-1.0 / 132 + f * (691.0 / 32760 + f * (-1.0 / 12)))))));
+  return result + std::log(x) - 0.5 / x + t;
+}
+
+double trigamma(double x) noexcept {
+  double result = 0;
+  while (x < 10.0) {
+    result += 1.0 / (x * x);
+    x += 1.0;
+  }
+  const double f = 1.0 / (x * x);
+  // ψ'(x) ~ 1/x + 1/(2x²) + Σ B_2k / x^(2k+1)
+  const double t = 1.0 / x + f / 2.0 + f / x * (1.0 / 6 + f * (-1.0 / 30 + f * (1.0 / 42 + f * (-1.0 / 30 + f * (5.0 / 66 + f * (-691.0 / 2730 + f * (7.0 / 6)))))));
+  return result + t;
+}
+
+Lda::Lda(Index num_topics, Index vocab_size, Vector alpha, double eta)
+    : lambda_(RowMatrix::Zero(vocab_size, num_topics)), alpha_(std::move(alpha)), eta_(eta) {
+  if (alpha_.size() != num_topics) throw_usage("doc_topic_prior must have one entry per topic");
+}
+
+void Lda::init_lambda(std::uint64_t seed) {
+  const Index k = num_topics();
+  for (Index w = 0; w < vocab_size(); ++w)
+    for (Index t = 0; t < k; ++t) {
+      CounterRng rng(seed, RngPurpose::kLdaInit, static_cast<std::uint64_t>(t), static_cast<std::uint64_t>(w));
+      lambda_(w, t) = sample_gamma(rng, 100.0) / 100.0;
+    }
+}
+
+void Lda::refresh(int threads) {
+  const Index k = num_topics(), v = vocab_size();
+  const Index chunks = (v + kChunkRows - 1) / kChunkRows;
+  RowMatrix partial = RowMatrix::Zero(chunks, k);
+  exp_elog_beta_.resize(v, k);
+  tbb::task_arena arena(std::max(1, threads));
+  arena.execute([&] {
+    tbb::parallel_for(Index{0}, chunks, [&](Index c) {
+      for (Index w = c * kChunkRows; w < std::min(v, (c + 1) * kChunkRows); ++w) partial.row(c) += lambda_.row(w);
+    });
+  });
+  topic_totals_ = Vector::Zero(k);
+  for (Index c = 0; c < chunks; ++c) topic_totals_ += partial.row(c).transpose();
+  Vector dg_total(k);
+  for (Index t = 0; t < k; ++t) dg_total(t) = digamma(topic_totals_(t));
+  arena.execute([&] {
+    tbb::parallel_for(Index{0}, chunks, [&](Index c) {
+      for (Index w = c * kChunkRows; w < std::min(v, (c + 1) * kChunkRows); ++w)
+        for (Index t = 0; t < k; ++t) exp_elog_beta_(w, t) = std::exp(digamma(lambda_(w, t)) - dg_total(t));
+    });
+  });
+}
+
+double Lda::topic_term(int threads) const {
+  const Index k = num_topics(), v = vocab_size();
+  Vector dg_total(k);
+  for (Index t = 0; t < k; ++t) dg_total(t) = digamma(topic_totals_(t));
+  const double lg_eta = log_gamma(eta_);
+  double total = chunked_sum(v, threads, [&](Index first, Index last) {
+    double s = 0;
+    for (Index w = first; w < last; ++w)
+      for (Index t = 0; t < k; ++t) {
+        const double l = lambda_(w, t);
+        s += (eta_ - l) * (digamma(l) - dg_total(t)) + log_gamma(l) - lg_eta;
+      }
+    return s;
+  });
+  for (Index t = 0; t < k; ++t) total += log_gamma(static_cast<double>(v) * eta_) - log_gamma(topic_totals_(t));
+  return total;
+}
+
+double Lda::sum_elog_beta(int threads) const {
+  const Index k = num_topics();
+  Vector dg_total(k);
+  for (Index t = 0; t < k; ++t) dg_total(t) = digamma(topic_totals_(t));
+  return chunked_sum(vocab_size(), threads, [&](Index first, Index last) {
+    double s = 0;
+    for (Index w = first; w < last; ++w)
+      for (Index t = 0; t < k; ++t) s += digamma(lambda_(w, t)) - dg_total(t);
+    return s;
+  });
+}
+
+namespace {
+
+void exp_elog_theta(const Vector& gamma, Vector& out) {
+  const double dg_sum = digamma(gamma.sum());
+  out.resize(gamma.size());
+  for (Index t = 0; t < gamma.size(); ++t) out(t) = std::exp(digamma(gamma(t)) - dg_sum);
+}
+
+}  // namespace
+
+LdaDocResult Lda::e_step_document(std::span<const std::int32_t> ids, std::span<const double> counts,
+                                  const LdaEStepOptions& options, LdaWorkspace& work, Vector& gamma) const {
+  const Index k = num_topics();
+  const auto n = static_cast<Index>(ids.size());
+  LdaDocResult r;
+  const Eigen::Map<const Vector> cts(counts.data(), n);
+  gamma = alpha_.array() + cts.sum() / static_cast<double>(k);
+  work.g.resize(n, k);
+  for (Index i = 0; i < n; ++i) work.g.row(i) = exp_elog_beta_.row(ids[static_cast<std::size_t>(i)]);
+  Vector& et = work.exp_elog_theta;
+  exp_elog_theta(gamma, et);
+  // One fused pass over the document's rows per iteration: phinorm_i = G_i · exp(E[log θ]),
+  // then Σ_i (n_i / phinorm_i) G_i, the γ update's sum (Hoffman et al. 2010 Alg. 2).
+  Vector& acc = work.sum_scaled_rows;
+  for (int it = 1; it <= options.max_doc_update_iter && n > 0; ++it) {
+    work.gamma_old = gamma;
+    acc.setZero(k);
+    for (Index i = 0; i < n; ++i) {
+      const auto g = work.g.row(i);
+      const double scale = cts(i) / (g.dot(et.transpose()) + 1e-100);
+      acc.noalias() += scale * g.transpose();
+    }
+    gamma = alpha_.array() + et.array() * acc.array();
+    exp_elog_theta(gamma, et);
+    r.iterations = it;
+    if ((gamma - work.gamma_old).cwiseAbs().mean() < options.mean_change_tol) break;
+  }
+  work.phinorm.noalias() = work.g * et;
+  work.phinorm.array() += 1e-100;
+  // The document's terms of the bound with the final γ (and the φ it implies).
+  r.word_term = (cts.array() * work.phinorm.array().log()).sum();
+  const double dg_sum = digamma(gamma.sum());
+  work.elog_theta.resize(k);
+  double theta = log_gamma(alpha_.sum()) - log_gamma(gamma.sum());
+  for (Index t = 0; t < k; ++t) {
+    work.elog_theta(t) = digamma(gamma(t)) - dg_sum;
+    theta += (alpha_(t) - gamma(t)) * work.elog_theta(t) + log_gamma(gamma(t)) - log_gamma(alpha_(t));
+  }
+  r.theta_term = theta;
+  return r;
+}
+
+LdaStatsAccumulator::LdaStatsAccumulator(Index vocab_size, Index num_topics, int frac_bits)
+    : vocab_size_(vocab_size), num_topics_(num_topics), frac_bits_(frac_bits), scale_(std::ldexp(1.0, frac_bits)),
+      cells_(static_cast<std::size_t>(vocab_size * num_topics), 0), touched_(static_cast<std::size_t>(vocab_size), 0) {}
+
+void LdaStatsAccumulator::add_document(std::span<const std::int32_t> ids, std::span<const double> counts,
+                                       const LdaWorkspace& work) {
+  const Index k = num_topics_;
+  const Vector& et = work.exp_elog_theta;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    const std::int32_t w = ids[i];
+    if (!touched_[static_cast<std::size_t>(w)]) {
+      touched_[static_cast<std::size_t>(w)] = 1;
+      touched_list_.push_back(w);
+    }
+    const double ratio = counts[i] / work.phinorm(static_cast<Index>(i)) * scale_;
+    std::int64_t* cell = cells_.data() + static_cast<std::size_t>(w) * static_cast<std::size_t>(k);
+    const double* g = work.g.row(static_cast<Index>(i)).data();
+    for (Index t = 0; t < k; ++t) cell[t] += static_cast<std::int64_t>(ratio * et(t) * g[t] + 0.5);
+  }
+}
+
+void LdaStatsAccumulator::merge_into(std::span<std::int64_t> dense) const {
+  const auto k = static_cast<std::size_t>(num_topics_);
+  for (std::int32_t w : touched_list_) {
+    const std::size_t at = static_cast<std::size_t>(w) * k;
+    for (std::size_t t = 0; t < k; ++t) dense[at + t] += cells_[at + t];
+  }
+}
+
+void LdaStatsAccumulator::clear() {
+  const auto k = static_cast<std::size_t>(num_topics_);
+  for (std::int32_t w : touched_list_) {
+    std::fill_n(cells_.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(w) * k), k, 0);
+    touched_[static_cast<std::size_t>(w)] = 0;
+  }
+  touched_list_.clear();
+}
+
+int lda_stats_frac_bits(double max_total) noexcept {
+  const double bits = std::ceil(std::log2(std::max(1.0, max_total) + 1.0));
+  return static_cast<int>(std::clamp(61.0 - bits, 8.0, 40.0));
+}
+
+Vector newton_alpha(const Vector& alpha, const Vector& mean_elog_theta, double step, int max_iter) {
+  Vector a = alpha;
+  const Index k = a.size();
+  for (int it = 0; it < max_iter; ++it) {
+    const double sum = a.sum();
+    Vector grad(k), q(k);
+    for (Index t = 0; t < k; ++t) {
+      grad(t) = digamma(sum) - digamma(a(t)) + mean_elog_theta(t);
+      q(t) = -trigamma(a(t));
+    }
+    const double z = trigamma(sum);
+    const double b = (grad.array() / q.array()).sum() / (1.0 / z + (1.0 / q.array()).sum());
+    const Vector delta = ((grad.array() - b) / q.array()).matrix();
+    double s = step;
+    Vector next = a - s * delta;
+    for (int halve = 0; halve < 60 && (next.array() <= 0).any(); ++halve) {
+      s *= 0.5;
+      next = a - s * delta;
+    }
+    if ((next.array() <= 0).any()) break;
+    const double change = (next - a).cwiseAbs().maxCoeff();
+    a = next;
+    if (change < 1e-12 * std::max(1.0, a.maxCoeff())) break;
+  }
+  return a;
+}
+
+double newton_eta(double eta, Index num_topics, Index vocab_size, double sum_elog_beta, double step, int max_iter) {
+  const auto k = static_cast<double>(num_topics), v = static_cast<double>(vocab_size);
+  for (int it = 0; it < max_iter; ++it) {
+    const double grad = k * v * (digamma(v * eta) - digamma(eta)) + sum_elog_beta;
+    const double hess = k * v * (v * trigamma(v * eta) - trigamma(eta));
+    double s = step;
+    double next = eta - s * grad / hess;
+    for (int halve = 0; halve < 60 && next <= 0; ++halve) {
+      s *= 0.5;
+      next = eta - s * grad / hess;
+    }
+    if (next <= 0) break;
+    const double change = std::abs(next - eta);
+    eta = next;
+    if (change < 1e-12 * std::max(1.0, eta)) break;
+  }
+  return eta;
+}
+
+}  // namespace latent::models

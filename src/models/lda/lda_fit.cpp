@@ -1,0 +1,423 @@
+#include "latent/models/lda/lda_fit.hpp"
+
+#include <fmt/format.h>
+#include <oneapi/tbb/enumerable_thread_specific.h>
+#include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/task_arena.h>
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+#include "latent/core/control.hpp"
+#include "latent/core/error.hpp"
+#include "latent/io/block_plan.hpp"
+
+namespace latent::models {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Cells of the small exact reduction that travels with the statistics.
+enum Cell : std::size_t { kWordTerm, kThetaTerm, kTokens, kDocuments, kDocIterations, kElogTheta };
+
+struct ThreadState {
+  ThreadState(Index v, Index k, int frac_bits) : acc(v, k, frac_bits), small(kElogTheta + static_cast<std::size_t>(k)),
+                                                 row(kElogTheta + static_cast<std::size_t>(k)) {}
+  LdaWorkspace work;
+  Vector gamma;
+  LdaStatsAccumulator acc;
+  ExactSum small;
+  std::vector<double> row;
+};
+
+// E-step of every document of `block` on the arena's threads: expected counts into the
+// thread accumulators (if `with_stats`), bound terms and Σ E[log θ] into the small sums.
+void e_step_block(const Lda& model, const LdaEStepOptions& options, const io::CsrBlock& block, bool with_stats,
+                  tbb::enumerable_thread_specific<ThreadState>& states) {
+  const Index k = model.num_topics();
+  tbb::parallel_for(tbb::blocked_range<Index>(0, block.num_rows(), 8), [&](const tbb::blocked_range<Index>& r) {
+    ThreadState& s = states.local();
+    for (Index d = r.begin(); d < r.end(); ++d) {
+      const auto b = static_cast<std::size_t>(block.indptr[static_cast<std::size_t>(d)]);
+      const auto e = static_cast<std::size_t>(block.indptr[static_cast<std::size_t>(d) + 1]);
+      const std::span<const std::int32_t> ids(block.indices.data() + b, e - b);
+      const std::span<const double> cts(block.counts.data() + b, e - b);
+      const LdaDocResult res = model.e_step_document(ids, cts, options, s.work, s.gamma);
+      if (with_stats) s.acc.add_document(ids, cts, s.work);
+      double tokens = 0;
+      for (double c : cts) tokens += c;
+      s.row[kWordTerm] = res.word_term;
+      s.row[kThetaTerm] = res.theta_term;
+      s.row[kTokens] = tokens;
+      s.row[kDocuments] = 1;
+      s.row[kDocIterations] = res.iterations;
+      for (Index t = 0; t < k; ++t) s.row[kElogTheta + static_cast<std::size_t>(t)] = s.work.elog_theta(t);
+      s.small.add(s.row);
+    }
+  });
+}
+
+// Sums the thread states into the global statistics: integers (exact) and the small exact
+// cells, then one allreduce of each after the error agreement. Collective.
+struct GlobalStats {
+  std::vector<std::int64_t> counts;  // V × K fixed point
+  LdaPassStats pass;
+};
+
+GlobalStats reduce_states(const comm::Communicator& comm, tbb::enumerable_thread_specific<ThreadState>& states, Index v,
+                          Index k, std::exception_ptr local_error) {
+  GlobalStats g;
+  g.counts.assign(static_cast<std::size_t>(v * k), 0);
+  ExactSum small(kElogTheta + static_cast<std::size_t>(k));
+  for (ThreadState& s : states) {
+    s.acc.merge_into(g.counts);
+    s.acc.clear();
+    small.merge(s.small);
+    s.small = ExactSum(small.size());
+  }
+  comm.agree(local_error);
+  comm.allreduce_sum(g.counts);
+  comm.allreduce(small);
+  const std::vector<double> values = small.values();
+  g.pass.word_term = values[kWordTerm];
+  g.pass.theta_term = values[kThetaTerm];
+  g.pass.tokens = values[kTokens];
+  g.pass.documents = values[kDocuments];
+  g.pass.doc_iterations = values[kDocIterations];
+  g.pass.sum_elog_theta = Eigen::Map<const Vector>(values.data() + kElogTheta, k);
+  return g;
+}
+
+// A validating pass: reads every local block (read_csr_block checks the CSR), counts
+// tokens and empty documents. Collective.
+struct CorpusCounts {
+  double tokens = 0;
+  Index documents = 0, empty = 0;
+};
+CorpusCounts validate_corpus(const comm::Communicator& comm, const io::CountsDatasetInfo& info, const LdaConfig& c) {
+  const auto plan = io::make_block_plan(info.shard_rows(), c.block_rows);
+  const auto range = io::rank_block_range(static_cast<Index>(plan.size()), comm.rank(), comm.size());
+  std::vector<std::int64_t> sums(3, 0);
+  comm::run_agreed(comm, [&] {
+    io::CountsSource source(info, {plan.begin() + range.first, plan.begin() + range.last}, {c.prefetch, 0, false});
+    source.start_pass();
+    while (auto block = source.next()) {
+      heartbeat();
+      for (Index d = 0; d < block->num_rows(); ++d) {
+        const auto b = block->indptr[static_cast<std::size_t>(d)], e = block->indptr[static_cast<std::size_t>(d) + 1];
+        if (b == e) ++sums[2];
+        for (auto j = b; j < e; ++j) sums[0] += static_cast<std::int64_t>(block->counts[static_cast<std::size_t>(j)]);
+      }
+      sums[1] += block->num_rows();
+    }
+  });
+  comm.allreduce_sum(sums);
+  return {static_cast<double>(sums[0]), sums[1], sums[2]};
+}
+
+void check_config(const LdaConfig& c, const io::CountsDatasetInfo& info) {
+  if (c.n_topics < 1) throw_usage("--n-topics must be at least 1");
+  if (c.method != "batch" && c.method != "online") throw_usage("--method must be batch or online (got '" + c.method + "')");
+  if (c.max_iter < 1) throw_usage("--max-iter must be at least 1");
+  if (c.batch_size < 1) throw_usage("--batch-size must be at least 1");
+  if (!(c.learning_decay > 0.5 && c.learning_decay <= 1.0))
+    throw_usage("--learning-decay must be in (0.5, 1] for convergence (Hoffman et al. 2010)");
+  if (!(c.learning_offset >= 0)) throw_usage("--learning-offset must be >= 0");
+  if (c.e_step.max_doc_update_iter < 1) throw_usage("--max-doc-update-iter must be at least 1");
+  if (!(c.e_step.mean_change_tol > 0)) throw_usage("--mean-change-tol must be > 0");
+  if (c.doc_topic_prior == 0 || c.topic_word_prior == 0 || !std::isfinite(c.doc_topic_prior) ||
+      !std::isfinite(c.topic_word_prior))
+    throw_usage("--doc-topic-prior and --topic-word-prior must be positive");
+  if (static_cast<double>(c.n_topics) * static_cast<double>(info.vocab_size) > 4e9)
+    throw_usage(fmt::format("K x V = {} x {} is too large for one process's topic matrix", c.n_topics, info.vocab_size));
+}
+
+double perplexity_of(double bound, double tokens) { return tokens > 0 ? std::exp(-bound / tokens) : 0.0; }
+
+void check_finite_bound(double bound, Index step) {
+  if (!std::isfinite(bound))
+    throw_numerical(fmt::format("the variational bound became NaN/Inf at update {}; the model was not updated and the last "
+                                "checkpoint is intact. Try larger priors or a smaller --learning-offset",
+                                step));
+}
+
+train::TrainState snapshot(const Lda& m, const train::EmResult& em, const std::vector<double>& scalars_v) {
+  train::TrainState s;
+  s.arrays["lambda"] = m.lambda_vk();
+  s.arrays["alpha"] = m.alpha();
+  s.scalars["eta"] = m.eta();
+  const char* names[] = {"updates", "pass", "minibatch", "acc_word", "acc_theta", "acc_tokens", "prev_perplexity"};
+  for (std::size_t i = 0; i < scalars_v.size(); ++i) s.scalars[names[i]] = scalars_v[i];
+  train::save_history(em, s);
+  return s;
+}
+
+}  // namespace
+
+void completion_split(std::span<const double> counts, std::vector<double>& observed, std::vector<double>& held_out) {
+  observed.resize(counts.size());
+  held_out.resize(counts.size());
+  std::int64_t position = 0;
+  for (std::size_t i = 0; i < counts.size(); ++i) {
+    const auto c = static_cast<std::int64_t>(counts[i]);
+    // Even positions in [position, position + c).
+    const std::int64_t even = (c + (position % 2 == 0 ? 1 : 0)) / 2;
+    observed[i] = static_cast<double>(even);
+    held_out[i] = static_cast<double>(c - even);
+    position += c;
+  }
+}
+
+LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo& info, const LdaConfig& c,
+                     const Logger& log, const LdaObserver& observer, train::FitControl* control) {
+  check_config(c, info);
+  const Index k = c.n_topics, v = info.vocab_size;
+  const CorpusCounts corpus = validate_corpus(comm, info, c);
+  if (corpus.tokens <= 0) throw_input("data " + info.location + ": the corpus has no tokens (every document is empty)");
+  if (corpus.empty > 0)
+    log.warn(fmt::format("{} of {} documents are empty (no words); they do not change the topics", corpus.empty,
+                         corpus.documents));
+  const double alpha0 = c.doc_topic_prior > 0 ? c.doc_topic_prior : 1.0 / static_cast<double>(k);
+  const double eta0 = c.topic_word_prior > 0 ? c.topic_word_prior : 1.0 / static_cast<double>(k);
+  LdaFitResult result;
+  result.num_tokens = corpus.tokens;
+  result.num_documents = corpus.documents;
+  result.num_empty_documents = corpus.empty;
+  Lda& model = result.model;
+  model = Lda(k, v, Vector::Constant(k, alpha0), eta0);
+  model.init_lambda(c.seed);
+  const bool online = c.method == "online";
+  const int frac_bits = lda_stats_frac_bits(corpus.tokens);
+  const auto n = static_cast<double>(corpus.documents);
+
+  // This rank's blocks: batch uses the global block plan; online the rank's slice of each
+  // global minibatch (one block per minibatch, possibly empty).
+  std::vector<io::BlockRef> refs;
+  if (online) {
+    const Index num_batches = (corpus.documents + c.batch_size - 1) / c.batch_size;
+    for (Index m = 0; m < num_batches; ++m) {
+      const Index b = m * c.batch_size, len = std::min(c.batch_size, corpus.documents - b);
+      const Index lo = b + len * comm.rank() / comm.size(), hi = b + len * (comm.rank() + 1) / comm.size();
+      refs.push_back(io::BlockRef{m, -1, -1, hi - lo, lo});
+    }
+  } else {
+    const auto plan = io::make_block_plan(info.shard_rows(), c.block_rows);
+    const auto range = io::rank_block_range(static_cast<Index>(plan.size()), comm.rank(), comm.size());
+    refs.assign(plan.begin() + range.first, plan.begin() + range.last);
+  }
+  const auto num_blocks = static_cast<Index>(refs.size());
+  io::CountsSource source(info, std::move(refs), {c.prefetch, c.cache_bytes, false});
+
+  // Resume.
+  double prev_perplexity = 0, acc_word = 0, acc_theta = 0, acc_tokens = 0;
+  Index updates = 0, pass = 0, minibatch = 0;
+  if (control != nullptr) {
+    if (auto state = control->resume()) {
+      model.lambda_vk() = state->array("lambda");
+      model.alpha() = state->array("alpha").col(0);
+      model.set_eta(state->scalar("eta"));
+      if (model.lambda_vk().rows() != v || model.lambda_vk().cols() != k || model.alpha().size() != k)
+        throw_input("checkpoint: lambda/alpha have the wrong shape for this fit");
+      updates = static_cast<Index>(state->scalar("updates"));
+      pass = static_cast<Index>(state->scalar("pass"));
+      minibatch = static_cast<Index>(state->scalar("minibatch"));
+      acc_word = state->scalar("acc_word");
+      acc_theta = state->scalar("acc_theta");
+      acc_tokens = state->scalar("acc_tokens");
+      prev_perplexity = state->scalar("prev_perplexity");
+      result.em = train::load_history(*state);
+    }
+  }
+  model.refresh(c.threads);
+  if (result.em.converged) return result;
+
+  tbb::enumerable_thread_specific<ThreadState> states([&] { return ThreadState(v, k, frac_bits); });
+  tbb::task_arena arena(std::max(1, c.threads));
+  const double scale = std::ldexp(1.0, -frac_bits);
+  const FaultPlan& fault = FaultPlan::get();
+
+  for (; pass < c.max_iter; ++pass) {
+    const auto t0 = Clock::now();
+    source.start_pass();
+    for (Index m = 0; m < minibatch; ++m) source.next();  // resumed in the middle of a pass
+    LdaPassStats pass_stats;
+    // One λ update: a minibatch (online) or the whole pass (batch).
+    const auto run_update = [&](Index blocks) {
+      std::exception_ptr error;
+      try {
+        const bool inject_throw = fault.due(comm.rank(), static_cast<int>(updates + 1), "throw");
+        if (inject_throw)
+          throw std::runtime_error("injected fault (LATENT_FAULT kind=throw) in update " + std::to_string(updates + 1));
+        for (Index i = 0; i < blocks; ++i) {
+          const auto block = source.next();
+          if (!block) break;
+          heartbeat();
+          arena.execute([&] { e_step_block(model, c.e_step, *block, true, states); });
+        }
+      } catch (...) {
+        error = std::current_exception();
+        source.cancel_pass();
+      }
+      return reduce_states(comm, states, v, k, error);
+    };
+    const auto m_step = [&](const GlobalStats& g, double rho, double doc_scale, int newton_iter) {
+      RowMatrix& lambda = model.lambda_vk();
+      const double eta = model.eta();
+      arena.execute([&] {
+        tbb::parallel_for(Index{0}, v, [&](Index w) {
+          const std::int64_t* cell = g.counts.data() + static_cast<std::size_t>(w * k);
+          for (Index t = 0; t < k; ++t)
+            lambda(w, t) = (1.0 - rho) * lambda(w, t) + rho * (eta + doc_scale * static_cast<double>(cell[t]) * scale);
+        });
+      });
+      if (c.learn_alpha && g.pass.documents > 0)
+        model.alpha() = newton_alpha(model.alpha(), g.pass.sum_elog_theta / g.pass.documents, rho, newton_iter);
+      model.refresh(c.threads);
+      if (c.learn_eta) {
+        model.set_eta(newton_eta(model.eta(), k, v, model.sum_elog_beta(c.threads), rho, newton_iter));
+      }
+    };
+    const auto boundary = [&](Index next_minibatch, bool pass_done) {
+      if (control == nullptr) return;
+      control->boundary(0, updates, [&] {
+        return snapshot(model, result.em,
+                        {static_cast<double>(updates), static_cast<double>(pass_done ? pass + 1 : pass),
+                         static_cast<double>(pass_done ? 0 : next_minibatch), pass_done ? 0.0 : acc_word,
+                         pass_done ? 0.0 : acc_theta, pass_done ? 0.0 : acc_tokens, prev_perplexity});
+      });
+    };
+
+    double bound = 0, tokens = 0;
+    if (!online) {
+      const GlobalStats g = run_update(num_blocks);
+      // The bound at the current λ (before the update): the documents' terms plus the topics'.
+      bound = g.pass.word_term + g.pass.theta_term + model.topic_term(c.threads);
+      tokens = g.pass.tokens;
+      check_finite_bound(bound, updates + 1);
+      m_step(g, 1.0, 1.0, 100);
+      ++updates;
+    } else {
+      for (Index m = minibatch; m < num_blocks; ++m) {
+        const GlobalStats g = run_update(1);
+        ++updates;
+        const double rho = std::pow(c.learning_offset + static_cast<double>(updates), -c.learning_decay);
+        const double docs = g.pass.documents;
+        if (!std::isfinite(g.pass.word_term + g.pass.theta_term)) check_finite_bound(g.pass.word_term, updates);
+        if (docs > 0) m_step(g, rho, n / docs, 1);
+        acc_word += g.pass.word_term;
+        acc_theta += g.pass.theta_term;
+        acc_tokens += g.pass.tokens;
+        if (m + 1 < num_blocks) boundary(m + 1, false);
+      }
+      minibatch = 0;
+      // Running estimate: each minibatch's document terms at the λ it saw, plus the topics' term now.
+      bound = acc_word + acc_theta + model.topic_term(c.threads);
+      tokens = acc_tokens;
+      acc_word = acc_theta = acc_tokens = 0;
+      check_finite_bound(bound, updates);
+    }
+    source.cancel_pass();
+    const double perplexity = perplexity_of(bound, tokens);
+    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    const double change = result.em.history.empty() ? std::numeric_limits<double>::infinity() : prev_perplexity - perplexity;
+    train::IterationRecord rec{static_cast<int>(pass + 1), tokens > 0 ? bound / tokens : 0.0,
+                               std::isfinite(change) ? change : 0.0, seconds, seconds > 0 ? n / seconds : 0.0};
+    rec.tokens_per_second = seconds > 0 ? tokens / seconds : 0.0;
+    result.em.history.push_back(rec);
+    result.em.n_iter = static_cast<int>(pass + 1);
+    result.em.objective = rec.objective;
+    result.bound_perplexity = perplexity;
+    prev_perplexity = perplexity;
+    if (observer) observer(rec);
+    const bool converged = std::isfinite(change) && std::abs(change) < c.tol;
+    result.em.converged = converged;
+    boundary(0, true);
+    if (converged) {
+      ++pass;
+      break;
+    }
+  }
+  result.num_updates = updates;
+  if (result.bound_perplexity == 0 && !result.em.history.empty())
+    result.bound_perplexity = std::exp(-result.em.history.back().objective);
+  return result;
+}
+
+LdaScore score_lda(const comm::Communicator& comm, const io::CountsDatasetInfo& info, const Lda& model,
+                   const LdaEStepOptions& e_step, int threads, Index block_rows) {
+  const Index k = model.num_topics();
+  if (info.vocab_size != model.vocab_size())
+    throw_input(fmt::format("data {}: vocabulary size {} does not match the model's {} (score with data imported with "
+                            "the model's vocabulary)",
+                            info.location, info.vocab_size, model.vocab_size()));
+  const auto plan = io::make_block_plan(info.shard_rows(), block_rows);
+  const auto range = io::rank_block_range(static_cast<Index>(plan.size()), comm.rank(), comm.size());
+  // β̂ = λ / Σ_w λ, word-major.
+  RowMatrix beta = model.lambda_vk();
+  for (Index t = 0; t < k; ++t) beta.col(t) /= model.topic_totals()(t);
+  struct Local {
+    LdaWorkspace work;
+    Vector gamma;
+    std::vector<double> observed, held_out, ids_counts;
+    std::vector<std::int32_t> ids;
+    ExactSum sum{6};
+  };
+  tbb::enumerable_thread_specific<Local> locals;
+  comm::run_agreed(comm, [&] {
+    io::CountsSource source(info, {plan.begin() + range.first, plan.begin() + range.last}, {4, 0, false});
+    source.start_pass();
+    tbb::task_arena arena(std::max(1, threads));
+    while (auto block = source.next()) {
+      heartbeat();
+      arena.execute([&] {
+        tbb::parallel_for(tbb::blocked_range<Index>(0, block->num_rows(), 8), [&](const tbb::blocked_range<Index>& r) {
+          Local& s = locals.local();
+          for (Index d = r.begin(); d < r.end(); ++d) {
+            const auto b = static_cast<std::size_t>(block->indptr[static_cast<std::size_t>(d)]);
+            const auto e = static_cast<std::size_t>(block->indptr[static_cast<std::size_t>(d) + 1]);
+            const std::span<const std::int32_t> ids(block->indices.data() + b, e - b);
+            const std::span<const double> cts(block->counts.data() + b, e - b);
+            const LdaDocResult full = model.e_step_document(ids, cts, e_step, s.work, s.gamma);
+            double tokens = 0;
+            for (double cnt : cts) tokens += cnt;
+            // Document completion: E-step on the observed half, score the held-out half.
+            completion_split(cts, s.observed, s.held_out);
+            s.ids.clear();
+            s.ids_counts.clear();
+            for (std::size_t i = 0; i < ids.size(); ++i)
+              if (s.observed[i] > 0) {
+                s.ids.push_back(ids[i]);
+                s.ids_counts.push_back(s.observed[i]);
+              }
+            model.e_step_document(s.ids, s.ids_counts, e_step, s.work, s.gamma);
+            const Vector theta = s.gamma / s.gamma.sum();
+            double loglik = 0, held = 0;
+            for (std::size_t i = 0; i < ids.size(); ++i) {
+              if (s.held_out[i] == 0) continue;
+              loglik += s.held_out[i] * std::log(beta.row(ids[i]).dot(theta));
+              held += s.held_out[i];
+            }
+            const double row[6] = {full.word_term + full.theta_term, tokens, 1.0, loglik, held, 0.0};
+            s.sum.add(row);
+          }
+        });
+      });
+    }
+  });
+  ExactSum total(6);
+  for (const Local& s : locals) total.merge(s.sum);
+  comm.allreduce(total);
+  const std::vector<double> v = total.values();
+  LdaScore out;
+  out.bound = v[0] + model.topic_term(threads);
+  out.num_tokens = v[1];
+  out.num_documents = static_cast<Index>(v[2]);
+  out.completion_log_likelihood = v[3];
+  out.completion_tokens = v[4];
+  out.bound_perplexity = perplexity_of(out.bound, out.num_tokens);
+  out.doc_completion_perplexity = perplexity_of(out.completion_log_likelihood, out.completion_tokens);
+  return out;
+}
+
+}  // namespace latent::models

@@ -1,0 +1,126 @@
+// LDA model files and synthetic corpora.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "latent/core/error.hpp"
+#include "latent/core/rng.hpp"
+#include "latent/io/h5_file.hpp"
+#include "latent/models/fitted_model.hpp"
+#include "latent/models/lda/lda_fit.hpp"
+
+namespace latent::models {
+
+void save_lda(const Lda& model, const std::vector<std::string>& vocabulary, const std::string& config_json,
+              const train::EmResult& em, Index n_documents, const std::string& data_location, const std::string& path,
+              bool overwrite) {
+  io::H5Writer w(path, overwrite);
+  write_fit_record(w, "lda", FitRecord{config_json, em, n_documents, data_location});
+  const RowMatrix components = model.lambda_vk().transpose();
+  w.write("components", components);
+  w.write("doc_topic_prior", std::span<const double>(model.alpha().data(), static_cast<std::size_t>(model.alpha().size())));
+  const double eta = model.eta();
+  w.write("topic_word_prior", std::span<const double>(&eta, 1));
+  if (!vocabulary.empty()) w.write_strings("vocabulary", vocabulary);
+  w.attr("/", "n_topics", static_cast<std::int64_t>(model.num_topics()));
+  w.attr("/", "vocab_size", static_cast<std::int64_t>(model.vocab_size()));
+  w.commit();
+}
+
+Lda load_lda(const std::string& path, std::vector<std::string>* vocabulary) {
+  io::H5Reader r(path);
+  const std::string where = "model " + path;
+  if (r.has_attr("/", "model") && r.attr_string("/", "model") != "lda")
+    throw_input(where + ": is a '" + r.attr_string("/", "model") + "' model, not lda");
+  for (const char* name : {"components", "doc_topic_prior", "topic_word_prior"})
+    if (!r.has(name)) throw_input(where + ": dataset /" + name + " is missing");
+  const RowMatrix components = r.read_matrix("components");
+  const std::vector<double> alpha = r.read_doubles("doc_topic_prior");
+  const std::vector<double> eta = r.read_doubles("topic_word_prior");
+  const Index k = components.rows(), v = components.cols();
+  if (k < 1 || v < 1) throw_input(where + ": /components is empty");
+  if (static_cast<Index>(alpha.size()) != k)
+    throw_input(fmt::format("{}: /doc_topic_prior has {} entries but /components has {} topics", where, alpha.size(), k));
+  if (eta.size() != 1) throw_input(where + ": /topic_word_prior must hold one value");
+  const bool ok = (components.array() > 0).all() && components.allFinite() &&
+                  std::all_of(alpha.begin(), alpha.end(), [](double a) { return a > 0 && std::isfinite(a); }) &&
+                  eta[0] > 0 && std::isfinite(eta[0]);
+  if (!ok) throw_input(where + ": components and priors must be positive and finite");
+  Lda model(k, v, Eigen::Map<const Vector>(alpha.data(), k), eta[0]);
+  model.lambda_vk() = components.transpose();
+  if (vocabulary != nullptr) {
+    vocabulary->clear();
+    if (r.has("vocabulary")) *vocabulary = r.read_strings("vocabulary");
+    if (!vocabulary->empty() && static_cast<Index>(vocabulary->size()) != v)
+      throw_input(fmt::format("{}: /vocabulary has {} words but /components has {} columns", where, vocabulary->size(), v));
+  }
+  return model;
+}
+
+void generate_lda(Index n_documents, Index vocab_size, Index n_topics, double mean_length, double alpha, double eta,
+                  std::uint64_t seed, Index docs_per_shard, const std::string& dir, const std::string& true_model_path) {
+  if (n_documents < 1 || vocab_size < 1 || n_topics < 1 || !(mean_length > 0) || !(alpha > 0) || !(eta > 0))
+    throw_usage("generate lda: --n-documents, --vocab-size, --n-topics, --doc-length and the priors must be positive");
+  const Index k = n_topics, v = vocab_size;
+  // Topics β_k ~ Dir(η): cumulative distributions for sampling words by bisection.
+  RowMatrix beta(k, v);
+  for (Index t = 0; t < k; ++t) {
+    for (Index w = 0; w < v; ++w) {
+      CounterRng rng(seed, RngPurpose::kGenerate, 0, static_cast<std::uint64_t>(t * v + w));
+      beta(t, w) = std::max(sample_gamma(rng, eta), 1e-300);
+    }
+    beta.row(t) /= beta.row(t).sum();
+  }
+  std::vector<std::vector<double>> cdf(static_cast<std::size_t>(k), std::vector<double>(static_cast<std::size_t>(v)));
+  for (Index t = 0; t < k; ++t) {
+    double acc = 0;
+    for (Index w = 0; w < v; ++w) cdf[static_cast<std::size_t>(t)][static_cast<std::size_t>(w)] = acc += beta(t, w);
+  }
+  std::vector<std::string> vocab;
+  for (Index w = 0; w < v; ++w) vocab.push_back(fmt::format("w{}", w));
+  io::CountsWriter writer(dir, v, docs_per_shard, true);
+  std::vector<std::int32_t> ids;
+  std::vector<std::int64_t> counts;
+  Vector theta(k);
+  for (Index d = 0; d < n_documents; ++d) {
+    CounterRng rng(seed, RngPurpose::kGenerate, 1, static_cast<std::uint64_t>(d));
+    for (Index t = 0; t < k; ++t) theta(t) = std::max(sample_gamma(rng, alpha), 1e-300);
+    theta /= theta.sum();
+    // Poisson length by inversion (mean_length is moderate), at least one word.
+    Index length = 0;
+    {
+      const double limit = std::exp(-mean_length);
+      double p = rng.next_uniform();
+      while (p > limit && length < 100000) {
+        p *= rng.next_uniform();
+        ++length;
+      }
+      length = std::max<Index>(1, length);
+    }
+    ids.clear();
+    counts.clear();
+    Index main_topic = 0;
+    for (Index i = 0; i < length; ++i) {
+      double u = rng.next_uniform();
+      Index z = 0;
+      while (z + 1 < k && u > theta(z)) u -= theta(z++);
+      const auto& c = cdf[static_cast<std::size_t>(z)];
+      const double target = rng.next_uniform() * c.back();
+      const auto w = std::min<std::ptrdiff_t>(std::lower_bound(c.begin(), c.end(), target) - c.begin(), v - 1);
+      ids.push_back(static_cast<std::int32_t>(w));
+      counts.push_back(1);
+    }
+    theta.maxCoeff(&main_topic);
+    writer.add_document(ids, counts, main_topic);
+  }
+  writer.commit(vocab);
+  if (!true_model_path.empty()) {
+    Lda truth(k, v, Vector::Constant(k, alpha), eta);
+    truth.lambda_vk() = beta.transpose();
+    save_lda(truth, vocab, fmt::format(R"({{"model":"lda","generated":true,"seed":{}}})", seed), train::EmResult{},
+             n_documents, dir, true_model_path, false);
+  }
+}
+
+}  // namespace latent::models
