@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <fmt/format.h>
+
 #include "h5_handle.hpp"
 #include "latent/core/error.hpp"
 
@@ -260,7 +262,7 @@ void validate_csr(std::span<const std::int64_t> indptr, std::span<const std::int
       const double c = counts[static_cast<std::size_t>(j)];
       if (!(c >= 1) || !std::isfinite(c) || c != std::floor(c) || c > 9.0e15)
         throw_input(where + ", dataset /" + kCountsDataset + ", row " + std::to_string(row) + ": count " +
-                    std::to_string(c) + " for word " + std::to_string(w) +
+                    fmt::format("{:g}", c) + " for word " + std::to_string(w) +
                     " is not a positive integer (negative, zero, fractional or non-finite counts are refused)");
     }
   }
