@@ -642,7 +642,7 @@ def info_latent(model: Path) -> str:
 
 def generate_latent(dest: Path, n_documents: int, vocab_size: int, n_topics: int, doc_length: int,
                     seed: int = 0, nice: int | None = None, extra: list | None = None) -> Path:
-    """`latent generate lda ... --output DEST` (a count dataset plus DEST/true_model.h5);
+    """`latent generate lda ... --output DEST` (a count dataset; `--true-model PATH` would also write the generating topics);
     skipped if DEST already has shards."""
     dest = Path(dest)
     if common.has_shards(dest):

@@ -33,7 +33,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   static const std::map<std::string, std::function<int(const std::vector<std::string>&, const Context&)>> commands{
       {"import", cmd_import}, {"fit", cmd_fit},       {"score", cmd_score},
       {"predict", cmd_predict}, {"sample", cmd_sample}, {"info", cmd_info},
-      {"transform", cmd_transform}, {"generate", cmd_generate},
+      {"transform", cmd_transform}, {"generate", cmd_generate}, {"bench-allreduce", cmd_bench_allreduce},
   };
   try {
     if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {

@@ -95,6 +95,7 @@ int cmd_sample(const std::vector<std::string>& args, const Context& ctx);
 int cmd_info(const std::vector<std::string>& args, const Context& ctx);
 int cmd_transform(const std::vector<std::string>& args, const Context& ctx);
 int cmd_generate(const std::vector<std::string>& args, const Context& ctx);
+int cmd_bench_allreduce(const std::vector<std::string>& args, const Context& ctx);
 
 // LDA (lda.cpp): whether --model in args names an LDA model file; its score command; the
 // `info` text of an LDA model (top words per topic) and of a count dataset.

@@ -154,6 +154,25 @@ void Communicator::allreduce(ExactSum& sum) const {
 void Communicator::allreduce_sum(std::span<std::int64_t> values) const {
   if (size_ > 1) allreduce_chunked(values.data(), values.size(), MPI_INT64_T, MPI_SUM);
 }
+void Communicator::allreduce_sum_by_slices(std::span<std::int64_t> values) const {
+  if (size_ <= 1) return;
+  const auto n = static_cast<std::int64_t>(values.size());
+  if (n / size_ > std::numeric_limits<int>::max() / 2) {  // counts are ints in MPI-3
+    allreduce_sum(values);
+    return;
+  }
+  std::vector<int> counts(static_cast<std::size_t>(size_)), displs(static_cast<std::size_t>(size_));
+  for (int r = 0; r < size_; ++r) {
+    displs[static_cast<std::size_t>(r)] = static_cast<int>(n * r / size_);
+    counts[static_cast<std::size_t>(r)] = static_cast<int>(n * (r + 1) / size_ - n * r / size_);
+  }
+  std::vector<std::int64_t> slice(static_cast<std::size_t>(counts[static_cast<std::size_t>(rank_)]));
+  check(MPI_Reduce_scatter(values.data(), slice.data(), counts.data(), MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD),
+        "MPI_Reduce_scatter");
+  check(MPI_Allgatherv(slice.data(), counts[static_cast<std::size_t>(rank_)], MPI_INT64_T, values.data(), counts.data(),
+                       displs.data(), MPI_INT64_T, MPI_COMM_WORLD),
+        "MPI_Allgatherv");
+}
 void Communicator::allreduce_max(std::span<double> values) const {
   if (size_ > 1) allreduce_chunked(values.data(), values.size(), MPI_DOUBLE, MPI_MAX);
 }

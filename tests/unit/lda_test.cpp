@@ -63,7 +63,8 @@ Naive naive_e_step(const Lda& m, const std::vector<std::int32_t>& ids, const std
   double length = 0;
   for (double c : cts) length += c;
   Naive r;
-  r.gamma = m.alpha().array() + length / static_cast<double>(k);
+  r.gamma = Vector::Constant(k, 1.0);  // scikit-learn's transform start
+  (void)length;
   RowMatrix phi(n, k);
   auto elog_theta = [&](const Vector& g) {
     Vector e(k);
@@ -128,7 +129,7 @@ TEST(LdaEStep, MatchesTheTextbookCoordinateAscent) {
 
   // Fixed-point statistics: each cell within half a grid step of n_w φ_wk.
   LdaStatsAccumulator acc(12, 4, 30);
-  acc.add_document(ids, cts, work);
+  acc.add_document(ids, cts, work, m.exp_elog_beta());
   std::vector<std::int64_t> dense(12 * 4, 0);
   acc.merge_into(dense);
   for (std::size_t i = 0; i < ids.size(); ++i)

@@ -41,6 +41,9 @@ class Communicator {
   void allreduce(ExactSum& sum) const;
   /// Integer sums, exact.
   void allreduce_sum(std::span<std::int64_t> values) const;
+  /// The same result by reduce-scatter (rank r sums slice r) then allgather: the
+  /// decomposition of a sliced M-step; `latent bench-allreduce` compares the two.
+  void allreduce_sum_by_slices(std::span<std::int64_t> values) const;
   /// Elementwise max / min of doubles (exact, order-independent).
   void allreduce_max(std::span<double> values) const;
   void allreduce_min(std::span<double> values) const;

@@ -19,6 +19,7 @@ enum class RngPurpose : std::uint64_t {
                         ///< set iff CounterRng(seed, kHoldout, 0, i).next_uniform() < fraction
   kLdaInit = 7,         ///< initial LDA topics λ ~ Gamma(100, 1/100)
   kGenerate = 8,        ///< synthetic corpora (`latent generate`)
+  kLdaGammaInit = 9,    ///< starting γ of a document's E-step in LDA training
 };
 
 constexpr std::uint64_t mix64(std::uint64_t z) noexcept {

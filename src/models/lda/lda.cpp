@@ -40,14 +40,17 @@ double chunked_sum(Index rows, int threads, F&& f) {
 }  // namespace
 
 double digamma(double x) noexcept {
-  double result = 0;
+  // ψ(x) = ψ(x + m) − Σ_{i<m} 1/(x + i), with the sum as one fraction (a single division
+  // instead of m), then the asymptotic series at x + m >= 10.
+  double num = 0, den = 1;
   while (x < 10.0) {
-    result -= 1.0 / x;
+    num = num * x + den;
+    den *= x;
     x += 1.0;
   }
   const double f = 1.0 / (x * x);
   const double t = f * (-1.0 / 12 + f * (1.0 / 120 + f * (-1.0 / 252 + f * (1.0 / 240 + f * (-1.0 / 132 + f * (691.0 / 32760 + f * (-1.0 / 12)))))));
-  return result + std::log(x) - 0.5 / x + t;
+  return std::log(x) - 0.5 / x + t - num / den;
 }
 
 double trigamma(double x) noexcept {
@@ -74,6 +77,12 @@ void Lda::init_lambda(std::uint64_t seed) {
       CounterRng rng(seed, RngPurpose::kLdaInit, static_cast<std::uint64_t>(t), static_cast<std::uint64_t>(w));
       lambda_(w, t) = sample_gamma(rng, 100.0) / 100.0;
     }
+}
+
+void Lda::initial_gamma(std::uint64_t seed, std::uint64_t update, std::uint64_t doc, Vector& gamma) const {
+  CounterRng rng(seed, RngPurpose::kLdaGammaInit, update, doc);
+  gamma.resize(num_topics());
+  for (Index t = 0; t < num_topics(); ++t) gamma(t) = sample_gamma(rng, 100.0) / 100.0;
 }
 
 void Lda::refresh(int threads) {
@@ -140,33 +149,32 @@ void exp_elog_theta(const Vector& gamma, Vector& out) {
 }  // namespace
 
 LdaDocResult Lda::e_step_document(std::span<const std::int32_t> ids, std::span<const double> counts,
-                                  const LdaEStepOptions& options, LdaWorkspace& work, Vector& gamma) const {
+                                  const LdaEStepOptions& options, LdaWorkspace& work, Vector& gamma,
+                                  bool warm) const {
   const Index k = num_topics();
   const auto n = static_cast<Index>(ids.size());
   LdaDocResult r;
   const Eigen::Map<const Vector> cts(counts.data(), n);
-  gamma = alpha_.array() + cts.sum() / static_cast<double>(k);
-  work.g.resize(n, k);
-  for (Index i = 0; i < n; ++i) work.g.row(i) = exp_elog_beta_.row(ids[static_cast<std::size_t>(i)]);
+  if (!warm || gamma.size() != k) gamma = Vector::Constant(k, 1.0);
+  // G (K × n): column i holds exp(E[log β_·w]) of the document's word i, so both products
+  // below run over long rows of length n.
+  work.g.resize(k, n);
+  for (Index i = 0; i < n; ++i) work.g.col(i) = exp_elog_beta_.row(ids[static_cast<std::size_t>(i)]).transpose();
   Vector& et = work.exp_elog_theta;
   exp_elog_theta(gamma, et);
-  // One fused pass over the document's rows per iteration: phinorm_i = G_i · exp(E[log θ]),
-  // then Σ_i (n_i / phinorm_i) G_i, the γ update's sum (Hoffman et al. 2010 Alg. 2).
+  // Hoffman et al. 2010 Alg. 2: phinorm = Gᵀ exp(E[log θ]); γ = α + exp(E[log θ]) ⊙ G (n / phinorm).
   Vector& acc = work.sum_scaled_rows;
   for (int it = 1; it <= options.max_doc_update_iter && n > 0; ++it) {
     work.gamma_old = gamma;
-    acc.setZero(k);
-    for (Index i = 0; i < n; ++i) {
-      const auto g = work.g.row(i);
-      const double scale = cts(i) / (g.dot(et.transpose()) + 1e-100);
-      acc.noalias() += scale * g.transpose();
-    }
+    work.phinorm.noalias() = work.g.transpose() * et;
+    work.phinorm = cts.array() / (work.phinorm.array() + 1e-100);
+    acc.noalias() = work.g * work.phinorm;
     gamma = alpha_.array() + et.array() * acc.array();
     exp_elog_theta(gamma, et);
     r.iterations = it;
     if ((gamma - work.gamma_old).cwiseAbs().mean() < options.mean_change_tol) break;
   }
-  work.phinorm.noalias() = work.g * et;
+  work.phinorm.noalias() = work.g.transpose() * et;
   work.phinorm.array() += 1e-100;
   // The document's terms of the bound with the final γ (and the φ it implies).
   r.word_term = (cts.array() * work.phinorm.array().log()).sum();
@@ -186,9 +194,10 @@ LdaStatsAccumulator::LdaStatsAccumulator(Index vocab_size, Index num_topics, int
       cells_(static_cast<std::size_t>(vocab_size * num_topics), 0), touched_(static_cast<std::size_t>(vocab_size), 0) {}
 
 void LdaStatsAccumulator::add_document(std::span<const std::int32_t> ids, std::span<const double> counts,
-                                       const LdaWorkspace& work) {
+                                       const LdaWorkspace& work, const RowMatrix& exp_elog_beta) {
   const Index k = num_topics_;
   const Vector& et = work.exp_elog_theta;
+  const double* e = et.data();
   for (std::size_t i = 0; i < ids.size(); ++i) {
     const std::int32_t w = ids[i];
     if (!touched_[static_cast<std::size_t>(w)]) {
@@ -197,8 +206,8 @@ void LdaStatsAccumulator::add_document(std::span<const std::int32_t> ids, std::s
     }
     const double ratio = counts[i] / work.phinorm(static_cast<Index>(i)) * scale_;
     std::int64_t* cell = cells_.data() + static_cast<std::size_t>(w) * static_cast<std::size_t>(k);
-    const double* g = work.g.row(static_cast<Index>(i)).data();
-    for (Index t = 0; t < k; ++t) cell[t] += static_cast<std::int64_t>(ratio * et(t) * g[t] + 0.5);
+    const double* g = exp_elog_beta.row(w).data();  // contiguous: the row the E-step gathered
+    for (Index t = 0; t < k; ++t) cell[t] += static_cast<std::int64_t>(ratio * e[t] * g[t] + 0.5);
   }
 }
 

@@ -33,8 +33,8 @@ struct ThreadState {
 
 // E-step of every document of `block` on the arena's threads: expected counts into the
 // thread accumulators (if `with_stats`), bound terms and Σ E[log θ] into the small sums.
-void e_step_block(const Lda& model, const LdaEStepOptions& options, const io::CsrBlock& block, bool with_stats,
-                  tbb::enumerable_thread_specific<ThreadState>& states) {
+void e_step_block(const Lda& model, const LdaEStepOptions& options, const io::CsrBlock& block, std::uint64_t seed,
+                  std::uint64_t update, tbb::enumerable_thread_specific<ThreadState>& states) {
   const Index k = model.num_topics();
   tbb::parallel_for(tbb::blocked_range<Index>(0, block.num_rows(), 8), [&](const tbb::blocked_range<Index>& r) {
     ThreadState& s = states.local();
@@ -43,8 +43,9 @@ void e_step_block(const Lda& model, const LdaEStepOptions& options, const io::Cs
       const auto e = static_cast<std::size_t>(block.indptr[static_cast<std::size_t>(d) + 1]);
       const std::span<const std::int32_t> ids(block.indices.data() + b, e - b);
       const std::span<const double> cts(block.counts.data() + b, e - b);
-      const LdaDocResult res = model.e_step_document(ids, cts, options, s.work, s.gamma);
-      if (with_stats) s.acc.add_document(ids, cts, s.work);
+      model.initial_gamma(seed, update, static_cast<std::uint64_t>(block.ref.global_row_begin + d), s.gamma);
+      const LdaDocResult res = model.e_step_document(ids, cts, options, s.work, s.gamma, true);
+      s.acc.add_document(ids, cts, s.work, model.exp_elog_beta());
       double tokens = 0;
       for (double c : cts) tokens += c;
       s.row[kWordTerm] = res.word_term;
@@ -253,7 +254,7 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
           const auto block = source.next();
           if (!block) break;
           heartbeat();
-          arena.execute([&] { e_step_block(model, c.e_step, *block, true, states); });
+          arena.execute([&] { e_step_block(model, c.e_step, *block, c.seed, static_cast<std::uint64_t>(updates + 1), states); });
         }
       } catch (...) {
         error = std::current_exception();

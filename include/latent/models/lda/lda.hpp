@@ -36,7 +36,7 @@ struct LdaEStepOptions {
 
 /// Reusable per-thread buffers for e_step_document (no allocation in the steady state).
 struct LdaWorkspace {
-  RowMatrix g;     ///< n × K: rows of exp(E[log β]) of the document's words
+  RowMatrix g;     ///< K × n: column i is exp(E[log β_·w]) of the document's word i
   Vector gamma_old, exp_elog_theta, phinorm, sum_scaled_rows, elog_theta;
 };
 
@@ -86,11 +86,18 @@ class Lda {
   double sum_elog_beta(int threads) const;
 
   /// Variational E-step for one document (Blei et al. 2003 §5.2, as in Hoffman et al.
-  /// 2010 Algorithm 2): γ starts at α + n_d/K and is updated until the mean change is
-  /// below tol. `ids` (sorted word ids) and `counts` have the same length n. `gamma` (K)
-  /// receives the result. Thread-safe (const).
+  /// 2010 Algorithm 2): γ starts at `gamma` if `warm` (training draws it from
+  /// Gamma(100, 1/100), as scikit-learn and onlineldavb do), else at 1 (scikit-learn's
+  /// transform), and is updated until the mean change is below tol. `ids` (sorted word
+  /// ids) and `counts` have the same length n. `gamma` (K) receives the result.
+  /// Thread-safe (const).
   LdaDocResult e_step_document(std::span<const std::int32_t> ids, std::span<const double> counts,
-                               const LdaEStepOptions& options, LdaWorkspace& work, Vector& gamma) const;
+                               const LdaEStepOptions& options, LdaWorkspace& work, Vector& gamma,
+                               bool warm = false) const;
+
+  /// The random starting γ of document `doc` (global id) in λ update `update`: each entry
+  /// Gamma(100, 1/100), a pure function of (seed, update, doc).
+  void initial_gamma(std::uint64_t seed, std::uint64_t update, std::uint64_t doc, Vector& gamma) const;
 
  private:
   RowMatrix lambda_;         // V × K
@@ -107,8 +114,10 @@ class LdaStatsAccumulator {
  public:
   LdaStatsAccumulator(Index vocab_size, Index num_topics, int frac_bits);
   /// Adds the document's expected counts n_dw φ_dwk = n_dw exp(E[log θ_dk]) exp(E[log β_kw])
-  /// / phinorm_w, from the workspace of the e_step_document call just made.
-  void add_document(std::span<const std::int32_t> ids, std::span<const double> counts, const LdaWorkspace& work);
+  /// / phinorm_w, from the workspace of the e_step_document call just made with the model
+  /// whose exp(E[log β]) (V × K) is given.
+  void add_document(std::span<const std::int32_t> ids, std::span<const double> counts, const LdaWorkspace& work,
+                    const RowMatrix& exp_elog_beta);
   /// this += other (touched words only).
   void merge_into(std::span<std::int64_t> dense) const;
   void clear();
