@@ -239,6 +239,8 @@ int fit_lda(const std::vector<std::string>& args, const Context& ctx) {
       ("max-iter", po::value(&l.max_iter)->default_value(10), "passes over the corpus")
       ("tol", po::value(&l.tol)->default_value(0.1),
        "stop when the bound perplexity changes by less than this between passes (scikit-learn's perp_tol)")
+      ("evaluate-every", po::value(&l.evaluate_every)->default_value(1),
+       "compute the bound (log line, --tol) every N passes and after the last; 0: never (scikit-learn's default -1)")
       ("max-doc-update-iter", po::value(&l.e_step.max_doc_update_iter)->default_value(100),
        "variational iterations per document at most")
       ("mean-change-tol", po::value(&l.e_step.mean_change_tol)->default_value(1e-3),
@@ -303,6 +305,7 @@ int fit_lda(const std::vector<std::string>& args, const Context& ctx) {
                         {"batch_size", l.batch_size},
                         {"max_iter", l.max_iter},
                         {"tol", l.tol},
+                        {"evaluate_every", l.evaluate_every},
                         {"max_doc_update_iter", l.e_step.max_doc_update_iter},
                         {"mean_change_tol", l.e_step.mean_change_tol},
                         {"learn_priors", learn_priors},

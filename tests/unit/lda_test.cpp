@@ -121,11 +121,15 @@ TEST(LdaEStep, MatchesTheTextbookCoordinateAscent) {
   const LdaDocResult r = m.e_step_document(ids, cts, o, work, gamma);
   const Naive expect = naive_e_step(m, ids, cts, 1e-13);
   EXPECT_GT(r.iterations, 2);
-  for (Index t = 0; t < 4; ++t) EXPECT_NEAR(gamma(t), expect.gamma(t), 1e-10) << t;
-  EXPECT_NEAR(r.word_term, expect.word_term, 1e-9);
-  EXPECT_NEAR(r.theta_term, expect.theta_term, 1e-9);
+  // The coordinate-ascent products run in float32 (single precision: ~1e-7 relative per
+  // update); the fixed point agrees to that precision, the bound terms are then evaluated
+  // in double at the returned γ.
+  for (Index t = 0; t < 4; ++t) EXPECT_NEAR(gamma(t), expect.gamma(t), 1e-6 * std::max(1.0, expect.gamma(t))) << t;
+  EXPECT_NEAR(r.word_term, expect.word_term, 1e-6 * std::abs(expect.word_term));
+  EXPECT_NEAR(r.theta_term, expect.theta_term, 1e-6 * std::abs(expect.word_term));
+  EXPECT_NEAR(r.word_term + r.theta_term, expect.word_term + expect.theta_term, 1e-9 * std::abs(expect.word_term));
   // γ − α sums to the document length (every token is assigned).
-  EXPECT_NEAR((gamma - m.alpha()).sum(), 12.0, 1e-9);
+  EXPECT_NEAR((gamma - m.alpha()).sum(), 12.0, 1e-5);
 
   // Fixed-point statistics: each cell within half a grid step of n_w φ_wk.
   LdaStatsAccumulator acc(12, 4, 30);
@@ -135,7 +139,7 @@ TEST(LdaEStep, MatchesTheTextbookCoordinateAscent) {
   for (std::size_t i = 0; i < ids.size(); ++i)
     for (Index t = 0; t < 4; ++t)
       EXPECT_NEAR(std::ldexp(static_cast<double>(dense[static_cast<std::size_t>(ids[i]) * 4 + static_cast<std::size_t>(t)]), -30),
-                  expect.expected_counts(static_cast<Index>(i), t), 1e-8);
+                  expect.expected_counts(static_cast<Index>(i), t), 1e-6);
   acc.clear();
   std::vector<std::int64_t> after(12 * 4, 0);
   acc.merge_into(after);

@@ -6,6 +6,8 @@
 #include <oneapi/tbb/task_arena.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cmath>
 #include <limits>
 
@@ -237,6 +239,8 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
   tbb::task_arena arena(std::max(1, c.threads));
   const double scale = std::ldexp(1.0, -frac_bits);
   const FaultPlan& fault = FaultPlan::get();
+  std::vector<std::uint8_t> seen(static_cast<std::size_t>(v), 0);
+  std::vector<std::int32_t> words;
 
   for (; pass < c.max_iter; ++pass) {
     const auto t0 = Clock::now();
@@ -254,6 +258,17 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
           const auto block = source.next();
           if (!block) break;
           heartbeat();
+          if (online) {
+            // λ changed: refresh exp(E[log β]) for just this minibatch's words.
+            words.clear();
+            for (std::int32_t w : block->indices)
+              if (!seen[static_cast<std::size_t>(w)]) {
+                seen[static_cast<std::size_t>(w)] = 1;
+                words.push_back(w);
+              }
+            for (std::int32_t w : words) seen[static_cast<std::size_t>(w)] = 0;
+            model.refresh_words(words, c.threads);
+          }
           arena.execute([&] { e_step_block(model, c.e_step, *block, c.seed, static_cast<std::uint64_t>(updates + 1), states); });
         }
       } catch (...) {
@@ -274,7 +289,8 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
       });
       if (c.learn_alpha && g.pass.documents > 0)
         model.alpha() = newton_alpha(model.alpha(), g.pass.sum_elog_theta / g.pass.documents, rho, newton_iter);
-      model.refresh(c.threads);
+      if (online) model.refresh_totals(c.threads);  // rows are refreshed per minibatch, for its words
+      else model.refresh(c.threads);
       if (c.learn_eta) {
         model.set_eta(newton_eta(model.eta(), k, v, model.sum_elog_beta(c.threads), rho, newton_iter));
       }
@@ -290,10 +306,11 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
     };
 
     double bound = 0, tokens = 0;
+    const bool evaluate = c.evaluate_every > 0 && ((pass + 1) % c.evaluate_every == 0 || pass + 1 == c.max_iter);
     if (!online) {
       const GlobalStats g = run_update(num_blocks);
       // The bound at the current λ (before the update): the documents' terms plus the topics'.
-      bound = g.pass.word_term + g.pass.theta_term + model.topic_term(c.threads);
+      bound = g.pass.word_term + g.pass.theta_term + (evaluate ? model.topic_term(c.threads) : 0.0);
       tokens = g.pass.tokens;
       check_finite_bound(bound, updates + 1);
       m_step(g, 1.0, 1.0, 100);
@@ -306,6 +323,7 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
         const double docs = g.pass.documents;
         if (!std::isfinite(g.pass.word_term + g.pass.theta_term)) check_finite_bound(g.pass.word_term, updates);
         if (docs > 0) m_step(g, rho, n / docs, 1);
+        if (std::getenv("LATENT_DEBUG_ITERS")) std::fprintf(stderr, "mean doc iterations %.2f\n", g.pass.doc_iterations / g.pass.documents);
         acc_word += g.pass.word_term;
         acc_theta += g.pass.theta_term;
         acc_tokens += g.pass.tokens;
@@ -313,23 +331,25 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
       }
       minibatch = 0;
       // Running estimate: each minibatch's document terms at the λ it saw, plus the topics' term now.
-      bound = acc_word + acc_theta + model.topic_term(c.threads);
+      bound = acc_word + acc_theta + (evaluate ? model.topic_term(c.threads) : 0.0);
       tokens = acc_tokens;
       acc_word = acc_theta = acc_tokens = 0;
       check_finite_bound(bound, updates);
     }
     source.cancel_pass();
-    const double perplexity = perplexity_of(bound, tokens);
+    const double perplexity = evaluate ? perplexity_of(bound, tokens) : 0.0;
     const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-    const double change = result.em.history.empty() ? std::numeric_limits<double>::infinity() : prev_perplexity - perplexity;
-    train::IterationRecord rec{static_cast<int>(pass + 1), tokens > 0 ? bound / tokens : 0.0,
+    const double change = !evaluate || prev_perplexity == 0 ? std::numeric_limits<double>::infinity() : prev_perplexity - perplexity;
+    train::IterationRecord rec{static_cast<int>(pass + 1), evaluate && tokens > 0 ? bound / tokens : 0.0,
                                std::isfinite(change) ? change : 0.0, seconds, seconds > 0 ? n / seconds : 0.0};
     rec.tokens_per_second = seconds > 0 ? tokens / seconds : 0.0;
     result.em.history.push_back(rec);
     result.em.n_iter = static_cast<int>(pass + 1);
     result.em.objective = rec.objective;
-    result.bound_perplexity = perplexity;
-    prev_perplexity = perplexity;
+    if (evaluate) {
+      result.bound_perplexity = perplexity;
+      prev_perplexity = perplexity;
+    }
     if (observer) observer(rec);
     const bool converged = std::isfinite(change) && std::abs(change) < c.tol;
     result.em.converged = converged;
@@ -340,8 +360,6 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
     }
   }
   result.num_updates = updates;
-  if (result.bound_perplexity == 0 && !result.em.history.empty())
-    result.bound_perplexity = std::exp(-result.em.history.back().objective);
   return result;
 }
 

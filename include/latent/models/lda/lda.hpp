@@ -25,6 +25,9 @@ namespace latent::models {
 /// ψ(x), the digamma function, for x > 0 (recurrence to x >= 10, then the asymptotic
 /// series); absolute error below 1e-13.
 double digamma(double x) noexcept;
+/// out[i] = ψ(x[i]) for every i, vectorised (the same series, shifted by exactly 10 below
+/// 10); a pure function of each x[i].
+void digamma_into(std::span<const double> x, std::span<double> out) noexcept;
 /// ψ'(x), the trigamma function, for x > 0; relative error below 1e-12.
 double trigamma(double x) noexcept;
 
@@ -36,8 +39,10 @@ struct LdaEStepOptions {
 
 /// Reusable per-thread buffers for e_step_document (no allocation in the steady state).
 struct LdaWorkspace {
-  RowMatrix g;     ///< K × n: column i is exp(E[log β_·w]) of the document's word i
-  Vector gamma_old, exp_elog_theta, phinorm, sum_scaled_rows, elog_theta;
+  RowMatrixF g;    ///< K × n: column i is exp(E[log β_·w]) of the document's word i (float32)
+  RowMatrixF gt;   ///< n × K: the same, word-major
+  Eigen::VectorXf counts_f, et_f, ratio_f, acc_f;
+  Vector gamma_old, exp_elog_theta, phinorm, elog_theta;
 };
 
 /// What one document's E-step gives: γ, and the document's terms of the bound.
@@ -77,6 +82,12 @@ class Lda {
   /// Recomputes topic totals and exp(E[log β]) = exp(ψ(λ_kw) − ψ(Σ_w λ_kw)) from λ, on
   /// `threads` threads; the result does not depend on the thread count.
   void refresh(int threads);
+  /// Only the topic totals (Σ_w λ_kw, in a fixed order) after λ changed; rows of
+  /// exp(E[log β]) are then stale until refresh_words names them (online updates refresh
+  /// just the words of the next minibatch).
+  void refresh_totals(int threads);
+  /// Rows of exp(E[log β]) for `words` (distinct ids), from λ and the current totals.
+  void refresh_words(std::span<const std::int32_t> words, int threads);
 
   /// The topic part of the bound: Σ_k [Σ_w (η − λ_kw) E[log β_kw] + lnΓ(λ_kw) − lnΓ(η)
   /// + lnΓ(Vη) − lnΓ(Σ_w λ_kw)] (Hoffman et al. 2010 eq. 16, last line), nats. Thread-count
@@ -101,8 +112,10 @@ class Lda {
 
  private:
   RowMatrix lambda_;         // V × K
+  void refresh_row(Index w);
   RowMatrix exp_elog_beta_;  // V × K
   Vector topic_totals_;      // K
+  Vector digamma_total_;     // ψ(topic_totals_)
   Vector alpha_;             // K
   double eta_ = 0;
 };

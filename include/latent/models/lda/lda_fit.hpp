@@ -40,6 +40,7 @@ struct LdaConfig {
   Index batch_size = 128;            ///< S, documents per global minibatch (online)
   int max_iter = 10;                 ///< passes over the corpus
   double tol = 0.1;                  ///< stop when the bound perplexity changes less (scikit-learn's perp_tol)
+  int evaluate_every = 1;            ///< evaluate the bound every N passes (and the last); <= 0: never (tol unused)
   LdaEStepOptions e_step;            ///< max_doc_update_iter, mean_change_tol
   bool learn_alpha = false;          ///< --learn-priors alpha|both
   bool learn_eta = false;            ///< --learn-priors eta|both
