@@ -106,8 +106,9 @@ def run_one(args, impl: str, method: str, seed: int, ctx: dict) -> dict:
     print(f"== {impl} {method} seed {seed} ...", file=sys.stderr, flush=True)
     rec: dict = {"implementation": impl, "method": method, "seed": seed, "model": str(model)}
     if impl == "latent":
+        # Exactly --passes passes, as the references (no early stop on --tol).
         r = L.fit_latent(ctx["train"], model, K, method, args.passes, a, e, threads=args.threads,
-                         ranks=args.ranks, nice=args.nice, **common_kw)
+                         ranks=args.ranks, nice=args.nice, extra=["--evaluate-every", "0"], **common_kw)
         rec.update(fit_seconds=r["wall_seconds"], iteration_seconds_total=r["fit_seconds"],
                    iterations_logged=r["iterations_logged"], tokens_per_second_logged=r["tokens_per_second_logged"])
         m = L.read_lda_model(model)

@@ -324,6 +324,12 @@ int fit_lda(const std::vector<std::string>& args, const Context& ctx) {
   ctx.log.info(fmt::format("{} after {} passes ({} updates), training bound perplexity {:.4f} ({} tokens), {:.2f} s; wrote {}",
                            fit.em.converged ? "converged" : "stopped", fit.em.n_iter, fit.num_updates, fit.bound_perplexity,
                            static_cast<Index>(fit.num_tokens), total, c.output));
+  if (fit.num_updates > 0)
+    ctx.log.info(fmt::format("statistics allreduced per update: {:.2f} MiB on average (dense K x V would be {:.2f} MiB); "
+                             "{} of {} updates sent only the touched words' rows",
+                             fit.bytes_allreduced / static_cast<double>(fit.num_updates) / 1048576.0,
+                             8.0 * static_cast<double>(l.n_topics * info.vocab_size) / 1048576.0, fit.sparse_updates,
+                             fit.num_updates));
   return 0;
 }
 

@@ -41,9 +41,9 @@ double chunked_sum(Index rows, int threads, F&& f) {
 
 double digamma(double x) noexcept {
   // ψ(x) = ψ(x + m) − Σ_{i<m} 1/(x + i), with the sum as one fraction (a single division
-  // instead of m), then the asymptotic series at x + m >= 10.
+  // instead of m), then the asymptotic series (to x^-14; truncation < 2e-15) at x + m >= 8.
   double num = 0, den = 1;
-  while (x < 10.0) {
+  while (x < 8.0) {
     num = num * x + den;
     den *= x;
     x += 1.0;
@@ -58,17 +58,17 @@ void digamma_into(std::span<const double> x, std::span<double> out) noexcept {
   const auto n = static_cast<Index>(x.size());
   const Eigen::Map<const Array> in(x.data(), n);
   Eigen::Map<Array> r(out.data(), n);
-  // The same series as digamma(), branch-free so it vectorises: entries below 10 are
-  // shifted by exactly 10 (the ten reciprocals summed as one fraction). Thread-local
+  // The same series as digamma(), branch-free so it vectorises: entries below 8 are
+  // shifted by exactly 8 (the eight reciprocals summed as one fraction). Thread-local
   // buffers: no allocation per call in the E-step's inner loop.
   thread_local Array y, num, den, f;
   y = in;
   num.setZero(n);
   den.setOnes(n);
-  for (int i = 0; i < 10; ++i) {
-    num = (in < 10.0).select(num * y + den, num);
-    den = (in < 10.0).select(den * y, den);
-    y = (in < 10.0).select(y + 1.0, y);
+  for (int i = 0; i < 8; ++i) {
+    num = (in < 8.0).select(num * y + den, num);
+    den = (in < 8.0).select(den * y, den);
+    y = (in < 8.0).select(y + 1.0, y);
   }
   f = (y * y).inverse();
   r = y.log() - 0.5 / y - num / den +
@@ -203,16 +203,19 @@ LdaDocResult Lda::e_step_document(std::span<const std::int32_t> ids, std::span<c
   if (n == 0) gamma = alpha_;  // no words: the posterior is the prior
   // The document's rows of exp(E[log β]) in float32, in both layouts: G (K × np) makes
   // phinorm = Gᵀ exp(E[log θ]) K multiply-adds into accumulators held in registers for 64
-  // words at a time; Gt (n × kp) makes G·(n / phinorm) n multiply-adds into registers for 16
+  // words at a time; Gt (n × kp) makes G·(n / phinorm) n multiply-adds into registers for 8
   // topics at a time (four interleaved partial sums, added in a fixed order). Both are
-  // zero-padded (np to 64 words, kp to 16 topics) so every inner loop has a fixed width.
+  // zero-padded (np to 64 words, kp to 8 topics) so every inner loop has a fixed width.
   // Single precision perturbs γ by ~1e-6 relative, far below mean_change_tol; the
   // statistics and the bound use the double-precision rows after convergence.
   constexpr Index kWords = 64, kTopics = 16;
   const Index np = (n + kWords - 1) / kWords * kWords, kp = (k + kTopics - 1) / kTopics * kTopics;
-  work.gt.setZero(np, kp);
-  for (Index i = 0; i < n; ++i)
+  work.gt.resize(np, kp);
+  for (Index i = 0; i < n; ++i) {
     work.gt.row(i).head(k) = exp_elog_beta_.row(ids[static_cast<std::size_t>(i)]).cast<float>();
+    if (kp > k) work.gt.row(i).tail(kp - k).setZero();
+  }
+  if (np > n) work.gt.bottomRows(np - n).setZero();
   work.g = work.gt.transpose();
   work.counts_f.setZero(np);
   work.counts_f.head(n) = cts.cast<float>();
@@ -263,8 +266,15 @@ LdaDocResult Lda::e_step_document(std::span<const std::int32_t> ids, std::span<c
     r.iterations = it;
     if ((gamma - work.gamma_old).cwiseAbs().mean() < options.mean_change_tol) break;
   }
+  // Final phinorm in double arithmetic over the gathered (float32) rows: the bound and the
+  // statistics then carry the rows' single-precision rounding (~6e-8 relative).
   work.phinorm.resize(n);
-  for (Index i = 0; i < n; ++i) work.phinorm(i) = exp_elog_beta_.row(ids[static_cast<std::size_t>(i)]).dot(et.transpose()) + 1e-100;
+  for (Index i = 0; i < n; ++i) {
+    const float* g = gt_all + i * kp;
+    double sum = 0;
+    for (Index t = 0; t < k; ++t) sum += et(t) * static_cast<double>(g[t]);
+    work.phinorm(i) = sum + 1e-100;
+  }
   // The document's terms of the bound with the final γ (and the φ it implies).
   r.word_term = (cts.array() * work.phinorm.array().log()).sum();
   const double dg_sum = digamma(gamma.sum());
@@ -283,8 +293,8 @@ LdaStatsAccumulator::LdaStatsAccumulator(Index vocab_size, Index num_topics, int
       cells_(static_cast<std::size_t>(vocab_size * num_topics), 0), touched_(static_cast<std::size_t>(vocab_size), 0) {}
 
 void LdaStatsAccumulator::add_document(std::span<const std::int32_t> ids, std::span<const double> counts,
-                                       const LdaWorkspace& work, const RowMatrix& exp_elog_beta) {
-  const Index k = num_topics_;
+                                       const LdaWorkspace& work) {
+  const Index k = num_topics_, kp = work.gt.cols();
   const Vector& et = work.exp_elog_theta;
   const double* e = et.data();
   for (std::size_t i = 0; i < ids.size(); ++i) {
@@ -295,16 +305,18 @@ void LdaStatsAccumulator::add_document(std::span<const std::int32_t> ids, std::s
     }
     const double ratio = counts[i] / work.phinorm(static_cast<Index>(i)) * scale_;
     std::int64_t* cell = cells_.data() + static_cast<std::size_t>(w) * static_cast<std::size_t>(k);
-    const double* g = exp_elog_beta.row(w).data();  // contiguous: the row the E-step gathered
-    for (Index t = 0; t < k; ++t) cell[t] += static_cast<std::int64_t>(ratio * e[t] * g[t] + 0.5);
+    const float* g = work.gt.data() + static_cast<Index>(i) * kp;  // the row the E-step gathered
+    for (Index t = 0; t < k; ++t) cell[t] += static_cast<std::int64_t>(ratio * e[t] * static_cast<double>(g[t]) + 0.5);
   }
 }
 
-void LdaStatsAccumulator::merge_into(std::span<std::int64_t> dense) const {
+void LdaStatsAccumulator::merge_into(std::span<std::int64_t> out, std::span<const std::int32_t> row_of_word) const {
   const auto k = static_cast<std::size_t>(num_topics_);
   for (std::int32_t w : touched_list_) {
-    const std::size_t at = static_cast<std::size_t>(w) * k;
-    for (std::size_t t = 0; t < k; ++t) dense[at + t] += cells_[at + t];
+    const std::size_t from = static_cast<std::size_t>(w) * k;
+    const std::size_t to =
+        (row_of_word.empty() ? static_cast<std::size_t>(w) : static_cast<std::size_t>(row_of_word[static_cast<std::size_t>(w)])) * k;
+    for (std::size_t t = 0; t < k; ++t) out[to + t] += cells_[from + t];
   }
 }
 

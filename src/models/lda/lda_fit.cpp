@@ -5,9 +5,8 @@
 #include <oneapi/tbb/parallel_for.h>
 #include <oneapi/tbb/task_arena.h>
 
+#include <algorithm>
 #include <chrono>
-#include <cstdio>
-#include <cstdlib>
 #include <cmath>
 #include <limits>
 
@@ -47,7 +46,7 @@ void e_step_block(const Lda& model, const LdaEStepOptions& options, const io::Cs
       const std::span<const double> cts(block.counts.data() + b, e - b);
       model.initial_gamma(seed, update, static_cast<std::uint64_t>(block.ref.global_row_begin + d), s.gamma);
       const LdaDocResult res = model.e_step_document(ids, cts, options, s.work, s.gamma, true);
-      s.acc.add_document(ids, cts, s.work, model.exp_elog_beta());
+      s.acc.add_document(ids, cts, s.work);
       double tokens = 0;
       for (double c : cts) tokens += c;
       s.row[kWordTerm] = res.word_term;
@@ -63,25 +62,20 @@ void e_step_block(const Lda& model, const LdaEStepOptions& options, const io::Cs
 
 // Sums the thread states into the global statistics: integers (exact) and the small exact
 // cells, then one allreduce of each after the error agreement. Collective.
+//
+// Communication: the expected counts are K integers per word. When the words touched by
+// the update on all ranks (their union, the same for any rank count) are at most half the
+// vocabulary, only their rows travel: an allgather of the word ids, then one allreduce of
+// |words| × K integers; otherwise one dense V × K allreduce. bench/lda_allreduce.py and
+// the fit's log report the volume.
 struct GlobalStats {
-  std::vector<std::int64_t> counts;  // V × K fixed point
+  std::vector<std::int32_t> words;   // rows of `counts` (sorted); empty: dense, row w is word w
+  std::vector<std::int64_t> counts;  // rows × K fixed point
   LdaPassStats pass;
+  double bytes_allreduced = 0;
 };
 
-GlobalStats reduce_states(const comm::Communicator& comm, tbb::enumerable_thread_specific<ThreadState>& states, Index v,
-                          Index k, std::exception_ptr local_error) {
-  GlobalStats g;
-  g.counts.assign(static_cast<std::size_t>(v * k), 0);
-  ExactSum small(kElogTheta + static_cast<std::size_t>(k));
-  for (ThreadState& s : states) {
-    s.acc.merge_into(g.counts);
-    s.acc.clear();
-    small.merge(s.small);
-    s.small = ExactSum(small.size());
-  }
-  comm.agree(local_error);
-  comm.allreduce_sum(g.counts);
-  comm.allreduce(small);
+void finish_small(GlobalStats& g, const ExactSum& small, Index k) {
   const std::vector<double> values = small.values();
   g.pass.word_term = values[kWordTerm];
   g.pass.theta_term = values[kThetaTerm];
@@ -89,6 +83,55 @@ GlobalStats reduce_states(const comm::Communicator& comm, tbb::enumerable_thread
   g.pass.documents = values[kDocuments];
   g.pass.doc_iterations = values[kDocIterations];
   g.pass.sum_elog_theta = Eigen::Map<const Vector>(values.data() + kElogTheta, k);
+}
+
+GlobalStats reduce_states(const comm::Communicator& comm, tbb::enumerable_thread_specific<ThreadState>& states, Index v,
+                          Index k, std::exception_ptr local_error, std::vector<std::int32_t>& row_of_word) {
+  GlobalStats g;
+  comm.agree(local_error);
+  if (comm.size() == 1) {  // nothing travels: dense (the M-step gives the same bits either way)
+    g.counts.assign(static_cast<std::size_t>(v * k), 0);
+    ExactSum small(kElogTheta + static_cast<std::size_t>(k));
+    for (ThreadState& s : states) {
+      s.acc.merge_into(g.counts);
+      s.acc.clear();
+      small.merge(s.small);
+      s.small = ExactSum(small.size());
+    }
+    finish_small(g, small, k);
+    return g;
+  }
+  std::vector<std::int64_t> local;
+  for (ThreadState& s : states)
+    for (std::int32_t w : s.acc.touched())
+      if (row_of_word[static_cast<std::size_t>(w)] < 0) {
+        row_of_word[static_cast<std::size_t>(w)] = 0;
+        local.push_back(w);
+      }
+  for (std::int64_t w : local) row_of_word[static_cast<std::size_t>(w)] = -1;
+  std::vector<std::int64_t> all = comm.size() > 1 ? comm.allgatherv(std::span<const std::int64_t>(local)) : local;
+  std::sort(all.begin(), all.end());
+  all.erase(std::unique(all.begin(), all.end()), all.end());
+  const bool sparse = 2 * static_cast<Index>(all.size()) <= v;
+  if (sparse) {
+    g.words.assign(all.begin(), all.end());
+    for (std::size_t i = 0; i < g.words.size(); ++i) row_of_word[static_cast<std::size_t>(g.words[i])] = static_cast<std::int32_t>(i);
+    g.counts.assign(g.words.size() * static_cast<std::size_t>(k), 0);
+  } else {
+    g.counts.assign(static_cast<std::size_t>(v * k), 0);
+  }
+  ExactSum small(kElogTheta + static_cast<std::size_t>(k));
+  for (ThreadState& s : states) {
+    s.acc.merge_into(g.counts, sparse ? std::span<const std::int32_t>(row_of_word) : std::span<const std::int32_t>());
+    s.acc.clear();
+    small.merge(s.small);
+    s.small = ExactSum(small.size());
+  }
+  for (std::int32_t w : g.words) row_of_word[static_cast<std::size_t>(w)] = -1;
+  comm.allreduce_sum(g.counts);
+  comm.allreduce(small);
+  g.bytes_allreduced = static_cast<double>(g.counts.size() * sizeof(std::int64_t) + all.size() * sizeof(std::int64_t));
+  finish_small(g, small, k);
   return g;
 }
 
@@ -240,6 +283,7 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
   const double scale = std::ldexp(1.0, -frac_bits);
   const FaultPlan& fault = FaultPlan::get();
   std::vector<std::uint8_t> seen(static_cast<std::size_t>(v), 0);
+  std::vector<std::int32_t> row_of_word(static_cast<std::size_t>(v), -1);
   std::vector<std::int32_t> words;
 
   for (; pass < c.max_iter; ++pass) {
@@ -275,16 +319,26 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
         error = std::current_exception();
         source.cancel_pass();
       }
-      return reduce_states(comm, states, v, k, error);
+      GlobalStats g = reduce_states(comm, states, v, k, error, row_of_word);
+      result.bytes_allreduced += g.bytes_allreduced;
+      if (!g.words.empty()) ++result.sparse_updates;
+      return g;
     };
     const auto m_step = [&](const GlobalStats& g, double rho, double doc_scale, int newton_iter) {
       RowMatrix& lambda = model.lambda_vk();
       const double eta = model.eta();
+      // λ ← (1 − ρ) λ + ρ η + ρ (N / S) stats: one expression for every word (stats 0 where
+      // none), so sparse and dense statistics give the same bits.
+      const double step = rho * doc_scale * scale;
       arena.execute([&] {
         tbb::parallel_for(Index{0}, v, [&](Index w) {
-          const std::int64_t* cell = g.counts.data() + static_cast<std::size_t>(w * k);
-          for (Index t = 0; t < k; ++t)
-            lambda(w, t) = (1.0 - rho) * lambda(w, t) + rho * (eta + doc_scale * static_cast<double>(cell[t]) * scale);
+          for (Index t = 0; t < k; ++t) lambda(w, t) = (1.0 - rho) * lambda(w, t) + rho * eta;
+        });
+        const auto rows = static_cast<Index>(g.words.empty() ? v : static_cast<Index>(g.words.size()));
+        tbb::parallel_for(Index{0}, rows, [&](Index i) {
+          const Index w = g.words.empty() ? i : g.words[static_cast<std::size_t>(i)];
+          const std::int64_t* cell = g.counts.data() + static_cast<std::size_t>(i * k);
+          for (Index t = 0; t < k; ++t) lambda(w, t) += step * static_cast<double>(cell[t]);
         });
       });
       if (c.learn_alpha && g.pass.documents > 0)
@@ -323,7 +377,6 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
         const double docs = g.pass.documents;
         if (!std::isfinite(g.pass.word_term + g.pass.theta_term)) check_finite_bound(g.pass.word_term, updates);
         if (docs > 0) m_step(g, rho, n / docs, 1);
-        if (std::getenv("LATENT_DEBUG_ITERS")) std::fprintf(stderr, "mean doc iterations %.2f\n", g.pass.doc_iterations / g.pass.documents);
         acc_word += g.pass.word_term;
         acc_theta += g.pass.theta_term;
         acc_tokens += g.pass.tokens;

@@ -22,11 +22,11 @@
 
 namespace latent::models {
 
-/// ψ(x), the digamma function, for x > 0 (recurrence to x >= 10, then the asymptotic
+/// ψ(x), the digamma function, for x > 0 (recurrence to x >= 8, then the asymptotic
 /// series); absolute error below 1e-13.
 double digamma(double x) noexcept;
-/// out[i] = ψ(x[i]) for every i, vectorised (the same series, shifted by exactly 10 below
-/// 10); a pure function of each x[i].
+/// out[i] = ψ(x[i]) for every i, vectorised (the same series, shifted by exactly 8 below
+/// 8); a pure function of each x[i].
 void digamma_into(std::span<const double> x, std::span<double> out) noexcept;
 /// ψ'(x), the trigamma function, for x > 0; relative error below 1e-12.
 double trigamma(double x) noexcept;
@@ -40,7 +40,7 @@ struct LdaEStepOptions {
 /// Reusable per-thread buffers for e_step_document (no allocation in the steady state).
 struct LdaWorkspace {
   RowMatrixF g;    ///< K × n: column i is exp(E[log β_·w]) of the document's word i (float32)
-  RowMatrixF gt;   ///< n × K: the same, word-major
+  RowMatrixF gt;   ///< n × K (padded): the same, word-major
   Eigen::VectorXf counts_f, et_f, ratio_f, acc_f;
   Vector gamma_old, exp_elog_theta, phinorm, elog_theta;
 };
@@ -127,12 +127,14 @@ class LdaStatsAccumulator {
  public:
   LdaStatsAccumulator(Index vocab_size, Index num_topics, int frac_bits);
   /// Adds the document's expected counts n_dw φ_dwk = n_dw exp(E[log θ_dk]) exp(E[log β_kw])
-  /// / phinorm_w, from the workspace of the e_step_document call just made with the model
-  /// whose exp(E[log β]) (V × K) is given.
-  void add_document(std::span<const std::int32_t> ids, std::span<const double> counts, const LdaWorkspace& work,
-                    const RowMatrix& exp_elog_beta);
-  /// this += other (touched words only).
-  void merge_into(std::span<std::int64_t> dense) const;
+  /// / phinorm_w, from the workspace of the e_step_document call just made (its gathered
+  /// rows of exp(E[log β]), single precision).
+  void add_document(std::span<const std::int32_t> ids, std::span<const double> counts, const LdaWorkspace& work);
+  /// Adds the touched rows into `out`: row w of a V × K buffer, or, if `row_of_word` is
+  /// given, row row_of_word[w] of a packed buffer (every touched word must have a row).
+  void merge_into(std::span<std::int64_t> out, std::span<const std::int32_t> row_of_word = {}) const;
+  /// The words with statistics since the last clear(), in first-touch order.
+  std::span<const std::int32_t> touched() const noexcept { return touched_list_; }
   void clear();
   int frac_bits() const noexcept { return frac_bits_; }
 

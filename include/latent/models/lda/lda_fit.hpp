@@ -65,6 +65,8 @@ struct LdaFitResult {
   Index num_empty_documents = 0;
   Index num_updates = 0;       ///< λ updates (passes for batch, minibatches for online)
   double bound_perplexity = 0; ///< last pass (online: running estimate over the pass)
+  double bytes_allreduced = 0; ///< expected-count statistics sent per rank, all updates (bytes)
+  Index sparse_updates = 0;    ///< updates whose statistics travelled as touched rows only
 };
 
 /// One record per pass, with tokens per second over all ranks.
