@@ -88,6 +88,10 @@ TEST(Invariance, MakeData) {
   run_cli({"generate", "lda", "--n-documents", "700", "--vocab-size", "120", "--n-topics", "4", "--doc-length", "40",
            "--docs-per-shard", "250", "--seed", "5", "--output", invariance_dir() + "/corpus"});
   ASSERT_TRUE(std::filesystem::exists(invariance_dir() + "/corpus/vocabulary.txt"));
+  // A large vocabulary and small minibatches: the statistics travel as touched rows only.
+  run_cli({"generate", "lda", "--n-documents", "300", "--vocab-size", "3000", "--n-topics", "5", "--doc-length", "20",
+           "--docs-per-shard", "70", "--seed", "6", "--output", invariance_dir() + "/corpus-sparse"});
+  ASSERT_TRUE(std::filesystem::exists(invariance_dir() + "/corpus-sparse/vocabulary.txt"));
   ASSERT_TRUE(std::filesystem::exists(invariance_dir() + "/data"));
 }
 
@@ -110,6 +114,9 @@ TEST(Invariance, Fit) {
       run_cli({"fit", "lda", "--data", dir + "/corpus", "--output", dir + "/" + tag + "-lda-" + method + ".h5", "--overwrite",
                "--n-topics", "4", "--method", method, "--batch-size", "90", "--max-iter", "3", "--threads", threads,
                "--block-rows", "64", "--learn-priors", "alpha", "--seed", "2"});
+    run_cli({"fit", "lda", "--data", dir + "/corpus-sparse", "--output", dir + "/" + tag + "-lda-sparse.h5", "--overwrite",
+             "--n-topics", "5", "--method", "online", "--batch-size", "25", "--max-iter", "2", "--threads", threads,
+             "--learn-priors", "both", "--seed", "4"});
   }
 }
 
@@ -123,6 +130,7 @@ TEST(Invariance, Compare) {
   models.push_back({"kmeans", {"cluster_centers", "history/objective"}});
   for (const char* method : {"batch", "online"})
     models.push_back({std::string("lda-") + method, {"components", "doc_topic_prior", "history/objective"}});
+  models.push_back({"lda-sparse", {"components", "doc_topic_prior", "topic_word_prior"}});
   int compared = 0;
   for (const auto& [name, datasets] : models) {
     const io::H5Reader reference(dir + "/n1-t1-" + name + ".h5");
@@ -139,7 +147,7 @@ TEST(Invariance, Compare) {
         }
       }
   }
-  EXPECT_EQ(compared, 8 * (4 * 5 + 4 + 2 + 2 * 3));
+  EXPECT_EQ(compared, 8 * (4 * 5 + 4 + 2 + 2 * 3 + 3));
 }
 
 }  // namespace
