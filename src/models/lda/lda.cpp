@@ -201,14 +201,14 @@ LdaDocResult Lda::e_step_document(std::span<const std::int32_t> ids, std::span<c
   const Eigen::Map<const Vector> cts(counts.data(), n);
   if (!warm || gamma.size() != k) gamma = Vector::Constant(k, 1.0);
   if (n == 0) gamma = alpha_;  // no words: the posterior is the prior
-  // The document's rows of exp(E[log β]) in float32, in both layouts: G (K × np) makes
-  // phinorm = Gᵀ exp(E[log θ]) K multiply-adds into accumulators held in registers for 64
-  // words at a time; Gt (n × kp) makes G·(n / phinorm) n multiply-adds into registers for 8
-  // topics at a time (four interleaved partial sums, added in a fixed order). Both are
-  // zero-padded (np to 64 words, kp to 8 topics) so every inner loop has a fixed width.
-  // Single precision perturbs γ by ~1e-6 relative, far below mean_change_tol; the
-  // statistics and the bound use the double-precision rows after convergence.
-  constexpr Index kWords = 64, kTopics = 16;
+  // The document's rows of exp(E[log β]) in float32: Gt (np × kp, word-major, the gather
+  // target, used after convergence) and G (kp × np, topic-major) for the iterations. One
+  // sweep over G per iteration, in chunks of 64 words: phinorm for the chunk by K
+  // multiply-adds into 64 register accumulators, then while the chunk is in L1 each topic's
+  // share of G·(n / phinorm) into a 16-lane partial sum; the lanes are added in a fixed
+  // order at the end. Zero padding (np to 64 words, kp to 16 topics) keeps every loop at a
+  // fixed width. Single precision perturbs γ by ~1e-6 relative, far below mean_change_tol.
+  constexpr Index kWords = 64, kTopics = 16, kLanes = 16;
   const Index np = (n + kWords - 1) / kWords * kWords, kp = (k + kTopics - 1) / kTopics * kTopics;
   work.gt.resize(np, kp);
   for (Index i = 0; i < n; ++i) {
@@ -222,10 +222,10 @@ LdaDocResult Lda::e_step_document(std::span<const std::int32_t> ids, std::span<c
   Vector& et = work.exp_elog_theta;
   exp_elog_theta(gamma, et);
   // Hoffman et al. 2010 Alg. 2: phinorm = Gᵀ exp(E[log θ]); γ = α + exp(E[log θ]) ⊙ G (n / phinorm).
-  work.ratio_f.resize(np);
+  work.ratio_f.resize(kp * kLanes);  // the per-topic lane sums
   work.acc_f.resize(kp);
   work.et_f.setZero(kp);
-  float* ratio = work.ratio_f.data();
+  float* lanes = work.ratio_f.data();
   float* acc_f = work.acc_f.data();
   const float* cnt = work.counts_f.data();
   const float* g_all = work.g.data();
@@ -234,6 +234,7 @@ LdaDocResult Lda::e_step_document(std::span<const std::int32_t> ids, std::span<c
     work.gamma_old = gamma;
     work.et_f.head(k) = et.cast<float>();
     const float* et_f = work.et_f.data();
+    std::fill_n(lanes, k * kLanes, 0.0f);
     for (Index j0 = 0; j0 < np; j0 += kWords) {
       float sum[kWords] = {};
       for (Index t = 0; t < k; ++t) {
@@ -242,24 +243,27 @@ LdaDocResult Lda::e_step_document(std::span<const std::int32_t> ids, std::span<c
 #pragma omp simd
         for (Index j = 0; j < kWords; ++j) sum[j] += e * g[j];
       }
+      float rr[kWords];
 #pragma omp simd
-      for (Index j = 0; j < kWords; ++j) ratio[j0 + j] = cnt[j0 + j] / (sum[j] + 1e-30f);
-    }
-    for (Index t0 = 0; t0 < kp; t0 += kTopics) {
-      float s0[kTopics] = {}, s1[kTopics] = {}, s2[kTopics] = {}, s3[kTopics] = {};
-      for (Index j = 0; j < np; j += 4) {
-        const float* g = gt_all + j * kp + t0;
-        const float r0 = ratio[j], r1 = ratio[j + 1], r2 = ratio[j + 2], r3 = ratio[j + 3];
+      for (Index j = 0; j < kWords; ++j) rr[j] = cnt[j0 + j] / (sum[j] + 1e-30f);
+      for (Index t = 0; t < k; ++t) {
+        const float* g = g_all + t * np + j0;
+        float* lane = lanes + t * kLanes;
 #pragma omp simd
-        for (Index t = 0; t < kTopics; ++t) {
-          s0[t] += r0 * g[t];
-          s1[t] += r1 * g[kp + t];
-          s2[t] += r2 * g[2 * kp + t];
-          s3[t] += r3 * g[3 * kp + t];
-        }
+        for (Index l = 0; l < kLanes; ++l)
+          lane[l] += g[l] * rr[l] + g[16 + l] * rr[16 + l] + g[32 + l] * rr[32 + l] + g[48 + l] * rr[48 + l];
       }
-#pragma omp simd
-      for (Index t = 0; t < kTopics; ++t) acc_f[t0 + t] = (s0[t] + s1[t]) + (s2[t] + s3[t]);
+    }
+    for (Index t = 0; t < k; ++t) {
+      const float* lane = lanes + t * kLanes;
+      float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+      for (Index l = 0; l < kLanes; l += 4) {
+        a0 += lane[l];
+        a1 += lane[l + 1];
+        a2 += lane[l + 2];
+        a3 += lane[l + 3];
+      }
+      acc_f[t] = (a0 + a1) + (a2 + a3);
     }
     gamma = alpha_.array() + et.array() * work.acc_f.head(k).cast<double>().array();
     exp_elog_theta(gamma, et);
