@@ -83,6 +83,18 @@ Control make_control(const Context& ctx, const CommonFit& c, const std::string& 
   return out;
 }
 
+// Checks the output path and takes its lock on rank 0 (refused on every rank if either
+// fails). Collective.
+std::unique_ptr<io::OutputLock> lock_output(const Context& ctx, const CommonFit& c) {
+  std::unique_ptr<io::OutputLock> lock;
+  comm::run_agreed(ctx.comm, [&] {
+    if (!ctx.comm.is_root()) return;
+    io::check_output_path(c.output, c.overwrite);
+    lock = std::make_unique<io::OutputLock>(c.output);
+  });
+  return lock;
+}
+
 // Checks and locks the output, opens the data, and runs the validating summary pass.
 // Collective.
 // `needs(D, inputs)` fills in the model's part of the memory estimate (num_stats, parameters,
@@ -90,11 +102,7 @@ Control make_control(const Context& ctx, const CommonFit& c, const std::string& 
 std::unique_ptr<io::BlockSource> prepare(const Context& ctx, CommonFit& c, train::DataSummary& summary,
                                          std::unique_ptr<io::OutputLock>& lock,
                                          const std::function<void(train::EmMemoryInputs&)>& needs) {
-  comm::run_agreed(ctx.comm, [&] {
-    if (!ctx.comm.is_root()) return;
-    io::check_output_path(c.output, c.overwrite);
-    lock = std::make_unique<io::OutputLock>(c.output);
-  });
+  lock = lock_output(ctx, c);
   c.stream.threads = resolve_threads(c.stream.threads);
   auto source = open_source(ctx, c.data, c.stream, Labels::kNo);
   train::EmMemoryInputs mem;
@@ -257,11 +265,7 @@ int fit_lda(const std::vector<std::string>& args, const Context& ctx) {
   l.learn_eta = learn_priors == "eta" || learn_priors == "both";
   l.seed = c.seed;
   std::unique_ptr<io::OutputLock> lock;
-  comm::run_agreed(ctx.comm, [&] {
-    if (!ctx.comm.is_root()) return;
-    io::check_output_path(c.output, c.overwrite);
-    lock = std::make_unique<io::OutputLock>(c.output);
-  });
+  lock = lock_output(ctx, c);
   c.stream.threads = resolve_threads(c.stream.threads);
   l.threads = c.stream.threads;
   l.block_rows = c.stream.block_rows;

@@ -68,6 +68,7 @@ inline double sample_gamma(CounterRng& rng, double shape) noexcept {
     } while (v <= 0.0);
     v = v * v * v;
     const double u = rng.next_uniform();
+    if (u < 1.0 - 0.0331 * (x * x) * (x * x)) return d * v;  // the squeeze: no logarithms
     if (std::log(u) < 0.5 * x * x + d - d * v + d * std::log(v)) return d * v;
   }
 }

@@ -121,10 +121,10 @@ void Lda::refresh(int threads) {
 
 void Lda::refresh_row(Index w) {
   const Index k = num_topics();
-  double* row = exp_elog_beta_.row(w).data();
-  digamma_into({lambda_.row(w).data(), static_cast<std::size_t>(k)}, {row, static_cast<std::size_t>(k)});
-  Eigen::Map<Eigen::Array<double, Eigen::Dynamic, 1>> r(row, k);
-  r = (r - digamma_total_.array()).exp();
+  thread_local Vector row;
+  row.resize(k);
+  digamma_into({lambda_.row(w).data(), static_cast<std::size_t>(k)}, {row.data(), static_cast<std::size_t>(k)});
+  exp_elog_beta_.row(w) = (row.array() - digamma_total_.array()).exp().cast<float>().matrix().transpose();
 }
 
 void Lda::refresh_words(std::span<const std::int32_t> words, int threads) {
@@ -212,11 +212,19 @@ LdaDocResult Lda::e_step_document(std::span<const std::int32_t> ids, std::span<c
   const Index np = (n + kWords - 1) / kWords * kWords, kp = (k + kTopics - 1) / kTopics * kTopics;
   work.gt.resize(np, kp);
   for (Index i = 0; i < n; ++i) {
-    work.gt.row(i).head(k) = exp_elog_beta_.row(ids[static_cast<std::size_t>(i)]).cast<float>();
+    work.gt.row(i).head(k) = exp_elog_beta_.row(ids[static_cast<std::size_t>(i)]);
     if (kp > k) work.gt.row(i).tail(kp - k).setZero();
   }
   if (np > n) work.gt.bottomRows(np - n).setZero();
-  work.g = work.gt.transpose();
+  // G = Gtᵀ by 16 × 16 tiles (np and kp are multiples of 16).
+  work.g.resize(kp, np);
+  for (Index i0 = 0; i0 < np; i0 += 16)
+    for (Index t0 = 0; t0 < kp; t0 += 16)
+      for (Index i = i0; i < i0 + 16; ++i) {
+        const float* from = work.gt.data() + i * kp + t0;
+        float* to = work.g.data() + t0 * np + i;
+        for (Index t = 0; t < 16; ++t) to[t * np] = from[t];
+      }
   work.counts_f.setZero(np);
   work.counts_f.head(n) = cts.cast<float>();
   Vector& et = work.exp_elog_theta;
@@ -229,7 +237,6 @@ LdaDocResult Lda::e_step_document(std::span<const std::int32_t> ids, std::span<c
   float* acc_f = work.acc_f.data();
   const float* cnt = work.counts_f.data();
   const float* g_all = work.g.data();
-  const float* gt_all = work.gt.data();
   for (int it = 1; it <= options.max_doc_update_iter && n > 0; ++it) {
     work.gamma_old = gamma;
     work.et_f.head(k) = et.cast<float>();
@@ -272,13 +279,15 @@ LdaDocResult Lda::e_step_document(std::span<const std::int32_t> ids, std::span<c
   }
   // Final phinorm in double arithmetic over the gathered (float32) rows: the bound and the
   // statistics then carry the rows' single-precision rounding (~6e-8 relative).
-  work.phinorm.resize(n);
-  for (Index i = 0; i < n; ++i) {
-    const float* g = gt_all + i * kp;
-    double sum = 0;
-    for (Index t = 0; t < k; ++t) sum += et(t) * static_cast<double>(g[t]);
-    work.phinorm(i) = sum + 1e-100;
+  work.phinorm.setZero(n);
+  for (Index t = 0; t < k; ++t) {
+    const float* g = g_all + t * np;
+    const double e = et(t);
+    double* ph = work.phinorm.data();
+#pragma omp simd
+    for (Index i = 0; i < n; ++i) ph[i] += e * static_cast<double>(g[i]);
   }
+  work.phinorm.array() += 1e-100;
   // The document's terms of the bound with the final γ (and the φ it implies).
   r.word_term = (cts.array() * work.phinorm.array().log()).sum();
   const double dg_sum = digamma(gamma.sum());

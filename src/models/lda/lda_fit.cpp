@@ -89,18 +89,6 @@ GlobalStats reduce_states(const comm::Communicator& comm, tbb::enumerable_thread
                           Index k, std::exception_ptr local_error, std::vector<std::int32_t>& row_of_word) {
   GlobalStats g;
   comm.agree(local_error);
-  if (comm.size() == 1) {  // nothing travels: dense (the M-step gives the same bits either way)
-    g.counts.assign(static_cast<std::size_t>(v * k), 0);
-    ExactSum small(kElogTheta + static_cast<std::size_t>(k));
-    for (ThreadState& s : states) {
-      s.acc.merge_into(g.counts);
-      s.acc.clear();
-      small.merge(s.small);
-      s.small = ExactSum(small.size());
-    }
-    finish_small(g, small, k);
-    return g;
-  }
   std::vector<std::int64_t> local;
   for (ThreadState& s : states)
     for (std::int32_t w : s.acc.touched())
@@ -112,7 +100,9 @@ GlobalStats reduce_states(const comm::Communicator& comm, tbb::enumerable_thread
   std::vector<std::int64_t> all = comm.size() > 1 ? comm.allgatherv(std::span<const std::int64_t>(local)) : local;
   std::sort(all.begin(), all.end());
   all.erase(std::unique(all.begin(), all.end()), all.end());
-  const bool sparse = 2 * static_cast<Index>(all.size()) <= v;
+  // One rank: always the touched rows (nothing travels; V × K memory is not swept). The
+  // M-step gives the same bits either way.
+  const bool sparse = comm.size() == 1 || 2 * static_cast<Index>(all.size()) <= v;
   if (sparse) {
     g.words.assign(all.begin(), all.end());
     for (std::size_t i = 0; i < g.words.size(); ++i) row_of_word[static_cast<std::size_t>(g.words[i])] = static_cast<std::int32_t>(i);
@@ -130,7 +120,8 @@ GlobalStats reduce_states(const comm::Communicator& comm, tbb::enumerable_thread
   for (std::int32_t w : g.words) row_of_word[static_cast<std::size_t>(w)] = -1;
   comm.allreduce_sum(g.counts);
   comm.allreduce(small);
-  g.bytes_allreduced = static_cast<double>(g.counts.size() * sizeof(std::int64_t) + all.size() * sizeof(std::int64_t));
+  if (comm.size() > 1)
+    g.bytes_allreduced = static_cast<double>(g.counts.size() * sizeof(std::int64_t) + all.size() * sizeof(std::int64_t));
   finish_small(g, small, k);
   return g;
 }

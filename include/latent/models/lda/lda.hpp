@@ -67,8 +67,9 @@ class Lda {
   /// λ word-major, V × K.
   const RowMatrix& lambda_vk() const noexcept { return lambda_; }
   RowMatrix& lambda_vk() noexcept { return lambda_; }
-  /// exp(E[log β]) word-major, V × K (valid after refresh()).
-  const RowMatrix& exp_elog_beta() const noexcept { return exp_elog_beta_; }
+  /// exp(E[log β]) word-major, V × K, single precision (the E-step's precision; valid after
+  /// refresh()).
+  const RowMatrixF& exp_elog_beta() const noexcept { return exp_elog_beta_; }
   const Vector& alpha() const noexcept { return alpha_; }
   Vector& alpha() noexcept { return alpha_; }
   double eta() const noexcept { return eta_; }
@@ -113,7 +114,7 @@ class Lda {
  private:
   RowMatrix lambda_;         // V × K
   void refresh_row(Index w);
-  RowMatrix exp_elog_beta_;  // V × K
+  RowMatrixF exp_elog_beta_;  // V × K
   Vector topic_totals_;      // K
   Vector digamma_total_;     // ψ(topic_totals_)
   Vector alpha_;             // K
