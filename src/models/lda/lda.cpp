@@ -184,10 +184,13 @@ double Lda::sum_elog_beta(int threads) const {
 namespace {
 
 void exp_elog_theta(const Vector& gamma, Vector& out) {
-  const double dg_sum = digamma(gamma.sum());
-  out.resize(gamma.size());
-  digamma_into({gamma.data(), static_cast<std::size_t>(gamma.size())}, {out.data(), static_cast<std::size_t>(out.size())});
-  out = (out.array() - dg_sum).exp().matrix();
+  const Index k = gamma.size();
+  double sum = 0;
+  for (Index t = 0; t < k; ++t) sum += gamma(t);
+  const double dg_sum = digamma(sum);
+  out.resize(k);
+  digamma_into({gamma.data(), static_cast<std::size_t>(k)}, {out.data(), static_cast<std::size_t>(k)});
+  out.array() = (out.array() - dg_sum).exp();
 }
 
 }  // namespace
@@ -238,7 +241,6 @@ LdaDocResult Lda::e_step_document(std::span<const std::int32_t> ids, std::span<c
   const float* cnt = work.counts_f.data();
   const float* g_all = work.g.data();
   for (int it = 1; it <= options.max_doc_update_iter && n > 0; ++it) {
-    work.gamma_old = gamma;
     work.et_f.head(k) = et.cast<float>();
     const float* et_f = work.et_f.data();
     std::fill_n(lanes, k * kLanes, 0.0f);
@@ -272,10 +274,20 @@ LdaDocResult Lda::e_step_document(std::span<const std::int32_t> ids, std::span<c
       }
       acc_f[t] = (a0 + a1) + (a2 + a3);
     }
-    gamma = alpha_.array() + et.array() * work.acc_f.head(k).cast<double>().array();
+    // γ = α + exp(E[log θ]) ⊙ sums, its mean change, then exp(E[log θ]) for the next sweep:
+    // plain loops over K (no temporaries; this runs once per document and iteration).
+    double change = 0;
+    double* gm = gamma.data();
+    const double* al = alpha_.data();
+    double* e = et.data();
+    for (Index t = 0; t < k; ++t) {
+      const double next = al[t] + e[t] * static_cast<double>(acc_f[t]);
+      change += std::abs(next - gm[t]);
+      gm[t] = next;
+    }
     exp_elog_theta(gamma, et);
     r.iterations = it;
-    if ((gamma - work.gamma_old).cwiseAbs().mean() < options.mean_change_tol) break;
+    if (change / static_cast<double>(k) < options.mean_change_tol) break;
   }
   // Final phinorm in double arithmetic over the gathered (float32) rows: the bound and the
   // statistics then carry the rows' single-precision rounding (~6e-8 relative).

@@ -42,7 +42,7 @@ struct LdaWorkspace {
   RowMatrixF g;    ///< K × n: column i is exp(E[log β_·w]) of the document's word i (float32)
   RowMatrixF gt;   ///< n × K (padded): the same, word-major
   Eigen::VectorXf counts_f, et_f, ratio_f, acc_f;
-  Vector gamma_old, exp_elog_theta, phinorm, elog_theta;
+  Vector exp_elog_theta, phinorm, elog_theta;
 };
 
 /// What one document's E-step gives: γ, and the document's terms of the bound.
