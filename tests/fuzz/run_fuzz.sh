@@ -50,6 +50,8 @@ for target in fuzz_shard fuzz_checkpoint fuzz_import fuzz_counts fuzz_import_cou
     fuzz_import_counts) seeds=seed-import-counts ;; *) seeds=seed-import ;; esac
   mkdir -p "$work/corpus-$target" "$work/art-$target"
   echo "== $target for ${seconds}s"
+  if [ ! -x "$bin/tests/$target" ]; then echo "FAIL $target: not built"; status=1; continue; fi
+  if [ -z "$(ls -A "$work/$seeds")" ]; then echo "FAIL $target: no seed inputs were made"; status=1; continue; fi
   (cd "$work/art-$target" && "$OLDPWD/$bin/tests/$target" -fork=1 -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1 \
      -max_total_time="$seconds" -timeout=20 -rss_limit_mb=4096 -malloc_limit_mb=2000000000 \
      "$work/corpus-$target" "$work/$seeds" > "$work/$target.log" 2>&1) || true
