@@ -124,7 +124,8 @@ void Lda::refresh_row(Index w) {
   thread_local Vector row;
   row.resize(k);
   digamma_into({lambda_.row(w).data(), static_cast<std::size_t>(k)}, {row.data(), static_cast<std::size_t>(k)});
-  exp_elog_beta_.row(w) = (row.array() - digamma_total_.array()).exp().cast<float>().matrix().transpose();
+  row.array() = (row.array() - digamma_total_.array()).exp();  // vectorised in double, then narrowed
+  exp_elog_beta_.row(w) = row.cast<float>().transpose();
 }
 
 void Lda::refresh_words(std::span<const std::int32_t> words, int threads) {
@@ -300,6 +301,7 @@ LdaDocResult Lda::e_step_document(std::span<const std::int32_t> ids, std::span<c
     for (Index i = 0; i < n; ++i) ph[i] += e * static_cast<double>(g[i]);
   }
   work.phinorm.array() += 1e-100;
+  if (!options.with_bound) return r;
   // The document's terms of the bound with the final γ (and the φ it implies).
   r.word_term = (cts.array() * work.phinorm.array().log()).sum();
   const double dg_sum = digamma(gamma.sum());

@@ -54,7 +54,8 @@ void e_step_block(const Lda& model, const LdaEStepOptions& options, const io::Cs
       s.row[kTokens] = tokens;
       s.row[kDocuments] = 1;
       s.row[kDocIterations] = res.iterations;
-      for (Index t = 0; t < k; ++t) s.row[kElogTheta + static_cast<std::size_t>(t)] = s.work.elog_theta(t);
+      if (options.with_bound)
+        for (Index t = 0; t < k; ++t) s.row[kElogTheta + static_cast<std::size_t>(t)] = s.work.elog_theta(t);
       s.small.add(s.row);
     }
   });
@@ -282,6 +283,9 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
     source.start_pass();
     for (Index m = 0; m < minibatch; ++m) source.next();  // resumed in the middle of a pass
     LdaPassStats pass_stats;
+    const bool evaluate = c.evaluate_every > 0 && ((pass + 1) % c.evaluate_every == 0 || pass + 1 == c.max_iter);
+    LdaEStepOptions e_step = c.e_step;
+    e_step.with_bound = evaluate || c.learn_alpha;  // the documents' bound terms and Σ E[log θ]
     // One λ update: a minibatch (online) or the whole pass (batch).
     const auto run_update = [&](Index blocks) {
       std::exception_ptr error;
@@ -304,7 +308,7 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
             for (std::int32_t w : words) seen[static_cast<std::size_t>(w)] = 0;
             model.refresh_words(words, c.threads);
           }
-          arena.execute([&] { e_step_block(model, c.e_step, *block, c.seed, static_cast<std::uint64_t>(updates + 1), states); });
+          arena.execute([&] { e_step_block(model, e_step, *block, c.seed, static_cast<std::uint64_t>(updates + 1), states); });
         }
       } catch (...) {
         error = std::current_exception();
@@ -351,7 +355,6 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
     };
 
     double bound = 0, tokens = 0;
-    const bool evaluate = c.evaluate_every > 0 && ((pass + 1) % c.evaluate_every == 0 || pass + 1 == c.max_iter);
     if (!online) {
       const GlobalStats g = run_update(num_blocks);
       // The bound at the current λ (before the update): the documents' terms plus the topics'.

@@ -35,6 +35,10 @@ double trigamma(double x) noexcept;
 struct LdaEStepOptions {
   int max_doc_update_iter = 100;  ///< coordinate-ascent iterations per document at most
   double mean_change_tol = 1e-3;  ///< stop when mean |Δγ| falls below this
+  /// Also evaluate the document's bound terms and E[log θ] (word_term, theta_term,
+  /// work.elog_theta); training skips them on passes that neither report the bound nor
+  /// learn α.
+  bool with_bound = true;
 };
 
 /// Reusable per-thread buffers for e_step_document (no allocation in the steady state).
@@ -49,7 +53,7 @@ struct LdaWorkspace {
 struct LdaDocResult {
   int iterations = 0;
   /// Σ_w n_dw log Σ_k exp(E[log θ_dk] + E[log β_kw]): the expected log-likelihood part of
-  /// the bound with the optimal φ (nats).
+  /// the bound with the optimal φ (nats). Zero (with theta_term) if !with_bound.
   double word_term = 0;
   /// E[log p(θ|α)] − E[log q(θ|γ)] (nats).
   double theta_term = 0;
