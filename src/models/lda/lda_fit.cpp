@@ -282,7 +282,6 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
     const auto t0 = Clock::now();
     source.start_pass();
     for (Index m = 0; m < minibatch; ++m) source.next();  // resumed in the middle of a pass
-    LdaPassStats pass_stats;
     const bool evaluate = c.evaluate_every > 0 && ((pass + 1) % c.evaluate_every == 0 || pass + 1 == c.max_iter);
     LdaEStepOptions e_step = c.e_step;
     e_step.with_bound = evaluate || c.learn_alpha;  // the documents' bound terms and Σ E[log θ]
