@@ -12,6 +12,7 @@
 
 #include "latent/core/error.hpp"
 #include "latent/io/counts_dataset.hpp"
+#include "h5_handle.hpp"
 #include "latent/io/h5_file.hpp"
 
 namespace latent::io {
@@ -21,13 +22,6 @@ namespace fs = std::filesystem;
 
 // Shard names must sort in document order; five digits stop sorting at 100000.
 constexpr Index kMaxShards = 100000;
-
-void fsync_path(const std::string& path, bool directory) {
-  const int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-  if (fd < 0) return;
-  ::fsync(fd);
-  ::close(fd);
-}
 
 std::string parent_of(const std::string& path) {
   const fs::path p = fs::absolute(fs::path(path)).lexically_normal();
@@ -161,7 +155,7 @@ void CountsWriter::commit(const std::vector<std::string>& vocabulary) {
     ok = std::fclose(f) == 0 && ok;
     if (!ok) throw Error(ErrorKind::kIo, "output " + dir_ + ": cannot write " + vocab_path + " (disk full?)");
   }
-  fsync_path(tmp_dir_, true);
+  detail::fsync_path(tmp_dir_, true);
   std::error_code ec;
   // rename(2) would silently replace an empty directory created meanwhile.
   if (fs::exists(dir_, ec) || fs::is_symlink(dir_, ec))
@@ -169,7 +163,7 @@ void CountsWriter::commit(const std::vector<std::string>& vocabulary) {
   fs::rename(tmp_dir_, dir_, ec);
   if (ec) throw_output("output " + dir_ + ": cannot rename " + tmp_dir_ + " into place: " + ec.message());
   committed_ = true;
-  fsync_path(parent_of(dir_), true);
+  detail::fsync_path(parent_of(dir_), true);
 }
 
 }  // namespace latent::io

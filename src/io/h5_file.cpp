@@ -32,13 +32,6 @@ hid_t file_type(DType t) {
   return H5T_IEEE_F64LE;
 }
 
-void fsync_path(const std::string& path, bool directory) {
-  const int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-  if (fd < 0) return;
-  ::fsync(fd);
-  ::close(fd);
-}
-
 std::string parent_dir(const std::string& path) {
   fs::path p = fs::absolute(fs::path(path)).parent_path();
   return p.empty() ? std::string(".") : p.string();
@@ -235,12 +228,12 @@ void H5Writer::commit() {
   if (H5Fflush(impl_->file.get(), H5F_SCOPE_GLOBAL) < 0)
     throw Error(ErrorKind::kIo, "output " + path_ + ": flush failed (disk full?)");
   impl_->file.reset();
-  fsync_path(tmp_path_, false);
+  detail::fsync_path(tmp_path_, false);
   std::error_code ec;
   fs::rename(tmp_path_, path_, ec);
   if (ec) throw Error(ErrorKind::kIo, "output " + path_ + ": rename from " + tmp_path_ + " failed: " + ec.message());
   committed_ = true;
-  fsync_path(parent_dir(path_), true);
+  detail::fsync_path(parent_dir(path_), true);
 }
 
 struct H5Reader::Impl {

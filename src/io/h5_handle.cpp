@@ -1,5 +1,8 @@
 #include "h5_handle.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <type_traits>
@@ -59,6 +62,13 @@ Handle open_trusted_dataset(hid_t file, const std::string& file_path, const std:
   if (H5Pget_external_count(dcpl.get()) > 0)
     throw_input(where + ": uses external storage; refused");
   return d;
+}
+
+void fsync_path(const std::string& path, bool directory) {
+  const int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
 }
 
 NumericDatasetInfo inspect_numeric_dataset(hid_t file, const std::string& file_path, const std::string& name,

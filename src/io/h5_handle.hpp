@@ -66,6 +66,9 @@ Handle open_read_only(const std::string& path);
 /// external storage nor a virtual layout (RELIABILITY.md rule 6). Throws Error(kInput).
 Handle open_trusted_dataset(hid_t file, const std::string& file_path, const std::string& name);
 
+/// fsync of a file or directory (best effort: errors are ignored), for atomic writes.
+void fsync_path(const std::string& path, bool directory);
+
 /// Shape and element type of a numeric dataset, checked before anything is read.
 struct NumericDatasetInfo {
   std::vector<hsize_t> dims;

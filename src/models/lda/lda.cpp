@@ -154,8 +154,7 @@ void Lda::refresh_totals(int threads) {
 
 double Lda::topic_term(int threads) const {
   const Index k = num_topics(), v = vocab_size();
-  Vector dg_total(k);
-  for (Index t = 0; t < k; ++t) dg_total(t) = digamma(topic_totals_(t));
+  const Vector& dg_total = digamma_total_;  // ψ(Σ_w λ_kw), kept by refresh_totals
   const double lg_eta = log_gamma(eta_);
   double total = chunked_sum(v, threads, [&](Index first, Index last) {
     double s = 0;
@@ -172,8 +171,7 @@ double Lda::topic_term(int threads) const {
 
 double Lda::sum_elog_beta(int threads) const {
   const Index k = num_topics();
-  Vector dg_total(k);
-  for (Index t = 0; t < k; ++t) dg_total(t) = digamma(topic_totals_(t));
+  const Vector& dg_total = digamma_total_;  // ψ(Σ_w λ_kw), kept by refresh_totals
   return chunked_sum(vocab_size(), threads, [&](Index first, Index last) {
     double s = 0;
     for (Index w = first; w < last; ++w)

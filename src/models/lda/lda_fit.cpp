@@ -368,7 +368,7 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
         ++updates;
         const double rho = std::pow(c.learning_offset + static_cast<double>(updates), -c.learning_decay);
         const double docs = g.pass.documents;
-        if (!std::isfinite(g.pass.word_term + g.pass.theta_term)) check_finite_bound(g.pass.word_term, updates);
+        check_finite_bound(g.pass.word_term + g.pass.theta_term, updates);
         if (docs > 0) m_step(g, rho, n / docs, 1);
         acc_word += g.pass.word_term;
         acc_theta += g.pass.theta_term;
