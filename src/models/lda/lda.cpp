@@ -53,26 +53,47 @@ double digamma(double x) noexcept {
   return std::log(x) - 0.5 / x + t - num / den;
 }
 
-void digamma_into(std::span<const double> x, std::span<double> out) noexcept {
-  using Array = Eigen::Array<double, Eigen::Dynamic, 1>;
+namespace {
+
+// out[i] = exp(ψ(x[i]) − minus[i]) in single precision (minus: K values, or one for all).
+// The series of digamma() cut to x^-6 (truncation < 3e-10 at x + 8), branch-free so all
+// 16 lanes run: entries below 8 are shifted by exactly 8, the eight reciprocals summed as
+// one fraction. The work is padded to a multiple of 16 (no scalar tail) in thread-local
+// buffers: no allocation in the E-step's inner loop.
+void exp_digamma_minus_impl(std::span<const double> x, const float* minus, float minus_all, std::span<float> out) noexcept {
+  using ArrayF = Eigen::Array<float, Eigen::Dynamic, 1>;
   const auto n = static_cast<Index>(x.size());
-  const Eigen::Map<const Array> in(x.data(), n);
-  Eigen::Map<Array> r(out.data(), n);
-  // The same series as digamma(), branch-free so it vectorises: entries below 8 are
-  // shifted by exactly 8 (the eight reciprocals summed as one fraction). Thread-local
-  // buffers: no allocation per call in the E-step's inner loop.
-  thread_local Array y, num, den, f;
+  const Index m = (n + 15) / 16 * 16;
+  thread_local ArrayF in, sub, y, num, den, f, r;
+  in.resize(m);
+  sub.resize(m);
+  for (Index i = 0; i < n; ++i) {
+    in(i) = static_cast<float>(x[static_cast<std::size_t>(i)]);
+    sub(i) = minus != nullptr ? minus[i] : minus_all;
+  }
+  in.tail(m - n).setOnes();
+  sub.tail(m - n).setZero();
   y = in;
-  num.setZero(n);
-  den.setOnes(n);
+  num.setZero(m);
+  den.setOnes(m);
   for (int i = 0; i < 8; ++i) {
-    num = (in < 8.0).select(num * y + den, num);
-    den = (in < 8.0).select(den * y, den);
-    y = (in < 8.0).select(y + 1.0, y);
+    num = (in < 8.0f).select(num * y + den, num);
+    den = (in < 8.0f).select(den * y, den);
+    y = (in < 8.0f).select(y + 1.0f, y);
   }
   f = (y * y).inverse();
-  r = y.log() - 0.5 / y - num / den +
-      f * (-1.0 / 12 + f * (1.0 / 120 + f * (-1.0 / 252 + f * (1.0 / 240 + f * (-1.0 / 132 + f * (691.0 / 32760 + f * (-1.0 / 12)))))));
+  r = (y.log() - sub - 0.5f / y - num / den + f * (-1.0f / 12 + f * (1.0f / 120 + f * (-1.0f / 252)))).exp();
+  std::copy_n(r.data(), n, out.data());
+}
+
+}  // namespace
+
+void exp_digamma_minus(std::span<const double> x, std::span<const float> minus, std::span<float> out) noexcept {
+  exp_digamma_minus_impl(x, minus.data(), 0.0f, out);
+}
+
+void exp_digamma_minus(std::span<const double> x, float minus, std::span<float> out) noexcept {
+  exp_digamma_minus_impl(x, nullptr, minus, out);
 }
 
 double trigamma(double x) noexcept {
@@ -120,12 +141,8 @@ void Lda::refresh(int threads) {
 }
 
 void Lda::refresh_row(Index w) {
-  const Index k = num_topics();
-  thread_local Vector row;
-  row.resize(k);
-  digamma_into({lambda_.row(w).data(), static_cast<std::size_t>(k)}, {row.data(), static_cast<std::size_t>(k)});
-  row.array() = (row.array() - digamma_total_.array()).exp();  // vectorised in double, then narrowed
-  exp_elog_beta_.row(w) = row.cast<float>().transpose();
+  const auto k = static_cast<std::size_t>(num_topics());
+  exp_digamma_minus({lambda_.row(w).data(), k}, {digamma_total_f_.data(), k}, {exp_elog_beta_.row(w).data(), k});
 }
 
 void Lda::refresh_words(std::span<const std::int32_t> words, int threads) {
@@ -150,6 +167,7 @@ void Lda::refresh_totals(int threads) {
   for (Index c = 0; c < chunks; ++c) topic_totals_ += partial.row(c).transpose();
   digamma_total_.resize(k);
   for (Index t = 0; t < k; ++t) digamma_total_(t) = digamma(topic_totals_(t));
+  digamma_total_f_ = digamma_total_.cast<float>();
 }
 
 double Lda::topic_term(int threads) const {
@@ -182,14 +200,15 @@ double Lda::sum_elog_beta(int threads) const {
 
 namespace {
 
-void exp_elog_theta(const Vector& gamma, Vector& out) {
+// exp(E[log θ]) = exp(ψ(γ) − ψ(Σγ)) into out_f (single precision, the E-step's products;
+// its first K entries) and out (the same values widened).
+void exp_elog_theta(const Vector& gamma, Eigen::VectorXf& out_f, Vector& out) {
   const Index k = gamma.size();
   double sum = 0;
   for (Index t = 0; t < k; ++t) sum += gamma(t);
-  const double dg_sum = digamma(sum);
-  out.resize(k);
-  digamma_into({gamma.data(), static_cast<std::size_t>(k)}, {out.data(), static_cast<std::size_t>(k)});
-  out.array() = (out.array() - dg_sum).exp();
+  const auto n = static_cast<std::size_t>(k);
+  exp_digamma_minus({gamma.data(), n}, static_cast<float>(digamma(sum)), {out_f.data(), n});
+  out = out_f.head(k).cast<double>();
 }
 
 }  // namespace
@@ -218,36 +237,38 @@ LdaDocResult Lda::e_step_document(std::span<const std::int32_t> ids, std::span<c
     if (kp > k) work.gt.row(i).tail(kp - k).setZero();
   }
   if (np > n) work.gt.bottomRows(np - n).setZero();
-  // G = Gtᵀ by 16 × 16 tiles (np and kp are multiples of 16).
-  work.g.resize(kp, np);
+  // G = Gtᵀ by 16 × 16 tiles (np and kp are multiples of 16). G's rows are ld = np + 16
+  // floats apart: with a power-of-two stride (np = 512, 1024, ...) every topic's slice of a
+  // chunk would fall in the same few L1 sets and evict the chunk between the two sweeps.
+  const Index ld = np + 16;
+  work.g.resize(kp, ld);
   for (Index i0 = 0; i0 < np; i0 += 16)
     for (Index t0 = 0; t0 < kp; t0 += 16)
       for (Index i = i0; i < i0 + 16; ++i) {
         const float* from = work.gt.data() + i * kp + t0;
-        float* to = work.g.data() + t0 * np + i;
-        for (Index t = 0; t < 16; ++t) to[t * np] = from[t];
+        float* to = work.g.data() + t0 * ld + i;
+        for (Index t = 0; t < 16; ++t) to[t * ld] = from[t];
       }
   work.counts_f.setZero(np);
   work.counts_f.head(n) = cts.cast<float>();
   Vector& et = work.exp_elog_theta;
-  exp_elog_theta(gamma, et);
+  work.et_f.setZero(kp);
+  exp_elog_theta(gamma, work.et_f, et);
   // Hoffman et al. 2010 Alg. 2: phinorm = Gᵀ exp(E[log θ]); γ = α + exp(E[log θ]) ⊙ G (n / phinorm).
   work.ratio_f.resize(kp * kLanes);  // the per-topic lane sums
   work.acc_f.resize(kp);
-  work.et_f.setZero(kp);
   float* lanes = work.ratio_f.data();
   float* acc_f = work.acc_f.data();
   const float* cnt = work.counts_f.data();
   const float* g_all = work.g.data();
   for (int it = 1; it <= options.max_doc_update_iter && n > 0; ++it) {
-    work.et_f.head(k) = et.cast<float>();
     const float* et_f = work.et_f.data();
     std::fill_n(lanes, k * kLanes, 0.0f);
     for (Index j0 = 0; j0 < np; j0 += kWords) {
       float sum[kWords] = {};
       for (Index t = 0; t < k; ++t) {
         const float e = et_f[t];
-        const float* g = g_all + t * np + j0;
+        const float* g = g_all + t * ld + j0;
 #pragma omp simd
         for (Index j = 0; j < kWords; ++j) sum[j] += e * g[j];
       }
@@ -255,7 +276,7 @@ LdaDocResult Lda::e_step_document(std::span<const std::int32_t> ids, std::span<c
 #pragma omp simd
       for (Index j = 0; j < kWords; ++j) rr[j] = cnt[j0 + j] / (sum[j] + 1e-30f);
       for (Index t = 0; t < k; ++t) {
-        const float* g = g_all + t * np + j0;
+        const float* g = g_all + t * ld + j0;
         float* lane = lanes + t * kLanes;
 #pragma omp simd
         for (Index l = 0; l < kLanes; ++l)
@@ -284,7 +305,7 @@ LdaDocResult Lda::e_step_document(std::span<const std::int32_t> ids, std::span<c
       change += std::abs(next - gm[t]);
       gm[t] = next;
     }
-    exp_elog_theta(gamma, et);
+    exp_elog_theta(gamma, work.et_f, et);
     r.iterations = it;
     if (change / static_cast<double>(k) < options.mean_change_tol) break;
   }
@@ -292,7 +313,7 @@ LdaDocResult Lda::e_step_document(std::span<const std::int32_t> ids, std::span<c
   // statistics then carry the rows' single-precision rounding (~6e-8 relative).
   work.phinorm.setZero(n);
   for (Index t = 0; t < k; ++t) {
-    const float* g = g_all + t * np;
+    const float* g = g_all + t * ld;
     const double e = et(t);
     double* ph = work.phinorm.data();
 #pragma omp simd
@@ -327,6 +348,10 @@ void LdaStatsAccumulator::add_document(std::span<const std::int32_t> ids, std::s
     if (!touched_[static_cast<std::size_t>(w)]) {
       touched_[static_cast<std::size_t>(w)] = 1;
       touched_list_.push_back(w);
+    }
+    if (i + 2 < ids.size()) {  // the scattered cells two words ahead
+      const char* next = reinterpret_cast<const char*>(cells_.data() + static_cast<std::size_t>(ids[i + 2]) * static_cast<std::size_t>(k));
+      for (std::size_t b = 0; b < static_cast<std::size_t>(k) * sizeof(std::int64_t); b += 64) __builtin_prefetch(next + b, 1);
     }
     const double ratio = counts[i] / work.phinorm(static_cast<Index>(i)) * scale_;
     std::int64_t* cell = cells_.data() + static_cast<std::size_t>(w) * static_cast<std::size_t>(k);

@@ -99,8 +99,19 @@ GlobalStats reduce_states(const comm::Communicator& comm, tbb::enumerable_thread
       }
   for (std::int64_t w : local) row_of_word[static_cast<std::size_t>(w)] = -1;
   std::vector<std::int64_t> all = comm.size() > 1 ? comm.allgatherv(std::span<const std::int64_t>(local)) : local;
-  std::sort(all.begin(), all.end());
-  all.erase(std::unique(all.begin(), all.end()), all.end());
+  // Sorted and unique: by a scan of V flags when that is cheaper than sorting.
+  if (static_cast<Index>(all.size()) * 16 > v) {
+    for (std::int64_t w : all) row_of_word[static_cast<std::size_t>(w)] = 0;
+    all.clear();
+    for (Index w = 0; w < v; ++w)
+      if (row_of_word[static_cast<std::size_t>(w)] == 0) {
+        row_of_word[static_cast<std::size_t>(w)] = -1;
+        all.push_back(w);
+      }
+  } else {
+    std::sort(all.begin(), all.end());
+    all.erase(std::unique(all.begin(), all.end()), all.end());
+  }
   // One rank: always the touched rows (nothing travels; V × K memory is not swept). The
   // M-step gives the same bits either way.
   const bool sparse = comm.size() == 1 || 2 * static_cast<Index>(all.size()) <= v;
@@ -298,12 +309,20 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
           heartbeat();
           if (online) {
             // λ changed: refresh exp(E[log β]) for just this minibatch's words.
+            // In ascending order, so the rows of λ and exp(E[log β]) stream through the cache.
             words.clear();
             for (std::int32_t w : block->indices)
               if (!seen[static_cast<std::size_t>(w)]) {
                 seen[static_cast<std::size_t>(w)] = 1;
                 words.push_back(w);
               }
+            if (static_cast<Index>(words.size()) * 16 > v) {
+              words.clear();
+              for (Index w = 0; w < v; ++w)
+                if (seen[static_cast<std::size_t>(w)]) words.push_back(static_cast<std::int32_t>(w));
+            } else {
+              std::sort(words.begin(), words.end());
+            }
             for (std::int32_t w : words) seen[static_cast<std::size_t>(w)] = 0;
             model.refresh_words(words, c.threads);
           }

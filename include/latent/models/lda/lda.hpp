@@ -25,9 +25,13 @@ namespace latent::models {
 /// ψ(x), the digamma function, for x > 0 (recurrence to x >= 8, then the asymptotic
 /// series); absolute error below 1e-13.
 double digamma(double x) noexcept;
-/// out[i] = ψ(x[i]) for every i, vectorised (the same series, shifted by exactly 8 below
-/// 8); a pure function of each x[i].
-void digamma_into(std::span<const double> x, std::span<double> out) noexcept;
+/// out[i] = exp(ψ(x[i]) − minus[i]) in single precision, vectorised (16 lanes): the same
+/// series as digamma() to x^-6, shifted by exactly 8 below 8. A pure function of each
+/// (x[i], minus[i]); relative error about 1e-6 (exp of an exponent with absolute error
+/// ~|ψ| × 1e-7). Used for exp(E[log β]) and exp(E[log θ]) (Blei et al. 2003 eq. 6-7).
+void exp_digamma_minus(std::span<const double> x, std::span<const float> minus, std::span<float> out) noexcept;
+/// As above with one `minus` for every entry.
+void exp_digamma_minus(std::span<const double> x, float minus, std::span<float> out) noexcept;
 /// ψ'(x), the trigamma function, for x > 0; relative error below 1e-12.
 double trigamma(double x) noexcept;
 
@@ -43,7 +47,7 @@ struct LdaEStepOptions {
 
 /// Reusable per-thread buffers for e_step_document (no allocation in the steady state).
 struct LdaWorkspace {
-  RowMatrixF g;    ///< K × n: column i is exp(E[log β_·w]) of the document's word i (float32)
+  RowMatrixF g;    ///< K × (n + pad): column i is exp(E[log β_·w]) of the document's word i (float32)
   RowMatrixF gt;   ///< n × K (padded): the same, word-major
   Eigen::VectorXf counts_f, et_f, ratio_f, acc_f;
   Vector exp_elog_theta, phinorm, elog_theta;
@@ -121,6 +125,7 @@ class Lda {
   RowMatrixF exp_elog_beta_;  // V × K
   Vector topic_totals_;      // K
   Vector digamma_total_;     // ψ(topic_totals_)
+  Eigen::VectorXf digamma_total_f_;  // the same, single precision (refresh_row)
   Vector alpha_;             // K
   double eta_ = 0;
 };
