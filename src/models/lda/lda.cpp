@@ -64,7 +64,7 @@ namespace {
 void exp_digamma_minus_impl(std::span<const double> x, const float* minus, float minus_all, std::span<float> out) noexcept {
   namespace ei = Eigen::internal;
   using Packet = ei::packet_traits<float>::type;
-  constexpr Index kW = ei::unpacket_traits<Packet>::size;
+  constexpr Index kW = ei::packet_traits<float>::size;
   const auto n = static_cast<Index>(x.size());
   const Packet one = ei::pset1<Packet>(1.0f), eight = ei::pset1<Packet>(8.0f), half = ei::pset1<Packet>(0.5f);
   const Packet c2 = ei::pset1<Packet>(-1.0f / 12), c4 = ei::pset1<Packet>(1.0f / 120), c6 = ei::pset1<Packet>(-1.0f / 252);
@@ -76,17 +76,19 @@ void exp_digamma_minus_impl(std::span<const double> x, const float* minus, float
       sub[i] = i < len ? (minus != nullptr ? minus[c + i] : minus_all) : 0.0f;
     }
     const Packet in = ei::pload<Packet>(xin);
+    // The shift's fraction on xs = x (x < 8) or 1 (x >= 8, then discarded): no overflow.
     const Packet small = ei::pcmp_lt(in, eight);
-    Packet y = in, num = ei::pzero(in), den = one;
+    Packet xs = ei::pselect(small, in, one), num = ei::pzero(in), den = one;
     for (int i = 0; i < 8; ++i) {
-      num = ei::pselect(small, ei::pmadd(num, y, den), num);
-      den = ei::pselect(small, ei::pmul(den, y), den);
-      y = ei::pselect(small, ei::padd(y, one), y);
+      num = ei::pmadd(num, xs, den);
+      den = ei::pmul(den, xs);
+      xs = ei::padd(xs, one);
     }
-    const Packet f = ei::pdiv(one, ei::pmul(y, y));
+    const Packet y = ei::pselect(small, ei::padd(in, eight), in);
+    const Packet inv = ei::pdiv(one, y), f = ei::pmul(inv, inv);
     const Packet series = ei::pmul(f, ei::pmadd(f, ei::pmadd(f, c6, c4), c2));
-    Packet psi = ei::psub(ei::plog(y), ei::pdiv(half, y));
-    psi = ei::padd(ei::psub(psi, ei::pdiv(num, den)), series);
+    const Packet shift = ei::pselect(small, ei::pdiv(num, den), ei::pzero(in));
+    const Packet psi = ei::padd(ei::psub(ei::psub(ei::plog(y), ei::pmul(half, inv)), shift), series);
     ei::pstore(r, ei::pexp(ei::psub(psi, ei::pload<Packet>(sub))));
     std::copy_n(r, len, out.data() + c);
   }
@@ -253,13 +255,16 @@ LdaDocResult Lda::e_step_document(std::span<const std::int32_t> ids, std::span<c
     // in registers.
     namespace ei = Eigen::internal;
     using Packet = ei::packet_traits<float>::type;
-    constexpr Index kW = ei::unpacket_traits<Packet>::size;
+    constexpr Index kW = ei::packet_traits<float>::size;
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wignored-attributes"  // Packet16f's alignment attribute in a template argument
     ei::PacketBlock<Packet, kW> tile;
+#pragma GCC diagnostic pop
     for (Index i0 = 0; i0 < np; i0 += kW)
       for (Index t0 = 0; t0 < kp; t0 += kW) {
-        for (Index r = 0; r < kW; ++r) tile.packet[r] = ei::ploadu<Packet>(work.gt.data() + (i0 + r) * kp + t0);
+        for (Index row = 0; row < kW; ++row) tile.packet[row] = ei::ploadu<Packet>(work.gt.data() + (i0 + row) * kp + t0);
         ei::ptranspose(tile);
-        for (Index r = 0; r < kW; ++r) ei::pstoreu(work.g.data() + (t0 + r) * ld + i0, tile.packet[r]);
+        for (Index row = 0; row < kW; ++row) ei::pstoreu(work.g.data() + (t0 + row) * ld + i0, tile.packet[row]);
       }
   }
   work.counts_f.setZero(np);
