@@ -164,7 +164,7 @@ void Lda::refresh_totals(int threads) {
   const Index k = num_topics(), v = vocab_size();
   const Index chunks = (v + kChunkRows - 1) / kChunkRows;
   RowMatrix partial = RowMatrix::Zero(chunks, k);
-  exp_elog_beta_.resize(v, k);
+  if (exp_elog_beta_.rows() != v || exp_elog_beta_.cols() != padded_topics()) exp_elog_beta_ = RowMatrixF::Zero(v, padded_topics());
   tbb::task_arena arena(std::max(1, threads));
   arena.execute([&] {
     tbb::parallel_for(Index{0}, chunks, [&](Index c) {
@@ -230,29 +230,22 @@ LdaDocResult Lda::e_step_document(std::span<const std::int32_t> ids, std::span<c
   const Eigen::Map<const Vector> cts(counts.data(), n);
   if (!warm || gamma.size() != k) gamma = Vector::Constant(k, 1.0);
   if (n == 0) gamma = alpha_;  // no words: the posterior is the prior
-  // The document's rows of exp(E[log β]) in float32: Gt (np × kp, word-major, the gather
-  // target, used after convergence) and G (kp × np, topic-major) for the iterations. One
+  // The document's rows of exp(E[log β]) in float32, as G (kp × np, topic-major). One
   // sweep over G per iteration, in chunks of 64 words: phinorm for the chunk by K
   // multiply-adds into 64 register accumulators, then while the chunk is in L1 each topic's
   // share of G·(n / phinorm) into a 16-lane partial sum; the lanes are added in a fixed
   // order at the end. Zero padding (np to 64 words, kp to 16 topics) keeps every loop at a
   // fixed width. Single precision perturbs γ by ~1e-6 relative, far below mean_change_tol.
-  constexpr Index kWords = 64, kTopics = 16, kLanes = 16;
-  const Index np = (n + kWords - 1) / kWords * kWords, kp = (k + kTopics - 1) / kTopics * kTopics;
-  work.gt.resize(np, kp);
-  for (Index i = 0; i < n; ++i) {
-    work.gt.row(i).head(k) = exp_elog_beta_.row(ids[static_cast<std::size_t>(i)]);
-    if (kp > k) work.gt.row(i).tail(kp - k).setZero();
-  }
-  if (np > n) work.gt.bottomRows(np - n).setZero();
-  // G = Gtᵀ by 16 × 16 tiles (np and kp are multiples of 16). G's rows are ld = np + 16
-  // floats apart: with a power-of-two stride (np = 512, 1024, ...) every topic's slice of a
-  // chunk would fall in the same few L1 sets and evict the chunk between the two sweeps.
+  constexpr Index kWords = 64, kLanes = 16;
+  const Index np = (n + kWords - 1) / kWords * kWords, kp = padded_topics();
+  // G = the rows' transpose, by W × W tiles read straight from exp(E[log β]) (rows padded to
+  // kp with zeros; W = 16 lanes with AVX-512, 8 with AVX2, dividing 16) and transposed in
+  // registers; words past n are zero. G's rows are ld = np + 16 floats apart: with a
+  // power-of-two stride (np = 512, 1024, ...) every topic's slice of a chunk would fall in
+  // the same few L1 sets and evict the chunk between the two sweeps.
   const Index ld = np + 16;
   work.g.resize(kp, ld);
   {
-    // Tiles of W × W (W = 16 lanes with AVX-512, 8 with AVX2; it divides 16), transposed
-    // in registers.
     namespace ei = Eigen::internal;
     using Packet = ei::packet_traits<float>::type;
     constexpr Index kW = ei::packet_traits<float>::size;
@@ -260,13 +253,17 @@ LdaDocResult Lda::e_step_document(std::span<const std::int32_t> ids, std::span<c
 #pragma GCC diagnostic ignored "-Wignored-attributes"  // Packet16f's alignment attribute in a template argument
     ei::PacketBlock<Packet, kW> tile;
 #pragma GCC diagnostic pop
+    const Packet zero = ei::pset1<Packet>(0.0f);
     for (Index i0 = 0; i0 < np; i0 += kW)
       for (Index t0 = 0; t0 < kp; t0 += kW) {
-        for (Index row = 0; row < kW; ++row) tile.packet[row] = ei::ploadu<Packet>(work.gt.data() + (i0 + row) * kp + t0);
+        for (Index row = 0; row < kW; ++row)
+          tile.packet[row] = i0 + row < n ? ei::ploadu<Packet>(exp_elog_beta_.row(ids[static_cast<std::size_t>(i0 + row)]).data() + t0) : zero;
         ei::ptranspose(tile);
         for (Index row = 0; row < kW; ++row) ei::pstoreu(work.g.data() + (t0 + row) * ld + i0, tile.packet[row]);
       }
   }
+  work.beta_rows = exp_elog_beta_.data();
+  work.beta_stride = kp;
   work.counts_f.setZero(np);
   work.counts_f.head(n) = cts.cast<float>();
   Vector& et = work.exp_elog_theta;
@@ -358,7 +355,7 @@ LdaStatsAccumulator::LdaStatsAccumulator(Index vocab_size, Index num_topics, int
 
 void LdaStatsAccumulator::add_document(std::span<const std::int32_t> ids, std::span<const double> counts,
                                        const LdaWorkspace& work) {
-  const Index k = num_topics_, kp = work.gt.cols();
+  const Index k = num_topics_;
   const Vector& et = work.exp_elog_theta;
   const double* e = et.data();
   for (std::size_t i = 0; i < ids.size(); ++i) {
@@ -373,7 +370,7 @@ void LdaStatsAccumulator::add_document(std::span<const std::int32_t> ids, std::s
     }
     const double ratio = counts[i] / work.phinorm(static_cast<Index>(i)) * scale_;
     std::int64_t* cell = cells_.data() + static_cast<std::size_t>(w) * static_cast<std::size_t>(k);
-    const float* g = work.gt.data() + static_cast<Index>(i) * kp;  // the row the E-step gathered
+    const float* g = work.beta_rows + static_cast<Index>(w) * work.beta_stride;  // the row the E-step used
     for (Index t = 0; t < k; ++t) cell[t] += static_cast<std::int64_t>(ratio * e[t] * static_cast<double>(g[t]) + 0.5);
   }
 }

@@ -48,7 +48,10 @@ struct LdaEStepOptions {
 /// Reusable per-thread buffers for e_step_document (no allocation in the steady state).
 struct LdaWorkspace {
   RowMatrixF g;    ///< K × (n + pad): column i is exp(E[log β_·w]) of the document's word i (float32)
-  RowMatrixF gt;   ///< n × K (padded): the same, word-major
+  /// The model's exp(E[log β]) rows the last E-step read (row w at beta_rows + w ×
+  /// beta_stride; valid while the model is unchanged), for LdaStatsAccumulator.
+  const float* beta_rows = nullptr;
+  Index beta_stride = 0;
   Eigen::VectorXf counts_f, et_f, ratio_f, acc_f;
   Vector exp_elog_theta, phinorm, elog_theta;
 };
@@ -75,9 +78,8 @@ class Lda {
   /// λ word-major, V × K.
   const RowMatrix& lambda_vk() const noexcept { return lambda_; }
   RowMatrix& lambda_vk() noexcept { return lambda_; }
-  /// exp(E[log β]) word-major, V × K, single precision (the E-step's precision; valid after
-  /// refresh()).
-  const RowMatrixF& exp_elog_beta() const noexcept { return exp_elog_beta_; }
+  /// K rounded up to a multiple of 16: the row length of the E-step's exp(E[log β]).
+  Index padded_topics() const noexcept { return (num_topics() + 15) / 16 * 16; }
   const Vector& alpha() const noexcept { return alpha_; }
   Vector& alpha() noexcept { return alpha_; }
   double eta() const noexcept { return eta_; }
@@ -122,7 +124,7 @@ class Lda {
  private:
   RowMatrix lambda_;         // V × K
   void refresh_row(Index w);
-  RowMatrixF exp_elog_beta_;  // V × K
+  RowMatrixF exp_elog_beta_;  // V × padded_topics() (zero padding), single precision
   Vector topic_totals_;      // K
   Vector digamma_total_;     // ψ(topic_totals_)
   Eigen::VectorXf digamma_total_f_;  // the same, single precision (refresh_row)
