@@ -41,10 +41,12 @@ TEST(LdaSpecial, ExpDigammaMinusMatchesDouble) {
   for (double v = 1e-3; v < 2e6; v *= 1.7) x.push_back(v);
   for (double v : {7.999, 8.0, 8.001, 0.5, 1.0}) x.push_back(v);
   ASSERT_EQ(x.size(), 46u);
-  std::vector<float> minus(x.size()), out(x.size()), out1(x.size());
+  std::vector<float> minus(48), out(48, -1.0f), out1(48, -1.0f);  // padded to 16
   for (std::size_t i = 0; i < x.size(); ++i) minus[i] = static_cast<float>(std::log(x[i] + 10.0));  // keeps exp in range
   exp_digamma_minus(x, minus, out);
   exp_digamma_minus(x, 2.5f, out1);
+  EXPECT_EQ(out[46], 0.0f);
+  EXPECT_EQ(out1[47], 0.0f);
   for (std::size_t i = 0; i < x.size(); ++i) {
     const double want = std::exp(digamma(x[i]) - static_cast<double>(minus[i]));
     // The exponent is formed in float: its absolute error grows with |ψ(x)|.

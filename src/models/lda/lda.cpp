@@ -55,27 +55,27 @@ double digamma(double x) noexcept {
 
 namespace {
 
-// out[i] = exp(ψ(x[i]) − minus[i]) in single precision (minus: K values, or one for all).
-// The series of digamma() cut to x^-6 (truncation < 3e-10 at x + 8), branch-free so every
-// lane runs: entries below 8 are shifted by exactly 8, the eight reciprocals summed as one
-// fraction. Written with Eigen's packet primitives (16 lanes with AVX-512, 8 with AVX2) so
-// every step stays in registers; a short last packet is padded (x = 1, minus = 0) and only
-// its first entries are stored.
+// out[i] = exp(ψ(x[i]) − minus[i]) in single precision (minus: one per entry, padded like
+// out, or one for all). The series of digamma() cut to x^-6 (truncation < 3e-10 at x + 8),
+// branch-free so every lane runs: entries below 8 are shifted by exactly 8, the eight
+// reciprocals summed as one fraction. Written with Eigen's packet primitives (16 lanes with
+// AVX-512, 8 with AVX2) so every step stays in registers. x is first narrowed into a
+// thread-local buffer padded with 1s to a multiple of 16; out's padding is then zeroed.
 void exp_digamma_minus_impl(std::span<const double> x, const float* minus, float minus_all, std::span<float> out) noexcept {
   namespace ei = Eigen::internal;
   using Packet = ei::packet_traits<float>::type;
   constexpr Index kW = ei::packet_traits<float>::size;
   const auto n = static_cast<Index>(x.size());
+  const Index m = (n + 15) / 16 * 16;
+  thread_local std::vector<float> xf;
+  xf.resize(static_cast<std::size_t>(m));
+  for (Index i = 0; i < n; ++i) xf[static_cast<std::size_t>(i)] = static_cast<float>(x[static_cast<std::size_t>(i)]);
+  for (Index i = n; i < m; ++i) xf[static_cast<std::size_t>(i)] = 1.0f;
   const Packet one = ei::pset1<Packet>(1.0f), eight = ei::pset1<Packet>(8.0f), half = ei::pset1<Packet>(0.5f);
   const Packet c2 = ei::pset1<Packet>(-1.0f / 12), c4 = ei::pset1<Packet>(1.0f / 120), c6 = ei::pset1<Packet>(-1.0f / 252);
-  alignas(64) float xin[kW], sub[kW], r[kW];
-  for (Index c = 0; c < n; c += kW) {
-    const Index len = std::min<Index>(kW, n - c);
-    for (Index i = 0; i < kW; ++i) {
-      xin[i] = i < len ? static_cast<float>(x[static_cast<std::size_t>(c + i)]) : 1.0f;
-      sub[i] = i < len ? (minus != nullptr ? minus[c + i] : minus_all) : 0.0f;
-    }
-    const Packet in = ei::pload<Packet>(xin);
+  const Packet all = ei::pset1<Packet>(minus_all);
+  for (Index c = 0; c < m; c += kW) {
+    const Packet in = ei::ploadu<Packet>(xf.data() + c);
     // The shift's fraction on xs = x (x < 8) or 1 (x >= 8, then discarded): no overflow.
     const Packet small = ei::pcmp_lt(in, eight);
     Packet xs = ei::pselect(small, in, one), num = ei::pzero(in), den = one;
@@ -89,9 +89,10 @@ void exp_digamma_minus_impl(std::span<const double> x, const float* minus, float
     const Packet series = ei::pmul(f, ei::pmadd(f, ei::pmadd(f, c6, c4), c2));
     const Packet shift = ei::pselect(small, ei::pdiv(num, den), ei::pzero(in));
     const Packet psi = ei::padd(ei::psub(ei::psub(ei::plog(y), ei::pmul(half, inv)), shift), series);
-    ei::pstore(r, ei::pexp(ei::psub(psi, ei::pload<Packet>(sub))));
-    std::copy_n(r, len, out.data() + c);
+    const Packet sub = minus != nullptr ? ei::ploadu<Packet>(minus + c) : all;
+    ei::pstoreu(out.data() + c, ei::pexp(ei::psub(psi, sub)));
   }
+  for (Index i = n; i < m; ++i) out[static_cast<std::size_t>(i)] = 0.0f;
 }
 
 }  // namespace
@@ -150,7 +151,8 @@ void Lda::refresh(int threads) {
 
 void Lda::refresh_row(Index w) {
   const auto k = static_cast<std::size_t>(num_topics());
-  exp_digamma_minus({lambda_.row(w).data(), k}, {digamma_total_f_.data(), k}, {exp_elog_beta_.row(w).data(), k});
+  const auto kp = static_cast<std::size_t>(padded_topics());
+  exp_digamma_minus({lambda_.row(w).data(), k}, {digamma_total_f_.data(), kp}, {exp_elog_beta_.row(w).data(), kp});
 }
 
 void Lda::refresh_words(std::span<const std::int32_t> words, int threads) {
@@ -175,7 +177,8 @@ void Lda::refresh_totals(int threads) {
   for (Index c = 0; c < chunks; ++c) topic_totals_ += partial.row(c).transpose();
   digamma_total_.resize(k);
   for (Index t = 0; t < k; ++t) digamma_total_(t) = digamma(topic_totals_(t));
-  digamma_total_f_ = digamma_total_.cast<float>();
+  digamma_total_f_.setZero(padded_topics());
+  digamma_total_f_.head(k) = digamma_total_.cast<float>();
 }
 
 double Lda::topic_term(int threads) const {
@@ -215,7 +218,7 @@ void exp_elog_theta(const Vector& gamma, Eigen::VectorXf& out_f, Vector& out) {
   double sum = 0;
   for (Index t = 0; t < k; ++t) sum += gamma(t);
   const auto n = static_cast<std::size_t>(k);
-  exp_digamma_minus({gamma.data(), n}, static_cast<float>(digamma(sum)), {out_f.data(), n});
+  exp_digamma_minus({gamma.data(), n}, static_cast<float>(digamma(sum)), {out_f.data(), static_cast<std::size_t>(out_f.size())});
   out = out_f.head(k).cast<double>();
 }
 

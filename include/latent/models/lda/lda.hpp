@@ -25,10 +25,12 @@ namespace latent::models {
 /// ψ(x), the digamma function, for x > 0 (recurrence to x >= 8, then the asymptotic
 /// series); absolute error below 1e-13.
 double digamma(double x) noexcept;
-/// out[i] = exp(ψ(x[i]) − minus[i]) in single precision, vectorised (16 lanes): the same
-/// series as digamma() to x^-6, shifted by exactly 8 below 8. A pure function of each
-/// (x[i], minus[i]); relative error below 1e-6 + 3e-7 |ψ(x[i])| (the exponent is formed
-/// in float, so its absolute error grows with |ψ|; tests/unit/lda_test.cpp). Used for exp(E[log β]) and exp(E[log θ]) (Blei et al. 2003 eq. 6-7).
+/// out[i] = exp(ψ(x[i]) − minus[i]) in single precision, vectorised: the same series as
+/// digamma() to x^-6, shifted by exactly 8 below 8. out (and minus) hold x.size() rounded up
+/// to a multiple of 16 entries; out's entries past x.size() are set to 0. A pure function
+/// of each (x[i], minus[i]); relative error below 1e-6 + 3e-7 |ψ(x[i])| (the exponent is
+/// formed in float, so its absolute error grows with |ψ|; tests/unit/lda_test.cpp). Used for
+/// exp(E[log β]) and exp(E[log θ]) (Blei et al. 2003 eq. 6-7).
 void exp_digamma_minus(std::span<const double> x, std::span<const float> minus, std::span<float> out) noexcept;
 /// As above with one `minus` for every entry.
 void exp_digamma_minus(std::span<const double> x, float minus, std::span<float> out) noexcept;
@@ -127,7 +129,7 @@ class Lda {
   RowMatrixF exp_elog_beta_;  // V × padded_topics() (zero padding), single precision
   Vector topic_totals_;      // K
   Vector digamma_total_;     // ψ(topic_totals_)
-  Eigen::VectorXf digamma_total_f_;  // the same, single precision (refresh_row)
+  Eigen::VectorXf digamma_total_f_;  // the same, single precision, zero-padded to padded_topics()
   Vector alpha_;             // K
   double eta_ = 0;
 };
