@@ -20,6 +20,9 @@ enum class RngPurpose : std::uint64_t {
   kLdaInit = 7,         ///< initial LDA topics λ ~ Gamma(100, 1/100)
   kGenerate = 8,        ///< synthetic corpora (`latent generate`)
   kLdaGammaInit = 9,    ///< starting γ of a document's E-step in LDA training
+  kVaeInit = 10,        ///< VAE weights (epoch = layer number)
+  kVaeNoise = 11,       ///< VAE training noise ε (epoch = optimiser step, id = global row)
+  kVaeEval = 12,        ///< VAE evaluation noise (epoch 0: the ELBO's ε; 1: the IWAE samples; id = row)
 };
 
 constexpr std::uint64_t mix64(std::uint64_t z) noexcept {

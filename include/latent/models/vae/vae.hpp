@@ -1,0 +1,112 @@
+#pragma once
+/// \file Variational autoencoder (Kingma & Welling 2014): p(z) = N(0, I_L); an MLP decoder
+/// gives p(x|z) (Bernoulli logits for data in [0, 1], or a Gaussian mean with a per-feature
+/// log-variance, learned or fixed); an MLP encoder gives q(z|x) = N(μ, diag exp(log σ²)).
+/// Symbols: D features, L latent dimensions, B rows of a micro-batch, P parameters.
+///
+/// Parameters live in one flat float32 vector (the unit of the gradient allreduce). Layer
+/// i maps in → out as y = a Wᵀ + b with W stored out × in row-major (PyTorch's layout),
+/// followed by the activation on every layer but the last of each network. The encoder's
+/// last layer has 2L outputs: μ (first L) then log σ². The decoder's widths are the
+/// encoder's hidden widths reversed.
+///
+/// All per-row quantities are pure functions of the row, the parameters and the row's
+/// noise ε, so any split of rows over ranks and threads gives the same per-row results;
+/// the gradient of a micro-batch is computed by one thread in a fixed order (Eigen GEMM
+/// single-threaded), and micro-batch gradients are combined exactly by the trainer.
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "latent/core/types.hpp"
+
+namespace latent::models {
+
+enum class VaeActivation { kRelu, kTanh };
+enum class VaeLikelihood { kBernoulli, kGaussian };
+
+std::string to_string(VaeActivation a);
+std::string to_string(VaeLikelihood l);
+/// Parses "relu"/"tanh" and "bernoulli"/"gaussian"; throws Error(kUsage) otherwise.
+VaeActivation parse_vae_activation(const std::string& s);
+VaeLikelihood parse_vae_likelihood(const std::string& s);
+
+struct VaeArchitecture {
+  Index input_dim = 0;          ///< D
+  Index latent_dim = 0;         ///< L
+  std::vector<Index> hidden;    ///< encoder hidden widths; the decoder uses them reversed
+  VaeActivation activation = VaeActivation::kRelu;
+  VaeLikelihood likelihood = VaeLikelihood::kBernoulli;
+  /// Gaussian decoder: learn one log-variance per feature (initialised to
+  /// fixed_log_variance), or keep it fixed at fixed_log_variance.
+  bool learn_variance = true;
+  double fixed_log_variance = 0.0;
+};
+
+/// One affine layer's place in the flat parameter vector.
+struct VaeLayer {
+  Index in = 0, out = 0;
+  Index weight_offset = 0;  ///< out × in, row-major
+  Index bias_offset = 0;    ///< out
+};
+
+/// Per-thread buffers (no allocation in the steady state).
+struct VaeWorkspace {
+  std::vector<RowMatrixF> enc_act, dec_act;  ///< activations of every layer (B × width)
+  RowMatrixF mu, log_var, z, out, delta, delta_prev, dz;
+};
+
+class Vae {
+ public:
+  Vae() = default;
+  /// Throws Error(kUsage) if a size is < 1.
+  explicit Vae(VaeArchitecture arch);
+
+  const VaeArchitecture& architecture() const noexcept { return arch_; }
+  Index num_parameters() const noexcept { return static_cast<Index>(params_.size()); }
+  std::span<float> parameters() noexcept { return {params_.data(), static_cast<std::size_t>(params_.size())}; }
+  std::span<const float> parameters() const noexcept { return {params_.data(), static_cast<std::size_t>(params_.size())}; }
+  const std::vector<VaeLayer>& encoder_layers() const noexcept { return encoder_; }
+  const std::vector<VaeLayer>& decoder_layers() const noexcept { return decoder_; }
+  /// Offset of the decoder's D log-variances (Gaussian, learned), or -1.
+  Index log_variance_offset() const noexcept { return log_var_offset_; }
+
+  /// PyTorch's nn.Linear default: every weight and bias ~ U(−1/√in, 1/√in), each draw a
+  /// pure function of (seed, layer, index). Log-variances start at fixed_log_variance.
+  void init_parameters(std::uint64_t seed);
+
+  /// q(z|x): μ and log σ² (B × L each) for rows x (B × D). Thread-safe.
+  void encode(const RowMatrixF& x, VaeWorkspace& w) const;
+  /// The decoder's output for z (B × L) into w.out (B × D): Bernoulli logits, or the
+  /// Gaussian mean. Thread-safe.
+  void decode(const RowMatrixF& z, VaeWorkspace& w) const;
+  /// log p(x|z) (nats) of each row given the decoder output `out` (B × D) into ll (B).
+  void log_likelihood_rows(const RowMatrixF& x, const RowMatrixF& out, std::span<double> ll) const;
+
+  /// The negative ELBO of each row, −log p(x|z) + KL(q(z|x) ‖ p(z)) with z = μ + σ ⊙ ε
+  /// (one sample; the KL term in closed form, Kingma & Welling 2014 App. B), summed over the
+  /// B rows and returned (nats); per-row ELBOs (−loss) go to elbo_rows if non-empty.
+  /// If grad is non-empty (P floats), it receives the gradient of the summed loss
+  /// (overwritten; the reparameterisation trick, §2.4). eps is B × L. Thread-safe.
+  double loss(const RowMatrixF& x, const RowMatrixF& eps, VaeWorkspace& w, std::span<float> grad,
+              std::span<double> elbo_rows = {}) const;
+
+ private:
+  void forward_mlp(const std::vector<VaeLayer>& layers, const RowMatrixF& input, std::vector<RowMatrixF>& act,
+                   RowMatrixF& last) const;
+  // Backpropagates `delta` (B × out of the last layer) through `layers`, writing weight and
+  // bias gradients; leaves the gradient w.r.t. the network's input in `input_grad`.
+  void backward_mlp(const std::vector<VaeLayer>& layers, const RowMatrixF& input, const std::vector<RowMatrixF>& act,
+                    RowMatrixF& delta, RowMatrixF& scratch, std::span<float> grad, RowMatrixF* input_grad) const;
+
+  VaeArchitecture arch_;
+  // 64-byte aligned (Eigen's allocator): Eigen's vectorised reductions over a Map start
+  // their lanes at the first aligned element, so the rounding of a dot product would
+  // otherwise depend on where the allocator placed the parameters.
+  Eigen::VectorXf params_;
+  std::vector<VaeLayer> encoder_, decoder_;
+  Index log_var_offset_ = -1;
+};
+
+}  // namespace latent::models

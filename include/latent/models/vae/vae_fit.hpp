@@ -1,0 +1,90 @@
+#pragma once
+/// \file Distributed minibatch training of a VAE (Kingma & Welling 2014) with Adam
+/// (Kingma & Ba 2015).
+///
+/// Schedule (DESIGN.md §4): the training rows are cut into micro-batches of
+/// kVaeMicroRows rows (the global block plan; a shard's last block may be short); a
+/// minibatch is ceil(batch_size / kVaeMicroRows) consecutive micro-batches in storage
+/// order, the same every epoch (shuffle the data once at import for i.i.d. minibatches).
+/// Each rank computes the gradients of a contiguous share of every minibatch's
+/// micro-batches, one thread per micro-batch. The micro-batch gradients are added in 64-bit
+/// fixed point on a grid chosen from the global largest gradient entry (one small max
+/// allreduce), so their sum is exact; one allreduce of the flat integer gradient (with the
+/// loss and row count) follows, and every rank takes the same Adam step. The trained
+/// parameters are therefore bitwise identical for any number of ranks and threads.
+/// The reparameterisation noise of row r at step t is drawn from (seed, t, r).
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "latent/comm/communicator.hpp"
+#include "latent/core/log.hpp"
+#include "latent/io/dense_dataset.hpp"
+#include "latent/models/vae/vae.hpp"
+#include "latent/train/batch_em.hpp"
+#include "latent/train/checkpoint.hpp"
+
+namespace latent::models {
+
+/// Rows per micro-batch: the unit of gradient computation (changing it changes the bits).
+inline constexpr Index kVaeMicroRows = 32;
+
+struct VaeFitConfig {
+  VaeArchitecture arch;            ///< input_dim is taken from the data
+  Index batch_size = 128;          ///< rows per optimiser step (global)
+  int epochs = 10;                 ///< passes over the training rows (scikit-learn's max_iter)
+  double learning_rate = 1e-3;
+  double beta1 = 0.9, beta2 = 0.999, adam_epsilon = 1e-8;
+  std::string lr_schedule = "constant";  ///< constant | step | cosine (per epoch)
+  int lr_step_size = 10;           ///< step: multiply by lr_gamma every this many epochs
+  double lr_gamma = 0.1;
+  double max_grad_norm = 0;        ///< clip the global gradient's L2 norm (0: off)
+  double validation_fraction = 0;  ///< the last fraction of the micro-batches, held out
+  int n_iter_no_change = 10;       ///< stop after this many epochs without improvement > tol
+  double tol = 1e-4;               ///< nats per sample
+  std::uint64_t seed = 0;
+  int threads = 1;
+  int prefetch = 4;
+  std::size_t cache_bytes = 0;
+};
+
+struct VaeFitResult {
+  Vae model;
+  /// Per epoch: objective = mean training ELBO (nats per sample, at the parameters of
+  /// each step, as PyTorch's running loss), change = improvement of the monitored score.
+  train::EmResult em;
+  double validation_elbo = 0;  ///< best mean validation ELBO (nats per sample), if any
+  Index num_train_rows = 0, num_validation_rows = 0;
+  std::int64_t steps = 0;
+};
+
+using VaeObserver = std::function<void(const train::IterationRecord&, double validation_elbo)>;
+
+/// Validates the data (finite; within [0, 1] for a Bernoulli decoder: Error(kInput)
+/// naming file, dataset, row and column), then trains. Collective: every rank calls it
+/// with the same arguments. Throws Error(kNumerical) if the loss or gradient becomes NaN or
+/// infinite (before the update: parameters and the last checkpoint are intact), and
+/// Error(kRequeue) after a stop signal (FitControl).
+VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo& info, VaeFitConfig config,
+                     const Logger& log, const VaeObserver& observer, train::FitControl* control);
+
+/// The mean ELBO (nats per row) of `rows` local rows x (B × D) with ε keyed by (seed,
+/// kVaeEval, 0, global row). Used for validation and `latent score`. Local, thread-safe.
+double vae_elbo_rows(const Vae& model, const RowMatrixF& x, Index global_row_begin, std::uint64_t seed,
+                     VaeWorkspace& w, std::span<double> elbo_rows);
+
+/// The importance-weighted estimate of log p(x) of each row (Burda et al. 2016, eq. 8):
+/// log (1/k Σ_j p(x, z_j) / q(z_j|x)), z_j ~ q(z|x) keyed by (seed, kVaeEval, 1, row), the k
+/// samples decoded in chunks. Nats. Local, thread-safe.
+void vae_iwae_rows(const Vae& model, const RowMatrixF& x, Index global_row_begin, std::uint64_t seed, int k,
+                   VaeWorkspace& w, std::span<double> out);
+
+/// Model files: /encoder/<i>/weight (out × in) and /bias, /decoder/<i>/..., /log_variance
+/// (D, Gaussian), root attributes model = "vae", latent_dim, hidden, activation,
+/// likelihood, learn_variance, input_dim, plus the common fit record. Local.
+void save_vae(const Vae& model, const std::string& config_json, const train::EmResult& em, Index n_samples,
+              const std::string& data_location, const std::string& path, bool overwrite);
+/// Throws Error(kInput) naming the file for a missing or mis-shaped dataset.
+Vae load_vae(const std::string& path);
+
+}  // namespace latent::models

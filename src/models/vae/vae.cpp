@@ -1,0 +1,193 @@
+#include "latent/models/vae/vae.hpp"
+
+#include <cmath>
+#include <numbers>
+#include <utility>
+
+#include "latent/core/error.hpp"
+#include "latent/core/rng.hpp"
+
+namespace latent::models {
+namespace {
+
+using ArrayF = Eigen::Array<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using RowVectorF = Eigen::Matrix<float, 1, Eigen::Dynamic>;
+
+constexpr double kLog2Pi = 1.8378770664093454836;
+
+}  // namespace
+
+std::string to_string(VaeActivation a) { return a == VaeActivation::kRelu ? "relu" : "tanh"; }
+std::string to_string(VaeLikelihood l) { return l == VaeLikelihood::kBernoulli ? "bernoulli" : "gaussian"; }
+
+VaeActivation parse_vae_activation(const std::string& s) {
+  if (s == "relu") return VaeActivation::kRelu;
+  if (s == "tanh") return VaeActivation::kTanh;
+  throw_usage("--activation must be relu or tanh (got '" + s + "')");
+}
+
+VaeLikelihood parse_vae_likelihood(const std::string& s) {
+  if (s == "bernoulli") return VaeLikelihood::kBernoulli;
+  if (s == "gaussian") return VaeLikelihood::kGaussian;
+  throw_usage("--likelihood must be bernoulli or gaussian (got '" + s + "')");
+}
+
+Vae::Vae(VaeArchitecture arch) : arch_(std::move(arch)) {
+  if (arch_.input_dim < 1 || arch_.latent_dim < 1) throw_usage("the VAE needs at least one feature and one latent dimension");
+  for (Index h : arch_.hidden)
+    if (h < 1) throw_usage("--hidden widths must be at least 1");
+  Index offset = 0;
+  const auto add = [&](std::vector<VaeLayer>& net, Index in, Index out) {
+    net.push_back(VaeLayer{in, out, offset, offset + in * out});
+    offset += in * out + out;
+  };
+  Index in = arch_.input_dim;
+  for (Index h : arch_.hidden) {
+    add(encoder_, in, h);
+    in = h;
+  }
+  add(encoder_, in, 2 * arch_.latent_dim);
+  in = arch_.latent_dim;
+  for (auto it = arch_.hidden.rbegin(); it != arch_.hidden.rend(); ++it) {
+    add(decoder_, in, *it);
+    in = *it;
+  }
+  add(decoder_, in, arch_.input_dim);
+  if (arch_.likelihood == VaeLikelihood::kGaussian && arch_.learn_variance) {
+    log_var_offset_ = offset;
+    offset += arch_.input_dim;
+  }
+  params_ = Eigen::VectorXf::Zero(offset);
+}
+
+void Vae::init_parameters(std::uint64_t seed) {
+  std::uint64_t layer = 0;
+  for (const auto* net : {&encoder_, &decoder_})
+    for (const VaeLayer& l : *net) {
+      CounterRng rng(seed, RngPurpose::kVaeInit, layer++, 0);
+      const double bound = 1.0 / std::sqrt(static_cast<double>(l.in));
+      for (Index i = 0; i < l.in * l.out + l.out; ++i)
+        params_(l.weight_offset + i) = static_cast<float>((2.0 * rng.next_uniform() - 1.0) * bound);
+    }
+  if (log_var_offset_ >= 0)
+    for (Index d = 0; d < arch_.input_dim; ++d)
+      params_(log_var_offset_ + d) = static_cast<float>(arch_.fixed_log_variance);
+}
+
+void Vae::forward_mlp(const std::vector<VaeLayer>& layers, const RowMatrixF& input, std::vector<RowMatrixF>& act,
+                      RowMatrixF& last) const {
+  act.resize(layers.size() - 1);
+  const RowMatrixF* a = &input;
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    const VaeLayer& l = layers[i];
+    const Eigen::Map<const RowMatrixF> w(params_.data() + l.weight_offset, l.out, l.in);
+    const Eigen::Map<const RowVectorF> b(params_.data() + l.bias_offset, l.out);
+    RowMatrixF& y = i + 1 < layers.size() ? act[i] : last;
+    y.resize(a->rows(), l.out);
+    y.noalias() = *a * w.transpose();
+    y.rowwise() += b;
+    if (i + 1 < layers.size()) {
+      if (arch_.activation == VaeActivation::kRelu) y = y.cwiseMax(0.0f);
+      else y = y.array().tanh().matrix();
+    }
+    a = &y;
+  }
+}
+
+void Vae::backward_mlp(const std::vector<VaeLayer>& layers, const RowMatrixF& input, const std::vector<RowMatrixF>& act,
+                       RowMatrixF& delta, RowMatrixF& scratch, std::span<float> grad, RowMatrixF* input_grad) const {
+  for (std::size_t j = layers.size(); j-- > 0;) {
+    const VaeLayer& l = layers[j];
+    const RowMatrixF& a_prev = j == 0 ? input : act[j - 1];
+    Eigen::Map<RowMatrixF> gw(grad.data() + l.weight_offset, l.out, l.in);
+    Eigen::Map<RowVectorF> gb(grad.data() + l.bias_offset, l.out);
+    gw.noalias() = delta.transpose() * a_prev;
+    gb = delta.colwise().sum();
+    if (j == 0 && input_grad == nullptr) break;
+    const Eigen::Map<const RowMatrixF> w(params_.data() + l.weight_offset, l.out, l.in);
+    scratch.resize(delta.rows(), l.in);
+    scratch.noalias() = delta * w;
+    if (j > 0) {
+      // The activation's derivative from its output: ReLU 1[a > 0], tanh 1 − a².
+      if (arch_.activation == VaeActivation::kRelu) scratch = (a_prev.array() > 0.0f).select(scratch.array(), 0.0f).matrix();
+      else scratch.array() *= 1.0f - a_prev.array().square();
+    }
+    std::swap(delta, scratch);
+    if (j == 0) *input_grad = delta;
+  }
+}
+
+void Vae::encode(const RowMatrixF& x, VaeWorkspace& w) const {
+  forward_mlp(encoder_, x, w.enc_act, w.delta_prev);
+  const Index l = arch_.latent_dim;
+  w.mu = w.delta_prev.leftCols(l);
+  w.log_var = w.delta_prev.rightCols(l);
+}
+
+void Vae::decode(const RowMatrixF& z, VaeWorkspace& w) const { forward_mlp(decoder_, z, w.dec_act, w.out); }
+
+void Vae::log_likelihood_rows(const RowMatrixF& x, const RowMatrixF& out, std::span<double> ll) const {
+  const Index b = x.rows();
+  if (arch_.likelihood == VaeLikelihood::kBernoulli) {
+    // log p(x|l) = x l − softplus(l), softplus(l) = max(l, 0) + log1p(exp(−|l|)).
+    const ArrayF t = x.array() * out.array() - (out.array().max(0.0f) + (-out.array().abs()).exp().log1p());
+    for (Index r = 0; r < b; ++r) ll[static_cast<std::size_t>(r)] = static_cast<double>(t.row(r).sum());
+    return;
+  }
+  const Index d = arch_.input_dim;
+  RowVectorF s(d);
+  for (Index j = 0; j < d; ++j)
+    s(j) = log_var_offset_ >= 0 ? params_(log_var_offset_ + j) : static_cast<float>(arch_.fixed_log_variance);
+  const Eigen::Array<float, 1, Eigen::Dynamic> inv_var = (-s.array()).exp();
+  const double const_term = -0.5 * (static_cast<double>(d) * kLog2Pi + static_cast<double>(s.sum()));
+  const ArrayF sq = (x - out).array().square().rowwise() * inv_var;
+  for (Index r = 0; r < b; ++r) ll[static_cast<std::size_t>(r)] = const_term - 0.5 * static_cast<double>(sq.row(r).sum());
+}
+
+double Vae::loss(const RowMatrixF& x, const RowMatrixF& eps, VaeWorkspace& w, std::span<float> grad,
+                 std::span<double> elbo_rows) const {
+  const Index b = x.rows(), l = arch_.latent_dim, d = arch_.input_dim;
+  encode(x, w);
+  const ArrayF sigma = (0.5f * w.log_var.array()).exp();
+  w.z = (w.mu.array() + sigma * eps.array()).matrix();
+  decode(w.z, w);
+  std::vector<double> ll(static_cast<std::size_t>(b));
+  log_likelihood_rows(x, w.out, ll);
+  // KL(N(μ, σ²) ‖ N(0, 1)) = −½ Σ (1 + log σ² − μ² − σ²).
+  const ArrayF kl_terms = 1.0f + w.log_var.array() - w.mu.array().square() - w.log_var.array().exp();
+  double total = 0;
+  for (Index r = 0; r < b; ++r) {
+    const double kl = -0.5 * static_cast<double>(kl_terms.row(r).sum());
+    const double row_loss = -ll[static_cast<std::size_t>(r)] + kl;
+    if (!elbo_rows.empty()) elbo_rows[static_cast<std::size_t>(r)] = -row_loss;
+    total += row_loss;
+  }
+  if (grad.empty()) return total;
+
+  // d loss / d decoder output.
+  if (arch_.likelihood == VaeLikelihood::kBernoulli) {
+    w.delta = ((1.0f + (-w.out.array()).exp()).inverse() - x.array()).matrix();  // σ(l) − x
+  } else {
+    Eigen::Array<float, 1, Eigen::Dynamic> s(d);
+    for (Index j = 0; j < d; ++j)
+      s(j) = log_var_offset_ >= 0 ? params_(log_var_offset_ + j) : static_cast<float>(arch_.fixed_log_variance);
+    const Eigen::Array<float, 1, Eigen::Dynamic> inv_var = (-s).exp();
+    const ArrayF diff = w.out.array() - x.array();
+    w.delta = (diff.rowwise() * inv_var).matrix();  // (m − x) / σ²
+    if (log_var_offset_ >= 0) {
+      // d/ds_d of ½ Σ_rows (s_d + (x − m)² e^{−s_d}) = ½ Σ_rows (1 − (x − m)² e^{−s_d}).
+      const Eigen::Array<float, 1, Eigen::Dynamic> sq = diff.square().colwise().sum();
+      for (Index j = 0; j < d; ++j)
+        grad[static_cast<std::size_t>(log_var_offset_ + j)] = 0.5f * (static_cast<float>(b) - sq(j) * inv_var(j));
+    }
+  }
+  backward_mlp(decoder_, w.z, w.dec_act, w.delta, w.delta_prev, grad, &w.dz);
+  // Through z = μ + σ ε, plus the KL term: d/dμ = μ, d/dlog σ² = ½ (σ² − 1).
+  w.delta.resize(b, 2 * l);
+  w.delta.leftCols(l) = w.dz + w.mu;
+  w.delta.rightCols(l) = (w.dz.array() * eps.array() * 0.5f * sigma + 0.5f * (w.log_var.array().exp() - 1.0f)).matrix();
+  backward_mlp(encoder_, x, w.enc_act, w.delta, w.delta_prev, grad, nullptr);
+  return total;
+}
+
+}  // namespace latent::models

@@ -1,0 +1,493 @@
+#include "latent/models/vae/vae_fit.hpp"
+
+#include <fmt/format.h>
+#include <oneapi/tbb/enumerable_thread_specific.h>
+#include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/task_arena.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <numbers>
+
+#include "latent/core/control.hpp"
+#include "latent/core/error.hpp"
+#include "latent/core/rng.hpp"
+#include "latent/io/block_plan.hpp"
+#include "latent/io/block_source.hpp"
+#include "latent/io/h5_file.hpp"
+#include "latent/models/fitted_model.hpp"
+
+namespace latent::models {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr int kLossFracBits = 20;  // the loss travels with the gradient in fixed point (2^-20 nats)
+
+void draw_noise(RowMatrixF& eps, Index rows, Index l, std::uint64_t seed, RngPurpose purpose, std::uint64_t epoch,
+                Index first_row) {
+  eps.resize(rows, l);
+  for (Index r = 0; r < rows; ++r) {
+    CounterRng rng(seed, purpose, epoch, static_cast<std::uint64_t>(first_row + r));
+    for (Index j = 0; j < l; ++j) eps(r, j) = static_cast<float>(rng.next_normal());
+  }
+}
+
+std::int64_t to_fixed(double x, double scale) {
+  const double y = x * scale;
+  return static_cast<std::int64_t>(y + (y >= 0 ? 0.5 : -0.5));
+}
+
+// A validating pass over this rank's share of the data: values must lie in [0, 1] for a
+// Bernoulli decoder (NaN/Inf are refused by the block reader). Returns the local row
+// count. Collective (errors agreed).
+void validate_data(const comm::Communicator& comm, const io::DenseDatasetInfo& info, const VaeFitConfig& c) {
+  const auto plan = io::make_block_plan(info, 8192);
+  const auto range = io::rank_block_range(static_cast<Index>(plan.size()), comm.rank(), comm.size());
+  comm::run_agreed(comm, [&] {
+    io::BlockSource source(info, {plan.begin() + range.first, plan.begin() + range.last}, {c.prefetch, 0, false, false});
+    source.start_pass();
+    while (auto block = source.next()) {
+      heartbeat();
+      if (c.arch.likelihood != VaeLikelihood::kBernoulli) continue;
+      const RowMatrix& x = block->x;
+      if ((x.array() >= 0.0).all() && (x.array() <= 1.0).all()) continue;
+      for (Index i = 0; i < x.rows(); ++i)
+        for (Index j = 0; j < x.cols(); ++j)
+          if (!(x(i, j) >= 0.0 && x(i, j) <= 1.0))
+            throw_input(fmt::format("file {}, dataset /data, row {}, column {}: value {} is outside [0, 1], which a "
+                                    "Bernoulli decoder needs (dataset row {}); scale the data (latent import dense "
+                                    "--scale) or use --likelihood gaussian",
+                                    info.shards[static_cast<std::size_t>(block->ref.shard)].path, block->ref.row_begin + i,
+                                    j, x(i, j), block->ref.global_row_begin + i));
+    }
+  });
+}
+
+double learning_rate_at(const VaeFitConfig& c, int epoch) {
+  if (c.lr_schedule == "step") return c.learning_rate * std::pow(c.lr_gamma, epoch / std::max(1, c.lr_step_size));
+  if (c.lr_schedule == "cosine")
+    return 0.5 * c.learning_rate * (1.0 + std::cos(std::numbers::pi * static_cast<double>(epoch) / std::max(1, c.epochs)));
+  return c.learning_rate;
+}
+
+void check_config(const VaeFitConfig& c) {
+  if (c.arch.latent_dim < 1) throw_usage("--latent-dim must be at least 1");
+  if (c.batch_size < 1) throw_usage("--batch-size must be at least 1");
+  if (c.epochs < 1) throw_usage("--epochs must be at least 1");
+  if (!(c.learning_rate > 0) || !std::isfinite(c.learning_rate)) throw_usage("--learning-rate must be positive");
+  if (!(c.beta1 >= 0 && c.beta1 < 1) || !(c.beta2 >= 0 && c.beta2 < 1)) throw_usage("--beta1 and --beta2 must be in [0, 1)");
+  if (!(c.adam_epsilon > 0)) throw_usage("--adam-epsilon must be positive");
+  if (c.lr_schedule != "constant" && c.lr_schedule != "step" && c.lr_schedule != "cosine")
+    throw_usage("--lr-schedule must be constant, step or cosine (got '" + c.lr_schedule + "')");
+  if (!(c.max_grad_norm >= 0)) throw_usage("--max-grad-norm must be >= 0");
+  if (!(c.validation_fraction >= 0 && c.validation_fraction < 1)) throw_usage("--validation-fraction must be in [0, 1)");
+  if (c.n_iter_no_change < 1) throw_usage("--n-iter-no-change must be at least 1");
+}
+
+// The sum of per-row ELBOs of the local blocks in fixed point, and the row count, summed
+// over ranks (exact). Collective.
+double mean_elbo(const comm::Communicator& comm, const Vae& model, io::BlockSource& source, std::uint64_t seed,
+                 tbb::task_arena& arena, tbb::enumerable_thread_specific<VaeWorkspace>& ws) {
+  std::vector<std::int64_t> sums(2, 0);
+  comm::run_agreed(comm, [&] {
+    source.start_pass();
+    std::vector<std::shared_ptr<const io::DenseBlock>> blocks;
+    while (auto b = source.next()) blocks.push_back(b);
+    std::vector<std::int64_t> part(blocks.size(), 0);
+    arena.execute([&] {
+      tbb::parallel_for(std::size_t{0}, blocks.size(), [&](std::size_t i) {
+        const RowMatrixF x = blocks[i]->x.cast<float>();
+        std::vector<double> rows(static_cast<std::size_t>(x.rows()));
+        vae_elbo_rows(model, x, blocks[i]->ref.global_row_begin, seed, ws.local(), rows);
+        std::int64_t s = 0;
+        for (double v : rows) s += to_fixed(v, std::ldexp(1.0, kLossFracBits));
+        part[i] = s;
+      });
+    });
+    for (std::size_t i = 0; i < blocks.size(); ++i) {
+      sums[0] += part[i];
+      sums[1] += blocks[i]->x.rows();
+    }
+  });
+  comm.allreduce_sum(sums);
+  return sums[1] > 0 ? std::ldexp(static_cast<double>(sums[0]), -kLossFracBits) / static_cast<double>(sums[1]) : 0.0;
+}
+
+RowMatrix as_rows(std::span<const float> v) {
+  RowMatrix m(static_cast<Index>(v.size()), 1);
+  for (std::size_t i = 0; i < v.size(); ++i) m(static_cast<Index>(i), 0) = v[i];
+  return m;
+}
+
+void from_rows(const RowMatrix& m, std::span<float> v, const std::string& name) {
+  if (m.size() != static_cast<Index>(v.size())) throw_input("checkpoint: " + name + " has the wrong size for this VAE");
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(m(static_cast<Index>(i), 0));
+}
+
+}  // namespace
+
+double vae_elbo_rows(const Vae& model, const RowMatrixF& x, Index global_row_begin, std::uint64_t seed, VaeWorkspace& w,
+                     std::span<double> elbo_rows) {
+  RowMatrixF eps;
+  draw_noise(eps, x.rows(), model.architecture().latent_dim, seed, RngPurpose::kVaeEval, 0, global_row_begin);
+  const double total = model.loss(x, eps, w, {}, elbo_rows);
+  return x.rows() > 0 ? -total / static_cast<double>(x.rows()) : 0.0;
+}
+
+void vae_iwae_rows(const Vae& model, const RowMatrixF& x, Index global_row_begin, std::uint64_t seed, int k,
+                   VaeWorkspace& w, std::span<double> out) {
+  const Index l = model.architecture().latent_dim;
+  constexpr Index kChunk = 256;
+  model.encode(x, w);
+  const RowMatrixF mu = w.mu, log_var = w.log_var;
+  RowMatrixF eps, z, xr;
+  std::vector<double> ll;
+  for (Index r = 0; r < x.rows(); ++r) {
+    CounterRng rng(seed, RngPurpose::kVaeEval, 1, static_cast<std::uint64_t>(global_row_begin + r));
+    const double log_var_sum = static_cast<double>(log_var.row(r).sum());
+    double max_log_w = -std::numeric_limits<double>::infinity(), sum = 0;
+    for (Index first = 0; first < k; first += kChunk) {
+      const Index n = std::min<Index>(kChunk, k - first);
+      eps.resize(n, l);
+      for (Index i = 0; i < n; ++i)
+        for (Index j = 0; j < l; ++j) eps(i, j) = static_cast<float>(rng.next_normal());
+      z = (eps.array().rowwise() * (0.5f * log_var.row(r).array()).exp()).matrix();
+      z.rowwise() += mu.row(r);
+      model.decode(z, w);
+      xr = x.row(r).replicate(n, 1);
+      ll.resize(static_cast<std::size_t>(n));
+      model.log_likelihood_rows(xr, w.out, ll);
+      for (Index i = 0; i < n; ++i) {
+        // log p(z) − log q(z|x) = −½ Σ (z² − ε² − log σ²).
+        const double log_prior_ratio =
+            -0.5 * (static_cast<double>(z.row(i).squaredNorm()) - static_cast<double>(eps.row(i).squaredNorm()) - log_var_sum);
+        const double lw = ll[static_cast<std::size_t>(i)] + log_prior_ratio;
+        if (lw > max_log_w) {
+          sum = sum * std::exp(max_log_w - lw) + 1.0;
+          max_log_w = lw;
+        } else {
+          sum += std::exp(lw - max_log_w);
+        }
+      }
+    }
+    out[static_cast<std::size_t>(r)] = max_log_w + std::log(sum) - std::log(static_cast<double>(k));
+  }
+}
+
+VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo& info, VaeFitConfig c, const Logger& log,
+                     const VaeObserver& observer, train::FitControl* control) {
+  check_config(c);
+  c.arch.input_dim = info.num_features;
+  validate_data(comm, info, c);
+  VaeFitResult result;
+  result.model = Vae(c.arch);
+  Vae& model = result.model;
+  model.init_parameters(c.seed);
+  const auto p = static_cast<std::size_t>(model.num_parameters());
+
+  // The schedule: micro-batches of the global plan; the last fraction is validation.
+  const Index micro = std::min(kVaeMicroRows, c.batch_size);
+  const auto plan = io::make_block_plan(info, micro);
+  const auto nb = static_cast<Index>(plan.size());
+  const Index nv = c.validation_fraction > 0
+                       ? std::max<Index>(1, static_cast<Index>(std::llround(c.validation_fraction * static_cast<double>(nb))))
+                       : 0;
+  if (nv >= nb) throw_usage("--validation-fraction leaves no training rows");
+  const Index nt = nb - nv, per_step = (c.batch_size + micro - 1) / micro;
+  const Index steps_per_epoch = (nt + per_step - 1) / per_step;
+  std::vector<io::BlockRef> train_refs, val_refs;
+  std::vector<Index> local_count(static_cast<std::size_t>(steps_per_epoch));
+  for (Index s = 0; s < steps_per_epoch; ++s) {
+    const Index first = s * per_step, count = std::min(per_step, nt - first);
+    const auto range = io::rank_block_range(count, comm.rank(), comm.size());
+    for (Index b = range.first; b < range.last; ++b) train_refs.push_back(plan[static_cast<std::size_t>(first + b)]);
+    local_count[static_cast<std::size_t>(s)] = range.last - range.first;
+  }
+  for (Index b = 0; b < nt; ++b) result.num_train_rows += plan[static_cast<std::size_t>(b)].num_rows;
+  for (Index b = nt; b < nb; ++b) result.num_validation_rows += plan[static_cast<std::size_t>(b)].num_rows;
+  {
+    const auto range = io::rank_block_range(nv, comm.rank(), comm.size());
+    for (Index b = range.first; b < range.last; ++b) val_refs.push_back(plan[static_cast<std::size_t>(nt + b)]);
+  }
+  const Index max_local = local_count.empty() ? 0 : *std::max_element(local_count.begin(), local_count.end());
+  io::BlockSource train_source(info, std::move(train_refs), {c.prefetch, c.cache_bytes, false, false});
+  std::unique_ptr<io::BlockSource> val_source;
+  if (nv > 0) val_source = std::make_unique<io::BlockSource>(info, std::move(val_refs), io::BlockSourceOptions{c.prefetch, c.cache_bytes, false, false});
+
+  // Adam state (Kingma & Ba 2015, Alg. 1; PyTorch's placement of ε).
+  std::vector<float> m(p, 0.0f), v(p, 0.0f), best_params;
+  std::int64_t step = 0;
+  int epoch = 0, no_improve = 0;
+  double best = -std::numeric_limits<double>::infinity(), prev_score = 0;
+  if (control != nullptr) {
+    if (auto state = control->resume()) {
+      from_rows(state->array("parameters"), model.parameters(), "parameters");
+      from_rows(state->array("adam_m"), m, "adam_m");
+      from_rows(state->array("adam_v"), v, "adam_v");
+      step = static_cast<std::int64_t>(state->scalar("step"));
+      epoch = static_cast<int>(state->scalar("epoch"));
+      no_improve = static_cast<int>(state->scalar("no_improve"));
+      best = state->scalar("best");
+      prev_score = state->scalar("prev_score");
+      if (state->arrays.count("best_parameters") != 0) {
+        best_params.resize(p);
+        from_rows(state->array("best_parameters"), best_params, "best_parameters");
+      }
+      result.em = train::load_history(*state);
+      result.validation_elbo = state->scalar("validation_elbo");
+    }
+  }
+
+  tbb::task_arena arena(std::max(1, c.threads));
+  tbb::enumerable_thread_specific<VaeWorkspace> ws;
+  // Aligned buffers (Eigen's allocator): where a product's destination starts relative to
+  // a 64-byte boundary decides which entries Eigen computes on its scalar path, and the
+  // scalar and vector paths round differently (fused multiply-add).
+  std::vector<Eigen::VectorXf> grads(static_cast<std::size_t>(max_local), Eigen::VectorXf(static_cast<Index>(p)));
+  std::vector<double> block_loss(static_cast<std::size_t>(max_local)), block_max(static_cast<std::size_t>(max_local));
+  std::vector<std::int64_t> acc(p + 2);
+  std::vector<std::shared_ptr<const io::DenseBlock>> blocks;
+  const FaultPlan& fault = FaultPlan::get();
+  const double loss_scale = std::ldexp(1.0, kLossFracBits);
+
+  for (; epoch < c.epochs && !result.em.converged; ++epoch) {
+    const auto t0 = Clock::now();
+    const double lr = learning_rate_at(c, epoch);
+    train_source.start_pass();
+    std::int64_t epoch_loss = 0, epoch_rows = 0;
+    for (Index s = 0; s < steps_per_epoch; ++s) {
+      const auto nloc = static_cast<std::size_t>(local_count[static_cast<std::size_t>(s)]);
+      std::exception_ptr error;
+      std::vector<double> flags(2, 0.0);  // largest |gradient entry|, non-finite seen
+      try {
+        if (fault.due(comm.rank(), static_cast<int>(step + 1), "throw"))
+          throw std::runtime_error("injected fault (LATENT_FAULT kind=throw) in step " + std::to_string(step + 1));
+        blocks.clear();
+        for (std::size_t i = 0; i < nloc; ++i) {
+          auto b = train_source.next();
+          if (!b) throw Error(ErrorKind::kIo, "data " + info.location + ": a block ended the pass early");
+          blocks.push_back(std::move(b));
+        }
+        heartbeat();
+        arena.execute([&] {
+          tbb::parallel_for(std::size_t{0}, nloc, [&](std::size_t i) {
+            const io::DenseBlock& b = *blocks[i];
+            const RowMatrixF x = b.x.cast<float>();
+            RowMatrixF eps;
+            draw_noise(eps, x.rows(), c.arch.latent_dim, c.seed, RngPurpose::kVaeNoise, static_cast<std::uint64_t>(step + 1),
+                       b.ref.global_row_begin);
+            block_loss[i] = model.loss(x, eps, ws.local(), {grads[i].data(), p});
+            float mx = 0.0f;
+            bool finite = std::isfinite(block_loss[i]);
+            for (const float g : grads[i]) {
+              mx = std::max(mx, std::abs(g));
+              finite &= std::isfinite(g);
+            }
+            block_max[i] = finite ? static_cast<double>(mx) : std::numeric_limits<double>::infinity();
+          });
+        });
+        for (std::size_t i = 0; i < nloc; ++i) {
+          if (!std::isfinite(block_max[i])) flags[1] = 1;
+          else flags[0] = std::max(flags[0], block_max[i]);
+        }
+      } catch (...) {
+        error = std::current_exception();
+      }
+      comm.agree(error);
+      comm.allreduce_max(flags);
+      if (flags[1] > 0)
+        throw_numerical(fmt::format("the loss or its gradient became NaN/Inf at epoch {}, step {}; the parameters were not "
+                                    "updated and the last checkpoint is intact. Lower --learning-rate or set --max-grad-norm",
+                                    epoch + 1, step + 1));
+      // The grid: the sum of the step's micro-batch gradients cannot exceed 2^61.
+      const Index global_blocks = std::min(per_step, nt - s * per_step);
+      const double bound = flags[0] * static_cast<double>(global_blocks);
+      const int bits = bound > 0 ? std::clamp(61 - static_cast<int>(std::ceil(std::log2(bound))) - 1, -1000, 1000) : 0;
+      const double scale = std::ldexp(1.0, bits);
+      arena.execute([&] {
+        tbb::parallel_for(tbb::blocked_range<std::size_t>(0, p, 4096), [&](const tbb::blocked_range<std::size_t>& r) {
+          for (std::size_t j = r.begin(); j < r.end(); ++j) {
+            std::int64_t sum = 0;
+            for (std::size_t i = 0; i < nloc; ++i) sum += to_fixed(static_cast<double>(grads[i](static_cast<Index>(j))), scale);
+            acc[j] = sum;
+          }
+        });
+      });
+      std::int64_t rows = 0, loss_fixed = 0;
+      for (std::size_t i = 0; i < nloc; ++i) {
+        rows += blocks[i]->x.rows();
+        loss_fixed += to_fixed(block_loss[i], loss_scale);
+      }
+      acc[p] = rows;
+      acc[p + 1] = loss_fixed;
+      comm.allreduce_sum(acc);
+      const auto step_rows = static_cast<double>(acc[p]);
+      epoch_rows += acc[p];
+      epoch_loss += acc[p + 1];
+      // The mean gradient, clipped (PyTorch's clip_grad_norm_), then Adam on every rank.
+      const double to_mean = std::ldexp(1.0, -bits) / step_rows;
+      double norm2 = 0;
+      for (std::size_t j = 0; j < p; ++j) {
+        const double g = static_cast<double>(acc[j]) * to_mean;
+        norm2 += g * g;
+      }
+      double clip = 1.0;
+      if (c.max_grad_norm > 0 && std::sqrt(norm2) > c.max_grad_norm) clip = c.max_grad_norm / (std::sqrt(norm2) + 1e-6);
+      ++step;
+      const double bc1 = 1.0 - std::pow(c.beta1, static_cast<double>(step));
+      const double bc2 = 1.0 - std::pow(c.beta2, static_cast<double>(step));
+      const auto b1 = static_cast<float>(c.beta1), b2 = static_cast<float>(c.beta2);
+      const auto step_size = static_cast<float>(lr / bc1), sqrt_bc2 = static_cast<float>(std::sqrt(bc2));
+      const auto eps_adam = static_cast<float>(c.adam_epsilon);
+      std::span<float> theta = model.parameters();
+      arena.execute([&] {
+        tbb::parallel_for(tbb::blocked_range<std::size_t>(0, p, 8192), [&](const tbb::blocked_range<std::size_t>& r) {
+          for (std::size_t j = r.begin(); j < r.end(); ++j) {
+            const auto g = static_cast<float>(static_cast<double>(acc[j]) * to_mean * clip);
+            m[j] = b1 * m[j] + (1.0f - b1) * g;
+            v[j] = b2 * v[j] + (1.0f - b2) * g * g;
+            theta[j] -= step_size * m[j] / (std::sqrt(v[j]) / sqrt_bc2 + eps_adam);
+          }
+        });
+      });
+    }
+    train_source.cancel_pass();
+    const double train_elbo = epoch_rows > 0 ? -std::ldexp(static_cast<double>(epoch_loss), -kLossFracBits) / static_cast<double>(epoch_rows) : 0.0;
+    double score = train_elbo, val_elbo = 0;
+    if (val_source) {
+      val_elbo = mean_elbo(comm, model, *val_source, c.seed, arena, ws);
+      score = val_elbo;
+    }
+    // scikit-learn's MLP rule: an epoch counts as no improvement unless the score beats the
+    // best by more than tol; with a validation split the best parameters are kept.
+    if (score > best + c.tol) {
+      no_improve = 0;
+      if (val_source) {
+        best_params.assign(model.parameters().begin(), model.parameters().end());
+        result.validation_elbo = val_elbo;
+      }
+    } else {
+      ++no_improve;
+    }
+    best = std::max(best, score);
+    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    train::IterationRecord rec{epoch + 1, train_elbo, epoch == 0 && result.em.history.empty() ? 0.0 : score - prev_score,
+                               seconds, seconds > 0 ? static_cast<double>(epoch_rows) / seconds : 0.0};
+    prev_score = score;
+    result.em.history.push_back(rec);
+    result.em.n_iter = epoch + 1;
+    result.em.objective = train_elbo;
+    if (no_improve >= c.n_iter_no_change) result.em.converged = true;
+    if (observer) observer(rec, val_elbo);
+    if (control != nullptr) {
+      const int next_epoch = epoch + 1;
+      control->boundary(0, next_epoch, [&] {
+        train::TrainState st;
+        st.arrays["parameters"] = as_rows(model.parameters());
+        st.arrays["adam_m"] = as_rows(m);
+        st.arrays["adam_v"] = as_rows(v);
+        if (!best_params.empty()) st.arrays["best_parameters"] = as_rows(best_params);
+        st.scalars["step"] = static_cast<double>(step);
+        st.scalars["epoch"] = next_epoch;
+        st.scalars["no_improve"] = no_improve;
+        st.scalars["best"] = best;
+        st.scalars["prev_score"] = prev_score;
+        st.scalars["validation_elbo"] = result.validation_elbo;
+        train::save_history(result.em, st);
+        return st;
+      });
+    }
+  }
+  if (val_source && !best_params.empty()) std::copy(best_params.begin(), best_params.end(), model.parameters().begin());
+  result.steps = step;
+  (void)log;
+  return result;
+}
+
+void save_vae(const Vae& model, const std::string& config_json, const train::EmResult& em, Index n_samples,
+              const std::string& data_location, const std::string& path, bool overwrite) {
+  io::H5Writer w(path, overwrite);
+  write_fit_record(w, "vae", FitRecord{config_json, em, n_samples, data_location});
+  const VaeArchitecture& a = model.architecture();
+  const auto params = model.parameters();
+  const auto write_net = [&](const std::string& name, const std::vector<VaeLayer>& layers) {
+    for (std::size_t i = 0; i < layers.size(); ++i) {
+      const VaeLayer& l = layers[i];
+      const RowMatrix weight = Eigen::Map<const RowMatrixF>(params.data() + l.weight_offset, l.out, l.in).cast<double>();
+      w.write(fmt::format("{}/{}/weight", name, i), weight);
+      std::vector<double> bias(params.begin() + l.bias_offset, params.begin() + l.bias_offset + l.out);
+      w.write(fmt::format("{}/{}/bias", name, i), std::span<const double>(bias));
+    }
+  };
+  write_net("encoder", model.encoder_layers());
+  write_net("decoder", model.decoder_layers());
+  if (a.likelihood == VaeLikelihood::kGaussian) {
+    std::vector<double> lv(static_cast<std::size_t>(a.input_dim), a.fixed_log_variance);
+    if (model.log_variance_offset() >= 0)
+      for (Index d = 0; d < a.input_dim; ++d) lv[static_cast<std::size_t>(d)] = params[static_cast<std::size_t>(model.log_variance_offset() + d)];
+    w.write("log_variance", std::span<const double>(lv));
+  }
+  std::vector<std::int64_t> hidden(a.hidden.begin(), a.hidden.end());
+  w.write("hidden", std::span<const std::int64_t>(hidden));
+  w.attr("/", "input_dim", static_cast<std::int64_t>(a.input_dim));
+  w.attr("/", "latent_dim", static_cast<std::int64_t>(a.latent_dim));
+  w.attr("/", "activation", to_string(a.activation));
+  w.attr("/", "likelihood", to_string(a.likelihood));
+  w.attr("/", "learn_variance", static_cast<std::int64_t>(a.learn_variance ? 1 : 0));
+  w.commit();
+}
+
+Vae load_vae(const std::string& path) {
+  io::H5Reader r(path);
+  const std::string where = "model " + path;
+  if (!r.has_attr("/", "model") || r.attr_string("/", "model") != "vae") throw_input(where + ": is not a vae model");
+  VaeArchitecture a;
+  for (const char* name : {"input_dim", "latent_dim", "activation", "likelihood", "learn_variance"})
+    if (!r.has_attr("/", name)) throw_input(where + ": root attribute " + name + " is missing");
+  a.input_dim = r.attr_int("/", "input_dim");
+  a.latent_dim = r.attr_int("/", "latent_dim");
+  if (a.input_dim < 1 || a.latent_dim < 1 || a.input_dim > (Index{1} << 26) || a.latent_dim > (Index{1} << 20))
+    throw_input(where + ": input_dim/latent_dim out of range");
+  a.activation = parse_vae_activation(r.attr_string("/", "activation"));
+  a.likelihood = parse_vae_likelihood(r.attr_string("/", "likelihood"));
+  a.learn_variance = r.attr_int("/", "learn_variance") != 0;
+  if (!r.has("hidden")) throw_input(where + ": dataset /hidden is missing");
+  for (std::int64_t h : r.read_int64("hidden")) {
+    if (h < 1 || h > (Index{1} << 24)) throw_input(where + ": /hidden has a width out of range");
+    a.hidden.push_back(h);
+  }
+  std::vector<double> log_var;
+  if (a.likelihood == VaeLikelihood::kGaussian) {
+    if (!r.has("log_variance")) throw_input(where + ": dataset /log_variance is missing");
+    log_var = r.read_doubles("log_variance");
+    if (static_cast<Index>(log_var.size()) != a.input_dim) throw_input(where + ": /log_variance must have input_dim entries");
+    a.fixed_log_variance = log_var[0];
+  }
+  Vae model(a);
+  auto params = model.parameters();
+  const auto read_net = [&](const std::string& name, const std::vector<VaeLayer>& layers) {
+    for (std::size_t i = 0; i < layers.size(); ++i) {
+      const VaeLayer& l = layers[i];
+      const std::string wn = fmt::format("{}/{}/weight", name, i), bn = fmt::format("{}/{}/bias", name, i);
+      if (!r.has(wn) || !r.has(bn)) throw_input(where + ": dataset /" + wn + " or /" + bn + " is missing");
+      const std::vector<Index> ws = r.shape(wn), bs = r.shape(bn);
+      if (ws.size() != 2 || ws[0] != l.out || ws[1] != l.in || bs.size() != 1 || bs[0] != l.out)
+        throw_input(fmt::format("{}: /{} must be {} x {} and /{} {} long", where, wn, l.out, l.in, bn, l.out));
+      const RowMatrix weight = r.read_matrix(wn);
+      const std::vector<double> bias = r.read_doubles(bn);
+      if (!weight.allFinite()) throw_input(where + ": /" + wn + " has NaN or infinite entries");
+      Eigen::Map<RowMatrixF>(params.data() + l.weight_offset, l.out, l.in) = weight.cast<float>();
+      for (Index o = 0; o < l.out; ++o) params[static_cast<std::size_t>(l.bias_offset + o)] = static_cast<float>(bias[static_cast<std::size_t>(o)]);
+    }
+  };
+  read_net("encoder", model.encoder_layers());
+  read_net("decoder", model.decoder_layers());
+  if (model.log_variance_offset() >= 0)
+    for (Index d = 0; d < a.input_dim; ++d)
+      params[static_cast<std::size_t>(model.log_variance_offset() + d)] = static_cast<float>(log_var[static_cast<std::size_t>(d)]);
+  return model;
+}
+
+}  // namespace latent::models

@@ -1,0 +1,189 @@
+// VAE: gradients against central finite differences (every layer type, both likelihoods),
+// the closed-form KL and likelihood terms, the IWAE estimate's bounds, model files, and a
+// fit whose parameters do not depend on the thread count.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "../support/fixtures.hpp"
+#include "latent/core/log.hpp"
+#include "latent/io/dense_dataset.hpp"
+#include "latent/models/vae/vae.hpp"
+#include "latent/models/vae/vae_fit.hpp"
+
+namespace latent::models {
+namespace {
+
+using testing::blobs;
+using testing::TempDir;
+using testing::write_shards;
+
+RowMatrixF random_rows(Index b, Index d, unsigned seed, bool unit_interval) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  std::normal_distribution<float> n(0.0f, 1.0f);
+  RowMatrixF x(b, d);
+  for (Index i = 0; i < b; ++i)
+    for (Index j = 0; j < d; ++j) x(i, j) = unit_interval ? u(gen) : n(gen);
+  return x;
+}
+
+// Central differences of the summed loss in double precision would need a double model; the
+// model is float32, so the check uses a step of 1e-2 on a small network with tanh (smooth)
+// or ReLU (inputs keep pre-activations away from the kink with high probability) and a
+// tolerance that the float rounding (~1e-6 of a loss of ~10) cannot reach but any wrong
+// term (a factor 2, a missing branch) exceeds by far.
+void check_gradient(VaeActivation act, VaeLikelihood lik, bool learn_variance) {
+  VaeArchitecture a;
+  a.input_dim = 5;
+  a.latent_dim = 2;
+  a.hidden = {4, 3};
+  a.activation = act;
+  a.likelihood = lik;
+  a.learn_variance = learn_variance;
+  a.fixed_log_variance = -0.3;
+  Vae model(a);
+  model.init_parameters(7);
+  const RowMatrixF x = random_rows(6, 5, 1, lik == VaeLikelihood::kBernoulli);
+  const RowMatrixF eps = random_rows(6, 2, 2, false);
+  VaeWorkspace w;
+  std::vector<float> grad(static_cast<std::size_t>(model.num_parameters()));
+  model.loss(x, eps, w, grad);
+  const double h = act == VaeActivation::kRelu ? 1e-3 : 1e-2;
+  int checked = 0;
+  for (Index i = 0; i < model.num_parameters(); ++i) {
+    float& p = model.parameters()[static_cast<std::size_t>(i)];
+    const float p0 = p;
+    p = static_cast<float>(p0 + h);
+    const double up = model.loss(x, eps, w, {});
+    p = static_cast<float>(p0 - h);
+    const double down = model.loss(x, eps, w, {});
+    p = p0;
+    const double numeric = (up - down) / (2 * h);
+    EXPECT_NEAR(grad[static_cast<std::size_t>(i)], numeric, 2e-3 + 1e-2 * std::abs(numeric))
+        << "parameter " << i << " (" << to_string(act) << ", " << to_string(lik) << ")";
+    ++checked;
+  }
+  EXPECT_EQ(checked, model.num_parameters());
+  // Every layer has parameters: 5·4+4, 4·3+3, 3·4+4 (encoder), 2·3+3, 3·4+4, 4·5+5, and 5
+  // log-variances when learned.
+  EXPECT_EQ(model.num_parameters(), 24 + 15 + 16 + 9 + 16 + 25 + (learn_variance && lik == VaeLikelihood::kGaussian ? 5 : 0));
+}
+
+TEST(VaeGradient, TanhBernoulli) { check_gradient(VaeActivation::kTanh, VaeLikelihood::kBernoulli, false); }
+TEST(VaeGradient, ReluBernoulli) { check_gradient(VaeActivation::kRelu, VaeLikelihood::kBernoulli, false); }
+TEST(VaeGradient, TanhGaussianLearnedVariance) { check_gradient(VaeActivation::kTanh, VaeLikelihood::kGaussian, true); }
+TEST(VaeGradient, ReluGaussianFixedVariance) { check_gradient(VaeActivation::kRelu, VaeLikelihood::kGaussian, false); }
+
+// With every weight zero the encoder gives μ = b, log σ² = b' and the decoder a constant
+// output: the loss has a closed form.
+TEST(VaeLoss, ClosedFormWithZeroWeights) {
+  VaeArchitecture a;
+  a.input_dim = 3;
+  a.latent_dim = 2;
+  a.hidden = {4};
+  Vae model(a);
+  auto p = model.parameters();
+  std::fill(p.begin(), p.end(), 0.0f);
+  const VaeLayer& enc_out = model.encoder_layers().back();
+  p[static_cast<std::size_t>(enc_out.bias_offset + 0)] = 0.5f;   // μ_1
+  p[static_cast<std::size_t>(enc_out.bias_offset + 3)] = -1.0f;  // log σ²_2
+  const VaeLayer& dec_out = model.decoder_layers().back();
+  p[static_cast<std::size_t>(dec_out.bias_offset + 1)] = 2.0f;   // logit of feature 2
+  RowMatrixF x(1, 3);
+  x << 1.0f, 0.0f, 0.25f;
+  RowMatrixF eps = RowMatrixF::Zero(1, 2);
+  VaeWorkspace w;
+  std::vector<double> elbo(1);
+  const double loss = model.loss(x, eps, w, {}, elbo);
+  const auto softplus = [](double l) { return std::log1p(std::exp(l)); };
+  const double rec = (softplus(0) - 0) + (softplus(2) - 0) + (softplus(0) - 0);  // Σ softplus(l) − x l
+  const double kl = -0.5 * ((1 + 0 - 0.25 - 1) + (1 - 1 - 0 - std::exp(-1.0)));
+  EXPECT_NEAR(loss, rec + kl, 1e-5);
+  EXPECT_NEAR(elbo[0], -(rec + kl), 1e-5);
+}
+
+// The IWAE estimate with k = 1 is an unbiased single-sample ELBO without the closed-form
+// KL; as k grows it is a lower bound that increases (Burda et al. 2016, Thm. 1), and with
+// an exact posterior it equals log p(x). Here: a decoder that ignores z (zero weights), so
+// p(x|z) = p(x) and q = N(μ, σ²): log w = log p(x) + log p(z) − log q(z), whose mean over
+// many samples tends to log p(x) − KL while log-mean-exp tends to log p(x).
+TEST(VaeIwae, TendsToTheLogLikelihoodWhenTheDecoderIgnoresZ) {
+  VaeArchitecture a;
+  a.input_dim = 2;
+  a.latent_dim = 1;
+  a.hidden = {2};
+  Vae model(a);
+  auto p = model.parameters();
+  std::fill(p.begin(), p.end(), 0.0f);
+  p[static_cast<std::size_t>(model.encoder_layers().back().bias_offset + 0)] = 0.3f;   // μ
+  p[static_cast<std::size_t>(model.encoder_layers().back().bias_offset + 1)] = -0.5f;  // log σ²
+  p[static_cast<std::size_t>(model.decoder_layers().back().bias_offset + 0)] = 1.0f;   // logit
+  RowMatrixF x(1, 2);
+  x << 1.0f, 0.0f;
+  const double log_px = (1.0 - std::log1p(std::exp(1.0))) + (0.0 - std::log1p(std::exp(0.0)));
+  VaeWorkspace w;
+  std::vector<double> iw(1);
+  vae_iwae_rows(model, x, 0, 3, 20000, w, iw);
+  EXPECT_NEAR(iw[0], log_px, 0.02);
+  std::vector<double> elbo(1);
+  vae_elbo_rows(model, x, 0, 3, w, elbo);
+  const double kl = -0.5 * (1 - 0.5 - 0.09 - std::exp(-0.5));
+  EXPECT_NEAR(elbo[0], log_px - kl, 1e-5);
+  EXPECT_LT(elbo[0], iw[0]);
+}
+
+TEST(VaeFile, RoundTripKeepsEveryParameter) {
+  TempDir dir;
+  VaeArchitecture a;
+  a.input_dim = 4;
+  a.latent_dim = 2;
+  a.hidden = {3};
+  a.likelihood = VaeLikelihood::kGaussian;
+  Vae model(a);
+  model.init_parameters(11);
+  model.parameters()[static_cast<std::size_t>(model.log_variance_offset() + 2)] = 0.7f;
+  const std::string path = dir.path() + "/vae.h5";
+  save_vae(model, "{}", {}, 10, "data", path, false);
+  const Vae back = load_vae(path);
+  ASSERT_EQ(back.num_parameters(), model.num_parameters());
+  for (Index i = 0; i < model.num_parameters(); ++i)
+    EXPECT_EQ(back.parameters()[static_cast<std::size_t>(i)], model.parameters()[static_cast<std::size_t>(i)]) << i;
+  EXPECT_EQ(back.architecture().likelihood, VaeLikelihood::kGaussian);
+  EXPECT_EQ(back.architecture().hidden, std::vector<Index>{3});
+}
+
+// Training lowers the loss and the parameters are the same bits with 1 and 2 threads (the
+// rank count is covered by the MPI invariance test).
+TEST(VaeFit, LearnsAndIsThreadInvariant) {
+  TempDir dir;
+  std::vector<std::int64_t> labels;
+  RowMatrix x = blobs(600, 6, 3, 5, &labels);
+  x = ((x.array() - x.minCoeff()) / (x.maxCoeff() - x.minCoeff())).matrix();  // into [0, 1]
+  write_shards(dir.path() + "/data", x, {250, 350});
+  const io::DenseDatasetInfo info = io::open_dense_dataset(dir.path() + "/data");
+  const auto comm = comm::Communicator::world();
+  const Logger log(nullptr, false);
+  VaeFitConfig c;
+  c.arch.latent_dim = 2;
+  c.arch.hidden = {16};
+  c.batch_size = 64;
+  c.epochs = 15;
+  c.learning_rate = 3e-3;
+  c.validation_fraction = 0.1;
+  c.threads = 1;
+  const VaeFitResult one = fit_vae(comm, info, c, log, {}, nullptr);
+  c.threads = 2;
+  const VaeFitResult two = fit_vae(comm, info, c, log, {}, nullptr);
+  ASSERT_EQ(one.model.num_parameters(), two.model.num_parameters());
+  for (Index i = 0; i < one.model.num_parameters(); ++i)
+    ASSERT_EQ(one.model.parameters()[static_cast<std::size_t>(i)], two.model.parameters()[static_cast<std::size_t>(i)]) << i;
+  ASSERT_EQ(one.em.history.size(), 15u);
+  EXPECT_GT(one.em.history.back().objective, one.em.history.front().objective + 0.05);
+  EXPECT_EQ(one.num_validation_rows + one.num_train_rows, 600);
+  EXPECT_GT(one.num_validation_rows, 0);
+}
+
+}  // namespace
+}  // namespace latent::models
