@@ -74,6 +74,7 @@ void clustering_agreement(const std::map<std::pair<std::int64_t, std::int64_t>, 
 
 int cmd_score(const std::vector<std::string>& args, const Context& ctx) {
   if (is_lda_model(args)) return score_lda(args, ctx);
+  if (is_vae_model(args)) return score_vae(args, ctx);
   ApplyOptions a;
   po::options_description desc("latent score options");
   add_apply(desc, a);
@@ -198,6 +199,7 @@ int cmd_predict(const std::vector<std::string>& args, const Context& ctx) {
 }
 
 int cmd_sample(const std::vector<std::string>& args, const Context& ctx) {
+  if (is_vae_model(args)) return sample_vae(args, ctx);
   std::string model_path, output;
   Index n = 0;
   std::uint64_t seed = 0;
@@ -269,6 +271,10 @@ int cmd_info(const std::vector<std::string>& args, const Context& ctx) {
                           !io::H5Reader(path).has(io::kDataDataset);
     if (is_model && io::H5Reader(path).attr_string("/", "model") == "lda") {
       text = describe_lda(path, top_words);
+      return;
+    }
+    if (is_model && io::H5Reader(path).attr_string("/", "model") == "vae") {
+      text = describe_vae(path);
       return;
     }
     if (std::filesystem::is_directory(path) && std::filesystem::exists(std::filesystem::path(path) / io::kVocabularyFile)) {

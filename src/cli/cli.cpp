@@ -18,6 +18,7 @@ const char* kUsage =
     "  fit gmm        Gaussian mixture by EM (covariance full|tied|diag|spherical)\n"
     "  fit kmeans     k-means (Lloyd) with k-means|| seeding\n"
     "  fit lda        latent Dirichlet allocation: batch variational EM or online (stochastic VI)\n"
+    "  fit vae        variational autoencoder: minibatch ELBO gradients, Adam\n"
     "  score          JSON scores of a model on data (mean log-likelihood, BIC, AIC, ARI, purity;\n"
     "                 LDA: document-completion and bound perplexities)\n"
     "  transform      LDA: per-document topic proportions to an HDF5 file\n"

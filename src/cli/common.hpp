@@ -104,4 +104,12 @@ int score_lda(const std::vector<std::string>& args, const Context& ctx);
 std::string describe_lda(const std::string& path, int top_words);
 std::string describe_counts(const std::string& path);
 
+// VAE (vae.cpp): whether --model in args names a VAE model file; its score, transform and
+// sample commands; the `info` text of a VAE model.
+bool is_vae_model(const std::vector<std::string>& args);
+int score_vae(const std::vector<std::string>& args, const Context& ctx);
+int transform_vae(const std::vector<std::string>& args, const Context& ctx);
+int sample_vae(const std::vector<std::string>& args, const Context& ctx);
+std::string describe_vae(const std::string& path);
+
 }  // namespace latent::cli

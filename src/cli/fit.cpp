@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -14,6 +15,7 @@
 #include "latent/models/gmm/gmm_fit.hpp"
 #include "latent/models/kmeans/kmeans.hpp"
 #include "latent/models/lda/lda_fit.hpp"
+#include "latent/models/vae/vae_fit.hpp"
 #include "latent/io/counts_dataset.hpp"
 #include "latent/train/checkpoint.hpp"
 #include "latent/train/data_summary.hpp"
@@ -337,6 +339,154 @@ int fit_lda(const std::vector<std::string>& args, const Context& ctx) {
   return 0;
 }
 
+std::vector<Index> parse_widths(const std::string& s) {
+  std::vector<Index> out;
+  std::size_t pos = 0;
+  while (pos <= s.size() && !s.empty()) {
+    const std::size_t comma = s.find(',', pos);
+    const std::string item = s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    try {
+      std::size_t used = 0;
+      const long long v = std::stoll(item, &used);
+      if (used != item.size() || v < 1) throw std::invalid_argument(item);
+      out.push_back(v);
+    } catch (const std::exception&) {
+      throw_usage("--hidden must be a comma-separated list of positive widths such as 512,256 (got '" + s + "')");
+    }
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  return out;
+}
+
+int fit_vae(const std::vector<std::string>& args, const Context& ctx) {
+  CommonFit c;
+  models::VaeFitConfig v;
+  std::string hidden = "512,256", activation = "relu", likelihood = "bernoulli", variance = "learned";
+  po::options_description desc("latent fit vae options");
+  desc.add_options()
+      ("latent-dim", po::value(&v.arch.latent_dim)->default_value(20), "latent dimensions L")
+      ("hidden", po::value(&hidden)->default_value("512,256"), "encoder hidden widths (the decoder mirrors them)")
+      ("activation", po::value(&activation)->default_value("relu"), "relu | tanh")
+      ("likelihood", po::value(&likelihood)->default_value("bernoulli"),
+       "bernoulli (data in [0, 1]; logits) | gaussian (real data; per-feature variance)")
+      ("gaussian-variance", po::value(&variance)->default_value("learned"),
+       "gaussian decoder: learned (one log-variance per feature, starting at 0) or a fixed variance such as 0.1")
+      ("batch-size", po::value(&v.batch_size)->default_value(128), "rows per optimiser step (global, any rank count)")
+      ("epochs", po::value(&v.epochs)->default_value(10), "passes over the training rows (scikit-learn's max_iter)")
+      ("learning-rate", po::value(&v.learning_rate)->default_value(1e-3), "Adam step size")
+      ("beta1", po::value(&v.beta1)->default_value(0.9), "Adam's first-moment decay")
+      ("beta2", po::value(&v.beta2)->default_value(0.999), "Adam's second-moment decay")
+      ("adam-epsilon", po::value(&v.adam_epsilon)->default_value(1e-8), "Adam's epsilon (added to the root of v-hat)")
+      ("lr-schedule", po::value(&v.lr_schedule)->default_value("constant"),
+       "constant | step (times --lr-gamma every --lr-step-size epochs) | cosine (to 0 at the last epoch)")
+      ("lr-step-size", po::value(&v.lr_step_size)->default_value(10), "epochs between decays (step schedule)")
+      ("lr-gamma", po::value(&v.lr_gamma)->default_value(0.1), "decay factor (step schedule)")
+      ("max-grad-norm", po::value(&v.max_grad_norm)->default_value(0.0), "clip the gradient's L2 norm to this (0: off)")
+      ("validation-fraction", po::value(&v.validation_fraction)->default_value(0.0),
+       "hold out the last fraction of the rows; early stopping then watches the validation ELBO and keeps the best epoch")
+      ("n-iter-no-change", po::value(&v.n_iter_no_change)->default_value(10),
+       "stop after this many epochs without an improvement of more than --tol")
+      ("tol", po::value(&v.tol)->default_value(1e-4), "nats per sample (validation ELBO, or training ELBO without one)");
+  add_common(desc, c);
+  po::variables_map vm;
+  if (!parse(args, desc, vm, ctx, "latent fit vae --data DIR --output MODEL.h5 [--latent-dim 20] [--hidden 512,256] [options]"))
+    return 0;
+  v.arch.hidden = parse_widths(hidden);
+  v.arch.activation = models::parse_vae_activation(activation);
+  v.arch.likelihood = models::parse_vae_likelihood(likelihood);
+  if (variance != "learned") {
+    char* end = nullptr;
+    const double var = std::strtod(variance.c_str(), &end);
+    if (end == variance.c_str() || *end != '\0' || !(var > 0) || !std::isfinite(var))
+      throw_usage("--gaussian-variance must be 'learned' or a positive number (got '" + variance + "')");
+    v.arch.learn_variance = false;
+    v.arch.fixed_log_variance = std::log(var);
+  }
+  v.seed = c.seed;
+  std::unique_ptr<io::OutputLock> lock = lock_output(ctx, c);
+  c.stream.threads = resolve_threads(c.stream.threads);
+  v.threads = c.stream.threads;
+  v.prefetch = c.stream.prefetch;
+  v.cache_bytes = static_cast<std::size_t>(c.stream.cache_mb) * 1048576;
+  io::DenseDatasetInfo info;
+  comm::run_agreed(ctx.comm, [&] { info = io::open_dense_dataset(c.data); });
+  comm::run_agreed(ctx.comm, [&] {
+    // Parameters P (float): parameters, Adam's two moments, the best copy, one gradient per
+    // micro-batch of a rank's share of a step, the integer sum (8 bytes) and a checkpoint
+    // snapshot (8 bytes); activations per thread: micro-batch rows × (Σ widths) floats, a few
+    // times over; plus blocks in flight.
+    const models::Vae shape([&] {
+      models::VaeArchitecture a = v.arch;
+      a.input_dim = info.num_features;
+      return a;
+    }());
+    const double p = static_cast<double>(shape.num_parameters());
+    const double micro = static_cast<double>(std::min(models::kVaeMicroRows, v.batch_size));
+    const double local_blocks = std::ceil(static_cast<double>(v.batch_size) / micro / ctx.comm.size());
+    double widths = static_cast<double>(2 * info.num_features + 4 * v.arch.latent_dim);
+    for (Index h : v.arch.hidden) widths += 2.0 * static_cast<double>(h);
+    train::MemoryEstimate need;
+    const double params_bytes = p * 4.0 * (4.0 + local_blocks) + p * 16.0;
+    const double act_bytes = static_cast<double>(c.stream.threads) * micro * widths * 4.0 * 4.0;
+    const double block_bytes = static_cast<double>(c.stream.prefetch + c.stream.threads + 2) * micro *
+                               static_cast<double>(info.num_features) * 12.0;
+    need.bytes = params_bytes + act_bytes + block_bytes;
+    need.breakdown = fmt::format("{} parameters and optimiser state {:.2f} GiB, activations {:.2f} GiB, blocks {:.2f} GiB",
+                                 shape.num_parameters(), params_bytes / 1073741824.0, act_bytes / 1073741824.0,
+                                 block_bytes / 1073741824.0);
+    train::check_memory(need, train::available_memory_bytes(c.stream.memory_budget_gib, ranks_on_node()),
+                        "use smaller --hidden widths or --latent-dim, fewer --threads, or raise --memory-budget if the "
+                        "limit is wrong");
+  });
+  ctx.log.info(fmt::format("data {}: {} samples x {} features in {} shard(s); {} rank(s) x {} thread(s)", c.data,
+                           info.num_rows, info.num_features, info.shards.size(), ctx.comm.size(), c.stream.threads));
+  nlohmann::json config{{"model", "vae"},
+                        {"latent_dim", v.arch.latent_dim},
+                        {"hidden", v.arch.hidden},
+                        {"activation", activation},
+                        {"likelihood", likelihood},
+                        {"gaussian_variance", variance},
+                        {"batch_size", v.batch_size},
+                        {"epochs", v.epochs},
+                        {"learning_rate", v.learning_rate},
+                        {"beta1", v.beta1},
+                        {"beta2", v.beta2},
+                        {"adam_epsilon", v.adam_epsilon},
+                        {"lr_schedule", v.lr_schedule},
+                        {"lr_step_size", v.lr_step_size},
+                        {"lr_gamma", v.lr_gamma},
+                        {"max_grad_norm", v.max_grad_norm},
+                        {"validation_fraction", v.validation_fraction},
+                        {"n_iter_no_change", v.n_iter_no_change},
+                        {"tol", v.tol},
+                        {"micro_batch_rows", models::kVaeMicroRows},
+                        {"seed", c.seed},
+                        {"data", c.data}};
+  Control control = make_control(ctx, c, "vae", config, train::data_fingerprint(info));
+  IterationLog ilog(ctx, "vae", c.log_json, c.checkpoint.resume);
+  const auto observe = ilog.observer();
+  const bool validating = v.validation_fraction > 0;
+  const auto t0 = Clock::now();
+  models::VaeFitResult fit = models::fit_vae(
+      ctx.comm, info, v, ctx.log,
+      [&](const train::IterationRecord& rec, double validation_elbo) {
+        if (observe) observe(rec);
+        if (validating) ctx.log.info(fmt::format("epoch {}: validation ELBO {:.4f} nats/sample", rec.iteration, validation_elbo));
+      },
+      control.control.get());
+  const double total = std::chrono::duration<double>(Clock::now() - t0).count();
+  ilog.done(fit.em, total);
+  save_agreed(ctx, [&] {
+    models::save_vae(fit.model, config.dump(), fit.em, fit.num_train_rows, c.data, c.output, c.overwrite);
+  });
+  ctx.log.info(fmt::format("{} after {} epochs ({} steps), training ELBO {:.4f} nats/sample{}, {:.2f} s; wrote {}",
+                           fit.em.converged ? "stopped early" : "finished", fit.em.n_iter, fit.steps, fit.em.objective,
+                           validating ? fmt::format(", best validation ELBO {:.4f}", fit.validation_elbo) : std::string(),
+                           total, c.output));
+  return 0;
+}
+
 }  // namespace
 
 int cmd_fit(const std::vector<std::string>& args, const Context& ctx) {
@@ -345,13 +495,14 @@ int cmd_fit(const std::vector<std::string>& args, const Context& ctx) {
       {"gmm", fit_gmm},
       {"kmeans", fit_kmeans},
       {"lda", fit_lda},
+      {"vae", fit_vae},
   };
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {
-    if (ctx.comm.is_root()) ctx.out << "Usage: latent fit MODEL [options]; MODEL is one of: gmm, kmeans, lda\n";
+    if (ctx.comm.is_root()) ctx.out << "Usage: latent fit MODEL [options]; MODEL is one of: gmm, kmeans, lda, vae\n";
     return args.empty() ? exit_code(ErrorKind::kUsage) : 0;
   }
   const auto it = models.find(args[0]);
-  if (it == models.end()) throw_usage("unknown model '" + args[0] + "' (available: gmm, kmeans, lda)");
+  if (it == models.end()) throw_usage("unknown model '" + args[0] + "' (available: gmm, kmeans, lda, vae)");
   return it->second(std::vector<std::string>(args.begin() + 1, args.end()), ctx);
 }
 

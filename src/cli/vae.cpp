@@ -1,0 +1,317 @@
+// The VAE's apply commands: score (ELBO and IWAE), transform (posterior means and
+// reconstructions), sample (decoded prior draws) and info.
+#include <fmt/format.h>
+#include <oneapi/tbb/enumerable_thread_specific.h>
+#include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/task_arena.h>
+
+#include <cmath>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "common.hpp"
+#include "latent/core/control.hpp"
+#include "latent/core/error.hpp"
+#include "latent/core/rng.hpp"
+#include "latent/io/block_plan.hpp"
+#include "latent/io/block_source.hpp"
+#include "latent/io/h5_file.hpp"
+#include "latent/models/vae/vae_fit.hpp"
+
+namespace latent::cli {
+namespace {
+
+constexpr int kFracBits = 24;  // per-row nats summed in fixed point (exact, rank-invariant)
+
+struct VaeApply {
+  std::string model, data;
+  StreamOptions stream;
+};
+
+void add_vae_apply(po::options_description& desc, VaeApply& a) {
+  desc.add_options()
+      ("model", po::value(&a.model)->required(), "VAE model file written by `latent fit vae`")
+      ("data", po::value(&a.data)->required(), "dense dataset directory with the model's number of features");
+  add_stream_options(desc, a.stream);
+}
+
+// Loads the model and opens the data on every rank; this rank's blocks. Collective.
+models::Vae load_and_open(const Context& ctx, VaeApply& a, io::DenseDatasetInfo& info, std::vector<io::BlockRef>& mine) {
+  models::Vae model;
+  a.stream.threads = resolve_threads(a.stream.threads);
+  comm::run_agreed(ctx.comm, [&] {
+    model = models::load_vae(a.model);
+    info = io::open_dense_dataset(a.data);
+    if (info.num_features != model.architecture().input_dim)
+      throw_input(fmt::format("data {} has {} features but model {} expects {}", a.data, info.num_features, a.model,
+                              model.architecture().input_dim));
+  });
+  const auto plan = io::make_block_plan(info, a.stream.block_rows);
+  const auto range = io::rank_block_range(static_cast<Index>(plan.size()), ctx.comm.rank(), ctx.comm.size());
+  mine.assign(plan.begin() + range.first, plan.begin() + range.last);
+  return model;
+}
+
+// Runs `fn(block, rows)` for this rank's blocks, rows in chunks of 16 on the threads;
+// `fn(x, first_global_row, first_local_row)` handles one chunk. Collective (errors agreed).
+template <class Fn>
+void for_each_chunk(const Context& ctx, const io::DenseDatasetInfo& info, const std::vector<io::BlockRef>& mine,
+                    const StreamOptions& stream, Fn&& fn) {
+  comm::run_agreed(ctx.comm, [&] {
+    io::BlockSource source(info, mine, {stream.prefetch, 0, false, false});
+    source.start_pass();
+    tbb::task_arena arena(std::max(1, stream.threads));
+    Index local_row = 0;
+    while (auto block = source.next()) {
+      heartbeat();
+      const RowMatrixF x = block->x.cast<float>();
+      constexpr Index kChunk = 16;
+      const Index chunks = (x.rows() + kChunk - 1) / kChunk;
+      arena.execute([&] {
+        tbb::parallel_for(Index{0}, chunks, [&](Index c) {
+          const Index first = c * kChunk, n = std::min(kChunk, x.rows() - first);
+          fn(RowMatrixF(x.middleRows(first, n)), block->ref.global_row_begin + first, local_row + first);
+        });
+      });
+      local_row += x.rows();
+    }
+  });
+}
+
+// Each rank writes its rows of every dataset to a part file; rank 0 assembles them in
+// row order into `output` (written atomically). Collective.
+void assemble_parts(const Context& ctx, const std::string& output, bool overwrite, const std::string& model_path,
+                    const std::string& data, Index total_rows, Index local_rows,
+                    const std::vector<std::pair<std::string, const RowMatrix*>>& local) {
+  const auto part_name = [&](int r) { return fmt::format("{}.part-{}-of-{}", output, r, ctx.comm.size()); };
+  comm::run_agreed(ctx.comm, [&] {
+    io::H5Writer part(part_name(ctx.comm.rank()), true);
+    for (const auto& [name, m] : local) part.write(name, *m);
+    part.commit();
+  });
+  const auto sizes = ctx.comm.allgatherv(std::vector<std::int64_t>{local_rows});
+  comm::run_agreed(ctx.comm, [&] {
+    if (!ctx.comm.is_root()) return;
+    io::H5Writer w(output, overwrite);
+    w.attr("/", "format_version", static_cast<std::int64_t>(1));
+    w.attr("/", "model", model_path);
+    w.attr("/", "data", data);
+    for (const auto& [name, m] : local) w.create(name, io::DType::kFloat64, total_rows, m->cols());
+    Index at = 0;
+    for (int r = 0; r < ctx.comm.size(); ++r) {
+      io::H5Reader part(part_name(r));
+      if (sizes[static_cast<std::size_t>(r)] > 0)
+        for (const auto& [name, m] : local) w.write_rows(name, at, part.read_matrix(name));
+      at += sizes[static_cast<std::size_t>(r)];
+    }
+    w.commit();
+  });
+  std::error_code ec;
+  ctx.comm.barrier();
+  std::filesystem::remove(part_name(ctx.comm.rank()), ec);
+}
+
+Index count_rows(const std::vector<io::BlockRef>& mine) {
+  Index n = 0;
+  for (const auto& b : mine) n += b.num_rows;
+  return n;
+}
+
+// The decoder's mean: σ(logits) for Bernoulli, the output for Gaussian.
+RowMatrix decoded_mean(const models::Vae& model, const RowMatrixF& out) {
+  if (model.architecture().likelihood == models::VaeLikelihood::kBernoulli)
+    return (1.0f + (-out.array()).exp()).inverse().matrix().cast<double>();
+  return out.cast<double>();
+}
+
+}  // namespace
+
+bool is_vae_model(const std::vector<std::string>& args) {
+  for (std::size_t i = 0; i + 1 < args.size(); ++i)
+    if (args[i] == "--model") {
+      std::error_code ec;
+      if (!std::filesystem::is_regular_file(args[i + 1], ec)) return false;
+      try {
+        const io::H5Reader r(args[i + 1]);
+        return r.has_attr("/", "model") && r.attr_string("/", "model") == "vae";
+      } catch (const Error&) {
+        return false;
+      }
+    }
+  return false;
+}
+
+int score_vae(const std::vector<std::string>& args, const Context& ctx) {
+  VaeApply a;
+  int iw_samples = 5000;
+  std::uint64_t seed = 0;
+  std::string per_sample;
+  bool overwrite = false;
+  po::options_description desc("latent score options (VAE)");
+  add_vae_apply(desc, a);
+  desc.add_options()
+      ("iw-samples", po::value(&iw_samples)->default_value(5000),
+       "importance samples per row for the IWAE log-likelihood estimate (Burda et al. 2016); 0: skip it")
+      ("seed", po::value(&seed)->default_value(0), "random seed of the evaluation noise")
+      ("per-sample", po::value(&per_sample)->default_value(""),
+       "also write per-row scores to this HDF5 file: /elbo and /log_likelihood (N x 1, nats; low = anomalous)")
+      ("overwrite", po::bool_switch(&overwrite), "replace an existing --per-sample file (atomically)");
+  po::variables_map vm;
+  if (!parse(args, desc, vm, ctx, "latent score --model VAE.h5 --data DIR [--iw-samples 5000] [--per-sample OUT.h5]")) return 0;
+  if (iw_samples < 0) throw_usage("--iw-samples must be >= 0");
+  if (!per_sample.empty())
+    comm::run_agreed(ctx.comm, [&] {
+      if (ctx.comm.is_root()) io::check_output_path(per_sample, overwrite);
+    });
+  io::DenseDatasetInfo info;
+  std::vector<io::BlockRef> mine;
+  const models::Vae model = load_and_open(ctx, a, info, mine);
+  const Index local_rows = count_rows(mine);
+  RowMatrix elbo(local_rows, 1), iwae(local_rows, iw_samples > 0 ? 1 : 0);
+  tbb::enumerable_thread_specific<models::VaeWorkspace> ws;
+  for_each_chunk(ctx, info, mine, a.stream, [&](const RowMatrixF& x, Index global_row, Index local_row) {
+    std::vector<double> e(static_cast<std::size_t>(x.rows())), w(static_cast<std::size_t>(x.rows()));
+    models::vae_elbo_rows(model, x, global_row, seed, ws.local(), e);
+    if (iw_samples > 0) models::vae_iwae_rows(model, x, global_row, seed, iw_samples, ws.local(), w);
+    for (Index i = 0; i < x.rows(); ++i) {
+      elbo(local_row + i, 0) = e[static_cast<std::size_t>(i)];
+      if (iw_samples > 0) iwae(local_row + i, 0) = w[static_cast<std::size_t>(i)];
+    }
+  });
+  std::vector<std::int64_t> sums(3, 0);
+  const double scale = std::ldexp(1.0, kFracBits);
+  for (Index i = 0; i < local_rows; ++i) {
+    sums[0] += std::llround(elbo(i, 0) * scale);
+    if (iw_samples > 0) sums[1] += std::llround(iwae(i, 0) * scale);
+  }
+  sums[2] = local_rows;
+  ctx.comm.allreduce_sum(sums);
+  const auto n = static_cast<double>(sums[2]);
+  nlohmann::json j{{"model", "vae"},
+                   {"data", a.data},
+                   {"n_samples", sums[2]},
+                   {"elbo", n > 0 ? std::ldexp(static_cast<double>(sums[0]), -kFracBits) / n : 0.0},
+                   {"iw_samples", iw_samples},
+                   {"definitions",
+                    "elbo: mean over rows of log p(x|z) - KL(q(z|x) || N(0, I)) with one z ~ q per row and the KL in "
+                    "closed form (Kingma & Welling 2014), nats per sample; iwae_log_likelihood: mean over rows of "
+                    "log (1/k sum_j p(x, z_j) / q(z_j|x)), z_j ~ q (Burda et al. 2016 eq. 8), a lower bound of log p(x) "
+                    "that tightens as k grows, nats per sample"}};
+  if (iw_samples > 0) j["iwae_log_likelihood"] = n > 0 ? std::ldexp(static_cast<double>(sums[1]), -kFracBits) / n : 0.0;
+  if (!per_sample.empty()) {
+    std::vector<std::pair<std::string, const RowMatrix*>> out{{"elbo", &elbo}};
+    if (iw_samples > 0) out.emplace_back("log_likelihood", &iwae);
+    assemble_parts(ctx, per_sample, overwrite, a.model, a.data, info.num_rows, local_rows, out);
+  }
+  if (ctx.comm.is_root()) ctx.out << j.dump() << '\n';
+  return 0;
+}
+
+int transform_vae(const std::vector<std::string>& args, const Context& ctx) {
+  VaeApply a;
+  std::string output;
+  bool overwrite = false, reconstruct = false;
+  po::options_description desc("latent transform options (VAE)");
+  add_vae_apply(desc, a);
+  desc.add_options()
+      ("output", po::value(&output)->required(),
+       "HDF5 file: /latent_mean and /latent_log_variance (N x L, q(z|x)), with --reconstruct /reconstruction (N x D)")
+      ("reconstruct", po::bool_switch(&reconstruct), "also decode z = the posterior mean (Bernoulli: probabilities)")
+      ("overwrite", po::bool_switch(&overwrite), "replace an existing output file (atomically)");
+  po::variables_map vm;
+  if (!parse(args, desc, vm, ctx, "latent transform --model VAE.h5 --data DIR --output OUT.h5 [--reconstruct]")) return 0;
+  comm::run_agreed(ctx.comm, [&] {
+    if (ctx.comm.is_root()) io::check_output_path(output, overwrite);
+  });
+  io::DenseDatasetInfo info;
+  std::vector<io::BlockRef> mine;
+  const models::Vae model = load_and_open(ctx, a, info, mine);
+  const Index local_rows = count_rows(mine), l = model.architecture().latent_dim;
+  RowMatrix mean(local_rows, l), log_var(local_rows, l), recon(local_rows, reconstruct ? info.num_features : 0);
+  tbb::enumerable_thread_specific<models::VaeWorkspace> ws;
+  for_each_chunk(ctx, info, mine, a.stream, [&](const RowMatrixF& x, Index, Index local_row) {
+    models::VaeWorkspace& w = ws.local();
+    model.encode(x, w);
+    mean.middleRows(local_row, x.rows()) = w.mu.cast<double>();
+    log_var.middleRows(local_row, x.rows()) = w.log_var.cast<double>();
+    if (reconstruct) {
+      const RowMatrixF z = w.mu;
+      model.decode(z, w);
+      recon.middleRows(local_row, x.rows()) = decoded_mean(model, w.out);
+    }
+  });
+  std::vector<std::pair<std::string, const RowMatrix*>> out{{"latent_mean", &mean}, {"latent_log_variance", &log_var}};
+  if (reconstruct) out.emplace_back("reconstruction", &recon);
+  assemble_parts(ctx, output, overwrite, a.model, a.data, info.num_rows, local_rows, out);
+  ctx.log.info(fmt::format("wrote the posterior of {} rows to {}", info.num_rows, output));
+  return 0;
+}
+
+int sample_vae(const std::vector<std::string>& args, const Context& ctx) {
+  std::string model_path, output;
+  Index n = 0;
+  std::uint64_t seed = 0;
+  bool overwrite = false;
+  po::options_description desc("latent sample options (VAE)");
+  desc.add_options()
+      ("model", po::value(&model_path)->required(), "VAE model file")
+      ("n-samples", po::value(&n)->required(), "number of draws")
+      ("output", po::value(&output)->required(),
+       "HDF5 shard: /data (N x D: the decoder's mean of z ~ N(0, I); Bernoulli: probabilities) and /latent (N x L)")
+      ("seed", po::value(&seed)->default_value(0), "random seed (draw i is a pure function of (seed, i))")
+      ("overwrite", po::bool_switch(&overwrite), "replace an existing output file (atomically)");
+  po::variables_map vm;
+  if (!parse(args, desc, vm, ctx, "latent sample --model VAE.h5 --n-samples N --output OUT.h5 [--seed S]")) return 0;
+  comm::run_agreed(ctx.comm, [&] {
+    if (!ctx.comm.is_root()) return;
+    if (n < 1) throw_usage("--n-samples must be at least 1");
+    const models::Vae model = models::load_vae(model_path);
+    const Index l = model.architecture().latent_dim, d = model.architecture().input_dim;
+    io::H5Writer w(output, overwrite);
+    w.attr("/", "format_version", static_cast<std::int64_t>(io::kDataFormatVersion));
+    w.attr("/", "kind", std::string("dense"));
+    w.attr("/", "model", model_path);
+    w.attr("/", "seed", static_cast<std::int64_t>(seed));
+    w.create(io::kDataDataset, io::DType::kFloat64, n, d);
+    w.create("latent", io::DType::kFloat64, n, l);
+    models::VaeWorkspace ws;
+    constexpr Index kChunk = 1024;
+    for (Index first = 0; first < n; first += kChunk) {
+      const Index m = std::min(kChunk, n - first);
+      RowMatrixF z(m, l);
+      for (Index i = 0; i < m; ++i) {
+        CounterRng rng(seed, RngPurpose::kSample, 0, static_cast<std::uint64_t>(first + i));
+        for (Index j = 0; j < l; ++j) z(i, j) = static_cast<float>(rng.next_normal());
+      }
+      model.decode(z, ws);
+      w.write_rows(io::kDataDataset, first, decoded_mean(model, ws.out));
+      w.write_rows("latent", first, RowMatrix(z.cast<double>()));
+    }
+    w.commit();
+  });
+  ctx.log.info(fmt::format("wrote {} samples to {}", n, output));
+  return 0;
+}
+
+std::string describe_vae(const std::string& path) {
+  const models::Vae model = models::load_vae(path);
+  const models::VaeArchitecture& a = model.architecture();
+  std::string hidden;
+  for (Index h : a.hidden) hidden += (hidden.empty() ? "" : ",") + std::to_string(h);
+  const io::H5Reader r(path);
+  std::string text = fmt::format("model {}\nvae: {} features, latent dimensions {}, hidden {}, activation {}, likelihood {}{}, "
+                                 "{} parameters\n",
+                                 path, a.input_dim, a.latent_dim, hidden.empty() ? "(none)" : hidden, to_string(a.activation),
+                                 to_string(a.likelihood),
+                                 a.likelihood == models::VaeLikelihood::kGaussian
+                                     ? (a.learn_variance ? " (learned variances)" : " (fixed variance)")
+                                     : "",
+                                 model.num_parameters());
+  if (r.has_attr("/", "n_iter"))
+    text += fmt::format("  epochs: {}  stopped early: {}  training ELBO: {:.4f} nats/sample\n", r.attr_int("/", "n_iter"),
+                        r.attr_int("/", "converged") != 0 ? "yes" : "no", r.attr_double("/", "lower_bound"));
+  if (r.has_attr("/", "config")) text += "  config: " + r.attr_string("/", "config") + "\n";
+  return text;
+}
+
+}  // namespace latent::cli
