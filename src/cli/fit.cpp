@@ -373,6 +373,9 @@ int fit_vae(const std::vector<std::string>& args, const Context& ctx) {
       ("gaussian-variance", po::value(&variance)->default_value("learned"),
        "gaussian decoder: learned (one log-variance per feature, starting at 0) or a fixed variance such as 0.1")
       ("batch-size", po::value(&v.batch_size)->default_value(128), "rows per optimiser step (global, any rank count)")
+      ("micro-batch-rows", po::value(&v.micro_batch_rows)->default_value(64),
+       "rows per micro-batch: the unit of parallelism (a step's micro-batches are spread over ranks x threads); "
+       "results depend on it, not on the rank or thread count")
       ("epochs", po::value(&v.epochs)->default_value(10), "passes over the training rows (scikit-learn's max_iter)")
       ("learning-rate", po::value(&v.learning_rate)->default_value(1e-3), "Adam step size")
       ("beta1", po::value(&v.beta1)->default_value(0.9), "Adam's first-moment decay")
@@ -422,7 +425,7 @@ int fit_vae(const std::vector<std::string>& args, const Context& ctx) {
       return a;
     }());
     const double p = static_cast<double>(shape.num_parameters());
-    const double micro = static_cast<double>(std::min(models::kVaeMicroRows, v.batch_size));
+    const double micro = static_cast<double>(std::min(v.micro_batch_rows, v.batch_size));
     const double local_blocks = std::ceil(static_cast<double>(v.batch_size) / micro / ctx.comm.size());
     double widths = static_cast<double>(2 * info.num_features + 4 * v.arch.latent_dim);
     for (Index h : v.arch.hidden) widths += 2.0 * static_cast<double>(h);
@@ -460,7 +463,7 @@ int fit_vae(const std::vector<std::string>& args, const Context& ctx) {
                         {"validation_fraction", v.validation_fraction},
                         {"n_iter_no_change", v.n_iter_no_change},
                         {"tol", v.tol},
-                        {"micro_batch_rows", models::kVaeMicroRows},
+                        {"micro_batch_rows", v.micro_batch_rows},
                         {"seed", c.seed},
                         {"data", c.data}};
   Control control = make_control(ctx, c, "vae", config, train::data_fingerprint(info));

@@ -169,6 +169,7 @@ TEST(VaeFit, LearnsAndIsThreadInvariant) {
   c.arch.latent_dim = 2;
   c.arch.hidden = {16};
   c.batch_size = 64;
+  c.micro_batch_rows = 16;  // four micro-batches per step for the two threads to share
   c.epochs = 15;
   c.learning_rate = 3e-3;
   c.validation_fraction = 0.1;

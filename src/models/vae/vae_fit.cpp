@@ -75,6 +75,7 @@ double learning_rate_at(const VaeFitConfig& c, int epoch) {
 void check_config(const VaeFitConfig& c) {
   if (c.arch.latent_dim < 1) throw_usage("--latent-dim must be at least 1");
   if (c.batch_size < 1) throw_usage("--batch-size must be at least 1");
+  if (c.micro_batch_rows < 1) throw_usage("--micro-batch-rows must be at least 1");
   if (c.epochs < 1) throw_usage("--epochs must be at least 1");
   if (!(c.learning_rate > 0) || !std::isfinite(c.learning_rate)) throw_usage("--learning-rate must be positive");
   if (!(c.beta1 >= 0 && c.beta1 < 1) || !(c.beta2 >= 0 && c.beta2 < 1)) throw_usage("--beta1 and --beta2 must be in [0, 1)");
@@ -188,7 +189,7 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
   const auto p = static_cast<std::size_t>(model.num_parameters());
 
   // The schedule: micro-batches of the global plan; the last fraction is validation.
-  const Index micro = std::min(kVaeMicroRows, c.batch_size);
+  const Index micro = std::min(c.micro_batch_rows, c.batch_size);
   const auto plan = io::make_block_plan(info, micro);
   const auto nb = static_cast<Index>(plan.size());
   const Index nv = c.validation_fraction > 0
@@ -279,13 +280,9 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
             draw_noise(eps, x.rows(), c.arch.latent_dim, c.seed, RngPurpose::kVaeNoise, static_cast<std::uint64_t>(step + 1),
                        b.ref.global_row_begin);
             block_loss[i] = model.loss(x, eps, ws.local(), {grads[i].data(), p});
-            float mx = 0.0f;
-            bool finite = std::isfinite(block_loss[i]);
-            for (const float g : grads[i]) {
-              mx = std::max(mx, std::abs(g));
-              finite &= std::isfinite(g);
-            }
-            block_max[i] = finite ? static_cast<double>(mx) : std::numeric_limits<double>::infinity();
+            // NaN propagates through the maximum, so one sweep also finds non-finite entries.
+            const double mx = grads[i].cwiseAbs().maxCoeff<Eigen::PropagateNaN>();
+            block_max[i] = std::isfinite(block_loss[i]) && std::isfinite(mx) ? mx : std::numeric_limits<double>::infinity();
           });
         });
         for (std::size_t i = 0; i < nloc; ++i) {
@@ -307,11 +304,14 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
       const int bits = bound > 0 ? std::clamp(61 - static_cast<int>(std::ceil(std::log2(bound))) - 1, -1000, 1000) : 0;
       const double scale = std::ldexp(1.0, bits);
       arena.execute([&] {
-        tbb::parallel_for(tbb::blocked_range<std::size_t>(0, p, 4096), [&](const tbb::blocked_range<std::size_t>& r) {
-          for (std::size_t j = r.begin(); j < r.end(); ++j) {
-            std::int64_t sum = 0;
-            for (std::size_t i = 0; i < nloc; ++i) sum += to_fixed(static_cast<double>(grads[i](static_cast<Index>(j))), scale);
-            acc[j] = sum;
+        tbb::parallel_for(tbb::blocked_range<std::size_t>(0, p, 16384), [&](const tbb::blocked_range<std::size_t>& r) {
+          std::int64_t* out = acc.data();
+          for (std::size_t i = 0; i < nloc; ++i) {
+            const float* g = grads[i].data();
+            if (i == 0)
+              for (std::size_t j = r.begin(); j < r.end(); ++j) out[j] = to_fixed(static_cast<double>(g[j]), scale);
+            else
+              for (std::size_t j = r.begin(); j < r.end(); ++j) out[j] += to_fixed(static_cast<double>(g[j]), scale);
           }
         });
       });
@@ -328,27 +328,38 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
       epoch_loss += acc[p + 1];
       // The mean gradient, clipped (PyTorch's clip_grad_norm_), then Adam on every rank.
       const double to_mean = std::ldexp(1.0, -bits) / step_rows;
-      double norm2 = 0;
-      for (std::size_t j = 0; j < p; ++j) {
-        const double g = static_cast<double>(acc[j]) * to_mean;
-        norm2 += g * g;
-      }
       double clip = 1.0;
-      if (c.max_grad_norm > 0 && std::sqrt(norm2) > c.max_grad_norm) clip = c.max_grad_norm / (std::sqrt(norm2) + 1e-6);
+      if (c.max_grad_norm > 0) {
+        double norm2 = 0;
+        for (std::size_t j = 0; j < p; ++j) {
+          const double g = static_cast<double>(acc[j]) * to_mean;
+          norm2 += g * g;
+        }
+        if (std::sqrt(norm2) > c.max_grad_norm) clip = c.max_grad_norm / (std::sqrt(norm2) + 1e-6);
+      }
       ++step;
       const double bc1 = 1.0 - std::pow(c.beta1, static_cast<double>(step));
       const double bc2 = 1.0 - std::pow(c.beta2, static_cast<double>(step));
       const auto b1 = static_cast<float>(c.beta1), b2 = static_cast<float>(c.beta2);
       const auto step_size = static_cast<float>(lr / bc1), sqrt_bc2 = static_cast<float>(std::sqrt(bc2));
       const auto eps_adam = static_cast<float>(c.adam_epsilon);
-      std::span<float> theta = model.parameters();
+      float* theta = model.parameters().data();
+      float* mp = m.data();
+      float* vp = v.data();
+      const std::int64_t* ap = acc.data();
+      const double g_scale = to_mean * clip;
       arena.execute([&] {
-        tbb::parallel_for(tbb::blocked_range<std::size_t>(0, p, 8192), [&](const tbb::blocked_range<std::size_t>& r) {
-          for (std::size_t j = r.begin(); j < r.end(); ++j) {
-            const auto g = static_cast<float>(static_cast<double>(acc[j]) * to_mean * clip);
-            m[j] = b1 * m[j] + (1.0f - b1) * g;
-            v[j] = b2 * v[j] + (1.0f - b2) * g * g;
-            theta[j] -= step_size * m[j] / (std::sqrt(v[j]) / sqrt_bc2 + eps_adam);
+        tbb::parallel_for(tbb::blocked_range<std::size_t>(0, p, 16384), [&](const tbb::blocked_range<std::size_t>& r) {
+          constexpr std::size_t kPiece = 1024;
+          alignas(64) float g[kPiece];
+          for (std::size_t j0 = r.begin(); j0 < r.end(); j0 += kPiece) {
+            const auto n = static_cast<Index>(std::min(kPiece, r.end() - j0));
+            for (Index j = 0; j < n; ++j) g[j] = static_cast<float>(static_cast<double>(ap[j0 + static_cast<std::size_t>(j)]) * g_scale);
+            const Eigen::Map<const Eigen::ArrayXf> ga(g, n);
+            Eigen::Map<Eigen::ArrayXf> th(theta + j0, n), ma(mp + j0, n), va(vp + j0, n);
+            ma = b1 * ma + (1.0f - b1) * ga;
+            va = b2 * va + (1.0f - b2) * ga.square();
+            th -= step_size * ma / (va.sqrt() / sqrt_bc2 + eps_adam);
           }
         });
       });

@@ -3,8 +3,8 @@
 /// (Kingma & Ba 2015).
 ///
 /// Schedule (DESIGN.md §4): the training rows are cut into micro-batches of
-/// kVaeMicroRows rows (the global block plan; a shard's last block may be short); a
-/// minibatch is ceil(batch_size / kVaeMicroRows) consecutive micro-batches in storage
+/// micro_batch_rows rows (the global block plan; a shard's last block may be short); a
+/// minibatch is ceil(batch_size / micro_batch_rows) consecutive micro-batches in storage
 /// order, the same every epoch (shuffle the data once at import for i.i.d. minibatches).
 /// Each rank computes the gradients of a contiguous share of every minibatch's
 /// micro-batches, one thread per micro-batch. The micro-batch gradients are added in 64-bit
@@ -26,12 +26,14 @@
 
 namespace latent::models {
 
-/// Rows per micro-batch: the unit of gradient computation (changing it changes the bits).
-inline constexpr Index kVaeMicroRows = 32;
-
 struct VaeFitConfig {
   VaeArchitecture arch;            ///< input_dim is taken from the data
   Index batch_size = 128;          ///< rows per optimiser step (global)
+  /// Rows per micro-batch, the unit of gradient computation and of parallelism (a step has
+  /// ceil(batch_size / micro_batch_rows) of them to spread over ranks × threads). The bits
+  /// depend on it, never on the rank or thread count. Larger is faster per core (each
+  /// weight matrix is packed once per micro-batch for the GEMMs).
+  Index micro_batch_rows = 64;
   int epochs = 10;                 ///< passes over the training rows (scikit-learn's max_iter)
   double learning_rate = 1e-3;
   double beta1 = 0.9, beta2 = 0.999, adam_epsilon = 1e-8;
