@@ -117,6 +117,11 @@ TEST(Invariance, Fit) {
     run_cli({"fit", "lda", "--data", dir + "/corpus-sparse", "--output", dir + "/" + tag + "-lda-sparse.h5", "--overwrite",
              "--n-topics", "5", "--method", "online", "--batch-size", "25", "--max-iter", "2", "--threads", threads,
              "--learn-priors", "both", "--seed", "4"});
+    // VAE: 7 micro-batches of 16 rows per step (short ones at shard ends, a 1-row shard),
+    // a validation split with early-stopping bookkeeping, clipping, learned variances.
+    run_cli({"fit", "vae", "--data", dir + "/data", "--output", dir + "/" + tag + "-vae.h5", "--overwrite", "--likelihood",
+             "gaussian", "--latent-dim", "2", "--hidden", "8", "--batch-size", "100", "--micro-batch-rows", "16", "--epochs",
+             "2", "--validation-fraction", "0.1", "--max-grad-norm", "5", "--threads", threads, "--seed", "3"});
   }
 }
 
@@ -131,6 +136,7 @@ TEST(Invariance, Compare) {
   for (const char* method : {"batch", "online"})
     models.push_back({std::string("lda-") + method, {"components", "doc_topic_prior", "history/objective"}});
   models.push_back({"lda-sparse", {"components", "doc_topic_prior", "topic_word_prior"}});
+  models.push_back({"vae", {"encoder/0/weight", "decoder/1/weight", "log_variance", "history/objective"}});
   int compared = 0;
   for (const auto& [name, datasets] : models) {
     const io::H5Reader reference(dir + "/n1-t1-" + name + ".h5");
@@ -147,7 +153,7 @@ TEST(Invariance, Compare) {
         }
       }
   }
-  EXPECT_EQ(compared, 8 * (4 * 5 + 4 + 2 + 2 * 3 + 3));
+  EXPECT_EQ(compared, 8 * (4 * 5 + 4 + 2 + 2 * 3 + 3 + 4));
 }
 
 }  // namespace

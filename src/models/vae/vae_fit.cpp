@@ -306,6 +306,7 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
       arena.execute([&] {
         tbb::parallel_for(tbb::blocked_range<std::size_t>(0, p, 16384), [&](const tbb::blocked_range<std::size_t>& r) {
           std::int64_t* out = acc.data();
+          if (nloc == 0) std::fill(out + r.begin(), out + r.end(), std::int64_t{0});  // no share of this step
           for (std::size_t i = 0; i < nloc; ++i) {
             const float* g = grads[i].data();
             if (i == 0)
