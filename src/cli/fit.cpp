@@ -419,12 +419,10 @@ int fit_vae(const std::vector<std::string>& args, const Context& ctx) {
     // micro-batch of a rank's share of a step, the integer sum (8 bytes) and a checkpoint
     // snapshot (8 bytes); activations per thread: micro-batch rows × (Σ widths) floats, a few
     // times over; plus blocks in flight.
-    const models::Vae shape([&] {
-      models::VaeArchitecture a = v.arch;
-      a.input_dim = info.num_features;
-      return a;
-    }());
-    const double p = static_cast<double>(shape.num_parameters());
+    models::VaeArchitecture arch = v.arch;
+    arch.input_dim = info.num_features;
+    const Index num_params = models::Vae::count_parameters(arch);
+    const double p = static_cast<double>(num_params);
     const double micro = static_cast<double>(std::min(v.micro_batch_rows, v.batch_size));
     const double local_blocks = std::ceil(static_cast<double>(v.batch_size) / micro / ctx.comm.size());
     double widths = static_cast<double>(2 * info.num_features + 4 * v.arch.latent_dim);
@@ -436,7 +434,7 @@ int fit_vae(const std::vector<std::string>& args, const Context& ctx) {
                                static_cast<double>(info.num_features) * 12.0;
     need.bytes = params_bytes + act_bytes + block_bytes;
     need.breakdown = fmt::format("{} parameters and optimiser state {:.2f} GiB, activations {:.2f} GiB, blocks {:.2f} GiB",
-                                 shape.num_parameters(), params_bytes / 1073741824.0, act_bytes / 1073741824.0,
+                                 num_params, params_bytes / 1073741824.0, act_bytes / 1073741824.0,
                                  block_bytes / 1073741824.0);
     train::check_memory(need, train::available_memory_bytes(c.stream.memory_budget_gib, ranks_on_node()),
                         "use smaller --hidden widths or --latent-dim, fewer --threads, or raise --memory-budget if the "

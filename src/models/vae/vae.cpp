@@ -60,6 +60,23 @@ Vae::Vae(VaeArchitecture arch) : arch_(std::move(arch)) {
   params_ = Eigen::VectorXf::Zero(offset);
 }
 
+Index Vae::count_parameters(const VaeArchitecture& arch) noexcept {
+  Index p = 0, in = arch.input_dim;
+  for (Index h : arch.hidden) {
+    p += in * h + h;
+    in = h;
+  }
+  p += in * 2 * arch.latent_dim + 2 * arch.latent_dim;
+  in = arch.latent_dim;
+  for (auto it = arch.hidden.rbegin(); it != arch.hidden.rend(); ++it) {
+    p += in * *it + *it;
+    in = *it;
+  }
+  p += in * arch.input_dim + arch.input_dim;
+  if (arch.likelihood == VaeLikelihood::kGaussian && arch.learn_variance) p += arch.input_dim;
+  return p;
+}
+
 void Vae::init_parameters(std::uint64_t seed) {
   std::uint64_t layer = 0;
   for (const auto* net : {&encoder_, &decoder_})

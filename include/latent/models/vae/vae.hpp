@@ -63,6 +63,9 @@ class Vae {
   /// Throws Error(kUsage) if a size is < 1.
   explicit Vae(VaeArchitecture arch);
 
+  /// P for an architecture, without allocating it (for the up-front memory check).
+  static Index count_parameters(const VaeArchitecture& arch) noexcept;
+
   const VaeArchitecture& architecture() const noexcept { return arch_; }
   Index num_parameters() const noexcept { return static_cast<Index>(params_.size()); }
   std::span<float> parameters() noexcept { return {params_.data(), static_cast<std::size_t>(params_.size())}; }
