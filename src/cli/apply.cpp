@@ -145,13 +145,11 @@ int cmd_predict(const std::vector<std::string>& args, const Context& ctx) {
   std::unique_ptr<io::BlockSource> source;
   auto model = load_and_open(ctx, a, Labels::kNo, source);
   const Index k = model->num_components();
-  // Each rank writes its rows to a part file; rank 0 then assembles them in order.
-  const auto part_name = [&](int r) { return fmt::format("{}.part-{}-of-{}", output, r, ctx.comm.size()); };
+  std::vector<RowParts::Column> columns{{"labels", io::DType::kInt64, 0}};
+  if (proba) columns.push_back({"proba", io::DType::kFloat64, k});
+  RowParts parts(ctx, output, columns, source->num_local_rows());
   const Index first_row = source->blocks().empty() ? 0 : source->blocks().front().global_row_begin;
   comm::run_agreed(ctx.comm, [&] {
-    io::H5Writer part(part_name(ctx.comm.rank()), true);
-    part.create("labels", io::DType::kInt64, source->num_local_rows(), 0);
-    if (proba) part.create("proba", io::DType::kFloat64, source->num_local_rows(), k);
     struct Result {
       std::vector<std::int64_t> labels;
       RowMatrix proba;
@@ -167,33 +165,11 @@ int cmd_predict(const std::vector<std::string>& args, const Context& ctx) {
         [&](const io::DenseBlock& b, std::shared_ptr<void> p) {
           const auto& r = *static_cast<const Result*>(p.get());
           const Index at = b.ref.global_row_begin - first_row;
-          part.write_rows("labels", at, r.labels);
-          if (proba) part.write_rows("proba", at, r.proba);
+          parts.write_rows("labels", at, r.labels);
+          if (proba) parts.write_rows("proba", at, r.proba);
         });
-    part.commit();
   });
-  comm::run_agreed(ctx.comm, [&] {
-    if (!ctx.comm.is_root()) return;
-    const Index n = source->info().num_rows;
-    io::H5Writer w(output, overwrite);
-    w.attr("/", "format_version", static_cast<std::int64_t>(io::kDataFormatVersion));
-    w.attr("/", "model", a.model);
-    w.attr("/", "data", a.data);
-    w.create("labels", io::DType::kInt64, n, 0);
-    if (proba) w.create("proba", io::DType::kFloat64, n, k);
-    const auto plan = io::make_block_plan(source->info(), a.stream.block_rows);
-    for (int r = 0; r < ctx.comm.size(); ++r) {
-      const auto range = io::rank_block_range(static_cast<Index>(plan.size()), r, ctx.comm.size());
-      if (range.first == range.last) continue;
-      const Index at = plan[static_cast<std::size_t>(range.first)].global_row_begin;
-      io::H5Reader part(part_name(r));
-      w.write_rows("labels", at, part.read_int64("labels"));
-      if (proba) w.write_rows("proba", at, part.read_matrix("proba"));
-    }
-    w.commit();
-  });
-  std::error_code ec;
-  std::filesystem::remove(part_name(ctx.comm.rank()), ec);
+  parts.finish(overwrite, a.model, a.data, source->info().num_rows);
   ctx.log.info(fmt::format("wrote {} labels{} to {}", source->info().num_rows, proba ? " and responsibilities" : "", output));
   return 0;
 }

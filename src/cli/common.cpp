@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
+#include <filesystem>
 #include <thread>
 
 #include "latent/core/error.hpp"
@@ -131,6 +132,54 @@ void Progress::update(Index done) {
 
 void Progress::finish() {
   if (enabled_ && last_percent_ >= 0) err_ << '\n';
+}
+
+RowParts::RowParts(const Context& ctx, std::string output, std::vector<Column> columns, Index local_rows)
+    : ctx_(ctx), output_(std::move(output)), columns_(std::move(columns)), local_rows_(local_rows) {
+  comm::run_agreed(ctx_.comm, [&] {
+    part_ = std::make_unique<io::H5Writer>(part_name(ctx_.comm.rank()), true);
+    for (const Column& c : columns_) part_->create(c.name, c.type, local_rows_, c.cols);
+  });
+}
+
+RowParts::~RowParts() {
+  if (!part_) return;
+  part_.reset();
+  std::error_code ec;
+  std::filesystem::remove(part_name(ctx_.comm.rank()), ec);
+}
+
+std::string RowParts::part_name(int rank) const { return fmt::format("{}.part-{}-of-{}", output_, rank, ctx_.comm.size()); }
+
+void RowParts::finish(bool overwrite, const std::string& model, const std::string& data, Index total_rows) {
+  comm::run_agreed(ctx_.comm, [&] {
+    part_->commit();
+    part_.reset();
+  });
+  const auto sizes = ctx_.comm.allgatherv(std::vector<std::int64_t>{local_rows_});
+  comm::run_agreed(ctx_.comm, [&] {
+    if (!ctx_.comm.is_root()) return;
+    io::H5Writer w(output_, overwrite);
+    w.attr("/", "format_version", static_cast<std::int64_t>(io::kDataFormatVersion));
+    w.attr("/", "model", model);
+    w.attr("/", "data", data);
+    for (const Column& c : columns_) w.create(c.name, c.type, total_rows, c.cols);
+    Index at = 0;
+    for (int r = 0; r < ctx_.comm.size(); ++r) {
+      if (sizes[static_cast<std::size_t>(r)] > 0) {
+        const io::H5Reader part(part_name(r));
+        for (const Column& c : columns_) {
+          if (c.type == io::DType::kInt64) w.write_rows(c.name, at, part.read_int64(c.name));
+          else w.write_rows(c.name, at, part.read_matrix(c.name));
+        }
+      }
+      at += sizes[static_cast<std::size_t>(r)];
+    }
+    w.commit();
+  });
+  ctx_.comm.barrier();
+  std::error_code ec;
+  std::filesystem::remove(part_name(ctx_.comm.rank()), ec);
 }
 
 }  // namespace latent::cli

@@ -12,6 +12,7 @@
 #include "latent/comm/communicator.hpp"
 #include "latent/core/log.hpp"
 #include "latent/io/block_source.hpp"
+#include "latent/io/h5_file.hpp"
 #include "latent/train/batch_em.hpp"
 
 namespace latent::cli {
@@ -51,6 +52,39 @@ enum class Labels { kNo, kRequired, kIfPresent };
 /// Opens a dense dataset on every rank and builds this rank's BlockSource. Collective.
 std::unique_ptr<io::BlockSource> open_source(const Context& ctx, const std::string& data, const StreamOptions& o,
                                              Labels labels);
+
+/// Per-row outputs of a data pass (predict, transform, per-sample scores). Each rank writes
+/// its contiguous rows to a part file OUT.part-R-of-N as it goes (memory: a block); finish()
+/// assembles the parts in rank order into OUT on rank 0 (written atomically) and removes
+/// them. The constructor and finish() are collective (errors agreed); write_rows is local,
+/// from one thread at a time.
+class RowParts {
+ public:
+  struct Column {
+    std::string name;
+    io::DType type;
+    Index cols;  ///< 0: one value per row (a vector)
+  };
+  RowParts(const Context& ctx, std::string output, std::vector<Column> columns, Index local_rows);
+  /// Removes this rank's part file if finish() was not reached (an error on the way).
+  ~RowParts();
+  RowParts(const RowParts&) = delete;
+  RowParts& operator=(const RowParts&) = delete;
+  void write_rows(const std::string& name, Index local_row, const RowMatrix& rows) { part_->write_rows(name, local_row, rows); }
+  void write_rows(const std::string& name, Index local_row, std::span<const std::int64_t> rows) {
+    part_->write_rows(name, local_row, rows);
+  }
+  /// Root attributes format_version, model and data, then every rank's rows. Collective.
+  void finish(bool overwrite, const std::string& model, const std::string& data, Index total_rows);
+
+ private:
+  std::string part_name(int rank) const;
+  const Context& ctx_;
+  std::string output_;
+  std::vector<Column> columns_;
+  Index local_rows_;
+  std::unique_ptr<io::H5Writer> part_;
+};
 
 /// Prints iteration lines on rank 0 and writes them as JSON lines to --log-json.
 class IterationLog {

@@ -125,11 +125,8 @@ int cmd_transform(const std::vector<std::string>& args, const Context& ctx) {
   const std::vector<io::BlockRef> mine(plan.begin() + range.first, plan.begin() + range.last);
   Index local_rows = 0, first_row = mine.empty() ? 0 : mine.front().global_row_begin;
   for (const auto& b : mine) local_rows += b.num_rows;
-  // Each rank writes its rows to a part file; rank 0 assembles them in order.
-  const auto part_name = [&](int r) { return fmt::format("{}.part-{}-of-{}", output, r, ctx.comm.size()); };
+  RowParts parts(ctx, output, {{"doc_topic_distribution", io::DType::kFloat64, k}}, local_rows);
   comm::run_agreed(ctx.comm, [&] {
-    io::H5Writer part(part_name(ctx.comm.rank()), true);
-    part.create("doc_topic_distribution", io::DType::kFloat64, local_rows, k);
     io::CountsSource source(info, mine, {a.stream.prefetch, 0, false});
     source.start_pass();
     tbb::task_arena arena(std::max(1, a.stream.threads));
@@ -151,29 +148,10 @@ int cmd_transform(const std::vector<std::string>& args, const Context& ctx) {
           theta.row(d) = (s.gamma / s.gamma.sum()).transpose();
         });
       });
-      part.write_rows("doc_topic_distribution", block->ref.global_row_begin - first_row, theta);
+      parts.write_rows("doc_topic_distribution", block->ref.global_row_begin - first_row, theta);
     }
-    part.commit();
   });
-  const auto sizes = ctx.comm.allgatherv(std::vector<std::int64_t>{local_rows});
-  comm::run_agreed(ctx.comm, [&] {
-    if (!ctx.comm.is_root()) return;
-    io::H5Writer w(output, overwrite);
-    w.attr("/", "format_version", static_cast<std::int64_t>(1));
-    w.attr("/", "model", a.model);
-    w.attr("/", "data", a.data);
-    w.create("doc_topic_distribution", io::DType::kFloat64, info.num_rows, k);
-    Index at = 0;
-    for (int r = 0; r < ctx.comm.size(); ++r) {
-      io::H5Reader part(part_name(r));
-      w.write_rows("doc_topic_distribution", at, part.read_matrix("doc_topic_distribution"));
-      at += sizes[static_cast<std::size_t>(r)];
-    }
-    w.commit();
-  });
-  std::error_code ec;
-  ctx.comm.barrier();
-  std::filesystem::remove(part_name(ctx.comm.rank()), ec);
+  parts.finish(overwrite, a.model, a.data, info.num_rows);
   ctx.log.info(fmt::format("wrote the topic proportions of {} documents to {}", info.num_rows, output));
   return 0;
 }

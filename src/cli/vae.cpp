@@ -52,11 +52,11 @@ models::Vae load_and_open(const Context& ctx, VaeApply& a, io::DenseDatasetInfo&
   return model;
 }
 
-// Runs `fn(block, rows)` for this rank's blocks, rows in chunks of 16 on the threads;
-// `fn(x, first_global_row, first_local_row)` handles one chunk. Collective (errors agreed).
+// Runs fn(block, local_row, arena) for this rank's blocks in order. Collective (errors
+// agreed).
 template <class Fn>
-void for_each_chunk(const Context& ctx, const io::DenseDatasetInfo& info, const std::vector<io::BlockRef>& mine,
-                    const StreamOptions& stream, Fn&& fn) {
+void for_each_local_block(const Context& ctx, const io::DenseDatasetInfo& info, const std::vector<io::BlockRef>& mine,
+                          const StreamOptions& stream, Fn&& fn) {
   comm::run_agreed(ctx.comm, [&] {
     io::BlockSource source(info, mine, {stream.prefetch, 0, false, false});
     source.start_pass();
@@ -64,51 +64,24 @@ void for_each_chunk(const Context& ctx, const io::DenseDatasetInfo& info, const 
     Index local_row = 0;
     while (auto block = source.next()) {
       heartbeat();
-      const RowMatrixF x = block->x.cast<float>();
-      constexpr Index kChunk = 16;
-      const Index chunks = (x.rows() + kChunk - 1) / kChunk;
-      arena.execute([&] {
-        tbb::parallel_for(Index{0}, chunks, [&](Index c) {
-          const Index first = c * kChunk, n = std::min(kChunk, x.rows() - first);
-          fn(RowMatrixF(x.middleRows(first, n)), block->ref.global_row_begin + first, local_row + first);
-        });
-      });
-      local_row += x.rows();
+      fn(*block, local_row, arena);
+      local_row += block->x.rows();
     }
   });
 }
 
-// Each rank writes its rows of every dataset to a part file; rank 0 assembles them in
-// row order into `output` (written atomically). Collective.
-void assemble_parts(const Context& ctx, const std::string& output, bool overwrite, const std::string& model_path,
-                    const std::string& data, Index total_rows, Index local_rows,
-                    const std::vector<std::pair<std::string, const RowMatrix*>>& local) {
-  const auto part_name = [&](int r) { return fmt::format("{}.part-{}-of-{}", output, r, ctx.comm.size()); };
-  comm::run_agreed(ctx.comm, [&] {
-    io::H5Writer part(part_name(ctx.comm.rank()), true);
-    for (const auto& [name, m] : local) part.write(name, *m);
-    part.commit();
+// fn(x_chunk, first) for the rows of x in chunks of 16 on the arena's threads (each row's
+// result depends only on the row).
+template <class Fn>
+void parallel_rows(tbb::task_arena& arena, const RowMatrixF& x, Fn&& fn) {
+  constexpr Index kChunk = 16;
+  const Index chunks = (x.rows() + kChunk - 1) / kChunk;
+  arena.execute([&] {
+    tbb::parallel_for(Index{0}, chunks, [&](Index c) {
+      const Index first = c * kChunk;
+      fn(RowMatrixF(x.middleRows(first, std::min(kChunk, x.rows() - first))), first);
+    });
   });
-  const auto sizes = ctx.comm.allgatherv(std::vector<std::int64_t>{local_rows});
-  comm::run_agreed(ctx.comm, [&] {
-    if (!ctx.comm.is_root()) return;
-    io::H5Writer w(output, overwrite);
-    w.attr("/", "format_version", static_cast<std::int64_t>(1));
-    w.attr("/", "model", model_path);
-    w.attr("/", "data", data);
-    for (const auto& [name, m] : local) w.create(name, io::DType::kFloat64, total_rows, m->cols());
-    Index at = 0;
-    for (int r = 0; r < ctx.comm.size(); ++r) {
-      io::H5Reader part(part_name(r));
-      if (sizes[static_cast<std::size_t>(r)] > 0)
-        for (const auto& [name, m] : local) w.write_rows(name, at, part.read_matrix(name));
-      at += sizes[static_cast<std::size_t>(r)];
-    }
-    w.commit();
-  });
-  std::error_code ec;
-  ctx.comm.barrier();
-  std::filesystem::remove(part_name(ctx.comm.rank()), ec);
 }
 
 Index count_rows(const std::vector<io::BlockRef>& mine) {
@@ -167,24 +140,35 @@ int score_vae(const std::vector<std::string>& args, const Context& ctx) {
   std::vector<io::BlockRef> mine;
   const models::Vae model = load_and_open(ctx, a, info, mine);
   const Index local_rows = count_rows(mine);
-  RowMatrix elbo(local_rows, 1), iwae(local_rows, iw_samples > 0 ? 1 : 0);
+  std::unique_ptr<RowParts> parts;
+  if (!per_sample.empty()) {
+    std::vector<RowParts::Column> columns{{"elbo", io::DType::kFloat64, 1}};
+    if (iw_samples > 0) columns.push_back({"log_likelihood", io::DType::kFloat64, 1});
+    parts = std::make_unique<RowParts>(ctx, per_sample, columns, local_rows);
+  }
   tbb::enumerable_thread_specific<models::VaeWorkspace> ws;
-  for_each_chunk(ctx, info, mine, a.stream, [&](const RowMatrixF& x, Index global_row, Index local_row) {
-    std::vector<double> e(static_cast<std::size_t>(x.rows())), w(static_cast<std::size_t>(x.rows()));
-    models::vae_elbo_rows(model, x, global_row, seed, ws.local(), e);
-    if (iw_samples > 0) models::vae_iwae_rows(model, x, global_row, seed, iw_samples, ws.local(), w);
-    for (Index i = 0; i < x.rows(); ++i) {
-      elbo(local_row + i, 0) = e[static_cast<std::size_t>(i)];
-      if (iw_samples > 0) iwae(local_row + i, 0) = w[static_cast<std::size_t>(i)];
-    }
-  });
   std::vector<std::int64_t> sums(3, 0);
   const double scale = std::ldexp(1.0, kFracBits);
-  for (Index i = 0; i < local_rows; ++i) {
-    sums[0] += std::llround(elbo(i, 0) * scale);
-    if (iw_samples > 0) sums[1] += std::llround(iwae(i, 0) * scale);
-  }
-  sums[2] = local_rows;
+  for_each_local_block(ctx, info, mine, a.stream, [&](const io::DenseBlock& block, Index local_row, tbb::task_arena& arena) {
+    const RowMatrixF x = block.x.cast<float>();
+    RowMatrix elbo(x.rows(), 1), iwae(x.rows(), 1);
+    parallel_rows(arena, x, [&](const RowMatrixF& chunk, Index first) {
+      models::vae_elbo_rows(model, chunk, block.ref.global_row_begin + first, seed, ws.local(),
+                            {elbo.data() + first, static_cast<std::size_t>(chunk.rows())});
+      if (iw_samples > 0)
+        models::vae_iwae_rows(model, chunk, block.ref.global_row_begin + first, seed, iw_samples, ws.local(),
+                              {iwae.data() + first, static_cast<std::size_t>(chunk.rows())});
+    });
+    for (Index i = 0; i < x.rows(); ++i) {
+      sums[0] += std::llround(elbo(i, 0) * scale);
+      if (iw_samples > 0) sums[1] += std::llround(iwae(i, 0) * scale);
+    }
+    sums[2] += x.rows();
+    if (parts) {
+      parts->write_rows("elbo", local_row, elbo);
+      if (iw_samples > 0) parts->write_rows("log_likelihood", local_row, iwae);
+    }
+  });
   ctx.comm.allreduce_sum(sums);
   const auto n = static_cast<double>(sums[2]);
   nlohmann::json j{{"model", "vae"},
@@ -198,11 +182,7 @@ int score_vae(const std::vector<std::string>& args, const Context& ctx) {
                     "log (1/k sum_j p(x, z_j) / q(z_j|x)), z_j ~ q (Burda et al. 2016 eq. 8), a lower bound of log p(x) "
                     "that tightens as k grows, nats per sample"}};
   if (iw_samples > 0) j["iwae_log_likelihood"] = n > 0 ? std::ldexp(static_cast<double>(sums[1]), -kFracBits) / n : 0.0;
-  if (!per_sample.empty()) {
-    std::vector<std::pair<std::string, const RowMatrix*>> out{{"elbo", &elbo}};
-    if (iw_samples > 0) out.emplace_back("log_likelihood", &iwae);
-    assemble_parts(ctx, per_sample, overwrite, a.model, a.data, info.num_rows, local_rows, out);
-  }
+  if (parts) parts->finish(overwrite, a.model, a.data, info.num_rows);
   if (ctx.comm.is_root()) ctx.out << j.dump() << '\n';
   return 0;
 }
@@ -227,22 +207,29 @@ int transform_vae(const std::vector<std::string>& args, const Context& ctx) {
   std::vector<io::BlockRef> mine;
   const models::Vae model = load_and_open(ctx, a, info, mine);
   const Index local_rows = count_rows(mine), l = model.architecture().latent_dim;
-  RowMatrix mean(local_rows, l), log_var(local_rows, l), recon(local_rows, reconstruct ? info.num_features : 0);
+  std::vector<RowParts::Column> columns{{"latent_mean", io::DType::kFloat64, l}, {"latent_log_variance", io::DType::kFloat64, l}};
+  if (reconstruct) columns.push_back({"reconstruction", io::DType::kFloat64, info.num_features});
+  RowParts parts(ctx, output, columns, local_rows);
   tbb::enumerable_thread_specific<models::VaeWorkspace> ws;
-  for_each_chunk(ctx, info, mine, a.stream, [&](const RowMatrixF& x, Index, Index local_row) {
-    models::VaeWorkspace& w = ws.local();
-    model.encode(x, w);
-    mean.middleRows(local_row, x.rows()) = w.mu.cast<double>();
-    log_var.middleRows(local_row, x.rows()) = w.log_var.cast<double>();
-    if (reconstruct) {
-      const RowMatrixF z = w.mu;
-      model.decode(z, w);
-      recon.middleRows(local_row, x.rows()) = decoded_mean(model, w.out);
-    }
+  for_each_local_block(ctx, info, mine, a.stream, [&](const io::DenseBlock& block, Index local_row, tbb::task_arena& arena) {
+    const RowMatrixF x = block.x.cast<float>();
+    RowMatrix mean(x.rows(), l), log_var(x.rows(), l), recon(x.rows(), reconstruct ? info.num_features : 0);
+    parallel_rows(arena, x, [&](const RowMatrixF& chunk, Index first) {
+      models::VaeWorkspace& w = ws.local();
+      model.encode(chunk, w);
+      mean.middleRows(first, chunk.rows()) = w.mu.cast<double>();
+      log_var.middleRows(first, chunk.rows()) = w.log_var.cast<double>();
+      if (reconstruct) {
+        const RowMatrixF z = w.mu;
+        model.decode(z, w);
+        recon.middleRows(first, chunk.rows()) = decoded_mean(model, w.out);
+      }
+    });
+    parts.write_rows("latent_mean", local_row, mean);
+    parts.write_rows("latent_log_variance", local_row, log_var);
+    if (reconstruct) parts.write_rows("reconstruction", local_row, recon);
   });
-  std::vector<std::pair<std::string, const RowMatrix*>> out{{"latent_mean", &mean}, {"latent_log_variance", &log_var}};
-  if (reconstruct) out.emplace_back("reconstruction", &recon);
-  assemble_parts(ctx, output, overwrite, a.model, a.data, info.num_rows, local_rows, out);
+  parts.finish(overwrite, a.model, a.data, info.num_rows);
   ctx.log.info(fmt::format("wrote the posterior of {} rows to {}", info.num_rows, output));
   return 0;
 }
