@@ -464,6 +464,10 @@ int fit_vae(const std::vector<std::string>& args, const Context& ctx) {
                         {"micro_batch_rows", v.micro_batch_rows},
                         {"seed", c.seed},
                         {"data", c.data}};
+  if (vm["checkpoint-every"].defaulted()) {
+    // Checkpoints count optimiser steps: by default one per epoch.
+    c.checkpoint.every = static_cast<int>(std::max<Index>(1, models::vae_steps_per_epoch(info, v)));
+  }
   Control control = make_control(ctx, c, "vae", config, train::data_fingerprint(info));
   IterationLog ilog(ctx, "vae", c.log_json, c.checkpoint.resume);
   const auto observe = ilog.observer();

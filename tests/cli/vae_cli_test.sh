@@ -2,8 +2,8 @@
 # VAE end to end through the command line, on 1-3 MPI ranks: data outside [0, 1] for a
 # Bernoulli decoder and NaN are refused on every rank naming the row, with no output; a
 # diverging learning rate stops with exit 70 and the last checkpoint intact; a network
-# that cannot fit in memory is refused up front with an estimate; a fit killed at an epoch
-# boundary resumes on another rank count bitwise identical; score (identical on 1 and 3
+# that cannot fit in memory is refused up front with an estimate; a fit killed
+# mid-epoch resumes on another rank count bitwise identical; score (identical on 1 and 3
 # ranks, IWAE >= ELBO), transform, sample and info work.
 # Usage: vae_cli_test.sh LATENT MPIEXEC (needs python3-h5py)
 set -u
@@ -50,15 +50,17 @@ fi
 fit=(fit vae --data "$dir/pix" "${small[@]}" --learning-rate 0.01 --epochs 4 --validation-fraction 0.2 --seed 5)
 run 2 "${fit[@]}" --output "$dir/ref.h5"
 [ "$code" -eq 0 ] || fail "reference fit: $out"
-LATENT_FAULT="rank=1,iteration=2,kind=kill" run 2 "${fit[@]}" --output "$dir/resumed.h5" --checkpoint-dir "$dir/ck"
+# 24 steps per epoch; checkpoints every 5 steps; killed at step 32, resumed from step 30 (mid-epoch 2).
+LATENT_FAULT="rank=1,iteration=32,kind=kill" run 2 "${fit[@]}" --output "$dir/resumed.h5" --checkpoint-dir "$dir/ck" \
+  --checkpoint-every 5
 killed=$code
-run 3 "${fit[@]}" --output "$dir/resumed.h5" --checkpoint-dir "$dir/ck" --resume
+run 3 "${fit[@]}" --output "$dir/resumed.h5" --checkpoint-dir "$dir/ck" --checkpoint-every 5 --resume
 same=1
 for d in /encoder/0/weight /encoder/1/bias /decoder/0/weight /decoder/1/weight /history/objective; do
   h5diff -q "$dir/ref.h5" "$dir/resumed.h5" "$d" > /dev/null 2>&1 || same=0
 done
 if [ "$killed" -ne 0 ] && [ "$code" -eq 0 ] && echo "$out" | grep -q "resuming from" && [ "$same" -eq 1 ]; then
-  pass "fit killed after epoch 2 (2 ranks) and resumed on 3 ranks: bitwise identical"
+  pass "fit killed at step 32 (2 ranks) and resumed mid-epoch from step 30 on 3 ranks: bitwise identical"
 else
   fail "kill/resume: killed exit $killed, resume exit $code, same $same: $out"
 fi

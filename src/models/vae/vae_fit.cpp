@@ -116,6 +116,13 @@ double mean_elbo(const comm::Communicator& comm, const Vae& model, io::BlockSour
   return sums[1] > 0 ? std::ldexp(static_cast<double>(sums[0]), -kLossFracBits) / static_cast<double>(sums[1]) : 0.0;
 }
 
+// An int64 as two doubles (exact at any magnitude), for checkpoint scalars.
+double high_part(std::int64_t x) { return std::floor(static_cast<double>(x) / 4294967296.0); }
+double low_part(std::int64_t x) { return static_cast<double>(x) - high_part(x) * 4294967296.0; }
+std::int64_t from_parts(double high, double low) {
+  return static_cast<std::int64_t>(high) * 4294967296LL + static_cast<std::int64_t>(low);
+}
+
 RowMatrix as_rows(std::span<const float> v) {
   RowMatrix m(static_cast<Index>(v.size()), 1);
   for (std::size_t i = 0; i < v.size(); ++i) m(static_cast<Index>(i), 0) = v[i];
@@ -127,7 +134,32 @@ void from_rows(const RowMatrix& m, std::span<float> v, const std::string& name) 
   for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(m(static_cast<Index>(i), 0));
 }
 
+// The micro-batch plan: training blocks [0, nt), validation blocks [nt, nb).
+struct VaePlan {
+  std::vector<io::BlockRef> blocks;
+  Index micro = 0, nt = 0, nv = 0, per_step = 0, steps_per_epoch = 0;
+};
+
+VaePlan make_plan(const io::DenseDatasetInfo& info, const VaeFitConfig& c) {
+  VaePlan plan;
+  plan.micro = std::min(c.micro_batch_rows, c.batch_size);
+  plan.blocks = io::make_block_plan(info, plan.micro);
+  const auto nb = static_cast<Index>(plan.blocks.size());
+  plan.nv = c.validation_fraction > 0
+                ? std::max<Index>(1, static_cast<Index>(std::llround(c.validation_fraction * static_cast<double>(nb))))
+                : 0;
+  if (plan.nv >= nb) throw_usage("--validation-fraction leaves no training rows");
+  plan.nt = nb - plan.nv;
+  plan.per_step = (c.batch_size + plan.micro - 1) / plan.micro;
+  plan.steps_per_epoch = (plan.nt + plan.per_step - 1) / plan.per_step;
+  return plan;
+}
+
 }  // namespace
+
+Index vae_steps_per_epoch(const io::DenseDatasetInfo& info, const VaeFitConfig& config) {
+  return make_plan(info, config).steps_per_epoch;
+}
 
 double vae_elbo_rows(const Vae& model, const RowMatrixF& x, Index global_row_begin, std::uint64_t seed, VaeWorkspace& w,
                      std::span<double> elbo_rows) {
@@ -189,15 +221,10 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
   const auto p = static_cast<std::size_t>(model.num_parameters());
 
   // The schedule: micro-batches of the global plan; the last fraction is validation.
-  const Index micro = std::min(c.micro_batch_rows, c.batch_size);
-  const auto plan = io::make_block_plan(info, micro);
-  const auto nb = static_cast<Index>(plan.size());
-  const Index nv = c.validation_fraction > 0
-                       ? std::max<Index>(1, static_cast<Index>(std::llround(c.validation_fraction * static_cast<double>(nb))))
-                       : 0;
-  if (nv >= nb) throw_usage("--validation-fraction leaves no training rows");
-  const Index nt = nb - nv, per_step = (c.batch_size + micro - 1) / micro;
-  const Index steps_per_epoch = (nt + per_step - 1) / per_step;
+  const VaePlan vp = make_plan(info, c);
+  const auto& plan = vp.blocks;
+  const Index nb = static_cast<Index>(plan.size()), nv = vp.nv, nt = vp.nt, per_step = vp.per_step;
+  const Index steps_per_epoch = vp.steps_per_epoch;
   std::vector<io::BlockRef> train_refs, val_refs;
   std::vector<Index> local_count(static_cast<std::size_t>(steps_per_epoch));
   for (Index s = 0; s < steps_per_epoch; ++s) {
@@ -219,8 +246,9 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
 
   // Adam state (Kingma & Ba 2015, Alg. 1; PyTorch's placement of ε).
   std::vector<float> m(p, 0.0f), v(p, 0.0f), best_params;
-  std::int64_t step = 0;
+  std::int64_t step = 0, epoch_loss = 0, epoch_rows = 0;
   int epoch = 0, no_improve = 0;
+  Index resume_step = 0;  // steps of the current epoch already taken (a mid-epoch checkpoint)
   double best = -std::numeric_limits<double>::infinity(), prev_score = 0;
   if (control != nullptr) {
     if (auto state = control->resume()) {
@@ -229,6 +257,9 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
       from_rows(state->array("adam_v"), v, "adam_v");
       step = static_cast<std::int64_t>(state->scalar("step"));
       epoch = static_cast<int>(state->scalar("epoch"));
+      resume_step = static_cast<Index>(state->scalar("step_in_epoch"));
+      epoch_loss = from_parts(state->scalar("epoch_loss_high"), state->scalar("epoch_loss_low"));
+      epoch_rows = from_parts(state->scalar("epoch_rows_high"), state->scalar("epoch_rows_low"));
       no_improve = static_cast<int>(state->scalar("no_improve"));
       best = state->scalar("best");
       prev_score = state->scalar("prev_score");
@@ -253,12 +284,40 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
   const FaultPlan& fault = FaultPlan::get();
   const double loss_scale = std::ldexp(1.0, kLossFracBits);
 
+  // Everything an exact resume needs, at a step boundary (`next_epoch`, `step_in_epoch`
+  // steps into it).
+  const auto snapshot = [&](int next_epoch, Index step_in_epoch) {
+    train::TrainState st;
+    st.arrays["parameters"] = as_rows(model.parameters());
+    st.arrays["adam_m"] = as_rows(m);
+    st.arrays["adam_v"] = as_rows(v);
+    if (!best_params.empty()) st.arrays["best_parameters"] = as_rows(best_params);
+    st.scalars["step"] = static_cast<double>(step);
+    st.scalars["epoch"] = next_epoch;
+    st.scalars["step_in_epoch"] = static_cast<double>(step_in_epoch);
+    st.scalars["epoch_loss_high"] = high_part(step_in_epoch > 0 ? epoch_loss : 0);
+    st.scalars["epoch_loss_low"] = low_part(step_in_epoch > 0 ? epoch_loss : 0);
+    st.scalars["epoch_rows_high"] = high_part(step_in_epoch > 0 ? epoch_rows : 0);
+    st.scalars["epoch_rows_low"] = low_part(step_in_epoch > 0 ? epoch_rows : 0);
+    st.scalars["no_improve"] = no_improve;
+    st.scalars["best"] = best;
+    st.scalars["prev_score"] = prev_score;
+    st.scalars["validation_elbo"] = result.validation_elbo;
+    train::save_history(result.em, st);
+    return st;
+  };
+
   for (; epoch < c.epochs && !result.em.converged; ++epoch) {
     const auto t0 = Clock::now();
     const double lr = learning_rate_at(c, epoch);
     train_source.start_pass();
-    std::int64_t epoch_loss = 0, epoch_rows = 0;
-    for (Index s = 0; s < steps_per_epoch; ++s) {
+    // Resumed mid-epoch: pass over the blocks of the steps already taken.
+    for (Index s = 0; s < resume_step; ++s)
+      for (Index i = 0; i < local_count[static_cast<std::size_t>(s)]; ++i) train_source.next();
+    const Index first_step = resume_step;
+    resume_step = 0;
+    if (first_step == 0) epoch_loss = epoch_rows = 0;
+    for (Index s = first_step; s < steps_per_epoch; ++s) {
       const auto nloc = static_cast<std::size_t>(local_count[static_cast<std::size_t>(s)]);
       std::exception_ptr error;
       std::vector<double> flags(2, 0.0);  // largest |gradient entry|, non-finite seen
@@ -346,7 +405,7 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
       const auto eps_adam = static_cast<float>(c.adam_epsilon);
       float* theta = model.parameters().data();
       float* mp = m.data();
-      float* vp = v.data();
+      float* vd = v.data();
       const std::int64_t* ap = acc.data();
       const double g_scale = to_mean * clip;
       arena.execute([&] {
@@ -357,13 +416,16 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
             const auto n = static_cast<Index>(std::min(kPiece, r.end() - j0));
             for (Index j = 0; j < n; ++j) g[j] = static_cast<float>(static_cast<double>(ap[j0 + static_cast<std::size_t>(j)]) * g_scale);
             const Eigen::Map<const Eigen::ArrayXf> ga(g, n);
-            Eigen::Map<Eigen::ArrayXf> th(theta + j0, n), ma(mp + j0, n), va(vp + j0, n);
+            Eigen::Map<Eigen::ArrayXf> th(theta + j0, n), ma(mp + j0, n), va(vd + j0, n);
             ma = b1 * ma + (1.0f - b1) * ga;
             va = b2 * va + (1.0f - b2) * ga.square();
             th -= step_size * ma / (va.sqrt() / sqrt_bc2 + eps_adam);
           }
         });
       });
+      // A step boundary (stop signals, checkpoints every --checkpoint-every steps); the
+      // last step's boundary comes after the epoch's bookkeeping below.
+      if (control != nullptr && s + 1 < steps_per_epoch) control->boundary(0, step, [&] { return snapshot(epoch, s + 1); });
     }
     train_source.cancel_pass();
     const double train_elbo = epoch_rows > 0 ? -std::ldexp(static_cast<double>(epoch_loss), -kLossFracBits) / static_cast<double>(epoch_rows) : 0.0;
@@ -393,24 +455,7 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
     result.em.objective = train_elbo;
     if (no_improve >= c.n_iter_no_change) result.em.converged = true;
     if (observer) observer(rec, val_elbo);
-    if (control != nullptr) {
-      const int next_epoch = epoch + 1;
-      control->boundary(0, next_epoch, [&] {
-        train::TrainState st;
-        st.arrays["parameters"] = as_rows(model.parameters());
-        st.arrays["adam_m"] = as_rows(m);
-        st.arrays["adam_v"] = as_rows(v);
-        if (!best_params.empty()) st.arrays["best_parameters"] = as_rows(best_params);
-        st.scalars["step"] = static_cast<double>(step);
-        st.scalars["epoch"] = next_epoch;
-        st.scalars["no_improve"] = no_improve;
-        st.scalars["best"] = best;
-        st.scalars["prev_score"] = prev_score;
-        st.scalars["validation_elbo"] = result.validation_elbo;
-        train::save_history(result.em, st);
-        return st;
-      });
-    }
+    if (control != nullptr) control->boundary(0, step, [&] { return snapshot(epoch + 1, 0); });
   }
   if (val_source && !best_params.empty()) std::copy(best_params.begin(), best_params.end(), model.parameters().begin());
   result.steps = step;

@@ -66,9 +66,15 @@ using VaeObserver = std::function<void(const train::IterationRecord&, double val
 /// naming file, dataset, row and column), then trains. Collective: every rank calls it
 /// with the same arguments. Throws Error(kNumerical) if the loss or gradient becomes NaN or
 /// infinite (before the update: parameters and the last checkpoint are intact), and
-/// Error(kRequeue) after a stop signal (FitControl).
+/// Error(kRequeue) after a stop signal (FitControl). FitControl::boundary is called after
+/// every step with the global step count as the iteration (checkpoints every N steps, stop
+/// signals honoured within a step); a mid-epoch checkpoint resumes exactly.
 VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo& info, VaeFitConfig config,
                      const Logger& log, const VaeObserver& observer, train::FitControl* control);
+
+/// Optimiser steps per epoch for this data and configuration (the training micro-batches
+/// grouped into minibatches). Throws Error(kUsage) if the validation split leaves nothing.
+Index vae_steps_per_epoch(const io::DenseDatasetInfo& info, const VaeFitConfig& config);
 
 /// The mean ELBO (nats per row) of `rows` local rows x (B × D) with ε keyed by (seed,
 /// kVaeEval, 0, global row). Used for validation and `latent score`. Local, thread-safe.
