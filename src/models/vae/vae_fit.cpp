@@ -408,19 +408,23 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
       float* vd = v.data();
       const std::int64_t* ap = acc.data();
       const double g_scale = to_mean * clip;
+      // Fixed pieces of 1024 entries (64-byte aligned), whatever the thread count: Eigen
+      // handles a piece's unaligned head on its scalar path, which rounds differently (the
+      // compiler contracts a*b + c*d into FMAs there), so piece boundaries must not depend
+      // on how TBB splits the range.
+      constexpr std::size_t kPiece = 1024;
+      const std::size_t pieces = (p + kPiece - 1) / kPiece;
       arena.execute([&] {
-        tbb::parallel_for(tbb::blocked_range<std::size_t>(0, p, 16384), [&](const tbb::blocked_range<std::size_t>& r) {
-          constexpr std::size_t kPiece = 1024;
+        tbb::parallel_for(std::size_t{0}, pieces, [&](std::size_t piece) {
           alignas(64) float g[kPiece];
-          for (std::size_t j0 = r.begin(); j0 < r.end(); j0 += kPiece) {
-            const auto n = static_cast<Index>(std::min(kPiece, r.end() - j0));
-            for (Index j = 0; j < n; ++j) g[j] = static_cast<float>(static_cast<double>(ap[j0 + static_cast<std::size_t>(j)]) * g_scale);
-            const Eigen::Map<const Eigen::ArrayXf> ga(g, n);
-            Eigen::Map<Eigen::ArrayXf> th(theta + j0, n), ma(mp + j0, n), va(vd + j0, n);
-            ma = b1 * ma + (1.0f - b1) * ga;
-            va = b2 * va + (1.0f - b2) * ga.square();
-            th -= step_size * ma / (va.sqrt() / sqrt_bc2 + eps_adam);
-          }
+          const std::size_t j0 = piece * kPiece;
+          const auto n = static_cast<Index>(std::min(kPiece, p - j0));
+          for (Index j = 0; j < n; ++j) g[j] = static_cast<float>(static_cast<double>(ap[j0 + static_cast<std::size_t>(j)]) * g_scale);
+          const Eigen::Map<const Eigen::ArrayXf> ga(g, n);
+          Eigen::Map<Eigen::ArrayXf> th(theta + j0, n), ma(mp + j0, n), va(vd + j0, n);
+          ma = b1 * ma + (1.0f - b1) * ga;
+          va = b2 * va + (1.0f - b2) * ga.square();
+          th -= step_size * ma / (va.sqrt() / sqrt_bc2 + eps_adam);
         });
       });
       // A step boundary (stop signals, checkpoints every --checkpoint-every steps); the
