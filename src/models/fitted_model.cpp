@@ -257,6 +257,9 @@ std::unique_ptr<FittedModel> load_model(const std::string& path) {
                 std::to_string(kModelFormatVersion) + ")");
   const std::string model = r.attr_string("/", "model");
   const auto it = loaders().find(model);
+  if (model == "lda" || model == "vae")
+    throw_usage("model " + path + ": this command does not apply to a " + model + " model; use `latent transform` (" +
+                (model == "lda" ? "topic proportions" : "posterior means") + "), `latent score` or `latent info`");
   if (it == loaders().end()) throw_input("model " + path + ": unknown model '" + model + "'");
   return it->second(r);
 }
