@@ -377,6 +377,8 @@ int fit_vae(const std::vector<std::string>& args, const Context& ctx) {
        "rows per micro-batch: the unit of parallelism (a step's micro-batches are spread over ranks x threads); "
        "results depend on it, not on the rank or thread count")
       ("epochs", po::value(&v.epochs)->default_value(10), "passes over the training rows (scikit-learn's max_iter)")
+      ("shuffle", po::bool_switch(&v.shuffle),
+       "visit each epoch's minibatches in a seeded random order (their rows stay fixed; disables --cache-mb for training)")
       ("learning-rate", po::value(&v.learning_rate)->default_value(1e-3), "Adam step size")
       ("beta1", po::value(&v.beta1)->default_value(0.9), "Adam's first-moment decay")
       ("beta2", po::value(&v.beta2)->default_value(0.999), "Adam's second-moment decay")
@@ -450,6 +452,7 @@ int fit_vae(const std::vector<std::string>& args, const Context& ctx) {
                         {"gaussian_variance", variance},
                         {"batch_size", v.batch_size},
                         {"epochs", v.epochs},
+                        {"shuffle", v.shuffle},
                         {"learning_rate", v.learning_rate},
                         {"beta1", v.beta1},
                         {"beta2", v.beta2},

@@ -56,10 +56,11 @@ h5diff -q "$dir/wide-t1.h5" "$dir/wide-t2.h5" /encoder/0/weight > /dev/null && h
   pass "1.07M parameters: identical weights with 1 and 2 threads" || fail "thread invariance with 1.07M parameters"
 
 # ---- kill mid-epoch, resume on another rank count: bitwise identical.
-fit=(fit vae --data "$dir/pix" "${small[@]}" --learning-rate 0.01 --epochs 4 --validation-fraction 0.2 --seed 5)
+fit=(fit vae --data "$dir/pix" "${small[@]}" --learning-rate 0.01 --epochs 4 --validation-fraction 0.2 --shuffle --seed 5)
 run 2 "${fit[@]}" --output "$dir/ref.h5"
 [ "$code" -eq 0 ] || fail "reference fit: $out"
-# 24 steps per epoch; checkpoints every 5 steps; killed at step 32, resumed from step 30 (mid-epoch 2).
+# 24 steps per epoch in a shuffled order; checkpoints every 5 steps; killed at step 32,
+# resumed from step 30 (mid-epoch 2).
 LATENT_FAULT="rank=1,iteration=32,kind=kill" run 2 "${fit[@]}" --output "$dir/resumed.h5" --checkpoint-dir "$dir/ck" \
   --checkpoint-every 5
 killed=$code

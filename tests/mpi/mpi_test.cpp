@@ -118,10 +118,11 @@ TEST(Invariance, Fit) {
              "--n-topics", "5", "--method", "online", "--batch-size", "25", "--max-iter", "2", "--threads", threads,
              "--learn-priors", "both", "--seed", "4"});
     // VAE: 7 micro-batches of 16 rows per step (short ones at shard ends, a 1-row shard),
-    // a validation split with early-stopping bookkeeping, clipping, learned variances.
+    // minibatches in a shuffled order, a validation split with early-stopping bookkeeping,
+    // clipping, learned variances.
     run_cli({"fit", "vae", "--data", dir + "/data", "--output", dir + "/" + tag + "-vae.h5", "--overwrite", "--likelihood",
              "gaussian", "--latent-dim", "2", "--hidden", "8", "--batch-size", "100", "--micro-batch-rows", "16", "--epochs",
-             "2", "--validation-fraction", "0.1", "--max-grad-norm", "5", "--threads", threads, "--seed", "3"});
+             "2", "--validation-fraction", "0.1", "--max-grad-norm", "5", "--shuffle", "--threads", threads, "--seed", "3"});
   }
 }
 

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <limits>
 #include <numbers>
+#include <numeric>
 
 #include "latent/core/control.hpp"
 #include "latent/core/error.hpp"
@@ -225,22 +226,42 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
   const auto& plan = vp.blocks;
   const Index nb = static_cast<Index>(plan.size()), nv = vp.nv, nt = vp.nt, per_step = vp.per_step;
   const Index steps_per_epoch = vp.steps_per_epoch;
-  std::vector<io::BlockRef> train_refs, val_refs;
-  std::vector<Index> local_count(static_cast<std::size_t>(steps_per_epoch));
-  for (Index s = 0; s < steps_per_epoch; ++s) {
-    const Index first = s * per_step, count = std::min(per_step, nt - first);
+  // This rank's share of minibatch `sid` (a contiguous range of its micro-batches).
+  const auto step_blocks = [&](Index sid, std::vector<io::BlockRef>* refs) {
+    const Index first = sid * per_step, count = std::min(per_step, nt - first);
     const auto range = io::rank_block_range(count, comm.rank(), comm.size());
-    for (Index b = range.first; b < range.last; ++b) train_refs.push_back(plan[static_cast<std::size_t>(first + b)]);
-    local_count[static_cast<std::size_t>(s)] = range.last - range.first;
-  }
+    if (refs != nullptr)
+      for (Index b = range.first; b < range.last; ++b) refs->push_back(plan[static_cast<std::size_t>(first + b)]);
+    return range.last - range.first;
+  };
+  // The order of an epoch's minibatches: storage order, or a Fisher-Yates shuffle keyed by
+  // (seed, epoch).
+  const auto epoch_order = [&](int e) {
+    std::vector<Index> order(static_cast<std::size_t>(steps_per_epoch));
+    std::iota(order.begin(), order.end(), Index{0});
+    if (c.shuffle) {
+      CounterRng rng(c.seed, RngPurpose::kVaeShuffle, static_cast<std::uint64_t>(e), 0);
+      for (std::size_t i = order.size(); i-- > 1;) std::swap(order[i], order[rng.next_u64() % (i + 1)]);
+    }
+    return order;
+  };
+  // The rank's blocks in the order of `order` (cached across epochs only without shuffling).
+  const auto open_epoch = [&](const std::vector<Index>& order) {
+    std::vector<io::BlockRef> refs;
+    for (Index sid : order) step_blocks(sid, &refs);
+    return std::make_unique<io::BlockSource>(info, std::move(refs),
+                                             io::BlockSourceOptions{c.prefetch, c.shuffle ? 0 : c.cache_bytes, false, false});
+  };
+  std::vector<io::BlockRef> val_refs;
+  Index max_local = 0;
+  for (Index sid = 0; sid < steps_per_epoch; ++sid) max_local = std::max(max_local, step_blocks(sid, nullptr));
   for (Index b = 0; b < nt; ++b) result.num_train_rows += plan[static_cast<std::size_t>(b)].num_rows;
   for (Index b = nt; b < nb; ++b) result.num_validation_rows += plan[static_cast<std::size_t>(b)].num_rows;
   {
     const auto range = io::rank_block_range(nv, comm.rank(), comm.size());
     for (Index b = range.first; b < range.last; ++b) val_refs.push_back(plan[static_cast<std::size_t>(nt + b)]);
   }
-  const Index max_local = local_count.empty() ? 0 : *std::max_element(local_count.begin(), local_count.end());
-  io::BlockSource train_source(info, std::move(train_refs), {c.prefetch, c.cache_bytes, false, false});
+  std::unique_ptr<io::BlockSource> train_source;
   std::unique_ptr<io::BlockSource> val_source;
   if (nv > 0) val_source = std::make_unique<io::BlockSource>(info, std::move(val_refs), io::BlockSourceOptions{c.prefetch, c.cache_bytes, false, false});
 
@@ -310,15 +331,18 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
   for (; epoch < c.epochs && !result.em.converged; ++epoch) {
     const auto t0 = Clock::now();
     const double lr = learning_rate_at(c, epoch);
-    train_source.start_pass();
+    const std::vector<Index> order = epoch_order(epoch);
+    if (c.shuffle || !train_source) train_source = open_epoch(order);
+    train_source->start_pass();
     // Resumed mid-epoch: pass over the blocks of the steps already taken.
     for (Index s = 0; s < resume_step; ++s)
-      for (Index i = 0; i < local_count[static_cast<std::size_t>(s)]; ++i) train_source.next();
+      for (Index i = 0; i < step_blocks(order[static_cast<std::size_t>(s)], nullptr); ++i) train_source->next();
     const Index first_step = resume_step;
     resume_step = 0;
     if (first_step == 0) epoch_loss = epoch_rows = 0;
     for (Index s = first_step; s < steps_per_epoch; ++s) {
-      const auto nloc = static_cast<std::size_t>(local_count[static_cast<std::size_t>(s)]);
+      const Index sid = order[static_cast<std::size_t>(s)];  // the minibatch taken at position s
+      const auto nloc = static_cast<std::size_t>(step_blocks(sid, nullptr));
       std::exception_ptr error;
       std::vector<double> flags(2, 0.0);  // largest |gradient entry|, non-finite seen
       try {
@@ -326,7 +350,7 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
           throw std::runtime_error("injected fault (LATENT_FAULT kind=throw) in step " + std::to_string(step + 1));
         blocks.clear();
         for (std::size_t i = 0; i < nloc; ++i) {
-          auto b = train_source.next();
+          auto b = train_source->next();
           if (!b) throw Error(ErrorKind::kIo, "data " + info.location + ": a block ended the pass early");
           blocks.push_back(std::move(b));
         }
@@ -358,7 +382,7 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
                                     "updated and the last checkpoint is intact. Lower --learning-rate or set --max-grad-norm",
                                     epoch + 1, step + 1));
       // The grid: the sum of the step's micro-batch gradients cannot exceed 2^61.
-      const Index global_blocks = std::min(per_step, nt - s * per_step);
+      const Index global_blocks = std::min(per_step, nt - sid * per_step);
       const double bound = flags[0] * static_cast<double>(global_blocks);
       const int bits = bound > 0 ? std::clamp(61 - static_cast<int>(std::ceil(std::log2(bound))) - 1, -1000, 1000) : 0;
       const double scale = std::ldexp(1.0, bits);
@@ -431,7 +455,7 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
       // last step's boundary comes after the epoch's bookkeeping below.
       if (control != nullptr && s + 1 < steps_per_epoch) control->boundary(0, step, [&] { return snapshot(epoch, s + 1); });
     }
-    train_source.cancel_pass();
+    train_source->cancel_pass();
     const double train_elbo = epoch_rows > 0 ? -std::ldexp(static_cast<double>(epoch_loss), -kLossFracBits) / static_cast<double>(epoch_rows) : 0.0;
     double score = train_elbo, val_elbo = 0;
     if (val_source) {

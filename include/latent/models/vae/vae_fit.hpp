@@ -5,7 +5,9 @@
 /// Schedule (DESIGN.md §4): the training rows are cut into micro-batches of
 /// micro_batch_rows rows (the global block plan; a shard's last block may be short); a
 /// minibatch is ceil(batch_size / micro_batch_rows) consecutive micro-batches in storage
-/// order, the same every epoch (shuffle the data once at import for i.i.d. minibatches).
+/// order; with `shuffle` the minibatches of each epoch are visited in an order drawn from
+/// (seed, epoch) (their contents stay fixed, so streaming reads stay sequential within a
+/// micro-batch).
 /// Each rank computes the gradients of a contiguous share of every minibatch's
 /// micro-batches, one thread per micro-batch. The micro-batch gradients are added in 64-bit
 /// fixed point on a grid chosen from the global largest gradient entry (one small max
@@ -35,6 +37,7 @@ struct VaeFitConfig {
   /// weight matrix is packed once per micro-batch for the GEMMs).
   Index micro_batch_rows = 64;
   int epochs = 10;                 ///< passes over the training rows (scikit-learn's max_iter)
+  bool shuffle = false;            ///< visit each epoch's minibatches in a seeded random order
   double learning_rate = 1e-3;
   double beta1 = 0.9, beta2 = 0.999, adam_epsilon = 1e-8;
   std::string lr_schedule = "constant";  ///< constant | step | cosine (per epoch)
