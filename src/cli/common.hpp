@@ -131,6 +131,11 @@ int cmd_transform(const std::vector<std::string>& args, const Context& ctx);
 int cmd_generate(const std::vector<std::string>& args, const Context& ctx);
 int cmd_bench_allreduce(const std::vector<std::string>& args, const Context& ctx);
 
+/// The `model` attribute of the file named by --model in args ("lda" also for an
+/// attribute-less file with /doc_topic_prior, as gensim/scikit-learn topics written by
+/// h5py), or "" if there is none or it cannot be read. Local.
+std::string model_kind_of(const std::vector<std::string>& args);
+
 // LDA (lda.cpp): whether --model in args names an LDA model file; its score command; the
 // `info` text of an LDA model (top words per topic) and of a count dataset.
 bool is_lda_model(const std::vector<std::string>& args);

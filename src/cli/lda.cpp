@@ -56,20 +56,7 @@ models::Lda load_and_open(const Context& ctx, LdaApply& a, io::CountsDatasetInfo
 
 }  // namespace
 
-bool is_lda_model(const std::vector<std::string>& args) {
-  for (std::size_t i = 0; i + 1 < args.size(); ++i)
-    if (args[i] == "--model") {
-      std::error_code ec;
-      if (!std::filesystem::is_regular_file(args[i + 1], ec)) return false;
-      try {
-        const io::H5Reader r(args[i + 1]);
-        return r.has_attr("/", "model") ? r.attr_string("/", "model") == "lda" : r.has("doc_topic_prior");
-      } catch (const Error&) {
-        return false;
-      }
-    }
-  return false;
-}
+bool is_lda_model(const std::vector<std::string>& args) { return model_kind_of(args) == "lda"; }
 
 int score_lda(const std::vector<std::string>& args, const Context& ctx) {
   LdaApply a;

@@ -99,20 +99,7 @@ RowMatrix decoded_mean(const models::Vae& model, const RowMatrixF& out) {
 
 }  // namespace
 
-bool is_vae_model(const std::vector<std::string>& args) {
-  for (std::size_t i = 0; i + 1 < args.size(); ++i)
-    if (args[i] == "--model") {
-      std::error_code ec;
-      if (!std::filesystem::is_regular_file(args[i + 1], ec)) return false;
-      try {
-        const io::H5Reader r(args[i + 1]);
-        return r.has_attr("/", "model") && r.attr_string("/", "model") == "vae";
-      } catch (const Error&) {
-        return false;
-      }
-    }
-  return false;
-}
+bool is_vae_model(const std::vector<std::string>& args) { return model_kind_of(args) == "vae"; }
 
 int score_vae(const std::vector<std::string>& args, const Context& ctx) {
   VaeApply a;

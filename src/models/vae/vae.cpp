@@ -134,6 +134,11 @@ void Vae::backward_mlp(const std::vector<VaeLayer>& layers, const RowMatrixF& in
   }
 }
 
+Eigen::Array<float, 1, Eigen::Dynamic> Vae::decoder_log_variance() const {
+  if (log_var_offset_ >= 0) return params_.segment(log_var_offset_, arch_.input_dim).transpose().array();
+  return Eigen::Array<float, 1, Eigen::Dynamic>::Constant(arch_.input_dim, static_cast<float>(arch_.fixed_log_variance));
+}
+
 void Vae::encode(const RowMatrixF& x, VaeWorkspace& w) const {
   forward_mlp(encoder_, x, w.enc_act, w.delta_prev);
   const Index l = arch_.latent_dim;
@@ -152,10 +157,8 @@ void Vae::log_likelihood_rows(const RowMatrixF& x, const RowMatrixF& out, std::s
     return;
   }
   const Index d = arch_.input_dim;
-  RowVectorF s(d);
-  for (Index j = 0; j < d; ++j)
-    s(j) = log_var_offset_ >= 0 ? params_(log_var_offset_ + j) : static_cast<float>(arch_.fixed_log_variance);
-  const Eigen::Array<float, 1, Eigen::Dynamic> inv_var = (-s.array()).exp();
+  const Eigen::Array<float, 1, Eigen::Dynamic> s = decoder_log_variance();
+  const Eigen::Array<float, 1, Eigen::Dynamic> inv_var = (-s).exp();
   const double const_term = -0.5 * (static_cast<double>(d) * kLog2Pi + static_cast<double>(s.sum()));
   const ArrayF sq = (x - out).array().square().rowwise() * inv_var;
   for (Index r = 0; r < b; ++r) ll[static_cast<std::size_t>(r)] = const_term - 0.5 * static_cast<double>(sq.row(r).sum());
@@ -185,10 +188,7 @@ double Vae::loss(const RowMatrixF& x, const RowMatrixF& eps, VaeWorkspace& w, st
   if (arch_.likelihood == VaeLikelihood::kBernoulli) {
     w.delta = ((1.0f + (-w.out.array()).exp()).inverse() - x.array()).matrix();  // σ(l) − x
   } else {
-    Eigen::Array<float, 1, Eigen::Dynamic> s(d);
-    for (Index j = 0; j < d; ++j)
-      s(j) = log_var_offset_ >= 0 ? params_(log_var_offset_ + j) : static_cast<float>(arch_.fixed_log_variance);
-    const Eigen::Array<float, 1, Eigen::Dynamic> inv_var = (-s).exp();
+    const Eigen::Array<float, 1, Eigen::Dynamic> inv_var = (-decoder_log_variance()).exp();
     const ArrayF diff = w.out.array() - x.array();
     w.delta = (diff.rowwise() * inv_var).matrix();  // (m − x) / σ²
     if (log_var_offset_ >= 0) {

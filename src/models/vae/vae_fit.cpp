@@ -41,8 +41,7 @@ std::int64_t to_fixed(double x, double scale) {
 }
 
 // A validating pass over this rank's share of the data: values must lie in [0, 1] for a
-// Bernoulli decoder (NaN/Inf are refused by the block reader). Returns the local row
-// count. Collective (errors agreed).
+// Bernoulli decoder (NaN/Inf are refused by the block reader). Collective (errors agreed).
 void validate_data(const comm::Communicator& comm, const io::DenseDatasetInfo& info, const VaeFitConfig& c) {
   const auto plan = io::make_block_plan(info, 8192);
   const auto range = io::rank_block_range(static_cast<Index>(plan.size()), comm.rank(), comm.size());
@@ -94,23 +93,34 @@ double mean_elbo(const comm::Communicator& comm, const Vae& model, io::BlockSour
                  tbb::task_arena& arena, tbb::enumerable_thread_specific<VaeWorkspace>& ws) {
   std::vector<std::int64_t> sums(2, 0);
   comm::run_agreed(comm, [&] {
-    source.start_pass();
+    // Blocks in groups of a few per thread (memory stays bounded however large the split).
+    const auto group = static_cast<std::size_t>(4 * std::max(1, arena.max_concurrency()));
     std::vector<std::shared_ptr<const io::DenseBlock>> blocks;
-    while (auto b = source.next()) blocks.push_back(b);
-    std::vector<std::int64_t> part(blocks.size(), 0);
-    arena.execute([&] {
-      tbb::parallel_for(std::size_t{0}, blocks.size(), [&](std::size_t i) {
-        const RowMatrixF x = blocks[i]->x.cast<float>();
-        std::vector<double> rows(static_cast<std::size_t>(x.rows()));
-        vae_elbo_rows(model, x, blocks[i]->ref.global_row_begin, seed, ws.local(), rows);
-        std::int64_t s = 0;
-        for (double v : rows) s += to_fixed(v, std::ldexp(1.0, kLossFracBits));
-        part[i] = s;
+    std::vector<std::int64_t> part;
+    source.start_pass();
+    for (bool more = true; more;) {
+      blocks.clear();
+      while (blocks.size() < group) {
+        auto b = source.next();
+        if (!b) {
+          more = false;
+          break;
+        }
+        blocks.push_back(std::move(b));
+      }
+      part.assign(blocks.size(), 0);
+      arena.execute([&] {
+        tbb::parallel_for(std::size_t{0}, blocks.size(), [&](std::size_t i) {
+          const RowMatrixF x = blocks[i]->x.cast<float>();
+          std::vector<double> rows(static_cast<std::size_t>(x.rows()));
+          vae_elbo_rows(model, x, blocks[i]->ref.global_row_begin, seed, ws.local(), rows);
+          for (double v : rows) part[i] += to_fixed(v, std::ldexp(1.0, kLossFracBits));
+        });
       });
-    });
-    for (std::size_t i = 0; i < blocks.size(); ++i) {
-      sums[0] += part[i];
-      sums[1] += blocks[i]->x.rows();
+      for (std::size_t i = 0; i < blocks.size(); ++i) {
+        sums[0] += part[i];
+        sums[1] += blocks[i]->x.rows();
+      }
     }
   });
   comm.allreduce_sum(sums);

@@ -96,6 +96,8 @@ class Vae {
               std::span<double> elbo_rows = {}) const;
 
  private:
+  // The Gaussian decoder's log-variance of each feature (learned or fixed), 1 × D.
+  Eigen::Array<float, 1, Eigen::Dynamic> decoder_log_variance() const;
   void forward_mlp(const std::vector<VaeLayer>& layers, const RowMatrixF& input, std::vector<RowMatrixF>& act,
                    RowMatrixF& last) const;
   // Backpropagates `delta` (B × out of the last layer) through `layers`, writing weight and
