@@ -39,6 +39,7 @@ struct StreamOptions {
   int prefetch = 4;
   Index cache_mb = 0;
   double memory_budget_gib = 0;  // 0: detect (cgroup limit / MemAvailable, per rank on the node)
+  bool allow_missing = false;    // NaN entries are missing values (set by commands, not an option)
 };
 void add_stream_options(po::options_description& desc, StreamOptions& o);
 /// --threads 0 resolves to SLURM_CPUS_PER_TASK, else the cores available divided by the

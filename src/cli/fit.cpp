@@ -12,6 +12,7 @@
 #include "latent/core/error.hpp"
 #include "latent/io/h5_file.hpp"
 #include "latent/models/fitted_model.hpp"
+#include "latent/models/factor/factor_fit.hpp"
 #include "latent/models/gmm/gmm_fit.hpp"
 #include "latent/models/kmeans/kmeans.hpp"
 #include "latent/models/lda/lda_fit.hpp"
@@ -495,6 +496,70 @@ int fit_vae(const std::vector<std::string>& args, const Context& ctx) {
   return 0;
 }
 
+// `latent fit ppca` and `latent fit fa`: the same EM with isotropic or diagonal noise.
+int fit_factor(const std::vector<std::string>& args, const Context& ctx, models::NoiseType noise) {
+  const std::string name = models::model_name(noise);
+  CommonFit c;
+  models::FactorConfig f;
+  f.noise = noise;
+  std::string missing = "error";
+  po::options_description desc("latent fit " + name + " options");
+  desc.add_options()
+      ("n-components", po::value(&f.n_components)->default_value(2), "latent dimension L (1 <= L < D)")
+      ("tol", po::value(&f.tol)->default_value(1e-6), "stop when the mean log-likelihood changes by less (nats/sample)")
+      ("max-iter", po::value(&f.max_iter)->default_value(1000), "EM iterations at most")
+      ("solver", po::value(&f.solver)->default_value("auto"),
+       "auto | covariance (one pass for the D x D scatter matrix, then EM in memory) | streaming (one pass per "
+       "iteration, O(D L) memory; needed for missing values)")
+      ("missing-values", po::value(&missing)->default_value("error"),
+       "error (NaN is an input error) | nan (NaN entries are missing and marginalised by the EM)")
+      ("noise-variance-floor", po::value(&f.noise_variance_floor)->default_value(1e-12),
+       "lower bound of the noise variances (scikit-learn's FactorAnalysis uses 1e-12)");
+  add_common(desc, c);
+  po::variables_map vm;
+  if (!parse(args, desc, vm, ctx, "latent fit " + name + " --data DIR --output MODEL.h5 --n-components L [options]"))
+    return 0;
+  if (missing != "error" && missing != "nan") throw_usage("--missing-values must be error or nan");
+  f.missing_values = missing == "nan";
+  c.stream.allow_missing = f.missing_values;
+  f.seed = c.seed;
+  train::DataSummary summary;
+  std::unique_ptr<io::OutputLock> lock;
+  std::string solver;
+  auto source = prepare(ctx, c, summary, lock, [&](train::EmMemoryInputs& m) {
+    const Index l = f.n_components, d = m.num_features;
+    solver = models::resolve_factor_solver(f, d);
+    const bool cov = solver == "covariance";
+    m.num_stats = cov ? d * (d + 1) / 2 + d : 2 + (l + 1) * (l + 1) + d * (l + 2);
+    m.parameter_doubles = 6 * l * d + (cov ? 2 * d * d : 0);
+    m.scratch_doubles = m.block_rows * (d + 2 * l) + (cov ? d * d : 0);
+  });
+  if (summary.num_missing > 0)
+    ctx.log.info(fmt::format("{} of {} entries are missing ({:.2f} %)", summary.num_missing,
+                             summary.num_samples * source->info().num_features,
+                             100.0 * static_cast<double>(summary.num_missing) /
+                                 static_cast<double>(summary.num_samples * source->info().num_features)));
+  f.threads = c.stream.threads;
+  nlohmann::json config{{"model", name},        {"n_components", f.n_components}, {"tol", f.tol},
+                        {"max_iter", f.max_iter}, {"solver", f.solver},           {"missing_values", missing},
+                        {"noise_variance_floor", f.noise_variance_floor},         {"seed", c.seed},
+                        {"block_rows", c.stream.block_rows},                      {"data", c.data}};
+  Control control = make_control(ctx, c, name, config, train::data_fingerprint(source->info()));
+  IterationLog ilog(ctx, name, c.log_json, c.checkpoint.resume);
+  const auto t0 = Clock::now();
+  models::FactorFitResult fit =
+      models::fit_factor(ctx.comm, *source, summary, f, ctx.log, ilog.observer(), control.control.get());
+  const double total = std::chrono::duration<double>(Clock::now() - t0).count();
+  ilog.done(fit.em, total);
+  save_agreed(ctx, [&] {
+    models::save_factor(fit.model, models::FitRecord{config.dump(), fit.em, summary.num_samples, c.data}, c.output,
+                        c.overwrite);
+  });
+  ctx.log.info(fmt::format("{} after {} iterations, mean log-likelihood {:.6f} nats/sample, {:.2f} s; wrote {}",
+                           fit.em.converged ? "converged" : "stopped", fit.em.n_iter, fit.em.objective, total, c.output));
+  return 0;
+}
+
 }  // namespace
 
 int cmd_fit(const std::vector<std::string>& args, const Context& ctx) {
@@ -504,13 +569,15 @@ int cmd_fit(const std::vector<std::string>& args, const Context& ctx) {
       {"kmeans", fit_kmeans},
       {"lda", fit_lda},
       {"vae", fit_vae},
+      {"ppca", [](const auto& a, const Context& c) { return fit_factor(a, c, models::NoiseType::kIsotropic); }},
+      {"fa", [](const auto& a, const Context& c) { return fit_factor(a, c, models::NoiseType::kDiagonal); }},
   };
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {
-    if (ctx.comm.is_root()) ctx.out << "Usage: latent fit MODEL [options]; MODEL is one of: gmm, kmeans, lda, vae\n";
+    if (ctx.comm.is_root()) ctx.out << "Usage: latent fit MODEL [options]; MODEL is one of: gmm, kmeans, lda, vae, ppca, fa\n";
     return args.empty() ? exit_code(ErrorKind::kUsage) : 0;
   }
   const auto it = models.find(args[0]);
-  if (it == models.end()) throw_usage("unknown model '" + args[0] + "' (available: gmm, kmeans, lda, vae)");
+  if (it == models.end()) throw_usage("unknown model '" + args[0] + "' (available: gmm, kmeans, lda, vae, ppca, fa)");
   return it->second(std::vector<std::string>(args.begin() + 1, args.end()), ctx);
 }
 

@@ -200,11 +200,78 @@ std::unique_ptr<FittedModel> load_kmeans(const io::H5Reader& r) {
   return std::make_unique<KmeansModel>(r.read_matrix("cluster_centers"), fit_summary(r));
 }
 
+class FactorFitted final : public FittedModel {
+ public:
+  FactorFitted(FactorModel model, std::string summary) : model_(std::move(model)), summary_(std::move(summary)) {}
+  std::string name() const override { return model_name(model_.noise_type()); }
+  Index num_features() const override { return model_.num_features(); }
+  Index num_components() const override { return model_.num_components(); }
+  bool has_likelihood() const override { return true; }
+  Index num_parameters() const override { return model_.num_parameters(); }
+  bool is_mixture() const override { return false; }
+  bool handles_missing() const override { return true; }
+  std::string transform_name() const override { return "latent_mean"; }
+  Index transform_dim() const override { return model_.num_components(); }
+  void predict_block(const RowMatrix& x, Vector& score, std::vector<std::int64_t>& labels, RowMatrix*) const override {
+    model_.infer(x, score, nullptr, nullptr);
+    labels.assign(static_cast<std::size_t>(x.rows()), 0);
+  }
+  void transform_block(const RowMatrix& x, RowMatrix& out) const override {
+    Vector score;
+    model_.infer(x, score, &out, nullptr);
+  }
+  void impute_block(const RowMatrix& x, RowMatrix& out) const override {
+    Vector score;
+    model_.infer(x, score, nullptr, &out);
+  }
+  RowMatrix sample(Index first, Index n, std::uint64_t seed, std::vector<std::int64_t>& labels) const override {
+    labels.assign(static_cast<std::size_t>(n), 0);
+    return model_.sample(first, n, seed);
+  }
+  std::string describe() const override {
+    const RowVector var = model_.components().rowwise().squaredNorm();
+    std::string s = fmt::format("{}: {} components, {} features, noise variance {}\n",
+                                model_.noise_type() == NoiseType::kIsotropic ? "probabilistic PCA" : "factor analysis",
+                                model_.num_components(), model_.num_features(),
+                                model_.noise_type() == NoiseType::kIsotropic
+                                    ? fmt::format("{:.6g}", model_.noise_variance()[0])
+                                    : fmt::format("mean {:.6g}, min {:.6g}, max {:.6g}", model_.noise_variance().mean(),
+                                                  model_.noise_variance().minCoeff(), model_.noise_variance().maxCoeff()));
+    s += summary_;
+    s += "  component  |w|^2 (variance it explains)\n";
+    for (Index k = 0; k < model_.num_components(); ++k) s += fmt::format("  {:>9}  {:.6g}\n", k, var[k]);
+    return s;
+  }
+
+ private:
+  FactorModel model_;
+  std::string summary_;
+};
+
+FactorModel read_factor(const io::H5Reader& r, NoiseType noise) {
+  if (!r.has("components")) throw_input("model " + r.path() + ": dataset /components is missing");
+  const RowMatrix w = r.read_matrix("components");
+  const Index l = w.rows(), d = w.cols();
+  check_shape(r, "mean", {d});
+  check_shape(r, "noise_variance", {noise == NoiseType::kIsotropic ? 1 : d});
+  const std::vector<double> mean = r.read_doubles("mean"), psi = r.read_doubles("noise_variance");
+  FactorModel m(l, d, noise);
+  m.set_parameters(Eigen::Map<const RowVector>(mean.data(), d),
+                   w, noise == NoiseType::kIsotropic ? RowVector::Constant(d, psi[0]) : RowVector(Eigen::Map<const RowVector>(psi.data(), d)));
+  return m;
+}
+
 // The registry of model file loaders: one line per model.
 const std::map<std::string, std::function<std::unique_ptr<FittedModel>(const io::H5Reader&)>>& loaders() {
   static const std::map<std::string, std::function<std::unique_ptr<FittedModel>(const io::H5Reader&)>> table{
       {"gmm", load_gmm},
       {"kmeans", load_kmeans},
+      {"ppca", [](const io::H5Reader& r) -> std::unique_ptr<FittedModel> {
+         return std::make_unique<FactorFitted>(read_factor(r, NoiseType::kIsotropic), fit_summary(r));
+       }},
+      {"fa", [](const io::H5Reader& r) -> std::unique_ptr<FittedModel> {
+         return std::make_unique<FactorFitted>(read_factor(r, NoiseType::kDiagonal), fit_summary(r));
+       }},
   };
   return table;
 }
@@ -227,6 +294,23 @@ void save_gmm(const Gmm& gmm, const FitRecord& record, const std::string& path, 
   w.attr("/", "n_features_in", static_cast<std::int64_t>(d));
   w.attr("/", "reg_covar", gmm.reg_covar());
   w.commit();
+}
+
+void save_factor(const FactorModel& m, const FitRecord& record, const std::string& path, bool overwrite) {
+  io::H5Writer w(path, overwrite);
+  write_fit_record(w, model_name(m.noise_type()), record);
+  const Index d = m.num_features();
+  w.write("components", m.components());
+  w.write("mean", std::span<const double>(m.mean().data(), static_cast<std::size_t>(d)));
+  const bool iso = m.noise_type() == NoiseType::kIsotropic;
+  w.write("noise_variance", std::span<const double>(m.noise_variance().data(), static_cast<std::size_t>(iso ? 1 : d)));
+  w.attr("/", "n_components", static_cast<std::int64_t>(m.num_components()));
+  w.attr("/", "n_features_in", static_cast<std::int64_t>(d));
+  w.commit();
+}
+
+void FittedModel::impute_block(const RowMatrix&, RowMatrix&) const {
+  throw_usage("`latent impute` does not apply to a " + name() + " model (it needs gmm, ppca or fa)");
 }
 
 void save_kmeans(const RowMatrix& centers, double inertia, const FitRecord& record, const std::string& path,

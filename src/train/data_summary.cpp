@@ -6,13 +6,14 @@
 #include <algorithm>
 #include <mutex>
 
+#include "latent/core/error.hpp"
 #include "latent/train/block_reduce.hpp"
 
 namespace latent::train {
 
 DataSummary summarize(const comm::Communicator& comm, io::BlockSource& source, int threads) {
   const Index d = source.info().num_features;
-  ExactSum sums(static_cast<std::size_t>(2 * d + 1));
+  ExactSum sums(static_cast<std::size_t>(3 * d + 1));
   RowVector lo = RowVector::Constant(d, std::numeric_limits<double>::infinity());
   RowVector hi = RowVector::Constant(d, -std::numeric_limits<double>::infinity());
   std::mutex mutex;
@@ -20,12 +21,25 @@ DataSummary summarize(const comm::Communicator& comm, io::BlockSource& source, i
   std::vector<std::int64_t> hashes;
   comm::run_agreed(comm, [&] {
     for_each_block(source, threads, [&](const io::DenseBlock& b) {
-      std::vector<double> partial(static_cast<std::size_t>(2 * d + 1));
-      Eigen::Map<RowVector> s(partial.data(), d), q(partial.data() + d, d);
-      s = b.x.colwise().sum();
-      q = b.x.array().square().colwise().sum().matrix();
-      partial[static_cast<std::size_t>(2 * d)] = static_cast<double>(b.x.rows());
-      const RowVector bmin = b.x.colwise().minCoeff(), bmax = b.x.colwise().maxCoeff();
+      std::vector<double> partial(static_cast<std::size_t>(3 * d + 1));
+      Eigen::Map<RowVector> s(partial.data(), d), q(partial.data() + d, d), seen(partial.data() + 2 * d, d);
+      RowVector bmin, bmax;
+      if (b.x.hasNaN()) {
+        const auto nan = b.x.array().isNaN();
+        const RowMatrix x0 = nan.select(0.0, b.x);
+        s = x0.colwise().sum();
+        q = x0.array().square().colwise().sum().matrix();
+        seen = (!nan).cast<double>().colwise().sum().matrix();
+        bmin = nan.select(std::numeric_limits<double>::infinity(), b.x).colwise().minCoeff();
+        bmax = nan.select(-std::numeric_limits<double>::infinity(), b.x).colwise().maxCoeff();
+      } else {
+        s = b.x.colwise().sum();
+        q = b.x.array().square().colwise().sum().matrix();
+        seen.setConstant(static_cast<double>(b.x.rows()));
+        bmin = b.x.colwise().minCoeff();
+        bmax = b.x.colwise().maxCoeff();
+      }
+      partial[static_cast<std::size_t>(3 * d)] = static_cast<double>(b.x.rows());
       std::vector<std::int64_t> mine;
       if (count_duplicates)
         for (Index i = 0; i < b.x.rows(); ++i)
@@ -42,10 +56,16 @@ DataSummary summarize(const comm::Communicator& comm, io::BlockSource& source, i
   comm.allreduce_max(std::span<double>(hi.data(), static_cast<std::size_t>(d)));
   const std::vector<double> v = sums.values();
   DataSummary out;
-  out.num_samples = static_cast<Index>(v[static_cast<std::size_t>(2 * d)]);
-  const double n = static_cast<double>(out.num_samples);
-  out.mean = Eigen::Map<const RowVector>(v.data(), d) / n;
-  out.variance = (Eigen::Map<const RowVector>(v.data() + d, d) / n - out.mean.array().square().matrix()).cwiseMax(0.0);
+  out.num_samples = static_cast<Index>(v[static_cast<std::size_t>(3 * d)]);
+  out.observed = Eigen::Map<const RowVector>(v.data() + 2 * d, d);
+  out.num_missing = static_cast<Index>(static_cast<double>(out.num_samples) * static_cast<double>(d) - out.observed.sum());
+  for (Index j = 0; j < d && out.num_missing > 0; ++j)
+    if (out.observed[j] == 0)
+      throw_input("data: feature " + std::to_string(j) + " has no observed value (every entry is NaN)");
+  out.mean = Eigen::Map<const RowVector>(v.data(), d).cwiseQuotient(out.observed.cwiseMax(1.0));
+  out.variance = (Eigen::Map<const RowVector>(v.data() + d, d).cwiseQuotient(out.observed.cwiseMax(1.0)) -
+                  out.mean.array().square().matrix())
+                     .cwiseMax(0.0);
   out.min = lo;
   out.max = hi;
   for (Index j = 0; j < d; ++j) out.num_constant_features += lo[j] == hi[j] ? 1 : 0;

@@ -24,6 +24,7 @@ enum class RngPurpose : std::uint64_t {
   kVaeNoise = 11,       ///< VAE training noise ε (epoch = optimiser step, id = global row)
   kVaeEval = 12,        ///< VAE evaluation noise (epoch 0: the ELBO's ε; 1: the IWAE samples; id = row)
   kVaeShuffle = 13,     ///< VAE --shuffle: the order of an epoch's minibatches (epoch = epoch)
+  kFactorInit = 14,     ///< PPCA/FA initial components (id = component)
 };
 
 constexpr std::uint64_t mix64(std::uint64_t z) noexcept {

@@ -10,6 +10,7 @@
 
 #include "latent/core/types.hpp"
 #include "latent/io/h5_file.hpp"
+#include "latent/models/factor/factor.hpp"
 #include "latent/models/gmm/gmm.hpp"
 #include "latent/train/batch_em.hpp"
 
@@ -38,6 +39,22 @@ class FittedModel {
   virtual RowMatrix sample(Index first, Index count, std::uint64_t seed, std::vector<std::int64_t>& labels) const = 0;
   /// Human-readable summary for `latent info`.
   virtual std::string describe() const = 0;
+  /// True for clustering models (labels, responsibilities, ARI); false for factor models.
+  virtual bool is_mixture() const { return true; }
+  /// `latent transform`: the output dataset's name and width, and per block the rows
+  /// (B × width): responsibilities for mixtures, posterior means E[z|x] for factor models.
+  virtual std::string transform_name() const { return "proba"; }
+  virtual Index transform_dim() const { return num_components(); }
+  virtual void transform_block(const RowMatrix& x, RowMatrix& out) const {
+    Vector score;
+    std::vector<std::int64_t> labels;
+    predict_block(x, score, labels, &out);
+  }
+  /// Whether rows may contain NaN (missing values) in score/transform/impute.
+  virtual bool handles_missing() const { return false; }
+  /// `latent impute`: x with every NaN replaced by its conditional expectation given the
+  /// observed entries of its row. Thread-safe. Throws Error(kUsage) if not supported.
+  virtual void impute_block(const RowMatrix& x, RowMatrix& out) const;
 };
 
 /// What every model file records about its fit.
@@ -58,6 +75,10 @@ void save_gmm(const Gmm& gmm, const FitRecord& record, const std::string& path, 
 /// Writes a k-means model file (/cluster_centers, K × D). Local.
 void save_kmeans(const RowMatrix& centers, double inertia, const FitRecord& record, const std::string& path,
                  bool overwrite);
+
+/// Writes a PPCA or factor-analysis model file (/components L × D, /mean D,
+/// /noise_variance: D for fa, a 1-vector for ppca) atomically. Local.
+void save_factor(const FactorModel& model, const FitRecord& record, const std::string& path, bool overwrite);
 
 /// The parameters of a GMM model file (for warm starts: `fit gmm --init-model`). Local.
 Gmm load_gmm_parameters(const std::string& path);

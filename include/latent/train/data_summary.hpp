@@ -10,8 +10,10 @@ namespace latent::train {
 
 struct DataSummary {
   Index num_samples = 0;       ///< N
-  RowVector mean;              ///< D
-  RowVector variance;          ///< D, population variance (ddof = 0)
+  RowVector mean;              ///< D, over the observed (non-NaN) entries
+  RowVector variance;          ///< D, population variance (ddof = 0) of the observed entries
+  RowVector observed;          ///< D, number of observed (non-NaN) entries per feature
+  Index num_missing = 0;       ///< NaN entries (only when the source allows them)
   RowVector min, max;          ///< D
   Index num_constant_features = 0;  ///< features with min == max
   /// Rows equal to an earlier row (exact, by 64-bit xxHash of the row's bytes), or -1 when
@@ -20,7 +22,9 @@ struct DataSummary {
   static constexpr Index kMaxRowsForDuplicates = Index{1} << 22;
 };
 
-/// Collective. Throws the agreed Error if any block is unreadable or not finite.
+/// Collective. Throws the agreed Error if any block is unreadable or not finite (NaN is
+/// accepted when the source allows missing values; then a feature with no observed
+/// entry is an Error(kInput) naming it).
 DataSummary summarize(const comm::Communicator& comm, io::BlockSource& source, int threads);
 
 }  // namespace latent::train

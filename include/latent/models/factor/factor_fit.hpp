@@ -1,0 +1,62 @@
+#pragma once
+/// \file Fitting PPCA and factor analysis by EM on streamed blocks (Tipping & Bishop 1999
+/// §3.2 and appendix B; Ghahramani & Hinton 1996; with missing values Ghahramani & Jordan
+/// 1994): the mean is a parameter of the EM (W̃ = [W; μ], z̃ = [z; 1]), so rows with
+/// missing coordinates contribute their expected statistics.
+///
+/// Two solvers give the same iterates:
+///  - "streaming": one pass per EM iteration; statistics Σ E[z̃ z̃ᵀ] ((L+1)²),
+///    Σ E[x z̃ᵀ] (D × (L+1)) and Σ E[x²] (D), one allreduce of D (L+2) + (L+1)² + 2
+///    doubles. Memory O(D L). Required for missing values.
+///  - "covariance": one pass computes the scatter matrix (D (D+1)/2 doubles, one
+///    allreduce); the EM iterations then run on it in memory at O(D² L) each, with no
+///    further data pass. EM depends on complete data only through it (PRML eq. 12.69-12.70).
+/// "auto" takes covariance when there are no missing values and D ≤ 4096.
+#include <cstdint>
+#include <string>
+
+#include "latent/comm/communicator.hpp"
+#include "latent/core/log.hpp"
+#include "latent/io/block_source.hpp"
+#include "latent/models/factor/factor.hpp"
+#include "latent/train/batch_em.hpp"
+#include "latent/train/data_summary.hpp"
+
+namespace latent::models {
+
+struct FactorConfig {
+  Index n_components = 2;
+  NoiseType noise = NoiseType::kDiagonal;
+  /// Stop when the mean log-likelihood (nats per sample) changes by less than this.
+  double tol = 1e-6;
+  int max_iter = 1000;
+  std::string solver = "auto";  ///< auto | covariance | streaming
+  bool missing_values = false;  ///< NaN entries are missing (else the data must be complete)
+  /// Noise variances are floored at this (scikit-learn's FactorAnalysis uses 1e-12).
+  double noise_variance_floor = 1e-12;
+  std::uint64_t seed = 0;
+  int threads = 1;
+};
+
+struct FactorFitResult {
+  FactorModel model;
+  train::EmResult em;
+  std::string solver;  ///< the solver used
+};
+
+/// The solver "auto" resolves to. Throws Error(kUsage) for an unknown name or for
+/// "covariance" with missing values.
+std::string resolve_factor_solver(const FactorConfig& config, Index num_features);
+
+/// Collective. Initial W: N(0, 1) entries scaled by 0.1 √(mean feature variance) (drawn
+/// from the seed), Ψ = the feature variances; the mean is the data mean. The objective is
+/// the mean log-likelihood of the observed entries under the E-step's parameters.
+/// `summary` comes from train::summarize on the same source. With `control`, resumes from
+/// and writes checkpoints at iteration boundaries. Throws Error(kUsage) if L ≥ D or
+/// L < 1, Error(kNumerical) if the statistics become singular, Error(kRequeue) after a
+/// stop signal.
+FactorFitResult fit_factor(const comm::Communicator& comm, io::BlockSource& source, const train::DataSummary& summary,
+                           const FactorConfig& config, const Logger& log, const train::IterationObserver& observer,
+                           train::FitControl* control = nullptr);
+
+}  // namespace latent::models

@@ -1,0 +1,308 @@
+#include "latent/models/factor/factor_fit.hpp"
+
+#include <Eigen/Cholesky>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <numbers>
+
+#include <fmt/format.h>
+
+#include "latent/core/control.hpp"
+#include "latent/core/error.hpp"
+#include "latent/core/rng.hpp"
+#include "latent/train/block_reduce.hpp"
+
+namespace latent::models {
+namespace {
+
+// EM for x̃ = W̃ᵀ z̃ + ε with x̃ = x − c (c: the data mean, for numerically safe sums),
+// W̃ = [W; μ̃] ((L+1) × D), z̃ = [z; 1]. Statistics: [Σ log p, N, A = Σ E[z̃z̃ᵀ] ((L+1)²),
+// B = Σ E[x̃ z̃ᵀ] (D × (L+1), row-major), C = Σ E[x̃²] (D)].
+class FactorEm final : public train::EmModel {
+ public:
+  FactorEm(FactorModel model, RowVector center, double floor)
+      : model_(std::move(model)), center_(std::move(center)), floor_(floor),
+        l_(model_.num_components()), d_(model_.num_features()) {}
+
+  const FactorModel& model() const { return model_; }
+  FactorModel& model() { return model_; }
+  std::size_t num_stats() const override {
+    return static_cast<std::size_t>(2 + (l_ + 1) * (l_ + 1) + d_ * (l_ + 1) + d_);
+  }
+
+  void e_step_block(const io::DenseBlock& block, std::span<double> partial) const override {
+    const Index a = l_ + 1;
+    Eigen::Map<RowMatrix> acc_a(partial.data() + 2, a, a), acc_b(partial.data() + 2 + a * a, d_, a);
+    Eigen::Map<RowVector> acc_c(partial.data() + 2 + a * a + d_ * a, d_);
+    const RowMatrix xt = block.x.rowwise() - center_;
+    Vector log_prob;
+    RowMatrix ez;
+    model_.infer(xt, log_prob, &ez, nullptr);
+    partial[0] = log_prob.sum();
+    partial[1] = static_cast<double>(xt.rows());
+    std::vector<Index> complete, missing;
+    for (Index i = 0; i < xt.rows(); ++i) (xt.row(i).array().isNaN().any() ? missing : complete).push_back(i);
+    if (missing.empty()) {
+      acc_a.topLeftCorner(l_, l_).noalias() = ez.transpose() * ez;
+      acc_a.topLeftCorner(l_, l_) += static_cast<double>(xt.rows()) * model_.m_inverse();
+      const RowVector sz = ez.colwise().sum();
+      acc_a.block(0, l_, l_, 1) = sz.transpose();
+      acc_a.block(l_, 0, 1, l_) = sz;
+      acc_a(l_, l_) = static_cast<double>(xt.rows());
+      acc_b.leftCols(l_).noalias() = xt.transpose() * ez;
+      acc_b.col(l_) = xt.colwise().sum().transpose();
+      acc_c = xt.array().square().colwise().sum().matrix();
+      return;
+    }
+    // Rows with missing values, one at a time: E[z̃z̃ᵀ] from the posterior given x_o,
+    // and for a missing x_d: E[x_d z̃ᵀ] = w̃_d E[z̃z̃ᵀ], E[x_d²] = w̃_d E[z̃z̃ᵀ] w̃_dᵀ + ψ_d.
+    RowMatrix wt(a, d_);
+    wt.topRows(l_) = model_.components();
+    wt.row(l_) = model_.mean();
+    RowMatrix g(a, a), m_o(l_, l_);
+    for (Index i = 0; i < xt.rows(); ++i) {
+      const bool has_missing = xt.row(i).array().isNaN().any();
+      g.setZero();
+      if (has_missing) {
+        m_o = model_.m_matrix();
+        for (Index j = 0; j < d_; ++j)
+          if (std::isnan(xt(i, j))) m_o.noalias() -= model_.components_over_noise().col(j) * model_.components().col(j).transpose();
+        g.topLeftCorner(l_, l_) = Eigen::LLT<Eigen::MatrixXd>(m_o).solve(Eigen::MatrixXd::Identity(l_, l_));
+      } else {
+        g.topLeftCorner(l_, l_) = model_.m_inverse();
+      }
+      g.topLeftCorner(l_, l_).noalias() += ez.row(i).transpose() * ez.row(i);
+      g.block(0, l_, l_, 1) = ez.row(i).transpose();
+      g.block(l_, 0, 1, l_) = ez.row(i);
+      g(l_, l_) = 1.0;
+      acc_a += g;
+      for (Index j = 0; j < d_; ++j) {
+        const double x = xt(i, j);
+        if (std::isnan(x)) {
+          const RowVector wg = wt.col(j).transpose() * g;
+          acc_b.row(j) += wg;
+          acc_c[j] += wg.dot(wt.col(j).transpose()) + model_.noise_variance()[j];
+        } else {
+          acc_b.row(j).head(l_) += x * ez.row(i);
+          acc_b(j, l_) += x;
+          acc_c[j] += x * x;
+        }
+      }
+    }
+  }
+
+  Step m_step(std::span<const double> stats) override {
+    const Index a = l_ + 1;
+    const double n = stats[1];
+    const Eigen::Map<const RowMatrix> acc_a(stats.data() + 2, a, a), acc_b(stats.data() + 2 + a * a, d_, a);
+    const Eigen::Map<const RowVector> acc_c(stats.data() + 2 + a * a + d_ * a, d_);
+    const Eigen::LLT<Eigen::MatrixXd> llt{Eigen::MatrixXd(acc_a)};
+    if (llt.info() != Eigen::Success)
+      throw_numerical("factor model M-step: the expected latent second moments are singular (fewer informative rows "
+                      "than components?)");
+    const RowMatrix wt = llt.solve(Eigen::MatrixXd(acc_b.transpose()));  // (L+1) × D
+    RowVector psi(d_);
+    for (Index j = 0; j < d_; ++j) psi[j] = (acc_c[j] - wt.col(j).dot(acc_b.row(j).transpose())) / n;
+    if (model_.noise_type() == NoiseType::kIsotropic) psi.setConstant(psi.mean());
+    psi = psi.cwiseMax(floor_);
+    const double objective = stats[0] / n;
+    const double change = objective - previous_;
+    previous_ = objective;
+    // Parameter expansion (PX-EM; Liu, Rubin & Wu 1998 §5): the same M-step with z ~ N(m, Σ)
+    // free, then reduced to z ~ N(0, I): W = Lᵀ W*, μ = μ* + W*ᵀ m with Σ = L Lᵀ.
+    const RowVector m = acc_a.block(l_, 0, 1, l_) / n;
+    RowMatrix sigma = acc_a.topLeftCorner(l_, l_) / n;
+    sigma.noalias() -= m.transpose() * m;
+    const Eigen::LLT<Eigen::MatrixXd> chol{Eigen::MatrixXd(sigma)};
+    if (chol.info() != Eigen::Success) throw_numerical("factor model M-step: the latent covariance is singular");
+    const RowMatrix lower = chol.matrixL();
+    RowMatrix w(l_, d_);
+    w.noalias() = lower.transpose() * wt.topRows(l_);
+    RowVector mu = wt.row(l_);
+    mu.noalias() += m * wt.topRows(l_);
+    model_.set_parameters(mu, w, psi);
+    return {objective, change};
+  }
+
+  /// The statistics of complete data from T = Σ x̃ x̃ᵀ (D × D, lower triangle used),
+  /// s = Σ x̃ and N, under the current parameters (the covariance solver).
+  std::vector<double> stats_from_scatter(const RowMatrix& t, const RowVector& s, double n) const {
+    const Index a = l_ + 1;
+    std::vector<double> out(num_stats(), 0.0);
+    Eigen::Map<RowMatrix> acc_a(out.data() + 2, a, a), acc_b(out.data() + 2 + a * a, d_, a);
+    Eigen::Map<RowVector> acc_c(out.data() + 2 + a * a + d_ * a, d_);
+    const RowMatrix& beta = model_.posterior_map();
+    const RowVector& mu = model_.mean();
+    // T βᵀ, then R βᵀ with R = Σ (x̃ − μ̃)(x̃ − μ̃)ᵀ = T − s μ̃ᵀ − μ̃ sᵀ + N μ̃ μ̃ᵀ.
+    RowMatrix tb(d_, l_);
+    tb.noalias() = t.selfadjointView<Eigen::Lower>() * beta.transpose();
+    const RowVector mu_b = mu * beta.transpose(), s_b = s * beta.transpose();  // 1 × L
+    RowMatrix rb = tb;
+    rb.noalias() -= s.transpose() * mu_b;
+    rb.noalias() -= mu.transpose() * s_b;
+    rb.noalias() += n * (mu.transpose() * mu_b);
+    const RowVector sum_ez = s_b - n * mu_b;
+    acc_a.topLeftCorner(l_, l_).noalias() = beta * rb;
+    acc_a.topLeftCorner(l_, l_) += n * model_.m_inverse();
+    acc_a.block(0, l_, l_, 1) = sum_ez.transpose();
+    acc_a.block(l_, 0, 1, l_) = sum_ez;
+    acc_a(l_, l_) = n;
+    acc_b.leftCols(l_) = tb;
+    acc_b.leftCols(l_).noalias() -= s.transpose() * mu_b;
+    acc_b.col(l_) = s.transpose();
+    acc_c = t.diagonal().transpose();
+    // log-likelihood: −½ [N (D log 2π + log|M| + Σ log ψ) + Σ_d R_dd/ψ_d − tr(β R Ψ⁻¹ Wᵀ)]
+    const RowVector r_diag = t.diagonal().transpose() - 2.0 * s.cwiseProduct(mu) + n * mu.cwiseProduct(mu);
+    const double trace = r_diag.dot(model_.inverse_noise()) - (rb.transpose().cwiseProduct(model_.components_over_noise())).sum();
+    out[0] = -0.5 * (n * (static_cast<double>(d_) * std::log(2.0 * std::numbers::pi) + model_.log_det_m() +
+                          model_.sum_log_noise()) +
+                     trace);
+    out[1] = n;
+    return out;
+  }
+
+  void save_state(train::TrainState& state) const override {
+    state.arrays["components"] = model_.components();
+    state.arrays["mean"] = model_.mean();
+    state.arrays["noise_variance"] = model_.noise_variance();
+    state.scalars["previous_objective"] = previous_;
+  }
+  void load_state(const train::TrainState& state) override {
+    model_.set_parameters(state.array("mean"), state.array("components"), state.array("noise_variance"));
+    previous_ = state.scalar("previous_objective");
+  }
+
+ private:
+  FactorModel model_;
+  RowVector center_;
+  double floor_;
+  Index l_, d_;
+  double previous_ = -std::numeric_limits<double>::infinity();
+};
+
+constexpr Index kMaxCovarianceFeatures = 4096;
+
+// One pass: the lower triangle of T = Σ x̃ x̃ᵀ packed row by row, then Σ x̃. Collective.
+void scatter_pass(const comm::Communicator& comm, io::BlockSource& source, const RowVector& center, int threads,
+                  RowMatrix& t, RowVector& s) {
+  const Index d = center.size();
+  const std::size_t packed = static_cast<std::size_t>(d * (d + 1) / 2);
+  const std::vector<double> stats =
+      train::reduce_global(comm, source, packed + static_cast<std::size_t>(d), threads,
+                           [&](const io::DenseBlock& b, std::span<double> partial) {
+                             const RowMatrix xt = b.x.rowwise() - center;
+                             Eigen::MatrixXd local = Eigen::MatrixXd::Zero(d, d);
+                             local.selfadjointView<Eigen::Lower>().rankUpdate(xt.transpose());
+                             std::size_t at = 0;
+                             for (Index i = 0; i < d; ++i)
+                               for (Index j = 0; j <= i; ++j) partial[at++] = local(i, j);
+                             Eigen::Map<RowVector>(partial.data() + packed, d) = xt.colwise().sum();
+                           });
+  t.resize(d, d);
+  std::size_t at = 0;
+  for (Index i = 0; i < d; ++i)
+    for (Index j = 0; j <= i; ++j) t(i, j) = t(j, i) = stats[at++];
+  s = Eigen::Map<const RowVector>(stats.data() + packed, d);
+}
+
+}  // namespace
+
+std::string resolve_factor_solver(const FactorConfig& c, Index num_features) {
+  if (c.solver == "auto") return !c.missing_values && num_features <= kMaxCovarianceFeatures ? "covariance" : "streaming";
+  if (c.solver == "covariance" && c.missing_values)
+    throw_usage("--solver covariance needs complete data; with --missing-values nan use --solver streaming (or auto)");
+  if (c.solver != "covariance" && c.solver != "streaming")
+    throw_usage("invalid --solver '" + c.solver + "' (choose auto, covariance or streaming)");
+  return c.solver;
+}
+
+FactorFitResult fit_factor(const comm::Communicator& comm, io::BlockSource& source, const train::DataSummary& summary,
+                           const FactorConfig& c, const Logger& log, const train::IterationObserver& observer,
+                           train::FitControl* control) {
+  const Index l = c.n_components, d = source.info().num_features;
+  if (l < 1 || l >= d)
+    throw_usage(fmt::format("--n-components must be between 1 and n_features - 1 = {} (got {})", d - 1, l));
+  if (c.max_iter < 1) throw_usage("--max-iter must be at least 1");
+  if (c.tol < 0) throw_usage("--tol must be non-negative");
+  if (!(c.noise_variance_floor > 0)) throw_usage("--noise-variance-floor must be positive");
+  if (summary.num_samples <= l) throw_usage(fmt::format("{} samples cannot fit {} components", summary.num_samples, l));
+  const std::string solver = resolve_factor_solver(c, d);
+  // Initial parameters (in the shifted coordinates x̃ = x − mean).
+  FactorModel start(l, d, c.noise);
+  {
+    const double scale = 0.1 * std::sqrt(std::max(summary.variance.mean(), 1e-300));
+    RowMatrix w(l, d);
+    for (Index i = 0; i < l; ++i) {
+      CounterRng rng(c.seed, RngPurpose::kFactorInit, 0, static_cast<std::uint64_t>(i));
+      for (Index j = 0; j < d; ++j) w(i, j) = scale * rng.next_normal();
+    }
+    RowVector psi = summary.variance.cwiseMax(c.noise_variance_floor);
+    if (c.noise == NoiseType::kIsotropic) psi.setConstant(std::max(summary.variance.mean(), c.noise_variance_floor));
+    start.set_parameters(RowVector::Zero(d), w, psi);
+  }
+  FactorEm em(std::move(start), summary.mean, c.noise_variance_floor);
+  const std::optional<train::TrainState> resumed = control ? control->resume() : std::nullopt;
+  train::EmResult result;
+  if (resumed) {
+    em.load_state(*resumed);
+    result = train::load_history(*resumed);
+  }
+  train::IterationHook hook;
+  if (control)
+    hook = [&](const train::EmResult& so_far) {
+      control->boundary(0, so_far.n_iter, [&] {
+        train::TrainState s;
+        em.save_state(s);
+        train::save_history(so_far, s);
+        return s;
+      });
+    };
+  log.info(fmt::format("{}: {} components, solver {}", model_name(c.noise), l, solver));
+  if (solver == "streaming") {
+    result = train::run_batch_em(comm, source, summary.num_samples, em, {c.max_iter, c.tol, c.threads}, observer,
+                                 std::move(result), hook);
+  } else if (result.history.empty() || std::abs(result.history.back().change) >= c.tol) {
+    const auto t0 = std::chrono::steady_clock::now();
+    RowMatrix t;
+    RowVector s;
+    scatter_pass(comm, source, summary.mean, c.threads, t, s);
+    const double n = static_cast<double>(summary.num_samples);
+    log.info(fmt::format("scatter matrix ({} x {}) in {:.3f} s; EM iterations run in memory", d, d,
+                         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()));
+    const FaultPlan& fault = FaultPlan::get();
+    for (int it = result.n_iter + 1; it <= c.max_iter; ++it) {
+      const auto t1 = std::chrono::steady_clock::now();
+      std::vector<double> stats = em.stats_from_scatter(t, s, n);
+      if (fault.due(comm.rank(), it, "nan")) stats[0] = std::numeric_limits<double>::quiet_NaN();
+      if (!std::isfinite(stats[0]))
+        throw_numerical("the objective became NaN/Inf at iteration " + std::to_string(it) +
+                        "; the model was not updated and the last checkpoint is intact. Try a larger "
+                        "--noise-variance-floor or standardise the data");
+      const train::EmModel::Step step = em.m_step(stats);
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+      const train::IterationRecord rec{it, step.objective, step.change, seconds, 0.0};  // no data pass
+      result.history.push_back(rec);
+      result.n_iter = it;
+      result.objective = step.objective;
+      if (observer) observer(rec);
+      if (hook) hook(result);
+      if (std::abs(step.change) < c.tol) {
+        result.converged = true;
+        break;
+      }
+    }
+  } else {
+    result.converged = true;
+  }
+  if (!result.converged)
+    log.warn(fmt::format("{} did not converge in {} iterations (last change {:.3g} nats/sample > tol {:.3g}); raise "
+                         "--max-iter or --tol",
+                         model_name(c.noise), result.n_iter, result.history.empty() ? 0.0 : result.history.back().change,
+                         c.tol));
+  FactorModel out = em.model();
+  out.set_parameters(em.model().mean() + summary.mean, em.model().components(), em.model().noise_variance());
+  return FactorFitResult{std::move(out), std::move(result), solver};
+}
+
+}  // namespace latent::models
