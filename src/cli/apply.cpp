@@ -1,7 +1,11 @@
 // Commands that apply a fitted model: score, predict, sample, info.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
+#include <numeric>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -20,14 +24,16 @@ namespace latent::cli {
 namespace {
 
 struct ApplyOptions {
-  std::string model, data;
+  std::string model, data, missing = "error";
   StreamOptions stream;
 };
 
 void add_apply(po::options_description& desc, ApplyOptions& a) {
   desc.add_options()
       ("model", po::value(&a.model)->required(), "model file written by `latent fit`")
-      ("data", po::value(&a.data)->required(), "data: directory of HDF5 shards (or one shard file)");
+      ("data", po::value(&a.data)->required(), "data: directory of HDF5 shards (or one shard file)")
+      ("missing-values", po::value(&a.missing)->default_value("error"),
+       "error (NaN is an input error) | nan (NaN entries are missing: gmm, ppca and fa marginalise them)");
   add_stream_options(desc, a.stream);
 }
 
@@ -36,6 +42,10 @@ std::unique_ptr<models::FittedModel> load_and_open(const Context& ctx, ApplyOpti
                                                    std::unique_ptr<io::BlockSource>& source) {
   std::unique_ptr<models::FittedModel> model;
   comm::run_agreed(ctx.comm, [&] { model = models::load_model(a.model); });
+  if (a.missing != "error" && a.missing != "nan") throw_usage("--missing-values must be error or nan");
+  if (a.missing == "nan" && !model->handles_missing())
+    throw_usage("--missing-values nan: a " + model->name() + " model cannot marginalise missing values (gmm, ppca and fa can)");
+  a.stream.allow_missing = a.missing == "nan";
   a.stream.threads = resolve_threads(a.stream.threads);
   source = open_source(ctx, a.data, a.stream, labels);
   if (source->info().num_features != model->num_features())
@@ -45,6 +55,38 @@ std::unique_ptr<models::FittedModel> load_and_open(const Context& ctx, ApplyOpti
 }
 
 double comb2(double n) { return n * (n - 1) / 2; }
+
+// Doubles in an order-preserving int64 code (NaN excluded), and back.
+std::int64_t order_code(double x) {
+  std::int64_t i;
+  std::memcpy(&i, &x, sizeof i);
+  return i >= 0 ? i : std::numeric_limits<std::int64_t>::min() - i - 1;
+}
+double from_order_code(std::int64_t i) {
+  const std::int64_t bits = i >= 0 ? i : std::numeric_limits<std::int64_t>::min() - i - 1;
+  double x;
+  std::memcpy(&x, &bits, sizeof x);
+  return x;
+}
+
+// The k-th smallest (0-based) of the values spread over the ranks, exactly: a bisection
+// on the order codes with one counting allreduce per step (64 at most). Collective.
+double global_order_statistic(const comm::Communicator& comm, std::vector<double> local, std::int64_t k) {
+  std::sort(local.begin(), local.end());
+  // Every code between those of -inf and +inf is a non-NaN double. Invariant: the answer's
+  // code is in [lo, hi].
+  std::int64_t lo = order_code(-std::numeric_limits<double>::infinity());
+  std::int64_t hi = order_code(std::numeric_limits<double>::infinity());
+  while (lo < hi) {
+    const std::int64_t mid = lo + static_cast<std::int64_t>((static_cast<std::uint64_t>(hi) - static_cast<std::uint64_t>(lo)) / 2);
+    const double v = from_order_code(mid);
+    std::int64_t count[1] = {static_cast<std::int64_t>(std::upper_bound(local.begin(), local.end(), v) - local.begin())};
+    comm.allreduce_sum(count);
+    if (count[0] > k) hi = mid;
+    else lo = mid + 1;
+  }
+  return from_order_code(lo);
+}
 
 }  // namespace
 
@@ -76,28 +118,54 @@ int cmd_score(const std::vector<std::string>& args, const Context& ctx) {
   if (is_lda_model(args)) return score_lda(args, ctx);
   if (is_vae_model(args)) return score_vae(args, ctx);
   ApplyOptions a;
+  std::string per_sample;
+  bool overwrite = false;
   po::options_description desc("latent score options");
   add_apply(desc, a);
+  desc.add_options()
+      ("per-sample", po::value(&per_sample)->default_value(""),
+       "also write each row's score to this HDF5 file: /log_likelihood (N, nats; k-means: /score = minus the squared "
+       "distance); low = anomalous")
+      ("overwrite", po::bool_switch(&overwrite), "replace an existing --per-sample file (atomically)");
   po::variables_map vm;
-  if (!parse(args, desc, vm, ctx, "latent score --model MODEL.h5 --data DIR")) return 0;
+  if (!parse(args, desc, vm, ctx, "latent score --model MODEL.h5 --data DIR [--per-sample OUT.h5]")) return 0;
+  if (!per_sample.empty())
+    comm::run_agreed(ctx.comm, [&] {
+      if (ctx.comm.is_root()) io::check_output_path(per_sample, overwrite);
+    });
   std::unique_ptr<io::BlockSource> source;
   auto model = load_and_open(ctx, a, Labels::kIfPresent, source);
-  const bool labelled = source->info().has_labels;
+  const bool labelled = source->info().has_labels && model->is_mixture();
+  const std::string score_name = model->has_likelihood() ? "log_likelihood" : "score";
+  std::unique_ptr<RowParts> parts;
+  if (!per_sample.empty())
+    parts = std::make_unique<RowParts>(ctx, per_sample, std::vector<RowParts::Column>{{score_name, io::DType::kFloat64, 0}},
+                                       source->num_local_rows());
+  const Index first_row = source->blocks().empty() ? 0 : source->blocks().front().global_row_begin;
   ExactSum sums(2);
   std::map<std::pair<std::int64_t, std::int64_t>, std::int64_t> table;
-  std::mutex mutex;
   comm::run_agreed(ctx.comm, [&] {
-    train::for_each_block(*source, a.stream.threads, [&](const io::DenseBlock& b) {
+    struct Result {
       Vector score;
       std::vector<std::int64_t> labels;
-      model->predict_block(b.x, score, labels, nullptr);
-      const double partial[2] = {score.sum(), static_cast<double>(b.x.rows())};
-      std::lock_guard lock(mutex);
-      sums.add(partial);
-      if (labelled)
-        for (std::size_t i = 0; i < labels.size(); ++i) ++table[{labels[i], b.labels[i]}];
-    });
+    };
+    train::for_each_block_ordered(
+        *source, a.stream.threads,
+        [&](const io::DenseBlock& b) -> std::shared_ptr<void> {
+          auto r = std::make_shared<Result>();
+          model->predict_block(b.x, r->score, r->labels, nullptr);
+          return r;
+        },
+        [&](const io::DenseBlock& b, std::shared_ptr<void> p) {
+          const auto& r = *static_cast<const Result*>(p.get());
+          const double partial[2] = {r.score.sum(), static_cast<double>(b.x.rows())};
+          sums.add(partial);
+          if (labelled)
+            for (std::size_t i = 0; i < r.labels.size(); ++i) ++table[{r.labels[i], b.labels[i]}];
+          if (parts) parts->write_rows(score_name, b.ref.global_row_begin - first_row, RowMatrix(r.score));
+        });
   });
+  if (parts) parts->finish(overwrite, a.model, a.data, source->info().num_rows);
   ctx.comm.allreduce(sums);
   const auto totals = sums.values();
   const double n = totals[1];
@@ -131,26 +199,65 @@ int cmd_predict(const std::vector<std::string>& args, const Context& ctx) {
   ApplyOptions a;
   std::string output;
   bool proba = false, overwrite = false;
+  double outlier_quantile = 0;
   po::options_description desc("latent predict options");
   add_apply(desc, a);
   desc.add_options()
-      ("output", po::value(&output)->required(), "HDF5 file: /labels (N) and, with --proba, /proba (N x K)")
+      ("output", po::value(&output)->required(),
+       "HDF5 file: /labels (N) and, with --proba, /proba (N x K); with --outlier-quantile also /outlier (N, 1 = "
+       "flagged) and /log_likelihood (N)")
       ("proba", po::bool_switch(&proba), "also write responsibilities (posterior component probabilities)")
+      ("outlier-quantile", po::value(&outlier_quantile)->default_value(0.0),
+       "flag the rows whose log-likelihood is at or below this quantile of the data's (0 < q < 1; e.g. 0.01)")
       ("overwrite", po::bool_switch(&overwrite), "replace an existing output file (atomically)");
   po::variables_map vm;
-  if (!parse(args, desc, vm, ctx, "latent predict --model MODEL.h5 --data DIR --output OUT.h5 [--proba]")) return 0;
+  if (!parse(args, desc, vm, ctx,
+             "latent predict --model MODEL.h5 --data DIR --output OUT.h5 [--proba] [--outlier-quantile q]"))
+    return 0;
+  const bool outliers = !vm["outlier-quantile"].defaulted();
+  if (outliers && !(outlier_quantile > 0 && outlier_quantile < 1)) throw_usage("--outlier-quantile must be in (0, 1)");
   comm::run_agreed(ctx.comm, [&] {
     if (ctx.comm.is_root()) io::check_output_path(output, overwrite);
   });
   std::unique_ptr<io::BlockSource> source;
   auto model = load_and_open(ctx, a, Labels::kNo, source);
+  if (!model->is_mixture() && (proba || !outliers))
+    throw_usage("predict: a " + model->name() + " model has no clusters; use `latent transform` for its latent means, "
+                "or `latent predict --outlier-quantile q` to flag anomalies");
+  if (outliers && !model->has_likelihood()) throw_usage("--outlier-quantile needs a likelihood model (not k-means)");
   const Index k = model->num_components();
-  std::vector<RowParts::Column> columns{{"labels", io::DType::kInt64, 0}};
+  std::vector<RowParts::Column> columns;
+  if (model->is_mixture()) columns.push_back({"labels", io::DType::kInt64, 0});
   if (proba) columns.push_back({"proba", io::DType::kFloat64, k});
+  if (outliers) {
+    columns.push_back({"log_likelihood", io::DType::kFloat64, 0});
+    columns.push_back({"outlier", io::DType::kInt64, 0});
+  }
+  // With --outlier-quantile: a first pass scores every row (kept: 8 bytes per local row)
+  // and finds the threshold, the exact order statistic floor(q (N − 1)) of all scores.
+  double threshold = -std::numeric_limits<double>::infinity();
+  if (outliers) {
+    std::vector<double> local(static_cast<std::size_t>(source->num_local_rows()));
+    const Index first = source->blocks().empty() ? 0 : source->blocks().front().global_row_begin;
+    comm::run_agreed(ctx.comm, [&] {
+      train::for_each_block(*source, a.stream.threads, [&](const io::DenseBlock& b) {
+        Vector score;
+        std::vector<std::int64_t> labels;
+        model->predict_block(b.x, score, labels, nullptr);
+        std::copy(score.begin(), score.end(), local.begin() + (b.ref.global_row_begin - first));
+      });
+    });
+    const auto n = static_cast<std::int64_t>(source->info().num_rows);
+    threshold = global_order_statistic(ctx.comm, std::move(local),
+                                       static_cast<std::int64_t>(std::floor(outlier_quantile * static_cast<double>(n - 1))));
+    ctx.log.info(fmt::format("outlier threshold: log-likelihood <= {:.6g} nats (quantile {})", threshold, outlier_quantile));
+  }
   RowParts parts(ctx, output, columns, source->num_local_rows());
   const Index first_row = source->blocks().empty() ? 0 : source->blocks().front().global_row_begin;
+  std::int64_t flagged[1] = {0};
   comm::run_agreed(ctx.comm, [&] {
     struct Result {
+      Vector score;
       std::vector<std::int64_t> labels;
       RowMatrix proba;
     };
@@ -158,19 +265,112 @@ int cmd_predict(const std::vector<std::string>& args, const Context& ctx) {
         *source, a.stream.threads,
         [&](const io::DenseBlock& b) -> std::shared_ptr<void> {
           auto r = std::make_shared<Result>();
-          Vector score;
-          model->predict_block(b.x, score, r->labels, proba ? &r->proba : nullptr);
+          model->predict_block(b.x, r->score, r->labels, proba ? &r->proba : nullptr);
           return r;
         },
         [&](const io::DenseBlock& b, std::shared_ptr<void> p) {
           const auto& r = *static_cast<const Result*>(p.get());
           const Index at = b.ref.global_row_begin - first_row;
-          parts.write_rows("labels", at, r.labels);
+          if (model->is_mixture()) parts.write_rows("labels", at, r.labels);
           if (proba) parts.write_rows("proba", at, r.proba);
+          if (outliers) {
+            std::vector<std::int64_t> flag(static_cast<std::size_t>(r.score.size()));
+            for (Index i = 0; i < r.score.size(); ++i) flag[static_cast<std::size_t>(i)] = r.score[i] <= threshold ? 1 : 0;
+            flagged[0] += std::accumulate(flag.begin(), flag.end(), std::int64_t{0});
+            parts.write_rows("log_likelihood", at, RowMatrix(r.score));
+            parts.write_rows("outlier", at, flag);
+          }
         });
   });
   parts.finish(overwrite, a.model, a.data, source->info().num_rows);
-  ctx.log.info(fmt::format("wrote {} labels{} to {}", source->info().num_rows, proba ? " and responsibilities" : "", output));
+  ctx.comm.allreduce_sum(flagged);
+  if (outliers) ctx.log.info(fmt::format("flagged {} of {} rows as outliers", flagged[0], source->info().num_rows));
+  ctx.log.info(fmt::format("wrote {} rows{}{} to {}", source->info().num_rows, proba ? " with responsibilities" : "",
+                           outliers ? " with outlier flags" : "", output));
+  return 0;
+}
+
+// `latent transform` for dense models: responsibilities (mixtures) or E[z|x] (ppca, fa).
+int transform_dense(const std::vector<std::string>& args, const Context& ctx) {
+  ApplyOptions a;
+  std::string output;
+  bool overwrite = false;
+  po::options_description desc("latent transform options");
+  add_apply(desc, a);
+  desc.add_options()
+      ("output", po::value(&output)->required(),
+       "HDF5 file: /latent_mean (N x L, E[z|x]) for ppca/fa, /proba (N x K, responsibilities) for mixtures")
+      ("overwrite", po::bool_switch(&overwrite), "replace an existing output file (atomically)");
+  po::variables_map vm;
+  if (!parse(args, desc, vm, ctx, "latent transform --model MODEL.h5 --data DIR --output OUT.h5")) return 0;
+  comm::run_agreed(ctx.comm, [&] {
+    if (ctx.comm.is_root()) io::check_output_path(output, overwrite);
+  });
+  std::unique_ptr<io::BlockSource> source;
+  auto model = load_and_open(ctx, a, Labels::kNo, source);
+  const std::string name = model->transform_name();
+  RowParts parts(ctx, output, {{name, io::DType::kFloat64, model->transform_dim()}}, source->num_local_rows());
+  const Index first_row = source->blocks().empty() ? 0 : source->blocks().front().global_row_begin;
+  comm::run_agreed(ctx.comm, [&] {
+    train::for_each_block_ordered(
+        *source, a.stream.threads,
+        [&](const io::DenseBlock& b) -> std::shared_ptr<void> {
+          auto r = std::make_shared<RowMatrix>();
+          model->transform_block(b.x, *r);
+          return r;
+        },
+        [&](const io::DenseBlock& b, std::shared_ptr<void> p) {
+          parts.write_rows(name, b.ref.global_row_begin - first_row, *static_cast<const RowMatrix*>(p.get()));
+        });
+  });
+  parts.finish(overwrite, a.model, a.data, source->info().num_rows);
+  ctx.log.info(fmt::format("wrote /{} of {} rows to {}", name, source->info().num_rows, output));
+  return 0;
+}
+
+int cmd_impute(const std::vector<std::string>& args, const Context& ctx) {
+  ApplyOptions a;
+  std::string output;
+  bool overwrite = false;
+  po::options_description desc("latent impute options");
+  add_apply(desc, a);
+  desc.add_options()
+      ("output", po::value(&output)->required(),
+       "HDF5 shard: /data (N x D float64) with every NaN replaced by E[x_missing | x_observed] under the model, "
+       "/labels copied when every input shard has them; usable as input data")
+      ("overwrite", po::bool_switch(&overwrite), "replace an existing output file (atomically)");
+  po::variables_map vm;
+  if (!parse(args, desc, vm, ctx, "latent impute --model MODEL.h5 --data DIR --output OUT.h5")) return 0;
+  if (!vm["missing-values"].defaulted() && a.missing != "nan") throw_usage("impute: --missing-values is always nan");
+  a.missing = "nan";
+  comm::run_agreed(ctx.comm, [&] {
+    if (ctx.comm.is_root()) io::check_output_path(output, overwrite);
+  });
+  std::unique_ptr<io::BlockSource> source;
+  auto model = load_and_open(ctx, a, Labels::kIfPresent, source);
+  const bool labelled = source->info().has_labels;
+  std::vector<RowParts::Column> columns{{io::kDataDataset, io::DType::kFloat64, model->num_features()}};
+  if (labelled) columns.push_back({io::kLabelsDataset, io::DType::kInt64, 0});
+  RowParts parts(ctx, output, columns, source->num_local_rows());
+  const Index first_row = source->blocks().empty() ? 0 : source->blocks().front().global_row_begin;
+  std::int64_t filled[1] = {0};
+  comm::run_agreed(ctx.comm, [&] {
+    train::for_each_block_ordered(
+        *source, a.stream.threads,
+        [&](const io::DenseBlock& b) -> std::shared_ptr<void> {
+          auto r = std::make_shared<RowMatrix>();
+          model->impute_block(b.x, *r);
+          return r;
+        },
+        [&](const io::DenseBlock& b, std::shared_ptr<void> p) {
+          filled[0] += b.x.array().isNaN().count();
+          parts.write_rows(io::kDataDataset, b.ref.global_row_begin - first_row, *static_cast<const RowMatrix*>(p.get()));
+          if (labelled) parts.write_rows(io::kLabelsDataset, b.ref.global_row_begin - first_row, b.labels);
+        });
+  });
+  parts.finish(overwrite, a.model, a.data, source->info().num_rows);
+  ctx.comm.allreduce_sum(filled);
+  ctx.log.info(fmt::format("imputed {} missing entries in {} rows; wrote {}", filled[0], source->info().num_rows, output));
   return 0;
 }
 

@@ -19,10 +19,14 @@ const char* kUsage =
     "  fit kmeans     k-means (Lloyd) with k-means|| seeding\n"
     "  fit lda        latent Dirichlet allocation: batch variational EM or online (stochastic VI)\n"
     "  fit vae        variational autoencoder: minibatch ELBO gradients, Adam\n"
+    "  fit ppca       probabilistic PCA by EM (missing values: --missing-values nan)\n"
+    "  fit fa         factor analysis by EM (diagonal noise; missing values: --missing-values nan)\n"
     "  score          JSON scores of a model on data (mean log-likelihood, BIC, AIC, ARI, purity;\n"
-    "                 LDA: document-completion and bound perplexities)\n"
-    "  transform      LDA: per-document topic proportions to an HDF5 file\n"
-    "  predict        hard labels (and --proba responsibilities) to an HDF5 file\n"
+    "                 LDA: document-completion and bound perplexities); --per-sample: each row's score\n"
+    "  transform      per-row latent representation: topic proportions (LDA), posterior means (VAE,\n"
+    "                 PPCA, FA), responsibilities (mixtures)\n"
+    "  predict        hard labels (and --proba responsibilities); --outlier-quantile flags anomalies\n"
+    "  impute         fill NaN entries with their conditional expectation under a gmm/ppca/fa model\n"
     "  sample         draws from a generative model to an HDF5 shard\n"
     "  info           summary of a model file (LDA: top words per topic), checkpoint, shard or data directory\n";
 
@@ -34,7 +38,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   static const std::map<std::string, std::function<int(const std::vector<std::string>&, const Context&)>> commands{
       {"import", cmd_import}, {"fit", cmd_fit},       {"score", cmd_score},
       {"predict", cmd_predict}, {"sample", cmd_sample}, {"info", cmd_info},
-      {"transform", cmd_transform}, {"generate", cmd_generate}, {"bench-allreduce", cmd_bench_allreduce},
+      {"transform", cmd_transform}, {"impute", cmd_impute}, {"generate", cmd_generate}, {"bench-allreduce", cmd_bench_allreduce},
   };
   try {
     if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {

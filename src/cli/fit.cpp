@@ -143,7 +143,7 @@ void save_agreed(const Context& ctx, const std::function<void()>& save) {
 int fit_gmm(const std::vector<std::string>& args, const Context& ctx) {
   CommonFit c;
   models::GmmConfig g;
-  std::string cov = "full";
+  std::string cov = "full", missing = "error";
   po::options_description desc("latent fit gmm options");
   desc.add_options()
       ("n-components", po::value(&g.n_components)->default_value(1), "number of mixture components K")
@@ -154,12 +154,19 @@ int fit_gmm(const std::vector<std::string>& args, const Context& ctx) {
       ("n-init", po::value(&g.n_init)->default_value(1), "initialisations; the best lower bound is kept")
       ("init-params", po::value(&g.init_params)->default_value("kmeans"), "kmeans | k-means++ | random | random_from_data")
       ("init-model", po::value(&g.init_model)->default_value(""),
-       "start EM from the weights, means and covariances of this GMM model file (overrides --init-params)");
+       "start EM from the weights, means and covariances of this GMM model file (overrides --init-params)")
+      ("missing-values", po::value(&missing)->default_value("error"),
+       "error (NaN is an input error) | nan (NaN entries are missing and marginalised by the EM; diag or spherical)");
   add_common(desc, c);
   po::variables_map vm;
   if (!parse(args, desc, vm, ctx, "latent fit gmm --data DIR --output MODEL.h5 --n-components K [options]")) return 0;
   g.covariance_type = models::parse_covariance_type(cov);
   g.seed = c.seed;
+  if (missing != "error" && missing != "nan") throw_usage("--missing-values must be error or nan");
+  if (missing == "nan" && g.covariance_type != models::CovarianceType::kDiag &&
+      g.covariance_type != models::CovarianceType::kSpherical)
+    throw_usage("--missing-values nan needs --covariance-type diag or spherical");
+  c.stream.allow_missing = missing == "nan";
   train::DataSummary summary;
   std::unique_ptr<io::OutputLock> lock;
   auto source = prepare(ctx, c, summary, lock, [&](train::EmMemoryInputs& m) {
@@ -173,7 +180,7 @@ int fit_gmm(const std::vector<std::string>& args, const Context& ctx) {
   g.threads = c.stream.threads;
   nlohmann::json config{{"model", "gmm"},           {"n_components", g.n_components}, {"covariance_type", cov},
                         {"reg_covar", g.reg_covar}, {"tol", g.tol},                   {"max_iter", g.max_iter},
-                        {"n_init", g.n_init},       {"init_params", g.init_params}, {"init_model", g.init_model},
+                        {"n_init", g.n_init},       {"init_params", g.init_params}, {"init_model", g.init_model}, {"missing_values", missing},
                         {"seed", c.seed},           {"block_rows", c.stream.block_rows}, {"data", c.data}};
   Control control = make_control(ctx, c, "gmm", config, train::data_fingerprint(source->info()));
   IterationLog ilog(ctx, "gmm", c.log_json, c.checkpoint.resume);

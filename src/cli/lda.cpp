@@ -90,7 +90,7 @@ int score_lda(const std::vector<std::string>& args, const Context& ctx) {
 int cmd_transform(const std::vector<std::string>& args, const Context& ctx) {
   if (is_vae_model(args)) return transform_vae(args, ctx);
   if (!is_lda_model(args) && !(args.size() == 1 && (args[0] == "--help" || args[0] == "-h")) && !args.empty())
-    throw_usage("transform: --model must be an LDA or VAE model file (other models: use `latent predict --proba`)");
+    return transform_dense(args, ctx);
   LdaApply a;
   std::string output;
   bool overwrite = false;

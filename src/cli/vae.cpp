@@ -58,7 +58,7 @@ template <class Fn>
 void for_each_local_block(const Context& ctx, const io::DenseDatasetInfo& info, const std::vector<io::BlockRef>& mine,
                           const StreamOptions& stream, Fn&& fn) {
   comm::run_agreed(ctx.comm, [&] {
-    io::BlockSource source(info, mine, {stream.prefetch, 0, false, false});
+    io::BlockSource source(info, mine, {stream.prefetch, 0, false, false, {}});
     source.start_pass();
     tbb::task_arena arena(std::max(1, stream.threads));
     Index local_row = 0;

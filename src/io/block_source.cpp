@@ -111,17 +111,29 @@ std::size_t dense_bytes(const std::vector<BlockRef>& blocks, Index d) {
 }  // namespace
 
 BlockSource::BlockSource(DenseDatasetInfo info, std::vector<BlockRef> blocks, BlockSourceOptions options)
-    : info_(std::move(info)),
+    : options_(options), info_(std::move(info)),
       stream_(blocks,
               [this, options]() -> BlockStream<DenseBlock>::Reader {
                 auto reader = std::make_shared<ShardReader>(info_);
                 return [reader, options](const BlockRef& ref) {
-                  return reader->read(ref, options.read_labels, options.allow_nan);
+                  DenseBlock b = reader->read(ref, options.read_labels, options.allow_nan);
+                  if (!options.nan_fill.empty() && b.x.hasNaN())
+                    for (Index i = 0; i < b.x.rows(); ++i)
+                      for (Index j = 0; j < b.x.cols(); ++j)
+                        if (std::isnan(b.x(i, j))) b.x(i, j) = options.nan_fill[static_cast<std::size_t>(j)];
+                  return b;
                 };
               },
               options.prefetch_blocks,
               options.cache_bytes > 0 && dense_bytes(blocks, info_.num_features) <= options.cache_bytes) {
   for (const auto& b : blocks) num_local_rows_ += b.num_rows;
+}
+
+std::unique_ptr<BlockSource> BlockSource::with_nan_fill(std::vector<double> fill) const {
+  BlockSourceOptions o = options_;
+  o.nan_fill = std::move(fill);
+  const auto b = blocks();
+  return std::make_unique<BlockSource>(info_, std::vector<BlockRef>(b.begin(), b.end()), std::move(o));
 }
 
 }  // namespace latent::io

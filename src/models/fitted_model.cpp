@@ -75,6 +75,9 @@ class GmmModel final : public FittedModel {
     if (proba) *proba = std::move(resp);
   }
 
+  bool handles_missing() const override { return gmm_.handles_missing(); }
+  void impute_block(const RowMatrix& x, RowMatrix& out) const override { gmm_.impute(x, out); }
+
   RowMatrix sample(Index first, Index n, std::uint64_t seed, std::vector<std::int64_t>& labels) const override {
     const Index k = gmm_.num_components(), d = gmm_.num_features();
     std::vector<Eigen::MatrixXd> chol(static_cast<std::size_t>(k));

@@ -26,6 +26,9 @@ struct BlockSourceOptions {
   std::size_t cache_bytes = 0;    ///< keep the local data in memory if it fits (0: stream)
   bool read_labels = false;       ///< also read /labels (requires every shard to have it)
   bool allow_nan = false;         ///< accept NaN (missing values); Inf is always an error
+  /// If not empty (D values): NaN entries are replaced by these (for example the feature
+  /// means) after validation, so NaN-unaware passes (k-means initialisation) can run.
+  std::vector<double> nan_fill;
 };
 
 class BlockSource {
@@ -46,8 +49,11 @@ class BlockSource {
   Index num_local_rows() const noexcept { return num_local_rows_; }
   /// True once the local data is held in memory (cache_bytes large enough).
   bool cached() const noexcept { return stream_.cached(); }
+  /// The same blocks with NaN entries replaced by `fill` (D values). Local.
+  std::unique_ptr<BlockSource> with_nan_fill(std::vector<double> fill) const;
 
  private:
+  BlockSourceOptions options_;
   DenseDatasetInfo info_;
   Index num_local_rows_ = 0;
   BlockStream<DenseBlock> stream_;

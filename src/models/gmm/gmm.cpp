@@ -150,9 +150,12 @@ void Gmm::prepare() {
                                                    : RowVector::Constant(d_, precisions_cholesky_(k, 0) * precisions_cholesky_(k, 0));
       bias_[k] -= 0.5 * (mc.row(k).array().square() * prec.row(k).array()).sum();
     }
-    w_diag_.resize(2 * d_, k_);
+    w_diag_.resize(3 * d_, k_);
     w_diag_.topRows(d_) = (mc.array() * prec.array()).matrix().transpose();
-    w_diag_.bottomRows(d_) = -0.5 * prec.transpose();
+    w_diag_.middleRows(d_, d_) = -0.5 * prec.transpose();
+    // Per observed feature: −½ μ̃² p + ½ log p − ½ log 2π (rows with missing values).
+    w_diag_.bottomRows(d_) =
+        (-0.5 * mc.array().square() * prec.array() + 0.5 * prec.array().log() - 0.5 * kLog2Pi).matrix().transpose();
   } else if (type_ == CovarianceType::kTied) {
     bias_.array() += precisions_cholesky_.diagonal().array().log().sum();
     tied_means_u_ = mc * precisions_cholesky_;
@@ -164,11 +167,15 @@ void Gmm::prepare() {
 void Gmm::weighted_log_prob(const ConstRows& x, RowMatrix& out) const {
   const Index b = x.rows();
   out.resize(b, k_);
+  if (x.hasNaN()) {
+    missing_tile(x, out, nullptr, nullptr);
+    return;
+  }
   if (type_ == CovarianceType::kDiag || type_ == CovarianceType::kSpherical) {
     RowMatrix z(b, 2 * d_);
     z.leftCols(d_) = x.rowwise() - center_;
     z.rightCols(d_) = z.leftCols(d_).array().square();
-    out.noalias() = z * w_diag_;
+    out.noalias() = z * w_diag_.topRows(2 * d_);
   } else if (type_ == CovarianceType::kTied) {
     const RowMatrix y = (x.rowwise() - center_) * precisions_cholesky_;
     out.noalias() = y * tied_means_u_.transpose();
@@ -192,6 +199,73 @@ void Gmm::e_step(const ConstRows& x, Vector& log_prob_norm, RowMatrix& resp) con
   log_sum_exp_rows(resp, log_prob_norm);
 }
 
+bool Gmm::handles_missing() const noexcept {
+  return type_ == CovarianceType::kDiag || type_ == CovarianceType::kSpherical;
+}
+
+void Gmm::missing_tile(const ConstRows& x, RowMatrix& resp, Vector* lpn, std::span<double>* partial) const {
+  if (!handles_missing())
+    throw_usage("missing values (NaN) need a diag or spherical Gaussian mixture; this one is " + to_string(type_));
+  // z = [x̃ (0 where missing), x̃², observed mask]: the log-density of the observed
+  // coordinates is one GEMM with [w_diag; per-feature constants].
+  const Index b = x.rows();
+  RowMatrix z(b, 3 * d_);
+  for (Index i = 0; i < b; ++i)
+    for (Index j = 0; j < d_; ++j) {
+      const double v = x(i, j);
+      const bool seen = !std::isnan(v);
+      const double c = seen ? v - center_[j] : 0.0;
+      z(i, j) = c;
+      z(i, d_ + j) = c * c;
+      z(i, 2 * d_ + j) = seen ? 1.0 : 0.0;
+    }
+  resp.noalias() = z * w_diag_;
+  resp.rowwise() += weights_.array().log().matrix();
+  if (!lpn) return;
+  log_sum_exp_rows(resp, *lpn);
+  if (!partial) return;
+  (*partial)[0] += lpn->sum();
+  expected_stats(x, resp, *partial);
+}
+
+void Gmm::expected_stats(const ConstRows& x, const RowMatrix& resp, std::span<double> p) const {
+  // A missing x̃_d contributes μ̃_kd and μ̃_kd² + σ²_kd under component k (the current
+  // parameters), an observed one x̃_d and x̃_d².
+  const Index b = x.rows();
+  RowMatrix xc(b, d_), miss(b, d_);
+  for (Index i = 0; i < b; ++i)
+    for (Index j = 0; j < d_; ++j) {
+      const double v = x(i, j);
+      const bool seen = !std::isnan(v);
+      xc(i, j) = seen ? v - center_[j] : 0.0;
+      miss(i, j) = seen ? 0.0 : 1.0;
+    }
+  p[1] += static_cast<double>(b);
+  Eigen::Map<RowVector>(p.data() + 2, k_) += resp.colwise().sum();
+  Eigen::Map<RowMatrix> first(p.data() + 2 + k_, k_, d_), second(p.data() + 2 + k_ + k_ * d_, k_, d_);
+  first.noalias() += resp.transpose() * xc;
+  second.noalias() += resp.transpose() * xc.array().square().matrix();
+  const RowMatrix rm = resp.transpose() * miss;  // K × D: Σ_n r_nk [x_nd missing]
+  const RowMatrix mc = means_.rowwise() - center_;
+  RowMatrix var(k_, d_);
+  for (Index k = 0; k < k_; ++k)
+    var.row(k) = type_ == CovarianceType::kDiag ? RowVector(covariances_.row(k)) : RowVector::Constant(d_, covariances_(k, 0));
+  first.array() += rm.array() * mc.array();
+  second.array() += rm.array() * (mc.array().square() + var.array());
+}
+
+void Gmm::impute(const ConstRows& x, RowMatrix& out) const {
+  out = x;
+  if (!x.hasNaN()) return;
+  RowMatrix resp;
+  Vector lpn;
+  missing_tile(x, resp, &lpn, nullptr);
+  const RowMatrix fill = resp * means_;  // E[x | x_o] = Σ_k r_k μ_k for diagonal covariances
+  for (Index i = 0; i < x.rows(); ++i)
+    for (Index j = 0; j < d_; ++j)
+      if (std::isnan(x(i, j))) out(i, j) = fill(i, j);
+}
+
 std::size_t Gmm::num_stats() const {
   Index second = 0;
   switch (type_) {
@@ -205,6 +279,10 @@ std::size_t Gmm::num_stats() const {
 
 void Gmm::accumulate(const ConstRows& x, const RowMatrix& resp, std::span<double> partial) const {
   const Index b = x.rows();
+  if (x.hasNaN()) {
+    expected_stats(x, resp, partial);
+    return;
+  }
   partial[1] += static_cast<double>(b);
   Eigen::Map<RowVector> nk(partial.data() + 2, k_);
   nk += resp.colwise().sum();
@@ -244,15 +322,19 @@ void Gmm::e_step_block(const io::DenseBlock& block, std::span<double> partial) c
   if (type_ == CovarianceType::kDiag || type_ == CovarianceType::kSpherical) {
     // Fused: z = [x - c, (x - c)²] is built once per tile and feeds both GEMMs.
     RowMatrix z;
-    partial[1] += static_cast<double>(block.x.rows());
     Eigen::Map<RowVector> nk(partial.data() + 2, k_);
     Eigen::Map<RowMatrix> first(partial.data() + 2 + k_, k_, d_), second(partial.data() + 2 + k_ + k_ * d_, k_, d_);
     for (Index r0 = 0; r0 < block.x.rows(); r0 += kTileRows) {
       const Index n = std::min(kTileRows, block.x.rows() - r0);
+      if (block.x.middleRows(r0, n).hasNaN()) {
+        missing_tile(block.x.middleRows(r0, n), resp, &lpn, &partial);
+        continue;
+      }
+      partial[1] += static_cast<double>(n);
       z.resize(n, 2 * d_);
       z.leftCols(d_) = block.x.middleRows(r0, n).rowwise() - center_;
       z.rightCols(d_) = z.leftCols(d_).array().square();
-      resp.noalias() = z * w_diag_;
+      resp.noalias() = z * w_diag_.topRows(2 * d_);
       resp.rowwise() += bias_;
       log_sum_exp_rows(resp, lpn);
       partial[0] += lpn.sum();

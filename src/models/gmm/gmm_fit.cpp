@@ -33,6 +33,29 @@ Gmm make_initial(const comm::Communicator& comm, io::BlockSource& source, const 
   Gmm gmm(k, d, c.covariance_type, c.reg_covar);
   gmm.set_center(summary.mean);
   gmm.set_component_shift(summary.mean.replicate(k, 1));
+  // Missing values: the initialising statistics need parameters for the missing entries'
+  // expectations (the data's mean and variance), and the seeding passes see NaN replaced
+  // by the feature means.
+  const bool missing = summary.num_missing > 0;
+  std::unique_ptr<io::BlockSource> filled;
+  if (missing) {
+    if (!gmm.handles_missing())
+      throw_usage("missing values (NaN) need --covariance-type diag or spherical (got " + to_string(c.covariance_type) + ")");
+    const RowVector var = (summary.variance.array() + c.reg_covar).matrix();
+    gmm.set_parameters(RowVector::Constant(k, 1.0 / static_cast<double>(k)), summary.mean.replicate(k, 1),
+                       c.covariance_type == CovarianceType::kDiag ? RowMatrix(var.replicate(k, 1))
+                                                                  : RowMatrix::Constant(k, 1, var.mean()));
+    filled = source.with_nan_fill(std::vector<double>(summary.mean.data(), summary.mean.data() + d));
+  }
+  io::BlockSource& seeding = missing ? *filled : source;
+  const auto fill_nan = [&](const RowMatrix& x) {
+    if (!missing || !x.hasNaN()) return x;
+    RowMatrix f = x;
+    for (Index i = 0; i < f.rows(); ++i)
+      for (Index j = 0; j < d; ++j)
+        if (std::isnan(f(i, j))) f(i, j) = summary.mean[j];
+    return f;
+  };
   if (!c.init_model.empty()) {
     const Gmm start = load_gmm_parameters(c.init_model);
     if (start.num_components() != k || start.num_features() != d || start.covariance_type() != c.covariance_type)
@@ -47,7 +70,7 @@ Gmm make_initial(const comm::Communicator& comm, io::BlockSource& source, const 
     kc.threads = c.threads;
     const double mean_var = summary.variance.mean();
     log.info("initialising with k-means (k-means|| seeding, then Lloyd; --init-params selects other schemes)");
-    const KmeansResult km = fit_kmeans(comm, source, summary.num_samples, mean_var, kc, log, [&](const train::IterationRecord& r) {
+    const KmeansResult km = fit_kmeans(comm, seeding, summary.num_samples, mean_var, kc, log, [&](const train::IterationRecord& r) {
       if (r.iteration % 10 == 0)
         log.info(fmt::format("  k-means iter {:>4}  inertia {:.6g}  shift/variance {:.3e}  {:.3f} s", r.iteration, r.objective,
                              r.change, r.seconds));
@@ -58,7 +81,7 @@ Gmm make_initial(const comm::Communicator& comm, io::BlockSource& source, const 
     const Vector norms = km.centers.rowwise().squaredNorm();
     initialise_from_resp(comm, source, gmm, c.threads, [&](const io::DenseBlock& b, RowMatrix& resp) {
       RowMatrix dist;
-      squared_distances(b.x, km.centers, norms, dist);
+      squared_distances(fill_nan(b.x), km.centers, norms, dist);
       std::vector<Index> labels;
       Vector min_d;
       nearest_centers(dist, labels, min_d);
@@ -78,7 +101,7 @@ Gmm make_initial(const comm::Communicator& comm, io::BlockSource& source, const 
     // As scikit-learn: responsibilities concentrated on K chosen rows, so the means are
     // those rows and every covariance is reg_covar on the diagonal.
     const RowMatrix rows =
-        init_centers(comm, source, k, c.init_params == "k-means++" ? "k-means++" : "random", seed, c.threads, log);
+        init_centers(comm, seeding, k, c.init_params == "k-means++" ? "k-means++" : "random", seed, c.threads, log);
     RowMatrix cov;
     switch (c.covariance_type) {
       case CovarianceType::kFull:

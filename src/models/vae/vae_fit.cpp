@@ -46,7 +46,7 @@ void validate_data(const comm::Communicator& comm, const io::DenseDatasetInfo& i
   const auto plan = io::make_block_plan(info, 8192);
   const auto range = io::rank_block_range(static_cast<Index>(plan.size()), comm.rank(), comm.size());
   comm::run_agreed(comm, [&] {
-    io::BlockSource source(info, {plan.begin() + range.first, plan.begin() + range.last}, {c.prefetch, 0, false, false});
+    io::BlockSource source(info, {plan.begin() + range.first, plan.begin() + range.last}, {c.prefetch, 0, false, false, {}});
     source.start_pass();
     while (auto block = source.next()) {
       heartbeat();
@@ -260,7 +260,7 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
     std::vector<io::BlockRef> refs;
     for (Index sid : order) step_blocks(sid, &refs);
     return std::make_unique<io::BlockSource>(info, std::move(refs),
-                                             io::BlockSourceOptions{c.prefetch, c.shuffle ? 0 : c.cache_bytes, false, false});
+                                             io::BlockSourceOptions{c.prefetch, c.shuffle ? 0 : c.cache_bytes, false, false, {}});
   };
   std::vector<io::BlockRef> val_refs;
   Index max_local = 0;
@@ -273,7 +273,7 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
   }
   std::unique_ptr<io::BlockSource> train_source;
   std::unique_ptr<io::BlockSource> val_source;
-  if (nv > 0) val_source = std::make_unique<io::BlockSource>(info, std::move(val_refs), io::BlockSourceOptions{c.prefetch, c.cache_bytes, false, false});
+  if (nv > 0) val_source = std::make_unique<io::BlockSource>(info, std::move(val_refs), io::BlockSourceOptions{c.prefetch, c.cache_bytes, false, false, {}});
 
   // Adam state (Kingma & Ba 2015, Alg. 1; PyTorch's placement of ε).
   std::vector<float> m(p, 0.0f), v(p, 0.0f), best_params;

@@ -59,6 +59,12 @@ class Gmm final : public train::EmModel {
   void e_step(const ConstRows& x, Vector& log_prob_norm, RowMatrix& resp) const;
   /// Adds the sufficient statistics of (x, resp) to partial (size num_stats()). Thread-safe.
   void accumulate(const ConstRows& x, const RowMatrix& resp, std::span<double> partial) const;
+  /// Whether NaN entries (missing values) are marginalised: diag and spherical
+  /// covariances (the observed coordinates' density needs no per-row factorisation).
+  bool handles_missing() const noexcept;
+  /// x (B × D) with each NaN replaced by E[x_d | x_o] = Σ_k p(k | x_o) μ_kd. Throws
+  /// Error(kUsage) for full/tied covariances. Thread-safe.
+  void impute(const ConstRows& x, RowMatrix& out) const;
   /// Rows per tile inside a block: the E-step and statistics of a tile stay in cache.
   /// Fixed, so the summation order within a block never depends on anything else.
   static constexpr Index kTileRows = 128;
@@ -78,6 +84,10 @@ class Gmm final : public train::EmModel {
 
  private:
   void prepare();  // precomputes the E-step's GEMM operands from the parameters
+  // Rows with NaN: weighted log-probabilities of the observed coordinates (resp, B × K);
+  // with lpn, responsibilities and log p(x_o); with partial, also the expected statistics.
+  void missing_tile(const ConstRows& x, RowMatrix& resp, Vector* lpn, std::span<double>* partial) const;
+  void expected_stats(const ConstRows& x, const RowMatrix& resp, std::span<double> partial) const;
   Index k_, d_;
   CovarianceType type_;
   double reg_covar_;
@@ -87,7 +97,7 @@ class Gmm final : public train::EmModel {
   RowMatrix shift_;  // full: K × D
   double previous_objective_;
   // E-step operands
-  RowMatrix w_diag_;        // diag/spherical: 2D × K
+  RowMatrix w_diag_;        // diag/spherical: 3D × K (x̃, x̃², observed-feature constants)
   RowVector bias_;          // K
   RowMatrix tied_means_u_;  // tied: K × D, (μ_k - c) U
 };
