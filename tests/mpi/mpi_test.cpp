@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <limits>
 #include <filesystem>
 #include <sstream>
 
@@ -9,6 +10,7 @@
 #include "latent/cli/cli.hpp"
 #include "latent/comm/communicator.hpp"
 #include "latent/core/error.hpp"
+#include "latent/core/rng.hpp"
 #include "latent/io/h5_file.hpp"
 
 namespace latent {
@@ -93,6 +95,13 @@ TEST(Invariance, MakeData) {
            "--docs-per-shard", "70", "--seed", "6", "--output", invariance_dir() + "/corpus-sparse"});
   ASSERT_TRUE(std::filesystem::exists(invariance_dir() + "/corpus-sparse/vocabulary.txt"));
   ASSERT_TRUE(std::filesystem::exists(invariance_dir() + "/data"));
+  // The same rows with 10 % of the entries missing (NaN), for the missing-value EMs.
+  RowMatrix xm = x;
+  for (Index i = 0; i < xm.rows(); ++i)
+    for (Index j = 0; j < xm.cols(); ++j)
+      if (CounterRng(9, RngPurpose::kSample, 0, static_cast<std::uint64_t>(i * xm.cols() + j)).next_uniform() < 0.1)
+        xm(i, j) = std::numeric_limits<double>::quiet_NaN();
+  latent::testing::write_shards(invariance_dir() + "/data-missing", xm, {900, 1, 1100, 599});
 }
 
 TEST(Invariance, Fit) {
@@ -117,6 +126,24 @@ TEST(Invariance, Fit) {
     run_cli({"fit", "lda", "--data", dir + "/corpus-sparse", "--output", dir + "/" + tag + "-lda-sparse.h5", "--overwrite",
              "--n-topics", "5", "--method", "online", "--batch-size", "25", "--max-iter", "2", "--threads", threads,
              "--learn-priors", "both", "--seed", "4"});
+    // PPCA on the scatter matrix, FA streamed, both with missing values, a diag GMM
+    // with missing values, and the outlier flags and imputations of those models.
+    run_cli({"fit", "ppca", "--data", dir + "/data", "--output", dir + "/" + tag + "-ppca.h5", "--overwrite",
+             "--n-components", "2", "--threads", threads, "--block-rows", "128", "--seed", "3"});
+    run_cli({"fit", "fa", "--data", dir + "/data", "--output", dir + "/" + tag + "-fa.h5", "--overwrite", "--n-components",
+             "2", "--solver", "streaming", "--threads", threads, "--block-rows", "128", "--max-iter", "30"});
+    for (const char* m : {"ppca", "fa"})
+      run_cli({"fit", m, "--data", dir + "/data-missing", "--output", dir + "/" + tag + "-" + m + "-missing.h5", "--overwrite",
+               "--n-components", "2", "--missing-values", "nan", "--threads", threads, "--block-rows", "128", "--max-iter",
+               "30"});
+    run_cli({"fit", "gmm", "--data", dir + "/data-missing", "--output", dir + "/" + tag + "-gmm-missing.h5", "--overwrite",
+             "--n-components", "4", "--covariance-type", "diag", "--missing-values", "nan", "--threads", threads,
+             "--block-rows", "128", "--seed", "3"});
+    run_cli({"predict", "--model", dir + "/" + tag + "-fa-missing.h5", "--data", dir + "/data-missing", "--missing-values", "nan",
+             "--output", dir + "/" + tag + "-outliers.h5", "--overwrite", "--outlier-quantile", "0.05", "--threads", threads,
+             "--block-rows", "128"});
+    run_cli({"impute", "--model", dir + "/" + tag + "-gmm-missing.h5", "--data", dir + "/data-missing", "--output",
+             dir + "/" + tag + "-imputed.h5", "--overwrite", "--threads", threads, "--block-rows", "128"});
     // VAE: 7 micro-batches of 16 rows per step (short ones at shard ends, a 1-row shard),
     // minibatches in a shuffled order, a validation split with early-stopping bookkeeping,
     // clipping, learned variances.
@@ -138,6 +165,11 @@ TEST(Invariance, Compare) {
     models.push_back({std::string("lda-") + method, {"components", "doc_topic_prior", "history/objective"}});
   models.push_back({"lda-sparse", {"components", "doc_topic_prior", "topic_word_prior"}});
   models.push_back({"vae", {"encoder/0/weight", "decoder/1/weight", "log_variance", "history/objective"}});
+  for (const char* m : {"ppca", "fa", "ppca-missing", "fa-missing"})
+    models.push_back({m, {"components", "mean", "noise_variance", "history/objective"}});
+  models.push_back({"gmm-missing", {"weights", "means", "covariances", "history/objective"}});
+  models.push_back({"outliers", {"log_likelihood", "outlier"}});
+  models.push_back({"imputed", {"data"}});
   int compared = 0;
   for (const auto& [name, datasets] : models) {
     const io::H5Reader reference(dir + "/n1-t1-" + name + ".h5");
@@ -154,7 +186,7 @@ TEST(Invariance, Compare) {
         }
       }
   }
-  EXPECT_EQ(compared, 8 * (4 * 5 + 4 + 2 + 2 * 3 + 3 + 4));
+  EXPECT_EQ(compared, 8 * (4 * 5 + 4 + 2 + 2 * 3 + 3 + 4 + 4 * 4 + 4 + 2 + 1));
 }
 
 }  // namespace

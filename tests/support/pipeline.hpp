@@ -11,13 +11,14 @@ namespace latent::testing {
 
 inline std::unique_ptr<io::BlockSource> make_source(const comm::Communicator& comm, const std::string& dir,
                                                     Index block_rows, std::size_t cache_bytes = 0,
-                                                    bool labels = false) {
+                                                    bool labels = false, bool allow_nan = false) {
   auto info = io::open_dense_dataset(dir);
   auto plan = io::make_block_plan(info, block_rows);
   const auto r = io::rank_block_range(static_cast<Index>(plan.size()), comm.rank(), comm.size());
   io::BlockSourceOptions o;
   o.cache_bytes = cache_bytes;
   o.read_labels = labels;
+  o.allow_nan = allow_nan;
   o.prefetch_blocks = 2;
   return std::make_unique<io::BlockSource>(std::move(info), std::vector<io::BlockRef>(plan.begin() + r.first, plan.begin() + r.last), o);
 }

@@ -1,0 +1,161 @@
+#!/usr/bin/python3
+"""PPCA, factor analysis, missing values, imputation and anomaly flags through the command line.
+
+- `fit fa` against scikit-learn's FactorAnalysis and `fit ppca` against scikit-learn's PCA
+  (whose score() is the PPCA log-likelihood): mean log-likelihood within 1e-6 relative.
+- `score --per-sample` and `transform` against scikit-learn's score_samples/transform with
+  latent's fitted parameters (1e-9).
+- `impute` against the conditional Gaussian mean computed here; `predict --outlier-quantile`
+  flags exactly the rows at or below the order statistic, identically at 1 and 3 ranks.
+- Usage and input errors: NaN without --missing-values, full covariances with missing values,
+  predict on a factor model.
+Usage: factor_cli_test.py LATENT_BINARY MPIEXEC. Exits 77 (skipped) without h5py/sklearn.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+import warnings
+
+try:
+    import h5py
+    import numpy as np
+    from sklearn.decomposition import PCA, FactorAnalysis
+except ImportError:
+    print("scikit-learn/h5py not available: skipped")
+    sys.exit(77)
+
+latent, mpiexec = sys.argv[1], sys.argv[2]
+failures = []
+
+
+def check(ok, what):
+    print(("ok   " if ok else "FAIL ") + what)
+    if not ok:
+        failures.append(what)
+
+
+def run(args, ranks=1, expect=0):
+    cmd = ([mpiexec, "--oversubscribe", "-n", str(ranks)] if ranks > 1 else []) + [latent] + args
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if r.returncode != expect:
+        print(r.stdout, r.stderr)
+        check(False, f"exit {r.returncode} (expected {expect}): {' '.join(args)}")
+    return r
+
+
+def write(path, X):
+    with h5py.File(path, "w") as f:
+        f["data"] = X
+        f.attrs["format_version"] = np.int64(1)
+
+
+rng = np.random.default_rng(7)
+N, D, L = 2400, 10, 3
+W = rng.normal(size=(L, D))
+psi = rng.uniform(0.2, 1.5, size=D)
+X = rng.normal(size=(N, L)) @ W + rng.normal(size=D) * 4 + rng.normal(size=(N, D)) * np.sqrt(psi)
+
+with tempfile.TemporaryDirectory() as d:
+    os.makedirs(f"{d}/data")
+    write(f"{d}/data/part-00000.h5", X[:1000])
+    write(f"{d}/data/part-00001.h5", X[1000:])
+    run(["fit", "fa", "--data", f"{d}/data", "--output", f"{d}/fa.h5", "--n-components", str(L), "--tol", "1e-11",
+         "--max-iter", "20000", "--block-rows", "256"])
+    run(["fit", "ppca", "--data", f"{d}/data", "--output", f"{d}/ppca.h5", "--n-components", str(L), "--tol", "1e-12",
+         "--max-iter", "20000"])
+    import json
+    s_fa = json.loads(run(["score", "--model", f"{d}/fa.h5", "--data", f"{d}/data"]).stdout)
+    s_ppca = json.loads(run(["score", "--model", f"{d}/ppca.h5", "--data", f"{d}/data"]).stdout)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fa = FactorAnalysis(L, tol=1e-10, max_iter=100000).fit(X)
+    pca = PCA(L).fit(X)
+    check(abs(s_fa["mean_log_likelihood"] - fa.score(X)) < 1e-6 * abs(fa.score(X)),
+          f"fa log-likelihood {s_fa['mean_log_likelihood']:.10f} vs scikit-learn {fa.score(X):.10f}")
+    check(abs(s_ppca["mean_log_likelihood"] - pca.score(X)) < 1e-6 * abs(pca.score(X)),
+          f"ppca log-likelihood {s_ppca['mean_log_likelihood']:.10f} vs scikit-learn PCA {pca.score(X):.10f}")
+    p = L * D - L * (L - 1) // 2 + D + D
+    check(abs(s_fa["bic"] - (-2 * s_fa["mean_log_likelihood"] * N + p * np.log(N))) < 1e-6 * abs(s_fa["bic"]),
+          "fa BIC counts D + L D - L(L-1)/2 + D parameters")
+    with h5py.File(f"{d}/ppca.h5") as f:
+        # scikit-learn's PCA divides the covariance by N - 1; the maximum-likelihood PPCA by N.
+        sk = pca.noise_variance_ * (N - 1) / N
+        check(abs(f["noise_variance"][0] - sk) < 1e-6 * sk,
+              f"ppca noise_variance {f['noise_variance'][0]:.8f} vs scikit-learn's x (N-1)/N {sk:.8f}")
+    # Per-row scores and latent means with latent's own parameters, through scikit-learn.
+    with h5py.File(f"{d}/fa.h5") as f:
+        ref = FactorAnalysis(L)
+        ref.components_, ref.noise_variance_, ref.mean_ = f["components"][...], f["noise_variance"][...], f["mean"][...]
+        ref.n_features_in_ = D
+    run(["score", "--model", f"{d}/fa.h5", "--data", f"{d}/data", "--per-sample", f"{d}/per.h5"], ranks=3)
+    run(["transform", "--model", f"{d}/fa.h5", "--data", f"{d}/data", "--output", f"{d}/z.h5"], ranks=2)
+    with h5py.File(f"{d}/per.h5") as f, h5py.File(f"{d}/z.h5") as g:
+        check(np.allclose(f["log_likelihood"][...], ref.score_samples(X), rtol=1e-9, atol=1e-9), "score --per-sample = score_samples")
+        check(np.allclose(g["latent_mean"][...], ref.transform(X), rtol=1e-9, atol=1e-9), "transform = FactorAnalysis.transform")
+    run(["predict", "--model", f"{d}/fa.h5", "--data", f"{d}/data", "--output", f"{d}/p.h5"], expect=64)
+
+    # Missing values: NaN is an input error unless asked for.
+    M = rng.random(X.shape) < 0.25
+    Xm = np.where(M, np.nan, X)
+    os.makedirs(f"{d}/miss")
+    write(f"{d}/miss/part-00000.h5", Xm[:1200])
+    write(f"{d}/miss/part-00001.h5", Xm[1200:])
+    r = run(["fit", "fa", "--data", f"{d}/miss", "--output", f"{d}/bad.h5", "--n-components", str(L)], expect=65)
+    check("part-00000.h5" in r.stderr and "row" in r.stderr and "NaN" in r.stderr and not os.path.exists(f"{d}/bad.h5"),
+          "NaN without --missing-values: exit 65 naming file and row, no output")
+    run(["fit", "gmm", "--data", f"{d}/miss", "--output", f"{d}/bad.h5", "--n-components", "2", "--missing-values", "nan"],
+        expect=64)
+    run(["fit", "fa", "--data", f"{d}/miss", "--output", f"{d}/fam.h5", "--n-components", str(L), "--missing-values", "nan",
+         "--solver", "covariance"], expect=64)
+    run(["fit", "fa", "--data", f"{d}/miss", "--output", f"{d}/fam.h5", "--n-components", str(L), "--missing-values", "nan",
+         "--tol", "1e-8"], ranks=2)
+    run(["fit", "gmm", "--data", f"{d}/miss", "--output", f"{d}/gm.h5", "--n-components", "3", "--covariance-type", "diag",
+         "--missing-values", "nan"])
+    for model in ("fam", "gm"):
+        run(["impute", "--model", f"{d}/{model}.h5", "--data", f"{d}/miss", "--output", f"{d}/imp-{model}.h5"], ranks=2)
+    with h5py.File(f"{d}/fam.h5") as f:
+        Wf, pf, mf = f["components"][...], f["noise_variance"][...], f["mean"][...]
+    C = Wf.T @ Wf + np.diag(pf)
+    expect = Xm.copy()
+    for i in range(N):
+        m, o = M[i], ~M[i]
+        if m.any():
+            expect[i, m] = mf[m] + C[np.ix_(m, o)] @ np.linalg.solve(C[np.ix_(o, o)], Xm[i, o] - mf[o])
+    with h5py.File(f"{d}/imp-fam.h5") as f:
+        got = f["data"][...]
+    check(np.allclose(got, expect, rtol=1e-9, atol=1e-9), "fa impute = conditional Gaussian mean")
+    mean_rmse = np.sqrt(np.mean((np.nanmean(Xm, 0)[None, :].repeat(N, 0)[M] - X[M]) ** 2))
+    fa_rmse = np.sqrt(np.mean((got[M] - X[M]) ** 2))
+    with h5py.File(f"{d}/imp-gm.h5") as f:
+        gm_rmse = np.sqrt(np.mean((f["data"][...][M] - X[M]) ** 2))
+        check(np.array_equal(f["data"][...][~M], X[~M]), "gmm impute keeps every observed entry")
+    check(fa_rmse < 0.8 * mean_rmse and gm_rmse < mean_rmse,
+          f"imputation RMSE: fa {fa_rmse:.3f}, gmm {gm_rmse:.3f}, mean imputation {mean_rmse:.3f}")
+    r = run(["info", f"{d}/imp-fam.h5"])
+    check(f"{N} samples x {D} features" in r.stdout, "the imputed file is a dense dataset")
+
+    # Outlier flags: the rows at or below the order statistic floor(q (N-1)), at any rank count.
+    for ranks in (1, 3):
+        run(["predict", "--model", f"{d}/fam.h5", "--data", f"{d}/miss", "--missing-values", "nan", "--output",
+             f"{d}/out{ranks}.h5", "--outlier-quantile", "0.07", "--block-rows", "100"], ranks=ranks)
+    with h5py.File(f"{d}/out1.h5") as a, h5py.File(f"{d}/out3.h5") as b:
+        ll, flag = a["log_likelihood"][...], a["outlier"][...]
+        check(np.array_equal(flag, b["outlier"][...]) and np.array_equal(ll, b["log_likelihood"][...]),
+              "outlier flags identical at 1 and 3 ranks")
+    threshold = np.sort(ll)[int(np.floor(0.07 * (N - 1)))]
+    check(np.array_equal(flag == 1, ll <= threshold) and flag.sum() == int(np.floor(0.07 * (N - 1))) + 1,
+          f"predict --outlier-quantile 0.07 flags {flag.sum()} rows at or below {threshold:.4f}")
+
+    # Samples from the fitted FA have its covariance.
+    run(["sample", "--model", f"{d}/fa.h5", "--n-samples", "40000", "--output", f"{d}/s.h5", "--seed", "3"])
+    with h5py.File(f"{d}/s.h5") as f, h5py.File(f"{d}/fa.h5") as g:
+        S = np.cov(f["data"][...].T)
+        C = g["components"][...].T @ g["components"][...] + np.diag(g["noise_variance"][...])
+        check(np.abs(S - C).max() < 0.05 * np.abs(C).max(), f"sample covariance within 5 % of W^T W + Psi "
+              f"(max error {np.abs(S - C).max():.3f})")
+
+if failures:
+    print(f"{len(failures)} check(s) failed")
+    sys.exit(1)
+print("all checks passed")
