@@ -26,6 +26,7 @@ const char* kUsage =
     "  transform      per-row latent representation: topic proportions (LDA), posterior means (VAE,\n"
     "                 PPCA, FA), responsibilities (mixtures)\n"
     "  predict        hard labels (and --proba responsibilities); --outlier-quantile flags anomalies\n"
+    "  select         fit gmm/ppca/fa for several --n-components; BIC, AIC, held-out log-likelihood\n"
     "  impute         fill NaN entries with their conditional expectation under a gmm/ppca/fa model\n"
     "  sample         draws from a generative model to an HDF5 shard\n"
     "  info           summary of a model file (LDA: top words per topic), checkpoint, shard or data directory\n";
@@ -38,7 +39,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   static const std::map<std::string, std::function<int(const std::vector<std::string>&, const Context&)>> commands{
       {"import", cmd_import}, {"fit", cmd_fit},       {"score", cmd_score},
       {"predict", cmd_predict}, {"sample", cmd_sample}, {"info", cmd_info},
-      {"transform", cmd_transform}, {"impute", cmd_impute}, {"generate", cmd_generate}, {"bench-allreduce", cmd_bench_allreduce},
+      {"transform", cmd_transform}, {"impute", cmd_impute}, {"select", cmd_select}, {"generate", cmd_generate}, {"bench-allreduce", cmd_bench_allreduce},
   };
   try {
     if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {

@@ -129,6 +129,7 @@ int cmd_predict(const std::vector<std::string>& args, const Context& ctx);
 int cmd_sample(const std::vector<std::string>& args, const Context& ctx);
 int cmd_info(const std::vector<std::string>& args, const Context& ctx);
 int cmd_transform(const std::vector<std::string>& args, const Context& ctx);
+int cmd_select(const std::vector<std::string>& args, const Context& ctx);
 int cmd_impute(const std::vector<std::string>& args, const Context& ctx);
 /// `latent transform` for gmm/kmeans/ppca/fa model files (apply.cpp).
 int transform_dense(const std::vector<std::string>& args, const Context& ctx);

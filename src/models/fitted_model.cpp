@@ -312,6 +312,9 @@ void save_factor(const FactorModel& m, const FitRecord& record, const std::strin
   w.commit();
 }
 
+std::unique_ptr<FittedModel> make_fitted(Gmm gmm) { return std::make_unique<GmmModel>(std::move(gmm), ""); }
+std::unique_ptr<FittedModel> make_fitted(FactorModel model) { return std::make_unique<FactorFitted>(std::move(model), ""); }
+
 void FittedModel::impute_block(const RowMatrix&, RowMatrix&) const {
   throw_usage("`latent impute` does not apply to a " + name() + " model (it needs gmm, ppca or fa)");
 }

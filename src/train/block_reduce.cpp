@@ -69,9 +69,9 @@ void for_each_block_ordered(io::BlockSource& source, int threads,
 ExactSum reduce_local(io::BlockSource& source, std::size_t num_stats, int threads, const BlockKernel& kernel) {
   struct Local {
     ExactSum sum;
-    std::vector<double> partial;
+    AlignedDoubles partial;  // aligned: the kernels' Eigen reductions must not see heap-dependent alignment
   };
-  tbb::enumerable_thread_specific<Local> locals([num_stats] { return Local{ExactSum(num_stats), std::vector<double>(num_stats)}; });
+  tbb::enumerable_thread_specific<Local> locals([num_stats] { return Local{ExactSum(num_stats), AlignedDoubles(num_stats)}; });
   for_each_block(source, threads, [&](const io::DenseBlock& block) {
     Local& local = locals.local();
     std::fill(local.partial.begin(), local.partial.end(), 0.0);

@@ -21,7 +21,7 @@ DataSummary summarize(const comm::Communicator& comm, io::BlockSource& source, i
   std::vector<std::int64_t> hashes;
   comm::run_agreed(comm, [&] {
     for_each_block(source, threads, [&](const io::DenseBlock& b) {
-      std::vector<double> partial(static_cast<std::size_t>(3 * d + 1));
+      AlignedDoubles partial(static_cast<std::size_t>(3 * d + 1));
       Eigen::Map<RowVector> s(partial.data(), d), q(partial.data() + d, d), seen(partial.data() + 2 * d, d);
       RowVector bmin, bmax;
       if (b.x.hasNaN()) {

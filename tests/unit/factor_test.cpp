@@ -8,6 +8,8 @@
 #include <Eigen/Cholesky>
 #include <Eigen/Eigenvalues>
 #include <cmath>
+#include <cstring>
+#include <memory>
 #include <limits>
 #include <numbers>
 
@@ -18,6 +20,7 @@
 #include "latent/models/factor/factor_fit.hpp"
 #include "latent/models/gmm/gmm.hpp"
 #include "latent/models/gmm/gmm_fit.hpp"
+#include "latent/train/block_reduce.hpp"
 #include "latent/train/data_summary.hpp"
 
 namespace latent::models {
@@ -322,3 +325,35 @@ TEST(GmmMissing, ObservedDensityImputationAndMonotoneEm) {
 
 }  // namespace
 }  // namespace latent::models
+
+namespace latent::train {
+namespace {
+
+// Kernels fill their statistics through Eigen maps; Eigen's vectorised reductions peel a
+// number of scalars that depends on the destination's alignment, so the buffers must sit
+// on a 64-byte boundary on every rank and run (a heap-dependent alignment once changed
+// the summary's last bits from run to run).
+TEST(BlockReduce, KernelBuffersAreAlignedAndPassesRepeatBitForBit) {
+  latent::testing::TempDir dir("align");
+  latent::testing::write_shards(dir / "d", latent::testing::blobs(3000, 12, 3, 4), {1700, 1300});
+  const auto comm = comm::Communicator::world();
+  std::vector<std::vector<double>> runs;
+  for (int run = 0; run < 6; ++run) {
+    std::vector<std::unique_ptr<double[]>> heap_noise;  // shifts the heap between runs
+    for (int i = 0; i <= run; ++i) heap_noise.emplace_back(new double[static_cast<std::size_t>(3 + 5 * i)]);
+    auto source = latent::testing::make_source(comm, dir / "d", 256);
+    const auto stats = reduce_global(comm, *source, 12, 1 + run % 2, [&](const io::DenseBlock& b, std::span<double> p) {
+      EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p.data()) % 64, 0u);
+      Eigen::Map<RowVector>(p.data() + 1, 11) = b.x.rightCols(11).colwise().sum();
+    });
+    const DataSummary summary = summarize(comm, *source, 1 + run % 2);
+    std::vector<double> all(stats.begin(), stats.end());
+    all.insert(all.end(), summary.mean.data(), summary.mean.data() + summary.mean.size());
+    all.insert(all.end(), summary.variance.data(), summary.variance.data() + summary.variance.size());
+    runs.push_back(all);
+  }
+  for (const auto& r : runs) EXPECT_EQ(std::memcmp(r.data(), runs[0].data(), r.size() * sizeof(double)), 0);
+}
+
+}  // namespace
+}  // namespace latent::train

@@ -3,6 +3,7 @@
 /// B rows in a block. Matrices are row-major, one sample per row (NumPy's layout).
 #include <Eigen/Core>
 #include <cstdint>
+#include <vector>
 
 namespace latent {
 
@@ -14,5 +15,10 @@ using RowMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::R
 using RowMatrixF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using Vector = Eigen::VectorXd;
 using RowVector = Eigen::RowVectorXd;
+/// Doubles on a 64-byte boundary. Buffers that kernels fill through Eigen maps must be
+/// aligned the same way on every rank and run: Eigen's vectorised reductions peel a
+/// number of scalars that depends on the destination's alignment, and peeled and packet
+/// lanes sum in different orders, so a heap-dependent alignment changes the last bits.
+using AlignedDoubles = std::vector<double, Eigen::aligned_allocator<double>>;
 
 }  // namespace latent

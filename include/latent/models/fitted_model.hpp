@@ -83,6 +83,10 @@ void save_factor(const FactorModel& model, const FitRecord& record, const std::s
 /// The parameters of a GMM model file (for warm starts: `fit gmm --init-model`). Local.
 Gmm load_gmm_parameters(const std::string& path);
 
+/// In-memory fitted models (for `latent select`, which scores candidates before writing).
+std::unique_ptr<FittedModel> make_fitted(Gmm gmm);
+std::unique_ptr<FittedModel> make_fitted(FactorModel model);
+
 /// Opens any model file by its `model` attribute. Throws Error(kInput) naming the file
 /// for an unknown model or format version. Local.
 std::unique_ptr<FittedModel> load_model(const std::string& path);

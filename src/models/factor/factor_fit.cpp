@@ -127,9 +127,9 @@ class FactorEm final : public train::EmModel {
 
   /// The statistics of complete data from T = Σ x̃ x̃ᵀ (D × D, lower triangle used),
   /// s = Σ x̃ and N, under the current parameters (the covariance solver).
-  std::vector<double> stats_from_scatter(const RowMatrix& t, const RowVector& s, double n) const {
+  AlignedDoubles stats_from_scatter(const RowMatrix& t, const RowVector& s, double n) const {
     const Index a = l_ + 1;
-    std::vector<double> out(num_stats(), 0.0);
+    AlignedDoubles out(num_stats(), 0.0);
     Eigen::Map<RowMatrix> acc_a(out.data() + 2, a, a), acc_b(out.data() + 2 + a * a, d_, a);
     Eigen::Map<RowVector> acc_c(out.data() + 2 + a * a + d_ * a, d_);
     const RowMatrix& beta = model_.posterior_map();
@@ -183,9 +183,10 @@ class FactorEm final : public train::EmModel {
 
 constexpr Index kMaxCovarianceFeatures = 4096;
 
-// One pass: the lower triangle of T = Σ x̃ x̃ᵀ packed row by row, then Σ x̃. Collective.
-void scatter_pass(const comm::Communicator& comm, io::BlockSource& source, const RowVector& center, int threads,
-                  RowMatrix& t, RowVector& s) {
+}  // namespace
+
+Scatter scatter_pass(const comm::Communicator& comm, io::BlockSource& source, const RowVector& center, int threads) {
+  // Per block the lower triangle of (x − c)ᵀ(x − c), packed row by row, then Σ (x − c).
   const Index d = center.size();
   const std::size_t packed = static_cast<std::size_t>(d * (d + 1) / 2);
   const std::vector<double> stats =
@@ -199,14 +200,14 @@ void scatter_pass(const comm::Communicator& comm, io::BlockSource& source, const
                                for (Index j = 0; j <= i; ++j) partial[at++] = local(i, j);
                              Eigen::Map<RowVector>(partial.data() + packed, d) = xt.colwise().sum();
                            });
-  t.resize(d, d);
+  Scatter out;
+  out.t.resize(d, d);
   std::size_t at = 0;
   for (Index i = 0; i < d; ++i)
-    for (Index j = 0; j <= i; ++j) t(i, j) = t(j, i) = stats[at++];
-  s = Eigen::Map<const RowVector>(stats.data() + packed, d);
+    for (Index j = 0; j <= i; ++j) out.t(i, j) = out.t(j, i) = stats[at++];
+  out.s = Eigen::Map<const RowVector>(stats.data() + packed, d);
+  return out;
 }
-
-}  // namespace
 
 std::string resolve_factor_solver(const FactorConfig& c, Index num_features) {
   if (c.solver == "auto") return !c.missing_values && num_features <= kMaxCovarianceFeatures ? "covariance" : "streaming";
@@ -219,7 +220,7 @@ std::string resolve_factor_solver(const FactorConfig& c, Index num_features) {
 
 FactorFitResult fit_factor(const comm::Communicator& comm, io::BlockSource& source, const train::DataSummary& summary,
                            const FactorConfig& c, const Logger& log, const train::IterationObserver& observer,
-                           train::FitControl* control) {
+                           train::FitControl* control, const Scatter* scatter) {
   const Index l = c.n_components, d = source.info().num_features;
   if (l < 1 || l >= d)
     throw_usage(fmt::format("--n-components must be between 1 and n_features - 1 = {} (got {})", d - 1, l));
@@ -264,16 +265,19 @@ FactorFitResult fit_factor(const comm::Communicator& comm, io::BlockSource& sour
                                  std::move(result), hook);
   } else if (result.history.empty() || std::abs(result.history.back().change) >= c.tol) {
     const auto t0 = std::chrono::steady_clock::now();
-    RowMatrix t;
-    RowVector s;
-    scatter_pass(comm, source, summary.mean, c.threads, t, s);
+    Scatter own;
+    if (!scatter) {
+      own = scatter_pass(comm, source, summary.mean, c.threads);
+      log.info(fmt::format("scatter matrix ({} x {}) in {:.3f} s; EM iterations run in memory", d, d,
+                           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()));
+    }
+    const RowMatrix& t = scatter ? scatter->t : own.t;
+    const RowVector& s = scatter ? scatter->s : own.s;
     const double n = static_cast<double>(summary.num_samples);
-    log.info(fmt::format("scatter matrix ({} x {}) in {:.3f} s; EM iterations run in memory", d, d,
-                         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()));
     const FaultPlan& fault = FaultPlan::get();
     for (int it = result.n_iter + 1; it <= c.max_iter; ++it) {
       const auto t1 = std::chrono::steady_clock::now();
-      std::vector<double> stats = em.stats_from_scatter(t, s, n);
+      AlignedDoubles stats = em.stats_from_scatter(t, s, n);
       if (fault.due(comm.rank(), it, "nan")) stats[0] = std::numeric_limits<double>::quiet_NaN();
       if (!std::isfinite(stats[0]))
         throw_numerical("the objective became NaN/Inf at iteration " + std::to_string(it) +

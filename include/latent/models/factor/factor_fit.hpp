@@ -44,6 +44,15 @@ struct FactorFitResult {
   std::string solver;  ///< the solver used
 };
 
+/// Complete data's scatter about the data mean c: T = Σ (x − c)(x − c)ᵀ (D × D, global)
+/// and s = Σ (x − c) (D), from one pass (collective; one allreduce of D (D+3)/2 doubles).
+/// Shared by fits of several latent dimensions (`latent select`).
+struct Scatter {
+  RowMatrix t;
+  RowVector s;
+};
+Scatter scatter_pass(const comm::Communicator& comm, io::BlockSource& source, const RowVector& center, int threads);
+
 /// The solver "auto" resolves to. Throws Error(kUsage) for an unknown name or for
 /// "covariance" with missing values.
 std::string resolve_factor_solver(const FactorConfig& config, Index num_features);
@@ -54,9 +63,10 @@ std::string resolve_factor_solver(const FactorConfig& config, Index num_features
 /// `summary` comes from train::summarize on the same source. With `control`, resumes from
 /// and writes checkpoints at iteration boundaries. Throws Error(kUsage) if L ≥ D or
 /// L < 1, Error(kNumerical) if the statistics become singular, Error(kRequeue) after a
-/// stop signal.
+/// stop signal. With `scatter` (from scatter_pass about summary.mean) the covariance
+/// solver reads no data.
 FactorFitResult fit_factor(const comm::Communicator& comm, io::BlockSource& source, const train::DataSummary& summary,
                            const FactorConfig& config, const Logger& log, const train::IterationObserver& observer,
-                           train::FitControl* control = nullptr);
+                           train::FitControl* control = nullptr, const Scatter* scatter = nullptr);
 
 }  // namespace latent::models
