@@ -117,6 +117,7 @@ void clustering_agreement(const std::map<std::pair<std::int64_t, std::int64_t>, 
 int cmd_score(const std::vector<std::string>& args, const Context& ctx) {
   if (is_lda_model(args)) return score_lda(args, ctx);
   if (is_vae_model(args)) return score_vae(args, ctx);
+  if (model_kind_of(args) == "mmm") return apply_mmm("score", args, ctx);
   ApplyOptions a;
   std::string per_sample;
   bool overwrite = false;
@@ -196,6 +197,7 @@ int cmd_score(const std::vector<std::string>& args, const Context& ctx) {
 }
 
 int cmd_predict(const std::vector<std::string>& args, const Context& ctx) {
+  if (model_kind_of(args) == "mmm") return apply_mmm("predict", args, ctx);
   ApplyOptions a;
   std::string output;
   bool proba = false, overwrite = false;
@@ -292,6 +294,7 @@ int cmd_predict(const std::vector<std::string>& args, const Context& ctx) {
 
 // `latent transform` for dense models: responsibilities (mixtures) or E[z|x] (ppca, fa).
 int transform_dense(const std::vector<std::string>& args, const Context& ctx) {
+  if (model_kind_of(args) == "mmm") return apply_mmm("transform", args, ctx);
   ApplyOptions a;
   std::string output;
   bool overwrite = false;

@@ -129,6 +129,8 @@ int cmd_predict(const std::vector<std::string>& args, const Context& ctx);
 int cmd_sample(const std::vector<std::string>& args, const Context& ctx);
 int cmd_info(const std::vector<std::string>& args, const Context& ctx);
 int cmd_transform(const std::vector<std::string>& args, const Context& ctx);
+/// score/predict/transform of a multinomial mixture on count data (mmm.cpp).
+int apply_mmm(const std::string& command, const std::vector<std::string>& args, const Context& ctx);
 int cmd_select(const std::vector<std::string>& args, const Context& ctx);
 int cmd_impute(const std::vector<std::string>& args, const Context& ctx);
 /// `latent transform` for gmm/kmeans/ppca/fa model files (apply.cpp).

@@ -14,6 +14,8 @@
 #include "latent/models/fitted_model.hpp"
 #include "latent/models/factor/factor_fit.hpp"
 #include "latent/models/gmm/gmm_fit.hpp"
+#include "latent/models/mixture/discrete_fit.hpp"
+#include "latent/io/block_plan.hpp"
 #include "latent/models/kmeans/kmeans.hpp"
 #include "latent/models/lda/lda_fit.hpp"
 #include "latent/models/vae/vae_fit.hpp"
@@ -567,6 +569,88 @@ int fit_factor(const std::vector<std::string>& args, const Context& ctx, models:
   return 0;
 }
 
+// `latent fit bmm` (dense data in [0, 1]) and `latent fit mmm` (count data).
+int fit_discrete(const std::vector<std::string>& args, const Context& ctx, models::DiscreteKind kind) {
+  const bool bernoulli = kind == models::DiscreteKind::kBernoulli;
+  const std::string name = bernoulli ? "bmm" : "mmm";
+  CommonFit c;
+  models::DiscreteConfig dc;
+  po::options_description desc("latent fit " + name + " options");
+  desc.add_options()
+      ("n-components", po::value(&dc.n_components)->default_value(2), "number of mixture components K")
+      ("alpha", po::value(&dc.alpha)->default_value(1.0),
+       bernoulli ? "additive smoothing of the Bernoulli means: (S + alpha) / (N_k + 2 alpha) (Beta(1+alpha, 1+alpha) MAP)"
+                 : "additive smoothing of the word probabilities: (S + alpha) / (S_k + V alpha) (Dirichlet(1+alpha) MAP)")
+      ("weight-alpha", po::value(&dc.weight_alpha)->default_value(0.0),
+       "Dirichlet pseudo-count added to each component's weight (0: maximum likelihood)")
+      ("tol", po::value(&dc.tol)->default_value(1e-3), "stop when the mean log posterior changes less (nats/sample)")
+      ("max-iter", po::value(&dc.max_iter)->default_value(100), "EM iterations")
+      ("init-params", po::value(&dc.init_params)->default_value(bernoulli ? "kmeans" : "random"),
+       bernoulli ? "kmeans | random" : "random (uniform random responsibilities)");
+  add_common(desc, c);
+  po::variables_map vm;
+  if (!parse(args, desc, vm, ctx, "latent fit " + name + " --data DIR --output MODEL.h5 --n-components K [options]")) return 0;
+  dc.seed = c.seed;
+  nlohmann::json config{{"model", name},           {"n_components", dc.n_components}, {"alpha", dc.alpha},
+                        {"weight_alpha", dc.weight_alpha}, {"tol", dc.tol},               {"max_iter", dc.max_iter},
+                        {"init_params", dc.init_params},   {"seed", c.seed},              {"block_rows", c.stream.block_rows},
+                        {"data", c.data}};
+  IterationLog ilog(ctx, name, c.log_json, c.checkpoint.resume);
+  const auto t0 = Clock::now();
+  models::DiscreteFitResult fit{models::DiscreteMixture(1, 1, kind, 0, 0), {}};
+  Index n = 0;
+  std::unique_ptr<io::OutputLock> lock;
+  if (bernoulli) {
+    train::DataSummary summary;
+    auto source = prepare(ctx, c, summary, lock, [&](train::EmMemoryInputs& m) {
+      m.num_stats = 2 + dc.n_components * (1 + m.num_features);
+      m.parameter_doubles = 3 * dc.n_components * m.num_features;
+      m.scratch_doubles = m.block_rows * dc.n_components * 2;
+    });
+    dc.threads = c.stream.threads;
+    Control control = make_control(ctx, c, name, config, train::data_fingerprint(source->info()));
+    fit = models::fit_bmm(ctx.comm, *source, summary, dc, ctx.log, ilog.observer(), control.control.get());
+    n = summary.num_samples;
+  } else {
+    lock = lock_output(ctx, c);
+    c.stream.threads = resolve_threads(c.stream.threads);
+    dc.threads = c.stream.threads;
+    io::CountsDatasetInfo info;
+    comm::run_agreed(ctx.comm, [&] { info = io::open_counts_dataset(c.data); });
+    comm::run_agreed(ctx.comm, [&] {
+      train::EmMemoryInputs m;
+      m.num_features = 1;
+      m.block_rows = c.stream.block_rows;
+      m.prefetch = c.stream.prefetch;
+      m.threads = c.stream.threads;
+      m.num_stats = 2 + dc.n_components * (1 + info.vocab_size);
+      m.parameter_doubles = 3 * dc.n_components * info.vocab_size;
+      m.scratch_doubles = m.block_rows * dc.n_components * 2;
+      train::check_memory(train::estimate_em_memory(m), train::available_memory_bytes(c.stream.memory_budget_gib, ranks_on_node()),
+                          "use fewer components, prune the vocabulary (--min-df/--max-df on import), fewer --threads");
+    });
+    ctx.log.info(fmt::format("data {}: {} documents, vocabulary {}, {} nonzeros in {} shard(s); {} rank(s) x {} thread(s)",
+                             c.data, info.num_rows, info.vocab_size, info.num_nonzeros, info.shards.size(), ctx.comm.size(),
+                             c.stream.threads));
+    if (c.stream.block_rows < 1) throw_usage("--block-rows must be at least 1");
+    const auto plan = io::make_block_plan(info.shard_rows(), c.stream.block_rows);
+    const auto range = io::rank_block_range(static_cast<Index>(plan.size()), ctx.comm.rank(), ctx.comm.size());
+    io::CountsSource source(info, {plan.begin() + range.first, plan.begin() + range.last},
+                            {c.stream.prefetch, static_cast<std::size_t>(c.stream.cache_mb) * 1048576, false});
+    Control control = make_control(ctx, c, name, config, train::data_fingerprint(info));
+    fit = models::fit_mmm(ctx.comm, source, info.num_rows, dc, ctx.log, ilog.observer(), control.control.get());
+    n = info.num_rows;
+  }
+  const double total = std::chrono::duration<double>(Clock::now() - t0).count();
+  ilog.done(fit.em, total);
+  save_agreed(ctx, [&] {
+    models::save_discrete(fit.model, models::FitRecord{config.dump(), fit.em, n, c.data}, c.output, c.overwrite);
+  });
+  ctx.log.info(fmt::format("{} after {} iterations, mean log posterior {:.6f} nats/sample, {:.2f} s; wrote {}",
+                           fit.em.converged ? "converged" : "stopped", fit.em.n_iter, fit.em.objective, total, c.output));
+  return 0;
+}
+
 }  // namespace
 
 int cmd_fit(const std::vector<std::string>& args, const Context& ctx) {
@@ -578,13 +662,15 @@ int cmd_fit(const std::vector<std::string>& args, const Context& ctx) {
       {"vae", fit_vae},
       {"ppca", [](const auto& a, const Context& c) { return fit_factor(a, c, models::NoiseType::kIsotropic); }},
       {"fa", [](const auto& a, const Context& c) { return fit_factor(a, c, models::NoiseType::kDiagonal); }},
+      {"bmm", [](const auto& a, const Context& c) { return fit_discrete(a, c, models::DiscreteKind::kBernoulli); }},
+      {"mmm", [](const auto& a, const Context& c) { return fit_discrete(a, c, models::DiscreteKind::kMultinomial); }},
   };
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {
-    if (ctx.comm.is_root()) ctx.out << "Usage: latent fit MODEL [options]; MODEL is one of: gmm, kmeans, lda, vae, ppca, fa\n";
+    if (ctx.comm.is_root()) ctx.out << "Usage: latent fit MODEL [options]; MODEL is one of: gmm, kmeans, lda, vae, ppca, fa, bmm, mmm\n";
     return args.empty() ? exit_code(ErrorKind::kUsage) : 0;
   }
   const auto it = models.find(args[0]);
-  if (it == models.end()) throw_usage("unknown model '" + args[0] + "' (available: gmm, kmeans, lda, vae, ppca, fa)");
+  if (it == models.end()) throw_usage("unknown model '" + args[0] + "' (available: gmm, kmeans, lda, vae, ppca, fa, bmm, mmm)");
   return it->second(std::vector<std::string>(args.begin() + 1, args.end()), ctx);
 }
 

@@ -251,6 +251,61 @@ class FactorFitted final : public FittedModel {
   std::string summary_;
 };
 
+class BmmFitted final : public FittedModel {
+ public:
+  BmmFitted(DiscreteMixture m, std::string summary) : m_(std::move(m)), summary_(std::move(summary)) {}
+  std::string name() const override { return "bmm"; }
+  Index num_features() const override { return m_.num_features(); }
+  Index num_components() const override { return m_.num_components(); }
+  bool has_likelihood() const override { return true; }
+  Index num_parameters() const override { return m_.num_parameters(); }
+  void predict_block(const RowMatrix& x, Vector& score, std::vector<std::int64_t>& labels, RowMatrix* proba) const override {
+    RowMatrix resp;
+    m_.weighted_log_prob(x, resp);
+    DiscreteMixture::normalize(resp, score);
+    labels.resize(static_cast<std::size_t>(x.rows()));
+    for (Index i = 0; i < x.rows(); ++i) {
+      Index best = 0;
+      resp.row(i).maxCoeff(&best);
+      labels[static_cast<std::size_t>(i)] = best;
+    }
+    if (proba) *proba = std::move(resp);
+  }
+  RowMatrix sample(Index first, Index n, std::uint64_t seed, std::vector<std::int64_t>& labels) const override {
+    return m_.sample(first, n, seed, labels);
+  }
+  std::string describe() const override {
+    std::string s = fmt::format("Bernoulli mixture: {} components, {} features, alpha={:g}\n", m_.num_components(),
+                                m_.num_features(), m_.alpha());
+    s += summary_;
+    s += "  component  weight     mean probability\n";
+    for (Index k = 0; k < m_.num_components(); ++k)
+      s += fmt::format("  {:>9}  {:<9.5f}  {:.6g}\n", k, m_.weights()[k], m_.probabilities().row(k).mean());
+    return s;
+  }
+
+ private:
+  DiscreteMixture m_;
+  std::string summary_;
+};
+
+DiscreteMixture read_discrete(const io::H5Reader& r) {
+  const std::string model = r.attr_string("/", "model");
+  const bool bmm = model == "bmm";
+  const std::string pname = bmm ? "means" : "components";
+  if (!r.has(pname)) throw_input("model " + r.path() + ": dataset /" + pname + " is missing");
+  const RowMatrix p = r.read_matrix(pname);
+  check_shape(r, "weights", {p.rows()});
+  const std::vector<double> w = r.read_doubles("weights");
+  DiscreteMixture m(p.rows(), p.cols(), bmm ? DiscreteKind::kBernoulli : DiscreteKind::kMultinomial,
+                    r.has_attr("/", "alpha") ? r.attr_double("/", "alpha") : 0.0,
+                    r.has_attr("/", "weight_alpha") ? r.attr_double("/", "weight_alpha") : 0.0);
+  if (!((p.array() >= 0).all() && (p.array() <= 1).all()))
+    throw_input("model " + r.path() + ": /" + pname + " has values outside [0, 1]");
+  m.set_parameters(Eigen::Map<const RowVector>(w.data(), p.rows()), p);
+  return m;
+}
+
 FactorModel read_factor(const io::H5Reader& r, NoiseType noise) {
   if (!r.has("components")) throw_input("model " + r.path() + ": dataset /components is missing");
   const RowMatrix w = r.read_matrix("components");
@@ -269,6 +324,9 @@ const std::map<std::string, std::function<std::unique_ptr<FittedModel>(const io:
   static const std::map<std::string, std::function<std::unique_ptr<FittedModel>(const io::H5Reader&)>> table{
       {"gmm", load_gmm},
       {"kmeans", load_kmeans},
+      {"bmm", [](const io::H5Reader& r) -> std::unique_ptr<FittedModel> {
+         return std::make_unique<BmmFitted>(read_discrete(r), fit_summary(r));
+       }},
       {"ppca", [](const io::H5Reader& r) -> std::unique_ptr<FittedModel> {
          return std::make_unique<FactorFitted>(read_factor(r, NoiseType::kIsotropic), fit_summary(r));
        }},
@@ -315,6 +373,26 @@ void save_factor(const FactorModel& m, const FitRecord& record, const std::strin
 std::unique_ptr<FittedModel> make_fitted(Gmm gmm) { return std::make_unique<GmmModel>(std::move(gmm), ""); }
 std::unique_ptr<FittedModel> make_fitted(FactorModel model) { return std::make_unique<FactorFitted>(std::move(model), ""); }
 
+void save_discrete(const DiscreteMixture& m, const FitRecord& record, const std::string& path, bool overwrite) {
+  io::H5Writer w(path, overwrite);
+  const bool bmm = m.kind() == DiscreteKind::kBernoulli;
+  write_fit_record(w, bmm ? "bmm" : "mmm", record);
+  w.write("weights", std::span<const double>(m.weights().data(), static_cast<std::size_t>(m.num_components())));
+  w.write(bmm ? "means" : "components", m.probabilities());
+  w.attr("/", "n_components", static_cast<std::int64_t>(m.num_components()));
+  w.attr("/", bmm ? "n_features_in" : "vocab_size", static_cast<std::int64_t>(m.num_features()));
+  w.attr("/", "alpha", m.alpha());
+  w.attr("/", "weight_alpha", m.weight_alpha());
+  w.commit();
+}
+
+DiscreteMixture load_discrete(const std::string& path) {
+  io::H5Reader r(path);
+  if (!r.has_attr("/", "model") || (r.attr_string("/", "model") != "bmm" && r.attr_string("/", "model") != "mmm"))
+    throw_input("model " + path + ": not a bmm/mmm model file");
+  return read_discrete(r);
+}
+
 void FittedModel::impute_block(const RowMatrix&, RowMatrix&) const {
   throw_usage("`latent impute` does not apply to a " + name() + " model (it needs gmm, ppca or fa)");
 }
@@ -350,6 +428,9 @@ std::unique_ptr<FittedModel> load_model(const std::string& path) {
   if (model == "lda" || model == "vae")
     throw_usage("model " + path + ": this command does not apply to a " + model + " model; use `latent transform` (" +
                 (model == "lda" ? "topic proportions" : "posterior means") + "), `latent score` or `latent info`");
+  if (model == "mmm")
+    throw_usage("model " + path + ": a multinomial mixture applies to count data: `latent score`, `latent predict` "
+                "and `latent transform` with --data a count dataset");
   if (it == loaders().end()) throw_input("model " + path + ": unknown model '" + model + "'");
   return it->second(r);
 }

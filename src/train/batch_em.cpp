@@ -10,9 +10,11 @@
 
 namespace latent::train {
 
-EmResult run_batch_em(const comm::Communicator& comm, io::BlockSource& source, Index num_samples,
-                      EmModel& model, const EmOptions& options, const IterationObserver& observer,
-                      EmResult start, const IterationHook& hook) {
+namespace {
+
+template <class Source, class Model>
+EmResult run_em(const comm::Communicator& comm, Source& source, Index num_samples, Model& model, const EmOptions& options,
+                const IterationObserver& observer, EmResult start, const IterationHook& hook) {
   EmResult result = std::move(start);
   if (!result.history.empty() && std::abs(result.history.back().change) < options.tol) {
     result.converged = true;
@@ -21,18 +23,21 @@ EmResult run_batch_em(const comm::Communicator& comm, io::BlockSource& source, I
   const FaultPlan& fault = FaultPlan::get();
   for (int it = result.n_iter + 1; it <= options.max_iter; ++it) {
     const bool inject_throw = fault.due(comm.rank(), it, "throw"), inject_nan = fault.due(comm.rank(), it, "nan");
-    const auto kernel = [&](const io::DenseBlock& b, std::span<double> partial) {
+    const auto kernel = [&](const auto& b, std::span<double> partial) {
       if (inject_throw) throw std::runtime_error("injected fault (LATENT_FAULT kind=throw) in iteration " + std::to_string(it));
       model.e_step_block(b, partial);
       if (inject_nan) partial[0] = std::numeric_limits<double>::quiet_NaN();
     };
     const auto t0 = std::chrono::steady_clock::now();
-    const std::vector<double> stats = reduce_global(comm, source, model.num_stats(), options.threads, kernel);
+    // 64-byte aligned, like the kernels' buffers: an M-step's Eigen reductions over maps of
+    // the statistics must not depend on where the heap put them.
+    const std::vector<double> raw = reduce_global(comm, source, model.num_stats(), options.threads, kernel);
+    const AlignedDoubles stats(raw.begin(), raw.end());
     if (!std::isfinite(stats[0]))
       throw_numerical("the objective became NaN/Inf at iteration " + std::to_string(it) +
                       " (diverging parameters); the model was not updated and the last checkpoint is intact. "
                       "Try a larger --reg-covar or standardise the data");
-    const EmModel::Step step = model.m_step(stats);
+    const EmStep step = model.m_step(stats);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     IterationRecord rec{it, step.objective, step.change, seconds,
                         seconds > 0 ? static_cast<double>(num_samples) / seconds : 0.0};
@@ -47,6 +52,18 @@ EmResult run_batch_em(const comm::Communicator& comm, io::BlockSource& source, I
     }
   }
   return result;
+}
+
+}  // namespace
+
+EmResult run_batch_em(const comm::Communicator& comm, io::BlockSource& source, Index num_samples, EmModel& model,
+                      const EmOptions& options, const IterationObserver& observer, EmResult start, const IterationHook& hook) {
+  return run_em(comm, source, num_samples, model, options, observer, std::move(start), hook);
+}
+
+EmResult run_batch_em(const comm::Communicator& comm, io::CountsSource& source, Index num_samples, CountsEmModel& model,
+                      const EmOptions& options, const IterationObserver& observer, EmResult start, const IterationHook& hook) {
+  return run_em(comm, source, num_samples, model, options, observer, std::move(start), hook);
 }
 
 void save_history(const EmResult& result, TrainState& state, const std::string& prefix) {

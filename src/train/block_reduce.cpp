@@ -5,6 +5,7 @@
 #include <oneapi/tbb/task_arena.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "latent/core/control.hpp"
 
@@ -18,16 +19,17 @@ int clamp_threads(int threads) { return std::max(1, threads); }
 // Runs a pipeline whose first stage pulls the pass's blocks from the source (serially:
 // BlockSource::next is single-consumer) and whose later stages `rest` builds, in an arena
 // of `threads` threads. Stops the pass if any stage throws.
-template <class Rest>
-void run_pass(io::BlockSource& source, int threads, Rest&& rest) {
+template <class Source, class Rest>
+void run_pass(Source& source, int threads, Rest&& rest) {
+  using Ptr = decltype(source.next());
   threads = clamp_threads(threads);
   source.start_pass();
   try {
     tbb::task_arena arena(threads);
     arena.execute([&] {
-      auto input = tbb::make_filter<void, BlockPtr>(tbb::filter_mode::serial_in_order,
-                                                    [&](tbb::flow_control& fc) -> BlockPtr {
-                                                      BlockPtr b = source.next();
+      auto input = tbb::make_filter<void, Ptr>(tbb::filter_mode::serial_in_order,
+                                               [&](tbb::flow_control& fc) -> Ptr {
+                                                      Ptr b = source.next();
                                                       heartbeat();
                                                       if (!b) fc.stop();
                                                       return b;
@@ -66,25 +68,60 @@ void for_each_block_ordered(io::BlockSource& source, int threads,
   });
 }
 
-ExactSum reduce_local(io::BlockSource& source, std::size_t num_stats, int threads, const BlockKernel& kernel) {
+namespace {
+
+template <class Source, class Kernel>
+ExactSum reduce_local_of(Source& source, std::size_t num_stats, int threads, const Kernel& kernel) {
+  using Block = std::remove_cvref_t<decltype(*source.next())>;
   struct Local {
     ExactSum sum;
     AlignedDoubles partial;  // aligned: the kernels' Eigen reductions must not see heap-dependent alignment
   };
   tbb::enumerable_thread_specific<Local> locals([num_stats] { return Local{ExactSum(num_stats), AlignedDoubles(num_stats)}; });
-  for_each_block(source, threads, [&](const io::DenseBlock& block) {
-    Local& local = locals.local();
-    std::fill(local.partial.begin(), local.partial.end(), 0.0);
-    kernel(block, local.partial);
-    local.sum.add(local.partial);
+  run_pass(source, threads, [&] {
+    return tbb::make_filter<std::shared_ptr<const Block>, void>(tbb::filter_mode::parallel,
+                                                               [&](const std::shared_ptr<const Block>& block) {
+                                                                 if (!block) return;
+                                                                 Local& local = locals.local();
+                                                                 std::fill(local.partial.begin(), local.partial.end(), 0.0);
+                                                                 kernel(*block, local.partial);
+                                                                 local.sum.add(local.partial);
+                                                               });
   });
   ExactSum total(num_stats);
   for (const Local& local : locals) total.merge(local.sum);
   return total;
 }
 
+}  // namespace
+
+ExactSum reduce_local(io::BlockSource& source, std::size_t num_stats, int threads, const BlockKernel& kernel) {
+  return reduce_local_of(source, num_stats, threads, kernel);
+}
+
+ExactSum reduce_local(io::CountsSource& source, std::size_t num_stats, int threads, const CountsKernel& kernel) {
+  return reduce_local_of(source, num_stats, threads, kernel);
+}
+
+void for_each_block(io::CountsSource& source, int threads, const std::function<void(const io::CsrBlock&)>& visit) {
+  run_pass(source, threads, [&] {
+    return tbb::make_filter<std::shared_ptr<const io::CsrBlock>, void>(
+        tbb::filter_mode::parallel, [&](const std::shared_ptr<const io::CsrBlock>& b) {
+          if (b) visit(*b);
+        });
+  });
+}
+
 std::vector<double> reduce_global(const comm::Communicator& comm, io::BlockSource& source,
                                   std::size_t num_stats, int threads, const BlockKernel& kernel) {
+  ExactSum sum;
+  comm::run_agreed(comm, [&] { sum = reduce_local(source, num_stats, threads, kernel); });
+  comm.allreduce(sum);
+  return sum.values();
+}
+
+std::vector<double> reduce_global(const comm::Communicator& comm, io::CountsSource& source, std::size_t num_stats,
+                                  int threads, const CountsKernel& kernel) {
   ExactSum sum;
   comm::run_agreed(comm, [&] { sum = reduce_local(source, num_stats, threads, kernel); });
   comm.allreduce(sum);

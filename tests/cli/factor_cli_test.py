@@ -178,6 +178,17 @@ with tempfile.TemporaryDirectory() as d:
           f"select gmm by BIC picks K = {j['best_n_components']} (true 4) and writes every candidate")
     run(["select", "gmm", "--data", f"{d}/blobs", "--n-components", "2,x"], expect=64)
 
+    # Bernoulli mixture: values outside [0, 1] refused on 2 ranks (exit 65, file and row named,
+    # no output); a fit on binary data labels its clusters well and samples binary rows.
+    Xb = (X > X.mean(0)).astype(np.float64)
+    Xb[1500, 4] = 2.0
+    os.makedirs(f"{d}/bin")
+    write(f"{d}/bin/part-00000.h5", Xb[:1200])
+    write(f"{d}/bin/part-00001.h5", Xb[1200:])
+    r = run(["fit", "bmm", "--data", f"{d}/bin", "--output", f"{d}/bmm.h5", "--n-components", "2"], ranks=2, expect=65)
+    check("part-00001.h5" in r.stderr and "row 300, column 4" in r.stderr and not os.path.exists(f"{d}/bmm.h5"),
+          "bmm on a value outside [0, 1]: exit 65 naming file, row and column, no model")
+
     # Samples from the fitted FA have its covariance.
     run(["sample", "--model", f"{d}/fa.h5", "--n-samples", "40000", "--output", f"{d}/s.h5", "--seed", "3"])
     with h5py.File(f"{d}/s.h5") as f, h5py.File(f"{d}/fa.h5") as g:

@@ -102,6 +102,12 @@ TEST(Invariance, MakeData) {
       if (CounterRng(9, RngPurpose::kSample, 0, static_cast<std::uint64_t>(i * xm.cols() + j)).next_uniform() < 0.1)
         xm(i, j) = std::numeric_limits<double>::quiet_NaN();
   latent::testing::write_shards(invariance_dir() + "/data-missing", xm, {900, 1, 1100, 599});
+  // Binary features (x > column mean) for the Bernoulli mixture.
+  const RowVector mean = x.colwise().mean();
+  RowMatrix xb(x.rows(), x.cols());
+  for (Index i = 0; i < x.rows(); ++i)
+    for (Index j = 0; j < x.cols(); ++j) xb(i, j) = x(i, j) > mean[j] ? 1.0 : 0.0;
+  latent::testing::write_shards(invariance_dir() + "/data-binary", xb, {900, 1, 1100, 599});
 }
 
 TEST(Invariance, Fit) {
@@ -144,6 +150,12 @@ TEST(Invariance, Fit) {
              "--block-rows", "128"});
     run_cli({"impute", "--model", dir + "/" + tag + "-gmm-missing.h5", "--data", dir + "/data-missing", "--output",
              dir + "/" + tag + "-imputed.h5", "--overwrite", "--threads", threads, "--block-rows", "128"});
+    run_cli({"fit", "bmm", "--data", dir + "/data-binary", "--output", dir + "/" + tag + "-bmm.h5", "--overwrite",
+             "--n-components", "3", "--threads", threads, "--block-rows", "128", "--tol", "1e-8", "--seed", "2"});
+    run_cli({"fit", "mmm", "--data", dir + "/corpus", "--output", dir + "/" + tag + "-mmm.h5", "--overwrite",
+             "--n-components", "4", "--threads", threads, "--block-rows", "64", "--max-iter", "20", "--seed", "2"});
+    run_cli({"predict", "--model", dir + "/" + tag + "-mmm.h5", "--data", dir + "/corpus", "--output",
+             dir + "/" + tag + "-mmm-predict.h5", "--overwrite", "--proba", "--threads", threads, "--block-rows", "64"});
     // VAE: 7 micro-batches of 16 rows per step (short ones at shard ends, a 1-row shard),
     // minibatches in a shuffled order, a validation split with early-stopping bookkeeping,
     // clipping, learned variances.
@@ -170,6 +182,9 @@ TEST(Invariance, Compare) {
   models.push_back({"gmm-missing", {"weights", "means", "covariances", "history/objective"}});
   models.push_back({"outliers", {"log_likelihood", "outlier"}});
   models.push_back({"imputed", {"data"}});
+  models.push_back({"bmm", {"weights", "means", "history/objective"}});
+  models.push_back({"mmm", {"weights", "components", "history/objective"}});
+  models.push_back({"mmm-predict", {"labels", "proba"}});
   int compared = 0;
   for (const auto& [name, datasets] : models) {
     const io::H5Reader reference(dir + "/n1-t1-" + name + ".h5");
@@ -186,7 +201,7 @@ TEST(Invariance, Compare) {
         }
       }
   }
-  EXPECT_EQ(compared, 8 * (4 * 5 + 4 + 2 + 2 * 3 + 3 + 4 + 4 * 4 + 4 + 2 + 1));
+  EXPECT_EQ(compared, 8 * (4 * 5 + 4 + 2 + 2 * 3 + 3 + 4 + 4 * 4 + 4 + 2 + 1 + 3 + 3 + 2));
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "latent/io/h5_file.hpp"
 #include "latent/models/factor/factor.hpp"
 #include "latent/models/gmm/gmm.hpp"
+#include "latent/models/mixture/discrete.hpp"
 #include "latent/train/batch_em.hpp"
 
 namespace latent::models {
@@ -79,6 +80,12 @@ void save_kmeans(const RowMatrix& centers, double inertia, const FitRecord& reco
 /// Writes a PPCA or factor-analysis model file (/components L × D, /mean D,
 /// /noise_variance: D for fa, a 1-vector for ppca) atomically. Local.
 void save_factor(const FactorModel& model, const FitRecord& record, const std::string& path, bool overwrite);
+
+/// Writes a Bernoulli ("bmm": /weights K, /means K × D) or multinomial ("mmm": /weights K,
+/// /components K × V, rows summing to 1) mixture file atomically. Local.
+void save_discrete(const DiscreteMixture& model, const FitRecord& record, const std::string& path, bool overwrite);
+/// The parameters of a bmm/mmm model file. Local. Throws Error(kInput).
+DiscreteMixture load_discrete(const std::string& path);
 
 /// The parameters of a GMM model file (for warm starts: `fit gmm --init-model`). Local.
 Gmm load_gmm_parameters(const std::string& path);

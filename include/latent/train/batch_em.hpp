@@ -8,31 +8,38 @@
 
 #include "latent/comm/communicator.hpp"
 #include "latent/io/block_source.hpp"
+#include "latent/io/counts_dataset.hpp"
 #include "latent/train/checkpoint.hpp"
 
 namespace latent::train {
 
-/// What a model provides to the EM driver.
-class EmModel {
+/// One M-step's result: the objective evaluated in the E-step (for example the mean
+/// log-likelihood in nats per sample) and the convergence measure compared against tol.
+struct EmStep {
+  double objective = 0;
+  double change = 0;  ///< compared with tol in absolute value
+};
+
+/// What a model provides to the EM driver, for dense blocks (EmModel) or blocks of
+/// documents (CountsEmModel).
+template <class Block>
+class EmModelOf {
  public:
-  virtual ~EmModel() = default;
+  virtual ~EmModelOf() = default;
   /// Length of the flat statistics buffer.
   virtual std::size_t num_stats() const = 0;
   /// E-step on one block with the current parameters: adds the block's sufficient
   /// statistics and its objective contribution into `partial` (zeroed). Thread-safe (const).
-  virtual void e_step_block(const io::DenseBlock& block, std::span<double> partial) const = 0;
-  /// M-step from the global statistics. Returns the objective evaluated in the E-step
-  /// (for example the mean log-likelihood in nats per sample) and the convergence
-  /// measure compared against tol. Throws Error(kNumerical) on a degenerate solution.
-  struct Step {
-    double objective = 0;
-    double change = 0;  ///< compared with tol in absolute value
-  };
+  virtual void e_step_block(const Block& block, std::span<double> partial) const = 0;
+  /// M-step from the global statistics. Throws Error(kNumerical) on a degenerate solution.
+  using Step = EmStep;
   virtual Step m_step(std::span<const double> stats) = 0;
   /// Everything the next iteration depends on (parameters and the previous objective).
   virtual void save_state(TrainState& state) const = 0;
   virtual void load_state(const TrainState& state) = 0;
 };
+using EmModel = EmModelOf<io::DenseBlock>;
+using CountsEmModel = EmModelOf<io::CsrBlock>;
 
 struct EmOptions {
   int max_iter = 100;
@@ -68,6 +75,10 @@ using IterationHook = std::function<void(const EmResult&)>;
 /// kinds throw (exception in this rank's pass) and nan (NaN statistics).
 EmResult run_batch_em(const comm::Communicator& comm, io::BlockSource& source, Index num_samples,
                       EmModel& model, const EmOptions& options, const IterationObserver& observer,
+                      EmResult start = {}, const IterationHook& hook = {});
+/// The same over a rank's blocks of documents.
+EmResult run_batch_em(const comm::Communicator& comm, io::CountsSource& source, Index num_samples,
+                      CountsEmModel& model, const EmOptions& options, const IterationObserver& observer,
                       EmResult start = {}, const IterationHook& hook = {});
 
 /// EM history as checkpoint state ("<prefix>history" array, "<prefix>n_iter" and

@@ -10,6 +10,7 @@
 #include "latent/comm/communicator.hpp"
 #include "latent/core/exact_sum.hpp"
 #include "latent/io/block_source.hpp"
+#include "latent/io/counts_dataset.hpp"
 
 namespace latent::train {
 
@@ -31,6 +32,13 @@ void for_each_block_ordered(io::BlockSource& source, int threads,
 
 /// Rank-local exact sum of the kernel's statistics over the local blocks. Local.
 ExactSum reduce_local(io::BlockSource& source, std::size_t num_stats, int threads, const BlockKernel& kernel);
+
+/// The same passes over a rank's blocks of documents.
+using CountsKernel = std::function<void(const io::CsrBlock& block, std::span<double> partial)>;
+void for_each_block(io::CountsSource& source, int threads, const std::function<void(const io::CsrBlock&)>& visit);
+ExactSum reduce_local(io::CountsSource& source, std::size_t num_stats, int threads, const CountsKernel& kernel);
+std::vector<double> reduce_global(const comm::Communicator& comm, io::CountsSource& source, std::size_t num_stats,
+                                  int threads, const CountsKernel& kernel);
 
 /// Global statistics: reduce_local, then agreement on errors (every rank throws the same
 /// Error if any rank failed), then one allreduce of the exact cells. Collective.
