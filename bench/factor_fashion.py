@@ -17,8 +17,10 @@ What it measures (train: 60000 images, test: 10000; pixels in [0, 1]; one BLAS t
  (4) `latent select gmm --covariance-type diag --n-components 2,5,10,20,30,50` on train
      (10 % held out): BIC, AIC, held-out log-likelihood; plot bench/results/gmm_select_bic.png.
 
-How to run (binary built; ~20-30 minutes on 2 cores)
-  /usr/bin/python3 bench/factor_fashion.py [--parts 1,2,3,4] [--classes 0-9] [--threads 2]
+How to run (binary built; ~30 minutes on 2 cores). scikit-learn runs in this process: give it
+OpenBLAS (Debian's default reference BLAS makes its PCA/FactorAnalysis fits take many minutes):
+  LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-serial /usr/bin/python3 bench/factor_fashion.py \
+      [--parts 1,2,3,4] [--classes 0-9] [--threads 2]
   Results: bench/results/factor_fashion.json and bench/results/gmm_select_bic.png
 """
 from __future__ import annotations

@@ -14,6 +14,7 @@
 #include "latent/models/fitted_model.hpp"
 #include "latent/models/factor/factor_fit.hpp"
 #include "latent/models/gmm/gmm_fit.hpp"
+#include "latent/models/gmm/bgmm.hpp"
 #include "latent/models/mixture/discrete_fit.hpp"
 #include "latent/io/block_plan.hpp"
 #include "latent/models/kmeans/kmeans.hpp"
@@ -651,6 +652,78 @@ int fit_discrete(const std::vector<std::string>& args, const Context& ctx, model
   return 0;
 }
 
+int fit_bgmm(const std::vector<std::string>& args, const Context& ctx) {
+  CommonFit c;
+  models::BgmmConfig b;
+  std::string cov = "full";
+  po::options_description desc("latent fit bgmm options");
+  desc.add_options()
+      ("n-components", po::value(&b.n_components)->default_value(1), "upper bound on the number of components K")
+      ("covariance-type", po::value(&cov)->default_value("full"), "full | diag")
+      ("weight-concentration-prior-type", po::value(&b.weight_concentration_prior_type)->default_value("dirichlet_process"),
+       "dirichlet_process (stick-breaking) | dirichlet_distribution")
+      ("weight-concentration-prior", po::value(&b.weight_concentration_prior)->default_value(-1.0),
+       "gamma0 (default 1/K); small values leave more components empty")
+      ("mean-precision-prior", po::value(&b.mean_precision_prior)->default_value(-1.0), "beta0 (default 1)")
+      ("degrees-of-freedom-prior", po::value(&b.degrees_of_freedom_prior)->default_value(-1.0), "nu0 (default D)")
+      ("reg-covar", po::value(&b.reg_covar)->default_value(1e-6), "added to the diagonal of the covariance statistics")
+      ("tol", po::value(&b.tol)->default_value(1e-3), "stop when the lower bound per sample changes less (nats)")
+      ("max-iter", po::value(&b.max_iter)->default_value(100), "iterations")
+      ("init-params", po::value(&b.init_params)->default_value("kmeans"), "kmeans | random");
+  add_common(desc, c);
+  po::variables_map vm;
+  if (!parse(args, desc, vm, ctx, "latent fit bgmm --data DIR --output MODEL.h5 --n-components K [options]")) return 0;
+  if (!c.checkpoint.dir.empty()) throw_usage("fit bgmm does not checkpoint yet (its fits are short: rerun it)");
+  b.covariance_type = models::parse_covariance_type(cov);
+  b.seed = c.seed;
+  train::DataSummary summary;
+  std::unique_ptr<io::OutputLock> lock;
+  auto source = prepare(ctx, c, summary, lock, [&](train::EmMemoryInputs& m) {
+    const Index k = b.n_components, d = m.num_features;
+    const Index cov_doubles = b.covariance_type == models::CovarianceType::kFull ? k * d * d : k * d;
+    m.num_stats = 3 + k + k * d + cov_doubles + (b.covariance_type == models::CovarianceType::kFull ? d * d : 0);
+    m.parameter_doubles = 3 * (k + k * d + 2 * cov_doubles);
+    m.scratch_doubles = models::Gmm::kFullTileRows * (2 * d + 2 * k) + d * d;
+  });
+  b.threads = c.stream.threads;
+  nlohmann::json config{{"model", "bgmm"},
+                        {"n_components", b.n_components},
+                        {"covariance_type", cov},
+                        {"weight_concentration_prior_type", b.weight_concentration_prior_type},
+                        {"weight_concentration_prior", b.weight_concentration_prior},
+                        {"mean_precision_prior", b.mean_precision_prior},
+                        {"degrees_of_freedom_prior", b.degrees_of_freedom_prior},
+                        {"reg_covar", b.reg_covar},
+                        {"tol", b.tol},
+                        {"max_iter", b.max_iter},
+                        {"init_params", b.init_params},
+                        {"seed", c.seed},
+                        {"block_rows", c.stream.block_rows},
+                        {"data", c.data}};
+  IterationLog ilog(ctx, "bgmm", c.log_json, false);
+  const auto t0 = Clock::now();
+  models::BgmmFitResult fit = models::fit_bgmm(ctx.comm, *source, summary, b, ctx.log, ilog.observer());
+  const double total = std::chrono::duration<double>(Clock::now() - t0).count();
+  ilog.done(fit.em, total);
+  save_agreed(ctx, [&] {
+    models::save_gmm(fit.mixture, models::FitRecord{config.dump(), fit.em, summary.num_samples, c.data}, c.output,
+                     c.overwrite, "bgmm", [&](io::H5Writer& w) {
+                       w.write("weight_concentration", fit.weight_concentration);
+                       w.write("mean_precision", std::span<const double>(fit.mean_precision.data(),
+                                                                        static_cast<std::size_t>(fit.mean_precision.size())));
+                       w.write("degrees_of_freedom", std::span<const double>(fit.degrees_of_freedom.data(),
+                                                                            static_cast<std::size_t>(fit.degrees_of_freedom.size())));
+                     });
+  });
+  Index active = 0;
+  for (Index j = 0; j < fit.mixture.num_components(); ++j) active += fit.mixture.weights()[j] > 1e-2 ? 1 : 0;
+  ctx.log.info(fmt::format("{} after {} iterations, lower bound {:.6f} nats/sample, {} of {} components with weight > 0.01, "
+                           "{:.2f} s; wrote {}",
+                           fit.em.converged ? "converged" : "stopped", fit.em.n_iter, fit.em.objective, active,
+                           b.n_components, total, c.output));
+  return 0;
+}
+
 }  // namespace
 
 int cmd_fit(const std::vector<std::string>& args, const Context& ctx) {
@@ -662,15 +735,16 @@ int cmd_fit(const std::vector<std::string>& args, const Context& ctx) {
       {"vae", fit_vae},
       {"ppca", [](const auto& a, const Context& c) { return fit_factor(a, c, models::NoiseType::kIsotropic); }},
       {"fa", [](const auto& a, const Context& c) { return fit_factor(a, c, models::NoiseType::kDiagonal); }},
+      {"bgmm", fit_bgmm},
       {"bmm", [](const auto& a, const Context& c) { return fit_discrete(a, c, models::DiscreteKind::kBernoulli); }},
       {"mmm", [](const auto& a, const Context& c) { return fit_discrete(a, c, models::DiscreteKind::kMultinomial); }},
   };
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {
-    if (ctx.comm.is_root()) ctx.out << "Usage: latent fit MODEL [options]; MODEL is one of: gmm, kmeans, lda, vae, ppca, fa, bmm, mmm\n";
+    if (ctx.comm.is_root()) ctx.out << "Usage: latent fit MODEL [options]; MODEL is one of: gmm, bgmm, kmeans, lda, vae, ppca, fa, bmm, mmm\n";
     return args.empty() ? exit_code(ErrorKind::kUsage) : 0;
   }
   const auto it = models.find(args[0]);
-  if (it == models.end()) throw_usage("unknown model '" + args[0] + "' (available: gmm, kmeans, lda, vae, ppca, fa, bmm, mmm)");
+  if (it == models.end()) throw_usage("unknown model '" + args[0] + "' (available: gmm, bgmm, kmeans, lda, vae, ppca, fa, bmm, mmm)");
   return it->second(std::vector<std::string>(args.begin() + 1, args.end()), ctx);
 }
 

@@ -57,7 +57,7 @@ std::string fit_summary(const io::H5Reader& r) {
 class GmmModel final : public FittedModel {
  public:
   GmmModel(Gmm gmm, std::string summary) : gmm_(std::move(gmm)), summary_(std::move(summary)) {}
-  std::string name() const override { return "gmm"; }
+  std::string name() const override { return "gmm"; }  // also for bgmm files (their plug-in mixture)
   Index num_features() const override { return gmm_.num_features(); }
   Index num_components() const override { return gmm_.num_components(); }
   bool has_likelihood() const override { return true; }
@@ -323,6 +323,7 @@ FactorModel read_factor(const io::H5Reader& r, NoiseType noise) {
 const std::map<std::string, std::function<std::unique_ptr<FittedModel>(const io::H5Reader&)>>& loaders() {
   static const std::map<std::string, std::function<std::unique_ptr<FittedModel>(const io::H5Reader&)>> table{
       {"gmm", load_gmm},
+      {"bgmm", load_gmm},  // the plug-in mixture of the variational posterior
       {"kmeans", load_kmeans},
       {"bmm", [](const io::H5Reader& r) -> std::unique_ptr<FittedModel> {
          return std::make_unique<BmmFitted>(read_discrete(r), fit_summary(r));
@@ -339,9 +340,11 @@ const std::map<std::string, std::function<std::unique_ptr<FittedModel>(const io:
 
 }  // namespace
 
-void save_gmm(const Gmm& gmm, const FitRecord& record, const std::string& path, bool overwrite) {
+void save_gmm(const Gmm& gmm, const FitRecord& record, const std::string& path, bool overwrite, const std::string& model,
+              const std::function<void(io::H5Writer&)>& extra) {
   io::H5Writer w(path, overwrite);
-  write_fit_record(w, "gmm", record);
+  write_fit_record(w, model, record);
+  if (extra) extra(w);
   const Index k = gmm.num_components(), d = gmm.num_features();
   const auto shape = cov_shape(gmm.covariance_type(), k, d);
   w.write("weights", std::span<const double>(gmm.weights().data(), static_cast<std::size_t>(k)));

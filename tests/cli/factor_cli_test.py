@@ -189,6 +189,42 @@ with tempfile.TemporaryDirectory() as d:
     check("part-00001.h5" in r.stderr and "row 300, column 4" in r.stderr and not os.path.exists(f"{d}/bmm.h5"),
           "bmm on a value outside [0, 1]: exit 65 naming file, row and column, no model")
 
+    # Variational Bayesian GMM against scikit-learn's BayesianGaussianMixture started from the
+    # same responsibilities (latent's own k-means, which `fit bgmm` runs with the same seed):
+    # weights, means, concentrations and lower bound agree, for both weight priors and
+    # both covariance types; 3 of 8 components stay in use.
+    from sklearn.mixture import BayesianGaussianMixture
+    C = rng.normal(scale=8, size=(3, 4))
+    Xc = C[rng.choice(3, N, p=[.2, .3, .5])] + rng.normal(size=(N, 4)) * rng.uniform(0.5, 1.5, size=4)
+    os.makedirs(f"{d}/bg")
+    write(f"{d}/bg/part-00000.h5", Xc)
+    run(["fit", "kmeans", "--data", f"{d}/bg", "--output", f"{d}/km8.h5", "--n-clusters", "8"])
+    with h5py.File(f"{d}/km8.h5") as f:
+        centers = f["cluster_centers"][...]
+    R = np.eye(8)[((Xc[:, None, :] - centers[None]) ** 2).sum(-1).argmin(1)]
+
+    class SameStart(BayesianGaussianMixture):
+        def _initialize_parameters(self, X, random_state):
+            self._initialize(X, R)
+
+    for cov in ("full", "diag"):
+        for prior in ("dirichlet_process", "dirichlet_distribution"):
+            run(["fit", "bgmm", "--data", f"{d}/bg", "--output", f"{d}/bg.h5", "--overwrite", "--n-components", "8",
+                 "--covariance-type", cov, "--weight-concentration-prior-type", prior, "--tol", "1e-10",
+                 "--max-iter", "2000"], ranks=2)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                sk = SameStart(n_components=8, covariance_type=cov, weight_concentration_prior_type=prior, tol=1e-10,
+                               max_iter=2000).fit(Xc)
+            with h5py.File(f"{d}/bg.h5") as f:
+                ok = (np.abs(f["weights"][...] - sk.weights_).max() < 1e-8
+                      and np.abs(f["means"][...] - sk.means_).max() < 1e-5
+                      and np.abs(f["covariances"][...] - sk.covariances_).max() < 1e-5
+                      and abs(f.attrs["lower_bound"] * N - sk.lower_bound_) < 1e-6 * abs(sk.lower_bound_)
+                      and (f["weights"][...] > 0.01).sum() == 3)
+                check(ok, f"bgmm {cov}/{prior} = scikit-learn's BayesianGaussianMixture (lower bound "
+                          f"{f.attrs['lower_bound'] * N:.6f} vs {sk.lower_bound_:.6f})")
+
     # Samples from the fitted FA have its covariance.
     run(["sample", "--model", f"{d}/fa.h5", "--n-samples", "40000", "--output", f"{d}/s.h5", "--seed", "3"])
     with h5py.File(f"{d}/s.h5") as f, h5py.File(f"{d}/fa.h5") as g:

@@ -150,6 +150,8 @@ TEST(Invariance, Fit) {
              "--block-rows", "128"});
     run_cli({"impute", "--model", dir + "/" + tag + "-gmm-missing.h5", "--data", dir + "/data-missing", "--output",
              dir + "/" + tag + "-imputed.h5", "--overwrite", "--threads", threads, "--block-rows", "128"});
+    run_cli({"fit", "bgmm", "--data", dir + "/data", "--output", dir + "/" + tag + "-bgmm.h5", "--overwrite",
+             "--n-components", "6", "--threads", threads, "--block-rows", "128", "--tol", "1e-6", "--seed", "3"});
     run_cli({"fit", "bmm", "--data", dir + "/data-binary", "--output", dir + "/" + tag + "-bmm.h5", "--overwrite",
              "--n-components", "3", "--threads", threads, "--block-rows", "128", "--tol", "1e-8", "--seed", "2"});
     run_cli({"fit", "mmm", "--data", dir + "/corpus", "--output", dir + "/" + tag + "-mmm.h5", "--overwrite",
@@ -183,6 +185,7 @@ TEST(Invariance, Compare) {
   models.push_back({"outliers", {"log_likelihood", "outlier"}});
   models.push_back({"imputed", {"data"}});
   models.push_back({"bmm", {"weights", "means", "history/objective"}});
+  models.push_back({"bgmm", {"weights", "means", "covariances", "weight_concentration", "history/objective"}});
   models.push_back({"mmm", {"weights", "components", "history/objective"}});
   models.push_back({"mmm-predict", {"labels", "proba"}});
   int compared = 0;
@@ -201,7 +204,7 @@ TEST(Invariance, Compare) {
         }
       }
   }
-  EXPECT_EQ(compared, 8 * (4 * 5 + 4 + 2 + 2 * 3 + 3 + 4 + 4 * 4 + 4 + 2 + 1 + 3 + 3 + 2));
+  EXPECT_EQ(compared, 8 * (4 * 5 + 4 + 2 + 2 * 3 + 3 + 4 + 4 * 4 + 4 + 2 + 1 + 3 + 3 + 2 + 5));
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 /// the common root attributes `format_version`, `model`, `config` (JSON) and the fit
 /// history under `/history`.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -72,7 +73,10 @@ void write_fit_record(io::H5Writer& w, const std::string& model, const FitRecord
 
 /// Writes a GMM model file (/weights, /means, /covariances, /precisions_cholesky with
 /// scikit-learn's shapes) atomically. Local (call on one rank).
-void save_gmm(const Gmm& gmm, const FitRecord& record, const std::string& path, bool overwrite);
+/// `model` "bgmm" writes a variational mixture's plug-in parameters in the same layout, and
+/// `extra` adds its own datasets before the commit.
+void save_gmm(const Gmm& gmm, const FitRecord& record, const std::string& path, bool overwrite,
+              const std::string& model = "gmm", const std::function<void(io::H5Writer&)>& extra = {});
 /// Writes a k-means model file (/cluster_centers, K × D). Local.
 void save_kmeans(const RowMatrix& centers, double inertia, const FitRecord& record, const std::string& path,
                  bool overwrite);
