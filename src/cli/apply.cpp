@@ -114,6 +114,19 @@ void clustering_agreement(const std::map<std::pair<std::int64_t, std::int64_t>, 
   purity = n > 0 ? best / n : 0;
 }
 
+void add_agreement(const Context& ctx, const std::map<std::pair<std::int64_t, std::int64_t>, std::int64_t>& table,
+                   nlohmann::json& j) {
+  std::vector<std::int64_t> flat;
+  for (const auto& [key, count] : table) flat.insert(flat.end(), {key.first, key.second, count});
+  const auto all = ctx.comm.allgatherv(flat);
+  std::map<std::pair<std::int64_t, std::int64_t>, std::int64_t> global;
+  for (std::size_t i = 0; i + 2 < all.size(); i += 3) global[{all[i], all[i + 1]}] += all[i + 2];
+  double ari = 0, purity = 0;
+  clustering_agreement(global, ari, purity);
+  j["adjusted_rand_index"] = ari;
+  j["purity"] = purity;
+}
+
 int cmd_score(const std::vector<std::string>& args, const Context& ctx) {
   if (is_lda_model(args)) return score_lda(args, ctx);
   if (is_vae_model(args)) return score_vae(args, ctx);
@@ -181,17 +194,7 @@ int cmd_score(const std::vector<std::string>& args, const Context& ctx) {
     j["inertia"] = -totals[0];
     j["score"] = totals[0];
   }
-  if (labelled) {
-    std::vector<std::int64_t> flat;
-    for (const auto& [key, count] : table) flat.insert(flat.end(), {key.first, key.second, count});
-    const auto all = ctx.comm.allgatherv(flat);
-    std::map<std::pair<std::int64_t, std::int64_t>, std::int64_t> global;
-    for (std::size_t i = 0; i + 2 < all.size(); i += 3) global[{all[i], all[i + 1]}] += all[i + 2];
-    double ari = 0, purity = 0;
-    clustering_agreement(global, ari, purity);
-    j["adjusted_rand_index"] = ari;
-    j["purity"] = purity;
-  }
+  if (labelled) add_agreement(ctx, table, j);
   if (ctx.comm.is_root()) ctx.out << j.dump() << '\n';
   return 0;
 }

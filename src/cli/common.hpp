@@ -4,6 +4,8 @@
 #include <boost/program_options.hpp>
 #include <cstdint>
 #include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <memory>
 #include <ostream>
 #include <string>
@@ -129,6 +131,10 @@ int cmd_predict(const std::vector<std::string>& args, const Context& ctx);
 int cmd_sample(const std::vector<std::string>& args, const Context& ctx);
 int cmd_info(const std::vector<std::string>& args, const Context& ctx);
 int cmd_transform(const std::vector<std::string>& args, const Context& ctx);
+/// Adds adjusted_rand_index and purity of (predicted, true) label counts summed over the
+/// ranks to `j`. Collective (one allgather).
+void add_agreement(const Context& ctx, const std::map<std::pair<std::int64_t, std::int64_t>, std::int64_t>& table,
+                   nlohmann::json& j);
 /// score/predict/transform of a multinomial mixture on count data (mmm.cpp).
 int apply_mmm(const std::string& command, const std::vector<std::string>& args, const Context& ctx);
 int cmd_select(const std::vector<std::string>& args, const Context& ctx);

@@ -16,9 +16,6 @@
 
 namespace latent::cli {
 
-void clustering_agreement(const std::map<std::pair<std::int64_t, std::int64_t>, std::int64_t>& table, double& ari,
-                          double& purity);
-
 namespace {
 
 struct MmmApply {
@@ -115,17 +112,7 @@ int apply_mmm(const std::string& command, const std::vector<std::string>& args, 
                       "mean_log_likelihood: nats per document of log sum_k pi_k prod_w beta_kw^x_w, without the "
                       "multinomial coefficient (constant in the parameters); perplexity = exp(-total log-likelihood / "
                       "tokens)"}};
-    if (info.has_labels) {
-      std::vector<std::int64_t> flat;
-      for (const auto& [key, count] : table) flat.insert(flat.end(), {key.first, key.second, count});
-      const auto all = ctx.comm.allgatherv(flat);
-      std::map<std::pair<std::int64_t, std::int64_t>, std::int64_t> global;
-      for (std::size_t i = 0; i + 2 < all.size(); i += 3) global[{all[i], all[i + 1]}] += all[i + 2];
-      double ari = 0, purity = 0;
-      clustering_agreement(global, ari, purity);
-      j["adjusted_rand_index"] = ari;
-      j["purity"] = purity;
-    }
+    if (info.has_labels) add_agreement(ctx, table, j);
     if (ctx.comm.is_root()) ctx.out << j.dump() << '\n';
     return 0;
   }

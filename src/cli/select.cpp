@@ -163,6 +163,15 @@ int cmd_select(const std::vector<std::string>& args, const Context& ctx) {
   std::vector<std::unique_ptr<models::FittedModel>> fitted;
   std::vector<train::EmResult> ems;
   std::vector<double> seconds;
+  // Writes candidate n's model file as OUTPUT_DIR/MODEL-n.h5 on rank 0 (errors agreed).
+  const auto save = [&](const std::function<void(const std::string&)>& write, Index n) {
+    if (output_dir.empty()) return;
+    comm::run_agreed(ctx.comm, [&] {
+      if (!ctx.comm.is_root()) return;
+      std::filesystem::create_directories(output_dir);
+      write(output_dir + "/" + kind + "-" + std::to_string(n) + ".h5");
+    });
+  };
   for (const Index n : candidates) {
     const auto t0 = std::chrono::steady_clock::now();
     const Logger quiet = Logger::silent();
@@ -180,13 +189,9 @@ int cmd_select(const std::vector<std::string>& args, const Context& ctx) {
       models::GmmFitResult r = models::fit_gmm(ctx.comm, *train_source, summary, g, quiet, {});
       ems.push_back(r.em);
       fitted.push_back(models::make_fitted(r.model));
-      if (!output_dir.empty())
-        comm::run_agreed(ctx.comm, [&] {
-          if (!ctx.comm.is_root()) return;
-          std::filesystem::create_directories(output_dir);
-          models::save_gmm(r.model, models::FitRecord{"{}", r.em, summary.num_samples, data},
-                           output_dir + "/gmm-" + std::to_string(n) + ".h5", overwrite);
-        });
+      save([&](const std::string& path) {
+        models::save_gmm(r.model, models::FitRecord{"{}", r.em, summary.num_samples, data}, path, overwrite);
+      }, n);
     } else {
       models::FactorConfig f;
       f.n_components = n;
@@ -201,13 +206,9 @@ int cmd_select(const std::vector<std::string>& args, const Context& ctx) {
       models::FactorFitResult r = models::fit_factor(ctx.comm, *train_source, summary, f, quiet, {}, nullptr, scatter.get());
       ems.push_back(r.em);
       fitted.push_back(models::make_fitted(r.model));
-      if (!output_dir.empty())
-        comm::run_agreed(ctx.comm, [&] {
-          if (!ctx.comm.is_root()) return;
-          std::filesystem::create_directories(output_dir);
-          models::save_factor(r.model, models::FitRecord{"{}", r.em, summary.num_samples, data},
-                              output_dir + "/" + kind + "-" + std::to_string(n) + ".h5", overwrite);
-        });
+      save([&](const std::string& path) {
+        models::save_factor(r.model, models::FitRecord{"{}", r.em, summary.num_samples, data}, path, overwrite);
+      }, n);
     }
     seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     ctx.log.info(fmt::format("  {} = {:>4}: {} after {} iterations, {:.2f} s", kind == "gmm" ? "K" : "L", n,

@@ -54,6 +54,17 @@ std::string fit_summary(const io::H5Reader& r) {
   return s;
 }
 
+// The most probable component of every row.
+std::vector<std::int64_t> argmax_labels(const RowMatrix& resp) {
+  std::vector<std::int64_t> labels(static_cast<std::size_t>(resp.rows()));
+  for (Index i = 0; i < resp.rows(); ++i) {
+    Index best = 0;
+    resp.row(i).maxCoeff(&best);
+    labels[static_cast<std::size_t>(i)] = best;
+  }
+  return labels;
+}
+
 class GmmModel final : public FittedModel {
  public:
   GmmModel(Gmm gmm, std::string summary) : gmm_(std::move(gmm)), summary_(std::move(summary)) {}
@@ -66,12 +77,7 @@ class GmmModel final : public FittedModel {
   void predict_block(const RowMatrix& x, Vector& score, std::vector<std::int64_t>& labels, RowMatrix* proba) const override {
     RowMatrix resp;
     gmm_.e_step(x, score, resp);
-    labels.resize(static_cast<std::size_t>(x.rows()));
-    for (Index i = 0; i < x.rows(); ++i) {
-      Index best = 0;
-      resp.row(i).maxCoeff(&best);
-      labels[static_cast<std::size_t>(i)] = best;
-    }
+    labels = argmax_labels(resp);
     if (proba) *proba = std::move(resp);
   }
 
@@ -263,12 +269,7 @@ class BmmFitted final : public FittedModel {
     RowMatrix resp;
     m_.weighted_log_prob(x, resp);
     DiscreteMixture::normalize(resp, score);
-    labels.resize(static_cast<std::size_t>(x.rows()));
-    for (Index i = 0; i < x.rows(); ++i) {
-      Index best = 0;
-      resp.row(i).maxCoeff(&best);
-      labels[static_cast<std::size_t>(i)] = best;
-    }
+    labels = argmax_labels(resp);
     if (proba) *proba = std::move(resp);
   }
   RowMatrix sample(Index first, Index n, std::uint64_t seed, std::vector<std::int64_t>& labels) const override {

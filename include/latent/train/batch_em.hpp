@@ -86,4 +86,20 @@ EmResult run_batch_em(const comm::Communicator& comm, io::CountsSource& source, 
 void save_history(const EmResult& result, TrainState& state, const std::string& prefix = "");
 EmResult load_history(const TrainState& state, const std::string& prefix = "");
 
+/// The usual hook: at each iteration boundary `control` checkpoints the model's state
+/// (save_state) with the history as run `run`, and honours stop signals. Empty without
+/// control. `model` must outlive the hook.
+template <class Model>
+IterationHook checkpoint_hook(FitControl* control, const Model& model, std::int64_t run = 0) {
+  if (!control) return {};
+  return [control, &model, run](const EmResult& so_far) {
+    control->boundary(run, so_far.n_iter, [&] {
+      TrainState s;
+      model.save_state(s);
+      save_history(so_far, s);
+      return s;
+    });
+  };
+}
+
 }  // namespace latent::train

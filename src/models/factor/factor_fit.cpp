@@ -249,16 +249,7 @@ FactorFitResult fit_factor(const comm::Communicator& comm, io::BlockSource& sour
     em.load_state(*resumed);
     result = train::load_history(*resumed);
   }
-  train::IterationHook hook;
-  if (control)
-    hook = [&](const train::EmResult& so_far) {
-      control->boundary(0, so_far.n_iter, [&] {
-        train::TrainState s;
-        em.save_state(s);
-        train::save_history(so_far, s);
-        return s;
-      });
-    };
+  const train::IterationHook hook = train::checkpoint_hook(control, em);
   log.info(fmt::format("{}: {} components, solver {}", model_name(c.noise), l, solver));
   if (solver == "streaming") {
     result = train::run_batch_em(comm, source, summary.num_samples, em, {c.max_iter, c.tol, c.threads}, observer,

@@ -7,7 +7,6 @@
 #include <fmt/format.h>
 
 #include "latent/core/error.hpp"
-#include "latent/core/rng.hpp"
 #include "latent/models/factor/factor_fit.hpp"
 #include "latent/models/kmeans/kmeans.hpp"
 #include "latent/models/lda/lda.hpp"
@@ -220,12 +219,7 @@ BgmmFitResult fit_bgmm(const comm::Communicator& comm, io::BlockSource& source, 
   // Initial responsibilities: k-means (hard) or uniform random, then an M-step.
   KmeansResult km;
   if (c.init_params == "kmeans") {
-    KmeansConfig kc;
-    kc.n_clusters = k;
-    kc.seed = c.seed;
-    kc.threads = c.threads;
-    log.info("initialising with k-means (k-means|| seeding, then Lloyd)");
-    km = fit_kmeans(comm, source, summary.num_samples, summary.variance.mean(), kc, log, {});
+    km = initial_kmeans(comm, source, summary.num_samples, summary.variance.mean(), k, c.seed, c.threads, log);
   } else if (c.init_params != "random") {
     throw_usage("invalid --init-params '" + c.init_params + "' for bgmm (kmeans or random)");
   }
@@ -235,23 +229,8 @@ BgmmFitResult fit_bgmm(const comm::Communicator& comm, io::BlockSource& source, 
   acc.set_component_shift(shift);
   const Vector norms = km.centers.rowwise().squaredNorm();
   std::vector<double> stats = train::reduce_global(comm, source, model.num_stats(), c.threads, [&](const io::DenseBlock& b, std::span<double> p) {
-    RowMatrix resp;
-    if (c.init_params == "kmeans") {
-      RowMatrix dist;
-      squared_distances(b.x, km.centers, norms, dist);
-      std::vector<Index> labels;
-      Vector min_d;
-      nearest_centers(dist, labels, min_d);
-      resp = RowMatrix::Zero(b.x.rows(), k);
-      for (Index i = 0; i < b.x.rows(); ++i) resp(i, labels[static_cast<std::size_t>(i)]) = 1.0;
-    } else {
-      resp.resize(b.x.rows(), k);
-      for (Index i = 0; i < b.x.rows(); ++i) {
-        CounterRng rng(c.seed, RngPurpose::kRandomInit, 0, static_cast<std::uint64_t>(b.ref.global_row_begin + i));
-        for (Index j = 0; j < k; ++j) resp(i, j) = rng.next_uniform();
-        resp.row(i) /= resp.row(i).sum();
-      }
-    }
+    const RowMatrix resp = c.init_params == "kmeans" ? hard_responsibilities(b.x, km.centers, norms)
+                                                     : random_responsibilities(b.x.rows(), b.ref.global_row_begin, k, c.seed);
     acc.accumulate(b.x, resp, p);
   });
   model.shift_ = shift;

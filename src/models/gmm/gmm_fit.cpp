@@ -80,22 +80,11 @@ Gmm make_initial(const comm::Communicator& comm, io::BlockSource& source, const 
     if (c.covariance_type == CovarianceType::kFull) gmm.set_component_shift(km.centers);
     const Vector norms = km.centers.rowwise().squaredNorm();
     initialise_from_resp(comm, source, gmm, c.threads, [&](const io::DenseBlock& b, RowMatrix& resp) {
-      RowMatrix dist;
-      squared_distances(fill_nan(b.x), km.centers, norms, dist);
-      std::vector<Index> labels;
-      Vector min_d;
-      nearest_centers(dist, labels, min_d);
-      resp = RowMatrix::Zero(b.x.rows(), k);
-      for (Index i = 0; i < b.x.rows(); ++i) resp(i, labels[static_cast<std::size_t>(i)]) = 1.0;
+      resp = hard_responsibilities(fill_nan(b.x), km.centers, norms);
     });
   } else if (c.init_params == "random") {
     initialise_from_resp(comm, source, gmm, c.threads, [&](const io::DenseBlock& b, RowMatrix& resp) {
-      resp.resize(b.x.rows(), k);
-      for (Index i = 0; i < b.x.rows(); ++i) {
-        CounterRng rng(seed, RngPurpose::kRandomInit, 0, static_cast<std::uint64_t>(b.ref.global_row_begin + i));
-        for (Index j = 0; j < k; ++j) resp(i, j) = rng.next_uniform();
-        resp.row(i) /= resp.row(i).sum();
-      }
+      resp = random_responsibilities(b.x.rows(), b.ref.global_row_begin, k, seed);
     });
   } else if (c.init_params == "k-means++" || c.init_params == "random_from_data") {
     // As scikit-learn: responsibilities concentrated on K chosen rows, so the means are

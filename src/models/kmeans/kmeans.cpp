@@ -340,4 +340,35 @@ KmeansResult fit_kmeans(const comm::Communicator& comm, io::BlockSource& source,
   return best;
 }
 
+KmeansResult initial_kmeans(const comm::Communicator& comm, io::BlockSource& source, Index num_samples,
+                            double mean_variance, Index k, std::uint64_t seed, int threads, const Logger& log) {
+  KmeansConfig kc;
+  kc.n_clusters = k;
+  kc.seed = seed;
+  kc.threads = threads;
+  log.info("initialising with k-means (k-means|| seeding, then Lloyd)");
+  return fit_kmeans(comm, source, num_samples, mean_variance, kc, log, {});
+}
+
+RowMatrix hard_responsibilities(const Eigen::Ref<const RowMatrix>& x, const RowMatrix& centers, const Vector& center_sq_norms) {
+  RowMatrix dist;
+  squared_distances(x, centers, center_sq_norms, dist);
+  std::vector<Index> labels;
+  Vector min_d;
+  nearest_centers(dist, labels, min_d);
+  RowMatrix resp = RowMatrix::Zero(x.rows(), centers.rows());
+  for (Index i = 0; i < x.rows(); ++i) resp(i, labels[static_cast<std::size_t>(i)]) = 1.0;
+  return resp;
+}
+
+RowMatrix random_responsibilities(Index rows, Index first_global_row, Index k, std::uint64_t seed) {
+  RowMatrix resp(rows, k);
+  for (Index i = 0; i < rows; ++i) {
+    CounterRng rng(seed, RngPurpose::kRandomInit, 0, static_cast<std::uint64_t>(first_global_row + i));
+    for (Index j = 0; j < k; ++j) resp(i, j) = rng.next_uniform();
+    resp.row(i) /= resp.row(i).sum();
+  }
+  return resp;
+}
+
 }  // namespace latent::models

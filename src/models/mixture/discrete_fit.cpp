@@ -52,16 +52,6 @@ class MmmEm final : public train::CountsEmModel {
   DiscreteEm em_;
 };
 
-RowMatrix random_resp(Index rows, Index first_row, Index k, std::uint64_t seed) {
-  RowMatrix resp(rows, k);
-  for (Index i = 0; i < rows; ++i) {
-    CounterRng rng(seed, RngPurpose::kRandomInit, 0, static_cast<std::uint64_t>(first_row + i));
-    for (Index j = 0; j < k; ++j) resp(i, j) = rng.next_uniform();
-    resp.row(i) /= resp.row(i).sum();
-  }
-  return resp;
-}
-
 void check_config(const DiscreteConfig& c, Index n) {
   if (c.n_components < 1) throw_usage("--n-components must be at least 1");
   if (c.n_components > n)
@@ -74,18 +64,9 @@ template <class Source, class Model>
 train::EmResult run(const comm::Communicator& comm, Source& source, Index n, Model& em, const DiscreteConfig& c,
                     const train::IterationObserver& observer, train::FitControl* control,
                     const std::optional<train::TrainState>& resumed) {
-  train::IterationHook hook;
-  if (control)
-    hook = [&](const train::EmResult& so_far) {
-      control->boundary(0, so_far.n_iter, [&] {
-        train::TrainState s;
-        em.save_state(s);
-        train::save_history(so_far, s);
-        return s;
-      });
-    };
   return train::run_batch_em(comm, source, n, em, {c.max_iter, c.tol, c.threads}, observer,
-                             resumed ? train::load_history(*resumed) : train::EmResult{}, hook);
+                             resumed ? train::load_history(*resumed) : train::EmResult{},
+                             train::checkpoint_hook(control, em));
 }
 
 }  // namespace
@@ -116,30 +97,16 @@ DiscreteFitResult fit_bmm(const comm::Communicator& comm, io::BlockSource& sourc
   } else {
     KmeansResult km;
     if (c.init_params == "kmeans") {
-      KmeansConfig kc;
-      kc.n_clusters = k;
-      kc.seed = c.seed;
-      kc.threads = c.threads;
-      log.info("initialising with k-means (k-means|| seeding, then Lloyd)");
-      km = fit_kmeans(comm, source, summary.num_samples, summary.variance.mean(), kc, log, {});
+      km = initial_kmeans(comm, source, summary.num_samples, summary.variance.mean(), k, c.seed, c.threads, log);
     } else if (c.init_params != "random") {
       throw_usage("invalid --init-params '" + c.init_params + "' for bmm (choose kmeans or random)");
     }
     const Vector norms = km.centers.rowwise().squaredNorm();
     const std::vector<double> stats =
         train::reduce_global(comm, source, em.num_stats(), c.threads, [&](const io::DenseBlock& b, std::span<double> p) {
-          RowMatrix resp;
-          if (c.init_params == "kmeans") {
-            RowMatrix dist;
-            squared_distances(b.x, km.centers, norms, dist);
-            std::vector<Index> labels;
-            Vector min_d;
-            nearest_centers(dist, labels, min_d);
-            resp = RowMatrix::Zero(b.x.rows(), k);
-            for (Index i = 0; i < b.x.rows(); ++i) resp(i, labels[static_cast<std::size_t>(i)]) = 1.0;
-          } else {
-            resp = random_resp(b.x.rows(), b.ref.global_row_begin, k, c.seed);
-          }
+          const RowMatrix resp = c.init_params == "kmeans"
+                                     ? hard_responsibilities(b.x, km.centers, norms)
+                                     : random_responsibilities(b.x.rows(), b.ref.global_row_begin, k, c.seed);
           em.em().accumulate(b.x, resp, p);
         });
     // A component that k-means left empty keeps the smoothed data mean.
@@ -167,7 +134,7 @@ DiscreteFitResult fit_mmm(const comm::Communicator& comm, io::CountsSource& sour
   } else {
     const std::vector<double> stats =
         train::reduce_global(comm, source, em.num_stats(), c.threads, [&](const io::CsrBlock& b, std::span<double> p) {
-          em.em().accumulate(b, random_resp(b.num_rows(), b.ref.global_row_begin, k, c.seed), p);
+          em.em().accumulate(b, random_responsibilities(b.num_rows(), b.ref.global_row_begin, k, c.seed), p);
         });
     em.em().model().set_parameters(RowVector::Constant(k, 1.0 / static_cast<double>(k)),
                                    RowMatrix::Constant(k, v, 1.0 / static_cast<double>(v)));

@@ -22,6 +22,12 @@ void squared_distances(const Eigen::Ref<const RowMatrix>& x, const RowMatrix& ce
 /// Index of the nearest center per row (lowest index on ties) and the squared distance.
 void nearest_centers(const RowMatrix& sq_dist, std::vector<Index>& labels, Vector& min_sq_dist);
 
+/// Initial responsibilities of mixtures (B × K): one-hot on the nearest center ("kmeans"
+/// initialisation), or uniform draws normalised per row, keyed by (seed, global row)
+/// ("random", scikit-learn's init_params='random'). Thread-safe.
+RowMatrix hard_responsibilities(const Eigen::Ref<const RowMatrix>& x, const RowMatrix& centers, const Vector& center_sq_norms);
+RowMatrix random_responsibilities(Index rows, Index first_global_row, Index k, std::uint64_t seed);
+
 /// The Lloyd step as an EmModel. Statistics: [inertia, counts (K), sums (K × D)].
 /// Objective: inertia (sum of squared distances, squared data units) of the centers used
 /// in the E-step; change: sum of squared center shifts divided by the mean feature
@@ -93,5 +99,10 @@ KmeansResult fit_kmeans(const comm::Communicator& comm, io::BlockSource& source,
 
 /// Inertia of `centers` over the data. Collective.
 double kmeans_inertia(const comm::Communicator& comm, io::BlockSource& source, const RowMatrix& centers, int threads);
+
+/// The k-means a mixture starts from: k-means|| seeding and Lloyd with the defaults of
+/// KmeansConfig for K clusters and this seed, logged on one line. Collective.
+KmeansResult initial_kmeans(const comm::Communicator& comm, io::BlockSource& source, Index num_samples,
+                            double mean_variance, Index k, std::uint64_t seed, int threads, const Logger& log);
 
 }  // namespace latent::models
