@@ -78,35 +78,50 @@ void FactorModel::infer(const ConstRows& x, Vector& log_prob, RowMatrix* latent_
       if (latent_mean) latent_mean->row(row) = ez.row(static_cast<Index>(i));
     }
   }
-  // Rows with missing values: M_o = M − W_m Ψ_m⁻¹ W_mᵀ, one Cholesky each.
-  RowMatrix m_o(l_, l_);
-  Vector v(l_);
+  // Rows with missing values: one posterior each.
+  Vector ez;
+  std::vector<Index> missing;
   for (const Index row : partial) {
-    m_o = m_;
-    v.setZero();
-    Index n_obs = 0;
-    double quad = 0, sum_log_psi = 0;
-    for (Index j = 0; j < d_; ++j) {
-      const double xj = x(row, j);
-      if (std::isnan(xj)) {
-        m_o.noalias() -= w_inv_psi_.col(j) * w_.col(j).transpose();
-      } else {
-        const double rj = xj - mean_[j];
-        v.noalias() += w_inv_psi_.col(j) * rj;
-        quad += rj * rj * inv_psi_[j];
-        sum_log_psi += std::log(psi_[j]);
-        ++n_obs;
-      }
-    }
-    const Eigen::LLT<Eigen::MatrixXd> llt(m_o);
-    const Vector ez = llt.solve(v);
-    const double log_det = 2.0 * llt.matrixLLT().diagonal().array().log().sum();
-    log_prob[row] = n_obs == 0 ? 0.0 : -0.5 * (static_cast<double>(n_obs) * log2pi + log_det + sum_log_psi + quad - ez.dot(v));
+    log_prob[row] = missing_row_posterior(x.row(row), missing, ez, nullptr);
     if (latent_mean) latent_mean->row(row) = ez.transpose();
     if (imputed)
-      for (Index j = 0; j < d_; ++j)
-        if (std::isnan(x(row, j))) (*imputed)(row, j) = mean_[j] + w_.col(j).dot(ez);
+      for (const Index j : missing) (*imputed)(row, j) = mean_[j] + w_.col(j).dot(ez);
   }
+}
+
+double FactorModel::missing_row_posterior(const Eigen::Ref<const RowVector>& x, std::vector<Index>& missing, Vector& ez,
+                                          RowMatrix* cov) const {
+  // M_o = M − W_m Ψ_m⁻¹ W_mᵀ as one GEMM over the gathered missing columns; v = W_o Ψ_o⁻¹ r_o.
+  missing.clear();
+  RowVector r(d_);
+  double quad = 0, sum_log_psi = 0;
+  for (Index j = 0; j < d_; ++j) {
+    if (std::isnan(x[j])) {
+      missing.push_back(j);
+      r[j] = 0;
+    } else {
+      r[j] = x[j] - mean_[j];
+      quad += r[j] * r[j] * inv_psi_[j];
+      sum_log_psi += std::log(psi_[j]);
+    }
+  }
+  const Index nm = static_cast<Index>(missing.size());
+  RowMatrix m_o = m_;
+  if (nm > 0) {
+    RowMatrix wm(l_, nm), wm_psi(l_, nm);
+    for (Index a = 0; a < nm; ++a) {
+      wm.col(a) = w_.col(missing[static_cast<std::size_t>(a)]);
+      wm_psi.col(a) = w_inv_psi_.col(missing[static_cast<std::size_t>(a)]);
+    }
+    m_o.noalias() -= wm_psi * wm.transpose();
+  }
+  const Vector v = w_inv_psi_ * r.transpose();
+  const Eigen::LLT<Eigen::MatrixXd> llt(m_o);
+  ez = llt.solve(v);
+  if (cov) *cov = llt.solve(Eigen::MatrixXd::Identity(l_, l_));
+  if (nm == d_) return 0.0;
+  const double log_det = 2.0 * llt.matrixLLT().diagonal().array().log().sum();
+  return -0.5 * (static_cast<double>(d_ - nm) * std::log(2.0 * std::numbers::pi) + log_det + sum_log_psi + quad - ez.dot(v));
 }
 
 RowMatrix FactorModel::sample(Index first, Index count, std::uint64_t seed) const {

@@ -36,14 +36,12 @@ class FactorEm final : public train::EmModel {
     Eigen::Map<RowMatrix> acc_a(partial.data() + 2, a, a), acc_b(partial.data() + 2 + a * a, d_, a);
     Eigen::Map<RowVector> acc_c(partial.data() + 2 + a * a + d_ * a, d_);
     const RowMatrix xt = block.x.rowwise() - center_;
-    Vector log_prob;
-    RowMatrix ez;
-    model_.infer(xt, log_prob, &ez, nullptr);
-    partial[0] = log_prob.sum();
-    partial[1] = static_cast<double>(xt.rows());
-    std::vector<Index> complete, missing;
-    for (Index i = 0; i < xt.rows(); ++i) (xt.row(i).array().isNaN().any() ? missing : complete).push_back(i);
-    if (missing.empty()) {
+    if (!xt.hasNaN()) {
+      Vector log_prob;
+      RowMatrix ez;
+      model_.infer(xt, log_prob, &ez, nullptr);
+      partial[0] = log_prob.sum();
+      partial[1] = static_cast<double>(xt.rows());
       acc_a.topLeftCorner(l_, l_).noalias() = ez.transpose() * ez;
       acc_a.topLeftCorner(l_, l_) += static_cast<double>(xt.rows()) * model_.m_inverse();
       const RowVector sz = ez.colwise().sum();
@@ -55,39 +53,40 @@ class FactorEm final : public train::EmModel {
       acc_c = xt.array().square().colwise().sum().matrix();
       return;
     }
-    // Rows with missing values, one at a time: E[z̃z̃ᵀ] from the posterior given x_o,
-    // and for a missing x_d: E[x_d z̃ᵀ] = w̃_d E[z̃z̃ᵀ], E[x_d²] = w̃_d E[z̃z̃ᵀ] w̃_dᵀ + ψ_d.
+    // Row by row: G = E[z̃z̃ᵀ | x_o]; an observed x_d adds x_d [E[z]; 1] to B_d and x_d² to
+    // C_d; a missing one adds E[x_d z̃ᵀ] = w̃_d G and E[x_d²] = w̃_d G w̃_dᵀ + ψ_d (the
+    // missing columns of W̃ gathered, so both are one GEMM per row).
     RowMatrix wt(a, d_);
     wt.topRows(l_) = model_.components();
     wt.row(l_) = model_.mean();
-    RowMatrix g(a, a), m_o(l_, l_);
+    RowMatrix g(a, a), cov, wm, wg;
+    Vector ez;
+    std::vector<Index> missing;
+    partial[1] = static_cast<double>(xt.rows());
     for (Index i = 0; i < xt.rows(); ++i) {
-      const bool has_missing = xt.row(i).array().isNaN().any();
-      g.setZero();
-      if (has_missing) {
-        m_o = model_.m_matrix();
-        for (Index j = 0; j < d_; ++j)
-          if (std::isnan(xt(i, j))) m_o.noalias() -= model_.components_over_noise().col(j) * model_.components().col(j).transpose();
-        g.topLeftCorner(l_, l_) = Eigen::LLT<Eigen::MatrixXd>(m_o).solve(Eigen::MatrixXd::Identity(l_, l_));
-      } else {
-        g.topLeftCorner(l_, l_) = model_.m_inverse();
-      }
-      g.topLeftCorner(l_, l_).noalias() += ez.row(i).transpose() * ez.row(i);
-      g.block(0, l_, l_, 1) = ez.row(i).transpose();
-      g.block(l_, 0, 1, l_) = ez.row(i);
+      partial[0] += model_.missing_row_posterior(xt.row(i), missing, ez, &cov);
+      g.topLeftCorner(l_, l_) = cov;
+      g.topLeftCorner(l_, l_).noalias() += ez * ez.transpose();
+      g.block(0, l_, l_, 1) = ez;
+      g.block(l_, 0, 1, l_) = ez.transpose();
       g(l_, l_) = 1.0;
       acc_a += g;
       for (Index j = 0; j < d_; ++j) {
         const double x = xt(i, j);
-        if (std::isnan(x)) {
-          const RowVector wg = wt.col(j).transpose() * g;
-          acc_b.row(j) += wg;
-          acc_c[j] += wg.dot(wt.col(j).transpose()) + model_.noise_variance()[j];
-        } else {
-          acc_b.row(j).head(l_) += x * ez.row(i);
-          acc_b(j, l_) += x;
-          acc_c[j] += x * x;
-        }
+        if (std::isnan(x)) continue;
+        acc_b.row(j).head(l_).noalias() += x * ez.transpose();
+        acc_b(j, l_) += x;
+        acc_c[j] += x * x;
+      }
+      const Index nm = static_cast<Index>(missing.size());
+      if (nm == 0) continue;
+      wm.resize(nm, a);
+      for (Index k = 0; k < nm; ++k) wm.row(k) = wt.col(missing[static_cast<std::size_t>(k)]).transpose();
+      wg.noalias() = wm * g;  // |m| × (L+1): rows w̃_d G
+      for (Index k = 0; k < nm; ++k) {
+        const Index j = missing[static_cast<std::size_t>(k)];
+        acc_b.row(j) += wg.row(k);
+        acc_c[j] += wg.row(k).dot(wm.row(k)) + model_.noise_variance()[j];
       }
     }
   }

@@ -11,6 +11,7 @@
 /// observed set o uses W_o, Ψ_o and M_o = I + W_o Ψ_o⁻¹ W_oᵀ.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "latent/core/types.hpp"
 
@@ -42,6 +43,12 @@ class FactorModel {
   /// FactorAnalysis.transform) and x with every NaN replaced by E[x_m | x_o] = μ_m +
   /// W_mᵀ E[z | x_o] (B × D). Thread-safe.
   void infer(const ConstRows& x, Vector& log_prob, RowMatrix* latent_mean, RowMatrix* imputed) const;
+
+  /// One row x (D, NaN = missing): fills `missing` with its missing coordinates, E[z | x_o]
+  /// (L) and, if cov is not null, Cov[z | x_o] = M_o⁻¹ (L × L); returns log p(x_o) (0 if
+  /// nothing is observed). O(|m| L² + D L + L³). Thread-safe.
+  double missing_row_posterior(const Eigen::Ref<const RowVector>& x, std::vector<Index>& missing, Vector& ez,
+                               RowMatrix* cov) const;
 
   /// Draws first .. first+count-1 (count × D); draw i is a pure function of (seed, i).
   RowMatrix sample(Index first, Index count, std::uint64_t seed) const;
