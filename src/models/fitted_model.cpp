@@ -81,7 +81,7 @@ class GmmModel final : public FittedModel {
     if (proba) *proba = std::move(resp);
   }
 
-  bool handles_missing() const override { return gmm_.handles_missing(); }
+  bool handles_missing() const override { return true; }  // every covariance type (gmm.hpp)
   void impute_block(const RowMatrix& x, RowMatrix& out) const override { gmm_.impute(x, out); }
 
   RowMatrix sample(Index first, Index n, std::uint64_t seed, std::vector<std::int64_t>& labels) const override {

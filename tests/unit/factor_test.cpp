@@ -301,6 +301,44 @@ TEST(GmmMissing, ObservedDensityImputationAndMonotoneEm) {
   }
   Gmm full(k, d, CovarianceType::kFull, 1e-6);
   EXPECT_FALSE(full.handles_missing());
+  // Full covariances: scoring and imputing rows with NaN (not fitting) through Σ_oo.
+  {
+    RowMatrix covs(k * d, d);
+    for (Index c = 0; c < k; ++c) {
+      RowMatrix a = RowMatrix::Random(d, d);
+      covs.middleRows(c * d, d) = a * a.transpose() + RowMatrix::Identity(d, d);
+    }
+    full.set_parameters((RowVector(3) << 0.2, 0.3, 0.5).finished(), means, covs);
+    Vector flp;
+    RowMatrix fresp, fimp;
+    full.e_step(x, flp, fresp);
+    full.impute(x, fimp);
+    for (Index i = 0; i < x.rows(); ++i) {
+      RowVector lk(k);
+      RowMatrix cond(k, d);
+      std::vector<Index> o, mi;
+      for (Index j = 0; j < d; ++j) (std::isnan(x(i, j)) ? mi : o).push_back(j);
+      for (Index c = 0; c < k; ++c) {
+        const Eigen::MatrixXd cv = covs.middleRows(c * d, d);
+        lk[c] = std::log(full.weights()[c]) + (o.empty() ? 0.0 : dense_log_density(x.row(i), means.row(c), cv));
+        Eigen::MatrixXd soo(o.size(), o.size()), smo(mi.size(), o.size());
+        Eigen::VectorXd r(o.size());
+        for (std::size_t a = 0; a < o.size(); ++a) {
+          r[static_cast<Index>(a)] = x(i, o[a]) - means(c, o[a]);
+          for (std::size_t e = 0; e < o.size(); ++e) soo(static_cast<Index>(a), static_cast<Index>(e)) = cv(o[a], o[e]);
+          for (std::size_t e = 0; e < mi.size(); ++e) smo(static_cast<Index>(e), static_cast<Index>(a)) = cv(mi[e], o[a]);
+        }
+        const Eigen::VectorXd f = smo * soo.inverse() * r;
+        for (std::size_t e = 0; e < mi.size(); ++e) cond(c, mi[e]) = means(c, mi[e]) + f[static_cast<Index>(e)];
+      }
+      const double mx = lk.maxCoeff();
+      const double ref = mx + std::log((lk.array() - mx).exp().sum());
+      EXPECT_NEAR(flp[i], ref, 1e-9 * std::abs(ref)) << "row " << i;
+      const RowVector r = (lk.array() - ref).exp().matrix();
+      for (const Index j : mi) EXPECT_NEAR(fimp(i, j), r.dot(cond.col(j)), 1e-9);
+      for (const Index j : o) EXPECT_EQ(fimp(i, j), x(i, j));
+    }
+  }
 
   // EM on data with missing values never lowers the observed-data likelihood.
   TempDir dir("gmm-miss");

@@ -203,9 +203,60 @@ bool Gmm::handles_missing() const noexcept {
   return type_ == CovarianceType::kDiag || type_ == CovarianceType::kSpherical;
 }
 
+void Gmm::missing_rows_dense(const ConstRows& x, RowMatrix& resp, Vector* lpn, RowMatrix* imputed) const {
+  // full/tied: per row and component, the marginal N(x_o | μ_o, Σ_oo) and the conditional
+  // mean μ_m + Σ_mo Σ_oo⁻¹ (x_o − μ_o); O(K |o|³) per row.
+  const Index b = x.rows();
+  resp.resize(b, k_);
+  RowMatrix cond;
+  if (imputed) {
+    *imputed = x;
+    cond.resize(k_, d_);
+  }
+  std::vector<Index> o, m;
+  for (Index i = 0; i < b; ++i) {
+    o.clear();
+    m.clear();
+    for (Index j = 0; j < d_; ++j) (std::isnan(x(i, j)) ? m : o).push_back(j);
+    const Index no = static_cast<Index>(o.size()), nm = static_cast<Index>(m.size());
+    for (Index c = 0; c < k_; ++c) {
+      const auto cov = type_ == CovarianceType::kFull ? covariances_.middleRows(c * d_, d_) : covariances_.middleRows(0, d_);
+      Eigen::MatrixXd soo(no, no), smo(nm, no);
+      Eigen::VectorXd r(no);
+      for (Index a = 0; a < no; ++a) {
+        r[a] = x(i, o[static_cast<std::size_t>(a)]) - means_(c, o[static_cast<std::size_t>(a)]);
+        for (Index e = 0; e < no; ++e) soo(a, e) = cov(o[static_cast<std::size_t>(a)], o[static_cast<std::size_t>(e)]);
+        for (Index e = 0; e < nm; ++e) smo(e, a) = cov(m[static_cast<std::size_t>(e)], o[static_cast<std::size_t>(a)]);
+      }
+      const Eigen::LLT<Eigen::MatrixXd> llt(soo);
+      const Eigen::VectorXd sol = llt.solve(r);
+      const double logdet = 2.0 * llt.matrixLLT().diagonal().array().log().sum();
+      resp(i, c) = std::log(weights_[c]) - 0.5 * (static_cast<double>(no) * kLog2Pi + logdet + r.dot(sol));
+      if (imputed) {
+        const Eigen::VectorXd fill = smo * sol;
+        for (Index e = 0; e < nm; ++e) cond(c, m[static_cast<std::size_t>(e)]) = means_(c, m[static_cast<std::size_t>(e)]) + fill[e];
+      }
+    }
+    if (!lpn) continue;
+    RowMatrix row = resp.row(i);
+    Vector l;
+    log_sum_exp_rows(row, l);
+    resp.row(i) = row;
+    (*lpn)[i] = l[0];
+    if (imputed)
+      for (const Index j : m) (*imputed)(i, j) = resp.row(i).dot(cond.col(j));
+  }
+}
+
 void Gmm::missing_tile(const ConstRows& x, RowMatrix& resp, Vector* lpn, std::span<double>* partial) const {
-  if (!handles_missing())
-    throw_usage("missing values (NaN) need a diag or spherical Gaussian mixture; this one is " + to_string(type_));
+  if (!handles_missing()) {
+    if (partial)
+      throw_usage("fitting with missing values (NaN) needs a diag or spherical Gaussian mixture; this one is " +
+                  to_string(type_));
+    if (lpn) lpn->resize(x.rows());
+    missing_rows_dense(x, resp, lpn, nullptr);
+    return;
+  }
   // z = [x̃ (0 where missing), x̃², observed mask]: the log-density of the observed
   // coordinates is one GEMM with [w_diag; per-feature constants].
   const Index b = x.rows();
@@ -259,6 +310,11 @@ void Gmm::impute(const ConstRows& x, RowMatrix& out) const {
   if (!x.hasNaN()) return;
   RowMatrix resp;
   Vector lpn;
+  if (!handles_missing()) {
+    lpn.resize(x.rows());
+    missing_rows_dense(x, resp, &lpn, &out);
+    return;
+  }
   missing_tile(x, resp, &lpn, nullptr);
   const RowMatrix fill = resp * means_;  // E[x | x_o] = Σ_k r_k μ_k for diagonal covariances
   for (Index i = 0; i < x.rows(); ++i)

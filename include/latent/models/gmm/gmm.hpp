@@ -59,11 +59,13 @@ class Gmm final : public train::EmModel {
   void e_step(const ConstRows& x, Vector& log_prob_norm, RowMatrix& resp) const;
   /// Adds the sufficient statistics of (x, resp) to partial (size num_stats()). Thread-safe.
   void accumulate(const ConstRows& x, const RowMatrix& resp, std::span<double> partial) const;
-  /// Whether NaN entries (missing values) are marginalised: diag and spherical
-  /// covariances (the observed coordinates' density needs no per-row factorisation).
+  /// Whether EM can fit data with NaN entries (missing values): diag and spherical
+  /// covariances (the expected statistics need no per-row factorisation). Scoring,
+  /// predicting and imputing rows with NaN work for every type (full/tied: one Cholesky
+  /// of Σ_oo per row and component, O(K |o|³)).
   bool handles_missing() const noexcept;
-  /// x (B × D) with each NaN replaced by E[x_d | x_o] = Σ_k p(k | x_o) μ_kd. Throws
-  /// Error(kUsage) for full/tied covariances. Thread-safe.
+  /// x (B × D) with each NaN replaced by E[x_m | x_o] = Σ_k p(k | x_o) E[x_m | x_o, k]
+  /// (diag/spherical: μ_km; full/tied: μ_m + Σ_mo Σ_oo⁻¹ (x_o − μ_o)). Thread-safe.
   void impute(const ConstRows& x, RowMatrix& out) const;
   /// Rows per tile inside a block: the E-step and statistics of a tile stay in cache.
   /// Fixed, so the summation order within a block never depends on anything else.
@@ -88,6 +90,9 @@ class Gmm final : public train::EmModel {
   // with lpn, responsibilities and log p(x_o); with partial, also the expected statistics.
   void missing_tile(const ConstRows& x, RowMatrix& resp, Vector* lpn, std::span<double>* partial) const;
   void expected_stats(const ConstRows& x, const RowMatrix& resp, std::span<double> partial) const;
+  // full/tied rows with NaN: weighted log-probabilities (resp; with lpn, responsibilities
+  // and log p(x_o)) and, with imputed, the conditional means.
+  void missing_rows_dense(const ConstRows& x, RowMatrix& resp, Vector* lpn, RowMatrix* imputed) const;
   Index k_, d_;
   CovarianceType type_;
   double reg_covar_;
