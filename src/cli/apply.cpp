@@ -127,7 +127,8 @@ void add_agreement(const Context& ctx, const std::map<std::pair<std::int64_t, st
   j["purity"] = purity;
 }
 
-int cmd_score(const std::vector<std::string>& args, const Context& ctx) {
+int cmd_score(const std::vector<std::string>& raw_args, const Context& ctx) {
+  const std::vector<std::string> args = per_sample_output_form(raw_args);
   if (is_lda_model(args)) return score_lda(args, ctx);
   if (is_vae_model(args)) return score_vae(args, ctx);
   if (model_kind_of(args) == "mmm") return apply_mmm("score", args, ctx);
@@ -138,8 +139,8 @@ int cmd_score(const std::vector<std::string>& args, const Context& ctx) {
   add_apply(desc, a);
   desc.add_options()
       ("per-sample", po::value(&per_sample)->default_value(""),
-       "also write each row's score to this HDF5 file: /log_likelihood (N, nats; k-means: /score = minus the squared "
-       "distance); low = anomalous")
+       "also write each row's score to this HDF5 file (or --per-sample --output FILE): /log_likelihood (N, nats; "
+       "k-means: /score = minus the squared distance); low = anomalous")
       ("overwrite", po::bool_switch(&overwrite), "replace an existing --per-sample file (atomically)");
   po::variables_map vm;
   if (!parse(args, desc, vm, ctx, "latent score --model MODEL.h5 --data DIR [--per-sample OUT.h5]")) return 0;

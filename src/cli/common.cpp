@@ -1,5 +1,7 @@
 #include "common.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -197,6 +199,19 @@ void RowParts::finish(bool overwrite, const std::string& model, const std::strin
   ctx_.comm.barrier();
   std::error_code ec;
   std::filesystem::remove(part_name(ctx_.comm.rank()), ec);
+}
+
+std::vector<std::string> per_sample_output_form(std::vector<std::string> args) {
+  const auto flag = std::find(args.begin(), args.end(), "--per-sample");
+  if (flag == args.end() || (flag + 1 != args.end() && (flag + 1)->rfind("-", 0) != 0)) return args;
+  const auto out = std::find(args.begin(), args.end(), "--output");
+  if (out == args.end() || out + 1 == args.end())
+    throw_usage("--per-sample needs a file: --per-sample OUT.h5 or --per-sample --output OUT.h5");
+  const std::string file = *(out + 1);
+  const auto at = flag - args.begin();
+  args.erase(out, out + 2);
+  args.insert(args.begin() + (at < out - args.begin() ? at + 1 : at - 1), file);
+  return args;
 }
 
 }  // namespace latent::cli

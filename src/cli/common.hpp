@@ -122,6 +122,10 @@ class Progress {
 };
 bool stderr_is_tty();
 
+/// `latent score ... --per-sample --output OUT.h5` as `--per-sample OUT.h5` (both forms
+/// are accepted). Throws Error(kUsage) for a --per-sample without a file.
+std::vector<std::string> per_sample_output_form(std::vector<std::string> args);
+
 int cmd_import(const std::vector<std::string>& args, const Context& ctx);
 /// `latent import counts` (src/cli/import_counts.cpp); `args` follow the word "counts".
 int cmd_import_counts(const std::vector<std::string>& args, const Context& ctx);

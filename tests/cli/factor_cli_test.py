@@ -89,7 +89,7 @@ with tempfile.TemporaryDirectory() as d:
         ref = FactorAnalysis(L)
         ref.components_, ref.noise_variance_, ref.mean_ = f["components"][...], f["noise_variance"][...], f["mean"][...]
         ref.n_features_in_ = D
-    run(["score", "--model", f"{d}/fa.h5", "--data", f"{d}/data", "--per-sample", f"{d}/per.h5"], ranks=3)
+    run(["score", "--model", f"{d}/fa.h5", "--data", f"{d}/data", "--per-sample", "--output", f"{d}/per.h5"], ranks=3)
     run(["transform", "--model", f"{d}/fa.h5", "--data", f"{d}/data", "--output", f"{d}/z.h5"], ranks=2)
     with h5py.File(f"{d}/per.h5") as f, h5py.File(f"{d}/z.h5") as g:
         check(np.allclose(f["log_likelihood"][...], ref.score_samples(X), rtol=1e-9, atol=1e-9), "score --per-sample = score_samples")
