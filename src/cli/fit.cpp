@@ -673,7 +673,6 @@ int fit_bgmm(const std::vector<std::string>& args, const Context& ctx) {
   add_common(desc, c);
   po::variables_map vm;
   if (!parse(args, desc, vm, ctx, "latent fit bgmm --data DIR --output MODEL.h5 --n-components K [options]")) return 0;
-  if (!c.checkpoint.dir.empty()) throw_usage("fit bgmm does not checkpoint yet (its fits are short: rerun it)");
   b.covariance_type = models::parse_covariance_type(cov);
   b.seed = c.seed;
   train::DataSummary summary;
@@ -700,9 +699,10 @@ int fit_bgmm(const std::vector<std::string>& args, const Context& ctx) {
                         {"seed", c.seed},
                         {"block_rows", c.stream.block_rows},
                         {"data", c.data}};
-  IterationLog ilog(ctx, "bgmm", c.log_json, false);
+  Control control = make_control(ctx, c, "bgmm", config, train::data_fingerprint(source->info()));
+  IterationLog ilog(ctx, "bgmm", c.log_json, c.checkpoint.resume);
   const auto t0 = Clock::now();
-  models::BgmmFitResult fit = models::fit_bgmm(ctx.comm, *source, summary, b, ctx.log, ilog.observer());
+  models::BgmmFitResult fit = models::fit_bgmm(ctx.comm, *source, summary, b, ctx.log, ilog.observer(), control.control.get());
   const double total = std::chrono::duration<double>(Clock::now() - t0).count();
   ilog.done(fit.em, total);
   save_agreed(ctx, [&] {

@@ -45,6 +45,33 @@ def run(args, ranks=1, expect=0):
     return r
 
 
+def run_env(args, ranks, extra_env, expect):
+    cmd = ([mpiexec, "--oversubscribe", "-n", str(ranks)] if ranks > 1 else []) + [latent] + args
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", **extra_env)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    if r.returncode != expect:
+        print(r.stdout, r.stderr)
+        check(False, f"exit {r.returncode} (expected {expect}): {' '.join(args)}")
+    return r
+
+
+def same_bits(a, b, names):
+    with h5py.File(a) as f, h5py.File(b) as g:
+        return all(np.array_equal(f[n][...], g[n][...]) for n in names)
+
+
+def resume_check(name, args, names, d):
+    """A fit stopped by a signal at iteration 3 on 2 ranks (exit 75, checkpoint written),
+    resumed on 3 ranks, gives the same bits as an uninterrupted fit on 1 rank."""
+    run(args + ["--output", f"{d}/{name}-ref.h5"])
+    run_env(args + ["--output", f"{d}/{name}-cut.h5", "--checkpoint-dir", f"{d}/{name}-ck"], 2,
+            {"LATENT_FAULT": "rank=1,iteration=3,kind=signal"}, 75)
+    check(not os.path.exists(f"{d}/{name}-cut.h5"), f"{name}: no model after the stop")
+    run(args + ["--output", f"{d}/{name}-cut.h5", "--checkpoint-dir", f"{d}/{name}-ck", "--resume"], ranks=3)
+    check(same_bits(f"{d}/{name}-ref.h5", f"{d}/{name}-cut.h5", names),
+          f"{name}: stopped at iteration 3 on 2 ranks, resumed on 3: the same bits as uninterrupted")
+
+
 def write(path, X):
     with h5py.File(path, "w") as f:
         f["data"] = X
@@ -224,6 +251,20 @@ with tempfile.TemporaryDirectory() as d:
                       and (f["weights"][...] > 0.01).sum() == 3)
                 check(ok, f"bgmm {cov}/{prior} = scikit-learn's BayesianGaussianMixture (lower bound "
                           f"{f.attrs['lower_bound'] * N:.6f} vs {sk.lower_bound_:.6f})")
+
+    # Checkpoints: stop and resume on another rank count.
+    resume_check("bgmm", ["fit", "bgmm", "--data", f"{d}/bg", "--n-components", "6", "--covariance-type", "full",
+                          "--tol", "1e-8", "--max-iter", "40", "--block-rows", "500"],
+                 ["weights", "means", "covariances", "weight_concentration", "history/objective"], d)
+    resume_check("fa-missing", ["fit", "fa", "--data", f"{d}/miss", "--n-components", str(L), "--missing-values", "nan",
+                                "--max-iter", "12", "--block-rows", "500"],
+                 ["components", "mean", "noise_variance", "history/objective"], d)
+    resume_check("ppca", ["fit", "ppca", "--data", f"{d}/data", "--n-components", str(L), "--max-iter", "12"],
+                 ["components", "mean", "noise_variance", "history/objective"], d)
+    Xb[1500, 4] = 1.0
+    write(f"{d}/bin/part-00001.h5", Xb[1200:])
+    resume_check("bmm", ["fit", "bmm", "--data", f"{d}/bin", "--n-components", "4", "--tol", "1e-12", "--max-iter", "15",
+                         "--block-rows", "500"], ["weights", "means", "history/objective"], d)
 
     # Samples from the fitted FA have its covariance.
     run(["sample", "--model", f"{d}/fa.h5", "--n-samples", "40000", "--output", f"{d}/s.h5", "--seed", "3"])

@@ -3,6 +3,7 @@
 #include <Eigen/Cholesky>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -127,6 +128,7 @@ class Bgmm final : public train::EmModel {
       for (Index i = 0; i < d_; ++i) log_lambda += digamma(0.5 * (nu_[j] - static_cast<double>(i)));
       log_w[j] += -0.5 * d * std::log(nu_[j]) + 0.5 * (log_lambda - d / beta_[j]);
     }
+    log_w_ = log_w;
     gmm_.set_parameters(log_w.array().max(-700.0).exp().matrix(), means_, cov_);
     shift_ = means_;
   }
@@ -158,8 +160,26 @@ class Bgmm final : public train::EmModel {
     return -sum_r_log_r - log_wishart - log_norm_weight - 0.5 * d * beta_.array().log().sum();
   }
 
-  void save_state(train::TrainState&) const override {}
-  void load_state(const train::TrainState&) override {}
+  void save_state(train::TrainState& st) const override {
+    st.arrays["weight_concentration"] = wc_;
+    st.arrays["mean_precision"] = beta_;
+    st.arrays["degrees_of_freedom"] = nu_;
+    st.arrays["means"] = means_;
+    st.arrays["covariances"] = cov_;
+    st.arrays["log_weights"] = log_w_;
+    st.scalars["previous_objective"] = previous_;
+  }
+  void load_state(const train::TrainState& st) override {
+    wc_ = st.array("weight_concentration");
+    beta_ = st.array("mean_precision");
+    nu_ = st.array("degrees_of_freedom");
+    means_ = st.array("means");
+    cov_ = st.array("covariances");
+    log_w_ = st.array("log_weights");
+    previous_ = st.scalar("previous_objective");
+    gmm_.set_parameters(log_w_.array().max(-700.0).exp().matrix(), means_, cov_);
+    shift_ = means_;
+  }
 
   Gmm& gmm() { return gmm_; }
   void reset_objective() { previous_ = -std::numeric_limits<double>::infinity(); }
@@ -190,14 +210,15 @@ class Bgmm final : public train::EmModel {
   double gamma0_ = 0, beta0_ = 0, nu0_ = 0;
   Gmm gmm_;
   RowMatrix wc_, means_, cov_;
-  RowVector beta_, nu_;
+  RowVector beta_, nu_, log_w_;
   double previous_ = -std::numeric_limits<double>::infinity();
 };
 
 }  // namespace
 
 BgmmFitResult fit_bgmm(const comm::Communicator& comm, io::BlockSource& source, const train::DataSummary& summary,
-                       const BgmmConfig& c, const Logger& log, const train::IterationObserver& observer) {
+                       const BgmmConfig& c, const Logger& log, const train::IterationObserver& observer,
+                       train::FitControl* control) {
   const Index k = c.n_components, d = source.info().num_features;
   if (k < 1) throw_usage("--n-components must be at least 1");
   if (k > summary.num_samples) throw_usage("Expected n_samples >= n_components");
@@ -216,27 +237,34 @@ BgmmFitResult fit_bgmm(const comm::Communicator& comm, io::BlockSource& source, 
     psi0 = summary.variance * (n / std::max(1.0, n - 1));
   }
   Bgmm model(c, d, summary.mean, summary.mean, psi0);
-  // Initial responsibilities: k-means (hard) or uniform random, then an M-step.
-  KmeansResult km;
-  if (c.init_params == "kmeans") {
-    km = initial_kmeans(comm, source, summary.num_samples, summary.variance.mean(), k, c.seed, c.threads, log);
-  } else if (c.init_params != "random") {
-    throw_usage("invalid --init-params '" + c.init_params + "' for bgmm (kmeans or random)");
+  const std::optional<train::TrainState> resumed = control ? control->resume() : std::nullopt;
+  if (resumed) {
+    model.load_state(*resumed);
+  } else {
+    // Initial responsibilities: k-means (hard) or uniform random, then an M-step.
+    KmeansResult km;
+    if (c.init_params == "kmeans") {
+      km = initial_kmeans(comm, source, summary.num_samples, summary.variance.mean(), k, c.seed, c.threads, log);
+    } else if (c.init_params != "random") {
+      throw_usage("invalid --init-params '" + c.init_params + "' for bgmm (kmeans or random)");
+    }
+    Gmm acc(k, d, c.covariance_type, c.reg_covar);
+    acc.set_center(summary.mean);
+    const RowMatrix shift = c.init_params == "kmeans" ? km.centers : summary.mean.replicate(k, 1);
+    acc.set_component_shift(shift);
+    const Vector norms = km.centers.rowwise().squaredNorm();
+    std::vector<double> stats = train::reduce_global(comm, source, model.num_stats(), c.threads, [&](const io::DenseBlock& b, std::span<double> p) {
+      const RowMatrix resp = c.init_params == "kmeans" ? hard_responsibilities(b.x, km.centers, norms)
+                                                       : random_responsibilities(b.x.rows(), b.ref.global_row_begin, k, c.seed);
+      acc.accumulate(b.x, resp, p);
+    });
+    model.shift_ = shift;
+    model.m_step(stats);
+    model.reset_objective();
   }
-  Gmm acc(k, d, c.covariance_type, c.reg_covar);
-  acc.set_center(summary.mean);
-  const RowMatrix shift = c.init_params == "kmeans" ? km.centers : summary.mean.replicate(k, 1);
-  acc.set_component_shift(shift);
-  const Vector norms = km.centers.rowwise().squaredNorm();
-  std::vector<double> stats = train::reduce_global(comm, source, model.num_stats(), c.threads, [&](const io::DenseBlock& b, std::span<double> p) {
-    const RowMatrix resp = c.init_params == "kmeans" ? hard_responsibilities(b.x, km.centers, norms)
-                                                     : random_responsibilities(b.x.rows(), b.ref.global_row_begin, k, c.seed);
-    acc.accumulate(b.x, resp, p);
-  });
-  model.shift_ = shift;
-  model.m_step(stats);
-  model.reset_objective();
-  train::EmResult em = train::run_batch_em(comm, source, summary.num_samples, model, {c.max_iter, c.tol, c.threads}, observer);
+  train::EmResult em = train::run_batch_em(comm, source, summary.num_samples, model, {c.max_iter, c.tol, c.threads}, observer,
+                                           resumed ? train::load_history(*resumed) : train::EmResult{},
+                                           train::checkpoint_hook(control, model));
   if (!em.converged)
     log.warn("Best performing initialization did not converge. Try different init parameters, or increase max_iter, tol");
   return model.result(std::move(em));

@@ -50,8 +50,11 @@ struct BgmmFitResult {
 
 /// Collective. Priors as scikit-learn: mean_prior = the data mean, covariance_prior = the
 /// data covariance (full, ddof = 1) or variances (diag, ddof = 1); the covariance prior
-/// needs one extra pass. Throws Error(kUsage) for tied/spherical or K > N.
+/// needs one extra pass. With `control`, resumes from and writes checkpoints at iteration
+/// boundaries (the priors and k-means are recomputed: they are deterministic). Throws
+/// Error(kUsage) for tied/spherical or K > N, Error(kRequeue) after a stop signal.
 BgmmFitResult fit_bgmm(const comm::Communicator& comm, io::BlockSource& source, const train::DataSummary& summary,
-                       const BgmmConfig& config, const Logger& log, const train::IterationObserver& observer);
+                       const BgmmConfig& config, const Logger& log, const train::IterationObserver& observer,
+                       train::FitControl* control = nullptr);
 
 }  // namespace latent::models
