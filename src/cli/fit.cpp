@@ -159,16 +159,14 @@ int fit_gmm(const std::vector<std::string>& args, const Context& ctx) {
       ("init-model", po::value(&g.init_model)->default_value(""),
        "start EM from the weights, means and covariances of this GMM model file (overrides --init-params)")
       ("missing-values", po::value(&missing)->default_value("error"),
-       "error (NaN is an input error) | nan (NaN entries are missing and marginalised by the EM; diag or spherical)");
+       "error (NaN is an input error) | nan (NaN entries are missing and marginalised by the EM; full/tied cost "
+       "O(K |o|^3) per row with NaN)");
   add_common(desc, c);
   po::variables_map vm;
   if (!parse(args, desc, vm, ctx, "latent fit gmm --data DIR --output MODEL.h5 --n-components K [options]")) return 0;
   g.covariance_type = models::parse_covariance_type(cov);
   g.seed = c.seed;
   if (missing != "error" && missing != "nan") throw_usage("--missing-values must be error or nan");
-  if (missing == "nan" && g.covariance_type != models::CovarianceType::kDiag &&
-      g.covariance_type != models::CovarianceType::kSpherical)
-    throw_usage("--missing-values nan needs --covariance-type diag or spherical");
   c.stream.allow_missing = missing == "nan";
   train::DataSummary summary;
   std::unique_ptr<io::OutputLock> lock;
@@ -600,6 +598,7 @@ int fit_discrete(const std::vector<std::string>& args, const Context& ctx, model
   const auto t0 = Clock::now();
   models::DiscreteFitResult fit{models::DiscreteMixture(1, 1, kind, 0, 0), {}};
   Index n = 0;
+  std::vector<std::string> vocabulary;
   std::unique_ptr<io::OutputLock> lock;
   if (bernoulli) {
     train::DataSummary summary;
@@ -617,7 +616,10 @@ int fit_discrete(const std::vector<std::string>& args, const Context& ctx, model
     c.stream.threads = resolve_threads(c.stream.threads);
     dc.threads = c.stream.threads;
     io::CountsDatasetInfo info;
-    comm::run_agreed(ctx.comm, [&] { info = io::open_counts_dataset(c.data); });
+    comm::run_agreed(ctx.comm, [&] {
+      info = io::open_counts_dataset(c.data);
+      if (ctx.comm.is_root()) vocabulary = io::read_vocabulary(info);
+    });
     comm::run_agreed(ctx.comm, [&] {
       train::EmMemoryInputs m;
       m.num_features = 1;
@@ -645,7 +647,7 @@ int fit_discrete(const std::vector<std::string>& args, const Context& ctx, model
   const double total = std::chrono::duration<double>(Clock::now() - t0).count();
   ilog.done(fit.em, total);
   save_agreed(ctx, [&] {
-    models::save_discrete(fit.model, models::FitRecord{config.dump(), fit.em, n, c.data}, c.output, c.overwrite);
+    models::save_discrete(fit.model, models::FitRecord{config.dump(), fit.em, n, c.data}, c.output, c.overwrite, vocabulary);
   });
   ctx.log.info(fmt::format("{} after {} iterations, mean log posterior {:.6f} nats/sample, {:.2f} s; wrote {}",
                            fit.em.converged ? "converged" : "stopped", fit.em.n_iter, fit.em.objective, total, c.output));

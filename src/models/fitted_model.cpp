@@ -377,8 +377,10 @@ void save_factor(const FactorModel& m, const FitRecord& record, const std::strin
 std::unique_ptr<FittedModel> make_fitted(Gmm gmm) { return std::make_unique<GmmModel>(std::move(gmm), ""); }
 std::unique_ptr<FittedModel> make_fitted(FactorModel model) { return std::make_unique<FactorFitted>(std::move(model), ""); }
 
-void save_discrete(const DiscreteMixture& m, const FitRecord& record, const std::string& path, bool overwrite) {
+void save_discrete(const DiscreteMixture& m, const FitRecord& record, const std::string& path, bool overwrite,
+                   const std::vector<std::string>& vocabulary) {
   io::H5Writer w(path, overwrite);
+  if (!vocabulary.empty()) w.write_strings("vocabulary", vocabulary);
   const bool bmm = m.kind() == DiscreteKind::kBernoulli;
   write_fit_record(w, bmm ? "bmm" : "mmm", record);
   w.write("weights", std::span<const double>(m.weights().data(), static_cast<std::size_t>(m.num_components())));

@@ -132,8 +132,8 @@ with tempfile.TemporaryDirectory() as d:
     r = run(["fit", "fa", "--data", f"{d}/miss", "--output", f"{d}/bad.h5", "--n-components", str(L)], expect=65)
     check("part-00000.h5" in r.stderr and "row" in r.stderr and "NaN" in r.stderr and not os.path.exists(f"{d}/bad.h5"),
           "NaN without --missing-values: exit 65 naming file and row, no output")
-    run(["fit", "gmm", "--data", f"{d}/miss", "--output", f"{d}/bad.h5", "--n-components", "2", "--missing-values", "nan"],
-        expect=64)
+    run(["fit", "gmm", "--data", f"{d}/miss", "--output", f"{d}/gfull.h5", "--n-components", "2", "--missing-values", "nan",
+         "--max-iter", "10"], ranks=2)
     run(["fit", "fa", "--data", f"{d}/miss", "--output", f"{d}/fam.h5", "--n-components", str(L), "--missing-values", "nan",
          "--solver", "covariance"], expect=64)
     run(["fit", "fa", "--data", f"{d}/miss", "--output", f"{d}/fam.h5", "--n-components", str(L), "--missing-values", "nan",
@@ -265,6 +265,25 @@ with tempfile.TemporaryDirectory() as d:
     write(f"{d}/bin/part-00001.h5", Xb[1200:])
     resume_check("bmm", ["fit", "bmm", "--data", f"{d}/bin", "--n-components", "4", "--tol", "1e-12", "--max-iter", "15",
                          "--block-rows", "500"], ["weights", "means", "history/objective"], d)
+
+    # Multinomial mixture on a synthetic corpus: fit on 2 ranks, the same labels from predict
+    # at 1 and 3 ranks, score with perplexity, info with top words.
+    run(["generate", "lda", "--n-documents", "600", "--vocab-size", "200", "--n-topics", "3", "--doc-length", "60",
+         "--doc-topic-prior", "0.05", "--docs-per-shard", "250", "--seed", "4", "--output", f"{d}/corpus"])
+    run(["fit", "mmm", "--data", f"{d}/corpus", "--output", f"{d}/mmm.h5", "--n-components", "3", "--block-rows", "100",
+         "--seed", "1"], ranks=2)
+    for ranks in (1, 3):
+        run(["predict", "--model", f"{d}/mmm.h5", "--data", f"{d}/corpus", "--output", f"{d}/mp{ranks}.h5", "--proba",
+             "--block-rows", "70"], ranks=ranks)
+    check(same_bits(f"{d}/mp1.h5", f"{d}/mp3.h5", ["labels", "proba"]), "mmm predict: identical at 1 and 3 ranks")
+    sm = json.loads(run(["score", "--model", f"{d}/mmm.h5", "--data", f"{d}/corpus"]).stdout)
+    with h5py.File(f"{d}/mmm.h5") as f:
+        comp = f["components"][...]
+        ok = np.allclose(comp.sum(1), 1.0) and f["vocabulary"].shape == (200,)
+    check(ok and 1 < sm["perplexity"] < 200, f"mmm: word probabilities sum to 1, vocabulary stored, perplexity "
+          f"{sm['perplexity']:.1f} below the vocabulary size")
+    info = run(["info", f"{d}/mmm.h5"]).stdout
+    check("multinomial mixture: 3 components" in info and info.count("component") >= 3, "info on an mmm model")
 
     # Samples from the fitted FA have its covariance.
     run(["sample", "--model", f"{d}/fa.h5", "--n-samples", "40000", "--output", f"{d}/s.h5", "--seed", "3"])

@@ -86,8 +86,10 @@ void save_kmeans(const RowMatrix& centers, double inertia, const FitRecord& reco
 void save_factor(const FactorModel& model, const FitRecord& record, const std::string& path, bool overwrite);
 
 /// Writes a Bernoulli ("bmm": /weights K, /means K × D) or multinomial ("mmm": /weights K,
-/// /components K × V, rows summing to 1) mixture file atomically. Local.
-void save_discrete(const DiscreteMixture& model, const FitRecord& record, const std::string& path, bool overwrite);
+/// /components K × V, rows summing to 1, and /vocabulary when given) mixture file
+/// atomically. Local.
+void save_discrete(const DiscreteMixture& model, const FitRecord& record, const std::string& path, bool overwrite,
+                   const std::vector<std::string>& vocabulary = {});
 /// The parameters of a bmm/mmm model file. Local. Throws Error(kInput).
 DiscreteMixture load_discrete(const std::string& path);
 

@@ -199,9 +199,7 @@ void Gmm::e_step(const ConstRows& x, Vector& log_prob_norm, RowMatrix& resp) con
   log_sum_exp_rows(resp, log_prob_norm);
 }
 
-bool Gmm::handles_missing() const noexcept {
-  return type_ == CovarianceType::kDiag || type_ == CovarianceType::kSpherical;
-}
+bool Gmm::handles_missing() const noexcept { return true; }
 
 void Gmm::missing_rows_dense(const ConstRows& x, RowMatrix& resp, Vector* lpn, RowMatrix* imputed) const {
   // full/tied: per row and component, the marginal N(x_o | μ_o, Σ_oo) and the conditional
@@ -249,12 +247,13 @@ void Gmm::missing_rows_dense(const ConstRows& x, RowMatrix& resp, Vector* lpn, R
 }
 
 void Gmm::missing_tile(const ConstRows& x, RowMatrix& resp, Vector* lpn, std::span<double>* partial) const {
-  if (!handles_missing()) {
-    if (partial)
-      throw_usage("fitting with missing values (NaN) needs a diag or spherical Gaussian mixture; this one is " +
-                  to_string(type_));
+  if (type_ == CovarianceType::kFull || type_ == CovarianceType::kTied) {
     if (lpn) lpn->resize(x.rows());
     missing_rows_dense(x, resp, lpn, nullptr);
+    if (partial) {
+      (*partial)[0] += lpn->sum();
+      expected_stats_dense(x, resp, *partial);
+    }
     return;
   }
   // z = [x̃ (0 where missing), x̃², observed mask]: the log-density of the observed
@@ -280,6 +279,10 @@ void Gmm::missing_tile(const ConstRows& x, RowMatrix& resp, Vector* lpn, std::sp
 }
 
 void Gmm::expected_stats(const ConstRows& x, const RowMatrix& resp, std::span<double> p) const {
+  if (type_ == CovarianceType::kFull || type_ == CovarianceType::kTied) {
+    expected_stats_dense(x, resp, p);
+    return;
+  }
   // A missing x̃_d contributes μ̃_kd and μ̃_kd² + σ²_kd under component k (the current
   // parameters), an observed one x̃_d and x̃_d².
   const Index b = x.rows();
@@ -305,12 +308,62 @@ void Gmm::expected_stats(const ConstRows& x, const RowMatrix& resp, std::span<do
   second.array() += rm.array() * (mc.array().square() + var.array());
 }
 
+void Gmm::expected_stats_dense(const ConstRows& x, const RowMatrix& resp, std::span<double> p) const {
+  // full/tied (Ghahramani & Jordan 1994): under component k a row contributes its
+  // conditional mean x̂_k (x_o, and μ_m + Σ_mo Σ_oo⁻¹ (x_o − μ_o)) to the first moments and
+  // (x̂_k − s)(x̂_k − s)ᵀ + [Σ_mm − Σ_mo Σ_oo⁻¹ Σ_om on the missing block] to the second
+  // (lower triangles, about the same shifts as the complete-data statistics).
+  const Index b = x.rows();
+  p[1] += static_cast<double>(b);
+  Eigen::Map<RowVector>(p.data() + 2, k_) += resp.colwise().sum();
+  Eigen::Map<RowMatrix> first(p.data() + 2 + k_, k_, d_);
+  double* second = p.data() + 2 + k_ + k_ * d_;
+  std::vector<Index> o, m;
+  RowVector xh(d_);
+  for (Index i = 0; i < b; ++i) {
+    o.clear();
+    m.clear();
+    for (Index j = 0; j < d_; ++j) (std::isnan(x(i, j)) ? m : o).push_back(j);
+    const Index no = static_cast<Index>(o.size()), nm = static_cast<Index>(m.size());
+    for (Index c = 0; c < k_; ++c) {
+      const double r = resp(i, c);
+      if (r == 0) continue;
+      const auto cov = type_ == CovarianceType::kFull ? covariances_.middleRows(c * d_, d_) : covariances_.middleRows(0, d_);
+      Eigen::MatrixXd soo(no, no), smo(nm, no), cond(nm, nm);
+      Eigen::VectorXd ro(no);
+      for (Index a = 0; a < no; ++a) {
+        ro[a] = x(i, o[static_cast<std::size_t>(a)]) - means_(c, o[static_cast<std::size_t>(a)]);
+        for (Index e = 0; e < no; ++e) soo(a, e) = cov(o[static_cast<std::size_t>(a)], o[static_cast<std::size_t>(e)]);
+        for (Index e = 0; e < nm; ++e) smo(e, a) = cov(m[static_cast<std::size_t>(e)], o[static_cast<std::size_t>(a)]);
+      }
+      for (Index a = 0; a < nm; ++a)
+        for (Index e = 0; e < nm; ++e) cond(a, e) = cov(m[static_cast<std::size_t>(a)], m[static_cast<std::size_t>(e)]);
+      const Eigen::LLT<Eigen::MatrixXd> llt(soo);
+      const Eigen::VectorXd fill = smo * llt.solve(ro);
+      cond.noalias() -= smo * llt.solve(Eigen::MatrixXd(smo.transpose()));
+      const RowVector& shift = type_ == CovarianceType::kFull ? RowVector(shift_.row(c)) : center_;
+      for (Index j = 0; j < d_; ++j) xh[j] = x(i, j);
+      for (Index a = 0; a < nm; ++a) xh[m[static_cast<std::size_t>(a)]] = means_(c, m[static_cast<std::size_t>(a)]) + fill[a];
+      const RowVector dx = xh - shift;
+      first.row(c) += r * dx;
+      Eigen::Map<RowMatrix> s2(second + (type_ == CovarianceType::kFull ? c * d_ * d_ : 0), d_, d_);
+      for (Index a = 0; a < d_; ++a)
+        for (Index e = 0; e <= a; ++e) s2(a, e) += r * dx[a] * dx[e];
+      for (Index a = 0; a < nm; ++a)
+        for (Index e = 0; e < nm; ++e) {
+          const Index ra = m[static_cast<std::size_t>(a)], re = m[static_cast<std::size_t>(e)];
+          if (re <= ra) s2(ra, re) += r * cond(a, e);
+        }
+    }
+  }
+}
+
 void Gmm::impute(const ConstRows& x, RowMatrix& out) const {
   out = x;
   if (!x.hasNaN()) return;
   RowMatrix resp;
   Vector lpn;
-  if (!handles_missing()) {
+  if (type_ == CovarianceType::kFull || type_ == CovarianceType::kTied) {
     lpn.resize(x.rows());
     missing_rows_dense(x, resp, &lpn, &out);
     return;

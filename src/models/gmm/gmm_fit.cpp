@@ -39,12 +39,18 @@ Gmm make_initial(const comm::Communicator& comm, io::BlockSource& source, const 
   const bool missing = summary.num_missing > 0;
   std::unique_ptr<io::BlockSource> filled;
   if (missing) {
-    if (!gmm.handles_missing())
-      throw_usage("missing values (NaN) need --covariance-type diag or spherical (got " + to_string(c.covariance_type) + ")");
     const RowVector var = (summary.variance.array() + c.reg_covar).matrix();
-    gmm.set_parameters(RowVector::Constant(k, 1.0 / static_cast<double>(k)), summary.mean.replicate(k, 1),
-                       c.covariance_type == CovarianceType::kDiag ? RowMatrix(var.replicate(k, 1))
-                                                                  : RowMatrix::Constant(k, 1, var.mean()));
+    RowMatrix cov;
+    switch (c.covariance_type) {
+      case CovarianceType::kDiag: cov = var.replicate(k, 1); break;
+      case CovarianceType::kSpherical: cov = RowMatrix::Constant(k, 1, var.mean()); break;
+      case CovarianceType::kTied: cov = RowMatrix(var.asDiagonal()); break;
+      case CovarianceType::kFull:
+        cov = RowMatrix::Zero(k * d, d);
+        for (Index j = 0; j < k; ++j) cov.middleRows(j * d, d).diagonal() = var.transpose();
+        break;
+    }
+    gmm.set_parameters(RowVector::Constant(k, 1.0 / static_cast<double>(k)), summary.mean.replicate(k, 1), cov);
     filled = source.with_nan_fill(std::vector<double>(summary.mean.data(), summary.mean.data() + d));
   }
   io::BlockSource& seeding = missing ? *filled : source;

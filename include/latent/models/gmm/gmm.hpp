@@ -59,10 +59,10 @@ class Gmm final : public train::EmModel {
   void e_step(const ConstRows& x, Vector& log_prob_norm, RowMatrix& resp) const;
   /// Adds the sufficient statistics of (x, resp) to partial (size num_stats()). Thread-safe.
   void accumulate(const ConstRows& x, const RowMatrix& resp, std::span<double> partial) const;
-  /// Whether EM can fit data with NaN entries (missing values): diag and spherical
-  /// covariances (the expected statistics need no per-row factorisation). Scoring,
-  /// predicting and imputing rows with NaN work for every type (full/tied: one Cholesky
-  /// of Σ_oo per row and component, O(K |o|³)).
+  /// Whether NaN entries (missing values) are marginalised: true for every covariance
+  /// type. diag/spherical need no per-row factorisation; full/tied rows with NaN cost one
+  /// Cholesky of Σ_oo per row and component (O(K (|o|³ + D²))) in scoring, imputing and
+  /// the EM's expected statistics (Ghahramani & Jordan 1994).
   bool handles_missing() const noexcept;
   /// x (B × D) with each NaN replaced by E[x_m | x_o] = Σ_k p(k | x_o) E[x_m | x_o, k]
   /// (diag/spherical: μ_km; full/tied: μ_m + Σ_mo Σ_oo⁻¹ (x_o − μ_o)). Thread-safe.
@@ -93,6 +93,7 @@ class Gmm final : public train::EmModel {
   // full/tied rows with NaN: weighted log-probabilities (resp; with lpn, responsibilities
   // and log p(x_o)) and, with imputed, the conditional means.
   void missing_rows_dense(const ConstRows& x, RowMatrix& resp, Vector* lpn, RowMatrix* imputed) const;
+  void expected_stats_dense(const ConstRows& x, const RowMatrix& resp, std::span<double> partial) const;
   Index k_, d_;
   CovarianceType type_;
   double reg_covar_;
