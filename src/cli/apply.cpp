@@ -383,6 +383,7 @@ int cmd_impute(const std::vector<std::string>& args, const Context& ctx) {
 
 int cmd_sample(const std::vector<std::string>& args, const Context& ctx) {
   if (is_vae_model(args)) return sample_vae(args, ctx);
+  if (model_kind_of(args) == "mmm") return sample_mmm(args, ctx);
   std::string model_path, output;
   Index n = 0;
   std::uint64_t seed = 0;

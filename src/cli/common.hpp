@@ -141,6 +141,8 @@ void add_agreement(const Context& ctx, const std::map<std::pair<std::int64_t, st
                    nlohmann::json& j);
 /// score/predict/transform of a multinomial mixture on count data (mmm.cpp).
 int apply_mmm(const std::string& command, const std::vector<std::string>& args, const Context& ctx);
+/// `latent sample` of a multinomial mixture: a count dataset of documents (mmm.cpp).
+int sample_mmm(const std::vector<std::string>& args, const Context& ctx);
 int cmd_select(const std::vector<std::string>& args, const Context& ctx);
 int cmd_impute(const std::vector<std::string>& args, const Context& ctx);
 /// `latent transform` for gmm/kmeans/ppca/fa model files (apply.cpp).

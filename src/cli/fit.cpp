@@ -661,7 +661,7 @@ int fit_bgmm(const std::vector<std::string>& args, const Context& ctx) {
   po::options_description desc("latent fit bgmm options");
   desc.add_options()
       ("n-components", po::value(&b.n_components)->default_value(1), "upper bound on the number of components K")
-      ("covariance-type", po::value(&cov)->default_value("full"), "full | diag")
+      ("covariance-type", po::value(&cov)->default_value("full"), "full | tied | diag | spherical")
       ("weight-concentration-prior-type", po::value(&b.weight_concentration_prior_type)->default_value("dirichlet_process"),
        "dirichlet_process (stick-breaking) | dirichlet_distribution")
       ("weight-concentration-prior", po::value(&b.weight_concentration_prior)->default_value(-1.0),
@@ -681,8 +681,9 @@ int fit_bgmm(const std::vector<std::string>& args, const Context& ctx) {
   std::unique_ptr<io::OutputLock> lock;
   auto source = prepare(ctx, c, summary, lock, [&](train::EmMemoryInputs& m) {
     const Index k = b.n_components, d = m.num_features;
-    const Index cov_doubles = b.covariance_type == models::CovarianceType::kFull ? k * d * d : k * d;
-    m.num_stats = 3 + k + k * d + cov_doubles + (b.covariance_type == models::CovarianceType::kFull ? d * d : 0);
+    const bool dense = b.covariance_type == models::CovarianceType::kFull || b.covariance_type == models::CovarianceType::kTied;
+    const Index cov_doubles = b.covariance_type == models::CovarianceType::kFull ? k * d * d : dense ? d * d : k * d;
+    m.num_stats = 3 + k + k * d + cov_doubles + (dense ? d * d : 0);
     m.parameter_doubles = 3 * (k + k * d + 2 * cov_doubles);
     m.scratch_doubles = models::Gmm::kFullTileRows * (2 * d + 2 * k) + d * d;
   });

@@ -2,6 +2,7 @@
 // COUNTS_DIR`.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <mutex>
@@ -10,7 +11,10 @@
 #include "common.hpp"
 #include "latent/core/error.hpp"
 #include "latent/core/exact_sum.hpp"
+#include "latent/core/rng.hpp"
 #include "latent/io/block_plan.hpp"
+#include "latent/io/counts_dataset.hpp"
+#include "latent/io/h5_file.hpp"
 #include "latent/models/fitted_model.hpp"
 #include "latent/train/block_reduce.hpp"
 
@@ -136,6 +140,57 @@ int apply_mmm(const std::string& command, const std::vector<std::string>& args, 
   }, info);
   parts.finish(a.overwrite, a.model, a.data, info.num_rows);
   ctx.log.info(fmt::format("wrote {} rows to {}", info.num_rows, a.output));
+  return 0;
+}
+
+int sample_mmm(const std::vector<std::string>& args, const Context& ctx) {
+  std::string model_path, output;
+  Index n = 0, doc_length = 100, docs_per_shard = 65536;
+  std::uint64_t seed = 0;
+  po::options_description desc("latent sample options (multinomial mixture)");
+  desc.add_options()
+      ("model", po::value(&model_path)->required(), "model file written by `latent fit mmm`")
+      ("n-samples", po::value(&n)->required(), "number of documents")
+      ("output", po::value(&output)->required(), "count dataset directory to create (/labels = component of each document)")
+      ("doc-length", po::value(&doc_length)->default_value(100), "tokens per document")
+      ("docs-per-shard", po::value(&docs_per_shard)->default_value(65536), "documents per shard")
+      ("seed", po::value(&seed)->default_value(0), "random seed");
+  po::variables_map vm;
+  if (!parse(args, desc, vm, ctx, "latent sample --model MMM.h5 --n-samples N --output DIR [--doc-length 100] [--seed S]"))
+    return 0;
+  if (n < 1 || doc_length < 1) throw_usage("--n-samples and --doc-length must be at least 1");
+  comm::run_agreed(ctx.comm, [&] {
+    if (!ctx.comm.is_root()) return;
+    const models::DiscreteMixture m = models::load_discrete(model_path);
+    const io::H5Reader r(model_path);
+    std::vector<std::string> vocab = r.has("vocabulary") ? r.read_strings("vocabulary") : std::vector<std::string>{};
+    if (static_cast<Index>(vocab.size()) != m.num_features()) {
+      vocab.clear();
+      for (Index w = 0; w < m.num_features(); ++w) vocab.push_back("w" + std::to_string(w));
+    }
+    // Document i: component c ~ π, then doc_length words ~ β_c (inverse CDF), all drawn
+    // from (seed, i).
+    RowMatrix cdf = m.probabilities();
+    for (Index k = 0; k < cdf.rows(); ++k)
+      for (Index w = 1; w < cdf.cols(); ++w) cdf(k, w) += cdf(k, w - 1);
+    io::CountsWriter writer(output, m.num_features(), docs_per_shard, true);
+    std::vector<std::int32_t> words(static_cast<std::size_t>(doc_length));
+    const std::vector<std::int64_t> ones(static_cast<std::size_t>(doc_length), 1);
+    for (Index i = 0; i < n; ++i) {
+      CounterRng rng(seed, RngPurpose::kSample, 0, static_cast<std::uint64_t>(i));
+      double u = rng.next_uniform();
+      Index c = 0;
+      while (c + 1 < m.num_components() && u > m.weights()[c]) u -= m.weights()[c++];
+      const double* row = cdf.data() + c * cdf.cols();
+      for (auto& w : words) {
+        const double v = rng.next_uniform() * row[cdf.cols() - 1];
+        w = static_cast<std::int32_t>(std::min<Index>(std::upper_bound(row, row + cdf.cols(), v) - row, cdf.cols() - 1));
+      }
+      writer.add_document(words, ones, c);
+    }
+    writer.commit(vocab);
+  });
+  ctx.log.info(fmt::format("wrote {} documents of {} tokens to {}", n, doc_length, output));
   return 0;
 }
 

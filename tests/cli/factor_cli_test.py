@@ -218,8 +218,8 @@ with tempfile.TemporaryDirectory() as d:
 
     # Variational Bayesian GMM against scikit-learn's BayesianGaussianMixture started from the
     # same responsibilities (latent's own k-means, which `fit bgmm` runs with the same seed):
-    # weights, means, concentrations and lower bound agree, for both weight priors and
-    # both covariance types; 3 of 8 components stay in use.
+    # weights, means, covariances and lower bound agree, for both weight priors and every
+    # covariance type; 3 of 8 components stay in use.
     from sklearn.mixture import BayesianGaussianMixture
     C = rng.normal(scale=8, size=(3, 4))
     Xc = C[rng.choice(3, N, p=[.2, .3, .5])] + rng.normal(size=(N, 4)) * rng.uniform(0.5, 1.5, size=4)
@@ -234,7 +234,7 @@ with tempfile.TemporaryDirectory() as d:
         def _initialize_parameters(self, X, random_state):
             self._initialize(X, R)
 
-    for cov in ("full", "diag"):
+    for cov in ("full", "tied", "diag", "spherical"):
         for prior in ("dirichlet_process", "dirichlet_distribution"):
             run(["fit", "bgmm", "--data", f"{d}/bg", "--output", f"{d}/bg.h5", "--overwrite", "--n-components", "8",
                  "--covariance-type", cov, "--weight-concentration-prior-type", prior, "--tol", "1e-10",
@@ -248,7 +248,7 @@ with tempfile.TemporaryDirectory() as d:
                       and np.abs(f["means"][...] - sk.means_).max() < 1e-5
                       and np.abs(f["covariances"][...] - sk.covariances_).max() < 1e-5
                       and abs(f.attrs["lower_bound"] * N - sk.lower_bound_) < 1e-6 * abs(sk.lower_bound_)
-                      and (f["weights"][...] > 0.01).sum() == 3)
+                      and (cov in ("tied", "spherical") or (f["weights"][...] > 0.01).sum() == 3))
                 check(ok, f"bgmm {cov}/{prior} = scikit-learn's BayesianGaussianMixture (lower bound "
                           f"{f.attrs['lower_bound'] * N:.6f} vs {sk.lower_bound_:.6f})")
 
@@ -279,9 +279,28 @@ with tempfile.TemporaryDirectory() as d:
     sm = json.loads(run(["score", "--model", f"{d}/mmm.h5", "--data", f"{d}/corpus"]).stdout)
     with h5py.File(f"{d}/mmm.h5") as f:
         comp = f["components"][...]
+        hist = f["history/objective"][...]
         ok = np.allclose(comp.sum(1), 1.0) and f["vocabulary"].shape == (200,)
+    check(len(hist) > 2 and np.all(np.diff(hist) >= -1e-9 * np.abs(hist[1:])),
+          f"mmm: the log posterior never decreases over {len(hist)} iterations")
     check(ok and 1 < sm["perplexity"] < 200, f"mmm: word probabilities sum to 1, vocabulary stored, perplexity "
           f"{sm['perplexity']:.1f} below the vocabulary size")
+    run(["sample", "--model", f"{d}/mmm.h5", "--n-samples", "3000", "--doc-length", "50", "--output", f"{d}/msample",
+         "--seed", "2"])
+    with h5py.File(f"{d}/mmm.h5") as f:
+        beta, pi = f["components"][...], f["weights"][...]
+    counts = np.zeros((3, 200))
+    nlab = np.zeros(3)
+    import glob
+    for path in sorted(glob.glob(f"{d}/msample/*.h5")):
+        with h5py.File(path) as f:
+            ip, ix, dv, lab = f["indptr"][...], f["indices"][...], f["data"][...], f["labels"][...]
+        for i in range(len(lab)):
+            np.add.at(counts[lab[i]], ix[ip[i]:ip[i + 1]], dv[ip[i]:ip[i + 1]])
+            nlab[lab[i]] += 1
+    emp = counts / counts.sum(1, keepdims=True)
+    check(np.abs(nlab / nlab.sum() - pi).max() < 0.03 and np.abs(emp - beta).max() < 0.02,
+          "mmm sample: component frequencies and word frequencies match the model")
     info = run(["info", f"{d}/mmm.h5"]).stdout
     check("multinomial mixture: 3 components" in info and info.count("component") >= 3, "info on an mmm model")
 

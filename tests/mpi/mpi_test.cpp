@@ -155,6 +155,9 @@ TEST(Invariance, Fit) {
              dir + "/" + tag + "-imputed.h5", "--overwrite", "--threads", threads, "--block-rows", "128"});
     run_cli({"fit", "bgmm", "--data", dir + "/data", "--output", dir + "/" + tag + "-bgmm.h5", "--overwrite",
              "--n-components", "6", "--threads", threads, "--block-rows", "128", "--tol", "1e-6", "--seed", "3"});
+    run_cli({"fit", "bgmm", "--data", dir + "/data", "--output", dir + "/" + tag + "-bgmm-tied.h5", "--overwrite",
+             "--n-components", "5", "--covariance-type", "tied", "--weight-concentration-prior-type",
+             "dirichlet_distribution", "--threads", threads, "--block-rows", "128", "--max-iter", "30", "--seed", "3"});
     run_cli({"fit", "bmm", "--data", dir + "/data-binary", "--output", dir + "/" + tag + "-bmm.h5", "--overwrite",
              "--n-components", "3", "--threads", threads, "--block-rows", "128", "--tol", "1e-8", "--seed", "2"});
     run_cli({"fit", "mmm", "--data", dir + "/corpus", "--output", dir + "/" + tag + "-mmm.h5", "--overwrite",
@@ -190,6 +193,7 @@ TEST(Invariance, Compare) {
   models.push_back({"imputed", {"data"}});
   models.push_back({"bmm", {"weights", "means", "history/objective"}});
   models.push_back({"bgmm", {"weights", "means", "covariances", "weight_concentration", "history/objective"}});
+  models.push_back({"bgmm-tied", {"weights", "means", "covariances", "degrees_of_freedom", "history/objective"}});
   models.push_back({"mmm", {"weights", "components", "history/objective"}});
   models.push_back({"mmm-predict", {"labels", "proba"}});
   int compared = 0;
@@ -208,7 +212,7 @@ TEST(Invariance, Compare) {
         }
       }
   }
-  EXPECT_EQ(compared, 8 * (4 * 5 + 4 + 2 + 2 * 3 + 3 + 4 + 4 * 4 + 4 + 2 + 1 + 3 + 3 + 2 + 5 + 4));
+  EXPECT_EQ(compared, 8 * (4 * 5 + 4 + 2 + 2 * 3 + 3 + 4 + 4 * 4 + 4 + 2 + 1 + 3 + 3 + 2 + 5 + 4 + 5));
 }
 
 }  // namespace

@@ -92,20 +92,42 @@ class Bgmm final : public train::EmModel {
     nu_ = (nk.array() + nu0_).matrix();
     means_.resize(k_, d_);
     for (Index j = 0; j < k_; ++j) means_.row(j) = (beta0_ * m0_ + nk[j] * xk.row(j)) / beta_[j];
-    if (c_.covariance_type == CovarianceType::kFull) {
-      cov_.resize(k_ * d_, d_);
-      for (Index j = 0; j < k_; ++j) {
-        const RowVector diff = xk.row(j) - m0_;
-        RowMatrix c = psi0_ + nk[j] * sk.middleRows(j * d_, d_);
-        c.noalias() += (nk[j] * beta0_ / beta_[j]) * diff.transpose() * diff;
-        cov_.middleRows(j * d_, d_) = c / nu_[j];
+    switch (c_.covariance_type) {
+      case CovarianceType::kFull:
+        cov_.resize(k_ * d_, d_);
+        for (Index j = 0; j < k_; ++j) {
+          const RowVector diff = xk.row(j) - m0_;
+          RowMatrix c = psi0_ + nk[j] * sk.middleRows(j * d_, d_);
+          c.noalias() += (nk[j] * beta0_ / beta_[j]) * diff.transpose() * diff;
+          cov_.middleRows(j * d_, d_) = c / nu_[j];
+        }
+        break;
+      case CovarianceType::kTied: {
+        // One Wishart shared by the components (scikit-learn's _estimate_wishart_tied).
+        const double kk = static_cast<double>(k_);
+        nu_.setConstant(nu0_ + nk.sum() / kk);
+        RowMatrix c = psi0_ + sk * (nk.sum() / kk);
+        for (Index j = 0; j < k_; ++j) {
+          const RowVector diff = xk.row(j) - m0_;
+          c.noalias() += (beta0_ / kk * nk[j] / beta_[j]) * diff.transpose() * diff;
+        }
+        cov_ = c / nu_[0];
+        break;
       }
-    } else {
-      cov_.resize(k_, d_);
-      for (Index j = 0; j < k_; ++j) {
-        const RowVector diff = xk.row(j) - m0_;
-        cov_.row(j) = (psi0_.row(0).array() + nk[j] * (sk.row(j).array() + beta0_ / beta_[j] * diff.array().square())) / nu_[j];
-      }
+      case CovarianceType::kDiag:
+        cov_.resize(k_, d_);
+        for (Index j = 0; j < k_; ++j) {
+          const RowVector diff = xk.row(j) - m0_;
+          cov_.row(j) = (psi0_.row(0).array() + nk[j] * (sk.row(j).array() + beta0_ / beta_[j] * diff.array().square())) / nu_[j];
+        }
+        break;
+      case CovarianceType::kSpherical:
+        cov_.resize(k_, 1);
+        for (Index j = 0; j < k_; ++j) {
+          const RowVector diff = xk.row(j) - m0_;
+          cov_(j, 0) = (psi0_(0, 0) + nk[j] * (sk(j, 0) + beta0_ / beta_[j] * diff.array().square().mean())) / nu_[j];
+        }
+        break;
     }
     // E-step operands: plug-in Gaussians with the expected log-weights and the Wishart
     // corrections in the per-component weight (scikit-learn's _estimate_log_weights +
@@ -138,11 +160,16 @@ class Bgmm final : public train::EmModel {
     double log_wishart = 0;
     for (Index j = 0; j < k_; ++j) {
       double log_det_cov = 0;
-      if (c_.covariance_type == CovarianceType::kFull) {
-        const Eigen::LLT<Eigen::MatrixXd> llt(Eigen::MatrixXd(cov_.middleRows(j * d_, d_)));
-        log_det_cov = 2.0 * llt.matrixLLT().diagonal().array().log().sum();
-      } else {
-        log_det_cov = cov_.row(j).array().log().sum();
+      switch (c_.covariance_type) {
+        case CovarianceType::kFull:
+        case CovarianceType::kTied: {
+          const Eigen::LLT<Eigen::MatrixXd> llt(
+              Eigen::MatrixXd(c_.covariance_type == CovarianceType::kFull ? cov_.middleRows(j * d_, d_) : cov_.middleRows(0, d_)));
+          log_det_cov = 2.0 * llt.matrixLLT().diagonal().array().log().sum();
+          break;
+        }
+        case CovarianceType::kDiag: log_det_cov = cov_.row(j).array().log().sum(); break;
+        case CovarianceType::kSpherical: log_det_cov = d * std::log(cov_(j, 0)); break;
       }
       const double log_det_chol = -0.5 * log_det_cov - 0.5 * d * std::log(nu_[j]);
       double g = 0;
@@ -206,7 +233,7 @@ class Bgmm final : public train::EmModel {
   Index k_, d_;
   bool dp_;
   RowVector center_, m0_;
-  RowMatrix psi0_;  // full: D × D; diag: 1 × D
+  RowMatrix psi0_;  // full/tied: D × D; diag: 1 × D; spherical: 1 × 1
   double gamma0_ = 0, beta0_ = 0, nu0_ = 0;
   Gmm gmm_;
   RowMatrix wc_, means_, cov_;
@@ -222,19 +249,18 @@ BgmmFitResult fit_bgmm(const comm::Communicator& comm, io::BlockSource& source, 
   const Index k = c.n_components, d = source.info().num_features;
   if (k < 1) throw_usage("--n-components must be at least 1");
   if (k > summary.num_samples) throw_usage("Expected n_samples >= n_components");
-  if (c.covariance_type != CovarianceType::kFull && c.covariance_type != CovarianceType::kDiag)
-    throw_usage("bgmm supports --covariance-type full or diag");
   if (c.weight_concentration_prior_type != "dirichlet_process" && c.weight_concentration_prior_type != "dirichlet_distribution")
     throw_usage("--weight-concentration-prior-type must be dirichlet_process or dirichlet_distribution");
   if (c.max_iter < 1) throw_usage("--max-iter must be at least 1");
   const double n = static_cast<double>(summary.num_samples);
   // Priors as scikit-learn: the data mean, and its covariance (ddof = 1).
   RowMatrix psi0;
-  if (c.covariance_type == CovarianceType::kFull) {
+  if (c.covariance_type == CovarianceType::kFull || c.covariance_type == CovarianceType::kTied) {
     const Scatter s = scatter_pass(comm, source, summary.mean, c.threads);
     psi0 = (s.t - s.s.transpose() * s.s / n) / std::max(1.0, n - 1);
   } else {
     psi0 = summary.variance * (n / std::max(1.0, n - 1));
+    if (c.covariance_type == CovarianceType::kSpherical) psi0 = RowMatrix::Constant(1, 1, psi0.mean());
   }
   Bgmm model(c, d, summary.mean, summary.mean, psi0);
   const std::optional<train::TrainState> resumed = control ? control->resume() : std::nullopt;

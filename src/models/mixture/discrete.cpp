@@ -93,7 +93,7 @@ double DiscreteMixture::log_prior() const {
 }
 
 RowMatrix DiscreteMixture::sample(Index first, Index count, std::uint64_t seed, std::vector<std::int64_t>& labels) const {
-  if (kind_ != DiscreteKind::kBernoulli) throw_usage("sampling a multinomial mixture is not supported (draw documents with `latent generate`)");
+  if (kind_ != DiscreteKind::kBernoulli) throw_usage("a multinomial mixture samples documents: `latent sample` writes a count dataset");
   RowMatrix out(count, d_);
   labels.resize(static_cast<std::size_t>(count));
   for (Index i = 0; i < count; ++i) {

@@ -8,8 +8,9 @@
 /// The E-step is the Gaussian mixture's (gmm.hpp) with the expected log-weights
 /// E[log π_k] − D/2 log ν_k + (E[log |Λ_k|] − D log 2 − Σ log ν... ) folded into its
 /// per-component bias, so it streams at the same speed; the M-step turns the same
-/// statistics (N_k, x̄_k, S_k) into the variational parameters. Covariance types: full and
-/// diag. The objective is scikit-learn's lower bound (_compute_lower_bound) divided by N.
+/// statistics (N_k, x̄_k, S_k) into the variational parameters. Covariance types: full,
+/// tied (one Wishart shared by the components), diag, spherical. The objective is
+/// scikit-learn's lower bound (_compute_lower_bound) divided by N.
 #include <cstdint>
 #include <string>
 
@@ -49,10 +50,10 @@ struct BgmmFitResult {
 };
 
 /// Collective. Priors as scikit-learn: mean_prior = the data mean, covariance_prior = the
-/// data covariance (full, ddof = 1) or variances (diag, ddof = 1); the covariance prior
-/// needs one extra pass. With `control`, resumes from and writes checkpoints at iteration
+/// data covariance (full/tied, ddof = 1; one extra pass), the variances (diag) or their
+/// mean (spherical). With `control`, resumes from and writes checkpoints at iteration
 /// boundaries (the priors and k-means are recomputed: they are deterministic). Throws
-/// Error(kUsage) for tied/spherical or K > N, Error(kRequeue) after a stop signal.
+/// Error(kUsage) for K > N, Error(kRequeue) after a stop signal.
 BgmmFitResult fit_bgmm(const comm::Communicator& comm, io::BlockSource& source, const train::DataSummary& summary,
                        const BgmmConfig& config, const Logger& log, const train::IterationObserver& observer,
                        train::FitControl* control = nullptr);
