@@ -143,6 +143,33 @@ void save_agreed(const Context& ctx, const std::function<void()>& save) {
   });
 }
 
+// Opens a count dataset on every rank (rank 0 also reads its vocabulary), refuses the fit
+// before any pass if `needs` (the model's statistics, parameters and scratch, in doubles)
+// cannot fit the memory budget, and logs the data line. Collective.
+io::CountsDatasetInfo open_counts_checked(const Context& ctx, const CommonFit& c, std::vector<std::string>& vocabulary,
+                                          const std::function<void(train::EmMemoryInputs&, const io::CountsDatasetInfo&)>& needs,
+                                          const std::string& hint) {
+  io::CountsDatasetInfo info;
+  comm::run_agreed(ctx.comm, [&] {
+    info = io::open_counts_dataset(c.data);
+    if (ctx.comm.is_root()) vocabulary = io::read_vocabulary(info);
+  });
+  comm::run_agreed(ctx.comm, [&] {
+    train::EmMemoryInputs m;
+    m.num_features = 1;
+    m.block_rows = c.stream.block_rows;
+    m.prefetch = c.stream.prefetch;
+    m.threads = c.stream.threads;
+    needs(m, info);
+    train::check_memory(train::estimate_em_memory(m), train::available_memory_bytes(c.stream.memory_budget_gib, ranks_on_node()),
+                        hint);
+  });
+  ctx.log.info(fmt::format("data {}: {} documents, vocabulary {}, {} nonzeros in {} shard(s); {} rank(s) x {} thread(s)",
+                           c.data, info.num_rows, info.vocab_size, info.num_nonzeros, info.shards.size(), ctx.comm.size(),
+                           c.stream.threads));
+  return info;
+}
+
 int fit_gmm(const std::vector<std::string>& args, const Context& ctx) {
   CommonFit c;
   models::GmmConfig g;
@@ -282,30 +309,18 @@ int fit_lda(const std::vector<std::string>& args, const Context& ctx) {
   l.block_rows = c.stream.block_rows;
   l.prefetch = c.stream.prefetch;
   l.cache_bytes = static_cast<std::size_t>(c.stream.cache_mb) * 1048576;
-  io::CountsDatasetInfo info;
   std::vector<std::string> vocabulary;
-  comm::run_agreed(ctx.comm, [&] {
-    info = io::open_counts_dataset(c.data);
-    if (ctx.comm.is_root()) vocabulary = io::read_vocabulary(info);
-  });
-  comm::run_agreed(ctx.comm, [&] {
-    // Parameters: lambda, exp(E[log beta]) and one topic-word accumulator per thread (V x K each),
-    // the global sums (V x K integers), plus prefetched blocks.
-    train::EmMemoryInputs m;
-    m.num_features = 1;
-    m.block_rows = c.stream.block_rows;
-    m.prefetch = c.stream.prefetch;
-    m.threads = c.stream.threads;
-    m.num_stats = info.vocab_size * l.n_topics;
-    m.parameter_doubles = 3 * info.vocab_size * l.n_topics;
-    m.scratch_doubles = info.vocab_size * l.n_topics;
-    train::check_memory(train::estimate_em_memory(m), train::available_memory_bytes(c.stream.memory_budget_gib, ranks_on_node()),
-                        "use fewer topics, prune the vocabulary (--min-df/--max-df on import), fewer --threads, or raise "
-                        "--memory-budget if the limit is wrong");
-  });
-  ctx.log.info(fmt::format("data {}: {} documents, vocabulary {}, {} nonzeros in {} shard(s); {} rank(s) x {} thread(s)",
-                           c.data, info.num_rows, info.vocab_size, info.num_nonzeros, info.shards.size(), ctx.comm.size(),
-                           c.stream.threads));
+  // Parameters: lambda, exp(E[log beta]) and one topic-word accumulator per thread (V x K
+  // each), the global sums (V x K integers), plus prefetched blocks.
+  const io::CountsDatasetInfo info = open_counts_checked(
+      ctx, c, vocabulary,
+      [&](train::EmMemoryInputs& m, const io::CountsDatasetInfo& i) {
+        m.num_stats = i.vocab_size * l.n_topics;
+        m.parameter_doubles = 3 * i.vocab_size * l.n_topics;
+        m.scratch_doubles = i.vocab_size * l.n_topics;
+      },
+      "use fewer topics, prune the vocabulary (--min-df/--max-df on import), fewer --threads, or raise --memory-budget "
+      "if the limit is wrong");
   if (l.method == "online" && vm["checkpoint-every"].defaulted()) {
     // Online updates are per minibatch: by default checkpoint once per pass.
     c.checkpoint.every = static_cast<int>(std::max<Index>(1, (info.num_rows + l.batch_size - 1) / l.batch_size));
@@ -615,26 +630,14 @@ int fit_discrete(const std::vector<std::string>& args, const Context& ctx, model
     lock = lock_output(ctx, c);
     c.stream.threads = resolve_threads(c.stream.threads);
     dc.threads = c.stream.threads;
-    io::CountsDatasetInfo info;
-    comm::run_agreed(ctx.comm, [&] {
-      info = io::open_counts_dataset(c.data);
-      if (ctx.comm.is_root()) vocabulary = io::read_vocabulary(info);
-    });
-    comm::run_agreed(ctx.comm, [&] {
-      train::EmMemoryInputs m;
-      m.num_features = 1;
-      m.block_rows = c.stream.block_rows;
-      m.prefetch = c.stream.prefetch;
-      m.threads = c.stream.threads;
-      m.num_stats = 2 + dc.n_components * (1 + info.vocab_size);
-      m.parameter_doubles = 3 * dc.n_components * info.vocab_size;
-      m.scratch_doubles = m.block_rows * dc.n_components * 2;
-      train::check_memory(train::estimate_em_memory(m), train::available_memory_bytes(c.stream.memory_budget_gib, ranks_on_node()),
-                          "use fewer components, prune the vocabulary (--min-df/--max-df on import), fewer --threads");
-    });
-    ctx.log.info(fmt::format("data {}: {} documents, vocabulary {}, {} nonzeros in {} shard(s); {} rank(s) x {} thread(s)",
-                             c.data, info.num_rows, info.vocab_size, info.num_nonzeros, info.shards.size(), ctx.comm.size(),
-                             c.stream.threads));
+    const io::CountsDatasetInfo info = open_counts_checked(
+        ctx, c, vocabulary,
+        [&](train::EmMemoryInputs& m, const io::CountsDatasetInfo& i) {
+          m.num_stats = 2 + dc.n_components * (1 + i.vocab_size);
+          m.parameter_doubles = 3 * dc.n_components * i.vocab_size;
+          m.scratch_doubles = m.block_rows * dc.n_components * 2;
+        },
+        "use fewer components, prune the vocabulary (--min-df/--max-df on import), fewer --threads");
     if (c.stream.block_rows < 1) throw_usage("--block-rows must be at least 1");
     const auto plan = io::make_block_plan(info.shard_rows(), c.stream.block_rows);
     const auto range = io::rank_block_range(static_cast<Index>(plan.size()), ctx.comm.rank(), ctx.comm.size());

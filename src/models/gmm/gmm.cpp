@@ -201,6 +201,31 @@ void Gmm::e_step(const ConstRows& x, Vector& log_prob_norm, RowMatrix& resp) con
 
 bool Gmm::handles_missing() const noexcept { return true; }
 
+double Gmm::conditional(const ConstRows& x, Index i, Index c, const std::vector<Index>& o, const std::vector<Index>& m,
+                        Eigen::VectorXd& fill, Eigen::MatrixXd* cov_mm) const {
+  const Index no = static_cast<Index>(o.size()), nm = static_cast<Index>(m.size());
+  const auto cov = type_ == CovarianceType::kFull ? covariances_.middleRows(c * d_, d_) : covariances_.middleRows(0, d_);
+  Eigen::MatrixXd soo(no, no), smo(nm, no);
+  Eigen::VectorXd r(no);
+  for (Index a = 0; a < no; ++a) {
+    r[a] = x(i, o[static_cast<std::size_t>(a)]) - means_(c, o[static_cast<std::size_t>(a)]);
+    for (Index e = 0; e < no; ++e) soo(a, e) = cov(o[static_cast<std::size_t>(a)], o[static_cast<std::size_t>(e)]);
+    for (Index e = 0; e < nm; ++e) smo(e, a) = cov(m[static_cast<std::size_t>(e)], o[static_cast<std::size_t>(a)]);
+  }
+  const Eigen::LLT<Eigen::MatrixXd> llt(soo);
+  const Eigen::VectorXd sol = llt.solve(r);
+  fill = smo * sol;
+  for (Index e = 0; e < nm; ++e) fill[e] += means_(c, m[static_cast<std::size_t>(e)]);
+  if (cov_mm) {
+    cov_mm->resize(nm, nm);
+    for (Index a = 0; a < nm; ++a)
+      for (Index e = 0; e < nm; ++e) (*cov_mm)(a, e) = cov(m[static_cast<std::size_t>(a)], m[static_cast<std::size_t>(e)]);
+    cov_mm->noalias() -= smo * llt.solve(Eigen::MatrixXd(smo.transpose()));
+  }
+  const double logdet = 2.0 * llt.matrixLLT().diagonal().array().log().sum();
+  return -0.5 * (static_cast<double>(no) * kLog2Pi + logdet + r.dot(sol));
+}
+
 void Gmm::missing_rows_dense(const ConstRows& x, RowMatrix& resp, Vector* lpn, RowMatrix* imputed) const {
   // full/tied: per row and component, the marginal N(x_o | μ_o, Σ_oo) and the conditional
   // mean μ_m + Σ_mo Σ_oo⁻¹ (x_o − μ_o); O(K |o|³) per row.
@@ -216,24 +241,11 @@ void Gmm::missing_rows_dense(const ConstRows& x, RowMatrix& resp, Vector* lpn, R
     o.clear();
     m.clear();
     for (Index j = 0; j < d_; ++j) (std::isnan(x(i, j)) ? m : o).push_back(j);
-    const Index no = static_cast<Index>(o.size()), nm = static_cast<Index>(m.size());
+    Eigen::VectorXd fill;
     for (Index c = 0; c < k_; ++c) {
-      const auto cov = type_ == CovarianceType::kFull ? covariances_.middleRows(c * d_, d_) : covariances_.middleRows(0, d_);
-      Eigen::MatrixXd soo(no, no), smo(nm, no);
-      Eigen::VectorXd r(no);
-      for (Index a = 0; a < no; ++a) {
-        r[a] = x(i, o[static_cast<std::size_t>(a)]) - means_(c, o[static_cast<std::size_t>(a)]);
-        for (Index e = 0; e < no; ++e) soo(a, e) = cov(o[static_cast<std::size_t>(a)], o[static_cast<std::size_t>(e)]);
-        for (Index e = 0; e < nm; ++e) smo(e, a) = cov(m[static_cast<std::size_t>(e)], o[static_cast<std::size_t>(a)]);
-      }
-      const Eigen::LLT<Eigen::MatrixXd> llt(soo);
-      const Eigen::VectorXd sol = llt.solve(r);
-      const double logdet = 2.0 * llt.matrixLLT().diagonal().array().log().sum();
-      resp(i, c) = std::log(weights_[c]) - 0.5 * (static_cast<double>(no) * kLog2Pi + logdet + r.dot(sol));
-      if (imputed) {
-        const Eigen::VectorXd fill = smo * sol;
-        for (Index e = 0; e < nm; ++e) cond(c, m[static_cast<std::size_t>(e)]) = means_(c, m[static_cast<std::size_t>(e)]) + fill[e];
-      }
+      resp(i, c) = std::log(weights_[c]) + conditional(x, i, c, o, m, fill, nullptr);
+      if (imputed)
+        for (std::size_t e = 0; e < m.size(); ++e) cond(c, m[e]) = fill[static_cast<Index>(e)];
     }
     if (!lpn) continue;
     RowMatrix row = resp.row(i);
@@ -324,26 +336,16 @@ void Gmm::expected_stats_dense(const ConstRows& x, const RowMatrix& resp, std::s
     o.clear();
     m.clear();
     for (Index j = 0; j < d_; ++j) (std::isnan(x(i, j)) ? m : o).push_back(j);
-    const Index no = static_cast<Index>(o.size()), nm = static_cast<Index>(m.size());
+    const Index nm = static_cast<Index>(m.size());
+    Eigen::VectorXd fill;
+    Eigen::MatrixXd cond;
     for (Index c = 0; c < k_; ++c) {
       const double r = resp(i, c);
       if (r == 0) continue;
-      const auto cov = type_ == CovarianceType::kFull ? covariances_.middleRows(c * d_, d_) : covariances_.middleRows(0, d_);
-      Eigen::MatrixXd soo(no, no), smo(nm, no), cond(nm, nm);
-      Eigen::VectorXd ro(no);
-      for (Index a = 0; a < no; ++a) {
-        ro[a] = x(i, o[static_cast<std::size_t>(a)]) - means_(c, o[static_cast<std::size_t>(a)]);
-        for (Index e = 0; e < no; ++e) soo(a, e) = cov(o[static_cast<std::size_t>(a)], o[static_cast<std::size_t>(e)]);
-        for (Index e = 0; e < nm; ++e) smo(e, a) = cov(m[static_cast<std::size_t>(e)], o[static_cast<std::size_t>(a)]);
-      }
-      for (Index a = 0; a < nm; ++a)
-        for (Index e = 0; e < nm; ++e) cond(a, e) = cov(m[static_cast<std::size_t>(a)], m[static_cast<std::size_t>(e)]);
-      const Eigen::LLT<Eigen::MatrixXd> llt(soo);
-      const Eigen::VectorXd fill = smo * llt.solve(ro);
-      cond.noalias() -= smo * llt.solve(Eigen::MatrixXd(smo.transpose()));
+      conditional(x, i, c, o, m, fill, &cond);
       const RowVector& shift = type_ == CovarianceType::kFull ? RowVector(shift_.row(c)) : center_;
       for (Index j = 0; j < d_; ++j) xh[j] = x(i, j);
-      for (Index a = 0; a < nm; ++a) xh[m[static_cast<std::size_t>(a)]] = means_(c, m[static_cast<std::size_t>(a)]) + fill[a];
+      for (Index a = 0; a < nm; ++a) xh[m[static_cast<std::size_t>(a)]] = fill[a];
       const RowVector dx = xh - shift;
       first.row(c) += r * dx;
       Eigen::Map<RowMatrix> s2(second + (type_ == CovarianceType::kFull ? c * d_ * d_ : 0), d_, d_);

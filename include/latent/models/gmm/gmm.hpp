@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "latent/core/types.hpp"
 #include "latent/io/block_source.hpp"
@@ -94,6 +95,11 @@ class Gmm final : public train::EmModel {
   // and log p(x_o)) and, with imputed, the conditional means.
   void missing_rows_dense(const ConstRows& x, RowMatrix& resp, Vector* lpn, RowMatrix* imputed) const;
   void expected_stats_dense(const ConstRows& x, const RowMatrix& resp, std::span<double> partial) const;
+  // Row i of x under full/tied component c, with observed coordinates o and missing m:
+  // returns log N(x_o | μ_o, Σ_oo); fill = μ_m + Σ_mo Σ_oo⁻¹ (x_o − μ_o); cov_mm (if not
+  // null) = Σ_mm − Σ_mo Σ_oo⁻¹ Σ_om.
+  double conditional(const ConstRows& x, Index i, Index c, const std::vector<Index>& o, const std::vector<Index>& m,
+                     Eigen::VectorXd& fill, Eigen::MatrixXd* cov_mm) const;
   Index k_, d_;
   CovarianceType type_;
   double reg_covar_;
