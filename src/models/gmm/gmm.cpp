@@ -205,6 +205,17 @@ double Gmm::conditional(const ConstRows& x, Index i, Index c, const std::vector<
                         Eigen::VectorXd& fill, Eigen::MatrixXd* cov_mm) const {
   const Index no = static_cast<Index>(o.size()), nm = static_cast<Index>(m.size());
   const auto cov = type_ == CovarianceType::kFull ? covariances_.middleRows(c * d_, d_) : covariances_.middleRows(0, d_);
+  // Empty blocks are handled apart: Eigen's solvers must not see zero-size operands.
+  if (no == 0 || nm == 0) {
+    fill.resize(nm);
+    for (Index e = 0; e < nm; ++e) fill[e] = means_(c, m[static_cast<std::size_t>(e)]);
+    if (cov_mm) {
+      cov_mm->resize(nm, nm);
+      for (Index a = 0; a < nm; ++a)
+        for (Index e = 0; e < nm; ++e) (*cov_mm)(a, e) = cov(m[static_cast<std::size_t>(a)], m[static_cast<std::size_t>(e)]);
+    }
+    if (no == 0) return 0.0;
+  }
   Eigen::MatrixXd soo(no, no), smo(nm, no);
   Eigen::VectorXd r(no);
   for (Index a = 0; a < no; ++a) {
@@ -214,6 +225,9 @@ double Gmm::conditional(const ConstRows& x, Index i, Index c, const std::vector<
   }
   const Eigen::LLT<Eigen::MatrixXd> llt(soo);
   const Eigen::VectorXd sol = llt.solve(r);
+  const double logdet = 2.0 * llt.matrixLLT().diagonal().array().log().sum();
+  const double log_pdf = -0.5 * (static_cast<double>(no) * kLog2Pi + logdet + r.dot(sol));
+  if (nm == 0) return log_pdf;
   fill = smo * sol;
   for (Index e = 0; e < nm; ++e) fill[e] += means_(c, m[static_cast<std::size_t>(e)]);
   if (cov_mm) {
@@ -222,8 +236,7 @@ double Gmm::conditional(const ConstRows& x, Index i, Index c, const std::vector<
       for (Index e = 0; e < nm; ++e) (*cov_mm)(a, e) = cov(m[static_cast<std::size_t>(a)], m[static_cast<std::size_t>(e)]);
     cov_mm->noalias() -= smo * llt.solve(Eigen::MatrixXd(smo.transpose()));
   }
-  const double logdet = 2.0 * llt.matrixLLT().diagonal().array().log().sum();
-  return -0.5 * (static_cast<double>(no) * kLog2Pi + logdet + r.dot(sol));
+  return log_pdf;
 }
 
 void Gmm::missing_rows_dense(const ConstRows& x, RowMatrix& resp, Vector* lpn, RowMatrix* imputed) const {
