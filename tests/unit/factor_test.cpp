@@ -111,7 +111,6 @@ TEST(FactorModel, InferenceMatchesTheDenseGaussianWithAndWithoutMissingValues) {
     Vector lp;
     RowMatrix ez, imputed;
     m.infer(xm, lp, &ez, &imputed);
-    const Eigen::MatrixXd cinv = c.inverse();
     for (Index i = 0; i < xm.rows(); ++i) {
       std::vector<Index> o, mi;
       for (Index j = 0; j < d; ++j) (std::isnan(xm(i, j)) ? mi : o).push_back(j);
@@ -137,7 +136,6 @@ TEST(FactorModel, InferenceMatchesTheDenseGaussianWithAndWithoutMissingValues) {
       for (std::size_t b = 0; b < mi.size(); ++b) EXPECT_NEAR(imputed(i, mi[b]), mu[mi[b]] + xmiss[static_cast<Index>(b)], 1e-10);
       for (const Index j : o) EXPECT_EQ(imputed(i, j), xm(i, j));
     }
-    (void)cinv;
   }
 }
 
@@ -365,8 +363,6 @@ TEST(GmmMissing, ObservedDensityImputationAndMonotoneEm) {
     const auto f = fit_gmm(comm, *source, summary, c, Logger::silent(), [&](const train::IterationRecord& r) { history.push_back(r.objective); });
     ASSERT_GT(history.size(), 3u);
     for (std::size_t i = 1; i < history.size(); ++i) EXPECT_GE(history[i], history[i - 1] - 1e-9) << to_string(type) << " " << i;
-    // The fit explains the data better than the diag one on the same rows.
-    EXPECT_GT(history.back(), -1e9);
   }
 }
 
