@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "latent/core/error.hpp"
+#include "latent/core/profile.hpp"
 #include "latent/io/block_plan.hpp"
 
 namespace latent::cli {
@@ -87,15 +88,54 @@ std::unique_ptr<io::BlockSource> open_source(const Context& ctx, const std::stri
   return source;
 }
 
-IterationLog::IterationLog(const Context& ctx, std::string model, const std::string& json_path, bool append)
-    : ctx_(ctx), model_(std::move(model)) {
+IterationLog::IterationLog(const Context& ctx, std::string model, const std::string& json_path, bool append, bool profile,
+                           int threads)
+    : ctx_(ctx), model_(std::move(model)), profile_(profile), threads_(threads) {
   if (!json_path.empty() && ctx.comm.is_root()) {
     json_ = std::make_unique<std::ofstream>(json_path, append ? std::ios::app : std::ios::trunc);
     if (!*json_) throw_output("--log-json " + json_path + ": cannot open for writing");
   }
 }
 
+namespace {
+
+using profile::Counter;
+double counter(const profile::Snapshot& s, Counter c) { return s[static_cast<std::size_t>(c)]; }
+
+// The counters reported, in the order of IterationLog::gather_profile's row.
+std::array<double, 6> profile_counters(const profile::Snapshot& now, const profile::Snapshot& since) {
+  const auto d = [&](Counter c) { return counter(now, c) - counter(since, c); };
+  return {d(Counter::kReadWaitSeconds), d(Counter::kReadSeconds), d(Counter::kCommSeconds),
+          d(Counter::kMstepSeconds),    d(Counter::kCommBytes),   d(Counter::kCollectives)};
+}
+
+}  // namespace
+
+nlohmann::json IterationLog::gather_profile(double seconds, const std::array<double, 6>& c) const {
+  const auto [read_wait, read, comm, m_step, bytes, collectives] = c;
+  const double compute = std::max(0.0, seconds - read_wait - comm - m_step);
+  constexpr std::size_t kFields = 9;
+  const std::array<double, kFields> row{seconds, read_wait, read, compute, comm, m_step, bytes, collectives,
+                                        profile::max_rss_bytes()};
+  const std::vector<double> all = ctx_.comm.allgatherv(std::span<const double>(row));
+  static constexpr const char* kNames[kFields] = {"seconds",           "read_wait_seconds", "read_seconds",
+                                                  "compute_seconds",   "allreduce_seconds", "m_step_seconds",
+                                                  "allreduce_bytes",   "collectives",       "max_rss_bytes"};
+  nlohmann::json j = nlohmann::json::object();
+  for (std::size_t f = 0; f < kFields; ++f) {
+    nlohmann::json ranks = nlohmann::json::array();
+    for (std::size_t r = 0; r < all.size() / kFields; ++r) ranks.push_back(all[r * kFields + f]);
+    j[kNames[f]] = std::move(ranks);
+  }
+  return j;
+}
+
 void IterationLog::operator()(const train::IterationRecord& r) {
+  nlohmann::json prof;
+  if (profile_) {
+    prof = gather_profile(r.seconds, profile_counters(profile::snapshot(), profile::iteration_start()));
+    profile::begin_iteration();  // the gather above is not the next iteration's
+  }
   if (!ctx_.comm.is_root()) return;
   std::string line = fmt::format("iter {:>4}  objective {:>14.6f}  change {:>11.4e}  {:>8.3f} s  {:>10.4g} samples/s",
                                  r.iteration, r.objective, r.change, r.seconds, r.samples_per_second);
@@ -104,17 +144,38 @@ void IterationLog::operator()(const train::IterationRecord& r) {
   if (json_) {
     nlohmann::json j{{"event", "iteration"}, {"model", model_},   {"iteration", r.iteration},
                      {"objective", r.objective}, {"change", r.change}, {"seconds", r.seconds},
-                     {"samples_per_second", r.samples_per_second}, {"ranks", ctx_.comm.size()}};
+                     {"samples_per_second", r.samples_per_second}, {"ranks", ctx_.comm.size()}, {"threads", threads_}};
     if (r.tokens_per_second > 0) j["tokens_per_second"] = r.tokens_per_second;
+    if (profile_) j["profile"] = std::move(prof);
     *json_ << j.dump() << '\n';
     json_->flush();
   }
 }
 
 void IterationLog::done(const train::EmResult& result, double total_seconds) {
+  nlohmann::json total;
+  if (profile_) {
+    total = gather_profile(total_seconds, profile_counters(profile::snapshot(), profile::Snapshot{}));
+    if (ctx_.comm.is_root()) {
+      const auto sum = [&](const char* key) {
+        double s = 0;
+        for (const auto& x : total[key]) s += x.get<double>();
+        return s / static_cast<double>(total[key].size());
+      };
+      double rss = 0;
+      for (const auto& x : total["max_rss_bytes"]) rss = std::max(rss, x.get<double>());
+      ctx_.log.info(fmt::format(
+          "profile (mean over {} rank(s)): {:.2f} s = read wait {:.2f} + compute {:.2f} + allreduce {:.2f} + M-step "
+          "{:.2f} s; I/O thread read {:.2f} s; {:.1f} MB in {:.0f} collectives; peak RSS {:.0f} MiB (max rank)",
+          ctx_.comm.size(), sum("seconds"), sum("read_wait_seconds"), sum("compute_seconds"), sum("allreduce_seconds"),
+          sum("m_step_seconds"), sum("read_seconds"), sum("allreduce_bytes") / 1e6, sum("collectives"), rss / 1048576.0));
+    }
+  }
   if (!ctx_.comm.is_root() || !json_) return;
   nlohmann::json j{{"event", "done"},          {"model", model_},          {"n_iter", result.n_iter},
-                   {"converged", result.converged}, {"objective", result.objective}, {"total_seconds", total_seconds}};
+                   {"converged", result.converged}, {"objective", result.objective}, {"total_seconds", total_seconds},
+                   {"ranks", ctx_.comm.size()}, {"threads", threads_}};
+  if (profile_) j["profile_total"] = std::move(total);
   *json_ << j.dump() << '\n';
 }
 

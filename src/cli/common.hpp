@@ -2,6 +2,7 @@
 // Shared pieces of the commands: option parsing, the runtime options every data pass takes,
 // progress bars and the JSON log. Boost.Program_options lives only in src/cli.
 #include <boost/program_options.hpp>
+#include <array>
 #include <cstdint>
 #include <fstream>
 #include <map>
@@ -90,10 +91,15 @@ class RowParts {
 };
 
 /// Prints iteration lines on rank 0 and writes them as JSON lines to --log-json.
+/// With `profile` (--profile) every iteration line also holds, per rank, where the
+/// iteration's time went (README.md "Where the time goes"), and done() prints the run's
+/// totals; both are then collective (one allgather of 9 doubles), so every rank must make
+/// the same calls.
 class IterationLog {
  public:
-  /// `append`: continue an existing JSON log (a resumed fit).
-  IterationLog(const Context& ctx, std::string model, const std::string& json_path, bool append = false);
+  /// `append`: continue an existing JSON log (a resumed fit). `threads`: per rank, recorded.
+  IterationLog(const Context& ctx, std::string model, const std::string& json_path, bool append = false,
+               bool profile = false, int threads = 0);
   void operator()(const train::IterationRecord& r);
   void done(const train::EmResult& result, double total_seconds);
   train::IterationObserver observer() {
@@ -101,9 +107,14 @@ class IterationLog {
   }
 
  private:
+  /// Every rank's profile row (seconds, read wait, read, compute, allreduce, M-step,
+  /// bytes, collectives, peak RSS) as named per-rank arrays. Collective.
+  nlohmann::json gather_profile(double seconds, const std::array<double, 6>& counters) const;
   const Context& ctx_;
   std::string model_;
   std::unique_ptr<std::ofstream> json_;
+  bool profile_ = false;
+  int threads_ = 0;
 };
 
 /// A progress bar on stderr when it is a terminal; silent otherwise.

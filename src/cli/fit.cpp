@@ -32,7 +32,7 @@ using Clock = std::chrono::steady_clock;
 
 struct CommonFit {
   std::string data, output, log_json;
-  bool overwrite = false;
+  bool overwrite = false, profile = false;
   std::uint64_t seed = 0;
   StreamOptions stream;
   train::CheckpointOptions checkpoint;
@@ -46,6 +46,9 @@ void add_common(po::options_description& desc, CommonFit& c) {
       ("overwrite", po::bool_switch(&c.overwrite), "replace an existing output file (atomically)")
       ("seed", po::value(&c.seed)->default_value(0), "random seed (results are identical for any rank/thread count)")
       ("log-json", po::value(&c.log_json)->default_value(""), "also write one JSON line per iteration to this file")
+      ("profile", po::bool_switch(&c.profile),
+       "record per iteration and rank the seconds reading, computing, in collectives and in the M-step, bytes "
+       "allreduced and peak RSS (in --log-json; a summary line at the end)")
       ("checkpoint-dir", po::value(&c.checkpoint.dir)->default_value(""),
        "write checkpoints here (ckpt-<run>-<iteration>.h5; SIGTERM/SIGUSR1 checkpoint and exit 75)")
       ("checkpoint-every", po::value(&c.checkpoint.every)->default_value(1), "checkpoint every N iterations (0: only on a stop signal)")
@@ -211,7 +214,7 @@ int fit_gmm(const std::vector<std::string>& args, const Context& ctx) {
                         {"n_init", g.n_init},       {"init_params", g.init_params}, {"init_model", g.init_model}, {"missing_values", missing},
                         {"seed", c.seed},           {"block_rows", c.stream.block_rows}, {"data", c.data}};
   Control control = make_control(ctx, c, "gmm", config, train::data_fingerprint(source->info()));
-  IterationLog ilog(ctx, "gmm", c.log_json, c.checkpoint.resume);
+  IterationLog ilog(ctx, "gmm", c.log_json, c.checkpoint.resume, c.profile, resolve_threads(c.stream.threads));
   const auto t0 = Clock::now();
   models::GmmFitResult fit = models::fit_gmm(ctx.comm, *source, summary, g, ctx.log, ilog.observer(), control.control.get());
   const double total = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -252,7 +255,7 @@ int fit_kmeans(const std::vector<std::string>& args, const Context& ctx) {
                         {"max_iter", k.max_iter}, {"tol", k.tol}, {"n_init", k.n_init}, {"seed", c.seed},
                         {"block_rows", c.stream.block_rows}, {"data", c.data}};
   Control control = make_control(ctx, c, "kmeans", config, train::data_fingerprint(source->info()));
-  IterationLog ilog(ctx, "kmeans", c.log_json, c.checkpoint.resume);
+  IterationLog ilog(ctx, "kmeans", c.log_json, c.checkpoint.resume, c.profile, resolve_threads(c.stream.threads));
   const auto t0 = Clock::now();
   models::KmeansResult fit = models::fit_kmeans(ctx.comm, *source, summary.num_samples, summary.variance.mean(), k,
                                                 ctx.log, ilog.observer(), control.control.get());
@@ -343,7 +346,7 @@ int fit_lda(const std::vector<std::string>& args, const Context& ctx) {
                         {"block_rows", c.stream.block_rows},
                         {"data", c.data}};
   Control control = make_control(ctx, c, "lda", config, train::data_fingerprint(info));
-  IterationLog ilog(ctx, "lda", c.log_json, c.checkpoint.resume);
+  IterationLog ilog(ctx, "lda", c.log_json, c.checkpoint.resume, c.profile, resolve_threads(c.stream.threads));
   const auto t0 = Clock::now();
   models::LdaFitResult fit = models::fit_lda(ctx.comm, info, l, ctx.log, ilog.observer(), control.control.get());
   const double total = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -496,7 +499,7 @@ int fit_vae(const std::vector<std::string>& args, const Context& ctx) {
     c.checkpoint.every = static_cast<int>(std::max<Index>(1, models::vae_steps_per_epoch(info, v)));
   }
   Control control = make_control(ctx, c, "vae", config, train::data_fingerprint(info));
-  IterationLog ilog(ctx, "vae", c.log_json, c.checkpoint.resume);
+  IterationLog ilog(ctx, "vae", c.log_json, c.checkpoint.resume, c.profile, resolve_threads(c.stream.threads));
   const auto observe = ilog.observer();
   const bool validating = v.validation_fraction > 0;
   const auto t0 = Clock::now();
@@ -568,7 +571,7 @@ int fit_factor(const std::vector<std::string>& args, const Context& ctx, models:
                         {"noise_variance_floor", f.noise_variance_floor},         {"seed", c.seed},
                         {"block_rows", c.stream.block_rows},                      {"data", c.data}};
   Control control = make_control(ctx, c, name, config, train::data_fingerprint(source->info()));
-  IterationLog ilog(ctx, name, c.log_json, c.checkpoint.resume);
+  IterationLog ilog(ctx, name, c.log_json, c.checkpoint.resume, c.profile, resolve_threads(c.stream.threads));
   const auto t0 = Clock::now();
   models::FactorFitResult fit =
       models::fit_factor(ctx.comm, *source, summary, f, ctx.log, ilog.observer(), control.control.get());
@@ -609,7 +612,7 @@ int fit_discrete(const std::vector<std::string>& args, const Context& ctx, model
                         {"weight_alpha", dc.weight_alpha}, {"tol", dc.tol},               {"max_iter", dc.max_iter},
                         {"init_params", dc.init_params},   {"seed", c.seed},              {"block_rows", c.stream.block_rows},
                         {"data", c.data}};
-  IterationLog ilog(ctx, name, c.log_json, c.checkpoint.resume);
+  IterationLog ilog(ctx, name, c.log_json, c.checkpoint.resume, c.profile, resolve_threads(c.stream.threads));
   const auto t0 = Clock::now();
   models::DiscreteFitResult fit{models::DiscreteMixture(1, 1, kind, 0, 0), {}};
   Index n = 0;
@@ -706,7 +709,7 @@ int fit_bgmm(const std::vector<std::string>& args, const Context& ctx) {
                         {"block_rows", c.stream.block_rows},
                         {"data", c.data}};
   Control control = make_control(ctx, c, "bgmm", config, train::data_fingerprint(source->info()));
-  IterationLog ilog(ctx, "bgmm", c.log_json, c.checkpoint.resume);
+  IterationLog ilog(ctx, "bgmm", c.log_json, c.checkpoint.resume, c.profile, resolve_threads(c.stream.threads));
   const auto t0 = Clock::now();
   models::BgmmFitResult fit = models::fit_bgmm(ctx.comm, *source, summary, b, ctx.log, ilog.observer(), control.control.get());
   const double total = std::chrono::duration<double>(Clock::now() - t0).count();

@@ -1,4 +1,4 @@
-// LDA's apply commands: score, transform, info, and `generate lda`.
+// LDA's apply commands: score, transform, info (`generate lda` is in generate.cpp).
 #include <fmt/format.h>
 #include <oneapi/tbb/enumerable_thread_specific.h>
 #include <oneapi/tbb/parallel_for.h>
@@ -181,43 +181,6 @@ std::string describe_counts(const std::string& path) {
                                  info.has_labels ? "yes" : "no");
   for (const auto& s : info.shards) text += fmt::format("  {}  {} documents  {} nonzeros\n", s.path, s.num_rows, s.num_nonzeros);
   return text;
-}
-
-int cmd_generate(const std::vector<std::string>& args, const Context& ctx) {
-  if (args.empty() || args[0] != "lda") {
-    if (!args.empty() && (args[0] == "--help" || args[0] == "-h")) {
-      if (ctx.comm.is_root()) ctx.out << "Usage: latent generate lda --n-documents N --vocab-size V --n-topics K --output DIR\n";
-      return 0;
-    }
-    throw_usage("usage: latent generate lda [options] (see --help)");
-  }
-  Index n = 0, v = 0, k = 0, per_shard = 0;
-  double length = 0, alpha = 0, eta = 0;
-  std::uint64_t seed = 0;
-  std::string output, truth;
-  po::options_description desc("latent generate lda options");
-  desc.add_options()
-      ("n-documents", po::value(&n)->required(), "documents N")
-      ("vocab-size", po::value(&v)->required(), "vocabulary size V (words are named w0, w1, ...)")
-      ("n-topics", po::value(&k)->required(), "topics K")
-      ("doc-length", po::value(&length)->default_value(100.0), "mean document length (Poisson), tokens")
-      ("doc-topic-prior", po::value(&alpha)->default_value(0.1), "alpha of theta ~ Dir(alpha)")
-      ("topic-word-prior", po::value(&eta)->default_value(0.01), "eta of beta_k ~ Dir(eta)")
-      ("seed", po::value(&seed)->default_value(0), "random seed (document d depends only on seed and d)")
-      ("docs-per-shard", po::value(&per_shard)->default_value(65536), "documents per shard file")
-      ("output", po::value(&output)->required(), "count dataset directory to create (must not exist)")
-      ("true-model", po::value(&truth)->default_value(""),
-       "also write the generating topics as an LDA model file (components = beta) here");
-  po::variables_map vm;
-  if (!parse(args.size() > 1 ? std::vector<std::string>(args.begin() + 1, args.end()) : std::vector<std::string>{}, desc,
-             vm, ctx, "latent generate lda --n-documents N --vocab-size V --n-topics K --output DIR [options]"))
-    return 0;
-  comm::run_agreed(ctx.comm, [&] {
-    if (ctx.comm.is_root())
-      models::generate_lda(n, v, k, length, alpha, eta, seed, per_shard, output, truth);
-  });
-  ctx.log.info(fmt::format("wrote {} documents (V = {}, K = {}) to {}", n, v, k, output));
-  return 0;
 }
 
 int cmd_bench_allreduce(const std::vector<std::string>& args, const Context& ctx) {

@@ -1,4 +1,5 @@
 #include "latent/comm/communicator.hpp"
+#include "latent/core/profile.hpp"
 
 #include <mpi.h>
 
@@ -46,11 +47,21 @@ MPI_Op merge_op() {
   return op;
 }
 
+// Counts one collective for --profile: its payload bytes and, on destruction, its time.
+struct Traffic {
+  explicit Traffic(std::size_t bytes) noexcept {
+    profile::add(profile::Counter::kCommBytes, static_cast<double>(bytes));
+    profile::add(profile::Counter::kCollectives, 1);
+  }
+  profile::ScopedTimer timer{profile::Counter::kCommSeconds};
+};
+
 // MPI counts are int: split large buffers into pieces.
 constexpr std::size_t kMaxChunk = std::size_t{1} << 28;
 
 template <class T>
 void allreduce_chunked(T* data, std::size_t n, MPI_Datatype type, MPI_Op op) {
+  const Traffic traffic(n * sizeof(T));
   for (std::size_t off = 0; off < n; off += kMaxChunk) {
     const auto count = static_cast<int>(std::min(kMaxChunk, n - off));
     check(MPI_Allreduce(MPI_IN_PLACE, data + off, count, type, op, MPI_COMM_WORLD), "MPI_Allreduce");
@@ -61,6 +72,7 @@ template <class T>
 std::vector<T> allgatherv_impl(std::span<const T> local, MPI_Datatype type, int size) {
   const auto n = static_cast<long long>(local.size());
   if (n > std::numeric_limits<int>::max()) throw Error(ErrorKind::kInternal, "allgatherv: too many elements");
+  const Traffic traffic(local.size() * sizeof(T));
   int mine = static_cast<int>(n);
   std::vector<int> counts(static_cast<std::size_t>(size)), displs(static_cast<std::size_t>(size));
   check(MPI_Allgather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, MPI_COMM_WORLD), "MPI_Allgather");
@@ -167,6 +179,7 @@ void Communicator::allreduce_sum_by_slices(std::span<std::int64_t> values) const
     counts[static_cast<std::size_t>(r)] = static_cast<int>(n * (r + 1) / size_ - n * r / size_);
   }
   std::vector<std::int64_t> slice(static_cast<std::size_t>(counts[static_cast<std::size_t>(rank_)]));
+  const Traffic traffic(values.size() * sizeof(std::int64_t));
   check(MPI_Reduce_scatter(values.data(), slice.data(), counts.data(), MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD),
         "MPI_Reduce_scatter");
   check(MPI_Allgatherv(slice.data(), counts[static_cast<std::size_t>(rank_)], MPI_INT64_T, values.data(), counts.data(),
@@ -182,6 +195,7 @@ void Communicator::allreduce_min(std::span<double> values) const {
 
 void Communicator::broadcast(std::string& data, int root) const {
   if (size_ == 1) return;
+  const Traffic traffic(data.size());
   long long n = static_cast<long long>(data.size());
   check(MPI_Bcast(&n, 1, MPI_LONG_LONG, root, MPI_COMM_WORLD), "MPI_Bcast");
   data.resize(static_cast<std::size_t>(n));
@@ -196,7 +210,9 @@ std::vector<std::int64_t> Communicator::allgatherv(std::span<const std::int64_t>
 }
 
 void Communicator::barrier() const {
-  if (size_ > 1) check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+  if (size_ == 1) return;
+  const Traffic traffic(0);
+  check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
 }
 
 void Communicator::agree(std::exception_ptr local_error) const {

@@ -32,6 +32,42 @@ std::string parent_of(const std::string& path) {
 
 }  // namespace
 
+void write_counts_shard(const std::string& path, Index vocab_size, std::span<const std::int64_t> indptr,
+                        std::span<const std::int32_t> indices, std::span<const std::int64_t> counts,
+                        std::span<const std::int64_t> labels) {
+  H5Writer w(path, false);
+  w.attr("/", "format_version", static_cast<std::int64_t>(kCountsFormatVersion));
+  w.attr("/", "kind", std::string(kCountsKind));
+  w.attr("/", "vocab_size", static_cast<std::int64_t>(vocab_size));
+  w.write(kIndptrDataset, indptr);
+  // H5Writer writes integers as int64; the schema allows int64 indices.
+  const std::vector<std::int64_t> wide(indices.begin(), indices.end());
+  w.write(kIndicesDataset, std::span<const std::int64_t>(wide));
+  w.write(kCountsDataset, counts);
+  if (!labels.empty()) w.write(kLabelsDataset, labels);
+  w.commit();
+}
+
+void write_vocabulary(const std::string& dir, const std::vector<std::string>& vocabulary) {
+  for (std::size_t v = 0; v < vocabulary.size(); ++v) {
+    const std::string& word = vocabulary[v];
+    if (word.empty()) throw_input(fmt::format("output {}: vocabulary word {} is empty", dir, v));
+    if (word.find_first_of("\n\r\t") != std::string::npos)
+      throw_input(fmt::format("output {}: vocabulary word {} contains a tab or line break", dir, v));
+  }
+  const std::string vocab_path = dir + "/" + kVocabularyFile;
+  std::FILE* f = std::fopen(vocab_path.c_str(), "wb");
+  if (f == nullptr) throw_output("output " + dir + ": cannot create " + vocab_path);
+  bool ok = true;
+  for (const auto& word : vocabulary) {
+    ok = ok && std::fwrite(word.data(), 1, word.size(), f) == word.size() && std::fputc('\n', f) != EOF;
+  }
+  ok = std::fflush(f) == 0 && ok;
+  ok = ::fsync(::fileno(f)) == 0 && ok;
+  ok = std::fclose(f) == 0 && ok;
+  if (!ok) throw Error(ErrorKind::kIo, "output " + dir + ": cannot write " + vocab_path + " (disk full?)");
+}
+
 CountsWriter::CountsWriter(std::string dir, Index vocab_size, Index docs_per_shard, bool with_labels)
     : dir_(std::move(dir)), vocab_size_(vocab_size), docs_per_shard_(docs_per_shard), with_labels_(with_labels) {
   if (dir_.empty()) throw_usage("output directory name is empty");
@@ -112,17 +148,8 @@ void CountsWriter::flush_shard() {
   if (num_shards_ >= kMaxShards)
     throw_usage(fmt::format("output {}: more than {} shards; use more documents per shard (--docs-per-shard)", dir_,
                             kMaxShards - 1));
-  H5Writer w(fmt::format("{}/part-{:05d}.h5", tmp_dir_, num_shards_), false);
-  w.attr("/", "format_version", static_cast<std::int64_t>(kCountsFormatVersion));
-  w.attr("/", "kind", std::string(kCountsKind));
-  w.attr("/", "vocab_size", static_cast<std::int64_t>(vocab_size_));
-  w.write(kIndptrDataset, std::span<const std::int64_t>(indptr_));
-  // H5Writer writes integers as int64; the schema allows int64 indices.
-  const std::vector<std::int64_t> indices(indices_.begin(), indices_.end());
-  w.write(kIndicesDataset, std::span<const std::int64_t>(indices));
-  w.write(kCountsDataset, std::span<const std::int64_t>(counts_));
-  if (with_labels_) w.write(kLabelsDataset, std::span<const std::int64_t>(labels_));
-  w.commit();
+  write_counts_shard(fmt::format("{}/part-{:05d}.h5", tmp_dir_, num_shards_), vocab_size_, indptr_, indices_, counts_,
+                     with_labels_ ? std::span<const std::int64_t>(labels_) : std::span<const std::int64_t>());
   ++num_shards_;
   indptr_.assign(1, 0);
   indices_.clear();
@@ -135,26 +162,8 @@ void CountsWriter::commit(const std::vector<std::string>& vocabulary) {
   if (static_cast<Index>(vocabulary.size()) != vocab_size_)
     throw_input(fmt::format("output {}: vocabulary has {} words but the vocabulary size is {}", dir_, vocabulary.size(),
                             vocab_size_));
-  for (std::size_t v = 0; v < vocabulary.size(); ++v) {
-    const std::string& word = vocabulary[v];
-    if (word.empty()) throw_input(fmt::format("output {}: vocabulary word {} is empty", dir_, v));
-    if (word.find_first_of("\n\r\t") != std::string::npos)
-      throw_input(fmt::format("output {}: vocabulary word {} contains a tab or line break", dir_, v));
-  }
   flush_shard();
-  const std::string vocab_path = tmp_dir_ + "/" + kVocabularyFile;
-  {
-    std::FILE* f = std::fopen(vocab_path.c_str(), "wb");
-    if (f == nullptr) throw_output("output " + dir_ + ": cannot create " + vocab_path);
-    bool ok = true;
-    for (const auto& word : vocabulary) {
-      ok = ok && std::fwrite(word.data(), 1, word.size(), f) == word.size() && std::fputc('\n', f) != EOF;
-    }
-    ok = std::fflush(f) == 0 && ok;
-    ok = ::fsync(::fileno(f)) == 0 && ok;
-    ok = std::fclose(f) == 0 && ok;
-    if (!ok) throw Error(ErrorKind::kIo, "output " + dir_ + ": cannot write " + vocab_path + " (disk full?)");
-  }
+  write_vocabulary(tmp_dir_, vocabulary);
   detail::fsync_path(tmp_dir_, true);
   std::error_code ec;
   // rename(2) would silently replace an empty directory created meanwhile.

@@ -86,8 +86,17 @@ class GmmModel final : public FittedModel {
 
   RowMatrix sample(Index first, Index n, std::uint64_t seed, std::vector<std::int64_t>& labels) const override {
     const Index k = gmm_.num_components(), d = gmm_.num_features();
-    std::vector<Eigen::MatrixXd> chol(static_cast<std::size_t>(k));
-    for (Index j = 0; j < k; ++j) {
+    const CovarianceType type = gmm_.covariance_type();
+    const bool diagonal = type == CovarianceType::kDiag || type == CovarianceType::kSpherical;
+    // Diagonal covariances: x = μ + σ ⊙ z, the same values as the Cholesky product below
+    // (its off-diagonal terms are exact zeros) at O(D) instead of O(D²) per row.
+    RowMatrix sd(diagonal ? k : 0, d);
+    for (Index j = 0; diagonal && j < k; ++j) {
+      if (type == CovarianceType::kDiag) sd.row(j) = gmm_.covariances().row(j).array().sqrt();
+      else sd.row(j).setConstant(std::sqrt(gmm_.covariances()(j, 0)));
+    }
+    std::vector<Eigen::MatrixXd> chol(static_cast<std::size_t>(diagonal ? 0 : k));
+    for (Index j = 0; !diagonal && j < k; ++j) {
       Eigen::MatrixXd cov;
       switch (gmm_.covariance_type()) {
         case CovarianceType::kFull: cov = gmm_.covariances().middleRows(j * d, d); break;
@@ -108,7 +117,8 @@ class GmmModel final : public FittedModel {
       Index c = 0;
       while (c + 1 < k && u > gmm_.weights()[c]) u -= gmm_.weights()[c++];
       for (Index j = 0; j < d; ++j) z[j] = rng.next_normal();
-      out.row(i) = gmm_.means().row(c) + (chol[static_cast<std::size_t>(c)] * z).transpose();
+      if (diagonal) out.row(i) = gmm_.means().row(c) + sd.row(c).cwiseProduct(z.transpose());
+      else out.row(i) = gmm_.means().row(c) + (chol[static_cast<std::size_t>(c)] * z).transpose();
       labels[static_cast<std::size_t>(i)] = c;
     }
     return out;

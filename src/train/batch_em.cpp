@@ -6,6 +6,7 @@
 
 #include "latent/core/control.hpp"
 #include "latent/core/error.hpp"
+#include "latent/core/profile.hpp"
 #include "latent/train/block_reduce.hpp"
 
 namespace latent::train {
@@ -29,6 +30,7 @@ EmResult run_em(const comm::Communicator& comm, Source& source, Index num_sample
       if (inject_nan) partial[0] = std::numeric_limits<double>::quiet_NaN();
     };
     const auto t0 = std::chrono::steady_clock::now();
+    profile::begin_iteration();
     // 64-byte aligned, like the kernels' buffers: an M-step's Eigen reductions over maps of
     // the statistics must not depend on where the heap put them.
     const std::vector<double> raw = reduce_global(comm, source, model.num_stats(), options.threads, kernel);
@@ -37,7 +39,10 @@ EmResult run_em(const comm::Communicator& comm, Source& source, Index num_sample
       throw_numerical("the objective became NaN/Inf at iteration " + std::to_string(it) +
                       " (diverging parameters); the model was not updated and the last checkpoint is intact. "
                       "Try a larger --reg-covar or standardise the data");
-    const EmStep step = model.m_step(stats);
+    const EmStep step = [&] {
+      const profile::ScopedTimer timer(profile::Counter::kMstepSeconds);
+      return model.m_step(stats);
+    }();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     IterationRecord rec{it, step.objective, step.change, seconds,
                         seconds > 0 ? static_cast<double>(num_samples) / seconds : 0.0};

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "latent/core/profile.hpp"
 #include "latent/io/block_plan.hpp"
 
 namespace latent::io {
@@ -46,7 +47,11 @@ class BlockStream {
       try {
         Reader read = factory_();
         for (const auto& ref : blocks_) {
-          auto block = std::make_shared<const Block>(read(ref));
+          std::shared_ptr<const Block> block;
+          {
+            const profile::ScopedTimer timer(profile::Counter::kReadSeconds);
+            block = std::make_shared<const Block>(read(ref));
+          }
           std::unique_lock lock(pass->mutex);
           pass->cv.wait(lock, [&] { return pass->stop || pass->queue.size() < static_cast<std::size_t>(prefetch_); });
           if (pass->stop) return;
@@ -70,7 +75,10 @@ class BlockStream {
     if (!pass_) return nullptr;
     Pass* pass = pass_.get();
     std::unique_lock lock(pass->mutex);
-    pass->cv.wait(lock, [&] { return !pass->queue.empty() || pass->done; });
+    if (pass->queue.empty() && !pass->done) {
+      const profile::ScopedTimer timer(profile::Counter::kReadWaitSeconds);
+      pass->cv.wait(lock, [&] { return !pass->queue.empty() || pass->done; });
+    }
     if (!pass->queue.empty()) {
       auto block = std::move(pass->queue.front());
       pass->queue.pop_front();

@@ -116,6 +116,16 @@ class CountsSource {
   BlockStream<CsrBlock> stream_;
 };
 
+/// Writes one CSR shard (`indptr` documents + 1 entries from 0, `indices` and `counts`
+/// nnz entries, `labels` one per document or empty) with the root attributes of the count
+/// format, atomically (H5Writer). No validation: callers pass sorted, valid CSR. Local.
+void write_counts_shard(const std::string& path, Index vocab_size, std::span<const std::int64_t> indptr,
+                        std::span<const std::int32_t> indices, std::span<const std::int64_t> counts,
+                        std::span<const std::int64_t> labels);
+/// Writes `dir`/vocabulary.txt (one word per line) and fsyncs it. Throws Error(kInput) for
+/// an empty word or one with a tab or line break, Error(kIo) if the write fails. Local.
+void write_vocabulary(const std::string& dir, const std::vector<std::string>& vocabulary);
+
 /// Writes a count dataset directory: documents are appended in order and cut into shards
 /// of `docs_per_shard`; everything goes to a temporary directory beside `dir` that is
 /// renamed to `dir` by commit() (a directory that exists is refused up front; an

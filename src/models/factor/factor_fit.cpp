@@ -2,6 +2,7 @@
 
 #include <Eigen/Cholesky>
 #include <chrono>
+#include <optional>
 #include <cmath>
 #include <limits>
 #include <numbers>
@@ -10,6 +11,7 @@
 
 #include "latent/core/control.hpp"
 #include "latent/core/error.hpp"
+#include "latent/core/profile.hpp"
 #include "latent/core/rng.hpp"
 #include "latent/train/block_reduce.hpp"
 
@@ -267,6 +269,8 @@ FactorFitResult fit_factor(const comm::Communicator& comm, io::BlockSource& sour
     const FaultPlan& fault = FaultPlan::get();
     for (int it = result.n_iter + 1; it <= c.max_iter; ++it) {
       const auto t1 = std::chrono::steady_clock::now();
+      profile::begin_iteration();
+      std::optional<profile::ScopedTimer> m_step_timer(std::in_place, profile::Counter::kMstepSeconds);  // all in memory
       AlignedDoubles stats = em.stats_from_scatter(t, s, n);
       if (fault.due(comm.rank(), it, "nan")) stats[0] = std::numeric_limits<double>::quiet_NaN();
       if (!std::isfinite(stats[0]))
@@ -274,6 +278,7 @@ FactorFitResult fit_factor(const comm::Communicator& comm, io::BlockSource& sour
                         "; the model was not updated and the last checkpoint is intact. Try a larger "
                         "--noise-variance-floor or standardise the data");
       const train::EmModel::Step step = em.m_step(stats);
+      m_step_timer.reset();
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
       const train::IterationRecord rec{it, step.objective, step.change, seconds, 0.0};  // no data pass
       result.history.push_back(rec);

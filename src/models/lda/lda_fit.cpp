@@ -12,6 +12,7 @@
 
 #include "latent/core/control.hpp"
 #include "latent/core/error.hpp"
+#include "latent/core/profile.hpp"
 #include "latent/io/block_plan.hpp"
 
 namespace latent::models {
@@ -291,6 +292,7 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
 
   for (; pass < c.max_iter; ++pass) {
     const auto t0 = Clock::now();
+    profile::begin_iteration();
     source.start_pass();
     for (Index m = 0; m < minibatch; ++m) source.next();  // resumed in the middle of a pass
     const bool evaluate = c.evaluate_every > 0 && ((pass + 1) % c.evaluate_every == 0 || pass + 1 == c.max_iter);
@@ -338,6 +340,7 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
       return g;
     };
     const auto m_step = [&](const GlobalStats& g, double rho, double doc_scale, int newton_iter) {
+      const profile::ScopedTimer timer(profile::Counter::kMstepSeconds);
       RowMatrix& lambda = model.lambda_vk();
       const double eta = model.eta();
       // λ ← (1 − ρ) λ + ρ η + ρ (N / S) stats: one expression for every word (stats 0 where

@@ -58,69 +58,83 @@ Lda load_lda(const std::string& path, std::vector<std::string>* vocabulary) {
   return model;
 }
 
+LdaGenerator::LdaGenerator(Index vocab_size, Index n_topics, double mean_length, double alpha, double eta,
+                           std::uint64_t seed)
+    : k_(n_topics), v_(vocab_size), mean_length_(mean_length), alpha_(alpha), eta_(eta), seed_(seed) {
+  if (vocab_size < 1 || n_topics < 1 || !(mean_length > 0) || !(alpha > 0) || !(eta > 0))
+    throw_usage("generate lda: --vocab-size, --n-components, --doc-length and the priors must be positive");
+  // Topics β_k ~ Dir(η): cumulative distributions for sampling words by bisection.
+  beta_.resize(k_, v_);
+  for (Index t = 0; t < k_; ++t) {
+    for (Index w = 0; w < v_; ++w) {
+      CounterRng rng(seed, RngPurpose::kGenerate, 0, static_cast<std::uint64_t>(t * v_ + w));
+      beta_(t, w) = std::max(sample_gamma(rng, eta), 1e-300);
+    }
+    beta_.row(t) /= beta_.row(t).sum();
+  }
+  cdf_.assign(static_cast<std::size_t>(k_), std::vector<double>(static_cast<std::size_t>(v_)));
+  for (Index t = 0; t < k_; ++t) {
+    double acc = 0;
+    for (Index w = 0; w < v_; ++w) cdf_[static_cast<std::size_t>(t)][static_cast<std::size_t>(w)] = acc += beta_(t, w);
+  }
+}
+
+std::int64_t LdaGenerator::document(Index d, std::vector<std::int32_t>& ids, std::vector<std::int64_t>& counts) const {
+  CounterRng rng(seed_, RngPurpose::kGenerate, 1, static_cast<std::uint64_t>(d));
+  Vector theta(k_);
+  for (Index t = 0; t < k_; ++t) theta(t) = std::max(sample_gamma(rng, alpha_), 1e-300);
+  theta /= theta.sum();
+  // Poisson length by inversion (mean_length is moderate), at least one word.
+  Index length = 0;
+  {
+    const double limit = std::exp(-mean_length_);
+    double p = rng.next_uniform();
+    while (p > limit && length < 100000) {
+      p *= rng.next_uniform();
+      ++length;
+    }
+    length = std::max<Index>(1, length);
+  }
+  ids.clear();
+  counts.clear();
+  for (Index i = 0; i < length; ++i) {
+    double u = rng.next_uniform();
+    Index z = 0;
+    while (z + 1 < k_ && u > theta(z)) u -= theta(z++);
+    const auto& c = cdf_[static_cast<std::size_t>(z)];
+    const double target = rng.next_uniform() * c.back();
+    const auto w = std::min<std::ptrdiff_t>(std::lower_bound(c.begin(), c.end(), target) - c.begin(), v_ - 1);
+    ids.push_back(static_cast<std::int32_t>(w));
+    counts.push_back(1);
+  }
+  Index main_topic = 0;
+  theta.maxCoeff(&main_topic);
+  return main_topic;
+}
+
+Lda LdaGenerator::truth() const {
+  Lda truth(k_, v_, Vector::Constant(k_, alpha_), eta_);
+  truth.lambda_vk() = beta_.transpose();
+  return truth;
+}
+
 void generate_lda(Index n_documents, Index vocab_size, Index n_topics, double mean_length, double alpha, double eta,
                   std::uint64_t seed, Index docs_per_shard, const std::string& dir, const std::string& true_model_path) {
-  if (n_documents < 1 || vocab_size < 1 || n_topics < 1 || !(mean_length > 0) || !(alpha > 0) || !(eta > 0))
-    throw_usage("generate lda: --n-documents, --vocab-size, --n-topics, --doc-length and the priors must be positive");
-  const Index k = n_topics, v = vocab_size;
-  // Topics β_k ~ Dir(η): cumulative distributions for sampling words by bisection.
-  RowMatrix beta(k, v);
-  for (Index t = 0; t < k; ++t) {
-    for (Index w = 0; w < v; ++w) {
-      CounterRng rng(seed, RngPurpose::kGenerate, 0, static_cast<std::uint64_t>(t * v + w));
-      beta(t, w) = std::max(sample_gamma(rng, eta), 1e-300);
-    }
-    beta.row(t) /= beta.row(t).sum();
-  }
-  std::vector<std::vector<double>> cdf(static_cast<std::size_t>(k), std::vector<double>(static_cast<std::size_t>(v)));
-  for (Index t = 0; t < k; ++t) {
-    double acc = 0;
-    for (Index w = 0; w < v; ++w) cdf[static_cast<std::size_t>(t)][static_cast<std::size_t>(w)] = acc += beta(t, w);
-  }
+  if (n_documents < 1) throw_usage("generate lda: --n-samples must be positive");
+  const LdaGenerator gen(vocab_size, n_topics, mean_length, alpha, eta, seed);
   std::vector<std::string> vocab;
-  for (Index w = 0; w < v; ++w) vocab.push_back(fmt::format("w{}", w));
-  io::CountsWriter writer(dir, v, docs_per_shard, true);
+  for (Index w = 0; w < vocab_size; ++w) vocab.push_back(fmt::format("w{}", w));
+  io::CountsWriter writer(dir, vocab_size, docs_per_shard, true);
   std::vector<std::int32_t> ids;
   std::vector<std::int64_t> counts;
-  Vector theta(k);
   for (Index d = 0; d < n_documents; ++d) {
-    CounterRng rng(seed, RngPurpose::kGenerate, 1, static_cast<std::uint64_t>(d));
-    for (Index t = 0; t < k; ++t) theta(t) = std::max(sample_gamma(rng, alpha), 1e-300);
-    theta /= theta.sum();
-    // Poisson length by inversion (mean_length is moderate), at least one word.
-    Index length = 0;
-    {
-      const double limit = std::exp(-mean_length);
-      double p = rng.next_uniform();
-      while (p > limit && length < 100000) {
-        p *= rng.next_uniform();
-        ++length;
-      }
-      length = std::max<Index>(1, length);
-    }
-    ids.clear();
-    counts.clear();
-    Index main_topic = 0;
-    for (Index i = 0; i < length; ++i) {
-      double u = rng.next_uniform();
-      Index z = 0;
-      while (z + 1 < k && u > theta(z)) u -= theta(z++);
-      const auto& c = cdf[static_cast<std::size_t>(z)];
-      const double target = rng.next_uniform() * c.back();
-      const auto w = std::min<std::ptrdiff_t>(std::lower_bound(c.begin(), c.end(), target) - c.begin(), v - 1);
-      ids.push_back(static_cast<std::int32_t>(w));
-      counts.push_back(1);
-    }
-    theta.maxCoeff(&main_topic);
-    writer.add_document(ids, counts, main_topic);
+    const std::int64_t label = gen.document(d, ids, counts);
+    writer.add_document(ids, counts, label);
   }
   writer.commit(vocab);
-  if (!true_model_path.empty()) {
-    Lda truth(k, v, Vector::Constant(k, alpha), eta);
-    truth.lambda_vk() = beta.transpose();
-    save_lda(truth, vocab, fmt::format(R"({{"model":"lda","generated":true,"seed":{}}})", seed), train::EmResult{},
+  if (!true_model_path.empty())
+    save_lda(gen.truth(), vocab, fmt::format(R"({{"model":"lda","generated":true,"seed":{}}})", seed), train::EmResult{},
              n_documents, dir, true_model_path, false);
-  }
 }
 
 }  // namespace latent::models

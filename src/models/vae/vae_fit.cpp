@@ -8,12 +8,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <optional>
 #include <limits>
 #include <numbers>
 #include <numeric>
 
 #include "latent/core/control.hpp"
 #include "latent/core/error.hpp"
+#include "latent/core/profile.hpp"
 #include "latent/core/rng.hpp"
 #include "latent/io/block_plan.hpp"
 #include "latent/io/block_source.hpp"
@@ -340,6 +342,7 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
 
   for (; epoch < c.epochs && !result.em.converged; ++epoch) {
     const auto t0 = Clock::now();
+    profile::begin_iteration();
     const double lr = learning_rate_at(c, epoch);
     const std::vector<Index> order = epoch_order(epoch);
     if (c.shuffle || !train_source) train_source = open_epoch(order);
@@ -421,6 +424,7 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
       epoch_rows += acc[p];
       epoch_loss += acc[p + 1];
       // The mean gradient, clipped (PyTorch's clip_grad_norm_), then Adam on every rank.
+      std::optional<profile::ScopedTimer> m_step_timer(std::in_place, profile::Counter::kMstepSeconds);
       const double to_mean = std::ldexp(1.0, -bits) / step_rows;
       double clip = 1.0;
       if (c.max_grad_norm > 0) {
@@ -461,6 +465,7 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
           th -= step_size * ma / (va.sqrt() / sqrt_bc2 + eps_adam);
         });
       });
+      m_step_timer.reset();
       // A step boundary (stop signals, checkpoints every --checkpoint-every steps); the
       // last step's boundary comes after the epoch's bookkeeping below.
       if (control != nullptr && s + 1 < steps_per_epoch) control->boundary(0, step, [&] { return snapshot(epoch, s + 1); });

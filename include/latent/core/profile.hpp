@@ -1,0 +1,55 @@
+#pragma once
+/// \file Process-wide time and traffic counters for `latent fit --profile` (README.md,
+/// "Where the time goes"). Always on: each event is one relaxed atomic add (a block read,
+/// a wait for a block, a collective, an M-step), never per row.
+///
+/// Counters are cumulative since process start; a report takes two snapshots and
+/// subtracts. Compute time is not counted: it is what remains of an iteration's wall time
+/// after reading waits, collectives and the M-step.
+#include <array>
+#include <chrono>
+#include <cstdint>
+
+namespace latent::profile {
+
+enum class Counter : int {
+  kReadSeconds = 0,  ///< the I/O thread reading and validating blocks (overlaps compute)
+  kReadWaitSeconds,  ///< the compute pipeline waiting for the next block (reading not hidden)
+  kCommSeconds,      ///< inside MPI collectives, including waiting for slower ranks
+  kCommBytes,        ///< payload bytes of this rank's collectives (send side)
+  kCollectives,      ///< number of collectives
+  kMstepSeconds,     ///< parameter updates (M-steps, optimiser steps)
+  kCount
+};
+constexpr int kNumCounters = static_cast<int>(Counter::kCount);
+
+/// Adds `value` (seconds, bytes or a count) to a counter. Thread-safe, wait-free.
+void add(Counter c, double value) noexcept;
+
+/// All counters, in Counter order.
+using Snapshot = std::array<double, kNumCounters>;
+Snapshot snapshot() noexcept;
+
+/// Peak resident set size of this process so far, bytes (getrusage ru_maxrss).
+double max_rss_bytes() noexcept;
+
+/// Adds the wall time of its scope to a seconds counter.
+class ScopedTimer {
+ public:
+  explicit ScopedTimer(Counter c) noexcept : counter_(c), start_(std::chrono::steady_clock::now()) {}
+  ~ScopedTimer() { add(counter_, std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count()); }
+  ScopedTimer(const ScopedTimer&) = delete;
+  ScopedTimer& operator=(const ScopedTimer&) = delete;
+
+ private:
+  Counter counter_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+/// Marks the start of a training iteration: the next report's deltas start here (drivers
+/// call it where they start the iteration's clock).
+void begin_iteration() noexcept;
+/// The counters at the last begin_iteration().
+Snapshot iteration_start() noexcept;
+
+}  // namespace latent::profile

@@ -1,0 +1,58 @@
+#include "latent/core/profile.hpp"
+
+#include <sys/resource.h>
+
+#include <atomic>
+
+namespace latent::profile {
+namespace {
+
+// Fixed point: nanoseconds for seconds, whole units for bytes and counts.
+constexpr double kScale[kNumCounters] = {1e9, 1e9, 1e9, 1.0, 1.0, 1e9};
+
+std::array<std::atomic<std::int64_t>, kNumCounters>& counters() {
+  static std::array<std::atomic<std::int64_t>, kNumCounters> c{};
+  return c;
+}
+
+std::array<std::atomic<std::int64_t>, kNumCounters>& baseline() {
+  static std::array<std::atomic<std::int64_t>, kNumCounters> b{};
+  return b;
+}
+
+}  // namespace
+
+void add(Counter c, double value) noexcept {
+  const int i = static_cast<int>(c);
+  counters()[static_cast<std::size_t>(i)].fetch_add(static_cast<std::int64_t>(value * kScale[i]), std::memory_order_relaxed);
+}
+
+Snapshot snapshot() noexcept {
+  Snapshot s{};
+  for (int i = 0; i < kNumCounters; ++i)
+    s[static_cast<std::size_t>(i)] =
+        static_cast<double>(counters()[static_cast<std::size_t>(i)].load(std::memory_order_relaxed)) / kScale[i];
+  return s;
+}
+
+double max_rss_bytes() noexcept {
+  rusage u{};
+  if (getrusage(RUSAGE_SELF, &u) != 0) return 0;
+  return static_cast<double>(u.ru_maxrss) * 1024.0;  // Linux: kilobytes
+}
+
+void begin_iteration() noexcept {
+  for (int i = 0; i < kNumCounters; ++i)
+    baseline()[static_cast<std::size_t>(i)].store(counters()[static_cast<std::size_t>(i)].load(std::memory_order_relaxed),
+                                                  std::memory_order_relaxed);
+}
+
+Snapshot iteration_start() noexcept {
+  Snapshot s{};
+  for (int i = 0; i < kNumCounters; ++i)
+    s[static_cast<std::size_t>(i)] =
+        static_cast<double>(baseline()[static_cast<std::size_t>(i)].load(std::memory_order_relaxed)) / kScale[i];
+  return s;
+}
+
+}  // namespace latent::profile
