@@ -155,6 +155,12 @@ def summarize_log(path, skip_first: bool | None = None) -> dict:
     out["peak_rss_mib_per_rank"] = [x / MIB for x in rss]
     out["peak_rss_mib"] = max(out["peak_rss_mib_per_rank"])
     out["samples_per_second"] = _mean(_num(r.get("samples_per_second")) for r in used)
+    # rows (documents) per iteration: samples/s x seconds of rank 0's line (exact: that is how it is computed)
+    rows = [_num(r.get("samples_per_second")) * _num(r.get("seconds")) for r in used]
+    out["rows_per_iteration"] = common.median(rows) if rows and not any(math.isnan(x) for x in rows) else None
+    toks = [_num(r.get("tokens_per_second")) * _num(r.get("seconds")) for r in used
+            if r.get("tokens_per_second") is not None]
+    out["tokens_per_iteration"] = common.median(toks) if toks else None
     tps = [r.get("tokens_per_second") for r in used if r.get("tokens_per_second") is not None]
     out["tokens_per_second"] = _mean(float(t) for t in tps) if tps else None
     if done:
