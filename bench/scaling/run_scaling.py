@@ -341,6 +341,15 @@ def print_summary(runs: list[dict]) -> None:
           "% = share of the iteration (mean over ranks)")
 
 
+def _save(fig, png: Path) -> None:
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+    print(f"plot written to {png}")
+
+
 def plot_scaling(runs: list[dict], kind: str, png: Path, title_extra: str = "") -> bool:
     rs = [r for r in runs if r["kind"] == kind and r.get("speedup") is not None]
     if not rs:
@@ -388,11 +397,7 @@ def plot_scaling(runs: list[dict], kind: str, png: Path, title_extra: str = "") 
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="best")
     fig.suptitle(f"{kind} scaling{title_extra}", fontsize=11)
-    fig.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
-    print(f"plot written to {png}")
+    _save(fig, png)
     return True
 
 
@@ -430,11 +435,7 @@ def plot_breakdown(runs: list[dict], png: Path, title_extra: str = "") -> bool:
         ax.set_visible(False)
     fig.suptitle("where an iteration's time goes (mean over ranks and iterations after the first; "
                  f"hatched/*: oversubscribed; label: median s/iteration){title_extra}", fontsize=9)
-    fig.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
-    print(f"plot written to {png}")
+    _save(fig, png)
     return True
 
 

@@ -12,7 +12,6 @@
 Usage: factor_cli_test.py LATENT_BINARY MPIEXEC. Exits 77 (skipped) without h5py/sklearn.
 """
 import os
-import subprocess
 import sys
 import tempfile
 import warnings
@@ -25,34 +24,14 @@ except ImportError:
     print("scikit-learn/h5py not available: skipped")
     sys.exit(77)
 
-latent, mpiexec = sys.argv[1], sys.argv[2]
-failures = []
+from clitest import Harness  # noqa: E402  (tests/cli/clitest.py)
 
-
-def check(ok, what):
-    print(("ok   " if ok else "FAIL ") + what)
-    if not ok:
-        failures.append(what)
-
-
-def run(args, ranks=1, expect=0):
-    cmd = ([mpiexec, "--oversubscribe", "-n", str(ranks)] if ranks > 1 else []) + [latent] + args
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
-    if r.returncode != expect:
-        print(r.stdout, r.stderr)
-        check(False, f"exit {r.returncode} (expected {expect}): {' '.join(args)}")
-    return r
+H = Harness(sys.argv[1], sys.argv[2])
+check, run = H.check, H.run
 
 
 def run_env(args, ranks, extra_env, expect):
-    cmd = ([mpiexec, "--oversubscribe", "-n", str(ranks)] if ranks > 1 else []) + [latent] + args
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", **extra_env)
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
-    if r.returncode != expect:
-        print(r.stdout, r.stderr)
-        check(False, f"exit {r.returncode} (expected {expect}): {' '.join(args)}")
-    return r
+    return run(args, ranks, expect, env=extra_env)
 
 
 def same_bits(a, b, names):
@@ -312,7 +291,4 @@ with tempfile.TemporaryDirectory() as d:
         check(np.abs(S - C).max() < 0.05 * np.abs(C).max(), f"sample covariance within 5 % of W^T W + Psi "
               f"(max error {np.abs(S - C).max():.3f})")
 
-if failures:
-    print(f"{len(failures)} check(s) failed")
-    sys.exit(1)
-print("all checks passed")
+H.finish()

@@ -16,7 +16,6 @@ import glob
 import itertools
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -27,24 +26,10 @@ except ImportError:
     print("h5py not available: skipped")
     sys.exit(77)
 
-latent, mpiexec = sys.argv[1], sys.argv[2]
-failures = []
+from clitest import Harness  # noqa: E402  (tests/cli/clitest.py)
 
-
-def check(ok, what):
-    print(("ok   " if ok else "FAIL ") + what)
-    if not ok:
-        failures.append(what)
-
-
-def run(args, ranks=1, expect=0):
-    cmd = ([mpiexec, "--oversubscribe", "-n", str(ranks)] if ranks > 1 else []) + [latent] + args
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
-    if r.returncode != expect:
-        print(r.stdout, r.stderr)
-        check(False, f"exit {r.returncode} (expected {expect}): {' '.join(args)}")
-    return r
+H = Harness(sys.argv[1], sys.argv[2])
+check, run = H.check, H.run
 
 
 def dense(d):
@@ -176,5 +161,4 @@ run(["fit", "vae", "--data", T("g1"), "--output", T("vae.h5"), "--likelihood", "
 its, _ = profile_log(T("vae.jsonl"), 2, "vae")
 check(all(min(j["profile"]["m_step_seconds"]) > 0 for j in its), "vae x2: optimiser steps timed")
 
-print(f"{len(failures)} failure(s)")
-sys.exit(1 if failures else 0)
+H.finish()
