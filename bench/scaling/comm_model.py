@@ -566,6 +566,41 @@ def plot(result: dict, png: Path) -> None:
     print(f"plot written to {png}")
 
 
+def check_against_logs(specs: list[str], fits: dict) -> list[dict]:
+    """The model next to measurements: for each multi-rank profile log, the seconds per
+    iteration spent in collectives as measured (mean over ranks and over the iterations
+    after the first) and as the fitted t = alpha_P + beta_P bytes of the same P predicts
+    for the log's own collectives and bytes (n alpha_P + beta_P bytes). Measured time also
+    holds waiting for slower ranks, which the model leaves out."""
+    out = []
+    for spec in specs:
+        name, _, path = spec.partition("=")
+        its = common.iteration_records(Path(path))
+        its = its[1:] if len(its) > 2 else its
+        if not its or "profile" not in its[0]:
+            raise SystemExit(f"--check-log {spec}: no profile records")
+        ranks = len(its[0]["profile"]["seconds"])
+        fit = fits.get(str(ranks))
+        if fit is None:
+            raise SystemExit(f"--check-log {spec}: no allreduce fit for P = {ranks} (add it to --ranks)")
+        mean = lambda k: sum(sum(j["profile"][k]) / ranks for j in its) / len(its)  # noqa: E731
+        n, b, t = mean("collectives"), mean("allreduce_bytes"), mean("allreduce_seconds")
+        pred = n * fit["alpha_P_seconds"] + b * fit["beta_P_seconds_per_byte"]
+        out.append({"name": name, "log": path, "ranks": ranks, "collectives_per_iteration": n,
+                    "bytes_per_iteration": b, "measured_seconds": t, "predicted_seconds": pred,
+                    "iteration_seconds": mean("seconds"),
+                    "measured_share": t / mean("seconds"), "predicted_share": pred / mean("seconds")})
+    if out:
+        print("\nthe model next to measurements (collective seconds per iteration, mean over ranks)")
+        common.print_table([[c["name"], c["ranks"], f"{c['collectives_per_iteration']:.0f}",
+                             f"{c['bytes_per_iteration'] / 1e6:.3g}", f"{c['measured_seconds']:.4f}",
+                             f"{c['predicted_seconds']:.4f}", f"{100 * c['measured_share']:.1f}",
+                             f"{100 * c['predicted_share']:.1f}"] for c in out],
+                           ["log", "P", "collectives", "MB", "measured s", "model s", "measured %", "model %"])
+        print("(measured time includes waiting for the slower rank; the model counts only the transfer)")
+    return out
+
+
 def print_tables(result: dict) -> None:
     for key, title in (("this_machine", "this machine (alpha, beta fitted at P = 2)"),
                        ("cluster", "cluster (--alpha-us, --bandwidth-GBps)")):
@@ -592,6 +627,8 @@ def main(argv=None):
     ap.add_argument("--reuse-allreduce", type=Path, nargs="?", const=common.RESULTS_DIR / "comm_model.json",
                     default=None, help="take the allreduce measurements from this earlier comm_model.json")
     ap.add_argument("--profile-log", action="append", default=[], metavar="MODEL=LOG.jsonl")
+    ap.add_argument("--check-log", action="append", default=[], metavar="NAME=LOG.jsonl",
+                    help="a multi-rank profile log to set the model's collective time beside (validation)")
     ap.add_argument("--dims", action="append", default=[], metavar="MODEL=k=..,d=..",
                     help="problem dimensions of a --profile-log (k, d, batch, micro, params, v)")
     ap.add_argument("--models", default="gmm_diag,gmm_full,lda,vae")
@@ -686,6 +723,8 @@ def main(argv=None):
     print("(LDA formula: uniform word occupancy, an upper bound of the touched rows; the measured bytes also "
           "count the word-id allgather and small collectives)")
 
+    checks = check_against_logs(args.check_log, fits)
+
     # 3. projections
     cases = build_cases(measured, args)
     ps = [2 ** i for i in range(0, int(math.log2(args.p_max)) + 1)]
@@ -719,6 +758,7 @@ def main(argv=None):
                          if args.beta_here > 0 else None},
         "cluster": {"alpha_us": args.alpha_us, "bandwidth_GBps": args.bandwidth_GBps},
         "compute": measured,
+        "model_vs_measured": checks,
         "assumptions": {
             "threads_per_rank": args.threads_per_rank, "ranks_per_node": args.ranks_per_node,
             "efficiency": "E(P) = useful compute / (compute + collectives) per update; useful compute = the "
