@@ -206,7 +206,7 @@ int cmd_generate(const std::vector<std::string>& args, const Context& ctx) {
   }
   GenerateOptions o;
   o.kind = args[0];
-  Index n_alias = 0, k_alias = 0;
+  Index n_alias = 0, k_alias = 0, per_shard_alias = 0;
   po::options_description desc("latent generate " + o.kind + " options");
   desc.add_options()
       ("n-samples", po::value(&o.n)->default_value(0), o.kind == "gmm" ? "rows N" : "documents N")
@@ -236,12 +236,13 @@ int cmd_generate(const std::vector<std::string>& args, const Context& ctx) {
         ("topic-word-prior", po::value(&o.eta)->default_value(0.01), "eta of beta_k ~ Dir(eta)")
         ("n-documents", po::value(&n_alias)->default_value(0), "same as --n-samples")
         ("n-topics", po::value(&k_alias)->default_value(0), "same as --n-components")
-        ("docs-per-shard", po::value(&o.per_shard), "same as --rows-per-shard");
+        ("docs-per-shard", po::value(&per_shard_alias)->default_value(0), "same as --rows-per-shard");
   }
   po::variables_map vm;
   if (!parse(std::vector<std::string>(args.begin() + 1, args.end()), desc, vm, ctx, usage)) return 0;
   if (o.n == 0) o.n = n_alias;
   if (o.k == 0) o.k = k_alias;
+  if (per_shard_alias != 0) o.per_shard = per_shard_alias;
   if (o.n < 1 || o.n >= (Index{1} << 46)) throw_usage("--n-samples must be between 1 and 2^46");
   if (o.k < 1) throw_usage("--n-components must be at least 1");
   if (o.d < 1) throw_usage(o.kind == "gmm" ? "--n-features must be at least 1" : "--vocab-size must be at least 1");

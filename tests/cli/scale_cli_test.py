@@ -100,7 +100,11 @@ lgen = ["generate", "lda", "--n-samples", "900", "--vocab-size", "300", "--n-com
 run(lgen + ["--shards", "4", "--output", T("l1")])
 run(["generate", "lda", "--n-documents", "900", "--vocab-size", "300", "--n-topics", "5", "--doc-length", "40",
      "--shards", "3", "--output", T("l3")], ranks=3)
+run(["generate", "lda", "--n-documents", "900", "--vocab-size", "300", "--n-topics", "5", "--doc-length", "40",
+     "--docs-per-shard", "300", "--output", T("l2"), "--true-model", "none"], ranks=2)
 d1, lab1, s1 = csr(T("l1"))
+d2, _, s2 = csr(T("l2"))
+check(s2 == 3 and d2 == d1, "lda: --docs-per-shard (the old name of --rows-per-shard) sets the shard size")
 d3, lab3, s3 = csr(T("l3"))
 check(s1 == 4 and s3 == 3 and d1 == d3 and lab1 == lab3, "lda: the same documents for 1 rank x 4 shards and 3 ranks x 3 shards")
 check(all(len(i) > 0 and list(i) == sorted(set(i)) for i, _ in d1), "lda: word ids sorted and unique in every document")
