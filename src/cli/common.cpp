@@ -157,7 +157,7 @@ void IterationLog::done(const train::EmResult& result, double total_seconds) {
   if (profile_) {
     total = gather_profile(total_seconds, profile_counters(profile::snapshot(), profile::Snapshot{}));
     if (ctx_.comm.is_root()) {
-      const auto sum = [&](const char* key) {
+      const auto mean = [&](const char* key) {
         double s = 0;
         for (const auto& x : total[key]) s += x.get<double>();
         return s / static_cast<double>(total[key].size());
@@ -167,8 +167,9 @@ void IterationLog::done(const train::EmResult& result, double total_seconds) {
       ctx_.log.info(fmt::format(
           "profile (mean over {} rank(s)): {:.2f} s = read wait {:.2f} + compute {:.2f} + allreduce {:.2f} + M-step "
           "{:.2f} s; I/O thread read {:.2f} s; {:.1f} MB in {:.0f} collectives; peak RSS {:.0f} MiB (max rank)",
-          ctx_.comm.size(), sum("seconds"), sum("read_wait_seconds"), sum("compute_seconds"), sum("allreduce_seconds"),
-          sum("m_step_seconds"), sum("read_seconds"), sum("allreduce_bytes") / 1e6, sum("collectives"), rss / 1048576.0));
+          ctx_.comm.size(), mean("seconds"), mean("read_wait_seconds"), mean("compute_seconds"),
+          mean("allreduce_seconds"), mean("m_step_seconds"), mean("read_seconds"), mean("allreduce_bytes") / 1e6,
+          mean("collectives"), rss / 1048576.0));
     }
   }
   if (!ctx_.comm.is_root() || !json_) return;

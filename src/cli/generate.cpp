@@ -176,14 +176,8 @@ void write_lda_shards(const GenerateOptions& o, const models::LdaGenerator& gen,
     labels.clear();
     for (Index doc = begin; doc < end; ++doc) {
       labels.push_back(gen.document(doc, ids, counts));
-      std::sort(ids.begin(), ids.end());  // every count is 1: merge repeats
-      for (std::size_t j = 0; j < ids.size(); ++j) {
-        if (j > 0 && ids[j] == ids[j - 1]) ++values.back();
-        else {
-          indices.push_back(ids[j]);
-          values.push_back(1);
-        }
-      }
+      indices.insert(indices.end(), ids.begin(), ids.end());
+      values.insert(values.end(), counts.begin(), counts.end());
       indptr.push_back(static_cast<std::int64_t>(indices.size()));
     }
     io::write_counts_shard(dir.shard_path(s), o.d, indptr, indices, values, labels);

@@ -70,6 +70,7 @@ void allreduce_chunked(T* data, std::size_t n, MPI_Datatype type, MPI_Op op) {
 
 template <class T>
 std::vector<T> allgatherv_impl(std::span<const T> local, MPI_Datatype type, int size) {
+  if (size == 1) return {local.begin(), local.end()};
   const auto n = static_cast<long long>(local.size());
   if (n > std::numeric_limits<int>::max()) throw Error(ErrorKind::kInternal, "allgatherv: too many elements");
   const Traffic traffic(local.size() * sizeof(T));

@@ -15,8 +15,9 @@ std::array<std::atomic<std::int64_t>, kNumCounters>& counters() {
   return c;
 }
 
-std::array<std::atomic<std::int64_t>, kNumCounters>& baseline() {
-  static std::array<std::atomic<std::int64_t>, kNumCounters> b{};
+// Set and read only by the thread that runs the iterations (profile.hpp).
+Snapshot& baseline() {
+  static Snapshot b{};
   return b;
 }
 
@@ -41,18 +42,8 @@ double max_rss_bytes() noexcept {
   return static_cast<double>(u.ru_maxrss) * 1024.0;  // Linux: kilobytes
 }
 
-void begin_iteration() noexcept {
-  for (int i = 0; i < kNumCounters; ++i)
-    baseline()[static_cast<std::size_t>(i)].store(counters()[static_cast<std::size_t>(i)].load(std::memory_order_relaxed),
-                                                  std::memory_order_relaxed);
-}
+void begin_iteration() noexcept { baseline() = snapshot(); }
 
-Snapshot iteration_start() noexcept {
-  Snapshot s{};
-  for (int i = 0; i < kNumCounters; ++i)
-    s[static_cast<std::size_t>(i)] =
-        static_cast<double>(baseline()[static_cast<std::size_t>(i)].load(std::memory_order_relaxed)) / kScale[i];
-  return s;
-}
+Snapshot iteration_start() noexcept { return baseline(); }
 
 }  // namespace latent::profile

@@ -47,7 +47,8 @@ class ScopedTimer {
 };
 
 /// Marks the start of a training iteration: the next report's deltas start here (drivers
-/// call it where they start the iteration's clock).
+/// call it where they start the iteration's clock). Call this and iteration_start() from
+/// the thread that runs the iterations only.
 void begin_iteration() noexcept;
 /// The counters at the last begin_iteration().
 Snapshot iteration_start() noexcept;

@@ -96,7 +96,6 @@ std::int64_t LdaGenerator::document(Index d, std::vector<std::int32_t>& ids, std
     length = std::max<Index>(1, length);
   }
   ids.clear();
-  counts.clear();
   for (Index i = 0; i < length; ++i) {
     double u = rng.next_uniform();
     Index z = 0;
@@ -105,8 +104,20 @@ std::int64_t LdaGenerator::document(Index d, std::vector<std::int32_t>& ids, std
     const double target = rng.next_uniform() * c.back();
     const auto w = std::min<std::ptrdiff_t>(std::lower_bound(c.begin(), c.end(), target) - c.begin(), v_ - 1);
     ids.push_back(static_cast<std::int32_t>(w));
-    counts.push_back(1);
   }
+  // Tokens to (word, count) pairs: sort, then merge repeats.
+  std::sort(ids.begin(), ids.end());
+  counts.clear();
+  std::size_t distinct = 0;
+  for (std::size_t j = 0; j < ids.size(); ++j) {
+    if (j > 0 && ids[j] == ids[j - 1]) {
+      ++counts.back();
+    } else {
+      ids[distinct++] = ids[j];
+      counts.push_back(1);
+    }
+  }
+  ids.resize(distinct);
   Index main_topic = 0;
   theta.maxCoeff(&main_topic);
   return main_topic;

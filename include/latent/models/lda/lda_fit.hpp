@@ -121,8 +121,9 @@ class LdaGenerator {
  public:
   /// Throws Error(kUsage) unless every argument is positive. Draws β (K × V): O(KV).
   LdaGenerator(Index vocab_size, Index n_topics, double mean_length, double alpha, double eta, std::uint64_t seed);
-  /// Document d: its word ids (unsorted, repeated) with counts 1 in `ids`/`counts`;
-  /// returns the label (the topic with the largest θ_dk). Thread-safe.
+  /// Document d in CSR form: its distinct word ids in ascending order in `ids`, each
+  /// with its count in `counts`; returns the label (the topic with the largest θ_dk).
+  /// Thread-safe.
   std::int64_t document(Index d, std::vector<std::int32_t>& ids, std::vector<std::int64_t>& counts) const;
   /// The true topics as an LDA model (λ = β, α, η).
   Lda truth() const;
