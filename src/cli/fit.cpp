@@ -390,6 +390,7 @@ int fit_vae(const std::vector<std::string>& args, const Context& ctx) {
   CommonFit c;
   models::VaeFitConfig v;
   std::string hidden = "512,256", activation = "relu", likelihood = "bernoulli", variance = "learned";
+  std::string precision = "highest";
   po::options_description desc("latent fit vae options");
   desc.add_options()
       ("latent-dim", po::value(&v.arch.latent_dim)->default_value(20), "latent dimensions L")
@@ -403,6 +404,9 @@ int fit_vae(const std::vector<std::string>& args, const Context& ctx) {
       ("micro-batch-rows", po::value(&v.micro_batch_rows)->default_value(64),
        "rows per micro-batch: the unit of parallelism (a step's micro-batches are spread over ranks x threads); "
        "results depend on it, not on the rank or thread count")
+      ("matmul-precision", po::value(&precision)->default_value("highest"),
+       "highest (float32 products) | medium (bfloat16 operands with float32 sums, about twice as fast; needs "
+       "AVX512_BF16 on every rank), as PyTorch's torch.set_float32_matmul_precision")
       ("epochs", po::value(&v.epochs)->default_value(10), "passes over the training rows (scikit-learn's max_iter)")
       ("shuffle", po::bool_switch(&v.shuffle),
        "visit each epoch's minibatches in a seeded random order (their rows stay fixed; disables --cache-mb for training)")
@@ -425,6 +429,7 @@ int fit_vae(const std::vector<std::string>& args, const Context& ctx) {
   if (!parse(args, desc, vm, ctx, "latent fit vae --data DIR --output MODEL.h5 [--latent-dim 20] [--hidden 512,256] [options]"))
     return 0;
   v.arch.hidden = parse_widths(hidden);
+  v.matmul_precision = matmul::parse_precision(precision);
   v.arch.activation = models::parse_vae_activation(activation);
   v.arch.likelihood = models::parse_vae_likelihood(likelihood);
   if (variance != "learned") {
@@ -457,7 +462,7 @@ int fit_vae(const std::vector<std::string>& args, const Context& ctx) {
     double widths = static_cast<double>(2 * info.num_features + 4 * v.arch.latent_dim);
     for (Index h : v.arch.hidden) widths += 2.0 * static_cast<double>(h);
     train::MemoryEstimate need;
-    const double params_bytes = p * 4.0 * (4.0 + local_blocks) + p * 16.0;
+    const double params_bytes = p * 4.0 * (4.0 + local_blocks) + p * 16.0 + p * 8.0;  // + packed weights
     const double act_bytes = static_cast<double>(c.stream.threads) * micro * widths * 4.0 * 4.0;
     const double block_bytes = static_cast<double>(c.stream.prefetch + c.stream.threads + 2) * micro *
                                static_cast<double>(info.num_features) * 12.0;
@@ -492,6 +497,7 @@ int fit_vae(const std::vector<std::string>& args, const Context& ctx) {
                         {"n_iter_no_change", v.n_iter_no_change},
                         {"tol", v.tol},
                         {"micro_batch_rows", v.micro_batch_rows},
+                        {"matmul_precision", precision},
                         {"seed", c.seed},
                         {"data", c.data}};
   if (vm["checkpoint-every"].defaulted()) {

@@ -1,7 +1,11 @@
 #include "latent/models/vae/vae.hpp"
 
+#include <oneapi/tbb/parallel_for.h>
+
+#include <algorithm>
 #include <cmath>
 #include <numbers>
+#include <stdexcept>
 #include <utility>
 
 #include "latent/core/error.hpp"
@@ -91,39 +95,83 @@ void Vae::init_parameters(std::uint64_t seed) {
       params_(log_var_offset_ + d) = static_cast<float>(arch_.fixed_log_variance);
 }
 
-void Vae::forward_mlp(const std::vector<VaeLayer>& layers, const RowMatrixF& input, std::vector<RowMatrixF>& act,
-                      RowMatrixF& last) const {
+void Vae::prepare(matmul::Precision p) {
+  matmul::require(p);
+  const std::size_t n = encoder_.size() + decoder_.size();
+  fwd_.resize(n);
+  bwd_.resize(n);
+  tbb::parallel_for(std::size_t{0}, 2 * n, [&](std::size_t t) {
+    const std::size_t i = t / 2;
+    const VaeLayer& l = i < encoder_.size() ? encoder_[i] : decoder_[i - encoder_.size()];
+    const float* w = params_.data() + l.weight_offset;
+    if (t % 2 == 0) fwd_[i].pack_b(p, w, l.in, l.out, 1, l.in);  // B(k, j) = W[j][k]
+    else if (i > 0) bwd_[i].pack_b(p, w, l.out, l.in, l.in, 1);  // B(k, j) = W[k][j] (not needed for x)
+  });
+  precision_ = p;
+  prepared_ = true;
+  packs_stale_ = false;
+}
+
+void Vae::check_packs() const {
+  if (packs_stale_) throw std::logic_error("Vae: the parameters changed after prepare(); call prepare() again");
+}
+
+void Vae::forward_mlp(const std::vector<VaeLayer>& layers, std::size_t first, const RowMatrixF& input,
+                      std::vector<RowMatrixF>& act, RowMatrixF& last, VaeWorkspace& ws) const {
   act.resize(layers.size() - 1);
   const RowMatrixF* a = &input;
   for (std::size_t i = 0; i < layers.size(); ++i) {
     const VaeLayer& l = layers[i];
-    const Eigen::Map<const RowMatrixF> w(params_.data() + l.weight_offset, l.out, l.in);
-    const Eigen::Map<const RowVectorF> b(params_.data() + l.bias_offset, l.out);
     RowMatrixF& y = i + 1 < layers.size() ? act[i] : last;
     y.resize(a->rows(), l.out);
-    y.noalias() = *a * w.transpose();
-    y.rowwise() += b;
-    if (i + 1 < layers.size()) {
-      if (arch_.activation == VaeActivation::kRelu) y = y.cwiseMax(0.0f);
-      else y = y.array().tanh().matrix();
+    if (prepared_) {
+      ws.pa.pack_a(precision_, a->data(), a->rows(), l.in, l.in, 1);
+      matmul::multiply(ws.pa, fwd_[first + i], y.data(), l.out);
+    } else {
+      const Eigen::Map<const RowMatrixF> w(params_.data() + l.weight_offset, l.out, l.in);
+      y.noalias() = *a * w.transpose();
     }
+    // The bias, and the activation on hidden layers, in one pass.
+    const float* b = params_.data() + l.bias_offset;
+    const bool relu = i + 1 < layers.size() && arch_.activation == VaeActivation::kRelu;
+    for (Index r = 0; r < y.rows(); ++r) {
+      float* yr = y.data() + r * l.out;
+      if (relu)
+        for (Index j = 0; j < l.out; ++j) yr[j] = std::max(yr[j] + b[j], 0.0f);
+      else
+        for (Index j = 0; j < l.out; ++j) yr[j] += b[j];
+    }
+    if (i + 1 < layers.size() && arch_.activation == VaeActivation::kTanh) y = y.array().tanh().matrix();
     a = &y;
   }
 }
 
-void Vae::backward_mlp(const std::vector<VaeLayer>& layers, const RowMatrixF& input, const std::vector<RowMatrixF>& act,
-                       RowMatrixF& delta, RowMatrixF& scratch, std::span<float> grad, RowMatrixF* input_grad) const {
+void Vae::backward_mlp(const std::vector<VaeLayer>& layers, std::size_t first, const RowMatrixF& input,
+                       const std::vector<RowMatrixF>& act, RowMatrixF& delta, RowMatrixF& scratch, std::span<float> grad,
+                       RowMatrixF* input_grad, VaeWorkspace& ws) const {
   for (std::size_t j = layers.size(); j-- > 0;) {
     const VaeLayer& l = layers[j];
     const RowMatrixF& a_prev = j == 0 ? input : act[j - 1];
-    Eigen::Map<RowMatrixF> gw(grad.data() + l.weight_offset, l.out, l.in);
+    const Index b = delta.rows();
     Eigen::Map<RowVectorF> gb(grad.data() + l.bias_offset, l.out);
-    gw.noalias() = delta.transpose() * a_prev;
+    if (prepared_) {
+      ws.pa.pack_a(precision_, delta.data(), l.out, b, 1, l.out);  // A(o, r) = δ[r][o]
+      ws.pb.pack_b(precision_, a_prev.data(), b, l.in, l.in, 1);   // B(r, i) = a[r][i]
+      matmul::multiply(ws.pa, ws.pb, grad.data() + l.weight_offset, l.in);
+    } else {
+      Eigen::Map<RowMatrixF> gw(grad.data() + l.weight_offset, l.out, l.in);
+      gw.noalias() = delta.transpose() * a_prev;
+    }
     gb = delta.colwise().sum();
     if (j == 0 && input_grad == nullptr) break;
-    const Eigen::Map<const RowMatrixF> w(params_.data() + l.weight_offset, l.out, l.in);
-    scratch.resize(delta.rows(), l.in);
-    scratch.noalias() = delta * w;
+    scratch.resize(b, l.in);
+    if (prepared_) {
+      ws.pa.pack_a(precision_, delta.data(), b, l.out, l.out, 1);
+      matmul::multiply(ws.pa, bwd_[first + j], scratch.data(), l.in);
+    } else {
+      const Eigen::Map<const RowMatrixF> w(params_.data() + l.weight_offset, l.out, l.in);
+      scratch.noalias() = delta * w;
+    }
     if (j > 0) {
       // The activation's derivative from its output: ReLU 1[a > 0], tanh 1 − a².
       if (arch_.activation == VaeActivation::kRelu) scratch = (a_prev.array() > 0.0f).select(scratch.array(), 0.0f).matrix();
@@ -140,13 +188,17 @@ Eigen::Array<float, 1, Eigen::Dynamic> Vae::decoder_log_variance() const {
 }
 
 void Vae::encode(const RowMatrixF& x, VaeWorkspace& w) const {
-  forward_mlp(encoder_, x, w.enc_act, w.delta_prev);
+  check_packs();
+  forward_mlp(encoder_, 0, x, w.enc_act, w.delta_prev, w);
   const Index l = arch_.latent_dim;
   w.mu = w.delta_prev.leftCols(l);
   w.log_var = w.delta_prev.rightCols(l);
 }
 
-void Vae::decode(const RowMatrixF& z, VaeWorkspace& w) const { forward_mlp(decoder_, z, w.dec_act, w.out); }
+void Vae::decode(const RowMatrixF& z, VaeWorkspace& w) const {
+  check_packs();
+  forward_mlp(decoder_, encoder_.size(), z, w.dec_act, w.out, w);
+}
 
 void Vae::log_likelihood_rows(const RowMatrixF& x, const RowMatrixF& out, std::span<double> ll) const {
   const Index b = x.rows();
@@ -198,12 +250,12 @@ double Vae::loss(const RowMatrixF& x, const RowMatrixF& eps, VaeWorkspace& w, st
         grad[static_cast<std::size_t>(log_var_offset_ + j)] = 0.5f * (static_cast<float>(b) - sq(j) * inv_var(j));
     }
   }
-  backward_mlp(decoder_, w.z, w.dec_act, w.delta, w.delta_prev, grad, &w.dz);
+  backward_mlp(decoder_, encoder_.size(), w.z, w.dec_act, w.delta, w.delta_prev, grad, &w.dz, w);
   // Through z = μ + σ ε, plus the KL term: d/dμ = μ, d/dlog σ² = ½ (σ² − 1).
   w.delta.resize(b, 2 * l);
   w.delta.leftCols(l) = w.dz + w.mu;
   w.delta.rightCols(l) = (w.dz.array() * eps.array() * 0.5f * sigma + 0.5f * (w.log_var.array().exp() - 1.0f)).matrix();
-  backward_mlp(encoder_, x, w.enc_act, w.delta, w.delta_prev, grad, nullptr);
+  backward_mlp(encoder_, 0, x, w.enc_act, w.delta, w.delta_prev, grad, nullptr, w);
   return total;
 }
 

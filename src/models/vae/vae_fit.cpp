@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cmath>
 #include <optional>
+#include <utility>
 #include <limits>
 #include <numbers>
 #include <numeric>
@@ -225,6 +226,10 @@ void vae_iwae_rows(const Vae& model, const RowMatrixF& x, Index global_row_begin
 VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo& info, VaeFitConfig c, const Logger& log,
                      const VaeObserver& observer, train::FitControl* control) {
   check_config(c);
+  // Every rank must have the kernels (a mixed cluster would otherwise fail on some ranks).
+  comm::run_agreed(comm, [&] {
+    if (c.matmul_precision == matmul::Precision::kMedium) matmul::require(c.matmul_precision);
+  });
   c.arch.input_dim = info.num_features;
   validate_data(comm, info, c);
   VaeFitResult result;
@@ -307,6 +312,13 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
 
   tbb::task_arena arena(std::max(1, c.threads));
   tbb::enumerable_thread_specific<VaeWorkspace> ws;
+  // The packed weights of the products (after every parameter change); float32 products
+  // stay Eigen's on CPUs without AVX-512.
+  const auto prepare = [&] {
+    if (c.matmul_precision == matmul::Precision::kHighest && !matmul::available(c.matmul_precision)) return;
+    arena.execute([&] { model.prepare(c.matmul_precision); });
+  };
+  prepare();
   // Aligned buffers (Eigen's allocator): where a product's destination starts relative to
   // a 64-byte boundary decides which entries Eigen computes on its scalar path, and the
   // scalar and vector paths round differently (fused multiply-add).
@@ -321,7 +333,7 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
   // steps into it).
   const auto snapshot = [&](int next_epoch, Index step_in_epoch) {
     train::TrainState st;
-    st.arrays["parameters"] = as_rows(model.parameters());
+    st.arrays["parameters"] = as_rows(std::as_const(model).parameters());
     st.arrays["adam_m"] = as_rows(m);
     st.arrays["adam_v"] = as_rows(v);
     if (!best_params.empty()) st.arrays["best_parameters"] = as_rows(best_params);
@@ -399,7 +411,10 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
       const double bound = flags[0] * static_cast<double>(global_blocks);
       const int bits = bound > 0 ? std::clamp(61 - static_cast<int>(std::ceil(std::log2(bound))) - 1, -1000, 1000) : 0;
       const double scale = std::ldexp(1.0, bits);
-      arena.execute([&] {
+      // One rank without clipping: the integer sum is formed inside the Adam pass below (the
+      // same integers, one pass over memory fewer).
+      const bool fused = comm.size() == 1 && !(c.max_grad_norm > 0);
+      if (!fused) arena.execute([&] {
         tbb::parallel_for(tbb::blocked_range<std::size_t>(0, p, 16384), [&](const tbb::blocked_range<std::size_t>& r) {
           std::int64_t* out = acc.data();
           if (nloc == 0) std::fill(out + r.begin(), out + r.end(), std::int64_t{0});  // no share of this step
@@ -457,7 +472,17 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
           alignas(64) float g[kPiece];
           const std::size_t j0 = piece * kPiece;
           const auto n = static_cast<Index>(std::min(kPiece, p - j0));
-          for (Index j = 0; j < n; ++j) g[j] = static_cast<float>(static_cast<double>(ap[j0 + static_cast<std::size_t>(j)]) * g_scale);
+          if (fused) {
+            alignas(64) std::int64_t sum[kPiece];
+            std::fill(sum, sum + n, std::int64_t{0});
+            for (std::size_t i = 0; i < nloc; ++i) {
+              const float* gi = grads[i].data() + j0;
+              for (Index j = 0; j < n; ++j) sum[j] += to_fixed(static_cast<double>(gi[j]), scale);
+            }
+            for (Index j = 0; j < n; ++j) g[j] = static_cast<float>(static_cast<double>(sum[j]) * g_scale);
+          } else {
+            for (Index j = 0; j < n; ++j) g[j] = static_cast<float>(static_cast<double>(ap[j0 + static_cast<std::size_t>(j)]) * g_scale);
+          }
           const Eigen::Map<const Eigen::ArrayXf> ga(g, n);
           Eigen::Map<Eigen::ArrayXf> th(theta + j0, n), ma(mp + j0, n), va(vd + j0, n);
           ma = b1 * ma + (1.0f - b1) * ga;
@@ -465,6 +490,7 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
           th -= step_size * ma / (va.sqrt() / sqrt_bc2 + eps_adam);
         });
       });
+      prepare();
       m_step_timer.reset();
       // A step boundary (stop signals, checkpoints every --checkpoint-every steps); the
       // last step's boundary comes after the epoch's bookkeeping below.
@@ -482,7 +508,8 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
     if (score > best + c.tol) {
       no_improve = 0;
       if (val_source) {
-        best_params.assign(model.parameters().begin(), model.parameters().end());
+        const auto params = std::as_const(model).parameters();
+        best_params.assign(params.begin(), params.end());
         result.validation_elbo = val_elbo;
       }
     } else {
@@ -500,7 +527,10 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
     if (observer) observer(rec, val_elbo);
     if (control != nullptr) control->boundary(0, step, [&] { return snapshot(epoch + 1, 0); });
   }
-  if (val_source && !best_params.empty()) std::copy(best_params.begin(), best_params.end(), model.parameters().begin());
+  if (val_source && !best_params.empty()) {
+    std::copy(best_params.begin(), best_params.end(), model.parameters().begin());
+    prepare();
+  }
   result.steps = step;
   (void)log;
   return result;
@@ -587,6 +617,8 @@ Vae load_vae(const std::string& path) {
   if (model.log_variance_offset() >= 0)
     for (Index d = 0; d < a.input_dim; ++d)
       params[static_cast<std::size_t>(model.log_variance_offset() + d)] = static_cast<float>(log_var[static_cast<std::size_t>(d)]);
+  // Evaluation (score, transform, sample) in float32 with the packed kernels where the CPU has them.
+  if (matmul::available(matmul::Precision::kHighest)) model.prepare(matmul::Precision::kHighest);
   return model;
 }
 

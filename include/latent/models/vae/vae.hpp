@@ -12,13 +12,15 @@
 ///
 /// All per-row quantities are pure functions of the row, the parameters and the row's
 /// noise ε, so any split of rows over ranks and threads gives the same per-row results;
-/// the gradient of a micro-batch is computed by one thread in a fixed order (Eigen GEMM
-/// single-threaded), and micro-batch gradients are combined exactly by the trainer.
+/// the gradient of a micro-batch is computed by one thread in a fixed order (single-threaded
+/// products: Eigen's, or after prepare() the packed kernels of latent/core/matmul.hpp), and
+/// micro-batch gradients are combined exactly by the trainer.
 #include <cstdint>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "latent/core/matmul.hpp"
 #include "latent/core/types.hpp"
 
 namespace latent::models {
@@ -55,6 +57,7 @@ struct VaeLayer {
 struct VaeWorkspace {
   std::vector<RowMatrixF> enc_act, dec_act;  ///< activations of every layer (B × width)
   RowMatrixF mu, log_var, z, out, delta, delta_prev, dz;
+  matmul::Packed pa, pb;  ///< packed activations and deltas (after Vae::prepare)
 };
 
 class Vae {
@@ -68,7 +71,12 @@ class Vae {
 
   const VaeArchitecture& architecture() const noexcept { return arch_; }
   Index num_parameters() const noexcept { return static_cast<Index>(params_.size()); }
-  std::span<float> parameters() noexcept { return {params_.data(), static_cast<std::size_t>(params_.size())}; }
+  /// Writable parameters. Marks the packed weights stale: call prepare() again before the
+  /// next encode/decode/loss (which otherwise throw std::logic_error).
+  std::span<float> parameters() noexcept {
+    packs_stale_ = prepared_;
+    return {params_.data(), static_cast<std::size_t>(params_.size())};
+  }
   std::span<const float> parameters() const noexcept { return {params_.data(), static_cast<std::size_t>(params_.size())}; }
   const std::vector<VaeLayer>& encoder_layers() const noexcept { return encoder_; }
   const std::vector<VaeLayer>& decoder_layers() const noexcept { return decoder_; }
@@ -78,6 +86,18 @@ class Vae {
   /// PyTorch's nn.Linear default: every weight and bias ~ U(−1/√in, 1/√in), each draw a
   /// pure function of (seed, layer, index). Log-variances start at fixed_log_variance.
   void init_parameters(std::uint64_t seed);
+
+  /// Packs every layer's weight matrix, in the orientations of the forward and the backward
+  /// products, for matmul::multiply at precision p (kHighest: float32; kMedium: bfloat16
+  /// operands with float32 sums). encode/decode/loss use these packs from then on (without
+  /// prepare() they use Eigen's float32 products). O(P) work and 2P words of memory; the
+  /// (layer, orientation) packs are spread over the calling TBB arena's threads. Call again
+  /// after every parameter change. Throws Error(kUsage) if the CPU lacks the kernels
+  /// (matmul::require).
+  void prepare(matmul::Precision p);
+  /// The precision prepare() packed for, if any.
+  bool prepared() const noexcept { return prepared_; }
+  matmul::Precision matmul_precision() const noexcept { return precision_; }
 
   /// q(z|x): μ and log σ² (B × L each) for rows x (B × D). Thread-safe.
   void encode(const RowMatrixF& x, VaeWorkspace& w) const;
@@ -98,12 +118,15 @@ class Vae {
  private:
   // The Gaussian decoder's log-variance of each feature (learned or fixed), 1 × D.
   Eigen::Array<float, 1, Eigen::Dynamic> decoder_log_variance() const;
-  void forward_mlp(const std::vector<VaeLayer>& layers, const RowMatrixF& input, std::vector<RowMatrixF>& act,
-                   RowMatrixF& last) const;
+  // `first` is the index of layers[0] among all layers (encoder first) for the packs.
+  void forward_mlp(const std::vector<VaeLayer>& layers, std::size_t first, const RowMatrixF& input,
+                   std::vector<RowMatrixF>& act, RowMatrixF& last, VaeWorkspace& w) const;
   // Backpropagates `delta` (B × out of the last layer) through `layers`, writing weight and
   // bias gradients; leaves the gradient w.r.t. the network's input in `input_grad`.
-  void backward_mlp(const std::vector<VaeLayer>& layers, const RowMatrixF& input, const std::vector<RowMatrixF>& act,
-                    RowMatrixF& delta, RowMatrixF& scratch, std::span<float> grad, RowMatrixF* input_grad) const;
+  void backward_mlp(const std::vector<VaeLayer>& layers, std::size_t first, const RowMatrixF& input,
+                    const std::vector<RowMatrixF>& act, RowMatrixF& delta, RowMatrixF& scratch, std::span<float> grad,
+                    RowMatrixF* input_grad, VaeWorkspace& w) const;
+  void check_packs() const;
 
   VaeArchitecture arch_;
   // 64-byte aligned (Eigen's allocator): Eigen's vectorised reductions over a Map start
@@ -112,6 +135,11 @@ class Vae {
   Eigen::VectorXf params_;
   std::vector<VaeLayer> encoder_, decoder_;
   Index log_var_offset_ = -1;
+  // Per layer (encoder then decoder): W packed as B(k, j) = W[j][k] (forward, K = in) and
+  // as B(k, j) = W[k][j] (the input gradient δ W, K = out).
+  std::vector<matmul::Packed> fwd_, bwd_;
+  matmul::Precision precision_ = matmul::Precision::kHighest;
+  bool prepared_ = false, packs_stale_ = false;
 };
 
 }  // namespace latent::models

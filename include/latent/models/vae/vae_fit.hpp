@@ -36,6 +36,9 @@ struct VaeFitConfig {
   /// depend on it, never on the rank or thread count. Larger is faster per core (each
   /// weight matrix is packed once per micro-batch for the GEMMs).
   Index micro_batch_rows = 64;
+  /// Products of the layers: kHighest (float32) or kMedium (bfloat16 operands, float32
+  /// sums; needs AVX512_BF16 on every rank). PyTorch's torch.set_float32_matmul_precision.
+  matmul::Precision matmul_precision = matmul::Precision::kHighest;
   int epochs = 10;                 ///< passes over the training rows (scikit-learn's max_iter)
   bool shuffle = false;            ///< visit each epoch's minibatches in a seeded random order
   double learning_rate = 1e-3;
@@ -95,7 +98,8 @@ void vae_iwae_rows(const Vae& model, const RowMatrixF& x, Index global_row_begin
 /// likelihood, learn_variance, input_dim, plus the common fit record. Local.
 void save_vae(const Vae& model, const std::string& config_json, const train::EmResult& em, Index n_samples,
               const std::string& data_location, const std::string& path, bool overwrite);
-/// Throws Error(kInput) naming the file for a missing or mis-shaped dataset.
+/// Throws Error(kInput) naming the file for a missing or mis-shaped dataset. The model comes
+/// back prepared for float32 products (Vae::prepare(kHighest)) on CPUs with AVX-512.
 Vae load_vae(const std::string& path);
 
 }  // namespace latent::models

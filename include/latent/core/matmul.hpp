@@ -1,0 +1,78 @@
+#pragma once
+/// \file Packed single-thread matrix products for the neural-network layers (VAE): C = A B
+/// with A (M × K) and B (K × N) read through arbitrary strides, packed once, and C (M × N)
+/// row-major float32.
+///
+/// Two precisions, named as PyTorch's torch.set_float32_matmul_precision names them:
+///  - kHighest: float32 products, float32 accumulation (AVX-512F fused multiply-add).
+///  - kMedium: the operands rounded to bfloat16 (round to nearest even), products
+///    accumulated in float32 (AVX512_BF16 VDPBF16PS: two products per lane per step).
+///    Twice the arithmetic rate of float32 on CPUs that have it; the rounding of each
+///    operand is 2^-9 relative (Kalamkar et al. 2019, "A study of BFLOAT16 for deep
+///    learning training").
+///
+/// Every entry of C is summed over k in the same fixed order whatever M, N, the tiling or
+/// the other rows are, so a row's result depends only on that row and B. The order (and
+/// so the last bits) differs between the two precisions and from Eigen's products.
+///
+/// Layout: A is packed in panels of kMr = 8 rows, B in panels of kNr = 32 columns; within
+/// a panel, for each step s along K, one 32-bit word per row (column): a float32 for
+/// kHighest, or a pair of bfloat16 (k = 2s, 2s + 1; K padded with a zero) for kMedium.
+/// Edge panels are padded with zeros. Packed sizes are ⌈M/8⌉·8·S and ⌈N/32⌉·32·S words,
+/// S = K (kHighest) or ⌈K/2⌉ (kMedium): 4 bytes per float32 entry, 2 per bfloat16 entry.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "latent/core/types.hpp"
+
+namespace latent::matmul {
+
+enum class Precision { kHighest, kMedium };
+
+/// "highest" or "medium"; throws Error(kUsage) otherwise.
+Precision parse_precision(const std::string& s);
+std::string to_string(Precision p);
+
+/// True if this CPU runs the kernels of `p` (AVX-512F; and AVX512_BF16 for kMedium).
+bool available(Precision p) noexcept;
+/// Throws Error(kUsage) naming the missing CPU feature if !available(p).
+void require(Precision p);
+
+/// One packed operand. `rows` is the panel direction (M for A, N for B), `depth` is K.
+class Packed {
+ public:
+  static constexpr Index kMr = 8, kNr = 32;
+
+  /// Packs the A operand of C = A B: A(i, k) = src[i * row_stride + k * depth_stride],
+  /// i < m, k < depth. Reallocates only when the packed size grows.
+  void pack_a(Precision p, const float* src, Index m, Index depth, Index row_stride, Index depth_stride);
+  /// Packs the B operand: B(k, j) = src[k * depth_stride + j * col_stride], j < n.
+  void pack_b(Precision p, const float* src, Index depth, Index n, Index depth_stride, Index col_stride);
+
+  Precision precision() const noexcept { return precision_; }
+  Index rows() const noexcept { return rows_; }
+  Index depth() const noexcept { return depth_; }
+  /// Steps along K: depth for kHighest, ⌈depth / 2⌉ for kMedium.
+  Index steps() const noexcept { return steps_; }
+  const std::uint32_t* panel(Index q) const noexcept { return words_.data() + q * width_ * steps_; }
+
+ private:
+  void pack(Precision p, const float* src, Index rows, Index depth, Index row_stride, Index depth_stride, Index width);
+
+  Precision precision_ = Precision::kHighest;
+  Index rows_ = 0, depth_ = 0, steps_ = 0, width_ = 0;
+  std::vector<std::uint32_t, Eigen::aligned_allocator<std::uint32_t>> words_;
+};
+
+/// C (M × N, row-major, leading dimension ldc ≥ N) = A B, or C += A B if accumulate.
+/// a from pack_a, b from pack_b, same precision and depth (else std::invalid_argument).
+/// Single-threaded; callers parallelise over independent products.
+void multiply(const Packed& a, const Packed& b, float* c, Index ldc, bool accumulate = false);
+
+/// Rounds a float32 to the nearest bfloat16 (ties to even; NaN stays NaN, subnormals become
+/// ±0), as the packer and VCVTNE2PS2BF16 do.
+std::uint16_t to_bfloat16(float x) noexcept;
+float from_bfloat16(std::uint16_t h) noexcept;
+
+}  // namespace latent::matmul

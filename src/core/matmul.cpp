@@ -1,0 +1,273 @@
+#include "latent/core/matmul.hpp"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+#include <stdexcept>
+
+#include "latent/core/error.hpp"
+
+namespace latent::matmul {
+namespace {
+
+constexpr Index kMr = Packed::kMr, kNr = Packed::kNr;
+
+inline std::uint32_t word_of(float x) noexcept { return std::bit_cast<std::uint32_t>(x); }
+
+inline std::uint32_t pair_of(float lo, float hi) noexcept {
+  return static_cast<std::uint32_t>(to_bfloat16(lo)) | (static_cast<std::uint32_t>(to_bfloat16(hi)) << 16);
+}
+
+// The 8 × 32 tile C[0..mv) × [0..nv) (+)= A-panel · B-panel over `steps` steps.
+template <bool kBf16>
+[[gnu::target("avx512f,avx512bw,avx512vl,avx512bf16")]] void tile(Index steps, const std::uint32_t* __restrict a,
+                                                                   const std::uint32_t* __restrict b, float* c, Index ldc,
+                                                                   bool accumulate, int mv, int nv) {
+  __m512 c0[kMr], c1[kMr];
+#pragma GCC unroll 8
+  for (int i = 0; i < kMr; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
+  for (Index s = 0; s < steps; ++s) {
+    const __m512i b0 = _mm512_load_si512(b + s * kNr), b1 = _mm512_load_si512(b + s * kNr + 16);
+#pragma GCC unroll 8
+    for (int i = 0; i < kMr; ++i) {
+      const __m512i ai = _mm512_set1_epi32(static_cast<int>(a[s * kMr + i]));
+      if constexpr (kBf16) {
+        c0[i] = _mm512_dpbf16_ps(c0[i], (__m512bh)ai, (__m512bh)b0);
+        c1[i] = _mm512_dpbf16_ps(c1[i], (__m512bh)ai, (__m512bh)b1);
+      } else {
+        c0[i] = _mm512_fmadd_ps(_mm512_castsi512_ps(ai), _mm512_castsi512_ps(b0), c0[i]);
+        c1[i] = _mm512_fmadd_ps(_mm512_castsi512_ps(ai), _mm512_castsi512_ps(b1), c1[i]);
+      }
+    }
+  }
+  const auto m0 = static_cast<__mmask16>(nv >= 16 ? 0xffffu : (1u << nv) - 1u);
+  const auto m1 = static_cast<__mmask16>(nv <= 16 ? 0u : nv >= 32 ? 0xffffu : (1u << (nv - 16)) - 1u);
+#pragma GCC unroll 8
+  for (int i = 0; i < kMr; ++i) {
+    if (i >= mv) break;
+    float* ci = c + i * ldc;
+    __m512 v0 = c0[i], v1 = c1[i];
+    if (accumulate) {
+      v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, ci));
+      v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, ci + 16));
+    }
+    _mm512_mask_storeu_ps(ci, m0, v0);
+    _mm512_mask_storeu_ps(ci + 16, m1, v1);
+  }
+}
+
+// o[r] = the bfloat16 pair (x0[r], x1[r]) for r < n (x1 null: zeros).
+[[gnu::target("avx512f,avx512bw,avx512vl,avx512bf16")]] void pairs_of_rows(const float* x0, const float* x1, Index n,
+                                                                            std::uint32_t* o) {
+  alignas(64) static constexpr std::uint16_t kIdx[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
+                                                          8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  const __m512i idx = _mm512_load_si512(kIdx);
+  for (Index r = 0; r < n; r += 16) {
+    const auto rem = static_cast<unsigned>(std::min<Index>(16, n - r));
+    const auto m = static_cast<__mmask16>(rem == 16 ? 0xffffu : (1u << rem) - 1u);
+    const __m512 lo = _mm512_maskz_loadu_ps(m, x0 + r);
+    const __m512 hi = x1 != nullptr ? _mm512_maskz_loadu_ps(m, x1 + r) : _mm512_setzero_ps();
+    _mm512_mask_storeu_epi32(o + r, m, _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(hi, lo)));
+  }
+}
+
+constexpr __mmask16 mask16(Index n) noexcept {
+  return static_cast<__mmask16>(n >= 16 ? 0xffffu : n <= 0 ? 0u : (1u << n) - 1u);
+}
+
+// In-register transpose of 16 × 16 32-bit words: a[i] holds row i, afterwards a[j] holds
+// column j.
+[[gnu::target("avx512f")]] inline void transpose16(__m512i a[16]) {
+  __m512i t[16], u[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_epi32(a[2 * i], a[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi32(a[2 * i], a[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {  // u[4i + c], 128-bit lane L: rows 4i..4i+3 of column 4L + c
+    u[4 * i + 0] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+    u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+    u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+    u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+  }
+  for (int c = 0; c < 4; ++c) {
+    const __m512i p0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x44), p1 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x44);
+    const __m512i p2 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xEE), p3 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xEE);
+    a[c] = _mm512_shuffle_i32x4(p0, p1, 0x88);
+    a[4 + c] = _mm512_shuffle_i32x4(p0, p1, 0xDD);
+    a[8 + c] = _mm512_shuffle_i32x4(p2, p3, 0x88);
+    a[12 + c] = _mm512_shuffle_i32x4(p2, p3, 0xDD);
+  }
+}
+
+// The packing of a source whose rows run contiguously along K (row_stride apart), by
+// 16 × 16 blocks of words transposed in registers: full 64-byte stores instead of one
+// strided 4-byte store per word.
+template <bool kBf16>
+[[gnu::target("avx512f,avx512bw,avx512vl,avx512bf16")]] void pack_transposed(const float* src, Index rows, Index depth,
+                                                                              Index row_stride, Index width, Index steps,
+                                                                              std::uint32_t* words) {
+  const Index panels = (rows + width - 1) / width;
+  for (Index r0 = 0; r0 < panels * width; r0 += 16) {
+    for (Index s0 = 0; s0 < steps; s0 += 16) {
+      __m512i v[16];
+      for (Index i = 0; i < 16; ++i) {
+        if (r0 + i >= rows) {
+          v[i] = _mm512_setzero_si512();
+          continue;
+        }
+        const float* x = src + (r0 + i) * row_stride;
+        if constexpr (kBf16) {
+          const Index k0 = 2 * s0;
+          const __m512 lo = _mm512_maskz_loadu_ps(mask16(depth - k0), x + k0);
+          const __m512 hi = _mm512_maskz_loadu_ps(mask16(depth - k0 - 16), x + k0 + 16);
+          v[i] = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+        } else {
+          v[i] = _mm512_castps_si512(_mm512_maskz_loadu_ps(mask16(depth - s0), x + s0));
+        }
+      }
+      transpose16(v);
+      const Index ns = std::min<Index>(16, steps - s0);
+      if (width == 32) {
+        std::uint32_t* out = words + (r0 / 32) * 32 * steps + r0 % 32;
+        for (Index j = 0; j < ns; ++j) _mm512_storeu_si512(out + (s0 + j) * 32, v[j]);
+      } else {  // width 8: the group spans panels q and q + 1
+        const Index q = r0 / 8;
+        std::uint32_t* out0 = words + q * 8 * steps;
+        for (Index j = 0; j < ns; ++j) _mm256_storeu_si256(reinterpret_cast<__m256i*>(out0 + (s0 + j) * 8), _mm512_castsi512_si256(v[j]));
+        if (q + 1 < panels) {
+          std::uint32_t* out1 = out0 + 8 * steps;
+          for (Index j = 0; j < ns; ++j)
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(out1 + (s0 + j) * 8), _mm512_extracti64x4_epi64(v[j], 1));
+        }
+      }
+    }
+  }
+}
+
+bool cpu_has_avx512f() noexcept {
+  static const bool v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                        __builtin_cpu_supports("avx512vl");
+  return v;
+}
+
+bool cpu_has_avx512bf16() noexcept {
+  static const bool v = cpu_has_avx512f() && __builtin_cpu_supports("avx512bf16");
+  return v;
+}
+
+}  // namespace
+
+std::uint16_t to_bfloat16(float x) noexcept {
+  const std::uint32_t u = word_of(x);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((u >> 16) | 0x40u);  // quiet NaN
+  if ((u & 0x7f800000u) == 0) return static_cast<std::uint16_t>((u >> 16) & 0x8000u);          // subnormal: ±0
+  return static_cast<std::uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+float from_bfloat16(std::uint16_t h) noexcept { return std::bit_cast<float>(static_cast<std::uint32_t>(h) << 16); }
+
+Precision parse_precision(const std::string& s) {
+  if (s == "highest") return Precision::kHighest;
+  if (s == "medium") return Precision::kMedium;
+  throw_usage("--matmul-precision must be highest (float32) or medium (bfloat16 products, float32 sums); got '" + s + "'");
+}
+
+std::string to_string(Precision p) { return p == Precision::kHighest ? "highest" : "medium"; }
+
+bool available(Precision p) noexcept { return p == Precision::kHighest ? cpu_has_avx512f() : cpu_has_avx512bf16(); }
+
+void require(Precision p) {
+  if (available(p)) return;
+  throw_usage(p == Precision::kHighest
+                  ? std::string("this CPU lacks AVX-512 (F, BW, VL), which the packed float32 kernels need")
+                  : std::string("--matmul-precision medium needs a CPU with AVX512_BF16 (Intel Cooper Lake or Sapphire "
+                                "Rapids and later, AMD Zen 4 and later); this one lacks it: use --matmul-precision highest"));
+}
+
+void Packed::pack_a(Precision p, const float* src, Index m, Index depth, Index row_stride, Index depth_stride) {
+  pack(p, src, m, depth, row_stride, depth_stride, kMr);
+}
+
+void Packed::pack_b(Precision p, const float* src, Index depth, Index n, Index depth_stride, Index col_stride) {
+  pack(p, src, n, depth, col_stride, depth_stride, kNr);
+}
+
+void Packed::pack(Precision p, const float* src, Index rows, Index depth, Index row_stride, Index depth_stride,
+                  Index width) {
+  precision_ = p;
+  rows_ = rows;
+  depth_ = depth;
+  width_ = width;
+  const bool bf16 = p == Precision::kMedium;
+  const bool vector = bf16 && cpu_has_avx512bf16();
+  steps_ = bf16 ? (depth + 1) / 2 : depth;
+  const Index panels = (rows + width - 1) / width;
+  const auto size = static_cast<std::size_t>(panels * width * steps_);
+  if (words_.size() < size) words_.resize(size);
+  if (row_stride != 1 && depth_stride == 1 && (width == 8 || width == 32) && (bf16 ? cpu_has_avx512bf16() : cpu_has_avx512f())) {
+    if (bf16) pack_transposed<true>(src, rows, depth, row_stride, width, steps_, words_.data());
+    else pack_transposed<false>(src, rows, depth, row_stride, width, steps_, words_.data());
+    return;
+  }
+  for (Index q = 0; q < panels; ++q) {
+    std::uint32_t* out = words_.data() + q * width * steps_;
+    const Index r0 = q * width, rn = std::min(width, rows - r0);
+    const float* base = src + r0 * row_stride;
+    if (rn < width)  // zero padding of the edge panel
+      for (Index s = 0; s < steps_; ++s) std::fill(out + s * width + rn, out + (s + 1) * width, 0u);
+    if (row_stride == 1) {
+      // Rows contiguous: consecutive k are rows of the source (a row-interleave).
+      for (Index s = 0; s < steps_; ++s) {
+        std::uint32_t* o = out + s * width;
+        if (!bf16) {
+          const float* x = base + s * depth_stride;
+          for (Index r = 0; r < rn; ++r) o[r] = word_of(x[r]);
+        } else {
+          const float* x0 = base + 2 * s * depth_stride;
+          if (vector) {
+            pairs_of_rows(x0, 2 * s + 1 < depth ? x0 + depth_stride : nullptr, rn, o);
+          } else if (2 * s + 1 < depth) {
+            const float* x1 = x0 + depth_stride;
+            for (Index r = 0; r < rn; ++r) o[r] = pair_of(x0[r], x1[r]);
+          } else {
+            for (Index r = 0; r < rn; ++r) o[r] = pair_of(x0[r], 0.0f);
+          }
+        }
+      }
+    } else {
+      // Each row's k run is strided by depth_stride (contiguous when 1): a transpose.
+      for (Index r = 0; r < rn; ++r) {
+        const float* x = base + r * row_stride;
+        if (!bf16) {
+          for (Index s = 0; s < steps_; ++s) out[s * width + r] = word_of(x[s * depth_stride]);
+        } else {
+          const Index full = depth / 2;
+          for (Index s = 0; s < full; ++s) out[s * width + r] = pair_of(x[2 * s * depth_stride], x[(2 * s + 1) * depth_stride]);
+          if (full < steps_) out[full * width + r] = pair_of(x[2 * full * depth_stride], 0.0f);
+        }
+      }
+    }
+  }
+}
+
+void multiply(const Packed& a, const Packed& b, float* c, Index ldc, bool accumulate) {
+  if (a.precision() != b.precision() || a.depth() != b.depth())
+    throw std::invalid_argument("matmul::multiply: operands packed with different precisions or depths");
+  const Index m = a.rows(), n = b.rows(), steps = a.steps();
+  const Index mp = (m + kMr - 1) / kMr, np = (n + kNr - 1) / kNr;
+  const bool bf16 = a.precision() == Precision::kMedium;
+  for (Index qn = 0; qn < np; ++qn) {
+    const std::uint32_t* bp = b.panel(qn);
+    const int nv = static_cast<int>(std::min(kNr, n - qn * kNr));
+    for (Index qm = 0; qm < mp; ++qm) {
+      const int mv = static_cast<int>(std::min(kMr, m - qm * kMr));
+      float* ct = c + qm * kMr * ldc + qn * kNr;
+      if (bf16) tile<true>(steps, a.panel(qm), bp, ct, ldc, accumulate, mv, nv);
+      else tile<false>(steps, a.panel(qm), bp, ct, ldc, accumulate, mv, nv);
+    }
+  }
+}
+
+}  // namespace latent::matmul
