@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <random>
+#include <stdexcept>
 
 #include "../support/fixtures.hpp"
 #include "latent/core/log.hpp"
@@ -34,7 +35,9 @@ RowMatrixF random_rows(Index b, Index d, unsigned seed, bool unit_interval) {
 // or ReLU (inputs keep pre-activations away from the kink with high probability) and a
 // tolerance that the float rounding (~1e-6 of a loss of ~10) cannot reach but any wrong
 // term (a factor 2, a missing branch) exceeds by far.
-void check_gradient(VaeActivation act, VaeLikelihood lik, bool learn_variance) {
+// `packed`: the products of the packed float32 kernels (Vae::prepare) instead of Eigen's.
+void check_gradient(VaeActivation act, VaeLikelihood lik, bool learn_variance, bool packed = false) {
+  if (packed && !matmul::available(matmul::Precision::kHighest)) GTEST_SKIP() << "this CPU has no AVX-512";
   VaeArchitecture a;
   a.input_dim = 5;
   a.latent_dim = 2;
@@ -45,6 +48,10 @@ void check_gradient(VaeActivation act, VaeLikelihood lik, bool learn_variance) {
   a.fixed_log_variance = -0.3;
   Vae model(a);
   model.init_parameters(7);
+  const auto repack = [&] {
+    if (packed) model.prepare(matmul::Precision::kHighest);
+  };
+  repack();
   const RowMatrixF x = random_rows(6, 5, 1, lik == VaeLikelihood::kBernoulli);
   const RowMatrixF eps = random_rows(6, 2, 2, false);
   VaeWorkspace w;
@@ -56,10 +63,13 @@ void check_gradient(VaeActivation act, VaeLikelihood lik, bool learn_variance) {
     float& p = model.parameters()[static_cast<std::size_t>(i)];
     const float p0 = p;
     p = static_cast<float>(p0 + h);
+    repack();
     const double up = model.loss(x, eps, w, {});
     p = static_cast<float>(p0 - h);
+    repack();
     const double down = model.loss(x, eps, w, {});
     p = p0;
+    repack();
     const double numeric = (up - down) / (2 * h);
     EXPECT_NEAR(grad[static_cast<std::size_t>(i)], numeric, 2e-3 + 1e-2 * std::abs(numeric))
         << "parameter " << i << " (" << to_string(act) << ", " << to_string(lik) << ")";
@@ -75,6 +85,42 @@ TEST(VaeGradient, TanhBernoulli) { check_gradient(VaeActivation::kTanh, VaeLikel
 TEST(VaeGradient, ReluBernoulli) { check_gradient(VaeActivation::kRelu, VaeLikelihood::kBernoulli, false); }
 TEST(VaeGradient, TanhGaussianLearnedVariance) { check_gradient(VaeActivation::kTanh, VaeLikelihood::kGaussian, true); }
 TEST(VaeGradient, ReluGaussianFixedVariance) { check_gradient(VaeActivation::kRelu, VaeLikelihood::kGaussian, false); }
+TEST(VaeGradient, PackedTanhBernoulli) { check_gradient(VaeActivation::kTanh, VaeLikelihood::kBernoulli, false, true); }
+TEST(VaeGradient, PackedReluBernoulli) { check_gradient(VaeActivation::kRelu, VaeLikelihood::kBernoulli, false, true); }
+TEST(VaeGradient, PackedTanhGaussianLearnedVariance) {
+  check_gradient(VaeActivation::kTanh, VaeLikelihood::kGaussian, true, true);
+}
+
+// bfloat16 products: the loss and gradient of a realistic layer size stay within a few
+// bfloat16 roundings (2^-8) of the float32 ones, yet differ from them (the operands really
+// are rounded); changing the parameters without prepare() is refused.
+TEST(VaeGradient, MediumPrecisionTracksFloat32) {
+  if (!matmul::available(matmul::Precision::kMedium)) GTEST_SKIP() << "this CPU lacks AVX512_BF16";
+  VaeArchitecture a;
+  a.input_dim = 40;
+  a.latent_dim = 4;
+  a.hidden = {48, 24};
+  Vae model(a);
+  model.init_parameters(9);
+  const RowMatrixF x = random_rows(32, 40, 3, true), eps = random_rows(32, 4, 4, false);
+  VaeWorkspace w;
+  std::vector<float> g32(static_cast<std::size_t>(model.num_parameters())), g16(g32.size());
+  model.prepare(matmul::Precision::kHighest);
+  const double l32 = model.loss(x, eps, w, g32);
+  model.prepare(matmul::Precision::kMedium);
+  const double l16 = model.loss(x, eps, w, g16);
+  EXPECT_NEAR(l16, l32, 1e-2 * std::abs(l32));
+  EXPECT_NE(l16, l32);
+  double diff2 = 0, norm2 = 0;
+  for (std::size_t i = 0; i < g32.size(); ++i) {
+    diff2 += std::pow(static_cast<double>(g16[i]) - g32[i], 2);
+    norm2 += std::pow(static_cast<double>(g32[i]), 2);
+  }
+  EXPECT_LT(std::sqrt(diff2), 0.03 * std::sqrt(norm2));
+  EXPECT_GT(std::sqrt(diff2), 1e-5 * std::sqrt(norm2));
+  model.parameters()[0] += 0.1f;
+  EXPECT_THROW(model.loss(x, eps, w, g16), std::logic_error);
+}
 
 // With every weight zero the encoder gives μ = b, log σ² = b' and the decoder a constant
 // output: the loss has a closed form.
@@ -156,7 +202,8 @@ TEST(VaeFile, RoundTripKeepsEveryParameter) {
 
 // Training lowers the loss and the parameters are the same bits with 1 and 2 threads (the
 // rank count is covered by the MPI invariance test).
-TEST(VaeFit, LearnsAndIsThreadInvariant) {
+void check_fit(matmul::Precision precision) {
+  if (precision == matmul::Precision::kMedium && !matmul::available(precision)) GTEST_SKIP() << "this CPU lacks AVX512_BF16";
   TempDir dir;
   std::vector<std::int64_t> labels;
   RowMatrix x = blobs(600, 6, 3, 5, &labels);
@@ -173,6 +220,7 @@ TEST(VaeFit, LearnsAndIsThreadInvariant) {
   c.epochs = 15;
   c.learning_rate = 3e-3;
   c.validation_fraction = 0.1;
+  c.matmul_precision = precision;
   c.threads = 1;
   const VaeFitResult one = fit_vae(comm, info, c, log, {}, nullptr);
   c.threads = 2;
@@ -185,6 +233,9 @@ TEST(VaeFit, LearnsAndIsThreadInvariant) {
   EXPECT_EQ(one.num_validation_rows + one.num_train_rows, 600);
   EXPECT_GT(one.num_validation_rows, 0);
 }
+
+TEST(VaeFit, LearnsAndIsThreadInvariant) { check_fit(matmul::Precision::kHighest); }
+TEST(VaeFit, MediumPrecisionLearnsAndIsThreadInvariant) { check_fit(matmul::Precision::kMedium); }
 
 }  // namespace
 }  // namespace latent::models

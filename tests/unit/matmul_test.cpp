@@ -1,0 +1,177 @@
+// Packed products (latent/core/matmul.hpp): every operand orientation and edge shape against
+// a double-precision reference of the (rounded) operands, bfloat16 rounding, the agreement
+// of the vector and scalar packers, and a row's result not depending on its neighbours.
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <limits>
+#include <random>
+
+#include "latent/core/error.hpp"
+#include "latent/core/matmul.hpp"
+
+namespace latent::matmul {
+namespace {
+
+RowMatrixF random_matrix(Index r, Index c, unsigned seed) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> n(0.0f, 1.0f);
+  RowMatrixF m(r, c);
+  for (Index i = 0; i < m.size(); ++i) m.data()[i] = n(gen);
+  return m;
+}
+
+float rounded(Precision p, float x) { return p == Precision::kMedium ? from_bfloat16(to_bfloat16(x)) : x; }
+
+std::vector<Precision> precisions() {
+  std::vector<Precision> out;
+  for (Precision p : {Precision::kHighest, Precision::kMedium})
+    if (available(p)) out.push_back(p);
+  return out;
+}
+
+// C = A B with A and B read in every orientation; each entry within the float32 summation
+// bound (K · 2^-23 · Σ|a||b|) of the double sum of the rounded operands. A packer that
+// truncated instead of rounding, or dropped a pair, misses by ~2^-9 Σ|a||b| or more.
+void check_product(Precision p, Index m, Index n, Index k) {
+  const RowMatrixF a = random_matrix(m, k, 1), b = random_matrix(k, n, 2);
+  const RowMatrixF at = a.transpose(), bt = b.transpose();
+  for (bool a_trans : {false, true})
+    for (bool b_trans : {false, true}) {
+      Packed pa, pb;
+      if (a_trans) pa.pack_a(p, at.data(), m, k, 1, m);  // A(i, l) = at[l][i]
+      else pa.pack_a(p, a.data(), m, k, k, 1);
+      if (b_trans) pb.pack_b(p, bt.data(), k, n, 1, k);  // B(l, j) = bt[j][l]
+      else pb.pack_b(p, b.data(), k, n, n, 1);
+      RowMatrixF c = RowMatrixF::Constant(m, n, 0.5f);
+      multiply(pa, pb, c.data(), n, /*accumulate=*/true);
+      for (Index i = 0; i < m; ++i)
+        for (Index j = 0; j < n; ++j) {
+          double ref = 0, mag = 0;
+          for (Index l = 0; l < k; ++l) {
+            const double t = static_cast<double>(rounded(p, a(i, l))) * static_cast<double>(rounded(p, b(l, j)));
+            ref += t;
+            mag += std::abs(t);
+          }
+          ASSERT_NEAR(c(i, j), ref + 0.5, static_cast<double>(k + 2) * 0x1p-23 * (mag + 0.5))
+              << to_string(p) << " " << m << "x" << n << "x" << k << " A" << (a_trans ? "t" : "") << " B"
+              << (b_trans ? "t" : "") << " at (" << i << ", " << j << ")";
+        }
+    }
+}
+
+TEST(Matmul, EveryOrientationAndEdgeShape) {
+  if (precisions().empty()) GTEST_SKIP() << "this CPU has no AVX-512";
+  for (Precision p : precisions()) {
+    check_product(p, 1, 1, 1);
+    check_product(p, 13, 37, 19);   // partial panels in M and N, odd K
+    check_product(p, 8, 32, 32);    // exact panels
+    check_product(p, 17, 33, 48);   // one row and one column past a panel
+    check_product(p, 64, 80, 70);   // 16 × 16 transpose blocks with tails
+  }
+}
+
+TEST(Matmul, MediumIsCoarserThanHighest) {
+  if (!available(Precision::kMedium)) GTEST_SKIP() << "this CPU lacks AVX512_BF16";
+  // The same product in both precisions: medium differs from highest by about 2^-8 of the
+  // scale (so it really rounds the operands), highest by about 2^-23.
+  const Index m = 16, n = 32, k = 64;
+  const RowMatrixF a = random_matrix(m, k, 3), b = random_matrix(k, n, 4);
+  const RowMatrix exact = a.cast<double>() * b.cast<double>();
+  double err[2] = {0, 0};
+  int idx = 0;
+  for (Precision p : {Precision::kHighest, Precision::kMedium}) {
+    Packed pa, pb;
+    pa.pack_a(p, a.data(), m, k, k, 1);
+    pb.pack_b(p, b.data(), k, n, n, 1);
+    RowMatrixF c(m, n);
+    multiply(pa, pb, c.data(), n);
+    err[idx++] = (c.cast<double>() - exact).cwiseAbs().maxCoeff();
+  }
+  EXPECT_LT(err[0], 1e-4);
+  EXPECT_GT(err[1], 1e-3);
+  EXPECT_LT(err[1], 0.2);
+}
+
+TEST(Matmul, BfloatRoundsToNearestEven) {
+  EXPECT_EQ(to_bfloat16(1.0f), 0x3f80);
+  EXPECT_EQ(to_bfloat16(1.0f + 1.0f / 256), 0x3f80);  // tie: to even (down)
+  EXPECT_EQ(to_bfloat16(1.0f + 3.0f / 256), 0x3f82);  // tie: to even (up)
+  EXPECT_EQ(to_bfloat16(1.0f + 1.5f / 256), 0x3f81);  // above the tie: up
+  EXPECT_EQ(to_bfloat16(-2.0f), 0xc000);
+  EXPECT_EQ(to_bfloat16(std::numeric_limits<float>::max()), 0x7f80);  // overflows to +inf
+  EXPECT_EQ(to_bfloat16(std::numeric_limits<float>::infinity()), 0x7f80);
+  EXPECT_EQ(to_bfloat16(std::bit_cast<float>(0x000ae398u)), 0x0000);  // subnormal: +0
+  EXPECT_EQ(to_bfloat16(std::bit_cast<float>(0x800ae398u)), 0x8000);  // subnormal: −0
+  EXPECT_TRUE(std::isnan(from_bfloat16(to_bfloat16(std::bit_cast<float>(0x7f800001u)))));  // sNaN stays NaN
+  EXPECT_EQ(from_bfloat16(0x3f82), 1.0f + 2.0f / 128);
+}
+
+TEST(Matmul, VectorAndScalarPackersAgree) {
+  // The same matrix packed from a contiguous copy (the vector paths) and from a strided one
+  // (the scalar path) gives the same words, including ties, subnormals and infinities.
+  for (Precision p : precisions()) {
+    const Index rows = 19, depth = 37;
+    RowMatrixF a = random_matrix(rows, depth, 5);
+    a(0, 0) = 1.0f + 1.0f / 256;
+    a(0, 1) = 1.0f + 3.0f / 256;
+    a(1, 2) = std::bit_cast<float>(0x000ae398u);
+    a(2, 3) = -std::numeric_limits<float>::infinity();
+    RowMatrixF wide = RowMatrixF::Zero(rows, 2 * depth);  // every other column: depth_stride 2
+    for (Index i = 0; i < rows; ++i)
+      for (Index l = 0; l < depth; ++l) wide(i, 2 * l) = a(i, l);
+    const RowMatrixF at = a.transpose();
+    for (bool as_b : {false, true}) {
+      Packed fast, slow, rowwise;
+      if (as_b) {  // B(l, j) = a[j][l]
+        fast.pack_b(p, a.data(), depth, rows, 1, depth);
+        slow.pack_b(p, wide.data(), depth, rows, 2, 2 * depth);
+        rowwise.pack_b(p, at.data(), depth, rows, rows, 1);
+      } else {
+        fast.pack_a(p, a.data(), rows, depth, depth, 1);
+        slow.pack_a(p, wide.data(), rows, depth, 2 * depth, 2);
+        rowwise.pack_a(p, at.data(), rows, depth, 1, rows);
+      }
+      const Index width = as_b ? Packed::kNr : Packed::kMr;
+      const Index words = (rows + width - 1) / width * width * fast.steps();
+      for (Index w = 0; w < words; ++w) {
+        ASSERT_EQ(fast.panel(0)[w], slow.panel(0)[w]) << to_string(p) << (as_b ? " B" : " A") << " word " << w;
+        ASSERT_EQ(fast.panel(0)[w], rowwise.panel(0)[w]) << to_string(p) << (as_b ? " B" : " A") << " word " << w;
+      }
+    }
+  }
+}
+
+TEST(Matmul, ARowsResultDoesNotDependOnTheOtherRows) {
+  // DESIGN.md §4: a row's products must be the same bits whatever micro-batch it is in.
+  for (Precision p : precisions()) {
+    const Index k = 100, n = 50;
+    const RowMatrixF a = random_matrix(21, k, 6), b = random_matrix(k, n, 7);
+    Packed pa, pb, pr;
+    pa.pack_a(p, a.data(), 21, k, k, 1);
+    pb.pack_b(p, b.data(), k, n, n, 1);
+    RowMatrixF all(21, n), one(1, n);
+    multiply(pa, pb, all.data(), n);
+    for (Index i : {0, 7, 8, 20}) {
+      pr.pack_a(p, a.data() + i * k, 1, k, k, 1);
+      multiply(pr, pb, one.data(), n);
+      for (Index j = 0; j < n; ++j) ASSERT_EQ(all(i, j), one(0, j)) << to_string(p) << " row " << i << " col " << j;
+    }
+  }
+}
+
+TEST(Matmul, ParsesPrecisionsAndRefusesOthers) {
+  EXPECT_EQ(parse_precision("highest"), Precision::kHighest);
+  EXPECT_EQ(parse_precision("medium"), Precision::kMedium);
+  EXPECT_THROW(parse_precision("high"), Error);
+  Packed a, b;
+  const RowMatrixF m = random_matrix(4, 4, 8);
+  a.pack_a(Precision::kHighest, m.data(), 4, 4, 4, 1);
+  b.pack_b(Precision::kHighest, m.data(), 3, 4, 4, 1);
+  RowMatrixF c(4, 4);
+  EXPECT_THROW(multiply(a, b, c.data(), 4), std::invalid_argument);  // depths differ
+}
+
+}  // namespace
+}  // namespace latent::matmul
