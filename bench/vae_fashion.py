@@ -470,22 +470,23 @@ def subset_dir(src: Path, rows: int, name: str) -> Path:
     return d
 
 
-def fit_latent(args, train: Path, ranks: int, runs: Path) -> dict:
-    tag = f"latent_{ranks}r"
+def fit_latent(args, train: Path, ranks: int, runs: Path, precision: str = "highest") -> dict:
+    tag = f"latent_{ranks}r" + ("" if precision == "highest" else f"_{precision}")
     model = runs / f"vae_fashion_{tag}.h5"
     log = runs / f"vae_fashion_{tag}.log.jsonl"
     fit_args = ["fit", "vae", "--data", train, "--output", model, "--latent-dim", LATENT_DIM,
                 "--hidden", ",".join(map(str, HIDDEN)), "--activation", "relu", "--likelihood", "bernoulli",
                 "--batch-size", BATCH_SIZE, "--learning-rate", LEARNING_RATE, "--beta1", BETA1,
                 "--beta2", BETA2, "--adam-epsilon", ADAM_EPS, "--epochs", args.epochs, "--seed", args.seed,
-                "--threads", 1, "--log-json", log, "--overwrite"]
-    print(f"== latent fit vae, {ranks} rank(s) x 1 thread ...", file=sys.stderr, flush=True)
+                "--threads", 1, "--log-json", log, "--overwrite", "--matmul-precision", precision]
+    print(f"== latent fit vae, {ranks} rank(s) x 1 thread, --matmul-precision {precision} ...", file=sys.stderr, flush=True)
     res = common.run_latent(fit_args, ranks=ranks if ranks > 1 else None, nice=args.nice)
     its = common.iteration_records(log)
     if len(its) != args.epochs:
         print(f"WARNING: latent logged {len(its)} iterations, expected {args.epochs}", file=sys.stderr)
     secs = [float(r["seconds"]) for r in its]
-    return {"ranks": ranks, "threads": 1, "model": str(model), "log": str(log), "wall_seconds": res.seconds,
+    return {"ranks": ranks, "threads": 1, "matmul_precision": precision, "model": str(model), "log": str(log),
+            "wall_seconds": res.seconds,
             "epoch_seconds": secs, "median_epoch_seconds": common.median(secs),
             "train_objective": [r.get("objective") for r in its], "attrs": common.model_attrs(model)}
 
@@ -563,6 +564,10 @@ def main():
     ap.add_argument("--skip-crosscheck", action="store_true",
                     help="do not score the PyTorch weights with latent and ours with PyTorch")
     ap.add_argument("--nice", type=int, default=None, help="run latent and the PyTorch workers under nice -n N")
+    ap.add_argument("--matmul-precision", default="highest,medium",
+                    help="latent runs on 1 rank, one per listed precision (highest: float32 products; medium: bfloat16 "
+                         "operands, float32 sums); the first is the one cross-checked and run on 2 ranks")
+    ap.add_argument("--results-name", default="vae_fashion", help="bench/results/NAME.json (default vae_fashion)")
     args = ap.parse_args()
     args.epochs = args.epochs or (QUICK["epochs"] if args.quick else 10)
     args.iw_samples = args.iw_samples or (QUICK["iw_samples"] if args.quick else 5000)
@@ -601,10 +606,18 @@ def main():
     n_train, n_test = fv["train_rows"], torch_sc["test_rows"]
 
     ours = ours2 = None
+    others = []
     cross = {}
     if not args.skip_latent:
-        ours = fit_latent(args, Path(train_src["dir"]), 1, runs)
-        ours["score"] = score_latent(args, Path(ours["model"]), Path(test_src["dir"]), args.iw_samples)
+        precisions = [x.strip() for x in args.matmul_precision.split(",") if x.strip()]
+        others = []
+        for i, prec in enumerate(precisions):
+            run = fit_latent(args, Path(train_src["dir"]), 1, runs, prec)
+            run["score"] = score_latent(args, Path(run["model"]), Path(test_src["dir"]), args.iw_samples)
+            if i == 0:
+                ours = run
+            else:
+                others.append(run)
         if not args.skip_2ranks:
             ours2 = fit_latent(args, Path(train_src["dir"]), 2, runs)
             # ELBO only matters here; a small K keeps it cheap
@@ -633,10 +646,10 @@ def main():
                      short_lib(o["blas"]["sgemm_provider_realpath"]), fmt(o["median_epoch_seconds"], ".2f"),
                      fmt(o["train_objective"][-1]), fmt(o["elbo"]),
                      fmt(torch_sc["iwae_log_likelihood"]) if is_f else "-"])
-    for o in (ours, ours2):
+    for o in ([ours] + (others if not args.skip_latent else []) + [ours2]):
         if o is None:
             continue
-        rows.append([f"latent ({o['ranks']} rank{'s' if o['ranks'] > 1 else ''} x 1 thread)", "-",
+        rows.append([f"latent ({o['ranks']} rank{'s' if o['ranks'] > 1 else ''} x 1 thread, {o['matmul_precision']})", "-",
                      fmt(o["median_epoch_seconds"], ".2f"), fmt(o["train_objective"][-1] if o["train_objective"] else None),
                      fmt(o["score"].get("elbo")),
                      fmt(o["score"].get("iwae_log_likelihood"))
@@ -672,7 +685,8 @@ def main():
                          "blas_variants": args.blas, "nice": args.nice},
               "torch": {"variants": tr["variants"], "skipped": tr["skipped"], "faster": faster,
                         "test_scores": torch_sc},
-              "latent": ours, "latent_2ranks": ours2, "crosscheck": cross,
+              "latent": ours, "latent_other_precisions": [] if args.skip_latent else others,
+              "latent_2ranks": ours2, "crosscheck": cross,
               "targets": {"elbo_tolerance_nats": ELBO_TOLERANCE, "speedup": TARGET_SPEEDUP,
                           "agree_sigmas": AGREE_SIGMAS},
               "criterion": "latent test ELBO >= PyTorch test ELBO - 1 nat, and PyTorch (faster BLAS) median "
@@ -702,6 +716,17 @@ def main():
             print(f"evaluators: {'agree' if agree_ok else 'DISAGREE'} within {AGREE_SIGMAS:g} s.e.")
         if scaling is not None:
             print(f"scaling: 1-rank / 2-rank epoch seconds = {scaling:.2f}x")
+        per_precision = {}
+        for o in [ours] + others:
+            sp = fv["median_epoch_seconds"] / o["median_epoch_seconds"] if o["median_epoch_seconds"] else None
+            el = o["score"].get("elbo")
+            q = el is not None and el >= t_elbo - ELBO_TOLERANCE
+            per_precision[o["matmul_precision"]] = {"speedup": sp, "elbo": el, "elbo_difference": None if el is None else el - t_elbo,
+                                                    "speed_pass": sp is not None and sp >= TARGET_SPEEDUP, "quality_pass": q}
+            print(f"--matmul-precision {o['matmul_precision']}: {o['median_epoch_seconds']:.2f} s per epoch = "
+                  f"{fmt(sp, '.2f')}x PyTorch float32 (bar >= {TARGET_SPEEDUP:g}x: {'ok' if sp and sp >= TARGET_SPEEDUP else 'LOW'}); "
+                  f"test ELBO {fmt(el)} ({'ok' if q else 'WORSE'})")
+        result["per_precision"] = per_precision
         if args.quick or args.train_rows or args.test_rows:
             print("NOTE: subset / quick run; this is not the bar.")
         print(f"{'PASS' if ok else 'FAIL'}: ratio {fmt(speedup, '.2f')}x PyTorch epoch time "
@@ -709,7 +734,7 @@ def main():
     else:
         print(f"PyTorch only (--skip-latent): faster BLAS '{faster}', {fv['median_epoch_seconds']:.2f} s per epoch, "
               f"test ELBO {fmt(fv['elbo'])}, IWAE(K={args.iw_samples}) {fmt(torch_sc['iwae_log_likelihood'])}")
-    common.write_results("vae_fashion", result)
+    common.write_results(args.results_name, result)
     return 0 if ok in (True, None) else 1
 
 
