@@ -43,6 +43,15 @@ std::int64_t to_fixed(double x, double scale) {
   return static_cast<std::int64_t>(y + (y >= 0 ? 0.5 : -0.5));
 }
 
+// out[j] = round(g[j] · scale) (first) or out[j] += it, j < n: one micro-batch gradient
+// onto the step's fixed-point grid.
+void add_fixed(const float* g, std::int64_t* out, std::size_t n, double scale, bool first) {
+  if (first)
+    for (std::size_t j = 0; j < n; ++j) out[j] = to_fixed(static_cast<double>(g[j]), scale);
+  else
+    for (std::size_t j = 0; j < n; ++j) out[j] += to_fixed(static_cast<double>(g[j]), scale);
+}
+
 // A validating pass over this rank's share of the data: values must lie in [0, 1] for a
 // Bernoulli decoder (NaN/Inf are refused by the block reader). Collective (errors agreed).
 void validate_data(const comm::Communicator& comm, const io::DenseDatasetInfo& info, const VaeFitConfig& c) {
@@ -416,15 +425,9 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
       const bool fused = comm.size() == 1 && !(c.max_grad_norm > 0);
       if (!fused) arena.execute([&] {
         tbb::parallel_for(tbb::blocked_range<std::size_t>(0, p, 16384), [&](const tbb::blocked_range<std::size_t>& r) {
-          std::int64_t* out = acc.data();
-          if (nloc == 0) std::fill(out + r.begin(), out + r.end(), std::int64_t{0});  // no share of this step
-          for (std::size_t i = 0; i < nloc; ++i) {
-            const float* g = grads[i].data();
-            if (i == 0)
-              for (std::size_t j = r.begin(); j < r.end(); ++j) out[j] = to_fixed(static_cast<double>(g[j]), scale);
-            else
-              for (std::size_t j = r.begin(); j < r.end(); ++j) out[j] += to_fixed(static_cast<double>(g[j]), scale);
-          }
+          std::int64_t* out = acc.data() + r.begin();
+          if (nloc == 0) std::fill(out, out + r.size(), std::int64_t{0});  // no share of this step
+          for (std::size_t i = 0; i < nloc; ++i) add_fixed(grads[i].data() + r.begin(), out, r.size(), scale, i == 0);
         });
       });
       std::int64_t rows = 0, loss_fixed = 0;
@@ -474,11 +477,8 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
           const auto n = static_cast<Index>(std::min(kPiece, p - j0));
           if (fused) {
             alignas(64) std::int64_t sum[kPiece];
-            std::fill(sum, sum + n, std::int64_t{0});
-            for (std::size_t i = 0; i < nloc; ++i) {
-              const float* gi = grads[i].data() + j0;
-              for (Index j = 0; j < n; ++j) sum[j] += to_fixed(static_cast<double>(gi[j]), scale);
-            }
+            for (std::size_t i = 0; i < nloc; ++i)  // one rank: nloc >= 1
+              add_fixed(grads[i].data() + j0, sum, static_cast<std::size_t>(n), scale, i == 0);
             for (Index j = 0; j < n; ++j) g[j] = static_cast<float>(static_cast<double>(sum[j]) * g_scale);
           } else {
             for (Index j = 0; j < n; ++j) g[j] = static_cast<float>(static_cast<double>(ap[j0 + static_cast<std::size_t>(j)]) * g_scale);
