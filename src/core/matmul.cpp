@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
 
@@ -20,11 +21,15 @@ inline std::uint32_t pair_of(float lo, float hi) noexcept {
   return static_cast<std::uint32_t>(to_bfloat16(lo)) | (static_cast<std::uint32_t>(to_bfloat16(hi)) << 16);
 }
 
-// The 8 × 32 tile C[0..mv) × [0..nv) (+)= A-panel · B-panel over `steps` steps.
-template <bool kBf16>
+// The 8 × 32 tile C[0..mv) × [0..nv) (+)= A-panel · B-panel over `steps` steps. With
+// kMax, each of the 16 words of abs_max becomes the largest of itself and the bit patterns
+// of |C| stored in its lane (as unsigned integers these order like the magnitudes, and NaN
+// above +Inf).
+template <bool kBf16, bool kMax>
 [[gnu::target("avx512f,avx512bw,avx512vl,avx512bf16")]] void tile(Index steps, const std::uint32_t* __restrict a,
                                                                    const std::uint32_t* __restrict b, float* c, Index ldc,
-                                                                   bool accumulate, int mv, int nv) {
+                                                                   bool accumulate, int mv, int nv,
+                                                                   std::uint32_t* abs_max) {
   __m512 c0[kMr], c1[kMr];
 #pragma GCC unroll 8
   for (int i = 0; i < kMr; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
@@ -44,6 +49,9 @@ template <bool kBf16>
   }
   const auto m0 = static_cast<__mmask16>(nv >= 16 ? 0xffffu : (1u << nv) - 1u);
   const auto m1 = static_cast<__mmask16>(nv <= 16 ? 0u : nv >= 32 ? 0xffffu : (1u << (nv - 16)) - 1u);
+  [[maybe_unused]] const __m512i magnitude = _mm512_set1_epi32(0x7fffffff);
+  [[maybe_unused]] __m512i mx;
+  if constexpr (kMax) mx = _mm512_loadu_si512(abs_max);
 #pragma GCC unroll 8
   for (int i = 0; i < kMr; ++i) {
     if (i >= mv) break;
@@ -55,7 +63,12 @@ template <bool kBf16>
     }
     _mm512_mask_storeu_ps(ci, m0, v0);
     _mm512_mask_storeu_ps(ci + 16, m1, v1);
+    if constexpr (kMax) {
+      mx = _mm512_mask_max_epu32(mx, m0, mx, _mm512_and_si512(_mm512_castps_si512(v0), magnitude));
+      mx = _mm512_mask_max_epu32(mx, m1, mx, _mm512_and_si512(_mm512_castps_si512(v1), magnitude));
+    }
   }
+  if constexpr (kMax) _mm512_storeu_si512(abs_max, mx);
 }
 
 // o[r] = the bfloat16 pair (x0[r], x1[r]) for r < n (x1 null: zeros).
@@ -103,14 +116,18 @@ constexpr __mmask16 mask16(Index n) noexcept {
 
 // The packing of a source whose rows run contiguously along K (row_stride apart), by
 // 16 × 16 blocks of words transposed in registers: full 64-byte stores instead of one
-// strided 4-byte store per word.
+// strided 4-byte store per word. Packs rows [r_begin, r_end) (r_begin a multiple of 16;
+// whole groups of 16, and the zero padding of the last panel if r_end reaches it) and
+// steps [s_begin, s_end).
 template <bool kBf16>
 [[gnu::target("avx512f,avx512bw,avx512vl,avx512bf16")]] void pack_transposed(const float* src, Index rows, Index depth,
                                                                               Index row_stride, Index width, Index steps,
-                                                                              std::uint32_t* words) {
+                                                                              std::uint32_t* words, Index r_begin,
+                                                                              Index r_end, Index s_begin, Index s_end) {
   const Index panels = (rows + width - 1) / width;
-  for (Index r0 = 0; r0 < panels * width; r0 += 16) {
-    for (Index s0 = 0; s0 < steps; s0 += 16) {
+  const Index r_stop = r_end >= rows ? panels * width : r_end;
+  for (Index r0 = r_begin; r0 < r_stop; r0 += 16) {
+    for (Index s0 = s_begin; s0 < s_end; s0 += 16) {
       __m512i v[16];
       for (Index i = 0; i < 16; ++i) {
         if (r0 + i >= rows) {
@@ -128,7 +145,7 @@ template <bool kBf16>
         }
       }
       transpose16(v);
-      const Index ns = std::min<Index>(16, steps - s0);
+      const Index ns = std::min<Index>(16, s_end - s0);
       if (width == 32) {
         std::uint32_t* out = words + (r0 / 32) * 32 * steps + r0 % 32;
         for (Index j = 0; j < ns; ++j) _mm512_storeu_si512(out + (s0 + j) * 32, v[j]);
@@ -200,26 +217,43 @@ void Packed::pack(Precision p, const float* src, Index rows, Index depth, Index 
   rows_ = rows;
   depth_ = depth;
   width_ = width;
-  const bool bf16 = p == Precision::kMedium;
-  const bool vector = bf16 && cpu_has_avx512bf16();
-  steps_ = bf16 ? (depth + 1) / 2 : depth;
+  row_stride_ = row_stride;
+  depth_stride_ = depth_stride;
+  steps_ = p == Precision::kMedium ? (depth + 1) / 2 : depth;
   const Index panels = (rows + width - 1) / width;
   const auto size = static_cast<std::size_t>(panels * width * steps_);
   if (words_.size() < size) words_.resize(size);
+  fill(src, 0, rows, 0, depth);
+}
+
+void Packed::repack(const float* src, Index row_begin, Index row_end, Index depth_begin, Index depth_end) {
+  if (row_begin < 0 || row_end > rows_ || row_begin > row_end || depth_begin < 0 || depth_end > depth_ ||
+      depth_begin > depth_end || row_begin % (width_ == kNr ? kNr : 16) != 0 ||
+      (precision_ == Precision::kMedium && depth_begin % 2 != 0))
+    throw std::invalid_argument("matmul::Packed::repack: the range is outside the operand or not on a panel/step boundary");
+  if (row_begin < row_end && depth_begin < depth_end) fill(src, row_begin, row_end, depth_begin, depth_end);
+}
+
+void Packed::fill(const float* src, Index r_begin, Index r_end, Index k_begin, Index k_end) {
+  const Index width = width_, rows = rows_, depth = depth_, row_stride = row_stride_, depth_stride = depth_stride_;
+  const bool bf16 = precision_ == Precision::kMedium;
+  const bool vector = bf16 && cpu_has_avx512bf16();
+  const Index s_begin = bf16 ? k_begin / 2 : k_begin, s_end = bf16 ? (k_end + 1) / 2 : k_end;
+  const Index panels = (rows + width - 1) / width;
   if (row_stride != 1 && depth_stride == 1 && (width == 8 || width == 32) && (bf16 ? cpu_has_avx512bf16() : cpu_has_avx512f())) {
-    if (bf16) pack_transposed<true>(src, rows, depth, row_stride, width, steps_, words_.data());
-    else pack_transposed<false>(src, rows, depth, row_stride, width, steps_, words_.data());
+    if (bf16) pack_transposed<true>(src, rows, depth, row_stride, width, steps_, words_.data(), r_begin, r_end, s_begin, s_end);
+    else pack_transposed<false>(src, rows, depth, row_stride, width, steps_, words_.data(), r_begin, r_end, s_begin, s_end);
     return;
   }
-  for (Index q = 0; q < panels; ++q) {
+  for (Index q = r_begin / width; q < panels && q * width < r_end; ++q) {
     std::uint32_t* out = words_.data() + q * width * steps_;
     const Index r0 = q * width, rn = std::min(width, rows - r0);
     const float* base = src + r0 * row_stride;
     if (rn < width)  // zero padding of the edge panel
-      for (Index s = 0; s < steps_; ++s) std::fill(out + s * width + rn, out + (s + 1) * width, 0u);
+      for (Index s = s_begin; s < s_end; ++s) std::fill(out + s * width + rn, out + (s + 1) * width, 0u);
     if (row_stride == 1) {
       // Rows contiguous: consecutive k are rows of the source (a row-interleave).
-      for (Index s = 0; s < steps_; ++s) {
+      for (Index s = s_begin; s < s_end; ++s) {
         std::uint32_t* o = out + s * width;
         if (!bf16) {
           const float* x = base + s * depth_stride;
@@ -241,33 +275,41 @@ void Packed::pack(Precision p, const float* src, Index rows, Index depth, Index 
       for (Index r = 0; r < rn; ++r) {
         const float* x = base + r * row_stride;
         if (!bf16) {
-          for (Index s = 0; s < steps_; ++s) out[s * width + r] = word_of(x[s * depth_stride]);
+          for (Index s = s_begin; s < s_end; ++s) out[s * width + r] = word_of(x[s * depth_stride]);
         } else {
-          const Index full = depth / 2;
-          for (Index s = 0; s < full; ++s) out[s * width + r] = pair_of(x[2 * s * depth_stride], x[(2 * s + 1) * depth_stride]);
-          if (full < steps_) out[full * width + r] = pair_of(x[2 * full * depth_stride], 0.0f);
+          const Index full = std::min(s_end, depth / 2);
+          for (Index s = s_begin; s < full; ++s) out[s * width + r] = pair_of(x[2 * s * depth_stride], x[(2 * s + 1) * depth_stride]);
+          if (full < s_end) out[full * width + r] = pair_of(x[2 * full * depth_stride], 0.0f);
         }
       }
     }
   }
 }
 
-void multiply(const Packed& a, const Packed& b, float* c, Index ldc, bool accumulate) {
+void multiply(const Packed& a, const Packed& b, float* c, Index ldc, bool accumulate, float* abs_max) {
   if (a.precision() != b.precision() || a.depth() != b.depth())
     throw std::invalid_argument("matmul::multiply: operands packed with different precisions or depths");
   const Index m = a.rows(), n = b.rows(), steps = a.steps();
   const Index mp = (m + kMr - 1) / kMr, np = (n + kNr - 1) / kNr;
   const bool bf16 = a.precision() == Precision::kMedium;
+  std::uint32_t lanes[16] = {};
+  if (abs_max != nullptr) lanes[0] = word_of(std::fabs(*abs_max));
   for (Index qn = 0; qn < np; ++qn) {
     const std::uint32_t* bp = b.panel(qn);
     const int nv = static_cast<int>(std::min(kNr, n - qn * kNr));
     for (Index qm = 0; qm < mp; ++qm) {
       const int mv = static_cast<int>(std::min(kMr, m - qm * kMr));
       float* ct = c + qm * kMr * ldc + qn * kNr;
-      if (bf16) tile<true>(steps, a.panel(qm), bp, ct, ldc, accumulate, mv, nv);
-      else tile<false>(steps, a.panel(qm), bp, ct, ldc, accumulate, mv, nv);
+      if (abs_max == nullptr) {
+        if (bf16) tile<true, false>(steps, a.panel(qm), bp, ct, ldc, accumulate, mv, nv, nullptr);
+        else tile<false, false>(steps, a.panel(qm), bp, ct, ldc, accumulate, mv, nv, nullptr);
+      } else {
+        if (bf16) tile<true, true>(steps, a.panel(qm), bp, ct, ldc, accumulate, mv, nv, lanes);
+        else tile<false, true>(steps, a.panel(qm), bp, ct, ldc, accumulate, mv, nv, lanes);
+      }
     }
   }
+  if (abs_max != nullptr) *abs_max = std::bit_cast<float>(*std::max_element(lanes, lanes + 16));
 }
 
 }  // namespace latent::matmul

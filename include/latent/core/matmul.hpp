@@ -50,6 +50,14 @@ class Packed {
   /// Packs the B operand: B(k, j) = src[k * depth_stride + j * col_stride], j < n.
   void pack_b(Precision p, const float* src, Index depth, Index n, Index depth_stride, Index col_stride);
 
+  /// Re-packs part of an operand packed before, from a source with the layout of that
+  /// pack_a/pack_b call (after the source changed there): rows [row_begin, row_end) of the
+  /// panel direction and [depth_begin, depth_end) along K. row_begin must start a panel of
+  /// B (a multiple of 32) or a group of 16 rows of A, depth_begin must be even for kMedium;
+  /// whole groups are repacked. Throws std::invalid_argument otherwise. Distinct ranges
+  /// touch distinct words, so they may be repacked concurrently.
+  void repack(const float* src, Index row_begin, Index row_end, Index depth_begin, Index depth_end);
+
   Precision precision() const noexcept { return precision_; }
   Index rows() const noexcept { return rows_; }
   Index depth() const noexcept { return depth_; }
@@ -59,16 +67,19 @@ class Packed {
 
  private:
   void pack(Precision p, const float* src, Index rows, Index depth, Index row_stride, Index depth_stride, Index width);
+  void fill(const float* src, Index r_begin, Index r_end, Index k_begin, Index k_end);
 
   Precision precision_ = Precision::kHighest;
-  Index rows_ = 0, depth_ = 0, steps_ = 0, width_ = 0;
+  Index rows_ = 0, depth_ = 0, steps_ = 0, width_ = 0, row_stride_ = 0, depth_stride_ = 0;
   std::vector<std::uint32_t, Eigen::aligned_allocator<std::uint32_t>> words_;
 };
 
 /// C (M × N, row-major, leading dimension ldc ≥ N) = A B, or C += A B if accumulate.
 /// a from pack_a, b from pack_b, same precision and depth (else std::invalid_argument).
-/// Single-threaded; callers parallelise over independent products.
-void multiply(const Packed& a, const Packed& b, float* c, Index ldc, bool accumulate = false);
+/// Single-threaded; callers parallelise over independent products. If abs_max is non-null,
+/// *abs_max becomes max(|*abs_max|, max |C entry| stored): +Inf if an entry is ±Inf, NaN if
+/// one is NaN (so one check of the result finds non-finite entries), at no extra pass.
+void multiply(const Packed& a, const Packed& b, float* c, Index ldc, bool accumulate = false, float* abs_max = nullptr);
 
 /// Rounds a float32 to the nearest bfloat16 (ties to even; NaN stays NaN, subnormals become
 /// ±0), as the packer and VCVTNE2PS2BF16 do.

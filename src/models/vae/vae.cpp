@@ -3,7 +3,10 @@
 #include <oneapi/tbb/parallel_for.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstdint>
+#include <functional>
 #include <numbers>
 #include <stdexcept>
 #include <utility>
@@ -18,6 +21,15 @@ using ArrayF = Eigen::Array<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMaj
 using RowVectorF = Eigen::Matrix<float, 1, Eigen::Dynamic>;
 
 constexpr double kLog2Pi = 1.8378770664093454836;
+
+// *mx = max(*mx, |x[0..n)|) with NaN above +Inf, as matmul::multiply's abs_max: on the bit
+// patterns of the magnitudes, which order as unsigned integers like the values.
+void fold_abs_max(float* mx, const float* x, Index n) {
+  if (mx == nullptr) return;
+  std::uint32_t m = std::bit_cast<std::uint32_t>(*mx) & 0x7fffffffu;
+  for (Index i = 0; i < n; ++i) m = std::max(m, std::bit_cast<std::uint32_t>(x[i]) & 0x7fffffffu);
+  *mx = std::bit_cast<float>(m);
+}
 
 }  // namespace
 
@@ -112,6 +124,39 @@ void Vae::prepare(matmul::Precision p) {
   packs_stale_ = false;
 }
 
+void Vae::update_parameters(const std::function<void(float* theta, std::size_t offset, std::size_t n)>& update) {
+  // Segments in parameter order: blocks of kRows weight rows (a whole panel of the forward
+  // pack, whole steps of the backward one), then the layer's bias; the log-variances.
+  constexpr Index kRows = matmul::Packed::kNr;
+  struct Segment {
+    Index offset, n;
+    std::size_t layer;  // SIZE_MAX: no weights
+    Index r0, r1, weights;  // rows [r0, r1) of the weight matrix at offset `weights`
+  };
+  std::vector<Segment> segs;
+  std::size_t li = 0;
+  for (const auto* net : {&encoder_, &decoder_})
+    for (const VaeLayer& l : *net) {
+      for (Index r = 0; r < l.out; r += kRows) {
+        const Index r1 = std::min(l.out, r + kRows);
+        segs.push_back({l.weight_offset + r * l.in, (r1 - r) * l.in, li, r, r1, l.weight_offset});
+      }
+      segs.push_back({l.bias_offset, l.out, SIZE_MAX, 0, 0, 0});
+      ++li;
+    }
+  if (log_var_offset_ >= 0) segs.push_back({log_var_offset_, arch_.input_dim, SIZE_MAX, 0, 0, 0});
+  const bool repack = prepared_;
+  tbb::parallel_for(std::size_t{0}, segs.size(), [&](std::size_t t) {
+    const Segment& sg = segs[t];
+    update(params_.data(), static_cast<std::size_t>(sg.offset), static_cast<std::size_t>(sg.n));
+    if (!repack || sg.layer == SIZE_MAX) return;
+    const float* w = params_.data() + sg.weights;
+    fwd_[sg.layer].repack(w, sg.r0, sg.r1, 0, fwd_[sg.layer].depth());
+    if (sg.layer > 0) bwd_[sg.layer].repack(w, 0, bwd_[sg.layer].rows(), sg.r0, sg.r1);
+  });
+  packs_stale_ = false;
+}
+
 void Vae::check_packs() const {
   if (packs_stale_) throw std::logic_error("Vae: the parameters changed after prepare(); call prepare() again");
 }
@@ -148,7 +193,7 @@ void Vae::forward_mlp(const std::vector<VaeLayer>& layers, std::size_t first, co
 
 void Vae::backward_mlp(const std::vector<VaeLayer>& layers, std::size_t first, const RowMatrixF& input,
                        const std::vector<RowMatrixF>& act, RowMatrixF& delta, RowMatrixF& scratch, std::span<float> grad,
-                       RowMatrixF* input_grad, VaeWorkspace& ws) const {
+                       RowMatrixF* input_grad, VaeWorkspace& ws, float* grad_abs_max) const {
   for (std::size_t j = layers.size(); j-- > 0;) {
     const VaeLayer& l = layers[j];
     const RowMatrixF& a_prev = j == 0 ? input : act[j - 1];
@@ -157,12 +202,14 @@ void Vae::backward_mlp(const std::vector<VaeLayer>& layers, std::size_t first, c
     if (prepared_) {
       ws.pa.pack_a(precision_, delta.data(), l.out, b, 1, l.out);  // A(o, r) = δ[r][o]
       ws.pb.pack_b(precision_, a_prev.data(), b, l.in, l.in, 1);   // B(r, i) = a[r][i]
-      matmul::multiply(ws.pa, ws.pb, grad.data() + l.weight_offset, l.in);
+      matmul::multiply(ws.pa, ws.pb, grad.data() + l.weight_offset, l.in, false, grad_abs_max);
     } else {
       Eigen::Map<RowMatrixF> gw(grad.data() + l.weight_offset, l.out, l.in);
       gw.noalias() = delta.transpose() * a_prev;
+      fold_abs_max(grad_abs_max, gw.data(), gw.size());
     }
     gb = delta.colwise().sum();
+    fold_abs_max(grad_abs_max, gb.data(), l.out);
     if (j == 0 && input_grad == nullptr) break;
     scratch.resize(b, l.in);
     if (prepared_) {
@@ -217,7 +264,7 @@ void Vae::log_likelihood_rows(const RowMatrixF& x, const RowMatrixF& out, std::s
 }
 
 double Vae::loss(const RowMatrixF& x, const RowMatrixF& eps, VaeWorkspace& w, std::span<float> grad,
-                 std::span<double> elbo_rows) const {
+                 std::span<double> elbo_rows, float* grad_abs_max) const {
   const Index b = x.rows(), l = arch_.latent_dim, d = arch_.input_dim;
   encode(x, w);
   const ArrayF sigma = (0.5f * w.log_var.array()).exp();
@@ -235,6 +282,7 @@ double Vae::loss(const RowMatrixF& x, const RowMatrixF& eps, VaeWorkspace& w, st
     total += row_loss;
   }
   if (grad.empty()) return total;
+  if (grad_abs_max != nullptr) *grad_abs_max = 0.0f;
 
   // d loss / d decoder output.
   if (arch_.likelihood == VaeLikelihood::kBernoulli) {
@@ -248,14 +296,15 @@ double Vae::loss(const RowMatrixF& x, const RowMatrixF& eps, VaeWorkspace& w, st
       const Eigen::Array<float, 1, Eigen::Dynamic> sq = diff.square().colwise().sum();
       for (Index j = 0; j < d; ++j)
         grad[static_cast<std::size_t>(log_var_offset_ + j)] = 0.5f * (static_cast<float>(b) - sq(j) * inv_var(j));
+      fold_abs_max(grad_abs_max, grad.data() + log_var_offset_, d);
     }
   }
-  backward_mlp(decoder_, encoder_.size(), w.z, w.dec_act, w.delta, w.delta_prev, grad, &w.dz, w);
+  backward_mlp(decoder_, encoder_.size(), w.z, w.dec_act, w.delta, w.delta_prev, grad, &w.dz, w, grad_abs_max);
   // Through z = μ + σ ε, plus the KL term: d/dμ = μ, d/dlog σ² = ½ (σ² − 1).
   w.delta.resize(b, 2 * l);
   w.delta.leftCols(l) = w.dz + w.mu;
   w.delta.rightCols(l) = (w.dz.array() * eps.array() * 0.5f * sigma + 0.5f * (w.log_var.array().exp() - 1.0f)).matrix();
-  backward_mlp(encoder_, 0, x, w.enc_act, w.delta, w.delta_prev, grad, nullptr, w);
+  backward_mlp(encoder_, 0, x, w.enc_act, w.delta, w.delta_prev, grad, nullptr, w, grad_abs_max);
   return total;
 }
 

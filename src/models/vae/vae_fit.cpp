@@ -22,6 +22,7 @@
 #include "latent/io/block_source.hpp"
 #include "latent/io/h5_file.hpp"
 #include "latent/models/fitted_model.hpp"
+#include "latent/train/adam.hpp"
 
 namespace latent::models {
 namespace {
@@ -43,15 +44,6 @@ std::int64_t to_fixed(double x, double scale) {
   return static_cast<std::int64_t>(y + (y >= 0 ? 0.5 : -0.5));
 }
 
-// out[j] = round(g[j] · scale) (first) or out[j] += it, j < n: one micro-batch gradient
-// onto the step's fixed-point grid.
-void add_fixed(const float* g, std::int64_t* out, std::size_t n, double scale, bool first) {
-  if (first)
-    for (std::size_t j = 0; j < n; ++j) out[j] = to_fixed(static_cast<double>(g[j]), scale);
-  else
-    for (std::size_t j = 0; j < n; ++j) out[j] += to_fixed(static_cast<double>(g[j]), scale);
-}
-
 // A validating pass over this rank's share of the data: values must lie in [0, 1] for a
 // Bernoulli decoder (NaN/Inf are refused by the block reader). Collective (errors agreed).
 void validate_data(const comm::Communicator& comm, const io::DenseDatasetInfo& info, const VaeFitConfig& c) {
@@ -63,8 +55,8 @@ void validate_data(const comm::Communicator& comm, const io::DenseDatasetInfo& i
     while (auto block = source.next()) {
       heartbeat();
       if (c.arch.likelihood != VaeLikelihood::kBernoulli) continue;
-      const RowMatrix& x = block->x;
-      if ((x.array() >= 0.0).all() && (x.array() <= 1.0).all()) continue;
+      const RowMatrix& x = block->x;  // finite (the reader refuses NaN/Inf)
+      if (x.size() == 0 || (x.minCoeff() >= 0.0 && x.maxCoeff() <= 1.0)) continue;
       for (Index i = 0; i < x.rows(); ++i)
         for (Index j = 0; j < x.cols(); ++j)
           if (!(x(i, j) >= 0.0 && x(i, j) <= 1.0))
@@ -396,9 +388,8 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
             RowMatrixF eps;
             draw_noise(eps, x.rows(), c.arch.latent_dim, c.seed, RngPurpose::kVaeNoise, static_cast<std::uint64_t>(step + 1),
                        b.ref.global_row_begin);
-            block_loss[i] = model.loss(x, eps, ws.local(), {grads[i].data(), p});
-            // NaN propagates through the maximum, so one sweep also finds non-finite entries.
-            const double mx = grads[i].cwiseAbs().maxCoeff<Eigen::PropagateNaN>();
+            float mx = 0;  // max |gradient entry|, NaN/Inf if one is
+            block_loss[i] = model.loss(x, eps, ws.local(), {grads[i].data(), p}, {}, &mx);
             block_max[i] = std::isfinite(block_loss[i]) && std::isfinite(mx) ? mx : std::numeric_limits<double>::infinity();
           });
         });
@@ -420,14 +411,12 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
       const double bound = flags[0] * static_cast<double>(global_blocks);
       const int bits = bound > 0 ? std::clamp(61 - static_cast<int>(std::ceil(std::log2(bound))) - 1, -1000, 1000) : 0;
       const double scale = std::ldexp(1.0, bits);
-      // One rank without clipping: the integer sum is formed inside the Adam pass below (the
-      // same integers, one pass over memory fewer).
       const bool fused = comm.size() == 1 && !(c.max_grad_norm > 0);
       if (!fused) arena.execute([&] {
         tbb::parallel_for(tbb::blocked_range<std::size_t>(0, p, 16384), [&](const tbb::blocked_range<std::size_t>& r) {
           std::int64_t* out = acc.data() + r.begin();
           if (nloc == 0) std::fill(out, out + r.size(), std::int64_t{0});  // no share of this step
-          for (std::size_t i = 0; i < nloc; ++i) add_fixed(grads[i].data() + r.begin(), out, r.size(), scale, i == 0);
+          for (std::size_t i = 0; i < nloc; ++i) train::add_to_grid(grads[i].data() + r.begin(), out, r.size(), scale, i > 0);
         });
       });
       std::int64_t rows = 0, loss_fixed = 0;
@@ -454,43 +443,28 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
         if (std::sqrt(norm2) > c.max_grad_norm) clip = c.max_grad_norm / (std::sqrt(norm2) + 1e-6);
       }
       ++step;
-      const double bc1 = 1.0 - std::pow(c.beta1, static_cast<double>(step));
-      const double bc2 = 1.0 - std::pow(c.beta2, static_cast<double>(step));
-      const auto b1 = static_cast<float>(c.beta1), b2 = static_cast<float>(c.beta2);
-      const auto step_size = static_cast<float>(lr / bc1), sqrt_bc2 = static_cast<float>(std::sqrt(bc2));
-      const auto eps_adam = static_cast<float>(c.adam_epsilon);
-      float* theta = model.parameters().data();
+      train::AdamStep adam;
+      adam.beta1 = static_cast<float>(c.beta1);
+      adam.beta2 = static_cast<float>(c.beta2);
+      adam.eps = static_cast<float>(c.adam_epsilon);
+      adam.step_size = static_cast<float>(lr / (1.0 - std::pow(c.beta1, static_cast<double>(step))));
+      adam.sqrt_bc2 = static_cast<float>(std::sqrt(1.0 - std::pow(c.beta2, static_cast<double>(step))));
+      adam.grad_scale = to_mean * clip;
+      // One rank without clipping: the step's integer sum is formed inside the update (the
+      // same integers, one pass over memory fewer).
+      std::vector<const float*> grad_ptrs;
+      if (fused)
+        for (std::size_t i = 0; i < nloc; ++i) grad_ptrs.push_back(grads[i].data());
       float* mp = m.data();
       float* vd = v.data();
-      const std::int64_t* ap = acc.data();
-      const double g_scale = to_mean * clip;
-      // Fixed pieces of 1024 entries (64-byte aligned), whatever the thread count: Eigen
-      // handles a piece's unaligned head on its scalar path, which rounds differently (the
-      // compiler contracts a*b + c*d into FMAs there), so piece boundaries must not depend
-      // on how TBB splits the range.
-      constexpr std::size_t kPiece = 1024;
-      const std::size_t pieces = (p + kPiece - 1) / kPiece;
+      const std::int64_t* sum = fused ? nullptr : acc.data();
+      // Segment by segment; a prepared model's packed weights are rebuilt as each segment is
+      // updated (the result does not depend on the segments, see latent/train/adam.hpp).
       arena.execute([&] {
-        tbb::parallel_for(std::size_t{0}, pieces, [&](std::size_t piece) {
-          alignas(64) float g[kPiece];
-          const std::size_t j0 = piece * kPiece;
-          const auto n = static_cast<Index>(std::min(kPiece, p - j0));
-          if (fused) {
-            alignas(64) std::int64_t sum[kPiece];
-            for (std::size_t i = 0; i < nloc; ++i)  // one rank: nloc >= 1
-              add_fixed(grads[i].data() + j0, sum, static_cast<std::size_t>(n), scale, i == 0);
-            for (Index j = 0; j < n; ++j) g[j] = static_cast<float>(static_cast<double>(sum[j]) * g_scale);
-          } else {
-            for (Index j = 0; j < n; ++j) g[j] = static_cast<float>(static_cast<double>(ap[j0 + static_cast<std::size_t>(j)]) * g_scale);
-          }
-          const Eigen::Map<const Eigen::ArrayXf> ga(g, n);
-          Eigen::Map<Eigen::ArrayXf> th(theta + j0, n), ma(mp + j0, n), va(vd + j0, n);
-          ma = b1 * ma + (1.0f - b1) * ga;
-          va = b2 * va + (1.0f - b2) * ga.square();
-          th -= step_size * ma / (va.sqrt() / sqrt_bc2 + eps_adam);
+        model.update_parameters([&](float* theta, std::size_t offset, std::size_t n) {
+          train::adam_update(adam, grad_ptrs, scale, sum, theta, mp, vd, offset, n);
         });
       });
-      prepare();
       m_step_timer.reset();
       // A step boundary (stop signals, checkpoints every --checkpoint-every steps); the
       // last step's boundary comes after the epoch's bookkeeping below.

@@ -16,6 +16,7 @@
 /// products: Eigen's, or after prepare() the packed kernels of latent/core/matmul.hpp), and
 /// micro-batch gradients are combined exactly by the trainer.
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -95,6 +96,14 @@ class Vae {
   /// after every parameter change. Throws Error(kUsage) if the CPU lacks the kernels
   /// (matmul::require).
   void prepare(matmul::Precision p);
+  /// Changes the parameters in place, segment by segment, on the calling TBB arena's
+  /// threads: update(theta, offset, n) is given the whole parameter vector (P floats) and
+  /// may change only entries [offset, offset + n); it runs concurrently for distinct
+  /// segments. Segments: runs of 32 rows of a layer's weight matrix, a layer's bias, the
+  /// log-variances. If the model is prepared, each weight segment's part of the packed
+  /// weights is rebuilt right after its update, while the rows are still in cache, and the
+  /// model stays prepared (no prepare() needed).
+  void update_parameters(const std::function<void(float* theta, std::size_t offset, std::size_t n)>& update);
   /// The precision prepare() packed for, if any.
   bool prepared() const noexcept { return prepared_; }
   matmul::Precision matmul_precision() const noexcept { return precision_; }
@@ -112,8 +121,11 @@ class Vae {
   /// B rows and returned (nats); per-row ELBOs (−loss) go to elbo_rows if non-empty.
   /// If grad is non-empty (P floats), it receives the gradient of the summed loss
   /// (overwritten; the reparameterisation trick, §2.4). eps is B × L. Thread-safe.
+  /// If grad_abs_max is non-null (and grad non-empty) it receives max_j |grad_j|: +Inf if an
+  /// entry is infinite and NaN if one is NaN (found while the gradient is written, no extra
+  /// pass over it).
   double loss(const RowMatrixF& x, const RowMatrixF& eps, VaeWorkspace& w, std::span<float> grad,
-              std::span<double> elbo_rows = {}) const;
+              std::span<double> elbo_rows = {}, float* grad_abs_max = nullptr) const;
 
  private:
   // The Gaussian decoder's log-variance of each feature (learned or fixed), 1 × D.
@@ -125,7 +137,7 @@ class Vae {
   // bias gradients; leaves the gradient w.r.t. the network's input in `input_grad`.
   void backward_mlp(const std::vector<VaeLayer>& layers, std::size_t first, const RowMatrixF& input,
                     const std::vector<RowMatrixF>& act, RowMatrixF& delta, RowMatrixF& scratch, std::span<float> grad,
-                    RowMatrixF* input_grad, VaeWorkspace& w) const;
+                    RowMatrixF* input_grad, VaeWorkspace& w, float* grad_abs_max) const;
   void check_packs() const;
 
   VaeArchitecture arch_;
