@@ -21,8 +21,10 @@ inline std::int64_t on_grid(float x, double scale) noexcept {
 
 inline void adam_entry(const AdamStep& s, std::int64_t sum, float& theta, float& m, float& v) noexcept {
   const auto g = static_cast<float>(static_cast<double>(sum) * s.grad_scale);
-  m = std::fma(s.beta1, m, (1.0f - s.beta1) * g);
-  v = std::fma(s.beta2, v, ((1.0f - s.beta2) * g) * g);
+  const auto b1 = static_cast<float>(s.beta1), c1 = static_cast<float>(1.0 - s.beta1);
+  const auto b2 = static_cast<float>(s.beta2), c2 = static_cast<float>(1.0 - s.beta2);
+  m = std::fma(b1, m, c1 * g);
+  v = std::fma(b2, v, (c2 * g) * g);
   const float den = std::sqrt(v) / s.sqrt_bc2 + s.eps;
   theta = std::fma(-s.step_size, m / den, theta);
 }
@@ -60,8 +62,8 @@ constexpr __mmask16 mask16(std::size_t n) noexcept {
                                                      const std::int64_t* sum, float* theta, float* m, float* v,
                                                      std::size_t offset, std::size_t n) {
   const __m512d sc = _mm512_set1_pd(scale), gs = _mm512_set1_pd(s.grad_scale);
-  const __m512 b1 = _mm512_set1_ps(s.beta1), c1 = _mm512_set1_ps(1.0f - s.beta1);
-  const __m512 b2 = _mm512_set1_ps(s.beta2), c2 = _mm512_set1_ps(1.0f - s.beta2);
+  const __m512 b1 = _mm512_set1_ps(static_cast<float>(s.beta1)), c1 = _mm512_set1_ps(static_cast<float>(1.0 - s.beta1));
+  const __m512 b2 = _mm512_set1_ps(static_cast<float>(s.beta2)), c2 = _mm512_set1_ps(static_cast<float>(1.0 - s.beta2));
   const __m512 step = _mm512_set1_ps(s.step_size), sbc2 = _mm512_set1_ps(s.sqrt_bc2), eps = _mm512_set1_ps(s.eps);
   for (std::size_t j = offset; j < offset + n; j += 16) {
     const __mmask16 k = mask16(offset + n - j);

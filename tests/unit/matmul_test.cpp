@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <stdexcept>
 
 #include "latent/core/error.hpp"
 #include "latent/core/matmul.hpp"
@@ -158,6 +159,66 @@ TEST(Matmul, ARowsResultDoesNotDependOnTheOtherRows) {
       multiply(pr, pb, one.data(), n);
       for (Index j = 0; j < n; ++j) ASSERT_EQ(all(i, j), one(0, j)) << to_string(p) << " row " << i << " col " << j;
     }
+  }
+}
+
+TEST(Matmul, RepackOfChangedRowsEqualsAFreshPack) {
+  // The trainer rebuilds a weight pack 32 rows at a time as Adam updates them: after the
+  // source changes in a range, repacking that range must give the words of a fresh pack, in
+  // both orientations of a weight matrix (rows along the panels, rows along K).
+  for (Precision p : precisions()) {
+    const Index out = 75, in = 37;  // a partial last panel, odd K
+    RowMatrixF w = random_matrix(out, in, 9);
+    Packed fwd, bwd;
+    fwd.pack_b(p, w.data(), in, out, 1, in);  // B(k, j) = W[j][k]
+    bwd.pack_b(p, w.data(), out, in, in, 1);  // B(k, j) = W[k][j]
+    for (Index r0 = 0; r0 < out; r0 += 32) {
+      const Index r1 = std::min(out, r0 + 32);
+      for (Index r = r0; r < r1; ++r)
+        for (Index c = 0; c < in; ++c) w(r, c) = 2.0f * w(r, c) + 1.0f;
+      fwd.repack(w.data(), r0, r1, 0, in);
+      bwd.repack(w.data(), 0, in, r0, r1);
+    }
+    Packed fwd_fresh, bwd_fresh;
+    fwd_fresh.pack_b(p, w.data(), in, out, 1, in);
+    bwd_fresh.pack_b(p, w.data(), out, in, in, 1);
+    const Index fwd_words = (out + 31) / 32 * 32 * fwd.steps(), bwd_words = (in + 31) / 32 * 32 * bwd.steps();
+    for (Index i = 0; i < fwd_words; ++i) ASSERT_EQ(fwd.panel(0)[i], fwd_fresh.panel(0)[i]) << to_string(p) << " fwd " << i;
+    for (Index i = 0; i < bwd_words; ++i) ASSERT_EQ(bwd.panel(0)[i], bwd_fresh.panel(0)[i]) << to_string(p) << " bwd " << i;
+    // A range that does not start a panel (or a step pair, in bfloat16) is refused.
+    EXPECT_THROW(fwd.repack(w.data(), 16, 32, 0, in), std::invalid_argument);
+    if (p == Precision::kMedium) {
+      EXPECT_THROW(bwd.repack(w.data(), 0, in, 3, 9), std::invalid_argument);
+    }
+    EXPECT_THROW(bwd.repack(w.data(), 0, in, 0, out + 1), std::invalid_argument);
+  }
+}
+
+TEST(Matmul, AbsMaxIsTheLargestMagnitudeStoredAndFlagsNonFinite) {
+  // The trainer's grid needs max |gradient|; multiply finds it while storing C.
+  for (Precision p : precisions()) {
+    const Index m = 13, n = 45, k = 20;  // partial tiles in both directions
+    RowMatrixF a = random_matrix(m, k, 10), b = random_matrix(k, n, 11);
+    Packed pa, pb;
+    pa.pack_a(p, a.data(), m, k, k, 1);
+    pb.pack_b(p, b.data(), k, n, n, 1);
+    RowMatrixF c = RowMatrixF::Constant(m, n + 3, 1e30f);  // columns past n are not C
+    float mx = 0.25f;
+    multiply(pa, pb, c.data(), n + 3, false, &mx);
+    EXPECT_EQ(mx, c.leftCols(n).cwiseAbs().maxCoeff()) << to_string(p);
+    float small = 1e30f;  // larger than every entry: stays
+    multiply(pa, pb, c.data(), n + 3, false, &small);
+    EXPECT_EQ(small, 1e30f);
+    a(5, 3) = std::numeric_limits<float>::infinity();
+    pa.pack_a(p, a.data(), m, k, k, 1);
+    mx = 0;
+    multiply(pa, pb, c.data(), n + 3, false, &mx);
+    EXPECT_FALSE(std::isfinite(mx)) << to_string(p);
+    a(5, 3) = std::numeric_limits<float>::quiet_NaN();
+    pa.pack_a(p, a.data(), m, k, k, 1);
+    mx = 0;
+    multiply(pa, pb, c.data(), n + 3, false, &mx);
+    EXPECT_TRUE(std::isnan(mx)) << to_string(p);
   }
 }
 

@@ -21,7 +21,10 @@ namespace latent::train {
 
 /// One step's constants.
 struct AdamStep {
-  float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
+  /// β₁, β₂ and 1 − β (formed in double, as PyTorch's Python scalars are) are rounded to
+  /// float32 for the update.
+  double beta1 = 0.9, beta2 = 0.999;
+  float eps = 1e-8f;
   float step_size = 0;   ///< α / (1 − β₁ᵗ)
   float sqrt_bc2 = 1;    ///< √(1 − β₂ᵗ)
   double grad_scale = 0; ///< the gradient is grad_scale × the integer sum (2^−bits / rows, times any clip factor)

@@ -444,8 +444,8 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
       }
       ++step;
       train::AdamStep adam;
-      adam.beta1 = static_cast<float>(c.beta1);
-      adam.beta2 = static_cast<float>(c.beta2);
+      adam.beta1 = c.beta1;
+      adam.beta2 = c.beta2;
       adam.eps = static_cast<float>(c.adam_epsilon);
       adam.step_size = static_cast<float>(lr / (1.0 - std::pow(c.beta1, static_cast<double>(step))));
       adam.sqrt_bc2 = static_cast<float>(std::sqrt(1.0 - std::pow(c.beta2, static_cast<double>(step))));
