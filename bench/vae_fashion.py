@@ -233,8 +233,13 @@ def save_weights(model, path: Path, attrs: dict | None = None) -> None:
             f.attrs[k] = v
 
 
-def train_torch(torch, model, X, epochs: int, batch_size: int, lr: float, log=None) -> dict:
+def train_torch(torch, model, X, epochs: int, batch_size: int, lr: float, log=None, autocast: bool = False) -> dict:
+    """autocast: the forward pass under torch.autocast("cpu", dtype=torch.bfloat16) (its matrix
+    products in bfloat16 with float32 sums, oneDNN's AVX512_BF16 kernels on CPUs that have them:
+    PyTorch's counterpart of latent's --matmul-precision medium); the loss in float32."""
     F = torch.nn.functional
+    import contextlib
+    cast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if autocast else contextlib.nullcontext
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(BETA1, BETA2), eps=ADAM_EPS)
     n = X.shape[0]
     seconds, objective = [], []
@@ -243,9 +248,11 @@ def train_torch(torch, model, X, epochs: int, batch_size: int, lr: float, log=No
         t0 = time.perf_counter()
         for i in range(0, n, batch_size):
             x = X[i:i + batch_size]
-            mu, logvar = model.encode(x)
-            z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-            logits = model.decode(z)
+            with cast():
+                mu, logvar = model.encode(x)
+                z = mu + torch.exp(0.5 * logvar.float()) * torch.randn_like(mu.float())
+                logits = model.decode(z)
+            mu, logvar, logits = mu.float(), logvar.float(), logits.float()
             rec = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1)
             kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
             per_row = rec + kl
@@ -365,7 +372,9 @@ def worker(spec_path: str) -> int:
         torch.ones(4, 4) @ torch.ones(4, 4)
         out["blas"] = blas_info()
         log(f"sgemm_ from {out['blas']['sgemm_provider']}; {X.shape[0]} rows x {spec['epochs']} epochs")
-        out.update(train_torch(torch, model, X, spec["epochs"], spec["batch_size"], spec["lr"], log=log))
+        out["autocast"] = "bfloat16" if spec.get("autocast") else None
+        out.update(train_torch(torch, model, X, spec["epochs"], spec["batch_size"], spec["lr"], log=log,
+                               autocast=bool(spec.get("autocast"))))
         del X
         save_weights(model, Path(spec["weights_out"]), attrs={"source": "pytorch vae_fashion.py"})
         out["weights"] = spec["weights_out"]
@@ -447,7 +456,14 @@ def torch_runs(args, train_src: dict, test_src: dict, runs: Path) -> dict:
     if not variants:
         raise SystemExit("no PyTorch BLAS variant could run: " + json.dumps(skipped))
     faster = min(variants, key=lambda v: variants[v]["median_epoch_seconds"])
-    return {"variants": variants, "skipped": skipped, "faster": faster}
+    autocast = None
+    if args.torch_bf16:
+        print(f"== PyTorch, BLAS '{faster}', bfloat16 autocast ...", file=sys.stderr, flush=True)
+        spec = dict(base, job="train", autocast=True,
+                    weights_out=str(runs / f"vae_fashion_torch_{faster}_bf16.weights.h5"))
+        autocast = run_worker(args, spec, faster, runs)
+        autocast["median_epoch_seconds"] = common.median(autocast["epoch_seconds"])
+    return {"variants": variants, "skipped": skipped, "faster": faster, "autocast_bf16": autocast}
 
 
 def torch_eval(args, weights: Path, test_src: dict, blas: str, runs: Path) -> dict:
@@ -567,6 +583,9 @@ def main():
     ap.add_argument("--matmul-precision", default="highest,medium",
                     help="latent runs on 1 rank, one per listed precision (highest: float32 products; medium: bfloat16 "
                          "operands, float32 sums); the first is the one cross-checked and run on 2 ranks")
+    ap.add_argument("--no-torch-bf16", dest="torch_bf16", action="store_false",
+                    help="skip the PyTorch run under bfloat16 autocast (the like-for-like reference of "
+                         "--matmul-precision medium)")
     ap.add_argument("--results-name", default="vae_fashion", help="bench/results/NAME.json (default vae_fashion)")
     args = ap.parse_args()
     args.epochs = args.epochs or (QUICK["epochs"] if args.quick else 10)
@@ -646,6 +665,11 @@ def main():
                      short_lib(o["blas"]["sgemm_provider_realpath"]), fmt(o["median_epoch_seconds"], ".2f"),
                      fmt(o["train_objective"][-1]), fmt(o["elbo"]),
                      fmt(torch_sc["iwae_log_likelihood"]) if is_f else "-"])
+    if tr["autocast_bf16"]:
+        o = tr["autocast_bf16"]
+        rows.append([f"PyTorch {torch_sc['torch_version']} ({faster} BLAS), bfloat16 autocast",
+                     short_lib(o["blas"]["sgemm_provider_realpath"]), fmt(o["median_epoch_seconds"], ".2f"),
+                     fmt(o["train_objective"][-1]), fmt(o["elbo"]), "-"])
     for o in ([ours] + (others if not args.skip_latent else []) + [ours2]):
         if o is None:
             continue
@@ -684,7 +708,7 @@ def main():
                          "test_rows": n_test, "quick": args.quick, "skip_latent": args.skip_latent,
                          "blas_variants": args.blas, "nice": args.nice},
               "torch": {"variants": tr["variants"], "skipped": tr["skipped"], "faster": faster,
-                        "test_scores": torch_sc},
+                        "autocast_bf16": tr["autocast_bf16"], "test_scores": torch_sc},
               "latent": ours, "latent_other_precisions": [] if args.skip_latent else others,
               "latent_2ranks": ours2, "crosscheck": cross,
               "targets": {"elbo_tolerance_nats": ELBO_TOLERANCE, "speedup": TARGET_SPEEDUP,
@@ -726,6 +750,16 @@ def main():
             print(f"--matmul-precision {o['matmul_precision']}: {o['median_epoch_seconds']:.2f} s per epoch = "
                   f"{fmt(sp, '.2f')}x PyTorch float32 (bar >= {TARGET_SPEEDUP:g}x: {'ok' if sp and sp >= TARGET_SPEEDUP else 'LOW'}); "
                   f"test ELBO {fmt(el)} ({'ok' if q else 'WORSE'})")
+            ac = tr["autocast_bf16"]
+            if ac and o["matmul_precision"] == "medium" and o["median_epoch_seconds"]:
+                sp_bf = ac["median_epoch_seconds"] / o["median_epoch_seconds"]
+                q_bf = el is not None and el >= ac["elbo"] - ELBO_TOLERANCE
+                per_precision[o["matmul_precision"]].update(speedup_vs_torch_bf16=sp_bf, torch_bf16_elbo=ac["elbo"],
+                                                            speed_pass_vs_torch_bf16=sp_bf >= TARGET_SPEEDUP,
+                                                            quality_pass_vs_torch_bf16=q_bf)
+                print(f"    like for like: PyTorch bfloat16 autocast {ac['median_epoch_seconds']:.2f} s per epoch, test ELBO "
+                      f"{fmt(ac['elbo'])}: {sp_bf:.2f}x (bar >= {TARGET_SPEEDUP:g}x: {'ok' if sp_bf >= TARGET_SPEEDUP else 'LOW'}); "
+                      f"ELBO {'ok' if q_bf else 'WORSE'}")
         result["per_precision"] = per_precision
         if args.quick or args.train_rows or args.test_rows:
             print("NOTE: subset / quick run; this is not the bar.")
