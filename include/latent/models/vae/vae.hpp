@@ -93,7 +93,8 @@ class Vae {
   /// operands with float32 sums). encode/decode/loss use these packs from then on (without
   /// prepare() they use Eigen's float32 products). O(P) work and 2P words of memory; the
   /// (layer, orientation) packs are spread over the calling TBB arena's threads. Call again
-  /// after every parameter change. Throws Error(kUsage) if the CPU lacks the kernels
+  /// after changing parameters through parameters() (update_parameters keeps the packs
+  /// current). Throws Error(kUsage) if the CPU lacks the kernels
   /// (matmul::require).
   void prepare(matmul::Precision p);
   /// Changes the parameters in place, segment by segment, on the calling TBB arena's

@@ -10,8 +10,8 @@
 /// micro-batch).
 /// Each rank computes the gradients of a contiguous share of every minibatch's
 /// micro-batches, one thread per micro-batch. The micro-batch gradients are added in 64-bit
-/// fixed point on a grid chosen from the global largest gradient entry (one small max
-/// allreduce), so their sum is exact; one allreduce of the flat integer gradient (with the
+/// fixed point (rounded to nearest, ties to even: latent/train/adam.hpp) on a grid chosen
+/// from the global largest gradient entry (one small max allreduce), so their sum is exact; one allreduce of the flat integer gradient (with the
 /// loss and row count) follows, and every rank takes the same Adam step. The trained
 /// parameters are therefore bitwise identical for any number of ranks and threads.
 /// The reparameterisation noise of row r at step t is drawn from (seed, t, r).
@@ -34,7 +34,8 @@ struct VaeFitConfig {
   /// Rows per micro-batch, the unit of gradient computation and of parallelism (a step has
   /// ceil(batch_size / micro_batch_rows) of them to spread over ranks × threads). The bits
   /// depend on it, never on the rank or thread count. Larger is faster per core (each
-  /// weight matrix is packed once per micro-batch for the GEMMs).
+  /// micro-batch writes and the step reads back one P-float gradient, and the weight-gradient
+  /// products run longer along the rows).
   Index micro_batch_rows = 64;
   /// Products of the layers: kHighest (float32) or kMedium (bfloat16 operands, float32
   /// sums; needs AVX512_BF16 on every rank). PyTorch's torch.set_float32_matmul_precision.
