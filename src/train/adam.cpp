@@ -19,13 +19,16 @@ inline std::int64_t on_grid(float x, double scale) noexcept {
   return static_cast<std::int64_t>(std::nearbyint(static_cast<double>(x) * scale));
 }
 
+// 1 / √(1 − β₂ᵗ), so that the update divides once per entry.
+inline float inv_sqrt_bc2(const AdamStep& s) noexcept { return static_cast<float>(1.0 / s.sqrt_bc2); }
+
 inline void adam_entry(const AdamStep& s, std::int64_t sum, float& theta, float& m, float& v) noexcept {
   const auto g = static_cast<float>(static_cast<double>(sum) * s.grad_scale);
   const auto b1 = static_cast<float>(s.beta1), c1 = static_cast<float>(1.0 - s.beta1);
   const auto b2 = static_cast<float>(s.beta2), c2 = static_cast<float>(1.0 - s.beta2);
   m = std::fma(b1, m, c1 * g);
   v = std::fma(b2, v, (c2 * g) * g);
-  const float den = std::sqrt(v) / s.sqrt_bc2 + s.eps;
+  const float den = std::fma(std::sqrt(v), inv_sqrt_bc2(s), s.eps);
   theta = std::fma(-s.step_size, m / den, theta);
 }
 
@@ -64,7 +67,7 @@ constexpr __mmask16 mask16(std::size_t n) noexcept {
   const __m512d sc = _mm512_set1_pd(scale), gs = _mm512_set1_pd(s.grad_scale);
   const __m512 b1 = _mm512_set1_ps(static_cast<float>(s.beta1)), c1 = _mm512_set1_ps(static_cast<float>(1.0 - s.beta1));
   const __m512 b2 = _mm512_set1_ps(static_cast<float>(s.beta2)), c2 = _mm512_set1_ps(static_cast<float>(1.0 - s.beta2));
-  const __m512 step = _mm512_set1_ps(s.step_size), sbc2 = _mm512_set1_ps(s.sqrt_bc2), eps = _mm512_set1_ps(s.eps);
+  const __m512 step = _mm512_set1_ps(s.step_size), rbc2 = _mm512_set1_ps(inv_sqrt_bc2(s)), eps = _mm512_set1_ps(s.eps);
   for (std::size_t j = offset; j < offset + n; j += 16) {
     const __mmask16 k = mask16(offset + n - j);
     const auto kl = static_cast<__mmask8>(k & 0xffu), kh = static_cast<__mmask8>(k >> 8);
@@ -86,7 +89,7 @@ constexpr __mmask16 mask16(std::size_t n) noexcept {
     const __m512 g = _mm512_insertf32x8(_mm512_castps256_ps512(gl), gh, 1);
     const __m512 mj = _mm512_fmadd_ps(b1, _mm512_maskz_loadu_ps(k, m + j), _mm512_mul_ps(c1, g));
     const __m512 vj = _mm512_fmadd_ps(b2, _mm512_maskz_loadu_ps(k, v + j), _mm512_mul_ps(_mm512_mul_ps(c2, g), g));
-    const __m512 den = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(vj), sbc2), eps);
+    const __m512 den = _mm512_fmadd_ps(_mm512_sqrt_ps(vj), rbc2, eps);
     const __m512 tj = _mm512_fnmadd_ps(step, _mm512_div_ps(mj, den), _mm512_maskz_loadu_ps(k, theta + j));
     _mm512_mask_storeu_ps(m + j, k, mj);
     _mm512_mask_storeu_ps(v + j, k, vj);

@@ -8,7 +8,10 @@
 /// The update is Adam (Kingma & Ba 2015, Algorithm 1) with PyTorch's placement of ε
 /// (torch.optim.Adam):
 ///   m ← β₁ m + (1 − β₁) g,   v ← β₂ v + (1 − β₂) g²,
-///   θ ← θ − (α / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + ε).
+///   θ ← θ − (α / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + ε),
+/// except that √v / √(1 − β₂ᵗ) + ε is formed as one fused multiply-add with the float32
+/// reciprocal of √(1 − β₂ᵗ) (within an ulp or two of PyTorch's quotient), so each entry
+/// costs one square root and one division.
 /// Every entry is computed by the same sequence of correctly rounded operations wherever a
 /// call's range starts or ends (AVX-512 with masked tails, or the portable scalar path on
 /// CPUs without AVX-512: one or the other for the whole process), so the result does not
