@@ -74,6 +74,21 @@ Vae::Vae(VaeArchitecture arch) : arch_(std::move(arch)) {
     offset += arch_.input_dim;
   }
   params_ = Eigen::VectorXf::Zero(offset);
+  // update_parameters' segments, in parameter order: blocks of kNr weight rows (a whole
+  // panel of the forward pack, whole steps of the backward one), then the layer's bias;
+  // the log-variances.
+  constexpr Index kRows = matmul::Packed::kNr;
+  std::size_t li = 0;
+  for (const auto* net : {&encoder_, &decoder_})
+    for (const VaeLayer& l : *net) {
+      for (Index r = 0; r < l.out; r += kRows) {
+        const Index r1 = std::min(l.out, r + kRows);
+        segments_.push_back({l.weight_offset + r * l.in, (r1 - r) * l.in, li, r, r1, l.weight_offset});
+      }
+      segments_.push_back({l.bias_offset, l.out, kNoLayer, 0, 0, 0});
+      ++li;
+    }
+  if (log_var_offset_ >= 0) segments_.push_back({log_var_offset_, arch_.input_dim, kNoLayer, 0, 0, 0});
 }
 
 Index Vae::count_parameters(const VaeArchitecture& arch) noexcept {
@@ -108,6 +123,13 @@ void Vae::init_parameters(std::uint64_t seed) {
 }
 
 void Vae::prepare(matmul::Precision p) {
+  if (p == matmul::Precision::kHighest && !matmul::available(p)) {  // Eigen's float32 products
+    fwd_.clear();
+    bwd_.clear();
+    precision_ = p;
+    prepared_ = packs_stale_ = false;
+    return;
+  }
   matmul::require(p);
   const std::size_t n = encoder_.size() + decoder_.size();
   fwd_.resize(n);
@@ -125,31 +147,11 @@ void Vae::prepare(matmul::Precision p) {
 }
 
 void Vae::update_parameters(const std::function<void(float* theta, std::size_t offset, std::size_t n)>& update) {
-  // Segments in parameter order: blocks of kRows weight rows (a whole panel of the forward
-  // pack, whole steps of the backward one), then the layer's bias; the log-variances.
-  constexpr Index kRows = matmul::Packed::kNr;
-  struct Segment {
-    Index offset, n;
-    std::size_t layer;  // SIZE_MAX: no weights
-    Index r0, r1, weights;  // rows [r0, r1) of the weight matrix at offset `weights`
-  };
-  std::vector<Segment> segs;
-  std::size_t li = 0;
-  for (const auto* net : {&encoder_, &decoder_})
-    for (const VaeLayer& l : *net) {
-      for (Index r = 0; r < l.out; r += kRows) {
-        const Index r1 = std::min(l.out, r + kRows);
-        segs.push_back({l.weight_offset + r * l.in, (r1 - r) * l.in, li, r, r1, l.weight_offset});
-      }
-      segs.push_back({l.bias_offset, l.out, SIZE_MAX, 0, 0, 0});
-      ++li;
-    }
-  if (log_var_offset_ >= 0) segs.push_back({log_var_offset_, arch_.input_dim, SIZE_MAX, 0, 0, 0});
   const bool repack = prepared_;
-  tbb::parallel_for(std::size_t{0}, segs.size(), [&](std::size_t t) {
-    const Segment& sg = segs[t];
+  tbb::parallel_for(std::size_t{0}, segments_.size(), [&](std::size_t t) {
+    const Segment& sg = segments_[t];
     update(params_.data(), static_cast<std::size_t>(sg.offset), static_cast<std::size_t>(sg.n));
-    if (!repack || sg.layer == SIZE_MAX) return;
+    if (!repack || sg.layer == kNoLayer) return;
     const float* w = params_.data() + sg.weights;
     fwd_[sg.layer].repack(w, sg.r0, sg.r1, 0, fwd_[sg.layer].depth());
     if (sg.layer > 0) bwd_[sg.layer].repack(w, 0, bwd_[sg.layer].rows(), sg.r0, sg.r1);

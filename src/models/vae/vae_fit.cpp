@@ -313,12 +313,9 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
 
   tbb::task_arena arena(std::max(1, c.threads));
   tbb::enumerable_thread_specific<VaeWorkspace> ws;
-  // The packed weights of the products (after every parameter change); float32 products
-  // stay Eigen's on CPUs without AVX-512.
-  const auto prepare = [&] {
-    if (c.matmul_precision == matmul::Precision::kHighest && !matmul::available(c.matmul_precision)) return;
-    arena.execute([&] { model.prepare(c.matmul_precision); });
-  };
+  // The packed weights of the products (update_parameters keeps them current); float32
+  // products stay Eigen's on CPUs without AVX-512.
+  const auto prepare = [&] { arena.execute([&] { model.prepare(c.matmul_precision); }); };
   prepare();
   // Aligned buffers (Eigen's allocator): where a product's destination starts relative to
   // a 64-byte boundary decides which entries Eigen computes on its scalar path, and the
@@ -592,7 +589,7 @@ Vae load_vae(const std::string& path) {
     for (Index d = 0; d < a.input_dim; ++d)
       params[static_cast<std::size_t>(model.log_variance_offset() + d)] = static_cast<float>(log_var[static_cast<std::size_t>(d)]);
   // Evaluation (score, transform, sample) in float32 with the packed kernels where the CPU has them.
-  if (matmul::available(matmul::Precision::kHighest)) model.prepare(matmul::Precision::kHighest);
+  model.prepare(matmul::Precision::kHighest);
   return model;
 }
 

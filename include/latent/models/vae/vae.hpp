@@ -94,8 +94,9 @@ class Vae {
   /// prepare() they use Eigen's float32 products). O(P) work and 2P words of memory; the
   /// (layer, orientation) packs are spread over the calling TBB arena's threads. Call again
   /// after changing parameters through parameters() (update_parameters keeps the packs
-  /// current). Throws Error(kUsage) if the CPU lacks the kernels
-  /// (matmul::require).
+  /// current). kHighest on a CPU without AVX-512 packs nothing and leaves the model on
+  /// Eigen's float32 products (the same precision, slower; prepared() stays false); kMedium
+  /// throws Error(kUsage) if the CPU lacks AVX512_BF16 (matmul::require).
   void prepare(matmul::Precision p);
   /// Changes the parameters in place, segment by segment, on the calling TBB arena's
   /// threads: update(theta, offset, n) is given the whole parameter vector (P floats) and
@@ -153,6 +154,16 @@ class Vae {
   std::vector<matmul::Packed> fwd_, bwd_;
   matmul::Precision precision_ = matmul::Precision::kHighest;
   bool prepared_ = false, packs_stale_ = false;
+  // update_parameters' segments (built by the constructor): entries [offset, offset + n),
+  // rows [r0, r1) of the weight matrix of layer `layer` (at offset `weights`), or
+  // layer == kNoLayer for a bias or the log-variances.
+  static constexpr std::size_t kNoLayer = SIZE_MAX;
+  struct Segment {
+    Index offset, n;
+    std::size_t layer;
+    Index r0, r1, weights;
+  };
+  std::vector<Segment> segments_;
 };
 
 }  // namespace latent::models
