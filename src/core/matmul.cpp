@@ -286,30 +286,39 @@ void Packed::fill(const float* src, Index r_begin, Index r_end, Index k_begin, I
   }
 }
 
-void multiply(const Packed& a, const Packed& b, float* c, Index ldc, bool accumulate, float* abs_max) {
-  if (a.precision() != b.precision() || a.depth() != b.depth())
-    throw std::invalid_argument("matmul::multiply: operands packed with different precisions or depths");
+namespace {
+
+// Every tile of C = A B, in the one kernel variant chosen for the product.
+template <bool kBf16, bool kMax>
+void tiles(const Packed& a, const Packed& b, float* c, Index ldc, bool accumulate, std::uint32_t* lanes) {
   const Index m = a.rows(), n = b.rows(), steps = a.steps();
   const Index mp = (m + kMr - 1) / kMr, np = (n + kNr - 1) / kNr;
-  const bool bf16 = a.precision() == Precision::kMedium;
-  std::uint32_t lanes[16] = {};
-  if (abs_max != nullptr) lanes[0] = word_of(std::fabs(*abs_max));
   for (Index qn = 0; qn < np; ++qn) {
     const std::uint32_t* bp = b.panel(qn);
     const int nv = static_cast<int>(std::min(kNr, n - qn * kNr));
     for (Index qm = 0; qm < mp; ++qm) {
       const int mv = static_cast<int>(std::min(kMr, m - qm * kMr));
-      float* ct = c + qm * kMr * ldc + qn * kNr;
-      if (abs_max == nullptr) {
-        if (bf16) tile<true, false>(steps, a.panel(qm), bp, ct, ldc, accumulate, mv, nv, nullptr);
-        else tile<false, false>(steps, a.panel(qm), bp, ct, ldc, accumulate, mv, nv, nullptr);
-      } else {
-        if (bf16) tile<true, true>(steps, a.panel(qm), bp, ct, ldc, accumulate, mv, nv, lanes);
-        else tile<false, true>(steps, a.panel(qm), bp, ct, ldc, accumulate, mv, nv, lanes);
-      }
+      tile<kBf16, kMax>(steps, a.panel(qm), bp, c + qm * kMr * ldc + qn * kNr, ldc, accumulate, mv, nv, lanes);
     }
   }
-  if (abs_max != nullptr) *abs_max = std::bit_cast<float>(*std::max_element(lanes, lanes + 16));
+}
+
+}  // namespace
+
+void multiply(const Packed& a, const Packed& b, float* c, Index ldc, bool accumulate, float* abs_max) {
+  if (a.precision() != b.precision() || a.depth() != b.depth())
+    throw std::invalid_argument("matmul::multiply: operands packed with different precisions or depths");
+  const bool bf16 = a.precision() == Precision::kMedium;
+  if (abs_max == nullptr) {
+    if (bf16) tiles<true, false>(a, b, c, ldc, accumulate, nullptr);
+    else tiles<false, false>(a, b, c, ldc, accumulate, nullptr);
+    return;
+  }
+  std::uint32_t lanes[16] = {};
+  lanes[0] = word_of(std::fabs(*abs_max));
+  if (bf16) tiles<true, true>(a, b, c, ldc, accumulate, lanes);
+  else tiles<false, true>(a, b, c, ldc, accumulate, lanes);
+  *abs_max = std::bit_cast<float>(*std::max_element(lanes, lanes + 16));
 }
 
 }  // namespace latent::matmul

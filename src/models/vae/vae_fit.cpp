@@ -321,6 +321,8 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
   // a 64-byte boundary decides which entries Eigen computes on its scalar path, and the
   // scalar and vector paths round differently (fused multiply-add).
   std::vector<Eigen::VectorXf> grads(static_cast<std::size_t>(max_local), Eigen::VectorXf(static_cast<Index>(p)));
+  std::vector<const float*> grad_ptrs;  // grads[i].data(), for the fused Adam pass
+  for (const Eigen::VectorXf& g : grads) grad_ptrs.push_back(g.data());
   std::vector<double> block_loss(static_cast<std::size_t>(max_local)), block_max(static_cast<std::size_t>(max_local));
   std::vector<std::int64_t> acc(p + 2);
   std::vector<std::shared_ptr<const io::DenseBlock>> blocks;
@@ -449,9 +451,7 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
       adam.grad_scale = to_mean * clip;
       // One rank without clipping: the step's integer sum is formed inside the update (the
       // same integers, one pass over memory fewer).
-      std::vector<const float*> grad_ptrs;
-      if (fused)
-        for (std::size_t i = 0; i < nloc; ++i) grad_ptrs.push_back(grads[i].data());
+      const std::span<const float* const> step_grads(grad_ptrs.data(), fused ? nloc : 0);
       float* mp = m.data();
       float* vd = v.data();
       const std::int64_t* sum = fused ? nullptr : acc.data();
@@ -459,7 +459,7 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
       // updated (the result does not depend on the segments, see latent/train/adam.hpp).
       arena.execute([&] {
         model.update_parameters([&](float* theta, std::size_t offset, std::size_t n) {
-          train::adam_update(adam, grad_ptrs, scale, sum, theta, mp, vd, offset, n);
+          train::adam_update(adam, step_grads, scale, sum, theta, mp, vd, offset, n);
         });
       });
       m_step_timer.reset();

@@ -11,8 +11,9 @@
 /// Each rank computes the gradients of a contiguous share of every minibatch's
 /// micro-batches, one thread per micro-batch. The micro-batch gradients are added in 64-bit
 /// fixed point (rounded to nearest, ties to even: latent/train/adam.hpp) on a grid chosen
-/// from the global largest gradient entry (one small max allreduce), so their sum is exact; one allreduce of the flat integer gradient (with the
-/// loss and row count) follows, and every rank takes the same Adam step. The trained
+/// from the global largest gradient entry (one small max allreduce), so their sum is
+/// exact; one allreduce of the flat integer gradient (with the loss and row count)
+/// follows, and every rank takes the same Adam step. The trained
 /// parameters are therefore bitwise identical for any number of ranks and threads.
 /// The reparameterisation noise of row r at step t is drawn from (seed, t, r).
 #include <cstdint>
