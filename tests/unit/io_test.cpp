@@ -1,12 +1,17 @@
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <stdexcept>
+#include <thread>
 
 #include "../support/fixtures.hpp"
 #include "latent/core/error.hpp"
 #include "latent/io/block_plan.hpp"
 #include "latent/io/block_source.hpp"
+#include "latent/io/block_stream.hpp"
 #include "latent/io/dense_dataset.hpp"
 #include "latent/io/h5_file.hpp"
 
@@ -50,6 +55,67 @@ TEST(BlockPlan, FixedBlocksWithinShardsAndContiguousRankRanges) {
     }
     EXPECT_EQ(covered, 6);
   }
+}
+
+// A block that counts the live copies of itself.
+struct CountedBlock {
+  static inline std::atomic<int> live{0};
+  Index id = -1;
+  explicit CountedBlock(Index i) : id(i) { ++live; }
+  CountedBlock(const CountedBlock& o) : id(o.id) { ++live; }
+  ~CountedBlock() { --live; }
+};
+
+// The prefetch queue with its low-water refill: every block arrives once and in order
+// whichever side is slower, at most prefetch + 2 blocks exist at once (queue, the one the
+// reader holds, the one the consumer holds), a reader error arrives after the blocks before
+// it, and a pass cancelled half-way stops the reader.
+TEST(BlockStream, InOrderBoundedWhicheverSideIsSlower) {
+  constexpr Index kBlocks = 40;
+  std::vector<BlockRef> refs(kBlocks);
+  for (Index i = 0; i < kBlocks; ++i) refs[static_cast<std::size_t>(i)].id = i;
+  for (int prefetch : {1, 2, 3, 8}) {
+    for (bool slow_reader : {false, true}) {
+      std::atomic<int> most{0};
+      BlockStream<CountedBlock> stream(
+          refs,
+          [&] {
+            return [&](const BlockRef& r) {
+              if (slow_reader) std::this_thread::sleep_for(std::chrono::microseconds(200));
+              CountedBlock b(r.id);
+              most = std::max(most.load(), CountedBlock::live.load());
+              return b;
+            };
+          },
+          prefetch, false);
+      stream.start_pass();
+      Index expect = 0;
+      while (auto b = stream.next()) {
+        EXPECT_EQ(b->id, expect++);
+        most = std::max(most.load(), CountedBlock::live.load());
+        if (!slow_reader) std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+      EXPECT_EQ(expect, kBlocks) << "prefetch " << prefetch;
+      EXPECT_LE(most.load(), prefetch + 2) << "prefetch " << prefetch << (slow_reader ? ", slow reader" : "");
+      // Cancelled half-way: the reader stops, every block is released.
+      stream.start_pass();
+      for (Index i = 0; i < kBlocks / 2; ++i) ASSERT_EQ(stream.next()->id, i);
+      stream.cancel_pass();
+      EXPECT_EQ(CountedBlock::live.load(), 0);
+    }
+  }
+  BlockStream<CountedBlock> failing(
+      refs,
+      [] {
+        return [](const BlockRef& r) {
+          if (r.id == 7) throw std::runtime_error("disk error at block 7");
+          return CountedBlock(r.id);
+        };
+      },
+      2, false);
+  failing.start_pass();
+  for (Index i = 0; i < 7; ++i) ASSERT_EQ(failing.next()->id, i);
+  EXPECT_THROW(failing.next(), std::runtime_error);
 }
 
 TEST(DenseDataset, ReadsBlocksInOrderWithPrefetchAndCache) {

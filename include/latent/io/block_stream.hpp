@@ -53,10 +53,17 @@ class BlockStream {
             block = std::make_shared<const Block>(read(ref));
           }
           std::unique_lock lock(pass->mutex);
-          pass->cv.wait(lock, [&] { return pass->stop || pass->queue.size() < static_cast<std::size_t>(prefetch_); });
+          if (pass->queue.size() >= static_cast<std::size_t>(prefetch_)) {
+            // Full: sleep until the consumer has drained it to the low-water mark.
+            pass->reader_waiting = true;
+            pass->space.wait(lock, [&] { return pass->stop || pass->queue.size() <= low_water(); });
+            pass->reader_waiting = false;
+          }
           if (pass->stop) return;
           pass->queue.push_back(std::move(block));
-          pass->cv.notify_all();
+          const bool wake = pass->consumer_waiting;
+          lock.unlock();  // notified after unlocking, so the woken thread does not block on the mutex
+          if (wake) pass->ready.notify_one();
         }
       } catch (...) {
         std::lock_guard lock(pass->mutex);
@@ -64,7 +71,7 @@ class BlockStream {
       }
       std::lock_guard lock(pass->mutex);
       pass->done = true;
-      pass->cv.notify_all();
+      pass->ready.notify_one();
     });
   }
 
@@ -77,12 +84,16 @@ class BlockStream {
     std::unique_lock lock(pass->mutex);
     if (pass->queue.empty() && !pass->done) {
       const profile::ScopedTimer timer(profile::Counter::kReadWaitSeconds);
-      pass->cv.wait(lock, [&] { return !pass->queue.empty() || pass->done; });
+      pass->consumer_waiting = true;
+      pass->ready.wait(lock, [&] { return !pass->queue.empty() || pass->done; });
+      pass->consumer_waiting = false;
     }
     if (!pass->queue.empty()) {
       auto block = std::move(pass->queue.front());
       pass->queue.pop_front();
-      pass->cv.notify_all();
+      const bool wake = pass->reader_waiting && pass->queue.size() <= low_water();
+      lock.unlock();
+      if (wake) pass->space.notify_one();
       if (cache_enabled_) cache_.push_back(block);
       return block;
     }
@@ -105,12 +116,17 @@ class BlockStream {
   bool cached() const noexcept { return cache_complete_; }
 
  private:
+  // The queue is refilled from the low-water mark (half the prefetch depth) up to full, so
+  // the I/O thread is woken once per prefetch/2 blocks rather than once per block (each
+  // wake-up of a sleeping thread costs a system call and, on a VM, an interrupt).
+  std::size_t low_water() const noexcept { return static_cast<std::size_t>(prefetch_ / 2); }
+
   struct Pass {
     std::mutex mutex;
-    std::condition_variable cv;
+    std::condition_variable ready, space;  // a block was queued (or done); room below the low-water mark
     std::deque<std::shared_ptr<const Block>> queue;
     std::exception_ptr error;
-    bool done = false;
+    bool done = false, consumer_waiting = false, reader_waiting = false;
     std::atomic<bool> stop{false};
     std::thread thread;
     ~Pass() {
@@ -118,7 +134,7 @@ class BlockStream {
         std::lock_guard lock(mutex);
         stop = true;
       }
-      cv.notify_all();
+      space.notify_all();
       if (thread.joinable()) thread.join();
     }
   };
