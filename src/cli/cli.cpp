@@ -5,23 +5,20 @@
 
 #include "common.hpp"
 #include "latent/core/error.hpp"
+#include "latent/models/registry.hpp"
 
 namespace latent::cli {
 namespace {
 
-const char* kUsage =
+const char* kUsageHead =
     "latent <command> [options]   (every command takes --help)\n\n"
     "Commands:\n"
     "  import dense   convert IDX / CSV / NPY / HDF5 into a directory of HDF5 shards\n"
     "  import counts  convert UCI bag-of-words / LDA-C / libsvm / Matrix Market / text into CSR shards\n"
     "  generate gmm   a synthetic Gaussian-mixture data set of any size, in parallel (and its true model)\n"
     "  generate lda   a synthetic LDA corpus of any size, in parallel (and its true topics)\n"
-    "  fit gmm        Gaussian mixture by EM (covariance full|tied|diag|spherical)\n"
-    "  fit kmeans     k-means (Lloyd) with k-means|| seeding\n"
-    "  fit lda        latent Dirichlet allocation: batch variational EM or online (stochastic VI)\n"
-    "  fit vae        variational autoencoder: minibatch ELBO gradients, Adam\n"
-    "  fit ppca       probabilistic PCA by EM (missing values: --missing-values nan)\n"
-    "  fit fa         factor analysis by EM (diagonal noise; missing values: --missing-values nan)\n"
+    "  fit MODEL      fit a registered model (below)\n";
+const char* kUsageTail =
     "  score          JSON scores of a model on data (mean log-likelihood, BIC, AIC, ARI, purity;\n"
     "                 LDA: document-completion and bound perplexities); --per-sample: each row's score\n"
     "  transform      per-row latent representation: topic proportions (LDA), posterior means (VAE,\n"
@@ -31,6 +28,12 @@ const char* kUsage =
     "  impute         fill NaN entries with their conditional expectation under a gmm/ppca/fa model\n"
     "  sample         draws from a generative model to an HDF5 shard\n"
     "  info           summary of a model file (LDA: top words per topic), checkpoint, shard or data directory\n";
+
+// The command list, then one line per registered model.
+std::string usage_text() {
+  return std::string(kUsageHead) + kUsageTail + "\nModels (latent fit MODEL --help):\n" + fit_models_help() + "\n" +
+         exit_status_text();
+}
 
 }  // namespace
 
@@ -44,7 +47,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   };
   try {
     if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
-      if (comm.is_root()) (args.empty() ? err : out) << kUsage;
+      if (comm.is_root()) (args.empty() ? err : out) << usage_text();
       return args.empty() ? exit_code(ErrorKind::kUsage) : 0;
     }
     if (args[0] == "--version") {
@@ -52,7 +55,13 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
       return 0;
     }
     const auto it = commands.find(args[0]);
-    if (it == commands.end()) throw_usage("unknown command '" + args[0] + "'\n" + kUsage);
+    if (it == commands.end()) {
+      std::vector<std::string> names;
+      for (const auto& [name, fn] : commands) names.push_back(name);
+      const std::string near = models::nearest(args[0], names);
+      throw_usage("unknown command '" + args[0] + "'" + (near.empty() ? "" : " (did you mean " + near + "?)") + "\n" +
+                  usage_text());
+    }
     return it->second(std::vector<std::string>(args.begin() + 1, args.end()), ctx);
   } catch (const Error& e) {
     if (comm.is_root()) err << "latent: error: " << e.what() << '\n';

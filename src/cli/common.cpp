@@ -12,14 +12,24 @@
 #include "latent/core/error.hpp"
 #include "latent/core/profile.hpp"
 #include "latent/io/block_plan.hpp"
+#include "latent/models/registry.hpp"
 
 namespace latent::cli {
 
+std::string exit_status_text() {
+  return "EXIT STATUS\n"
+         "  0 success; 64 bad option or value; 65 bad input data; 66 input missing; 70 numerical failure;\n"
+         "  73 output cannot be created; 74 I/O error part-way; 75 stopped by SIGTERM/SIGUSR1 after a\n"
+         "  checkpoint (resubmit with --resume); 124 watchdog abort; 1 internal error (README.md \"Exit codes\")\n";
+}
+
 bool parse(const std::vector<std::string>& args, const po::options_description& desc, po::variables_map& vm,
-           const Context& ctx, const std::string& usage, const po::positional_options_description* positional) {
+           const Context& ctx, const std::string& usage, const po::positional_options_description* positional,
+           const std::string& help_tail) {
   for (const auto& a : args)
     if (a == "--help" || a == "-h") {
-      if (ctx.comm.is_root()) ctx.out << "Usage: " << usage << "\n\n" << desc << "\n";
+      if (ctx.comm.is_root())
+        ctx.out << "Usage: " << usage << "\n\n" << desc << "\n" << (help_tail.empty() ? exit_status_text() : help_tail);
       return false;
     }
   try {
@@ -28,6 +38,14 @@ bool parse(const std::vector<std::string>& args, const po::options_description& 
     if (positional) parser.positional(*positional);
     po::store(parser.run(), vm);
     po::notify(vm);
+  } catch (const po::unknown_option& e) {
+    std::string name = e.get_option_name();
+    while (!name.empty() && name[0] == '-') name.erase(0, 1);
+    std::vector<std::string> known;
+    for (const auto& o : desc.options()) known.push_back(o->long_name());
+    const std::string near = models::nearest(name, known);
+    throw_usage(std::string(e.what()) + (near.empty() ? "" : " (did you mean --" + near + "?)") + "\nUsage: " + usage +
+                " (see --help)");
   } catch (const po::error& e) {
     throw_usage(std::string(e.what()) + "\nUsage: " + usage + " (see --help)");
   }

@@ -32,8 +32,15 @@ struct Context {
 
 /// Parses `args` against `desc` (positional names optional). Returns false if --help was
 /// given (usage printed to ctx.out). Throws Error(kUsage) on bad options.
+/// `help_tail` is printed after the options (EXAMPLES and the like); every help ends with
+/// the EXIT STATUS section. An unknown option's error suggests the nearest one.
 bool parse(const std::vector<std::string>& args, const po::options_description& desc, po::variables_map& vm,
-           const Context& ctx, const std::string& usage, const po::positional_options_description* positional = nullptr);
+           const Context& ctx, const std::string& usage, const po::positional_options_description* positional = nullptr,
+           const std::string& help_tail = "");
+/// The EXIT STATUS section of every --help (README.md "Exit codes").
+std::string exit_status_text();
+/// One line per registered model for the top-level and `fit` help.
+std::string fit_models_help();
 
 /// Options of every streamed pass: --threads, --block-rows, --prefetch, --cache-mb.
 struct StreamOptions {

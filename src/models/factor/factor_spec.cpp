@@ -1,0 +1,110 @@
+// `latent fit ppca` and `latent fit fa`: options, memory estimate, fit and file (the
+// registry's entries; docs/ARCHITECTURE.md §3).
+#include <fmt/format.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+
+#include "../specs.hpp"
+#include "latent/models/factor/factor_fit.hpp"
+#include "latent/models/fitted_model.hpp"
+#include "latent/train/fit_run.hpp"
+
+namespace latent::models {
+namespace {
+
+FactorConfig factor_config(const OptionValues& o, NoiseType noise) {
+  FactorConfig f;
+  f.noise = noise;
+  f.n_components = o.integer("n-components");
+  f.tol = o.real("tol");
+  f.max_iter = static_cast<int>(o.integer("max-iter"));
+  f.solver = o.text("solver");
+  f.missing_values = o.text("missing-values") == "nan";
+  f.noise_variance_floor = o.real("noise-variance-floor");
+  return f;
+}
+
+int fit_factor_run(train::FitRun& run, NoiseType noise) {
+  const std::string name = model_name(noise);
+  const OptionValues& o = run.options();
+  train::FitCommon& c = run.common();
+  FactorConfig f = factor_config(o, noise);
+  const std::string missing = o.text("missing-values");
+  f.seed = c.seed;
+  train::DataSummary summary;
+  auto source = run.open_dense(summary, f.missing_values);
+  if (summary.num_missing > 0)
+    run.log().info(fmt::format("{} of {} entries are missing ({:.2f} %)", summary.num_missing,
+                               summary.num_samples * source->info().num_features,
+                               100.0 * static_cast<double>(summary.num_missing) /
+                                   static_cast<double>(summary.num_samples * source->info().num_features)));
+  f.threads = c.threads;
+  nlohmann::json config{{"model", name},        {"n_components", f.n_components}, {"tol", f.tol},
+                        {"max_iter", f.max_iter}, {"solver", f.solver},           {"missing_values", missing},
+                        {"noise_variance_floor", f.noise_variance_floor},         {"seed", c.seed},
+                        {"block_rows", c.block_rows},                             {"data", c.data}};
+  train::FitControl* control = run.control(config, train::data_fingerprint(source->info()));
+  const auto observer = run.observer();
+  const auto t0 = std::chrono::steady_clock::now();
+  FactorFitResult fit = fit_factor(run.comm(), *source, summary, f, run.log(), observer, control);
+  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  run.done(fit.em, total);
+  run.save([&] {
+    save_factor(fit.model, FitRecord{config.dump(), fit.em, summary.num_samples, c.data}, c.output, c.overwrite);
+  });
+  run.log().info(fmt::format("{} after {} iterations, mean log-likelihood {:.6f} nats/sample, {:.2f} s; wrote {}",
+                             fit.em.converged ? "converged" : "stopped", fit.em.n_iter, fit.em.objective, total,
+                             c.output));
+  return 0;
+}
+
+ModelSpec factor_spec(NoiseType noise) {
+  using T = OptionType;
+  ModelSpec s;
+  s.name = model_name(noise);
+  s.summary = noise == NoiseType::kIsotropic
+                  ? "probabilistic PCA by EM (missing values: --missing-values nan)"
+                  : "factor analysis by EM (diagonal noise; missing values: --missing-values nan)";
+  s.data = DataKind::kDense;
+  s.options = {
+      {.flag = "n-components", .type = T::kInt, .default_value = "2", .help = "latent dimension L (1 <= L < D)",
+       .min = 1},
+      {.flag = "tol", .type = T::kReal, .default_value = "1e-06",
+       .help = "stop when the mean log-likelihood changes by less", .unit = "nats/sample", .min = 0},
+      {.flag = "max-iter", .type = T::kInt, .default_value = "1000", .help = "EM iterations at most", .min = 1},
+      {.flag = "solver", .type = T::kText, .default_value = "auto",
+       .help = "auto | covariance (one pass for the D x D scatter matrix, then EM in memory) | streaming (one pass per "
+               "iteration, O(D L) memory; needed for missing values)",
+       .choices = {"auto", "covariance", "streaming"}},
+      {.flag = "missing-values", .type = T::kText, .default_value = "error",
+       .help = "error (NaN is an input error) | nan (NaN entries are missing and marginalised by the EM)",
+       .choices = {"error", "nan"}},
+      {.flag = "noise-variance-floor", .type = T::kReal, .default_value = "1e-12",
+       .help = "lower bound of the noise variances (scikit-learn's FactorAnalysis uses 1e-12)", .min = 0,
+       .min_exclusive = true},
+  };
+  s.tasks = {Task::kScore, Task::kTransform, Task::kSample, Task::kImpute, Task::kSelect};
+  s.examples = {"latent fit " + s.name + " --data shards/ --output " + s.name + ".h5 --n-components 10",
+                "latent fit " + s.name + " --data shards/ --output " + s.name +
+                    ".h5 --n-components 10 --missing-values nan"};
+  s.memory = [noise](const OptionValues& o, std::int64_t d, std::int64_t block_rows) {
+    const Index l = o.integer("n-components");
+    const bool cov = resolve_factor_solver(factor_config(o, noise), d) == "covariance";
+    return MemoryNeeds{cov ? d * (d + 1) / 2 + d : 2 + (l + 1) * (l + 1) + d * (l + 2), 6 * l * d + (cov ? 2 * d * d : 0),
+                       block_rows * (d + 2 * l) + (cov ? d * d : 0)};
+  };
+  s.memory_advice =
+      "use fewer components, --solver streaming, smaller --block-rows or --cache-mb, or more nodes (or raise "
+      "--memory-budget if the limit is wrong)";
+  s.fit = [noise](train::FitRun& run) { return fit_factor_run(run, noise); };
+  s.load = load_model;
+  return s;
+}
+
+}  // namespace
+
+ModelSpec ppca_spec() { return factor_spec(NoiseType::kIsotropic); }
+ModelSpec fa_spec() { return factor_spec(NoiseType::kDiagonal); }
+
+}  // namespace latent::models

@@ -1,0 +1,81 @@
+// `latent fit kmeans`: options, memory estimate, fit and file (the registry's entry;
+// docs/ARCHITECTURE.md §3).
+#include <fmt/format.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+
+#include "../specs.hpp"
+#include "latent/models/fitted_model.hpp"
+#include "latent/models/kmeans/kmeans.hpp"
+#include "latent/train/fit_run.hpp"
+
+namespace latent::models {
+namespace {
+
+int fit_kmeans_run(train::FitRun& run) {
+  const OptionValues& o = run.options();
+  train::FitCommon& c = run.common();
+  KmeansConfig k;
+  k.n_clusters = o.integer("n-clusters");
+  k.init = o.text("init");
+  k.max_iter = static_cast<int>(o.integer("max-iter"));
+  k.tol = o.real("tol");
+  k.n_init = static_cast<int>(o.integer("n-init"));
+  k.seed = c.seed;
+  train::DataSummary summary;
+  auto source = run.open_dense(summary, false);
+  k.threads = c.threads;
+  nlohmann::json config{{"model", "kmeans"}, {"n_clusters", k.n_clusters}, {"init", k.init},
+                        {"max_iter", k.max_iter}, {"tol", k.tol}, {"n_init", k.n_init}, {"seed", c.seed},
+                        {"block_rows", c.block_rows}, {"data", c.data}};
+  train::FitControl* control = run.control(config, train::data_fingerprint(source->info()));
+  const auto observer = run.observer();
+  const auto t0 = std::chrono::steady_clock::now();
+  KmeansResult fit = fit_kmeans(run.comm(), *source, summary.num_samples, summary.variance.mean(), k, run.log(),
+                                observer, control);
+  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  run.done(fit.em, total);
+  run.save([&] {
+    save_kmeans(fit.centers, fit.inertia, FitRecord{config.dump(), fit.em, summary.num_samples, c.data}, c.output,
+                c.overwrite);
+  });
+  run.log().info(fmt::format("{} after {} iterations, inertia {:.6g}, {:.2f} s; wrote {}",
+                             fit.em.converged ? "converged" : "stopped", fit.em.n_iter, fit.inertia, total, c.output));
+  return 0;
+}
+
+}  // namespace
+
+ModelSpec kmeans_spec() {
+  using T = OptionType;
+  ModelSpec s;
+  s.name = "kmeans";
+  s.summary = "k-means (Lloyd) with k-means|| seeding";
+  s.data = DataKind::kDense;
+  s.options = {
+      {.flag = "n-clusters", .type = T::kInt, .default_value = "8", .help = "number of clusters K", .min = 1},
+      {.flag = "init", .type = T::kText, .default_value = "k-means||", .help = "k-means|| | k-means++ | random",
+       .choices = {"k-means||", "k-means++", "random"}},
+      {.flag = "max-iter", .type = T::kInt, .default_value = "300", .help = "Lloyd iterations per initialisation",
+       .min = 1},
+      {.flag = "tol", .type = T::kReal, .default_value = "0.0001",
+       .help = "stop when the squared center shift is below tol times the mean feature variance", .min = 0},
+      {.flag = "n-init", .type = T::kInt, .default_value = "1", .help = "initialisations; the lowest inertia is kept",
+       .min = 1},
+  };
+  s.tasks = {Task::kScore, Task::kPredict, Task::kTransform};
+  s.examples = {"latent fit kmeans --data shards/ --output km.h5 --n-clusters 10 --n-init 3"};
+  s.memory = [](const OptionValues& o, std::int64_t d, std::int64_t) {
+    const Index k = o.integer("n-clusters");
+    return MemoryNeeds{1 + k + k * d, 11 * k * d /* centers plus the k-means|| candidates (10 K) */, 128 * (k + d)};
+  };
+  s.memory_advice =
+      "use fewer clusters, smaller --block-rows or --cache-mb, or more nodes (or raise --memory-budget if the limit is "
+      "wrong)";
+  s.fit = fit_kmeans_run;
+  s.load = load_model;
+  return s;
+}
+
+}  // namespace latent::models

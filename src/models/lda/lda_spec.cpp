@@ -1,0 +1,143 @@
+// `latent fit lda`: options, memory estimate and fit (the registry's entry;
+// docs/ARCHITECTURE.md §3). Scoring, transform and info of LDA files still go through
+// src/cli/lda.cpp (issue 18 notes).
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <nlohmann/json.hpp>
+
+#include "../specs.hpp"
+#include "latent/models/lda/lda_fit.hpp"
+#include "latent/train/fit_run.hpp"
+
+namespace latent::models {
+namespace {
+
+int fit_lda_run(train::FitRun& run) {
+  const OptionValues& o = run.options();
+  train::FitCommon& c = run.common();
+  LdaConfig l;
+  l.n_topics = o.given("n-components") ? o.integer("n-components") : o.integer("n-topics");
+  l.method = o.text("method");
+  l.doc_topic_prior = o.real("doc-topic-prior");
+  l.topic_word_prior = o.real("topic-word-prior");
+  l.learning_decay = o.real("learning-decay");
+  l.learning_offset = o.real("learning-offset");
+  l.batch_size = o.integer("batch-size");
+  l.max_iter = static_cast<int>(o.integer("max-iter"));
+  l.tol = o.real("tol");
+  l.evaluate_every = static_cast<int>(o.integer("evaluate-every"));
+  l.e_step.max_doc_update_iter = static_cast<int>(o.integer("max-doc-update-iter"));
+  l.e_step.mean_change_tol = o.real("mean-change-tol");
+  const std::string learn_priors = o.text("learn-priors");
+  l.learn_alpha = learn_priors == "alpha" || learn_priors == "both";
+  l.learn_eta = learn_priors == "eta" || learn_priors == "both";
+  l.seed = c.seed;
+  std::vector<std::string> vocabulary;
+  const io::CountsDatasetInfo info = run.open_counts(vocabulary);
+  l.threads = c.threads;
+  l.block_rows = c.block_rows;
+  l.prefetch = c.prefetch;
+  l.cache_bytes = static_cast<std::size_t>(c.cache_mb) * 1048576;
+  if (l.method == "online" && !c.checkpoint_every_given) {
+    // Online updates are per minibatch: by default checkpoint once per pass.
+    c.checkpoint.every = static_cast<int>(std::max<Index>(1, (info.num_rows + l.batch_size - 1) / l.batch_size));
+  }
+  nlohmann::json config{{"model", "lda"},
+                        {"n_topics", l.n_topics},
+                        {"method", l.method},
+                        {"doc_topic_prior", l.doc_topic_prior},
+                        {"topic_word_prior", l.topic_word_prior},
+                        {"learning_decay", l.learning_decay},
+                        {"learning_offset", l.learning_offset},
+                        {"batch_size", l.batch_size},
+                        {"max_iter", l.max_iter},
+                        {"tol", l.tol},
+                        {"evaluate_every", l.evaluate_every},
+                        {"max_doc_update_iter", l.e_step.max_doc_update_iter},
+                        {"mean_change_tol", l.e_step.mean_change_tol},
+                        {"learn_priors", learn_priors},
+                        {"seed", c.seed},
+                        {"block_rows", c.block_rows},
+                        {"data", c.data}};
+  train::FitControl* control = run.control(config, train::data_fingerprint(info));
+  const auto observer = run.observer();
+  const auto t0 = std::chrono::steady_clock::now();
+  LdaFitResult fit = fit_lda(run.comm(), info, l, run.log(), observer, control);
+  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  run.done(fit.em, total);
+  run.save([&] { save_lda(fit.model, vocabulary, config.dump(), fit.em, fit.num_documents, c.data, c.output, c.overwrite); });
+  run.log().info(fmt::format(
+      "{} after {} passes ({} updates), training bound perplexity {:.4f} ({} tokens), {:.2f} s; wrote {}",
+      fit.em.converged ? "converged" : "stopped", fit.em.n_iter, fit.num_updates, fit.bound_perplexity,
+      static_cast<Index>(fit.num_tokens), total, c.output));
+  if (fit.num_updates > 0)
+    run.log().info(fmt::format("statistics allreduced per update: {:.2f} MiB on average (dense K x V would be {:.2f} "
+                               "MiB); {} of {} updates sent only the touched words' rows",
+                               fit.bytes_allreduced / static_cast<double>(fit.num_updates) / 1048576.0,
+                               8.0 * static_cast<double>(l.n_topics * info.vocab_size) / 1048576.0, fit.sparse_updates,
+                               fit.num_updates));
+  return 0;
+}
+
+}  // namespace
+
+ModelSpec lda_spec() {
+  using T = OptionType;
+  ModelSpec s;
+  s.name = "lda";
+  s.summary = "latent Dirichlet allocation: batch variational EM or online (stochastic VI)";
+  s.data = DataKind::kCounts;
+  s.options = {
+      {.flag = "n-topics", .type = T::kInt, .default_value = "10", .help = "number of topics K (scikit-learn's n_components)",
+       .min = 1},
+      {.flag = "n-components", .type = T::kInt, .help = "another name of --n-topics", .min = 1, .alias_of = "n-topics"},
+      {.flag = "method", .type = T::kText, .default_value = "batch",
+       .help = "batch (variational EM) | online (stochastic variational inference); scikit-learn's learning_method",
+       .choices = {"batch", "online"}},
+      {.flag = "doc-topic-prior", .type = T::kReal, .default_value = "-1",
+       .help = "alpha, symmetric start (-1: 1/K)", .min = 0, .min_exclusive = true, .sentinel = -1.0},
+      {.flag = "topic-word-prior", .type = T::kReal, .default_value = "-1", .help = "eta (-1: 1/K)", .min = 0,
+       .min_exclusive = true, .sentinel = -1.0},
+      {.flag = "learning-decay", .type = T::kReal, .default_value = "0.7",
+       .help = "kappa: rho_t = (tau0 + t)^-kappa (online)", .min = 0.5, .max = 1, .min_exclusive = true},
+      {.flag = "learning-offset", .type = T::kReal, .default_value = "10",
+       .help = "tau0 (down-weights early updates; online)", .min = 0},
+      {.flag = "batch-size", .type = T::kInt, .default_value = "128", .help = "documents per global minibatch (online)",
+       .min = 1},
+      {.flag = "max-iter", .type = T::kInt, .default_value = "10", .help = "passes over the corpus", .min = 1},
+      {.flag = "tol", .type = T::kReal, .default_value = "0.1",
+       .help = "stop when the bound perplexity changes by less than this between passes (scikit-learn's perp_tol)",
+       .min = 0},
+      {.flag = "evaluate-every", .type = T::kInt, .default_value = "1",
+       .help = "compute the bound (log line, --tol) every N passes and after the last; 0: never (scikit-learn's "
+               "default -1, also accepted)",
+       .min = 0, .sentinel = -1.0},
+      {.flag = "max-doc-update-iter", .type = T::kInt, .default_value = "100",
+       .help = "variational iterations per document at most", .min = 1},
+      {.flag = "mean-change-tol", .type = T::kReal, .default_value = "0.001",
+       .help = "per-document stop: mean absolute change of gamma", .min = 0, .min_exclusive = true},
+      {.flag = "learn-priors", .type = T::kText, .default_value = "none",
+       .help = "none | alpha | eta | both: learn the doc-topic prior (asymmetric) and/or the topic-word prior by Newton "
+               "steps",
+       .choices = {"none", "alpha", "eta", "both"}},
+  };
+  s.tasks = {Task::kScore, Task::kTransform, Task::kGenerate};
+  s.examples = {"latent fit lda --data corpus/ --output lda.h5 --n-topics 20",
+                "mpirun -n 8 latent fit lda --data corpus/ --output lda.h5 --n-topics 100 --method online --batch-size "
+                "4096 --max-iter 3"};
+  // lambda, exp(E[log beta]) and one topic-word accumulator per thread (V x K each), the
+  // global sums (V x K), plus prefetched blocks.
+  s.memory = [](const OptionValues& o, std::int64_t v, std::int64_t) {
+    const Index k = o.given("n-components") ? o.integer("n-components") : o.integer("n-topics");
+    return MemoryNeeds{v * k, 3 * v * k, v * k};
+  };
+  s.memory_advice =
+      "use fewer topics, prune the vocabulary (--min-df/--max-df on import), fewer --threads, or raise --memory-budget "
+      "if the limit is wrong";
+  s.fit = fit_lda_run;
+  return s;
+}
+
+}  // namespace latent::models

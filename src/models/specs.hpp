@@ -1,0 +1,22 @@
+#pragma once
+// The spec of every model (each defined in the model's folder, in <name>_spec.cpp), listed
+// once in registry() (registry.cpp). Private to the engine.
+#include "latent/models/registry.hpp"
+
+// Specs list their options with designated initializers that leave the rest of an
+// OptionSpec at its defaults, on purpose.
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
+namespace latent::models {
+
+ModelSpec gmm_spec();     // gmm/gmm_spec.cpp
+ModelSpec bgmm_spec();    // gmm/gmm_spec.cpp
+ModelSpec kmeans_spec();  // kmeans/kmeans_spec.cpp
+ModelSpec bmm_spec();     // mixture/discrete_spec.cpp
+ModelSpec mmm_spec();     // mixture/discrete_spec.cpp
+ModelSpec ppca_spec();    // factor/factor_spec.cpp
+ModelSpec fa_spec();      // factor/factor_spec.cpp
+ModelSpec lda_spec();     // lda/lda_spec.cpp
+ModelSpec vae_spec();     // vae/vae_spec.cpp
+
+}  // namespace latent::models
