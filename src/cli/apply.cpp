@@ -128,6 +128,7 @@ void add_agreement(const Context& ctx, const std::map<std::pair<std::int64_t, st
 }
 
 int cmd_score(const std::vector<std::string>& raw_args, const Context& ctx) {
+  require_task(raw_args, models::Task::kScore);
   const std::vector<std::string> args = per_sample_output_form(raw_args);
   if (is_lda_model(args)) return score_lda(args, ctx);
   if (is_vae_model(args)) return score_vae(args, ctx);
@@ -201,6 +202,7 @@ int cmd_score(const std::vector<std::string>& raw_args, const Context& ctx) {
 }
 
 int cmd_predict(const std::vector<std::string>& args, const Context& ctx) {
+  require_task(args, models::Task::kPredict);
   if (model_kind_of(args) == "mmm") return apply_mmm("predict", args, ctx);
   ApplyOptions a;
   std::string output;
@@ -336,6 +338,7 @@ int transform_dense(const std::vector<std::string>& args, const Context& ctx) {
 }
 
 int cmd_impute(const std::vector<std::string>& args, const Context& ctx) {
+  require_task(args, models::Task::kImpute);
   ApplyOptions a;
   std::string output;
   bool overwrite = false;
@@ -382,6 +385,7 @@ int cmd_impute(const std::vector<std::string>& args, const Context& ctx) {
 }
 
 int cmd_sample(const std::vector<std::string>& args, const Context& ctx) {
+  require_task(args, models::Task::kSample);
   if (is_vae_model(args)) return sample_vae(args, ctx);
   if (model_kind_of(args) == "mmm") return sample_mmm(args, ctx);
   std::string model_path, output;

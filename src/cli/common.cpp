@@ -233,6 +233,17 @@ std::string model_kind_of(const std::vector<std::string>& args) {
   return "";
 }
 
+void require_task(const std::vector<std::string>& args, models::Task task) {
+  for (const auto& a : args)
+    if (a == "--help" || a == "-h") return;
+  const std::string kind = model_kind_of(args);
+  const models::ModelSpec* spec = models::find_model(kind);
+  if (!spec || spec->supports(task)) return;
+  std::string list;
+  for (models::Task t : spec->tasks) list += (list.empty() ? "" : ", ") + std::string(models::task_name(t));
+  throw_usage(fmt::format("a {} model does not support `latent {}` (it supports: {})", kind, models::task_name(task), list));
+}
+
 RowParts::RowParts(const Context& ctx, std::string output, std::vector<Column> columns, Index local_rows)
     : ctx_(ctx), output_(std::move(output)), columns_(std::move(columns)), local_rows_(local_rows) {
   comm::run_agreed(ctx_.comm, [&] {

@@ -16,6 +16,7 @@
 #include "latent/core/log.hpp"
 #include "latent/io/block_source.hpp"
 #include "latent/io/h5_file.hpp"
+#include "latent/models/registry.hpp"
 #include "latent/train/batch_em.hpp"
 
 namespace latent::cli {
@@ -172,6 +173,10 @@ int cmd_bench_allreduce(const std::vector<std::string>& args, const Context& ctx
 /// attribute-less file with /doc_topic_prior, as gensim/scikit-learn topics written by
 /// h5py), or "" if there is none or it cannot be read. Local.
 std::string model_kind_of(const std::vector<std::string>& args);
+/// Throws Error(kUsage) if the model file named by --model is of a registered kind whose
+/// spec does not list `task` (nothing happens for an unreadable or unknown file: the
+/// command's own checks report it). Local.
+void require_task(const std::vector<std::string>& args, models::Task task);
 
 // LDA (lda.cpp): whether --model in args names an LDA model file; its score command; the
 // `info` text of an LDA model (top words per topic) and of a count dataset.

@@ -327,6 +327,21 @@ std::string fit_models_help() {
 }
 
 int cmd_fit(const std::vector<std::string>& args, const Context& ctx) {
+  if (!args.empty() && args[0] == "--list-json") {
+    // The registry as JSON (for scripts and the every-model CLI test).
+    nlohmann::json all = nlohmann::json::array();
+    for (const ModelSpec& s : models::registry()) {
+      nlohmann::json m{{"name", s.name}, {"summary", s.summary}, {"data", models::data_kind_name(s.data)}};
+      m["tasks"] = nlohmann::json::array();
+      for (models::Task t : s.tasks) m["tasks"].push_back(models::task_name(t));
+      m["options"] = nlohmann::json::array();
+      for (const OptionSpec& o : s.options)
+        m["options"].push_back({{"flag", o.flag}, {"default", o.default_value}, {"required", o.required}});
+      all.push_back(std::move(m));
+    }
+    if (ctx.comm.is_root()) ctx.out << all.dump(1) << "\n";
+    return 0;
+  }
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {
     if (ctx.comm.is_root())
       ctx.out << "Usage: latent fit MODEL --data DIR --output MODEL.h5 [options]   (latent fit MODEL --help)\n\nModels:\n"

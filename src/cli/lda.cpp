@@ -88,6 +88,7 @@ int score_lda(const std::vector<std::string>& args, const Context& ctx) {
 }
 
 int cmd_transform(const std::vector<std::string>& args, const Context& ctx) {
+  require_task(args, models::Task::kTransform);
   if (is_vae_model(args)) return transform_vae(args, ctx);
   if (!is_lda_model(args) && !(args.size() == 1 && (args[0] == "--help" || args[0] == "-h")) && !args.empty())
     return transform_dense(args, ctx);
