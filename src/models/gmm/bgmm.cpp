@@ -1,5 +1,7 @@
 #include "latent/models/gmm/bgmm.hpp"
 
+#include "latent/train/restarts.hpp"
+
 #include <Eigen/Cholesky>
 #include <cmath>
 #include <limits>
@@ -262,15 +264,15 @@ BgmmFitResult fit_bgmm(const comm::Communicator& comm, io::BlockSource& source, 
     psi0 = summary.variance * (n / std::max(1.0, n - 1));
     if (c.covariance_type == CovarianceType::kSpherical) psi0 = RowMatrix::Constant(1, 1, psi0.mean());
   }
-  Bgmm model(c, d, summary.mean, summary.mean, psi0);
-  const std::optional<train::TrainState> resumed = control ? control->resume() : std::nullopt;
-  if (resumed) {
-    model.load_state(*resumed);
-  } else {
+  const auto blank = [&] { return Bgmm(c, d, summary.mean, summary.mean, psi0); };
+  train::RestartSteps<Bgmm> steps;
+  steps.blank = blank;
+  steps.initial = [&](int, std::uint64_t seed) {
     // Initial responsibilities: k-means (hard) or uniform random, then an M-step.
+    Bgmm model = blank();
     KmeansResult km;
     if (c.init_params == "kmeans") {
-      km = initial_kmeans(comm, source, summary.num_samples, summary.variance.mean(), k, c.seed, c.threads, log);
+      km = initial_kmeans(comm, source, summary.num_samples, summary.variance.mean(), k, seed, c.threads, log);
     } else if (c.init_params != "random") {
       throw_usage("invalid --init-params '" + c.init_params + "' for bgmm (kmeans or random)");
     }
@@ -281,19 +283,22 @@ BgmmFitResult fit_bgmm(const comm::Communicator& comm, io::BlockSource& source, 
     const Vector norms = km.centers.rowwise().squaredNorm();
     std::vector<double> stats = train::reduce_global(comm, source, model.num_stats(), c.threads, [&](const io::DenseBlock& b, std::span<double> p) {
       const RowMatrix resp = c.init_params == "kmeans" ? hard_responsibilities(b.x, km.centers, norms)
-                                                       : random_responsibilities(b.x.rows(), b.ref.global_row_begin, k, c.seed);
+                                                       : random_responsibilities(b.x.rows(), b.ref.global_row_begin, k, seed);
       acc.accumulate(b.x, resp, p);
     });
     model.shift_ = shift;
     model.m_step(stats);
     model.reset_objective();
-  }
-  train::EmResult em = train::run_batch_em(comm, source, summary.num_samples, model, {c.max_iter, c.tol, c.threads}, observer,
-                                           resumed ? train::load_history(*resumed) : train::EmResult{},
-                                           train::checkpoint_hook(control, model));
-  if (!em.converged)
+    return model;
+  };
+  steps.fit = [&](Bgmm& model, train::EmResult start, const train::IterationHook& hook) {
+    return train::run_batch_em(comm, source, summary.num_samples, model, {c.max_iter, c.tol, c.threads}, observer,
+                               std::move(start), hook);
+  };
+  train::BestRun<Bgmm> best = train::run_restarts(control, c.n_init, c.seed, log, steps);
+  if (!best.em.converged)
     log.warn("Best performing initialization did not converge. Try different init parameters, or increase max_iter, tol");
-  return model.result(std::move(em));
+  return best.model.result(std::move(best.em));
 }
 
 }  // namespace latent::models

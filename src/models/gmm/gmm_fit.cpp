@@ -1,5 +1,7 @@
 #include "latent/models/gmm/gmm_fit.hpp"
 
+#include "latent/train/restarts.hpp"
+
 #include <limits>
 #include <optional>
 
@@ -131,58 +133,18 @@ GmmFitResult fit_gmm(const comm::Communicator& comm, io::BlockSource& source, co
     g.set_center(summary.mean);
     return g;
   };
-  std::optional<GmmFitResult> best;
-  const std::optional<train::TrainState> resumed = control ? control->resume() : std::nullopt;
-  int first_run = 0;
-  if (resumed) {
-    first_run = static_cast<int>(resumed->scalar("run"));
-    if (resumed->scalar("has_best") != 0) {
-      train::TrainState b;
-      for (const char* name : {"weights", "means", "covariances"}) b.arrays[name] = resumed->array(std::string("best_") + name);
-      b.scalars["previous_objective"] = 0;
-      Gmm g = blank();
-      g.load_state(b);
-      best = GmmFitResult{std::move(g), train::load_history(*resumed, "best_"), static_cast<int>(resumed->scalar("best_run"))};
-    }
-  }
-  for (int run = first_run; run < std::max(1, config.n_init); ++run) {
-    const std::uint64_t seed =
-        run == 0 ? config.seed : CounterRng(config.seed, RngPurpose::kNInit, 0, static_cast<std::uint64_t>(run)).next_u64();
-    if (config.n_init > 1) log.info("initialisation " + std::to_string(run + 1) + " of " + std::to_string(config.n_init));
-    const bool resuming = resumed && run == first_run;
-    Gmm gmm = blank();
-    if (resuming)
-      gmm.load_state(*resumed);
-    else
-      gmm = make_initial(comm, source, summary, config, seed, log);
-    train::EmOptions opts{config.max_iter, config.tol, config.threads};
-    train::IterationHook hook;
-    if (control)
-      hook = [&](const train::EmResult& so_far) {
-        control->boundary(run, so_far.n_iter, [&] {
-          train::TrainState s;
-          gmm.save_state(s);
-          train::save_history(so_far, s);
-          s.scalars["run"] = run;
-          s.scalars["has_best"] = best ? 1.0 : 0.0;
-          if (best) {
-            train::TrainState b;
-            best->model.save_state(b);
-            for (const char* name : {"weights", "means", "covariances"}) s.arrays[std::string("best_") + name] = b.arrays[name];
-            train::save_history(best->em, s, "best_");
-            s.scalars["best_run"] = best->best_init;
-          }
-          return s;
-        });
-      };
-    train::EmResult em = train::run_batch_em(comm, source, summary.num_samples, gmm, opts, observer,
-                                             resuming ? train::load_history(*resumed) : train::EmResult{}, hook);
-    if (!best || em.objective > best->em.objective) best = GmmFitResult{std::move(gmm), std::move(em), run};
-  }
-  if (!best->em.converged)
+  train::RestartSteps<Gmm> steps;
+  steps.initial = [&](int, std::uint64_t seed) { return make_initial(comm, source, summary, config, seed, log); };
+  steps.blank = blank;
+  steps.fit = [&](Gmm& gmm, train::EmResult start, const train::IterationHook& hook) {
+    return train::run_batch_em(comm, source, summary.num_samples, gmm, {config.max_iter, config.tol, config.threads},
+                               observer, std::move(start), hook);
+  };
+  train::BestRun<Gmm> best = train::run_restarts(control, config.n_init, config.seed, log, steps);
+  if (!best.em.converged)
     log.warn("Best performing initialization did not converge. Try different init parameters, or increase "
              "max_iter, tol, or check for degenerate data.");
-  return std::move(*best);
+  return GmmFitResult{std::move(best.model), std::move(best.em), best.run};
 }
 
 }  // namespace latent::models

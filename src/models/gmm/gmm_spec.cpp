@@ -71,6 +71,7 @@ int fit_bgmm_run(train::FitRun& run) {
   b.reg_covar = o.real("reg-covar");
   b.tol = o.real("tol");
   b.max_iter = static_cast<int>(o.integer("max-iter"));
+  b.n_init = static_cast<int>(o.integer("n-init"));
   b.init_params = o.text("init-params");
   b.seed = c.seed;
   train::DataSummary summary;
@@ -90,6 +91,8 @@ int fit_bgmm_run(train::FitRun& run) {
                         {"seed", c.seed},
                         {"block_rows", c.block_rows},
                         {"data", c.data}};
+  // n_init came after the first files: recorded when not 1, so those files keep their bytes.
+  if (b.n_init != 1) config["n_init"] = b.n_init;
   train::FitControl* control = run.control(config, train::data_fingerprint(source->info()));
   const auto observer = run.observer();
   const auto t0 = Clock::now();
@@ -187,6 +190,8 @@ ModelSpec bgmm_spec() {
       {.flag = "tol", .type = T::kReal, .default_value = "0.001", .help = "stop when the lower bound per sample changes less",
        .unit = "nats/sample", .min = 0},
       {.flag = "max-iter", .type = T::kInt, .default_value = "100", .help = "iterations", .min = 1},
+      {.flag = "n-init", .type = T::kInt, .default_value = "1", .help = "initialisations; the best lower bound is kept",
+       .min = 1},
       {.flag = "init-params", .type = T::kText, .default_value = "kmeans", .help = "kmeans | random",
        .choices = {"kmeans", "random"}},
   };

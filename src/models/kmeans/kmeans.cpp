@@ -1,5 +1,7 @@
 #include "latent/models/kmeans/kmeans.hpp"
 
+#include "latent/train/restarts.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -290,54 +292,29 @@ KmeansResult fit_kmeans(const comm::Communicator& comm, io::BlockSource& source,
   if (config.n_clusters < 1) throw_usage("--n-clusters must be at least 1");
   if (config.n_clusters > num_samples)
     throw_usage("n_samples=" + std::to_string(num_samples) + " should be >= n_clusters=" + std::to_string(config.n_clusters));
-  KmeansResult best;
-  best.inertia = std::numeric_limits<double>::infinity();
-  const std::optional<train::TrainState> resumed = control ? control->resume() : std::nullopt;
-  int first_run = 0;
-  if (resumed) {
-    first_run = static_cast<int>(resumed->scalar("run"));
-    if (resumed->scalar("has_best") != 0) {
-      best.centers = resumed->array("best_centers");
-      best.inertia = resumed->scalar("best_inertia");
-      best.em = train::load_history(*resumed, "best_");
-    }
-  }
-  for (int run = first_run; run < std::max(1, config.n_init); ++run) {
-    const std::uint64_t seed = run == 0 ? config.seed : CounterRng(config.seed, RngPurpose::kNInit, 0, static_cast<std::uint64_t>(run)).next_u64();
-    const bool resuming = resumed && run == first_run;
-    KmeansLloyd lloyd(resuming ? resumed->array("centers")
-                               : init_centers(comm, source, config.n_clusters, config.init, seed, config.threads, log),
-                      mean_variance);
-    train::EmOptions opts{config.max_iter, config.tol, config.threads};
-    train::IterationHook hook;
-    if (control)
-      hook = [&](const train::EmResult& so_far) {
-        control->boundary(run, so_far.n_iter, [&] {
-          train::TrainState s;
-          lloyd.save_state(s);
-          train::save_history(so_far, s);
-          s.scalars["run"] = run;
-          s.scalars["has_best"] = std::isfinite(best.inertia) ? 1.0 : 0.0;
-          if (std::isfinite(best.inertia)) {
-            s.arrays["best_centers"] = best.centers;
-            s.scalars["best_inertia"] = best.inertia;
-            train::save_history(best.em, s, "best_");
-          }
-          return s;
-        });
-      };
-    train::EmResult em = train::run_batch_em(comm, source, num_samples, lloyd, opts, observer,
-                                             resuming ? train::load_history(*resumed) : train::EmResult{}, hook);
+  train::RestartSteps<KmeansLloyd> steps;
+  steps.initial = [&](int, std::uint64_t seed) {
+    return KmeansLloyd(init_centers(comm, source, config.n_clusters, config.init, seed, config.threads, log),
+                       mean_variance);
+  };
+  steps.blank = [&] { return KmeansLloyd(RowMatrix(), mean_variance); };
+  steps.fit = [&](KmeansLloyd& lloyd, train::EmResult start, const train::IterationHook& hook) {
+    train::EmResult em = train::run_batch_em(comm, source, num_samples, lloyd,
+                                             {config.max_iter, config.tol, config.threads}, observer, std::move(start), hook);
     if (lloyd.num_empty_clusters() > 0)
       log.warn(std::to_string(lloyd.num_empty_clusters()) + " cluster(s) ended empty and kept their previous center");
-    const double inertia = kmeans_inertia(comm, source, lloyd.centers(), config.threads);
-    if (inertia < best.inertia) {
-      best.centers = lloyd.centers();
-      best.inertia = inertia;
-      best.em = std::move(em);
-    }
-  }
-  return best;
+    return em;
+  };
+  // The lowest inertia wins (negation is exact, so the checkpointed score gives it back).
+  steps.score = [&](const KmeansLloyd& lloyd, const train::EmResult&) {
+    return -kmeans_inertia(comm, source, lloyd.centers(), config.threads);
+  };
+  train::BestRun<KmeansLloyd> best = train::run_restarts(control, config.n_init, config.seed, log, steps);
+  KmeansResult out;
+  out.centers = best.model.centers();
+  out.inertia = -best.score;
+  out.em = std::move(best.em);
+  return out;
 }
 
 KmeansResult initial_kmeans(const comm::Communicator& comm, io::BlockSource& source, Index num_samples,

@@ -6,6 +6,7 @@
 #include "latent/core/rng.hpp"
 #include "latent/models/kmeans/kmeans.hpp"
 #include "latent/train/block_reduce.hpp"
+#include "latent/train/restarts.hpp"
 
 namespace latent::models {
 namespace {
@@ -60,15 +61,6 @@ void check_config(const DiscreteConfig& c, Index n) {
   if (c.tol < 0) throw_usage("--tol must be non-negative");
 }
 
-template <class Source, class Model>
-train::EmResult run(const comm::Communicator& comm, Source& source, Index n, Model& em, const DiscreteConfig& c,
-                    const train::IterationObserver& observer, train::FitControl* control,
-                    const std::optional<train::TrainState>& resumed) {
-  return train::run_batch_em(comm, source, n, em, {c.max_iter, c.tol, c.threads}, observer,
-                             resumed ? train::load_history(*resumed) : train::EmResult{},
-                             train::checkpoint_hook(control, em));
-}
-
 }  // namespace
 
 DiscreteFitResult fit_bmm(const comm::Communicator& comm, io::BlockSource& source, const train::DataSummary& summary,
@@ -90,14 +82,14 @@ DiscreteFitResult fit_bmm(const comm::Communicator& comm, io::BlockSource& sourc
       });
     });
   }
-  BmmEm em(DiscreteMixture(k, d, DiscreteKind::kBernoulli, c.alpha, c.weight_alpha));
-  const std::optional<train::TrainState> resumed = control ? control->resume() : std::nullopt;
-  if (resumed) {
-    em.load_state(*resumed);
-  } else {
+  const auto blank = [&] { return BmmEm(DiscreteMixture(k, d, DiscreteKind::kBernoulli, c.alpha, c.weight_alpha)); };
+  train::RestartSteps<BmmEm> steps;
+  steps.blank = blank;
+  steps.initial = [&](int, std::uint64_t seed) {
+    BmmEm em = blank();
     KmeansResult km;
     if (c.init_params == "kmeans") {
-      km = initial_kmeans(comm, source, summary.num_samples, summary.variance.mean(), k, c.seed, c.threads, log);
+      km = initial_kmeans(comm, source, summary.num_samples, summary.variance.mean(), k, seed, c.threads, log);
     } else if (c.init_params != "random") {
       throw_usage("invalid --init-params '" + c.init_params + "' for bmm (choose kmeans or random)");
     }
@@ -106,7 +98,7 @@ DiscreteFitResult fit_bmm(const comm::Communicator& comm, io::BlockSource& sourc
         train::reduce_global(comm, source, em.num_stats(), c.threads, [&](const io::DenseBlock& b, std::span<double> p) {
           const RowMatrix resp = c.init_params == "kmeans"
                                      ? hard_responsibilities(b.x, km.centers, norms)
-                                     : random_responsibilities(b.x.rows(), b.ref.global_row_begin, k, c.seed);
+                                     : random_responsibilities(b.x.rows(), b.ref.global_row_begin, k, seed);
           em.em().accumulate(b.x, resp, p);
         });
     // A component that k-means left empty keeps the smoothed data mean.
@@ -114,10 +106,15 @@ DiscreteFitResult fit_bmm(const comm::Communicator& comm, io::BlockSource& sourc
     em.em().model().set_parameters(RowVector::Constant(k, 1.0 / static_cast<double>(k)), RowMatrix::Constant(k, d, 0.5));
     em.m_step(s);
     em.em().reset_objective();
-  }
-  train::EmResult result = run(comm, source, summary.num_samples, em, c, observer, control, resumed);
-  if (!result.converged) log.warn("bmm did not converge; raise --max-iter or --tol");
-  return {em.em().model(), std::move(result)};
+    return em;
+  };
+  steps.fit = [&](BmmEm& em, train::EmResult start, const train::IterationHook& hook) {
+    return train::run_batch_em(comm, source, summary.num_samples, em, {c.max_iter, c.tol, c.threads}, observer,
+                               std::move(start), hook);
+  };
+  train::BestRun<BmmEm> best = train::run_restarts(control, c.n_init, c.seed, log, steps);
+  if (!best.em.converged) log.warn("bmm did not converge; raise --max-iter or --tol");
+  return {best.model.em().model(), std::move(best.em)};
 }
 
 DiscreteFitResult fit_mmm(const comm::Communicator& comm, io::CountsSource& source, Index num_documents,
@@ -127,23 +124,28 @@ DiscreteFitResult fit_mmm(const comm::Communicator& comm, io::CountsSource& sour
   const Index k = c.n_components, v = source.info().vocab_size;
   if (c.init_params != "random" && c.init_params != "kmeans")
     throw_usage("invalid --init-params '" + c.init_params + "' for mmm (random)");
-  MmmEm em(DiscreteMixture(k, v, DiscreteKind::kMultinomial, c.alpha, c.weight_alpha));
-  const std::optional<train::TrainState> resumed = control ? control->resume() : std::nullopt;
-  if (resumed) {
-    em.load_state(*resumed);
-  } else {
+  const auto blank = [&] { return MmmEm(DiscreteMixture(k, v, DiscreteKind::kMultinomial, c.alpha, c.weight_alpha)); };
+  train::RestartSteps<MmmEm> steps;
+  steps.blank = blank;
+  steps.initial = [&](int, std::uint64_t seed) {
+    MmmEm em = blank();
     const std::vector<double> stats =
         train::reduce_global(comm, source, em.num_stats(), c.threads, [&](const io::CsrBlock& b, std::span<double> p) {
-          em.em().accumulate(b, random_responsibilities(b.num_rows(), b.ref.global_row_begin, k, c.seed), p);
+          em.em().accumulate(b, random_responsibilities(b.num_rows(), b.ref.global_row_begin, k, seed), p);
         });
     em.em().model().set_parameters(RowVector::Constant(k, 1.0 / static_cast<double>(k)),
                                    RowMatrix::Constant(k, v, 1.0 / static_cast<double>(v)));
     em.m_step(stats);
     em.em().reset_objective();
-  }
-  train::EmResult result = run(comm, source, num_documents, em, c, observer, control, resumed);
-  if (!result.converged) log.warn("mmm did not converge; raise --max-iter or --tol");
-  return {em.em().model(), std::move(result)};
+    return em;
+  };
+  steps.fit = [&](MmmEm& em, train::EmResult start, const train::IterationHook& hook) {
+    return train::run_batch_em(comm, source, num_documents, em, {c.max_iter, c.tol, c.threads}, observer,
+                               std::move(start), hook);
+  };
+  train::BestRun<MmmEm> best = train::run_restarts(control, c.n_init, c.seed, log, steps);
+  if (!best.em.converged) log.warn("mmm did not converge; raise --max-iter or --tol");
+  return {best.model.em().model(), std::move(best.em)};
 }
 
 }  // namespace latent::models

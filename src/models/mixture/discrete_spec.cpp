@@ -24,12 +24,15 @@ int fit_discrete_run(train::FitRun& run, DiscreteKind kind) {
   dc.weight_alpha = o.real("weight-alpha");
   dc.tol = o.real("tol");
   dc.max_iter = static_cast<int>(o.integer("max-iter"));
+  dc.n_init = static_cast<int>(o.integer("n-init"));
   dc.init_params = o.text("init-params");
   dc.seed = c.seed;
   nlohmann::json config{{"model", name},           {"n_components", dc.n_components}, {"alpha", dc.alpha},
                         {"weight_alpha", dc.weight_alpha}, {"tol", dc.tol},               {"max_iter", dc.max_iter},
                         {"init_params", dc.init_params},   {"seed", c.seed},              {"block_rows", c.block_rows},
                         {"data", c.data}};
+  // n_init came after the first files: recorded when not 1, so those files keep their bytes.
+  if (dc.n_init != 1) config["n_init"] = dc.n_init;
   const auto observer = run.observer();
   const auto t0 = std::chrono::steady_clock::now();
   DiscreteFitResult fit{DiscreteMixture(1, 1, kind, 0, 0), {}};
@@ -79,6 +82,8 @@ ModelSpec discrete_spec(DiscreteKind kind) {
       {.flag = "tol", .type = T::kReal, .default_value = "0.001", .help = "stop when the mean log posterior changes less",
        .unit = "nats/sample", .min = 0},
       {.flag = "max-iter", .type = T::kInt, .default_value = "100", .help = "EM iterations", .min = 1},
+      {.flag = "n-init", .type = T::kInt, .default_value = "1",
+       .help = "initialisations; the best mean log posterior is kept", .min = 1},
       {.flag = "init-params", .type = T::kText, .default_value = bernoulli ? "kmeans" : "random",
        .help = bernoulli ? "kmeans | random" : "random (uniform random responsibilities)",
        .choices = bernoulli ? std::vector<std::string>{"kmeans", "random"} : std::vector<std::string>{"random"}},

@@ -34,6 +34,7 @@ struct BgmmConfig {
   double reg_covar = 1e-6;
   double tol = 1e-3;  ///< on the lower bound per sample (nats); scikit-learn's is on the total
   int max_iter = 100;
+  int n_init = 1;  ///< initialisations; the best lower bound is kept (train/restarts.hpp)
   std::string init_params = "kmeans";  ///< kmeans | random (as fit_gmm)
   std::uint64_t seed = 0;
   int threads = 1;

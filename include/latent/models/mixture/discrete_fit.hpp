@@ -20,6 +20,7 @@ struct DiscreteConfig {
   double weight_alpha = 0.0;  ///< Dirichlet pseudo-count added to every component's weight
   double tol = 1e-3;          ///< on the mean log posterior, nats per sample
   int max_iter = 100;
+  int n_init = 1;  ///< initialisations; the best mean log posterior is kept (train/restarts.hpp)
   /// bmm: "kmeans" (k-means|| + Lloyd, hard responsibilities) or "random" (uniform random
   /// responsibilities per row, keyed by (seed, row)); mmm: "random".
   std::string init_params = "kmeans";
