@@ -27,8 +27,14 @@ void initialise_from_resp(const comm::Communicator& comm, io::BlockSource& sourc
   gmm.reset_objective();
 }
 
-Gmm make_initial(const comm::Communicator& comm, io::BlockSource& source, const train::DataSummary& summary,
-                 const GmmConfig& c, std::uint64_t seed, const Logger& log) {
+}  // namespace
+
+std::uint64_t restart_seed(std::uint64_t seed, int run) {
+  return run == 0 ? seed : CounterRng(seed, RngPurpose::kNInit, 0, static_cast<std::uint64_t>(run)).next_u64();
+}
+
+Gmm initial_gmm(const comm::Communicator& comm, io::BlockSource& source, const train::DataSummary& summary,
+                const GmmConfig& c, std::uint64_t seed, const Logger& log) {
   const Index k = c.n_components, d = source.info().num_features;
   Gmm gmm(k, d, c.covariance_type, c.reg_covar);
   gmm.set_center(summary.mean);
@@ -114,8 +120,6 @@ Gmm make_initial(const comm::Communicator& comm, io::BlockSource& source, const 
   return gmm;
 }
 
-}  // namespace
-
 GmmFitResult fit_gmm(const comm::Communicator& comm, io::BlockSource& source, const train::DataSummary& summary,
                      const GmmConfig& config, const Logger& log, const train::IterationObserver& observer,
                      train::FitControl* control) {
@@ -146,15 +150,14 @@ GmmFitResult fit_gmm(const comm::Communicator& comm, io::BlockSource& source, co
     }
   }
   for (int run = first_run; run < std::max(1, config.n_init); ++run) {
-    const std::uint64_t seed =
-        run == 0 ? config.seed : CounterRng(config.seed, RngPurpose::kNInit, 0, static_cast<std::uint64_t>(run)).next_u64();
+    const std::uint64_t seed = restart_seed(config.seed, run);
     if (config.n_init > 1) log.info("initialisation " + std::to_string(run + 1) + " of " + std::to_string(config.n_init));
     const bool resuming = resumed && run == first_run;
     Gmm gmm = blank();
     if (resuming)
       gmm.load_state(*resumed);
     else
-      gmm = make_initial(comm, source, summary, config, seed, log);
+      gmm = initial_gmm(comm, source, summary, config, seed, log);
     train::EmOptions opts{config.max_iter, config.tol, config.threads};
     train::IterationHook hook;
     if (control)
