@@ -242,10 +242,26 @@ TEST(Mfa, RecoversPlantedParameters) {
     // The fitted component nearest to true component t.
     Index f = 0;
     (fit.means().rowwise() - truth.component(t).mean()).rowwise().norm().minCoeff(&f);
-    EXPECT_NEAR(fit.weights()[f], truth.weights()[t], 0.02) << "component " << t;
-    EXPECT_LT((fit.component(f).mean() - truth.component(t).mean()).norm(), 0.3) << "component " << t;
+    // The clusters are far apart, so the maximum-likelihood weight and mean are the
+    // fraction and the mean of the rows component t generated...
+    RowVector sample_mean = RowVector::Zero(d);
+    double n = 0;
+    for (Index i = 0; i < x.rows(); ++i)
+      if (labels[static_cast<std::size_t>(i)] == t) {
+        sample_mean += x.row(i);
+        n += 1;
+      }
+    sample_mean /= n;
+    EXPECT_NEAR(fit.weights()[f], n / static_cast<double>(x.rows()), 1e-9) << "component " << t;
+    EXPECT_LT((fit.component(f).mean() - sample_mean).cwiseAbs().maxCoeff(), 1e-9) << "component " << t;
+    // ... which are within sampling error of the truth: |π̂ − π| < 4 sd, n eᵀ C⁻¹ e ~ χ²_D.
+    const double pi = truth.weights()[t];
+    EXPECT_LT(std::abs(fit.weights()[f] - pi), 4 * std::sqrt(pi * (1 - pi) / static_cast<double>(x.rows()))) << "component " << t;
     const Eigen::MatrixXd ct = dense_covariance(truth.component(t)), cf = dense_covariance(fit.component(f));
-    EXPECT_LT((cf - ct).norm() / ct.norm(), 0.1) << "component " << t;
+    const Eigen::VectorXd e = (fit.component(f).mean() - truth.component(t).mean()).transpose();
+    EXPECT_LT(n * e.dot(ct.ldlt().solve(e)), 40.0) << "component " << t;  // P(χ²_10 > 40) < 2e-5
+    // Covariance W_kᵀW_k + Ψ_k (W itself is identified only up to rotation) and the noise.
+    EXPECT_LT((cf - ct).norm() / ct.norm(), 0.15) << "component " << t;
     EXPECT_LT((fit.component(f).noise_variance() - truth.component(t).noise_variance()).cwiseAbs().maxCoeff(), 0.15)
         << "component " << t;
   }
