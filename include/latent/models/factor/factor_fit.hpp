@@ -77,7 +77,7 @@ FactorFitResult fit_factor(const comm::Communicator& comm, io::BlockSource& sour
 //   B = Σ_i w_i E[x̃ z̃ᵀ | x̃_i]   (D × (L+1), row-major),
 //   C = Σ_i w_i E[x̃² | x̃_i]     (D),
 // with row weights w_i: 1 for a single model, the responsibility r_ik for component k of a
-// mixture (Ghahramani & Hinton 1996 §3; McLachlan & Peel 2000 §8.5).
+// mixture (Ghahramani & Hinton 1996; McLachlan & Peel 2000 ch. 8).
 
 /// (L+1)² + D (L+1) + D.
 inline std::size_t factor_stats_size(Index num_components, Index num_features) {
@@ -108,7 +108,7 @@ struct FactorUpdate {
 };
 
 /// The M-step from statistics `stats` (layout above) with n = Σ w (Ghahramani & Hinton
-/// 1996 eq. 15-16 with the mean in W̃): W̃ = A⁻¹ Bᵀ, ψ_d = (C_d − w̃_dᵀ B_dᵀ) / n (isotropic:
+/// 1996's M-step for W̃ = [W; μ] and Ψ): W̃ = A⁻¹ Bᵀ, ψ_d = (C_d − w̃_dᵀ B_dᵀ) / n (isotropic:
 /// their mean), then ψ + add_to_noise floored at `floor`; then the parameter-expansion step
 /// (PX-EM; Liu, Rubin & Wu 1998 §5): z ~ N(m, Σ) fitted and reduced to N(0, I). Throws
 /// Error(kNumerical) starting with `what` if A or Σ is singular.

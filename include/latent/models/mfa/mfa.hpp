@@ -69,7 +69,7 @@ class Mfa {
   /// with labels, also k* (B). Thread-safe.
   void transform(const ConstRows& x, RowMatrix& out, std::vector<std::int64_t>* labels = nullptr) const;
   /// x (B × D) with every NaN replaced by E[x_m | x_o] = Σ_k p(k | x_o) (μ_k,m + W_k,mᵀ
-  /// E[z | x_o, k]) (McLachlan & Peel 2000 §8.2 with Ghahramani & Jordan 1994). Thread-safe.
+  /// E[z | x_o, k]) (the mixture of the components' conditional means, each as in Ghahramani & Jordan 1994). Thread-safe.
   void impute(const ConstRows& x, RowMatrix& out) const;
   /// Draws first .. first+count-1 (count × D) and their components (count); draw i is a
   /// pure function of (seed, i): one stream CounterRng(seed, kSample, 0, i) gives the

@@ -1,8 +1,8 @@
 #pragma once
 /// \file Fitting a mixture of factor analysers by EM on streamed blocks (Ghahramani &
-/// Hinton 1996 §3; McLachlan & Peel 2000 §8.5; isotropic noise: Tipping & Bishop 1999,
-/// Neural Computation 11(2), §4 and appendix C), with missing values marginalised
-/// (Ghahramani & Jordan 1994).
+/// Hinton 1996, the EM for mixtures of factor analysers; McLachlan & Peel 2000 ch. 8;
+/// isotropic noise: the EM for mixtures of PPCA, Tipping & Bishop 1999, Neural Computation
+/// 11(2)), with missing values marginalised (Ghahramani & Jordan 1994).
 ///
 /// Per iteration one pass computes, for each component k, the factor-model statistics of
 /// factor_fit.hpp weighted by the responsibilities r_ik (N_k = Σ_i r_ik = A_k(L, L),
