@@ -485,42 +485,53 @@ TEST(Mfa, ResumeFromACheckpointGivesTheSameBits) {
   const Mfa truth = planted(2, 1, 5, NoiseType::kDiagonal, 22, 2.0);
   std::vector<std::int64_t> labels;
   latent::testing::write_shards(dir / "d", truth.sample(0, 500, 23, labels), {250, 250});
-  MfaConfig c;
-  c.n_components = 2;
-  c.n_factors = 1;
-  c.tol = 0;
-  c.max_iter = 8;
-  c.n_init = 2;
   const auto comm = comm::Communicator::world();
-  train::CheckpointOptions o;
-  o.dir = dir / "ckpt";
-  o.keep = 100;
-  std::filesystem::create_directories(o.dir);
-  const train::CheckpointStore store(o, "mfa", "{}", "data");
-  train::FitControl control(comm, &store, Logger::silent());
-  const MfaRun full = run_mfa(dir / "d", c, 1, &control);
-  // Interrupted in the second restart after iteration 3: drop the later checkpoints.
-  int removed = 0;
-  for (const auto& e : std::filesystem::directory_iterator(o.dir)) {
-    const std::string name = e.path().filename().string();
-    if (name > "ckpt-001-000003.h5") {
-      std::filesystem::remove(e.path());
-      ++removed;
+  for (const Index l : {1, 0}) {  // L = 0: empty component arrays in the checkpoints
+    MfaConfig c;
+    c.n_components = 2;
+    c.n_factors = l;
+    c.tol = 0;
+    c.max_iter = 8;
+    c.n_init = 2;
+    train::CheckpointOptions o;
+    o.dir = dir / ("ckpt" + std::to_string(l));
+    o.keep = 100;
+    std::filesystem::create_directories(o.dir);
+    const train::CheckpointStore store(o, "mfa", "{}", "data");
+    train::FitControl control(comm, &store, Logger::silent());
+    const MfaRun full = run_mfa(dir / "d", c, 1, &control);
+    // Interrupted in the second restart after iteration 3: drop the later checkpoints.
+    int removed = 0;
+    for (const auto& e : std::filesystem::directory_iterator(o.dir)) {
+      const std::string name = e.path().filename().string();
+      if (name > "ckpt-001-000003.h5") {
+        std::filesystem::remove(e.path());
+        ++removed;
+      }
+    }
+    EXPECT_EQ(removed, 5);
+    o.resume = true;
+    const train::CheckpointStore again(o, "mfa", "{}", "data");
+    train::FitControl resume(comm, &again, Logger::silent());
+    const MfaRun resumed = run_mfa(dir / "d", c, 2, &resume);
+    EXPECT_EQ(resumed.history.size(), 5u) << l;  // iterations 4-8 of the second restart
+    EXPECT_EQ(resumed.fit.em.n_iter, full.fit.em.n_iter) << l;
+    EXPECT_EQ(resumed.fit.best_init, full.fit.best_init) << l;
+    EXPECT_EQ(resumed.fit.em.objective, full.fit.em.objective) << l;
+    EXPECT_TRUE(same_bits(resumed.fit.model.weights(), full.fit.model.weights())) << l;
+    EXPECT_TRUE(same_bits(resumed.fit.model.means(), full.fit.model.means())) << l;
+    EXPECT_TRUE(same_bits(resumed.fit.model.stacked_components(), full.fit.model.stacked_components())) << l;
+    EXPECT_TRUE(same_bits(resumed.fit.model.noise_variances(), full.fit.model.noise_variances())) << l;
+    if (l == 0) {  // and the model file with /components of shape (K, 0, D)
+      const std::string path = dir / "l0.h5";
+      save_mfa(resumed.fit.model, FitRecord{}, path, false);
+      EXPECT_EQ(io::H5Reader(path).shape("components"), (std::vector<Index>{2, 0, 5}));
+      const Mfa back = read_mfa(io::H5Reader(path));
+      EXPECT_EQ(back.num_factors(), 0);
+      EXPECT_TRUE(same_bits(back.means(), resumed.fit.model.means()));
+      EXPECT_TRUE(same_bits(back.noise_variances(), resumed.fit.model.noise_variances()));
     }
   }
-  EXPECT_EQ(removed, 5);
-  o.resume = true;
-  const train::CheckpointStore again(o, "mfa", "{}", "data");
-  train::FitControl resume(comm, &again, Logger::silent());
-  const MfaRun resumed = run_mfa(dir / "d", c, 2, &resume);
-  EXPECT_EQ(resumed.history.size(), 5u);  // iterations 4-8 of the second restart
-  EXPECT_EQ(resumed.fit.em.n_iter, full.fit.em.n_iter);
-  EXPECT_EQ(resumed.fit.best_init, full.fit.best_init);
-  EXPECT_EQ(resumed.fit.em.objective, full.fit.em.objective);
-  EXPECT_TRUE(same_bits(resumed.fit.model.weights(), full.fit.model.weights()));
-  EXPECT_TRUE(same_bits(resumed.fit.model.means(), full.fit.model.means()));
-  EXPECT_TRUE(same_bits(resumed.fit.model.stacked_components(), full.fit.model.stacked_components()));
-  EXPECT_TRUE(same_bits(resumed.fit.model.noise_variances(), full.fit.model.noise_variances()));
 }
 
 TEST(Mfa, RefusesBadConfigurations) {
