@@ -43,6 +43,8 @@ std::vector<Index> cov_shape(CovarianceType t, Index k, Index d) {
   return {};
 }
 
+}  // namespace
+
 std::string fit_summary(const io::H5Reader& r) {
   std::string s;
   if (r.has_attr("/", "n_iter"))
@@ -53,6 +55,8 @@ std::string fit_summary(const io::H5Reader& r) {
   if (r.has_attr("/", "config")) s += "  config: " + r.attr_string("/", "config") + "\n";
   return s;
 }
+
+namespace {
 
 // The most probable component of every row.
 std::vector<std::int64_t> argmax_labels(const RowMatrix& resp) {

@@ -71,6 +71,10 @@ struct FitRecord {
 /// lower_bound, n_samples_seen, data) and /history of every model file. Local.
 void write_fit_record(io::H5Writer& w, const std::string& model, const FitRecord& record);
 
+/// The fit record of a model file as text for describe() (n_iter, converged, lower bound,
+/// data, config); empty parts are left out. Local.
+std::string fit_summary(const io::H5Reader& file);
+
 /// Writes a GMM model file (/weights, /means, /covariances, /precisions_cholesky with
 /// scikit-learn's shapes) atomically. Local (call on one rank).
 /// `model` "bgmm" writes a variational mixture's plug-in parameters in the same layout, and

@@ -14,7 +14,9 @@ std::string model_name(NoiseType noise) { return noise == NoiseType::kIsotropic 
 
 FactorModel::FactorModel(Index num_components, Index num_features, NoiseType noise)
     : l_(num_components), d_(num_features), noise_(noise) {
-  if (l_ < 1 || d_ < 1) throw_usage("a factor model needs n_components >= 1 and n_features >= 1");
+  // L = 0 is allowed: a Gaussian with diagonal covariance Ψ (M, M⁻¹ and β are empty; Eigen
+  // handles the zero-size factorisations), as a component of a mixture of factor analysers.
+  if (l_ < 0 || d_ < 1) throw_usage("a factor model needs n_components >= 0 and n_features >= 1");
   mean_ = RowVector::Zero(d_);
   w_ = RowMatrix::Zero(l_, d_);
   psi_ = RowVector::Ones(d_);

@@ -55,74 +55,28 @@ class FactorEm final : public train::EmModel {
       acc_c = xt.array().square().colwise().sum().matrix();
       return;
     }
-    // Row by row: G = E[z̃z̃ᵀ | x_o]; an observed x_d adds x_d [E[z]; 1] to B_d and x_d² to
-    // C_d; a missing one adds E[x_d z̃ᵀ] = w̃_d G and E[x_d²] = w̃_d G w̃_dᵀ + ψ_d (the
-    // missing columns of W̃ gathered, so both are one GEMM per row).
+    // Row by row (add_factor_row_stats with weight 1).
     RowMatrix wt(a, d_);
     wt.topRows(l_) = model_.components();
     wt.row(l_) = model_.mean();
-    RowMatrix g(a, a), cov, wm, wg;
+    RowMatrix cov;
     Vector ez;
     std::vector<Index> missing;
+    FactorRowScratch scratch;
     partial[1] = static_cast<double>(xt.rows());
     for (Index i = 0; i < xt.rows(); ++i) {
       partial[0] += model_.missing_row_posterior(xt.row(i), missing, ez, &cov);
-      g.topLeftCorner(l_, l_) = cov;
-      g.topLeftCorner(l_, l_).noalias() += ez * ez.transpose();
-      g.block(0, l_, l_, 1) = ez;
-      g.block(l_, 0, 1, l_) = ez.transpose();
-      g(l_, l_) = 1.0;
-      acc_a += g;
-      for (Index j = 0; j < d_; ++j) {
-        const double x = xt(i, j);
-        if (std::isnan(x)) continue;
-        acc_b.row(j).head(l_).noalias() += x * ez.transpose();
-        acc_b(j, l_) += x;
-        acc_c[j] += x * x;
-      }
-      const Index nm = static_cast<Index>(missing.size());
-      if (nm == 0) continue;
-      wm.resize(nm, a);
-      for (Index k = 0; k < nm; ++k) wm.row(k) = wt.col(missing[static_cast<std::size_t>(k)]).transpose();
-      wg.noalias() = wm * g;  // |m| × (L+1): rows w̃_d G
-      for (Index k = 0; k < nm; ++k) {
-        const Index j = missing[static_cast<std::size_t>(k)];
-        acc_b.row(j) += wg.row(k);
-        acc_c[j] += wg.row(k).dot(wm.row(k)) + model_.noise_variance()[j];
-      }
+      add_factor_row_stats(model_, wt, xt.row(i), missing, ez, cov, 1.0, partial.data() + 2, scratch);
     }
   }
 
   Step m_step(std::span<const double> stats) override {
-    const Index a = l_ + 1;
     const double n = stats[1];
-    const Eigen::Map<const RowMatrix> acc_a(stats.data() + 2, a, a), acc_b(stats.data() + 2 + a * a, d_, a);
-    const Eigen::Map<const RowVector> acc_c(stats.data() + 2 + a * a + d_ * a, d_);
-    const Eigen::LLT<Eigen::MatrixXd> llt{Eigen::MatrixXd(acc_a)};
-    if (llt.info() != Eigen::Success)
-      throw_numerical("factor model M-step: the expected latent second moments are singular (fewer informative rows "
-                      "than components?)");
-    const RowMatrix wt = llt.solve(Eigen::MatrixXd(acc_b.transpose()));  // (L+1) × D
-    RowVector psi(d_);
-    for (Index j = 0; j < d_; ++j) psi[j] = (acc_c[j] - wt.col(j).dot(acc_b.row(j).transpose())) / n;
-    if (model_.noise_type() == NoiseType::kIsotropic) psi.setConstant(psi.mean());
-    psi = psi.cwiseMax(floor_);
+    FactorUpdate u = factor_m_step(stats.data() + 2, n, l_, d_, model_.noise_type(), floor_, 0.0, "factor model M-step");
     const double objective = stats[0] / n;
     const double change = objective - previous_;
     previous_ = objective;
-    // Parameter expansion (PX-EM; Liu, Rubin & Wu 1998 §5): the same M-step with z ~ N(m, Σ)
-    // free, then reduced to z ~ N(0, I): W = Lᵀ W*, μ = μ* + W*ᵀ m with Σ = L Lᵀ.
-    const RowVector m = acc_a.block(l_, 0, 1, l_) / n;
-    RowMatrix sigma = acc_a.topLeftCorner(l_, l_) / n;
-    sigma.noalias() -= m.transpose() * m;
-    const Eigen::LLT<Eigen::MatrixXd> chol{Eigen::MatrixXd(sigma)};
-    if (chol.info() != Eigen::Success) throw_numerical("factor model M-step: the latent covariance is singular");
-    const RowMatrix lower = chol.matrixL();
-    RowMatrix w(l_, d_);
-    w.noalias() = lower.transpose() * wt.topRows(l_);
-    RowVector mu = wt.row(l_);
-    mu.noalias() += m * wt.topRows(l_);
-    model_.set_parameters(mu, w, psi);
+    model_.set_parameters(std::move(u.mean), std::move(u.components), std::move(u.noise_variance));
     return {objective, change};
   }
 
@@ -185,6 +139,74 @@ class FactorEm final : public train::EmModel {
 constexpr Index kMaxCovarianceFeatures = 4096;
 
 }  // namespace
+
+void add_factor_row_stats(const FactorModel& model, const RowMatrix& wt, const Eigen::Ref<const RowVector>& xt,
+                          const std::vector<Index>& missing, const Vector& ez, const RowMatrix& cov, double weight,
+                          double* stats, FactorRowScratch& scratch) {
+  // G = E[z̃z̃ᵀ | x_o]; an observed x_d adds x_d [E[z]; 1] to B_d and x_d² to C_d; a missing
+  // one adds E[x_d z̃ᵀ] = w̃_d G and E[x_d²] = w̃_d G w̃_dᵀ + ψ_d (the missing columns of W̃
+  // gathered, so both are one GEMM per row). Everything is scaled by the row's weight.
+  const Index l = model.num_components(), d = model.num_features(), a = l + 1;
+  Eigen::Map<RowMatrix> acc_a(stats, a, a), acc_b(stats + a * a, d, a);
+  Eigen::Map<RowVector> acc_c(stats + a * a + d * a, d);
+  RowMatrix& g = scratch.g;
+  g.resize(a, a);
+  g.topLeftCorner(l, l) = cov;
+  g.topLeftCorner(l, l).noalias() += ez * ez.transpose();
+  g.block(0, l, l, 1) = ez;
+  g.block(l, 0, 1, l) = ez.transpose();
+  g(l, l) = 1.0;
+  acc_a += weight * g;
+  for (Index j = 0; j < d; ++j) {
+    const double x = xt[j];
+    if (std::isnan(x)) continue;
+    const double wx = weight * x;
+    acc_b.row(j).head(l).noalias() += wx * ez.transpose();
+    acc_b(j, l) += wx;
+    acc_c[j] += wx * x;
+  }
+  const Index nm = static_cast<Index>(missing.size());
+  if (nm == 0) return;
+  scratch.wm.resize(nm, a);
+  for (Index k = 0; k < nm; ++k) scratch.wm.row(k) = wt.col(missing[static_cast<std::size_t>(k)]).transpose();
+  scratch.wg.noalias() = scratch.wm * g;  // |m| × (L+1): rows w̃_d G
+  for (Index k = 0; k < nm; ++k) {
+    const Index j = missing[static_cast<std::size_t>(k)];
+    acc_b.row(j) += weight * scratch.wg.row(k);
+    acc_c[j] += weight * (scratch.wg.row(k).dot(scratch.wm.row(k)) + model.noise_variance()[j]);
+  }
+}
+
+FactorUpdate factor_m_step(const double* stats, double n, Index l, Index d, NoiseType noise, double floor,
+                           double add_to_noise, const std::string& what) {
+  const Index a = l + 1;
+  const Eigen::Map<const RowMatrix> acc_a(stats, a, a), acc_b(stats + a * a, d, a);
+  const Eigen::Map<const RowVector> acc_c(stats + a * a + d * a, d);
+  const Eigen::LLT<Eigen::MatrixXd> llt{Eigen::MatrixXd(acc_a)};
+  if (llt.info() != Eigen::Success)
+    throw_numerical(what + ": the expected latent second moments are singular (fewer informative rows than components?)");
+  const RowMatrix wt = llt.solve(Eigen::MatrixXd(acc_b.transpose()));  // (L+1) × D
+  RowVector psi(d);
+  for (Index j = 0; j < d; ++j) psi[j] = (acc_c[j] - wt.col(j).dot(acc_b.row(j).transpose())) / n;
+  if (noise == NoiseType::kIsotropic) psi.setConstant(psi.mean());
+  if (add_to_noise != 0) psi.array() += add_to_noise;
+  psi = psi.cwiseMax(floor);
+  // Parameter expansion (PX-EM; Liu, Rubin & Wu 1998 §5): the same M-step with z ~ N(m, Σ)
+  // free, then reduced to z ~ N(0, I): W = Lᵀ W*, μ = μ* + W*ᵀ m with Σ = L Lᵀ.
+  const RowVector m = acc_a.block(l, 0, 1, l) / n;
+  RowMatrix sigma = acc_a.topLeftCorner(l, l) / n;
+  sigma.noalias() -= m.transpose() * m;
+  const Eigen::LLT<Eigen::MatrixXd> chol{Eigen::MatrixXd(sigma)};
+  if (chol.info() != Eigen::Success) throw_numerical(what + ": the latent covariance is singular");
+  const RowMatrix lower = chol.matrixL();
+  FactorUpdate out;
+  out.components.resize(l, d);
+  out.components.noalias() = lower.transpose() * wt.topRows(l);
+  out.mean = wt.row(l);
+  out.mean.noalias() += m * wt.topRows(l);
+  out.noise_variance = std::move(psi);
+  return out;
+}
 
 Scatter scatter_pass(const comm::Communicator& comm, io::BlockSource& source, const RowVector& center, int threads) {
   // Per block the lower triangle of (x − c)ᵀ(x − c), packed row by row, then Σ (x − c).

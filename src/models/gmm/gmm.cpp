@@ -30,6 +30,8 @@ bool precision_cholesky(const Eigen::MatrixXd& cov, Eigen::MatrixXd& u) {
       "Try to decrease the number of components, or increase reg_covar.");
 }
 
+}  // namespace
+
 void log_sum_exp_rows(RowMatrix& wlp, Vector& lse) {
   lse.resize(wlp.rows());
   for (Index i = 0; i < wlp.rows(); ++i) {
@@ -45,8 +47,6 @@ void log_sum_exp_rows(RowMatrix& wlp, Vector& lse) {
     for (Index k = 0; k < wlp.cols(); ++k) wlp(i, k) = std::exp(wlp(i, k) - lse[i]);
   }
 }
-
-}  // namespace
 
 CovarianceType parse_covariance_type(const std::string& name) {
   if (name == "full") return CovarianceType::kFull;

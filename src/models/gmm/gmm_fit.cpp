@@ -29,8 +29,10 @@ void initialise_from_resp(const comm::Communicator& comm, io::BlockSource& sourc
   gmm.reset_objective();
 }
 
-Gmm make_initial(const comm::Communicator& comm, io::BlockSource& source, const train::DataSummary& summary,
-                 const GmmConfig& c, std::uint64_t seed, const Logger& log) {
+}  // namespace
+
+Gmm initial_gmm(const comm::Communicator& comm, io::BlockSource& source, const train::DataSummary& summary,
+                const GmmConfig& c, std::uint64_t seed, const Logger& log) {
   const Index k = c.n_components, d = source.info().num_features;
   Gmm gmm(k, d, c.covariance_type, c.reg_covar);
   gmm.set_center(summary.mean);
@@ -116,8 +118,6 @@ Gmm make_initial(const comm::Communicator& comm, io::BlockSource& source, const 
   return gmm;
 }
 
-}  // namespace
-
 GmmFitResult fit_gmm(const comm::Communicator& comm, io::BlockSource& source, const train::DataSummary& summary,
                      const GmmConfig& config, const Logger& log, const train::IterationObserver& observer,
                      train::FitControl* control) {
@@ -134,7 +134,7 @@ GmmFitResult fit_gmm(const comm::Communicator& comm, io::BlockSource& source, co
     return g;
   };
   train::RestartSteps<Gmm> steps;
-  steps.initial = [&](int, std::uint64_t seed) { return make_initial(comm, source, summary, config, seed, log); };
+  steps.initial = [&](int, std::uint64_t seed) { return initial_gmm(comm, source, summary, config, seed, log); };
   steps.blank = blank;
   steps.fit = [&](Gmm& gmm, train::EmResult start, const train::IterationHook& hook) {
     return train::run_batch_em(comm, source, summary.num_samples, gmm, {config.max_iter, config.tol, config.threads},

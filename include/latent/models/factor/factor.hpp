@@ -21,7 +21,8 @@ enum class NoiseType { kIsotropic, kDiagonal };
 
 class FactorModel {
  public:
-  /// An unfitted model; `ppca` selects isotropic noise.
+  /// An unfitted model; `noise` kIsotropic selects PPCA. num_components (L) may be 0: then
+  /// x ~ N(μ, Ψ), a diagonal Gaussian. Throws Error(kUsage) if L < 0 or D < 1.
   FactorModel(Index num_components, Index num_features, NoiseType noise);
 
   /// mean (D), components W (L × D), noise_variance (D; for PPCA all entries equal).

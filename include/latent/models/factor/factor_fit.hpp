@@ -14,6 +14,7 @@
 /// "auto" takes covariance when there are no missing values and D ≤ 4096.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "latent/comm/communicator.hpp"
 #include "latent/core/log.hpp"
@@ -68,5 +69,50 @@ std::string resolve_factor_solver(const FactorConfig& config, Index num_features
 FactorFitResult fit_factor(const comm::Communicator& comm, io::BlockSource& source, const train::DataSummary& summary,
                            const FactorConfig& config, const Logger& log, const train::IterationObserver& observer,
                            train::FitControl* control = nullptr, const Scatter* scatter = nullptr);
+
+// Building blocks of the factor-model EM, shared with the mixture of factor analysers
+// (models/mfa). In shifted coordinates x̃ = x − c and with z̃ = [z; 1], the statistics of
+// one factor model are, contiguous in this order (factor_stats_size doubles):
+//   A = Σ_i w_i E[z̃ z̃ᵀ | x̃_i]   ((L+1) × (L+1), row-major; A(L, L) = Σ_i w_i),
+//   B = Σ_i w_i E[x̃ z̃ᵀ | x̃_i]   (D × (L+1), row-major),
+//   C = Σ_i w_i E[x̃² | x̃_i]     (D),
+// with row weights w_i: 1 for a single model, the responsibility r_ik for component k of a
+// mixture (Ghahramani & Hinton 1996; McLachlan & Peel 2000 ch. 8).
+
+/// (L+1)² + D (L+1) + D.
+inline std::size_t factor_stats_size(Index num_components, Index num_features) {
+  return static_cast<std::size_t>((num_components + 1) * (num_components + 1) + num_features * (num_components + 1) +
+                                  num_features);
+}
+
+/// Reusable scratch matrices of add_factor_row_stats.
+struct FactorRowScratch {
+  RowMatrix g, wm, wg;
+};
+
+/// Adds `weight` × the expected statistics of one row x̃ (D, NaN = missing) to `stats`
+/// (layout above), given its posterior under `model` from missing_row_posterior:
+/// `missing` (its missing coordinates), E[z | x̃_o] `ez` (L) and Cov[z | x̃_o] `cov` (L × L).
+/// `wt` is W̃ = [W; μ] ((L+1) × D) of `model`. An observed x̃_d adds x̃_d z̃ᵀ and x̃_d², a
+/// missing one E[x̃_d z̃ᵀ] = w̃_d G and E[x̃_d²] = w̃_d G w̃_dᵀ + ψ_d, G = E[z̃ z̃ᵀ | x̃_o]
+/// (Ghahramani & Jordan 1994). O(D L + |m| L²).
+void add_factor_row_stats(const FactorModel& model, const RowMatrix& wt, const Eigen::Ref<const RowVector>& xt,
+                          const std::vector<Index>& missing, const Vector& ez, const RowMatrix& cov, double weight,
+                          double* stats, FactorRowScratch& scratch);
+
+/// New parameters of one factor model (in the shifted coordinates of its statistics).
+struct FactorUpdate {
+  RowVector mean;            ///< D
+  RowMatrix components;      ///< L × D
+  RowVector noise_variance;  ///< D (isotropic: all equal)
+};
+
+/// The M-step from statistics `stats` (layout above) with n = Σ w (Ghahramani & Hinton
+/// 1996's M-step for W̃ = [W; μ] and Ψ): W̃ = A⁻¹ Bᵀ, ψ_d = (C_d − w̃_dᵀ B_dᵀ) / n (isotropic:
+/// their mean), then ψ + add_to_noise floored at `floor`; then the parameter-expansion step
+/// (PX-EM; Liu, Rubin & Wu 1998 §5): z ~ N(m, Σ) fitted and reduced to N(0, I). Throws
+/// Error(kNumerical) starting with `what` if A or Σ is singular.
+FactorUpdate factor_m_step(const double* stats, double n, Index num_components, Index num_features, NoiseType noise,
+                           double floor, double add_to_noise, const std::string& what);
 
 }  // namespace latent::models

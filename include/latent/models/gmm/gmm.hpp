@@ -24,6 +24,12 @@ enum class CovarianceType { kFull, kTied, kDiag, kSpherical };
 CovarianceType parse_covariance_type(const std::string& name);
 std::string to_string(CovarianceType type);
 
+/// In place, per row of wlp (B × K, log π_k + log p(x | k) in nats): the row becomes the
+/// responsibilities p(k | x) and lse[i] its log-sum-exp log p(x), with the row maximum
+/// subtracted before exponentiating. A row whose maximum is not finite gets lse = that
+/// maximum (and responsibilities 0, or NaN for NaN).
+void log_sum_exp_rows(RowMatrix& wlp, Vector& lse);
+
 class Gmm final : public train::EmModel {
  public:
   /// An unfitted mixture of K components in D dimensions.

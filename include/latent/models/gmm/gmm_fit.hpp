@@ -36,6 +36,17 @@ struct GmmFitResult {
   int best_init = 0;
 };
 
+/// The starting mixture of one restart (before EM), from config.init_model or
+/// config.init_params with the restart's `seed`: "kmeans" runs k-means (k-means|| seeding,
+/// then Lloyd) and one M-step from its hard responsibilities; "random" one M-step from
+/// uniform random responsibilities (CounterRng(seed, kRandomInit, 0, global row));
+/// "k-means++"/"random_from_data" put the means on chosen rows with reg_covar covariances.
+/// Rows with missing values contribute expected statistics under the data's mean and
+/// variance. Collective. Throws Error(kUsage) for an unknown init_params or a mismatched
+/// init_model.
+Gmm initial_gmm(const comm::Communicator& comm, io::BlockSource& source, const train::DataSummary& summary,
+                const GmmConfig& config, std::uint64_t seed, const Logger& log);
+
 /// Collective. `summary` comes from train::summarize on the same source. With `control`,
 /// resumes from and writes checkpoints at EM iteration boundaries and honours stop
 /// signals (an interrupted initialisation is redone: it is deterministic). Throws

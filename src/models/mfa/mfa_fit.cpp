@@ -1,0 +1,268 @@
+#include "latent/models/mfa/mfa_fit.hpp"
+
+#include "latent/train/restarts.hpp"
+
+#include <cmath>
+#include <limits>
+#include <optional>
+
+#include <fmt/format.h>
+
+#include "latent/core/error.hpp"
+#include "latent/core/rng.hpp"
+#include "latent/models/factor/factor_fit.hpp"
+#include "latent/models/gmm/gmm_fit.hpp"
+
+namespace latent::models {
+namespace {
+
+// EM for the mixture in shifted coordinates x̃ = x − c (c: the data mean); component k is a
+// FactorModel with mean μ̃_k = μ_k − c. Statistics: [Σ log p, N, then per component k the
+// factor-model block [A_k, B_k, C_k] of factor_fit.hpp weighted by r_ik (N_k = A_k(L, L))].
+class MfaEm final : public train::EmModel {
+ public:
+  MfaEm(Mfa model, RowVector center, double floor, double reg_covar)
+      : model_(std::move(model)), center_(std::move(center)), floor_(floor), reg_(reg_covar),
+        k_(model_.num_components()), l_(model_.num_factors()), d_(model_.num_features()),
+        block_(factor_stats_size(l_, d_)) {}
+
+  const Mfa& model() const { return model_; }
+  std::size_t num_stats() const override { return 2 + static_cast<std::size_t>(k_) * block_; }
+
+  void e_step_block(const io::DenseBlock& block, std::span<double> partial) const override {
+    const RowMatrix xt = block.x.rowwise() - center_;
+    partial[1] = static_cast<double>(xt.rows());
+    if (!xt.hasNaN()) {
+      complete_rows(xt, partial);
+      return;
+    }
+    std::vector<Index> complete, incomplete;
+    for (Index i = 0; i < xt.rows(); ++i) (xt.row(i).array().isNaN().any() ? incomplete : complete).push_back(i);
+    if (!complete.empty()) {
+      RowMatrix xc(static_cast<Index>(complete.size()), d_);
+      for (std::size_t i = 0; i < complete.size(); ++i) xc.row(static_cast<Index>(i)) = xt.row(complete[i]);
+      complete_rows(xc, partial);
+    }
+    incomplete_rows(xt, incomplete, partial);
+  }
+
+  Step m_step(std::span<const double> stats) override {
+    const double n = stats[1];
+    const double objective = stats[0] / n;
+    RowVector nk(k_);
+    std::vector<FactorModel> comps;
+    comps.reserve(static_cast<std::size_t>(k_));
+    for (Index k = 0; k < k_; ++k) {
+      const double* s = stats.data() + 2 + static_cast<std::size_t>(k) * block_;
+      nk[k] = s[l_ * (l_ + 1) + l_];  // A_k(L, L) = Σ_i r_ik
+      const std::string what = fmt::format("mixture of factor analysers M-step, component {} (N_k = {:.6g}; fewer "
+                                           "components or a larger --reg-covar may help)",
+                                           k, nk[k]);
+      if (!(nk[k] > 0)) throw_numerical(what + ": the component has no responsibility left");
+      FactorUpdate u = factor_m_step(s, nk[k], l_, d_, model_.noise_type(), floor_, reg_, what);
+      FactorModel m(l_, d_, model_.noise_type());
+      m.set_parameters(std::move(u.mean), std::move(u.components), std::move(u.noise_variance));
+      comps.push_back(std::move(m));
+    }
+    model_.set_parameters(nk / nk.sum(), std::move(comps));
+    const Step step{objective, objective - previous_};
+    previous_ = objective;
+    return step;
+  }
+
+  void save_state(train::TrainState& state) const override {
+    state.arrays["weights"] = model_.weights();
+    state.arrays["means"] = model_.means();
+    state.arrays["components"] = model_.stacked_components();
+    state.arrays["noise_variance"] = model_.noise_variances();
+    state.scalars["previous_objective"] = previous_;
+  }
+  void load_state(const train::TrainState& state) override {
+    const RowMatrix& w = state.array("weights");
+    model_.set_parameters(RowVector(Eigen::Map<const RowVector>(w.data(), w.size())), state.array("means"),
+                          state.array("components"), state.array("noise_variance"));
+    previous_ = state.scalar("previous_objective");
+  }
+
+ private:
+  double* component_stats(std::span<double> partial, Index k) const {
+    return partial.data() + 2 + static_cast<std::size_t>(k) * block_;
+  }
+
+  // Complete rows: per component one batched inference (E[z | x̃, k] for every row, the
+  // posterior covariance M_k⁻¹ shared), then with z̃ = [E[z]; 1] and the responsibilities r:
+  // A_k += Σ r z̃ z̃ᵀ + N_k M_k⁻¹ (top-left), B_k += x̃ᵀ (r ⊙ z̃), C_k += rᵀ x̃².
+  void complete_rows(const RowMatrix& xt, std::span<double> partial) const {
+    const Index b = xt.rows(), a = l_ + 1;
+    RowMatrix resp(b, k_);
+    std::vector<RowMatrix> ez(static_cast<std::size_t>(k_));
+    Vector lp;
+    for (Index k = 0; k < k_; ++k) {
+      model_.component(k).infer(xt, lp, &ez[static_cast<std::size_t>(k)], nullptr);
+      resp.col(k) = lp.array() + std::log(model_.weights()[k]);
+    }
+    Vector lse;
+    log_sum_exp_rows(resp, lse);
+    partial[0] += lse.sum();
+    const RowMatrix xt2 = xt.array().square();
+    RowMatrix zt(b, a), zr(b, a);
+    zt.col(l_).setOnes();
+    for (Index k = 0; k < k_; ++k) {
+      double* s = component_stats(partial, k);
+      Eigen::Map<RowMatrix> acc_a(s, a, a), acc_b(s + a * a, d_, a);
+      Eigen::Map<RowVector> acc_c(s + a * a + d_ * a, d_);
+      zt.leftCols(l_) = ez[static_cast<std::size_t>(k)];
+      zr = zt.array().colwise() * resp.col(k).array();
+      acc_a.noalias() += zr.transpose() * zt;
+      acc_a.topLeftCorner(l_, l_) += resp.col(k).sum() * model_.component(k).m_inverse();
+      acc_b.noalias() += xt.transpose() * zr;
+      acc_c.noalias() += resp.col(k).transpose() * xt2;
+    }
+  }
+
+  // Rows with missing values, one at a time: per component the posterior of z given the
+  // observed coordinates, the responsibilities, then factor_fit's expected statistics of
+  // the row weighted by r_ik.
+  void incomplete_rows(const RowMatrix& xt, const std::vector<Index>& rows, std::span<double> partial) const {
+    if (rows.empty()) return;
+    const Index a = l_ + 1;
+    std::vector<RowMatrix> wt(static_cast<std::size_t>(k_), RowMatrix(a, d_)), cov(static_cast<std::size_t>(k_));
+    std::vector<Vector> ez(static_cast<std::size_t>(k_));
+    for (Index k = 0; k < k_; ++k) {
+      wt[static_cast<std::size_t>(k)].topRows(l_) = model_.component(k).components();
+      wt[static_cast<std::size_t>(k)].row(l_) = model_.component(k).mean();
+    }
+    std::vector<Index> missing;
+    FactorRowScratch scratch;
+    RowMatrix resp(1, k_);
+    Vector lse;
+    for (const Index i : rows) {
+      for (Index k = 0; k < k_; ++k) {
+        const std::size_t s = static_cast<std::size_t>(k);
+        resp(0, k) = model_.component(k).missing_row_posterior(xt.row(i), missing, ez[s], &cov[s]) +
+                     std::log(model_.weights()[k]);
+      }
+      log_sum_exp_rows(resp, lse);
+      if (static_cast<Index>(missing.size()) < d_) partial[0] += lse[0];  // nothing observed: log p = 0
+      for (Index k = 0; k < k_; ++k) {
+        const double r = resp(0, k);
+        if (r == 0) continue;
+        const std::size_t s = static_cast<std::size_t>(k);
+        add_factor_row_stats(model_.component(k), wt[s], xt.row(i), missing, ez[s], cov[s], r, component_stats(partial, k),
+                             scratch);
+      }
+    }
+  }
+
+  Mfa model_;
+  RowVector center_;
+  double floor_, reg_;
+  Index k_, l_, d_;
+  std::size_t block_;
+  double previous_ = -std::numeric_limits<double>::infinity();
+};
+
+void validate(const MfaConfig& c, const train::DataSummary& summary, Index d) {
+  if (c.n_components < 1) throw_usage(fmt::format("--n-components must be at least 1 (got {})", c.n_components));
+  if (c.n_components > summary.num_samples)
+    throw_usage(fmt::format("--n-components {} exceeds the number of samples {}", c.n_components, summary.num_samples));
+  if (c.n_factors < 0 || c.n_factors >= d)
+    throw_usage(fmt::format("--n-factors must be between 0 and n_features - 1 = {} (got {})", d - 1, c.n_factors));
+  if (!(c.tol >= 0)) throw_usage("--tol must be non-negative");
+  if (c.max_iter < 1) throw_usage("--max-iter must be at least 1");
+  if (c.n_init < 1) throw_usage("--n-init must be at least 1");
+  if (!(c.reg_covar >= 0) || !std::isfinite(c.reg_covar)) throw_usage("--reg-covar must be non-negative and finite");
+  if (!(c.noise_variance_floor > 0)) throw_usage("--noise-variance-floor must be positive");
+  if (c.init_params != "kmeans" && c.init_params != "random")
+    throw_usage("invalid --init-params '" + c.init_params + "' for mfa (choose kmeans or random)");
+  if (summary.num_missing > 0 && !c.missing_values)
+    throw_usage(fmt::format("the data have {} missing (NaN) entries; pass --missing-values nan to marginalise them",
+                            summary.num_missing));
+}
+
+// W (L × D): row i from CounterRng(seed, kFactorInit, component, i), N(0, 1) × scale.
+RowMatrix initial_components(Index l, Index d, std::uint64_t seed, Index component, double scale) {
+  RowMatrix w(l, d);
+  for (Index i = 0; i < l; ++i) {
+    CounterRng rng(seed, RngPurpose::kFactorInit, static_cast<std::uint64_t>(component), static_cast<std::uint64_t>(i));
+    for (Index j = 0; j < d; ++j) w(i, j) = scale * rng.next_normal();
+  }
+  return w;
+}
+
+// The starting mixture of one restart, in coordinates shifted by the data mean.
+Mfa make_initial(const comm::Communicator& comm, io::BlockSource& source, const train::DataSummary& summary,
+                 const MfaConfig& c, std::uint64_t seed, const Logger& log) {
+  const Index k = c.n_components, l = c.n_factors, d = source.info().num_features;
+  Mfa mfa(k, l, d, c.noise);
+  std::vector<FactorModel> comps;
+  if (k == 1) {
+    // fit_factor's start, exactly.
+    const double scale = 0.1 * std::sqrt(std::max(summary.variance.mean(), 1e-300));
+    RowVector psi = summary.variance.cwiseMax(c.noise_variance_floor);
+    if (c.noise == NoiseType::kIsotropic) psi.setConstant(std::max(summary.variance.mean(), c.noise_variance_floor));
+    FactorModel m(l, d, c.noise);
+    m.set_parameters(RowVector::Zero(d), initial_components(l, d, seed, 0, scale), psi);
+    comps.push_back(std::move(m));
+    mfa.set_parameters(RowVector::Ones(1), std::move(comps));
+    return mfa;
+  }
+  // fit_gmm's start for a diagonal mixture: weights, means, variances (+ reg_covar).
+  GmmConfig g;
+  g.n_components = k;
+  g.covariance_type = CovarianceType::kDiag;
+  g.reg_covar = c.reg_covar;
+  g.init_params = c.init_params;
+  g.seed = seed;
+  g.threads = c.threads;
+  const Gmm start = initial_gmm(comm, source, summary, g, seed, log);
+  for (Index j = 0; j < k; ++j) {
+    RowVector psi = start.covariances().row(j);
+    const double mean_var = psi.mean();
+    if (c.noise == NoiseType::kIsotropic) psi.setConstant(mean_var);
+    psi = psi.cwiseMax(c.noise_variance_floor);
+    FactorModel m(l, d, c.noise);
+    m.set_parameters(start.means().row(j) - summary.mean,
+                     initial_components(l, d, seed, j, 0.1 * std::sqrt(std::max(mean_var, 1e-300))), psi);
+    comps.push_back(std::move(m));
+  }
+  mfa.set_parameters(start.weights(), std::move(comps));
+  return mfa;
+}
+
+// The model in the data's coordinates.
+Mfa unshifted(const Mfa& m, const RowVector& center) {
+  Mfa out(m.num_components(), m.num_factors(), m.num_features(), m.noise_type());
+  out.set_parameters(m.weights(), m.means().rowwise() + center, m.stacked_components(), m.noise_variances());
+  return out;
+}
+
+
+}  // namespace
+
+MfaFitResult fit_mfa(const comm::Communicator& comm, io::BlockSource& source, const train::DataSummary& summary,
+                     const MfaConfig& config, const Logger& log, const train::IterationObserver& observer,
+                     train::FitControl* control) {
+  const Index k = config.n_components, l = config.n_factors, d = source.info().num_features;
+  validate(config, summary, d);
+  const auto blank = [&] { return MfaEm(Mfa(k, l, d, config.noise), summary.mean, config.noise_variance_floor, config.reg_covar); };
+  log.info(fmt::format("mfa: {} components, {} factors, {} noise", k, l, noise_name(config.noise)));
+  train::RestartSteps<MfaEm> steps;
+  steps.blank = blank;
+  steps.initial = [&](int, std::uint64_t seed) {
+    return MfaEm(make_initial(comm, source, summary, config, seed, log), summary.mean, config.noise_variance_floor,
+                 config.reg_covar);
+  };
+  steps.fit = [&](MfaEm& em, train::EmResult start, const train::IterationHook& hook) {
+    return train::run_batch_em(comm, source, summary.num_samples, em, {config.max_iter, config.tol, config.threads},
+                               observer, std::move(start), hook);
+  };
+  train::BestRun<MfaEm> best = train::run_restarts(control, config.n_init, config.seed, log, steps);
+  if (!best.em.converged)
+    log.warn(fmt::format("mfa did not converge in {} iterations (last change {:.3g} nats/sample > tol {:.3g}); raise "
+                         "--max-iter or --tol",
+                         best.em.n_iter, best.em.history.empty() ? 0.0 : best.em.history.back().change, config.tol));
+  return MfaFitResult{unshifted(best.model.model(), summary.mean), std::move(best.em), best.run};
+}
+
+}  // namespace latent::models
