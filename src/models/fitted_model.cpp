@@ -1,5 +1,7 @@
 #include "latent/models/fitted_model.hpp"
 
+#include "latent/models/registry.hpp"
+
 #include <fmt/format.h>
 
 #include <Eigen/Cholesky>
@@ -451,8 +453,10 @@ std::unique_ptr<FittedModel> load_model(const std::string& path) {
   if (model == "mmm")
     throw_usage("model " + path + ": a multinomial mixture applies to count data: `latent score`, `latent predict` "
                 "and `latent transform` with --data a count dataset");
-  if (it == loaders().end()) throw_input("model " + path + ": unknown model '" + model + "'");
-  return it->second(r);
+  if (it != loaders().end()) return it->second(r);
+  // Models registered with a loader of their own (the registry, docs/ARCHITECTURE.md §3).
+  if (const ModelSpec* spec = find_model(model); spec && spec->load) return spec->load(path);
+  throw_input("model " + path + ": unknown model '" + model + "'");
 }
 
 }  // namespace latent::models
