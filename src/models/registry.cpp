@@ -21,6 +21,7 @@ const std::vector<ModelSpec>& registry() {
       mmm_spec(),
       ppca_spec(),
       fa_spec(),
+      mfa_spec(),
       lda_spec(),
       vae_spec(),
   };

@@ -16,6 +16,7 @@ ModelSpec bmm_spec();     // mixture/discrete_spec.cpp
 ModelSpec mmm_spec();     // mixture/discrete_spec.cpp
 ModelSpec ppca_spec();    // factor/factor_spec.cpp
 ModelSpec fa_spec();      // factor/factor_spec.cpp
+ModelSpec mfa_spec();     // mfa/mfa_spec.cpp
 ModelSpec lda_spec();     // lda/lda_spec.cpp
 ModelSpec vae_spec();     // vae/vae_spec.cpp
 
