@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "latent/core/control.hpp"
 #include "latent/core/error.hpp"
@@ -16,36 +17,52 @@ namespace {
 template <class Source, class Model>
 EmResult run_em(const comm::Communicator& comm, Source& source, Index num_samples, Model& model, const EmOptions& options,
                 const IterationObserver& observer, EmResult start, const IterationHook& hook) {
-  EmResult result = std::move(start);
-  if (!result.history.empty() && std::abs(result.history.back().change) < options.tol) {
-    result.converged = true;
-    return result;
-  }
   const FaultPlan& fault = FaultPlan::get();
-  for (int it = result.n_iter + 1; it <= options.max_iter; ++it) {
+  EmIterations em;
+  em.num_samples = num_samples;
+  em.statistics = [&](int it) {
     const bool inject_throw = fault.due(comm.rank(), it, "throw"), inject_nan = fault.due(comm.rank(), it, "nan");
     const auto kernel = [&](const auto& b, std::span<double> partial) {
       if (inject_throw) throw std::runtime_error("injected fault (LATENT_FAULT kind=throw) in iteration " + std::to_string(it));
       model.e_step_block(b, partial);
       if (inject_nan) partial[0] = std::numeric_limits<double>::quiet_NaN();
     };
-    const auto t0 = std::chrono::steady_clock::now();
-    profile::begin_iteration();
     // 64-byte aligned, like the kernels' buffers: an M-step's Eigen reductions over maps of
     // the statistics must not depend on where the heap put them.
     const std::vector<double> raw = reduce_global(comm, source, model.num_stats(), options.threads, kernel);
-    const AlignedDoubles stats(raw.begin(), raw.end());
+    return AlignedDoubles(raw.begin(), raw.end());
+  };
+  em.m_step = [&](std::span<const double> stats) { return model.m_step(stats); };
+  return run_em_iterations(em, options, observer, std::move(start), hook);
+}
+
+}  // namespace
+
+EmResult run_em_iterations(const EmIterations& em, const EmOptions& options, const IterationObserver& observer,
+                           EmResult start, const IterationHook& hook) {
+  EmResult result = std::move(start);
+  if (!result.history.empty() && std::abs(result.history.back().change) < options.tol) {
+    result.converged = true;
+    return result;
+  }
+  for (int it = result.n_iter + 1; it <= options.max_iter; ++it) {
+    const auto t0 = std::chrono::steady_clock::now();
+    profile::begin_iteration();
+    std::optional<profile::ScopedTimer> in_memory;
+    if (em.in_memory) in_memory.emplace(profile::Counter::kMstepSeconds);
+    const AlignedDoubles stats = em.statistics(it);
     if (!std::isfinite(stats[0]))
-      throw_numerical("the objective became NaN/Inf at iteration " + std::to_string(it) +
-                      " (diverging parameters); the model was not updated and the last checkpoint is intact. "
-                      "Try a larger --reg-covar or standardise the data");
+      throw_numerical("the objective became NaN/Inf at iteration " + std::to_string(it) + em.nan_note +
+                      "; the model was not updated and the last checkpoint is intact. " + em.nan_advice);
     const EmStep step = [&] {
-      const profile::ScopedTimer timer(profile::Counter::kMstepSeconds);
-      return model.m_step(stats);
+      std::optional<profile::ScopedTimer> timer;
+      if (!em.in_memory) timer.emplace(profile::Counter::kMstepSeconds);
+      return em.m_step(stats);
     }();
+    in_memory.reset();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     IterationRecord rec{it, step.objective, step.change, seconds,
-                        seconds > 0 ? static_cast<double>(num_samples) / seconds : 0.0};
+                        seconds > 0 && em.num_samples > 0 ? static_cast<double>(em.num_samples) / seconds : 0.0};
     result.history.push_back(rec);
     result.n_iter = it;
     result.objective = step.objective;
@@ -58,8 +75,6 @@ EmResult run_em(const comm::Communicator& comm, Source& source, Index num_sample
   }
   return result;
 }
-
-}  // namespace
 
 EmResult run_batch_em(const comm::Communicator& comm, io::BlockSource& source, Index num_samples, EmModel& model,
                       const EmOptions& options, const IterationObserver& observer, EmResult start, const IterationHook& hook) {

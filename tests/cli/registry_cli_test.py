@@ -75,7 +75,9 @@ def main():
                     r = run("score", "--model", model, "--data", data, cwd=root)
                     ok = r.returncode == 0 and "{" in r.stdout
                 elif t in ("predict", "transform"):
-                    r = run(t, "--model", model, "--data", data, "--output", out, cwd=root)
+                    # Factor models have no clusters: they predict outlier flags.
+                    extra = ["--outlier-quantile", "0.05"] if t == "predict" and name in ("ppca", "fa") else []
+                    r = run(t, "--model", model, "--data", data, "--output", out, *extra, cwd=root)
                     ok = r.returncode == 0 and os.path.exists(os.path.join(root, out))
                 elif t == "sample":
                     r = run("sample", "--model", model, "--n-samples", "20", "--output", out, cwd=root)

@@ -68,6 +68,28 @@ using IterationObserver = std::function<void(const IterationRecord&)>;
 /// checkpoints and stop signals; may throw).
 using IterationHook = std::function<void(const EmResult&)>;
 
+/// Where an iteration's statistics come from. `statistics(iteration)` returns the global
+/// statistics under the model's current parameters (collective; a data pass or an
+/// in-memory product such as the factor models' covariance solver), `m_step` updates the
+/// parameters from them.
+struct EmIterations {
+  std::function<AlignedDoubles(int iteration)> statistics;
+  std::function<EmStep(std::span<const double> stats)> m_step;
+  Index num_samples = 0;   ///< for samples_per_second (0 when no data pass: reported as 0)
+  bool in_memory = false;  ///< the profile counts the statistics as M-step time (no data read)
+  /// The error when the objective becomes NaN/Inf: "... at iteration N<nan_note>; the model
+  /// was not updated and the last checkpoint is intact. <nan_advice>".
+  std::string nan_note = " (diverging parameters)";
+  std::string nan_advice = "Try a larger --reg-covar or standardise the data";
+};
+
+/// The EM loop every batch EM model shares (docs/ARCHITECTURE.md §4): iterations after
+/// `start` until |change| < tol or max_iter, a NaN objective refused before the M-step
+/// (Error(kNumerical); the model and the last checkpoint are untouched), the observer and
+/// the hook (checkpoints, stop signals) after each. Collective.
+EmResult run_em_iterations(const EmIterations& em, const EmOptions& options, const IterationObserver& observer,
+                           EmResult start = {}, const IterationHook& hook = {});
+
 /// Runs EM until |change| < tol or max_iter iterations, continuing after `start` (the
 /// history of a resumed run; empty for a new one). Collective; `observer` is called on
 /// every rank after each iteration (print on rank 0 only). Errors in any rank's pass are

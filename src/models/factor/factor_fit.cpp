@@ -289,30 +289,17 @@ FactorFitResult fit_factor(const comm::Communicator& comm, io::BlockSource& sour
     const RowVector& s = scatter ? scatter->s : own.s;
     const double n = static_cast<double>(summary.num_samples);
     const FaultPlan& fault = FaultPlan::get();
-    for (int it = result.n_iter + 1; it <= c.max_iter; ++it) {
-      const auto t1 = std::chrono::steady_clock::now();
-      profile::begin_iteration();
-      std::optional<profile::ScopedTimer> m_step_timer(std::in_place, profile::Counter::kMstepSeconds);  // all in memory
+    train::EmIterations its;  // all in memory: no data pass per iteration
+    its.in_memory = true;
+    its.statistics = [&](int it) {
       AlignedDoubles stats = em.stats_from_scatter(t, s, n);
       if (fault.due(comm.rank(), it, "nan")) stats[0] = std::numeric_limits<double>::quiet_NaN();
-      if (!std::isfinite(stats[0]))
-        throw_numerical("the objective became NaN/Inf at iteration " + std::to_string(it) +
-                        "; the model was not updated and the last checkpoint is intact. Try a larger "
-                        "--noise-variance-floor or standardise the data");
-      const train::EmModel::Step step = em.m_step(stats);
-      m_step_timer.reset();
-      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
-      const train::IterationRecord rec{it, step.objective, step.change, seconds, 0.0};  // no data pass
-      result.history.push_back(rec);
-      result.n_iter = it;
-      result.objective = step.objective;
-      if (observer) observer(rec);
-      if (hook) hook(result);
-      if (std::abs(step.change) < c.tol) {
-        result.converged = true;
-        break;
-      }
-    }
+      return stats;
+    };
+    its.m_step = [&](std::span<const double> stats) { return em.m_step(stats); };
+    its.nan_note = "";
+    its.nan_advice = "Try a larger --noise-variance-floor or standardise the data";
+    result = train::run_em_iterations(its, {c.max_iter, c.tol, c.threads}, observer, std::move(result), hook);
   } else {
     result.converged = true;
   }

@@ -84,7 +84,7 @@ ModelSpec factor_spec(NoiseType noise) {
        .help = "lower bound of the noise variances (scikit-learn's FactorAnalysis uses 1e-12)", .min = 0,
        .min_exclusive = true},
   };
-  s.tasks = {Task::kScore, Task::kTransform, Task::kSample, Task::kImpute, Task::kSelect};
+  s.tasks = {Task::kScore, Task::kPredict, Task::kTransform, Task::kSample, Task::kImpute, Task::kSelect};
   s.examples = {"latent fit " + s.name + " --data shards/ --output " + s.name + ".h5 --n-components 10",
                 "latent fit " + s.name + " --data shards/ --output " + s.name +
                     ".h5 --n-components 10 --missing-values nan"};
