@@ -16,6 +16,72 @@
 
 namespace latent::cli {
 
+// Boost options for one model option. Values land in `raw` (by flag) and are typed into
+// OptionValues after parsing.
+std::string help_text(const models::OptionSpec& o) {
+  std::string h = o.help;
+  if (!o.unit.empty()) h += " [" + o.unit + "]";
+  if (o.required) h += " (required)";
+  return h;
+}
+
+void add_model_options(po::options_description& desc, const models::ModelSpec& spec, RawValues& raw,
+                       const std::vector<std::string>& as_text) {
+  for (const models::OptionSpec& o : spec.options) {
+    if (std::find(as_text.begin(), as_text.end(), o.flag) != as_text.end()) {
+      auto* v = po::value(&raw.texts[o.flag]);
+      if (!o.default_value.empty()) v->default_value(o.default_value);
+      desc.add_options()(o.flag.c_str(), v, help_text(o).c_str());
+      continue;
+    }
+    const std::string help = help_text(o);
+    const bool has_default = !o.default_value.empty() || o.type == models::OptionType::kText;
+    switch (o.type) {
+      case models::OptionType::kInt: {
+        auto* v = po::value(&raw.ints[o.flag]);
+        if (!o.default_value.empty()) v->default_value(std::stoll(o.default_value), o.default_value);
+        desc.add_options()(o.flag.c_str(), v, help.c_str());
+        break;
+      }
+      case models::OptionType::kReal: {
+        auto* v = po::value(&raw.reals[o.flag]);
+        if (!o.default_value.empty()) v->default_value(std::stod(o.default_value), o.default_value);
+        desc.add_options()(o.flag.c_str(), v, help.c_str());
+        break;
+      }
+      case models::OptionType::kText: {
+        auto* v = po::value(&raw.texts[o.flag]);
+        if (has_default) v->default_value(o.default_value, o.default_value.empty() ? "\"\"" : o.default_value);
+        desc.add_options()(o.flag.c_str(), v, help.c_str());
+        break;
+      }
+      case models::OptionType::kFlag:
+        desc.add_options()(o.flag.c_str(), po::bool_switch(&raw.flags[o.flag]), help.c_str());
+        break;
+    }
+  }
+}
+
+models::OptionValues typed_values(const models::ModelSpec& spec, const RawValues& raw, const po::variables_map& vm,
+                                  const std::vector<std::string>& as_text) {
+  models::OptionValues out;
+  for (const models::OptionSpec& o : spec.options) {
+    if (std::find(as_text.begin(), as_text.end(), o.flag) != as_text.end()) continue;
+    const bool given = vm.count(o.flag) && !vm[o.flag].defaulted();
+    if (o.type == models::OptionType::kFlag) {
+      out.set(o.flag, raw.flags.at(o.flag), given && raw.flags.at(o.flag));
+      continue;
+    }
+    if (!vm.count(o.flag)) continue;  // no default and not given
+    switch (o.type) {
+      case models::OptionType::kInt: out.set(o.flag, raw.ints.at(o.flag), given); break;
+      case models::OptionType::kReal: out.set(o.flag, raw.reals.at(o.flag), given); break;
+      default: out.set(o.flag, raw.texts.at(o.flag), given); break;
+    }
+  }
+  return out;
+}
+
 std::string exit_status_text() {
   return "EXIT STATUS\n"
          "  0 success; 64 bad option or value; 65 bad input data; 66 input missing; 70 numerical failure;\n"

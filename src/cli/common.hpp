@@ -38,6 +38,22 @@ struct Context {
 bool parse(const std::vector<std::string>& args, const po::options_description& desc, po::variables_map& vm,
            const Context& ctx, const std::string& usage, const po::positional_options_description* positional = nullptr,
            const std::string& help_tail = "");
+/// A model's options (ModelSpec::options) as Boost options whose values land in RawValues
+/// by flag; `as_text` names options parsed as text instead (select's comma-separated grids).
+struct RawValues {
+  std::map<std::string, std::int64_t> ints;
+  std::map<std::string, double> reals;
+  std::map<std::string, std::string> texts;
+  std::map<std::string, bool> flags;
+};
+std::string help_text(const models::OptionSpec& o);
+void add_model_options(po::options_description& desc, const models::ModelSpec& spec, RawValues& raw,
+                       const std::vector<std::string>& as_text = {});
+/// The parsed values, typed as the spec says (defaults filled in; a given value is marked
+/// given). Options in `as_text` are left out.
+models::OptionValues typed_values(const models::ModelSpec& spec, const RawValues& raw, const po::variables_map& vm,
+                                  const std::vector<std::string>& as_text = {});
+
 /// The EXIT STATUS section of every --help (README.md "Exit codes").
 std::string exit_status_text();
 /// One line per registered model for the top-level and `fit` help.

@@ -52,70 +52,6 @@ void add_common(po::options_description& desc, train::FitCommon& c, StreamOption
   add_stream_options(desc, stream);
 }
 
-// Boost options for one model option. Values land in `raw` (by flag) and are typed into
-// OptionValues after parsing.
-struct RawValues {
-  std::map<std::string, std::int64_t> ints;
-  std::map<std::string, double> reals;
-  std::map<std::string, std::string> texts;
-  std::map<std::string, bool> flags;
-};
-
-std::string help_text(const OptionSpec& o) {
-  std::string h = o.help;
-  if (!o.unit.empty()) h += " [" + o.unit + "]";
-  if (o.required) h += " (required)";
-  return h;
-}
-
-void add_model_options(po::options_description& desc, const ModelSpec& spec, RawValues& raw) {
-  for (const OptionSpec& o : spec.options) {
-    const std::string help = help_text(o);
-    const bool has_default = !o.default_value.empty() || o.type == OptionType::kText;
-    switch (o.type) {
-      case OptionType::kInt: {
-        auto* v = po::value(&raw.ints[o.flag]);
-        if (!o.default_value.empty()) v->default_value(std::stoll(o.default_value), o.default_value);
-        desc.add_options()(o.flag.c_str(), v, help.c_str());
-        break;
-      }
-      case OptionType::kReal: {
-        auto* v = po::value(&raw.reals[o.flag]);
-        if (!o.default_value.empty()) v->default_value(std::stod(o.default_value), o.default_value);
-        desc.add_options()(o.flag.c_str(), v, help.c_str());
-        break;
-      }
-      case OptionType::kText: {
-        auto* v = po::value(&raw.texts[o.flag]);
-        if (has_default) v->default_value(o.default_value, o.default_value.empty() ? "\"\"" : o.default_value);
-        desc.add_options()(o.flag.c_str(), v, help.c_str());
-        break;
-      }
-      case OptionType::kFlag:
-        desc.add_options()(o.flag.c_str(), po::bool_switch(&raw.flags[o.flag]), help.c_str());
-        break;
-    }
-  }
-}
-
-OptionValues typed_values(const ModelSpec& spec, const RawValues& raw, const po::variables_map& vm) {
-  OptionValues out;
-  for (const OptionSpec& o : spec.options) {
-    const bool given = vm.count(o.flag) && !vm[o.flag].defaulted();
-    if (o.type == OptionType::kFlag) {
-      out.set(o.flag, raw.flags.at(o.flag), given && raw.flags.at(o.flag));
-      continue;
-    }
-    if (!vm.count(o.flag)) continue;  // no default and not given
-    switch (o.type) {
-      case OptionType::kInt: out.set(o.flag, raw.ints.at(o.flag), given); break;
-      case OptionType::kReal: out.set(o.flag, raw.reals.at(o.flag), given); break;
-      default: out.set(o.flag, raw.texts.at(o.flag), given); break;
-    }
-  }
-  return out;
-}
-
 std::string usage_line(const ModelSpec& spec) {
   std::string u = "latent fit " + spec.name + " --data DIR --output MODEL.h5";
   for (const OptionSpec& o : spec.options)
@@ -334,6 +270,7 @@ int cmd_fit(const std::vector<std::string>& args, const Context& ctx) {
       nlohmann::json m{{"name", s.name}, {"summary", s.summary}, {"data", models::data_kind_name(s.data)}};
       m["tasks"] = nlohmann::json::array();
       for (models::Task t : s.tasks) m["tasks"].push_back(models::task_name(t));
+      m["select_grid"] = s.select_grid;
       m["options"] = nlohmann::json::array();
       for (const OptionSpec& o : s.options)
         m["options"].push_back({{"flag", o.flag}, {"default", o.default_value}, {"required", o.required}});

@@ -7,6 +7,7 @@
 // held-out rows that scores every candidate at once.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <mutex>
@@ -17,16 +18,16 @@
 #include "latent/core/error.hpp"
 #include "latent/core/exact_sum.hpp"
 #include "latent/io/block_plan.hpp"
-#include "latent/models/factor/factor_fit.hpp"
 #include "latent/models/fitted_model.hpp"
-#include "latent/models/gmm/gmm_fit.hpp"
+#include "latent/models/registry.hpp"
+#include "latent/train/fit_run.hpp"
 #include "latent/train/block_reduce.hpp"
 #include "latent/train/data_summary.hpp"
 
 namespace latent::cli {
 namespace {
 
-std::vector<Index> parse_list(const std::string& text) {
+std::vector<Index> parse_list(const std::string& text, const std::string& flag) {
   std::vector<Index> out;
   std::stringstream in(text);
   std::string item;
@@ -38,11 +39,11 @@ std::vector<Index> parse_list(const std::string& text) {
     } catch (const std::exception&) {
       used = 0;
     }
-    if (used == 0 || used != item.size() || v < 1)
-      throw_usage("--n-components expects a comma-separated list of positive integers, e.g. 2,4,8 (got '" + text + "')");
+    if (used == 0 || used != item.size() || v < 0)
+      throw_usage("--" + flag + " expects a comma-separated list of integers, e.g. 2,4,8 (got '" + text + "')");
     out.push_back(v);
   }
-  if (out.empty()) throw_usage("--n-components needs at least one value");
+  if (out.empty()) throw_usage("--" + flag + " needs at least one value");
   return out;
 }
 
@@ -77,49 +78,89 @@ std::vector<double> mean_scores(const Context& ctx, io::BlockSource& source, con
 }  // namespace
 
 int cmd_select(const std::vector<std::string>& args, const Context& ctx) {
+  std::vector<std::string> selectable;
+  for (const models::ModelSpec& s : models::registry())
+    if (s.supports(models::Task::kSelect) && s.select) selectable.push_back(s.name);
+  std::string names;
+  for (const auto& n : selectable) names += (names.empty() ? "" : "|") + n;
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {
     if (ctx.comm.is_root())
-      ctx.out << "Usage: latent select gmm|ppca|fa --data DIR --n-components 2,4,8 [options]   (--help after the model)\n";
+      ctx.out << "Usage: latent select " << names << " --data DIR --n-components 2,4,8 [options]   (--help after the model)\n";
     return args.empty() ? exit_code(ErrorKind::kUsage) : 0;
   }
   const std::string kind = args[0];
-  if (kind != "gmm" && kind != "ppca" && kind != "fa") throw_usage("select: unknown model '" + kind + "' (gmm, ppca or fa)");
-  std::string data, list, validation_data, criterion = "bic", output_dir, cov = "full", solver = "auto";
-  double validation_fraction = 0.1, tol = 0, reg_covar = 1e-6;
-  int max_iter = 0, n_init = 1;
-  std::string init_params = "kmeans";
+  const models::ModelSpec* spec = models::find_model(kind);
+  if (!spec || !spec->select) {
+    const std::string near = models::nearest(kind, selectable);
+    throw_usage("select: unknown model '" + kind + "'" + (near.empty() ? "" : " (did you mean " + near + "?)") + " (" +
+                names + ")");
+  }
+  const std::vector<std::string>& grid = spec->select_grid;
+  std::string data, validation_data, criterion = "bic", output_dir;
+  double validation_fraction = 0.1;
   bool overwrite = false;
   std::uint64_t seed = 0;
   StreamOptions stream;
-  po::options_description desc("latent select " + kind + " options");
-  desc.add_options()
+  RawValues raw;
+  po::options_description own("latent select " + kind + " options (the model's; " + [&] {
+    std::string g;
+    for (const auto& f : grid) g += (g.empty() ? "--" : " and --") + f;
+    return g;
+  }() + " take comma-separated candidates)"),
+      common("options of every select");
+  add_model_options(own, *spec, raw, grid);
+  common.add_options()
       ("data", po::value(&data)->required(), "training data: directory of HDF5 shards (or one shard file)")
-      ("n-components", po::value(&list)->required(), "candidates, comma-separated (gmm: K; ppca/fa: latent dimension L)")
-      ("validation-fraction", po::value(&validation_fraction)->default_value(0.1),
+      ("validation-fraction", po::value(&validation_fraction)->default_value(0.1, "0.1"),
        "hold out the last rows (whole blocks, at least this fraction) for the held-out log-likelihood; shuffle ordered data first")
       ("validation-data", po::value(&validation_data)->default_value(""),
        "held-out data set instead (then every row of --data trains)")
       ("criterion", po::value(&criterion)->default_value("bic"), "bic | aic | held-out: how the best candidate is named")
-      ("output-dir", po::value(&output_dir)->default_value(""), "also write every candidate's model file here (MODEL-N.h5)")
+      ("output-dir", po::value(&output_dir)->default_value(""),
+       "also write every candidate's model file here (MODEL-N.h5; with a grid over several options MODEL-N-M.h5)")
       ("overwrite", po::bool_switch(&overwrite), "replace existing model files in --output-dir")
-      ("tol", po::value(&tol)->default_value(kind == "gmm" ? 1e-3 : 1e-6), "EM tolerance (as `latent fit`)")
-      ("max-iter", po::value(&max_iter)->default_value(kind == "gmm" ? 100 : 1000), "EM iterations per candidate")
-      ("seed", po::value(&seed)->default_value(0), "random seed")
-      ("covariance-type", po::value(&cov)->default_value("full"), "gmm: full | tied | diag | spherical")
-      ("reg-covar", po::value(&reg_covar)->default_value(1e-6), "gmm: added to the covariance diagonals")
-      ("n-init", po::value(&n_init)->default_value(1), "gmm: initialisations per candidate")
-      ("init-params", po::value(&init_params)->default_value("kmeans"), "gmm: kmeans | k-means++ | random | random_from_data")
-      ("solver", po::value(&solver)->default_value("auto"), "ppca/fa: auto | covariance | streaming");
-  add_stream_options(desc, stream);
+      ("seed", po::value(&seed)->default_value(0), "random seed");
+  add_stream_options(common, stream);
+  po::options_description desc;
+  desc.add(own).add(common);
   po::variables_map vm;
+  std::string example = "latent select " + kind + " --data DIR";
+  for (const auto& f : grid) example += " --" + f + (f == grid.front() ? " 2,4,8" : " 1,5");
   if (!parse(std::vector<std::string>(args.begin() + 1, args.end()), desc, vm, ctx,
-             "latent select " + kind + " --data DIR --n-components 2,4,8 [--validation-fraction 0.1] [--criterion bic]"))
+             example + " [--validation-fraction 0.1] [--criterion bic]", nullptr,
+             "EXAMPLES\n  " + example + "\n  " + example + " --criterion held-out --output-dir candidates/\n\n" +
+                 exit_status_text()))
     return 0;
-  const std::vector<Index> candidates = parse_list(list);
+  // The grid: every combination of the listed values, the first option varying slowest.
+  std::vector<std::vector<Index>> lists;
+  for (const auto& f : grid) {
+    if (!vm.count(f)) throw_usage("--" + f + " is required: a comma-separated list of candidates");
+    lists.push_back(parse_list(raw.texts.at(f), f));
+  }
+  std::vector<std::vector<Index>> candidates(1);
+  for (const auto& list : lists) {
+    std::vector<std::vector<Index>> next;
+    for (const auto& c : candidates)
+      for (const Index v : list) {
+        next.push_back(c);
+        next.back().push_back(v);
+      }
+    candidates = std::move(next);
+  }
+  const models::OptionValues base = typed_values(*spec, raw, vm, grid);
+  std::vector<models::OptionValues> values;
+  for (const auto& c : candidates) {
+    models::OptionValues v = base;
+    for (std::size_t i = 0; i < grid.size(); ++i) v.set(grid[i], std::int64_t{c[i]}, true);
+    models::validate_options(*spec, v);
+    values.push_back(std::move(v));
+  }
   if (criterion != "bic" && criterion != "aic" && criterion != "held-out") throw_usage("--criterion must be bic, aic or held-out");
   if (!(validation_fraction >= 0 && validation_fraction < 1)) throw_usage("--validation-fraction must be in [0, 1)");
   if (stream.block_rows < 1) throw_usage("--block-rows must be at least 1");
   stream.threads = resolve_threads(stream.threads);
+  const models::OptionSpec* missing_option = spec->find_option("missing-values");
+  stream.allow_missing = missing_option && base.text("missing-values") == "nan";
   const bool external = !validation_data.empty();
   if (!external && validation_fraction == 0 && criterion == "held-out")
     throw_usage("--criterion held-out needs --validation-fraction > 0 or --validation-data");
@@ -159,59 +200,29 @@ int cmd_select(const std::vector<std::string>& args, const Context& ctx) {
   const train::DataSummary summary = train::summarize(ctx.comm, *train_source, stream.threads);
   ctx.log.info(fmt::format("select {}: {} candidate(s); {} training rows, {} held-out rows; {} rank(s) x {} thread(s)", kind,
                            candidates.size(), summary.num_samples, n_held_out, ctx.comm.size(), stream.threads));
-  std::unique_ptr<models::Scatter> scatter;
+  train::SelectRun run{ctx.comm, *train_source, summary, data, seed, stream.threads, {}, {}};
   std::vector<std::unique_ptr<models::FittedModel>> fitted;
   std::vector<train::EmResult> ems;
   std::vector<double> seconds;
-  // Writes candidate n's model file as OUTPUT_DIR/MODEL-n.h5 on rank 0 (errors agreed).
-  const auto save = [&](const std::function<void(const std::string&)>& write, Index n) {
-    if (output_dir.empty()) return;
-    comm::run_agreed(ctx.comm, [&] {
-      if (!ctx.comm.is_root()) return;
-      std::filesystem::create_directories(output_dir);
-      write(output_dir + "/" + kind + "-" + std::to_string(n) + ".h5");
-    });
+  const auto label = [&](const std::vector<Index>& c, const std::string& sep, bool with_flags) {
+    std::string out;
+    for (std::size_t i = 0; i < c.size(); ++i)
+      out += (i ? sep : "") + (with_flags ? grid[i] + " " : "") + std::to_string(c[i]);
+    return out;
   };
-  for (const Index n : candidates) {
+  for (std::size_t i = 0; i < candidates.size(); ++i) {
     const auto t0 = std::chrono::steady_clock::now();
-    const Logger quiet = Logger::silent();
-    if (kind == "gmm") {
-      models::GmmConfig g;
-      g.n_components = n;
-      g.covariance_type = models::parse_covariance_type(cov);
-      g.reg_covar = reg_covar;
-      g.tol = tol;
-      g.max_iter = max_iter;
-      g.n_init = n_init;
-      g.init_params = init_params;
-      g.seed = seed;
-      g.threads = stream.threads;
-      models::GmmFitResult r = models::fit_gmm(ctx.comm, *train_source, summary, g, quiet, {});
-      ems.push_back(r.em);
-      fitted.push_back(models::make_fitted(r.model));
-      save([&](const std::string& path) {
-        models::save_gmm(r.model, models::FitRecord{"{}", r.em, summary.num_samples, data}, path, overwrite);
-      }, n);
-    } else {
-      models::FactorConfig f;
-      f.n_components = n;
-      f.noise = kind == "ppca" ? models::NoiseType::kIsotropic : models::NoiseType::kDiagonal;
-      f.tol = tol;
-      f.max_iter = max_iter;
-      f.solver = solver;
-      f.seed = seed;
-      f.threads = stream.threads;
-      if (!scatter && models::resolve_factor_solver(f, info.num_features) == "covariance")
-        scatter = std::make_unique<models::Scatter>(models::scatter_pass(ctx.comm, *train_source, summary.mean, stream.threads));
-      models::FactorFitResult r = models::fit_factor(ctx.comm, *train_source, summary, f, quiet, {}, nullptr, scatter.get());
-      ems.push_back(r.em);
-      fitted.push_back(models::make_fitted(r.model));
-      save([&](const std::string& path) {
-        models::save_factor(r.model, models::FitRecord{"{}", r.em, summary.num_samples, data}, path, overwrite);
-      }, n);
-    }
+    spec->select(run, values[i]);
+    ems.push_back(run.result.em);
+    fitted.push_back(std::move(run.result.model));
+    if (!output_dir.empty())
+      comm::run_agreed(ctx.comm, [&] {
+        if (!ctx.comm.is_root()) return;
+        std::filesystem::create_directories(output_dir);
+        run.result.save(output_dir + "/" + kind + "-" + label(candidates[i], "-", false) + ".h5", overwrite);
+      });
     seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    ctx.log.info(fmt::format("  {} = {:>4}: {} after {} iterations, {:.2f} s", kind == "gmm" ? "K" : "L", n,
+    ctx.log.info(fmt::format("  {}: {} after {} iterations, {:.2f} s", label(candidates[i], ", ", true),
                              ems.back().converged ? "converged" : "stopped", ems.back().n_iter, seconds.back()));
   }
   const std::vector<double> train_ll = mean_scores(ctx, *train_source, fitted, stream.threads);
@@ -220,41 +231,51 @@ int cmd_select(const std::vector<std::string>& args, const Context& ctx) {
   nlohmann::json rows = nlohmann::json::array();
   std::size_t best = 0;
   std::vector<double> key(candidates.size());
-  std::string table = fmt::format("  {:>6}  {:>10}  {:>16}  {:>16}  {:>16}  {:>16}  {:>6}\n", kind == "gmm" ? "K" : "L",
-                                  "parameters", "train ll/sample", "BIC", "AIC", "held-out ll", "iter");
+  std::string head;
+  for (const auto& f : grid) head += fmt::format("  {:>14}", f);
+  std::string table = head + fmt::format("  {:>10}  {:>16}  {:>16}  {:>16}  {:>16}  {:>6}\n", "parameters", "train ll/sample",
+                                         "BIC", "AIC", "held-out ll", "iter");
+  const auto key_of = [](const std::string& flag) {
+    std::string k = flag;
+    std::replace(k.begin(), k.end(), '-', '_');
+    return k;
+  };
   for (std::size_t i = 0; i < candidates.size(); ++i) {
     const double p = static_cast<double>(fitted[i]->num_parameters());
     const double bic = -2 * train_ll[i] * n + p * std::log(n), aic = -2 * train_ll[i] * n + 2 * p;
-    nlohmann::json row{{"n_components", candidates[i]},
-                       {"n_parameters", fitted[i]->num_parameters()},
+    nlohmann::json row{{"n_parameters", fitted[i]->num_parameters()},
                        {"train_log_likelihood", train_ll[i]},
                        {"bic", bic},
                        {"aic", aic},
                        {"n_iter", ems[i].n_iter},
                        {"converged", ems[i].converged},
                        {"seconds", seconds[i]}};
+    for (std::size_t g = 0; g < grid.size(); ++g) row[key_of(grid[g])] = candidates[i][g];
     if (held_out) row["held_out_log_likelihood"] = held_ll[i];
     rows.push_back(row);
     key[i] = criterion == "bic" ? bic : criterion == "aic" ? aic : -held_ll[i];
     if (key[i] < key[best]) best = i;
-    table += fmt::format("  {:>6}  {:>10}  {:>16.6f}  {:>16.6g}  {:>16.6g}  {:>16}  {:>6}\n", candidates[i],
-                         fitted[i]->num_parameters(), train_ll[i], bic, aic,
-                         held_out ? fmt::format("{:.6f}", held_ll[i]) : std::string("-"), ems[i].n_iter);
+    for (const Index v : candidates[i]) table += fmt::format("  {:>14}", v);
+    table += fmt::format("  {:>10}  {:>16.6f}  {:>16.6g}  {:>16.6g}  {:>16}  {:>6}\n", fitted[i]->num_parameters(),
+                         train_ll[i], bic, aic, held_out ? fmt::format("{:.6f}", held_ll[i]) : std::string("-"),
+                         ems[i].n_iter);
   }
   ctx.log.info("candidates (log-likelihoods in nats per sample; BIC/AIC on the training rows):\n" + table +
-               fmt::format("best by {}: {} = {}", criterion, kind == "gmm" ? "K" : "L", candidates[best]));
+               fmt::format("best by {}: {}", criterion, label(candidates[best], ", ", true)));
   nlohmann::json j{{"model", kind},
                    {"data", data},
                    {"criterion", criterion},
                    {"n_train", summary.num_samples},
                    {"n_held_out", n_held_out},
-                   {"best_n_components", candidates[best]},
                    {"candidates", rows},
                    {"definitions",
                     "bic = -2 N ll + p log N, aic = -2 N ll + 2 p with ll the mean log-likelihood of the training rows "
                     "under the fitted parameters (scikit-learn's bic/aic), p the free parameters; held_out_log_likelihood: "
                     "mean log-likelihood of the held-out rows, nats per sample"}};
-  if (kind == "gmm") j["covariance_type"] = cov;
+  for (std::size_t g = 0; g < grid.size(); ++g) j["best_" + key_of(grid[g])] = candidates[best][g];
+  // The model's text options as used (e.g. covariance_type), for the record.
+  for (const models::OptionSpec& o : spec->options)
+    if (o.type == models::OptionType::kText && !o.choices.empty()) j[key_of(o.flag)] = base.text(o.flag);
   if (ctx.comm.is_root()) ctx.out << j.dump() << '\n';
   return 0;
 }

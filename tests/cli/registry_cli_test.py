@@ -91,9 +91,9 @@ def main():
                 elif t == "select":
                     if not declared:
                         continue  # select takes a model name, not a file: nothing to refuse
-                    flag = "--n-components"
-                    r = run("select", name, "--data", data, flag, "1,2", "--block-rows", "100", cwd=root)
-                    ok = r.returncode == 0 and "{" in r.stdout
+                    grid = [a for f in s["select_grid"] for a in (f"--{f}", "1,2")]
+                    r = run("select", name, "--data", data, *grid, "--block-rows", "100", cwd=root)
+                    ok = r.returncode == 0 and len(json.loads(r.stdout)["candidates"]) == 2 ** len(s["select_grid"])
                 else:  # generate: a synthetic data set from the model family
                     if not declared:
                         continue

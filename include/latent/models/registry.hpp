@@ -18,6 +18,7 @@
 
 namespace latent::train {
 class FitRun;
+struct SelectRun;
 }
 
 namespace latent::models {
@@ -103,6 +104,13 @@ struct ModelSpec {
   /// Opens a model file of this kind for score/predict/transform/sample/impute/info;
   /// empty if the model's tasks go through their own code (lda, vae, mmm for now).
   std::function<std::unique_ptr<FittedModel>(const std::string& path)> load;
+  /// `latent select`: fits one candidate with `values` (the grid's values filled in) on
+  /// the run's training rows and stores it in run.result. Collective. Empty unless the
+  /// model declares Task::kSelect.
+  std::function<void(train::SelectRun& run, const OptionValues& values)> select;
+  /// The integer options `latent select` may range over (comma-separated lists), e.g.
+  /// {"n-components"}, or {"n-components", "n-factors"} for a grid over K and L.
+  std::vector<std::string> select_grid;
 
   bool supports(Task task) const;
   const OptionSpec* find_option(std::string_view flag) const;

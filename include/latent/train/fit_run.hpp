@@ -7,6 +7,7 @@
 /// its training call and its file.
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -16,6 +17,7 @@
 #include "latent/core/log.hpp"
 #include "latent/io/block_source.hpp"
 #include "latent/io/counts_dataset.hpp"
+#include "latent/models/fitted_model.hpp"
 #include "latent/models/registry.hpp"
 #include "latent/train/batch_em.hpp"
 #include "latent/train/checkpoint.hpp"
@@ -75,6 +77,27 @@ class FitRun {
   virtual void done(const EmResult& result, double seconds) = 0;
   /// Runs `write` on rank 0 (the model file), with its error agreed on every rank.
   virtual void save(const std::function<void()>& write) = 0;
+};
+
+/// One `latent select` candidate fit (ModelSpec::select): the training rows and what
+/// the candidates share. Filled by the command; the spec's select function sets `result`.
+struct SelectRun {
+  const comm::Communicator& comm;
+  io::BlockSource& source;  ///< this rank's training blocks
+  const DataSummary& summary;
+  std::string data;  ///< the --data path, for the model files' fit record
+  std::uint64_t seed = 0;
+  int threads = 1;
+  /// State shared by the candidates of one select (e.g. the factor models' scatter
+  /// matrix), keyed by the model.
+  std::map<std::string, std::shared_ptr<void>> cache;
+  struct Candidate {
+    std::unique_ptr<models::FittedModel> model;
+    EmResult em;
+    /// Writes the candidate's model file (rank 0 only; called by the command).
+    std::function<void(const std::string& path, bool overwrite)> save;
+  };
+  Candidate result;
 };
 
 }  // namespace latent::train

@@ -59,6 +59,25 @@ int fit_factor_run(train::FitRun& run, NoiseType noise) {
   return 0;
 }
 
+// One `latent select` candidate (ModelSpec::select); the candidates share one scatter
+// matrix when the covariance solver is used.
+void select_factor(train::SelectRun& run, const OptionValues& o, NoiseType noise) {
+  FactorConfig f = factor_config(o, noise);
+  f.seed = run.seed;
+  f.threads = run.threads;
+  const Index d = run.source.info().num_features;
+  std::shared_ptr<void>& cached = run.cache["scatter"];
+  if (!cached && resolve_factor_solver(f, d) == "covariance")
+    cached = std::make_shared<Scatter>(scatter_pass(run.comm, run.source, run.summary.mean, run.threads));
+  FactorFitResult r = fit_factor(run.comm, run.source, run.summary, f, Logger::silent(), {}, nullptr,
+                                 static_cast<const Scatter*>(cached.get()));
+  run.result.em = r.em;
+  run.result.model = make_fitted(r.model);
+  run.result.save = [r = std::move(r), data = run.data, n = run.summary.num_samples](const std::string& path, bool overwrite) {
+    save_factor(r.model, FitRecord{"{}", r.em, n, data}, path, overwrite);
+  };
+}
+
 ModelSpec factor_spec(NoiseType noise) {
   using T = OptionType;
   ModelSpec s;
@@ -98,6 +117,8 @@ ModelSpec factor_spec(NoiseType noise) {
       "use fewer components, --solver streaming, smaller --block-rows or --cache-mb, or more nodes (or raise "
       "--memory-budget if the limit is wrong)";
   s.fit = [noise](train::FitRun& run) { return fit_factor_run(run, noise); };
+  s.select = [noise](train::SelectRun& run, const OptionValues& o) { select_factor(run, o, noise); };
+  s.select_grid = {"n-components"};
   s.load = load_model;
   return s;
 }

@@ -57,6 +57,27 @@ int fit_gmm_run(train::FitRun& run) {
   return 0;
 }
 
+// One `latent select` candidate (ModelSpec::select).
+void select_gmm(train::SelectRun& run, const OptionValues& o) {
+  GmmConfig g;
+  g.n_components = o.integer("n-components");
+  g.covariance_type = parse_covariance_type(o.text("covariance-type"));
+  g.reg_covar = o.real("reg-covar");
+  g.tol = o.real("tol");
+  g.max_iter = static_cast<int>(o.integer("max-iter"));
+  g.n_init = static_cast<int>(o.integer("n-init"));
+  g.init_params = o.text("init-params");
+  g.init_model = o.text("init-model");
+  g.seed = run.seed;
+  g.threads = run.threads;
+  GmmFitResult r = fit_gmm(run.comm, run.source, run.summary, g, Logger::silent(), {});
+  run.result.em = r.em;
+  run.result.model = make_fitted(r.model);
+  run.result.save = [r = std::move(r), data = run.data, n = run.summary.num_samples](const std::string& path, bool overwrite) {
+    save_gmm(r.model, FitRecord{"{}", r.em, n, data}, path, overwrite);
+  };
+}
+
 int fit_bgmm_run(train::FitRun& run) {
   const OptionValues& o = run.options();
   train::FitCommon& c = run.common();
@@ -162,6 +183,8 @@ ModelSpec gmm_spec() {
       "--memory-budget if the limit is wrong)";
   s.fit = fit_gmm_run;
   s.load = load_model;
+  s.select = select_gmm;
+  s.select_grid = {"n-components"};
   return s;
 }
 

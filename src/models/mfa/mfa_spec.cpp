@@ -15,9 +15,7 @@
 namespace latent::models {
 namespace {
 
-int fit_mfa_run(train::FitRun& run) {
-  const OptionValues& o = run.options();
-  train::FitCommon& c = run.common();
+MfaConfig mfa_config(const OptionValues& o) {
   MfaConfig m;
   m.n_components = o.integer("n-components");
   m.n_factors = o.integer("n-factors");
@@ -30,6 +28,14 @@ int fit_mfa_run(train::FitRun& run) {
   m.n_init = static_cast<int>(o.integer("n-init"));
   m.init_params = o.text("init-params");
   m.missing_values = missing == "nan";
+  return m;
+}
+
+int fit_mfa_run(train::FitRun& run) {
+  const OptionValues& o = run.options();
+  train::FitCommon& c = run.common();
+  MfaConfig m = mfa_config(o);
+  const std::string noise = o.text("noise"), missing = o.text("missing-values");
   m.seed = c.seed;
   train::DataSummary summary;
   auto source = run.open_dense(summary, m.missing_values);
@@ -59,6 +65,19 @@ int fit_mfa_run(train::FitRun& run) {
                              fit.em.converged ? "converged" : "stopped", fit.em.n_iter, fit.em.objective, total,
                              c.output));
   return 0;
+}
+
+// One `latent select` candidate over (K, L) (ModelSpec::select).
+void select_mfa(train::SelectRun& run, const OptionValues& o) {
+  MfaConfig m = mfa_config(o);
+  m.seed = run.seed;
+  m.threads = run.threads;
+  MfaFitResult r = fit_mfa(run.comm, run.source, run.summary, m, Logger::silent(), {});
+  run.result.em = r.em;
+  run.result.model = make_fitted(r.model);
+  run.result.save = [r = std::move(r), data = run.data, n = run.summary.num_samples](const std::string& path, bool overwrite) {
+    save_mfa(r.model, FitRecord{"{}", r.em, n, data}, path, overwrite);
+  };
 }
 
 }  // namespace
@@ -93,7 +112,7 @@ ModelSpec mfa_spec() {
        .help = "error (NaN is an input error) | nan (NaN entries are missing and marginalised by the EM)",
        .choices = {"error", "nan"}},
   };
-  s.tasks = {Task::kScore, Task::kPredict, Task::kTransform, Task::kSample, Task::kImpute};
+  s.tasks = {Task::kScore, Task::kPredict, Task::kTransform, Task::kSample, Task::kImpute, Task::kSelect};
   s.examples = {"latent fit mfa --data shards/ --output mfa.h5 --n-components 10 --n-factors 10",
                 "latent fit mfa --data shards/ --output mppca.h5 --n-components 5 --n-factors 3 --noise isotropic "
                 "--missing-values nan"};
@@ -109,6 +128,8 @@ ModelSpec mfa_spec() {
       "the limit is wrong)";
   s.fit = fit_mfa_run;
   s.load = [](const std::string& path) { return load_mfa(path); };
+  s.select = select_mfa;
+  s.select_grid = {"n-components", "n-factors"};
   return s;
 }
 
