@@ -13,16 +13,18 @@
 
 namespace latent::io::importers {
 
+/// What open_text takes besides the input (the `latent import counts` text options).
 struct TextOptions {
-  std::string vocab;          ///< a fixed vocabulary, one word per line, in this order (no pruning, one pass)
-  std::string include;        ///< directory input: only files whose whole name matches (ECMAScript regex)
-  std::string tag_separator;  ///< tokens are word<SEP>tag; "" none
-  bool lowercase = true;      ///< ASCII lowercasing before tokenising
-  std::string stop_words;     ///< "english" (scikit-learn's list), a file of one word per line, or ""
-  std::string min_df = "1";   ///< as parse_doc_frequency
-  std::string max_df = "1.0";
-  Index max_features = 0;     ///< keep the N most frequent words (corpus count; ties by word); 0: all
-  std::string labels;         ///< directory input: 'name label' lines (as the Brown corpus' cats.txt)
+  std::string vocab{};          ///< a fixed vocabulary, one word per line, in this order (no pruning, one pass)
+  std::string include{};        ///< directory input: only files whose whole name matches (ECMAScript regex,
+                                ///< which must be valid: std::regex_error otherwise)
+  std::string tag_separator{};  ///< tokens are word<SEP>tag; "" none
+  bool lowercase = true;        ///< ASCII lowercasing before tokenising
+  std::string stop_words{};     ///< "english" (scikit-learn's list), a file of one word per line, or ""
+  std::string min_df = "1";     ///< as parse_doc_frequency
+  std::string max_df = "1.0";   ///< as parse_doc_frequency
+  Index max_features = 0;       ///< keep the N most frequent words (corpus count; ties by word); 0: all
+  std::string labels{};         ///< directory input: 'name label' lines (as the Brown corpus' cats.txt)
 };
 
 /// --min-df / --max-df as scikit-learn: an integer is a document count, a float a proportion.
