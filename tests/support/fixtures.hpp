@@ -2,8 +2,10 @@
 // Test fixtures made by the tests themselves: temporary directories and shard writers.
 #include <gtest/gtest.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
@@ -38,6 +40,20 @@ class TempDir {
   }
   std::string path_;
 };
+
+/// Writes `content` to `path` as it is.
+inline void write_file(const std::string& path, const std::string& content) {
+  std::ofstream f(path, std::ios::binary);
+  f << content;
+}
+
+/// Writes `content` to `path` gzipped.
+inline void write_gz(const std::string& path, const std::string& content) {
+  gzFile f = gzopen(path.c_str(), "wb");
+  ASSERT_NE(f, nullptr);
+  ASSERT_EQ(gzwrite(f, content.data(), static_cast<unsigned>(content.size())), static_cast<int>(content.size()));
+  gzclose(f);
+}
 
 /// Writes rows as one shard file (float64 unless float32 is asked) with optional labels.
 inline void write_shard(const std::string& path, const RowMatrix& x, const std::vector<std::int64_t>& labels = {},

@@ -1,36 +1,28 @@
 #pragma once
-// A gzip-or-plain input byte stream for the importers (zlib reads uncompressed files
-// transparently). Lines and binary reads share one buffer; a damaged or truncated gzip
-// stream is an input error, never a silent end of file.
-#include <zlib.h>
-
+/// \file A gzip-or-plain input byte stream for the importers (zlib reads uncompressed files
+/// transparently). Lines and binary reads share one buffer of 64 KiB; a damaged or truncated
+/// gzip stream is an input error, never a silent end of file.
 #include <algorithm>
 #include <cstring>
-#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "latent/core/error.hpp"
 
-namespace latent::cli {
+struct gzFile_s;  // zlib's gzFile; zlib stays out of the public headers
+
+namespace latent::io::importers {
 
 class ByteStream {
  public:
-  explicit ByteStream(const std::string& path) : path_(path) {
-    std::error_code ec;
-    if (!std::filesystem::exists(path, ec)) throw Error(ErrorKind::kNoInput, "input " + path + ": does not exist");
-    if (std::filesystem::is_directory(path, ec)) throw_input("input " + path + ": is a directory, not a file");
-    f_ = gzopen(path.c_str(), "rb");
-    if (!f_) throw_input("input " + path + ": cannot be opened");
-    gzbuffer(f_, 1 << 20);
-  }
-  ~ByteStream() {
-    if (f_) gzclose(f_);
-  }
+  /// Throws Error(kNoInput) if `path` does not exist, Error(kInput) if it is a directory
+  /// or cannot be opened.
+  explicit ByteStream(const std::string& path);
+  ~ByteStream();
   ByteStream(const ByteStream&) = delete;
   ByteStream& operator=(const ByteStream&) = delete;
 
-  /// Reads exactly n bytes or throws naming `what`.
+  /// Reads exactly n bytes or throws Error(kInput) naming the file and `what`.
   void read(void* out, std::size_t n, const std::string& what) {
     auto* p = static_cast<char*>(out);
     while (n > 0) {
@@ -71,25 +63,14 @@ class ByteStream {
 
  private:
   // Refills the buffer; returns the bytes now available (0 at the end of the input).
-  std::size_t fill() {
-    if (buf_.empty()) buf_.resize(1 << 16);
-    pos_ = end_ = 0;
-    if (eof_) return 0;
-    const int got = gzread(f_, buf_.data(), static_cast<unsigned>(buf_.size()));
-    int err = Z_OK;
-    const char* message = gzerror(f_, &err);
-    if (got < 0 || (err != Z_OK && err != Z_STREAM_END))
-      throw_input("input " + path_ + ": truncated or corrupt (" + (message && *message ? message : "read error") + ")");
-    if (got == 0) eof_ = true;
-    end_ = static_cast<std::size_t>(got);
-    return end_;
-  }
+  // Throws Error(kInput) for a truncated or corrupt gzip stream.
+  std::size_t fill();
 
   std::string path_;
-  gzFile f_ = nullptr;
+  gzFile_s* f_ = nullptr;
   std::vector<char> buf_;
   std::size_t pos_ = 0, end_ = 0;
   bool eof_ = false;
 };
 
-}  // namespace latent::cli
+}  // namespace latent::io::importers

@@ -1,0 +1,28 @@
+#include "latent/io/import/binary_rows.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "latent/core/error.hpp"
+
+namespace latent::io::importers {
+
+void check_dimensions(const std::string& path, Index rows, Index features) {
+  if (rows < 0 || features < 1 || features > kMaxFeatures)
+    throw_input(fmt::format("input {}: implausible dimensions in the header ({} rows x {} features; at most {} features)",
+                            path, rows, features, kMaxFeatures));
+}
+
+Index BinaryRowReader::read(RowMatrix& out, Index max) {
+  const Index n = std::min(max, rows_ - done_);
+  if (n <= 0) return 0;
+  buf_.resize(static_cast<std::size_t>(n * d_) * size_);
+  s_.read(buf_.data(), buf_.size(), fmt::format("rows {}-{}", done_, done_ + n - 1));
+  out.resize(max, d_);
+  for (Index i = 0; i < n * d_; ++i) out.data()[i] = scale_ * value(buf_.data() + static_cast<std::size_t>(i) * size_);
+  done_ += n;
+  return n;
+}
+
+}  // namespace latent::io::importers

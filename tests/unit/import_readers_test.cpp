@@ -1,0 +1,382 @@
+// The importers' readers (include/latent/io/import/), called directly: rows of the dense
+// formats, documents of the count formats, the tokenizer, and errors that name the file
+// and the line or rows. `latent import` end to end (shards, holdout, exit codes, nothing
+// left behind on failure) is tested in import_counts_test.cpp and cli/cli_test.cpp.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <limits>
+
+#include "../support/fixtures.hpp"
+#include "latent/core/error.hpp"
+#include "latent/core/log.hpp"
+#include "latent/io/h5_file.hpp"
+#include "latent/io/import/csv.hpp"
+#include "latent/io/import/hdf5.hpp"
+#include "latent/io/import/idx.hpp"
+#include "latent/io/import/labels.hpp"
+#include "latent/io/import/ldac.hpp"
+#include "latent/io/import/libsvm.hpp"
+#include "latent/io/import/mtx.hpp"
+#include "latent/io/import/npy.hpp"
+#include "latent/io/import/text.hpp"
+#include "latent/io/import/tokenizer.hpp"
+#include "latent/io/import/uci.hpp"
+
+namespace latent {
+namespace {
+
+namespace fs = std::filesystem;
+namespace imp = io::importers;
+using latent::testing::TempDir;
+using latent::testing::write_file;
+using latent::testing::write_gz;
+using Words = std::vector<std::string>;
+constexpr double kAuto = std::numeric_limits<double>::quiet_NaN();
+
+// `f` throws an Error of `kind` whose message contains `where`.
+void expect_error(const std::function<void()>& f, ErrorKind kind, const std::string& where, const std::string& label = "") {
+  try {
+    f();
+    ADD_FAILURE() << label << ": no error (expected one naming '" << where << "')";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), kind) << label << ": " << e.what();
+    EXPECT_NE(std::string(e.what()).find(where), std::string::npos) << label << ": " << e.what();
+  }
+}
+
+// Every row of a reader, read in blocks of `block` rows.
+RowMatrix read_all(imp::DenseReader& r, Index block) {
+  RowMatrix all(0, r.num_features()), part;
+  while (const Index n = r.read(part, block)) {
+    all.conservativeResize(all.rows() + n, Eigen::NoChange);
+    all.bottomRows(n) = part.topRows(n);
+  }
+  return all;
+}
+
+// An NPY version 1 file: magic, header (padded to 64 bytes), data.
+std::string npy(const std::string& descr, const std::string& shape, const std::string& data, bool fortran = false) {
+  std::string header = "{'descr': '" + descr + "', 'fortran_order': " + (fortran ? "True" : "False") +
+                       ", 'shape': " + shape + ", }";
+  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
+  header += '\n';
+  std::string out = "\x93NUMPY\x01";
+  out += '\0';
+  out += static_cast<char>(header.size() & 0xff);
+  out += static_cast<char>(header.size() >> 8);
+  return out + header + data;
+}
+
+template <class T>
+std::string bytes(std::initializer_list<T> values) {
+  std::string s;
+  for (const T v : values) s.append(reinterpret_cast<const char*>(&v), sizeof v);
+  return s;
+}
+
+TEST(DenseReaders, IdxScalesBytesAndNamesTruncatedRows) {
+  TempDir dir("readers");
+  const std::string header("\0\0\x08\x03\0\0\0\x03\0\0\0\x02\0\0\0\x02", 16);
+  std::string pixels;
+  for (int i = 0; i < 12; ++i) pixels += static_cast<char>(i * 20);
+  write_gz(dir / "img.idx.gz", header + pixels);
+  imp::IdxReader r(dir / "img.idx.gz", kAuto);
+  EXPECT_EQ(r.num_rows(), 3);
+  ASSERT_EQ(r.num_features(), 4);
+  const RowMatrix x = read_all(r, 2);
+  ASSERT_EQ(x.rows(), 3);
+  for (int i = 0; i < 12; ++i) EXPECT_DOUBLE_EQ(x.data()[i], i * 20 / 255.0);
+  imp::IdxReader unscaled(dir / "img.idx.gz", 1.0);
+  EXPECT_EQ(read_all(unscaled, 5)(2, 3), 220);
+
+  write_file(dir / "short.idx", header + pixels.substr(0, 10));
+  imp::IdxReader s(dir / "short.idx", kAuto);
+  RowMatrix block;
+  EXPECT_EQ(s.read(block, 2), 2);
+  expect_error([&] { s.read(block, 2); }, ErrorKind::kInput, "short.idx: truncated or unreadable while reading rows 2-2");
+  write_file(dir / "bad.idx", "P5\n28 28\n");
+  expect_error([&] { imp::IdxReader(dir / "bad.idx", kAuto); }, ErrorKind::kInput, "not an IDX file");
+  write_file(dir / "type.idx", std::string("\0\0\x07\x01\0\0\0\x01", 8) + "x");
+  expect_error([&] { imp::IdxReader(dir / "type.idx", kAuto); }, ErrorKind::kInput, "unknown IDX element type 0x07");
+  write_file(dir / "wide.idx", std::string("\0\0\x08\x03\0\0\0\x01\x40\0\0\0\x40\0\0\0", 16));
+  expect_error([&] { imp::IdxReader(dir / "wide.idx", kAuto); }, ErrorKind::kInput, "implausible dimensions");
+  expect_error([&] { imp::IdxReader(dir / "missing.idx", kAuto); }, ErrorKind::kNoInput, "missing.idx: does not exist");
+}
+
+TEST(DenseReaders, NpyDtypesShapesAndRefusals) {
+  TempDir dir("readers");
+  write_file(dir / "i2.npy", npy("<i2", "(3,)", bytes<std::int16_t>({-2, 7, -32768})));
+  imp::NpyReader i2(dir / "i2.npy", kAuto);
+  ASSERT_EQ(i2.num_features(), 1);
+  const RowMatrix a = read_all(i2, 2);
+  EXPECT_EQ(a(0, 0), -2);
+  EXPECT_EQ(a(1, 0), 7);
+  EXPECT_EQ(a(2, 0), -32768);
+
+  write_file(dir / "f4.npy", npy("<f4", "(2, 3)", bytes<float>({1, 2, 3, 4, 5, 6.5f})));
+  imp::NpyReader f4(dir / "f4.npy", 2.0);
+  EXPECT_EQ(f4.num_rows(), 2);
+  const RowMatrix b = read_all(f4, 8);
+  EXPECT_EQ(b(1, 2), 13);
+  EXPECT_EQ(b(0, 1), 4);
+
+  write_file(dir / "u1.npy", npy("|u1", "(2, 2)", std::string("\xff\x01\x02\x03", 4)));
+  imp::NpyReader u1(dir / "u1.npy", kAuto);
+  EXPECT_EQ(read_all(u1, 1)(0, 0), 255);  // no 1/255 scaling outside IDX
+
+  write_file(dir / "be.npy", npy(">f8", "(1,)", bytes<double>({1})));
+  expect_error([&] { imp::NpyReader(dir / "be.npy", kAuto); }, ErrorKind::kInput, "big-endian NPY is not supported");
+  write_file(dir / "f.npy", npy("<f8", "(1, 1)", bytes<double>({1}), true));
+  expect_error([&] { imp::NpyReader(dir / "f.npy", kAuto); }, ErrorKind::kInput, "Fortran-ordered");
+  write_file(dir / "s.npy", npy("<U3", "(1,)", "abc"));
+  expect_error([&] { imp::NpyReader(dir / "s.npy", kAuto); }, ErrorKind::kInput, "NPY dtype not supported");
+  write_file(dir / "3d.npy", npy("<f8", "(1, 1, 1)", bytes<double>({1})));
+  expect_error([&] { imp::NpyReader(dir / "3d.npy", kAuto); }, ErrorKind::kInput, "must be 1-D or 2-D");
+  write_file(dir / "cut.npy", npy("<f8", "(4, 2)", bytes<double>({1, 2, 3})));
+  imp::NpyReader cut(dir / "cut.npy", kAuto);
+  RowMatrix block;
+  expect_error([&] { cut.read(block, 4); }, ErrorKind::kInput, "cut.npy: truncated or unreadable while reading rows 0-3");
+}
+
+TEST(DenseReaders, CsvHeaderMissingValuesAndErrors) {
+  TempDir dir("readers");
+  write_file(dir / "h.csv", "a,b\n1, \"2\"\n\n3,NA\r\n,nan\n");
+  imp::CsvReader h(dir / "h.csv", ',', imp::CsvHeader::kAuto, 10);
+  ASSERT_EQ(h.num_features(), 2);
+  EXPECT_EQ(h.num_rows(), -1);
+  const RowMatrix x = read_all(h, 2);
+  ASSERT_EQ(x.rows(), 3);
+  EXPECT_EQ(x(0, 0), 10);
+  EXPECT_EQ(x(0, 1), 20);
+  EXPECT_EQ(x(1, 0), 30);
+  EXPECT_TRUE(std::isnan(x(1, 1)));
+  EXPECT_TRUE(std::isnan(x(2, 0)) && std::isnan(x(2, 1)));
+
+  write_file(dir / "n.csv", "1;2;3\n4;5;6\n");
+  imp::CsvReader n(dir / "n.csv", ';', imp::CsvHeader::kAuto, kAuto);
+  EXPECT_EQ(read_all(n, 10).rows(), 2);
+  imp::CsvReader yes(dir / "n.csv", ';', imp::CsvHeader::kYes, kAuto);
+  EXPECT_EQ(read_all(yes, 10).rows(), 1);
+
+  expect_error([&] { imp::CsvReader(dir / "h.csv", ',', imp::CsvHeader::kNo, kAuto); }, ErrorKind::kInput,
+               "h.csv, line 1, field 0: 'a' is not a number");
+  write_file(dir / "ragged.csv", "1,2\n3\n");
+  imp::CsvReader ragged(dir / "ragged.csv", ',', imp::CsvHeader::kAuto, kAuto);
+  RowMatrix block;
+  expect_error([&] { ragged.read(block, 5); }, ErrorKind::kInput, "ragged.csv, line 2: expected 2 fields, found 1");
+  write_file(dir / "word.csv", "1,2\n3,x4\n");
+  imp::CsvReader word(dir / "word.csv", ',', imp::CsvHeader::kAuto, kAuto);
+  expect_error([&] { word.read(block, 5); }, ErrorKind::kInput, "word.csv, line 2, field 1: 'x4' is not a number");
+  write_file(dir / "empty.csv", "");
+  expect_error([&] { imp::CsvReader(dir / "empty.csv", ',', imp::CsvHeader::kAuto, kAuto); }, ErrorKind::kInput,
+               "empty.csv: is empty");
+}
+
+TEST(DenseReaders, Hdf5DatasetAndLabelFiles) {
+  TempDir dir("readers");
+  RowMatrix x(3, 2);
+  x << 1, 2, 3, 4, 5, 6;
+  latent::testing::write_shard(dir / "x.h5", x);
+  const auto r = imp::open_dense_reader(imp::DenseFormat::kHdf5, dir / "x.h5", {.dataset = "data", .scale = 0.5});
+  EXPECT_EQ(r->num_rows(), 3);
+  const RowMatrix y = read_all(*r, 2);
+  EXPECT_EQ(y, RowMatrix(0.5 * x));
+  expect_error([&] { imp::Hdf5Reader(dir / "x.h5", "", kAuto); }, ErrorKind::kUsage, "--format hdf5 needs --dataset");
+  expect_error([&] { imp::Hdf5Reader(dir / "x.h5", "nope", kAuto); }, ErrorKind::kInput,
+               "dataset /nope is missing (found: data)");
+
+  write_file(dir / "labels.txt", "3\n\n-1\n");
+  imp::LabelReader text(dir / "labels.txt");
+  EXPECT_EQ(text.next(0), 3);
+  EXPECT_EQ(text.next(1), -1);
+  expect_error([&] { text.next(2); }, ErrorKind::kInput, "has fewer labels than data rows (no label for row 2)");
+  write_file(dir / "bad.txt", "1\nseven\n");
+  imp::LabelReader bad(dir / "bad.txt");
+  EXPECT_EQ(bad.next(0), 1);
+  expect_error([&] { bad.next(1); }, ErrorKind::kInput, "bad.txt, row 1: 'seven' is not an integer");
+  write_file(dir / "l.idx", std::string("\0\0\x08\x01\0\0\0\x02\x05\x09", 10));
+  imp::LabelReader idx(dir / "l.idx");
+  EXPECT_EQ(idx.next(0), 5);
+  EXPECT_EQ(idx.next(1), 9);
+  expect_error([&] { idx.next(2); }, ErrorKind::kInput, "no label for row 2");
+  write_file(dir / "l.npy", npy("<i8", "(2,)", bytes<std::int64_t>({4, 2})));
+  imp::LabelReader n(dir / "l.npy");
+  EXPECT_EQ(n.next(0), 4);
+  EXPECT_EQ(n.next(1), 2);
+}
+
+// ---------------------------------------------------------------------------------------
+// Count formats.
+
+imp::Corpus open_corpus(const std::string& format, const std::string& path, const std::string& vocab = "") {
+  if (format == "uci") return imp::open_uci(path, vocab);
+  if (format == "mm") return imp::open_mtx(path, vocab, imp::MtxLayout::kDocsByWords);
+  if (format == "ldac") return imp::open_ldac(path, vocab);
+  if (format == "libsvm") return imp::open_libsvm(path, vocab, imp::IndexBase::kAuto, Logger::silent());
+  return imp::open_text(path, imp::TextOptions{.vocab = vocab});
+}
+
+// Every document of a corpus as read (ids not merged).
+std::vector<imp::Document> documents(imp::Corpus& c) {
+  std::vector<imp::Document> docs;
+  imp::Document d;
+  while (c.reader->next(d)) docs.push_back(d);
+  return docs;
+}
+
+TEST(CountReaders, DocumentsOfEveryFormat) {
+  TempDir dir("readers");
+  write_file(dir / "c.ldac", "2 0:1 3:2\n0\n3 2:1 0:4 2:2.0\n");
+  imp::Corpus ldac = open_corpus("ldac", dir / "c.ldac");
+  EXPECT_EQ(ldac.vocabulary, (Words{"0", "1", "2", "3"}));
+  EXPECT_EQ(ldac.total, 3);
+  auto docs = documents(ldac);
+  ASSERT_EQ(docs.size(), 3u);
+  EXPECT_EQ(docs[0].ids, (std::vector<std::int32_t>{0, 3}));
+  EXPECT_TRUE(docs[1].ids.empty());
+  EXPECT_EQ(docs[2].ids, (std::vector<std::int32_t>{2, 0, 2}));
+  EXPECT_EQ(docs[2].counts, (std::vector<std::int64_t>{1, 4, 2}));
+
+  write_file(dir / "c.svm", "# comment\n-1 qid:2 1:2 3:0 # trailing\n\n2 2:1\n");
+  imp::Corpus svm = open_corpus("libsvm", dir / "c.svm");
+  EXPECT_TRUE(svm.with_labels);
+  EXPECT_EQ(svm.vocabulary.size(), 3u);  // 1-based: index 3 is id 2
+  docs = documents(svm);
+  ASSERT_EQ(docs.size(), 2u);
+  EXPECT_EQ(docs[0].ids, (std::vector<std::int32_t>{0}));  // the explicit zero is dropped
+  EXPECT_EQ(docs[0].label, -1);
+  EXPECT_EQ(docs[1].label, 2);
+
+  write_file(dir / "docword.k.txt", "3\n2\n3\n1 2 1\n3 1 4\n3 2 1\n");
+  write_gz(dir / "vocab.k.txt.gz", "apple\nbanana\n");
+  imp::Corpus uci = open_corpus("uci", dir / "docword.k.txt");
+  EXPECT_EQ(uci.vocabulary, (Words{"apple", "banana"}));
+  EXPECT_EQ(uci.total, 3);
+  docs = documents(uci);
+  ASSERT_EQ(docs.size(), 3u);
+  EXPECT_EQ(docs[0].ids, (std::vector<std::int32_t>{1}));
+  EXPECT_TRUE(docs[1].ids.empty());
+  EXPECT_EQ(docs[2].counts, (std::vector<std::int64_t>{4, 1}));
+
+  write_file(dir / "p.mtx", "%%MatrixMarket matrix coordinate pattern general\n2 3 2\n1 3\n2 3\n");
+  imp::Corpus mm = imp::open_mtx(dir / "p.mtx", "", imp::MtxLayout::kWordsByDocs);
+  EXPECT_EQ(mm.vocabulary, (Words{"0", "1"}));
+  docs = documents(mm);
+  ASSERT_EQ(docs.size(), 3u);
+  EXPECT_TRUE(docs[0].ids.empty());
+  EXPECT_EQ(docs[2].ids, (std::vector<std::int32_t>{0, 1}));
+  EXPECT_EQ(docs[2].counts, (std::vector<std::int64_t>{1, 1}));
+}
+
+TEST(CountReaders, MalformedLinesNameFileAndLine) {
+  TempDir dir("readers");
+  struct Case {
+    std::string format, file, content, where;
+  };
+  const std::vector<Case> cases{
+      {"uci", "docword.bad.txt", "2\n3\n2\n1 1 1\n2 x 1\n", "docword.bad.txt, line 5"},
+      {"uci", "docword.range.txt", "2\n3\n2\n1 1 1\n2 4 1\n", "docword.range.txt, line 5"},
+      {"uci", "docword.order.txt", "2\n3\n2\n2 1 1\n1 1 1\n", "docword.order.txt, line 5"},
+      {"uci", "docword.neg.txt", "2\n3\n1\n1 1 -1\n", "docword.neg.txt, line 4"},
+      {"uci", "docword.nnz.txt", "2\n3\n1\n1 1 1\n2 2 2\n", "docword.nnz.txt, line 5"},
+      {"uci", "docword.short.txt", "2\n3\n5\n1 1 1\n", "declares 5 entries"},
+      {"ldac", "bad.ldac", "1 0:1\n2 0:1\n", "bad.ldac, line 2"},
+      {"ldac", "colon.ldac", "1 0:1\n1 01\n", "colon.ldac, line 2"},
+      {"libsvm", "bad.svm", "1 1:1\n\n1 3:abc\n", "bad.svm, line 3"},
+      {"libsvm", "frac.svm", "1 1:1.5\n", "frac.svm, line 1"},
+      {"libsvm", "label.svm", "1 1:1\nspam 1:1\n", "label.svm, line 2"},
+      {"mm", "bad.mtx", "%%MatrixMarket matrix coordinate integer general\n2 2 2\n1 1 1\n1 x 2\n", "bad.mtx, line 4"},
+      {"mm", "banner.mtx", "%%MatrixMarket matrix array integer general\n2 2\n", "banner.mtx, line 1"},
+      {"mm", "size.mtx", "%%MatrixMarket matrix coordinate integer general\n2 2\n", "size.mtx, line 2"},
+      {"mm", "u.mtx", "%%MatrixMarket matrix coordinate integer general\n3 4 2\n2 1 1\n1 2 1\n", "u.mtx, line 4"},
+  };
+  for (const auto& c : cases) {
+    write_file(dir / c.file, c.content);
+    if (c.format == "uci") write_file(dir / ("vocab." + c.file.substr(8, c.file.size() - 12) + ".txt"), "a\nb\nc\n");
+    expect_error(
+        [&] {
+          imp::Corpus corpus = open_corpus(c.format, dir / c.file);
+          documents(corpus);
+        },
+        ErrorKind::kInput, c.where, c.file);
+  }
+
+  // A vocabulary of the wrong size, or with an empty line.
+  write_file(dir / "two.txt", "a\nb\n");
+  expect_error([&] { open_corpus("uci", dir / "docword.bad.txt", dir / "two.txt"); }, ErrorKind::kInput, "W = 3");
+  write_file(dir / "holes.txt", "a\n\nc\n");
+  expect_error([&] { open_corpus("ldac", dir / "bad.ldac", dir / "holes.txt"); }, ErrorKind::kInput, "holes.txt, line 2");
+  write_file(dir / "one.ldac", "1 3:1\n");
+  expect_error(
+      [&] {
+        imp::Corpus corpus = open_corpus("ldac", dir / "one.ldac", dir / "two.txt");
+        documents(corpus);
+      },
+      ErrorKind::kInput, "term id 3 is outside the vocabulary of 2 words");
+
+  // Text: malformed or missing labels.
+  fs::create_directories(dir / "docs");
+  write_file(dir / "docs/d1", "hello world\n");
+  write_file(dir / "docs/d2", "hello again\n");
+  write_file(dir / "cats.txt", "d1 greeting\nd2\n");
+  expect_error([&] { imp::open_text(dir / "docs", {.labels = dir / "cats.txt"}); }, ErrorKind::kInput,
+               "cats.txt, line 2");
+  write_file(dir / "cats.txt", "d1 greeting\n");
+  expect_error([&] { imp::open_text(dir / "docs", {.labels = dir / "cats.txt"}); }, ErrorKind::kInput,
+               "no label for document d2");
+  expect_error([&] { open_corpus("ldac", dir / "missing.ldac"); }, ErrorKind::kNoInput, "missing.ldac: does not exist");
+  expect_error([&] { open_corpus("uci", dir / "bad.ldac"); }, ErrorKind::kUsage, "pass --vocab FILE");
+}
+
+TEST(Tokenizer, WordsAsCountVectorizer) {
+  const auto words = [](imp::Tokenizer& t, std::string_view line) {
+    Words w;
+    t.run(line, [&](const std::string& word) { w.push_back(word); });
+    return w;
+  };
+  imp::Tokenizer plain("", true, {});
+  EXPECT_EQ(words(plain, "The cat's food! a x_y 3.14 \xc3\xa9 \xc3\xa9t\xc3\xa9"),
+            (Words{"the", "cat", "food", "x_y", "14", "\xc3\xa9t\xc3\xa9"}));
+  imp::Tokenizer tags("/", false, {"jury"});
+  EXPECT_EQ(words(tags, "The/at jury/nn New/York/np said/vbd ./."), (Words{"The", "New", "York", "said"}));
+  std::unordered_set<std::string> english(imp::english_stop_words().begin(), imp::english_stop_words().end());
+  EXPECT_EQ(english.size(), 318u);
+  imp::Tokenizer stop("", true, english);
+  EXPECT_EQ(words(stop, "The dog ate the cat"), (Words{"dog", "ate", "cat"}));
+}
+
+TEST(CountReaders, TextVocabularyPruningAndPasses) {
+  TempDir dir("readers");
+  write_file(dir / "corpus.txt", "The cat sat on the mat.\nThe dog ate the cat's food!\nA dog, a cat, and a bird.\nx y z\n");
+  imp::Corpus c = imp::open_text(dir / "corpus.txt", {.min_df = "2"});
+  EXPECT_TRUE(c.text);
+  EXPECT_EQ(c.total, 4);
+  EXPECT_EQ(c.vocabulary, (Words{"cat", "dog", "the"}));
+  auto docs = documents(c);
+  ASSERT_EQ(docs.size(), 4u);
+  EXPECT_EQ(docs[1].ids, (std::vector<std::int32_t>{2, 1, 2, 0}));
+  EXPECT_TRUE(docs[3].ids.empty());
+
+  write_file(dir / "vocab.txt", "the\ncat\n");
+  c = imp::open_text(dir / "corpus.txt", {.vocab = dir / "vocab.txt"});
+  EXPECT_EQ(c.total, -1);  // one pass
+  docs = documents(c);
+  EXPECT_EQ(docs[0].ids, (std::vector<std::int32_t>{0, 1, 0}));
+
+  expect_error([&] { imp::open_text(dir / "corpus.txt", {.min_df = "4"}); }, ErrorKind::kUsage, "no words remain");
+  expect_error([&] { imp::parse_doc_frequency("1.5", "--max-df"); }, ErrorKind::kUsage, "--max-df must be");
+  EXPECT_EQ(imp::parse_doc_frequency("0.5", "--max-df").documents(10), 5);
+  EXPECT_EQ(imp::parse_doc_frequency("3", "--min-df").documents(10), 3);
+
+  // The input changes between the passes.
+  imp::Corpus changing = imp::open_text(dir / "corpus.txt", {});
+  write_file(dir / "corpus.txt", "the cat\n");
+  expect_error([&] { documents(changing); }, ErrorKind::kInput, "changed while being imported");
+}
+
+}  // namespace
+}  // namespace latent
