@@ -10,7 +10,7 @@ What it measures
   seconds (above 1: the second rank helps). The 2-rank run is also run with --profile;
   its per-rank breakdown (compute, allreduce, M-step = Adam and the repack of the
   packed weights) is recorded. The trained weights are bitwise the same on 1 and 2
-  ranks (DESIGN.md §4), which the script checks through the training ELBO of every
+  ranks (docs/ARCHITECTURE.md §5), which the script checks through the training ELBO of every
   epoch.
 
 Why the batch size matters

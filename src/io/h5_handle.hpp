@@ -63,7 +63,7 @@ void silence_hdf5();
 Handle open_read_only(const std::string& path);
 
 /// Opens `name` as a dataset after checking it is a hard link to a dataset with neither
-/// external storage nor a virtual layout (RELIABILITY.md rule 6). Throws Error(kInput).
+/// external storage nor a virtual layout (docs/ARCHITECTURE.md §6 rule 6). Throws Error(kInput).
 Handle open_trusted_dataset(hid_t file, const std::string& file_path, const std::string& name);
 
 /// fsync of a file or directory (best effort: errors are ignored), for atomic writes.

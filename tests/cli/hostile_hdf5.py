@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Hostile and malformed HDF5 inputs are refused with a clear message (RELIABILITY.md rule 6).
+"""Hostile and malformed HDF5 inputs are refused with a clear message (docs/ARCHITECTURE.md §6 rule 6).
 
 Usage: hostile_hdf5.py LATENT_BINARY. Needs Debian's python3-h5py; exits 77 (skipped) without it.
 """

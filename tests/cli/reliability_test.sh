@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The reliability catalogue (RELIABILITY.md) for checkpoints, signals and faults, on 2-3
+# The reliability catalogue (docs/ARCHITECTURE.md §6) for checkpoints, signals and faults, on 2-3
 # ranks, every run under a timeout. Usage: reliability_test.sh LATENT_BINARY MPIEXEC
 set -u
 latent=$1

@@ -145,7 +145,7 @@ TEST(Matmul, VectorAndScalarPackersAgree) {
 }
 
 TEST(Matmul, ARowsResultDoesNotDependOnTheOtherRows) {
-  // DESIGN.md §4: a row's products must be the same bits whatever micro-batch it is in.
+  // docs/ARCHITECTURE.md §5: a row's products must be the same bits whatever micro-batch it is in.
   for (Precision p : precisions()) {
     const Index k = 100, n = 50;
     const RowMatrixF a = random_matrix(21, k, 6), b = random_matrix(k, n, 7);

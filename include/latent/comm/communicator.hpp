@@ -37,7 +37,7 @@ class Communicator {
   bool is_root() const noexcept { return rank_ == 0; }
 
   /// Order-independent exact sum of ExactCell vectors: the reduction that makes results
-  /// identical for any number of ranks (DESIGN.md §4.3).
+  /// identical for any number of ranks (docs/ARCHITECTURE.md §5.3).
   void allreduce(ExactSum& sum) const;
   /// Integer sums, exact.
   void allreduce_sum(std::span<std::int64_t> values) const;
@@ -56,7 +56,7 @@ class Communicator {
 
   void barrier() const;
 
-  /// Fail-together consensus (RELIABILITY.md rule 1). Every rank passes its pending
+  /// Fail-together consensus (docs/ARCHITECTURE.md §6 rule 1). Every rank passes its pending
   /// exception (or null). If any rank failed, every rank throws the same latent::Error:
   /// kind and message of the lowest failing rank, prefixed with "rank R: " when the job
   /// has more than one rank. Returns normally only when every rank is fine.

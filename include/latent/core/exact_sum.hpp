@@ -1,5 +1,5 @@
 #pragma once
-/// \file Reproducible summation (DESIGN.md §4.3), after the binned/pre-rounded schemes of
+/// \file Reproducible summation (docs/ARCHITECTURE.md §5.3), after the binned/pre-rounded schemes of
 /// Demmel & Nguyen 2015 (ReproBLAS), simplified to integer bins.
 ///
 /// Every double is split on one global grid of 32-bit bins (bin j holds bits

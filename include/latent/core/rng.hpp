@@ -1,5 +1,5 @@
 #pragma once
-/// \file Counter-based randomness (DESIGN.md §4): every draw is a pure function of
+/// \file Counter-based randomness (docs/ARCHITECTURE.md §5): every draw is a pure function of
 /// (seed, purpose, epoch, id, counter), so results do not depend on how rows are spread
 /// over ranks and threads, and a resumed run needs no saved generator state.
 /// The mixer is SplitMix64's finaliser (Steele, Lea, Flood 2014) applied in a chain.

@@ -1,5 +1,5 @@
 #pragma once
-/// \file The global block plan (DESIGN.md §4.1): the dataset is cut into blocks of at most
+/// \file The global block plan (docs/ARCHITECTURE.md §5.1): the dataset is cut into blocks of at most
 /// `block_rows` rows within each shard; block ids are global and independent of the
 /// number of ranks and threads. Ranks take contiguous ranges of blocks.
 #include <span>

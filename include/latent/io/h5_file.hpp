@@ -1,7 +1,7 @@
 #pragma once
 /// \file Writing and reading the HDF5 files latent produces (models, predictions, shards).
 /// Writers create a temporary file beside the target and rename it into place on
-/// commit(), after flush and fsync (RELIABILITY.md rule 3); an uncommitted writer
+/// commit(), after flush and fsync (docs/ARCHITECTURE.md §6 rule 3); an uncommitted writer
 /// removes its temporary file. All calls are local; use them on one rank.
 #include <cstdint>
 #include <memory>

@@ -1,6 +1,6 @@
 #pragma once
 /// \file The Adam update of the minibatch trainer, fused with the exact sum of the step's
-/// gradients (DESIGN.md §4).
+/// gradients (docs/ARCHITECTURE.md §5).
 ///
 /// Gradients travel on a fixed-point grid: a float32 gradient entry g becomes the integer
 /// q(g) = round(g · 2^bits) (to nearest, ties to even), and a step's gradient is the

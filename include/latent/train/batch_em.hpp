@@ -1,7 +1,7 @@
 #pragma once
 /// \file The batch EM driver: per iteration one streamed pass computes the E-step
 /// statistics of every local block, one allreduce sums them exactly, and every rank runs
-/// the same M-step, so parameters stay identical without a broadcast (DESIGN.md §1).
+/// the same M-step, so parameters stay identical without a broadcast (docs/ARCHITECTURE.md §1).
 #include <functional>
 #include <span>
 #include <vector>

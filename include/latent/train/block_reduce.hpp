@@ -1,6 +1,6 @@
 #pragma once
 /// \file Passes over a rank's blocks on oneTBB threads, and the deterministic reduction of
-/// per-block statistics (DESIGN.md §4.2-4.3): each block's partial statistics are computed
+/// per-block statistics (docs/ARCHITECTURE.md §5.2-5.3): each block's partial statistics are computed
 /// by one task into a zeroed double buffer, then added to an ExactSum, so neither the
 /// thread count nor the rank count can change a bit of the global sums.
 #include <functional>

@@ -1,5 +1,5 @@
 #pragma once
-/// \file Checkpoints and the iteration-boundary protocol (RELIABILITY.md rules 2-4).
+/// \file Checkpoints and the iteration-boundary protocol (docs/ARCHITECTURE.md §6 rules 2-4).
 ///
 /// A checkpoint is an HDF5 file `ckpt-<run>-<iteration>.h5` in the checkpoint directory,
 /// written by rank 0 to a temporary name, fsynced and renamed; the newest `keep` are kept.

@@ -1,5 +1,5 @@
 #pragma once
-/// \file One validating pass over the data before training (RELIABILITY.md rule 5): every
+/// \file One validating pass over the data before training (docs/ARCHITECTURE.md §6 rule 5): every
 /// block is read and checked (finiteness, via BlockSource), and per-feature moments are
 /// computed exactly, so the summary is identical for any rank/thread count.
 #include "latent/comm/communicator.hpp"

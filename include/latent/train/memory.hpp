@@ -1,5 +1,5 @@
 #pragma once
-/// \file Memory prediction before allocation (RELIABILITY.md rule 5): a configuration that
+/// \file Memory prediction before allocation (docs/ARCHITECTURE.md §6 rule 5): a configuration that
 /// cannot fit is refused in seconds with an estimate, instead of dying of OOM hours later.
 #include <cstddef>
 #include <string>

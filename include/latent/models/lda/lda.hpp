@@ -8,7 +8,7 @@
 /// Internally λ and exp(E[log β]) are stored word-major (V × K, row w holds word w's K
 /// values) so one document's words gather contiguous rows; files use K × V.
 ///
-/// Determinism (DESIGN.md §4): every per-document quantity is a pure function of the
+/// Determinism (docs/ARCHITECTURE.md §5): every per-document quantity is a pure function of the
 /// document and the global parameters; expected counts are added in fixed point (integers,
 /// kLdaStatsFracBits-style grid chosen from the corpus size), so their sums are exact and
 /// independent of how documents are spread over ranks, threads and blocks.

@@ -2,7 +2,7 @@
 /// \file Distributed minibatch training of a VAE (Kingma & Welling 2014) with Adam
 /// (Kingma & Ba 2015).
 ///
-/// Schedule (DESIGN.md §4): the training rows are cut into micro-batches of
+/// Schedule (docs/ARCHITECTURE.md §5): the training rows are cut into micro-batches of
 /// micro_batch_rows rows (the global block plan; a shard's last block may be short); a
 /// minibatch is ceil(batch_size / micro_batch_rows) consecutive micro-batches in storage
 /// order; with `shuffle` the minibatches of each epoch are visited in an order drawn from
