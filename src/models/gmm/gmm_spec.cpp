@@ -218,7 +218,7 @@ ModelSpec bgmm_spec() {
       {.flag = "init-params", .type = T::kText, .default_value = "kmeans", .help = "kmeans | random",
        .choices = {"kmeans", "random"}},
   };
-  s.tasks = {Task::kScore, Task::kPredict, Task::kTransform, Task::kSample};
+  s.tasks = {Task::kScore, Task::kPredict, Task::kTransform, Task::kSample, Task::kImpute};
   s.examples = {"latent fit bgmm --data shards/ --output bgmm.h5 --n-components 20 --weight-concentration-prior 0.01"};
   s.memory = [](const OptionValues& o, std::int64_t d, std::int64_t) {
     const Index k = o.integer("n-components");

@@ -1,5 +1,5 @@
 // `latent fit mfa`: options, memory estimate, fit and file of the mixture of factor
-// analysers (the registry's entry; docs/ARCHITECTURE.md §3 "Adding a model").
+// analysers (the registry's entry; docs/ARCHITECTURE.md §3; §8 is the adding-a-model checklist it follows).
 #include <fmt/format.h>
 
 #include <chrono>
