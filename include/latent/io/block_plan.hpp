@@ -30,4 +30,15 @@ struct BlockRange {
 };
 BlockRange rank_block_range(Index num_blocks, int rank, int num_ranks);
 
+/// The blocks `rank` of `num_ranks` reads: its contiguous range (rank_block_range) of
+/// `plan`, in plan order. Every block goes to exactly one rank. Local.
+std::vector<BlockRef> rank_blocks(std::span<const BlockRef> plan, int rank, int num_ranks);
+/// The same for the sub-range plan[first, last) (a training or held-out part of a plan):
+/// `rank` gets the rank_block_range(last − first, ...) share of it. Requires
+/// 0 <= first <= last <= plan.size().
+std::vector<BlockRef> rank_blocks(std::span<const BlockRef> plan, Index first, Index last, int rank, int num_ranks);
+
+/// Rows in `blocks` (Σ num_rows).
+Index num_rows(std::span<const BlockRef> blocks);
+
 }  // namespace latent::io
