@@ -89,6 +89,10 @@ struct LdaScore {
   double completion_log_likelihood = 0;   ///< Σ log p(held-out half | observed half), nats
   double completion_tokens = 0;           ///< tokens in the held-out halves
   double doc_completion_perplexity = 0;   ///< exp(−completion_log_likelihood / completion_tokens)
+  /// completion_log_likelihood per held-out token (nats; 0 without held-out tokens).
+  double completion_per_token() const { return completion_tokens > 0 ? completion_log_likelihood / completion_tokens : 0.0; }
+  /// bound per token (nats; 0 for an empty corpus).
+  double bound_per_token() const { return num_tokens > 0 ? bound / num_tokens : 0.0; }
 };
 /// Document completion (Wallach et al. 2009, §5.1 "document completion"): a document's
 /// tokens are expanded in ascending word-id order and numbered 0, 1, 2, ...; even
