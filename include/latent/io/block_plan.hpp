@@ -41,4 +41,14 @@ std::vector<BlockRef> rank_blocks(std::span<const BlockRef> plan, Index first, I
 /// Rows in `blocks` (Σ num_rows).
 Index num_rows(std::span<const BlockRef> blocks);
 
+/// The layout of a generated data set: N rows in S shard files, shard s holding rows
+/// [s N / S, (s + 1) N / S) (N S must fit int64). Rank r of P writes shards
+/// rank_block_range(S, r, P).
+struct ShardLayout {
+  Index num_rows = 0;
+  Index num_shards = 1;
+  /// The first row of shard s (0 <= s <= S; begin(S) = N).
+  Index begin(Index s) const { return num_rows * s / num_shards; }
+};
+
 }  // namespace latent::io
