@@ -17,8 +17,10 @@
 #include "latent/io/block_plan.hpp"
 #include "latent/io/counts_dataset.hpp"
 #include "latent/io/h5_file.hpp"
+#include "latent/models/apply.hpp"
 #include "latent/models/fitted_model.hpp"
 #include "latent/train/block_reduce.hpp"
+#include "latent/train/metrics.hpp"
 
 namespace latent::cli {
 namespace {
@@ -54,77 +56,12 @@ std::unique_ptr<models::FittedModel> load_and_open(const Context& ctx, ApplyOpti
   return model;
 }
 
-double comb2(double n) { return n * (n - 1) / 2; }
-
-// Doubles in an order-preserving int64 code (NaN excluded), and back.
-std::int64_t order_code(double x) {
-  std::int64_t i;
-  std::memcpy(&i, &x, sizeof i);
-  return i >= 0 ? i : std::numeric_limits<std::int64_t>::min() - i - 1;
-}
-double from_order_code(std::int64_t i) {
-  const std::int64_t bits = i >= 0 ? i : std::numeric_limits<std::int64_t>::min() - i - 1;
-  double x;
-  std::memcpy(&x, &bits, sizeof x);
-  return x;
-}
-
-// The k-th smallest (0-based) of the values spread over the ranks, exactly: a bisection
-// on the order codes with one counting allreduce per step (64 at most). Collective.
-double global_order_statistic(const comm::Communicator& comm, std::vector<double> local, std::int64_t k) {
-  std::sort(local.begin(), local.end());
-  // Every code between those of -inf and +inf is a non-NaN double. Invariant: the answer's
-  // code is in [lo, hi].
-  std::int64_t lo = order_code(-std::numeric_limits<double>::infinity());
-  std::int64_t hi = order_code(std::numeric_limits<double>::infinity());
-  while (lo < hi) {
-    const std::int64_t mid = lo + static_cast<std::int64_t>((static_cast<std::uint64_t>(hi) - static_cast<std::uint64_t>(lo)) / 2);
-    const double v = from_order_code(mid);
-    std::int64_t count[1] = {static_cast<std::int64_t>(std::upper_bound(local.begin(), local.end(), v) - local.begin())};
-    comm.allreduce_sum(count);
-    if (count[0] > k) hi = mid;
-    else lo = mid + 1;
-  }
-  return from_order_code(lo);
-}
-
 }  // namespace
 
-/// Adjusted Rand index (Hubert & Arabie 1985) and purity from a contingency table.
-void clustering_agreement(const std::map<std::pair<std::int64_t, std::int64_t>, std::int64_t>& table, double& ari,
-                          double& purity) {
-  std::map<std::int64_t, double> rows, cols;
-  std::map<std::int64_t, double> best_in_cluster;
-  double n = 0, index = 0;
-  for (const auto& [key, count] : table) {
-    const double c = static_cast<double>(count);
-    rows[key.first] += c;
-    cols[key.second] += c;
-    best_in_cluster[key.first] = std::max(best_in_cluster[key.first], c);
-    n += c;
-    index += comb2(c);
-  }
-  double sum_rows = 0, sum_cols = 0, best = 0;
-  for (const auto& [k, v] : rows) sum_rows += comb2(v);
-  for (const auto& [k, v] : cols) sum_cols += comb2(v);
-  for (const auto& [k, v] : best_in_cluster) best += v;
-  const double expected = n > 1 ? sum_rows * sum_cols / comb2(n) : 0;
-  const double max_index = 0.5 * (sum_rows + sum_cols);
-  ari = max_index == expected ? 1.0 : (index - expected) / (max_index - expected);
-  purity = n > 0 ? best / n : 0;
-}
-
-void add_agreement(const Context& ctx, const std::map<std::pair<std::int64_t, std::int64_t>, std::int64_t>& table,
-                   nlohmann::json& j) {
-  std::vector<std::int64_t> flat;
-  for (const auto& [key, count] : table) flat.insert(flat.end(), {key.first, key.second, count});
-  const auto all = ctx.comm.allgatherv(flat);
-  std::map<std::pair<std::int64_t, std::int64_t>, std::int64_t> global;
-  for (std::size_t i = 0; i + 2 < all.size(); i += 3) global[{all[i], all[i + 1]}] += all[i + 2];
-  double ari = 0, purity = 0;
-  clustering_agreement(global, ari, purity);
-  j["adjusted_rand_index"] = ari;
-  j["purity"] = purity;
+void add_agreement(const Context& ctx, const train::ContingencyTable& table, nlohmann::json& j) {
+  const train::ClusteringAgreement agreement = train::global_clustering_agreement(ctx.comm, table);
+  j["adjusted_rand_index"] = agreement.adjusted_rand_index;
+  j["purity"] = agreement.purity;
 }
 
 int cmd_score(const std::vector<std::string>& raw_args, const Context& ctx) {
@@ -158,34 +95,15 @@ int cmd_score(const std::vector<std::string>& raw_args, const Context& ctx) {
     parts = std::make_unique<RowParts>(ctx, per_sample, std::vector<RowParts::Column>{{score_name, io::DType::kFloat64, 0}},
                                        source->num_local_rows());
   const Index first_row = source->blocks().empty() ? 0 : source->blocks().front().global_row_begin;
-  ExactSum sums(2);
-  std::map<std::pair<std::int64_t, std::int64_t>, std::int64_t> table;
-  comm::run_agreed(ctx.comm, [&] {
-    struct Result {
-      Vector score;
-      std::vector<std::int64_t> labels;
+  models::BlockScores write_scores;
+  if (parts)
+    write_scores = [&](const io::DenseBlock& b, const Vector& score) {
+      parts->write_rows(score_name, b.ref.global_row_begin - first_row, RowMatrix(score));
     };
-    train::for_each_block_ordered(
-        *source, a.stream.threads,
-        [&](const io::DenseBlock& b) -> std::shared_ptr<void> {
-          auto r = std::make_shared<Result>();
-          model->predict_block(b.x, r->score, r->labels, nullptr);
-          return r;
-        },
-        [&](const io::DenseBlock& b, std::shared_ptr<void> p) {
-          const auto& r = *static_cast<const Result*>(p.get());
-          const double partial[2] = {r.score.sum(), static_cast<double>(b.x.rows())};
-          sums.add(partial);
-          if (labelled)
-            for (std::size_t i = 0; i < r.labels.size(); ++i) ++table[{r.labels[i], b.labels[i]}];
-          if (parts) parts->write_rows(score_name, b.ref.global_row_begin - first_row, RowMatrix(r.score));
-        });
-  });
+  const models::ScoreTotals totals = models::score_totals(ctx.comm, *source, *model, a.stream.threads, labelled, write_scores);
   if (parts) parts->finish(overwrite, a.model, a.data, source->info().num_rows);
-  ctx.comm.allreduce(sums);
-  const auto totals = sums.values();
-  const double n = totals[1];
-  const double mean = totals[0] / n;
+  const double n = totals.num_rows;
+  const double mean = totals.score_sum / n;
   nlohmann::json j{{"model", model->name()}, {"data", a.data}, {"n_samples", static_cast<Index>(n)}};
   if (model->has_likelihood()) {
     const double p = static_cast<double>(model->num_parameters());
@@ -193,10 +111,10 @@ int cmd_score(const std::vector<std::string>& raw_args, const Context& ctx) {
     j["bic"] = -2 * mean * n + p * std::log(n);
     j["aic"] = -2 * mean * n + 2 * p;
   } else {
-    j["inertia"] = -totals[0];
-    j["score"] = totals[0];
+    j["inertia"] = -totals.score_sum;
+    j["score"] = totals.score_sum;
   }
-  if (labelled) add_agreement(ctx, table, j);
+  if (labelled) add_agreement(ctx, totals.table, j);
   if (ctx.comm.is_root()) ctx.out << j.dump() << '\n';
   return 0;
 }
@@ -245,19 +163,9 @@ int cmd_predict(const std::vector<std::string>& args, const Context& ctx) {
   // and finds the threshold, the exact order statistic floor(q (N − 1)) of all scores.
   double threshold = -std::numeric_limits<double>::infinity();
   if (outliers) {
-    std::vector<double> local(static_cast<std::size_t>(source->num_local_rows()));
-    const Index first = source->blocks().empty() ? 0 : source->blocks().front().global_row_begin;
-    comm::run_agreed(ctx.comm, [&] {
-      train::for_each_block(*source, a.stream.threads, [&](const io::DenseBlock& b) {
-        Vector score;
-        std::vector<std::int64_t> labels;
-        model->predict_block(b.x, score, labels, nullptr);
-        std::copy(score.begin(), score.end(), local.begin() + (b.ref.global_row_begin - first));
-      });
-    });
     const auto n = static_cast<std::int64_t>(source->info().num_rows);
-    threshold = global_order_statistic(ctx.comm, std::move(local),
-                                       static_cast<std::int64_t>(std::floor(outlier_quantile * static_cast<double>(n - 1))));
+    threshold = train::global_order_statistic(ctx.comm, models::local_scores(ctx.comm, *source, *model, a.stream.threads),
+                                              train::quantile_index(outlier_quantile, n));
     ctx.log.info(fmt::format("outlier threshold: log-likelihood <= {:.6g} nats (quantile {})", threshold, outlier_quantile));
   }
   RowParts parts(ctx, output, columns, source->num_local_rows());

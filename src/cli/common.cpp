@@ -159,9 +159,7 @@ std::unique_ptr<io::BlockSource> open_source(const Context& ctx, const std::stri
     io::DenseDatasetInfo info = io::open_dense_dataset(data);
     const bool read_labels = labels == Labels::kRequired || (labels == Labels::kIfPresent && info.has_labels);
     if (labels == Labels::kRequired && !info.has_labels) throw_usage("data " + data + ": labels requested but not every shard has /labels");
-    auto plan = io::make_block_plan(info, o.block_rows);
-    const auto range = io::rank_block_range(static_cast<Index>(plan.size()), ctx.comm.rank(), ctx.comm.size());
-    std::vector<io::BlockRef> mine(plan.begin() + range.first, plan.begin() + range.last);
+    std::vector<io::BlockRef> mine = io::rank_blocks(io::make_block_plan(info, o.block_rows), ctx.comm.rank(), ctx.comm.size());
     io::BlockSourceOptions bo;
     bo.prefetch_blocks = o.prefetch;
     bo.cache_bytes = static_cast<std::size_t>(std::max<Index>(0, o.cache_mb)) << 20;

@@ -18,6 +18,7 @@
 #include "latent/io/h5_file.hpp"
 #include "latent/models/registry.hpp"
 #include "latent/train/batch_em.hpp"
+#include "latent/train/metrics.hpp"
 
 namespace latent::cli {
 
@@ -170,10 +171,9 @@ int cmd_predict(const std::vector<std::string>& args, const Context& ctx);
 int cmd_sample(const std::vector<std::string>& args, const Context& ctx);
 int cmd_info(const std::vector<std::string>& args, const Context& ctx);
 int cmd_transform(const std::vector<std::string>& args, const Context& ctx);
-/// Adds adjusted_rand_index and purity of (predicted, true) label counts summed over the
-/// ranks to `j`. Collective (one allgather).
-void add_agreement(const Context& ctx, const std::map<std::pair<std::int64_t, std::int64_t>, std::int64_t>& table,
-                   nlohmann::json& j);
+/// Adds adjusted_rand_index and purity (train::global_clustering_agreement) of this rank's
+/// (predicted, true) label counts summed over the ranks to `j`. Collective (one allgather).
+void add_agreement(const Context& ctx, const train::ContingencyTable& table, nlohmann::json& j);
 /// score/predict/transform of a multinomial mixture on count data (mmm.cpp).
 int apply_mmm(const std::string& command, const std::vector<std::string>& args, const Context& ctx);
 /// `latent sample` of a multinomial mixture: a count dataset of documents (mmm.cpp).

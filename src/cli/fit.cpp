@@ -144,10 +144,8 @@ class CliFitRun final : public train::FitRun {
 
   std::unique_ptr<io::CountsSource> counts_source(const io::CountsDatasetInfo& info) override {
     if (c_.block_rows < 1) throw_usage("--block-rows must be at least 1");
-    const auto plan = io::make_block_plan(info.shard_rows(), c_.block_rows);
-    const auto range = io::rank_block_range(static_cast<Index>(plan.size()), ctx_.comm.rank(), ctx_.comm.size());
     return std::make_unique<io::CountsSource>(
-        info, std::vector<io::BlockRef>{plan.begin() + range.first, plan.begin() + range.last},
+        info, io::rank_blocks(io::make_block_plan(info.shard_rows(), c_.block_rows), ctx_.comm.rank(), ctx_.comm.size()),
         io::CountsSourceOptions{c_.prefetch, static_cast<std::size_t>(c_.cache_mb) * 1048576, false});
   }
 

@@ -3,8 +3,6 @@
 // Row (document) i is a pure function of (seed, i), so the data do not depend on the rank
 // count, the thread count or the number of shards.
 #include <fmt/format.h>
-#include <oneapi/tbb/parallel_for.h>
-#include <oneapi/tbb/task_arena.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,15 +12,14 @@
 #include <nlohmann/json.hpp>
 
 #include "common.hpp"
-#include "latent/core/control.hpp"
 #include "latent/core/error.hpp"
-#include "latent/core/rng.hpp"
+#include "latent/io/block_plan.hpp"
 #include "latent/io/counts_dataset.hpp"
 #include "latent/io/dense_dataset.hpp"
-#include "latent/io/h5_file.hpp"
 #include "latent/models/fitted_model.hpp"
-#include "latent/models/gmm/gmm.hpp"
+#include "latent/models/gmm/gmm_generate.hpp"
 #include "latent/models/lda/lda_fit.hpp"
+#include "latent/models/lda/lda_generate.hpp"
 
 namespace latent::cli {
 namespace {
@@ -100,91 +97,6 @@ class ShardDirectory {
   bool owner_ = false, published_ = false, truth_written_ = false;
 };
 
-// Shard s holds rows [s N / S, (s + 1) N / S); rank r writes shards [r S / P, (r + 1) S / P).
-// n < 2^46 and s < 10^5 (checked): the product fits int64.
-Index shard_begin(Index s, Index n, Index shards) { return n * s / shards; }
-
-// The generating mixture (README "latent generate"): means uniform in [-box, box]^D, standard
-// deviations cluster_std · U(0.5, 1.5) per component and feature (diag) or per component
-// (spherical), weights ∝ U(0.5, 1.5); every value keyed by (seed, parameter index).
-models::Gmm true_gmm(const GenerateOptions& o) {
-  const bool diag = o.covariance_type == "diag";
-  models::Gmm gmm(o.k, o.d, diag ? models::CovarianceType::kDiag : models::CovarianceType::kSpherical, 0.0);
-  RowVector weights(o.k);
-  RowMatrix means(o.k, o.d), cov(o.k, diag ? o.d : 1);
-  const auto u = [&](std::uint64_t epoch, Index id) {
-    return CounterRng(o.seed, RngPurpose::kGenerate, epoch, static_cast<std::uint64_t>(id)).next_uniform();
-  };
-  for (Index c = 0; c < o.k; ++c) {
-    weights[c] = 0.5 + u(2, c);
-    for (Index j = 0; j < o.d; ++j) means(c, j) = o.center_box * (2 * u(3, c * o.d + j) - 1);
-    for (Index j = 0; j < cov.cols(); ++j) {
-      const double sd = o.cluster_std * (0.5 + u(4, c * cov.cols() + j));
-      cov(c, j) = sd * sd;
-    }
-  }
-  weights /= weights.sum();
-  gmm.set_parameters(weights, means, cov);
-  return gmm;
-}
-
-void write_gmm_shards(const GenerateOptions& o, const std::string& model_path, ShardDirectory& dir, Index first_shard,
-                      Index last_shard) {
-  const auto model = models::load_model(model_path);
-  const io::DType dtype = o.dtype == "float64" ? io::DType::kFloat64 : io::DType::kFloat32;
-  tbb::task_arena arena(resolve_threads(o.threads));
-  constexpr Index kSlab = 8192, kPiece = 256;
-  RowMatrix slab;
-  std::vector<std::int64_t> labels;
-  for (Index s = first_shard; s < last_shard; ++s) {
-    const Index begin = shard_begin(s, o.n, o.shards), rows = shard_begin(s + 1, o.n, o.shards) - begin;
-    io::H5Writer w(dir.shard_path(s), false);
-    w.attr("/", "format_version", static_cast<std::int64_t>(io::kDataFormatVersion));
-    w.attr("/", "kind", std::string("dense"));
-    w.attr("/", "seed", static_cast<std::int64_t>(o.seed));
-    w.create(io::kDataDataset, dtype, rows, o.d);
-    w.create(io::kLabelsDataset, io::DType::kInt64, rows, 0);
-    for (Index first = 0; first < rows; first += kSlab) {
-      const Index count = std::min(kSlab, rows - first);
-      slab.resize(count, o.d);
-      labels.resize(static_cast<std::size_t>(count));
-      arena.execute([&] {
-        tbb::parallel_for(Index{0}, (count + kPiece - 1) / kPiece, [&](Index p) {
-          const Index i0 = p * kPiece, m = std::min(kPiece, count - i0);
-          std::vector<std::int64_t> piece_labels;
-          slab.middleRows(i0, m) = model->sample(begin + first + i0, m, o.seed, piece_labels);
-          std::copy(piece_labels.begin(), piece_labels.end(), labels.begin() + i0);
-        });
-      });
-      w.write_rows(io::kDataDataset, first, slab);
-      w.write_rows(io::kLabelsDataset, first, labels);
-    }
-    w.commit();
-    heartbeat();
-  }
-}
-
-void write_lda_shards(const GenerateOptions& o, const models::LdaGenerator& gen, ShardDirectory& dir, Index first_shard,
-                      Index last_shard) {
-  std::vector<std::int32_t> ids, indices;
-  std::vector<std::int64_t> counts, indptr, values, labels;
-  for (Index s = first_shard; s < last_shard; ++s) {
-    const Index begin = shard_begin(s, o.n, o.shards), end = shard_begin(s + 1, o.n, o.shards);
-    indptr.assign(1, 0);
-    indices.clear();
-    values.clear();
-    labels.clear();
-    for (Index doc = begin; doc < end; ++doc) {
-      labels.push_back(gen.document(doc, ids, counts));
-      indices.insert(indices.end(), ids.begin(), ids.end());
-      values.insert(values.end(), counts.begin(), counts.end());
-      indptr.push_back(static_cast<std::int64_t>(indices.size()));
-    }
-    io::write_counts_shard(dir.shard_path(s), o.d, indptr, indices, values, labels);
-    heartbeat();
-  }
-}
-
 }  // namespace
 
 int cmd_generate(const std::vector<std::string>& args, const Context& ctx) {
@@ -259,8 +171,12 @@ int cmd_generate(const std::vector<std::string>& args, const Context& ctx) {
 
   const auto t0 = std::chrono::steady_clock::now();
   ShardDirectory dir(ctx, output, o.truth);
-  const int p = ctx.comm.size(), r = ctx.comm.rank();
-  const Index first = o.shards * r / p, last = o.shards * (r + 1) / p;
+  const int p = ctx.comm.size();
+  // Shard s holds rows [s N / S, (s + 1) N / S); this rank writes its range of the shards.
+  // n < 2^46 and S < 10^5 (checked): the products fit int64.
+  const io::ShardLayout layout{o.n, o.shards};
+  const io::BlockRange mine = io::rank_block_range(o.shards, ctx.comm.rank(), p);
+  const auto shard_path = [&](Index s) { return dir.shard_path(s); };
   const std::string config = nlohmann::json{{"generated", o.kind},  {"seed", o.seed}, {"n_samples", o.n},
                                             {"n_components", o.k}, {"n_features", o.d}}
                                  .dump();
@@ -269,10 +185,19 @@ int cmd_generate(const std::vector<std::string>& args, const Context& ctx) {
     const std::string model_path = o.truth.empty() ? dir.tmp() + "/truth.model" : o.truth;
     comm::run_agreed(ctx.comm, [&] {
       if (!ctx.comm.is_root()) return;
-      models::save_gmm(true_gmm(o), models::FitRecord{config, {}, o.n, output}, model_path, false);
+      const models::GmmGeneratorOptions g{o.k, o.d,
+                                          o.covariance_type == "diag" ? models::CovarianceType::kDiag
+                                                                      : models::CovarianceType::kSpherical,
+                                          o.cluster_std, o.center_box, o.seed};
+      models::save_gmm(models::generating_gmm(g), models::FitRecord{config, {}, o.n, output}, model_path, false);
       if (!o.truth.empty()) dir.truth_written();
     });
-    comm::run_agreed(ctx.comm, [&] { write_gmm_shards(o, model_path, dir, first, last); });
+    comm::run_agreed(ctx.comm, [&] {
+      const auto model = models::load_model(model_path);
+      models::write_sampled_shards(*model, layout, mine.first, mine.last, shard_path,
+                                   o.dtype == "float64" ? io::DType::kFloat64 : io::DType::kFloat32, o.seed,
+                                   resolve_threads(o.threads));
+    });
     comm::run_agreed(ctx.comm, [&] {
       if (ctx.comm.is_root() && o.truth.empty()) fs::remove(model_path);
     });
@@ -288,7 +213,7 @@ int cmd_generate(const std::vector<std::string>& args, const Context& ctx) {
         dir.truth_written();
       }
     });
-    comm::run_agreed(ctx.comm, [&] { write_lda_shards(o, gen, dir, first, last); });
+    comm::run_agreed(ctx.comm, [&] { models::write_lda_shards(gen, layout, mine.first, mine.last, shard_path); });
   }
   dir.publish();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -1,8 +1,5 @@
 // LDA's apply commands: score, transform, info (`generate lda` is in generate.cpp).
 #include <fmt/format.h>
-#include <oneapi/tbb/enumerable_thread_specific.h>
-#include <oneapi/tbb/parallel_for.h>
-#include <oneapi/tbb/task_arena.h>
 
 #include <algorithm>
 #include <chrono>
@@ -11,11 +8,11 @@
 #include <numeric>
 
 #include "common.hpp"
-#include "latent/core/control.hpp"
 #include "latent/core/error.hpp"
 #include "latent/io/block_plan.hpp"
 #include "latent/io/counts_dataset.hpp"
 #include "latent/io/h5_file.hpp"
+#include "latent/models/lda/lda_apply.hpp"
 #include "latent/models/lda/lda_fit.hpp"
 
 namespace latent::cli {
@@ -72,11 +69,10 @@ int score_lda(const std::vector<std::string>& args, const Context& ctx) {
                    {"num_documents", s.num_documents},
                    {"num_tokens", static_cast<Index>(s.num_tokens)},
                    {"doc_completion_perplexity", s.doc_completion_perplexity},
-                   {"doc_completion_log_likelihood_per_token_nats",
-                    s.completion_tokens > 0 ? s.completion_log_likelihood / s.completion_tokens : 0.0},
+                   {"doc_completion_log_likelihood_per_token_nats", s.completion_per_token()},
                    {"doc_completion_tokens", static_cast<Index>(s.completion_tokens)},
                    {"bound_perplexity", s.bound_perplexity},
-                   {"bound_per_token_nats", s.num_tokens > 0 ? s.bound / s.num_tokens : 0.0},
+                   {"bound_per_token_nats", s.bound_per_token()},
                    {"bound_nats", s.bound},
                    {"definitions",
                     "doc_completion_perplexity = exp(-sum log p(odd-position tokens | theta from even-position tokens) / "
@@ -108,37 +104,14 @@ int cmd_transform(const std::vector<std::string>& args, const Context& ctx) {
   io::CountsDatasetInfo info;
   const models::Lda model = load_and_open(ctx, a, info);
   const Index k = model.num_topics();
-  const auto plan = io::make_block_plan(info.shard_rows(), a.stream.block_rows);
-  const auto range = io::rank_block_range(static_cast<Index>(plan.size()), ctx.comm.rank(), ctx.comm.size());
-  const std::vector<io::BlockRef> mine(plan.begin() + range.first, plan.begin() + range.last);
-  Index local_rows = 0, first_row = mine.empty() ? 0 : mine.front().global_row_begin;
-  for (const auto& b : mine) local_rows += b.num_rows;
-  RowParts parts(ctx, output, {{"doc_topic_distribution", io::DType::kFloat64, k}}, local_rows);
-  comm::run_agreed(ctx.comm, [&] {
-    io::CountsSource source(info, mine, {a.stream.prefetch, 0, false});
-    source.start_pass();
-    tbb::task_arena arena(std::max(1, a.stream.threads));
-    struct Local {
-      models::LdaWorkspace work;
-      Vector gamma;
-    };
-    tbb::enumerable_thread_specific<Local> locals;
-    while (auto block = source.next()) {
-      heartbeat();
-      RowMatrix theta(block->num_rows(), k);
-      arena.execute([&] {
-        tbb::parallel_for(Index{0}, block->num_rows(), [&](Index d) {
-          Local& s = locals.local();
-          const auto b = static_cast<std::size_t>(block->indptr[static_cast<std::size_t>(d)]);
-          const auto e = static_cast<std::size_t>(block->indptr[static_cast<std::size_t>(d) + 1]);
-          model.e_step_document({block->indices.data() + b, e - b}, {block->counts.data() + b, e - b}, a.e_step, s.work,
-                                s.gamma);
-          theta.row(d) = (s.gamma / s.gamma.sum()).transpose();
-        });
-      });
-      parts.write_rows("doc_topic_distribution", block->ref.global_row_begin - first_row, theta);
-    }
-  });
+  const std::vector<io::BlockRef> mine =
+      io::rank_blocks(io::make_block_plan(info.shard_rows(), a.stream.block_rows), ctx.comm.rank(), ctx.comm.size());
+  const Index first_row = mine.empty() ? 0 : mine.front().global_row_begin;
+  RowParts parts(ctx, output, {{"doc_topic_distribution", io::DType::kFloat64, k}}, io::num_rows(mine));
+  models::transform_lda(ctx.comm, info, mine, model, a.e_step, a.stream.threads, a.stream.prefetch,
+                        [&](const io::BlockRef& block, const RowMatrix& theta) {
+                          parts.write_rows("doc_topic_distribution", block.global_row_begin - first_row, theta);
+                        });
   parts.finish(overwrite, a.model, a.data, info.num_rows);
   ctx.log.info(fmt::format("wrote the topic proportions of {} documents to {}", info.num_rows, output));
   return 0;

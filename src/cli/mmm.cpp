@@ -4,19 +4,15 @@
 
 #include <algorithm>
 #include <cmath>
-#include <map>
-#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "common.hpp"
 #include "latent/core/error.hpp"
-#include "latent/core/exact_sum.hpp"
-#include "latent/core/rng.hpp"
 #include "latent/io/block_plan.hpp"
 #include "latent/io/counts_dataset.hpp"
 #include "latent/io/h5_file.hpp"
 #include "latent/models/fitted_model.hpp"
-#include "latent/train/block_reduce.hpp"
+#include "latent/models/mixture/discrete_apply.hpp"
 
 namespace latent::cli {
 
@@ -28,11 +24,9 @@ struct MmmApply {
   StreamOptions stream;
 };
 
-// Per-document responsibilities and log p(x) (up to the multinomial coefficient), in
-// one pass; `visit(block, resp, log_prob)` runs under a lock. Collective.
-template <class Visit>
-void pass(const Context& ctx, MmmApply& a, const models::DiscreteMixture& m, bool labels, Visit&& visit,
-          io::CountsDatasetInfo& info) {
+// Opens the count data on every rank and checks its vocabulary against the model's.
+// Collective.
+void open_counts(const Context& ctx, MmmApply& a, const models::DiscreteMixture& m, io::CountsDatasetInfo& info) {
   a.stream.threads = resolve_threads(a.stream.threads);
   comm::run_agreed(ctx.comm, [&] {
     info = io::open_counts_dataset(a.data);
@@ -40,29 +34,10 @@ void pass(const Context& ctx, MmmApply& a, const models::DiscreteMixture& m, boo
       throw_input(fmt::format("data {} has a vocabulary of {} words but model {} has {}", a.data, info.vocab_size, a.model,
                               m.num_features()));
   });
-  const auto plan = io::make_block_plan(info.shard_rows(), a.stream.block_rows);
-  const auto range = io::rank_block_range(static_cast<Index>(plan.size()), ctx.comm.rank(), ctx.comm.size());
-  io::CountsSource source(info, {plan.begin() + range.first, plan.begin() + range.last},
-                          {a.stream.prefetch, 0, labels && info.has_labels});
-  std::mutex mutex;
-  comm::run_agreed(ctx.comm, [&] {
-    train::for_each_block(source, a.stream.threads, [&](const io::CsrBlock& b) {
-      RowMatrix resp;
-      Vector lp;
-      m.weighted_log_prob(b, resp);
-      models::DiscreteMixture::normalize(resp, lp);
-      std::lock_guard lock(mutex);
-      visit(b, resp, lp, range.first < range.last ? plan[static_cast<std::size_t>(range.first)].global_row_begin : 0);
-    });
-  });
 }
 
-Index local_rows(const Context& ctx, const io::CountsDatasetInfo& info, Index block_rows) {
-  const auto plan = io::make_block_plan(info.shard_rows(), block_rows);
-  const auto range = io::rank_block_range(static_cast<Index>(plan.size()), ctx.comm.rank(), ctx.comm.size());
-  Index n = 0;
-  for (Index b = range.first; b < range.last; ++b) n += plan[static_cast<std::size_t>(b)].num_rows;
-  return n;
+std::vector<io::BlockRef> local_blocks(const Context& ctx, const io::CountsDatasetInfo& info, Index block_rows) {
+  return io::rank_blocks(io::make_block_plan(info.shard_rows(), block_rows), ctx.comm.rank(), ctx.comm.size());
 }
 
 }  // namespace
@@ -91,32 +66,22 @@ int apply_mmm(const std::string& command, const std::vector<std::string>& args, 
   comm::run_agreed(ctx.comm, [&] { m = models::load_discrete(a.model); });
   io::CountsDatasetInfo info;
   if (command == "score") {
-    ExactSum sums(3);
-    std::map<std::pair<std::int64_t, std::int64_t>, std::int64_t> table;
-    pass(ctx, a, m, true, [&](const io::CsrBlock& b, const RowMatrix& resp, const Vector& lp, Index) {
-      const double p[3] = {lp.sum(), static_cast<double>(b.num_rows()), b.num_tokens()};
-      sums.add(p);
-      for (Index i = 0; i < b.num_rows() && !b.labels.empty(); ++i) {
-        Index best = 0;
-        resp.row(i).maxCoeff(&best);
-        ++table[{best, b.labels[static_cast<std::size_t>(i)]}];
-      }
-    }, info);
-    ctx.comm.allreduce(sums);
-    const auto t = sums.values();
-    const double n = t[1], p = static_cast<double>(m.num_parameters());
+    open_counts(ctx, a, m, info);
+    io::CountsSource source(info, local_blocks(ctx, info, a.stream.block_rows), {a.stream.prefetch, 0, info.has_labels});
+    const models::DiscreteScore s = models::score_discrete(ctx.comm, source, m, a.stream.threads);
+    const double ll = s.log_likelihood, n = s.num_documents, p = static_cast<double>(m.num_parameters());
     nlohmann::json j{{"model", "mmm"},
                      {"data", a.data},
                      {"n_samples", static_cast<Index>(n)},
-                     {"mean_log_likelihood", t[0] / n},
-                     {"perplexity", std::exp(-t[0] / t[2])},
-                     {"bic", -2 * t[0] + p * std::log(n)},
-                     {"aic", -2 * t[0] + 2 * p},
+                     {"mean_log_likelihood", ll / n},
+                     {"perplexity", std::exp(-ll / s.num_tokens)},
+                     {"bic", -2 * ll + p * std::log(n)},
+                     {"aic", -2 * ll + 2 * p},
                      {"definitions",
                       "mean_log_likelihood: nats per document of log sum_k pi_k prod_w beta_kw^x_w, without the "
                       "multinomial coefficient (constant in the parameters); perplexity = exp(-total log-likelihood / "
                       "tokens)"}};
-    if (info.has_labels) add_agreement(ctx, table, j);
+    if (info.has_labels) add_agreement(ctx, s.table, j);
     if (ctx.comm.is_root()) ctx.out << j.dump() << '\n';
     return 0;
   }
@@ -124,20 +89,16 @@ int apply_mmm(const std::string& command, const std::vector<std::string>& args, 
   std::vector<RowParts::Column> cols;
   if (command == "predict") cols.push_back({"labels", io::DType::kInt64, 0});
   if (command == "transform" || a.proba) cols.push_back({"proba", io::DType::kFloat64, m.num_components()});
-  RowParts parts(ctx, a.output, cols, local_rows(ctx, info, a.stream.block_rows));
-  pass(ctx, a, m, false, [&](const io::CsrBlock& b, const RowMatrix& resp, const Vector&, Index first) {
+  RowParts parts(ctx, a.output, cols, io::num_rows(local_blocks(ctx, info, a.stream.block_rows)));
+  open_counts(ctx, a, m, info);
+  const std::vector<io::BlockRef> mine = local_blocks(ctx, info, a.stream.block_rows);
+  const Index first = mine.empty() ? 0 : mine.front().global_row_begin;
+  io::CountsSource source(info, mine, {a.stream.prefetch, 0, false});
+  models::for_each_posterior(ctx.comm, source, m, a.stream.threads, [&](const io::CsrBlock& b, const RowMatrix& resp, const Vector&) {
     const Index at = b.ref.global_row_begin - first;
-    if (command == "predict") {
-      std::vector<std::int64_t> labels(static_cast<std::size_t>(b.num_rows()));
-      for (Index i = 0; i < b.num_rows(); ++i) {
-        Index best = 0;
-        resp.row(i).maxCoeff(&best);
-        labels[static_cast<std::size_t>(i)] = best;
-      }
-      parts.write_rows("labels", at, labels);
-    }
+    if (command == "predict") parts.write_rows("labels", at, models::argmax_labels(resp));
     if (command == "transform" || a.proba) parts.write_rows("proba", at, resp);
-  }, info);
+  });
   parts.finish(a.overwrite, a.model, a.data, info.num_rows);
   ctx.log.info(fmt::format("wrote {} rows to {}", info.num_rows, a.output));
   return 0;
@@ -168,24 +129,12 @@ int sample_mmm(const std::vector<std::string>& args, const Context& ctx) {
       vocab.clear();
       for (Index w = 0; w < m.num_features(); ++w) vocab.push_back("w" + std::to_string(w));
     }
-    // Document i: component c ~ π, then doc_length words ~ β_c (inverse CDF), all drawn
-    // from (seed, i).
-    RowMatrix cdf = m.probabilities();
-    for (Index k = 0; k < cdf.rows(); ++k)
-      for (Index w = 1; w < cdf.cols(); ++w) cdf(k, w) += cdf(k, w - 1);
+    const models::DocumentSampler sampler(m);
     io::CountsWriter writer(output, m.num_features(), docs_per_shard, true);
     std::vector<std::int32_t> words(static_cast<std::size_t>(doc_length));
     const std::vector<std::int64_t> ones(static_cast<std::size_t>(doc_length), 1);
     for (Index i = 0; i < n; ++i) {
-      CounterRng rng(seed, RngPurpose::kSample, 0, static_cast<std::uint64_t>(i));
-      double u = rng.next_uniform();
-      Index c = 0;
-      while (c + 1 < m.num_components() && u > m.weights()[c]) u -= m.weights()[c++];
-      const double* row = cdf.data() + c * cdf.cols();
-      for (auto& w : words) {
-        const double v = rng.next_uniform() * row[cdf.cols() - 1];
-        w = static_cast<std::int32_t>(std::min<Index>(std::upper_bound(row, row + cdf.cols(), v) - row, cdf.cols() - 1));
-      }
+      const std::int64_t c = sampler.document(i, seed, words);
       writer.add_document(words, ones, c);
     }
     writer.commit(vocab);

@@ -18,6 +18,7 @@
 #include "latent/core/error.hpp"
 #include "latent/core/exact_sum.hpp"
 #include "latent/io/block_plan.hpp"
+#include "latent/models/apply.hpp"
 #include "latent/models/fitted_model.hpp"
 #include "latent/models/registry.hpp"
 #include "latent/train/fit_run.hpp"
@@ -49,30 +50,11 @@ std::vector<Index> parse_list(const std::string& text, const std::string& flag) 
 
 std::unique_ptr<io::BlockSource> source_of(const io::DenseDatasetInfo& info, const std::vector<io::BlockRef>& plan, Index first,
                                            Index last, const Context& ctx, const StreamOptions& o) {
-  const auto range = io::rank_block_range(last - first, ctx.comm.rank(), ctx.comm.size());
   io::BlockSourceOptions bo;
   bo.prefetch_blocks = o.prefetch;
   bo.cache_bytes = static_cast<std::size_t>(std::max<Index>(0, o.cache_mb)) << 20;
-  return std::make_unique<io::BlockSource>(
-      info, std::vector<io::BlockRef>(plan.begin() + first + range.first, plan.begin() + first + range.last), bo);
-}
-
-// Mean score of every model on the source's rows, in one pass. Collective.
-std::vector<double> mean_scores(const Context& ctx, io::BlockSource& source, const std::vector<std::unique_ptr<models::FittedModel>>& ms,
-                                int threads) {
-  const std::size_t m = ms.size();
-  const std::vector<double> sums = train::reduce_global(ctx.comm, source, m + 1, threads, [&](const io::DenseBlock& b, std::span<double> p) {
-    for (std::size_t i = 0; i < m; ++i) {
-      Vector score;
-      std::vector<std::int64_t> labels;
-      ms[i]->predict_block(b.x, score, labels, nullptr);
-      p[i] = score.sum();
-    }
-    p[m] = static_cast<double>(b.x.rows());
-  });
-  std::vector<double> out(m);
-  for (std::size_t i = 0; i < m; ++i) out[i] = sums[m] > 0 ? sums[i] / sums[m] : 0.0;
-  return out;
+  bo.allow_nan = o.allow_missing;
+  return std::make_unique<io::BlockSource>(info, io::rank_blocks(plan, first, last, ctx.comm.rank(), ctx.comm.size()), bo);
 }
 
 }  // namespace
@@ -225,8 +207,8 @@ int cmd_select(const std::vector<std::string>& args, const Context& ctx) {
     ctx.log.info(fmt::format("  {}: {} after {} iterations, {:.2f} s", label(candidates[i], ", ", true),
                              ems.back().converged ? "converged" : "stopped", ems.back().n_iter, seconds.back()));
   }
-  const std::vector<double> train_ll = mean_scores(ctx, *train_source, fitted, stream.threads);
-  const std::vector<double> held_ll = held_out ? mean_scores(ctx, *held_out, fitted, stream.threads) : std::vector<double>{};
+  const std::vector<double> train_ll = models::mean_scores(ctx.comm, *train_source, fitted, stream.threads);
+  const std::vector<double> held_ll = held_out ? models::mean_scores(ctx.comm, *held_out, fitted, stream.threads) : std::vector<double>{};
   const double n = static_cast<double>(summary.num_samples);
   nlohmann::json rows = nlohmann::json::array();
   std::size_t best = 0;

@@ -1,27 +1,20 @@
 // The VAE's apply commands: score (ELBO and IWAE), transform (posterior means and
 // reconstructions), sample (decoded prior draws) and info.
 #include <fmt/format.h>
-#include <oneapi/tbb/enumerable_thread_specific.h>
-#include <oneapi/tbb/parallel_for.h>
-#include <oneapi/tbb/task_arena.h>
 
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "common.hpp"
-#include "latent/core/control.hpp"
 #include "latent/core/error.hpp"
-#include "latent/core/rng.hpp"
 #include "latent/io/block_plan.hpp"
-#include "latent/io/block_source.hpp"
 #include "latent/io/h5_file.hpp"
+#include "latent/models/vae/vae_apply.hpp"
 #include "latent/models/vae/vae_fit.hpp"
 
 namespace latent::cli {
 namespace {
-
-constexpr int kFracBits = 24;  // per-row nats summed in fixed point (exact, rank-invariant)
 
 struct VaeApply {
   std::string model, data;
@@ -46,56 +39,11 @@ models::Vae load_and_open(const Context& ctx, VaeApply& a, io::DenseDatasetInfo&
       throw_input(fmt::format("data {} has {} features but model {} expects {}", a.data, info.num_features, a.model,
                               model.architecture().input_dim));
   });
-  const auto plan = io::make_block_plan(info, a.stream.block_rows);
-  const auto range = io::rank_block_range(static_cast<Index>(plan.size()), ctx.comm.rank(), ctx.comm.size());
-  mine.assign(plan.begin() + range.first, plan.begin() + range.last);
+  mine = io::rank_blocks(io::make_block_plan(info, a.stream.block_rows), ctx.comm.rank(), ctx.comm.size());
   return model;
 }
 
-// Runs fn(block, local_row, arena) for this rank's blocks in order. Collective (errors
-// agreed).
-template <class Fn>
-void for_each_local_block(const Context& ctx, const io::DenseDatasetInfo& info, const std::vector<io::BlockRef>& mine,
-                          const StreamOptions& stream, Fn&& fn) {
-  comm::run_agreed(ctx.comm, [&] {
-    io::BlockSource source(info, mine, {stream.prefetch, 0, false, false, {}});
-    source.start_pass();
-    tbb::task_arena arena(std::max(1, stream.threads));
-    Index local_row = 0;
-    while (auto block = source.next()) {
-      heartbeat();
-      fn(*block, local_row, arena);
-      local_row += block->x.rows();
-    }
-  });
-}
-
-// fn(x_chunk, first) for the rows of x in chunks of 16 on the arena's threads (each row's
-// result depends only on the row).
-template <class Fn>
-void parallel_rows(tbb::task_arena& arena, const RowMatrixF& x, Fn&& fn) {
-  constexpr Index kChunk = 16;
-  const Index chunks = (x.rows() + kChunk - 1) / kChunk;
-  arena.execute([&] {
-    tbb::parallel_for(Index{0}, chunks, [&](Index c) {
-      const Index first = c * kChunk;
-      fn(RowMatrixF(x.middleRows(first, std::min(kChunk, x.rows() - first))), first);
-    });
-  });
-}
-
-Index count_rows(const std::vector<io::BlockRef>& mine) {
-  Index n = 0;
-  for (const auto& b : mine) n += b.num_rows;
-  return n;
-}
-
-// The decoder's mean: σ(logits) for Bernoulli, the output for Gaussian.
-RowMatrix decoded_mean(const models::Vae& model, const RowMatrixF& out) {
-  if (model.architecture().likelihood == models::VaeLikelihood::kBernoulli)
-    return (1.0f + (-out.array()).exp()).inverse().matrix().cast<double>();
-  return out.cast<double>();
-}
+models::VaePassOptions pass_options(const StreamOptions& s) { return {s.threads, s.prefetch}; }
 
 }  // namespace
 
@@ -126,49 +74,32 @@ int score_vae(const std::vector<std::string>& args, const Context& ctx) {
   io::DenseDatasetInfo info;
   std::vector<io::BlockRef> mine;
   const models::Vae model = load_and_open(ctx, a, info, mine);
-  const Index local_rows = count_rows(mine);
+  const Index local_rows = io::num_rows(mine);
   std::unique_ptr<RowParts> parts;
   if (!per_sample.empty()) {
     std::vector<RowParts::Column> columns{{"elbo", io::DType::kFloat64, 1}};
     if (iw_samples > 0) columns.push_back({"log_likelihood", io::DType::kFloat64, 1});
     parts = std::make_unique<RowParts>(ctx, per_sample, columns, local_rows);
   }
-  tbb::enumerable_thread_specific<models::VaeWorkspace> ws;
-  std::vector<std::int64_t> sums(3, 0);
-  const double scale = std::ldexp(1.0, kFracBits);
-  for_each_local_block(ctx, info, mine, a.stream, [&](const io::DenseBlock& block, Index local_row, tbb::task_arena& arena) {
-    const RowMatrixF x = block.x.cast<float>();
-    RowMatrix elbo(x.rows(), 1), iwae(x.rows(), 1);
-    parallel_rows(arena, x, [&](const RowMatrixF& chunk, Index first) {
-      models::vae_elbo_rows(model, chunk, block.ref.global_row_begin + first, seed, ws.local(),
-                            {elbo.data() + first, static_cast<std::size_t>(chunk.rows())});
-      if (iw_samples > 0)
-        models::vae_iwae_rows(model, chunk, block.ref.global_row_begin + first, seed, iw_samples, ws.local(),
-                              {iwae.data() + first, static_cast<std::size_t>(chunk.rows())});
-    });
-    for (Index i = 0; i < x.rows(); ++i) {
-      sums[0] += std::llround(elbo(i, 0) * scale);
-      if (iw_samples > 0) sums[1] += std::llround(iwae(i, 0) * scale);
-    }
-    sums[2] += x.rows();
-    if (parts) {
+  models::VaeScoreVisitor write_scores;
+  if (parts)
+    write_scores = [&](Index local_row, const RowMatrix& elbo, const RowMatrix& iwae) {
       parts->write_rows("elbo", local_row, elbo);
       if (iw_samples > 0) parts->write_rows("log_likelihood", local_row, iwae);
-    }
-  });
-  ctx.comm.allreduce_sum(sums);
-  const auto n = static_cast<double>(sums[2]);
+    };
+  const models::VaeScore s =
+      models::score_vae_rows(ctx.comm, info, mine, model, iw_samples, seed, pass_options(a.stream), write_scores);
   nlohmann::json j{{"model", "vae"},
                    {"data", a.data},
-                   {"n_samples", sums[2]},
-                   {"elbo", n > 0 ? std::ldexp(static_cast<double>(sums[0]), -kFracBits) / n : 0.0},
+                   {"n_samples", s.num_rows},
+                   {"elbo", s.elbo},
                    {"iw_samples", iw_samples},
                    {"definitions",
                     "elbo: mean over rows of log p(x|z) - KL(q(z|x) || N(0, I)) with one z ~ q per row and the KL in "
                     "closed form (Kingma & Welling 2014), nats per sample; iwae_log_likelihood: mean over rows of "
                     "log (1/k sum_j p(x, z_j) / q(z_j|x)), z_j ~ q (Burda et al. 2016 eq. 8), a lower bound of log p(x) "
                     "that tightens as k grows, nats per sample"}};
-  if (iw_samples > 0) j["iwae_log_likelihood"] = n > 0 ? std::ldexp(static_cast<double>(sums[1]), -kFracBits) / n : 0.0;
+  if (iw_samples > 0) j["iwae_log_likelihood"] = s.iwae_log_likelihood;
   if (parts) parts->finish(overwrite, a.model, a.data, info.num_rows);
   if (ctx.comm.is_root()) ctx.out << j.dump() << '\n';
   return 0;
@@ -193,29 +124,16 @@ int transform_vae(const std::vector<std::string>& args, const Context& ctx) {
   io::DenseDatasetInfo info;
   std::vector<io::BlockRef> mine;
   const models::Vae model = load_and_open(ctx, a, info, mine);
-  const Index local_rows = count_rows(mine), l = model.architecture().latent_dim;
+  const Index local_rows = io::num_rows(mine), l = model.architecture().latent_dim;
   std::vector<RowParts::Column> columns{{"latent_mean", io::DType::kFloat64, l}, {"latent_log_variance", io::DType::kFloat64, l}};
   if (reconstruct) columns.push_back({"reconstruction", io::DType::kFloat64, info.num_features});
   RowParts parts(ctx, output, columns, local_rows);
-  tbb::enumerable_thread_specific<models::VaeWorkspace> ws;
-  for_each_local_block(ctx, info, mine, a.stream, [&](const io::DenseBlock& block, Index local_row, tbb::task_arena& arena) {
-    const RowMatrixF x = block.x.cast<float>();
-    RowMatrix mean(x.rows(), l), log_var(x.rows(), l), recon(x.rows(), reconstruct ? info.num_features : 0);
-    parallel_rows(arena, x, [&](const RowMatrixF& chunk, Index first) {
-      models::VaeWorkspace& w = ws.local();
-      model.encode(chunk, w);
-      mean.middleRows(first, chunk.rows()) = w.mu.cast<double>();
-      log_var.middleRows(first, chunk.rows()) = w.log_var.cast<double>();
-      if (reconstruct) {
-        const RowMatrixF z = w.mu;
-        model.decode(z, w);
-        recon.middleRows(first, chunk.rows()) = decoded_mean(model, w.out);
-      }
-    });
-    parts.write_rows("latent_mean", local_row, mean);
-    parts.write_rows("latent_log_variance", local_row, log_var);
-    if (reconstruct) parts.write_rows("reconstruction", local_row, recon);
-  });
+  models::transform_vae_rows(ctx.comm, info, mine, model, reconstruct, pass_options(a.stream),
+                             [&](Index local_row, const RowMatrix& mean, const RowMatrix& log_var, const RowMatrix& recon) {
+                               parts.write_rows("latent_mean", local_row, mean);
+                               parts.write_rows("latent_log_variance", local_row, log_var);
+                               if (reconstruct) parts.write_rows("reconstruction", local_row, recon);
+                             });
   parts.finish(overwrite, a.model, a.data, info.num_rows);
   ctx.log.info(fmt::format("wrote the posterior of {} rows to {}", info.num_rows, output));
   return 0;
@@ -251,15 +169,10 @@ int sample_vae(const std::vector<std::string>& args, const Context& ctx) {
     models::VaeWorkspace ws;
     constexpr Index kChunk = 1024;
     for (Index first = 0; first < n; first += kChunk) {
-      const Index m = std::min(kChunk, n - first);
-      RowMatrixF z(m, l);
-      for (Index i = 0; i < m; ++i) {
-        CounterRng rng(seed, RngPurpose::kSample, 0, static_cast<std::uint64_t>(first + i));
-        for (Index j = 0; j < l; ++j) z(i, j) = static_cast<float>(rng.next_normal());
-      }
-      model.decode(z, ws);
-      w.write_rows(io::kDataDataset, first, decoded_mean(model, ws.out));
-      w.write_rows("latent", first, RowMatrix(z.cast<double>()));
+      RowMatrix data, latent;
+      models::sample_vae_rows(model, first, std::min(kChunk, n - first), seed, ws, data, latent);
+      w.write_rows(io::kDataDataset, first, data);
+      w.write_rows("latent", first, latent);
     }
     w.commit();
   });

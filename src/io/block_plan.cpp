@@ -31,4 +31,19 @@ BlockRange rank_block_range(Index num_blocks, int rank, int num_ranks) {
   return BlockRange{num_blocks * r / p, num_blocks * (r + 1) / p};
 }
 
+std::vector<BlockRef> rank_blocks(std::span<const BlockRef> plan, int rank, int num_ranks) {
+  return rank_blocks(plan, 0, static_cast<Index>(plan.size()), rank, num_ranks);
+}
+
+std::vector<BlockRef> rank_blocks(std::span<const BlockRef> plan, Index first, Index last, int rank, int num_ranks) {
+  const BlockRange range = rank_block_range(last - first, rank, num_ranks);
+  return {plan.begin() + first + range.first, plan.begin() + first + range.last};
+}
+
+Index num_rows(std::span<const BlockRef> blocks) {
+  Index n = 0;
+  for (const BlockRef& b : blocks) n += b.num_rows;
+  return n;
+}
+
 }  // namespace latent::io

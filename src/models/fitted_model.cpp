@@ -58,9 +58,6 @@ std::string fit_summary(const io::H5Reader& r) {
   return s;
 }
 
-namespace {
-
-// The most probable component of every row.
 std::vector<std::int64_t> argmax_labels(const RowMatrix& resp) {
   std::vector<std::int64_t> labels(static_cast<std::size_t>(resp.rows()));
   for (Index i = 0; i < resp.rows(); ++i) {
@@ -70,6 +67,8 @@ std::vector<std::int64_t> argmax_labels(const RowMatrix& resp) {
   }
   return labels;
 }
+
+namespace {
 
 class GmmModel final : public FittedModel {
  public:

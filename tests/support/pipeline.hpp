@@ -13,14 +13,13 @@ inline std::unique_ptr<io::BlockSource> make_source(const comm::Communicator& co
                                                     Index block_rows, std::size_t cache_bytes = 0,
                                                     bool labels = false, bool allow_nan = false) {
   auto info = io::open_dense_dataset(dir);
-  auto plan = io::make_block_plan(info, block_rows);
-  const auto r = io::rank_block_range(static_cast<Index>(plan.size()), comm.rank(), comm.size());
+  auto mine = io::rank_blocks(io::make_block_plan(info, block_rows), comm.rank(), comm.size());
   io::BlockSourceOptions o;
   o.cache_bytes = cache_bytes;
   o.read_labels = labels;
   o.allow_nan = allow_nan;
   o.prefetch_blocks = 2;
-  return std::make_unique<io::BlockSource>(std::move(info), std::vector<io::BlockRef>(plan.begin() + r.first, plan.begin() + r.last), o);
+  return std::make_unique<io::BlockSource>(std::move(info), std::move(mine), o);
 }
 
 /// Rank 0 writes x as shards of the given sizes; every rank then opens its source.

@@ -55,6 +55,23 @@ TEST(BlockPlan, FixedBlocksWithinShardsAndContiguousRankRanges) {
     }
     EXPECT_EQ(covered, 6);
   }
+  // rank_blocks: the ranks' shares concatenate to the plan (or to a sub-range of it), in
+  // order; num_rows adds their rows.
+  for (int p = 1; p <= 7; ++p) {
+    std::vector<BlockRef> joined, joined_tail;
+    for (int r = 0; r < p; ++r) {
+      const auto mine = rank_blocks(plan, r, p);
+      joined.insert(joined.end(), mine.begin(), mine.end());
+      const auto tail = rank_blocks(plan, 2, 5, r, p);
+      joined_tail.insert(joined_tail.end(), tail.begin(), tail.end());
+    }
+    ASSERT_EQ(joined.size(), plan.size());
+    for (std::size_t b = 0; b < plan.size(); ++b) EXPECT_EQ(joined[b].id, plan[b].id);
+    ASSERT_EQ(joined_tail.size(), 3u);
+    for (std::size_t b = 0; b < 3; ++b) EXPECT_EQ(joined_tail[b].id, plan[2 + b].id);
+  }
+  EXPECT_EQ(num_rows(plan), 21);
+  EXPECT_EQ(num_rows(rank_blocks(plan, 2, 5, 0, 1)), 2 + 3 + 4);
 }
 
 // A block that counts the live copies of itself.

@@ -15,6 +15,7 @@
 #include "latent/io/counts_dataset.hpp"
 #include "latent/models/lda/lda.hpp"
 #include "latent/models/lda/lda_fit.hpp"
+#include "latent/models/lda/lda_generate.hpp"
 
 namespace latent::models {
 namespace {

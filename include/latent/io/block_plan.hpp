@@ -30,4 +30,25 @@ struct BlockRange {
 };
 BlockRange rank_block_range(Index num_blocks, int rank, int num_ranks);
 
+/// The blocks `rank` of `num_ranks` reads: its contiguous range (rank_block_range) of
+/// `plan`, in plan order. Every block goes to exactly one rank. Local.
+std::vector<BlockRef> rank_blocks(std::span<const BlockRef> plan, int rank, int num_ranks);
+/// The same for the sub-range plan[first, last) (a training or held-out part of a plan):
+/// `rank` gets the rank_block_range(last − first, ...) share of it. Requires
+/// 0 <= first <= last <= plan.size().
+std::vector<BlockRef> rank_blocks(std::span<const BlockRef> plan, Index first, Index last, int rank, int num_ranks);
+
+/// Rows in `blocks` (Σ num_rows).
+Index num_rows(std::span<const BlockRef> blocks);
+
+/// The layout of a generated data set: N rows in S shard files, shard s holding rows
+/// [s N / S, (s + 1) N / S) (N S must fit int64). Rank r of P writes shards
+/// rank_block_range(S, r, P).
+struct ShardLayout {
+  Index num_rows = 0;
+  Index num_shards = 1;
+  /// The first row of shard s (0 <= s <= S; begin(S) = N).
+  Index begin(Index s) const { return num_rows * s / num_shards; }
+};
+
 }  // namespace latent::io

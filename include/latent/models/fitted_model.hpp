@@ -59,6 +59,10 @@ class FittedModel {
   virtual void impute_block(const RowMatrix& x, RowMatrix& out) const;
 };
 
+/// The most probable component of every row of `resp` (B × K; the first one on ties): the
+/// hard labels of a mixture.
+std::vector<std::int64_t> argmax_labels(const RowMatrix& resp);
+
 /// What every model file records about its fit.
 struct FitRecord {
   std::string config_json;  ///< the full configuration

@@ -146,11 +146,10 @@ struct CorpusCounts {
   Index documents = 0, empty = 0;
 };
 CorpusCounts validate_corpus(const comm::Communicator& comm, const io::CountsDatasetInfo& info, const LdaConfig& c) {
-  const auto plan = io::make_block_plan(info.shard_rows(), c.block_rows);
-  const auto range = io::rank_block_range(static_cast<Index>(plan.size()), comm.rank(), comm.size());
   std::vector<std::int64_t> sums(3, 0);
   comm::run_agreed(comm, [&] {
-    io::CountsSource source(info, {plan.begin() + range.first, plan.begin() + range.last}, {c.prefetch, 0, false});
+    io::CountsSource source(info, io::rank_blocks(io::make_block_plan(info.shard_rows(), c.block_rows), comm.rank(), comm.size()),
+                            {c.prefetch, 0, false});
     source.start_pass();
     while (auto block = source.next()) {
       heartbeat();
@@ -252,9 +251,7 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
       refs.push_back(io::BlockRef{m, -1, -1, hi - lo, lo});
     }
   } else {
-    const auto plan = io::make_block_plan(info.shard_rows(), c.block_rows);
-    const auto range = io::rank_block_range(static_cast<Index>(plan.size()), comm.rank(), comm.size());
-    refs.assign(plan.begin() + range.first, plan.begin() + range.last);
+    refs = io::rank_blocks(io::make_block_plan(info.shard_rows(), c.block_rows), comm.rank(), comm.size());
   }
   const auto num_blocks = static_cast<Index>(refs.size());
   io::CountsSource source(info, std::move(refs), {c.prefetch, c.cache_bytes, false});
@@ -438,8 +435,7 @@ LdaScore score_lda(const comm::Communicator& comm, const io::CountsDatasetInfo& 
     throw_input(fmt::format("data {}: vocabulary size {} does not match the model's {} (score with data imported with "
                             "the model's vocabulary)",
                             info.location, info.vocab_size, model.vocab_size()));
-  const auto plan = io::make_block_plan(info.shard_rows(), block_rows);
-  const auto range = io::rank_block_range(static_cast<Index>(plan.size()), comm.rank(), comm.size());
+  const std::vector<io::BlockRef> mine = io::rank_blocks(io::make_block_plan(info.shard_rows(), block_rows), comm.rank(), comm.size());
   // β̂ = λ / Σ_w λ, word-major.
   RowMatrix beta = model.lambda_vk();
   for (Index t = 0; t < k; ++t) beta.col(t) /= model.topic_totals()(t);
@@ -452,7 +448,7 @@ LdaScore score_lda(const comm::Communicator& comm, const io::CountsDatasetInfo& 
   };
   tbb::enumerable_thread_specific<Local> locals;
   comm::run_agreed(comm, [&] {
-    io::CountsSource source(info, {plan.begin() + range.first, plan.begin() + range.last}, {4, 0, false});
+    io::CountsSource source(info, mine, {4, 0, false});
     source.start_pass();
     tbb::task_arena arena(std::max(1, threads));
     while (auto block = source.next()) {

@@ -1,6 +1,7 @@
 // `latent fit lda`: options, memory estimate and fit (the registry's entry;
-// docs/ARCHITECTURE.md §3). Scoring, transform and info of LDA files still go through
-// src/cli/lda.cpp (issue 18 notes).
+// docs/ARCHITECTURE.md §3). Scoring, transform and info of LDA files: score_lda
+// (lda_fit.cpp) and transform_lda (lda_apply.cpp), their commands in src/cli/lda.cpp (issue
+// 18 notes).
 #include <fmt/format.h>
 
 #include <algorithm>

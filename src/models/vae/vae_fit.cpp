@@ -47,10 +47,9 @@ std::int64_t to_fixed(double x, double scale) {
 // A validating pass over this rank's share of the data: values must lie in [0, 1] for a
 // Bernoulli decoder (NaN/Inf are refused by the block reader). Collective (errors agreed).
 void validate_data(const comm::Communicator& comm, const io::DenseDatasetInfo& info, const VaeFitConfig& c) {
-  const auto plan = io::make_block_plan(info, 8192);
-  const auto range = io::rank_block_range(static_cast<Index>(plan.size()), comm.rank(), comm.size());
   comm::run_agreed(comm, [&] {
-    io::BlockSource source(info, {plan.begin() + range.first, plan.begin() + range.last}, {c.prefetch, 0, false, false, {}});
+    io::BlockSource source(info, io::rank_blocks(io::make_block_plan(info, 8192), comm.rank(), comm.size()),
+                           {c.prefetch, 0, false, false, {}});
     source.start_pass();
     while (auto block = source.next()) {
       heartbeat();
@@ -247,10 +246,9 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
   // This rank's share of minibatch `sid` (a contiguous range of its micro-batches).
   const auto step_blocks = [&](Index sid, std::vector<io::BlockRef>* refs) {
     const Index first = sid * per_step, count = std::min(per_step, nt - first);
-    const auto range = io::rank_block_range(count, comm.rank(), comm.size());
-    if (refs != nullptr)
-      for (Index b = range.first; b < range.last; ++b) refs->push_back(plan[static_cast<std::size_t>(first + b)]);
-    return range.last - range.first;
+    const std::vector<io::BlockRef> mine = io::rank_blocks(plan, first, first + count, comm.rank(), comm.size());
+    if (refs != nullptr) refs->insert(refs->end(), mine.begin(), mine.end());
+    return static_cast<Index>(mine.size());
   };
   // The order of an epoch's minibatches: storage order, or a Fisher-Yates shuffle keyed by
   // (seed, epoch).
@@ -270,15 +268,11 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
     return std::make_unique<io::BlockSource>(info, std::move(refs),
                                              io::BlockSourceOptions{c.prefetch, c.shuffle ? 0 : c.cache_bytes, false, false, {}});
   };
-  std::vector<io::BlockRef> val_refs;
   Index max_local = 0;
   for (Index sid = 0; sid < steps_per_epoch; ++sid) max_local = std::max(max_local, step_blocks(sid, nullptr));
   for (Index b = 0; b < nt; ++b) result.num_train_rows += plan[static_cast<std::size_t>(b)].num_rows;
   for (Index b = nt; b < nb; ++b) result.num_validation_rows += plan[static_cast<std::size_t>(b)].num_rows;
-  {
-    const auto range = io::rank_block_range(nv, comm.rank(), comm.size());
-    for (Index b = range.first; b < range.last; ++b) val_refs.push_back(plan[static_cast<std::size_t>(nt + b)]);
-  }
+  std::vector<io::BlockRef> val_refs = io::rank_blocks(plan, nt, nt + nv, comm.rank(), comm.size());
   std::unique_ptr<io::BlockSource> train_source;
   std::unique_ptr<io::BlockSource> val_source;
   if (nv > 0) val_source = std::make_unique<io::BlockSource>(info, std::move(val_refs), io::BlockSourceOptions{c.prefetch, c.cache_bytes, false, false, {}});

@@ -1,6 +1,6 @@
 // `latent fit vae`: options, memory check and fit (the registry's entry;
-// docs/ARCHITECTURE.md §3). Scoring, transform and sampling of VAE files still go through
-// src/cli/vae.cpp (issue 18 notes).
+// docs/ARCHITECTURE.md §3). Scoring, transform and sampling of VAE files: the passes in
+// vae_apply.cpp, their commands (options, outputs) in src/cli/vae.cpp (issue 18 notes).
 #include <fmt/format.h>
 
 #include <algorithm>

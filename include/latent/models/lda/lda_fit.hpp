@@ -89,6 +89,10 @@ struct LdaScore {
   double completion_log_likelihood = 0;   ///< Σ log p(held-out half | observed half), nats
   double completion_tokens = 0;           ///< tokens in the held-out halves
   double doc_completion_perplexity = 0;   ///< exp(−completion_log_likelihood / completion_tokens)
+  /// completion_log_likelihood per held-out token (nats; 0 without held-out tokens).
+  double completion_per_token() const { return completion_tokens > 0 ? completion_log_likelihood / completion_tokens : 0.0; }
+  /// bound per token (nats; 0 for an empty corpus).
+  double bound_per_token() const { return num_tokens > 0 ? bound / num_tokens : 0.0; }
 };
 /// Document completion (Wallach et al. 2009, §5.1 "document completion"): a document's
 /// tokens are expanded in ascending word-id order and numbered 0, 1, 2, ...; even
@@ -112,33 +116,5 @@ void save_lda(const Lda& model, const std::vector<std::string>& vocabulary, cons
 /// Reads an LDA model file (also one written by other tools in the same schema: only
 /// /components, /doc_topic_prior and /topic_word_prior are required). Local.
 Lda load_lda(const std::string& path, std::vector<std::string>* vocabulary = nullptr);
-
-/// A synthetic LDA corpus (Blei et al. 2003 §3): topics β_k ~ Dir(η), θ_d ~ Dir(α),
-/// document length ~ Poisson(mean_length) (at least 1), words by z ~ θ_d, w ~ β_z.
-/// Document d is a pure function of (seed, d), so any split over ranks and shards gives the
-/// same corpus. `latent generate lda` (src/cli/generate.cpp) writes it in parallel.
-class LdaGenerator {
- public:
-  /// Throws Error(kUsage) unless every argument is positive. Draws β (K × V): O(KV).
-  LdaGenerator(Index vocab_size, Index n_topics, double mean_length, double alpha, double eta, std::uint64_t seed);
-  /// Document d in CSR form: its distinct word ids in ascending order in `ids`, each
-  /// with its count in `counts`; returns the label (the topic with the largest θ_dk).
-  /// Thread-safe.
-  std::int64_t document(Index d, std::vector<std::int32_t>& ids, std::vector<std::int64_t>& counts) const;
-  /// The true topics as an LDA model (λ = β, α, η).
-  Lda truth() const;
-
- private:
-  Index k_, v_;
-  double mean_length_, alpha_, eta_;
-  std::uint64_t seed_;
-  RowMatrix beta_;                       // K × V
-  std::vector<std::vector<double>> cdf_;  // per topic, cumulative β
-};
-
-/// The corpus of LdaGenerator written serially to `dir` (a CountsWriter) and, if
-/// true_model_path is not empty, the true topics as an LDA model file. Local (one rank).
-void generate_lda(Index n_documents, Index vocab_size, Index n_topics, double mean_length, double alpha, double eta,
-                  std::uint64_t seed, Index docs_per_shard, const std::string& dir, const std::string& true_model_path);
 
 }  // namespace latent::models
