@@ -65,11 +65,8 @@ void add_agreement(const Context& ctx, const train::ContingencyTable& table, nlo
 }
 
 int cmd_score(const std::vector<std::string>& raw_args, const Context& ctx) {
-  require_task(raw_args, models::Task::kScore);
   const std::vector<std::string> args = per_sample_output_form(raw_args);
-  if (is_lda_model(args)) return score_lda(args, ctx);
-  if (is_vae_model(args)) return score_vae(args, ctx);
-  if (model_kind_of(args) == "mmm") return apply_mmm("score", args, ctx);
+  if (const auto handler = model_task_handler(args, models::Task::kScore)) return handler(args, ctx);
   ApplyOptions a;
   std::string per_sample;
   bool overwrite = false;
@@ -120,8 +117,7 @@ int cmd_score(const std::vector<std::string>& raw_args, const Context& ctx) {
 }
 
 int cmd_predict(const std::vector<std::string>& args, const Context& ctx) {
-  require_task(args, models::Task::kPredict);
-  if (model_kind_of(args) == "mmm") return apply_mmm("predict", args, ctx);
+  if (const auto handler = model_task_handler(args, models::Task::kPredict)) return handler(args, ctx);
   ApplyOptions a;
   std::string output;
   bool proba = false, overwrite = false;
@@ -206,9 +202,10 @@ int cmd_predict(const std::vector<std::string>& args, const Context& ctx) {
   return 0;
 }
 
-// `latent transform` for dense models: responsibilities (mixtures) or E[z|x] (ppca, fa).
-int transform_dense(const std::vector<std::string>& args, const Context& ctx) {
-  if (model_kind_of(args) == "mmm") return apply_mmm("transform", args, ctx);
+// `latent transform`: responsibilities (mixtures) or E[z|x] (factor models) of a dense
+// model, or the model's own transform (model_tasks.cpp).
+int cmd_transform(const std::vector<std::string>& args, const Context& ctx) {
+  if (const auto handler = model_task_handler(args, models::Task::kTransform)) return handler(args, ctx);
   ApplyOptions a;
   std::string output;
   bool overwrite = false;
@@ -246,7 +243,7 @@ int transform_dense(const std::vector<std::string>& args, const Context& ctx) {
 }
 
 int cmd_impute(const std::vector<std::string>& args, const Context& ctx) {
-  require_task(args, models::Task::kImpute);
+  if (const auto handler = model_task_handler(args, models::Task::kImpute)) return handler(args, ctx);
   ApplyOptions a;
   std::string output;
   bool overwrite = false;
@@ -293,9 +290,7 @@ int cmd_impute(const std::vector<std::string>& args, const Context& ctx) {
 }
 
 int cmd_sample(const std::vector<std::string>& args, const Context& ctx) {
-  require_task(args, models::Task::kSample);
-  if (is_vae_model(args)) return sample_vae(args, ctx);
-  if (model_kind_of(args) == "mmm") return sample_mmm(args, ctx);
+  if (const auto handler = model_task_handler(args, models::Task::kSample)) return handler(args, ctx);
   std::string model_path, output;
   Index n = 0;
   std::uint64_t seed = 0;
@@ -365,38 +360,12 @@ int cmd_info(const std::vector<std::string>& args, const Context& ctx) {
     }
     const bool is_model = std::filesystem::is_regular_file(path) && io::H5Reader(path).has_attr("/", "model") &&
                           !io::H5Reader(path).has(io::kDataDataset);
-    if (is_model && io::H5Reader(path).attr_string("/", "model") == "lda") {
-      text = describe_lda(path, top_words);
-      return;
-    }
-    if (is_model && io::H5Reader(path).attr_string("/", "model") == "vae") {
-      text = describe_vae(path);
-      return;
-    }
-    if (is_model && io::H5Reader(path).attr_string("/", "model") == "mmm") {
-      const models::DiscreteMixture m = models::load_discrete(path);
-      const io::H5Reader r(path);
-      text = fmt::format("model {}\nmultinomial mixture: {} components, vocabulary {}, alpha={:g}\n", path,
-                         m.num_components(), m.num_features(), m.alpha());
-      if (r.has_attr("/", "n_iter"))
-        text += fmt::format("  n_iter: {}  converged: {}  mean log posterior: {:.6g}\n", r.attr_int("/", "n_iter"),
-                            r.attr_int("/", "converged") != 0 ? "yes" : "no", r.attr_double("/", "lower_bound"));
-      const std::vector<std::string> vocab = r.has("vocabulary") ? r.read_strings("vocabulary") : std::vector<std::string>{};
-      std::vector<Index> order(static_cast<std::size_t>(m.num_features()));
-      const Index n_top = std::min<Index>(top_words, m.num_features());
-      for (Index k = 0; k < m.num_components(); ++k) {
-        std::iota(order.begin(), order.end(), Index{0});
-        const auto& p = m.probabilities();
-        std::partial_sort(order.begin(), order.begin() + n_top, order.end(),
-                          [&](Index x, Index y) { return p(k, x) > p(k, y) || (p(k, x) == p(k, y) && x < y); });
-        text += fmt::format("  component {:>3} (weight {:.4f}):", k, m.weights()[k]);
-        for (Index i = 0; i < n_top; ++i) {
-          const Index w = order[static_cast<std::size_t>(i)];
-          text += " " + (static_cast<std::size_t>(w) < vocab.size() ? vocab[static_cast<std::size_t>(w)] : std::to_string(w));
-        }
-        text += "\n";
+    if (is_model) {
+      const std::string described = describe_model_file(io::H5Reader(path).attr_string("/", "model"), path, top_words);
+      if (!described.empty()) {
+        text = described;
+        return;
       }
-      return;
     }
     if (std::filesystem::is_directory(path) && std::filesystem::exists(std::filesystem::path(path) / io::kVocabularyFile)) {
       text = describe_counts(path);

@@ -281,33 +281,6 @@ void Progress::finish() {
   if (enabled_ && last_percent_ >= 0) err_ << '\n';
 }
 
-std::string model_kind_of(const std::vector<std::string>& args) {
-  for (std::size_t i = 0; i + 1 < args.size(); ++i)
-    if (args[i] == "--model") {
-      std::error_code ec;
-      if (!std::filesystem::is_regular_file(args[i + 1], ec)) return "";
-      try {
-        const io::H5Reader r(args[i + 1]);
-        if (r.has_attr("/", "model")) return r.attr_string("/", "model");
-        return r.has("doc_topic_prior") ? "lda" : "";
-      } catch (const Error&) {
-        return "";
-      }
-    }
-  return "";
-}
-
-void require_task(const std::vector<std::string>& args, models::Task task) {
-  for (const auto& a : args)
-    if (a == "--help" || a == "-h") return;
-  const std::string kind = model_kind_of(args);
-  const models::ModelSpec* spec = models::find_model(kind);
-  if (!spec || spec->supports(task)) return;
-  std::string list;
-  for (models::Task t : spec->tasks) list += (list.empty() ? "" : ", ") + std::string(models::task_name(t));
-  throw_usage(fmt::format("a {} model does not support `latent {}` (it supports: {})", kind, models::task_name(task), list));
-}
-
 RowParts::RowParts(const Context& ctx, std::string output, std::vector<Column> columns, Index local_rows)
     : ctx_(ctx), output_(std::move(output)), columns_(std::move(columns)), local_rows_(local_rows) {
   comm::run_agreed(ctx_.comm, [&] {

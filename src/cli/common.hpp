@@ -174,39 +174,39 @@ int cmd_transform(const std::vector<std::string>& args, const Context& ctx);
 /// Adds adjusted_rand_index and purity (train::global_clustering_agreement) of this rank's
 /// (predicted, true) label counts summed over the ranks to `j`. Collective (one allgather).
 void add_agreement(const Context& ctx, const train::ContingencyTable& table, nlohmann::json& j);
-/// score/predict/transform of a multinomial mixture on count data (mmm.cpp).
-int apply_mmm(const std::string& command, const std::vector<std::string>& args, const Context& ctx);
-/// `latent sample` of a multinomial mixture: a count dataset of documents (mmm.cpp).
-int sample_mmm(const std::vector<std::string>& args, const Context& ctx);
 int cmd_select(const std::vector<std::string>& args, const Context& ctx);
 int cmd_impute(const std::vector<std::string>& args, const Context& ctx);
-/// `latent transform` for gmm/kmeans/ppca/fa model files (apply.cpp).
-int transform_dense(const std::vector<std::string>& args, const Context& ctx);
 int cmd_generate(const std::vector<std::string>& args, const Context& ctx);
 int cmd_bench_allreduce(const std::vector<std::string>& args, const Context& ctx);
 
 /// The `model` attribute of the file named by --model in args ("lda" also for an
 /// attribute-less file with /doc_topic_prior, as gensim/scikit-learn topics written by
-/// h5py), or "" if there is none or it cannot be read. Local.
+/// h5py), or "" if there is none or it cannot be read. Local. (model_tasks.cpp)
 std::string model_kind_of(const std::vector<std::string>& args);
-/// Throws Error(kUsage) if the model file named by --model is of a registered kind whose
-/// spec does not list `task` (nothing happens for an unreadable or unknown file: the
-/// command's own checks report it). Local.
-void require_task(const std::vector<std::string>& args, models::Task task);
+using TaskHandler = std::function<int(const std::vector<std::string>&, const Context&)>;
+/// For the model file named by --model in args: throws Error(kUsage) if its registered
+/// spec does not declare `task`; returns the model's own command-line handler for the
+/// task (count data, the VAE's estimators), or an empty function when the generic
+/// FittedModel path serves it (or there is no readable model: the command reports it).
+/// Local. (model_tasks.cpp: the command line's half of the registry.)
+TaskHandler model_task_handler(const std::vector<std::string>& args, models::Task task);
+/// `latent info` text of a model file of this kind with its own description (lda, vae,
+/// mmm), or "". Local.
+std::string describe_model_file(const std::string& kind, const std::string& path, int top_words);
 
-// LDA (lda.cpp): whether --model in args names an LDA model file; its score command; the
-// `info` text of an LDA model (top words per topic) and of a count dataset.
-bool is_lda_model(const std::vector<std::string>& args);
+// The model-specific command-line handlers (reached through model_task_handler).
 int score_lda(const std::vector<std::string>& args, const Context& ctx);
+int transform_lda(const std::vector<std::string>& args, const Context& ctx);
 std::string describe_lda(const std::string& path, int top_words);
 std::string describe_counts(const std::string& path);
-
-// VAE (vae.cpp): whether --model in args names a VAE model file; its score, transform and
-// sample commands; the `info` text of a VAE model.
-bool is_vae_model(const std::vector<std::string>& args);
 int score_vae(const std::vector<std::string>& args, const Context& ctx);
 int transform_vae(const std::vector<std::string>& args, const Context& ctx);
 int sample_vae(const std::vector<std::string>& args, const Context& ctx);
 std::string describe_vae(const std::string& path);
+/// score/predict/transform of a multinomial mixture on count data (mmm.cpp).
+int apply_mmm(const std::string& command, const std::vector<std::string>& args, const Context& ctx);
+/// `latent sample` of a multinomial mixture: a count dataset of documents (mmm.cpp).
+int sample_mmm(const std::vector<std::string>& args, const Context& ctx);
+std::string describe_mmm(const std::string& path, int top_words);
 
 }  // namespace latent::cli

@@ -53,7 +53,6 @@ models::Lda load_and_open(const Context& ctx, LdaApply& a, io::CountsDatasetInfo
 
 }  // namespace
 
-bool is_lda_model(const std::vector<std::string>& args) { return model_kind_of(args) == "lda"; }
 
 int score_lda(const std::vector<std::string>& args, const Context& ctx) {
   LdaApply a;
@@ -83,11 +82,7 @@ int score_lda(const std::vector<std::string>& args, const Context& ctx) {
   return 0;
 }
 
-int cmd_transform(const std::vector<std::string>& args, const Context& ctx) {
-  require_task(args, models::Task::kTransform);
-  if (is_vae_model(args)) return transform_vae(args, ctx);
-  if (!is_lda_model(args) && !(args.size() == 1 && (args[0] == "--help" || args[0] == "-h")) && !args.empty())
-    return transform_dense(args, ctx);
+int transform_lda(const std::vector<std::string>& args, const Context& ctx) {
   LdaApply a;
   std::string output;
   bool overwrite = false;

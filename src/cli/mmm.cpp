@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <nlohmann/json.hpp>
 
 #include "common.hpp"
@@ -141,6 +142,33 @@ int sample_mmm(const std::vector<std::string>& args, const Context& ctx) {
   });
   ctx.log.info(fmt::format("wrote {} documents of {} tokens to {}", n, doc_length, output));
   return 0;
+}
+
+std::string describe_mmm(const std::string& path, int top_words) {
+  std::string text;
+  const models::DiscreteMixture m = models::load_discrete(path);
+  const io::H5Reader r(path);
+  text = fmt::format("model {}\nmultinomial mixture: {} components, vocabulary {}, alpha={:g}\n", path,
+                     m.num_components(), m.num_features(), m.alpha());
+  if (r.has_attr("/", "n_iter"))
+    text += fmt::format("  n_iter: {}  converged: {}  mean log posterior: {:.6g}\n", r.attr_int("/", "n_iter"),
+                        r.attr_int("/", "converged") != 0 ? "yes" : "no", r.attr_double("/", "lower_bound"));
+  const std::vector<std::string> vocab = r.has("vocabulary") ? r.read_strings("vocabulary") : std::vector<std::string>{};
+  std::vector<Index> order(static_cast<std::size_t>(m.num_features()));
+  const Index n_top = std::min<Index>(top_words, m.num_features());
+  for (Index k = 0; k < m.num_components(); ++k) {
+    std::iota(order.begin(), order.end(), Index{0});
+    const auto& p = m.probabilities();
+    std::partial_sort(order.begin(), order.begin() + n_top, order.end(),
+                      [&](Index x, Index y) { return p(k, x) > p(k, y) || (p(k, x) == p(k, y) && x < y); });
+    text += fmt::format("  component {:>3} (weight {:.4f}):", k, m.weights()[k]);
+    for (Index i = 0; i < n_top; ++i) {
+      const Index w = order[static_cast<std::size_t>(i)];
+      text += " " + (static_cast<std::size_t>(w) < vocab.size() ? vocab[static_cast<std::size_t>(w)] : std::to_string(w));
+    }
+    text += "\n";
+  }
+  return text;
 }
 
 }  // namespace latent::cli

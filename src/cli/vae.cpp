@@ -47,7 +47,6 @@ models::VaePassOptions pass_options(const StreamOptions& s) { return {s.threads,
 
 }  // namespace
 
-bool is_vae_model(const std::vector<std::string>& args) { return model_kind_of(args) == "vae"; }
 
 int score_vae(const std::vector<std::string>& args, const Context& ctx) {
   VaeApply a;
