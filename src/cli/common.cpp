@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 #include <filesystem>
+#include <sstream>
 #include <thread>
 
 #include "latent/core/error.hpp"
@@ -89,13 +90,50 @@ std::string exit_status_text() {
          "  checkpoint (resubmit with --resume); 124 watchdog abort; 1 internal error (README.md \"Exit codes\")\n";
 }
 
+namespace {
+
+// EXAMPLES of the commands whose help is not generated from a spec, by command word.
+std::string examples_of(const std::string& usage) {
+  static const std::map<std::string, std::vector<std::string>> examples{
+      {"score",
+       {"latent score --model gmm.h5 --data test/", "latent score --model fa.h5 --data test/ --per-sample scores.h5"}},
+      {"predict",
+       {"latent predict --model gmm.h5 --data shards/ --output labels.h5 --proba",
+        "latent predict --model fa.h5 --data shards/ --output flags.h5 --outlier-quantile 0.01"}},
+      {"transform",
+       {"latent transform --model lda.h5 --data corpus/ --output theta.h5",
+        "latent transform --model fa.h5 --data shards/ --output factors.h5"}},
+      {"sample", {"latent sample --model gmm.h5 --n-samples 100000 --output draws.h5 --seed 1"}},
+      {"impute", {"latent impute --model fa.h5 --data with_nan/ --output filled.h5"}},
+      {"info", {"latent info model.h5", "latent info shards/"}},
+      {"import",
+       {"latent import dense --format idx --input train-images-idx3-ubyte.gz --labels train-labels-idx1-ubyte.gz "
+        "--output fashion/",
+        "latent import counts --format uci --input docword.kos.txt.gz --output kos/"}},
+      {"generate",
+       {"mpirun -n 4 latent generate gmm --n-samples 10000000 --n-features 50 --n-components 20 --output synth/",
+        "latent generate lda --n-samples 100000 --vocab-size 5000 --n-components 50 --output corpus/"}},
+  };
+  std::istringstream words(usage);
+  std::string first, command;
+  words >> first >> command;
+  const auto it = examples.find(command);
+  if (it == examples.end()) return "";
+  std::string out = "EXAMPLES\n";
+  for (const auto& e : it->second) out += "  " + e + "\n";
+  return out + "\n";
+}
+
+}  // namespace
+
 bool parse(const std::vector<std::string>& args, const po::options_description& desc, po::variables_map& vm,
            const Context& ctx, const std::string& usage, const po::positional_options_description* positional,
            const std::string& help_tail) {
   for (const auto& a : args)
     if (a == "--help" || a == "-h") {
       if (ctx.comm.is_root())
-        ctx.out << "Usage: " << usage << "\n\n" << desc << "\n" << (help_tail.empty() ? exit_status_text() : help_tail);
+        ctx.out << "Usage: " << usage << "\n\n" << desc << "\n"
+                << (help_tail.empty() ? examples_of(usage) + exit_status_text() : help_tail);
       return false;
     }
   try {

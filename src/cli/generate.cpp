@@ -138,8 +138,8 @@ int cmd_generate(const std::vector<std::string>& args, const Context& ctx) {
     desc.add_options()
         ("vocab-size", po::value(&o.d)->required(), "vocabulary size V (words are named w0, w1, ...)")
         ("doc-length", po::value(&o.length)->default_value(100.0), "mean document length (Poisson), tokens")
-        ("doc-topic-prior", po::value(&o.alpha)->default_value(0.1), "alpha of theta ~ Dir(alpha)")
-        ("topic-word-prior", po::value(&o.eta)->default_value(0.01), "eta of beta_k ~ Dir(eta)")
+        ("doc-topic-prior", po::value(&o.alpha)->default_value(0.1, "0.1"), "alpha of theta ~ Dir(alpha)")
+        ("topic-word-prior", po::value(&o.eta)->default_value(0.01, "0.01"), "eta of beta_k ~ Dir(eta)")
         ("n-documents", po::value(&n_alias)->default_value(0), "same as --n-samples")
         ("n-topics", po::value(&k_alias)->default_value(0), "same as --n-components")
         ("docs-per-shard", po::value(&per_shard_alias)->default_value(0), "same as --rows-per-shard");

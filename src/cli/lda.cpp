@@ -30,7 +30,7 @@ void add_lda_apply(po::options_description& desc, LdaApply& a) {
       ("data", po::value(&a.data)->required(), "count dataset directory (`latent import counts`), same vocabulary")
       ("max-doc-update-iter", po::value(&a.e_step.max_doc_update_iter)->default_value(100),
        "variational iterations per document at most")
-      ("mean-change-tol", po::value(&a.e_step.mean_change_tol)->default_value(1e-3),
+      ("mean-change-tol", po::value(&a.e_step.mean_change_tol)->default_value(1e-3, "0.001"),
        "per-document stop: mean absolute change of gamma");
   add_stream_options(desc, a.stream);
 }
