@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <limits>
+#include <numbers>
 #include <optional>
 
 #include <fmt/format.h>
@@ -24,7 +25,9 @@ class MfaEm final : public train::EmModel {
   MfaEm(Mfa model, RowVector center, double floor, double reg_covar)
       : model_(std::move(model)), center_(std::move(center)), floor_(floor), reg_(reg_covar),
         k_(model_.num_components()), l_(model_.num_factors()), d_(model_.num_features()),
-        block_(factor_stats_size(l_, d_)) {}
+        block_(factor_stats_size(l_, d_)) {
+    prepare();
+  }
 
   const Mfa& model() const { return model_; }
   std::size_t num_stats() const override { return 2 + static_cast<std::size_t>(k_) * block_; }
@@ -65,6 +68,7 @@ class MfaEm final : public train::EmModel {
       comps.push_back(std::move(m));
     }
     model_.set_parameters(nk / nk.sum(), std::move(comps));
+    prepare();
     const Step step{objective, objective - previous_};
     previous_ = objective;
     return step;
@@ -81,6 +85,7 @@ class MfaEm final : public train::EmModel {
     const RowMatrix& w = state.array("weights");
     model_.set_parameters(RowVector(Eigen::Map<const RowVector>(w.data(), w.size())), state.array("means"),
                           state.array("components"), state.array("noise_variance"));
+    prepare();
     previous_ = state.scalar("previous_objective");
   }
 
@@ -89,34 +94,68 @@ class MfaEm final : public train::EmModel {
     return partial.data() + 2 + static_cast<std::size_t>(k) * block_;
   }
 
-  // Complete rows: per component one batched inference (E[z | x̃, k] for every row, the
-  // posterior covariance M_k⁻¹ shared), then with z̃ = [E[z]; 1] and the responsibilities r:
-  // A_k += Σ r z̃ z̃ᵀ + N_k M_k⁻¹ (top-left), B_k += x̃ᵀ (r ⊙ z̃), C_k += rᵀ x̃².
-  void complete_rows(const RowMatrix& xt, std::span<double> partial) const {
-    const Index b = xt.rows(), a = l_ + 1;
-    RowMatrix resp(b, k_);
-    std::vector<RowMatrix> ez(static_cast<std::size_t>(k_));
-    Vector lp;
+  // The operands of the complete-row E-step for all components at once, kept in step with
+  // the parameters: x̃ is multiplied once by [ (W_k Ψ_k⁻¹)ᵀ ... | (μ̃_k / ψ_k) ... ] and x̃²
+  // once by [1 / ψ_k ...], instead of K narrow products over (x̃ − μ̃_k).
+  void prepare() {
+    const Index kl = k_ * l_;
+    stacked_.resize(d_, kl + k_);
+    inv_noise_.resize(d_, k_);
+    shift_.resize(k_, l_);
+    mu_quad_.resize(k_);
+    log_norm_.resize(k_);
+    const double log2pi = std::log(2.0 * std::numbers::pi);
     for (Index k = 0; k < k_; ++k) {
-      model_.component(k).infer(xt, lp, &ez[static_cast<std::size_t>(k)], nullptr);
-      resp.col(k) = lp.array() + std::log(model_.weights()[k]);
+      const FactorModel& f = model_.component(k);
+      if (l_ > 0) stacked_.middleCols(k * l_, l_) = f.components_over_noise().transpose();
+      stacked_.col(kl + k) = f.mean().cwiseProduct(f.inverse_noise()).transpose();
+      inv_noise_.col(k) = f.inverse_noise().transpose();
+      if (l_ > 0) shift_.row(k) = f.mean() * f.components_over_noise().transpose();  // W Ψ⁻¹ μ̃
+      mu_quad_[k] = f.mean().cwiseProduct(f.mean()).dot(f.inverse_noise());
+      log_norm_[k] = -0.5 * (static_cast<double>(d_) * log2pi + f.log_det_m() + f.sum_log_noise()) +
+                     std::log(model_.weights()[k]);
+    }
+  }
+
+  // Complete rows: with u_k = W_k Ψ_k⁻¹ (x̃ − μ̃_k) = x̃ (W_k Ψ_k⁻¹)ᵀ − W_k Ψ_k⁻¹ μ̃_k, E[z | x̃, k]
+  // = M_k⁻¹ u_k and (Woodbury) (x̃ − μ̃_k)ᵀ C_k⁻¹ (x̃ − μ̃_k) = Σ_d (x̃_d − μ̃_kd)² / ψ_kd − u_kᵀ
+  // E[z | x̃, k], the squares expanded so that every component shares one product with x̃
+  // and one with x̃² (x̃ is centred at the data mean, so the expansion loses nothing that
+  // matters). Then with z̃ = [E[z]; 1] and the responsibilities r: A_k += Σ r z̃ z̃ᵀ + N_k
+  // M_k⁻¹ (top-left), B_k += x̃ᵀ (r ⊙ z̃) (one product for all k), C_k += rᵀ x̃² (one too).
+  void complete_rows(const RowMatrix& xt, std::span<double> partial) const {
+    const Index b = xt.rows(), a = l_ + 1, kl = k_ * l_;
+    const RowMatrix xt2 = xt.array().square();
+    RowMatrix xs(b, kl + k_), sq(b, k_);
+    xs.noalias() = xt * stacked_;
+    sq.noalias() = xt2 * inv_noise_;
+    RowMatrix resp(b, k_), z(b, k_ * a), u(b, l_), ez(b, l_);
+    for (Index k = 0; k < k_; ++k) {
+      const FactorModel& f = model_.component(k);
+      u = xs.middleCols(k * l_, l_).rowwise() - shift_.row(k);
+      ez.noalias() = u * f.m_inverse();
+      const Vector quad = sq.col(k) - 2.0 * xs.col(kl + k) - (ez.array() * u.array()).rowwise().sum().matrix();
+      resp.col(k) = (-0.5 * (quad.array() + mu_quad_[k])) + log_norm_[k];
+      z.middleCols(k * a, l_) = ez;
+      z.col(k * a + l_).setOnes();
     }
     Vector lse;
     log_sum_exp_rows(resp, lse);
     partial[0] += lse.sum();
-    const RowMatrix xt2 = xt.array().square();
-    RowMatrix zt(b, a), zr(b, a);
-    zt.col(l_).setOnes();
+    RowMatrix zr(b, k_ * a);
     for (Index k = 0; k < k_; ++k) {
-      double* s = component_stats(partial, k);
-      Eigen::Map<RowMatrix> acc_a(s, a, a), acc_b(s + a * a, d_, a);
-      Eigen::Map<RowVector> acc_c(s + a * a + d_ * a, d_);
-      zt.leftCols(l_) = ez[static_cast<std::size_t>(k)];
-      zr = zt.array().colwise() * resp.col(k).array();
-      acc_a.noalias() += zr.transpose() * zt;
+      zr.middleCols(k * a, a) = z.middleCols(k * a, a).array().colwise() * resp.col(k).array();
+      Eigen::Map<RowMatrix> acc_a(component_stats(partial, k), a, a);
+      acc_a.noalias() += zr.middleCols(k * a, a).transpose() * z.middleCols(k * a, a);
       acc_a.topLeftCorner(l_, l_) += resp.col(k).sum() * model_.component(k).m_inverse();
-      acc_b.noalias() += xt.transpose() * zr;
-      acc_c.noalias() += resp.col(k).transpose() * xt2;
+    }
+    RowMatrix bz(d_, k_ * a), c(k_, d_);
+    bz.noalias() = xt.transpose() * zr;
+    c.noalias() = resp.transpose() * xt2;
+    for (Index k = 0; k < k_; ++k) {
+      double* st = component_stats(partial, k);
+      Eigen::Map<RowMatrix>(st + a * a, d_, a) += bz.middleCols(k * a, a);
+      Eigen::Map<RowVector>(st + a * a + d_ * a, d_) += c.row(k);
     }
   }
 
@@ -155,6 +194,8 @@ class MfaEm final : public train::EmModel {
   }
 
   Mfa model_;
+  RowMatrix stacked_, inv_noise_, shift_;  // D × (K L + K), D × K, K × L (prepare())
+  Vector mu_quad_, log_norm_;              // K: Σ μ̃²/ψ; log π_k − ½ (D log 2π + log|C_k|)
   RowVector center_;
   double floor_, reg_;
   Index k_, l_, d_;
