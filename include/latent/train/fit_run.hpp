@@ -5,6 +5,7 @@
 /// checkpoint control, the iteration log, and saving on rank 0 with errors agreed. The
 /// command line implements it; the model's fit function owns only its own configuration,
 /// its training call and its file.
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -77,6 +78,14 @@ class FitRun {
   virtual void done(const EmResult& result, double seconds) = 0;
   /// Runs `write` on rank 0 (the model file), with its error agreed on every rank.
   virtual void save(const std::function<void()>& write) = 0;
+  /// Ends a fit: done() with the seconds since `start`, then save(write). Returns the
+  /// seconds. Collective.
+  double finish(const EmResult& result, std::chrono::steady_clock::time_point start, const std::function<void()>& write) {
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    done(result, seconds);
+    save(write);
+    return seconds;
+  }
 };
 
 /// One `latent select` candidate fit (ModelSpec::select): the training rows and what

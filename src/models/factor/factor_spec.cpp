@@ -48,9 +48,7 @@ int fit_factor_run(train::FitRun& run, NoiseType noise) {
   const auto observer = run.observer();
   const auto t0 = std::chrono::steady_clock::now();
   FactorFitResult fit = fit_factor(run.comm(), *source, summary, f, run.log(), observer, control);
-  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  run.done(fit.em, total);
-  run.save([&] {
+  const double total = run.finish(fit.em, t0, [&] {
     save_factor(fit.model, FitRecord{config.dump(), fit.em, summary.num_samples, c.data}, c.output, c.overwrite);
   });
   run.log().info(fmt::format("{} after {} iterations, mean log-likelihood {:.6f} nats/sample, {:.2f} s; wrote {}",

@@ -49,9 +49,7 @@ int fit_gmm_run(train::FitRun& run) {
   const auto observer = run.observer();
   const auto t0 = Clock::now();
   GmmFitResult fit = fit_gmm(run.comm(), *source, summary, g, run.log(), observer, control);
-  const double total = std::chrono::duration<double>(Clock::now() - t0).count();
-  run.done(fit.em, total);
-  run.save([&] { save_gmm(fit.model, FitRecord{config.dump(), fit.em, summary.num_samples, c.data}, c.output, c.overwrite); });
+  const double total = run.finish(fit.em, t0, [&] { save_gmm(fit.model, FitRecord{config.dump(), fit.em, summary.num_samples, c.data}, c.output, c.overwrite); });
   run.log().info(fmt::format("{} after {} iterations, lower bound {:.6f} nats/sample, {:.2f} s; wrote {}",
                              fit.em.converged ? "converged" : "stopped", fit.em.n_iter, fit.em.objective, total, c.output));
   return 0;
@@ -118,9 +116,7 @@ int fit_bgmm_run(train::FitRun& run) {
   const auto observer = run.observer();
   const auto t0 = Clock::now();
   BgmmFitResult fit = fit_bgmm(run.comm(), *source, summary, b, run.log(), observer, control);
-  const double total = std::chrono::duration<double>(Clock::now() - t0).count();
-  run.done(fit.em, total);
-  run.save([&] {
+  const double total = run.finish(fit.em, t0, [&] {
     save_gmm(fit.mixture, FitRecord{config.dump(), fit.em, summary.num_samples, c.data}, c.output, c.overwrite, "bgmm",
              [&](io::H5Writer& w) {
                w.write("weight_concentration", fit.weight_concentration);

@@ -34,9 +34,7 @@ int fit_kmeans_run(train::FitRun& run) {
   const auto t0 = std::chrono::steady_clock::now();
   KmeansResult fit = fit_kmeans(run.comm(), *source, summary.num_samples, summary.variance.mean(), k, run.log(),
                                 observer, control);
-  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  run.done(fit.em, total);
-  run.save([&] {
+  const double total = run.finish(fit.em, t0, [&] {
     save_kmeans(fit.centers, fit.inertia, FitRecord{config.dump(), fit.em, summary.num_samples, c.data}, c.output,
                 c.overwrite);
   });

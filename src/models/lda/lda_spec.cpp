@@ -66,9 +66,7 @@ int fit_lda_run(train::FitRun& run) {
   const auto observer = run.observer();
   const auto t0 = std::chrono::steady_clock::now();
   LdaFitResult fit = fit_lda(run.comm(), info, l, run.log(), observer, control);
-  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  run.done(fit.em, total);
-  run.save([&] { save_lda(fit.model, vocabulary, config.dump(), fit.em, fit.num_documents, c.data, c.output, c.overwrite); });
+  const double total = run.finish(fit.em, t0, [&] { save_lda(fit.model, vocabulary, config.dump(), fit.em, fit.num_documents, c.data, c.output, c.overwrite); });
   run.log().info(fmt::format(
       "{} after {} passes ({} updates), training bound perplexity {:.4f} ({} tokens), {:.2f} s; wrote {}",
       fit.em.converged ? "converged" : "stopped", fit.em.n_iter, fit.num_updates, fit.bound_perplexity,

@@ -58,9 +58,7 @@ int fit_mfa_run(train::FitRun& run) {
   const auto observer = run.observer();
   const auto t0 = std::chrono::steady_clock::now();
   MfaFitResult fit = fit_mfa(run.comm(), *source, summary, m, run.log(), observer, control);
-  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  run.done(fit.em, total);
-  run.save([&] { save_mfa(fit.model, FitRecord{config.dump(), fit.em, summary.num_samples, c.data}, c.output, c.overwrite); });
+  const double total = run.finish(fit.em, t0, [&] { save_mfa(fit.model, FitRecord{config.dump(), fit.em, summary.num_samples, c.data}, c.output, c.overwrite); });
   run.log().info(fmt::format("{} after {} iterations, mean log-likelihood {:.6f} nats/sample, {:.2f} s; wrote {}",
                              fit.em.converged ? "converged" : "stopped", fit.em.n_iter, fit.em.objective, total,
                              c.output));

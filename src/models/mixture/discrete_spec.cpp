@@ -53,9 +53,7 @@ int fit_discrete_run(train::FitRun& run, DiscreteKind kind) {
     fit = fit_mmm(run.comm(), *source, info.num_rows, dc, run.log(), observer, control);
     n = info.num_rows;
   }
-  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  run.done(fit.em, total);
-  run.save([&] { save_discrete(fit.model, FitRecord{config.dump(), fit.em, n, c.data}, c.output, c.overwrite, vocabulary); });
+  const double total = run.finish(fit.em, t0, [&] { save_discrete(fit.model, FitRecord{config.dump(), fit.em, n, c.data}, c.output, c.overwrite, vocabulary); });
   run.log().info(fmt::format("{} after {} iterations, mean log posterior {:.6f} nats/sample, {:.2f} s; wrote {}",
                              fit.em.converged ? "converged" : "stopped", fit.em.n_iter, fit.em.objective, total,
                              c.output));

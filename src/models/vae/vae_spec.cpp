@@ -146,9 +146,7 @@ int fit_vae_run(train::FitRun& run) {
           run.log().info(fmt::format("epoch {}: validation ELBO {:.4f} nats/sample", rec.iteration, validation_elbo));
       },
       control);
-  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  run.done(fit.em, total);
-  run.save([&] { save_vae(fit.model, config.dump(), fit.em, fit.num_train_rows, c.data, c.output, c.overwrite); });
+  const double total = run.finish(fit.em, t0, [&] { save_vae(fit.model, config.dump(), fit.em, fit.num_train_rows, c.data, c.output, c.overwrite); });
   run.log().info(fmt::format("{} after {} epochs ({} steps), training ELBO {:.4f} nats/sample{}, {:.2f} s; wrote {}",
                              fit.em.converged ? "stopped early" : "finished", fit.em.n_iter, fit.steps, fit.em.objective,
                              validating ? fmt::format(", best validation ELBO {:.4f}", fit.validation_elbo)
