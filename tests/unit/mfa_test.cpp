@@ -498,7 +498,8 @@ TEST(Mfa, ResumeFromACheckpointGivesTheSameBits) {
     o.keep = 100;
     std::filesystem::create_directories(o.dir);
     const train::CheckpointStore store(o, "mfa", "{}", "data");
-    train::FitControl control(comm, &store, Logger::silent());
+    const Logger quiet = Logger::silent();  // FitControl keeps a reference to it
+    train::FitControl control(comm, &store, quiet);
     const MfaRun full = run_mfa(dir / "d", c, 1, &control);
     // Interrupted in the second restart after iteration 3: drop the later checkpoints.
     int removed = 0;
@@ -512,7 +513,7 @@ TEST(Mfa, ResumeFromACheckpointGivesTheSameBits) {
     EXPECT_EQ(removed, 5);
     o.resume = true;
     const train::CheckpointStore again(o, "mfa", "{}", "data");
-    train::FitControl resume(comm, &again, Logger::silent());
+    train::FitControl resume(comm, &again, quiet);
     const MfaRun resumed = run_mfa(dir / "d", c, 2, &resume);
     EXPECT_EQ(resumed.history.size(), 5u) << l;  // iterations 4-8 of the second restart
     EXPECT_EQ(resumed.fit.em.n_iter, full.fit.em.n_iter) << l;
