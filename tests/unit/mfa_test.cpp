@@ -87,8 +87,9 @@ void expect_monotone(const std::vector<double>& h, const std::string& what) {
 }
 
 bool same_bits(const RowMatrix& a, const RowMatrix& b) {
+  // memcmp of an empty matrix (L = 0 components: data() is null) would be undefined.
   return a.rows() == b.rows() && a.cols() == b.cols() &&
-         std::memcmp(a.data(), b.data(), static_cast<std::size_t>(a.size()) * sizeof(double)) == 0;
+         (a.size() == 0 || std::memcmp(a.data(), b.data(), static_cast<std::size_t>(a.size()) * sizeof(double)) == 0);
 }
 
 TEST(Mfa, OneComponentEqualsFactorAnalysis) {
