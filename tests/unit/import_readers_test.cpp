@@ -134,6 +134,9 @@ TEST(DenseReaders, NpyDtypesShapesAndRefusals) {
   expect_error([&] { imp::NpyReader(dir / "f.npy", kAuto); }, ErrorKind::kInput, "Fortran-ordered");
   write_file(dir / "s.npy", npy("<U3", "(1,)", "abc"));
   expect_error([&] { imp::NpyReader(dir / "s.npy", kAuto); }, ErrorKind::kInput, "NPY dtype not supported");
+  // An item size that overflows the conversion (found by fuzz_import): refused, not thrown as std::out_of_range.
+  write_file(dir / "big.npy", npy("<f99999999999", "(1,)", bytes<double>({1})));
+  expect_error([&] { imp::NpyReader(dir / "big.npy", kAuto); }, ErrorKind::kInput, "NPY dtype f99999999999 not supported");
   write_file(dir / "3d.npy", npy("<f8", "(1, 1, 1)", bytes<double>({1})));
   expect_error([&] { imp::NpyReader(dir / "3d.npy", kAuto); }, ErrorKind::kInput, "must be 1-D or 2-D");
   write_file(dir / "cut.npy", npy("<f8", "(4, 2)", bytes<double>({1, 2, 3})));

@@ -32,6 +32,9 @@ NpyReader::NpyReader(const std::string& path, double scale) : BinaryRowReader(pa
     throw_input("input " + path + ": NPY dtype not supported (need a numeric dtype; found header " + header + ")");
   const std::string order = m[1];
   kind_ = m[2].str()[0];
+  // The item size has at most a few digits; a longer one is no dtype this reader knows
+  // (and would overflow the conversion).
+  if (m[3].length() > 2) throw_input("input " + path + ": NPY dtype " + m[2].str() + m[3].str() + " not supported");
   size_ = static_cast<std::size_t>(std::stoi(m[3]));
   if (order == ">" && size_ > 1) throw_input("input " + path + ": big-endian NPY is not supported");
   if (std::regex_search(header, std::regex("'fortran_order':\\s*True")))
