@@ -9,7 +9,7 @@ cmake --preset fuzz > /dev/null
 cmake --build --preset fuzz
 bin=build/fuzz
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+trap '[ -n "${FUZZ_KEEP:-}" ] || rm -rf "$work"' EXIT
 # allocator_may_return_null: as glibc in production, a huge malloc fails instead of aborting;
 # libhdf5 then reports an error (crafted metadata sizes reach malloc inside libhdf5).
 export ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 OMPI_MCA_hwloc_base_binding_policy=none
@@ -47,7 +47,7 @@ first_frame() {  # awk reads the whole file: no SIGPIPE under pipefail
 }
 
 status=0
-for target in fuzz_shard fuzz_checkpoint fuzz_import fuzz_counts fuzz_import_counts; do
+for target in ${FUZZ_TARGETS:-fuzz_shard fuzz_checkpoint fuzz_import fuzz_counts fuzz_import_counts}; do
   case $target in fuzz_shard) seeds=seed-shard ;; fuzz_checkpoint) seeds=seed-ckpt ;; fuzz_counts) seeds=seed-counts ;;
     fuzz_import_counts) seeds=seed-import-counts ;; *) seeds=seed-import ;; esac
   mkdir -p "$work/corpus-$target" "$work/art-$target"

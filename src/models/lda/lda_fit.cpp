@@ -14,6 +14,7 @@
 #include "latent/core/error.hpp"
 #include "latent/core/profile.hpp"
 #include "latent/io/block_plan.hpp"
+#include "latent/train/stochastic.hpp"
 
 namespace latent::models {
 namespace {
@@ -287,115 +288,113 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
   std::vector<std::int32_t> row_of_word(static_cast<std::size_t>(v), -1);
   std::vector<std::int32_t> words;
 
-  for (; pass < c.max_iter; ++pass) {
-    const auto t0 = Clock::now();
+  // One epoch is a pass over the corpus: one update (batch) or one per minibatch (online).
+  bool evaluate = false;
+  double bound = 0, tokens = 0;  // the epoch's bound (nats) and tokens
+  LdaEStepOptions e_step = c.e_step;
+  Clock::time_point t0;
+  // One λ update: a minibatch (online) or the whole pass (batch).
+  const auto run_update = [&](Index blocks) {
+    std::exception_ptr error;
+    try {
+      const bool inject_throw = fault.due(comm.rank(), static_cast<int>(updates + 1), "throw");
+      if (inject_throw)
+        throw std::runtime_error("injected fault (LATENT_FAULT kind=throw) in update " + std::to_string(updates + 1));
+      for (Index i = 0; i < blocks; ++i) {
+        const auto block = source.next();
+        if (!block) break;
+        heartbeat();
+        if (online) {
+          // λ changed: refresh exp(E[log β]) for just this minibatch's words.
+          // In ascending order, so the rows of λ and exp(E[log β]) stream through the cache.
+          words.clear();
+          for (std::int32_t w : block->indices)
+            if (!seen[static_cast<std::size_t>(w)]) {
+              seen[static_cast<std::size_t>(w)] = 1;
+              words.push_back(w);
+            }
+          if (static_cast<Index>(words.size()) * 16 > v) {
+            words.clear();
+            for (Index w = 0; w < v; ++w)
+              if (seen[static_cast<std::size_t>(w)]) words.push_back(static_cast<std::int32_t>(w));
+          } else {
+            std::sort(words.begin(), words.end());
+          }
+          for (std::int32_t w : words) seen[static_cast<std::size_t>(w)] = 0;
+          model.refresh_words(words, c.threads);
+        }
+        arena.execute([&] { e_step_block(model, e_step, *block, c.seed, static_cast<std::uint64_t>(updates + 1), states); });
+      }
+    } catch (...) {
+      error = std::current_exception();
+      source.cancel_pass();
+    }
+    GlobalStats g = reduce_states(comm, states, v, k, error, row_of_word);
+    result.bytes_allreduced += g.bytes_allreduced;
+    if (!g.words.empty()) ++result.sparse_updates;
+    return g;
+  };
+  const auto m_step = [&](const GlobalStats& g, double rho, double doc_scale, int newton_iter) {
+    const profile::ScopedTimer timer(profile::Counter::kMstepSeconds);
+    RowMatrix& lambda = model.lambda_vk();
+    const double eta = model.eta();
+    // λ ← (1 − ρ) λ + ρ η + ρ (N / S) stats: one expression for every word (stats 0 where
+    // none), so sparse and dense statistics give the same bits.
+    const double step = rho * doc_scale * scale;
+    arena.execute([&] {
+      tbb::parallel_for(Index{0}, v, [&](Index w) {
+        for (Index t = 0; t < k; ++t) lambda(w, t) = (1.0 - rho) * lambda(w, t) + rho * eta;
+      });
+      const auto rows = static_cast<Index>(g.words.empty() ? v : static_cast<Index>(g.words.size()));
+      tbb::parallel_for(Index{0}, rows, [&](Index i) {
+        const Index w = g.words.empty() ? i : g.words[static_cast<std::size_t>(i)];
+        const std::int64_t* cell = g.counts.data() + static_cast<std::size_t>(i * k);
+        for (Index t = 0; t < k; ++t) lambda(w, t) += step * static_cast<double>(cell[t]);
+      });
+    });
+    if (c.learn_alpha && g.pass.documents > 0)
+      model.alpha() = newton_alpha(model.alpha(), g.pass.sum_elog_theta / g.pass.documents, rho, newton_iter);
+    if (online) model.refresh_totals(c.threads);  // rows are refreshed per minibatch, for its words
+    else model.refresh(c.threads);
+    if (c.learn_eta) {
+      model.set_eta(newton_eta(model.eta(), k, v, model.sum_elog_beta(c.threads), rho, newton_iter));
+    }
+  };
+
+  train::StochasticSteps steps;
+  steps.begin_epoch = [&](int epoch, const std::vector<Index>&, Index first_step) {
+    t0 = Clock::now();
     profile::begin_iteration();
     source.start_pass();
-    for (Index m = 0; m < minibatch; ++m) source.next();  // resumed in the middle of a pass
-    const bool evaluate = c.evaluate_every > 0 && ((pass + 1) % c.evaluate_every == 0 || pass + 1 == c.max_iter);
-    LdaEStepOptions e_step = c.e_step;
+    evaluate = c.evaluate_every > 0 && ((epoch + 1) % c.evaluate_every == 0 || epoch + 1 == c.max_iter);
+    e_step = c.e_step;
     e_step.with_bound = evaluate || c.learn_alpha;  // the documents' bound terms and Σ E[log θ]
-    // One λ update: a minibatch (online) or the whole pass (batch).
-    const auto run_update = [&](Index blocks) {
-      std::exception_ptr error;
-      try {
-        const bool inject_throw = fault.due(comm.rank(), static_cast<int>(updates + 1), "throw");
-        if (inject_throw)
-          throw std::runtime_error("injected fault (LATENT_FAULT kind=throw) in update " + std::to_string(updates + 1));
-        for (Index i = 0; i < blocks; ++i) {
-          const auto block = source.next();
-          if (!block) break;
-          heartbeat();
-          if (online) {
-            // λ changed: refresh exp(E[log β]) for just this minibatch's words.
-            // In ascending order, so the rows of λ and exp(E[log β]) stream through the cache.
-            words.clear();
-            for (std::int32_t w : block->indices)
-              if (!seen[static_cast<std::size_t>(w)]) {
-                seen[static_cast<std::size_t>(w)] = 1;
-                words.push_back(w);
-              }
-            if (static_cast<Index>(words.size()) * 16 > v) {
-              words.clear();
-              for (Index w = 0; w < v; ++w)
-                if (seen[static_cast<std::size_t>(w)]) words.push_back(static_cast<std::int32_t>(w));
-            } else {
-              std::sort(words.begin(), words.end());
-            }
-            for (std::int32_t w : words) seen[static_cast<std::size_t>(w)] = 0;
-            model.refresh_words(words, c.threads);
-          }
-          arena.execute([&] { e_step_block(model, e_step, *block, c.seed, static_cast<std::uint64_t>(updates + 1), states); });
-        }
-      } catch (...) {
-        error = std::current_exception();
-        source.cancel_pass();
-      }
-      GlobalStats g = reduce_states(comm, states, v, k, error, row_of_word);
-      result.bytes_allreduced += g.bytes_allreduced;
-      if (!g.words.empty()) ++result.sparse_updates;
-      return g;
-    };
-    const auto m_step = [&](const GlobalStats& g, double rho, double doc_scale, int newton_iter) {
-      const profile::ScopedTimer timer(profile::Counter::kMstepSeconds);
-      RowMatrix& lambda = model.lambda_vk();
-      const double eta = model.eta();
-      // λ ← (1 − ρ) λ + ρ η + ρ (N / S) stats: one expression for every word (stats 0 where
-      // none), so sparse and dense statistics give the same bits.
-      const double step = rho * doc_scale * scale;
-      arena.execute([&] {
-        tbb::parallel_for(Index{0}, v, [&](Index w) {
-          for (Index t = 0; t < k; ++t) lambda(w, t) = (1.0 - rho) * lambda(w, t) + rho * eta;
-        });
-        const auto rows = static_cast<Index>(g.words.empty() ? v : static_cast<Index>(g.words.size()));
-        tbb::parallel_for(Index{0}, rows, [&](Index i) {
-          const Index w = g.words.empty() ? i : g.words[static_cast<std::size_t>(i)];
-          const std::int64_t* cell = g.counts.data() + static_cast<std::size_t>(i * k);
-          for (Index t = 0; t < k; ++t) lambda(w, t) += step * static_cast<double>(cell[t]);
-        });
-      });
-      if (c.learn_alpha && g.pass.documents > 0)
-        model.alpha() = newton_alpha(model.alpha(), g.pass.sum_elog_theta / g.pass.documents, rho, newton_iter);
-      if (online) model.refresh_totals(c.threads);  // rows are refreshed per minibatch, for its words
-      else model.refresh(c.threads);
-      if (c.learn_eta) {
-        model.set_eta(newton_eta(model.eta(), k, v, model.sum_elog_beta(c.threads), rho, newton_iter));
-      }
-    };
-    const auto boundary = [&](Index next_minibatch, bool pass_done) {
-      if (control == nullptr) return;
-      control->boundary(0, updates, [&] {
-        return snapshot(model, result.em,
-                        {static_cast<double>(updates), static_cast<double>(pass_done ? pass + 1 : pass),
-                         static_cast<double>(pass_done ? 0 : next_minibatch), pass_done ? 0.0 : acc_word,
-                         pass_done ? 0.0 : acc_theta, pass_done ? 0.0 : acc_tokens, prev_perplexity});
-      });
-    };
-
-    double bound = 0, tokens = 0;
+    if (first_step == 0) acc_word = acc_theta = acc_tokens = 0;
+  };
+  steps.skip = [&](Index) { source.next(); };  // resumed in the middle of a pass: one block per minibatch
+  steps.step = [&](int, Index, Index, std::int64_t update) {
     if (!online) {
       const GlobalStats g = run_update(num_blocks);
       // The bound at the current λ (before the update): the documents' terms plus the topics'.
       bound = g.pass.word_term + g.pass.theta_term + (evaluate ? model.topic_term(c.threads) : 0.0);
       tokens = g.pass.tokens;
-      check_finite_bound(bound, updates + 1);
+      check_finite_bound(bound, update);
       m_step(g, 1.0, 1.0, 100);
-      ++updates;
     } else {
-      for (Index m = minibatch; m < num_blocks; ++m) {
-        const GlobalStats g = run_update(1);
-        ++updates;
-        const double rho = std::pow(c.learning_offset + static_cast<double>(updates), -c.learning_decay);
-        const double docs = g.pass.documents;
-        check_finite_bound(g.pass.word_term + g.pass.theta_term, updates);
-        if (docs > 0) m_step(g, rho, n / docs, 1);
-        acc_word += g.pass.word_term;
-        acc_theta += g.pass.theta_term;
-        acc_tokens += g.pass.tokens;
-        if (m + 1 < num_blocks) boundary(m + 1, false);
-      }
-      minibatch = 0;
-      // Running estimate: each minibatch's document terms at the λ it saw, plus the topics' term now.
+      const GlobalStats g = run_update(1);
+      const double rho = train::robbins_monro_rate(c.learning_offset, c.learning_decay, update);
+      const double docs = g.pass.documents;
+      check_finite_bound(g.pass.word_term + g.pass.theta_term, update);
+      if (docs > 0) m_step(g, rho, n / docs, 1);
+      acc_word += g.pass.word_term;
+      acc_theta += g.pass.theta_term;
+      acc_tokens += g.pass.tokens;
+    }
+    updates = update;
+  };
+  steps.end_epoch = [&](int epoch) {
+    if (online) {
+      // A running estimate: each minibatch's document terms at the λ it saw, plus the topics' term now.
       bound = acc_word + acc_theta + (evaluate ? model.topic_term(c.threads) : 0.0);
       tokens = acc_tokens;
       acc_word = acc_theta = acc_tokens = 0;
@@ -405,25 +404,30 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
     const double perplexity = evaluate ? perplexity_of(bound, tokens) : 0.0;
     const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     const double change = !evaluate || prev_perplexity == 0 ? std::numeric_limits<double>::infinity() : prev_perplexity - perplexity;
-    train::IterationRecord rec{static_cast<int>(pass + 1), evaluate && tokens > 0 ? bound / tokens : 0.0,
+    train::IterationRecord rec{epoch + 1, evaluate && tokens > 0 ? bound / tokens : 0.0,
                                std::isfinite(change) ? change : 0.0, seconds, seconds > 0 ? n / seconds : 0.0};
     rec.tokens_per_second = seconds > 0 ? tokens / seconds : 0.0;
     result.em.history.push_back(rec);
-    result.em.n_iter = static_cast<int>(pass + 1);
+    result.em.n_iter = epoch + 1;
     result.em.objective = rec.objective;
     if (evaluate) {
       result.bound_perplexity = perplexity;
       prev_perplexity = perplexity;
     }
     if (observer) observer(rec);
-    const bool converged = std::isfinite(change) && std::abs(change) < c.tol;
-    result.em.converged = converged;
-    boundary(0, true);
-    if (converged) {
-      ++pass;
-      break;
-    }
-  }
+    result.em.converged = std::isfinite(change) && std::abs(change) < c.tol;
+    return result.em.converged;
+  };
+  steps.snapshot = [&](const train::StochasticPosition& at) {
+    const bool mid = at.step_in_epoch > 0;
+    return snapshot(model, result.em,
+                    {static_cast<double>(at.step), static_cast<double>(at.epoch), static_cast<double>(at.step_in_epoch),
+                     mid ? acc_word : 0.0, mid ? acc_theta : 0.0, mid ? acc_tokens : 0.0, prev_perplexity});
+  };
+  train::StochasticOptions options;
+  options.epochs = static_cast<int>(c.max_iter);
+  options.steps_per_epoch = online ? num_blocks : 1;
+  train::run_stochastic(options, {static_cast<int>(pass), minibatch, updates}, steps, train::boundary_of(control));
   result.num_updates = updates;
   return result;
 }

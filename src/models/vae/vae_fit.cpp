@@ -23,6 +23,7 @@
 #include "latent/io/h5_file.hpp"
 #include "latent/models/fitted_model.hpp"
 #include "latent/train/adam.hpp"
+#include "latent/train/stochastic.hpp"
 
 namespace latent::models {
 namespace {
@@ -66,13 +67,6 @@ void validate_data(const comm::Communicator& comm, const io::DenseDatasetInfo& i
                                     j, x(i, j), block->ref.global_row_begin + i));
     }
   });
-}
-
-double learning_rate_at(const VaeFitConfig& c, int epoch) {
-  if (c.lr_schedule == "step") return c.learning_rate * std::pow(c.lr_gamma, epoch / std::max(1, c.lr_step_size));
-  if (c.lr_schedule == "cosine")
-    return 0.5 * c.learning_rate * (1.0 + std::cos(std::numbers::pi * static_cast<double>(epoch) / std::max(1, c.epochs)));
-  return c.learning_rate;
 }
 
 void check_config(const VaeFitConfig& c) {
@@ -250,17 +244,6 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
     if (refs != nullptr) refs->insert(refs->end(), mine.begin(), mine.end());
     return static_cast<Index>(mine.size());
   };
-  // The order of an epoch's minibatches: storage order, or a Fisher-Yates shuffle keyed by
-  // (seed, epoch).
-  const auto epoch_order = [&](int e) {
-    std::vector<Index> order(static_cast<std::size_t>(steps_per_epoch));
-    std::iota(order.begin(), order.end(), Index{0});
-    if (c.shuffle) {
-      CounterRng rng(c.seed, RngPurpose::kVaeShuffle, static_cast<std::uint64_t>(e), 0);
-      for (std::size_t i = order.size(); i-- > 1;) std::swap(order[i], order[rng.next_u64() % (i + 1)]);
-    }
-    return order;
-  };
   // The rank's blocks in the order of `order` (cached across epochs only without shuffling).
   const auto open_epoch = [&](const std::vector<Index>& order) {
     std::vector<io::BlockRef> refs;
@@ -280,7 +263,7 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
   // Adam state (Kingma & Ba 2015, Alg. 1; PyTorch's placement of ε).
   std::vector<float> m(p, 0.0f), v(p, 0.0f), best_params;
   std::int64_t step = 0, epoch_loss = 0, epoch_rows = 0;
-  int epoch = 0, no_improve = 0;
+  int start_epoch = 0, no_improve = 0;
   Index resume_step = 0;  // steps of the current epoch already taken (a mid-epoch checkpoint)
   double best = -std::numeric_limits<double>::infinity(), prev_score = 0;
   if (control != nullptr) {
@@ -289,7 +272,7 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
       from_rows(state->array("adam_m"), m, "adam_m");
       from_rows(state->array("adam_v"), v, "adam_v");
       step = static_cast<std::int64_t>(state->scalar("step"));
-      epoch = static_cast<int>(state->scalar("epoch"));
+      start_epoch = static_cast<int>(state->scalar("epoch"));
       resume_step = static_cast<Index>(state->scalar("step_in_epoch"));
       epoch_loss = from_parts(state->scalar("epoch_loss_high"), state->scalar("epoch_loss_low"));
       epoch_rows = from_parts(state->scalar("epoch_rows_high"), state->scalar("epoch_rows_low"));
@@ -346,121 +329,122 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
     return st;
   };
 
-  for (; epoch < c.epochs && !result.em.converged; ++epoch) {
-    const auto t0 = Clock::now();
+  // The epoch loop, minibatch order, mid-epoch resume and checkpoint boundaries are the
+  // stochastic trainer's (latent/train/stochastic.hpp); here: one Adam step and an epoch's scores.
+  double lr = 0;
+  Clock::time_point t0;
+  train::StochasticSteps steps;
+  steps.begin_epoch = [&](int e, const std::vector<Index>& order, Index first_step) {
+    t0 = Clock::now();
     profile::begin_iteration();
-    const double lr = learning_rate_at(c, epoch);
-    const std::vector<Index> order = epoch_order(epoch);
+    lr = train::epoch_learning_rate(c.lr_schedule, c.learning_rate, c.lr_gamma, c.lr_step_size, c.epochs, e);
     if (c.shuffle || !train_source) train_source = open_epoch(order);
     train_source->start_pass();
-    // Resumed mid-epoch: pass over the blocks of the steps already taken.
-    for (Index s = 0; s < resume_step; ++s)
-      for (Index i = 0; i < step_blocks(order[static_cast<std::size_t>(s)], nullptr); ++i) train_source->next();
-    const Index first_step = resume_step;
-    resume_step = 0;
     if (first_step == 0) epoch_loss = epoch_rows = 0;
-    for (Index s = first_step; s < steps_per_epoch; ++s) {
-      const Index sid = order[static_cast<std::size_t>(s)];  // the minibatch taken at position s
-      const auto nloc = static_cast<std::size_t>(step_blocks(sid, nullptr));
-      std::exception_ptr error;
-      std::vector<double> flags(2, 0.0);  // largest |gradient entry|, non-finite seen
-      try {
-        if (fault.due(comm.rank(), static_cast<int>(step + 1), "throw"))
-          throw std::runtime_error("injected fault (LATENT_FAULT kind=throw) in step " + std::to_string(step + 1));
-        blocks.clear();
-        for (std::size_t i = 0; i < nloc; ++i) {
-          auto b = train_source->next();
-          if (!b) throw Error(ErrorKind::kIo, "data " + info.location + ": a block ended the pass early");
-          blocks.push_back(std::move(b));
-        }
-        heartbeat();
-        arena.execute([&] {
-          tbb::parallel_for(std::size_t{0}, nloc, [&](std::size_t i) {
-            const io::DenseBlock& b = *blocks[i];
-            const RowMatrixF x = b.x.cast<float>();
-            RowMatrixF eps;
-            draw_noise(eps, x.rows(), c.arch.latent_dim, c.seed, RngPurpose::kVaeNoise, static_cast<std::uint64_t>(step + 1),
-                       b.ref.global_row_begin);
-            float mx = 0;  // max |gradient entry|, NaN/Inf if one is
-            block_loss[i] = model.loss(x, eps, ws.local(), {grads[i].data(), p}, {}, &mx);
-            block_max[i] = std::isfinite(block_loss[i]) && std::isfinite(mx) ? mx : std::numeric_limits<double>::infinity();
-          });
-        });
-        for (std::size_t i = 0; i < nloc; ++i) {
-          if (!std::isfinite(block_max[i])) flags[1] = 1;
-          else flags[0] = std::max(flags[0], block_max[i]);
-        }
-      } catch (...) {
-        error = std::current_exception();
-      }
-      comm.agree(error);
-      comm.allreduce_max(flags);
-      if (flags[1] > 0)
-        throw_numerical(fmt::format("the loss or its gradient became NaN/Inf at epoch {}, step {}; the parameters were not "
-                                    "updated and the last checkpoint is intact. Lower --learning-rate or set --max-grad-norm",
-                                    epoch + 1, step + 1));
-      // The grid: the sum of the step's micro-batch gradients cannot exceed 2^61.
-      const Index global_blocks = std::min(per_step, nt - sid * per_step);
-      const double bound = flags[0] * static_cast<double>(global_blocks);
-      const int bits = bound > 0 ? std::clamp(61 - static_cast<int>(std::ceil(std::log2(bound))) - 1, -1000, 1000) : 0;
-      const double scale = std::ldexp(1.0, bits);
-      const bool fused = comm.size() == 1 && !(c.max_grad_norm > 0);
-      if (!fused) arena.execute([&] {
-        tbb::parallel_for(tbb::blocked_range<std::size_t>(0, p, 16384), [&](const tbb::blocked_range<std::size_t>& r) {
-          std::int64_t* out = acc.data() + r.begin();
-          if (nloc == 0) std::fill(out, out + r.size(), std::int64_t{0});  // no share of this step
-          for (std::size_t i = 0; i < nloc; ++i) train::add_to_grid(grads[i].data() + r.begin(), out, r.size(), scale, i > 0);
-        });
-      });
-      std::int64_t rows = 0, loss_fixed = 0;
+  };
+  // Resumed mid-epoch: pass over the blocks of the steps already taken.
+  steps.skip = [&](Index sid) {
+    for (Index i = 0; i < step_blocks(sid, nullptr); ++i) train_source->next();
+  };
+  steps.step = [&](int epoch, Index, Index sid, std::int64_t) {
+    const auto nloc = static_cast<std::size_t>(step_blocks(sid, nullptr));
+    std::exception_ptr error;
+    std::vector<double> flags(2, 0.0);  // largest |gradient entry|, non-finite seen
+    try {
+      if (fault.due(comm.rank(), static_cast<int>(step + 1), "throw"))
+        throw std::runtime_error("injected fault (LATENT_FAULT kind=throw) in step " + std::to_string(step + 1));
+      blocks.clear();
       for (std::size_t i = 0; i < nloc; ++i) {
-        rows += blocks[i]->x.rows();
-        loss_fixed += to_fixed(block_loss[i], loss_scale);
+        auto b = train_source->next();
+        if (!b) throw Error(ErrorKind::kIo, "data " + info.location + ": a block ended the pass early");
+        blocks.push_back(std::move(b));
       }
-      acc[p] = rows;
-      acc[p + 1] = loss_fixed;
-      comm.allreduce_sum(acc);
-      const auto step_rows = static_cast<double>(acc[p]);
-      epoch_rows += acc[p];
-      epoch_loss += acc[p + 1];
-      // The mean gradient, clipped (PyTorch's clip_grad_norm_), then Adam on every rank.
-      std::optional<profile::ScopedTimer> m_step_timer(std::in_place, profile::Counter::kMstepSeconds);
-      const double to_mean = std::ldexp(1.0, -bits) / step_rows;
-      double clip = 1.0;
-      if (c.max_grad_norm > 0) {
-        double norm2 = 0;
-        for (std::size_t j = 0; j < p; ++j) {
-          const double g = static_cast<double>(acc[j]) * to_mean;
-          norm2 += g * g;
-        }
-        if (std::sqrt(norm2) > c.max_grad_norm) clip = c.max_grad_norm / (std::sqrt(norm2) + 1e-6);
-      }
-      ++step;
-      train::AdamStep adam;
-      adam.beta1 = c.beta1;
-      adam.beta2 = c.beta2;
-      adam.eps = static_cast<float>(c.adam_epsilon);
-      adam.step_size = static_cast<float>(lr / (1.0 - std::pow(c.beta1, static_cast<double>(step))));
-      adam.sqrt_bc2 = static_cast<float>(std::sqrt(1.0 - std::pow(c.beta2, static_cast<double>(step))));
-      adam.grad_scale = to_mean * clip;
-      // One rank without clipping: the step's integer sum is formed inside the update (the
-      // same integers, one pass over memory fewer).
-      const std::span<const float* const> step_grads(grad_ptrs.data(), fused ? nloc : 0);
-      float* mp = m.data();
-      float* vd = v.data();
-      const std::int64_t* sum = fused ? nullptr : acc.data();
-      // Segment by segment; a prepared model's packed weights are rebuilt as each segment is
-      // updated (the result does not depend on the segments, see latent/train/adam.hpp).
+      heartbeat();
       arena.execute([&] {
-        model.update_parameters([&](float* theta, std::size_t offset, std::size_t n) {
-          train::adam_update(adam, step_grads, scale, sum, theta, mp, vd, offset, n);
+        tbb::parallel_for(std::size_t{0}, nloc, [&](std::size_t i) {
+          const io::DenseBlock& b = *blocks[i];
+          const RowMatrixF x = b.x.cast<float>();
+          RowMatrixF eps;
+          draw_noise(eps, x.rows(), c.arch.latent_dim, c.seed, RngPurpose::kVaeNoise, static_cast<std::uint64_t>(step + 1),
+                     b.ref.global_row_begin);
+          float mx = 0;  // max |gradient entry|, NaN/Inf if one is
+          block_loss[i] = model.loss(x, eps, ws.local(), {grads[i].data(), p}, {}, &mx);
+          block_max[i] = std::isfinite(block_loss[i]) && std::isfinite(mx) ? mx : std::numeric_limits<double>::infinity();
         });
       });
-      m_step_timer.reset();
-      // A step boundary (stop signals, checkpoints every --checkpoint-every steps); the
-      // last step's boundary comes after the epoch's bookkeeping below.
-      if (control != nullptr && s + 1 < steps_per_epoch) control->boundary(0, step, [&] { return snapshot(epoch, s + 1); });
+      for (std::size_t i = 0; i < nloc; ++i) {
+        if (!std::isfinite(block_max[i])) flags[1] = 1;
+        else flags[0] = std::max(flags[0], block_max[i]);
+      }
+    } catch (...) {
+      error = std::current_exception();
     }
+    comm.agree(error);
+    comm.allreduce_max(flags);
+    if (flags[1] > 0)
+      throw_numerical(fmt::format("the loss or its gradient became NaN/Inf at epoch {}, step {}; the parameters were not "
+                                  "updated and the last checkpoint is intact. Lower --learning-rate or set --max-grad-norm",
+                                  epoch + 1, step + 1));
+    // The grid: the sum of the step's micro-batch gradients cannot exceed 2^61.
+    const Index global_blocks = std::min(per_step, nt - sid * per_step);
+    const double bound = flags[0] * static_cast<double>(global_blocks);
+    const int bits = bound > 0 ? std::clamp(61 - static_cast<int>(std::ceil(std::log2(bound))) - 1, -1000, 1000) : 0;
+    const double scale = std::ldexp(1.0, bits);
+    const bool fused = comm.size() == 1 && !(c.max_grad_norm > 0);
+    if (!fused) arena.execute([&] {
+      tbb::parallel_for(tbb::blocked_range<std::size_t>(0, p, 16384), [&](const tbb::blocked_range<std::size_t>& r) {
+        std::int64_t* out = acc.data() + r.begin();
+        if (nloc == 0) std::fill(out, out + r.size(), std::int64_t{0});  // no share of this step
+        for (std::size_t i = 0; i < nloc; ++i) train::add_to_grid(grads[i].data() + r.begin(), out, r.size(), scale, i > 0);
+      });
+    });
+    std::int64_t rows = 0, loss_fixed = 0;
+    for (std::size_t i = 0; i < nloc; ++i) {
+      rows += blocks[i]->x.rows();
+      loss_fixed += to_fixed(block_loss[i], loss_scale);
+    }
+    acc[p] = rows;
+    acc[p + 1] = loss_fixed;
+    comm.allreduce_sum(acc);
+    const auto step_rows = static_cast<double>(acc[p]);
+    epoch_rows += acc[p];
+    epoch_loss += acc[p + 1];
+    // The mean gradient, clipped (PyTorch's clip_grad_norm_), then Adam on every rank.
+    std::optional<profile::ScopedTimer> m_step_timer(std::in_place, profile::Counter::kMstepSeconds);
+    const double to_mean = std::ldexp(1.0, -bits) / step_rows;
+    double clip = 1.0;
+    if (c.max_grad_norm > 0) {
+      double norm2 = 0;
+      for (std::size_t j = 0; j < p; ++j) {
+        const double g = static_cast<double>(acc[j]) * to_mean;
+        norm2 += g * g;
+      }
+      if (std::sqrt(norm2) > c.max_grad_norm) clip = c.max_grad_norm / (std::sqrt(norm2) + 1e-6);
+    }
+    ++step;
+    train::AdamStep adam;
+    adam.beta1 = c.beta1;
+    adam.beta2 = c.beta2;
+    adam.eps = static_cast<float>(c.adam_epsilon);
+    adam.step_size = static_cast<float>(lr / (1.0 - std::pow(c.beta1, static_cast<double>(step))));
+    adam.sqrt_bc2 = static_cast<float>(std::sqrt(1.0 - std::pow(c.beta2, static_cast<double>(step))));
+    adam.grad_scale = to_mean * clip;
+    // One rank without clipping: the step's integer sum is formed inside the update (the
+    // same integers, one pass over memory fewer).
+    const std::span<const float* const> step_grads(grad_ptrs.data(), fused ? nloc : 0);
+    float* mp = m.data();
+    float* vd = v.data();
+    const std::int64_t* sum = fused ? nullptr : acc.data();
+    // Segment by segment; a prepared model's packed weights are rebuilt as each segment is
+    // updated (the result does not depend on the segments, see latent/train/adam.hpp).
+    arena.execute([&] {
+      model.update_parameters([&](float* theta, std::size_t offset, std::size_t n) {
+        train::adam_update(adam, step_grads, scale, sum, theta, mp, vd, offset, n);
+      });
+    });
+    m_step_timer.reset();
+  };
+  steps.end_epoch = [&](int epoch) {
     train_source->cancel_pass();
     const double train_elbo = epoch_rows > 0 ? -std::ldexp(static_cast<double>(epoch_loss), -kLossFracBits) / static_cast<double>(epoch_rows) : 0.0;
     double score = train_elbo, val_elbo = 0;
@@ -490,7 +474,17 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
     result.em.objective = train_elbo;
     if (no_improve >= c.n_iter_no_change) result.em.converged = true;
     if (observer) observer(rec, val_elbo);
-    if (control != nullptr) control->boundary(0, step, [&] { return snapshot(epoch + 1, 0); });
+    return result.em.converged;
+  };
+  steps.snapshot = [&](const train::StochasticPosition& at) { return snapshot(at.epoch, at.step_in_epoch); };
+  if (!result.em.converged) {
+    train::StochasticOptions options;
+    options.epochs = c.epochs;
+    options.steps_per_epoch = steps_per_epoch;
+    options.shuffle = c.shuffle;
+    options.seed = c.seed;
+    options.shuffle_purpose = RngPurpose::kVaeShuffle;
+    train::run_stochastic(options, {start_epoch, resume_step, step}, steps, train::boundary_of(control));
   }
   if (val_source && !best_params.empty()) {
     std::copy(best_params.begin(), best_params.end(), model.parameters().begin());
