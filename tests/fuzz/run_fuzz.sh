@@ -40,10 +40,11 @@ printf '\x04\x00''the cat sat on the mat\nthe dog ate my homework\n' > "$work/se
 # of them through H5MM_strdup, NULL reads in H5D__contig_read). Those are upstream; they are
 # reported, not failed. A crash or OOM whose first frame (past sanitizer, libc and allocator
 # frames, and the sanitizer's interceptors of libc's string and memory functions, which it
-# names strdup, memcmp, ... inside our binary) is anywhere else, that is in our code, fails
-# the run.
+# names strdup, memcmp, ... inside our binary; and glibc's fatal-error path, __libc_message
+# and __fortify_fail / __stack_chk_fail / malloc_printerr, by which a fortified libhdf5
+# aborts on its own buffer overflows) is anywhere else, that is in our code, fails the run.
 first_frame() {  # awk reads the whole file: no SIGPIPE under pipefail
-  awk '/^ *#[0-9]+ 0x/ && !/sanitizer|__interceptor|__asan|libc\.so|libstdc\+\+|fuzzer::|libFuzzer| in (malloc|calloc|realloc|operator new|__memcpy|__memmove|memcpy|memmove|memset|memcmp|memchr|str[a-z]*|abort|raise|__pthread)|string\/\.\.\/sysdeps|stdlib\/|signal\/|nptl\// { print; exit }' "$1"
+  awk '/^ *#[0-9]+ 0x/ && !/sanitizer|__interceptor|__asan|libc\.so|libstdc\+\+|fuzzer::|libFuzzer| in (malloc|calloc|realloc|operator new|__memcpy|__memmove|memcpy|memmove|memset|memcmp|memchr|str[a-z]*|abort|raise|__pthread)|string\/\.\.\/sysdeps|stdlib\/|signal\/|nptl\/|libio\/|debug\/|malloc\/|assert\/|posix\/|__libc_message|__libc_fatal|__fortify_fail|__chk_fail|__stack_chk_fail|malloc_printerr/ { print; exit }' "$1"
 }
 
 status=0
