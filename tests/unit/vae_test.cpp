@@ -303,6 +303,40 @@ void check_fit(matmul::Precision precision) {
   EXPECT_GT(one.num_validation_rows, 0);
 }
 
+// Early stopping keeps the best epoch's parameters even when it beat the previous best by
+// less than tol (scikit-learn keeps them on any improvement; tol only counts epochs without
+// one). The kept model is the same bits as a fit stopped at that epoch.
+TEST(VaeFit, EarlyStoppingKeepsTheBestEpochOnAnyImprovement) {
+  TempDir dir;
+  RowMatrix x = blobs(600, 6, 3, 5, nullptr);
+  x = ((x.array() - x.minCoeff()) / (x.maxCoeff() - x.minCoeff())).matrix();
+  write_shards(dir.path() + "/data", x, {600});
+  const io::DenseDatasetInfo info = io::open_dense_dataset(dir.path() + "/data");
+  const auto comm = comm::Communicator::world();
+  const Logger log(nullptr, false);
+  VaeFitConfig c;
+  c.arch.latent_dim = 2;
+  c.arch.hidden = {16};
+  c.batch_size = 64;
+  c.epochs = 6;
+  c.learning_rate = 3e-3;
+  c.validation_fraction = 0.2;
+  c.tol = 1e3;              // no epoch improves by more than tol ...
+  c.n_iter_no_change = 10;  // ... but all six run
+  std::vector<double> val;
+  const VaeFitResult fit = fit_vae(comm, info, c, log, [&](const train::IterationRecord&, double v) { val.push_back(v); }, nullptr);
+  ASSERT_EQ(val.size(), 6u);
+  const auto best = std::max_element(val.begin(), val.end());
+  ASSERT_NE(best, val.begin()) << "the validation ELBO did not improve after epoch 1: the test proves nothing";
+  EXPECT_EQ(fit.validation_elbo, *best);
+  // The fit stopped at the best epoch ends with the same parameters (constant learning rate).
+  c.epochs = static_cast<int>(best - val.begin()) + 1;
+  const VaeFitResult stopped = fit_vae(comm, info, c, log, {}, nullptr);
+  ASSERT_EQ(stopped.model.num_parameters(), fit.model.num_parameters());
+  for (Index i = 0; i < fit.model.num_parameters(); ++i)
+    ASSERT_EQ(fit.model.parameters()[static_cast<std::size_t>(i)], stopped.model.parameters()[static_cast<std::size_t>(i)]) << i;
+}
+
 TEST(VaeFit, LearnsAndIsThreadInvariant) { check_fit(matmul::Precision::kHighest); }
 TEST(VaeFit, MediumPrecisionLearnsAndIsThreadInvariant) { check_fit(matmul::Precision::kMedium); }
 

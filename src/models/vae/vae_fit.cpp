@@ -452,19 +452,19 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
       val_elbo = mean_elbo(comm, model, *val_source, c.seed, arena, ws);
       score = val_elbo;
     }
-    // scikit-learn's MLP rule: an epoch counts as no improvement unless the score beats the
-    // best by more than tol; with a validation split the best parameters are kept.
-    if (score > best + c.tol) {
-      no_improve = 0;
+    // scikit-learn's MLP rule (BaseMultilayerPerceptron._update_no_improvement_count): an
+    // epoch counts as no improvement when the score is below the best + tol; the best
+    // parameters (with a validation split) are kept on any improvement of the best.
+    if (score < best + c.tol) ++no_improve;
+    else no_improve = 0;
+    if (score > best) {
+      best = score;
       if (val_source) {
         const auto params = std::as_const(model).parameters();
         best_params.assign(params.begin(), params.end());
         result.validation_elbo = val_elbo;
       }
-    } else {
-      ++no_improve;
     }
-    best = std::max(best, score);
     const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     train::IterationRecord rec{epoch + 1, train_elbo, epoch == 0 && result.em.history.empty() ? 0.0 : score - prev_score,
                                seconds, seconds > 0 ? static_cast<double>(epoch_rows) / seconds : 0.0};

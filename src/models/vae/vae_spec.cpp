@@ -207,7 +207,7 @@ ModelSpec vae_spec() {
        .min = 0},
       {.flag = "validation-fraction", .type = T::kReal, .default_value = "0",
        .help = "hold out the last fraction of the rows; early stopping then watches the validation ELBO and keeps the "
-               "best epoch",
+               "best epoch (on any improvement; --tol only counts epochs without one)",
        .min = 0, .max = 1, .max_exclusive = true},
       {.flag = "n-iter-no-change", .type = T::kInt, .default_value = "10",
        .help = "stop after this many epochs without an improvement of more than --tol", .min = 1},

@@ -50,7 +50,7 @@ struct VaeFitConfig {
   double lr_gamma = 0.1;
   double max_grad_norm = 0;        ///< clip the global gradient's L2 norm (0: off)
   double validation_fraction = 0;  ///< the last fraction of the micro-batches, held out
-  int n_iter_no_change = 10;       ///< stop after this many epochs without improvement > tol
+  int n_iter_no_change = 10;       ///< stop after this many epochs whose score is below the best + tol
   double tol = 1e-4;               ///< nats per sample
   std::uint64_t seed = 0;
   int threads = 1;
