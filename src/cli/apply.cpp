@@ -105,8 +105,9 @@ int cmd_score(const std::vector<std::string>& raw_args, const Context& ctx) {
   if (model->has_likelihood()) {
     const double p = static_cast<double>(model->num_parameters());
     j["mean_log_likelihood"] = mean;
-    j["bic"] = -2 * mean * n + p * std::log(n);
-    j["aic"] = -2 * mean * n + 2 * p;
+    const train::InformationCriteria ic = train::information_criteria(mean * n, n, p);
+    j["bic"] = ic.bic;
+    j["aic"] = ic.aic;
   } else {
     j["inertia"] = -totals.score_sum;
     j["score"] = totals.score_sum;

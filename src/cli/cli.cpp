@@ -23,15 +23,25 @@ const char* kUsageTail =
     "                 LDA: document-completion and bound perplexities); --per-sample: each row's score\n"
     "  transform      per-row latent representation: topic proportions (LDA), posterior means (VAE,\n"
     "                 PPCA, FA), responsibilities (mixtures)\n"
-    "  predict        hard labels (and --proba responsibilities); --outlier-quantile flags anomalies\n"
-    "  select         fit gmm/ppca/fa for several --n-components; BIC, AIC, held-out log-likelihood\n"
-    "  impute         fill NaN entries with their conditional expectation under a gmm/ppca/fa model\n"
+    "  predict        hard labels (and --proba responsibilities); --outlier-quantile flags anomalies\n";
+const char* kUsageEnd =
     "  sample         draws from a generative model to an HDF5 shard\n"
     "  info           summary of a model file (LDA: top words per topic), checkpoint, shard or data directory\n";
 
+// The registered models that declare `task`, comma-separated.
+std::string models_with(models::Task task) {
+  std::string names;
+  for (const models::ModelSpec& spec : models::registry())
+    if (spec.supports(task)) names += (names.empty() ? "" : ", ") + spec.name;
+  return names;
+}
+
 // The command list, then one line per registered model.
 std::string usage_text() {
-  return std::string(kUsageHead) + kUsageTail + "\nModels (latent fit MODEL --help):\n" + fit_models_help() + "\n" +
+  return std::string(kUsageHead) + kUsageTail + "  select         fit a model for several sizes (" + models_with(models::Task::kSelect) +
+         "); BIC, AIC, held-out log-likelihood\n" +
+         "  impute         fill NaN entries with their conditional expectation (" + models_with(models::Task::kImpute) +
+         ")\n" + kUsageEnd + "\nModels (latent fit MODEL --help):\n" + fit_models_help() + "\n" +
          exit_status_text();
 }
 

@@ -14,6 +14,7 @@
 #include "latent/io/h5_file.hpp"
 #include "latent/models/fitted_model.hpp"
 #include "latent/models/mixture/discrete_apply.hpp"
+#include "latent/train/metrics.hpp"
 
 namespace latent::cli {
 
@@ -76,8 +77,8 @@ int apply_mmm(const std::string& command, const std::vector<std::string>& args, 
                      {"n_samples", static_cast<Index>(n)},
                      {"mean_log_likelihood", ll / n},
                      {"perplexity", std::exp(-ll / s.num_tokens)},
-                     {"bic", -2 * ll + p * std::log(n)},
-                     {"aic", -2 * ll + 2 * p},
+                     {"bic", train::information_criteria(ll, n, p).bic},
+                     {"aic", train::information_criteria(ll, n, p).aic},
                      {"definitions",
                       "mean_log_likelihood: nats per document of log sum_k pi_k prod_w beta_kw^x_w, without the "
                       "multinomial coefficient (constant in the parameters); perplexity = exp(-total log-likelihood / "

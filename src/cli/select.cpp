@@ -24,6 +24,7 @@
 #include "latent/train/fit_run.hpp"
 #include "latent/train/block_reduce.hpp"
 #include "latent/train/data_summary.hpp"
+#include "latent/train/metrics.hpp"
 
 namespace latent::cli {
 namespace {
@@ -224,7 +225,8 @@ int cmd_select(const std::vector<std::string>& args, const Context& ctx) {
   };
   for (std::size_t i = 0; i < candidates.size(); ++i) {
     const double p = static_cast<double>(fitted[i]->num_parameters());
-    const double bic = -2 * train_ll[i] * n + p * std::log(n), aic = -2 * train_ll[i] * n + 2 * p;
+    const train::InformationCriteria ic = train::information_criteria(train_ll[i] * n, n, p);
+    const double bic = ic.bic, aic = ic.aic;
     nlohmann::json row{{"n_parameters", fitted[i]->num_parameters()},
                        {"train_log_likelihood", train_ll[i]},
                        {"bic", bic},

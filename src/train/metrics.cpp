@@ -79,4 +79,8 @@ std::int64_t quantile_index(double q, std::int64_t n) {
   return static_cast<std::int64_t>(std::floor(q * static_cast<double>(n - 1)));
 }
 
+InformationCriteria information_criteria(double total_log_likelihood, double n_samples, double n_parameters) {
+  return {-2 * total_log_likelihood + n_parameters * std::log(n_samples), -2 * total_log_likelihood + 2 * n_parameters};
+}
+
 }  // namespace latent::train

@@ -102,6 +102,14 @@ TEST(Metrics, OrderStatisticIsExactOverRanks) {
   EXPECT_EQ(global_order_statistic(comm, local, 8), 1e-310);
 }
 
+TEST(Metrics, InformationCriteriaClosedForms) {
+  // ln N = 2 exactly enough: N = e^2.
+  const InformationCriteria ic = information_criteria(-100.0, std::exp(2.0), 7.0);
+  EXPECT_NEAR(ic.bic, 200.0 + 14.0, 1e-12);
+  EXPECT_DOUBLE_EQ(ic.aic, 200.0 + 14.0);
+  EXPECT_DOUBLE_EQ(information_criteria(-3.5, 1.0, 4.0).bic, 7.0);  // ln 1 = 0
+}
+
 TEST(Metrics, QuantileIndex) {
   EXPECT_EQ(quantile_index(0.0, 10), 0);
   EXPECT_EQ(quantile_index(1.0, 10), 9);

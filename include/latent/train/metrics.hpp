@@ -53,4 +53,13 @@ double global_order_statistic(const comm::Communicator& comm, std::vector<double
 /// (0 <= q <= 1, N >= 1): `--outlier-quantile q` flags the values at or below it.
 std::int64_t quantile_index(double q, std::int64_t n);
 
+/// Information criteria of a fit from its total log-likelihood (nats, summed over the
+/// N samples), N and the number p of free parameters: BIC = −2 ℓ + p ln N (Schwarz 1978)
+/// and AIC = −2 ℓ + 2 p (Akaike 1974), scikit-learn's GaussianMixture.bic/aic. Pure.
+struct InformationCriteria {
+  double bic = 0;
+  double aic = 0;
+};
+InformationCriteria information_criteria(double total_log_likelihood, double n_samples, double n_parameters);
+
 }  // namespace latent::train
