@@ -23,23 +23,30 @@ Index covariance_doubles(const std::string& cov, Index k, Index d) {
   return cov == "full" ? k * d * d : cov == "tied" ? d * d : k * d;
 }
 
-int fit_gmm_run(train::FitRun& run) {
-  const OptionValues& o = run.options();
-  train::FitCommon& c = run.common();
+// The GmmConfig of the spec's options (fit and select read them the same way).
+GmmConfig gmm_config(const OptionValues& o, std::uint64_t seed, int threads) {
   GmmConfig g;
   g.n_components = o.integer("n-components");
-  const std::string cov = o.text("covariance-type"), missing = o.text("missing-values");
-  g.covariance_type = parse_covariance_type(cov);
+  g.covariance_type = parse_covariance_type(o.text("covariance-type"));
   g.reg_covar = o.real("reg-covar");
   g.tol = o.real("tol");
   g.max_iter = static_cast<int>(o.integer("max-iter"));
   g.n_init = static_cast<int>(o.integer("n-init"));
   g.init_params = o.text("init-params");
   g.init_model = o.text("init-model");
-  g.seed = c.seed;
+  g.seed = seed;
+  g.threads = threads;
+  return g;
+}
+
+int fit_gmm_run(train::FitRun& run) {
+  const OptionValues& o = run.options();
+  train::FitCommon& c = run.common();
+  GmmConfig g = gmm_config(o, c.seed, 0);
+  const std::string cov = o.text("covariance-type"), missing = o.text("missing-values");
   train::DataSummary summary;
   auto source = run.open_dense(summary, missing == "nan");
-  g.threads = c.threads;
+  g.threads = c.threads;  // resolved by open_dense
   nlohmann::json config{{"model", "gmm"},           {"n_components", g.n_components}, {"covariance_type", cov},
                         {"reg_covar", g.reg_covar}, {"tol", g.tol},                   {"max_iter", g.max_iter},
                         {"n_init", g.n_init},       {"init_params", g.init_params},   {"init_model", g.init_model},
@@ -57,17 +64,7 @@ int fit_gmm_run(train::FitRun& run) {
 
 // One `latent select` candidate (ModelSpec::select).
 void select_gmm(train::SelectRun& run, const OptionValues& o) {
-  GmmConfig g;
-  g.n_components = o.integer("n-components");
-  g.covariance_type = parse_covariance_type(o.text("covariance-type"));
-  g.reg_covar = o.real("reg-covar");
-  g.tol = o.real("tol");
-  g.max_iter = static_cast<int>(o.integer("max-iter"));
-  g.n_init = static_cast<int>(o.integer("n-init"));
-  g.init_params = o.text("init-params");
-  g.init_model = o.text("init-model");
-  g.seed = run.seed;
-  g.threads = run.threads;
+  const GmmConfig g = gmm_config(o, run.seed, run.threads);
   GmmFitResult r = fit_gmm(run.comm, run.source, run.summary, g, Logger::silent(), {});
   run.result.em = r.em;
   run.result.model = make_fitted(r.model);
