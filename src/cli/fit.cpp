@@ -17,6 +17,7 @@
 #include "latent/io/h5_file.hpp"
 #include "latent/models/registry.hpp"
 #include "latent/train/checkpoint.hpp"
+#include "latent/train/content_hash.hpp"
 #include "latent/train/data_summary.hpp"
 #include "latent/train/fit_run.hpp"
 #include "latent/train/memory.hpp"
@@ -102,6 +103,9 @@ class CliFitRun final : public train::FitRun {
                               source->info().num_rows, source->info().num_features, source->info().shards.size(),
                               ctx_.comm.size(), c_.threads));
     summary = train::summarize(ctx_.comm, *source, c_.threads);
+    std::vector<std::string> paths;
+    for (const auto& shard : source->info().shards) paths.push_back(shard.path);
+    content_ = train::content_json(paths, summary.shard_hashes);
     if (summary.num_constant_features > 0)
       ctx_.log.warn(std::to_string(summary.num_constant_features) + " of " +
                     std::to_string(source->info().num_features) + " features are constant (zero variance)");
@@ -169,6 +173,7 @@ class CliFitRun final : public train::FitRun {
       store_ = std::make_unique<train::CheckpointStore>(c_.checkpoint, spec_.name, config.dump(), fingerprint);
     }
     control_ = std::make_unique<train::FitControl>(ctx_.comm, store_.get(), ctx_.log);
+    if (!content_.empty()) control_->set_data_content(content_);  // from open_dense's validating pass
     watchdog_ = std::make_unique<comm::Watchdog>(c_.watchdog_seconds);
     return control_.get();
   }
@@ -217,6 +222,7 @@ class CliFitRun final : public train::FitRun {
   train::FitCommon c_;
   StreamOptions stream_;
   std::unique_ptr<io::OutputLock> lock_;
+  std::string content_;  // the shards' content hashes, when open_dense computed them
   std::unique_ptr<train::CheckpointStore> store_;
   std::unique_ptr<train::FitControl> control_;
   std::unique_ptr<comm::Watchdog> watchdog_;

@@ -1,4 +1,5 @@
 #include "latent/train/checkpoint.hpp"
+#include "latent/train/content_hash.hpp"
 
 #include <fmt/format.h>
 #include <zlib.h>
@@ -113,6 +114,7 @@ std::string CheckpointStore::write(const TrainState& state, std::int64_t run, st
     w.attr("/", "model", model_);
     w.attr("/", "config", config_json_);
     w.attr("/", "data_fingerprint", fingerprint_);
+    if (!content_.empty()) w.attr("/", "data_content", content_);
     w.attr("/", "run", run);
     w.attr("/", "iteration", iteration);
     for (const auto& [name, m] : state.arrays) {
@@ -179,12 +181,21 @@ std::optional<std::string> CheckpointStore::find_latest(const Logger& log) const
     if (r.attr_string("/", "data_fingerprint") != fingerprint_)
       throw_usage("cannot resume from " + path + ": the input data changed (" +
                   json_diff(r.attr_string("/", "data_fingerprint"), fingerprint_) + ")");
+    if (!content_.empty()) {
+      if (!r.has_attr("/", "data_content")) {
+        log.warn("checkpoint " + path + " records no content hashes of the data (an older version wrote it); the data's "
+                 "bytes are not compared");
+      } else if (const std::string diff = content_difference(r.attr_string("/", "data_content"), content_); !diff.empty()) {
+        throw_usage("cannot resume from " + path + ": " + diff +
+                    "; resume with the data the fit started on, or start again with a new --checkpoint-dir");
+      }
+    }
     return path;
   }
   return std::nullopt;
 }
 
-FitControl::FitControl(const comm::Communicator& comm, const CheckpointStore* store, const Logger& log)
+FitControl::FitControl(const comm::Communicator& comm, CheckpointStore* store, const Logger& log)
     : comm_(comm), store_(store), log_(log), last_write_(now_seconds()) {}
 
 std::optional<TrainState> FitControl::resume() {

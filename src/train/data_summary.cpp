@@ -8,6 +8,7 @@
 
 #include "latent/core/error.hpp"
 #include "latent/train/block_reduce.hpp"
+#include "latent/train/content_hash.hpp"
 
 namespace latent::train {
 
@@ -19,6 +20,7 @@ DataSummary summarize(const comm::Communicator& comm, io::BlockSource& source, i
   std::mutex mutex;
   const bool count_duplicates = source.info().num_rows <= DataSummary::kMaxRowsForDuplicates;
   std::vector<std::int64_t> hashes;
+  ContentHasher content(source.info().shards.size());
   comm::run_agreed(comm, [&] {
     for_each_block(source, threads, [&](const io::DenseBlock& b) {
       AlignedDoubles partial(static_cast<std::size_t>(3 * d + 1));
@@ -40,6 +42,7 @@ DataSummary summarize(const comm::Communicator& comm, io::BlockSource& source, i
         bmax = b.x.colwise().maxCoeff();
       }
       partial[static_cast<std::size_t>(3 * d)] = static_cast<double>(b.x.rows());
+      content.add_dense(b.ref.shard, b.ref.row_begin, b.x);
       std::vector<std::int64_t> mine;
       if (count_duplicates)
         for (Index i = 0; i < b.x.rows(); ++i)
@@ -56,6 +59,7 @@ DataSummary summarize(const comm::Communicator& comm, io::BlockSource& source, i
   comm.allreduce_max(std::span<double>(hi.data(), static_cast<std::size_t>(d)));
   const std::vector<double> v = sums.values();
   DataSummary out;
+  out.shard_hashes = content.global(comm);
   out.num_samples = static_cast<Index>(v[static_cast<std::size_t>(3 * d)]);
   out.observed = Eigen::Map<const RowVector>(v.data() + 2 * d, d);
   out.num_missing = static_cast<Index>(static_cast<double>(out.num_samples) * static_cast<double>(d) - out.observed.sum());

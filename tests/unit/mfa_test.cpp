@@ -498,7 +498,7 @@ TEST(Mfa, ResumeFromACheckpointGivesTheSameBits) {
     o.dir = dir / ("ckpt" + std::to_string(l));
     o.keep = 100;
     std::filesystem::create_directories(o.dir);
-    const train::CheckpointStore store(o, "mfa", "{}", "data");
+    train::CheckpointStore store(o, "mfa", "{}", "data");
     const Logger quiet = Logger::silent();  // FitControl keeps a reference to it
     train::FitControl control(comm, &store, quiet);
     const MfaRun full = run_mfa(dir / "d", c, 1, &control);
@@ -513,7 +513,7 @@ TEST(Mfa, ResumeFromACheckpointGivesTheSameBits) {
     }
     EXPECT_EQ(removed, 5);
     o.resume = true;
-    const train::CheckpointStore again(o, "mfa", "{}", "data");
+    train::CheckpointStore again(o, "mfa", "{}", "data");
     train::FitControl resume(comm, &again, quiet);
     const MfaRun resumed = run_mfa(dir / "d", c, 2, &resume);
     EXPECT_EQ(resumed.history.size(), 5u) << l;  // iterations 4-8 of the second restart

@@ -51,26 +51,39 @@ std::string data_fingerprint(const io::CountsDatasetInfo& info);
 class CheckpointStore {
  public:
   CheckpointStore(CheckpointOptions options, std::string model, std::string config_json, std::string fingerprint);
+  /// The shards' content hashes (content_json, latent/train/content_hash.hpp), recorded in
+  /// every checkpoint written after this call and compared by find_latest.
+  void set_data_content(std::string content_json) { content_ = std::move(content_json); }
   /// Writes state as checkpoint (run, iteration) atomically and prunes old ones. Throws
   /// Error(kOutput/kIo) (the previous checkpoints stay valid; no temporary is left).
   std::string write(const TrainState& state, std::int64_t run, std::int64_t iteration) const;
   /// The newest checkpoint that opens and passes its checksums; damaged ones are
   /// skipped with a warning naming why. Throws Error(kUsage) if the newest valid one was
-  /// made with another configuration or input, naming what changed. nullopt if none.
+  /// made with another configuration or input, naming what changed (with data content
+  /// set: the shards whose bytes differ). nullopt if none.
   std::optional<std::string> find_latest(const Logger& log) const;
   TrainState read(const std::string& path) const;
   const CheckpointOptions& options() const noexcept { return options_; }
 
  private:
   CheckpointOptions options_;
-  std::string model_, config_json_, fingerprint_;
+  std::string model_, config_json_, fingerprint_, content_;
 };
 
 /// Drives checkpoints, stop signals and boundary faults for one fit. Collective calls.
 class FitControl {
  public:
   /// `store` may be null (no checkpointing; a stop signal then exits 75 without one).
-  FitControl(const comm::Communicator& comm, const CheckpointStore* store, const Logger& log);
+  FitControl(const comm::Communicator& comm, CheckpointStore* store, const Logger& log);
+
+  /// Records the shards' content hashes (content_json) for the checkpoints to carry and
+  /// resume() to compare. Call on every rank before resume() (a fit's validating pass
+  /// computes them).
+  void set_data_content(const std::string& content_json) {
+    if (store_ != nullptr) store_->set_data_content(content_json);
+  }
+  /// Whether checkpoints are written (a --checkpoint-dir was given).
+  bool checkpoints() const noexcept { return store_ != nullptr; }
 
   /// The state to resume from (newest valid checkpoint), when --resume was given and one
   /// exists. Collective: rank 0 chooses, every rank reads the same file.
@@ -83,7 +96,7 @@ class FitControl {
 
  private:
   const comm::Communicator& comm_;
-  const CheckpointStore* store_;
+  CheckpointStore* store_;
   const Logger& log_;
   double last_write_ = 0;
 };

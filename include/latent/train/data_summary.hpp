@@ -2,6 +2,9 @@
 /// \file One validating pass over the data before training (docs/ARCHITECTURE.md §6 rule 5): every
 /// block is read and checked (finiteness, via BlockSource), and per-feature moments are
 /// computed exactly, so the summary is identical for any rank/thread count.
+#include <cstdint>
+#include <vector>
+
 #include "latent/comm/communicator.hpp"
 #include "latent/core/types.hpp"
 #include "latent/io/block_source.hpp"
@@ -20,6 +23,8 @@ struct DataSummary {
   /// not counted (more than kMaxRowsForDuplicates rows).
   Index num_duplicate_rows = -1;
   static constexpr Index kMaxRowsForDuplicates = Index{1} << 22;
+  /// Content hash of every shard (latent/train/content_hash.hpp), for checkpoints.
+  std::vector<std::uint64_t> shard_hashes;
 };
 
 /// Collective. Throws the agreed Error if any block is unreadable or not finite (NaN is

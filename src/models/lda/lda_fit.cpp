@@ -14,6 +14,7 @@
 #include "latent/core/error.hpp"
 #include "latent/core/profile.hpp"
 #include "latent/io/block_plan.hpp"
+#include "latent/train/content_hash.hpp"
 #include "latent/train/stochastic.hpp"
 
 namespace latent::models {
@@ -145,15 +146,18 @@ GlobalStats reduce_states(const comm::Communicator& comm, tbb::enumerable_thread
 struct CorpusCounts {
   double tokens = 0;
   Index documents = 0, empty = 0;
+  std::vector<std::uint64_t> shard_hashes;  // content hashes (latent/train/content_hash.hpp)
 };
 CorpusCounts validate_corpus(const comm::Communicator& comm, const io::CountsDatasetInfo& info, const LdaConfig& c) {
   std::vector<std::int64_t> sums(3, 0);
+  train::ContentHasher content(info.shards.size());
   comm::run_agreed(comm, [&] {
     io::CountsSource source(info, io::rank_blocks(io::make_block_plan(info.shard_rows(), c.block_rows), comm.rank(), comm.size()),
                             {c.prefetch, 0, false});
     source.start_pass();
     while (auto block = source.next()) {
       heartbeat();
+      content.add_counts(*block);
       for (Index d = 0; d < block->num_rows(); ++d) {
         const auto b = block->indptr[static_cast<std::size_t>(d)], e = block->indptr[static_cast<std::size_t>(d) + 1];
         if (b == e) ++sums[2];
@@ -163,7 +167,7 @@ CorpusCounts validate_corpus(const comm::Communicator& comm, const io::CountsDat
     }
   });
   comm.allreduce_sum(sums);
-  return {static_cast<double>(sums[0]), sums[1], sums[2]};
+  return {static_cast<double>(sums[0]), sums[1], sums[2], content.global(comm)};
 }
 
 void check_config(const LdaConfig& c, const io::CountsDatasetInfo& info) {
@@ -257,7 +261,12 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
   const auto num_blocks = static_cast<Index>(refs.size());
   io::CountsSource source(info, std::move(refs), {c.prefetch, c.cache_bytes, false});
 
-  // Resume.
+  // Resume (from a checkpoint of the same bytes: the validating pass hashed them).
+  if (control != nullptr) {
+    std::vector<std::string> paths;
+    for (const auto& shard : info.shards) paths.push_back(shard.path);
+    control->set_data_content(train::content_json(paths, corpus.shard_hashes));
+  }
   double prev_perplexity = 0, acc_word = 0, acc_theta = 0, acc_tokens = 0;
   Index updates = 0, pass = 0, minibatch = 0;
   if (control != nullptr) {

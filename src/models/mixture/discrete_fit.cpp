@@ -2,10 +2,12 @@
 
 #include <fmt/format.h>
 
+#include "latent/core/control.hpp"
 #include "latent/core/error.hpp"
 #include "latent/core/rng.hpp"
 #include "latent/models/kmeans/kmeans.hpp"
 #include "latent/train/block_reduce.hpp"
+#include "latent/train/content_hash.hpp"
 #include "latent/train/restarts.hpp"
 
 namespace latent::models {
@@ -124,6 +126,20 @@ DiscreteFitResult fit_mmm(const comm::Communicator& comm, io::CountsSource& sour
   const Index k = c.n_components, v = source.info().vocab_size;
   if (c.init_params != "random" && c.init_params != "kmeans")
     throw_usage("invalid --init-params '" + c.init_params + "' for mmm (random)");
+  if (control != nullptr && control->checkpoints()) {
+    // Checkpoints record the shards' content hashes (one pass), so that a resume on changed data is refused.
+    train::ContentHasher content(source.info().shards.size());
+    comm::run_agreed(comm, [&] {
+      source.start_pass();
+      while (auto block = source.next()) {
+        heartbeat();
+        content.add_counts(*block);
+      }
+    });
+    std::vector<std::string> paths;
+    for (const auto& shard : source.info().shards) paths.push_back(shard.path);
+    control->set_data_content(train::content_json(paths, content.global(comm)));
+  }
   const auto blank = [&] { return MmmEm(DiscreteMixture(k, v, DiscreteKind::kMultinomial, c.alpha, c.weight_alpha)); };
   train::RestartSteps<MmmEm> steps;
   steps.blank = blank;

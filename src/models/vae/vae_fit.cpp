@@ -23,6 +23,7 @@
 #include "latent/io/h5_file.hpp"
 #include "latent/models/fitted_model.hpp"
 #include "latent/train/adam.hpp"
+#include "latent/train/content_hash.hpp"
 #include "latent/train/stochastic.hpp"
 
 namespace latent::models {
@@ -47,13 +48,17 @@ std::int64_t to_fixed(double x, double scale) {
 
 // A validating pass over this rank's share of the data: values must lie in [0, 1] for a
 // Bernoulli decoder (NaN/Inf are refused by the block reader). Collective (errors agreed).
-void validate_data(const comm::Communicator& comm, const io::DenseDatasetInfo& info, const VaeFitConfig& c) {
+// Returns the shards' content hashes (latent/train/content_hash.hpp).
+std::vector<std::uint64_t> validate_data(const comm::Communicator& comm, const io::DenseDatasetInfo& info,
+                                         const VaeFitConfig& c) {
+  train::ContentHasher content(info.shards.size());
   comm::run_agreed(comm, [&] {
     io::BlockSource source(info, io::rank_blocks(io::make_block_plan(info, 8192), comm.rank(), comm.size()),
                            {c.prefetch, 0, false, false, {}});
     source.start_pass();
     while (auto block = source.next()) {
       heartbeat();
+      content.add_dense(block->ref.shard, block->ref.row_begin, block->x);
       if (c.arch.likelihood != VaeLikelihood::kBernoulli) continue;
       const RowMatrix& x = block->x;  // finite (the reader refuses NaN/Inf)
       if (x.size() == 0 || (x.minCoeff() >= 0.0 && x.maxCoeff() <= 1.0)) continue;
@@ -67,6 +72,7 @@ void validate_data(const comm::Communicator& comm, const io::DenseDatasetInfo& i
                                     j, x(i, j), block->ref.global_row_begin + i));
     }
   });
+  return content.global(comm);
 }
 
 void check_config(const VaeFitConfig& c) {
@@ -225,7 +231,12 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
     if (c.matmul_precision == matmul::Precision::kMedium) matmul::require(c.matmul_precision);
   });
   c.arch.input_dim = info.num_features;
-  validate_data(comm, info, c);
+  const std::vector<std::uint64_t> shard_hashes = validate_data(comm, info, c);
+  if (control != nullptr) {
+    std::vector<std::string> paths;
+    for (const auto& shard : info.shards) paths.push_back(shard.path);
+    control->set_data_content(train::content_json(paths, shard_hashes));
+  }
   VaeFitResult result;
   result.model = Vae(c.arch);
   Vae& model = result.model;
