@@ -321,6 +321,15 @@ void Progress::finish() {
 
 RowParts::RowParts(const Context& ctx, std::string output, std::vector<Column> columns, Index local_rows)
     : ctx_(ctx), output_(std::move(output)), columns_(std::move(columns)), local_rows_(local_rows) {
+  // Rank 0 locks the output for the life of the command (a second run on it exits 73
+  // naming the holder); the part names carry rank 0's temporary suffix, unique per run and
+  // swept by a later run if this one is killed.
+  comm::run_agreed(ctx_.comm, [&] {
+    if (!ctx_.comm.is_root()) return;
+    lock_ = std::make_unique<io::OutputLock>(output_);
+    suffix_ = io::temp_suffix();
+  });
+  ctx_.comm.broadcast(suffix_, 0);
   comm::run_agreed(ctx_.comm, [&] {
     part_ = std::make_unique<io::H5Writer>(part_name(ctx_.comm.rank()), true);
     for (const Column& c : columns_) part_->create(c.name, c.type, local_rows_, c.cols);
@@ -328,13 +337,17 @@ RowParts::RowParts(const Context& ctx, std::string output, std::vector<Column> c
 }
 
 RowParts::~RowParts() {
-  if (!part_) return;
+  if (finished_) return;
+  // An error on the way (here or on another rank, agreed): this rank's part goes, whether
+  // or not it was complete, so that a retry finds the disk as it was.
   part_.reset();
   std::error_code ec;
   std::filesystem::remove(part_name(ctx_.comm.rank()), ec);
 }
 
-std::string RowParts::part_name(int rank) const { return fmt::format("{}.part-{}-of-{}", output_, rank, ctx_.comm.size()); }
+std::string RowParts::part_name(int rank) const {
+  return fmt::format("{}.part-{}-of-{}{}", output_, rank, ctx_.comm.size(), suffix_);
+}
 
 void RowParts::finish(bool overwrite, const std::string& model, const std::string& data, Index total_rows) {
   comm::run_agreed(ctx_.comm, [&] {
@@ -365,6 +378,7 @@ void RowParts::finish(bool overwrite, const std::string& model, const std::strin
   ctx_.comm.barrier();
   std::error_code ec;
   std::filesystem::remove(part_name(ctx_.comm.rank()), ec);
+  finished_ = true;
 }
 
 std::vector<std::string> per_sample_output_form(std::vector<std::string> args) {

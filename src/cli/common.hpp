@@ -95,7 +95,7 @@ class RowParts {
     Index cols;  ///< 0: one value per row (a vector)
   };
   RowParts(const Context& ctx, std::string output, std::vector<Column> columns, Index local_rows);
-  /// Removes this rank's part file if finish() was not reached (an error on the way).
+  /// Removes this rank's part file if finish() did not complete (an error on the way).
   ~RowParts();
   RowParts(const RowParts&) = delete;
   RowParts& operator=(const RowParts&) = delete;
@@ -110,6 +110,9 @@ class RowParts {
   std::string part_name(int rank) const;
   const Context& ctx_;
   std::string output_;
+  std::unique_ptr<io::OutputLock> lock_;  // rank 0
+  std::string suffix_;                    // rank 0's io::temp_suffix(), on every rank
+  bool finished_ = false;
   std::vector<Column> columns_;
   Index local_rows_;
   std::unique_ptr<io::H5Writer> part_;

@@ -163,14 +163,27 @@ class CliFitRun final : public train::FitRun {
     if (c_.checkpoint.resume && c_.checkpoint.dir.empty()) throw_usage("--resume needs --checkpoint-dir");
     config.erase("data");
     if (!c_.checkpoint.dir.empty()) {
+      store_ = std::make_unique<train::CheckpointStore>(c_.checkpoint, spec_.name, config.dump(), fingerprint);
+      // Rank 0 locks the directory for the life of the fit (a second fit on it exits 73
+      // naming the holder) and refuses to start afresh over another fit's checkpoints.
+      train::RunIdentity run;
       comm::run_agreed(ctx_.comm, [&] {
         if (!ctx_.comm.is_root()) return;
         std::error_code ec;
         std::filesystem::create_directories(c_.checkpoint.dir, ec);
         if (ec) throw_output("--checkpoint-dir " + c_.checkpoint.dir + ": cannot be created (" + ec.message() + ")");
         io::check_output_path(c_.checkpoint.dir + "/.write-probe", true);
+        ckpt_lock_ = std::make_unique<io::OutputLock>(c_.checkpoint.dir, "--checkpoint-dir", c_.checkpoint.dir + "/.lock");
+        if (!c_.checkpoint.resume && store_->has_checkpoints())
+          throw_output("--checkpoint-dir " + c_.checkpoint.dir +
+                       " holds the checkpoints of an earlier fit; pass --resume to continue it, or choose an empty "
+                       "directory (nothing was changed)");
+        run = train::new_run_identity(c_.output);
       });
-      store_ = std::make_unique<train::CheckpointStore>(c_.checkpoint, spec_.name, config.dump(), fingerprint);
+      ctx_.comm.broadcast(run.id, 0);
+      ctx_.comm.broadcast(run.started, 0);
+      run.output = c_.output;
+      store_->set_run(run);
     }
     control_ = std::make_unique<train::FitControl>(ctx_.comm, store_.get(), ctx_.log);
     if (!content_.empty()) control_->set_data_content(content_);  // from open_dense's validating pass
@@ -222,6 +235,7 @@ class CliFitRun final : public train::FitRun {
   train::FitCommon c_;
   StreamOptions stream_;
   std::unique_ptr<io::OutputLock> lock_;
+  std::unique_ptr<io::OutputLock> ckpt_lock_;  // rank 0: the --checkpoint-dir, for the life of the fit
   std::string content_;  // the shards' content hashes, when open_dense computed them
   std::unique_ptr<train::CheckpointStore> store_;
   std::unique_ptr<train::FitControl> control_;

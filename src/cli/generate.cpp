@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common.hpp"
+#include "latent/io/h5_file.hpp"
 #include "latent/core/error.hpp"
 #include "latent/io/block_plan.hpp"
 #include "latent/io/counts_dataset.hpp"
@@ -58,7 +59,8 @@ class ShardDirectory {
         throw_output("output " + output_ + ": already exists; choose another name");
       if (!truth_.empty() && (fs::exists(truth_, ec) || fs::is_symlink(truth_, ec)))
         throw_output("--true-model " + truth_ + ": already exists; choose another name (or --true-model none)");
-      tmp_ = output_ + ".tmp-" + std::to_string(::getpid());
+      io::sweep_stale_temporaries(fs::absolute(output_).parent_path().string());
+      tmp_ = output_ + io::temp_suffix();
       fs::remove_all(tmp_, ec);  // only a dead process of this pid can have left it
       if (!fs::create_directory(tmp_, ec) || ec)
         throw_output("output " + output_ + ": cannot create " + tmp_ + (ec ? " (" + ec.message() + ")" : std::string()));

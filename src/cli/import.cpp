@@ -105,7 +105,8 @@ int cmd_import(const std::vector<std::string>& args, const Context& ctx) {
   comm::run_agreed(ctx.comm, [&] {
     if (!ctx.comm.is_root()) return;
     if (fs::exists(output) && !overwrite) throw_output("output " + output + ": already exists (pass --overwrite to replace it)");
-    const std::string tmp = output + ".tmp-" + std::to_string(::getpid());
+    io::sweep_stale_temporaries(fs::absolute(output).parent_path().string());
+    const std::string tmp = output + io::temp_suffix();
     fs::create_directories(tmp);
     struct Cleanup {
       std::string path;

@@ -15,6 +15,7 @@
 #include <regex>
 
 #include "common.hpp"
+#include "latent/io/h5_file.hpp"
 #include "latent/core/error.hpp"
 #include "latent/core/rng.hpp"
 #include "latent/io/counts_dataset.hpp"
@@ -196,7 +197,8 @@ int cmd_import_counts(const std::vector<std::string>& args, const Context& ctx) 
     if (plan.total == 0) throw_input("input " + o.input + ": has no documents");
     if (vocab_size == 0) throw_input("input " + o.input + ": the vocabulary is empty (no word ids occur)");
 
-    const std::string tmp = o.output + ".tmp-" + std::to_string(::getpid());
+    io::sweep_stale_temporaries(fs::absolute(o.output).parent_path().string());
+    const std::string tmp = o.output + io::temp_suffix();
     fs::remove_all(tmp, ec);  // only a dead process with our pid can have left it
     if (!fs::create_directory(tmp, ec) || ec) throw_output("output " + o.output + ": cannot create " + tmp);
     struct Cleanup {

@@ -81,7 +81,8 @@ CountsWriter::CountsWriter(std::string dir, Index vocab_size, Index docs_per_sha
     throw_output("output " + dir_ + ": already exists; choose another name");
   const std::string parent = parent_of(dir_);
   if (!fs::is_directory(parent, ec)) throw_output("output " + dir_ + ": directory " + parent + " does not exist");
-  tmp_dir_ = dir_ + ".tmp-" + std::to_string(::getpid());
+  sweep_stale_temporaries(parent);
+  tmp_dir_ = dir_ + temp_suffix();
   // A leftover of this pid can only come from a process that died (pids are reused).
   fs::remove_all(tmp_dir_, ec);
   if (!fs::create_directory(tmp_dir_, ec) || ec)

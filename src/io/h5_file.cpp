@@ -3,8 +3,12 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <regex>
+#include <vector>
 
 #include "h5_handle.hpp"
 #include "latent/core/error.hpp"
@@ -39,6 +43,31 @@ std::string parent_dir(const std::string& path) {
 
 }  // namespace
 
+std::string temp_suffix() {
+  char host[256] = {0};
+  ::gethostname(host, sizeof host - 1);
+  return ".tmp-" + std::string(host) + "-" + std::to_string(::getpid());
+}
+
+std::vector<std::string> sweep_stale_temporaries(const std::string& dir) {
+  std::vector<std::string> removed;
+  char host_buf[256] = {0};
+  ::gethostname(host_buf, sizeof host_buf - 1);
+  const std::string host(host_buf);
+  static const std::regex pattern(R"(.+\.tmp-(.+)-(\d{1,9}))");
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    std::smatch m;
+    const std::string name = e.path().filename().string();
+    if (!std::regex_match(name, m, pattern) || m[1] != host) continue;
+    const auto pid = static_cast<pid_t>(std::stol(m[2]));
+    if (pid <= 0 || ::kill(pid, 0) == 0 || errno != ESRCH) continue;  // alive (or not ours to judge)
+    std::error_code rm;
+    if (fs::remove_all(e.path(), rm) > 0 && !rm) removed.push_back(e.path().string());
+  }
+  return removed;
+}
+
 void check_output_path(const std::string& path, bool overwrite) {
   std::error_code ec;
   if (path.empty()) throw_usage("output path is empty");
@@ -46,6 +75,7 @@ void check_output_path(const std::string& path, bool overwrite) {
     throw_output("output " + path + ": already exists; choose another name or pass --overwrite");
   const std::string dir = parent_dir(path);
   if (!fs::is_directory(dir, ec)) throw_output("output " + path + ": directory " + dir + " does not exist");
+  sweep_stale_temporaries(dir);
   const std::string probe = path + ".probe-" + std::to_string(::getpid());
   const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
   if (fd < 0) throw_output("output " + path + ": directory " + dir + " is not writable");
@@ -53,9 +83,10 @@ void check_output_path(const std::string& path, bool overwrite) {
   ::unlink(probe.c_str());
 }
 
-OutputLock::OutputLock(const std::string& path) : path_(path + ".lock") {
+OutputLock::OutputLock(const std::string& path, const std::string& what, const std::string& lock_path)
+    : path_(lock_path.empty() ? path + ".lock" : lock_path) {
   fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT, 0644);
-  if (fd_ < 0) throw_output("output " + path + ": cannot create lock file " + path_);
+  if (fd_ < 0) throw_output(what + " " + path + ": cannot create lock file " + path_);
   struct flock fl {};
   fl.l_type = F_WRLCK;
   fl.l_whence = SEEK_SET;
@@ -64,7 +95,7 @@ OutputLock::OutputLock(const std::string& path) : path_(path + ".lock") {
     const ssize_t n = ::pread(fd_, holder, sizeof holder - 1, 0);
     ::close(fd_);
     fd_ = -1;
-    throw_output("output " + path + ": another job is writing it (lock " + path_ + " held by " +
+    throw_output(what + " " + path + ": another job is " + (what == "output" ? "writing" : "using") + " it (lock " + path_ + " held by " +
                  (n > 0 ? std::string(holder, static_cast<std::size_t>(n)) : std::string("another process")) + ")");
   }
   char host[128] = {0};
@@ -137,9 +168,16 @@ H5Writer::H5Writer(std::string path, bool overwrite) : impl_(std::make_unique<Im
   detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
   detail::silence_hdf5();
   check_output_path(path_, overwrite);
-  tmp_path_ = path_ + ".tmp-" + std::to_string(::getpid());
+  tmp_path_ = path_ + temp_suffix();
+  errno = 0;
   impl_->file = detail::file_handle(H5Fcreate(tmp_path_.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT));
-  if (!impl_->file.valid()) throw_output("output " + path_ + ": cannot create " + tmp_path_);
+  if (!impl_->file.valid()) {
+    const int error = errno;
+    std::remove(tmp_path_.c_str());  // a partly created file (a full disk) is not left behind
+    if (error == ENOSPC || error == EDQUOT)
+      throw Error(ErrorKind::kIo, "output " + path_ + ": cannot create " + tmp_path_ + ": No space left on device");
+    throw_output("output " + path_ + ": cannot create " + tmp_path_);
+  }
 }
 
 H5Writer::~H5Writer() {

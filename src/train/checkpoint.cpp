@@ -2,7 +2,12 @@
 #include "latent/train/content_hash.hpp"
 
 #include <fmt/format.h>
+#include <fmt/chrono.h>
+#include <unistd.h>
+#include <xxhash.h>
 #include <zlib.h>
+
+#include <random>
 
 #include <algorithm>
 #include <chrono>
@@ -115,6 +120,14 @@ std::string CheckpointStore::write(const TrainState& state, std::int64_t run, st
     w.attr("/", "config", config_json_);
     w.attr("/", "data_fingerprint", fingerprint_);
     if (!content_.empty()) w.attr("/", "data_content", content_);
+    if (!run_.id.empty()) {
+      char host[256] = {0};
+      ::gethostname(host, sizeof host - 1);
+      w.attr("/", "run_id", run_.id);
+      w.attr("/", "run_started", run_.started);
+      w.attr("/", "output", run_.output);
+      w.attr("/", "writer", fmt::format("pid {} on {}", ::getpid(), host));
+    }
     w.attr("/", "run", run);
     w.attr("/", "iteration", iteration);
     for (const auto& [name, m] : state.arrays) {
@@ -139,6 +152,29 @@ std::string CheckpointStore::write(const TrainState& state, std::int64_t run, st
   for (std::size_t i = static_cast<std::size_t>(std::max(1, options_.keep)); i < all.size(); ++i) fs::remove(all[i].second, ec);
   return path;
 }
+
+RunIdentity new_run_identity(const std::string& output) {
+  char host[256] = {0};
+  ::gethostname(host, sizeof host - 1);
+  const auto now = std::chrono::system_clock::now();
+  const std::string seed = fmt::format("{}/{}/{}/{}", host, ::getpid(), now.time_since_epoch().count(), output);
+  RunIdentity r;
+  r.id = fmt::format("{:016x}", XXH64(seed.data(), seed.size(), std::random_device{}()));
+  r.started = fmt::format("{:%Y-%m-%dT%H:%M:%SZ}", fmt::gmtime(std::chrono::system_clock::to_time_t(now)));
+  r.output = output;
+  return r;
+}
+
+RunIdentity CheckpointStore::read_run(const std::string& path) const {
+  const io::H5Reader r(path);
+  RunIdentity out;
+  if (r.has_attr("/", "run_id")) out.id = r.attr_string("/", "run_id");
+  if (r.has_attr("/", "run_started")) out.started = r.attr_string("/", "run_started");
+  if (r.has_attr("/", "output")) out.output = r.attr_string("/", "output");
+  return out;
+}
+
+bool CheckpointStore::has_checkpoints() const { return !list_checkpoints(options_.dir).empty(); }
 
 TrainState CheckpointStore::read(const std::string& path) const {
   const io::H5Reader r(path);
@@ -210,8 +246,22 @@ std::optional<TrainState> FitControl::resume() {
     return std::nullopt;
   }
   TrainState state;
-  comm::run_agreed(comm_, [&] { state = store_->read(path); });
-  log_.info("resuming from " + path);
+  RunIdentity run;
+  comm::run_agreed(comm_, [&] {
+    state = store_->read(path);
+    run = store_->read_run(path);
+  });
+  if (run.id.empty()) {
+    log_.info("resuming from " + path);
+  } else {
+    // The fit continues the run that wrote the checkpoint.
+    const std::string output = store_->run().output;
+    if (!run.output.empty() && run.output != output)
+      log_.warn("resuming run " + run.id + ", which was writing " + run.output + "; this fit writes " + output);
+    run.output = output;
+    store_->set_run(run);
+    log_.info("resuming from " + path + " (run " + run.id + ", started " + run.started + ")");
+  }
   return state;
 }
 

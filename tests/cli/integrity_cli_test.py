@@ -21,6 +21,10 @@ check, run = H.check, H.run
 work = tempfile.mkdtemp(prefix="latent-integrity-")
 
 
+def text(v):
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
 def datasets(path):
     out = {}
     with h5py.File(path, "r") as f:
@@ -29,7 +33,10 @@ def datasets(path):
 
 
 def same_model(a, b):
+    """Every dataset bitwise equal, but the history's timings."""
     x, y = datasets(a), datasets(b)
+    x = {k: v for k, v in x.items() if "second" not in k}
+    y = {k: v for k, v in y.items() if "second" not in k}
     return x.keys() == y.keys() and all(np.array_equal(x[k], y[k]) for k in x)
 
 
@@ -83,6 +90,57 @@ for model, data, opts, (shard, dataset, index, delta) in cases:
           f"{model}: resume on data with one value changed in {shard} is refused naming it (exit {r.returncode})")
     if r.returncode == 64:
         print("   ", [l for l in r.stderr.splitlines() if "cannot resume" in l][:1])
+
+# Two fits on one --checkpoint-dir (issue 19 item 3): the directory is locked for the life
+# of a fit; the second exits 73 naming the holder and touches nothing.
+import glob
+import signal
+import subprocess
+import time
+
+ck = os.path.join(work, "shared-ck")
+gmm = ["fit", "gmm", "--data", dense, "--n-components", "3", "--max-iter", "50", "--tol", "0", "--seed", "5"]
+env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+           LATENT_FAULT="rank=0,iteration=3,kind=hang")
+holder = subprocess.Popen([H.latent] + gmm + ["--output", os.path.join(work, "a.h5"), "--checkpoint-dir", ck], env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+deadline = time.time() + 60
+while time.time() < deadline and len(glob.glob(os.path.join(ck, "ckpt-*.h5"))) < 2:
+    time.sleep(0.1)
+time.sleep(0.5)
+before = {p: open(p, "rb").read() for p in glob.glob(os.path.join(ck, "ckpt-*.h5"))}
+check(len(before) == 2, f"the first fit wrote its checkpoints and holds the directory ({len(before)} files)")
+for extra in ([], ["--resume"]):
+    r = run(gmm + ["--output", os.path.join(work, "b.h5"), "--checkpoint-dir", ck] + extra, expect=73)
+    check(r.returncode == 73 and "another job is using it" in r.stderr and f"pid {holder.pid}" in r.stderr
+          and not os.path.exists(os.path.join(work, "b.h5")),
+          f"a second fit {' '.join(extra)} on a locked --checkpoint-dir exits 73 naming the holder (pid {holder.pid})")
+after = {p: open(p, "rb").read() for p in glob.glob(os.path.join(ck, "ckpt-*.h5"))}
+check(before == after, "the holder's checkpoints are untouched")
+holder.send_signal(signal.SIGKILL)
+holder.wait()
+
+# With the holder gone: a fresh fit (no --resume) over its checkpoints is refused (73),
+# nothing changed; --resume continues the same run (its identity is kept).
+r = run(gmm + ["--output", os.path.join(work, "c.h5"), "--checkpoint-dir", ck], expect=73)
+check(r.returncode == 73 and "holds the checkpoints of an earlier fit" in r.stderr and
+      {p: open(p, "rb").read() for p in glob.glob(os.path.join(ck, "ckpt-*.h5"))} == before,
+      "a fresh fit over another fit's checkpoints is refused and changes nothing")
+ids = set()
+for p in before:
+    with h5py.File(p, "r") as f:
+        ids.add((text(f.attrs["run_id"]), text(f.attrs["output"])))
+check(len(ids) == 1 and len(next(iter(ids))[0]) == 16, f"every checkpoint of a run records one run identity: {ids}")
+r = run(gmm + ["--output", os.path.join(work, "a.h5"), "--checkpoint-dir", ck, "--resume"])
+latest = sorted(glob.glob(os.path.join(ck, "ckpt-*.h5")))[-1]
+with h5py.File(latest, "r") as f:
+    resumed_id, writer = text(f.attrs["run_id"]), text(f.attrs["writer"])
+check(r.returncode == 0 and resumed_id == next(iter(ids))[0] and f"pid {holder.pid} " not in writer + " ",
+      "the resumed fit continues the run's identity (written by another process)")
+undisturbed = os.path.join(work, "u.h5")
+run(gmm + ["--output", undisturbed])
+check(same_model(undisturbed, os.path.join(work, "a.h5")), "the resumed fit equals an undisturbed one")
+check(not os.path.exists(os.path.join(ck, ".lock")), "the lock file is removed when the fit ends")
 
 shutil.rmtree(work)
 H.finish()

@@ -18,13 +18,26 @@ namespace latent::io {
 /// writable (checked by creating and removing a probe file). Local.
 void check_output_path(const std::string& path, bool overwrite);
 
-/// An advisory lock on `<path>.lock` (fcntl, so the kernel releases it if the process
+/// The suffix of this process's temporary files and directories: ".tmp-<host>-<pid>". A
+/// temporary is renamed into place when complete and removed on every failure path.
+std::string temp_suffix();
+
+/// Removes from `dir` the temporaries (files or directories named `*.tmp-<host>-<pid>`)
+/// that processes of this host left when they were killed (SIGKILL, SIGINT, a crash): the
+/// host is this one and no process <pid> exists. Temporaries of other hosts (a shared
+/// filesystem) and of live processes are left alone, as is everything else. Returns the
+/// paths removed. Local; errors are ignored (a concurrent sweep may remove a file first).
+/// check_output_path calls it on the output's directory.
+std::vector<std::string> sweep_stale_temporaries(const std::string& dir);
+
+/// An advisory lock on `<path>.lock` (or `lock_path`) (fcntl, so the kernel releases it if the process
 /// dies, also on NFS): two jobs writing the same output cannot both hold it. Throws
-/// Error(kOutput) naming the holder if another process has it. Local; removes the lock
-/// file on destruction.
+/// Error(kOutput) naming the holder if another process has it ("<what> <path>: another job
+/// is using it (lock ... held by pid P on HOST)"). Local; removes the lock file on
+/// destruction.
 class OutputLock {
  public:
-  explicit OutputLock(const std::string& path);
+  explicit OutputLock(const std::string& path, const std::string& what = "output", const std::string& lock_path = "");
   ~OutputLock();
   OutputLock(const OutputLock&) = delete;
   OutputLock& operator=(const OutputLock&) = delete;
@@ -36,7 +49,7 @@ class OutputLock {
 
 class H5Writer {
  public:
-  /// Creates `<path>.tmp-<pid>` and checks the output as check_output_path does.
+  /// Creates `<path>` + temp_suffix() and checks the output as check_output_path does.
   H5Writer(std::string path, bool overwrite);
   ~H5Writer();
   H5Writer(const H5Writer&) = delete;

@@ -47,6 +47,18 @@ std::string data_fingerprint(const io::DenseDatasetInfo& info);
 /// The same for a count dataset (shards, documents, nonzeros, bytes, vocabulary size).
 std::string data_fingerprint(const io::CountsDatasetInfo& info);
 
+/// Who a checkpoint belongs to: one fit, continued across resumes (a resume adopts the
+/// identity of the checkpoint it starts from). Recorded as root attributes run_id,
+/// run_started, output and writer (host and pid of the process that wrote the file).
+struct RunIdentity {
+  std::string id;       ///< 16 hex digits, drawn when the fit first started
+  std::string started;  ///< UTC, ISO 8601
+  std::string output;   ///< the fit's --output
+};
+
+/// A new identity for a fit writing `output` (rank 0 draws it; broadcast it). Local.
+RunIdentity new_run_identity(const std::string& output);
+
 /// Checkpoint files in one directory. Local; rank 0 writes, any rank may read.
 class CheckpointStore {
  public:
@@ -54,6 +66,14 @@ class CheckpointStore {
   /// The shards' content hashes (content_json, latent/train/content_hash.hpp), recorded in
   /// every checkpoint written after this call and compared by find_latest.
   void set_data_content(std::string content_json) { content_ = std::move(content_json); }
+  /// The run identity written into every checkpoint from now on.
+  void set_run(RunIdentity run) { run_ = std::move(run); }
+  const RunIdentity& run() const noexcept { return run_; }
+  /// The identity recorded in checkpoint `path` (empty fields for files written before
+  /// identities were recorded). Throws Error(kInput) if the file is not readable.
+  RunIdentity read_run(const std::string& path) const;
+  /// Whether the directory holds any checkpoint file (valid or not). Local.
+  bool has_checkpoints() const;
   /// Writes state as checkpoint (run, iteration) atomically and prunes old ones. Throws
   /// Error(kOutput/kIo) (the previous checkpoints stay valid; no temporary is left).
   std::string write(const TrainState& state, std::int64_t run, std::int64_t iteration) const;
@@ -68,6 +88,7 @@ class CheckpointStore {
  private:
   CheckpointOptions options_;
   std::string model_, config_json_, fingerprint_, content_;
+  RunIdentity run_;
 };
 
 /// Drives checkpoints, stop signals and boundary faults for one fit. Collective calls.
