@@ -142,5 +142,39 @@ run(gmm + ["--output", undisturbed])
 check(same_model(undisturbed, os.path.join(work, "a.h5")), "the resumed fit equals an undisturbed one")
 check(not os.path.exists(os.path.join(ck, ".lock")), "the lock file is removed when the fit ends")
 
+# Stale temporaries (issue 19 item 7): a command sweeps its output directory of the
+# *.tmp-<host>-<pid> files and directories whose process on this host is gone, and nothing
+# else. Then a predict whose output is locked by another process exits 73 (item 4).
+import fcntl
+import socket
+
+host = socket.gethostname()
+dead = subprocess.Popen(["true"])
+dead.wait()
+out_dir = os.path.join(work, "outputs")
+os.makedirs(out_dir)
+stale = [f"old.h5.tmp-{host}-{dead.pid}", f"labels.h5.part-1-of-2.tmp-{host}-{dead.pid}", f"shards.tmp-{host}-{dead.pid}"]
+kept = [f"live.h5.tmp-{host}-1", f"other.h5.tmp-elsewhere-{dead.pid}", f"legacy.h5.tmp-{dead.pid}", "mine.h5"]
+for name in stale + kept:
+    if name.startswith("shards"):
+        os.makedirs(os.path.join(out_dir, name))
+        open(os.path.join(out_dir, name, "part-00000.h5"), "w").write("partial")
+    else:
+        open(os.path.join(out_dir, name), "w").write("x")
+model = os.path.join(work, "gmm", "first.h5")
+r = run(["predict", "--model", model, "--data", dense, "--output", os.path.join(out_dir, "labels.h5")], ranks=2)
+left = sorted(os.listdir(out_dir))
+check(r.returncode == 0 and all(n not in left for n in stale) and all(n in left for n in kept),
+      f"predict swept the dead process's temporaries only: {left}")
+check(not any(".part-" in n for n in left), "no part file is left after predict")
+
+locked = os.path.join(out_dir, "locked.h5")
+with open(locked + ".lock", "w") as held:
+    fcntl.lockf(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    r = run(["predict", "--model", model, "--data", dense, "--output", locked], ranks=2, expect=73)
+    check(r.returncode == 73 and "another job is writing it" in r.stderr and not os.path.exists(locked)
+          and not any(".part-" in n for n in os.listdir(out_dir)),
+          "predict on an output another process holds exits 73 and writes nothing")
+
 shutil.rmtree(work)
 H.finish()
