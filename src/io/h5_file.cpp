@@ -114,6 +114,36 @@ OutputLock::~OutputLock() {
 
 struct H5Writer::Impl {
   Handle file;
+  std::string path;  // the temporary, for messages
+
+  // Datasets get their storage when created (and no fill value is written), so that the
+  // file's end of allocation covers every byte a later write or flush puts there.
+  static Handle early_allocation() {
+    Handle dcpl = detail::plist_handle(H5Pcreate(H5P_DATASET_CREATE));
+    H5Pset_alloc_time(dcpl.get(), H5D_ALLOC_TIME_EARLY);
+    H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER);
+    return dcpl;
+  }
+
+  // Reserves the file's blocks up to its end of allocation plus `extra` bytes before
+  // libhdf5 writes there: a write or flush that fails for want of space leaves libhdf5 1.10
+  // unable to close the file (it crashes in its shutdown at MPI_Finalize), so the full
+  // disk must be met here, where nothing has failed yet. Throws Error(kIo) on ENOSPC.
+  //
+  // A slack of kSlack bytes beyond that is reserved too (libhdf5 truncates the file to its
+  // end of allocation when it closes it, so the slack costs nothing in the end): on a
+  // failure path the temporary is truncated to zero before it is closed, which gives back
+  // at least the slack for the metadata libhdf5 flushes when closing.
+  static constexpr hsize_t kSlack = 64 * 1024;
+  void reserve(hsize_t extra = 0) {
+    void* handle = nullptr;
+    hsize_t size = 0;
+    if (H5Fget_vfd_handle(file.get(), H5P_DEFAULT, &handle) < 0 || handle == nullptr || H5Fget_filesize(file.get(), &size) < 0)
+      return;
+    const int rc = ::posix_fallocate(*static_cast<int*>(handle), 0, static_cast<off_t>(size + extra + kSlack));
+    if (rc == ENOSPC || rc == EDQUOT || rc == EFBIG)
+      throw Error(ErrorKind::kIo, "output " + path + ": No space left on device (disk full?)");
+  }
 
   hid_t ensure_parent(const std::string& name) {
     // Creates intermediate groups of "a/b/c".
@@ -133,8 +163,9 @@ struct H5Writer::Impl {
     std::vector<hsize_t> dims(shape.begin(), shape.end());
     Handle space = detail::space_handle(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr));
     Handle d = detail::dataset_handle(
-        H5Dcreate2(file.get(), name.c_str(), file_type(type), space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+        H5Dcreate2(file.get(), name.c_str(), file_type(type), space.get(), H5P_DEFAULT, early_allocation().get(), H5P_DEFAULT));
     if (!d.valid()) throw_output("cannot create dataset " + name);
+    reserve(4096);  // and a page for the metadata the dataset adds
     Index total = 1;
     for (Index s : shape) total *= s;
     if (total > 0 && H5Dwrite(d.get(), mem_type(type), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
@@ -164,6 +195,28 @@ struct H5Writer::Impl {
   }
 };
 
+namespace {
+
+// The failure path of a writer: the temporary is about to be deleted, so its bytes may go
+// first. Truncating it to zero gives back the space libhdf5 needs to flush its metadata
+// when the file is closed: a close whose flush fails leaves libhdf5 1.10 with a half-closed
+// file that it closes again in its shutdown (from MPI_Finalize) and crashes on (SIGSEGV).
+// For the same reason commit() reserves the file's blocks before libhdf5 flushes: a flush
+// that has failed once cannot be closed cleanly even after the space is freed (measured on
+// a full tmpfs: README "Checkpoints, preemption and faults").
+void discard_and_close(Handle& file) {
+  if (!file.valid()) return;
+  void* handle = nullptr;
+  if (H5Fget_vfd_handle(file.get(), H5P_DEFAULT, &handle) >= 0 && handle != nullptr) {
+    if (::ftruncate(*static_cast<int*>(handle), 0) != 0) {
+      // Nothing more to free; the close below is still attempted.
+    }
+  }
+  file.reset();
+}
+
+}  // namespace
+
 H5Writer::H5Writer(std::string path, bool overwrite) : impl_(std::make_unique<Impl>()), path_(std::move(path)) {
   detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
   detail::silence_hdf5();
@@ -171,6 +224,7 @@ H5Writer::H5Writer(std::string path, bool overwrite) : impl_(std::make_unique<Im
   tmp_path_ = path_ + temp_suffix();
   errno = 0;
   impl_->file = detail::file_handle(H5Fcreate(tmp_path_.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT));
+  impl_->path = tmp_path_;
   if (!impl_->file.valid()) {
     const int error = errno;
     std::remove(tmp_path_.c_str());  // a partly created file (a full disk) is not left behind
@@ -178,12 +232,20 @@ H5Writer::H5Writer(std::string path, bool overwrite) : impl_(std::make_unique<Im
       throw Error(ErrorKind::kIo, "output " + path_ + ": cannot create " + tmp_path_ + ": No space left on device");
     throw_output("output " + path_ + ": cannot create " + tmp_path_);
   }
+  try {
+    impl_->reserve();  // the slack, from the start
+  } catch (...) {
+    discard_and_close(impl_->file);
+    std::remove(tmp_path_.c_str());
+    throw;
+  }
 }
+
 
 H5Writer::~H5Writer() {
   detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
   if (!committed_) {
-    impl_->file.reset();
+    discard_and_close(impl_->file);
     std::remove(tmp_path_.c_str());
   }
 }
@@ -216,6 +278,9 @@ void H5Writer::write_strings(const std::string& name, const std::vector<std::str
   Handle d = detail::dataset_handle(
       H5Dcreate2(impl_->file.get(), name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
   if (!d.valid()) throw_output("cannot create dataset " + name);
+  hsize_t bytes = 4096;  // the strings go to a global heap allocated as they are written
+  for (const auto& v : values) bytes += v.size() + 32;
+  impl_->reserve(bytes);
   std::vector<const char*> ptrs;
   ptrs.reserve(values.size());
   for (const auto& v : values) ptrs.push_back(v.c_str());
@@ -230,8 +295,10 @@ void H5Writer::create(const std::string& name, DType type, Index rows, Index col
   if (cols > 0) dims.push_back(static_cast<hsize_t>(cols));
   Handle space = detail::space_handle(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr));
   Handle d = detail::dataset_handle(
-      H5Dcreate2(impl_->file.get(), name.c_str(), file_type(type), space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+      H5Dcreate2(impl_->file.get(), name.c_str(), file_type(type), space.get(), H5P_DEFAULT,
+                 Impl::early_allocation().get(), H5P_DEFAULT));
   if (!d.valid()) throw_output("cannot create dataset " + name);
+  impl_->reserve(4096);
 }
 
 void H5Writer::write_rows(const std::string& name, Index row_begin, const RowMatrix& rows) {
@@ -263,9 +330,25 @@ void H5Writer::attr(const std::string& object, const std::string& name, std::int
 
 void H5Writer::commit() {
   detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
-  if (H5Fflush(impl_->file.get(), H5F_SCOPE_GLOBAL) < 0)
-    throw Error(ErrorKind::kIo, "output " + path_ + ": flush failed (disk full?)");
+  // The blocks up to the end of allocation, before libhdf5 flushes (see Impl::reserve).
+  bool reserved = true;
+  try {
+    impl_->reserve();
+  } catch (const Error&) {
+    reserved = false;
+  }
+  if (!reserved || H5Fflush(impl_->file.get(), H5F_SCOPE_GLOBAL) < 0) {
+    discard_and_close(impl_->file);
+    std::remove(tmp_path_.c_str());
+    throw Error(ErrorKind::kIo, "output " + path_ + ": cannot write " + tmp_path_ + " (disk full?); nothing was written to " + path_);
+  }
+  // The reserved slack goes: libhdf5 truncates to its end of allocation only when the end
+  // of file it tracked differs, and the blocks reserved past it are not in its count.
+  hsize_t size = 0;
+  const bool sized = H5Fget_filesize(impl_->file.get(), &size) >= 0 && size > 0;
   impl_->file.reset();
+  if (sized && ::truncate(tmp_path_.c_str(), static_cast<off_t>(size)) != 0)
+    throw Error(ErrorKind::kIo, "output " + path_ + ": cannot truncate " + tmp_path_);
   detail::fsync_path(tmp_path_, false);
   std::error_code ec;
   fs::rename(tmp_path_, path_, ec);

@@ -29,6 +29,8 @@ class Handle {
   Handle(const Handle&) = delete;
   Handle& operator=(const Handle&) = delete;
   hid_t get() const noexcept { return id_; }
+  /// Gives up ownership without closing.
+  hid_t release() noexcept { return std::exchange(id_, H5I_INVALID_HID); }
   bool valid() const noexcept { return id_ >= 0; }
   void reset() noexcept {
     if (id_ >= 0 && closer_ != nullptr) {
