@@ -9,6 +9,7 @@
 
 #include "h5_handle.hpp"
 #include "latent/core/error.hpp"
+#include "latent/io/shard_files.hpp"
 
 namespace latent::io {
 namespace {
@@ -188,10 +189,7 @@ CountsDatasetInfo open_counts_dataset(const std::string& location) {
   if (!fs::exists(location, ec)) throw Error(ErrorKind::kNoInput, "data " + location + ": does not exist");
   if (!fs::is_directory(location, ec))
     throw_input("data " + location + ": is not a directory (a count dataset is a directory made by `latent import counts`)");
-  std::vector<std::string> paths;
-  for (const auto& entry : fs::directory_iterator(location, ec))
-    if (entry.is_regular_file() && entry.path().extension() == ".h5") paths.push_back(entry.path().string());
-  std::sort(paths.begin(), paths.end());
+  const std::vector<std::string> paths = list_shard_files(location);
   if (paths.empty()) throw_input("data " + location + ": directory has no .h5 shards (create them with `latent import counts`)");
   CountsDatasetInfo info;
   info.location = location;

@@ -5,6 +5,7 @@
 
 #include "h5_handle.hpp"
 #include "latent/core/error.hpp"
+#include "latent/io/shard_files.hpp"
 
 namespace latent::io {
 namespace {
@@ -89,15 +90,14 @@ ShardInfo inspect_shard(const std::string& path, Index* num_features, bool* labe
 DenseDatasetInfo open_dense_dataset(const std::string& location) {
   namespace fs = std::filesystem;
   std::error_code ec;
-  if (!fs::exists(location, ec)) throw Error(ErrorKind::kNoInput, "data " + location + ": does not exist");
+  if (!fs::exists(fs::symlink_status(location, ec))) throw Error(ErrorKind::kNoInput, "data " + location + ": does not exist");
   std::vector<std::string> paths;
   if (fs::is_directory(location, ec)) {
-    for (const auto& entry : fs::directory_iterator(location, ec))
-      if (entry.is_regular_file() && entry.path().extension() == ".h5") paths.push_back(entry.path().string());
-    std::sort(paths.begin(), paths.end());
+    paths = list_shard_files(location);
     if (paths.empty())
       throw_input("data " + location + ": directory has no .h5 shards (create them with `latent import dense`)");
   } else {
+    require_regular_file(location, "data");
     paths.push_back(location);
   }
   DenseDatasetInfo info;

@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "latent/core/error.hpp"
+#include "latent/io/shard_files.hpp"
 
 namespace latent::io::detail {
 
@@ -31,6 +32,7 @@ Handle open_read_only(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec))
     throw Error(ErrorKind::kNoInput, "file " + path + ": does not exist");
+  require_regular_file(path, "file");  // before libhdf5 opens it: a FIFO would block
   if (H5Fis_hdf5(path.c_str()) <= 0)
     throw_input("file " + path + ": not an HDF5 file (or truncated / damaged)");
   Handle fapl = plist_handle(H5Pcreate(H5P_FILE_ACCESS));

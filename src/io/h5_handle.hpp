@@ -59,7 +59,9 @@ using Hdf5Lock = std::lock_guard<std::recursive_mutex>;
 /// Turns off HDF5's own error printing (we report errors ourselves). Idempotent.
 void silence_hdf5();
 
-/// Opens a file read-only with the default (sec2) driver; throws Error naming the file.
+/// Opens a file read-only with the default (sec2) driver; throws Error naming the file:
+/// Error(kNoInput) if it does not exist or is not a regular file (a FIFO, a directory, a
+/// dangling symbolic link: checked before anything opens it), Error(kInput) if not HDF5.
 Handle open_read_only(const std::string& path);
 
 /// Opens `name` as a dataset after checking it is a hard link to a dataset with neither

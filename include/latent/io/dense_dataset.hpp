@@ -1,8 +1,9 @@
 #pragma once
 /// \file Dense datasets: a directory of HDF5 shards (schema in README.md, "File formats").
 /// Each shard holds `/data` (rows × D, float32 or float64, row-major) and optionally
-/// `/labels` (rows, int64). Shards are taken in lexicographic order of file name; a
-/// single .h5 file is also accepted as a one-shard dataset.
+/// `/labels` (rows, int64). Which directory entries are shards: list_shard_files
+/// (io/shard_files.hpp); they are taken in lexicographic order of file name. A single .h5
+/// file is also accepted as a one-shard dataset.
 #include <string>
 #include <vector>
 
@@ -31,11 +32,13 @@ struct DenseDatasetInfo {
   bool has_labels = false; ///< every shard has /labels
 };
 
-/// Reads the metadata of every shard and checks the schema: /data is 2-D float32/float64,
-/// the same D in every shard, /labels (if any) 1-D integer with one entry per row; no
-/// external links, external storage or virtual datasets. Local (every rank may call it).
-/// Throws Error(kNoInput) for a missing path, Error(kInput) naming file and dataset for
-/// anything else.
+/// Lists the shards (list_shard_files), reads the metadata of every shard and checks the
+/// schema: /data is 2-D float32/float64, the same D in every shard, /labels (if any) 1-D
+/// integer with one entry per row; no external links, external storage or virtual
+/// datasets. Local (every rank may call it). Throws Error(kNoInput) for a missing path, a
+/// location that is neither a directory nor a regular file, or a directory entry named
+/// like a shard that is not one (dangling link, FIFO, ...); Error(kInput) naming file and
+/// dataset for anything else.
 DenseDatasetInfo open_dense_dataset(const std::string& location);
 
 }  // namespace latent::io
