@@ -42,6 +42,7 @@ CountsShardInfo inspect_shard(const std::string& path, Index* vocab_size) {
   Handle f = detail::open_read_only(path);
   CountsShardInfo shard;
   shard.path = path;
+  detail::check_shard_attributes(f.get(), path, kCountsFormatVersion, kCountsKind, "latent import counts");
   const Index v = read_int_attr(f.get(), path, "vocab_size");
   if (v < 1 || v > kMaxVocab)
     throw_input("file " + path + ", attribute vocab_size: " + std::to_string(v) + " is not in [1, 2^31]");

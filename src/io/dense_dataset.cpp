@@ -27,6 +27,7 @@ ShardInfo inspect_shard(const std::string& path, Index* num_features, bool* labe
   Handle f = detail::open_read_only(path);
   ShardInfo shard;
   shard.path = path;
+  detail::check_shard_attributes(f.get(), path, kDataFormatVersion, kDenseKind, "latent import dense");
   const std::string where = "file " + path + ", dataset /" + kDataDataset;
   Handle d = detail::open_trusted_dataset(f.get(), path, kDataDataset);
   Handle type = detail::type_handle(H5Dget_type(d.get()));

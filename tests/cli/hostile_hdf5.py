@@ -82,6 +82,37 @@ with tempfile.TemporaryDirectory() as d:
         f["data"] = y
     check("infinite value", f"{d}/inf.h5", 65, "inf.h5, dataset /data, row 42, column 2: value is infinite")
 
+    # The root attributes of a shard are checked (README.md, "File formats"): exit 65 naming
+    # the file and the attribute.
+    with h5py.File(f"{d}/noattrs.h5", "w") as f:
+        f["data"] = x
+    check("no attributes", f"{d}/noattrs.h5", 65, "noattrs.h5", "attribute format_version: missing")
+    with shard(f"{d}/future.h5") as f:
+        f["data"] = x
+        f.attrs["format_version"] = np.int64(2)
+    check("unknown format_version", f"{d}/future.h5", 65, "future.h5", "attribute format_version: 2 is not supported")
+    with shard(f"{d}/nokind.h5") as f:
+        f["data"] = x
+        del f.attrs["kind"]
+    check("no kind", f"{d}/nokind.h5", 65, "nokind.h5", "attribute kind: missing")
+    with shard(f"{d}/intkind.h5") as f:
+        f["data"] = x
+        f.attrs["kind"] = np.int64(1)
+    check("kind not a string", f"{d}/intkind.h5", 65, "intkind.h5", "attribute kind: is not one string")
+    with shard(f"{d}/countskind.h5") as f:
+        f["data"] = x
+        f.attrs["kind"] = "counts"
+    check("counts shard in dense data", f"{d}/countskind.h5", 65, "countskind.h5", 'attribute kind: is "counts"',
+          "dense dataset")
+    os.mkdir(f"{d}/corpus")
+    with open(f"{d}/corpus/vocabulary.txt", "w") as v:
+        v.write("a\nb\nc\n")
+    with shard(f"{d}/corpus/part-00000.h5") as f:
+        f["data"] = x
+        f.attrs["vocab_size"] = np.int64(3)
+    check("dense shard in count data", f"{d}/corpus", 65, "part-00000.h5", 'attribute kind: is "dense"',
+          "counts dataset", model="lda")
+
     # Which entries of a data directory are shards: regular files named *.h5 (not hidden), or
     # symbolic links to regular files. An entry named like a shard that is not one is refused
     # naming it (exit 66): never skipped, never opened.

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
@@ -189,6 +190,8 @@ TEST(DenseDataset, SchemaErrorsAreClear) {
 
   {  // integer dtype
     H5Writer w(dir / "int.h5", false);
+    w.attr("/", "format_version", std::int64_t{1});
+    w.attr("/", "kind", std::string("dense"));
     w.create("data", DType::kInt64, 3, 1);
     w.commit();
   }
@@ -196,6 +199,8 @@ TEST(DenseDataset, SchemaErrorsAreClear) {
   expect_mentions(dtype, {"int.h5", "/data", "64-bit integer", "float32, float64"});
   {  // missing dataset
     H5Writer w(dir / "missing.h5", false);
+    w.attr("/", "format_version", std::int64_t{1});
+    w.attr("/", "kind", std::string("dense"));
     w.write("other", std::vector<double>{1.0});
     w.commit();
   }
@@ -264,6 +269,33 @@ TEST(ShardFiles, OnlyRegularFilesNamedLikeShardsAndOddEntriesRefused) {
   ASSERT_EQ(::mkfifo((dir / "fifo.h5").c_str(), 0600), 0);
   expect_mentions(error_of([&] { open_dense_dataset(dir / "fifo.h5"); }), {"fifo.h5", "FIFO"});
   EXPECT_EQ(error_of([&] { H5Reader r(dir / "fifo.h5"); }).kind(), ErrorKind::kNoInput);
+}
+
+// The root attributes format_version and kind are checked: exit 65 naming file and attribute.
+TEST(DenseDataset, ShardAttributesAreChecked) {
+  TempDir dir("attrs");
+  const auto write = [&](const std::string& name, std::optional<std::int64_t> version, std::optional<std::string> kind) {
+    H5Writer w(dir / name, false);
+    if (version) w.attr("/", "format_version", *version);
+    if (kind) w.attr("/", "kind", *kind);
+    w.write("data", RowMatrix::Ones(3, 2));
+    w.commit();
+  };
+  write("ok.h5", 1, "dense");
+  EXPECT_EQ(open_dense_dataset(dir / "ok.h5").num_rows, 3);
+  write("none.h5", std::nullopt, std::nullopt);
+  write("v2.h5", 2, "dense");
+  write("nokind.h5", 1, std::nullopt);
+  write("counts.h5", 1, "counts");
+  for (const auto& [name, says] : std::vector<std::pair<std::string, std::string>>{
+           {"none.h5", "attribute format_version: missing"},
+           {"v2.h5", "attribute format_version: 2 is not supported"},
+           {"nokind.h5", "attribute kind: missing"},
+           {"counts.h5", "attribute kind: is \"counts\""}}) {
+    const Error e = error_of([&] { open_dense_dataset(dir / name); });
+    EXPECT_EQ(e.exit_code(), 65) << e.what();
+    expect_mentions(e, {name.c_str(), says.c_str()});
+  }
 }
 
 TEST(H5Writer, AtomicCommitAndNoTemporaryLeftBehind) {

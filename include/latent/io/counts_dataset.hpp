@@ -52,13 +52,13 @@ struct CountsDatasetInfo {
 };
 
 /// Lists the shards (list_shard_files), reads the metadata of every shard and checks the
-/// schema: datasets present with the
+/// schema: root attributes format_version = 1 and kind = "counts", datasets present with the
 /// right rank and integer/float types, indptr of length rows + 1 whose first entry is 0
 /// and last is nnz, the same vocab_size in every shard, and a vocabulary file with exactly
 /// vocab_size lines. Does not read the CSR contents (read_csr_block validates them).
 /// Local. Throws Error(kNoInput) for a missing path or a directory entry named like a shard
 /// that is not one (dangling link, FIFO, ...), Error(kInput) naming the file and dataset
-/// for anything else.
+/// or attribute for anything else.
 CountsDatasetInfo open_counts_dataset(const std::string& location);
 
 /// The V words of the dataset's vocabulary file. Local. Throws Error(kInput).
