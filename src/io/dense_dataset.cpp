@@ -49,6 +49,10 @@ ShardInfo inspect_shard(const std::string& path, Index* num_features, bool* labe
     throw_input(where + ": implausible shape " + std::to_string(dims[0]) + " x " + std::to_string(dims[1]) +
                 " (at most 2^40 rows and 2^24 features per shard)");
   shard.num_rows = static_cast<Index>(dims[0]);
+  // Before the storage check: a dataset with no columns stores no bytes, which is no damage.
+  if (dims[1] < 1)
+    throw_input(where + ": has 0 columns (shape " + std::to_string(dims[0]) +
+                " x 0); every sample needs at least one feature");
   // A contiguous dataset's bytes must be stored, match the shape and lie inside the file
   // (a truncated or crafted file fails here, by name, instead of inside libhdf5).
   Handle dcpl = detail::plist_handle(H5Dget_create_plist(d.get()));
@@ -63,7 +67,6 @@ ShardInfo inspect_shard(const std::string& path, Index* num_features, bool* labe
                   std::to_string(dims[1]) + " (truncated or damaged file)");
   }
   const auto d_features = static_cast<Index>(dims[1]);
-  if (d_features < 1) throw_input(where + ": has no features (shape " + std::to_string(dims[0]) + " x 0)");
   if (*num_features >= 0 && d_features != *num_features)
     throw_input(where + ": has " + std::to_string(d_features) + " features but earlier shards have " +
                 std::to_string(*num_features) + "; every shard must have the same number of features");

@@ -113,6 +113,18 @@ with tempfile.TemporaryDirectory() as d:
     check("dense shard in count data", f"{d}/corpus", 65, "part-00000.h5", 'attribute kind: is "dense"',
           "counts dataset", model="lda")
 
+    # A dataset with rows but no columns is refused as such (not as a damaged file).
+    with shard(f"{d}/nocols.h5") as f:
+        f["data"] = np.zeros((5000, 0))
+    check("0 columns", f"{d}/nocols.h5", 65, "nocols.h5", "/data: has 0 columns (shape 5000 x 0)")
+    with tempfile.TemporaryDirectory() as out:
+        r = subprocess.run([latent, "import", "dense", "--format", "hdf5", "--dataset", "data", "--input",
+                            f"{d}/nocols.h5", "--output", f"{out}/imported"], capture_output=True, text=True, timeout=120)
+        ok = r.returncode == 65 and "has 0 columns" in r.stderr and not os.listdir(out)
+        print(f"{'ok  ' if ok else 'FAIL'} import of 0 columns: exit {r.returncode}: {r.stderr.strip()}")
+        if not ok:
+            failures.append("import of 0 columns")
+
     # Which entries of a data directory are shards: regular files named *.h5 (not hidden), or
     # symbolic links to regular files. An entry named like a shard that is not one is refused
     # naming it (exit 66): never skipped, never opened.
