@@ -263,7 +263,23 @@ TEST(CliErrors, ExitCodesAndMessages) {
   EXPECT_NE(r.err.find("5 features"), std::string::npos);
 }
 
-
+// --keep-checkpoints below 1 used to act as 1 silently: refused naming the flag (issue 19).
+TEST(CliErrors, KeepCheckpointsBelowOneRefused) {
+  TempDir dir("keep");
+  latent::testing::write_shards(dir / "d", latent::testing::blobs(40, 3, 2, 1), {40});
+  for (const char* keep : {"0", "-1"}) {
+    const auto r = run_cli({"fit", "gmm", "--data", dir / "d", "--output", dir / "m.h5", "--n-components", "2",
+                            "--checkpoint-dir", dir / "ck", "--keep-checkpoints", keep});
+    EXPECT_EQ(r.code, 64) << keep << ": " << r.err;
+    EXPECT_NE(r.err.find("--keep-checkpoints must be at least 1 (got " + std::string(keep) + ")"), std::string::npos)
+        << r.err;
+    EXPECT_FALSE(std::filesystem::exists(dir / "m.h5"));
+    EXPECT_FALSE(std::filesystem::exists(dir / "ck"));
+  }
+  const auto r = run_cli({"fit", "gmm", "--data", dir / "d", "--output", dir / "m.h5", "--n-components", "2",
+                          "--checkpoint-dir", dir / "ck", "--keep-checkpoints", "1"});
+  EXPECT_EQ(r.code, 0) << r.err;
+}
 
 // The warning of a fit that did not converge states a true relation between the last
 // change and --tol (with --tol 0 and a change of exactly 0 it said "last change 0 > tol 0").
