@@ -48,7 +48,8 @@ void add_common(po::options_description& desc, train::FitCommon& c, StreamOption
       ("resume", po::bool_switch(&c.checkpoint.resume),
        "continue from the newest valid checkpoint in --checkpoint-dir (starts fresh if there is none)")
       ("watchdog-seconds", po::value(&c.watchdog_seconds)->default_value(0.0, "0"),
-       "abort the whole job (exit 124) if a rank makes no progress for this long (0: off)");
+       "abort the whole job (exit 124) if a rank makes no progress for this long, naming the rank that stalled "
+       "(0: off; adds an arrival check to each collective)");
   add_stream_options(desc, stream);
 }
 
