@@ -216,13 +216,14 @@ def load_shards(directory: Path, with_labels: bool = True, dtype="float64"):
 
 def write_shard(path: Path, X, labels=None) -> None:
     """Writes one shard in latent's dense-data schema: /data (rows x D, X's dtype),
-    optional /labels (int64), root attribute format_version=1 (int64)."""
+    optional /labels (int64), root attributes format_version=1 (int64) and kind="dense"."""
     import h5py
     import numpy as np
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as f:
         f.attrs["format_version"] = np.int64(1)
+        f.attrs["kind"] = "dense"
         f.create_dataset("data", data=X)
         if labels is not None:
             f.create_dataset("labels", data=np.asarray(labels, dtype=np.int64))

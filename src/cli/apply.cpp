@@ -284,7 +284,7 @@ int cmd_impute(const std::vector<std::string>& args, const Context& ctx) {
           if (labelled) parts.write_rows(io::kLabelsDataset, b.ref.global_row_begin - first_row, b.labels);
         });
   });
-  parts.finish(overwrite, a.model, a.data, source->info().num_rows);
+  parts.finish(overwrite, a.model, a.data, source->info().num_rows, io::kDenseKind);  // usable as input data
   ctx.comm.allreduce_sum(filled);
   ctx.log.info(fmt::format("imputed {} missing entries in {} rows; wrote {}", filled[0], source->info().num_rows, output));
   return 0;

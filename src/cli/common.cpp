@@ -349,7 +349,8 @@ std::string RowParts::part_name(int rank) const {
   return fmt::format("{}.part-{}-of-{}{}", output_, rank, ctx_.comm.size(), suffix_);
 }
 
-void RowParts::finish(bool overwrite, const std::string& model, const std::string& data, Index total_rows) {
+void RowParts::finish(bool overwrite, const std::string& model, const std::string& data, Index total_rows,
+                      const std::string& kind) {
   comm::run_agreed(ctx_.comm, [&] {
     part_->commit();
     part_.reset();
@@ -359,6 +360,7 @@ void RowParts::finish(bool overwrite, const std::string& model, const std::strin
     if (!ctx_.comm.is_root()) return;
     io::H5Writer w(output_, overwrite);
     w.attr("/", "format_version", static_cast<std::int64_t>(io::kDataFormatVersion));
+    if (!kind.empty()) w.attr("/", "kind", kind);
     w.attr("/", "model", model);
     w.attr("/", "data", data);
     for (const Column& c : columns_) w.create(c.name, c.type, total_rows, c.cols);

@@ -103,8 +103,11 @@ class RowParts {
   void write_rows(const std::string& name, Index local_row, std::span<const std::int64_t> rows) {
     part_->write_rows(name, local_row, rows);
   }
-  /// Root attributes format_version, model and data, then every rank's rows. Collective.
-  void finish(bool overwrite, const std::string& model, const std::string& data, Index total_rows);
+  /// Root attributes format_version, model, data and, if `kind` is not empty, kind (an
+  /// output that is a data shard, such as impute's: "dense"), then every rank's rows.
+  /// Collective.
+  void finish(bool overwrite, const std::string& model, const std::string& data, Index total_rows,
+              const std::string& kind = "");
 
  private:
   std::string part_name(int rank) const;

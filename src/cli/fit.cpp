@@ -49,8 +49,16 @@ void add_common(po::options_description& desc, train::FitCommon& c, StreamOption
       ("resume", po::bool_switch(&c.checkpoint.resume),
        "continue from the newest valid checkpoint in --checkpoint-dir (starts fresh if there is none)")
       ("watchdog-seconds", po::value(&c.watchdog_seconds)->default_value(0.0, "0"),
-       "abort the whole job (exit 124) if a rank makes no progress for this long (0: off)");
+       "abort the whole job (exit 124) if a rank makes no progress for this long, naming the rank that stalled "
+       "(0: off; adds an arrival check to each collective)");
   add_stream_options(desc, stream);
+}
+
+// The options every fit shares, refused before anything is opened (exit 64 naming the flag).
+void validate_common(const train::FitCommon& c) {
+  if (c.checkpoint.keep < 1)
+    throw_usage(fmt::format("--keep-checkpoints must be at least 1 (got {}): the newest checkpoint is always kept",
+                            c.checkpoint.keep));
 }
 
 std::string usage_line(const ModelSpec& spec) {
@@ -256,6 +264,7 @@ int fit_model(const ModelSpec& spec, const std::vector<std::string>& args, const
   if (!parse(args, desc, vm, ctx, usage_line(spec), nullptr, help_tail(spec))) return 0;
   const OptionValues values = typed_values(spec, raw, vm);
   models::validate_options(spec, values);
+  validate_common(c);
   c.threads = stream.threads;
   c.block_rows = stream.block_rows;
   c.prefetch = stream.prefetch;

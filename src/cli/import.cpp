@@ -131,6 +131,8 @@ int cmd_import(const std::vector<std::string>& args, const Context& ctx) {
       const auto kind = dense_format(format);
       if (!kind) throw_usage("unknown --format '" + format + "' (choose idx, csv, npy or hdf5)");
       readers.push_back(imp::open_dense_reader(*kind, in, options));
+      if (readers.back()->num_features() < 1)  // the readers refuse it; a row needs a feature
+        throw_input(fmt::format("input {}: has 0 columns; every sample needs at least one feature", in));
       if (w.d >= 0 && readers.back()->num_features() != w.d)
         throw_input(fmt::format("input {}: has {} features but {} has {}", in, readers.back()->num_features(), inputs[0], w.d));
       w.d = readers.back()->num_features();

@@ -3,14 +3,17 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <limits>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <new>
+#include <vector>
 
 #include "latent/core/control.hpp"
 #include "latent/core/error.hpp"
@@ -47,12 +50,201 @@ MPI_Op merge_op() {
   return op;
 }
 
-// Counts one collective for --profile: its payload bytes and, on destruction, its time.
-struct Traffic {
-  explicit Traffic(std::size_t bytes) noexcept {
+// ---- Which rank stalled: the watchdog's arrival check --------------------------------
+//
+// A rank's watchdog only sees its own heartbeat. When one rank stops (SIGSTOP, a frozen
+// node, a hung file system), the others wait in the next collective and their heartbeats
+// stop too, so each of them would blame itself. With a watchdog armed, every collective
+// therefore begins with an arrival check on a private communicator: a non-blocking barrier
+// that the main thread polls (MPI_THREAD_FUNNELED: only it calls MPI). While it polls, it
+// answers queries from other ranks with the number of the collective it waits in. When a
+// waiting rank's heartbeat is older than the limit, it asks every other rank where it is:
+// the ranks that do not answer within a few seconds have not reached the collective, and
+// those are the ranks named. Rank 0 asks first; the others wait a grace period longer, so
+// one message names the stalled rank unless rank 0 itself is the one that stopped.
+
+constexpr int kQueryTag = 1, kReplyTag = 2;
+
+enum class Phase : int { kOutside = 0, kArriving = 1, kInside = 2 };
+
+struct Guard {
+  MPI_Comm comm = MPI_COMM_NULL;      // MPI_Comm_dup of WORLD, made by MpiSession
+  std::atomic<double> limit{0};       // --watchdog-seconds of the armed watchdog (0: none)
+  std::atomic<const void*> owner{nullptr};
+  std::atomic<Phase> phase{Phase::kOutside};
+  std::atomic<std::int64_t> seq{0};   // collectives entered so far (the same on every rank)
+  std::atomic<const char*> op{""};
+  std::atomic<std::int64_t> arriving_since_ns{0};  // when this rank began to wait at the arrival check
+  std::atomic<std::int64_t> inside_since_ns{0};    // when every rank had arrived (the collective proper began)
+};
+
+Guard& guard() {
+  static Guard g;
+  return g;
+}
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Seconds a querying rank waits for answers, and the extra delay of ranks other than 0.
+double reply_seconds(double limit) { return std::clamp(limit / 10.0, 1.0, 10.0); }
+double grace_seconds(double limit) { return reply_seconds(limit) + 2.0; }
+
+int world_rank() {
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  return rank;
+}
+
+[[noreturn]] void abort_job(const std::string& message) {
+  std::fprintf(stderr, "latent: watchdog: %s; aborting the job\n", message.c_str());
+  std::fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, Watchdog::kExitCode);
+  std::_Exit(Watchdog::kExitCode);
+}
+
+std::string rank_list(const std::vector<int>& ranks) {
+  std::string s;
+  for (std::size_t i = 0; i < ranks.size(); ++i)
+    s += (i == 0 ? "" : i + 1 == ranks.size() ? " and " : ", ") + std::to_string(ranks[i]);
+  return s;
+}
+
+// Answers other ranks' queries (the number of the collective this rank waits in) and
+// drops answers that arrive after this rank stopped asking. Main thread, while arriving.
+void serve_queries() {
+  Guard& g = guard();
+  for (int tag : {kQueryTag, kReplyTag}) {
+    for (;;) {
+      int flag = 0;
+      MPI_Status status;
+      MPI_Iprobe(MPI_ANY_SOURCE, tag, g.comm, &flag, &status);
+      if (!flag) break;
+      std::int64_t value = 0;
+      MPI_Recv(&value, 1, MPI_INT64_T, status.MPI_SOURCE, tag, g.comm, MPI_STATUS_IGNORE);
+      if (tag == kQueryTag) {  // the asker has posted the receive: this send completes
+        const std::int64_t answer = g.seq.load();
+        MPI_Send(&answer, 1, MPI_INT64_T, status.MPI_SOURCE, kReplyTag, g.comm);
+      }
+    }
+  }
+}
+
+// Asks every other rank which collective it waits in; names those that do not answer in
+// time (they have not reached this collective) and aborts the job. Returns if the arrival
+// barrier completes meanwhile (the job moved on) or if every rank answered.
+void diagnose(MPI_Request& arrival, double limit, double waited) {
+  Guard& g = guard();
+  int rank = 0, size = 1;
+  MPI_Comm_rank(g.comm, &rank);
+  MPI_Comm_size(g.comm, &size);
+  static std::int64_t mine;  // the queries' buffer outlives this call (their requests are freed)
+  mine = g.seq.load();
+  std::vector<std::int64_t> where(static_cast<std::size_t>(size), -1);
+  std::vector<MPI_Request> replies(static_cast<std::size_t>(size), MPI_REQUEST_NULL),
+      queries(static_cast<std::size_t>(size), MPI_REQUEST_NULL);
+  for (int q = 0; q < size; ++q) {
+    if (q == rank) continue;
+    MPI_Irecv(&where[static_cast<std::size_t>(q)], 1, MPI_INT64_T, q, kReplyTag, g.comm,
+              &replies[static_cast<std::size_t>(q)]);
+    MPI_Isend(&mine, 1, MPI_INT64_T, q, kQueryTag, g.comm, &queries[static_cast<std::size_t>(q)]);
+  }
+  const std::int64_t deadline = now_ns() + static_cast<std::int64_t>(reply_seconds(limit) * 1e9);
+  bool moved_on = false;
+  for (;;) {
+    // One by one: MPI_Testall leaves every request as it was unless all completed.
+    bool all = true;
+    for (MPI_Request& r : replies) {
+      int got = 0;
+      if (r != MPI_REQUEST_NULL) MPI_Test(&r, &got, MPI_STATUS_IGNORE);
+      all = all && r == MPI_REQUEST_NULL;
+    }
+    int done = 0;
+    MPI_Test(&arrival, &done, MPI_STATUS_IGNORE);
+    if (done) moved_on = true;
+    if (all || done || now_ns() > deadline) break;
+    serve_queries();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  std::vector<int> missing, elsewhere;
+  for (int q = 0; q < size; ++q) {
+    MPI_Request& r = replies[static_cast<std::size_t>(q)];
+    if (q == rank) continue;
+    if (r != MPI_REQUEST_NULL) {
+      missing.push_back(q);
+      MPI_Cancel(&r);
+      MPI_Wait(&r, MPI_STATUS_IGNORE);
+    } else if (where[static_cast<std::size_t>(q)] != mine) {
+      elsewhere.push_back(q);
+    }
+    MPI_Request& s = queries[static_cast<std::size_t>(q)];
+    if (s != MPI_REQUEST_NULL) MPI_Request_free(&s);  // eager; completes on its own
+  }
+  if (moved_on) return;
+  const std::string at = "collective #" + std::to_string(mine) + " (" + g.op.load() + ")";
+  std::string text;
+  if (!missing.empty())
+    text = (missing.size() == 1 ? "rank " : "ranks ") + rank_list(missing) + " stalled: " +
+           (missing.size() == 1 ? "it has" : "they have") + " not reached " + at + ", where rank " +
+           std::to_string(rank) + " has waited for " + (missing.size() == 1 ? "it" : "them") + " for " +
+           std::to_string(static_cast<long>(waited)) + " s (limit --watchdog-seconds " +
+           std::to_string(static_cast<long>(limit)) + ")";
+  for (int q : elsewhere)
+    text += (text.empty() ? "" : "; ") + std::string("rank ") + std::to_string(q) + " waits in collective #" +
+            std::to_string(where[static_cast<std::size_t>(q)]) + " while rank " + std::to_string(rank) + " waits in " +
+            at + " (the ranks disagree on the sequence of collectives: a bug)";
+  if (!text.empty()) abort_job(text);
+  // Every rank answered from this collective: the barrier completes; the watchdog thread
+  // aborts the job if it does not.
+}
+
+// Polls the arrival barrier of a collective. Main thread; only with a watchdog armed.
+void arrive() {
+  Guard& g = guard();
+  const double limit = g.limit.load();
+  const double first_query = limit + (world_rank() == 0 ? 0.0 : grace_seconds(limit));
+  MPI_Request arrival = MPI_REQUEST_NULL;
+  MPI_Ibarrier(g.comm, &arrival);
+  const std::int64_t start = now_ns();
+  g.arriving_since_ns = start;
+  g.phase = Phase::kArriving;
+  bool asked = false;
+  for (;;) {
+    int done = 0;
+    MPI_Test(&arrival, &done, MPI_STATUS_IGNORE);
+    if (done) break;
+    serve_queries();
+    // Asks once this rank has itself been waiting here longer than the limit (a rank that
+    // arrives late after being stopped must not blame the ranks that waited for it).
+    const double waited = static_cast<double>(now_ns() - start) * 1e-9;
+    if (!asked && waited > first_query && seconds_since_heartbeat() > first_query) {
+      asked = true;
+      diagnose(arrival, limit, waited);
+      if (arrival == MPI_REQUEST_NULL) break;  // completed during the diagnosis
+    }
+    // Spin for the first 10 ms (collectives are usually short), then sleep briefly.
+    if (now_ns() - start > 10'000'000) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+}
+
+// One collective: counted for --profile (payload bytes and, on destruction, its time),
+// numbered, and with a watchdog armed preceded by the arrival check. Main thread.
+struct Collective {
+  Collective(const char* op, std::size_t bytes) {
     profile::add(profile::Counter::kCommBytes, static_cast<double>(bytes));
     profile::add(profile::Counter::kCollectives, 1);
+    Guard& g = guard();
+    g.seq.fetch_add(1);
+    g.op = op;
+    if (g.limit.load() > 0 && g.comm != MPI_COMM_NULL) arrive();
+    g.inside_since_ns = now_ns();
+    g.phase = Phase::kInside;
   }
+  ~Collective() { guard().phase = Phase::kOutside; }
+  Collective(const Collective&) = delete;
+  Collective& operator=(const Collective&) = delete;
   profile::ScopedTimer timer{profile::Counter::kCommSeconds};
 };
 
@@ -61,7 +253,7 @@ constexpr std::size_t kMaxChunk = std::size_t{1} << 28;
 
 template <class T>
 void allreduce_chunked(T* data, std::size_t n, MPI_Datatype type, MPI_Op op) {
-  const Traffic traffic(n * sizeof(T));
+  const Collective collective("allreduce", n * sizeof(T));
   for (std::size_t off = 0; off < n; off += kMaxChunk) {
     const auto count = static_cast<int>(std::min(kMaxChunk, n - off));
     check(MPI_Allreduce(MPI_IN_PLACE, data + off, count, type, op, MPI_COMM_WORLD), "MPI_Allreduce");
@@ -73,7 +265,7 @@ std::vector<T> allgatherv_impl(std::span<const T> local, MPI_Datatype type, int 
   if (size == 1) return {local.begin(), local.end()};
   const auto n = static_cast<long long>(local.size());
   if (n > std::numeric_limits<int>::max()) throw Error(ErrorKind::kInternal, "allgatherv: too many elements");
-  const Traffic traffic(local.size() * sizeof(T));
+  const Collective collective("allgather", local.size() * sizeof(T));
   int mine = static_cast<int>(n);
   std::vector<int> counts(static_cast<std::size_t>(size)), displs(static_cast<std::size_t>(size));
   check(MPI_Allgather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, MPI_COMM_WORLD), "MPI_Allgather");
@@ -99,12 +291,15 @@ MpiSession::MpiSession(int* argc, char*** argv) {
     int provided = 0;
     MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
   }
+  if (guard().comm == MPI_COMM_NULL) MPI_Comm_dup(MPI_COMM_WORLD, &guard().comm);
 }
 
 MpiSession::~MpiSession() {
   int finalized = 0;
   MPI_Finalized(&finalized);
-  if (!finalized) MPI_Finalize();
+  if (finalized) return;
+  if (guard().comm != MPI_COMM_NULL) MPI_Comm_free(&guard().comm);
+  MPI_Finalize();
 }
 
 void MpiSession::abort(int code) {
@@ -123,19 +318,39 @@ Watchdog::Watchdog(double seconds) {
   if (seconds <= 0) return;
   state_ = std::make_unique<State>();
   heartbeat();
+  guard().owner = this;
+  guard().limit = seconds;
   State* st = state_.get();
   st->thread = std::thread([st, seconds] {
+    const int rank = world_rank();
+    const std::string limit = "limit --watchdog-seconds " + std::to_string(static_cast<long>(seconds));
     std::unique_lock lock(st->mutex);
     while (!st->cv.wait_for(lock, std::chrono::milliseconds(500), [st] { return st->stop; })) {
       const double idle = seconds_since_heartbeat();
-      if (idle > seconds) {
-        int rank = 0;
-        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-        std::fprintf(stderr, "latent: watchdog: rank %d made no progress for %.0f s (limit --watchdog-seconds %.0f); aborting the job\n",
-                     rank, idle, seconds);
-        std::fflush(stderr);
-        MPI_Abort(MPI_COMM_WORLD, kExitCode);
-        std::_Exit(kExitCode);
+      if (idle <= seconds) continue;
+      const Guard& g = guard();
+      const std::string at = "collective #" + std::to_string(g.seq.load()) + " (" + g.op.load() + ")";
+      const std::string for_s = " for " + std::to_string(static_cast<long>(idle)) + " s";
+      switch (g.phase.load()) {
+        case Phase::kOutside:  // this rank is stuck computing or reading: it is the one
+          abort_job("rank " + std::to_string(rank) + " made no progress" + for_s +
+                    ", outside any collective (computing, reading or writing; " + limit + ")");
+        case Phase::kArriving: {  // the main thread asks the others and names the stalled rank;
+          // this is the fallback if it cannot
+          const double waited = static_cast<double>(now_ns() - g.arriving_since_ns.load()) * 1e-9;
+          if (waited > seconds + 2 * grace_seconds(seconds) + 5)
+            abort_job("rank " + std::to_string(rank) + " has waited for " + std::to_string(static_cast<long>(waited)) +
+                      " s to enter " + at +
+                      "; the ranks that have not reached it could not be determined (" + limit + ")");
+          break;
+        }
+        case Phase::kInside: {  // every rank had arrived; something stalled inside MPI
+          const double inside = static_cast<double>(now_ns() - g.inside_since_ns.load()) * 1e-9;
+          if (std::min(idle, inside) > seconds + grace_seconds(seconds))
+            abort_job("rank " + std::to_string(rank) + " made no progress" + for_s + " inside " + at +
+                      ", which every rank had reached (a rank or the network stalled inside it; " + limit + ")");
+          break;
+        }
       }
     }
   });
@@ -143,6 +358,8 @@ Watchdog::Watchdog(double seconds) {
 
 Watchdog::~Watchdog() {
   if (!state_) return;
+  const void* self = this;
+  if (guard().owner.compare_exchange_strong(self, nullptr)) guard().limit = 0;
   {
     std::lock_guard lock(state_->mutex);
     state_->stop = true;
@@ -180,7 +397,7 @@ void Communicator::allreduce_sum_by_slices(std::span<std::int64_t> values) const
     counts[static_cast<std::size_t>(r)] = static_cast<int>(n * (r + 1) / size_ - n * r / size_);
   }
   std::vector<std::int64_t> slice(static_cast<std::size_t>(counts[static_cast<std::size_t>(rank_)]));
-  const Traffic traffic(values.size() * sizeof(std::int64_t));
+  const Collective collective("reduce-scatter and allgather", values.size() * sizeof(std::int64_t));
   check(MPI_Reduce_scatter(values.data(), slice.data(), counts.data(), MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD),
         "MPI_Reduce_scatter");
   check(MPI_Allgatherv(slice.data(), counts[static_cast<std::size_t>(rank_)], MPI_INT64_T, values.data(), counts.data(),
@@ -196,7 +413,7 @@ void Communicator::allreduce_min(std::span<double> values) const {
 
 void Communicator::broadcast(std::string& data, int root) const {
   if (size_ == 1) return;
-  const Traffic traffic(data.size());
+  const Collective collective("broadcast", data.size());
   long long n = static_cast<long long>(data.size());
   check(MPI_Bcast(&n, 1, MPI_LONG_LONG, root, MPI_COMM_WORLD), "MPI_Bcast");
   data.resize(static_cast<std::size_t>(n));
@@ -212,7 +429,7 @@ std::vector<std::int64_t> Communicator::allgatherv(std::span<const std::int64_t>
 
 void Communicator::barrier() const {
   if (size_ == 1) return;
-  const Traffic traffic(0);
+  const Collective collective("barrier", 0);
   check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
 }
 

@@ -41,10 +41,10 @@ FaultPlan parse_fault(const char* text) {
       throw_usage("LATENT_FAULT: bad value '" + value + "' for " + key);
     }
   }
-  static const char* kinds[] = {"kill", "throw", "nan", "enospc", "hang", "signal"};
+  static const char* kinds[] = {"kill", "throw", "nan", "enospc", "hang", "signal", "stop"};
   bool known = false;
   for (const char* k : kinds) known |= plan.kind == k;
-  if (!known) throw_usage("LATENT_FAULT: kind must be kill, throw, nan, enospc, hang or signal");
+  if (!known) throw_usage("LATENT_FAULT: kind must be kill, throw, nan, enospc, hang, signal or stop");
   return plan;
 }
 
@@ -78,6 +78,7 @@ void inject_boundary_faults(int rank, std::int64_t iteration) {
   const FaultPlan& f = FaultPlan::get();
   if (f.due(rank, iteration, "kill")) ::kill(::getpid(), SIGKILL);
   if (f.due(rank, iteration, "signal")) ::kill(::getpid(), SIGTERM);
+  if (f.due(rank, iteration, "stop")) ::raise(SIGSTOP);  // the whole process, watchdog thread included
   if (f.due(rank, iteration, "hang"))
     for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
 }

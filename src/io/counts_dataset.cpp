@@ -9,6 +9,7 @@
 
 #include "h5_handle.hpp"
 #include "latent/core/error.hpp"
+#include "latent/io/shard_files.hpp"
 
 namespace latent::io {
 namespace {
@@ -41,6 +42,7 @@ CountsShardInfo inspect_shard(const std::string& path, Index* vocab_size) {
   Handle f = detail::open_read_only(path);
   CountsShardInfo shard;
   shard.path = path;
+  detail::check_shard_attributes(f.get(), path, kCountsFormatVersion, kCountsKind, "latent import counts");
   const Index v = read_int_attr(f.get(), path, "vocab_size");
   if (v < 1 || v > kMaxVocab)
     throw_input("file " + path + ", attribute vocab_size: " + std::to_string(v) + " is not in [1, 2^31]");
@@ -188,10 +190,7 @@ CountsDatasetInfo open_counts_dataset(const std::string& location) {
   if (!fs::exists(location, ec)) throw Error(ErrorKind::kNoInput, "data " + location + ": does not exist");
   if (!fs::is_directory(location, ec))
     throw_input("data " + location + ": is not a directory (a count dataset is a directory made by `latent import counts`)");
-  std::vector<std::string> paths;
-  for (const auto& entry : fs::directory_iterator(location, ec))
-    if (entry.is_regular_file() && entry.path().extension() == ".h5") paths.push_back(entry.path().string());
-  std::sort(paths.begin(), paths.end());
+  const std::vector<std::string> paths = list_shard_files(location);
   if (paths.empty()) throw_input("data " + location + ": directory has no .h5 shards (create them with `latent import counts`)");
   CountsDatasetInfo info;
   info.location = location;

@@ -5,6 +5,7 @@
 
 #include "h5_handle.hpp"
 #include "latent/core/error.hpp"
+#include "latent/io/shard_files.hpp"
 
 namespace latent::io {
 namespace {
@@ -26,6 +27,7 @@ ShardInfo inspect_shard(const std::string& path, Index* num_features, bool* labe
   Handle f = detail::open_read_only(path);
   ShardInfo shard;
   shard.path = path;
+  detail::check_shard_attributes(f.get(), path, kDataFormatVersion, kDenseKind, "latent import dense");
   const std::string where = "file " + path + ", dataset /" + kDataDataset;
   Handle d = detail::open_trusted_dataset(f.get(), path, kDataDataset);
   Handle type = detail::type_handle(H5Dget_type(d.get()));
@@ -47,6 +49,10 @@ ShardInfo inspect_shard(const std::string& path, Index* num_features, bool* labe
     throw_input(where + ": implausible shape " + std::to_string(dims[0]) + " x " + std::to_string(dims[1]) +
                 " (at most 2^40 rows and 2^24 features per shard)");
   shard.num_rows = static_cast<Index>(dims[0]);
+  // Before the storage check: a dataset with no columns stores no bytes, which is no damage.
+  if (dims[1] < 1)
+    throw_input(where + ": has 0 columns (shape " + std::to_string(dims[0]) +
+                " x 0); every sample needs at least one feature");
   // A contiguous dataset's bytes must be stored, match the shape and lie inside the file
   // (a truncated or crafted file fails here, by name, instead of inside libhdf5).
   Handle dcpl = detail::plist_handle(H5Dget_create_plist(d.get()));
@@ -61,7 +67,6 @@ ShardInfo inspect_shard(const std::string& path, Index* num_features, bool* labe
                   std::to_string(dims[1]) + " (truncated or damaged file)");
   }
   const auto d_features = static_cast<Index>(dims[1]);
-  if (d_features < 1) throw_input(where + ": has no features (shape " + std::to_string(dims[0]) + " x 0)");
   if (*num_features >= 0 && d_features != *num_features)
     throw_input(where + ": has " + std::to_string(d_features) + " features but earlier shards have " +
                 std::to_string(*num_features) + "; every shard must have the same number of features");
@@ -89,15 +94,14 @@ ShardInfo inspect_shard(const std::string& path, Index* num_features, bool* labe
 DenseDatasetInfo open_dense_dataset(const std::string& location) {
   namespace fs = std::filesystem;
   std::error_code ec;
-  if (!fs::exists(location, ec)) throw Error(ErrorKind::kNoInput, "data " + location + ": does not exist");
+  if (!fs::exists(fs::symlink_status(location, ec))) throw Error(ErrorKind::kNoInput, "data " + location + ": does not exist");
   std::vector<std::string> paths;
   if (fs::is_directory(location, ec)) {
-    for (const auto& entry : fs::directory_iterator(location, ec))
-      if (entry.is_regular_file() && entry.path().extension() == ".h5") paths.push_back(entry.path().string());
-    std::sort(paths.begin(), paths.end());
+    paths = list_shard_files(location);
     if (paths.empty())
       throw_input("data " + location + ": directory has no .h5 shards (create them with `latent import dense`)");
   } else {
+    require_regular_file(location, "data");
     paths.push_back(location);
   }
   DenseDatasetInfo info;

@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "latent/core/error.hpp"
+#include "latent/io/shard_files.hpp"
 
 namespace latent::io::detail {
 
@@ -31,6 +32,7 @@ Handle open_read_only(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec))
     throw Error(ErrorKind::kNoInput, "file " + path + ": does not exist");
+  require_regular_file(path, "file");  // before libhdf5 opens it: a FIFO would block
   if (H5Fis_hdf5(path.c_str()) <= 0)
     throw_input("file " + path + ": not an HDF5 file (or truncated / damaged)");
   Handle fapl = plist_handle(H5Pcreate(H5P_FILE_ACCESS));
@@ -62,6 +64,68 @@ Handle open_trusted_dataset(hid_t file, const std::string& file_path, const std:
   if (H5Pget_external_count(dcpl.get()) > 0)
     throw_input(where + ": uses external storage; refused");
   return d;
+}
+
+namespace {
+
+// One attribute of `file`'s root group that must hold a single value of class `cls`
+// (untrusted files may hold arrays or another type); invalid if absent.
+Handle open_single_attr(hid_t file, const char* name, H5T_class_t cls, const std::string& where,
+                        const std::string& expected) {
+  if (H5Aexists(file, name) <= 0) return Handle();
+  Handle a = attr_handle(H5Aopen(file, name, H5P_DEFAULT));
+  if (!a.valid()) throw_input(where + ": cannot be opened");
+  Handle type = type_handle(H5Aget_type(a.get()));
+  Handle space = space_handle(H5Aget_space(a.get()));
+  if (!type.valid() || !space.valid() || H5Tget_class(type.get()) != cls ||
+      H5Sget_simple_extent_npoints(space.get()) != 1)
+    throw_input(where + ": is not " + expected);
+  return a;
+}
+
+std::string read_string_attr(hid_t attr, const std::string& where) {
+  Handle type = type_handle(H5Aget_type(attr));
+  if (H5Tis_variable_str(type.get()) > 0) {
+    char* s = nullptr;
+    Handle mt = type_handle(H5Tcopy(H5T_C_S1));
+    H5Tset_size(mt.get(), H5T_VARIABLE);
+    H5Tset_cset(mt.get(), H5Tget_cset(type.get()));  // h5py writes UTF-8; HDF5 will not convert
+    if (H5Aread(attr, mt.get(), &s) < 0 || s == nullptr) throw_input(where + ": unreadable");
+    std::string out(s);
+    H5free_memory(s);
+    return out;
+  }
+  const std::size_t n = H5Tget_size(type.get());
+  if (n == 0 || n > 4096) throw_input(where + ": has an implausible size");
+  std::string out(n, '\0');
+  if (H5Aread(attr, type.get(), out.data()) < 0) throw_input(where + ": unreadable");
+  out.resize(out.find('\0') == std::string::npos ? n : out.find('\0'));
+  return out;
+}
+
+}  // namespace
+
+void check_shard_attributes(hid_t file, const std::string& path, std::int64_t version, const std::string& kind,
+                            const std::string& make) {
+  Hdf5Lock lock(hdf5_mutex());
+  const std::string required = "; a " + kind + " shard has the root attributes format_version = " +
+                               std::to_string(version) + " (integer) and kind = \"" + kind + "\" (string), as `" +
+                               make + "` writes them";
+  const std::string vwhere = "file " + path + ", attribute format_version";
+  Handle v = open_single_attr(file, "format_version", H5T_INTEGER, vwhere, "one integer" + required);
+  if (!v.valid()) throw_input(vwhere + ": missing (not a latent data shard?)" + required);
+  std::int64_t found = 0;
+  if (H5Aread(v.get(), H5T_NATIVE_INT64, &found) < 0) throw_input(vwhere + ": unreadable");
+  if (found != version)
+    throw_input(vwhere + ": " + std::to_string(found) + " is not supported (this version of latent reads format_version " +
+                std::to_string(version) + "; written by a newer version?)");
+  const std::string kwhere = "file " + path + ", attribute kind";
+  Handle k = open_single_attr(file, "kind", H5T_STRING, kwhere, "one string" + required);
+  if (!k.valid()) throw_input(kwhere + ": missing (not a latent data shard?)" + required);
+  const std::string found_kind = read_string_attr(k.get(), kwhere);
+  if (found_kind != kind)
+    throw_input(kwhere + ": is \"" + found_kind + "\" but a " + kind + " dataset is read here (every shard of a " + kind +
+                " data directory has kind = \"" + kind + "\"; create them with `" + make + "`)");
 }
 
 void fsync_path(const std::string& path, bool directory) {

@@ -2,6 +2,7 @@
 // Private RAII wrappers over HDF5 identifiers (the only place <hdf5.h> is seen, with src/io).
 #include <hdf5.h>
 
+#include <cstdint>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -61,8 +62,17 @@ using Hdf5Lock = std::lock_guard<std::recursive_mutex>;
 /// Turns off HDF5's own error printing (we report errors ourselves). Idempotent.
 void silence_hdf5();
 
-/// Opens a file read-only with the default (sec2) driver; throws Error naming the file.
+/// Opens a file read-only with the default (sec2) driver; throws Error naming the file:
+/// Error(kNoInput) if it does not exist or is not a regular file (a FIFO, a directory, a
+/// dangling symbolic link: checked before anything opens it), Error(kInput) if not HDF5.
 Handle open_read_only(const std::string& path);
+
+/// Checks the root attributes every data shard carries (README.md, "File formats"):
+/// `format_version`, one integer equal to `version`, and `kind`, one string equal to
+/// `kind`. `make` names the command that writes valid shards ("latent import dense").
+/// Throws Error(kInput) naming the file and the attribute.
+void check_shard_attributes(hid_t file, const std::string& path, std::int64_t version, const std::string& kind,
+                            const std::string& make);
 
 /// Opens `name` as a dataset after checking it is a hard link to a dataset with neither
 /// external storage nor a virtual layout (docs/ARCHITECTURE.md §6 rule 6). Throws Error(kInput).

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <sstream>
 
 #include "../support/fixtures.hpp"
@@ -260,6 +261,46 @@ TEST(CliErrors, ExitCodesAndMessages) {
   r = run_cli({"score", "--model", dir / "c.h5", "--data", dir / "wide"});
   EXPECT_EQ(r.code, 65);
   EXPECT_NE(r.err.find("5 features"), std::string::npos);
+}
+
+// --keep-checkpoints below 1 used to act as 1 silently: refused naming the flag (issue 19).
+TEST(CliErrors, KeepCheckpointsBelowOneRefused) {
+  TempDir dir("keep");
+  latent::testing::write_shards(dir / "d", latent::testing::blobs(40, 3, 2, 1), {40});
+  for (const char* keep : {"0", "-1"}) {
+    const auto r = run_cli({"fit", "gmm", "--data", dir / "d", "--output", dir / "m.h5", "--n-components", "2",
+                            "--checkpoint-dir", dir / "ck", "--keep-checkpoints", keep});
+    EXPECT_EQ(r.code, 64) << keep << ": " << r.err;
+    EXPECT_NE(r.err.find("--keep-checkpoints must be at least 1 (got " + std::string(keep) + ")"), std::string::npos)
+        << r.err;
+    EXPECT_FALSE(std::filesystem::exists(dir / "m.h5"));
+    EXPECT_FALSE(std::filesystem::exists(dir / "ck"));
+  }
+  const auto r = run_cli({"fit", "gmm", "--data", dir / "d", "--output", dir / "m.h5", "--n-components", "2",
+                          "--checkpoint-dir", dir / "ck", "--keep-checkpoints", "1"});
+  EXPECT_EQ(r.code, 0) << r.err;
+}
+
+// The warning of a fit that did not converge states a true relation between the last
+// change and --tol (with --tol 0 and a change of exactly 0 it said "last change 0 > tol 0").
+TEST(CliErrors, NotConvergedWarningIsTrue) {
+  TempDir dir("tol");
+  latent::testing::write_shards(dir / "d", latent::testing::blobs(200, 4, 2, 3), {200});
+  const std::regex said(R"(did not converge in \d+ iterations \(\|last change\| (\S+) nats/sample, not below tol (\S+)\))");
+  for (const std::vector<std::string>& model : std::vector<std::vector<std::string>>{
+           {"ppca", "--n-components", "1", "--max-iter", "3000"},
+           {"fa", "--n-components", "1", "--max-iter", "3000"},
+           {"mfa", "--n-components", "2", "--n-factors", "1", "--max-iter", "50"}}) {
+    std::vector<std::string> args{"fit"};
+    args.insert(args.end(), model.begin(), model.end());
+    args.insert(args.end(), {"--data", dir / "d", "--output", dir / (model[0] + ".h5"), "--tol", "0"});
+    const auto r = run_cli(args);
+    EXPECT_EQ(r.code, 0) << r.err;
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(r.err, m, said)) << model[0] << ": " << r.err;
+    EXPECT_GE(std::stod(m[1].str()), std::stod(m[2].str())) << r.err;  // not below tol: that is why it did not stop
+    EXPECT_EQ(r.err.find(" > tol"), std::string::npos) << r.err;
+  }
 }
 
 TEST(CliHelp, EveryCommandHasHelp) {

@@ -55,6 +55,7 @@ def write(path, X):
     with h5py.File(path, "w") as f:
         f["data"] = X
         f.attrs["format_version"] = np.int64(1)
+        f.attrs["kind"] = "dense"
 
 
 rng = np.random.default_rng(7)

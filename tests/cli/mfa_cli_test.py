@@ -48,6 +48,7 @@ def write(path, X):
     with h5py.File(path, "w") as f:
         f["data"] = X
         f.attrs["format_version"] = np.int64(1)
+        f.attrs["kind"] = "dense"
 
 
 def mixture_logpdf(path, X):

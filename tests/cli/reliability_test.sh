@@ -80,10 +80,23 @@ if [ "$code" -ne 0 ] && [ "$code" -ne 124 ] && [ $(( $(date +%s) - start )) -lt 
 run 2 "${args[@]}" --output "$dir/m8.h5" --checkpoint-dir "$dir/c8" --resume
 same_model "$dir/ref.h5" "$dir/m8.h5" && pass "resume after kill" || fail "resume after kill: $out"
 
-# 9. A hung rank: the watchdog aborts the job.
+# 9. A hung rank: the watchdog aborts the job (exit 124) and names that rank, never the
+#    rank that waits for it in a collective.
+blames_only_rank1() {
+  echo "$out" | grep -q "watchdog: rank 1 " && ! echo "$out" | grep -q "watchdog: rank 0 \|ranks 0"
+}
 LATENT_FAULT=rank=1,iteration=3,kind=hang run 2 "${args[@]}" --output "$dir/m9.h5" --watchdog-seconds 3
-if [ "$code" -ne 0 ] && echo "$out" | grep -q "watchdog: rank"; then
-  pass "hung rank: watchdog aborted (exit $code)"; else fail "hung rank: exit $code: $out"; fi
+if [ "$code" -eq 124 ] && blames_only_rank1 && [ ! -e "$dir/m9.h5" ]; then
+  pass "hung rank: watchdog aborted (exit 124) naming rank 1"; else fail "hung rank: exit $code: $out"; fi
+# 9b. A stopped rank (SIGSTOP: its watchdog stops with it, as on a frozen node): rank 0, which
+#     waits for it in a collective, names rank 1 (it used to say "rank 0 made no progress").
+LATENT_FAULT=rank=1,iteration=3,kind=stop run 2 "${args[@]}" --output "$dir/m9b.h5" --watchdog-seconds 3
+if [ "$code" -eq 124 ] && echo "$out" | grep -q "watchdog: rank 1 stalled: it has not reached collective #[0-9]* (allreduce), where rank 0 has waited for it" \
+   && blames_only_rank1 && [ ! -e "$dir/m9b.h5" ]; then
+  pass "stopped rank: watchdog aborted (exit 124) naming rank 1"; else fail "stopped rank: exit $code: $out"; fi
+LATENT_FAULT=rank=2,iteration=3,kind=stop run 3 "${args[@]}" --output "$dir/m9c.h5" --watchdog-seconds 3
+if [ "$code" -eq 124 ] && echo "$out" | grep -q "watchdog: rank 2 stalled" && ! echo "$out" | grep -q "watchdog: ranks\? [01] "; then
+  pass "stopped rank of 3: rank 2 named"; else fail "stopped rank of 3: exit $code: $out"; fi
 
 # 10. Two jobs writing the same output: the second refuses; the first is unaffected.
 LATENT_FAULT=rank=0,iteration=2,kind=hang "$latent" "${args[@]}" --output "$dir/m10.h5" --watchdog-seconds 60 > /dev/null 2>&1 &

@@ -34,6 +34,7 @@ with tempfile.TemporaryDirectory() as d:
     with h5py.File(f"{d}/data.h5", "w") as f:
         f["data"] = X
         f.attrs["format_version"] = np.int64(1)
+        f.attrs["kind"] = "dense"
     for cov_type in ["full", "tied", "diag", "spherical"]:
         eye = np.eye(D) * 2.0
         cov = {"full": np.stack([eye] * K), "tied": eye, "diag": np.full((K, D), 2.0),

@@ -60,6 +60,7 @@ inline void write_shard(const std::string& path, const RowMatrix& x, const std::
                         io::DType dtype = io::DType::kFloat64) {
   io::H5Writer w(path, true);
   w.attr("/", "format_version", static_cast<std::int64_t>(io::kDataFormatVersion));
+  w.attr("/", "kind", std::string(io::kDenseKind));
   w.create(io::kDataDataset, dtype, x.rows(), x.cols());
   w.write_rows(io::kDataDataset, 0, x);
   if (!labels.empty()) {

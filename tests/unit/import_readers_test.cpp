@@ -104,6 +104,9 @@ TEST(DenseReaders, IdxScalesBytesAndNamesTruncatedRows) {
   expect_error([&] { imp::IdxReader(dir / "type.idx", kAuto); }, ErrorKind::kInput, "unknown IDX element type 0x07");
   write_file(dir / "wide.idx", std::string("\0\0\x08\x03\0\0\0\x01\x40\0\0\0\x40\0\0\0", 16));
   expect_error([&] { imp::IdxReader(dir / "wide.idx", kAuto); }, ErrorKind::kInput, "implausible dimensions");
+  write_file(dir / "nocols.idx", std::string("\0\0\x08\x03\0\0\x13\x88\0\0\0\x1c\0\0\0\0", 16));  // 5000 x 28 x 0
+  expect_error([&] { imp::IdxReader(dir / "nocols.idx", kAuto); }, ErrorKind::kInput,
+               "nocols.idx: has 0 columns (5000 rows x 0 features");
   expect_error([&] { imp::IdxReader(dir / "missing.idx", kAuto); }, ErrorKind::kNoInput, "missing.idx: does not exist");
 }
 
@@ -139,6 +142,10 @@ TEST(DenseReaders, NpyDtypesShapesAndRefusals) {
   expect_error([&] { imp::NpyReader(dir / "big.npy", kAuto); }, ErrorKind::kInput, "NPY dtype f99999999999 not supported");
   write_file(dir / "3d.npy", npy("<f8", "(1, 1, 1)", bytes<double>({1})));
   expect_error([&] { imp::NpyReader(dir / "3d.npy", kAuto); }, ErrorKind::kInput, "must be 1-D or 2-D");
+  // Rows but no columns: said as such (issue 19), not as an implausible header.
+  write_file(dir / "nocols.npy", npy("<f8", "(5000, 0)", ""));
+  expect_error([&] { imp::NpyReader(dir / "nocols.npy", kAuto); }, ErrorKind::kInput,
+               "nocols.npy: has 0 columns (5000 rows x 0 features");
   write_file(dir / "cut.npy", npy("<f8", "(4, 2)", bytes<double>({1, 2, 3})));
   imp::NpyReader cut(dir / "cut.npy", kAuto);
   RowMatrix block;

@@ -1,9 +1,12 @@
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
@@ -14,6 +17,7 @@
 #include "latent/io/block_stream.hpp"
 #include "latent/io/dense_dataset.hpp"
 #include "latent/io/h5_file.hpp"
+#include "latent/io/shard_files.hpp"
 
 namespace latent::io {
 namespace {
@@ -186,6 +190,8 @@ TEST(DenseDataset, SchemaErrorsAreClear) {
 
   {  // integer dtype
     H5Writer w(dir / "int.h5", false);
+    w.attr("/", "format_version", std::int64_t{1});
+    w.attr("/", "kind", std::string("dense"));
     w.create("data", DType::kInt64, 3, 1);
     w.commit();
   }
@@ -193,6 +199,8 @@ TEST(DenseDataset, SchemaErrorsAreClear) {
   expect_mentions(dtype, {"int.h5", "/data", "64-bit integer", "float32, float64"});
   {  // missing dataset
     H5Writer w(dir / "missing.h5", false);
+    w.attr("/", "format_version", std::int64_t{1});
+    w.attr("/", "kind", std::string("dense"));
     w.write("other", std::vector<double>{1.0});
     w.commit();
   }
@@ -212,6 +220,82 @@ TEST(DenseDataset, SchemaErrorsAreClear) {
   });
   expect_mentions(cut, {"cut.h5"});
   EXPECT_EQ(error_of([&] { open_dense_dataset(dir / "absent"); }).kind(), ErrorKind::kNoInput);
+}
+
+// What a shard is (list_shard_files): a regular file, or a symbolic link to one, named
+// *.h5 and not hidden. Other entries named like a shard are refused (exit 66), never skipped.
+TEST(ShardFiles, OnlyRegularFilesNamedLikeShardsAndOddEntriesRefused) {
+  namespace fs = std::filesystem;
+  TempDir dir("shards");
+  const std::string d = dir / "d";
+  latent::testing::write_shards(d, RowMatrix::Ones(6, 2), {3, 3});
+  latent::testing::write_shard(dir / "outside.h5", RowMatrix::Ones(4, 2));
+  fs::copy_file(d + "/part-00000.h5", d + "/.part-00000.h5");  // hidden: ignored
+  std::ofstream(d + "/vocabulary.txt") << "a\n";                 // not *.h5: ignored
+  std::ofstream(d + "/part-00001.h5.tmp-7") << "x";              // a temporary: ignored
+  fs::create_symlink(dir / "outside.h5", d + "/part-00002.h5");  // a link to a regular file: a shard
+  fs::create_symlink(dir / "absent.h5", d + "/.hidden-dangling.h5");  // hidden: ignored, even broken
+  EXPECT_EQ(list_shard_files(d), (std::vector<std::string>{d + "/part-00000.h5", d + "/part-00001.h5",
+                                                           d + "/part-00002.h5"}));
+  const auto info = open_dense_dataset(d);
+  EXPECT_EQ(info.num_rows, 10);
+  EXPECT_EQ(info.shards.size(), 3u);
+
+  struct Odd {
+    const char* name;
+    std::function<void(const std::string&)> make;
+    const char* says;
+  };
+  const std::vector<Odd> odd = {
+      {"part-00009.h5", [&](const std::string& p) { fs::create_symlink(dir / "absent.h5", p); }, "dangling symbolic link"},
+      {"part-00008.h5", [&](const std::string& p) { fs::create_symlink(p, p); }, "symbolic link loop"},
+      {"part-00007.h5", [&](const std::string& p) { ASSERT_EQ(::mkfifo(p.c_str(), 0600), 0); }, "is a FIFO"},
+      {"part-00006.h5", [&](const std::string& p) { fs::create_directory(p); }, "is a directory"},
+      {"part-00005.h5", [&](const std::string& p) { fs::create_symlink("/dev/null", p); }, "character device"},
+  };
+  for (const Odd& o : odd) {
+    const std::string p = d + "/" + o.name;
+    o.make(p);
+    const Error e = error_of([&] { list_shard_files(d); });
+    EXPECT_EQ(e.kind(), ErrorKind::kNoInput) << e.what();
+    EXPECT_EQ(e.exit_code(), 66);
+    expect_mentions(e, {o.name, o.says});
+    const Error opened = error_of([&] { open_dense_dataset(d); });
+    EXPECT_EQ(opened.kind(), ErrorKind::kNoInput) << opened.what();
+    fs::remove(p);
+  }
+  EXPECT_EQ(list_shard_files(d).size(), 3u);
+  // The same rule for a file given directly, and for any file opened for reading.
+  ASSERT_EQ(::mkfifo((dir / "fifo.h5").c_str(), 0600), 0);
+  expect_mentions(error_of([&] { open_dense_dataset(dir / "fifo.h5"); }), {"fifo.h5", "FIFO"});
+  EXPECT_EQ(error_of([&] { H5Reader r(dir / "fifo.h5"); }).kind(), ErrorKind::kNoInput);
+}
+
+// The root attributes format_version and kind are checked: exit 65 naming file and attribute.
+TEST(DenseDataset, ShardAttributesAreChecked) {
+  TempDir dir("attrs");
+  const auto write = [&](const std::string& name, std::optional<std::int64_t> version, std::optional<std::string> kind) {
+    H5Writer w(dir / name, false);
+    if (version) w.attr("/", "format_version", *version);
+    if (kind) w.attr("/", "kind", *kind);
+    w.write("data", RowMatrix::Ones(3, 2));
+    w.commit();
+  };
+  write("ok.h5", 1, "dense");
+  EXPECT_EQ(open_dense_dataset(dir / "ok.h5").num_rows, 3);
+  write("none.h5", std::nullopt, std::nullopt);
+  write("v2.h5", 2, "dense");
+  write("nokind.h5", 1, std::nullopt);
+  write("counts.h5", 1, "counts");
+  for (const auto& [name, says] : std::vector<std::pair<std::string, std::string>>{
+           {"none.h5", "attribute format_version: missing"},
+           {"v2.h5", "attribute format_version: 2 is not supported"},
+           {"nokind.h5", "attribute kind: missing"},
+           {"counts.h5", "attribute kind: is \"counts\""}}) {
+    const Error e = error_of([&] { open_dense_dataset(dir / name); });
+    EXPECT_EQ(e.exit_code(), 65) << e.what();
+    expect_mentions(e, {name.c_str(), says.c_str()});
+  }
 }
 
 TEST(H5Writer, AtomicCommitAndNoTemporaryLeftBehind) {

@@ -15,7 +15,8 @@ namespace latent::comm {
 
 /// Initialises MPI (MPI_THREAD_FUNNELED: only the main thread calls MPI) for the lifetime
 /// of the object and finalises it on destruction. Works with and without mpirun/srun
-/// (singleton start). Create exactly one, in main() or a test main.
+/// (singleton start). Create exactly one, in main() or a test main. Also duplicates
+/// MPI_COMM_WORLD (collectively) for the watchdog's arrival checks.
 class MpiSession {
  public:
   MpiSession(int* argc, char*** argv);
@@ -70,7 +71,16 @@ class Communicator {
 
 /// Aborts the whole job (MPI_Abort, exit code 124) when this rank makes no progress
 /// (no latent::heartbeat()) for `seconds`: a stalled collective or a hung rank must not
-/// burn a day of cluster time. Inactive if seconds <= 0. Stops on destruction.
+/// burn a day of cluster time. The message names the rank that stalled: this rank if it is
+/// stuck outside any collective (its watchdog thread reports); while it waits for others,
+/// the ranks that have not reached the collective. For the latter, while a watchdog is
+/// armed every collective starts with an arrival check on a private communicator (a
+/// non-blocking barrier polled by the main thread, which answers the other ranks' queries);
+/// a rank that has waited there longer than `seconds` asks every other rank which
+/// collective it is in and names those that do not answer (rank 0 first, the others after
+/// a grace period). Construct and destroy at the same point of the collective sequence on
+/// every rank (it changes what each collective does). Inactive if seconds <= 0. Stops on
+/// destruction.
 class Watchdog {
  public:
   explicit Watchdog(double seconds);

@@ -21,7 +21,7 @@ void heartbeat() noexcept;
 double seconds_since_heartbeat() noexcept;
 
 /// A fault to inject, parsed once from LATENT_FAULT="rank=R,iteration=I,kind=K"
-/// (kind: kill | throw | nan | enospc | hang | signal). A testing aid, always compiled in.
+/// (kind: kill | throw | nan | enospc | hang | signal | stop). A testing aid, always compiled in.
 struct FaultPlan {
   int rank = -1;
   std::int64_t iteration = -1;
@@ -36,7 +36,8 @@ struct FaultPlan {
 };
 
 /// Executes the boundary faults planned for (rank, iteration): kill (SIGKILL to self),
-/// signal (SIGTERM to self), hang (sleep until killed). Others are handled where they act.
+/// signal (SIGTERM to self), hang (the calling thread sleeps until killed), stop (SIGSTOP
+/// to self: every thread stops, as on a frozen node). Others are handled where they act.
 void inject_boundary_faults(int rank, std::int64_t iteration);
 
 }  // namespace latent

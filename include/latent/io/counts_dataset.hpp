@@ -5,7 +5,8 @@
 ///
 /// Directory layout:
 ///   DIR/vocabulary.txt     V lines, line v is word v (UTF-8; no tabs or newlines in words)
-///   DIR/part-00000.h5 ...  shards, taken in lexicographic order of file name
+///   DIR/part-00000.h5 ...  shards, taken in lexicographic order of file name (which
+///                          entries are shards: list_shard_files, io/shard_files.hpp)
 /// Each shard holds
 ///   /indptr   int64, rows + 1, indptr[0] == 0, non-decreasing, indptr[rows] == nnz
 ///   /indices  int32 (or int64), nnz, word ids in [0, V), strictly increasing in a row
@@ -50,12 +51,14 @@ struct CountsDatasetInfo {
   std::vector<Index> shard_rows() const;
 };
 
-/// Reads the metadata of every shard and checks the schema: datasets present with the
+/// Lists the shards (list_shard_files), reads the metadata of every shard and checks the
+/// schema: root attributes format_version = 1 and kind = "counts", datasets present with the
 /// right rank and integer/float types, indptr of length rows + 1 whose first entry is 0
 /// and last is nnz, the same vocab_size in every shard, and a vocabulary file with exactly
 /// vocab_size lines. Does not read the CSR contents (read_csr_block validates them).
-/// Local. Throws Error(kNoInput) for a missing path, Error(kInput) naming the file and
-/// dataset for anything else.
+/// Local. Throws Error(kNoInput) for a missing path or a directory entry named like a shard
+/// that is not one (dangling link, FIFO, ...), Error(kInput) naming the file and dataset
+/// or attribute for anything else.
 CountsDatasetInfo open_counts_dataset(const std::string& location);
 
 /// The V words of the dataset's vocabulary file. Local. Throws Error(kInput).

@@ -1,8 +1,10 @@
 #pragma once
 /// \file Dense datasets: a directory of HDF5 shards (schema in README.md, "File formats").
-/// Each shard holds `/data` (rows × D, float32 or float64, row-major) and optionally
-/// `/labels` (rows, int64). Shards are taken in lexicographic order of file name; a
-/// single .h5 file is also accepted as a one-shard dataset.
+/// Each shard holds `/data` (rows × D, float32 or float64, row-major), optionally
+/// `/labels` (rows, int64), and the root attributes format_version (1) and kind ("dense").
+/// Which directory entries are shards: list_shard_files (io/shard_files.hpp); they are
+/// taken in lexicographic order of file name. A single .h5 file is also accepted as a
+/// one-shard dataset.
 #include <string>
 #include <vector>
 
@@ -11,6 +13,7 @@
 namespace latent::io {
 
 inline constexpr int kDataFormatVersion = 1;
+inline constexpr const char* kDenseKind = "dense";  ///< the `kind` attribute of a dense shard
 inline constexpr const char* kDataDataset = "data";
 inline constexpr const char* kLabelsDataset = "labels";
 
@@ -31,11 +34,14 @@ struct DenseDatasetInfo {
   bool has_labels = false; ///< every shard has /labels
 };
 
-/// Reads the metadata of every shard and checks the schema: /data is 2-D float32/float64,
-/// the same D in every shard, /labels (if any) 1-D integer with one entry per row; no
-/// external links, external storage or virtual datasets. Local (every rank may call it).
-/// Throws Error(kNoInput) for a missing path, Error(kInput) naming file and dataset for
-/// anything else.
+/// Lists the shards (list_shard_files), reads the metadata of every shard and checks the
+/// schema: root attributes format_version = 1 and kind = "dense", /data 2-D
+/// float32/float64 with at least one column, the same D in every shard, /labels (if any)
+/// 1-D integer with one entry per row; no external links, external storage or virtual
+/// datasets. Local (every rank may call it). Throws Error(kNoInput) for a missing path, a
+/// location that is neither a directory nor a regular file, or a directory entry named
+/// like a shard that is not one (dangling link, FIFO, ...); Error(kInput) naming file and
+/// dataset or attribute for anything else.
 DenseDatasetInfo open_dense_dataset(const std::string& location);
 
 }  // namespace latent::io

@@ -9,6 +9,9 @@
 namespace latent::io::importers {
 
 void check_dimensions(const std::string& path, Index rows, Index features) {
+  if (features == 0 && rows >= 0)
+    throw_input(fmt::format("input {}: has 0 columns ({} rows x 0 features in the header); every sample needs at least "
+                            "one feature", path, rows));
   if (rows < 0 || features < 1 || features > kMaxFeatures)
     throw_input(fmt::format("input {}: implausible dimensions in the header ({} rows x {} features; at most {} features)",
                             path, rows, features, kMaxFeatures));

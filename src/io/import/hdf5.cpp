@@ -15,6 +15,9 @@ Hdf5Reader::Hdf5Reader(const std::string& path, const std::string& dataset, doub
   if (shape.empty() || shape.size() > 2) throw_input("input " + path + ", dataset /" + dataset + ": must be 1-D or 2-D");
   rows_ = shape[0];
   d_ = shape.size() == 2 ? shape[1] : 1;
+  if (d_ < 1)
+    throw_input("input " + path + ", dataset /" + dataset + ": has 0 columns (shape " + std::to_string(rows_) +
+                " x 0); every sample needs at least one feature");
 }
 
 Index Hdf5Reader::read(RowMatrix& out, Index max) {

@@ -62,7 +62,8 @@ IdxReader::IdxReader(const std::string& path, double scale) : BinaryRowReader(pa
   rows_ = h_.dims[0];
   d_ = 1;
   for (std::size_t i = 1; i < h_.dims.size(); ++i) {
-    if (h_.dims[i] < 1 || d_ > kMaxFeatures / h_.dims[i]) check_dimensions(path, rows_, kMaxFeatures + 1);
+    if (h_.dims[i] < 1) check_dimensions(path, rows_, 0);  // a zero extent: no columns
+    if (d_ > kMaxFeatures / h_.dims[i]) check_dimensions(path, rows_, kMaxFeatures + 1);
     d_ *= h_.dims[i];
   }
   check_dimensions(path, rows_, d_);

@@ -304,10 +304,10 @@ FactorFitResult fit_factor(const comm::Communicator& comm, io::BlockSource& sour
     result.converged = true;
   }
   if (!result.converged)
-    log.warn(fmt::format("{} did not converge in {} iterations (last change {:.3g} nats/sample > tol {:.3g}); raise "
-                         "--max-iter or --tol",
-                         model_name(c.noise), result.n_iter, result.history.empty() ? 0.0 : result.history.back().change,
-                         c.tol));
+    log.warn(fmt::format("{} did not converge in {} iterations (|last change| {:.3g} nats/sample, not below tol {:.3g}); "
+                         "raise --max-iter or --tol",
+                         model_name(c.noise), result.n_iter,
+                         result.history.empty() ? 0.0 : std::abs(result.history.back().change), c.tol));
   FactorModel out = em.model();
   out.set_parameters(em.model().mean() + summary.mean, em.model().components(), em.model().noise_variance());
   return FactorFitResult{std::move(out), std::move(result), solver};

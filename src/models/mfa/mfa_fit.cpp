@@ -300,9 +300,10 @@ MfaFitResult fit_mfa(const comm::Communicator& comm, io::BlockSource& source, co
   };
   train::BestRun<MfaEm> best = train::run_restarts(control, config.n_init, config.seed, log, steps);
   if (!best.em.converged)
-    log.warn(fmt::format("mfa did not converge in {} iterations (last change {:.3g} nats/sample > tol {:.3g}); raise "
-                         "--max-iter or --tol",
-                         best.em.n_iter, best.em.history.empty() ? 0.0 : best.em.history.back().change, config.tol));
+    log.warn(fmt::format("mfa did not converge in {} iterations (|last change| {:.3g} nats/sample, not below tol {:.3g}); "
+                         "raise --max-iter or --tol",
+                         best.em.n_iter, best.em.history.empty() ? 0.0 : std::abs(best.em.history.back().change),
+                         config.tol));
   return MfaFitResult{unshifted(best.model.model(), summary.mean), std::move(best.em), best.run};
 }
 
