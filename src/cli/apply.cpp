@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common.hpp"
+#include "latent/core/control.hpp"
 #include "latent/core/error.hpp"
 #include "latent/io/block_plan.hpp"
 #include "latent/io/counts_dataset.hpp"
@@ -318,6 +319,7 @@ int cmd_sample(const std::vector<std::string>& args, const Context& ctx) {
     w.create(io::kLabelsDataset, io::DType::kInt64, n, 0);
     constexpr Index kChunk = 4096;
     for (Index first = 0; first < n; first += kChunk) {
+      stop_point();
       std::vector<std::int64_t> labels;
       const RowMatrix x = model->sample(first, std::min(kChunk, n - first), seed, labels);
       w.write_rows(io::kDataDataset, first, x);

@@ -4,6 +4,7 @@
 #include <map>
 
 #include "common.hpp"
+#include "latent/core/control.hpp"
 #include "latent/core/error.hpp"
 #include "latent/models/registry.hpp"
 
@@ -72,6 +73,9 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
       throw_usage("unknown command '" + args[0] + "'" + (near.empty() ? "" : " (did you mean " + near + "?)") + "\n" +
                   usage_text());
     }
+    // A fit stops at its next iteration boundary after a checkpoint; every other command
+    // stops at its next block, leaving nothing behind (exit 75).
+    set_stop_aborts(it->first != "fit");
     return it->second(std::vector<std::string>(args.begin() + 1, args.end()), ctx);
   } catch (const Error& e) {
     if (comm.is_root()) err << "latent: error: " << e.what() << '\n';

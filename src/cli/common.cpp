@@ -86,8 +86,9 @@ models::OptionValues typed_values(const models::ModelSpec& spec, const RawValues
 std::string exit_status_text() {
   return "EXIT STATUS\n"
          "  0 success; 64 bad option or value; 65 bad input data; 66 input missing; 70 numerical failure;\n"
-         "  73 output cannot be created; 74 I/O error part-way; 75 stopped by SIGTERM/SIGUSR1 after a\n"
-         "  checkpoint (resubmit with --resume); 124 watchdog abort; 1 internal error (README.md \"Exit codes\")\n";
+         "  73 output cannot be created or locked; 74 I/O error part-way (disk full); 75 stopped by SIGTERM/SIGUSR1\n"
+         "  (fit: after a checkpoint, resubmit with --resume; other commands: nothing written); 124 watchdog\n"
+         "  abort; 1 internal error (README.md \"Exit codes\")\n";
 }
 
 namespace {
@@ -167,6 +168,17 @@ void add_stream_options(po::options_description& desc, StreamOptions& o) {
        "keep this rank's data in memory after the first pass if it fits in this many MiB (0: always stream)")
       ("memory-budget", po::value(&o.memory_budget_gib)->default_value(0.0),
        "GiB of memory per rank that the fit may plan for (0: the cgroup limit or MemAvailable, shared by the ranks on the node)");
+  add_chunk_option(desc);
+}
+
+void add_chunk_option(po::options_description& desc, int default_mb) {
+  io::set_max_chunk_bytes(static_cast<std::size_t>(default_mb) << 20);
+  desc.add_options()("max-chunk-mb", po::value<int>()->default_value(default_mb)->notifier([](int mb) {
+    if (mb < 1) throw_usage("--max-chunk-mb must be at least 1");
+    io::set_max_chunk_bytes(static_cast<std::size_t>(mb) << 20);
+  }),
+                     "largest HDF5 chunk (MiB, uncompressed) an input dataset may have: a chunk is decompressed whole "
+                     "for every block read from it");
 }
 
 int ranks_on_node() {

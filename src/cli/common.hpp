@@ -70,6 +70,8 @@ struct StreamOptions {
   bool allow_missing = false;    // NaN entries are missing values (set by commands, not an option)
 };
 void add_stream_options(po::options_description& desc, StreamOptions& o);
+/// --max-chunk-mb (io::set_max_chunk_bytes), `default_mb` unless given. add_stream_options adds it.
+void add_chunk_option(boost::program_options::options_description& desc, int default_mb = 64);
 /// --threads 0 resolves to SLURM_CPUS_PER_TASK, else the cores available divided by the
 /// ranks on this node (OMPI_COMM_WORLD_LOCAL_SIZE).
 int resolve_threads(int requested);

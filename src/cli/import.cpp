@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "common.hpp"
+#include "latent/core/control.hpp"
 #include "latent/core/error.hpp"
 #include "latent/io/h5_file.hpp"
 #include "latent/io/import/labels.hpp"
@@ -90,6 +91,7 @@ int cmd_import(const std::vector<std::string>& args, const Context& ctx) {
       ("scale", po::value(&scale_text)->default_value("auto"),
        "multiply values by this factor (auto: 1/255 for unsigned-byte IDX, else 1)")
       ("overwrite", po::bool_switch(&overwrite), "replace an existing output directory once the import succeeded");
+  add_chunk_option(desc, 1024);  // --format hdf5: a big chunk is read once, in order
   po::variables_map vm;
   std::vector<std::string> rest(args.begin() + 1, args.end());
   if (!parse(rest, desc, vm, ctx, "latent import dense --format FMT --input FILE... --output DIR [options]")) return 0;
@@ -150,6 +152,7 @@ int cmd_import(const std::vector<std::string>& args, const Context& ctx) {
         if (w.rows.rows() != rows_per_shard) w.rows.resize(rows_per_shard, w.d), w.labels.resize(static_cast<std::size_t>(rows_per_shard));
         // At most 64 MiB of doubles per chunk, whatever D is.
         const Index chunk_rows = std::max<Index>(1, std::min<Index>(4096, (Index{64} << 20) / (8 * w.d)));
+        stop_point();  // SIGTERM/SIGUSR1: exit 75, the temporary directory removed
         const Index n = reader->read(chunk, std::min<Index>(chunk_rows, rows_per_shard - w.filled));
         if (n == 0) break;
         for (Index i = 0; i < n; ++i) {

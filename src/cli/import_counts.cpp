@@ -15,6 +15,7 @@
 #include <regex>
 
 #include "common.hpp"
+#include "latent/core/control.hpp"
 #include "latent/io/h5_file.hpp"
 #include "latent/core/error.hpp"
 #include "latent/core/rng.hpp"
@@ -219,6 +220,7 @@ int cmd_import_counts(const std::vector<std::string>& args, const Context& ctx) 
     imp::Document doc;
     Index i = 0;
     while (plan.reader->next(doc)) {
+      if ((i & 1023) == 0) stop_point();  // SIGTERM/SIGUSR1: exit 75, the temporary directory removed
       const bool to_test =
           holdout && CounterRng(o.seed, RngPurpose::kHoldout, 0, static_cast<std::uint64_t>(i)).next_uniform() < o.holdout;
       writers[to_test ? 1 : 0]->add_document(doc.ids, doc.counts, doc.label);

@@ -193,6 +193,12 @@ int cmd_select(const std::vector<std::string>& args, const Context& ctx) {
       out += (i ? sep : "") + (with_flags ? grid[i] + " " : "") + std::to_string(c[i]);
     return out;
   };
+  const auto key_of = [](const std::string& flag) {
+    std::string k = flag;
+    std::replace(k.begin(), k.end(), '-', '_');
+    return k;
+  };
+  try {
   for (std::size_t i = 0; i < candidates.size(); ++i) {
     const auto t0 = std::chrono::steady_clock::now();
     spec->select(run, values[i]);
@@ -208,6 +214,26 @@ int cmd_select(const std::vector<std::string>& args, const Context& ctx) {
     ctx.log.info(fmt::format("  {}: {} after {} iterations, {:.2f} s", label(candidates[i], ", ", true),
                              ems.back().converged ? "converged" : "stopped", ems.back().n_iter, seconds.back()));
   }
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::kRequeue) throw;
+    // Stopped by SIGTERM/SIGUSR1 (every rank, agreed): the finished candidates are reported
+    // (and kept in --output-dir); their scores would need another pass over the data.
+    nlohmann::json rows = nlohmann::json::array();
+    for (std::size_t i = 0; i < ems.size(); ++i) {
+      nlohmann::json row{{"n_parameters", fitted[i]->num_parameters()}, {"n_iter", ems[i].n_iter},
+                         {"converged", ems[i].converged}, {"seconds", seconds[i]}};
+      for (std::size_t g = 0; g < grid.size(); ++g) row[key_of(grid[g])] = candidates[i][g];
+      if (!output_dir.empty()) row["model_file"] = output_dir + "/" + kind + "-" + label(candidates[i], "-", false) + ".h5";
+      rows.push_back(row);
+    }
+    if (ctx.comm.is_root())
+      ctx.out << nlohmann::json{{"model", kind}, {"data", data}, {"stopped", true}, {"n_candidates", candidates.size()},
+                                {"candidates", rows}}.dump()
+              << '\n';
+    throw Error(ErrorKind::kRequeue,
+                fmt::format("select {} by a signal after {} of {} candidates; the finished ones are listed on stdout{}", "stopped",
+                            ems.size(), candidates.size(), output_dir.empty() ? "" : " and kept in " + output_dir));
+  }
   const std::vector<double> train_ll = models::mean_scores(ctx.comm, *train_source, fitted, stream.threads);
   const std::vector<double> held_ll = held_out ? models::mean_scores(ctx.comm, *held_out, fitted, stream.threads) : std::vector<double>{};
   const double n = static_cast<double>(summary.num_samples);
@@ -218,11 +244,6 @@ int cmd_select(const std::vector<std::string>& args, const Context& ctx) {
   for (const auto& f : grid) head += fmt::format("  {:>14}", f);
   std::string table = head + fmt::format("  {:>10}  {:>16}  {:>16}  {:>16}  {:>16}  {:>6}\n", "parameters", "train ll/sample",
                                          "BIC", "AIC", "held-out ll", "iter");
-  const auto key_of = [](const std::string& flag) {
-    std::string k = flag;
-    std::replace(k.begin(), k.end(), '-', '_');
-    return k;
-  };
   for (std::size_t i = 0; i < candidates.size(); ++i) {
     const double p = static_cast<double>(fitted[i]->num_parameters());
     const train::InformationCriteria ic = train::information_criteria(train_ll[i] * n, n, p);

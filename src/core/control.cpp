@@ -62,6 +62,19 @@ void install_stop_signal_handlers() {
 
 int stop_signal() noexcept { return g_stop_signal; }
 
+namespace {
+std::atomic<bool> g_stop_aborts{false};
+}
+
+void set_stop_aborts(bool aborts) noexcept { g_stop_aborts.store(aborts, std::memory_order_relaxed); }
+
+void stop_point() {
+  const int signo = g_stop_signal;
+  if (signo == 0 || !g_stop_aborts.load(std::memory_order_relaxed)) return;
+  throw Error(ErrorKind::kRequeue, std::string("stopped by ") + (signo == SIGUSR1 ? "SIGUSR1" : signo == SIGTERM ? "SIGTERM" : "a signal") +
+                                       "; nothing was written (rerun the command)");
+}
+
 void heartbeat() noexcept { g_heartbeat_ns.store(now_ns(), std::memory_order_relaxed); }
 
 double seconds_since_heartbeat() noexcept {

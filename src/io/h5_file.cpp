@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -42,6 +43,13 @@ std::string parent_dir(const std::string& path) {
 }
 
 }  // namespace
+
+namespace {
+std::atomic<std::size_t> g_max_chunk_bytes{std::size_t{64} << 20};
+}  // namespace
+
+std::size_t max_chunk_bytes() noexcept { return g_max_chunk_bytes.load(std::memory_order_relaxed); }
+void set_max_chunk_bytes(std::size_t bytes) noexcept { g_max_chunk_bytes.store(bytes, std::memory_order_relaxed); }
 
 std::string temp_suffix() {
   char host[256] = {0};

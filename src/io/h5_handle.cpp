@@ -1,5 +1,12 @@
 #include "h5_handle.hpp"
 
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+
+#include "latent/io/h5_file.hpp"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -63,8 +70,29 @@ Handle open_trusted_dataset(hid_t file, const std::string& file_path, const std:
     throw_input(where + ": is a virtual dataset; refused");
   if (H5Pget_external_count(dcpl.get()) > 0)
     throw_input(where + ": uses external storage; refused");
+  if (H5Pget_layout(dcpl.get()) == H5D_CHUNKED) {
+    // A chunk is read (and decompressed) whole: bound it, and give the dataset a chunk
+    // cache that holds one, so that consecutive blocks within a chunk decompress it once.
+    hsize_t dims[H5S_MAX_RANK] = {0};
+    const int rank = H5Pget_chunk(dcpl.get(), H5S_MAX_RANK, dims);
+    Handle type = type_handle(H5Dget_type(d.get()));
+    double bytes = type.valid() ? static_cast<double>(H5Tget_size(type.get())) : 8.0;
+    for (int i = 0; i < rank; ++i) bytes *= static_cast<double>(dims[i]);
+    if (bytes > static_cast<double>(max_chunk_bytes()))
+      throw_input(fmt::format("{}: its HDF5 chunks are {:.0f} MiB, more than the limit of {} MiB (reading one would "
+                              "decompress all of it; re-import the data with `latent import dense --format hdf5`, or "
+                              "raise the limit with --max-chunk-mb)",
+                              where, bytes / 1048576.0, max_chunk_bytes() >> 20));
+    d.reset();
+    Handle dapl = plist_handle(H5Pcreate(H5P_DATASET_ACCESS));
+    H5Pset_chunk_cache(dapl.get(), 521, std::max<std::size_t>(std::size_t{1} << 20, static_cast<std::size_t>(bytes)), 1.0);
+    d = dataset_handle(H5Dopen2(file, name.c_str(), dapl.get()));
+    if (!d.valid()) throw_input(where + ": cannot be opened");
+  }
   return d;
 }
+
+
 
 namespace {
 

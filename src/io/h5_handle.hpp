@@ -75,7 +75,9 @@ void check_shard_attributes(hid_t file, const std::string& path, std::int64_t ve
                             const std::string& make);
 
 /// Opens `name` as a dataset after checking it is a hard link to a dataset with neither
-/// external storage nor a virtual layout (docs/ARCHITECTURE.md §6 rule 6). Throws Error(kInput).
+/// external storage nor a virtual layout (docs/ARCHITECTURE.md §6 rule 6), and, if it is
+/// chunked, whose chunks are at most io::max_chunk_bytes() (it then gets a chunk cache that
+/// holds one chunk). Throws Error(kInput).
 Handle open_trusted_dataset(hid_t file, const std::string& file_path, const std::string& name);
 
 /// fsync of a file or directory (best effort: errors are ignored), for atomic writes.

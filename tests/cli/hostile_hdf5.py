@@ -169,4 +169,21 @@ with tempfile.TemporaryDirectory() as d:
     if not ok:
         failures.append("hidden file / symlink")
 
+    # A chunk larger than --max-chunk-mb (64 MiB by default): one 96 MiB gzip chunk (a few
+    # KiB on disk) is refused naming it, instead of being decompressed for every block read;
+    # --max-chunk-mb raises the limit.
+    os.makedirs(f"{d}/bigchunk")
+    with shard(f"{d}/bigchunk/part-00000.h5") as f:
+        f.create_dataset("data", shape=(300000, 40), dtype="f8", chunks=(300000, 40), compression="gzip",
+                         data=np.zeros((300000, 40)) + 0.5)
+    check("chunk over the limit", f"{d}/bigchunk", 65, "part-00000.h5", "/data", "chunks are 92 MiB",
+          "--max-chunk-mb")
+    with tempfile.TemporaryDirectory() as out:
+        r = subprocess.run([latent, "fit", "kmeans", "--data", f"{d}/bigchunk", "--n-clusters", "1", "--max-iter", "1",
+                            "--output", f"{out}/k.h5", "--max-chunk-mb", "128"], capture_output=True, text=True, timeout=300)
+        ok = r.returncode == 0 and os.path.exists(f"{out}/k.h5")
+    print(f"{'ok  ' if ok else 'FAIL'} --max-chunk-mb 128 reads it: exit {r.returncode}: {r.stderr.strip()[-300:]}")
+    if not ok:
+        failures.append("--max-chunk-mb")
+
 sys.exit(1 if failures else 0)

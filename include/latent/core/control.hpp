@@ -15,6 +15,19 @@ void install_stop_signal_handlers();
 /// The signal number received since start (0 if none). Async-signal-safe to set.
 int stop_signal() noexcept;
 
+/// Whether a stop signal ends the command at the next stop_point() (commands other than
+/// `fit`: import, generate, predict, transform, score, sample, impute, select) instead of
+/// waiting for an iteration boundary (`fit`, where FitControl checkpoints first). Default
+/// false. Set once, early, before any thread reads blocks.
+void set_stop_aborts(bool aborts) noexcept;
+
+/// In a command whose stop aborts: throws Error(kRequeue) ("stopped by SIGTERM ...; nothing
+/// was written") once a stop signal has arrived, so that the command's error agreement
+/// ends it on every rank and its writers remove their temporaries (exit 75). Nothing
+/// otherwise. Called by the block streams for every block, and by the loops of import,
+/// generate and sample.
+void stop_point();
+
 /// Marks progress (a block or an iteration finished). Thread-safe, wait-free.
 void heartbeat() noexcept;
 /// Seconds since the last heartbeat (or since start).

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "latent/core/control.hpp"
 #include "latent/core/profile.hpp"
 #include "latent/io/block_plan.hpp"
 
@@ -78,6 +79,7 @@ class BlockStream {
   /// The next block of the pass, or null at its end. Rethrows the I/O thread's error.
   /// Call from one thread at a time.
   std::shared_ptr<const Block> next() {
+    stop_point();  // a stop signal ends commands other than fit here (latent/core/control.hpp)
     if (cache_complete_) return cache_cursor_ < cache_.size() ? cache_[cache_cursor_++] : nullptr;
     if (!pass_) return nullptr;
     Pass* pass = pass_.get();

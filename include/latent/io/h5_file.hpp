@@ -18,6 +18,13 @@ namespace latent::io {
 /// writable (checked by creating and removing a probe file). Local.
 void check_output_path(const std::string& path, bool overwrite);
 
+/// The largest HDF5 chunk a dataset read may have, in bytes (default 64 MiB; `--max-chunk-mb`
+/// sets it): a chunk is decompressed whole, so one of 1 GiB costs 1 GiB of memory and its
+/// decompression for every block read from it. Datasets with larger chunks are refused
+/// (Error(kInput)). Process-wide, thread-safe.
+std::size_t max_chunk_bytes() noexcept;
+void set_max_chunk_bytes(std::size_t bytes) noexcept;
+
 /// The suffix of this process's temporary files and directories: ".tmp-<host>-<pid>". A
 /// temporary is renamed into place when complete and removed on every failure path.
 std::string temp_suffix();

@@ -51,6 +51,7 @@ void write_sampled_shards(const FittedModel& model, const io::ShardLayout& layou
     w.create(io::kDataDataset, dtype, rows, d);
     w.create(io::kLabelsDataset, io::DType::kInt64, rows, 0);
     for (Index first = 0; first < rows; first += kSlab) {
+      stop_point();
       const Index count = std::min(kSlab, rows - first);
       slab.resize(count, d);
       labels.resize(static_cast<std::size_t>(count));

@@ -94,6 +94,7 @@ void generate_lda(Index n_documents, Index vocab_size, Index n_topics, double me
   std::vector<std::int32_t> ids;
   std::vector<std::int64_t> counts;
   for (Index d = 0; d < n_documents; ++d) {
+    if ((d & 1023) == 0) stop_point();
     const std::int64_t label = gen.document(d, ids, counts);
     writer.add_document(ids, counts, label);
   }
@@ -114,6 +115,7 @@ void write_lda_shards(const LdaGenerator& gen, const io::ShardLayout& layout, In
     values.clear();
     labels.clear();
     for (Index doc = begin; doc < end; ++doc) {
+      if (((doc - begin) & 1023) == 0) stop_point();
       labels.push_back(gen.document(doc, ids, counts));
       indices.insert(indices.end(), ids.begin(), ids.end());
       values.insert(values.end(), counts.begin(), counts.end());
