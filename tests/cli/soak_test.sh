@@ -39,6 +39,65 @@ run 3 "${args[@]}" --output "$dir/m.h5" --checkpoint-dir "$dir/ckpt" --resume
 if [ -e "$dir/m.h5" ] && same_model "$dir/ref.h5" "$dir/m.h5"; then
   pass "chaos rounds: final model bitwise identical"; else fail "chaos: exit $code: $out"; fi
 
+# Mixed chaos (issue 19): kills, real and injected signals, an injected ENOSPC, a real full
+# disk (a small tmpfs the test mounts, where it may) and a second fit on the same checkpoint
+# directory, on 2-3 ranks; the final model is the undisturbed one and no temporary, part
+# file or lock is left anywhere.
+margs=(fit gmm --data "$dir/data" --n-components 4 --covariance-type full --tol 0 --max-iter 60 --block-rows 100
+       --checkpoint-every 2)
+run 1 "${margs[@]}" --output "$dir/mref.h5"
+mkdir -p "$dir/small"
+ck="$dir/mixed-ckpt" mounted=0
+if mount -t tmpfs -o size=4m tmpfs "$dir/small" 2> /dev/null; then
+  mounted=1 ck="$dir/small/ckpt"
+  trap 'umount "$dir/small" 2> /dev/null; rm -rf "$dir"' EXIT
+fi
+# Every kind of fault, in an order drawn from the seed; each lands a few iterations past the
+# newest checkpoint, so that every round interrupts the fit.
+kinds=(kill signal enospc diskfull concurrent kill signal diskfull)
+for i in 7 6 5 4 3 2 1; do j=$(( RANDOM % (i + 1) )); t=${kinds[$i]}; kinds[$i]=${kinds[$j]}; kinds[$j]=$t; done
+round=0
+for kind in "${kinds[@]}"; do
+  round=$(( round + 1 ))
+  last=$(ls "$ck" 2> /dev/null | sed -n 's/^ckpt-[0-9]*-0*\([0-9][0-9]*\)\.h5$/\1/p' | sort -n | tail -1)
+  ranks=$(( 2 + RANDOM % 2 )) rank=$(( RANDOM % 2 )) iteration=$(( ${last:-0} + 2 + RANDOM % 4 ))
+  case $kind in
+    kill|signal|enospc)
+      # An injected ENOSPC acts where rank 0 writes a checkpoint (every 2 iterations).
+      [ "$kind" = enospc ] && rank=0 iteration=$(( iteration + iteration % 2 ))
+      LATENT_FAULT="rank=$rank,iteration=$iteration,kind=$kind" run "$ranks" "${margs[@]}" --output "$dir/mm.h5" \
+        --checkpoint-dir "$ck" --resume ;;
+    diskfull)
+      if [ "$mounted" -eq 1 ]; then
+        avail=$(df -k --output=avail "$dir/small" | tail -1)
+        head -c $(( (avail - 60) * 1024 )) /dev/zero > "$dir/small/fill" 2> /dev/null
+      fi
+      run "$ranks" "${margs[@]}" --output "$dir/mm.h5" --checkpoint-dir "$ck" --resume
+      [ "$mounted" -eq 0 ] || [ "$code" -eq 74 ] || fail "round $round: a full disk: exit $code (expected 74): $out"
+      rm -f "$dir/small/fill" ;;
+    concurrent)
+      LATENT_FAULT="rank=0,iteration=$iteration,kind=hang" "$latent" "${margs[@]}" --output "$dir/mm.h5" \
+        --checkpoint-dir "$ck" --resume > /dev/null 2>&1 &
+      holder=$!
+      for _ in $(seq 100); do [ -e "$ck/.lock" ] && break; sleep 0.05; done
+      run "$ranks" "${margs[@]}" --output "$dir/mm2.h5" --checkpoint-dir "$ck" --resume
+      [ "$code" -eq 73 ] || [ ! -e "$ck/.lock" ] || fail "round $round: a second fit on a locked --checkpoint-dir: exit $code"
+      kill -9 "$holder" 2> /dev/null; wait "$holder" 2> /dev/null
+      code=0 ;;
+  esac
+  echo "mixed round $round: $kind ($ranks ranks, rank $rank, iteration $iteration) -> exit $code"
+  case "$code" in
+    0|74|75|137|143) ;;
+    *) fail "mixed round $round: unexpected exit $code: $out" ;;
+  esac
+  [ -e "$dir/mm.h5" ] && break
+done
+[ -e "$dir/mm.h5" ] || run 2 "${margs[@]}" --output "$dir/mm.h5" --checkpoint-dir "$ck" --resume
+stray=$(find "$dir" \( -name '*.tmp-*' -o -name '*.part-*' -o -name '*.lock' \) -print)
+if [ -e "$dir/mm.h5" ] && same_model "$dir/mref.h5" "$dir/mm.h5" && [ -z "$stray" ]; then
+  pass "mixed chaos (full disk on tmpfs: $mounted): final model bitwise identical, no stray file"
+else fail "mixed chaos: exit $code, stray: $stray: $out"; fi
+
 # Resource stability over a long fit: descriptors constant, RSS within 10 %. The fit is
 # open-ended and stopped by a real SIGTERM, which must checkpoint and exit 75.
 "$latent" fit gmm --data "$dir/data" --output "$dir/long.h5" --n-components 4 --covariance-type full --tol 0 \
