@@ -267,7 +267,7 @@ BgmmFitResult fit_bgmm(const comm::Communicator& comm, io::BlockSource& source, 
   const auto blank = [&] { return Bgmm(c, d, summary.mean, summary.mean, psi0); };
   train::RestartSteps<Bgmm> steps;
   steps.blank = blank;
-  steps.initial = [&](int, std::uint64_t seed) {
+  steps.initial = [&](int, std::uint64_t seed, const train::InitPoints&) {
     // Initial responsibilities: k-means (hard) or uniform random, then an M-step.
     Bgmm model = blank();
     KmeansResult km;

@@ -134,7 +134,9 @@ GmmFitResult fit_gmm(const comm::Communicator& comm, io::BlockSource& source, co
     return g;
   };
   train::RestartSteps<Gmm> steps;
-  steps.initial = [&](int, std::uint64_t seed) { return initial_gmm(comm, source, summary, config, seed, log); };
+  steps.initial = [&](int, std::uint64_t seed, const train::InitPoints&) {
+    return initial_gmm(comm, source, summary, config, seed, log);
+  };
   steps.blank = blank;
   steps.fit = [&](Gmm& gmm, train::EmResult start, const train::IterationHook& hook) {
     return train::run_batch_em(comm, source, summary.num_samples, gmm, {config.max_iter, config.tol, config.threads},

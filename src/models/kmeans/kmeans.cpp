@@ -293,7 +293,7 @@ KmeansResult fit_kmeans(const comm::Communicator& comm, io::BlockSource& source,
   if (config.n_clusters > num_samples)
     throw_usage("n_samples=" + std::to_string(num_samples) + " should be >= n_clusters=" + std::to_string(config.n_clusters));
   train::RestartSteps<KmeansLloyd> steps;
-  steps.initial = [&](int, std::uint64_t seed) {
+  steps.initial = [&](int, std::uint64_t seed, const train::InitPoints&) {
     return KmeansLloyd(init_centers(comm, source, config.n_clusters, config.init, seed, config.threads, log),
                        mean_variance);
   };

@@ -290,7 +290,7 @@ MfaFitResult fit_mfa(const comm::Communicator& comm, io::BlockSource& source, co
   log.info(fmt::format("mfa: {} components, {} factors, {} noise", k, l, noise_name(config.noise)));
   train::RestartSteps<MfaEm> steps;
   steps.blank = blank;
-  steps.initial = [&](int, std::uint64_t seed) {
+  steps.initial = [&](int, std::uint64_t seed, const train::InitPoints&) {
     return MfaEm(make_initial(comm, source, summary, config, seed, log), summary.mean, config.noise_variance_floor,
                  config.reg_covar);
   };

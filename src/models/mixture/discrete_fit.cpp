@@ -85,7 +85,7 @@ DiscreteFitResult fit_bmm(const comm::Communicator& comm, io::BlockSource& sourc
   const auto blank = [&] { return BmmEm(DiscreteMixture(k, d, DiscreteKind::kBernoulli, c.alpha, c.weight_alpha)); };
   train::RestartSteps<BmmEm> steps;
   steps.blank = blank;
-  steps.initial = [&](int, std::uint64_t seed) {
+  steps.initial = [&](int, std::uint64_t seed, const train::InitPoints&) {
     BmmEm em = blank();
     KmeansResult km;
     if (c.init_params == "kmeans") {
@@ -127,7 +127,7 @@ DiscreteFitResult fit_mmm(const comm::Communicator& comm, io::CountsSource& sour
   const auto blank = [&] { return MmmEm(DiscreteMixture(k, v, DiscreteKind::kMultinomial, c.alpha, c.weight_alpha)); };
   train::RestartSteps<MmmEm> steps;
   steps.blank = blank;
-  steps.initial = [&](int, std::uint64_t seed) {
+  steps.initial = [&](int, std::uint64_t seed, const train::InitPoints&) {
     MmmEm em = blank();
     const std::vector<double> stats =
         train::reduce_global(comm, source, em.num_stats(), c.threads, [&](const io::CsrBlock& b, std::span<double> p) {
