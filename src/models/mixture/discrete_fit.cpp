@@ -89,15 +89,15 @@ DiscreteFitResult fit_bmm(const comm::Communicator& comm, io::BlockSource& sourc
     BmmEm em = blank();
     KmeansResult km;
     if (c.init_params == "kmeans") {
-      km = initial_kmeans(comm, source, summary.num_samples, summary.variance.mean(), k, seed, c.threads, log);
+      km = initial_kmeans(comm, source, summary.num_samples, summary.mean, k, seed, c.threads, log);
     } else if (c.init_params != "random") {
       throw_usage("invalid --init-params '" + c.init_params + "' for bmm (choose kmeans or random)");
     }
-    const Vector norms = km.centers.rowwise().squaredNorm();
+    const Vector norms = km.centered_centers.rowwise().squaredNorm();
     const std::vector<double> stats =
         train::reduce_global(comm, source, em.num_stats(), c.threads, [&](const io::DenseBlock& b, std::span<double> p) {
           const RowMatrix resp = c.init_params == "kmeans"
-                                     ? hard_responsibilities(b.x, km.centers, norms)
+                                     ? hard_responsibilities(b.x, km.centered_centers, norms, km.frame.origin)
                                      : random_responsibilities(b.x.rows(), b.ref.global_row_begin, k, seed);
           em.em().accumulate(b.x, resp, p);
         });
