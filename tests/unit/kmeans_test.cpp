@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <map>
 #include <sstream>
 
@@ -95,6 +96,11 @@ TEST(Kmeans, SeedingDrawsDistinctRowsAndNeverRowsAtDistanceZero) {
   std::vector<Index> ids = s.ids;
   std::sort(ids.begin(), ids.end());
   EXPECT_EQ(ids, (std::vector<Index>{8, 9}));
+}
+
+bool same_bits(const RowMatrix& a, const RowMatrix& b) {
+  return a.rows() == b.rows() && a.cols() == b.cols() &&
+         (a.size() == 0 || std::memcmp(a.data(), b.data(), static_cast<std::size_t>(a.size()) * sizeof(double)) == 0);
 }
 
 // The label of every row under fitted centers (data coordinates).
@@ -222,6 +228,83 @@ TEST(Kmeans, SeedingWeighsNearDuplicatesAboveZero) {
   std::vector<Index> ids = s.ids;
   std::sort(ids.begin(), ids.end());
   EXPECT_EQ(ids, (std::vector<Index>{1, 2, 3, 4}));  // rows 0 and 5 equal the center
+}
+
+// Issue 19: the seeding stops at every pass over the data and every Lloyd iteration on the
+// k-means|| candidates; resumed from any of those snapshots it gives the same bits.
+class KmeansSeedingResume : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(KmeansSeedingResume, FromEverySnapshotGivesTheSameBits) {
+  const auto comm = comm::Communicator::world();
+  TempDir dir("seed-resume");
+  const RowMatrix x = blobs(3000, 3, 6, 21, nullptr, 5.0, 1.0);
+  auto source = latent::testing::write_and_open(comm, dir / "d", x, {1000, 2000}, 256);
+  const auto summary = train::summarize(comm, *source, 2);
+  const Index k = 6;
+  const RowMatrix plain = init_centers(comm, *source, summary.mean, k, GetParam(), 5, 2, Logger::silent());
+  std::vector<train::TrainState> snapshots;
+  train::InitPoints record;
+  record.point = [&](const std::function<train::TrainState()>& snapshot) { snapshots.push_back(snapshot()); };
+  const RowMatrix recorded = init_centers(comm, *source, summary.mean, k, GetParam(), 5, 2, Logger::silent(), record);
+  EXPECT_TRUE(same_bits(plain, recorded));
+  // random: one pass; k-means++: K passes; k-means||: 6 passes, the weights, Lloyd iterations.
+  const std::size_t expected = GetParam() == "random" ? 1 : GetParam() == "k-means++" ? 6 : 8;
+  if (GetParam() == "k-means||")
+    EXPECT_GE(snapshots.size(), expected);
+  else
+    EXPECT_EQ(snapshots.size(), expected);
+  for (std::size_t i = 0; i < snapshots.size(); ++i) {
+    EXPECT_EQ(snapshots[i].scalar("stage"), 1.0);
+    train::InitPoints resume;
+    resume.resumed = &snapshots[i];
+    std::size_t later = 0;
+    resume.point = [&](const std::function<train::TrainState()>&) { ++later; };
+    const RowMatrix again = init_centers(comm, *source, summary.mean, k, GetParam(), 5, 1, Logger::silent(), resume);
+    EXPECT_TRUE(same_bits(plain, again)) << "snapshot " << i;
+    EXPECT_EQ(later, snapshots.size() - 1 - i) << "snapshot " << i;  // only the points after it
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Methods, KmeansSeedingResume, ::testing::Values("k-means||", "k-means++", "random"),
+                         [](const auto& p) {
+                           return p.param == "k-means||" ? std::string("kmeans_parallel")
+                                  : p.param == "k-means++" ? std::string("kmeans_plusplus")
+                                                           : p.param;
+                         });
+
+// Issue 19: the GMM's k-means start stops after its frame pass, every seeding pass and every
+// Lloyd iteration; resumed from any of those snapshots it gives the same mixture.
+TEST(Kmeans, MixtureInitialisationResumesFromEverySnapshotWithTheSameBits) {
+  const auto comm = comm::Communicator::world();
+  TempDir dir("gmm-init-resume");
+  const RowMatrix x = blobs(3000, 3, 4, 23, nullptr, 3.0, 1.0);
+  auto source = latent::testing::write_and_open(comm, dir / "d", x, {1500, 1500}, 256);
+  const auto summary = train::summarize(comm, *source, 2);
+  for (const auto type : {CovarianceType::kFull, CovarianceType::kDiag}) {
+    GmmConfig g;
+    g.n_components = 4;
+    g.covariance_type = type;
+    g.threads = 2;
+    const Gmm plain = initial_gmm(comm, *source, summary, g, 9, Logger::silent());
+    std::vector<train::TrainState> snapshots;
+    train::InitPoints record;
+    record.point = [&](const std::function<train::TrainState()>& snapshot) { snapshots.push_back(snapshot()); };
+    const Gmm recorded = initial_gmm(comm, *source, summary, g, 9, Logger::silent(), record);
+    EXPECT_TRUE(same_bits(plain.means(), recorded.means()));
+    std::map<double, int> stages;
+    for (const auto& s : snapshots) ++stages[s.scalar("stage")];
+    EXPECT_EQ(stages[0], 1);   // after the frame pass
+    EXPECT_GE(stages[1], 8);   // seeding
+    EXPECT_GE(stages[2], 2);   // Lloyd iterations
+    for (std::size_t i = 0; i < snapshots.size(); ++i) {
+      train::InitPoints resume;
+      resume.resumed = &snapshots[i];
+      const Gmm again = initial_gmm(comm, *source, summary, g, 9, Logger::silent(), resume);
+      EXPECT_TRUE(same_bits(plain.weights(), again.weights())) << to_string(type) << " snapshot " << i;
+      EXPECT_TRUE(same_bits(plain.means(), again.means())) << to_string(type) << " snapshot " << i;
+      EXPECT_TRUE(same_bits(plain.covariances(), again.covariances())) << to_string(type) << " snapshot " << i;
+    }
+  }
 }
 
 }  // namespace

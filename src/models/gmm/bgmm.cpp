@@ -267,12 +267,12 @@ BgmmFitResult fit_bgmm(const comm::Communicator& comm, io::BlockSource& source, 
   const auto blank = [&] { return Bgmm(c, d, summary.mean, summary.mean, psi0); };
   train::RestartSteps<Bgmm> steps;
   steps.blank = blank;
-  steps.initial = [&](int, std::uint64_t seed, const train::InitPoints&) {
+  steps.initial = [&](int, std::uint64_t seed, const train::InitPoints& points) {
     // Initial responsibilities: k-means (hard) or uniform random, then an M-step.
     Bgmm model = blank();
     KmeansResult km;
     if (c.init_params == "kmeans") {
-      km = initial_kmeans(comm, source, summary.num_samples, summary.mean, k, seed, c.threads, log);
+      km = initial_kmeans(comm, source, summary.num_samples, summary.mean, k, seed, c.threads, log, points);
     } else if (c.init_params != "random") {
       throw_usage("invalid --init-params '" + c.init_params + "' for bgmm (kmeans or random)");
     }

@@ -32,7 +32,7 @@ void initialise_from_resp(const comm::Communicator& comm, io::BlockSource& sourc
 }  // namespace
 
 Gmm initial_gmm(const comm::Communicator& comm, io::BlockSource& source, const train::DataSummary& summary,
-                const GmmConfig& c, std::uint64_t seed, const Logger& log) {
+                const GmmConfig& c, std::uint64_t seed, const Logger& log, const train::InitPoints& points) {
   const Index k = c.n_components, d = source.info().num_features;
   Gmm gmm(k, d, c.covariance_type, c.reg_covar);
   gmm.set_center(summary.mean);
@@ -74,7 +74,7 @@ Gmm initial_gmm(const comm::Communicator& comm, io::BlockSource& source, const t
                               to_string(start.covariance_type()), k, d, to_string(c.covariance_type)));
     gmm.set_parameters(start.weights(), start.means(), start.covariances());
   } else if (c.init_params == "kmeans") {
-    const KmeansResult km = initial_kmeans(comm, seeding, summary.num_samples, summary.mean, k, seed, c.threads, log);
+    const KmeansResult km = initial_kmeans(comm, seeding, summary.num_samples, summary.mean, k, seed, c.threads, log, points);
     if (c.covariance_type == CovarianceType::kFull) gmm.set_component_shift(km.centers);
     const Vector norms = km.centered_centers.rowwise().squaredNorm();
     initialise_from_resp(comm, source, gmm, c.threads, [&](const io::DenseBlock& b, RowMatrix& resp) {
@@ -88,7 +88,7 @@ Gmm initial_gmm(const comm::Communicator& comm, io::BlockSource& source, const t
     // As scikit-learn: responsibilities concentrated on K chosen rows, so the means are
     // those rows and every covariance is reg_covar on the diagonal.
     const RowMatrix rows = init_centers(comm, seeding, summary.mean, k, c.init_params == "k-means++" ? "k-means++" : "random",
-                                        seed, c.threads, log)
+                                        seed, c.threads, log, points)
                                .rowwise() +
                            summary.mean;
     RowMatrix cov;
@@ -124,8 +124,8 @@ GmmFitResult fit_gmm(const comm::Communicator& comm, io::BlockSource& source, co
     return g;
   };
   train::RestartSteps<Gmm> steps;
-  steps.initial = [&](int, std::uint64_t seed, const train::InitPoints&) {
-    return initial_gmm(comm, source, summary, config, seed, log);
+  steps.initial = [&](int, std::uint64_t seed, const train::InitPoints& points) {
+    return initial_gmm(comm, source, summary, config, seed, log, points);
   };
   steps.blank = blank;
   steps.fit = [&](Gmm& gmm, train::EmResult start, const train::IterationHook& hook) {

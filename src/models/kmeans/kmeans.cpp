@@ -314,50 +314,107 @@ RowMatrix pad_centers(const RowMatrix& c, Index k, Index data_distinct, const st
 }  // namespace
 
 RowMatrix init_centers(const comm::Communicator& comm, io::BlockSource& source, const RowVector& origin, Index k,
-                       const std::string& method, std::uint64_t seed, int threads, const Logger& log) {
+                       const std::string& method, std::uint64_t seed, int threads, const Logger& log,
+                       const train::InitPoints& points) {
   if (method != "random" && method != "k-means++" && method != "k-means||")
     throw_usage("unknown init '" + method + "' (choose k-means||, k-means++ or random)");
   const Index d = source.info().num_features;
-  RowMatrix rows(0, d);
-  // Whether a draw ran out of rows at a positive distance from the centers.
-  bool exhausted = false;
+  // Progress, as the stage-1 snapshot holds it: the passes over the data done
+  // ("seed_round"), the rows drawn ("seed_rows", centred), whether a draw ran out of rows
+  // at a positive distance ("seed_exhausted"); for k-means|| then the candidates' weights
+  // ("seed_weights") and the reduction's Lloyd centers after "seed_lloyd_iter" iterations.
+  const train::TrainState* r = points.resumed_in(1);
+  int done = r ? static_cast<int>(r->scalar("seed_round")) : 0;
+  RowMatrix rows = r ? r->array("seed_rows") : RowMatrix(0, d);
+  bool exhausted = r ? r->scalar("seed_exhausted") != 0 : false;
+  const auto snapshot = [&](train::TrainState& s) {
+    s.scalars["stage"] = 1;
+    s.scalars["seed_round"] = done;
+    s.scalars["seed_exhausted"] = exhausted ? 1.0 : 0.0;
+    s.arrays["seed_rows"] = rows;
+  };
+  const auto point = [&] {
+    points.at([&] {
+      train::TrainState s;
+      snapshot(s);
+      return s;
+    });
+  };
   // One pass: `count` rows drawn by squared distance to `rows`; appended.
   const auto draw = [&](Index count, int round) {
     const RowMatrix next = sample_rows_d2(comm, source, origin, rows, count, seed, static_cast<std::uint64_t>(round), threads).rows;
     exhausted = exhausted || (rows.rows() > 0 && next.rows() < count);
     rows = append_rows(rows, next);
+    done = round + 1;
     return next.rows();
   };
   const auto data_distinct = [&] { return exhausted ? count_distinct_rows(rows) : Index{-1}; };
   if (method == "random") {
-    draw(k, 0);
+    if (done == 0) {
+      draw(k, 0);
+      point();
+    }
     return pad_centers(rows, k, data_distinct(), method, log);
   }
-  draw(1, 0);
+  if (done == 0) {
+    draw(1, 0);
+    point();
+  }
   if (method == "k-means++") {
-    for (int i = 1; i < k; ++i)
+    for (int i = done; i < k; ++i) {
       if (draw(1, i) == 0) break;
+      point();
+    }
     return pad_centers(rows, k, data_distinct(), method, log);
   }
   constexpr int kRounds = 5;
-  for (int round = 1; round <= kRounds; ++round) draw(2 * k, round);
+  for (int round = done; round <= kRounds; ++round) {
+    draw(2 * k, round);
+    point();
+  }
   if (rows.rows() <= k) return pad_centers(rows, k, data_distinct(), method, log);
   // Weight each candidate by the number of rows nearest to it.
   const auto m = static_cast<std::size_t>(rows.rows());
-  const Vector norms = rows.rowwise().squaredNorm();
-  const std::vector<double> counts =
-      train::reduce_global(comm, source, m, threads, [&](const io::DenseBlock& b, std::span<double> partial) {
-        RowMatrix dist;
-        squared_distances(b.x.rowwise() - origin, rows, norms, dist);
-        std::vector<Index> labels;
-        Vector min_d;
-        nearest_centers(dist, labels, min_d);
-        for (Index l : labels) partial[static_cast<std::size_t>(l)] += 1.0;
-      });
-  const Vector weights = Eigen::Map<const Vector>(counts.data(), static_cast<Index>(m));
+  Vector weights;
+  if (r && r->arrays.count("seed_weights")) {
+    weights = Eigen::Map<const Vector>(r->array("seed_weights").data(), static_cast<Index>(m));
+  } else {
+    const Vector norms = rows.rowwise().squaredNorm();
+    const std::vector<double> counts =
+        train::reduce_global(comm, source, m, threads, [&](const io::DenseBlock& b, std::span<double> partial) {
+          RowMatrix dist;
+          squared_distances(b.x.rowwise() - origin, rows, norms, dist);
+          std::vector<Index> labels;
+          Vector min_d;
+          nearest_centers(dist, labels, min_d);
+          for (Index l : labels) partial[static_cast<std::size_t>(l)] += 1.0;
+        });
+    weights = Eigen::Map<const Vector>(counts.data(), static_cast<Index>(m));
+  }
+  const auto weighted_snapshot = [&](train::TrainState& s) {
+    snapshot(s);
+    s.arrays["seed_weights"] = RowMatrix(Eigen::Map<const RowMatrix>(weights.data(), weights.size(), 1));
+  };
+  if (!(r && r->arrays.count("seed_weights")))
+    points.at([&] {
+      train::TrainState s;
+      weighted_snapshot(s);
+      return s;
+    });
   // Weighted k-means++ then weighted Lloyd on the candidates (local; every rank computes
-  // the same).
-  const RowMatrix centers = reduce_lloyd(rows, weights, reduce_seed(rows, weights, k, seed), 0, [](const RowMatrix&, int) {});
+  // the same), resumable at each Lloyd iteration.
+  const bool in_lloyd = r && r->arrays.count("seed_centers");
+  RowMatrix start = in_lloyd ? r->array("seed_centers") : reduce_seed(rows, weights, k, seed);
+  const int lloyd_done = in_lloyd ? static_cast<int>(r->scalar("seed_lloyd_iter")) : 0;
+  const RowMatrix centers = reduce_lloyd(rows, weights, std::move(start), lloyd_done, [&](const RowMatrix& c, int it) {
+    points.at([&] {
+      train::TrainState s;
+      weighted_snapshot(s);
+      s.arrays["seed_centers"] = c;
+      s.scalars["seed_lloyd_iter"] = it;
+      return s;
+    });
+  });
   return pad_centers(centers, k, data_distinct(), method, log);
 }
 
@@ -384,6 +441,13 @@ void warn_empty(const KmeansLloyd& lloyd, const Logger& log) {
     log.warn(std::to_string(lloyd.num_empty_clusters()) + " cluster(s) ended empty and kept their previous center");
 }
 
+// The snapshot after the frame's pass, before any draw: a resume starts the seeding over.
+train::TrainState frame_snapshot() {
+  train::TrainState s;
+  s.scalars["stage"] = 0;
+  return s;
+}
+
 }  // namespace
 
 KmeansResult fit_kmeans(const comm::Communicator& comm, io::BlockSource& source, Index num_samples,
@@ -397,9 +461,18 @@ KmeansResult fit_kmeans(const comm::Communicator& comm, io::BlockSource& source,
     return *frame;
   };
   train::RestartSteps<KmeansLloyd> steps;
-  steps.initial = [&](int, std::uint64_t seed, const train::InitPoints&) {
-    const KmeansFrame& f = get_frame();
-    return KmeansLloyd(init_centers(comm, source, f.origin, config.n_clusters, config.init, seed, config.threads, log), f);
+  steps.initial = [&](int, std::uint64_t seed, const train::InitPoints& points) {
+    if (!frame) {
+      get_frame();
+      // A stop here keeps what a resumed run had.
+      if (points.resumed != nullptr)
+        points.at([&] { return *points.resumed; });
+      else
+        points.at(frame_snapshot);
+    }
+    return KmeansLloyd(init_centers(comm, source, frame->origin, config.n_clusters, config.init, seed, config.threads,
+                                    log, points),
+                       *frame);
   };
   steps.blank = [&] { return KmeansLloyd(RowMatrix(), get_frame()); };
   steps.fit = [&](KmeansLloyd& lloyd, train::EmResult start, const train::IterationHook& hook) {
@@ -423,18 +496,48 @@ KmeansResult fit_kmeans(const comm::Communicator& comm, io::BlockSource& source,
 }
 
 KmeansResult initial_kmeans(const comm::Communicator& comm, io::BlockSource& source, Index num_samples,
-                            const RowVector& mean, Index k, std::uint64_t seed, int threads, const Logger& log) {
+                            const RowVector& mean, Index k, std::uint64_t seed, int threads, const Logger& log,
+                            const train::InitPoints& points) {
   check_k(k, num_samples);
   const KmeansConfig kc;
   log.info("initialising with k-means (k-means|| seeding, then Lloyd)");
   const KmeansFrame frame = kmeans_frame(comm, source, mean, threads);
-  KmeansLloyd lloyd(init_centers(comm, source, frame.origin, k, kc.init, seed, threads, log), frame);
+  const train::TrainState* lloyd_state = points.resumed_in(2);
+  if (points.resumed != nullptr)
+    points.at([&] { return *points.resumed; });
+  else
+    points.at(frame_snapshot);
+  KmeansLloyd lloyd(lloyd_state ? RowMatrix() : init_centers(comm, source, frame.origin, k, kc.init, seed, threads, log, points),
+                    frame);
+  train::EmResult start;
+  if (lloyd_state) {
+    train::TrainState m;
+    const std::string prefix = "km_";
+    for (const auto& [key, value] : lloyd_state->arrays)
+      if (key.rfind(prefix, 0) == 0) m.arrays[key.substr(prefix.size())] = value;
+    for (const auto& [key, value] : lloyd_state->scalars)
+      if (key.rfind(prefix, 0) == 0) m.scalars[key.substr(prefix.size())] = value;
+    lloyd.load_state(m);
+    start = train::load_history(*lloyd_state, "km_");
+  }
   const auto observer = [&](const train::IterationRecord& rec) {
     if (rec.iteration % 10 == 0)
       log.info(fmt::format("  k-means iter {:>4}  inertia {:.6g}  shift/variance {:.3e}  {:.3f} s", rec.iteration,
                            rec.objective, rec.change, rec.seconds));
   };
-  train::EmResult em = train::run_batch_em(comm, source, num_samples, lloyd, {kc.max_iter, kc.tol, threads}, observer);
+  const auto hook = [&](const train::EmResult& so_far) {
+    points.at([&] {
+      train::TrainState s, m;
+      lloyd.save_state(m);
+      for (auto& [key, value] : m.arrays) s.arrays["km_" + key] = std::move(value);
+      for (const auto& [key, value] : m.scalars) s.scalars["km_" + key] = value;
+      train::save_history(so_far, s, "km_");
+      s.scalars["stage"] = 2;
+      return s;
+    });
+  };
+  train::EmResult em =
+      train::run_batch_em(comm, source, num_samples, lloyd, {kc.max_iter, kc.tol, threads}, observer, std::move(start), hook);
   warn_empty(lloyd, log);
   log.info(fmt::format("  k-means {} after {} iterations, inertia {:.6g}", em.converged ? "converged" : "stopped",
                        em.n_iter, em.objective));

@@ -85,11 +85,11 @@ DiscreteFitResult fit_bmm(const comm::Communicator& comm, io::BlockSource& sourc
   const auto blank = [&] { return BmmEm(DiscreteMixture(k, d, DiscreteKind::kBernoulli, c.alpha, c.weight_alpha)); };
   train::RestartSteps<BmmEm> steps;
   steps.blank = blank;
-  steps.initial = [&](int, std::uint64_t seed, const train::InitPoints&) {
+  steps.initial = [&](int, std::uint64_t seed, const train::InitPoints& points) {
     BmmEm em = blank();
     KmeansResult km;
     if (c.init_params == "kmeans") {
-      km = initial_kmeans(comm, source, summary.num_samples, summary.mean, k, seed, c.threads, log);
+      km = initial_kmeans(comm, source, summary.num_samples, summary.mean, k, seed, c.threads, log, points);
     } else if (c.init_params != "random") {
       throw_usage("invalid --init-params '" + c.init_params + "' for bmm (choose kmeans or random)");
     }

@@ -96,9 +96,12 @@ SampledRows sample_rows_d2(const comm::Communicator& comm, io::BlockSource& sour
 /// each round draws exactly 2K rows by weighted sampling without replacement instead of
 /// Bernoulli draws), "k-means++" (Arthur & Vassilvitskii 2007, K passes), "random" (K
 /// distinct rows uniformly). Returns K × D; warns if the data has fewer distinct points
-/// than K. Collective.
+/// than K. Collective. Interruptible: `points.at` is called after every pass over the data
+/// and every Lloyd iteration on the candidates (snapshot: "stage" = 1 and "seed_*" keys),
+/// and a snapshot of stage 1 in `points.resumed` continues from there with the same bits.
 RowMatrix init_centers(const comm::Communicator& comm, io::BlockSource& source, const RowVector& origin, Index k,
-                       const std::string& method, std::uint64_t seed, int threads, const Logger& log);
+                       const std::string& method, std::uint64_t seed, int threads, const Logger& log,
+                       const train::InitPoints& points = {});
 
 struct KmeansConfig {
   Index n_clusters = 8;
@@ -120,7 +123,8 @@ struct KmeansResult {
 
 /// Seeding and Lloyd iterations about the data mean `mean` (DataSummary::mean); with
 /// n_init > 1 keeps the run of lowest inertia. Collective. With `control`, resumes from and
-/// writes checkpoints, and honours stop signals.
+/// writes checkpoints, and honours stop signals after every seeding pass and Lloyd
+/// iteration.
 KmeansResult fit_kmeans(const comm::Communicator& comm, io::BlockSource& source, Index num_samples,
                         const RowVector& mean, const KmeansConfig& config, const Logger& log,
                         const train::IterationObserver& observer, train::FitControl* control = nullptr);
@@ -131,8 +135,10 @@ double kmeans_inertia(const comm::Communicator& comm, io::BlockSource& source, c
 
 /// The k-means a mixture starts from: k-means|| seeding and Lloyd with the defaults of
 /// KmeansConfig for K clusters and this seed, about the data mean `mean`, logged every 10
-/// iterations. Collective.
+/// iterations. Collective. Interruptible through `points` (the seeding's, then "stage" = 2
+/// with the Lloyd centers and history under "km_" keys after every Lloyd iteration).
 KmeansResult initial_kmeans(const comm::Communicator& comm, io::BlockSource& source, Index num_samples,
-                            const RowVector& mean, Index k, std::uint64_t seed, int threads, const Logger& log);
+                            const RowVector& mean, Index k, std::uint64_t seed, int threads, const Logger& log,
+                            const train::InitPoints& points = {});
 
 }  // namespace latent::models
