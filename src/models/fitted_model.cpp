@@ -157,8 +157,11 @@ class GmmModel final : public FittedModel {
 
 class KmeansModel final : public FittedModel {
  public:
+  // Distances are taken about the centers' mean (centred coordinates keep their digits
+  // when a feature is offset far from 0; KmeansFrame).
   KmeansModel(RowMatrix centers, std::string summary)
-      : centers_(std::move(centers)), norms_(centers_.rowwise().squaredNorm()), summary_(std::move(summary)) {}
+      : centers_(std::move(centers)), origin_(centers_.colwise().mean()),
+        centered_(centers_.rowwise() - origin_), norms_(centered_.rowwise().squaredNorm()), summary_(std::move(summary)) {}
   std::string name() const override { return "kmeans"; }
   Index num_features() const override { return centers_.cols(); }
   Index num_components() const override { return centers_.rows(); }
@@ -167,7 +170,7 @@ class KmeansModel final : public FittedModel {
 
   void predict_block(const RowMatrix& x, Vector& score, std::vector<std::int64_t>& labels, RowMatrix* proba) const override {
     RowMatrix dist;
-    squared_distances(x, centers_, norms_, dist);
+    squared_distances(x.rowwise() - origin_, centered_, norms_, dist);
     std::vector<Index> l;
     nearest_centers(dist, l, score);
     score = -score;
@@ -188,6 +191,8 @@ class KmeansModel final : public FittedModel {
 
  private:
   RowMatrix centers_;
+  RowVector origin_;
+  RowMatrix centered_;
   Vector norms_;
   std::string summary_;
 };

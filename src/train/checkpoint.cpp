@@ -293,4 +293,27 @@ void FitControl::boundary(std::int64_t run, std::int64_t iteration, const std::f
                                               : "no --checkpoint-dir was given, so nothing was saved"));
 }
 
+void FitControl::init_boundary(std::int64_t run, const std::function<TrainState()>& snapshot) {
+  heartbeat();
+  double flags[2] = {stop_signal() != 0 ? 1.0 : 0.0, 0.0};
+  if (store_ != nullptr && comm_.is_root()) {
+    const auto& o = store_->options();
+    flags[1] = o.interval_seconds > 0 && now_seconds() - last_write_ >= o.interval_seconds ? 1.0 : 0.0;
+  }
+  comm_.allreduce_max(flags);
+  const bool stop = flags[0] > 0, due = flags[1] > 0;
+  if (store_ != nullptr && (stop || due)) {
+    const TrainState state = snapshot();
+    comm::run_agreed(comm_, [&] {
+      if (comm_.is_root()) store_->write(state, run, 0);
+    });
+    last_write_ = now_seconds();
+  }
+  if (stop)
+    throw Error(ErrorKind::kRequeue,
+                fmt::format("stopped by a signal during initialisation {} (before its first iteration); {}", run + 1,
+                            store_ != nullptr ? "checkpoint written to " + store_->options().dir + "; rerun with --resume"
+                                              : "no --checkpoint-dir was given, so nothing was saved"));
+}
+
 }  // namespace latent::train

@@ -2,8 +2,13 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
+#include <map>
+#include <sstream>
+
 #include "../support/fixtures.hpp"
 #include "../support/pipeline.hpp"
+#include "latent/models/gmm/gmm_fit.hpp"
 #include "latent/train/data_summary.hpp"
 
 namespace latent::models {
@@ -33,7 +38,7 @@ TEST(Kmeans, LloydStepByHand) {
   // Points 0, 1 (near center 0) and 10, 12 (near center 1): new centers 0.5 and 11.
   RowMatrix c(2, 1);
   c << 0, 10;
-  KmeansLloyd lloyd(c, 1.0);
+  KmeansLloyd lloyd(c, KmeansFrame{RowVector::Zero(1), 1.0});
   io::DenseBlock b;
   b.x.resize(4, 1);
   b.x << 0, 1, 10, 12;
@@ -62,7 +67,7 @@ TEST_P(KmeansInit, FindsKnownClusters) {
   c.init = GetParam();
   c.threads = 2;
   c.n_init = 3;
-  const auto fit = fit_kmeans(comm, *source, summary.num_samples, summary.variance.mean(), c, Logger::silent(), {});
+  const auto fit = fit_kmeans(comm, *source, summary.num_samples, summary.mean, c, Logger::silent(), {});
   EXPECT_LT(latent::testing::worst_center_error(fit.centers, centers), 0.2);
   // Inertia of unit-variance blobs: about N·D.
   EXPECT_NEAR(fit.inertia / (2000.0 * 5), 1.0, 0.1);
@@ -86,11 +91,220 @@ TEST(Kmeans, SeedingDrawsDistinctRowsAndNeverRowsAtDistanceZero) {
   auto source = latent::testing::make_source(comm, dir / "d", 3);
   RowMatrix centers(1, 1);
   centers << 0;
-  const auto s = sample_rows_d2(comm, *source, centers, 5, 1, 1, 1);
+  const auto s = sample_rows_d2(comm, *source, RowVector::Zero(1), centers, 5, 1, 1, 1);
   ASSERT_EQ(s.rows.rows(), 2);  // only rows 8 and 9 have positive weight
   std::vector<Index> ids = s.ids;
   std::sort(ids.begin(), ids.end());
   EXPECT_EQ(ids, (std::vector<Index>{8, 9}));
+}
+
+bool same_bits(const RowMatrix& a, const RowMatrix& b) {
+  return a.rows() == b.rows() && a.cols() == b.cols() &&
+         (a.size() == 0 || std::memcmp(a.data(), b.data(), static_cast<std::size_t>(a.size()) * sizeof(double)) == 0);
+}
+
+// The label of every row under fitted centers (data coordinates).
+std::vector<Index> labels_of(const RowMatrix& x, const KmeansResult& km) {
+  const RowMatrix resp = hard_responsibilities(x, km.centered_centers, km.centered_centers.rowwise().squaredNorm(),
+                                               km.frame.origin);
+  std::vector<Index> out(static_cast<std::size_t>(x.rows()));
+  for (Index i = 0; i < x.rows(); ++i) resp.row(i).maxCoeff(&out[static_cast<std::size_t>(i)]);
+  return out;
+}
+
+// True if b relabels a by a one-to-one map.
+bool same_partition(const std::vector<Index>& a, const std::vector<Index>& b) {
+  std::map<Index, Index> ab, ba;
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (ab.emplace(a[i], b[i]).first->second != b[i] || ba.emplace(b[i], a[i]).first->second != a[i]) return false;
+  return true;
+}
+
+// Issue 19: one column offset by 1e8 or 1e12 (a timestamp, a coordinate in metres). k-means
+// and the GMM are translation invariant, so the fits must be those of the data without the
+// offset. Before k-means worked about the data mean, the expansion ||x||² − 2x·c + ||c||²
+// lost every digit: inertia wrong by 10x at 1e8, empty clusters at 1e12, and the GMM's
+// k-means start (and so its bound) off. The column lies on a 2^-10 grid, so x + 1e12 is
+// exact and the offset data are the same points moved.
+TEST(Kmeans, AnOffsetColumnGivesTheFitOfTheDataWithoutIt) {
+  const auto comm = comm::Communicator::world();
+  TempDir dir("km-offset");
+  RowMatrix base = blobs(6000, 4, 5, 11, nullptr, 10.0, 1.0);
+  base.col(1) = ((base.col(1).array() * 1024.0).round() / 1024.0).matrix();
+  struct Fit {
+    KmeansResult km;
+    std::vector<Index> labels;
+    double gmm_bound = 0;
+  };
+  const auto fit_with = [&](double offset, const std::string& name) {
+    RowMatrix x = base;
+    x.col(1).array() += offset;
+    auto source = latent::testing::write_and_open(comm, dir / name, x, {2500, 3500}, 512);
+    const auto summary = train::summarize(comm, *source, 2);
+    KmeansConfig c;
+    c.n_clusters = 5;
+    c.n_init = 4;
+    c.threads = 2;
+    Fit f;
+    f.km = fit_kmeans(comm, *source, summary.num_samples, summary.mean, c, Logger::silent(), {});
+    f.labels = labels_of(x, f.km);
+    GmmConfig g;
+    g.n_components = 5;
+    g.covariance_type = CovarianceType::kDiag;
+    g.threads = 2;
+    f.gmm_bound = fit_gmm(comm, *source, summary, g, Logger::silent(), {}).em.objective;
+    return f;
+  };
+  const Fit ref = fit_with(0.0, "base");
+  EXPECT_NEAR(ref.km.inertia / (6000.0 * 4), 1.0, 0.1);  // unit-variance blobs, found
+  for (const double offset : {1e8, 1e12}) {
+    const Fit f = fit_with(offset, offset == 1e8 ? "e8" : "e12");
+    EXPECT_NEAR(f.km.inertia, ref.km.inertia, 1e-9 * ref.km.inertia) << offset;
+    EXPECT_TRUE(same_partition(ref.labels, f.labels)) << offset;
+    RowMatrix moved_back = f.km.centers;
+    moved_back.col(1).array() -= offset;
+    EXPECT_LT(latent::testing::worst_center_error(moved_back, ref.km.centers), 1e-3) << offset;  // ulp of 1e12: 1.2e-4
+    EXPECT_TRUE(f.km.em.converged) << offset;
+    EXPECT_EQ(f.km.em.n_iter, ref.km.em.n_iter) << offset;
+    // nats/sample: the mixture keeps its means in the data's coordinates, where an ulp of
+    // 1e12 is 1.2e-4 (the fit's bound before: off by units).
+    EXPECT_NEAR(f.gmm_bound, ref.gmm_bound, 1e-6) << offset;
+  }
+}
+
+// Issue 19: a float32 column held at 3e38. Its squares (9e76) swamped the other features in
+// the distances, every row seemed at distance 0 from the first center, and the seeding
+// warned that 20,000 distinct rows were "only 1 distinct points". About the data mean
+// the column is 0 and the fit is that of the other columns.
+TEST(Kmeans, AFloat32ColumnHeldAt3e38IsNotOneDistinctPoint) {
+  const auto comm = comm::Communicator::world();
+  TempDir dir("km-3e38");
+  RowMatrix x = blobs(20000, 3, 4, 12, nullptr, 10.0, 1.0);
+  x.col(2).setConstant(3e38);
+  RowMatrix without = x;
+  without.col(2).setZero();
+  const auto fit_of = [&](const RowMatrix& data, const std::string& name, std::string& log_text) {
+    if (comm.is_root()) {
+      std::filesystem::create_directories(dir / name);
+      latent::testing::write_shard(dir / name + "/part-00000.h5", data, {}, io::DType::kFloat32);
+    }
+    comm.barrier();
+    auto source = latent::testing::make_source(comm, dir / name, 1024);
+    const auto summary = train::summarize(comm, *source, 2);
+    KmeansConfig c;
+    c.n_clusters = 4;
+    c.threads = 2;
+    std::ostringstream out;
+    const Logger log(&out, comm.is_root());
+    const KmeansResult km = fit_kmeans(comm, *source, summary.num_samples, summary.mean, c, log, {});
+    log_text = out.str();
+    return km;
+  };
+  std::string huge_log, plain_log;
+  const KmeansResult huge = fit_of(x, "huge", huge_log);
+  const KmeansResult plain = fit_of(without, "plain", plain_log);
+  EXPECT_EQ(huge_log.find("distinct"), std::string::npos) << huge_log;
+  EXPECT_EQ(huge_log.find("empty"), std::string::npos) << huge_log;
+  EXPECT_NEAR(huge.inertia / (20000.0 * 2), 1.0, 0.1);
+  EXPECT_NEAR(huge.inertia, plain.inertia, 1e-9 * plain.inertia);
+  EXPECT_TRUE((huge.centers.col(2).array() == static_cast<double>(3e38f)).all()) << huge.centers;
+}
+
+// A seeding weight is 0 exactly when the row equals a center: rows 1e-7 from a center at
+// 1e3 (squared distance 1e-14, below the expansion's rounding error of ~1e-9 there) are
+// still drawn.
+TEST(Kmeans, SeedingWeighsNearDuplicatesAboveZero) {
+  const auto comm = comm::Communicator::world();
+  TempDir dir("seed-near");
+  RowMatrix x(6, 2);
+  x << 1000, 0, 1000 + 1e-7, 0, 1000 + 2e-7, 0, 1000, 3e-7, -1000, 0, 1000, 0;
+  if (comm.is_root()) latent::testing::write_shards(dir / "d", x, {6});
+  comm.barrier();
+  auto source = latent::testing::make_source(comm, dir / "d", 4);
+  RowMatrix centers(1, 2);
+  centers << 1000, 0;
+  const auto s = sample_rows_d2(comm, *source, RowVector::Zero(2), centers, 10, 1, 1, 1);
+  std::vector<Index> ids = s.ids;
+  std::sort(ids.begin(), ids.end());
+  EXPECT_EQ(ids, (std::vector<Index>{1, 2, 3, 4}));  // rows 0 and 5 equal the center
+}
+
+// Issue 19: the seeding stops at every pass over the data and every Lloyd iteration on the
+// k-means|| candidates; resumed from any of those snapshots it gives the same bits.
+class KmeansSeedingResume : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(KmeansSeedingResume, FromEverySnapshotGivesTheSameBits) {
+  const auto comm = comm::Communicator::world();
+  TempDir dir("seed-resume");
+  const RowMatrix x = blobs(3000, 3, 6, 21, nullptr, 5.0, 1.0);
+  auto source = latent::testing::write_and_open(comm, dir / "d", x, {1000, 2000}, 256);
+  const auto summary = train::summarize(comm, *source, 2);
+  const Index k = 6;
+  const RowMatrix plain = init_centers(comm, *source, summary.mean, k, GetParam(), 5, 2, Logger::silent());
+  std::vector<train::TrainState> snapshots;
+  train::InitPoints record;
+  record.point = [&](const std::function<train::TrainState()>& snapshot) { snapshots.push_back(snapshot()); };
+  const RowMatrix recorded = init_centers(comm, *source, summary.mean, k, GetParam(), 5, 2, Logger::silent(), record);
+  EXPECT_TRUE(same_bits(plain, recorded));
+  // random: one pass; k-means++: K passes; k-means||: 6 passes, the weights, Lloyd iterations.
+  const std::size_t expected = GetParam() == "random" ? 1 : GetParam() == "k-means++" ? 6 : 8;
+  if (GetParam() == "k-means||")
+    EXPECT_GE(snapshots.size(), expected);
+  else
+    EXPECT_EQ(snapshots.size(), expected);
+  for (std::size_t i = 0; i < snapshots.size(); ++i) {
+    EXPECT_EQ(snapshots[i].scalar("stage"), 1.0);
+    train::InitPoints resume;
+    resume.resumed = &snapshots[i];
+    std::size_t later = 0;
+    resume.point = [&](const std::function<train::TrainState()>&) { ++later; };
+    const RowMatrix again = init_centers(comm, *source, summary.mean, k, GetParam(), 5, 1, Logger::silent(), resume);
+    EXPECT_TRUE(same_bits(plain, again)) << "snapshot " << i;
+    EXPECT_EQ(later, snapshots.size() - 1 - i) << "snapshot " << i;  // only the points after it
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Methods, KmeansSeedingResume, ::testing::Values("k-means||", "k-means++", "random"),
+                         [](const auto& p) {
+                           return p.param == "k-means||" ? std::string("kmeans_parallel")
+                                  : p.param == "k-means++" ? std::string("kmeans_plusplus")
+                                                           : p.param;
+                         });
+
+// Issue 19: the GMM's k-means start stops after its frame pass, every seeding pass and every
+// Lloyd iteration; resumed from any of those snapshots it gives the same mixture.
+TEST(Kmeans, MixtureInitialisationResumesFromEverySnapshotWithTheSameBits) {
+  const auto comm = comm::Communicator::world();
+  TempDir dir("gmm-init-resume");
+  const RowMatrix x = blobs(3000, 3, 4, 23, nullptr, 3.0, 1.0);
+  auto source = latent::testing::write_and_open(comm, dir / "d", x, {1500, 1500}, 256);
+  const auto summary = train::summarize(comm, *source, 2);
+  for (const auto type : {CovarianceType::kFull, CovarianceType::kDiag}) {
+    GmmConfig g;
+    g.n_components = 4;
+    g.covariance_type = type;
+    g.threads = 2;
+    const Gmm plain = initial_gmm(comm, *source, summary, g, 9, Logger::silent());
+    std::vector<train::TrainState> snapshots;
+    train::InitPoints record;
+    record.point = [&](const std::function<train::TrainState()>& snapshot) { snapshots.push_back(snapshot()); };
+    const Gmm recorded = initial_gmm(comm, *source, summary, g, 9, Logger::silent(), record);
+    EXPECT_TRUE(same_bits(plain.means(), recorded.means()));
+    std::map<double, int> stages;
+    for (const auto& s : snapshots) ++stages[s.scalar("stage")];
+    EXPECT_EQ(stages[0], 1);   // after the frame pass
+    EXPECT_GE(stages[1], 8);   // seeding
+    EXPECT_GE(stages[2], 2);   // Lloyd iterations
+    for (std::size_t i = 0; i < snapshots.size(); ++i) {
+      train::InitPoints resume;
+      resume.resumed = &snapshots[i];
+      const Gmm again = initial_gmm(comm, *source, summary, g, 9, Logger::silent(), resume);
+      EXPECT_TRUE(same_bits(plain.weights(), again.weights())) << to_string(type) << " snapshot " << i;
+      EXPECT_TRUE(same_bits(plain.means(), again.means())) << to_string(type) << " snapshot " << i;
+      EXPECT_TRUE(same_bits(plain.covariances(), again.covariances())) << to_string(type) << " snapshot " << i;
+    }
+  }
 }
 
 }  // namespace

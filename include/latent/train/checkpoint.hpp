@@ -91,6 +91,25 @@ class CheckpointStore {
   RunIdentity run_;
 };
 
+/// The interruption points of a long initialisation (k-means|| seeding, the k-means that
+/// starts a mixture; README.md "Checkpoints, preemption and faults"). The initialisation
+/// calls at() at each of its boundaries with a snapshot of its progress; after a stop
+/// there, the fit resumes with `resumed` pointing at that snapshot and continues from it
+/// with the same bits. Both empty: no checkpoints (at() does nothing) and a fresh start.
+struct InitPoints {
+  const TrainState* resumed = nullptr;
+  std::function<void(const std::function<TrainState()>& snapshot)> point;
+  void at(const std::function<TrainState()>& snapshot) const {
+    if (point) point(snapshot);
+  }
+  /// The resumed snapshot if it was taken in `stage` (its scalar "stage"), else null.
+  const TrainState* resumed_in(double stage) const {
+    if (resumed == nullptr) return nullptr;
+    const auto it = resumed->scalars.find("stage");
+    return it != resumed->scalars.end() && it->second == stage ? resumed : nullptr;
+  }
+};
+
 /// Drives checkpoints, stop signals and boundary faults for one fit. Collective calls.
 class FitControl {
  public:
@@ -114,6 +133,13 @@ class FitControl {
   /// stop was requested and whether a checkpoint is due, writes `snapshot()` if so, and
   /// throws Error(kRequeue) on every rank after a stop.
   void boundary(std::int64_t run, std::int64_t iteration, const std::function<TrainState()>& snapshot);
+
+  /// Inside an initialisation (after a k-means|| seeding round, a Lloyd iteration of the
+  /// k-means that starts a mixture): agrees across ranks whether a stop was requested and
+  /// whether `--checkpoint-interval` makes a checkpoint due (`--checkpoint-every` counts EM
+  /// iterations and is not applied here), writes `snapshot()` as checkpoint (run, 0) if
+  /// so, and throws Error(kRequeue) on every rank after a stop. Collective.
+  void init_boundary(std::int64_t run, const std::function<TrainState()>& snapshot);
 
  private:
   const comm::Communicator& comm_;

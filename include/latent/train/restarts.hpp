@@ -6,7 +6,10 @@
 ///
 /// Checkpoint keys: the current model's state (Model::save_state) and history, "run",
 /// "has_best", and for the best run "best_model_<key>" (its state), its history with prefix
-/// "best_", "best_run" and "best_score".
+/// "best_", "best_run" and "best_score". A checkpoint taken inside an initialisation
+/// (InitPoints) has "in_init" = 1 and the initialisation's snapshot under "init_<key>"
+/// instead of the current model's state and history; resuming it calls `initial` again
+/// with that snapshot.
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -34,8 +37,10 @@ struct BestRun {
 /// What a model gives the driver. Every function is called on every rank (collective).
 template <class Model>
 struct RestartSteps {
-  /// The starting model of run `run` drawn from `seed` (restart_seed of the run).
-  std::function<Model(int run, std::uint64_t seed)> initial;
+  /// The starting model of run `run` drawn from `seed` (restart_seed of the run). A long
+  /// initialisation calls `points.at` at its boundaries (a stop there checkpoints its
+  /// snapshot) and continues from `points.resumed` when it is set; others ignore `points`.
+  std::function<Model(int run, std::uint64_t seed, const InitPoints& points)> initial;
   /// A model to load_state() a checkpoint into.
   std::function<Model()> blank;
   /// EM from `model`, continuing `start` (a resumed run's history; empty otherwise), with
@@ -54,8 +59,19 @@ BestRun<Model> run_restarts(FitControl* control, int n_init, std::uint64_t seed,
   const std::optional<TrainState> resumed = control ? control->resume() : std::nullopt;
   std::optional<BestRun<Model>> best;
   int first = 0;
+  // A checkpoint taken inside the initialisation of run `first`: its snapshot.
+  std::optional<TrainState> resumed_init;
   if (resumed) {
     first = static_cast<int>(resumed->scalar("run"));
+    const auto in_init = resumed->scalars.find("in_init");
+    if (in_init != resumed->scalars.end() && in_init->second != 0) {
+      const std::string prefix = "init_";
+      resumed_init.emplace();
+      for (const auto& [key, value] : resumed->arrays)
+        if (key.rfind(prefix, 0) == 0) resumed_init->arrays[key.substr(prefix.size())] = value;
+      for (const auto& [key, value] : resumed->scalars)
+        if (key.rfind(prefix, 0) == 0) resumed_init->scalars[key.substr(prefix.size())] = value;
+    }
     if (resumed->scalar("has_best") != 0) {
       const std::string prefix = "best_model_";
       TrainState b;
@@ -72,8 +88,37 @@ BestRun<Model> run_restarts(FitControl* control, int n_init, std::uint64_t seed,
   const int runs = std::max(1, n_init);
   for (int run = first; run < runs; ++run) {
     if (runs > 1) log.info("initialisation " + std::to_string(run + 1) + " of " + std::to_string(runs));
-    const bool resuming = resumed && run == first;
-    Model model = resuming ? steps.blank() : steps.initial(run, restart_seed(seed, run));
+    // The run and the best so far, which every checkpoint of this run carries.
+    const auto add_restart_state = [&](TrainState& s) {
+      s.scalars["run"] = run;
+      s.scalars["has_best"] = best ? 1.0 : 0.0;
+      if (best) {
+        TrainState b;
+        best->model.save_state(b);
+        for (auto& [key, value] : b.arrays) s.arrays["best_model_" + key] = std::move(value);
+        for (const auto& [key, value] : b.scalars) s.scalars["best_model_" + key] = value;
+        save_history(best->em, s, "best_");
+        s.scalars["best_run"] = best->run;
+        s.scalars["best_score"] = best->score;
+      }
+    };
+    const bool resuming_init = resumed_init && run == first;
+    const bool resuming = resumed && run == first && !resuming_init;
+    InitPoints points;
+    if (resuming_init) points.resumed = &*resumed_init;
+    if (control)
+      points.point = [&](const std::function<TrainState()>& snapshot) {
+        control->init_boundary(run, [&] {
+          TrainState s;
+          TrainState init = snapshot();
+          for (auto& [key, value] : init.arrays) s.arrays["init_" + key] = std::move(value);
+          for (const auto& [key, value] : init.scalars) s.scalars["init_" + key] = value;
+          s.scalars["in_init"] = 1.0;
+          add_restart_state(s);
+          return s;
+        });
+      };
+    Model model = resuming ? steps.blank() : steps.initial(run, restart_seed(seed, run), points);
     if (resuming) model.load_state(*resumed);
     IterationHook hook;
     if (control)
@@ -82,17 +127,7 @@ BestRun<Model> run_restarts(FitControl* control, int n_init, std::uint64_t seed,
           TrainState s;
           model.save_state(s);
           save_history(so_far, s);
-          s.scalars["run"] = run;
-          s.scalars["has_best"] = best ? 1.0 : 0.0;
-          if (best) {
-            TrainState b;
-            best->model.save_state(b);
-            for (auto& [key, value] : b.arrays) s.arrays["best_model_" + key] = std::move(value);
-            for (const auto& [key, value] : b.scalars) s.scalars["best_model_" + key] = value;
-            save_history(best->em, s, "best_");
-            s.scalars["best_run"] = best->run;
-            s.scalars["best_score"] = best->score;
-          }
+          add_restart_state(s);
           return s;
         });
       };

@@ -267,12 +267,12 @@ BgmmFitResult fit_bgmm(const comm::Communicator& comm, io::BlockSource& source, 
   const auto blank = [&] { return Bgmm(c, d, summary.mean, summary.mean, psi0); };
   train::RestartSteps<Bgmm> steps;
   steps.blank = blank;
-  steps.initial = [&](int, std::uint64_t seed) {
+  steps.initial = [&](int, std::uint64_t seed, const train::InitPoints& points) {
     // Initial responsibilities: k-means (hard) or uniform random, then an M-step.
     Bgmm model = blank();
     KmeansResult km;
     if (c.init_params == "kmeans") {
-      km = initial_kmeans(comm, source, summary.num_samples, summary.variance.mean(), k, seed, c.threads, log);
+      km = initial_kmeans(comm, source, summary.num_samples, summary.mean, k, seed, c.threads, log, points);
     } else if (c.init_params != "random") {
       throw_usage("invalid --init-params '" + c.init_params + "' for bgmm (kmeans or random)");
     }
@@ -280,9 +280,9 @@ BgmmFitResult fit_bgmm(const comm::Communicator& comm, io::BlockSource& source, 
     acc.set_center(summary.mean);
     const RowMatrix shift = c.init_params == "kmeans" ? km.centers : summary.mean.replicate(k, 1);
     acc.set_component_shift(shift);
-    const Vector norms = km.centers.rowwise().squaredNorm();
+    const Vector norms = km.centered_centers.rowwise().squaredNorm();
     std::vector<double> stats = train::reduce_global(comm, source, model.num_stats(), c.threads, [&](const io::DenseBlock& b, std::span<double> p) {
-      const RowMatrix resp = c.init_params == "kmeans" ? hard_responsibilities(b.x, km.centers, norms)
+      const RowMatrix resp = c.init_params == "kmeans" ? hard_responsibilities(b.x, km.centered_centers, norms, km.frame.origin)
                                                        : random_responsibilities(b.x.rows(), b.ref.global_row_begin, k, seed);
       acc.accumulate(b.x, resp, p);
     });

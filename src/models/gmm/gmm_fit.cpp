@@ -32,7 +32,7 @@ void initialise_from_resp(const comm::Communicator& comm, io::BlockSource& sourc
 }  // namespace
 
 Gmm initial_gmm(const comm::Communicator& comm, io::BlockSource& source, const train::DataSummary& summary,
-                const GmmConfig& c, std::uint64_t seed, const Logger& log) {
+                const GmmConfig& c, std::uint64_t seed, const Logger& log, const train::InitPoints& points) {
   const Index k = c.n_components, d = source.info().num_features;
   Gmm gmm(k, d, c.covariance_type, c.reg_covar);
   gmm.set_center(summary.mean);
@@ -74,23 +74,11 @@ Gmm initial_gmm(const comm::Communicator& comm, io::BlockSource& source, const t
                               to_string(start.covariance_type()), k, d, to_string(c.covariance_type)));
     gmm.set_parameters(start.weights(), start.means(), start.covariances());
   } else if (c.init_params == "kmeans") {
-    KmeansConfig kc;
-    kc.n_clusters = k;
-    kc.seed = seed;
-    kc.threads = c.threads;
-    const double mean_var = summary.variance.mean();
-    log.info("initialising with k-means (k-means|| seeding, then Lloyd; --init-params selects other schemes)");
-    const KmeansResult km = fit_kmeans(comm, seeding, summary.num_samples, mean_var, kc, log, [&](const train::IterationRecord& r) {
-      if (r.iteration % 10 == 0)
-        log.info(fmt::format("  k-means iter {:>4}  inertia {:.6g}  shift/variance {:.3e}  {:.3f} s", r.iteration, r.objective,
-                             r.change, r.seconds));
-    });
-    log.info(fmt::format("  k-means {} after {} iterations, inertia {:.6g}", km.em.converged ? "converged" : "stopped",
-                         km.em.n_iter, km.inertia));
+    const KmeansResult km = initial_kmeans(comm, seeding, summary.num_samples, summary.mean, k, seed, c.threads, log, points);
     if (c.covariance_type == CovarianceType::kFull) gmm.set_component_shift(km.centers);
-    const Vector norms = km.centers.rowwise().squaredNorm();
+    const Vector norms = km.centered_centers.rowwise().squaredNorm();
     initialise_from_resp(comm, source, gmm, c.threads, [&](const io::DenseBlock& b, RowMatrix& resp) {
-      resp = hard_responsibilities(fill_nan(b.x), km.centers, norms);
+      resp = hard_responsibilities(fill_nan(b.x), km.centered_centers, norms, km.frame.origin);
     });
   } else if (c.init_params == "random") {
     initialise_from_resp(comm, source, gmm, c.threads, [&](const io::DenseBlock& b, RowMatrix& resp) {
@@ -99,8 +87,10 @@ Gmm initial_gmm(const comm::Communicator& comm, io::BlockSource& source, const t
   } else if (c.init_params == "k-means++" || c.init_params == "random_from_data") {
     // As scikit-learn: responsibilities concentrated on K chosen rows, so the means are
     // those rows and every covariance is reg_covar on the diagonal.
-    const RowMatrix rows =
-        init_centers(comm, seeding, k, c.init_params == "k-means++" ? "k-means++" : "random", seed, c.threads, log);
+    const RowMatrix rows = init_centers(comm, seeding, summary.mean, k, c.init_params == "k-means++" ? "k-means++" : "random",
+                                        seed, c.threads, log, points)
+                               .rowwise() +
+                           summary.mean;
     RowMatrix cov;
     switch (c.covariance_type) {
       case CovarianceType::kFull:
@@ -134,7 +124,9 @@ GmmFitResult fit_gmm(const comm::Communicator& comm, io::BlockSource& source, co
     return g;
   };
   train::RestartSteps<Gmm> steps;
-  steps.initial = [&](int, std::uint64_t seed) { return initial_gmm(comm, source, summary, config, seed, log); };
+  steps.initial = [&](int, std::uint64_t seed, const train::InitPoints& points) {
+    return initial_gmm(comm, source, summary, config, seed, log, points);
+  };
   steps.blank = blank;
   steps.fit = [&](Gmm& gmm, train::EmResult start, const train::IterationHook& hook) {
     return train::run_batch_em(comm, source, summary.num_samples, gmm, {config.max_iter, config.tol, config.threads},

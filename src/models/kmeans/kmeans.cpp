@@ -8,6 +8,8 @@
 #include <mutex>
 #include <optional>
 
+#include <fmt/format.h>
+
 #include "latent/core/error.hpp"
 #include "latent/core/rng.hpp"
 #include "latent/train/block_reduce.hpp"
@@ -40,25 +42,54 @@ void nearest_centers(const RowMatrix& sq_dist, std::vector<Index>& labels, Vecto
   }
 }
 
-KmeansLloyd::KmeansLloyd(RowMatrix centers, double mean_variance)
-    : centers_(std::move(centers)), sq_norms_(centers_.rowwise().squaredNorm()), mean_variance_(mean_variance) {}
+KmeansFrame kmeans_frame(const comm::Communicator& comm, io::BlockSource& source, const RowVector& mean, int threads) {
+  const Index d = source.info().num_features;
+  const auto nd = static_cast<std::size_t>(d);
+  const std::vector<double> s =
+      train::reduce_global(comm, source, nd + 1, threads, [&](const io::DenseBlock& b, std::span<double> partial) {
+        Eigen::Map<RowVector> q(partial.data(), d);
+        const RowMatrix xc = b.x.rowwise() - mean;
+        q = xc.array().isNaN().select(0.0, xc).array().square().colwise().sum().matrix();
+        partial[nd] = static_cast<double>(b.x.rows());
+      });
+  KmeansFrame f;
+  f.origin = mean;
+  f.mean_variance = d > 0 ? (Eigen::Map<const RowVector>(s.data(), d) / std::max(1.0, s[nd])).mean() : 0.0;
+  return f;
+}
+
+KmeansLloyd::KmeansLloyd(RowMatrix centers, KmeansFrame frame)
+    : centers_(std::move(centers)), sq_norms_(centers_.rowwise().squaredNorm()), frame_(std::move(frame)) {}
+
+void KmeansLloyd::save_state(train::TrainState& state) const {
+  state.arrays["centers"] = centers_;
+  state.scalars["num_empty"] = static_cast<double>(num_empty_);
+}
+
+void KmeansLloyd::load_state(const train::TrainState& state) {
+  centers_ = state.array("centers");
+  sq_norms_ = centers_.rowwise().squaredNorm();
+  const auto it = state.scalars.find("num_empty");
+  num_empty_ = it == state.scalars.end() ? 0 : static_cast<Index>(it->second);
+}
 
 std::size_t KmeansLloyd::num_stats() const {
   return static_cast<std::size_t>(1 + centers_.rows() + centers_.rows() * centers_.cols());
 }
 
 void KmeansLloyd::e_step_block(const io::DenseBlock& block, std::span<double> partial) const {
-  // Row tiles keep the distance GEMM's operands in cache (fixed size: deterministic).
+  // Row tiles keep the distance GEMM's operands in cache (fixed size: deterministic); each
+  // tile is centred on the frame's origin as it is used.
   constexpr Index kTileRows = 128;
   const Index k = centers_.rows(), d = centers_.cols();
   double* counts = partial.data() + 1;
   Eigen::Map<RowMatrix> sums(partial.data() + 1 + k, k, d);
-  RowMatrix dist;
+  RowMatrix tile, dist;
   std::vector<Index> labels;
   Vector min_d;
   for (Index r0 = 0; r0 < block.x.rows(); r0 += kTileRows) {
     const Index n = std::min(kTileRows, block.x.rows() - r0);
-    const auto tile = block.x.middleRows(r0, n);
+    tile = block.x.middleRows(r0, n).rowwise() - frame_.origin;
     squared_distances(tile, centers_, sq_norms_, dist);
     nearest_centers(dist, labels, min_d);
     partial[0] += min_d.sum();
@@ -85,7 +116,7 @@ train::EmModel::Step KmeansLloyd::m_step(std::span<const double> stats) {
   const double shift = (next - centers_).squaredNorm();
   centers_ = std::move(next);
   sq_norms_ = centers_.rowwise().squaredNorm();
-  return Step{stats[0], mean_variance_ > 0 ? shift / mean_variance_ : shift};
+  return Step{stats[0], frame_.mean_variance > 0 ? shift / frame_.mean_variance : shift};
 }
 
 namespace {
@@ -103,8 +134,57 @@ void keep_best(std::vector<Candidate>& list, Index count) {
   if (static_cast<Index>(list.size()) > count) list.resize(static_cast<std::size_t>(count));
 }
 
-// Weighted k-means++ followed by weighted Lloyd on a small candidate set (local, serial).
-RowMatrix reduce_candidates(const RowMatrix& cand, const Vector& weight, Index k, std::uint64_t seed) {
+// Each row's squared distance to its nearest center. The expansion in squared_distances
+// errs by up to about (D + 2)ε(||x||² + ||c||²); an entry that small is recomputed as
+// Σ(x − c)², so a distance is 0 exactly when the row equals the center.
+Vector min_sq_distances(const RowMatrix& x, const RowMatrix& centers, const Vector& center_norms) {
+  RowMatrix dist;
+  squared_distances(x, centers, center_norms, dist);
+  Vector min_d = dist.rowwise().minCoeff();
+  const Vector x_sq = x.rowwise().squaredNorm();
+  const double u = 4.0 * static_cast<double>(x.cols() + 2) * std::numeric_limits<double>::epsilon();
+  const double max_norm = center_norms.maxCoeff();
+  for (Index i = 0; i < dist.rows(); ++i) {
+    if (min_d[i] > u * (x_sq[i] + max_norm)) continue;  // no entry of the row is that small
+    for (Index k = 0; k < dist.cols(); ++k)
+      if (dist(i, k) <= u * (x_sq[i] + center_norms[k])) dist(i, k) = (x.row(i) - centers.row(k)).squaredNorm();
+    min_d[i] = dist.row(i).minCoeff();
+  }
+  return min_d;
+}
+
+// The Lloyd iterations of the candidate reduction (weighted, local, serial), from
+// `centers` after `done` iterations; `at_iteration(centers, done)` after each one that
+// moved a center (a stop point). At most 300 iterations in all.
+RowMatrix reduce_lloyd(const RowMatrix& cand, const Vector& weight, RowMatrix centers, int done,
+                       const std::function<void(const RowMatrix&, int)>& at_iteration) {
+  const Index k = centers.rows(), m = cand.rows();
+  for (int it = done; it < 300; ++it) {
+    RowMatrix dist;
+    squared_distances(cand, centers, centers.rowwise().squaredNorm(), dist);
+    std::vector<Index> labels;
+    Vector min_d;
+    nearest_centers(dist, labels, min_d);
+    RowMatrix sums = RowMatrix::Zero(k, cand.cols());
+    Vector w = Vector::Zero(k);
+    for (Index i = 0; i < m; ++i) {
+      sums.row(labels[static_cast<std::size_t>(i)]) += weight[i] * cand.row(i);
+      w[labels[static_cast<std::size_t>(i)]] += weight[i];
+    }
+    RowMatrix next = centers;
+    for (Index j = 0; j < k; ++j)
+      if (w[j] > 0) next.row(j) = sums.row(j) / w[j];
+    const bool same = next == centers;
+    centers = std::move(next);
+    if (same) break;
+    at_iteration(centers, it + 1);
+  }
+  return centers;
+}
+
+// Weighted k-means++ on a small candidate set (local, serial): the starting centers of
+// reduce_lloyd.
+RowMatrix reduce_seed(const RowMatrix& cand, const Vector& weight, Index k, std::uint64_t seed) {
   const Index m = cand.rows();
   RowMatrix centers(k, cand.cols());
   Vector best = Vector::Constant(m, std::numeric_limits<double>::infinity());
@@ -132,48 +212,23 @@ RowMatrix reduce_candidates(const RowMatrix& cand, const Vector& weight, Index k
     centers.row(c) = cand.row(pick);
     best = best.cwiseMin((cand.rowwise() - cand.row(pick)).rowwise().squaredNorm());
   }
-  for (int it = 0; it < 300; ++it) {
-    RowMatrix dist;
-    squared_distances(cand, centers, centers.rowwise().squaredNorm(), dist);
-    std::vector<Index> labels;
-    Vector min_d;
-    nearest_centers(dist, labels, min_d);
-    RowMatrix sums = RowMatrix::Zero(k, cand.cols());
-    Vector w = Vector::Zero(k);
-    for (Index i = 0; i < m; ++i) {
-      sums.row(labels[static_cast<std::size_t>(i)]) += weight[i] * cand.row(i);
-      w[labels[static_cast<std::size_t>(i)]] += weight[i];
-    }
-    RowMatrix next = centers;
-    for (Index j = 0; j < k; ++j)
-      if (w[j] > 0) next.row(j) = sums.row(j) / w[j];
-    const bool same = next == centers;
-    centers = std::move(next);
-    if (same) break;
-  }
   return centers;
 }
 
 }  // namespace
 
-SampledRows sample_rows_d2(const comm::Communicator& comm, io::BlockSource& source, const RowMatrix& centers,
-                           Index count, std::uint64_t seed, std::uint64_t round, int threads) {
+SampledRows sample_rows_d2(const comm::Communicator& comm, io::BlockSource& source, const RowVector& origin,
+                           const RowMatrix& centers, Index count, std::uint64_t seed, std::uint64_t round, int threads) {
   const Index d = source.info().num_features;
   const Vector center_norms = centers.rowwise().squaredNorm();
   std::vector<Candidate> local;
   std::mutex mutex;
   comm::run_agreed(comm, [&] {
     train::for_each_block(source, threads, [&](const io::DenseBlock& b) {
-      Vector w;
-      if (centers.rows() > 0) {
-        RowMatrix dist;
-        squared_distances(b.x, centers, center_norms, dist);
-        w = dist.rowwise().minCoeff();
-      } else {
-        w = Vector::Ones(b.x.rows());
-      }
+      const RowMatrix xc = b.x.rowwise() - origin;
+      const Vector w = centers.rows() > 0 ? min_sq_distances(xc, centers, center_norms) : Vector(Vector::Ones(xc.rows()));
       std::vector<Candidate> mine;
-      for (Index i = 0; i < b.x.rows(); ++i) {
+      for (Index i = 0; i < xc.rows(); ++i) {
         if (!(w[i] > 0)) continue;
         const Index id = b.ref.global_row_begin + i;
         CounterRng rng(seed, RngPurpose::kKmeansSeeding, round, static_cast<std::uint64_t>(id));
@@ -182,7 +237,7 @@ SampledRows sample_rows_d2(const comm::Communicator& comm, io::BlockSource& sour
       keep_best(mine, count);
       for (auto& c : mine) {
         const Index i = c.id - b.ref.global_row_begin;
-        c.row.assign(b.x.row(i).data(), b.x.row(i).data() + d);
+        c.row.assign(xc.row(i).data(), xc.row(i).data() + d);
       }
       std::lock_guard lock(mutex);
       local.insert(local.end(), std::make_move_iterator(mine.begin()), std::make_move_iterator(mine.end()));
@@ -221,115 +276,284 @@ RowMatrix append_rows(const RowMatrix& a, const RowMatrix& b) {
   return out;
 }
 
+// Distinct rows of c (exact comparison), by sorting: O(n log n · D).
 Index count_distinct_rows(const RowMatrix& c) {
+  std::vector<Index> order(static_cast<std::size_t>(c.rows()));
+  for (Index i = 0; i < c.rows(); ++i) order[static_cast<std::size_t>(i)] = i;
+  const auto less = [&](Index a, Index b) {
+    for (Index j = 0; j < c.cols(); ++j)
+      if (c(a, j) != c(b, j)) return c(a, j) < c(b, j);
+    return false;
+  };
+  std::sort(order.begin(), order.end(), less);
   Index distinct = 0;
-  for (Index i = 0; i < c.rows(); ++i) {
-    bool seen = false;
-    for (Index j = 0; j < i && !seen; ++j) seen = c.row(j) == c.row(i);
-    distinct += seen ? 0 : 1;
-  }
+  for (std::size_t i = 0; i < order.size(); ++i) distinct += i == 0 || less(order[i - 1], order[i]) ? 1 : 0;
   return distinct;
 }
 
 // Exactly k rows (repeating if fewer were found); warns if fewer than k are distinct.
-RowMatrix pad_centers(const RowMatrix& c, Index k, const Logger& log) {
+// `data_distinct` is the number of distinct points of the data when the seeding proved it
+// (a draw found no further row at a positive distance from the centers), else -1: only
+// then does the warning say the data has that few.
+RowMatrix pad_centers(const RowMatrix& c, Index k, Index data_distinct, const std::string& method, const Logger& log) {
   RowMatrix out(k, c.cols());
   for (Index i = 0; i < k; ++i) out.row(i) = c.row(i % c.rows());
   const Index distinct = count_distinct_rows(out);
-  if (distinct < k)
-    log.warn("the data has only " + std::to_string(distinct) + " distinct points, fewer than n_clusters=" +
-             std::to_string(k) + "; some clusters start identical and will stay empty");
+  if (distinct < k) {
+    if (data_distinct >= 0 && data_distinct < k)
+      log.warn("the data has only " + std::to_string(data_distinct) + " distinct points, fewer than n_clusters=" +
+               std::to_string(k) + "; some clusters start identical and will stay empty");
+    else
+      log.warn("the " + method + " initialisation gave only " + std::to_string(distinct) +
+               " distinct centers for n_clusters=" + std::to_string(k) +
+               "; some clusters start identical and will stay empty (try another --seed or --init)");
+  }
   return out;
 }
 
 }  // namespace
 
-RowMatrix init_centers(const comm::Communicator& comm, io::BlockSource& source, Index k, const std::string& method,
-                       std::uint64_t seed, int threads, const Logger& log) {
+RowMatrix init_centers(const comm::Communicator& comm, io::BlockSource& source, const RowVector& origin, Index k,
+                       const std::string& method, std::uint64_t seed, int threads, const Logger& log,
+                       const train::InitPoints& points) {
+  if (method != "random" && method != "k-means++" && method != "k-means||")
+    throw_usage("unknown init '" + method + "' (choose k-means||, k-means++ or random)");
   const Index d = source.info().num_features;
-  if (method == "random") return pad_centers(sample_rows_d2(comm, source, RowMatrix(0, d), k, seed, 0, threads).rows, k, log);
-  RowMatrix centers = sample_rows_d2(comm, source, RowMatrix(0, d), 1, seed, 0, threads).rows;
-  if (method == "k-means++") {
-    for (Index i = 1; i < k; ++i) {
-      const RowMatrix next = sample_rows_d2(comm, source, centers, 1, seed, static_cast<std::uint64_t>(i), threads).rows;
-      if (next.rows() == 0) break;
-      centers = append_rows(centers, next);
+  // Progress, as the stage-1 snapshot holds it: the passes over the data done
+  // ("seed_round"), the rows drawn ("seed_rows", centred), whether a draw ran out of rows
+  // at a positive distance ("seed_exhausted"); for k-means|| then the candidates' weights
+  // ("seed_weights") and the reduction's Lloyd centers after "seed_lloyd_iter" iterations.
+  const train::TrainState* r = points.resumed_in(1);
+  int done = r ? static_cast<int>(r->scalar("seed_round")) : 0;
+  RowMatrix rows = r ? r->array("seed_rows") : RowMatrix(0, d);
+  bool exhausted = r ? r->scalar("seed_exhausted") != 0 : false;
+  const auto snapshot = [&](train::TrainState& s) {
+    s.scalars["stage"] = 1;
+    s.scalars["seed_round"] = done;
+    s.scalars["seed_exhausted"] = exhausted ? 1.0 : 0.0;
+    s.arrays["seed_rows"] = rows;
+  };
+  const auto point = [&] {
+    points.at([&] {
+      train::TrainState s;
+      snapshot(s);
+      return s;
+    });
+  };
+  // One pass: `count` rows drawn by squared distance to `rows`; appended.
+  const auto draw = [&](Index count, int round) {
+    const RowMatrix next = sample_rows_d2(comm, source, origin, rows, count, seed, static_cast<std::uint64_t>(round), threads).rows;
+    exhausted = exhausted || (rows.rows() > 0 && next.rows() < count);
+    rows = append_rows(rows, next);
+    done = round + 1;
+    return next.rows();
+  };
+  const auto data_distinct = [&] { return exhausted ? count_distinct_rows(rows) : Index{-1}; };
+  if (method == "random") {
+    if (done == 0) {
+      draw(k, 0);
+      point();
     }
-    return pad_centers(centers, k, log);
+    return pad_centers(rows, k, data_distinct(), method, log);
   }
-  if (method != "k-means||") throw_usage("unknown init '" + method + "' (choose k-means||, k-means++ or random)");
+  if (done == 0) {
+    draw(1, 0);
+    point();
+  }
+  if (method == "k-means++") {
+    for (int i = done; i < k; ++i) {
+      if (draw(1, i) == 0) break;
+      point();
+    }
+    return pad_centers(rows, k, data_distinct(), method, log);
+  }
   constexpr int kRounds = 5;
-  const Index per_round = 2 * k;
-  for (int r = 1; r <= kRounds; ++r)
-    centers = append_rows(centers, sample_rows_d2(comm, source, centers, per_round, seed, static_cast<std::uint64_t>(r), threads).rows);
-  if (centers.rows() <= k) return pad_centers(centers, k, log);
+  for (int round = done; round <= kRounds; ++round) {
+    draw(2 * k, round);
+    point();
+  }
+  if (rows.rows() <= k) return pad_centers(rows, k, data_distinct(), method, log);
   // Weight each candidate by the number of rows nearest to it.
-  const Vector norms = centers.rowwise().squaredNorm();
-  const auto m = static_cast<std::size_t>(centers.rows());
-  const std::vector<double> counts = train::reduce_global(comm, source, m, threads, [&](const io::DenseBlock& b, std::span<double> partial) {
-    RowMatrix dist;
-    squared_distances(b.x, centers, norms, dist);
-    std::vector<Index> labels;
-    Vector min_d;
-    nearest_centers(dist, labels, min_d);
-    for (Index l : labels) partial[static_cast<std::size_t>(l)] += 1.0;
+  const auto m = static_cast<std::size_t>(rows.rows());
+  Vector weights;
+  if (r && r->arrays.count("seed_weights")) {
+    weights = Eigen::Map<const Vector>(r->array("seed_weights").data(), static_cast<Index>(m));
+  } else {
+    const Vector norms = rows.rowwise().squaredNorm();
+    const std::vector<double> counts =
+        train::reduce_global(comm, source, m, threads, [&](const io::DenseBlock& b, std::span<double> partial) {
+          RowMatrix dist;
+          squared_distances(b.x.rowwise() - origin, rows, norms, dist);
+          std::vector<Index> labels;
+          Vector min_d;
+          nearest_centers(dist, labels, min_d);
+          for (Index l : labels) partial[static_cast<std::size_t>(l)] += 1.0;
+        });
+    weights = Eigen::Map<const Vector>(counts.data(), static_cast<Index>(m));
+  }
+  const auto weighted_snapshot = [&](train::TrainState& s) {
+    snapshot(s);
+    s.arrays["seed_weights"] = RowMatrix(Eigen::Map<const RowMatrix>(weights.data(), weights.size(), 1));
+  };
+  if (!(r && r->arrays.count("seed_weights")))
+    points.at([&] {
+      train::TrainState s;
+      weighted_snapshot(s);
+      return s;
+    });
+  // Weighted k-means++ then weighted Lloyd on the candidates (local; every rank computes
+  // the same), resumable at each Lloyd iteration.
+  const bool in_lloyd = r && r->arrays.count("seed_centers");
+  RowMatrix start = in_lloyd ? r->array("seed_centers") : reduce_seed(rows, weights, k, seed);
+  const int lloyd_done = in_lloyd ? static_cast<int>(r->scalar("seed_lloyd_iter")) : 0;
+  const RowMatrix centers = reduce_lloyd(rows, weights, std::move(start), lloyd_done, [&](const RowMatrix& c, int it) {
+    points.at([&] {
+      train::TrainState s;
+      weighted_snapshot(s);
+      s.arrays["seed_centers"] = c;
+      s.scalars["seed_lloyd_iter"] = it;
+      return s;
+    });
   });
-  return pad_centers(reduce_candidates(centers, Eigen::Map<const Vector>(counts.data(), static_cast<Index>(m)), k, seed), k, log);
+  return pad_centers(centers, k, data_distinct(), method, log);
 }
 
-double kmeans_inertia(const comm::Communicator& comm, io::BlockSource& source, const RowMatrix& centers, int threads) {
+double kmeans_inertia(const comm::Communicator& comm, io::BlockSource& source, const RowVector& origin,
+                      const RowMatrix& centers, int threads) {
   const Vector norms = centers.rowwise().squaredNorm();
   return train::reduce_global(comm, source, 1, threads, [&](const io::DenseBlock& b, std::span<double> partial) {
     RowMatrix dist;
-    squared_distances(b.x, centers, norms, dist);
+    squared_distances(b.x.rowwise() - origin, centers, norms, dist);
     partial[0] = dist.rowwise().minCoeff().sum();
   })[0];
 }
 
+namespace {
+
+void check_k(Index k, Index num_samples) {
+  if (k < 1) throw_usage("--n-clusters must be at least 1");
+  if (k > num_samples)
+    throw_usage("n_samples=" + std::to_string(num_samples) + " should be >= n_clusters=" + std::to_string(k));
+}
+
+void warn_empty(const KmeansLloyd& lloyd, const Logger& log) {
+  if (lloyd.num_empty_clusters() > 0)
+    log.warn(std::to_string(lloyd.num_empty_clusters()) + " cluster(s) ended empty and kept their previous center");
+}
+
+// The snapshot after the frame's pass, before any draw: a resume starts the seeding over.
+train::TrainState frame_snapshot() {
+  train::TrainState s;
+  s.scalars["stage"] = 0;
+  return s;
+}
+
+}  // namespace
+
 KmeansResult fit_kmeans(const comm::Communicator& comm, io::BlockSource& source, Index num_samples,
-                        double mean_variance, const KmeansConfig& config, const Logger& log,
+                        const RowVector& mean, const KmeansConfig& config, const Logger& log,
                         const train::IterationObserver& observer, train::FitControl* control) {
-  if (config.n_clusters < 1) throw_usage("--n-clusters must be at least 1");
-  if (config.n_clusters > num_samples)
-    throw_usage("n_samples=" + std::to_string(num_samples) + " should be >= n_clusters=" + std::to_string(config.n_clusters));
-  train::RestartSteps<KmeansLloyd> steps;
-  steps.initial = [&](int, std::uint64_t seed) {
-    return KmeansLloyd(init_centers(comm, source, config.n_clusters, config.init, seed, config.threads, log),
-                       mean_variance);
+  check_k(config.n_clusters, num_samples);
+  // One pass for the frame, when the first run starts or a resumed one needs it.
+  std::optional<KmeansFrame> frame;
+  const auto get_frame = [&]() -> const KmeansFrame& {
+    if (!frame) frame = kmeans_frame(comm, source, mean, config.threads);
+    return *frame;
   };
-  steps.blank = [&] { return KmeansLloyd(RowMatrix(), mean_variance); };
+  train::RestartSteps<KmeansLloyd> steps;
+  steps.initial = [&](int, std::uint64_t seed, const train::InitPoints& points) {
+    if (!frame) {
+      get_frame();
+      // A stop here keeps what a resumed run had.
+      if (points.resumed != nullptr)
+        points.at([&] { return *points.resumed; });
+      else
+        points.at(frame_snapshot);
+    }
+    return KmeansLloyd(init_centers(comm, source, frame->origin, config.n_clusters, config.init, seed, config.threads,
+                                    log, points),
+                       *frame);
+  };
+  steps.blank = [&] { return KmeansLloyd(RowMatrix(), get_frame()); };
   steps.fit = [&](KmeansLloyd& lloyd, train::EmResult start, const train::IterationHook& hook) {
     train::EmResult em = train::run_batch_em(comm, source, num_samples, lloyd,
                                              {config.max_iter, config.tol, config.threads}, observer, std::move(start), hook);
-    if (lloyd.num_empty_clusters() > 0)
-      log.warn(std::to_string(lloyd.num_empty_clusters()) + " cluster(s) ended empty and kept their previous center");
+    warn_empty(lloyd, log);
     return em;
   };
   // The lowest inertia wins (negation is exact, so the checkpointed score gives it back).
   steps.score = [&](const KmeansLloyd& lloyd, const train::EmResult&) {
-    return -kmeans_inertia(comm, source, lloyd.centers(), config.threads);
+    return -kmeans_inertia(comm, source, lloyd.frame().origin, lloyd.centered_centers(), config.threads);
   };
   train::BestRun<KmeansLloyd> best = train::run_restarts(control, config.n_init, config.seed, log, steps);
   KmeansResult out;
   out.centers = best.model.centers();
+  out.centered_centers = best.model.centered_centers();
+  out.frame = best.model.frame();
   out.inertia = -best.score;
   out.em = std::move(best.em);
   return out;
 }
 
 KmeansResult initial_kmeans(const comm::Communicator& comm, io::BlockSource& source, Index num_samples,
-                            double mean_variance, Index k, std::uint64_t seed, int threads, const Logger& log) {
-  KmeansConfig kc;
-  kc.n_clusters = k;
-  kc.seed = seed;
-  kc.threads = threads;
+                            const RowVector& mean, Index k, std::uint64_t seed, int threads, const Logger& log,
+                            const train::InitPoints& points) {
+  check_k(k, num_samples);
+  const KmeansConfig kc;
   log.info("initialising with k-means (k-means|| seeding, then Lloyd)");
-  return fit_kmeans(comm, source, num_samples, mean_variance, kc, log, {});
+  const KmeansFrame frame = kmeans_frame(comm, source, mean, threads);
+  const train::TrainState* lloyd_state = points.resumed_in(2);
+  if (points.resumed != nullptr)
+    points.at([&] { return *points.resumed; });
+  else
+    points.at(frame_snapshot);
+  KmeansLloyd lloyd(lloyd_state ? RowMatrix() : init_centers(comm, source, frame.origin, k, kc.init, seed, threads, log, points),
+                    frame);
+  train::EmResult start;
+  if (lloyd_state) {
+    train::TrainState m;
+    const std::string prefix = "km_";
+    for (const auto& [key, value] : lloyd_state->arrays)
+      if (key.rfind(prefix, 0) == 0) m.arrays[key.substr(prefix.size())] = value;
+    for (const auto& [key, value] : lloyd_state->scalars)
+      if (key.rfind(prefix, 0) == 0) m.scalars[key.substr(prefix.size())] = value;
+    lloyd.load_state(m);
+    start = train::load_history(*lloyd_state, "km_");
+  }
+  const auto observer = [&](const train::IterationRecord& rec) {
+    if (rec.iteration % 10 == 0)
+      log.info(fmt::format("  k-means iter {:>4}  inertia {:.6g}  shift/variance {:.3e}  {:.3f} s", rec.iteration,
+                           rec.objective, rec.change, rec.seconds));
+  };
+  const auto hook = [&](const train::EmResult& so_far) {
+    points.at([&] {
+      train::TrainState s, m;
+      lloyd.save_state(m);
+      for (auto& [key, value] : m.arrays) s.arrays["km_" + key] = std::move(value);
+      for (const auto& [key, value] : m.scalars) s.scalars["km_" + key] = value;
+      train::save_history(so_far, s, "km_");
+      s.scalars["stage"] = 2;
+      return s;
+    });
+  };
+  train::EmResult em =
+      train::run_batch_em(comm, source, num_samples, lloyd, {kc.max_iter, kc.tol, threads}, observer, std::move(start), hook);
+  warn_empty(lloyd, log);
+  log.info(fmt::format("  k-means {} after {} iterations, inertia {:.6g}", em.converged ? "converged" : "stopped",
+                       em.n_iter, em.objective));
+  KmeansResult out;
+  out.centers = lloyd.centers();
+  out.centered_centers = lloyd.centered_centers();
+  out.frame = frame;
+  out.inertia = em.objective;
+  out.em = std::move(em);
+  return out;
 }
 
-RowMatrix hard_responsibilities(const Eigen::Ref<const RowMatrix>& x, const RowMatrix& centers, const Vector& center_sq_norms) {
+RowMatrix hard_responsibilities(const Eigen::Ref<const RowMatrix>& x, const RowMatrix& centers, const Vector& center_sq_norms,
+                                const RowVector& origin) {
   RowMatrix dist;
-  squared_distances(x, centers, center_sq_norms, dist);
+  squared_distances(x.rowwise() - origin, centers, center_sq_norms, dist);
   std::vector<Index> labels;
   Vector min_d;
   nearest_centers(dist, labels, min_d);

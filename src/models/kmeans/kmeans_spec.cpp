@@ -32,7 +32,7 @@ int fit_kmeans_run(train::FitRun& run) {
   train::FitControl* control = run.control(config, train::data_fingerprint(source->info()));
   const auto observer = run.observer();
   const auto t0 = std::chrono::steady_clock::now();
-  KmeansResult fit = fit_kmeans(run.comm(), *source, summary.num_samples, summary.variance.mean(), k, run.log(),
+  KmeansResult fit = fit_kmeans(run.comm(), *source, summary.num_samples, summary.mean, k, run.log(),
                                 observer, control);
   const double total = run.finish(fit.em, t0, [&] {
     save_kmeans(fit.centers, fit.inertia, FitRecord{config.dump(), fit.em, summary.num_samples, c.data}, c.output,

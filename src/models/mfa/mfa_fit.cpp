@@ -233,7 +233,7 @@ RowMatrix initial_components(Index l, Index d, std::uint64_t seed, Index compone
 
 // The starting mixture of one restart, in coordinates shifted by the data mean.
 Mfa make_initial(const comm::Communicator& comm, io::BlockSource& source, const train::DataSummary& summary,
-                 const MfaConfig& c, std::uint64_t seed, const Logger& log) {
+                 const MfaConfig& c, std::uint64_t seed, const Logger& log, const train::InitPoints& points) {
   const Index k = c.n_components, l = c.n_factors, d = source.info().num_features;
   Mfa mfa(k, l, d, c.noise);
   std::vector<FactorModel> comps;
@@ -256,7 +256,7 @@ Mfa make_initial(const comm::Communicator& comm, io::BlockSource& source, const 
   g.init_params = c.init_params;
   g.seed = seed;
   g.threads = c.threads;
-  const Gmm start = initial_gmm(comm, source, summary, g, seed, log);
+  const Gmm start = initial_gmm(comm, source, summary, g, seed, log, points);
   for (Index j = 0; j < k; ++j) {
     RowVector psi = start.covariances().row(j);
     const double mean_var = psi.mean();
@@ -290,8 +290,8 @@ MfaFitResult fit_mfa(const comm::Communicator& comm, io::BlockSource& source, co
   log.info(fmt::format("mfa: {} components, {} factors, {} noise", k, l, noise_name(config.noise)));
   train::RestartSteps<MfaEm> steps;
   steps.blank = blank;
-  steps.initial = [&](int, std::uint64_t seed) {
-    return MfaEm(make_initial(comm, source, summary, config, seed, log), summary.mean, config.noise_variance_floor,
+  steps.initial = [&](int, std::uint64_t seed, const train::InitPoints& points) {
+    return MfaEm(make_initial(comm, source, summary, config, seed, log, points), summary.mean, config.noise_variance_floor,
                  config.reg_covar);
   };
   steps.fit = [&](MfaEm& em, train::EmResult start, const train::IterationHook& hook) {

@@ -87,19 +87,19 @@ DiscreteFitResult fit_bmm(const comm::Communicator& comm, io::BlockSource& sourc
   const auto blank = [&] { return BmmEm(DiscreteMixture(k, d, DiscreteKind::kBernoulli, c.alpha, c.weight_alpha)); };
   train::RestartSteps<BmmEm> steps;
   steps.blank = blank;
-  steps.initial = [&](int, std::uint64_t seed) {
+  steps.initial = [&](int, std::uint64_t seed, const train::InitPoints& points) {
     BmmEm em = blank();
     KmeansResult km;
     if (c.init_params == "kmeans") {
-      km = initial_kmeans(comm, source, summary.num_samples, summary.variance.mean(), k, seed, c.threads, log);
+      km = initial_kmeans(comm, source, summary.num_samples, summary.mean, k, seed, c.threads, log, points);
     } else if (c.init_params != "random") {
       throw_usage("invalid --init-params '" + c.init_params + "' for bmm (choose kmeans or random)");
     }
-    const Vector norms = km.centers.rowwise().squaredNorm();
+    const Vector norms = km.centered_centers.rowwise().squaredNorm();
     const std::vector<double> stats =
         train::reduce_global(comm, source, em.num_stats(), c.threads, [&](const io::DenseBlock& b, std::span<double> p) {
           const RowMatrix resp = c.init_params == "kmeans"
-                                     ? hard_responsibilities(b.x, km.centers, norms)
+                                     ? hard_responsibilities(b.x, km.centered_centers, norms, km.frame.origin)
                                      : random_responsibilities(b.x.rows(), b.ref.global_row_begin, k, seed);
           em.em().accumulate(b.x, resp, p);
         });
@@ -143,7 +143,7 @@ DiscreteFitResult fit_mmm(const comm::Communicator& comm, io::CountsSource& sour
   const auto blank = [&] { return MmmEm(DiscreteMixture(k, v, DiscreteKind::kMultinomial, c.alpha, c.weight_alpha)); };
   train::RestartSteps<MmmEm> steps;
   steps.blank = blank;
-  steps.initial = [&](int, std::uint64_t seed) {
+  steps.initial = [&](int, std::uint64_t seed, const train::InitPoints&) {
     MmmEm em = blank();
     const std::vector<double> stats =
         train::reduce_global(comm, source, em.num_stats(), c.threads, [&](const io::CsrBlock& b, std::span<double> p) {

@@ -42,10 +42,12 @@ struct GmmFitResult {
 /// uniform random responsibilities (CounterRng(seed, kRandomInit, 0, global row));
 /// "k-means++"/"random_from_data" put the means on chosen rows with reg_covar covariances.
 /// Rows with missing values contribute expected statistics under the data's mean and
-/// variance. Collective. Throws Error(kUsage) for an unknown init_params or a mismatched
-/// init_model.
+/// variance. The seeding and the k-means work about the data mean (KmeansFrame). Collective;
+/// interruptible at the seeding's and the k-means' boundaries through `points`
+/// (initial_kmeans, init_centers). Throws Error(kUsage) for an unknown init_params or a
+/// mismatched init_model.
 Gmm initial_gmm(const comm::Communicator& comm, io::BlockSource& source, const train::DataSummary& summary,
-                const GmmConfig& config, std::uint64_t seed, const Logger& log);
+                const GmmConfig& config, std::uint64_t seed, const Logger& log, const train::InitPoints& points = {});
 
 /// Collective. `summary` comes from train::summarize on the same source. With `control`,
 /// resumes from and writes checkpoints at EM iteration boundaries and honours stop

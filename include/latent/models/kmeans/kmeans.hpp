@@ -15,64 +15,93 @@
 namespace latent::models {
 
 /// Squared Euclidean distances of the rows of x (B × D) to centers (K × D): out is B × K,
-/// clamped at 0. `center_sq_norms` holds ||c_k||² (K). Computed with one GEMM.
+/// clamped at 0. `center_sq_norms` holds ||c_k||² (K). Computed with one GEMM through the
+/// expansion ||x||² − 2x·c + ||c||², whose rounding error is of order ε(||x||² + ||c||²):
+/// pass coordinates centred near the data (KmeansFrame), never raw coordinates far from 0.
 void squared_distances(const Eigen::Ref<const RowMatrix>& x, const RowMatrix& centers, const Vector& center_sq_norms,
                        RowMatrix& out);
 
 /// Index of the nearest center per row (lowest index on ties) and the squared distance.
 void nearest_centers(const RowMatrix& sq_dist, std::vector<Index>& labels, Vector& min_sq_dist);
 
+/// Where k-means works: the data centred on their column mean, as scikit-learn's KMeans
+/// does (it subtracts the mean before fitting and adds it back to cluster_centers_).
+/// About a column offset by 1e8 (or held at 3e38) the expansion in squared_distances
+/// loses every digit of the distances; about the mean it keeps them. Every pass subtracts
+/// `origin` from each block as it is read (no copy of the data). Centers inside k-means are
+/// in these centred coordinates; fitted centers are reported in the data's.
+struct KmeansFrame {
+  RowVector origin;          ///< D: the column mean (DataSummary::mean, an exact reduction)
+  double mean_variance = 0;  ///< mean over features of Σ(x − origin)²/N: the scale of tol
+};
+
+/// One pass: the frame about `mean` (N from the pass). Collective; the same bits for any
+/// rank and thread count (per-block sums, combined exactly).
+KmeansFrame kmeans_frame(const comm::Communicator& comm, io::BlockSource& source, const RowVector& mean, int threads);
+
 /// Initial responsibilities of mixtures (B × K): one-hot on the nearest center ("kmeans"
-/// initialisation), or uniform draws normalised per row, keyed by (seed, global row)
-/// ("random", scikit-learn's init_params='random'). Thread-safe.
-RowMatrix hard_responsibilities(const Eigen::Ref<const RowMatrix>& x, const RowMatrix& centers, const Vector& center_sq_norms);
+/// initialisation; `centers` centred on `origin`, `center_sq_norms` their squared norms,
+/// x in the data's coordinates), or uniform draws normalised per row, keyed by (seed,
+/// global row) ("random", scikit-learn's init_params='random'). Thread-safe.
+RowMatrix hard_responsibilities(const Eigen::Ref<const RowMatrix>& x, const RowMatrix& centers, const Vector& center_sq_norms,
+                                const RowVector& origin);
 RowMatrix random_responsibilities(Index rows, Index first_global_row, Index k, std::uint64_t seed);
 
-/// The Lloyd step as an EmModel. Statistics: [inertia, counts (K), sums (K × D)].
-/// Objective: inertia (sum of squared distances, squared data units) of the centers used
-/// in the E-step; change: sum of squared center shifts divided by the mean feature
-/// variance (scikit-learn's tol convention). An empty cluster keeps its center.
+/// The Lloyd step as an EmModel, in the frame's centred coordinates. Statistics:
+/// [inertia, counts (K), sums of centred rows (K × D)]. Objective: inertia (sum of squared
+/// distances, squared data units) of the centers used in the E-step; change: sum of
+/// squared center shifts divided by the frame's mean feature variance (scikit-learn's tol
+/// convention). An empty cluster keeps its center.
 class KmeansLloyd final : public train::EmModel {
  public:
-  KmeansLloyd(RowMatrix centers, double mean_variance);
+  /// `centers`: K × D, centred (data coordinates − frame.origin).
+  KmeansLloyd(RowMatrix centers, KmeansFrame frame);
   std::size_t num_stats() const override;
   void e_step_block(const io::DenseBlock& block, std::span<double> partial) const override;
   Step m_step(std::span<const double> stats) override;
-  void save_state(train::TrainState& state) const override { state.arrays["centers"] = centers_; }
-  void load_state(const train::TrainState& state) override {
-    centers_ = state.array("centers");
-    sq_norms_ = centers_.rowwise().squaredNorm();
-  }
-  const RowMatrix& centers() const noexcept { return centers_; }
+  void save_state(train::TrainState& state) const override;
+  void load_state(const train::TrainState& state) override;
+  /// Centred centers (K × D).
+  const RowMatrix& centered_centers() const noexcept { return centers_; }
+  /// The centers in the data's coordinates (centred + origin).
+  RowMatrix centers() const { return centers_.rowwise() + frame_.origin; }
+  const KmeansFrame& frame() const noexcept { return frame_; }
   Index num_empty_clusters() const noexcept { return num_empty_; }
 
  private:
   RowMatrix centers_;
   Vector sq_norms_;
-  double mean_variance_;
+  KmeansFrame frame_;
   Index num_empty_ = 0;
 };
 
 /// Rows drawn without replacement with probability proportional to the squared distance
 /// to `centers` (to 1 when centers is empty), by exponential keys log(u)/w
 /// (Efraimidis & Spirakis 2006); u comes from CounterRng(seed, kKmeansSeeding, round,
-/// global row), so the draw is identical for any rank/thread count. Rows at distance 0
-/// are never drawn; fewer than `count` rows come back if fewer have positive weight.
+/// global row), so the draw is identical for any rank/thread count. Distances are taken
+/// in coordinates centred on `origin` (`centers` and the returned rows are centred), and
+/// one small enough for the expansion's rounding to matter is recomputed directly, so a
+/// row has weight 0 exactly when it equals a center: rows at distance 0 are never drawn,
+/// and fewer than `count` rows come back only if fewer rows differ from every center.
 /// Collective.
 struct SampledRows {
   RowMatrix rows;
   std::vector<Index> ids;  ///< global row ids
 };
-SampledRows sample_rows_d2(const comm::Communicator& comm, io::BlockSource& source, const RowMatrix& centers,
-                           Index count, std::uint64_t seed, std::uint64_t round, int threads);
+SampledRows sample_rows_d2(const comm::Communicator& comm, io::BlockSource& source, const RowVector& origin,
+                           const RowMatrix& centers, Index count, std::uint64_t seed, std::uint64_t round, int threads);
 
-/// Initial centers. `method`: "k-means||" (Bahmani et al. 2012, 5 rounds of 2K draws
-/// each, then weighted k-means++ and Lloyd on the candidates; deviation: each round draws
-/// exactly 2K rows by weighted sampling without replacement instead of Bernoulli draws),
-/// "k-means++" (Arthur & Vassilvitskii 2007, K passes), "random" (K distinct rows
-/// uniformly). Returns K × D; warns if fewer distinct points than K exist. Collective.
-RowMatrix init_centers(const comm::Communicator& comm, io::BlockSource& source, Index k, const std::string& method,
-                       std::uint64_t seed, int threads, const Logger& log);
+/// Initial centers, centred on `origin`. `method`: "k-means||" (Bahmani et al. 2012, 5
+/// rounds of 2K draws each, then weighted k-means++ and Lloyd on the candidates; deviation:
+/// each round draws exactly 2K rows by weighted sampling without replacement instead of
+/// Bernoulli draws), "k-means++" (Arthur & Vassilvitskii 2007, K passes), "random" (K
+/// distinct rows uniformly). Returns K × D; warns if the data has fewer distinct points
+/// than K. Collective. Interruptible: `points.at` is called after every pass over the data
+/// and every Lloyd iteration on the candidates (snapshot: "stage" = 1 and "seed_*" keys),
+/// and a snapshot of stage 1 in `points.resumed` continues from there with the same bits.
+RowMatrix init_centers(const comm::Communicator& comm, io::BlockSource& source, const RowVector& origin, Index k,
+                       const std::string& method, std::uint64_t seed, int threads, const Logger& log,
+                       const train::InitPoints& points = {});
 
 struct KmeansConfig {
   Index n_clusters = 8;
@@ -85,24 +114,31 @@ struct KmeansConfig {
 };
 
 struct KmeansResult {
-  RowMatrix centers;     ///< K × D
-  double inertia = 0;    ///< of the final centers
+  RowMatrix centers;           ///< K × D, in the data's coordinates
+  RowMatrix centered_centers;  ///< K × D, centred on frame.origin (for hard_responsibilities)
+  KmeansFrame frame;
+  double inertia = 0;          ///< fit_kmeans: of the final centers; initial_kmeans: of the last E-step's
   train::EmResult em;
 };
 
-/// Seeding and Lloyd iterations; with n_init > 1 keeps the run of lowest inertia.
-/// `mean_variance` is the mean per-feature variance of the data (for tol). Collective.
-/// With `control`, resumes from and writes checkpoints, and honours stop signals.
+/// Seeding and Lloyd iterations about the data mean `mean` (DataSummary::mean); with
+/// n_init > 1 keeps the run of lowest inertia. Collective. With `control`, resumes from and
+/// writes checkpoints, and honours stop signals after every seeding pass and Lloyd
+/// iteration.
 KmeansResult fit_kmeans(const comm::Communicator& comm, io::BlockSource& source, Index num_samples,
-                        double mean_variance, const KmeansConfig& config, const Logger& log,
+                        const RowVector& mean, const KmeansConfig& config, const Logger& log,
                         const train::IterationObserver& observer, train::FitControl* control = nullptr);
 
-/// Inertia of `centers` over the data. Collective.
-double kmeans_inertia(const comm::Communicator& comm, io::BlockSource& source, const RowMatrix& centers, int threads);
+/// Inertia of `centers` (centred on `origin`) over the data. Collective.
+double kmeans_inertia(const comm::Communicator& comm, io::BlockSource& source, const RowVector& origin,
+                      const RowMatrix& centers, int threads);
 
 /// The k-means a mixture starts from: k-means|| seeding and Lloyd with the defaults of
-/// KmeansConfig for K clusters and this seed, logged on one line. Collective.
+/// KmeansConfig for K clusters and this seed, about the data mean `mean`, logged every 10
+/// iterations. Collective. Interruptible through `points` (the seeding's, then "stage" = 2
+/// with the Lloyd centers and history under "km_" keys after every Lloyd iteration).
 KmeansResult initial_kmeans(const comm::Communicator& comm, io::BlockSource& source, Index num_samples,
-                            double mean_variance, Index k, std::uint64_t seed, int threads, const Logger& log);
+                            const RowVector& mean, Index k, std::uint64_t seed, int threads, const Logger& log,
+                            const train::InitPoints& points = {});
 
 }  // namespace latent::models
