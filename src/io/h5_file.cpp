@@ -206,7 +206,7 @@ struct H5Writer::Impl {
 namespace {
 
 // The failure path of a writer: the temporary is about to be deleted, so its bytes may go
-// first. Truncating it to zero gives back the space libhdf5 needs to flush its metadata
+// first (and the space with them). Truncating it to zero gives back the space libhdf5 needs to flush its metadata
 // when the file is closed: a close whose flush fails leaves libhdf5 1.10 with a half-closed
 // file that it closes again in its shutdown (from MPI_Finalize) and crashes on (SIGSEGV).
 // For the same reason commit() reserves the file's blocks before libhdf5 flushes: a flush
@@ -220,7 +220,13 @@ void discard_and_close(Handle& file) {
       // Nothing more to free; the close below is still attempted.
     }
   }
-  file.reset();
+  // Not closed: the close would flush libhdf5's metadata, and on a full filesystem shared
+  // with other writers (the other ranks) the space just freed may be gone again; a close
+  // that fails leaves a half-destroyed file that libhdf5's shutdown (in MPI_Finalize)
+  // crashes on (SIGSEGV, seen 1 run in 12 with 2 ranks on a full tmpfs). Left open, the
+  // file (already removed by the caller) is closed by that shutdown, which survives a
+  // failed flush. A failure path leaks one file id: the process is about to exit.
+  file.release();
 }
 
 }  // namespace
