@@ -57,6 +57,16 @@ std::unique_ptr<models::FittedModel> load_and_open(const Context& ctx, ApplyOpti
   return model;
 }
 
+std::string describe_counts(const std::string& path) {
+  const auto info = io::open_counts_dataset(path);
+  std::string text = fmt::format("count data {}: {} documents, vocabulary {}, {} nonzeros, {} shard(s), labels: {}\n", path,
+                                 info.num_rows, info.vocab_size, info.num_nonzeros, info.shards.size(),
+                                 info.has_labels ? "yes" : "no");
+  for (const auto& s : info.shards) text += fmt::format("  {}  {} documents  {} nonzeros\n", s.path, s.num_rows, s.num_nonzeros);
+  return text;
+}
+
+
 }  // namespace
 
 void add_agreement(const Context& ctx, const train::ContingencyTable& table, nlohmann::json& j) {

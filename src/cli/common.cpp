@@ -26,9 +26,9 @@ std::string help_text(const models::OptionSpec& o) {
   return h;
 }
 
-void add_model_options(po::options_description& desc, const models::ModelSpec& spec, RawValues& raw,
+void add_model_options(po::options_description& desc, const std::vector<models::OptionSpec>& options, RawValues& raw,
                        const std::vector<std::string>& as_text) {
-  for (const models::OptionSpec& o : spec.options) {
+  for (const models::OptionSpec& o : options) {
     if (std::find(as_text.begin(), as_text.end(), o.flag) != as_text.end()) {
       auto* v = po::value(&raw.texts[o.flag]);
       if (!o.default_value.empty()) v->default_value(o.default_value);
@@ -63,10 +63,10 @@ void add_model_options(po::options_description& desc, const models::ModelSpec& s
   }
 }
 
-models::OptionValues typed_values(const models::ModelSpec& spec, const RawValues& raw, const po::variables_map& vm,
-                                  const std::vector<std::string>& as_text) {
+models::OptionValues typed_values(const std::vector<models::OptionSpec>& options, const RawValues& raw,
+                                  const po::variables_map& vm, const std::vector<std::string>& as_text) {
   models::OptionValues out;
-  for (const models::OptionSpec& o : spec.options) {
+  for (const models::OptionSpec& o : options) {
     if (std::find(as_text.begin(), as_text.end(), o.flag) != as_text.end()) continue;
     const bool given = vm.count(o.flag) && !vm[o.flag].defaulted();
     if (o.type == models::OptionType::kFlag) {

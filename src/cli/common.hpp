@@ -48,12 +48,12 @@ struct RawValues {
   std::map<std::string, bool> flags;
 };
 std::string help_text(const models::OptionSpec& o);
-void add_model_options(po::options_description& desc, const models::ModelSpec& spec, RawValues& raw,
+void add_model_options(po::options_description& desc, const std::vector<models::OptionSpec>& options, RawValues& raw,
                        const std::vector<std::string>& as_text = {});
 /// The parsed values, typed as the spec says (defaults filled in; a given value is marked
 /// given). Options in `as_text` are left out.
-models::OptionValues typed_values(const models::ModelSpec& spec, const RawValues& raw, const po::variables_map& vm,
-                                  const std::vector<std::string>& as_text = {});
+models::OptionValues typed_values(const std::vector<models::OptionSpec>& options, const RawValues& raw,
+                                  const po::variables_map& vm, const std::vector<std::string>& as_text = {});
 
 /// The EXIT STATUS section of every --help (README.md "Exit codes").
 std::string exit_status_text();
@@ -187,34 +187,18 @@ int cmd_impute(const std::vector<std::string>& args, const Context& ctx);
 int cmd_generate(const std::vector<std::string>& args, const Context& ctx);
 int cmd_bench_allreduce(const std::vector<std::string>& args, const Context& ctx);
 
-/// The `model` attribute of the file named by --model in args ("lda" also for an
-/// attribute-less file with /doc_topic_prior, as gensim/scikit-learn topics written by
-/// h5py), or "" if there is none or it cannot be read. Local. (model_tasks.cpp)
+/// The `model` attribute of the file named by --model in args, or "" if there is none or
+/// it cannot be read. Local. (model_tasks.cpp)
 std::string model_kind_of(const std::vector<std::string>& args);
 using TaskHandler = std::function<int(const std::vector<std::string>&, const Context&)>;
 /// For the model file named by --model in args: throws Error(kUsage) if its registered
-/// spec does not declare `task`; returns the model's own command-line handler for the
-/// task (count data, the VAE's estimators), or an empty function when the generic
-/// FittedModel path serves it (or there is no readable model: the command reports it).
-/// Local. (model_tasks.cpp: the command line's half of the registry.)
+/// spec does not declare `task`; returns a handler that parses the task's options and runs
+/// the spec's own task (ModelSpec::own_tasks: count data, the VAE's estimators), or an
+/// empty function when the generic FittedModel path serves it (or there is no readable
+/// model: the command reports it). Local. (model_tasks.cpp)
 TaskHandler model_task_handler(const std::vector<std::string>& args, models::Task task);
-/// `latent info` text of a model file of this kind with its own description (lda, vae,
-/// mmm), or "". Local.
+/// `latent info` text of a model file of this kind whose spec describes its own files
+/// (ModelSpec::describe), or "". Local.
 std::string describe_model_file(const std::string& kind, const std::string& path, int top_words);
-
-// The model-specific command-line handlers (reached through model_task_handler).
-int score_lda(const std::vector<std::string>& args, const Context& ctx);
-int transform_lda(const std::vector<std::string>& args, const Context& ctx);
-std::string describe_lda(const std::string& path, int top_words);
-std::string describe_counts(const std::string& path);
-int score_vae(const std::vector<std::string>& args, const Context& ctx);
-int transform_vae(const std::vector<std::string>& args, const Context& ctx);
-int sample_vae(const std::vector<std::string>& args, const Context& ctx);
-std::string describe_vae(const std::string& path);
-/// score/predict/transform of a multinomial mixture on count data (mmm.cpp).
-int apply_mmm(const std::string& command, const std::vector<std::string>& args, const Context& ctx);
-/// `latent sample` of a multinomial mixture: a count dataset of documents (mmm.cpp).
-int sample_mmm(const std::vector<std::string>& args, const Context& ctx);
-std::string describe_mmm(const std::string& path, int top_words);
 
 }  // namespace latent::cli

@@ -256,13 +256,13 @@ int fit_model(const ModelSpec& spec, const std::vector<std::string>& args, const
   StreamOptions stream;
   RawValues raw;
   po::options_description own("latent fit " + spec.name + " options"), common("options of every fit");
-  add_model_options(own, spec, raw);
+  add_model_options(own, spec.options, raw);
   add_common(common, c, stream);
   po::options_description desc;
   desc.add(own).add(common);
   po::variables_map vm;
   if (!parse(args, desc, vm, ctx, usage_line(spec), nullptr, help_tail(spec))) return 0;
-  const OptionValues values = typed_values(spec, raw, vm);
+  const OptionValues values = typed_values(spec.options, raw, vm);
   models::validate_options(spec, values);
   validate_common(c);
   c.threads = stream.threads;

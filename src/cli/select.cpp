@@ -91,7 +91,7 @@ int cmd_select(const std::vector<std::string>& args, const Context& ctx) {
     return g;
   }() + " take comma-separated candidates)"),
       common("options of every select");
-  add_model_options(own, *spec, raw, grid);
+  add_model_options(own, spec->options, raw, grid);
   common.add_options()
       ("data", po::value(&data)->required(), "training data: directory of HDF5 shards (or one shard file)")
       ("validation-fraction", po::value(&validation_fraction)->default_value(0.1, "0.1"),
@@ -130,7 +130,7 @@ int cmd_select(const std::vector<std::string>& args, const Context& ctx) {
       }
     candidates = std::move(next);
   }
-  const models::OptionValues base = typed_values(*spec, raw, vm, grid);
+  const models::OptionValues base = typed_values(spec->options, raw, vm, grid);
   std::vector<models::OptionValues> values;
   for (const auto& c : candidates) {
     models::OptionValues v = base;

@@ -57,6 +57,12 @@ std::string_view task_name(Task task) {
 
 bool ModelSpec::supports(Task task) const { return std::find(tasks.begin(), tasks.end(), task) != tasks.end(); }
 
+const TaskSpec* ModelSpec::own_task(Task task) const {
+  for (const TaskSpec& t : own_tasks)
+    if (t.task == task) return &t;
+  return nullptr;
+}
+
 const OptionSpec* ModelSpec::find_option(std::string_view flag) const {
   for (const OptionSpec& o : options)
     if (o.flag == flag) return &o;
@@ -96,14 +102,18 @@ std::string range_text(const OptionSpec& o) {
 }  // namespace
 
 void validate_options(const ModelSpec& spec, const OptionValues& values) {
-  for (const OptionSpec& o : spec.options) {
+  validate_options(spec.options, values, spec.name);
+}
+
+void validate_options(const std::vector<OptionSpec>& options, const OptionValues& values, const std::string& owner) {
+  for (const OptionSpec& o : options) {
     if (!o.alias_of.empty()) {
       if (values.given(o.flag) && values.given(o.alias_of))
         throw_usage(fmt::format("--{} is another name of --{}; give one of them", o.flag, o.alias_of));
       continue;
     }
     if (!values.all().count(o.flag)) continue;
-    if (o.required && !values.given(o.flag)) throw_usage(fmt::format("--{} is required for {}", o.flag, spec.name));
+    if (o.required && !values.given(o.flag)) throw_usage(fmt::format("--{} is required for {}", o.flag, owner));
     if (o.type == OptionType::kText && !o.choices.empty()) {
       const std::string& v = values.text(o.flag);
       if (std::find(o.choices.begin(), o.choices.end(), v) == o.choices.end()) {

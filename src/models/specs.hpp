@@ -20,4 +20,13 @@ ModelSpec mfa_spec();     // mfa/mfa_spec.cpp
 ModelSpec lda_spec();     // lda/lda_spec.cpp
 ModelSpec vae_spec();     // vae/vae_spec.cpp
 
+// The tasks served by a model's own code and its `latent info` text.
+std::vector<TaskSpec> gmm_own_tasks();  // gmm/gmm_tasks.cpp
+std::vector<TaskSpec> lda_own_tasks();  // lda/lda_tasks.cpp
+std::string describe_lda_file(const std::string& path, int top_words);
+std::vector<TaskSpec> vae_own_tasks();  // vae/vae_tasks.cpp
+std::string describe_vae_file(const std::string& path);
+std::vector<TaskSpec> mmm_own_tasks();  // mixture/mmm_tasks.cpp
+std::string describe_mmm_file(const std::string& path, int top_words);
+
 }  // namespace latent::models

@@ -19,6 +19,7 @@
 namespace latent::train {
 class FitRun;
 struct SelectRun;
+class TaskRun;
 }
 
 namespace latent::models {
@@ -89,6 +90,27 @@ struct MemoryNeeds {
   std::int64_t scratch_doubles = 0;
 };
 
+/// A task that a model serves with code of its own (count data, the VAE's estimators)
+/// rather than through the generic FittedModel path. The command line adds the options
+/// every task takes (--model; --data and the stream options if `reads_data`; the output
+/// flag and --overwrite if `output_flag` is set) to the task's own `options`, parses and
+/// validates them, and calls `run` (docs/ARCHITECTURE.md §3).
+struct TaskSpec {
+  Task task = Task::kScore;
+  std::string usage;  ///< the usage line of --help: "latent score --model LDA.h5 --data DIR"
+  bool reads_data = true;
+  std::string data_help;    ///< what --data must be ("count dataset directory, same vocabulary")
+  std::string output_flag;  ///< "output", "per-sample" or "" (no output file)
+  bool output_required = true;
+  std::string output_help;  ///< the output file's layout
+  std::vector<OptionSpec> options;
+  /// Runs the task (collective); returns the exit code. Throws latent::Error.
+  std::function<int(train::TaskRun&)> run;
+  std::vector<std::string> examples;  ///< command lines for the EXAMPLES section of --help
+  bool reads_model = true;    ///< takes --model (generate does not: `latent generate NAME`)
+  bool takes_threads = false;  ///< takes --threads without reading data (generate)
+};
+
 struct ModelSpec {
   std::string name;     ///< `latent fit NAME`, and the `model` attribute of its files
   std::string summary;  ///< one line for the top-level help
@@ -111,8 +133,15 @@ struct ModelSpec {
   /// The integer options `latent select` may range over (comma-separated lists), e.g.
   /// {"n-components"}, or {"n-components", "n-factors"} for a grid over K and L.
   std::vector<std::string> select_grid;
+  /// The tasks this model serves with its own code (each also listed in `tasks`).
+  std::vector<TaskSpec> own_tasks;
+  /// `latent info` text of a model file of this kind (local, rank 0); empty: the generic
+  /// FittedModel::describe() of `load`.
+  std::function<std::string(const std::string& path, int top_words)> describe;
 
   bool supports(Task task) const;
+  /// The model's own TaskSpec for `task`, or nullptr (the generic path serves it).
+  const TaskSpec* own_task(Task task) const;
   const OptionSpec* find_option(std::string_view flag) const;
 };
 
@@ -126,6 +155,8 @@ std::string model_names();
 /// Checks every value against its spec (range, sentinel, choices, aliases given twice).
 /// Throws Error(kUsage) naming the flag: "--tol must be >= 0 (got -1)".
 void validate_options(const ModelSpec& spec, const OptionValues& values);
+/// The same for any list of options; `owner` ends the "--x is required for OWNER" message.
+void validate_options(const std::vector<OptionSpec>& options, const OptionValues& values, const std::string& owner);
 
 /// The candidate nearest to `word` by edit distance (for "did you mean"), or "" if none is
 /// close (distance more than a third of the word's length, at least 2).

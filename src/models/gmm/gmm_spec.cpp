@@ -178,6 +178,7 @@ ModelSpec gmm_spec() {
   s.load = load_model;
   s.select = select_gmm;
   s.select_grid = {"n-components"};
+  s.own_tasks = gmm_own_tasks();
   return s;
 }
 

@@ -136,6 +136,8 @@ ModelSpec lda_spec() {
       "use fewer topics, prune the vocabulary (--min-df/--max-df on import), fewer --threads, or raise --memory-budget "
       "if the limit is wrong";
   s.fit = fit_lda_run;
+  s.own_tasks = lda_own_tasks();
+  s.describe = describe_lda_file;
   return s;
 }
 

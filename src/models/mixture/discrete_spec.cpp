@@ -99,7 +99,12 @@ ModelSpec discrete_spec(DiscreteKind kind) {
                               : "use fewer components, prune the vocabulary (--min-df/--max-df on import), fewer "
                                 "--threads";
   s.fit = [kind](train::FitRun& run) { return fit_discrete_run(run, kind); };
-  if (bernoulli) s.load = load_model;
+  if (bernoulli) {
+    s.load = load_model;
+  } else {
+    s.own_tasks = mmm_own_tasks();
+    s.describe = describe_mmm_file;
+  }
   return s;
 }
 
