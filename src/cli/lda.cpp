@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <optional>
 
 #include "common.hpp"
 #include "latent/core/error.hpp"
@@ -13,6 +14,7 @@
 #include "latent/io/counts_dataset.hpp"
 #include "latent/io/h5_file.hpp"
 #include "latent/models/lda/lda_apply.hpp"
+#include "latent/models/lda/lda_coherence.hpp"
 #include "latent/models/lda/lda_fit.hpp"
 
 namespace latent::cli {
@@ -56,13 +58,23 @@ models::Lda load_and_open(const Context& ctx, LdaApply& a, io::CountsDatasetInfo
 
 int score_lda(const std::vector<std::string>& args, const Context& ctx) {
   LdaApply a;
+  Index top_n = 10;
   po::options_description desc("latent score options (LDA)");
   add_lda_apply(desc, a);
+  desc.add_options()
+      ("coherence-top-n", po::value(&top_n)->default_value(10),
+       "topic coherence (UMass, NPMI) of each topic's top N words (V if N > V); 0: off");
   po::variables_map vm;
   if (!parse(args, desc, vm, ctx, "latent score --model LDA.h5 --data DIR")) return 0;
+  if (top_n < 0 || top_n == 1) throw_usage(fmt::format("--coherence-top-n must be 0 (off) or at least 2, got {}", top_n));
   io::CountsDatasetInfo info;
   const models::Lda model = load_and_open(ctx, a, info);
   const models::LdaScore s = models::score_lda(ctx.comm, info, model, a.e_step, a.stream.threads, a.stream.block_rows);
+  std::optional<models::TopicCoherence> coherence;
+  const Index n_top = std::min(top_n, model.vocab_size());  // a vocabulary of fewer than 2 words has no pairs
+  if (n_top >= 2)
+    coherence = models::topic_coherence(ctx.comm, info, models::lda_top_words(model, n_top, a.stream.threads),
+                                        a.stream.threads, a.stream.block_rows, a.stream.prefetch);
   nlohmann::json j{{"model", "lda"},
                    {"data", a.data},
                    {"num_documents", s.num_documents},
@@ -78,6 +90,21 @@ int score_lda(const std::vector<std::string>& args, const Context& ctx) {
                     "their count), Wallach et al. 2009; bound_perplexity = exp(-ELBO / tokens), Hoffman et al. 2010 eq. "
                     "16 (scikit-learn's perplexity()); gensim's log_perplexity prints the per-token bound and its "
                     "'perplexity estimate' is 2^(-bound), neither of these"}};
+  if (coherence) {
+    j["coherence_top_n"] = coherence->top_n;
+    j["coherence_umass"] = coherence->umass_mean;
+    j["coherence_umass_per_topic"] = coherence->umass;
+    j["coherence_npmi"] = coherence->npmi_mean;
+    j["coherence_npmi_per_topic"] = coherence->npmi;
+    j["definitions"] = j["definitions"].get<std::string>() +
+        "; coherence over each topic's top N words t_1..t_N (decreasing lambda, ties by lower word id), D = number "
+        "of documents containing the word(s), N_d = documents: coherence_umass_per_topic = mean over i > j of "
+        "log((D(t_i, t_j)/N_d + 1e-12) / (D(t_j)/N_d)) (0 for a pair with D(t_j) = 0), Mimno et al. 2011 eq. 1 with "
+        "gensim's conventions (epsilon on the probability, mean over pairs: CoherenceModel(coherence='u_mass')); "
+        "coherence_npmi_per_topic = mean over pairs of log(P(a,b)/(P(a)P(b))) / -log P(a,b) with document "
+        "probabilities P = D/N_d (Bouma 2009; Roeder et al. 2015), -1 when D(a,b) = 0, 1 when D(a,b) = N_d; "
+        "gensim's c_npmi uses 10-token sliding windows instead of documents; the averages are means over topics";
+  }
   if (ctx.comm.is_root()) ctx.out << j.dump() << '\n';
   return 0;
 }
