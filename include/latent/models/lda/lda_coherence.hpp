@@ -17,8 +17,10 @@
 ///      C_umass = mean over i = 1..n−1, j < i of log((D(t_i, t_j)/N + ε) / (D(t_j)/N)),
 ///    a pair whose D(t_j) = 0 contributes 0 (gensim's ZeroDivisionError branch). Equal to
 ///    gensim 4.x CoherenceModel(coherence='u_mass', corpus=..., topn=n).get_coherence_per_topic().
-///  - NPMI with document windows (Bouma 2009 §2.3; Röder et al. 2015 §3.1, m_nlr with
-///    boolean-document probabilities P(w) = D(w)/N, P(w, w') = D(w, w')/N, no ε):
+///  - NPMI with document windows (Bouma 2009, normalised PMI; in the framework of Röder
+///    et al. 2015 §3: segmentation S_one^one, the boolean-document probability estimate
+///    P_bd, P(w) = D(w)/N and P(w, w') = D(w, w')/N, and the direct confirmation m_nlr,
+///    here without ε):
 ///      NPMI(a, b) = log(P(a, b) / (P(a) P(b))) / (−log P(a, b)),
 ///    −1 when D(a, b) = 0 (never together) and 1 when D(a, b) = N (both in every document,
 ///    the limit of complete co-occurrence); C_npmi = mean over the n(n−1)/2 unordered pairs.
@@ -119,9 +121,11 @@ class CoherenceCounter {
 /// threads, one tally per thread (fewer threads if the tallies would exceed
 /// `memory_budget_bytes`: a tally is 8·tally_size() bytes), then one int64 allreduce of
 /// the tally; every rank returns the same values, identical for any rank, thread and block
-/// counts. `top` must be the same on every rank. Collective (read errors agreed: every rank
+/// counts. Work per document: O(m²) for the m top words it contains (kDense) or Σ_k m_k²
+/// over the topics' shares (kTopicPairs); one V-entry int32 lookup table besides the
+/// tallies. `top` must be the same on every rank. Collective (read errors agreed: every rank
 /// throws the lowest failing rank's Error; SIGTERM/SIGUSR1 stop it at the next block with
-/// Error(kRequeue)). Throws as CoherenceCounter, before any collective.
+/// Error(kRequeue)). Throws as CoherenceCounter (agreed, before the pass).
 TopicCoherence topic_coherence(const comm::Communicator& comm, const io::CountsDatasetInfo& info, const TopWords& top,
                                int threads, Index block_rows, int prefetch = 4,
                                std::size_t memory_budget_bytes = std::size_t{512} << 20,
