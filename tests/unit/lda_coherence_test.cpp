@@ -4,7 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <random>
 #include <vector>
 
 #include "../support/fixtures.hpp"
@@ -95,6 +97,43 @@ TEST(LdaCoherence, PartialTalliesAddUpAndLayoutsAgreeBitwise) {
   pairs.add_document(std::vector<std::int32_t>{2, 0, 0, 1, 2}, t2, s);
   EXPECT_EQ(t1, count(pairs, Docs{{0, 1, 2}}));
   EXPECT_EQ(t2, t1);
+}
+
+TEST(LdaCoherence, RandomOverlappingTopicsCountLikeBruteForce) {
+  // Topics drawn from a small pool (heavy overlap), documents random subsets of V = 40.
+  std::mt19937_64 rng(20);
+  const Index k = 6, n = 5, v = 40;
+  TopWords top{k, n, {}};
+  for (Index t = 0; t < k; ++t) {
+    std::vector<std::int32_t> pool(12);
+    for (std::int32_t i = 0; i < 12; ++i) pool[static_cast<std::size_t>(i)] = i * 3;
+    std::shuffle(pool.begin(), pool.end(), rng);
+    top.ids.insert(top.ids.end(), pool.begin(), pool.begin() + n);
+  }
+  std::vector<std::vector<std::int32_t>> docs(300);
+  for (auto& d : docs)
+    for (std::int32_t w = 0; w < v; ++w)
+      if (rng() % 4 == 0) d.push_back(w);
+  const CoherenceCounter dense(top, v, CoherenceLayout::kDense), pairs(top, v, CoherenceLayout::kTopicPairs);
+  const auto td = count(dense, docs), tp = count(pairs, docs);
+  auto has = [&](const std::vector<std::int32_t>& d, std::int32_t w) { return std::binary_search(d.begin(), d.end(), w); };
+  for (Index t = 0; t < k; ++t) {
+    const auto words = top.topic(t);
+    for (Index i = 0; i < n; ++i) {
+      std::int64_t di = 0;
+      for (const auto& d : docs) di += has(d, words[i]);
+      EXPECT_EQ(dense.document_frequency(td, words[i]), di);
+      for (Index j = 0; j < i; ++j) {
+        std::int64_t dij = 0;
+        for (const auto& d : docs) dij += has(d, words[i]) && has(d, words[j]);
+        EXPECT_EQ(dense.co_document_frequency(td, t, i, j), dij) << t << " " << i << " " << j;
+        EXPECT_EQ(pairs.co_document_frequency(tp, t, j, i), dij) << t << " " << i << " " << j;
+      }
+    }
+  }
+  const TopicCoherence a = dense.coherence(td), b = pairs.coherence(tp);
+  EXPECT_EQ(a.umass, b.umass);
+  EXPECT_EQ(a.npmi, b.npmi);
 }
 
 TEST(LdaCoherence, CompleteCooccurrenceIsOneAndAbsenceIsMinusOne) {
