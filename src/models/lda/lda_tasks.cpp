@@ -7,12 +7,14 @@
 #include <chrono>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <optional>
 
 #include "latent/core/error.hpp"
 #include "latent/io/block_plan.hpp"
 #include "latent/io/counts_dataset.hpp"
 #include "latent/io/h5_file.hpp"
 #include "latent/models/lda/lda_apply.hpp"
+#include "latent/models/lda/lda_coherence.hpp"
 #include "latent/io/shard_directory.hpp"
 #include "latent/models/generate.hpp"
 #include "latent/models/lda/lda_fit.hpp"
@@ -31,6 +33,13 @@ std::vector<OptionSpec> e_step_options() {
       {.flag = "mean-change-tol", .type = T::kReal, .default_value = "0.001",
        .help = "per-document stop: mean absolute change of gamma", .min = 0, .min_exclusive = true},
   };
+}
+
+std::vector<OptionSpec> score_options() {
+  std::vector<OptionSpec> options = e_step_options();
+  options.push_back({.flag = "coherence-top-n", .type = OptionType::kInt, .default_value = "10",
+                     .help = "topic coherence (UMass, NPMI) of each topic's top N words (V if N > V); 0: off", .min = 0});
+  return options;
 }
 
 LdaEStepOptions e_step(const OptionValues& o) {
@@ -61,8 +70,15 @@ int score(train::TaskRun& run) {
   const train::TaskCommon& c = run.common();
   io::CountsDatasetInfo info;
   const Lda model = load_and_open(run, info);
+  const Index top_n = run.options().integer("coherence-top-n");
+  if (top_n == 1) throw_usage("--coherence-top-n must be 0 (off) or at least 2, got 1");
   const LdaScore s = score_lda(run.comm(), info, model, e_step(run.options()), c.threads, c.block_rows);
-  run.print({{"model", "lda"},
+  std::optional<TopicCoherence> coherence;
+  const Index n_top = std::min(top_n, model.vocab_size());  // a vocabulary of fewer than 2 words has no pairs
+  if (n_top >= 2)
+    coherence = topic_coherence(run.comm(), info, lda_top_words(model, n_top, c.threads), c.threads, c.block_rows,
+                                c.prefetch);
+  nlohmann::json j{{"model", "lda"},
              {"data", c.data},
              {"num_documents", s.num_documents},
              {"num_tokens", static_cast<Index>(s.num_tokens)},
@@ -76,7 +92,23 @@ int score(train::TaskRun& run) {
               "doc_completion_perplexity = exp(-sum log p(odd-position tokens | theta from even-position tokens) / "
               "their count), Wallach et al. 2009; bound_perplexity = exp(-ELBO / tokens), Hoffman et al. 2010 eq. "
               "16 (scikit-learn's perplexity()); gensim's log_perplexity prints the per-token bound and its "
-              "'perplexity estimate' is 2^(-bound), neither of these"}});
+              "'perplexity estimate' is 2^(-bound), neither of these"}};
+  if (coherence) {
+    j["coherence_top_n"] = coherence->top_n;
+    j["coherence_umass"] = coherence->umass_mean;
+    j["coherence_umass_per_topic"] = coherence->umass;
+    j["coherence_npmi"] = coherence->npmi_mean;
+    j["coherence_npmi_per_topic"] = coherence->npmi;
+    j["definitions"] = j["definitions"].get<std::string>() +
+        "; coherence over each topic's top N words t_1..t_N (decreasing lambda, ties by lower word id), D = number "
+        "of documents containing the word(s), N_d = documents: coherence_umass_per_topic = mean over i > j of "
+        "log((D(t_i, t_j)/N_d + 1e-12) / (D(t_j)/N_d)) (0 for a pair with D(t_j) = 0), Mimno et al. 2011 eq. 1 with "
+        "gensim's conventions (epsilon on the probability, mean over pairs: CoherenceModel(coherence='u_mass')); "
+        "coherence_npmi_per_topic = mean over pairs of log(P(a,b)/(P(a)P(b))) / -log P(a,b) with document "
+        "probabilities P = D/N_d (Bouma 2009; Roeder et al. 2015), -1 when D(a,b) = 0, 1 when D(a,b) = N_d; "
+        "gensim's c_npmi uses 10-token sliding windows instead of documents; the averages are means over topics";
+  }
+  run.print(j);
   return 0;
 }
 
@@ -154,7 +186,7 @@ std::vector<TaskSpec> lda_own_tasks() {
       {.task = Task::kScore,
        .usage = "latent score --model LDA.h5 --data DIR",
        .data_help = data_help,
-       .options = e_step_options(),
+       .options = score_options(),
        .run = score,
        .examples = {"latent score --model lda.h5 --data heldout_corpus/"}},
       {.task = Task::kTransform,
