@@ -136,14 +136,19 @@ def parse_last_json(text: str) -> dict:
         raise SystemExit(f"expected a JSON object on stdout, got:\n{text[-2000:]}")
 
 
-def read_log_json(path: Path) -> list[dict]:
-    """The records of a --log-json file (one JSON object per line)."""
+def read_log_json(path: Path, last_run: bool = True) -> list[dict]:
+    """The records of a --log-json file (one JSON object per line). latent appends to an
+    existing log, each run starting with a {"event": "start"} line: by default only the
+    last run's records are returned."""
     out = []
     with open(path) as f:
         for line in f:
             line = line.strip()
             if line:
-                out.append(json.loads(line))
+                rec = json.loads(line)
+                if last_run and rec.get("event") == "start":
+                    out = []
+                out.append(rec)
     return out
 
 

@@ -216,7 +216,7 @@ int cmd_import_counts(const std::vector<std::string>& args, const Context& ctx) 
     for (const auto& d : dirs)
       writers.push_back(std::make_unique<io::CountsWriter>(d, vocab_size, o.docs_per_shard, plan.with_labels));
 
-    Progress progress(ctx.err, ctx.comm.is_root() && stderr_is_tty(), "import", plan.total);
+    Progress progress(ctx.err, ctx.comm.is_root() && stderr_is_tty(), "import", plan.total, "documents");
     imp::Document doc;
     Index i = 0;
     while (plan.reader->next(doc)) {

@@ -48,8 +48,9 @@ int fit_lda_run(train::FitRun& run) {
   nlohmann::json config{{"model", "lda"},
                         {"n_topics", l.n_topics},
                         {"method", l.method},
-                        {"doc_topic_prior", l.doc_topic_prior},
-                        {"topic_word_prior", l.topic_word_prior},
+                        // The values used (-1 selects 1/K), not the sentinel.
+                        {"doc_topic_prior", l.doc_topic_prior > 0 ? l.doc_topic_prior : 1.0 / static_cast<double>(l.n_topics)},
+                        {"topic_word_prior", l.topic_word_prior > 0 ? l.topic_word_prior : 1.0 / static_cast<double>(l.n_topics)},
                         {"learning_decay", l.learning_decay},
                         {"learning_offset", l.learning_offset},
                         {"batch_size", l.batch_size},
@@ -132,6 +133,9 @@ ModelSpec lda_spec() {
     const Index k = o.given("n-components") ? o.integer("n-components") : o.integer("n-topics");
     return MemoryNeeds{v * k, 3 * v * k, v * k};
   };
+  s.objective_name = "bound_per_token";
+  s.objective_unit = "nats/token";
+  s.change_name = "bound perplexity change";
   s.memory_advice =
       "use fewer topics, prune the vocabulary (--min-df/--max-df on import), fewer --threads, or raise --memory-budget "
       "if the limit is wrong";
