@@ -35,6 +35,9 @@ struct GibbsSampler::Impl {
     std::vector<std::int32_t> n_dk;       // K, zero between documents
     std::vector<std::int32_t> z_old;      // the document's frozen topics
     std::vector<std::int32_t> changes;    // (word, old, new) triples
+    std::vector<std::int32_t> props;      // a document's proposals, 2 mh_steps per token
+    std::vector<std::uint64_t> keys;      // a document's token keys
+    std::vector<std::int32_t> ys;         // a document's alias threshold draws
     std::vector<std::int32_t> topics;     // alias building
     std::vector<std::int64_t> counts, alias_scratch;
     std::int64_t proposals = 0, accepted = 0;
@@ -210,6 +213,69 @@ GibbsSweepStats GibbsSampler::sweep(const comm::Communicator& comm, std::uint64_
       const std::int32_t* zo = s.z_old.data();
       for (std::int64_t i = 0; i < len; ++i) ++nd[zo[i]];
       const double p_uniform_doc = k_alpha / (static_cast<double>(len) + k_alpha);
+      // Pass A: every proposal of every token of the document. Proposals do not depend on
+      // the chain's state (both are independence proposals), so they are drawn first and
+      // the n_kw cells the acceptances will read are prefetched: the misses of different
+      // tokens overlap instead of stalling one after another.
+      const auto per_token = static_cast<std::size_t>(2 * steps);
+      if (s.props.size() < static_cast<std::size_t>(len) * per_token) s.props.resize(static_cast<std::size_t>(len) * per_token);
+      if (s.keys.size() < static_cast<std::size_t>(len)) s.keys.resize(static_cast<std::size_t>(len));
+      if (s.ys.size() < static_cast<std::size_t>(len) * static_cast<std::size_t>(steps))
+        s.ys.resize(static_cast<std::size_t>(len) * static_cast<std::size_t>(steps));
+      std::int32_t* props = s.props.data();
+      std::int32_t* ys = s.ys.data();
+      // A1: the draws; a word proposal from the alias table is stored as −1 − bin (its bin
+      // prefetched) with its threshold draw in ys, resolved in A2.
+      for (std::int64_t i = 0; i < len; ++i) {
+        const std::int64_t t = b + i;
+        const std::int32_t w = words_[static_cast<std::size_t>(t)];
+        const auto nw = static_cast<std::uint64_t>(n_w_[static_cast<std::size_t>(w)]);
+        const double p_alias = static_cast<double>(nw) / (static_cast<double>(nw) + k_eta);
+        const GibbsAliasBin* bins = bins_.data() + bin_ptr_[static_cast<std::size_t>(w)];
+        const auto nbins = static_cast<std::uint64_t>(bin_len_[static_cast<std::size_t>(w)]);
+        const std::uint64_t key = mix64(prefix ^ static_cast<std::uint64_t>(first_token_ + t));
+        s.keys[static_cast<std::size_t>(i)] = key;
+        std::int32_t* pt = props + static_cast<std::size_t>(i) * per_token;
+        for (int m = 0; m < steps; ++m) {
+          const std::uint64_t* sk = slots + kSlotsPerStep * m;
+          // Doc proposal: uniform with probability Kα / (n_d + Kα), else a random token's frozen topic.
+          const std::uint64_t r1 = mix64(key ^ sk[1]);
+          pt[2 * m] = to_uniform(mix64(key ^ sk[0])) < p_uniform_doc
+                          ? static_cast<std::int32_t>(below_hi(r1, static_cast<std::uint64_t>(k)))
+                          : zo[below_hi(r1, static_cast<std::uint64_t>(len))];
+          // Word proposal: the alias table with probability n_w / (n_w + Kη), else uniform.
+          const std::uint64_t r4 = mix64(key ^ sk[4]);
+          if (to_uniform(mix64(key ^ sk[3])) < p_alias) {
+            const std::uint64_t j = below_hi(r4, nbins);
+            __builtin_prefetch(bins + j);
+            pt[2 * m + 1] = -1 - static_cast<std::int32_t>(j);
+            ys[static_cast<std::size_t>(i) * static_cast<std::size_t>(steps) + static_cast<std::size_t>(m)] =
+                static_cast<std::int32_t>(below_lo(r4, nw));
+          } else {
+            pt[2 * m + 1] = static_cast<std::int32_t>(below_hi(r4, static_cast<std::uint64_t>(k)));
+          }
+        }
+      }
+      // A2: resolve the alias draws and prefetch the n_kw cells the chains will read.
+      for (std::int64_t i = 0; i < len; ++i) {
+        const std::int32_t w = words_[static_cast<std::size_t>(b + i)];
+        const std::int32_t* row = n_kw_.data() + static_cast<std::size_t>(w) * static_cast<std::size_t>(k);
+        const GibbsAliasBin* bins = bins_.data() + bin_ptr_[static_cast<std::size_t>(w)];
+        std::int32_t* pt = props + static_cast<std::size_t>(i) * per_token;
+        __builtin_prefetch(row + zo[i]);
+        for (int m = 0; m < steps; ++m) {
+          __builtin_prefetch(row + pt[2 * m]);
+          std::int32_t& q = pt[2 * m + 1];
+          if (q < 0) {
+            const GibbsAliasBin& bin = bins[-1 - q];
+            q = ys[static_cast<std::size_t>(i) * static_cast<std::size_t>(steps) + static_cast<std::size_t>(m)] < bin.threshold
+                    ? bin.topic
+                    : bin.alias;
+          }
+          __builtin_prefetch(row + q);
+        }
+      }
+      // Pass B: the MH chains against the frozen counts.
       GibbsTokenView view{nd, nullptr, n_k_veta_.data(), 0, alpha, eta};
       for (std::int64_t i = 0; i < len; ++i) {
         const std::int64_t t = b + i;
@@ -217,20 +283,13 @@ GibbsSweepStats GibbsSampler::sweep(const comm::Communicator& comm, std::uint64_
         const std::int32_t self = zo[i];
         view.n_kw = n_kw_.data() + static_cast<std::size_t>(w) * static_cast<std::size_t>(k);
         view.self = self;
-        const auto nw = static_cast<std::uint64_t>(n_w_[static_cast<std::size_t>(w)]);
-        const double p_alias = static_cast<double>(nw) / (static_cast<double>(nw) + k_eta);
-        const GibbsAliasBin* bins = bins_.data() + bin_ptr_[static_cast<std::size_t>(w)];
-        const auto nbins = static_cast<std::uint64_t>(bin_len_[static_cast<std::size_t>(w)]);
-        const std::uint64_t key = mix64(prefix ^ static_cast<std::uint64_t>(first_token_ + t));
+        const std::uint64_t key = s.keys[static_cast<std::size_t>(i)];
+        const std::int32_t* pt = props + static_cast<std::size_t>(i) * per_token;
         std::int32_t cur = self;
         for (int m = 0; m < steps; ++m) {
           const std::uint64_t* sk = slots + kSlotsPerStep * m;
           double num, den;
-          // Doc proposal: uniform with probability Kα / (n_d + Kα), else a random token's frozen topic.
-          std::int32_t prop;
-          const std::uint64_t r1 = mix64(key ^ sk[1]);
-          if (to_uniform(mix64(key ^ sk[0])) < p_uniform_doc) prop = static_cast<std::int32_t>(below_hi(r1, static_cast<std::uint64_t>(k)));
-          else prop = zo[below_hi(r1, static_cast<std::uint64_t>(len))];
+          std::int32_t prop = pt[2 * m];
           if (prop != cur) {
             ++proposals;
             gibbs_doc_ratio(view, cur, prop, num, den);
@@ -239,14 +298,7 @@ GibbsSweepStats GibbsSampler::sweep(const comm::Communicator& comm, std::uint64_
               ++accepted;
             }
           }
-          // Word proposal: the alias table with probability n_w / (n_w + Kη), else uniform.
-          const std::uint64_t r4 = mix64(key ^ sk[4]);
-          if (to_uniform(mix64(key ^ sk[3])) < p_alias) {
-            const GibbsAliasBin& bin = bins[below_hi(r4, nbins)];
-            prop = static_cast<std::int64_t>(below_lo(r4, nw)) < bin.threshold ? bin.topic : bin.alias;
-          } else {
-            prop = static_cast<std::int32_t>(below_hi(r4, static_cast<std::uint64_t>(k)));
-          }
+          prop = pt[2 * m + 1];
           if (prop != cur) {
             ++proposals;
             gibbs_word_ratio(view, cur, prop, num, den);
