@@ -38,6 +38,7 @@ struct GibbsSampler::Impl {
     std::vector<std::int32_t> props;      // a document's proposals, 2 mh_steps per token
     std::vector<std::uint64_t> keys;      // a document's token keys
     std::vector<std::int32_t> ys;         // a document's alias threshold draws
+    std::vector<std::uint8_t> mark;       // K, zero between words (alias rebuilds)
     std::vector<std::int32_t> topics;     // alias building
     std::vector<std::int64_t> counts, alias_scratch;
     std::int64_t proposals = 0, accepted = 0;
@@ -46,6 +47,7 @@ struct GibbsSampler::Impl {
   tbb::enumerable_thread_specific<Scratch> scratch;
   std::vector<std::uint64_t> slot_keys;  // mix64(c) for every draw slot
   std::vector<std::uint8_t> word_flag;   // V, zero between uses
+  std::vector<std::int32_t> word_slot;   // V, −1 between uses
 };
 
 void gibbs_build_alias(std::span<const std::int32_t> topics, std::span<const std::int64_t> counts, std::int64_t total,
@@ -100,6 +102,7 @@ GibbsSampler::GibbsSampler(Index num_topics, Index vocab_size, double alpha, dou
   bin_ptr_.assign(static_cast<std::size_t>(v_) + 1, 0);
   bin_len_.assign(static_cast<std::size_t>(v_), 0);
   impl_->word_flag.assign(static_cast<std::size_t>(v_), 0);
+  impl_->word_slot.assign(static_cast<std::size_t>(v_), -1);
   for (int c = 0; c < kSlotsPerStep * mh_steps_; ++c) impl_->slot_keys.push_back(mix64(static_cast<std::uint64_t>(c)));
 }
 
@@ -121,25 +124,50 @@ void GibbsSampler::init_topics() {
   }
 }
 
-void GibbsSampler::rebuild_alias(std::span<const std::int32_t> words) {
+void GibbsSampler::rebuild_alias(std::span<const std::int32_t> words, const std::int64_t* added_begin,
+                                 const std::int32_t* added) {
+  // The nonzero topics of word i of `words`: with `added` (topics added[added_begin[i] ..
+  // added_begin[i + 1]) of word i went from 0 to nonzero), the topics of its previous table
+  // still nonzero plus its added ones, O(nnz + changes); without, a scan of the row, O(K).
+  // Either way sorted ascending, so a table is a function of its row alone (a resumed fit
+  // rebuilds the same tables).
   const auto body = [&](Index lo, Index hi) {
     Impl::Scratch& s = impl_->scratch.local();
+    if (added_begin != nullptr && static_cast<Index>(s.mark.size()) != k_) s.mark.assign(static_cast<std::size_t>(k_), 0);
     for (Index i = lo; i < hi; ++i) {
       const std::int32_t w = words[static_cast<std::size_t>(i)];
       const std::int32_t* row = n_kw_.data() + static_cast<std::size_t>(w) * static_cast<std::size_t>(k_);
+      GibbsAliasBin* bins = bins_.data() + bin_ptr_[static_cast<std::size_t>(w)];
       s.topics.clear();
-      s.counts.clear();
-      for (Index t = 0; t < k_; ++t)
-        if (row[t] != 0) {
-          s.topics.push_back(static_cast<std::int32_t>(t));
-          s.counts.push_back(row[t]);
+      if (added_begin == nullptr) {
+        for (Index t = 0; t < k_; ++t)
+          if (row[t] != 0) s.topics.push_back(static_cast<std::int32_t>(t));
+      } else {
+        const std::int32_t old_len = bin_len_[static_cast<std::size_t>(w)];
+        for (std::int32_t j = 0; j < old_len; ++j) {
+          const std::int32_t t = bins[j].topic;  // each nonzero topic is the `topic` of exactly one bin
+          if (row[t] != 0 && !s.mark[static_cast<std::size_t>(t)]) {
+            s.mark[static_cast<std::size_t>(t)] = 1;
+            s.topics.push_back(t);
+          }
         }
+        for (auto j = added_begin[i]; j < added_begin[i + 1]; ++j) {
+          const std::int32_t t = added[j];
+          if (row[t] != 0 && !s.mark[static_cast<std::size_t>(t)]) {
+            s.mark[static_cast<std::size_t>(t)] = 1;
+            s.topics.push_back(t);
+          }
+        }
+        for (std::int32_t t : s.topics) s.mark[static_cast<std::size_t>(t)] = 0;
+        std::sort(s.topics.begin(), s.topics.end());
+      }
+      s.counts.resize(s.topics.size());
+      for (std::size_t j = 0; j < s.topics.size(); ++j) s.counts[j] = row[s.topics[j]];
       const auto len = static_cast<std::int32_t>(s.topics.size());
       bin_len_[static_cast<std::size_t>(w)] = len;
       if (len > 0)
         gibbs_build_alias(s.topics, s.counts, n_w_[static_cast<std::size_t>(w)],
-                          std::span<GibbsAliasBin>(bins_.data() + bin_ptr_[static_cast<std::size_t>(w)], static_cast<std::size_t>(len)),
-                          s.alias_scratch);
+                          std::span<GibbsAliasBin>(bins, static_cast<std::size_t>(len)), s.alias_scratch);
     }
   };
   const auto n = static_cast<Index>(words.size());
@@ -156,26 +184,26 @@ void GibbsSampler::rebuild_counts(const comm::Communicator& comm) {
   std::fill(n_kw_.begin(), n_kw_.end(), 0);
   std::fill(n_k_.begin(), n_k_.end(), 0);
   std::fill(n_w_.begin(), n_w_.end(), 0);
-  // Counted in int64 first: a word's count must fit the int32 table.
-  std::vector<std::int64_t> wide;
-  const auto add = [&](std::int64_t w, std::int64_t t) {
-    ++n_w_[static_cast<std::size_t>(w)];
-    ++n_k_[static_cast<std::size_t>(t)];
-    n_kw_[static_cast<std::size_t>(w * k_ + t)] += 1;  // may wrap only if n_w does; checked below
-  };
-  if (comm.size() == 1) {
-    for (std::size_t i = 0; i < words_.size(); ++i) add(words_[i], topics_[i]);
-  } else {
+  // Every rank's (word, topic) pairs; word totals first: a word's count must fit the int32 table.
+  std::vector<std::int64_t> all;
+  if (comm.size() > 1) {
     std::vector<std::int64_t> pairs(words_.size());
     for (std::size_t i = 0; i < words_.size(); ++i) pairs[i] = static_cast<std::int64_t>(words_[i]) * k_ + topics_[i];
-    const std::vector<std::int64_t> all = comm.allgatherv(std::span<const std::int64_t>(pairs));
-    pairs = {};
-    for (std::int64_t p : all) add(p / k_, p % k_);
+    all = comm.allgatherv(std::span<const std::int64_t>(pairs));
   }
+  const bool local = comm.size() == 1;
+  const std::size_t n = local ? words_.size() : all.size();
+  const auto word_of = [&](std::size_t i) -> std::int64_t { return local ? words_[i] : all[i] / k_; };
+  const auto topic_of = [&](std::size_t i) -> std::int64_t { return local ? topics_[i] : all[i] % k_; };
+  for (std::size_t i = 0; i < n; ++i) ++n_w_[static_cast<std::size_t>(word_of(i))];
   std::int64_t max_w = 0;
   for (std::int64_t c : n_w_) max_w = std::max(max_w, c);
   if (max_w > std::numeric_limits<std::int32_t>::max())
     throw_usage(fmt::format("gibbs: a word occurs {} times; at most 2^31 - 1 per word are supported", max_w));
+  for (std::size_t i = 0; i < n; ++i) {
+    ++n_k_[static_cast<std::size_t>(topic_of(i))];
+    ++n_kw_[static_cast<std::size_t>(word_of(i) * k_ + topic_of(i))];
+  }
   for (Index t = 0; t < k_; ++t) n_k_veta_[static_cast<std::size_t>(t)] = static_cast<double>(n_k_[static_cast<std::size_t>(t)]) + static_cast<double>(v_) * eta_;
   // Alias capacity: a word has at most min(K, n_w) nonzero topics, for ever.
   std::vector<std::int32_t> present;
@@ -186,7 +214,7 @@ void GibbsSampler::rebuild_counts(const comm::Communicator& comm) {
     if (cap > 0) present.push_back(static_cast<std::int32_t>(w));
   }
   bins_.assign(static_cast<std::size_t>(bin_ptr_[static_cast<std::size_t>(v_)]), GibbsAliasBin{0, 0, 0});
-  rebuild_alias(present);
+  rebuild_alias(present, nullptr, nullptr);
 }
 
 GibbsSweepStats GibbsSampler::sweep(const comm::Communicator& comm, std::uint64_t sweep) {
@@ -347,10 +375,19 @@ GibbsSweepStats GibbsSampler::sweep(const comm::Communicator& comm, std::uint64_
   const std::vector<std::int64_t> all = comm.size() > 1 ? comm.allgatherv(std::span<const std::int64_t>(local)) : std::move(local);
   std::vector<std::uint8_t>& flag = impl_->word_flag;
   std::vector<std::int32_t> touched;
+  std::vector<std::int64_t> added;  // (word, topic) cells that went from 0 to 1
+  constexpr std::size_t kAhead = 16 * 3;
   for (std::size_t i = 0; i + 2 < all.size(); i += 3) {
+    if (i + kAhead + 2 < all.size()) {
+      __builtin_prefetch(n_kw_.data() + all[i + kAhead] * k + all[i + kAhead + 1]);
+      __builtin_prefetch(n_kw_.data() + all[i + kAhead] * k + all[i + kAhead + 2]);
+    }
     const std::int64_t w = all[i], from = all[i + 1], to = all[i + 2];
     n_kw_[static_cast<std::size_t>(w * k + from)] -= 1;
-    n_kw_[static_cast<std::size_t>(w * k + to)] += 1;
+    if (++n_kw_[static_cast<std::size_t>(w * k + to)] == 1) {
+      added.push_back(w);
+      added.push_back(to);
+    }
     --n_k_[static_cast<std::size_t>(from)];
     ++n_k_[static_cast<std::size_t>(to)];
     if (!flag[static_cast<std::size_t>(w)]) {
@@ -360,8 +397,20 @@ GibbsSweepStats GibbsSampler::sweep(const comm::Communicator& comm, std::uint64_
   }
   for (std::int32_t w : touched) flag[static_cast<std::size_t>(w)] = 0;
   for (Index t = 0; t < k; ++t) n_k_veta_[static_cast<std::size_t>(t)] = static_cast<double>(n_k_[static_cast<std::size_t>(t)]) + static_cast<double>(v_) * eta_;
-  std::sort(touched.begin(), touched.end());  // the alias tables do not depend on the order; the cache does
-  rebuild_alias(touched);
+  std::sort(touched.begin(), touched.end());
+  // The added topics grouped by touched word (a counting sort; order within a word does not matter).
+  std::vector<std::int32_t>& slot = impl_->word_slot;
+  for (std::size_t i = 0; i < touched.size(); ++i) slot[static_cast<std::size_t>(touched[i])] = static_cast<std::int32_t>(i);
+  std::vector<std::int64_t> added_begin(touched.size() + 1, 0);
+  for (std::size_t i = 0; i < added.size(); i += 2) ++added_begin[static_cast<std::size_t>(slot[static_cast<std::size_t>(added[i])]) + 1];
+  for (std::size_t i = 0; i < touched.size(); ++i) added_begin[i + 1] += added_begin[i];
+  std::vector<std::int64_t> fill(added_begin.begin(), added_begin.end() - 1);
+  std::vector<std::int32_t> added_topics(added.size() / 2);
+  for (std::size_t i = 0; i < added.size(); i += 2)
+    added_topics[static_cast<std::size_t>(fill[static_cast<std::size_t>(slot[static_cast<std::size_t>(added[i])])]++)] =
+        static_cast<std::int32_t>(added[i + 1]);
+  for (std::int32_t w : touched) slot[static_cast<std::size_t>(w)] = -1;
+  rebuild_alias(touched, added_begin.data(), added_topics.data());
   return GibbsSweepStats{sums[0], sums[1], sums[2], sums[3]};
 }
 

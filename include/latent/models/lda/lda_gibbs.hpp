@@ -151,7 +151,7 @@ class GibbsSampler {
 
  private:
   struct Impl;
-  void rebuild_alias(std::span<const std::int32_t> words);
+  void rebuild_alias(std::span<const std::int32_t> words, const std::int64_t* added_begin, const std::int32_t* added);
   Index k_, v_;
   double alpha_, eta_;
   int mh_steps_;
