@@ -330,7 +330,7 @@ void fit_gibbs(const comm::Communicator& comm, const io::CountsDatasetInfo& info
   // The model: λ = n_kw + η (pseudo-counts), word-major.
   Lda& model = result.model;
   RowMatrix& lambda = model.lambda_vk();
-  const std::vector<std::int32_t>& n_kw = sampler.n_kw();
+  const std::span<const std::int32_t> n_kw = sampler.n_kw();
   for (Index w = 0; w < v; ++w)
     for (Index t = 0; t < k; ++t) lambda(w, t) = static_cast<double>(n_kw[static_cast<std::size_t>(w * k + t)]) + eta0;
   model.refresh_totals(c.threads);

@@ -7,9 +7,13 @@
 #include <oneapi/tbb/parallel_for.h>
 #include <oneapi/tbb/task_arena.h>
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
+#include <new>
 
 #include "latent/core/control.hpp"
 #include "latent/core/error.hpp"
@@ -28,6 +32,22 @@ inline std::uint64_t below_hi(std::uint64_t r, std::uint64_t n) noexcept { retur
 inline std::uint64_t below_lo(std::uint64_t r, std::uint64_t n) noexcept { return ((r & 0xffffffffULL) * n) >> 32; }
 
 }  // namespace
+
+void* gibbs_huge_alloc(std::size_t bytes) {
+  constexpr std::size_t kHuge = std::size_t{2} << 20;
+  if (bytes < 2 * kHuge) {
+    void* p = std::malloc(bytes == 0 ? 1 : bytes);
+    if (p == nullptr) throw std::bad_alloc();
+    return p;
+  }
+  const std::size_t rounded = (bytes + kHuge - 1) / kHuge * kHuge;
+  void* p = std::aligned_alloc(kHuge, rounded);
+  if (p == nullptr) throw std::bad_alloc();
+  (void)madvise(p, rounded, MADV_HUGEPAGE);  // advice only: without THP the pages stay small
+  return p;
+}
+
+void gibbs_huge_free(void* p) noexcept { std::free(p); }
 
 struct GibbsSampler::Impl {
   explicit Impl(int threads) : arena(std::max(1, threads)) {}

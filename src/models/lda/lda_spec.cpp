@@ -44,6 +44,11 @@ int fit_lda_run(train::FitRun& run) {
   l.block_rows = c.block_rows;
   l.prefetch = c.prefetch;
   l.cache_bytes = static_cast<std::size_t>(c.cache_mb) * 1048576;
+  if (gibbs && !c.checkpoint_every_given) {
+    // A sampler's checkpoint holds every token's topic: by default every 10 sweeps (a stop
+    // signal still writes one at the next sweep boundary).
+    c.checkpoint.every = 10;
+  }
   if (l.method == "online" && !c.checkpoint_every_given) {
     // Online updates are per minibatch: by default checkpoint once per pass.
     c.checkpoint.every = static_cast<int>(std::max<Index>(1, (info.num_rows + l.batch_size - 1) / l.batch_size));
