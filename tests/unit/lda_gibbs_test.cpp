@@ -293,7 +293,7 @@ Exact enumerate(const TinyCorpus& c, int k, int v, double alpha, double eta, int
     }
     e.posterior[s] = std::exp(lp);
     zsum += e.posterior[s];
-    // Each token's kernel from the frozen counts: (doc step then word step)^mh_steps.
+    // Each token's kernel from the frozen counts.
     std::vector<std::vector<double>> row(tokens);
     for (std::size_t i = 0; i < tokens; ++i) {
       const std::size_t d = doc_of[i];
@@ -313,9 +313,14 @@ Exact enumerate(const TinyCorpus& c, int k, int v, double alpha, double eta, int
       std::size_t unit = 1;
       for (std::size_t j = 0; j < i; ++j) unit *= static_cast<std::size_t>(k);
       for (int t = 0; t < k; ++t) single[i][s][s + static_cast<std::size_t>(t) * unit - static_cast<std::size_t>(self) * unit] += p[static_cast<std::size_t>(t)] / zp;
-      const Mat step = matmul(mh_kernel(p, qd), mh_kernel(p, qw));
-      Mat chain = step;
-      for (int m = 1; m < mh_steps; ++m) chain = matmul(chain, step);
+      // mh_steps doc steps, then mh_steps word steps.
+      const Mat doc_step = mh_kernel(p, qd), word_step = mh_kernel(p, qw);
+      Mat docs = doc_step, words = word_step;
+      for (int m = 1; m < mh_steps; ++m) {
+        docs = matmul(docs, doc_step);
+        words = matmul(words, word_step);
+      }
+      const Mat chain = matmul(docs, words);
       row[i] = chain[static_cast<std::size_t>(self)];
     }
     for (std::size_t s2 = 0; s2 < states; ++s2) {
@@ -408,6 +413,11 @@ TEST(LdaGibbs, ChainMatchesTheExactDelayedUpdateDistribution) {
   EXPECT_GT(tv, 0.1);
   // One MH step per sweep as well.
   check_chain_distribution(c, 2, 3, 0.5, 0.3, 1, 4, 20000, &tv);
+  // K = 3 (with two topics the MH kernels of one target commute, so the order of the doc and
+  // word steps would not show): doc 0 = {w0, w1}, doc 1 = {w1, w2}, 81 configurations.
+  const TinyCorpus c3{{0, 2, 4}, {0, 1, 1, 2}};
+  check_chain_distribution(c3, 3, 3, 0.4, 0.25, 2, 5, 40000, &tv);
+  EXPECT_GT(tv, 0.05);
 }
 
 TEST(LdaGibbs, OneTokenCorpusSamplesTheExactPosterior) {

@@ -320,10 +320,10 @@ GibbsSweepStats GibbsSampler::sweep(const comm::Communicator& comm, std::uint64_
                     ? bin.topic
                     : bin.alias;
           }
-          __builtin_prefetch(row + q);
         }
       }
-      // Pass B: the MH chains against the frozen counts.
+      // Pass B: the MH chains against the frozen counts: the doc steps, then the word steps
+      // (which read only the token's own n_kw cell).
       GibbsTokenView view{nd, nullptr, n_k_veta_.data(), 0, alpha, eta};
       for (std::int64_t i = 0; i < len; ++i) {
         const std::int64_t t = b + i;
@@ -334,23 +334,24 @@ GibbsSweepStats GibbsSampler::sweep(const comm::Communicator& comm, std::uint64_
         const std::uint64_t key = s.keys[static_cast<std::size_t>(i)];
         const std::int32_t* pt = props + static_cast<std::size_t>(i) * per_token;
         std::int32_t cur = self;
+        double num, den;
         for (int m = 0; m < steps; ++m) {
-          const std::uint64_t* sk = slots + kSlotsPerStep * m;
-          double num, den;
-          std::int32_t prop = pt[2 * m];
+          const std::int32_t prop = pt[2 * m];
           if (prop != cur) {
             ++proposals;
             gibbs_doc_ratio(view, cur, prop, num, den);
-            if (num >= den || to_uniform(mix64(key ^ sk[2])) * den < num) {
+            if (num >= den || to_uniform(mix64(key ^ slots[kSlotsPerStep * m + 2])) * den < num) {
               cur = prop;
               ++accepted;
             }
           }
-          prop = pt[2 * m + 1];
+        }
+        for (int m = 0; m < steps; ++m) {
+          const std::int32_t prop = pt[2 * m + 1];
           if (prop != cur) {
             ++proposals;
             gibbs_word_ratio(view, cur, prop, num, den);
-            if (num >= den || to_uniform(mix64(key ^ sk[5])) * den < num) {
+            if (num >= den || to_uniform(mix64(key ^ slots[kSlotsPerStep * m + 5])) * den < num) {
               cur = prop;
               ++accepted;
             }

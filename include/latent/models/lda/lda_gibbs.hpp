@@ -12,8 +12,8 @@
 /// (WarpLDA's delayed updates). For token i with frozen topic s the target is the collapsed
 /// conditional given the other tokens' frozen topics,
 ///   p(k) ∝ (n_dk¬i + α)(n_kw¬i + η) / (n_k¬i + Vη),
-/// where ¬i subtracts token i's own frozen topic s from each count. A chain of `mh_steps`
-/// pairs starts at s and alternates
+/// where ¬i subtracts token i's own frozen topic s from each count. A chain starts at s
+/// and takes `mh_steps` steps with
 ///   * the doc proposal q_d(k) ∝ n_dk + α (frozen, with i): with probability
 ///     Kα / (n_d + Kα) a uniform topic, else the frozen topic of a uniformly chosen token
 ///     of d ("random positioning", WarpLDA §4.1);
@@ -21,7 +21,9 @@
 ///     an alias table over the nonzero n_kw of word w (Walker 1977, in integer arithmetic:
 ///     exact probabilities n_kw / n_w), else a uniform topic;
 /// each followed by the MH acceptance min(1, p(k')q(k) / (p(k)q(k'))) (gibbs_doc_ratio,
-/// gibbs_word_ratio). Alias tables are rebuilt after the sweep for the words whose counts
+/// gibbs_word_ratio): first the `mh_steps` doc steps, then the `mh_steps` word steps (as
+/// WarpLDA's doc and word phases; the word steps read only the token's own n_kw cell, so a
+/// token touches at most 1 + mh_steps cache lines of the K-wide n_kw row). Alias tables are rebuilt after the sweep for the words whose counts
 /// changed. This is WarpLDA's proposal pair; we keep the counts in a word-major K-wide
 /// table (not WarpLDA's per-word token lists) because a word's tokens are spread over ranks.
 ///
@@ -88,12 +90,18 @@ inline void gibbs_doc_ratio(const GibbsTokenView& v, std::int32_t a, std::int32_
   num = (db - sb) * (v.n_kw[b] - sb + v.eta) * (v.n_k_veta[a] - sa) * da;
   den = (da - sa) * (v.n_kw[a] - sa + v.eta) * (v.n_k_veta[b] - sb) * db;
 }
-/// The same for the word proposal (q_w ∝ n_kw + η, with self). Pure.
+/// The same for the word proposal (q_w ∝ n_kw + η, with self). Pure. The word factors
+/// (n_bw¬i + η)(n_aw + η) / ((n_aw¬i + η)(n_bw + η)) cancel unless a or b is the token's own
+/// topic, so only its own cell n_kw[self] is read (one cache line per token at any K).
 inline void gibbs_word_ratio(const GibbsTokenView& v, std::int32_t a, std::int32_t b, double& num, double& den) noexcept {
-  const double wa = v.n_kw[a] + v.eta, wb = v.n_kw[b] + v.eta;
   const double sa = a == v.self ? 1.0 : 0.0, sb = b == v.self ? 1.0 : 0.0;
-  num = (v.n_dk[b] - sb + v.alpha) * (wb - sb) * (v.n_k_veta[a] - sa) * wa;
-  den = (v.n_dk[a] - sa + v.alpha) * (wa - sa) * (v.n_k_veta[b] - sb) * wb;
+  num = (v.n_dk[b] - sb + v.alpha) * (v.n_k_veta[a] - sa);
+  den = (v.n_dk[a] - sa + v.alpha) * (v.n_k_veta[b] - sb);
+  if (a == v.self || b == v.self) {
+    const double own = v.n_kw[v.self] + v.eta;  // n_kw of (w, self) with the token
+    num *= a == v.self ? own : own - 1.0;
+    den *= a == v.self ? own - 1.0 : own;
+  }
 }
 
 /// Builds the integer alias table of `counts` (positive integers summing to `total`, for
@@ -115,8 +123,8 @@ struct GibbsSweepStats {
 /// word w being c consecutive tokens) and the global counts, identical on every rank.
 class GibbsSampler {
  public:
-  /// K ≥ 1 topics, V words, symmetric α, η > 0, mh_steps ≥ 1 (doc + word proposal pairs
-  /// per token per sweep), threads ≥ 1 (oneTBB; results do not depend on it).
+  /// K ≥ 1 topics, V words, symmetric α, η > 0, mh_steps ≥ 1 (doc steps, and as many word
+  /// steps, per token per sweep), threads ≥ 1 (oneTBB; results do not depend on it).
   GibbsSampler(Index num_topics, Index vocab_size, double alpha, double eta, int mh_steps, std::uint64_t seed,
                int threads);
   ~GibbsSampler();
