@@ -407,7 +407,7 @@ TEST(LdaGibbs, ChainMatchesTheExactDelayedUpdateDistribution) {
   // each token is a fifth to a third of its document's and word's counts, its stationary
   // distribution is far from the posterior (TV 0.396 measured: it undercounts the
   // configurations where tokens share a topic). The coupling, and with it the bias, shrinks
-  // as O(1/n_d) in real documents (Newman et al. 2009 on AD-LDA; WarpLDA §3); the test
+  // as O(1/n_d) in real documents (Newman et al. 2009 on AD-LDA); the test
   // checks the chain against its own exact distribution above, and this shows the two are
   // told apart.
   EXPECT_GT(tv, 0.1);

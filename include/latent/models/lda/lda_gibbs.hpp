@@ -2,7 +2,9 @@
 /// \file Collapsed Gibbs sampling for LDA (Griffiths & Steyvers 2004) with Metropolis–
 /// Hastings proposals that cost O(1) per token whatever K, after WarpLDA (Chen, Li, Zhu &
 /// Chen, "WarpLDA: a cache efficient O(1) algorithm for latent Dirichlet allocation",
-/// VLDB 2016): §3 (delayed updates) and §4.1-4.2 (the doc and word proposals).
+/// VLDB 2016; arXiv:1510.08628): its delayed updates of the counts (the Monte-Carlo EM view)
+/// and its doc and word proposals; the word proposal by alias tables as in LightLDA (Yuan et
+/// al., WWW 2015).
 ///
 /// Symbols: K topics, V words; a token i of document d with word w has topic z_i. Counts
 /// n_dk (topics of d's tokens), n_kw (tokens of word w with topic k, over the corpus),
@@ -16,24 +18,28 @@
 /// and takes `mh_steps` steps with
 ///   * the doc proposal q_d(k) ∝ n_dk + α (frozen, with i): with probability
 ///     Kα / (n_d + Kα) a uniform topic, else the frozen topic of a uniformly chosen token
-///     of d ("random positioning", WarpLDA §4.1);
+///     of d (WarpLDA's "random positioning");
 ///   * the word proposal q_w(k) ∝ n_kw + η: with probability n_w / (n_w + Kη) a draw from
 ///     an alias table over the nonzero n_kw of word w (Walker 1977, in integer arithmetic:
 ///     exact probabilities n_kw / n_w), else a uniform topic;
 /// each followed by the MH acceptance min(1, p(k')q(k) / (p(k)q(k'))) (gibbs_doc_ratio,
 /// gibbs_word_ratio): first the `mh_steps` doc steps, then the `mh_steps` word steps (as
 /// WarpLDA's doc and word phases; the word steps read only the token's own n_kw cell, so a
-/// token touches at most 1 + mh_steps cache lines of the K-wide n_kw row). Alias tables are rebuilt after the sweep for the words whose counts
-/// changed. This is WarpLDA's proposal pair; we keep the counts in a word-major K-wide
-/// table (not WarpLDA's per-word token lists) because a word's tokens are spread over ranks.
+/// token touches at most 1 + mh_steps cache lines of the K-wide n_kw row). Alias tables are
+/// rebuilt after the sweep for the words whose counts changed. We keep the counts in a
+/// word-major K-wide table (not WarpLDA's per-word token lists) because a word's tokens
+/// are spread over ranks.
 ///
 /// Why delayed updates: every token's draw depends only on (seed, sweep, global token id,
 /// step) and on counts fixed before the sweep, so the sweep's result does not depend on
 /// which rank or thread ran first. Topic changes are integers, exchanged after the sweep
 /// and added in any order with the same result: the chain is bitwise the same on any
 /// number of ranks and threads. The price is that a sweep is a synchronous ("Jacobi")
-/// update of all tokens: its stationary distribution is close to, but not exactly, the
-/// collapsed posterior (tests/unit/lda_gibbs_test.cpp computes both on a tiny corpus).
+/// update of all tokens, whose stationary distribution is not exactly the collapsed
+/// posterior: on a 5-token corpus the two are 0.40 apart in total variation
+/// (tests/unit/lda_gibbs_test.cpp computes both by enumeration), because each token is a
+/// large share of its counts; in real corpora one token's influence on another's conditional
+/// is O(1/n_d + 1/n_w), as for AD-LDA (Newman et al. 2009).
 ///
 /// Memory per rank: n_kw as V × K int32, the alias tables (≤ 12 bytes per token of the
 /// corpus, at most K per word), 8 bytes per local token (word and topic).
