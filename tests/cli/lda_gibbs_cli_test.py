@@ -74,7 +74,8 @@ with tempfile.TemporaryDirectory() as tmp:
         if name.endswith(".h5"):
             with h5py.File(os.path.join(data, name)) as f:
                 tokens += int(f["data"][()].sum())
-    common = ["fit", "lda", "--data", data, "--method", "gibbs", "--n-topics", "5", "--block-rows", "30", "--seed", "7"]
+    common = ["fit", "lda", "--data", data, "--method", "gibbs", "--n-topics", "5", "--block-rows", "30", "--seed", "7",
+              "--evaluate-every", "1"]
     base = common + ["--max-iter", "12"]
 
     # --- bitwise invariance over ranks and threads -------------------------------------
@@ -186,8 +187,8 @@ with tempfile.TemporaryDirectory() as tmp:
         d[3] += 1
         f["data"][...] = d
     ck = os.path.join(tmp, "ck23")
-    r = run(["fit", "lda", "--data", changed, "--method", "gibbs", "--n-topics", "5", "--max-iter", "12", "--block-rows",
-             "30", "--seed", "7", "--output", os.path.join(tmp, "ch.h5"), "--checkpoint-dir", ck, "--resume"], expect=64)
+    r = run([changed if a == data else a for a in base] + ["--output", os.path.join(tmp, "ch.h5"), "--checkpoint-dir", ck,
+                                                            "--resume"], expect=64)
     check(r.returncode == 64 and "part-00001" in r.stderr, "a resume on changed data is refused naming the shard")
 
     # --- bad inputs --------------------------------------------------------------------

@@ -469,9 +469,11 @@ double GibbsSampler::log_joint(const comm::Communicator& comm) const {
     for (Index w = lo; w < hi; ++w) {
       if (n_w_[static_cast<std::size_t>(w)] == 0) continue;
       const std::int32_t* row = n_kw_.data() + static_cast<std::size_t>(w) * static_cast<std::size_t>(k_);
+      // The nonzero cells are the topics of the word's alias bins (ascending, one per bin).
+      const GibbsAliasBin* bins = bins_.data() + bin_ptr_[static_cast<std::size_t>(w)];
       double term = 0;
-      for (Index t = 0; t < k_; ++t)
-        if (row[t] != 0) term += std::lgamma(row[t] + eta_) - lg_eta;
+      for (std::int32_t j = 0; j < bin_len_[static_cast<std::size_t>(w)]; ++j)
+        term += std::lgamma(row[bins[j].topic] + eta_) - lg_eta;
       const double one[1] = {term};
       l.sum.add(one);
     }

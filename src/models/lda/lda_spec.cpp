@@ -32,6 +32,8 @@ int fit_lda_run(train::FitRun& run) {
   l.mh_steps = static_cast<int>(o.integer("mh-steps"));
   l.tol = o.real("tol");
   l.evaluate_every = static_cast<int>(o.integer("evaluate-every"));
+  // log p(w, z) costs about a sweep: by default every 10 sweeps (and after the last).
+  if (gibbs && !o.given("evaluate-every")) l.evaluate_every = 10;
   l.e_step.max_doc_update_iter = static_cast<int>(o.integer("max-doc-update-iter"));
   l.e_step.mean_change_tol = o.real("mean-change-tol");
   const std::string learn_priors = o.text("learn-priors");
@@ -134,7 +136,7 @@ ModelSpec lda_spec() {
        .min = 0},
       {.flag = "evaluate-every", .type = T::kInt, .default_value = "1",
        .help = "compute the bound (log line, --tol) every N passes and after the last; 0: never (scikit-learn's "
-               "default -1, also accepted)",
+               "default -1, also accepted); gibbs: the log joint, default every 10 sweeps",
        .min = 0, .sentinel = -1.0},
       {.flag = "max-doc-update-iter", .type = T::kInt, .default_value = "100",
        .help = "variational iterations per document at most", .min = 1},
