@@ -393,7 +393,24 @@ GibbsSweepStats GibbsSampler::sweep(const comm::Communicator& comm, std::uint64_
   }
   sums[1] = static_cast<std::int64_t>(local.size() / 3);
   comm.allreduce_sum(sums);
-  const std::vector<std::int64_t> all = comm.size() > 1 ? comm.allgatherv(std::span<const std::int64_t>(local)) : std::move(local);
+  std::vector<std::int64_t> all;
+  if (comm.size() == 1) {
+    all = std::move(local);
+  } else if (static_cast<double>(v_) * static_cast<double>(k) * static_cast<double>(k) < 0x1.0p62) {
+    // One int64 per change on the wire: (w K + from) K + to.
+    std::vector<std::int64_t> packed(local.size() / 3);
+    for (std::size_t i = 0; i < packed.size(); ++i) packed[i] = (local[3 * i] * k + local[3 * i + 1]) * k + local[3 * i + 2];
+    local = {};
+    const std::vector<std::int64_t> got = comm.allgatherv(std::span<const std::int64_t>(packed));
+    all.resize(3 * got.size());
+    for (std::size_t i = 0; i < got.size(); ++i) {
+      all[3 * i + 2] = got[i] % k;
+      all[3 * i + 1] = got[i] / k % k;
+      all[3 * i] = got[i] / k / k;
+    }
+  } else {
+    all = comm.allgatherv(std::span<const std::int64_t>(local));
+  }
   std::vector<std::uint8_t>& flag = impl_->word_flag;
   std::vector<std::int32_t> touched;
   std::vector<std::int64_t> added;  // (word, topic) cells that went from 0 to 1

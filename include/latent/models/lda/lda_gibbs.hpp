@@ -155,7 +155,8 @@ class GibbsSampler {
   /// count exceeds 2^31 − 1.
   void rebuild_counts(const comm::Communicator& comm);
   /// One sweep `sweep` (0-based) over the local tokens against the frozen counts, then an
-  /// allgather of the topic changes (three int64 per changed token), applied on every
+  /// allgather of the topic changes (one int64 per changed token if V K² < 2^62, else
+  /// three), applied on every
   /// rank, and the alias tables of the changed words rebuilt. Collective; the same bits for
   /// any number of ranks and threads.
   GibbsSweepStats sweep(const comm::Communicator& comm, std::uint64_t sweep);
