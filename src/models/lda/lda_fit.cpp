@@ -329,6 +329,7 @@ void fit_gibbs(const comm::Communicator& comm, const io::CountsDatasetInfo& info
   result.num_updates = result.em.n_iter;
   // The model: λ = n_kw + η (pseudo-counts), word-major.
   Lda& model = result.model;
+  model = Lda(k, v, Vector::Constant(k, alpha0), eta0);
   RowMatrix& lambda = model.lambda_vk();
   const std::span<const std::int32_t> n_kw = sampler.n_kw();
   for (Index w = 0; w < v; ++w)
@@ -371,8 +372,7 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
   result.num_documents = corpus.documents;
   result.num_empty_documents = corpus.empty;
   Lda& model = result.model;
-  model = Lda(k, v, Vector::Constant(k, alpha0), eta0);
-  if (c.method == "gibbs") {
+  if (c.method == "gibbs") {  // λ (V x K doubles) is made from the counts at the end
     if (control != nullptr) {
       std::vector<std::string> paths;
       for (const auto& shard : info.shards) paths.push_back(shard.path);
@@ -381,6 +381,7 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
     fit_gibbs(comm, info, c, log, observer, control, result, alpha0, eta0);
     return result;
   }
+  model = Lda(k, v, Vector::Constant(k, alpha0), eta0);
   model.init_lambda(c.seed);
   const bool online = c.method == "online";
   const int frac_bits = lda_stats_frac_bits(corpus.tokens);
