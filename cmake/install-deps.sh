@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages latent needs, if any is missing. Idempotent.
 # Usage: cmake/install-deps.sh [--with-data] [--with-reference] [--with-slurm] [--with-fuzz]
+#        [--with-packaging]
 #   --with-data       also Debian's dataset-fashion-mnist (the main job's data)
 #   --with-reference  also python3-sklearn/h5py/numpy/scipy/gensim/matplotlib and OpenBLAS (serial:
 #                     the references run on a tuned BLAS, not netlib's) (reference fixtures,
 #                     benchmarks and their plots; bench/scaling/collect.py in the SLURM test)
 #   --with-fuzz       also clang-14 and its sanitizer/libFuzzer runtimes (tests/fuzz/)
+#   --with-packaging  also debootstrap and man-db (tests/package/: the .deb in a clean
+#                     Debian 12 root, man pages rendered with man -l)
 #   --with-slurm      also slurm-wlm and munge (the SLURM test, tests/slurm/; the daemons
 #                     are not started: tests/slurm/cluster.sh runs a private cluster)
 set -euo pipefail
@@ -20,6 +23,7 @@ for arg in "$@"; do
                              python3-matplotlib) ;;
     --with-slurm) pkgs+=(slurm-wlm munge) ;;
     --with-fuzz) pkgs+=(clang-14 libclang-rt-14-dev) ;;
+    --with-packaging) pkgs+=(debootstrap man-db) ;;
     *) echo "install-deps.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done
