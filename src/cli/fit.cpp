@@ -56,6 +56,12 @@ void add_common(po::options_description& desc, train::FitCommon& c, StreamOption
 
 // The options every fit shares, refused before anything is opened (exit 64 naming the flag).
 void validate_common(const train::FitCommon& c) {
+  if (c.checkpoint.every < 0)
+    throw_usage(fmt::format("--checkpoint-every must be >= 0 (got {}; 0: only on a stop signal)", c.checkpoint.every));
+  if (!(c.checkpoint.interval_seconds >= 0))
+    throw_usage(fmt::format("--checkpoint-interval must be >= 0 seconds (got {}; 0: off)", c.checkpoint.interval_seconds));
+  if (!(c.watchdog_seconds >= 0))
+    throw_usage(fmt::format("--watchdog-seconds must be >= 0 (got {}; 0: off)", c.watchdog_seconds));
   if (c.checkpoint.keep < 1)
     throw_usage(fmt::format("--keep-checkpoints must be at least 1 (got {}): the newest checkpoint is always kept",
                             c.checkpoint.keep));

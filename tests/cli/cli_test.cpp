@@ -312,6 +312,21 @@ TEST(CliErrors, KeepCheckpointsBelowOneRefused) {
   EXPECT_EQ(r.code, 0) << r.err;
 }
 
+// Negative checkpoint and watchdog settings used to be accepted (and meant "off" or
+// "always"): refused naming the flag, before anything is written.
+TEST(CliErrors, NegativeCheckpointAndWatchdogSettingsRefused) {
+  TempDir dir("negative");
+  latent::testing::write_shards(dir / "d", latent::testing::blobs(40, 3, 2, 1), {40});
+  for (const char* flag : {"--checkpoint-every", "--checkpoint-interval", "--watchdog-seconds"}) {
+    const auto r = run_cli({"fit", "gmm", "--data", dir / "d", "--output", dir / "m.h5", "--n-components", "2",
+                            "--checkpoint-dir", dir / "ck", flag, "-1"});
+    EXPECT_EQ(r.code, 64) << flag << ": " << r.err;
+    EXPECT_NE(r.err.find(std::string(flag) + " must be >= 0"), std::string::npos) << r.err;
+    EXPECT_FALSE(std::filesystem::exists(dir / "m.h5"));
+    EXPECT_FALSE(std::filesystem::exists(dir / "ck"));
+  }
+}
+
 // The warning of a fit that did not converge states a true relation between the last
 // change and --tol (with --tol 0 and a change of exactly 0 it said "last change 0 > tol 0").
 TEST(CliErrors, NotConvergedWarningIsTrue) {
