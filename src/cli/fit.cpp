@@ -117,9 +117,7 @@ class CliFitRun final : public train::FitRun {
                               source->info().num_rows, source->info().num_features, source->info().shards.size(),
                               ctx_.comm.size(), c_.threads));
     summary = train::summarize(ctx_.comm, *source, c_.threads);
-    std::vector<std::string> paths;
-    for (const auto& shard : source->info().shards) paths.push_back(shard.path);
-    content_ = train::content_json(paths, summary.shard_hashes);
+    content_ = train::content_json(source->info().shards, summary.shard_hashes);
     if (summary.num_constant_features > 0)
       ctx_.log.warn(std::to_string(summary.num_constant_features) + " of " +
                     std::to_string(source->info().num_features) + " features are constant (zero variance)");

@@ -39,6 +39,16 @@ class ContentHasher {
 
 /// The JSON recorded in checkpoints: {"<shard file name>": "<16 hex digits>", ...}.
 std::string content_json(const std::vector<std::string>& shard_paths, const std::vector<std::uint64_t>& hashes);
+/// The same from a dataset's shard list (DenseDatasetInfo::shards, CountsDatasetInfo::shards:
+/// anything whose entries have a `path`).
+template <class ShardList>
+  requires requires(const ShardList& s) { s.begin()->path; }
+std::string content_json(const ShardList& shards, const std::vector<std::uint64_t>& hashes) {
+  std::vector<std::string> paths;
+  paths.reserve(shards.size());
+  for (const auto& shard : shards) paths.push_back(shard.path);
+  return content_json(paths, hashes);
+}
 
 /// Compares two content_json texts; empty when equal, else a message naming the shards
 /// whose contents differ, and those present in only one.

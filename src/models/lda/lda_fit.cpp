@@ -374,9 +374,7 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
   Lda& model = result.model;
   if (c.method == "gibbs") {  // λ (V x K doubles) is made from the counts at the end
     if (control != nullptr) {
-      std::vector<std::string> paths;
-      for (const auto& shard : info.shards) paths.push_back(shard.path);
-      control->set_data_content(train::content_json(paths, corpus.shard_hashes));
+      control->set_data_content(train::content_json(info.shards, corpus.shard_hashes));
     }
     fit_gibbs(comm, info, c, log, observer, control, result, alpha0, eta0);
     return result;
@@ -405,9 +403,7 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
 
   // Resume (from a checkpoint of the same bytes: the validating pass hashed them).
   if (control != nullptr) {
-    std::vector<std::string> paths;
-    for (const auto& shard : info.shards) paths.push_back(shard.path);
-    control->set_data_content(train::content_json(paths, corpus.shard_hashes));
+    control->set_data_content(train::content_json(info.shards, corpus.shard_hashes));
   }
   double prev_perplexity = 0, acc_word = 0, acc_theta = 0, acc_tokens = 0;
   Index updates = 0, pass = 0, minibatch = 0;

@@ -136,9 +136,7 @@ DiscreteFitResult fit_mmm(const comm::Communicator& comm, io::CountsSource& sour
         content.add_counts(*block);
       }
     });
-    std::vector<std::string> paths;
-    for (const auto& shard : source.info().shards) paths.push_back(shard.path);
-    control->set_data_content(train::content_json(paths, content.global(comm)));
+    control->set_data_content(train::content_json(source.info().shards, content.global(comm)));
   }
   const auto blank = [&] { return MmmEm(DiscreteMixture(k, v, DiscreteKind::kMultinomial, c.alpha, c.weight_alpha)); };
   train::RestartSteps<MmmEm> steps;

@@ -233,9 +233,7 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
   c.arch.input_dim = info.num_features;
   const std::vector<std::uint64_t> shard_hashes = validate_data(comm, info, c);
   if (control != nullptr) {
-    std::vector<std::string> paths;
-    for (const auto& shard : info.shards) paths.push_back(shard.path);
-    control->set_data_content(train::content_json(paths, shard_hashes));
+    control->set_data_content(train::content_json(info.shards, shard_hashes));
   }
   VaeFitResult result;
   result.model = Vae(c.arch);
