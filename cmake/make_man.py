@@ -30,7 +30,7 @@ SUBCOMMANDS = {"import": ["dense", "counts"]}
 
 ENVIRONMENT = [
     ("LATENT_FAULT", 'fault injection for tests: "rank=R,iteration=I,kind=K" with K one of kill, signal, throw, '
-                     "nan, hang, stop, enospc (README.md \"Checkpoints, preemption and faults\")"),
+                     "nan, hang, stop, enospc (docs/FAULTS.md \"Checkpoints, preemption and faults\")"),
     ("SLURM_CPUS_PER_TASK", "--threads 0 uses this many TBB threads per rank"),
     ("OMPI_COMM_WORLD_LOCAL_SIZE, SLURM_NTASKS_PER_NODE",
      "ranks on this node: --threads 0 divides the cores by it, and the memory check shares the node's memory"),

@@ -92,7 +92,7 @@ std::string exit_status_text() {
          "  0 success; 64 bad option or value; 65 bad input data; 66 input missing; 70 numerical failure;\n"
          "  73 output cannot be created or locked; 74 I/O error part-way (disk full); 75 stopped by SIGTERM/SIGUSR1\n"
          "  (fit: after a checkpoint, resubmit with --resume; other commands: nothing written); 124 watchdog\n"
-         "  abort; 1 internal error (README.md \"Exit codes\")\n";
+         "  abort; 1 internal error (docs/FAULTS.md \"Exit codes\")\n";
 }
 
 namespace {

@@ -56,7 +56,7 @@ void add_model_options(po::options_description& desc, const std::vector<models::
 models::OptionValues typed_values(const std::vector<models::OptionSpec>& options, const RawValues& raw,
                                   const po::variables_map& vm, const std::vector<std::string>& as_text = {});
 
-/// The EXIT STATUS section of every --help (README.md "Exit codes").
+/// The EXIT STATUS section of every --help (docs/FAULTS.md "Exit codes").
 std::string exit_status_text();
 /// One line per registered model for the top-level and `fit` help.
 std::string fit_models_help();
@@ -127,7 +127,7 @@ class RowParts {
 
 /// Prints iteration lines on rank 0 and writes them as JSON lines to --log-json.
 /// With `profile` (--profile) every iteration line also holds, per rank, where the
-/// iteration's time went (README.md "Where the time goes"), and done() prints the run's
+/// iteration's time went (docs/COMMANDS.md, `--profile`), and done() prints the run's
 /// totals; both are then collective (one allgather of 9 doubles), so every rank must make
 /// the same calls.
 class IterationLog {

@@ -211,7 +211,7 @@ namespace {
 // file that it closes again in its shutdown (from MPI_Finalize) and crashes on (SIGSEGV).
 // For the same reason commit() reserves the file's blocks before libhdf5 flushes: a flush
 // that has failed once cannot be closed cleanly even after the space is freed (measured on
-// a full tmpfs: README "Checkpoints, preemption and faults").
+// a full tmpfs: docs/FAULTS.md "Checkpoints, preemption and faults").
 void discard_and_close(Handle& file) {
   if (!file.valid()) return;
   void* handle = nullptr;

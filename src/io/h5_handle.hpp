@@ -67,7 +67,7 @@ void silence_hdf5();
 /// dangling symbolic link: checked before anything opens it), Error(kInput) if not HDF5.
 Handle open_read_only(const std::string& path);
 
-/// Checks the root attributes every data shard carries (README.md, "File formats"):
+/// Checks the root attributes every data shard carries (docs/FORMATS.md):
 /// `format_version`, one integer equal to `version`, and `kind`, one string equal to
 /// `kind`. `make` names the command that writes valid shards ("latent import dense").
 /// Throws Error(kInput) naming the file and the attribute.

@@ -82,7 +82,7 @@ with tempfile.TemporaryDirectory() as d:
         f["data"] = y
     check("infinite value", f"{d}/inf.h5", 65, "inf.h5, dataset /data, row 42, column 2: value is infinite")
 
-    # The root attributes of a shard are checked (README.md, "File formats"): exit 65 naming
+    # The root attributes of a shard are checked (docs/FORMATS.md): exit 65 naming
     # the file and the attribute.
     with h5py.File(f"{d}/noattrs.h5", "w") as f:
         f["data"] = x

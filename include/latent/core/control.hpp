@@ -1,6 +1,6 @@
 #pragma once
 /// \file Process-wide run control: stop signals, the progress heartbeat the watchdog reads,
-/// and fault injection for tests (README.md, "Fault injection").
+/// and fault injection for tests (docs/FAULTS.md, "Fault injection").
 ///
 /// Signals only set a flag (docs/ARCHITECTURE.md §6 rule 2): SIGTERM and SIGUSR1 (SLURM's warning
 /// before the time limit) request a stop; ranks agree on it at the next iteration

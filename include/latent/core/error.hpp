@@ -1,6 +1,6 @@
 #pragma once
 /// \file Errors and process exit codes. Every failure that reaches the command line is a
-/// latent::Error whose kind fixes the exit code (documented in README.md, "Exit codes").
+/// latent::Error whose kind fixes the exit code (documented in docs/FAULTS.md, "Exit codes").
 #include <stdexcept>
 #include <string>
 

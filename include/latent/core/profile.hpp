@@ -1,6 +1,6 @@
 #pragma once
-/// \file Process-wide time and traffic counters for `latent fit --profile` (README.md,
-/// "Where the time goes"). Always on: each event is one relaxed atomic add (a block read,
+/// \file Process-wide time and traffic counters for `latent fit --profile` (docs/COMMANDS.md,
+/// `--profile`). Always on: each event is one relaxed atomic add (a block read,
 /// a wait for a block, a collective, an M-step), never per row.
 ///
 /// Counters are cumulative since process start; a report takes two snapshots and

@@ -1,6 +1,6 @@
 #pragma once
 /// \file Count (bag-of-words) datasets: a directory of HDF5 shards in CSR form plus the
-/// vocabulary, stored once (schema in README.md, "File formats"). Symbols: N documents,
+/// vocabulary, stored once (schema in docs/FORMATS.md). Symbols: N documents,
 /// V vocabulary size, nnz stored (document, word) pairs.
 ///
 /// Directory layout:

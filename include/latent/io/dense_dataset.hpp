@@ -1,5 +1,5 @@
 #pragma once
-/// \file Dense datasets: a directory of HDF5 shards (schema in README.md, "File formats").
+/// \file Dense datasets: a directory of HDF5 shards (schema in docs/FORMATS.md).
 /// Each shard holds `/data` (rows × D, float32 or float64, row-major), optionally
 /// `/labels` (rows, int64), and the root attributes format_version (1) and kind ("dense").
 /// Which directory entries are shards: list_shard_files (io/shard_files.hpp); they are

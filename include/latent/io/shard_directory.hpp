@@ -3,7 +3,7 @@
 /// rank 0 creates OUTPUT.tmp-<host>-<pid>, every rank writes its shards into it (a
 /// filesystem all ranks share), and publish() renames it into place. Until then a failure
 /// removes the temporary directory and the truth file (rank 0), so nothing partial is left
-/// (README.md "Output files").
+/// (docs/FORMATS.md "Predictions").
 #include <string>
 
 #include "latent/comm/communicator.hpp"

@@ -1,5 +1,5 @@
 #pragma once
-/// \file Which entries of a data directory are shards (README.md, "File formats"). Shared
+/// \file Which entries of a data directory are shards (docs/FORMATS.md). Shared
 /// by dense and count datasets.
 #include <string>
 #include <vector>

@@ -1,6 +1,6 @@
 #pragma once
 /// \file A fitted model as the commands score/predict/sample/info see it, and the model
-/// file registry: each model writes its own HDF5 layout (README.md, "File formats") with
+/// file registry: each model writes its own HDF5 layout (docs/FORMATS.md) with
 /// the common root attributes `format_version`, `model`, `config` (JSON) and the fit
 /// history under `/history`.
 #include <cstdint>

@@ -92,7 +92,7 @@ class CheckpointStore {
 };
 
 /// The interruption points of a long initialisation (k-means|| seeding, the k-means that
-/// starts a mixture; README.md "Checkpoints, preemption and faults"). The initialisation
+/// starts a mixture; docs/FAULTS.md "Checkpoints, preemption and faults"). The initialisation
 /// calls at() at each of its boundaries with a snapshot of its progress; after a stop
 /// there, the fit resumes with `resumed` pointing at that snapshot and continues from it
 /// with the same bits. Both empty: no checkpoints (at() does nothing) and a fresh start.

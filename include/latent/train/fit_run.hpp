@@ -26,7 +26,7 @@
 
 namespace latent::train {
 
-/// The options every fit takes (README.md "latent fit"), after parsing.
+/// The options every fit takes (docs/COMMANDS.md "latent fit"), after parsing.
 struct FitCommon {
   std::string data, output, log_json;
   bool overwrite = false, profile = false;

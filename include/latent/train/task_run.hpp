@@ -39,7 +39,7 @@ struct OutputColumn {
 
 /// Per-row outputs of a data pass: each rank writes its contiguous rows (row 0 = its first
 /// row) as it goes; finish() assembles every rank's rows in rank order into the output
-/// file on rank 0, written atomically (README.md "Output files"). Destroying it before
+/// file on rank 0, written atomically (docs/FORMATS.md "Predictions"). Destroying it before
 /// finish() removes what this rank wrote.
 class RowOutput {
  public:

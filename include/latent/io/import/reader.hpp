@@ -1,5 +1,5 @@
 #pragma once
-/// \file The importers' two reader interfaces (README.md, "latent import").
+/// \file The importers' two reader interfaces (docs/COMMANDS.md, "latent import").
 ///
 /// Dense formats (idx.hpp, csv.hpp, npy.hpp, hdf5.hpp) are DenseReaders: they yield blocks
 /// of rows of doubles (N x D, row-major, one sample per row) in file order. Count formats

@@ -14,7 +14,7 @@
 
 namespace latent::models {
 
-/// The generating mixture's shape and scales (README "latent generate").
+/// The generating mixture's shape and scales (docs/COMMANDS.md "latent generate").
 struct GmmGeneratorOptions {
   Index n_components = 1;
   Index n_features = 1;

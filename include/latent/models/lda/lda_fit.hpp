@@ -115,7 +115,7 @@ LdaScore score_lda(const comm::Communicator& comm, const io::CountsDatasetInfo& 
 /// even token positions (0 where a word has none). `held_out` receives the odd ones.
 void completion_split(std::span<const double> counts, std::vector<double>& observed, std::vector<double>& held_out);
 
-/// Model files (README.md, "File formats"): /components (K × V, λ), /doc_topic_prior (K),
+/// Model files (docs/FORMATS.md): /components (K × V, λ), /doc_topic_prior (K),
 /// /topic_word_prior (1), /vocabulary (V strings, optional), /history, root attributes
 /// model = "lda", format_version, config, n_iter, ... Local.
 void save_lda(const Lda& model, const std::vector<std::string>& vocabulary, const std::string& config_json,
