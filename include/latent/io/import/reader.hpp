@@ -93,6 +93,10 @@ struct Corpus {
   bool with_labels = false;              ///< documents carry labels
   std::vector<std::string> label_names;  ///< label id -> name (text --labels), else empty
   Index total = -1;                      ///< documents, when known (progress), else -1
+  /// Documents this rank's reader yields, when known (else -1). A parallel open (one
+  /// given a communicator) always knows it; its ranks' documents, in rank order, are the
+  /// corpus in input order, and `total` is then the sum over the ranks.
+  Index local_documents = -1;
   bool text = false;                     ///< tokenised text: a document may be empty after pruning
 };
 
