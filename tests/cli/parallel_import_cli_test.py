@@ -11,7 +11,9 @@ ends, empty lines (empty documents), a last line without a newline, a line far l
 a rank's byte range (so a rank's range holds no line start), a file smaller than the
 number of ranks, and shards cut inside a rank's documents (--docs-per-shard 7). A malformed
 line read by rank 1 of 2 exits 65 on every rank, naming the file and the line of the whole
-file, and leaves nothing behind. Usage: parallel_import_cli_test.py LATENT MPIEXEC (exits
+file, and leaves nothing behind. `import dense --format csv` with two plain inputs (a
+header, CRLF, blank lines, labels) gives the same bytes at 1-3 ranks, and a bad number on
+rank 1 exits 65 on every rank naming file, line and field. Usage: parallel_import_cli_test.py LATENT MPIEXEC (exits
 77 without h5py).
 """
 import gzip
@@ -210,6 +212,52 @@ def main():
         with open(os.path.join(work, "vocab.toy.txt"), "w") as f:
             f.write("".join(f"word{i}\n" for i in range(30)))
         same_for_any_ranks("uci", ["--format", "uci", "--input", uci, "--docs-per-shard", "7"], work)
+
+        # --- Dense CSV (two inputs as one byte space; a header; labels) --------------------
+        import numpy as np
+        a = np.round(np.random.default_rng(3).normal(size=(700, 4)), 6)
+        csv_a, csv_b = os.path.join(work, "a.csv"), os.path.join(work, "b.csv")
+        with open(csv_a, "w") as f:
+            f.write("p,q,r,s\r\n")
+            for i in range(500):
+                f.write(",".join(repr(float(v)) for v in a[i]) + "\r\n" + ("\n" if i % 60 == 0 else ""))
+        with open(csv_b, "w") as f:
+            f.write("\n".join(",".join(repr(float(v)) for v in a[i]) for i in range(500, 700)))  # no final newline
+        labels_file = os.path.join(work, "labels.txt")
+        with open(labels_file, "w") as f:
+            f.write("".join(f"{i % 7}\n" for i in range(700)))
+        hashes = {}
+        for n in RANKS:
+            out = os.path.join(work, f"dense-n{n}")
+            run(["import", "dense", "--format", "csv", "--input", csv_a, csv_b, "--labels", labels_file,
+                 "--dtype", "float64", "--rows-per-shard", "64", "--output", out], ranks=n)
+            hashes[n] = tree_hashes(out)
+        for n in RANKS[1:]:
+            check(hashes[n] == hashes[1] and len(hashes[1]) == 11, f"dense csv: {len(hashes[1])} files identical at 1 and {n} ranks")
+        got, lab = [], []
+        for name in sorted(os.listdir(os.path.join(work, "dense-n1"))):
+            with h5py.File(os.path.join(work, "dense-n1", name), "r") as f:
+                got.append(f["data"][:])
+                lab.append(f["labels"][:])
+        check(np.array_equal(np.concatenate(got), a), "dense csv: rows match the input")
+        check(np.array_equal(np.concatenate(lab), np.arange(700) % 7), "dense csv: labels match")
+        bad_csv = os.path.join(work, "bad.csv")
+        with open(csv_a) as f:
+            rows = f.read().split("\n")
+        rows[450] = "1,2,oops,4\r"
+        with open(bad_csv, "w") as f:
+            f.write("\n".join(rows))
+        codes_csv = os.path.join(work, "codes-csv")
+        r = subprocess.run([H.mpiexec, "--oversubscribe", "-n", "2", "sh", "-c", f'"$0" "$@"; echo $? >> {codes_csv}',
+                            H.latent, "import", "dense", "--format", "csv", "--input", bad_csv, "--output",
+                            os.path.join(work, "bad-dense")], capture_output=True, text=True, timeout=300,
+                           env=dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1"))
+        with open(codes_csv) as f:
+            per_rank = f.read().split()
+        check(per_rank == ["65", "65"], f"dense bad number: every rank exits 65 ({per_rank})")
+        check(f"input {bad_csv}, line 451, field 2: 'oops' is not a number" in r.stdout + r.stderr,
+              "dense bad number: the message names file, line and field")
+        check(not [x for x in os.listdir(work) if x.startswith("bad-dense")], "dense bad number: nothing left behind")
 
         # --- A bad line read by rank 1 of 2 -------------------------------------------------
         bad_lines = list(ldac_lines)
