@@ -44,13 +44,13 @@ struct Options {
   Index max_features = 0;  // 0: no limit
 };
 
-// Text, LDA-C and libsvm are read in parallel (each rank its part: `comm`); UCI and Matrix
-// Market on rank 0 (`comm` is then null and only rank 0 calls this).
+// Every format is read in parallel (each rank its part: `comm`; a gzipped input by rank 0).
 imp::Corpus open_corpus(const Options& o, const Logger& log, const comm::Communicator* comm) {
-  if (o.format == "uci") return imp::open_uci(o.input, o.vocab);
+  if (o.format == "uci") return imp::open_uci(o.input, o.vocab, comm);
   if (o.format == "mm")
     return imp::open_mtx(o.input, o.vocab,
-                         o.mm_layout == "words-by-docs" ? imp::MtxLayout::kWordsByDocs : imp::MtxLayout::kDocsByWords);
+                         o.mm_layout == "words-by-docs" ? imp::MtxLayout::kWordsByDocs : imp::MtxLayout::kDocsByWords,
+                         comm);
   if (o.format == "ldac") return imp::open_ldac(o.input, o.vocab, comm);
   if (o.format == "libsvm")
     return imp::open_libsvm(o.input, o.vocab,
@@ -187,7 +187,7 @@ int cmd_import_counts(const std::vector<std::string>& args, const Context& ctx) 
 
   Summary all, train, test;
   const comm::Communicator& comm = ctx.comm;
-  const bool parallel = o.format == "text" || o.format == "ldac" || o.format == "libsvm";
+  const bool parallel = true;  // every format; a gzipped input is read by rank 0 inside the opener
   comm::run_agreed(comm, [&] {
     if (!comm.is_root()) return;
     std::error_code ec;

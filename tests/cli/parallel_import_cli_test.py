@@ -2,8 +2,8 @@
 """Parallel `latent import counts` (issue 20 item 4): the same bytes for any number of ranks.
 
 For every format that is split across ranks (text as one file of documents, split by byte
-range; text as a directory of documents, split by files; LDA-C and libsvm, split by byte
-range) and for those read on rank 0 (gzipped text, UCI, Matrix Market), the output
+range; text as a directory of documents, split by files; LDA-C, libsvm, UCI and Matrix
+Market, split by byte range) and for gzipped inputs (read on rank 0), the output
 directories written by 1, 2 and 3 (oversubscribed) ranks are compared file by file, byte
 for byte (shards, vocabulary.txt, labels.txt, in train/ and test/ with a holdout), and the
 documents are checked against a Python reading of the input. The inputs hold CRLF line
@@ -204,14 +204,55 @@ def main():
         out = same_for_any_ranks("libsvm", ["--format", "libsvm", "--input", svm, "--docs-per-shard", "7",
                                             "--holdout-fraction", "0.2"], work)
 
-        # --- UCI and Matrix Market: read on rank 0 ----------------------------------------
+        # --- UCI and Matrix Market: entry lines cut by bytes, a document cut between ranks
+        # going to the later one (document 150 is long enough to span a whole rank's range).
         uci = os.path.join(work, "docword.toy.txt")
-        entries = [(d, w, rng.randint(1, 5)) for d in range(1, 41) for w in sorted(rng.sample(range(1, 31), 4)) if d % 6]
+        entries = []
+        for d in range(1, 301):
+            if d % 6 == 0 or d == 300:
+                continue  # empty documents, the last one too
+            k = 2000 if d == 150 else rng.randint(1, 12)
+            entries += [(d, w, rng.randint(0, 5)) for w in sorted(rng.sample(range(1, 2501), k))]
         with open(uci, "w") as f:
-            f.write(f"40\n30\n{len(entries)}\n" + "".join(f"{d} {w} {c}\n" for d, w, c in entries))
+            f.write(f"300\n2500\n{len(entries)}\n" + "".join(f"{d} {w} {c}\n" for d, w, c in entries))
         with open(os.path.join(work, "vocab.toy.txt"), "w") as f:
-            f.write("".join(f"word{i}\n" for i in range(30)))
-        same_for_any_ranks("uci", ["--format", "uci", "--input", uci, "--docs-per-shard", "7"], work)
+            f.write("".join(f"word{i}\n" for i in range(2500)))
+        out = same_for_any_ranks("uci", ["--format", "uci", "--input", uci, "--docs-per-shard", "7"], work)
+        if out:
+            docs, _, _ = read_docs(out)
+            expect = [[] for _ in range(300)]
+            for d, w, c in entries:
+                if c > 0:
+                    expect[d - 1].append((w - 1, c))
+            check(docs == expect, "uci: documents match the input (empty ones, zeros dropped)")
+        with open(uci, "rb") as f, gzip.open(os.path.join(work, "docword.gz.txt.gz"), "wb") as g:
+            g.write(f.read())
+        shutil.copy(os.path.join(work, "vocab.toy.txt"), os.path.join(work, "vocab.gz.txt"))
+        out = same_for_any_ranks("uci-gz", ["--format", "uci", "--input", os.path.join(work, "docword.gz.txt.gz"),
+                                            "--docs-per-shard", "7"], work)
+        if out:
+            check(tree_hashes(out) == tree_hashes(os.path.join(work, "uci-n1")), "uci-gz: the same bytes as the plain file")
+        mm = os.path.join(work, "corpus.mm")
+        with open(mm, "w") as f:
+            f.write("%%MatrixMarket matrix coordinate integer general\r\n% a comment\r\n"
+                    f"300 2500 {len(entries)}\r\n" + "".join(f"{d} {w} {c}\r\n" for d, w, c in entries))
+        out = same_for_any_ranks("mm", ["--format", "mm", "--input", mm, "--docs-per-shard", "7"], work)
+        # Entries out of order across a cut and a wrong entry count, at 2 ranks: exit 65.
+        disorder = os.path.join(work, "docword.bad.txt")
+        shuffled = entries[: len(entries) // 2] + [(1, 1, 1)] + entries[len(entries) // 2:]
+        with open(disorder, "w") as f:
+            f.write(f"300\n2500\n{len(shuffled)}\n" + "".join(f"{d} {w} {c}\n" for d, w, c in shuffled))
+        r = run(["import", "counts", "--format", "uci", "--input", disorder, "--vocab",
+                 os.path.join(work, "vocab.toy.txt"), "--output", os.path.join(work, "bad-uci")], ranks=2, expect=65)
+        check("after document" in r.stderr + r.stdout and "line" in r.stderr + r.stdout,
+              "uci: entries out of order across ranks are refused naming the line")
+        short = os.path.join(work, "docword.short.txt")
+        with open(short, "w") as f:
+            f.write(f"300\n2500\n{len(entries) + 5}\n" + "".join(f"{d} {w} {c}\n" for d, w, c in entries))
+        r = run(["import", "counts", "--format", "uci", "--input", short, "--vocab",
+                 os.path.join(work, "vocab.toy.txt"), "--output", os.path.join(work, "bad-uci")], ranks=3, expect=65)
+        check("truncated" in r.stderr + r.stdout, "uci: a wrong entry count is refused at 3 ranks")
+        check(not [x for x in os.listdir(work) if x.startswith("bad-uci")], "uci: nothing left behind")
 
         # --- Dense CSV (two inputs as one byte space; a header; labels) --------------------
         import numpy as np

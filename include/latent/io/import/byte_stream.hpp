@@ -86,6 +86,8 @@ class ByteStream {
   }
 
   const std::string& path() const { return path_; }
+  /// The (uncompressed) offset of the next byte getline or read would return.
+  std::uint64_t tell() const { return offset_ + pos_; }
   /// Lines of the file before this stream's first line (ByteRange::lines_before).
   std::int64_t lines_before() const { return lines_before_; }
 
