@@ -282,6 +282,18 @@ def main():
                 lab.append(f["labels"][:])
         check(np.array_equal(np.concatenate(got), a), "dense csv: rows match the input")
         check(np.array_equal(np.concatenate(lab), np.arange(700) % 7), "dense csv: labels match")
+        # NPY and HDF5 are read by rank 0: the same bytes too.
+        np.save(os.path.join(work, "a.npy"), a)
+        with h5py.File(os.path.join(work, "a.h5"), "w") as f:
+            f["x"] = a
+        for fmt_name, extra in (("npy", [os.path.join(work, "a.npy")]), ("hdf5", [os.path.join(work, "a.h5"), "--dataset", "x"])):
+            hashes = {}
+            for n in RANKS:
+                out = os.path.join(work, f"dense-{fmt_name}-n{n}")
+                run(["import", "dense", "--format", fmt_name, "--input"] + extra + ["--rows-per-shard", "64", "--output", out],
+                    ranks=n)
+                hashes[n] = tree_hashes(out)
+            check(hashes[1] == hashes[2] == hashes[3] and len(hashes[1]) == 11, f"dense {fmt_name}: identical at 1-3 ranks")
         bad_csv = os.path.join(work, "bad.csv")
         with open(csv_a) as f:
             rows = f.read().split("\n")
