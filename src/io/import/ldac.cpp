@@ -65,7 +65,7 @@ class LdacReader final : public DocumentReader {
 Corpus open_ldac(const std::string& input, const std::string& vocab, const comm::Communicator* comm) {
   Corpus plan;
   ByteRange range;
-  if (comm != nullptr) range = split_lines(*comm, input, true).range;
+  if (comm != nullptr) range = split_lines(*comm, input, false, true).range;
   const auto agreed = [&](auto&& fn) {
     if (comm == nullptr)
       fn();

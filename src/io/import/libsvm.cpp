@@ -96,7 +96,7 @@ Corpus open_libsvm(const std::string& input, const std::string& vocab, IndexBase
                    const comm::Communicator* comm) {
   Corpus plan;
   ByteRange range;
-  if (comm != nullptr) range = split_lines(*comm, input, true).range;
+  if (comm != nullptr) range = split_lines(*comm, input, false, true).range;
   const auto agreed = [&](auto&& fn) {
     if (comm == nullptr)
       fn();

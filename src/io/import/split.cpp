@@ -18,7 +18,7 @@ Index exclusive_prefix(const comm::Communicator& comm, Index local, Index* total
   return before;
 }
 
-LineSplit split_lines(const comm::Communicator& comm, const std::string& path, bool count_lines) {
+LineSplit split_lines(const comm::Communicator& comm, const std::string& path, bool count_lines, bool line_numbers) {
   LineSplit s;
   std::uint64_t size = 0;
   comm::run_agreed(comm, [&] {
@@ -35,7 +35,9 @@ LineSplit split_lines(const comm::Communicator& comm, const std::string& path, b
   } else if (!comm.is_root()) {
     s.range.begin = s.range.end = 0;
   }
-  if (!count_lines) return s;
+  // Lines before each range (for error messages) are needed only when the file is cut;
+  // the lines themselves when asked for.
+  if (!count_lines && !(line_numbers && s.split)) return s;
   Index lines = 0;
   comm::run_agreed(comm, [&] {
     ByteStream in(path, s.range);

@@ -286,7 +286,7 @@ Corpus open_text(const std::string& input, const TextOptions& o, const comm::Com
     local_docs = hi - lo;
     if (files.empty()) range = ByteRange{0, 0, 0};  // no files: no documents
   } else if (comm != nullptr) {
-    const LineSplit split = split_lines(*comm, input, !o.vocab.empty());
+    const LineSplit split = split_lines(*comm, input, !o.vocab.empty(), false);
     range = split.range;
     local_docs = split.lines;
   }

@@ -22,12 +22,13 @@ struct LineSplit {
   bool split = false;  ///< the file was divided by bytes (false: rank 0 reads it whole)
 };
 
-/// Divides `path` among the ranks of `comm` (see the file comment). With `count_lines`
-/// every rank counts the lines of its range (one extra read of its part) and learns the
-/// lines before it (an allgather), so that errors can name the line of the whole file.
+/// Divides `path` among the ranks of `comm` (see the file comment). With `count_lines`, or
+/// with `line_numbers` when the file is cut, every rank counts the lines of its range (one
+/// extra read of its part) and learns the lines before it (an allgather), so that errors
+/// can name the line of the whole file; LineSplit::lines is then set.
 /// Collective; errors (a missing or unreadable file) are agreed (comm::run_agreed): every
 /// rank throws the lowest failing rank's Error(kNoInput or kInput).
-LineSplit split_lines(const comm::Communicator& comm, const std::string& path, bool count_lines);
+LineSplit split_lines(const comm::Communicator& comm, const std::string& path, bool count_lines, bool line_numbers);
 
 /// [begin, end) of `n` items for `rank` of `size` contiguous runs (sizes differ by at
 /// most one, the first runs larger). Pure.
