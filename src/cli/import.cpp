@@ -2,7 +2,8 @@
 // HDF5 shards. The formats are read by the library (include/latent/io/import/); this file
 // parses the options and writes the shards. Streaming: at most one shard of rows is held
 // in memory; the output is written to a temporary directory and renamed into place only
-// when everything succeeded.
+// when everything succeeded. Under mpirun, plain CSV inputs are read in parallel
+// (import_csv_parallel: the same bytes for any number of ranks); other inputs on rank 0.
 #include <fmt/format.h>
 #include <unistd.h>
 

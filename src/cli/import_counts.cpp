@@ -5,7 +5,12 @@
 // at a time is parsed and at most one shard is buffered by the writer; besides that,
 // memory is vocabulary-sized (and, for text, the words seen in pass 1). Everything is
 // written below a temporary directory beside the output that is renamed into place only
-// when the whole import succeeded.
+// when the whole import succeeded (io::ShardDirectory).
+//
+// Under mpirun every rank reads its part of the input (the openers, given the
+// communicator: split.hpp) and writes its documents with io::CountsPartWriter; document i
+// (global index) decides its shard and, with --holdout-fraction, its split, so the output
+// is the same bytes for any number of ranks. Rank 0 writes vocabulary.txt and labels.txt.
 #include <fmt/format.h>
 #include <unistd.h>
 
