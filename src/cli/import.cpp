@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <optional>
 
 #include "common.hpp"
@@ -81,6 +82,8 @@ struct ShardWriter {
 // which the rank holding the shard's first row joins. The same bytes for any P.
 
 struct DenseJob {
+  imp::DenseFormat kind = imp::DenseFormat::kCsv;
+  imp::DenseOptions options;
   std::vector<std::string> inputs;
   std::string output, labels_path;
   Index rows_per_shard = 1;
@@ -124,15 +127,18 @@ Index read_dense_piece(const std::string& path, RowMatrix& rows, Index at, std::
   return head[0];
 }
 
-bool csv_splittable(const DenseJob& job, const comm::Communicator& comm) {
+// CSV in plain files is cut by bytes; IDX, NPY and HDF5 (their headers declare the rows)
+// by rows. Gzipped CSV is read by rank 0.
+bool dense_splittable(const DenseJob& job, const comm::Communicator& comm) {
   if (comm.size() == 1) return false;
+  if (job.kind != imp::DenseFormat::kCsv) return true;
   std::uint64_t size = 0;
   for (const auto& in : job.inputs)
     if (!imp::splittable_file(in, size)) return false;
   return true;
 }
 
-void import_csv_parallel(const DenseJob& job, const Context& ctx, Index& total, Index& shards, Index& d) {
+void import_dense_parallel(const DenseJob& job, const Context& ctx, Index& total, Index& shards, Index& d) {
   const comm::Communicator& comm = ctx.comm;
   const auto F = job.inputs.size();
   const int P = comm.size(), me = comm.rank();
@@ -158,64 +164,106 @@ void import_csv_parallel(const DenseJob& job, const Context& ctx, Index& total, 
   });
   comm.broadcast(tmp, 0);
 
-  // D and the header of every input (each rank reads their first lines), the byte space.
   std::vector<bool> header(F);
-  std::vector<std::uint64_t> offset(F + 1, 0);
+  std::vector<imp::ByteRange> range(F);
+  std::vector<std::unique_ptr<imp::DenseReader>> binary(F);
+  std::function<std::unique_ptr<imp::DenseReader>(std::size_t)> open_part;
+  Index chunk_rows = 1, local = 0;
   d = -1;
-  comm::run_agreed(comm, [&] {
-    for (std::size_t f = 0; f < F; ++f) {
-      imp::CsvReader first(job.inputs[f], job.delimiter, job.header, job.scale);
-      if (first.num_features() < 1)
-        throw_input(fmt::format("input {}: has 0 columns; every sample needs at least one feature", job.inputs[f]));
-      if (d >= 0 && first.num_features() != d)
-        throw_input(fmt::format("input {}: has {} features but {} has {}", job.inputs[f], first.num_features(),
-                                job.inputs[0], d));
-      d = first.num_features();
-      header[f] = first.header_line();
-      std::uint64_t size = 0;
-      if (!imp::splittable_file(job.inputs[f], size)) throw_input("input " + job.inputs[f] + ": changed (not a plain file)");
-      offset[f + 1] = offset[f] + size;
-    }
+  const auto check_shard_memory = [&] {
     const double shard_bytes = 8.0 * static_cast<double>(job.rows_per_shard) * static_cast<double>(d);
     if (shard_bytes > (double{8} * (Index{1} << 30)))
       throw_usage(fmt::format("--rows-per-shard {} x {} features needs {:.1f} GiB of memory per shard; use fewer rows per shard",
                               job.rows_per_shard, d, shard_bytes / (1 << 30)));
-  });
-  const std::uint64_t S = offset[F], p = static_cast<std::uint64_t>(P), r = static_cast<std::uint64_t>(me);
-  const std::uint64_t lo = S / p * r + S % p * r / p, hi = S / p * (r + 1) + S % p * (r + 1) / p;
-  std::vector<imp::ByteRange> range(F);
-  for (std::size_t f = 0; f < F; ++f) {
-    const std::uint64_t b = std::max(lo, offset[f]), e = std::min(hi, offset[f + 1]);
-    range[f] = b < e ? imp::ByteRange{b - offset[f], e - offset[f], 0} : imp::ByteRange{0, 0, 0};
-  }
-  // Lines before each rank's part of each file (error messages), then rows per rank.
-  std::vector<std::int64_t> lines(F, 0);
-  comm::run_agreed(comm, [&] {
-    for (std::size_t f = 0; f < F; ++f) {
-      imp::ByteStream in(job.inputs[f], range[f]);
-      std::string line;
-      while (in.getline(line)) ++lines[f];
-    }
-  });
-  const auto all_lines = comm.allgatherv(std::span<const std::int64_t>(lines));
-  for (std::size_t f = 0; f < F; ++f)
-    for (int q = 0; q < me; ++q) range[f].lines_before += all_lines[static_cast<std::size_t>(q) * F + f];
-  const auto open_part = [&](std::size_t f) {
-    return std::make_unique<imp::CsvReader>(job.inputs[f], job.delimiter, d, header[f], job.scale, range[f]);
   };
-  const Index chunk_rows = std::max<Index>(1, std::min<Index>(4096, (Index{64} << 20) / (8 * d)));
-  Index local = 0;
-  comm::run_agreed(comm, [&] {
-    RowMatrix chunk;
-    for (std::size_t f = 0; f < F; ++f) {
-      auto reader = open_part(f);
-      Index n = 0;
-      while ((n = reader->read(chunk, chunk_rows)) > 0) {
-        stop_point();
-        local += n;
+  if (job.kind != imp::DenseFormat::kCsv) {
+    // Rows declared by the headers: rank r reads global rows [rN/P, (r+1)N/P).
+    std::vector<Index> rows_in(F);
+    comm::run_agreed(comm, [&] {
+      for (std::size_t f = 0; f < F; ++f) {
+        binary[f] = imp::open_dense_reader(job.kind, job.inputs[f], job.options);
+        if (binary[f]->num_features() < 1)
+          throw_input(fmt::format("input {}: has 0 columns; every sample needs at least one feature", job.inputs[f]));
+        if (d >= 0 && binary[f]->num_features() != d)
+          throw_input(fmt::format("input {}: has {} features but {} has {}", job.inputs[f], binary[f]->num_features(),
+                                  job.inputs[0], d));
+        d = binary[f]->num_features();
+        rows_in[f] = binary[f]->num_rows();
       }
+      check_shard_memory();
+      Index n = 0;
+      for (const Index k : rows_in) n += k;
+      const Index lo = n / P * me + n % P * me / P, hi = n / P * (me + 1) + n % P * (me + 1) / P;
+      Index at = 0;
+      for (std::size_t f = 0; f < F; ++f) {
+        const Index b = std::max(lo, at), e = std::min(hi, at + rows_in[f]);
+        if (b < e) {
+          binary[f]->select_rows(b - at, e - at);
+          local += e - b;
+        } else {
+          binary[f].reset();
+        }
+        at += rows_in[f];
+      }
+    });
+    open_part = [&](std::size_t f) { return std::move(binary[f]); };
+    chunk_rows = std::max<Index>(1, std::min<Index>(4096, (Index{64} << 20) / (8 * d)));
+  } else {
+    // D and the header of every input (each rank reads their first lines), the byte space.
+    std::vector<std::uint64_t> offset(F + 1, 0);
+    comm::run_agreed(comm, [&] {
+      for (std::size_t f = 0; f < F; ++f) {
+        imp::CsvReader first(job.inputs[f], job.delimiter, job.header, job.scale);
+        if (first.num_features() < 1)
+          throw_input(fmt::format("input {}: has 0 columns; every sample needs at least one feature", job.inputs[f]));
+        if (d >= 0 && first.num_features() != d)
+          throw_input(fmt::format("input {}: has {} features but {} has {}", job.inputs[f], first.num_features(),
+                                  job.inputs[0], d));
+        d = first.num_features();
+        header[f] = first.header_line();
+        std::uint64_t size = 0;
+        if (!imp::splittable_file(job.inputs[f], size)) throw_input("input " + job.inputs[f] + ": changed (not a plain file)");
+        offset[f + 1] = offset[f] + size;
+      }
+      const double shard_bytes = 8.0 * static_cast<double>(job.rows_per_shard) * static_cast<double>(d);
+      if (shard_bytes > (double{8} * (Index{1} << 30)))
+        throw_usage(fmt::format("--rows-per-shard {} x {} features needs {:.1f} GiB of memory per shard; use fewer rows per shard",
+                                job.rows_per_shard, d, shard_bytes / (1 << 30)));
+    });
+    const std::uint64_t S = offset[F], p = static_cast<std::uint64_t>(P), r = static_cast<std::uint64_t>(me);
+    const std::uint64_t lo = S / p * r + S % p * r / p, hi = S / p * (r + 1) + S % p * (r + 1) / p;
+    for (std::size_t f = 0; f < F; ++f) {
+      const std::uint64_t b = std::max(lo, offset[f]), e = std::min(hi, offset[f + 1]);
+      range[f] = b < e ? imp::ByteRange{b - offset[f], e - offset[f], 0} : imp::ByteRange{0, 0, 0};
     }
-  });
+    // Lines before each rank's part of each file (error messages), then rows per rank.
+    std::vector<std::int64_t> lines(F, 0);
+    comm::run_agreed(comm, [&] {
+      for (std::size_t f = 0; f < F; ++f) {
+        imp::ByteStream in(job.inputs[f], range[f]);
+        std::string line;
+        while (in.getline(line)) ++lines[f];
+      }
+    });
+    const auto all_lines = comm.allgatherv(std::span<const std::int64_t>(lines));
+    for (std::size_t f = 0; f < F; ++f)
+      for (int q = 0; q < me; ++q) range[f].lines_before += all_lines[static_cast<std::size_t>(q) * F + f];
+    open_part = [&](std::size_t f) -> std::unique_ptr<imp::DenseReader> {
+      return std::make_unique<imp::CsvReader>(job.inputs[f], job.delimiter, d, header[f], job.scale, range[f]);
+    };
+    chunk_rows = std::max<Index>(1, std::min<Index>(4096, (Index{64} << 20) / (8 * d)));
+    comm::run_agreed(comm, [&] {
+      RowMatrix chunk;
+      for (std::size_t f = 0; f < F; ++f) {
+        auto reader = open_part(f);
+        Index n = 0;
+        while ((n = reader->read(chunk, chunk_rows)) > 0) {
+          stop_point();
+          local += n;
+        }
+      }
+    });
+  }
   const std::int64_t mine = local;
   const auto rows_of = comm.allgatherv(std::span<const std::int64_t>(&mine, 1));
   Index first = 0;
@@ -256,6 +304,7 @@ void import_csv_parallel(const DenseJob& job, const Context& ctx, Index& total, 
     Index row = first;
     for (std::size_t f = 0; f < F; ++f) {
       auto reader = open_part(f);
+      if (!reader) continue;
       Index n = 0;
       while ((n = reader->read(chunk, chunk_rows)) > 0) {
         stop_point();  // SIGTERM/SIGUSR1: exit 75, the temporary directory removed
@@ -369,8 +418,14 @@ int cmd_import(const std::vector<std::string>& args, const Context& ctx) {
   job.header = header == "yes" ? imp::CsvHeader::kYes : header == "no" ? imp::CsvHeader::kNo : imp::CsvHeader::kAuto;
   job.scale = scale;
   job.overwrite = overwrite;
-  if (format == "csv" && csv_splittable(job, ctx.comm)) {
-    import_csv_parallel(job, ctx, total, shards, d);
+  job.options.dataset = dataset;
+  job.options.delimiter = delimiter[0];
+  job.options.header = job.header;
+  job.options.scale = scale;
+  const auto parallel_kind = dense_format(format);
+  if (parallel_kind) job.kind = *parallel_kind;
+  if (parallel_kind && dense_splittable(job, ctx.comm)) {
+    import_dense_parallel(job, ctx, total, shards, d);
     ctx.log.info(fmt::format("imported {} rows x {} features into {} shard(s) in {}", total, d, shards, output));
     return 0;
   }

@@ -12,7 +12,8 @@ a rank's byte range (so a rank's range holds no line start), a file smaller than
 number of ranks, and shards cut inside a rank's documents (--docs-per-shard 7). A malformed
 line read by rank 1 of 2 exits 65 on every rank, naming the file and the line of the whole
 file, and leaves nothing behind. `import dense --format csv` with two plain inputs (a
-header, CRLF, blank lines, labels) gives the same bytes at 1-3 ranks, and a bad number on
+header, CRLF, blank lines, labels), NPY, HDF5 and IDX (plain and gzipped, split by rows) give
+the same bytes at 1-3 ranks, and a bad number on
 rank 1 exits 65 on every rank naming file, line and field. Usage: parallel_import_cli_test.py LATENT MPIEXEC (exits
 77 without h5py).
 """
@@ -282,18 +283,33 @@ def main():
                 lab.append(f["labels"][:])
         check(np.array_equal(np.concatenate(got), a), "dense csv: rows match the input")
         check(np.array_equal(np.concatenate(lab), np.arange(700) % 7), "dense csv: labels match")
-        # NPY and HDF5 are read by rank 0: the same bytes too.
+        # NPY, HDF5 and IDX (gzipped too) are split by rows: the same bytes too.
         np.save(os.path.join(work, "a.npy"), a)
+        img = np.random.default_rng(4).integers(0, 256, size=(333, 5, 3), dtype=np.uint8)
+        idx_bytes = bytes([0, 0, 8, 3]) + b"".join(int(x).to_bytes(4, "big") for x in img.shape) + img.tobytes()
+        with open(os.path.join(work, "a.idx"), "wb") as f:
+            f.write(idx_bytes)
+        with gzip.open(os.path.join(work, "b.idx.gz"), "wb") as f:
+            f.write(idx_bytes)
         with h5py.File(os.path.join(work, "a.h5"), "w") as f:
             f["x"] = a
-        for fmt_name, extra in (("npy", [os.path.join(work, "a.npy")]), ("hdf5", [os.path.join(work, "a.h5"), "--dataset", "x"])):
+        for fmt_name, extra in (("npy", [os.path.join(work, "a.npy"), os.path.join(work, "a.npy")]),
+                                ("hdf5", [os.path.join(work, "a.h5"), "--dataset", "x"]),
+                                ("idx", [os.path.join(work, "a.idx"), os.path.join(work, "b.idx.gz")])):
             hashes = {}
             for n in RANKS:
                 out = os.path.join(work, f"dense-{fmt_name}-n{n}")
                 run(["import", "dense", "--format", fmt_name, "--input"] + extra + ["--rows-per-shard", "64", "--output", out],
                     ranks=n)
                 hashes[n] = tree_hashes(out)
-            check(hashes[1] == hashes[2] == hashes[3] and len(hashes[1]) == 11, f"dense {fmt_name}: identical at 1-3 ranks")
+            check(hashes[1] == hashes[2] == hashes[3] and len(hashes[1]) in (11, 22),
+                  f"dense {fmt_name}: {len(hashes[1])} files identical at 1-3 ranks")
+        got = []
+        for name in sorted(os.listdir(os.path.join(work, "dense-idx-n3"))):
+            with h5py.File(os.path.join(work, "dense-idx-n3", name), "r") as f:
+                got.append(f["data"][:])
+        want = np.concatenate([img.reshape(333, 15)] * 2).astype(np.float32) / np.float32(255)
+        check(np.allclose(np.concatenate(got), want, atol=1e-6), "dense idx: rows match at 3 ranks")
         bad_csv = os.path.join(work, "bad.csv")
         with open(csv_a) as f:
             rows = f.read().split("\n")

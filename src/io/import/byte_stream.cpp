@@ -72,6 +72,23 @@ ByteStream::ByteStream(const std::string& path, ByteRange range) : path_(path) {
   }
 }
 
+void ByteStream::skip(std::uint64_t n, const std::string& what) {
+  const std::uint64_t buffered = std::min<std::uint64_t>(n, end_ - pos_);
+  pos_ += static_cast<std::size_t>(buffered);
+  n -= buffered;
+  if (n == 0) return;
+  if (f_ != nullptr) {
+    const z_off_t at = gzseek(f_, static_cast<z_off_t>(n), SEEK_CUR);
+    if (at < 0) throw_input("input " + path_ + ": truncated or unreadable while skipping " + what);
+  } else if (fd_ >= 0) {
+    if (::lseek(fd_, static_cast<off_t>(n), SEEK_CUR) < 0)
+      throw_input("input " + path_ + ": cannot seek while skipping " + what);
+  }
+  offset_ += end_ + n;
+  pos_ = end_ = 0;
+  // A seek past the end is only noticed by the next read (which then finds nothing).
+}
+
 ByteStream::~ByteStream() {
   if (f_) gzclose(f_);
   if (fd_ >= 0) ::close(fd_);

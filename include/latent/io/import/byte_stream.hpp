@@ -60,6 +60,10 @@ class ByteStream {
     }
   }
 
+  /// Skips n bytes (a plain file by seeking, a gzipped one by decompressing) or throws
+  /// Error(kInput) naming the file and `what` if fewer remain.
+  void skip(std::uint64_t n, const std::string& what);
+
   /// The next line without its "\n" (or "\r\n"); false at the end of the input. A last
   /// line without a newline is returned. Lines may contain any byte, including NUL.
   bool getline(std::string& line) {

@@ -39,6 +39,12 @@ class DenseReader {
   virtual Index read(RowMatrix& out, Index max) = 0;
   /// Total rows if a header declares them, else -1 (CSV).
   virtual Index num_rows() const { return -1; }
+  /// Restricts the reader to rows [begin, end) of a format whose header declares its rows
+  /// (a parallel import: each rank its rows), before the first read. Binary rows are
+  /// skipped by seeking (gzipped input: by decompressing them), HDF5 rows by offset.
+  /// Throws Error(kInternal) for a format without declared rows, Error(kInput) if the
+  /// skipped bytes are missing.
+  virtual void select_rows(Index begin, Index end);
 };
 
 /// The dense formats of `latent import dense --format`.
