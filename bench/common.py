@@ -136,14 +136,19 @@ def parse_last_json(text: str) -> dict:
         raise SystemExit(f"expected a JSON object on stdout, got:\n{text[-2000:]}")
 
 
-def read_log_json(path: Path) -> list[dict]:
-    """The records of a --log-json file (one JSON object per line)."""
+def read_log_json(path: Path, last_run: bool = True) -> list[dict]:
+    """The records of a --log-json file (one JSON object per line). latent appends to an
+    existing log, each run starting with a {"event": "start"} line: by default only the
+    last run's records are returned."""
     out = []
     with open(path) as f:
         for line in f:
             line = line.strip()
             if line:
-                out.append(json.loads(line))
+                rec = json.loads(line)
+                if last_run and rec.get("event") == "start":
+                    out = []
+                out.append(rec)
     return out
 
 
@@ -282,7 +287,22 @@ def model_attrs(path: Path) -> dict:
 
 # --------------------------------------------------------------------------- machine
 
+CPU_FLAGS_RECORDED = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512dq", "avx512bw", "avx512vl", "avx512_vnni",
+                      "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        m = re.search(r"^flags\s*:\s*(.*)$", Path("/proc/cpuinfo").read_text(), re.M)
+        return set(m.group(1).split()) if m else set()
+    except OSError:
+        return set()
+
+
 def machine_info() -> dict:
+    """The CPU a figure was measured on: model, clock, the ISA flags that decide which
+    kernels run (ours and the BLAS's), and (write_results) the BLAS the references used
+    and the core's measured FMA peak."""
     info = {"hostname": platform.node(), "cores": os.cpu_count(), "cpu_model": None, "cpu_mhz": None,
             "avx512": False}
     try:
@@ -294,7 +314,121 @@ def machine_info() -> dict:
         info["avx512"] = bool(re.search(r"\bavx512f\b", text))
     except OSError:
         pass
+    flags = _cpu_flags()
+    info["cpu_flags"] = [f for f in CPU_FLAGS_RECORDED if f in flags]
     return info
+
+
+# --------------------------------------------------------------------------- honest references
+#
+# The references (scikit-learn, gensim, PyTorch) run on a tuned BLAS: Debian's OpenBLAS
+# (libopenblas0-serial, installed by `cmake/install-deps.sh --with-reference`) with the best
+# kernel the CPU supports. OpenBLAS 0.3.21 falls back to a generic kernel ("Core: Prescott")
+# on CPUs it does not recognise; OPENBLAS_CORETYPE then names the kernel a user of a current
+# BLAS gets. A ratio against a crippled reference (or netlib's reference BLAS) is not a claim.
+
+GENERIC_OPENBLAS_CORES = {"prescott", "katmai", "coppermine", "northwood", "banias", "core2", "penryn", "dunnington",
+                          "atom", "opteron", "athlon", "barcelona", "nehalem", "sandybridge", "generic"}
+
+
+def best_openblas_core(flags: set[str] | None = None) -> str | None:
+    """The best OpenBLAS kernel this CPU runs: SkylakeX with AVX-512 (F, DQ, BW, VL),
+    Haswell with AVX2 + FMA, else None (let OpenBLAS choose)."""
+    flags = _cpu_flags() if flags is None else flags
+    if {"avx512f", "avx512dq", "avx512bw", "avx512vl"} <= flags:
+        return "SkylakeX"
+    if {"avx2", "fma"} <= flags:
+        return "Haswell"
+    return None
+
+
+def openblas_core(env: dict | None = None) -> str | None:
+    """The kernel numpy's BLAS runs in a fresh /usr/bin/python3 with `env` ("SkylakeX",
+    "Haswell", "Prescott", ...), from OPENBLAS_VERBOSE=2; None if the BLAS is not OpenBLAS
+    (e.g. netlib's reference BLAS)."""
+    e = dict(os.environ if env is None else env)
+    e["OPENBLAS_VERBOSE"] = "2"
+    try:
+        r = subprocess.run(["/usr/bin/python3", "-c", "import numpy as np; a = np.ones((64, 64)); a @ a"],
+                           capture_output=True, text=True, env=e, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r"Core:\s*(\S+)", r.stdout + r.stderr)
+    return m.group(1) if m else None
+
+
+_BLAS_INFO: dict | None = None
+
+
+def tuned_blas() -> dict:
+    """Makes the references of this process and its children run on the tuned BLAS and
+    says what they run on: {"blas": "openblas" | "not OpenBLAS (...)", "core_default",
+    "core_used", "OPENBLAS_CORETYPE"}. Sets OPENBLAS_CORETYPE in os.environ when OpenBLAS
+    would fall back to a generic kernel (call it before numpy is imported: ensure_tuned_blas()
+    re-executes the script if numpy is already loaded). Prints a warning when the BLAS is not
+    OpenBLAS."""
+    global _BLAS_INFO
+    if _BLAS_INFO is not None:
+        return _BLAS_INFO
+    given = os.environ.get("OPENBLAS_CORETYPE")
+    env = dict(os.environ)
+    env.pop("OPENBLAS_CORETYPE", None)
+    default = openblas_core(env)
+    info = {"core_default": default, "OPENBLAS_CORETYPE": given}
+    if default is None:
+        info["blas"] = "not OpenBLAS (install libopenblas0-serial: cmake/install-deps.sh --with-reference)"
+        print("WARNING: numpy's BLAS is not OpenBLAS; the references would run on an untuned BLAS. Install "
+              "libopenblas0-serial (cmake/install-deps.sh --with-reference).", file=sys.stderr, flush=True)
+        info["core_used"] = None
+    else:
+        info["blas"] = "openblas"
+        best = best_openblas_core()
+        if given is None and best is not None and default.lower() in GENERIC_OPENBLAS_CORES:
+            os.environ["OPENBLAS_CORETYPE"] = best
+            info["OPENBLAS_CORETYPE"] = best
+        info["core_used"] = openblas_core() if os.environ.get("OPENBLAS_CORETYPE") else default
+    _BLAS_INFO = info
+    return info
+
+
+def ensure_tuned_blas() -> dict:
+    """tuned_blas(), and if that had to set OPENBLAS_CORETYPE after numpy was loaded in this
+    process, re-executes the script so that its own references use the tuned kernel."""
+    before = os.environ.get("OPENBLAS_CORETYPE")
+    info = tuned_blas()
+    if before is None and os.environ.get("OPENBLAS_CORETYPE") and "numpy" in sys.modules:
+        os.execv(sys.executable, [sys.executable] + sys.argv)
+    return info
+
+
+_FMA_PEAK: dict | None = None
+
+
+def measure_fma_peak() -> dict:
+    """The core's measured FMA throughput on one thread (bench/fma_peak.c: 12 independent
+    chains on the widest vectors, built with -march=native): {"vector_bits",
+    "float32_gflops", "float64_gflops"}; {} if it cannot be built. About 1 s."""
+    global _FMA_PEAK
+    if _FMA_PEAK is not None:
+        return _FMA_PEAK
+    exe = Path(os.environ.get("TMPDIR", "/tmp")) / f"latent-fma-peak-{os.getuid()}"
+    try:
+        subprocess.run(["gcc", "-O2", "-march=native", "-o", str(exe), str(BENCH_DIR / "fma_peak.c")], check=True,
+                       capture_output=True)
+        _FMA_PEAK = json.loads(subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout)
+    except (OSError, subprocess.CalledProcessError, ValueError):
+        _FMA_PEAK = {}
+    return _FMA_PEAK
+
+
+def reference_basis() -> str:
+    """One line naming what the ratios were measured against, for the printed tables."""
+    b, mi, peak = tuned_blas(), machine_info(), measure_fma_peak()
+    core = b.get("core_used") or "?"
+    how = f"OPENBLAS_CORETYPE={b['OPENBLAS_CORETYPE']}" if b.get("OPENBLAS_CORETYPE") else "its own choice"
+    return (f"CPU {mi['cpu_model']}; references on {b['blas']} (kernel {core}, {how}), one thread; measured FMA "
+            f"peak {peak.get('float32_gflops', '?')} / {peak.get('float64_gflops', '?')} GFLOP/s (float32/float64, "
+            f"one core)")
 
 
 def warn_if_busy(threshold: float = 0.5) -> float:
@@ -330,12 +464,15 @@ def write_results(name: str, obj: dict) -> Path:
     obj = dict(obj)
     obj.setdefault("timestamp", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     obj.setdefault("machine", machine_info())
+    obj.setdefault("reference_blas", tuned_blas())
+    obj.setdefault("fma_peak", measure_fma_peak())
     obj.setdefault("git_commit", git_commit())
     path = RESULTS_DIR / f"{name}.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
     tmp.replace(path)
     print(f"results written to {path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path}")
+    print(f"measured on: {reference_basis()}")
     return path
 
 

@@ -52,6 +52,7 @@ import lda_common as L  # noqa: E402
 L.single_threaded()
 
 import common  # noqa: E402
+common.ensure_tuned_blas()  # references on a tuned BLAS (OPENBLAS_CORETYPE), before numpy loads
 
 TARGET_RATIO = 10.0
 

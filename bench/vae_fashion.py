@@ -81,6 +81,7 @@ import lda_common  # noqa: E402  (single_threaded(): stdlib only)
 lda_common.single_threaded()
 
 import common  # noqa: E402
+common.ensure_tuned_blas()  # references on a tuned BLAS (OPENBLAS_CORETYPE), before numpy loads
 
 LATENT_DIM = 20
 HIDDEN = (512, 256)

@@ -2,7 +2,8 @@
 # Installs the Debian packages latent needs, if any is missing. Idempotent.
 # Usage: cmake/install-deps.sh [--with-data] [--with-reference] [--with-slurm] [--with-fuzz]
 #   --with-data       also Debian's dataset-fashion-mnist (the main job's data)
-#   --with-reference  also python3-sklearn/h5py/numpy/scipy/gensim/matplotlib (reference fixtures,
+#   --with-reference  also python3-sklearn/h5py/numpy/scipy/gensim/matplotlib and OpenBLAS (serial:
+#                     the references run on a tuned BLAS, not netlib's) (reference fixtures,
 #                     benchmarks and their plots; bench/scaling/collect.py in the SLURM test)
 #   --with-fuzz       also clang-14 and its sanitizer/libFuzzer runtimes (tests/fuzz/)
 #   --with-slurm      also slurm-wlm and munge (the SLURM test, tests/slurm/; the daemons
@@ -15,7 +16,7 @@ pkgs=(build-essential cmake ninja-build pkg-config openmpi-bin libopenmpi-dev
 for arg in "$@"; do
   case "$arg" in
     --with-data) pkgs+=(dataset-fashion-mnist) ;;
-    --with-reference) pkgs+=(python3 python3-numpy python3-h5py python3-sklearn python3-scipy python3-gensim
+    --with-reference) pkgs+=(python3 python3-numpy python3-h5py python3-sklearn python3-scipy python3-gensim libopenblas0-serial
                              python3-matplotlib) ;;
     --with-slurm) pkgs+=(slurm-wlm munge) ;;
     --with-fuzz) pkgs+=(clang-14 libclang-rt-14-dev) ;;

@@ -323,7 +323,8 @@ int cmd_sample(const std::vector<std::string>& args, const Context& ctx) {
     io::H5Writer w(output, overwrite);
     w.attr("/", "format_version", static_cast<std::int64_t>(io::kDataFormatVersion));
     w.attr("/", "kind", std::string("dense"));
-    w.attr("/", "model", model_path);
+    w.attr("/", "model", model->name());
+    w.attr("/", "model_path", model_path);
     w.attr("/", "seed", static_cast<std::int64_t>(seed));
     w.create(io::kDataDataset, io::DType::kFloat64, n, model->num_features());
     w.create(io::kLabelsDataset, io::DType::kInt64, n, 0);
@@ -370,6 +371,19 @@ int cmd_info(const std::vector<std::string>& args, const Context& ctx) {
       for (Index i = 0; std::getline(names, name) && i < values.rows(); ++i)
         text += fmt::format("  value {:<20} {:.17g}\n", name, values(i, 0));
       return;
+    }
+    if (std::filesystem::is_regular_file(path)) {
+      const io::H5Reader r(path);
+      if (r.has_attr("/", "model_path") && !r.has(io::kDataDataset)) {  // predict/transform/score output
+        text = fmt::format("output {}: of {} model {} on data {}\n", path, r.attr_string("/", "model"),
+                           r.attr_string("/", "model_path"), r.has_attr("/", "data") ? r.attr_string("/", "data") : "?");
+        for (const auto& name : r.list("/")) {
+          const auto shape = r.shape(name);
+          text += fmt::format("  /{:<24} {}{}\n", name, shape.empty() ? 1 : shape[0],
+                              shape.size() > 1 ? " x " + std::to_string(shape[1]) : "");
+        }
+        return;
+      }
     }
     const bool is_model = std::filesystem::is_regular_file(path) && io::H5Reader(path).has_attr("/", "model") &&
                           !io::H5Reader(path).has(io::kDataDataset);

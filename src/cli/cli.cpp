@@ -7,17 +7,16 @@
 #include "latent/core/control.hpp"
 #include "latent/core/error.hpp"
 #include "latent/models/registry.hpp"
+#include "latent/train/build_info.hpp"
 
 namespace latent::cli {
 namespace {
 
 const char* kUsageHead =
-    "latent <command> [options]   (every command takes --help)\n\n"
+    "latent <command> [options]   (every command takes --help; latent --version: build and libraries)\n\n"
     "Commands:\n"
     "  import dense   convert IDX / CSV / NPY / HDF5 into a directory of HDF5 shards\n"
     "  import counts  convert UCI bag-of-words / LDA-C / libsvm / Matrix Market / text into CSR shards\n"
-    "  generate gmm   a synthetic Gaussian-mixture data set of any size, in parallel (and its true model)\n"
-    "  generate lda   a synthetic LDA corpus of any size, in parallel (and its true topics)\n"
     "  fit MODEL      fit a registered model (below)\n";
 const char* kUsageTail =
     "  score          JSON scores of a model on data (mean log-likelihood, BIC, AIC, ARI, purity;\n"
@@ -39,7 +38,8 @@ std::string models_with(models::Task task) {
 
 // The command list, then one line per registered model.
 std::string usage_text() {
-  return std::string(kUsageHead) + kUsageTail + "  select         fit a model for several sizes (" + models_with(models::Task::kSelect) +
+  return std::string(kUsageHead) + "  generate NAME  a synthetic data set of any size from a random model, in parallel (" +
+         models_with(models::Task::kGenerate) + ")\n" + kUsageTail + "  select         fit a model for several sizes (" + models_with(models::Task::kSelect) +
          "); BIC, AIC, held-out log-likelihood\n" +
          "  impute         fill NaN entries with their conditional expectation (" + models_with(models::Task::kImpute) +
          ")\n" + kUsageEnd + "\nModels (latent fit MODEL --help):\n" + fit_models_help() + "\n" +
@@ -62,7 +62,9 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
       return args.empty() ? exit_code(ErrorKind::kUsage) : 0;
     }
     if (args[0] == "--version") {
-      if (comm.is_root()) out << "latent 0.1.0\n";
+      if (comm.is_root())
+        for (const auto& [name, value] : train::build_info())
+          out << (name == "latent" ? "latent " + value : "  " + name + ": " + value) << '\n';
       return 0;
     }
     const auto it = commands.find(args[0]);

@@ -1,6 +1,10 @@
 #include "common.hpp"
 
 #include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <limits>
 
 #include <fmt/format.h>
 #include <unistd.h>
@@ -220,13 +224,48 @@ std::unique_ptr<io::BlockSource> open_source(const Context& ctx, const std::stri
   return source;
 }
 
-IterationLog::IterationLog(const Context& ctx, std::string model, const std::string& json_path, bool append, bool profile,
-                           int threads)
-    : ctx_(ctx), model_(std::move(model)), profile_(profile), threads_(threads) {
+IterationLog::IterationLog(const Context& ctx, std::string model, const std::string& json_path,
+                           const std::string& output, bool resume, bool profile, int threads)
+    : ctx_(ctx), model_(std::move(model)), output_(output), profile_(profile), threads_(threads) {
   if (!json_path.empty() && ctx.comm.is_root()) {
-    json_ = std::make_unique<std::ofstream>(json_path, append ? std::ios::app : std::ios::trunc);
+    json_ = std::make_unique<std::ofstream>(json_path, std::ios::app);
     if (!*json_) throw_output("--log-json " + json_path + ": cannot open for writing");
+    nlohmann::json j = line("start");
+    j["resume"] = resume;
+    *json_ << j.dump() << '\n';
+    json_->flush();
   }
+}
+
+nlohmann::json IterationLog::line(const char* event) const {
+  // ISO 8601 UTC with milliseconds: 2026-12-03T02:31:05.123Z
+  const auto now = std::chrono::system_clock::now();
+  const std::time_t t = std::chrono::system_clock::to_time_t(now);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  nlohmann::json j{{"event", event},
+                   {"time", fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1,
+                                        tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms)},
+                   {"model", model_},
+                   {"ranks", ctx_.comm.size()},
+                   {"threads", threads_}};
+  if (const models::ModelSpec* spec = models::find_model(model_)) {
+    j["objective_name"] = spec->objective_name;
+    j["objective_unit"] = spec->objective_unit;
+    j["change_name"] = spec->change_name;
+  }
+  j["output"] = output_;
+  return j;
+}
+
+void IterationLog::ended(int exit_status, const std::string& message) {
+  if (!ctx_.comm.is_root() || !json_) return;
+  nlohmann::json j = line(exit_status == 75 ? "stopped" : "failed");
+  j["exit_status"] = exit_status;
+  j["message"] = message;
+  *json_ << j.dump() << '\n';
+  json_->flush();
 }
 
 namespace {
@@ -269,14 +308,28 @@ void IterationLog::operator()(const train::IterationRecord& r) {
     profile::begin_iteration();  // the gather above is not the next iteration's
   }
   if (!ctx_.comm.is_root()) return;
-  std::string line = fmt::format("iter {:>4}  objective {:>14.6f}  change {:>11.4e}  {:>8.3f} s  {:>10.4g} samples/s",
-                                 r.iteration, r.objective, r.change, r.seconds, r.samples_per_second);
-  if (r.tokens_per_second > 0) line += fmt::format("  {:>10.4g} tokens/s", r.tokens_per_second);
-  ctx_.log.info(line);
+  const models::ModelSpec* spec = models::find_model(model_);
+  // Iteration 1 has no previous objective (a resumed fit continues the numbering).
+  const double change = r.iteration <= 1 ? std::numeric_limits<double>::quiet_NaN() : r.change;
+  std::string text = fmt::format("iter {:>4}  objective {:>14.6f} {}  {} {:>11.4e}  {:>8.3f} s  {:>10.4g} samples/s",
+                                 r.iteration, r.objective, spec ? spec->objective_unit : "",
+                                 spec ? spec->change_name : "change", change, r.seconds, r.samples_per_second);
+  if (r.tokens_per_second > 0) text += fmt::format("  {:>10.4g} tokens/s", r.tokens_per_second);
+  seconds_so_far_ += r.seconds;
+  ++iterations_so_far_;
+  if (max_iterations_ > 0 && stderr_is_tty()) {  // for people watching; not in a non-terminal log
+    const double left = seconds_so_far_ / static_cast<double>(iterations_so_far_) *
+                        static_cast<double>(std::max<Index>(0, max_iterations_ - r.iteration));
+    text += fmt::format("  [{}/{}, at most {} left]", r.iteration, max_iterations_, clock_text(left));
+  }
+  ctx_.log.info(text);
   if (json_) {
-    nlohmann::json j{{"event", "iteration"}, {"model", model_},   {"iteration", r.iteration},
-                     {"objective", r.objective}, {"change", r.change}, {"seconds", r.seconds},
-                     {"samples_per_second", r.samples_per_second}, {"ranks", ctx_.comm.size()}, {"threads", threads_}};
+    nlohmann::json j = line("iteration");
+    j["iteration"] = r.iteration;
+    j["objective"] = r.objective;
+    j["change"] = std::isfinite(change) ? nlohmann::json(change) : nlohmann::json(nullptr);
+    j["seconds"] = r.seconds;
+    j["samples_per_second"] = r.samples_per_second;
     if (r.tokens_per_second > 0) j["tokens_per_second"] = r.tokens_per_second;
     if (profile_) j["profile"] = std::move(prof);
     *json_ << j.dump() << '\n';
@@ -305,30 +358,56 @@ void IterationLog::done(const train::EmResult& result, double total_seconds) {
     }
   }
   if (!ctx_.comm.is_root() || !json_) return;
-  nlohmann::json j{{"event", "done"},          {"model", model_},          {"n_iter", result.n_iter},
-                   {"converged", result.converged}, {"objective", result.objective}, {"total_seconds", total_seconds},
-                   {"ranks", ctx_.comm.size()}, {"threads", threads_}};
+  nlohmann::json j = line("done");
+  j["n_iter"] = result.n_iter;
+  j["converged"] = result.converged;
+  j["objective"] = result.objective;
+  j["total_seconds"] = total_seconds;
+  j["exit_status"] = 0;
   if (profile_) j["profile_total"] = std::move(total);
   *json_ << j.dump() << '\n';
+  json_->flush();
 }
 
 bool stderr_is_tty() { return ::isatty(STDERR_FILENO) != 0; }
 
-Progress::Progress(std::ostream& err, bool enabled, std::string label, Index total)
-    : err_(err), enabled_(enabled), label_(std::move(label)), total_(total) {}
+Progress::Progress(std::ostream& err, bool enabled, std::string label, Index total, std::string unit)
+    : err_(err), enabled_(enabled), label_(std::move(label)), unit_(std::move(unit)), total_(total),
+      start_(std::chrono::steady_clock::now()), last_draw_(start_) {}
+
+std::string clock_text(double seconds) {
+  const auto s = static_cast<long long>(std::max(0.0, seconds) + 0.5);
+  return s >= 3600 ? fmt::format("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60) : fmt::format("{}:{:02}", s / 60, s % 60);
+}
 
 void Progress::update(Index done) {
-  if (!enabled_ || total_ <= 0) return;
-  const int percent = static_cast<int>(100 * done / total_);
-  if (percent == last_percent_) return;
+  if (!enabled_) return;
+  const auto now = std::chrono::steady_clock::now();
+  const int percent = total_ > 0 ? static_cast<int>(100 * std::min(done, total_) / total_) : -1;
+  if ((percent == last_percent_ || total_ <= 0) && now - last_draw_ < std::chrono::milliseconds(500)) return;
   last_percent_ = percent;
-  const int width = 30, filled = percent * width / 100;
-  err_ << '\r' << label_ << " [" << std::string(static_cast<std::size_t>(filled), '#')
-       << std::string(static_cast<std::size_t>(width - filled), ' ') << "] " << percent << "% " << std::flush;
+  last_draw_ = now;
+  drawn_ = true;
+  const double seconds = std::chrono::duration<double>(now - start_).count();
+  const double rate = seconds > 0 ? static_cast<double>(done) / seconds : 0.0;
+  const auto rate_text = [&] {
+    return rate >= 1e6 ? fmt::format("{:.2f}M", rate / 1e6) : rate >= 1e3 ? fmt::format("{:.1f}k", rate / 1e3)
+                                                                           : fmt::format("{:.0f}", rate);
+  };
+  if (total_ > 0) {
+    const int width = 30, filled = percent * width / 100;
+    err_ << '\r' << label_ << " [" << std::string(static_cast<std::size_t>(filled), '#')
+         << std::string(static_cast<std::size_t>(width - filled), ' ') << "] " << percent << "%  " << rate_text() << ' '
+         << unit_ << "/s  ETA " << (rate > 0 ? clock_text(static_cast<double>(total_ - done) / rate) : "?") << "   "
+         << std::flush;
+  } else {
+    err_ << '\r' << label_ << ' ' << done << ' ' << unit_ << "  " << rate_text() << ' ' << unit_ << "/s  "
+         << clock_text(seconds) << "   " << std::flush;
+  }
 }
 
 void Progress::finish() {
-  if (enabled_ && last_percent_ >= 0) err_ << '\n';
+  if (enabled_ && drawn_) err_ << '\n';
 }
 
 RowParts::RowParts(const Context& ctx, std::string output, std::vector<Column> columns, Index local_rows)
@@ -373,7 +452,16 @@ void RowParts::finish(bool overwrite, const std::string& model, const std::strin
     io::H5Writer w(output_, overwrite);
     w.attr("/", "format_version", static_cast<std::int64_t>(io::kDataFormatVersion));
     if (!kind.empty()) w.attr("/", "kind", kind);
-    w.attr("/", "model", model);
+    // `model` is the model's kind everywhere (as in model files); its path is model_path.
+    std::string model_kind;
+    try {
+      const io::H5Reader m(model);
+      if (m.has_attr("/", "model")) model_kind = m.attr_string("/", "model");
+    } catch (const Error&) {
+      // The model was read a moment ago; if it is gone now, the kind stays empty.
+    }
+    w.attr("/", "model", model_kind);
+    w.attr("/", "model_path", model);
     w.attr("/", "data", data);
     for (const Column& c : columns_) w.create(c.name, c.type, total_rows, c.cols);
     Index at = 0;

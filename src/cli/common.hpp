@@ -3,6 +3,7 @@
 // progress bars and the JSON log. Boost.Program_options lives only in src/cli.
 #include <boost/program_options.hpp>
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <fstream>
 #include <map>
@@ -105,8 +106,9 @@ class RowParts {
   void write_rows(const std::string& name, Index local_row, std::span<const std::int64_t> rows) {
     part_->write_rows(name, local_row, rows);
   }
-  /// Root attributes format_version, model, data and, if `kind` is not empty, kind (an
-  /// output that is a data shard, such as impute's: "dense"), then every rank's rows.
+  /// Root attributes format_version, model (the model's kind, read from its file),
+  /// model_path, data and, if `kind` is not empty, kind (an output that is a data shard,
+  /// such as impute's: "dense"), then every rank's rows.
   /// Collective.
   void finish(bool overwrite, const std::string& model, const std::string& data, Index total_rows,
               const std::string& kind = "");
@@ -130,11 +132,20 @@ class RowParts {
 /// the same calls.
 class IterationLog {
  public:
-  /// `append`: continue an existing JSON log (a resumed fit). `threads`: per rank, recorded.
-  IterationLog(const Context& ctx, std::string model, const std::string& json_path, bool append = false,
-               bool profile = false, int threads = 0);
+  /// An existing JSON log is appended to, never truncated; the first line this run writes
+  /// is a "start" event (time, model, output, ranks, threads, resume). Every line has an
+  /// ISO 8601 UTC "time", the rank count, and the objective's name and unit
+  /// (ModelSpec::objective_name, objective_unit). `threads`: per rank, recorded.
+  IterationLog(const Context& ctx, std::string model, const std::string& json_path, const std::string& output,
+               bool resume = false, bool profile = false, int threads = 0);
   void operator()(const train::IterationRecord& r);
+  /// The "done" line: totals, the output path and exit_status 0.
   void done(const train::EmResult& result, double total_seconds);
+  /// The line of a fit that ended with an error or a stop signal: event "stopped" (exit
+  /// 75) or "failed", exit_status and the message. Local (rank 0 writes).
+  void ended(int exit_status, const std::string& message);
+  /// On a terminal, iteration lines then show "i/max" and the time left (0: unknown).
+  void set_max_iterations(Index max_iterations) { max_iterations_ = max_iterations; }
   train::IterationObserver observer() {
     return [this](const train::IterationRecord& r) { (*this)(r); };
   }
@@ -143,27 +154,38 @@ class IterationLog {
   /// Every rank's profile row (seconds, read wait, read, compute, allreduce, M-step,
   /// bytes, collectives, peak RSS) as named per-rank arrays. Collective.
   nlohmann::json gather_profile(double seconds, const std::array<double, 6>& counters) const;
+  /// The fields every JSON line carries.
+  nlohmann::json line(const char* event) const;
   const Context& ctx_;
-  std::string model_;
+  std::string model_, output_;
   std::unique_ptr<std::ofstream> json_;
   bool profile_ = false;
   int threads_ = 0;
+  Index max_iterations_ = 0;
+  double seconds_so_far_ = 0;  // this run's iterations, for the time left
+  Index iterations_so_far_ = 0;
 };
 
 /// A progress bar on stderr when it is a terminal; silent otherwise.
+/// Shows done/total as a bar with the percentage, the rate (`unit`/s) and the time left;
+/// with an unknown total (< 0) the count and the rate. Redrawn at most twice a second.
 class Progress {
  public:
-  Progress(std::ostream& err, bool enabled, std::string label, Index total);
+  Progress(std::ostream& err, bool enabled, std::string label, Index total, std::string unit = "rows");
   void update(Index done);
   void finish();
 
  private:
   std::ostream& err_;
   bool enabled_;
-  std::string label_;
+  std::string label_, unit_;
   Index total_;
   int last_percent_ = -1;
+  bool drawn_ = false;
+  std::chrono::steady_clock::time_point start_, last_draw_;
 };
+/// "1:02:03" or "2:03" for a duration in seconds.
+std::string clock_text(double seconds);
 bool stderr_is_tty();
 
 /// `latent score ... --per-sample --output OUT.h5` as `--per-sample OUT.h5` (both forms

@@ -201,13 +201,27 @@ class CliFitRun final : public train::FitRun {
 
   train::IterationObserver observer() override {
     if (!ilog_)
-      ilog_ = std::make_unique<IterationLog>(ctx_, spec_.name, c_.log_json, c_.checkpoint.resume, c_.profile,
-                                             resolve_threads(stream_.threads));
+      ilog_ = std::make_unique<IterationLog>(ctx_, spec_.name, c_.log_json, c_.output, c_.checkpoint.resume,
+                                             c_.profile, resolve_threads(stream_.threads));
+    for (const char* flag : {"max-iter", "epochs"})
+      if (values_.all().count(flag)) ilog_->set_max_iterations(values_.integer(flag));
     return ilog_->observer();
   }
 
   void done(const train::EmResult& result, double seconds) override {
     if (ilog_) ilog_->done(result, seconds);
+  }
+  /// The --log-json line of a fit that ended with an error or a stop (local).
+  void ended(int exit_status, const std::string& message) {
+    if (c_.log_json.empty()) return;
+    try {
+      if (!ilog_)
+        ilog_ = std::make_unique<IterationLog>(ctx_, spec_.name, c_.log_json, c_.output, c_.checkpoint.resume,
+                                               c_.profile, resolve_threads(stream_.threads));
+      ilog_->ended(exit_status, message);
+    } catch (const std::exception&) {
+      // The log cannot be written: the error being reported matters more.
+    }
   }
 
   void save(const std::function<void()>& write) override {
@@ -272,7 +286,15 @@ int fit_model(const ModelSpec& spec, const std::vector<std::string>& args, const
   c.memory_budget_gib = stream.memory_budget_gib;
   c.checkpoint_every_given = !vm["checkpoint-every"].defaulted();
   CliFitRun run(ctx, spec, values, c, stream);
-  return spec.fit(run);
+  try {
+    return spec.fit(run);
+  } catch (const Error& e) {
+    run.ended(e.exit_code(), e.what());
+    throw;
+  } catch (const std::exception& e) {
+    run.ended(exit_code(ErrorKind::kInternal), e.what());
+    throw;
+  }
 }
 
 std::vector<std::string> names() {

@@ -263,7 +263,7 @@ int cmd_import_counts(const std::vector<std::string>& args, const Context& ctx) 
         std::make_unique<io::CountsPartWriter>(comm, dirs[1], vocab_size, o.docs_per_shard, with_labels, local_test));
 
   comm::run_agreed(comm, [&] {
-    Progress progress(ctx.err, comm.is_root() && stderr_is_tty(), "import", local_total);
+    Progress progress(ctx.err, comm.is_root() && stderr_is_tty(), "import", local_total, "documents");
     imp::Document doc;
     Index i = 0;
     while (plan.reader && plan.reader->next(doc)) {

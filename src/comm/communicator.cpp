@@ -496,4 +496,13 @@ void Communicator::agree(std::exception_ptr local_error) const {
   throw Error(agreed_kind, "rank " + std::to_string(root) + ": " + payload.substr(1));
 }
 
+std::string mpi_library_version() {
+  char text[MPI_MAX_LIBRARY_VERSION_STRING] = {};
+  int length = 0;
+  MPI_Get_library_version(text, &length);
+  std::string out(text, static_cast<std::size_t>(std::max(length, 0)));
+  const auto eol = out.find_first_of("\n,");
+  return out.substr(0, eol);
+}
+
 }  // namespace latent::comm

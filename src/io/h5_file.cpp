@@ -333,12 +333,12 @@ void H5Writer::write_rows(const std::string& name, Index row_begin, std::span<co
 
 void H5Writer::attr(const std::string& object, const std::string& name, const std::string& value) {
   detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
+  // Variable-length UTF-8, as h5py writes strings (it reads them back as str).
   Handle type = detail::type_handle(H5Tcopy(H5T_C_S1));
-  H5Tset_size(type.get(), value.empty() ? 1 : value.size());
+  H5Tset_size(type.get(), H5T_VARIABLE);
   H5Tset_cset(type.get(), H5T_CSET_UTF8);
-  H5Tset_strpad(type.get(), H5T_STR_NULLPAD);
-  const std::string padded = value.empty() ? std::string(1, '\0') : value;
-  impl_->with_attr(object, name, type.get(), [&](hid_t a) { return H5Awrite(a, type.get(), padded.data()); });
+  const char* text = value.c_str();
+  impl_->with_attr(object, name, type.get(), [&](hid_t a) { return H5Awrite(a, type.get(), &text); });
 }
 void H5Writer::attr(const std::string& object, const std::string& name, double value) {
   detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
@@ -595,6 +595,12 @@ std::vector<std::string> H5Reader::list(const std::string& group) const {
               },
               &names);
   return names;
+}
+
+std::string hdf5_version() {
+  unsigned major = 0, minor = 0, release = 0;
+  H5get_libversion(&major, &minor, &release);
+  return std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(release);
 }
 
 }  // namespace latent::io

@@ -81,9 +81,40 @@ TEST_F(CliTest, ImportFitScorePredictSampleInfo) {
   std::ifstream log(dir / "log.jsonl");
   std::string line;
   std::getline(log, line);
+  const auto start = nlohmann::json::parse(line);
+  EXPECT_EQ(start["event"], "start");
+  EXPECT_EQ(start["output"], (dir / "m.h5"));
+  std::getline(log, line);
   const auto first_iter = nlohmann::json::parse(line);
   EXPECT_EQ(first_iter["iteration"], 1);
   EXPECT_TRUE(first_iter.contains("samples_per_second"));
+  EXPECT_TRUE(first_iter["change"].is_null());  // no previous objective
+  EXPECT_EQ(first_iter["objective_unit"], "nats/sample");
+  EXPECT_EQ(first_iter["objective_name"], "mean_log_likelihood");
+  EXPECT_EQ(first_iter["ranks"], 1);
+  // ISO 8601 UTC: 2026-12-03T02:31:05.123Z
+  const std::string time = first_iter["time"];
+  EXPECT_EQ(time.size(), 24u) << time;
+  EXPECT_EQ(time.back(), 'Z') << time;
+  EXPECT_EQ(time[10], 'T') << time;
+  std::string last;
+  while (std::getline(log, line)) last = line;
+  const auto done = nlohmann::json::parse(last);
+  EXPECT_EQ(done["event"], "done");
+  EXPECT_EQ(done["exit_status"], 0);
+  EXPECT_EQ(done["output"], (dir / "m.h5"));
+  // A second run appends (a refused one too: exit 73 with a "failed" line); nothing is truncated.
+  r = run_cli({"fit", "gmm", "--data", dir / "data", "--output", dir / "m.h5", "--n-components", "3",
+               "--log-json", dir / "log.jsonl"});
+  EXPECT_EQ(r.code, 73);
+  std::ifstream again(dir / "log.jsonl");
+  std::vector<nlohmann::json> all;
+  while (std::getline(again, line)) all.push_back(nlohmann::json::parse(line));
+  ASSERT_GE(all.size(), 4u);
+  EXPECT_EQ(all.front()["event"], "start");
+  EXPECT_EQ(all[all.size() - 2]["event"], "start");
+  EXPECT_EQ(all.back()["event"], "failed");
+  EXPECT_EQ(all.back()["exit_status"], 73);
 
   io::H5Reader model(dir / "m.h5");
   EXPECT_EQ(model.attr_string("/", "model"), "gmm");

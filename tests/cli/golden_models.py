@@ -88,7 +88,10 @@ def content_hash(path):
                 if key in TIMING:
                     continue
                 h.update(key.encode())
-                h.update(repr(obj.attrs[key]).encode())
+                value = obj.attrs[key]
+                if isinstance(value, str):  # string attributes are variable-length UTF-8 since issue 22
+                    value = np.bytes_(value.encode())  # hashed as the fixed-length bytes they were
+                h.update(repr(value).encode())
             if isinstance(obj, h5py.Dataset):
                 data = obj[()]
                 h.update(str(obj.dtype).encode() + str(obj.shape).encode())

@@ -17,6 +17,8 @@
 #   timelimit   (only with LATENT_SLURM_TIMELIMIT_TEST=1; takes ~4 minutes) the same
 #               driven by a real time limit: --time=1 --signal=B:USR1@10, a fit calibrated
 #               to outlast it; accepts one or more requeues.
+#   families    jobs/fit.sbatch for lda (count corpus), vae and fa: COMPLETED with the
+#               score step's JSON; bad model options end the job with exit 64.
 #   array       jobs/sweep_gmm.sbatch as a 3-task array (K = 2,3,4): every task
 #               COMPLETED and every model file exists.
 #   scaling     jobs/scaling_array.sbatch: ACTION=generate writes the weak-scaling data
@@ -46,7 +48,7 @@ export OMPI_MCA_plm_rsh_agent=
 export HDF5_USE_FILE_LOCKING=FALSE
 export OMP_NUM_THREADS=1
 
-tests="${LATENT_SLURM_TESTS:-completion requeue array scaling}"
+tests="${LATENT_SLURM_TESTS:-completion requeue families array scaling}"
 [[ "${LATENT_SLURM_TIMELIMIT_TEST:-0}" != 1 ]] || tests="$tests timelimit"
 
 say() { printf '[slurm_test %(%T)T] %s\n' -1 "$*"; }
@@ -402,8 +404,49 @@ PY
   result scaling PASS "job $id: generate + 2 profiled fits, collect.py: one weak configuration (2 ranks, 4000 rows)"
 }
 
+# ---------------------------------------------------------------- (e) every family
+# jobs/fit.sbatch for the other model families: lda on a count corpus, vae and fa on the
+# dense data, each 2 ranks x 1 thread, the partition from sbatch's own SBATCH_PARTITION,
+# then the job's score step; a bad MODEL_ARGS ends the job with latent's exit 64.
+test_families() {
+  local d="$work/families" id r out model args data_dir jobs=() names=()
+  mkdir -p "$d"
+  "$LATENT" generate lda --n-samples 600 --vocab-size 80 --n-components 3 --doc-length 30 --rows-per-shard 200 \
+    --true-model none --output "$d/corpus" > "$d/generate.log" 2>&1 ||
+    { show_file "$d/generate.log"; result families FAIL "latent generate lda failed"; return; }
+  for model in lda vae fa bad; do
+    case "$model" in
+      lda) args="--n-topics 3 --method online --batch-size 100 --max-iter 2"; data_dir="$d/corpus" ;;
+      vae) args="--latent-dim 2 --hidden 8 --epochs 2 --likelihood gaussian"; data_dir="$data" ;;
+      fa) args="--n-components 2 --max-iter 5"; data_dir="$data" ;;
+      bad) args="--n-components -3"; data_dir="$data" ;;
+    esac
+    id="$(MODEL="${model/bad/fa}" MODEL_ARGS="$args" DATA="$data_dir" OUTPUT="$d/$model.h5" LATENT_BIN="$LATENT" \
+          SCORE_DATA="$data_dir" BLOCK_ROWS=128 CHECKPOINT=1 SBATCH_PARTITION=debug \
+          sbatch --parsable --chdir="$d" --output="$d/job-$model-%j.out" --job-name="t-$model" --ntasks=2 \
+          --cpus-per-task=1 --time=5 "$repo/jobs/fit.sbatch")" ||
+      { result families FAIL "sbatch ($model) failed: $id"; return; }
+    jobs+=("$id"); names+=("$model")
+  done
+  local i
+  for i in "${!jobs[@]}"; do
+    id="${jobs[$i]}"; model="${names[$i]}"; out="$d/job-$model-$id.out"
+    r="$(wait_job "$id" 240)" || { show_file "$out"; result families FAIL "$model: timeout"; return; }
+    if [[ "$model" == bad ]]; then
+      [[ "$r" == "FAILED 64:0 0" ]] ||
+        { show_file "$out"; result families FAIL "bad MODEL_ARGS: job ended '$r', expected 'FAILED 64:0 0'"; return; }
+      continue
+    fi
+    [[ "$r" == "COMPLETED 0:0 0" ]] || { show_file "$out"; result families FAIL "$model: job ended '$r'"; return; }
+    [[ -s "$d/$model.h5" ]] || { show_file "$out"; result families FAIL "$model: no model file"; return; }
+    grep -q '"model":"'"$model"'"' "$out" || { show_file "$out"; result families FAIL "$model: the score step printed nothing"; return; }
+  done
+  result families PASS "jobs/fit.sbatch: lda, vae, fa COMPLETED with a score; bad options end the job with 64"
+}
+
 for t in $tests; do
   case "$t" in
+    families) test_families ;;
     completion) test_completion ;;
     requeue) test_requeue ;;
     timelimit) test_timelimit ;;

@@ -28,6 +28,10 @@ class MpiSession {
   [[noreturn]] static void abort(int code);
 };
 
+/// The MPI library's version line (MPI_Get_library_version: "Open MPI v4.1.4, ..."), its
+/// first line only. Local; needs no initialised MPI.
+std::string mpi_library_version();
+
 class Communicator {
  public:
   /// The world communicator. Requires a live MpiSession. Local.

@@ -25,6 +25,8 @@ enum class RngPurpose : std::uint64_t {
   kVaeEval = 12,        ///< VAE evaluation noise (epoch 0: the ELBO's ε; 1: the IWAE samples; id = row)
   kVaeShuffle = 13,     ///< VAE --shuffle: the order of an epoch's minibatches (epoch = epoch)
   kFactorInit = 14,     ///< PPCA/FA initial components (id = component)
+  kGibbsInit = 15,      ///< LDA Gibbs sampler: initial topic of a token (id = global token id)
+  kGibbsSweep = 16,     ///< LDA Gibbs sampler: proposals and acceptances (epoch = sweep, id = global token id)
 };
 
 constexpr std::uint64_t mix64(std::uint64_t z) noexcept {
@@ -39,6 +41,15 @@ class CounterRng {
  public:
   CounterRng(std::uint64_t seed, RngPurpose purpose, std::uint64_t epoch, std::uint64_t id) noexcept
       : key_(mix64(mix64(mix64(mix64(seed) ^ static_cast<std::uint64_t>(purpose)) ^ epoch) ^ id)) {}
+
+  /// The key of stream (seed, purpose, epoch, id) is mix64(prefix(seed, purpose, epoch) ^ id):
+  /// per-token loops compute the prefix once.
+  static constexpr std::uint64_t prefix(std::uint64_t seed, RngPurpose purpose, std::uint64_t epoch) noexcept {
+    return mix64(mix64(mix64(seed) ^ static_cast<std::uint64_t>(purpose)) ^ epoch);
+  }
+  /// Draw number `counter` of the stream whose key is `key` (= mix64(prefix ^ id)): the same
+  /// value as the counter-th next_u64() of CounterRng(seed, purpose, epoch, id).
+  static constexpr std::uint64_t draw(std::uint64_t key, std::uint64_t counter) noexcept { return mix64(key ^ mix64(counter)); }
 
   std::uint64_t next_u64() noexcept { return mix64(key_ ^ mix64(counter_++)); }
   /// Uniform on the open interval (0, 1): 53 random bits, never exactly 0 or 1.

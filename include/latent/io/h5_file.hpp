@@ -28,6 +28,8 @@ void set_max_chunk_bytes(std::size_t bytes) noexcept;
 /// The suffix of this process's temporary files and directories: ".tmp-<host>-<pid>". A
 /// temporary is renamed into place when complete and removed on every failure path.
 std::string temp_suffix();
+/// The HDF5 library's version ("1.10.8") and whether it was built for MPI. Local.
+std::string hdf5_version();
 
 /// Removes from `dir` the temporaries (files or directories named `*.tmp-<host>-<pid>`)
 /// that processes of this host left when they were killed (SIGKILL, SIGINT, a crash): the

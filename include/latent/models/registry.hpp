@@ -121,6 +121,11 @@ struct ModelSpec {
   /// Memory from the options, D (dense) or the vocabulary size V (counts), and the block rows.
   std::function<MemoryNeeds(const OptionValues&, std::int64_t num_features, std::int64_t block_rows)> memory;
   std::string memory_advice;  ///< what to change when the estimate does not fit
+  /// What the fit's per-iteration objective and change are, for the iteration log's labels
+  /// (`--log-json` lines carry objective_name, objective_unit and change_name).
+  std::string objective_name = "mean_log_likelihood";
+  std::string objective_unit = "nats/sample";
+  std::string change_name = "objective change";
   /// Runs the fit (collective); returns the exit code. Throws latent::Error.
   std::function<int(train::FitRun&)> fit;
   /// Opens a model file of this kind for score/predict/transform/sample/impute/info;

@@ -222,6 +222,7 @@ ModelSpec bgmm_spec() {
     return MemoryNeeds{3 + k + k * d + cd + (dense ? d * d : 0), 3 * (k + k * d + 2 * cd),
                        Gmm::kFullTileRows * (2 * d + 2 * k) + d * d};
   };
+  s.objective_name = "lower_bound_per_sample";  // scikit-learn's lower_bound_ / N
   s.memory_advice = gmm_spec().memory_advice;
   s.fit = fit_bgmm_run;
   s.load = load_model;

@@ -68,6 +68,9 @@ ModelSpec kmeans_spec() {
     const Index k = o.integer("n-clusters");
     return MemoryNeeds{1 + k + k * d, 11 * k * d /* centers plus the k-means|| candidates (10 K) */, 128 * (k + d)};
   };
+  s.objective_name = "inertia";
+  s.objective_unit = "squared distance, summed over samples";
+  s.change_name = "center shift (squared, over the mean feature variance)";
   s.memory_advice =
       "use fewer clusters, smaller --block-rows or --cache-mb, or more nodes (or raise --memory-budget if the limit is "
       "wrong)";

@@ -14,6 +14,7 @@
 #include "latent/core/error.hpp"
 #include "latent/core/profile.hpp"
 #include "latent/io/block_plan.hpp"
+#include "latent/models/lda/lda_gibbs.hpp"
 #include "latent/train/content_hash.hpp"
 #include "latent/train/stochastic.hpp"
 
@@ -172,7 +173,11 @@ CorpusCounts validate_corpus(const comm::Communicator& comm, const io::CountsDat
 
 void check_config(const LdaConfig& c, const io::CountsDatasetInfo& info) {
   if (c.n_topics < 1) throw_usage("--n-topics must be at least 1");
-  if (c.method != "batch" && c.method != "online") throw_usage("--method must be batch or online (got '" + c.method + "')");
+  if (c.method != "batch" && c.method != "online" && c.method != "gibbs")
+    throw_usage("--method must be batch, online or gibbs (got '" + c.method + "')");
+  if (c.method == "gibbs" && (c.learn_alpha || c.learn_eta))
+    throw_usage("--learn-priors is not available with --method gibbs (symmetric priors only)");
+  if (c.mh_steps < 1) throw_usage("--mh-steps must be at least 1");
   if (c.max_iter < 1) throw_usage("--max-iter must be at least 1");
   if (c.batch_size < 1) throw_usage("--batch-size must be at least 1");
   if (!(c.learning_decay > 0.5 && c.learning_decay <= 1.0))
@@ -207,6 +212,134 @@ train::TrainState snapshot(const Lda& m, const train::EmResult& em, const std::v
   return s;
 }
 
+
+// --method gibbs: the sampler of lda_gibbs.hpp, one sweep per pass (epoch) of the
+// stochastic trainer; the state is the topic of every token.
+void fit_gibbs(const comm::Communicator& comm, const io::CountsDatasetInfo& info, const LdaConfig& c, const Logger& log,
+               const LdaObserver& observer, train::FitControl* control, LdaFitResult& result, double alpha0, double eta0) {
+  const Index k = c.n_topics, v = info.vocab_size;
+  GibbsSampler sampler(k, v, alpha0, eta0, c.mh_steps, c.seed, c.threads);
+  // This rank's documents as tokens (a count c of word w is c consecutive tokens), in the
+  // global block plan's order: ranks hold contiguous ranges, so the tokens are too.
+  {
+    std::vector<std::int64_t> doc_ptr{0};
+    std::vector<std::int32_t> words;
+    comm::run_agreed(comm, [&] {
+      io::CountsSource source(info, io::rank_blocks(io::make_block_plan(info.shard_rows(), c.block_rows), comm.rank(), comm.size()),
+                              {c.prefetch, 0, false});
+      source.start_pass();
+      while (auto block = source.next()) {
+        heartbeat();
+        for (Index d = 0; d < block->num_rows(); ++d) {
+          for (auto j = block->indptr[static_cast<std::size_t>(d)]; j < block->indptr[static_cast<std::size_t>(d) + 1]; ++j)
+            words.insert(words.end(), static_cast<std::size_t>(block->counts[static_cast<std::size_t>(j)]),
+                         block->indices[static_cast<std::size_t>(j)]);
+          doc_ptr.push_back(static_cast<std::int64_t>(words.size()));
+        }
+      }
+    });
+    const std::int64_t mine = static_cast<std::int64_t>(words.size());
+    const std::vector<std::int64_t> per_rank = comm.size() > 1 ? comm.allgatherv(std::span<const std::int64_t>(&mine, 1))
+                                                               : std::vector<std::int64_t>{mine};
+    std::int64_t first = 0;
+    for (int r = 0; r < comm.rank(); ++r) first += per_rank[static_cast<std::size_t>(r)];
+    sampler.set_corpus(std::move(doc_ptr), std::move(words), first);
+  }
+  const auto total_tokens = static_cast<std::int64_t>(result.num_tokens);
+  Index sweeps_done = 0;
+  double prev_objective = 0;
+  bool resumed = false;
+  if (control != nullptr) {
+    if (auto state = control->resume()) {
+      const RowMatrix& z = state->array("z");
+      if (z.rows() != total_tokens || z.cols() != 1 || state->scalar("n_topics") != static_cast<double>(k))
+        throw_input("checkpoint: the saved topics do not match this corpus and --n-topics");
+      auto& topics = sampler.topics();
+      for (std::size_t i = 0; i < topics.size(); ++i) {
+        const double t = z(static_cast<Index>(sampler.first_token() + static_cast<std::int64_t>(i)), 0);
+        if (!(t >= 0 && t < static_cast<double>(k))) throw_input("checkpoint: a saved topic is out of range");
+        topics[i] = static_cast<std::int32_t>(t);
+      }
+      sweeps_done = static_cast<Index>(state->scalar("pass"));
+      prev_objective = state->scalar("prev_objective");
+      result.em = train::load_history(*state);
+      resumed = true;
+    }
+  }
+  if (!resumed) sampler.init_topics();
+  sampler.rebuild_counts(comm);
+
+  const FaultPlan& fault = FaultPlan::get();
+  Clock::time_point t0;
+  bool evaluate = false;
+  GibbsSweepStats stats;
+  train::StochasticSteps steps;
+  steps.begin_epoch = [&](int epoch, const std::vector<Index>&, Index) {
+    t0 = Clock::now();
+    profile::begin_iteration();
+    evaluate = c.evaluate_every > 0 && ((epoch + 1) % c.evaluate_every == 0 || epoch + 1 == c.max_iter);
+  };
+  steps.step = [&](int epoch, Index, Index, std::int64_t update) {
+    comm::run_agreed(comm, [&] {
+      if (fault.due(comm.rank(), update, "throw"))
+        throw std::runtime_error("injected fault (LATENT_FAULT kind=throw) in sweep " + std::to_string(update));
+    });
+    heartbeat();
+    stats = sampler.sweep(comm, static_cast<std::uint64_t>(epoch));
+  };
+  steps.end_epoch = [&](int epoch) {
+    const double objective = evaluate ? sampler.log_joint(comm) / static_cast<double>(total_tokens) : 0.0;
+    if (evaluate && !std::isfinite(objective))
+      throw_numerical(fmt::format("the log joint likelihood became NaN/Inf at sweep {}", epoch + 1));
+    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    const double change = evaluate && prev_objective != 0 ? objective - prev_objective : 0.0;
+    train::IterationRecord rec{epoch + 1, objective, change, seconds,
+                               seconds > 0 ? static_cast<double>(result.num_documents) / seconds : 0.0};
+    rec.tokens_per_second = seconds > 0 ? static_cast<double>(stats.tokens) / seconds : 0.0;
+    result.em.history.push_back(rec);
+    result.em.n_iter = epoch + 1;
+    if (evaluate) {
+      result.em.objective = objective;
+      prev_objective = objective;
+    }
+    result.acceptance_rate = stats.proposals > 0 ? static_cast<double>(stats.accepted) / static_cast<double>(stats.proposals) : 0.0;
+    if (observer) observer(rec);
+    heartbeat();
+    return false;  // a sampler runs its sweeps
+  };
+  steps.snapshot = [&](const train::StochasticPosition& at) {
+    // Every rank's topics in global token order (collective: every rank calls snapshot).
+    std::vector<std::int64_t> mine(sampler.topics().begin(), sampler.topics().end());
+    const std::vector<std::int64_t> all = comm.size() > 1 ? comm.allgatherv(std::span<const std::int64_t>(mine)) : mine;
+    train::TrainState s;
+    RowMatrix z(static_cast<Index>(all.size()), 1);
+    for (std::size_t i = 0; i < all.size(); ++i) z(static_cast<Index>(i), 0) = static_cast<double>(all[i]);
+    s.arrays["z"] = std::move(z);
+    s.scalars["pass"] = at.epoch;
+    s.scalars["n_topics"] = static_cast<double>(k);
+    s.scalars["prev_objective"] = prev_objective;
+    train::save_history(result.em, s);
+    return s;
+  };
+  train::StochasticOptions options;
+  options.epochs = c.max_iter;
+  options.steps_per_epoch = 1;
+  train::run_stochastic(options, {static_cast<int>(sweeps_done), 0, static_cast<std::int64_t>(sweeps_done)}, steps,
+                        train::boundary_of(control));
+  result.num_updates = result.em.n_iter;
+  // The model: λ = n_kw + η (pseudo-counts), word-major.
+  Lda& model = result.model;
+  model = Lda(k, v, Vector::Constant(k, alpha0), eta0);
+  RowMatrix& lambda = model.lambda_vk();
+  const std::span<const std::int32_t> n_kw = sampler.n_kw();
+  for (Index w = 0; w < v; ++w)
+    for (Index t = 0; t < k; ++t) lambda(w, t) = static_cast<double>(n_kw[static_cast<std::size_t>(w * k + t)]) + eta0;
+  model.refresh_totals(c.threads);
+  if (result.em.n_iter > 0 && result.em.history.back().objective != 0)
+    result.bound_perplexity = std::exp(-result.em.objective);
+  (void)log;
+}
+
 }  // namespace
 
 void completion_split(std::span<const double> counts, std::vector<double>& observed, std::vector<double>& held_out) {
@@ -239,6 +372,15 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
   result.num_documents = corpus.documents;
   result.num_empty_documents = corpus.empty;
   Lda& model = result.model;
+  if (c.method == "gibbs") {  // λ (V x K doubles) is made from the counts at the end
+    if (control != nullptr) {
+      std::vector<std::string> paths;
+      for (const auto& shard : info.shards) paths.push_back(shard.path);
+      control->set_data_content(train::content_json(paths, corpus.shard_hashes));
+    }
+    fit_gibbs(comm, info, c, log, observer, control, result, alpha0, eta0);
+    return result;
+  }
   model = Lda(k, v, Vector::Constant(k, alpha0), eta0);
   model.init_lambda(c.seed);
   const bool online = c.method == "online";

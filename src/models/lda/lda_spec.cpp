@@ -27,8 +27,13 @@ int fit_lda_run(train::FitRun& run) {
   l.learning_offset = o.real("learning-offset");
   l.batch_size = o.integer("batch-size");
   l.max_iter = static_cast<int>(o.integer("max-iter"));
+  const bool gibbs = l.method == "gibbs";
+  if (gibbs && !o.given("max-iter")) l.max_iter = 200;  // sweeps: a sampler needs more passes than VB
+  l.mh_steps = static_cast<int>(o.integer("mh-steps"));
   l.tol = o.real("tol");
   l.evaluate_every = static_cast<int>(o.integer("evaluate-every"));
+  // log p(w, z) costs about a sweep: by default every 10 sweeps (and after the last).
+  if (gibbs && !o.given("evaluate-every")) l.evaluate_every = 10;
   l.e_step.max_doc_update_iter = static_cast<int>(o.integer("max-doc-update-iter"));
   l.e_step.mean_change_tol = o.real("mean-change-tol");
   const std::string learn_priors = o.text("learn-priors");
@@ -41,6 +46,11 @@ int fit_lda_run(train::FitRun& run) {
   l.block_rows = c.block_rows;
   l.prefetch = c.prefetch;
   l.cache_bytes = static_cast<std::size_t>(c.cache_mb) * 1048576;
+  if (gibbs && !c.checkpoint_every_given) {
+    // A sampler's checkpoint holds every token's topic: by default every 10 sweeps (a stop
+    // signal still writes one at the next sweep boundary).
+    c.checkpoint.every = 10;
+  }
   if (l.method == "online" && !c.checkpoint_every_given) {
     // Online updates are per minibatch: by default checkpoint once per pass.
     c.checkpoint.every = static_cast<int>(std::max<Index>(1, (info.num_rows + l.batch_size - 1) / l.batch_size));
@@ -48,8 +58,9 @@ int fit_lda_run(train::FitRun& run) {
   nlohmann::json config{{"model", "lda"},
                         {"n_topics", l.n_topics},
                         {"method", l.method},
-                        {"doc_topic_prior", l.doc_topic_prior},
-                        {"topic_word_prior", l.topic_word_prior},
+                        // The values used (-1 selects 1/K), not the sentinel.
+                        {"doc_topic_prior", l.doc_topic_prior > 0 ? l.doc_topic_prior : 1.0 / static_cast<double>(l.n_topics)},
+                        {"topic_word_prior", l.topic_word_prior > 0 ? l.topic_word_prior : 1.0 / static_cast<double>(l.n_topics)},
                         {"learning_decay", l.learning_decay},
                         {"learning_offset", l.learning_offset},
                         {"batch_size", l.batch_size},
@@ -62,11 +73,22 @@ int fit_lda_run(train::FitRun& run) {
                         {"seed", c.seed},
                         {"block_rows", c.block_rows},
                         {"data", c.data}};
+  if (gibbs) {
+    config["mh_steps"] = l.mh_steps;
+    config["lower_bound"] = "log joint likelihood log p(w, z) per token (nats) of the last sample";
+  }
   train::FitControl* control = run.control(config, train::data_fingerprint(info));
   const auto observer = run.observer();
   const auto t0 = std::chrono::steady_clock::now();
   LdaFitResult fit = fit_lda(run.comm(), info, l, run.log(), observer, control);
   const double total = run.finish(fit.em, t0, [&] { save_lda(fit.model, vocabulary, config.dump(), fit.em, fit.num_documents, c.data, c.output, c.overwrite); });
+  if (gibbs) {
+    run.log().info(fmt::format("sampled {} sweeps of {} tokens, log p(w, z) per token {:.6f} nats, MH acceptance {:.4f} in "
+                               "the last sweep, {:.2f} s; wrote {}",
+                               fit.em.n_iter, static_cast<Index>(fit.num_tokens), fit.em.objective, fit.acceptance_rate,
+                               total, c.output));
+    return 0;
+  }
   run.log().info(fmt::format(
       "{} after {} passes ({} updates), training bound perplexity {:.4f} ({} tokens), {:.2f} s; wrote {}",
       fit.em.converged ? "converged" : "stopped", fit.em.n_iter, fit.num_updates, fit.bound_perplexity,
@@ -86,15 +108,16 @@ ModelSpec lda_spec() {
   using T = OptionType;
   ModelSpec s;
   s.name = "lda";
-  s.summary = "latent Dirichlet allocation: batch variational EM or online (stochastic VI)";
+  s.summary = "latent Dirichlet allocation: batch variational EM, online (stochastic VI) or collapsed Gibbs sampling";
   s.data = DataKind::kCounts;
   s.options = {
       {.flag = "n-topics", .type = T::kInt, .default_value = "10", .help = "number of topics K (scikit-learn's n_components)",
        .min = 1},
       {.flag = "n-components", .type = T::kInt, .help = "another name of --n-topics", .min = 1, .alias_of = "n-topics"},
       {.flag = "method", .type = T::kText, .default_value = "batch",
-       .help = "batch (variational EM) | online (stochastic variational inference); scikit-learn's learning_method",
-       .choices = {"batch", "online"}},
+       .help = "batch (variational EM) | online (stochastic variational inference); scikit-learn's learning_method | "
+               "gibbs (collapsed Gibbs sampling, O(1) Metropolis-Hastings proposals per token, WarpLDA)",
+       .choices = {"batch", "online", "gibbs"}},
       {.flag = "doc-topic-prior", .type = T::kReal, .default_value = "-1",
        .help = "alpha, symmetric start (-1: 1/K)", .min = 0, .min_exclusive = true, .sentinel = -1.0},
       {.flag = "topic-word-prior", .type = T::kReal, .default_value = "-1", .help = "eta (-1: 1/K)", .min = 0,
@@ -105,13 +128,16 @@ ModelSpec lda_spec() {
        .help = "tau0 (down-weights early updates; online)", .min = 0},
       {.flag = "batch-size", .type = T::kInt, .default_value = "128", .help = "documents per global minibatch (online)",
        .min = 1},
-      {.flag = "max-iter", .type = T::kInt, .default_value = "10", .help = "passes over the corpus", .min = 1},
+      {.flag = "max-iter", .type = T::kInt, .default_value = "10",
+       .help = "passes over the corpus (gibbs: sweeps, default 200)", .min = 1},
+      {.flag = "mh-steps", .type = T::kInt, .default_value = "2",
+       .help = "gibbs: Metropolis-Hastings steps (a doc and a word proposal each) per token per sweep", .min = 1},
       {.flag = "tol", .type = T::kReal, .default_value = "0.1",
        .help = "stop when the bound perplexity changes by less than this between passes (scikit-learn's perp_tol)",
        .min = 0},
       {.flag = "evaluate-every", .type = T::kInt, .default_value = "1",
        .help = "compute the bound (log line, --tol) every N passes and after the last; 0: never (scikit-learn's "
-               "default -1, also accepted)",
+               "default -1, also accepted); gibbs: the log joint, default every 10 sweeps",
        .min = 0, .sentinel = -1.0},
       {.flag = "max-doc-update-iter", .type = T::kInt, .default_value = "100",
        .help = "variational iterations per document at most", .min = 1},
@@ -125,13 +151,19 @@ ModelSpec lda_spec() {
   s.tasks = {Task::kScore, Task::kTransform, Task::kGenerate};
   s.examples = {"latent fit lda --data corpus/ --output lda.h5 --n-topics 20",
                 "mpirun -n 8 latent fit lda --data corpus/ --output lda.h5 --n-topics 100 --method online --batch-size "
-                "4096 --max-iter 3"};
+                "4096 --max-iter 3",
+                "mpirun -n 4 latent fit lda --data corpus/ --output lda.h5 --n-topics 1000 --method gibbs --max-iter 300"};
   // lambda, exp(E[log beta]) and one topic-word accumulator per thread (V x K each), the
   // global sums (V x K), plus prefetched blocks.
   s.memory = [](const OptionValues& o, std::int64_t v, std::int64_t) {
     const Index k = o.given("n-components") ? o.integer("n-components") : o.integer("n-topics");
+    // gibbs: n_kw (V x K int32) and the output's lambda and its K x V transpose.
+    if (o.text("method") == "gibbs") return MemoryNeeds{0, v * k / 2 + v * k, v * k};
     return MemoryNeeds{v * k, 3 * v * k, v * k};
   };
+  s.objective_name = "bound_per_token";  // gibbs: the log joint log p(w, z) per token
+  s.objective_unit = "nats/token";
+  s.change_name = "bound perplexity change";
   s.memory_advice =
       "use fewer topics, prune the vocabulary (--min-df/--max-df on import), fewer --threads, or raise --memory-budget "
       "if the limit is wrong";

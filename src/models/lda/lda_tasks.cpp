@@ -80,7 +80,9 @@ int score(train::TaskRun& run) {
                                 c.prefetch);
   nlohmann::json j{{"model", "lda"},
              {"data", c.data},
-             {"num_documents", s.num_documents},
+             {"n_samples", s.num_documents},
+             {"n_tokens", static_cast<Index>(s.num_tokens)},
+             {"num_documents", s.num_documents},  // older names of n_samples and n_tokens
              {"num_tokens", static_cast<Index>(s.num_tokens)},
              {"doc_completion_perplexity", s.doc_completion_perplexity},
              {"doc_completion_log_likelihood_per_token_nats", s.completion_per_token()},

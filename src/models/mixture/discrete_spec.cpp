@@ -94,6 +94,7 @@ ModelSpec discrete_spec(DiscreteKind kind) {
     const Index k = o.integer("n-components");
     return MemoryNeeds{2 + k * (1 + d), 3 * k * d, block_rows * k * 2};
   };
+  s.objective_name = "mean_log_posterior";
   s.memory_advice = bernoulli ? "use fewer components, smaller --block-rows or --cache-mb, or more nodes (or raise "
                                 "--memory-budget if the limit is wrong)"
                               : "use fewer components, prune the vocabulary (--min-df/--max-df on import), fewer "

@@ -218,6 +218,8 @@ ModelSpec vae_spec() {
   s.examples = {"latent fit vae --data mnist/ --output vae.h5 --latent-dim 20 --hidden 512,256 --epochs 20",
                 "mpirun -n 4 latent fit vae --data mnist/ --output vae.h5 --likelihood gaussian --validation-fraction 0.1"};
   s.fit = fit_vae_run;
+  s.objective_name = "train_elbo";
+  s.change_name = "ELBO improvement (validation, else training)";
   s.own_tasks = vae_own_tasks();
   s.describe = [](const std::string& path, int) { return describe_vae_file(path); };
   return s;

@@ -106,7 +106,8 @@ int sample(train::TaskRun& run) {
     io::H5Writer w(c.output, c.overwrite);
     w.attr("/", "format_version", static_cast<std::int64_t>(io::kDataFormatVersion));
     w.attr("/", "kind", std::string("dense"));
-    w.attr("/", "model", c.model);
+    w.attr("/", "model", std::string("vae"));
+    w.attr("/", "model_path", c.model);
     w.attr("/", "seed", static_cast<std::int64_t>(seed));
     w.create(io::kDataDataset, io::DType::kFloat64, n, d);
     w.create("latent", io::DType::kFloat64, n, l);

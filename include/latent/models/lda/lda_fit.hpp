@@ -13,7 +13,11 @@
 /// λ ← (1 − ρ_t) λ + ρ_t (η + (N / S_m) · stats) with ρ_t = (τ0 + t)^(−κ), t = 1, 2, ...
 /// (scikit-learn's n_batch_iter_).
 ///
-/// Both: --learn-priors updates α by Newton steps (Minka 2000; batch: to convergence each
+/// gibbs (latent/models/lda/lda_gibbs.hpp): collapsed Gibbs sampling with WarpLDA's O(1)
+/// Metropolis–Hastings proposals and delayed updates; max_iter sweeps; the model's λ is
+/// n_kw + η from the final sample; the per-pass objective is log p(w, z) per token (nats).
+///
+/// Both VB methods: --learn-priors updates α by Newton steps (Minka 2000; batch: to convergence each
 /// pass; online: one step scaled by ρ_t, as gensim) and optionally η; the statistics are
 /// global sums, so this works for any number of ranks.
 #include <cstdint>
@@ -32,7 +36,7 @@ namespace latent::models {
 
 struct LdaConfig {
   Index n_topics = 10;               ///< K
-  std::string method = "batch";      ///< batch | online
+  std::string method = "batch";      ///< batch | online | gibbs
   double doc_topic_prior = -1;       ///< α (symmetric start); < 0: 1/K (scikit-learn's default)
   double topic_word_prior = -1;      ///< η; < 0: 1/K
   double learning_decay = 0.7;       ///< κ in (0.5, 1]
@@ -44,6 +48,7 @@ struct LdaConfig {
   LdaEStepOptions e_step;            ///< max_doc_update_iter, mean_change_tol
   bool learn_alpha = false;          ///< --learn-priors alpha|both
   bool learn_eta = false;            ///< --learn-priors eta|both
+  int mh_steps = 2;                  ///< gibbs: doc + word proposal pairs per token per sweep
   std::uint64_t seed = 0;
   int threads = 1;
   Index block_rows = 2048;           ///< documents per block (batch passes)
@@ -67,6 +72,7 @@ struct LdaFitResult {
   double bound_perplexity = 0; ///< last pass (online: running estimate over the pass)
   double bytes_allreduced = 0; ///< expected-count statistics sent per rank, all updates (bytes)
   Index sparse_updates = 0;    ///< updates whose statistics travelled as touched rows only
+  double acceptance_rate = 0;  ///< gibbs: accepted / proposals different from the current topic, last sweep
 };
 
 /// One record per pass, with tokens per second over all ranks.
@@ -76,7 +82,9 @@ using LdaObserver = train::IterationObserver;
 /// every rank), then fits. Collective. `control` (may be null) handles checkpoints and
 /// stop signals at every λ update; a resumed fit is bitwise identical to an uninterrupted
 /// one, for any rank count. Throws Error(kUsage) for bad settings, Error(kInput) for an
-/// empty corpus, Error(kNumerical) if the bound becomes NaN.
+/// empty corpus, Error(kNumerical) if the bound becomes NaN. With method "gibbs" the
+/// checkpoints hold the topic of every token in global token order (array "z"), so a
+/// resume on another number of ranks continues the same chain.
 LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo& info, const LdaConfig& config,
                      const Logger& log, const LdaObserver& observer, train::FitControl* control);
 

@@ -1,0 +1,15 @@
+#pragma once
+/// \file What a binary was built with and runs on (`latent --version`): for a program that
+/// promises the same bits everywhere, the compiler, the target ISA and the libraries matter.
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace latent::train {
+
+/// (name, value) pairs, in print order: latent, compiler, target ISA (-march), CPU kernels
+/// (the packed-product variants this CPU runs: AVX-512F, AVX512_BF16), MPI, HDF5, oneTBB,
+/// Eigen. Local.
+std::vector<std::pair<std::string, std::string>> build_info();
+
+}  // namespace latent::train
