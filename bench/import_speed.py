@@ -12,7 +12,9 @@ What it measures
   warmed by one untimed read first, so this is the parsing/tokenising/writing speed, not
   the disk's). MB/s = input bytes / wall seconds. The outputs of every run are compared
   file by file (sha256 of every shard, vocabulary.txt): they must be the same bytes. The
-  speed-up 2 ranks / 1 rank is printed. Note that a VM's 2 vCPUs are often two hyper-threads
+  speed-up 2 ranks / 1 rank is printed, with the CPU seconds of each run (its ranks'
+  user + system time: MB per CPU-second shows what the parallel import costs beyond the
+  reading itself, whatever else the machine runs) and the load average before it. Note that a VM's 2 vCPUs are often two hyper-threads
   or share a host core, so 2x is not to be expected; what is measured is reported.
 
 How to run (binary built; Open MPI env from bench/common.py is set)
@@ -28,6 +30,7 @@ import hashlib
 import os
 import random
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -132,15 +135,21 @@ def main() -> None:
 
     runs, reference, identical = {}, None, True
     for p in ranks:
-        times = []
+        times, cpus, loads = [], [], []
         for t in range(args.trials):
             out = work / f"out-n{p}-{t}"
             shutil.rmtree(out, ignore_errors=True)
             cmd = common.latent_cmd(["import", "counts", "--format", "text", "--input", str(text),
                                      "--output", str(out)], ranks=p)
+            load0 = os.getloadavg()[0]
+            ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.perf_counter()
             res = subprocess.run(cmd, env=common.mpi_env(), capture_output=True, text=True)
             dt = time.perf_counter() - t0
+            ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+            cpus.append(cpu)
+            loads.append(load0)
             if res.returncode != 0:
                 sys.exit(f"import failed at {p} ranks:\n{res.stderr[-3000:]}")
             times.append(dt)
@@ -153,13 +162,17 @@ def main() -> None:
                 print(f"OUTPUT DIFFERS at {p} ranks (trial {t})", file=sys.stderr)
             if not args.keep:
                 shutil.rmtree(out, ignore_errors=True)
-            print(f"  {p} rank(s), trial {t}: {dt:.2f} s, {size / 1e6 / dt:.1f} MB/s", flush=True)
+            print(f"  {p} rank(s), trial {t}: {dt:.2f} s, {size / 1e6 / dt:.1f} MB/s, {cpu:.2f} CPU s "
+                  f"(load before {load0:.2f})", flush=True)
         med = common.median(times)
-        runs[p] = {"ranks": p, "seconds": times, "median_seconds": med, "mb_per_s": size / 1e6 / med}
+        runs[p] = {"ranks": p, "seconds": times, "median_seconds": med, "mb_per_s": size / 1e6 / med,
+                   "best_mb_per_s": size / 1e6 / min(times), "cpu_seconds": cpus,
+                   "mb_per_cpu_second": size / 1e6 / common.median(cpus), "load_average_before": loads}
 
-    rows = [[p, f"{r['median_seconds']:.2f}", f"{r['mb_per_s']:.1f}",
+    rows = [[p, f"{r['median_seconds']:.2f}", f"{r['mb_per_s']:.1f}", f"{r['best_mb_per_s']:.1f}",
+             f"{r['mb_per_cpu_second']:.1f}",
              f"{runs[ranks[0]]['median_seconds'] / r['median_seconds']:.2f}x"] for p, r in runs.items()]
-    common.print_table(rows, ["ranks", "seconds", "MB/s", "speed-up"])
+    common.print_table(rows, ["ranks", "seconds", "MB/s", "best MB/s", "MB/CPU-s", "speed-up"])
     speedup = runs[ranks[0]]["median_seconds"] / runs[ranks[-1]]["median_seconds"]
     print(f"speed-up {ranks[-1]} ranks / {ranks[0]}: {speedup:.2f}x; outputs byte-identical: {identical}")
     print(f"latent's summary: {summary}")
