@@ -2,18 +2,22 @@
 // HDF5 shards. The formats are read by the library (include/latent/io/import/); this file
 // parses the options and writes the shards. Streaming: at most one shard of rows is held
 // in memory; the output is written to a temporary directory and renamed into place only
-// when everything succeeded.
+// when everything succeeded. Under mpirun, plain CSV inputs are read in parallel
+// (import_csv_parallel: the same bytes for any number of ranks); other inputs on rank 0.
 #include <fmt/format.h>
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <optional>
 
 #include "common.hpp"
 #include "latent/core/control.hpp"
 #include "latent/core/error.hpp"
 #include "latent/io/h5_file.hpp"
+#include "latent/io/import/csv.hpp"
 #include "latent/io/import/labels.hpp"
 #include "latent/io/import/reader.hpp"
 
@@ -32,6 +36,21 @@ std::optional<imp::DenseFormat> dense_format(const std::string& name) {
   return std::nullopt;
 }
 
+// One dense shard: `rows` (all of them) and, if not empty, one label per row.
+void write_dense_shard(const std::string& path, io::DType dtype, const RowMatrix& rows,
+                       std::span<const std::int64_t> labels) {
+  io::H5Writer w(path, false);
+  w.attr("/", "format_version", static_cast<std::int64_t>(io::kDataFormatVersion));
+  w.attr("/", "kind", std::string("dense"));
+  w.create(io::kDataDataset, dtype, rows.rows(), rows.cols());
+  w.write_rows(io::kDataDataset, 0, rows);
+  if (!labels.empty()) {
+    w.create(io::kLabelsDataset, io::DType::kInt64, rows.rows(), 0);
+    w.write_rows(io::kLabelsDataset, 0, labels);
+  }
+  w.commit();
+}
+
 struct ShardWriter {
   std::string dir;
   Index rows_per_shard = 1;
@@ -44,21 +63,306 @@ struct ShardWriter {
 
   void flush() {
     if (filled == 0) return;
-    io::H5Writer w(fmt::format("{}/part-{:05d}.h5", dir, shards), false);
-    w.attr("/", "format_version", static_cast<std::int64_t>(io::kDataFormatVersion));
-    w.attr("/", "kind", std::string("dense"));
-    w.create(io::kDataDataset, dtype, filled, d);
-    w.write_rows(io::kDataDataset, 0, RowMatrix(rows.topRows(filled)));
-    if (with_labels) {
-      w.create(io::kLabelsDataset, io::DType::kInt64, filled, 0);
-      w.write_rows(io::kLabelsDataset, 0, std::span<const std::int64_t>(labels.data(), static_cast<std::size_t>(filled)));
-    }
-    w.commit();
+    write_dense_shard(fmt::format("{}/part-{:05d}.h5", dir, shards), dtype, RowMatrix(rows.topRows(filled)),
+                      with_labels ? std::span<const std::int64_t>(labels.data(), static_cast<std::size_t>(filled))
+                                  : std::span<const std::int64_t>());
     ++shards;
     total += filled;
     filled = 0;
   }
 };
+
+
+// ---------------------------------------------------------------------------------------
+// `mpirun -n P latent import dense --format csv`: plain CSV inputs read in parallel. The
+// inputs are one byte space (their concatenation, in the order given) cut into P equal
+// ranges; a line belongs to the rank whose range holds its first byte (byte_stream.hpp),
+// so each rank's rows are a contiguous run of the global rows. Shard s holds global rows
+// [s·n, (s+1)·n): a rank writes the shards within its rows and a piece of a shared one,
+// which the rank holding the shard's first row joins. The same bytes for any P.
+
+struct DenseJob {
+  imp::DenseFormat kind = imp::DenseFormat::kCsv;
+  imp::DenseOptions options;
+  std::vector<std::string> inputs;
+  std::string output, labels_path;
+  Index rows_per_shard = 1;
+  io::DType dtype = io::DType::kFloat32;
+  char delimiter = ',';
+  imp::CsvHeader header = imp::CsvHeader::kAuto;
+  double scale = std::nan("");
+  bool overwrite = false;
+};
+
+std::string dense_piece(const std::string& dir, Index shard, int rank) {
+  return fmt::format("{}/.piece-{:05d}-{:05d}", dir, shard, rank);
+}
+
+void write_dense_piece(const std::string& path, const RowMatrix& rows, Index n, std::span<const std::int64_t> labels) {
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  if (f == nullptr) throw_output("output " + path + ": cannot create");
+  const std::int64_t head[2] = {n, static_cast<std::int64_t>(labels.size())};
+  bool ok = std::fwrite(head, sizeof head, 1, f) == 1;
+  if (n > 0) ok = ok && std::fwrite(rows.data(), sizeof(double) * static_cast<std::size_t>(n * rows.cols()), 1, f) == 1;
+  if (!labels.empty()) ok = ok && std::fwrite(labels.data(), labels.size_bytes(), 1, f) == 1;
+  ok = std::fclose(f) == 0 && ok;
+  if (!ok) throw Error(ErrorKind::kIo, "output " + path + ": write failed (disk full?)");
+}
+
+// Appends a piece's rows at row `at` of `rows` (and its labels); returns its rows.
+Index read_dense_piece(const std::string& path, RowMatrix& rows, Index at, std::vector<std::int64_t>& labels) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) throw Error(ErrorKind::kIo, "output " + path + ": a piece of a shard is missing");
+  std::int64_t head[2] = {0, 0};
+  bool ok = std::fread(head, sizeof head, 1, f) == 1 && at + head[0] <= rows.rows();
+  if (ok && head[0] > 0)
+    ok = std::fread(rows.data() + at * rows.cols(), sizeof(double) * static_cast<std::size_t>(head[0] * rows.cols()), 1, f) == 1;
+  if (ok && head[1] > 0) {
+    const std::size_t l = labels.size();
+    labels.resize(l + static_cast<std::size_t>(head[1]));
+    ok = std::fread(labels.data() + l, sizeof(std::int64_t) * static_cast<std::size_t>(head[1]), 1, f) == 1;
+  }
+  std::fclose(f);
+  if (!ok) throw Error(ErrorKind::kIo, "output " + path + ": cannot read a piece of a shard");
+  return head[0];
+}
+
+// CSV in plain files is cut by bytes; IDX, NPY and HDF5 (their headers declare the rows)
+// by rows. Gzipped CSV is read by rank 0.
+bool dense_splittable(const DenseJob& job, const comm::Communicator& comm) {
+  if (comm.size() == 1) return false;
+  if (job.kind != imp::DenseFormat::kCsv) return true;
+  std::uint64_t size = 0;
+  for (const auto& in : job.inputs)
+    if (!imp::splittable_file(in, size)) return false;
+  return true;
+}
+
+void import_dense_parallel(const DenseJob& job, const Context& ctx, Index& total, Index& shards, Index& d) {
+  const comm::Communicator& comm = ctx.comm;
+  const auto F = job.inputs.size();
+  const int P = comm.size(), me = comm.rank();
+  std::string tmp;
+  struct Cleanup {
+    std::string path;
+    bool keep = false;
+    ~Cleanup() {
+      if (!keep && !path.empty()) {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+      }
+    }
+  } cleanup;
+  comm::run_agreed(comm, [&] {
+    if (!comm.is_root()) return;
+    if (fs::exists(job.output) && !job.overwrite)
+      throw_output("output " + job.output + ": already exists (pass --overwrite to replace it)");
+    io::sweep_stale_temporaries(fs::absolute(job.output).parent_path().string());
+    tmp = job.output + io::temp_suffix();
+    fs::create_directories(tmp);
+    cleanup.path = tmp;
+  });
+  comm.broadcast(tmp, 0);
+
+  std::vector<bool> header(F);
+  std::vector<imp::ByteRange> range(F);
+  std::vector<std::unique_ptr<imp::DenseReader>> binary(F);
+  std::function<std::unique_ptr<imp::DenseReader>(std::size_t)> open_part;
+  Index chunk_rows = 1, local = 0;
+  d = -1;
+  const auto check_shard_memory = [&] {
+    const double shard_bytes = 8.0 * static_cast<double>(job.rows_per_shard) * static_cast<double>(d);
+    if (shard_bytes > (double{8} * (Index{1} << 30)))
+      throw_usage(fmt::format("--rows-per-shard {} x {} features needs {:.1f} GiB of memory per shard; use fewer rows per shard",
+                              job.rows_per_shard, d, shard_bytes / (1 << 30)));
+  };
+  if (job.kind != imp::DenseFormat::kCsv) {
+    // Rows declared by the headers: rank r reads global rows [rN/P, (r+1)N/P).
+    std::vector<Index> rows_in(F);
+    comm::run_agreed(comm, [&] {
+      for (std::size_t f = 0; f < F; ++f) {
+        binary[f] = imp::open_dense_reader(job.kind, job.inputs[f], job.options);
+        if (binary[f]->num_features() < 1)
+          throw_input(fmt::format("input {}: has 0 columns; every sample needs at least one feature", job.inputs[f]));
+        if (d >= 0 && binary[f]->num_features() != d)
+          throw_input(fmt::format("input {}: has {} features but {} has {}", job.inputs[f], binary[f]->num_features(),
+                                  job.inputs[0], d));
+        d = binary[f]->num_features();
+        rows_in[f] = binary[f]->num_rows();
+      }
+      check_shard_memory();
+      Index n = 0;
+      for (const Index k : rows_in) n += k;
+      const Index lo = n / P * me + n % P * me / P, hi = n / P * (me + 1) + n % P * (me + 1) / P;
+      Index at = 0;
+      for (std::size_t f = 0; f < F; ++f) {
+        const Index b = std::max(lo, at), e = std::min(hi, at + rows_in[f]);
+        if (b < e) {
+          binary[f]->select_rows(b - at, e - at);
+          local += e - b;
+        } else {
+          binary[f].reset();
+        }
+        at += rows_in[f];
+      }
+    });
+    open_part = [&](std::size_t f) { return std::move(binary[f]); };
+    chunk_rows = std::max<Index>(1, std::min<Index>(4096, (Index{64} << 20) / (8 * d)));
+  } else {
+    // D and the header of every input (each rank reads their first lines), the byte space.
+    std::vector<std::uint64_t> offset(F + 1, 0);
+    comm::run_agreed(comm, [&] {
+      for (std::size_t f = 0; f < F; ++f) {
+        imp::CsvReader first(job.inputs[f], job.delimiter, job.header, job.scale);
+        if (first.num_features() < 1)
+          throw_input(fmt::format("input {}: has 0 columns; every sample needs at least one feature", job.inputs[f]));
+        if (d >= 0 && first.num_features() != d)
+          throw_input(fmt::format("input {}: has {} features but {} has {}", job.inputs[f], first.num_features(),
+                                  job.inputs[0], d));
+        d = first.num_features();
+        header[f] = first.header_line();
+        std::uint64_t size = 0;
+        if (!imp::splittable_file(job.inputs[f], size)) throw_input("input " + job.inputs[f] + ": changed (not a plain file)");
+        offset[f + 1] = offset[f] + size;
+      }
+      const double shard_bytes = 8.0 * static_cast<double>(job.rows_per_shard) * static_cast<double>(d);
+      if (shard_bytes > (double{8} * (Index{1} << 30)))
+        throw_usage(fmt::format("--rows-per-shard {} x {} features needs {:.1f} GiB of memory per shard; use fewer rows per shard",
+                                job.rows_per_shard, d, shard_bytes / (1 << 30)));
+    });
+    const std::uint64_t S = offset[F], p = static_cast<std::uint64_t>(P), r = static_cast<std::uint64_t>(me);
+    const std::uint64_t lo = S / p * r + S % p * r / p, hi = S / p * (r + 1) + S % p * (r + 1) / p;
+    for (std::size_t f = 0; f < F; ++f) {
+      const std::uint64_t b = std::max(lo, offset[f]), e = std::min(hi, offset[f + 1]);
+      range[f] = b < e ? imp::ByteRange{b - offset[f], e - offset[f], 0} : imp::ByteRange{0, 0, 0};
+    }
+    // Lines before each rank's part of each file (error messages), then rows per rank.
+    std::vector<std::int64_t> lines(F, 0);
+    comm::run_agreed(comm, [&] {
+      for (std::size_t f = 0; f < F; ++f) {
+        imp::ByteStream in(job.inputs[f], range[f]);
+        std::string line;
+        while (in.getline(line)) ++lines[f];
+      }
+    });
+    const auto all_lines = comm.allgatherv(std::span<const std::int64_t>(lines));
+    for (std::size_t f = 0; f < F; ++f)
+      for (int q = 0; q < me; ++q) range[f].lines_before += all_lines[static_cast<std::size_t>(q) * F + f];
+    open_part = [&](std::size_t f) -> std::unique_ptr<imp::DenseReader> {
+      return std::make_unique<imp::CsvReader>(job.inputs[f], job.delimiter, d, header[f], job.scale, range[f]);
+    };
+    chunk_rows = std::max<Index>(1, std::min<Index>(4096, (Index{64} << 20) / (8 * d)));
+    comm::run_agreed(comm, [&] {
+      RowMatrix chunk;
+      for (std::size_t f = 0; f < F; ++f) {
+        auto reader = open_part(f);
+        Index n = 0;
+        while ((n = reader->read(chunk, chunk_rows)) > 0) {
+          stop_point();
+          local += n;
+        }
+      }
+    });
+  }
+  const std::int64_t mine = local;
+  const auto rows_of = comm.allgatherv(std::span<const std::int64_t>(&mine, 1));
+  Index first = 0;
+  total = 0;
+  for (int q = 0; q < P; ++q) {
+    if (q < me) first += rows_of[static_cast<std::size_t>(q)];
+    total += rows_of[static_cast<std::size_t>(q)];
+  }
+  if (total == 0) throw_input("input " + job.inputs[0] + ": has no rows");  // the same on every rank
+  const Index n_shards = (total + job.rows_per_shard - 1) / job.rows_per_shard;
+  shards = n_shards;
+
+  // Pass 2: the rows, into shards and pieces.
+  const bool with_labels = !job.labels_path.empty();
+  RowMatrix rows;
+  std::vector<std::int64_t> labels;
+  Index shard = -1, filled = 0;
+  const auto flush = [&] {
+    if (filled == 0) return;
+    const Index begin = shard * job.rows_per_shard, end = std::min(total, begin + job.rows_per_shard);
+    const std::span<const std::int64_t> l(labels.data(), with_labels ? static_cast<std::size_t>(filled) : 0);
+    if (begin >= first && end <= first + local)
+      write_dense_shard(fmt::format("{}/part-{:05d}.h5", tmp, shard), job.dtype, RowMatrix(rows.topRows(filled)), l);
+    else
+      write_dense_piece(dense_piece(tmp, shard, me), rows, filled, l);
+    filled = 0;
+  };
+  comm::run_agreed(comm, [&] {
+    std::unique_ptr<imp::LabelReader> label_reader;
+    if (with_labels) {
+      label_reader = std::make_unique<imp::LabelReader>(job.labels_path);
+      for (Index i = 0; i < first; ++i) label_reader->next(i);
+    }
+    rows.resize(job.rows_per_shard, d);
+    labels.resize(static_cast<std::size_t>(job.rows_per_shard));
+    Progress progress(ctx.err, comm.is_root() && stderr_is_tty(), "import", local);
+    RowMatrix chunk;
+    Index row = first;
+    for (std::size_t f = 0; f < F; ++f) {
+      auto reader = open_part(f);
+      if (!reader) continue;
+      Index n = 0;
+      while ((n = reader->read(chunk, chunk_rows)) > 0) {
+        stop_point();  // SIGTERM/SIGUSR1: exit 75, the temporary directory removed
+        for (Index i = 0; i < n; ++i, ++row) {
+          for (Index j = 0; j < d; ++j)
+            if (std::isinf(chunk(i, j)))
+              throw_input(fmt::format("input {}: row {} of the dataset, column {} is infinite", job.inputs[f], row, j));
+          if (row / job.rows_per_shard != shard) {
+            flush();
+            shard = row / job.rows_per_shard;
+          }
+          rows.row(filled) = chunk.row(i);
+          if (label_reader) labels[static_cast<std::size_t>(filled)] = label_reader->next(row);
+          ++filled;
+        }
+        progress.update(row - first);
+      }
+    }
+    if (row != first + local) throw_input("input changed while being imported (a different number of rows)");
+    flush();
+    progress.finish();
+  });
+  // Join the shard this rank starts and another ends.
+  comm::run_agreed(comm, [&] {
+    if (local == 0) return;
+    const Index s = (first + local - 1) / job.rows_per_shard;
+    const Index begin = s * job.rows_per_shard, end = std::min(total, begin + job.rows_per_shard);
+    if (begin < first || end <= first + local) return;
+    RowMatrix joined(end - begin, d);
+    std::vector<std::int64_t> joined_labels;
+    std::vector<std::string> pieces;
+    Index at = 0, f0 = first;
+    for (int q = me; q < P; ++q) {
+      const Index n = rows_of[static_cast<std::size_t>(q)];
+      if (n > 0 && f0 < end) {
+        pieces.push_back(dense_piece(tmp, s, q));
+        at += read_dense_piece(pieces.back(), joined, at, joined_labels);
+      }
+      f0 += n;
+    }
+    if (at != end - begin)
+      throw Error(ErrorKind::kInternal, fmt::format("shard {} joined from pieces has {} rows, not {}", s, at, end - begin));
+    write_dense_shard(fmt::format("{}/part-{:05d}.h5", tmp, s), job.dtype, joined, joined_labels);
+    for (const auto& piece : pieces) fs::remove(piece);
+  });
+  comm::run_agreed(comm, [&] {
+    if (!comm.is_root()) return;
+    if (fs::exists(job.output)) {
+      const std::string old = job.output + ".old-" + std::to_string(::getpid());
+      fs::rename(job.output, old);
+      fs::rename(tmp, job.output);
+      fs::remove_all(old);
+    } else {
+      fs::rename(tmp, job.output);
+    }
+    cleanup.keep = true;
+  });
+}
 
 }  // namespace
 
@@ -104,6 +408,27 @@ int cmd_import(const std::vector<std::string>& args, const Context& ctx) {
     try { scale = std::stod(scale_text); } catch (const std::exception&) { throw_usage("--scale must be a number or auto"); }
   }
   Index total = 0, shards = 0, d = 0;
+  DenseJob job;
+  job.inputs = inputs;
+  job.output = output;
+  job.labels_path = labels_path;
+  job.rows_per_shard = rows_per_shard;
+  job.dtype = dtype == "float32" ? io::DType::kFloat32 : io::DType::kFloat64;
+  job.delimiter = delimiter[0];
+  job.header = header == "yes" ? imp::CsvHeader::kYes : header == "no" ? imp::CsvHeader::kNo : imp::CsvHeader::kAuto;
+  job.scale = scale;
+  job.overwrite = overwrite;
+  job.options.dataset = dataset;
+  job.options.delimiter = delimiter[0];
+  job.options.header = job.header;
+  job.options.scale = scale;
+  const auto parallel_kind = dense_format(format);
+  if (parallel_kind) job.kind = *parallel_kind;
+  if (parallel_kind && dense_splittable(job, ctx.comm)) {
+    import_dense_parallel(job, ctx, total, shards, d);
+    ctx.log.info(fmt::format("imported {} rows x {} features into {} shard(s) in {}", total, d, shards, output));
+    return 0;
+  }
   comm::run_agreed(ctx.comm, [&] {
     if (!ctx.comm.is_root()) return;
     if (fs::exists(output) && !overwrite) throw_output("output " + output + ": already exists (pass --overwrite to replace it)");

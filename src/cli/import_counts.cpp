@@ -5,12 +5,18 @@
 // at a time is parsed and at most one shard is buffered by the writer; besides that,
 // memory is vocabulary-sized (and, for text, the words seen in pass 1). Everything is
 // written below a temporary directory beside the output that is renamed into place only
-// when the whole import succeeded.
+// when the whole import succeeded (io::ShardDirectory).
+//
+// Under mpirun every rank reads its part of the input (the openers, given the
+// communicator: split.hpp) and writes its documents with io::CountsPartWriter; document i
+// (global index) decides its shard and, with --holdout-fraction, its split, so the output
+// is the same bytes for any number of ranks. Rank 0 writes vocabulary.txt and labels.txt.
 #include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <regex>
 
@@ -20,6 +26,7 @@
 #include "latent/core/error.hpp"
 #include "latent/core/rng.hpp"
 #include "latent/io/counts_dataset.hpp"
+#include "latent/io/shard_directory.hpp"
 #include "latent/io/import/ldac.hpp"
 #include "latent/io/import/libsvm.hpp"
 #include "latent/io/import/mtx.hpp"
@@ -42,18 +49,20 @@ struct Options {
   Index max_features = 0;  // 0: no limit
 };
 
-imp::Corpus open_corpus(const Options& o, const Logger& log) {
-  if (o.format == "uci") return imp::open_uci(o.input, o.vocab);
+// Every format is read in parallel (each rank its part: `comm`; a gzipped input by rank 0).
+imp::Corpus open_corpus(const Options& o, const Logger& log, const comm::Communicator* comm) {
+  if (o.format == "uci") return imp::open_uci(o.input, o.vocab, comm);
   if (o.format == "mm")
     return imp::open_mtx(o.input, o.vocab,
-                         o.mm_layout == "words-by-docs" ? imp::MtxLayout::kWordsByDocs : imp::MtxLayout::kDocsByWords);
-  if (o.format == "ldac") return imp::open_ldac(o.input, o.vocab);
+                         o.mm_layout == "words-by-docs" ? imp::MtxLayout::kWordsByDocs : imp::MtxLayout::kDocsByWords,
+                         comm);
+  if (o.format == "ldac") return imp::open_ldac(o.input, o.vocab, comm);
   if (o.format == "libsvm")
     return imp::open_libsvm(o.input, o.vocab,
                             o.zero_based == "true"    ? imp::IndexBase::kZero
                             : o.zero_based == "false" ? imp::IndexBase::kOne
                                                       : imp::IndexBase::kAuto,
-                            log);
+                            log, comm);
   imp::TextOptions t;
   t.vocab = o.vocab;
   t.include = o.include;
@@ -64,7 +73,7 @@ imp::Corpus open_corpus(const Options& o, const Logger& log) {
   t.max_df = o.max_df;
   t.max_features = o.max_features;
   t.labels = o.labels;
-  return imp::open_text(o.input, t);
+  return imp::open_text(o.input, t, comm);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -85,13 +94,11 @@ struct Summary {
   Index documents = 0, tokens = 0, empty = 0, shards = 0;
 };
 
-Summary summary_of(const io::CountsWriter& w, Index docs_per_shard) {
-  Summary s;
-  s.documents = w.num_documents();
-  s.tokens = w.num_tokens();
-  s.empty = w.num_empty_documents();
-  s.shards = std::max<Index>(1, (s.documents + docs_per_shard - 1) / docs_per_shard);
-  return s;
+// Sums over the ranks. Collective.
+Summary summary_of(const comm::Communicator& comm, const io::CountsPartWriter& w) {
+  std::int64_t v[3] = {w.num_documents(), w.num_tokens(), w.num_empty_documents()};
+  comm.allreduce_sum(v);
+  return Summary{v[0], v[1], v[2], w.num_shards()};
 }
 
 void check_options(const Options& o, const po::variables_map& vm) {
@@ -184,75 +191,116 @@ int cmd_import_counts(const std::vector<std::string>& args, const Context& ctx) 
   const bool holdout = o.holdout > 0;
 
   Summary all, train, test;
-  Index vocab_size = 0;
-  comm::run_agreed(ctx.comm, [&] {
-    if (!ctx.comm.is_root()) return;
+  const comm::Communicator& comm = ctx.comm;
+  const bool parallel = true;  // every format; a gzipped input is read by rank 0 inside the opener
+  comm::run_agreed(comm, [&] {
+    if (!comm.is_root()) return;
     std::error_code ec;
     if (fs::exists(o.output, ec) || fs::is_symlink(o.output, ec))
       throw_output("output " + o.output + ": already exists; choose another name");
     const fs::path parent = fs::absolute(fs::path(o.output)).parent_path();
     if (!fs::is_directory(parent, ec)) throw_output("output " + o.output + ": directory " + parent.string() + " does not exist");
+  });
 
-    imp::Corpus plan = open_corpus(o, ctx.log);
-    vocab_size = static_cast<Index>(plan.vocabulary.size());
+  // Every rank learns its documents; the formats read in parallel agree on their errors
+  // inside open_corpus, the others are opened by rank 0 alone.
+  imp::Corpus plan;
+  if (parallel) {
+    plan = open_corpus(o, ctx.log, &comm);
+  } else {
+    comm::run_agreed(comm, [&] {
+      if (comm.is_root()) plan = open_corpus(o, ctx.log, nullptr);
+    });
+    if (!comm.is_root()) plan.local_documents = 0;
+  }
+  // The global facts every rank needs: total documents, vocabulary size, labels, text.
+  std::int64_t facts[4] = {0, 0, 0, 0};
+  if (comm.is_root())
+    facts[0] = plan.total, facts[1] = static_cast<std::int64_t>(plan.vocabulary.size()), facts[2] = plan.with_labels,
+    facts[3] = plan.text;
+  {
+    std::string bytes(reinterpret_cast<const char*>(facts), sizeof facts);
+    comm.broadcast(bytes, 0);
+    std::memcpy(facts, bytes.data(), sizeof facts);
+  }
+  const Index vocab_size = facts[1];
+  const bool with_labels = facts[2] != 0, text = facts[3] != 0;
+  comm::run_agreed(comm, [&] {
+    if (!comm.is_root()) return;
     if (plan.total == 0) throw_input("input " + o.input + ": has no documents");
     if (vocab_size == 0) throw_input("input " + o.input + ": the vocabulary is empty (no word ids occur)");
+    if (plan.local_documents < 0) plan.local_documents = plan.total;
+  });
 
-    io::sweep_stale_temporaries(fs::absolute(o.output).parent_path().string());
-    const std::string tmp = o.output + io::temp_suffix();
-    fs::remove_all(tmp, ec);  // only a dead process with our pid can have left it
-    if (!fs::create_directory(tmp, ec) || ec) throw_output("output " + o.output + ": cannot create " + tmp);
-    struct Cleanup {
-      std::string path;
-      ~Cleanup() {
-        std::error_code ignored;
-        fs::remove_all(path, ignored);
-      }
-    } cleanup{tmp};
+  // Which documents go to the test set: a draw from (seed, global document index), so the
+  // split is the same for any number of ranks.
+  Index first = 0, local_total = 0;
+  {
+    const std::int64_t mine = plan.local_documents;
+    const auto all_docs = comm.allgatherv(std::span<const std::int64_t>(&mine, 1));
+    for (int r = 0; r < comm.rank(); ++r) first += all_docs[static_cast<std::size_t>(r)];
+    local_total = plan.local_documents;
+  }
+  const auto to_test = [&](Index i) {
+    return holdout && CounterRng(o.seed, RngPurpose::kHoldout, 0, static_cast<std::uint64_t>(i)).next_uniform() < o.holdout;
+  };
+  Index local_test = 0;
+  for (Index i = first; holdout && i < first + local_total; ++i) local_test += to_test(i) ? 1 : 0;
 
-    std::vector<std::string> dirs = holdout ? std::vector<std::string>{tmp + "/train", tmp + "/test"}
-                                            : std::vector<std::string>{tmp + "/data"};
-    std::vector<std::unique_ptr<io::CountsWriter>> writers;
+  io::ShardDirectory out(comm, o.output, "");
+  std::vector<std::string> dirs = holdout ? std::vector<std::string>{out.tmp() + "/train", out.tmp() + "/test"}
+                                          : std::vector<std::string>{out.tmp()};
+  comm::run_agreed(comm, [&] {
+    if (!comm.is_root() || !holdout) return;
     for (const auto& d : dirs)
-      writers.push_back(std::make_unique<io::CountsWriter>(d, vocab_size, o.docs_per_shard, plan.with_labels));
+      if (!fs::create_directory(d)) throw_output("output " + o.output + ": cannot create " + d);
+  });
+  std::vector<std::unique_ptr<io::CountsPartWriter>> writers;
+  writers.push_back(std::make_unique<io::CountsPartWriter>(comm, dirs[0], vocab_size, o.docs_per_shard, with_labels,
+                                                           local_total - local_test));
+  if (holdout)
+    writers.push_back(
+        std::make_unique<io::CountsPartWriter>(comm, dirs[1], vocab_size, o.docs_per_shard, with_labels, local_test));
 
-    Progress progress(ctx.err, ctx.comm.is_root() && stderr_is_tty(), "import", plan.total, "documents");
+  comm::run_agreed(comm, [&] {
+    Progress progress(ctx.err, comm.is_root() && stderr_is_tty(), "import", local_total, "documents");
     imp::Document doc;
     Index i = 0;
-    while (plan.reader->next(doc)) {
+    while (plan.reader && plan.reader->next(doc)) {
       if ((i & 1023) == 0) stop_point();  // SIGTERM/SIGUSR1: exit 75, the temporary directory removed
-      const bool to_test =
-          holdout && CounterRng(o.seed, RngPurpose::kHoldout, 0, static_cast<std::uint64_t>(i)).next_uniform() < o.holdout;
-      writers[to_test ? 1 : 0]->add_document(doc.ids, doc.counts, doc.label);
+      if (i >= local_total)
+        throw_input(fmt::format("input {}: changed while being imported (more documents than the first pass)", o.input));
+      writers[to_test(first + i) ? 1 : 0]->add_document(doc.ids, doc.counts, doc.label);
       ++i;
       if ((i & 1023) == 0) progress.update(i);
     }
     progress.finish();
-    if (i == 0) throw_input("input " + o.input + ": has no documents");
-
-    for (std::size_t w = 0; w < writers.size(); ++w) {
-      writers[w]->commit(plan.vocabulary);
-      if (!plan.label_names.empty()) write_lines(dirs[w] + "/labels.txt", plan.label_names);
-    }
-    if (fs::exists(o.output, ec) || fs::is_symlink(o.output, ec))
-      throw_output("output " + o.output + ": was created by someone else during the import");
-    fs::rename(holdout ? tmp : dirs[0], o.output, ec);
-    if (ec) throw_output("output " + o.output + ": cannot rename the finished import into place: " + ec.message());
-    if (!holdout) fs::remove_all(tmp, ec);
-
-    train = summary_of(*writers[0], o.docs_per_shard);
-    all = train;
-    if (holdout) {
-      test = summary_of(*writers[1], o.docs_per_shard);
-      all.documents += test.documents;
-      all.tokens += test.tokens;
-      all.empty += test.empty;
-      all.shards += test.shards;
-    }
-    if (plan.text && all.empty > 0)
-      ctx.log.warn(fmt::format("{} of {} documents are empty after tokenisation and pruning (kept as empty rows)",
-                               all.empty, all.documents));
+    if (i != local_total)
+      throw_input(fmt::format("input {}: changed while being imported ({} documents in the first pass, {} now)", o.input,
+                              local_total, i));
   });
+  for (auto& w : writers) w->finish();
+  comm::run_agreed(comm, [&] {
+    if (!comm.is_root()) return;
+    for (const auto& d : dirs) {
+      io::write_vocabulary(d, plan.vocabulary);
+      if (!plan.label_names.empty()) write_lines(d + "/labels.txt", plan.label_names);
+    }
+  });
+  out.publish();
+
+  train = summary_of(comm, *writers[0]);
+  all = train;
+  if (holdout) {
+    test = summary_of(comm, *writers[1]);
+    all.documents += test.documents;
+    all.tokens += test.tokens;
+    all.empty += test.empty;
+    all.shards += test.shards;
+  }
+  if (text && all.empty > 0)
+    ctx.log.warn(fmt::format("{} of {} documents are empty after tokenisation and pruning (kept as empty rows)",
+                             all.empty, all.documents));
   ctx.log.info(fmt::format("imported {} documents, vocabulary of {} words, {} tokens, {} empty documents, {} shard(s) "
                            "into {}",
                            all.documents, vocab_size, all.tokens, all.empty, all.shards, o.output));

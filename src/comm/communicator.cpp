@@ -420,6 +420,37 @@ void Communicator::broadcast(std::string& data, int root) const {
   check(MPI_Bcast(data.data(), static_cast<int>(n), MPI_CHAR, root, MPI_COMM_WORLD), "MPI_Bcast");
 }
 
+std::vector<std::string> Communicator::gather(const std::string& local, int root) const {
+  if (size_ == 1) return {local};
+  if (local.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
+    throw Error(ErrorKind::kInternal, "gather: more than 2 GiB from one rank");
+  const Collective collective("gather", local.size());
+  int mine = static_cast<int>(local.size());
+  std::vector<int> counts(static_cast<std::size_t>(size_)), displs(static_cast<std::size_t>(size_));
+  check(MPI_Gather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, root, MPI_COMM_WORLD), "MPI_Gather");
+  long long total = 0;
+  if (rank_ == root)
+    for (int r = 0; r < size_; ++r) {
+      displs[static_cast<std::size_t>(r)] = static_cast<int>(std::min<long long>(total, std::numeric_limits<int>::max()));
+      total += counts[static_cast<std::size_t>(r)];
+    }
+  // Every rank must learn whether the root can take it, or the Gatherv would hang some.
+  long long agreed = total;
+  check(MPI_Bcast(&agreed, 1, MPI_LONG_LONG, root, MPI_COMM_WORLD), "MPI_Bcast");
+  if (agreed > std::numeric_limits<int>::max())
+    throw Error(ErrorKind::kInternal, "gather: more than 2 GiB in total");
+  std::string all(rank_ == root ? static_cast<std::size_t>(total) : 0, '\0');
+  check(MPI_Gatherv(local.data(), mine, MPI_CHAR, all.data(), counts.data(), displs.data(), MPI_CHAR, root,
+                    MPI_COMM_WORLD),
+        "MPI_Gatherv");
+  std::vector<std::string> out;
+  if (rank_ == root)
+    for (int r = 0; r < size_; ++r)
+      out.push_back(all.substr(static_cast<std::size_t>(displs[static_cast<std::size_t>(r)]),
+                               static_cast<std::size_t>(counts[static_cast<std::size_t>(r)])));
+  return out;
+}
+
 std::vector<double> Communicator::allgatherv(std::span<const double> local) const {
   return allgatherv_impl(local, MPI_DOUBLE, size_);
 }

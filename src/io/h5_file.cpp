@@ -126,8 +126,11 @@ struct H5Writer::Impl {
 
   // Datasets get their storage when created (and no fill value is written), so that the
   // file's end of allocation covers every byte a later write or flush puts there.
+  // Objects carry no modification times, so that the same contents are the same bytes
+  // whenever they are written (a parallel import is byte-identical for any rank count).
   static Handle early_allocation() {
     Handle dcpl = detail::plist_handle(H5Pcreate(H5P_DATASET_CREATE));
+    H5Pset_obj_track_times(dcpl.get(), false);
     H5Pset_alloc_time(dcpl.get(), H5D_ALLOC_TIME_EARLY);
     H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER);
     return dcpl;
@@ -159,7 +162,9 @@ struct H5Writer::Impl {
     while ((pos = name.find('/', pos + 1)) != std::string::npos) {
       const std::string group = name.substr(0, pos);
       if (H5Lexists(file.get(), group.c_str(), H5P_DEFAULT) <= 0) {
-        Handle g = detail::group_handle(H5Gcreate2(file.get(), group.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+        Handle gcpl = detail::plist_handle(H5Pcreate(H5P_GROUP_CREATE));
+        H5Pset_obj_track_times(gcpl.get(), false);
+        Handle g = detail::group_handle(H5Gcreate2(file.get(), group.c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT));
         if (!g.valid()) throw_output("cannot create group " + group);
       }
     }
@@ -289,8 +294,10 @@ void H5Writer::write_strings(const std::string& name, const std::vector<std::str
   H5Tset_cset(type.get(), H5T_CSET_UTF8);
   const hsize_t n = values.size();
   Handle space = detail::space_handle(H5Screate_simple(1, &n, nullptr));
+  Handle dcpl = detail::plist_handle(H5Pcreate(H5P_DATASET_CREATE));
+  H5Pset_obj_track_times(dcpl.get(), false);
   Handle d = detail::dataset_handle(
-      H5Dcreate2(impl_->file.get(), name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+      H5Dcreate2(impl_->file.get(), name.c_str(), type.get(), space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT));
   if (!d.valid()) throw_output("cannot create dataset " + name);
   hsize_t bytes = 4096;  // the strings go to a global heap allocated as they are written
   for (const auto& v : values) bytes += v.size() + 32;

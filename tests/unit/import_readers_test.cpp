@@ -14,6 +14,7 @@
 #include "latent/core/error.hpp"
 #include "latent/core/log.hpp"
 #include "latent/io/h5_file.hpp"
+#include "latent/io/import/byte_stream.hpp"
 #include "latent/io/import/csv.hpp"
 #include "latent/io/import/hdf5.hpp"
 #include "latent/io/import/idx.hpp"
@@ -386,6 +387,58 @@ TEST(CountReaders, TextVocabularyPruningAndPasses) {
   imp::Corpus changing = imp::open_text(dir / "corpus.txt", {});
   write_file(dir / "corpus.txt", "the cat\n");
   expect_error([&] { documents(changing); }, ErrorKind::kInput, "changed while being imported");
+}
+
+}  // namespace
+}  // namespace latent
+
+namespace latent {
+namespace {
+
+// The byte ranges of a parallel import tile the file's lines: for every cut into P equal
+// ranges (and for cuts at every byte), the lines of the ranges, in order, are exactly the
+// lines of the whole file, whatever the line ends (CRLF, a CR at a cut, no final newline,
+// empty lines, a line longer than a range).
+TEST(ByteRanges, TileTheLinesOfTheFile) {
+  latent::testing::TempDir dir;
+  const std::vector<std::string> contents{
+      "",
+      "a",
+      "\n",
+      "\n\n\n",
+      "one\ntwo\nthree",
+      "one\r\ntwo\r\n\r\nthree\r\n",
+      "x\n" + std::string(1000, 'y') + "\nz\n",
+      "ab\ncd\n\nef\r\ngh",
+  };
+  for (std::size_t c = 0; c < contents.size(); ++c) {
+    const std::string path = dir.path() + "/f" + std::to_string(c);
+    latent::testing::write_file(path, contents[c]);
+    std::vector<std::string> whole;
+    {
+      imp::ByteStream s(path);
+      std::string line;
+      while (s.getline(line)) whole.push_back(line);
+    }
+    std::uint64_t size = 0;
+    ASSERT_TRUE(imp::splittable_file(path, size));
+    ASSERT_EQ(size, contents[c].size());
+    const auto lines_of = [&](const std::vector<std::uint64_t>& cuts) {
+      std::vector<std::string> got;
+      for (std::size_t r = 0; r + 1 < cuts.size(); ++r) {
+        imp::ByteStream s(path, imp::ByteRange{cuts[r], cuts[r + 1], 0});
+        std::string line;
+        while (s.getline(line)) got.push_back(line);
+      }
+      return got;
+    };
+    for (std::uint64_t p = 1; p <= 7; ++p) {
+      std::vector<std::uint64_t> cuts;
+      for (std::uint64_t r = 0; r <= p; ++r) cuts.push_back(size * r / p);
+      EXPECT_EQ(lines_of(cuts), whole) << "content " << c << ", " << p << " ranges";
+    }
+    for (std::uint64_t at = 0; at <= size; ++at) EXPECT_EQ(lines_of({0, at, size}), whole) << "content " << c << ", cut at " << at;
+  }
 }
 
 }  // namespace

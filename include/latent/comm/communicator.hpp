@@ -55,6 +55,9 @@ class Communicator {
 
   /// Broadcasts bytes from `root`; on other ranks `data` is replaced.
   void broadcast(std::string& data, int root) const;
+  /// Gathers every rank's bytes on `root`: there, element r is rank r's `local`; elsewhere
+  /// the result is empty. The total must stay below 2 GiB (Error kInternal otherwise).
+  std::vector<std::string> gather(const std::string& local, int root) const;
   /// Concatenates every rank's vector in rank order, on every rank.
   std::vector<double> allgatherv(std::span<const double> local) const;
   std::vector<std::int64_t> allgatherv(std::span<const std::int64_t> local) const;

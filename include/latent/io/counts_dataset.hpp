@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "latent/comm/communicator.hpp"
 #include "latent/core/types.hpp"
 #include "latent/io/block_plan.hpp"
 #include "latent/io/block_stream.hpp"
@@ -159,6 +160,54 @@ class CountsWriter {
   bool with_labels_;
   bool committed_ = false;
   Index num_docs_ = 0, num_tokens_ = 0, num_empty_ = 0, num_shards_ = 0;
+  std::vector<std::int64_t> indptr_{0};
+  std::vector<std::int32_t> indices_;
+  std::vector<std::int64_t> counts_, labels_;
+};
+
+/// One rank's part of a count dataset that all ranks write together (a parallel
+/// `latent import counts`). The dataset has N documents (the sum of every rank's
+/// `local_documents`), taken in rank order, cut into shards by global document index:
+/// shard s holds documents [s·docs_per_shard, (s+1)·docs_per_shard). A shard that lies
+/// entirely in this rank's documents is written directly (DIR/part-%05d.h5); this rank's
+/// rows of a shard shared with other ranks go to a piece file (DIR/.piece-S-R), and
+/// finish() has the rank holding the shard's first document join the pieces, in rank
+/// order, into the shard. So the files are the same bytes (and the same as a CountsWriter's)
+/// for any number of ranks. Memory: one shard per rank (two while joining). Writes into an
+/// existing directory on a filesystem every rank sees; it neither creates nor publishes
+/// it, nor writes the vocabulary (io::ShardDirectory, write_vocabulary).
+class CountsPartWriter {
+ public:
+  /// Collective (an allgather of the document counts). Throws Error(kUsage) (on every
+  /// rank alike) for more shards than part-%05d names can sort.
+  CountsPartWriter(const comm::Communicator& comm, std::string dir, Index vocab_size, Index docs_per_shard,
+                   bool with_labels, Index local_documents);
+  /// Appends this rank's next document (as CountsWriter::add_document). Local. Throws
+  /// Error(kInput) for a bad id or count, Error(kInternal) past local_documents, and the
+  /// write errors of the shards.
+  void add_document(std::span<const std::int32_t> word_ids, std::span<const std::int64_t> counts,
+                    std::int64_t label = 0);
+  /// Writes what is left, then joins the shared shards. Collective; errors are agreed
+  /// (comm::run_agreed). An empty dataset gets one empty shard (rank 0), as CountsWriter.
+  void finish();
+
+  Index first_document() const noexcept { return first_; }
+  Index total_documents() const noexcept { return total_; }
+  Index num_shards() const noexcept { return total_ == 0 ? 1 : (total_ + docs_per_shard_ - 1) / docs_per_shard_; }
+  /// This rank's documents, tokens and empty documents so far (local).
+  Index num_documents() const noexcept { return added_; }
+  Index num_tokens() const noexcept { return num_tokens_; }
+  Index num_empty_documents() const noexcept { return num_empty_; }
+
+ private:
+  void flush();
+  const comm::Communicator& comm_;
+  std::string dir_;
+  Index vocab_size_, docs_per_shard_;
+  bool with_labels_;
+  std::vector<std::int64_t> firsts_, counts_per_rank_;
+  Index first_ = 0, local_ = 0, total_ = 0, added_ = 0, num_tokens_ = 0, num_empty_ = 0;
+  Index shard_ = -1;  // the shard being buffered
   std::vector<std::int64_t> indptr_{0};
   std::vector<std::int32_t> indices_;
   std::vector<std::int64_t> counts_, labels_;

@@ -17,6 +17,15 @@ void check_dimensions(const std::string& path, Index rows, Index features) {
                             path, rows, features, kMaxFeatures));
 }
 
+void BinaryRowReader::select_rows(Index begin, Index end) {
+  if (done_ != 0 || begin < 0 || begin > end || end > rows_)
+    throw Error(ErrorKind::kInternal, fmt::format("select_rows({}, {}) of {} rows after {} read", begin, end, rows_, done_));
+  s_.skip(static_cast<std::uint64_t>(begin) * static_cast<std::uint64_t>(d_) * size_,
+          fmt::format("rows 0-{}", begin - 1));
+  done_ = begin;
+  rows_ = end;
+}
+
 Index BinaryRowReader::read(RowMatrix& out, Index max) {
   const Index n = std::min(max, rows_ - done_);
   if (n <= 0) return 0;

@@ -6,6 +6,7 @@
 
 #include "fields.hpp"
 #include "latent/core/error.hpp"
+#include "latent/io/import/split.hpp"
 
 namespace latent::io::importers {
 
@@ -15,11 +16,57 @@ CoordinateReader::CoordinateReader(const std::string& path, Kind kind, bool word
     read_uci_header();
   else
     read_mm_header();
+  header_end_ = s_.tell();
+  header_lines_ = line_no_;
+}
+
+CoordinateReader::CoordinateReader(const std::string& path, const CoordinateReader& header, ByteRange range,
+                                   Index doc_begin, Index doc_end, std::vector<std::int64_t> prepend)
+    : s_(path, range),
+      kind_(header.kind_),
+      words_by_docs_(header.words_by_docs_),
+      pattern_(header.pattern_),
+      line_no_(s_.lines_before()),
+      docs_(header.docs_),
+      words_(header.words_),
+      nnz_(header.nnz_),
+      next_doc_(doc_begin),
+      part_(true),
+      doc_end_(doc_end),
+      prepend_(std::move(prepend)) {}
+
+CoordinateReader::PartScan CoordinateReader::scan() {
+  PartScan r;
+  while (true) {
+    read_entry();
+    if (!has_pending_) break;
+    has_pending_ = false;
+    if (r.entries++ == 0) r.first_doc = pending_doc_, r.first_line = line_no_;
+    if (pending_doc_ != r.last_doc) r.trailing.clear();
+    r.last_doc = pending_doc_;
+    r.trailing.insert(r.trailing.end(), {pending_doc_, pending_word_, pending_count_});
+  }
+  return r;
+}
+
+std::string CoordinateReader::order_error(Index doc, Index last) const {
+  if (kind_ == Kind::kUci)
+    return fmt::format("document {} after document {}: entries must be grouped by document in ascending order", doc, last);
+  return fmt::format("document {} after document {}: entries must be sorted by document ({}); sort the entry lines "
+                     "first, for example with `sort -s -n -k{},{}` on the lines after the size line",
+                     doc, last, words_by_docs_ ? "column 2" : "column 1", words_by_docs_ ? 2 : 1, words_by_docs_ ? 2 : 1);
 }
 
 bool CoordinateReader::next(Document& doc) {
   doc.clear();
-  if (next_doc_ > docs_) {
+  if (part_) {
+    if (next_doc_ >= doc_end_) return false;
+    for (std::size_t e = 0; e + 2 < prepend_.size(); e += 3)
+      if (prepend_[e] == next_doc_ && prepend_[e + 2] > 0) {
+        doc.ids.push_back(static_cast<std::int32_t>(prepend_[e + 1]));
+        doc.counts.push_back(prepend_[e + 2]);
+      }
+  } else if (next_doc_ > docs_) {
     if (!at_end_ && !has_pending_) read_entry();  // checks that nothing follows
     return false;
   }
@@ -96,12 +143,12 @@ void CoordinateReader::read_mm_header() {
 void CoordinateReader::read_entry() {
   if (!next_content_line()) {
     at_end_ = true;
-    if (entries_ != nnz_)
+    if (!part_ && entries_ != nnz_)
       throw_input(fmt::format("input {}: the header declares {} entries but the file has {} (truncated?)", s_.path(),
                               nnz_, entries_));
     return;
   }
-  if (++entries_ > nnz_) fail(fmt::format("more entries than the {} declared in the header", nnz_));
+  if (++entries_ > nnz_ && !part_) fail(fmt::format("more entries than the {} declared in the header", nnz_));
   split_fields(line_, fields_);
   const std::size_t expected = kind_ == Kind::kMatrixMarket && pattern_ ? 2 : 3;
   const char* layout = kind_ == Kind::kUci ? "docID wordID count"
@@ -118,20 +165,83 @@ void CoordinateReader::read_entry() {
   std::int64_t count = 1;
   if (expected == 3 && !parse_count(fields_[2], count))
     fail(fmt::format("count {} is not a non-negative integer", quote(fields_[2])));
-  if (doc < last_doc_) {
-    if (kind_ == Kind::kUci)
-      fail(fmt::format("document {} after document {}: entries must be grouped by document in ascending order", doc,
-                       last_doc_));
-    fail(fmt::format("document {} after document {}: entries must be sorted by document ({}); sort the entry lines "
-                     "first, for example with `sort -s -n -k{},{}` on the lines after the size line",
-                     doc, last_doc_, words_by_docs_ ? "column 2" : "column 1", words_by_docs_ ? 2 : 1,
-                     words_by_docs_ ? 2 : 1));
-  }
+  if (doc < last_doc_) fail(order_error(doc, last_doc_));
   last_doc_ = doc;
   pending_doc_ = doc;
   pending_word_ = static_cast<std::int32_t>(word - 1);
   pending_count_ = count;
   has_pending_ = true;
+}
+
+}  // namespace latent::io::importers
+
+namespace latent::io::importers {
+
+std::unique_ptr<CoordinateReader> open_coordinate_part(const comm::Communicator& comm, const std::string& path,
+                                                       CoordinateReader::Kind kind, bool words_by_docs,
+                                                       Index& local_documents, Index& num_words) {
+  std::unique_ptr<CoordinateReader> whole;
+  std::uint64_t size = 0;
+  bool split = false;
+  comm::run_agreed(comm, [&] {
+    whole = std::make_unique<CoordinateReader>(path, kind, words_by_docs);  // every rank reads the header
+    split = comm.size() > 1 && splittable_file(path, size);
+  });
+  num_words = whole->num_words();
+  const Index D = whole->num_documents();
+  if (!split) {  // gzipped (or one rank): rank 0 reads it whole
+    local_documents = comm.is_root() ? D : 0;
+    if (!comm.is_root()) return nullptr;
+    return whole;
+  }
+  // The entry lines after the header, cut into P byte ranges.
+  const std::uint64_t h = whole->header_end(), n = size - h, p = static_cast<std::uint64_t>(comm.size()),
+                      r = static_cast<std::uint64_t>(comm.rank());
+  ByteRange range{h + n / p * r + n % p * r / p, h + n / p * (r + 1) + n % p * (r + 1) / p, 0};
+  Index lines = 0;
+  comm::run_agreed(comm, [&] {
+    ByteStream in(path, range);
+    std::string line;
+    while (in.getline(line)) ++lines;
+  });
+  range.lines_before = whole->header_lines() + exclusive_prefix(comm, lines, nullptr);
+  CoordinateReader::PartScan mine;
+  comm::run_agreed(comm, [&] {
+    CoordinateReader part(path, *whole, range, 1, 1, {});
+    mine = part.scan();
+  });
+  const std::int64_t facts[4] = {mine.entries, mine.first_doc, mine.last_doc, mine.first_line};
+  const auto all = comm.allgatherv(std::span<const std::int64_t>(facts, 4));
+  const auto at = [&](int q, int k) { return all[4 * static_cast<std::size_t>(q) + static_cast<std::size_t>(k)]; };
+  // Agreed checks over the parts: the entry count, the document order across cuts.
+  comm::run_agreed(comm, [&] {
+    Index entries = 0, last = 0;
+    for (int q = 0; q < comm.size(); ++q) {
+      entries += at(q, 0);
+      if (at(q, 0) == 0) continue;
+      if (at(q, 1) < last)
+        throw_input(fmt::format("input {}, line {}: {}", path, at(q, 3), whole->order_error(at(q, 1), last)));
+      last = at(q, 2);
+    }
+    if (entries != whole->num_nonzeros())
+      throw_input(fmt::format("input {}: the header declares {} entries but the file has {}{}", path,
+                              whole->num_nonzeros(), entries, entries < whole->num_nonzeros() ? " (truncated?)" : ""));
+  });
+  // Rank q yields documents [b_q, b_{q+1}): from the first document of its entries (rank 0
+  // from 1); a document cut between ranks goes to the later one, which receives the
+  // earlier ranks' entries of it.
+  std::vector<Index> b(static_cast<std::size_t>(comm.size()) + 1, D + 1);
+  for (int q = comm.size() - 1; q >= 0; --q)
+    b[static_cast<std::size_t>(q)] = q == 0 ? 1 : at(q, 0) > 0 ? at(q, 1) : b[static_cast<std::size_t>(q) + 1];
+  const Index begin = b[r], end = b[r + 1];
+  const bool foreign = mine.entries > 0 && mine.last_doc >= end;
+  const auto moved = comm.allgatherv(std::span<const std::int64_t>(
+      foreign ? mine.trailing.data() : nullptr, foreign ? mine.trailing.size() : 0));
+  std::vector<std::int64_t> prepend;
+  for (std::size_t e = 0; e + 2 < moved.size(); e += 3)
+    if (moved[e] >= begin && moved[e] < end) prepend.insert(prepend.end(), {moved[e], moved[e + 1], moved[e + 2]});
+  local_documents = end - begin;
+  return std::make_unique<CoordinateReader>(path, *whole, range, begin, end, std::move(prepend));
 }
 
 }  // namespace latent::io::importers

@@ -19,6 +19,7 @@ CsvReader::CsvReader(const std::string& path, char delimiter, CsvHeader header, 
   const bool numeric = parse(line, values, false);
   const bool is_header = header == CsvHeader::kYes || (header == CsvHeader::kAuto && !numeric);
   if (header == CsvHeader::kNo && !numeric) parse(line, values, true);  // throws with the position
+  header_line_ = is_header;
   if (is_header) {
     d_ = static_cast<Index>(split_count(line));
   } else {
@@ -26,6 +27,13 @@ CsvReader::CsvReader(const std::string& path, char delimiter, CsvHeader header, 
     pending_ = values;
     has_pending_ = true;
   }
+}
+
+CsvReader::CsvReader(const std::string& path, char delimiter, Index d, bool header_line, double scale, ByteRange range)
+    : s_(path, range), delimiter_(delimiter), scale_(std::isnan(scale) ? 1.0 : scale), d_(d), header_line_(header_line) {
+  line_no_ = s_.lines_before();
+  std::string line;
+  if (header_line && range.begin == 0 && s_.getline(line)) ++line_no_;
 }
 
 Index CsvReader::read(RowMatrix& out, Index max) {

@@ -6,6 +6,7 @@
 
 #include "fields.hpp"
 #include "latent/io/import/byte_stream.hpp"
+#include "latent/io/import/split.hpp"
 
 namespace latent::io::importers {
 namespace {
@@ -14,7 +15,8 @@ namespace {
 class LdacReader final : public DocumentReader {
  public:
   /// vocab_size < 0: unknown (ids are only checked against the int32 limit).
-  LdacReader(const std::string& path, Index vocab_size) : s_(path), vocab_size_(vocab_size) {}
+  LdacReader(const std::string& path, ByteRange range, Index vocab_size)
+      : s_(path, range), vocab_size_(vocab_size), line_no_(s_.lines_before()) {}
   bool next(Document& doc) override {
     doc.clear();
     if (!s_.getline(line_)) return false;
@@ -60,21 +62,40 @@ class LdacReader final : public DocumentReader {
 
 }  // namespace
 
-Corpus open_ldac(const std::string& input, const std::string& vocab) {
+Corpus open_ldac(const std::string& input, const std::string& vocab, const comm::Communicator* comm) {
   Corpus plan;
-  if (!vocab.empty()) {
-    plan.vocabulary = read_word_list(vocab, "vocabulary", false);
-    plan.reader = std::make_unique<LdacReader>(input, static_cast<Index>(plan.vocabulary.size()));
-    return plan;
+  ByteRange range;
+  if (comm != nullptr) range = split_lines(*comm, input, false, true).range;
+  const auto agreed = [&](auto&& fn) {
+    if (comm == nullptr)
+      fn();
+    else
+      comm::run_agreed(*comm, fn);
+  };
+  std::int64_t local[2] = {0, -1};  // documents, largest term id
+  agreed([&] {
+    if (!vocab.empty()) plan.vocabulary = read_word_list(vocab, "vocabulary", false);
+    // Pass 1: the documents, the vocabulary size (the largest term id + 1 without --vocab)
+    // and the whole part checked.
+    LdacReader scan(input, range, vocab.empty() ? -1 : static_cast<Index>(plan.vocabulary.size()));
+    Document doc;
+    while (scan.next(doc)) ++local[0];
+    local[1] = scan.max_id();
+  });
+  Index docs = local[0];
+  std::int64_t max_id = local[1];
+  if (comm != nullptr) {
+    const auto all = comm->allgatherv(std::span<const std::int64_t>(local, 2));
+    docs = 0;
+    for (int r = 0; r < comm->size(); ++r) {
+      docs += all[2 * static_cast<std::size_t>(r)];
+      max_id = std::max(max_id, all[2 * static_cast<std::size_t>(r) + 1]);
+    }
   }
-  // Pass 1: the vocabulary size is the largest term id + 1 (and the whole file is checked).
-  LdacReader scan(input, -1);
-  Document doc;
-  Index docs = 0;
-  while (scan.next(doc)) ++docs;
-  plan.vocabulary = id_words(scan.max_id() + 1);
+  if (vocab.empty()) plan.vocabulary = id_words(max_id + 1);
   plan.total = docs;
-  plan.reader = std::make_unique<LdacReader>(input, scan.max_id() + 1);
+  plan.local_documents = local[0];
+  plan.reader = std::make_unique<LdacReader>(input, range, static_cast<Index>(plan.vocabulary.size()));
   return plan;
 }
 

@@ -7,6 +7,7 @@
 
 #include "fields.hpp"
 #include "latent/io/import/byte_stream.hpp"
+#include "latent/io/import/split.hpp"
 
 namespace latent::io::importers {
 namespace {
@@ -16,8 +17,12 @@ namespace {
 class LibsvmReader final : public DocumentReader {
  public:
   /// zero_based: -1 while scanning (pass 1), else 0 or 1. vocab_size < 0: unknown.
-  LibsvmReader(const std::string& path, int zero_based, Index vocab_size, bool with_labels)
-      : s_(path), zero_based_(zero_based), vocab_size_(vocab_size), with_labels_(with_labels) {}
+  LibsvmReader(const std::string& path, ByteRange range, int zero_based, Index vocab_size, bool with_labels)
+      : s_(path, range),
+        zero_based_(zero_based),
+        vocab_size_(vocab_size),
+        with_labels_(with_labels),
+        line_no_(s_.lines_before()) {}
   bool next(Document& doc) override {
     doc.clear();
     while (s_.getline(line_)) {
@@ -87,29 +92,60 @@ class LibsvmReader final : public DocumentReader {
 
 }  // namespace
 
-Corpus open_libsvm(const std::string& input, const std::string& vocab, IndexBase base, const Logger& log) {
+Corpus open_libsvm(const std::string& input, const std::string& vocab, IndexBase base, const Logger& log,
+                   const comm::Communicator* comm) {
   Corpus plan;
+  ByteRange range;
+  if (comm != nullptr) range = split_lines(*comm, input, false, true).range;
+  const auto agreed = [&](auto&& fn) {
+    if (comm == nullptr)
+      fn();
+    else
+      comm::run_agreed(*comm, fn);
+  };
   // Pass 1: index base, largest index, whether labels are integers (and the syntax).
-  LibsvmReader scan(input, -1, -1, false);
-  Document doc;
-  Index docs = 0;
-  while (scan.next(doc)) ++docs;
-  const bool zero_based = base == IndexBase::kZero || (base == IndexBase::kAuto && scan.any_zero_index());
+  std::int64_t local[4] = {0, 0, -1, 0};  // documents, an index 0 seen, largest index, a label not integral
+  agreed([&] {
+    LibsvmReader scan(input, range, -1, -1, false);
+    Document doc;
+    while (scan.next(doc)) ++local[0];
+    local[1] = scan.any_zero_index() ? 1 : 0;
+    local[2] = scan.max_index();
+    local[3] = scan.integral_labels() ? 0 : 1;
+  });
+  std::int64_t global[4] = {local[0], local[1], local[2], local[3]};
+  if (comm != nullptr) {
+    const auto all = comm->allgatherv(std::span<const std::int64_t>(local, 4));
+    global[0] = global[1] = global[3] = 0;
+    global[2] = -1;
+    for (int r = 0; r < comm->size(); ++r) {
+      const std::int64_t* g = all.data() + 4 * static_cast<std::size_t>(r);
+      global[0] += g[0];
+      global[1] = std::max(global[1], g[1]);
+      global[2] = std::max(global[2], g[2]);
+      global[3] = std::max(global[3], g[3]);
+    }
+  }
+  const Index docs = global[0];
+  const bool zero_based = base == IndexBase::kZero || (base == IndexBase::kAuto && global[1] != 0);
   if (base == IndexBase::kAuto)
     log.info(fmt::format("libsvm: feature indices are {}-based ({})", zero_based ? 0 : 1,
                          zero_based ? "index 0 occurs" : "index 0 does not occur"));
   Index vocab_size = 0;
-  if (!vocab.empty()) {
-    plan.vocabulary = read_word_list(vocab, "vocabulary", false);
-    vocab_size = static_cast<Index>(plan.vocabulary.size());
-  } else {
-    vocab_size = scan.max_index() < 0 ? 0 : scan.max_index() + (zero_based ? 1 : 0);
-    plan.vocabulary = id_words(vocab_size);
-  }
-  plan.with_labels = scan.integral_labels();
+  agreed([&] {
+    if (!vocab.empty()) {
+      plan.vocabulary = read_word_list(vocab, "vocabulary", false);
+      vocab_size = static_cast<Index>(plan.vocabulary.size());
+    } else {
+      vocab_size = global[2] < 0 ? 0 : global[2] + (zero_based ? 1 : 0);
+      plan.vocabulary = id_words(vocab_size);
+    }
+  });
+  plan.with_labels = global[3] == 0;
   if (!plan.with_labels && docs > 0) log.warn("libsvm: the labels are not all integers; /labels is not written");
   plan.total = docs;
-  plan.reader = std::make_unique<LibsvmReader>(input, zero_based ? 1 : 0, vocab_size, plan.with_labels);
+  plan.local_documents = local[0];
+  plan.reader = std::make_unique<LibsvmReader>(input, range, zero_based ? 1 : 0, vocab_size, plan.with_labels);
   return plan;
 }
 

@@ -8,14 +8,24 @@
 #include "coordinate.hpp"
 #include "fields.hpp"
 #include "latent/core/error.hpp"
+#include "latent/io/import/split.hpp"
 
 namespace latent::io::importers {
 
 namespace fs = std::filesystem;
 
-Corpus open_uci(const std::string& input, const std::string& vocab_path) {
+Corpus open_uci(const std::string& input, const std::string& vocab_path, const comm::Communicator* comm) {
   Corpus plan;
   std::string vocab = vocab_path;
+  std::unique_ptr<CoordinateReader> reader;
+  Index local = -1, words = 0;
+  const auto agreed = [&](auto&& fn) {
+    if (comm == nullptr)
+      fn();
+    else
+      comm::run_agreed(*comm, fn);
+  };
+  agreed([&] {
   std::error_code ec;
   if (!fs::exists(input, ec)) throw Error(ErrorKind::kNoInput, "input " + input + ": does not exist");
   if (vocab.empty()) {
@@ -33,12 +43,22 @@ Corpus open_uci(const std::string& input, const std::string& vocab_path) {
       throw Error(ErrorKind::kNoInput,
                   "vocabulary " + plain.string() + " (beside the input) does not exist; pass --vocab FILE");
   }
-  auto reader = std::make_unique<CoordinateReader>(input, CoordinateReader::Kind::kUci, false);
-  plan.vocabulary = read_word_list(vocab, "vocabulary", false);
-  if (static_cast<Index>(plan.vocabulary.size()) != reader->num_words())
-    throw_input(fmt::format("vocabulary {} has {} words but the header of {} declares W = {}", vocab,
-                            plan.vocabulary.size(), input, reader->num_words()));
-  plan.total = reader->num_documents();
+  });
+  if (comm == nullptr) {
+    reader = std::make_unique<CoordinateReader>(input, CoordinateReader::Kind::kUci, false);
+    words = reader->num_words();
+    plan.total = reader->num_documents();
+  } else {
+    reader = open_coordinate_part(*comm, input, CoordinateReader::Kind::kUci, false, local, words);
+    exclusive_prefix(*comm, local, &plan.total);
+  }
+  agreed([&] {
+    plan.vocabulary = read_word_list(vocab, "vocabulary", false);
+    if (static_cast<Index>(plan.vocabulary.size()) != words)
+      throw_input(fmt::format("vocabulary {} has {} words but the header of {} declares W = {}", vocab,
+                              plan.vocabulary.size(), input, words));
+  });
+  plan.local_documents = local;
   plan.reader = std::move(reader);
   return plan;
 }

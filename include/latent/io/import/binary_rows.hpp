@@ -25,6 +25,7 @@ class BinaryRowReader : public DenseReader {
   Index num_rows() const override { return rows_; }
   /// Throws Error(kInput) "input PATH: truncated or unreadable while reading rows A-B".
   Index read(RowMatrix& out, Index max) override;
+  void select_rows(Index begin, Index end) override;
 
  protected:
   BinaryRowReader(const std::string& path, double scale) : s_(path), scale_(scale) {}

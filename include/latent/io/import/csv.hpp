@@ -19,7 +19,13 @@ namespace latent::io::importers {
 class CsvReader final : public DenseReader {
  public:
   CsvReader(const std::string& path, char delimiter, CsvHeader header, double scale);
+  /// The rows of the lines of `range` only (a parallel import, byte_stream.hpp), of a file
+  /// whose D and header were found by the constructor above: `header_line` skips the
+  /// file's first line if the range starts at byte 0. Errors name the line of the file.
+  CsvReader(const std::string& path, char delimiter, Index d, bool header_line, double scale, ByteRange range);
   Index num_features() const override { return d_; }
+  /// The first line of the file was a header (the first constructor).
+  bool header_line() const { return header_line_; }
   Index read(RowMatrix& out, Index max) override;
 
  private:
@@ -32,7 +38,7 @@ class CsvReader final : public DenseReader {
   double scale_;
   Index d_ = 0, line_no_ = 0;
   std::vector<double> pending_;
-  bool has_pending_ = false;
+  bool has_pending_ = false, header_line_ = false;
 };
 
 }  // namespace latent::io::importers

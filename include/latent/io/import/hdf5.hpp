@@ -18,6 +18,10 @@ class Hdf5Reader final : public DenseReader {
   Hdf5Reader(const std::string& path, const std::string& dataset, double scale);
   Index num_features() const override { return d_; }
   Index num_rows() const override { return rows_; }
+  void select_rows(Index begin, Index end) override {
+    done_ = begin;
+    rows_ = end;
+  }
   Index read(RowMatrix& out, Index max) override;
 
  private:

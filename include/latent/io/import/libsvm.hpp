@@ -9,6 +9,7 @@
 #include <string>
 
 #include "latent/core/log.hpp"
+#include "latent/comm/communicator.hpp"
 #include "latent/io/import/reader.hpp"
 
 namespace latent::io::importers {
@@ -26,6 +27,12 @@ enum class IndexBase {
 /// file and Error(kInput) "input PATH, line L: ..." for a label that is not a finite number,
 /// a malformed index:value, an index outside [0, 2^31 - 2] or the vocabulary, index 0 in a
 /// 1-based file, or a value that is not a count.
-Corpus open_libsvm(const std::string& input, const std::string& vocab, IndexBase base, const Logger& log);
+/// With `comm` (collective; a parallel import): each rank scans the lines of its byte range
+/// (split.hpp; a gzipped file on rank 0); the index base, largest index and label check
+/// are decided over all ranks; the reader yields this rank's documents
+/// (Corpus::local_documents; Corpus::total is global). Errors are agreed and name the
+/// line of the whole file.
+Corpus open_libsvm(const std::string& input, const std::string& vocab, IndexBase base, const Logger& log,
+                   const comm::Communicator* comm = nullptr);
 
 }  // namespace latent::io::importers

@@ -7,6 +7,7 @@
 /// zeros dropped). One pass; memory: the vocabulary and one document.
 #include <string>
 
+#include "latent/comm/communicator.hpp"
 #include "latent/io/import/reader.hpp"
 
 namespace latent::io::importers {
@@ -23,6 +24,8 @@ enum class MtxLayout {
 /// vocabulary of the wrong size, and (here or from the reader) Error(kInput) "input PATH,
 /// line L: ..." for a malformed banner, size line or entry, an id outside the size line's
 /// ranges, entries not sorted by document (with a `sort` hint) or a wrong entry count.
-Corpus open_mtx(const std::string& input, const std::string& vocab, MtxLayout layout);
+/// With `comm`: in parallel, as open_uci.
+Corpus open_mtx(const std::string& input, const std::string& vocab, MtxLayout layout,
+                const comm::Communicator* comm = nullptr);
 
 }  // namespace latent::io::importers

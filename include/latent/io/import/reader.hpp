@@ -39,6 +39,12 @@ class DenseReader {
   virtual Index read(RowMatrix& out, Index max) = 0;
   /// Total rows if a header declares them, else -1 (CSV).
   virtual Index num_rows() const { return -1; }
+  /// Restricts the reader to rows [begin, end) of a format whose header declares its rows
+  /// (a parallel import: each rank its rows), before the first read. Binary rows are
+  /// skipped by seeking (gzipped input: by decompressing them), HDF5 rows by offset.
+  /// Throws Error(kInternal) for a format without declared rows, Error(kInput) if the
+  /// skipped bytes are missing.
+  virtual void select_rows(Index begin, Index end);
 };
 
 /// The dense formats of `latent import dense --format`.
@@ -93,6 +99,10 @@ struct Corpus {
   bool with_labels = false;              ///< documents carry labels
   std::vector<std::string> label_names;  ///< label id -> name (text --labels), else empty
   Index total = -1;                      ///< documents, when known (progress), else -1
+  /// Documents this rank's reader yields, when known (else -1). A parallel open (one
+  /// given a communicator) always knows it; its ranks' documents, in rank order, are the
+  /// corpus in input order, and `total` is then the sum over the ranks.
+  Index local_documents = -1;
   bool text = false;                     ///< tokenised text: a document may be empty after pruning
 };
 

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 
+#include "latent/comm/communicator.hpp"
 #include "latent/io/import/reader.hpp"
 
 namespace latent::io::importers {
@@ -46,6 +47,14 @@ DocFrequency parse_doc_frequency(const std::string& text, const char* option);
 /// malformed labels or vocabulary line (naming file and line), a document without a
 /// label, a corpus without documents or words, more than 2^31 - 1 words, and (from the
 /// reader) for an input that changed between the passes.
-Corpus open_text(const std::string& input, const TextOptions& o);
+///
+/// With `comm` (collective; a parallel import): each rank reads its part (split.hpp: a
+/// contiguous run of the directory's files, or a byte range of the file; a gzipped file on
+/// rank 0), counts its words, and rank 0 sums the document frequencies and counts of all
+/// ranks exactly (a gather of the local word tables: its memory is the sum of the ranks'
+/// distinct words), prunes and sorts; every rank gets the vocabulary. The reader then yields
+/// this rank's documents (Corpus::local_documents); Corpus::total is global. Errors are
+/// agreed: every rank throws the lowest failing rank's Error.
+Corpus open_text(const std::string& input, const TextOptions& o, const comm::Communicator* comm = nullptr);
 
 }  // namespace latent::io::importers

@@ -8,6 +8,7 @@
 /// dropped. One pass; memory: the vocabulary and one document.
 #include <string>
 
+#include "latent/comm/communicator.hpp"
 #include "latent/io/import/reader.hpp"
 
 namespace latent::io::importers {
@@ -19,6 +20,10 @@ namespace latent::io::importers {
 /// size is not W, and (here or from the reader) Error(kInput) "input PATH, line L: ..." for
 /// a malformed header or entry, an id outside the header's ranges, entries out of document
 /// order, or more or fewer entries than NNZ.
-Corpus open_uci(const std::string& input, const std::string& vocab);
+/// With `comm` (collective; a parallel import): every rank reads the header, the entry
+/// lines are cut into byte ranges (a document cut between ranks goes to the later one; a
+/// gzipped file is read by rank 0); Corpus::local_documents is this rank's share and
+/// Corpus::total is D. Errors are agreed.
+Corpus open_uci(const std::string& input, const std::string& vocab, const comm::Communicator* comm = nullptr);
 
 }  // namespace latent::io::importers
