@@ -399,6 +399,9 @@ int cmd_import(const std::vector<std::string>& args, const Context& ctx) {
   po::variables_map vm;
   std::vector<std::string> rest(args.begin() + 1, args.end());
   if (!parse(rest, desc, vm, ctx, "latent import dense --format FMT --input FILE... --output DIR [options]")) return 0;
+  // "train/" names the directory train: its temporary and its previous version go beside
+  // it, not inside it.
+  while (output.size() > 1 && output.back() == '/') output.pop_back();
   if (rows_per_shard < 1) throw_usage("--rows-per-shard must be at least 1");
   if (delimiter.size() != 1) throw_usage("--delimiter must be one character");
   if (header != "auto" && header != "yes" && header != "no") throw_usage("--header must be auto, yes or no");

@@ -67,6 +67,21 @@ class CliTest : public ::testing::Test {
   TempDir dir{"cli"};
 };
 
+// `--output DIR/` (a trailing slash, as shells complete directory names) used to put the
+// temporary inside DIR and then fail to move DIR into itself (exit 1).
+TEST_F(CliTest, ImportOutputWithTrailingSlash) {
+  for (const bool overwrite : {false, true}) {
+    std::vector<std::string> args{"import", "dense", "--format", "idx", "--input", dir / "img.idx", "--output",
+                                  (dir / "slash") + "/"};
+    if (overwrite) args.push_back("--overwrite");
+    const auto r = run_cli(args);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_TRUE(std::filesystem::is_regular_file(dir / "slash/part-00000.h5"));
+    for (const auto& e : std::filesystem::directory_iterator(dir / "slash"))
+      EXPECT_EQ(e.path().filename().string().rfind(".", 0), std::string::npos) << e.path();  // nothing hidden inside
+  }
+}
+
 TEST_F(CliTest, ImportFitScorePredictSampleInfo) {
   io::H5Reader shard(dir / "data/part-00000.h5");
   EXPECT_EQ(shard.shape("data"), (std::vector<Index>{128, 16}));
