@@ -7,6 +7,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "latent/core/exact_sum.hpp"
@@ -111,6 +112,16 @@ void run_agreed(const Communicator& comm, Fn&& fn) {
     error = std::current_exception();
   }
   comm.agree(error);
+}
+
+/// The same where the communicator is optional (an importer run on one process without
+/// MPI): `comm` null runs `fn` and lets its exception propagate.
+template <class Fn>
+void run_agreed(const Communicator* comm, Fn&& fn) {
+  if (comm == nullptr)
+    fn();
+  else
+    run_agreed(*comm, std::forward<Fn>(fn));
 }
 
 }  // namespace latent::comm

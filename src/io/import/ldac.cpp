@@ -66,14 +66,8 @@ Corpus open_ldac(const std::string& input, const std::string& vocab, const comm:
   Corpus plan;
   ByteRange range;
   if (comm != nullptr) range = split_lines(*comm, input, false, true).range;
-  const auto agreed = [&](auto&& fn) {
-    if (comm == nullptr)
-      fn();
-    else
-      comm::run_agreed(*comm, fn);
-  };
   std::int64_t local[2] = {0, -1};  // documents, largest term id
-  agreed([&] {
+  comm::run_agreed(comm, [&] {
     if (!vocab.empty()) plan.vocabulary = read_word_list(vocab, "vocabulary", false);
     // Pass 1: the documents, the vocabulary size (the largest term id + 1 without --vocab)
     // and the whole part checked.

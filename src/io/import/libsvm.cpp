@@ -97,15 +97,9 @@ Corpus open_libsvm(const std::string& input, const std::string& vocab, IndexBase
   Corpus plan;
   ByteRange range;
   if (comm != nullptr) range = split_lines(*comm, input, false, true).range;
-  const auto agreed = [&](auto&& fn) {
-    if (comm == nullptr)
-      fn();
-    else
-      comm::run_agreed(*comm, fn);
-  };
   // Pass 1: index base, largest index, whether labels are integers (and the syntax).
   std::int64_t local[4] = {0, 0, -1, 0};  // documents, an index 0 seen, largest index, a label not integral
-  agreed([&] {
+  comm::run_agreed(comm, [&] {
     LibsvmReader scan(input, range, -1, -1, false);
     Document doc;
     while (scan.next(doc)) ++local[0];
@@ -132,7 +126,7 @@ Corpus open_libsvm(const std::string& input, const std::string& vocab, IndexBase
     log.info(fmt::format("libsvm: feature indices are {}-based ({})", zero_based ? 0 : 1,
                          zero_based ? "index 0 occurs" : "index 0 does not occur"));
   Index vocab_size = 0;
-  agreed([&] {
+  comm::run_agreed(comm, [&] {
     if (!vocab.empty()) {
       plan.vocabulary = read_word_list(vocab, "vocabulary", false);
       vocab_size = static_cast<Index>(plan.vocabulary.size());

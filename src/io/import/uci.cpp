@@ -19,13 +19,7 @@ Corpus open_uci(const std::string& input, const std::string& vocab_path, const c
   std::string vocab = vocab_path;
   std::unique_ptr<CoordinateReader> reader;
   Index local = -1, words = 0;
-  const auto agreed = [&](auto&& fn) {
-    if (comm == nullptr)
-      fn();
-    else
-      comm::run_agreed(*comm, fn);
-  };
-  agreed([&] {
+  comm::run_agreed(comm, [&] {
   std::error_code ec;
   if (!fs::exists(input, ec)) throw Error(ErrorKind::kNoInput, "input " + input + ": does not exist");
   if (vocab.empty()) {
@@ -52,7 +46,7 @@ Corpus open_uci(const std::string& input, const std::string& vocab_path, const c
     reader = open_coordinate_part(*comm, input, CoordinateReader::Kind::kUci, false, local, words);
     exclusive_prefix(*comm, local, &plan.total);
   }
-  agreed([&] {
+  comm::run_agreed(comm, [&] {
     plan.vocabulary = read_word_list(vocab, "vocabulary", false);
     if (static_cast<Index>(plan.vocabulary.size()) != words)
       throw_input(fmt::format("vocabulary {} has {} words but the header of {} declares W = {}", vocab,
