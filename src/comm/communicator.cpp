@@ -458,6 +458,51 @@ std::vector<std::int64_t> Communicator::allgatherv(std::span<const std::int64_t>
   return allgatherv_impl(local, MPI_INT64_T, size_);
 }
 
+std::vector<std::int64_t> Communicator::alltoallv(std::span<const std::int64_t> local,
+                                                 std::span<const std::int64_t> counts_to) const {
+  if (static_cast<int>(counts_to.size()) != size_) throw Error(ErrorKind::kInternal, "alltoallv: one count per rank");
+  if (size_ == 1) return {local.begin(), local.end()};
+  const auto n = static_cast<std::size_t>(size_);
+  std::vector<int> send(n), sdispl(n), recv(n), rdispl(n);
+  long long total = 0;
+  for (std::size_t r = 0; r < n; ++r) {
+    if (counts_to[r] < 0 || counts_to[r] > std::numeric_limits<int>::max() || total > std::numeric_limits<int>::max())
+      throw Error(ErrorKind::kInternal, "alltoallv: more than 2^31 elements");
+    send[r] = static_cast<int>(counts_to[r]);
+    sdispl[r] = static_cast<int>(total);
+    total += counts_to[r];
+  }
+  if (total != static_cast<long long>(local.size())) throw Error(ErrorKind::kInternal, "alltoallv: counts do not add up");
+  const Collective collective("all-to-all", local.size() * sizeof(std::int64_t));
+  check(MPI_Alltoall(send.data(), 1, MPI_INT, recv.data(), 1, MPI_INT, MPI_COMM_WORLD), "MPI_Alltoall");
+  long long got = 0;
+  for (std::size_t r = 0; r < n; ++r) {
+    rdispl[r] = static_cast<int>(std::min<long long>(got, std::numeric_limits<int>::max()));
+    got += recv[r];
+  }
+  // Every rank must agree to go on, or the Alltoallv would hang the others.
+  long long too_many = got > std::numeric_limits<int>::max() ? 1 : 0;
+  check(MPI_Allreduce(MPI_IN_PLACE, &too_many, 1, MPI_LONG_LONG, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
+  if (too_many != 0) throw Error(ErrorKind::kInternal, "alltoallv: more than 2^31 elements to one rank");
+  std::vector<std::int64_t> out(static_cast<std::size_t>(got));
+  check(MPI_Alltoallv(local.data(), send.data(), sdispl.data(), MPI_INT64_T, out.data(), recv.data(), rdispl.data(),
+                      MPI_INT64_T, MPI_COMM_WORLD),
+        "MPI_Alltoallv");
+  return out;
+}
+
+void Communicator::ring_shift(std::span<std::byte> data, std::size_t chunk_bytes) const {
+  if (size_ == 1 || data.empty()) return;
+  const std::size_t chunk = std::clamp<std::size_t>(chunk_bytes, 1, std::size_t{1} << 30);
+  const int next = (rank_ + 1) % size_, prev = (rank_ + size_ - 1) % size_;
+  const Collective collective("ring shift", data.size());
+  for (std::size_t off = 0; off < data.size(); off += chunk) {
+    const auto len = static_cast<int>(std::min(chunk, data.size() - off));
+    check(MPI_Sendrecv_replace(data.data() + off, len, MPI_BYTE, next, 7, prev, 7, MPI_COMM_WORLD, MPI_STATUS_IGNORE),
+          "MPI_Sendrecv_replace");
+  }
+}
+
 void Communicator::barrier() const {
   if (size_ == 1) return;
   const Collective collective("barrier", 0);

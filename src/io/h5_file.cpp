@@ -185,12 +185,13 @@ struct H5Writer::Impl {
       throw Error(ErrorKind::kIo, "cannot write dataset " + name + " (disk full?)");
   }
 
-  void write_slab(const std::string& name, DType type, Index row_begin, Index rows, Index cols, const void* data) {
+  void write_slab(const std::string& name, DType type, Index row_begin, Index rows, Index cols, const void* data,
+                  Index col_begin = 0) {
     Handle d = detail::dataset_handle(H5Dopen2(file.get(), name.c_str(), H5P_DEFAULT));
     if (!d.valid()) throw Error(ErrorKind::kInternal, "write_rows: no dataset " + name);
     Handle space = detail::space_handle(H5Dget_space(d.get()));
     const int rank = H5Sget_simple_extent_ndims(space.get());
-    const hsize_t start[2] = {static_cast<hsize_t>(row_begin), 0};
+    const hsize_t start[2] = {static_cast<hsize_t>(row_begin), static_cast<hsize_t>(col_begin)};
     const hsize_t count[2] = {static_cast<hsize_t>(rows), static_cast<hsize_t>(cols)};
     H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr);
     Handle mem = detail::space_handle(H5Screate_simple(rank, count, nullptr));
@@ -325,6 +326,10 @@ void H5Writer::create(const std::string& name, DType type, Index rows, Index col
 void H5Writer::write_rows(const std::string& name, Index row_begin, const RowMatrix& rows) {
   detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
   impl_->write_slab(name, DType::kFloat64, row_begin, rows.rows(), rows.cols(), rows.data());
+}
+void H5Writer::write_block(const std::string& name, Index row_begin, Index col_begin, const RowMatrix& block) {
+  detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
+  impl_->write_slab(name, DType::kFloat64, row_begin, block.rows(), block.cols(), block.data(), col_begin);
 }
 void H5Writer::write_rows(const std::string& name, Index row_begin, std::span<const std::int64_t> rows) {
   detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());

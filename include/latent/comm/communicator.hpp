@@ -2,6 +2,7 @@
 /// \file Typed collectives over MPI_COMM_WORLD (the only place that sees <mpi.h>).
 /// Every member function is collective over all ranks unless marked "local" or
 /// "point-to-point"; all ranks must call it in the same order with matching sizes.
+#include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <memory>
@@ -62,6 +63,16 @@ class Communicator {
   /// Concatenates every rank's vector in rank order, on every rank.
   std::vector<double> allgatherv(std::span<const double> local) const;
   std::vector<std::int64_t> allgatherv(std::span<const std::int64_t> local) const;
+
+  /// Personalised all-to-all: `local` holds the elements for rank 0, then rank 1, ...
+  /// (`counts_to[r]` of them for rank r; size() entries). Returns what every rank sent to
+  /// this one, concatenated in source-rank order. Counts per pair must stay below 2^31
+  /// elements (Error kInternal otherwise).
+  std::vector<std::int64_t> alltoallv(std::span<const std::int64_t> local, std::span<const std::int64_t> counts_to) const;
+  /// Ring shift in place: `data` goes to rank + 1 (mod size) and is replaced by the bytes of
+  /// rank − 1, in pieces of at most `chunk_bytes` (so that MPI's temporary buffer stays
+  /// that small: MPI_Sendrecv_replace). Every rank passes the same size. Collective.
+  void ring_shift(std::span<std::byte> data, std::size_t chunk_bytes) const;
 
   void barrier() const;
 

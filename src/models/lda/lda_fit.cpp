@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "latent/core/control.hpp"
@@ -15,6 +16,7 @@
 #include "latent/core/profile.hpp"
 #include "latent/io/block_plan.hpp"
 #include "latent/models/lda/lda_gibbs.hpp"
+#include "latent/train/memory.hpp"
 #include "latent/train/content_hash.hpp"
 #include "latent/train/stochastic.hpp"
 
@@ -148,6 +150,7 @@ struct CorpusCounts {
   double tokens = 0;
   Index documents = 0, empty = 0;
   std::vector<std::uint64_t> shard_hashes;  // content hashes (latent/train/content_hash.hpp)
+  double max_local_tokens = 0, max_local_documents = 0;  // the largest over ranks
 };
 CorpusCounts validate_corpus(const comm::Communicator& comm, const io::CountsDatasetInfo& info, const LdaConfig& c) {
   std::vector<std::int64_t> sums(3, 0);
@@ -167,8 +170,10 @@ CorpusCounts validate_corpus(const comm::Communicator& comm, const io::CountsDat
       sums[1] += block->num_rows();
     }
   });
+  double local[2] = {static_cast<double>(sums[0]), static_cast<double>(sums[1])};
+  comm.allreduce_max(local);
   comm.allreduce_sum(sums);
-  return {static_cast<double>(sums[0]), sums[1], sums[2], content.global(comm)};
+  return {static_cast<double>(sums[0]), sums[1], sums[2], content.global(comm), local[0], local[1]};
 }
 
 void check_config(const LdaConfig& c, const io::CountsDatasetInfo& info) {
@@ -188,7 +193,7 @@ void check_config(const LdaConfig& c, const io::CountsDatasetInfo& info) {
   if (c.doc_topic_prior == 0 || c.topic_word_prior == 0 || !std::isfinite(c.doc_topic_prior) ||
       !std::isfinite(c.topic_word_prior))
     throw_usage("--doc-topic-prior and --topic-word-prior must be positive");
-  if (static_cast<double>(c.n_topics) * static_cast<double>(info.vocab_size) > 4e9)
+  if (c.method != "gibbs" && static_cast<double>(c.n_topics) * static_cast<double>(info.vocab_size) > 4e9)
     throw_usage(fmt::format("K x V = {} x {} is too large for one process's topic matrix", c.n_topics, info.vocab_size));
 }
 
@@ -218,7 +223,8 @@ train::TrainState snapshot(const Lda& m, const train::EmResult& em, const std::v
 void fit_gibbs(const comm::Communicator& comm, const io::CountsDatasetInfo& info, const LdaConfig& c, const Logger& log,
                const LdaObserver& observer, train::FitControl* control, LdaFitResult& result, double alpha0, double eta0) {
   const Index k = c.n_topics, v = info.vocab_size;
-  GibbsSampler sampler(k, v, alpha0, eta0, c.mh_steps, c.seed, c.threads);
+  auto sampler_owned = std::make_shared<GibbsSampler>(k, v, alpha0, eta0, c.mh_steps, c.seed, c.threads);
+  GibbsSampler& sampler = *sampler_owned;
   // This rank's documents as tokens (a count c of word w is c consecutive tokens), in the
   // global block plan's order: ranks hold contiguous ranges, so the tokens are too.
   {
@@ -308,12 +314,34 @@ void fit_gibbs(const comm::Communicator& comm, const io::CountsDatasetInfo& info
     return false;  // a sampler runs its sweeps
   };
   steps.snapshot = [&](const train::StochasticPosition& at) {
-    // Every rank's topics in global token order (collective: every rank calls snapshot).
-    std::vector<std::int64_t> mine(sampler.topics().begin(), sampler.topics().end());
-    const std::vector<std::int64_t> all = comm.size() > 1 ? comm.allgatherv(std::span<const std::int64_t>(mine)) : mine;
+    // Every rank's topics in global token order, on rank 0 only (the one that writes the
+    // checkpoint; collective: every rank calls snapshot). In rounds of at most 1 GiB in
+    // all, so any corpus passes MPI's 2^31 count limit.
+    const std::vector<std::int32_t>& topics = sampler.topics();
+    const auto per_round = static_cast<std::size_t>(std::max<std::int64_t>(1, (std::int64_t{1} << 28) / comm.size()));
+    double rounds = std::ceil(static_cast<double>(topics.size()) / static_cast<double>(per_round));
+    comm.allreduce_max(std::span<double>(&rounds, 1));
+    std::vector<std::string> parts(static_cast<std::size_t>(comm.size()));
+    for (std::size_t r = 0; r < static_cast<std::size_t>(rounds); ++r) {
+      const std::size_t lo = std::min(topics.size(), r * per_round), hi = std::min(topics.size(), lo + per_round);
+      const std::string mine(reinterpret_cast<const char*>(topics.data() + lo), (hi - lo) * sizeof(std::int32_t));
+      if (comm.size() == 1) {
+        parts[0] += mine;
+        continue;
+      }
+      std::vector<std::string> got = comm.gather(mine, 0);
+      for (std::size_t q = 0; q < got.size(); ++q) parts[q] += got[q];
+    }
     train::TrainState s;
-    RowMatrix z(static_cast<Index>(all.size()), 1);
-    for (std::size_t i = 0; i < all.size(); ++i) z(static_cast<Index>(i), 0) = static_cast<double>(all[i]);
+    if (!comm.is_root()) return s;
+    RowMatrix z(total_tokens, 1);
+    Index at_token = 0;
+    for (const std::string& p : parts)
+      for (std::size_t i = 0; i < p.size() / sizeof(std::int32_t); ++i) {
+        std::int32_t t;
+        std::memcpy(&t, p.data() + i * sizeof(t), sizeof(t));
+        z(at_token++, 0) = static_cast<double>(t);
+      }
     s.arrays["z"] = std::move(z);
     s.scalars["pass"] = at.epoch;
     s.scalars["n_topics"] = static_cast<double>(k);
@@ -327,14 +355,8 @@ void fit_gibbs(const comm::Communicator& comm, const io::CountsDatasetInfo& info
   train::run_stochastic(options, {static_cast<int>(sweeps_done), 0, static_cast<std::int64_t>(sweeps_done)}, steps,
                         train::boundary_of(control));
   result.num_updates = result.em.n_iter;
-  // The model: λ = n_kw + η (pseudo-counts), word-major.
-  Lda& model = result.model;
-  model = Lda(k, v, Vector::Constant(k, alpha0), eta0);
-  RowMatrix& lambda = model.lambda_vk();
-  const std::span<const std::int32_t> n_kw = sampler.n_kw();
-  for (Index w = 0; w < v; ++w)
-    for (Index t = 0; t < k; ++t) lambda(w, t) = static_cast<double>(n_kw[static_cast<std::size_t>(w * k + t)]) + eta0;
-  model.refresh_totals(c.threads);
+  // The model (λ = n_kw + η) stays sharded: save_lda_sampled writes it.
+  result.sampler = std::move(sampler_owned);
   if (result.em.n_iter > 0 && result.em.history.back().objective != 0)
     result.bound_perplexity = std::exp(-result.em.objective);
   (void)log;
@@ -376,6 +398,24 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
     if (control != nullptr) {
       control->set_data_content(train::content_json(info.shards, corpus.shard_hashes));
     }
+    // The sampler's peak per rank, refused before anything large is allocated; rank 0 also
+    // holds a checkpoint's topics (4 bytes per token gathered, 8 as the saved array) and
+    // one 64 MiB piece of the model being written (and its doubles).
+    const double sampler_bytes = GibbsSampler::predicted_bytes(
+        k, v, comm.size(), static_cast<std::int64_t>(corpus.max_local_tokens),
+        static_cast<std::int64_t>(corpus.max_local_documents), static_cast<std::int64_t>(corpus.tokens), c.threads);
+    const double root_bytes = (control != nullptr && control->checkpoints() ? 12.0 * corpus.tokens : 0.0) + 192.0 * 1048576;
+    train::MemoryEstimate need;
+    need.bytes = sampler_bytes + root_bytes + 64.0 * 1048576;  // + libraries and runtime
+    need.breakdown = fmt::format("topic-word counts and alias tables of a 1/{} vocabulary slice, tokens: {:.2f} GiB; "
+                                 "rank 0's checkpoint topics and output piece: {:.2f} GiB",
+                                 comm.size(), sampler_bytes / 1073741824.0, root_bytes / 1073741824.0);
+    result.predicted_bytes = need.bytes;
+    log.info(fmt::format("gibbs: predicted peak memory {:.2f} GiB per rank ({})", need.bytes / 1073741824.0, need.breakdown));
+    if (c.available_bytes > 0)
+      train::check_memory(need, c.available_bytes,
+                          "run on more ranks (each holds a 1/P slice of the topic-word counts), use fewer topics, prune the "
+                          "vocabulary (--min-df/--max-df on import), or raise --memory-budget if the limit is wrong");
     fit_gibbs(comm, info, c, log, observer, control, result, alpha0, eta0);
     return result;
   }

@@ -3,12 +3,17 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <exception>
+#include <memory>
 
 #include "latent/core/error.hpp"
 #include "latent/core/rng.hpp"
 #include "latent/io/h5_file.hpp"
 #include "latent/models/fitted_model.hpp"
 #include "latent/models/lda/lda_fit.hpp"
+#include "latent/models/lda/lda_gibbs.hpp"
+#include "latent/core/control.hpp"
 
 namespace latent::models {
 
@@ -26,6 +31,73 @@ void save_lda(const Lda& model, const std::vector<std::string>& vocabulary, cons
   w.attr("/", "n_topics", static_cast<std::int64_t>(model.num_topics()));
   w.attr("/", "vocab_size", static_cast<std::int64_t>(model.vocab_size()));
   w.commit();
+}
+
+void save_lda_sampled(const comm::Communicator& comm, const GibbsSampler& sampler, const std::vector<std::string>& vocabulary,
+                      const std::string& config_json, const train::EmResult& em, Index n_documents,
+                      const std::string& data_location, const std::string& path, bool overwrite) {
+  const Index k = sampler.num_topics(), v = sampler.vocab_size();
+  const int parts = comm.size();
+  const double eta = sampler.eta();
+  std::unique_ptr<io::H5Writer> w;
+  std::exception_ptr error;  // rank 0's, agreed at the end: every rank takes part in every piece
+  const auto on_root = [&](auto&& fn) {
+    if (!comm.is_root() || error) return;
+    try {
+      fn();
+    } catch (...) {
+      error = std::current_exception();
+      w.reset();  // removes the temporary
+    }
+  };
+  on_root([&] {
+    w = std::make_unique<io::H5Writer>(path, overwrite);
+    write_fit_record(*w, "lda", FitRecord{config_json, em, n_documents, data_location});
+    w->create("components", io::DType::kFloat64, k, v);
+  });
+  // Pieces of whole words of one slice, at most 64 MiB of int32 counts each; the schedule
+  // is a function of (K, V, P), the same on every rank.
+  const Index piece_words = std::max<Index>(1, (Index{64} << 20) / (4 * k));
+  const std::span<const std::int32_t> home = sampler.n_kw();
+  for (int s = 0; s < parts; ++s) {
+    const Index lo = GibbsSampler::slice_begin(v, parts, s), hi = GibbsSampler::slice_begin(v, parts, s + 1);
+    for (Index a = lo; a < hi; a += piece_words) {
+      const Index b = std::min(hi, a + piece_words);
+      std::string bytes;
+      if (comm.rank() == s) {
+        const auto* p = reinterpret_cast<const char*>(home.data() + (a - lo) * k);
+        bytes.assign(p, static_cast<std::size_t>((b - a) * k) * sizeof(std::int32_t));
+      }
+      std::string piece;
+      if (parts == 1) {
+        piece = std::move(bytes);
+      } else {
+        std::vector<std::string> got = comm.gather(bytes, 0);
+        if (comm.is_root()) piece = std::move(got[static_cast<std::size_t>(s)]);
+      }
+      heartbeat();
+      on_root([&] {
+        RowMatrix block(k, b - a);  // λ = n_kw + η, topic-major
+        for (Index j = 0; j < b - a; ++j)
+          for (Index t = 0; t < k; ++t) {
+            std::int32_t c;
+            std::memcpy(&c, piece.data() + static_cast<std::size_t>(j * k + t) * sizeof(c), sizeof(c));
+            block(t, j) = static_cast<double>(c) + eta;
+          }
+        w->write_block("components", 0, a, block);
+      });
+    }
+  }
+  on_root([&] {
+    const std::vector<double> alpha(static_cast<std::size_t>(k), sampler.alpha());
+    w->write("doc_topic_prior", std::span<const double>(alpha));
+    w->write("topic_word_prior", std::span<const double>(&eta, 1));
+    if (!vocabulary.empty()) w->write_strings("vocabulary", vocabulary);
+    w->attr("/", "n_topics", static_cast<std::int64_t>(k));
+    w->attr("/", "vocab_size", static_cast<std::int64_t>(v));
+    w->commit();
+  });
+  comm.agree(error);
 }
 
 Lda load_lda(const std::string& path, std::vector<std::string>* vocabulary) {

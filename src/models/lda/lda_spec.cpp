@@ -46,6 +46,7 @@ int fit_lda_run(train::FitRun& run) {
   l.block_rows = c.block_rows;
   l.prefetch = c.prefetch;
   l.cache_bytes = static_cast<std::size_t>(c.cache_mb) * 1048576;
+  l.available_bytes = run.available_memory_bytes();
   if (gibbs && !c.checkpoint_every_given) {
     // A sampler's checkpoint holds every token's topic: by default every 10 sweeps (a stop
     // signal still writes one at the next sweep boundary).
@@ -81,7 +82,17 @@ int fit_lda_run(train::FitRun& run) {
   const auto observer = run.observer();
   const auto t0 = std::chrono::steady_clock::now();
   LdaFitResult fit = fit_lda(run.comm(), info, l, run.log(), observer, control);
-  const double total = run.finish(fit.em, t0, [&] { save_lda(fit.model, vocabulary, config.dump(), fit.em, fit.num_documents, c.data, c.output, c.overwrite); });
+  double total = 0;
+  if (gibbs) {  // the counts are sharded: every rank sends its slice to rank 0's writer
+    total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    run.done(fit.em, total);
+    save_lda_sampled(run.comm(), *fit.sampler, vocabulary, config.dump(), fit.em, fit.num_documents, c.data, c.output,
+                     c.overwrite);
+  } else {
+    total = run.finish(fit.em, t0, [&] {
+      save_lda(fit.model, vocabulary, config.dump(), fit.em, fit.num_documents, c.data, c.output, c.overwrite);
+    });
+  }
   if (gibbs) {
     run.log().info(fmt::format("sampled {} sweeps of {} tokens, log p(w, z) per token {:.6f} nats, MH acceptance {:.4f} in "
                                "the last sweep, {:.2f} s; wrote {}",
@@ -157,8 +168,9 @@ ModelSpec lda_spec() {
   // global sums (V x K), plus prefetched blocks.
   s.memory = [](const OptionValues& o, std::int64_t v, std::int64_t) {
     const Index k = o.given("n-components") ? o.integer("n-components") : o.integer("n-topics");
-    // gibbs: n_kw (V x K int32) and the output's lambda and its K x V transpose.
-    if (o.text("method") == "gibbs") return MemoryNeeds{0, v * k / 2 + v * k, v * k};
+    // gibbs: checked by the fit once the tokens per rank are known (the counts are sharded
+    // across ranks, GibbsSampler::predicted_bytes).
+    if (o.text("method") == "gibbs") return MemoryNeeds{0, 0, 0};
     return MemoryNeeds{v * k, 3 * v * k, v * k};
   };
   s.objective_name = "bound_per_token";  // gibbs: the log joint log p(w, z) per token

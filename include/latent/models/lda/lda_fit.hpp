@@ -16,12 +16,15 @@
 /// gibbs (latent/models/lda/lda_gibbs.hpp): collapsed Gibbs sampling with WarpLDA's O(1)
 /// Metropolis–Hastings proposals and delayed updates; max_iter sweeps; the model's λ is
 /// n_kw + η from the final sample; the per-pass objective is log p(w, z) per token (nats).
+/// Its topic-word counts are sharded by vocabulary slice across ranks (lda_gibbs.hpp), so
+/// the fit result holds the sampler and save_lda_sampled writes the model collectively.
 ///
 /// Both VB methods: --learn-priors updates α by Newton steps (Minka 2000; batch: to convergence each
 /// pass; online: one step scaled by ρ_t, as gensim) and optionally η; the statistics are
 /// global sums, so this works for any number of ranks.
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -53,6 +56,7 @@ struct LdaConfig {
   int threads = 1;
   Index block_rows = 2048;           ///< documents per block (batch passes)
   int prefetch = 4;
+  double available_bytes = 0;        ///< gibbs: refuse if its predicted peak per rank exceeds this (0: no check)
   std::size_t cache_bytes = 0;       ///< keep local documents in memory if they fit
 };
 
@@ -62,8 +66,12 @@ struct LdaPassStats {
   Vector sum_elog_theta;  ///< K
 };
 
+class GibbsSampler;
+
 struct LdaFitResult {
-  Lda model;
+  Lda model;                   ///< batch and online (gibbs: empty, see `sampler`)
+  std::shared_ptr<GibbsSampler> sampler;  ///< gibbs: the final sample, n_kw sharded by vocabulary slice
+  double predicted_bytes = 0;  ///< gibbs: predicted peak bytes per rank
   train::EmResult em;          ///< per pass: objective = bound per token (nats), change = Δ bound perplexity
   double num_tokens = 0;       ///< corpus tokens
   Index num_documents = 0;
@@ -121,6 +129,13 @@ void completion_split(std::span<const double> counts, std::vector<double>& obser
 void save_lda(const Lda& model, const std::vector<std::string>& vocabulary, const std::string& config_json,
               const train::EmResult& em, Index n_documents, const std::string& data_location, const std::string& path,
               bool overwrite);
+/// The same file from the sampler's final state, λ = n_kw + η: rank 0 writes, receiving each
+/// rank's slice of n_kw in pieces of at most 64 MiB (Communicator::gather), so no rank holds
+/// more than its slice and one piece. The same bytes as save_lda of the whole λ, for any
+/// rank count. Collective; an error is agreed on every rank (nothing is left at `path`).
+void save_lda_sampled(const comm::Communicator& comm, const GibbsSampler& sampler, const std::vector<std::string>& vocabulary,
+                      const std::string& config_json, const train::EmResult& em, Index n_documents,
+                      const std::string& data_location, const std::string& path, bool overwrite);
 /// Reads an LDA model file (also one written by other tools in the same schema: only
 /// /components, /doc_topic_prior and /topic_word_prior are required). Local.
 Lda load_lda(const std::string& path, std::vector<std::string>* vocabulary = nullptr);

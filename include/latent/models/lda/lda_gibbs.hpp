@@ -41,8 +41,24 @@
 /// large share of its counts; in real corpora one token's influence on another's conditional
 /// is O(1/n_d + 1/n_w), as for AD-LDA (Newman et al. 2009).
 ///
-/// Memory per rank: n_kw as V × K int32, the alias tables (≤ 12 bytes per token of the
-/// corpus, at most K per word), 8 bytes per local token (word and topic).
+/// The model is sharded by vocabulary slice (issue 20 item 3): with P ranks, rank s owns
+/// the rows of n_kw and the alias tables of words [⌊V s / P⌋, ⌊V (s + 1) / P⌋) (its
+/// "home" slice). A sweep is P rounds: in round j a rank samples those of its tokens whose
+/// words lie in the slice it holds, then passes the slice to rank + 1 and takes the one of
+/// rank − 1 (Communicator::ring_shift, in place, in pieces of 16 MiB), so every slice visits
+/// every rank once and is home again after P shifts. This is the model-parallel rotation of
+/// Zheng, Kim, Ho & Xing ("Model-parallel inference for big topic models", arXiv:1411.2305,
+/// 2014, §3); delayed updates make it exact here: the counts a token reads are frozen for
+/// the sweep, so the order in which slices meet tokens does not matter, and the chain is
+/// the same bits as with the whole matrix on one rank. After the sweep the topic changes go
+/// to the owners of their words (an all-to-all), which apply them and rebuild the alias
+/// tables of the words that changed; n_k is an allreduce of K integers.
+///
+/// Memory per rank (GibbsSampler::predicted_bytes): one slice of n_kw (⌈V / P⌉ × K int32)
+/// and of the alias tables (12 bytes per nonzero n_kw of its words, at most min(K, n_w) per
+/// word), n_w (V int64), 12 bytes per local token (word, topic, next topic) and up to 28
+/// per local token for a sweep's changes; a 16 MiB piece in flight. So K·V = 10⁹ on 4 ranks
+/// holds 1 GB of counts per rank instead of 4 GB.
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -126,7 +142,8 @@ struct GibbsSweepStats {
 
 /// The sampler's state on one rank: its documents' tokens (contiguous in global token
 /// order: documents in storage order, a document's words in ascending id, a count c of
-/// word w being c consecutive tokens) and the global counts, identical on every rank.
+/// word w being c consecutive tokens), the global n_k and n_w, and the home slice of n_kw
+/// and of the alias tables (see the file comment).
 class GibbsSampler {
  public:
   /// K ≥ 1 topics, V words, symmetric α, η > 0, mh_steps ≥ 1 (doc steps, and as many word
@@ -136,6 +153,22 @@ class GibbsSampler {
   ~GibbsSampler();
   GibbsSampler(const GibbsSampler&) = delete;
   GibbsSampler& operator=(const GibbsSampler&) = delete;
+
+  /// First word of slice s of V words over P ranks: ⌊V s / P⌋ (s = P gives V). Pure.
+  static Index slice_begin(Index vocab_size, int parts, int s) noexcept {
+    return vocab_size * s / parts;
+  }
+  /// The slice (rank) that owns word w: the s with slice_begin(s) ≤ w < slice_begin(s + 1). Pure.
+  static int slice_of(Index vocab_size, int parts, Index w) noexcept {
+    return static_cast<int>(((w + 1) * parts - 1) / vocab_size);
+  }
+  /// Predicted peak bytes of one rank's sampler (the layout of the file comment): K, V, P
+  /// ranks, the largest number of tokens and documents on one rank, all tokens, threads.
+  /// The alias tables are bounded by min(K · ⌈V / P⌉, all tokens) bins. Pure.
+  static double predicted_bytes(Index num_topics, Index vocab_size, int parts, std::int64_t local_tokens,
+                                std::int64_t local_documents, std::int64_t all_tokens, int threads);
+  /// Bytes of one piece of the ring shift.
+  static constexpr std::size_t kShiftChunkBytes = std::size_t{16} << 20;
 
   /// This rank's documents: doc_ptr (local documents + 1 offsets from 0), word of each
   /// token (ids in [0, V)), and the global id of its first token. Local.
@@ -150,15 +183,16 @@ class GibbsSampler {
   const std::vector<std::int64_t>& doc_ptr() const noexcept { return doc_ptr_; }
   std::int64_t first_token() const noexcept { return first_token_; }
 
-  /// Recounts n_kw, n_k and n_w from every rank's topics (an allgather of (word, topic)
-  /// pairs) and rebuilds every alias table. Collective. Throws Error(kUsage) if a word's
+  /// Partitions the vocabulary over comm's ranks and recounts: n_w and n_k by allreduce,
+  /// the home slice of n_kw from every rank's (word, topic) pairs sent to their owners (an
+  /// all-to-all), and the home alias tables. Collective. Throws Error(kUsage) if a word's
   /// count exceeds 2^31 − 1.
   void rebuild_counts(const comm::Communicator& comm);
-  /// One sweep `sweep` (0-based) over the local tokens against the frozen counts, then an
-  /// allgather of the topic changes (one int64 per changed token if V K² < 2^62, else
-  /// three), applied on every
-  /// rank, and the alias tables of the changed words rebuilt. Collective; the same bits for
-  /// any number of ranks and threads.
+  /// One sweep `sweep` (0-based) over the local tokens against the frozen counts (P rounds
+  /// of the slice rotation), then the topic changes sent to their words' owners (one int64
+  /// per changed token if V K² < 2^62, else three) and applied there, n_k by allreduce,
+  /// and the alias tables of the changed words rebuilt. Collective; the same bits for any
+  /// number of ranks and threads.
   GibbsSweepStats sweep(const comm::Communicator& comm, std::uint64_t sweep);
   /// log p(w, z) = Σ_d [lnΓ(Kα) − lnΓ(n_d + Kα) + Σ_k (lnΓ(n_dk + α) − lnΓ(α))]
   ///             + Σ_k [lnΓ(Vη) − lnΓ(n_k + Vη) + Σ_w (lnΓ(n_kw + η) − lnΓ(η))]
@@ -170,13 +204,19 @@ class GibbsSampler {
   Index vocab_size() const noexcept { return v_; }
   double alpha() const noexcept { return alpha_; }
   double eta() const noexcept { return eta_; }
-  /// n_kw word-major: row w (K entries) at n_kw().data() + w K.
-  std::span<const std::int32_t> n_kw() const noexcept { return n_kw_; }
+  /// The home slice [home_begin(), home_end()) of n_kw, word-major: row w (K entries) at
+  /// n_kw().data() + (w − home_begin()) K. On one rank, all V words.
+  std::span<const std::int32_t> n_kw() const noexcept {
+    return {counts_.data(), static_cast<std::size_t>((home_end_ - home_begin_) * k_)};
+  }
+  Index home_begin() const noexcept { return home_begin_; }
+  Index home_end() const noexcept { return home_end_; }
   const std::vector<std::int64_t>& n_k() const noexcept { return n_k_; }
   const std::vector<std::int64_t>& n_w() const noexcept { return n_w_; }
-  /// The alias bins of word w (one per nonzero n_kw).
+  /// The alias bins of word w of the home slice (one per nonzero n_kw).
   std::span<const GibbsAliasBin> alias(Index w) const noexcept {
-    return {bins_.data() + bin_ptr_[static_cast<std::size_t>(w)], static_cast<std::size_t>(bin_len_[static_cast<std::size_t>(w)])};
+    return {bins_.data() + bin_off_[static_cast<std::size_t>(w)],
+            static_cast<std::size_t>(counts_[static_cast<std::size_t>((home_end_ - home_begin_) * k_ + (w - home_begin_))])};
   }
   /// Tokens on this rank.
   std::int64_t local_tokens() const noexcept { return static_cast<std::int64_t>(words_.size()); }
@@ -184,20 +224,25 @@ class GibbsSampler {
  private:
   struct Impl;
   void rebuild_alias(std::span<const std::int32_t> words, const std::int64_t* added_begin, const std::int32_t* added);
+  void sample_slice(int slice, std::uint64_t prefix);
   Index k_, v_;
   double alpha_, eta_;
   int mh_steps_;
   std::uint64_t seed_;
   int threads_;
+  int parts_ = 1, rank_ = 0;
+  Index home_begin_ = 0, home_end_ = 0;
   std::vector<std::int64_t> doc_ptr_;
-  std::vector<std::int32_t> words_, topics_;
+  std::vector<std::int32_t> words_, topics_, next_topics_;
   std::int64_t first_token_ = 0;
-  std::vector<std::int32_t, GibbsHugeAllocator<std::int32_t>> n_kw_;
+  // The slice held now (the home slice between sweeps): n_kw rows (rows × K) then the
+  // rows' alias lengths, in one buffer of the largest slice's size; its alias bins in
+  // another. bin_off_[w]: offset of word w's bins in its slice's bins (V + 1 entries).
+  std::vector<std::int32_t, GibbsHugeAllocator<std::int32_t>> counts_;
+  std::vector<GibbsAliasBin, GibbsHugeAllocator<GibbsAliasBin>> bins_;
+  std::vector<std::int64_t> bin_off_;
   std::vector<std::int64_t> n_k_, n_w_;
   std::vector<double> n_k_veta_;
-  std::vector<std::int64_t> bin_ptr_;
-  std::vector<std::int32_t> bin_len_;
-  std::vector<GibbsAliasBin, GibbsHugeAllocator<GibbsAliasBin>> bins_;
   std::unique_ptr<Impl> impl_;
 };
 
