@@ -61,7 +61,13 @@ int newline_only(unsigned char c) { return c == '\n' ? 1 : 0; }
 }  // namespace
 
 struct CsvReader::State {
-  csv_parser parser{};
+  State() = default;
+  State(const State&) = delete;
+  State& operator=(const State&) = delete;
+  // Here, not in ~CsvReader: a constructor that throws destroys its members only.
+  ~State() { csv_free(&parser); }
+
+  csv_parser parser{};  // zeroed: csv_free is safe even if csv_init failed
   const std::string* path = nullptr;
   const CsvLayout* layout = nullptr;
   double scale = 1;
@@ -127,9 +133,7 @@ struct CsvReader::State {
   }
 };
 
-CsvReader::~CsvReader() {
-  if (st_) csv_free(&st_->parser);
-}
+CsvReader::~CsvReader() = default;
 
 namespace {
 
