@@ -14,6 +14,9 @@ find_package(ZLIB REQUIRED)
 find_package(Threads REQUIRED)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(LATENT_XXHASH REQUIRED IMPORTED_TARGET libxxhash)
+# libcsv (Debian libcsv-dev: RFC 4180 CSV, src/io/import/csv.cpp) has no CMake or pkg-config
+# file: its header and library as an imported target.
+include(${CMAKE_CURRENT_LIST_DIR}/LatentCsv.cmake)
 if(LATENT_BUILD_TESTS)
   find_package(GTest REQUIRED)
 endif()

@@ -15,7 +15,7 @@ set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config openmpi-bin libopenmpi-dev
       libhdf5-openmpi-dev hdf5-tools libeigen3-dev libtbb-dev
       libboost-program-options-dev libgtest-dev nlohmann-json3-dev libfmt-dev libxxhash-dev
-      zlib1g-dev)
+      zlib1g-dev libcsv-dev)
 for arg in "$@"; do
   case "$arg" in
     --with-data) pkgs+=(dataset-fashion-mnist) ;;

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -77,7 +78,9 @@ struct ShardWriter {
 // `mpirun -n P latent import dense --format csv`: plain CSV inputs read in parallel. The
 // inputs are one byte space (their concatenation, in the order given) cut into P equal
 // ranges; a line belongs to the rank whose range holds its first byte (byte_stream.hpp),
-// so each rank's rows are a contiguous run of the global rows. Shard s holds global rows
+// so each rank's rows are a contiguous run of the global rows. If a line of a file has an
+// odd number of quotes (a quoted field holds a newline, so a line start may be inside a
+// record), rank 0 moves that file's cuts to record starts (csv_record_starts). Shard s holds global rows
 // [s·n, (s+1)·n): a rank writes the shards within its rows and a piece of a shared one,
 // which the rank holding the shard's first row joins. The same bytes for any P.
 
@@ -88,9 +91,6 @@ struct DenseJob {
   std::string output, labels_path;
   Index rows_per_shard = 1;
   io::DType dtype = io::DType::kFloat32;
-  char delimiter = ',';
-  imp::CsvHeader header = imp::CsvHeader::kAuto;
-  double scale = std::nan("");
   bool overwrite = false;
 };
 
@@ -164,7 +164,7 @@ void import_dense_parallel(const DenseJob& job, const Context& ctx, Index& total
   });
   comm.broadcast(tmp, 0);
 
-  std::vector<bool> header(F);
+  std::vector<imp::CsvLayout> layout(F);
   std::vector<imp::ByteRange> range(F);
   std::vector<std::unique_ptr<imp::DenseReader>> binary(F);
   std::function<std::unique_ptr<imp::DenseReader>(std::size_t)> open_part;
@@ -213,14 +213,14 @@ void import_dense_parallel(const DenseJob& job, const Context& ctx, Index& total
     std::vector<std::uint64_t> offset(F + 1, 0);
     comm::run_agreed(comm, [&] {
       for (std::size_t f = 0; f < F; ++f) {
-        imp::CsvReader first(job.inputs[f], job.delimiter, job.header, job.scale);
+        imp::CsvReader first(job.inputs[f], job.options);
         if (first.num_features() < 1)
           throw_input(fmt::format("input {}: has 0 columns; every sample needs at least one feature", job.inputs[f]));
         if (d >= 0 && first.num_features() != d)
           throw_input(fmt::format("input {}: has {} features but {} has {}", job.inputs[f], first.num_features(),
                                   job.inputs[0], d));
         d = first.num_features();
-        header[f] = first.header_line();
+        layout[f] = first.layout();
         std::uint64_t size = 0;
         if (!imp::splittable_file(job.inputs[f], size)) throw_input("input " + job.inputs[f] + ": changed (not a plain file)");
         offset[f + 1] = offset[f] + size;
@@ -230,26 +230,53 @@ void import_dense_parallel(const DenseJob& job, const Context& ctx, Index& total
         throw_usage(fmt::format("--rows-per-shard {} x {} features needs {:.1f} GiB of memory per shard; use fewer rows per shard",
                                 job.rows_per_shard, d, shard_bytes / (1 << 30)));
     });
-    const std::uint64_t S = offset[F], p = static_cast<std::uint64_t>(P), r = static_cast<std::uint64_t>(me);
-    const std::uint64_t lo = S / p * r + S % p * r / p, hi = S / p * (r + 1) + S % p * (r + 1) / p;
-    for (std::size_t f = 0; f < F; ++f) {
-      const std::uint64_t b = std::max(lo, offset[f]), e = std::min(hi, offset[f + 1]);
-      range[f] = b < e ? imp::ByteRange{b - offset[f], e - offset[f], 0} : imp::ByteRange{0, 0, 0};
-    }
-    // Lines before each rank's part of each file (error messages), then rows per rank.
-    std::vector<std::int64_t> lines(F, 0);
-    comm::run_agreed(comm, [&] {
+    // cut[f][q]: where rank q's part of file f begins (cut[f][P]: its size).
+    const std::uint64_t S = offset[F], p = static_cast<std::uint64_t>(P);
+    std::vector<std::vector<std::uint64_t>> cut(F, std::vector<std::uint64_t>(p + 1));
+    for (std::size_t f = 0; f < F; ++f)
+      for (std::uint64_t q = 0; q <= p; ++q)
+        cut[f][q] = std::clamp(S / p * q + S % p * q / p, offset[f], offset[f + 1]) - offset[f];
+    const auto set_ranges = [&] {
       for (std::size_t f = 0; f < F; ++f) {
-        imp::ByteStream in(job.inputs[f], range[f]);
-        std::string line;
-        while (in.getline(line)) ++lines[f];
+        const std::uint64_t b = cut[f][static_cast<std::size_t>(me)], e = cut[f][static_cast<std::size_t>(me) + 1];
+        range[f] = b < e ? imp::ByteRange{b, e, 0} : imp::ByteRange{0, 0, 0};
       }
+    };
+    set_ranges();
+    // Lines of each rank's part of each file (error messages name the line of the file),
+    // and whether a quoted field may hold a newline.
+    std::vector<std::int64_t> lines(F, 0), odd(F, 0);
+    comm::run_agreed(comm, [&] {
+      for (std::size_t f = 0; f < F; ++f) odd[f] = imp::csv_odd_quote_lines(job.inputs[f], range[f], lines[f]) ? 1 : 0;
     });
+    comm.allreduce_sum(std::span<std::int64_t>(odd));
+    if (std::any_of(odd.begin(), odd.end(), [](std::int64_t o) { return o > 0; })) {
+      // Rank 0 moves the cuts of those files to record starts; every rank recounts.
+      std::vector<std::int64_t> moved;
+      comm::run_agreed(comm, [&] {
+        if (!comm.is_root()) return;
+        for (std::size_t f = 0; f < F; ++f) {
+          if (odd[f] == 0) continue;
+          const std::vector<std::uint64_t> inner(cut[f].begin() + 1, cut[f].end() - 1);
+          for (const std::uint64_t a : imp::csv_record_starts(job.inputs[f], inner)) moved.push_back(static_cast<std::int64_t>(a));
+        }
+      });
+      const auto all = comm.allgatherv(std::span<const std::int64_t>(moved));  // rank 0's
+      std::size_t at = 0;
+      for (std::size_t f = 0; f < F; ++f)
+        if (odd[f] > 0)
+          for (std::uint64_t q = 1; q < p; ++q) cut[f][q] = static_cast<std::uint64_t>(all[at++]);
+      set_ranges();
+      comm::run_agreed(comm, [&] {
+        for (std::size_t f = 0; f < F; ++f)
+          if (odd[f] > 0) imp::csv_odd_quote_lines(job.inputs[f], range[f], lines[f]);
+      });
+    }
     const auto all_lines = comm.allgatherv(std::span<const std::int64_t>(lines));
     for (std::size_t f = 0; f < F; ++f)
       for (int q = 0; q < me; ++q) range[f].lines_before += all_lines[static_cast<std::size_t>(q) * F + f];
     open_part = [&](std::size_t f) -> std::unique_ptr<imp::DenseReader> {
-      return std::make_unique<imp::CsvReader>(job.inputs[f], job.delimiter, d, header[f], job.scale, range[f]);
+      return std::make_unique<imp::CsvReader>(job.inputs[f], job.options, layout[f], range[f]);
     };
     chunk_rows = std::max<Index>(1, std::min<Index>(4096, (Index{64} << 20) / (8 * d)));
     comm::run_agreed(comm, [&] {
@@ -277,7 +304,7 @@ void import_dense_parallel(const DenseJob& job, const Context& ctx, Index& total
   shards = n_shards;
 
   // Pass 2: the rows, into shards and pieces.
-  const bool with_labels = !job.labels_path.empty();
+  const bool with_labels = !job.labels_path.empty() || !job.options.label_column.empty();
   RowMatrix rows;
   std::vector<std::int64_t> labels;
   Index shard = -1, filled = 0;
@@ -293,7 +320,7 @@ void import_dense_parallel(const DenseJob& job, const Context& ctx, Index& total
   };
   comm::run_agreed(comm, [&] {
     std::unique_ptr<imp::LabelReader> label_reader;
-    if (with_labels) {
+    if (!job.labels_path.empty()) {
       label_reader = std::make_unique<imp::LabelReader>(job.labels_path);
       for (Index i = 0; i < first; ++i) label_reader->next(i);
     }
@@ -318,6 +345,7 @@ void import_dense_parallel(const DenseJob& job, const Context& ctx, Index& total
           }
           rows.row(filled) = chunk.row(i);
           if (label_reader) labels[static_cast<std::size_t>(filled)] = label_reader->next(row);
+          if (reader->row_labels()) labels[static_cast<std::size_t>(filled)] = (*reader->row_labels())[static_cast<std::size_t>(i)];
           ++filled;
         }
         progress.update(row - first);
@@ -377,20 +405,26 @@ int cmd_import(const std::vector<std::string>& args, const Context& ctx) {
     }
     throw_usage("usage: latent import dense|counts --format FMT --input PATH --output DIR (see --help)");
   }
-  std::string format, output, labels_path, dataset, delimiter, header, dtype, scale_text;
+  std::string format, output, labels_path, dataset, delimiter, header, dtype, scale_text, usecols, index_col, label_column;
   std::vector<std::string> inputs;
   Index rows_per_shard = 0;
   bool overwrite = false;
   po::options_description desc("latent import dense options");
   desc.add_options()
       ("format", po::value(&format)->required(), "idx (MNIST, .gz or plain) | csv | npy | hdf5")
-      ("input", po::value(&inputs)->multitoken()->required(), "input file(s); rows are concatenated in the order given")
+      ("input", po::value(&inputs)->multitoken()->required(),
+       "input file(s); rows are concatenated in the order given; - is standard input (CSV; read by rank 0)")
       ("output", po::value(&output)->required(), "directory of HDF5 shards to create (must not exist)")
       ("labels", po::value(&labels_path)->default_value(""), "labels: IDX1, NPY or text (one integer per line)")
       ("rows-per-shard", po::value(&rows_per_shard)->default_value(16384), "rows per shard file (memory: one shard)")
       ("dataset", po::value(&dataset)->default_value(""), "dataset name inside the input (--format hdf5)")
-      ("delimiter", po::value(&delimiter)->default_value(","), "CSV field delimiter")
+      ("delimiter", po::value(&delimiter)->default_value(","), "CSV field delimiter: one character; \\t or a tab for tabs")
       ("header", po::value(&header)->default_value("auto"), "CSV header line: auto | yes | no")
+      ("usecols", po::value(&usecols)->default_value(""),
+       "CSV columns to read, comma-separated: header names or 0-based positions (default: all)")
+      ("index-col", po::value(&index_col)->default_value(""), "CSV column of row names, dropped: a name or 0-based position")
+      ("label-column", po::value(&label_column)->default_value(""),
+       "CSV column of integer labels, stored as /labels: a name or 0-based position")
       ("dtype", po::value(&dtype)->default_value("float32"), "stored precision: float32 | float64")
       ("scale", po::value(&scale_text)->default_value("auto"),
        "multiply values by this factor (auto: 1/255 for unsigned-byte IDX, else 1)")
@@ -403,7 +437,20 @@ int cmd_import(const std::vector<std::string>& args, const Context& ctx) {
   // it, not inside it.
   while (output.size() > 1 && output.back() == '/') output.pop_back();
   if (rows_per_shard < 1) throw_usage("--rows-per-shard must be at least 1");
-  if (delimiter.size() != 1) throw_usage("--delimiter must be one character");
+  if (delimiter == "\\t") delimiter = "\t";
+  if (delimiter.size() != 1) throw_usage("--delimiter must be one character (\\t for a tab)");
+  if (delimiter == "\"" || delimiter == "\n" || delimiter == "\r")
+    throw_usage("--delimiter cannot be a quote or a line end");
+  std::vector<std::string> columns;
+  for (std::size_t at = 0; !usecols.empty() && at <= usecols.size();) {
+    const std::size_t comma = std::min(usecols.find(',', at), usecols.size());
+    columns.push_back(usecols.substr(at, comma - at));
+    if (columns.back().empty()) throw_usage("--usecols: an empty column name (give names or positions separated by commas)");
+    at = comma + 1;
+  }
+  if (format != "csv" && !(usecols.empty() && index_col.empty() && label_column.empty()))
+    throw_usage("--usecols, --index-col and --label-column are for --format csv");
+  if (!label_column.empty() && !labels_path.empty()) throw_usage("--labels and --label-column: give one source of labels");
   if (header != "auto" && header != "yes" && header != "no") throw_usage("--header must be auto, yes or no");
   if (dtype != "float32" && dtype != "float64") throw_usage("--dtype must be float32 or float64");
   double scale = std::nan("");
@@ -417,14 +464,14 @@ int cmd_import(const std::vector<std::string>& args, const Context& ctx) {
   job.labels_path = labels_path;
   job.rows_per_shard = rows_per_shard;
   job.dtype = dtype == "float32" ? io::DType::kFloat32 : io::DType::kFloat64;
-  job.delimiter = delimiter[0];
-  job.header = header == "yes" ? imp::CsvHeader::kYes : header == "no" ? imp::CsvHeader::kNo : imp::CsvHeader::kAuto;
-  job.scale = scale;
   job.overwrite = overwrite;
   job.options.dataset = dataset;
   job.options.delimiter = delimiter[0];
-  job.options.header = job.header;
+  job.options.header = header == "yes" ? imp::CsvHeader::kYes : header == "no" ? imp::CsvHeader::kNo : imp::CsvHeader::kAuto;
   job.options.scale = scale;
+  job.options.usecols = columns;
+  job.options.index_col = index_col;
+  job.options.label_column = label_column;
   const auto parallel_kind = dense_format(format);
   if (parallel_kind) job.kind = *parallel_kind;
   if (parallel_kind && dense_splittable(job, ctx.comm)) {
@@ -449,13 +496,9 @@ int cmd_import(const std::vector<std::string>& args, const Context& ctx) {
     w.dtype = dtype == "float32" ? io::DType::kFloat32 : io::DType::kFloat64;
     std::unique_ptr<imp::LabelReader> labels;
     if (!labels_path.empty()) labels = std::make_unique<imp::LabelReader>(labels_path);
-    w.with_labels = labels != nullptr;
+    w.with_labels = labels != nullptr || !label_column.empty();
     Index known_total = 0;
-    imp::DenseOptions options;
-    options.dataset = dataset;
-    options.delimiter = delimiter[0];
-    options.header = header == "yes" ? imp::CsvHeader::kYes : header == "no" ? imp::CsvHeader::kNo : imp::CsvHeader::kAuto;
-    options.scale = scale;
+    const imp::DenseOptions& options = job.options;
     std::vector<std::unique_ptr<imp::DenseReader>> readers;
     for (const auto& in : inputs) {
       const auto kind = dense_format(format);
@@ -490,6 +533,7 @@ int cmd_import(const std::vector<std::string>& args, const Context& ctx) {
               throw_input(fmt::format("input {}: row {} of the dataset, column {} is infinite", inputs[input], row, j));
           w.rows.row(w.filled) = chunk.row(i);
           if (labels) w.labels[static_cast<std::size_t>(w.filled)] = labels->next(row);
+          if (reader->row_labels()) w.labels[static_cast<std::size_t>(w.filled)] = (*reader->row_labels())[static_cast<std::size_t>(i)];
           ++w.filled;
         }
         if (w.filled == rows_per_shard) w.flush();

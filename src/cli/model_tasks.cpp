@@ -56,6 +56,16 @@ class CliTaskRun final : public train::TaskRun {
   void print(const nlohmann::json& result) override {
     if (ctx_.comm.is_root()) ctx_.out << result.dump() << '\n';
   }
+  std::unique_ptr<train::ProgressLine> progress(const std::string& label, Index total, const std::string& unit) override {
+    struct Line final : train::ProgressLine {
+      Progress bar;
+      Line(const Context& ctx, const std::string& l, Index t, const std::string& u)
+          : bar(ctx.err, ctx.comm.is_root() && stderr_is_tty(), l, t, u) {}
+      void update(Index done) override { bar.update(done); }
+      void finish() override { bar.finish(); }
+    };
+    return std::make_unique<Line>(ctx_, label, total, unit);
+  }
 
  private:
   const Context& ctx_;

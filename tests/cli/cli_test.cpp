@@ -238,6 +238,60 @@ TEST(CliImport, CsvNpyAndHdf5AgreeWithTheValuesWritten) {
   }
 }
 
+// CSV as people write it (issue 22 item 4): --index-col, --usecols and --label-column by
+// name and by position, a tab written \t, quoted fields holding the delimiter, quotes and
+// newlines; the labels land in /labels as --labels would put them.
+TEST(CliImport, CsvColumnsLabelsAndTabs) {
+  TempDir dir("imp");
+  {
+    std::ofstream f(dir / "c.csv", std::ios::binary);
+    f << "id,x,note,y,label\r\nr0,1,\"a, \"\"quoted\"\"\r\nnote\",2,7\r\nr1,3,plain,4,-1\r\n";
+    std::ofstream g(dir / "t.tsv", std::ios::binary);
+    g << "0\t1\t2\t7\n3\t4\t5\t-1\n";
+  }
+  RowMatrix expected(2, 2);
+  expected << 1, 2, 3, 4;
+  const std::vector<std::vector<std::string>> cases = {
+      {"--input", dir / "c.csv", "--index-col", "id", "--usecols", "x,y", "--label-column", "label"},
+      {"--input", dir / "c.csv", "--index-col", "0", "--usecols", "3,1", "--label-column", "4"},
+      {"--input", dir / "t.tsv", "--delimiter", "\\t", "--index-col", "1", "--label-column", "3", "--header", "no"},
+  };
+  int i = 0;
+  for (auto args : cases) {
+    const std::string out = dir / ("o" + std::to_string(i++));
+    args.insert(args.begin(), {"import", "dense", "--format", "csv", "--dtype", "float64"});
+    args.insert(args.end(), {"--output", out});
+    const auto r = run_cli(args);
+    ASSERT_EQ(r.code, 0) << args[6] << ": " << r.err;
+    io::H5Reader shard(out + "/part-00000.h5");
+    if (i == 3) {
+      RowMatrix tsv(2, 2);
+      tsv << 0, 2, 3, 5;
+      EXPECT_EQ(shard.read_matrix("data"), tsv);
+    } else {
+      EXPECT_EQ(shard.read_matrix("data"), expected) << i;
+    }
+    EXPECT_EQ(shard.read_int64("labels"), (std::vector<std::int64_t>{7, -1})) << i;
+  }
+  const auto usage = [&](std::vector<std::string> extra, int code, const std::string& message) {
+    std::vector<std::string> args = {"import", "dense", "--format", "csv", "--input", dir / "c.csv", "--output", dir / "bad"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const auto r = run_cli(args);
+    EXPECT_EQ(r.code, code) << r.err;
+    EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
+    EXPECT_FALSE(std::filesystem::exists(dir / "bad"));
+  };
+  usage({"--usecols", "x,z"}, 65, "--usecols z: no column is named 'z' (the header: 'id', 'x', 'note', 'y', 'label')");
+  usage({"--label-column", "9"}, 65, "--label-column 9: there is no column 9 (the file has 5 columns, counted from 0)");
+  usage({"--label-column", "label", "--labels", dir / "c.csv"}, 64, "--labels and --label-column");
+  usage({"--usecols", "x,,y"}, 64, "--usecols: an empty column name");
+  usage({"--delimiter", "ab"}, 64, "--delimiter must be one character");
+  usage({"--usecols", "x,note"}, 65, "c.csv, line 2, field 3: 'a, \"quoted\"\nnote' is not a number");
+  const auto r = run_cli({"import", "dense", "--format", "npy", "--input", dir / "c.csv", "--usecols", "x", "--output", dir / "bad"});
+  EXPECT_EQ(r.code, 64);
+  EXPECT_NE(r.err.find("--usecols, --index-col and --label-column are for --format csv"), std::string::npos) << r.err;
+}
+
 TEST(CliErrors, ExitCodesAndMessages) {
   TempDir dir("err");
   EXPECT_EQ(run_cli({}).code, 64);

@@ -14,7 +14,11 @@ line read by rank 1 of 2 exits 65 on every rank, naming the file and the line of
 file, and leaves nothing behind. `import dense --format csv` with two plain inputs (a
 header, CRLF, blank lines, labels), NPY, HDF5 and IDX (plain and gzipped, split by rows) give
 the same bytes at 1-3 ranks, and a bad number on
-rank 1 exits 65 on every rank naming file, line and field. Usage: parallel_import_cli_test.py LATENT MPIEXEC (exits
+rank 1 exits 65 on every rank naming file, line and field (1-based). CSV whose quoted fields
+hold newlines, CRLF, doubled quotes and delimiters (with a BOM, --index-col, --usecols and
+--label-column) gives the same bytes at 1-3 ranks, and a bad number after them names the
+line where its record starts; the same file on standard input (--input -) at 1 and 2
+ranks gives the same rows and labels. Usage: parallel_import_cli_test.py LATENT MPIEXEC (exits
 77 without h5py).
 """
 import gzip
@@ -324,9 +328,81 @@ def main():
         with open(codes_csv) as f:
             per_rank = f.read().split()
         check(per_rank == ["65", "65"], f"dense bad number: every rank exits 65 ({per_rank})")
-        check(f"input {bad_csv}, line 451, field 2: 'oops' is not a number" in r.stdout + r.stderr,
+        check(f"input {bad_csv}, line 451, field 3: 'oops' is not a number" in r.stdout + r.stderr,
               "dense bad number: the message names file, line and field")
         check(not [x for x in os.listdir(work) if x.startswith("bad-dense")], "dense bad number: nothing left behind")
+
+        # --- Dense CSV with quoted newlines (issue 22 item 4): a line start may be inside
+        # a record, so rank 0 moves the cuts to record starts; the same bytes at 1-3 ranks.
+        q = np.round(np.random.default_rng(5).normal(size=(400, 2)), 6)
+        quoted = os.path.join(work, "quoted.csv")
+        record_line, line_no = [], 2
+        with open(quoted, "w", newline="") as f:
+            f.write('\ufeffid,"note, free text",x,y,label\r\n')
+            for i in range(400):
+                inner = 10 + i % 7  # newlines inside the note: most line starts are inside a record
+                note = f'"row {i} says ""hi"",\r\n' + "\n".join(["more, lines"] * inner) + '"' if i % 5 else f"plain {i}"
+                record_line.append(line_no)
+                line_no += 1 + (inner if i % 5 else 0)
+                f.write(f"r{i},{note},{q[i, 0]!r},{q[i, 1]!r},{i % 5}\r\n")
+        # The test means something only if the byte cuts at 2 and 3 ranks, moved to the
+        # next line start, fall inside a record (where a line-start split would break).
+        with open(quoted, "rb") as f:
+            raw = f.read()
+        starts, inside, at = {0}, False, 0
+        for piece in raw.split(b"\n")[:-1]:
+            inside ^= piece.count(b'"') % 2 == 1
+            at += len(piece) + 1
+            if not inside:
+                starts.add(at)
+        cuts = [len(raw) // n * r + len(raw) % n * r // n for n in (2, 3) for r in range(1, n)]
+        check(all(raw.index(b"\n", c - 1) + 1 not in starts for c in cuts),
+              "dense csv, quoted newlines: the byte cuts at 2 and 3 ranks fall inside quoted fields")
+        hashes = {}
+        for n in RANKS:
+            out = os.path.join(work, f"quoted-n{n}")
+            run(["import", "dense", "--format", "csv", "--input", quoted, "--index-col", "id", "--usecols", "x,y",
+                 "--label-column", "label", "--dtype", "float64", "--rows-per-shard", "64", "--output", out], ranks=n)
+            hashes[n] = tree_hashes(out)
+        check(hashes[1] == hashes[2] == hashes[3] and len(hashes[1]) == 7,
+              f"dense csv, quoted newlines: {len(hashes[1])} files identical at 1-3 ranks")
+        got, lab = [], []
+        for name in sorted(os.listdir(os.path.join(work, "quoted-n3"))):
+            with h5py.File(os.path.join(work, "quoted-n3", name), "r") as f:
+                got.append(f["data"][:])
+                lab.append(f["labels"][:])
+        check(np.array_equal(np.concatenate(got), q), "dense csv, quoted newlines: rows match the input")
+        check(np.array_equal(np.concatenate(lab), np.arange(400) % 5), "dense csv, quoted newlines: labels match")
+        with open(quoted, newline="") as f:
+            text = f.read()
+        bad_row = 350
+        text = text.replace(f",{q[bad_row, 1]!r},{bad_row % 5}\r\n", f",x{q[bad_row, 1]!r},{bad_row % 5}\r\n", 1)
+        bad_quoted = os.path.join(work, "bad-quoted.csv")
+        with open(bad_quoted, "w", newline="") as f:
+            f.write(text)
+        r = run(["import", "dense", "--format", "csv", "--input", bad_quoted, "--index-col", "0", "--usecols", "x,y",
+                 "--output", os.path.join(work, "bad-quoted")], ranks=2, expect=65)
+        check(f"input {bad_quoted}, line {record_line[bad_row]}, field 4: 'x{q[bad_row, 1]!r}' is not a number"
+              in r.stdout + r.stderr, f"dense csv, quoted newlines: a bad number at 2 ranks names the record's line "
+              f"{record_line[bad_row]} and field 4")
+        # --input -: standard input, at 1 rank and under mpirun (rank 0 reads it).
+        for n in (1, 2):
+            out = os.path.join(work, f"stdin-n{n}")
+            cmd = ([H.mpiexec, "--oversubscribe", "-n", str(n)] if n > 1 else []) + [
+                H.latent, "import", "dense", "--format", "csv", "--input", "-", "--index-col", "id", "--usecols", "x,y",
+                "--label-column", "label", "--dtype", "float64", "--rows-per-shard", "64", "--output", out]
+            with open(quoted, "rb") as f:
+                r = subprocess.run(cmd, stdin=f, capture_output=True, text=True, timeout=300,
+                                   env=dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1"))
+            check(r.returncode == 0, f"dense csv from standard input at {n} rank(s): exit {r.returncode} {r.stderr[-300:]}")
+            if r.returncode == 0:
+                got, lab = [], []
+                for name in sorted(os.listdir(out)):
+                    with h5py.File(os.path.join(out, name), "r") as f:
+                        got.append(f["data"][:])
+                        lab.append(f["labels"][:])
+                check(np.array_equal(np.concatenate(got), q) and np.array_equal(np.concatenate(lab), np.arange(400) % 5),
+                      f"dense csv from standard input at {n} rank(s): rows and labels match")
 
         # --- A bad line read by rank 1 of 2 -------------------------------------------------
         bad_lines = list(ldac_lines)

@@ -153,12 +153,22 @@ TEST(DenseReaders, NpyDtypesShapesAndRefusals) {
   expect_error([&] { cut.read(block, 4); }, ErrorKind::kInput, "cut.npy: truncated or unreadable while reading rows 0-3");
 }
 
+imp::DenseOptions csv(char delimiter, imp::CsvHeader header, double scale) {
+  imp::DenseOptions o;
+  o.delimiter = delimiter;
+  o.header = header;
+  o.scale = scale;
+  return o;
+}
+
 TEST(DenseReaders, CsvHeaderMissingValuesAndErrors) {
   TempDir dir("readers");
   write_file(dir / "h.csv", "a,b\n1, \"2\"\n\n3,NA\r\n,nan\n");
-  imp::CsvReader h(dir / "h.csv", ',', imp::CsvHeader::kAuto, 10);
+  imp::CsvReader h(dir / "h.csv", csv(',', imp::CsvHeader::kAuto, 10));
   ASSERT_EQ(h.num_features(), 2);
   EXPECT_EQ(h.num_rows(), -1);
+  EXPECT_EQ(h.layout().names, (Words{"a", "b"}));
+  EXPECT_EQ(h.row_labels(), nullptr);
   const RowMatrix x = read_all(h, 2);
   ASSERT_EQ(x.rows(), 3);
   EXPECT_EQ(x(0, 0), 10);
@@ -168,23 +178,181 @@ TEST(DenseReaders, CsvHeaderMissingValuesAndErrors) {
   EXPECT_TRUE(std::isnan(x(2, 0)) && std::isnan(x(2, 1)));
 
   write_file(dir / "n.csv", "1;2;3\n4;5;6\n");
-  imp::CsvReader n(dir / "n.csv", ';', imp::CsvHeader::kAuto, kAuto);
+  imp::CsvReader n(dir / "n.csv", csv(';', imp::CsvHeader::kAuto, kAuto));
   EXPECT_EQ(read_all(n, 10).rows(), 2);
-  imp::CsvReader yes(dir / "n.csv", ';', imp::CsvHeader::kYes, kAuto);
+  imp::CsvReader yes(dir / "n.csv", csv(';', imp::CsvHeader::kYes, kAuto));
   EXPECT_EQ(read_all(yes, 10).rows(), 1);
 
-  expect_error([&] { imp::CsvReader(dir / "h.csv", ',', imp::CsvHeader::kNo, kAuto); }, ErrorKind::kInput,
-               "h.csv, line 1, field 0: 'a' is not a number");
+  // Lines and fields are 1-based; the line is where the record starts.
+  expect_error([&] { imp::CsvReader(dir / "h.csv", csv(',', imp::CsvHeader::kNo, kAuto)); }, ErrorKind::kInput,
+               "h.csv, line 1, field 1: 'a' is not a number");
   write_file(dir / "ragged.csv", "1,2\n3\n");
-  imp::CsvReader ragged(dir / "ragged.csv", ',', imp::CsvHeader::kAuto, kAuto);
+  imp::CsvReader ragged(dir / "ragged.csv", csv(',', imp::CsvHeader::kAuto, kAuto));
   RowMatrix block;
   expect_error([&] { ragged.read(block, 5); }, ErrorKind::kInput, "ragged.csv, line 2: expected 2 fields, found 1");
   write_file(dir / "word.csv", "1,2\n3,x4\n");
-  imp::CsvReader word(dir / "word.csv", ',', imp::CsvHeader::kAuto, kAuto);
-  expect_error([&] { word.read(block, 5); }, ErrorKind::kInput, "word.csv, line 2, field 1: 'x4' is not a number");
+  imp::CsvReader word(dir / "word.csv", csv(',', imp::CsvHeader::kAuto, kAuto));
+  expect_error([&] { word.read(block, 5); }, ErrorKind::kInput, "word.csv, line 2, field 2: 'x4' is not a number");
   write_file(dir / "empty.csv", "");
-  expect_error([&] { imp::CsvReader(dir / "empty.csv", ',', imp::CsvHeader::kAuto, kAuto); }, ErrorKind::kInput,
+  expect_error([&] { imp::CsvReader(dir / "empty.csv", csv(',', imp::CsvHeader::kAuto, kAuto)); }, ErrorKind::kInput,
                "empty.csv: is empty");
+  write_file(dir / "blank.csv", "\n\r\n\n");
+  expect_error([&] { imp::CsvReader(dir / "blank.csv", csv(',', imp::CsvHeader::kAuto, kAuto)); }, ErrorKind::kInput,
+               "blank.csv: is empty");
+}
+
+// RFC 4180 as people write it: quoted fields holding the delimiter, doubled quotes and
+// newlines (CRLF and LF), a BOM, blanks around fields; errors name the line where the
+// record starts and the 1-based field.
+TEST(DenseReaders, CsvQuotedFieldsBomCrlfAndTab) {
+  TempDir dir("readers");
+  write_file(dir / "q.csv",
+             "\xEF\xBB\xBF\"id\",\"a,b\",c\r\n"
+             "r1,\"1.5\",\"he said \"\"hi\"\", then\r\nleft\"\r\n"
+             "\r\n"
+             "\"r,2\", -2 ,\"x\ny\nz\"\r\n"
+             "r3,\" 4e1 \",plain\r\n");
+  imp::DenseOptions o = csv(',', imp::CsvHeader::kAuto, kAuto);
+  o.index_col = "id";
+  o.usecols = {"a,b"};
+  imp::CsvReader q(dir / "q.csv", o);
+  EXPECT_TRUE(q.header_line());
+  EXPECT_EQ(q.layout().names, (Words{"id", "a,b", "c"}));  // the BOM dropped, quotes removed
+  ASSERT_EQ(q.num_features(), 1);
+  const RowMatrix x = read_all(q, 2);
+  ASSERT_EQ(x.rows(), 3);
+  EXPECT_EQ(x(0, 0), 1.5);
+  EXPECT_EQ(x(1, 0), -2);
+  EXPECT_EQ(x(2, 0), 40);
+  // The same file by positions; a bad feature in the record on line 5 (which spans 3 lines).
+  o.index_col = "0";
+  o.usecols = {"2", "1"};
+  imp::CsvReader bad(dir / "q.csv", o);
+  EXPECT_EQ(bad.num_features(), 2);
+  RowMatrix block;
+  expect_error([&] { bad.read(block, 5); }, ErrorKind::kInput, "q.csv, line 2, field 3: 'he said \"hi\", then\nleft' is not a number");
+  write_file(dir / "late.csv", "a,b\n1,\"x\ny\"\n2,\"u\nv\"\n3,?\n");
+  imp::DenseOptions l = csv(',', imp::CsvHeader::kAuto, kAuto);
+  l.usecols = {"a", "b"};
+  imp::CsvReader late(dir / "late.csv", l);
+  expect_error([&] { late.read(block, 5); }, ErrorKind::kInput, "late.csv, line 2, field 2: 'x\ny' is not a number");
+  l.usecols = {"a"};
+  imp::CsvReader late_a(dir / "late.csv", l);
+  EXPECT_EQ(read_all(late_a, 5).col(0), Eigen::VectorXd::LinSpaced(3, 1, 3));
+  write_file(dir / "late2.csv", "a,b\n1,\"x\ny\"\n2,\"u\nv\"\nq,w\n");
+  imp::CsvReader late2(dir / "late2.csv", l);
+  expect_error([&] { late2.read(block, 5); }, ErrorKind::kInput, "late2.csv, line 6, field 1: 'q' is not a number");
+  write_file(dir / "late3.csv", "a,b\n1,\"x\ny\"\n2,\"u\nv\"\n4\n");
+  imp::CsvReader late3(dir / "late3.csv", l);
+  expect_error([&] { late3.read(block, 5); }, ErrorKind::kInput, "late3.csv, line 6: expected 2 fields, found 1");
+
+  // Malformed quotes; a quoted field open at the end of the input.
+  write_file(dir / "stray.csv", "1,2\n3,4\"5\n");
+  imp::CsvReader stray(dir / "stray.csv", csv(',', imp::CsvHeader::kAuto, kAuto));
+  expect_error([&] { stray.read(block, 5); }, ErrorKind::kInput, "stray.csv, line 2, field 2: malformed quotes");
+  write_file(dir / "open.csv", "1,2\n3,\"4\n5,6\n");
+  imp::CsvReader open(dir / "open.csv", csv(',', imp::CsvHeader::kAuto, kAuto));
+  expect_error([&] { open.read(block, 5); }, ErrorKind::kInput, "open.csv, line 2: a quoted field is not closed");
+
+  // A tab delimiter: blanks around fields still trimmed, empty fields kept.
+  write_file(dir / "t.tsv", "x\ty\tz\n1\t 2 \t\n4\t5\t6\n");
+  imp::CsvReader t(dir / "t.tsv", csv('\t', imp::CsvHeader::kAuto, kAuto));
+  ASSERT_EQ(t.num_features(), 3);
+  const RowMatrix y = read_all(t, 5);
+  ASSERT_EQ(y.rows(), 2);
+  EXPECT_EQ(y(0, 0), 1);
+  EXPECT_EQ(y(0, 1), 2);
+  EXPECT_TRUE(std::isnan(y(0, 2)));
+  EXPECT_EQ(y(1, 2), 6);
+}
+
+TEST(DenseReaders, CsvColumnsLabelsAndErrors) {
+  TempDir dir("readers");
+  write_file(dir / "l.csv", "name,x,y,label,comment\na,1,2,3,free text\nb,4,5,-6,\"more, text\"\n");
+  imp::DenseOptions o = csv(',', imp::CsvHeader::kAuto, kAuto);
+  o.index_col = "name";
+  o.label_column = "label";
+  o.usecols = {"y", "x"};  // file order is kept (pandas)
+  imp::CsvReader r(dir / "l.csv", o);
+  ASSERT_EQ(r.num_features(), 2);
+  RowMatrix block;
+  ASSERT_EQ(r.read(block, 10), 2);
+  EXPECT_EQ(block(0, 0), 1);
+  EXPECT_EQ(block(0, 1), 2);
+  EXPECT_EQ(block(1, 0), 4);
+  ASSERT_NE(r.row_labels(), nullptr);
+  EXPECT_EQ((*r.row_labels())[0], 3);
+  EXPECT_EQ((*r.row_labels())[1], -6);
+  // Positions only, no header: auto finds none when the read fields are numbers.
+  write_file(dir / "p.csv", "x9,1,2,0\nx8,3,4,1\n");
+  imp::DenseOptions p = csv(',', imp::CsvHeader::kAuto, kAuto);
+  p.index_col = "0";
+  p.label_column = "3";
+  imp::CsvReader pr(dir / "p.csv", p);
+  EXPECT_FALSE(pr.header_line());
+  const RowMatrix px = read_all(pr, 1);
+  ASSERT_EQ(px.rows(), 2);
+  EXPECT_EQ(px(1, 1), 4);
+  EXPECT_EQ((*pr.row_labels())[0], 1);  // the last read's labels
+
+  o.usecols = {"x", "nope"};
+  expect_error([&] { imp::CsvReader(dir / "l.csv", o); }, ErrorKind::kInput,
+               "l.csv: --usecols nope: no column is named 'nope' (the header: 'name', 'x', 'y', 'label', 'comment')");
+  o.usecols = {"5"};
+  expect_error([&] { imp::CsvReader(dir / "l.csv", o); }, ErrorKind::kInput,
+               "l.csv: --usecols 5: there is no column 5 (the file has 5 columns, counted from 0)");
+  o.usecols = {};
+  o.label_column = "name";
+  expect_error([&] { imp::CsvReader(dir / "l.csv", o); }, ErrorKind::kUsage, "name the same column");
+  o.index_col = "";
+  o.label_column = "label";
+  o.usecols = {"x"};
+  write_file(dir / "bad-label.csv", "x,label\n1,2\n3,2.5\n");
+  imp::CsvReader bl(dir / "bad-label.csv", o);
+  expect_error([&] { read_all(bl, 5); }, ErrorKind::kInput, "bad-label.csv, line 3, field 2: '2.5' is not an integer (the label column)");
+  imp::DenseOptions no = csv(',', imp::CsvHeader::kNo, kAuto);
+  no.label_column = "label";
+  expect_error([&] { imp::CsvReader(dir / "bad-label.csv", no); }, ErrorKind::kUsage, "--header no: columns have no names");
+}
+
+// Byte ranges cut at record starts (csv_record_starts) read every record exactly once,
+// whatever the cuts, when quoted fields hold newlines.
+TEST(DenseReaders, CsvRangesAtRecordStarts) {
+  TempDir dir("readers");
+  std::string text = "a,note\n";
+  for (int i = 0; i < 40; ++i)
+    text += std::to_string(i) + (i % 3 ? ",\"x\n\"\"y\"\"\r\nz\"\n" : ",w\n");
+  write_file(dir / "r.csv", text);
+  std::int64_t lines = 0;
+  EXPECT_TRUE(imp::csv_odd_quote_lines(dir / "r.csv", {}, lines));
+  EXPECT_EQ(lines, 1 + 40 + 2 * 26);
+  imp::DenseOptions o = csv(',', imp::CsvHeader::kAuto, kAuto);
+  o.usecols = {"a"};
+  const imp::CsvReader whole(dir / "r.csv", o);
+  const std::uint64_t size = text.size();
+  for (const std::uint64_t parts : {2u, 3u, 7u, 50u}) {
+    std::vector<std::uint64_t> cuts;
+    for (std::uint64_t q = 1; q < parts; ++q) cuts.push_back(size * q / parts);
+    std::vector<std::uint64_t> at = imp::csv_record_starts(dir / "r.csv", cuts);
+    at.insert(at.begin(), 0);
+    at.push_back(size);
+    std::vector<double> got;
+    std::int64_t before = 0;
+    for (std::uint64_t q = 0; q < parts; ++q) {
+      const imp::ByteRange range = at[q] < at[q + 1] ? imp::ByteRange{at[q], at[q + 1], before} : imp::ByteRange{0, 0, 0};
+      std::int64_t n = 0;
+      imp::csv_odd_quote_lines(dir / "r.csv", range, n);
+      before += n;
+      imp::CsvReader part(dir / "r.csv", o, whole.layout(), range);
+      const RowMatrix x = read_all(part, 4);
+      for (Index i = 0; i < x.rows(); ++i) got.push_back(x(i, 0));
+    }
+    ASSERT_EQ(got.size(), 40u) << parts << " parts";
+    for (int i = 0; i < 40; ++i) EXPECT_EQ(got[static_cast<std::size_t>(i)], i) << parts << " parts";
+    EXPECT_EQ(before, lines);
+  }
+  write_file(dir / "plain.csv", "1,\"2\"\n\"3\",4\n");
+  EXPECT_FALSE(imp::csv_odd_quote_lines(dir / "plain.csv", {}, lines));
 }
 
 TEST(DenseReaders, Hdf5DatasetAndLabelFiles) {
@@ -192,7 +360,10 @@ TEST(DenseReaders, Hdf5DatasetAndLabelFiles) {
   RowMatrix x(3, 2);
   x << 1, 2, 3, 4, 5, 6;
   latent::testing::write_shard(dir / "x.h5", x);
-  const auto r = imp::open_dense_reader(imp::DenseFormat::kHdf5, dir / "x.h5", {.dataset = "data", .scale = 0.5});
+  imp::DenseOptions options;
+  options.dataset = "data";
+  options.scale = 0.5;
+  const auto r = imp::open_dense_reader(imp::DenseFormat::kHdf5, dir / "x.h5", options);
   EXPECT_EQ(r->num_rows(), 3);
   const RowMatrix y = read_all(*r, 2);
   EXPECT_EQ(y, RowMatrix(0.5 * x));

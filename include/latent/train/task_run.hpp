@@ -52,6 +52,18 @@ class RowOutput {
   virtual void finish(Index total_rows) = 0;
 };
 
+/// A progress line (done/total, rate, time left) of a long local loop; see
+/// TaskRun::progress.
+class ProgressLine {
+ public:
+  virtual ~ProgressLine() = default;
+  /// `done` units of the total so far (non-decreasing). Local; cheap (redraws at most
+  /// twice a second).
+  virtual void update(Index done) = 0;
+  /// Ends the line. Local.
+  virtual void finish() = 0;
+};
+
 class TaskRun {
  public:
   virtual ~TaskRun() = default;
@@ -69,6 +81,17 @@ class TaskRun {
   virtual std::unique_ptr<RowOutput> row_output(std::vector<OutputColumn> columns, Index local_rows) = 0;
   /// Prints the command's result (one JSON line on stdout) on rank 0; local.
   virtual void print(const nlohmann::json& result) = 0;
+  /// A progress line for `total` `unit`s of this rank's work: drawn on rank 0's stderr
+  /// when it is a terminal (rank 0's own part stands for all: the ranks' parts are equal
+  /// in size), silent elsewhere and in logs. Local. The default draws nothing.
+  virtual std::unique_ptr<ProgressLine> progress(const std::string& label, Index total, const std::string& unit) {
+    (void)label, (void)total, (void)unit;
+    struct Silent final : ProgressLine {
+      void update(Index) override {}
+      void finish() override {}
+    };
+    return std::make_unique<Silent>();
+  }
 };
 
 }  // namespace latent::train

@@ -14,6 +14,7 @@
 namespace latent::io::importers {
 
 bool splittable_file(const std::string& path, std::uint64_t& size) {
+  if (path == "-") return false;  // standard input
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -26,7 +27,28 @@ bool splittable_file(const std::string& path, std::uint64_t& size) {
   return true;
 }
 
+namespace {
+
+// "-": standard input (a duplicate of descriptor 0, so that closing the stream leaves it).
+gzFile_s* open_stdin() {
+  const int fd = ::dup(STDIN_FILENO);
+  if (fd < 0) throw_input(std::string("input - (standard input): cannot be read (") + std::strerror(errno) + ")");
+  gzFile_s* f = gzdopen(fd, "rb");
+  if (!f) {
+    ::close(fd);
+    throw_input("input - (standard input): cannot be read");
+  }
+  gzbuffer(f, 1 << 20);
+  return f;
+}
+
+}  // namespace
+
 ByteStream::ByteStream(const std::string& path) : path_(path) {
+  if (path == "-") {
+    f_ = open_stdin();
+    return;
+  }
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) throw Error(ErrorKind::kNoInput, "input " + path + ": does not exist");
   if (std::filesystem::is_directory(path, ec)) throw_input("input " + path + ": is a directory, not a file");
@@ -41,6 +63,10 @@ ByteStream::ByteStream(const std::string& path, ByteRange range) : path_(path) {
   if (range.end <= range.begin) {  // nothing of the file: it is not even opened
     range_end_ = 0;
     eof_ = true;
+    return;
+  }
+  if (path == "-" && range.whole()) {
+    f_ = open_stdin();
     return;
   }
   std::error_code ec;

@@ -16,7 +16,7 @@ void DenseReader::select_rows(Index, Index) {
 std::unique_ptr<DenseReader> open_dense_reader(DenseFormat format, const std::string& path, const DenseOptions& o) {
   switch (format) {
     case DenseFormat::kIdx: return std::make_unique<IdxReader>(path, o.scale);
-    case DenseFormat::kCsv: return std::make_unique<CsvReader>(path, o.delimiter, o.header, o.scale);
+    case DenseFormat::kCsv: return std::make_unique<CsvReader>(path, o);
     case DenseFormat::kNpy: return std::make_unique<NpyReader>(path, o.scale);
     case DenseFormat::kHdf5: break;
   }

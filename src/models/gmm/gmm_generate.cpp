@@ -36,7 +36,7 @@ Gmm generating_gmm(const GmmGeneratorOptions& o) {
 
 void write_sampled_shards(const FittedModel& model, const io::ShardLayout& layout, Index first_shard, Index last_shard,
                           const std::function<std::string(Index)>& shard_path, io::DType dtype, std::uint64_t seed,
-                          int threads) {
+                          int threads, const std::function<void(Index)>& rows_done) {
   const Index d = model.num_features();
   tbb::task_arena arena(threads);
   constexpr Index kSlab = 8192, kPiece = 256;
@@ -65,6 +65,7 @@ void write_sampled_shards(const FittedModel& model, const io::ShardLayout& layou
       });
       w.write_rows(io::kDataDataset, first, slab);
       w.write_rows(io::kLabelsDataset, first, labels);
+      if (rows_done) rows_done(begin + first + count - layout.begin(first_shard));
     }
     w.commit();
     heartbeat();

@@ -35,10 +35,13 @@ int generate(train::TaskRun& run) {
   });
   comm::run_agreed(run.comm(), [&] {
     const auto model = load_model(model_path);
+    // A progress line of this rank's rows (rank 0's, on a terminal).
+    const auto progress = run.progress("generate", plan.layout.begin(plan.mine.last) - plan.layout.begin(plan.mine.first), "rows");
     write_sampled_shards(*model, plan.layout, plan.mine.first, plan.mine.last,
                          [&](Index s) { return dir.shard_path(s); },
                          o.text("dtype") == "float64" ? io::DType::kFloat64 : io::DType::kFloat32, plan.seed,
-                         run.common().threads);
+                         run.common().threads, [&](Index done) { progress->update(done); });
+    progress->finish();
   });
   comm::run_agreed(run.comm(), [&] {
     if (run.comm().is_root() && plan.truth.empty()) std::filesystem::remove(model_path);

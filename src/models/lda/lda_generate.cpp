@@ -105,7 +105,8 @@ void generate_lda(Index n_documents, Index vocab_size, Index n_topics, double me
 }
 
 void write_lda_shards(const LdaGenerator& gen, const io::ShardLayout& layout, Index first_shard,
-                      Index last_shard, const std::function<std::string(Index)>& shard_path) {
+                      Index last_shard, const std::function<std::string(Index)>& shard_path,
+                      const std::function<void(Index)>& docs_done) {
   std::vector<std::int32_t> ids, indices;
   std::vector<std::int64_t> counts, indptr, values, labels;
   for (Index s = first_shard; s < last_shard; ++s) {
@@ -115,13 +116,17 @@ void write_lda_shards(const LdaGenerator& gen, const io::ShardLayout& layout, In
     values.clear();
     labels.clear();
     for (Index doc = begin; doc < end; ++doc) {
-      if (((doc - begin) & 1023) == 0) stop_point();
+      if (((doc - begin) & 1023) == 0) {
+        stop_point();
+        if (docs_done) docs_done(doc - layout.begin(first_shard));
+      }
       labels.push_back(gen.document(doc, ids, counts));
       indices.insert(indices.end(), ids.begin(), ids.end());
       values.insert(values.end(), counts.begin(), counts.end());
       indptr.push_back(static_cast<std::int64_t>(indices.size()));
     }
     io::write_counts_shard(shard_path(s), gen.vocab_size(), indptr, indices, values, labels);
+    if (docs_done) docs_done(end - layout.begin(first_shard));
     heartbeat();
   }
 }

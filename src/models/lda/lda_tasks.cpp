@@ -153,7 +153,12 @@ int generate(train::TaskRun& run) {
     }
   });
   comm::run_agreed(run.comm(), [&] {
-    write_lda_shards(gen, plan.layout, plan.mine.first, plan.mine.last, [&](Index s) { return dir.shard_path(s); });
+    // A progress line of this rank's documents (rank 0's, on a terminal).
+    const auto progress =
+        run.progress("generate", plan.layout.begin(plan.mine.last) - plan.layout.begin(plan.mine.first), "documents");
+    write_lda_shards(gen, plan.layout, plan.mine.first, plan.mine.last, [&](Index s) { return dir.shard_path(s); },
+                     [&](Index done) { progress->update(done); });
+    progress->finish();
   });
   dir.publish();
   log_generated(run, plan, "documents", "V", v, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());

@@ -37,7 +37,7 @@ bool splittable_file(const std::string& path, std::uint64_t& size);
 class ByteStream {
  public:
   /// Throws Error(kNoInput) if `path` does not exist, Error(kInput) if it is a directory
-  /// or cannot be opened.
+  /// or cannot be opened. The path "-" is standard input (read to its end once).
   explicit ByteStream(const std::string& path);
   /// The lines of `range` only (see ByteRange). A range other than the whole file needs a
   /// splittable_file; a gzipped file may be given the empty range {0, 0}. Throws as above.

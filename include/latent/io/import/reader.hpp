@@ -45,6 +45,9 @@ class DenseReader {
   /// Throws Error(kInternal) for a format without declared rows, Error(kInput) if the
   /// skipped bytes are missing.
   virtual void select_rows(Index begin, Index end);
+  /// The labels of the rows the last read returned (its first n entries), for a format
+  /// that reads labels from the input itself (CSV --label-column), else nullptr.
+  virtual const std::vector<std::int64_t>* row_labels() const { return nullptr; }
 };
 
 /// The dense formats of `latent import dense --format`.
@@ -59,6 +62,11 @@ struct DenseOptions {
   CsvHeader header = CsvHeader::kAuto;
   double scale = std::numeric_limits<double>::quiet_NaN();  ///< NaN: the format's default (IDX
                                                             ///< unsigned bytes 1/255, else 1)
+  /// CSV columns (csv.hpp), each a header name or a 0-based position: the columns kept
+  /// (empty: all), a column of row names dropped, and the column of integer labels
+  /// (empty: none).
+  std::vector<std::string> usecols;
+  std::string index_col, label_column;
 };
 
 /// The reader of `format` for `path`. Throws as the format's reader does.

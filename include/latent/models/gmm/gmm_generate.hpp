@@ -34,9 +34,10 @@ Gmm generating_gmm(const GmmGeneratorOptions& options);
 /// (rows × D in `dtype`) with row i = model.sample(i, 1, seed) and /labels (its
 /// component), root attributes format_version, kind = "dense", seed. Rows are drawn in
 /// pieces of 256 in parallel on `threads` threads and written in slabs of 8192. Local
-/// (each rank its own shards).
+/// (each rank its own shards). `rows_done`, if set, is told the rows written so far after
+/// each slab (a progress line).
 void write_sampled_shards(const FittedModel& model, const io::ShardLayout& layout, Index first_shard, Index last_shard,
                           const std::function<std::string(Index)>& shard_path, io::DType dtype, std::uint64_t seed,
-                          int threads);
+                          int threads, const std::function<void(Index)>& rows_done = {});
 
 }  // namespace latent::models

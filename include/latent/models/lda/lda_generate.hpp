@@ -44,8 +44,10 @@ void generate_lda(Index n_documents, Index vocab_size, Index n_topics, double me
 /// Count shards first_shard .. last_shard-1 of `layout` (documents [layout.begin(s),
 /// layout.begin(s + 1)) of `gen`, labels = their main topics) written to shard_path(s) with
 /// io::write_counts_shard. Any split of the shards over ranks writes
-/// the same corpus. Local (each rank its own shards).
+/// the same corpus. Local (each rank its own shards). `docs_done`, if set, is told the
+/// documents drawn so far every 1024 documents and after each shard (a progress line).
 void write_lda_shards(const LdaGenerator& gen, const io::ShardLayout& layout, Index first_shard,
-                      Index last_shard, const std::function<std::string(Index)>& shard_path);
+                      Index last_shard, const std::function<std::string(Index)>& shard_path,
+                      const std::function<void(Index)>& docs_done = {});
 
 }  // namespace latent::models
