@@ -24,6 +24,8 @@
 #   locking     HDF5 file locking unavailable (flock/fcntl locks fail with ENOSYS, as on
 #               some NFS/Lustre mounts, simulated by an LD_PRELOAD shim): latent fails
 #               with a clear message without HDF5_USE_FILE_LOCKING=FALSE, works with it.
+#   scaling     jobs/scaling_array.sbatch, 2 ranks on 1 node and on 2 nodes, 2 repetitions
+#               each; bench/scaling/collect.py turns the logs into scaling.json and plots.
 #
 # Prints PASS/FAIL/SKIP per test. Exit 0 if all ran tests pass, 1 on any failure, 77 if
 # the two-node cluster cannot run here (packages absent, not root, no namespaces).
@@ -49,7 +51,7 @@ unset OMPI_MCA_plm_rsh_agent
 # test sets its own.
 export HDF5_USE_FILE_LOCKING=FALSE
 
-tests="${LATENT_SLURM2_TESTS:-nodelocal invariance kill linkdown requeue locking}"
+tests="${LATENT_SLURM2_TESTS:-nodelocal invariance kill linkdown requeue locking scaling}"
 say() { printf '[two_node_test %(%T)T] %s\n' -1 "$*"; }
 
 for (( i = 0; i < 120; i++ )); do [[ -x "$src_bin" ]] && break; sleep 1; done
@@ -428,6 +430,50 @@ EOF
   result locking PASS "no locking (ENOSYS: exit 73, ENOLCK: exit 65, both naming HDF5_USE_FILE_LOCKING=FALSE); with it the fit works, same bytes"
 }
 
+# ---------------------------------------------------------------- scaling
+# jobs/scaling_array.sbatch on both nodes: strong scaling of a GMM, 2 ranks on 1 node and
+# 2 ranks on 2 nodes (one per node: the allreduce crosses the link), 2 repetitions each;
+# bench/scaling/collect.py makes scaling.json (and its plots) with the two configurations.
+test_scaling() {
+  local d="$shared/scaling" id r n nodes ids=()
+  mkdir -p "$d"
+  local common_env=(MODEL=gmm MODE=strong DATA="$data" OUT_DIR="$d/logs" ITERATIONS=3
+                    FIT_ARGS="--n-components 3 --covariance-type diag --tol 0 --block-rows 500" LATENT_BIN="$LATENT")
+  for nodes in 1 2; do
+    id="$(on1 env "${common_env[@]}" sbatch --parsable --chdir="$d" --output="$d/job-n$nodes-%A_%a.out" \
+          --job-name="t2-scale-n$nodes" --array=0-1 --nodes=$nodes --ntasks=2 --ntasks-per-node=$(( 2 / nodes )) \
+          --cpus-per-task=1 --time=5 "$repo/jobs/scaling_array.sbatch" 2>&1)" ||
+      { say "$id"; result scaling FAIL "sbatch (nodes=$nodes) failed"; return; }
+    ids+=("${id%%;*}")
+  done
+  for id in "${ids[@]}"; do
+    # Every task of the array: poll its records.
+    local deadline=$(( SECONDS + 180 )) lines done_
+    while (( SECONDS < deadline )); do
+      lines="$(on1 scontrol show job -o "$id" 2>/dev/null)"; done_=1
+      while IFS= read -r line; do is_final "$(field "$line" JobState)" || done_=0; done <<< "$lines"
+      (( done_ )) && break
+      sleep 0.5
+    done
+    n="$(grep -c 'JobState=COMPLETED' <<< "$lines")"
+    (( n == 2 )) || { for f in "$d"/job-*.out; do show_file "$f"; done; result scaling FAIL "array $id: $n of 2 tasks COMPLETED"; return; }
+  done
+  if ! /usr/bin/python3 "$repo/bench/scaling/collect.py" "$d/logs" --out-dir "$d/out" > "$d/collect.log" 2>&1 ||
+     ! /usr/bin/python3 - "$d/out/scaling.json" <<'PY'
+import json, sys
+runs = json.load(open(sys.argv[1]))["runs"]
+got = sorted((r["model"], r["kind"], r["nodes"], r["ranks"], r["threads"], r["rows"]) for r in runs)
+assert got == [("gmm", "strong", 1, 2, 1, 3000), ("gmm", "strong", 2, 2, 1, 3000)], got
+assert all(r["seconds_per_iteration"] > 0 and r["allreduce_mb_per_iteration"] > 0 for r in runs), runs
+PY
+  then
+    show_file "$d/collect.log"; result scaling FAIL "collect.py or its scaling.json"; return
+  fi
+  local pngs; pngs="$(ls "$d/out" | grep -c '\.png$')"
+  (( pngs > 0 )) || { result scaling FAIL "collect.py wrote no plot"; return; }
+  result scaling PASS "arrays ${ids[*]}: gmm strong, 2 ranks on 1 and on 2 nodes x 2 repetitions; collect.py: 2 configurations, $pngs plot(s)"
+}
+
 for t in $tests; do
   case "$t" in
     nodelocal) test_nodelocal ;;
@@ -436,6 +482,7 @@ for t in $tests; do
     linkdown) test_linkdown ;;
     requeue) test_requeue ;;
     locking) test_locking ;;
+    scaling) test_scaling ;;
     *) say "unknown test '$t'"; (( fails++ )) ;;
   esac
 done
