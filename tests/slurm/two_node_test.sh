@@ -10,7 +10,8 @@
 #   invariance  gmm (full), lda (online) and vae fits as 2 nodes x 2 ranks through
 #               jobs/fit.sbatch (srun --mpi=pmix, TMPDIR node-local) and gmm through
 #               `mpirun --host node1:2,node2:2` (remote-shell agent tests/slurm/netns_rsh.sh)
-#               write the same bytes as a one-node 4-rank mpirun; the veth link carried
+#               and as 2 nodes x 1 rank x 2 threads write the same bytes as a one-node
+#               4-rank mpirun; the veth link carried
 #               the traffic.
 #   kill        SIGKILL to one rank on node2 mid-fit: the job ends FAILED (non-zero)
 #               within a bound, no rank left on either node.
@@ -138,7 +139,7 @@ wait_job() {  # id seconds -> "state exitcode restarts"
     fi
     sleep 0.5
   done
-  say "job $id did not finish within $2 s:"; on1 scontrol show job "$id" 2>&1 | sed 's/^/    /'
+  { say "job $id did not finish within $2 s:"; on1 scontrol show job "$id" 2>&1 | sed 's/^/    /'; } >&2
   on1 scancel "$id" 2>/dev/null || true
   return 1
 }
@@ -188,11 +189,15 @@ result() {
 }
 
 # submit_fit DIR NAME MODEL "MODEL_ARGS" DATA [VAR=value...] -- 2 nodes x 2 ranks, fit.sbatch
+# (LAYOUT="--ntasks=2 --ntasks-per-node=1 --cpus-per-task=2": 2 nodes x 1 rank x 2 threads;
+# --ntasks always, or fit.sbatch's own #SBATCH --ntasks=4 stays and the job never fits)
 submit_fit() {
   local d="$1" name="$2" model="$3" margs="$4" dat="$5"; shift 5
+  local layout="${LAYOUT:---ntasks=4 --ntasks-per-node=2 --cpus-per-task=1}"
+  # shellcheck disable=SC2086
   on1 env MODEL="$model" MODEL_ARGS="$margs" DATA="$dat" OUTPUT="$d/$name.h5" LATENT_BIN="$LATENT" "$@" \
     sbatch --parsable --chdir="$d" --output="$d/job-$name.out" --job-name="t2-$name" \
-      --nodes=2 --ntasks-per-node=2 --cpus-per-task=1 --time=10 "$repo/jobs/fit.sbatch"
+      --nodes=2 $layout --time=10 "$repo/jobs/fit.sbatch"
 }
 
 gmm_args="--n-components 3 --covariance-type full --block-rows 256 --tol 0"
@@ -253,6 +258,14 @@ test_invariance() {
     same_model "$d/ref-$m.h5" "$d/$m.h5" > "$d/cmp-$m.txt" 2>&1 ||
       { cat "$d/cmp-$m.txt"; result invariance FAIL "$m: 2 x 2 ranks (srun) differ from 1 x 4 ranks"; return; }
   done
+  # Threads: 2 nodes x 1 rank x 2 threads (fit.sbatch: --threads $SLURM_CPUS_PER_TASK).
+  id="$(LAYOUT="--ntasks=2 --ntasks-per-node=1 --cpus-per-task=2" submit_fit "$d" gmm-threads gmm "${FIT_ARGS[gmm]}" "$data" CHECKPOINT=0)" ||
+    { result invariance FAIL "sbatch gmm-threads failed: $id"; return; }
+  r="$(wait_job "$id" 150)" || { show_file "$d/job-gmm-threads.out"; result invariance FAIL "gmm-threads: timeout"; return; }
+  [[ "$r" == "COMPLETED 0:0 0" ]] && grep -q '2 ranks x 2 threads on 2 node(s)' "$d/job-gmm-threads.out" ||
+    { show_file "$d/job-gmm-threads.out"; result invariance FAIL "gmm 2 x 1 x 2 threads: job ended '$r' (or not 2 ranks x 2 threads)"; return; }
+  same_model "$d/ref-gmm.h5" "$d/gmm-threads.h5" > "$d/cmp-threads.txt" 2>&1 ||
+    { cat "$d/cmp-threads.txt"; result invariance FAIL "gmm: 2 nodes x 1 rank x 2 threads differ from 1 x 4 x 1"; return; }
   # mpirun with a host list, started on node1; orted reaches node2 through the agent.
   # shellcheck disable=SC2086
   on1 mpirun --host node1:2,node2:2 -n 4 "$LATENT" fit gmm --data "$data" --output "$d/gmm-mpirun.h5" \
@@ -264,7 +277,7 @@ test_invariance() {
   # 30 GMM iterations x 2 allreduces of (2 + K + K D + K D^2) 32-byte cells = 4.7 kB at
   # least: the nodes must have exchanged far more than 100 kB over the link.
   (( b1 - b0 > 100000 )) || { result invariance FAIL "only $(( b1 - b0 )) bytes crossed the veth link"; return; }
-  result invariance PASS "gmm, lda online, vae: 2 nodes x 2 ranks (srun --mpi=pmix; gmm also mpirun --host) = 1 node x 4 ranks bitwise; $(( (b1 - b0) / 1024 )) KiB over TCP"
+  result invariance PASS "gmm, lda online, vae: 2 nodes x 2 ranks (srun --mpi=pmix; gmm also 2 x 1 rank x 2 threads and mpirun --host) = 1 node x 4 ranks bitwise; $(( (b1 - b0) / 1024 )) KiB over TCP"
 }
 
 # Start a long 2 x 2 gmm fit with a watchdog; wait until rank 0 has logged 5 iterations
