@@ -37,7 +37,9 @@
 #
 # Every path lives under $DIR. Cleanup is strict: stop kills only processes that start
 # recorded or that live in the two namespaces it created, and removes both namespaces;
-# no mount outlives its mount namespace (they die with the last process in them).
+# no mount outlives its mount namespace (they die with the last process in them), and
+# the /run/netns bind mount that the first `ip netns add` makes is removed if this run
+# made it.
 set -euo pipefail
 
 DIR="${LATENT_SLURM2_DIR:-/tmp/latent-slurm2}"
@@ -161,7 +163,7 @@ EOF
 
 cmd_start() {
   local b n p
-  for b in munged mungekey slurmctld slurmd sinfo sbatch scontrol scancel squeue srun ip unshare nsenter; do
+  for b in munged mungekey slurmctld slurmd sinfo sbatch scontrol scancel squeue srun ip unshare nsenter mountpoint; do
     command -v "$b" >/dev/null 2>&1 || skip "$b not found (Debian packages slurm-wlm munge iproute2 util-linux)"
   done
   [[ "$(id -u)" -eq 0 ]] || skip "must run as root (network namespaces, SlurmUser=root)"
@@ -176,7 +178,10 @@ cmd_start() {
   chmod 1777 "$DIR/local" "$DIR/node1-local" "$DIR/node2-local"
   : > "$PIDS"
 
-  # The network: two namespaces, one veth pair, addresses only inside them.
+  # The network: two namespaces, one veth pair, addresses only inside them. The first
+  # `ip netns add` on a machine bind-mounts /run/netns onto itself: if this run makes
+  # that mount, stop removes it again.
+  if ! mountpoint -q /run/netns 2>/dev/null; then echo "runnetns-mount 1" >> "$PIDS"; fi
   for n in "${NODES[@]}"; do
     ip netns add "$(ns "$n")" 2>/dev/null || { cmd_stop || true; skip "ip netns add not permitted here"; }
     echo "netns-$n $(ns "$n")" >> "$PIDS"
@@ -293,6 +298,10 @@ cmd_stop() {
       ip netns del "$(ns "$n")" 2>/dev/null || { log "warning: cannot delete $(ns "$n")"; ok=1; }
     fi
   done
+  if grep -q '^runnetns-mount ' "$PIDS" 2>/dev/null && mountpoint -q /run/netns &&
+     [[ -z "$(ls -A /run/netns 2>/dev/null)" ]]; then
+    umount /run/netns 2>/dev/null || log "warning: cannot unmount /run/netns (made by ip netns add)"
+  fi
   rm -f "$PIDS"
   (( ok == 0 )) || { log "error: some daemons or namespaces could not be removed"; return 1; }
   log "two-node cluster in $DIR stopped"
