@@ -49,7 +49,6 @@ NS_PREFIX="latent2n"
 NODES=(node1 node2)
 declare -A ADDR=([node1]=10.231.77.1 [node2]=10.231.77.2)
 declare -A VETH=([node1]=l2n-v1 [node2]=l2n-v2)
-SUBNET=10.231.77.0/24
 START_TIMEOUT="${LATENT_SLURM_START_TIMEOUT:-60}"
 
 log() { printf 'cluster_two_node.sh: %s\n' "$*" >&2; }
@@ -75,7 +74,7 @@ ns_exists() { [[ -e "/run/netns/$(ns "$1")" ]]; }
 on_node() {
   local node="$1" p; shift
   p="$(recorded_pid "slurmd-$node")"
-  [[ -n "$p" ]] && alive "$p" || die "$node is not up (no slurmd)"
+  if [[ -z "$p" ]] || ! alive "$p"; then die "$node is not up (no slurmd)"; fi
   exec nsenter --target "$p" --net --uts --mount -- "$@"
 }
 
@@ -214,6 +213,7 @@ cmd_start() {
     mkdir -p "$DIR/spool/$n"; chmod 700 "$DIR/spool/$n"
     # (nsenter --net, not `ip netns exec`: that remounts /sys, hiding the cgroup
     # filesystem slurmd needs.)
+    # shellcheck disable=SC2016  # expanded by the inner sh
     nsenter --net="/run/netns/$(ns "$n")" unshare --uts --mount --propagation private \
       sh -c 'hostname "$1" && mount --bind "$2" "$3" && exec slurmd -f "$4" -N "$1"' \
       sh "$n" "$DIR/$n-local" "$DIR/local" "$CONF" ||

@@ -88,7 +88,7 @@ LATENT="$shared/bin/latent"
 # Open MPI between the nodes: TCP on the veth subnet only (shared memory within a node),
 # out-of-band (PMIx/ORTE) traffic too. mpirun's remote shell: tests/slurm/netns_rsh.sh.
 subnet=10.231.77.0/24
-mpi_env=(OMPI_MCA_btl=self,vader,tcp OMPI_MCA_btl_tcp_if_include=$subnet OMPI_MCA_oob_tcp_if_include=$subnet
+mpi_env=("OMPI_MCA_btl=self,vader,tcp" "OMPI_MCA_btl_tcp_if_include=$subnet" "OMPI_MCA_oob_tcp_if_include=$subnet"
          OMPI_MCA_plm_rsh_agent="$here/netns_rsh.sh" TMPDIR="$DIR/local")
 on() {  # node CMD...: run on a node with the cluster's MPI environment
   local n="$1"; shift
@@ -300,10 +300,10 @@ start_long_fit() {  # dir name -> job id
 
 # ---------------------------------------------------------------- kill
 test_kill() {
-  local d="$shared/kill" id r pids t0
+  local d="$shared/kill" id r t0 pids=()
   mkdir -p "$d"
   id="$(start_long_fit "$d" kill)" || { show_file "$d/job-kill.out"; result kill FAIL "fit did not get going"; return; }
-  pids=($(latent_pids node2))
+  mapfile -t pids < <(latent_pids node2)
   say "kill: job $id; SIGKILL to rank process ${pids[0]} on node2"
   t0=$SECONDS
   kill -KILL "${pids[0]}"
@@ -423,7 +423,8 @@ EOF
   rc=$?
   (( rc == 73 )) && grep -q 'no file locking; set HDF5_USE_FILE_LOCKING=FALSE' "$d/enosys.log" ||
     { show_file "$d/enosys.log"; result locking FAIL "ENOSYS, switch unset: exit $rc, expected 73 naming HDF5_USE_FILE_LOCKING=FALSE"; return; }
-  ! ls "$d" | grep -q '^a\.h5' || { result locking FAIL "output left behind: $(ls "$d" | tr '\n' ' ')"; return; }
+  local left=("$d"/a.h5*)
+  [[ ! -e "${left[0]}" ]] || { result locking FAIL "output left behind: ${left[*]}"; return; }
   # ENOLCK: libhdf5's own lock fails on reading a shard; the message names the switch.
   env -u HDF5_USE_FILE_LOCKING NOLOCK_ERRNO=ENOLCK LD_PRELOAD="$d/nolock.so" "$LATENT" info "$shard" > "$d/enolck.log" 2>&1
   rc=$?
@@ -483,7 +484,8 @@ PY
   then
     show_file "$d/collect.log"; result scaling FAIL "collect.py or its scaling.json"; return
   fi
-  local pngs; pngs="$(ls "$d/out" | grep -c '\.png$')"
+  local png=("$d"/out/*.png) pngs=0
+  [[ -e "${png[0]}" ]] && pngs=${#png[@]}
   (( pngs > 0 )) || { result scaling FAIL "collect.py wrote no plot"; return; }
   result scaling PASS "arrays ${ids[*]}: gmm strong, 2 ranks on 1 and on 2 nodes x 2 repetitions; collect.py: 2 configurations, $pngs plot(s)"
 }
