@@ -9,8 +9,9 @@
 #   --with-fuzz       also clang-14 and its sanitizer/libFuzzer runtimes (tests/fuzz/)
 #   --with-packaging  also debootstrap and man-db (tests/package/: the .deb in a clean
 #                     Debian 12 root, man pages rendered with man -l)
-#   --with-slurm      also slurm-wlm and munge (the SLURM test, tests/slurm/; the daemons
-#                     are not started: tests/slurm/cluster.sh runs a private cluster)
+#   --with-slurm      also slurm-wlm, munge and iproute2 (the SLURM tests, tests/slurm/; the daemons
+#                     are not started: tests/slurm/cluster.sh runs a private cluster,
+#                     cluster_two_node.sh a two-node one in network namespaces: ip netns)
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config openmpi-bin libopenmpi-dev
       libhdf5-openmpi-dev hdf5-tools libeigen3-dev libtbb-dev
@@ -21,7 +22,7 @@ for arg in "$@"; do
     --with-data) pkgs+=(dataset-fashion-mnist) ;;
     --with-reference) pkgs+=(python3 python3-numpy python3-h5py python3-sklearn python3-scipy python3-gensim libopenblas0-serial
                              python3-matplotlib) ;;
-    --with-slurm) pkgs+=(slurm-wlm munge) ;;
+    --with-slurm) pkgs+=(slurm-wlm munge iproute2) ;;
     --with-fuzz) pkgs+=(clang-14 libclang-rt-14-dev) ;;
     --with-packaging) pkgs+=(debootstrap man-db) ;;
     *) echo "install-deps.sh: unknown option $arg" >&2; exit 2 ;;

@@ -70,6 +70,12 @@ What it measures and projects
                  8.7 MB per step; --vae-params to change), one int64 per parameter per
                  step, 4 collectives per step (or as measured); global batch 1024 (16 micro-batches of
                  64: beyond 16 ranks the others idle) and 128 per rank (global 128 P).
+  1b. With --two-node (root; tests/slurm/cluster_two_node.sh): the same measurement over
+     TCP between two network namespaces joined by a veth pair (P = 2: one rank per node,
+     every byte over TCP; P = 4: two per node), fitted the same way ("two_node_tcp" in the
+     JSON, beside the shared-memory fit), and a third projection from those per-link
+     figures. Also recorded for both: the per-collective waiting for the slowest rank,
+     mean - best time of one small allreduce ("waiting_for_slowest_us").
   4. A table per projection (this machine, cluster): case, size, payload MB, E at P =
      16 ... 1024, and a verdict: the first P with E < 0.5 under a plain allreduce, what
      dominates there (bandwidth, latency or idle ranks), and the
@@ -154,15 +160,20 @@ def default_repeat(n: int) -> int:
     return int(min(1000, max(3, round(2e8 / (n * 8)))))
 
 
-def measure_allreduce(ranks: list[int], sizes: list[int], repeat: int | None, trials: int, nice) -> list[dict]:
+def measure_allreduce(ranks: list[int], sizes: list[int], repeat: int | None, trials: int, nice,
+                      launcher=None) -> list[dict]:
+    """launcher(P) -> command prefix that starts P ranks (default: mpirun -n P here)."""
     out = []
     for p in ranks:
         for n in sizes:
             rep = repeat or default_repeat(n)
             runs = []
             for _ in range(trials):
-                res = common.run_latent(["bench-allreduce", "--size", n, "--repeat", rep], ranks=p, capture=True,
-                                        nice=nice)
+                args = ["bench-allreduce", "--size", n, "--repeat", rep]
+                if launcher is None:
+                    res = common.run_latent(args, ranks=p, capture=True, nice=nice)
+                else:
+                    res = common.run(launcher(p) + common.latent_cmd(args), capture=True, nice=nice)
                 runs.append(common.parse_last_json(res.stdout))
             bpe = int(runs[0].get("bytes_per_element", 8))
             r = {"ranks": p, "size": n, "bytes": n * bpe, "repeat": rep, "trials": trials,
@@ -172,6 +183,56 @@ def measure_allreduce(ranks: list[int], sizes: list[int], repeat: int | None, tr
             out.append(r)
             print(f"  P={p} n={n:.0e}: mean {r['seconds_per_op'] * 1e6:.1f} us, best {r['best_seconds'] * 1e6:.1f} us",
                   file=sys.stderr, flush=True)
+    return out
+
+
+TWO_NODE_SUBNET = "10.231.77.0/24"  # tests/slurm/cluster_two_node.sh
+
+
+def measure_two_node(sizes: list[int], repeat: int | None, trials: int, nice) -> list[dict]:
+    """bench-allreduce between the two network namespaces of tests/slurm/cluster_two_node.sh
+    (started here and stopped afterwards): P = 2 is one rank per node, so every byte
+    crosses the veth link over Open MPI's TCP transport; P = 4 is 2 ranks per node
+    (shared memory within a node, TCP between). mpirun runs on node1 with
+    tests/slurm/netns_rsh.sh as its remote shell (ssh on a real cluster)."""
+    import subprocess
+    import tempfile
+    script = common.REPO_ROOT / "tests" / "slurm" / "cluster_two_node.sh"
+    agent = common.REPO_ROOT / "tests" / "slurm" / "netns_rsh.sh"
+    tmp = tempfile.mkdtemp(prefix="latent-comm-2node.")
+    os.chmod(tmp, 0o755)
+    env = dict(os.environ, LATENT_SLURM2_DIR=tmp)
+    os.environ["LATENT_SLURM2_DIR"] = tmp  # for the remote-shell agent, through mpirun
+    try:
+        rc = subprocess.run(["bash", str(script), "start"], env=env).returncode
+        if rc != 0:
+            raise SystemExit(f"--two-node: {script} start failed ({rc}; 77: cannot run here: root, "
+                             "network namespaces and slurm-wlm/munge needed)")
+
+        def launcher(p: int) -> list[str]:
+            per = p // 2
+            return ["bash", str(script), "on", "node1", "env", "OMPI_MCA_btl=self,vader,tcp",
+                    f"OMPI_MCA_btl_tcp_if_include={TWO_NODE_SUBNET}", f"OMPI_MCA_oob_tcp_if_include={TWO_NODE_SUBNET}",
+                    f"OMPI_MCA_plm_rsh_agent={agent}", "mpirun", "--host", f"node1:{per},node2:{per}", "-n", str(p)]
+        return measure_allreduce([2, 4], sizes, repeat, trials, nice, launcher=launcher)
+    finally:
+        subprocess.run(["bash", str(script), "stop"], env=env)
+        os.environ.pop("LATENT_SLURM2_DIR", None)
+        import shutil
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def waiting_us(measurements: list[dict], max_bytes: float = 8e3) -> dict:
+    """Per-collective waiting for the slowest rank, per P: the median over small payloads
+    (<= max_bytes, where transfer is negligible) of mean - best time of one allreduce (each
+    timed as the slowest rank after a barrier): what one collective loses to the rank that
+    arrives late or is descheduled."""
+    out = {}
+    for p in sorted({m["ranks"] for m in measurements}):
+        d = [(m["seconds_per_op"] - m["best_seconds"]) * 1e6 for m in measurements
+             if m["ranks"] == p and m["bytes"] <= max_bytes]
+        if d:
+            out[str(p)] = common.median(d)
     return out
 
 
@@ -602,9 +663,12 @@ def check_against_logs(specs: list[str], fits: dict) -> list[dict]:
 
 
 def print_tables(result: dict) -> None:
-    for key, title in (("this_machine", "this machine (alpha, beta fitted at P = 2)"),
-                       ("cluster", "cluster (--alpha-us, --bandwidth-GBps)")):
-        prm = result["this_machine" if key == "this_machine" else "cluster"]
+    keys = [("this_machine", "this machine (alpha, beta fitted at P = 2)"),
+            ("cluster", "cluster (--alpha-us, --bandwidth-GBps)")]
+    if result.get("two_node_tcp"):
+        keys.append(("two_node_tcp", "TCP between two nodes (measured, --two-node)"))
+    for key, title in keys:
+        prm = result[key]
         print(f"\nProjected parallel efficiency, {title}: alpha = {prm['alpha_us']:.2f} us, "
               f"bandwidth = {prm['bandwidth_GBps']:.2f} GB/s per rank")
         rows = []
@@ -644,6 +708,9 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help=f"sizes {QUICK_SIZES}")
     ap.add_argument("--out-dir", type=Path, default=common.RESULTS_DIR)
     ap.add_argument("--nice", type=int, default=None)
+    ap.add_argument("--two-node", action="store_true",
+                    help="also measure over TCP between the two network namespaces of "
+                         "tests/slurm/cluster_two_node.sh (root) and project from those figures")
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
     models = [MODEL_ALIASES.get(m.strip(), m.strip()) for m in args.models.split(",") if m.strip()]
@@ -685,6 +752,26 @@ def main(argv=None):
     args.beta_here = fits[ref]["per_link_beta_seconds_per_byte"]
     args.alpha = args.alpha_us * 1e-6
     args.beta = 1.0 / (args.bandwidth_GBps * 1e9)
+    tcp = None
+    if args.two_node:
+        tcp_sizes = [int(float(x)) for x in (args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)).split(",")
+                     if x.strip()]
+        tcp_meas = measure_two_node(tcp_sizes, args.repeat, args.trials, args.nice)
+        tcp_fits = fits_from(tcp_meas, args.stat)
+        f2 = tcp_fits["2"]
+        tcp = {"link": "veth pair between two network namespaces (tests/slurm/cluster_two_node.sh), "
+                       "Open MPI btl tcp; P = 2: one rank per node, P = 4: two per node",
+               "measurements": tcp_meas, "fits": tcp_fits,
+               "alpha_us": f2["per_link_alpha_seconds"] * 1e6,
+               "bandwidth_GBps": f2["per_link_bandwidth_GBps"],
+               "waiting_for_slowest_us": waiting_us(tcp_meas)}
+        args.alpha_tcp = f2["per_link_alpha_seconds"]
+        args.beta_tcp = f2["per_link_beta_seconds_per_byte"]
+        for p, f in tcp_fits.items():
+            print(f"TCP fit P={p}: t = {f['alpha_P_seconds'] * 1e6:.2f} us + bytes / "
+                  f"{f['bandwidth_P_GBps'] or float('inf'):.3f} GB/s; per link: alpha "
+                  f"{f['per_link_alpha_seconds'] * 1e6:.2f} us, {f['per_link_bandwidth_GBps'] or float('inf'):.3f} GB/s",
+                  file=sys.stderr)
     print()
     rows = []
     for m in measurements:
@@ -736,6 +823,11 @@ def main(argv=None):
         hier = [project(c, p, args.alpha, args.beta, "hierarchical", False, args) for p in ps]
         alt_here = [project(c, p, args.alpha_here, args.beta_here, "alternative", True, args) for p in ps]
         hier_here = [project(c, p, args.alpha_here, args.beta_here, "hierarchical", True, args) for p in ps]
+        if tcp is not None:
+            tc = [project(c, p, args.alpha_tcp, args.beta_tcp, "plain", False, args) for p in ps]
+            tc_alt = [project(c, p, args.alpha_tcp, args.beta_tcp, "alternative", False, args) for p in ps]
+            tc_hier = [project(c, p, args.alpha_tcp, args.beta_tcp, "hierarchical", False, args) for p in ps]
+            v_tc, _ = verdict(c, tc, tc_alt, tc_hier, args.p_max)
         v_cl, info_cl = verdict(c, cl, alt, hier, args.p_max)
         v_here, info_here = verdict(c, here, alt_here, hier_here, args.p_max)
         projections.append({
@@ -747,6 +839,8 @@ def main(argv=None):
             "verdict_this_machine": v_here, "verdict_cluster": v_cl,
             "verdict_info_this_machine": info_here, "verdict_info_cluster": info_cl,
         })
+        if tcp is not None:
+            projections[-1].update({"two_node_tcp": tc, "verdict_two_node_tcp": v_tc})
     result = {
         "benchmark": "comm_model", "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "load_average_at_start": load, "mpi_env": common.MPI_ENV,
@@ -757,6 +851,8 @@ def main(argv=None):
         "this_machine": {"alpha_us": args.alpha_here * 1e6, "bandwidth_GBps": 1 / args.beta_here / 1e9
                          if args.beta_here > 0 else None},
         "cluster": {"alpha_us": args.alpha_us, "bandwidth_GBps": args.bandwidth_GBps},
+        "two_node_tcp": tcp,
+        "allreduce_waiting_for_slowest_us": waiting_us(measurements),
         "compute": measured,
         "model_vs_measured": checks,
         "assumptions": {

@@ -184,7 +184,7 @@ def ensure_dataset(ds: str, shards: int, nice: int | None = None, ranks: int = 2
             import shutil
             shutil.rmtree(tmp)
         common.run_latent(spec["generate"] + ["--n-samples", shards * spec["shard_rows"], "--shards", shards,
-                                              "--threads", 1, "--output", tmp, "--true-model", "none"],
+                                              "--output", tmp, "--true-model", "none"],
                           ranks=ranks, nice=nice)
         tmp.rename(base)
     parts = common.shard_paths(base)

@@ -5,6 +5,8 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -99,6 +101,18 @@ OutputLock::OutputLock(const std::string& path, const std::string& what, const s
   fl.l_type = F_WRLCK;
   fl.l_whence = SEEK_SET;
   if (::fcntl(fd_, F_SETLK, &fl) != 0) {
+    const int error = errno;
+    if (error == ENOSYS || error == ENOLCK || error == EOPNOTSUPP) {
+      // The filesystem has no locking (some NFS and Lustre mounts; docs/CLUSTER.md).
+      // HDF5_USE_FILE_LOCKING=FALSE declares that: carry on without this guard.
+      const char* env = std::getenv("HDF5_USE_FILE_LOCKING");
+      if (env != nullptr && (std::string(env) == "FALSE" || std::string(env) == "0")) return;
+      ::close(fd_);
+      fd_ = -1;
+      ::unlink(path_.c_str());
+      throw_output(what + " " + path + ": cannot lock " + path_ + " (" + std::strerror(error) +
+                   "): this filesystem has no file locking; set HDF5_USE_FILE_LOCKING=FALSE (docs/CLUSTER.md)");
+    }
     char holder[256] = {0};
     const ssize_t n = ::pread(fd_, holder, sizeof holder - 1, 0);
     ::close(fd_);
@@ -250,6 +264,9 @@ H5Writer::H5Writer(std::string path, bool overwrite) : impl_(std::make_unique<Im
     std::remove(tmp_path_.c_str());  // a partly created file (a full disk) is not left behind
     if (error == ENOSPC || error == EDQUOT)
       throw Error(ErrorKind::kIo, "output " + path_ + ": cannot create " + tmp_path_ + ": No space left on device");
+    if (error == ENOSYS || error == ENOLCK)  // libhdf5's flock on a filesystem without locking
+      throw_output("output " + path_ + ": cannot lock " + tmp_path_ + " (" + std::strerror(error) +
+                   "): this filesystem has no file locking; set HDF5_USE_FILE_LOCKING=FALSE (docs/CLUSTER.md)");
     throw_output("output " + path_ + ": cannot create " + tmp_path_);
   }
   try {

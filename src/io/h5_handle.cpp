@@ -10,7 +10,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <type_traits>
 
@@ -43,7 +45,13 @@ Handle open_read_only(const std::string& path) {
   if (H5Fis_hdf5(path.c_str()) <= 0)
     throw_input("file " + path + ": not an HDF5 file (or truncated / damaged)");
   Handle fapl = plist_handle(H5Pcreate(H5P_FILE_ACCESS));
+  errno = 0;
   Handle f = file_handle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get()));
+  // libhdf5 locks every file it opens (flock): on a filesystem without locking (some
+  // NFS and Lustre mounts) that fails with ENOSYS or ENOLCK (docs/CLUSTER.md).
+  if (!f.valid() && (errno == ENOSYS || errno == ENOLCK))
+    throw_input("file " + path + ": cannot be locked (" + std::strerror(errno) +
+                "): this filesystem has no file locking; set HDF5_USE_FILE_LOCKING=FALSE");
   if (!f.valid())
     throw_input("file " + path +
                 ": cannot be opened as HDF5 (truncated or damaged? if another process is "

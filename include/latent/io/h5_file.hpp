@@ -42,8 +42,10 @@ std::vector<std::string> sweep_stale_temporaries(const std::string& dir);
 /// An advisory lock on `<path>.lock` (or `lock_path`) (fcntl, so the kernel releases it if the process
 /// dies, also on NFS): two jobs writing the same output cannot both hold it. Throws
 /// Error(kOutput) naming the holder if another process has it ("<what> <path>: another job
-/// is using it (lock ... held by pid P on HOST)"). Local; removes the lock file on
-/// destruction.
+/// is using it (lock ... held by pid P on HOST)"). On a filesystem without locking (fcntl
+/// fails with ENOSYS, ENOLCK or EOPNOTSUPP) it throws Error(kOutput) asking for
+/// HDF5_USE_FILE_LOCKING=FALSE, and with that variable set it proceeds without the lock
+/// (docs/CLUSTER.md). Local; removes the lock file on destruction.
 class OutputLock {
  public:
   explicit OutputLock(const std::string& path, const std::string& what = "output", const std::string& lock_path = "");
