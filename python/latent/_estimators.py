@@ -1,0 +1,502 @@
+"""The estimators of the package latent (docs/PYTHON.md).
+
+Every estimator keeps the model file its fit wrote (``_model_file``, bytes): ``save``
+writes it, pickling carries it, and the fitted attributes are read from it, so an
+estimator, its pickle, its saved file and ``latent fit``'s file hold the same numbers.
+"""
+import json
+import numbers
+import os
+import tempfile
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.special import digamma
+from sklearn.base import BaseEstimator, ClusterMixin, DensityMixin, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from . import _core
+
+
+def _seed(random_state):
+    """The engine's 64-bit seed from scikit-learn's random_state (None: 0)."""
+    if random_state is None:
+        return 0
+    if isinstance(random_state, numbers.Integral):
+        if random_state < 0:
+            raise ValueError(f"random_state must be >= 0 (got {random_state})")
+        return int(random_state)
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(0, 2**31 - 1))
+    raise ValueError(f"random_state must be None, an int or a RandomState (got {random_state!r})")
+
+
+def _write_atomically(path, data, overwrite):
+    path = os.fspath(path)
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path}: exists (pass overwrite=True to replace it)")
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".latent-", suffix=".h5", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class _LatentEstimator(BaseEstimator):
+    """Shared machinery: fit through the registry, the model file, pickling."""
+
+    _model = None          # the registry's model name (`latent fit NAME`)
+    _datasets = ()         # the model file's datasets the attributes come from
+
+    # -- fitting ----------------------------------------------------------------------
+    def _engine_options(self):
+        return dict(threads=self.n_threads or 0, block_rows=self.block_rows,
+                    memory_budget_gib=self.memory_budget_gib or 0.0)
+
+    def _run_fit(self, data, options, vocabulary=()):
+        with tempfile.TemporaryDirectory(prefix="latent-") as tmp:
+            path = os.path.join(tmp, "model.h5")
+            info = _core.fit(self._model, options, data, path, seed=_seed(self.random_state),
+                             vocabulary=list(vocabulary), verbose=bool(self.verbose), **self._engine_options())
+            with open(path, "rb") as f:
+                self._model_file = f.read()
+            self._read_model(path)
+        return info
+
+    # -- the model file ---------------------------------------------------------------
+    def _read_model(self, path):
+        """Sets the fitted attributes from the model file at `path`."""
+        self._attrs = _core.read_attributes(path, text=["model", "config", "covariance_type", "data"],
+                                            reals=["lower_bound", "inertia", "reg_covar"],
+                                            ints=["n_iter", "converged", "n_features_in", "n_components",
+                                                  "n_samples_seen", "vocab_size", "n_topics"])
+        if self._attrs.get("model") != self._model:
+            raise ValueError(f"{path}: a {self._attrs.get('model')!r} model file, not {self._model!r}")
+        self._arrays = _core.read_datasets(path, list(self._datasets))
+        self._set_attributes(path)
+        # Loaded now, so predicting never changes the estimator's __dict__.
+        self._engine_cache = self._load_engine(path)
+
+    def _set_attributes(self, path):
+        raise NotImplementedError
+
+    def _engine(self):
+        """The engine's loaded model (read from the model file when fitted or unpickled)."""
+        return self._engine_cache
+
+    def _load_engine(self, path):
+        return _core.Model(path)
+
+    def save(self, path, overwrite=False):
+        """Writes the model file (the file `latent fit` writes; `latent score|predict|info`
+        read it) atomically. Raises FileExistsError if `path` exists and not `overwrite`."""
+        check_is_fitted(self, "_model_file")
+        _write_atomically(path, self._model_file, overwrite)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_engine_cache", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._engine_cache = None
+        if "_model_file" in state:
+            with tempfile.TemporaryDirectory(prefix="latent-") as tmp:
+                path = os.path.join(tmp, "model.h5")
+                with open(path, "wb") as f:
+                    f.write(self._model_file)
+                self._engine_cache = self._load_engine(path)
+
+    def _more_tags(self):
+        return {"non_deterministic": False}
+
+
+def _dense(est, X, reset):
+    return est._validate_data(X, reset=reset, dtype=np.float64, order="C", accept_sparse=False)
+
+
+class GaussianMixture(DensityMixin, _LatentEstimator):
+    """Gaussian mixture by EM (`latent fit gmm`), scikit-learn's GaussianMixture.
+
+    Parameters are scikit-learn's (n_components, covariance_type, tol, reg_covar,
+    max_iter, n_init, init_params, random_state, verbose) plus the engine's n_threads
+    (oneTBB threads; None: all cores), block_rows (rows per block: results depend on it,
+    never on the thread count) and memory_budget_gib. ``fit(X)`` takes an array
+    (n_samples, n_features) or a shard directory (str). Fitted: weights_ (K),
+    means_ (K, D), covariances_ and precisions_cholesky_ (scikit-learn's shapes),
+    precisions_, converged_, n_iter_, lower_bound_ (mean log-likelihood, nats/sample).
+    Raises ValueError for bad options or data, FloatingPointError for a numerical failure.
+    """
+    _model = "gmm"
+    _datasets = ("weights", "means", "covariances", "precisions_cholesky")
+
+    def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6, max_iter=100,
+                 n_init=1, init_params="kmeans", random_state=None, verbose=0, n_threads=None, block_rows=2048,
+                 memory_budget_gib=None):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.random_state = random_state
+        self.verbose = verbose
+        self.n_threads = n_threads
+        self.block_rows = block_rows
+        self.memory_budget_gib = memory_budget_gib
+
+    def _options(self):
+        return {"n-components": int(self.n_components), "covariance-type": str(self.covariance_type),
+                "tol": float(self.tol), "reg-covar": float(self.reg_covar), "max-iter": int(self.max_iter),
+                "n-init": int(self.n_init), "init-params": str(self.init_params)}
+
+    def fit(self, X, y=None):
+        """Fits on X (array (N, D); or a dense shard directory, streamed). Returns self."""
+        if isinstance(X, (str, os.PathLike)):
+            self._run_fit(os.fspath(X), self._options())
+            return self
+        X = _dense(self, X, reset=True)
+        if X.shape[0] < self.n_components:
+            raise ValueError(f"Expected n_samples >= n_components but got n_components = {self.n_components}, "
+                             f"n_samples = {X.shape[0]}")
+        self._run_fit(X, self._options())
+        return self
+
+    def _set_attributes(self, path):
+        a = self._arrays
+        self.weights_ = a["weights"]
+        self.means_ = a["means"]
+        self.covariances_ = a["covariances"]
+        self.precisions_cholesky_ = a["precisions_cholesky"]
+        u = self.precisions_cholesky_
+        ct = self._attrs["covariance_type"]
+        if ct == "full":
+            self.precisions_ = np.einsum("kij,klj->kil", u, u)
+        elif ct == "tied":
+            self.precisions_ = u @ u.T
+        else:
+            self.precisions_ = u ** 2
+        self.converged_ = bool(self._attrs["converged"])
+        self.n_iter_ = int(self._attrs["n_iter"])
+        self.lower_bound_ = float(self._attrs["lower_bound"])
+        self.n_features_in_ = int(self.means_.shape[1])
+
+    def _predict(self, X, proba):
+        check_is_fitted(self, "_model_file")
+        X = _dense(self, X, reset=False)
+        return self._engine().predict(X, proba=proba, threads=self.n_threads or 0, block_rows=self.block_rows)
+
+    def score_samples(self, X):
+        """Log-likelihood of each row (N), nats."""
+        return self._predict(X, False)[0]
+
+    def score(self, X, y=None):
+        """Mean log-likelihood per row, nats."""
+        return float(np.mean(self.score_samples(X)))
+
+    def predict(self, X):
+        """Most probable component of each row (N)."""
+        return self._predict(X, False)[1]
+
+    def predict_proba(self, X):
+        """Responsibilities (N, K), rows summing to 1."""
+        return self._predict(X, True)[2]
+
+    def fit_predict(self, X, y=None):
+        return self.fit(X).predict(X)
+
+    def sample(self, n_samples=1):
+        """(X (n_samples, D), labels (n_samples)): draws keyed by random_state (`latent sample`)."""
+        check_is_fitted(self, "_model_file")
+        if n_samples < 1:
+            raise ValueError(f"Invalid value for 'n_samples': {n_samples}. The sampling requires at least one sample.")
+        return self._engine().sample(int(n_samples), _seed(self.random_state))
+
+    def _n_parameters(self):
+        return self._engine().n_parameters
+
+    def bic(self, X):
+        """Bayesian information criterion on X (lower is better)."""
+        n = np.asarray(X).shape[0]
+        return -2 * self.score(X) * n + self._n_parameters() * np.log(n)
+
+    def aic(self, X):
+        """Akaike information criterion on X (lower is better)."""
+        n = np.asarray(X).shape[0]
+        return -2 * self.score(X) * n + 2 * self._n_parameters()
+
+    def to_sklearn(self):
+        """A fitted sklearn.mixture.GaussianMixture with these parameters."""
+        from sklearn.mixture import GaussianMixture as SkGaussianMixture
+        check_is_fitted(self, "_model_file")
+        sk = SkGaussianMixture(n_components=self.n_components, covariance_type=self.covariance_type, tol=self.tol,
+                               reg_covar=self.reg_covar, max_iter=self.max_iter, n_init=self.n_init,
+                               init_params=self.init_params, random_state=self.random_state)
+        for name in ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_", "converged_",
+                     "n_iter_", "lower_bound_", "n_features_in_"):
+            setattr(sk, name, getattr(self, name))
+        return sk
+
+
+class KMeans(ClusterMixin, TransformerMixin, _LatentEstimator):
+    """k-means, Lloyd's algorithm with k-means|| seeding (`latent fit kmeans`),
+    scikit-learn's KMeans.
+
+    Parameters are scikit-learn's (n_clusters, init: "k-means||" | "k-means++" |
+    "random", n_init, max_iter, tol, random_state, verbose) plus n_threads, block_rows
+    and memory_budget_gib. Fitted: cluster_centers_ (K, D), labels_ (N; on an array),
+    inertia_ (sum of squared distances), n_iter_. transform gives the distances to the
+    centres (N, K); score is minus the sum of squared distances to the nearest centre.
+    """
+    _model = "kmeans"
+    _datasets = ("cluster_centers",)
+
+    def __init__(self, n_clusters=8, *, init="k-means||", n_init=1, max_iter=300, tol=1e-4, random_state=None,
+                 verbose=0, n_threads=None, block_rows=2048, memory_budget_gib=None):
+        self.n_clusters = n_clusters
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.verbose = verbose
+        self.n_threads = n_threads
+        self.block_rows = block_rows
+        self.memory_budget_gib = memory_budget_gib
+
+    def _options(self):
+        return {"n-clusters": int(self.n_clusters), "init": str(self.init), "n-init": int(self.n_init),
+                "max-iter": int(self.max_iter), "tol": float(self.tol)}
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Fits on X (array (N, D); or a dense shard directory). Returns self.
+        sample_weight is not supported (ValueError unless None)."""
+        if sample_weight is not None:
+            raise ValueError("sample_weight is not supported by latent's KMeans")
+        if isinstance(X, (str, os.PathLike)):
+            self._run_fit(os.fspath(X), self._options())
+            return self
+        X = _dense(self, X, reset=True)
+        if X.shape[0] < self.n_clusters:
+            raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={self.n_clusters}.")
+        self._run_fit(X, self._options())
+        self.labels_ = self.predict(X)
+        return self
+
+    def _set_attributes(self, path):
+        self.cluster_centers_ = self._arrays["cluster_centers"]
+        self.inertia_ = float(self._attrs["inertia"])
+        self.n_iter_ = int(self._attrs["n_iter"])
+        self.n_features_in_ = int(self.cluster_centers_.shape[1])
+        self._n_features_out = self.cluster_centers_.shape[0]
+
+    def _predict(self, X):
+        check_is_fitted(self, "_model_file")
+        X = _dense(self, X, reset=False)
+        return self._engine().predict(X, proba=False, threads=self.n_threads or 0, block_rows=self.block_rows)
+
+    def predict(self, X, sample_weight=None):
+        """The nearest centre of each row (N)."""
+        return self._predict(X)[1]
+
+    def score(self, X, y=None, sample_weight=None):
+        """Minus the sum of squared distances to the nearest centres (scikit-learn's score)."""
+        return float(np.sum(self._predict(X)[0]))
+
+    def transform(self, X):
+        """Euclidean distances to every centre (N, K)."""
+        check_is_fitted(self, "_model_file")
+        X = _dense(self, X, reset=False)
+        c = self.cluster_centers_
+        d2 = (X * X).sum(1)[:, None] - 2 * X @ c.T + (c * c).sum(1)[None, :]
+        return np.sqrt(np.maximum(d2, 0))
+
+    def fit_transform(self, X, y=None, sample_weight=None):
+        return self.fit(X, sample_weight=sample_weight).transform(X)
+
+    def to_sklearn(self):
+        """A fitted sklearn.cluster.KMeans with these centres."""
+        from sklearn.cluster import KMeans as SkKMeans
+        check_is_fitted(self, "_model_file")
+        init = "random" if self.init == "random" else "k-means++"
+        sk = SkKMeans(n_clusters=self.n_clusters, init=init, n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
+                      random_state=self.random_state)
+        sk.cluster_centers_ = self.cluster_centers_.copy()
+        sk.inertia_ = self.inertia_
+        sk.n_iter_ = self.n_iter_
+        sk.n_features_in_ = self.n_features_in_
+        sk._n_features_out = self._n_features_out
+        sk._n_threads = 1
+        if hasattr(self, "labels_"):
+            sk.labels_ = self.labels_.copy()
+        return sk
+
+
+def _csr(X, n_features=None):
+    """(indptr int64, indices int64, counts float64, n_features) of a document-term matrix."""
+    if sp.issparse(X):
+        X = sp.csr_matrix(X, dtype=np.float64, copy=True)
+    else:
+        X = sp.csr_matrix(np.asarray(X, dtype=np.float64))
+    X.sum_duplicates()
+    X.eliminate_zeros()
+    X.sort_indices()
+    if X.data.size and (X.data.min() < 0):
+        raise ValueError("Negative values in data passed to LatentDirichletAllocation (counts must be >= 0)")
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(f"X has {X.shape[1]} features, but LatentDirichletAllocation is expecting "
+                         f"{n_features} features as input")
+    return (np.ascontiguousarray(X.indptr, dtype=np.int64), np.ascontiguousarray(X.indices, dtype=np.int64),
+            np.ascontiguousarray(X.data, dtype=np.float64), X.shape[1])
+
+
+class LatentDirichletAllocation(TransformerMixin, _LatentEstimator):
+    """Latent Dirichlet allocation (`latent fit lda`), scikit-learn's
+    LatentDirichletAllocation: variational EM (learning_method "batch"), stochastic
+    variational inference ("online"), or collapsed Gibbs sampling ("gibbs").
+
+    ``fit(X)`` takes a document-term count matrix (SciPy sparse or array, N × V; counts
+    integral and >= 0) or a count dataset directory (str). Fitted: components_ (K, V: λ),
+    exp_dirichlet_component_ (K, V: exp E[log β]), doc_topic_prior_, topic_word_prior_,
+    n_iter_, n_batch_iter_, bound_ (the last bound per token, nats; gibbs: log p(w, z)
+    per token). transform gives topic proportions (N, K; rows sum to 1); perplexity is
+    exp(−bound / tokens) (Hoffman et al. 2010).
+    """
+    _model = "lda"
+    _datasets = ("components", "doc_topic_prior", "topic_word_prior")
+
+    def __init__(self, n_components=10, *, doc_topic_prior=None, topic_word_prior=None, learning_method="batch",
+                 learning_decay=0.7, learning_offset=10.0, max_iter=10, batch_size=128, evaluate_every=-1,
+                 perp_tol=1e-1, mean_change_tol=1e-3, max_doc_update_iter=100, random_state=None, verbose=0,
+                 n_threads=None, block_rows=2048, memory_budget_gib=None):
+        self.n_components = n_components
+        self.doc_topic_prior = doc_topic_prior
+        self.topic_word_prior = topic_word_prior
+        self.learning_method = learning_method
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.evaluate_every = evaluate_every
+        self.perp_tol = perp_tol
+        self.mean_change_tol = mean_change_tol
+        self.max_doc_update_iter = max_doc_update_iter
+        self.random_state = random_state
+        self.verbose = verbose
+        self.n_threads = n_threads
+        self.block_rows = block_rows
+        self.memory_budget_gib = memory_budget_gib
+
+    def _options(self):
+        o = {"n-topics": int(self.n_components), "method": str(self.learning_method),
+             "learning-decay": float(self.learning_decay), "learning-offset": float(self.learning_offset),
+             "max-iter": int(self.max_iter), "batch-size": int(self.batch_size), "tol": float(self.perp_tol),
+             "max-doc-update-iter": int(self.max_doc_update_iter), "mean-change-tol": float(self.mean_change_tol)}
+        if self.doc_topic_prior is not None:
+            o["doc-topic-prior"] = float(self.doc_topic_prior)
+        if self.topic_word_prior is not None:
+            o["topic-word-prior"] = float(self.topic_word_prior)
+        if self.evaluate_every is not None and self.evaluate_every != 1:
+            o["evaluate-every"] = int(self.evaluate_every) if self.evaluate_every > 0 else 0
+        return o
+
+    def fit(self, X, y=None, vocabulary=None):
+        """Fits on X (counts, N × V; or a count dataset directory). `vocabulary`: V words
+        stored in the model file (default w0, w1, ...). Returns self."""
+        if isinstance(X, (str, os.PathLike)):
+            self._run_fit(os.fspath(X), self._options())
+            return self
+        X = self._validate_data(X, reset=True, accept_sparse="csr", dtype=np.float64)
+        self._run_fit(_csr(X), self._options(), vocabulary or ())
+        return self
+
+    def _set_attributes(self, path):
+        a = self._arrays
+        self.components_ = a["components"]
+        self.doc_topic_prior_ = float(a["doc_topic_prior"][0])
+        self.topic_word_prior_ = float(a["topic_word_prior"][0])
+        lam = self.components_
+        self.exp_dirichlet_component_ = np.exp(digamma(lam) - digamma(lam.sum(axis=1))[:, None])
+        self.n_iter_ = int(self._attrs["n_iter"])
+        config = json.loads(self._attrs.get("config", "{}"))
+        n = int(self._attrs.get("n_samples_seen", 0))
+        if config.get("method") == "online":
+            self.n_batch_iter_ = self.n_iter_ * -(-n // int(config.get("batch_size", self.batch_size)))
+        else:
+            self.n_batch_iter_ = self.n_iter_
+        self.bound_ = float(self._attrs["lower_bound"])
+        self.n_features_in_ = int(lam.shape[1])
+        self._n_features_out = int(lam.shape[0])
+        self.vocabulary_ = _core.read_strings(path, "vocabulary")
+
+    def _load_engine(self, path):
+        return _core.Lda(path)
+
+    def _more_tags(self):
+        # Counts: non-negative integers (scikit-learn's checks then draw integer data).
+        return {"requires_positive_X": True, "X_types": ["2darray", "categorical"], "non_deterministic": False}
+
+    def _docs(self, X):
+        check_is_fitted(self, "_model_file")
+        X = self._validate_data(X, reset=False, accept_sparse="csr", dtype=np.float64)
+        indptr, indices, counts, _ = _csr(X, self.n_features_in_)
+        return indptr, indices, counts
+
+    def transform(self, X):
+        """Topic proportions (N, K), rows summing to 1 (documents with no words: 1/K)."""
+        return self._engine().transform(*self._docs(X), max_doc_update_iter=self.max_doc_update_iter,
+                                        mean_change_tol=self.mean_change_tol, threads=self.n_threads or 0,
+                                        block_rows=self.block_rows)
+
+    def _score(self, X):
+        return self._engine().score(*self._docs(X), max_doc_update_iter=self.max_doc_update_iter,
+                                    mean_change_tol=self.mean_change_tol, threads=self.n_threads or 0,
+                                    block_rows=self.block_rows)
+
+    def score(self, X, y=None):
+        """The variational bound on log p(X) (nats; Hoffman et al. 2010 eq. 16)."""
+        return float(self._score(X)["bound"])
+
+    def perplexity(self, X):
+        """exp(−bound / tokens)."""
+        return float(self._score(X)["bound_perplexity"])
+
+
+_CLASSES = {"gmm": GaussianMixture, "kmeans": KMeans, "lda": LatentDirichletAllocation}
+
+
+def load(path):
+    """The fitted estimator of a model file (written by `latent fit` or est.save), its
+    constructor parameters from the file's configuration. Raises FileNotFoundError,
+    ValueError for a model this package has no estimator for."""
+    path = os.fspath(path)
+    attrs = _core.read_attributes(path, text=["model", "config"])
+    model = attrs.get("model")
+    if model not in _CLASSES:
+        raise ValueError(f"{path}: model {model!r} has no Python estimator yet (have: {', '.join(_CLASSES)})")
+    config = json.loads(attrs.get("config", "{}"))
+    cls = _CLASSES[model]
+    params = {}
+    names = cls().get_params()
+    renames = {"n_topics": "n_components", "method": "learning_method", "tol": "tol", "seed": "random_state",
+               "block_rows": "block_rows"}
+    for key, value in config.items():
+        name = renames.get(key, key)
+        if model == "lda" and key == "tol":
+            name = "perp_tol"
+        if name in names:
+            params[name] = value
+    est = cls(**params)
+    with open(path, "rb") as f:
+        est._model_file = f.read()
+    est._read_model(path)
+    return est

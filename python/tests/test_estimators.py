@@ -1,0 +1,268 @@
+"""The Python estimators against the command line, scikit-learn and themselves
+(docs/PYTHON.md). Needs the module in PYTHONPATH (ctest `python` sets it) and LATENT_CLI,
+the `latent` binary of the same build."""
+import os
+import pickle
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+import numpy as np
+import scipy.sparse as sp
+
+import latent
+from latent import _core
+
+CLI = os.environ.get("LATENT_CLI", "latent")
+
+
+def run_cli(*args):
+    r = subprocess.run([CLI, *map(str, args)], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise AssertionError(f"latent {' '.join(map(str, args))} exited {r.returncode}: {r.stderr}")
+    return r.stdout
+
+
+def blobs(n=600, d=4, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 5, size=(k, d))
+    labels = rng.integers(0, k, size=n)
+    return centres[labels] + rng.normal(0, 1, size=(n, d)) * rng.uniform(0.5, 2, size=d)
+
+
+def corpus(n=300, v=40, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    topics = rng.dirichlet(np.full(v, 0.2), size=k)
+    theta = rng.dirichlet(np.full(k, 0.3), size=n)
+    x = np.stack([rng.multinomial(rng.integers(5, 40), theta[i] @ topics) for i in range(n)]).astype(np.float64)
+    x[7] = 0  # an empty document
+    return x
+
+
+def datasets(path, names):
+    return _core.read_datasets(path, names)
+
+
+class Tmp(unittest.TestCase):
+    def setUp(self):
+        self._tmp = tempfile.TemporaryDirectory(prefix="latent-py-test-")
+        self.tmp = self._tmp.name
+
+    def tearDown(self):
+        self._tmp.cleanup()
+
+    def import_dense(self, x, name="dense"):
+        npy = os.path.join(self.tmp, name + ".npy")
+        np.save(npy, x)
+        out = os.path.join(self.tmp, name)
+        run_cli("import", "dense", "--format", "npy", "--input", npy, "--output", out, "--dtype", "float64")
+        return out
+
+    def import_counts(self, x, name="counts"):
+        """UCI bag-of-words (1-based ids), imported with `latent import counts --format uci`."""
+        n, v = x.shape
+        docword = os.path.join(self.tmp, f"docword.{name}.txt")
+        vocab = os.path.join(self.tmp, f"vocab.{name}.txt")
+        rows, cols = np.nonzero(x)
+        with open(docword, "w") as f:
+            f.write(f"{n}\n{v}\n{len(rows)}\n")
+            for r, c in zip(rows, cols):
+                f.write(f"{r + 1} {c + 1} {int(x[r, c])}\n")
+        with open(vocab, "w") as f:
+            f.write("".join(f"w{j}\n" for j in range(v)))
+        out = os.path.join(self.tmp, name)
+        run_cli("import", "counts", "--format", "uci", "--input", docword, "--vocab", vocab, "--output", out)
+        return out
+
+    def assertBitsEqual(self, a, b, names):
+        da, db = datasets(a, names), datasets(b, names)
+        self.assertEqual(sorted(da), sorted(names))
+        for name in names:
+            self.assertEqual(da[name].shape, db[name].shape, name)
+            self.assertEqual(da[name].tobytes(), db[name].tobytes(), f"/{name} differs from the CLI's")
+
+
+class CliBits(Tmp):
+    """Fits in Python give the bits `latent fit` gives on the same data, seed and options."""
+
+    def test_gmm_every_covariance_type(self):
+        x = blobs()
+        data = self.import_dense(x)
+        for cov in ("full", "tied", "diag", "spherical"):
+            with self.subTest(cov=cov):
+                est = latent.GaussianMixture(3, covariance_type=cov, random_state=7, max_iter=30, block_rows=128,
+                                             n_threads=2).fit(x)
+                mine = os.path.join(self.tmp, f"py-{cov}.h5")
+                est.save(mine)
+                cli = os.path.join(self.tmp, f"cli-{cov}.h5")
+                run_cli("fit", "gmm", "--data", data, "--output", cli, "--n-components", 3, "--covariance-type", cov,
+                        "--seed", 7, "--max-iter", 30, "--block-rows", 128, "--threads", 1)
+                self.assertBitsEqual(mine, cli, ["weights", "means", "covariances", "precisions_cholesky",
+                                                 "history/objective"])
+                # Per-sample scores equal `latent score --per-sample` (same blocks).
+                per = os.path.join(self.tmp, f"per-{cov}.h5")
+                run_cli("score", "--model", cli, "--data", data, "--per-sample", per, "--block-rows", 128)
+                ref = datasets(per, ["log_likelihood"])["log_likelihood"]
+                np.testing.assert_array_equal(est.score_samples(x), ref)
+
+    def test_kmeans(self):
+        x = blobs(seed=1)
+        data = self.import_dense(x)
+        est = latent.KMeans(4, random_state=3, block_rows=100).fit(x)
+        mine = os.path.join(self.tmp, "py.h5")
+        est.save(mine)
+        cli = os.path.join(self.tmp, "cli.h5")
+        run_cli("fit", "kmeans", "--data", data, "--output", cli, "--n-clusters", 4, "--seed", 3, "--block-rows", 100)
+        self.assertBitsEqual(mine, cli, ["cluster_centers"])
+        self.assertEqual(est.inertia_, latent.load(cli).inertia_)
+
+    def test_lda_batch_and_online(self):
+        x = corpus()
+        data = self.import_counts(x)
+        for method in ("batch", "online"):
+            with self.subTest(method=method):
+                est = latent.LatentDirichletAllocation(3, learning_method=method, max_iter=5, batch_size=64,
+                                                       random_state=5, block_rows=64).fit(sp.csr_matrix(x))
+                mine = os.path.join(self.tmp, f"py-{method}.h5")
+                est.save(mine)
+                cli = os.path.join(self.tmp, f"cli-{method}.h5")
+                run_cli("fit", "lda", "--data", data, "--output", cli, "--n-topics", 3, "--method", method,
+                        "--max-iter", 5, "--batch-size", 64, "--seed", 5, "--block-rows", 64)
+                self.assertBitsEqual(mine, cli, ["components", "doc_topic_prior", "topic_word_prior"])
+
+    def test_shard_directory_equals_array(self):
+        x = blobs(seed=2)
+        data = self.import_dense(x)
+        a = latent.GaussianMixture(2, random_state=1, block_rows=64).fit(x)
+        b = latent.GaussianMixture(2, random_state=1, block_rows=64).fit(data)
+        np.testing.assert_array_equal(a.means_, b.means_)
+        np.testing.assert_array_equal(a.covariances_, b.covariances_)
+        self.assertEqual(b.n_features_in_, x.shape[1])
+
+
+class RoundTrips(Tmp):
+    def test_pickle_and_save_load(self):
+        x = blobs(seed=3)
+        est = latent.GaussianMixture(3, covariance_type="diag", random_state=2).fit(x)
+        again = pickle.loads(pickle.dumps(est))
+        np.testing.assert_array_equal(again.score_samples(x), est.score_samples(x))
+        np.testing.assert_array_equal(again.means_, est.means_)
+        path = os.path.join(self.tmp, "gmm.h5")
+        est.save(path)
+        with self.assertRaises(FileExistsError):
+            est.save(path)
+        loaded = latent.load(path)
+        self.assertIsInstance(loaded, latent.GaussianMixture)
+        self.assertEqual(loaded.covariance_type, "diag")
+        self.assertEqual(loaded.n_components, 3)
+        np.testing.assert_array_equal(loaded.predict_proba(x), est.predict_proba(x))
+        # The CLI reads what save wrote.
+        self.assertIn('"model":"gmm"', run_cli("score", "--model", path, "--data", self.import_dense(x)).replace(" ", ""))
+
+    def test_lda_pickle_and_load(self):
+        x = corpus(seed=4)
+        est = latent.LatentDirichletAllocation(3, max_iter=3, random_state=1).fit(x)
+        again = pickle.loads(pickle.dumps(est))
+        np.testing.assert_array_equal(again.transform(x), est.transform(x))
+        path = os.path.join(self.tmp, "lda.h5")
+        est.save(path)
+        loaded = latent.load(path)
+        self.assertEqual(loaded.n_components, 3)
+        np.testing.assert_array_equal(loaded.components_, est.components_)
+        self.assertEqual(loaded.vocabulary_[:2], ["w0", "w1"])
+
+
+class Semantics(Tmp):
+    def test_gmm_closed_forms(self):
+        x = blobs(seed=5)
+        est = latent.GaussianMixture(3, covariance_type="full", random_state=0).fit(x)
+        p = est.predict_proba(x)
+        np.testing.assert_allclose(p.sum(1), 1, atol=1e-12)
+        np.testing.assert_array_equal(est.predict(x), p.argmax(1))
+        self.assertAlmostEqual(est.score(x), est.lower_bound_, delta=1e-3)
+        n, k, d = x.shape[0], 3, x.shape[1]
+        n_params = (k - 1) + k * d + k * d * (d + 1) // 2
+        self.assertAlmostEqual(est.bic(x), -2 * est.score(x) * n + n_params * np.log(n), places=6)
+        self.assertAlmostEqual(est.aic(x), -2 * est.score(x) * n + 2 * n_params, places=6)
+        for j in range(k):  # precisions_ are the inverses of covariances_
+            np.testing.assert_allclose(est.precisions_[j] @ est.covariances_[j], np.eye(d), atol=1e-8)
+        xs, ys = est.sample(50)
+        self.assertEqual(xs.shape, (50, d))
+        self.assertTrue(set(ys) <= set(range(k)))
+
+    def test_kmeans_semantics(self):
+        x = blobs(seed=6)
+        est = latent.KMeans(3, random_state=0).fit(x)
+        dist = est.transform(x)
+        np.testing.assert_array_equal(est.labels_, est.predict(x))
+        np.testing.assert_array_equal(est.labels_, dist.argmin(1))
+        self.assertAlmostEqual(-est.score(x), np.sum(dist.min(1) ** 2), delta=1e-6 * est.inertia_)
+        self.assertAlmostEqual(est.inertia_, -est.score(x), delta=1e-6 * est.inertia_)
+
+    def test_lda_semantics(self):
+        x = corpus(seed=7)
+        est = latent.LatentDirichletAllocation(3, max_iter=10, random_state=0).fit(x)
+        theta = est.transform(x)
+        np.testing.assert_allclose(theta.sum(1), 1, atol=1e-9)
+        self.assertAlmostEqual(est.doc_topic_prior_, 1 / 3)
+        perp = est.perplexity(x)
+        tokens = x.sum()
+        self.assertAlmostEqual(perp, np.exp(-est.score(x) / tokens), delta=1e-9 * perp)
+        self.assertLess(perp, x.shape[1])  # better than uniform over the vocabulary
+        np.testing.assert_array_equal(est.transform(sp.csr_matrix(x)), theta)
+
+    def test_errors(self):
+        with self.assertRaises(ValueError):
+            latent.GaussianMixture(2, covariance_type="bogus").fit(blobs())
+        with self.assertRaises(ValueError):
+            latent.GaussianMixture(2).fit(np.array([[0.0, np.inf], [1.0, 2.0], [3.0, 4.0]]))
+        with self.assertRaises(FileNotFoundError):
+            latent.GaussianMixture(2).fit(os.path.join(self.tmp, "missing"))
+        est = latent.GaussianMixture(2, random_state=0).fit(blobs())
+        with self.assertRaises(ValueError):
+            est.predict(np.zeros((3, 7)))
+
+    def test_gil_released_while_fitting(self):
+        x = blobs(n=40000, d=16, k=8, seed=8)
+        ticks = []
+        done = threading.Event()
+
+        def fit():
+            latent.GaussianMixture(8, covariance_type="full", max_iter=15, tol=0, random_state=0,
+                                   n_threads=1).fit(x)
+            done.set()
+
+        t = threading.Thread(target=fit)
+        t.start()
+        while not done.is_set():
+            ticks.append(time.monotonic())
+            time.sleep(0.005)
+        t.join()
+        self.assertGreater(len(ticks), 5, "the main thread did not run while the engine computed")
+
+
+class ToSklearn(Tmp):
+    def test_gaussian_mixture(self):
+        x = blobs(seed=9)
+        for cov in ("full", "tied", "diag", "spherical"):
+            with self.subTest(cov=cov):
+                est = latent.GaussianMixture(3, covariance_type=cov, random_state=0).fit(x)
+                sk = est.to_sklearn()
+                self.assertEqual(type(sk).__module__.split(".")[0], "sklearn")
+                np.testing.assert_allclose(sk.score_samples(x), est.score_samples(x), rtol=0, atol=1e-10)
+                np.testing.assert_allclose(sk.predict_proba(x), est.predict_proba(x), rtol=0, atol=1e-10)
+                np.testing.assert_array_equal(sk.predict(x), est.predict(x))
+
+    def test_kmeans(self):
+        x = blobs(seed=10)
+        est = latent.KMeans(3, random_state=0).fit(x)
+        sk = est.to_sklearn()
+        np.testing.assert_allclose(sk.transform(x), est.transform(x), rtol=0, atol=1e-10)
+        np.testing.assert_array_equal(sk.predict(x), est.predict(x))
+        self.assertAlmostEqual(sk.score(x), est.score(x), delta=1e-10 * abs(est.score(x)))
+
+
+if __name__ == "__main__":
+    unittest.main()
