@@ -9,6 +9,8 @@ gives on the same data (imported as one shard), seed and options. The model file
 writes is kept with the estimator: ``est.save(path)`` writes it (the CLI reads it), and
 ``latent.load(path)`` returns the fitted estimator of a file the CLI wrote.
 """
-from ._estimators import (GaussianMixture, KMeans, LatentDirichletAllocation, load)
+from ._estimators import (PPCA, BayesianGaussianMixture, BernoulliMixture, FactorAnalysis, GaussianMixture, KMeans,
+                          LatentDirichletAllocation, load)
 
-__all__ = ["GaussianMixture", "KMeans", "LatentDirichletAllocation", "load"]
+__all__ = ["GaussianMixture", "BayesianGaussianMixture", "BernoulliMixture", "KMeans", "LatentDirichletAllocation",
+           "FactorAnalysis", "PPCA", "load"]

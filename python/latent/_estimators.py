@@ -123,41 +123,8 @@ def _dense(est, X, reset):
     return est._validate_data(X, reset=reset, dtype=np.float64, order="C", accept_sparse=False)
 
 
-class GaussianMixture(DensityMixin, _LatentEstimator):
-    """Gaussian mixture by EM (`latent fit gmm`), scikit-learn's GaussianMixture.
-
-    Parameters are scikit-learn's (n_components, covariance_type, tol, reg_covar,
-    max_iter, n_init, init_params, random_state, verbose) plus the engine's n_threads
-    (oneTBB threads; None: all cores), block_rows (rows per block: results depend on it,
-    never on the thread count) and memory_budget_gib. ``fit(X)`` takes an array
-    (n_samples, n_features) or a shard directory (str). Fitted: weights_ (K),
-    means_ (K, D), covariances_ and precisions_cholesky_ (scikit-learn's shapes),
-    precisions_, converged_, n_iter_, lower_bound_ (mean log-likelihood, nats/sample).
-    Raises ValueError for bad options or data, FloatingPointError for a numerical failure.
-    """
-    _model = "gmm"
-    _datasets = ("weights", "means", "covariances", "precisions_cholesky")
-
-    def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6, max_iter=100,
-                 n_init=1, init_params="kmeans", random_state=None, verbose=0, n_threads=None, block_rows=2048,
-                 memory_budget_gib=None):
-        self.n_components = n_components
-        self.covariance_type = covariance_type
-        self.tol = tol
-        self.reg_covar = reg_covar
-        self.max_iter = max_iter
-        self.n_init = n_init
-        self.init_params = init_params
-        self.random_state = random_state
-        self.verbose = verbose
-        self.n_threads = n_threads
-        self.block_rows = block_rows
-        self.memory_budget_gib = memory_budget_gib
-
-    def _options(self):
-        return {"n-components": int(self.n_components), "covariance-type": str(self.covariance_type),
-                "tol": float(self.tol), "reg-covar": float(self.reg_covar), "max-iter": int(self.max_iter),
-                "n-init": int(self.n_init), "init-params": str(self.init_params)}
+class _DenseMixture(DensityMixin, _LatentEstimator):
+    """Methods of the dense mixtures (gmm, bgmm, bmm) through the engine's FittedModel."""
 
     def fit(self, X, y=None):
         """Fits on X (array (N, D); or a dense shard directory, streamed). Returns self."""
@@ -170,25 +137,6 @@ class GaussianMixture(DensityMixin, _LatentEstimator):
                              f"n_samples = {X.shape[0]}")
         self._run_fit(X, self._options())
         return self
-
-    def _set_attributes(self, path):
-        a = self._arrays
-        self.weights_ = a["weights"]
-        self.means_ = a["means"]
-        self.covariances_ = a["covariances"]
-        self.precisions_cholesky_ = a["precisions_cholesky"]
-        u = self.precisions_cholesky_
-        ct = self._attrs["covariance_type"]
-        if ct == "full":
-            self.precisions_ = np.einsum("kij,klj->kil", u, u)
-        elif ct == "tied":
-            self.precisions_ = u @ u.T
-        else:
-            self.precisions_ = u ** 2
-        self.converged_ = bool(self._attrs["converged"])
-        self.n_iter_ = int(self._attrs["n_iter"])
-        self.lower_bound_ = float(self._attrs["lower_bound"])
-        self.n_features_in_ = int(self.means_.shape[1])
 
     def _predict(self, X, proba):
         check_is_fitted(self, "_model_file")
@@ -234,6 +182,65 @@ class GaussianMixture(DensityMixin, _LatentEstimator):
         n = np.asarray(X).shape[0]
         return -2 * self.score(X) * n + 2 * self._n_parameters()
 
+    def _set_gaussian_attributes(self):
+        a = self._arrays
+        self.weights_ = a["weights"]
+        self.means_ = a["means"]
+        self.covariances_ = a["covariances"]
+        self.precisions_cholesky_ = a["precisions_cholesky"]
+        u = self.precisions_cholesky_
+        ct = self._attrs["covariance_type"]
+        if ct == "full":
+            self.precisions_ = np.einsum("kij,klj->kil", u, u)
+        elif ct == "tied":
+            self.precisions_ = u @ u.T
+        else:
+            self.precisions_ = u ** 2
+        self.converged_ = bool(self._attrs["converged"])
+        self.n_iter_ = int(self._attrs["n_iter"])
+        self.lower_bound_ = float(self._attrs["lower_bound"])
+        self.n_features_in_ = int(self.means_.shape[1])
+
+
+class GaussianMixture(_DenseMixture):
+    """Gaussian mixture by EM (`latent fit gmm`), scikit-learn's GaussianMixture.
+
+    Parameters are scikit-learn's (n_components, covariance_type, tol, reg_covar,
+    max_iter, n_init, init_params, random_state, verbose) plus the engine's n_threads
+    (oneTBB threads; None: all cores), block_rows (rows per block: results depend on it,
+    never on the thread count) and memory_budget_gib. ``fit(X)`` takes an array
+    (n_samples, n_features) or a shard directory (str). Fitted: weights_ (K),
+    means_ (K, D), covariances_ and precisions_cholesky_ (scikit-learn's shapes),
+    precisions_, converged_, n_iter_, lower_bound_ (mean log-likelihood, nats/sample).
+    Raises ValueError for bad options or data, FloatingPointError for a numerical failure.
+    """
+    _model = "gmm"
+    _datasets = ("weights", "means", "covariances", "precisions_cholesky")
+
+    def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6, max_iter=100,
+                 n_init=1, init_params="kmeans", random_state=None, verbose=0, n_threads=None, block_rows=2048,
+                 memory_budget_gib=None):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.random_state = random_state
+        self.verbose = verbose
+        self.n_threads = n_threads
+        self.block_rows = block_rows
+        self.memory_budget_gib = memory_budget_gib
+
+    def _options(self):
+        return {"n-components": int(self.n_components), "covariance-type": str(self.covariance_type),
+                "tol": float(self.tol), "reg-covar": float(self.reg_covar), "max-iter": int(self.max_iter),
+                "n-init": int(self.n_init), "init-params": str(self.init_params)}
+
+    def _set_attributes(self, path):
+        self._set_gaussian_attributes()
+
     def to_sklearn(self):
         """A fitted sklearn.mixture.GaussianMixture with these parameters."""
         from sklearn.mixture import GaussianMixture as SkGaussianMixture
@@ -245,6 +252,109 @@ class GaussianMixture(DensityMixin, _LatentEstimator):
                      "n_iter_", "lower_bound_", "n_features_in_"):
             setattr(sk, name, getattr(self, name))
         return sk
+
+
+class BayesianGaussianMixture(_DenseMixture):
+    """Variational Bayesian Gaussian mixture (`latent fit bgmm`), scikit-learn's
+    BayesianGaussianMixture: mean-field VB (Bishop PRML §10.2) with a Dirichlet-process
+    (stick-breaking) or Dirichlet-distribution prior on the weights.
+
+    Parameters are scikit-learn's; the priors None take scikit-learn's defaults
+    (weight_concentration_prior 1/K, mean_precision_prior 1, degrees_of_freedom_prior D);
+    mean_prior and covariance_prior must be None (the engine uses the data's mean and
+    covariance, as scikit-learn's defaults). Fitted: the plug-in mixture weights_, means_,
+    covariances_, precisions_cholesky_, precisions_ (what predict, predict_proba and
+    score_samples use), weight_concentration_ (DP: a pair of K arrays; else K),
+    mean_precision_ (K), degrees_of_freedom_ (K), converged_, n_iter_, lower_bound_
+    (scikit-learn's bound divided by N).
+    """
+    _model = "bgmm"
+    _datasets = ("weights", "means", "covariances", "precisions_cholesky", "weight_concentration", "mean_precision",
+                 "degrees_of_freedom")
+
+    def __init__(self, *, n_components=1, covariance_type="full", tol=1e-3, reg_covar=1e-6, max_iter=100, n_init=1,
+                 init_params="kmeans", weight_concentration_prior_type="dirichlet_process",
+                 weight_concentration_prior=None, mean_precision_prior=None, mean_prior=None,
+                 degrees_of_freedom_prior=None, covariance_prior=None, random_state=None, verbose=0, n_threads=None,
+                 block_rows=2048, memory_budget_gib=None):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weight_concentration_prior_type = weight_concentration_prior_type
+        self.weight_concentration_prior = weight_concentration_prior
+        self.mean_precision_prior = mean_precision_prior
+        self.mean_prior = mean_prior
+        self.degrees_of_freedom_prior = degrees_of_freedom_prior
+        self.covariance_prior = covariance_prior
+        self.random_state = random_state
+        self.verbose = verbose
+        self.n_threads = n_threads
+        self.block_rows = block_rows
+        self.memory_budget_gib = memory_budget_gib
+
+    def _options(self):
+        if self.mean_prior is not None or self.covariance_prior is not None:
+            raise ValueError("mean_prior and covariance_prior are not supported (None: the data's mean and covariance)")
+        o = {"n-components": int(self.n_components), "covariance-type": str(self.covariance_type),
+             "tol": float(self.tol), "reg-covar": float(self.reg_covar), "max-iter": int(self.max_iter),
+             "n-init": int(self.n_init), "init-params": str(self.init_params),
+             "weight-concentration-prior-type": str(self.weight_concentration_prior_type)}
+        for name in ("weight_concentration_prior", "mean_precision_prior", "degrees_of_freedom_prior"):
+            value = getattr(self, name)
+            if value is not None:
+                o[name.replace("_", "-")] = float(value)
+        return o
+
+    def _set_attributes(self, path):
+        self._set_gaussian_attributes()
+        wc = self._arrays["weight_concentration"]
+        self.weight_concentration_ = (wc[0], wc[1]) if wc.shape[0] == 2 else wc[0]
+        self.mean_precision_ = self._arrays["mean_precision"]
+        self.degrees_of_freedom_ = self._arrays["degrees_of_freedom"]
+
+
+class BernoulliMixture(_DenseMixture):
+    """Bernoulli mixture by EM for binary (or [0, 1]) data (`latent fit bmm`; PRML §9.3.3),
+    MAP with additive smoothing alpha; no scikit-learn counterpart.
+
+    Fitted: weights_ (K), means_ (K, D: Bernoulli means), converged_, n_iter_,
+    lower_bound_ (mean log posterior, nats/sample).
+    """
+    _model = "bmm"
+    _datasets = ("weights", "means")
+
+    def __init__(self, n_components=2, *, alpha=1.0, weight_alpha=0.0, tol=1e-3, max_iter=100, n_init=1,
+                 init_params="kmeans", random_state=None, verbose=0, n_threads=None, block_rows=2048,
+                 memory_budget_gib=None):
+        self.n_components = n_components
+        self.alpha = alpha
+        self.weight_alpha = weight_alpha
+        self.tol = tol
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.random_state = random_state
+        self.verbose = verbose
+        self.n_threads = n_threads
+        self.block_rows = block_rows
+        self.memory_budget_gib = memory_budget_gib
+
+    def _options(self):
+        return {"n-components": int(self.n_components), "alpha": float(self.alpha),
+                "weight-alpha": float(self.weight_alpha), "tol": float(self.tol), "max-iter": int(self.max_iter),
+                "n-init": int(self.n_init), "init-params": str(self.init_params)}
+
+    def _set_attributes(self, path):
+        self.weights_ = self._arrays["weights"]
+        self.means_ = self._arrays["means"]
+        self.converged_ = bool(self._attrs["converged"])
+        self.n_iter_ = int(self._attrs["n_iter"])
+        self.lower_bound_ = float(self._attrs["lower_bound"])
+        self.n_features_in_ = int(self.means_.shape[1])
 
 
 class KMeans(ClusterMixin, TransformerMixin, _LatentEstimator):
@@ -339,6 +449,113 @@ class KMeans(ClusterMixin, TransformerMixin, _LatentEstimator):
         if hasattr(self, "labels_"):
             sk.labels_ = self.labels_.copy()
         return sk
+
+
+class _FactorModel(DensityMixin, TransformerMixin, _LatentEstimator):
+    """Factor analysis and PPCA (`latent fit fa|ppca`): EM (Tipping & Bishop 1999;
+    Ghahramani & Hinton 1996), parameter-expanded."""
+    _datasets = ("components", "mean", "noise_variance")
+
+    def __init__(self, n_components=None, *, tol=1e-6, max_iter=1000, solver="auto", noise_variance_floor=1e-12,
+                 random_state=None, verbose=0, n_threads=None, block_rows=2048, memory_budget_gib=None):
+        self.n_components = n_components
+        self.tol = tol
+        self.max_iter = max_iter
+        self.solver = solver
+        self.noise_variance_floor = noise_variance_floor
+        self.random_state = random_state
+        self.verbose = verbose
+        self.n_threads = n_threads
+        self.block_rows = block_rows
+        self.memory_budget_gib = memory_budget_gib
+
+    def _options(self, n_features):
+        n = self.n_components if self.n_components is not None else n_features - 1
+        return {"n-components": int(n), "tol": float(self.tol), "max-iter": int(self.max_iter),
+                "solver": str(self.solver), "noise-variance-floor": float(self.noise_variance_floor)}
+
+    def fit(self, X, y=None):
+        """Fits on X (array (N, D), D >= 2; or a dense shard directory). n_components None:
+        D − 1 (the largest latent dimension the model allows). Returns self."""
+        if isinstance(X, (str, os.PathLike)):
+            if self.n_components is None:
+                raise ValueError("n_components must be given to fit a shard directory")
+            self._run_fit(os.fspath(X), self._options(0))
+            return self
+        X = self._validate_data(X, reset=True, dtype=np.float64, order="C", ensure_min_features=2,
+                                ensure_min_samples=2)
+        self._run_fit(X, self._options(X.shape[1]))
+        return self
+
+    def _set_attributes(self, path):
+        self.components_ = self._arrays["components"]
+        self.mean_ = self._arrays["mean"]
+        nv = self._arrays["noise_variance"]
+        self.noise_variance_ = np.full(self.mean_.shape[0], nv[0]) if nv.shape[0] == 1 else nv
+        self.n_iter_ = int(self._attrs["n_iter"])
+        self.converged_ = bool(self._attrs["converged"])
+        self.lower_bound_ = float(self._attrs["lower_bound"])
+        self.n_features_in_ = int(self.mean_.shape[0])
+        self._n_features_out = int(self.components_.shape[0])
+
+    def _checked(self, X):
+        check_is_fitted(self, "_model_file")
+        return _dense(self, X, reset=False)
+
+    def transform(self, X):
+        """Posterior means E[z | x] (N, L)."""
+        X = self._checked(X)
+        return self._engine().transform(X, threads=self.n_threads or 0, block_rows=self.block_rows)
+
+    def score_samples(self, X):
+        """Log-likelihood of each row under N(mean_, WᵀW + Ψ) (N), nats."""
+        X = self._checked(X)
+        return self._engine().predict(X, proba=False, threads=self.n_threads or 0, block_rows=self.block_rows)[0]
+
+    def score(self, X, y=None):
+        """Mean log-likelihood per row, nats."""
+        return float(np.mean(self.score_samples(X)))
+
+    def get_covariance(self):
+        """The model covariance WᵀW + Ψ (D, D)."""
+        check_is_fitted(self, "_model_file")
+        return self.components_.T @ self.components_ + np.diag(self.noise_variance_)
+
+    def get_precision(self):
+        """The inverse of get_covariance() (D, D)."""
+        return np.linalg.inv(self.get_covariance())
+
+    def sample(self, n_samples=1):
+        """Draws (n_samples, D) keyed by random_state (`latent sample`)."""
+        check_is_fitted(self, "_model_file")
+        return self._engine().sample(int(n_samples), _seed(self.random_state))[0]
+
+
+class FactorAnalysis(_FactorModel):
+    """Factor analysis (`latent fit fa`), scikit-learn's FactorAnalysis: x = Wᵀz + mean + ε,
+    ε ~ N(0, diag(Ψ)). Fitted: components_ (L, D), mean_ (D), noise_variance_ (D: Ψ),
+    n_iter_, lower_bound_ (mean log-likelihood, nats/sample). tol is on the mean
+    log-likelihood per sample (scikit-learn's on the total)."""
+    _model = "fa"
+
+    def to_sklearn(self):
+        """A fitted sklearn.decomposition.FactorAnalysis with these parameters."""
+        from sklearn.decomposition import FactorAnalysis as SkFactorAnalysis
+        check_is_fitted(self, "_model_file")
+        sk = SkFactorAnalysis(n_components=self.components_.shape[0], max_iter=self.max_iter)
+        sk.components_ = self.components_.copy()
+        sk.mean_ = self.mean_.copy()
+        sk.noise_variance_ = self.noise_variance_.copy()
+        sk.n_iter_ = self.n_iter_
+        sk.n_features_in_ = self.n_features_in_
+        return sk
+
+
+class PPCA(_FactorModel):
+    """Probabilistic PCA (`latent fit ppca`; Tipping & Bishop 1999): factor analysis with
+    isotropic noise σ². Fitted: components_ (L, D), mean_ (D), noise_variance_ (D, every
+    entry σ²), n_iter_, lower_bound_."""
+    _model = "ppca"
 
 
 def _csr(X, n_features=None):
@@ -471,7 +688,8 @@ class LatentDirichletAllocation(TransformerMixin, _LatentEstimator):
         return float(self._score(X)["bound_perplexity"])
 
 
-_CLASSES = {"gmm": GaussianMixture, "kmeans": KMeans, "lda": LatentDirichletAllocation}
+_CLASSES = {"gmm": GaussianMixture, "bgmm": BayesianGaussianMixture, "bmm": BernoulliMixture, "kmeans": KMeans,
+            "lda": LatentDirichletAllocation, "fa": FactorAnalysis, "ppca": PPCA}
 
 
 def load(path):

@@ -15,6 +15,8 @@ _EMPTY = ("scikit-learn draws uniform [0, 1) data and casts it to integers for c
           "has no tokens) where scikit-learn fits an empty model")
 NOT_APPLICABLE = {
     "GaussianMixture": {},
+    "BayesianGaussianMixture": {},
+    "FactorAnalysis": {},
     "KMeans": {
         "check_sample_weights_pandas_series": _NO_WEIGHTS,
         "check_sample_weights_not_an_array": _NO_WEIGHTS,
@@ -57,6 +59,12 @@ class CheckEstimator(unittest.TestCase):
 
     def test_gaussian_mixture(self):
         self.run_checks(latent.GaussianMixture(n_threads=1))
+
+    def test_bayesian_gaussian_mixture(self):
+        self.run_checks(latent.BayesianGaussianMixture(n_threads=1))
+
+    def test_factor_analysis(self):
+        self.run_checks(latent.FactorAnalysis(n_threads=1))
 
     def test_kmeans(self):
         self.run_checks(latent.KMeans(n_threads=1))

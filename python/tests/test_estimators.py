@@ -132,6 +132,31 @@ class CliBits(Tmp):
                         "--max-iter", 5, "--batch-size", 64, "--seed", 5, "--block-rows", 64)
                 self.assertBitsEqual(mine, cli, ["components", "doc_topic_prior", "topic_word_prior"])
 
+    def test_bgmm_bmm_fa_ppca(self):
+        x = blobs(seed=11)
+        xb = (np.random.default_rng(11).uniform(size=(400, 6)) < np.linspace(0.1, 0.9, 6)).astype(np.float64)
+        dense, binary = self.import_dense(x), self.import_dense(xb, "binary")
+        cases = [
+            (latent.BayesianGaussianMixture(n_components=4, covariance_type="diag", random_state=2, block_rows=100),
+             dense, ["bgmm", "--n-components", 4, "--covariance-type", "diag"],
+             ["weights", "means", "covariances", "weight_concentration", "mean_precision", "degrees_of_freedom"]),
+            (latent.BernoulliMixture(3, random_state=2, block_rows=100), binary, ["bmm", "--n-components", 3],
+             ["weights", "means"]),
+            (latent.FactorAnalysis(2, random_state=2, block_rows=100), dense, ["fa", "--n-components", 2],
+             ["components", "mean", "noise_variance"]),
+            (latent.PPCA(2, random_state=2, block_rows=100), dense, ["ppca", "--n-components", 2],
+             ["components", "mean", "noise_variance"]),
+        ]
+        for est, data, args, names in cases:
+            with self.subTest(model=args[0]):
+                est.fit(xb if data == binary else x)
+                mine = os.path.join(self.tmp, f"py-{args[0]}.h5")
+                est.save(mine)
+                cli = os.path.join(self.tmp, f"cli-{args[0]}.h5")
+                run_cli("fit", *args, "--data", data, "--output", cli, "--seed", 2, "--block-rows", 100)
+                self.assertBitsEqual(mine, cli, names)
+                self.assertIsInstance(latent.load(cli), type(est))
+
     def test_shard_directory_equals_array(self):
         x = blobs(seed=2)
         data = self.import_dense(x)
@@ -191,6 +216,22 @@ class Semantics(Tmp):
         xs, ys = est.sample(50)
         self.assertEqual(xs.shape, (50, d))
         self.assertTrue(set(ys) <= set(range(k)))
+
+    def test_factor_closed_forms(self):
+        x = blobs(d=5, seed=13)
+        for cls in (latent.FactorAnalysis, latent.PPCA):
+            with self.subTest(model=cls.__name__):
+                est = cls(2).fit(x)
+                c = est.get_covariance()
+                diff = x - est.mean_
+                _, logdet = np.linalg.slogdet(c)
+                ll = -0.5 * (np.einsum("ij,ij->i", diff @ np.linalg.inv(c), diff) + logdet + 5 * np.log(2 * np.pi))
+                np.testing.assert_allclose(est.score_samples(x), ll, rtol=1e-10, atol=1e-10)
+                w, psi = est.components_, est.noise_variance_
+                m = np.linalg.inv(np.eye(2) + (w / psi) @ w.T)  # E[z|x] = M W Ψ⁻¹ (x − mean)
+                np.testing.assert_allclose(est.transform(x), diff @ (w / psi).T @ m, rtol=1e-9, atol=1e-9)
+                if cls is latent.PPCA:
+                    self.assertEqual(len(set(est.noise_variance_)), 1)
 
     def test_kmeans_semantics(self):
         x = blobs(seed=6)
@@ -254,6 +295,14 @@ class ToSklearn(Tmp):
                 np.testing.assert_allclose(sk.score_samples(x), est.score_samples(x), rtol=0, atol=1e-10)
                 np.testing.assert_allclose(sk.predict_proba(x), est.predict_proba(x), rtol=0, atol=1e-10)
                 np.testing.assert_array_equal(sk.predict(x), est.predict(x))
+
+    def test_factor_analysis(self):
+        x = blobs(d=6, seed=12)
+        est = latent.FactorAnalysis(2).fit(x)
+        sk = est.to_sklearn()
+        np.testing.assert_allclose(sk.score_samples(x), est.score_samples(x), rtol=0, atol=1e-10)
+        np.testing.assert_allclose(sk.transform(x), est.transform(x), rtol=0, atol=1e-10)
+        np.testing.assert_allclose(sk.get_covariance(), est.get_covariance(), rtol=0, atol=1e-10)
 
     def test_kmeans(self):
         x = blobs(seed=10)
