@@ -10,7 +10,8 @@ writes is kept with the estimator: ``est.save(path)`` writes it (the CLI reads i
 ``latent.load(path)`` returns the fitted estimator of a file the CLI wrote.
 """
 from ._estimators import (PPCA, BayesianGaussianMixture, BernoulliMixture, FactorAnalysis, GaussianMixture, KMeans,
-                          LatentDirichletAllocation, load)
+                          LatentDirichletAllocation, MixtureOfFactorAnalysers, load)
+from ._distributed import fit_distributed
 
 __all__ = ["GaussianMixture", "BayesianGaussianMixture", "BernoulliMixture", "KMeans", "LatentDirichletAllocation",
-           "FactorAnalysis", "PPCA", "load"]
+           "FactorAnalysis", "PPCA", "MixtureOfFactorAnalysers", "load", "fit_distributed"]

@@ -357,6 +357,61 @@ class BernoulliMixture(_DenseMixture):
         self.n_features_in_ = int(self.means_.shape[1])
 
 
+class MixtureOfFactorAnalysers(_DenseMixture):
+    """Mixture of factor analysers by EM (`latent fit mfa`; Ghahramani & Hinton 1996;
+    McLachlan & Peel 2000 ch. 8): component k is N(means_[k], W_kᵀW_k + Ψ_k), with diagonal
+    (noise="diag") or isotropic (noise="isotropic": mixture of PPCA) noise; no scikit-learn
+    counterpart.
+
+    Fitted: weights_ (K), means_ (K, D), components_ (K, L, D), noise_variance_ (K, D;
+    isotropic: every entry of a row σ²_k), converged_, n_iter_, lower_bound_ (mean
+    log-likelihood, nats/sample). The methods of GaussianMixture; transform gives the
+    responsibilities (N, K).
+    """
+    _model = "mfa"
+    _datasets = ("weights", "means", "components", "noise_variance")
+
+    def __init__(self, n_components=1, *, n_factors=2, noise="diag", reg_covar=1e-6, noise_variance_floor=1e-12,
+                 tol=1e-3, max_iter=100, n_init=1, init_params="kmeans", random_state=None, verbose=0,
+                 n_threads=None, block_rows=2048, memory_budget_gib=None):
+        self.n_components = n_components
+        self.n_factors = n_factors
+        self.noise = noise
+        self.reg_covar = reg_covar
+        self.noise_variance_floor = noise_variance_floor
+        self.tol = tol
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.random_state = random_state
+        self.verbose = verbose
+        self.n_threads = n_threads
+        self.block_rows = block_rows
+        self.memory_budget_gib = memory_budget_gib
+
+    def _options(self):
+        return {"n-components": int(self.n_components), "n-factors": int(self.n_factors), "noise": str(self.noise),
+                "reg-covar": float(self.reg_covar), "noise-variance-floor": float(self.noise_variance_floor),
+                "tol": float(self.tol), "max-iter": int(self.max_iter), "n-init": int(self.n_init),
+                "init-params": str(self.init_params)}
+
+    def _set_attributes(self, path):
+        a = self._arrays
+        self.weights_ = a["weights"]
+        self.means_ = a["means"]
+        self.components_ = a["components"]
+        nv = a["noise_variance"]
+        self.noise_variance_ = np.repeat(nv[:, None], self.means_.shape[1], axis=1) if nv.ndim == 1 else nv
+        self.converged_ = bool(self._attrs["converged"])
+        self.n_iter_ = int(self._attrs["n_iter"])
+        self.lower_bound_ = float(self._attrs["lower_bound"])
+        self.n_features_in_ = int(self.means_.shape[1])
+
+    def transform(self, X):
+        """Responsibilities (N, K)."""
+        return self.predict_proba(X)
+
+
 class KMeans(ClusterMixin, TransformerMixin, _LatentEstimator):
     """k-means, Lloyd's algorithm with k-means|| seeding (`latent fit kmeans`),
     scikit-learn's KMeans.
@@ -689,7 +744,7 @@ class LatentDirichletAllocation(TransformerMixin, _LatentEstimator):
 
 
 _CLASSES = {"gmm": GaussianMixture, "bgmm": BayesianGaussianMixture, "bmm": BernoulliMixture, "kmeans": KMeans,
-            "lda": LatentDirichletAllocation, "fa": FactorAnalysis, "ppca": PPCA}
+            "lda": LatentDirichletAllocation, "fa": FactorAnalysis, "ppca": PPCA, "mfa": MixtureOfFactorAnalysers}
 
 
 def load(path):

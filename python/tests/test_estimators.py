@@ -146,6 +146,9 @@ class CliBits(Tmp):
              ["components", "mean", "noise_variance"]),
             (latent.PPCA(2, random_state=2, block_rows=100), dense, ["ppca", "--n-components", 2],
              ["components", "mean", "noise_variance"]),
+            (latent.MixtureOfFactorAnalysers(2, n_factors=1, noise="isotropic", random_state=2, block_rows=100), dense,
+             ["mfa", "--n-components", 2, "--n-factors", 1, "--noise", "isotropic"],
+             ["weights", "means", "components", "noise_variance"]),
         ]
         for est, data, args, names in cases:
             with self.subTest(model=args[0]):
@@ -165,6 +168,29 @@ class CliBits(Tmp):
         np.testing.assert_array_equal(a.means_, b.means_)
         np.testing.assert_array_equal(a.covariances_, b.covariances_)
         self.assertEqual(b.n_features_in_, x.shape[1])
+
+
+class Distributed(Tmp):
+    def test_mpirun_two_ranks_equals_in_process(self):
+        x = blobs(n=900, seed=14)
+        data = self.import_dense(x)
+        lines = []
+        est = latent.GaussianMixture(3, covariance_type="diag", random_state=4, block_rows=100, n_threads=1)
+        got = latent.fit_distributed(est, data, ranks=2, mpirun_args=["--oversubscribe"], latent_binary=CLI,
+                                     progress=lines.append)
+        self.assertIs(got, est)
+        self.assertTrue(any("2 rank(s)" in line for line in lines), lines)
+        local = latent.GaussianMixture(3, covariance_type="diag", random_state=4, block_rows=100).fit(x)
+        self.assertEqual(est.means_.tobytes(), local.means_.tobytes())
+        self.assertEqual(est.covariances_.tobytes(), local.covariances_.tobytes())
+        np.testing.assert_array_equal(est.predict(x), local.predict(x))
+
+    def test_failure_names_exit_status(self):
+        est = latent.KMeans(3)
+        with self.assertRaisesRegex(RuntimeError, "exited 66"):
+            latent.fit_distributed(est, os.path.join(self.tmp, "missing"), ranks=1, latent_binary=CLI,
+                                   progress=lambda line: None)
+        self.assertFalse(hasattr(est, "cluster_centers_"))
 
 
 class RoundTrips(Tmp):
@@ -232,6 +258,21 @@ class Semantics(Tmp):
                 np.testing.assert_allclose(est.transform(x), diff @ (w / psi).T @ m, rtol=1e-9, atol=1e-9)
                 if cls is latent.PPCA:
                     self.assertEqual(len(set(est.noise_variance_)), 1)
+
+    def test_mfa_one_factorless_component_is_a_diagonal_gmm_density(self):
+        x = blobs(d=4, seed=15)
+        est = latent.MixtureOfFactorAnalysers(2, n_factors=1, random_state=0).fit(x)
+        self.assertEqual(est.components_.shape, (2, 1, 4))
+        # score_samples is the log-density of the mixture of N(μ_k, W_kᵀW_k + Ψ_k).
+        dens = np.zeros(len(x))
+        for k in range(2):
+            c = est.components_[k].T @ est.components_[k] + np.diag(est.noise_variance_[k])
+            diff = x - est.means_[k]
+            _, logdet = np.linalg.slogdet(c)
+            dens += est.weights_[k] * np.exp(-0.5 * (np.einsum("ij,ij->i", diff @ np.linalg.inv(c), diff) + logdet
+                                                     + 4 * np.log(2 * np.pi)))
+        np.testing.assert_allclose(est.score_samples(x), np.log(dens), rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(est.predict_proba(x).sum(1), 1, atol=1e-12)
 
     def test_kmeans_semantics(self):
         x = blobs(seed=6)
