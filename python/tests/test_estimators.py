@@ -4,6 +4,7 @@ the `latent` binary of the same build."""
 import os
 import pickle
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -168,6 +169,37 @@ class CliBits(Tmp):
         np.testing.assert_array_equal(a.means_, b.means_)
         np.testing.assert_array_equal(a.covariances_, b.covariances_)
         self.assertEqual(b.n_features_in_, x.shape[1])
+
+
+class MemoryBudget(Tmp):
+    def test_fit_on_a_directory_larger_than_the_budget_stays_within_it(self):
+        """A 107 MiB shard directory, an 80 MiB budget (the engine's estimate reserves 64 MiB
+        for libraries and runtime): the fit streams blocks, and the peak resident memory of
+        the process grows by less than the budget, and by less than a third of the data
+        (about 30 MiB here: threads, blocks, and the validating pass's row hashes)."""
+        x = np.random.default_rng(16).normal(size=(1400000, 10))
+        data = self.import_dense(x)
+        del x
+        size = sum(os.path.getsize(os.path.join(data, f)) for f in os.listdir(data))
+        budget_gib = 80 / 1024
+        self.assertGreater(size, 1.3 * budget_gib * 2**30)
+        code = f"""
+import resource, latent
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+est = latent.KMeans(4, max_iter=3, random_state=0, block_rows=4096, n_threads=2,
+                    memory_budget_gib={budget_gib}).fit({data!r})
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(est.cluster_centers_.shape, (after - before) * 1024)
+"""
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        shape, grown = r.stdout.split(")")
+        self.assertIn("(4, 10", shape)
+        self.assertLess(int(grown), budget_gib * 2**30, f"peak RSS grew by {int(grown) / 2**20:.1f} MiB")
+        self.assertLess(int(grown), size / 3, f"peak RSS grew by {int(grown) / 2**20:.1f} MiB")
+        # And a budget the model cannot fit in is refused before the first pass.
+        with self.assertRaisesRegex(ValueError, "memory"):
+            latent.GaussianMixture(50, memory_budget_gib=1e-4).fit(data)
 
 
 class Distributed(Tmp):
