@@ -695,6 +695,7 @@ class LatentDirichletAllocation(TransformerMixin, _LatentEstimator):
         a = self._arrays
         self.components_ = a["components"]
         self.doc_topic_prior_ = float(a["doc_topic_prior"][0])
+        self._alpha = a["doc_topic_prior"]  # K: not symmetric after learn_priors
         self.topic_word_prior_ = float(a["topic_word_prior"][0])
         lam = self.components_
         self.exp_dirichlet_component_ = np.exp(digamma(lam) - digamma(lam.sum(axis=1))[:, None])
@@ -741,6 +742,53 @@ class LatentDirichletAllocation(TransformerMixin, _LatentEstimator):
     def perplexity(self, X):
         """exp(−bound / tokens)."""
         return float(self._score(X)["bound_perplexity"])
+
+    def to_pyldavis(self, X, path=None):
+        """The inputs of pyLDAvis.prepare for documents X (N × V counts): topic_term_dists
+        (K, V: λ rows normalised), doc_topic_dists (N, K: transform(X)), doc_lengths (N:
+        tokens), vocab (V words), term_frequency (V: corpus counts), as a dict (use
+        ``pyLDAvis.prepare(**est.to_pyldavis(X))``); with `path`, also written as JSON (lists)."""
+        check_is_fitted(self, "_model_file")
+        indptr, indices, counts = self._docs(X)
+        v = self.n_features_in_
+        cumulative = np.concatenate([[0.0], np.cumsum(counts)])  # exact: integer counts below 2^53
+        lengths = cumulative[indptr[1:]] - cumulative[indptr[:-1]]
+        term_frequency = np.bincount(indices, weights=counts, minlength=v)
+        vocab = list(self.vocabulary_) or [f"w{j}" for j in range(v)]
+        out = {"topic_term_dists": self.components_ / self.components_.sum(axis=1, keepdims=True),
+               "doc_topic_dists": self.transform(X), "doc_lengths": lengths, "vocab": vocab,
+               "term_frequency": term_frequency}
+        if path is not None:
+            text = json.dumps({k: (val.tolist() if isinstance(val, np.ndarray) else val) for k, val in out.items()})
+            _write_atomically(path, text.encode(), overwrite=True)
+        return out
+
+    def to_gensim(self, path=None, X=None):
+        """A gensim.models.LdaModel holding this model: its state's sufficient statistics
+        (λ − η), η, α, expElogbeta = exp(E[log β]) and the id2word Dictionary of
+        vocabulary_ (document frequencies from X when given), so training can continue in
+        gensim; get_topics() equals components_ normalised. With `path`, also saved with
+        LdaModel.save (LdaModel.load(path) reads it)."""
+        from gensim.corpora import Dictionary
+        from gensim.models import LdaModel
+        check_is_fitted(self, "_model_file")
+        k, v = self.components_.shape
+        vocab = list(self.vocabulary_) or [f"w{j}" for j in range(v)]
+        corpus = []
+        if X is not None:
+            indptr, indices, counts = self._docs(X)
+            corpus = [list(zip(indices[indptr[i]:indptr[i + 1]].tolist(), counts[indptr[i]:indptr[i + 1]].tolist()))
+                      for i in range(len(indptr) - 1)]
+        id2word = Dictionary.from_corpus(corpus, id2word=dict(enumerate(vocab)))
+        eta = float(self.topic_word_prior_)
+        lda = LdaModel(num_topics=k, id2word=id2word, alpha=np.asarray(self._alpha, dtype=np.float64), eta=eta,
+                       dtype=np.float64, random_state=0)
+        lda.state.sstats = self.components_ - eta
+        lda.sync_state()
+        lda.expElogbeta = np.exp(digamma(self.components_) - digamma(self.components_.sum(axis=1))[:, None])
+        if path is not None:
+            lda.save(os.fspath(path))
+        return lda
 
 
 _CLASSES = {"gmm": GaussianMixture, "bgmm": BayesianGaussianMixture, "bmm": BernoulliMixture, "kmeans": KMeans,

@@ -1,6 +1,7 @@
 """The Python estimators against the command line, scikit-learn and themselves
 (docs/PYTHON.md). Needs the module in PYTHONPATH (ctest `python` sets it) and LATENT_CLI,
 the `latent` binary of the same build."""
+import json
 import os
 import pickle
 import subprocess
@@ -355,6 +356,64 @@ class Semantics(Tmp):
             time.sleep(0.005)
         t.join()
         self.assertGreater(len(ticks), 5, "the main thread did not run while the engine computed")
+
+
+def check_pyldavis_input(data):
+    """pyLDAvis.prepare's input contract (pyLDAvis 3.4, _prepare.py _input_check and the
+    shapes prepare indexes by): topic_term_dists K × V and doc_topic_dists N × K with rows
+    summing to 1 (pyLDAvis counts rows whose sum is below 0.999 as not distributions),
+    doc_lengths N, vocab and term_frequency V. pyLDAvis itself is not in Debian 12."""
+    ttd, dtd = np.asarray(data["topic_term_dists"]), np.asarray(data["doc_topic_dists"])
+    k, v = ttd.shape
+    n = dtd.shape[0]
+    assert dtd.shape == (n, k), (dtd.shape, k)
+    assert len(data["doc_lengths"]) == n
+    assert len(data["vocab"]) == v and len(data["term_frequency"]) == v
+    assert np.all(ttd >= 0) and np.all(dtd >= 0)
+    assert np.all(ttd.sum(1) >= 0.999) and np.allclose(ttd.sum(1), 1, atol=1e-12)
+    assert np.all(dtd.sum(1) >= 0.999) and np.allclose(dtd.sum(1), 1, atol=1e-9)
+
+
+class Exports(Tmp):
+    def test_pyldavis_inputs(self):
+        x = corpus(seed=17)
+        x[-1] = 0  # an empty last document
+        est = latent.LatentDirichletAllocation(3, max_iter=5, random_state=0).fit(sp.csr_matrix(x),
+                                                                                   vocabulary=[f"t{j}" for j in range(40)])
+        path = os.path.join(self.tmp, "ldavis.json")
+        data = est.to_pyldavis(sp.csr_matrix(x), path)
+        check_pyldavis_input(data)
+        np.testing.assert_array_equal(data["doc_lengths"], x.sum(1))
+        np.testing.assert_array_equal(data["term_frequency"], x.sum(0))
+        self.assertEqual(data["vocab"][:2], ["t0", "t1"])
+        np.testing.assert_array_equal(data["doc_topic_dists"], est.transform(x))
+        with open(path) as f:
+            loaded = json.load(f)
+        self.assertEqual(sorted(loaded), sorted(data))
+        check_pyldavis_input(loaded)
+        np.testing.assert_array_equal(np.asarray(loaded["topic_term_dists"]), data["topic_term_dists"])
+
+    def test_gensim_loads_the_model_and_its_topics_are_ours(self):
+        from gensim.models import LdaModel
+        x = corpus(seed=18)
+        est = latent.LatentDirichletAllocation(3, max_iter=5, random_state=0).fit(x)
+        path = os.path.join(self.tmp, "gensim.lda")
+        est.to_gensim(path, X=x)
+        g = LdaModel.load(path)
+        ours = est.components_ / est.components_.sum(1, keepdims=True)
+        np.testing.assert_allclose(g.get_topics(), ours, rtol=1e-12, atol=1e-15)
+        self.assertEqual(g.id2word[5], "w5")
+        self.assertEqual(g.id2word.dfs[5], int((x[:, 5] > 0).sum()))
+        np.testing.assert_allclose(g.alpha, est._alpha)
+        self.assertAlmostEqual(float(np.mean(g.eta)), est.topic_word_prior_)
+        elog = np.log(g.expElogbeta)
+        lam = est.components_
+        from scipy.special import digamma
+        np.testing.assert_allclose(elog, digamma(lam) - digamma(lam.sum(1))[:, None], rtol=1e-12, atol=1e-12)
+        # gensim continues from our state: one more pass keeps the topics close.
+        bow = [[(j, int(c)) for j, c in enumerate(row) if c] for row in x]
+        g.update(bow, passes=1)
+        self.assertLess(np.abs(g.get_topics() - ours).max(), 0.2)
 
 
 class ToSklearn(Tmp):
