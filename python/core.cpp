@@ -37,6 +37,7 @@
 #include "latent/models/fitted_model.hpp"
 #include "latent/models/lda/lda_apply.hpp"
 #include "latent/models/lda/lda_fit.hpp"
+#include "latent/models/mixture/discrete_apply.hpp"
 #include "latent/models/registry.hpp"
 #include "latent/train/checkpoint.hpp"
 #include "latent/train/data_summary.hpp"
@@ -498,6 +499,42 @@ class PyLda {
   models::Lda model_;
 };
 
+// A fitted multinomial mixture (mmm): the posterior pass of `latent score|predict|transform`
+// on documents in memory.
+class PyMmm {
+ public:
+  explicit PyMmm(const std::string& path) : model_(models::load_discrete(path)) {}
+  Index num_components() const { return model_.num_components(); }
+  Index vocab_size() const { return model_.num_features(); }
+  Index num_parameters() const { return model_.num_parameters(); }
+
+  // (responsibilities (N × K), log p(x_d) (N, nats, without the multinomial coefficient))
+  py::tuple posterior(const IndexArray& indptr, const IndexArray& indices, const DenseArray& counts, int threads,
+                      Index block_rows) const {
+    const io::CountsDatasetInfo info = memory_counts(indptr, indices, counts, model_.num_features());
+    const Index k = model_.num_components();
+    py::array_t<double> resp(std::vector<py::ssize_t>{info.num_rows, k});
+    py::array_t<double> logp(info.num_rows);
+    double* rp = resp.mutable_data();
+    double* lp = logp.mutable_data();
+    {
+      py::gil_scoped_release release;
+      if (block_rows < 1) throw Error(ErrorKind::kUsage, "block_rows must be at least 1");
+      io::CountsSource source(info, io::rank_blocks(io::make_block_plan(info.shard_rows(), block_rows), 0, 1), {});
+      models::for_each_posterior(comm::Communicator::single_process(), source, model_, resolve_threads(threads),
+                                 [&](const io::CsrBlock& b, const RowMatrix& r, const Vector& l) {
+                                   const Index first = b.ref.global_row_begin;
+                                   std::copy(r.data(), r.data() + r.size(), rp + first * k);
+                                   std::copy(l.data(), l.data() + l.size(), lp + first);
+                                 });
+    }
+    return py::make_tuple(resp, logp);
+  }
+
+ private:
+  models::DiscreteMixture model_;
+};
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -546,6 +583,13 @@ PYBIND11_MODULE(_core, m) {
            py::arg("block_rows") = 2048)
       .def("transform", &PyModel::transform, py::arg("x"), py::arg("threads") = 0, py::arg("block_rows") = 2048)
       .def("sample", &PyModel::sample, py::arg("n"), py::arg("seed") = 0);
+  py::class_<PyMmm>(m, "Mmm")
+      .def(py::init<const std::string&>(), py::arg("path"))
+      .def_property_readonly("n_components", &PyMmm::num_components)
+      .def_property_readonly("vocab_size", &PyMmm::vocab_size)
+      .def_property_readonly("n_parameters", &PyMmm::num_parameters)
+      .def("posterior", &PyMmm::posterior, py::arg("indptr"), py::arg("indices"), py::arg("counts"),
+           py::arg("threads") = 0, py::arg("block_rows") = 2048);
   py::class_<PyLda>(m, "Lda")
       .def(py::init<const std::string&>(), py::arg("path"))
       .def_property_readonly("n_topics", &PyLda::num_topics)

@@ -791,8 +791,93 @@ class LatentDirichletAllocation(TransformerMixin, _LatentEstimator):
         return lda
 
 
+class MultinomialMixture(DensityMixin, _LatentEstimator):
+    """Multinomial mixture (mixture of unigrams) by EM on count data (`latent fit mmm`;
+    Nigam et al. 2000), MAP with additive smoothing alpha; no scikit-learn counterpart.
+
+    ``fit(X)`` takes a document-term count matrix (SciPy sparse or array) or a count
+    dataset directory. Fitted: weights_ (K), components_ (K, V: word probabilities, rows
+    sum to 1), converged_, n_iter_, lower_bound_ (mean log posterior per document).
+    score_samples is log p(x_d) without the multinomial coefficient (nats), as
+    `latent score`.
+    """
+    _model = "mmm"
+    _datasets = ("weights", "components")
+
+    def __init__(self, n_components=2, *, alpha=1.0, weight_alpha=0.0, tol=1e-3, max_iter=100, n_init=1,
+                 random_state=None, verbose=0, n_threads=None, block_rows=2048, memory_budget_gib=None):
+        self.n_components = n_components
+        self.alpha = alpha
+        self.weight_alpha = weight_alpha
+        self.tol = tol
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.random_state = random_state
+        self.verbose = verbose
+        self.n_threads = n_threads
+        self.block_rows = block_rows
+        self.memory_budget_gib = memory_budget_gib
+
+    def _options(self):
+        return {"n-components": int(self.n_components), "alpha": float(self.alpha),
+                "weight-alpha": float(self.weight_alpha), "tol": float(self.tol), "max-iter": int(self.max_iter),
+                "n-init": int(self.n_init)}
+
+    def fit(self, X, y=None, vocabulary=None):
+        """Fits on X (counts, N × V; or a count dataset directory). Returns self."""
+        if isinstance(X, (str, os.PathLike)):
+            self._run_fit(os.fspath(X), self._options())
+            return self
+        X = self._validate_data(X, reset=True, accept_sparse="csr", dtype=np.float64)
+        self._run_fit(_csr(X), self._options(), vocabulary or ())
+        return self
+
+    def _set_attributes(self, path):
+        self.weights_ = self._arrays["weights"]
+        self.components_ = self._arrays["components"]
+        self.converged_ = bool(self._attrs["converged"])
+        self.n_iter_ = int(self._attrs["n_iter"])
+        self.lower_bound_ = float(self._attrs["lower_bound"])
+        self.n_features_in_ = int(self.components_.shape[1])
+        self.vocabulary_ = _core.read_strings(path, "vocabulary")
+
+    def _load_engine(self, path):
+        return _core.Mmm(path)
+
+    def _posterior(self, X):
+        check_is_fitted(self, "_model_file")
+        X = self._validate_data(X, reset=False, accept_sparse="csr", dtype=np.float64)
+        indptr, indices, counts, _ = _csr(X, self.n_features_in_)
+        return self._engine().posterior(indptr, indices, counts, threads=self.n_threads or 0,
+                                        block_rows=self.block_rows)
+
+    def predict_proba(self, X):
+        """Responsibilities (N, K)."""
+        return self._posterior(X)[0]
+
+    def predict(self, X):
+        """Most probable component of each document (N)."""
+        return self.predict_proba(X).argmax(axis=1)
+
+    def transform(self, X):
+        """Responsibilities (N, K)."""
+        return self.predict_proba(X)
+
+    def score_samples(self, X):
+        """log p(x_d) of each document without the multinomial coefficient (N), nats."""
+        return self._posterior(X)[1]
+
+    def score(self, X, y=None):
+        """Mean of score_samples, nats per document."""
+        return float(np.mean(self.score_samples(X)))
+
+    def _more_tags(self):
+        return {"requires_positive_X": True, "X_types": ["2darray", "categorical"], "non_deterministic": False}
+
+
 _CLASSES = {"gmm": GaussianMixture, "bgmm": BayesianGaussianMixture, "bmm": BernoulliMixture, "kmeans": KMeans,
-            "lda": LatentDirichletAllocation, "fa": FactorAnalysis, "ppca": PPCA, "mfa": MixtureOfFactorAnalysers}
+            "lda": LatentDirichletAllocation, "fa": FactorAnalysis, "ppca": PPCA, "mfa": MixtureOfFactorAnalysers,
+            "mmm": MultinomialMixture}
 
 
 def load(path):

@@ -162,6 +162,25 @@ class CliBits(Tmp):
                 self.assertBitsEqual(mine, cli, names)
                 self.assertIsInstance(latent.load(cli), type(est))
 
+    def test_mmm(self):
+        x = corpus(seed=19)
+        data = self.import_counts(x)
+        est = latent.MultinomialMixture(3, random_state=6, block_rows=64).fit(sp.csr_matrix(x))
+        mine = os.path.join(self.tmp, "py-mmm.h5")
+        est.save(mine)
+        cli = os.path.join(self.tmp, "cli-mmm.h5")
+        run_cli("fit", "mmm", "--data", data, "--output", cli, "--n-components", 3, "--seed", 6, "--block-rows", 64)
+        self.assertBitsEqual(mine, cli, ["weights", "components"])
+        loaded = latent.load(cli)
+        self.assertIsInstance(loaded, latent.MultinomialMixture)
+        # score_samples: log sum_k pi_k prod_w beta_kw^x_w (no multinomial coefficient).
+        from scipy.special import logsumexp
+        joint = np.log(est.weights_)[None, :] + x @ np.log(est.components_).T
+        np.testing.assert_allclose(est.score_samples(x), logsumexp(joint, axis=1), rtol=1e-10, atol=1e-9)
+        np.testing.assert_allclose(est.predict_proba(x), np.exp(joint - logsumexp(joint, axis=1)[:, None]),
+                                   rtol=0, atol=1e-10)
+        np.testing.assert_array_equal(loaded.predict_proba(x), est.predict_proba(x))
+
     def test_shard_directory_equals_array(self):
         x = blobs(seed=2)
         data = self.import_dense(x)
