@@ -38,6 +38,8 @@
 #include "latent/models/lda/lda_apply.hpp"
 #include "latent/models/lda/lda_fit.hpp"
 #include "latent/models/mixture/discrete_apply.hpp"
+#include "latent/models/vae/vae_apply.hpp"
+#include "latent/models/vae/vae_fit.hpp"
 #include "latent/models/registry.hpp"
 #include "latent/train/checkpoint.hpp"
 #include "latent/train/data_summary.hpp"
@@ -535,6 +537,83 @@ class PyMmm {
   models::DiscreteMixture model_;
 };
 
+// A fitted VAE: the posterior of `latent transform`, the per-row ELBO/IWAE of `latent
+// score --per-sample` and the prior draws of `latent sample`, on rows in memory.
+class PyVae {
+ public:
+  explicit PyVae(const std::string& path) : model_(models::load_vae(path)) {}
+  Index num_features() const { return model_.architecture().input_dim; }
+  Index latent_dim() const { return model_.architecture().latent_dim; }
+
+  io::DenseDatasetInfo info(const DenseArray& x) const {
+    if (x.ndim() != 2 || x.shape(1) != num_features())
+      throw Error(ErrorKind::kInput, "X has " + std::to_string(x.ndim() == 2 ? x.shape(1) : -1) +
+                                         " features, but the model was fitted with " + std::to_string(num_features()));
+    auto rows = std::make_shared<io::MemoryRows>();
+    rows->data = x.data();
+    return io::memory_dense_dataset(rows, x.shape(0), x.shape(1), "<memory>");
+  }
+
+  // (posterior mean (N × L), posterior log-variance (N × L))
+  py::tuple transform(const DenseArray& x, int threads, Index block_rows) const {
+    const io::DenseDatasetInfo in = info(x);
+    const Index n = in.num_rows, l = latent_dim();
+    py::array_t<double> mean(std::vector<py::ssize_t>{n, l}), log_var(std::vector<py::ssize_t>{n, l});
+    double* mp = mean.mutable_data();
+    double* vp = log_var.mutable_data();
+    {
+      py::gil_scoped_release release;
+      if (block_rows < 1) throw Error(ErrorKind::kUsage, "block_rows must be at least 1");
+      models::transform_vae_rows(comm::Communicator::single_process(), in,
+                                 io::rank_blocks(io::make_block_plan(in, block_rows), 0, 1), model_, false,
+                                 {resolve_threads(threads), 4},
+                                 [&](Index row, const RowMatrix& m, const RowMatrix& v, const RowMatrix&) {
+                                   std::copy(m.data(), m.data() + m.size(), mp + row * l);
+                                   std::copy(v.data(), v.data() + v.size(), vp + row * l);
+                                 });
+    }
+    return py::make_tuple(mean, log_var);
+  }
+
+  // (ELBO per row (N), IWAE estimate of log p(x) per row (N) or None when iw_samples = 0)
+  py::tuple score(const DenseArray& x, int iw_samples, std::uint64_t seed, int threads, Index block_rows) const {
+    const io::DenseDatasetInfo in = info(x);
+    const Index n = in.num_rows;
+    py::array_t<double> elbo(n), iwae(n);
+    double* ep = elbo.mutable_data();
+    double* ip = iwae.mutable_data();
+    {
+      py::gil_scoped_release release;
+      if (block_rows < 1) throw Error(ErrorKind::kUsage, "block_rows must be at least 1");
+      models::score_vae_rows(comm::Communicator::single_process(), in,
+                             io::rank_blocks(io::make_block_plan(in, block_rows), 0, 1), model_, iw_samples, seed,
+                             {resolve_threads(threads), 4}, [&](Index row, const RowMatrix& e, const RowMatrix& w) {
+                               std::copy(e.data(), e.data() + e.rows(), ep + row);
+                               if (iw_samples > 0) std::copy(w.data(), w.data() + w.rows(), ip + row);
+                             });
+    }
+    return py::make_tuple(elbo, iw_samples > 0 ? py::object(iwae) : py::object(py::none()));
+  }
+
+  // (decoded means (n × D), latent draws (n × L))
+  py::tuple sample(Index count, std::uint64_t seed) const {
+    RowMatrix data, latent;
+    {
+      py::gil_scoped_release release;
+      models::VaeWorkspace workspace;
+      models::sample_vae_rows(model_, 0, count, seed, workspace, data, latent);
+    }
+    py::array_t<double> d(std::vector<py::ssize_t>{data.rows(), data.cols()});
+    py::array_t<double> z(std::vector<py::ssize_t>{latent.rows(), latent.cols()});
+    std::copy(data.data(), data.data() + data.size(), d.mutable_data());
+    std::copy(latent.data(), latent.data() + latent.size(), z.mutable_data());
+    return py::make_tuple(d, z);
+  }
+
+ private:
+  models::Vae model_;
+};
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -590,6 +669,14 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("n_parameters", &PyMmm::num_parameters)
       .def("posterior", &PyMmm::posterior, py::arg("indptr"), py::arg("indices"), py::arg("counts"),
            py::arg("threads") = 0, py::arg("block_rows") = 2048);
+  py::class_<PyVae>(m, "Vae")
+      .def(py::init<const std::string&>(), py::arg("path"))
+      .def_property_readonly("n_features", &PyVae::num_features)
+      .def_property_readonly("latent_dim", &PyVae::latent_dim)
+      .def("transform", &PyVae::transform, py::arg("x"), py::arg("threads") = 0, py::arg("block_rows") = 2048)
+      .def("score", &PyVae::score, py::arg("x"), py::arg("iw_samples") = 0, py::arg("seed") = 0,
+           py::arg("threads") = 0, py::arg("block_rows") = 2048)
+      .def("sample", &PyVae::sample, py::arg("n"), py::arg("seed") = 0);
   py::class_<PyLda>(m, "Lda")
       .def(py::init<const std::string&>(), py::arg("path"))
       .def_property_readonly("n_topics", &PyLda::num_topics)

@@ -10,8 +10,8 @@ writes is kept with the estimator: ``est.save(path)`` writes it (the CLI reads i
 ``latent.load(path)`` returns the fitted estimator of a file the CLI wrote.
 """
 from ._estimators import (PPCA, BayesianGaussianMixture, BernoulliMixture, FactorAnalysis, GaussianMixture, KMeans,
-                          LatentDirichletAllocation, MixtureOfFactorAnalysers, MultinomialMixture, load)
+                          LatentDirichletAllocation, MixtureOfFactorAnalysers, MultinomialMixture, VAE, load)
 from ._distributed import fit_distributed
 
 __all__ = ["GaussianMixture", "BayesianGaussianMixture", "BernoulliMixture", "KMeans", "LatentDirichletAllocation",
-           "FactorAnalysis", "PPCA", "MixtureOfFactorAnalysers", "MultinomialMixture", "load", "fit_distributed"]
+           "FactorAnalysis", "PPCA", "MixtureOfFactorAnalysers", "MultinomialMixture", "VAE", "load", "fit_distributed"]

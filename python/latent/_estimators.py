@@ -875,9 +875,130 @@ class MultinomialMixture(DensityMixin, _LatentEstimator):
         return {"requires_positive_X": True, "X_types": ["2darray", "categorical"], "non_deterministic": False}
 
 
+class VAE(TransformerMixin, _LatentEstimator):
+    """Variational autoencoder (`latent fit vae`; Kingma & Welling 2014): MLP encoder and
+    decoder trained on minibatch ELBO gradients with Adam (Kingma & Ba 2015); Bernoulli or
+    Gaussian decoder. No scikit-learn counterpart.
+
+    Parameters are the CLI's options with underscores (latent_dim=20, hidden=(512, 256),
+    activation, likelihood="bernoulli" | "gaussian", gaussian_variance, batch_size,
+    micro_batch_rows, matmul_precision, epochs, shuffle, learning_rate, beta1, beta2,
+    adam_epsilon, lr_schedule, lr_step_size, lr_gamma, max_grad_norm, validation_fraction,
+    n_iter_no_change, tol). Fitted: encoder_weights_ / encoder_biases_ and decoder_weights_
+    / decoder_biases_ (lists, layer i's weight out × in), log_variance_ (Gaussian with
+    learned variance), n_iter_ (epochs), lower_bound_. transform gives the posterior means
+    (N, L); score_samples the per-row ELBO (nats; with iw_samples > 0 the IWAE estimate of
+    log p(x)); sample(n) decoded prior draws.
+    """
+    _model = "vae"
+
+    def __init__(self, latent_dim=20, *, hidden=(512, 256), activation="relu", likelihood="bernoulli",
+                 gaussian_variance="learned", batch_size=128, micro_batch_rows=64, matmul_precision="highest",
+                 epochs=10, shuffle=False, learning_rate=1e-3, beta1=0.9, beta2=0.999, adam_epsilon=1e-8,
+                 lr_schedule="constant", lr_step_size=10, lr_gamma=0.1, max_grad_norm=0.0, validation_fraction=0.0,
+                 n_iter_no_change=10, tol=1e-4, iw_samples=0, random_state=None, verbose=0, n_threads=None,
+                 block_rows=2048, memory_budget_gib=None):
+        self.latent_dim = latent_dim
+        self.hidden = hidden
+        self.activation = activation
+        self.likelihood = likelihood
+        self.gaussian_variance = gaussian_variance
+        self.batch_size = batch_size
+        self.micro_batch_rows = micro_batch_rows
+        self.matmul_precision = matmul_precision
+        self.epochs = epochs
+        self.shuffle = shuffle
+        self.learning_rate = learning_rate
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.adam_epsilon = adam_epsilon
+        self.lr_schedule = lr_schedule
+        self.lr_step_size = lr_step_size
+        self.lr_gamma = lr_gamma
+        self.max_grad_norm = max_grad_norm
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.iw_samples = iw_samples
+        self.random_state = random_state
+        self.verbose = verbose
+        self.n_threads = n_threads
+        self.block_rows = block_rows
+        self.memory_budget_gib = memory_budget_gib
+
+    def _options(self):
+        hidden = self.hidden if isinstance(self.hidden, str) else ",".join(str(int(h)) for h in self.hidden)
+        return {"latent-dim": int(self.latent_dim), "hidden": hidden, "activation": str(self.activation),
+                "likelihood": str(self.likelihood), "gaussian-variance": str(self.gaussian_variance),
+                "batch-size": int(self.batch_size), "micro-batch-rows": int(self.micro_batch_rows),
+                "matmul-precision": str(self.matmul_precision), "epochs": int(self.epochs),
+                "shuffle": bool(self.shuffle), "learning-rate": float(self.learning_rate), "beta1": float(self.beta1),
+                "beta2": float(self.beta2), "adam-epsilon": float(self.adam_epsilon),
+                "lr-schedule": str(self.lr_schedule), "lr-step-size": int(self.lr_step_size),
+                "lr-gamma": float(self.lr_gamma), "max-grad-norm": float(self.max_grad_norm),
+                "validation-fraction": float(self.validation_fraction),
+                "n-iter-no-change": int(self.n_iter_no_change), "tol": float(self.tol)}
+
+    @property
+    def _datasets(self):
+        names = ["log_variance"]
+        for part in ("encoder", "decoder"):
+            for i in range(64):
+                names += [f"{part}/{i}/weight", f"{part}/{i}/bias"]
+        return names
+
+    def fit(self, X, y=None):
+        """Fits on X (array (N, D); or a dense shard directory). Returns self."""
+        if isinstance(X, (str, os.PathLike)):
+            self._run_fit(os.fspath(X), self._options())
+            return self
+        X = _dense(self, X, reset=True)
+        self._run_fit(X, self._options())
+        return self
+
+    def _set_attributes(self, path):
+        a = self._arrays
+        for part in ("encoder", "decoder"):
+            layers = sorted({int(k.split("/")[1]) for k in a if k.startswith(part + "/")})
+            setattr(self, f"{part}_weights_", [a[f"{part}/{i}/weight"] for i in layers])
+            setattr(self, f"{part}_biases_", [a[f"{part}/{i}/bias"] for i in layers])
+        self.log_variance_ = a.get("log_variance")
+        self.n_iter_ = int(self._attrs["n_iter"])
+        self.lower_bound_ = float(self._attrs["lower_bound"])
+        self.n_features_in_ = int(self.encoder_weights_[0].shape[1])
+
+    def _load_engine(self, path):
+        return _core.Vae(path)
+
+    def _checked(self, X):
+        check_is_fitted(self, "_model_file")
+        return _dense(self, X, reset=False)
+
+    def transform(self, X):
+        """Posterior means of q(z | x) (N, L)."""
+        return self._engine().transform(self._checked(X), threads=self.n_threads or 0, block_rows=self.block_rows)[0]
+
+    def score_samples(self, X):
+        """Per-row ELBO (iw_samples = 0) or IWAE estimate of log p(x) (N), nats; noise keyed
+        by random_state and the row."""
+        elbo, iwae = self._engine().score(self._checked(X), iw_samples=int(self.iw_samples),
+                                          seed=_seed(self.random_state), threads=self.n_threads or 0,
+                                          block_rows=self.block_rows)
+        return elbo if iwae is None else iwae
+
+    def score(self, X, y=None):
+        """Mean of score_samples, nats per row."""
+        return float(np.mean(self.score_samples(X)))
+
+    def sample(self, n_samples=1):
+        """(decoded means (n_samples, D), latent draws (n_samples, L)), keyed by random_state."""
+        check_is_fitted(self, "_model_file")
+        return self._engine().sample(int(n_samples), _seed(self.random_state))
+
+
 _CLASSES = {"gmm": GaussianMixture, "bgmm": BayesianGaussianMixture, "bmm": BernoulliMixture, "kmeans": KMeans,
             "lda": LatentDirichletAllocation, "fa": FactorAnalysis, "ppca": PPCA, "mfa": MixtureOfFactorAnalysers,
-            "mmm": MultinomialMixture}
+            "mmm": MultinomialMixture, "vae": VAE}
 
 
 def load(path):

@@ -181,6 +181,27 @@ class CliBits(Tmp):
                                    rtol=0, atol=1e-10)
         np.testing.assert_array_equal(loaded.predict_proba(x), est.predict_proba(x))
 
+    def test_vae(self):
+        x = (np.random.default_rng(20).uniform(size=(300, 8)) < np.linspace(0.1, 0.9, 8)).astype(np.float64)
+        data = self.import_dense(x, "binary")
+        est = latent.VAE(2, hidden=(16,), epochs=2, batch_size=32, random_state=1, block_rows=64).fit(x)
+        mine = os.path.join(self.tmp, "py-vae.h5")
+        est.save(mine)
+        cli = os.path.join(self.tmp, "cli-vae.h5")
+        run_cli("fit", "vae", "--data", data, "--output", cli, "--latent-dim", 2, "--hidden", 16, "--epochs", 2,
+                "--batch-size", 32, "--seed", 1, "--block-rows", 64)
+        self.assertBitsEqual(mine, cli, ["encoder/0/weight", "encoder/0/bias", "encoder/1/weight", "decoder/0/weight",
+                                         "decoder/1/weight", "decoder/1/bias"])
+        loaded = latent.load(cli)
+        self.assertIsInstance(loaded, latent.VAE)
+        self.assertEqual([w.shape for w in est.encoder_weights_], [(16, 8), (4, 16)])
+        out = os.path.join(self.tmp, "t.h5")
+        run_cli("transform", "--model", cli, "--data", data, "--output", out, "--block-rows", 64)
+        np.testing.assert_array_equal(est.transform(x), datasets(out, ["latent_mean"])["latent_mean"])
+        score = json.loads(run_cli("score", "--model", cli, "--data", data, "--block-rows", 64, "--seed", 1))
+        self.assertAlmostEqual(est.score(x), score["elbo"], delta=1e-6)
+        self.assertEqual(est.sample(5)[0].shape, (5, 8))
+
     def test_shard_directory_equals_array(self):
         x = blobs(seed=2)
         data = self.import_dense(x)
