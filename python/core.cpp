@@ -18,6 +18,10 @@
 #include <oneapi/tbb/task_arena.h>
 
 #include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <exception>
+#include <future>
 #include <cstdint>
 #include <iostream>
 #include <memory>
@@ -29,6 +33,7 @@
 #include "latent/comm/communicator.hpp"
 #include "latent/core/error.hpp"
 #include "latent/core/log.hpp"
+#include "latent/core/stop_request.hpp"
 #include "latent/io/block_plan.hpp"
 #include "latent/io/block_source.hpp"
 #include "latent/io/counts_dataset.hpp"
@@ -283,10 +288,42 @@ py::dict fit(const std::string& model, const py::dict& options, const py::object
   if ((d.dense || d.counts) && (d.dense ? spec.data != models::DataKind::kDense : spec.data != models::DataKind::kCounts))
     throw Error(ErrorKind::kUsage, "model " + model + " takes " + std::string(models::data_kind_name(spec.data)) + " data");
   PyFitRun run(spec, values, c, std::move(d), verbose);
-  int code = 0;
+  // The fit runs on its own thread; this thread waits with the GIL released and checks
+  // Python's signals every 100 ms. Ctrl-C (KeyboardInterrupt) requests a stop: the fit
+  // ends at its next iteration boundary (Error kRequeue, as on SIGTERM), and the
+  // KeyboardInterrupt is raised once it has returned.
+  clear_stop();
+  std::future<int> done = std::async(std::launch::async, [&] { return spec.fit(run); });
+  bool interrupted = false;
+  PyObject *type = nullptr, *value = nullptr, *trace = nullptr;
   {
     py::gil_scoped_release release;
-    code = spec.fit(run);
+    while (done.wait_for(std::chrono::milliseconds(100)) != std::future_status::ready) {
+      if (interrupted) continue;
+      py::gil_scoped_acquire acquire;
+      if (PyErr_CheckSignals() != 0) {
+        interrupted = true;
+        PyErr_Fetch(&type, &value, &trace);
+        request_stop(SIGINT);
+      }
+    }
+  }
+  int code = 0;
+  try {
+    code = done.get();
+  } catch (const Error& e) {
+    clear_stop();
+    if (!interrupted || e.kind() != ErrorKind::kRequeue) {
+      if (interrupted) PyErr_Restore(type, value, trace), PyErr_Clear();
+      throw;
+    }
+    PyErr_Restore(type, value, trace);
+    throw py::error_already_set();
+  }
+  clear_stop();
+  if (interrupted) {  // the fit finished before reaching another boundary: raise all the same
+    PyErr_Restore(type, value, trace);
+    throw py::error_already_set();
   }
   py::dict out;
   out["exit_code"] = code;

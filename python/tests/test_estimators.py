@@ -379,6 +379,30 @@ class Semantics(Tmp):
         with self.assertRaises(ValueError):
             est.predict(np.zeros((3, 7)))
 
+    def test_ctrl_c_stops_a_fit_at_its_next_iteration(self):
+        """SIGINT during a fit raises KeyboardInterrupt within an iteration or so, and the
+        next fit in the same process runs normally."""
+        code = """
+import os, signal, threading, time
+import numpy as np
+import latent
+x = np.random.default_rng(0).normal(size=(60000, 16))
+threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+t = time.time()
+try:
+    latent.GaussianMixture(8, max_iter=100000, tol=0, random_state=0, n_threads=1).fit(x)
+    print("finished")
+except KeyboardInterrupt:
+    print("interrupted", time.time() - t)
+print("next", latent.GaussianMixture(2, random_state=0).fit(x[:1000]).converged_)
+"""
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        first, second = r.stdout.splitlines()
+        self.assertTrue(first.startswith("interrupted"), r.stdout)
+        self.assertLess(float(first.split()[1]), 30)
+        self.assertEqual(second, "next True")
+
     def test_gil_released_while_fitting(self):
         x = blobs(n=40000, d=16, k=8, seed=8)
         ticks = []
