@@ -500,6 +500,16 @@ class ToSklearn(Tmp):
         np.testing.assert_allclose(sk.transform(x), est.transform(x), rtol=0, atol=1e-10)
         np.testing.assert_allclose(sk.get_covariance(), est.get_covariance(), rtol=0, atol=1e-10)
 
+    def test_latent_dirichlet_allocation(self):
+        x = corpus(n=400, v=60, seed=21)
+        est = latent.LatentDirichletAllocation(3, max_iter=10, random_state=0).fit(sp.csr_matrix(x))
+        sk = est.to_sklearn()
+        self.assertEqual(type(sk).__module__.split(".")[0], "sklearn")
+        np.testing.assert_array_equal(sk.components_, est.components_)
+        # The engine's E-step holds exp(E[log beta]) in float32: agreement to ~1e-7, not 1e-10.
+        np.testing.assert_allclose(sk.transform(x), est.transform(x), rtol=0, atol=1e-6)
+        self.assertAlmostEqual(sk.perplexity(x), est.perplexity(x), delta=1e-6 * est.perplexity(x))
+
     def test_kmeans(self):
         x = blobs(seed=10)
         est = latent.KMeans(3, random_state=0).fit(x)
