@@ -202,6 +202,14 @@ class CliBits(Tmp):
         self.assertAlmostEqual(est.score(x), score["elbo"], delta=1e-6)
         self.assertEqual(est.sample(5)[0].shape, (5, 8))
 
+    def test_count_directory_equals_sparse_matrix(self):
+        x = corpus(seed=22)
+        data = self.import_counts(x)
+        a = latent.LatentDirichletAllocation(3, max_iter=4, random_state=3, block_rows=50).fit(sp.csr_matrix(x))
+        b = latent.LatentDirichletAllocation(3, max_iter=4, random_state=3, block_rows=50).fit(data)
+        self.assertEqual(a.components_.tobytes(), b.components_.tobytes())
+        self.assertEqual(b.vocabulary_[:3], ["w0", "w1", "w2"])
+
     def test_shard_directory_equals_array(self):
         x = blobs(seed=2)
         data = self.import_dense(x)
@@ -296,6 +304,20 @@ class RoundTrips(Tmp):
         self.assertEqual(loaded.n_components, 3)
         np.testing.assert_array_equal(loaded.components_, est.components_)
         self.assertEqual(loaded.vocabulary_[:2], ["w0", "w1"])
+
+
+class Interop(Tmp):
+    def test_h5py_in_the_same_process_reads_the_saved_file(self):
+        import h5py  # Debian's serial HDF5 next to the engine's openmpi HDF5
+        x = blobs(seed=23)
+        est = latent.GaussianMixture(2, covariance_type="tied", random_state=0).fit(x)
+        path = os.path.join(self.tmp, "gmm.h5")
+        est.save(path)
+        with h5py.File(path, "r") as f:
+            self.assertEqual(f.attrs["model"], "gmm")
+            self.assertEqual(f["means"][...].tobytes(), est.means_.tobytes())
+            self.assertEqual(f["covariances"].shape, (4, 4))
+        self.assertEqual(latent.load(path).means_.tobytes(), est.means_.tobytes())
 
 
 class Semantics(Tmp):
