@@ -24,6 +24,8 @@
 #include <future>
 #include <cstdint>
 #include <iostream>
+#include <mutex>
+#include <streambuf>
 #include <memory>
 #include <optional>
 #include <string>
@@ -64,6 +66,43 @@ int resolve_threads(int requested) {
   return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
+// Collects the engine's log lines (written on the fit's thread) for the Python thread to
+// print with sys.stderr, so that notebooks show them.
+class LineBuffer final : public std::streambuf {
+ public:
+  std::string take() {
+    std::lock_guard lock(mutex_);
+    const auto end = text_.rfind('\n');
+    if (end == std::string::npos) return {};
+    std::string out = text_.substr(0, end + 1);
+    text_.erase(0, end + 1);
+    return out;
+  }
+
+ protected:
+  int_type overflow(int_type c) override {
+    if (c != traits_type::eof()) {
+      std::lock_guard lock(mutex_);
+      text_.push_back(static_cast<char>(c));
+    }
+    return c;
+  }
+  std::streamsize xsputn(const char* s, std::streamsize n) override {
+    std::lock_guard lock(mutex_);
+    text_.append(s, static_cast<std::size_t>(n));
+    return n;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::string text_;
+};
+
+void print_lines(LineBuffer& lines) {
+  const std::string text = lines.take();
+  if (!text.empty()) py::module_::import("sys").attr("stderr").attr("write")(text);
+}
+
 // The data of a fit: exactly one of a shard directory, dense rows or CSR documents.
 struct FitData {
   std::string directory;
@@ -77,9 +116,8 @@ struct FitData {
 class PyFitRun final : public train::FitRun {
  public:
   PyFitRun(const models::ModelSpec& spec, models::OptionValues values, train::FitCommon common, FitData data,
-           bool verbose)
-      : spec_(spec), values_(std::move(values)), c_(std::move(common)), data_(std::move(data)),
-        log_(&std::cerr, verbose) {}
+           std::ostream* log, bool verbose)
+      : spec_(spec), values_(std::move(values)), c_(std::move(common)), data_(std::move(data)), log_(log, verbose) {}
 
   const comm::Communicator& comm() const override { return comm_; }
   const Logger& log() const override { return log_; }
@@ -287,7 +325,9 @@ py::dict fit(const std::string& model, const py::dict& options, const py::object
   }
   if ((d.dense || d.counts) && (d.dense ? spec.data != models::DataKind::kDense : spec.data != models::DataKind::kCounts))
     throw Error(ErrorKind::kUsage, "model " + model + " takes " + std::string(models::data_kind_name(spec.data)) + " data");
-  PyFitRun run(spec, values, c, std::move(d), verbose);
+  LineBuffer lines;
+  std::ostream log_stream(&lines);
+  PyFitRun run(spec, values, c, std::move(d), &log_stream, verbose);
   // The fit runs on its own thread; this thread waits with the GIL released and checks
   // Python's signals every 100 ms. Ctrl-C (KeyboardInterrupt) requests a stop: the fit
   // ends at its next iteration boundary (Error kRequeue, as on SIGTERM), and the
@@ -299,8 +339,9 @@ py::dict fit(const std::string& model, const py::dict& options, const py::object
   {
     py::gil_scoped_release release;
     while (done.wait_for(std::chrono::milliseconds(100)) != std::future_status::ready) {
-      if (interrupted) continue;
       py::gil_scoped_acquire acquire;
+      if (verbose) print_lines(lines);
+      if (interrupted) continue;
       if (PyErr_CheckSignals() != 0) {
         interrupted = true;
         PyErr_Fetch(&type, &value, &trace);
@@ -308,6 +349,7 @@ py::dict fit(const std::string& model, const py::dict& options, const py::object
       }
     }
   }
+  if (verbose && !interrupted) print_lines(lines);
   int code = 0;
   try {
     code = done.get();

@@ -390,6 +390,20 @@ class Semantics(Tmp):
         self.assertLess(perp, x.shape[1])  # better than uniform over the vocabulary
         np.testing.assert_array_equal(est.transform(sp.csr_matrix(x)), theta)
 
+    def test_verbose_fit_prints_the_engine_log_to_sys_stderr(self):
+        import contextlib
+        import io
+        buf = io.StringIO()
+        with contextlib.redirect_stderr(buf):
+            est = latent.GaussianMixture(2, max_iter=3, tol=0, random_state=0, verbose=1).fit(blobs())
+        lines = buf.getvalue().splitlines()
+        self.assertEqual(sum(line.startswith("iter ") for line in lines), est.n_iter_, lines)
+        self.assertTrue(any("wrote" in line for line in lines), lines)
+        buf = io.StringIO()
+        with contextlib.redirect_stderr(buf):
+            latent.GaussianMixture(2, max_iter=3, random_state=0).fit(blobs())
+        self.assertEqual(buf.getvalue(), "")
+
     def test_errors(self):
         with self.assertRaises(ValueError):
             latent.GaussianMixture(2, covariance_type="bogus").fit(blobs())
