@@ -8,11 +8,13 @@ import json
 import numbers
 import os
 import tempfile
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import digamma
 from sklearn.base import BaseEstimator, ClusterMixin, DensityMixin, TransformerMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
 from . import _core
@@ -68,6 +70,9 @@ class _LatentEstimator(BaseEstimator):
             with open(path, "rb") as f:
                 self._model_file = f.read()
             self._read_model(path)
+        if getattr(self, "_warns_unconverged", False) and not info["converged"]:
+            warnings.warn(f"{type(self).__name__} did not converge in {info['n_iter']} iterations (tol={self.tol}); "
+                          "raise max_iter or tol", ConvergenceWarning)
         return info
 
     # -- the model file ---------------------------------------------------------------
@@ -125,6 +130,7 @@ def _dense(est, X, reset):
 
 class _DenseMixture(DensityMixin, _LatentEstimator):
     """Methods of the dense mixtures (gmm, bgmm, bmm) through the engine's FittedModel."""
+    _warns_unconverged = True  # ConvergenceWarning as scikit-learn's mixtures
 
     def fit(self, X, y=None):
         """Fits on X (array (N, D); or a dense shard directory, streamed). Returns self."""
@@ -510,6 +516,7 @@ class _FactorModel(DensityMixin, TransformerMixin, _LatentEstimator):
     """Factor analysis and PPCA (`latent fit fa|ppca`): EM (Tipping & Bishop 1999;
     Ghahramani & Hinton 1996), parameter-expanded."""
     _datasets = ("components", "mean", "noise_variance")
+    _warns_unconverged = True
 
     def __init__(self, n_components=None, *, tol=1e-6, max_iter=1000, solver="auto", noise_variance_floor=1e-12,
                  random_state=None, verbose=0, n_threads=None, block_rows=2048, memory_budget_gib=None):

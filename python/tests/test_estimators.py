@@ -404,6 +404,16 @@ class Semantics(Tmp):
             latent.GaussianMixture(2, max_iter=3, random_state=0).fit(blobs())
         self.assertEqual(buf.getvalue(), "")
 
+    def test_convergence_warning_as_scikit_learn(self):
+        from sklearn.exceptions import ConvergenceWarning
+        with self.assertWarns(ConvergenceWarning):
+            est = latent.GaussianMixture(3, max_iter=1, tol=0, random_state=0).fit(blobs())
+        self.assertFalse(est.converged_)
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ConvergenceWarning)
+            self.assertTrue(latent.GaussianMixture(3, random_state=0).fit(blobs()).converged_)
+
     def test_errors(self):
         with self.assertRaises(ValueError):
             latent.GaussianMixture(2, covariance_type="bogus").fit(blobs())
