@@ -1047,7 +1047,8 @@ def load(path):
         if model == "lda" and key == "tol":
             name = "perp_tol"
         if name in names:
-            params[name] = value
+            # -1 is the CLI's sentinel for a documented default (1/K, 1, D): None here.
+            params[name] = None if name.endswith("_prior") and value == -1 else value
     est = cls(**params)
     with open(path, "rb") as f:
         est._model_file = f.read()

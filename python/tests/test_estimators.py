@@ -160,7 +160,12 @@ class CliBits(Tmp):
                 cli = os.path.join(self.tmp, f"cli-{args[0]}.h5")
                 run_cli("fit", *args, "--data", data, "--output", cli, "--seed", 2, "--block-rows", 100)
                 self.assertBitsEqual(mine, cli, names)
-                self.assertIsInstance(latent.load(cli), type(est))
+                loaded = latent.load(cli)
+                self.assertIsInstance(loaded, type(est))
+                # The loaded parameters refit to the same bits.
+                again = os.path.join(self.tmp, f"again-{args[0]}.h5")
+                loaded.set_params(block_rows=100).fit(xb if data == binary else x).save(again)
+                self.assertBitsEqual(again, mine, names)
 
     def test_mmm(self):
         x = corpus(seed=19)
