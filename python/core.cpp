@@ -532,26 +532,48 @@ io::CountsDatasetInfo memory_counts(const IndexArray& indptr, const IndexArray& 
 // (`latent score`) of documents in memory.
 class PyLda {
  public:
-  explicit PyLda(const std::string& path) : model_(models::load_lda(path)) { model_.refresh(1); }
+  explicit PyLda(const std::string& path) : model_(models::load_lda(path)), exact_(model_) { model_.refresh(1); }
   Index num_topics() const { return model_.num_topics(); }
   Index vocab_size() const { return model_.vocab_size(); }
 
+  // Topic proportions (N × K). exact: the double-precision E-step (LdaExactTransform);
+  // otherwise the training kernel of `latent transform` (float32 exp(E[log β])), the same
+  // bits as the command line at the same block_rows.
   py::array_t<double> transform(const IndexArray& indptr, const IndexArray& indices, const DenseArray& counts,
-                                int max_doc_update_iter, double mean_change_tol, int threads, Index block_rows) const {
+                                int max_doc_update_iter, double mean_change_tol, int threads, Index block_rows,
+                                bool exact) const {
     const io::CountsDatasetInfo info = memory_counts(indptr, indices, counts, model_.vocab_size());
     const Index k = model_.num_topics();
     py::array_t<double> out(std::vector<py::ssize_t>{info.num_rows, k});
     double* op = out.mutable_data();
     {
       py::gil_scoped_release release;
+      if (block_rows < 1) throw Error(ErrorKind::kUsage, "block_rows must be at least 1");
       const auto blocks = io::rank_blocks(io::make_block_plan(info.shard_rows(), block_rows), 0, 1);
       models::LdaEStepOptions e;
       e.max_doc_update_iter = max_doc_update_iter;
       e.mean_change_tol = mean_change_tol;
-      models::transform_lda(comm::Communicator::single_process(), info, blocks, model_, e, resolve_threads(threads), 4,
-                            [&](const io::BlockRef& b, const RowMatrix& theta) {
-                              std::copy(theta.data(), theta.data() + theta.size(), op + b.global_row_begin * k);
-                            });
+      if (!exact) {
+        models::transform_lda(comm::Communicator::single_process(), info, blocks, model_, e, resolve_threads(threads),
+                              4, [&](const io::BlockRef& b, const RowMatrix& theta) {
+                                std::copy(theta.data(), theta.data() + theta.size(), op + b.global_row_begin * k);
+                              });
+      } else {
+        io::CountsSource source(info, blocks, {});  // validates the CSR as a file's
+        tbb::task_arena arena(resolve_threads(threads));
+        source.start_pass();
+        while (auto block = source.next()) {
+          arena.execute([&] {
+            tbb::parallel_for(Index{0}, block->num_rows(), [&](Index d) {
+              const auto b = static_cast<std::size_t>(block->indptr[static_cast<std::size_t>(d)]);
+              const auto n = static_cast<std::size_t>(block->indptr[static_cast<std::size_t>(d) + 1]) - b;
+              const Vector theta = exact_.theta(std::span<const std::int32_t>(block->indices).subspan(b, n),
+                                                std::span<const double>(block->counts).subspan(b, n), e);
+              std::copy(theta.data(), theta.data() + k, op + (block->ref.global_row_begin + d) * k);
+            });
+          });
+        }
+      }
     }
     return out;
   }
@@ -578,6 +600,7 @@ class PyLda {
 
  private:
   models::Lda model_;
+  models::LdaExactTransform exact_;
 };
 
 // A fitted multinomial mixture (mmm): the posterior pass of `latent score|predict|transform`
@@ -762,7 +785,7 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("vocab_size", &PyLda::vocab_size)
       .def("transform", &PyLda::transform, py::arg("indptr"), py::arg("indices"), py::arg("counts"),
            py::arg("max_doc_update_iter") = 100, py::arg("mean_change_tol") = 1e-3, py::arg("threads") = 0,
-           py::arg("block_rows") = 2048)
+           py::arg("block_rows") = 2048, py::arg("exact") = true)
       .def("score", &PyLda::score, py::arg("indptr"), py::arg("indices"), py::arg("counts"),
            py::arg("max_doc_update_iter") = 100, py::arg("mean_change_tol") = 1e-3, py::arg("threads") = 0,
            py::arg("block_rows") = 2048);
