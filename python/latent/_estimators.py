@@ -321,6 +321,29 @@ class BayesianGaussianMixture(_DenseMixture):
         self.weight_concentration_ = (wc[0], wc[1]) if wc.shape[0] == 2 else wc[0]
         self.mean_precision_ = self._arrays["mean_precision"]
         self.degrees_of_freedom_ = self._arrays["degrees_of_freedom"]
+        self._n_samples_seen = int(self._attrs.get("n_samples_seen", 0))
+
+    def to_sklearn(self):
+        """A fitted sklearn.mixture.BayesianGaussianMixture holding this variational
+        posterior (weight_concentration_, mean_precision_, means_, degrees_of_freedom_,
+        covariances_ and precisions_cholesky_; lower_bound_ times N, scikit-learn's scale).
+        Its predict_proba and score_samples are scikit-learn's: they use the expected log
+        weights and precisions (digamma terms), while ours (and `latent predict|score`) use
+        the plug-in mixture; the two agree closely on well-separated data but not to 1e-10."""
+        from sklearn.mixture import BayesianGaussianMixture as SkBGMM
+        check_is_fitted(self, "_model_file")
+        sk = SkBGMM(n_components=self.n_components, covariance_type=self.covariance_type, tol=self.tol,
+                    reg_covar=self.reg_covar, max_iter=self.max_iter, n_init=self.n_init,
+                    init_params=self.init_params,
+                    weight_concentration_prior_type=self.weight_concentration_prior_type,
+                    weight_concentration_prior=self.weight_concentration_prior,
+                    mean_precision_prior=self.mean_precision_prior,
+                    degrees_of_freedom_prior=self.degrees_of_freedom_prior, random_state=self.random_state)
+        for name in ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_", "converged_",
+                     "n_iter_", "n_features_in_", "weight_concentration_", "mean_precision_", "degrees_of_freedom_"):
+            setattr(sk, name, getattr(self, name))
+        sk.lower_bound_ = self.lower_bound_ * self._n_samples_seen
+        return sk
 
 
 class BernoulliMixture(_DenseMixture):

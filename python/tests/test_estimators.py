@@ -575,6 +575,20 @@ class ToSklearn(Tmp):
         self.assertGreater(np.abs(sk.transform(x) - fast).max(), 1e-12)  # the two paths differ
         self.assertAlmostEqual(sk.perplexity(x), est.perplexity(x), delta=1e-6 * est.perplexity(x))
 
+    def test_bayesian_gaussian_mixture(self):
+        x = blobs(seed=24)
+        for prior in ("dirichlet_process", "dirichlet_distribution"):
+            with self.subTest(prior=prior):
+                est = latent.BayesianGaussianMixture(n_components=5, weight_concentration_prior_type=prior,
+                                                     random_state=0).fit(x)
+                sk = est.to_sklearn()
+                self.assertEqual(type(sk).__module__.split(".")[0], "sklearn")
+                np.testing.assert_array_equal(sk.means_, est.means_)
+                # scikit-learn's predictions use the expected parameters, ours the plug-in
+                # mixture: the same clusters on separated data, close probabilities.
+                self.assertGreaterEqual(np.mean(sk.predict(x) == est.predict(x)), 0.99)
+                self.assertLess(np.abs(sk.predict_proba(x) - est.predict_proba(x)).max(), 0.1)
+
     def test_kmeans(self):
         x = blobs(seed=10)
         est = latent.KMeans(3, random_state=0).fit(x)
