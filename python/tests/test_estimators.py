@@ -303,6 +303,32 @@ class RoundTrips(Tmp):
         # The CLI reads what save wrote.
         self.assertIn('"model":"gmm"', run_cli("score", "--model", path, "--data", self.import_dense(x)).replace(" ", ""))
 
+    def test_every_estimator_pickles_saves_and_loads(self):
+        x = blobs(seed=25)
+        xb = (np.random.default_rng(25).uniform(size=(300, 6)) < 0.4).astype(np.float64)
+        xc = corpus(seed=25)
+        cases = [(latent.GaussianMixture(2, random_state=0), x, "score_samples"),
+                 (latent.BayesianGaussianMixture(n_components=3, random_state=0), x, "predict_proba"),
+                 (latent.BernoulliMixture(2, random_state=0), xb, "score_samples"),
+                 (latent.MixtureOfFactorAnalysers(2, n_factors=1, random_state=0), x, "score_samples"),
+                 (latent.KMeans(3, random_state=0), x, "transform"),
+                 (latent.FactorAnalysis(2), x, "transform"),
+                 (latent.PPCA(2), x, "score_samples"),
+                 (latent.LatentDirichletAllocation(3, max_iter=3, random_state=0), xc, "transform"),
+                 (latent.MultinomialMixture(3, random_state=0), xc, "predict_proba"),
+                 (latent.VAE(2, hidden=(8,), epochs=1, random_state=0), xb, "transform")]
+        for est, data, method in cases:
+            with self.subTest(model=type(est).__name__):
+                est.fit(data)
+                want = getattr(est, method)(data)
+                again = pickle.loads(pickle.dumps(est))
+                np.testing.assert_array_equal(getattr(again, method)(data), want)
+                path = os.path.join(self.tmp, f"{type(est).__name__}.h5")
+                est.save(path)
+                loaded = latent.load(path)
+                self.assertIs(type(loaded), type(est))
+                np.testing.assert_array_equal(getattr(loaded, method)(data), want)
+
     def test_lda_pickle_and_load(self):
         x = corpus(seed=4)
         est = latent.LatentDirichletAllocation(3, max_iter=3, random_state=1).fit(x)
