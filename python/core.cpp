@@ -361,6 +361,10 @@ py::dict fit(const std::string& model, const py::dict& options, const py::object
     }
     PyErr_Restore(type, value, trace);
     throw py::error_already_set();
+  } catch (...) {
+    clear_stop();
+    if (interrupted) PyErr_Restore(type, value, trace), PyErr_Clear();  // drop the interrupt's references
+    throw;
   }
   clear_stop();
   if (interrupted) {  // the fit finished before reaching another boundary: raise all the same
