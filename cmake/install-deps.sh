@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages latent needs, if any is missing. Idempotent.
 # Usage: cmake/install-deps.sh [--with-data] [--with-reference] [--with-slurm] [--with-fuzz]
-#        [--with-packaging]
+#        [--with-packaging] [--with-python]
 #   --with-data       also Debian's dataset-fashion-mnist (the main job's data)
 #   --with-reference  also python3-sklearn/h5py/numpy/scipy/gensim/matplotlib and OpenBLAS (serial:
 #                     the references run on a tuned BLAS, not netlib's) (reference fixtures,
@@ -9,6 +9,9 @@
 #   --with-fuzz       also clang-14 and its sanitizer/libFuzzer runtimes (tests/fuzz/)
 #   --with-packaging  also debootstrap and man-db (tests/package/: the .deb in a clean
 #                     Debian 12 root, man pages rendered with man -l)
+#   --with-python     also pybind11 and the Python packages of the `latent` Python module
+#                     (python/: numpy, scipy, scikit-learn, h5py, gensim; pandas for the
+#                     estimator checks that take DataFrames; docs/PYTHON.md)
 #   --with-slurm      also slurm-wlm, munge and iproute2 (the SLURM tests, tests/slurm/; the daemons
 #                     are not started: tests/slurm/cluster.sh runs a private cluster,
 #                     cluster_two_node.sh a two-node one in network namespaces: ip netns)
@@ -22,6 +25,8 @@ for arg in "$@"; do
     --with-data) pkgs+=(dataset-fashion-mnist) ;;
     --with-reference) pkgs+=(python3 python3-numpy python3-h5py python3-sklearn python3-scipy python3-gensim libopenblas0-serial
                              python3-matplotlib) ;;
+    --with-python) pkgs+=(python3 python3-dev pybind11-dev python3-pybind11 python3-numpy python3-scipy python3-sklearn
+                          python3-h5py python3-gensim python3-pandas) ;;
     --with-slurm) pkgs+=(slurm-wlm munge iproute2) ;;
     --with-fuzz) pkgs+=(clang-14 libclang-rt-14-dev) ;;
     --with-packaging) pkgs+=(debootstrap man-db) ;;

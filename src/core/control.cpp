@@ -1,4 +1,5 @@
 #include "latent/core/control.hpp"
+#include "latent/core/stop_request.hpp"
 
 #include <csignal>
 #include <cstdlib>
@@ -61,6 +62,9 @@ void install_stop_signal_handlers() {
 }
 
 int stop_signal() noexcept { return g_stop_signal; }
+
+void request_stop(int signo) noexcept { g_stop_signal = signo; }
+void clear_stop() noexcept { g_stop_signal = 0; }
 
 namespace {
 std::atomic<bool> g_stop_aborts{false};

@@ -16,7 +16,8 @@ class ShardReader {
   explicit ShardReader(const DenseDatasetInfo& info) : info_(info) {}
 
   DenseBlock read(const BlockRef& ref, bool read_labels, bool allow_nan) {
-  detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
+    if (info_.memory) return read_memory(ref, read_labels, allow_nan);
+    detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
     const ShardInfo& shard = info_.shards.at(static_cast<std::size_t>(ref.shard));
     open(ref.shard);
     const Index d = info_.num_features;
@@ -59,6 +60,19 @@ class ShardReader {
   }
 
  private:
+  // Rows in memory (DenseDatasetInfo::memory): copied and validated like a file's.
+  DenseBlock read_memory(const BlockRef& ref, bool read_labels, bool allow_nan) const {
+    const Index d = info_.num_features;
+    if (read_labels) throw_input("data " + info_.location + ": labels were requested but rows in memory have none");
+    if (ref.shard != 0 || ref.row_begin < 0 || ref.row_begin + ref.num_rows > info_.num_rows)
+      throw Error(ErrorKind::kInternal, "data " + info_.location + ": block outside the rows in memory");
+    DenseBlock block;
+    block.ref = ref;
+    block.x = Eigen::Map<const RowMatrix>(info_.memory->data + ref.row_begin * d, ref.num_rows, d);
+    check_finite(block, "data " + info_.location, allow_nan);
+    return block;
+  }
+
   void open(Index shard) {
     if (shard == open_shard_) return;
     labels_.reset();
@@ -100,6 +114,20 @@ class ShardReader {
 DenseBlock read_block(const DenseDatasetInfo& info, const BlockRef& ref, bool read_labels, bool allow_nan) {
   ShardReader reader(info);
   return reader.read(ref, read_labels, allow_nan);
+}
+
+DenseDatasetInfo memory_dense_dataset(std::shared_ptr<const MemoryRows> rows, Index num_rows, Index num_features,
+                                      std::string location) {
+  if (num_rows < 1 || num_features < 1)
+    throw_input("data " + location + ": has " + std::to_string(num_rows) + " rows x " + std::to_string(num_features) +
+                " features; at least one of each is needed");
+  DenseDatasetInfo info;
+  info.location = location;
+  info.shards.push_back(ShardInfo{std::move(location), num_rows, DType::kFloat64, false});
+  info.num_rows = num_rows;
+  info.num_features = num_features;
+  info.memory = std::move(rows);
+  return info;
 }
 
 namespace {

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include <fmt/format.h>
 
@@ -107,6 +108,10 @@ class ShardReader {
 
  private:
   void append(CsrBlock& block, std::size_t s, Index row, Index rows, bool read_labels) {
+    if (info_.memory) {
+      append_memory(block, row, rows, read_labels);
+      return;
+    }
     detail::Hdf5Lock lock(detail::hdf5_mutex());
     open(s);
     const std::string& path = info_.shards[s].path;
@@ -136,6 +141,26 @@ class ShardReader {
       detail::read_1d(labels_d_.get(), static_cast<hsize_t>(row), static_cast<hsize_t>(rows), block.labels.data() + at,
                       where_of(path, "labels"));
     }
+  }
+
+  // Documents in memory (CountsDatasetInfo::memory): validated and appended like a file's.
+  void append_memory(CsrBlock& block, Index row, Index rows, bool read_labels) const {
+    const MemoryCsr& m = *info_.memory;
+    if (read_labels) throw_input("data " + info_.location + ": labels were requested but documents in memory have none");
+    const std::span<const std::int64_t> indptr(m.indptr + row, static_cast<std::size_t>(rows) + 1);
+    const std::int64_t p0 = indptr.front(), p1 = indptr.back();
+    if (p0 < 0 || p1 < p0 || p1 > info_.num_nonzeros)
+      throw_input("data " + info_.location + ", indptr, rows " + std::to_string(row) + "-" + std::to_string(row + rows) +
+                  ": offsets " + std::to_string(p0) + ".." + std::to_string(p1) + " are outside [0, " +
+                  std::to_string(info_.num_nonzeros) + "] or decreasing");
+    const auto nnz = static_cast<std::size_t>(p1 - p0);
+    const std::span<const std::int64_t> indices(m.indices + p0, nnz);
+    const std::span<const double> counts(m.counts + p0, nnz);
+    validate_csr(indptr, indices, counts, p0, info_.vocab_size, "data " + info_.location, row);
+    const std::int64_t base = block.indptr.back() - p0;
+    for (std::size_t i = 1; i < indptr.size(); ++i) block.indptr.push_back(indptr[i] + base);
+    for (std::int64_t w : indices) block.indices.push_back(static_cast<std::int32_t>(w));
+    block.counts.insert(block.counts.end(), counts.begin(), counts.end());
   }
 
   void open(std::size_t s) {
@@ -214,6 +239,22 @@ CountsDatasetInfo open_counts_dataset(const std::string& location) {
   if (lines != info.vocab_size)
     throw_input("file " + vocab + ": has " + std::to_string(lines) + " words but the shards have vocab_size " +
                 std::to_string(info.vocab_size) + "; the vocabulary does not match the shards");
+  return info;
+}
+
+CountsDatasetInfo memory_counts_dataset(std::shared_ptr<const MemoryCsr> csr, Index num_rows, Index vocab_size,
+                                        std::string location) {
+  if (num_rows < 1) throw_input("data " + location + ": has no documents (an empty corpus)");
+  if (vocab_size < 1 || vocab_size > std::numeric_limits<std::int32_t>::max())
+    throw_input("data " + location + ": vocabulary size " + std::to_string(vocab_size) + " is outside [1, 2^31)");
+  if (csr->indptr[0] != 0) throw_input("data " + location + ", indptr, row 0: indptr[0] is " + std::to_string(csr->indptr[0]) + "; must be 0");
+  CountsDatasetInfo info;
+  info.location = location;
+  info.num_rows = num_rows;
+  info.vocab_size = vocab_size;
+  info.num_nonzeros = csr->indptr[num_rows];
+  info.shards.push_back(CountsShardInfo{std::move(location), num_rows, info.num_nonzeros, false});
+  info.memory = std::move(csr);
   return info;
 }
 

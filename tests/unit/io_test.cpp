@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <thread>
@@ -15,6 +17,7 @@
 #include "latent/io/block_plan.hpp"
 #include "latent/io/block_source.hpp"
 #include "latent/io/block_stream.hpp"
+#include "latent/io/counts_dataset.hpp"
 #include "latent/io/dense_dataset.hpp"
 #include "latent/io/h5_file.hpp"
 #include "latent/io/shard_files.hpp"
@@ -179,6 +182,75 @@ TEST(DenseDataset, NaNNamesFileDatasetRowAndColumn) {
   });
   EXPECT_EQ(e.kind(), ErrorKind::kInput);
   expect_mentions(e, {"part-00001.h5", "dataset /data", "row 4", "column 2", "NaN", "dataset row 9"});
+}
+
+// Rows in memory (the Python module's fit on an array) give the blocks a one-shard file of
+// the same rows gives, and are validated the same way.
+TEST(DenseDataset, RowsInMemoryReadLikeAShard) {
+  TempDir dir("mem");
+  RowMatrix x(23, 3);
+  for (Index i = 0; i < x.size(); ++i) x.data()[i] = 0.5 * static_cast<double>(i) - 7.0;
+  latent::testing::write_shards(dir / "d", x, {23});
+  const auto file = open_dense_dataset(dir / "d");
+  auto rows = std::make_shared<MemoryRows>();
+  rows->data = x.data();
+  const auto mem = memory_dense_dataset(rows, 23, 3, "<memory>");
+  EXPECT_EQ(mem.num_rows, 23);
+  EXPECT_EQ(mem.num_features, 3);
+  EXPECT_EQ(make_block_plan(mem, 5).size(), make_block_plan(file, 5).size());
+  BlockSource a(file, make_block_plan(file, 5), {}), b(mem, make_block_plan(mem, 5), {});
+  a.start_pass();
+  b.start_pass();
+  Index blocks = 0;
+  for (auto ba = a.next(), bb = b.next(); ba || bb; ba = a.next(), bb = b.next(), ++blocks) {
+    ASSERT_TRUE(ba && bb);
+    EXPECT_EQ(ba->ref.global_row_begin, bb->ref.global_row_begin);
+    EXPECT_EQ(ba->x, bb->x);
+  }
+  EXPECT_EQ(blocks, 5);
+  x(17, 1) = std::numeric_limits<double>::infinity();
+  BlockSource bad(mem, make_block_plan(mem, 5), {});
+  const Error e = error_of([&] {
+    bad.start_pass();
+    while (bad.next()) {
+    }
+  });
+  EXPECT_EQ(e.kind(), ErrorKind::kInput);
+  expect_mentions(e, {"<memory>", "row 17", "column 1", "infinite"});
+  EXPECT_EQ(error_of([&] { memory_dense_dataset(rows, 0, 3, "<memory>"); }).kind(), ErrorKind::kInput);
+}
+
+// Documents in memory: blocks that span the whole corpus, CSR validated as a file's.
+TEST(CountsDataset, DocumentsInMemoryValidatedLikeAShard) {
+  std::vector<std::int64_t> indptr{0, 2, 2, 5}, indices{0, 3, 1, 2, 3};
+  std::vector<double> counts{1, 2, 3, 1, 4};
+  auto csr = std::make_shared<MemoryCsr>();
+  csr->indptr = indptr.data();
+  csr->indices = indices.data();
+  csr->counts = counts.data();
+  const auto info = memory_counts_dataset(csr, 3, 4, "<memory>");
+  EXPECT_EQ(info.num_nonzeros, 5);
+  CountsSource src(info, make_block_plan(info.shard_rows(), 2), {});
+  src.start_pass();
+  auto b0 = src.next();
+  ASSERT_TRUE(b0);
+  EXPECT_EQ(b0->indptr, (std::vector<std::int64_t>{0, 2, 2}));
+  auto b1 = src.next();
+  ASSERT_TRUE(b1);
+  EXPECT_EQ(b1->indptr, (std::vector<std::int64_t>{0, 3}));
+  EXPECT_EQ(b1->indices, (std::vector<std::int32_t>{1, 2, 3}));
+  EXPECT_EQ(b1->counts, (std::vector<double>{3, 1, 4}));
+  EXPECT_FALSE(src.next());
+  counts[3] = 0.5;  // a fractional count in document 2
+  CountsSource bad(info, make_block_plan(info.shard_rows(), 2), {});
+  const Error e = error_of([&] {
+    bad.start_pass();
+    while (bad.next()) {
+    }
+  });
+  EXPECT_EQ(e.kind(), ErrorKind::kInput);
+  expect_mentions(e, {"<memory>", "row 2", "not a positive integer"});
+  EXPECT_EQ(error_of([&] { memory_counts_dataset(csr, 3, 0, "<memory>"); }).kind(), ErrorKind::kInput);
 }
 
 TEST(DenseDataset, SchemaErrorsAreClear) {

@@ -14,6 +14,7 @@
 #include "latent/core/log.hpp"
 #include "latent/io/counts_dataset.hpp"
 #include "latent/models/lda/lda.hpp"
+#include "latent/models/lda/lda_apply.hpp"
 #include "latent/models/lda/lda_fit.hpp"
 #include "latent/models/lda/lda_generate.hpp"
 
@@ -171,6 +172,25 @@ TEST(LdaEStep, MatchesTheTextbookCoordinateAscent) {
   std::vector<std::int64_t> after(12 * 4, 0);
   acc.merge_into(after);
   EXPECT_EQ(after, std::vector<std::int64_t>(12 * 4, 0));
+}
+
+// The double-precision transform reaches the textbook fixed point to rounding (the float32
+// kernel only to ~1e-6); an empty document gets θ = α / Σα.
+TEST(LdaEStep, ExactTransformMatchesTheTextbookFixedPointInDouble) {
+  const Lda m = random_model(4, 12, 3);
+  const std::vector<std::int32_t> ids{0, 3, 4, 7, 11};
+  const std::vector<double> cts{3, 1, 5, 2, 1};
+  LdaEStepOptions o;
+  o.max_doc_update_iter = 10000;
+  o.mean_change_tol = 1e-15;
+  const LdaExactTransform exact(m);
+  const Vector theta = exact.theta(ids, cts, o);
+  const Naive expect = naive_e_step(m, ids, cts, 1e-15);
+  const Vector want = expect.gamma / expect.gamma.sum();
+  for (Index t = 0; t < 4; ++t) EXPECT_NEAR(theta(t), want(t), 1e-12) << t;
+  EXPECT_NEAR(theta.sum(), 1.0, 1e-15);
+  const Vector empty = exact.theta({}, {}, o);
+  for (Index t = 0; t < 4; ++t) EXPECT_NEAR(empty(t), m.alpha()(t) / m.alpha().sum(), 1e-15);
 }
 
 TEST(LdaEStep, EmptyDocumentKeepsThePrior) {

@@ -5,12 +5,18 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cmath>
 #include <numbers>
 #include <string>
 #include <vector>
 
+#include "latent/comm/communicator.hpp"
+#include "latent/core/control.hpp"
 #include "latent/core/error.hpp"
+#include "latent/core/log.hpp"
+#include "latent/core/stop_request.hpp"
+#include "latent/train/checkpoint.hpp"
 
 namespace latent::train {
 namespace {
@@ -145,6 +151,34 @@ TEST(Stochastic, StopSignalAtABoundaryPropagatesAfterTheSnapshot) {
   std::int64_t steps = 0;
   for (const Call& c : r.calls) steps += c.what == "step";
   EXPECT_EQ(steps, 3);  // nothing ran after the stop
+}
+
+// A host's stop request (the Python module's Ctrl-C) ends a fit at its next boundary as a
+// stop signal does, on the communicator without MPI; clear_stop() forgets it.
+TEST(FitControl, HostStopRequestEndsAtTheNextBoundaryAndClears) {
+  const comm::Communicator comm = comm::Communicator::single_process();
+  EXPECT_EQ(comm.size(), 1);
+  const Logger log = Logger::silent();
+  FitControl control(comm, nullptr, log);
+  int snapshots = 0;
+  const auto snapshot = [&] {
+    ++snapshots;
+    return TrainState{};
+  };
+  EXPECT_NO_THROW(control.boundary(0, 1, snapshot));
+  request_stop(SIGINT);
+  EXPECT_EQ(stop_signal(), SIGINT);
+  try {
+    control.boundary(0, 2, snapshot);
+    ADD_FAILURE() << "the stop request was ignored";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kRequeue);
+    EXPECT_NE(std::string(e.what()).find("after iteration 2"), std::string::npos) << e.what();
+  }
+  clear_stop();
+  EXPECT_EQ(stop_signal(), 0);
+  EXPECT_NO_THROW(control.boundary(0, 3, snapshot));
+  EXPECT_EQ(snapshots, 0);  // no checkpoint store: nothing to snapshot
 }
 
 TEST(Stochastic, RefusesAPositionOutsideTheEpoch) {

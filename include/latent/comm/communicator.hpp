@@ -38,6 +38,10 @@ class Communicator {
  public:
   /// The world communicator. Requires a live MpiSession. Local.
   static Communicator world();
+  /// One process without MPI (rank 0 of 1): every collective is local and makes no MPI
+  /// call, so it needs no MpiSession (the Python module's in-process fits, docs/PYTHON.md).
+  /// Local.
+  static Communicator single_process() noexcept { return Communicator(0, 1); }
 
   int rank() const noexcept { return rank_; }
   int size() const noexcept { return size_; }

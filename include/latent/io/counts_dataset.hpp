@@ -41,6 +41,16 @@ struct CountsShardInfo {
   bool has_labels = false;
 };
 
+/// Documents held in memory in place of shard files (the Python module's fit on a SciPy
+/// sparse matrix, docs/PYTHON.md): CSR arrays kept alive by `owner`. `indptr` has N + 1
+/// entries from 0, `indices` and `counts` nnz entries (validated as a shard's are).
+struct MemoryCsr {
+  const std::int64_t* indptr = nullptr;
+  const std::int64_t* indices = nullptr;
+  const double* counts = nullptr;
+  std::shared_ptr<const void> owner;
+};
+
 struct CountsDatasetInfo {
   std::string location;  ///< the directory as given by the user
   std::vector<CountsShardInfo> shards;
@@ -48,6 +58,9 @@ struct CountsDatasetInfo {
   Index vocab_size = 0;     ///< V
   Index num_nonzeros = 0;   ///< over all shards
   bool has_labels = false;  ///< every shard has /labels
+  /// Set: the documents are in memory (one shard whose path is `location`, no file and no
+  /// vocabulary file); CountsSource reads and validates them as a file's documents.
+  std::shared_ptr<const MemoryCsr> memory;
   /// Rows per shard, in shard order (for make_block_plan).
   std::vector<Index> shard_rows() const;
 };
@@ -61,6 +74,12 @@ struct CountsDatasetInfo {
 /// that is not one (dangling link, FIFO, ...), Error(kInput) naming the file and dataset
 /// or attribute for anything else.
 CountsDatasetInfo open_counts_dataset(const std::string& location);
+
+/// A dataset over `num_rows` documents in memory with vocabulary size `vocab_size`: what
+/// open_counts_dataset gives for one shard without labels, named `location` in messages.
+/// Local. Throws Error(kInput) for no documents, V < 1 or indptr not ending at its nnz.
+CountsDatasetInfo memory_counts_dataset(std::shared_ptr<const MemoryCsr> csr, Index num_rows, Index vocab_size,
+                                        std::string location);
 
 /// The V words of the dataset's vocabulary file. Local. Throws Error(kInput).
 std::vector<std::string> read_vocabulary(const CountsDatasetInfo& info);

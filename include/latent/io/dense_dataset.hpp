@@ -5,6 +5,7 @@
 /// Which directory entries are shards: list_shard_files (io/shard_files.hpp); they are
 /// taken in lexicographic order of file name. A single .h5 file is also accepted as a
 /// one-shard dataset.
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -26,13 +27,29 @@ struct ShardInfo {
   bool has_labels = false;
 };
 
+/// Rows held in memory in place of shard files (the Python module's fit on a NumPy array,
+/// docs/PYTHON.md): `data` points at N × D doubles, row-major, kept alive by `owner`.
+struct MemoryRows {
+  const double* data = nullptr;
+  std::shared_ptr<const void> owner;
+};
+
 struct DenseDatasetInfo {
   std::string location;  ///< directory or file as given by the user
   std::vector<ShardInfo> shards;
   Index num_rows = 0;      ///< N, over all shards
   Index num_features = 0;  ///< D
   bool has_labels = false; ///< every shard has /labels
+  /// Set: the rows are in memory (one float64 shard whose path is `location`, no file);
+  /// BlockSource reads and validates them as a file's rows (the same blocks, the same checks).
+  std::shared_ptr<const MemoryRows> memory;
 };
+
+/// A dataset over `num_rows` × `num_features` rows in memory: what open_dense_dataset gives
+/// for one float64 shard without labels, named `location` in messages. Local. Throws
+/// Error(kInput) for no rows or no features.
+DenseDatasetInfo memory_dense_dataset(std::shared_ptr<const MemoryRows> rows, Index num_rows, Index num_features,
+                                      std::string location);
 
 /// Lists the shards (list_shard_files), reads the metadata of every shard and checks the
 /// schema: root attributes format_version = 1 and kind = "dense", /data 2-D

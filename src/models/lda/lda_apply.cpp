@@ -5,6 +5,8 @@
 #include <oneapi/tbb/task_arena.h>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 
 #include "latent/core/control.hpp"
 
@@ -39,6 +41,49 @@ void transform_lda(const comm::Communicator& comm, const io::CountsDatasetInfo& 
       visit(block->ref, theta);
     }
   });
+}
+
+LdaExactTransform::LdaExactTransform(const Lda& model) : alpha_(model.alpha()) {
+  const RowMatrix& lambda = model.lambda_vk();  // V × K
+  const Index v = lambda.rows(), k = lambda.cols();
+  exp_elog_beta_.resize(v, k);
+  for (Index t = 0; t < k; ++t) {
+    double total = 0;
+    for (Index w = 0; w < v; ++w) total += lambda(w, t);
+    const double psi_total = digamma(total);
+    for (Index w = 0; w < v; ++w) exp_elog_beta_(w, t) = std::exp(digamma(lambda(w, t)) - psi_total);
+  }
+}
+
+Vector LdaExactTransform::theta(std::span<const std::int32_t> ids, std::span<const double> counts,
+                                const LdaEStepOptions& options) const {
+  const Index k = alpha_.size(), n = static_cast<Index>(ids.size());
+  constexpr double kEps = std::numeric_limits<double>::epsilon();
+  Vector gamma = Vector::Ones(k), exp_theta(k), last(k), sum(k);
+  const auto refresh_exp_theta = [&] {
+    double total = 0;
+    for (Index t = 0; t < k; ++t) total += gamma[t];
+    const double psi_total = digamma(total);
+    for (Index t = 0; t < k; ++t) exp_theta[t] = std::exp(digamma(gamma[t]) - psi_total);
+  };
+  refresh_exp_theta();
+  for (int it = 0; it < options.max_doc_update_iter; ++it) {
+    last = gamma;
+    sum.setZero();
+    for (Index i = 0; i < n; ++i) {
+      const auto row = exp_elog_beta_.row(ids[static_cast<std::size_t>(i)]);
+      double phinorm = 0;
+      for (Index t = 0; t < k; ++t) phinorm += exp_theta[t] * row[t];
+      const double ratio = counts[static_cast<std::size_t>(i)] / (phinorm + kEps);
+      for (Index t = 0; t < k; ++t) sum[t] += ratio * row[t];
+    }
+    for (Index t = 0; t < k; ++t) gamma[t] = exp_theta[t] * sum[t] + alpha_[t];
+    refresh_exp_theta();
+    double change = 0;
+    for (Index t = 0; t < k; ++t) change += std::abs(gamma[t] - last[t]);
+    if (change / static_cast<double>(k) < options.mean_change_tol) break;
+  }
+  return gamma / gamma.sum();
 }
 
 }  // namespace latent::models
