@@ -219,5 +219,26 @@ with tempfile.TemporaryDirectory() as tmp:
     check(r.returncode == 64 and "gibbs" in r.stderr, "--learn-priors with gibbs is refused (64)")
     r = run(base + ["--output", os.path.join(tmp, "mh.h5"), "--mh-steps", "0"], expect=64)
     check(r.returncode == 64, "--mh-steps 0 is refused (64)")
+    # The sharded counts' memory (issue 20 item 3): predicted per rank once the tokens are
+    # counted, refused up front with the estimate when the budget is smaller, and a 1/P
+    # slice of K x V per rank: K = 50,000 topics over V = 2,000 words is 400 MB of counts on
+    # one rank, 100 MB on each of 4 (nothing that large is allocated: every run is refused).
+    wide_docs = os.path.join(tmp, "wide_docs")
+    write_counts(wide_docs, [{int(w): 1 for w in rng.integers(0, 2000, 40)} for _ in range(30)], 2000)
+    wide = ["fit", "lda", "--data", wide_docs, "--method", "gibbs", "--n-topics", "50000", "--max-iter", "1"]
+    mem_out = os.path.join(tmp, "mem.h5")
+    r = run(wide + ["--output", mem_out, "--memory-budget", "0.15"], ranks=2, expect=64)
+    check(r.returncode == 64 and "needs about" in r.stderr and "vocabulary slice" in r.stderr and not os.path.exists(mem_out),
+          "a sampler larger than --memory-budget is refused up front with its estimate (64), no output")
+
+    def predicted(stderr):
+        for line in stderr.splitlines():
+            if "predicted peak memory" in line:
+                return float(line.split("predicted peak memory")[1].split()[0])
+        return None
+    p1 = predicted(run(wide + ["--output", mem_out, "--memory-budget", "0.15", "--overwrite"], ranks=1, expect=64).stderr)
+    p4 = predicted(run(wide + ["--output", mem_out, "--memory-budget", "0.15", "--overwrite"], ranks=4, expect=64).stderr)
+    check(p1 is not None and p4 is not None and p1 - p4 > 0.9 * 0.75 * 50000 * 2000 * 4 / 2**30,
+          f"the prediction falls by the 3/4 of the counts the other ranks hold ({p1} -> {p4} GiB per rank)")
 
 H.finish()
