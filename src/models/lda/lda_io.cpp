@@ -17,6 +17,22 @@
 
 namespace latent::models {
 
+namespace {
+
+// What follows /components in an LDA model file (docs/FORMATS.md), then the commit: the
+// one layout of save_lda and save_lda_sampled.
+void write_lda_tail(io::H5Writer& w, std::span<const double> alpha, double eta, const std::vector<std::string>& vocabulary,
+                    Index k, Index v) {
+  w.write("doc_topic_prior", alpha);
+  w.write("topic_word_prior", std::span<const double>(&eta, 1));
+  if (!vocabulary.empty()) w.write_strings("vocabulary", vocabulary);
+  w.attr("/", "n_topics", static_cast<std::int64_t>(k));
+  w.attr("/", "vocab_size", static_cast<std::int64_t>(v));
+  w.commit();
+}
+
+}  // namespace
+
 void save_lda(const Lda& model, const std::vector<std::string>& vocabulary, const std::string& config_json,
               const train::EmResult& em, Index n_documents, const std::string& data_location, const std::string& path,
               bool overwrite) {
@@ -24,13 +40,8 @@ void save_lda(const Lda& model, const std::vector<std::string>& vocabulary, cons
   write_fit_record(w, "lda", FitRecord{config_json, em, n_documents, data_location});
   const RowMatrix components = model.lambda_vk().transpose();
   w.write("components", components);
-  w.write("doc_topic_prior", std::span<const double>(model.alpha().data(), static_cast<std::size_t>(model.alpha().size())));
-  const double eta = model.eta();
-  w.write("topic_word_prior", std::span<const double>(&eta, 1));
-  if (!vocabulary.empty()) w.write_strings("vocabulary", vocabulary);
-  w.attr("/", "n_topics", static_cast<std::int64_t>(model.num_topics()));
-  w.attr("/", "vocab_size", static_cast<std::int64_t>(model.vocab_size()));
-  w.commit();
+  write_lda_tail(w, std::span<const double>(model.alpha().data(), static_cast<std::size_t>(model.alpha().size())),
+                 model.eta(), vocabulary, model.num_topics(), model.vocab_size());
 }
 
 void save_lda_sampled(const comm::Communicator& comm, const GibbsSampler& sampler, const std::vector<std::string>& vocabulary,
@@ -90,12 +101,7 @@ void save_lda_sampled(const comm::Communicator& comm, const GibbsSampler& sample
   }
   on_root([&] {
     const std::vector<double> alpha(static_cast<std::size_t>(k), sampler.alpha());
-    w->write("doc_topic_prior", std::span<const double>(alpha));
-    w->write("topic_word_prior", std::span<const double>(&eta, 1));
-    if (!vocabulary.empty()) w->write_strings("vocabulary", vocabulary);
-    w->attr("/", "n_topics", static_cast<std::int64_t>(k));
-    w->attr("/", "vocab_size", static_cast<std::int64_t>(v));
-    w->commit();
+    write_lda_tail(*w, alpha, eta, vocabulary, k, v);
   });
   comm.agree(error);
 }
