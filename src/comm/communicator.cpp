@@ -491,6 +491,24 @@ std::vector<std::int64_t> Communicator::alltoallv(std::span<const std::int64_t> 
   return out;
 }
 
+std::vector<std::int64_t> Communicator::sendrecv(std::span<const std::int64_t> send, int dest, int source) const {
+  if (dest == rank_ && source == rank_) return {send.begin(), send.end()};
+  if (send.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
+    throw Error(ErrorKind::kInternal, "sendrecv: more than 2^31 elements");
+  const Collective collective("send-receive", send.size() * sizeof(std::int64_t));
+  long long mine = static_cast<long long>(send.size()), theirs = 0;
+  check(MPI_Sendrecv(&mine, 1, MPI_LONG_LONG, dest, 11, &theirs, 1, MPI_LONG_LONG, source, 11, MPI_COMM_WORLD,
+                     MPI_STATUS_IGNORE),
+        "MPI_Sendrecv");
+  if (theirs < 0 || theirs > std::numeric_limits<int>::max())
+    throw Error(ErrorKind::kInternal, "sendrecv: more than 2^31 elements");
+  std::vector<std::int64_t> out(static_cast<std::size_t>(theirs));
+  check(MPI_Sendrecv(send.data(), static_cast<int>(mine), MPI_INT64_T, dest, 12, out.data(), static_cast<int>(theirs),
+                     MPI_INT64_T, source, 12, MPI_COMM_WORLD, MPI_STATUS_IGNORE),
+        "MPI_Sendrecv");
+  return out;
+}
+
 void Communicator::ring_shift(std::span<std::byte> data, std::size_t chunk_bytes) const {
   if (size_ == 1 || data.empty()) return;
   const std::size_t chunk = std::clamp<std::size_t>(chunk_bytes, 1, std::size_t{1} << 30);

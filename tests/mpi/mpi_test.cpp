@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
+#include <memory>
 #include <limits>
 #include <filesystem>
 #include <sstream>
@@ -15,7 +17,10 @@
 #include "latent/core/error.hpp"
 #include "latent/core/rng.hpp"
 #include "latent/io/h5_file.hpp"
+#include "latent/models/lda/lda_fit.hpp"
+#include "latent/models/lda/lda_generate.hpp"
 #include "latent/models/lda/lda_gibbs.hpp"
+#include "latent/models/lda/lda_slice.hpp"
 
 namespace latent {
 namespace {
@@ -95,6 +100,68 @@ TEST(Communicator, RingShiftPassesBytesToTheNextRankInPieces) {
 // The sharded sampler (issue 20 item 3): each rank's slice of n_kw and of the alias tables
 // is exactly the count of every rank's topics, after every sweep, at any rank count; and
 // the chain's topics do not depend on the rank count (a fixed fingerprint).
+// Variational LDA with λ sharded by vocabulary slice (lda_slice.hpp): V = 2,500 words is 3
+// chunks, so 2 and 3 ranks hold real slices and 4 ranks leave one empty. Every setting of
+// ranks × threads × round size gives the bits of one process fitting alone (the reference,
+// fitted on rank 0 with a single-process communicator), for batch and online, with both
+// priors learned (Σ E[log β] and the topic totals cross the slices).
+TEST(LdaSharded, SameBitsAsOneProcessForAnyRanksThreadsAndRounds) {
+  const auto comm = comm::Communicator::world();
+  std::unique_ptr<latent::testing::TempDir> dir;
+  std::string root;
+  if (comm.is_root()) {
+    dir = std::make_unique<latent::testing::TempDir>("lda-sharded");
+    root = dir->path();
+    models::generate_lda(240, 2500, 5, 60, 0.3, 0.05, 9, 70, root + "/corpus", "");
+  }
+  comm.broadcast(root, 0);
+  const io::CountsDatasetInfo info = io::open_counts_dataset(root + "/corpus");
+  ASSERT_EQ(info.vocab_size, 2500);
+  // λ whole on rank 0 (word-major), from either kind of result.
+  const auto whole = [&](models::LdaFitResult& fit) {
+    if (!fit.slice) return fit.model.lambda_vk();
+    EXPECT_EQ(fit.slice->begin(), models::LdaSlice::slice_begin(2500, comm.size(), comm.rank()));
+    RowMatrix lambda;
+    if (comm.is_root()) lambda.resize(2500, 5);
+    fit.slice->gather_to_root(comm, [&](Index a, Index b, const RowMatrix& block) { lambda.middleRows(a, b - a) = block.transpose(); });
+    return lambda;
+  };
+  for (const char* method : {"batch", "online"}) {
+    models::LdaConfig c;
+    c.n_topics = 5;
+    c.method = method;
+    c.max_iter = 3;
+    c.batch_size = 50;
+    c.block_rows = 64;
+    c.learn_alpha = c.learn_eta = true;
+    c.seed = 4;
+    RowMatrix reference;
+    Vector reference_alpha;
+    if (comm.is_root()) {
+      models::LdaFitResult one = models::fit_lda(comm::Communicator::single_process(), info, c, Logger::silent(), {}, nullptr);
+      ASSERT_FALSE(one.slice);
+      reference = one.model.lambda_vk();
+      reference_alpha = one.model.alpha();
+    }
+    for (int threads : {1, 2})
+      for (Index round_cells : {Index{0}, Index{5 * 40}}) {  // 0: whole blocks; 40 words: many rounds per block
+        c.threads = threads;
+        c.round_cells = round_cells;
+        models::LdaFitResult fit = models::fit_lda(comm, info, c, Logger::silent(), {}, nullptr);
+        EXPECT_EQ(static_cast<bool>(fit.slice), comm.size() > 1);
+        const RowMatrix lambda = whole(fit);
+        if (!comm.is_root()) continue;
+        const Vector& alpha = fit.slice ? fit.slice->alpha() : fit.model.alpha();
+        ASSERT_EQ(lambda.rows(), reference.rows());
+        EXPECT_EQ(std::memcmp(lambda.data(), reference.data(), sizeof(double) * static_cast<std::size_t>(lambda.size())), 0)
+            << method << " threads " << threads << " round cells " << round_cells << ": max |diff| "
+            << (lambda - reference).cwiseAbs().maxCoeff();
+        EXPECT_EQ(std::memcmp(alpha.data(), reference_alpha.data(), sizeof(double) * 5), 0) << method;
+      }
+  }
+  comm.barrier();
+}
+
 TEST(GibbsSharded, SlicesHoldTheGlobalCountsAfterEverySweep) {
   const auto comm = comm::Communicator::world();
   const int k = 7, v = 23, docs = 60;

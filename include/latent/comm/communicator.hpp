@@ -73,6 +73,13 @@ class Communicator {
   /// this one, concatenated in source-rank order. Counts per pair must stay below 2^31
   /// elements (Error kInternal otherwise).
   std::vector<std::int64_t> alltoallv(std::span<const std::int64_t> local, std::span<const std::int64_t> counts_to) const;
+  /// One step of a pairwise exchange: sends `send` to rank `dest` and returns what rank
+  /// `source` sends to this one in the same step (any length; the count travels first).
+  /// Every rank takes part in the step with its own (dest, source), as in a shift schedule
+  /// (dest = rank + s, source = rank − s, mod size); dest == source == rank() copies. At
+  /// most 2^31 − 1 elements per message (Error kInternal otherwise). Collective over the
+  /// pairs of the schedule.
+  std::vector<std::int64_t> sendrecv(std::span<const std::int64_t> send, int dest, int source) const;
   /// Ring shift in place: `data` goes to rank + 1 (mod size) and is replaced by the bytes of
   /// rank − 1, in pieces of at most `chunk_bytes` (so that MPI's temporary buffer stays
   /// that small: MPI_Sendrecv_replace). Every rank passes the same size. Collective.

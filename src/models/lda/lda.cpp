@@ -12,9 +12,7 @@
 namespace latent::models {
 namespace {
 
-// Rows per chunk of the fixed-order reductions over the vocabulary: partial sums are
-// taken over fixed chunks and added in chunk order, whatever the thread count.
-constexpr Index kChunkRows = 1024;
+constexpr Index kChunkRows = Lda::kChunkRows;
 
 double log_gamma(double x) noexcept {
   int sign = 0;

@@ -10,12 +10,14 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 
 #include "latent/core/control.hpp"
 #include "latent/core/error.hpp"
 #include "latent/core/profile.hpp"
 #include "latent/io/block_plan.hpp"
 #include "latent/models/lda/lda_gibbs.hpp"
+#include "latent/models/lda/lda_slice.hpp"
 #include "latent/train/memory.hpp"
 #include "latent/train/content_hash.hpp"
 #include "latent/train/stochastic.hpp"
@@ -25,123 +27,32 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Bytes of one round's buffers (rows fetched, their packed copies, per-thread and merged
+// expected counts, one peer's counts): the round's distinct words × K stay within
+// kRoundBytes / (28 + 8 × threads) cells.
+constexpr Index kRoundBytes = Index{256} << 20;
+
 // Cells of the small exact reduction that travels with the statistics.
 enum Cell : std::size_t { kWordTerm, kThetaTerm, kTokens, kDocuments, kDocIterations, kElogTheta };
 
 struct ThreadState {
-  ThreadState(Index v, Index k, int frac_bits) : acc(v, k, frac_bits), small(kElogTheta + static_cast<std::size_t>(k)),
-                                                 row(kElogTheta + static_cast<std::size_t>(k)) {}
+  explicit ThreadState(Index k) : small(kElogTheta + static_cast<std::size_t>(k)), row(kElogTheta + static_cast<std::size_t>(k)) {}
   LdaWorkspace work;
   Vector gamma;
-  LdaStatsAccumulator acc;
+  std::unique_ptr<LdaStatsAccumulator> acc;  // rows: the round's words, renumbered
+  Index acc_rows = 0;
   ExactSum small;
   std::vector<double> row;
 };
 
-// E-step of every document of `block` on the arena's threads: expected counts into the
-// thread accumulators (if `with_stats`), bound terms and Σ E[log θ] into the small sums.
-void e_step_block(const Lda& model, const LdaEStepOptions& options, const io::CsrBlock& block, std::uint64_t seed,
-                  std::uint64_t update, tbb::enumerable_thread_specific<ThreadState>& states) {
-  const Index k = model.num_topics();
-  tbb::parallel_for(tbb::blocked_range<Index>(0, block.num_rows(), 8), [&](const tbb::blocked_range<Index>& r) {
-    ThreadState& s = states.local();
-    for (Index d = r.begin(); d < r.end(); ++d) {
-      const auto b = static_cast<std::size_t>(block.indptr[static_cast<std::size_t>(d)]);
-      const auto e = static_cast<std::size_t>(block.indptr[static_cast<std::size_t>(d) + 1]);
-      const std::span<const std::int32_t> ids(block.indices.data() + b, e - b);
-      const std::span<const double> cts(block.counts.data() + b, e - b);
-      model.initial_gamma(seed, update, static_cast<std::uint64_t>(block.ref.global_row_begin + d), s.gamma);
-      const LdaDocResult res = model.e_step_document(ids, cts, options, s.work, s.gamma, true);
-      s.acc.add_document(ids, cts, s.work);
-      double tokens = 0;
-      for (double c : cts) tokens += c;
-      s.row[kWordTerm] = res.word_term;
-      s.row[kThetaTerm] = res.theta_term;
-      s.row[kTokens] = tokens;
-      s.row[kDocuments] = 1;
-      s.row[kDocIterations] = res.iterations;
-      if (options.with_bound)
-        for (Index t = 0; t < k; ++t) s.row[kElogTheta + static_cast<std::size_t>(t)] = s.work.elog_theta(t);
-      s.small.add(s.row);
-    }
-  });
-}
-
-// Sums the thread states into the global statistics: integers (exact) and the small exact
-// cells, then one allreduce of each after the error agreement. Collective.
-//
-// Communication: the expected counts are K integers per word. When the words touched by
-// the update on all ranks (their union, the same for any rank count) are at most half the
-// vocabulary, only their rows travel: an allgather of the word ids, then one allreduce of
-// |words| × K integers; otherwise one dense V × K allreduce. bench/lda_allreduce.py and
-// the fit's log report the volume.
-struct GlobalStats {
-  std::vector<std::int32_t> words;   // rows of `counts` (sorted); empty: dense, row w is word w
-  std::vector<std::int64_t> counts;  // rows × K fixed point
-  LdaPassStats pass;
-  double bytes_allreduced = 0;
-};
-
-void finish_small(GlobalStats& g, const ExactSum& small, Index k) {
+void finish_small(LdaPassStats& pass, const ExactSum& small, Index k) {
   const std::vector<double> values = small.values();
-  g.pass.word_term = values[kWordTerm];
-  g.pass.theta_term = values[kThetaTerm];
-  g.pass.tokens = values[kTokens];
-  g.pass.documents = values[kDocuments];
-  g.pass.doc_iterations = values[kDocIterations];
-  g.pass.sum_elog_theta = Eigen::Map<const Vector>(values.data() + kElogTheta, k);
-}
-
-GlobalStats reduce_states(const comm::Communicator& comm, tbb::enumerable_thread_specific<ThreadState>& states, Index v,
-                          Index k, std::exception_ptr local_error, std::vector<std::int32_t>& row_of_word) {
-  GlobalStats g;
-  comm.agree(local_error);
-  std::vector<std::int64_t> local;
-  for (ThreadState& s : states)
-    for (std::int32_t w : s.acc.touched())
-      if (row_of_word[static_cast<std::size_t>(w)] < 0) {
-        row_of_word[static_cast<std::size_t>(w)] = 0;
-        local.push_back(w);
-      }
-  for (std::int64_t w : local) row_of_word[static_cast<std::size_t>(w)] = -1;
-  std::vector<std::int64_t> all = comm.size() > 1 ? comm.allgatherv(std::span<const std::int64_t>(local)) : local;
-  // Sorted and unique: by a scan of V flags when that is cheaper than sorting.
-  if (static_cast<Index>(all.size()) * 16 > v) {
-    for (std::int64_t w : all) row_of_word[static_cast<std::size_t>(w)] = 0;
-    all.clear();
-    for (Index w = 0; w < v; ++w)
-      if (row_of_word[static_cast<std::size_t>(w)] == 0) {
-        row_of_word[static_cast<std::size_t>(w)] = -1;
-        all.push_back(w);
-      }
-  } else {
-    std::sort(all.begin(), all.end());
-    all.erase(std::unique(all.begin(), all.end()), all.end());
-  }
-  // One rank: always the touched rows (nothing travels; V × K memory is not swept). The
-  // M-step gives the same bits either way.
-  const bool sparse = comm.size() == 1 || 2 * static_cast<Index>(all.size()) <= v;
-  if (sparse) {
-    g.words.assign(all.begin(), all.end());
-    for (std::size_t i = 0; i < g.words.size(); ++i) row_of_word[static_cast<std::size_t>(g.words[i])] = static_cast<std::int32_t>(i);
-    g.counts.assign(g.words.size() * static_cast<std::size_t>(k), 0);
-  } else {
-    g.counts.assign(static_cast<std::size_t>(v * k), 0);
-  }
-  ExactSum small(kElogTheta + static_cast<std::size_t>(k));
-  for (ThreadState& s : states) {
-    s.acc.merge_into(g.counts, sparse ? std::span<const std::int32_t>(row_of_word) : std::span<const std::int32_t>());
-    s.acc.clear();
-    small.merge(s.small);
-    s.small = ExactSum(small.size());
-  }
-  for (std::int32_t w : g.words) row_of_word[static_cast<std::size_t>(w)] = -1;
-  comm.allreduce_sum(g.counts);
-  comm.allreduce(small);
-  if (comm.size() > 1)
-    g.bytes_allreduced = static_cast<double>(g.counts.size() * sizeof(std::int64_t) + all.size() * sizeof(std::int64_t));
-  finish_small(g, small, k);
-  return g;
+  pass.word_term = values[kWordTerm];
+  pass.theta_term = values[kThetaTerm];
+  pass.tokens = values[kTokens];
+  pass.documents = values[kDocuments];
+  pass.doc_iterations = values[kDocIterations];
+  pass.sum_elog_theta = Eigen::Map<const Vector>(values.data() + kElogTheta, k);
 }
 
 // A validating pass: reads every local block (read_csr_block checks the CSR), counts
@@ -176,7 +87,7 @@ CorpusCounts validate_corpus(const comm::Communicator& comm, const io::CountsDat
   return {static_cast<double>(sums[0]), sums[1], sums[2], content.global(comm), local[0], local[1]};
 }
 
-void check_config(const LdaConfig& c, const io::CountsDatasetInfo& info) {
+void check_config(const LdaConfig& c, const io::CountsDatasetInfo&) {
   if (c.n_topics < 1) throw_usage("--n-topics must be at least 1");
   if (c.method != "batch" && c.method != "online" && c.method != "gibbs")
     throw_usage("--method must be batch, online or gibbs (got '" + c.method + "')");
@@ -193,8 +104,6 @@ void check_config(const LdaConfig& c, const io::CountsDatasetInfo& info) {
   if (c.doc_topic_prior == 0 || c.topic_word_prior == 0 || !std::isfinite(c.doc_topic_prior) ||
       !std::isfinite(c.topic_word_prior))
     throw_usage("--doc-topic-prior and --topic-word-prior must be positive");
-  if (c.method != "gibbs" && static_cast<double>(c.n_topics) * static_cast<double>(info.vocab_size) > 4e9)
-    throw_usage(fmt::format("K x V = {} x {} is too large for one process's topic matrix", c.n_topics, info.vocab_size));
 }
 
 double perplexity_of(double bound, double tokens) { return tokens > 0 ? std::exp(-bound / tokens) : 0.0; }
@@ -206,11 +115,12 @@ void check_finite_bound(double bound, Index step) {
                                 step));
 }
 
-train::TrainState snapshot(const Lda& m, const train::EmResult& em, const std::vector<double>& scalars_v) {
+train::TrainState snapshot(RowMatrix lambda, const Vector& alpha, double eta, const train::EmResult& em,
+                           const std::vector<double>& scalars_v) {
   train::TrainState s;
-  s.arrays["lambda"] = m.lambda_vk();
-  s.arrays["alpha"] = m.alpha();
-  s.scalars["eta"] = m.eta();
+  s.arrays["lambda"] = std::move(lambda);
+  s.arrays["alpha"] = alpha;
+  s.scalars["eta"] = eta;
   const char* names[] = {"updates", "pass", "minibatch", "acc_word", "acc_theta", "acc_tokens", "prev_perplexity"};
   for (std::size_t i = 0; i < scalars_v.size(); ++i) s.scalars[names[i]] = scalars_v[i];
   train::save_history(em, s);
@@ -393,7 +303,6 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
   result.num_tokens = corpus.tokens;
   result.num_documents = corpus.documents;
   result.num_empty_documents = corpus.empty;
-  Lda& model = result.model;
   if (c.method == "gibbs") {  // λ (V x K doubles) is made from the counts at the end
     if (control != nullptr) {
       control->set_data_content(train::content_json(info.shards, corpus.shard_hashes));
@@ -419,8 +328,38 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
     fit_gibbs(comm, info, c, log, observer, control, result, alpha0, eta0);
     return result;
   }
-  model = Lda(k, v, Vector::Constant(k, alpha0), eta0);
-  model.init_lambda(c.seed);
+  // Batch and online VB: λ sharded by vocabulary slice (lda_slice.hpp), updates in rounds.
+  const int threads = std::max(1, c.threads);
+  const Index round_cells = c.round_cells > 0 ? c.round_cells : kRoundBytes / (28 + 8 * threads);
+  Index max_rows = 0;
+  for (int s = 0; s < comm.size(); ++s)
+    max_rows = std::max(max_rows, LdaSlice::slice_begin(v, comm.size(), s + 1) - LdaSlice::slice_begin(v, comm.size(), s));
+  {
+    // Per rank: λ and the received counts of its slice, one round's buffers, blocks in
+    // flight; with checkpoints, λ whole on rank 0 (written) and on every rank while resuming.
+    const auto kd = static_cast<double>(k), vd = static_cast<double>(v);
+    const double slice_bytes = 16.0 * static_cast<double>(max_rows) * kd + static_cast<double>(max_rows);
+    const double round_bytes = static_cast<double>((28 + 8 * threads) * std::min(round_cells, v * k));
+    const double ckpt_bytes = control != nullptr && control->checkpoints() ? 16.0 * vd * kd : 0.0;
+    const double block_bytes = 12.0 * static_cast<double>(c.prefetch + threads + 2) * static_cast<double>(c.block_rows) *
+                               std::max(1.0, corpus.tokens / std::max<double>(1.0, static_cast<double>(corpus.documents)));
+    train::MemoryEstimate need;
+    need.bytes = slice_bytes + round_bytes + ckpt_bytes + block_bytes + static_cast<double>(c.cache_bytes) + 64.0 * 1048576;
+    need.breakdown = fmt::format("lambda and expected counts of a 1/{} vocabulary slice ({} words x {} topics): {:.2f} GiB; "
+                                 "one round's rows and counts: {:.2f} GiB; checkpoint lambda: {:.2f} GiB",
+                                 comm.size(), max_rows, k, slice_bytes / 1073741824.0, round_bytes / 1073741824.0,
+                                 ckpt_bytes / 1073741824.0);
+    result.predicted_bytes = need.bytes;
+    log.info(fmt::format("{}: predicted peak memory {:.2f} GiB per rank ({})", c.method, need.bytes / 1073741824.0,
+                         need.breakdown));
+    if (c.available_bytes > 0)
+      train::check_memory(need, c.available_bytes,
+                          "run on more ranks (each holds a 1/P slice of lambda), use fewer topics, prune the vocabulary "
+                          "(--min-df/--max-df on import), or raise --memory-budget if the limit is wrong");
+  }
+  auto slice_owned = std::make_shared<LdaSlice>(comm, k, v, Vector::Constant(k, alpha0), eta0);
+  LdaSlice& slice = *slice_owned;
+  slice.init_lambda(c.seed);
   const bool online = c.method == "online";
   const int frac_bits = lda_stats_frac_bits(corpus.tokens);
   const auto n = static_cast<double>(corpus.documents);
@@ -441,7 +380,8 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
   const auto num_blocks = static_cast<Index>(refs.size());
   io::CountsSource source(info, std::move(refs), {c.prefetch, c.cache_bytes, false});
 
-  // Resume (from a checkpoint of the same bytes: the validating pass hashed them).
+  // Resume (from a checkpoint of the same bytes: the validating pass hashed them). The
+  // checkpoint holds λ whole; this rank keeps its slice.
   if (control != nullptr) {
     control->set_data_content(train::content_json(info.shards, corpus.shard_hashes));
   }
@@ -449,11 +389,13 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
   Index updates = 0, pass = 0, minibatch = 0;
   if (control != nullptr) {
     if (auto state = control->resume()) {
-      model.lambda_vk() = state->array("lambda");
-      model.alpha() = state->array("alpha").col(0);
-      model.set_eta(state->scalar("eta"));
-      if (model.lambda_vk().rows() != v || model.lambda_vk().cols() != k || model.alpha().size() != k)
+      const RowMatrix& lambda = state->array("lambda");
+      const RowMatrix& alpha = state->array("alpha");
+      if (lambda.rows() != v || lambda.cols() != k || alpha.rows() != k)
         throw_input("checkpoint: lambda/alpha have the wrong shape for this fit");
+      slice.lambda() = lambda.middleRows(slice.begin(), slice.rows());
+      slice.alpha() = alpha.col(0);
+      slice.set_eta(state->scalar("eta"));
       updates = static_cast<Index>(state->scalar("updates"));
       pass = static_cast<Index>(state->scalar("pass"));
       minibatch = static_cast<Index>(state->scalar("minibatch"));
@@ -464,88 +406,178 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
       result.em = train::load_history(*state);
     }
   }
-  model.refresh(c.threads);
-  if (result.em.converged) return result;
+  slice.refresh_totals(comm, threads);
+  const auto finish = [&] {
+    result.num_updates = updates;
+    if (comm.size() == 1) result.model = slice.take_whole(threads);
+    else result.slice = std::move(slice_owned);
+    return result;
+  };
+  if (result.em.converged) return finish();
 
-  tbb::enumerable_thread_specific<ThreadState> states([&] { return ThreadState(v, k, frac_bits); });
-  tbb::task_arena arena(std::max(1, c.threads));
+  tbb::enumerable_thread_specific<ThreadState> states([&] { return ThreadState(k); });
+  tbb::task_arena arena(threads);
   const double scale = std::ldexp(1.0, -frac_bits);
   const FaultPlan& fault = FaultPlan::get();
-  std::vector<std::uint8_t> seen(static_cast<std::size_t>(v), 0);
-  std::vector<std::int32_t> row_of_word(static_cast<std::size_t>(v), -1);
-  std::vector<std::int32_t> words;
+  LdaSliceStats received(slice.rows(), k);
+  std::vector<std::int32_t> local_of(static_cast<std::size_t>(v), -1);  // word -> its row in the round (-1: none)
+  std::vector<std::int32_t> words, local_ids;
+  std::vector<std::vector<std::int32_t>> requests;
+  std::vector<std::int64_t> packed;
+  Lda view(k, 0, slice.alpha(), slice.eta());  // the E-step's model: the round's rows of exp(E[log β])
 
-  // One epoch is a pass over the corpus: one update (batch) or one per minibatch (online).
+  // One λ update: a minibatch (online) or the whole pass (batch), this rank reading
+  // `blocks` blocks, in rounds. Every rank runs the same number of rounds (collectives),
+  // empty once its blocks are done.
   bool evaluate = false;
   double bound = 0, tokens = 0;  // the epoch's bound (nats) and tokens
   LdaEStepOptions e_step = c.e_step;
   Clock::time_point t0;
-  // One λ update: a minibatch (online) or the whole pass (batch).
   const auto run_update = [&](Index blocks) {
-    std::exception_ptr error;
-    try {
-      const bool inject_throw = fault.due(comm.rank(), static_cast<int>(updates + 1), "throw");
-      if (inject_throw)
-        throw std::runtime_error("injected fault (LATENT_FAULT kind=throw) in update " + std::to_string(updates + 1));
-      for (Index i = 0; i < blocks; ++i) {
-        const auto block = source.next();
-        if (!block) break;
-        heartbeat();
-        if (online) {
-          // λ changed: refresh exp(E[log β]) for just this minibatch's words.
-          // In ascending order, so the rows of λ and exp(E[log β]) stream through the cache.
-          words.clear();
-          for (std::int32_t w : block->indices)
-            if (!seen[static_cast<std::size_t>(w)]) {
-              seen[static_cast<std::size_t>(w)] = 1;
-              words.push_back(w);
-            }
-          if (static_cast<Index>(words.size()) * 16 > v) {
-            words.clear();
-            for (Index w = 0; w < v; ++w)
-              if (seen[static_cast<std::size_t>(w)]) words.push_back(static_cast<std::int32_t>(w));
-          } else {
-            std::sort(words.begin(), words.end());
-          }
-          for (std::int32_t w : words) seen[static_cast<std::size_t>(w)] = 0;
-          model.refresh_words(words, c.threads);
+    std::shared_ptr<const io::CsrBlock> block;
+    Index blocks_read = 0, next_doc = 0;
+    bool first_round = true;
+    view.alpha() = slice.alpha();
+    for (;;) {
+      std::exception_ptr error;
+      Index d0 = 0, d1 = 0;
+      words.clear();
+      try {
+        if (first_round && fault.due(comm.rank(), static_cast<int>(updates + 1), "throw"))
+          throw std::runtime_error("injected fault (LATENT_FAULT kind=throw) in update " + std::to_string(updates + 1));
+        first_round = false;
+        while ((!block || next_doc >= block->num_rows()) && blocks_read < blocks) {
+          block = source.next();
+          ++blocks_read;
+          next_doc = 0;
+          if (!block) blocks_read = blocks;
+          heartbeat();
         }
-        arena.execute([&] { e_step_block(model, e_step, *block, c.seed, static_cast<std::uint64_t>(updates + 1), states); });
+        if (block && next_doc < block->num_rows()) {
+          // Documents while their distinct words × K stay within the round's cells (at
+          // least one document).
+          d0 = d1 = next_doc;
+          while (d1 < block->num_rows()) {
+            const auto b = block->indptr[static_cast<std::size_t>(d1)], e = block->indptr[static_cast<std::size_t>(d1) + 1];
+            Index fresh = 0;
+            for (auto j = b; j < e; ++j) fresh += local_of[static_cast<std::size_t>(block->indices[static_cast<std::size_t>(j)])] < 0;
+            if (d1 > d0 && (static_cast<Index>(words.size()) + fresh) * k > round_cells) break;
+            for (auto j = b; j < e; ++j) {
+              const std::int32_t w = block->indices[static_cast<std::size_t>(j)];
+              if (local_of[static_cast<std::size_t>(w)] < 0) {
+                local_of[static_cast<std::size_t>(w)] = 0;
+                words.push_back(w);
+              }
+            }
+            ++d1;
+          }
+          next_doc = d1;
+        }
+      } catch (...) {
+        error = std::current_exception();
+        source.cancel_pass();
+        for (std::int32_t w : words) local_of[static_cast<std::size_t>(w)] = -1;
+        words.clear();
       }
-    } catch (...) {
-      error = std::current_exception();
-      source.cancel_pass();
+      comm.agree(error);
+      double more = d1 > d0 ? 1.0 : 0.0;
+      comm.allreduce_max(std::span<double>(&more, 1));
+      if (more == 0) break;
+      // The round's words in ascending order (each document's ids stay sorted), renumbered.
+      if (static_cast<Index>(words.size()) * 16 > v) {
+        words.clear();
+        for (Index w = 0; w < v; ++w)
+          if (local_of[static_cast<std::size_t>(w)] == 0) words.push_back(static_cast<std::int32_t>(w));
+      } else {
+        std::sort(words.begin(), words.end());
+      }
+      for (std::size_t i = 0; i < words.size(); ++i) local_of[static_cast<std::size_t>(words[i])] = static_cast<std::int32_t>(i);
+      const std::size_t base = d1 > d0 ? static_cast<std::size_t>(block->indptr[static_cast<std::size_t>(d0)]) : 0;
+      local_ids.resize(d1 > d0 ? static_cast<std::size_t>(block->indptr[static_cast<std::size_t>(d1)]) - base : 0);
+      for (std::size_t j = 0; j < local_ids.size(); ++j)
+        local_ids[j] = local_of[static_cast<std::size_t>(block->indices[base + j])];
+      for (std::int32_t w : words) local_of[static_cast<std::size_t>(w)] = -1;
+      const auto m = static_cast<Index>(words.size());
+      arena.execute([&] { slice.fetch_rows(comm, words, view.exp_elog_beta(), requests); });
+      try {
+        const std::uint64_t update = static_cast<std::uint64_t>(updates + 1);
+        const Index cap = std::max(m, round_cells / k);
+        arena.execute([&] {
+          tbb::parallel_for(tbb::blocked_range<Index>(d0, d1, 8), [&](const tbb::blocked_range<Index>& r) {
+            ThreadState& s = states.local();
+            if (s.acc_rows < m) {
+              s.acc = std::make_unique<LdaStatsAccumulator>(cap, k, frac_bits);
+              s.acc_rows = cap;
+            }
+            for (Index d = r.begin(); d < r.end(); ++d) {
+              const auto b = static_cast<std::size_t>(block->indptr[static_cast<std::size_t>(d)]);
+              const auto e = static_cast<std::size_t>(block->indptr[static_cast<std::size_t>(d) + 1]);
+              const std::span<const std::int32_t> ids(local_ids.data() + (b - base), e - b);
+              const std::span<const double> cts(block->counts.data() + b, e - b);
+              view.initial_gamma(c.seed, update, static_cast<std::uint64_t>(block->ref.global_row_begin + d), s.gamma);
+              const LdaDocResult res = view.e_step_document(ids, cts, e_step, s.work, s.gamma, true);
+              s.acc->add_document(ids, cts, s.work);
+              double doc_tokens = 0;
+              for (double cnt : cts) doc_tokens += cnt;
+              s.row[kWordTerm] = res.word_term;
+              s.row[kThetaTerm] = res.theta_term;
+              s.row[kTokens] = doc_tokens;
+              s.row[kDocuments] = 1;
+              s.row[kDocIterations] = res.iterations;
+              if (e_step.with_bound)
+                for (Index t = 0; t < k; ++t) s.row[kElogTheta + static_cast<std::size_t>(t)] = s.work.elog_theta(t);
+              s.small.add(s.row);
+            }
+          });
+        });
+      } catch (...) {
+        error = std::current_exception();
+        source.cancel_pass();
+      }
+      comm.agree(error);
+      packed.assign(static_cast<std::size_t>(m * k), 0);
+      for (ThreadState& s : states)
+        if (s.acc) {
+          s.acc->merge_into(packed);
+          s.acc->clear();
+        }
+      result.bytes_exchanged += slice.send_stats(comm, words, packed, requests, received) +
+                                static_cast<double>(m * view.padded_topics()) * sizeof(float);
+      heartbeat();
     }
-    GlobalStats g = reduce_states(comm, states, v, k, error, row_of_word);
-    result.bytes_allreduced += g.bytes_allreduced;
-    if (!g.words.empty()) ++result.sparse_updates;
-    return g;
+    ExactSum small(kElogTheta + static_cast<std::size_t>(k));
+    for (ThreadState& s : states) {
+      small.merge(s.small);
+      s.small = ExactSum(small.size());
+    }
+    comm.allreduce(small);
+    LdaPassStats pass_stats;
+    finish_small(pass_stats, small, k);
+    return pass_stats;
   };
-  const auto m_step = [&](const GlobalStats& g, double rho, double doc_scale, int newton_iter) {
+  const auto m_step = [&](const LdaPassStats& g, double rho, double doc_scale, int newton_iter) {
     const profile::ScopedTimer timer(profile::Counter::kMstepSeconds);
-    RowMatrix& lambda = model.lambda_vk();
-    const double eta = model.eta();
+    RowMatrix& lambda = slice.lambda();
+    const double eta = slice.eta();
     // λ ← (1 − ρ) λ + ρ η + ρ (N / S) stats: one expression for every word (stats 0 where
-    // none), so sparse and dense statistics give the same bits.
+    // none), so the rows a round did not touch get the same bits.
     const double step = rho * doc_scale * scale;
+    const std::span<const std::int32_t> touched = received.touched();
     arena.execute([&] {
-      tbb::parallel_for(Index{0}, v, [&](Index w) {
+      tbb::parallel_for(Index{0}, slice.rows(), [&](Index w) {
         for (Index t = 0; t < k; ++t) lambda(w, t) = (1.0 - rho) * lambda(w, t) + rho * eta;
       });
-      const auto rows = static_cast<Index>(g.words.empty() ? v : static_cast<Index>(g.words.size()));
-      tbb::parallel_for(Index{0}, rows, [&](Index i) {
-        const Index w = g.words.empty() ? i : g.words[static_cast<std::size_t>(i)];
-        const std::int64_t* cell = g.counts.data() + static_cast<std::size_t>(i * k);
+      tbb::parallel_for(std::size_t{0}, touched.size(), [&](std::size_t i) {
+        const Index w = touched[i];
+        const std::int64_t* cell = received.row(w);
         for (Index t = 0; t < k; ++t) lambda(w, t) += step * static_cast<double>(cell[t]);
       });
     });
-    if (c.learn_alpha && g.pass.documents > 0)
-      model.alpha() = newton_alpha(model.alpha(), g.pass.sum_elog_theta / g.pass.documents, rho, newton_iter);
-    if (online) model.refresh_totals(c.threads);  // rows are refreshed per minibatch, for its words
-    else model.refresh(c.threads);
-    if (c.learn_eta) {
-      model.set_eta(newton_eta(model.eta(), k, v, model.sum_elog_beta(c.threads), rho, newton_iter));
-    }
+    received.clear();
+    if (c.learn_alpha && g.documents > 0) slice.alpha() = newton_alpha(slice.alpha(), g.sum_elog_theta / g.documents, rho, newton_iter);
+    slice.refresh_totals(comm, threads);
+    if (c.learn_eta) slice.set_eta(newton_eta(slice.eta(), k, v, slice.sum_elog_beta(comm, threads), rho, newton_iter));
+    view.set_eta(slice.eta());
   };
 
   train::StochasticSteps steps;
@@ -561,28 +593,28 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
   steps.skip = [&](Index) { source.next(); };  // resumed in the middle of a pass: one block per minibatch
   steps.step = [&](int, Index, Index, std::int64_t update) {
     if (!online) {
-      const GlobalStats g = run_update(num_blocks);
+      const LdaPassStats g = run_update(num_blocks);
       // The bound at the current λ (before the update): the documents' terms plus the topics'.
-      bound = g.pass.word_term + g.pass.theta_term + (evaluate ? model.topic_term(c.threads) : 0.0);
-      tokens = g.pass.tokens;
+      bound = g.word_term + g.theta_term + (evaluate ? slice.topic_term(comm, threads) : 0.0);
+      tokens = g.tokens;
       check_finite_bound(bound, update);
       m_step(g, 1.0, 1.0, 100);
     } else {
-      const GlobalStats g = run_update(1);
+      const LdaPassStats g = run_update(1);
       const double rho = train::robbins_monro_rate(c.learning_offset, c.learning_decay, update);
-      const double docs = g.pass.documents;
-      check_finite_bound(g.pass.word_term + g.pass.theta_term, update);
+      const double docs = g.documents;
+      check_finite_bound(g.word_term + g.theta_term, update);
       if (docs > 0) m_step(g, rho, n / docs, 1);
-      acc_word += g.pass.word_term;
-      acc_theta += g.pass.theta_term;
-      acc_tokens += g.pass.tokens;
+      acc_word += g.word_term;
+      acc_theta += g.theta_term;
+      acc_tokens += g.tokens;
     }
     updates = update;
   };
   steps.end_epoch = [&](int epoch) {
     if (online) {
       // A running estimate: each minibatch's document terms at the λ it saw, plus the topics' term now.
-      bound = acc_word + acc_theta + (evaluate ? model.topic_term(c.threads) : 0.0);
+      bound = acc_word + acc_theta + (evaluate ? slice.topic_term(comm, threads) : 0.0);
       tokens = acc_tokens;
       acc_word = acc_theta = acc_tokens = 0;
       check_finite_bound(bound, updates);
@@ -606,8 +638,14 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
     return result.em.converged;
   };
   steps.snapshot = [&](const train::StochasticPosition& at) {
+    // λ whole on rank 0 (the one that writes the checkpoint), gathered in pieces from the
+    // owners; collective: every rank calls snapshot.
+    RowMatrix lambda;
+    if (comm.is_root()) lambda.resize(v, k);
+    slice.gather_to_root(comm, [&](Index a, Index b, const RowMatrix& block) { lambda.middleRows(a, b - a) = block.transpose(); });
+    if (!comm.is_root()) return train::TrainState{};
     const bool mid = at.step_in_epoch > 0;
-    return snapshot(model, result.em,
+    return snapshot(std::move(lambda), slice.alpha(), slice.eta(), result.em,
                     {static_cast<double>(at.step), static_cast<double>(at.epoch), static_cast<double>(at.step_in_epoch),
                      mid ? acc_word : 0.0, mid ? acc_theta : 0.0, mid ? acc_tokens : 0.0, prev_perplexity});
   };
@@ -615,8 +653,7 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
   options.epochs = static_cast<int>(c.max_iter);
   options.steps_per_epoch = online ? num_blocks : 1;
   train::run_stochastic(options, {static_cast<int>(pass), minibatch, updates}, steps, train::boundary_of(control));
-  result.num_updates = updates;
-  return result;
+  return finish();
 }
 
 LdaScore score_lda(const comm::Communicator& comm, const io::CountsDatasetInfo& info, const Lda& model,

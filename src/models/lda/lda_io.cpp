@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <exception>
+#include <functional>
 #include <memory>
 
 #include "latent/core/error.hpp"
@@ -13,6 +14,7 @@
 #include "latent/models/fitted_model.hpp"
 #include "latent/models/lda/lda_fit.hpp"
 #include "latent/models/lda/lda_gibbs.hpp"
+#include "latent/models/lda/lda_slice.hpp"
 #include "latent/core/control.hpp"
 
 namespace latent::models {
@@ -44,66 +46,82 @@ void save_lda(const Lda& model, const std::vector<std::string>& vocabulary, cons
                  model.eta(), vocabulary, model.num_topics(), model.vocab_size());
 }
 
+namespace {
+
+// The model file from λ sliced across ranks: rank 0 creates it, `write_slices` streams
+// /components in pieces (collective), then the tail; an error on rank 0 is agreed on every
+// rank and removes the temporary.
+void save_sliced(const comm::Communicator& comm, Index k, Index v, std::span<const double> alpha, double eta,
+                 const std::vector<std::string>& vocabulary, const std::string& config_json, const train::EmResult& em,
+                 Index n_documents, const std::string& data_location, const std::string& path, bool overwrite,
+                 const std::function<void(const std::function<void(Index, const RowMatrix&)>&)>& write_slices) {
+  std::unique_ptr<io::H5Writer> w;
+  std::exception_ptr error;
+  if (comm.is_root()) {
+    try {
+      w = std::make_unique<io::H5Writer>(path, overwrite);
+      write_fit_record(*w, "lda", FitRecord{config_json, em, n_documents, data_location});
+      w->create("components", io::DType::kFloat64, k, v);
+    } catch (...) {
+      error = std::current_exception();
+      w.reset();  // removes the temporary
+    }
+  }
+  comm.agree(error);
+  try {
+    write_slices([&](Index first_word, const RowMatrix& block) { w->write_block("components", 0, first_word, block); });
+    if (comm.is_root()) write_lda_tail(*w, alpha, eta, vocabulary, k, v);
+  } catch (...) {
+    error = std::current_exception();
+    w.reset();
+  }
+  comm.agree(error);
+}
+
+}  // namespace
+
 void save_lda_sampled(const comm::Communicator& comm, const GibbsSampler& sampler, const std::vector<std::string>& vocabulary,
                       const std::string& config_json, const train::EmResult& em, Index n_documents,
                       const std::string& data_location, const std::string& path, bool overwrite) {
   const Index k = sampler.num_topics(), v = sampler.vocab_size();
   const int parts = comm.size();
   const double eta = sampler.eta();
-  std::unique_ptr<io::H5Writer> w;
-  std::exception_ptr error;  // rank 0's, agreed at the end: every rank takes part in every piece
-  const auto on_root = [&](auto&& fn) {
-    if (!comm.is_root() || error) return;
-    try {
-      fn();
-    } catch (...) {
-      error = std::current_exception();
-      w.reset();  // removes the temporary
-    }
-  };
-  on_root([&] {
-    w = std::make_unique<io::H5Writer>(path, overwrite);
-    write_fit_record(*w, "lda", FitRecord{config_json, em, n_documents, data_location});
-    w->create("components", io::DType::kFloat64, k, v);
-  });
-  // Pieces of whole words of one slice, at most 64 MiB of int32 counts each; the schedule
-  // is a function of (K, V, P), the same on every rank.
-  const Index piece_words = std::max<Index>(1, (Index{64} << 20) / (4 * k));
-  const std::span<const std::int32_t> home = sampler.n_kw();
-  for (int s = 0; s < parts; ++s) {
-    const Index lo = GibbsSampler::slice_begin(v, parts, s), hi = GibbsSampler::slice_begin(v, parts, s + 1);
-    for (Index a = lo; a < hi; a += piece_words) {
-      const Index b = std::min(hi, a + piece_words);
-      std::string bytes;
-      if (comm.rank() == s) {
-        const auto* p = reinterpret_cast<const char*>(home.data() + (a - lo) * k);
-        bytes.assign(p, static_cast<std::size_t>((b - a) * k) * sizeof(std::int32_t));
-      }
-      std::string piece;
-      if (parts == 1) {
-        piece = std::move(bytes);
-      } else {
-        std::vector<std::string> got = comm.gather(bytes, 0);
-        if (comm.is_root()) piece = std::move(got[static_cast<std::size_t>(s)]);
-      }
-      heartbeat();
-      on_root([&] {
-        RowMatrix block(k, b - a);  // λ = n_kw + η, topic-major
-        for (Index j = 0; j < b - a; ++j)
-          for (Index t = 0; t < k; ++t) {
-            std::int32_t c;
-            std::memcpy(&c, piece.data() + static_cast<std::size_t>(j * k + t) * sizeof(c), sizeof(c));
-            block(t, j) = static_cast<double>(c) + eta;
-          }
-        w->write_block("components", 0, a, block);
-      });
-    }
-  }
-  on_root([&] {
-    const std::vector<double> alpha(static_cast<std::size_t>(k), sampler.alpha());
-    write_lda_tail(*w, alpha, eta, vocabulary, k, v);
-  });
-  comm.agree(error);
+  const std::vector<double> alpha(static_cast<std::size_t>(k), sampler.alpha());
+  save_sliced(comm, k, v, alpha, eta, vocabulary, config_json, em, n_documents, data_location, path, overwrite,
+              [&](const std::function<void(Index, const RowMatrix&)>& write) {
+                // Pieces of whole words of int32 counts, λ = n_kw + η written topic-major.
+                const std::span<const std::int32_t> home = sampler.n_kw();
+                const Index lo = GibbsSampler::slice_begin(v, parts, comm.rank());
+                gather_slices_to_root(
+                    comm, v, static_cast<std::size_t>(k) * sizeof(std::int32_t),
+                    [&](int s) { return GibbsSampler::slice_begin(v, parts, s); },
+                    [&](Index a, Index b) {
+                      return std::string(reinterpret_cast<const char*>(home.data() + (a - lo) * k),
+                                         static_cast<std::size_t>((b - a) * k) * sizeof(std::int32_t));
+                    },
+                    [&](Index a, Index b, const std::string& piece) {
+                      RowMatrix block(k, b - a);
+                      for (Index j = 0; j < b - a; ++j)
+                        for (Index t = 0; t < k; ++t) {
+                          std::int32_t c;
+                          std::memcpy(&c, piece.data() + static_cast<std::size_t>(j * k + t) * sizeof(c), sizeof(c));
+                          block(t, j) = static_cast<double>(c) + eta;
+                        }
+                      write(a, block);
+                    });
+              });
+}
+
+void save_lda_sharded(const comm::Communicator& comm, const LdaSlice& slice, const std::vector<std::string>& vocabulary,
+                      const std::string& config_json, const train::EmResult& em, Index n_documents,
+                      const std::string& data_location, const std::string& path, bool overwrite) {
+  const Vector& alpha = slice.alpha();
+  save_sliced(comm, slice.num_topics(), slice.vocab_size(),
+              std::span<const double>(alpha.data(), static_cast<std::size_t>(alpha.size())), slice.eta(), vocabulary,
+              config_json, em, n_documents, data_location, path, overwrite,
+              [&](const std::function<void(Index, const RowMatrix&)>& write) {
+                slice.gather_to_root(comm, [&](Index a, Index, const RowMatrix& block) { write(a, block); });
+              });
 }
 
 Lda load_lda(const std::string& path, std::vector<std::string>* vocabulary) {

@@ -83,11 +83,15 @@ int fit_lda_run(train::FitRun& run) {
   const auto t0 = std::chrono::steady_clock::now();
   LdaFitResult fit = fit_lda(run.comm(), info, l, run.log(), observer, control);
   double total = 0;
-  if (gibbs) {  // the counts are sharded: every rank sends its slice to rank 0's writer
+  if (gibbs || fit.slice) {  // sharded: every rank sends its slice to rank 0's writer
     total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     run.done(fit.em, total);
-    save_lda_sampled(run.comm(), *fit.sampler, vocabulary, config.dump(), fit.em, fit.num_documents, c.data, c.output,
-                     c.overwrite);
+    if (gibbs)
+      save_lda_sampled(run.comm(), *fit.sampler, vocabulary, config.dump(), fit.em, fit.num_documents, c.data, c.output,
+                       c.overwrite);
+    else
+      save_lda_sharded(run.comm(), *fit.slice, vocabulary, config.dump(), fit.em, fit.num_documents, c.data, c.output,
+                       c.overwrite);
   } else {
     total = run.finish(fit.em, t0, [&] {
       save_lda(fit.model, vocabulary, config.dump(), fit.em, fit.num_documents, c.data, c.output, c.overwrite);
@@ -104,12 +108,11 @@ int fit_lda_run(train::FitRun& run) {
       "{} after {} passes ({} updates), training bound perplexity {:.4f} ({} tokens), {:.2f} s; wrote {}",
       fit.em.converged ? "converged" : "stopped", fit.em.n_iter, fit.num_updates, fit.bound_perplexity,
       static_cast<Index>(fit.num_tokens), total, c.output));
-  if (fit.num_updates > 0)
-    run.log().info(fmt::format("statistics allreduced per update: {:.2f} MiB on average (dense K x V would be {:.2f} "
-                               "MiB); {} of {} updates sent only the touched words' rows",
-                               fit.bytes_allreduced / static_cast<double>(fit.num_updates) / 1048576.0,
-                               8.0 * static_cast<double>(l.n_topics * info.vocab_size) / 1048576.0, fit.sparse_updates,
-                               fit.num_updates));
+  if (fit.num_updates > 0 && run.comm().size() > 1)
+    run.log().info(fmt::format("lambda sharded over {} ranks; per update this rank exchanged {:.2f} MiB of rows and "
+                               "expected counts on average (K x V doubles would be {:.2f} MiB)",
+                               run.comm().size(), fit.bytes_exchanged / static_cast<double>(fit.num_updates) / 1048576.0,
+                               8.0 * static_cast<double>(l.n_topics * info.vocab_size) / 1048576.0));
   return 0;
 }
 
@@ -164,15 +167,9 @@ ModelSpec lda_spec() {
                 "mpirun -n 8 latent fit lda --data corpus/ --output lda.h5 --n-topics 100 --method online --batch-size "
                 "4096 --max-iter 3",
                 "mpirun -n 4 latent fit lda --data corpus/ --output lda.h5 --n-topics 1000 --method gibbs --max-iter 300"};
-  // lambda, exp(E[log beta]) and one topic-word accumulator per thread (V x K each), the
-  // global sums (V x K), plus prefetched blocks.
-  s.memory = [](const OptionValues& o, std::int64_t v, std::int64_t) {
-    const Index k = o.given("n-components") ? o.integer("n-components") : o.integer("n-topics");
-    // gibbs: checked by the fit once the tokens per rank are known (the counts are sharded
-    // across ranks, GibbsSampler::predicted_bytes).
-    if (o.text("method") == "gibbs") return MemoryNeeds{0, 0, 0};
-    return MemoryNeeds{v * k, 3 * v * k, v * k};
-  };
+  // Every method checks its own prediction once the corpus is counted: λ (VB) or the
+  // counts (gibbs) are sharded across ranks (fit_lda logs the prediction and refuses).
+  s.memory = [](const OptionValues&, std::int64_t, std::int64_t) { return MemoryNeeds{0, 0, 0}; };
   s.objective_name = "bound_per_token";  // gibbs: the log joint log p(w, z) per token
   s.objective_unit = "nats/token";
   s.change_name = "bound perplexity change";

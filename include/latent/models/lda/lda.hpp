@@ -71,6 +71,12 @@ struct LdaDocResult {
 /// The global parameters, identical on every rank.
 class Lda {
  public:
+  /// Rows per chunk of the fixed-order reductions over the vocabulary (topic totals, the
+  /// topic term): partial sums over fixed chunks, added in chunk order, so the result does
+  /// not depend on the thread count; a sharded fit's vocabulary slices are whole chunks
+  /// (lda_slice.hpp), which keeps the same bits for any rank count.
+  static constexpr Index kChunkRows = 1024;
+
   Lda() = default;
   /// λ filled by init_lambda or set directly; α (K) and η as given.
   Lda(Index num_topics, Index vocab_size, Vector alpha, double eta);
@@ -101,6 +107,10 @@ class Lda {
   void refresh_totals(int threads);
   /// Rows of exp(E[log β]) for `words` (distinct ids), from λ and the current totals.
   void refresh_words(std::span<const std::int32_t> words, int threads);
+  /// exp(E[log β]), word-major, V × padded_topics() (float32, zero padding): what
+  /// e_step_document reads, row ids[i] for word i. A sharded fit (lda_slice.hpp) sets it
+  /// directly on a model without λ to the rows of one round's words, renumbered 0..m−1.
+  RowMatrixF& exp_elog_beta() noexcept { return exp_elog_beta_; }
 
   /// The topic part of the bound: Σ_k [Σ_w (η − λ_kw) E[log β_kw] + lnΓ(λ_kw) − lnΓ(η)
   /// + lnΓ(Vη) − lnΓ(Σ_w λ_kw)] (Hoffman et al. 2010 eq. 16, last line), nats. Thread-count

@@ -2,15 +2,19 @@
 /// \file Distributed LDA training and evaluation over streamed count datasets.
 ///
 /// batch (Blei, Ng & Jordan 2003 §5.3): each pass runs the per-document E-step of every
-/// local document on oneTBB threads, the expected topic-word counts are allreduced (one
-/// K × V integer allreduce, fixed point, so the sum is exact), and every rank sets
-/// λ = η + stats.
+/// local document on oneTBB threads; the expected topic-word counts (fixed point, so sums
+/// are exact) go to the owner of each word's slice of λ, and each owner sets λ = η + stats
+/// for its words.
+///
+/// λ is sharded by vocabulary slice for both VB methods (latent/models/lda/lda_slice.hpp):
+/// rank r keeps K × |slice r| doubles, fetches the exp(E[log β]) rows of the words its
+/// current documents use, and the result is the same bits as one process for any P.
 ///
 /// online (Hoffman, Blei & Bach 2010 Algorithm 2; Hoffman et al. 2013): the corpus is cut
 /// into global minibatches of batch_size documents in storage order; minibatch m is
 /// documents [m·S, (m+1)·S), and rank r of P takes the r-th of P equal slices of it, so the
-/// schedule does not depend on P. After each minibatch: one allreduce, then on every rank
-/// λ ← (1 − ρ_t) λ + ρ_t (η + (N / S_m) · stats) with ρ_t = (τ0 + t)^(−κ), t = 1, 2, ...
+/// schedule does not depend on P. After each minibatch the counts go to the words' owners, then
+/// λ ← (1 − ρ_t) λ + ρ_t (η + (N / S_m) · stats) (each owner for its words) with ρ_t = (τ0 + t)^(−κ), t = 1, 2, ...
 /// (scikit-learn's n_batch_iter_).
 ///
 /// gibbs (latent/models/lda/lda_gibbs.hpp): collapsed Gibbs sampling with WarpLDA's O(1)
@@ -56,7 +60,10 @@ struct LdaConfig {
   int threads = 1;
   Index block_rows = 2048;           ///< documents per block (batch passes)
   int prefetch = 4;
-  double available_bytes = 0;        ///< gibbs: refuse if its predicted peak per rank exceeds this (0: no check)
+  double available_bytes = 0;        ///< refuse if the predicted peak per rank exceeds this (0: no check)
+  /// batch/online: distinct words × K per round (lda_slice.hpp); 0: 256 MiB of round
+  /// buffers. Any value gives the same bits (tests use small ones).
+  Index round_cells = 0;
   std::size_t cache_bytes = 0;       ///< keep local documents in memory if they fit
 };
 
@@ -67,19 +74,22 @@ struct LdaPassStats {
 };
 
 class GibbsSampler;
+class LdaSlice;
 
 struct LdaFitResult {
-  Lda model;                   ///< batch and online (gibbs: empty, see `sampler`)
+  Lda model;                   ///< batch and online on one rank (else empty, see `slice`; gibbs: see `sampler`)
+  std::shared_ptr<LdaSlice> slice;  ///< batch and online on more than one rank: this rank's slice of λ
   std::shared_ptr<GibbsSampler> sampler;  ///< gibbs: the final sample, n_kw sharded by vocabulary slice
-  double predicted_bytes = 0;  ///< gibbs: predicted peak bytes per rank
+  double predicted_bytes = 0;  ///< predicted peak bytes per rank
   train::EmResult em;          ///< per pass: objective = bound per token (nats), change = Δ bound perplexity
   double num_tokens = 0;       ///< corpus tokens
   Index num_documents = 0;
   Index num_empty_documents = 0;
   Index num_updates = 0;       ///< λ updates (passes for batch, minibatches for online)
   double bound_perplexity = 0; ///< last pass (online: running estimate over the pass)
-  double bytes_allreduced = 0; ///< expected-count statistics sent per rank, all updates (bytes)
-  Index sparse_updates = 0;    ///< updates whose statistics travelled as touched rows only
+  /// batch/online: expected counts this rank sent to other ranks plus the exp(E[log β])
+  /// rows it received, all updates (bytes)
+  double bytes_exchanged = 0;
   double acceptance_rate = 0;  ///< gibbs: accepted / proposals different from the current topic, last sweep
 };
 
@@ -134,6 +144,13 @@ void save_lda(const Lda& model, const std::vector<std::string>& vocabulary, cons
 /// more than its slice and one piece. The same bytes as save_lda of the whole λ, for any
 /// rank count. Collective; an error is agreed on every rank (nothing is left at `path`).
 void save_lda_sampled(const comm::Communicator& comm, const GibbsSampler& sampler, const std::vector<std::string>& vocabulary,
+                      const std::string& config_json, const train::EmResult& em, Index n_documents,
+                      const std::string& data_location, const std::string& path, bool overwrite);
+/// The same file from a sharded VB fit (fit_lda's `slice` on every rank): rank 0 writes,
+/// receiving λ from the owners in pieces of at most 64 MiB. The same bytes as save_lda of
+/// the whole λ, for any rank count. Collective; an error is agreed on every rank (nothing
+/// is left at `path`).
+void save_lda_sharded(const comm::Communicator& comm, const LdaSlice& slice, const std::vector<std::string>& vocabulary,
                       const std::string& config_json, const train::EmResult& em, Index n_documents,
                       const std::string& data_location, const std::string& path, bool overwrite);
 /// Reads an LDA model file (also one written by other tools in the same schema: only

@@ -1,0 +1,285 @@
+#include "latent/models/lda/lda_slice.hpp"
+
+#include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/task_arena.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <exception>
+
+#include "latent/core/control.hpp"
+#include "latent/core/error.hpp"
+#include "latent/core/rng.hpp"
+
+namespace latent::models {
+namespace {
+
+constexpr Index kChunk = Lda::kChunkRows;
+
+Index num_chunks(Index v) noexcept { return (v + kChunk - 1) / kChunk; }
+
+double log_gamma(double x) noexcept {
+  int sign = 0;
+  return lgamma_r(x, &sign);
+}
+
+}  // namespace
+
+void gather_slices_to_root(const comm::Communicator& comm, Index rows, std::size_t row_bytes,
+                           const std::function<Index(int)>& first_row,
+                           const std::function<std::string(Index, Index)>& local,
+                           const std::function<void(Index, Index, const std::string&)>& piece) {
+  const Index piece_rows = std::max<Index>(1, static_cast<Index>((std::size_t{64} << 20) / std::max<std::size_t>(1, row_bytes)));
+  std::exception_ptr error;  // rank 0's
+  for (int s = 0; s < comm.size(); ++s) {
+    const Index lo = first_row(s), hi = std::min(rows, first_row(s + 1));
+    for (Index a = lo; a < hi; a += piece_rows) {
+      const Index b = std::min(hi, a + piece_rows);
+      std::string bytes;
+      if (comm.rank() == s) bytes = local(a, b);
+      std::string got;
+      if (comm.size() == 1) {
+        got = std::move(bytes);
+      } else {
+        std::vector<std::string> all = comm.gather(bytes, 0);
+        if (comm.is_root()) got = std::move(all[static_cast<std::size_t>(s)]);
+      }
+      heartbeat();
+      if (comm.is_root() && !error) {
+        try {
+          piece(a, b, got);
+        } catch (...) {
+          error = std::current_exception();
+        }
+      }
+    }
+  }
+  comm.agree(error);
+}
+
+LdaSliceStats::LdaSliceStats(Index rows, Index num_topics)
+    : k_(num_topics), cells_(static_cast<std::size_t>(rows * num_topics), 0), touched_(static_cast<std::size_t>(rows), 0) {}
+
+void LdaSliceStats::add(Index row, const std::int64_t* values) {
+  if (!touched_[static_cast<std::size_t>(row)]) {
+    touched_[static_cast<std::size_t>(row)] = 1;
+    touched_list_.push_back(static_cast<std::int32_t>(row));
+  }
+  std::int64_t* cell = cells_.data() + static_cast<std::size_t>(row * k_);
+  for (Index t = 0; t < k_; ++t) cell[t] += values[t];
+}
+
+void LdaSliceStats::clear() {
+  for (std::int32_t r : touched_list_) {
+    std::fill_n(cells_.begin() + static_cast<std::ptrdiff_t>(static_cast<Index>(r) * k_), k_, 0);
+    touched_[static_cast<std::size_t>(r)] = 0;
+  }
+  touched_list_.clear();
+}
+
+Index LdaSlice::slice_begin(Index vocab_size, int parts, int s) noexcept {
+  const Index c = num_chunks(vocab_size);
+  return std::min(vocab_size, c * s / parts * kChunk);
+}
+
+LdaSlice::LdaSlice(const comm::Communicator& comm, Index num_topics, Index vocab_size, Vector alpha, double eta)
+    : v_(vocab_size), rank_(comm.rank()), parts_(comm.size()), alpha_(std::move(alpha)), eta_(eta) {
+  if (alpha_.size() != num_topics) throw_usage("doc_topic_prior must have one entry per topic");
+  begin_ = slice_begin(v_, parts_, rank_);
+  end_ = slice_begin(v_, parts_, rank_ + 1);
+  lambda_ = RowMatrix::Zero(end_ - begin_, num_topics);
+}
+
+int LdaSlice::owner_of_chunk(Index chunk) const noexcept {
+  const Index c = num_chunks(v_);
+  int s = static_cast<int>(std::min<Index>(parts_ - 1, chunk * parts_ / std::max<Index>(1, c)));
+  while (s + 1 < parts_ && c * (s + 1) / parts_ <= chunk) ++s;
+  while (s > 0 && c * s / parts_ > chunk) --s;
+  return s;
+}
+
+void LdaSlice::init_lambda(std::uint64_t seed) {
+  const Index k = num_topics();
+  for (Index w = begin_; w < end_; ++w)
+    for (Index t = 0; t < k; ++t) {
+      CounterRng rng(seed, RngPurpose::kLdaInit, static_cast<std::uint64_t>(t), static_cast<std::uint64_t>(w));
+      lambda_(w - begin_, t) = sample_gamma(rng, 100.0) / 100.0;
+    }
+}
+
+void LdaSlice::refresh_totals(const comm::Communicator& comm, int threads) {
+  const Index k = num_topics();
+  Vector running = Vector::Zero(k);
+  for (int s = 0; s < parts_; ++s) {
+    const Index lo = slice_begin(v_, parts_, s), hi = slice_begin(v_, parts_, s + 1);
+    if (lo == hi) continue;
+    if (s == rank_) {
+      // Lda::refresh_totals's chunk partials for this slice's chunks, added in chunk order.
+      const Index chunks = (hi - lo + kChunk - 1) / kChunk;
+      RowMatrix partial = RowMatrix::Zero(chunks, k);
+      tbb::task_arena arena(std::max(1, threads));
+      arena.execute([&] {
+        tbb::parallel_for(Index{0}, chunks, [&](Index c) {
+          for (Index w = lo + c * kChunk; w < std::min(hi, lo + (c + 1) * kChunk); ++w) partial.row(c) += lambda_.row(w - lo);
+        });
+      });
+      for (Index c = 0; c < chunks; ++c) running += partial.row(c).transpose();
+    }
+    if (parts_ > 1) {
+      std::string bytes;
+      if (s == rank_) bytes.assign(reinterpret_cast<const char*>(running.data()), static_cast<std::size_t>(k) * sizeof(double));
+      comm.broadcast(bytes, s);
+      std::memcpy(running.data(), bytes.data(), static_cast<std::size_t>(k) * sizeof(double));
+    }
+  }
+  totals_ = running;
+  digamma_total_.resize(k);
+  for (Index t = 0; t < k; ++t) digamma_total_(t) = digamma(totals_(t));
+  const Index kp = (k + 15) / 16 * 16;
+  digamma_total_f_.setZero(kp);
+  digamma_total_f_.head(k) = digamma_total_.cast<float>();
+}
+
+namespace {
+
+// Lda's chunked_sum over this slice's chunks, then every chunk's partial in chunk order
+// (slices are whole chunks in rank order, so the gather is in chunk order).
+template <class F>
+double chunked_sum_sliced(const comm::Communicator& comm, Index lo, Index hi, int threads, F&& f) {
+  const Index chunks = (hi - lo + kChunk - 1) / kChunk;
+  std::vector<double> partial(static_cast<std::size_t>(chunks), 0.0);
+  tbb::task_arena arena(std::max(1, threads));
+  arena.execute([&] {
+    tbb::parallel_for(Index{0}, chunks, [&](Index c) {
+      partial[static_cast<std::size_t>(c)] = f(lo + c * kChunk, std::min(hi, lo + (c + 1) * kChunk));
+    });
+  });
+  const std::vector<double> all = comm.size() > 1 ? comm.allgatherv(std::span<const double>(partial)) : partial;
+  double total = 0;
+  for (double p : all) total += p;
+  return total;
+}
+
+}  // namespace
+
+double LdaSlice::topic_term(const comm::Communicator& comm, int threads) const {
+  const Index k = num_topics();
+  const double lg_eta = log_gamma(eta_);
+  double total = chunked_sum_sliced(comm, begin_, end_, threads, [&](Index first, Index last) {
+    double s = 0;
+    for (Index w = first; w < last; ++w)
+      for (Index t = 0; t < k; ++t) {
+        const double l = lambda_(w - begin_, t);
+        s += (eta_ - l) * (digamma(l) - digamma_total_(t)) + log_gamma(l) - lg_eta;
+      }
+    return s;
+  });
+  for (Index t = 0; t < k; ++t) total += log_gamma(static_cast<double>(v_) * eta_) - log_gamma(totals_(t));
+  return total;
+}
+
+double LdaSlice::sum_elog_beta(const comm::Communicator& comm, int threads) const {
+  const Index k = num_topics();
+  return chunked_sum_sliced(comm, begin_, end_, threads, [&](Index first, Index last) {
+    double s = 0;
+    for (Index w = first; w < last; ++w)
+      for (Index t = 0; t < k; ++t) s += digamma(lambda_(w - begin_, t)) - digamma_total_(t);
+    return s;
+  });
+}
+
+namespace {
+
+// Offsets of each owner's words in the sorted list: words [first[s], first[s + 1]) belong
+// to slice s.
+std::vector<std::size_t> owner_ranges(std::span<const std::int32_t> words, Index v, int parts) {
+  std::vector<std::size_t> first(static_cast<std::size_t>(parts) + 1);
+  for (int s = 0; s <= parts; ++s)
+    first[static_cast<std::size_t>(s)] = static_cast<std::size_t>(
+        std::lower_bound(words.begin(), words.end(), LdaSlice::slice_begin(v, parts, s)) - words.begin());
+  first[static_cast<std::size_t>(parts)] = words.size();
+  return first;
+}
+
+}  // namespace
+
+void LdaSlice::fetch_rows(const comm::Communicator& comm, std::span<const std::int32_t> words, RowMatrixF& rows,
+                          std::vector<std::vector<std::int32_t>>& requests) const {
+  const Index k = num_topics(), kp = (k + 15) / 16 * 16;
+  const auto first = owner_ranges(words, v_, parts_);
+  rows.resize(static_cast<Index>(words.size()), kp);
+  requests.assign(static_cast<std::size_t>(parts_), {});
+  std::vector<std::int64_t> ask;
+  std::vector<std::int64_t> reply;
+  for (int step = 0; step < parts_; ++step) {
+    const int dest = (rank_ + step) % parts_, src = (rank_ - step + parts_) % parts_;
+    const std::size_t a = first[static_cast<std::size_t>(dest)], b = first[static_cast<std::size_t>(dest) + 1];
+    ask.assign(words.begin() + static_cast<std::ptrdiff_t>(a), words.begin() + static_cast<std::ptrdiff_t>(b));
+    const std::vector<std::int64_t> asked = comm.sendrecv(ask, dest, src);
+    std::vector<std::int32_t>& mine = requests[static_cast<std::size_t>(src)];
+    mine.resize(asked.size());
+    for (std::size_t i = 0; i < asked.size(); ++i) {
+      if (asked[i] < begin_ || asked[i] >= end_) throw Error(ErrorKind::kInternal, "fetch_rows: a word outside the slice");
+      mine[i] = static_cast<std::int32_t>(asked[i]);
+    }
+    // Lda::refresh_row for each asked word, float32 rows packed two floats per integer.
+    reply.assign(mine.size() * static_cast<std::size_t>(kp / 2), 0);
+    tbb::parallel_for(std::size_t{0}, mine.size(), [&](std::size_t i) {
+      auto* out = reinterpret_cast<float*>(reply.data() + i * static_cast<std::size_t>(kp / 2));
+      exp_digamma_minus({lambda_.row(mine[i] - begin_).data(), static_cast<std::size_t>(k)},
+                        {digamma_total_f_.data(), static_cast<std::size_t>(kp)}, {out, static_cast<std::size_t>(kp)});
+    });
+    const std::vector<std::int64_t> got = comm.sendrecv(reply, src, dest);
+    if (got.size() != (b - a) * static_cast<std::size_t>(kp / 2)) throw Error(ErrorKind::kInternal, "fetch_rows: short reply");
+    if (!got.empty()) std::memcpy(rows.row(static_cast<Index>(a)).data(), got.data(), got.size() * sizeof(std::int64_t));
+  }
+}
+
+double LdaSlice::send_stats(const comm::Communicator& comm, std::span<const std::int32_t> words,
+                            std::span<const std::int64_t> stats, const std::vector<std::vector<std::int32_t>>& requests,
+                            LdaSliceStats& into) const {
+  const Index k = num_topics();
+  const auto first = owner_ranges(words, v_, parts_);
+  double sent = 0;
+  for (int step = 0; step < parts_; ++step) {
+    const int dest = (rank_ + step) % parts_, src = (rank_ - step + parts_) % parts_;
+    const std::size_t a = first[static_cast<std::size_t>(dest)], b = first[static_cast<std::size_t>(dest) + 1];
+    const std::span<const std::int64_t> out = stats.subspan(a * static_cast<std::size_t>(k), (b - a) * static_cast<std::size_t>(k));
+    const std::vector<std::int64_t> got = comm.sendrecv(out, dest, src);
+    if (dest != rank_) sent += static_cast<double>(out.size() * sizeof(std::int64_t));
+    const std::vector<std::int32_t>& asked = requests[static_cast<std::size_t>(src)];
+    if (got.size() != asked.size() * static_cast<std::size_t>(k)) throw Error(ErrorKind::kInternal, "send_stats: wrong size");
+    for (std::size_t i = 0; i < asked.size(); ++i) into.add(asked[i] - begin_, got.data() + i * static_cast<std::size_t>(k));
+  }
+  return sent;
+}
+
+void LdaSlice::gather_to_root(const comm::Communicator& comm,
+                              const std::function<void(Index, Index, const RowMatrix&)>& piece) const {
+  const Index k = num_topics();
+  gather_slices_to_root(
+      comm, v_, static_cast<std::size_t>(k) * sizeof(double), [&](int s) { return slice_begin(v_, parts_, s); },
+      [&](Index a, Index b) {
+        return std::string(reinterpret_cast<const char*>(lambda_.row(a - begin_).data()),
+                           static_cast<std::size_t>((b - a) * k) * sizeof(double));
+      },
+      [&](Index a, Index b, const std::string& bytes) {
+        RowMatrix block(k, b - a);  // topic-major
+        for (Index j = 0; j < b - a; ++j)
+          for (Index t = 0; t < k; ++t)
+            std::memcpy(&block(t, j), bytes.data() + static_cast<std::size_t>(j * k + t) * sizeof(double), sizeof(double));
+        piece(a, b, block);
+      });
+}
+
+Lda LdaSlice::take_whole(int threads) {
+  if (parts_ != 1) throw Error(ErrorKind::kInternal, "LdaSlice::take_whole on more than one rank");
+  Lda model(num_topics(), v_, alpha_, eta_);
+  model.lambda_vk() = std::move(lambda_);
+  lambda_ = RowMatrix();
+  model.refresh(threads);
+  return model;
+}
+
+}  // namespace latent::models
