@@ -102,6 +102,46 @@ else
   fail "signal/resume: exits $c1, $code: $out"
 fi
 
+# ---- lambda sharded by vocabulary slice (V = 3,000: three 1,024-word chunks, so 2 and 3
+# ranks hold real slices): a 3-rank fit writes the 1-rank model's bits; an online fit killed
+# on 2 ranks resumes on 3 with the same bits; the memory estimate is per slice and refused
+# up front, naming it, with no output.
+"$latent" generate lda --n-documents 300 --vocab-size 3000 --n-topics 5 --doc-length 40 --docs-per-shard 100 \
+  --seed 5 --output "$dir/wide" > /dev/null 2>&1 || fail "generate wide"
+same_model() { for d in /components /doc_topic_prior /topic_word_prior /history/objective; do
+  h5diff -q "$1" "$2" "$d" > /dev/null || return 1; done; }
+wide=(fit lda --data "$dir/wide" --n-topics 5 --max-iter 3 --learn-priors both --block-rows 40)
+run 1 "${wide[@]}" --output "$dir/wide1.h5"
+run 3 "${wide[@]}" --output "$dir/wide3.h5" --threads 2
+if [ "$code" -eq 0 ] && same_model "$dir/wide1.h5" "$dir/wide3.h5" && echo "$out" | grep -q "lambda sharded over 3 ranks"; then
+  pass "batch, lambda in 3 vocabulary slices x 2 threads: the 1-rank model's bits"
+else
+  fail "sharded batch: exit $code: $out"
+fi
+wide=(fit lda --data "$dir/wide" --n-topics 5 --method online --batch-size 32 --max-iter 2 --learn-priors alpha)
+run 1 "${wide[@]}" --output "$dir/wideo1.h5"
+LATENT_FAULT="rank=1,iteration=13,kind=kill" run 2 "${wide[@]}" --output "$dir/wideo.h5" --checkpoint-dir "$dir/ckw" \
+  --checkpoint-every 4
+killed=$code
+run 3 "${wide[@]}" --output "$dir/wideo.h5" --checkpoint-dir "$dir/ckw" --checkpoint-every 4 --resume
+if [ "$killed" -ne 0 ] && [ "$code" -eq 0 ] && echo "$out" | grep -q "resuming from" && same_model "$dir/wideo1.h5" "$dir/wideo.h5"; then
+  pass "sharded online fit killed at update 13 on 2 ranks, resumed on 3: the 1-rank model's bits"
+else
+  fail "sharded kill/resume: killed exit $killed, resume exit $code: $out"
+fi
+predicted() { echo "$1" | grep -o "predicted peak memory [0-9.]* GiB" | head -1 | awk '{print $4}'; }
+big=(fit lda --data "$dir/wide" --n-topics 20000 --max-iter 1 --memory-budget 0.5 --output "$dir/big.h5")
+run 1 "${big[@]}"
+c1=$code p1=$(predicted "$out")
+run 3 "${big[@]}"
+c3=$code p3=$(predicted "$out")
+if [ "$c1" -eq 64 ] && [ "$c3" -eq 64 ] && [ ! -e "$dir/big.h5" ] && echo "$out" | grep -q "1/3 vocabulary slice" &&
+   awk -v a="$p1" -v b="$p3" 'BEGIN { exit !(a > 0.5 && b > 0.5 && b < 0.6 * a) }'; then
+  pass "K x V = 6e7 refused up front with its estimate ($p1 GiB per rank on 1 rank, $p3 on 3), no output"
+else
+  fail "memory refusal: exits $c1 $c3, predicted '$p1' '$p3': $out"
+fi
+
 # ---- transform, score, info.
 run 2 transform --model "$dir/ref.h5" --data "$dir/corpus" --output "$dir/theta.h5"
 rows=$(/usr/bin/python3 -c "
