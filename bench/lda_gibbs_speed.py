@@ -13,17 +13,23 @@ What it measures
             and the alias-table rebuild
     online  `latent fit lda --method online --batch-size 256 --n-topics K --max-iter 1`
             for K = 100, 1,000; tokens/s from the same log (one pass)
+    gensim  gensim's LdaModel (single process, online: chunksize 256, one pass,
+            iterations 100, gamma_threshold 1e-3, float64, on a tuned OpenBLAS) at
+            K = --gensim-k (1,000) on the first --gensim-docs documents (2,000) of the same
+            corpus; tokens/s = the slice's tokens / fit seconds (bag-of-words conversion
+            not timed)
   Ratios printed from this one run: gibbs K=100 / K=10,000 (target <= 2), gibbs at
   K=1,000 against 2M tokens/s per core (target >= 1), gibbs / online VB at K=1,000
-  (issue 20 asks 30x). The CPU model is recorded.
-  Not here (issue 20, later): V = 10^5 and >= 10^8 tokens (needs the sharded topic-word
-  matrix), gensim at K = 1,000.
+  (issue 20 asks 30x), gibbs and online VB / gensim at K=1,000. The CPU model, BLAS
+  kernel and FMA peak are recorded. V = 10^5 with >= 10^8 tokens: --vocab 100000
+  --docs 500000 --length 200 (hours of VB; run gibbs only with --vb-ks "" --gensim-k 0).
 
 How to run (binary must be built; needs an idle machine for meaningful timings)
   /usr/bin/python3 bench/lda_gibbs_speed.py
   /usr/bin/python3 bench/lda_gibbs_speed.py --quick        # 5,000 documents, 15 sweeps
   Options: --docs N --vocab V --length L --true-topics T --ks 100,1000,10000
-           --vb-ks 100,1000 --sweeps S --warmup W --seed S --nice N
+           --vb-ks 100,1000 --gensim-k 1000 --gensim-docs 2000 --sweeps S --warmup W
+           --seed S --nice N
   Results: bench/results/lda_gibbs_speed.json
 """
 from __future__ import annotations
@@ -67,6 +73,21 @@ def fit(args, data: Path, out_dir: Path, method: str, k: int) -> dict:
             "wall_seconds": res.seconds, "acceptance_last_sweep": accept}
 
 
+def fit_gensim(args, data: Path) -> dict:
+    """gensim's LdaModel at K = args.gensim_k on the first args.gensim_docs documents."""
+    import lda_common as L
+    X, _, _ = L.read_counts(data)
+    X = X[: args.gensim_docs]
+    bow = L.csr_to_bow(X)
+    k = args.gensim_k
+    _, _, secs = L.fit_gensim(X, k, "online", 1, 1.0 / k, 1.0 / k, seed=args.seed, batch_size=256, corpus=bow)
+    tokens = float(X.sum())
+    import gensim
+    return {"method": "gensim", "k": k, "tokens_per_second": tokens / secs, "tokens_per_second_all": [tokens / secs],
+            "sweep_seconds": [secs], "wall_seconds": secs, "acceptance_last_sweep": None, "documents": X.shape[0],
+            "tokens": tokens, "version": gensim.__version__}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--docs", type=int, default=20000)
@@ -75,6 +96,8 @@ def main():
     ap.add_argument("--true-topics", type=int, default=100)
     ap.add_argument("--ks", default="100,1000,10000")
     ap.add_argument("--vb-ks", default="100,1000")
+    ap.add_argument("--gensim-k", type=int, default=1000, help="0: no gensim row")
+    ap.add_argument("--gensim-docs", type=int, default=2000)
     ap.add_argument("--sweeps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
@@ -83,6 +106,7 @@ def main():
     args = ap.parse_args()
     if args.quick:
         args.docs, args.sweeps, args.warmup = 5000, 15, 5
+    blas = common.ensure_tuned_blas() if args.gensim_k > 0 else None
     load = common.warn_if_busy()
     data = corpus(args)
     rows, results = [], []
@@ -91,6 +115,8 @@ def main():
             results.append(fit(args, data, Path(tmp), "gibbs", k))
         for k in [int(x) for x in args.vb_ks.split(",") if x]:
             results.append(fit(args, data, Path(tmp), "online", k))
+    if args.gensim_k > 0:
+        results.append(fit_gensim(args, data))
     for r in results:
         rows.append([r["method"], r["k"], f"{r['tokens_per_second'] / 1e6:.3f}", f"{sum(r['sweep_seconds']):.1f}",
                      "" if r["acceptance_last_sweep"] is None else f"{r['acceptance_last_sweep']:.3f}"])
@@ -108,8 +134,12 @@ def main():
         if ("gibbs", k) in by and ("online", k) in by:
             ratios[f"gibbs_over_online_k{k}"] = by[("gibbs", k)] / by[("online", k)]
             print(f"gibbs / online VB at K={k}: {ratios[f'gibbs_over_online_k{k}']:.1f}x")
+    for method in ("gibbs", "online"):
+        if (method, 1000) in by and ("gensim", 1000) in by:
+            ratios[f"{method}_over_gensim_k1000"] = by[(method, 1000)] / by[("gensim", 1000)]
+            print(f"{method} / gensim LdaModel at K=1,000: {ratios[f'{method}_over_gensim_k1000']:.1f}x")
     common.write_results("lda_gibbs_speed", {
-        "settings": vars(args), "load_average": load, "corpus": str(data), "results": results, "ratios": ratios,
+        "settings": vars(args), "load_average": load, "blas": blas, "machine": common.machine_info(), "corpus": str(data), "results": results, "ratios": ratios,
         "command": common.fmt_cmd_env()})
 
 
