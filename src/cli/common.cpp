@@ -311,9 +311,13 @@ void IterationLog::operator()(const train::IterationRecord& r) {
   const models::ModelSpec* spec = models::find_model(model_);
   // Iteration 1 has no previous objective (a resumed fit continues the numbering).
   const double change = r.iteration <= 1 ? std::numeric_limits<double>::quiet_NaN() : r.change;
-  std::string text = fmt::format("iter {:>4}  objective {:>14.6f} {}  {} {:>11.4e}  {:>8.3f} s  {:>10.4g} samples/s",
-                                 r.iteration, r.objective, spec ? spec->objective_unit : "",
-                                 spec ? spec->change_name : "change", change, r.seconds, r.samples_per_second);
+  std::string text =
+      r.evaluated
+          ? fmt::format("iter {:>4}  objective {:>14.6f} {}  {} {:>11.4e}  {:>8.3f} s  {:>10.4g} samples/s", r.iteration,
+                        r.objective, spec ? spec->objective_unit : "", spec ? spec->change_name : "change", change,
+                        r.seconds, r.samples_per_second)
+          : fmt::format("iter {:>4}  objective (not evaluated; --evaluate-every)  {:>8.3f} s  {:>10.4g} samples/s",
+                        r.iteration, r.seconds, r.samples_per_second);
   if (r.tokens_per_second > 0) text += fmt::format("  {:>10.4g} tokens/s", r.tokens_per_second);
   seconds_so_far_ += r.seconds;
   ++iterations_so_far_;
@@ -326,8 +330,8 @@ void IterationLog::operator()(const train::IterationRecord& r) {
   if (json_) {
     nlohmann::json j = line("iteration");
     j["iteration"] = r.iteration;
-    j["objective"] = r.objective;
-    j["change"] = std::isfinite(change) ? nlohmann::json(change) : nlohmann::json(nullptr);
+    j["objective"] = r.evaluated ? nlohmann::json(r.objective) : nlohmann::json(nullptr);
+    j["change"] = r.evaluated && std::isfinite(change) ? nlohmann::json(change) : nlohmann::json(nullptr);
     j["seconds"] = r.seconds;
     j["samples_per_second"] = r.samples_per_second;
     if (r.tokens_per_second > 0) j["tokens_per_second"] = r.tokens_per_second;

@@ -54,6 +54,9 @@ struct IterationRecord {
   double seconds = 0;             ///< wall time of this iteration
   double samples_per_second = 0;  ///< N / seconds, all ranks together
   double tokens_per_second = 0;   ///< count data: tokens / seconds, all ranks together (0: n/a)
+  /// False when the objective was not computed this iteration (LDA's --evaluate-every):
+  /// `objective` and `change` are then 0 and the log shows "not evaluated".
+  bool evaluated = true;
 };
 
 struct EmResult {

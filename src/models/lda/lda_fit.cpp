@@ -212,6 +212,7 @@ void fit_gibbs(const comm::Communicator& comm, const io::CountsDatasetInfo& info
     train::IterationRecord rec{epoch + 1, objective, change, seconds,
                                seconds > 0 ? static_cast<double>(result.num_documents) / seconds : 0.0};
     rec.tokens_per_second = seconds > 0 ? static_cast<double>(stats.tokens) / seconds : 0.0;
+    rec.evaluated = evaluate;
     result.em.history.push_back(rec);
     result.em.n_iter = epoch + 1;
     if (evaluate) {
@@ -626,6 +627,7 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
     train::IterationRecord rec{epoch + 1, evaluate && tokens > 0 ? bound / tokens : 0.0,
                                std::isfinite(change) ? change : 0.0, seconds, seconds > 0 ? n / seconds : 0.0};
     rec.tokens_per_second = seconds > 0 ? tokens / seconds : 0.0;
+    rec.evaluated = evaluate;
     result.em.history.push_back(rec);
     result.em.n_iter = epoch + 1;
     result.em.objective = rec.objective;
