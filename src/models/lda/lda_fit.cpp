@@ -479,9 +479,11 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
         source.cancel_pass();
         for (std::int32_t w : words) local_of[static_cast<std::size_t>(w)] = -1;
         words.clear();
+        d0 = d1 = 0;
       }
-      comm.agree(error);
-      double more = d1 > d0 ? 1.0 : 0.0;
+      // A rank that failed takes part in one more (empty) round, whose agreement below
+      // then throws on every rank: one collective less per round than agreeing here.
+      double more = d1 > d0 || error ? 1.0 : 0.0;
       comm.allreduce_max(std::span<double>(&more, 1));
       if (more == 0) break;
       // The round's words in ascending order (each document's ids stay sorted), renumbered.
@@ -500,7 +502,7 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
       for (std::int32_t w : words) local_of[static_cast<std::size_t>(w)] = -1;
       const auto m = static_cast<Index>(words.size());
       arena.execute([&] { slice.fetch_rows(comm, words, view.exp_elog_beta(), requests); });
-      try {
+      if (!error) try {  // (a failed rank runs no E-step)
         const std::uint64_t update = static_cast<std::uint64_t>(updates + 1);
         const Index cap = std::max(m, round_cells / k);
         arena.execute([&] {
