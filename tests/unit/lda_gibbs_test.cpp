@@ -10,6 +10,7 @@
 // and equal to it on a one-token corpus.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -17,6 +18,8 @@
 #include <random>
 
 #include "latent/comm/communicator.hpp"
+#include "latent/core/error.hpp"
+#include "latent/models/lda/lda.hpp"
 #include "latent/models/lda/lda_gibbs.hpp"
 
 namespace latent::models {
@@ -192,6 +195,82 @@ TEST(LdaGibbs, CountInvariantsHoldAfterEverySweepAndThreadsDoNotMatter) {
     EXPECT_EQ(one.log_joint(comm), two.log_joint(comm));
   }
   EXPECT_GT(changed, tokens);  // the chain moves
+}
+
+// --learn-priors alpha: the histograms are the counts of (document, topic) pairs and of
+// document lengths recounted directly from the topics; the fixed point α* satisfies Minka's
+// equation written with digamma() (not the recurrence the code uses):
+// Σ_dk [ψ(n_dk + α*) − ψ(α*)] = K Σ_d [ψ(n_d + Kα*) − ψ(Kα*)], where the gradient of
+// log p(z | α) vanishes; and on documents drawn with α = 0.1 the learned α comes down from 1
+// to the α of the sampled topics, near that of the true topics.
+TEST(LdaGibbs, AlphaFixedPointSolvesMinkasEquationAndFindsTheCorpusAlpha) {
+  const auto& comm = comm::Communicator::world();
+  if (comm.size() != 1) GTEST_SKIP();
+  const auto histograms = [](const std::vector<std::int64_t>& doc_ptr, const std::vector<std::int32_t>& topics, int k) {
+    std::map<std::int64_t, std::int64_t> pairs, lengths;
+    for (std::size_t d = 0; d + 1 < doc_ptr.size(); ++d) {
+      std::vector<std::int64_t> nd(static_cast<std::size_t>(k), 0);
+      for (std::int64_t i = doc_ptr[d]; i < doc_ptr[d + 1]; ++i) ++nd[static_cast<std::size_t>(topics[static_cast<std::size_t>(i)])];
+      if (doc_ptr[d + 1] > doc_ptr[d]) ++lengths[doc_ptr[d + 1] - doc_ptr[d]];
+      for (std::int64_t n : nd)
+        if (n > 0) ++pairs[n];
+    }
+    return std::make_pair(pairs, lengths);
+  };
+  // Documents drawn with α = 0.1 over 3 topics with disjoint word sets of 10 words.
+  std::mt19937_64 g(11);
+  std::gamma_distribution<double> gamma(0.1, 1.0);
+  std::vector<std::int64_t> doc_ptr{0};
+  std::vector<std::int32_t> words, truth;
+  for (int d = 0; d < 400; ++d) {
+    double th[3], sum = 0;
+    for (double& t : th) sum += (t = gamma(g) + 1e-300);
+    std::discrete_distribution<int> topic({th[0] / sum, th[1] / sum, th[2] / sum});
+    std::uniform_int_distribution<int> word(0, 9);
+    std::vector<std::int32_t> doc;
+    for (int i = 0; i < 60; ++i) doc.push_back(static_cast<std::int32_t>(topic(g) * 10 + word(g)));
+    if (d == 7) doc.clear();  // an empty document counts nowhere
+    std::sort(doc.begin(), doc.end());
+    for (std::int32_t w : doc) truth.push_back(w / 10);
+    words.insert(words.end(), doc.begin(), doc.end());
+    doc_ptr.push_back(static_cast<std::int64_t>(words.size()));
+  }
+  GibbsSampler fit(3, 30, 1.0, 0.1, 2, 7, 2);
+  fit.set_corpus(doc_ptr, words, 0);
+  fit.init_topics();
+  fit.rebuild_counts(comm);
+  for (int sweep = 0; sweep < 60; ++sweep) {
+    fit.sweep(comm, static_cast<std::uint64_t>(sweep));
+    if ((sweep + 1) % 10 == 0) fit.set_alpha(gibbs_optimize_alpha(fit.alpha_statistics(comm), 3, fit.alpha()));
+  }
+  const GibbsAlphaStats st = fit.alpha_statistics(comm);
+  const auto [pairs, lengths] = histograms(doc_ptr, fit.topics(), 3);
+  ASSERT_EQ(st.count_hist.size(), 61u);
+  for (std::size_t n = 1; n < st.count_hist.size(); ++n) {
+    const auto key = static_cast<std::int64_t>(n);
+    EXPECT_EQ(st.count_hist[n], pairs.count(key) ? pairs.at(key) : 0) << n;
+    EXPECT_EQ(st.length_hist[n], lengths.count(key) ? lengths.at(key) : 0) << n;
+  }
+  const double a = gibbs_optimize_alpha(st, 3, 1.0, 1000);
+  double num = 0, den = 0;
+  for (const auto& [n, c] : pairs) num += static_cast<double>(c) * (digamma(static_cast<double>(n) + a) - digamma(a));
+  for (const auto& [n, c] : lengths) den += static_cast<double>(c) * (digamma(static_cast<double>(n) + 3 * a) - digamma(3 * a));
+  EXPECT_NEAR(num / (3 * den), 1.0, 1e-10) << "alpha " << a;
+  // The fit's α is that fixed point (it was updated on the last sweep's topics) and lies
+  // near the true topics' α (0.090 here; the sample absorbs a few minority tokens into a
+  // document's main topic, which lowers it: 0.058).
+  EXPECT_NEAR(fit.alpha(), a, 1e-9 * a);
+  GibbsAlphaStats true_stats{std::vector<std::int64_t>(61, 0), std::vector<std::int64_t>(61, 0)};
+  const auto [tp, tl] = histograms(doc_ptr, truth, 3);
+  for (const auto& [n, c] : tp) true_stats.count_hist[static_cast<std::size_t>(n)] = c;
+  for (const auto& [n, c] : tl) true_stats.length_hist[static_cast<std::size_t>(n)] = c;
+  const double true_alpha = gibbs_optimize_alpha(true_stats, 3, 1.0, 1000);
+  EXPECT_NEAR(true_alpha, 0.1, 0.03);
+  EXPECT_GT(fit.alpha(), 0.5 * true_alpha);
+  EXPECT_LT(fit.alpha(), 1.5 * true_alpha);
+  // No tokens: unchanged; a non-positive α is refused.
+  EXPECT_EQ(gibbs_optimize_alpha(GibbsAlphaStats{{0, 0}, {0, 0}}, 3, 0.3), 0.3);
+  EXPECT_THROW(fit.set_alpha(0.0), Error);
 }
 
 // log p(w, z) against a direct evaluation of Griffiths & Steyvers' eq. 2-3.

@@ -32,6 +32,9 @@ using Clock = std::chrono::steady_clock;
 // kRoundBytes / (28 + 8 × threads) cells.
 constexpr Index kRoundBytes = Index{256} << 20;
 
+// --method gibbs --learn-priors alpha: sweeps between updates of α.
+constexpr int kGibbsAlphaInterval = 10;
+
 // Cells of the small exact reduction that travels with the statistics.
 enum Cell : std::size_t { kWordTerm, kThetaTerm, kTokens, kDocuments, kDocIterations, kElogTheta };
 
@@ -91,8 +94,9 @@ void check_config(const LdaConfig& c, const io::CountsDatasetInfo&) {
   if (c.n_topics < 1) throw_usage("--n-topics must be at least 1");
   if (c.method != "batch" && c.method != "online" && c.method != "gibbs")
     throw_usage("--method must be batch, online or gibbs (got '" + c.method + "')");
-  if (c.method == "gibbs" && (c.learn_alpha || c.learn_eta))
-    throw_usage("--learn-priors is not available with --method gibbs (symmetric priors only)");
+  if (c.method == "gibbs" && c.learn_eta)
+    throw_usage("--learn-priors eta|both is not available with --method gibbs (it learns the symmetric doc-topic prior "
+                "only: --learn-priors alpha)");
   if (c.mh_steps < 1) throw_usage("--mh-steps must be at least 1");
   if (c.max_iter < 1) throw_usage("--max-iter must be at least 1");
   if (c.batch_size < 1) throw_usage("--batch-size must be at least 1");
@@ -176,6 +180,7 @@ void fit_gibbs(const comm::Communicator& comm, const io::CountsDatasetInfo& info
         if (!(t >= 0 && t < static_cast<double>(k))) throw_input("checkpoint: a saved topic is out of range");
         topics[i] = static_cast<std::int32_t>(t);
       }
+      if (state->scalars.count("alpha") != 0) sampler.set_alpha(state->scalar("alpha"));
       sweeps_done = static_cast<Index>(state->scalar("pass"));
       prev_objective = state->scalar("prev_objective");
       result.em = train::load_history(*state);
@@ -204,6 +209,10 @@ void fit_gibbs(const comm::Communicator& comm, const io::CountsDatasetInfo& info
     stats = sampler.sweep(comm, static_cast<std::uint64_t>(epoch));
   };
   steps.end_epoch = [&](int epoch) {
+    // --learn-priors alpha: Minka's fixed point for the symmetric α from the current sample,
+    // every 10 sweeps (as MALLET's --optimize-interval 10), before the sweep is evaluated.
+    if (c.learn_alpha && (epoch + 1) % kGibbsAlphaInterval == 0)
+      sampler.set_alpha(gibbs_optimize_alpha(sampler.alpha_statistics(comm), k, sampler.alpha()));
     const double objective = evaluate ? sampler.log_joint(comm) / static_cast<double>(total_tokens) : 0.0;
     if (evaluate && !std::isfinite(objective))
       throw_numerical(fmt::format("the log joint likelihood became NaN/Inf at sweep {}", epoch + 1));
@@ -256,6 +265,7 @@ void fit_gibbs(const comm::Communicator& comm, const io::CountsDatasetInfo& info
     s.arrays["z"] = std::move(z);
     s.scalars["pass"] = at.epoch;
     s.scalars["n_topics"] = static_cast<double>(k);
+    s.scalars["alpha"] = sampler.alpha();
     s.scalars["prev_objective"] = prev_objective;
     train::save_history(result.em, s);
     return s;

@@ -545,6 +545,80 @@ GibbsSweepStats GibbsSampler::sweep(const comm::Communicator& comm, std::uint64_
   return GibbsSweepStats{sums[0], sums[1], sums[2], sums[3]};
 }
 
+double gibbs_optimize_alpha(const GibbsAlphaStats& stats, Index num_topics, double alpha, int max_iter) {
+  const auto k = static_cast<double>(num_topics);
+  bool any = false;
+  for (std::size_t n = 1; n < stats.length_hist.size(); ++n) any = any || stats.length_hist[n] > 0;
+  if (!any) return alpha;
+  for (int it = 0; it < max_iter; ++it) {
+    double num = 0, den = 0, psi_a = 0, psi_ka = 0;  // ψ(n + a) − ψ(a) by the recurrence
+    const std::size_t top = std::max(stats.count_hist.size(), stats.length_hist.size());
+    for (std::size_t n = 1; n < top; ++n) {
+      psi_a += 1.0 / (alpha + static_cast<double>(n - 1));
+      psi_ka += 1.0 / (k * alpha + static_cast<double>(n - 1));
+      if (n < stats.count_hist.size()) num += static_cast<double>(stats.count_hist[n]) * psi_a;
+      if (n < stats.length_hist.size()) den += static_cast<double>(stats.length_hist[n]) * psi_ka;
+    }
+    const double next = alpha * num / (k * den);
+    if (!(next > 0) || !std::isfinite(next)) break;
+    const double change = std::abs(next - alpha) / alpha;
+    alpha = next;
+    if (change < 1e-12) break;
+  }
+  return alpha;
+}
+
+void GibbsSampler::set_alpha(double alpha) {
+  if (!(alpha > 0) || !std::isfinite(alpha)) throw_usage("the doc-topic prior must be positive and finite");
+  alpha_ = alpha;
+}
+
+GibbsAlphaStats GibbsSampler::alpha_statistics(const comm::Communicator& comm) const {
+  const auto num_docs = static_cast<Index>(doc_ptr_.empty() ? 0 : doc_ptr_.size() - 1);
+  double longest = 0;
+  for (Index d = 0; d < num_docs; ++d)
+    longest = std::max(longest, static_cast<double>(doc_ptr_[static_cast<std::size_t>(d) + 1] - doc_ptr_[static_cast<std::size_t>(d)]));
+  comm.allreduce_max(std::span<double>(&longest, 1));
+  const auto size = static_cast<std::size_t>(longest) + 1;
+  struct Local {
+    std::vector<std::int64_t> counts, lengths;
+    std::vector<std::int32_t> nd;
+  };
+  tbb::enumerable_thread_specific<Local> locals;
+  impl_->arena.execute([&] {
+    tbb::parallel_for(tbb::blocked_range<Index>(0, num_docs, 64), [&](const tbb::blocked_range<Index>& r) {
+      Local& l = locals.local();
+      if (l.counts.empty()) {
+        l.counts.assign(size, 0);
+        l.lengths.assign(size, 0);
+        l.nd.assign(static_cast<std::size_t>(k_), 0);
+      }
+      for (Index d = r.begin(); d < r.end(); ++d) {
+        const std::int64_t b = doc_ptr_[static_cast<std::size_t>(d)], e = doc_ptr_[static_cast<std::size_t>(d) + 1];
+        if (b == e) continue;
+        ++l.lengths[static_cast<std::size_t>(e - b)];
+        for (std::int64_t i = b; i < e; ++i) ++l.nd[static_cast<std::size_t>(topics_[static_cast<std::size_t>(i)])];
+        for (std::int64_t i = b; i < e; ++i) {
+          std::int32_t& c = l.nd[static_cast<std::size_t>(topics_[static_cast<std::size_t>(i)])];
+          if (c > 0) {
+            ++l.counts[static_cast<std::size_t>(c)];
+            c = 0;
+          }
+        }
+      }
+    });
+  });
+  GibbsAlphaStats out{std::vector<std::int64_t>(size, 0), std::vector<std::int64_t>(size, 0)};
+  for (const Local& l : locals)
+    for (std::size_t n = 0; n < l.counts.size(); ++n) {
+      out.count_hist[n] += l.counts[n];
+      out.length_hist[n] += l.lengths[n];
+    }
+  comm.allreduce_sum(out.count_hist);
+  comm.allreduce_sum(out.length_hist);
+  return out;
+}
+
 double GibbsSampler::log_joint(const comm::Communicator& comm) const {
   const double lg_alpha = std::lgamma(alpha_), lg_eta = std::lgamma(eta_);
   const double k_alpha = static_cast<double>(k_) * alpha_, v_eta = static_cast<double>(v_) * eta_;

@@ -10,6 +10,8 @@
 
 #include "../specs.hpp"
 #include "latent/models/lda/lda_fit.hpp"
+#include "latent/models/lda/lda_gibbs.hpp"
+#include "latent/models/lda/lda_slice.hpp"
 #include "latent/train/fit_run.hpp"
 
 namespace latent::models {
@@ -99,9 +101,9 @@ int fit_lda_run(train::FitRun& run) {
   }
   if (gibbs) {
     run.log().info(fmt::format("sampled {} sweeps of {} tokens, log p(w, z) per token {:.6f} nats, MH acceptance {:.4f} in "
-                               "the last sweep, {:.2f} s; wrote {}",
+                               "the last sweep, doc-topic prior {:.6g}{}, {:.2f} s; wrote {}",
                                fit.em.n_iter, static_cast<Index>(fit.num_tokens), fit.em.objective, fit.acceptance_rate,
-                               total, c.output));
+                               fit.sampler->alpha(), l.learn_alpha ? " (learned)" : "", total, c.output));
     return 0;
   }
   run.log().info(fmt::format(
@@ -159,7 +161,7 @@ ModelSpec lda_spec() {
        .help = "per-document stop: mean absolute change of gamma", .min = 0, .min_exclusive = true},
       {.flag = "learn-priors", .type = T::kText, .default_value = "none",
        .help = "none | alpha | eta | both: learn the doc-topic prior (asymmetric) and/or the topic-word prior by Newton "
-               "steps",
+               "steps; gibbs: alpha only, symmetric, Minka's fixed point every 10 sweeps",
        .choices = {"none", "alpha", "eta", "both"}},
   };
   s.tasks = {Task::kScore, Task::kTransform, Task::kGenerate};

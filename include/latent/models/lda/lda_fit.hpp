@@ -23,6 +23,9 @@
 /// Its topic-word counts are sharded by vocabulary slice across ranks (lda_gibbs.hpp), so
 /// the fit result holds the sampler and save_lda_sampled writes the model collectively.
 ///
+/// gibbs with --learn-priors alpha: the symmetric α by Minka's fixed point on the sample's
+/// document-topic counts every 10 sweeps (gibbs_optimize_alpha, lda_gibbs.hpp).
+///
 /// Both VB methods: --learn-priors updates α by Newton steps (Minka 2000; batch: to convergence each
 /// pass; online: one step scaled by ρ_t, as gensim) and optionally η; the statistics are
 /// global sums, so this works for any number of ranks.

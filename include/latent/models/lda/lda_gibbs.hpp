@@ -140,6 +140,22 @@ struct GibbsSweepStats {
   std::int64_t accepted = 0;        ///< of those, accepted (all ranks)
 };
 
+/// The sufficient statistics of a symmetric α given the topics (Wallach 2008, PhD thesis
+/// §2.3, "fixed-point iteration with histograms"): count_hist[n] = the number of (document,
+/// topic) pairs with n_dk = n, length_hist[n] = the number of documents of length n, for
+/// n ≥ 1 (entry 0 unused). Integers summed across ranks: exact.
+struct GibbsAlphaStats {
+  std::vector<std::int64_t> count_hist, length_hist;
+};
+
+/// Minka's fixed point for a symmetric Dirichlet over K topics (Minka 2000, "Estimating a
+/// Dirichlet distribution", eq. 55, as MALLET's optimizeHyperparameters):
+///   α ← α Σ_n count_hist[n] (ψ(n + α) − ψ(α)) / (K Σ_n length_hist[n] (ψ(n + Kα) − ψ(Kα))),
+/// with ψ(n + a) − ψ(a) = Σ_{j<n} 1/(a + j) accumulated over n (the digamma recurrence), up
+/// to `max_iter` times or until the relative change is below 1e-12. Returns α unchanged if
+/// no document has a token. Pure (a fixed order of operations).
+double gibbs_optimize_alpha(const GibbsAlphaStats& stats, Index num_topics, double alpha, int max_iter = 100);
+
 /// The sampler's state on one rank: its documents' tokens (contiguous in global token
 /// order: documents in storage order, a document's words in ascending id, a count c of
 /// word w being c consecutive tokens), the global n_k and n_w, and the home slice of n_kw
@@ -199,6 +215,11 @@ class GibbsSampler {
   /// (Griffiths & Steyvers 2004 eq. 2-3), nats, of the current topics (empty documents
   /// contribute 0). Exact sums: the same bits for any rank and thread count. Collective.
   double log_joint(const comm::Communicator& comm) const;
+  /// The histograms of GibbsAlphaStats of the current topics over every rank's documents.
+  /// Collective; the same integers for any rank and thread count.
+  GibbsAlphaStats alpha_statistics(const comm::Communicator& comm) const;
+  /// A new symmetric α (> 0, finite; else Error kUsage) for the sweeps that follow.
+  void set_alpha(double alpha);
 
   Index num_topics() const noexcept { return k_; }
   Index vocab_size() const noexcept { return v_; }
