@@ -818,32 +818,68 @@ class LatentDirichletAllocation(TransformerMixin, _LatentEstimator):
             _write_atomically(path, text.encode(), overwrite=True)
         return out
 
-    def to_gensim(self, path=None, X=None):
+    def to_gensim(self, path=None, X=None, dictionary=None, overwrite=True):
         """A gensim.models.LdaModel holding this model: its state's sufficient statistics
         (λ − η), η, α, expElogbeta = exp(E[log β]) and the id2word Dictionary of
-        vocabulary_ (document frequencies from X when given), so training can continue in
-        gensim; get_topics() equals components_ normalised. With `path`, also saved with
-        LdaModel.save (LdaModel.load(path) reads it)."""
+        vocabulary_, so training can continue in gensim; get_topics() equals components_
+        normalised. The Dictionary's document frequencies come from X (N × V counts) when
+        given, or `dictionary` (a gensim Dictionary built by the caller, as `latent export
+        --format gensim` does from its pass over a corpus). With `path`, also saved with
+        LdaModel.save (LdaModel.load(path) reads it) atomically: the files (path and its
+        companions path.state, path.id2word, path.*.npy) are written in a temporary
+        directory beside path and renamed into place, path last; raises FileExistsError if
+        path exists and not overwrite."""
         from gensim.corpora import Dictionary
         from gensim.models import LdaModel
         check_is_fitted(self, "_model_file")
         k, v = self.components_.shape
         vocab = list(self.vocabulary_) or [f"w{j}" for j in range(v)]
-        corpus = []
-        if X is not None:
-            indptr, indices, counts = self._docs(X)
-            corpus = [list(zip(indices[indptr[i]:indptr[i + 1]].tolist(), counts[indptr[i]:indptr[i + 1]].tolist()))
-                      for i in range(len(indptr) - 1)]
-        id2word = Dictionary.from_corpus(corpus, id2word=dict(enumerate(vocab)))
+        if dictionary is not None and X is not None:
+            raise ValueError("to_gensim: pass X or dictionary, not both")
+        if dictionary is None:
+            corpus = []
+            if X is not None:
+                indptr, indices, counts = self._docs(X)
+                corpus = [list(zip(indices[indptr[i]:indptr[i + 1]].tolist(), counts[indptr[i]:indptr[i + 1]].tolist()))
+                          for i in range(len(indptr) - 1)]
+            dictionary = Dictionary.from_corpus(corpus, id2word=dict(enumerate(vocab)))
+        elif len(dictionary) != v:
+            raise ValueError(f"to_gensim: the dictionary has {len(dictionary)} words but the model {v}")
         eta = float(self.topic_word_prior_)
-        lda = LdaModel(num_topics=k, id2word=id2word, alpha=np.asarray(self._alpha, dtype=np.float64), eta=eta,
+        lda = LdaModel(num_topics=k, id2word=dictionary, alpha=np.asarray(self._alpha, dtype=np.float64), eta=eta,
                        dtype=np.float64, random_state=0)
         lda.state.sstats = self.components_ - eta
         lda.sync_state()
         lda.expElogbeta = np.exp(digamma(self.components_) - digamma(self.components_.sum(axis=1))[:, None])
         if path is not None:
-            lda.save(os.fspath(path))
+            _save_gensim_atomically(lda, os.fspath(path), overwrite)
         return lda
+
+
+def _save_gensim_atomically(lda, path, overwrite):
+    """LdaModel.save into a temporary directory beside `path`, then its files renamed into
+    place, `path` itself last (so LdaModel.load(path) never finds a partial set)."""
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path}: exists (pass overwrite=True to replace it)")
+    directory, base = os.path.split(os.path.abspath(path))
+    tmp = tempfile.mkdtemp(prefix=".latent-gensim-", dir=directory)
+    try:
+        lda.save(os.path.join(tmp, base))
+        names = sorted(os.listdir(tmp))
+        for name in names:
+            with open(os.path.join(tmp, name), "rb") as f:
+                os.fsync(f.fileno())
+        for name in [n for n in names if n != base] + [base]:
+            os.replace(os.path.join(tmp, name), os.path.join(directory, name))
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    finally:
+        for name in os.listdir(tmp):
+            os.unlink(os.path.join(tmp, name))
+        os.rmdir(tmp)
 
 
 class MultinomialMixture(DensityMixin, _LatentEstimator):

@@ -44,7 +44,7 @@ fi
 
 man_dir="$work/prefix/share/man/man1"
 for cmd in latent latent-import latent-generate latent-fit latent-score latent-predict latent-transform latent-sample \
-           latent-impute latent-select latent-info; do
+           latent-impute latent-select latent-info latent-export; do
   page="$man_dir/$cmd.1"
   if [ ! -f "$page" ]; then fail "man page $cmd.1 missing"; continue; fi
   text=$(MANWIDTH=100 man -l "$page" 2> "$work/man.err")
