@@ -327,9 +327,12 @@ class BayesianGaussianMixture(_DenseMixture):
         """A fitted sklearn.mixture.BayesianGaussianMixture holding this variational
         posterior (weight_concentration_, mean_precision_, means_, degrees_of_freedom_,
         covariances_ and precisions_cholesky_; lower_bound_ times N, scikit-learn's scale).
-        Its predict_proba and score_samples are scikit-learn's: they use the expected log
-        weights and precisions (digamma terms), while ours (and `latent predict|score`) use
-        the plug-in mixture; the two agree closely on well-separated data but not to 1e-10."""
+        Its predict_proba and score_samples are scikit-learn's: they use E_q[log π_k] and
+        the expected log-determinant of each precision (ψ terms and D/β_k), while ours (and
+        `latent predict|score`) use the plug-in mixture; per component the weighted
+        log-densities differ by a constant of the posterior, so they agree closely on
+        separated data (0.01 in predict_proba, 0.14 nats in score_samples in the tests)
+        but not to 1e-10 (docs/PYTHON.md "Agreement with scikit-learn")."""
         from sklearn.mixture import BayesianGaussianMixture as SkBGMM
         check_is_fitted(self, "_model_file")
         sk = SkBGMM(n_components=self.n_components, covariance_type=self.covariance_type, tol=self.tol,
@@ -779,12 +782,15 @@ class LatentDirichletAllocation(TransformerMixin, _LatentEstimator):
 
     def to_sklearn(self):
         """A fitted sklearn.decomposition.LatentDirichletAllocation with these topics
-        (components_, exp_dirichlet_component_, priors, counters). Its transform agrees with
-        ours (exact_transform) to about 5e-10: scikit-learn's E-step approximates ψ by a
-        short asymptotic series (errors up to 2.4e-9), ours is exact to rounding. Its
-        perplexity agrees to about 1e-7 (our bound's E-step is the training kernel, float32
-        exp(E[log β]))."""
+        (components_, priors, counters; exp_dirichlet_component_ computed from components_
+        as scikit-learn's fit computes it, with its own ψ). Its transform agrees with ours
+        (exact_transform) to 1e-9 (4e-10 in the tests), not 1e-10: scikit-learn's E-step
+        uses an approximate ψ (sklearn/decomposition/_online_lda_fast.pyx, off by up to
+        2.4e-9), ours the exact one; written out with the exact ψ, scikit-learn's E-step
+        equals ours to 1e-13. Its perplexity agrees to about 1e-7 (our bound's E-step is the
+        training kernel, float32 exp(E[log β]))."""
         from sklearn.decomposition import LatentDirichletAllocation as SkLDA
+        from sklearn.decomposition._online_lda_fast import _dirichlet_expectation_2d
         check_is_fitted(self, "_model_file")
         method = self.learning_method if self.learning_method in ("batch", "online") else "batch"
         sk = SkLDA(n_components=self.components_.shape[0], doc_topic_prior=self.doc_topic_prior_,
@@ -792,10 +798,11 @@ class LatentDirichletAllocation(TransformerMixin, _LatentEstimator):
                    learning_decay=self.learning_decay, learning_offset=self.learning_offset, max_iter=self.max_iter,
                    batch_size=self.batch_size, perp_tol=self.perp_tol, mean_change_tol=self.mean_change_tol,
                    max_doc_update_iter=self.max_doc_update_iter, random_state=self.random_state)
-        for name in ("components_", "exp_dirichlet_component_", "doc_topic_prior_", "topic_word_prior_", "n_iter_",
-                     "n_batch_iter_", "n_features_in_", "bound_"):
+        for name in ("components_", "doc_topic_prior_", "topic_word_prior_", "n_iter_", "n_batch_iter_",
+                     "n_features_in_", "bound_"):
             value = getattr(self, name)
             setattr(sk, name, value.copy() if isinstance(value, np.ndarray) else value)
+        sk.exp_dirichlet_component_ = np.exp(_dirichlet_expectation_2d(sk.components_))
         return sk
 
     def to_pyldavis(self, X, path=None):
@@ -806,9 +813,10 @@ class LatentDirichletAllocation(TransformerMixin, _LatentEstimator):
         check_is_fitted(self, "_model_file")
         indptr, indices, counts = self._docs(X)
         v = self.n_features_in_
-        cumulative = np.concatenate([[0.0], np.cumsum(counts)])  # exact: integer counts below 2^53
+        # Integers, as `latent export --format ldavis` writes them (counts are integral).
+        cumulative = np.concatenate([[0], np.cumsum(counts.astype(np.int64))])
         lengths = cumulative[indptr[1:]] - cumulative[indptr[:-1]]
-        term_frequency = np.bincount(indices, weights=counts, minlength=v)
+        term_frequency = np.bincount(indices, weights=counts, minlength=v).astype(np.int64)
         vocab = list(self.vocabulary_) or [f"w{j}" for j in range(v)]
         out = {"topic_term_dists": self.components_ / self.components_.sum(axis=1, keepdims=True),
                "doc_topic_dists": self.transform(X), "doc_lengths": lengths, "vocab": vocab,
