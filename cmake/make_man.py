@@ -33,6 +33,8 @@ ENVIRONMENT = [
     ("LATENT_FAULT", 'fault injection for tests: "rank=R,iteration=I,kind=K" with K one of kill, signal, throw, '
                      "nan, hang, stop, enospc (docs/FAULTS.md \"Checkpoints, preemption and faults\")"),
     ("SLURM_CPUS_PER_TASK", "--threads 0 uses this many TBB threads per rank"),
+    ("LATENT_PYTHON", "the Python interpreter `latent export --format gensim` runs (default /usr/bin/python3); "
+                      "PYTHONPATH is searched after the package beside the binary"),
     ("OMPI_COMM_WORLD_LOCAL_SIZE, SLURM_NTASKS_PER_NODE",
      "ranks on this node: --threads 0 divides the cores by it, and the memory check shares the node's memory"),
     ("OMPI_ALLOW_RUN_AS_ROOT, OMPI_ALLOW_RUN_AS_ROOT_CONFIRM",

@@ -141,6 +141,18 @@ def main():
             theta = f["doc_topic_distribution"][()]
         check(np.array_equal(dtd, theta), "doc_topic_dists are `latent transform`'s bits, in document order")
 
+        # A model file without /vocabulary (another tool's): the corpus's words.
+        shutil.copy(p("lda.h5"), p("novocab.h5"))
+        with h5py.File(p("novocab.h5"), "a") as f:
+            del f["vocabulary"]
+        run(["export", "--model", p("novocab.h5"), "--data", p("corpus"), "--format", "ldavis", "--output",
+             p("novocab.json")])
+        with open(p("corpus", "vocabulary.txt"), encoding="utf-8") as f:
+            corpus_words = f.read().splitlines()
+        nv = json.load(open(p("novocab.json"))) if os.path.exists(p("novocab.json")) else {}
+        check(nv.get("vocab") == corpus_words and nv.get("doc_topic_dists") == vis["doc_topic_dists"],
+              "a model without /vocabulary: the corpus's words, the same numbers")
+
         # --- bad inputs: nothing written
         out = p("bad.json")
         run(["generate", "gmm", "--n-samples", "50", "--n-features", "3", "--n-components", "2", "--output", p("dense"),
