@@ -156,15 +156,14 @@ int export_ldavis(train::TaskRun& run) {
   std::string records;
   records.reserve(static_cast<std::size_t>(local_rows) * record);
   CorpusCounts counts(v);
-  std::vector<std::int64_t> lengths;
   transform_lda_documents(comm, info, mine, model, lda_e_step(run.options()), c.threads, c.prefetch,
                           [&](const io::CsrBlock& docs, const RowMatrix& theta) {
-                            const std::size_t first = lengths.size();
+                            std::vector<std::int64_t> lengths;
                             counts.add(docs, c.data, &lengths);
                             for (Index d = 0; d < theta.rows(); ++d) {
                               records.append(reinterpret_cast<const char*>(theta.row(d).data()),
                                              static_cast<std::size_t>(k) * sizeof(double));
-                              const std::int64_t length = lengths[first + static_cast<std::size_t>(d)];
+                              const std::int64_t length = lengths[static_cast<std::size_t>(d)];
                               records.append(reinterpret_cast<const char*>(&length), sizeof length);
                             }
                           });
