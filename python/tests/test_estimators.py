@@ -147,10 +147,10 @@ class CliBits(Tmp):
         self.assertBitsEqual(mine, cli, ["cluster_centers"])
         self.assertEqual(est.inertia_, latent.load(cli).inertia_)
 
-    def test_lda_batch_and_online(self):
+    def test_lda_batch_online_and_gibbs(self):
         x = corpus()
         data = self.import_counts(x)
-        for method in ("batch", "online"):
+        for method in ("batch", "online", "gibbs"):
             with self.subTest(method=method):
                 est = latent.LatentDirichletAllocation(3, learning_method=method, max_iter=5, batch_size=64,
                                                        random_state=5, block_rows=64).fit(sp.csr_matrix(x))
