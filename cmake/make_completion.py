@@ -7,11 +7,15 @@ Usage: make_completion.py LATENT OUT_FILE
 Standard library only; run by the build (target `man`) and checked by tests/cli/man_test.sh.
 """
 import json
+import os
 import re
 import subprocess
 import sys
 
-COMMANDS = ["import", "generate", "fit", "score", "predict", "transform", "sample", "impute", "select", "info"]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_man import COMMANDS as MAN_COMMANDS, listed_commands  # noqa: E402  (one list of commands)
+
+COMMANDS = list(MAN_COMMANDS)
 
 
 def options(latent: str, args: list) -> list:
@@ -23,6 +27,7 @@ def main() -> None:
     if len(sys.argv) != 3:
         raise SystemExit(__doc__)
     latent, out = sys.argv[1], sys.argv[2]
+    listed_commands(latent)
     models = json.loads(subprocess.run([latent, "fit", "--list-json"], capture_output=True, text=True,
                                        check=True).stdout)
     names = [m["name"] for m in models]

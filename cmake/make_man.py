@@ -25,6 +25,7 @@ COMMANDS = {
     "impute": "fill missing values with their conditional expectation",
     "select": "fit a model for several sizes and choose by BIC, AIC or held-out likelihood",
     "info": "describe a model file, checkpoint, shard or data directory",
+    "export": "a model with a corpus for another tool: pyLDAvis inputs as JSON, gensim's LdaModel files",
 }
 SUBCOMMANDS = {"import": ["dense", "counts"]}
 
@@ -32,6 +33,8 @@ ENVIRONMENT = [
     ("LATENT_FAULT", 'fault injection for tests: "rank=R,iteration=I,kind=K" with K one of kill, signal, throw, '
                      "nan, hang, stop, enospc (docs/FAULTS.md \"Checkpoints, preemption and faults\")"),
     ("SLURM_CPUS_PER_TASK", "--threads 0 uses this many TBB threads per rank"),
+    ("LATENT_PYTHON", "the Python interpreter `latent export --format gensim` runs (default /usr/bin/python3); "
+                      "PYTHONPATH is searched after the package beside the binary"),
     ("OMPI_COMM_WORLD_LOCAL_SIZE, SLURM_NTASKS_PER_NODE",
      "ranks on this node: --threads 0 divides the cores by it, and the memory check shares the node's memory"),
     ("OMPI_ALLOW_RUN_AS_ROOT, OMPI_ALLOW_RUN_AS_ROOT_CONFIRM",
@@ -65,6 +68,26 @@ def help_of(latent: str, args: list) -> str:
     if r.returncode != 0 or not text.strip():
         raise SystemExit(f"make_man.py: `latent {' '.join(args)} --help` failed ({r.returncode}): {r.stderr}")
     return text
+
+
+def listed_commands(latent: str) -> list:
+    """The command words of `latent --help`'s Commands section. A command listed there and
+    missing from COMMANDS stops the build, so a new command cannot go without its man page
+    and completion."""
+    r = subprocess.run([latent, "--help"], capture_output=True, text=True, env=os.environ)
+    words, inside = [], False
+    for line in r.stdout.split("\n"):
+        if line.startswith("Commands:"):
+            inside = True
+        elif inside and not line.strip():
+            break
+        elif inside and re.match(r"^  [a-z]", line):
+            words.append(line.split()[0])
+    missing = sorted(set(words) - set(COMMANDS))
+    if not words or missing:
+        raise SystemExit(f"make_man.py: `latent --help` lists commands without a man page: {missing or 'none found'}; "
+                         "add them to COMMANDS in cmake/make_man.py")
+    return list(dict.fromkeys(words))
 
 
 def sections(text: str) -> list:
@@ -115,6 +138,7 @@ def main() -> None:
     if len(sys.argv) != 3:
         raise SystemExit(__doc__)
     latent, outdir = sys.argv[1], sys.argv[2]
+    listed_commands(latent)
     os.makedirs(outdir, exist_ok=True)
     version_text = subprocess.run([latent, "--version"], capture_output=True, text=True).stdout
     version = version_text.split("\n")[0].split()[-1] if version_text else "?"

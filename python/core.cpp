@@ -133,15 +133,11 @@ class PyFitRun final : public train::FitRun {
     bo.cache_bytes = info.memory ? 0 : static_cast<std::size_t>(std::max<Index>(0, c_.cache_mb)) << 20;
     bo.allow_nan = allow_missing;
     auto source = std::make_unique<io::BlockSource>(info, io::rank_blocks(io::make_block_plan(info, c_.block_rows), 0, 1), bo);
-    train::EmMemoryInputs mem;
-    mem.num_features = info.num_features;
-    mem.block_rows = c_.block_rows;
-    mem.prefetch = c_.prefetch;
-    mem.threads = c_.threads;
     const double local_bytes = static_cast<double>(info.num_rows * info.num_features) * 8.0;
-    mem.cache_bytes = static_cast<double>(bo.cache_bytes) >= local_bytes ? static_cast<std::size_t>(local_bytes) : 0;
-    apply_needs(mem, info.num_features);
-    train::check_memory(train::estimate_em_memory(mem), available_memory_bytes(), spec_.memory_advice);
+    const std::size_t cache_bytes =
+        static_cast<double>(bo.cache_bytes) >= local_bytes ? static_cast<std::size_t>(local_bytes) : 0;
+    train::check_fit_memory(spec_, values_, c_, info.num_features, info.num_features, cache_bytes,
+                            available_memory_bytes());
     summary = train::summarize(comm_, *source, c_.threads);
     return source;
   }
@@ -163,13 +159,7 @@ class PyFitRun final : public train::FitRun {
       info = io::open_counts_dataset(data_.directory);
       vocabulary = io::read_vocabulary(info);
     }
-    train::EmMemoryInputs m;
-    m.num_features = 1;
-    m.block_rows = c_.block_rows;
-    m.prefetch = c_.prefetch;
-    m.threads = c_.threads;
-    apply_needs(m, info.vocab_size);
-    train::check_memory(train::estimate_em_memory(m), available_memory_bytes(), spec_.memory_advice);
+    train::check_fit_memory(spec_, values_, c_, 1, info.vocab_size, 0, available_memory_bytes());
     return info;
   }
 
@@ -212,14 +202,6 @@ class PyFitRun final : public train::FitRun {
   double seconds() const { return seconds_; }
 
  private:
-  void apply_needs(train::EmMemoryInputs& m, Index num_features) const {
-    if (!spec_.memory) return;
-    const models::MemoryNeeds n = spec_.memory(values_, num_features, c_.block_rows);
-    m.num_stats = n.num_stats;
-    m.parameter_doubles = n.parameter_doubles;
-    m.scratch_doubles = n.scratch_doubles;
-  }
-
   const models::ModelSpec& spec_;
   models::OptionValues values_;
   train::FitCommon c_;

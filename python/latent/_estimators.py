@@ -59,7 +59,7 @@ class _LatentEstimator(BaseEstimator):
 
     # -- fitting ----------------------------------------------------------------------
     def _engine_options(self):
-        return dict(threads=self.n_threads or 0, block_rows=self.block_rows,
+        return dict(**self._runtime(),
                     memory_budget_gib=self.memory_budget_gib or 0.0)
 
     def _run_fit(self, data, options, vocabulary=()):
@@ -74,6 +74,35 @@ class _LatentEstimator(BaseEstimator):
             warnings.warn(f"{type(self).__name__} did not converge in {info['n_iter']} iterations (tol={self.tol}); "
                           "raise max_iter or tol", ConvergenceWarning)
         return info
+
+    def _runtime(self):
+        """The engine's per-call options: oneTBB threads (0: all cores) and block rows."""
+        return dict(threads=self.n_threads or 0, block_rows=self.block_rows)
+
+    def _fit_directory(self, X, options):
+        """Fits on the shard directory X if X is a path (returns True), else returns False."""
+        if isinstance(X, (str, os.PathLike)):
+            self._run_fit(os.fspath(X), options)
+            return True
+        return False
+
+    def _checked(self, X):
+        """X (dense rows) validated against the fitted estimator: float64, C order, its D."""
+        check_is_fitted(self, "_model_file")
+        return _dense(self, X, reset=False)
+
+    def _predict(self, X, proba=False):
+        """The engine's (scores, labels, responsibilities if proba) of dense rows X."""
+        return self._engine().predict(self._checked(X), proba=proba, **self._runtime())
+
+    def _copy_to(self, sk, names):
+        """Sets the scikit-learn object `sk`'s attributes `names` to ours (arrays copied);
+        returns sk. Raises NotFittedError if this estimator is not fitted."""
+        check_is_fitted(self, "_model_file")
+        for name in names:
+            value = getattr(self, name)
+            setattr(sk, name, value.copy() if isinstance(value, np.ndarray) else value)
+        return sk
 
     # -- the model file ---------------------------------------------------------------
     def _read_model(self, path):
@@ -134,8 +163,7 @@ class _DenseMixture(DensityMixin, _LatentEstimator):
 
     def fit(self, X, y=None):
         """Fits on X (array (N, D); or a dense shard directory, streamed). Returns self."""
-        if isinstance(X, (str, os.PathLike)):
-            self._run_fit(os.fspath(X), self._options())
+        if self._fit_directory(X, self._options()):
             return self
         X = _dense(self, X, reset=True)
         if X.shape[0] < self.n_components:
@@ -143,11 +171,6 @@ class _DenseMixture(DensityMixin, _LatentEstimator):
                              f"n_samples = {X.shape[0]}")
         self._run_fit(X, self._options())
         return self
-
-    def _predict(self, X, proba):
-        check_is_fitted(self, "_model_file")
-        X = _dense(self, X, reset=False)
-        return self._engine().predict(X, proba=proba, threads=self.n_threads or 0, block_rows=self.block_rows)
 
     def score_samples(self, X):
         """Log-likelihood of each row (N), nats."""
@@ -254,9 +277,8 @@ class GaussianMixture(_DenseMixture):
         sk = SkGaussianMixture(n_components=self.n_components, covariance_type=self.covariance_type, tol=self.tol,
                                reg_covar=self.reg_covar, max_iter=self.max_iter, n_init=self.n_init,
                                init_params=self.init_params, random_state=self.random_state)
-        for name in ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_", "converged_",
-                     "n_iter_", "lower_bound_", "n_features_in_"):
-            setattr(sk, name, getattr(self, name))
+        self._copy_to(sk, ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_", "converged_",
+                           "n_iter_", "lower_bound_", "n_features_in_"))
         return sk
 
 
@@ -327,9 +349,12 @@ class BayesianGaussianMixture(_DenseMixture):
         """A fitted sklearn.mixture.BayesianGaussianMixture holding this variational
         posterior (weight_concentration_, mean_precision_, means_, degrees_of_freedom_,
         covariances_ and precisions_cholesky_; lower_bound_ times N, scikit-learn's scale).
-        Its predict_proba and score_samples are scikit-learn's: they use the expected log
-        weights and precisions (digamma terms), while ours (and `latent predict|score`) use
-        the plug-in mixture; the two agree closely on well-separated data but not to 1e-10."""
+        Its predict_proba and score_samples are scikit-learn's: they use E_q[log π_k] and
+        the expected log-determinant of each precision (ψ terms and D/β_k), while ours (and
+        `latent predict|score`) use the plug-in mixture; per component the weighted
+        log-densities differ by a constant of the posterior, so they agree closely on
+        separated data (0.01 in predict_proba, 0.14 nats in score_samples in the tests)
+        but not to 1e-10 (docs/PYTHON.md "Agreement with scikit-learn")."""
         from sklearn.mixture import BayesianGaussianMixture as SkBGMM
         check_is_fitted(self, "_model_file")
         sk = SkBGMM(n_components=self.n_components, covariance_type=self.covariance_type, tol=self.tol,
@@ -339,9 +364,9 @@ class BayesianGaussianMixture(_DenseMixture):
                     weight_concentration_prior=self.weight_concentration_prior,
                     mean_precision_prior=self.mean_precision_prior,
                     degrees_of_freedom_prior=self.degrees_of_freedom_prior, random_state=self.random_state)
-        for name in ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_", "converged_",
-                     "n_iter_", "n_features_in_", "weight_concentration_", "mean_precision_", "degrees_of_freedom_"):
-            setattr(sk, name, getattr(self, name))
+        self._copy_to(sk, ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_", "converged_",
+                           "n_iter_", "n_features_in_", "weight_concentration_", "mean_precision_",
+                           "degrees_of_freedom_"))
         sk.lower_bound_ = self.lower_bound_ * self._n_samples_seen
         return sk
 
@@ -476,8 +501,7 @@ class KMeans(ClusterMixin, TransformerMixin, _LatentEstimator):
         sample_weight is not supported (ValueError unless None)."""
         if sample_weight is not None:
             raise ValueError("sample_weight is not supported by latent's KMeans")
-        if isinstance(X, (str, os.PathLike)):
-            self._run_fit(os.fspath(X), self._options())
+        if self._fit_directory(X, self._options()):
             return self
         X = _dense(self, X, reset=True)
         if X.shape[0] < self.n_clusters:
@@ -493,11 +517,6 @@ class KMeans(ClusterMixin, TransformerMixin, _LatentEstimator):
         self.n_features_in_ = int(self.cluster_centers_.shape[1])
         self._n_features_out = self.cluster_centers_.shape[0]
 
-    def _predict(self, X):
-        check_is_fitted(self, "_model_file")
-        X = _dense(self, X, reset=False)
-        return self._engine().predict(X, proba=False, threads=self.n_threads or 0, block_rows=self.block_rows)
-
     def predict(self, X, sample_weight=None):
         """The nearest centre of each row (N)."""
         return self._predict(X)[1]
@@ -508,8 +527,7 @@ class KMeans(ClusterMixin, TransformerMixin, _LatentEstimator):
 
     def transform(self, X):
         """Euclidean distances to every centre (N, K)."""
-        check_is_fitted(self, "_model_file")
-        X = _dense(self, X, reset=False)
+        X = self._checked(X)
         c = self.cluster_centers_
         d2 = (X * X).sum(1)[:, None] - 2 * X @ c.T + (c * c).sum(1)[None, :]
         return np.sqrt(np.maximum(d2, 0))
@@ -524,14 +542,9 @@ class KMeans(ClusterMixin, TransformerMixin, _LatentEstimator):
         init = "random" if self.init == "random" else "k-means++"
         sk = SkKMeans(n_clusters=self.n_clusters, init=init, n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
                       random_state=self.random_state)
-        sk.cluster_centers_ = self.cluster_centers_.copy()
-        sk.inertia_ = self.inertia_
-        sk.n_iter_ = self.n_iter_
-        sk.n_features_in_ = self.n_features_in_
-        sk._n_features_out = self._n_features_out
+        self._copy_to(sk, ("cluster_centers_", "inertia_", "n_iter_", "n_features_in_", "_n_features_out")
+                      + (("labels_",) if hasattr(self, "labels_") else ()))
         sk._n_threads = 1
-        if hasattr(self, "labels_"):
-            sk.labels_ = self.labels_.copy()
         return sk
 
 
@@ -583,19 +596,13 @@ class _FactorModel(DensityMixin, TransformerMixin, _LatentEstimator):
         self.n_features_in_ = int(self.mean_.shape[0])
         self._n_features_out = int(self.components_.shape[0])
 
-    def _checked(self, X):
-        check_is_fitted(self, "_model_file")
-        return _dense(self, X, reset=False)
-
     def transform(self, X):
         """Posterior means E[z | x] (N, L)."""
-        X = self._checked(X)
-        return self._engine().transform(X, threads=self.n_threads or 0, block_rows=self.block_rows)
+        return self._engine().transform(self._checked(X), **self._runtime())
 
     def score_samples(self, X):
         """Log-likelihood of each row under N(mean_, WᵀW + Ψ) (N), nats."""
-        X = self._checked(X)
-        return self._engine().predict(X, proba=False, threads=self.n_threads or 0, block_rows=self.block_rows)[0]
+        return self._predict(X)[0]
 
     def score(self, X, y=None):
         """Mean log-likelihood per row, nats."""
@@ -628,12 +635,7 @@ class FactorAnalysis(_FactorModel):
         from sklearn.decomposition import FactorAnalysis as SkFactorAnalysis
         check_is_fitted(self, "_model_file")
         sk = SkFactorAnalysis(n_components=self.components_.shape[0], max_iter=self.max_iter)
-        sk.components_ = self.components_.copy()
-        sk.mean_ = self.mean_.copy()
-        sk.noise_variance_ = self.noise_variance_.copy()
-        sk.n_iter_ = self.n_iter_
-        sk.n_features_in_ = self.n_features_in_
-        return sk
+        return self._copy_to(sk, ("components_", "mean_", "noise_variance_", "n_iter_", "n_features_in_"))
 
 
 class PPCA(_FactorModel):
@@ -715,8 +717,7 @@ class LatentDirichletAllocation(TransformerMixin, _LatentEstimator):
     def fit(self, X, y=None, vocabulary=None):
         """Fits on X (counts, N × V; or a count dataset directory). `vocabulary`: V words
         stored in the model file (default w0, w1, ...). Returns self."""
-        if isinstance(X, (str, os.PathLike)):
-            self._run_fit(os.fspath(X), self._options())
+        if self._fit_directory(X, self._options()):
             return self
         X = self._validate_data(X, reset=True, accept_sparse="csr", dtype=np.float64)
         self._run_fit(_csr(X), self._options(), vocabulary or ())
@@ -761,13 +762,12 @@ class LatentDirichletAllocation(TransformerMixin, _LatentEstimator):
         False: the training kernel of `latent transform` (float32 exp(E[log β]), within about
         1e-7; the same bits as the command line at the same block_rows)."""
         return self._engine().transform(*self._docs(X), max_doc_update_iter=self.max_doc_update_iter,
-                                        mean_change_tol=self.mean_change_tol, threads=self.n_threads or 0,
-                                        block_rows=self.block_rows, exact=bool(self.exact_transform))
+                                        mean_change_tol=self.mean_change_tol, exact=bool(self.exact_transform),
+                                        **self._runtime())
 
     def _score(self, X):
         return self._engine().score(*self._docs(X), max_doc_update_iter=self.max_doc_update_iter,
-                                    mean_change_tol=self.mean_change_tol, threads=self.n_threads or 0,
-                                    block_rows=self.block_rows)
+                                    mean_change_tol=self.mean_change_tol, **self._runtime())
 
     def score(self, X, y=None):
         """The variational bound on log p(X) (nats; Hoffman et al. 2010 eq. 16)."""
@@ -779,12 +779,15 @@ class LatentDirichletAllocation(TransformerMixin, _LatentEstimator):
 
     def to_sklearn(self):
         """A fitted sklearn.decomposition.LatentDirichletAllocation with these topics
-        (components_, exp_dirichlet_component_, priors, counters). Its transform agrees with
-        ours (exact_transform) to about 5e-10: scikit-learn's E-step approximates ψ by a
-        short asymptotic series (errors up to 2.4e-9), ours is exact to rounding. Its
-        perplexity agrees to about 1e-7 (our bound's E-step is the training kernel, float32
-        exp(E[log β]))."""
+        (components_, priors, counters; exp_dirichlet_component_ computed from components_
+        as scikit-learn's fit computes it, with its own ψ). Its transform agrees with ours
+        (exact_transform) to 1e-9 (4e-10 in the tests), not 1e-10: scikit-learn's E-step
+        uses an approximate ψ (sklearn/decomposition/_online_lda_fast.pyx, off by up to
+        2.4e-9), ours the exact one; written out with the exact ψ, scikit-learn's E-step
+        equals ours to 1e-13. Its perplexity agrees to about 1e-7 (our bound's E-step is the
+        training kernel, float32 exp(E[log β]))."""
         from sklearn.decomposition import LatentDirichletAllocation as SkLDA
+        from sklearn.decomposition._online_lda_fast import _dirichlet_expectation_2d
         check_is_fitted(self, "_model_file")
         method = self.learning_method if self.learning_method in ("batch", "online") else "batch"
         sk = SkLDA(n_components=self.components_.shape[0], doc_topic_prior=self.doc_topic_prior_,
@@ -792,10 +795,9 @@ class LatentDirichletAllocation(TransformerMixin, _LatentEstimator):
                    learning_decay=self.learning_decay, learning_offset=self.learning_offset, max_iter=self.max_iter,
                    batch_size=self.batch_size, perp_tol=self.perp_tol, mean_change_tol=self.mean_change_tol,
                    max_doc_update_iter=self.max_doc_update_iter, random_state=self.random_state)
-        for name in ("components_", "exp_dirichlet_component_", "doc_topic_prior_", "topic_word_prior_", "n_iter_",
-                     "n_batch_iter_", "n_features_in_", "bound_"):
-            value = getattr(self, name)
-            setattr(sk, name, value.copy() if isinstance(value, np.ndarray) else value)
+        self._copy_to(sk, ("components_", "doc_topic_prior_", "topic_word_prior_", "n_iter_", "n_batch_iter_",
+                           "n_features_in_", "bound_"))
+        sk.exp_dirichlet_component_ = np.exp(_dirichlet_expectation_2d(sk.components_))
         return sk
 
     def to_pyldavis(self, X, path=None):
@@ -806,9 +808,10 @@ class LatentDirichletAllocation(TransformerMixin, _LatentEstimator):
         check_is_fitted(self, "_model_file")
         indptr, indices, counts = self._docs(X)
         v = self.n_features_in_
-        cumulative = np.concatenate([[0.0], np.cumsum(counts)])  # exact: integer counts below 2^53
+        # Integers, as `latent export --format ldavis` writes them (counts are integral).
+        cumulative = np.concatenate([[0], np.cumsum(counts.astype(np.int64))])
         lengths = cumulative[indptr[1:]] - cumulative[indptr[:-1]]
-        term_frequency = np.bincount(indices, weights=counts, minlength=v)
+        term_frequency = np.bincount(indices, weights=counts, minlength=v).astype(np.int64)
         vocab = list(self.vocabulary_) or [f"w{j}" for j in range(v)]
         out = {"topic_term_dists": self.components_ / self.components_.sum(axis=1, keepdims=True),
                "doc_topic_dists": self.transform(X), "doc_lengths": lengths, "vocab": vocab,
@@ -818,32 +821,68 @@ class LatentDirichletAllocation(TransformerMixin, _LatentEstimator):
             _write_atomically(path, text.encode(), overwrite=True)
         return out
 
-    def to_gensim(self, path=None, X=None):
+    def to_gensim(self, path=None, X=None, dictionary=None, overwrite=True):
         """A gensim.models.LdaModel holding this model: its state's sufficient statistics
         (λ − η), η, α, expElogbeta = exp(E[log β]) and the id2word Dictionary of
-        vocabulary_ (document frequencies from X when given), so training can continue in
-        gensim; get_topics() equals components_ normalised. With `path`, also saved with
-        LdaModel.save (LdaModel.load(path) reads it)."""
+        vocabulary_, so training can continue in gensim; get_topics() equals components_
+        normalised. The Dictionary's document frequencies come from X (N × V counts) when
+        given, or `dictionary` (a gensim Dictionary built by the caller, as `latent export
+        --format gensim` does from its pass over a corpus). With `path`, also saved with
+        LdaModel.save (LdaModel.load(path) reads it) atomically: the files (path and its
+        companions path.state, path.id2word, path.*.npy) are written in a temporary
+        directory beside path and renamed into place, path last; raises FileExistsError if
+        path exists and not overwrite."""
         from gensim.corpora import Dictionary
         from gensim.models import LdaModel
         check_is_fitted(self, "_model_file")
         k, v = self.components_.shape
         vocab = list(self.vocabulary_) or [f"w{j}" for j in range(v)]
-        corpus = []
-        if X is not None:
-            indptr, indices, counts = self._docs(X)
-            corpus = [list(zip(indices[indptr[i]:indptr[i + 1]].tolist(), counts[indptr[i]:indptr[i + 1]].tolist()))
-                      for i in range(len(indptr) - 1)]
-        id2word = Dictionary.from_corpus(corpus, id2word=dict(enumerate(vocab)))
+        if dictionary is not None and X is not None:
+            raise ValueError("to_gensim: pass X or dictionary, not both")
+        if dictionary is None:
+            corpus = []
+            if X is not None:
+                indptr, indices, counts = self._docs(X)
+                corpus = [list(zip(indices[indptr[i]:indptr[i + 1]].tolist(), counts[indptr[i]:indptr[i + 1]].tolist()))
+                          for i in range(len(indptr) - 1)]
+            dictionary = Dictionary.from_corpus(corpus, id2word=dict(enumerate(vocab)))
+        elif len(dictionary) != v:
+            raise ValueError(f"to_gensim: the dictionary has {len(dictionary)} words but the model {v}")
         eta = float(self.topic_word_prior_)
-        lda = LdaModel(num_topics=k, id2word=id2word, alpha=np.asarray(self._alpha, dtype=np.float64), eta=eta,
+        lda = LdaModel(num_topics=k, id2word=dictionary, alpha=np.asarray(self._alpha, dtype=np.float64), eta=eta,
                        dtype=np.float64, random_state=0)
         lda.state.sstats = self.components_ - eta
         lda.sync_state()
         lda.expElogbeta = np.exp(digamma(self.components_) - digamma(self.components_.sum(axis=1))[:, None])
         if path is not None:
-            lda.save(os.fspath(path))
+            _save_gensim_atomically(lda, os.fspath(path), overwrite)
         return lda
+
+
+def _save_gensim_atomically(lda, path, overwrite):
+    """LdaModel.save into a temporary directory beside `path`, then its files renamed into
+    place, `path` itself last (so LdaModel.load(path) never finds a partial set)."""
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path}: exists (pass overwrite=True to replace it)")
+    directory, base = os.path.split(os.path.abspath(path))
+    tmp = tempfile.mkdtemp(prefix=".latent-gensim-", dir=directory)
+    try:
+        lda.save(os.path.join(tmp, base))
+        names = sorted(os.listdir(tmp))
+        for name in names:
+            with open(os.path.join(tmp, name), "rb") as f:
+                os.fsync(f.fileno())
+        for name in [n for n in names if n != base] + [base]:
+            os.replace(os.path.join(tmp, name), os.path.join(directory, name))
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    finally:
+        for name in os.listdir(tmp):
+            os.unlink(os.path.join(tmp, name))
+        os.rmdir(tmp)
 
 
 class MultinomialMixture(DensityMixin, _LatentEstimator):
@@ -880,8 +919,7 @@ class MultinomialMixture(DensityMixin, _LatentEstimator):
 
     def fit(self, X, y=None, vocabulary=None):
         """Fits on X (counts, N × V; or a count dataset directory). Returns self."""
-        if isinstance(X, (str, os.PathLike)):
-            self._run_fit(os.fspath(X), self._options())
+        if self._fit_directory(X, self._options()):
             return self
         X = self._validate_data(X, reset=True, accept_sparse="csr", dtype=np.float64)
         self._run_fit(_csr(X), self._options(), vocabulary or ())
@@ -903,8 +941,7 @@ class MultinomialMixture(DensityMixin, _LatentEstimator):
         check_is_fitted(self, "_model_file")
         X = self._validate_data(X, reset=False, accept_sparse="csr", dtype=np.float64)
         indptr, indices, counts, _ = _csr(X, self.n_features_in_)
-        return self._engine().posterior(indptr, indices, counts, threads=self.n_threads or 0,
-                                        block_rows=self.block_rows)
+        return self._engine().posterior(indptr, indices, counts, **self._runtime())
 
     def predict_proba(self, X):
         """Responsibilities (N, K)."""
@@ -1004,8 +1041,7 @@ class VAE(TransformerMixin, _LatentEstimator):
 
     def fit(self, X, y=None):
         """Fits on X (array (N, D); or a dense shard directory). Returns self."""
-        if isinstance(X, (str, os.PathLike)):
-            self._run_fit(os.fspath(X), self._options())
+        if self._fit_directory(X, self._options()):
             return self
         X = _dense(self, X, reset=True)
         self._run_fit(X, self._options())
@@ -1025,20 +1061,15 @@ class VAE(TransformerMixin, _LatentEstimator):
     def _load_engine(self, path):
         return _core.Vae(path)
 
-    def _checked(self, X):
-        check_is_fitted(self, "_model_file")
-        return _dense(self, X, reset=False)
-
     def transform(self, X):
         """Posterior means of q(z | x) (N, L)."""
-        return self._engine().transform(self._checked(X), threads=self.n_threads or 0, block_rows=self.block_rows)[0]
+        return self._engine().transform(self._checked(X), **self._runtime())[0]
 
     def score_samples(self, X):
         """Per-row ELBO (iw_samples = 0) or IWAE estimate of log p(x) (N), nats; noise keyed
         by random_state and the row."""
         elbo, iwae = self._engine().score(self._checked(X), iw_samples=int(self.iw_samples),
-                                          seed=_seed(self.random_state), threads=self.n_threads or 0,
-                                          block_rows=self.block_rows)
+                                          seed=_seed(self.random_state), **self._runtime())
         return elbo if iwae is None else iwae
 
     def score(self, X, y=None):

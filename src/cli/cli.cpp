@@ -27,6 +27,8 @@ const char* kUsageTail =
 const char* kUsageEnd =
     "  sample         draws from a generative model to an HDF5 shard\n"
     "  info           summary of a model file (LDA: top words per topic), checkpoint, shard or data directory\n";
+const char* kUsageExport =
+    "  export         a model for another tool with a corpus: pyLDAvis inputs (JSON) or gensim files (";
 
 // The registered models that declare `task`, comma-separated.
 std::string models_with(models::Task task) {
@@ -42,7 +44,7 @@ std::string usage_text() {
          models_with(models::Task::kGenerate) + ")\n" + kUsageTail + "  select         fit a model for several sizes (" + models_with(models::Task::kSelect) +
          "); BIC, AIC, held-out log-likelihood\n" +
          "  impute         fill NaN entries with their conditional expectation (" + models_with(models::Task::kImpute) +
-         ")\n" + kUsageEnd + "\nModels (latent fit MODEL --help):\n" + fit_models_help() + "\n" +
+         ")\n" + kUsageExport + models_with(models::Task::kExport) + ")\n" + kUsageEnd + "\nModels (latent fit MODEL --help):\n" + fit_models_help() + "\n" +
          exit_status_text();
 }
 
@@ -54,7 +56,8 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   static const std::map<std::string, std::function<int(const std::vector<std::string>&, const Context&)>> commands{
       {"import", cmd_import}, {"fit", cmd_fit},       {"score", cmd_score},
       {"predict", cmd_predict}, {"sample", cmd_sample}, {"info", cmd_info},
-      {"transform", cmd_transform}, {"impute", cmd_impute}, {"select", cmd_select}, {"generate", cmd_generate}, {"bench-allreduce", cmd_bench_allreduce},
+      {"transform", cmd_transform}, {"impute", cmd_impute}, {"select", cmd_select}, {"generate", cmd_generate}, {"export", cmd_export},
+      {"bench-allreduce", cmd_bench_allreduce},
   };
   try {
     if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {

@@ -207,6 +207,9 @@ void add_agreement(const Context& ctx, const train::ContingencyTable& table, nlo
 int cmd_select(const std::vector<std::string>& args, const Context& ctx);
 int cmd_impute(const std::vector<std::string>& args, const Context& ctx);
 int cmd_generate(const std::vector<std::string>& args, const Context& ctx);
+/// `latent export`: a model in another tool's format (ModelSpec::own_tasks, Task::kExport;
+/// LDA: pyLDAvis inputs, gensim). (model_tasks.cpp)
+int cmd_export(const std::vector<std::string>& args, const Context& ctx);
 int cmd_bench_allreduce(const std::vector<std::string>& args, const Context& ctx);
 
 /// The `model` attribute of the file named by --model in args, or "" if there is none or

@@ -102,16 +102,12 @@ class CliFitRun final : public train::FitRun {
     resolve();
     stream_.allow_missing = allow_missing;
     auto source = open_source(ctx_, c_.data, stream_, Labels::kNo);
-    train::EmMemoryInputs mem;
-    mem.num_features = source->info().num_features;
-    mem.block_rows = c_.block_rows;
-    mem.prefetch = c_.prefetch;
-    mem.threads = c_.threads;
-    const double local_bytes = static_cast<double>(source->num_local_rows() * source->info().num_features) * 8.0;
-    mem.cache_bytes = static_cast<double>(c_.cache_mb) * 1048576.0 >= local_bytes ? static_cast<std::size_t>(local_bytes) : 0;
+    const Index d = source->info().num_features;
+    const double local_bytes = static_cast<double>(source->num_local_rows() * d) * 8.0;
+    const std::size_t cache_bytes =
+        static_cast<double>(c_.cache_mb) * 1048576.0 >= local_bytes ? static_cast<std::size_t>(local_bytes) : 0;
     comm::run_agreed(ctx_.comm, [&] {
-      apply_needs(mem, mem.num_features);
-      train::check_memory(train::estimate_em_memory(mem), available_memory_bytes(), spec_.memory_advice);
+      train::check_fit_memory(spec_, values_, c_, d, d, cache_bytes, available_memory_bytes());
     });
     ctx_.log.info(fmt::format("data {}: {} samples x {} features in {} shard(s); {} rank(s) x {} thread(s)", c_.data,
                               source->info().num_rows, source->info().num_features, source->info().shards.size(),
@@ -144,13 +140,7 @@ class CliFitRun final : public train::FitRun {
       if (ctx_.comm.is_root()) vocabulary = io::read_vocabulary(info);
     });
     comm::run_agreed(ctx_.comm, [&] {
-      train::EmMemoryInputs m;
-      m.num_features = 1;
-      m.block_rows = c_.block_rows;
-      m.prefetch = c_.prefetch;
-      m.threads = c_.threads;
-      apply_needs(m, info.vocab_size);
-      train::check_memory(train::estimate_em_memory(m), available_memory_bytes(), spec_.memory_advice);
+      train::check_fit_memory(spec_, values_, c_, 1, info.vocab_size, 0, available_memory_bytes());
     });
     ctx_.log.info(fmt::format("data {}: {} documents, vocabulary {}, {} nonzeros in {} shard(s); {} rank(s) x {} thread(s)",
                               c_.data, info.num_rows, info.vocab_size, info.num_nonzeros, info.shards.size(),
@@ -247,14 +237,6 @@ class CliFitRun final : public train::FitRun {
   void resolve() {
     c_.threads = stream_.threads = resolve_threads(stream_.threads);
   }
-  void apply_needs(train::EmMemoryInputs& m, Index num_features) const {
-    if (!spec_.memory) return;
-    const models::MemoryNeeds n = spec_.memory(values_, num_features, c_.block_rows);
-    m.num_stats = n.num_stats;
-    m.parameter_doubles = n.parameter_doubles;
-    m.scratch_doubles = n.scratch_doubles;
-  }
-
   const Context& ctx_;
   const ModelSpec& spec_;
   OptionValues values_;

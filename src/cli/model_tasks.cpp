@@ -142,6 +142,16 @@ int cmd_generate(const std::vector<std::string>& args, const Context& ctx) {
   return run_own_task(*spec, *task, std::vector<std::string>(args.begin() + 1, args.end()), ctx);
 }
 
+int cmd_export(const std::vector<std::string>& args, const Context& ctx) {
+  if (const auto handler = model_task_handler(args, Task::kExport)) return handler(args, ctx);
+  // No readable model file of a kind that exports (--help, no --model, a missing or damaged
+  // file): the first exporting model's task parses the options and reports the error, so
+  // `latent export --help` shows the options and a missing file exits 66 as elsewhere.
+  for (const models::ModelSpec& s : models::registry())
+    if (const models::TaskSpec* task = s.own_task(Task::kExport)) return run_own_task(s, *task, args, ctx);
+  throw_usage("latent export: no registered model exports");
+}
+
 std::string model_kind_of(const std::vector<std::string>& args) {
   for (std::size_t i = 0; i + 1 < args.size(); ++i)
     if (args[i] == "--model") {

@@ -51,6 +51,7 @@ std::string_view task_name(Task task) {
     case Task::kImpute: return "impute";
     case Task::kSelect: return "select";
     case Task::kGenerate: return "generate";
+    case Task::kExport: return "export";
   }
   return "?";
 }

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "latent/core/error.hpp"
+#include "latent/train/fit_run.hpp"
 
 namespace latent::train {
 namespace {
@@ -63,6 +64,23 @@ void check_memory(const MemoryEstimate& need, double available_bytes, const std:
   if (need.bytes <= available_bytes) return;
   throw_usage(fmt::format("this fit needs about {:.1f} GiB per rank ({}), but only {:.1f} GiB are available per rank; {}",
                           need.bytes / kGiB, need.breakdown, available_bytes / kGiB, advice));
+}
+
+void check_fit_memory(const models::ModelSpec& spec, const models::OptionValues& values, const FitCommon& c,
+                      Index data_features, Index model_features, std::size_t cache_bytes, double available_bytes) {
+  EmMemoryInputs m;
+  m.num_features = data_features;
+  m.block_rows = c.block_rows;
+  m.prefetch = c.prefetch;
+  m.threads = c.threads;
+  m.cache_bytes = cache_bytes;
+  if (spec.memory) {
+    const models::MemoryNeeds n = spec.memory(values, model_features, c.block_rows);
+    m.num_stats = n.num_stats;
+    m.parameter_doubles = n.parameter_doubles;
+    m.scratch_doubles = n.scratch_doubles;
+  }
+  check_memory(estimate_em_memory(m), available_bytes, spec.memory_advice);
 }
 
 }  // namespace latent::train

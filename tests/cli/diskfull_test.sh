@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A full disk, for real (issue 19 item 1): a 2 MiB tmpfs that this test mounts, filled to a
 # few KiB. Every writer (checkpoints, model files, predict/transform/sample/impute outputs,
-# import dense and counts, generate gmm and lda) must exit 74 on every rank without a crash,
+# export, import dense and counts, generate gmm and lda) must exit 74 on every rank without a crash,
 # leave earlier checkpoints and existing outputs intact and leave no temporary or part file.
 # Skipped (77) where tmpfs cannot be mounted (not root, or no CAP_SYS_ADMIN).
 # Usage: diskfull_test.sh LATENT MPIEXEC
@@ -32,6 +32,7 @@ expect74() {  # expect74 WHAT: the last run exited 74 with an error message, not
 "$latent" generate gmm --n-samples 20000 --n-features 20 --n-components 5 --output "$dir/data" --true-model none > /dev/null
 "$latent" generate lda --n-samples 3000 --vocab-size 400 --n-components 5 --output "$dir/corpus" --true-model none > /dev/null
 "$latent" fit gmm --data "$dir/data" --n-components 5 --max-iter 2 --output "$dir/model.h5" > /dev/null 2>&1
+"$latent" fit lda --data "$dir/corpus" --n-topics 5 --max-iter 2 --output "$dir/lda.h5" > /dev/null 2>&1
 awk 'BEGIN { srand(1); for (i = 0; i < 3000; i++) print rand() "," rand() "," rand() "," rand() }' > "$dir/x.csv"
 
 # Checkpoints: the first fits, a later one does not; the earlier ones stay valid and resume.
@@ -77,6 +78,21 @@ expect74 "generate gmm"; clean && pass "generate gmm: nothing left" || fail "gen
 fill 24
 run 2 generate lda --n-samples 20000 --vocab-size 500 --n-components 5 --output "$mnt/genc" --true-model none
 expect74 "generate lda"; clean && pass "generate lda: nothing left" || fail "generate lda: $(ls -a "$mnt")"
+# latent export: the JSON of --format ldavis (rank 0 writes while the other rank's pieces
+# arrive), and --format gensim (the Python package's LdaModel.save, its temporary directory
+# and the dictionary statistics) when the package is built beside the binary.
+formats="ldavis"
+if PYTHONPATH="$(dirname "$latent")/../python" /usr/bin/python3 -c "import latent._core, gensim" 2> /dev/null; then
+  formats="ldavis gensim"
+else
+  echo "skip export --format gensim: the Python package is not built beside $latent"
+fi
+for format in $formats; do
+  fill 24
+  run 2 export --model "$dir/lda.h5" --data "$dir/corpus" --format "$format" --output "$mnt/export.out"
+  expect74 "export --format $format"; clean && pass "export --format $format: nothing left" ||
+    fail "export --format $format: $(ls -a "$mnt")"
+done
 fill 24
 run 1 import dense --format csv --input "$dir/x.csv" --output "$mnt/imp"
 expect74 "import dense"; clean && pass "import dense: nothing left" || fail "import dense: $(ls -a "$mnt")"

@@ -38,7 +38,7 @@ def main():
     top = run("--help", cwd=".").stdout
     for s in specs:
         check(f"fit {s['name']}" in top, f"top-level help lists {s['name']}")
-    all_tasks = ["score", "predict", "transform", "sample", "impute", "select", "generate"]
+    all_tasks = ["score", "predict", "transform", "sample", "impute", "select", "generate", "export"]
     with tempfile.TemporaryDirectory() as root:
         rng = np.random.default_rng(1)
         x = np.clip(rng.random((600, 6)) * 0.5 + np.repeat(rng.random((3, 6)) * 0.5, 200, axis=0), 0, 1)
@@ -94,6 +94,10 @@ def main():
                     grid = [a for f in s["select_grid"] for a in (f"--{f}", "1,2")]
                     r = run("select", name, "--data", data, *grid, "--block-rows", "100", cwd=root)
                     ok = r.returncode == 0 and len(json.loads(r.stdout)["candidates"]) == 2 ** len(s["select_grid"])
+                elif t == "export":
+                    r = run("export", "--model", model, "--data", data, "--format", "ldavis", "--output", f"{out}.json",
+                            cwd=root)
+                    ok = r.returncode == 0 and os.path.exists(os.path.join(root, f"{out}.json"))
                 else:  # generate: a synthetic data set from the model family
                     if not declared:
                         continue

@@ -44,7 +44,7 @@ fi
 
 man_dir="$work/prefix/share/man/man1"
 for cmd in latent latent-import latent-generate latent-fit latent-score latent-predict latent-transform latent-sample \
-           latent-impute latent-select latent-info; do
+           latent-impute latent-select latent-info latent-export; do
   page="$man_dir/$cmd.1"
   if [ ! -f "$page" ]; then fail "man page $cmd.1 missing"; continue; fi
   text=$(MANWIDTH=100 man -l "$page" 2> "$work/man.err")
@@ -82,6 +82,29 @@ for field in "compiler: GCC" "target ISA:" "MPI: Open MPI" "HDF5: 1." "oneTBB: 2
   grep -q "$field" <<< "$version" || { fail "--version lacks '$field': $version"; break; }
 done
 grep -q "compiler: GCC" <<< "$version" && grep -q "Eigen: 3." <<< "$version" && pass "--version names the build and libraries"
+
+# `latent export --format gensim` from the installed tree finds the Python package installed
+# beside the binary (<prefix>/lib/python3*/dist-packages), with no PYTHONPATH.
+if ls "$work"/prefix/lib/python3*/dist-packages/latent/__init__.py > /dev/null 2>&1; then
+  inst="$work/prefix/bin/latent"
+  if "$inst" generate lda --n-samples 60 --vocab-size 30 --n-components 2 --output "$work/corpus" --true-model none \
+       > /dev/null 2>&1 &&
+     "$inst" fit lda --data "$work/corpus" --n-topics 2 --max-iter 2 --output "$work/lda.h5" > /dev/null 2>&1 &&
+     env -u PYTHONPATH "$inst" export --model "$work/lda.h5" --data "$work/corpus" --format gensim \
+       --output "$work/lda.gensim" > "$work/export.log" 2>&1 &&
+     /usr/bin/python3 -c "
+import sys, h5py, numpy as np
+from gensim.models import LdaModel
+lam = h5py.File(sys.argv[2], 'r')['components'][()]
+sys.exit(0 if np.abs(LdaModel.load(sys.argv[1]).get_topics() - lam / lam.sum(1, keepdims=True)).max() < 1e-12 else 1)
+" "$work/lda.gensim" "$work/lda.h5"; then
+    pass "installed latent export --format gensim runs the installed Python package; gensim loads it"
+  else
+    fail "installed latent export --format gensim: $(tail -5 "$work/export.log" 2> /dev/null)"
+  fi
+else
+  echo "skip installed export --format gensim: no Python package in the installed tree (LATENT_PYTHON=OFF)"
+fi
 
 [ $failures -eq 0 ] && echo "package_test: all passed" || echo "package_test: $failures failure(s)"
 [ $failures -eq 0 ]

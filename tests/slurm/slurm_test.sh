@@ -24,6 +24,9 @@
 #   scaling     jobs/scaling_array.sbatch: ACTION=generate writes the weak-scaling data
 #               with `latent generate` under srun, then a 2-task array of profiled 2-rank
 #               fits; bench/scaling/collect.py makes scaling.json from their logs.
+#   python      latent.fit_distributed(est, dir, ranks=2, launcher="srun" and "sbatch")
+#               from the Python package: bits equal to the in-process fit (skipped if the
+#               package is not built beside LATENT_BIN).
 #
 # Prints PASS/FAIL/SKIP per test. Exit 0 if all ran tests pass (skips allowed), 1 on any
 # failure, 77 if SLURM cannot be set up here (packages absent, not root, ports busy).
@@ -48,7 +51,7 @@ export OMPI_MCA_plm_rsh_agent=
 export HDF5_USE_FILE_LOCKING=FALSE
 export OMP_NUM_THREADS=1
 
-tests="${LATENT_SLURM_TESTS:-completion requeue families array scaling}"
+tests="${LATENT_SLURM_TESTS:-completion requeue families array scaling python}"
 [[ "${LATENT_SLURM_TIMELIMIT_TEST:-0}" != 1 ]] || tests="$tests timelimit"
 
 say() { printf '[slurm_test %(%T)T] %s\n' -1 "$*"; }
@@ -444,6 +447,42 @@ test_families() {
   result families PASS "jobs/fit.sbatch: lda, vae, fa COMPLETED with a score; bad options end the job with 64"
 }
 
+# ---------------------------------------------------------------- (f) python
+# latent.fit_distributed (python/latent/_distributed.py, issue 24) with launcher="srun" (a
+# job step that allocates itself) and "sbatch" (a batch job, followed to its end): 2 ranks
+# each; the estimator it returns holds the bits of a fit of the same directory in the
+# notebook's own process (the same options, seed and block rows), and the streamed progress
+# names the 2 ranks. Needs the Python package built beside LATENT_BIN (<build>/python).
+test_python() {
+  local d="$work/python" pkg
+  pkg="$(cd "$(dirname "$src_bin")/../python" 2> /dev/null && pwd)"
+  if [[ -z "$pkg" || ! -f "$pkg/latent/__init__.py" ]] || ! PYTHONPATH="$pkg" /usr/bin/python3 -c "import latent._core" 2> /dev/null; then
+    result python SKIP "the Python package is not built beside $src_bin"; return
+  fi
+  mkdir -p "$d"
+  if PYTHONPATH="$pkg" LATENT_CLI="$LATENT" /usr/bin/python3 - "$data" > "$d/python.log" 2>&1 <<'PY'
+import sys
+import latent
+data = sys.argv[1]
+options = dict(n_components=3, covariance_type="full", random_state=1, block_rows=256, n_threads=1)
+ref = latent.GaussianMixture(**options).fit(data)
+for launcher in ("srun", "sbatch"):
+    est, lines = latent.GaussianMixture(**options), []
+    latent.fit_distributed(est, data, ranks=2, launcher=launcher, progress=lines.append, poll_seconds=0.5,
+                           partition="debug", time="5")
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        assert getattr(est, name).tobytes() == getattr(ref, name).tobytes(), f"{launcher}: {name} differs"
+    assert est.n_iter_ == ref.n_iter_ and est.lower_bound_ == ref.lower_bound_, f"{launcher}: n_iter_/lower_bound_"
+    assert any("2 rank(s)" in line for line in lines), f"{launcher}: no progress line names 2 ranks: {lines[-5:]}"
+    print(f"{launcher}: 2 ranks, {len(lines)} progress lines, bits equal to the in-process fit")
+PY
+  then
+    result python PASS "$(tr '\n' ' ' < "$d/python.log")"
+  else
+    show_file "$d/python.log"; result python FAIL "latent.fit_distributed under srun/sbatch"
+  fi
+}
+
 for t in $tests; do
   case "$t" in
     families) test_families ;;
@@ -452,6 +491,7 @@ for t in $tests; do
     timelimit) test_timelimit ;;
     array) test_array ;;
     scaling) test_scaling ;;
+    python) test_python ;;
     *) say "unknown test '$t'"; (( fails++ )) ;;
   esac
 done

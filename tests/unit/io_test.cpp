@@ -21,6 +21,7 @@
 #include "latent/io/dense_dataset.hpp"
 #include "latent/io/h5_file.hpp"
 #include "latent/io/shard_files.hpp"
+#include "latent/io/text_file.hpp"
 
 namespace latent::io {
 namespace {
@@ -390,6 +391,38 @@ TEST(H5Writer, AtomicCommitAndNoTemporaryLeftBehind) {
   EXPECT_EQ(r.attr_string("/", "s"), "hello");
   EXPECT_EQ(error_of([&] { H5Writer w(dir / "m.h5", false); }).kind(), ErrorKind::kOutput);
   EXPECT_EQ(error_of([&] { H5Writer w(dir / "nodir/m.h5", false); }).kind(), ErrorKind::kOutput);
+}
+
+TEST(TextWriter, AtomicCommitOverwriteAndNoTemporaryLeftBehind) {
+  TempDir dir("t");
+  const auto read = [](const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  };
+  {
+    TextWriter w(dir / "a.json", false);
+    w.write("{\"x\":");
+    EXPECT_FALSE(std::filesystem::exists(dir / "a.json"));  // only the temporary exists
+    EXPECT_TRUE(std::filesystem::exists(w.temporary_path()));
+  }  // not committed
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
+  {
+    TextWriter w(dir / "a.json", false);
+    w.write("{\"x\":");
+    w.write("1}\n");
+    w.commit();
+  }
+  EXPECT_EQ(read(dir / "a.json"), "{\"x\":1}\n");
+  EXPECT_EQ(error_of([&] { TextWriter w(dir / "a.json", false); }).kind(), ErrorKind::kOutput);
+  EXPECT_EQ(read(dir / "a.json"), "{\"x\":1}\n");  // a refused writer leaves the output alone
+  {
+    TextWriter w(dir / "a.json", true);
+    w.write("2\n");
+    w.commit();
+  }
+  EXPECT_EQ(read(dir / "a.json"), "2\n");
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()), {}), 1);
+  EXPECT_EQ(error_of([&] { TextWriter w(dir / "nodir/a.json", false); }).kind(), ErrorKind::kOutput);
 }
 
 }  // namespace

@@ -32,7 +32,7 @@ enum class DataKind { kDense, kCounts };
 std::string_view data_kind_name(DataKind kind);
 
 /// The commands besides `fit` that a model may support.
-enum class Task { kScore, kPredict, kTransform, kSample, kImpute, kSelect, kGenerate };
+enum class Task { kScore, kPredict, kTransform, kSample, kImpute, kSelect, kGenerate, kExport };
 std::string_view task_name(Task task);
 
 enum class OptionType {

@@ -41,6 +41,16 @@ struct FitCommon {
   double watchdog_seconds = 0;
 };
 
+/// The memory check of a fit before its first pass (docs/ARCHITECTURE.md §6 rule 5), the
+/// one every FitRun (the command line's, the Python module's) makes: the model's needs
+/// (spec.memory from `values`, with `model_features` = D for dense data or V for counts)
+/// plus `c`'s block rows, prefetch and (resolved) threads, blocks of `data_features`
+/// columns (D; 1 for documents) and `cache_bytes` of cached data, against
+/// `available_bytes`. Throws Error(kUsage) with the estimate and spec.memory_advice if it
+/// cannot fit. Local.
+void check_fit_memory(const models::ModelSpec& spec, const models::OptionValues& values, const FitCommon& c,
+                      Index data_features, Index model_features, std::size_t cache_bytes, double available_bytes);
+
 class FitRun {
  public:
   virtual ~FitRun() = default;

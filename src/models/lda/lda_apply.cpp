@@ -15,6 +15,13 @@ namespace latent::models {
 void transform_lda(const comm::Communicator& comm, const io::CountsDatasetInfo& info,
                    const std::vector<io::BlockRef>& blocks, const Lda& model, const LdaEStepOptions& e_step, int threads,
                    int prefetch, const LdaThetaVisitor& visit) {
+  transform_lda_documents(comm, info, blocks, model, e_step, threads, prefetch,
+                          [&](const io::CsrBlock& documents, const RowMatrix& theta) { visit(documents.ref, theta); });
+}
+
+void transform_lda_documents(const comm::Communicator& comm, const io::CountsDatasetInfo& info,
+                             const std::vector<io::BlockRef>& blocks, const Lda& model, const LdaEStepOptions& e_step,
+                             int threads, int prefetch, const LdaDocumentsVisitor& visit) {
   const Index k = model.num_topics();
   comm::run_agreed(comm, [&] {
     io::CountsSource source(info, blocks, {prefetch, 0, false});
@@ -38,7 +45,7 @@ void transform_lda(const comm::Communicator& comm, const io::CountsDatasetInfo& 
           theta.row(d) = (s.gamma / s.gamma.sum()).transpose();
         });
       });
-      visit(block->ref, theta);
+      visit(*block, theta);
     }
   });
 }

@@ -164,7 +164,7 @@ ModelSpec lda_spec() {
                "steps; gibbs: alpha only, symmetric, Minka's fixed point every 10 sweeps",
        .choices = {"none", "alpha", "eta", "both"}},
   };
-  s.tasks = {Task::kScore, Task::kTransform, Task::kGenerate};
+  s.tasks = {Task::kScore, Task::kTransform, Task::kGenerate, Task::kExport};
   s.examples = {"latent fit lda --data corpus/ --output lda.h5 --n-topics 20",
                 "mpirun -n 8 latent fit lda --data corpus/ --output lda.h5 --n-topics 100 --method online --batch-size "
                 "4096 --max-iter 3",

@@ -21,11 +21,11 @@
 #include "latent/models/lda/lda_generate.hpp"
 #include "latent/train/task_run.hpp"
 #include "../specs.hpp"
+#include "lda_tasks.hpp"
 
 namespace latent::models {
-namespace {
 
-std::vector<OptionSpec> e_step_options() {
+std::vector<OptionSpec> lda_e_step_options() {
   using T = OptionType;
   return {
       {.flag = "max-doc-update-iter", .type = T::kInt, .default_value = "100",
@@ -35,27 +35,18 @@ std::vector<OptionSpec> e_step_options() {
   };
 }
 
-std::vector<OptionSpec> score_options() {
-  std::vector<OptionSpec> options = e_step_options();
-  options.push_back({.flag = "coherence-top-n", .type = OptionType::kInt, .default_value = "10",
-                     .help = "topic coherence (UMass, NPMI) of each topic's top N words (V if N > V); 0: off", .min = 0});
-  return options;
-}
-
-LdaEStepOptions e_step(const OptionValues& o) {
+LdaEStepOptions lda_e_step(const OptionValues& o) {
   LdaEStepOptions e;
   e.max_doc_update_iter = static_cast<int>(o.integer("max-doc-update-iter"));
   e.mean_change_tol = o.real("mean-change-tol");
   return e;
 }
 
-// Loads the model and opens the data on every rank, checking the vocabularies agree.
-// Collective.
-Lda load_and_open(train::TaskRun& run, io::CountsDatasetInfo& info) {
+Lda load_lda_and_corpus(train::TaskRun& run, io::CountsDatasetInfo& info, std::vector<std::string>* vocabulary) {
   const train::TaskCommon& c = run.common();
   Lda model;
   comm::run_agreed(run.comm(), [&] {
-    model = load_lda(c.model);
+    model = load_lda(c.model, vocabulary);
     info = io::open_counts_dataset(c.data);
     if (info.vocab_size != model.vocab_size())
       throw_input(fmt::format("data {} has a vocabulary of {} words but model {} has {}; import the data with the "
@@ -66,13 +57,22 @@ Lda load_and_open(train::TaskRun& run, io::CountsDatasetInfo& info) {
   return model;
 }
 
+namespace {
+
+std::vector<OptionSpec> score_options() {
+  std::vector<OptionSpec> options = lda_e_step_options();
+  options.push_back({.flag = "coherence-top-n", .type = OptionType::kInt, .default_value = "10",
+                     .help = "topic coherence (UMass, NPMI) of each topic's top N words (V if N > V); 0: off", .min = 0});
+  return options;
+}
+
 int score(train::TaskRun& run) {
   const train::TaskCommon& c = run.common();
   io::CountsDatasetInfo info;
-  const Lda model = load_and_open(run, info);
+  const Lda model = load_lda_and_corpus(run, info);
   const Index top_n = run.options().integer("coherence-top-n");
   if (top_n == 1) throw_usage("--coherence-top-n must be 0 (off) or at least 2, got 1");
-  const LdaScore s = score_lda(run.comm(), info, model, e_step(run.options()), c.threads, c.block_rows);
+  const LdaScore s = score_lda(run.comm(), info, model, lda_e_step(run.options()), c.threads, c.block_rows);
   std::optional<TopicCoherence> coherence;
   const Index n_top = std::min(top_n, model.vocab_size());  // a vocabulary of fewer than 2 words has no pairs
   if (n_top >= 2)
@@ -118,12 +118,12 @@ int transform(train::TaskRun& run) {
   const train::TaskCommon& c = run.common();
   run.check_output();
   io::CountsDatasetInfo info;
-  const Lda model = load_and_open(run, info);
+  const Lda model = load_lda_and_corpus(run, info);
   const std::vector<io::BlockRef> mine =
       io::rank_blocks(io::make_block_plan(info.shard_rows(), c.block_rows), run.comm().rank(), run.comm().size());
   const Index first_row = mine.empty() ? 0 : mine.front().global_row_begin;
   const auto out = run.row_output({{"doc_topic_distribution", io::DType::kFloat64, model.num_topics()}}, io::num_rows(mine));
-  transform_lda(run.comm(), info, mine, model, e_step(run.options()), c.threads, c.prefetch,
+  transform_lda(run.comm(), info, mine, model, lda_e_step(run.options()), c.threads, c.prefetch,
                 [&](const io::BlockRef& block, const RowMatrix& theta) {
                   out->write_rows("doc_topic_distribution", block.global_row_begin - first_row, theta);
                 });
@@ -201,7 +201,7 @@ std::vector<TaskSpec> lda_own_tasks() {
        .data_help = data_help,
        .output_flag = "output",
        .output_help = "HDF5 file: /doc_topic_distribution (N x K, rows sum to 1)",
-       .options = e_step_options(),
+       .options = lda_e_step_options(),
        .run = transform,
        .examples = {"mpirun -n 4 latent transform --model lda.h5 --data corpus/ --output theta.h5"}},
       {.task = Task::kGenerate,
@@ -213,6 +213,7 @@ std::vector<TaskSpec> lda_own_tasks() {
        .run = generate,
        .examples = {"latent generate lda --n-samples 100000 --vocab-size 5000 --n-components 50 --output corpus/"},
        .reads_model = false},
+      lda_export_task(),
   };
 }
 

@@ -25,6 +25,14 @@ void transform_lda(const comm::Communicator& comm, const io::CountsDatasetInfo& 
                    const std::vector<io::BlockRef>& blocks, const Lda& model, const LdaEStepOptions& e_step, int threads,
                    int prefetch, const LdaThetaVisitor& visit);
 
+/// One block's documents (as read: CSR, sorted ids, integral counts) and their θ.
+using LdaDocumentsVisitor = std::function<void(const io::CsrBlock& documents, const RowMatrix& theta)>;
+/// transform_lda whose visitor also gets the documents, so a caller can count them in the
+/// same pass (`latent export --format ldavis`). The same θ, the same collective behaviour.
+void transform_lda_documents(const comm::Communicator& comm, const io::CountsDatasetInfo& info,
+                             const std::vector<io::BlockRef>& blocks, const Lda& model, const LdaEStepOptions& e_step,
+                             int threads, int prefetch, const LdaDocumentsVisitor& visit);
+
 /// The E-step of transform in double precision throughout, in scikit-learn's order
 /// (LatentDirichletAllocation._update_doc_distribution; Hoffman et al. 2010 Algorithm 2):
 /// γ = 1; then φnorm = Bᵀ exp(E[log θ]) + ε (ε the double epsilon), γ = α + exp(E[log θ]) ⊙
