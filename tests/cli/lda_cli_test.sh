@@ -108,6 +108,12 @@ fi
 # up front, naming it, with no output.
 "$latent" generate lda --n-documents 300 --vocab-size 3000 --n-topics 5 --doc-length 40 --docs-per-shard 100 \
   --seed 5 --output "$dir/wide" > /dev/null 2>&1 || fail "generate wide"
+"$latent" generate lda --n-documents 300 --vocab-size 3000 --n-topics 5 --doc-length 40 --docs-per-shard 100 \
+  --seed 5 --output "$dir/wide_t2" --threads 2 > /dev/null 2>&1 || fail "generate wide --threads 2"
+same=1
+for f in "$dir/wide"/part-*.h5; do h5diff -q "$f" "$dir/wide_t2/$(basename "$f")" > /dev/null 2>&1 || same=0; done
+[ "$(ls "$dir/wide" | wc -l)" -eq "$(ls "$dir/wide_t2" | wc -l)" ] || same=0
+[ "$same" -eq 1 ] && pass "generate lda --threads 2 writes the shards of --threads 1" || fail "generate lda --threads 2 differs"
 same_model() { for d in /components /doc_topic_prior /topic_word_prior /history/objective; do
   h5diff -q "$1" "$2" "$d" > /dev/null || return 1; done; }
 wide=(fit lda --data "$dir/wide" --n-topics 5 --max-iter 3 --learn-priors both --block-rows 40)

@@ -1,6 +1,8 @@
 #include "latent/models/lda/lda_generate.hpp"
 
 #include <fmt/format.h>
+#include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/task_arena.h>
 
 #include <algorithm>
 #include <cmath>
@@ -106,24 +108,40 @@ void generate_lda(Index n_documents, Index vocab_size, Index n_topics, double me
 
 void write_lda_shards(const LdaGenerator& gen, const io::ShardLayout& layout, Index first_shard,
                       Index last_shard, const std::function<std::string(Index)>& shard_path,
-                      const std::function<void(Index)>& docs_done) {
-  std::vector<std::int32_t> ids, indices;
-  std::vector<std::int64_t> counts, indptr, values, labels;
+                      const std::function<void(Index)>& docs_done, int threads) {
+  constexpr Index kChunk = 1024;
+  struct Doc {
+    std::vector<std::int32_t> ids;
+    std::vector<std::int64_t> counts;
+    std::int64_t label = 0;
+  };
+  std::vector<Doc> chunk(static_cast<std::size_t>(kChunk));
+  std::vector<std::int32_t> indices;
+  std::vector<std::int64_t> indptr, values, labels;
+  tbb::task_arena arena(std::max(1, threads));
   for (Index s = first_shard; s < last_shard; ++s) {
     const Index begin = layout.begin(s), end = layout.begin(s + 1);
     indptr.assign(1, 0);
     indices.clear();
     values.clear();
     labels.clear();
-    for (Index doc = begin; doc < end; ++doc) {
-      if (((doc - begin) & 1023) == 0) {
-        stop_point();
-        if (docs_done) docs_done(doc - layout.begin(first_shard));
+    for (Index c0 = begin; c0 < end; c0 += kChunk) {
+      stop_point();
+      if (docs_done) docs_done(c0 - layout.begin(first_shard));
+      const Index n = std::min(kChunk, end - c0);
+      arena.execute([&] {
+        tbb::parallel_for(Index{0}, n, [&](Index i) {
+          Doc& d = chunk[static_cast<std::size_t>(i)];
+          d.label = gen.document(c0 + i, d.ids, d.counts);
+        });
+      });
+      for (Index i = 0; i < n; ++i) {
+        const Doc& d = chunk[static_cast<std::size_t>(i)];
+        labels.push_back(d.label);
+        indices.insert(indices.end(), d.ids.begin(), d.ids.end());
+        values.insert(values.end(), d.counts.begin(), d.counts.end());
+        indptr.push_back(static_cast<std::int64_t>(indices.size()));
       }
-      labels.push_back(gen.document(doc, ids, counts));
-      indices.insert(indices.end(), ids.begin(), ids.end());
-      values.insert(values.end(), counts.begin(), counts.end());
-      indptr.push_back(static_cast<std::int64_t>(indices.size()));
     }
     io::write_counts_shard(shard_path(s), gen.vocab_size(), indptr, indices, values, labels);
     if (docs_done) docs_done(end - layout.begin(first_shard));

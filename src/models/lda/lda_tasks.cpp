@@ -157,7 +157,7 @@ int generate(train::TaskRun& run) {
     const auto progress =
         run.progress("generate", plan.layout.begin(plan.mine.last) - plan.layout.begin(plan.mine.first), "documents");
     write_lda_shards(gen, plan.layout, plan.mine.first, plan.mine.last, [&](Index s) { return dir.shard_path(s); },
-                     [&](Index done) { progress->update(done); });
+                     [&](Index done) { progress->update(done); }, run.common().threads);
     progress->finish();
   });
   dir.publish();
@@ -212,7 +212,8 @@ std::vector<TaskSpec> lda_own_tasks() {
        .options = generate_lda_options(),
        .run = generate,
        .examples = {"latent generate lda --n-samples 100000 --vocab-size 5000 --n-components 50 --output corpus/"},
-       .reads_model = false},
+       .reads_model = false,
+       .takes_threads = true},
       lda_export_task(),
   };
 }

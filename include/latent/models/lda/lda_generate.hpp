@@ -46,8 +46,10 @@ void generate_lda(Index n_documents, Index vocab_size, Index n_topics, double me
 /// io::write_counts_shard. Any split of the shards over ranks writes
 /// the same corpus. Local (each rank its own shards). `docs_done`, if set, is told the
 /// documents drawn so far every 1024 documents and after each shard (a progress line).
+/// Documents are drawn on `threads` oneTBB threads in chunks of 1024 (each a pure function
+/// of (seed, document)), so the shards are the same bytes for any thread count.
 void write_lda_shards(const LdaGenerator& gen, const io::ShardLayout& layout, Index first_shard,
                       Index last_shard, const std::function<std::string(Index)>& shard_path,
-                      const std::function<void(Index)>& docs_done = {});
+                      const std::function<void(Index)>& docs_done = {}, int threads = 1);
 
 }  // namespace latent::models
