@@ -12,6 +12,7 @@
 
 #include "common.hpp"
 #include "latent/core/error.hpp"
+#include "latent/core/kernel.hpp"
 #include "latent/io/block_plan.hpp"
 #include "latent/io/counts_dataset.hpp"
 #include "latent/io/h5_file.hpp"
@@ -113,9 +114,9 @@ class CliFitRun final : public train::FitRun {
       apply_needs(mem, mem.num_features);
       train::check_memory(train::estimate_em_memory(mem), available_memory_bytes(), spec_.memory_advice);
     });
-    ctx_.log.info(fmt::format("data {}: {} samples x {} features in {} shard(s); {} rank(s) x {} thread(s)", c_.data,
-                              source->info().num_rows, source->info().num_features, source->info().shards.size(),
-                              ctx_.comm.size(), c_.threads));
+    ctx_.log.info(fmt::format("data {}: {} samples x {} features in {} shard(s); {} rank(s) x {} thread(s); kernel variant {}",
+                              c_.data, source->info().num_rows, source->info().num_features, source->info().shards.size(),
+                              ctx_.comm.size(), c_.threads, kernel::to_string(kernel::active())));
     summary = train::summarize(ctx_.comm, *source, c_.threads);
     content_ = train::content_json(source->info().shards, summary.shard_hashes);
     if (summary.num_constant_features > 0)
@@ -152,9 +153,10 @@ class CliFitRun final : public train::FitRun {
       apply_needs(m, info.vocab_size);
       train::check_memory(train::estimate_em_memory(m), available_memory_bytes(), spec_.memory_advice);
     });
-    ctx_.log.info(fmt::format("data {}: {} documents, vocabulary {}, {} nonzeros in {} shard(s); {} rank(s) x {} thread(s)",
-                              c_.data, info.num_rows, info.vocab_size, info.num_nonzeros, info.shards.size(),
-                              ctx_.comm.size(), c_.threads));
+    ctx_.log.info(fmt::format(
+        "data {}: {} documents, vocabulary {}, {} nonzeros in {} shard(s); {} rank(s) x {} thread(s); kernel variant {}",
+        c_.data, info.num_rows, info.vocab_size, info.num_nonzeros, info.shards.size(), ctx_.comm.size(), c_.threads,
+        kernel::to_string(kernel::active())));
     return info;
   }
 
