@@ -98,19 +98,47 @@ template <bool kMax>
           acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
         }
       }
+      if (i0 + 4 <= mv && j0 + 16 <= nv) {  // a whole sub-tile: straight from the registers
+        [[maybe_unused]] __m256i mx0, mx1;
+        if constexpr (kMax) {
+          mx0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(abs_max));
+          mx1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(abs_max + 8));
+        }
+        const __m256i magnitude = _mm256_set1_epi32(0x7fffffff);
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; ++i) {
+          float* ci = c + (i0 + i) * ldc + j0;
+          __m256 v0 = acc[i][0], v1 = acc[i][1];
+          if (accumulate) {
+            v0 = _mm256_add_ps(v0, _mm256_loadu_ps(ci));
+            v1 = _mm256_add_ps(v1, _mm256_loadu_ps(ci + 8));
+          }
+          _mm256_storeu_ps(ci, v0);
+          _mm256_storeu_ps(ci + 8, v1);
+          if constexpr (kMax) {
+            mx0 = _mm256_max_epu32(mx0, _mm256_and_si256(_mm256_castps_si256(v0), magnitude));
+            mx1 = _mm256_max_epu32(mx1, _mm256_and_si256(_mm256_castps_si256(v1), magnitude));
+          }
+        }
+        if constexpr (kMax) {
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(abs_max), mx0);
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(abs_max + 8), mx1);
+        }
+        continue;
+      }
 #pragma GCC unroll 4
       for (int i = 0; i < 4; ++i) {
         _mm256_store_ps(&t[i0 + i][j0], acc[i][0]);
         _mm256_store_ps(&t[i0 + i][j0 + 8], acc[i][1]);
       }
-    }
-  }
-  for (int i = 0; i < mv; ++i) {
-    float* ci = c + i * ldc;
-    for (int j = 0; j < nv; ++j) {
-      const float v = accumulate ? t[i][j] + ci[j] : t[i][j];
-      ci[j] = v;
-      if constexpr (kMax) abs_max[j % 16] = std::max(abs_max[j % 16], word_of(v) & 0x7fffffffu);
+      for (int i = i0; i < std::min(i0 + 4, mv); ++i) {  // an edge: through t, the valid entries only
+        float* ci = c + i * ldc;
+        for (int j = j0; j < std::min(j0 + 16, nv); ++j) {
+          const float v = accumulate ? t[i][j] + ci[j] : t[i][j];
+          ci[j] = v;
+          if constexpr (kMax) abs_max[j % 16] = std::max(abs_max[j % 16], word_of(v) & 0x7fffffffu);
+        }
+      }
     }
   }
 }
