@@ -463,7 +463,8 @@ TEST(CliKernel, ForcedLoggedRecordedAndRefused) {
     const std::string name = kernel::to_string(v);
     const KernelEnv env(name.c_str());
     const std::string out = dir / (name + ".h5");
-    r = run_cli({"fit", "gmm", "--data", dir / "d", "--output", out, "--n-components", "2"});
+    r = run_cli({"fit", "gmm", "--data", dir / "d", "--output", out, "--n-components", "2", "--log-json",
+                 dir / (name + ".jsonl")});
     if (!kernel::supported(v)) {  // a CPU without AVX-512: refused, naming what it runs
       EXPECT_EQ(r.code, 64);
       EXPECT_NE(r.err.find("LATENT_KERNEL=" + name + ": this CPU lacks the instructions"), std::string::npos) << r.err;
@@ -471,6 +472,10 @@ TEST(CliKernel, ForcedLoggedRecordedAndRefused) {
     }
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_NE(r.err.find(" thread(s); kernel variant " + name + "\n"), std::string::npos) << r.err;
+    std::ifstream log(dir / (name + ".jsonl"));
+    std::string start;
+    std::getline(log, start);
+    EXPECT_EQ(nlohmann::json::parse(start).at("kernel_variant"), name) << start;
     io::H5Reader model(out);
     EXPECT_EQ(model.attr_string("/", "kernel_variant"), name);
     r = run_cli({"info", out});
