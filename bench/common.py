@@ -316,7 +316,24 @@ def machine_info() -> dict:
         pass
     flags = _cpu_flags()
     info["cpu_flags"] = [f for f in CPU_FLAGS_RECORDED if f in flags]
+    info.update(latent_build())
     return info
+
+
+def latent_build() -> dict:
+    """The binary's target ISA (-march: Eigen's vector width) and the kernel variant it
+    selects on this CPU (docs/ARCHITECTURE.md §5.7), from `latent --version`; {} without a
+    binary."""
+    p = Path(os.environ.get("LATENT_BIN", REPO_ROOT / "build/release/src/latent"))
+    p = p if p.is_absolute() else REPO_ROOT / p
+    try:
+        text = subprocess.run([str(p), "--version"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    isa = re.search(r"target ISA: (.*)", text)
+    variant = re.search(r"selected: ([^,]+),", text)
+    return {"latent_target_isa": isa.group(1).strip() if isa else None,
+            "latent_kernel_variant": os.environ.get("LATENT_KERNEL") or (variant.group(1) if variant else None)}
 
 
 # --------------------------------------------------------------------------- honest references

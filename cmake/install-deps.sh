@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages latent needs, if any is missing. Idempotent.
 # Usage: cmake/install-deps.sh [--with-data] [--with-reference] [--with-slurm] [--with-fuzz]
-#        [--with-packaging] [--with-python]
+#        [--with-packaging] [--with-python] [--with-qemu]
 #   --with-data       also Debian's dataset-fashion-mnist (the main job's data)
 #   --with-reference  also python3-sklearn/h5py/numpy/scipy/gensim/matplotlib and OpenBLAS (serial:
 #                     the references run on a tuned BLAS, not netlib's) (reference fixtures,
@@ -12,6 +12,8 @@
 #   --with-python     also pybind11 and the Python packages of the `latent` Python module
 #                     (python/: numpy, scipy, scikit-learn, h5py, gensim; pandas for the
 #                     estimator checks that take DataFrames; docs/PYTHON.md)
+#   --with-qemu       also qemu-user (tests/cli/isa_qemu_test.py: the default build under an
+#                     emulated Haswell, which has AVX2 and raises SIGILL on AVX-512)
 #   --with-slurm      also slurm-wlm, munge and iproute2 (the SLURM tests, tests/slurm/; the daemons
 #                     are not started: tests/slurm/cluster.sh runs a private cluster,
 #                     cluster_two_node.sh a two-node one in network namespaces: ip netns)
@@ -30,6 +32,7 @@ for arg in "$@"; do
     --with-slurm) pkgs+=(slurm-wlm munge iproute2) ;;
     --with-fuzz) pkgs+=(clang-14 libclang-rt-14-dev) ;;
     --with-packaging) pkgs+=(debootstrap man-db) ;;
+    --with-qemu) pkgs+=(qemu-user) ;;
     *) echo "install-deps.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done

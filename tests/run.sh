@@ -5,7 +5,7 @@
 # AddressSanitizer + UndefinedBehaviorSanitizer, and the libFuzzer targets for a bounded time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash cmake/install-deps.sh --with-reference --with-python --with-slurm --with-fuzz --with-packaging
+bash cmake/install-deps.sh --with-reference --with-python --with-slurm --with-fuzz --with-packaging --with-qemu
 cmake --preset ci
 cmake --build --preset ci
 ctest --preset ci -j2 --timeout 900

@@ -6,6 +6,7 @@
 #include "common.hpp"
 #include "latent/core/control.hpp"
 #include "latent/core/error.hpp"
+#include "latent/core/kernel.hpp"
 #include "latent/models/registry.hpp"
 #include "latent/train/build_info.hpp"
 
@@ -48,6 +49,35 @@ std::string usage_text() {
          exit_status_text();
 }
 
+// The job's kernel variant (docs/ARCHITECTURE.md §5.7): each rank's choice (LATENT_KERNEL,
+// else the best its CPU runs; a bad or unsupported LATENT_KERNEL fails every rank with 64),
+// then the minimum over the ranks, so every rank runs the same kernels wherever it landed.
+// Collective.
+void agree_kernel_variant(const comm::Communicator& comm) {
+  double local = 0;
+  comm::run_agreed(comm, [&] { local = static_cast<double>(kernel::local_choice()); });
+  comm.allreduce_min(std::span<double>(&local, 1));
+  kernel::set_active(static_cast<kernel::Variant>(static_cast<int>(local)));
+}
+
+// `latent --version`'s kernel lines: every variant, which this CPU runs, and the one this
+// process would use (local: no agreement).
+std::string kernel_variants_text() {
+  std::string all, here;
+  for (kernel::Variant v : kernel::all_variants()) {
+    all += (all.empty() ? "" : ", ") + kernel::to_string(v);
+    if (kernel::supported(v)) here += (here.empty() ? "" : ", ") + kernel::to_string(v);
+  }
+  std::string chosen;
+  try {
+    chosen = kernel::to_string(kernel::local_choice());
+  } catch (const Error& e) {
+    chosen = std::string("none (") + e.what() + ")";
+  }
+  return "  kernel variants: " + all + " (this CPU: " + (here.empty() ? "none" : here) + "; selected: " + chosen +
+         ", LATENT_KERNEL to force one; the ranks of a job use the lowest selected)\n";
+}
+
 }  // namespace
 
 int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
@@ -65,9 +95,11 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
       return args.empty() ? exit_code(ErrorKind::kUsage) : 0;
     }
     if (args[0] == "--version") {
-      if (comm.is_root())
+      if (comm.is_root()) {
         for (const auto& [name, value] : train::build_info())
           out << (name == "latent" ? "latent " + value : "  " + name + ": " + value) << '\n';
+        out << kernel_variants_text();
+      }
       return 0;
     }
     const auto it = commands.find(args[0]);
@@ -78,6 +110,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
       throw_usage("unknown command '" + args[0] + "'" + (near.empty() ? "" : " (did you mean " + near + "?)") + "\n" +
                   usage_text());
     }
+    agree_kernel_variant(comm);
     // A fit stops at its next iteration boundary after a checkpoint; every other command
     // stops at its next block, leaving nothing behind (exit 75).
     set_stop_aborts(it->first != "fit");

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "latent/core/error.hpp"
+#include "latent/core/kernel.hpp"
 #include "latent/core/profile.hpp"
 #include "latent/io/block_plan.hpp"
 #include "latent/models/registry.hpp"
@@ -232,6 +233,7 @@ IterationLog::IterationLog(const Context& ctx, std::string model, const std::str
     if (!*json_) throw_output("--log-json " + json_path + ": cannot open for writing");
     nlohmann::json j = line("start");
     j["resume"] = resume;
+    j["kernel_variant"] = kernel::to_string(kernel::active());  // the job's (docs/ARCHITECTURE.md §5.7)
     *json_ << j.dump() << '\n';
     json_->flush();
   }

@@ -133,7 +133,7 @@ class RowParts {
 class IterationLog {
  public:
   /// An existing JSON log is appended to, never truncated; the first line this run writes
-  /// is a "start" event (time, model, output, ranks, threads, resume). Every line has an
+  /// is a "start" event (time, model, output, ranks, threads, resume, kernel_variant). Every line has an
   /// ISO 8601 UTC "time", the rank count, and the objective's name and unit
   /// (ModelSpec::objective_name, objective_unit). `threads`: per rank, recorded.
   IterationLog(const Context& ctx, std::string model, const std::string& json_path, const std::string& output,

@@ -12,6 +12,7 @@
 
 #include "common.hpp"
 #include "latent/core/error.hpp"
+#include "latent/core/kernel.hpp"
 #include "latent/io/block_plan.hpp"
 #include "latent/io/counts_dataset.hpp"
 #include "latent/io/h5_file.hpp"
@@ -109,9 +110,9 @@ class CliFitRun final : public train::FitRun {
     comm::run_agreed(ctx_.comm, [&] {
       train::check_fit_memory(spec_, values_, c_, d, d, cache_bytes, available_memory_bytes());
     });
-    ctx_.log.info(fmt::format("data {}: {} samples x {} features in {} shard(s); {} rank(s) x {} thread(s)", c_.data,
-                              source->info().num_rows, source->info().num_features, source->info().shards.size(),
-                              ctx_.comm.size(), c_.threads));
+    ctx_.log.info(fmt::format("data {}: {} samples x {} features in {} shard(s); {} rank(s) x {} thread(s); kernel variant {}",
+                              c_.data, source->info().num_rows, source->info().num_features, source->info().shards.size(),
+                              ctx_.comm.size(), c_.threads, kernel::to_string(kernel::active())));
     summary = train::summarize(ctx_.comm, *source, c_.threads);
     content_ = train::content_json(source->info().shards, summary.shard_hashes);
     if (summary.num_constant_features > 0)
@@ -142,9 +143,10 @@ class CliFitRun final : public train::FitRun {
     comm::run_agreed(ctx_.comm, [&] {
       train::check_fit_memory(spec_, values_, c_, 1, info.vocab_size, 0, available_memory_bytes());
     });
-    ctx_.log.info(fmt::format("data {}: {} documents, vocabulary {}, {} nonzeros in {} shard(s); {} rank(s) x {} thread(s)",
-                              c_.data, info.num_rows, info.vocab_size, info.num_nonzeros, info.shards.size(),
-                              ctx_.comm.size(), c_.threads));
+    ctx_.log.info(fmt::format(
+        "data {}: {} documents, vocabulary {}, {} nonzeros in {} shard(s); {} rank(s) x {} thread(s); kernel variant {}",
+        c_.data, info.num_rows, info.vocab_size, info.num_nonzeros, info.shards.size(), ctx_.comm.size(), c_.threads,
+        kernel::to_string(kernel::active())));
     return info;
   }
 

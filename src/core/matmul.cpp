@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "latent/core/error.hpp"
+#include "latent/core/kernel.hpp"
 
 namespace latent::matmul {
 namespace {
@@ -21,10 +22,11 @@ inline std::uint32_t pair_of(float lo, float hi) noexcept {
   return static_cast<std::uint32_t>(to_bfloat16(lo)) | (static_cast<std::uint32_t>(to_bfloat16(hi)) << 16);
 }
 
-// The 8 × 32 tile C[0..mv) × [0..nv) (+)= A-panel · B-panel over `steps` steps. With
-// kMax, each of the 16 words of abs_max becomes the largest of itself and the bit patterns
-// of |C| stored in its lane (as unsigned integers these order like the magnitudes, and NaN
-// above +Inf).
+// The 8 × 32 tile C[0..mv) × [0..nv) (+)= A-panel · B-panel over `steps` steps (kernel
+// variants avx512 and avx512bf16). With kMax, each of the 16 words of abs_max becomes the
+// largest of itself and the bit patterns of |C| stored in its lane (as unsigned integers
+// these order like the magnitudes, and NaN above +Inf). Panels are read unaligned: the
+// allocator aligns to what the baseline ISA needs (32 bytes for AVX2), not to 64.
 template <bool kBf16, bool kMax>
 [[gnu::target("avx512f,avx512bw,avx512vl,avx512bf16")]] void tile(Index steps, const std::uint32_t* __restrict a,
                                                                    const std::uint32_t* __restrict b, float* c, Index ldc,
@@ -34,7 +36,7 @@ template <bool kBf16, bool kMax>
 #pragma GCC unroll 8
   for (int i = 0; i < kMr; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
   for (Index s = 0; s < steps; ++s) {
-    const __m512i b0 = _mm512_load_si512(b + s * kNr), b1 = _mm512_load_si512(b + s * kNr + 16);
+    const __m512i b0 = _mm512_loadu_si512(b + s * kNr), b1 = _mm512_loadu_si512(b + s * kNr + 16);
 #pragma GCC unroll 8
     for (int i = 0; i < kMr; ++i) {
       const __m512i ai = _mm512_set1_epi32(static_cast<int>(a[s * kMr + i]));
@@ -69,6 +71,76 @@ template <bool kBf16, bool kMax>
     }
   }
   if constexpr (kMax) _mm512_storeu_si512(abs_max, mx);
+}
+
+// The same float32 tile with AVX2 + FMA (kernel variant avx2): 4 rows × 16 columns per
+// pass (8 accumulators of 8 lanes), each entry summed over the steps in the same order with
+// the same fused multiply-adds as tile<false, kMax>, then the same single addition of the
+// old C: the bits are those of the AVX-512 tile. abs_max is updated per lane j mod 16; the
+// caller takes the maximum over the lanes, which does not depend on the lane.
+template <bool kMax>
+[[gnu::target("avx2,fma")]] void tile_avx2(Index steps, const std::uint32_t* __restrict a, const std::uint32_t* __restrict b,
+                                           float* c, Index ldc, bool accumulate, int mv, int nv,
+                                           std::uint32_t* abs_max) {
+  alignas(32) float t[kMr][kNr];
+  for (int i0 = 0; i0 < mv; i0 += 4) {
+    for (int j0 = 0; j0 < nv; j0 += 16) {
+      __m256 acc[4][2];
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+      for (Index s = 0; s < steps; ++s) {
+        const float* bs = reinterpret_cast<const float*>(b + s * kNr + j0);
+        const __m256 b0 = _mm256_loadu_ps(bs), b1 = _mm256_loadu_ps(bs + 8);
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; ++i) {
+          const __m256 ai = _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(a[s * kMr + i0 + i])));
+          acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
+          acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
+        }
+      }
+      if (i0 + 4 <= mv && j0 + 16 <= nv) {  // a whole sub-tile: straight from the registers
+        [[maybe_unused]] __m256i mx0, mx1;
+        if constexpr (kMax) {
+          mx0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(abs_max));
+          mx1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(abs_max + 8));
+        }
+        const __m256i magnitude = _mm256_set1_epi32(0x7fffffff);
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; ++i) {
+          float* ci = c + (i0 + i) * ldc + j0;
+          __m256 v0 = acc[i][0], v1 = acc[i][1];
+          if (accumulate) {
+            v0 = _mm256_add_ps(v0, _mm256_loadu_ps(ci));
+            v1 = _mm256_add_ps(v1, _mm256_loadu_ps(ci + 8));
+          }
+          _mm256_storeu_ps(ci, v0);
+          _mm256_storeu_ps(ci + 8, v1);
+          if constexpr (kMax) {
+            mx0 = _mm256_max_epu32(mx0, _mm256_and_si256(_mm256_castps_si256(v0), magnitude));
+            mx1 = _mm256_max_epu32(mx1, _mm256_and_si256(_mm256_castps_si256(v1), magnitude));
+          }
+        }
+        if constexpr (kMax) {
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(abs_max), mx0);
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(abs_max + 8), mx1);
+        }
+        continue;
+      }
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) {
+        _mm256_store_ps(&t[i0 + i][j0], acc[i][0]);
+        _mm256_store_ps(&t[i0 + i][j0 + 8], acc[i][1]);
+      }
+      for (int i = i0; i < std::min(i0 + 4, mv); ++i) {  // an edge: through t, the valid entries only
+        float* ci = c + i * ldc;
+        for (int j = j0; j < std::min(j0 + 16, nv); ++j) {
+          const float v = accumulate ? t[i][j] + ci[j] : t[i][j];
+          ci[j] = v;
+          if constexpr (kMax) abs_max[j % 16] = std::max(abs_max[j % 16], word_of(v) & 0x7fffffffu);
+        }
+      }
+    }
+  }
 }
 
 // o[r] = the bfloat16 pair (x0[r], x1[r]) for r < n (x1 null: zeros).
@@ -163,16 +235,10 @@ template <bool kBf16>
   }
 }
 
-bool cpu_has_avx512f() noexcept {
-  static const bool v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                        __builtin_cpu_supports("avx512vl");
-  return v;
-}
-
-bool cpu_has_avx512bf16() noexcept {
-  static const bool v = cpu_has_avx512f() && __builtin_cpu_supports("avx512bf16");
-  return v;
-}
+// The kernels of the job's variant (latent/core/kernel.hpp), not of this CPU: every rank
+// of a job runs the same ones.
+bool use_avx512() { return kernel::active() >= kernel::Variant::kAvx512; }
+bool use_avx512bf16() { return kernel::active() == kernel::Variant::kAvx512Bf16; }
 
 }  // namespace
 
@@ -193,12 +259,15 @@ Precision parse_precision(const std::string& s) {
 
 std::string to_string(Precision p) { return p == Precision::kHighest ? "highest" : "medium"; }
 
-bool available(Precision p) noexcept { return p == Precision::kHighest ? cpu_has_avx512f() : cpu_has_avx512bf16(); }
+bool available(Precision p) { return p == Precision::kHighest || use_avx512bf16(); }
 
 void require(Precision p) {
   if (available(p)) return;
-  throw_usage(p == Precision::kHighest
-                  ? std::string("this CPU lacks AVX-512 (F, BW, VL), which the packed float32 kernels need")
+  const kernel::Variant v = kernel::active();
+  throw_usage(kernel::supported(kernel::Variant::kAvx512Bf16)
+                  ? "--matmul-precision medium needs the kernel variant avx512bf16; this run uses " + kernel::to_string(v) +
+                        " (LATENT_KERNEL, or the ranks' agreement on the best variant every rank's CPU runs): use "
+                        "--matmul-precision highest"
                   : std::string("--matmul-precision medium needs a CPU with AVX512_BF16 (Intel Cooper Lake or Sapphire "
                                 "Rapids and later, AMD Zen 4 and later); this one lacks it: use --matmul-precision highest"));
 }
@@ -237,10 +306,10 @@ void Packed::repack(const float* src, Index row_begin, Index row_end, Index dept
 void Packed::fill(const float* src, Index r_begin, Index r_end, Index k_begin, Index k_end) {
   const Index width = width_, rows = rows_, depth = depth_, row_stride = row_stride_, depth_stride = depth_stride_;
   const bool bf16 = precision_ == Precision::kMedium;
-  const bool vector = bf16 && cpu_has_avx512bf16();
+  const bool vector = bf16 && use_avx512bf16();
   const Index s_begin = bf16 ? k_begin / 2 : k_begin, s_end = bf16 ? (k_end + 1) / 2 : k_end;
   const Index panels = (rows + width - 1) / width;
-  if (row_stride != 1 && depth_stride == 1 && (width == 8 || width == 32) && (bf16 ? cpu_has_avx512bf16() : cpu_has_avx512f())) {
+  if (row_stride != 1 && depth_stride == 1 && (width == 8 || width == 32) && (bf16 ? use_avx512bf16() : use_avx512())) {
     if (bf16) pack_transposed<true>(src, rows, depth, row_stride, width, steps_, words_.data(), r_begin, r_end, s_begin, s_end);
     else pack_transposed<false>(src, rows, depth, row_stride, width, steps_, words_.data(), r_begin, r_end, s_begin, s_end);
     return;
@@ -288,9 +357,11 @@ void Packed::fill(const float* src, Index r_begin, Index r_end, Index k_begin, I
 
 namespace {
 
-// Every tile of C = A B, in the one kernel variant chosen for the product.
-template <bool kBf16, bool kMax>
+// Every tile of C = A B, in the one tile kernel chosen for the product (kAvx2: the AVX2
+// float32 tile).
+template <bool kBf16, bool kMax, bool kAvx2 = false>
 void tiles(const Packed& a, const Packed& b, float* c, Index ldc, bool accumulate, std::uint32_t* lanes) {
+  static_assert(!(kBf16 && kAvx2), "bfloat16 products need AVX512_BF16");
   const Index m = a.rows(), n = b.rows(), steps = a.steps();
   const Index mp = (m + kMr - 1) / kMr, np = (n + kNr - 1) / kNr;
   for (Index qn = 0; qn < np; ++qn) {
@@ -298,7 +369,8 @@ void tiles(const Packed& a, const Packed& b, float* c, Index ldc, bool accumulat
     const int nv = static_cast<int>(std::min(kNr, n - qn * kNr));
     for (Index qm = 0; qm < mp; ++qm) {
       const int mv = static_cast<int>(std::min(kMr, m - qm * kMr));
-      tile<kBf16, kMax>(steps, a.panel(qm), bp, c + qm * kMr * ldc + qn * kNr, ldc, accumulate, mv, nv, lanes);
+      if constexpr (kAvx2) tile_avx2<kMax>(steps, a.panel(qm), bp, c + qm * kMr * ldc + qn * kNr, ldc, accumulate, mv, nv, lanes);
+      else tile<kBf16, kMax>(steps, a.panel(qm), bp, c + qm * kMr * ldc + qn * kNr, ldc, accumulate, mv, nv, lanes);
     }
   }
 }
@@ -309,14 +381,17 @@ void multiply(const Packed& a, const Packed& b, float* c, Index ldc, bool accumu
   if (a.precision() != b.precision() || a.depth() != b.depth())
     throw std::invalid_argument("matmul::multiply: operands packed with different precisions or depths");
   const bool bf16 = a.precision() == Precision::kMedium;
+  const bool avx2 = !use_avx512();
   if (abs_max == nullptr) {
     if (bf16) tiles<true, false>(a, b, c, ldc, accumulate, nullptr);
+    else if (avx2) tiles<false, false, true>(a, b, c, ldc, accumulate, nullptr);
     else tiles<false, false>(a, b, c, ldc, accumulate, nullptr);
     return;
   }
   std::uint32_t lanes[16] = {};
   lanes[0] = word_of(std::fabs(*abs_max));
   if (bf16) tiles<true, true>(a, b, c, ldc, accumulate, lanes);
+  else if (avx2) tiles<false, true, true>(a, b, c, ldc, accumulate, lanes);
   else tiles<false, true>(a, b, c, ldc, accumulate, lanes);
   *abs_max = std::bit_cast<float>(*std::max_element(lanes, lanes + 16));
 }

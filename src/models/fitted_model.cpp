@@ -9,6 +9,7 @@
 #include <map>
 
 #include "latent/core/error.hpp"
+#include "latent/core/kernel.hpp"
 #include "latent/core/rng.hpp"
 #include "latent/models/kmeans/kmeans.hpp"
 
@@ -22,6 +23,8 @@ void write_fit_record(io::H5Writer& w, const std::string& model, const FitRecord
   w.attr("/", "lower_bound", r.em.objective);
   w.attr("/", "n_samples_seen", static_cast<std::int64_t>(r.n_samples));
   w.attr("/", "data", r.data_location);
+  // Which of latent's kernels ran (docs/FORMATS.md; the same bits in avx2 and avx512).
+  w.attr("/", "kernel_variant", kernel::to_string(kernel::active()));
   std::vector<double> objective, change, seconds;
   for (const auto& h : r.em.history) {
     objective.push_back(h.objective);
@@ -55,6 +58,7 @@ std::string fit_summary(const io::H5Reader& r) {
   if (r.has_attr("/", "n_samples_seen"))
     s += fmt::format("  fitted on: {} ({} samples)\n", r.attr_string("/", "data"), r.attr_int("/", "n_samples_seen"));
   if (r.has_attr("/", "config")) s += "  config: " + r.attr_string("/", "config") + "\n";
+  if (r.has_attr("/", "kernel_variant")) s += "  kernel variant: " + r.attr_string("/", "kernel_variant") + "\n";
   return s;
 }
 

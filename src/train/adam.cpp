@@ -5,13 +5,14 @@
 #include <algorithm>
 #include <cmath>
 
+#include "latent/core/kernel.hpp"
+
 namespace latent::train {
 namespace {
 
-bool cpu_has_avx512() noexcept {
-  static const bool v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
-  return v;
-}
+// The vector path in the kernel variants with AVX-512 (latent/core/kernel.hpp: chosen for
+// the job, not per CPU); both paths give the same bits.
+bool use_avx512() { return kernel::active() >= kernel::Variant::kAvx512; }
 
 // The portable path: the same correctly rounded operations as the vector path, one entry
 // at a time (fused multiply-adds written out, so contraction cannot differ).
@@ -100,7 +101,7 @@ constexpr __mmask16 mask16(std::size_t n) noexcept {
 }  // namespace
 
 void add_to_grid(const float* g, std::int64_t* out, std::size_t n, double scale, bool accumulate) {
-  if (cpu_has_avx512()) return add_to_grid_avx512(g, out, n, scale, accumulate);
+  if (use_avx512()) return add_to_grid_avx512(g, out, n, scale, accumulate);
   if (accumulate)
     for (std::size_t j = 0; j < n; ++j) out[j] += on_grid(g[j], scale);
   else
@@ -109,7 +110,7 @@ void add_to_grid(const float* g, std::int64_t* out, std::size_t n, double scale,
 
 void adam_update(const AdamStep& s, std::span<const float* const> grads, double scale, const std::int64_t* sum,
                  float* theta, float* m, float* v, std::size_t offset, std::size_t n) {
-  if (cpu_has_avx512()) return adam_avx512(s, grads, scale, sum, theta, m, v, offset, n);
+  if (use_avx512()) return adam_avx512(s, grads, scale, sum, theta, m, v, offset, n);
   for (std::size_t j = offset; j < offset + n; ++j) {
     std::int64_t g = 0;
     if (sum != nullptr) {

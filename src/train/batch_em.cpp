@@ -27,7 +27,7 @@ EmResult run_em(const comm::Communicator& comm, Source& source, Index num_sample
       model.e_step_block(b, partial);
       if (inject_nan) partial[0] = std::numeric_limits<double>::quiet_NaN();
     };
-    // 64-byte aligned, like the kernels' buffers: an M-step's Eigen reductions over maps of
+    // Aligned to Eigen's widest packet, like the kernels' buffers: an M-step's Eigen reductions over maps of
     // the statistics must not depend on where the heap put them.
     const std::vector<double> raw = reduce_global(comm, source, model.num_stats(), options.threads, kernel);
     return AlignedDoubles(raw.begin(), raw.end());

@@ -5,7 +5,6 @@
 #include <Eigen/Core>
 
 #include "latent/comm/communicator.hpp"
-#include "latent/core/matmul.hpp"
 #include "latent/io/h5_file.hpp"
 
 #ifndef LATENT_VERSION
@@ -19,13 +18,10 @@ namespace latent::train {
 
 std::vector<std::pair<std::string, std::string>> build_info() {
   const std::string march = LATENT_MARCH;
-  std::string kernels = matmul::available(matmul::Precision::kHighest) ? "AVX-512F packed float32 products" : "Eigen (no AVX-512F)";
-  if (matmul::available(matmul::Precision::kMedium)) kernels += ", AVX512_BF16 (--matmul-precision medium)";
   return {
       {"latent", LATENT_VERSION},
       {"compiler", std::string("GCC ") + __VERSION__},
       {"target ISA", march.empty() ? "compiler default (-march not set)" : "-march=" + march},
-      {"CPU kernels", kernels},
       {"MPI", comm::mpi_library_version()},
       {"HDF5", io::hdf5_version()},
       {"oneTBB", std::string(TBB_runtime_version()) + " (built with " + TBB_VERSION_STRING + ")"},

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -10,6 +11,7 @@
 #include <sstream>
 
 #include "../support/fixtures.hpp"
+#include "latent/core/kernel.hpp"
 #include "latent/io/h5_file.hpp"
 
 namespace latent::cli {
@@ -426,6 +428,68 @@ TEST(CliHelp, EveryCommandHasHelp) {
     const auto r = run_cli(args);
     EXPECT_EQ(r.code, 0) << cmd[0];
     EXPECT_NE(r.out.find("Usage: latent"), std::string::npos) << cmd[0] << ": " << r.out;
+  }
+}
+
+// LATENT_KERNEL for the calls in one scope; afterwards unset and this process's choice
+// restored (run() sets the variant of every command it runs).
+struct KernelEnv {
+  explicit KernelEnv(const char* value) { ::setenv("LATENT_KERNEL", value, 1); }
+  ~KernelEnv() {
+    ::unsetenv("LATENT_KERNEL");
+    kernel::set_active(kernel::local_choice());
+  }
+};
+
+// The kernel variant (docs/ARCHITECTURE.md §5.7): listed by --version, chosen by
+// LATENT_KERNEL (a bad name or one the CPU lacks refused with 64 before anything is read or
+// written), logged at the start of a fit, recorded in the model file; medium precision
+// refused up front outside avx512bf16.
+TEST(CliKernel, ForcedLoggedRecordedAndRefused) {
+  auto r = run_cli({"--version"});
+  ASSERT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("kernel variants: avx2, avx512, avx512bf16 (this CPU: avx2"), std::string::npos) << r.out;
+  TempDir dir("kernel");
+  latent::testing::write_shards(dir / "d", latent::testing::blobs(60, 3, 2, 1), {30, 30});
+  {
+    const KernelEnv env("avx3");
+    r = run_cli({"fit", "gmm", "--data", dir / "d", "--output", dir / "bad.h5", "--n-components", "2"});
+    EXPECT_EQ(r.code, 64);
+    EXPECT_NE(r.err.find("LATENT_KERNEL='avx3' names no kernel variant; use one of avx2, avx512, avx512bf16"),
+              std::string::npos) << r.err;
+    EXPECT_FALSE(std::filesystem::exists(dir / "bad.h5"));
+  }
+  for (kernel::Variant v : kernel::all_variants()) {
+    const std::string name = kernel::to_string(v);
+    const KernelEnv env(name.c_str());
+    const std::string out = dir / (name + ".h5");
+    r = run_cli({"fit", "gmm", "--data", dir / "d", "--output", out, "--n-components", "2", "--log-json",
+                 dir / (name + ".jsonl")});
+    if (!kernel::supported(v)) {  // a CPU without AVX-512: refused, naming what it runs
+      EXPECT_EQ(r.code, 64);
+      EXPECT_NE(r.err.find("LATENT_KERNEL=" + name + ": this CPU lacks the instructions"), std::string::npos) << r.err;
+      continue;
+    }
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.err.find(" thread(s); kernel variant " + name + "\n"), std::string::npos) << r.err;
+    std::ifstream log(dir / (name + ".jsonl"));
+    std::string start;
+    std::getline(log, start);
+    EXPECT_EQ(nlohmann::json::parse(start).at("kernel_variant"), name) << start;
+    io::H5Reader model(out);
+    EXPECT_EQ(model.attr_string("/", "kernel_variant"), name);
+    r = run_cli({"info", out});
+    EXPECT_NE(r.out.find("kernel variant: " + name), std::string::npos) << r.out;
+    r = run_cli({"fit", "vae", "--data", dir / "d", "--output", dir / (name + "-vae.h5"), "--latent-dim", "1", "--hidden",
+                 "4", "--epochs", "1", "--batch-size", "20", "--likelihood", "gaussian", "--matmul-precision", "medium"});
+    if (v == kernel::Variant::kAvx512Bf16) {
+      EXPECT_EQ(r.code, 0) << r.err;
+    } else {
+      EXPECT_EQ(r.code, 64) << r.err;
+      EXPECT_NE(r.err.find("--matmul-precision medium needs"), std::string::npos) << r.err;
+      EXPECT_EQ(r.err.find("thread(s); kernel variant"), std::string::npos) << "refused after the start: " << r.err;
+      EXPECT_FALSE(std::filesystem::exists(dir / (name + "-vae.h5")));
+    }
   }
 }
 

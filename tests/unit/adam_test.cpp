@@ -1,14 +1,16 @@
 // The trainer's Adam step fused with the fixed-point gradient sum (latent/train/adam.hpp):
 // the grid's rounding, Adam against a double-precision evaluation of PyTorch's formula, and
 // the bits not depending on how the parameter range is cut into calls (threads, segments)
-// or on where the integer sum was formed.
+// or on where the integer sum was formed, nor on the kernel variant.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <random>
 #include <vector>
 
+#include "latent/core/kernel.hpp"
 #include "latent/train/adam.hpp"
 
 namespace latent::train {
@@ -124,6 +126,38 @@ TEST(AdamUpdate, BitsDoNotDependOnTheCutsOrWhereTheSumWasFormed) {
   // And the update really moved every entry.
   const State start = initial(n);
   for (std::size_t j = 0; j < n; ++j) ASSERT_NE(whole.theta[j], start.theta[j]) << j;
+}
+
+// The kernel variants (latent/core/kernel.hpp) run different Adam code (AVX-512 with masked
+// tails, or the scalar path in avx2) for the same bits: a job's result must not depend on
+// the variant its ranks agreed on.
+TEST(AdamUpdate, EveryKernelVariantGivesTheSameBits) {
+  const std::size_t n = 301;
+  const double scale = 0x1p40;
+  const std::vector<float> g0 = normal_floats(n, 9, 1.0f), g1 = normal_floats(n, 10, 3.0f);
+  const float* grads[] = {g0.data(), g1.data()};
+  const AdamStep c = step_constants(3, 1e-3, 1.0 / scale / 64);
+  std::vector<State> states;
+  std::vector<std::vector<std::int64_t>> sums;
+  for (kernel::Variant var : kernel::all_variants()) {
+    if (!kernel::supported(var)) continue;
+    const kernel::ScopedVariant scope(var);
+    State st = initial(n);
+    std::vector<std::int64_t> sum(n);
+    for (std::size_t i = 0; i < 2; ++i) add_to_grid(grads[i], sum.data(), n, scale, i > 0);
+    adam_update(c, {}, scale, sum.data(), st.theta.data(), st.m.data(), st.v.data(), 0, n);
+    adam_update(c, grads, scale, nullptr, st.theta.data(), st.m.data(), st.v.data(), 5, n - 5);  // a second step
+    states.push_back(st);
+    sums.push_back(sum);
+  }
+  ASSERT_GE(states.size(), 1u);
+  for (std::size_t k = 1; k < states.size(); ++k)
+    for (std::size_t j = 0; j < n; ++j) {
+      ASSERT_EQ(sums[0][j], sums[k][j]) << j;
+      ASSERT_EQ(std::bit_cast<std::uint32_t>(states[0].theta[j]), std::bit_cast<std::uint32_t>(states[k].theta[j])) << j;
+      ASSERT_EQ(std::bit_cast<std::uint32_t>(states[0].m[j]), std::bit_cast<std::uint32_t>(states[k].m[j])) << j;
+      ASSERT_EQ(std::bit_cast<std::uint32_t>(states[0].v[j]), std::bit_cast<std::uint32_t>(states[k].v[j])) << j;
+    }
 }
 
 }  // namespace

@@ -374,8 +374,9 @@ namespace {
 
 // Kernels fill their statistics through Eigen maps; Eigen's vectorised reductions peel a
 // number of scalars that depends on the destination's alignment, so the buffers must sit
-// on a 64-byte boundary on every rank and run (a heap-dependent alignment once changed
-// the summary's last bits from run to run).
+// on a boundary of Eigen's widest packet on every rank and run (EIGEN_MAX_ALIGN_BYTES: 32
+// bytes in the default x86-64-v3 build, 64 with -march=native on AVX-512; a heap-dependent
+// alignment once changed the summary's last bits from run to run).
 TEST(BlockReduce, KernelBuffersAreAlignedAndPassesRepeatBitForBit) {
   latent::testing::TempDir dir("align");
   latent::testing::write_shards(dir / "d", latent::testing::blobs(3000, 12, 3, 4), {1700, 1300});
@@ -386,7 +387,7 @@ TEST(BlockReduce, KernelBuffersAreAlignedAndPassesRepeatBitForBit) {
     for (int i = 0; i <= run; ++i) heap_noise.emplace_back(new double[static_cast<std::size_t>(3 + 5 * i)]);
     auto source = latent::testing::make_source(comm, dir / "d", 256);
     const auto stats = reduce_global(comm, *source, 12, 1 + run % 2, [&](const io::DenseBlock& b, std::span<double> p) {
-      EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p.data()) % 64, 0u);
+      EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p.data()) % EIGEN_MAX_ALIGN_BYTES, 0u);
       Eigen::Map<RowVector>(p.data() + 1, 11) = b.x.rightCols(11).colwise().sum();
     });
     const DataSummary summary = summarize(comm, *source, 1 + run % 2);

@@ -8,8 +8,11 @@
 #include <limits>
 #include <random>
 #include <stdexcept>
+#include <tuple>
+#include <vector>
 
 #include "latent/core/error.hpp"
+#include "latent/core/kernel.hpp"
 #include "latent/core/matmul.hpp"
 
 namespace latent::matmul {
@@ -63,13 +66,77 @@ void check_product(Precision p, Index m, Index n, Index k) {
 }
 
 TEST(Matmul, EveryOrientationAndEdgeShape) {
-  if (precisions().empty()) GTEST_SKIP() << "this CPU has no AVX-512";
-  for (Precision p : precisions()) {
-    check_product(p, 1, 1, 1);
-    check_product(p, 13, 37, 19);   // partial panels in M and N, odd K
-    check_product(p, 8, 32, 32);    // exact panels
-    check_product(p, 17, 33, 48);   // one row and one column past a panel
-    check_product(p, 64, 80, 70);   // 16 × 16 transpose blocks with tails
+  for (kernel::Variant v : kernel::all_variants()) {  // each variant this CPU runs
+    if (!kernel::supported(v)) continue;
+    const kernel::ScopedVariant scope(v);
+    for (Precision p : precisions()) {
+      SCOPED_TRACE(kernel::to_string(v));
+      check_product(p, 1, 1, 1);
+      check_product(p, 13, 37, 19);   // partial panels in M and N, odd K
+      check_product(p, 8, 32, 32);    // exact panels
+      check_product(p, 17, 33, 48);   // one row and one column past a panel
+      check_product(p, 64, 80, 70);   // 16 × 16 transpose blocks with tails
+    }
+  }
+}
+
+// The float32 products of every kernel variant (the AVX2 + FMA tile in avx2, the AVX-512
+// tile and packers in the others) are the same bits, accumulating or not, with the same
+// largest magnitude: a job's result must not depend on the variant its ranks agreed on.
+// Shapes with partial panels in both directions and the 16 x 16 transposing packer.
+TEST(Matmul, EveryKernelVariantGivesTheSameFloat32Bits) {
+  struct Run {
+    RowMatrixF c;
+    float max;
+  };
+  for (const auto& [m, n, k] : std::vector<std::tuple<Index, Index, Index>>{{1, 1, 1}, {13, 37, 19}, {64, 80, 70}, {9, 33, 300}}) {
+    const RowMatrixF a = random_matrix(m, k, 11), b = random_matrix(k, n, 12), at = a.transpose();
+    std::vector<Run> runs;
+    for (kernel::Variant v : kernel::all_variants()) {
+      if (!kernel::supported(v)) continue;
+      const kernel::ScopedVariant scope(v);
+      for (bool a_trans : {false, true}) {
+        Packed pa, pb;
+        if (a_trans) pa.pack_a(Precision::kHighest, at.data(), m, k, 1, m);
+        else pa.pack_a(Precision::kHighest, a.data(), m, k, k, 1);
+        pb.pack_b(Precision::kHighest, b.data(), k, n, n, 1);
+        RowMatrixF c = random_matrix(m, n, 13);
+        float mx = 0.25f;
+        multiply(pa, pb, c.data(), n, /*accumulate=*/true, &mx);
+        runs.push_back({c, mx});
+      }
+    }
+    ASSERT_GE(runs.size(), 2u);
+    for (std::size_t r = 1; r < runs.size(); ++r) {
+      ASSERT_EQ(std::bit_cast<std::uint32_t>(runs[r].max), std::bit_cast<std::uint32_t>(runs[0].max)) << m << "x" << n << "x" << k;
+      EXPECT_EQ(runs[r].max, runs[0].c.cwiseAbs().maxCoeff());
+      for (Index i = 0; i < runs[0].c.size(); ++i)
+        ASSERT_EQ(std::bit_cast<std::uint32_t>(runs[r].c.data()[i]), std::bit_cast<std::uint32_t>(runs[0].c.data()[i]))
+            << "run " << r << ", " << m << "x" << n << "x" << k << " entry " << i;
+    }
+  }
+}
+
+// The variant decides what is available: float32 products in every variant, bfloat16
+// products only in avx512bf16 (refused with a message naming the variant otherwise).
+TEST(Matmul, MediumPrecisionOnlyInTheBf16Variant) {
+  for (kernel::Variant v : kernel::all_variants()) {
+    if (!kernel::supported(v)) continue;
+    const kernel::ScopedVariant scope(v);
+    EXPECT_TRUE(available(Precision::kHighest));
+    EXPECT_EQ(available(Precision::kMedium), v == kernel::Variant::kAvx512Bf16) << kernel::to_string(v);
+    if (v != kernel::Variant::kAvx512Bf16) {
+      try {
+        require(Precision::kMedium);
+        ADD_FAILURE() << "medium accepted in " << kernel::to_string(v);
+      } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::kUsage);
+        EXPECT_NE(std::string(e.what()).find("--matmul-precision highest"), std::string::npos) << e.what();
+        if (kernel::supported(kernel::Variant::kAvx512Bf16)) {
+          EXPECT_NE(std::string(e.what()).find("this run uses " + kernel::to_string(v)), std::string::npos) << e.what();
+        }
+      }
+    }
   }
 }
 

@@ -4,7 +4,8 @@
 /// row-major float32.
 ///
 /// Two precisions, named as PyTorch's torch.set_float32_matmul_precision names them:
-///  - kHighest: float32 products, float32 accumulation (AVX-512F fused multiply-add).
+///  - kHighest: float32 products, float32 accumulation (fused multiply-adds: AVX-512F, or
+///    AVX2 + FMA in kernel variant avx2, with the same order and so the same bits).
 ///  - kMedium: the operands rounded to bfloat16 (round to nearest even), products
 ///    accumulated in float32 (AVX512_BF16 VDPBF16PS: two products per lane per step).
 ///    Twice the arithmetic rate of float32 on CPUs that have it; the rounding of each
@@ -34,9 +35,12 @@ enum class Precision { kHighest, kMedium };
 Precision parse_precision(const std::string& s);
 std::string to_string(Precision p);
 
-/// True if this CPU runs the kernels of `p` (AVX-512F; and AVX512_BF16 for kMedium).
-bool available(Precision p) noexcept;
-/// Throws Error(kUsage) naming the missing CPU feature if !available(p).
+/// True if the job's kernel variant (latent/core/kernel.hpp) runs the products of `p`:
+/// kHighest always (an AVX2 + FMA tile in variant avx2, AVX-512F in the others, the same
+/// bits), kMedium only in variant avx512bf16. Local.
+bool available(Precision p);
+/// Throws Error(kUsage) if !available(p), naming the missing CPU feature, or the variant in
+/// use when the CPU has AVX512_BF16 but the job runs a lower variant.
 void require(Precision p);
 
 /// One packed operand. `rows` is the panel direction (M for A, N for B), `depth` is K.

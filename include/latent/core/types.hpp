@@ -15,7 +15,8 @@ using RowMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::R
 using RowMatrixF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using Vector = Eigen::VectorXd;
 using RowVector = Eigen::RowVectorXd;
-/// Doubles on a 64-byte boundary. Buffers that kernels fill through Eigen maps must be
+/// Doubles on a boundary of Eigen's widest packet (EIGEN_MAX_ALIGN_BYTES: 32 bytes in the
+/// default x86-64-v3 build, 64 with AVX-512). Buffers that kernels fill through Eigen maps must be
 /// aligned the same way on every rank and run: Eigen's vectorised reductions peel a
 /// number of scalars that depends on the destination's alignment, and peeled and packet
 /// lanes sum in different orders, so a heap-dependent alignment changes the last bits.

@@ -13,9 +13,10 @@
 /// reciprocal of √(1 − β₂ᵗ) (within an ulp or two of PyTorch's quotient), so each entry
 /// costs one square root and one division.
 /// Every entry is computed by the same sequence of correctly rounded operations wherever a
-/// call's range starts or ends (AVX-512 with masked tails, or the portable scalar path on
-/// CPUs without AVX-512: one or the other for the whole process), so the result does not
-/// depend on how [0, P) is cut into calls or spread over threads.
+/// call's range starts or ends (AVX-512 with masked tails in the kernel variants avx512 and
+/// avx512bf16, the portable scalar path in avx2: latent/core/kernel.hpp, one for the whole
+/// job), so the result does not depend on how [0, P) is cut into calls or spread over
+/// threads, nor on the variant.
 #include <cstddef>
 #include <cstdint>
 #include <span>

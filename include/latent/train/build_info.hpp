@@ -7,9 +7,8 @@
 
 namespace latent::train {
 
-/// (name, value) pairs, in print order: latent, compiler, target ISA (-march), CPU kernels
-/// (the packed-product variants this CPU runs: AVX-512F, AVX512_BF16), MPI, HDF5, oneTBB,
-/// Eigen. Local.
+/// (name, value) pairs, in print order: latent, compiler, target ISA (-march), MPI, HDF5,
+/// oneTBB, Eigen. Local. (`latent --version` adds the kernel variants: core/kernel.hpp.)
 std::vector<std::pair<std::string, std::string>> build_info();
 
 }  // namespace latent::train

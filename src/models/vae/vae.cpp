@@ -123,13 +123,6 @@ void Vae::init_parameters(std::uint64_t seed) {
 }
 
 void Vae::prepare(matmul::Precision p) {
-  if (p == matmul::Precision::kHighest && !matmul::available(p)) {  // Eigen's float32 products
-    fwd_.clear();
-    bwd_.clear();
-    precision_ = p;
-    prepared_ = packs_stale_ = false;
-    return;
-  }
   matmul::require(p);
   const std::size_t n = encoder_.size() + decoder_.size();
   fwd_.resize(n);

@@ -299,12 +299,12 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
 
   tbb::task_arena arena(std::max(1, c.threads));
   tbb::enumerable_thread_specific<VaeWorkspace> ws;
-  // The packed weights of the products (update_parameters keeps them current); float32
-  // products stay Eigen's on CPUs without AVX-512.
+  // The packed weights of the products (update_parameters keeps them current), for the
+  // job's kernel variant (core/kernel.hpp).
   const auto prepare = [&] { arena.execute([&] { model.prepare(c.matmul_precision); }); };
   prepare();
   // Aligned buffers (Eigen's allocator): where a product's destination starts relative to
-  // a 64-byte boundary decides which entries Eigen computes on its scalar path, and the
+  // a packet boundary (EIGEN_MAX_ALIGN_BYTES) decides which entries Eigen computes on its scalar path, and the
   // scalar and vector paths round differently (fused multiply-add).
   std::vector<Eigen::VectorXf> grads(static_cast<std::size_t>(max_local), Eigen::VectorXf(static_cast<Index>(p)));
   std::vector<const float*> grad_ptrs;  // grads[i].data(), for the fused Adam pass

@@ -10,6 +10,7 @@
 
 #include "../specs.hpp"
 #include "latent/core/error.hpp"
+#include "latent/core/kernel.hpp"
 #include "latent/core/matmul.hpp"
 #include "latent/models/vae/vae.hpp"
 #include "latent/models/vae/vae_fit.hpp"
@@ -63,6 +64,9 @@ int fit_vae_run(train::FitRun& run) {
   v.tol = o.real("tol");
   v.arch.hidden = parse_widths(hidden);
   v.matmul_precision = matmul::parse_precision(precision);
+  // Up front, before any data are read: the job's agreed kernel variant is the same on
+  // every rank, so every rank refuses alike.
+  if (v.matmul_precision == matmul::Precision::kMedium) matmul::require(v.matmul_precision);
   v.arch.activation = parse_vae_activation(activation);
   v.arch.likelihood = parse_vae_likelihood(likelihood);
   if (variance != "learned") {
@@ -104,8 +108,9 @@ int fit_vae_run(train::FitRun& run) {
                         "use smaller --hidden widths or --latent-dim, fewer --threads, or raise --memory-budget if the "
                         "limit is wrong");
   });
-  run.log().info(fmt::format("data {}: {} samples x {} features in {} shard(s); {} rank(s) x {} thread(s)", c.data,
-                             info.num_rows, info.num_features, info.shards.size(), run.comm().size(), c.threads));
+  run.log().info(fmt::format("data {}: {} samples x {} features in {} shard(s); {} rank(s) x {} thread(s); kernel variant {}",
+                             c.data, info.num_rows, info.num_features, info.shards.size(), run.comm().size(), c.threads,
+                             kernel::to_string(kernel::active())));
   nlohmann::json config{{"model", "vae"},
                         {"latent_dim", v.arch.latent_dim},
                         {"hidden", v.arch.hidden},
@@ -181,7 +186,7 @@ ModelSpec vae_spec() {
        .min = 1},
       {.flag = "matmul-precision", .type = T::kText, .default_value = "highest",
        .help = "highest (float32 products) | medium (bfloat16 operands with float32 sums, about twice as fast; needs "
-               "AVX512_BF16 on every rank), as PyTorch's torch.set_float32_matmul_precision",
+               "the kernel variant avx512bf16: AVX512_BF16 on every rank), as PyTorch's torch.set_float32_matmul_precision",
        .choices = {"highest", "medium"}},
       {.flag = "epochs", .type = T::kInt, .default_value = "10", .help = "passes over the training rows (scikit-learn's max_iter)",
        .min = 1},

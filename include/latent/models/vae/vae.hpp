@@ -94,9 +94,9 @@ class Vae {
   /// prepare() they use Eigen's float32 products). O(P) work and 2P words of memory; the
   /// (layer, orientation) packs are spread over the calling TBB arena's threads. Call again
   /// after changing parameters through parameters() (update_parameters keeps the packs
-  /// current). kHighest on a CPU without AVX-512 packs nothing and leaves the model on
-  /// Eigen's float32 products (the same precision, slower; prepared() stays false); kMedium
-  /// throws Error(kUsage) if the CPU lacks AVX512_BF16 (matmul::require).
+  /// current). kHighest runs in every kernel variant (latent/core/kernel.hpp, the same
+  /// bits in each); kMedium throws Error(kUsage) unless the variant is avx512bf16
+  /// (matmul::require).
   void prepare(matmul::Precision p);
   /// Changes the parameters in place, segment by segment, on the calling TBB arena's
   /// threads: update(theta, offset, n) is given the whole parameter vector (P floats) and
@@ -143,7 +143,7 @@ class Vae {
   void check_packs() const;
 
   VaeArchitecture arch_;
-  // 64-byte aligned (Eigen's allocator): Eigen's vectorised reductions over a Map start
+  // Aligned to Eigen's widest packet (Eigen's allocator): Eigen's vectorised reductions over a Map start
   // their lanes at the first aligned element, so the rounding of a dot product would
   // otherwise depend on where the allocator placed the parameters.
   Eigen::VectorXf params_;

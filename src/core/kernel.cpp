@@ -1,0 +1,114 @@
+#include "latent/core/kernel.hpp"
+
+#include <atomic>
+#include <cstdlib>
+#include <mutex>
+
+#include <Eigen/Core>
+
+#include "latent/core/error.hpp"
+
+namespace latent::kernel {
+namespace {
+
+// Eigen sizes the blocks of its matrix products from the cache sizes it reads with CPUID at
+// first use, and the depth of a block decides where a long sum over k is split (and the
+// row blocks which micro-kernel takes a row): two CPUs with different caches would sum in
+// different orders and disagree in the last bits (seen under qemu's Haswell, whose caches
+// differ from this machine's: tests/cli/isa_qemu_test.py). Fixed sizes, set before main()
+// and before any product, make Eigen's products the same bits on every node. The values are
+// those of a common server core (32 KiB L1d, 1 MiB L2, 32 MiB L3); they only move the block
+// boundaries, and so cost a little speed where the caches are larger.
+constexpr std::ptrdiff_t kL1 = 32 * 1024, kL2 = 1024 * 1024, kL3 = 32 * 1024 * 1024;
+[[maybe_unused]] const bool g_fixed_blocking = [] {
+  Eigen::setCpuCacheSizes(kL1, kL2, kL3);
+  return true;
+}();
+
+// -1 until chosen; then the Variant's value.
+std::atomic<int> g_active{-1};
+std::mutex g_choose;
+
+std::string names() {
+  std::string s;
+  for (Variant v : all_variants()) s += (s.empty() ? "" : ", ") + to_string(v);
+  return s;
+}
+
+std::string supported_names() {
+  std::string s;
+  for (Variant v : all_variants())
+    if (supported(v)) s += (s.empty() ? "" : ", ") + to_string(v);
+  return s.empty() ? "none" : s;
+}
+
+}  // namespace
+
+std::vector<Variant> all_variants() { return {Variant::kAvx2, Variant::kAvx512, Variant::kAvx512Bf16}; }
+
+std::string to_string(Variant v) {
+  switch (v) {
+    case Variant::kAvx2: return "avx2";
+    case Variant::kAvx512: return "avx512";
+    case Variant::kAvx512Bf16: return "avx512bf16";
+  }
+  return "unknown";
+}
+
+std::optional<Variant> parse(std::string_view s) {
+  for (Variant v : all_variants())
+    if (s == to_string(v)) return v;
+  return std::nullopt;
+}
+
+bool supported(Variant v) noexcept {
+  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  static const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                             __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+  static const bool bf16 = avx512 && __builtin_cpu_supports("avx512bf16");
+  switch (v) {
+    case Variant::kAvx2: return avx2;
+    case Variant::kAvx512: return avx512;
+    case Variant::kAvx512Bf16: return bf16;
+  }
+  return false;
+}
+
+std::optional<Variant> best_supported() noexcept {
+  std::optional<Variant> best;
+  for (Variant v : all_variants())
+    if (supported(v)) best = v;
+  return best;
+}
+
+Variant local_choice() {
+  const char* env = std::getenv("LATENT_KERNEL");
+  if (env != nullptr && *env != '\0') {
+    const std::optional<Variant> v = parse(env);
+    if (!v) throw_usage("LATENT_KERNEL='" + std::string(env) + "' names no kernel variant; use one of " + names());
+    if (!supported(*v))
+      throw_usage("LATENT_KERNEL=" + std::string(env) + ": this CPU lacks the instructions of that kernel variant (it runs: " +
+                  supported_names() + ")");
+    return *v;
+  }
+  const std::optional<Variant> best = best_supported();
+  if (!best)
+    throw_usage("this CPU lacks AVX2 and FMA, which latent's kernels need (x86-64-v3: Intel Haswell, AMD Zen and later)");
+  return *best;
+}
+
+Variant active() {
+  const int v = g_active.load(std::memory_order_acquire);
+  if (v >= 0) return static_cast<Variant>(v);
+  const std::lock_guard lock(g_choose);
+  if (g_active.load(std::memory_order_relaxed) < 0) g_active.store(static_cast<int>(local_choice()), std::memory_order_release);
+  return static_cast<Variant>(g_active.load(std::memory_order_relaxed));
+}
+
+void set_active(Variant v) {
+  if (!supported(v))
+    throw_usage("kernel variant " + to_string(v) + ": this CPU lacks its instructions (it runs: " + supported_names() + ")");
+  g_active.store(static_cast<int>(v), std::memory_order_release);
+}
+
+}  // namespace latent::kernel
