@@ -1,6 +1,6 @@
 #pragma once
 /// \file λ of a variational LDA fit (batch and online) sharded by vocabulary slice
-/// (docs/ARCHITECTURE.md §5.7).
+/// (docs/ARCHITECTURE.md §5.8).
 ///
 /// Rank s of P owns the words [slice_begin(V, P, s), slice_begin(V, P, s + 1)): whole chunks
 /// of Lda::kChunkRows words, chunk c of C = ⌈V / kChunkRows⌉ on rank ⌊…⌋ so that rank s holds
