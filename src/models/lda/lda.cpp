@@ -122,13 +122,14 @@ Lda::Lda(Index num_topics, Index vocab_size, Vector alpha, double eta)
   if (alpha_.size() != num_topics) throw_usage("doc_topic_prior must have one entry per topic");
 }
 
+double Lda::initial_lambda(std::uint64_t seed, Index t, Index w) {
+  CounterRng rng(seed, RngPurpose::kLdaInit, static_cast<std::uint64_t>(t), static_cast<std::uint64_t>(w));
+  return sample_gamma(rng, 100.0) / 100.0;
+}
+
 void Lda::init_lambda(std::uint64_t seed) {
-  const Index k = num_topics();
   for (Index w = 0; w < vocab_size(); ++w)
-    for (Index t = 0; t < k; ++t) {
-      CounterRng rng(seed, RngPurpose::kLdaInit, static_cast<std::uint64_t>(t), static_cast<std::uint64_t>(w));
-      lambda_(w, t) = sample_gamma(rng, 100.0) / 100.0;
-    }
+    for (Index t = 0; t < num_topics(); ++t) lambda_(w, t) = initial_lambda(seed, t, w);
 }
 
 void Lda::initial_gamma(std::uint64_t seed, std::uint64_t update, std::uint64_t doc, Vector& gamma) const {

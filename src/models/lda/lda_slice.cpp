@@ -10,7 +10,6 @@
 
 #include "latent/core/control.hpp"
 #include "latent/core/error.hpp"
-#include "latent/core/rng.hpp"
 
 namespace latent::models {
 namespace {
@@ -91,21 +90,9 @@ LdaSlice::LdaSlice(const comm::Communicator& comm, Index num_topics, Index vocab
   lambda_ = RowMatrix::Zero(end_ - begin_, num_topics);
 }
 
-int LdaSlice::owner_of_chunk(Index chunk) const noexcept {
-  const Index c = num_chunks(v_);
-  int s = static_cast<int>(std::min<Index>(parts_ - 1, chunk * parts_ / std::max<Index>(1, c)));
-  while (s + 1 < parts_ && c * (s + 1) / parts_ <= chunk) ++s;
-  while (s > 0 && c * s / parts_ > chunk) --s;
-  return s;
-}
-
 void LdaSlice::init_lambda(std::uint64_t seed) {
-  const Index k = num_topics();
   for (Index w = begin_; w < end_; ++w)
-    for (Index t = 0; t < k; ++t) {
-      CounterRng rng(seed, RngPurpose::kLdaInit, static_cast<std::uint64_t>(t), static_cast<std::uint64_t>(w));
-      lambda_(w - begin_, t) = sample_gamma(rng, 100.0) / 100.0;
-    }
+    for (Index t = 0; t < num_topics(); ++t) lambda_(w - begin_, t) = Lda::initial_lambda(seed, t, w);
 }
 
 void LdaSlice::refresh_totals(const comm::Communicator& comm, int threads) {

@@ -98,6 +98,8 @@ class Lda {
   /// λ_kw ~ Gamma(100, 1/100), each a pure function of (seed, k, w) (as scikit-learn and
   /// Hoffman's onlineldavb initialise, but counter-based).
   void init_lambda(std::uint64_t seed);
+  /// One cell of init_lambda: λ_kw for topic k = t, word w (also a sharded fit's rows).
+  static double initial_lambda(std::uint64_t seed, Index t, Index w);
   /// Recomputes topic totals and exp(E[log β]) = exp(ψ(λ_kw) − ψ(Σ_w λ_kw)) from λ, on
   /// `threads` threads; the result does not depend on the thread count.
   void refresh(int threads);

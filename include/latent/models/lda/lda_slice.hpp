@@ -125,8 +125,6 @@ class LdaSlice {
   Lda take_whole(int threads);
 
  private:
-  int owner_of_chunk(Index chunk) const noexcept;
-
   Index v_ = 0, begin_ = 0, end_ = 0;
   int rank_ = 0, parts_ = 1;
   RowMatrix lambda_;
