@@ -160,6 +160,7 @@ TEST(Mfa, NoFactorsEqualsDiagonalGmm) {
     gc.n_init = 2;
     gc.init_params = init;
     gc.seed = 11;
+    gc.matmul_precision = "highest";  // the same double arithmetic as the MFA's
     std::vector<double> gmm_history;
     const auto g = fit_gmm(comm, *source, summary, gc, Logger::silent(),
                            [&](const train::IterationRecord& r) { gmm_history.push_back(r.objective); });

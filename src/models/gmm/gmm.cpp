@@ -1,10 +1,12 @@
 #include "latent/models/gmm/gmm.hpp"
 
 #include <Eigen/Cholesky>
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "latent/core/error.hpp"
+#include "latent/models/gmm/gmm_diag_kernel.hpp"
 
 namespace latent::models {
 namespace {
@@ -156,6 +158,21 @@ void Gmm::prepare() {
     // Per observed feature: −½ μ̃² p + ½ log p − ½ log 2π (rows with missing values).
     w_diag_.bottomRows(d_) =
         (-0.5 * mc.array().square() * prec.array() + 0.5 * prec.array().log() - 0.5 * kLog2Pi).matrix().transpose();
+    // The float32 pass: (x̃ σ⁻¹ − μ̃ σ⁻¹)² summed by gmm_kernel::quadratic.
+    const Index dp = gmm_kernel::padded(d_);
+    inv_sd32_.assign(static_cast<std::size_t>(k_ * dp), 0.0f);
+    shift32_.assign(static_cast<std::size_t>(k_ * dp), 0.0f);
+    bias32_.resize(k_);
+    for (Index k = 0; k < k_; ++k) {
+      double logdet = 0;
+      for (Index j = 0; j < d_; ++j) {
+        const double sd_inv = precisions_cholesky_(k, type_ == CovarianceType::kDiag ? j : 0);
+        logdet += std::log(sd_inv);
+        inv_sd32_[static_cast<std::size_t>(k * dp + j)] = static_cast<float>(sd_inv);
+        shift32_[static_cast<std::size_t>(k * dp + j)] = static_cast<float>(-mc(k, j) * sd_inv);
+      }
+      bias32_[k] = std::log(weights_[k]) - 0.5 * static_cast<double>(d_) * kLog2Pi + logdet;
+    }
   } else if (type_ == CovarianceType::kTied) {
     bias_.array() += precisions_cholesky_.diagonal().array().log().sum();
     tied_means_u_ = mc * precisions_cholesky_;
@@ -440,9 +457,66 @@ void Gmm::accumulate(const ConstRows& x, const RowMatrix& resp, std::span<double
   }
 }
 
+void Gmm::e_step_block_f32(const io::DenseBlock& block, std::span<double> partial) const {
+  // One pass per tile while it is in cache: convert (x − c) to float32 once, distances,
+  // responsibilities (double log-sum-exp, one exp per entry), then the moments.
+  const Index dp = gmm_kernel::padded(d_);
+  std::vector<float> xf(static_cast<std::size_t>(kTileRows * dp), 0.0f), q(static_cast<std::size_t>(kTileRows * k_)),
+      rf(static_cast<std::size_t>(kTileRows * k_));
+  std::vector<double> w(static_cast<std::size_t>(k_));
+  double* nk = partial.data() + 2;
+  double* first = nk + k_;
+  double* second = first + k_ * d_;
+  Vector lpn;
+  RowMatrix resp;
+  for (Index r0 = 0; r0 < block.x.rows(); r0 += kTileRows) {
+    const Index n = std::min(kTileRows, block.x.rows() - r0);
+    const bool missing = gmm_kernel::convert(&block.x(r0, 0), n, block.x.outerStride(), d_, center_.data(), xf.data(), dp);
+    if (missing) {
+      missing_tile(block.x.middleRows(r0, n), resp, &lpn, &partial);
+      continue;
+    }
+    // The next tile's rows are read into cache while this tile's distances are computed.
+    const Index next = std::min(kTileRows, block.x.rows() - r0 - n);
+    gmm_kernel::quadratic(xf.data(), n, dp, inv_sd32_.data(), shift32_.data(), k_, q.data(),
+                          next > 0 ? &block.x(r0 + n, 0) : nullptr,
+                          static_cast<std::size_t>(next > 0 ? next * block.x.outerStride() : 0) * sizeof(double));
+    double log_lik = 0;
+    for (Index i = 0; i < n; ++i) {
+      double m = -std::numeric_limits<double>::infinity();
+      for (Index c = 0; c < k_; ++c) {
+        w[static_cast<std::size_t>(c)] = bias32_[c] - 0.5 * static_cast<double>(q[static_cast<std::size_t>(i * k_ + c)]);
+        m = std::max(m, w[static_cast<std::size_t>(c)]);
+      }
+      float* r = rf.data() + i * k_;
+      if (!std::isfinite(m)) {  // as log_sum_exp_rows
+        log_lik += m;
+        for (Index c = 0; c < k_; ++c) r[c] = std::isnan(m) ? static_cast<float>(m) : 0.0f;
+        continue;
+      }
+      double sum = 0;
+      for (Index c = 0; c < k_; ++c) {
+        w[static_cast<std::size_t>(c)] = std::exp(w[static_cast<std::size_t>(c)] - m);
+        sum += w[static_cast<std::size_t>(c)];
+      }
+      log_lik += m + std::log(sum);
+      for (Index c = 0; c < k_; ++c) r[c] = static_cast<float>(w[static_cast<std::size_t>(c)] / sum);
+    }
+    for (Index i = 0; i < n; ++i)
+      for (Index c = 0; c < k_; ++c) nk[c] += static_cast<double>(rf[static_cast<std::size_t>(i * k_ + c)]);
+    partial[0] += log_lik;
+    partial[1] += static_cast<double>(n);
+    gmm_kernel::moments(xf.data(), n, dp, d_, rf.data(), k_, first, second);
+  }
+}
+
 void Gmm::e_step_block(const io::DenseBlock& block, std::span<double> partial) const {
   Vector lpn;
   RowMatrix resp;
+  if (float32_products_ && (type_ == CovarianceType::kDiag || type_ == CovarianceType::kSpherical)) {
+    e_step_block_f32(block, partial);
+    return;
+  }
   if (type_ == CovarianceType::kDiag || type_ == CovarianceType::kSpherical) {
     // Fused: z = [x - c, (x - c)²] is built once per tile and feeds both GEMMs.
     RowMatrix z;

@@ -128,7 +128,11 @@ GmmFitResult fit_gmm(const comm::Communicator& comm, io::BlockSource& source, co
     return initial_gmm(comm, source, summary, config, seed, log, points);
   };
   steps.blank = blank;
+  if (config.matmul_precision != "high" && config.matmul_precision != "highest")
+    throw_usage("--matmul-precision must be high (float32 products, double sums) or highest (double); got '" +
+                config.matmul_precision + "'");
   steps.fit = [&](Gmm& gmm, train::EmResult start, const train::IterationHook& hook) {
+    gmm.set_float32_products(config.matmul_precision == "high");
     return train::run_batch_em(comm, source, summary.num_samples, gmm, {config.max_iter, config.tol, config.threads},
                                observer, std::move(start), hook);
   };

@@ -58,6 +58,13 @@ class Gmm final : public train::EmModel {
   void set_center(const RowVector& center);
   /// For full covariances: per-component shift (K × D) used by the next accumulate().
   void set_component_shift(const RowMatrix& shift);
+  /// With `on`, e_step_block() of diag and spherical mixtures runs the fused float32 pass
+  /// (gmm_diag_kernel.hpp: products in float32, each tile's sums added to double); full and
+  /// tied, rows with missing values, and every other method stay in double. Off by default
+  /// (scoring, imputing and the initialisation are double); `latent fit gmm
+  /// --matmul-precision high` (the default) turns it on for the EM iterations.
+  void set_float32_products(bool on) noexcept { float32_products_ = on; }
+  bool float32_products() const noexcept { return float32_products_; }
 
   using ConstRows = Eigen::Ref<const RowMatrix>;
   /// log w_k + log N(x_n | μ_k, Σ_k) in nats: out is B × K. Thread-safe.
@@ -118,6 +125,12 @@ class Gmm final : public train::EmModel {
   RowMatrix w_diag_;        // diag/spherical: 3D × K (x̃, x̃², observed-feature constants)
   RowVector bias_;          // K
   RowMatrix tied_means_u_;  // tied: K × D, (μ_k - c) U
+  // The float32 pass (diag/spherical): σ⁻¹ and −(μ − c) σ⁻¹ as K × padded(D) floats (zero
+  // padding), and log w_k − ½ D log 2π + Σ_j log σ⁻¹_kj.
+  bool float32_products_ = false;
+  std::vector<float> inv_sd32_, shift32_;
+  RowVector bias32_;
+  void e_step_block_f32(const io::DenseBlock& block, std::span<double> partial) const;
 };
 
 }  // namespace latent::models

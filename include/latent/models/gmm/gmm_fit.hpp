@@ -26,6 +26,9 @@ struct GmmConfig {
   /// If set, a GMM model file whose weights, means and covariances start EM (overrides
   /// init_params; as scikit-learn's weights_init/means_init/precisions_init).
   std::string init_model;
+  /// "high": the EM iterations of diag and spherical mixtures take float32 products with
+  /// double sums (Gmm::set_float32_products); "highest": double throughout.
+  std::string matmul_precision = "high";
   std::uint64_t seed = 0;
   int threads = 1;
 };

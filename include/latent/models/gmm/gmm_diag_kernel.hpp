@@ -1,0 +1,64 @@
+#pragma once
+/// \file The float32 kernels of the diagonal and spherical GMM's fused E+M pass
+/// (docs/ARCHITECTURE.md §5.9).
+///
+/// A tile of rows is converted once to float32 (centred, each row padded with zeros to a
+/// multiple of 16 floats); quadratic() gives every row's Mahalanobis distances to the K
+/// components and moments() adds the responsibility-weighted first and second moments of
+/// the same tile to double statistics while the tile is in cache. The products are float32;
+/// moments() sums a tile's rows in float32 and adds the tile's sums to double.
+///
+/// Bits: every sum has one fixed order, lane-parallel over 16 floats with a fixed final
+/// tree (lanes i and i+8, then i and i+4, i and i+2, i and i+1), so the avx2 variant (two
+/// 8-float halves) and the avx512 variant (one 16-float register) give the same bits, and
+/// neither depends on how rows or components are blocked in registers. Which variant runs
+/// is kernel::active() (core/kernel.hpp). All functions are local, thread-safe and
+/// allocate nothing.
+#include <cstddef>
+
+namespace latent::models::gmm_kernel {
+
+/// Floats per lane group; rows of tiles and operands are padded to a multiple of it.
+inline constexpr std::ptrdiff_t kLanes = 16;
+/// D rounded up to a multiple of kLanes.
+inline constexpr std::ptrdiff_t padded(std::ptrdiff_t d) { return (d + kLanes - 1) / kLanes * kLanes; }
+
+/// out[i·dp + j] = float(x[i·ld + j] − c[j]) (one rounding) for rows i < rows and j < d;
+/// out's padding (j ≥ d) is left as it is. x: rows of a row-major double matrix with
+/// leading dimension ld. Returns true if any x[i·ld + j] is NaN (out is then incomplete).
+bool convert(const double* x, std::ptrdiff_t rows, std::ptrdiff_t ld, std::ptrdiff_t d, const double* c, float* out,
+             std::ptrdiff_t dp);
+
+/// q[i·k + c] = Σ_j (x[i·dp + j] · s[c·dp + j] + t[c·dp + j])² for rows i < rows and
+/// components c < k. x: rows × dp (row-major, float32, dp a multiple of kLanes), s and t:
+/// k × dp. For a diagonal Gaussian s = σ⁻¹ and t = −μ σ⁻¹ (each rounded to float once), so
+/// the term is the standardised difference squared, without the cancellation of the
+/// expanded x² p − 2 x μ p + μ² p form. Padding must be zero in x, s and t. While it
+/// runs, the prefetch_bytes from `prefetch` (if not null; the next tile's data) are
+/// brought into L2 a few lines at a time, so the next convert() reads from cache.
+void quadratic(const float* x, std::ptrdiff_t rows, std::ptrdiff_t dp, const float* s, const float* t, std::ptrdiff_t k,
+               float* q, const void* prefetch = nullptr, std::size_t prefetch_bytes = 0);
+
+/// first[c·d + j] += Σ_i r[i·k + c] · x[i·dp + j] and second[c·d + j] += Σ_i r[i·k + c] · x[i·dp + j]²
+/// for c < k and j < d (d ≤ dp; columns j ≥ d are not touched). x: rows × dp as in
+/// quadratic(); r: rows × k (float32 responsibilities); first, second: k × d (double). The
+/// sum over the tile's rows is a float32 FMA chain in row order (x² rounded to float
+/// first), added to the doubles once per tile.
+void moments(const float* x, std::ptrdiff_t rows, std::ptrdiff_t dp, std::ptrdiff_t d, const float* r, std::ptrdiff_t k,
+             double* first, double* second);
+
+// The variants (gmm_diag_avx2.cpp, gmm_diag_avx512.cpp); quadratic() and moments() pick one.
+namespace avx2 {
+bool convert(const double*, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, const double*, float*, std::ptrdiff_t);
+void quadratic(const float*, std::ptrdiff_t, std::ptrdiff_t, const float*, const float*, std::ptrdiff_t, float*, const void*,
+               std::size_t);
+void moments(const float*, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, const float*, std::ptrdiff_t, double*, double*);
+}  // namespace avx2
+namespace avx512 {
+bool convert(const double*, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, const double*, float*, std::ptrdiff_t);
+void quadratic(const float*, std::ptrdiff_t, std::ptrdiff_t, const float*, const float*, std::ptrdiff_t, float*, const void*,
+               std::size_t);
+void moments(const float*, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, const float*, std::ptrdiff_t, double*, double*);
+}  // namespace avx512
+
+}  // namespace latent::models::gmm_kernel

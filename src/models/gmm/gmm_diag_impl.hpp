@@ -1,0 +1,169 @@
+// The GMM diagonal kernels, written once over a 16-float vector type V that each variant's
+// translation unit defines (gmm_diag_avx2.cpp: two __m256; gmm_diag_avx512.cpp: one __m512)
+// together with the register blocking it affords. Included only by those two files, inside
+// their own namespace; it instantiates no template with external linkage (no std:: or
+// Eigen), so no AVX-512 code can be merged into code the avx2 variant runs.
+//
+// Needs, before inclusion: struct V; V vzero(); V vload(const float*); V vset1(float);
+// V vfma(V a, V b, V c) (a·b + c, one rounding); V vmul(V, V); void vstore(float*, V);
+// float vsum(V) (the fixed tree of gmm_diag_kernel.hpp); constants kQuadRows, kQuadComps,
+// kMomWidth, kMomComps.
+
+namespace {
+
+using I = std::ptrdiff_t;
+
+// A range of memory to bring into L2 a few lines at a time while arithmetic runs (the
+// next tile's data: its reads then overlap the work on this one).
+struct Prefetch {
+  const char* p;
+  const char* end;
+  inline void step() {
+    if (p < end) {
+      _mm_prefetch(p, _MM_HINT_T1);
+      _mm_prefetch(p + 64, _MM_HINT_T1);
+      _mm_prefetch(p + 128, _MM_HINT_T1);
+      _mm_prefetch(p + 192, _MM_HINT_T1);
+      p += 256;
+    }
+  }
+};
+
+// R rows × C components of q, over the whole padded row.
+template <int R, int C>
+inline void quad_block(const float* x, I dp, const float* s, const float* t, I k, float* q, Prefetch& pf) {
+  V acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = vzero();
+  for (I j = 0; j < dp; j += 16) {
+    pf.step();
+    V xv[R];
+    for (int r = 0; r < R; ++r) xv[r] = vload(x + r * dp + j);
+    for (int c = 0; c < C; ++c) {
+      const V sv = vload(s + c * dp + j), tv = vload(t + c * dp + j);
+      for (int r = 0; r < R; ++r) {
+        const V y = vfma(xv[r], sv, tv);
+        acc[r][c] = vfma(y, y, acc[r][c]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) q[r * k + c] = vsum(acc[r][c]);
+}
+
+// C components for all rows: the components' operands (C × dp × 2 floats) stay in L1
+// while the rows stream from L2.
+template <int C>
+inline void quad_comps(const float* x, I rows, I dp, const float* s, const float* t, I k, float* q, Prefetch& pf) {
+  I i = 0;
+  for (; i + kQuadRows <= rows; i += kQuadRows) quad_block<kQuadRows, C>(x + i * dp, dp, s, t, k, q + i * k, pf);
+  for (; i < rows; ++i) quad_block<1, C>(x + i * dp, dp, s, t, k, q + i * k, pf);
+}
+
+// C components × W lane groups of the moments over all rows; sums land in f and f2
+// (C × W·16 floats, row stride W·16).
+template <int W, int C>
+inline void mom_block(const float* x, I rows, I dp, const float* r, I k, float* f, float* f2) {
+  V a1[C][W], a2[C][W];
+  for (int c = 0; c < C; ++c)
+    for (int w = 0; w < W; ++w) a1[c][w] = a2[c][w] = vzero();
+  for (I i = 0; i < rows; ++i) {
+    V xv[W], x2[W];
+    for (int w = 0; w < W; ++w) {
+      xv[w] = vload(x + i * dp + 16 * w);
+      x2[w] = vmul(xv[w], xv[w]);
+    }
+    for (int c = 0; c < C; ++c) {
+      const V rv = vset1(r[i * k + c]);
+      for (int w = 0; w < W; ++w) {
+        a1[c][w] = vfma(rv, xv[w], a1[c][w]);
+        a2[c][w] = vfma(rv, x2[w], a2[c][w]);
+      }
+    }
+  }
+  for (int c = 0; c < C; ++c)
+    for (int w = 0; w < W; ++w) {
+      vstore(f + c * W * 16 + 16 * w, a1[c][w]);
+      vstore(f2 + c * W * 16 + 16 * w, a2[c][w]);
+    }
+}
+
+// Adds C × (W·16) float sums to the double statistics of components c0.. at column j0.
+inline void add_sums(const float* f, const float* f2, int cs, int width, I c0, I j0, I d, double* first, double* second) {
+  const I n = d - j0 < width ? d - j0 : width;
+  for (int c = 0; c < cs; ++c) {
+    double* o1 = first + (c0 + c) * d + j0;
+    double* o2 = second + (c0 + c) * d + j0;
+    for (I j = 0; j < n; ++j) {
+      o1[j] += static_cast<double>(f[c * width + j]);
+      o2[j] += static_cast<double>(f2[c * width + j]);
+    }
+  }
+}
+
+template <int W>
+inline void mom_columns(const float* x, I rows, I dp, I d, const float* r, I k, I j0, double* first, double* second) {
+  alignas(64) float f[kMomComps * W * 16], f2[kMomComps * W * 16];
+  I c0 = 0;
+  for (; c0 + kMomComps <= k; c0 += kMomComps) {
+    mom_block<W, kMomComps>(x + j0, rows, dp, r + c0, k, f, f2);
+    add_sums(f, f2, kMomComps, W * 16, c0, j0, d, first, second);
+  }
+  const int rest = static_cast<int>(k - c0);
+  switch (rest) {
+    case 0: return;
+    case 1: mom_block<W, 1>(x + j0, rows, dp, r + c0, k, f, f2); break;
+    case 2: mom_block<W, 2>(x + j0, rows, dp, r + c0, k, f, f2); break;
+    case 3: mom_block<W, 3>(x + j0, rows, dp, r + c0, k, f, f2); break;
+    default: mom_block<W, 4>(x + j0, rows, dp, r + c0, k, f, f2); break;  // kMomComps ≤ 5
+  }
+  add_sums(f, f2, rest, W * 16, c0, j0, d, first, second);
+}
+
+// How far ahead convert_impl() asks for the data: the hardware prefetcher stops at 4 KiB
+// page boundaries, and reading cached double data at one core's bandwidth is the largest
+// cost of the float32 pass.
+constexpr I kPrefetchDoubles = 512;
+
+// out[i·dp + j] = float(x[i·ld + j] − c[j]) for j < d (one rounding); true if any x is NaN.
+bool convert_impl(const double* x, I rows, I ld, I d, const double* c, float* out, I dp) {
+  __m256d bad = _mm256_setzero_pd();
+  bool bad_tail = false;
+  for (I i = 0; i < rows; ++i) {
+    const double* row = x + i * ld;
+    float* o = out + i * dp;
+    I j = 0;
+    for (; j + 4 <= d; j += 4) {
+      if ((j & 7) == 0) _mm_prefetch(reinterpret_cast<const char*>(row + j + kPrefetchDoubles), _MM_HINT_T0);
+      const __m256d v = _mm256_loadu_pd(row + j);
+      bad = _mm256_or_pd(bad, _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
+      _mm_storeu_ps(o + j, _mm256_cvtpd_ps(_mm256_sub_pd(v, _mm256_loadu_pd(c + j))));
+    }
+    for (; j < d; ++j) {
+      bad_tail |= row[j] != row[j];
+      o[j] = static_cast<float>(row[j] - c[j]);
+    }
+  }
+  return bad_tail || _mm256_movemask_pd(bad) != 0;
+}
+
+void quadratic_impl(const float* x, I rows, I dp, const float* s, const float* t, I k, float* q, Prefetch pf) {
+  I c0 = 0;
+  for (; c0 + kQuadComps <= k; c0 += kQuadComps)
+    quad_comps<kQuadComps>(x, rows, dp, s + c0 * dp, t + c0 * dp, k, q + c0, pf);
+  switch (k - c0) {
+    case 0: break;
+    case 1: quad_comps<1>(x, rows, dp, s + c0 * dp, t + c0 * dp, k, q + c0, pf); break;
+    case 2: quad_comps<2>(x, rows, dp, s + c0 * dp, t + c0 * dp, k, q + c0, pf); break;
+    case 3: quad_comps<3>(x, rows, dp, s + c0 * dp, t + c0 * dp, k, q + c0, pf); break;
+    default: quad_comps<4>(x, rows, dp, s + c0 * dp, t + c0 * dp, k, q + c0, pf); break;  // kQuadComps ≤ 5
+  }
+}
+
+void moments_impl(const float* x, I rows, I dp, I d, const float* r, I k, double* first, double* second) {
+  I j0 = 0;
+  for (; j0 + kMomWidth * 16 <= dp; j0 += kMomWidth * 16) mom_columns<kMomWidth>(x, rows, dp, d, r, k, j0, first, second);
+  for (; j0 < dp; j0 += 16) mom_columns<1>(x, rows, dp, d, r, k, j0, first, second);
+}
+
+}  // namespace

@@ -1,0 +1,30 @@
+// Picks the variant of the GMM diagonal kernels (gmm_diag_kernel.hpp) from kernel::active().
+#include "latent/models/gmm/gmm_diag_kernel.hpp"
+
+#include "latent/core/kernel.hpp"
+
+namespace latent::models::gmm_kernel {
+
+bool convert(const double* x, std::ptrdiff_t rows, std::ptrdiff_t ld, std::ptrdiff_t d, const double* c, float* out,
+             std::ptrdiff_t dp) {
+  return kernel::active() >= kernel::Variant::kAvx512 ? avx512::convert(x, rows, ld, d, c, out, dp)
+                                                       : avx2::convert(x, rows, ld, d, c, out, dp);
+}
+
+void quadratic(const float* x, std::ptrdiff_t rows, std::ptrdiff_t dp, const float* s, const float* t, std::ptrdiff_t k,
+               float* q, const void* prefetch, std::size_t prefetch_bytes) {
+  if (kernel::active() >= kernel::Variant::kAvx512)
+    avx512::quadratic(x, rows, dp, s, t, k, q, prefetch, prefetch_bytes);
+  else
+    avx2::quadratic(x, rows, dp, s, t, k, q, prefetch, prefetch_bytes);
+}
+
+void moments(const float* x, std::ptrdiff_t rows, std::ptrdiff_t dp, std::ptrdiff_t d, const float* r, std::ptrdiff_t k,
+             double* first, double* second) {
+  if (kernel::active() >= kernel::Variant::kAvx512)
+    avx512::moments(x, rows, dp, d, r, k, first, second);
+  else
+    avx2::moments(x, rows, dp, d, r, k, first, second);
+}
+
+}  // namespace latent::models::gmm_kernel
