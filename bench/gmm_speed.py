@@ -21,7 +21,8 @@ What it measures
   next to a nominal peak = cores x GHz ('cpu MHz' in /proc/cpuinfo) x flops/cycle,
   32 by default (two 512-bit FMA units; use --flops-per-cycle 16 for CPUs that
   split AVX-512 into 256-bit halves such as AMD Zen 4).
-  Targets: sklearn/latent >= 10x for (a) and (b); scaling >= 1.8x for 2x1 and 1x2.
+  Targets (issue 21, against the tuned reference): sklearn/latent >= 10x for (a) and >= 5x
+  for (b); scaling >= 1.8x for 2x1 and 1x2.
   Machine baseline: throughput of 2 concurrent single-threaded numpy matmul
   processes vs 1 (no latent); if it is well below 2 (SMT siblings, shared vCPUs)
   the scaling targets cannot be reached on this machine.
@@ -51,7 +52,7 @@ common.ensure_tuned_blas()  # references on a tuned BLAS (OPENBLAS_CORETYPE), be
 
 K = 10
 SYNTH_N, SYNTH_D = 60000, 64
-TARGET_VS_SKLEARN = 10.0
+TARGET_VS_SKLEARN = {"diag": 10.0, "full": 5.0}  # issue 21: diagonal >= 10x, full >= 5x the tuned reference
 TARGET_SCALING = 1.8
 
 
@@ -186,6 +187,7 @@ def main():
         ap.error("no cases selected")
 
     load = common.warn_if_busy()
+    measured = common.measure_fma_peak()  # one core, float32 and float64 (bench/fma_peak.c)
     peak1, peak_note = common.peak_gflops(1, args.flops_per_cycle)
     peak2, _ = common.peak_gflops(2, args.flops_per_cycle)
     results = {"benchmark": "gmm_speed", "config": vars(args), "peak_gflops_1core": peak1,
@@ -214,17 +216,29 @@ def main():
         print(f"\n== {case['label']}: latent 1x1 ...", file=sys.stderr, flush=True)
         r["latent_1x1"] = ours = time_ours(args, case, 1, 1)
         ours["gflops"] = flops / ours["seconds_per_iteration"] / 1e9
+        # diag: the fused float32 pass (--matmul-precision high, the default); full: double.
+        prec = "float32_gflops" if case["cov"] in ("diag", "spherical") else "float64_gflops"
+        mpeak = measured.get(prec)
+        if mpeak:
+            ours["fraction_of_measured_peak"] = ours["gflops"] / mpeak
+            ours["measured_peak_gflops"] = mpeak
+            ours["measured_peak_precision"] = prec.split("_")[0]
         rows.append([case["label"], "latent 1x1", f"{ours['seconds_per_iteration']:.4f}",
-                     f"{ours['gflops']:.1f}", f"{peak1:.0f}" if peak1 else "?", "", ""])
+                     f"{ours['gflops']:.1f}",
+                     f"{mpeak:.0f} {prec[:7]} ({100 * ours['gflops'] / mpeak:.0f}%)" if mpeak else "?", "", ""])
         if not args.skip_sklearn:
             print(f"== {case['label']}: scikit-learn ...", file=sys.stderr, flush=True)
             r["sklearn"] = sk = time_sklearn(args, case)
             sk["gflops"] = flops / sk["seconds_per_iteration"] / 1e9
             r["speedup_vs_sklearn"] = ratio = sk["seconds_per_iteration"] / ours["seconds_per_iteration"]
-            r["pass_vs_sklearn"] = ratio >= TARGET_VS_SKLEARN
+            target = TARGET_VS_SKLEARN[case["cov"]]
+            r["target_vs_sklearn"] = target
+            r["pass_vs_sklearn"] = ratio >= target
+            dpeak = measured.get("float64_gflops")
             rows.append([case["label"], "scikit-learn 1 thread", f"{sk['seconds_per_iteration']:.4f}",
-                         f"{sk['gflops']:.1f}", f"{peak1:.0f}" if peak1 else "?",
-                         f"sklearn/latent = {ratio:.1f}x", f">= {TARGET_VS_SKLEARN:g}x "
+                         f"{sk['gflops']:.1f}",
+                         f"{dpeak:.0f} float64 ({100 * sk['gflops'] / dpeak:.0f}%)" if dpeak else "?",
+                         f"sklearn/latent = {ratio:.1f}x", f">= {target:g}x "
                          f"{'PASS' if r['pass_vs_sklearn'] else 'FAIL'}"])
         if case["cov"] == "diag" and not args.skip_scaling:
             for ranks, threads in ((2, 1), (1, 2)):
@@ -245,7 +259,9 @@ def main():
     print(f"Median seconds per EM iteration, K={K} (latent: iterations 2..{args.iters}; "
           f"sklearn: {args.sklearn_iters} timed iterations)")
     common.print_table(rows, ["case", "implementation", "s/iter", "GFLOP/s", "peak", "ratio", "target"])
-    print(f"\npeak = {peak_note} (nominal; assumption, not measured)")
+    print("\npeak = the core's measured FMA peak for the precision the implementation computes in "
+          f"(bench/fma_peak.c: {measured.get('float32_gflops', '?')} float32, {measured.get('float64_gflops', '?')} "
+          f"float64 GFLOP/s); the nominal {peak_note} is in the JSON")
 
     if do_baseline:
         base = results["machine_scaling"] = {"before": baseline_before, "after": machine_scaling()}
