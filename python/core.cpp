@@ -124,7 +124,8 @@ class PyFitRun final : public train::FitRun {
   const models::OptionValues& options() const override { return values_; }
   train::FitCommon& common() override { return c_; }
 
-  std::unique_ptr<io::BlockSource> open_dense(train::DataSummary& summary, bool allow_missing) override {
+  std::unique_ptr<io::BlockSource> open_dense(train::DataSummary& summary, bool allow_missing,
+                                              bool float32_blocks = false) override {
     const io::DenseDatasetInfo info = open_dense_info();
     if (c_.block_rows < 1) throw Error(ErrorKind::kUsage, "block_rows must be at least 1");
     io::BlockSourceOptions bo;
@@ -132,6 +133,7 @@ class PyFitRun final : public train::FitRun {
     // Rows in memory are not cached a second time; a directory is cached as by --cache-mb.
     bo.cache_bytes = info.memory ? 0 : static_cast<std::size_t>(std::max<Index>(0, c_.cache_mb)) << 20;
     bo.allow_nan = allow_missing;
+    bo.float32 = float32_blocks;
     auto source = std::make_unique<io::BlockSource>(info, io::rank_blocks(io::make_block_plan(info, c_.block_rows), 0, 1), bo);
     const double local_bytes = static_cast<double>(info.num_rows * info.num_features) * 8.0;
     const std::size_t cache_bytes =

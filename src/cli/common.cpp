@@ -220,6 +220,7 @@ std::unique_ptr<io::BlockSource> open_source(const Context& ctx, const std::stri
     bo.cache_bytes = static_cast<std::size_t>(std::max<Index>(0, o.cache_mb)) << 20;
     bo.read_labels = read_labels;
     bo.allow_nan = o.allow_missing;
+    bo.float32 = o.float32;
     source = std::make_unique<io::BlockSource>(std::move(info), std::move(mine), bo);
   });
   return source;

@@ -69,6 +69,7 @@ struct StreamOptions {
   Index cache_mb = 0;
   double memory_budget_gib = 0;  // 0: detect (cgroup limit / MemAvailable, per rank on the node)
   bool allow_missing = false;    // NaN entries are missing values (set by commands, not an option)
+  bool float32 = false;          // keep float32 shards as float32 (set by commands, not an option)
 };
 void add_stream_options(po::options_description& desc, StreamOptions& o);
 /// --max-chunk-mb (io::set_max_chunk_bytes), `default_mb` unless given. add_stream_options adds it.

@@ -98,13 +98,15 @@ class CliFitRun final : public train::FitRun {
   const OptionValues& options() const override { return values_; }
   train::FitCommon& common() override { return c_; }
 
-  std::unique_ptr<io::BlockSource> open_dense(train::DataSummary& summary, bool allow_missing) override {
+  std::unique_ptr<io::BlockSource> open_dense(train::DataSummary& summary, bool allow_missing,
+                                              bool float32_blocks = false) override {
     lock_output();
     resolve();
     stream_.allow_missing = allow_missing;
+    stream_.float32 = float32_blocks;
     auto source = open_source(ctx_, c_.data, stream_, Labels::kNo);
     const Index d = source->info().num_features;
-    const double local_bytes = static_cast<double>(source->num_local_rows() * d) * 8.0;
+    const double local_bytes = static_cast<double>(source->local_bytes());
     const std::size_t cache_bytes =
         static_cast<double>(c_.cache_mb) * 1048576.0 >= local_bytes ? static_cast<std::size_t>(local_bytes) : 0;
     comm::run_agreed(ctx_.comm, [&] {

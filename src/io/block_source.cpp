@@ -15,7 +15,7 @@ class ShardReader {
  public:
   explicit ShardReader(const DenseDatasetInfo& info) : info_(info) {}
 
-  DenseBlock read(const BlockRef& ref, bool read_labels, bool allow_nan) {
+  DenseBlock read(const BlockRef& ref, bool read_labels, bool allow_nan, bool keep_float32) {
     if (info_.memory) return read_memory(ref, read_labels, allow_nan);
     detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
     const ShardInfo& shard = info_.shards.at(static_cast<std::size_t>(ref.shard));
@@ -31,7 +31,11 @@ class ShardReader {
     Handle mem_space = detail::space_handle(H5Screate_simple(2, count, nullptr));
     const std::string where = "file " + shard.path + ", dataset /" + kDataDataset;
     herr_t rc;
-    if (shard.dtype == DType::kFloat32) {
+    if (shard.dtype == DType::kFloat32 && keep_float32) {
+      block.x.resize(0, d);
+      block.xf.resize(ref.num_rows, d);
+      rc = H5Dread(data_.get(), H5T_NATIVE_FLOAT, mem_space.get(), file_space.get(), H5P_DEFAULT, block.xf.data());
+    } else if (shard.dtype == DType::kFloat32) {
       buffer_.resize(static_cast<std::size_t>(ref.num_rows * d));
       rc = H5Dread(data_.get(), H5T_NATIVE_FLOAT, mem_space.get(), file_space.get(), H5P_DEFAULT, buffer_.data());
       if (rc >= 0)
@@ -87,19 +91,25 @@ class ShardReader {
   }
 
   static void check_finite(const DenseBlock& block, const std::string& where, bool allow_nan) {
-    const double* p = block.x.data();
-    const Index n = block.x.size();
+    if (block.is_float32())
+      check_finite_values(block.xf.data(), block.xf.size(), block.xf.cols(), block.ref, where, allow_nan);
+    else
+      check_finite_values(block.x.data(), block.x.size(), block.x.cols(), block.ref, where, allow_nan);
+  }
+
+  template <class T>
+  static void check_finite_values(const T* p, Index n, Index cols, const BlockRef& ref, const std::string& where,
+                                  bool allow_nan) {
     bool ok = true;
     for (Index i = 0; i < n; ++i) ok &= std::isfinite(p[i]);
     if (ok) return;
     for (Index i = 0; i < n; ++i) {
       if (std::isfinite(p[i]) || (allow_nan && std::isnan(p[i]))) continue;
-      const Index row = block.ref.row_begin + i / block.x.cols();
-      const Index col = i % block.x.cols();
+      const Index row = ref.row_begin + i / cols;
+      const Index col = i % cols;
       throw_input(where + ", row " + std::to_string(row) + ", column " + std::to_string(col) + ": value is " +
                   (std::isnan(p[i]) ? "NaN" : "infinite") + " (dataset row " +
-                  std::to_string(block.ref.global_row_begin + i / block.x.cols()) +
-                  "); clean the data or drop the row");
+                  std::to_string(ref.global_row_begin + i / cols) + "); clean the data or drop the row");
     }
   }
 
@@ -113,7 +123,7 @@ class ShardReader {
 
 DenseBlock read_block(const DenseDatasetInfo& info, const BlockRef& ref, bool read_labels, bool allow_nan) {
   ShardReader reader(info);
-  return reader.read(ref, read_labels, allow_nan);
+  return reader.read(ref, read_labels, allow_nan, false);
 }
 
 DenseDatasetInfo memory_dense_dataset(std::shared_ptr<const MemoryRows> rows, Index num_rows, Index num_features,
@@ -131,20 +141,36 @@ DenseDatasetInfo memory_dense_dataset(std::shared_ptr<const MemoryRows> rows, In
 }
 
 namespace {
-std::size_t dense_bytes(const std::vector<BlockRef>& blocks, Index d) {
+bool keeps_float32(const DenseDatasetInfo& info, const BlockSourceOptions& o, const BlockRef& b) {
+  return o.float32 && o.nan_fill.empty() && !info.memory &&
+         info.shards.at(static_cast<std::size_t>(b.shard)).dtype == DType::kFloat32;
+}
+
+std::size_t dense_bytes(const DenseDatasetInfo& info, const BlockSourceOptions& o, const std::vector<BlockRef>& blocks) {
   std::size_t bytes = 0;
-  for (const auto& b : blocks) bytes += static_cast<std::size_t>(b.num_rows * d) * sizeof(double);
+  for (const auto& b : blocks)
+    bytes += static_cast<std::size_t>(b.num_rows * info.num_features) * (keeps_float32(info, o, b) ? sizeof(float) : sizeof(double));
   return bytes;
 }
 }  // namespace
+
+std::shared_ptr<const DenseBlock> BlockSource::next() {
+  auto b = stream_.next();
+  if (!b || accept_float32_ || !b->is_float32()) return b;
+  auto wide = std::make_shared<DenseBlock>();
+  wide->ref = b->ref;
+  wide->x = b->xf.cast<double>();
+  wide->labels = b->labels;
+  return wide;
+}
 
 BlockSource::BlockSource(DenseDatasetInfo info, std::vector<BlockRef> blocks, BlockSourceOptions options)
     : options_(options), info_(std::move(info)),
       stream_(blocks,
               [this, options]() -> BlockStream<DenseBlock>::Reader {
                 auto reader = std::make_shared<ShardReader>(info_);
-                return [reader, options](const BlockRef& ref) {
-                  DenseBlock b = reader->read(ref, options.read_labels, options.allow_nan);
+                return [this, reader, options](const BlockRef& ref) {
+                  DenseBlock b = reader->read(ref, options.read_labels, options.allow_nan, keeps_float32(info_, options, ref));
                   if (!options.nan_fill.empty() && b.x.hasNaN())
                     for (Index i = 0; i < b.x.rows(); ++i)
                       for (Index j = 0; j < b.x.cols(); ++j)
@@ -153,8 +179,9 @@ BlockSource::BlockSource(DenseDatasetInfo info, std::vector<BlockRef> blocks, Bl
                 };
               },
               options.prefetch_blocks,
-              options.cache_bytes > 0 && dense_bytes(blocks, info_.num_features) <= options.cache_bytes) {
+              options.cache_bytes > 0 && dense_bytes(info_, options, blocks) <= options.cache_bytes) {
   for (const auto& b : blocks) num_local_rows_ += b.num_rows;
+  local_bytes_ = dense_bytes(info_, options, blocks);
 }
 
 std::unique_ptr<BlockSource> BlockSource::with_nan_fill(std::vector<double> fill) const {

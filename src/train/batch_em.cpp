@@ -78,6 +78,7 @@ EmResult run_em_iterations(const EmIterations& em, const EmOptions& options, con
 
 EmResult run_batch_em(const comm::Communicator& comm, io::BlockSource& source, Index num_samples, EmModel& model,
                       const EmOptions& options, const IterationObserver& observer, EmResult start, const IterationHook& hook) {
+  const io::BlockSource::Float32Scope scope(source, model.accepts_float32_blocks());
   return run_em(comm, source, num_samples, model, options, observer, std::move(start), hook);
 }
 

@@ -14,11 +14,17 @@
 
 namespace latent::io {
 
-/// One block of rows, widened to double: x is B × D row-major; labels (B) when requested.
+/// One block of rows: x is B × D row-major, widened to double; labels (B) when requested.
+/// A source with BlockSourceOptions::float32 keeps the rows of float32 shards as they are
+/// stored, in xf (B × D, x then empty), for the passes that accept them
+/// (BlockSource::Float32Scope); every other pass gets them widened into x.
 struct DenseBlock {
   BlockRef ref;
   RowMatrix x;
+  RowMatrixF xf;
   std::vector<std::int64_t> labels;
+  /// True if the rows are in xf (float32) rather than x.
+  bool is_float32() const noexcept { return x.rows() == 0 && xf.rows() > 0; }
 };
 
 struct BlockSourceOptions {
@@ -29,6 +35,11 @@ struct BlockSourceOptions {
   /// If not empty (D values): NaN entries are replaced by these (for example the feature
   /// means) after validation, so NaN-unaware passes (k-means initialisation) can run.
   std::vector<double> nan_fill;
+  /// Keep float32 shards' rows as float32 (DenseBlock::xf) in the stream and the cache: half
+  /// the bytes read and held. Passes outside a Float32Scope still see double rows (each
+  /// block widened when it is handed out). Ignored with nan_fill. float64 shards are
+  /// always read as double.
+  bool float32 = false;
 };
 
 class BlockSource {
@@ -40,7 +51,26 @@ class BlockSource {
   void start_pass() { stream_.start_pass(); }
   /// The next block of the pass, or null at its end. Rethrows the I/O thread's error
   /// (Error(kInput/kIo) naming file, dataset and row). Call from one thread at a time.
-  std::shared_ptr<const DenseBlock> next() { return stream_.next(); }
+  /// Inside a Float32Scope a block may hold its rows in xf; otherwise they are in x.
+  std::shared_ptr<const DenseBlock> next();
+  /// While alive, next() hands float32 blocks out as they are stored (the pass's kernels
+  /// read DenseBlock::xf when is_float32()). Local; not thread-safe against a running pass.
+  class Float32Scope {
+   public:
+    Float32Scope(BlockSource& source, bool on) : source_(source), previous_(source.accept_float32_) {
+      source.accept_float32_ = on;
+    }
+    ~Float32Scope() { source_.accept_float32_ = previous_; }
+    Float32Scope(const Float32Scope&) = delete;
+    Float32Scope& operator=(const Float32Scope&) = delete;
+
+   private:
+    BlockSource& source_;
+    bool previous_;
+  };
+  /// Bytes of this rank's rows as the source holds them (4 per value for float32 shards
+  /// read with BlockSourceOptions::float32, else 8): what the cache takes. Local.
+  std::size_t local_bytes() const noexcept { return local_bytes_; }
   /// Stops the current pass early and joins the I/O thread.
   void cancel_pass() { stream_.cancel_pass(); }
 
@@ -56,6 +86,8 @@ class BlockSource {
   BlockSourceOptions options_;
   DenseDatasetInfo info_;
   Index num_local_rows_ = 0;
+  std::size_t local_bytes_ = 0;
+  bool accept_float32_ = false;
   BlockStream<DenseBlock> stream_;
 };
 

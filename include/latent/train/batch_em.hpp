@@ -31,6 +31,9 @@ class EmModelOf {
   /// E-step on one block with the current parameters: adds the block's sufficient
   /// statistics and its objective contribution into `partial` (zeroed). Thread-safe (const).
   virtual void e_step_block(const Block& block, std::span<double> partial) const = 0;
+  /// True if e_step_block() reads float32 blocks (io::DenseBlock::is_float32) as they are
+  /// stored; the trainer then runs its passes in an io::BlockSource::Float32Scope.
+  virtual bool accepts_float32_blocks() const { return false; }
   /// M-step from the global statistics. Throws Error(kNumerical) on a degenerate solution.
   using Step = EmStep;
   virtual Step m_step(std::span<const double> stats) = 0;

@@ -62,8 +62,12 @@ class FitRun {
 
   /// Checks and locks --output, resolves --threads, opens the dense data (NaN allowed if
   /// `allow_missing`), refuses the fit if the spec's memory estimate cannot fit, and runs
-  /// the validating summary pass (train::summarize). Collective; errors agreed.
-  virtual std::unique_ptr<io::BlockSource> open_dense(DataSummary& summary, bool allow_missing) = 0;
+  /// the validating summary pass (train::summarize). With `float32_blocks` float32 shards
+  /// stay float32 in the stream and the cache (io::BlockSourceOptions::float32), for a
+  /// model whose E-step accepts them (EmModel::accepts_float32_blocks). Collective; errors
+  /// agreed.
+  virtual std::unique_ptr<io::BlockSource> open_dense(DataSummary& summary, bool allow_missing,
+                                                      bool float32_blocks = false) = 0;
   /// Checks and locks --output, resolves --threads, opens a count dataset (rank 0 also
   /// reads its vocabulary into `vocabulary`) and checks the memory estimate with V as D.
   /// Collective.

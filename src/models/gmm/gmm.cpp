@@ -469,18 +469,31 @@ void Gmm::e_step_block_f32(const io::DenseBlock& block, std::span<double> partia
   double* second = first + k_ * d_;
   Vector lpn;
   RowMatrix resp;
-  for (Index r0 = 0; r0 < block.x.rows(); r0 += kTileRows) {
-    const Index n = std::min(kTileRows, block.x.rows() - r0);
-    const bool missing = gmm_kernel::convert(&block.x(r0, 0), n, block.x.outerStride(), d_, center_.data(), xf.data(), dp);
+  // A float32 block (io::BlockSourceOptions::float32) is read as stored; the conversion
+  // gives the bits of the same rows widened to double.
+  const bool f32 = block.is_float32();
+  const Index rows = f32 ? block.xf.rows() : block.x.rows();
+  const Index ld = f32 ? block.xf.outerStride() : block.x.outerStride();
+  const std::size_t width = f32 ? sizeof(float) : sizeof(double);
+  const auto row_ptr = [&](Index i) -> const void* {
+    return f32 ? static_cast<const void*>(&block.xf(i, 0)) : static_cast<const void*>(&block.x(i, 0));
+  };
+  for (Index r0 = 0; r0 < rows; r0 += kTileRows) {
+    const Index n = std::min(kTileRows, rows - r0);
+    const bool missing =
+        f32 ? gmm_kernel::convert(&block.xf(r0, 0), n, ld, d_, center_.data(), xf.data(), dp)
+            : gmm_kernel::convert(&block.x(r0, 0), n, ld, d_, center_.data(), xf.data(), dp);
     if (missing) {
-      missing_tile(block.x.middleRows(r0, n), resp, &lpn, &partial);
+      if (f32)
+        missing_tile(RowMatrix(block.xf.middleRows(r0, n).cast<double>()), resp, &lpn, &partial);
+      else
+        missing_tile(block.x.middleRows(r0, n), resp, &lpn, &partial);
       continue;
     }
     // The next tile's rows are read into cache while this tile's distances are computed.
-    const Index next = std::min(kTileRows, block.x.rows() - r0 - n);
+    const Index next = std::min(kTileRows, rows - r0 - n);
     gmm_kernel::quadratic(xf.data(), n, dp, inv_sd32_.data(), shift32_.data(), k_, q.data(),
-                          next > 0 ? &block.x(r0 + n, 0) : nullptr,
-                          static_cast<std::size_t>(next > 0 ? next * block.x.outerStride() : 0) * sizeof(double));
+                          next > 0 ? row_ptr(r0 + n) : nullptr, static_cast<std::size_t>(next > 0 ? next * ld : 0) * width);
     double log_lik = 0;
     for (Index i = 0; i < n; ++i) {
       double m = -std::numeric_limits<double>::infinity();
@@ -510,7 +523,13 @@ void Gmm::e_step_block_f32(const io::DenseBlock& block, std::span<double> partia
   }
 }
 
+bool Gmm::accepts_float32_blocks() const {
+  return float32_products_ && (type_ == CovarianceType::kDiag || type_ == CovarianceType::kSpherical);
+}
+
 void Gmm::e_step_block(const io::DenseBlock& block, std::span<double> partial) const {
+  if (block.is_float32() && !accepts_float32_blocks())
+    throw Error(ErrorKind::kInternal, "Gmm::e_step_block: a float32 block reached the double path");
   Vector lpn;
   RowMatrix resp;
   if (float32_products_ && (type_ == CovarianceType::kDiag || type_ == CovarianceType::kSpherical)) {

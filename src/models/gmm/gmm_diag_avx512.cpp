@@ -41,6 +41,11 @@ bool convert(const double* x, std::ptrdiff_t rows, std::ptrdiff_t ld, std::ptrdi
   return convert_impl(x, rows, ld, d, c, out, dp);
 }
 
+bool convert(const float* x, std::ptrdiff_t rows, std::ptrdiff_t ld, std::ptrdiff_t d, const double* c, float* out,
+             std::ptrdiff_t dp) {
+  return convert_f32_impl(x, rows, ld, d, c, out, dp);
+}
+
 void quadratic(const float* x, std::ptrdiff_t rows, std::ptrdiff_t dp, const float* s, const float* t, std::ptrdiff_t k,
                float* q, const void* prefetch, std::size_t prefetch_bytes) {
   const char* p = static_cast<const char*>(prefetch);

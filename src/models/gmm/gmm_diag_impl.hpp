@@ -147,6 +147,29 @@ bool convert_impl(const double* x, I rows, I ld, I d, const double* c, float* ou
   return bad_tail || _mm256_movemask_pd(bad) != 0;
 }
 
+// The same from float32 rows: out = float(double(x) − c), the bits convert_impl() gives
+// for the same rows widened to double.
+bool convert_f32_impl(const float* x, I rows, I ld, I d, const double* c, float* out, I dp) {
+  __m256d bad = _mm256_setzero_pd();
+  bool bad_tail = false;
+  for (I i = 0; i < rows; ++i) {
+    const float* row = x + i * ld;
+    float* o = out + i * dp;
+    I j = 0;
+    for (; j + 4 <= d; j += 4) {
+      if ((j & 15) == 0) _mm_prefetch(reinterpret_cast<const char*>(row + j + 2 * kPrefetchDoubles), _MM_HINT_T0);
+      const __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(row + j));
+      bad = _mm256_or_pd(bad, _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
+      _mm_storeu_ps(o + j, _mm256_cvtpd_ps(_mm256_sub_pd(v, _mm256_loadu_pd(c + j))));
+    }
+    for (; j < d; ++j) {
+      bad_tail |= row[j] != row[j];
+      o[j] = static_cast<float>(static_cast<double>(row[j]) - c[j]);
+    }
+  }
+  return bad_tail || _mm256_movemask_pd(bad) != 0;
+}
+
 void quadratic_impl(const float* x, I rows, I dp, const float* s, const float* t, I k, float* q, Prefetch pf) {
   I c0 = 0;
   for (; c0 + kQuadComps <= k; c0 += kQuadComps)

@@ -11,6 +11,12 @@ bool convert(const double* x, std::ptrdiff_t rows, std::ptrdiff_t ld, std::ptrdi
                                                        : avx2::convert(x, rows, ld, d, c, out, dp);
 }
 
+bool convert(const float* x, std::ptrdiff_t rows, std::ptrdiff_t ld, std::ptrdiff_t d, const double* c, float* out,
+             std::ptrdiff_t dp) {
+  return kernel::active() >= kernel::Variant::kAvx512 ? avx512::convert(x, rows, ld, d, c, out, dp)
+                                                       : avx2::convert(x, rows, ld, d, c, out, dp);
+}
+
 void quadratic(const float* x, std::ptrdiff_t rows, std::ptrdiff_t dp, const float* s, const float* t, std::ptrdiff_t k,
                float* q, const void* prefetch, std::size_t prefetch_bytes) {
   if (kernel::active() >= kernel::Variant::kAvx512)

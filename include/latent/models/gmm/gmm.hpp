@@ -88,7 +88,11 @@ class Gmm final : public train::EmModel {
 
   // EmModel. Statistics: [Σ log p(x), rows, Nk (K), first moments, second moments].
   std::size_t num_stats() const override;
+  /// Blocks may be float32 (io::DenseBlock::xf) when accepts_float32_blocks(): with float32
+  /// products on, for diag and spherical mixtures; the result is the same bits as for the
+  /// rows widened to double.
   void e_step_block(const io::DenseBlock& block, std::span<double> partial) const override;
+  bool accepts_float32_blocks() const override;
   /// M-step; objective = mean log-likelihood (nats per sample) under the previous
   /// parameters; change = objective - previous objective.
   Step m_step(std::span<const double> stats) override;

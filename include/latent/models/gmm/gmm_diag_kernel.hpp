@@ -28,6 +28,10 @@ inline constexpr std::ptrdiff_t padded(std::ptrdiff_t d) { return (d + kLanes - 
 /// leading dimension ld. Returns true if any x[i·ld + j] is NaN (out is then incomplete).
 bool convert(const double* x, std::ptrdiff_t rows, std::ptrdiff_t ld, std::ptrdiff_t d, const double* c, float* out,
              std::ptrdiff_t dp);
+/// The same from float32 rows (a float32 block): out = float(double(x) − c), bit for bit
+/// what the double overload gives for the rows widened to double.
+bool convert(const float* x, std::ptrdiff_t rows, std::ptrdiff_t ld, std::ptrdiff_t d, const double* c, float* out,
+             std::ptrdiff_t dp);
 
 /// q[i·k + c] = Σ_j (x[i·dp + j] · s[c·dp + j] + t[c·dp + j])² for rows i < rows and
 /// components c < k. x: rows × dp (row-major, float32, dp a multiple of kLanes), s and t:
@@ -50,12 +54,14 @@ void moments(const float* x, std::ptrdiff_t rows, std::ptrdiff_t dp, std::ptrdif
 // The variants (gmm_diag_avx2.cpp, gmm_diag_avx512.cpp); quadratic() and moments() pick one.
 namespace avx2 {
 bool convert(const double*, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, const double*, float*, std::ptrdiff_t);
+bool convert(const float*, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, const double*, float*, std::ptrdiff_t);
 void quadratic(const float*, std::ptrdiff_t, std::ptrdiff_t, const float*, const float*, std::ptrdiff_t, float*, const void*,
                std::size_t);
 void moments(const float*, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, const float*, std::ptrdiff_t, double*, double*);
 }  // namespace avx2
 namespace avx512 {
 bool convert(const double*, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, const double*, float*, std::ptrdiff_t);
+bool convert(const float*, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, const double*, float*, std::ptrdiff_t);
 void quadratic(const float*, std::ptrdiff_t, std::ptrdiff_t, const float*, const float*, std::ptrdiff_t, float*, const void*,
                std::size_t);
 void moments(const float*, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, const float*, std::ptrdiff_t, double*, double*);
