@@ -5,6 +5,7 @@
 #include <Eigen/Cholesky>
 #include <Eigen/LU>
 #include <cmath>
+#include <filesystem>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -222,9 +223,10 @@ TEST(GmmFloat32, KernelsMatchDoubleSumsAndEveryVariantGivesTheSameBits) {
     if (!kernel::supported(v)) continue;
     kernel::ScopedVariant scope(v);
     std::vector<float> q(rows * k);
-    gmm_kernel::quadratic(x.data(), rows, dp, s.data(), t.data(), k, q.data(), x.data(), 1000);
+    gmm_kernel::PrefetchRange pf{reinterpret_cast<const char*>(x.data()), reinterpret_cast<const char*>(x.data() + 256)};
+    gmm_kernel::quadratic(x.data(), rows, dp, s.data(), t.data(), k, q.data(), pf);
     std::vector<double> first(k * d, 1.0), second(k * d, 2.0);  // moments() adds to what is there
-    gmm_kernel::moments(x.data(), rows, dp, d, r.data(), k, first.data(), second.data());
+    gmm_kernel::moments(x.data(), rows, dp, d, r.data(), k, first.data(), second.data(), pf);
     for (Index e = 0; e < rows * k; ++e) ASSERT_NEAR(q[e], ref_q[e], 2e-6 * ref_q[e]) << kernel::to_string(v) << " " << e;
     for (Index e = 0; e < k * d; ++e) {
       const double scale = [&] {
@@ -254,6 +256,18 @@ TEST(GmmFloat32, KernelsMatchDoubleSumsAndEveryVariantGivesTheSameBits) {
   EXPECT_FALSE(gmm_kernel::convert(xd.data(), 3, d, d, center.data(), out.data(), dp));
   for (Index i = 0; i < 3; ++i)
     for (Index j = 0; j < d; ++j) ASSERT_EQ(out[i * dp + j], static_cast<float>(xd(i, j) - 1e3));
+  // From float32 rows: the bits of the same rows widened to double.
+  {
+    const RowMatrixF xs = xd.cast<float>();
+    const RowMatrix xw = xs.cast<double>();
+    std::vector<float> a(3 * dp, 0.0f), b(3 * dp, 0.0f);
+    EXPECT_FALSE(gmm_kernel::convert(xw.data(), 3, d, d, center.data(), a.data(), dp));
+    EXPECT_FALSE(gmm_kernel::convert(xs.data(), 3, d, d, center.data(), b.data(), dp));
+    EXPECT_EQ(a, b);
+    RowMatrixF xn = xs;
+    xn(0, d - 1) = std::numeric_limits<float>::quiet_NaN();
+    EXPECT_TRUE(gmm_kernel::convert(xn.data(), 3, d, d, center.data(), b.data(), dp));
+  }
   xd(2, d - 1) = std::numeric_limits<double>::quiet_NaN();
   EXPECT_TRUE(gmm_kernel::convert(xd.data(), 3, d, d, center.data(), out.data(), dp));
   xd(2, d - 1) = 0;
@@ -313,6 +327,42 @@ TEST(GmmFloat32, FusedPassAgreesWithTheDoublePathTo1e6) {
     EXPECT_LT(((g[1].covariances() - g[0].covariances()).array() / g[0].covariances().array()).abs().maxCoeff(), 1e-4)
         << to_string(t);
   }
+}
+
+// The fit reads float32 shards as float32 blocks (BlockSourceOptions::float32, cached and
+// streamed) and gives the bits of the same data read as double, with a NaN in a float32
+// block taking the double path too.
+TEST(GmmFloat32, Float32BlocksGiveTheBitsOfDoubleBlocks) {
+  TempDir dir("gmmf32");
+  RowMatrix x = blobs(900, 19, 3, 4, nullptr, 4.0, 1.0);
+  x(500, 3) = std::numeric_limits<double>::quiet_NaN();
+  std::filesystem::create_directories(dir / "d");
+  latent::testing::write_shard(dir / "d/part-00000.h5", x.topRows(400), {}, io::DType::kFloat32);
+  latent::testing::write_shard(dir / "d/part-00001.h5", x.bottomRows(500), {}, io::DType::kFloat32);
+  const auto comm = comm::Communicator::world();
+  std::vector<std::vector<double>> results;
+  for (const bool f32 : {false, true})
+    for (const std::size_t cache : {std::size_t{0}, std::size_t{1} << 24}) {
+      auto info = io::open_dense_dataset(dir / "d");
+      io::BlockSourceOptions o;
+      o.cache_bytes = cache;
+      o.allow_nan = true;
+      o.float32 = f32;
+      io::BlockSource source(info, io::make_block_plan(info, 300), o);
+      const auto summary = train::summarize(comm, source, 2);
+      GmmConfig c;
+      c.n_components = 3;
+      c.covariance_type = CovarianceType::kDiag;
+      c.max_iter = 12;
+      c.tol = 0;
+      c.threads = 2;
+      const auto fit = fit_gmm(comm, source, summary, c, Logger::silent(), {});
+      std::vector<double> r(fit.model.means().data(), fit.model.means().data() + fit.model.means().size());
+      r.insert(r.end(), fit.model.covariances().data(), fit.model.covariances().data() + fit.model.covariances().size());
+      r.push_back(fit.em.objective);
+      results.push_back(r);
+    }
+  for (std::size_t i = 1; i < results.size(); ++i) EXPECT_EQ(results[i], results[0]) << "configuration " << i;
 }
 
 TEST(GmmEm, CollapsedComponentIsNamed) {

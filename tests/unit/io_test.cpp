@@ -169,6 +169,76 @@ TEST(DenseDataset, ReadsBlocksInOrderWithPrefetchAndCache) {
   }
 }
 
+// BlockSourceOptions::float32: a float32 shard's rows stay float32 in the stream and the
+// cache (half the bytes), are handed out as stored inside a Float32Scope and widened (the
+// same doubles as a plain source) outside it; a float64 shard is read as double; bad
+// values are still named; nan_fill turns it off.
+TEST(DenseDataset, Float32BlocksStayFloat32WhereAccepted) {
+  TempDir dir("f32");
+  RowMatrix x(25, 3);
+  for (Index i = 0; i < x.size(); ++i) x.data()[i] = 0.1 * static_cast<double>(i) + 1e3;
+  const RowMatrix xr = x.cast<float>().cast<double>();  // what a float32 shard holds
+  std::filesystem::create_directories(dir / "d");
+  latent::testing::write_shard(dir / "d/part-00000.h5", x.topRows(10), {}, DType::kFloat32);
+  latent::testing::write_shard(dir / "d/part-00001.h5", xr.bottomRows(15), {}, DType::kFloat64);
+  auto info = open_dense_dataset(dir / "d");
+  const auto plan = make_block_plan(info, 4);
+  BlockSourceOptions o;
+  o.prefetch_blocks = 1;
+  o.cache_bytes = 1 << 20;
+  BlockSource plain(info, plan, o);
+  o.float32 = true;
+  BlockSource f32(info, plan, o);
+  EXPECT_EQ(plain.local_bytes(), 25u * 3u * 8u);
+  EXPECT_EQ(f32.local_bytes(), 10u * 3u * 4u + 15u * 3u * 8u);
+  for (int pass = 0; pass < 4; ++pass) {
+    const bool accept = pass % 2 == 1;
+    const BlockSource::Float32Scope scope(f32, accept);
+    f32.start_pass();
+    Index row = 0, floats = 0;
+    while (auto b = f32.next()) {
+      const bool first_shard = b->ref.shard == 0;
+      ASSERT_EQ(b->is_float32(), accept && first_shard) << "pass " << pass << " row " << row;
+      const RowMatrix got = b->is_float32() ? RowMatrix(b->xf.cast<double>()) : b->x;
+      EXPECT_EQ(got, xr.middleRows(row, got.rows()));
+      floats += b->is_float32() ? 1 : 0;
+      row += got.rows();
+    }
+    EXPECT_EQ(row, 25);
+    EXPECT_EQ(floats, accept ? 3 : 0);  // blocks of 4, 4, 2 rows in the float32 shard
+    EXPECT_TRUE(f32.cached());
+  }
+  // A plain pass outside any scope equals the plain source's.
+  plain.start_pass();
+  f32.start_pass();
+  while (auto a = plain.next()) {
+    auto b = f32.next();
+    ASSERT_TRUE(b);
+    EXPECT_FALSE(b->is_float32());
+    EXPECT_EQ(a->x, b->x);
+  }
+  // nan_fill (the k-means seeding's source) reads double.
+  auto filled = f32.with_nan_fill(std::vector<double>(3, 0.0));
+  const BlockSource::Float32Scope scope(*filled, true);
+  filled->start_pass();
+  while (auto b = filled->next()) EXPECT_FALSE(b->is_float32());
+  // An infinite value in a float32 shard is named as in a double one.
+  RowMatrix bad = x.topRows(6);
+  bad(4, 1) = std::numeric_limits<double>::infinity();
+  std::filesystem::create_directories(dir / "bad");
+  latent::testing::write_shard(dir / "bad/part-00000.h5", bad, {}, DType::kFloat32);
+  auto binfo = open_dense_dataset(dir / "bad");
+  BlockSource bsrc(binfo, make_block_plan(binfo, 4), o);
+  const Error e = error_of([&] {
+    const BlockSource::Float32Scope s2(bsrc, true);
+    bsrc.start_pass();
+    while (bsrc.next()) {
+    }
+  });
+  EXPECT_EQ(e.kind(), ErrorKind::kInput);
+  expect_mentions(e, {"part-00000.h5", "dataset /data", "row 4", "column 1", "infinite"});
+}
+
 TEST(DenseDataset, NaNNamesFileDatasetRowAndColumn) {
   TempDir dir("nan");
   RowMatrix x = RowMatrix::Zero(12, 4);

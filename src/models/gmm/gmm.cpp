@@ -492,8 +492,12 @@ void Gmm::e_step_block_f32(const io::DenseBlock& block, std::span<double> partia
     }
     // The next tile's rows are read into cache while this tile's distances are computed.
     const Index next = std::min(kTileRows, rows - r0 - n);
-    gmm_kernel::quadratic(xf.data(), n, dp, inv_sd32_.data(), shift32_.data(), k_, q.data(),
-                          next > 0 ? row_ptr(r0 + n) : nullptr, static_cast<std::size_t>(next > 0 ? next * ld : 0) * width);
+    gmm_kernel::PrefetchRange pf;
+    if (next > 0) {
+      pf.next = static_cast<const char*>(row_ptr(r0 + n));
+      pf.end = pf.next + static_cast<std::size_t>(next * ld) * width;
+    }
+    gmm_kernel::quadratic(xf.data(), n, dp, inv_sd32_.data(), shift32_.data(), k_, q.data(), pf);
     double log_lik = 0;
     for (Index i = 0; i < n; ++i) {
       double m = -std::numeric_limits<double>::infinity();
@@ -519,7 +523,7 @@ void Gmm::e_step_block_f32(const io::DenseBlock& block, std::span<double> partia
       for (Index c = 0; c < k_; ++c) nk[c] += static_cast<double>(rf[static_cast<std::size_t>(i * k_ + c)]);
     partial[0] += log_lik;
     partial[1] += static_cast<double>(n);
-    gmm_kernel::moments(xf.data(), n, dp, d_, rf.data(), k_, first, second);
+    gmm_kernel::moments(xf.data(), n, dp, d_, rf.data(), k_, first, second, pf);
   }
 }
 

@@ -47,14 +47,13 @@ bool convert(const float* x, std::ptrdiff_t rows, std::ptrdiff_t ld, std::ptrdif
 }
 
 void quadratic(const float* x, std::ptrdiff_t rows, std::ptrdiff_t dp, const float* s, const float* t, std::ptrdiff_t k,
-               float* q, const void* prefetch, std::size_t prefetch_bytes) {
-  const char* p = static_cast<const char*>(prefetch);
-  quadratic_impl(x, rows, dp, s, t, k, q, Prefetch{p, p + (p ? prefetch_bytes : 0)});
+               float* q, PrefetchRange& prefetch) {
+  quadratic_impl(x, rows, dp, s, t, k, q, prefetch);
 }
 
 void moments(const float* x, std::ptrdiff_t rows, std::ptrdiff_t dp, std::ptrdiff_t d, const float* r, std::ptrdiff_t k,
-             double* first, double* second) {
-  moments_impl(x, rows, dp, d, r, k, first, second);
+             double* first, double* second, PrefetchRange& prefetch) {
+  moments_impl(x, rows, dp, d, r, k, first, second, prefetch);
 }
 
 }  // namespace latent::models::gmm_kernel::avx2

@@ -13,21 +13,15 @@ namespace {
 
 using I = std::ptrdiff_t;
 
-// A range of memory to bring into L2 a few lines at a time while arithmetic runs (the
-// next tile's data: its reads then overlap the work on this one).
-struct Prefetch {
-  const char* p;
-  const char* end;
-  inline void step() {
-    if (p < end) {
-      _mm_prefetch(p, _MM_HINT_T1);
-      _mm_prefetch(p + 64, _MM_HINT_T1);
-      _mm_prefetch(p + 128, _MM_HINT_T1);
-      _mm_prefetch(p + 192, _MM_HINT_T1);
-      p += 256;
-    }
+// One cache line of the range asked for (into L2), spread over the loops of both kernels
+// so the next tile's reads overlap this tile's arithmetic at the pace memory delivers.
+using Prefetch = PrefetchRange;
+inline void step(Prefetch& pf) {
+  if (pf.next < pf.end) {
+    _mm_prefetch(pf.next, _MM_HINT_T1);
+    pf.next += 64;
   }
-};
+}
 
 // R rows × C components of q, over the whole padded row.
 template <int R, int C>
@@ -36,7 +30,7 @@ inline void quad_block(const float* x, I dp, const float* s, const float* t, I k
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < C; ++c) acc[r][c] = vzero();
   for (I j = 0; j < dp; j += 16) {
-    pf.step();
+    step(pf);
     V xv[R];
     for (int r = 0; r < R; ++r) xv[r] = vload(x + r * dp + j);
     for (int c = 0; c < C; ++c) {
@@ -63,11 +57,12 @@ inline void quad_comps(const float* x, I rows, I dp, const float* s, const float
 // C components × W lane groups of the moments over all rows; sums land in f and f2
 // (C × W·16 floats, row stride W·16).
 template <int W, int C>
-inline void mom_block(const float* x, I rows, I dp, const float* r, I k, float* f, float* f2) {
+inline void mom_block(const float* x, I rows, I dp, const float* r, I k, float* f, float* f2, Prefetch& pf) {
   V a1[C][W], a2[C][W];
   for (int c = 0; c < C; ++c)
     for (int w = 0; w < W; ++w) a1[c][w] = a2[c][w] = vzero();
   for (I i = 0; i < rows; ++i) {
+    step(pf);
     V xv[W], x2[W];
     for (int w = 0; w < W; ++w) {
       xv[w] = vload(x + i * dp + 16 * w);
@@ -102,20 +97,21 @@ inline void add_sums(const float* f, const float* f2, int cs, int width, I c0, I
 }
 
 template <int W>
-inline void mom_columns(const float* x, I rows, I dp, I d, const float* r, I k, I j0, double* first, double* second) {
+inline void mom_columns(const float* x, I rows, I dp, I d, const float* r, I k, I j0, double* first, double* second,
+                        Prefetch& pf) {
   alignas(64) float f[kMomComps * W * 16], f2[kMomComps * W * 16];
   I c0 = 0;
   for (; c0 + kMomComps <= k; c0 += kMomComps) {
-    mom_block<W, kMomComps>(x + j0, rows, dp, r + c0, k, f, f2);
+    mom_block<W, kMomComps>(x + j0, rows, dp, r + c0, k, f, f2, pf);
     add_sums(f, f2, kMomComps, W * 16, c0, j0, d, first, second);
   }
   const int rest = static_cast<int>(k - c0);
   switch (rest) {
     case 0: return;
-    case 1: mom_block<W, 1>(x + j0, rows, dp, r + c0, k, f, f2); break;
-    case 2: mom_block<W, 2>(x + j0, rows, dp, r + c0, k, f, f2); break;
-    case 3: mom_block<W, 3>(x + j0, rows, dp, r + c0, k, f, f2); break;
-    default: mom_block<W, 4>(x + j0, rows, dp, r + c0, k, f, f2); break;  // kMomComps ≤ 5
+    case 1: mom_block<W, 1>(x + j0, rows, dp, r + c0, k, f, f2, pf); break;
+    case 2: mom_block<W, 2>(x + j0, rows, dp, r + c0, k, f, f2, pf); break;
+    case 3: mom_block<W, 3>(x + j0, rows, dp, r + c0, k, f, f2, pf); break;
+    default: mom_block<W, 4>(x + j0, rows, dp, r + c0, k, f, f2, pf); break;  // kMomComps ≤ 5
   }
   add_sums(f, f2, rest, W * 16, c0, j0, d, first, second);
 }
@@ -170,7 +166,7 @@ bool convert_f32_impl(const float* x, I rows, I ld, I d, const double* c, float*
   return bad_tail || _mm256_movemask_pd(bad) != 0;
 }
 
-void quadratic_impl(const float* x, I rows, I dp, const float* s, const float* t, I k, float* q, Prefetch pf) {
+void quadratic_impl(const float* x, I rows, I dp, const float* s, const float* t, I k, float* q, Prefetch& pf) {
   I c0 = 0;
   for (; c0 + kQuadComps <= k; c0 += kQuadComps)
     quad_comps<kQuadComps>(x, rows, dp, s + c0 * dp, t + c0 * dp, k, q + c0, pf);
@@ -183,10 +179,11 @@ void quadratic_impl(const float* x, I rows, I dp, const float* s, const float* t
   }
 }
 
-void moments_impl(const float* x, I rows, I dp, I d, const float* r, I k, double* first, double* second) {
+void moments_impl(const float* x, I rows, I dp, I d, const float* r, I k, double* first, double* second, Prefetch& pf) {
   I j0 = 0;
-  for (; j0 + kMomWidth * 16 <= dp; j0 += kMomWidth * 16) mom_columns<kMomWidth>(x, rows, dp, d, r, k, j0, first, second);
-  for (; j0 < dp; j0 += 16) mom_columns<1>(x, rows, dp, d, r, k, j0, first, second);
+  for (; j0 + kMomWidth * 16 <= dp; j0 += kMomWidth * 16)
+    mom_columns<kMomWidth>(x, rows, dp, d, r, k, j0, first, second, pf);
+  for (; j0 < dp; j0 += 16) mom_columns<1>(x, rows, dp, d, r, k, j0, first, second, pf);
 }
 
 }  // namespace

@@ -18,19 +18,19 @@ bool convert(const float* x, std::ptrdiff_t rows, std::ptrdiff_t ld, std::ptrdif
 }
 
 void quadratic(const float* x, std::ptrdiff_t rows, std::ptrdiff_t dp, const float* s, const float* t, std::ptrdiff_t k,
-               float* q, const void* prefetch, std::size_t prefetch_bytes) {
+               float* q, PrefetchRange& prefetch) {
   if (kernel::active() >= kernel::Variant::kAvx512)
-    avx512::quadratic(x, rows, dp, s, t, k, q, prefetch, prefetch_bytes);
+    avx512::quadratic(x, rows, dp, s, t, k, q, prefetch);
   else
-    avx2::quadratic(x, rows, dp, s, t, k, q, prefetch, prefetch_bytes);
+    avx2::quadratic(x, rows, dp, s, t, k, q, prefetch);
 }
 
 void moments(const float* x, std::ptrdiff_t rows, std::ptrdiff_t dp, std::ptrdiff_t d, const float* r, std::ptrdiff_t k,
-             double* first, double* second) {
+             double* first, double* second, PrefetchRange& prefetch) {
   if (kernel::active() >= kernel::Variant::kAvx512)
-    avx512::moments(x, rows, dp, d, r, k, first, second);
+    avx512::moments(x, rows, dp, d, r, k, first, second, prefetch);
   else
-    avx2::moments(x, rows, dp, d, r, k, first, second);
+    avx2::moments(x, rows, dp, d, r, k, first, second, prefetch);
 }
 
 }  // namespace latent::models::gmm_kernel

@@ -20,6 +20,13 @@ namespace latent::models::gmm_kernel {
 
 /// Floats per lane group; rows of tiles and operands are padded to a multiple of it.
 inline constexpr std::ptrdiff_t kLanes = 16;
+/// Memory the kernels bring into L2, one cache line per step of their loops, while they
+/// compute (the next tile's rows); `next` advances. A plain pair of pointers.
+struct PrefetchRange {
+  const char* next = nullptr;
+  const char* end = nullptr;
+};
+
 /// D rounded up to a multiple of kLanes.
 inline constexpr std::ptrdiff_t padded(std::ptrdiff_t d) { return (d + kLanes - 1) / kLanes * kLanes; }
 
@@ -38,33 +45,35 @@ bool convert(const float* x, std::ptrdiff_t rows, std::ptrdiff_t ld, std::ptrdif
 /// k × dp. For a diagonal Gaussian s = σ⁻¹ and t = −μ σ⁻¹ (each rounded to float once), so
 /// the term is the standardised difference squared, without the cancellation of the
 /// expanded x² p − 2 x μ p + μ² p form. Padding must be zero in x, s and t. While it
-/// runs, the prefetch_bytes from `prefetch` (if not null; the next tile's data) are
-/// brought into L2 a few lines at a time, so the next convert() reads from cache.
+/// runs, lines of `prefetch` are brought into L2 (the next tile's rows, so the next
+/// convert() reads from cache), one per step.
 void quadratic(const float* x, std::ptrdiff_t rows, std::ptrdiff_t dp, const float* s, const float* t, std::ptrdiff_t k,
-               float* q, const void* prefetch = nullptr, std::size_t prefetch_bytes = 0);
+               float* q, PrefetchRange& prefetch);
 
 /// first[c·d + j] += Σ_i r[i·k + c] · x[i·dp + j] and second[c·d + j] += Σ_i r[i·k + c] · x[i·dp + j]²
 /// for c < k and j < d (d ≤ dp; columns j ≥ d are not touched). x: rows × dp as in
 /// quadratic(); r: rows × k (float32 responsibilities); first, second: k × d (double). The
 /// sum over the tile's rows is a float32 FMA chain in row order (x² rounded to float
-/// first), added to the doubles once per tile.
+/// first), added to the doubles once per tile. Continues `prefetch` as quadratic() does.
 void moments(const float* x, std::ptrdiff_t rows, std::ptrdiff_t dp, std::ptrdiff_t d, const float* r, std::ptrdiff_t k,
-             double* first, double* second);
+             double* first, double* second, PrefetchRange& prefetch);
 
 // The variants (gmm_diag_avx2.cpp, gmm_diag_avx512.cpp); quadratic() and moments() pick one.
 namespace avx2 {
 bool convert(const double*, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, const double*, float*, std::ptrdiff_t);
 bool convert(const float*, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, const double*, float*, std::ptrdiff_t);
-void quadratic(const float*, std::ptrdiff_t, std::ptrdiff_t, const float*, const float*, std::ptrdiff_t, float*, const void*,
-               std::size_t);
-void moments(const float*, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, const float*, std::ptrdiff_t, double*, double*);
+void quadratic(const float*, std::ptrdiff_t, std::ptrdiff_t, const float*, const float*, std::ptrdiff_t, float*,
+               PrefetchRange&);
+void moments(const float*, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, const float*, std::ptrdiff_t, double*, double*,
+             PrefetchRange&);
 }  // namespace avx2
 namespace avx512 {
 bool convert(const double*, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, const double*, float*, std::ptrdiff_t);
 bool convert(const float*, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, const double*, float*, std::ptrdiff_t);
-void quadratic(const float*, std::ptrdiff_t, std::ptrdiff_t, const float*, const float*, std::ptrdiff_t, float*, const void*,
-               std::size_t);
-void moments(const float*, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, const float*, std::ptrdiff_t, double*, double*);
+void quadratic(const float*, std::ptrdiff_t, std::ptrdiff_t, const float*, const float*, std::ptrdiff_t, float*,
+               PrefetchRange&);
+void moments(const float*, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, const float*, std::ptrdiff_t, double*, double*,
+             PrefetchRange&);
 }  // namespace avx512
 
 }  // namespace latent::models::gmm_kernel
