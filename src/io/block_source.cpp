@@ -1,6 +1,9 @@
 #include "latent/io/block_source.hpp"
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
 
 #include "h5_handle.hpp"
 #include "latent/core/error.hpp"
@@ -100,9 +103,18 @@ class ShardReader {
   template <class T>
   static void check_finite_values(const T* p, Index n, Index cols, const BlockRef& ref, const std::string& where,
                                   bool allow_nan) {
-    bool ok = true;
-    for (Index i = 0; i < n; ++i) ok &= std::isfinite(p[i]);
-    if (ok) return;
+    // The exponent bits all set means Inf or NaN; as integers the loop vectorises (the
+    // I/O thread checks every value it reads, std::isfinite's loop ran at one value per
+    // cycle and was a quarter of a streaming GMM iteration).
+    using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+    constexpr Bits kExponent = static_cast<Bits>(sizeof(T) == 4 ? 0x7f800000ull : 0x7ff0000000000000ull);
+    Bits bad = 0;
+    for (Index i = 0; i < n; ++i) {
+      Bits u;
+      std::memcpy(&u, p + i, sizeof u);
+      bad |= static_cast<Bits>((u & kExponent) == kExponent);
+    }
+    if (bad == 0) return;
     for (Index i = 0; i < n; ++i) {
       if (std::isfinite(p[i]) || (allow_nan && std::isnan(p[i]))) continue;
       const Index row = ref.row_begin + i / cols;
