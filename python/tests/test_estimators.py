@@ -136,6 +136,21 @@ class CliBits(Tmp):
                 ref = datasets(per, ["log_likelihood"])["log_likelihood"]
                 np.testing.assert_array_equal(est.score_samples(x), ref)
 
+    def test_gmm_matmul_precision(self):
+        # "high" (the default: the fused float32 pass for diag/spherical) against "highest"
+        # (double throughout): the same fit to 1e-6 in the lower bound; other names refused.
+        x = blobs()
+        for cov in ("diag", "spherical"):
+            with self.subTest(cov=cov):
+                kw = dict(covariance_type=cov, random_state=7, max_iter=30, block_rows=128, n_threads=1)
+                hi = latent.GaussianMixture(3, matmul_precision="highest", **kw).fit(x)
+                lo = latent.GaussianMixture(3, **kw).fit(x)
+                self.assertLess(abs(lo.lower_bound_ - hi.lower_bound_), 1e-6 * abs(hi.lower_bound_))
+                np.testing.assert_allclose(lo.means_, hi.means_, rtol=0, atol=1e-5 * np.abs(hi.means_).max())
+                np.testing.assert_allclose(lo.covariances_, hi.covariances_, rtol=1e-4)
+        with self.assertRaises(ValueError):
+            latent.GaussianMixture(2, matmul_precision="medium").fit(x)
+
     def test_kmeans(self):
         x = blobs(seed=1)
         data = self.import_dense(x)
