@@ -6,12 +6,20 @@
 //
 // Needs, before inclusion: struct V; V vzero(); V vload(const float*); V vset1(float);
 // V vfma(V a, V b, V c) (a·b + c, one rounding); V vmul(V, V); void vstore(float*, V);
-// float vsum(V) (the fixed tree of gmm_diag_kernel.hpp); constants kQuadRows, kQuadComps,
-// kMomWidth, kMomComps.
+// __m256 vfold8(V) (lanes i + (i + 8)); constants kQuadRows, kQuadComps, kMomWidth,
+// kMomComps. Defines the including namespace's `const Variant& variant()`.
 
 namespace {
 
 using I = std::ptrdiff_t;
+
+// The fixed tree of gmm_diag_kernel.hpp: lanes i and i+8, then i and i+4, i and i+2, i and i+1.
+inline float vsum(V a) {
+  const __m256 t8 = vfold8(a);
+  const __m128 t4 = _mm_add_ps(_mm256_castps256_ps128(t8), _mm256_extractf128_ps(t8, 1));
+  const __m128 t2 = _mm_add_ps(t4, _mm_movehl_ps(t4, t4));
+  return _mm_cvtss_f32(_mm_add_ss(t2, _mm_shuffle_ps(t2, t2, 0x55)));
+}
 
 // One cache line of the range asked for (into L2), spread over the loops of both kernels
 // so the next tile's reads overlap this tile's arithmetic at the pace memory delivers.
@@ -116,45 +124,27 @@ inline void mom_columns(const float* x, I rows, I dp, I d, const float* r, I k, 
   add_sums(f, f2, rest, W * 16, c0, j0, d, first, second);
 }
 
-// How far ahead convert_impl() asks for the data: the hardware prefetcher stops at 4 KiB
-// page boundaries, and reading cached double data at one core's bandwidth is the largest
-// cost of the float32 pass.
-constexpr I kPrefetchDoubles = 512;
+// How far ahead convert_impl() asks for the rows: the hardware prefetcher stops at 4 KiB
+// page boundaries, and reading the rows is a large share of the float32 pass.
+constexpr I kPrefetchBytes = 4096;
 
-// out[i·dp + j] = float(x[i·ld + j] − c[j]) for j < d (one rounding); true if any x is NaN.
-bool convert_impl(const double* x, I rows, I ld, I d, const double* c, float* out, I dp) {
+inline __m256d load4(const double* p) { return _mm256_loadu_pd(p); }
+inline __m256d load4(const float* p) { return _mm256_cvtps_pd(_mm_loadu_ps(p)); }
+
+// out[i·dp + j] = float(double(x[i·ld + j]) − c[j]) for j < d (one rounding; from float32
+// rows the bits of the same rows widened to double); true if any x is NaN.
+template <class T>
+bool convert_impl(const T* x, I rows, I ld, I d, const double* c, float* out, I dp) {
+  constexpr I kPerLine = 64 / sizeof(T);
   __m256d bad = _mm256_setzero_pd();
   bool bad_tail = false;
   for (I i = 0; i < rows; ++i) {
-    const double* row = x + i * ld;
+    const T* row = x + i * ld;
     float* o = out + i * dp;
     I j = 0;
     for (; j + 4 <= d; j += 4) {
-      if ((j & 7) == 0) _mm_prefetch(reinterpret_cast<const char*>(row + j + kPrefetchDoubles), _MM_HINT_T0);
-      const __m256d v = _mm256_loadu_pd(row + j);
-      bad = _mm256_or_pd(bad, _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
-      _mm_storeu_ps(o + j, _mm256_cvtpd_ps(_mm256_sub_pd(v, _mm256_loadu_pd(c + j))));
-    }
-    for (; j < d; ++j) {
-      bad_tail |= row[j] != row[j];
-      o[j] = static_cast<float>(row[j] - c[j]);
-    }
-  }
-  return bad_tail || _mm256_movemask_pd(bad) != 0;
-}
-
-// The same from float32 rows: out = float(double(x) − c), the bits convert_impl() gives
-// for the same rows widened to double.
-bool convert_f32_impl(const float* x, I rows, I ld, I d, const double* c, float* out, I dp) {
-  __m256d bad = _mm256_setzero_pd();
-  bool bad_tail = false;
-  for (I i = 0; i < rows; ++i) {
-    const float* row = x + i * ld;
-    float* o = out + i * dp;
-    I j = 0;
-    for (; j + 4 <= d; j += 4) {
-      if ((j & 15) == 0) _mm_prefetch(reinterpret_cast<const char*>(row + j + 2 * kPrefetchDoubles), _MM_HINT_T0);
-      const __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(row + j));
+      if (j % kPerLine == 0) _mm_prefetch(reinterpret_cast<const char*>(row + j) + kPrefetchBytes, _MM_HINT_T0);
+      const __m256d v = load4(row + j);
       bad = _mm256_or_pd(bad, _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
       _mm_storeu_ps(o + j, _mm256_cvtpd_ps(_mm256_sub_pd(v, _mm256_loadu_pd(c + j))));
     }
@@ -186,4 +176,16 @@ void moments_impl(const float* x, I rows, I dp, I d, const float* r, I k, double
   for (; j0 < dp; j0 += 16) mom_columns<1>(x, rows, dp, d, r, k, j0, first, second, pf);
 }
 
+bool convert_double(const double* x, I rows, I ld, I d, const double* c, float* out, I dp) {
+  return convert_impl(x, rows, ld, d, c, out, dp);
+}
+bool convert_float(const float* x, I rows, I ld, I d, const double* c, float* out, I dp) {
+  return convert_impl(x, rows, ld, d, c, out, dp);
+}
+
 }  // namespace
+
+const Variant& variant() {
+  static constexpr Variant kTable{&convert_double, &convert_float, &quadratic_impl, &moments_impl};
+  return kTable;
+}

@@ -4,33 +4,30 @@
 #include "latent/core/kernel.hpp"
 
 namespace latent::models::gmm_kernel {
+namespace {
+const Variant& active() {
+  return kernel::active() >= kernel::Variant::kAvx512 ? avx512::variant() : avx2::variant();
+}
+}  // namespace
 
 bool convert(const double* x, std::ptrdiff_t rows, std::ptrdiff_t ld, std::ptrdiff_t d, const double* c, float* out,
              std::ptrdiff_t dp) {
-  return kernel::active() >= kernel::Variant::kAvx512 ? avx512::convert(x, rows, ld, d, c, out, dp)
-                                                       : avx2::convert(x, rows, ld, d, c, out, dp);
+  return active().convert_double(x, rows, ld, d, c, out, dp);
 }
 
 bool convert(const float* x, std::ptrdiff_t rows, std::ptrdiff_t ld, std::ptrdiff_t d, const double* c, float* out,
              std::ptrdiff_t dp) {
-  return kernel::active() >= kernel::Variant::kAvx512 ? avx512::convert(x, rows, ld, d, c, out, dp)
-                                                       : avx2::convert(x, rows, ld, d, c, out, dp);
+  return active().convert_float(x, rows, ld, d, c, out, dp);
 }
 
 void quadratic(const float* x, std::ptrdiff_t rows, std::ptrdiff_t dp, const float* s, const float* t, std::ptrdiff_t k,
                float* q, PrefetchRange& prefetch) {
-  if (kernel::active() >= kernel::Variant::kAvx512)
-    avx512::quadratic(x, rows, dp, s, t, k, q, prefetch);
-  else
-    avx2::quadratic(x, rows, dp, s, t, k, q, prefetch);
+  active().quadratic(x, rows, dp, s, t, k, q, prefetch);
 }
 
 void moments(const float* x, std::ptrdiff_t rows, std::ptrdiff_t dp, std::ptrdiff_t d, const float* r, std::ptrdiff_t k,
              double* first, double* second, PrefetchRange& prefetch) {
-  if (kernel::active() >= kernel::Variant::kAvx512)
-    avx512::moments(x, rows, dp, d, r, k, first, second, prefetch);
-  else
-    avx2::moments(x, rows, dp, d, r, k, first, second, prefetch);
+  active().moments(x, rows, dp, d, r, k, first, second, prefetch);
 }
 
 }  // namespace latent::models::gmm_kernel

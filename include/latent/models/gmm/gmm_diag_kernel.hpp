@@ -58,22 +58,23 @@ void quadratic(const float* x, std::ptrdiff_t rows, std::ptrdiff_t dp, const flo
 void moments(const float* x, std::ptrdiff_t rows, std::ptrdiff_t dp, std::ptrdiff_t d, const float* r, std::ptrdiff_t k,
              double* first, double* second, PrefetchRange& prefetch);
 
-// The variants (gmm_diag_avx2.cpp, gmm_diag_avx512.cpp); quadratic() and moments() pick one.
+/// One variant's kernels (gmm_diag_avx2.cpp, gmm_diag_avx512.cpp); the functions above
+/// call those of kernel::active().
+struct Variant {
+  bool (*convert_double)(const double*, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, const double*, float*,
+                         std::ptrdiff_t);
+  bool (*convert_float)(const float*, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, const double*, float*,
+                        std::ptrdiff_t);
+  void (*quadratic)(const float*, std::ptrdiff_t, std::ptrdiff_t, const float*, const float*, std::ptrdiff_t, float*,
+                    PrefetchRange&);
+  void (*moments)(const float*, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, const float*, std::ptrdiff_t, double*,
+                  double*, PrefetchRange&);
+};
 namespace avx2 {
-bool convert(const double*, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, const double*, float*, std::ptrdiff_t);
-bool convert(const float*, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, const double*, float*, std::ptrdiff_t);
-void quadratic(const float*, std::ptrdiff_t, std::ptrdiff_t, const float*, const float*, std::ptrdiff_t, float*,
-               PrefetchRange&);
-void moments(const float*, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, const float*, std::ptrdiff_t, double*, double*,
-             PrefetchRange&);
+const Variant& variant();
 }  // namespace avx2
 namespace avx512 {
-bool convert(const double*, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, const double*, float*, std::ptrdiff_t);
-bool convert(const float*, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, const double*, float*, std::ptrdiff_t);
-void quadratic(const float*, std::ptrdiff_t, std::ptrdiff_t, const float*, const float*, std::ptrdiff_t, float*,
-               PrefetchRange&);
-void moments(const float*, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, const float*, std::ptrdiff_t, double*, double*,
-             PrefetchRange&);
+const Variant& variant();
 }  // namespace avx512
 
 }  // namespace latent::models::gmm_kernel
