@@ -1,5 +1,7 @@
 #include "latent/models/kmeans/kmeans.hpp"
 
+#include "latent/models/gmm/gmm_diag_kernel.hpp"
+
 #include "latent/train/restarts.hpp"
 
 #include <algorithm>
@@ -59,7 +61,20 @@ KmeansFrame kmeans_frame(const comm::Communicator& comm, io::BlockSource& source
 }
 
 KmeansLloyd::KmeansLloyd(RowMatrix centers, KmeansFrame frame)
-    : centers_(std::move(centers)), sq_norms_(centers_.rowwise().squaredNorm()), frame_(std::move(frame)) {}
+    : centers_(std::move(centers)), sq_norms_(centers_.rowwise().squaredNorm()), frame_(std::move(frame)) {
+  prepare();
+}
+
+void KmeansLloyd::prepare() {
+  const Index k = centers_.rows(), d = centers_.cols(), dp = gmm_kernel::padded(d);
+  ones32_.assign(static_cast<std::size_t>(k * dp), 0.0f);
+  shift32_.assign(static_cast<std::size_t>(k * dp), 0.0f);
+  for (Index c = 0; c < k; ++c)
+    for (Index j = 0; j < d; ++j) {
+      ones32_[static_cast<std::size_t>(c * dp + j)] = 1.0f;
+      shift32_[static_cast<std::size_t>(c * dp + j)] = static_cast<float>(-centers_(c, j));
+    }
+}
 
 void KmeansLloyd::save_state(train::TrainState& state) const {
   state.arrays["centers"] = centers_;
@@ -69,6 +84,7 @@ void KmeansLloyd::save_state(train::TrainState& state) const {
 void KmeansLloyd::load_state(const train::TrainState& state) {
   centers_ = state.array("centers");
   sq_norms_ = centers_.rowwise().squaredNorm();
+  prepare();
   const auto it = state.scalars.find("num_empty");
   num_empty_ = it == state.scalars.end() ? 0 : static_cast<Index>(it->second);
 }
@@ -78,26 +94,47 @@ std::size_t KmeansLloyd::num_stats() const {
 }
 
 void KmeansLloyd::e_step_block(const io::DenseBlock& block, std::span<double> partial) const {
-  // Row tiles keep the distance GEMM's operands in cache (fixed size: deterministic); each
-  // tile is centred on the frame's origin as it is used.
+  // Row tiles (fixed size: deterministic) converted once to float32, centred on the
+  // frame's origin; the next tile's rows are prefetched while distances are computed.
   constexpr Index kTileRows = 128;
-  const Index k = centers_.rows(), d = centers_.cols();
+  const Index k = centers_.rows(), d = centers_.cols(), dp = gmm_kernel::padded(d);
   double* counts = partial.data() + 1;
-  Eigen::Map<RowMatrix> sums(partial.data() + 1 + k, k, d);
-  RowMatrix tile, dist;
-  std::vector<Index> labels;
-  Vector min_d;
-  for (Index r0 = 0; r0 < block.x.rows(); r0 += kTileRows) {
-    const Index n = std::min(kTileRows, block.x.rows() - r0);
-    tile = block.x.middleRows(r0, n).rowwise() - frame_.origin;
-    squared_distances(tile, centers_, sq_norms_, dist);
-    nearest_centers(dist, labels, min_d);
-    partial[0] += min_d.sum();
-    for (Index i = 0; i < n; ++i) {
-      const Index l = labels[static_cast<std::size_t>(i)];
-      counts[l] += 1.0;
-      sums.row(l) += tile.row(i);
+  double* sums = partial.data() + 1 + k;
+  const bool f32 = block.is_float32();
+  const Index rows = f32 ? block.xf.rows() : block.x.rows();
+  const Index ld = f32 ? block.xf.outerStride() : block.x.outerStride();
+  std::vector<float> xf(static_cast<std::size_t>(kTileRows * dp), 0.0f), q(static_cast<std::size_t>(kTileRows * k));
+  const double* origin = frame_.origin.data();
+  for (Index r0 = 0; r0 < rows; r0 += kTileRows) {
+    const Index n = std::min(kTileRows, rows - r0);
+    const bool nan = f32 ? gmm_kernel::convert(&block.xf(r0, 0), n, ld, d, origin, xf.data(), dp)
+                         : gmm_kernel::convert(&block.x(r0, 0), n, ld, d, origin, xf.data(), dp);
+    if (nan) throw Error(ErrorKind::kInternal, "k-means: a NaN reached Lloyd's E-step (the source fills them)");
+    gmm_kernel::PrefetchRange pf;
+    const Index next = std::min(kTileRows, rows - r0 - n);
+    if (next > 0) {
+      pf.next = f32 ? reinterpret_cast<const char*>(&block.xf(r0 + n, 0)) : reinterpret_cast<const char*>(&block.x(r0 + n, 0));
+      pf.end = pf.next + static_cast<std::size_t>(next * ld) * (f32 ? sizeof(float) : sizeof(double));
     }
+    gmm_kernel::quadratic(xf.data(), n, dp, ones32_.data(), shift32_.data(), k, q.data(), pf);
+    double inertia = 0;
+    for (Index i = 0; i < n; ++i) {
+      const float* qi = q.data() + i * k;
+      Index best = 0;
+      for (Index c = 1; c < k; ++c)
+        if (qi[c] < qi[best]) best = c;
+      inertia += static_cast<double>(qi[best]);
+      counts[best] += 1.0;
+      double* s = sums + best * d;
+      if (f32) {
+        const float* x = &block.xf(r0 + i, 0);
+        for (Index j = 0; j < d; ++j) s[j] += static_cast<double>(x[j]) - origin[j];
+      } else {
+        const double* x = &block.x(r0 + i, 0);
+        for (Index j = 0; j < d; ++j) s[j] += x[j] - origin[j];
+      }
+    }
+    partial[0] += inertia;
   }
 }
 
@@ -116,6 +153,7 @@ train::EmModel::Step KmeansLloyd::m_step(std::span<const double> stats) {
   const double shift = (next - centers_).squaredNorm();
   centers_ = std::move(next);
   sq_norms_ = centers_.rowwise().squaredNorm();
+  prepare();
   return Step{stats[0], frame_.mean_variance > 0 ? shift / frame_.mean_variance : shift};
 }
 

@@ -24,7 +24,7 @@ int fit_kmeans_run(train::FitRun& run) {
   k.n_init = static_cast<int>(o.integer("n-init"));
   k.seed = c.seed;
   train::DataSummary summary;
-  auto source = run.open_dense(summary, false);
+  auto source = run.open_dense(summary, false, true);  // Lloyd's E-step reads float32 shards as stored
   k.threads = c.threads;
   nlohmann::json config{{"model", "kmeans"}, {"n_clusters", k.n_clusters}, {"init", k.init},
                         {"max_iter", k.max_iter}, {"tol", k.tol}, {"n_init", k.n_init}, {"seed", c.seed},

@@ -57,7 +57,11 @@ class KmeansLloyd final : public train::EmModel {
   /// `centers`: K × D, centred (data coordinates − frame.origin).
   KmeansLloyd(RowMatrix centers, KmeansFrame frame);
   std::size_t num_stats() const override;
+  /// Distances in float32 (gmm_kernel::quadratic with σ⁻¹ = 1: Σ_j (x_j − c_j)², no
+  /// cancellation), the nearest centre the first of the smallest; inertia and the sums of
+  /// the assigned rows in double. Reads float32 blocks (accepts_float32_blocks).
   void e_step_block(const io::DenseBlock& block, std::span<double> partial) const override;
+  bool accepts_float32_blocks() const override { return true; }
   Step m_step(std::span<const double> stats) override;
   void save_state(train::TrainState& state) const override;
   void load_state(const train::TrainState& state) override;
@@ -69,8 +73,10 @@ class KmeansLloyd final : public train::EmModel {
   Index num_empty_clusters() const noexcept { return num_empty_; }
 
  private:
+  void prepare();  // the float32 operands from centers_
   RowMatrix centers_;
   Vector sq_norms_;
+  std::vector<float> ones32_, shift32_;  // K × padded(D): 1 and −c (zero padding)
   KmeansFrame frame_;
   Index num_empty_ = 0;
 };
