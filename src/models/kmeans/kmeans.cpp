@@ -93,9 +93,18 @@ std::size_t KmeansLloyd::num_stats() const {
   return static_cast<std::size_t>(1 + centers_.rows() + centers_.rows() * centers_.cols());
 }
 
+namespace {
+// a[j] += x[j] for j < n (elementwise: the same bits for any vector width).
+[[gnu::noinline]] void add_row(float* __restrict a, const float* __restrict x, Index n) {
+  for (Index j = 0; j < n; ++j) a[j] += x[j];
+}
+}  // namespace
+
 void KmeansLloyd::e_step_block(const io::DenseBlock& block, std::span<double> partial) const {
   // Row tiles (fixed size: deterministic) converted once to float32, centred on the
-  // frame's origin; the next tile's rows are prefetched while distances are computed.
+  // frame's origin. While the distances of a tile are computed its successor's rows are
+  // brought into L2 (all of them: `lines` per step of quadratic(), whose steps number
+  // about ⌈n/4⌉·⌈k/5⌉·dp/16), so each row is read from memory once per iteration.
   constexpr Index kTileRows = 128;
   const Index k = centers_.rows(), d = centers_.cols(), dp = gmm_kernel::padded(d);
   double* counts = partial.data() + 1;
@@ -103,8 +112,15 @@ void KmeansLloyd::e_step_block(const io::DenseBlock& block, std::span<double> pa
   const bool f32 = block.is_float32();
   const Index rows = f32 ? block.xf.rows() : block.x.rows();
   const Index ld = f32 ? block.xf.outerStride() : block.x.outerStride();
+  const std::size_t width = f32 ? sizeof(float) : sizeof(double);
   std::vector<float> xf(static_cast<std::size_t>(kTileRows * dp), 0.0f), q(static_cast<std::size_t>(kTileRows * k));
+  std::vector<float> acc(static_cast<std::size_t>(dp));
+  std::vector<Index> label(static_cast<std::size_t>(kTileRows)), first(static_cast<std::size_t>(k + 1)),
+      order(static_cast<std::size_t>(kTileRows));
   const double* origin = frame_.origin.data();
+  const auto row_ptr = [&](Index r) {
+    return f32 ? reinterpret_cast<const char*>(&block.xf(r, 0)) : reinterpret_cast<const char*>(&block.x(r, 0));
+  };
   for (Index r0 = 0; r0 < rows; r0 += kTileRows) {
     const Index n = std::min(kTileRows, rows - r0);
     const bool nan = f32 ? gmm_kernel::convert(&block.xf(r0, 0), n, ld, d, origin, xf.data(), dp)
@@ -113,28 +129,42 @@ void KmeansLloyd::e_step_block(const io::DenseBlock& block, std::span<double> pa
     gmm_kernel::PrefetchRange pf;
     const Index next = std::min(kTileRows, rows - r0 - n);
     if (next > 0) {
-      pf.next = f32 ? reinterpret_cast<const char*>(&block.xf(r0 + n, 0)) : reinterpret_cast<const char*>(&block.x(r0 + n, 0));
-      pf.end = pf.next + static_cast<std::size_t>(next * ld) * (f32 ? sizeof(float) : sizeof(double));
+      pf.next = row_ptr(r0 + n);
+      pf.end = pf.next + static_cast<std::size_t>(next * ld) * width;
+      const Index steps = std::max<Index>(1, (n + 3) / 4 * ((k + 4) / 5) * (dp / gmm_kernel::kLanes));
+      const Index lines = (static_cast<Index>(pf.end - pf.next) / 64 + steps - 1) / steps;
+      pf.lines = static_cast<int>(std::clamp<Index>(lines, 1, 64));
     }
     gmm_kernel::quadratic(xf.data(), n, dp, ones32_.data(), shift32_.data(), k, q.data(), pf);
+    // Nearest centre (the first of the smallest); the rows of each centre in row order.
     double inertia = 0;
+    std::fill(first.begin(), first.end(), Index{0});
     for (Index i = 0; i < n; ++i) {
       const float* qi = q.data() + i * k;
       Index best = 0;
       for (Index c = 1; c < k; ++c)
         if (qi[c] < qi[best]) best = c;
       inertia += static_cast<double>(qi[best]);
-      counts[best] += 1.0;
-      double* s = sums + best * d;
-      if (f32) {
-        const float* x = &block.xf(r0 + i, 0);
-        for (Index j = 0; j < d; ++j) s[j] += static_cast<double>(x[j]) - origin[j];
-      } else {
-        const double* x = &block.x(r0 + i, 0);
-        for (Index j = 0; j < d; ++j) s[j] += x[j] - origin[j];
-      }
+      label[static_cast<std::size_t>(i)] = best;
+      ++first[static_cast<std::size_t>(best + 1)];
     }
     partial[0] += inertia;
+    for (Index c = 0; c < k; ++c) first[static_cast<std::size_t>(c + 1)] += first[static_cast<std::size_t>(c)];
+    {
+      std::vector<Index> fill(first.begin(), first.end() - 1);
+      for (Index i = 0; i < n; ++i) order[static_cast<std::size_t>(fill[static_cast<std::size_t>(label[static_cast<std::size_t>(i)])]++)] = i;
+    }
+    // Sums of each centre's rows of the tile: float32 lanes added in row order (the same
+    // bits for any vector width), then added to the double statistics once per tile.
+    for (Index c = 0; c < k; ++c) {
+      const Index lo = first[static_cast<std::size_t>(c)], hi = first[static_cast<std::size_t>(c + 1)];
+      if (lo == hi) continue;
+      counts[c] += static_cast<double>(hi - lo);
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      for (Index o = lo; o < hi; ++o) add_row(acc.data(), xf.data() + order[static_cast<std::size_t>(o)] * dp, dp);
+      double* s = sums + c * d;
+      for (Index j = 0; j < d; ++j) s[j] += static_cast<double>(acc[static_cast<std::size_t>(j)]);
+    }
   }
 }
 

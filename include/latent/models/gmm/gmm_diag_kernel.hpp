@@ -20,11 +20,14 @@ namespace latent::models::gmm_kernel {
 
 /// Floats per lane group; rows of tiles and operands are padded to a multiple of it.
 inline constexpr std::ptrdiff_t kLanes = 16;
-/// Memory the kernels bring into L2, one cache line per step of their loops, while they
-/// compute (the next tile's rows); `next` advances. A plain pair of pointers.
+/// Memory the kernels bring into L2, `lines` cache lines per step of their loops, while
+/// they compute (the next tile's rows); `next` advances. A caller that runs only
+/// quadratic() over a tile (k-means) asks for more lines per step than one that also runs
+/// moments() (the GMM), so the whole next tile arrives either way.
 struct PrefetchRange {
   const char* next = nullptr;
   const char* end = nullptr;
+  int lines = 1;
 };
 
 /// D rounded up to a multiple of kLanes.
