@@ -238,8 +238,8 @@ class GaussianMixture(_DenseMixture):
     max_iter, n_init, init_params, random_state, verbose) plus the engine's n_threads
     (oneTBB threads; None: all cores), block_rows (rows per block: results depend on it,
     never on the thread count), memory_budget_gib and matmul_precision ("high", the
-    default: diag and spherical EM iterations in the fused float32 pass, the lower bound
-    within about 1e-7 relative of "highest", double throughout). ``fit(X)`` takes an array
+    default: diag, spherical and full EM iterations with float32 products and double
+    sums, the lower bound within about 1e-7 relative of "highest", double throughout). ``fit(X)`` takes an array
     (n_samples, n_features) or a shard directory (str). Fitted: weights_ (K),
     means_ (K, D), covariances_ and precisions_cholesky_ (scikit-learn's shapes),
     precisions_, converged_, n_iter_, lower_bound_ (mean log-likelihood, nats/sample).

@@ -5,7 +5,7 @@ For every covariance type, both run 25 EM iterations (tol 0) from the same weigh
 and covariances (latent: --init-model; scikit-learn: weights_init/means_init/
 precisions_init); fitted weights, means, covariances and the lower bound must agree to
 1e-8 (relative to the largest entry) with --matmul-precision highest (double throughout).
-diag and spherical also run with the default, high (the fused float32 pass): the lower
+diag, spherical and full also run with the default, high (the float32 passes): the lower
 bound within 1e-6 relative and the parameters within 1e-5 of scikit-learn's. Then latent fit kmeans against scikit-learn's KMeans
 on blobs with one column offset by 1e12: the same inertia (1e-6 relative) and partition.
 Usage: sklearn_reference.py LATENT_BINARY.
@@ -40,7 +40,8 @@ with tempfile.TemporaryDirectory() as d:
         f.attrs["format_version"] = np.int64(1)
         f.attrs["kind"] = "dense"
     for cov_type, precision in [("full", "highest"), ("tied", "highest"), ("diag", "highest"),
-                                ("spherical", "highest"), ("diag", "high"), ("spherical", "high")]:
+                                ("spherical", "highest"), ("diag", "high"), ("spherical", "high"),
+                                ("full", "high")]:
         eye = np.eye(D) * 2.0
         cov = {"full": np.stack([eye] * K), "tied": eye, "diag": np.full((K, D), 2.0),
                "spherical": np.full(K, 2.0)}[cov_type]

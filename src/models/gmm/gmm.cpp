@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "latent/core/error.hpp"
+#include "latent/core/matmul.hpp"
 #include "latent/models/gmm/gmm_diag_kernel.hpp"
 
 namespace latent::models {
@@ -178,6 +179,17 @@ void Gmm::prepare() {
     tied_means_u_ = mc * precisions_cholesky_;
   } else {
     for (Index k = 0; k < k_; ++k) bias_[k] += precisions_cholesky_.middleRows(k * d_, d_).diagonal().array().log().sum();
+    // The float32 pass: float(μ_k − c) and U_k packed once per M-step.
+    mean32_.resize(static_cast<std::size_t>(k_ * d_));
+    prec32_.resize(static_cast<std::size_t>(k_));
+    std::vector<float> u(static_cast<std::size_t>(d_ * d_));
+    for (Index k = 0; k < k_; ++k) {
+      for (Index j = 0; j < d_; ++j) mean32_[static_cast<std::size_t>(k * d_ + j)] = static_cast<float>(mc(k, j));
+      const auto uk = precisions_cholesky_.middleRows(k * d_, d_);
+      for (Index i = 0; i < d_; ++i)
+        for (Index j = 0; j < d_; ++j) u[static_cast<std::size_t>(i * d_ + j)] = j >= i ? static_cast<float>(uk(i, j)) : 0.0f;
+      prec32_[static_cast<std::size_t>(k)].pack_b(matmul::Precision::kHighest, u.data(), d_, d_, d_, 1);
+    }
   }
 }
 
@@ -457,6 +469,53 @@ void Gmm::accumulate(const ConstRows& x, const RowMatrix& resp, std::span<double
   }
 }
 
+namespace {
+
+// Responsibilities of n rows from float32 distances q (n × k, row-major): w = bias − ½ q,
+// normalised by a double log-sum-exp with one exp per entry (non-finite rows as
+// log_sum_exp_rows), stored as float32 in r (n × k); adds r's column sums to nk (rows in
+// order) and returns Σ log p(x) over the rows (nats). w: scratch of k doubles.
+double softmax_rows(const float* q, Index n, Index k, const RowVector& bias, float* r, double* nk, std::vector<double>& w) {
+  w.resize(static_cast<std::size_t>(k));
+  double log_lik = 0;
+  for (Index i = 0; i < n; ++i) {
+    double m = -std::numeric_limits<double>::infinity();
+    for (Index c = 0; c < k; ++c) {
+      w[static_cast<std::size_t>(c)] = bias[c] - 0.5 * static_cast<double>(q[i * k + c]);
+      m = std::max(m, w[static_cast<std::size_t>(c)]);
+    }
+    float* ri = r + i * k;
+    if (!std::isfinite(m)) {  // as log_sum_exp_rows
+      log_lik += m;
+      for (Index c = 0; c < k; ++c) ri[c] = std::isnan(m) ? static_cast<float>(m) : 0.0f;
+      continue;
+    }
+    double sum = 0;
+    for (Index c = 0; c < k; ++c) {
+      w[static_cast<std::size_t>(c)] = std::exp(w[static_cast<std::size_t>(c)] - m);
+      sum += w[static_cast<std::size_t>(c)];
+    }
+    log_lik += m + std::log(sum);
+    for (Index c = 0; c < k; ++c) ri[c] = static_cast<float>(w[static_cast<std::size_t>(c)] / sum);
+  }
+  for (Index i = 0; i < n; ++i)
+    for (Index c = 0; c < k; ++c) nk[c] += static_cast<double>(r[i * k + c]);
+  return log_lik;
+}
+
+// Σ_j y_j² in double over eight lanes (lane j mod 8, j in order) and a fixed tree: the
+// same bits for any vector width.
+double sum_squares8(const float* y, Index d) {
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  Index j = 0;
+  for (; j + 8 <= d; j += 8)
+    for (int l = 0; l < 8; ++l) acc[l] += static_cast<double>(y[j + l]) * static_cast<double>(y[j + l]);
+  for (int l = 0; j < d; ++j, ++l) acc[l] += static_cast<double>(y[j]) * static_cast<double>(y[j]);
+  return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+}
+
+}  // namespace
+
 void Gmm::e_step_block_f32(const io::DenseBlock& block, std::span<double> partial) const {
   // One pass per tile while it is in cache: convert (x − c) to float32 once, distances,
   // responsibilities (double log-sum-exp, one exp per entry), then the moments.
@@ -498,47 +557,97 @@ void Gmm::e_step_block_f32(const io::DenseBlock& block, std::span<double> partia
       pf.end = pf.next + static_cast<std::size_t>(next * ld) * width;
     }
     gmm_kernel::quadratic(xf.data(), n, dp, inv_sd32_.data(), shift32_.data(), k_, q.data(), pf);
-    double log_lik = 0;
-    for (Index i = 0; i < n; ++i) {
-      double m = -std::numeric_limits<double>::infinity();
-      for (Index c = 0; c < k_; ++c) {
-        w[static_cast<std::size_t>(c)] = bias32_[c] - 0.5 * static_cast<double>(q[static_cast<std::size_t>(i * k_ + c)]);
-        m = std::max(m, w[static_cast<std::size_t>(c)]);
-      }
-      float* r = rf.data() + i * k_;
-      if (!std::isfinite(m)) {  // as log_sum_exp_rows
-        log_lik += m;
-        for (Index c = 0; c < k_; ++c) r[c] = std::isnan(m) ? static_cast<float>(m) : 0.0f;
-        continue;
-      }
-      double sum = 0;
-      for (Index c = 0; c < k_; ++c) {
-        w[static_cast<std::size_t>(c)] = std::exp(w[static_cast<std::size_t>(c)] - m);
-        sum += w[static_cast<std::size_t>(c)];
-      }
-      log_lik += m + std::log(sum);
-      for (Index c = 0; c < k_; ++c) r[c] = static_cast<float>(w[static_cast<std::size_t>(c)] / sum);
-    }
-    for (Index i = 0; i < n; ++i)
-      for (Index c = 0; c < k_; ++c) nk[c] += static_cast<double>(rf[static_cast<std::size_t>(i * k_ + c)]);
-    partial[0] += log_lik;
+    partial[0] += softmax_rows(q.data(), n, k_, bias32_, rf.data(), nk, w);
     partial[1] += static_cast<double>(n);
     gmm_kernel::moments(xf.data(), n, dp, d_, rf.data(), k_, first, second, pf);
   }
 }
 
-bool Gmm::accepts_float32_blocks() const {
-  return float32_products_ && (type_ == CovarianceType::kDiag || type_ == CovarianceType::kSpherical);
+void Gmm::e_step_block_full_f32(const io::DenseBlock& block, std::span<double> partial) const {
+  // Per tile: x̃ = float(x − c) once; per component a = x̃ − float(μ_k − c) and y = a U_k
+  // (matmul::multiply, float32), the distance ‖y‖² summed in double; responsibilities as
+  // in the diagonal pass; then Σ r a (double) and Σ r a aᵀ (one float32 product per tile
+  // and component, its lower triangle added to the double statistics). Every sum has a
+  // fixed order (matmul.hpp), so the bits depend on neither the kernel variant nor the
+  // rows outside the tile.
+  constexpr Index kRows = 256;
+  const Index dp = gmm_kernel::padded(d_);
+  const auto sz = [](Index v) { return static_cast<std::size_t>(v); };
+  std::vector<float> xf(sz(kRows * dp), 0.0f), a(sz(kRows * d_)), y(sz(kRows * d_)), wa(sz(kRows * d_)),
+      q(sz(kRows * k_)), rf(sz(kRows * k_)), c2(sz(d_ * d_));
+  std::vector<double> w;
+  matmul::Packed pa, pw, pb;
+  double* nk = partial.data() + 2;
+  double* first = nk + k_;
+  double* second = first + k_ * d_;
+  Vector lpn;
+  RowMatrix resp;
+  const bool f32 = block.is_float32();
+  const Index rows = f32 ? block.xf.rows() : block.x.rows();
+  const Index ld = f32 ? block.xf.outerStride() : block.x.outerStride();
+  const auto component_rows = [&](Index n, Index k) {  // a = x̃ − float(μ_k − c)
+    const float* mk = mean32_.data() + k * d_;
+    for (Index i = 0; i < n; ++i)
+      for (Index j = 0; j < d_; ++j) a[sz(i * d_ + j)] = xf[sz(i * dp + j)] - mk[j];
+  };
+  for (Index r0 = 0; r0 < rows; r0 += kRows) {
+    const Index n = std::min(kRows, rows - r0);
+    const bool missing = f32 ? gmm_kernel::convert(&block.xf(r0, 0), n, ld, d_, center_.data(), xf.data(), dp)
+                             : gmm_kernel::convert(&block.x(r0, 0), n, ld, d_, center_.data(), xf.data(), dp);
+    if (missing) {
+      if (f32)
+        missing_tile(RowMatrix(block.xf.middleRows(r0, n).cast<double>()), resp, &lpn, &partial);
+      else
+        missing_tile(block.x.middleRows(r0, n), resp, &lpn, &partial);
+      continue;
+    }
+    for (Index k = 0; k < k_; ++k) {
+      component_rows(n, k);
+      pa.pack_a(matmul::Precision::kHighest, a.data(), n, d_, d_, 1);
+      matmul::multiply(pa, prec32_[sz(k)], y.data(), d_);
+      for (Index i = 0; i < n; ++i) q[sz(i * k_ + k)] = static_cast<float>(sum_squares8(y.data() + i * d_, d_));
+    }
+    partial[0] += softmax_rows(q.data(), n, k_, bias_, rf.data(), nk, w);
+    partial[1] += static_cast<double>(n);
+    for (Index k = 0; k < k_; ++k) {
+      component_rows(n, k);
+      double* f = first + k * d_;
+      for (Index i = 0; i < n; ++i) {
+        const float r = rf[sz(i * k_ + k)];
+        for (Index j = 0; j < d_; ++j) {
+          f[j] += static_cast<double>(r) * static_cast<double>(a[sz(i * d_ + j)]);
+          wa[sz(i * d_ + j)] = r * a[sz(i * d_ + j)];
+        }
+      }
+      // Σ_i (r_i a_i) a_iᵀ: A = (r a)ᵀ (D × n), B = a (n × D).
+      pw.pack_a(matmul::Precision::kHighest, wa.data(), d_, n, 1, d_);
+      pb.pack_b(matmul::Precision::kHighest, a.data(), n, d_, d_, 1);
+      matmul::multiply(pw, pb, c2.data(), d_);
+      double* s2 = second + k * d_ * d_;
+      for (Index i = 0; i < d_; ++i)
+        for (Index j = 0; j <= i; ++j) s2[i * d_ + j] += static_cast<double>(c2[sz(i * d_ + j)]);
+    }
+  }
 }
+
+bool Gmm::accepts_float32_blocks() const { return float32_products_ && has_float32_pass(type_); }
 
 void Gmm::e_step_block(const io::DenseBlock& block, std::span<double> partial) const {
   if (block.is_float32() && !accepts_float32_blocks())
     throw Error(ErrorKind::kInternal, "Gmm::e_step_block: a float32 block reached the double path");
   Vector lpn;
   RowMatrix resp;
-  if (float32_products_ && (type_ == CovarianceType::kDiag || type_ == CovarianceType::kSpherical)) {
-    e_step_block_f32(block, partial);
-    return;
+  if (accepts_float32_blocks()) {
+    if (type_ != CovarianceType::kFull) {
+      e_step_block_f32(block, partial);
+      return;
+    }
+    // The statistics' shift is the means after every M-step; a caller that set another
+    // (set_component_shift) gets the double path.
+    if (shift_ == means_) {
+      e_step_block_full_f32(block, partial);
+      return;
+    }
   }
   if (type_ == CovarianceType::kDiag || type_ == CovarianceType::kSpherical) {
     // Fused: z = [x - c, (x - c)²] is built once per tile and feeds both GEMMs.
@@ -565,8 +674,11 @@ void Gmm::e_step_block(const io::DenseBlock& block, std::span<double> partial) c
     }
     return;
   }
-  for (Index r0 = 0; r0 < block.x.rows(); r0 += kFullTileRows) {
-    const auto tile = block.x.middleRows(r0, std::min(kFullTileRows, block.x.rows() - r0));
+  // Full with another statistics shift may still be handed float32 blocks: widened here.
+  const RowMatrix widened = block.is_float32() ? RowMatrix(block.xf.cast<double>()) : RowMatrix();
+  const RowMatrix& x = block.is_float32() ? widened : block.x;
+  for (Index r0 = 0; r0 < x.rows(); r0 += kFullTileRows) {
+    const auto tile = x.middleRows(r0, std::min(kFullTileRows, x.rows() - r0));
     e_step(tile, lpn, resp);
     partial[0] += lpn.sum();
     accumulate(tile, resp, partial);

@@ -48,7 +48,7 @@ int fit_gmm_run(train::FitRun& run) {
   train::DataSummary summary;
   // The fused float32 pass reads float32 shards as stored: half the bytes streamed and cached.
   auto source = run.open_dense(summary, missing == "nan",
-                               g.matmul_precision == "high" && (cov == "diag" || cov == "spherical"));
+                               g.matmul_precision == "high" && Gmm::has_float32_pass(g.covariance_type));
   g.threads = c.threads;  // resolved by open_dense
   nlohmann::json config{{"model", "gmm"},           {"n_components", g.n_components}, {"covariance_type", cov},
                         {"reg_covar", g.reg_covar}, {"tol", g.tol},                   {"max_iter", g.max_iter},
@@ -163,9 +163,9 @@ ModelSpec gmm_spec() {
                "O(K |o|^3) per row with NaN)",
        .choices = {"error", "nan"}},
       {.flag = "matmul-precision", .type = T::kText, .default_value = "high",
-       .help = "high (diag and spherical EM iterations in one fused pass with float32 products and double sums; the "
-               "mean log-likelihood agrees with highest to about 1e-7) | highest (double throughout; full and tied "
-               "always are), as PyTorch's torch.set_float32_matmul_precision",
+       .help = "high (diag, spherical and full EM iterations with float32 products and double sums; the mean "
+               "log-likelihood agrees with highest to about 1e-7) | highest (double throughout; tied always is), as "
+               "PyTorch's torch.set_float32_matmul_precision",
        .choices = {"high", "highest"}},
   };
   s.tasks = {Task::kScore, Task::kPredict, Task::kTransform, Task::kSample, Task::kImpute, Task::kSelect, Task::kGenerate};

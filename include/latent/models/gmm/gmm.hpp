@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "latent/core/matmul.hpp"
 #include "latent/core/types.hpp"
 #include "latent/io/block_source.hpp"
 #include "latent/train/batch_em.hpp"
@@ -59,11 +60,16 @@ class Gmm final : public train::EmModel {
   /// For full covariances: per-component shift (K × D) used by the next accumulate().
   void set_component_shift(const RowMatrix& shift);
   /// With `on`, e_step_block() of diag and spherical mixtures runs the fused float32 pass
-  /// (gmm_diag_kernel.hpp: products in float32, each tile's sums added to double); full and
+  /// (gmm_diag_kernel.hpp: products in float32, each tile's sums added to double), and of
+  /// full mixtures the float32 products of matmul::multiply (docs/ARCHITECTURE.md §5.9);
   /// tied, rows with missing values, and every other method stay in double. Off by default
   /// (scoring, imputing and the initialisation are double); `latent fit gmm
   /// --matmul-precision high` (the default) turns it on for the EM iterations.
   void set_float32_products(bool on) noexcept { float32_products_ = on; }
+  /// Whether covariance type `t` has a float32 pass (diag, spherical, full).
+  static bool has_float32_pass(CovarianceType t) noexcept {
+    return t == CovarianceType::kDiag || t == CovarianceType::kSpherical || t == CovarianceType::kFull;
+  }
   bool float32_products() const noexcept { return float32_products_; }
 
   using ConstRows = Eigen::Ref<const RowMatrix>;
@@ -89,8 +95,8 @@ class Gmm final : public train::EmModel {
   // EmModel. Statistics: [Σ log p(x), rows, Nk (K), first moments, second moments].
   std::size_t num_stats() const override;
   /// Blocks may be float32 (io::DenseBlock::xf) when accepts_float32_blocks(): with float32
-  /// products on, for diag and spherical mixtures; the result is the same bits as for the
-  /// rows widened to double.
+  /// products on, for diag, spherical and full mixtures; the result is the same bits as for
+  /// the rows widened to double.
   void e_step_block(const io::DenseBlock& block, std::span<double> partial) const override;
   bool accepts_float32_blocks() const override;
   /// M-step; objective = mean log-likelihood (nats per sample) under the previous
@@ -135,6 +141,11 @@ class Gmm final : public train::EmModel {
   std::vector<float> inv_sd32_, shift32_;
   RowVector bias32_;
   void e_step_block_f32(const io::DenseBlock& block, std::span<double> partial) const;
+  // The float32 pass (full): float(μ_k − c) (K × D) and each U_k (the upper Cholesky factor
+  // of Σ_k⁻¹, rounded to float) packed as the B operand of matmul::multiply.
+  std::vector<float> mean32_;
+  std::vector<matmul::Packed> prec32_;
+  void e_step_block_full_f32(const io::DenseBlock& block, std::span<double> partial) const;
 };
 
 }  // namespace latent::models
