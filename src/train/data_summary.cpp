@@ -8,6 +8,7 @@
 
 #include "latent/core/error.hpp"
 #include "latent/train/block_reduce.hpp"
+#include "latent/train/column_moments.hpp"
 #include "latent/train/content_hash.hpp"
 
 namespace latent::train {
@@ -26,7 +27,7 @@ DataSummary summarize(const comm::Communicator& comm, io::BlockSource& source, i
       AlignedDoubles partial(static_cast<std::size_t>(3 * d + 1));
       Eigen::Map<RowVector> s(partial.data(), d), q(partial.data() + d, d), seen(partial.data() + 2 * d, d);
       RowVector bmin, bmax;
-      if (b.x.hasNaN()) {
+      if (any_nan(b.x)) {
         const auto nan = b.x.array().isNaN();
         const RowMatrix x0 = nan.select(0.0, b.x);
         s = x0.colwise().sum();
@@ -35,11 +36,10 @@ DataSummary summarize(const comm::Communicator& comm, io::BlockSource& source, i
         bmin = nan.select(std::numeric_limits<double>::infinity(), b.x).colwise().minCoeff();
         bmax = nan.select(-std::numeric_limits<double>::infinity(), b.x).colwise().maxCoeff();
       } else {
-        s = b.x.colwise().sum();
-        q = b.x.array().square().colwise().sum().matrix();
+        bmin = RowVector::Constant(d, std::numeric_limits<double>::infinity());
+        bmax = RowVector::Constant(d, -std::numeric_limits<double>::infinity());
+        column_moments(b.x, s.data(), q.data(), bmin.data(), bmax.data());
         seen.setConstant(static_cast<double>(b.x.rows()));
-        bmin = b.x.colwise().minCoeff();
-        bmax = b.x.colwise().maxCoeff();
       }
       partial[static_cast<std::size_t>(3 * d)] = static_cast<double>(b.x.rows());
       content.add_dense(b.ref.shard, b.ref.row_begin, b.x);

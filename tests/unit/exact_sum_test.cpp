@@ -1,4 +1,5 @@
 #include "latent/core/exact_sum.hpp"
+#include "latent/train/column_moments.hpp"
 
 #include <gtest/gtest.h>
 
@@ -81,3 +82,33 @@ TEST(ExactSum, NonFiniteValuesPoisonTheCell) {
 
 }  // namespace
 }  // namespace latent
+
+// The data summary's one-pass column moments: within the recursive-sum bound of the exact
+// sums (far from the origin too), exact minima and maxima, and for an empty block zeros and untouched
+// bounds.
+TEST(ColumnMoments, MatchExactSumsAndBounds) {
+  std::mt19937_64 gen(11);
+  std::normal_distribution<double> normal;
+  for (const latent::Index n : {0, 1, 2, 5, 100, 1001})
+    for (const latent::Index d : {1, 3, 37, 784}) {
+      latent::RowMatrix x(n, d);
+      for (latent::Index i = 0; i < n; ++i)
+        for (latent::Index j = 0; j < d; ++j) x(i, j) = normal(gen) * 1e3 + 1e4 * static_cast<double>(j % 3);
+      latent::RowVector s(d), q(d), lo = latent::RowVector::Constant(d, 1e300), hi = latent::RowVector::Constant(d, -1e300);
+      latent::train::column_moments(x, s.data(), q.data(), lo.data(), hi.data());
+      for (latent::Index j = 0; j < d; ++j) {
+        latent::ExactSum es(2);
+        for (latent::Index i = 0; i < n; ++i) {
+          const double v[2] = {x(i, j), x(i, j) * x(i, j)};
+          es.add(std::span<const double>(v, 2));
+        }
+        const auto exact = es.values();
+        // The bound of a recursive sum: (n − 1) ε Σ |x| (Higham 2002, §4.2).
+        const double bound = static_cast<double>(n) * 0x1p-53 * x.col(j).cwiseAbs().sum();
+        ASSERT_LE(std::abs(s[j] - exact[0]), bound) << n << "x" << d << " column " << j;
+        ASSERT_LE(std::abs(q[j] - exact[1]), 2.0 * static_cast<double>(n) * 0x1p-53 * exact[1]) << n << "x" << d << " column " << j;
+        ASSERT_EQ(lo[j], n ? x.col(j).minCoeff() : 1e300);
+        ASSERT_EQ(hi[j], n ? x.col(j).maxCoeff() : -1e300);
+      }
+    }
+}

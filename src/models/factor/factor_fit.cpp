@@ -80,7 +80,7 @@ class FactorEm final : public train::EmModel {
     return {objective, change};
   }
 
-  /// The statistics of complete data from T = Σ x̃ x̃ᵀ (D × D, lower triangle used),
+  /// The statistics of complete data from T = Σ x̃ x̃ᵀ (D × D, both triangles),
   /// s = Σ x̃ and N, under the current parameters (the covariance solver).
   AlignedDoubles stats_from_scatter(const RowMatrix& t, const RowVector& s, double n) const {
     const Index a = l_ + 1;
@@ -91,7 +91,7 @@ class FactorEm final : public train::EmModel {
     const RowVector& mu = model_.mean();
     // T βᵀ, then R βᵀ with R = Σ (x̃ − μ̃)(x̃ − μ̃)ᵀ = T − s μ̃ᵀ − μ̃ sᵀ + N μ̃ μ̃ᵀ.
     RowMatrix tb(d_, l_);
-    tb.noalias() = t.selfadjointView<Eigen::Lower>() * beta.transpose();
+    tb.noalias() = t * beta.transpose();  // t holds both triangles (scatter_pass): a plain GEMM
     const RowVector mu_b = mu * beta.transpose(), s_b = s * beta.transpose();  // 1 × L
     RowMatrix rb = tb;
     rb.noalias() -= s.transpose() * mu_b;
