@@ -11,6 +11,7 @@
 
 #include "latent/core/control.hpp"
 #include "latent/core/error.hpp"
+#include "latent/core/matmul.hpp"
 #include "latent/core/profile.hpp"
 #include "latent/core/rng.hpp"
 #include "latent/train/block_reduce.hpp"
@@ -208,7 +209,41 @@ FactorUpdate factor_m_step(const double* stats, double n, Index l, Index d, Nois
   return out;
 }
 
-Scatter scatter_pass(const comm::Communicator& comm, io::BlockSource& source, const RowVector& center, int threads) {
+namespace {
+
+// The lower triangle of xtᵀ xt (xt: n × d centred rows), packed row by row into out (which
+// holds zeros): per tile of kRows rows, float32 products (core/matmul.hpp: each entry a
+// fixed order over the tile's rows, the same bits in every kernel variant and for any
+// blocking) of the feature blocks on and below the diagonal, added to the doubles.
+void scatter_float32(const RowMatrix& xt, double* out) {
+  constexpr Index kRows = 512, kBlock = 128;  // kBlock: a multiple of both panel widths
+  const Index n = xt.rows(), d = xt.cols();
+  std::vector<float> xf(static_cast<std::size_t>(std::min(n, kRows) * d)), c(static_cast<std::size_t>(d * d));
+  const Index blocks = (d + kBlock - 1) / kBlock;
+  std::vector<matmul::Packed> a(static_cast<std::size_t>(blocks)), b(static_cast<std::size_t>(blocks));
+  for (Index r0 = 0; r0 < n; r0 += kRows) {
+    const Index m = std::min(kRows, n - r0);
+    for (Index i = 0; i < m; ++i)
+      for (Index j = 0; j < d; ++j) xf[static_cast<std::size_t>(i * d + j)] = static_cast<float>(xt(r0 + i, j));
+    for (Index p = 0; p < blocks; ++p) {
+      const Index f0 = p * kBlock, w = std::min(kBlock, d - f0);
+      a[static_cast<std::size_t>(p)].pack_a(matmul::Precision::kHighest, xf.data() + f0, w, m, 1, d);
+      b[static_cast<std::size_t>(p)].pack_b(matmul::Precision::kHighest, xf.data() + f0, m, w, d, 1);
+    }
+    for (Index p = 0; p < blocks; ++p)
+      for (Index q = 0; q <= p; ++q)
+        matmul::multiply(a[static_cast<std::size_t>(p)], b[static_cast<std::size_t>(q)],
+                         c.data() + p * kBlock * d + q * kBlock, d);
+    std::size_t at = 0;
+    for (Index i = 0; i < d; ++i)
+      for (Index j = 0; j <= i; ++j) out[at++] += static_cast<double>(c[static_cast<std::size_t>(i * d + j)]);
+  }
+}
+
+}  // namespace
+
+Scatter scatter_pass(const comm::Communicator& comm, io::BlockSource& source, const RowVector& center, int threads,
+                     bool float32) {
   // Per block the lower triangle of (x − c)ᵀ(x − c), packed row by row, then Σ (x − c).
   const Index d = center.size();
   const std::size_t packed = static_cast<std::size_t>(d * (d + 1) / 2);
@@ -216,12 +251,18 @@ Scatter scatter_pass(const comm::Communicator& comm, io::BlockSource& source, co
       train::reduce_global(comm, source, packed + static_cast<std::size_t>(d), threads,
                            [&](const io::DenseBlock& b, std::span<double> partial) {
                              const RowMatrix xt = b.x.rowwise() - center;
+                             Eigen::Map<RowVector> s(partial.data() + packed, d);
+                             s.setZero();
+                             for (Index i = 0; i < xt.rows(); ++i) s += xt.row(i);
+                             if (float32) {
+                               scatter_float32(xt, partial.data());
+                               return;
+                             }
                              Eigen::MatrixXd local = Eigen::MatrixXd::Zero(d, d);
                              local.selfadjointView<Eigen::Lower>().rankUpdate(xt.transpose());
                              std::size_t at = 0;
                              for (Index i = 0; i < d; ++i)
                                for (Index j = 0; j <= i; ++j) partial[at++] = local(i, j);
-                             Eigen::Map<RowVector>(partial.data() + packed, d) = xt.colwise().sum();
                            });
   Scatter out;
   out.t.resize(d, d);
@@ -281,7 +322,7 @@ FactorFitResult fit_factor(const comm::Communicator& comm, io::BlockSource& sour
     const auto t0 = std::chrono::steady_clock::now();
     Scatter own;
     if (!scatter) {
-      own = scatter_pass(comm, source, summary.mean, c.threads);
+      own = scatter_pass(comm, source, summary.mean, c.threads, c.matmul_precision == "high");
       log.info(fmt::format("scatter matrix ({} x {}) in {:.3f} s; EM iterations run in memory", d, d,
                            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()));
     }

@@ -32,6 +32,9 @@ struct FactorConfig {
   double tol = 1e-6;
   int max_iter = 1000;
   std::string solver = "auto";  ///< auto | covariance | streaming
+  /// high: the covariance solver's scatter pass in float32 products (double sums per 512
+  /// rows; `latent fit fa|ppca` defaults to it); highest (the default here): double throughout.
+  std::string matmul_precision = "highest";
   bool missing_values = false;  ///< NaN entries are missing (else the data must be complete)
   /// Noise variances are floored at this (scikit-learn's FactorAnalysis uses 1e-12).
   double noise_variance_floor = 1e-12;
@@ -52,7 +55,11 @@ struct Scatter {
   RowMatrix t;
   RowVector s;
 };
-Scatter scatter_pass(const comm::Communicator& comm, io::BlockSource& source, const RowVector& center, int threads);
+/// With float32, T's lower triangle is summed as float32 products per 512 rows (rows
+/// rounded once; core/matmul.hpp's fixed order, the same bits in every kernel variant),
+/// added to double (docs/ARCHITECTURE.md §5.9); s stays double.
+Scatter scatter_pass(const comm::Communicator& comm, io::BlockSource& source, const RowVector& center, int threads,
+                     bool float32 = false);
 
 /// The solver "auto" resolves to. Throws Error(kUsage) for an unknown name or for
 /// "covariance" with missing values.
