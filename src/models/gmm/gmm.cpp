@@ -7,6 +7,7 @@
 
 #include "latent/core/error.hpp"
 #include "latent/core/matmul.hpp"
+#include "latent/models/gmm/float32_tiles.hpp"
 #include "latent/models/gmm/gmm_diag_kernel.hpp"
 
 namespace latent::models {
@@ -516,6 +517,15 @@ double sum_squares8(const float* y, Index d) {
 
 }  // namespace
 
+bool Gmm::float32_tile(const gmm_kernel::BlockRows& rows, Index r0, Index n, float* xf, Index dp,
+                       std::span<double> partial) const {
+  if (!rows.convert(r0, n, d_, center_.data(), xf, dp)) return true;
+  Vector lpn;
+  RowMatrix resp;
+  missing_tile(rows.widened(r0, n), resp, &lpn, &partial);
+  return false;
+}
+
 void Gmm::e_step_block_f32(const io::DenseBlock& block, std::span<double> partial) const {
   // One pass per tile while it is in cache: convert (x − c) to float32 once, distances,
   // responsibilities (double log-sum-exp, one exp per entry), then the moments.
@@ -526,36 +536,14 @@ void Gmm::e_step_block_f32(const io::DenseBlock& block, std::span<double> partia
   double* nk = partial.data() + 2;
   double* first = nk + k_;
   double* second = first + k_ * d_;
-  Vector lpn;
-  RowMatrix resp;
   // A float32 block (io::BlockSourceOptions::float32) is read as stored; the conversion
   // gives the bits of the same rows widened to double.
-  const bool f32 = block.is_float32();
-  const Index rows = f32 ? block.xf.rows() : block.x.rows();
-  const Index ld = f32 ? block.xf.outerStride() : block.x.outerStride();
-  const std::size_t width = f32 ? sizeof(float) : sizeof(double);
-  const auto row_ptr = [&](Index i) -> const void* {
-    return f32 ? static_cast<const void*>(&block.xf(i, 0)) : static_cast<const void*>(&block.x(i, 0));
-  };
-  for (Index r0 = 0; r0 < rows; r0 += kTileRows) {
-    const Index n = std::min(kTileRows, rows - r0);
-    const bool missing =
-        f32 ? gmm_kernel::convert(&block.xf(r0, 0), n, ld, d_, center_.data(), xf.data(), dp)
-            : gmm_kernel::convert(&block.x(r0, 0), n, ld, d_, center_.data(), xf.data(), dp);
-    if (missing) {
-      if (f32)
-        missing_tile(RowMatrix(block.xf.middleRows(r0, n).cast<double>()), resp, &lpn, &partial);
-      else
-        missing_tile(block.x.middleRows(r0, n), resp, &lpn, &partial);
-      continue;
-    }
+  const gmm_kernel::BlockRows rows(block);
+  for (Index r0 = 0; r0 < rows.rows(); r0 += kTileRows) {
+    const Index n = std::min(kTileRows, rows.rows() - r0);
+    if (!float32_tile(rows, r0, n, xf.data(), dp, partial)) continue;
     // The next tile's rows are read into cache while this tile's distances are computed.
-    const Index next = std::min(kTileRows, rows - r0 - n);
-    gmm_kernel::PrefetchRange pf;
-    if (next > 0) {
-      pf.next = static_cast<const char*>(row_ptr(r0 + n));
-      pf.end = pf.next + static_cast<std::size_t>(next * ld) * width;
-    }
+    gmm_kernel::PrefetchRange pf = rows.next_tile(r0, n, kTileRows);
     gmm_kernel::quadratic(xf.data(), n, dp, inv_sd32_.data(), shift32_.data(), k_, q.data(), pf);
     partial[0] += softmax_rows(q.data(), n, k_, bias32_, rf.data(), nk, w);
     partial[1] += static_cast<double>(n);
@@ -580,27 +568,15 @@ void Gmm::e_step_block_full_f32(const io::DenseBlock& block, std::span<double> p
   double* nk = partial.data() + 2;
   double* first = nk + k_;
   double* second = first + k_ * d_;
-  Vector lpn;
-  RowMatrix resp;
-  const bool f32 = block.is_float32();
-  const Index rows = f32 ? block.xf.rows() : block.x.rows();
-  const Index ld = f32 ? block.xf.outerStride() : block.x.outerStride();
   const auto component_rows = [&](Index n, Index k) {  // a = x̃ − float(μ_k − c)
     const float* mk = mean32_.data() + k * d_;
     for (Index i = 0; i < n; ++i)
       for (Index j = 0; j < d_; ++j) a[sz(i * d_ + j)] = xf[sz(i * dp + j)] - mk[j];
   };
-  for (Index r0 = 0; r0 < rows; r0 += kRows) {
-    const Index n = std::min(kRows, rows - r0);
-    const bool missing = f32 ? gmm_kernel::convert(&block.xf(r0, 0), n, ld, d_, center_.data(), xf.data(), dp)
-                             : gmm_kernel::convert(&block.x(r0, 0), n, ld, d_, center_.data(), xf.data(), dp);
-    if (missing) {
-      if (f32)
-        missing_tile(RowMatrix(block.xf.middleRows(r0, n).cast<double>()), resp, &lpn, &partial);
-      else
-        missing_tile(block.x.middleRows(r0, n), resp, &lpn, &partial);
-      continue;
-    }
+  const gmm_kernel::BlockRows rows(block);
+  for (Index r0 = 0; r0 < rows.rows(); r0 += kRows) {
+    const Index n = std::min(kRows, rows.rows() - r0);
+    if (!float32_tile(rows, r0, n, xf.data(), dp, partial)) continue;
     for (Index k = 0; k < k_; ++k) {
       component_rows(n, k);
       pa.pack_a(matmul::Precision::kHighest, a.data(), n, d_, d_, 1);

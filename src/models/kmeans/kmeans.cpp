@@ -1,5 +1,6 @@
 #include "latent/models/kmeans/kmeans.hpp"
 
+#include "latent/models/gmm/float32_tiles.hpp"
 #include "latent/models/gmm/gmm_diag_kernel.hpp"
 
 #include "latent/train/restarts.hpp"
@@ -109,32 +110,18 @@ void KmeansLloyd::e_step_block(const io::DenseBlock& block, std::span<double> pa
   const Index k = centers_.rows(), d = centers_.cols(), dp = gmm_kernel::padded(d);
   double* counts = partial.data() + 1;
   double* sums = partial.data() + 1 + k;
-  const bool f32 = block.is_float32();
-  const Index rows = f32 ? block.xf.rows() : block.x.rows();
-  const Index ld = f32 ? block.xf.outerStride() : block.x.outerStride();
-  const std::size_t width = f32 ? sizeof(float) : sizeof(double);
   std::vector<float> xf(static_cast<std::size_t>(kTileRows * dp), 0.0f), q(static_cast<std::size_t>(kTileRows * k));
   std::vector<float> acc(static_cast<std::size_t>(dp));
   std::vector<Index> label(static_cast<std::size_t>(kTileRows)), first(static_cast<std::size_t>(k + 1)),
       order(static_cast<std::size_t>(kTileRows));
-  const double* origin = frame_.origin.data();
-  const auto row_ptr = [&](Index r) {
-    return f32 ? reinterpret_cast<const char*>(&block.xf(r, 0)) : reinterpret_cast<const char*>(&block.x(r, 0));
-  };
-  for (Index r0 = 0; r0 < rows; r0 += kTileRows) {
-    const Index n = std::min(kTileRows, rows - r0);
-    const bool nan = f32 ? gmm_kernel::convert(&block.xf(r0, 0), n, ld, d, origin, xf.data(), dp)
-                         : gmm_kernel::convert(&block.x(r0, 0), n, ld, d, origin, xf.data(), dp);
-    if (nan) throw Error(ErrorKind::kInternal, "k-means: a NaN reached Lloyd's E-step (the source fills them)");
-    gmm_kernel::PrefetchRange pf;
-    const Index next = std::min(kTileRows, rows - r0 - n);
-    if (next > 0) {
-      pf.next = row_ptr(r0 + n);
-      pf.end = pf.next + static_cast<std::size_t>(next * ld) * width;
-      const Index steps = std::max<Index>(1, (n + 3) / 4 * ((k + 4) / 5) * (dp / gmm_kernel::kLanes));
-      const Index lines = (static_cast<Index>(pf.end - pf.next) / 64 + steps - 1) / steps;
-      pf.lines = static_cast<int>(std::clamp<Index>(lines, 1, 64));
-    }
+  const gmm_kernel::BlockRows rows(block);
+  for (Index r0 = 0; r0 < rows.rows(); r0 += kTileRows) {
+    const Index n = std::min(kTileRows, rows.rows() - r0);
+    if (rows.convert(r0, n, d, frame_.origin.data(), xf.data(), dp))
+      throw Error(ErrorKind::kInternal, "k-means: a NaN reached Lloyd's E-step (the source fills them)");
+    gmm_kernel::PrefetchRange pf = rows.next_tile(r0, n, kTileRows);
+    const Index steps = std::max<Index>(1, (n + 3) / 4 * ((k + 4) / 5) * (dp / gmm_kernel::kLanes));
+    pf.lines = static_cast<int>(std::clamp<Index>((static_cast<Index>(pf.end - pf.next) / 64 + steps - 1) / steps, 1, 64));
     gmm_kernel::quadratic(xf.data(), n, dp, ones32_.data(), shift32_.data(), k, q.data(), pf);
     // Nearest centre (the first of the smallest); the rows of each centre in row order.
     double inertia = 0;

@@ -19,6 +19,9 @@
 #include "latent/train/batch_em.hpp"
 
 namespace latent::models {
+namespace gmm_kernel {
+class BlockRows;
+}  // namespace gmm_kernel
 
 enum class CovarianceType { kFull, kTied, kDiag, kSpherical };
 /// "full" | "tied" | "diag" | "spherical"; throws Error(kUsage) otherwise.
@@ -141,6 +144,10 @@ class Gmm final : public train::EmModel {
   std::vector<float> inv_sd32_, shift32_;
   RowVector bias32_;
   void e_step_block_f32(const io::DenseBlock& block, std::span<double> partial) const;
+  // Both float32 passes: tile [r0, r0 + n) of `rows` converted into xf (n × dp); false if
+  // it has a missing value, whose statistics the double path has then added to partial.
+  bool float32_tile(const gmm_kernel::BlockRows& rows, Index r0, Index n, float* xf, Index dp,
+                    std::span<double> partial) const;
   // The float32 pass (full): float(μ_k − c) (K × D) and each U_k (the upper Cholesky factor
   // of Σ_k⁻¹, rounded to float) packed as the B operand of matmul::multiply.
   std::vector<float> mean32_;

@@ -1,0 +1,57 @@
+#pragma once
+/// \file The rows of a dense block as the float32 passes (the GMM's, k-means') read them
+/// tile by tile: float32 blocks (io::DenseBlock::xf) as stored, double blocks as they are;
+/// gmm_kernel::convert() of a tile and the PrefetchRange of the next one
+/// (docs/ARCHITECTURE.md §5.9).
+#include <algorithm>
+#include <cstddef>
+
+#include "latent/core/types.hpp"
+#include "latent/io/block_source.hpp"
+#include "latent/models/gmm/gmm_diag_kernel.hpp"
+
+namespace latent::models::gmm_kernel {
+
+class BlockRows {
+ public:
+  explicit BlockRows(const io::DenseBlock& block)
+      : block_(block),
+        f32_(block.is_float32()),
+        rows_(f32_ ? block.xf.rows() : block.x.rows()),
+        ld_(f32_ ? block.xf.outerStride() : block.x.outerStride()) {}
+
+  Index rows() const noexcept { return rows_; }
+
+  /// convert() of rows [r0, r0 + n): out (n × dp) = float(x − c) for the first d columns.
+  /// True if any value is NaN (out is then incomplete).
+  bool convert(Index r0, Index n, Index d, const double* c, float* out, Index dp) const {
+    return f32_ ? gmm_kernel::convert(&block_.xf(r0, 0), n, ld_, d, c, out, dp)
+                : gmm_kernel::convert(&block_.x(r0, 0), n, ld_, d, c, out, dp);
+  }
+
+  /// Rows [r0, r0 + n) as doubles (a tile with missing values takes the double path).
+  RowMatrix widened(Index r0, Index n) const {
+    return f32_ ? RowMatrix(block_.xf.middleRows(r0, n).cast<double>()) : RowMatrix(block_.x.middleRows(r0, n));
+  }
+
+  /// The rows of the tile that follows [r0, r0 + n) (at most tile_rows of them), to be
+  /// brought into L2 `lines` cache lines per kernel step; empty after the last tile.
+  PrefetchRange next_tile(Index r0, Index n, Index tile_rows, int lines = 1) const {
+    PrefetchRange pf;
+    const Index next = std::min(tile_rows, rows_ - r0 - n);
+    if (next > 0) {
+      pf.next = f32_ ? reinterpret_cast<const char*>(&block_.xf(r0 + n, 0))
+                     : reinterpret_cast<const char*>(&block_.x(r0 + n, 0));
+      pf.end = pf.next + static_cast<std::size_t>(next * ld_) * (f32_ ? sizeof(float) : sizeof(double));
+      pf.lines = lines;
+    }
+    return pf;
+  }
+
+ private:
+  const io::DenseBlock& block_;
+  bool f32_;
+  Index rows_, ld_;
+};
+
+}  // namespace latent::models::gmm_kernel
