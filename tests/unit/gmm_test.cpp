@@ -387,33 +387,22 @@ TEST(GmmFloat32, Float32BlocksGiveTheBitsOfDoubleBlocks) {
   TempDir dir("gmmf32");
   RowMatrix x = blobs(900, 19, 3, 4, nullptr, 4.0, 1.0);
   x(500, 3) = std::numeric_limits<double>::quiet_NaN();
-  std::filesystem::create_directories(dir / "d");
-  latent::testing::write_shard(dir / "d/part-00000.h5", x.topRows(400), {}, io::DType::kFloat32);
-  latent::testing::write_shard(dir / "d/part-00001.h5", x.bottomRows(500), {}, io::DType::kFloat32);
   const auto comm = comm::Communicator::world();
   for (const auto type : {CovarianceType::kDiag, CovarianceType::kFull}) {
-  std::vector<std::vector<double>> results;
-  for (const bool f32 : {false, true})
-    for (const std::size_t cache : {std::size_t{0}, std::size_t{1} << 24}) {
-      auto info = io::open_dense_dataset(dir / "d");
-      io::BlockSourceOptions o;
-      o.cache_bytes = cache;
-      o.allow_nan = true;
-      o.float32 = f32;
-      io::BlockSource source(info, io::make_block_plan(info, 300), o);
-      const auto summary = train::summarize(comm, source, 2);
-      GmmConfig c;
-      c.n_components = 3;
-      c.covariance_type = type;
-      c.max_iter = 12;
-      c.tol = 0;
-      c.threads = 2;
-      const auto fit = fit_gmm(comm, source, summary, c, Logger::silent(), {});
-      std::vector<double> r(fit.model.means().data(), fit.model.means().data() + fit.model.means().size());
-      r.insert(r.end(), fit.model.covariances().data(), fit.model.covariances().data() + fit.model.covariances().size());
-      r.push_back(fit.em.objective);
-      results.push_back(r);
-    }
+  const auto results = latent::testing::fit_float32_shards_four_ways(
+      dir.path(), x, 400, 300, true, [&](io::BlockSource& source, const train::DataSummary& summary) {
+        GmmConfig c;
+        c.n_components = 3;
+        c.covariance_type = type;
+        c.max_iter = 12;
+        c.tol = 0;
+        c.threads = 2;
+        const auto fit = fit_gmm(comm, source, summary, c, Logger::silent(), {});
+        std::vector<double> r(fit.model.means().data(), fit.model.means().data() + fit.model.means().size());
+        r.insert(r.end(), fit.model.covariances().data(), fit.model.covariances().data() + fit.model.covariances().size());
+        r.push_back(fit.em.objective);
+        return r;
+      });
   for (std::size_t i = 1; i < results.size(); ++i)
     EXPECT_EQ(results[i], results[0]) << to_string(type) << " configuration " << i;
   }

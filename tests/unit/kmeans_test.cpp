@@ -219,28 +219,18 @@ TEST(Kmeans, AFloat32ColumnHeldAt3e38IsNotOneDistinctPoint) {
 // the same data read as double.
 TEST(Kmeans, Float32BlocksGiveTheBitsOfDoubleBlocks) {
   TempDir dir("kmf32");
-  const RowMatrix x = blobs(700, 13, 4, 9, nullptr, 5.0, 1.0);
-  std::filesystem::create_directories(dir / "d");
-  latent::testing::write_shard(dir / "d/part-00000.h5", x.topRows(300), {}, io::DType::kFloat32);
-  latent::testing::write_shard(dir / "d/part-00001.h5", x.bottomRows(400), {}, io::DType::kFloat32);
   const auto comm = comm::Communicator::world();
-  std::vector<std::vector<double>> results;
-  for (const bool f32 : {false, true})
-    for (const std::size_t cache : {std::size_t{0}, std::size_t{1} << 24}) {
-      auto info = io::open_dense_dataset(dir / "d");
-      io::BlockSourceOptions o;
-      o.cache_bytes = cache;
-      o.float32 = f32;
-      io::BlockSource source(info, io::make_block_plan(info, 250), o);
-      const auto summary = train::summarize(comm, source, 2);
-      KmeansConfig c;
-      c.n_clusters = 4;
-      c.threads = 2;
-      const KmeansResult r = fit_kmeans(comm, source, summary.num_samples, summary.mean, c, Logger::silent(), {});
-      std::vector<double> v(r.centers.data(), r.centers.data() + r.centers.size());
-      v.push_back(r.inertia);
-      results.push_back(v);
-    }
+  const auto results = latent::testing::fit_float32_shards_four_ways(
+      dir.path(), blobs(700, 13, 4, 9, nullptr, 5.0, 1.0), 300, 250, false,
+      [&](io::BlockSource& source, const train::DataSummary& summary) {
+        KmeansConfig c;
+        c.n_clusters = 4;
+        c.threads = 2;
+        const KmeansResult r = fit_kmeans(comm, source, summary.num_samples, summary.mean, c, Logger::silent(), {});
+        std::vector<double> v(r.centers.data(), r.centers.data() + r.centers.size());
+        v.push_back(r.inertia);
+        return v;
+      });
   for (std::size_t i = 1; i < results.size(); ++i) EXPECT_EQ(results[i], results[0]) << "configuration " << i;
 }
 
