@@ -396,4 +396,19 @@ void multiply(const Packed& a, const Packed& b, float* c, Index ldc, bool accumu
   *abs_max = std::bit_cast<float>(*std::max_element(lanes, lanes + 16));
 }
 
+void multiply_lower_tn(Precision p, const float* u, const float* v, Index n, Index d, Index ld, float* c,
+                       std::vector<Packed>& pa, std::vector<Packed>& pb) {
+  const Index blocks = (d + kLowerBlock - 1) / kLowerBlock;
+  pa.resize(static_cast<std::size_t>(blocks));
+  pb.resize(static_cast<std::size_t>(blocks));
+  for (Index q = 0; q < blocks; ++q) {
+    const Index f0 = q * kLowerBlock, w = std::min(kLowerBlock, d - f0);
+    pa[static_cast<std::size_t>(q)].pack_a(p, u + f0, w, n, 1, ld);
+    pb[static_cast<std::size_t>(q)].pack_b(p, v + f0, n, w, ld, 1);
+  }
+  for (Index r = 0; r < blocks; ++r)
+    for (Index q = 0; q <= r; ++q)
+      multiply(pa[static_cast<std::size_t>(r)], pb[static_cast<std::size_t>(q)], c + r * kLowerBlock * d + q * kLowerBlock, d);
+}
+
 }  // namespace latent::matmul

@@ -229,6 +229,34 @@ TEST(Matmul, ARowsResultDoesNotDependOnTheOtherRows) {
   }
 }
 
+// multiply_lower_tn: every entry on and below the diagonal has the bits of the whole
+// product Uᵀ V, above the diagonal blocks nothing is written, in every variant, for d
+// with a partial block and a depth that is no multiple of anything.
+TEST(Matmul, LowerBlocksOfATransposedProductHaveTheWholeProductsBits) {
+  for (kernel::Variant v : kernel::all_variants()) {
+    if (!kernel::supported(v)) continue;
+    const kernel::ScopedVariant scope(v);
+    for (const Index d : {1, 31, 32, 77}) {
+      const Index n = 45;
+      const RowMatrixF u = random_matrix(n, d, 8), w = random_matrix(n, d, 9);
+      Packed pa, pb;
+      pa.pack_a(Precision::kHighest, u.data(), d, n, 1, d);
+      pb.pack_b(Precision::kHighest, w.data(), n, d, d, 1);
+      RowMatrixF whole(d, d), lower = RowMatrixF::Constant(d, d, -7.0f);
+      multiply(pa, pb, whole.data(), d);
+      std::vector<Packed> sa, sb;
+      multiply_lower_tn(Precision::kHighest, u.data(), w.data(), n, d, d, lower.data(), sa, sb);
+      for (Index i = 0; i < d; ++i)
+        for (Index j = 0; j < d; ++j) {
+          if (j / kLowerBlock <= i / kLowerBlock)
+            ASSERT_EQ(lower(i, j), whole(i, j)) << kernel::to_string(v) << " d " << d << " at " << i << ", " << j;
+          else
+            ASSERT_EQ(lower(i, j), -7.0f) << kernel::to_string(v) << " d " << d << " at " << i << ", " << j;
+        }
+    }
+  }
+}
+
 TEST(Matmul, RepackOfChangedRowsEqualsAFreshPack) {
   // The trainer rebuilds a weight pack 32 rows at a time as Adam updates them: after the
   // source changes in a range, repacking that range must give the words of a fresh pack, in

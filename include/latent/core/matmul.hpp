@@ -85,6 +85,19 @@ class Packed {
 /// one is NaN (so one check of the result finds non-finite entries), at no extra pass.
 void multiply(const Packed& a, const Packed& b, float* c, Index ldc, bool accumulate = false, float* abs_max = nullptr);
 
+/// Feature block of multiply_lower_tn(): a multiple of both panel widths.
+inline constexpr Index kLowerBlock = 32;
+
+/// The blocks of C = Uᵀ V on and below the diagonal (kLowerBlock × kLowerBlock; so every
+/// entry c_ij with j ≤ i, and some above): U and V are n × d row-major with leading
+/// dimension ld (n the product's depth), C is d × d row-major. Entries above the diagonal
+/// blocks are not written. Each entry is summed over the n rows in multiply()'s fixed
+/// order, so it has the bits of the whole product's entry, at about half its arithmetic
+/// for large d (a symmetric product Xᵀ X, or one weighted on one side). pa, pb: scratch
+/// kept across calls. Single-threaded.
+void multiply_lower_tn(Precision p, const float* u, const float* v, Index n, Index d, Index ld, float* c,
+                       std::vector<Packed>& pa, std::vector<Packed>& pb);
+
 /// Rounds a float32 to the nearest bfloat16 (ties to even; NaN stays NaN, subnormals become
 /// ±0), as the packer and VCVTNE2PS2BF16 do.
 std::uint16_t to_bfloat16(float x) noexcept;

@@ -212,28 +212,19 @@ FactorUpdate factor_m_step(const double* stats, double n, Index l, Index d, Nois
 namespace {
 
 // The lower triangle of xtᵀ xt (xt: n × d centred rows), packed row by row into out (which
-// holds zeros): per tile of kRows rows, float32 products (core/matmul.hpp: each entry a
-// fixed order over the tile's rows, the same bits in every kernel variant and for any
-// blocking) of the feature blocks on and below the diagonal, added to the doubles.
+// holds zeros): per tile of kRows rows, the float32 product's blocks on and below the
+// diagonal (matmul::multiply_lower_tn: each entry a fixed order over the tile's rows, the
+// same bits in every kernel variant), added to the doubles.
 void scatter_float32(const RowMatrix& xt, double* out) {
-  constexpr Index kRows = 512, kBlock = 128;  // kBlock: a multiple of both panel widths
+  constexpr Index kRows = 512;
   const Index n = xt.rows(), d = xt.cols();
   std::vector<float> xf(static_cast<std::size_t>(std::min(n, kRows) * d)), c(static_cast<std::size_t>(d * d));
-  const Index blocks = (d + kBlock - 1) / kBlock;
-  std::vector<matmul::Packed> a(static_cast<std::size_t>(blocks)), b(static_cast<std::size_t>(blocks));
+  std::vector<matmul::Packed> a, b;
   for (Index r0 = 0; r0 < n; r0 += kRows) {
     const Index m = std::min(kRows, n - r0);
     for (Index i = 0; i < m; ++i)
       for (Index j = 0; j < d; ++j) xf[static_cast<std::size_t>(i * d + j)] = static_cast<float>(xt(r0 + i, j));
-    for (Index p = 0; p < blocks; ++p) {
-      const Index f0 = p * kBlock, w = std::min(kBlock, d - f0);
-      a[static_cast<std::size_t>(p)].pack_a(matmul::Precision::kHighest, xf.data() + f0, w, m, 1, d);
-      b[static_cast<std::size_t>(p)].pack_b(matmul::Precision::kHighest, xf.data() + f0, m, w, d, 1);
-    }
-    for (Index p = 0; p < blocks; ++p)
-      for (Index q = 0; q <= p; ++q)
-        matmul::multiply(a[static_cast<std::size_t>(p)], b[static_cast<std::size_t>(q)],
-                         c.data() + p * kBlock * d + q * kBlock, d);
+    matmul::multiply_lower_tn(matmul::Precision::kHighest, xf.data(), xf.data(), m, d, d, c.data(), a, b);
     std::size_t at = 0;
     for (Index i = 0; i < d; ++i)
       for (Index j = 0; j <= i; ++j) out[at++] += static_cast<double>(c[static_cast<std::size_t>(i * d + j)]);

@@ -564,7 +564,8 @@ void Gmm::e_step_block_full_f32(const io::DenseBlock& block, std::span<double> p
   std::vector<float> xf(sz(kRows * dp), 0.0f), a(sz(kRows * d_)), y(sz(kRows * d_)), wa(sz(kRows * d_)),
       q(sz(kRows * k_)), rf(sz(kRows * k_)), c2(sz(d_ * d_));
   std::vector<double> w;
-  matmul::Packed pa, pw, pb;
+  matmul::Packed pa;
+  std::vector<matmul::Packed> pw, pb;
   double* nk = partial.data() + 2;
   double* first = nk + k_;
   double* second = first + k_ * d_;
@@ -595,10 +596,8 @@ void Gmm::e_step_block_full_f32(const io::DenseBlock& block, std::span<double> p
           wa[sz(i * d_ + j)] = r * a[sz(i * d_ + j)];
         }
       }
-      // Σ_i (r_i a_i) a_iᵀ: A = (r a)ᵀ (D × n), B = a (n × D).
-      pw.pack_a(matmul::Precision::kHighest, wa.data(), d_, n, 1, d_);
-      pb.pack_b(matmul::Precision::kHighest, a.data(), n, d_, d_, 1);
-      matmul::multiply(pw, pb, c2.data(), d_);
+      // The lower triangle of Σ_i (r_i a_i) a_iᵀ = (r a)ᵀ a.
+      matmul::multiply_lower_tn(matmul::Precision::kHighest, wa.data(), a.data(), n, d_, d_, c2.data(), pw, pb);
       double* s2 = second + k * d_ * d_;
       for (Index i = 0; i < d_; ++i)
         for (Index j = 0; j <= i; ++j) s2[i * d_ + j] += static_cast<double>(c2[sz(i * d_ + j)]);
