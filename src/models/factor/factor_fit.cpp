@@ -14,6 +14,7 @@
 #include "latent/core/matmul.hpp"
 #include "latent/core/profile.hpp"
 #include "latent/core/rng.hpp"
+#include "latent/models/gmm/gmm_diag_kernel.hpp"
 #include "latent/train/block_reduce.hpp"
 
 namespace latent::models {
@@ -211,19 +212,22 @@ FactorUpdate factor_m_step(const double* stats, double n, Index l, Index d, Nois
 
 namespace {
 
-// The lower triangle of xtᵀ xt (xt: n × d centred rows), packed row by row into out (which
-// holds zeros): per tile of kRows rows, the float32 product's blocks on and below the
-// diagonal (matmul::multiply_lower_tn: each entry a fixed order over the tile's rows, the
-// same bits in every kernel variant), added to the doubles.
-void scatter_float32(const RowMatrix& xt, double* out) {
+// The lower triangle of (x − c)ᵀ(x − c) (x: n × d rows, row-major), packed row by row into
+// out (which holds zeros): per tile of kRows rows, the rows converted once to float32
+// (gmm_kernel::convert: float(x − c), one rounding, no centred double copy), then the float32
+// product's blocks on and below the diagonal (matmul::multiply_lower_tn: each entry a fixed
+// order over the tile's rows, the same bits in every kernel variant), added to the doubles.
+void scatter_float32(const RowMatrix& x, const RowVector& center, double* out) {
   constexpr Index kRows = 512;
-  const Index n = xt.rows(), d = xt.cols();
+  const Index n = x.rows(), d = x.cols();
   std::vector<float> xf(static_cast<std::size_t>(std::min(n, kRows) * d)), c(static_cast<std::size_t>(d * d));
   std::vector<matmul::Packed> a, b;
   for (Index r0 = 0; r0 < n; r0 += kRows) {
     const Index m = std::min(kRows, n - r0);
-    for (Index i = 0; i < m; ++i)
-      for (Index j = 0; j < d; ++j) xf[static_cast<std::size_t>(i * d + j)] = static_cast<float>(xt(r0 + i, j));
+    if (gmm_kernel::convert(x.data() + r0 * d, m, d, d, center.data(), xf.data(), d))
+      for (Index i = 0; i < m; ++i)  // a NaN stops convert(): the same rounding, element by element
+        for (Index j = 0; j < d; ++j)
+          xf[static_cast<std::size_t>(i * d + j)] = static_cast<float>(x(r0 + i, j) - center[j]);
     matmul::multiply_lower_tn(matmul::Precision::kHighest, xf.data(), xf.data(), m, d, d, c.data(), a, b);
     std::size_t at = 0;
     for (Index i = 0; i < d; ++i)
@@ -241,14 +245,14 @@ Scatter scatter_pass(const comm::Communicator& comm, io::BlockSource& source, co
   const std::vector<double> stats =
       train::reduce_global(comm, source, packed + static_cast<std::size_t>(d), threads,
                            [&](const io::DenseBlock& b, std::span<double> partial) {
-                             const RowMatrix xt = b.x.rowwise() - center;
                              Eigen::Map<RowVector> s(partial.data() + packed, d);
                              s.setZero();
-                             for (Index i = 0; i < xt.rows(); ++i) s += xt.row(i);
+                             for (Index i = 0; i < b.x.rows(); ++i) s += b.x.row(i) - center;
                              if (float32) {
-                               scatter_float32(xt, partial.data());
+                               scatter_float32(b.x, center, partial.data());
                                return;
                              }
+                             const RowMatrix xt = b.x.rowwise() - center;
                              Eigen::MatrixXd local = Eigen::MatrixXd::Zero(d, d);
                              local.selfadjointView<Eigen::Lower>().rankUpdate(xt.transpose());
                              std::size_t at = 0;

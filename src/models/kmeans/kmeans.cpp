@@ -62,7 +62,7 @@ KmeansFrame kmeans_frame(const comm::Communicator& comm, io::BlockSource& source
 }
 
 KmeansLloyd::KmeansLloyd(RowMatrix centers, KmeansFrame frame)
-    : centers_(std::move(centers)), sq_norms_(centers_.rowwise().squaredNorm()), frame_(std::move(frame)) {
+    : centers_(std::move(centers)), frame_(std::move(frame)) {
   prepare();
 }
 
@@ -84,7 +84,6 @@ void KmeansLloyd::save_state(train::TrainState& state) const {
 
 void KmeansLloyd::load_state(const train::TrainState& state) {
   centers_ = state.array("centers");
-  sq_norms_ = centers_.rowwise().squaredNorm();
   prepare();
   const auto it = state.scalars.find("num_empty");
   num_empty_ = it == state.scalars.end() ? 0 : static_cast<Index>(it->second);
@@ -169,7 +168,6 @@ train::EmModel::Step KmeansLloyd::m_step(std::span<const double> stats) {
   }
   const double shift = (next - centers_).squaredNorm();
   centers_ = std::move(next);
-  sq_norms_ = centers_.rowwise().squaredNorm();
   prepare();
   return Step{stats[0], frame_.mean_variance > 0 ? shift / frame_.mean_variance : shift};
 }
