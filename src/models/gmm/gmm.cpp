@@ -34,6 +34,12 @@ bool precision_cholesky(const Eigen::MatrixXd& cov, Eigen::MatrixXd& u) {
       "Try to decrease the number of components, or increase reg_covar.");
 }
 
+// exp(z) for z ≤ 0, bit for bit std::exp: below ln(2⁻¹⁰⁷⁵) ≈ −745.13 the correctly rounded
+// result is +0, returned without the call (glibc's underflow path, which sets errno, cost
+// about a tenth of a diagonal EM iteration on Fashion-MNIST, where most components of a row
+// lie thousands of nats below its best).
+inline double exp_nonpositive(double z) { return z < -746.0 ? 0.0 : std::exp(z); }
+
 }  // namespace
 
 void log_sum_exp_rows(RowMatrix& wlp, Vector& lse) {
@@ -46,9 +52,9 @@ void log_sum_exp_rows(RowMatrix& wlp, Vector& lse) {
       continue;
     }
     double s = 0;
-    for (Index k = 0; k < wlp.cols(); ++k) s += std::exp(wlp(i, k) - m);
+    for (Index k = 0; k < wlp.cols(); ++k) s += exp_nonpositive(wlp(i, k) - m);
     lse[i] = m + std::log(s);
-    for (Index k = 0; k < wlp.cols(); ++k) wlp(i, k) = std::exp(wlp(i, k) - lse[i]);
+    for (Index k = 0; k < wlp.cols(); ++k) wlp(i, k) = exp_nonpositive(wlp(i, k) - lse[i]);
   }
 }
 
@@ -493,7 +499,7 @@ double softmax_rows(const float* q, Index n, Index k, const RowVector& bias, flo
     }
     double sum = 0;
     for (Index c = 0; c < k; ++c) {
-      w[static_cast<std::size_t>(c)] = std::exp(w[static_cast<std::size_t>(c)] - m);
+      w[static_cast<std::size_t>(c)] = exp_nonpositive(w[static_cast<std::size_t>(c)] - m);
       sum += w[static_cast<std::size_t>(c)];
     }
     log_lik += m + std::log(sum);
