@@ -514,7 +514,9 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
       arena.execute([&] { slice.fetch_rows(comm, words, view.exp_elog_beta(), requests); });
       if (!error) try {  // (a failed rank runs no E-step)
         const std::uint64_t update = static_cast<std::uint64_t>(updates + 1);
-        const Index cap = std::max(m, round_cells / k);
+        // Room for every word a later round may hold (at most V, at most round_cells / K):
+        // sized once per thread, not K · round_cells / K = 60 MB for a 15k-word vocabulary.
+        const Index cap = std::max(m, std::min(v, round_cells / k));
         arena.execute([&] {
           tbb::parallel_for(tbb::blocked_range<Index>(d0, d1, 8), [&](const tbb::blocked_range<Index>& r) {
             ThreadState& s = states.local();
