@@ -344,10 +344,6 @@ def latent_build() -> dict:
 # on CPUs it does not recognise; OPENBLAS_CORETYPE then names the kernel a user of a current
 # BLAS gets. A ratio against a crippled reference (or netlib's reference BLAS) is not a claim.
 
-GENERIC_OPENBLAS_CORES = {"prescott", "katmai", "coppermine", "northwood", "banias", "core2", "penryn", "dunnington",
-                          "atom", "opteron", "athlon", "barcelona", "nehalem", "sandybridge", "generic"}
-
-
 # OpenBLAS kernels by how fast their GEMM is on a CPU that runs them (a kernel of a lower
 # tier on an AVX-512 CPU leaves half its vector width unused: measured on an AMD EPYC
 # family 26 machine, float64 GEMM 49 GFLOP/s with Haswell against 74-81 with SkylakeX or
@@ -418,17 +414,17 @@ def tuned_blas() -> dict:
         # been seen to set Haswell on AVX-512 CPUs) is overridden and recorded: a ratio
         # against a reference held to half its vector width is not a claim.
         best = best_openblas_core()
-        want = best if openblas_core_tier(best) > openblas_core_tier(default) else None
-        if given is not None and openblas_core_tier(given) < openblas_core_tier(want or default):
+        target = best if openblas_core_tier(best) > openblas_core_tier(default) else default
+        if given is not None and openblas_core_tier(given) < openblas_core_tier(target):
             print(f"WARNING: OPENBLAS_CORETYPE={given} in the environment is a weaker kernel than this CPU runs "
-                  f"({want or default}); the references run on {want or default}", file=sys.stderr, flush=True)
+                  f"({target}); the references run on {target}", file=sys.stderr, flush=True)
             info["OPENBLAS_CORETYPE_given"] = given
-            if want is None:
+            given = None
+        if given is None:  # else an explicit kernel at least as good: kept
+            if target != default:
+                os.environ["OPENBLAS_CORETYPE"] = target
+            else:
                 os.environ.pop("OPENBLAS_CORETYPE", None)
-        elif given is not None:
-            want = None  # an explicit kernel at least as good: kept
-        if want is not None:
-            os.environ["OPENBLAS_CORETYPE"] = want
         info["OPENBLAS_CORETYPE"] = os.environ.get("OPENBLAS_CORETYPE")
         info["core_used"] = openblas_core() if os.environ.get("OPENBLAS_CORETYPE") else default
     _BLAS_INFO = info
