@@ -9,7 +9,8 @@ What it measures
         reg_covar 1e-6
   latent: `latent fit gmm ... --max-iter M --tol 0 --cache-mb 100000 --log-json F
           --threads 1` on 1 MPI rank; median "seconds" of iterations 2..M
-          (iteration 1 reads from disk and fills the cache).
+          (iteration 1 reads from disk and fills the cache); the median of --repeats
+          such runs (default 3), each run's median and the ratio's range over them kept.
   scikit-learn: GaussianMixture initialised by fit(max_iter=1), then the median of
           N timed calls of gm._e_step(X) + gm._m_step(X, log_resp). One BLAS
           thread (OMP/OPENBLAS/MKL_NUM_THREADS=1 are set before numpy is imported).
@@ -127,6 +128,19 @@ def time_ours(args, case: dict, ranks: int, threads: int, cache_mb: int = 100000
             "wall_seconds": res.seconds}
 
 
+def time_ours_repeated(args, case: dict, ranks: int, threads: int, cache_mb: int = 100000) -> dict:
+    """time_ours() --repeats times (separate processes): seconds_per_iteration = the median
+    of the runs' medians; every run's median and the spread are kept. On a shared VM one
+    run's median has moved by 15-30 % from run to run (AMD EPYC, 2026-12-03)."""
+    runs = [time_ours(args, case, ranks, threads, cache_mb) for _ in range(max(1, args.repeats))]
+    meds = [r["seconds_per_iteration"] for r in runs]
+    out = dict(sorted(runs, key=lambda r: r["seconds_per_iteration"])[len(runs) // 2])
+    out["seconds_per_iteration"] = common.median(meds)
+    out["run_medians"] = meds
+    out["spread"] = [min(meds), max(meds)]
+    return out
+
+
 def time_sklearn(args, case: dict) -> dict:
     import numpy as np
     from sklearn.exceptions import ConvergenceWarning
@@ -164,6 +178,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--iters", type=int, default=10, help="latent --max-iter M (median over 2..M; default 10)")
     ap.add_argument("--sklearn-iters", type=int, default=5, help="timed sklearn EM iterations (default 5)")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="latent runs per configuration (separate processes; the median of their medians; default 3)")
     ap.add_argument("--cases", default="a,b", help="comma list of a (diag, Fashion-MNIST), b (full, 64-D)")
     ap.add_argument("--skip-sklearn", action="store_true")
     ap.add_argument("--skip-scaling", action="store_true")
@@ -215,7 +231,7 @@ def main():
         r = {"label": case["label"], "n": n, "d": d, "k": K, "covariance_type": case["cov"],
              "flops_per_iteration": flops}
         print(f"\n== {case['label']}: latent 1x1 ...", file=sys.stderr, flush=True)
-        r["latent_1x1"] = ours = time_ours(args, case, 1, 1)
+        r["latent_1x1"] = ours = time_ours_repeated(args, case, 1, 1)
         ours["gflops"] = flops / ours["seconds_per_iteration"] / 1e9
         # diag: the fused float32 pass, full: float32 products (--matmul-precision high, the default).
         prec = "float32_gflops" if case["cov"] in ("diag", "spherical", "full") else "float64_gflops"
@@ -229,7 +245,7 @@ def main():
                      f"{mpeak:.0f} {prec[:7]} ({100 * ours['gflops'] / mpeak:.0f}%)" if mpeak else "?", "", ""])
         # Issue 21 item 3: without --cache-mb (what a user gets), shards in the page cache.
         print(f"== {case['label']}: latent 1x1 streaming ...", file=sys.stderr, flush=True)
-        r["latent_1x1_streaming"] = st = time_ours(args, case, 1, 1, cache_mb=0)
+        r["latent_1x1_streaming"] = st = time_ours_repeated(args, case, 1, 1, cache_mb=0)
         st["gflops"] = flops / st["seconds_per_iteration"] / 1e9
         st["vs_cached"] = st["seconds_per_iteration"] / ours["seconds_per_iteration"]
         st["pass"] = st["vs_cached"] <= 1.0 + TARGET_STREAMING_OVERHEAD
@@ -244,17 +260,21 @@ def main():
             target = TARGET_VS_SKLEARN[case["cov"]]
             r["target_vs_sklearn"] = target
             r["pass_vs_sklearn"] = ratio >= target
+            # The ratio against the slowest and the fastest latent run: a goal is met only
+            # if it holds at the median, and the range says how firmly.
+            r["speedup_vs_sklearn_range"] = lo_hi = [sk["seconds_per_iteration"] / ours["spread"][1],
+                                                     sk["seconds_per_iteration"] / ours["spread"][0]]
             dpeak = measured.get("float64_gflops")
             rows.append([case["label"], "scikit-learn 1 thread", f"{sk['seconds_per_iteration']:.4f}",
                          f"{sk['gflops']:.1f}",
                          f"{dpeak:.0f} float64 ({100 * sk['gflops'] / dpeak:.0f}%)" if dpeak else "?",
-                         f"sklearn/latent = {ratio:.1f}x", f">= {target:g}x "
+                         f"sklearn/latent = {ratio:.1f}x ({lo_hi[0]:.1f}-{lo_hi[1]:.1f})", f">= {target:g}x "
                          f"{'PASS' if r['pass_vs_sklearn'] else 'FAIL'}"])
         if case["cov"] == "diag" and not args.skip_scaling:
             for ranks, threads in ((2, 1), (1, 2)):
                 print(f"== {case['label']}: latent {ranks}x{threads} ...", file=sys.stderr, flush=True)
                 key = f"latent_{ranks}x{threads}"
-                r[key] = o = time_ours(args, case, ranks, threads)
+                r[key] = o = time_ours_repeated(args, case, ranks, threads)
                 o["gflops"] = flops / o["seconds_per_iteration"] / 1e9
                 o["speedup_vs_1x1"] = s = ours["seconds_per_iteration"] / o["seconds_per_iteration"]
                 o["pass"] = s >= TARGET_SCALING
@@ -266,8 +286,8 @@ def main():
         results["cases"][case["name"]] = r
 
     print()
-    print(f"Median seconds per EM iteration, K={K} (latent: iterations 2..{args.iters}; "
-          f"sklearn: {args.sklearn_iters} timed iterations)")
+    print(f"Median seconds per EM iteration, K={K} (latent: iterations 2..{args.iters}, the median of "
+          f"{args.repeats} runs; sklearn: {args.sklearn_iters} timed iterations; ratio (range over latent's runs))")
     common.print_table(rows, ["case", "implementation", "s/iter", "GFLOP/s", "peak", "ratio", "target"])
     print("\npeak = the core's measured FMA peak for the precision the implementation computes in "
           f"(bench/fma_peak.c: {measured.get('float32_gflops', '?')} float32, {measured.get('float64_gflops', '?')} "

@@ -1,5 +1,6 @@
 #include "latent/core/exact_sum.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <limits>
@@ -114,7 +115,34 @@ double exact_value(const ExactCell& cell) noexcept {
 }
 
 void ExactSum::add(std::span<const double> values) noexcept {
-  for (std::size_t i = 0; i < values.size(); ++i) exact_add(cells_[i], values[i]);
+  // The common case inline: a normal (finite, nonzero, not subnormal) value whose highest
+  // bin is the cell's. Its slices are those slice() forms (the significand has bit 52 set,
+  // so its highest bit is p + 52), added without raise(); everything else (zero, NaN/Inf,
+  // subnormals, an empty or poisoned cell, another top) takes exact_add(). The same sums.
+  ExactCell* cells = cells_.data();
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    const auto bits = std::bit_cast<std::uint64_t>(values[i]);
+    const auto biased = static_cast<std::int64_t>((bits >> 52) & 0x7ff);
+    ExactCell& cell = cells[i];
+    if (biased >= 1 && biased <= 0x7fe) {
+      const std::int64_t p = biased - 1;
+      const std::int64_t top = std::max<std::int64_t>((p + 52) / 32, 2);
+      if (top == cell.top) {
+        const std::uint64_t m = (bits & ((1ULL << 52) - 1)) | (1ULL << 52);
+        const std::int64_t shift = p - 32 * (top - 2);  // in [0, 64)
+        const std::uint64_t lo = m << shift;
+        const std::uint64_t hi = (m >> 1) >> (63 - shift);  // bits 64.. of m · 2^shift (0 when shift = 0)
+        const std::int64_t sign = -static_cast<std::int64_t>(bits >> 63);  // 0 or −1
+        const auto s0 = static_cast<std::int64_t>(lo & kMask32), s1 = static_cast<std::int64_t>(lo >> 32),
+                   s2 = static_cast<std::int64_t>(hi & kMask32);
+        cell.limb[0] += (s0 ^ sign) - sign;
+        cell.limb[1] += (s1 ^ sign) - sign;
+        cell.limb[2] += (s2 ^ sign) - sign;
+        continue;
+      }
+    }
+    exact_add(cell, values[i]);
+  }
 }
 
 void ExactSum::merge(const ExactSum& other) noexcept {

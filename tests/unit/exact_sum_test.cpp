@@ -4,8 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <limits>
 #include <random>
+#include <utility>
 
 namespace latent {
 namespace {
@@ -67,6 +70,45 @@ TEST(ExactSum, BitwiseIndependentOfOrderAndGrouping) {
   long double ld = 0;
   for (double x : v) ld += x;
   EXPECT_NEAR(reference, static_cast<double>(ld), 1e-12 * std::abs(static_cast<double>(ld)) + 1e-300);
+}
+
+// ExactSum::add's inline path (a normal value in the cell's top bin) against exact_add()
+// one value at a time: the same cells, limb for limb, over values that take every path
+// (both signs, zeros, subnormals, values that raise the top, NaN/Inf poisoning).
+TEST(ExactSum, VectorAddMatchesExactAddCellForCell) {
+  std::mt19937_64 gen(11);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  std::uniform_int_distribution<int> kind(0, 19), exponent(-1070, 1020);
+  const std::size_t n = 257;
+  ExactSum fast(n);
+  std::vector<ExactCell> slow(n, ExactSum::empty_cell());
+  std::size_t inline_adds = 0;
+  for (int round = 0; round < 200; ++round) {
+    std::vector<double> values(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      const int k = kind(gen);
+      double x = (1.0 + 0.25 * normal(gen)) * std::ldexp(1.0, static_cast<int>(i % 90) - 45);
+      if (k == 0) x = 0.0;
+      else if (k == 1) x = -0.0;
+      else if (k == 2) x = std::ldexp(normal(gen), -1060);  // subnormal or near it
+      else if (k == 3) x = std::ldexp(normal(gen), exponent(gen));  // any top
+      else if (k == 4 && round == 150 && i % 17 == 0) x = i % 2 ? std::numeric_limits<double>::infinity()
+                                                                 : std::numeric_limits<double>::quiet_NaN();
+      if (k >= 5 && slow[i].top != kEmptyTop && slow[i].top != std::numeric_limits<std::int64_t>::max()) ++inline_adds;
+      values[i] = k % 2 ? -x : x;
+    }
+    fast.add(values);
+    for (std::size_t i = 0; i < n; ++i) exact_add(slow[i], values[i]);
+  }
+  EXPECT_GT(inline_adds, n * 100);  // most additions took the inline path
+  const auto cells = std::as_const(fast).cells();
+  for (std::size_t i = 0; i < n; ++i) {
+    ASSERT_EQ(cells[i].top, slow[i].top) << i;
+    for (int j = 0; j < 3; ++j) ASSERT_EQ(cells[i].limb[j], slow[i].limb[j]) << i << " limb " << j;
+  }
+  const std::vector<double> values = fast.values();
+  for (std::size_t i = 0; i < n; ++i) EXPECT_EQ(std::bit_cast<std::uint64_t>(values[i]),
+                                                std::bit_cast<std::uint64_t>(exact_value(slow[i]))) << i;
 }
 
 TEST(ExactSum, SubnormalsAndHugeValues) {
