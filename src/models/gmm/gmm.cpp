@@ -7,6 +7,7 @@
 
 #include "latent/core/error.hpp"
 #include "latent/core/matmul.hpp"
+#include "latent/core/vector_exp.hpp"
 #include "latent/models/gmm/float32_tiles.hpp"
 #include "latent/models/gmm/gmm_diag_kernel.hpp"
 
@@ -479,18 +480,32 @@ void Gmm::accumulate(const ConstRows& x, const RowMatrix& resp, std::span<double
 namespace {
 
 // Responsibilities of n rows from float32 distances q (n × k, row-major): w = bias − ½ q,
-// normalised by a double log-sum-exp with one exp per entry (non-finite rows as
-// log_sum_exp_rows), stored as float32 in r (n × k); adds r's column sums to nk (rows in
-// order) and returns Σ log p(x) over the rows (nats). w: scratch of k doubles.
+// normalised by a double log-sum-exp with one exp per entry (core/vector_exp.hpp, over the
+// whole tile at once; non-finite rows as log_sum_exp_rows), stored as float32 in r (n × k);
+// adds r's column sums to nk (rows in order) and returns Σ log p(x) over the rows (nats).
+// w: scratch (n·k + n doubles).
 double softmax_rows(const float* q, Index n, Index k, const RowVector& bias, float* r, double* nk, std::vector<double>& w) {
-  w.resize(static_cast<std::size_t>(k));
-  double log_lik = 0;
+  w.resize(static_cast<std::size_t>(n * k + n));
+  double* z = w.data();
+  double* row_max = z + n * k;
   for (Index i = 0; i < n; ++i) {
+    double* zi = z + i * k;
     double m = -std::numeric_limits<double>::infinity();
     for (Index c = 0; c < k; ++c) {
-      w[static_cast<std::size_t>(c)] = bias[c] - 0.5 * static_cast<double>(q[i * k + c]);
-      m = std::max(m, w[static_cast<std::size_t>(c)]);
+      zi[c] = bias[c] - 0.5 * static_cast<double>(q[i * k + c]);
+      m = std::max(m, zi[c]);
     }
+    row_max[i] = m;
+    if (std::isfinite(m))
+      for (Index c = 0; c < k; ++c) zi[c] -= m;
+    else
+      for (Index c = 0; c < k; ++c) zi[c] = 0;  // not used
+  }
+  exp_nonpositive_array(z, z, n * k);
+  double log_lik = 0;
+  for (Index i = 0; i < n; ++i) {
+    const double m = row_max[i];
+    const double* ei = z + i * k;
     float* ri = r + i * k;
     if (!std::isfinite(m)) {  // as log_sum_exp_rows
       log_lik += m;
@@ -498,12 +513,9 @@ double softmax_rows(const float* q, Index n, Index k, const RowVector& bias, flo
       continue;
     }
     double sum = 0;
-    for (Index c = 0; c < k; ++c) {
-      w[static_cast<std::size_t>(c)] = exp_nonpositive(w[static_cast<std::size_t>(c)] - m);
-      sum += w[static_cast<std::size_t>(c)];
-    }
+    for (Index c = 0; c < k; ++c) sum += ei[c];
     log_lik += m + std::log(sum);
-    for (Index c = 0; c < k; ++c) ri[c] = static_cast<float>(w[static_cast<std::size_t>(c)] / sum);
+    for (Index c = 0; c < k; ++c) ri[c] = static_cast<float>(ei[c] / sum);
   }
   for (Index i = 0; i < n; ++i)
     for (Index c = 0; c < k; ++c) nk[c] += static_cast<double>(r[i * k + c]);
