@@ -11,7 +11,8 @@ nodes of a mixed partition. Checks, for small gmm, lda (online) and vae fits:
     timing fields and the variant) is the same for every variant and for 1 and 2 ranks;
   - a LATENT_KERNEL naming no variant on rank 1 fails every rank with 64 and writes nothing;
   - `--matmul-precision medium` is refused up front (64, before the data line) when one rank
-    forces avx2, even on a CPU with AVX512_BF16.
+    forces avx2, even on a CPU with AVX512_BF16;
+  - diag gmm and kmeans give the same content with LATENT_TILE_PREFETCH=0 and 1.
 
 Usage: kernel_variant_cli_test.py LATENT MPIEXEC
 """
@@ -122,6 +123,21 @@ def main():
                     got = f.attrs.get("kernel_variant")
                 check(got == expect, f"{what}: recorded {got}")
                 check(content_hash(out) == ref[name], f"{what}: the same content as 1 rank of avx2")
+
+        # The next tile's prefetch (gmm_kernel::tile_prefetch: on for Intel, off for AMD, or
+        # LATENT_TILE_PREFETCH) changes no bit of the float32 passes that take it.
+        for name, args in (("gmm-diag", ["gmm", "--n-components", "3", "--covariance-type", "diag"]),
+                           ("kmeans", ["kmeans", "--n-clusters", "3"])):
+            hashes = {}
+            for setting in ("0", "1"):
+                out = os.path.join(root, f"{name}-prefetch{setting}.h5")
+                env = dict(base_env(), LATENT_TILE_PREFETCH=setting)
+                r = subprocess.run([LATENT, "fit", *args, "--data", "dense", "--output", out, "--seed", "7"],
+                                   capture_output=True, text=True, timeout=600, env=env, cwd=root)
+                check(r.returncode == 0, f"{name} with LATENT_TILE_PREFETCH={setting}: exit {r.returncode}"
+                      + (f" {r.stderr[-300:]}" if r.returncode else ""))
+                hashes[setting] = content_hash(out) if r.returncode == 0 else setting
+            check(hashes["0"] == hashes["1"], f"{name}: the same content with the tile prefetch on and off")
 
         # A name that is no variant, on rank 1 only: every rank fails with 64, nothing written.
         r, out = fit("gmm", [None, "avx3"], "bad")
