@@ -193,6 +193,39 @@ TEST(GmmEm, MatchesNaiveReferenceForEveryCovarianceType) {
 // The float32 kernels against a double evaluation of the same float inputs, and the avx2
 // and avx512 variants against each other bit for bit (D = 37 and K = 7 exercise every
 // remainder of the register blocking).
+// quadratic_unit (k-means: x + t on the adders) is quadratic() with s = 1 bit for bit, in
+// every variant and for every remainder of the register blocking (rows 37, k 1..7).
+TEST(GmmFloat32, UnitQuadraticIsQuadraticWithOnesBitForBit) {
+  const Index rows = 37, d = 37, dp = gmm_kernel::padded(d);
+  std::mt19937_64 gen(9);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  std::vector<float> x(rows * dp, 0.0f);
+  for (Index i = 0; i < rows; ++i)
+    for (Index j = 0; j < d; ++j) x[i * dp + j] = normal(gen);
+  x[5] = -0.0f;
+  for (Index k = 1; k <= 7; ++k) {
+    std::vector<float> ones(k * dp, 0.0f), t(k * dp, 0.0f);
+    for (Index c = 0; c < k; ++c)
+      for (Index j = 0; j < d; ++j) {
+        ones[c * dp + j] = 1.0f;
+        t[c * dp + j] = normal(gen);
+      }
+    t[5] = 0.0f;
+    for (const auto v : kernel::all_variants()) {
+      if (!kernel::supported(v)) continue;
+      kernel::ScopedVariant scope(v);
+      std::vector<float> a(rows * k), b(rows * k);
+      gmm_kernel::PrefetchRange pa, pb;
+      gmm_kernel::quadratic(x.data(), rows, dp, ones.data(), t.data(), k, a.data(), pa);
+      gmm_kernel::quadratic_unit(x.data(), rows, dp, t.data(), k, b.data(), pb);
+      ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float))) << kernel::to_string(v) << " k " << k;
+      double want = 0;  // and it is the distance: row 1 to centre 0 in double
+      for (Index j = 0; j < d; ++j) want += (double(x[dp + j]) + t[j]) * (double(x[dp + j]) + t[j]);
+      ASSERT_NEAR(b[k], want, 2e-6 * want);
+    }
+  }
+}
+
 TEST(GmmFloat32, KernelsMatchDoubleSumsAndEveryVariantGivesTheSameBits) {
   const Index rows = 37, d = 37, k = 7, dp = gmm_kernel::padded(d);
   ASSERT_EQ(dp, 48);

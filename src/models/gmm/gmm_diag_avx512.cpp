@@ -20,6 +20,7 @@ inline V vload(const float* p) { return {_mm512_loadu_ps(p)}; }
 inline V vset1(float a) { return {_mm512_set1_ps(a)}; }
 inline V vfma(V a, V b, V c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
 inline V vmul(V a, V b) { return {_mm512_mul_ps(a.v, b.v)}; }
+inline V vadd(V a, V b) { return {_mm512_add_ps(a.v, b.v)}; }
 inline void vstore(float* p, V a) { _mm512_storeu_ps(p, a.v); }
 inline __m256 vfold8(V a) { return _mm256_add_ps(_mm512_castps512_ps256(a.v), _mm512_extractf32x8_ps(a.v, 1)); }
 // 32 zmm registers: 4 × 5 accumulators + 4 rows + 2 operands + 1 temporary in quadratic();

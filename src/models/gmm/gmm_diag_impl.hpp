@@ -5,7 +5,7 @@
 // Eigen), so no AVX-512 code can be merged into code the avx2 variant runs.
 //
 // Needs, before inclusion: struct V; V vzero(); V vload(const float*); V vset1(float);
-// V vfma(V a, V b, V c) (a·b + c, one rounding); V vmul(V, V); void vstore(float*, V);
+// V vfma(V a, V b, V c) (a·b + c, one rounding); V vmul(V, V); V vadd(V, V); void vstore(float*, V);
 // __m256 vfold8(V) (lanes i + (i + 8)); constants kQuadRows, kQuadComps, kMomWidth,
 // kMomComps. Defines the including namespace's `const Variant& variant()`.
 
@@ -31,8 +31,11 @@ inline void step(Prefetch& pf) {
   }
 }
 
-// R rows × C components of q, over the whole padded row.
-template <int R, int C>
+// R rows × C components of q, over the whole padded row. kUnit: s is all ones and not
+// read; y = x + t, which is fma(x, 1, t) bit for bit (one rounding of the same exact sum),
+// on the adders instead of the FMA units (k-means: half the FMAs where the CPU has
+// separate add pipes, the same time where it does not).
+template <int R, int C, bool kUnit>
 inline void quad_block(const float* x, I dp, const float* s, const float* t, I k, float* q, Prefetch& pf) {
   V acc[R][C];
   for (int r = 0; r < R; ++r)
@@ -42,10 +45,18 @@ inline void quad_block(const float* x, I dp, const float* s, const float* t, I k
     V xv[R];
     for (int r = 0; r < R; ++r) xv[r] = vload(x + r * dp + j);
     for (int c = 0; c < C; ++c) {
-      const V sv = vload(s + c * dp + j), tv = vload(t + c * dp + j);
-      for (int r = 0; r < R; ++r) {
-        const V y = vfma(xv[r], sv, tv);
-        acc[r][c] = vfma(y, y, acc[r][c]);
+      const V tv = vload(t + c * dp + j);
+      if constexpr (kUnit) {
+        for (int r = 0; r < R; ++r) {
+          const V y = vadd(xv[r], tv);
+          acc[r][c] = vfma(y, y, acc[r][c]);
+        }
+      } else {
+        const V sv = vload(s + c * dp + j);
+        for (int r = 0; r < R; ++r) {
+          const V y = vfma(xv[r], sv, tv);
+          acc[r][c] = vfma(y, y, acc[r][c]);
+        }
       }
     }
   }
@@ -55,11 +66,12 @@ inline void quad_block(const float* x, I dp, const float* s, const float* t, I k
 
 // C components for all rows: the components' operands (C × dp × 2 floats) stay in L1
 // while the rows stream from L2.
-template <int C>
+template <int C, bool kUnit>
 inline void quad_comps(const float* x, I rows, I dp, const float* s, const float* t, I k, float* q, Prefetch& pf) {
   I i = 0;
-  for (; i + kQuadRows <= rows; i += kQuadRows) quad_block<kQuadRows, C>(x + i * dp, dp, s, t, k, q + i * k, pf);
-  for (; i < rows; ++i) quad_block<1, C>(x + i * dp, dp, s, t, k, q + i * k, pf);
+  for (; i + kQuadRows <= rows; i += kQuadRows)
+    quad_block<kQuadRows, C, kUnit>(x + i * dp, dp, s, t, k, q + i * k, pf);
+  for (; i < rows; ++i) quad_block<1, C, kUnit>(x + i * dp, dp, s, t, k, q + i * k, pf);
 }
 
 // C components × W lane groups of the moments over all rows; sums land in f and f2
@@ -176,17 +188,27 @@ bool convert_impl(const T* x, I rows, I ld, I d, const double* c, float* out, I 
   return bad_tail || _mm256_movemask_pd(bad) != 0;
 }
 
-void quadratic_impl(const float* x, I rows, I dp, const float* s, const float* t, I k, float* q, Prefetch& pf) {
+template <bool kUnit>
+void quadratic_of(const float* x, I rows, I dp, const float* s, const float* t, I k, float* q, Prefetch& pf) {
   I c0 = 0;
+  const auto at = [&](I c) { return kUnit ? s : s + c * dp; };
   for (; c0 + kQuadComps <= k; c0 += kQuadComps)
-    quad_comps<kQuadComps>(x, rows, dp, s + c0 * dp, t + c0 * dp, k, q + c0, pf);
+    quad_comps<kQuadComps, kUnit>(x, rows, dp, at(c0), t + c0 * dp, k, q + c0, pf);
   switch (k - c0) {
     case 0: break;
-    case 1: quad_comps<1>(x, rows, dp, s + c0 * dp, t + c0 * dp, k, q + c0, pf); break;
-    case 2: quad_comps<2>(x, rows, dp, s + c0 * dp, t + c0 * dp, k, q + c0, pf); break;
-    case 3: quad_comps<3>(x, rows, dp, s + c0 * dp, t + c0 * dp, k, q + c0, pf); break;
-    default: quad_comps<4>(x, rows, dp, s + c0 * dp, t + c0 * dp, k, q + c0, pf); break;  // kQuadComps ≤ 5
+    case 1: quad_comps<1, kUnit>(x, rows, dp, at(c0), t + c0 * dp, k, q + c0, pf); break;
+    case 2: quad_comps<2, kUnit>(x, rows, dp, at(c0), t + c0 * dp, k, q + c0, pf); break;
+    case 3: quad_comps<3, kUnit>(x, rows, dp, at(c0), t + c0 * dp, k, q + c0, pf); break;
+    default: quad_comps<4, kUnit>(x, rows, dp, at(c0), t + c0 * dp, k, q + c0, pf); break;  // kQuadComps ≤ 5
   }
+}
+
+void quadratic_impl(const float* x, I rows, I dp, const float* s, const float* t, I k, float* q, Prefetch& pf) {
+  quadratic_of<false>(x, rows, dp, s, t, k, q, pf);
+}
+
+void quadratic_unit_impl(const float* x, I rows, I dp, const float* t, I k, float* q, Prefetch& pf) {
+  quadratic_of<true>(x, rows, dp, nullptr, t, k, q, pf);
 }
 
 void moments_impl(const float* x, I rows, I dp, I d, const float* r, I k, double* first, double* second, Prefetch& pf) {
@@ -206,6 +228,6 @@ bool convert_float(const float* x, I rows, I ld, I d, const double* c, float* ou
 }  // namespace
 
 const Variant& variant() {
-  static constexpr Variant kTable{&convert_double, &convert_float, &quadratic_impl, &moments_impl};
+  static constexpr Variant kTable{&convert_double, &convert_float, &quadratic_impl, &quadratic_unit_impl, &moments_impl};
   return kTable;
 }

@@ -37,6 +37,11 @@ void quadratic(const float* x, std::ptrdiff_t rows, std::ptrdiff_t dp, const flo
   active().quadratic(x, rows, dp, s, t, k, q, prefetch);
 }
 
+void quadratic_unit(const float* x, std::ptrdiff_t rows, std::ptrdiff_t dp, const float* t, std::ptrdiff_t k, float* q,
+                    PrefetchRange& prefetch) {
+  active().quadratic_unit(x, rows, dp, t, k, q, prefetch);
+}
+
 void moments(const float* x, std::ptrdiff_t rows, std::ptrdiff_t dp, std::ptrdiff_t d, const float* r, std::ptrdiff_t k,
              double* first, double* second, PrefetchRange& prefetch) {
   active().moments(x, rows, dp, d, r, k, first, second, prefetch);

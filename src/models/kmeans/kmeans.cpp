@@ -5,6 +5,8 @@
 
 #include "latent/train/restarts.hpp"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -68,13 +70,9 @@ KmeansLloyd::KmeansLloyd(RowMatrix centers, KmeansFrame frame)
 
 void KmeansLloyd::prepare() {
   const Index k = centers_.rows(), d = centers_.cols(), dp = gmm_kernel::padded(d);
-  ones32_.assign(static_cast<std::size_t>(k * dp), 0.0f);
   shift32_.assign(static_cast<std::size_t>(k * dp), 0.0f);
   for (Index c = 0; c < k; ++c)
-    for (Index j = 0; j < d; ++j) {
-      ones32_[static_cast<std::size_t>(c * dp + j)] = 1.0f;
-      shift32_[static_cast<std::size_t>(c * dp + j)] = static_cast<float>(-centers_(c, j));
-    }
+    for (Index j = 0; j < d; ++j) shift32_[static_cast<std::size_t>(c * dp + j)] = static_cast<float>(-centers_(c, j));
 }
 
 void KmeansLloyd::save_state(train::TrainState& state) const {
@@ -94,9 +92,31 @@ std::size_t KmeansLloyd::num_stats() const {
 }
 
 namespace {
-// a[j] += x[j] for j < n (elementwise: the same bits for any vector width).
-[[gnu::noinline]] void add_row(float* __restrict a, const float* __restrict x, Index n) {
-  for (Index j = 0; j < n; ++j) a[j] += x[j];
+// acc[j] = Σ_o x[rows[o]·dp + j] for j < dp (a multiple of 16), the rows added in the
+// order given, each sum a float32 chain from 0: the bits of adding row after row to a
+// zeroed acc, whatever the vector width. 64 columns at a time stay in eight registers
+// while the rows stream past, so acc is not read and written once per row.
+[[gnu::target("avx2")]] void sum_rows(const float* x, Index dp, const Index* rows, Index count, float* acc) {
+  Index j = 0;
+  for (; j + 64 <= dp; j += 64) {
+    __m256 a[8];
+    for (auto& v : a) v = _mm256_setzero_ps();
+    for (Index o = 0; o < count; ++o) {
+      const float* p = x + rows[o] * dp + j;
+      for (int l = 0; l < 8; ++l) a[l] = _mm256_add_ps(a[l], _mm256_loadu_ps(p + 8 * l));
+    }
+    for (int l = 0; l < 8; ++l) _mm256_storeu_ps(acc + j + 8 * l, a[l]);
+  }
+  for (; j < dp; j += 16) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    for (Index o = 0; o < count; ++o) {
+      const float* p = x + rows[o] * dp + j;
+      a0 = _mm256_add_ps(a0, _mm256_loadu_ps(p));
+      a1 = _mm256_add_ps(a1, _mm256_loadu_ps(p + 8));
+    }
+    _mm256_storeu_ps(acc + j, a0);
+    _mm256_storeu_ps(acc + j + 8, a1);
+  }
 }
 }  // namespace
 
@@ -121,7 +141,7 @@ void KmeansLloyd::e_step_block(const io::DenseBlock& block, std::span<double> pa
     gmm_kernel::PrefetchRange pf = rows.next_tile(r0, n, kTileRows);
     const Index steps = std::max<Index>(1, (n + 3) / 4 * ((k + 4) / 5) * (dp / gmm_kernel::kLanes));
     pf.lines = static_cast<int>(std::clamp<Index>((static_cast<Index>(pf.end - pf.next) / 64 + steps - 1) / steps, 1, 64));
-    gmm_kernel::quadratic(xf.data(), n, dp, ones32_.data(), shift32_.data(), k, q.data(), pf);
+    gmm_kernel::quadratic_unit(xf.data(), n, dp, shift32_.data(), k, q.data(), pf);
     // Nearest centre (the first of the smallest); the rows of each centre in row order.
     double inertia = 0;
     std::fill(first.begin(), first.end(), Index{0});
@@ -146,8 +166,7 @@ void KmeansLloyd::e_step_block(const io::DenseBlock& block, std::span<double> pa
       const Index lo = first[static_cast<std::size_t>(c)], hi = first[static_cast<std::size_t>(c + 1)];
       if (lo == hi) continue;
       counts[c] += static_cast<double>(hi - lo);
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      for (Index o = lo; o < hi; ++o) add_row(acc.data(), xf.data() + order[static_cast<std::size_t>(o)] * dp, dp);
+      sum_rows(xf.data(), dp, order.data() + lo, hi - lo, acc.data());
       double* s = sums + c * d;
       for (Index j = 0; j < d; ++j) s[j] += static_cast<double>(acc[static_cast<std::size_t>(j)]);
     }

@@ -75,7 +75,7 @@ class KmeansLloyd final : public train::EmModel {
  private:
   void prepare();  // the float32 operands from centers_
   RowMatrix centers_;
-  std::vector<float> ones32_, shift32_;  // K × padded(D): 1 and −c (zero padding)
+  std::vector<float> shift32_;  // K × padded(D): −c (zero padding)
   KmeansFrame frame_;
   Index num_empty_ = 0;
 };
