@@ -57,7 +57,7 @@ class KmeansLloyd final : public train::EmModel {
   /// `centers`: K × D, centred (data coordinates − frame.origin).
   KmeansLloyd(RowMatrix centers, KmeansFrame frame);
   std::size_t num_stats() const override;
-  /// Distances in float32 (gmm_kernel::quadratic with σ⁻¹ = 1: Σ_j (x_j − c_j)², no
+  /// Distances in float32 (gmm_kernel::quadratic_unit, quadratic with σ⁻¹ = 1: Σ_j (x_j − c_j)², no
   /// cancellation), the nearest centre the first of the smallest; inertia and the sums of
   /// the assigned rows in double. Reads float32 blocks (accepts_float32_blocks).
   void e_step_block(const io::DenseBlock& block, std::span<double> partial) const override;
