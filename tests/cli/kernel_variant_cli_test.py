@@ -12,7 +12,8 @@ nodes of a mixed partition. Checks, for small gmm, lda (online) and vae fits:
   - a LATENT_KERNEL naming no variant on rank 1 fails every rank with 64 and writes nothing;
   - `--matmul-precision medium` is refused up front (64, before the data line) when one rank
     forces avx2, even on a CPU with AVX512_BF16;
-  - diag gmm and kmeans give the same content with LATENT_TILE_PREFETCH=0 and 1.
+  - `--version` shows the tile prefetch (on for Intel, off otherwise, LATENT_TILE_PREFETCH
+    forcing it), and diag gmm and kmeans give the same content with it 0 and 1.
 
 Usage: kernel_variant_cli_test.py LATENT MPIEXEC
 """
@@ -125,7 +126,18 @@ def main():
                 check(content_hash(out) == ref[name], f"{what}: the same content as 1 rank of avx2")
 
         # The next tile's prefetch (gmm_kernel::tile_prefetch: on for Intel, off for AMD, or
-        # LATENT_TILE_PREFETCH) changes no bit of the float32 passes that take it.
+        # LATENT_TILE_PREFETCH) is shown by --version and changes no bit of the float32
+        # passes that take it.
+        vendor_on = "GenuineIntel" in open("/proc/cpuinfo").read()
+        for setting, want in ((None, "on" if vendor_on else "off"), ("0", "off"), ("1", "on")):
+            env = base_env()
+            env.pop("LATENT_TILE_PREFETCH", None)
+            if setting is not None:
+                env["LATENT_TILE_PREFETCH"] = setting
+            out = subprocess.run([LATENT, "--version"], capture_output=True, text=True, env=env).stdout
+            m = re.search(r"tile prefetch: (\S+) ", out)
+            check(m is not None and m.group(1) == want,
+                  f"--version with LATENT_TILE_PREFETCH={setting}: tile prefetch {m.group(1) if m else None} (want {want})")
         for name, args in (("gmm-diag", ["gmm", "--n-components", "3", "--covariance-type", "diag"]),
                            ("kmeans", ["kmeans", "--n-clusters", "3"])):
             hashes = {}
