@@ -11,8 +11,8 @@
 /// a low part; exp(r) by its Taylor polynomial to degree 13 in Horner form with FMAs
 /// (truncation below 2⁻⁵⁵ relative); scaled by 2ⁿ built in the exponent field. Error
 /// against glibc's exp over [−708, 0]: at most 1 ulp, and 94 % of values the same bits
-/// (2·10⁶ random points; tests/unit/vector_exp_test.cpp holds it to 1 ulp). 0.9 ns per value against glibc's
-/// 4.9 on the AMD EPYC (family 26 model 2).
+/// (2·10⁶ random points; tests/unit/vector_exp_test.cpp holds it to 1 ulp). 0.9 ns per
+/// value against glibc's 4.9 on the AMD EPYC (family 26 model 2).
 #include <cstddef>
 
 namespace latent {

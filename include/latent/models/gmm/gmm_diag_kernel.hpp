@@ -65,8 +65,9 @@ void quadratic(const float* x, std::ptrdiff_t rows, std::ptrdiff_t dp, const flo
 
 /// quadratic() with s all ones, bit for bit, without s: q[i·k + c] = Σ_j (x[i·dp + j] +
 /// t[c·dp + j])² (k-means: t = −centre). x + t is fma(x, 1, t) rounded once the same way;
-/// it runs on the adders, so CPUs with separate add and FMA pipes (AMD Zen 4 and 5) do the
-/// distances in about half the time.
+/// it runs on the adders, half the FMAs: on the AMD EPYC (family 26, separate add pipes)
+/// 9.2 → 6.8 ms per 60000 × 784 rows × 10 centres. Not measured on Intel, where adds and
+/// FMAs share ports (expect the time of quadratic()).
 void quadratic_unit(const float* x, std::ptrdiff_t rows, std::ptrdiff_t dp, const float* t, std::ptrdiff_t k, float* q,
                     PrefetchRange& prefetch);
 
