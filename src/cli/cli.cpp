@@ -7,7 +7,6 @@
 #include "latent/core/control.hpp"
 #include "latent/core/error.hpp"
 #include "latent/core/kernel.hpp"
-#include "latent/models/gmm/gmm_diag_kernel.hpp"
 #include "latent/models/registry.hpp"
 #include "latent/train/build_info.hpp"
 
@@ -77,7 +76,7 @@ std::string kernel_variants_text() {
   }
   return "  kernel variants: " + all + " (this CPU: " + (here.empty() ? "none" : here) + "; selected: " + chosen +
          ", LATENT_KERNEL to force one; the ranks of a job use the lowest selected)\n" +
-         "  tile prefetch: " + (models::gmm_kernel::tile_prefetch() ? "on" : "off") +
+         "  tile prefetch: " + (kernel::tile_prefetch() ? "on" : "off") +
          " (on for Intel CPUs, off for others; LATENT_TILE_PREFETCH=0/1 to force; no result depends on it)\n";
 }
 

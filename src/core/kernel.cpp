@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <mutex>
+#include <string_view>
 
 #include <Eigen/Core>
 
@@ -109,6 +110,15 @@ void set_active(Variant v) {
   if (!supported(v))
     throw_usage("kernel variant " + to_string(v) + ": this CPU lacks its instructions (it runs: " + supported_names() + ")");
   g_active.store(static_cast<int>(v), std::memory_order_release);
+}
+
+bool tile_prefetch() noexcept {
+  static const bool on = [] {
+    if (const char* e = std::getenv("LATENT_TILE_PREFETCH"); e != nullptr && *e != '\0') return std::string_view(e) != "0";
+    __builtin_cpu_init();
+    return __builtin_cpu_is("intel") != 0;
+  }();
+  return on;
 }
 
 }  // namespace latent::kernel

@@ -125,7 +125,7 @@ def main():
                 check(got == expect, f"{what}: recorded {got}")
                 check(content_hash(out) == ref[name], f"{what}: the same content as 1 rank of avx2")
 
-        # The next tile's prefetch (gmm_kernel::tile_prefetch: on for Intel, off for AMD, or
+        # The next tile's prefetch (kernel::tile_prefetch: on for Intel, off for AMD, or
         # LATENT_TILE_PREFETCH) is shown by --version and changes no bit of the float32
         # passes that take it.
         vendor_on = "GenuineIntel" in open("/proc/cpuinfo").read()

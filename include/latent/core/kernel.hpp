@@ -52,6 +52,17 @@ Variant active();
 /// does not support it. Call before any kernel runs (between kernels in tests). Local.
 void set_active(Variant v);
 
+/// Whether the float32 passes ask for the next tile's rows while they compute (a non-empty
+/// models::gmm_kernel::PrefetchRange from BlockRows::next_tile): a property of the CPU, not
+/// of the bits. Taken once per process: LATENT_TILE_PREFETCH=1 or 0 if set, else on for
+/// Intel CPUs and off for the others. Measured (docs/PERFORMANCE.md):
+/// on the Intel Xeon it took the diagonal GMM's iteration 0.078 -> 0.074 s; on the AMD EPYC
+/// (family 26 model 2) the software prefetches stall the arithmetic and the next convert is
+/// no faster, and turning them off took k-means 0.032-0.035 -> 0.023-0.028 s per iteration
+/// (four A/B pairs) and the diagonal GMM's CPU time 3 % lower. Results never depend on it.
+/// Local, thread-safe.
+bool tile_prefetch() noexcept;
+
 /// A test's scope with another variant, restoring the previous one on destruction.
 class ScopedVariant {
  public:

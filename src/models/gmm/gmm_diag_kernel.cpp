@@ -1,9 +1,6 @@
 // Picks the variant of the GMM diagonal kernels (gmm_diag_kernel.hpp) from kernel::active().
 #include "latent/models/gmm/gmm_diag_kernel.hpp"
 
-#include <cstdlib>
-#include <string_view>
-
 #include "latent/core/kernel.hpp"
 
 namespace latent::models::gmm_kernel {
@@ -12,15 +9,6 @@ const Variant& active() {
   return kernel::active() >= kernel::Variant::kAvx512 ? avx512::variant() : avx2::variant();
 }
 }  // namespace
-
-bool tile_prefetch() noexcept {
-  static const bool on = [] {
-    if (const char* e = std::getenv("LATENT_TILE_PREFETCH"); e != nullptr && *e != '\0') return std::string_view(e) != "0";
-    __builtin_cpu_init();
-    return __builtin_cpu_is("intel") != 0;
-  }();
-  return on;
-}
 
 bool convert(const double* x, std::ptrdiff_t rows, std::ptrdiff_t ld, std::ptrdiff_t d, const double* c, float* out,
              std::ptrdiff_t dp) {

@@ -122,7 +122,7 @@ namespace {
 
 void KmeansLloyd::e_step_block(const io::DenseBlock& block, std::span<double> partial) const {
   // Row tiles (fixed size: deterministic) converted once to float32, centred on the
-  // frame's origin. Where gmm_kernel::tile_prefetch() is on, while the distances of a tile
+  // frame's origin. Where kernel::tile_prefetch() is on, while the distances of a tile
   // are computed its successor's rows are brought into L2 (all of them: `lines` per step of
   // quadratic_unit(), whose steps number about ⌈n/4⌉·⌈k/5⌉·dp/16).
   constexpr Index kTileRows = 128;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstddef>
 
+#include "latent/core/kernel.hpp"
 #include "latent/core/types.hpp"
 #include "latent/io/block_source.hpp"
 #include "latent/models/gmm/gmm_diag_kernel.hpp"
@@ -36,11 +37,11 @@ class BlockRows {
 
   /// The rows of the tile that follows [r0, r0 + n) (at most tile_rows of them), to be
   /// brought into L2 `lines` cache lines per kernel step; empty after the last tile and
-  /// where gmm_kernel::tile_prefetch() is off.
+  /// where kernel::tile_prefetch() is off.
   PrefetchRange next_tile(Index r0, Index n, Index tile_rows, int lines = 1) const {
     PrefetchRange pf;
     const Index next = std::min(tile_rows, rows_ - r0 - n);
-    if (next > 0 && tile_prefetch()) {
+    if (next > 0 && kernel::tile_prefetch()) {
       pf.next = f32_ ? reinterpret_cast<const char*>(&block_.xf(r0 + n, 0))
                      : reinterpret_cast<const char*>(&block_.x(r0 + n, 0));
       pf.end = pf.next + static_cast<std::size_t>(next * ld_) * (f32_ ? sizeof(float) : sizeof(double));

@@ -30,16 +30,6 @@ struct PrefetchRange {
   int lines = 1;
 };
 
-/// Whether the float32 passes ask for the next tile's rows while they compute (a non-empty
-/// PrefetchRange from BlockRows::next_tile). Taken once per process: LATENT_TILE_PREFETCH=1
-/// or 0 if set, else on for Intel CPUs and off for the others. Measured (docs/PERFORMANCE.md):
-/// on the Intel Xeon it took the diagonal GMM's iteration 0.078 -> 0.074 s; on the AMD EPYC
-/// (family 26 model 2) the software prefetches stall the arithmetic and the next convert is
-/// no faster, and turning them off took k-means 0.032-0.035 -> 0.023-0.028 s per iteration
-/// (four A/B pairs) and the diagonal GMM's CPU time 3 % lower. Results never depend on it.
-/// Local, thread-safe.
-bool tile_prefetch() noexcept;
-
 /// D rounded up to a multiple of kLanes.
 inline constexpr std::ptrdiff_t padded(std::ptrdiff_t d) { return (d + kLanes - 1) / kLanes * kLanes; }
 
