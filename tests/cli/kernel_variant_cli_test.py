@@ -4,7 +4,8 @@
 Every rank takes LATENT_KERNEL or the best variant its CPU runs; the job runs the minimum.
 Ranks are given different LATENT_KERNELs through mpirun's multiple-program syntax
 (`mpirun -n 1 env LATENT_KERNEL=A latent ... : -n 1 latent ...`), standing in for the
-nodes of a mixed partition. Checks, for small gmm, lda (online) and vae fits:
+nodes of a mixed partition. Checks, for small gmm, mfa (float32 pass), lda (online) and vae
+fits:
   - the variant logged on the fit's first line and recorded in the model file
     (`kernel_variant`) is the minimum over the ranks, whichever rank has it;
   - the model content (golden_models.content_hash: every dataset and attribute but the
@@ -36,6 +37,7 @@ VARIANTS = ["avx2", "avx512", "avx512bf16"]
 
 FITS = {
     "gmm": ["gmm", "--n-components", "3", "--data", "dense"],
+    "mfa": ["mfa", "--n-components", "3", "--n-factors", "2", "--data", "dense"],
     "lda": ["lda", "--n-topics", "4", "--method", "online", "--batch-size", "50", "--max-iter", "2", "--data", "counts"],
     "vae": ["vae", "--latent-dim", "2", "--hidden", "8", "--likelihood", "gaussian", "--epochs", "2", "--batch-size", "100",
             "--data", "dense"],

@@ -2,8 +2,12 @@
 """The mixture of factor analysers through the command line (issue 18's acceptance tests).
 
 - K = 1 gives `fit fa`'s fit (mean log-likelihood to 1e-8 relative, same init), diag and
-  isotropic (`fit ppca`), also with missing values.
-- L = 0 gives `fit gmm --covariance-type diag` (same seed and --reg-covar) to 1e-8.
+  isotropic (`fit ppca`), also with missing values (--matmul-precision highest: double).
+- L = 0 gives `fit gmm --covariance-type diag` (same seed and --reg-covar) to 1e-8, in
+  double (highest) and with the float32 passes of both (high, the default).
+- --matmul-precision high (float32 products) agrees with highest to 1e-6 relative, reads
+  float32 shards as stored (the same bits as the same values stored as float64), and gives
+  the same bits on 1, 2 and 3 ranks x 1 and 2 threads.
 - EM never decreases the log-likelihood (the history of a fit with missing values).
 - Rank/thread invariance: 1, 2, 3 and 4 ranks x 1 and 2 threads give the same bits.
 - A fit stopped by a signal on 2 ranks and resumed on 3 gives the same bits as an
@@ -12,6 +16,7 @@
   log-likelihood against a dense numpy evaluation of the mixture).
 Usage: mfa_cli_test.py LATENT_BINARY MPIEXEC. Exits 77 (skipped) without h5py.
 """
+import json
 import os
 import sys
 import tempfile
@@ -81,6 +86,8 @@ def main():
     with tempfile.TemporaryDirectory() as d:
         os.makedirs(f"{d}/data")
         os.makedirs(f"{d}/miss")
+        os.makedirs(f"{d}/data32")
+        os.makedirs(f"{d}/data32w")
         for s in range(3):
             write(f"{d}/data/part-{s:05d}.h5", X[s * 600:(s + 1) * 600])
             write(f"{d}/miss/part-{s:05d}.h5", Xm[s * 600:(s + 1) * 600])
@@ -92,16 +99,44 @@ def main():
                 run(["fit", other, "--n-components", str(L), "--solver", "streaming", "--output",
                      f"{d}/{other}-{data}.h5", *common])
                 run(["fit", "mfa", "--n-components", "1", "--n-factors", str(L), "--noise", noise, "--reg-covar", "0",
-                     "--output", f"{d}/mfa1-{noise}-{data}.h5", *common])
+                     "--matmul-precision", "highest", "--output", f"{d}/mfa1-{noise}-{data}.h5", *common])
                 a, b = lower_bound(f"{d}/mfa1-{noise}-{data}.h5"), lower_bound(f"{d}/{other}-{data}.h5")
                 check(rel(a, b) < 1e-8, f"K=1 {noise} on {data}: {a:.12f} vs fit {other} {b:.12f}")
 
         # L = 0 is the diagonal GMM (same seed and reg_covar).
         common = ["--data", f"{d}/data", "--n-components", "3", "--tol", "1e-8", "--seed", "5", "--block-rows", "256"]
-        run(["fit", "gmm", "--covariance-type", "diag", "--output", f"{d}/gmm.h5", *common])
-        run(["fit", "mfa", "--n-factors", "0", "--output", f"{d}/mfa0.h5", *common])
-        a, b = lower_bound(f"{d}/mfa0.h5"), lower_bound(f"{d}/gmm.h5")
-        check(rel(a, b) < 1e-8, f"L=0: {a:.12f} vs fit gmm diag {b:.12f}")
+        for prec in ("highest", "high"):
+            run(["fit", "gmm", "--covariance-type", "diag", "--output", f"{d}/gmm-{prec}.h5", "--matmul-precision", prec,
+                 *common])
+            run(["fit", "mfa", "--n-factors", "0", "--output", f"{d}/mfa0-{prec}.h5", "--matmul-precision", prec, *common])
+            a, b = lower_bound(f"{d}/mfa0-{prec}.h5"), lower_bound(f"{d}/gmm-{prec}.h5")
+            check(rel(a, b) < 1e-8, f"L=0 {prec}: {a:.12f} vs fit gmm diag {b:.12f}")
+
+        # The float32 pass (high, the default) against double (highest); float32 shards;
+        # rank/thread invariance of the float32 pass (blocks of 600 rows: tiles of 256,
+        # 256 and 88).
+        for s in range(3):
+            write(f"{d}/data32/part-{s:05d}.h5", X[s * 600:(s + 1) * 600].astype(np.float32))
+            write(f"{d}/data32w/part-{s:05d}.h5", X[s * 600:(s + 1) * 600].astype(np.float32).astype(np.float64))
+        f32 = ["fit", "mfa", "--data", f"{d}/data", "--n-components", "3", "--n-factors", "2", "--tol", "0",
+               "--max-iter", "15", "--block-rows", "600"]
+        run(f32 + ["--output", f"{d}/f32.h5"])
+        run(f32 + ["--output", f"{d}/f64.h5", "--matmul-precision", "highest"])
+        a, b = lower_bound(f"{d}/f32.h5"), lower_bound(f"{d}/f64.h5")
+        check(a != b and rel(a, b) < 1e-6, f"high {a:.12f} vs highest {b:.12f}: within 1e-6 relative, not the same bits")
+        with h5py.File(f"{d}/f32.h5") as f:
+            config = json.loads(f.attrs["config"])
+            check(config.get("matmul_precision") == "high", "the model file records matmul_precision high")
+        run([x if x != f"{d}/data" else f"{d}/data32" for x in f32] + ["--output", f"{d}/s32.h5"])
+        run([x if x != f"{d}/data" else f"{d}/data32w" for x in f32] + ["--output", f"{d}/s64.h5"])
+        check(same_bits(f"{d}/s32.h5", f"{d}/s64.h5"), "float32 shards read as stored: the same bits as float64 copies")
+        for ranks in (1, 2, 3):
+            for threads in (1, 2):
+                if ranks == 1 and threads == 1:
+                    continue
+                out = f"{d}/f32-{ranks}-{threads}.h5"
+                run(f32 + ["--output", out, "--threads", str(threads)], ranks=ranks)
+                check(same_bits(f"{d}/f32.h5", out), f"high: {ranks} rank(s) x {threads} thread(s): same bits")
 
         # EM never decreases the log-likelihood (missing values, K = 3, L = 2).
         args = ["fit", "mfa", "--data", f"{d}/miss", "--n-components", "3", "--n-factors", "2", "--missing-values", "nan",

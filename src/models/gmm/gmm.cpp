@@ -477,14 +477,8 @@ void Gmm::accumulate(const ConstRows& x, const RowMatrix& resp, std::span<double
   }
 }
 
-namespace {
-
-// Responsibilities of n rows from float32 distances q (n × k, row-major): w = bias − ½ q,
-// normalised by a double log-sum-exp with one exp per entry (core/vector_exp.hpp, over the
-// whole tile at once; non-finite rows as log_sum_exp_rows), stored as float32 in r (n × k);
-// adds r's column sums to nk (rows in order) and returns Σ log p(x) over the rows (nats).
-// w: scratch (n·k + n doubles).
-double softmax_rows(const float* q, Index n, Index k, const RowVector& bias, float* r, double* nk, std::vector<double>& w) {
+double gmm_kernel::softmax_rows(const float* q, Index n, Index k, const RowVector& bias, float* r, double* nk,
+                                 std::vector<double>& w) {
   w.resize(static_cast<std::size_t>(n * k + n));
   double* z = w.data();
   double* row_max = z + n * k;
@@ -521,6 +515,9 @@ double softmax_rows(const float* q, Index n, Index k, const RowVector& bias, flo
     for (Index c = 0; c < k; ++c) nk[c] += static_cast<double>(r[i * k + c]);
   return log_lik;
 }
+
+
+namespace {
 
 // Σ_j y_j² in double over eight lanes (lane j mod 8, j in order) and a fixed tree: the
 // same bits for any vector width.
@@ -563,7 +560,7 @@ void Gmm::e_step_block_f32(const io::DenseBlock& block, std::span<double> partia
     // The next tile's rows are read into cache while this tile's distances are computed.
     gmm_kernel::PrefetchRange pf = rows.next_tile(r0, n, kTileRows);
     gmm_kernel::quadratic(xf.data(), n, dp, inv_sd32_.data(), shift32_.data(), k_, q.data(), pf);
-    partial[0] += softmax_rows(q.data(), n, k_, bias32_, rf.data(), nk, w);
+    partial[0] += gmm_kernel::softmax_rows(q.data(), n, k_, bias32_, rf.data(), nk, w);
     partial[1] += static_cast<double>(n);
     gmm_kernel::moments(xf.data(), n, dp, d_, rf.data(), k_, first, second, pf);
   }
@@ -602,7 +599,7 @@ void Gmm::e_step_block_full_f32(const io::DenseBlock& block, std::span<double> p
       matmul::multiply(pa, prec32_[sz(k)], y.data(), d_);
       for (Index i = 0; i < n; ++i) q[sz(i * k_ + k)] = static_cast<float>(sum_squares8(y.data() + i * d_, d_));
     }
-    partial[0] += softmax_rows(q.data(), n, k_, bias_, rf.data(), nk, w);
+    partial[0] += gmm_kernel::softmax_rows(q.data(), n, k_, bias_, rf.data(), nk, w);
     partial[1] += static_cast<double>(n);
     for (Index k = 0; k < k_; ++k) {
       component_rows(n, k);

@@ -10,7 +10,9 @@
 #include <fmt/format.h>
 
 #include "latent/core/error.hpp"
+#include "latent/core/matmul.hpp"
 #include "latent/core/rng.hpp"
+#include "latent/models/gmm/float32_tiles.hpp"
 #include "latent/models/factor/factor_fit.hpp"
 #include "latent/models/gmm/gmm_fit.hpp"
 
@@ -22,19 +24,33 @@ namespace {
 // factor-model block [A_k, B_k, C_k] of factor_fit.hpp weighted by r_ik (N_k = A_k(L, L))].
 class MfaEm final : public train::EmModel {
  public:
-  MfaEm(Mfa model, RowVector center, double floor, double reg_covar)
+  // float32: the complete rows' pass in float32 products (e_step_block_f32), as
+  // `--matmul-precision high`; else double throughout.
+  MfaEm(Mfa model, RowVector center, double floor, double reg_covar, bool float32)
       : model_(std::move(model)), center_(std::move(center)), floor_(floor), reg_(reg_covar),
         k_(model_.num_components()), l_(model_.num_factors()), d_(model_.num_features()),
-        block_(factor_stats_size(l_, d_)) {
+        block_(factor_stats_size(l_, d_)), float32_(float32) {
     prepare();
   }
 
   const Mfa& model() const { return model_; }
   std::size_t num_stats() const override { return 2 + static_cast<std::size_t>(k_) * block_; }
+  bool accepts_float32_blocks() const override { return float32_; }
 
   void e_step_block(const io::DenseBlock& block, std::span<double> partial) const override {
+    if (float32_) {
+      e_step_block_f32(block, partial);
+      return;
+    }
+    if (block.is_float32()) throw Error(ErrorKind::kInternal, "MfaEm::e_step_block: a float32 block reached the double path");
     const RowMatrix xt = block.x.rowwise() - center_;
     partial[1] = static_cast<double>(xt.rows());
+    double_rows(xt, partial);
+  }
+
+  // The double E-step of rows x̃ (complete and incomplete); adds all statistics but the row
+  // count partial[1].
+  void double_rows(const RowMatrix& xt, std::span<double> partial) const {
     if (!xt.hasNaN()) {
       complete_rows(xt, partial);
       return;
@@ -115,6 +131,25 @@ class MfaEm final : public train::EmModel {
       log_norm_[k] = -0.5 * (static_cast<double>(d_) * log2pi + f.log_det_m() + f.sum_log_noise()) +
                      std::log(model_.weights()[k]);
     }
+    if (!float32_) return;
+    // The float32 pass: (x̃ ψ^-½ − μ̃ ψ^-½)² summed by gmm_kernel::quadratic, as the diagonal
+    // GMM's, and the stacked W_k Ψ_k⁻¹ (K L × D) packed once per M-step.
+    const Index dp = gmm_kernel::padded(d_);
+    inv_sd32_.assign(static_cast<std::size_t>(k_ * dp), 0.0f);
+    shift32_.assign(static_cast<std::size_t>(k_ * dp), 0.0f);
+    std::vector<float> w32(static_cast<std::size_t>(kl * d_));
+    for (Index k = 0; k < k_; ++k) {
+      const FactorModel& f = model_.component(k);
+      for (Index j = 0; j < d_; ++j) {
+        const double sd_inv = 1.0 / std::sqrt(f.noise_variance()[j]);
+        inv_sd32_[static_cast<std::size_t>(k * dp + j)] = static_cast<float>(sd_inv);
+        shift32_[static_cast<std::size_t>(k * dp + j)] = static_cast<float>(-f.mean()[j] * sd_inv);
+      }
+      for (Index i = 0; i < l_; ++i)
+        for (Index j = 0; j < d_; ++j)
+          w32[static_cast<std::size_t>((k * l_ + i) * d_ + j)] = static_cast<float>(f.components_over_noise()(i, j));
+    }
+    if (kl > 0) w_over_noise32_.pack_a(matmul::Precision::kHighest, w32.data(), kl, d_, d_, 1);
   }
 
   // Complete rows: with u_k = W_k Ψ_k⁻¹ (x̃ − μ̃_k) = x̃ (W_k Ψ_k⁻¹)ᵀ − W_k Ψ_k⁻¹ μ̃_k, E[z | x̃, k]
@@ -159,6 +194,116 @@ class MfaEm final : public train::EmModel {
     }
   }
 
+  // Complete rows in float32, one tile of kF32Rows rows at a time while it is in cache
+  // (docs/ARCHITECTURE.md §5.9): x̃ = float(x − c) once; the diagonal part of every
+  // component's distance Σ_d (x̃_d − μ̃_kd)² / ψ_kd by the diagonal GMM's kernel (no expanded
+  // squares); Uᵀ = (W Ψ⁻¹)_stacked x̃ᵀ (K L × n, one float32 product for all components);
+  // per component, in double, u_k = U_k − W_k Ψ_k⁻¹ μ̃_k, E[z] = u_k M_k⁻¹ and the Woodbury
+  // correction −u_kᵀ E[z]; responsibilities as the GMM's; then the moments Σ r x̃ and
+  // Σ r x̃² (the GMM's kernel), A_k in double, and B_k's factor columns as one float32
+  // product (r ⊙ E[z])ᵀ x̃ (K L × D), each tile's sums added to the double statistics. Every
+  // sum has a fixed order (matmul.hpp, gmm_diag_kernel.hpp), so the bits depend on neither
+  // the kernel variant nor the rows outside the tile. A tile with a NaN takes double_rows.
+  void e_step_block_f32(const io::DenseBlock& block, std::span<double> partial) const {
+    const auto sz = [](Index v) { return static_cast<std::size_t>(v); };
+    const Index dp = gmm_kernel::padded(d_), kl = k_ * l_, a = l_ + 1;
+    std::vector<float> xf(sz(kF32Rows * dp), 0.0f), q(sz(kF32Rows * k_)), rf(sz(kF32Rows * k_)), ut(sz(kl * kF32Rows)),
+        wz(sz(kl * kF32Rows)), c(sz(kl * d_));
+    // Per component, L × n, transposed so that the loops over the tile's rows are contiguous:
+    // u_k, E[z] (all components) and r ⊙ E[z].
+    std::vector<double> w, first(sz(k_ * d_), 0.0), second(sz(k_ * d_), 0.0), nk(sz(k_)), u(sz(l_ * kF32Rows)),
+        ez(sz(kl * kF32Rows)), zr(sz(l_ * kF32Rows)), corr(sz(kF32Rows));
+    matmul::Packed pxt, px, pwz;
+    const gmm_kernel::BlockRows rows(block);
+    for (Index r0 = 0; r0 < rows.rows(); r0 += kF32Rows) {
+      const Index n = std::min(kF32Rows, rows.rows() - r0);
+      partial[1] += static_cast<double>(n);
+      if (rows.convert(r0, n, d_, center_.data(), xf.data(), dp)) {
+        double_rows(rows.widened(r0, n).rowwise() - center_, partial);
+        continue;
+      }
+      gmm_kernel::PrefetchRange pf = rows.next_tile(r0, n, kF32Rows);
+      gmm_kernel::quadratic(xf.data(), n, dp, inv_sd32_.data(), shift32_.data(), k_, q.data(), pf);
+      if (l_ > 0) {
+        pxt.pack_b(matmul::Precision::kHighest, xf.data(), d_, n, 1, dp);
+        matmul::multiply(w_over_noise32_, pxt, ut.data(), n);
+        for (Index k = 0; k < k_; ++k) {
+          const RowMatrix& m_inv = model_.component(k).m_inverse();
+          double* e = ez.data() + k * l_ * n;
+          for (Index j = 0; j < l_; ++j) {
+            const float* uj = ut.data() + (k * l_ + j) * n;
+            double* o = u.data() + j * n;
+            const double s = shift_(k, j);
+            for (Index i = 0; i < n; ++i) o[i] = static_cast<double>(uj[i]) - s;
+          }
+          // E[z]ᵀ = M⁻ᵀ uᵀ, then the Woodbury correction Σ_j E[z]_j u_j.
+          Eigen::Map<RowMatrix> et(e, l_, n);
+          const Eigen::Map<const RowMatrix> uk(u.data(), l_, n);
+          et.noalias() = m_inv.transpose() * uk;
+          std::fill(corr.begin(), corr.begin() + n, 0.0);
+          for (Index j = 0; j < l_; ++j) {
+            const double* ej = e + j * n;
+            const double* uj = u.data() + j * n;
+            for (Index i = 0; i < n; ++i) corr[sz(i)] += ej[i] * uj[i];
+          }
+          for (Index i = 0; i < n; ++i) {
+            float& qi = q[sz(i * k_ + k)];
+            qi = static_cast<float>(static_cast<double>(qi) - corr[sz(i)]);
+          }
+        }
+      }
+      std::fill(nk.begin(), nk.end(), 0.0);
+      partial[0] += gmm_kernel::softmax_rows(q.data(), n, k_, log_norm_, rf.data(), nk.data(), w);
+      gmm_kernel::moments(xf.data(), n, dp, d_, rf.data(), k_, first.data(), second.data(), pf);
+      for (Index k = 0; k < k_; ++k) {
+        Eigen::Map<RowMatrix> acc_a(component_stats(partial, k), a, a);
+        acc_a(l_, l_) += nk[sz(k)];
+        if (l_ == 0) continue;
+        const double* e = ez.data() + k * l_ * n;
+        for (Index j = 0; j < l_; ++j) {
+          const double* ej = e + j * n;
+          double* zj = zr.data() + j * n;
+          float* wj = wz.data() + (k * l_ + j) * n;
+          for (Index i = 0; i < n; ++i) {
+            zj[i] = static_cast<double>(rf[sz(i * k_ + k)]) * ej[i];
+            wj[i] = static_cast<float>(zj[i]);
+          }
+        }
+        // A_k: Σ_i r E[z] E[z]ᵀ (+ N_k M⁻¹) and Σ_i r E[z].
+        const Eigen::Map<const RowMatrix> zt(zr.data(), l_, n), et(e, l_, n);
+        acc_a.topLeftCorner(l_, l_).noalias() += zt * et.transpose();
+        acc_a.topLeftCorner(l_, l_) += nk[sz(k)] * model_.component(k).m_inverse();
+        // Σ_i r E[z]_j in row order (not Eigen's redux, whose order follows the address's
+        // alignment).
+        for (Index j = 0; j < l_; ++j) {
+          const double* zj = zr.data() + j * n;
+          double sj = 0;
+          for (Index i = 0; i < n; ++i) sj += zj[i];
+          acc_a(j, l_) += sj;
+          acc_a(l_, j) += sj;
+        }
+      }
+      if (l_ > 0) {
+        pwz.pack_a(matmul::Precision::kHighest, wz.data(), kl, n, n, 1);
+        px.pack_b(matmul::Precision::kHighest, xf.data(), n, d_, dp, 1);
+        matmul::multiply(pwz, px, c.data(), d_);
+        for (Index k = 0; k < k_; ++k) {
+          double* b = component_stats(partial, k) + a * a;
+          const float* ck = c.data() + k * l_ * d_;
+          for (Index f = 0; f < d_; ++f)
+            for (Index j = 0; j < l_; ++j) b[f * a + j] += static_cast<double>(ck[j * d_ + f]);
+        }
+      }
+    }
+    for (Index k = 0; k < k_; ++k) {
+      double* st = component_stats(partial, k);
+      for (Index f = 0; f < d_; ++f) {
+        st[a * a + f * a + l_] += first[sz(k * d_ + f)];
+        st[a * a + d_ * a + f] += second[sz(k * d_ + f)];
+      }
+    }
+  }
+
   // Rows with missing values, one at a time: per component the posterior of z given the
   // observed coordinates, the responsibilities, then factor_fit's expected statistics of
   // the row weighted by r_ik.
@@ -193,13 +338,18 @@ class MfaEm final : public train::EmModel {
     }
   }
 
+  static constexpr Index kF32Rows = 256;  // rows per tile of the float32 pass
+
   Mfa model_;
   RowMatrix stacked_, inv_noise_, shift_;  // D × (K L + K), D × K, K × L (prepare())
+  std::vector<float> inv_sd32_, shift32_;   // K × padded(D): ψ^-½ and −μ̃ ψ^-½ (float32 pass)
+  matmul::Packed w_over_noise32_;           // the stacked W_k Ψ_k⁻¹, K L × D (float32 pass)
   Vector mu_quad_, log_norm_;              // K: Σ μ̃²/ψ; log π_k − ½ (D log 2π + log|C_k|)
   RowVector center_;
   double floor_, reg_;
   Index k_, l_, d_;
   std::size_t block_;
+  bool float32_;
   double previous_ = -std::numeric_limits<double>::infinity();
 };
 
@@ -214,6 +364,8 @@ void validate(const MfaConfig& c, const train::DataSummary& summary, Index d) {
   if (c.n_init < 1) throw_usage("--n-init must be at least 1");
   if (!(c.reg_covar >= 0) || !std::isfinite(c.reg_covar)) throw_usage("--reg-covar must be non-negative and finite");
   if (!(c.noise_variance_floor > 0)) throw_usage("--noise-variance-floor must be positive");
+  if (c.matmul_precision != "high" && c.matmul_precision != "highest")
+    throw_usage("invalid --matmul-precision '" + c.matmul_precision + "' for mfa (choose high or highest)");
   if (c.init_params != "kmeans" && c.init_params != "random")
     throw_usage("invalid --init-params '" + c.init_params + "' for mfa (choose kmeans or random)");
   if (summary.num_missing > 0 && !c.missing_values)
@@ -286,13 +438,16 @@ MfaFitResult fit_mfa(const comm::Communicator& comm, io::BlockSource& source, co
                      train::FitControl* control) {
   const Index k = config.n_components, l = config.n_factors, d = source.info().num_features;
   validate(config, summary, d);
-  const auto blank = [&] { return MfaEm(Mfa(k, l, d, config.noise), summary.mean, config.noise_variance_floor, config.reg_covar); };
+  const bool float32 = config.matmul_precision == "high";
+  const auto blank = [&] {
+    return MfaEm(Mfa(k, l, d, config.noise), summary.mean, config.noise_variance_floor, config.reg_covar, float32);
+  };
   log.info(fmt::format("mfa: {} components, {} factors, {} noise", k, l, noise_name(config.noise)));
   train::RestartSteps<MfaEm> steps;
   steps.blank = blank;
   steps.initial = [&](int, std::uint64_t seed, const train::InitPoints& points) {
     return MfaEm(make_initial(comm, source, summary, config, seed, log, points), summary.mean, config.noise_variance_floor,
-                 config.reg_covar);
+                 config.reg_covar, float32);
   };
   steps.fit = [&](MfaEm& em, train::EmResult start, const train::IterationHook& hook) {
     return train::run_batch_em(comm, source, summary.num_samples, em, {config.max_iter, config.tol, config.threads},

@@ -1,10 +1,12 @@
 #pragma once
 /// \file The rows of a dense block as the float32 passes (the GMM's, k-means') read them
 /// tile by tile: float32 blocks (io::DenseBlock::xf) as stored, double blocks as they are;
-/// gmm_kernel::convert() of a tile and the PrefetchRange of the next one
-/// (docs/ARCHITECTURE.md §5.9).
+/// gmm_kernel::convert() of a tile and the PrefetchRange of the next one, and the
+/// responsibilities of a tile from its float32 distances (docs/ARCHITECTURE.md §5.9).
+/// Used by the GMM, k-means and the mixture of factor analysers.
 #include <algorithm>
 #include <cstddef>
+#include <vector>
 
 #include "latent/core/kernel.hpp"
 #include "latent/core/types.hpp"
@@ -12,6 +14,14 @@
 #include "latent/models/gmm/gmm_diag_kernel.hpp"
 
 namespace latent::models::gmm_kernel {
+
+/// Responsibilities of n rows from float32 distances q (n × k, row-major): w = bias − ½ q,
+/// normalised by a double log-sum-exp with one exp per entry (core/vector_exp.hpp, over the
+/// whole tile at once; non-finite rows as log_sum_exp_rows), stored as float32 in r (n × k);
+/// adds r's column sums to nk (k doubles, rows in order) and returns Σ log p(x) over the
+/// rows (nats). w: scratch (n·k + n doubles). Local, allocation-free once w is large enough.
+double softmax_rows(const float* q, Index n, Index k, const RowVector& bias, float* r, double* nk,
+                    std::vector<double>& w);
 
 class BlockRows {
  public:
