@@ -151,6 +151,22 @@ class CliBits(Tmp):
         with self.assertRaises(ValueError):
             latent.GaussianMixture(2, matmul_precision="medium").fit(x)
 
+    def test_mfa_matmul_precision(self):
+        # "high" (the default: the float32 E-step) against "highest" (double): the same fit to
+        # 1e-6 in the lower bound, not the same bits; other names refused.
+        x = blobs()
+        import warnings
+        kw = dict(n_factors=1, random_state=5, max_iter=20, tol=0, block_rows=300, n_threads=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tol=0: both stop at max_iter, unconverged
+            hi = latent.MixtureOfFactorAnalysers(3, matmul_precision="highest", **kw).fit(x)
+            lo = latent.MixtureOfFactorAnalysers(3, **kw).fit(x)
+        self.assertNotEqual(lo.lower_bound_, hi.lower_bound_)
+        self.assertLess(abs(lo.lower_bound_ - hi.lower_bound_), 1e-6 * abs(hi.lower_bound_))
+        np.testing.assert_allclose(lo.means_, hi.means_, rtol=0, atol=1e-4 * np.abs(hi.means_).max())
+        with self.assertRaises(ValueError):
+            latent.MixtureOfFactorAnalysers(2, matmul_precision="medium").fit(x)
+
     def test_kmeans(self):
         x = blobs(seed=1)
         data = self.import_dense(x)
