@@ -45,10 +45,22 @@ constexpr __mmask16 mask16(std::size_t n) noexcept {
   hi = _mm512_cvtpd_epi64(_mm512_mul_pd(xh, scale));
 }
 
+// Entries ahead of the current one whose lines the vector loops prefetch (4 KiB of floats):
+// between two steps the products evict θ, m, v and the gradients, and the hardware
+// prefetcher stops at 4 KiB page boundaries. On the AMD EPYC (family 26) this halved
+// adam_update over 1.08M entries (1.0-1.3 → 0.49 ms) and took a VAE epoch from
+// 2.64-2.88 to 2.22-2.40 s, the same bits.
+constexpr std::size_t kAdamPrefetch = 1024;
+
 [[gnu::target("avx512f,avx512dq")]] void add_to_grid_avx512(const float* g, std::int64_t* out, std::size_t n, double scale,
                                                             bool accumulate) {
   const __m512d sc = _mm512_set1_pd(scale);
   for (std::size_t j = 0; j < n; j += 16) {
+    _mm_prefetch(reinterpret_cast<const char*>(g + j + kAdamPrefetch), _MM_HINT_T0);
+    if (accumulate) {
+      _mm_prefetch(reinterpret_cast<const char*>(out + j + kAdamPrefetch), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(out + j + kAdamPrefetch + 8), _MM_HINT_T0);
+    }
     const __mmask16 k = mask16(n - j);
     const auto kl = static_cast<__mmask8>(k & 0xffu), kh = static_cast<__mmask8>(k >> 8);
     __m512i lo, hi;
@@ -70,6 +82,19 @@ constexpr __mmask16 mask16(std::size_t n) noexcept {
   const __m512 b2 = _mm512_set1_ps(static_cast<float>(s.beta2)), c2 = _mm512_set1_ps(static_cast<float>(1.0 - s.beta2));
   const __m512 step = _mm512_set1_ps(s.step_size), rbc2 = _mm512_set1_ps(inv_sqrt_bc2(s)), eps = _mm512_set1_ps(s.eps);
   for (std::size_t j = offset; j < offset + n; j += 16) {
+    // The next pages of every stream (kAdamPrefetch).
+    const auto ahead = [j](const void* p, std::size_t size) {
+      _mm_prefetch(static_cast<const char*>(p) + (j + kAdamPrefetch) * size, _MM_HINT_T0);
+    };
+    ahead(theta, sizeof(float));
+    ahead(m, sizeof(float));
+    ahead(v, sizeof(float));
+    if (sum != nullptr) {
+      ahead(sum, sizeof(std::int64_t));
+      ahead(sum + 8, sizeof(std::int64_t));
+    } else {
+      for (const float* g : grads) ahead(g, sizeof(float));
+    }
     const __mmask16 k = mask16(offset + n - j);
     const auto kl = static_cast<__mmask8>(k & 0xffu), kh = static_cast<__mmask8>(k >> 8);
     __m512i lo, hi;
