@@ -486,19 +486,20 @@ TEST(Mfa, ThreadInvarianceAndSaveLoadRoundTrip) {
 
 // --matmul-precision high: every iteration's mean log-likelihood within 1e-6 (relative) of
 // the double pass's from the same start, the fitted parameters close, and the bits
-// independent of the threads. Blocks of 600 rows give tiles of 256, 256 and 88 rows; D = 37
-// is not a multiple of the kernels' 16 lanes; with missing values, a few rows have NaNs
-// (their tiles take the double path) and the others the float32 one. L = 0 too.
+// independent of the threads. Blocks of 600 rows give tiles of 256, 256 and 88 rows, and a
+// 5-row shard a 5-row tile (where Eigen would take coefficient-based products); D = 37 is
+// not a multiple of the kernels' 16 lanes; with missing values, a few rows have NaNs (their
+// tiles take the double path) and the others the float32 one. L = 2, 1 and 0.
 TEST(Mfa, Float32PassAgreesWithTheDoublePassAndIsThreadInvariant) {
   TempDir dir("mfa-f32");
   const Mfa truth = planted(3, 2, 37, NoiseType::kDiagonal, 31, 2.0);
   std::vector<std::int64_t> labels;
   RowMatrix x = truth.sample(0, 2000, 32, labels);
-  latent::testing::write_shards(dir / "d", x, {700, 1300});
+  latent::testing::write_shards(dir / "d", x, {700, 5, 1295});
   for (Index i = 900; i < 2000; i += 250) x(i, i % 37) = kNaN;  // 5 rows, 5 tiles
-  latent::testing::write_shards(dir / "m", x, {700, 1300});
+  latent::testing::write_shards(dir / "m", x, {700, 5, 1295});
   for (const bool missing : {false, true}) {
-    for (const Index l : {2, 0}) {
+    for (const Index l : {2, 1, 0}) {
       const std::string what = std::string(missing ? "missing" : "complete") + " L=" + std::to_string(l);
       MfaConfig c;
       c.n_components = 3;

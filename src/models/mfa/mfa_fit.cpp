@@ -12,12 +12,34 @@
 #include "latent/core/error.hpp"
 #include "latent/core/matmul.hpp"
 #include "latent/core/rng.hpp"
-#include "latent/models/gmm/float32_tiles.hpp"
 #include "latent/models/factor/factor_fit.hpp"
+#include "latent/models/gmm/float32_tiles.hpp"
 #include "latent/models/gmm/gmm_fit.hpp"
 
 namespace latent::models {
 namespace {
+
+// Σ_i x_i y_i and Σ_i x_i over i < n: row i in lane i mod 8, then a fixed tree, so the
+// same bits wherever the arrays lie and whatever the vector width.
+double lane_tree(const double* acc) {
+  return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+}
+double lane_dot(const double* x, const double* y, Index n) {
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  Index i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int t = 0; t < 8; ++t) acc[t] += x[i + t] * y[i + t];
+  for (int t = 0; i < n; ++i, ++t) acc[t] += x[i] * y[i];
+  return lane_tree(acc);
+}
+double lane_sum(const double* x, Index n) {
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  Index i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int t = 0; t < 8; ++t) acc[t] += x[i + t];
+  for (int t = 0; i < n; ++i, ++t) acc[t] += x[i];
+  return lane_tree(acc);
+}
 
 // EM for the mixture in shifted coordinates x̃ = x − c (c: the data mean); component k is a
 // FactorModel with mean μ̃_k = μ_k − c. Statistics: [Σ log p, N, then per component k the
@@ -236,10 +258,18 @@ class MfaEm final : public train::EmModel {
             const double s = shift_(k, j);
             for (Index i = 0; i < n; ++i) o[i] = static_cast<double>(uj[i]) - s;
           }
-          // E[z]ᵀ = M⁻ᵀ uᵀ, then the Woodbury correction Σ_j E[z]_j u_j.
-          Eigen::Map<RowMatrix> et(e, l_, n);
-          const Eigen::Map<const RowMatrix> uk(u.data(), l_, n);
-          et.noalias() = m_inv.transpose() * uk;
+          // E[z]ᵀ = M⁻ᵀ uᵀ, then the Woodbury correction Σ_j E[z]_j u_j. Plain loops over
+          // the rows, each entry summed over m in order: Eigen would take a coefficient-based
+          // product for small sizes, whose vectorised order can follow the address.
+          for (Index j = 0; j < l_; ++j) {
+            double* ej = e + j * n;
+            std::fill(ej, ej + n, 0.0);
+            for (Index m = 0; m < l_; ++m) {
+              const double g = m_inv(m, j);
+              const double* um = u.data() + m * n;
+              for (Index i = 0; i < n; ++i) ej[i] += g * um[i];
+            }
+          }
           std::fill(corr.begin(), corr.begin() + n, 0.0);
           for (Index j = 0; j < l_; ++j) {
             const double* ej = e + j * n;
@@ -269,16 +299,14 @@ class MfaEm final : public train::EmModel {
             wj[i] = static_cast<float>(zj[i]);
           }
         }
-        // A_k: Σ_i r E[z] E[z]ᵀ (+ N_k M⁻¹) and Σ_i r E[z].
-        const Eigen::Map<const RowMatrix> zt(zr.data(), l_, n), et(e, l_, n);
-        acc_a.topLeftCorner(l_, l_).noalias() += zt * et.transpose();
-        acc_a.topLeftCorner(l_, l_) += nk[sz(k)] * model_.component(k).m_inverse();
-        // Σ_i r E[z]_j in row order (not Eigen's redux, whose order follows the address's
-        // alignment).
+        // A_k: Σ_i r E[z] E[z]ᵀ + N_k M⁻¹ and Σ_i r E[z], each sum over the rows in eight
+        // lanes (row i in lane i mod 8) and a fixed tree (not Eigen's products or reductions,
+        // whose vectorised order can follow the address's alignment).
+        const RowMatrix& m_inv = model_.component(k).m_inverse();
         for (Index j = 0; j < l_; ++j) {
           const double* zj = zr.data() + j * n;
-          double sj = 0;
-          for (Index i = 0; i < n; ++i) sj += zj[i];
+          for (Index m = 0; m < l_; ++m) acc_a(j, m) += lane_dot(zj, e + m * n, n) + nk[sz(k)] * m_inv(j, m);
+          const double sj = lane_sum(zj, n);
           acc_a(j, l_) += sj;
           acc_a(l_, j) += sj;
         }
