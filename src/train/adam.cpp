@@ -49,7 +49,7 @@ constexpr __mmask16 mask16(std::size_t n) noexcept {
 // between two steps the products evict θ, m, v and the gradients, and the hardware
 // prefetcher stops at 4 KiB page boundaries. On the AMD EPYC (family 26) this halved
 // adam_update over 1.08M entries (1.0-1.3 → 0.49 ms) and took a VAE epoch from
-// 2.64-2.88 to 2.22-2.40 s, the same bits.
+// 2.64-2.88 to 2.22-2.40 s, the same bits; not measured on an Intel Xeon.
 constexpr std::size_t kAdamPrefetch = 1024;
 
 [[gnu::target("avx512f,avx512dq")]] void add_to_grid_avx512(const float* g, std::int64_t* out, std::size_t n, double scale,

@@ -516,7 +516,6 @@ double gmm_kernel::softmax_rows(const float* q, Index n, Index k, const RowVecto
   return log_lik;
 }
 
-
 namespace {
 
 // Σ_j y_j² in double over eight lanes (lane j mod 8, j in order) and a fixed tree: the

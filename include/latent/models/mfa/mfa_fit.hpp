@@ -71,8 +71,8 @@ struct MfaFitResult {
 /// iteration boundaries (tagged by restart) and honours stop signals. Throws Error(kUsage)
 /// naming the flag for a bad configuration (--n-components, --n-factors, --tol,
 /// --max-iter, --n-init, --reg-covar, --noise-variance-floor, --init-params,
-/// --missing-values, --matmul-precision), Error(kNumerical) for a collapsed component or a NaN objective,
-/// Error(kRequeue) after a stop signal.
+/// --missing-values, --matmul-precision), Error(kNumerical) for a collapsed component or a
+/// NaN objective, Error(kRequeue) after a stop signal.
 MfaFitResult fit_mfa(const comm::Communicator& comm, io::BlockSource& source, const train::DataSummary& summary,
                      const MfaConfig& config, const Logger& log, const train::IterationObserver& observer,
                      train::FitControl* control = nullptr);
