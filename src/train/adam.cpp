@@ -123,6 +123,25 @@ constexpr std::size_t kAdamPrefetch = 1024;
   }
 }
 
+// Flush-to-zero and denormals-are-zero (MXCSR bits 15 and 6) for the calling thread while
+// alive, the previous mode restored after: subnormal results of the update become ±0 and
+// subnormal inputs read as ±0, in the vector and scalar paths alike (both use SSE/AVX
+// arithmetic, which MXCSR governs). On the AMD EPYC (family 26) an update whose results
+// are subnormal took 1.65 ms against 0.46 over 1.08 M entries (microcode assists): m and
+// v of parameters whose gradients vanish decay into the subnormal range, and a VAE epoch
+// grew from 2.41 to 2.94 s over 8 epochs.
+class FlushDenormals {
+ public:
+  FlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | kFtz | kDaz); }
+  ~FlushDenormals() { _mm_setcsr(saved_); }
+  FlushDenormals(const FlushDenormals&) = delete;
+  FlushDenormals& operator=(const FlushDenormals&) = delete;
+
+ private:
+  static constexpr unsigned kFtz = 1u << 15, kDaz = 1u << 6;
+  unsigned saved_;
+};
+
 }  // namespace
 
 void add_to_grid(const float* g, std::int64_t* out, std::size_t n, double scale, bool accumulate) {
@@ -135,6 +154,7 @@ void add_to_grid(const float* g, std::int64_t* out, std::size_t n, double scale,
 
 void adam_update(const AdamStep& s, std::span<const float* const> grads, double scale, const std::int64_t* sum,
                  float* theta, float* m, float* v, std::size_t offset, std::size_t n) {
+  const FlushDenormals flush;
   if (use_avx512()) return adam_avx512(s, grads, scale, sum, theta, m, v, offset, n);
   for (std::size_t j = offset; j < offset + n; ++j) {
     std::int64_t g = 0;

@@ -3,6 +3,7 @@
 // the bits not depending on how the parameter range is cut into calls (threads, segments)
 // or on where the integer sum was formed, nor on the kernel variant.
 #include <gtest/gtest.h>
+#include <immintrin.h>
 
 #include <bit>
 #include <cmath>
@@ -157,6 +158,52 @@ TEST(AdamUpdate, EveryKernelVariantGivesTheSameBits) {
       ASSERT_EQ(std::bit_cast<std::uint32_t>(states[0].theta[j]), std::bit_cast<std::uint32_t>(states[k].theta[j])) << j;
       ASSERT_EQ(std::bit_cast<std::uint32_t>(states[0].m[j]), std::bit_cast<std::uint32_t>(states[k].m[j])) << j;
       ASSERT_EQ(std::bit_cast<std::uint32_t>(states[0].v[j]), std::bit_cast<std::uint32_t>(states[k].v[j])) << j;
+    }
+}
+
+// Flush-to-zero and denormals-are-zero inside the update (latent/train/adam.hpp): m and v
+// whose results would be subnormal are stored as zero, a subnormal input reads as zero, θ
+// is unchanged by them, every variant gives the same bits, and the caller's floating-point
+// mode is restored.
+TEST(AdamUpdate, SubnormalsFlushToZeroInEveryVariantAndTheModeIsRestored) {
+  const std::size_t n = 37;
+  const double scale = 0x1p40;
+  std::vector<float> zero(n, 0.0f), tiny(n);  // tiny: 0 or 2^-60 ... 2^-66
+  for (std::size_t j = 0; j < n; ++j) tiny[j] = j % 3 == 0 ? 0.0f : std::ldexp(1.0f, -60 - static_cast<int>(j % 7));
+  const AdamStep c = step_constants(5, 1e-3, 1.0 / scale / 64);
+  const unsigned csr = _mm_getcsr();
+  std::vector<State> states;
+  for (kernel::Variant var : kernel::all_variants()) {
+    if (!kernel::supported(var)) continue;
+    const kernel::ScopedVariant scope(var);
+    State st = initial(n);
+    for (std::size_t j = 0; j < n; ++j) {
+      st.m[j] = j % 2 ? 1e-38f : -3e-39f;  // 0.9 m is subnormal (the second is already)
+      st.v[j] = j % 2 ? 1.1e-38f : 5e-40f;  // 0.999 v is subnormal
+    }
+    const State before = st;
+    const float* grads[] = {zero.data()};
+    adam_update(c, grads, scale, nullptr, st.theta.data(), st.m.data(), st.v.data(), 0, n);
+    EXPECT_EQ(_mm_getcsr(), csr) << kernel::to_string(var);
+    for (std::size_t j = 0; j < n; ++j) {
+      EXPECT_EQ(st.m[j], 0.0f) << kernel::to_string(var) << " " << j;
+      EXPECT_EQ(st.v[j], 0.0f) << kernel::to_string(var) << " " << j;
+      EXPECT_EQ(st.theta[j], before.theta[j]) << kernel::to_string(var) << " " << j;
+    }
+    // Gradients of about 2^-66 (on a grid of 2^100), whose squares are subnormal: v stays
+    // zero, m takes the normal (1 − β₁) g.
+    const float* small[] = {tiny.data()};
+    adam_update(step_constants(6, 1e-3, 0x1p-106), small, 0x1p100, nullptr, st.theta.data(), st.m.data(), st.v.data(), 0, n);
+    for (std::size_t j = 0; j < n; ++j) {
+      EXPECT_EQ(st.v[j], 0.0f) << kernel::to_string(var) << " " << j;
+      EXPECT_EQ(st.m[j] == 0.0f, tiny[j] == 0.0f) << kernel::to_string(var) << " " << j;
+    }
+    states.push_back(st);
+  }
+  for (std::size_t k = 1; k < states.size(); ++k)
+    for (std::size_t j = 0; j < n; ++j) {
+      ASSERT_EQ(std::bit_cast<std::uint32_t>(states[0].theta[j]), std::bit_cast<std::uint32_t>(states[k].theta[j])) << j;
+      ASSERT_EQ(std::bit_cast<std::uint32_t>(states[0].m[j]), std::bit_cast<std::uint32_t>(states[k].m[j])) << j;
     }
 }
 

@@ -12,6 +12,12 @@
 /// except that √v / √(1 − β₂ᵗ) + ε is formed as one fused multiply-add with the float32
 /// reciprocal of √(1 − β₂ᵗ) (within an ulp or two of PyTorch's quotient), so each entry
 /// costs one square root and one division.
+/// The update runs with flush-to-zero and denormals-are-zero (as PyTorch with
+/// torch.set_flush_denormal(True)): a subnormal input (θ, m, v or the gradient) reads as
+/// ±0 and a subnormal result is stored as ±0. m and v of parameters whose gradients vanish
+/// decay into that range, where each result would otherwise cost a microcode assist (3.6×
+/// slower updates measured on an AMD EPYC). A subnormal v never changes θ (√v ≪ ε), and a
+/// subnormal m moves θ by less than 2^-100, below the rounding of any |θ| above about 1e-26.
 /// Every entry is computed by the same sequence of correctly rounded operations wherever a
 /// call's range starts or ends (AVX-512 with masked tails in the kernel variants avx512 and
 /// avx512bf16, the portable scalar path in avx2: latent/core/kernel.hpp, one for the whole
