@@ -17,7 +17,8 @@
 /// ±0 and a subnormal result is stored as ±0. m and v of parameters whose gradients vanish
 /// decay into that range, where each result would otherwise cost a microcode assist (3.6×
 /// slower updates measured on an AMD EPYC). A subnormal v never changes θ (√v ≪ ε), and a
-/// subnormal m moves θ by less than 2^-100, below the rounding of any |θ| above about 1e-26.
+/// subnormal m (< 2^-126, divided by at least ε > 2^-27) moves θ by less than 2^-99 times
+/// the step size α / (1 − β₁ᵗ): below the rounding of any |θ| above 2^-75 times it.
 /// Every entry is computed by the same sequence of correctly rounded operations wherever a
 /// call's range starts or ends (AVX-512 with masked tails in the kernel variants avx512 and
 /// avx512bf16, the portable scalar path in avx2: latent/core/kernel.hpp, one for the whole
