@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "latent/core/error.hpp"
+#include "latent/core/lane_sum.hpp"
 #include "latent/core/matmul.hpp"
 #include "latent/core/vector_exp.hpp"
 #include "latent/models/gmm/float32_tiles.hpp"
@@ -168,18 +169,11 @@ void Gmm::prepare() {
     w_diag_.bottomRows(d_) =
         (-0.5 * mc.array().square() * prec.array() + 0.5 * prec.array().log() - 0.5 * kLog2Pi).matrix().transpose();
     // The float32 pass: (x̃ σ⁻¹ − μ̃ σ⁻¹)² summed by gmm_kernel::quadratic.
-    const Index dp = gmm_kernel::padded(d_);
-    inv_sd32_.assign(static_cast<std::size_t>(k_ * dp), 0.0f);
-    shift32_.assign(static_cast<std::size_t>(k_ * dp), 0.0f);
+    gmm_kernel::scale_and_shift32(mc, precisions_cholesky_, inv_sd32_, shift32_);
     bias32_.resize(k_);
     for (Index k = 0; k < k_; ++k) {
       double logdet = 0;
-      for (Index j = 0; j < d_; ++j) {
-        const double sd_inv = precisions_cholesky_(k, type_ == CovarianceType::kDiag ? j : 0);
-        logdet += std::log(sd_inv);
-        inv_sd32_[static_cast<std::size_t>(k * dp + j)] = static_cast<float>(sd_inv);
-        shift32_[static_cast<std::size_t>(k * dp + j)] = static_cast<float>(-mc(k, j) * sd_inv);
-      }
+      for (Index j = 0; j < d_; ++j) logdet += std::log(precisions_cholesky_(k, type_ == CovarianceType::kDiag ? j : 0));
       bias32_[k] = std::log(weights_[k]) - 0.5 * static_cast<double>(d_) * kLog2Pi + logdet;
     }
   } else if (type_ == CovarianceType::kTied) {
@@ -477,6 +471,20 @@ void Gmm::accumulate(const ConstRows& x, const RowMatrix& resp, std::span<double
   }
 }
 
+void gmm_kernel::scale_and_shift32(const RowMatrix& shifted_means, const RowMatrix& sd_inv, std::vector<float>& inv_sd,
+                                   std::vector<float>& shift) {
+  const Index k_count = shifted_means.rows(), d = shifted_means.cols(), dp = padded(d);
+  const bool per_feature = sd_inv.cols() > 1;
+  inv_sd.assign(static_cast<std::size_t>(k_count * dp), 0.0f);
+  shift.assign(static_cast<std::size_t>(k_count * dp), 0.0f);
+  for (Index k = 0; k < k_count; ++k)
+    for (Index j = 0; j < d; ++j) {
+      const double s = sd_inv(k, per_feature ? j : 0);
+      inv_sd[static_cast<std::size_t>(k * dp + j)] = static_cast<float>(s);
+      shift[static_cast<std::size_t>(k * dp + j)] = static_cast<float>(-shifted_means(k, j) * s);
+    }
+}
+
 double gmm_kernel::softmax_rows(const float* q, Index n, Index k, const RowVector& bias, float* r, double* nk,
                                  std::vector<double>& w) {
   w.resize(static_cast<std::size_t>(n * k + n));
@@ -515,21 +523,6 @@ double gmm_kernel::softmax_rows(const float* q, Index n, Index k, const RowVecto
     for (Index c = 0; c < k; ++c) nk[c] += static_cast<double>(r[i * k + c]);
   return log_lik;
 }
-
-namespace {
-
-// Σ_j y_j² in double over eight lanes (lane j mod 8, j in order) and a fixed tree: the
-// same bits for any vector width.
-double sum_squares8(const float* y, Index d) {
-  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  Index j = 0;
-  for (; j + 8 <= d; j += 8)
-    for (int l = 0; l < 8; ++l) acc[l] += static_cast<double>(y[j + l]) * static_cast<double>(y[j + l]);
-  for (int l = 0; j < d; ++j, ++l) acc[l] += static_cast<double>(y[j]) * static_cast<double>(y[j]);
-  return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
-}
-
-}  // namespace
 
 bool Gmm::float32_tile(const gmm_kernel::BlockRows& rows, Index r0, Index n, float* xf, Index dp,
                        std::span<double> partial) const {
@@ -596,7 +589,7 @@ void Gmm::e_step_block_full_f32(const io::DenseBlock& block, std::span<double> p
       component_rows(n, k);
       pa.pack_a(matmul::Precision::kHighest, a.data(), n, d_, d_, 1);
       matmul::multiply(pa, prec32_[sz(k)], y.data(), d_);
-      for (Index i = 0; i < n; ++i) q[sz(i * k_ + k)] = static_cast<float>(sum_squares8(y.data() + i * d_, d_));
+      for (Index i = 0; i < n; ++i) q[sz(i * k_ + k)] = static_cast<float>(lanes::sum_squares(y.data() + i * d_, d_));
     }
     partial[0] += gmm_kernel::softmax_rows(q.data(), n, k_, bias_, rf.data(), nk, w);
     partial[1] += static_cast<double>(n);

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "latent/core/error.hpp"
+#include "latent/core/lane_sum.hpp"
 #include "latent/core/matmul.hpp"
 #include "latent/core/rng.hpp"
 #include "latent/models/factor/factor_fit.hpp"
@@ -18,28 +19,6 @@
 
 namespace latent::models {
 namespace {
-
-// Σ_i x_i y_i and Σ_i x_i over i < n: row i in lane i mod 8, then a fixed tree, so the
-// same bits wherever the arrays lie and whatever the vector width.
-double lane_tree(const double* acc) {
-  return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
-}
-double lane_dot(const double* x, const double* y, Index n) {
-  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  Index i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int t = 0; t < 8; ++t) acc[t] += x[i + t] * y[i + t];
-  for (int t = 0; i < n; ++i, ++t) acc[t] += x[i] * y[i];
-  return lane_tree(acc);
-}
-double lane_sum(const double* x, Index n) {
-  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  Index i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int t = 0; t < 8; ++t) acc[t] += x[i + t];
-  for (int t = 0; i < n; ++i, ++t) acc[t] += x[i];
-  return lane_tree(acc);
-}
 
 // EM for the mixture in shifted coordinates x̃ = x − c (c: the data mean); component k is a
 // FactorModel with mean μ̃_k = μ_k − c. Statistics: [Σ log p, N, then per component k the
@@ -156,17 +135,18 @@ class MfaEm final : public train::EmModel {
     if (!float32_) return;
     // The float32 pass: (x̃ ψ^-½ − μ̃ ψ^-½)² summed by gmm_kernel::quadratic, as the diagonal
     // GMM's, and the stacked W_k Ψ_k⁻¹ (K L × D) packed once per M-step.
-    const Index dp = gmm_kernel::padded(d_);
-    inv_sd32_.assign(static_cast<std::size_t>(k_ * dp), 0.0f);
-    shift32_.assign(static_cast<std::size_t>(k_ * dp), 0.0f);
-    std::vector<float> w32(static_cast<std::size_t>(kl * d_));
+    RowMatrix means(k_, d_), sd_inv(k_, d_);
     for (Index k = 0; k < k_; ++k) {
       const FactorModel& f = model_.component(k);
       for (Index j = 0; j < d_; ++j) {
-        const double sd_inv = 1.0 / std::sqrt(f.noise_variance()[j]);
-        inv_sd32_[static_cast<std::size_t>(k * dp + j)] = static_cast<float>(sd_inv);
-        shift32_[static_cast<std::size_t>(k * dp + j)] = static_cast<float>(-f.mean()[j] * sd_inv);
+        means(k, j) = f.mean()[j];
+        sd_inv(k, j) = 1.0 / std::sqrt(f.noise_variance()[j]);
       }
+    }
+    gmm_kernel::scale_and_shift32(means, sd_inv, inv_sd32_, shift32_);
+    std::vector<float> w32(static_cast<std::size_t>(kl * d_));
+    for (Index k = 0; k < k_; ++k) {
+      const FactorModel& f = model_.component(k);
       for (Index i = 0; i < l_; ++i)
         for (Index j = 0; j < d_; ++j)
           w32[static_cast<std::size_t>((k * l_ + i) * d_ + j)] = static_cast<float>(f.components_over_noise()(i, j));
@@ -305,8 +285,8 @@ class MfaEm final : public train::EmModel {
         const RowMatrix& m_inv = model_.component(k).m_inverse();
         for (Index j = 0; j < l_; ++j) {
           const double* zj = zr.data() + j * n;
-          for (Index m = 0; m < l_; ++m) acc_a(j, m) += lane_dot(zj, e + m * n, n) + nk[sz(k)] * m_inv(j, m);
-          const double sj = lane_sum(zj, n);
+          for (Index m = 0; m < l_; ++m) acc_a(j, m) += lanes::dot(zj, e + m * n, n) + nk[sz(k)] * m_inv(j, m);
+          const double sj = lanes::sum(zj, n);
           acc_a(j, l_) += sj;
           acc_a(l_, j) += sj;
         }

@@ -23,6 +23,14 @@ namespace latent::models::gmm_kernel {
 double softmax_rows(const float* q, Index n, Index k, const RowVector& bias, float* r, double* nk,
                     std::vector<double>& w);
 
+/// The float32 distance pass's per-component scale and shift: with σ⁻¹ = sd_inv(k, j) (or
+/// sd_inv(k, 0) for every j when sd_inv has one column) and μ̃ = shifted_means (k × d),
+/// inv_sd[k·dp + j] = float(σ⁻¹) and shift[k·dp + j] = float(−μ̃ σ⁻¹), zero in the padding
+/// (dp = padded(d)), so that gmm_kernel::quadratic sums (x̃ σ⁻¹ − μ̃ σ⁻¹)². Used by the
+/// diagonal/spherical GMM and the mixture of factor analysers (σ² = ψ) once per M-step.
+void scale_and_shift32(const RowMatrix& shifted_means, const RowMatrix& sd_inv, std::vector<float>& inv_sd,
+                       std::vector<float>& shift);
+
 class BlockRows {
  public:
   explicit BlockRows(const io::DenseBlock& block)
