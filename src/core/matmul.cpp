@@ -295,6 +295,57 @@ void Packed::pack(Precision p, const float* src, Index rows, Index depth, Index 
   fill(src, 0, rows, 0, depth);
 }
 
+void Packed::shape(Index rows, Index depth, bool as_a) {
+  precision_ = Precision::kHighest;
+  rows_ = rows;
+  depth_ = depth;
+  steps_ = depth;
+  width_ = as_a ? kMr : kNr;
+  row_stride_ = depth_stride_ = 0;
+  const Index panels = (rows + width_ - 1) / width_;
+  const auto size = static_cast<std::size_t>(panels * width_ * steps_);
+  if (words_.size() < size) words_.resize(size);
+  const Index rn = rows - (panels - 1) * width_;
+  if (panels > 0 && rn < width_) {
+    std::uint32_t* out = words_.data() + (panels - 1) * width_ * steps_;
+    for (Index s = 0; s < steps_; ++s) std::fill(out + s * width_ + rn, out + (s + 1) * width_, 0u);
+  }
+}
+
+namespace {
+
+// out = in − shift[s] on every word of step s, panels of `width` (a multiple of 8) words.
+[[gnu::target("avx2")]] void minus_steps(const std::uint32_t* in, std::uint32_t* out, Index panels, Index steps,
+                                         Index width, const float* shift) {
+  for (Index q = 0; q < panels; ++q)
+    for (Index st = 0; st < steps; ++st) {
+      const Index o = (q * steps + st) * width;
+      const __m256 m = _mm256_set1_ps(shift[st]);
+      for (Index r = 0; r < width; r += 8) {
+        const __m256 v = _mm256_loadu_ps(reinterpret_cast<const float*>(in + o + r));
+        _mm256_storeu_ps(reinterpret_cast<float*>(out + o + r), _mm256_sub_ps(v, m));
+      }
+    }
+}
+
+}  // namespace
+
+void Packed::assign_minus(const Packed& src, const float* shift) {
+  if (src.precision_ != Precision::kHighest)
+    throw std::invalid_argument("matmul::Packed::assign_minus: only float32 (kHighest) operands");
+  precision_ = src.precision_;
+  rows_ = src.rows_;
+  depth_ = src.depth_;
+  steps_ = src.steps_;
+  width_ = src.width_;
+  row_stride_ = src.row_stride_;
+  depth_stride_ = src.depth_stride_;
+  const Index panels = (rows_ + width_ - 1) / width_;
+  const auto size = static_cast<std::size_t>(panels * width_ * steps_);
+  if (words_.size() < size) words_.resize(size);
+  minus_steps(src.words_.data(), words_.data(), panels, steps_, width_, shift);
+}
+
 void Packed::repack(const float* src, Index row_begin, Index row_end, Index depth_begin, Index depth_end) {
   if (row_begin < 0 || row_end > rows_ || row_begin > row_end || depth_begin < 0 || depth_end > depth_ ||
       depth_begin > depth_end || row_begin % (width_ == kNr ? kNr : 16) != 0 ||
@@ -406,6 +457,13 @@ void multiply_lower_tn(Precision p, const float* u, const float* v, Index n, Ind
     pa[static_cast<std::size_t>(q)].pack_a(p, u + f0, w, n, 1, ld);
     pb[static_cast<std::size_t>(q)].pack_b(p, v + f0, n, w, ld, 1);
   }
+  multiply_lower_packed(pa, pb, d, c);
+}
+
+void multiply_lower_packed(const std::vector<Packed>& pa, const std::vector<Packed>& pb, Index d, float* c) {
+  const Index blocks = (d + kLowerBlock - 1) / kLowerBlock;
+  if (static_cast<Index>(pa.size()) < blocks || static_cast<Index>(pb.size()) < blocks)
+    throw std::invalid_argument("matmul::multiply_lower_packed: fewer packed blocks than the features need");
   for (Index r = 0; r < blocks; ++r)
     for (Index q = 0; q <= r; ++q)
       multiply(pa[static_cast<std::size_t>(r)], pb[static_cast<std::size_t>(q)], c + r * kLowerBlock * d + q * kLowerBlock, d);

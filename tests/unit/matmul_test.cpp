@@ -257,6 +257,77 @@ TEST(Matmul, LowerBlocksOfATransposedProductHaveTheWholeProductsBits) {
   }
 }
 
+// The operands a producer writes itself: Packed::shape() + panel_words() with the words
+// pack_a/pack_b would write give the same products (and multiply_lower_packed the same
+// lower blocks as multiply_lower_tn); assign_minus() of a packed A equals packing A − 1 mᵀ
+// word for word, so its products have the same bits. d with a partial block and panel,
+// depths not a multiple of anything, every variant; shape() zeroes the padding of a reused
+// buffer (filled with NaN before), as pack_a/pack_b do.
+TEST(Matmul, OperandsWrittenInPlaceOrShiftedEqualFreshPacks) {
+  for (kernel::Variant v : kernel::all_variants()) {
+    if (!kernel::supported(v)) continue;
+    const kernel::ScopedVariant scope(v);
+    for (const Index d : {5, 32, 45, 77}) {
+      const Index n = 37, blocks = (d + kLowerBlock - 1) / kLowerBlock;
+      const RowMatrixF u = random_matrix(n, d, 11), w = random_matrix(n, d, 12);
+      RowMatrixF want(d, d), got(d, d);
+      want.setConstant(-7.0f);
+      got.setConstant(-7.0f);
+      std::vector<Packed> sa, sb, pa(static_cast<std::size_t>(blocks)), pb(static_cast<std::size_t>(blocks));
+      multiply_lower_tn(Precision::kHighest, u.data(), w.data(), n, d, d, want.data(), sa, sb);
+      for (Index q = 0; q < blocks; ++q) {
+        const Index f0 = q * kLowerBlock, wb = std::min(kLowerBlock, d - f0);
+        auto& a = pa[static_cast<std::size_t>(q)];
+        auto& b = pb[static_cast<std::size_t>(q)];
+        for (Packed* p : {&a, &b}) {  // a stale buffer: NaN everywhere, padding included
+          const std::vector<float> nan(static_cast<std::size_t>(64 * n), std::numeric_limits<float>::quiet_NaN());
+          p->pack_a(Precision::kHighest, nan.data(), 64, n, n, 1);
+        }
+        a.shape(wb, n, true);
+        b.shape(wb, n, false);
+        const Index last_a = (wb - 1) / Packed::kMr, rows_a = wb - last_a * Packed::kMr;
+        for (Index i = 0; i < n; ++i) {
+          for (Index t = rows_a; t < Packed::kMr; ++t) ASSERT_EQ(a.panel_words(last_a)[i * Packed::kMr + t], 0u) << d;
+          for (Index t = wb; t < Packed::kNr; ++t) ASSERT_EQ(b.panel_words(0)[i * Packed::kNr + t], 0u) << d;
+        }
+        for (Index i = 0; i < n; ++i)
+          for (Index t = 0; t < wb; ++t) {
+            a.panel_words(t / Packed::kMr)[i * Packed::kMr + t % Packed::kMr] = std::bit_cast<std::uint32_t>(u(i, f0 + t));
+            b.panel_words(0)[i * Packed::kNr + t] = std::bit_cast<std::uint32_t>(w(i, f0 + t));
+          }
+      }
+      multiply_lower_packed(pa, pb, d, got.data());
+      for (Index i = 0; i < d; ++i)
+        for (Index j = 0; j < d; ++j)
+          ASSERT_EQ(std::bit_cast<std::uint32_t>(got(i, j)), std::bit_cast<std::uint32_t>(want(i, j)))
+              << kernel::to_string(v) << " d " << d << " at " << i << ", " << j;
+
+      // assign_minus: (u − 1 mᵀ) B from the packing of u.
+      const RowMatrixF m = random_matrix(1, d, 13), bm = random_matrix(d, 19, 14);
+      RowMatrixF shifted = u;
+      for (Index i = 0; i < n; ++i)
+        for (Index j = 0; j < d; ++j) shifted(i, j) = u(i, j) - m(0, j);
+      Packed pu, ps, fresh, pbm;
+      pu.pack_a(Precision::kHighest, u.data(), n, d, d, 1);
+      ps.assign_minus(pu, m.data());
+      fresh.pack_a(Precision::kHighest, shifted.data(), n, d, d, 1);
+      pbm.pack_b(Precision::kHighest, bm.data(), d, 19, 19, 1);
+      RowMatrixF c1(n, 19), c2(n, 19);
+      multiply(ps, pbm, c1.data(), 19);
+      multiply(fresh, pbm, c2.data(), 19);
+      for (Index i = 0; i < n; ++i)
+        for (Index j = 0; j < 19; ++j)
+          ASSERT_EQ(std::bit_cast<std::uint32_t>(c1(i, j)), std::bit_cast<std::uint32_t>(c2(i, j)))
+              << kernel::to_string(v) << " d " << d << " at " << i << ", " << j;
+    }
+  }
+  Packed medium, out;
+  const RowMatrixF x = random_matrix(4, 6, 15);
+  const float m[6] = {};
+  medium.pack_a(Precision::kMedium, x.data(), 4, 6, 6, 1);
+  EXPECT_THROW(out.assign_minus(medium, m), std::invalid_argument);
+}
+
 TEST(Matmul, RepackOfChangedRowsEqualsAFreshPack) {
   // The trainer rebuilds a weight pack 32 rows at a time as Adam updates them: after the
   // source changes in a range, repacking that range must give the words of a fresh pack, in

@@ -62,6 +62,22 @@ class Packed {
   /// touch distinct words, so they may be repacked concurrently.
   void repack(const float* src, Index row_begin, Index row_end, Index depth_begin, Index depth_end);
 
+  /// Sizes the operand as pack_a (as_a) or pack_b would for `rows` panel-direction rows
+  /// and `depth` along K, kHighest, without reading a source: the caller then writes every
+  /// word of the rows through panel_words() (step s of row r of panel q at
+  /// panel_words(q)[s · width + r % width], width kMr for A and kNr for B). The padding of
+  /// the last panel is zeroed here. For producers that compute an operand row by row and
+  /// can store it packed at once (no copy of a staging buffer).
+  void shape(Index rows, Index depth, bool as_a);
+  std::uint32_t* panel_words(Index q) noexcept { return words_.data() + q * width_ * steps_; }
+
+  /// This operand as `src` (kHighest, packed as A or B) with shift[s] subtracted from every
+  /// word of step s: the packing of the source minus a row vector along K (A(i, k) −
+  /// shift[k] for an A operand) with the same bits as packing the float32 differences,
+  /// without reading the source again. shift: src.depth() floats. Padding words become
+  /// −shift[s] (never stored by multiply()). Throws std::invalid_argument for kMedium.
+  void assign_minus(const Packed& src, const float* shift);
+
   Precision precision() const noexcept { return precision_; }
   Index rows() const noexcept { return rows_; }
   Index depth() const noexcept { return depth_; }
@@ -97,6 +113,12 @@ inline constexpr Index kLowerBlock = 32;
 /// kept across calls. Single-threaded.
 void multiply_lower_tn(Precision p, const float* u, const float* v, Index n, Index d, Index ld, float* c,
                        std::vector<Packed>& pa, std::vector<Packed>& pb);
+
+/// The block products of multiply_lower_tn() from operands already packed: pa[q] = the
+/// block q of Uᵀ (pack_a layout, rows: the block's ≤ kLowerBlock features, depth n),
+/// pb[q] = the block q of V (pack_b layout); c as multiply_lower_tn's (d × d, row-major).
+/// Same bits as multiply_lower_tn for the same words.
+void multiply_lower_packed(const std::vector<Packed>& pa, const std::vector<Packed>& pb, Index d, float* c);
 
 /// Rounds a float32 to the nearest bfloat16 (ties to even; NaN stays NaN, subnormals become
 /// ±0), as the packer and VCVTNE2PS2BF16 do.

@@ -1,7 +1,11 @@
 #include "latent/models/gmm/gmm.hpp"
 
 #include <Eigen/Cholesky>
+#include <immintrin.h>
+
 #include <algorithm>
+#include <cstring>
+#include <bit>
 #include <cmath>
 #include <limits>
 
@@ -558,53 +562,103 @@ void Gmm::e_step_block_f32(const io::DenseBlock& block, std::span<double> partia
   }
 }
 
+namespace {
+
+// For the 8 features of one panel of the full GMM's (r a)ᵀ, rows i < n in order: a_i = x_i −
+// m, acc += r_i a_i (in double: r_i a_i is exact there, so the FMA adds the same value as
+// a multiply then an add), a_i stored at a_words + i·32 (the B operand's layout) and r_i a_i
+// at ra_words + i·8 (the A operand's). x: rows ldx floats apart; r: ldr floats apart.
+[[gnu::target("avx2,fma")]] void weighted_rows8(const float* x, Index ldx, const float* m, const float* r, Index ldr,
+                                                Index n, double* acc, std::uint32_t* a_words, std::uint32_t* ra_words) {
+  const __m256 mv = _mm256_loadu_ps(m);
+  __m256d lo = _mm256_loadu_pd(acc), hi = _mm256_loadu_pd(acc + 4);
+  for (Index i = 0; i < n; ++i) {
+    const float ri = r[i * ldr];
+    const __m256 a = _mm256_sub_ps(_mm256_loadu_ps(x + i * ldx), mv);
+    _mm256_storeu_ps(reinterpret_cast<float*>(a_words + i * matmul::Packed::kNr), a);
+    _mm256_storeu_ps(reinterpret_cast<float*>(ra_words + i * matmul::Packed::kMr), _mm256_mul_ps(_mm256_set1_ps(ri), a));
+    const __m256d rd = _mm256_set1_pd(static_cast<double>(ri));
+    lo = _mm256_fmadd_pd(rd, _mm256_cvtps_pd(_mm256_castps256_ps128(a)), lo);
+    hi = _mm256_fmadd_pd(rd, _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1)), hi);
+  }
+  _mm256_storeu_pd(acc, lo);
+  _mm256_storeu_pd(acc + 4, hi);
+}
+
+}  // namespace
+
 void Gmm::e_step_block_full_f32(const io::DenseBlock& block, std::span<double> partial) const {
-  // Per tile: x̃ = float(x − c) once; per component a = x̃ − float(μ_k − c) and y = a U_k
-  // (matmul::multiply, float32), the distance ‖y‖² summed in double; responsibilities as
-  // in the diagonal pass; then Σ r a (double) and Σ r a aᵀ (one float32 product per tile
-  // and component, its lower triangle added to the double statistics). Every sum has a
-  // fixed order (matmul.hpp), so the bits depend on neither the kernel variant nor the
-  // rows outside the tile.
+  // Per tile: x̃ = float(x − c) once, packed once as a product operand; per component the
+  // operand a = x̃ − float(μ_k − c) derived from that packing (matmul::Packed::assign_minus)
+  // and y = a U_k (matmul::multiply, float32), the distance ‖y‖² summed in double;
+  // responsibilities as in the diagonal pass; then per component one sweep over the tile's
+  // rows that forms a, adds Σ r a (double) and writes a and r a straight into the packed
+  // operands of Σ r a aᵀ (one float32 product per tile and component, its lower triangle
+  // added to the double statistics). Every sum has a fixed order (matmul.hpp), so the bits
+  // depend on neither the kernel variant nor the rows outside the tile.
   constexpr Index kRows = 256;
-  const Index dp = gmm_kernel::padded(d_);
+  constexpr Index kBlock = matmul::kLowerBlock, kMr = matmul::Packed::kMr, kNr = matmul::Packed::kNr;
+  static_assert(kBlock == kNr && kBlock % kMr == 0);
+  const Index dp = gmm_kernel::padded(d_), blocks = (d_ + kBlock - 1) / kBlock;
   const auto sz = [](Index v) { return static_cast<std::size_t>(v); };
-  std::vector<float> xf(sz(kRows * dp), 0.0f), a(sz(kRows * d_)), y(sz(kRows * d_)), wa(sz(kRows * d_)),
-      q(sz(kRows * k_)), rf(sz(kRows * k_)), c2(sz(d_ * d_));
+  std::vector<float> xf(sz(kRows * dp), 0.0f), y(sz(kRows * d_)), q(sz(kRows * k_)), rf(sz(kRows * k_)),
+      c2(sz(d_ * d_));
   std::vector<double> w;
-  matmul::Packed pa;
-  std::vector<matmul::Packed> pw, pb;
+  matmul::Packed px, pa;
+  std::vector<matmul::Packed> pw(sz(blocks)), pb(sz(blocks));
   double* nk = partial.data() + 2;
   double* first = nk + k_;
   double* second = first + k_ * d_;
-  const auto component_rows = [&](Index n, Index k) {  // a = x̃ − float(μ_k − c)
-    const float* mk = mean32_.data() + k * d_;
-    for (Index i = 0; i < n; ++i)
-      for (Index j = 0; j < d_; ++j) a[sz(i * d_ + j)] = xf[sz(i * dp + j)] - mk[j];
-  };
   const gmm_kernel::BlockRows rows(block);
   for (Index r0 = 0; r0 < rows.rows(); r0 += kRows) {
     const Index n = std::min(kRows, rows.rows() - r0);
     if (!float32_tile(rows, r0, n, xf.data(), dp, partial)) continue;
+    px.pack_a(matmul::Precision::kHighest, xf.data(), n, d_, dp, 1);
     for (Index k = 0; k < k_; ++k) {
-      component_rows(n, k);
-      pa.pack_a(matmul::Precision::kHighest, a.data(), n, d_, d_, 1);
+      pa.assign_minus(px, mean32_.data() + k * d_);
       matmul::multiply(pa, prec32_[sz(k)], y.data(), d_);
       for (Index i = 0; i < n; ++i) q[sz(i * k_ + k)] = static_cast<float>(lanes::sum_squares(y.data() + i * d_, d_));
     }
     partial[0] += gmm_kernel::softmax_rows(q.data(), n, k_, bias_, rf.data(), nk, w);
     partial[1] += static_cast<double>(n);
     for (Index k = 0; k < k_; ++k) {
-      component_rows(n, k);
+      const float* mk = mean32_.data() + k * d_;
       double* f = first + k * d_;
-      for (Index i = 0; i < n; ++i) {
-        const float r = rf[sz(i * k_ + k)];
-        for (Index j = 0; j < d_; ++j) {
-          f[j] += static_cast<double>(r) * static_cast<double>(a[sz(i * d_ + j)]);
-          wa[sz(i * d_ + j)] = r * a[sz(i * d_ + j)];
+      for (Index b = 0; b < blocks; ++b) {
+        const Index wb = std::min(kBlock, d_ - b * kBlock);
+        pw[sz(b)].shape(wb, n, true);    // block b of (r a)ᵀ: features × rows
+        pb[sz(b)].shape(wb, n, false);   // block b of a: rows × features
+      }
+      // By groups of 8 features (one panel of (r a)ᵀ), the rows in order: each Σ r a keeps
+      // its order over the rows, and its 8 sums stay in registers across them.
+      for (Index j0 = 0; j0 < d_; j0 += kMr) {
+        const Index b = j0 / kBlock, wg = std::min(kMr, d_ - j0);
+        std::uint32_t* bw = pb[sz(b)].panel_words(0) + j0 % kBlock;
+        std::uint32_t* aw = pw[sz(b)].panel_words((j0 % kBlock) / kMr);
+        double acc[kMr];
+        float m[kMr];
+        for (Index t = 0; t < kMr; ++t) {
+          acc[t] = t < wg ? f[j0 + t] : 0.0;
+          m[t] = t < wg ? mk[j0 + t] : 0.0f;
         }
+        if (wg == kMr) {
+          weighted_rows8(xf.data() + j0, dp, m, rf.data() + k, k_, n, acc, bw, aw);
+        } else {
+          for (Index i = 0; i < n; ++i) {
+            const float r = rf[sz(i * k_ + k)];
+            const float* xi = xf.data() + i * dp + j0;
+            for (Index t = 0; t < wg; ++t) {
+              const float a = xi[t] - m[t];
+              acc[t] += static_cast<double>(r) * static_cast<double>(a);
+              bw[i * kNr + t] = std::bit_cast<std::uint32_t>(a);
+              aw[i * kMr + t] = std::bit_cast<std::uint32_t>(r * a);
+            }
+          }
+        }
+        for (Index t = 0; t < wg; ++t) f[j0 + t] = acc[t];
       }
       // The lower triangle of Σ_i (r_i a_i) a_iᵀ = (r a)ᵀ a.
-      matmul::multiply_lower_tn(matmul::Precision::kHighest, wa.data(), a.data(), n, d_, d_, c2.data(), pw, pb);
+      matmul::multiply_lower_packed(pw, pb, d_, c2.data());
       double* s2 = second + k * d_ * d_;
       for (Index i = 0; i < d_; ++i)
         for (Index j = 0; j <= i; ++j) s2[i * d_ + j] += static_cast<double>(c2[sz(i * d_ + j)]);
