@@ -411,11 +411,15 @@ namespace {
 // Every tile of C = A B, in the one tile kernel chosen for the product (kAvx2: the AVX2
 // float32 tile).
 template <bool kBf16, bool kMax, bool kAvx2 = false>
-void tiles(const Packed& a, const Packed& b, float* c, Index ldc, bool accumulate, std::uint32_t* lanes) {
+void tiles(const Packed& a, const Packed& b, float* c, Index ldc, bool accumulate, std::uint32_t* lanes,
+           bool upper_b = false) {
   static_assert(!(kBf16 && kAvx2), "bfloat16 products need AVX512_BF16");
-  const Index m = a.rows(), n = b.rows(), steps = a.steps();
+  const Index m = a.rows(), n = b.rows();
   const Index mp = (m + kMr - 1) / kMr, np = (n + kNr - 1) / kNr;
   for (Index qn = 0; qn < np; ++qn) {
+    // B upper triangular: the panel's columns j < (qn + 1)·32 have no entry below row j, so
+    // its steps past k = (qn + 1)·32 (a pair of k per step for bfloat16) add only zeros.
+    const Index steps = upper_b ? std::min(a.steps(), (qn + 1) * kNr / (kBf16 ? 2 : 1)) : a.steps();
     const std::uint32_t* bp = b.panel(qn);
     const int nv = static_cast<int>(std::min(kNr, n - qn * kNr));
     for (Index qm = 0; qm < mp; ++qm) {
@@ -445,6 +449,14 @@ void multiply(const Packed& a, const Packed& b, float* c, Index ldc, bool accumu
   else if (avx2) tiles<false, true, true>(a, b, c, ldc, accumulate, lanes);
   else tiles<false, true>(a, b, c, ldc, accumulate, lanes);
   *abs_max = std::bit_cast<float>(*std::max_element(lanes, lanes + 16));
+}
+
+void multiply_upper(const Packed& a, const Packed& b, float* c, Index ldc) {
+  if (a.precision() != b.precision() || a.depth() != b.depth())
+    throw std::invalid_argument("matmul::multiply_upper: operands packed with different precisions or depths");
+  if (a.precision() == Precision::kMedium) tiles<true, false>(a, b, c, ldc, false, nullptr, true);
+  else if (!use_avx512()) tiles<false, false, true>(a, b, c, ldc, false, nullptr, true);
+  else tiles<false, false>(a, b, c, ldc, false, nullptr, true);
 }
 
 void multiply_lower_tn(Precision p, const float* u, const float* v, Index n, Index d, Index ld, float* c,

@@ -328,6 +328,41 @@ TEST(Matmul, OperandsWrittenInPlaceOrShiftedEqualFreshPacks) {
   EXPECT_THROW(out.assign_minus(medium, m), std::invalid_argument);
 }
 
+// multiply_upper skips the steps of each 32-column panel of an upper-triangular B past its
+// last column: the same bits as the whole product (finite operands, no exact zero sums),
+// for depths with partial panels, in both precisions and every variant. A B that is not
+// upper triangular shows the steps are skipped (the entries below the diagonal are lost).
+TEST(Matmul, UpperTriangularProductHasTheWholeProductsBits) {
+  for (kernel::Variant v : kernel::all_variants()) {
+    if (!kernel::supported(v)) continue;
+    const kernel::ScopedVariant scope(v);
+    for (Precision p : precisions()) {
+      for (const Index d : {5, 32, 45, 64, 77}) {
+        const Index m = 21;
+        const RowMatrixF a = random_matrix(m, d, 21);
+        RowMatrixF u = random_matrix(d, d, 22), full_u = u;
+        for (Index i = 0; i < d; ++i)
+          for (Index j = 0; j < i; ++j) u(i, j) = 0.0f;
+        Packed pa, pu, pfull;
+        pa.pack_a(p, a.data(), m, d, d, 1);
+        pu.pack_b(p, u.data(), d, d, d, 1);
+        pfull.pack_b(p, full_u.data(), d, d, d, 1);
+        RowMatrixF want(m, d), got(m, d), dense(m, d), skipped(m, d);
+        multiply(pa, pu, want.data(), d);
+        multiply_upper(pa, pu, got.data(), d);
+        for (Index i = 0; i < m; ++i)
+          for (Index j = 0; j < d; ++j)
+            ASSERT_EQ(std::bit_cast<std::uint32_t>(got(i, j)), std::bit_cast<std::uint32_t>(want(i, j)))
+                << kernel::to_string(v) << " " << to_string(p) << " d " << d << " at " << i << ", " << j;
+        multiply(pa, pfull, dense.data(), d);
+        multiply_upper(pa, pfull, skipped.data(), d);
+        if (d > kLowerBlock) EXPECT_NE(dense, skipped) << "d " << d << ": every step was run";
+        else EXPECT_EQ(dense, skipped) << "d " << d << ": one panel runs its whole depth";
+      }
+    }
+  }
+}
+
 TEST(Matmul, RepackOfChangedRowsEqualsAFreshPack) {
   // The trainer rebuilds a weight pack 32 rows at a time as Adam updates them: after the
   // source changes in a range, repacking that range must give the words of a fresh pack, in

@@ -101,6 +101,14 @@ class Packed {
 /// one is NaN (so one check of the result finds non-finite entries), at no extra pass.
 void multiply(const Packed& a, const Packed& b, float* c, Index ldc, bool accumulate = false, float* abs_max = nullptr);
 
+/// C (M × N, ldc) = A B for an upper-triangular B (B(k, j) = 0 for k > j): each panel of
+/// 32 columns stops after step (q + 1)·32, past which its terms are products with exact
+/// zeros. For finite A the result has the bits of multiply() but for the sign of a zero
+/// (a trailing +0 term turns a −0 sum into +0); about ½ to ¾ of its arithmetic (¾ for
+/// d = 64). Single-threaded. Used for the full GMM's x U_k (U_k the Cholesky factor of
+/// the precision).
+void multiply_upper(const Packed& a, const Packed& b, float* c, Index ldc);
+
 /// Feature block of multiply_lower_tn(): a multiple of both panel widths.
 inline constexpr Index kLowerBlock = 32;
 

@@ -590,11 +590,11 @@ namespace {
 void Gmm::e_step_block_full_f32(const io::DenseBlock& block, std::span<double> partial) const {
   // Per tile: x̃ = float(x − c) once, packed once as a product operand; per component the
   // operand a = x̃ − float(μ_k − c) derived from that packing (matmul::Packed::assign_minus)
-  // and y = a U_k (matmul::multiply, float32), the distance ‖y‖² summed in double;
-  // responsibilities as in the diagonal pass; then per component one sweep over the tile's
-  // rows that forms a, adds Σ r a (double) and writes a and r a straight into the packed
-  // operands of Σ r a aᵀ (one float32 product per tile and component, its lower triangle
-  // added to the double statistics). Every sum has a fixed order (matmul.hpp), so the bits
+  // and y = a U_k (matmul::multiply_upper, float32, skipping U_k's zero lower triangle),
+  // the distance ‖y‖² summed in double; responsibilities as in the diagonal pass; then per
+  // component one sweep over the tile's rows that forms a, adds Σ r a (double) and writes a
+  // and r a straight into the packed operands of Σ r a aᵀ (one float32 product per tile
+  // and component, its lower triangle added to the double statistics). Every sum has a fixed order (matmul.hpp), so the bits
   // depend on neither the kernel variant nor the rows outside the tile.
   constexpr Index kRows = 256;
   constexpr Index kBlock = matmul::kLowerBlock, kMr = matmul::Packed::kMr, kNr = matmul::Packed::kNr;
@@ -616,7 +616,7 @@ void Gmm::e_step_block_full_f32(const io::DenseBlock& block, std::span<double> p
     px.pack_a(matmul::Precision::kHighest, xf.data(), n, d_, dp, 1);
     for (Index k = 0; k < k_; ++k) {
       pa.assign_minus(px, mean32_.data() + k * d_);
-      matmul::multiply(pa, prec32_[sz(k)], y.data(), d_);
+      matmul::multiply_upper(pa, prec32_[sz(k)], y.data(), d_);
       for (Index i = 0; i < n; ++i) q[sz(i * k_ + k)] = static_cast<float>(lanes::sum_squares(y.data() + i * d_, d_));
     }
     partial[0] += gmm_kernel::softmax_rows(q.data(), n, k_, bias_, rf.data(), nk, w);
