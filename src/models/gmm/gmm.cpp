@@ -4,12 +4,12 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cstring>
 #include <bit>
 #include <cmath>
 #include <limits>
 
 #include "latent/core/error.hpp"
+#include "latent/core/kernel.hpp"
 #include "latent/core/lane_sum.hpp"
 #include "latent/core/matmul.hpp"
 #include "latent/core/vector_exp.hpp"
@@ -585,6 +585,29 @@ namespace {
   _mm256_storeu_pd(acc + 4, hi);
 }
 
+// weighted_rows8 for 16 features (two panels of (r a)ᵀ, ra_words0 and ra_words1) with
+// AVX-512 (kernel variant avx512 and up): the same operations per feature, so the same bits.
+[[gnu::target("avx512f")]] void weighted_rows16(const float* x, Index ldx, const float* m, const float* r, Index ldr,
+                                                Index n, double* acc, std::uint32_t* a_words, std::uint32_t* ra_words0,
+                                                std::uint32_t* ra_words1) {
+  const __m512 mv = _mm512_loadu_ps(m);
+  __m512d lo = _mm512_loadu_pd(acc), hi = _mm512_loadu_pd(acc + 8);
+  for (Index i = 0; i < n; ++i) {
+    const float ri = r[i * ldr];
+    const __m512 a = _mm512_sub_ps(_mm512_loadu_ps(x + i * ldx), mv);
+    _mm512_storeu_ps(a_words + i * matmul::Packed::kNr, a);
+    const __m512 ra = _mm512_mul_ps(_mm512_set1_ps(ri), a);
+    _mm256_storeu_ps(reinterpret_cast<float*>(ra_words0 + i * matmul::Packed::kMr), _mm512_castps512_ps256(ra));
+    _mm256_storeu_ps(reinterpret_cast<float*>(ra_words1 + i * matmul::Packed::kMr),
+                     _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(ra), 1)));
+    const __m512d rd = _mm512_set1_pd(static_cast<double>(ri));
+    lo = _mm512_fmadd_pd(rd, _mm512_cvtps_pd(_mm512_castps512_ps256(a)), lo);
+    hi = _mm512_fmadd_pd(rd, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1))), hi);
+  }
+  _mm512_storeu_pd(acc, lo);
+  _mm512_storeu_pd(acc + 8, hi);
+}
+
 }  // namespace
 
 void Gmm::e_step_block_full_f32(const io::DenseBlock& block, std::span<double> partial) const {
@@ -609,6 +632,7 @@ void Gmm::e_step_block_full_f32(const io::DenseBlock& block, std::span<double> p
   double* nk = partial.data() + 2;
   double* first = nk + k_;
   double* second = first + k_ * d_;
+  const bool wide = kernel::active() >= kernel::Variant::kAvx512;
   const gmm_kernel::BlockRows rows(block);
   for (Index r0 = 0; r0 < rows.rows(); r0 += kRows) {
     const Index n = std::min(kRows, rows.rows() - r0);
@@ -629,10 +653,21 @@ void Gmm::e_step_block_full_f32(const io::DenseBlock& block, std::span<double> p
         pw[sz(b)].shape(wb, n, true);    // block b of (r a)ᵀ: features × rows
         pb[sz(b)].shape(wb, n, false);   // block b of a: rows × features
       }
-      // By groups of 8 features (one panel of (r a)ᵀ), the rows in order: each Σ r a keeps
-      // its order over the rows, and its 8 sums stay in registers across them.
-      for (Index j0 = 0; j0 < d_; j0 += kMr) {
+      // By groups of 8 features (one panel of (r a)ᵀ; 16 with AVX-512 where two whole
+      // panels remain), the rows in order: each Σ r a keeps its order over the rows, and
+      // its sums stay in registers across them.
+      for (Index j0 = 0; j0 < d_;) {
         const Index b = j0 / kBlock, wg = std::min(kMr, d_ - j0);
+        if (wide && j0 + 2 * kMr <= d_ && (j0 % kBlock) + 2 * kMr <= kBlock) {
+          double acc[2 * kMr];
+          std::copy(f + j0, f + j0 + 2 * kMr, acc);
+          const Index p = (j0 % kBlock) / kMr;
+          weighted_rows16(xf.data() + j0, dp, mk + j0, rf.data() + k, k_, n, acc, pb[sz(b)].panel_words(0) + j0 % kBlock,
+                          pw[sz(b)].panel_words(p), pw[sz(b)].panel_words(p + 1));
+          std::copy(acc, acc + 2 * kMr, f + j0);
+          j0 += 2 * kMr;
+          continue;
+        }
         std::uint32_t* bw = pb[sz(b)].panel_words(0) + j0 % kBlock;
         std::uint32_t* aw = pw[sz(b)].panel_words((j0 % kBlock) / kMr);
         double acc[kMr];
@@ -656,6 +691,7 @@ void Gmm::e_step_block_full_f32(const io::DenseBlock& block, std::span<double> p
           }
         }
         for (Index t = 0; t < wg; ++t) f[j0 + t] = acc[t];
+        j0 += kMr;
       }
       // The lower triangle of Σ_i (r_i a_i) a_iᵀ = (r a)ᵀ a.
       matmul::multiply_lower_packed(pw, pb, d_, c2.data());
