@@ -330,22 +330,6 @@ namespace {
 
 }  // namespace
 
-void Packed::assign_minus(const Packed& src, const float* shift) {
-  if (src.precision_ != Precision::kHighest)
-    throw std::invalid_argument("matmul::Packed::assign_minus: only float32 (kHighest) operands");
-  precision_ = src.precision_;
-  rows_ = src.rows_;
-  depth_ = src.depth_;
-  steps_ = src.steps_;
-  width_ = src.width_;
-  row_stride_ = src.row_stride_;
-  depth_stride_ = src.depth_stride_;
-  const Index panels = (rows_ + width_ - 1) / width_;
-  const auto size = static_cast<std::size_t>(panels * width_ * steps_);
-  if (words_.size() < size) words_.resize(size);
-  minus_steps(src.words_.data(), words_.data(), panels, steps_, width_, shift);
-}
-
 void Packed::repack(const float* src, Index row_begin, Index row_end, Index depth_begin, Index depth_end) {
   if (row_begin < 0 || row_end > rows_ || row_begin > row_end || depth_begin < 0 || depth_end > depth_ ||
       depth_begin > depth_end || row_begin % (width_ == kNr ? kNr : 16) != 0 ||
@@ -457,6 +441,28 @@ void multiply_upper(const Packed& a, const Packed& b, float* c, Index ldc) {
   if (a.precision() == Precision::kMedium) tiles<true, false>(a, b, c, ldc, false, nullptr, true);
   else if (!use_avx512()) tiles<false, false, true>(a, b, c, ldc, false, nullptr, true);
   else tiles<false, false>(a, b, c, ldc, false, nullptr, true);
+}
+
+void multiply_upper_minus(const Packed& a, const float* shift, const Packed& b, float* c, Index ldc) {
+  if (a.precision() != Precision::kHighest || b.precision() != Precision::kHighest || a.depth() != b.depth())
+    throw std::invalid_argument("matmul::multiply_upper_minus: float32 (kHighest) operands of one depth only");
+  const Index m = a.rows(), n = b.rows(), steps = a.steps();
+  const Index mp = (m + kMr - 1) / kMr, np = (n + kNr - 1) / kNr;
+  thread_local std::vector<std::uint32_t> shifted;
+  if (static_cast<Index>(shifted.size()) < kMr * steps) shifted.resize(static_cast<std::size_t>(kMr * steps));
+  const bool avx2 = !use_avx512();
+  // Panel by panel of A: its shifted words stay in L1 for every panel of B.
+  for (Index qm = 0; qm < mp; ++qm) {
+    minus_steps(a.panel(qm), shifted.data(), 1, steps, kMr, shift);
+    const int mv = static_cast<int>(std::min(kMr, m - qm * kMr));
+    for (Index qn = 0; qn < np; ++qn) {
+      const Index sq = std::min(steps, (qn + 1) * kNr);
+      const int nv = static_cast<int>(std::min(kNr, n - qn * kNr));
+      float* cq = c + qm * kMr * ldc + qn * kNr;
+      if (avx2) tile_avx2<false>(sq, shifted.data(), b.panel(qn), cq, ldc, false, mv, nv, nullptr);
+      else tile<false, false>(sq, shifted.data(), b.panel(qn), cq, ldc, false, mv, nv, nullptr);
+    }
+  }
 }
 
 void multiply_lower_tn(Precision p, const float* u, const float* v, Index n, Index d, Index ld, float* c,

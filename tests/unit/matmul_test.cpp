@@ -258,12 +258,11 @@ TEST(Matmul, LowerBlocksOfATransposedProductHaveTheWholeProductsBits) {
 }
 
 // The operands a producer writes itself: Packed::shape() + panel_words() with the words
-// pack_a/pack_b would write give the same products (and multiply_lower_packed the same
-// lower blocks as multiply_lower_tn); assign_minus() of a packed A equals packing A − 1 mᵀ
-// word for word, so its products have the same bits. d with a partial block and panel,
+// pack_a/pack_b would write give multiply_lower_packed the same lower blocks as
+// multiply_lower_tn. d with a partial block and panel,
 // depths not a multiple of anything, every variant; shape() zeroes the padding of a reused
 // buffer (filled with NaN before), as pack_a/pack_b do.
-TEST(Matmul, OperandsWrittenInPlaceOrShiftedEqualFreshPacks) {
+TEST(Matmul, OperandsWrittenInPlaceEqualFreshPacks) {
   for (kernel::Variant v : kernel::all_variants()) {
     if (!kernel::supported(v)) continue;
     const kernel::ScopedVariant scope(v);
@@ -301,37 +300,10 @@ TEST(Matmul, OperandsWrittenInPlaceOrShiftedEqualFreshPacks) {
         for (Index j = 0; j < d; ++j)
           ASSERT_EQ(std::bit_cast<std::uint32_t>(got(i, j)), std::bit_cast<std::uint32_t>(want(i, j)))
               << kernel::to_string(v) << " d " << d << " at " << i << ", " << j;
-
-      // assign_minus: (u − 1 mᵀ) B from the packing of u.
-      const RowMatrixF m = random_matrix(1, d, 13), bm = random_matrix(d, 19, 14);
-      RowMatrixF shifted = u;
-      for (Index i = 0; i < n; ++i)
-        for (Index j = 0; j < d; ++j) shifted(i, j) = u(i, j) - m(0, j);
-      Packed pu, ps, fresh, pbm;
-      pu.pack_a(Precision::kHighest, u.data(), n, d, d, 1);
-      ps.assign_minus(pu, m.data());
-      fresh.pack_a(Precision::kHighest, shifted.data(), n, d, d, 1);
-      pbm.pack_b(Precision::kHighest, bm.data(), d, 19, 19, 1);
-      RowMatrixF c1(n, 19), c2(n, 19);
-      multiply(ps, pbm, c1.data(), 19);
-      multiply(fresh, pbm, c2.data(), 19);
-      for (Index i = 0; i < n; ++i)
-        for (Index j = 0; j < 19; ++j)
-          ASSERT_EQ(std::bit_cast<std::uint32_t>(c1(i, j)), std::bit_cast<std::uint32_t>(c2(i, j)))
-              << kernel::to_string(v) << " d " << d << " at " << i << ", " << j;
     }
   }
-  Packed medium, out;
-  const RowMatrixF x = random_matrix(4, 6, 15);
-  const float m[6] = {};
-  medium.pack_a(Precision::kMedium, x.data(), 4, 6, 6, 1);
-  EXPECT_THROW(out.assign_minus(medium, m), std::invalid_argument);
 }
 
-// multiply_upper skips the steps of each 32-column panel of an upper-triangular B past its
-// last column: the same bits as the whole product (finite operands, no exact zero sums),
-// for depths with partial panels, in both precisions and every variant. A B that is not
-// upper triangular shows the steps are skipped (the entries below the diagonal are lost).
 TEST(Matmul, UpperTriangularProductHasTheWholeProductsBits) {
   for (kernel::Variant v : kernel::all_variants()) {
     if (!kernel::supported(v)) continue;
@@ -358,6 +330,21 @@ TEST(Matmul, UpperTriangularProductHasTheWholeProductsBits) {
         multiply_upper(pa, pfull, skipped.data(), d);
         if (d > kLowerBlock) EXPECT_NE(dense, skipped) << "d " << d << ": every step was run";
         else EXPECT_EQ(dense, skipped) << "d " << d << ": one panel runs its whole depth";
+        if (p != Precision::kHighest) continue;
+        // multiply_upper_minus: (A − 1 mᵀ) U from A's packing, against packing the differences.
+        const RowMatrixF shift = random_matrix(1, d, 23);
+        RowMatrixF diff = a;
+        for (Index i = 0; i < m; ++i)
+          for (Index j = 0; j < d; ++j) diff(i, j) = a(i, j) - shift(0, j);
+        Packed pdiff;
+        pdiff.pack_a(p, diff.data(), m, d, d, 1);
+        RowMatrixF want_minus(m, d), got_minus(m, d);
+        multiply_upper(pdiff, pu, want_minus.data(), d);
+        multiply_upper_minus(pa, shift.data(), pu, got_minus.data(), d);
+        for (Index i = 0; i < m; ++i)
+          for (Index j = 0; j < d; ++j)
+            ASSERT_EQ(std::bit_cast<std::uint32_t>(got_minus(i, j)), std::bit_cast<std::uint32_t>(want_minus(i, j)))
+                << kernel::to_string(v) << " minus, d " << d << " at " << i << ", " << j;
       }
     }
   }

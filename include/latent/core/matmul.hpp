@@ -71,13 +71,6 @@ class Packed {
   void shape(Index rows, Index depth, bool as_a);
   std::uint32_t* panel_words(Index q) noexcept { return words_.data() + q * width_ * steps_; }
 
-  /// This operand as `src` (kHighest, packed as A or B) with shift[s] subtracted from every
-  /// word of step s: the packing of the source minus a row vector along K (A(i, k) −
-  /// shift[k] for an A operand) with the same bits as packing the float32 differences,
-  /// without reading the source again. shift: src.depth() floats. Padding words become
-  /// −shift[s] (never stored by multiply()). Throws std::invalid_argument for kMedium.
-  void assign_minus(const Packed& src, const float* shift);
-
   Precision precision() const noexcept { return precision_; }
   Index rows() const noexcept { return rows_; }
   Index depth() const noexcept { return depth_; }
@@ -108,6 +101,13 @@ void multiply(const Packed& a, const Packed& b, float* c, Index ldc, bool accumu
 /// d = 64). Single-threaded. Used for the full GMM's x U_k (U_k the Cholesky factor of
 /// the precision).
 void multiply_upper(const Packed& a, const Packed& b, float* c, Index ldc);
+
+/// multiply_upper() of (A − 1 shiftᵀ) and B (shift: depth floats), A packed (as A) from
+/// the unshifted rows: the same bits as packing the float32 differences A(i, k) − shift[k]
+/// and multiply_upper, with each 8-row panel's shifted words formed just before its
+/// products (in L1) instead of a second packing. kHighest only (else
+/// std::invalid_argument). Single-threaded (a thread-local scratch of 8 × depth words).
+void multiply_upper_minus(const Packed& a, const float* shift, const Packed& b, float* c, Index ldc);
 
 /// Feature block of multiply_lower_tn(): a multiple of both panel widths.
 inline constexpr Index kLowerBlock = 32;

@@ -611,10 +611,9 @@ namespace {
 }  // namespace
 
 void Gmm::e_step_block_full_f32(const io::DenseBlock& block, std::span<double> partial) const {
-  // Per tile: x̃ = float(x − c) once, packed once as a product operand; per component the
-  // operand a = x̃ − float(μ_k − c) derived from that packing (matmul::Packed::assign_minus)
-  // and y = a U_k (matmul::multiply_upper, float32, skipping U_k's zero lower triangle),
-  // the distance ‖y‖² summed in double; responsibilities as in the diagonal pass; then per
+  // Per tile: x̃ = float(x − c) once, packed once as a product operand; per component
+  // y = a U_k with a = x̃ − float(μ_k − c) formed from that packing panel by panel
+  // (matmul::multiply_upper_minus, float32, skipping U_k's zero lower triangle), the distance ‖y‖² summed in double; responsibilities as in the diagonal pass; then per
   // component one sweep over the tile's rows that forms a, adds Σ r a (double) and writes a
   // and r a straight into the packed operands of Σ r a aᵀ (one float32 product per tile
   // and component, its lower triangle added to the double statistics). Every sum has a fixed order (matmul.hpp), so the bits
@@ -627,7 +626,7 @@ void Gmm::e_step_block_full_f32(const io::DenseBlock& block, std::span<double> p
   std::vector<float> xf(sz(kRows * dp), 0.0f), y(sz(kRows * d_)), q(sz(kRows * k_)), rf(sz(kRows * k_)),
       c2(sz(d_ * d_));
   std::vector<double> w;
-  matmul::Packed px, pa;
+  matmul::Packed px;
   std::vector<matmul::Packed> pw(sz(blocks)), pb(sz(blocks));
   double* nk = partial.data() + 2;
   double* first = nk + k_;
@@ -639,8 +638,7 @@ void Gmm::e_step_block_full_f32(const io::DenseBlock& block, std::span<double> p
     if (!float32_tile(rows, r0, n, xf.data(), dp, partial)) continue;
     px.pack_a(matmul::Precision::kHighest, xf.data(), n, d_, dp, 1);
     for (Index k = 0; k < k_; ++k) {
-      pa.assign_minus(px, mean32_.data() + k * d_);
-      matmul::multiply_upper(pa, prec32_[sz(k)], y.data(), d_);
+      matmul::multiply_upper_minus(px, mean32_.data() + k * d_, prec32_[sz(k)], y.data(), d_);
       for (Index i = 0; i < n; ++i) q[sz(i * k_ + k)] = static_cast<float>(lanes::sum_squares(y.data() + i * d_, d_));
     }
     partial[0] += gmm_kernel::softmax_rows(q.data(), n, k_, bias_, rf.data(), nk, w);
