@@ -613,11 +613,13 @@ namespace {
 void Gmm::e_step_block_full_f32(const io::DenseBlock& block, std::span<double> partial) const {
   // Per tile: x̃ = float(x − c) once, packed once as a product operand; per component
   // y = a U_k with a = x̃ − float(μ_k − c) formed from that packing panel by panel
-  // (matmul::multiply_upper_minus, float32, skipping U_k's zero lower triangle), the distance ‖y‖² summed in double; responsibilities as in the diagonal pass; then per
-  // component one sweep over the tile's rows that forms a, adds Σ r a (double) and writes a
-  // and r a straight into the packed operands of Σ r a aᵀ (one float32 product per tile
-  // and component, its lower triangle added to the double statistics). Every sum has a fixed order (matmul.hpp), so the bits
-  // depend on neither the kernel variant nor the rows outside the tile.
+  // (matmul::multiply_upper_minus, float32, skipping U_k's zero lower triangle), the
+  // distance ‖y‖² summed in double; responsibilities as in the diagonal pass; then per
+  // component one sweep over the tile's rows that forms a, adds Σ r a (double) and writes
+  // a and r a straight into the packed operands of Σ r a aᵀ (one float32 product per tile
+  // and component, its lower triangle added to the double statistics). Every sum has a
+  // fixed order (matmul.hpp), so the bits depend on neither the kernel variant nor the
+  // rows outside the tile.
   constexpr Index kRows = 256;
   constexpr Index kBlock = matmul::kLowerBlock, kMr = matmul::Packed::kMr, kNr = matmul::Packed::kNr;
   static_assert(kBlock == kNr && kBlock % kMr == 0);
