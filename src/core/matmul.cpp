@@ -288,6 +288,7 @@ void Packed::pack(Precision p, const float* src, Index rows, Index depth, Index 
   width_ = width;
   row_stride_ = row_stride;
   depth_stride_ = depth_stride;
+  shaped_ = false;
   steps_ = p == Precision::kMedium ? (depth + 1) / 2 : depth;
   const Index panels = (rows + width - 1) / width;
   const auto size = static_cast<std::size_t>(panels * width * steps_);
@@ -302,6 +303,7 @@ void Packed::shape(Index rows, Index depth, bool as_a) {
   steps_ = depth;
   width_ = as_a ? kMr : kNr;
   row_stride_ = depth_stride_ = 0;
+  shaped_ = true;
   const Index panels = (rows + width_ - 1) / width_;
   const auto size = static_cast<std::size_t>(panels * width_ * steps_);
   if (words_.size() < size) words_.resize(size);
@@ -314,23 +316,20 @@ void Packed::shape(Index rows, Index depth, bool as_a) {
 
 namespace {
 
-// out = in − shift[s] on every word of step s, panels of `width` (a multiple of 8) words.
-[[gnu::target("avx2")]] void minus_steps(const std::uint32_t* in, std::uint32_t* out, Index panels, Index steps,
-                                         Index width, const float* shift) {
-  for (Index q = 0; q < panels; ++q)
-    for (Index st = 0; st < steps; ++st) {
-      const Index o = (q * steps + st) * width;
-      const __m256 m = _mm256_set1_ps(shift[st]);
-      for (Index r = 0; r < width; r += 8) {
-        const __m256 v = _mm256_loadu_ps(reinterpret_cast<const float*>(in + o + r));
-        _mm256_storeu_ps(reinterpret_cast<float*>(out + o + r), _mm256_sub_ps(v, m));
-      }
-    }
+// out = in − shift[s] on the kMr (8) words of every step s of one A panel.
+[[gnu::target("avx2")]] void minus_steps(const std::uint32_t* in, std::uint32_t* out, Index steps, const float* shift) {
+  static_assert(kMr == 8, "one __m256 per step");
+  for (Index st = 0; st < steps; ++st) {
+    const __m256 v = _mm256_loadu_ps(reinterpret_cast<const float*>(in + st * kMr));
+    _mm256_storeu_ps(reinterpret_cast<float*>(out + st * kMr), _mm256_sub_ps(v, _mm256_set1_ps(shift[st])));
+  }
 }
 
 }  // namespace
 
 void Packed::repack(const float* src, Index row_begin, Index row_end, Index depth_begin, Index depth_end) {
+  if (shaped_)
+    throw std::invalid_argument("matmul::Packed::repack: the operand was shaped (Packed::shape), not packed from a source");
   if (row_begin < 0 || row_end > rows_ || row_begin > row_end || depth_begin < 0 || depth_end > depth_ ||
       depth_begin > depth_end || row_begin % (width_ == kNr ? kNr : 16) != 0 ||
       (precision_ == Precision::kMedium && depth_begin % 2 != 0))
@@ -392,6 +391,11 @@ void Packed::fill(const float* src, Index r_begin, Index r_end, Index k_begin, I
 
 namespace {
 
+// The steps panel qn of an upper-triangular B needs: its columns j < (qn + 1)·32 have no
+// entry below row j, so its steps past k = (qn + 1)·32 (a pair of k per step for bfloat16)
+// add only zeros.
+constexpr Index upper_steps(Index qn, Index steps, bool bf16) { return std::min(steps, (qn + 1) * kNr / (bf16 ? 2 : 1)); }
+
 // Every tile of C = A B, in the one tile kernel chosen for the product (kAvx2: the AVX2
 // float32 tile).
 template <bool kBf16, bool kMax, bool kAvx2 = false>
@@ -401,9 +405,7 @@ void tiles(const Packed& a, const Packed& b, float* c, Index ldc, bool accumulat
   const Index m = a.rows(), n = b.rows();
   const Index mp = (m + kMr - 1) / kMr, np = (n + kNr - 1) / kNr;
   for (Index qn = 0; qn < np; ++qn) {
-    // B upper triangular: the panel's columns j < (qn + 1)·32 have no entry below row j, so
-    // its steps past k = (qn + 1)·32 (a pair of k per step for bfloat16) add only zeros.
-    const Index steps = upper_b ? std::min(a.steps(), (qn + 1) * kNr / (kBf16 ? 2 : 1)) : a.steps();
+    const Index steps = upper_b ? upper_steps(qn, a.steps(), kBf16) : a.steps();
     const std::uint32_t* bp = b.panel(qn);
     const int nv = static_cast<int>(std::min(kNr, n - qn * kNr));
     for (Index qm = 0; qm < mp; ++qm) {
@@ -453,10 +455,10 @@ void multiply_upper_minus(const Packed& a, const float* shift, const Packed& b, 
   const bool avx2 = !use_avx512();
   // Panel by panel of A: its shifted words stay in L1 for every panel of B.
   for (Index qm = 0; qm < mp; ++qm) {
-    minus_steps(a.panel(qm), shifted.data(), 1, steps, kMr, shift);
+    minus_steps(a.panel(qm), shifted.data(), steps, shift);
     const int mv = static_cast<int>(std::min(kMr, m - qm * kMr));
     for (Index qn = 0; qn < np; ++qn) {
-      const Index sq = std::min(steps, (qn + 1) * kNr);
+      const Index sq = upper_steps(qn, steps, false);
       const int nv = static_cast<int>(std::min(kNr, n - qn * kNr));
       float* cq = c + qm * kMr * ldc + qn * kNr;
       if (avx2) tile_avx2<false>(sq, shifted.data(), b.panel(qn), cq, ldc, false, mv, nv, nullptr);

@@ -284,6 +284,11 @@ TEST(Matmul, OperandsWrittenInPlaceEqualFreshPacks) {
         }
         a.shape(wb, n, true);
         b.shape(wb, n, false);
+        {  // a shaped operand has no source layout to repack from
+          const std::vector<float> src(static_cast<std::size_t>(64 * n), 0.0f);
+          EXPECT_THROW(a.repack(src.data(), 0, wb, 0, n), std::invalid_argument);
+          EXPECT_THROW(b.repack(src.data(), 0, wb, 0, n), std::invalid_argument);
+        }
         const Index last_a = (wb - 1) / Packed::kMr, rows_a = wb - last_a * Packed::kMr;
         for (Index i = 0; i < n; ++i) {
           for (Index t = rows_a; t < Packed::kMr; ++t) ASSERT_EQ(a.panel_words(last_a)[i * Packed::kMr + t], 0u) << d;

@@ -58,7 +58,8 @@ class Packed {
   /// pack_a/pack_b call (after the source changed there): rows [row_begin, row_end) of the
   /// panel direction and [depth_begin, depth_end) along K. row_begin must start a panel of
   /// B (a multiple of 32) or a group of 16 rows of A, depth_begin must be even for kMedium;
-  /// whole groups are repacked. Throws std::invalid_argument otherwise. Distinct ranges
+  /// whole groups are repacked. Throws std::invalid_argument otherwise, and for an operand
+  /// sized by shape() (it has no source layout). Distinct ranges
   /// touch distinct words, so they may be repacked concurrently.
   void repack(const float* src, Index row_begin, Index row_end, Index depth_begin, Index depth_end);
 
@@ -67,7 +68,8 @@ class Packed {
   /// word of the rows through panel_words() (step s of row r of panel q at
   /// panel_words(q)[s · width + r % width], width kMr for A and kNr for B). The padding of
   /// the last panel is zeroed here. For producers that compute an operand row by row and
-  /// can store it packed at once (no copy of a staging buffer).
+  /// can store it packed at once (no copy of a staging buffer). Such an operand has no
+  /// source: repack() on it throws std::invalid_argument.
   void shape(Index rows, Index depth, bool as_a);
   std::uint32_t* panel_words(Index q) noexcept { return words_.data() + q * width_ * steps_; }
 
@@ -84,6 +86,7 @@ class Packed {
 
   Precision precision_ = Precision::kHighest;
   Index rows_ = 0, depth_ = 0, steps_ = 0, width_ = 0, row_stride_ = 0, depth_stride_ = 0;
+  bool shaped_ = false;  // sized by shape(): no source to repack from
   std::vector<std::uint32_t, Eigen::aligned_allocator<std::uint32_t>> words_;
 };
 
@@ -98,8 +101,8 @@ void multiply(const Packed& a, const Packed& b, float* c, Index ldc, bool accumu
 /// 32 columns stops after step (q + 1)·32, past which its terms are products with exact
 /// zeros. For finite A the result has the bits of multiply() but for the sign of a zero
 /// (a trailing +0 term turns a −0 sum into +0); about ½ to ¾ of its arithmetic (¾ for
-/// d = 64). Single-threaded. Used for the full GMM's x U_k (U_k the Cholesky factor of
-/// the precision).
+/// d = 64). Single-threaded. The full GMM uses its shifted form, multiply_upper_minus();
+/// this one is the reference that form is tested against (tests/unit/test_matmul.cpp).
 void multiply_upper(const Packed& a, const Packed& b, float* c, Index ldc);
 
 /// multiply_upper() of (A − 1 shiftᵀ) and B (shift: depth floats), A packed (as A) from

@@ -676,20 +676,9 @@ void Gmm::e_step_block_full_f32(const io::DenseBlock& block, std::span<double> p
           acc[t] = t < wg ? f[j0 + t] : 0.0;
           m[t] = t < wg ? mk[j0 + t] : 0.0f;
         }
-        if (wg == kMr) {
-          weighted_rows8(xf.data() + j0, dp, m, rf.data() + k, k_, n, acc, bw, aw);
-        } else {
-          for (Index i = 0; i < n; ++i) {
-            const float r = rf[sz(i * k_ + k)];
-            const float* xi = xf.data() + i * dp + j0;
-            for (Index t = 0; t < wg; ++t) {
-              const float a = xi[t] - m[t];
-              acc[t] += static_cast<double>(r) * static_cast<double>(a);
-              bw[i * kNr + t] = std::bit_cast<std::uint32_t>(a);
-              aw[i * kMr + t] = std::bit_cast<std::uint32_t>(r * a);
-            }
-          }
-        }
+        // Fewer than 8 features left (wg < 8): x̃'s padding and m's are zeros, so the extra
+        // lanes write a = +0 and r a = +0 into the panels' padding, which shape() zeroed.
+        weighted_rows8(xf.data() + j0, dp, m, rf.data() + k, k_, n, acc, bw, aw);
         for (Index t = 0; t < wg; ++t) f[j0 + t] = acc[t];
         j0 += kMr;
       }
