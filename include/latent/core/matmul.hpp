@@ -59,8 +59,8 @@ class Packed {
   /// panel direction and [depth_begin, depth_end) along K. row_begin must start a panel of
   /// B (a multiple of 32) or a group of 16 rows of A, depth_begin must be even for kMedium;
   /// whole groups are repacked. Throws std::invalid_argument otherwise, and for an operand
-  /// sized by shape() (it has no source layout). Distinct ranges
-  /// touch distinct words, so they may be repacked concurrently.
+  /// sized by shape() (it has no source layout). Distinct ranges touch distinct words, so
+  /// they may be repacked concurrently.
   void repack(const float* src, Index row_begin, Index row_end, Index depth_begin, Index depth_end);
 
   /// Sizes the operand as pack_a (as_a) or pack_b would for `rows` panel-direction rows
@@ -102,7 +102,7 @@ void multiply(const Packed& a, const Packed& b, float* c, Index ldc, bool accumu
 /// zeros. For finite A the result has the bits of multiply() but for the sign of a zero
 /// (a trailing +0 term turns a −0 sum into +0); about ½ to ¾ of its arithmetic (¾ for
 /// d = 64). Single-threaded. The full GMM uses its shifted form, multiply_upper_minus();
-/// this one is the reference that form is tested against (tests/unit/test_matmul.cpp).
+/// this one is the reference that form is tested against (tests/unit/matmul_test.cpp).
 void multiply_upper(const Packed& a, const Packed& b, float* c, Index ldc);
 
 /// multiply_upper() of (A − 1 shiftᵀ) and B (shift: depth floats), A packed (as A) from
