@@ -308,6 +308,58 @@ TEST(GmmFloat32, KernelsMatchDoubleSumsAndEveryVariantGivesTheSameBits) {
   EXPECT_TRUE(gmm_kernel::convert(xd.data(), 3, d, d, center.data(), out.data(), dp));
 }
 
+// moments() is, bit for bit, one float32 FMA chain per component and column over the rows in
+// order (x² rounded first), whichever way it runs: the dense blocks (r mostly non-zero, or a
+// tile longer than the sparse path's lists), or the sparse path that skips exact zeros (most
+// of r zero, as in high dimensions). Checked against that scalar chain in every variant,
+// with negative values, a component without any non-zero, denormal responsibilities, and
+// every remainder of the lane-group panels (d = 37 and 100).
+TEST(GmmFloat32, MomentsAreTheRowOrderChainWhetherZerosAreSkippedOrNot) {
+  std::mt19937_64 gen(21);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  std::uniform_real_distribution<float> unit(0.0f, 1.0f);
+  struct Case {
+    Index rows, d, k;
+    double nonzero;  // fraction of r non-zero
+  };
+  for (const Case cs : {Case{128, 100, 10, 0.11}, Case{37, 37, 7, 0.2}, Case{128, 37, 3, 0.9}, Case{300, 37, 5, 0.1},
+                        Case{1, 100, 2, 0.5}}) {
+    const Index dp = gmm_kernel::padded(cs.d);
+    std::vector<float> x(cs.rows * dp, 0.0f), r(cs.rows * cs.k, 0.0f);
+    for (Index i = 0; i < cs.rows; ++i)
+      for (Index j = 0; j < cs.d; ++j) x[i * dp + j] = normal(gen);
+    for (Index i = 0; i < cs.rows; ++i)
+      for (Index c = 0; c + 1 < cs.k; ++c)  // the last component gets no row
+        if (unit(gen) < cs.nonzero) r[i * cs.k + c] = unit(gen) < 0.1f ? 1e-40f : unit(gen);
+    std::vector<double> want1(cs.k * cs.d), want2(cs.k * cs.d);
+    for (Index c = 0; c < cs.k; ++c)
+      for (Index j = 0; j < cs.d; ++j) {
+        float a1 = 0.0f, a2 = 0.0f;
+        for (Index i = 0; i < cs.rows; ++i) {
+          const float v = x[i * dp + j], rv = r[i * cs.k + c];
+          a1 = std::fma(rv, v, a1);
+          a2 = std::fma(rv, v * v, a2);
+        }
+        want1[c * cs.d + j] = 1.0 + static_cast<double>(a1);
+        want2[c * cs.d + j] = 2.0 + static_cast<double>(a2);
+      }
+    int ran = 0;
+    for (const auto v : kernel::all_variants()) {
+      if (!kernel::supported(v)) continue;
+      kernel::ScopedVariant scope(v);
+      std::vector<double> first(cs.k * cs.d, 1.0), second(cs.k * cs.d, 2.0);
+      gmm_kernel::PrefetchRange pf;
+      gmm_kernel::moments(x.data(), cs.rows, dp, cs.d, r.data(), cs.k, first.data(), second.data(), pf);
+      for (Index e = 0; e < cs.k * cs.d; ++e) {
+        ASSERT_EQ(first[e], want1[e]) << kernel::to_string(v) << " rows " << cs.rows << " k " << cs.k << " e " << e;
+        ASSERT_EQ(second[e], want2[e]) << kernel::to_string(v) << " rows " << cs.rows << " k " << cs.k << " e " << e;
+      }
+      ++ran;
+    }
+    ASSERT_GT(ran, 0);
+  }
+}
+
 // The fused float32 pass (the default of `latent fit gmm`) against the double path: the
 // mean log-likelihood to 1e-6 relative after every one of 20 EM iterations, with data far
 // from the origin, a tile with a missing value (which takes the double path) and blocks

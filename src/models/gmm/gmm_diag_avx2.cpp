@@ -4,6 +4,7 @@
 #include <immintrin.h>
 
 #include <cstddef>
+#include <cstdint>
 
 #include "latent/models/gmm/gmm_diag_kernel.hpp"
 
@@ -28,6 +29,8 @@ inline __m256 vfold8(V a) { return _mm256_add_ps(a.lo, a.hi); }
 // 16 ymm registers, two per V: 2 × 2 accumulators + 2 rows + 2 operands in quadratic();
 // 1 × 3 × 2 accumulators + 2 row vectors + 1 broadcast in moments().
 constexpr int kQuadRows = 2, kQuadComps = 2, kMomWidth = 1, kMomComps = 3;
+// moments_sparse(): 1 × 2 accumulators (four ymm chains).
+constexpr int kSparseWidth = 1;
 
 }  // namespace
 

@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include <cstddef>
+#include <cstdint>
 
 #include "latent/models/gmm/gmm_diag_kernel.hpp"
 
@@ -26,6 +27,8 @@ inline __m256 vfold8(V a) { return _mm256_add_ps(_mm512_castps512_ps256(a.v), _m
 // 32 zmm registers: 4 × 5 accumulators + 4 rows + 2 operands + 1 temporary in quadratic();
 // 2 × 5 × 2 accumulators + 4 row vectors + 1 broadcast in moments().
 constexpr int kQuadRows = 4, kQuadComps = 5, kMomWidth = 2, kMomComps = 5;
+// moments_sparse(): 4 × 2 accumulator chains (enough FMAs in flight), 4 rows, 1 broadcast.
+constexpr int kSparseWidth = 4;
 
 }  // namespace
 
