@@ -9,6 +9,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <string>
 #include <numbers>
 
 #include "../support/fixtures.hpp"
@@ -16,6 +17,7 @@
 #include "latent/core/error.hpp"
 #include "latent/core/exact_sum.hpp"
 #include "latent/core/kernel.hpp"
+#include "latent/models/gmm/float32_tiles.hpp"
 #include "latent/models/gmm/gmm_diag_kernel.hpp"
 #include "latent/models/gmm/gmm_fit.hpp"
 #include "latent/train/data_summary.hpp"
@@ -358,6 +360,64 @@ TEST(GmmFloat32, MomentsAreTheRowOrderChainWhetherZerosAreSkippedOrNot) {
     }
     ASSERT_GT(ran, 0);
   }
+}
+
+// The full GMM's per-component statistics of a float32 tile (gmm_kernel::full_moments) are
+// the row-order chains, bit for bit: Σ r a as a double FMA chain, each entry of the lower
+// triangle of Σ (r a) aᵀ as a float32 FMA chain, both checked against scalar chains; and
+// leaving out the rows whose r is exactly zero (the default) gives the same bits as
+// keeping them. Every variant; d = 37 (tail panels) and 70 (three feature blocks, the
+// 16-wide AVX-512 sweep); a component without any non-zero row; denormal responsibilities.
+TEST(GmmFloat32, FullMomentsAreTheRowOrderChainsWithOrWithoutTheZeroRows) {
+  std::mt19937_64 gen(23);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  std::uniform_real_distribution<float> unit(0.0f, 1.0f);
+  for (const Index d : {37, 70})
+    for (const Index n : {256, 9}) {
+      const Index dp = gmm_kernel::padded(d), ldr = 3;
+      std::vector<float> x(n * dp, 0.0f), m(d), r(n * ldr, 0.0f);
+      for (Index i = 0; i < n; ++i)
+        for (Index j = 0; j < d; ++j) x[i * dp + j] = normal(gen);
+      for (auto& v : m) v = normal(gen);
+      for (Index i = 0; i < n; ++i) {
+        if (unit(gen) < 0.15f) r[i * ldr] = unit(gen) < 0.1f ? 1e-40f : unit(gen);  // component 0: sparse
+        r[i * ldr + 1] = unit(gen);                                                 // component 1: dense
+      }                                                                             // component 2: all zero
+      for (Index c = 0; c < ldr; ++c) {
+        std::vector<double> want1(d, 0.5), want2(d * d, 0.25);
+        for (Index j = 0; j < d; ++j) {
+          double acc = 0.5;
+          for (Index i = 0; i < n; ++i)
+            acc = std::fma(double(r[i * ldr + c]), double(x[i * dp + j] - m[j]), acc);
+          want1[j] = acc;
+          for (Index l = 0; l <= j; ++l) {
+            float a2 = 0.0f;
+            for (Index i = 0; i < n; ++i) {
+              const float aj = x[i * dp + j] - m[j], al = x[i * dp + l] - m[l];
+              a2 = std::fma(r[i * ldr + c] * aj, al, a2);
+            }
+            want2[j * d + l] = 0.25 + double(a2);
+          }
+        }
+        int ran = 0;
+        for (const auto v : kernel::all_variants()) {
+          if (!kernel::supported(v)) continue;
+          kernel::ScopedVariant scope(v);
+          for (const bool skip : {true, false}) {
+            std::vector<double> first(d, 0.5), second(d * d, 0.25);
+            gmm_kernel::FullScratch scratch;
+            gmm_kernel::full_moments(x.data(), n, dp, d, r.data() + c, ldr, m.data(), first.data(), second.data(),
+                                     scratch, skip);
+            const std::string what = kernel::to_string(v) + " d " + std::to_string(d) + " n " + std::to_string(n) +
+                                     " component " + std::to_string(c) + (skip ? " skipping zeros" : " every row");
+            ASSERT_EQ(first, want1) << what;
+            ASSERT_EQ(second, want2) << what;
+          }
+          ++ran;
+        }
+        ASSERT_GT(ran, 0);
+      }
+    }
 }
 
 // The fused float32 pass (the default of `latent fit gmm`) against the double path: the

@@ -564,17 +564,19 @@ void Gmm::e_step_block_f32(const io::DenseBlock& block, std::span<double> partia
 
 namespace {
 
-// For the 8 features of one panel of the full GMM's (r a)ᵀ, rows i < n in order: a_i = x_i −
-// m, acc += r_i a_i (in double: r_i a_i is exact there, so the FMA adds the same value as
-// a multiply then an add), a_i stored at a_words + i·32 (the B operand's layout) and r_i a_i
-// at ra_words + i·8 (the A operand's). x: rows ldx floats apart; r: ldr floats apart.
+// For the 8 features of one panel of the full GMM's (r a)ᵀ, the rows idx[i], i < n, in
+// order: a_i = x_i − m, acc += r_i a_i (in double: r_i a_i is exact there, so the FMA adds
+// the same value as a multiply then an add), a_i stored at a_words + i·32 (the B operand's
+// layout) and r_i a_i at ra_words + i·8 (the A operand's). x: rows ldx floats apart; r: ldr
+// floats apart.
 [[gnu::target("avx2,fma")]] void weighted_rows8(const float* x, Index ldx, const float* m, const float* r, Index ldr,
-                                                Index n, double* acc, std::uint32_t* a_words, std::uint32_t* ra_words) {
+                                                const Index* idx, Index n, double* acc, std::uint32_t* a_words,
+                                                std::uint32_t* ra_words) {
   const __m256 mv = _mm256_loadu_ps(m);
   __m256d lo = _mm256_loadu_pd(acc), hi = _mm256_loadu_pd(acc + 4);
   for (Index i = 0; i < n; ++i) {
-    const float ri = r[i * ldr];
-    const __m256 a = _mm256_sub_ps(_mm256_loadu_ps(x + i * ldx), mv);
+    const float ri = r[idx[i] * ldr];
+    const __m256 a = _mm256_sub_ps(_mm256_loadu_ps(x + idx[i] * ldx), mv);
     _mm256_storeu_ps(reinterpret_cast<float*>(a_words + i * matmul::Packed::kNr), a);
     _mm256_storeu_ps(reinterpret_cast<float*>(ra_words + i * matmul::Packed::kMr), _mm256_mul_ps(_mm256_set1_ps(ri), a));
     const __m256d rd = _mm256_set1_pd(static_cast<double>(ri));
@@ -588,13 +590,13 @@ namespace {
 // weighted_rows8 for 16 features (two panels of (r a)ᵀ, ra_words0 and ra_words1) with
 // AVX-512 (kernel variant avx512 and up): the same operations per feature, so the same bits.
 [[gnu::target("avx512f")]] void weighted_rows16(const float* x, Index ldx, const float* m, const float* r, Index ldr,
-                                                Index n, double* acc, std::uint32_t* a_words, std::uint32_t* ra_words0,
-                                                std::uint32_t* ra_words1) {
+                                                const Index* idx, Index n, double* acc, std::uint32_t* a_words,
+                                                std::uint32_t* ra_words0, std::uint32_t* ra_words1) {
   const __m512 mv = _mm512_loadu_ps(m);
   __m512d lo = _mm512_loadu_pd(acc), hi = _mm512_loadu_pd(acc + 8);
   for (Index i = 0; i < n; ++i) {
-    const float ri = r[i * ldr];
-    const __m512 a = _mm512_sub_ps(_mm512_loadu_ps(x + i * ldx), mv);
+    const float ri = r[idx[i] * ldr];
+    const __m512 a = _mm512_sub_ps(_mm512_loadu_ps(x + idx[i] * ldx), mv);
     _mm512_storeu_ps(a_words + i * matmul::Packed::kNr, a);
     const __m512 ra = _mm512_mul_ps(_mm512_set1_ps(ri), a);
     _mm256_storeu_ps(reinterpret_cast<float*>(ra_words0 + i * matmul::Packed::kMr), _mm512_castps512_ps256(ra));
@@ -610,30 +612,86 @@ namespace {
 
 }  // namespace
 
+void gmm_kernel::full_moments(const float* xf, Index n, Index dp, Index d, const float* r, Index ldr, const float* mk,
+                              double* f, double* s2, FullScratch& scratch, bool skip_zeros) {
+  constexpr Index kBlock = matmul::kLowerBlock, kMr = matmul::Packed::kMr, kNr = matmul::Packed::kNr;
+  static_assert(kBlock == kNr && kBlock % kMr == 0);
+  const auto sz = [](Index v) { return static_cast<std::size_t>(v); };
+  const Index blocks = (d + kBlock - 1) / kBlock;
+  auto& [idx, pw, pb, c2] = scratch;
+  if (static_cast<Index>(idx.size()) < n) idx.resize(sz(n));
+  if (static_cast<Index>(pw.size()) < blocks) pw.resize(sz(blocks)), pb.resize(sz(blocks));
+  c2.resize(sz(d * d));
+  // Only the rows whose responsibility is not exactly zero: a zero row adds r a = ±0 to
+  // Σ r a and (r a) aᵀ = ±0 words to every chain of the product (one chain per entry over
+  // the rows in order, matmul.hpp), which changes no sum, so leaving it out gives the same
+  // bits with less work (in many dimensions most rows belong to one component). A
+  // component with no such row adds nothing at all.
+  Index nz = 0;
+  for (Index i = 0; i < n; ++i) {
+    idx[sz(nz)] = i;
+    nz += !skip_zeros || r[i * ldr] != 0.0f;
+  }
+  if (nz == 0) return;
+  for (Index b = 0; b < blocks; ++b) {
+    const Index wb = std::min(kBlock, d - b * kBlock);
+    pw[sz(b)].shape(wb, nz, true);   // block b of (r a)ᵀ: features × rows
+    pb[sz(b)].shape(wb, nz, false);  // block b of a: rows × features
+  }
+  // By groups of 8 features (one panel of (r a)ᵀ; 16 with AVX-512 where two whole panels
+  // remain), the rows in order: each Σ r a keeps its order over the rows, and its sums
+  // stay in registers across them.
+  const bool wide = kernel::active() >= kernel::Variant::kAvx512;
+  for (Index j0 = 0; j0 < d;) {
+    const Index b = j0 / kBlock, wg = std::min(kMr, d - j0);
+    if (wide && j0 + 2 * kMr <= d && (j0 % kBlock) + 2 * kMr <= kBlock) {
+      double acc[2 * kMr];
+      std::copy(f + j0, f + j0 + 2 * kMr, acc);
+      const Index p = (j0 % kBlock) / kMr;
+      weighted_rows16(xf + j0, dp, mk + j0, r, ldr, idx.data(), nz, acc, pb[sz(b)].panel_words(0) + j0 % kBlock,
+                      pw[sz(b)].panel_words(p), pw[sz(b)].panel_words(p + 1));
+      std::copy(acc, acc + 2 * kMr, f + j0);
+      j0 += 2 * kMr;
+      continue;
+    }
+    std::uint32_t* bw = pb[sz(b)].panel_words(0) + j0 % kBlock;
+    std::uint32_t* aw = pw[sz(b)].panel_words((j0 % kBlock) / kMr);
+    double acc[kMr];
+    float m[kMr];
+    for (Index t = 0; t < kMr; ++t) {
+      acc[t] = t < wg ? f[j0 + t] : 0.0;
+      m[t] = t < wg ? mk[j0 + t] : 0.0f;
+    }
+    // Fewer than 8 features left (wg < 8): x̃'s padding and m's are zeros, so the extra
+    // lanes write a = +0 and r a = +0 into the panels' padding, which shape() zeroed.
+    weighted_rows8(xf + j0, dp, m, r, ldr, idx.data(), nz, acc, bw, aw);
+    for (Index t = 0; t < wg; ++t) f[j0 + t] = acc[t];
+    j0 += kMr;
+  }
+  // The lower triangle of Σ_i (r_i a_i) a_iᵀ = (r a)ᵀ a.
+  matmul::multiply_lower_packed(pw, pb, d, c2.data());
+  for (Index i = 0; i < d; ++i)
+    for (Index j = 0; j <= i; ++j) s2[i * d + j] += static_cast<double>(c2[sz(i * d + j)]);
+}
+
 void Gmm::e_step_block_full_f32(const io::DenseBlock& block, std::span<double> partial) const {
   // Per tile: x̃ = float(x − c) once, packed once as a product operand; per component
   // y = a U_k with a = x̃ − float(μ_k − c) formed from that packing panel by panel
   // (matmul::multiply_upper_minus, float32, skipping U_k's zero lower triangle), the
   // distance ‖y‖² summed in double; responsibilities as in the diagonal pass; then per
-  // component one sweep over the tile's rows that forms a, adds Σ r a (double) and writes
-  // a and r a straight into the packed operands of Σ r a aᵀ (one float32 product per tile
-  // and component, its lower triangle added to the double statistics). Every sum has a
-  // fixed order (matmul.hpp), so the bits depend on neither the kernel variant nor the
-  // rows outside the tile.
+  // component gmm_kernel::full_moments (Σ r a and the lower triangle of Σ r a aᵀ over the
+  // tile's rows with r ≠ 0). Every sum has a fixed order (matmul.hpp), so the bits depend
+  // on neither the kernel variant nor the rows outside the tile.
   constexpr Index kRows = 256;
-  constexpr Index kBlock = matmul::kLowerBlock, kMr = matmul::Packed::kMr, kNr = matmul::Packed::kNr;
-  static_assert(kBlock == kNr && kBlock % kMr == 0);
-  const Index dp = gmm_kernel::padded(d_), blocks = (d_ + kBlock - 1) / kBlock;
+  const Index dp = gmm_kernel::padded(d_);
   const auto sz = [](Index v) { return static_cast<std::size_t>(v); };
-  std::vector<float> xf(sz(kRows * dp), 0.0f), y(sz(kRows * d_)), q(sz(kRows * k_)), rf(sz(kRows * k_)),
-      c2(sz(d_ * d_));
+  std::vector<float> xf(sz(kRows * dp), 0.0f), y(sz(kRows * d_)), q(sz(kRows * k_)), rf(sz(kRows * k_));
   std::vector<double> w;
   matmul::Packed px;
-  std::vector<matmul::Packed> pw(sz(blocks)), pb(sz(blocks));
+  gmm_kernel::FullScratch scratch;
   double* nk = partial.data() + 2;
   double* first = nk + k_;
   double* second = first + k_ * d_;
-  const bool wide = kernel::active() >= kernel::Variant::kAvx512;
   const gmm_kernel::BlockRows rows(block);
   for (Index r0 = 0; r0 < rows.rows(); r0 += kRows) {
     const Index n = std::min(kRows, rows.rows() - r0);
@@ -645,49 +703,9 @@ void Gmm::e_step_block_full_f32(const io::DenseBlock& block, std::span<double> p
     }
     partial[0] += gmm_kernel::softmax_rows(q.data(), n, k_, bias_, rf.data(), nk, w);
     partial[1] += static_cast<double>(n);
-    for (Index k = 0; k < k_; ++k) {
-      const float* mk = mean32_.data() + k * d_;
-      double* f = first + k * d_;
-      for (Index b = 0; b < blocks; ++b) {
-        const Index wb = std::min(kBlock, d_ - b * kBlock);
-        pw[sz(b)].shape(wb, n, true);    // block b of (r a)ᵀ: features × rows
-        pb[sz(b)].shape(wb, n, false);   // block b of a: rows × features
-      }
-      // By groups of 8 features (one panel of (r a)ᵀ; 16 with AVX-512 where two whole
-      // panels remain), the rows in order: each Σ r a keeps its order over the rows, and
-      // its sums stay in registers across them.
-      for (Index j0 = 0; j0 < d_;) {
-        const Index b = j0 / kBlock, wg = std::min(kMr, d_ - j0);
-        if (wide && j0 + 2 * kMr <= d_ && (j0 % kBlock) + 2 * kMr <= kBlock) {
-          double acc[2 * kMr];
-          std::copy(f + j0, f + j0 + 2 * kMr, acc);
-          const Index p = (j0 % kBlock) / kMr;
-          weighted_rows16(xf.data() + j0, dp, mk + j0, rf.data() + k, k_, n, acc, pb[sz(b)].panel_words(0) + j0 % kBlock,
-                          pw[sz(b)].panel_words(p), pw[sz(b)].panel_words(p + 1));
-          std::copy(acc, acc + 2 * kMr, f + j0);
-          j0 += 2 * kMr;
-          continue;
-        }
-        std::uint32_t* bw = pb[sz(b)].panel_words(0) + j0 % kBlock;
-        std::uint32_t* aw = pw[sz(b)].panel_words((j0 % kBlock) / kMr);
-        double acc[kMr];
-        float m[kMr];
-        for (Index t = 0; t < kMr; ++t) {
-          acc[t] = t < wg ? f[j0 + t] : 0.0;
-          m[t] = t < wg ? mk[j0 + t] : 0.0f;
-        }
-        // Fewer than 8 features left (wg < 8): x̃'s padding and m's are zeros, so the extra
-        // lanes write a = +0 and r a = +0 into the panels' padding, which shape() zeroed.
-        weighted_rows8(xf.data() + j0, dp, m, rf.data() + k, k_, n, acc, bw, aw);
-        for (Index t = 0; t < wg; ++t) f[j0 + t] = acc[t];
-        j0 += kMr;
-      }
-      // The lower triangle of Σ_i (r_i a_i) a_iᵀ = (r a)ᵀ a.
-      matmul::multiply_lower_packed(pw, pb, d_, c2.data());
-      double* s2 = second + k * d_ * d_;
-      for (Index i = 0; i < d_; ++i)
-        for (Index j = 0; j <= i; ++j) s2[i * d_ + j] += static_cast<double>(c2[sz(i * d_ + j)]);
-    }
+    for (Index k = 0; k < k_; ++k)
+      gmm_kernel::full_moments(xf.data(), n, dp, d_, rf.data() + k, k_, mean32_.data() + k * d_, first + k * d_,
+                               second + k * d_ * d_, scratch);
   }
 }
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "latent/core/kernel.hpp"
+#include "latent/core/matmul.hpp"
 #include "latent/core/types.hpp"
 #include "latent/io/block_source.hpp"
 #include "latent/models/gmm/gmm_diag_kernel.hpp"
@@ -30,6 +31,26 @@ double softmax_rows(const float* q, Index n, Index k, const RowVector& bias, flo
 /// diagonal/spherical GMM and the mixture of factor analysers (σ² = ψ) once per M-step.
 void scale_and_shift32(const RowMatrix& shifted_means, const RowMatrix& sd_inv, std::vector<float>& inv_sd,
                        std::vector<float>& shift);
+
+/// Scratch of full_moments(), kept across calls (grown as needed).
+struct FullScratch {
+  std::vector<Index> rows;
+  std::vector<matmul::Packed> ra, a;
+  std::vector<float> product;
+};
+
+/// The full GMM's statistics of one component from one float32 tile: with a_i = x̃_i − m
+/// (float32; x̃: n × dp row-major, m: d floats, the component's mean minus the centre),
+/// adds Σ_i r_i a_i to first (d doubles; a double FMA chain over the rows in order) and
+/// the lower triangle of Σ_i (r_i a_i) a_iᵀ to second (d × d row-major doubles; a float32
+/// product, one chain per entry over the rows in order, matmul::multiply_lower_packed, its
+/// entries added to the doubles once). r: the component's responsibilities, row i at
+/// r[i·ldr]. With skip_zeros (the default) rows whose r is exactly zero are left out of
+/// both: such a row adds ±0 to every chain, so the bits are the same, for a fraction of
+/// the work when most rows belong to other components. Local, single-threaded; throws
+/// only std::bad_alloc.
+void full_moments(const float* xf, Index n, Index dp, Index d, const float* r, Index ldr, const float* m,
+                  double* first, double* second, FullScratch& scratch, bool skip_zeros = true);
 
 class BlockRows {
  public:
