@@ -19,10 +19,11 @@ What it measures
   GFLOP/s achieved, from nominal flop counts per EM iteration:
     diag: 2 * (2*N*(2D)*K)          (E: [X|X^2] W GEMM, M: R^T [X|X^2] GEMM)
     full: 2*N*K*D^2 + N*K*D^2       (E: K triangular-solve/GEMMs, M: K SYRKs)
-  For (a) latent's rate is dense-equivalent: its moments skip the terms whose float32
-  responsibility is exactly zero (about 89 % of them here; gmm_kernel::moments), so it
-  does less arithmetic than the count, and its fraction of the peak is not the FMA units'
-  utilisation. The time and the ratio are what they are.
+  latent's rates are dense-equivalent: its M-step sums skip the rows whose float32
+  responsibility is exactly zero (about 89 % of the (row, component) pairs in (a);
+  gmm_kernel::moments, gmm_kernel::full_moments), so it does less arithmetic than the
+  count, and its fraction of the peak is not the FMA units' use (it can pass 100 %).
+  The time and the ratio are what they are.
   next to a nominal peak = cores x GHz ('cpu MHz' in /proc/cpuinfo) x flops/cycle,
   32 by default (two 512-bit FMA units; use --flops-per-cycle 16 for CPUs that
   split AVX-512 into 256-bit halves such as AMD Zen 4).
@@ -244,9 +245,9 @@ def main():
             ours["fraction_of_measured_peak"] = ours["gflops"] / mpeak
             ours["measured_peak_gflops"] = mpeak
             ours["measured_peak_precision"] = prec.split("_")[0]
-        if case["cov"] in ("diag", "spherical"):
-            ours["gflops_note"] = ("dense-equivalent: the moments skip exactly-zero float32 responsibilities, "
-                                   "so less arithmetic is done than flops_per_iteration counts")
+        if case["cov"] in ("diag", "spherical", "full"):
+            ours["gflops_note"] = ("dense-equivalent: the M-step sums skip rows with exactly-zero float32 "
+                                   "responsibilities, so less arithmetic is done than flops_per_iteration counts")
         rows.append([case["label"], "latent 1x1", f"{ours['seconds_per_iteration']:.4f}",
                      f"{ours['gflops']:.1f}" + ("*" if "gflops_note" in ours else ""),
                      f"{mpeak:.0f} {prec[:7]} ({100 * ours['gflops'] / mpeak:.0f}%)" if mpeak else "?", "", ""])
@@ -303,8 +304,8 @@ def main():
           f"(bench/fma_peak.c: {measured.get('float32_gflops', '?')} float32, {measured.get('float64_gflops', '?')} "
           f"float64 GFLOP/s); the nominal {peak_note} is in the JSON")
     if any("gflops_note" in c.get("latent_1x1", {}) for c in results["cases"].values()):
-        print("* dense-equivalent rate: latent's moments skip the exactly-zero float32 responsibilities "
-              "(same bits), so it does less arithmetic than the nominal count")
+        print("* dense-equivalent rate: latent's M-step sums skip the rows with exactly-zero float32 "
+              "responsibilities (same bits), so it does less arithmetic than the nominal count")
 
     if do_baseline:
         base = results["machine_scaling"] = {"before": baseline_before, "after": machine_scaling()}
