@@ -194,11 +194,12 @@ std::vector<std::size_t> owner_ranges(std::span<const std::int32_t> words, Index
 void LdaSlice::fetch_rows(const comm::Communicator& comm, std::span<const std::int32_t> words, RowMatrixF& rows,
                           std::vector<std::vector<std::int32_t>>& requests) const {
   const Index k = num_topics(), kp = (k + 15) / 16 * 16;
+  const auto half = static_cast<std::size_t>(kp / 2);  // float32 rows packed two floats per integer
   const auto first = owner_ranges(words, v_, parts_);
   rows.resize(static_cast<Index>(words.size()), kp);
   requests.assign(static_cast<std::size_t>(parts_), {});
+  // 1. Every rank's asks for this slice's words.
   std::vector<std::int64_t> ask;
-  std::vector<std::int64_t> reply;
   for (int step = 0; step < parts_; ++step) {
     const int dest = (rank_ + step) % parts_, src = (rank_ - step + parts_) % parts_;
     const std::size_t a = first[static_cast<std::size_t>(dest)], b = first[static_cast<std::size_t>(dest) + 1];
@@ -210,15 +211,39 @@ void LdaSlice::fetch_rows(const comm::Communicator& comm, std::span<const std::i
       if (asked[i] < begin_ || asked[i] >= end_) throw Error(ErrorKind::kInternal, "fetch_rows: a word outside the slice");
       mine[i] = static_cast<std::int32_t>(asked[i]);
     }
-    // Lda::refresh_row for each asked word, float32 rows packed two floats per integer.
-    reply.assign(mine.size() * static_cast<std::size_t>(kp / 2), 0);
-    tbb::parallel_for(std::size_t{0}, mine.size(), [&](std::size_t i) {
-      auto* out = reinterpret_cast<float*>(reply.data() + i * static_cast<std::size_t>(kp / 2));
-      exp_digamma_minus({lambda_.row(mine[i] - begin_).data(), static_cast<std::size_t>(k)},
-                        {digamma_total_f_.data(), static_cast<std::size_t>(kp)}, {out, static_cast<std::size_t>(kp)});
-    });
+  }
+  // 2. Lda::refresh_row once for each word asked by any rank (a frequent word is in every
+  // rank's documents: computed once per rank that asked, it cost the owner that many
+  // times; the rows are elementwise in λ, so the same bits either way).
+  std::vector<std::int32_t> position(static_cast<std::size_t>(end_ - begin_), -1);
+  std::vector<std::int32_t> distinct;
+  for (const auto& mine : requests)
+    for (const std::int32_t w : mine) {
+      std::int32_t& p = position[static_cast<std::size_t>(w - begin_)];
+      if (p < 0) {
+        p = static_cast<std::int32_t>(distinct.size());
+        distinct.push_back(w);
+      }
+    }
+  std::vector<std::int64_t> values(distinct.size() * half);
+  tbb::parallel_for(std::size_t{0}, distinct.size(), [&](std::size_t i) {
+    auto* out = reinterpret_cast<float*>(values.data() + i * half);
+    exp_digamma_minus({lambda_.row(distinct[i] - begin_).data(), static_cast<std::size_t>(k)},
+                      {digamma_total_f_.data(), static_cast<std::size_t>(kp)}, {out, static_cast<std::size_t>(kp)});
+  });
+  // 3. The replies.
+  std::vector<std::int64_t> reply;
+  for (int step = 0; step < parts_; ++step) {
+    const int dest = (rank_ + step) % parts_, src = (rank_ - step + parts_) % parts_;
+    const std::size_t a = first[static_cast<std::size_t>(dest)], b = first[static_cast<std::size_t>(dest) + 1];
+    const std::vector<std::int32_t>& mine = requests[static_cast<std::size_t>(src)];
+    reply.resize(mine.size() * half);
+    for (std::size_t i = 0; i < mine.size(); ++i) {
+      const auto p = static_cast<std::size_t>(position[static_cast<std::size_t>(mine[i] - begin_)]);
+      std::memcpy(reply.data() + i * half, values.data() + p * half, half * sizeof(std::int64_t));
+    }
     const std::vector<std::int64_t> got = comm.sendrecv(reply, src, dest);
-    if (got.size() != (b - a) * static_cast<std::size_t>(kp / 2)) throw Error(ErrorKind::kInternal, "fetch_rows: short reply");
+    if (got.size() != (b - a) * half) throw Error(ErrorKind::kInternal, "fetch_rows: short reply");
     if (!got.empty()) std::memcpy(rows.row(static_cast<Index>(a)).data(), got.data(), got.size() * sizeof(std::int64_t));
   }
 }
