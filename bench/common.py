@@ -30,15 +30,51 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = REPO_ROOT / "bench"
 RESULTS_DIR = BENCH_DIR / "results"
 
-# Open MPI settings needed to run as root inside a container with no rsh/ssh agent,
-# no CPU binding and no CMA (see README / the lead's notes). Harmless elsewhere.
+# Open MPI settings needed to run as root inside a container with no rsh/ssh agent and no
+# CPU binding. Harmless elsewhere. The shared-memory single-copy mechanism is added by
+# mpi_settings(): Open MPI's default (CMA) where a probe shows it works, as on a user's
+# node, else none (containers without CAP_SYS_PTRACE). Forcing none everywhere made every
+# large message two copies through a shared buffer: an 8 MB int64 allreduce on 2 ranks
+# took 8.4-10 ms instead of 2.5-3.7 ms (AMD EPYC family 25, 2026-12-04), and the VAE's
+# 2-rank iteration 0.59 s instead of 0.39-0.42 s. The tests keep none (tests/CMakeLists.txt).
 MPI_ENV = {
     "OMPI_ALLOW_RUN_AS_ROOT": "1",
     "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
     "OMPI_MCA_hwloc_base_binding_policy": "none",
-    "OMPI_MCA_btl_vader_single_copy_mechanism": "none",
     "OMPI_MCA_plm_rsh_agent": "",
 }
+SINGLE_COPY = "OMPI_MCA_btl_vader_single_copy_mechanism"
+_SINGLE_COPY_CHOICE: str | None = None
+
+
+def single_copy_mechanism() -> str:
+    """The value of OMPI_MCA_btl_vader_single_copy_mechanism the benchmarks run with: the
+    caller's if set; else "cma" if bench/cma_probe.c (built with mpicc) sums an 8 MB
+    allreduce right on 2 ranks with CMA, else "none". About 1 s, once per process."""
+    global _SINGLE_COPY_CHOICE
+    if _SINGLE_COPY_CHOICE is not None:
+        return _SINGLE_COPY_CHOICE
+    if os.environ.get(SINGLE_COPY):
+        _SINGLE_COPY_CHOICE = os.environ[SINGLE_COPY]
+        return _SINGLE_COPY_CHOICE
+    exe = Path(os.environ.get("TMPDIR", "/tmp")) / f"latent-cma-probe-{os.getuid()}"
+    env = dict(os.environ)
+    env.update(MPI_ENV)
+    env[SINGLE_COPY] = "cma"
+    try:
+        subprocess.run(["mpicc", "-O2", "-o", str(exe), str(BENCH_DIR / "cma_probe.c")], check=True, capture_output=True)
+        subprocess.run(["mpirun", "--oversubscribe", "-n", "2", str(exe)], check=True, capture_output=True, env=env,
+                       timeout=60)
+        _SINGLE_COPY_CHOICE = "cma"
+    except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        _SINGLE_COPY_CHOICE = "none"
+    return _SINGLE_COPY_CHOICE
+
+
+def mpi_settings() -> dict:
+    """MPI_ENV plus the single-copy mechanism chosen by single_copy_mechanism(): what every
+    benchmark's mpirun gets, and what its JSON records."""
+    return {**MPI_ENV, SINGLE_COPY: single_copy_mechanism()}
 
 FASHION_MNIST_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -76,7 +112,7 @@ def fashion_mnist_source() -> Path:
 
 def mpi_env(extra: dict | None = None) -> dict:
     env = dict(os.environ)
-    env.update(MPI_ENV)
+    env.update(mpi_settings())
     if extra:
         env.update(extra)
     return env
@@ -165,7 +201,7 @@ def median(xs) -> float:
 
 
 def fmt_cmd_env() -> str:
-    return " ".join(f"{k}={v}" for k, v in MPI_ENV.items())
+    return " ".join(f"{k}={v}" for k, v in mpi_settings().items())
 
 
 # --------------------------------------------------------------------------- data

@@ -119,7 +119,7 @@ def main():
             f"{n:.0e}: {v['reduce-scatter'] / v['allreduce']:.2f}" for n, v in by_size.items()))
     common.write_results("lda_allreduce", {
         "benchmark": "lda_allreduce", "config": vars(args), "load_average_at_start": load,
-        "mpi_env": common.MPI_ENV, "results": results,
+        "mpi_env": common.mpi_settings(), "results": results,
     })
     return 0
 

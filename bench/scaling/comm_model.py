@@ -843,7 +843,7 @@ def main(argv=None):
             projections[-1].update({"two_node_tcp": tc, "verdict_two_node_tcp": v_tc})
     result = {
         "benchmark": "comm_model", "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "load_average_at_start": load, "mpi_env": common.MPI_ENV,
+        "load_average_at_start": load, "mpi_env": common.mpi_settings(),
         "allreduce": {"measurements": measurements, "fit_statistic": args.stat, "fits": fits, "reference_P": int(ref),
                       "projection_form": "t_P(bytes) = 2 log2(P) alpha + 2 (P-1)/P bytes beta (Rabenseifner)",
                       "fit_form": "t(n) = alpha_P + beta_P bytes per P; per-link alpha = alpha_P / (2 log2 P), "

@@ -614,7 +614,7 @@ def main(argv=None):
     obj = {
         "benchmark": "scaling", "mode": mode, "config": {**vars(args), "out_dir": str(args.out_dir)},
         "cores_available": cores, "load_average_at_start": load, "elapsed_seconds": elapsed,
-        "mpi_env": common.MPI_ENV,
+        "mpi_env": common.mpi_settings(),
         "models": {m: {"fit_args": [str(a) for a in MODELS[m]["fit"](MODELS[m]["iterations"][mode])],
                        "dims": MODELS[m]["dims"], "data": DATASETS[MODELS[m]["dataset"]]["describe"],
                        "shard_rows": DATASETS[MODELS[m]["dataset"]]["shard_rows"],
