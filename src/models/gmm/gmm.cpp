@@ -618,9 +618,15 @@ void gmm_kernel::full_moments(const float* xf, Index n, Index dp, Index d, const
   static_assert(kBlock == kNr && kBlock % kMr == 0);
   const auto sz = [](Index v) { return static_cast<std::size_t>(v); };
   const Index blocks = (d + kBlock - 1) / kBlock;
-  auto& [idx, pw, pb, c2] = scratch;
+  std::vector<Index>& idx = scratch.rows;
+  std::vector<matmul::Packed>& pw = scratch.ra;  // blocks of (r a)ᵀ
+  std::vector<matmul::Packed>& pb = scratch.a;   // blocks of a
+  std::vector<float>& c2 = scratch.product;
   if (static_cast<Index>(idx.size()) < n) idx.resize(sz(n));
-  if (static_cast<Index>(pw.size()) < blocks) pw.resize(sz(blocks)), pb.resize(sz(blocks));
+  if (static_cast<Index>(pw.size()) < blocks) {
+    pw.resize(sz(blocks));
+    pb.resize(sz(blocks));
+  }
   c2.resize(sz(d * d));
   // Only the rows whose responsibility is not exactly zero: a zero row adds r a = ±0 to
   // Σ r a and (r a) aᵀ = ±0 words to every chain of the product (one chain per entry over

@@ -138,9 +138,10 @@ inline void mom_columns(const float* x, I rows, I dp, I d, const float* r, I k, 
 
 // The moments of one component over the rows idx[0..m) of the tile, in that (ascending)
 // order, for W lane groups: the FMA chain of mom_block() without its terms whose
-// responsibility is exactly zero. Each such term is fma(+0, x, a) = a + (±0) = a (x finite;
-// a sum that is still ±0 stays a zero and adds nothing to the doubles), so the sums have the
-// bits of mom_block()'s. Sums land in f and f2 (W·16 floats each).
+// responsibility is exactly zero. Each such term is fma(+0, x, a) = a + (±0) = a (for x and
+// x² finite: a float32 row whose square overflows gave NaN sums in the dense blocks; a sum
+// that is still ±0 stays a zero and adds nothing to the doubles), so the sums have the bits
+// of mom_block()'s. Sums land in f and f2 (W·16 floats each).
 template <int W>
 inline void mom_sparse(const float* x, const std::int16_t* idx, int m, I dp, const float* r, I k, float* f, float* f2,
                        Prefetch& pf) {

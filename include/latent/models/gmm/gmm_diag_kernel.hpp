@@ -66,9 +66,9 @@ void quadratic_unit(const float* x, std::ptrdiff_t rows, std::ptrdiff_t dp, cons
 /// quadratic(); r: rows × k (float32 responsibilities); first, second: k × d (double). The
 /// sum over the tile's rows is a float32 FMA chain in row order (x² rounded to float
 /// first), added to the doubles once per tile. Terms whose r is exactly zero add nothing to
-/// such a chain, so where most of r is zero (high dimensions: 89 % of Fashion-MNIST's
-/// float32 responsibilities at K = 10) a tile of ≤ 256 rows is summed over each component's
-/// non-zero rows only, with the same bits (moments_sparse in gmm_diag_impl.hpp; 19.5 → about
+/// such a chain, so a tile of ≤ 256 rows where fewer than half of r are non-zero (high
+/// dimensions: 89 % of Fashion-MNIST's float32 responsibilities at K = 10 are zero) is
+/// summed over each component's non-zero rows only, with the same bits (moments_sparse in gmm_diag_impl.hpp; 19.5 → about
 /// 3 ms of the 60000 × 784, K = 10 iteration on the AMD EPYC family 25). Continues
 /// `prefetch` as quadratic() does.
 void moments(const float* x, std::ptrdiff_t rows, std::ptrdiff_t dp, std::ptrdiff_t d, const float* r, std::ptrdiff_t k,
