@@ -1,5 +1,7 @@
 #include "latent/core/kernel.hpp"
 
+#include <cpuid.h>
+
 #include <atomic>
 #include <cstdlib>
 #include <mutex>
@@ -116,7 +118,11 @@ bool tile_prefetch() noexcept {
   static const bool on = [] {
     if (const char* e = std::getenv("LATENT_TILE_PREFETCH"); e != nullptr && *e != '\0') return std::string_view(e) != "0";
     __builtin_cpu_init();
-    return __builtin_cpu_is("intel") != 0;
+    if (__builtin_cpu_is("intel") != 0) return true;
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (__builtin_cpu_is("amd") == 0 || __get_cpuid(1, &eax, &ebx, &ecx, &edx) == 0) return false;
+    const unsigned family = ((eax >> 8) & 0xf) + ((eax >> 20) & 0xff);  // base + extended family
+    return family == 25;
   }();
   return on;
 }

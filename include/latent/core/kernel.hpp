@@ -55,12 +55,14 @@ void set_active(Variant v);
 /// Whether the float32 passes ask for the next tile's rows while they compute (a non-empty
 /// models::gmm_kernel::PrefetchRange from BlockRows::next_tile): a property of the CPU, not
 /// of the bits. Taken once per process: LATENT_TILE_PREFETCH=1 or 0 if set, else on for
-/// Intel CPUs and off for the others. Measured (docs/PERFORMANCE.md):
-/// on the Intel Xeon it took the diagonal GMM's iteration 0.078 -> 0.074 s; on the AMD EPYC
-/// (family 26 model 2) the software prefetches stall the arithmetic and the next convert is
-/// no faster, and turning them off took k-means 0.032-0.035 -> 0.023-0.028 s per iteration
-/// (four A/B pairs) and the diagonal GMM's CPU time 3 % lower. Results never depend on it.
-/// Local, thread-safe.
+/// Intel CPUs and AMD family 25 (Zen 3/4) and off for the others. Measured
+/// (docs/PERFORMANCE.md): on the Intel Xeon it took the diagonal GMM's iteration 0.078 ->
+/// 0.074 s; on the AMD EPYC family 25 model 17 (Zen 4) the diagonal GMM's 0.037-0.038 ->
+/// 0.0345-0.0355 s and k-means' 0.025-0.026 -> 0.021-0.022 s (three A/B pairs each; MFA
+/// unchanged); on the AMD EPYC family 26 model 2 the software prefetches stalled the
+/// arithmetic and the next convert was no faster, and turning them off took k-means
+/// 0.032-0.035 -> 0.023-0.028 s per iteration (four A/B pairs) and the diagonal GMM's CPU
+/// time 3 % lower. Results never depend on it. Local, thread-safe.
 bool tile_prefetch() noexcept;
 
 /// A test's scope with another variant, restoring the previous one on destruction.

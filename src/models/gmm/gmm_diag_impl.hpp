@@ -171,10 +171,20 @@ constexpr I kSparseMaxRows = 256;
 // of Fashion-MNIST's with K = 10): per component, the list of its rows with r ≠ 0, then
 // mom_sparse() over each lane-group panel. Work ∝ the non-zeros instead of rows × K; the
 // same bits as the dense blocks.
-void moments_sparse(const float* x, I rows, I dp, I d, const float* r, I k, double* first, double* second,
+void moments_sparse(const float* x, I rows, I dp, I d, const float* r, I k, I nonzero, double* first, double* second,
                     Prefetch& pf) {
   std::int16_t idx[kSparseMaxRows];
   alignas(64) float f[kSparseWidth * 16], f2[kSparseWidth * 16];
+  // The dense blocks take a step per row, component block and panel; this path takes one
+  // per non-zero and panel, so it asks for more lines per step to bring in as much of the
+  // next tile (no result depends on it).
+  const int lines = pf.lines;
+  if (pf.next < pf.end && nonzero > 0) {
+    const I steps = nonzero * ((dp + kSparseWidth * 16 - 1) / (kSparseWidth * 16));
+    const I left = (pf.end - pf.next + 63) / 64;
+    const I want = (left + steps - 1) / steps;  // (no std::max: no shared template here)
+    pf.lines = want > lines ? static_cast<int>(want) : lines;
+  }
   for (I c = 0; c < k; ++c) {
     int m = 0;
     for (I i = 0; i < rows; ++i) {  // branch-free: the zeros fall in no pattern
@@ -191,6 +201,7 @@ void moments_sparse(const float* x, I rows, I dp, I d, const float* r, I k, doub
       add_sums(f, f2, 1, 16, c, j0, d, first, second);
     }
   }
+  pf.lines = lines;
 }
 
 // How far ahead convert_impl() asks for the rows: the hardware prefetcher stops at 4 KiB
@@ -276,7 +287,7 @@ void moments_impl(const float* x, I rows, I dp, I d, const float* r, I k, double
     I nonzero = 0;
     for (I e = 0; e < rows * k; ++e) nonzero += r[e] != 0.0f;
     if (2 * nonzero < rows * k) {
-      moments_sparse(x, rows, dp, d, r, k, first, second, pf);
+      moments_sparse(x, rows, dp, d, r, k, nonzero, first, second, pf);
       return;
     }
   }
