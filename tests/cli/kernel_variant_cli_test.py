@@ -127,10 +127,13 @@ def main():
                 check(got == expect, f"{what}: recorded {got}")
                 check(content_hash(out) == ref[name], f"{what}: the same content as 1 rank of avx2")
 
-        # The next tile's prefetch (kernel::tile_prefetch: on for Intel, off for AMD, or
-        # LATENT_TILE_PREFETCH) is shown by --version and changes no bit of the float32
-        # passes that take it.
-        vendor_on = "GenuineIntel" in open("/proc/cpuinfo").read()
+        # The next tile's prefetch (kernel::tile_prefetch: on for Intel and AMD family 25,
+        # off for other AMD, or LATENT_TILE_PREFETCH) is shown by --version and changes no
+        # bit of the float32 passes that take it.
+        cpuinfo = open("/proc/cpuinfo").read()
+        family = re.search(r"^cpu family\s*:\s*(\d+)", cpuinfo, re.M)
+        vendor_on = "GenuineIntel" in cpuinfo or (
+            "AuthenticAMD" in cpuinfo and family is not None and int(family.group(1)) == 25)
         for setting, want in ((None, "on" if vendor_on else "off"), ("0", "off"), ("1", "on")):
             env = base_env()
             env.pop("LATENT_TILE_PREFETCH", None)
