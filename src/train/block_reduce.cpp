@@ -19,11 +19,19 @@ int clamp_threads(int threads) { return std::max(1, threads); }
 // Runs a pipeline whose first stage pulls the pass's blocks from the source (serially:
 // BlockSource::next is single-consumer) and whose later stages `rest` builds, in an arena
 // of `threads` threads. Stops the pass if any stage throws.
+//
+// With two or more threads the first stage reads each block itself (ReadMode::kCaller):
+// while one thread reads, the others compute, so the pass keeps `threads` threads busy.
+// An I/O thread would be one more; on a rank given exactly `threads` cores it took CPU
+// from the compute (the copy out of the page cache costs about as much as a diagonal GMM
+// E+M step), and the pipeline waited on its slowest thread (docs/PERFORMANCE.md,
+// "Streaming with two threads"). With one thread, the I/O thread is what overlaps reading
+// and compute. The blocks and their order are the same either way, so are the bits.
 template <class Source, class Rest>
 void run_pass(Source& source, int threads, Rest&& rest) {
   using Ptr = decltype(source.next());
   threads = clamp_threads(threads);
-  source.start_pass();
+  source.start_pass(threads > 1 ? io::ReadMode::kCaller : io::ReadMode::kIoThread);
   try {
     tbb::task_arena arena(threads);
     arena.execute([&] {

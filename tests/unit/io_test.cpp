@@ -22,6 +22,7 @@
 #include "latent/io/h5_file.hpp"
 #include "latent/io/shard_files.hpp"
 #include "latent/io/text_file.hpp"
+#include "latent/train/block_reduce.hpp"
 
 namespace latent::io {
 namespace {
@@ -143,6 +144,59 @@ TEST(BlockStream, InOrderBoundedWhicheverSideIsSlower) {
   EXPECT_THROW(failing.next(), std::runtime_error);
 }
 
+// ReadMode::kCaller: next() reads each block on the calling thread, in order, with no
+// read-ahead (one block alive besides the one the consumer holds); a read error ends the
+// pass after the blocks before it and the next pass starts afresh; a cached stream fills its
+// cache on a caller pass and then reads nothing.
+TEST(BlockStream, CallerModeReadsInNextInOrderWithoutReadAhead) {
+  constexpr Index kBlocks = 12;
+  std::vector<BlockRef> refs(kBlocks);
+  for (Index i = 0; i < kBlocks; ++i) refs[static_cast<std::size_t>(i)].id = i;
+  std::atomic<int> reads{0};
+  std::thread::id reader_thread;
+  Index fail_at = -1;
+  auto factory = [&] {
+    return [&](const BlockRef& r) {
+      if (r.id == fail_at) throw std::runtime_error("disk error");
+      reader_thread = std::this_thread::get_id();
+      ++reads;
+      return CountedBlock(r.id);
+    };
+  };
+  for (bool cache : {false, true}) {
+    BlockStream<CountedBlock> stream(refs, factory, 4, cache);
+    reads = 0;
+    for (int pass = 0; pass < 3; ++pass) {
+      stream.start_pass(ReadMode::kCaller);
+      Index expect = 0;
+      while (auto b = stream.next()) {
+        EXPECT_EQ(b->id, expect++);
+        EXPECT_EQ(reader_thread, std::this_thread::get_id());
+        // Without a cache only the block in hand is alive; a cache holds those read so far.
+        EXPECT_LE(CountedBlock::live.load(), !cache ? 1 : pass == 0 ? static_cast<int>(expect) : kBlocks);
+      }
+      EXPECT_EQ(expect, kBlocks);
+      EXPECT_EQ(stream.cached(), cache);
+    }
+    EXPECT_EQ(reads.load(), cache ? kBlocks : 3 * kBlocks);
+  }
+  EXPECT_EQ(CountedBlock::live.load(), 0);
+  BlockStream<CountedBlock> failing(refs, factory, 4, true);
+  fail_at = 5;
+  failing.start_pass(ReadMode::kCaller);
+  for (Index i = 0; i < 5; ++i) ASSERT_EQ(failing.next()->id, i);
+  EXPECT_THROW(failing.next(), std::runtime_error);
+  EXPECT_EQ(failing.next(), nullptr);  // the pass ended with the error
+  EXPECT_FALSE(failing.cached());
+  EXPECT_EQ(CountedBlock::live.load(), 0);  // the partial cache was dropped
+  fail_at = -1;
+  failing.start_pass(ReadMode::kCaller);
+  Index n = 0;
+  while (failing.next()) ++n;
+  EXPECT_EQ(n, kBlocks);
+  EXPECT_TRUE(failing.cached());
+}
+
 TEST(DenseDataset, ReadsBlocksInOrderWithPrefetchAndCache) {
   TempDir dir("io");
   RowMatrix x(25, 3);
@@ -253,6 +307,36 @@ TEST(DenseDataset, NaNNamesFileDatasetRowAndColumn) {
   });
   EXPECT_EQ(e.kind(), ErrorKind::kInput);
   expect_mentions(e, {"part-00001.h5", "dataset /data", "row 4", "column 2", "NaN", "dataset row 9"});
+}
+
+// A block pipeline on two threads reads in its first stage (ReadMode::kCaller): every
+// block arrives once, and bad data still stops the pass with the file, dataset and row.
+TEST(DenseDataset, TwoThreadPipelineReadsEveryBlockAndNamesBadRows) {
+  TempDir dir("pipe");
+  RowMatrix x(40, 3);
+  for (Index i = 0; i < x.size(); ++i) x.data()[i] = static_cast<double>(i);
+  latent::testing::write_shards(dir / "d", x, {17, 23});
+  auto info = open_dense_dataset(dir / "d");
+  const auto plan = make_block_plan(info, 4);
+  for (int threads : {1, 2}) {
+    BlockSource src(info, plan, {});
+    std::vector<std::atomic<int>> seen(plan.size());
+    std::atomic<Index> rows{0};
+    latent::train::for_each_block(src, threads, [&](const DenseBlock& b) {
+      ++seen[static_cast<std::size_t>(b.ref.id)];
+      EXPECT_EQ(b.x, x.middleRows(b.ref.global_row_begin, b.x.rows()));
+      rows += b.x.rows();
+    });
+    EXPECT_EQ(rows.load(), 40) << threads << " threads";
+    for (auto& s : seen) EXPECT_EQ(s.load(), 1);
+  }
+  x(30, 1) = std::numeric_limits<double>::infinity();
+  latent::testing::write_shards(dir / "bad", x, {17, 23});
+  auto bad = open_dense_dataset(dir / "bad");
+  BlockSource src(bad, make_block_plan(bad, 4), {});
+  const Error e = error_of([&] { latent::train::for_each_block(src, 2, [](const DenseBlock&) {}); });
+  EXPECT_EQ(e.kind(), ErrorKind::kInput);
+  expect_mentions(e, {"part-00001.h5", "dataset /data", "row 13", "column 1", "dataset row 30"});
 }
 
 // Rows in memory (the Python module's fit on an array) give the blocks a one-shard file of

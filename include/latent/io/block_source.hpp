@@ -1,7 +1,7 @@
 #pragma once
 /// \file Streaming of a rank's dense blocks over BlockStream (block_stream.hpp): one I/O
-/// thread per pass, bounded prefetch, optional cache within a byte budget. All HDF5 calls
-/// of a pass happen on its I/O thread.
+/// thread per pass (or reads in next(), ReadMode::kCaller), bounded prefetch, optional
+/// cache within a byte budget. A pass's HDF5 calls happen on its I/O thread, or in next().
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -47,8 +47,9 @@ class BlockSource {
   /// `blocks` are this rank's blocks, in order. Local.
   BlockSource(DenseDatasetInfo info, std::vector<BlockRef> blocks, BlockSourceOptions options);
 
-  /// Starts a pass over the local blocks (stops any unfinished pass). Local.
-  void start_pass() { stream_.start_pass(); }
+  /// Starts a pass over the local blocks (stops any unfinished pass), read on an I/O thread
+  /// or in next() (ReadMode, block_stream.hpp). Local.
+  void start_pass(ReadMode mode = ReadMode::kIoThread) { stream_.start_pass(mode); }
   /// The next block of the pass, or null at its end. Rethrows the I/O thread's error
   /// (Error(kInput/kIo) naming file, dataset and row). Call from one thread at a time.
   /// Inside a Float32Scope a block may hold its rows in xf; otherwise they are in x.

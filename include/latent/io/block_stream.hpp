@@ -3,6 +3,10 @@
 /// one I/O thread per pass reads a rank's blocks in order into a bounded prefetch queue,
 /// so reading overlaps compute and memory stays at a few blocks, plus an optional cache
 /// that keeps every block after the first pass when the rank's data fits a byte budget.
+/// A pass may instead read each block in the consumer's next() (ReadMode::kCaller): the
+/// block pipelines of latent/train/block_reduce.hpp do so with two or more threads, where
+/// another thread computes while one reads, and an I/O thread would be one thread more
+/// than the cores asked for (docs/ARCHITECTURE.md, "Streaming").
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -20,6 +24,12 @@
 
 namespace latent::io {
 
+/// Where a pass reads its blocks.
+enum class ReadMode {
+  kIoThread,  ///< a pass's own I/O thread reads ahead into the prefetch queue
+  kCaller,    ///< next() reads the block on the calling thread (no read-ahead, no extra thread)
+};
+
 template <class Block>
 class BlockStream {
  public:
@@ -36,12 +46,19 @@ class BlockStream {
   BlockStream(const BlockStream&) = delete;
   BlockStream& operator=(const BlockStream&) = delete;
 
-  /// Starts a pass over the blocks (stops any unfinished pass). Local.
-  void start_pass() {
+  /// Starts a pass over the blocks (stops any unfinished pass), read as `mode` says (a
+  /// cached stream reads nothing). Local.
+  void start_pass(ReadMode mode = ReadMode::kIoThread) {
     pass_.reset();
+    caller_reader_ = nullptr;
     cache_cursor_ = 0;
     if (cache_complete_) return;
     if (cache_enabled_) cache_.clear();
+    if (mode == ReadMode::kCaller) {
+      caller_reader_ = factory_();
+      caller_cursor_ = 0;
+      return;
+    }
     pass_ = std::make_unique<Pass>();
     Pass* pass = pass_.get();
     pass->thread = std::thread([this, pass] {
@@ -76,11 +93,13 @@ class BlockStream {
     });
   }
 
-  /// The next block of the pass, or null at its end. Rethrows the I/O thread's error.
-  /// Call from one thread at a time.
+  /// The next block of the pass, or null at its end. Rethrows the reader's error (from the
+  /// I/O thread, or thrown here in ReadMode::kCaller). Call from one thread at a time, each
+  /// call ordered after the previous one (any thread of the pass may make it).
   std::shared_ptr<const Block> next() {
     stop_point();  // a stop signal ends commands other than fit here (latent/core/control.hpp)
     if (cache_complete_) return cache_cursor_ < cache_.size() ? cache_[cache_cursor_++] : nullptr;
+    if (caller_reader_) return next_read_here();
     if (!pass_) return nullptr;
     Pass* pass = pass_.get();
     std::unique_lock lock(pass->mutex);
@@ -111,7 +130,10 @@ class BlockStream {
   }
 
   /// Stops the current pass early and joins the I/O thread.
-  void cancel_pass() { pass_.reset(); }
+  void cancel_pass() {
+    pass_.reset();
+    caller_reader_ = nullptr;
+  }
 
   std::span<const BlockRef> blocks() const noexcept { return blocks_; }
   /// True once every block is held in memory.
@@ -122,6 +144,28 @@ class BlockStream {
   // the I/O thread is woken once per prefetch/2 blocks rather than once per block (each
   // wake-up of a sleeping thread costs a system call and, on a VM, an interrupt).
   std::size_t low_water() const noexcept { return static_cast<std::size_t>(prefetch_ / 2); }
+
+  // ReadMode::kCaller: the next block read on this thread, or null (and the pass over) at
+  // the end; a read error ends the pass and drops a partial cache, as on the I/O thread.
+  std::shared_ptr<const Block> next_read_here() {
+    if (caller_cursor_ == blocks_.size()) {
+      caller_reader_ = nullptr;
+      if (cache_enabled_) cache_complete_ = cache_.size() == blocks_.size();
+      return nullptr;
+    }
+    std::shared_ptr<const Block> block;
+    try {
+      const profile::ScopedTimer timer(profile::Counter::kReadSeconds);
+      block = std::make_shared<const Block>(caller_reader_(blocks_[caller_cursor_]));
+    } catch (...) {
+      caller_reader_ = nullptr;
+      cache_.clear();
+      throw;
+    }
+    ++caller_cursor_;
+    if (cache_enabled_) cache_.push_back(block);
+    return block;
+  }
 
   struct Pass {
     std::mutex mutex;
@@ -149,6 +193,8 @@ class BlockStream {
   std::size_t cache_cursor_ = 0;
   std::vector<std::shared_ptr<const Block>> cache_;
   std::unique_ptr<Pass> pass_;
+  Reader caller_reader_;  // set during a ReadMode::kCaller pass
+  std::size_t caller_cursor_ = 0;
 };
 
 }  // namespace latent::io

@@ -124,7 +124,7 @@ class CountsSource {
  public:
   /// `blocks` are this rank's blocks, in order. Local.
   CountsSource(CountsDatasetInfo info, std::vector<BlockRef> blocks, CountsSourceOptions options);
-  void start_pass() { stream_.start_pass(); }
+  void start_pass(ReadMode mode = ReadMode::kIoThread) { stream_.start_pass(mode); }
   /// Next block or null at the end of the pass; rethrows read/validation errors.
   std::shared_ptr<const CsrBlock> next() { return stream_.next(); }
   void cancel_pass() { stream_.cancel_pass(); }
