@@ -24,9 +24,9 @@ int clamp_threads(int threads) { return std::max(1, threads); }
 // while one thread reads, the others compute, so the pass keeps `threads` threads busy.
 // An I/O thread would be one more; on a rank given exactly `threads` cores it took CPU
 // from the compute (the copy out of the page cache costs about as much as a diagonal GMM
-// E+M step), and the pipeline waited on its slowest thread (docs/PERFORMANCE.md,
-// "Streaming with two threads"). With one thread, the I/O thread is what overlaps reading
-// and compute. The blocks and their order are the same either way, so are the bits.
+// E+M step), and the pipeline waited on its slowest thread (docs/PERFORMANCE.md §1,
+// Zen 4: "Streaming with two threads"). With one thread, the I/O thread is what overlaps
+// reading and compute. The blocks and their order are the same either way, so are the bits.
 template <class Source, class Rest>
 void run_pass(Source& source, int threads, Rest&& rest) {
   using Ptr = decltype(source.next());

@@ -6,7 +6,7 @@
 /// A pass may instead read each block in the consumer's next() (ReadMode::kCaller): the
 /// block pipelines of latent/train/block_reduce.hpp do so with two or more threads, where
 /// another thread computes while one reads, and an I/O thread would be one thread more
-/// than the cores asked for (docs/ARCHITECTURE.md, "Streaming").
+/// than the cores asked for (docs/PERFORMANCE.md §1, Zen 4: "Streaming with two threads").
 #include <atomic>
 #include <condition_variable>
 #include <deque>
