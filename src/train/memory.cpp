@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <limits>
 #include <string>
@@ -60,10 +61,18 @@ double available_memory_bytes(double budget_gib, int ranks_on_node) {
   return limit / std::max(1, ranks_on_node);
 }
 
+std::string gib_text(double bytes) {
+  const double g = bytes / kGiB;
+  // Three significant digits (at least one decimal), so a need just above a small budget
+  // does not print as the budget: 0.0523 against 0.0500, not 0.1 against 0.1.
+  const int decimals = g > 0 ? std::clamp(2 - static_cast<int>(std::floor(std::log10(g))), 1, 6) : 1;
+  return fmt::format("{:.{}f}", g, decimals);
+}
+
 void check_memory(const MemoryEstimate& need, double available_bytes, const std::string& advice) {
   if (need.bytes <= available_bytes) return;
-  throw_usage(fmt::format("this fit needs about {:.1f} GiB per rank ({}), but only {:.1f} GiB are available per rank; {}",
-                          need.bytes / kGiB, need.breakdown, available_bytes / kGiB, advice));
+  throw_usage(fmt::format("this fit needs about {} GiB per rank ({}), but only {} GiB are available per rank; {}",
+                          gib_text(need.bytes), need.breakdown, gib_text(available_bytes), advice));
 }
 
 void check_fit_memory(const models::ModelSpec& spec, const models::OptionValues& values, const FitCommon& c,

@@ -35,8 +35,12 @@ MemoryEstimate estimate_em_memory(const EmMemoryInputs& in);
 /// limit and MemAvailable, divided by `ranks_on_node`.
 double available_memory_bytes(double budget_gib, int ranks_on_node);
 
-/// Throws Error(kUsage) if the estimate exceeds what is available, with both in GiB and
-/// `advice`.
+/// `bytes` in GiB to three significant digits and at least one decimal ("12.3", "1.23",
+/// "0.0523"), as check_memory prints them. Local.
+std::string gib_text(double bytes);
+
+/// Throws Error(kUsage) if the estimate exceeds what is available, with both in GiB
+/// (gib_text) and `advice`. Local.
 void check_memory(const MemoryEstimate& need, double available_bytes, const std::string& advice);
 
 }  // namespace latent::train
