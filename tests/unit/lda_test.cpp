@@ -4,6 +4,8 @@
 // recovery of planted topics).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <cmath>
 #include <numbers>
 #include <random>
@@ -135,6 +137,45 @@ Naive naive_e_step(const Lda& m, const std::vector<std::int32_t>& ids, const std
   }
   r.theta_term += std::lgamma(sum_alpha) - std::lgamma(sum_gamma);
   return r;
+}
+
+// take_rows over disjoint row ranges (as the fit's threads take them) gives what zeroing,
+// merge_into of each accumulator and clear() give, and leaves the accumulators empty.
+TEST(LdaStatsAccumulator, TakeRowsByRangesIsMergeIntoThenClear) {
+  const Index k = 5, v = 40;
+  const Lda m = random_model(k, v, 11);
+  LdaEStepOptions o;
+  LdaWorkspace work;
+  Vector gamma;
+  const std::vector<std::vector<std::int32_t>> docs{{0, 3, 4, 7, 11}, {1, 3, 39}, {2, 4, 20, 21, 22, 23}, {5}, {3, 38, 39}};
+  auto filled = [&](LdaStatsAccumulator& a, std::size_t first) {
+    for (std::size_t d = first; d < docs.size(); d += 2) {
+      const std::vector<double> cts(docs[d].size(), 2.0 + static_cast<double>(d));
+      m.e_step_document(docs[d], cts, o, work, gamma);
+      a.add_document(docs[d], cts, work);
+    }
+  };
+  LdaStatsAccumulator a(v, k, 30), b(v, k, 30), a2(v, k, 30), b2(v, k, 30);
+  filled(a, 0);
+  filled(b, 1);
+  filled(a2, 0);
+  filled(b2, 1);
+  std::vector<std::int64_t> expect(static_cast<std::size_t>(v * k), 0), got(expect.size(), -7);
+  a.merge_into(expect);
+  b.merge_into(expect);
+  std::vector<LdaStatsAccumulator*> accs{&a2, &b2};
+  for (const auto& [r0, r1] : {std::pair<Index, Index>{27, 40}, {0, 13}, {13, 27}}) {
+    const std::span<std::int64_t> rows(got.data() + r0 * k, static_cast<std::size_t>((r1 - r0) * k));
+    LdaStatsAccumulator::take_rows(accs, r0, r1, rows);
+  }
+  for (LdaStatsAccumulator* x : accs) x->end_take();
+  EXPECT_EQ(got, expect);
+  EXPECT_GT(std::count_if(expect.begin(), expect.end(), [](std::int64_t c) { return c > 0; }), 3 * k);
+  // Emptied: nothing touched, and a later take gives zeros.
+  EXPECT_TRUE(a2.touched().empty());
+  EXPECT_TRUE(b2.touched().empty());
+  LdaStatsAccumulator::take_rows(accs, 0, v, got);
+  EXPECT_EQ(got, std::vector<std::int64_t>(got.size(), 0));
 }
 
 TEST(LdaEStep, MatchesTheTextbookCoordinateAscent) {

@@ -420,6 +420,26 @@ void LdaStatsAccumulator::clear() {
   touched_list_.clear();
 }
 
+void LdaStatsAccumulator::take_rows(std::span<LdaStatsAccumulator* const> accs, Index row_begin, Index row_end,
+                                    std::span<std::int64_t> out) {
+  if (accs.empty()) {
+    std::fill(out.begin(), out.end(), 0);
+    return;
+  }
+  const auto k = static_cast<std::size_t>(accs[0]->num_topics_);
+  for (Index w = row_begin; w < row_end; ++w) {
+    std::int64_t* o = out.data() + static_cast<std::size_t>(w - row_begin) * k;
+    std::fill_n(o, k, 0);
+    for (LdaStatsAccumulator* a : accs) {
+      if (!a->touched_[static_cast<std::size_t>(w)]) continue;
+      std::int64_t* cell = a->cells_.data() + static_cast<std::size_t>(w) * k;
+      for (std::size_t t = 0; t < k; ++t) o[t] += cell[t];
+      std::fill_n(cell, k, 0);
+      a->touched_[static_cast<std::size_t>(w)] = 0;
+    }
+  }
+}
+
 int lda_stats_frac_bits(double max_total) noexcept {
   const double bits = std::ceil(std::log2(std::max(1.0, max_total) + 1.0));
   return static_cast<int>(std::clamp(61.0 - bits, 8.0, 40.0));

@@ -442,6 +442,7 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
   std::vector<std::int32_t> words, local_ids;
   std::vector<std::vector<std::int32_t>> requests;
   std::vector<std::int64_t> packed;
+  std::vector<LdaStatsAccumulator*> accs;  // the threads' accumulators, for a round's take_rows
   Lda view(k, 0, slice.alpha(), slice.eta());  // the E-step's model: the round's rows of exp(E[log β])
 
   // One λ update: a minibatch (online) or the whole pass (batch), this rank reading
@@ -557,12 +558,20 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
         source.cancel_pass();
       }
       comm.agree(error);
-      packed.assign(static_cast<std::size_t>(m * k), 0);
+      // The threads' statistics summed into the round's packed rows, by row ranges in
+      // parallel (integer sums: the same bits as one thread adding them in turn).
+      packed.resize(static_cast<std::size_t>(m * k));
+      accs.clear();
       for (ThreadState& s : states)
-        if (s.acc) {
-          s.acc->merge_into(packed);
-          s.acc->clear();
-        }
+        if (s.acc) accs.push_back(s.acc.get());
+      arena.execute([&] {
+        tbb::parallel_for(tbb::blocked_range<Index>(0, m, 64), [&](const tbb::blocked_range<Index>& r) {
+          LdaStatsAccumulator::take_rows(accs, r.begin(), r.end(),
+                                         std::span<std::int64_t>(packed).subspan(static_cast<std::size_t>(r.begin() * k),
+                                                                                 static_cast<std::size_t>((r.end() - r.begin()) * k)));
+        });
+      });
+      for (LdaStatsAccumulator* a : accs) a->end_take();
       result.bytes_exchanged += slice.send_stats(comm, words, packed, requests, received) +
                                 static_cast<double>(m * view.padded_topics()) * sizeof(float);
       heartbeat();

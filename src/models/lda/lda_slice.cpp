@@ -198,6 +198,18 @@ void LdaSlice::fetch_rows(const comm::Communicator& comm, std::span<const std::i
   const auto first = owner_ranges(words, v_, parts_);
   rows.resize(static_cast<Index>(words.size()), kp);
   requests.assign(static_cast<std::size_t>(parts_), {});
+  if (parts_ == 1) {  // every word is this rank's: its rows computed in place, no exchange
+    std::vector<std::int32_t>& mine = requests[0];
+    mine.assign(words.begin(), words.end());
+    for (const std::int32_t w : mine)
+      if (w < begin_ || w >= end_) throw Error(ErrorKind::kInternal, "fetch_rows: a word outside the slice");
+    tbb::parallel_for(std::size_t{0}, mine.size(), [&](std::size_t i) {
+      exp_digamma_minus({lambda_.row(mine[i] - begin_).data(), static_cast<std::size_t>(k)},
+                        {digamma_total_f_.data(), static_cast<std::size_t>(kp)},
+                        {rows.row(static_cast<Index>(i)).data(), static_cast<std::size_t>(kp)});
+    });
+    return;
+  }
   // 1. Every rank's asks for this slice's words.
   std::vector<std::int64_t> ask;
   for (int step = 0; step < parts_; ++step) {
@@ -252,6 +264,12 @@ double LdaSlice::send_stats(const comm::Communicator& comm, std::span<const std:
                             std::span<const std::int64_t> stats, const std::vector<std::vector<std::int32_t>>& requests,
                             LdaSliceStats& into) const {
   const Index k = num_topics();
+  if (parts_ == 1) {  // the round's words are this slice's, in requests[0]'s order
+    const std::vector<std::int32_t>& mine = requests[0];
+    if (stats.size() != mine.size() * static_cast<std::size_t>(k)) throw Error(ErrorKind::kInternal, "send_stats: wrong size");
+    for (std::size_t i = 0; i < mine.size(); ++i) into.add(mine[i] - begin_, stats.data() + i * static_cast<std::size_t>(k));
+    return 0;
+  }
   const auto first = owner_ranges(words, v_, parts_);
   double sent = 0;
   for (int step = 0; step < parts_; ++step) {
