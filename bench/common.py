@@ -47,6 +47,15 @@ SINGLE_COPY = "OMPI_MCA_btl_vader_single_copy_mechanism"
 _SINGLE_COPY_CHOICE: str | None = None
 
 
+def _built_probe(compiler: list[str], source: str, stem: str) -> Path:
+    """bench/<source> built with `compiler` (a command and its flags) into
+    $TMPDIR/latent-<stem>-<uid>: the path of the executable. Raises OSError or
+    CalledProcessError if it cannot be built."""
+    exe = Path(os.environ.get("TMPDIR", "/tmp")) / f"latent-{stem}-{os.getuid()}"
+    subprocess.run([*compiler, "-o", str(exe), str(BENCH_DIR / source)], check=True, capture_output=True)
+    return exe
+
+
 def single_copy_mechanism() -> str:
     """The value of OMPI_MCA_btl_vader_single_copy_mechanism the benchmarks run with: the
     caller's if set; else "cma" if bench/cma_probe.c (built with mpicc) sums an 8 MB
@@ -57,12 +66,11 @@ def single_copy_mechanism() -> str:
     if os.environ.get(SINGLE_COPY):
         _SINGLE_COPY_CHOICE = os.environ[SINGLE_COPY]
         return _SINGLE_COPY_CHOICE
-    exe = Path(os.environ.get("TMPDIR", "/tmp")) / f"latent-cma-probe-{os.getuid()}"
     env = dict(os.environ)
     env.update(MPI_ENV)
     env[SINGLE_COPY] = "cma"
     try:
-        subprocess.run(["mpicc", "-O2", "-o", str(exe), str(BENCH_DIR / "cma_probe.c")], check=True, capture_output=True)
+        exe = _built_probe(["mpicc", "-O2"], "cma_probe.c", "cma-probe")
         subprocess.run(["mpirun", "--oversubscribe", "-n", "2", str(exe)], check=True, capture_output=True, env=env,
                        timeout=60)
         _SINGLE_COPY_CHOICE = "cma"
@@ -487,10 +495,8 @@ def measure_fma_peak() -> dict:
     global _FMA_PEAK
     if _FMA_PEAK is not None:
         return _FMA_PEAK
-    exe = Path(os.environ.get("TMPDIR", "/tmp")) / f"latent-fma-peak-{os.getuid()}"
     try:
-        subprocess.run(["gcc", "-O2", "-march=native", "-o", str(exe), str(BENCH_DIR / "fma_peak.c")], check=True,
-                       capture_output=True)
+        exe = _built_probe(["gcc", "-O2", "-march=native"], "fma_peak.c", "fma-peak")
         _FMA_PEAK = json.loads(subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout)
     except (OSError, subprocess.CalledProcessError, ValueError):
         _FMA_PEAK = {}
