@@ -50,7 +50,7 @@ class BlockSource {
   /// Starts a pass over the local blocks (stops any unfinished pass), read on an I/O thread
   /// or in next() (ReadMode, block_stream.hpp). Local.
   void start_pass(ReadMode mode = ReadMode::kIoThread) { stream_.start_pass(mode); }
-  /// The next block of the pass, or null at its end. Rethrows the I/O thread's error
+  /// The next block of the pass, or null at its end. Rethrows the reader's error
   /// (Error(kInput/kIo) naming file, dataset and row). Call from one thread at a time.
   /// Inside a Float32Scope a block may hold its rows in xf; otherwise they are in x.
   std::shared_ptr<const DenseBlock> next();

@@ -566,9 +566,8 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
         if (s.acc) accs.push_back(s.acc.get());
       arena.execute([&] {
         tbb::parallel_for(tbb::blocked_range<Index>(0, m, 64), [&](const tbb::blocked_range<Index>& r) {
-          LdaStatsAccumulator::take_rows(accs, r.begin(), r.end(),
-                                         std::span<std::int64_t>(packed).subspan(static_cast<std::size_t>(r.begin() * k),
-                                                                                 static_cast<std::size_t>((r.end() - r.begin()) * k)));
+          const std::span<std::int64_t> rows(packed.data() + r.begin() * k, static_cast<std::size_t>((r.end() - r.begin()) * k));
+          LdaStatsAccumulator::take_rows(accs, r.begin(), r.end(), rows);
         });
       });
       for (LdaStatsAccumulator* a : accs) a->end_take();

@@ -195,7 +195,6 @@ void LdaSlice::fetch_rows(const comm::Communicator& comm, std::span<const std::i
                           std::vector<std::vector<std::int32_t>>& requests) const {
   const Index k = num_topics(), kp = (k + 15) / 16 * 16;
   const auto half = static_cast<std::size_t>(kp / 2);  // float32 rows packed two floats per integer
-  const auto first = owner_ranges(words, v_, parts_);
   rows.resize(static_cast<Index>(words.size()), kp);
   requests.assign(static_cast<std::size_t>(parts_), {});
   if (parts_ == 1) {  // every word is this rank's: its rows computed in place, no exchange
@@ -210,6 +209,7 @@ void LdaSlice::fetch_rows(const comm::Communicator& comm, std::span<const std::i
     });
     return;
   }
+  const auto first = owner_ranges(words, v_, parts_);
   // 1. Every rank's asks for this slice's words.
   std::vector<std::int64_t> ask;
   for (int step = 0; step < parts_; ++step) {
