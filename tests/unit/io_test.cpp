@@ -197,11 +197,17 @@ TEST(BlockStream, CallerModeReadsInNextInOrderWithoutReadAhead) {
   EXPECT_TRUE(failing.cached());
 }
 
+// rows × cols values 0, 1, 2, ... (row-major), written as shards of `sizes` rows in `dir`.
+RowMatrix write_counting_shards(const std::string& dir, Index rows, Index cols, const std::vector<Index>& sizes) {
+  RowMatrix x(rows, cols);
+  for (Index i = 0; i < x.size(); ++i) x.data()[i] = static_cast<double>(i);
+  latent::testing::write_shards(dir, x, sizes);
+  return x;
+}
+
 TEST(DenseDataset, ReadsBlocksInOrderWithPrefetchAndCache) {
   TempDir dir("io");
-  RowMatrix x(25, 3);
-  for (Index i = 0; i < x.size(); ++i) x.data()[i] = static_cast<double>(i);
-  latent::testing::write_shards(dir / "d", x, {10, 15});
+  const RowMatrix x = write_counting_shards(dir / "d", 25, 3, {10, 15});
   auto info = open_dense_dataset(dir / "d");
   EXPECT_EQ(info.num_rows, 25);
   EXPECT_EQ(info.num_features, 3);
@@ -313,9 +319,7 @@ TEST(DenseDataset, NaNNamesFileDatasetRowAndColumn) {
 // block arrives once, and bad data still stops the pass with the file, dataset and row.
 TEST(DenseDataset, TwoThreadPipelineReadsEveryBlockAndNamesBadRows) {
   TempDir dir("pipe");
-  RowMatrix x(40, 3);
-  for (Index i = 0; i < x.size(); ++i) x.data()[i] = static_cast<double>(i);
-  latent::testing::write_shards(dir / "d", x, {17, 23});
+  RowMatrix x = write_counting_shards(dir / "d", 40, 3, {17, 23});
   auto info = open_dense_dataset(dir / "d");
   const auto plan = make_block_plan(info, 4);
   for (int threads : {1, 2}) {
