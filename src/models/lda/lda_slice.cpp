@@ -197,16 +197,18 @@ void LdaSlice::fetch_rows(const comm::Communicator& comm, std::span<const std::i
   const auto half = static_cast<std::size_t>(kp / 2);  // float32 rows packed two floats per integer
   rows.resize(static_cast<Index>(words.size()), kp);
   requests.assign(static_cast<std::size_t>(parts_), {});
+  // Lda::refresh_row of owned word w into out (kp floats).
+  const auto exp_elog_beta_row = [&](std::int32_t w, float* out) {
+    exp_digamma_minus({lambda_.row(w - begin_).data(), static_cast<std::size_t>(k)},
+                      {digamma_total_f_.data(), static_cast<std::size_t>(kp)}, {out, static_cast<std::size_t>(kp)});
+  };
   if (parts_ == 1) {  // every word is this rank's: its rows computed in place, no exchange
     std::vector<std::int32_t>& mine = requests[0];
     mine.assign(words.begin(), words.end());
     for (const std::int32_t w : mine)
       if (w < begin_ || w >= end_) throw Error(ErrorKind::kInternal, "fetch_rows: a word outside the slice");
-    tbb::parallel_for(std::size_t{0}, mine.size(), [&](std::size_t i) {
-      exp_digamma_minus({lambda_.row(mine[i] - begin_).data(), static_cast<std::size_t>(k)},
-                        {digamma_total_f_.data(), static_cast<std::size_t>(kp)},
-                        {rows.row(static_cast<Index>(i)).data(), static_cast<std::size_t>(kp)});
-    });
+    tbb::parallel_for(std::size_t{0}, mine.size(),
+                      [&](std::size_t i) { exp_elog_beta_row(mine[i], rows.row(static_cast<Index>(i)).data()); });
     return;
   }
   const auto first = owner_ranges(words, v_, parts_);
@@ -239,9 +241,7 @@ void LdaSlice::fetch_rows(const comm::Communicator& comm, std::span<const std::i
     }
   std::vector<std::int64_t> values(distinct.size() * half);
   tbb::parallel_for(std::size_t{0}, distinct.size(), [&](std::size_t i) {
-    auto* out = reinterpret_cast<float*>(values.data() + i * half);
-    exp_digamma_minus({lambda_.row(distinct[i] - begin_).data(), static_cast<std::size_t>(k)},
-                      {digamma_total_f_.data(), static_cast<std::size_t>(kp)}, {out, static_cast<std::size_t>(kp)});
+    exp_elog_beta_row(distinct[i], reinterpret_cast<float*>(values.data() + i * half));
   });
   // 3. The replies.
   std::vector<std::int64_t> reply;
