@@ -48,9 +48,10 @@ MemoryEstimate estimate_em_memory(const EmMemoryInputs& in) {
   const double model = 4.0 * static_cast<double>(in.parameter_doubles) * 8.0;
   const double cache = static_cast<double>(in.cache_bytes);
   MemoryEstimate e;
-  e.bytes = blocks + stats + scratch + model + cache + 64.0 * 1024 * 1024;  // + libraries and runtime
+  e.bytes = blocks + stats + scratch + model + cache + in.row_state_bytes + 64.0 * 1024 * 1024;  // + libraries and runtime
   e.breakdown = fmt::format("blocks {:.2f} GiB, statistics {:.2f} GiB, scratch {:.2f} GiB, model {:.2f} GiB, cache {:.2f} GiB",
                             blocks / kGiB, stats / kGiB, scratch / kGiB, model / kGiB, cache / kGiB);
+  if (in.row_state_bytes > 0) e.breakdown += fmt::format(", row state {:.2f} GiB", in.row_state_bytes / kGiB);
   return e;
 }
 
@@ -76,7 +77,8 @@ void check_memory(const MemoryEstimate& need, double available_bytes, const std:
 }
 
 void check_fit_memory(const models::ModelSpec& spec, const models::OptionValues& values, const FitCommon& c,
-                      Index data_features, Index model_features, std::size_t cache_bytes, double available_bytes) {
+                      Index data_features, Index model_features, Index local_rows, std::size_t cache_bytes,
+                      double available_bytes) {
   EmMemoryInputs m;
   m.num_features = data_features;
   m.block_rows = c.block_rows;
@@ -88,6 +90,8 @@ void check_fit_memory(const models::ModelSpec& spec, const models::OptionValues&
     m.num_stats = n.num_stats;
     m.parameter_doubles = n.parameter_doubles;
     m.scratch_doubles = n.scratch_doubles;
+    m.row_state_bytes = std::min(static_cast<double>(n.row_state_bytes) * static_cast<double>(local_rows),
+                                 static_cast<double>(n.max_row_state_bytes));
   }
   check_memory(estimate_em_memory(m), available_bytes, spec.memory_advice);
 }

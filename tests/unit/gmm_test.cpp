@@ -228,6 +228,51 @@ TEST(GmmFloat32, UnitQuadraticIsQuadraticWithOnesBitForBit) {
   }
 }
 
+// convert_pairs (k-means with bounds) gives convert()'s rows and, for each row, the bits of
+// quadratic_unit()'s entry of its chosen centre, in every variant, from double and float32
+// rows (37 rows: every remainder of its groups of four), and reports a NaN.
+TEST(GmmFloat32, ConvertPairsIsConvertThenUnitQuadraticBitForBit) {
+  const Index rows = 37, d = 37, k = 7, dp = gmm_kernel::padded(d);
+  std::mt19937_64 gen(11);
+  std::normal_distribution<double> normal(0.0, 3.0);
+  std::vector<double> xd(rows * d), origin(d);
+  for (auto& v : xd) v = normal(gen);
+  for (auto& v : origin) v = 0.1 * normal(gen);
+  std::vector<float> xs(xd.begin(), xd.end());
+  std::vector<float> t(k * dp, 0.0f);
+  for (Index c = 0; c < k; ++c)
+    for (Index j = 0; j < d; ++j) t[c * dp + j] = static_cast<float>(normal(gen));
+  std::vector<std::int32_t> comps(rows);
+  for (Index i = 0; i < rows; ++i) comps[i] = static_cast<std::int32_t>((i * 5) % k);
+  for (const auto v : kernel::all_variants()) {
+    if (!kernel::supported(v)) continue;
+    kernel::ScopedVariant scope(v);
+    for (const bool f32 : {false, true}) {
+      std::vector<float> xf(rows * dp, 0.0f), xp(rows * dp, 0.0f), q(rows * k), qp(rows, -1.0f);
+      const bool bad = f32 ? gmm_kernel::convert(xs.data(), rows, d, d, origin.data(), xf.data(), dp)
+                           : gmm_kernel::convert(xd.data(), rows, d, d, origin.data(), xf.data(), dp);
+      ASSERT_FALSE(bad);
+      gmm_kernel::PrefetchRange pf;
+      gmm_kernel::quadratic_unit(xf.data(), rows, dp, t.data(), k, q.data(), pf);
+      const bool bad_p = f32 ? gmm_kernel::convert_pairs(xs.data(), rows, d, d, origin.data(), xp.data(), dp, t.data(),
+                                                         comps.data(), qp.data())
+                             : gmm_kernel::convert_pairs(xd.data(), rows, d, d, origin.data(), xp.data(), dp, t.data(),
+                                                         comps.data(), qp.data());
+      ASSERT_FALSE(bad_p);
+      ASSERT_EQ(0, std::memcmp(xf.data(), xp.data(), xf.size() * sizeof(float))) << kernel::to_string(v);
+      for (Index i = 0; i < rows; ++i) {
+        const float want = q[i * k + comps[i]];
+        ASSERT_EQ(0, std::memcmp(&want, &qp[i], sizeof(float))) << kernel::to_string(v) << " f32 " << f32 << " row " << i;
+      }
+    }
+    std::vector<double> with_nan = xd;
+    with_nan[30 * d + 4] = std::nan("");
+    std::vector<float> xp(rows * dp, 0.0f), qp(rows);
+    EXPECT_TRUE(gmm_kernel::convert_pairs(with_nan.data(), rows, d, d, origin.data(), xp.data(), dp, t.data(),
+                                          comps.data(), qp.data()));
+  }
+}
+
 TEST(GmmFloat32, KernelsMatchDoubleSumsAndEveryVariantGivesTheSameBits) {
   const Index rows = 37, d = 37, k = 7, dp = gmm_kernel::padded(d);
   ASSERT_EQ(dp, 48);

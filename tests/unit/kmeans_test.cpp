@@ -5,6 +5,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <random>
 #include <sstream>
 
 #include "../support/fixtures.hpp"
@@ -51,6 +52,100 @@ TEST(Kmeans, LloydStepByHand) {
   EXPECT_DOUBLE_EQ(lloyd.centers()(0, 0), 0.5);
   EXPECT_DOUBLE_EQ(lloyd.centers()(1, 0), 11);
   EXPECT_DOUBLE_EQ(step.change, 0.25 + 1.0);
+}
+
+// The bounds (Hamerly's pruning) change which distances are computed, never the result:
+// a model keeping them and one computing every distance give the same statistics bit for
+// bit at every step, from the same centres, over blocks of several sizes, while the bounds
+// settle most rows once the centres slow down. The data include rows tied between two
+// centres at the start (rows on the x axis, centres mirrored about it; the tie rows pull
+// the first centre, so later they are near-ties), a duplicated row, and a far cluster
+// whose rows never change centre.
+TEST(Kmeans, BoundsPruneRowsWithTheBitsOfComputingEveryDistance) {
+  std::mt19937_64 gen(4);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  const Index d = 19, half = 300;
+  RowMatrix x(2 * half + 40 + 60, d);
+  for (Index i = 0; i < half; ++i) {  // clusters at y = ±4, mirrored row for row
+    for (Index j = 0; j < d; ++j) x(i, j) = normal(gen);
+    x(i, 1) += 4.0;
+    x.row(half + i) = x.row(i);
+    x(half + i, 1) = -x(i, 1);
+  }
+  for (Index i = 0; i < 40; ++i) {  // on the axis: tied between the two
+    x.row(2 * half + i).setZero();
+    x(2 * half + i, 0) = std::round(normal(gen) * 4.0) / 4.0;
+  }
+  for (Index i = 0; i < 60; ++i)  // far away
+    for (Index j = 0; j < d; ++j) x(2 * half + 40 + i, j) = 50.0 + normal(gen);
+  x.row(7) = x.row(8);
+  RowMatrix c(4, d);
+  c.row(0) = x.row(0);
+  c.row(1) = c.row(0);
+  c(1, 1) = -c(0, 1);  // the mirror of centre 0
+  c.row(2) = x.row(2 * half + 40);
+  c.row(3) = x.row(5);
+  const KmeansFrame frame{RowVector::Zero(d), 1.0};
+  KmeansLloyd with(c, frame), without(c, frame, 0);
+  // Blocks of 250, 250, 100 and 100 rows (their own bounds each).
+  std::vector<io::DenseBlock> blocks;
+  for (Index r0 = 0; r0 < x.rows();) {
+    const Index n = std::min<Index>(r0 < 500 ? 250 : 100, x.rows() - r0);
+    io::DenseBlock b;
+    b.ref.global_row_begin = r0;
+    b.x = x.middleRows(r0, n);
+    blocks.push_back(std::move(b));
+    r0 += n;
+  }
+  Index pruned = 0, late_pruned = 0;
+  for (int step = 0; step < 25; ++step) {
+    std::vector<double> a(with.num_stats(), 0.0), b(without.num_stats(), 0.0);
+    for (const auto& block : blocks) {
+      with.e_step_block(block, a);
+      without.e_step_block(block, b);
+    }
+    ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(double))) << "step " << step;
+    with.m_step(a);
+    without.m_step(b);
+    ASSERT_EQ(with.centered_centers(), without.centered_centers());
+    EXPECT_EQ(with.last_rows(), x.rows());
+    EXPECT_EQ(without.last_pruned_rows(), 0);
+    if (step == 0) {
+      EXPECT_EQ(with.last_pruned_rows(), 0);  // no bounds yet
+    }
+    pruned += with.last_pruned_rows();
+    if (step >= 20) late_pruned += with.last_pruned_rows();
+  }
+  EXPECT_GT(pruned, 0);
+  EXPECT_GT(late_pruned, 5 * x.rows() * 8 / 10);  // most rows, late on
+  // A copy starts without bounds (they belong to one model's centres) and gives the same bits.
+  KmeansLloyd copy = with;
+  std::vector<double> a(with.num_stats(), 0.0), b(copy.num_stats(), 0.0);
+  for (const auto& block : blocks) {
+    with.e_step_block(block, a);
+    copy.e_step_block(block, b);
+  }
+  EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(double)));
+  copy.m_step(b);
+  EXPECT_EQ(copy.last_pruned_rows(), 0);
+}
+
+// One centre: every row's bound is infinite after the first step, so every later step
+// settles every row, with the first step's bits.
+TEST(Kmeans, OneCentreSettlesEveryRowAfterTheFirstStep) {
+  const RowMatrix x = blobs(300, 3, 2, 5, nullptr, 4.0, 1.0);
+  KmeansLloyd with(RowMatrix(x.topRows(1)), KmeansFrame{RowVector::Zero(3), 1.0}), without(RowMatrix(x.topRows(1)), KmeansFrame{RowVector::Zero(3), 1.0}, 0);
+  io::DenseBlock b;
+  b.x = x;
+  for (int step = 0; step < 3; ++step) {
+    std::vector<double> p(with.num_stats(), 0.0), q(without.num_stats(), 0.0);
+    with.e_step_block(b, p);
+    without.e_step_block(b, q);
+    ASSERT_EQ(p, q);
+    with.m_step(p);
+    without.m_step(q);
+    EXPECT_EQ(with.last_pruned_rows(), step == 0 ? 0 : 300);
+  }
 }
 
 class KmeansInit : public ::testing::TestWithParam<std::string> {};

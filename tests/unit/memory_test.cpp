@@ -42,4 +42,17 @@ TEST(Memory, RefusalShowsANeedAboveTheBudgetAsLarger) {
   }
 }
 
+// State kept per local row (k-means' distance bounds) is counted, capped, and named.
+TEST(Memory, RowStateIsCountedAndNamed) {
+  latent::train::EmMemoryInputs in;
+  in.num_features = 10;
+  in.block_rows = 100;
+  const MemoryEstimate base = latent::train::estimate_em_memory(in);
+  in.row_state_bytes = 0.25 * kGiB;
+  const MemoryEstimate with = latent::train::estimate_em_memory(in);
+  EXPECT_DOUBLE_EQ(with.bytes - base.bytes, 0.25 * kGiB);
+  EXPECT_EQ(base.breakdown.find("row state"), std::string::npos) << base.breakdown;
+  EXPECT_NE(with.breakdown.find(", row state 0.25 GiB"), std::string::npos) << with.breakdown;
+}
+
 }  // namespace

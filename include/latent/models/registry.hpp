@@ -83,11 +83,14 @@ class OptionValues {
 };
 
 /// What a fit holds per rank besides the data blocks, in doubles (train::EmMemoryInputs):
-/// the statistics buffer, one copy of the parameters, per-thread scratch.
+/// the statistics buffer, one copy of the parameters, per-thread scratch; and state kept
+/// per local row between passes, in bytes (k-means' distance bounds), up to a cap.
 struct MemoryNeeds {
   std::int64_t num_stats = 0;
   std::int64_t parameter_doubles = 0;
   std::int64_t scratch_doubles = 0;
+  std::int64_t row_state_bytes = 0;      ///< per local row
+  std::int64_t max_row_state_bytes = 0;  ///< per rank, at most
 };
 
 /// A task that a model serves with code of its own (count data, the VAE's estimators)

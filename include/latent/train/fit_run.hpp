@@ -45,11 +45,12 @@ struct FitCommon {
 /// one every FitRun (the command line's, the Python module's) makes: the model's needs
 /// (spec.memory from `values`, with `model_features` = D for dense data or V for counts)
 /// plus `c`'s block rows, prefetch and (resolved) threads, blocks of `data_features`
-/// columns (D; 1 for documents) and `cache_bytes` of cached data, against
-/// `available_bytes`. Throws Error(kUsage) with the estimate and spec.memory_advice if it
-/// cannot fit. Local.
+/// columns (D; 1 for documents), `cache_bytes` of cached data and the model's per-row
+/// state for `local_rows` rows, against `available_bytes`. Throws Error(kUsage) with the
+/// estimate and spec.memory_advice if it cannot fit. Local.
 void check_fit_memory(const models::ModelSpec& spec, const models::OptionValues& values, const FitCommon& c,
-                      Index data_features, Index model_features, std::size_t cache_bytes, double available_bytes);
+                      Index data_features, Index model_features, Index local_rows, std::size_t cache_bytes,
+                      double available_bytes);
 
 class FitRun {
  public:

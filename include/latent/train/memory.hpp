@@ -18,6 +18,7 @@ struct EmMemoryInputs {
   Index num_stats = 0;         ///< length of the statistics buffer
   Index parameter_doubles = 0; ///< model parameters (one copy)
   Index scratch_doubles = 0;   ///< per-thread kernel scratch (tiles, responsibilities)
+  double row_state_bytes = 0;  ///< kept per local row between passes, in all (already capped)
 };
 
 struct MemoryEstimate {
@@ -28,7 +29,7 @@ struct MemoryEstimate {
 /// Peak bytes per rank: blocks in flight ((prefetch + threads + 2) × B × D, as float32
 /// read buffer plus doubles), per-thread statistics (a double buffer and an exact
 /// accumulator of 32 bytes per statistic) and scratch, the reduced statistics, the model
-/// (four copies: current, next, best, checkpoint snapshot) and the cache.
+/// (four copies: current, next, best, checkpoint snapshot), the cache and any per-row state.
 MemoryEstimate estimate_em_memory(const EmMemoryInputs& in);
 
 /// Bytes available to this rank: `budget_gib` if positive, else the smaller of the cgroup

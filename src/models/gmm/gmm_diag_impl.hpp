@@ -279,6 +279,42 @@ void quadratic_unit_impl(const float* x, I rows, I dp, const float* t, I k, floa
   quadratic_of<true>(x, rows, dp, nullptr, t, k, q, pf);
 }
 
+// convert_impl() of the rows, four at a time, and each row's distance to its component
+// while the four are in L1: quad_block()'s chain for one (row, component) pair, four
+// chains at once.
+template <class T>
+bool convert_pairs_impl(const T* x, I rows, I ld, I d, const double* c, float* out, I dp, const float* t,
+                        const std::int32_t* comps, float* q) {
+  constexpr I P = 4;
+  bool bad = false;
+  for (I i0 = 0; i0 < rows; i0 += P) {
+    const I n = rows - i0 < P ? rows - i0 : P;
+    bad = convert_impl(x + i0 * ld, n, ld, d, c, out + i0 * dp, dp) || bad;
+    V acc[P];
+    const float* tr[P];
+    for (I p = 0; p < P; ++p) {
+      acc[p] = vzero();
+      tr[p] = t + comps[i0 + (p < n ? p : 0)] * dp;  // past the last row: a repeat, not stored
+    }
+    const float* o = out + i0 * dp;
+    for (I j = 0; j < dp; j += 16)
+      for (I p = 0; p < P; ++p) {
+        const V y = vadd(vload(o + (p < n ? p : 0) * dp + j), vload(tr[p] + j));
+        acc[p] = vfma(y, y, acc[p]);
+      }
+    for (I p = 0; p < n; ++p) q[i0 + p] = vsum(acc[p]);
+  }
+  return bad;
+}
+bool convert_pairs_double(const double* x, I rows, I ld, I d, const double* c, float* out, I dp, const float* t,
+                          const std::int32_t* comps, float* q) {
+  return convert_pairs_impl(x, rows, ld, d, c, out, dp, t, comps, q);
+}
+bool convert_pairs_float(const float* x, I rows, I ld, I d, const double* c, float* out, I dp, const float* t,
+                         const std::int32_t* comps, float* q) {
+  return convert_pairs_impl(x, rows, ld, d, c, out, dp, t, comps, q);
+}
+
 void moments_impl(const float* x, I rows, I dp, I d, const float* r, I k, double* first, double* second, Prefetch& pf) {
   if (rows <= kSparseMaxRows) {
     // Sparse where fewer than half the responsibilities are non-zero: a non-zero there
@@ -307,6 +343,8 @@ bool convert_float(const float* x, I rows, I ld, I d, const double* c, float* ou
 }  // namespace
 
 const Variant& variant() {
-  static constexpr Variant kTable{&convert_double, &convert_float, &quadratic_impl, &quadratic_unit_impl, &moments_impl};
+  static constexpr Variant kTable{&convert_double,      &convert_float,        &convert_pairs_double,
+                                  &convert_pairs_float, &quadratic_impl,       &quadratic_unit_impl,
+                                  &moments_impl};
   return kTable;
 }

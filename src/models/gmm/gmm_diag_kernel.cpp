@@ -20,6 +20,16 @@ bool convert(const float* x, std::ptrdiff_t rows, std::ptrdiff_t ld, std::ptrdif
   return active().convert_float(x, rows, ld, d, c, out, dp);
 }
 
+bool convert_pairs(const double* x, std::ptrdiff_t rows, std::ptrdiff_t ld, std::ptrdiff_t d, const double* c,
+                   float* out, std::ptrdiff_t dp, const float* t, const std::int32_t* comps, float* q) {
+  return active().convert_pairs_double(x, rows, ld, d, c, out, dp, t, comps, q);
+}
+
+bool convert_pairs(const float* x, std::ptrdiff_t rows, std::ptrdiff_t ld, std::ptrdiff_t d, const double* c,
+                   float* out, std::ptrdiff_t dp, const float* t, const std::int32_t* comps, float* q) {
+  return active().convert_pairs_float(x, rows, ld, d, c, out, dp, t, comps, q);
+}
+
 void quadratic(const float* x, std::ptrdiff_t rows, std::ptrdiff_t dp, const float* s, const float* t, std::ptrdiff_t k,
                float* q, PrefetchRange& prefetch) {
   active().quadratic(x, rows, dp, s, t, k, q, prefetch);

@@ -9,6 +9,7 @@
 #include "latent/models/fitted_model.hpp"
 #include "latent/models/gmm/bgmm.hpp"
 #include "latent/models/gmm/gmm_fit.hpp"
+#include "latent/models/kmeans/kmeans.hpp"
 #include "latent/train/fit_run.hpp"
 
 namespace latent::models {
@@ -177,7 +178,8 @@ ModelSpec gmm_spec() {
     const std::string cov = o.text("covariance-type");
     const Index cd = covariance_doubles(cov, k, d);
     return MemoryNeeds{2 + k + k * d + cd, k + k * d + 2 * cd,
-                       (cov == "full" ? Gmm::kFullTileRows : Gmm::kTileRows) * (2 * d + 2 * k) + d * d};
+                       (cov == "full" ? Gmm::kFullTileRows : Gmm::kTileRows) * (2 * d + 2 * k) + d * d,
+                       kmeans_init_row_state(o), static_cast<std::int64_t>(KmeansLloyd::kMaxBoundBytes)};
   };
   s.memory_advice =
       "use fewer components, a cheaper --covariance-type, smaller --block-rows or --cache-mb, or more nodes (or raise "
@@ -228,7 +230,8 @@ ModelSpec bgmm_spec() {
     const bool dense = cov == "full" || cov == "tied";
     const Index cd = covariance_doubles(cov, k, d);
     return MemoryNeeds{3 + k + k * d + cd + (dense ? d * d : 0), 3 * (k + k * d + 2 * cd),
-                       Gmm::kFullTileRows * (2 * d + 2 * k) + d * d};
+                       Gmm::kFullTileRows * (2 * d + 2 * k) + d * d, kmeans_init_row_state(o),
+                       static_cast<std::int64_t>(KmeansLloyd::kMaxBoundBytes)};
   };
   s.objective_name = "lower_bound_per_sample";  // scikit-learn's lower_bound_ / N
   s.memory_advice = gmm_spec().memory_advice;

@@ -63,9 +63,34 @@ KmeansFrame kmeans_frame(const comm::Communicator& comm, io::BlockSource& source
   return f;
 }
 
-KmeansLloyd::KmeansLloyd(RowMatrix centers, KmeansFrame frame)
-    : centers_(std::move(centers)), frame_(std::move(frame)) {
+KmeansLloyd::KmeansLloyd(RowMatrix centers, KmeansFrame frame, std::size_t max_bound_bytes)
+    : centers_(std::move(centers)), frame_(std::move(frame)), max_bound_bytes_(max_bound_bytes) {
   prepare();
+}
+
+void KmeansLloyd::BoundCache::clear() {
+  std::lock_guard lock(mutex);
+  blocks.clear();
+  bytes = 0;
+  pruned = 0;
+  rows = 0;
+}
+
+KmeansLloyd::BlockBounds* KmeansLloyd::bounds_for(Index first_row, Index rows) const {
+  const auto n = static_cast<std::size_t>(rows);
+  std::lock_guard lock(bounds_.mutex);
+  const auto it = bounds_.blocks.find(first_row);
+  if (it != bounds_.blocks.end()) {
+    if (it->second.lower.size() == n) return &it->second;
+    bounds_.bytes -= it->second.lower.size() * kBoundBytesPerRow;  // another block plan: start again
+    bounds_.blocks.erase(it);
+  }
+  if (bounds_.bytes + n * kBoundBytesPerRow > max_bound_bytes_) return nullptr;
+  bounds_.bytes += n * kBoundBytesPerRow;
+  BlockBounds& b = bounds_.blocks[first_row];
+  b.lower.assign(n, 0.0f);
+  b.label.assign(n, 0);
+  return &b;
 }
 
 void KmeansLloyd::prepare() {
@@ -83,6 +108,7 @@ void KmeansLloyd::save_state(train::TrainState& state) const {
 void KmeansLloyd::load_state(const train::TrainState& state) {
   centers_ = state.array("centers");
   prepare();
+  bounds_.clear();  // of other centres
   const auto it = state.scalars.find("num_empty");
   num_empty_ = it == state.scalars.end() ? 0 : static_cast<Index>(it->second);
 }
@@ -120,45 +146,127 @@ namespace {
 }
 }  // namespace
 
+namespace {
+// v rounded down to a float (v ≥ 0; +inf stays).
+float float_below(double v) {
+  if (!(v > 0)) return 0.0f;
+  float f = static_cast<float>(v);
+  if (static_cast<double>(f) > v) f = std::nextafter(f, 0.0f);
+  return f;
+}
+}  // namespace
+
 void KmeansLloyd::e_step_block(const io::DenseBlock& block, std::span<double> partial) const {
-  // Row tiles (fixed size: deterministic) converted once to float32, centred on the
-  // frame's origin. Where kernel::tile_prefetch() is on, while the distances of a tile
-  // are computed its successor's rows are brought into L2 (all of them: `lines` per step of
-  // quadratic_unit(), whose steps number about ⌈n/4⌉·⌈k/5⌉·dp/16).
+  // Row tiles of fixed size (deterministic), each converted once to float32, centred on
+  // the frame's origin. With usable bounds (class comment) each row's distance to its last
+  // centre comes with the conversion (convert_pairs) and the rows it does not settle are
+  // gathered into a tile of their own; those rows (all, without bounds) get every distance
+  // (quadratic_unit; where kernel::tile_prefetch() is on, the next tile's rows are brought
+  // into L2 meanwhile). Then each centre's rows are summed in row order. The same bits
+  // either way: the labels, the float32 distances and the sums do not depend on which
+  // distances were computed.
   constexpr Index kTileRows = 128;
   const Index k = centers_.rows(), d = centers_.cols(), dp = gmm_kernel::padded(d);
+  const auto uk = static_cast<std::size_t>(k), udp = static_cast<std::size_t>(dp);
   double* counts = partial.data() + 1;
   double* sums = partial.data() + 1 + k;
-  std::vector<float> xf(static_cast<std::size_t>(kTileRows * dp), 0.0f), q(static_cast<std::size_t>(kTileRows * k));
-  std::vector<float> acc(static_cast<std::size_t>(dp));
-  std::vector<Index> label(static_cast<std::size_t>(kTileRows)), first(static_cast<std::size_t>(k + 1)),
-      order(static_cast<std::size_t>(kTileRows));
+  std::vector<float> xf(kTileRows * udp, 0.0f), xg, q(kTileRows * uk), qbest(kTileRows), acc(udp);
+  std::vector<std::int32_t> label(kTileRows), cand(kTileRows), full(kTileRows);
+  std::vector<double> thr(kTileRows);
+  std::vector<Index> first(uk + 1), order(kTileRows);
   const gmm_kernel::BlockRows rows(block);
+  // A computed distance q of true squared distance t satisfies |q − t| ≤ γ·t + τ: per
+  // lane a chain of dp/16 fused adds of terms rounded twice, then four adds of the tree,
+  // with γ taken twice over; τ covers gradual underflow.
+  BlockBounds* bb = max_bound_bytes_ > 0 && k > 0 ? bounds_for(block.ref.global_row_begin, rows.rows()) : nullptr;
+  const bool drifted = bb != nullptr && bb->generation + 1 == generation_ && !drift_.empty();
+  const bool usable = bb != nullptr && (bb->generation == generation_ || drifted);
+  if (bb != nullptr) bb->generation = 0;  // until the whole block is done (an error leaves it unusable)
+  const double gamma = static_cast<double>(dp / gmm_kernel::kLanes + 8) * 0x1p-23;
+  const double tau = static_cast<double>(dp + 16) * 0x1p-148;
+  // The largest lower bound the computed distances q of all centres but the nearest allow:
+  // √((q − τ)/(1 + γ)), rounded down; an overflowed q still means ≥ FLT_MAX; +inf when
+  // there is no other centre.
+  const auto lower_of = [&](float q2) {
+    if (k == 1) return std::numeric_limits<float>::infinity();
+    const double v = std::min(static_cast<double>(q2), static_cast<double>(std::numeric_limits<float>::max()));
+    return float_below(std::sqrt(std::max(0.0, v - tau) / (1.0 + gamma)) * (1.0 - 0x1p-40));
+  };
+  const auto nan_error = [] {
+    return Error(ErrorKind::kInternal, "k-means: a NaN reached Lloyd's E-step (the source fills them)");
+  };
+  Index pruned = 0;
   for (Index r0 = 0; r0 < rows.rows(); r0 += kTileRows) {
     const Index n = std::min(kTileRows, rows.rows() - r0);
-    if (rows.convert(r0, n, d, frame_.origin.data(), xf.data(), dp))
-      throw Error(ErrorKind::kInternal, "k-means: a NaN reached Lloyd's E-step (the source fills them)");
-    gmm_kernel::PrefetchRange pf = rows.next_tile(r0, n, kTileRows);
-    const Index steps = std::max<Index>(1, (n + 3) / 4 * ((k + 4) / 5) * (dp / gmm_kernel::kLanes));
-    pf.lines = static_cast<int>(std::clamp<Index>((static_cast<Index>(pf.end - pf.next) / 64 + steps - 1) / steps, 1, 64));
-    gmm_kernel::quadratic_unit(xf.data(), n, dp, shift32_.data(), k, q.data(), pf);
-    // Nearest centre (the first of the smallest); the rows of each centre in row order.
+    const auto un = static_cast<std::size_t>(n);
+    std::size_t m = 0;  // rows that need every distance: full[0, m)
+    if (usable) {
+      // A row keeps its label if its distance to it is below what its bound guarantees
+      // for every other centre, allowing for the kernel's rounding.
+      for (std::size_t i = 0; i < un; ++i) {
+        const std::size_t r = static_cast<std::size_t>(r0) + i;
+        cand[i] = bb->label[r];
+        const double lower = static_cast<double>(bb->lower[r]) - (drifted ? drift_[static_cast<std::size_t>(cand[i])] : 0.0);
+        thr[i] = lower > 0 ? (1.0 - gamma) * lower * lower - tau : -1.0;
+      }
+      if (rows.convert_pairs(r0, n, d, frame_.origin.data(), xf.data(), dp, shift32_.data(), cand.data(), qbest.data()))
+        throw nan_error();
+      for (std::size_t i = 0; i < un; ++i) {
+        if (static_cast<double>(qbest[i]) < thr[i]) {
+          label[i] = cand[i];
+          bb->lower[static_cast<std::size_t>(r0) + i] = float_below(std::sqrt((thr[i] + tau) / (1.0 - gamma)));
+          ++pruned;
+        } else {
+          full[m++] = static_cast<std::int32_t>(i);
+        }
+      }
+    } else {
+      if (rows.convert(r0, n, d, frame_.origin.data(), xf.data(), dp)) throw nan_error();
+      for (std::size_t i = 0; i < un; ++i) full[m++] = static_cast<std::int32_t>(i);
+    }
+    if (m > 0) {
+      const float* xs = xf.data();
+      if (m < un) {
+        xg.resize(kTileRows * udp);
+        for (std::size_t o = 0; o < m; ++o)
+          std::copy_n(xf.data() + static_cast<std::size_t>(full[o]) * udp, udp, xg.data() + o * udp);
+        xs = xg.data();
+      }
+      const auto mi = static_cast<Index>(m);
+      gmm_kernel::PrefetchRange pf = rows.next_tile(r0, n, kTileRows);
+      const Index steps = std::max<Index>(1, (mi + 3) / 4 * ((k + 4) / 5) * (dp / gmm_kernel::kLanes));
+      pf.lines = static_cast<int>(std::clamp<Index>((static_cast<Index>(pf.end - pf.next) / 64 + steps - 1) / steps, 1, 64));
+      gmm_kernel::quadratic_unit(xs, mi, dp, shift32_.data(), k, q.data(), pf);
+      // Nearest centre (the first of the smallest), and the nearest of the others for the bounds.
+      for (std::size_t o = 0; o < m; ++o) {
+        const float* qo = q.data() + o * uk;
+        Index best = 0;
+        for (Index c = 1; c < k; ++c)
+          if (qo[c] < qo[best]) best = c;
+        const auto i = static_cast<std::size_t>(full[o]);
+        label[i] = static_cast<std::int32_t>(best);
+        qbest[i] = qo[best];
+        if (bb != nullptr) {
+          float other = std::numeric_limits<float>::infinity();
+          for (Index c = 0; c < k; ++c)
+            if (c != best) other = std::min(other, qo[c]);
+          bb->label[static_cast<std::size_t>(r0) + i] = label[i];
+          bb->lower[static_cast<std::size_t>(r0) + i] = lower_of(other);
+        }
+      }
+    }
+    // Inertia in row order; the rows of each centre in row order.
     double inertia = 0;
     std::fill(first.begin(), first.end(), Index{0});
-    for (Index i = 0; i < n; ++i) {
-      const float* qi = q.data() + i * k;
-      Index best = 0;
-      for (Index c = 1; c < k; ++c)
-        if (qi[c] < qi[best]) best = c;
-      inertia += static_cast<double>(qi[best]);
-      label[static_cast<std::size_t>(i)] = best;
-      ++first[static_cast<std::size_t>(best + 1)];
+    for (std::size_t i = 0; i < un; ++i) {
+      inertia += static_cast<double>(qbest[i]);
+      ++first[static_cast<std::size_t>(label[i]) + 1];
     }
     partial[0] += inertia;
-    for (Index c = 0; c < k; ++c) first[static_cast<std::size_t>(c + 1)] += first[static_cast<std::size_t>(c)];
+    for (std::size_t c = 0; c < uk; ++c) first[c + 1] += first[c];
     {
       std::vector<Index> fill(first.begin(), first.end() - 1);
-      for (Index i = 0; i < n; ++i) order[static_cast<std::size_t>(fill[static_cast<std::size_t>(label[static_cast<std::size_t>(i)])]++)] = i;
+      for (std::size_t i = 0; i < un; ++i) order[static_cast<std::size_t>(fill[static_cast<std::size_t>(label[i])]++)] = static_cast<Index>(i);
     }
     // Sums of each centre's rows of the tile: float32 lanes added in row order (the same
     // bits for any vector width), then added to the double statistics once per tile.
@@ -171,6 +279,9 @@ void KmeansLloyd::e_step_block(const io::DenseBlock& block, std::span<double> pa
       for (Index j = 0; j < d; ++j) s[j] += static_cast<double>(acc[static_cast<std::size_t>(j)]);
     }
   }
+  if (bb != nullptr) bb->generation = generation_;
+  bounds_.pruned += pruned;
+  bounds_.rows += rows.rows();
 }
 
 train::EmModel::Step KmeansLloyd::m_step(std::span<const double> stats) {
@@ -187,7 +298,33 @@ train::EmModel::Step KmeansLloyd::m_step(std::span<const double> stats) {
   }
   const double shift = (next - centers_).squaredNorm();
   centers_ = std::move(next);
+  // Each centre's shift in the float32 operands the distances use (in double, rounded
+  // up), and for each centre the largest shift of the others: what a row's lower bound
+  // loses (class comment).
+  const std::vector<float> before = shift32_;
   prepare();
+  const Index dp = gmm_kernel::padded(d);
+  std::vector<double> moved(static_cast<std::size_t>(k), 0.0);
+  for (Index c = 0; c < k; ++c) {
+    double ss = 0;
+    for (Index j = 0; j < dp; ++j) {
+      const auto e = static_cast<std::size_t>(c * dp + j);
+      const double v = static_cast<double>(shift32_[e]) - static_cast<double>(before[e]);
+      ss += v * v;
+    }
+    moved[static_cast<std::size_t>(c)] = std::sqrt(ss) * (1.0 + 0x1p-30);
+  }
+  std::size_t top = 0;
+  for (std::size_t c = 1; c < moved.size(); ++c)
+    if (moved[c] > moved[top]) top = c;
+  double runner = 0;
+  for (std::size_t c = 0; c < moved.size(); ++c)
+    if (c != top) runner = std::max(runner, moved[c]);
+  drift_.assign(moved.size(), moved.empty() ? 0.0 : moved[top]);
+  if (!moved.empty()) drift_[top] = runner;
+  ++generation_;
+  last_pruned_ = bounds_.pruned.exchange(0);
+  last_rows_ = bounds_.rows.exchange(0);
   return Step{stats[0], frame_.mean_variance > 0 ? shift / frame_.mean_variance : shift};
 }
 

@@ -11,6 +11,10 @@
 #include "latent/train/fit_run.hpp"
 
 namespace latent::models {
+
+std::int64_t kmeans_init_row_state(const OptionValues& o) {
+  return o.text("init-params") == "kmeans" ? static_cast<std::int64_t>(KmeansLloyd::kBoundBytesPerRow) : 0;
+}
 namespace {
 
 int fit_kmeans_run(train::FitRun& run) {
@@ -66,7 +70,9 @@ ModelSpec kmeans_spec() {
   s.examples = {"latent fit kmeans --data shards/ --output km.h5 --n-clusters 10 --n-init 3"};
   s.memory = [](const OptionValues& o, std::int64_t d, std::int64_t) {
     const Index k = o.integer("n-clusters");
-    return MemoryNeeds{1 + k + k * d, 11 * k * d /* centers plus the k-means|| candidates (10 K) */, 128 * (k + d)};
+    return MemoryNeeds{1 + k + k * d, 11 * k * d /* centers plus the k-means|| candidates (10 K) */, 128 * (k + d),
+                       static_cast<std::int64_t>(KmeansLloyd::kBoundBytesPerRow),
+                       static_cast<std::int64_t>(KmeansLloyd::kMaxBoundBytes)};
   };
   s.objective_name = "inertia";
   s.objective_unit = "squared distance, summed over samples";

@@ -8,6 +8,7 @@
 #include "../specs.hpp"
 #include "latent/models/fitted_model.hpp"
 #include "latent/models/mixture/discrete_fit.hpp"
+#include "latent/models/kmeans/kmeans.hpp"
 #include "latent/train/fit_run.hpp"
 
 namespace latent::models {
@@ -92,7 +93,8 @@ ModelSpec discrete_spec(DiscreteKind kind) {
                           : "latent fit mmm --data corpus/ --output mmm.h5 --n-components 20"};
   s.memory = [](const OptionValues& o, std::int64_t d, std::int64_t block_rows) {
     const Index k = o.integer("n-components");
-    return MemoryNeeds{2 + k * (1 + d), 3 * k * d, block_rows * k * 2};
+    return MemoryNeeds{2 + k * (1 + d), 3 * k * d, block_rows * k * 2, kmeans_init_row_state(o),
+                       static_cast<std::int64_t>(KmeansLloyd::kMaxBoundBytes)};
   };
   s.objective_name = "mean_log_posterior";
   s.memory_advice = bernoulli ? "use fewer components, smaller --block-rows or --cache-mb, or more nodes (or raise "

@@ -69,6 +69,14 @@ class BlockRows {
                 : gmm_kernel::convert(&block_.x(r0, 0), n, ld_, d, c, out, dp);
   }
 
+  /// convert_pairs() of rows [r0, r0 + n): convert() and each row's distance to the
+  /// component comps[i] of t (q[i]).
+  bool convert_pairs(Index r0, Index n, Index d, const double* c, float* out, Index dp, const float* t,
+                     const std::int32_t* comps, float* q) const {
+    return f32_ ? gmm_kernel::convert_pairs(&block_.xf(r0, 0), n, ld_, d, c, out, dp, t, comps, q)
+                : gmm_kernel::convert_pairs(&block_.x(r0, 0), n, ld_, d, c, out, dp, t, comps, q);
+  }
+
   /// Rows [r0, r0 + n) as doubles (a tile with missing values takes the double path).
   RowMatrix widened(Index r0, Index n) const {
     return f32_ ? RowMatrix(block_.xf.middleRows(r0, n).cast<double>()) : RowMatrix(block_.x.middleRows(r0, n));

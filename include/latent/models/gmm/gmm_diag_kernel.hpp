@@ -15,6 +15,7 @@
 /// is kernel::active() (core/kernel.hpp). All functions are local, thread-safe and
 /// allocate nothing.
 #include <cstddef>
+#include <cstdint>
 
 namespace latent::models::gmm_kernel {
 
@@ -61,6 +62,16 @@ void quadratic(const float* x, std::ptrdiff_t rows, std::ptrdiff_t dp, const flo
 void quadratic_unit(const float* x, std::ptrdiff_t rows, std::ptrdiff_t dp, const float* t, std::ptrdiff_t k, float* q,
                     PrefetchRange& prefetch);
 
+/// convert() of the rows, and q[i] = Σ_j (out[i·dp + j] + t[comps[i]·dp + j])² for i <
+/// rows, computed four rows at a time while they are in L1: quadratic_unit()'s
+/// q[i·k + comps[i]], bit for bit, for one chosen component per row (k-means: the centre a
+/// row's bounds say may still be nearest). Returns true if any x is NaN (out and q are
+/// then incomplete).
+bool convert_pairs(const double* x, std::ptrdiff_t rows, std::ptrdiff_t ld, std::ptrdiff_t d, const double* c,
+                   float* out, std::ptrdiff_t dp, const float* t, const std::int32_t* comps, float* q);
+bool convert_pairs(const float* x, std::ptrdiff_t rows, std::ptrdiff_t ld, std::ptrdiff_t d, const double* c,
+                   float* out, std::ptrdiff_t dp, const float* t, const std::int32_t* comps, float* q);
+
 /// first[c·d + j] += Σ_i r[i·k + c] · x[i·dp + j] and second[c·d + j] += Σ_i r[i·k + c] · x[i·dp + j]²
 /// for c < k and j < d (d ≤ dp; columns j ≥ d are not touched). x: rows × dp as in
 /// quadratic(); r: rows × k (float32 responsibilities); first, second: k × d (double). The
@@ -81,6 +92,10 @@ struct Variant {
                          std::ptrdiff_t);
   bool (*convert_float)(const float*, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, const double*, float*,
                         std::ptrdiff_t);
+  bool (*convert_pairs_double)(const double*, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, const double*, float*,
+                               std::ptrdiff_t, const float*, const std::int32_t*, float*);
+  bool (*convert_pairs_float)(const float*, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, const double*, float*,
+                              std::ptrdiff_t, const float*, const std::int32_t*, float*);
   void (*quadratic)(const float*, std::ptrdiff_t, std::ptrdiff_t, const float*, const float*, std::ptrdiff_t, float*,
                     PrefetchRange&);
   void (*quadratic_unit)(const float*, std::ptrdiff_t, std::ptrdiff_t, const float*, std::ptrdiff_t, float*,

@@ -1,9 +1,13 @@
 #pragma once
 /// \file k-means: Lloyd's algorithm as hard EM (Lloyd 1982; Bishop PRML §9.1) on streamed
 /// blocks, with distributed k-means|| seeding (Bahmani et al. 2012).
+#include <atomic>
+#include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "latent/comm/communicator.hpp"
@@ -52,14 +56,32 @@ RowMatrix random_responsibilities(Index rows, Index first_global_row, Index k, s
 /// distances, squared data units) of the centers used in the E-step; change: sum of
 /// squared center shifts divided by the frame's mean feature variance (scikit-learn's tol
 /// convention). An empty cluster keeps its center.
+///
+/// Exact pruning (Hamerly 2010, "Making k-means even faster", §3, with his upper bound
+/// replaced by the distance itself): each row keeps, between E-steps, its label and a lower
+/// bound on its true distance to every other centre (8 bytes per row, at most
+/// kMaxBoundBytes per rank; rows beyond that are always computed in full). After a step
+/// that moved centre c by δ_c the bound falls by the largest δ of the other centres. A row
+/// whose float32 distance to its centre (computed anyway, for the inertia) is below what
+/// the bound guarantees for every other centre's float32 distance, allowing for the
+/// kernel's rounding (relative (dp/16 + 8)·2⁻²³), keeps its label without computing the
+/// others. Labels, inertia and sums are therefore those of computing every distance, bit
+/// for bit; only the time changes.
 class KmeansLloyd final : public train::EmModel {
  public:
-  /// `centers`: K × D, centred (data coordinates − frame.origin).
-  KmeansLloyd(RowMatrix centers, KmeansFrame frame);
+  /// Bytes of per-row bounds one rank keeps at most (8 per row: about 33.5 M rows).
+  static constexpr std::size_t kMaxBoundBytes = std::size_t{256} << 20;
+  /// Bytes of bounds per row.
+  static constexpr std::size_t kBoundBytesPerRow = 8;
+  /// `centers`: K × D, centred (data coordinates − frame.origin). `max_bound_bytes`: the
+  /// bounds kept per rank (0: none, every distance computed each E-step).
+  KmeansLloyd(RowMatrix centers, KmeansFrame frame, std::size_t max_bound_bytes = kMaxBoundBytes);
   std::size_t num_stats() const override;
   /// Distances in float32 (gmm_kernel::quadratic_unit, quadratic with σ⁻¹ = 1: Σ_j (x_j − c_j)², no
   /// cancellation), the nearest centre the first of the smallest; inertia and the sums of
-  /// the assigned rows in double. Reads float32 blocks (accepts_float32_blocks).
+  /// the assigned rows in double. Reads float32 blocks (accepts_float32_blocks). Rows the
+  /// bounds prune have only their own centre's distance computed (class comment).
+  /// Thread-safe for distinct blocks; a block is identified by its global first row.
   void e_step_block(const io::DenseBlock& block, std::span<double> partial) const override;
   bool accepts_float32_blocks() const override { return true; }
   Step m_step(std::span<const double> stats) override;
@@ -71,13 +93,44 @@ class KmeansLloyd final : public train::EmModel {
   RowMatrix centers() const { return centers_.rowwise() + frame_.origin; }
   const KmeansFrame& frame() const noexcept { return frame_; }
   Index num_empty_clusters() const noexcept { return num_empty_; }
+  /// Rows of the last E-step (before the last m_step) that the bounds pruned, and all its rows.
+  Index last_pruned_rows() const noexcept { return last_pruned_; }
+  Index last_rows() const noexcept { return last_rows_; }
 
  private:
+  // One block's bounds: lower[i] ≤ the true distance of row i to every centre but label[i],
+  // for the centres of E-step `generation`.
+  struct BlockBounds {
+    std::uint64_t generation = 0;
+    std::vector<float> lower;
+    std::vector<std::int32_t> label;
+  };
+  // The blocks' bounds, by global first row (node-based: an entry stays where it is while
+  // others are added). A copy starts empty: bounds belong to one model's centres.
+  struct BoundCache {
+    BoundCache() = default;
+    BoundCache(const BoundCache&) {}
+    BoundCache& operator=(const BoundCache&) {
+      clear();
+      return *this;
+    }
+    void clear();
+    std::mutex mutex;
+    std::unordered_map<Index, BlockBounds> blocks;
+    std::size_t bytes = 0;
+    std::atomic<Index> pruned{0}, rows{0};
+  };
   void prepare();  // the float32 operands from centers_
+  BlockBounds* bounds_for(Index first_row, Index rows) const;
   RowMatrix centers_;
   std::vector<float> shift32_;  // K × padded(D): −c (zero padding)
   KmeansFrame frame_;
   Index num_empty_ = 0;
+  std::size_t max_bound_bytes_ = kMaxBoundBytes;
+  mutable BoundCache bounds_;
+  std::uint64_t generation_ = 2;     // of the current centres; a block's bounds from generation_ − 1 need drift_
+  std::vector<double> drift_;        // K: the largest shift of the other centres in the last m_step
+  Index last_pruned_ = 0, last_rows_ = 0;
 };
 
 /// Rows drawn without replacement with probability proportional to the squared distance
