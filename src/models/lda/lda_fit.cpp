@@ -571,8 +571,8 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
         });
       });
       for (LdaStatsAccumulator* a : accs) a->end_take();
-      result.bytes_exchanged += slice.send_stats(comm, words, packed, requests, received) +
-                                static_cast<double>(m * view.padded_topics()) * sizeof(float);
+      arena.execute([&] { result.bytes_exchanged += slice.send_stats(comm, words, packed, requests, received); });
+      result.bytes_exchanged += static_cast<double>(m * view.padded_topics()) * sizeof(float);
       heartbeat();
     }
     ExactSum small(kElogTheta + static_cast<std::size_t>(k));

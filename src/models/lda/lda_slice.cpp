@@ -69,6 +69,22 @@ void LdaSliceStats::add(Index row, const std::int64_t* values) {
   for (Index t = 0; t < k_; ++t) cell[t] += values[t];
 }
 
+void LdaSliceStats::add_rows(std::span<const std::int32_t> rows, const std::int64_t* values) {
+  for (const std::int32_t r : rows)
+    if (!touched_[static_cast<std::size_t>(r)]) {
+      touched_[static_cast<std::size_t>(r)] = 1;
+      touched_list_.push_back(r);
+    }
+  const auto k = static_cast<std::size_t>(k_);
+  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, rows.size(), 256), [&](const tbb::blocked_range<std::size_t>& range) {
+    for (std::size_t i = range.begin(); i < range.end(); ++i) {
+      std::int64_t* cell = cells_.data() + static_cast<std::size_t>(rows[i]) * k;
+      const std::int64_t* v = values + i * k;
+      for (std::size_t t = 0; t < k; ++t) cell[t] += v[t];
+    }
+  });
+}
+
 void LdaSliceStats::clear() {
   for (std::int32_t r : touched_list_) {
     std::fill_n(cells_.begin() + static_cast<std::ptrdiff_t>(static_cast<Index>(r) * k_), k_, 0);
@@ -264,10 +280,10 @@ double LdaSlice::send_stats(const comm::Communicator& comm, std::span<const std:
                             std::span<const std::int64_t> stats, const std::vector<std::vector<std::int32_t>>& requests,
                             LdaSliceStats& into) const {
   const Index k = num_topics();
-  if (parts_ == 1) {  // the round's words are this slice's, in requests[0]'s order
+  if (parts_ == 1) {  // the round's words (distinct) are this slice's, in requests[0]'s order; begin_ is 0
     const std::vector<std::int32_t>& mine = requests[0];
     if (stats.size() != mine.size() * static_cast<std::size_t>(k)) throw Error(ErrorKind::kInternal, "send_stats: wrong size");
-    for (std::size_t i = 0; i < mine.size(); ++i) into.add(mine[i] - begin_, stats.data() + i * static_cast<std::size_t>(k));
+    into.add_rows(mine, stats.data());
     return 0;
   }
   const auto first = owner_ranges(words, v_, parts_);

@@ -42,6 +42,9 @@ class LdaSliceStats {
   LdaSliceStats(Index rows, Index num_topics);
   /// Adds K integers to row `row` (0-based within the slice).
   void add(Index row, const std::int64_t* values);
+  /// add(rows[i], values + i·K) for every i, the rows (distinct) in parallel on the
+  /// caller's task arena: the same integers.
+  void add_rows(std::span<const std::int32_t> rows, const std::int64_t* values);
   std::span<const std::int32_t> touched() const noexcept { return touched_list_; }
   const std::int64_t* row(Index r) const noexcept { return cells_.data() + static_cast<std::size_t>(r * k_); }
   void clear();
