@@ -172,7 +172,7 @@ void KmeansLloyd::e_step_block(const io::DenseBlock& block, std::span<double> pa
   double* sums = partial.data() + 1 + k;
   std::vector<float> xf(kTileRows * udp, 0.0f), xg, q(kTileRows * uk), qbest(kTileRows), acc(udp);
   std::vector<std::int32_t> label(kTileRows), cand(kTileRows), full(kTileRows);
-  std::vector<double> thr(kTileRows);
+  std::vector<double> lower(kTileRows), thr(kTileRows);
   std::vector<Index> first(uk + 1), order(kTileRows);
   const gmm_kernel::BlockRows rows(block);
   // A computed distance q of true squared distance t satisfies |q − t| ≤ γ·t + τ: per
@@ -206,15 +206,15 @@ void KmeansLloyd::e_step_block(const io::DenseBlock& block, std::span<double> pa
       for (std::size_t i = 0; i < un; ++i) {
         const std::size_t r = static_cast<std::size_t>(r0) + i;
         cand[i] = bb->label[r];
-        const double lower = static_cast<double>(bb->lower[r]) - (drifted ? drift_[static_cast<std::size_t>(cand[i])] : 0.0);
-        thr[i] = lower > 0 ? (1.0 - gamma) * lower * lower - tau : -1.0;
+        lower[i] = static_cast<double>(bb->lower[r]) - (drifted ? drift_[static_cast<std::size_t>(cand[i])] : 0.0);
+        thr[i] = lower[i] > 0 ? (1.0 - gamma) * lower[i] * lower[i] - tau : -1.0;
       }
       if (rows.convert_pairs(r0, n, d, frame_.origin.data(), xf.data(), dp, shift32_.data(), cand.data(), qbest.data()))
         throw nan_error();
       for (std::size_t i = 0; i < un; ++i) {
         if (static_cast<double>(qbest[i]) < thr[i]) {
           label[i] = cand[i];
-          bb->lower[static_cast<std::size_t>(r0) + i] = float_below(std::sqrt((thr[i] + tau) / (1.0 - gamma)));
+          bb->lower[static_cast<std::size_t>(r0) + i] = float_below(lower[i]);
           ++pruned;
         } else {
           full[m++] = static_cast<std::int32_t>(i);
