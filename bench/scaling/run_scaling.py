@@ -23,6 +23,12 @@ What it measures
             jobs achieve together. Every strong configuration on two cores (1x2, 2x1)
             gets fraction_of_ceiling = S / C (issue 21 item 6 asks >= 0.9 for gmm, lda
             online and vae, streaming). --no-ceiling skips it.
+    rounds  a shared host drifts: the same 1x2 fit varies by 20 % from one run to the
+            next. --repeat R runs every configuration and the ceiling once per round,
+            R rounds in turn; a configuration's record is its median round's, and
+            fraction_of_ceiling the median over rounds of that round's own fraction
+            (1 / t) / (1 / t(copy a) + 1 / t(copy b)), so that the runs compared are
+            close in time.
   Configurations with R x T > the cores of this machine oversubscribe it (2x2 and 4x1
   on 2 cores): they are marked "oversubscribed": true in the JSON and hatched in the
   plots. Their numbers show the cost of sharing cores (MPI ranks busy-poll in
@@ -55,7 +61,7 @@ How to run (binary must be built; Open MPI env from bench/common.py is set)
   /usr/bin/python3 bench/scaling/run_scaling.py            # ~5-10 min on 2 idle cores
   /usr/bin/python3 bench/scaling/run_scaling.py --quick    # < 2 min
   Options: --models gmm,lda,vae --configs 1x1,1x2,2x1,2x2,4x1 --kinds strong,weak
-           --quick --out-dir DIR --name NAME --timeout S --nice N
+           --quick --out-dir DIR --name NAME --timeout S --nice N --repeat R
   Results (NAME = scaling, or scaling_quick with --quick; DIR = bench/results):
     DIR/NAME.json                 every run: config, seconds/iteration, speed-up,
                                   efficiency, breakdown, path of its log
@@ -469,14 +475,15 @@ def write_outputs(obj: dict, out_dir: Path, name: str, title_extra: str = "") ->
 
 # --------------------------------------------------------------------------- main
 
-def run_ceiling(model: str, data: Path, iters: int, log_dir: Path, timeout: float, nice: int | None) -> dict:
+def run_ceiling(model: str, data: Path, iters: int, log_dir: Path, timeout: float, nice: int | None,
+                suffix: str = "") -> dict:
     """Two copies of the 1x1 strong fit at once: each copy's median seconds per iteration.
     Returns {"copies_seconds_per_iteration": [a, b]} or {"error": ...}."""
     spec = MODELS[model]
     procs, logs, outs = [], [], []
     env = common.mpi_env({"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
     for i in range(2):
-        log = log_dir / f"{model}-ceiling-copy{i}.jsonl"
+        log = log_dir / f"{model}-ceiling-copy{i}{suffix}.jsonl"
         out = log_dir / f"ceiling-{i}.h5"
         log.unlink(missing_ok=True)
         cmd = [str(c) for c in common.latent_cmd(spec["fit"](iters) + [
@@ -507,19 +514,54 @@ def run_ceiling(model: str, data: Path, iters: int, log_dir: Path, timeout: floa
     return {"copies_seconds_per_iteration": secs, "logs": [str(x) for x in logs]}
 
 
+def median_round(rs: list[dict]) -> dict:
+    """A configuration's record over its rounds: the round with the median seconds per
+    iteration (the lower of the two middle ones for an even count), so that its breakdown
+    belongs to the time reported, with every round's time alongside."""
+    ordered = sorted(rs, key=lambda r: r["seconds_per_iteration"])
+    rec = dict(ordered[(len(ordered) - 1) // 2])
+    rec["rounds_seconds_per_iteration"] = [r["seconds_per_iteration"] for r in sorted(rs, key=lambda r: r["round"])]
+    return rec
+
+
+def merge_ceiling_rounds(cr: list[dict]) -> dict:
+    """The ceiling runs of every round: each copy's median seconds per iteration over the
+    rounds, and every round's pair (for fractions paired in time, see apply_ceiling)."""
+    ok = [c for c in cr if "copies_seconds_per_iteration" in c]
+    if not ok:
+        return {"error": "; ".join(c.get("error", "?") for c in cr)}
+    out = {"copies_seconds_per_iteration": [common.median([c["copies_seconds_per_iteration"][i] for c in ok])
+                                            for i in range(2)],
+           "rounds_copies_seconds_per_iteration": [c["copies_seconds_per_iteration"] for c in ok],
+           "logs": [log for c in ok for log in c["logs"]]}
+    if len(ok) < len(cr):
+        out["failed_rounds"] = [c.get("error") for c in cr if "copies_seconds_per_iteration" not in c]
+    return out
+
+
 def apply_ceiling(runs: list[dict], ceilings: dict) -> None:
-    """ceiling = t(1x1) / t(copy a) + t(1x1) / t(copy b) per model; fraction_of_ceiling =
-    speed-up / ceiling for the strong configurations on two cores."""
+    """ceiling = t(1x1) / t(copy a) + t(1x1) / t(copy b) per model (median times over the
+    rounds); fraction_of_ceiling = speed-up / ceiling for the strong configurations on two
+    cores. With several rounds, each round also gives its own fraction, (1 / t) / (1 / a +
+    1 / b) with the configuration's and the copies' times of that round (t(1x1) cancels),
+    and fraction_of_ceiling is the median of those: runs close in time share the host's
+    state."""
     for model, c in ceilings.items():
         base = next((r for r in runs if r["model"] == model and r["kind"] == "strong" and r["config"] == "1x1"), None)
         if base is None or "copies_seconds_per_iteration" not in c:
             continue
         t1 = base["seconds_per_iteration"]
         c["ceiling"] = sum(t1 / t for t in c["copies_seconds_per_iteration"])
+        pairs = c.get("rounds_copies_seconds_per_iteration", [])
         for r in runs:
             if r["model"] == model and r["kind"] == "strong" and r["cores"] == 2 and r.get("speedup"):
                 r["ceiling"] = c["ceiling"]
                 r["fraction_of_ceiling"] = r["speedup"] / c["ceiling"]
+                ts = r.get("rounds_seconds_per_iteration", [])
+                if len(ts) > 1 and len(ts) == len(pairs):
+                    fr = [(1 / t) / (1 / a + 1 / b) for t, (a, b) in zip(ts, pairs)]
+                    r["fraction_of_ceiling_rounds"] = fr
+                    r["fraction_of_ceiling"] = common.median(fr)
 
 
 def main(argv=None):
@@ -533,7 +575,11 @@ def main(argv=None):
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per fit before it is killed")
     ap.add_argument("--nice", type=int, default=None)
     ap.add_argument("--no-ceiling", action="store_true", help="skip the two-copies ceiling runs")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="rounds: every configuration and the ceiling once per round, the median round kept")
     args = ap.parse_args(argv)
+    if args.repeat < 1:
+        raise SystemExit("--repeat must be at least 1")
     mode = "quick" if args.quick else "full"
     name = args.name or ("scaling_quick" if args.quick else "scaling")
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -555,49 +601,62 @@ def main(argv=None):
     log_dir.mkdir(parents=True, exist_ok=True)
     out_model = log_dir / "model.h5"
 
-    runs, failures, done = [], [], {}
-    for model in models:
-        spec = MODELS[model]
-        ds = spec["dataset"]
-        iters = spec["iterations"][mode]
-        for kind in kinds:
-            for ranks, threads in configs:
-                c = ranks * threads
-                shards = shards_needed(model, kind, mode, c)
-                rows = shards * DATASETS[ds]["shard_rows"]
-                key = (model, shards, ranks, threads)
-                if key in done:  # same data and configuration as a run already made
-                    rec = dict(done[key], kind=kind, shared_with=done[key]["kind"])
-                    runs.append(rec)
-                    continue
-                data = ensure_dataset(ds, shards, nice=args.nice)
-                log = log_dir / f"{model}-{kind}-{config_name(ranks, threads)}.jsonl"
-                if log.exists():
-                    log.unlink()
-                cmd = common.latent_cmd(spec["fit"](iters) + [
-                    "--data", data, "--output", out_model, "--overwrite", "--threads", threads,
-                    "--profile", "--log-json", log], ranks)
-                rc, secs, err = run_with_timeout(cmd, args.timeout, args.nice)
-                if rc != 0:
-                    print(err, file=sys.stderr)
-                    print(f"FAILED ({rc}): {model} {kind} {config_name(ranks, threads)}", file=sys.stderr)
-                    failures.append({"model": model, "kind": kind, "config": config_name(ranks, threads),
-                                     "exit_status": rc, "stderr_tail": err[-1500:]})
-                    continue
-                rec = run_record(log, model=model, kind=kind, ranks=ranks, threads=threads, cores_available=cores,
-                                 rows=rows, data=str(data), wall_seconds=secs)
-                rec["shards"] = shards
-                done[key] = rec
-                runs.append(rec)
-                print(f"  {model} {kind} {config_name(ranks, threads)}: {rows} rows, "
-                      f"{rec['seconds_per_iteration']:.3f} s/iteration ({secs:.1f} s wall)", file=sys.stderr,
-                      flush=True)
-    ceilings = {}
-    if not args.no_ceiling and "strong" in kinds:
+    # Rounds: every configuration and the ceiling once per round, so that the machine's
+    # drift (a shared host's noise) falls on all of them alike; a configuration's numbers
+    # are then its median round's.
+    failures, done, rounds = [], {}, {}
+    ceiling_rounds: dict = {}
+    for rnd in range(args.repeat):
+        if args.repeat > 1:
+            print(f"round {rnd + 1} of {args.repeat}", file=sys.stderr, flush=True)
         for model in models:
             spec = MODELS[model]
-            data = ensure_dataset(spec["dataset"], shards_needed(model, "strong", mode, 1), nice=args.nice)
-            ceilings[model] = run_ceiling(model, data, spec["iterations"][mode], log_dir, args.timeout, args.nice)
+            ds = spec["dataset"]
+            iters = spec["iterations"][mode]
+            for kind in kinds:
+                for ranks, threads in configs:
+                    c = ranks * threads
+                    shards = shards_needed(model, kind, mode, c)
+                    rows = shards * DATASETS[ds]["shard_rows"]
+                    key = (model, shards, ranks, threads)
+                    if key in done:  # same data and configuration as a run already made
+                        rounds.setdefault((model, kind, ranks, threads), []).append(
+                            dict(done[key], kind=kind, shared_with=done[key]["kind"]))
+                        continue
+                    if any(f["model"] == model and f["config"] == config_name(ranks, threads) for f in failures):
+                        continue  # failed in an earlier round
+                    data = ensure_dataset(ds, shards, nice=args.nice)
+                    log = log_dir / f"{model}-{kind}-{config_name(ranks, threads)}" \
+                        f"{f'-r{rnd + 1}' if args.repeat > 1 else ''}.jsonl"
+                    if log.exists():
+                        log.unlink()
+                    cmd = common.latent_cmd(spec["fit"](iters) + [
+                        "--data", data, "--output", out_model, "--overwrite", "--threads", threads,
+                        "--profile", "--log-json", log], ranks)
+                    rc, secs, err = run_with_timeout(cmd, args.timeout, args.nice)
+                    if rc != 0:
+                        print(err, file=sys.stderr)
+                        print(f"FAILED ({rc}): {model} {kind} {config_name(ranks, threads)}", file=sys.stderr)
+                        failures.append({"model": model, "kind": kind, "config": config_name(ranks, threads),
+                                         "exit_status": rc, "stderr_tail": err[-1500:]})
+                        continue
+                    rec = run_record(log, model=model, kind=kind, ranks=ranks, threads=threads,
+                                     cores_available=cores, rows=rows, data=str(data), wall_seconds=secs)
+                    rec["shards"] = shards
+                    rec["round"] = rnd + 1
+                    done[key] = rec
+                    rounds.setdefault((model, kind, ranks, threads), []).append(rec)
+                    print(f"  {model} {kind} {config_name(ranks, threads)}: {rows} rows, "
+                          f"{rec['seconds_per_iteration']:.3f} s/iteration ({secs:.1f} s wall)", file=sys.stderr,
+                          flush=True)
+            if not args.no_ceiling and "strong" in kinds:
+                data = ensure_dataset(spec["dataset"], shards_needed(model, "strong", mode, 1), nice=args.nice)
+                ceiling_rounds.setdefault(model, []).append(
+                    run_ceiling(model, data, iters, log_dir, args.timeout, args.nice,
+                                suffix=f"-r{rnd + 1}" if args.repeat > 1 else ""))
+        done = {}  # the next round runs every configuration again
+    runs = [median_round(rs) for rs in rounds.values()]
+    ceilings = {model: merge_ceiling_rounds(cr) for model, cr in ceiling_rounds.items()}
     if out_model.exists():
         out_model.unlink()
     analyze(runs)
@@ -605,6 +664,9 @@ def main(argv=None):
     for model, c in ceilings.items():
         if "ceiling" in c:
             fr = ", ".join(f"{r['config']} {r['speedup']:.2f}x = {r['fraction_of_ceiling']:.2f} of it"
+                           + (" (rounds {:.2f}-{:.2f})".format(min(r["fraction_of_ceiling_rounds"]),
+                                                               max(r["fraction_of_ceiling_rounds"]))
+                              if r.get("fraction_of_ceiling_rounds") else "")
                            for r in runs if r["model"] == model and r.get("fraction_of_ceiling") is not None)
             print(f"{model}: two independent 1x1 copies reach {c['ceiling']:.2f}x one copy (the machine's ceiling); "
                   f"{fr} (target >= 0.9)")
@@ -628,7 +690,10 @@ def main(argv=None):
             "weak": "rows per core fixed; efficiency = t(base) / t; speedup = efficiency x cores / cores(base)",
             "base": "the configuration with the fewest cores (1x1)",
             "ceiling": "t(1x1) / t(copy a) + t(1x1) / t(copy b), two copies of the 1x1 strong fit at once; "
-                       "fraction_of_ceiling = speedup / ceiling (strong, two cores)",
+                       "fraction_of_ceiling = speedup / ceiling (strong, two cores); with --repeat R > 1 the "
+                       "median over rounds of (1 / t) / (1 / a + 1 / b), each round's own times",
+            "rounds": "with --repeat R, every configuration and the ceiling run once per round, in turn; a "
+                      "configuration's record is its median round's (rounds_seconds_per_iteration: all of them)",
             "oversubscribed": f"ranks x threads > {cores} cores of this machine",
             "breakdown": "mean over ranks and over the iterations after the first (bench/report.py)",
         },
