@@ -158,6 +158,12 @@ def summarize_log(path, skip_first: bool | None = None) -> dict:
     # rows (documents) per iteration: samples/s x seconds of rank 0's line (exact: that is how it is computed)
     rows = [_num(r.get("samples_per_second")) * _num(r.get("seconds")) for r in used]
     out["rows_per_iteration"] = common.median(rows) if rows and not any(math.isnan(x) for x in rows) else None
+    # k-means' distance bounds (logs before they were recorded have no settled_rows):
+    # the share of each iteration's rows, all ranks, settled without the other distances.
+    if all("settled_rows" in r["profile"] for r in its):
+        out["settled_fraction_per_iteration"] = [
+            sum(_num(v) for v in r["profile"]["settled_rows"]) / (_num(r.get("samples_per_second")) * _num(r.get("seconds")))
+            if _num(r.get("samples_per_second")) * _num(r.get("seconds")) > 0 else float("nan") for r in its]
     toks = [_num(r.get("tokens_per_second")) * _num(r.get("seconds")) for r in used
             if r.get("tokens_per_second") is not None]
     out["tokens_per_iteration"] = common.median(toks) if toks else None

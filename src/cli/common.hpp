@@ -129,7 +129,7 @@ class RowParts {
 /// Prints iteration lines on rank 0 and writes them as JSON lines to --log-json.
 /// With `profile` (--profile) every iteration line also holds, per rank, where the
 /// iteration's time went (docs/COMMANDS.md, `--profile`), and done() prints the run's
-/// totals; both are then collective (one allgather of 9 doubles), so every rank must make
+/// totals; both are then collective (one allgather of 10 doubles), so every rank must make
 /// the same calls.
 class IterationLog {
  public:
@@ -153,8 +153,9 @@ class IterationLog {
 
  private:
   /// Every rank's profile row (seconds, read wait, read, compute, allreduce, M-step,
-  /// bytes, collectives, peak RSS) as named per-rank arrays. Collective.
-  nlohmann::json gather_profile(double seconds, const std::array<double, 6>& counters) const;
+  /// bytes, collectives, peak RSS, rows settled by distance bounds) as named per-rank
+  /// arrays. Collective.
+  nlohmann::json gather_profile(double seconds, const std::array<double, 7>& counters) const;
   /// The fields every JSON line carries.
   nlohmann::json line(const char* event) const;
   const Context& ctx_;
@@ -165,6 +166,7 @@ class IterationLog {
   Index max_iterations_ = 0;
   double seconds_so_far_ = 0;  // this run's iterations, for the time left
   Index iterations_so_far_ = 0;
+  double row_visits_ = 0;  // this run's rows x iterations, all ranks (from samples/s x seconds)
 };
 
 /// A progress bar on stderr when it is a terminal; silent otherwise.

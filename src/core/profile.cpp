@@ -8,7 +8,7 @@ namespace latent::profile {
 namespace {
 
 // Fixed point: nanoseconds for seconds, whole units for bytes and counts.
-constexpr double kScale[kNumCounters] = {1e9, 1e9, 1e9, 1.0, 1.0, 1e9};
+constexpr double kScale[kNumCounters] = {1e9, 1e9, 1e9, 1.0, 1.0, 1e9, 1.0};
 
 std::array<std::atomic<std::int64_t>, kNumCounters>& counters() {
   static std::array<std::atomic<std::int64_t>, kNumCounters> c{};

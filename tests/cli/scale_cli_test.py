@@ -117,7 +117,7 @@ check(comp.shape == (5, 300) and np.allclose(comp.sum(1), 1), "lda: true topics 
 
 # ---------------------------------------------------------------- --profile
 KEYS = ["seconds", "read_wait_seconds", "read_seconds", "compute_seconds", "allreduce_seconds", "m_step_seconds",
-        "allreduce_bytes", "collectives", "max_rss_bytes"]
+        "allreduce_bytes", "collectives", "max_rss_bytes", "settled_rows"]
 
 
 def profile_log(path, ranks, model):
@@ -146,6 +146,7 @@ run(fit + ["--output", T("p1.h5"), "--log-json", T("p1.jsonl")])
 its1, _ = profile_log(T("p1.jsonl"), 1, "gmm")
 check(all(j["profile"]["allreduce_bytes"] == [0.0] and j["profile"]["collectives"] == [0.0] for j in its1),
       "gmm x1: no collectives on one rank")
+check(all(j["profile"]["settled_rows"] == [0.0] for j in its1), "gmm x1 (random start): no distance bounds")
 r = run(fit + ["--output", T("p2.h5"), "--log-json", T("p2.jsonl")], ranks=2)
 check("profile (mean over 2 rank(s))" in r.stderr, "gmm x2: a profile summary line at the end")
 its2, _ = profile_log(T("p2.jsonl"), 2, "gmm")
@@ -163,6 +164,17 @@ check(all(min(j["profile"]["collectives"]) >= 9 and min(j["profile"]["m_step_sec
 run(["fit", "vae", "--data", T("g1"), "--output", T("vae.h5"), "--likelihood", "gaussian", "--hidden", "16",
      "--latent-dim", "2", "--epochs", "2", "--threads", "1", "--profile", "--log-json", T("vae.jsonl")], ranks=2)
 its, _ = profile_log(T("vae.jsonl"), 2, "vae")
+check(all(j["profile"]["settled_rows"] == [0.0, 0.0] for j in its), "vae x2: no distance bounds")
+# k-means' distance bounds: none on the first iteration (no bounds yet), then at most every
+# local row; by the last of 15 iterations on well-separated clusters, most rows settle.
+r = run(["fit", "kmeans", "--data", T("g1"), "--output", T("km.h5"), "--n-clusters", "4", "--max-iter", "15",
+         "--tol", "0", "--threads", "1", "--block-rows", "500", "--profile", "--log-json", T("km.jsonl")], ranks=2)
+its, _ = profile_log(T("km.jsonl"), 2, "kmeans")
+settled = [sum(j["profile"]["settled_rows"]) for j in its]
+rows = round(its[-1]["samples_per_second"] * its[-1]["seconds"])
+check(len(its) == 15 and settled[0] == 0 and all(0 <= s <= rows for s in settled) and settled[-1] > rows // 2,
+      f"kmeans x2: rows the bounds settle per iteration {settled} of {rows}")
+check("distance bounds settled" in r.stderr, "kmeans x2: the share the bounds settled in the summary")
 check(all(min(j["profile"]["m_step_seconds"]) > 0 for j in its), "vae x2: optimiser steps timed")
 
 H.finish()

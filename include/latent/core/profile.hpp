@@ -19,6 +19,7 @@ enum class Counter : int {
   kCommBytes,        ///< payload bytes of this rank's collectives (send side)
   kCollectives,      ///< number of collectives
   kMstepSeconds,     ///< parameter updates (M-steps, optimiser steps)
+  kSettledRows,      ///< rows whose label a distance bound settled without the other distances (k-means)
   kCount
 };
 constexpr int kNumCounters = static_cast<int>(Counter::kCount);

@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 
 #include "latent/core/error.hpp"
+#include "latent/core/profile.hpp"
 #include "latent/core/rng.hpp"
 #include "latent/train/block_reduce.hpp"
 
@@ -237,19 +238,25 @@ void KmeansLloyd::e_step_block(const io::DenseBlock& block, std::span<double> pa
       const Index steps = std::max<Index>(1, (mi + 3) / 4 * ((k + 4) / 5) * (dp / gmm_kernel::kLanes));
       pf.lines = static_cast<int>(std::clamp<Index>((static_cast<Index>(pf.end - pf.next) / 64 + steps - 1) / steps, 1, 64));
       gmm_kernel::quadratic_unit(xs, mi, dp, shift32_.data(), k, q.data(), pf);
-      // Nearest centre (the first of the smallest), and the nearest of the others for the bounds.
+      // Nearest centre (the first of the smallest) and the nearest of the others (for the
+      // bounds) in one sweep: a centre displaced from first place becomes a candidate
+      // for second, and a tie with the first goes to second.
       for (std::size_t o = 0; o < m; ++o) {
         const float* qo = q.data() + o * uk;
         Index best = 0;
-        for (Index c = 1; c < k; ++c)
-          if (qo[c] < qo[best]) best = c;
+        float other = std::numeric_limits<float>::infinity();
+        for (Index c = 1; c < k; ++c) {
+          if (qo[c] < qo[best]) {
+            other = qo[best];
+            best = c;
+          } else {
+            other = std::min(other, qo[c]);
+          }
+        }
         const auto i = static_cast<std::size_t>(full[o]);
         label[i] = static_cast<std::int32_t>(best);
         qbest[i] = qo[best];
         if (bb != nullptr) {
-          float other = std::numeric_limits<float>::infinity();
-          for (Index c = 0; c < k; ++c)
-            if (c != best) other = std::min(other, qo[c]);
           bb->label[static_cast<std::size_t>(r0) + i] = label[i];
           bb->lower[static_cast<std::size_t>(r0) + i] = lower_of(other);
         }
@@ -282,6 +289,7 @@ void KmeansLloyd::e_step_block(const io::DenseBlock& block, std::span<double> pa
   if (bb != nullptr) bb->generation = generation_;
   bounds_.pruned += pruned;
   bounds_.rows += rows.rows();
+  if (pruned > 0) profile::add(profile::Counter::kSettledRows, static_cast<double>(pruned));
 }
 
 train::EmModel::Step KmeansLloyd::m_step(std::span<const double> stats) {
