@@ -138,8 +138,8 @@ class PyFitRun final : public train::FitRun {
     const double local_bytes = static_cast<double>(info.num_rows * info.num_features) * 8.0;
     const std::size_t cache_bytes =
         static_cast<double>(bo.cache_bytes) >= local_bytes ? static_cast<std::size_t>(local_bytes) : 0;
-    train::check_fit_memory(spec_, values_, c_, info.num_features, info.num_features, source->num_local_rows(),
-                            cache_bytes, available_memory_bytes());
+    c_.row_state_bytes = train::check_fit_memory(spec_, values_, c_, info.num_features, info.num_features,
+                                                 source->num_local_rows(), cache_bytes, available_memory_bytes());
     summary = train::summarize(comm_, *source, c_.threads);
     return source;
   }

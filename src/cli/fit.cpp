@@ -110,7 +110,8 @@ class CliFitRun final : public train::FitRun {
     const std::size_t cache_bytes =
         static_cast<double>(c_.cache_mb) * 1048576.0 >= local_bytes ? static_cast<std::size_t>(local_bytes) : 0;
     comm::run_agreed(ctx_.comm, [&] {
-      train::check_fit_memory(spec_, values_, c_, d, d, source->num_local_rows(), cache_bytes, available_memory_bytes());
+      c_.row_state_bytes =
+          train::check_fit_memory(spec_, values_, c_, d, d, source->num_local_rows(), cache_bytes, available_memory_bytes());
     });
     ctx_.log.info(fmt::format("data {}: {} samples x {} features in {} shard(s); {} rank(s) x {} thread(s); kernel variant {}",
                               c_.data, source->info().num_rows, source->info().num_features, source->info().shards.size(),

@@ -21,9 +21,10 @@ ModelSpec lda_spec();     // lda/lda_spec.cpp
 ModelSpec vae_spec();     // vae/vae_spec.cpp
 
 // Bytes per local row that a fit's k-means initialisation keeps between its passes
-// (KmeansLloyd's distance bounds, at most KmeansLloyd::kMaxBoundBytes per rank) when
-// --init-params is kmeans; else 0. For the mixtures' MemoryNeeds.
-std::int64_t kmeans_init_row_state(const OptionValues& o);  // kmeans/kmeans_spec.cpp
+// (KmeansLloyd's bounds and its blocks' sums, at most KmeansLloyd::kMaxBoundBytes per rank)
+// when --init-params is kmeans, for K = --n-components, D features and blocks of
+// `block_rows`; else 0. For the mixtures' MemoryNeeds.
+std::int64_t kmeans_init_row_state(const OptionValues& o, std::int64_t d, std::int64_t block_rows);  // kmeans/kmeans_spec.cpp
 
 // The tasks served by a model's own code and its `latent info` text.
 std::vector<TaskSpec> gmm_own_tasks();  // gmm/gmm_tasks.cpp

@@ -76,9 +76,9 @@ void check_memory(const MemoryEstimate& need, double available_bytes, const std:
                           gib_text(need.bytes), need.breakdown, gib_text(available_bytes), advice));
 }
 
-void check_fit_memory(const models::ModelSpec& spec, const models::OptionValues& values, const FitCommon& c,
-                      Index data_features, Index model_features, Index local_rows, std::size_t cache_bytes,
-                      double available_bytes) {
+double check_fit_memory(const models::ModelSpec& spec, const models::OptionValues& values, const FitCommon& c,
+                        Index data_features, Index model_features, Index local_rows, std::size_t cache_bytes,
+                        double available_bytes) {
   EmMemoryInputs m;
   m.num_features = data_features;
   m.block_rows = c.block_rows;
@@ -93,7 +93,15 @@ void check_fit_memory(const models::ModelSpec& spec, const models::OptionValues&
     m.row_state_bytes = std::min(static_cast<double>(n.row_state_bytes) * static_cast<double>(local_rows),
                                  static_cast<double>(n.max_row_state_bytes));
   }
-  check_memory(estimate_em_memory(m), available_bytes, spec.memory_advice);
+  // Refused only if the fit cannot run without its per-row state; the state takes what is
+  // left (up to the model's cap where the rows are not known here: documents).
+  const double wanted = local_rows > 0 || !spec.memory
+                            ? m.row_state_bytes
+                            : static_cast<double>(spec.memory(values, model_features, c.block_rows).max_row_state_bytes);
+  m.row_state_bytes = 0;
+  const MemoryEstimate base = estimate_em_memory(m);
+  check_memory(base, available_bytes, spec.memory_advice);
+  return std::clamp(available_bytes - base.bytes, 0.0, wanted);
 }
 
 }  // namespace latent::train

@@ -10,6 +10,7 @@
 
 #include "../support/fixtures.hpp"
 #include "../support/pipeline.hpp"
+#include "latent/core/error.hpp"
 #include "latent/models/gmm/gmm_fit.hpp"
 #include "latent/train/data_summary.hpp"
 
@@ -18,6 +19,11 @@ namespace {
 
 using latent::testing::blobs;
 using latent::testing::TempDir;
+
+// A frame about 0 for rows x (in tests: the bound is each column's largest |x|).
+KmeansFrame frame_about_zero(const RowMatrix& x, double mean_variance = 1.0) {
+  return KmeansFrame{RowVector::Zero(x.cols()), mean_variance, x.cwiseAbs().colwise().maxCoeff()};
+}
 
 TEST(Kmeans, SquaredDistancesAndNearestByHand) {
   RowMatrix x(2, 2), c(2, 2);
@@ -40,10 +46,10 @@ TEST(Kmeans, LloydStepByHand) {
   // Points 0, 1 (near center 0) and 10, 12 (near center 1): new centers 0.5 and 11.
   RowMatrix c(2, 1);
   c << 0, 10;
-  KmeansLloyd lloyd(c, KmeansFrame{RowVector::Zero(1), 1.0});
   io::DenseBlock b;
   b.x.resize(4, 1);
   b.x << 0, 1, 10, 12;
+  KmeansLloyd lloyd(c, frame_about_zero(b.x));
   std::vector<double> partial(lloyd.num_stats(), 0.0);
   lloyd.e_step_block(b, partial);
   EXPECT_DOUBLE_EQ(partial[0], 0 + 1 + 0 + 4);  // inertia
@@ -85,8 +91,10 @@ TEST(Kmeans, BoundsPruneRowsWithTheBitsOfComputingEveryDistance) {
   c(1, 1) = -c(0, 1);  // the mirror of centre 0
   c.row(2) = x.row(2 * half + 40);
   c.row(3) = x.row(5);
-  const KmeansFrame frame{RowVector::Zero(d), 1.0};
-  KmeansLloyd with(c, frame), without(c, frame, 0);
+  const KmeansFrame frame = frame_about_zero(x);
+  // `capped` keeps state for the first block only (the rest computed in full every step).
+  const std::size_t one_block = 250 * KmeansLloyd::bound_bytes_per_row(4) + KmeansLloyd::block_state_bytes(4, d);
+  KmeansLloyd with(c, frame), without(c, frame, 0), capped(c, frame, one_block + 1);
   // Blocks of 250, 250, 100 and 100 rows (their own bounds each).
   std::vector<io::DenseBlock> blocks;
   for (Index r0 = 0; r0 < x.rows();) {
@@ -97,27 +105,36 @@ TEST(Kmeans, BoundsPruneRowsWithTheBitsOfComputingEveryDistance) {
     blocks.push_back(std::move(b));
     r0 += n;
   }
-  Index pruned = 0, late_pruned = 0;
+  Index pruned = 0, late_pruned = 0, late_unread = 0;
   for (int step = 0; step < 25; ++step) {
-    std::vector<double> a(with.num_stats(), 0.0), b(without.num_stats(), 0.0);
+    std::vector<double> a(with.num_stats(), 0.0), b(without.num_stats(), 0.0), e(capped.num_stats(), 0.0);
     for (const auto& block : blocks) {
       with.e_step_block(block, a);
       without.e_step_block(block, b);
+      capped.e_step_block(block, e);
     }
     ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(double))) << "step " << step;
+    ASSERT_EQ(0, std::memcmp(a.data(), e.data(), a.size() * sizeof(double))) << "step " << step;
     with.m_step(a);
     without.m_step(b);
+    capped.m_step(e);
+    EXPECT_LE(capped.last_pruned_rows(), 250) << "step " << step;  // the first block only
     ASSERT_EQ(with.centered_centers(), without.centered_centers());
     EXPECT_EQ(with.last_rows(), x.rows());
     EXPECT_EQ(without.last_pruned_rows(), 0);
     if (step == 0) {
       EXPECT_EQ(with.last_pruned_rows(), 0);  // no bounds yet
     }
+    EXPECT_LE(with.last_unread_rows(), with.last_pruned_rows());
     pruned += with.last_pruned_rows();
-    if (step >= 20) late_pruned += with.last_pruned_rows();
+    if (step >= 20) {
+      late_pruned += with.last_pruned_rows();
+      late_unread += with.last_unread_rows();
+    }
   }
   EXPECT_GT(pruned, 0);
   EXPECT_GT(late_pruned, 5 * x.rows() * 8 / 10);  // most rows, late on
+  EXPECT_GT(late_unread, 5 * x.rows() * 7 / 10);  // most of them not even read
   // A copy starts without bounds (they belong to one model's centres) and gives the same bits.
   KmeansLloyd copy = with;
   std::vector<double> a(with.num_stats(), 0.0), b(copy.num_stats(), 0.0);
@@ -134,7 +151,7 @@ TEST(Kmeans, BoundsPruneRowsWithTheBitsOfComputingEveryDistance) {
 // settles every row, with the first step's bits.
 TEST(Kmeans, OneCentreSettlesEveryRowAfterTheFirstStep) {
   const RowMatrix x = blobs(300, 3, 2, 5, nullptr, 4.0, 1.0);
-  KmeansLloyd with(RowMatrix(x.topRows(1)), KmeansFrame{RowVector::Zero(3), 1.0}), without(RowMatrix(x.topRows(1)), KmeansFrame{RowVector::Zero(3), 1.0}, 0);
+  KmeansLloyd with(RowMatrix(x.topRows(1)), frame_about_zero(x)), without(RowMatrix(x.topRows(1)), frame_about_zero(x), 0);
   io::DenseBlock b;
   b.x = x;
   for (int step = 0; step < 3; ++step) {
@@ -146,6 +163,73 @@ TEST(Kmeans, OneCentreSettlesEveryRowAfterTheFirstStep) {
     without.m_step(q);
     EXPECT_EQ(with.last_pruned_rows(), step == 0 ? 0 : 300);
   }
+}
+
+// The sums are exact on the block's grid: each centred float32 value rounded (half to
+// even) to a multiple of 2^-g_j with |x|·2^g ≤ 2^40, then summed; so they equal that sum
+// computed here in long double, do not depend on the rows' order within a block, and a
+// block of more than 8192 rows is on a grid one bit coarser per doubling. The inertia is
+// Σ‖x − c‖² over the float32 rows and centres (here in long double) to 1e-10 relative (the
+// closed form cancels Σ‖x‖², here 50 times the inertia, and uses the sums on the grid).
+TEST(Kmeans, SumsAreExactOnTheBlocksGridInAnyRowOrder) {
+  std::mt19937_64 gen(11);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  const Index d = 5, k = 3, n = 9000;
+  RowMatrix x(n, d), c(k, d);
+  for (Index i = 0; i < n; ++i)
+    for (Index j = 0; j < d; ++j) x(i, j) = 30.0 * static_cast<double>(i % k) + normal(gen) * std::ldexp(1.0, static_cast<int>(j) * 3 - 10);
+  for (Index t = 0; t < k; ++t)
+    for (Index j = 0; j < d; ++j) c(t, j) = 30.0 * static_cast<double>(t);
+  const KmeansFrame frame = frame_about_zero(x);
+  const auto expected = [&](const RowMatrix& rows, int extra) {  // [inertia, counts, sums] by the definition
+    std::vector<long double> out(static_cast<std::size_t>(1 + k + k * d), 0.0L);
+    for (Index i = 0; i < rows.rows(); ++i) {
+      const auto t = static_cast<Index>(std::lround(rows(i, 0) / 30.0));  // well separated: the nearest
+      out[static_cast<std::size_t>(1 + t)] += 1;
+      for (Index j = 0; j < d; ++j) {
+        int e = 0;
+        std::frexp(frame.bound[j], &e);
+        const long double scale = std::ldexp(1.0L, 40 - e - extra);
+        const auto xf = static_cast<long double>(static_cast<float>(rows(i, j)));
+        out[static_cast<std::size_t>(1 + k + t * d + j)] += std::nearbyint(xf * scale) / scale;
+        const long double diff = xf - static_cast<long double>(static_cast<float>(c(t, j)));
+        out[0] += diff * diff;
+      }
+    }
+    return out;
+  };
+  for (const Index rows_in_block : {Index{3000}, Index{9000}}) {
+    const int extra = rows_in_block > 8192 ? 1 : 0;
+    io::DenseBlock b;
+    b.x = x.topRows(rows_in_block);
+    KmeansLloyd lloyd(c, frame, 0);
+    std::vector<double> p(lloyd.num_stats(), 0.0);
+    lloyd.e_step_block(b, p);
+    const std::vector<long double> want = expected(b.x, extra);
+    EXPECT_NEAR(p[0], static_cast<double>(want[0]), 1e-10 * static_cast<double>(want[0]));
+    for (std::size_t e = 1; e < p.size(); ++e) EXPECT_EQ(p[e], static_cast<double>(want[e])) << rows_in_block << " cell " << e;
+    // The rows reversed: the same counts and sums, bit for bit.
+    io::DenseBlock r;
+    r.x = b.x.colwise().reverse();
+    std::vector<double> pr(lloyd.num_stats(), 0.0);
+    lloyd.e_step_block(r, pr);
+    EXPECT_EQ(0, std::memcmp(p.data() + 1, pr.data() + 1, (p.size() - 1) * sizeof(double))) << rows_in_block;
+  }
+}
+
+// The state a rank keeps per row: label, upper bound and K lower bounds (8 + 4K bytes),
+// plus each block's K × padded(D) sums, K counts and Σ‖x‖² spread over its rows.
+TEST(Kmeans, StateBytesPerRow) {
+  EXPECT_EQ(KmeansLloyd::bound_bytes_per_row(10), 48u);
+  EXPECT_EQ(KmeansLloyd::block_state_bytes(10, 784), 8u * (10 * 784 + 10 + 1));
+  EXPECT_EQ(KmeansLloyd::state_bytes_per_row(10, 784, 2048), 48 + (8 * (10 * 784 + 11) + 2047) / 2048);
+  EXPECT_EQ(KmeansLloyd::block_state_bytes(3, 5), 8u * (3 * 16 + 3 + 1));  // D padded to 16
+}
+
+// A frame without a bound per feature is refused (the sums need the grid).
+TEST(Kmeans, AFrameWithoutBoundsIsRefused) {
+  RowMatrix c = RowMatrix::Zero(2, 3);
+  EXPECT_THROW(KmeansLloyd(c, KmeansFrame{RowVector::Zero(3), 1.0, RowVector()}), latent::Error);
 }
 
 class KmeansInit : public ::testing::TestWithParam<std::string> {};

@@ -3,6 +3,8 @@
 #include <string>
 
 #include "latent/core/error.hpp"
+#include "latent/models/registry.hpp"
+#include "latent/train/fit_run.hpp"
 #include "latent/train/memory.hpp"
 
 namespace {
@@ -53,6 +55,39 @@ TEST(Memory, RowStateIsCountedAndNamed) {
   EXPECT_DOUBLE_EQ(with.bytes - base.bytes, 0.25 * kGiB);
   EXPECT_EQ(base.breakdown.find("row state"), std::string::npos) << base.breakdown;
   EXPECT_NE(with.breakdown.find(", row state 0.25 GiB"), std::string::npos) << with.breakdown;
+}
+
+}  // namespace
+
+namespace {
+
+// The per-row state is a cache that only saves time: a fit that fits without it is never
+// refused for it, and the state gets what the budget leaves, at most what the model keeps
+// (returned for FitCommon::row_state_bytes).
+TEST(Memory, RowStateTakesWhatTheBudgetLeaves) {
+  latent::models::ModelSpec spec;
+  spec.memory = [](const latent::models::OptionValues&, std::int64_t, std::int64_t) {
+    return latent::models::MemoryNeeds{10, 100, 100, 100, 1 << 20};  // 100 bytes a row, 1 MiB at most
+  };
+  const latent::models::OptionValues values;
+  latent::train::FitCommon c;
+  c.block_rows = 100;
+  c.threads = 1;
+  latent::train::EmMemoryInputs in;
+  in.num_features = 10;
+  in.block_rows = 100;
+  in.prefetch = c.prefetch;
+  in.threads = 1;
+  in.num_stats = 10;
+  in.parameter_doubles = 100;
+  in.scratch_doubles = 100;
+  const double base = latent::train::estimate_em_memory(in).bytes;
+  using latent::train::check_fit_memory;
+  EXPECT_DOUBLE_EQ(check_fit_memory(spec, values, c, 10, 10, 1000, 0, base + kGiB), 100000.0);  // all it wants
+  EXPECT_DOUBLE_EQ(check_fit_memory(spec, values, c, 10, 10, 100000, 0, base + kGiB), 1 << 20);  // its cap
+  EXPECT_DOUBLE_EQ(check_fit_memory(spec, values, c, 10, 10, 1000, 0, base + 40000), 40000.0);  // what is left
+  EXPECT_DOUBLE_EQ(check_fit_memory(spec, values, c, 10, 10, 1000, 0, base), 0.0);  // nothing left: none
+  EXPECT_THROW(check_fit_memory(spec, values, c, 10, 10, 1000, 0, base - 1), Error);  // the fit itself does not fit
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -39,6 +40,9 @@ struct FitCommon {
   CheckpointOptions checkpoint;
   bool checkpoint_every_given = false;  ///< --checkpoint-every was on the command line
   double watchdog_seconds = 0;
+  /// Bytes of per-row state (k-means' distance bounds) a rank may keep: set by
+  /// check_fit_memory to what the budget leaves; the state only saves time.
+  double row_state_bytes = std::numeric_limits<double>::infinity();
 };
 
 /// The memory check of a fit before its first pass (docs/ARCHITECTURE.md §6 rule 5), the
@@ -47,10 +51,12 @@ struct FitCommon {
 /// plus `c`'s block rows, prefetch and (resolved) threads, blocks of `data_features`
 /// columns (D; 1 for documents), `cache_bytes` of cached data and the model's per-row
 /// state for `local_rows` rows, against `available_bytes`. Throws Error(kUsage) with the
-/// estimate and spec.memory_advice if it cannot fit. Local.
-void check_fit_memory(const models::ModelSpec& spec, const models::OptionValues& values, const FitCommon& c,
-                      Index data_features, Index model_features, Index local_rows, std::size_t cache_bytes,
-                      double available_bytes);
+/// estimate and spec.memory_advice if it cannot fit without the per-row state; the state
+/// (a cache that saves time, never a result) gets what is left, at most what the model
+/// keeps: returned, in bytes, for FitCommon::row_state_bytes. Local.
+double check_fit_memory(const models::ModelSpec& spec, const models::OptionValues& values, const FitCommon& c,
+                        Index data_features, Index model_features, Index local_rows, std::size_t cache_bytes,
+                        double available_bytes);
 
 class FitRun {
  public:

@@ -74,7 +74,8 @@ Gmm initial_gmm(const comm::Communicator& comm, io::BlockSource& source, const t
                               to_string(start.covariance_type()), k, d, to_string(c.covariance_type)));
     gmm.set_parameters(start.weights(), start.means(), start.covariances());
   } else if (c.init_params == "kmeans") {
-    const KmeansResult km = initial_kmeans(comm, seeding, summary.num_samples, summary.mean, k, seed, c.threads, log, points);
+    const KmeansResult km = initial_kmeans(comm, seeding, summary.num_samples, summary.mean, k, seed, c.threads, log,
+                                           points, bound_bytes_for(c.row_state_bytes));
     if (c.covariance_type == CovarianceType::kFull) gmm.set_component_shift(km.centers);
     const Vector norms = km.centered_centers.rowwise().squaredNorm();
     initialise_from_resp(comm, source, gmm, c.threads, [&](const io::DenseBlock& b, RowMatrix& resp) {

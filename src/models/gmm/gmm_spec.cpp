@@ -51,6 +51,7 @@ int fit_gmm_run(train::FitRun& run) {
   auto source = run.open_dense(summary, missing == "nan",
                                g.matmul_precision == "high" && Gmm::has_float32_pass(g.covariance_type));
   g.threads = c.threads;  // resolved by open_dense
+  g.row_state_bytes = c.row_state_bytes;
   nlohmann::json config{{"model", "gmm"},           {"n_components", g.n_components}, {"covariance_type", cov},
                         {"reg_covar", g.reg_covar}, {"tol", g.tol},                   {"max_iter", g.max_iter},
                         {"n_init", g.n_init},       {"init_params", g.init_params},   {"init_model", g.init_model},
@@ -97,6 +98,7 @@ int fit_bgmm_run(train::FitRun& run) {
   train::DataSummary summary;
   auto source = run.open_dense(summary, false);
   b.threads = c.threads;
+  b.row_state_bytes = c.row_state_bytes;
   nlohmann::json config{{"model", "bgmm"},
                         {"n_components", b.n_components},
                         {"covariance_type", cov},
@@ -173,13 +175,13 @@ ModelSpec gmm_spec() {
   s.examples = {"latent fit gmm --data shards/ --output gmm.h5 --n-components 10 --covariance-type diag",
                 "mpirun -n 4 latent fit gmm --data shards/ --output gmm.h5 --n-components 50 --n-init 3 "
                 "--checkpoint-dir ckpt/ --resume"};
-  s.memory = [](const OptionValues& o, std::int64_t d, std::int64_t) {
+  s.memory = [](const OptionValues& o, std::int64_t d, std::int64_t block_rows) {
     const Index k = o.integer("n-components");
     const std::string cov = o.text("covariance-type");
     const Index cd = covariance_doubles(cov, k, d);
     return MemoryNeeds{2 + k + k * d + cd, k + k * d + 2 * cd,
                        (cov == "full" ? Gmm::kFullTileRows : Gmm::kTileRows) * (2 * d + 2 * k) + d * d,
-                       kmeans_init_row_state(o), static_cast<std::int64_t>(KmeansLloyd::kMaxBoundBytes)};
+                       kmeans_init_row_state(o, d, block_rows), static_cast<std::int64_t>(KmeansLloyd::kMaxBoundBytes)};
   };
   s.memory_advice =
       "use fewer components, a cheaper --covariance-type, smaller --block-rows or --cache-mb, or more nodes (or raise "
@@ -224,13 +226,13 @@ ModelSpec bgmm_spec() {
   };
   s.tasks = {Task::kScore, Task::kPredict, Task::kTransform, Task::kSample, Task::kImpute};
   s.examples = {"latent fit bgmm --data shards/ --output bgmm.h5 --n-components 20 --weight-concentration-prior 0.01"};
-  s.memory = [](const OptionValues& o, std::int64_t d, std::int64_t) {
+  s.memory = [](const OptionValues& o, std::int64_t d, std::int64_t block_rows) {
     const Index k = o.integer("n-components");
     const std::string cov = o.text("covariance-type");
     const bool dense = cov == "full" || cov == "tied";
     const Index cd = covariance_doubles(cov, k, d);
     return MemoryNeeds{3 + k + k * d + cd + (dense ? d * d : 0), 3 * (k + k * d + 2 * cd),
-                       Gmm::kFullTileRows * (2 * d + 2 * k) + d * d, kmeans_init_row_state(o),
+                       Gmm::kFullTileRows * (2 * d + 2 * k) + d * d, kmeans_init_row_state(o, d, block_rows),
                        static_cast<std::int64_t>(KmeansLloyd::kMaxBoundBytes)};
   };
   s.objective_name = "lower_bound_per_sample";  // scikit-learn's lower_bound_ / N

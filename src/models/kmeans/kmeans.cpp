@@ -8,6 +8,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <limits>
 #include <mutex>
@@ -61,6 +62,9 @@ KmeansFrame kmeans_frame(const comm::Communicator& comm, io::BlockSource& source
   KmeansFrame f;
   f.origin = mean;
   f.mean_variance = d > 0 ? (Eigen::Map<const RowVector>(s.data(), d) / std::max(1.0, s[nd])).mean() : 0.0;
+  // |x_ij − origin_j| ≤ √Σ_i (x_ij − origin_j)²; the margin covers the per-block sums'
+  // rounding (relative ≤ rows·ε) and the float32 conversion (2⁻²⁴).
+  f.bound = Eigen::Map<const RowVector>(s.data(), d).cwiseSqrt() * (1.0 + 0x1p-20);
   return f;
 }
 
@@ -69,27 +73,38 @@ KmeansLloyd::KmeansLloyd(RowMatrix centers, KmeansFrame frame, std::size_t max_b
   prepare();
 }
 
+std::size_t KmeansLloyd::bound_bytes_per_row(Index k) { return 8 + 4 * static_cast<std::size_t>(k); }
+
+std::size_t KmeansLloyd::block_state_bytes(Index k, Index d) {
+  return static_cast<std::size_t>(k * gmm_kernel::padded(d) + k + 1) * sizeof(double);
+}
+
 void KmeansLloyd::BoundCache::clear() {
   std::lock_guard lock(mutex);
   blocks.clear();
   bytes = 0;
   pruned = 0;
+  unread = 0;
   rows = 0;
 }
 
 KmeansLloyd::BlockBounds* KmeansLloyd::bounds_for(Index first_row, Index rows) const {
   const auto n = static_cast<std::size_t>(rows);
+  const std::size_t per_block = block_state_bytes(centers_.rows(), centers_.cols());
+  const std::size_t per_row = bound_bytes_per_row(centers_.rows());
+  const std::size_t need = n * per_row + per_block;
   std::lock_guard lock(bounds_.mutex);
   const auto it = bounds_.blocks.find(first_row);
   if (it != bounds_.blocks.end()) {
-    if (it->second.lower.size() == n) return &it->second;
-    bounds_.bytes -= it->second.lower.size() * kBoundBytesPerRow;  // another block plan: start again
+    if (it->second.upper.size() == n) return &it->second;
+    bounds_.bytes -= it->second.upper.size() * per_row + per_block;  // another block plan: start again
     bounds_.blocks.erase(it);
   }
-  if (bounds_.bytes + n * kBoundBytesPerRow > max_bound_bytes_) return nullptr;
-  bounds_.bytes += n * kBoundBytesPerRow;
+  if (bounds_.bytes + need > max_bound_bytes_) return nullptr;
+  bounds_.bytes += need;
   BlockBounds& b = bounds_.blocks[first_row];
-  b.lower.assign(n, 0.0f);
+  b.lower.assign(n * static_cast<std::size_t>(centers_.rows()), 0.0f);
+  b.upper.assign(n, 0.0f);
   b.label.assign(n, 0);
   return &b;
 }
@@ -99,6 +114,19 @@ void KmeansLloyd::prepare() {
   shift32_.assign(static_cast<std::size_t>(k * dp), 0.0f);
   for (Index c = 0; c < k; ++c)
     for (Index j = 0; j < d; ++j) shift32_[static_cast<std::size_t>(c * dp + j)] = static_cast<float>(-centers_(c, j));
+  if (k == 0) return;  // a blank model, for load_state
+  if (frame_.bound.size() != d)
+    throw Error(ErrorKind::kInternal, "k-means: the frame has no bound for each of the " + std::to_string(d) + " features");
+  // 2^g_j with |x_j|·2^g_j ≤ 2^40 for every centred float32 value (|x_j| ≤ bound_j ≤ 2^e,
+  // and a float32 is below 2^128); a zero bound means a column of zeros.
+  grid_.assign(static_cast<std::size_t>(dp), 0.0);
+  for (Index j = 0; j < d; ++j) {
+    const double b = frame_.bound[j];
+    int e = 129;
+    if (std::isfinite(b)) std::frexp(b, &e);
+    e = std::clamp(e, -149, 129);
+    grid_[static_cast<std::size_t>(j)] = std::ldexp(1.0, 40 - e);
+  }
 }
 
 void KmeansLloyd::save_state(train::TrainState& state) const {
@@ -119,103 +147,237 @@ std::size_t KmeansLloyd::num_stats() const {
 }
 
 namespace {
-// acc[j] = Σ_o x[rows[o]·dp + j] for j < dp (a multiple of 16), the rows added in the
-// order given, each sum a float32 chain from 0: the bits of adding row after row to a
-// zeroed acc, whatever the vector width. 64 columns at a time stay in eight registers
-// while the rows stream past, so acc is not read and written once per row.
-[[gnu::target("avx2")]] void sum_rows(const float* x, Index dp, const Index* rows, Index count, float* acc) {
-  Index j = 0;
-  for (; j + 64 <= dp; j += 64) {
-    __m256 a[8];
-    for (auto& v : a) v = _mm256_setzero_ps();
-    for (Index o = 0; o < count; ++o) {
-      const float* p = x + rows[o] * dp + j;
-      for (int l = 0; l < 8; ++l) a[l] = _mm256_add_ps(a[l], _mm256_loadu_ps(p + 8 * l));
-    }
-    for (int l = 0; l < 8; ++l) _mm256_storeu_ps(acc + j + 8 * l, a[l]);
-  }
-  for (; j < dp; j += 16) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    for (Index o = 0; o < count; ++o) {
-      const float* p = x + rows[o] * dp + j;
-      a0 = _mm256_add_ps(a0, _mm256_loadu_ps(p));
-      a1 = _mm256_add_ps(a1, _mm256_loadu_ps(p + 8));
-    }
-    _mm256_storeu_ps(acc + j, a0);
-    _mm256_storeu_ps(acc + j + 8, a1);
+// s[j] ± round(x[j]·unit[j]) for j < dp (a multiple of 4; unit 0 in the padding), rounded
+// half to even by adding and taking away 1.5·2^52: each term an integer of magnitude at most
+// 2^40 (class comment), so s stays an exact integer below 2^53. The same bits on every CPU.
+[[gnu::target("avx2")]] void add_on_grid(const float* x, const double* unit, Index dp, double* s, bool take) {
+  const __m256d magic = _mm256_set1_pd(0x1.8p52);
+  for (Index j = 0; j < dp; j += 4) {
+    __m256d v = _mm256_mul_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + j)), _mm256_loadu_pd(unit + j));
+    v = _mm256_sub_pd(_mm256_add_pd(v, magic), magic);
+    const __m256d a = _mm256_loadu_pd(s + j);
+    _mm256_storeu_pd(s + j, take ? _mm256_sub_pd(a, v) : _mm256_add_pd(a, v));
   }
 }
-}  // namespace
 
-namespace {
-// v rounded down to a float (v ≥ 0; +inf stays).
+// s[j] + Σ_o round(x[rows[o]·dp + j]·unit[j]) for j < dp (a multiple of 16), rounded as
+// add_on_grid does (so the same exact sums), sixteen columns at a time held in four
+// registers while the rows pass.
+[[gnu::target("avx2")]] void add_rows_on_grid(const float* x, Index dp, const std::int32_t* rows, Index count,
+                                              const double* unit, double* s) {
+  const __m256d magic = _mm256_set1_pd(0x1.8p52);
+  for (Index j = 0; j < dp; j += 16) {
+    __m256d u[4], a[4];
+    for (int l = 0; l < 4; ++l) {
+      u[l] = _mm256_loadu_pd(unit + j + 4 * l);
+      a[l] = _mm256_loadu_pd(s + j + 4 * l);
+    }
+    for (Index o = 0; o < count; ++o) {
+      const float* p = x + static_cast<Index>(rows[o]) * dp + j;
+      for (int l = 0; l < 4; ++l) {
+        __m256d v = _mm256_mul_pd(_mm256_cvtps_pd(_mm_loadu_ps(p + 4 * l)), u[l]);
+        v = _mm256_sub_pd(_mm256_add_pd(v, magic), magic);
+        a[l] = _mm256_add_pd(a[l], v);
+      }
+    }
+    for (int l = 0; l < 4; ++l) _mm256_storeu_pd(s + j + 4 * l, a[l]);
+  }
+}
+
+// Σ_j x_j² in double (each square exact), four lanes added pairwise at the end: the same
+// bits on every CPU.
+[[gnu::target("avx2")]] double row_norm(const float* x, Index dp) {
+  __m256d a = _mm256_setzero_pd();
+  for (Index j = 0; j < dp; j += 4) {
+    const __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(x + j));
+    a = _mm256_add_pd(a, _mm256_mul_pd(v, v));
+  }
+  alignas(32) double t[4];
+  _mm256_store_pd(t, a);
+  return (t[0] + t[1]) + (t[2] + t[3]);
+}
+
+// v rounded down to a float (0 for v ≤ 0; at most FLT_MAX for a finite v).
 float float_below(double v) {
   if (!(v > 0)) return 0.0f;
   float f = static_cast<float>(v);
-  if (static_cast<double>(f) > v) f = std::nextafter(f, 0.0f);
+  if (static_cast<double>(f) > v) f = std::bit_cast<float>(std::bit_cast<std::uint32_t>(f) - 1);  // f > 0: the float below
+  return f;
+}
+
+// v ≥ 0 rounded up to a float (+inf for NaN or beyond the float range).
+float float_above(double v) {
+  if (!(v <= static_cast<double>(std::numeric_limits<float>::max()))) return std::numeric_limits<float>::infinity();
+  float f = static_cast<float>(v);
+  if (static_cast<double>(f) < v) f = std::bit_cast<float>(std::bit_cast<std::uint32_t>(f) + 1);  // f ≥ 0: the float above
   return f;
 }
 }  // namespace
 
+void KmeansLloyd::block_partial(const double* sums, const double* counts, double norms, const double* unit,
+                                std::span<double> partial) const {
+  const Index k = centers_.rows(), d = centers_.cols(), dp = gmm_kernel::padded(d);
+  double* out_counts = partial.data() + 1;
+  double* out_sums = partial.data() + 1 + k;
+  double fit = 0;  // Σ_c (2 c·S_c − n_c‖c‖²), c the float32 operand
+  for (Index c = 0; c < k; ++c) {
+    const double n = counts[c];
+    if (n == 0) continue;
+    out_counts[c] += n;
+    const double* s = sums + c * dp;
+    const float* t = shift32_.data() + c * dp;  // −c
+    double dot = 0, cc = 0;
+    for (Index j = 0; j < d; ++j) {
+      const double v = s[j] / unit[j];  // exact: unit is a power of two
+      out_sums[c * d + j] += v;
+      const double cj = -static_cast<double>(t[j]);
+      dot += cj * v;
+      cc += cj * cj;
+    }
+    fit += 2.0 * dot - n * cc;
+  }
+  partial[0] += std::max(0.0, norms - fit);
+}
+
 void KmeansLloyd::e_step_block(const io::DenseBlock& block, std::span<double> partial) const {
-  // Row tiles of fixed size (deterministic), each converted once to float32, centred on
-  // the frame's origin. With usable bounds (class comment) each row's distance to its last
-  // centre comes with the conversion (convert_pairs) and the rows it does not settle are
-  // gathered into a tile of their own; those rows (all, without bounds) get every distance
-  // (quadratic_unit; where kernel::tile_prefetch() is on, the next tile's rows are brought
-  // into L2 meanwhile). Then each centre's rows are summed in row order. The same bits
-  // either way: the labels, the float32 distances and the sums do not depend on which
-  // distances were computed.
+  // Row tiles of fixed size, each row converted to float32 centred on the frame's origin.
+  // Without usable bounds every row gets every distance (quadratic_unit; where
+  // kernel::tile_prefetch() is on, the next tile's rows are brought into L2 meanwhile) and
+  // is added to its centre's sums; the block's Σ‖x‖² is summed in row order. With them
+  // (class comment) a row the bounds settle is not read; the others are converted with
+  // their distance to their last centre (convert_pairs), and the rows that test does not
+  // settle are gathered into a tile of their own for every distance; a row that changes
+  // centre moves from one centre's sums to the other's. The sums are exact (class
+  // comment), so they do not depend on which rows were read.
   constexpr Index kTileRows = 128;
   const Index k = centers_.rows(), d = centers_.cols(), dp = gmm_kernel::padded(d);
   const auto uk = static_cast<std::size_t>(k), udp = static_cast<std::size_t>(dp);
-  double* counts = partial.data() + 1;
-  double* sums = partial.data() + 1 + k;
-  std::vector<float> xf(kTileRows * udp, 0.0f), xg, q(kTileRows * uk), qbest(kTileRows), acc(udp);
-  std::vector<std::int32_t> label(kTileRows), cand(kTileRows), full(kTileRows);
-  std::vector<double> lower(kTileRows), thr(kTileRows);
-  std::vector<Index> first(uk + 1), order(kTileRows);
   const gmm_kernel::BlockRows rows(block);
+  const Index num_rows = rows.rows();
+  if (num_rows >= (Index{1} << 23))
+    throw Error(ErrorKind::kInternal, "k-means: a block of " + std::to_string(num_rows) +
+                                          " rows; at most 8388607 (--block-rows)");
+  // The block's grid: coarser by the bits its row count adds beyond 2^13, so that its sums
+  // stay below 2^53 units.
+  std::vector<double> unit(grid_);
+  int extra = 0;
+  while ((Index{8192} << extra) < num_rows) ++extra;
+  if (extra > 0)
+    for (double& u : unit) u = std::ldexp(u, -extra);
+  std::vector<float> xf(kTileRows * udp, 0.0f), xg, q(kTileRows * uk), qbest(kTileRows);
+  std::vector<std::int32_t> cand(kTileRows), full(kTileRows), open(kTileRows), label(kTileRows), order(kTileRows);
+  std::vector<Index> first(uk + 1);
+  std::vector<double> lower(kTileRows);
   // A computed distance q of true squared distance t satisfies |q − t| ≤ γ·t + τ: per
   // lane a chain of dp/16 fused adds of terms rounded twice, then four adds of the tree,
   // with γ taken twice over; τ covers gradual underflow.
-  BlockBounds* bb = max_bound_bytes_ > 0 && k > 0 ? bounds_for(block.ref.global_row_begin, rows.rows()) : nullptr;
-  const bool drifted = bb != nullptr && bb->generation + 1 == generation_ && !drift_.empty();
+  BlockBounds* bb = max_bound_bytes_ > 0 && k > 0 ? bounds_for(block.ref.global_row_begin, num_rows) : nullptr;
+  const bool drifted = bb != nullptr && bb->generation + 1 == generation_ && !moved_.empty();
   const bool usable = bb != nullptr && (bb->generation == generation_ || drifted);
   if (bb != nullptr) bb->generation = 0;  // until the whole block is done (an error leaves it unusable)
   const double gamma = static_cast<double>(dp / gmm_kernel::kLanes + 8) * 0x1p-23;
   const double tau = static_cast<double>(dp + 16) * 0x1p-148;
-  // The largest lower bound the computed distances q of all centres but the nearest allow:
-  // √((q − τ)/(1 + γ)), rounded down; an overflowed q still means ≥ FLT_MAX; +inf when
-  // there is no other centre.
-  const auto lower_of = [&](float q2) {
-    if (k == 1) return std::numeric_limits<float>::infinity();
-    const double v = std::min(static_cast<double>(q2), static_cast<double>(std::numeric_limits<float>::max()));
-    return float_below(std::sqrt(std::max(0.0, v - tau) / (1.0 + gamma)) * (1.0 - 0x1p-40));
+  // A lower bound on the true distance of a centre whose computed squared distance is q:
+  // √((q − τ)/(1 + γ)). In float32, vectorised over the centres: √q·kf with kf = (1 −
+  // 2⁻¹⁹)/√(1 + γ) rounded down stays below it after two roundings for q ≥ 2²⁰τ (below
+  // that, 0); an overflowed q still means ≥ FLT_MAX.
+  const float kf = float_below((1.0 - 0x1p-19) / std::sqrt(1.0 + gamma));
+  const auto tiny = static_cast<float>(0x1p20 * tau);
+  // A row's lower bounds after the last step: each falls by its centre's shift. In float32:
+  // (l − δ)·(1 − 2⁻²²) stays below l − δ after both roundings (δ rounded up; 0 below 0).
+  std::vector<float> moved32(uk, 0.0f);
+  if (drifted)
+    for (std::size_t e = 0; e < uk; ++e) moved32[e] = float_above(moved_[e]);
+  constexpr float kDown = 1.0f - 0x1p-22f;
+  // The smallest upper bound a computed distance q to the nearest allows:
+  // √((q + τ)/(1 − γ)), rounded up.
+  const auto upper_of = [&](float q2) {
+    return float_above(std::sqrt((std::max(0.0, static_cast<double>(q2)) + tau) / (1.0 - gamma)) * (1.0 + 0x1p-40));
   };
   const auto nan_error = [] {
     return Error(ErrorKind::kInternal, "k-means: a NaN reached Lloyd's E-step (the source fills them)");
   };
-  Index pruned = 0;
-  for (Index r0 = 0; r0 < rows.rows(); r0 += kTileRows) {
-    const Index n = std::min(kTileRows, rows.rows() - r0);
+  // The block's sums, counts and Σ‖x‖²: kept with its bounds, else for this step only.
+  std::vector<double> own_sums, own_counts;
+  double fresh_norms = 0;
+  double* sums = nullptr;
+  double* counts = nullptr;
+  if (bb != nullptr) {
+    if (!usable) {
+      bb->sums.assign(uk * udp, 0.0);
+      bb->counts.assign(uk, 0.0);
+    }
+    sums = bb->sums.data();
+    counts = bb->counts.data();
+  } else {
+    own_sums.assign(uk * udp, 0.0);
+    own_counts.assign(uk, 0.0);
+    sums = own_sums.data();
+    counts = own_counts.data();
+  }
+  Index pruned = 0, unread = 0;
+  for (Index r0 = 0; r0 < num_rows; r0 += kTileRows) {
+    const Index n = std::min(kTileRows, num_rows - r0);
     const auto un = static_cast<std::size_t>(n);
-    std::size_t m = 0;  // rows that need every distance: full[0, m)
+    std::size_t m = 0;    // rows that need every distance: full[0, m)
+    bool whole = !usable;  // the whole tile converted into xf, its rows' distances computed in place
     if (usable) {
-      // A row keeps its label if its distance to it is below what its bound guarantees
-      // for every other centre, allowing for the kernel's rounding.
+      // A row keeps its label unread if its bounds, moved by the last step's shifts (each
+      // lower bound by its own centre's), show that its centre's computed distance is
+      // below every other's.
+      std::size_t num_open = 0;
       for (std::size_t i = 0; i < un; ++i) {
         const std::size_t r = static_cast<std::size_t>(r0) + i;
-        cand[i] = bb->label[r];
-        lower[i] = static_cast<double>(bb->lower[r]) - (drifted ? drift_[static_cast<std::size_t>(cand[i])] : 0.0);
-        thr[i] = lower[i] > 0 ? (1.0 - gamma) * lower[i] * lower[i] - tau : -1.0;
+        const auto c = static_cast<std::size_t>(bb->label[r]);
+        float* lr = bb->lower.data() + r * uk;
+        const float own = lr[c];
+        lr[c] = std::numeric_limits<float>::infinity();  // (unused: out of the least below)
+        float least = std::numeric_limits<float>::infinity();  // the least lower bound of the others
+        if (drifted) {
+          for (std::size_t e = 0; e < uk; ++e) {
+            const float v = std::max((lr[e] - moved32[e]) * kDown, 0.0f);
+            lr[e] = v;
+            least = std::min(least, v);
+          }
+        } else {
+          for (std::size_t e = 0; e < uk; ++e) least = std::min(least, lr[e]);
+        }
+        lr[c] = own;
+        const double u = static_cast<double>(bb->upper[r]) + (drifted ? moved_[c] : 0.0);
+        const auto l = static_cast<double>(least);
+        if (l > 0 && (1.0 + gamma) * u * u + tau < (1.0 - gamma) * l * l - tau) {
+          bb->upper[r] = float_above(u);
+          ++unread;
+          continue;
+        }
+        cand[num_open] = bb->label[r];
+        lower[num_open] = l;
+        open[num_open++] = static_cast<std::int32_t>(i);
       }
-      if (rows.convert_pairs(r0, n, d, frame_.origin.data(), xf.data(), dp, shift32_.data(), cand.data(), qbest.data()))
-        throw nan_error();
-      for (std::size_t i = 0; i < un; ++i) {
-        if (static_cast<double>(qbest[i]) < thr[i]) {
-          label[i] = cand[i];
-          bb->lower[static_cast<std::size_t>(r0) + i] = float_below(lower[i]);
+      if (num_open * 2 > un) {
+        // Most of the tile open: read it whole, in order, and give the open rows every
+        // distance (the tile's distances computed in one run, the settled rows' unused).
+        if (rows.convert(r0, n, d, frame_.origin.data(), xf.data(), dp)) throw nan_error();
+        for (std::size_t o = 0; o < num_open; ++o) full[m++] = open[o];
+        whole = true;
+      }
+      // Else the others, run by run of consecutive rows, converted with their distance to
+      // their centre: the same test with that distance.
+      for (std::size_t a = 0; a < num_open && !whole;) {
+        std::size_t b = a + 1;
+        while (b < num_open && open[b] == open[b - 1] + 1) ++b;
+        const auto i0 = static_cast<std::size_t>(open[a]);
+        if (rows.convert_pairs(r0 + static_cast<Index>(i0), static_cast<Index>(b - a), d, frame_.origin.data(),
+                               xf.data() + i0 * udp, dp, shift32_.data(), cand.data() + a, qbest.data() + a))
+          throw nan_error();
+        a = b;
+      }
+      for (std::size_t o = 0; o < num_open && !whole; ++o) {
+        const auto i = static_cast<std::size_t>(open[o]);
+        const std::size_t r = static_cast<std::size_t>(r0) + i;
+        const double thr = lower[o] > 0 ? (1.0 - gamma) * lower[o] * lower[o] - tau : -1.0;
+        if (static_cast<double>(qbest[o]) < thr) {
+          bb->upper[r] = upper_of(qbest[o]);
           ++pruned;
         } else {
           full[m++] = static_cast<std::int32_t>(i);
@@ -223,73 +385,79 @@ void KmeansLloyd::e_step_block(const io::DenseBlock& block, std::span<double> pa
       }
     } else {
       if (rows.convert(r0, n, d, frame_.origin.data(), xf.data(), dp)) throw nan_error();
-      for (std::size_t i = 0; i < un; ++i) full[m++] = static_cast<std::int32_t>(i);
-    }
-    if (m > 0) {
-      const float* xs = xf.data();
-      if (m < un) {
-        xg.resize(kTileRows * udp);
-        for (std::size_t o = 0; o < m; ++o)
-          std::copy_n(xf.data() + static_cast<std::size_t>(full[o]) * udp, udp, xg.data() + o * udp);
-        xs = xg.data();
+      for (std::size_t i = 0; i < un; ++i) {
+        full[m++] = static_cast<std::int32_t>(i);
+        fresh_norms += row_norm(xf.data() + i * udp, dp);
       }
-      const auto mi = static_cast<Index>(m);
-      gmm_kernel::PrefetchRange pf = rows.next_tile(r0, n, kTileRows);
+    }
+    if (m == 0) continue;
+    const float* xs = xf.data();
+    if (!whole) {
+      xg.resize(kTileRows * udp);
+      for (std::size_t o = 0; o < m; ++o)
+        std::copy_n(xf.data() + static_cast<std::size_t>(full[o]) * udp, udp, xg.data() + o * udp);
+      xs = xg.data();
+    }
+    const auto mi = static_cast<Index>(whole ? un : m);
+    gmm_kernel::PrefetchRange pf;  // gathered rows: the next tile's are not known yet
+    if (whole) {
+      pf = rows.next_tile(r0, n, kTileRows);
       const Index steps = std::max<Index>(1, (mi + 3) / 4 * ((k + 4) / 5) * (dp / gmm_kernel::kLanes));
       pf.lines = static_cast<int>(std::clamp<Index>((static_cast<Index>(pf.end - pf.next) / 64 + steps - 1) / steps, 1, 64));
-      gmm_kernel::quadratic_unit(xs, mi, dp, shift32_.data(), k, q.data(), pf);
-      // Nearest centre (the first of the smallest) and the nearest of the others (for the
-      // bounds) in one sweep: a centre displaced from first place becomes a candidate
-      // for second, and a tie with the first goes to second.
-      for (std::size_t o = 0; o < m; ++o) {
-        const float* qo = q.data() + o * uk;
-        Index best = 0;
-        float other = std::numeric_limits<float>::infinity();
-        for (Index c = 1; c < k; ++c) {
-          if (qo[c] < qo[best]) {
-            other = qo[best];
-            best = c;
-          } else {
-            other = std::min(other, qo[c]);
-          }
+    }
+    gmm_kernel::quadratic_unit(xs, mi, dp, shift32_.data(), k, q.data(), pf);
+    // Nearest centre (the first of the smallest); each other centre's distance gives its
+    // lower bound.
+    for (std::size_t o = 0; o < m; ++o) {
+      const auto i = static_cast<std::size_t>(full[o]);
+      const std::size_t at = whole ? i : o;  // the row's place in xs and q
+      const float* qo = q.data() + at * uk;
+      Index best = 0;
+      for (Index c = 1; c < k; ++c)
+        if (qo[c] < qo[best]) best = c;
+      const std::size_t r = static_cast<std::size_t>(r0) + i;
+      const std::int32_t was = usable ? bb->label[r] : -1;
+      if (bb != nullptr) {
+        bb->label[r] = static_cast<std::int32_t>(best);
+        float* lr = bb->lower.data() + r * uk;
+        for (std::size_t e = 0; e < uk; ++e) {  // (its own: unused)
+          const float v = std::min(qo[e], std::numeric_limits<float>::max());
+          lr[e] = v < tiny ? 0.0f : std::sqrt(v) * kf;
         }
-        const auto i = static_cast<std::size_t>(full[o]);
-        label[i] = static_cast<std::int32_t>(best);
-        qbest[i] = qo[best];
-        if (bb != nullptr) {
-          bb->label[static_cast<std::size_t>(r0) + i] = label[i];
-          bb->lower[static_cast<std::size_t>(r0) + i] = lower_of(other);
-        }
+        bb->upper[r] = upper_of(qo[best]);
+      }
+      if (!usable) {
+        label[i] = static_cast<std::int32_t>(best);  // added below, by centre
+      } else if (best != was) {
+        const float* xr = xs + at * udp;
+        add_on_grid(xr, unit.data(), dp, sums + static_cast<std::size_t>(was) * udp, true);
+        counts[was] -= 1.0;
+        add_on_grid(xr, unit.data(), dp, sums + static_cast<std::size_t>(best) * udp, false);
+        counts[best] += 1.0;
       }
     }
-    // Inertia in row order; the rows of each centre in row order.
-    double inertia = 0;
-    std::fill(first.begin(), first.end(), Index{0});
-    for (std::size_t i = 0; i < un; ++i) {
-      inertia += static_cast<double>(qbest[i]);
-      ++first[static_cast<std::size_t>(label[i]) + 1];
-    }
-    partial[0] += inertia;
-    for (std::size_t c = 0; c < uk; ++c) first[c + 1] += first[c];
-    {
+    if (!usable) {  // every row of the tile: each centre's rows added together
+      std::fill(first.begin(), first.end(), Index{0});
+      for (std::size_t i = 0; i < un; ++i) ++first[static_cast<std::size_t>(label[i]) + 1];
+      for (std::size_t c = 0; c < uk; ++c) first[c + 1] += first[c];
       std::vector<Index> fill(first.begin(), first.end() - 1);
-      for (std::size_t i = 0; i < un; ++i) order[static_cast<std::size_t>(fill[static_cast<std::size_t>(label[i])]++)] = static_cast<Index>(i);
-    }
-    // Sums of each centre's rows of the tile: float32 lanes added in row order (the same
-    // bits for any vector width), then added to the double statistics once per tile.
-    for (Index c = 0; c < k; ++c) {
-      const Index lo = first[static_cast<std::size_t>(c)], hi = first[static_cast<std::size_t>(c + 1)];
-      if (lo == hi) continue;
-      counts[c] += static_cast<double>(hi - lo);
-      sum_rows(xf.data(), dp, order.data() + lo, hi - lo, acc.data());
-      double* s = sums + c * d;
-      for (Index j = 0; j < d; ++j) s[j] += static_cast<double>(acc[static_cast<std::size_t>(j)]);
+      for (std::size_t i = 0; i < un; ++i)
+        order[static_cast<std::size_t>(fill[static_cast<std::size_t>(label[i])]++)] = static_cast<std::int32_t>(i);
+      for (std::size_t c = 0; c < uk; ++c) {
+        const Index lo = first[c], hi = first[c + 1];
+        if (lo == hi) continue;
+        add_rows_on_grid(xf.data(), dp, order.data() + lo, hi - lo, unit.data(), sums + c * udp);
+        counts[c] += static_cast<double>(hi - lo);
+      }
     }
   }
+  if (bb != nullptr && !usable) bb->norms = fresh_norms;
+  block_partial(sums, counts, bb != nullptr ? bb->norms : fresh_norms, unit.data(), partial);
   if (bb != nullptr) bb->generation = generation_;
-  bounds_.pruned += pruned;
-  bounds_.rows += rows.rows();
-  if (pruned > 0) profile::add(profile::Counter::kSettledRows, static_cast<double>(pruned));
+  bounds_.pruned += pruned + unread;
+  bounds_.unread += unread;
+  bounds_.rows += num_rows;
+  if (pruned + unread > 0) profile::add(profile::Counter::kSettledRows, static_cast<double>(pruned + unread));
 }
 
 train::EmModel::Step KmeansLloyd::m_step(std::span<const double> stats) {
@@ -307,8 +475,7 @@ train::EmModel::Step KmeansLloyd::m_step(std::span<const double> stats) {
   const double shift = (next - centers_).squaredNorm();
   centers_ = std::move(next);
   // Each centre's shift in the float32 operands the distances use (in double, rounded
-  // up), and for each centre the largest shift of the others: what a row's lower bound
-  // loses (class comment).
+  // up): what its rows' upper bounds gain and every row's lower bound for it loses.
   const std::vector<float> before = shift32_;
   prepare();
   const Index dp = gmm_kernel::padded(d);
@@ -322,16 +489,10 @@ train::EmModel::Step KmeansLloyd::m_step(std::span<const double> stats) {
     }
     moved[static_cast<std::size_t>(c)] = std::sqrt(ss) * (1.0 + 0x1p-30);
   }
-  std::size_t top = 0;
-  for (std::size_t c = 1; c < moved.size(); ++c)
-    if (moved[c] > moved[top]) top = c;
-  double runner = 0;
-  for (std::size_t c = 0; c < moved.size(); ++c)
-    if (c != top) runner = std::max(runner, moved[c]);
-  drift_.assign(moved.size(), moved.empty() ? 0.0 : moved[top]);
-  if (!moved.empty()) drift_[top] = runner;
+  moved_ = std::move(moved);
   ++generation_;
   last_pruned_ = bounds_.pruned.exchange(0);
+  last_unread_ = bounds_.unread.exchange(0);
   last_rows_ = bounds_.rows.exchange(0);
   return Step{stats[0], frame_.mean_variance > 0 ? shift / frame_.mean_variance : shift};
 }
@@ -689,9 +850,9 @@ KmeansResult fit_kmeans(const comm::Communicator& comm, io::BlockSource& source,
     }
     return KmeansLloyd(init_centers(comm, source, frame->origin, config.n_clusters, config.init, seed, config.threads,
                                     log, points),
-                       *frame);
+                       *frame, config.max_bound_bytes);
   };
-  steps.blank = [&] { return KmeansLloyd(RowMatrix(), get_frame()); };
+  steps.blank = [&] { return KmeansLloyd(RowMatrix(), get_frame(), config.max_bound_bytes); };
   steps.fit = [&](KmeansLloyd& lloyd, train::EmResult start, const train::IterationHook& hook) {
     train::EmResult em = train::run_batch_em(comm, source, num_samples, lloyd,
                                              {config.max_iter, config.tol, config.threads}, observer, std::move(start), hook);
@@ -714,7 +875,7 @@ KmeansResult fit_kmeans(const comm::Communicator& comm, io::BlockSource& source,
 
 KmeansResult initial_kmeans(const comm::Communicator& comm, io::BlockSource& source, Index num_samples,
                             const RowVector& mean, Index k, std::uint64_t seed, int threads, const Logger& log,
-                            const train::InitPoints& points) {
+                            const train::InitPoints& points, std::size_t max_bound_bytes) {
   check_k(k, num_samples);
   const KmeansConfig kc;
   log.info("initialising with k-means (k-means|| seeding, then Lloyd)");
@@ -725,7 +886,7 @@ KmeansResult initial_kmeans(const comm::Communicator& comm, io::BlockSource& sou
   else
     points.at(frame_snapshot);
   KmeansLloyd lloyd(lloyd_state ? RowMatrix() : init_centers(comm, source, frame.origin, k, kc.init, seed, threads, log, points),
-                    frame);
+                    frame, max_bound_bytes);
   train::EmResult start;
   if (lloyd_state) {
     train::TrainState m;

@@ -12,8 +12,8 @@
 
 namespace latent::models {
 
-std::int64_t kmeans_init_row_state(const OptionValues& o) {
-  return o.text("init-params") == "kmeans" ? static_cast<std::int64_t>(KmeansLloyd::kBoundBytesPerRow) : 0;
+std::int64_t kmeans_init_row_state(const OptionValues& o, std::int64_t d, std::int64_t block_rows) {
+  return o.text("init-params") == "kmeans" ? KmeansLloyd::state_bytes_per_row(o.integer("n-components"), d, block_rows) : 0;
 }
 namespace {
 
@@ -30,6 +30,7 @@ int fit_kmeans_run(train::FitRun& run) {
   train::DataSummary summary;
   auto source = run.open_dense(summary, false, true);  // Lloyd's E-step reads float32 shards as stored
   k.threads = c.threads;
+  k.max_bound_bytes = bound_bytes_for(c.row_state_bytes);
   nlohmann::json config{{"model", "kmeans"}, {"n_clusters", k.n_clusters}, {"init", k.init},
                         {"max_iter", k.max_iter}, {"tol", k.tol}, {"n_init", k.n_init}, {"seed", c.seed},
                         {"block_rows", c.block_rows}, {"data", c.data}};
@@ -68,10 +69,10 @@ ModelSpec kmeans_spec() {
   };
   s.tasks = {Task::kScore, Task::kPredict, Task::kTransform};
   s.examples = {"latent fit kmeans --data shards/ --output km.h5 --n-clusters 10 --n-init 3"};
-  s.memory = [](const OptionValues& o, std::int64_t d, std::int64_t) {
+  s.memory = [](const OptionValues& o, std::int64_t d, std::int64_t block_rows) {
     const Index k = o.integer("n-clusters");
     return MemoryNeeds{1 + k + k * d, 11 * k * d /* centers plus the k-means|| candidates (10 K) */, 128 * (k + d),
-                       static_cast<std::int64_t>(KmeansLloyd::kBoundBytesPerRow),
+                       KmeansLloyd::state_bytes_per_row(k, d, block_rows),
                        static_cast<std::int64_t>(KmeansLloyd::kMaxBoundBytes)};
   };
   s.objective_name = "inertia";

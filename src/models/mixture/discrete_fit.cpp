@@ -91,7 +91,8 @@ DiscreteFitResult fit_bmm(const comm::Communicator& comm, io::BlockSource& sourc
     BmmEm em = blank();
     KmeansResult km;
     if (c.init_params == "kmeans") {
-      km = initial_kmeans(comm, source, summary.num_samples, summary.mean, k, seed, c.threads, log, points);
+      km = initial_kmeans(comm, source, summary.num_samples, summary.mean, k, seed, c.threads, log, points,
+                          bound_bytes_for(c.row_state_bytes));
     } else if (c.init_params != "random") {
       throw_usage("invalid --init-params '" + c.init_params + "' for bmm (choose kmeans or random)");
     }

@@ -43,12 +43,14 @@ int fit_discrete_run(train::FitRun& run, DiscreteKind kind) {
     train::DataSummary summary;
     auto source = run.open_dense(summary, false);
     dc.threads = c.threads;
+    dc.row_state_bytes = c.row_state_bytes;
     train::FitControl* control = run.control(config, train::data_fingerprint(source->info()));
     fit = fit_bmm(run.comm(), *source, summary, dc, run.log(), observer, control);
     n = summary.num_samples;
   } else {
     const io::CountsDatasetInfo info = run.open_counts(vocabulary);
     dc.threads = c.threads;
+    dc.row_state_bytes = c.row_state_bytes;
     auto source = run.counts_source(info);
     train::FitControl* control = run.control(config, train::data_fingerprint(info));
     fit = fit_mmm(run.comm(), *source, info.num_rows, dc, run.log(), observer, control);
@@ -93,7 +95,7 @@ ModelSpec discrete_spec(DiscreteKind kind) {
                           : "latent fit mmm --data corpus/ --output mmm.h5 --n-components 20"};
   s.memory = [](const OptionValues& o, std::int64_t d, std::int64_t block_rows) {
     const Index k = o.integer("n-components");
-    return MemoryNeeds{2 + k * (1 + d), 3 * k * d, block_rows * k * 2, kmeans_init_row_state(o),
+    return MemoryNeeds{2 + k * (1 + d), 3 * k * d, block_rows * k * 2, kmeans_init_row_state(o, d, block_rows),
                        static_cast<std::int64_t>(KmeansLloyd::kMaxBoundBytes)};
   };
   s.objective_name = "mean_log_posterior";

@@ -12,6 +12,7 @@
 /// tied (one Wishart shared by the components), diag, spherical. The objective is
 /// scikit-learn's lower bound (_compute_lower_bound) divided by N.
 #include <cstdint>
+#include <limits>
 #include <string>
 
 #include "latent/comm/communicator.hpp"
@@ -24,6 +25,8 @@
 namespace latent::models {
 
 struct BgmmConfig {
+  /// Bytes of per-row state a k-means start may keep per rank (FitCommon::row_state_bytes).
+  double row_state_bytes = std::numeric_limits<double>::infinity();
   Index n_components = 1;
   CovarianceType covariance_type = CovarianceType::kFull;
   /// "dirichlet_process" (stick-breaking) or "dirichlet_distribution".

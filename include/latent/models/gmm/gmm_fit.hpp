@@ -2,6 +2,7 @@
 /// \file Fitting a Gaussian mixture on streamed data: initialisation (scikit-learn's
 /// init_params), EM, n_init restarts keeping the best lower bound.
 #include <cstdint>
+#include <limits>
 #include <string>
 
 #include "latent/comm/communicator.hpp"
@@ -14,6 +15,8 @@
 namespace latent::models {
 
 struct GmmConfig {
+  /// Bytes of per-row state a k-means start may keep per rank (FitCommon::row_state_bytes).
+  double row_state_bytes = std::numeric_limits<double>::infinity();
   Index n_components = 1;
   CovarianceType covariance_type = CovarianceType::kFull;
   double reg_covar = 1e-6;

@@ -1,6 +1,7 @@
 #pragma once
 /// \file k-means: Lloyd's algorithm as hard EM (Lloyd 1982; Bishop PRML §9.1) on streamed
 /// blocks, with distributed k-means|| seeding (Bahmani et al. 2012).
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -37,6 +38,9 @@ void nearest_centers(const RowMatrix& sq_dist, std::vector<Index>& labels, Vecto
 struct KmeansFrame {
   RowVector origin;          ///< D: the column mean (DataSummary::mean, an exact reduction)
   double mean_variance = 0;  ///< mean over features of Σ(x − origin)²/N: the scale of tol
+  /// D: a bound on |x_j − origin_j| over every row, √Σ_i (x_ij − origin_j)² with a margin
+  /// for rounding: it fixes the grid of KmeansLloyd's exact sums (0: a constant column).
+  RowVector bound;
 };
 
 /// One pass: the frame about `mean` (N from the pass). Collective; the same bits for any
@@ -57,31 +61,56 @@ RowMatrix random_responsibilities(Index rows, Index first_global_row, Index k, s
 /// squared center shifts divided by the frame's mean feature variance (scikit-learn's tol
 /// convention). An empty cluster keeps its center.
 ///
-/// Exact pruning (Hamerly 2010, "Making k-means even faster", §3, with his upper bound
-/// replaced by the distance itself): each row keeps, between E-steps, its label and a lower
-/// bound on its true distance to every other centre (8 bytes per row, at most
-/// kMaxBoundBytes per rank; rows beyond that are always computed in full). After a step
-/// that moved centre c by δ_c the bound falls by the largest δ of the other centres. A row
-/// whose float32 distance to its centre (computed anyway, for the inertia) is below what
-/// the bound guarantees for every other centre's float32 distance, allowing for the
-/// kernel's rounding (relative (dp/16 + 8)·2⁻²³), keeps its label without computing the
-/// others. Labels, inertia and sums are therefore those of computing every distance, bit
-/// for bit; only the time changes.
+/// Exact sums. Each centred float32 value x_j is rounded to the block's grid, a multiple of
+/// 2^-g_j with |x_j|·2^g_j ≤ 2^40 (frame.bound; for a block of more than 8192 rows the
+/// grid is coarser by its row count's extra bits), so a block's sum of them is an integer
+/// multiple of 2^-g_j below 2^53 of them: exact in double, whatever the order in which
+/// rows are added or taken away. (The grid is finer than float32's rounding of the data:
+/// 2^-40·√N·σ_j.) A block's sums are thus a function of its rows and their labels only,
+/// and may be kept and updated by the rows that change centre. The inertia of a block is
+/// Σ‖x‖² − Σ_c (2 c·S_c − n_c‖c‖²) (S_c, n_c: the sums and count of centre c's rows; c the
+/// float32 operand of the distances), in double.
+///
+/// Exact pruning (Elkan 2003, "Using the triangle inequality to accelerate k-means", §2
+/// lemma 2 and §3; tested against the least lower bound as in Hamerly 2010, "Making k-means
+/// even faster", §3): each row keeps, between E-steps,
+/// its label, an upper bound on its true distance to that centre and a lower bound on its
+/// true distance to each other centre (8 + 4K bytes a row), and each block its sums,
+/// counts and Σ‖x‖² (8·(K·padded(D) + K + 1) bytes): at most kMaxBoundBytes per rank,
+/// blocks beyond that computed in full every step. After a step that moved centre c by
+/// δ_c, a row's upper bound rises by δ of its own centre and each lower bound falls by δ of
+/// its centre. A row whose bounds show, allowing for the kernel's rounding (relative
+/// (dp/16 + 8)·2⁻²³), that its centre's float32 distance is below every other centre's
+/// keeps its label without being read; failing that, the same test with its distance to
+/// its centre computed (the upper bound tightened), then every distance (where most of a
+/// row tile needs reading, the whole tile in order). Labels and sums are therefore those of
+/// computing every distance, bit for bit; only the time changes.
 class KmeansLloyd final : public train::EmModel {
  public:
-  /// Bytes of per-row bounds one rank keeps at most (8 per row: about 33.5 M rows).
+  /// Bytes of per-row and per-block state one rank keeps at most (about 3.5 M rows at
+  /// K = 10, D = 784 and 2048-row blocks; 0.6 M rows at K = 100).
   static constexpr std::size_t kMaxBoundBytes = std::size_t{256} << 20;
-  /// Bytes of bounds per row.
-  static constexpr std::size_t kBoundBytesPerRow = 8;
+  /// Bytes of bounds per row with K centres (label, upper bound, K lower bounds).
+  static std::size_t bound_bytes_per_row(Index k);
+  /// Bytes of state per block of a fit with K centres and D features (the block's sums
+  /// and counts, Σ‖x‖²).
+  static std::size_t block_state_bytes(Index k, Index d);
+  /// Both, per row, for blocks of `block_rows` rows (the memory estimate's row state).
+  static std::int64_t state_bytes_per_row(Index k, Index d, Index block_rows) {
+    const auto b = static_cast<std::int64_t>(block_state_bytes(k, d));
+    return static_cast<std::int64_t>(bound_bytes_per_row(k)) + (b + std::max<Index>(1, block_rows) - 1) / std::max<Index>(1, block_rows);
+  }
   /// `centers`: K × D, centred (data coordinates − frame.origin). `max_bound_bytes`: the
   /// bounds kept per rank (0: none, every distance computed each E-step).
   KmeansLloyd(RowMatrix centers, KmeansFrame frame, std::size_t max_bound_bytes = kMaxBoundBytes);
   std::size_t num_stats() const override;
   /// Distances in float32 (gmm_kernel::quadratic_unit, quadratic with σ⁻¹ = 1: Σ_j (x_j − c_j)², no
-  /// cancellation), the nearest centre the first of the smallest; inertia and the sums of
-  /// the assigned rows in double. Reads float32 blocks (accepts_float32_blocks). Rows the
-  /// bounds prune have only their own centre's distance computed (class comment).
-  /// Thread-safe for distinct blocks; a block is identified by its global first row.
+  /// cancellation), the nearest centre the first of the smallest; the sums exact on the
+  /// block's grid and the inertia in double (class comment). Reads float32 blocks
+  /// (accepts_float32_blocks). Rows the bounds settle are not read, or have only their own
+  /// centre's distance computed (class comment). Thread-safe for distinct blocks; a block
+  /// is identified by its global first row. Throws Error (kInternal) for a NaN or a block
+  /// of 2^23 rows or more.
   void e_step_block(const io::DenseBlock& block, std::span<double> partial) const override;
   bool accepts_float32_blocks() const override { return true; }
   Step m_step(std::span<const double> stats) override;
@@ -93,17 +122,23 @@ class KmeansLloyd final : public train::EmModel {
   RowMatrix centers() const { return centers_.rowwise() + frame_.origin; }
   const KmeansFrame& frame() const noexcept { return frame_; }
   Index num_empty_clusters() const noexcept { return num_empty_; }
-  /// Rows of the last E-step (before the last m_step) that the bounds pruned, and all its rows.
+  /// Rows of the last E-step (before the last m_step) that the bounds settled, those of
+  /// them not read at all, and all its rows.
   Index last_pruned_rows() const noexcept { return last_pruned_; }
+  Index last_unread_rows() const noexcept { return last_unread_; }
   Index last_rows() const noexcept { return last_rows_; }
 
  private:
-  // One block's bounds: lower[i] ≤ the true distance of row i to every centre but label[i],
-  // for the centres of E-step `generation`.
+  // One block's state for the centres of E-step `generation`: lower[i] ≤ the true distance
+  // of row i to every centre but label[i], upper[i] ≥ its distance to label[i]; sums
+  // (K × dp, on the block's grid, in units of 2^-g_j: integers), counts (K) and Σ‖x‖² of
+  // its rows.
   struct BlockBounds {
     std::uint64_t generation = 0;
-    std::vector<float> lower;
+    std::vector<float> lower, upper;
     std::vector<std::int32_t> label;
+    std::vector<double> sums, counts;
+    double norms = 0;
   };
   // The blocks' bounds, by global first row (node-based: an entry stays where it is while
   // others are added). A copy starts empty: bounds belong to one model's centres.
@@ -118,19 +153,23 @@ class KmeansLloyd final : public train::EmModel {
     std::mutex mutex;
     std::unordered_map<Index, BlockBounds> blocks;
     std::size_t bytes = 0;
-    std::atomic<Index> pruned{0}, rows{0};
+    std::atomic<Index> pruned{0}, unread{0}, rows{0};
   };
   void prepare();  // the float32 operands from centers_
   BlockBounds* bounds_for(Index first_row, Index rows) const;
+  // The block's partial statistics from its sums, counts and Σ‖x‖² (grid: 2^-g_j = unit[j]).
+  void block_partial(const double* sums, const double* counts, double norms, const double* unit,
+                     std::span<double> partial) const;
   RowMatrix centers_;
   std::vector<float> shift32_;  // K × padded(D): −c (zero padding)
+  std::vector<double> grid_;    // padded(D): 2^g_j, the scale of a block of ≤ 8192 rows (0 in the padding)
   KmeansFrame frame_;
   Index num_empty_ = 0;
   std::size_t max_bound_bytes_ = kMaxBoundBytes;
   mutable BoundCache bounds_;
-  std::uint64_t generation_ = 2;     // of the current centres; a block's bounds from generation_ − 1 need drift_
-  std::vector<double> drift_;        // K: the largest shift of the other centres in the last m_step
-  Index last_pruned_ = 0, last_rows_ = 0;
+  std::uint64_t generation_ = 2;     // of the current centres; a block's bounds from generation_ − 1 need moved_
+  std::vector<double> moved_;        // K: each centre's own shift in the last m_step
+  Index last_pruned_ = 0, last_unread_ = 0, last_rows_ = 0;
 };
 
 /// Rows drawn without replacement with probability proportional to the squared distance
@@ -169,6 +208,7 @@ struct KmeansConfig {
   int n_init = 1;
   std::uint64_t seed = 0;
   int threads = 1;
+  std::size_t max_bound_bytes = KmeansLloyd::kMaxBoundBytes;  ///< per rank: the bounds' state (KmeansLloyd)
 };
 
 struct KmeansResult {
@@ -195,8 +235,17 @@ double kmeans_inertia(const comm::Communicator& comm, io::BlockSource& source, c
 /// KmeansConfig for K clusters and this seed, about the data mean `mean`, logged every 10
 /// iterations. Collective. Interruptible through `points` (the seeding's, then "stage" = 2
 /// with the Lloyd centers and history under "km_" keys after every Lloyd iteration).
+/// `max_bound_bytes`: the bounds' state per rank (KmeansLloyd; any value, the same bits).
 KmeansResult initial_kmeans(const comm::Communicator& comm, io::BlockSource& source, Index num_samples,
                             const RowVector& mean, Index k, std::uint64_t seed, int threads, const Logger& log,
-                            const train::InitPoints& points = {});
+                            const train::InitPoints& points = {},
+                            std::size_t max_bound_bytes = KmeansLloyd::kMaxBoundBytes);
+/// The bounds' state a fit may keep per rank: the model's cap, or less where the memory
+/// budget left less (FitCommon::row_state_bytes).
+inline std::size_t bound_bytes_for(double row_state_bytes) {
+  return row_state_bytes >= static_cast<double>(KmeansLloyd::kMaxBoundBytes) ? KmeansLloyd::kMaxBoundBytes
+         : row_state_bytes > 0                                                ? static_cast<std::size_t>(row_state_bytes)
+                                                                              : 0;
+}
 
 }  // namespace latent::models

@@ -2,6 +2,7 @@
 /// \file Fitting Bernoulli mixtures on dense shards and multinomial mixtures on count
 /// shards by batch EM (one pass and one allreduce of 2 + K + K·D doubles per iteration).
 #include <cstdint>
+#include <limits>
 #include <string>
 
 #include "latent/comm/communicator.hpp"
@@ -15,6 +16,8 @@
 namespace latent::models {
 
 struct DiscreteConfig {
+  /// Bytes of per-row state a k-means start may keep per rank (FitCommon::row_state_bytes).
+  double row_state_bytes = std::numeric_limits<double>::infinity();
   Index n_components = 2;
   double alpha = 1.0;         ///< additive smoothing of μ / β (scikit-learn's naive Bayes alpha)
   double weight_alpha = 0.0;  ///< Dirichlet pseudo-count added to every component's weight
