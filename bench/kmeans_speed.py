@@ -14,8 +14,8 @@ What it measures (Fashion-MNIST training images, 60000 x 784, K = 10, one core e
   Target (issue 21 item 2): scikit-learn / latent >= 5x.
 
   Longer runs (--long-clusters, default 10 and 100; --long-iters L, default 60): latent runs
-  --max-iter L --tol 0 from its own seeding, where its distance bounds (KmeansLloyd, Hamerly
-  2010) settle more rows as the centres slow down. scikit-learn starts from latent's
+  --max-iter L --tol 0 from its own seeding, where its distance bounds (KmeansLloyd, Elkan
+  2003: rows they settle are not read) settle more rows as the centres slow down. scikit-learn starts from latent's
   centres after its first iteration (a --max-iter 1 run with the same seed) and runs up to
   L - 1 iterations with algorithm="lloyd" (the same work every iteration) and with
   algorithm="elkan" (its own bounds), stopping early once no label changes; latent's
