@@ -129,10 +129,10 @@ class KmeansLloyd final : public train::EmModel {
   Index last_rows() const noexcept { return last_rows_; }
 
  private:
-  // One block's state for the centres of E-step `generation`: lower[i] ≤ the true distance
-  // of row i to every centre but label[i], upper[i] ≥ its distance to label[i]; sums
-  // (K × dp, on the block's grid, in units of 2^-g_j: integers), counts (K) and Σ‖x‖² of
-  // its rows.
+  // One block's state for the centres of E-step `generation`: lower[i·K + c] ≤ the true
+  // distance of row i to centre c for every c but label[i] (that entry unused), upper[i] ≥
+  // its distance to label[i]; sums (K × dp, on the block's grid, in units of 2^-g_j:
+  // integers), counts (K) and Σ‖x‖² of its rows.
   struct BlockBounds {
     std::uint64_t generation = 0;
     std::vector<float> lower, upper;
