@@ -7,6 +7,7 @@
 
 #include "h5_handle.hpp"
 #include "latent/core/error.hpp"
+#include "latent/core/huge_pages.hpp"
 
 namespace latent::io {
 namespace {
@@ -18,7 +19,8 @@ class ShardReader {
  public:
   explicit ShardReader(const DenseDatasetInfo& info) : info_(info) {}
 
-  DenseBlock read(const BlockRef& ref, bool read_labels, bool allow_nan, bool keep_float32) {
+  // huge: the block stays in the cache; its rows get huge pages (huge_pages::advise).
+  DenseBlock read(const BlockRef& ref, bool read_labels, bool allow_nan, bool keep_float32, bool huge) {
     if (info_.memory) return read_memory(ref, read_labels, allow_nan);
     detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
     const ShardInfo& shard = info_.shards.at(static_cast<std::size_t>(ref.shard));
@@ -27,6 +29,8 @@ class ShardReader {
     DenseBlock block;
     block.ref = ref;
     block.x.resize(ref.num_rows, d);
+    if (huge && !(shard.dtype == DType::kFloat32 && keep_float32))
+      huge_pages::advise(block.x.data(), static_cast<std::size_t>(block.x.size()) * sizeof(double));
     Handle file_space = detail::space_handle(H5Dget_space(data_.get()));
     const hsize_t start[2] = {static_cast<hsize_t>(ref.row_begin), 0};
     const hsize_t count[2] = {static_cast<hsize_t>(ref.num_rows), static_cast<hsize_t>(d)};
@@ -37,6 +41,7 @@ class ShardReader {
     if (shard.dtype == DType::kFloat32 && keep_float32) {
       block.x.resize(0, d);
       block.xf.resize(ref.num_rows, d);
+      if (huge) huge_pages::advise(block.xf.data(), static_cast<std::size_t>(block.xf.size()) * sizeof(float));
       rc = H5Dread(data_.get(), H5T_NATIVE_FLOAT, mem_space.get(), file_space.get(), H5P_DEFAULT, block.xf.data());
     } else if (shard.dtype == DType::kFloat32) {
       buffer_.resize(static_cast<std::size_t>(ref.num_rows * d));
@@ -135,7 +140,7 @@ class ShardReader {
 
 DenseBlock read_block(const DenseDatasetInfo& info, const BlockRef& ref, bool read_labels, bool allow_nan) {
   ShardReader reader(info);
-  return reader.read(ref, read_labels, allow_nan, false);
+  return reader.read(ref, read_labels, allow_nan, false, false);
 }
 
 DenseDatasetInfo memory_dense_dataset(std::shared_ptr<const MemoryRows> rows, Index num_rows, Index num_features,
@@ -164,6 +169,11 @@ std::size_t dense_bytes(const DenseDatasetInfo& info, const BlockSourceOptions& 
     bytes += static_cast<std::size_t>(b.num_rows * info.num_features) * (keeps_float32(info, o, b) ? sizeof(float) : sizeof(double));
   return bytes;
 }
+
+// The local blocks are kept in memory after the first pass.
+bool caches(const DenseDatasetInfo& info, const BlockSourceOptions& o, const std::vector<BlockRef>& blocks) {
+  return o.cache_bytes > 0 && dense_bytes(info, o, blocks) <= o.cache_bytes;
+}
 }  // namespace
 
 std::shared_ptr<const DenseBlock> BlockSource::next() {
@@ -179,10 +189,11 @@ std::shared_ptr<const DenseBlock> BlockSource::next() {
 BlockSource::BlockSource(DenseDatasetInfo info, std::vector<BlockRef> blocks, BlockSourceOptions options)
     : options_(options), info_(std::move(info)),
       stream_(blocks,
-              [this, options]() -> BlockStream<DenseBlock>::Reader {
+              [this, options, cached = caches(info_, options, blocks)]() -> BlockStream<DenseBlock>::Reader {
                 auto reader = std::make_shared<ShardReader>(info_);
-                return [this, reader, options](const BlockRef& ref) {
-                  DenseBlock b = reader->read(ref, options.read_labels, options.allow_nan, keeps_float32(info_, options, ref));
+                return [this, reader, options, cached](const BlockRef& ref) {
+                  DenseBlock b = reader->read(ref, options.read_labels, options.allow_nan,
+                                              keeps_float32(info_, options, ref), cached);
                   if (!options.nan_fill.empty() && b.x.hasNaN())
                     for (Index i = 0; i < b.x.rows(); ++i)
                       for (Index j = 0; j < b.x.cols(); ++j)
@@ -190,8 +201,7 @@ BlockSource::BlockSource(DenseDatasetInfo info, std::vector<BlockRef> blocks, Bl
                   return b;
                 };
               },
-              options.prefetch_blocks,
-              options.cache_bytes > 0 && dense_bytes(info_, options, blocks) <= options.cache_bytes) {
+              options.prefetch_blocks, caches(info_, options, blocks)) {
   for (const auto& b : blocks) num_local_rows_ += b.num_rows;
   local_bytes_ = dense_bytes(info_, options, blocks);
 }

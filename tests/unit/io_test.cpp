@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <sstream>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -14,6 +15,7 @@
 
 #include "../support/fixtures.hpp"
 #include "latent/core/error.hpp"
+#include "latent/core/huge_pages.hpp"
 #include "latent/io/block_plan.hpp"
 #include "latent/io/block_source.hpp"
 #include "latent/io/block_stream.hpp"
@@ -226,6 +228,77 @@ TEST(DenseDataset, ReadsBlocksInOrderWithPrefetchAndCache) {
     }
     EXPECT_EQ(row, 25);
     EXPECT_EQ(src.cached(), true) << "pass " << pass;
+  }
+}
+
+// The VmFlags of the mapping of /proc/self/smaps that holds address p ("" if none).
+std::string vm_flags_at(const void* p) {
+  std::ifstream smaps("/proc/self/smaps");
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  std::string line;
+  bool inside = false;
+  while (std::getline(smaps, line)) {
+    std::uintptr_t lo = 0, hi = 0;
+    char dash = 0;
+    std::istringstream head(line);
+    if (head >> std::hex >> lo >> dash >> hi && dash == '-') {
+      inside = lo <= a && a < hi;
+    } else if (inside && line.rfind("VmFlags:", 0) == 0) {
+      return line.substr(8) + " ";
+    }
+  }
+  return "";
+}
+
+bool thp_available() { return std::filesystem::exists("/sys/kernel/mm/transparent_hugepage/enabled"); }
+
+// huge_pages: a buffer of 4 MiB and more is 2 MiB aligned and its mapping advised for huge
+// pages (VmFlags "hg"); advise() on a range without a whole 2 MiB page, or on nullptr, does
+// nothing and does not fail.
+TEST(HugePages, LargeBuffersAreAlignedAndAdvised) {
+  if (!thp_available()) GTEST_SKIP() << "this kernel has no transparent huge pages";
+  constexpr std::size_t kMiB = std::size_t{1} << 20;
+  void* p = huge_pages::allocate(5 * kMiB);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) % (2 * kMiB), 0u);
+  EXPECT_NE(vm_flags_at(p).find(" hg "), std::string::npos) << vm_flags_at(p);
+  static_cast<char*>(p)[5 * kMiB - 1] = 1;  // the whole rounded-up buffer is ours
+  std::free(p);
+  void* small = huge_pages::allocate(100);
+  ASSERT_NE(small, nullptr);
+  std::free(small);
+  huge_pages::advise(nullptr, 8 * kMiB);
+  char c[64];
+  huge_pages::advise(c, sizeof c);
+  EXPECT_EQ(vm_flags_at(c).find(" hg "), std::string::npos);
+}
+
+// A cached source's blocks (kept for every pass) lie in mappings advised for huge pages,
+// float32 and double alike, with the same rows as read.
+TEST(DenseDataset, CachedBlocksAreAdvisedForHugePages) {
+  if (!thp_available()) GTEST_SKIP() << "this kernel has no transparent huge pages";
+  TempDir dir("huge");
+  RowMatrix x(1536, 1024);  // 6 MiB as float32, 12 MiB as double: each has a whole 2 MiB page
+  for (Index i = 0; i < x.size(); ++i) x.data()[i] = static_cast<double>(i % 1000);
+  std::filesystem::create_directories(dir / "d");
+  latent::testing::write_shard(dir / "d/part-00000.h5", x, {}, DType::kFloat32);
+  auto info = open_dense_dataset(dir / "d");
+  const auto plan = make_block_plan(info, 1536);
+  for (const bool f32 : {true, false}) {
+    BlockSourceOptions o;
+    o.cache_bytes = std::size_t{64} << 20;
+    o.float32 = f32;
+    BlockSource src(info, plan, o);
+    const BlockSource::Float32Scope scope(src, f32);
+    src.start_pass();
+    auto b = src.next();
+    ASSERT_TRUE(b);
+    ASSERT_EQ(b->is_float32(), f32);
+    const void* data = f32 ? static_cast<const void*>(b->xf.data()) : static_cast<const void*>(b->x.data());
+    const auto at = (reinterpret_cast<std::uintptr_t>(data) + (std::uintptr_t{2} << 20) - 1) >> 21 << 21;
+    EXPECT_NE(vm_flags_at(reinterpret_cast<const void*>(at)).find(" hg "), std::string::npos) << "float32 " << f32;
+    EXPECT_EQ(f32 ? RowMatrix(b->xf.cast<double>()) : b->x, x);
+    EXPECT_FALSE(src.next());
+    EXPECT_TRUE(src.cached());
   }
 }
 

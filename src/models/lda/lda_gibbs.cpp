@@ -7,8 +7,6 @@
 #include <oneapi/tbb/parallel_for.h>
 #include <oneapi/tbb/task_arena.h>
 
-#include <sys/mman.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -18,6 +16,7 @@
 #include "latent/core/control.hpp"
 #include "latent/core/error.hpp"
 #include "latent/core/exact_sum.hpp"
+#include "latent/core/huge_pages.hpp"
 #include "latent/core/rng.hpp"
 
 namespace latent::models {
@@ -33,19 +32,7 @@ inline std::uint64_t below_lo(std::uint64_t r, std::uint64_t n) noexcept { retur
 
 }  // namespace
 
-void* gibbs_huge_alloc(std::size_t bytes) {
-  constexpr std::size_t kHuge = std::size_t{2} << 20;
-  if (bytes < 2 * kHuge) {
-    void* p = std::malloc(bytes == 0 ? 1 : bytes);
-    if (p == nullptr) throw std::bad_alloc();
-    return p;
-  }
-  const std::size_t rounded = (bytes + kHuge - 1) / kHuge * kHuge;
-  void* p = std::aligned_alloc(kHuge, rounded);
-  if (p == nullptr) throw std::bad_alloc();
-  (void)madvise(p, rounded, MADV_HUGEPAGE);  // advice only: without THP the pages stay small
-  return p;
-}
+void* gibbs_huge_alloc(std::size_t bytes) { return huge_pages::allocate(bytes); }
 
 void gibbs_huge_free(void* p) noexcept { std::free(p); }
 

@@ -71,7 +71,7 @@ namespace latent::models {
 
 /// Allocation for the sampler's large randomly accessed tables (n_kw, alias bins): blocks of
 /// 4 MiB and more are 2 MiB aligned and advised for transparent huge pages (fewer TLB
-/// misses for the random reads). Throws std::bad_alloc.
+/// misses for the random reads; huge_pages::allocate). Throws std::bad_alloc.
 void* gibbs_huge_alloc(std::size_t bytes);
 void gibbs_huge_free(void* p) noexcept;
 template <class T>
