@@ -119,6 +119,16 @@ void KmeansLloyd::prepare() {
     throw Error(ErrorKind::kInternal, "k-means: the frame has no bound for each of the " + std::to_string(d) + " features");
   // 2^g_j with |x_j|·2^g_j ≤ 2^40 for every centred float32 value (|x_j| ≤ bound_j ≤ 2^e,
   // and a float32 is below 2^128); a zero bound means a column of zeros.
+  cnorm_.assign(static_cast<std::size_t>(k), 0.0);
+  for (Index c = 0; c < k; ++c) {
+    double cc = 0;  // in the order block_partial once summed it
+    for (Index j = 0; j < d; ++j) {
+      const auto cj = static_cast<double>(shift32_[static_cast<std::size_t>(c * dp + j)]);
+      cc += cj * cj;
+    }
+    cnorm_[static_cast<std::size_t>(c)] = cc;
+  }
+  if (grid_.size() == static_cast<std::size_t>(dp)) return;  // the frame's, fixed for the model's life
   grid_.assign(static_cast<std::size_t>(dp), 0.0);
   for (Index j = 0; j < d; ++j) {
     const double b = frame_.bound[j];
@@ -147,22 +157,11 @@ std::size_t KmeansLloyd::num_stats() const {
 }
 
 namespace {
-// s[j] ± round(x[j]·unit[j]) for j < dp (a multiple of 4; unit 0 in the padding), rounded
-// half to even by adding and taking away 1.5·2^52: each term an integer of magnitude at most
-// 2^40 (class comment), so s stays an exact integer below 2^53. The same bits on every CPU.
-[[gnu::target("avx2")]] void add_on_grid(const float* x, const double* unit, Index dp, double* s, bool take) {
-  const __m256d magic = _mm256_set1_pd(0x1.8p52);
-  for (Index j = 0; j < dp; j += 4) {
-    __m256d v = _mm256_mul_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + j)), _mm256_loadu_pd(unit + j));
-    v = _mm256_sub_pd(_mm256_add_pd(v, magic), magic);
-    const __m256d a = _mm256_loadu_pd(s + j);
-    _mm256_storeu_pd(s + j, take ? _mm256_sub_pd(a, v) : _mm256_add_pd(a, v));
-  }
-}
-
-// s[j] + Σ_o round(x[rows[o]·dp + j]·unit[j]) for j < dp (a multiple of 16), rounded as
-// add_on_grid does (so the same exact sums), sixteen columns at a time held in four
-// registers while the rows pass.
+// s[j] + Σ_o round(x[rows[o]·dp + j]·unit[j]) for j < dp (a multiple of 16; unit 0 in the
+// padding), rounded half to even by adding and taking away 1.5·2^52: each term an integer of
+// magnitude at most 2^40 (class comment), so s stays an exact integer below 2^53, the same
+// bits on every CPU and in any row order. Sixteen columns at a time held in four registers
+// while the rows pass. With −unit a row is taken away (rounding is odd, so exactly).
 [[gnu::target("avx2")]] void add_rows_on_grid(const float* x, Index dp, const std::int32_t* rows, Index count,
                                               const double* unit, double* s) {
   const __m256d magic = _mm256_set1_pd(0x1.8p52);
@@ -226,15 +225,13 @@ void KmeansLloyd::block_partial(const double* sums, const double* counts, double
     out_counts[c] += n;
     const double* s = sums + c * dp;
     const float* t = shift32_.data() + c * dp;  // −c
-    double dot = 0, cc = 0;
+    double dot = 0;
     for (Index j = 0; j < d; ++j) {
       const double v = s[j] / unit[j];  // exact: unit is a power of two
       out_sums[c * d + j] += v;
-      const double cj = -static_cast<double>(t[j]);
-      dot += cj * v;
-      cc += cj * cj;
+      dot += -static_cast<double>(t[j]) * v;
     }
-    fit += 2.0 * dot - n * cc;
+    fit += 2.0 * dot - n * cnorm_[static_cast<std::size_t>(c)];
   }
   partial[0] += std::max(0.0, norms - fit);
 }
@@ -264,6 +261,8 @@ void KmeansLloyd::e_step_block(const io::DenseBlock& block, std::span<double> pa
   while ((Index{8192} << extra) < num_rows) ++extra;
   if (extra > 0)
     for (double& u : unit) u = std::ldexp(u, -extra);
+  std::vector<double> minus_unit(unit.size());
+  for (std::size_t j = 0; j < unit.size(); ++j) minus_unit[j] = -unit[j];
   std::vector<float> xf(kTileRows * udp, 0.0f), xg, q(kTileRows * uk), qbest(kTileRows);
   std::vector<std::int32_t> cand(kTileRows), full(kTileRows), open(kTileRows), label(kTileRows), order(kTileRows);
   std::vector<Index> first(uk + 1);
@@ -430,9 +429,10 @@ void KmeansLloyd::e_step_block(const io::DenseBlock& block, std::span<double> pa
         label[i] = static_cast<std::int32_t>(best);  // added below, by centre
       } else if (best != was) {
         const float* xr = xs + at * udp;
-        add_on_grid(xr, unit.data(), dp, sums + static_cast<std::size_t>(was) * udp, true);
+        constexpr std::int32_t kFirst = 0;
+        add_rows_on_grid(xr, dp, &kFirst, 1, minus_unit.data(), sums + static_cast<std::size_t>(was) * udp);
         counts[was] -= 1.0;
-        add_on_grid(xr, unit.data(), dp, sums + static_cast<std::size_t>(best) * udp, false);
+        add_rows_on_grid(xr, dp, &kFirst, 1, unit.data(), sums + static_cast<std::size_t>(best) * udp);
         counts[best] += 1.0;
       }
     }

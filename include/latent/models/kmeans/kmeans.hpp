@@ -163,6 +163,7 @@ class KmeansLloyd final : public train::EmModel {
   RowMatrix centers_;
   std::vector<float> shift32_;  // K × padded(D): −c (zero padding)
   std::vector<double> grid_;    // padded(D): 2^g_j, the scale of a block of ≤ 8192 rows (0 in the padding)
+  std::vector<double> cnorm_;   // K: ‖c‖² of each float32 centre (−shift32_), summed in double in column order
   KmeansFrame frame_;
   Index num_empty_ = 0;
   std::size_t max_bound_bytes_ = kMaxBoundBytes;
