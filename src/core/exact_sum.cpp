@@ -1,8 +1,11 @@
 #include "latent/core/exact_sum.hpp"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstddef>
 #include <limits>
 
 namespace latent {
@@ -114,36 +117,88 @@ double exact_value(const ExactCell& cell) noexcept {
   return static_cast<double>(std::ldexp(v, scale));
 }
 
-void ExactSum::add(std::span<const double> values) noexcept {
-  // The common case inline: a normal (finite, nonzero, not subnormal) value whose highest
-  // bin is the cell's. Its slices are those slice() forms (the significand has bit 52 set,
-  // so its highest bit is p + 52), added without raise(); everything else (zero, NaN/Inf,
-  // subnormals, an empty or poisoned cell, another top) takes exact_add(). The same sums.
-  ExactCell* cells = cells_.data();
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    const auto bits = std::bit_cast<std::uint64_t>(values[i]);
-    const auto biased = static_cast<std::int64_t>((bits >> 52) & 0x7ff);
-    ExactCell& cell = cells[i];
-    if (biased >= 1 && biased <= 0x7fe) {
-      const std::int64_t p = biased - 1;
-      const std::int64_t top = std::max<std::int64_t>((p + 52) / 32, 2);
-      if (top == cell.top) {
-        const std::uint64_t m = (bits & ((1ULL << 52) - 1)) | (1ULL << 52);
-        const std::int64_t shift = p - 32 * (top - 2);  // in [0, 64)
-        const std::uint64_t lo = m << shift;
-        const std::uint64_t hi = (m >> 1) >> (63 - shift);  // bits 64.. of m · 2^shift (0 when shift = 0)
-        const std::int64_t sign = -static_cast<std::int64_t>(bits >> 63);  // 0 or −1
-        const auto s0 = static_cast<std::int64_t>(lo & kMask32), s1 = static_cast<std::int64_t>(lo >> 32),
-                   s2 = static_cast<std::int64_t>(hi & kMask32);
-        cell.limb[0] += (s0 ^ sign) - sign;
-        cell.limb[1] += (s1 ^ sign) - sign;
-        cell.limb[2] += (s2 ^ sign) - sign;
-        continue;
-      }
+namespace {
+
+// The common case of ExactSum::add inline: a normal (finite, nonzero, not subnormal) value
+// whose highest bin is the cell's. Its slices are those slice() forms (the significand has
+// bit 52 set, so its highest bit is p + 52), added without raise(); everything else (zero,
+// NaN/Inf, subnormals, an empty or poisoned cell, another top) takes exact_add(). The same
+// sums.
+inline void add_one(ExactCell& cell, double value) noexcept {
+  const auto bits = std::bit_cast<std::uint64_t>(value);
+  const auto biased = static_cast<std::int64_t>((bits >> 52) & 0x7ff);
+  if (biased >= 1 && biased <= 0x7fe) {
+    const std::int64_t p = biased - 1;
+    const std::int64_t top = std::max<std::int64_t>((p + 52) / 32, 2);
+    if (top == cell.top) {
+      const std::uint64_t m = (bits & ((1ULL << 52) - 1)) | (1ULL << 52);
+      const std::int64_t shift = p - 32 * (top - 2);  // in [0, 64)
+      const std::uint64_t lo = m << shift;
+      const std::uint64_t hi = (m >> 1) >> (63 - shift);  // bits 64.. of m · 2^shift (0 when shift = 0)
+      const std::int64_t sign = -static_cast<std::int64_t>(bits >> 63);  // 0 or −1
+      const auto s0 = static_cast<std::int64_t>(lo & kMask32), s1 = static_cast<std::int64_t>(lo >> 32),
+                 s2 = static_cast<std::int64_t>(hi & kMask32);
+      cell.limb[0] += (s0 ^ sign) - sign;
+      cell.limb[1] += (s1 ^ sign) - sign;
+      cell.limb[2] += (s2 ^ sign) - sign;
+      return;
     }
-    exact_add(cell, values[i]);
   }
+  exact_add(cell, value);
 }
+
+// add_one() for values[0, n) into cells[0, n), four at a time in AVX2: where all four take
+// the inline case their slices are formed in the lanes as add_one() forms them and added to
+// the four cells as one 256-bit {0, s0, s1, s2} each (ExactCell is {top, limb[3]}: 32
+// bytes); else the four take add_one(). Integer sums: the same cells either way.
+[[gnu::target("avx2")]] void add_span(ExactCell* cells, const double* values, std::size_t n) noexcept {
+  static_assert(sizeof(ExactCell) == 32 && offsetof(ExactCell, limb) == 8);
+  const __m256i exponent = _mm256_set1_epi64x(0x7ff), mantissa = _mm256_set1_epi64x((1LL << 52) - 1),
+                implicit = _mm256_set1_epi64x(1LL << 52), mask32 = _mm256_set1_epi64x(static_cast<long long>(kMask32)),
+                one = _mm256_set1_epi64x(1), two = _mm256_set1_epi64x(2), max_normal = _mm256_set1_epi64x(0x7fe),
+                c52 = _mm256_set1_epi64x(52), c63 = _mm256_set1_epi64x(63), zero = _mm256_setzero_si256();
+  std::size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    ExactCell* c = cells + i;
+    const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(values + i));
+    const __m256i biased = _mm256_and_si256(_mm256_srli_epi64(bits, 52), exponent);
+    const __m256i p = _mm256_sub_epi64(biased, one);  // in [−1, 0x7fe]
+    // normal: 0 ≤ p ≤ 0x7fd, i.e. p > −1 and p < 0x7fe
+    const __m256i normal = _mm256_andnot_si256(_mm256_cmpgt_epi64(p, _mm256_sub_epi64(max_normal, one)),
+                                               _mm256_cmpgt_epi64(p, _mm256_set1_epi64x(-1)));
+    __m256i top = _mm256_srli_epi64(_mm256_add_epi64(p, c52), 5);  // p + 52 ≥ 51 > 0 where normal
+    top = _mm256_blendv_epi8(top, two, _mm256_cmpgt_epi64(two, top));
+    const __m256i tops = _mm256_set_epi64x(c[3].top, c[2].top, c[1].top, c[0].top);
+    const __m256i ok = _mm256_and_si256(normal, _mm256_cmpeq_epi64(top, tops));
+    if (_mm256_movemask_pd(_mm256_castsi256_pd(ok)) != 0xf) {
+      for (std::size_t l = 0; l < 4; ++l) add_one(c[l], values[i + l]);
+      continue;
+    }
+    const __m256i m = _mm256_or_si256(_mm256_and_si256(bits, mantissa), implicit);
+    const __m256i shift = _mm256_sub_epi64(p, _mm256_slli_epi64(_mm256_sub_epi64(top, two), 5));  // in [0, 64)
+    const __m256i lo = _mm256_sllv_epi64(m, shift);
+    const __m256i hi = _mm256_srlv_epi64(_mm256_srli_epi64(m, 1), _mm256_sub_epi64(c63, shift));
+    const __m256i sign = _mm256_cmpgt_epi64(zero, bits);  // −1 where negative
+    const auto signed_of = [&](__m256i v) { return _mm256_sub_epi64(_mm256_xor_si256(v, sign), sign); };
+    const __m256i s0 = signed_of(_mm256_and_si256(lo, mask32));
+    const __m256i s1 = signed_of(_mm256_srli_epi64(lo, 32));
+    const __m256i s2 = signed_of(_mm256_and_si256(hi, mask32));
+    // Rows {0, s0, s1, s2} of lanes 0..3.
+    const __m256i t0 = _mm256_unpacklo_epi64(zero, s0), t1 = _mm256_unpackhi_epi64(zero, s0);
+    const __m256i t2 = _mm256_unpacklo_epi64(s1, s2), t3 = _mm256_unpackhi_epi64(s1, s2);
+    const __m256i add[4] = {_mm256_permute2x128_si256(t0, t2, 0x20), _mm256_permute2x128_si256(t1, t3, 0x20),
+                            _mm256_permute2x128_si256(t0, t2, 0x31), _mm256_permute2x128_si256(t1, t3, 0x31)};
+    for (int l = 0; l < 4; ++l) {
+      auto* cell = reinterpret_cast<__m256i*>(c + l);
+      _mm256_storeu_si256(cell, _mm256_add_epi64(_mm256_loadu_si256(cell), add[l]));
+    }
+  }
+  for (; i < n; ++i) add_one(cells[i], values[i]);
+}
+
+}  // namespace
+
+void ExactSum::add(std::span<const double> values) noexcept { add_span(cells_.data(), values.data(), values.size()); }
 
 void ExactSum::merge(const ExactSum& other) noexcept {
   for (std::size_t i = 0; i < cells_.size(); ++i) exact_merge(cells_[i], other.cells_[i]);
