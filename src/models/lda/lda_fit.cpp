@@ -350,14 +350,17 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
     // flight; with checkpoints, λ whole on rank 0 (written) and on every rank while resuming.
     const auto kd = static_cast<double>(k), vd = static_cast<double>(v);
     const double slice_bytes = 16.0 * static_cast<double>(max_rows) * kd + static_cast<double>(max_rows);
-    // With the round: its rows and counts per cell, and in fetch_rows the owner's map of
-    // its slice (4 bytes a row) and the distinct asked rows of exp(E[log β]) (4 bytes a
-    // padded cell: at most the slice, at most what every rank's round asks).
+    // With the round: its rows and counts per cell, and on more than one rank, in
+    // fetch_rows, the owner's map of its slice (4 bytes a row) and the distinct asked rows
+    // of exp(E[log β]) (4 bytes a padded cell: at most the slice, at most what every rank's
+    // round asks); one rank computes its rows in place (LdaSlice::fetch_rows).
     const double kpd = static_cast<double>((k + 15) / 16 * 16);
     const double cells = static_cast<double>(std::min(round_cells, v * k));
-    const double round_bytes = static_cast<double>(28 + 8 * threads) * cells + 4.0 * static_cast<double>(max_rows) +
-                               4.0 * std::min(static_cast<double>(comm.size()) * cells * kpd / kd,
-                                              static_cast<double>(max_rows) * kpd);
+    const double exchange_bytes = comm.size() == 1 ? 0.0
+                                                   : 4.0 * static_cast<double>(max_rows) +
+                                                         4.0 * std::min(static_cast<double>(comm.size()) * cells * kpd / kd,
+                                                                        static_cast<double>(max_rows) * kpd);
+    const double round_bytes = static_cast<double>(28 + 8 * threads) * cells + exchange_bytes;
     const double ckpt_bytes = control != nullptr && control->checkpoints() ? 16.0 * vd * kd : 0.0;
     const double block_bytes = 12.0 * static_cast<double>(c.prefetch + threads + 2) * static_cast<double>(c.block_rows) *
                                std::max(1.0, corpus.tokens / std::max<double>(1.0, static_cast<double>(corpus.documents)));
