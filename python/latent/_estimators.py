@@ -478,8 +478,9 @@ class KMeans(ClusterMixin, TransformerMixin, _LatentEstimator):
     scikit-learn's KMeans.
 
     Parameters are scikit-learn's (n_clusters, init: "k-means||" | "k-means++" |
-    "random", n_init, max_iter, tol, random_state, verbose) plus n_threads, block_rows
-    and memory_budget_gib. Fitted: cluster_centers_ (K, D), labels_ (N; on an array),
+    "random", n_init, max_iter, tol, random_state, verbose, algorithm: "elkan" (default:
+    per-row distance bounds skip work, 8 + 4 K bytes a row) | "lloyd" (no per-row state);
+    the same fit either way) plus n_threads, block_rows and memory_budget_gib. Fitted: cluster_centers_ (K, D), labels_ (N; on an array),
     inertia_ (sum of squared distances), n_iter_. transform gives the distances to the
     centres (N, K); score is minus the sum of squared distances to the nearest centre.
     """
@@ -487,8 +488,9 @@ class KMeans(ClusterMixin, TransformerMixin, _LatentEstimator):
     _datasets = ("cluster_centers",)
 
     def __init__(self, n_clusters=8, *, init="k-means||", n_init=1, max_iter=300, tol=1e-4, random_state=None,
-                 verbose=0, n_threads=None, block_rows=2048, memory_budget_gib=None):
+                 verbose=0, algorithm="elkan", n_threads=None, block_rows=2048, memory_budget_gib=None):
         self.n_clusters = n_clusters
+        self.algorithm = algorithm
         self.init = init
         self.n_init = n_init
         self.max_iter = max_iter
@@ -501,7 +503,7 @@ class KMeans(ClusterMixin, TransformerMixin, _LatentEstimator):
 
     def _options(self):
         return {"n-clusters": int(self.n_clusters), "init": str(self.init), "n-init": int(self.n_init),
-                "max-iter": int(self.max_iter), "tol": float(self.tol)}
+                "max-iter": int(self.max_iter), "tol": float(self.tol), "algorithm": str(self.algorithm)}
 
     def fit(self, X, y=None, sample_weight=None):
         """Fits on X (array (N, D); or a dense shard directory). Returns self.

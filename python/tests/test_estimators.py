@@ -177,6 +177,12 @@ class CliBits(Tmp):
         run_cli("fit", "kmeans", "--data", data, "--output", cli, "--n-clusters", 4, "--seed", 3, "--block-rows", 100)
         self.assertBitsEqual(mine, cli, ["cluster_centers"])
         self.assertEqual(est.inertia_, latent.load(cli).inertia_)
+        # algorithm="lloyd" (scikit-learn's name): no distance bounds, the same fit.
+        lloyd = latent.KMeans(4, random_state=3, block_rows=100, algorithm="lloyd").fit(x)
+        np.testing.assert_array_equal(lloyd.cluster_centers_, est.cluster_centers_)
+        self.assertEqual(lloyd.inertia_, est.inertia_)
+        with self.assertRaises(ValueError):
+            latent.KMeans(4, algorithm="hamerly").fit(x)
 
     def test_lda_batch_online_and_gibbs(self):
         x = corpus()

@@ -175,6 +175,21 @@ rows = round(its[-1]["samples_per_second"] * its[-1]["seconds"])
 check(len(its) == 15 and settled[0] == 0 and all(0 <= s <= rows for s in settled) and settled[-1] > rows // 2,
       f"kmeans x2: rows the bounds settle per iteration {settled} of {rows}")
 check("distance bounds settled" in r.stderr, "kmeans x2: the share the bounds settled in the summary")
+# --algorithm lloyd keeps no bounds (no row settled) and gives the model of the bounds' fit.
+r = run(["fit", "kmeans", "--data", T("g1"), "--output", T("kml.h5"), "--n-clusters", "4", "--max-iter", "15",
+         "--tol", "0", "--threads", "1", "--block-rows", "500", "--profile", "--log-json", T("kml.jsonl"),
+         "--algorithm", "lloyd"], ranks=2)
+its_l, _ = profile_log(T("kml.jsonl"), 2, "kmeans lloyd")
+with h5py.File(T("km.h5")) as a, h5py.File(T("kml.h5")) as b:
+    same = (r.returncode == 0 and np.array_equal(a["cluster_centers"][...], b["cluster_centers"][...]) and
+            a.attrs["inertia"] == b.attrs["inertia"] and
+            np.array_equal(a["history/objective"][...], b["history/objective"][...]))
+check(len(its_l) == 15 and all(j["profile"]["settled_rows"] == [0.0, 0.0] for j in its_l) and same,
+      "kmeans x2 --algorithm lloyd: no rows settled, the same centres, inertia and objectives as elkan")
+r = run(["fit", "kmeans", "--data", T("g1"), "--output", T("kmx.h5"), "--n-clusters", "4", "--algorithm", "hamerly"],
+        expect=64)
+check(r.returncode == 64 and "algorithm" in r.stderr and not os.path.exists(T("kmx.h5")),
+      "kmeans --algorithm hamerly refused (exit 64), no output")
 check(all(min(j["profile"]["m_step_seconds"]) > 0 for j in its), "vae x2: optimiser steps timed")
 
 H.finish()

@@ -30,7 +30,9 @@ int fit_kmeans_run(train::FitRun& run) {
   train::DataSummary summary;
   auto source = run.open_dense(summary, false, true);  // Lloyd's E-step reads float32 shards as stored
   k.threads = c.threads;
-  k.max_bound_bytes = bound_bytes_for(c.row_state_bytes);
+  // elkan: the bounds' state takes what the budget left (FitCommon::row_state_bytes);
+  // lloyd: none. The same centres, labels and inertia either way.
+  k.max_bound_bytes = o.text("algorithm") == "lloyd" ? 0 : bound_bytes_for(c.row_state_bytes);
   nlohmann::json config{{"model", "kmeans"}, {"n_clusters", k.n_clusters}, {"init", k.init},
                         {"max_iter", k.max_iter}, {"tol", k.tol}, {"n_init", k.n_init}, {"seed", c.seed},
                         {"block_rows", c.block_rows}, {"data", c.data}};
@@ -66,14 +68,19 @@ ModelSpec kmeans_spec() {
        .help = "stop when the squared center shift is below tol times the mean feature variance", .min = 0},
       {.flag = "n-init", .type = T::kInt, .default_value = "1", .help = "initialisations; the lowest inertia is kept",
        .min = 1},
+      {.flag = "algorithm", .type = T::kText, .default_value = "elkan",
+       .help = "elkan: per-row distance bounds (Elkan 2003; 8 + 4 K bytes a row, at most 256 MiB a rank) skip the rows "
+               "and distances they settle | lloyd: every distance, no per-row state. The same results either way",
+       .choices = {"elkan", "lloyd"}},
   };
   s.tasks = {Task::kScore, Task::kPredict, Task::kTransform};
   s.examples = {"latent fit kmeans --data shards/ --output km.h5 --n-clusters 10 --n-init 3"};
   s.memory = [](const OptionValues& o, std::int64_t d, std::int64_t block_rows) {
     const Index k = o.integer("n-clusters");
+    const bool bounds = o.text("algorithm") != "lloyd";
     return MemoryNeeds{1 + k + k * d, 11 * k * d /* centers plus the k-means|| candidates (10 K) */, 128 * (k + d),
-                       KmeansLloyd::state_bytes_per_row(k, d, block_rows),
-                       static_cast<std::int64_t>(KmeansLloyd::kMaxBoundBytes)};
+                       bounds ? KmeansLloyd::state_bytes_per_row(k, d, block_rows) : 0,
+                       bounds ? static_cast<std::int64_t>(KmeansLloyd::kMaxBoundBytes) : 0};
   };
   s.objective_name = "inertia";
   s.objective_unit = "squared distance, summed over samples";
