@@ -117,11 +117,10 @@ void KmeansLloyd::prepare() {
   if (k == 0) return;  // a blank model, for load_state
   if (frame_.bound.size() != d)
     throw Error(ErrorKind::kInternal, "k-means: the frame has no bound for each of the " + std::to_string(d) + " features");
-  // 2^g_j with |x_j|·2^g_j ≤ 2^40 for every centred float32 value (|x_j| ≤ bound_j ≤ 2^e,
-  // and a float32 is below 2^128); a zero bound means a column of zeros.
+  // ‖c‖² of each float32 centre, summed in column order (block_partial's inertia).
   cnorm_.assign(static_cast<std::size_t>(k), 0.0);
   for (Index c = 0; c < k; ++c) {
-    double cc = 0;  // in the order block_partial once summed it
+    double cc = 0;
     for (Index j = 0; j < d; ++j) {
       const auto cj = static_cast<double>(shift32_[static_cast<std::size_t>(c * dp + j)]);
       cc += cj * cj;
@@ -129,6 +128,8 @@ void KmeansLloyd::prepare() {
     cnorm_[static_cast<std::size_t>(c)] = cc;
   }
   if (grid_.size() == static_cast<std::size_t>(dp)) return;  // the frame's, fixed for the model's life
+  // 2^g_j with |x_j|·2^g_j ≤ 2^40 for every centred float32 value (|x_j| ≤ bound_j ≤ 2^e,
+  // and a float32 is below 2^128); a zero bound means a column of zeros.
   grid_.assign(static_cast<std::size_t>(dp), 0.0);
   for (Index j = 0; j < d; ++j) {
     const double b = frame_.bound[j];
@@ -219,7 +220,9 @@ void KmeansLloyd::block_partial(const double* sums, const double* counts, double
   double* out_counts = partial.data() + 1;
   double* out_sums = partial.data() + 1 + k;
   double fit = 0;  // Σ_c (2 c·S_c − n_c‖c‖²), c the float32 operand
-  std::vector<double> inverse(static_cast<std::size_t>(d));  // 2^g_j ∈ [2^-189, 2^89]: 1/unit is exact
+  // unit[j] is a power of two in [2^-99, 2^189] (the grid, coarsened by at most 10 bits for
+  // the block's rows), so 1/unit[j] is exact and s·(1/unit) is s/unit.
+  std::vector<double> inverse(static_cast<std::size_t>(d));
   for (Index j = 0; j < d; ++j) inverse[static_cast<std::size_t>(j)] = 1.0 / unit[j];
   for (Index c = 0; c < k; ++c) {
     const double n = counts[c];
@@ -229,7 +232,7 @@ void KmeansLloyd::block_partial(const double* sums, const double* counts, double
     const float* t = shift32_.data() + c * dp;  // −c
     double dot = 0;
     for (Index j = 0; j < d; ++j) {
-      const double v = s[j] * inverse[j];  // exact: a power of two (= s[j] / unit[j])
+      const double v = s[j] * inverse[j];  // exact
       out_sums[c * d + j] += v;
       dot += -static_cast<double>(t[j]) * v;
     }
