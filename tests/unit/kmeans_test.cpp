@@ -147,6 +147,55 @@ TEST(Kmeans, BoundsPruneRowsWithTheBitsOfComputingEveryDistance) {
   EXPECT_EQ(copy.last_pruned_rows(), 0);
 }
 
+// Elkan's per-centre test (K ≥ 8): a row the row test leaves open gets only the distances of
+// the centres its lower bounds do not exclude, when they are at most a quarter of K. The
+// statistics stay those of computing every distance, bit for bit, at every step, with many
+// open rows taking that path (24 overlapping blobs, K = 24 started from rows of three blobs,
+// so the centres travel and rows change centre for many steps); a model whose state covers
+// only the first block agrees too.
+TEST(Kmeans, PerCentreBoundsComputeFewDistancesWithTheSameBits) {
+  const Index d = 21, k = 24;
+  const RowMatrix x = blobs(3000, d, k, 17, nullptr, 3.0, 1.0);
+  RowMatrix c(k, d);
+  for (Index e = 0; e < k; ++e) c.row(e) = x.row(e * k + e % 3);  // row i is in blob i % k: blobs 0-2 only
+  const KmeansFrame frame = frame_about_zero(x);
+  const std::size_t one_block = 1000 * KmeansLloyd::bound_bytes_per_row(k) + KmeansLloyd::block_state_bytes(k, d);
+  KmeansLloyd with(c, frame), without(c, frame, 0), capped(c, frame, one_block + 1);
+  std::vector<io::DenseBlock> blocks;
+  for (Index r0 = 0; r0 < x.rows(); r0 += 1000) {
+    io::DenseBlock b;
+    b.ref.global_row_begin = r0;
+    b.x = x.middleRows(r0, 1000);
+    blocks.push_back(std::move(b));
+  }
+  Index few = 0, open = 0;
+  for (int step = 0; step < 30; ++step) {
+    std::vector<double> a(with.num_stats(), 0.0), b(without.num_stats(), 0.0), e(capped.num_stats(), 0.0);
+    for (const auto& block : blocks) {
+      with.e_step_block(block, a);
+      without.e_step_block(block, b);
+      capped.e_step_block(block, e);
+    }
+    ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(double))) << "step " << step;
+    ASSERT_EQ(0, std::memcmp(a.data(), e.data(), a.size() * sizeof(double))) << "step " << step;
+    with.m_step(a);
+    without.m_step(b);
+    capped.m_step(e);
+    ASSERT_EQ(with.centered_centers(), without.centered_centers());
+    EXPECT_EQ(without.last_few_rows(), 0);
+    EXPECT_LE(capped.last_few_rows(), 1000);
+    if (step == 0) {
+      EXPECT_EQ(with.last_few_rows(), 0);  // no bounds yet
+    }
+    few += with.last_few_rows();
+    open += with.last_rows() - with.last_pruned_rows();
+  }
+  EXPECT_GT(few, 0);
+  // Step 0 opens every row; after it, a tenth or more of the open row visits take the path
+  // (most others fall in tiles read whole).
+  EXPECT_GT(few * 10, open - x.rows()) << "few " << few << " of " << open << " open row visits";
+}
+
 // One centre: every row's bound is infinite after the first step, so every later step
 // settles every row, with the first step's bits.
 TEST(Kmeans, OneCentreSettlesEveryRowAfterTheFirstStep) {

@@ -86,6 +86,7 @@ void KmeansLloyd::BoundCache::clear() {
   pruned = 0;
   unread = 0;
   rows = 0;
+  few = 0;
 }
 
 KmeansLloyd::BlockBounds* KmeansLloyd::bounds_for(Index first_row, Index rows) const {
@@ -334,7 +335,60 @@ void KmeansLloyd::e_step_block(const io::DenseBlock& block, std::span<double> pa
     sums = own_sums.data();
     counts = own_counts.data();
   }
-  Index pruned = 0, unread = 0;
+  // Elkan's test per centre, for a row the row test left open (its own centre c and computed
+  // distance q_c known): a centre e with q_c < (1 − γ)l_e² − τ has a computed distance above
+  // q_c, so it can be neither the nearest nor tied with it. Where at most a quarter of the
+  // other centres remain (K ≥ 8), only theirs are computed, one row and centre at a time
+  // (quadratic_unit gives the bits of any blocking): the label is the first of the smallest
+  // over c and them, as over every centre; their lower bounds and c's are renewed, the
+  // others keep their moved ones; the row moves sums if its label changed. Returns false
+  // (nothing done) where more remain.
+  std::vector<std::int32_t> few(uk);
+  std::vector<float> qfew(uk);
+  const auto few_centres = [&](std::size_t o, std::size_t i, std::size_t r) -> bool {
+    if (uk < 8) return false;
+    const auto c = static_cast<std::size_t>(cand[o]);
+    float* lr = bb->lower.data() + r * uk;
+    const auto qown = static_cast<double>(qbest[o]);
+    std::size_t nf = 0;
+    for (std::size_t e = 0; e < uk; ++e) {
+      if (e == c) continue;
+      const auto l = static_cast<double>(lr[e]);
+      if (l > 0 && qown < (1.0 - gamma) * l * l - tau) continue;
+      if (4 * (nf + 1) > uk) return false;
+      few[nf++] = static_cast<std::int32_t>(e);
+    }
+    const float* xr = xf.data() + i * udp;
+    gmm_kernel::PrefetchRange none;
+    for (std::size_t f = 0; f < nf; ++f)
+      gmm_kernel::quadratic_unit(xr, 1, dp, shift32_.data() + static_cast<std::size_t>(few[f]) * udp, 1, &qfew[f], none);
+    std::size_t best = c;
+    float qb = qbest[o];
+    for (std::size_t f = 0; f < nf; ++f) {
+      const auto e = static_cast<std::size_t>(few[f]);
+      if (qfew[f] < qb || (qfew[f] == qb && e < best)) {
+        best = e;
+        qb = qfew[f];
+      }
+    }
+    const auto lower_of = [&](float q2) {
+      const float v = std::min(q2, std::numeric_limits<float>::max());
+      return v < tiny ? 0.0f : std::sqrt(v) * kf;
+    };
+    for (std::size_t f = 0; f < nf; ++f) lr[few[f]] = lower_of(qfew[f]);
+    lr[c] = lower_of(qbest[o]);
+    bb->label[r] = static_cast<std::int32_t>(best);
+    bb->upper[r] = upper_of(qb);
+    if (best != c) {
+      constexpr std::int32_t kFirst = 0;
+      add_rows_on_grid(xr, dp, &kFirst, 1, minus_unit.data(), sums + c * udp);
+      counts[c] -= 1.0;
+      add_rows_on_grid(xr, dp, &kFirst, 1, unit.data(), sums + best * udp);
+      counts[best] += 1.0;
+    }
+    return true;
+  };
+  Index pruned = 0, unread = 0, num_few = 0;
   for (Index r0 = 0; r0 < num_rows; r0 += kTileRows) {
     const Index n = std::min(kTileRows, num_rows - r0);
     const auto un = static_cast<std::size_t>(n);
@@ -398,6 +452,8 @@ void KmeansLloyd::e_step_block(const io::DenseBlock& block, std::span<double> pa
         if (static_cast<double>(qbest[o]) < thr) {
           bb->upper[r] = upper_of(qbest[o]);
           ++pruned;
+        } else if (few_centres(o, i, r)) {
+          ++num_few;
         } else {
           full[m++] = static_cast<std::int32_t>(i);
         }
@@ -476,6 +532,7 @@ void KmeansLloyd::e_step_block(const io::DenseBlock& block, std::span<double> pa
   bounds_.pruned += pruned + unread;
   bounds_.unread += unread;
   bounds_.rows += num_rows;
+  bounds_.few += num_few;
   if (pruned + unread > 0) profile::add(profile::Counter::kSettledRows, static_cast<double>(pruned + unread));
 }
 
@@ -513,6 +570,7 @@ train::EmModel::Step KmeansLloyd::m_step(std::span<const double> stats) {
   last_pruned_ = bounds_.pruned.exchange(0);
   last_unread_ = bounds_.unread.exchange(0);
   last_rows_ = bounds_.rows.exchange(0);
+  last_few_ = bounds_.few.exchange(0);
   return Step{stats[0], frame_.mean_variance > 0 ? shift / frame_.mean_variance : shift};
 }
 

@@ -127,6 +127,9 @@ class KmeansLloyd final : public train::EmModel {
   Index last_pruned_rows() const noexcept { return last_pruned_; }
   Index last_unread_rows() const noexcept { return last_unread_; }
   Index last_rows() const noexcept { return last_rows_; }
+  /// Rows of the last E-step that the row test left open but Elkan's per-centre test left
+  /// at most a quarter of the other centres' distances to compute (K ≥ 8).
+  Index last_few_rows() const noexcept { return last_few_; }
 
  private:
   // One block's state for the centres of E-step `generation`: lower[i·K + c] ≤ the true
@@ -153,7 +156,7 @@ class KmeansLloyd final : public train::EmModel {
     std::mutex mutex;
     std::unordered_map<Index, BlockBounds> blocks;
     std::size_t bytes = 0;
-    std::atomic<Index> pruned{0}, unread{0}, rows{0};
+    std::atomic<Index> pruned{0}, unread{0}, rows{0}, few{0};
   };
   void prepare();  // the float32 operands from centers_
   BlockBounds* bounds_for(Index first_row, Index rows) const;
@@ -170,7 +173,7 @@ class KmeansLloyd final : public train::EmModel {
   mutable BoundCache bounds_;
   std::uint64_t generation_ = 2;     // of the current centres; a block's bounds from generation_ − 1 need moved_
   std::vector<double> moved_;        // K: each centre's own shift in the last m_step
-  Index last_pruned_ = 0, last_unread_ = 0, last_rows_ = 0;
+  Index last_pruned_ = 0, last_unread_ = 0, last_rows_ = 0, last_few_ = 0;
 };
 
 /// Rows drawn without replacement with probability proportional to the squared distance
