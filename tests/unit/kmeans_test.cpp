@@ -60,6 +60,19 @@ TEST(Kmeans, LloydStepByHand) {
   EXPECT_DOUBLE_EQ(step.change, 0.25 + 1.0);
 }
 
+// One Lloyd step of each model over the blocks, in order; their statistics must be the first
+// model's, bit for bit (memcmp).
+void step_all(const std::vector<KmeansLloyd*>& models, const std::vector<io::DenseBlock>& blocks, int step) {
+  std::vector<std::vector<double>> stats;
+  for (const KmeansLloyd* m : models) stats.emplace_back(m->num_stats(), 0.0);
+  for (const auto& block : blocks)
+    for (std::size_t i = 0; i < models.size(); ++i) models[i]->e_step_block(block, stats[i]);
+  for (std::size_t i = 1; i < models.size(); ++i)
+    ASSERT_EQ(0, std::memcmp(stats[0].data(), stats[i].data(), stats[0].size() * sizeof(double)))
+        << "step " << step << ", model " << i;
+  for (std::size_t i = 0; i < models.size(); ++i) models[i]->m_step(stats[i]);
+}
+
 // The bounds (Hamerly's pruning) change which distances are computed, never the result:
 // a model keeping them and one computing every distance give the same statistics bit for
 // bit at every step, from the same centres, over blocks of several sizes, while the bounds
@@ -107,17 +120,7 @@ TEST(Kmeans, BoundsPruneRowsWithTheBitsOfComputingEveryDistance) {
   }
   Index pruned = 0, late_pruned = 0, late_unread = 0;
   for (int step = 0; step < 25; ++step) {
-    std::vector<double> a(with.num_stats(), 0.0), b(without.num_stats(), 0.0), e(capped.num_stats(), 0.0);
-    for (const auto& block : blocks) {
-      with.e_step_block(block, a);
-      without.e_step_block(block, b);
-      capped.e_step_block(block, e);
-    }
-    ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(double))) << "step " << step;
-    ASSERT_EQ(0, std::memcmp(a.data(), e.data(), a.size() * sizeof(double))) << "step " << step;
-    with.m_step(a);
-    without.m_step(b);
-    capped.m_step(e);
+    ASSERT_NO_FATAL_FAILURE(step_all({&with, &without, &capped}, blocks, step));
     EXPECT_LE(capped.last_pruned_rows(), 250) << "step " << step;  // the first block only
     ASSERT_EQ(with.centered_centers(), without.centered_centers());
     EXPECT_EQ(with.last_rows(), x.rows());
@@ -170,17 +173,7 @@ TEST(Kmeans, PerCentreBoundsComputeFewDistancesWithTheSameBits) {
   }
   Index few = 0, open = 0;
   for (int step = 0; step < 30; ++step) {
-    std::vector<double> a(with.num_stats(), 0.0), b(without.num_stats(), 0.0), e(capped.num_stats(), 0.0);
-    for (const auto& block : blocks) {
-      with.e_step_block(block, a);
-      without.e_step_block(block, b);
-      capped.e_step_block(block, e);
-    }
-    ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(double))) << "step " << step;
-    ASSERT_EQ(0, std::memcmp(a.data(), e.data(), a.size() * sizeof(double))) << "step " << step;
-    with.m_step(a);
-    without.m_step(b);
-    capped.m_step(e);
+    ASSERT_NO_FATAL_FAILURE(step_all({&with, &without, &capped}, blocks, step));
     ASSERT_EQ(with.centered_centers(), without.centered_centers());
     EXPECT_EQ(without.last_few_rows(), 0);
     EXPECT_LE(capped.last_few_rows(), 1000);
