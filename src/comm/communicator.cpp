@@ -10,7 +10,10 @@
 #include <cstdio>
 #include <limits>
 #include <mutex>
+#include <cstdint>
+#include <cstdlib>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <new>
 #include <vector>
@@ -558,6 +561,72 @@ void Communicator::agree(std::exception_ptr local_error) const {
   const auto agreed_kind = static_cast<ErrorKind>(payload.empty() ? 0 : payload[0]);
   throw Error(agreed_kind, "rank " + std::to_string(root) + ": " + payload.substr(1));
 }
+
+struct NodeSharedMemory::Handles {
+  MPI_Comm node = MPI_COMM_NULL;
+  MPI_Win win = MPI_WIN_NULL;
+};
+
+std::unique_ptr<NodeSharedMemory> NodeSharedMemory::create(const Communicator& comm, std::size_t bytes) {
+  if (comm.size() == 1) return nullptr;
+  // The same decision on every rank: LATENT_NODE_SHARED=0 anywhere, or a node that does not
+  // hold the whole job, turns it off everywhere.
+  const char* env = std::getenv("LATENT_NODE_SHARED");
+  const bool wanted = env == nullptr || std::string_view(env) != "0";
+  auto handles = std::make_unique<Handles>();
+  check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &handles->node),
+        "MPI_Comm_split_type");
+  int node_size = 0;
+  MPI_Comm_size(handles->node, &node_size);
+  std::vector<double> ok{wanted && node_size == comm.size() ? 1.0 : 0.0};
+  comm.allreduce_min(ok);
+  if (ok[0] == 0.0) {
+    MPI_Comm_free(&handles->node);
+    return nullptr;
+  }
+  constexpr std::size_t kAlign = 64;
+  std::unique_ptr<NodeSharedMemory> shared(new NodeSharedMemory());
+  MPI_Info info = MPI_INFO_NULL;
+  MPI_Info_create(&info);
+  MPI_Info_set(info, "alloc_shared_noncontig", "true");  // segments need not be adjacent
+  void* base = nullptr;
+  // Open MPI places segments after a header, so each is aligned here (by the same offset in
+  // every process: a mapping keeps the offset within its pages).
+  const int rc = MPI_Win_allocate_shared(static_cast<MPI_Aint>(bytes + kAlign), 1, info, handles->node, &base,
+                                         &handles->win);
+  MPI_Info_free(&info);
+  if (rc != MPI_SUCCESS) {
+    MPI_Comm_free(&handles->node);
+    throw Error(ErrorKind::kInternal, "MPI_Win_allocate_shared failed for " + std::to_string(bytes) + " bytes a rank");
+  }
+  MPI_Win_lock_all(MPI_MODE_NOCHECK, handles->win);  // a passive epoch for MPI_Win_sync
+  shared->handles_ = std::move(handles);  // from here the destructor frees the window
+  // The node communicator holds every rank, ranked as in the world (key 0, ties by rank).
+  shared->segments_.resize(static_cast<std::size_t>(comm.size()));
+  for (int r = 0; r < comm.size(); ++r) {
+    MPI_Aint size = 0;
+    int unit = 0;
+    void* p = nullptr;
+    MPI_Win_shared_query(shared->handles_->win, r, &size, &unit, &p);
+    const auto at = reinterpret_cast<std::uintptr_t>(p);
+    shared->segments_[static_cast<std::size_t>(r)] = static_cast<std::byte*>(p) + (kAlign - at % kAlign) % kAlign;
+  }
+  return shared;
+}
+
+NodeSharedMemory::~NodeSharedMemory() {
+  if (!handles_) return;
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (finalized) return;
+  if (handles_->win != MPI_WIN_NULL) {
+    MPI_Win_unlock_all(handles_->win);
+    MPI_Win_free(&handles_->win);
+  }
+  if (handles_->node != MPI_COMM_NULL) MPI_Comm_free(&handles_->node);
+}
+
+void NodeSharedMemory::sync() const { MPI_Win_sync(handles_->win); }
 
 std::string mpi_library_version() {
   char text[MPI_MAX_LIBRARY_VERSION_STRING] = {};

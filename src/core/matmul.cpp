@@ -291,9 +291,36 @@ void Packed::pack(Precision p, const float* src, Index rows, Index depth, Index 
   shaped_ = false;
   steps_ = p == Precision::kMedium ? (depth + 1) / 2 : depth;
   const Index panels = (rows + width - 1) / width;
-  const auto size = static_cast<std::size_t>(panels * width * steps_);
-  if (words_.size() < size) words_.resize(size);
+  reserve(static_cast<std::size_t>(panels * width * steps_));
   fill(src, 0, rows, 0, depth);
+}
+
+void Packed::reserve(std::size_t size) {
+  placed_ = nullptr;
+  if (words_.size() < size) words_.resize(size);
+  size_ = size;
+}
+
+void Packed::place(std::uint32_t* storage, bool copy) {
+  if (copy) std::copy(data(), data() + size_, storage);
+  placed_ = storage;
+  words_ = {};
+}
+
+void Packed::own() {
+  if (placed_ == nullptr) return;
+  words_.assign(placed_, placed_ + size_);
+  placed_ = nullptr;
+}
+
+Packed::Packed(const Packed& other)
+    : precision_(other.precision_), rows_(other.rows_), depth_(other.depth_), steps_(other.steps_), width_(other.width_),
+      row_stride_(other.row_stride_), depth_stride_(other.depth_stride_), shaped_(other.shaped_),
+      words_(other.data(), other.data() + other.size_), size_(other.size_) {}
+
+Packed& Packed::operator=(const Packed& other) {
+  if (this != &other) *this = Packed(other);
+  return *this;
 }
 
 void Packed::shape(Index rows, Index depth, bool as_a) {
@@ -305,11 +332,10 @@ void Packed::shape(Index rows, Index depth, bool as_a) {
   row_stride_ = depth_stride_ = 0;
   shaped_ = true;
   const Index panels = (rows + width_ - 1) / width_;
-  const auto size = static_cast<std::size_t>(panels * width_ * steps_);
-  if (words_.size() < size) words_.resize(size);
+  reserve(static_cast<std::size_t>(panels * width_ * steps_));
   const Index rn = rows - (panels - 1) * width_;
   if (panels > 0 && rn < width_) {
-    std::uint32_t* out = words_.data() + (panels - 1) * width_ * steps_;
+    std::uint32_t* out = data() + (panels - 1) * width_ * steps_;
     for (Index s = 0; s < steps_; ++s) std::fill(out + s * width_ + rn, out + (s + 1) * width_, 0u);
   }
 }
@@ -344,12 +370,12 @@ void Packed::fill(const float* src, Index r_begin, Index r_end, Index k_begin, I
   const Index s_begin = bf16 ? k_begin / 2 : k_begin, s_end = bf16 ? (k_end + 1) / 2 : k_end;
   const Index panels = (rows + width - 1) / width;
   if (row_stride != 1 && depth_stride == 1 && (width == 8 || width == 32) && (bf16 ? use_avx512bf16() : use_avx512())) {
-    if (bf16) pack_transposed<true>(src, rows, depth, row_stride, width, steps_, words_.data(), r_begin, r_end, s_begin, s_end);
-    else pack_transposed<false>(src, rows, depth, row_stride, width, steps_, words_.data(), r_begin, r_end, s_begin, s_end);
+    if (bf16) pack_transposed<true>(src, rows, depth, row_stride, width, steps_, data(), r_begin, r_end, s_begin, s_end);
+    else pack_transposed<false>(src, rows, depth, row_stride, width, steps_, data(), r_begin, r_end, s_begin, s_end);
     return;
   }
   for (Index q = r_begin / width; q < panels && q * width < r_end; ++q) {
-    std::uint32_t* out = words_.data() + q * width * steps_;
+    std::uint32_t* out = data() + q * width * steps_;
     const Index r0 = q * width, rn = std::min(width, rows - r0);
     const float* base = src + r0 * row_stride;
     if (rn < width)  // zero padding of the edge panel

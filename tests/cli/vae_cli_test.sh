@@ -75,6 +75,34 @@ else
   fail "kill/resume: killed exit $killed, resume exit $code, same $same: $out"
 fi
 
+# ---- ranks on one node share their gradients, Adam's state and the packed weights in
+# node-shared memory (no allreduce of the gradient sums): the same bits as the collectives
+# (LATENT_NODE_SHARED=0) and as one rank, and the profile shows which path ran.
+LATENT_NODE_SHARED=0 run 2 "${fit[@]}" --output "$dir/off.h5" --profile --log-json "$dir/off.jsonl"
+off_code=$code
+run 2 "${fit[@]}" --output "$dir/on.h5" --profile --log-json "$dir/on.jsonl"
+on_code=$code
+run 1 "${fit[@]}" --output "$dir/one.h5"
+same=1
+for f in off on one; do
+  for d in /encoder/0/weight /encoder/1/bias /decoder/0/weight /decoder/1/weight /history/objective; do
+    h5diff -q "$dir/ref.h5" "$dir/$f.h5" "$d" > /dev/null 2>&1 || same=0
+  done
+done
+bytes=$(/usr/bin/python3 - "$dir/on.jsonl" "$dir/off.jsonl" << 'PY'
+import json, sys
+print(" ".join(str(int([json.loads(l) for l in open(f) if '"done"' in l][-1]["profile_total"]["allreduce_bytes"][0]))
+               for f in sys.argv[1:]))
+PY
+)
+read -r on_bytes off_bytes <<< "$bytes"
+if [ "$off_code" -eq 0 ] && [ "$on_code" -eq 0 ] && [ "$same" -eq 1 ] && [ -n "$on_bytes" ] &&
+   [ $((on_bytes * 10)) -lt "$off_bytes" ]; then
+  pass "node-shared gradients on 2 ranks: the same bits as the collectives and 1 rank; allreduce $on_bytes vs $off_bytes bytes"
+else
+  fail "node-shared: exits $off_code/$on_code, same $same, allreduce bytes $on_bytes vs $off_bytes"
+fi
+
 # ---- score, transform, sample, info.
 run 1 score --model "$dir/ref.h5" --data "$dir/pix" --iw-samples 50
 s1=$(echo "$out" | grep '"elbo"')

@@ -73,6 +73,37 @@ TEST(Communicator, AllgathervConcatenatesInRankOrder) {
   EXPECT_EQ(all, expected);
 }
 
+TEST(NodeSharedMemory, EveryRankReadsTheOthersSegmentsInPlace) {
+  const auto comm = comm::Communicator::world();
+  // Segments of different lengths (rank r: 1000 r + 8 bytes), as the VAE's rank 0 holds more.
+  const std::size_t mine = 1000 * static_cast<std::size_t>(comm.rank()) + 8;
+  auto shared = comm::NodeSharedMemory::create(comm, mine);
+  if (comm.size() == 1) {
+    EXPECT_EQ(shared, nullptr);  // one rank: nothing to share
+    return;
+  }
+  ASSERT_NE(shared, nullptr);  // ctest's ranks run on one node
+  auto* own = shared->segment(comm.rank());
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(own) % 64, 0u);
+  for (std::size_t i = 0; i < mine; ++i) own[i] = static_cast<std::byte>((comm.rank() * 31 + static_cast<int>(i)) & 0xff);
+  shared->sync();
+  comm.barrier();
+  shared->sync();
+  for (int r = 0; r < comm.size(); ++r) {
+    const auto* seg = shared->segment(r);
+    std::size_t wrong = 0;
+    for (std::size_t i = 0; i < 1000 * static_cast<std::size_t>(r) + 8; ++i)
+      wrong += seg[i] != static_cast<std::byte>((r * 31 + static_cast<int>(i)) & 0xff);
+    EXPECT_EQ(wrong, 0u) << "segment of rank " << r;
+  }
+  comm.barrier();  // nobody frees the window while another still reads
+  shared.reset();
+  // Turned off by the environment: null on every rank.
+  ASSERT_EQ(setenv("LATENT_NODE_SHARED", "0", 1), 0);
+  EXPECT_EQ(comm::NodeSharedMemory::create(comm, 64), nullptr);
+  ASSERT_EQ(unsetenv("LATENT_NODE_SHARED"), 0);
+}
+
 TEST(Communicator, AlltoallvDeliversEachPairsElementsInSourceOrder) {
   const auto comm = comm::Communicator::world();
   // Rank r sends d + 1 elements r * 100 + d * 10 + j (j < d + 1) to rank d.

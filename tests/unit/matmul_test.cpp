@@ -387,6 +387,49 @@ TEST(Matmul, RepackOfChangedRowsEqualsAFreshPack) {
   }
 }
 
+TEST(Matmul, PlacedPacksAreReadAndRepackedWhereTheyWerePlaced) {
+  // Ranks on one node share one copy of the VAE's packed weights (Packed::place): a placed
+  // pack multiplies from the caller's storage, repacks into it, a copy owns its words, and
+  // own() and the next pack leave the storage untouched from then on.
+  for (Precision p : precisions()) {
+    const Index out = 75, in = 37, rows = 9;
+    RowMatrixF w = random_matrix(out, in, 11);
+    const RowMatrixF x = random_matrix(rows, in, 12);
+    Packed pa, fwd, fresh;
+    pa.pack_a(p, x.data(), rows, in, in, 1);
+    fwd.pack_b(p, w.data(), in, out, 1, in);
+    const std::size_t words = fwd.words();
+    ASSERT_EQ(words, static_cast<std::size_t>((out + 31) / 32 * 32 * fwd.steps()));
+    std::vector<std::uint32_t, Eigen::aligned_allocator<std::uint32_t>> storage(words + 16, 0xdeadbeefu);
+    fwd.place(storage.data(), true);
+    EXPECT_EQ(fwd.panel(0), storage.data());
+    EXPECT_EQ(storage[words], 0xdeadbeefu);  // nothing written past the pack
+    RowMatrixF c(rows, out), c_ref(rows, out);
+    multiply(pa, fwd, c.data(), out);
+    // Rows 32-63 change; the repack writes into the storage, and the product follows it.
+    for (Index r = 32; r < 64; ++r)
+      for (Index k = 0; k < in; ++k) w(r, k) = -w(r, k) + 0.25f;
+    fwd.repack(w.data(), 32, 64, 0, in);
+    fresh.pack_b(p, w.data(), in, out, 1, in);
+    for (std::size_t i = 0; i < words; ++i) ASSERT_EQ(storage[i], fresh.panel(0)[i]) << to_string(p) << " word " << i;
+    multiply(pa, fwd, c.data(), out);
+    multiply(pa, fresh, c_ref.data(), out);
+    EXPECT_EQ(c, c_ref);
+    const Packed copy = fwd;  // owns its words
+    EXPECT_NE(copy.panel(0), storage.data());
+    fwd.own();
+    std::fill(storage.begin(), storage.end(), 0u);
+    for (const Packed* pk : {&copy, static_cast<const Packed*>(&fwd)}) {
+      multiply(pa, *pk, c.data(), out);
+      EXPECT_EQ(c, c_ref) << to_string(p);
+    }
+    // A new pack of a placed operand goes back to owned words.
+    fwd.place(storage.data(), true);
+    fwd.pack_b(p, w.data(), in, out, 1, in);
+    EXPECT_NE(fwd.panel(0), storage.data());
+  }
+}
+
 TEST(Matmul, AbsMaxIsTheLargestMagnitudeStoredAndFlagsNonFinite) {
   // The trainer's grid needs max |gradient|; multiply finds it while storing C.
   for (Precision p : precisions()) {

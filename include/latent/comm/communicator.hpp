@@ -99,6 +99,43 @@ class Communicator {
   int size_;
 };
 
+/// Memory shared by the ranks of a job that runs on one node: an MPI-3 shared-memory window
+/// (MPI_Win_allocate_shared), in which every rank writes its own segment and reads the
+/// others' in place, for exchanges that need no copy and no reduction by MPI (the VAE's
+/// micro-batch gradients, docs/ARCHITECTURE.md §5.10). Used only when every rank of the job
+/// is on one node (MPI_Comm_split_type with MPI_COMM_TYPE_SHARED gives the whole world) and
+/// there are at least two; elsewhere callers keep their collectives. The environment
+/// variable LATENT_NODE_SHARED=0 turns it off (the tests compare the two paths).
+class NodeSharedMemory {
+ public:
+  /// Collective. Each rank passes the length of its own segment (ranks may differ; 0 is
+  /// allowed); the segment is at least that long and starts on a 64-byte boundary. Returns
+  /// null (the same decision on every rank) for one rank, for a job spread over several
+  /// nodes, or under LATENT_NODE_SHARED=0. Throws Error(kInternal) when MPI cannot allocate
+  /// the window.
+  static std::unique_ptr<NodeSharedMemory> create(const Communicator& comm, std::size_t bytes);
+  /// Frees the window: collective (every rank destroys it at the same point, as every rank
+  /// unwinds from an agreed error together).
+  ~NodeSharedMemory();
+  NodeSharedMemory(const NodeSharedMemory&) = delete;
+  NodeSharedMemory& operator=(const NodeSharedMemory&) = delete;
+
+  /// Rank `rank`'s segment (any rank's, readable and writable from this one). Local.
+  std::byte* segment(int rank) const { return segments_[static_cast<std::size_t>(rank)]; }
+  /// A memory barrier for the window (MPI_Win_sync), local: call it after writing and before
+  /// a collective that every rank enters after its writes (a barrier, an allreduce), and
+  /// again after that collective before reading what the other ranks wrote. Together they
+  /// make the writes before the collective visible to the reads after it (MPI-3.1 §11.5.4,
+  /// the unified memory model's "Win_sync, barrier, Win_sync").
+  void sync() const;
+
+ private:
+  struct Handles;
+  NodeSharedMemory() = default;
+  std::unique_ptr<Handles> handles_;
+  std::vector<std::byte*> segments_;
+};
+
 /// Aborts the whole job (MPI_Abort, exit code 124) when this rank makes no progress
 /// (no latent::heartbeat()) for `seconds`: a stalled collective or a hung rank must not
 /// burn a day of cluster time. The message names the rank that stalled: this rank if it is

@@ -71,14 +71,32 @@ class Packed {
   /// can store it packed at once (no copy of a staging buffer). Such an operand has no
   /// source: repack() on it throws std::invalid_argument.
   void shape(Index rows, Index depth, bool as_a);
-  std::uint32_t* panel_words(Index q) noexcept { return words_.data() + q * width_ * steps_; }
+  std::uint32_t* panel_words(Index q) noexcept { return data() + q * width_ * steps_; }
+
+  /// Words the packed operand occupies (what place() needs).
+  std::size_t words() const noexcept { return size_; }
+  /// Moves the packed words to `storage` (words() of them, 64-byte aligned, owned by the
+  /// caller and alive until own() or the next pack), copying them there if `copy`; repack()
+  /// then writes there. For packs that ranks on one node share (comm::NodeSharedMemory):
+  /// every rank places its pack at the same words and one copies. A copy of a placed
+  /// operand owns its words; the next pack_a/pack_b/shape() returns to owned storage.
+  void place(std::uint32_t* storage, bool copy);
+  /// Copies placed words back into owned storage (nothing if not placed).
+  void own();
+
+  Packed() = default;
+  Packed(const Packed& other);
+  Packed& operator=(const Packed& other);
+  Packed(Packed&&) = default;
+  Packed& operator=(Packed&&) = default;
+  ~Packed() = default;
 
   Precision precision() const noexcept { return precision_; }
   Index rows() const noexcept { return rows_; }
   Index depth() const noexcept { return depth_; }
   /// Steps along K: depth for kHighest, ⌈depth / 2⌉ for kMedium.
   Index steps() const noexcept { return steps_; }
-  const std::uint32_t* panel(Index q) const noexcept { return words_.data() + q * width_ * steps_; }
+  const std::uint32_t* panel(Index q) const noexcept { return data() + q * width_ * steps_; }
 
  private:
   void pack(Precision p, const float* src, Index rows, Index depth, Index row_stride, Index depth_stride, Index width);
@@ -87,7 +105,14 @@ class Packed {
   Precision precision_ = Precision::kHighest;
   Index rows_ = 0, depth_ = 0, steps_ = 0, width_ = 0, row_stride_ = 0, depth_stride_ = 0;
   bool shaped_ = false;  // sized by shape(): no source to repack from
+  std::uint32_t* data() noexcept { return placed_ != nullptr ? placed_ : words_.data(); }
+  const std::uint32_t* data() const noexcept { return placed_ != nullptr ? placed_ : words_.data(); }
+  // Sizes the owned words for a new pack (leaving any placed storage).
+  void reserve(std::size_t size);
+
   std::vector<std::uint32_t, Eigen::aligned_allocator<std::uint32_t>> words_;
+  std::uint32_t* placed_ = nullptr;  // place()d storage, else null
+  std::size_t size_ = 0;             // words in use
 };
 
 /// C (M × N, row-major, leading dimension ldc ≥ N) = A B, or C += A B if accumulate.

@@ -140,8 +140,17 @@ void Vae::prepare(matmul::Precision p) {
 }
 
 void Vae::update_parameters(const std::function<void(float* theta, std::size_t offset, std::size_t n)>& update) {
-  const bool repack = prepared_;
-  tbb::parallel_for(std::size_t{0}, segments_.size(), [&](std::size_t t) {
+  update_parameters(update, 0, params_.size());
+}
+
+void Vae::update_parameters(const std::function<void(float* theta, std::size_t offset, std::size_t n)>& update,
+                            std::size_t first, std::size_t last, bool repack_packs) {
+  const bool repack = prepared_ && repack_packs;
+  // Segments are in parameter order: those starting in [first, last) are a run.
+  const auto starts_before = [](const Segment& sg, std::size_t at) { return static_cast<std::size_t>(sg.offset) < at; };
+  const auto t0 = static_cast<std::size_t>(std::partition_point(segments_.begin(), segments_.end(), [&](const Segment& sg) { return starts_before(sg, first); }) - segments_.begin());
+  const auto t1 = static_cast<std::size_t>(std::partition_point(segments_.begin(), segments_.end(), [&](const Segment& sg) { return starts_before(sg, last); }) - segments_.begin());
+  tbb::parallel_for(t0, std::max(t0, t1), [&](std::size_t t) {
     const Segment& sg = segments_[t];
     update(params_.data(), static_cast<std::size_t>(sg.offset), static_cast<std::size_t>(sg.n));
     if (!repack || sg.layer == kNoLayer) return;
@@ -150,6 +159,26 @@ void Vae::update_parameters(const std::function<void(float* theta, std::size_t o
     if (sg.layer > 0) bwd_[sg.layer].repack(w, 0, bwd_[sg.layer].rows(), sg.r0, sg.r1);
   });
   packs_stale_ = false;
+}
+
+std::size_t Vae::packed_words() const noexcept {
+  std::size_t n = 0;
+  for (const auto* packs : {&fwd_, &bwd_})
+    for (const matmul::Packed& pk : *packs) n += (pk.words() + 15) / 16 * 16;
+  return n;
+}
+
+void Vae::place_packs(std::uint32_t* storage, bool copy) {
+  for (auto* packs : {&fwd_, &bwd_})
+    for (matmul::Packed& pk : *packs) {
+      pk.place(storage, copy);
+      storage += (pk.words() + 15) / 16 * 16;
+    }
+}
+
+void Vae::own_packs() {
+  for (auto* packs : {&fwd_, &bwd_})
+    for (matmul::Packed& pk : *packs) pk.own();
 }
 
 void Vae::check_packs() const {

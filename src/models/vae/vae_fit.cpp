@@ -306,11 +306,69 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
   // Aligned buffers (Eigen's allocator): where a product's destination starts relative to
   // a packet boundary (EIGEN_MAX_ALIGN_BYTES) decides which entries Eigen computes on its scalar path, and the
   // scalar and vector paths round differently (fused multiply-add).
-  std::vector<Eigen::VectorXf> grads(static_cast<std::size_t>(max_local), Eigen::VectorXf(static_cast<Index>(p)));
-  std::vector<const float*> grad_ptrs;  // grads[i].data(), for the fused Adam pass
-  for (const Eigen::VectorXf& g : grads) grad_ptrs.push_back(g.data());
+  //
+  // Ranks on one node (and no clipping, which needs the summed gradient's norm first) keep
+  // their micro-batch gradients in node-shared memory (comm::NodeSharedMemory): after the
+  // step's flags are agreed, every rank forms the step's integer sums from every rank's
+  // gradients in place, inside its Adam pass, as one rank does from its own. No pass onto
+  // the grid, no allreduce of the 8P-byte sums: the same integers, so the same bits. Two
+  // buffers a rank, by step parity: a rank writes step t + 1's gradients while another may
+  // still read step t's, and cannot reach step t + 2 before every rank has passed step t + 1's
+  // agreement (which follows its step-t update). Segments are 64-byte aligned like Eigen's.
+  //
+  // The update is sharded too: rank r runs Adam on the model's segments that start in
+  // [P·r/R, P·(r+1)/R) only, keeping the node's one copy of m and v and publishing its new
+  // parameters in rank 0's segment; after a barrier every rank copies the other shares into
+  // its own parameters. The packed weights the products read are one copy in rank 0's
+  // segment too: each rank repacks the segments it updated. Adam is elementwise, so the
+  // same bits. The next writes to the published parameters follow the next step's
+  // agreement, which every rank reaches only after its copy.
+  const auto blocks_of = [&](Index sid, int r) {
+    const Index first = sid * per_step, count = std::min(per_step, nt - first);
+    return io::rank_blocks(plan, first, first + count, r, comm.size()).size();
+  };
+  std::size_t max_any = 0;  // micro-batches of any rank in any step
+  for (Index sid = 0; sid < steps_per_epoch; ++sid)
+    for (int r = 0; r < comm.size(); ++r) max_any = std::max(max_any, blocks_of(sid, r));
+  const std::size_t grad_stride = (p + 15) / 16 * 16;  // floats per gradient: whole 64-byte lines
+  const std::size_t grad_bytes = 2 * max_any * grad_stride * sizeof(float);
+  std::unique_ptr<comm::NodeSharedMemory> shared;
+  if (!(c.max_grad_norm > 0))
+    shared = comm::NodeSharedMemory::create(
+        comm, grad_bytes + (comm.rank() == 0 ? 3 * grad_stride * sizeof(float) + model.packed_words() * 4 : 0));
+  // m and v as the update reads them, and this rank's share of the entries.
+  std::span<float> m_all(m), v_all(v);
+  float* published = nullptr;
+  const std::size_t share_lo = p * static_cast<std::size_t>(comm.rank()) / static_cast<std::size_t>(comm.size());
+  const std::size_t share_hi = p * static_cast<std::size_t>(comm.rank() + 1) / static_cast<std::size_t>(comm.size());
+  if (shared) {
+    float* state = reinterpret_cast<float*>(shared->segment(0) + grad_bytes);
+    m_all = {state, p};
+    v_all = {state + grad_stride, p};
+    published = state + 2 * grad_stride;
+    // One copy of the packed weights for the node: each rank repacks the segments it updates.
+    model.place_packs(reinterpret_cast<std::uint32_t*>(state + 3 * grad_stride), comm.rank() == 0);
+    std::copy(m.begin() + static_cast<std::ptrdiff_t>(share_lo), m.begin() + static_cast<std::ptrdiff_t>(share_hi), m_all.begin() + static_cast<std::ptrdiff_t>(share_lo));
+    std::copy(v.begin() + static_cast<std::ptrdiff_t>(share_lo), v.begin() + static_cast<std::ptrdiff_t>(share_hi), v_all.begin() + static_cast<std::ptrdiff_t>(share_lo));
+    m = std::vector<float>();
+    v = std::vector<float>();
+    shared->sync();
+    comm.barrier();
+    shared->sync();
+  }
+  // Gradient i of this step on rank r: in the shared segment, or this rank's own buffers.
+  const auto shared_grad = [&](int r, std::int64_t update, std::size_t i) {
+    return reinterpret_cast<float*>(shared->segment(r)) + (static_cast<std::size_t>(update % 2) * max_any + i) * grad_stride;
+  };
+  std::vector<Eigen::VectorXf> grads(shared ? 0 : static_cast<std::size_t>(max_local), Eigen::VectorXf(static_cast<Index>(p)));
+  std::vector<const float*> grad_ptrs;  // the gradients the fused Adam pass sums
   std::vector<double> block_loss(static_cast<std::size_t>(max_local)), block_max(static_cast<std::size_t>(max_local));
-  std::vector<std::int64_t> acc(p + 2);
+  // One rank without clipping, or ranks sharing a node's memory: the step's integer sums are
+  // formed inside the update (the same integers, one pass over memory fewer), and only the
+  // step's rows and loss are summed here; otherwise the P sums are too (then rows and loss).
+  const bool fused = (comm.size() == 1 && !(c.max_grad_norm > 0)) || shared;
+  std::vector<std::int64_t> acc(fused ? 2 : p + 2);
+  const std::size_t rows_at = acc.size() - 2;
   std::vector<std::shared_ptr<const io::DenseBlock>> blocks;
   const FaultPlan& fault = FaultPlan::get();
   const double loss_scale = std::ldexp(1.0, kLossFracBits);
@@ -320,8 +378,8 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
   const auto snapshot = [&](int next_epoch, Index step_in_epoch) {
     train::TrainState st;
     st.arrays["parameters"] = as_rows(std::as_const(model).parameters());
-    st.arrays["adam_m"] = as_rows(m);
-    st.arrays["adam_v"] = as_rows(v);
+    st.arrays["adam_m"] = as_rows(m_all);
+    st.arrays["adam_v"] = as_rows(v_all);
     if (!best_params.empty()) st.arrays["best_parameters"] = as_rows(best_params);
     st.scalars["step"] = static_cast<double>(step);
     st.scalars["epoch"] = next_epoch;
@@ -377,7 +435,8 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
           draw_noise(eps, x.rows(), c.arch.latent_dim, c.seed, RngPurpose::kVaeNoise, static_cast<std::uint64_t>(step + 1),
                      b.ref.global_row_begin);
           float mx = 0;  // max |gradient entry|, NaN/Inf if one is
-          block_loss[i] = model.loss(x, eps, ws.local(), {grads[i].data(), p}, {}, &mx);
+          float* g = shared ? shared_grad(comm.rank(), step + 1, i) : grads[i].data();
+          block_loss[i] = model.loss(x, eps, ws.local(), {g, p}, {}, &mx);
           block_max[i] = std::isfinite(block_loss[i]) && std::isfinite(mx) ? mx : std::numeric_limits<double>::infinity();
         });
       });
@@ -388,8 +447,10 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
     } catch (...) {
       error = std::current_exception();
     }
+    if (shared) shared->sync();  // this rank's gradients are written ...
     comm.agree(error);
     comm.allreduce_max(flags);
+    if (shared) shared->sync();  // ... and every rank's can be read
     if (flags[1] > 0)
       throw_numerical(fmt::format("the loss or its gradient became NaN/Inf at epoch {}, step {}; the parameters were not "
                                   "updated and the last checkpoint is intact. Lower --learning-rate or set --max-grad-norm",
@@ -399,7 +460,13 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
     const double bound = flags[0] * static_cast<double>(global_blocks);
     const int bits = bound > 0 ? std::clamp(61 - static_cast<int>(std::ceil(std::log2(bound))) - 1, -1000, 1000) : 0;
     const double scale = std::ldexp(1.0, bits);
-    const bool fused = comm.size() == 1 && !(c.max_grad_norm > 0);
+    grad_ptrs.clear();
+    if (shared) {
+      for (int r = 0; r < comm.size(); ++r)
+        for (std::size_t i = 0, n = blocks_of(sid, r); i < n; ++i) grad_ptrs.push_back(shared_grad(r, step + 1, i));
+    } else if (fused) {
+      for (std::size_t i = 0; i < nloc; ++i) grad_ptrs.push_back(grads[i].data());
+    }
     if (!fused) arena.execute([&] {
       tbb::parallel_for(tbb::blocked_range<std::size_t>(0, p, 16384), [&](const tbb::blocked_range<std::size_t>& r) {
         std::int64_t* out = acc.data() + r.begin();
@@ -412,12 +479,12 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
       rows += blocks[i]->x.rows();
       loss_fixed += to_fixed(block_loss[i], loss_scale);
     }
-    acc[p] = rows;
-    acc[p + 1] = loss_fixed;
+    acc[rows_at] = rows;
+    acc[rows_at + 1] = loss_fixed;
     comm.allreduce_sum(acc);
-    const auto step_rows = static_cast<double>(acc[p]);
-    epoch_rows += acc[p];
-    epoch_loss += acc[p + 1];
+    const auto step_rows = static_cast<double>(acc[rows_at]);
+    epoch_rows += acc[rows_at];
+    epoch_loss += acc[rows_at + 1];
     // The mean gradient, clipped (PyTorch's clip_grad_norm_), then Adam on every rank.
     std::optional<profile::ScopedTimer> m_step_timer(std::in_place, profile::Counter::kMstepSeconds);
     const double to_mean = std::ldexp(1.0, -bits) / step_rows;
@@ -438,19 +505,36 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
     adam.step_size = static_cast<float>(lr / (1.0 - std::pow(c.beta1, static_cast<double>(step))));
     adam.sqrt_bc2 = static_cast<float>(std::sqrt(1.0 - std::pow(c.beta2, static_cast<double>(step))));
     adam.grad_scale = to_mean * clip;
-    // One rank without clipping: the step's integer sum is formed inside the update (the
-    // same integers, one pass over memory fewer).
-    const std::span<const float* const> step_grads(grad_ptrs.data(), fused ? nloc : 0);
-    float* mp = m.data();
-    float* vd = v.data();
+    const std::span<const float* const> step_grads(grad_ptrs);
+    float* mp = m_all.data();
+    float* vd = v_all.data();
     const std::int64_t* sum = fused ? nullptr : acc.data();
     // Segment by segment; a prepared model's packed weights are rebuilt as each segment is
     // updated (the result does not depend on the segments, see latent/train/adam.hpp).
-    arena.execute([&] {
-      model.update_parameters([&](float* theta, std::size_t offset, std::size_t n) {
-        train::adam_update(adam, step_grads, scale, sum, theta, mp, vd, offset, n);
+    if (!shared) {
+      arena.execute([&] {
+        model.update_parameters([&](float* theta, std::size_t offset, std::size_t n) {
+          train::adam_update(adam, step_grads, scale, sum, theta, mp, vd, offset, n);
+        });
       });
-    });
+    } else {  // this rank's share, published; then the others' shares
+      arena.execute([&] {
+        model.update_parameters(
+            [&](float* theta, std::size_t offset, std::size_t n) {
+              train::adam_update(adam, step_grads, scale, sum, theta, mp, vd, offset, n);
+              std::copy_n(theta + offset, n, published + offset);
+            },
+            share_lo, share_hi);
+      });
+      shared->sync();
+      comm.barrier();
+      shared->sync();
+      arena.execute([&] {
+        const auto take = [&](float* theta, std::size_t offset, std::size_t n) { std::copy_n(published + offset, n, theta + offset); };
+        model.update_parameters(take, 0, share_lo, false);
+        model.update_parameters(take, share_hi, p, false);
+      });
+    }
     m_step_timer.reset();
   };
   steps.end_epoch = [&](int epoch) {
@@ -495,6 +579,7 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
     options.shuffle_purpose = RngPurpose::kVaeShuffle;
     train::run_stochastic(options, {start_epoch, resume_step, step}, steps, train::boundary_of(control));
   }
+  if (shared) model.own_packs();  // the model outlives the window
   if (val_source && !best_params.empty()) {
     std::copy(best_params.begin(), best_params.end(), model.parameters().begin());
     prepare();

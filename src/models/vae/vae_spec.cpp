@@ -83,10 +83,11 @@ int fit_vae_run(train::FitRun& run) {
   v.prefetch = c.prefetch;
   v.cache_bytes = static_cast<std::size_t>(c.cache_mb) * 1048576;
   comm::run_agreed(run.comm(), [&] {
-    // Parameters P (float): parameters, Adam's two moments, the best copy, one gradient per
-    // micro-batch of a rank's share of a step, the integer sum (8 bytes) and a checkpoint
-    // snapshot (8 bytes); activations per thread: micro-batch rows × (Σ widths) floats, a few
-    // times over; plus blocks in flight.
+    // Parameters P (float): parameters, Adam's two moments, the best copy, two gradients per
+    // micro-batch of a rank's share of a step (ranks on one node keep two in shared memory,
+    // by step parity), the integer sum (8 bytes) and a checkpoint snapshot (8 bytes);
+    // activations per thread: micro-batch rows × (Σ widths) floats, a few times over; plus
+    // blocks in flight.
     VaeArchitecture arch = v.arch;
     arch.input_dim = info.num_features;
     const Index num_params = Vae::count_parameters(arch);
@@ -96,7 +97,7 @@ int fit_vae_run(train::FitRun& run) {
     double widths = static_cast<double>(2 * info.num_features + 4 * v.arch.latent_dim);
     for (Index h : v.arch.hidden) widths += 2.0 * static_cast<double>(h);
     train::MemoryEstimate need;
-    const double params_bytes = p * 4.0 * (4.0 + local_blocks) + p * 16.0 + p * 8.0;  // + packed weights
+    const double params_bytes = p * 4.0 * (4.0 + 2.0 * local_blocks) + p * 16.0 + p * 8.0;  // + packed weights
     const double act_bytes = static_cast<double>(c.threads) * micro * widths * 4.0 * 4.0;
     const double block_bytes =
         static_cast<double>(c.prefetch + c.threads + 2) * micro * static_cast<double>(info.num_features) * 12.0;

@@ -106,6 +106,21 @@ class Vae {
   /// weights is rebuilt right after its update, while the rows are still in cache, and the
   /// model stays prepared (no prepare() needed).
   void update_parameters(const std::function<void(float* theta, std::size_t offset, std::size_t n)>& update);
+  /// The same for the segments whose first entry is in [first, last) only (a rank's share
+  /// of a sharded update, then the copy of the others' shares); the packs stay current once
+  /// every segment has been visited by one call or another.
+  /// With repack false the packed weights are left as they are: for ranks that share them
+  /// (place_packs), where the rank that updated a segment has repacked it.
+  void update_parameters(const std::function<void(float* theta, std::size_t offset, std::size_t n)>& update,
+                         std::size_t first, std::size_t last, bool repack = true);
+  /// Words (4 bytes each) of all packed weights of a prepared model, each pack rounded up to
+  /// 16 words (64 bytes).
+  std::size_t packed_words() const noexcept;
+  /// Moves the packed weights of a prepared model into `storage` (packed_words() words,
+  /// 64-byte aligned, alive until own_packs() or prepare()), copying them if `copy`: ranks on
+  /// one node read one copy (matmul::Packed::place). own_packs() moves them back.
+  void place_packs(std::uint32_t* storage, bool copy);
+  void own_packs();
   /// The precision prepare() packed for, if any.
   bool prepared() const noexcept { return prepared_; }
   matmul::Precision matmul_precision() const noexcept { return precision_; }
