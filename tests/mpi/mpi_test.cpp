@@ -174,18 +174,23 @@ TEST(LdaSharded, SameBitsAsOneProcessForAnyRanksThreadsAndRounds) {
       reference = one.model.lambda_vk();
       reference_alpha = one.model.alpha();
     }
+    // Ranks on one node share λ and the counts in memory (LdaSlice::share_node_memory) unless
+    // LATENT_NODE_SHARED=0 makes them exchange messages: both paths.
+    for (const char* shared : {"1", "0"})
     for (int threads : {1, 2})
       for (Index round_cells : {Index{0}, Index{5 * 40}}) {  // 0: whole blocks; 40 words: many rounds per block
         c.threads = threads;
         c.round_cells = round_cells;
+        ASSERT_EQ(setenv("LATENT_NODE_SHARED", shared, 1), 0);
         models::LdaFitResult fit = models::fit_lda(comm, info, c, Logger::silent(), {}, nullptr);
+        ASSERT_EQ(unsetenv("LATENT_NODE_SHARED"), 0);
         EXPECT_EQ(static_cast<bool>(fit.slice), comm.size() > 1);
         const RowMatrix lambda = whole(fit);
         if (!comm.is_root()) continue;
         const Vector& alpha = fit.slice ? fit.slice->alpha() : fit.model.alpha();
         ASSERT_EQ(lambda.rows(), reference.rows());
         EXPECT_EQ(std::memcmp(lambda.data(), reference.data(), sizeof(double) * static_cast<std::size_t>(lambda.size())), 0)
-            << method << " threads " << threads << " round cells " << round_cells << ": max |diff| "
+            << method << " shared " << shared << " threads " << threads << " round cells " << round_cells << ": max |diff| "
             << (lambda - reference).cwiseAbs().maxCoeff();
         EXPECT_EQ(std::memcmp(alpha.data(), reference_alpha.data(), sizeof(double) * 5), 0) << method;
       }

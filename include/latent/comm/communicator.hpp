@@ -102,7 +102,8 @@ class Communicator {
 /// Memory shared by the ranks of a job that runs on one node: an MPI-3 shared-memory window
 /// (MPI_Win_allocate_shared), in which every rank writes its own segment and reads the
 /// others' in place, for exchanges that need no copy and no reduction by MPI (the VAE's
-/// micro-batch gradients, docs/ARCHITECTURE.md §5.10). Used only when every rank of the job
+/// micro-batch gradients and Adam's state, docs/ARCHITECTURE.md §5.10; the LDA's λ slices
+/// and expected counts, §5.8). Used only when every rank of the job
 /// is on one node (MPI_Comm_split_type with MPI_COMM_TYPE_SHARED gives the whole world) and
 /// there are at least two; elsewhere callers keep their collectives. The environment
 /// variable LATENT_NODE_SHARED=0 turns it off (the tests compare the two paths).

@@ -353,13 +353,16 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
     // With the round: its rows and counts per cell, and on more than one rank, in
     // fetch_rows, the owner's map of its slice (4 bytes a row) and the distinct asked rows
     // of exp(E[log β]) (4 bytes a padded cell: at most the slice, at most what every rank's
-    // round asks); one rank computes its rows in place (LdaSlice::fetch_rows).
+    // round asks); one rank computes its rows in place (LdaSlice::fetch_rows). Ranks on one
+    // node write the round's counts into shared memory instead of a private buffer, with
+    // room for 1.25 times the largest round (2 bytes a cell more): counted either way.
     const double kpd = static_cast<double>((k + 15) / 16 * 16);
     const double cells = static_cast<double>(std::min(round_cells, v * k));
     const double exchange_bytes = comm.size() == 1 ? 0.0
                                                    : 4.0 * static_cast<double>(max_rows) +
                                                          4.0 * std::min(static_cast<double>(comm.size()) * cells * kpd / kd,
-                                                                        static_cast<double>(max_rows) * kpd);
+                                                                        static_cast<double>(max_rows) * kpd) +
+                                                         2.0 * cells;
     const double round_bytes = static_cast<double>(28 + 8 * threads) * cells + exchange_bytes;
     const double ckpt_bytes = control != nullptr && control->checkpoints() ? 16.0 * vd * kd : 0.0;
     const double block_bytes = 12.0 * static_cast<double>(c.prefetch + threads + 2) * static_cast<double>(c.block_rows) *
@@ -380,6 +383,8 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
   }
   auto slice_owned = std::make_shared<LdaSlice>(comm, k, v, Vector::Constant(k, alpha0), eta0);
   LdaSlice& slice = *slice_owned;
+  // Ranks on one node read each other's λ and counts in shared memory (lda_slice.hpp).
+  result.node_shared = slice.share_node_memory(comm);
   slice.init_lambda(c.seed);
   const bool online = c.method == "online";
   const int frac_bits = lda_stats_frac_bits(corpus.tokens);
@@ -430,6 +435,7 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
   slice.refresh_totals(comm, threads);
   const auto finish = [&] {
     result.num_updates = updates;
+    slice.unshare(comm);  // the slice outlives the fit: λ back in this rank's memory
     if (comm.size() == 1) result.model = slice.take_whole(threads);
     else result.slice = std::move(slice_owned);
     return result;
@@ -563,19 +569,19 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
       comm.agree(error);
       // The threads' statistics summed into the round's packed rows, by row ranges in
       // parallel (integer sums: the same bits as one thread adding them in turn).
-      packed.resize(static_cast<std::size_t>(m * k));
+      const std::span<std::int64_t> round_stats = slice.stats_buffer(comm, static_cast<std::size_t>(m), packed);
       accs.clear();
       for (ThreadState& s : states)
         if (s.acc) accs.push_back(s.acc.get());
       arena.execute([&] {
         tbb::parallel_for(tbb::blocked_range<Index>(0, m, 64), [&](const tbb::blocked_range<Index>& r) {
-          const std::span<std::int64_t> rows(packed.data() + r.begin() * k, static_cast<std::size_t>((r.end() - r.begin()) * k));
+          const std::span<std::int64_t> rows(round_stats.data() + r.begin() * k, static_cast<std::size_t>((r.end() - r.begin()) * k));
           LdaStatsAccumulator::take_rows(accs, r.begin(), r.end(), rows);
         });
       });
       for (LdaStatsAccumulator* a : accs) a->end_take();
-      arena.execute([&] { result.bytes_exchanged += slice.send_stats(comm, words, packed, requests, received); });
-      result.bytes_exchanged += static_cast<double>(m * view.padded_topics()) * sizeof(float);
+      arena.execute([&] { result.bytes_exchanged += slice.send_stats(comm, words, round_stats, requests, received); });
+      if (!result.node_shared) result.bytes_exchanged += static_cast<double>(m * view.padded_topics()) * sizeof(float);
       heartbeat();
     }
     ExactSum small(kElogTheta + static_cast<std::size_t>(k));
@@ -590,7 +596,7 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
   };
   const auto m_step = [&](const LdaPassStats& g, double rho, double doc_scale, int newton_iter) {
     const profile::ScopedTimer timer(profile::Counter::kMstepSeconds);
-    RowMatrix& lambda = slice.lambda();
+    auto& lambda = slice.lambda();
     const double eta = slice.eta();
     // λ ← (1 − ρ) λ + ρ η + ρ (N / S) stats: one expression for every word (stats 0 where
     // none), so the rows a round did not touch get the same bits.

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <exception>
+#include <new>
 
 #include "latent/core/control.hpp"
 #include "latent/core/error.hpp"
@@ -103,7 +104,40 @@ LdaSlice::LdaSlice(const comm::Communicator& comm, Index num_topics, Index vocab
   if (alpha_.size() != num_topics) throw_usage("doc_topic_prior must have one entry per topic");
   begin_ = slice_begin(v_, parts_, rank_);
   end_ = slice_begin(v_, parts_, rank_ + 1);
-  lambda_ = RowMatrix::Zero(end_ - begin_, num_topics);
+  own_lambda_ = RowMatrix::Zero(end_ - begin_, num_topics);
+  point_at(own_lambda_.data(), end_ - begin_);
+}
+
+LdaSlice::~LdaSlice() = default;
+
+void LdaSlice::point_at(double* data, Index rows) {
+  new (&lambda_) Eigen::Map<RowMatrix>(data, rows, alpha_.size());  // Eigen's way to re-seat a Map
+}
+
+bool LdaSlice::share_node_memory(const comm::Communicator& comm) {
+  const auto k = static_cast<std::size_t>(num_topics());
+  shared_lambda_ = comm::NodeSharedMemory::create(comm, static_cast<std::size_t>(rows()) * k * sizeof(double));
+  if (!shared_lambda_) return false;
+  auto* mine = reinterpret_cast<double*>(shared_lambda_->segment(rank_));
+  std::copy(own_lambda_.data(), own_lambda_.data() + own_lambda_.size(), mine);
+  own_lambda_ = RowMatrix();
+  point_at(mine, end_ - begin_);
+  slice_lambda_.resize(static_cast<std::size_t>(parts_));
+  for (int r = 0; r < parts_; ++r) slice_lambda_[static_cast<std::size_t>(r)] = reinterpret_cast<const double*>(shared_lambda_->segment(r));
+  shared_lambda_->sync();
+  comm.barrier();
+  shared_lambda_->sync();
+  return true;
+}
+
+void LdaSlice::unshare(const comm::Communicator& comm) {
+  if (!shared_lambda_) return;
+  own_lambda_ = lambda_;
+  point_at(own_lambda_.data(), end_ - begin_);
+  comm.barrier();  // nobody reads a slice after its owner frees it
+  shared_stats_.reset();
+  shared_lambda_.reset();
+  slice_lambda_.clear();
 }
 
 void LdaSlice::init_lambda(std::uint64_t seed) {
@@ -135,6 +169,11 @@ void LdaSlice::refresh_totals(const comm::Communicator& comm, int threads) {
       comm.broadcast(bytes, s);
       std::memcpy(running.data(), bytes.data(), static_cast<std::size_t>(k) * sizeof(double));
     }
+  }
+  if (shared_lambda_) {  // λ's writes before this call, other ranks' reads after it
+    shared_lambda_->sync();
+    comm.barrier();
+    shared_lambda_->sync();
   }
   totals_ = running;
   digamma_total_.resize(k);
@@ -228,6 +267,16 @@ void LdaSlice::fetch_rows(const comm::Communicator& comm, std::span<const std::i
     return;
   }
   const auto first = owner_ranges(words, v_, parts_);
+  if (shared_lambda_) {  // every row from its owner's λ in place
+    tbb::parallel_for(std::size_t{0}, words.size(), [&](std::size_t i) {
+      const auto owner = static_cast<std::size_t>(std::upper_bound(first.begin(), first.end(), i) - first.begin()) - 1;
+      const Index lo = slice_begin(v_, parts_, static_cast<int>(owner));
+      exp_digamma_minus({slice_lambda_[owner] + static_cast<std::size_t>((words[i] - lo) * k), static_cast<std::size_t>(k)},
+                        {digamma_total_f_.data(), static_cast<std::size_t>(kp)},
+                        {rows.row(static_cast<Index>(i)).data(), static_cast<std::size_t>(kp)});
+    });
+    return;
+  }
   // 1. Every rank's asks for this slice's words.
   std::vector<std::int64_t> ask;
   for (int step = 0; step < parts_; ++step) {
@@ -276,14 +325,69 @@ void LdaSlice::fetch_rows(const comm::Communicator& comm, std::span<const std::i
   }
 }
 
+std::span<std::int64_t> LdaSlice::stats_buffer(const comm::Communicator& comm, std::size_t words,
+                                               std::vector<std::int64_t>& own) {
+  const auto cells = words * static_cast<std::size_t>(num_topics());
+  if (!shared_lambda_) {
+    own.resize(cells);
+    return own;
+  }
+  // The header (64 bytes), the counts, then the words; the same decision on every rank.
+  std::vector<double> need{static_cast<double>(64 + cells * sizeof(std::int64_t) + words * sizeof(std::int32_t))};
+  if (shared_stats_) shared_stats_->sync();  // the last round's reads of this segment ...
+  comm.allreduce_max(need);
+  if (shared_stats_) shared_stats_->sync();  // ... before this round's writes
+  if (static_cast<std::size_t>(need[0]) > stats_bytes_) {
+    shared_stats_.reset();
+    stats_bytes_ = (static_cast<std::size_t>(need[0]) * 5 / 4 + 4095) / 4096 * 4096;  // room to vary
+    shared_stats_ = comm::NodeSharedMemory::create(comm, stats_bytes_);
+    if (!shared_stats_) throw Error(ErrorKind::kInternal, "stats_buffer: the node's shared memory went away");
+  }
+  own = std::vector<std::int64_t>();
+  return {reinterpret_cast<std::int64_t*>(shared_stats_->segment(rank_) + 64), cells};
+}
+
 double LdaSlice::send_stats(const comm::Communicator& comm, std::span<const std::int32_t> words,
                             std::span<const std::int64_t> stats, const std::vector<std::vector<std::int32_t>>& requests,
-                            LdaSliceStats& into) const {
+                            LdaSliceStats& into) {
   const Index k = num_topics();
   if (parts_ == 1) {  // the round's words (distinct) are this slice's, in requests[0]'s order; begin_ is 0
     const std::vector<std::int32_t>& mine = requests[0];
     if (stats.size() != mine.size() * static_cast<std::size_t>(k)) throw Error(ErrorKind::kInternal, "send_stats: wrong size");
     into.add_rows(mine, stats.data());
+    return 0;
+  }
+  if (shared_lambda_) {
+    // This rank's counts are in its segment already (stats_buffer); the word count and the
+    // words follow them. After the barrier each owner adds the rows of its words from every
+    // rank's segment; the next round's stats_buffer (a collective every rank enters after
+    // these reads) orders them before the segment is written again.
+    std::byte* out = shared_stats_->segment(rank_);
+    const std::size_t counts_bytes = stats.size() * sizeof(std::int64_t);
+    if (reinterpret_cast<const std::byte*>(stats.data()) != out + 64) {
+      if (64 + counts_bytes + words.size() * sizeof(std::int32_t) > stats_bytes_)
+        throw Error(ErrorKind::kInternal, "send_stats: the counts are not in stats_buffer()");
+      std::memcpy(out + 64, stats.data(), counts_bytes);
+    }
+    const auto m = static_cast<std::int64_t>(words.size());
+    std::memcpy(out, &m, sizeof m);
+    std::memcpy(out + 64 + counts_bytes, words.data(), words.size() * sizeof(std::int32_t));
+    shared_stats_->sync();
+    comm.barrier();
+    shared_stats_->sync();
+    std::vector<std::int32_t> local;
+    for (int r = 0; r < parts_; ++r) {
+      const std::byte* in = shared_stats_->segment(r);
+      std::int64_t mr = 0;
+      std::memcpy(&mr, in, sizeof mr);
+      const auto* counts = reinterpret_cast<const std::int64_t*>(in + 64);
+      const auto* w = reinterpret_cast<const std::int32_t*>(in + 64 + static_cast<std::size_t>(mr * k) * sizeof(std::int64_t));
+      const auto* a = std::lower_bound(w, w + mr, static_cast<std::int32_t>(begin_));
+      const auto* b = std::lower_bound(a, w + mr, static_cast<std::int32_t>(end_));
+      local.resize(static_cast<std::size_t>(b - a));
+      for (std::size_t i = 0; i < local.size(); ++i) local[i] = a[i] - static_cast<std::int32_t>(begin_);
+      into.add_rows(local, counts + static_cast<std::size_t>(a - w) * static_cast<std::size_t>(k));
+    }
     return 0;
   }
   const auto first = owner_ranges(words, v_, parts_);
@@ -322,8 +426,9 @@ void LdaSlice::gather_to_root(const comm::Communicator& comm,
 Lda LdaSlice::take_whole(int threads) {
   if (parts_ != 1) throw Error(ErrorKind::kInternal, "LdaSlice::take_whole on more than one rank");
   Lda model(num_topics(), v_, alpha_, eta_);
-  model.lambda_vk() = std::move(lambda_);
-  lambda_ = RowMatrix();
+  model.lambda_vk() = std::move(own_lambda_);
+  own_lambda_ = RowMatrix();
+  point_at(nullptr, 0);
   model.refresh(threads);
   return model;
 }

@@ -110,7 +110,11 @@ int fit_lda_run(train::FitRun& run) {
       "{} after {} passes ({} updates), training bound perplexity {:.4f} ({} tokens), {:.2f} s; wrote {}",
       fit.em.converged ? "converged" : "stopped", fit.em.n_iter, fit.num_updates, fit.bound_perplexity,
       static_cast<Index>(fit.num_tokens), total, c.output));
-  if (fit.num_updates > 0 && run.comm().size() > 1)
+  if (fit.num_updates > 0 && fit.node_shared)
+    run.log().info(fmt::format("lambda sharded over {} ranks of one node in shared memory: rows and expected counts read "
+                               "in place, no messages",
+                               run.comm().size()));
+  else if (fit.num_updates > 0 && run.comm().size() > 1)
     run.log().info(fmt::format("lambda sharded over {} ranks; per update this rank exchanged {:.2f} MiB of rows and "
                                "expected counts on average (K x V doubles would be {:.2f} MiB)",
                                run.comm().size(), fit.bytes_exchanged / static_cast<double>(fit.num_updates) / 1048576.0,

@@ -93,6 +93,7 @@ struct LdaFitResult {
   /// batch/online: expected counts this rank sent to other ranks plus the exp(E[log β])
   /// rows it received, all updates (bytes)
   double bytes_exchanged = 0;
+  bool node_shared = false;    ///< batch/online on ranks of one node: λ and counts in shared memory, no messages
   double acceptance_rate = 0;  ///< gibbs: accepted / proposals different from the current topic, last sweep
 };
 

@@ -15,7 +15,9 @@
 /// P steps of a shift schedule (Communicator::sendrecv: step s sends to rank + s and
 /// receives from rank − s), so a rank holds one peer's message at a time. This is the
 /// model-parallel layout of a parameter server (Li et al., OSDI 2014; LightLDA, Yuan et
-/// al. 2015 §5) with the pulls and pushes made collective and deterministic.
+/// al. 2015 §5) with the pulls and pushes made collective and deterministic. Ranks that
+/// share one node skip both exchanges: λ and the counts live in node-shared memory
+/// (share_node_memory; docs/ARCHITECTURE.md §5.8).
 ///
 /// The same bits as one process holding the whole λ (Lda), for any P and thread count:
 /// an E-step reads the same float32 rows (computed by the owner from λ and the topic
@@ -26,6 +28,7 @@
 /// sums gather one partial per chunk.
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -82,9 +85,26 @@ class LdaSlice {
   Index end() const noexcept { return end_; }
   Index rows() const noexcept { return end_ - begin_; }
   int parts() const noexcept { return parts_; }
-  /// λ of words [begin, end), word-major (rows() × K).
-  RowMatrix& lambda() noexcept { return lambda_; }
-  const RowMatrix& lambda() const noexcept { return lambda_; }
+  /// λ of words [begin, end), word-major (rows() × K): in this rank's memory, or in the
+  /// node's shared memory after share_node_memory().
+  Eigen::Map<RowMatrix>& lambda() noexcept { return lambda_; }
+  const Eigen::Map<RowMatrix>& lambda() const noexcept { return lambda_; }
+
+  /// Ranks on one node (comm::NodeSharedMemory: every rank of the job on one node, not under
+  /// LATENT_NODE_SHARED=0) keep every slice's λ in node-shared memory: fetch_rows then
+  /// computes each row from its owner's λ in place, and send_stats leaves the counts in
+  /// shared memory, where each owner adds the rows of its words. No messages, the same
+  /// bits (the rows are the owner's function of λ and the totals, every rank's totals are
+  /// the same, the counts are integers). λ keeps its values. Collective; returns whether
+  /// the memory is shared. λ's writers must call refresh_totals before other ranks read
+  /// (its barrier orders the writes before the reads).
+  bool share_node_memory(const comm::Communicator& comm);
+  /// Moves λ back into this rank's memory and frees the shared memory. Collective.
+  void unshare(const comm::Communicator& comm);
+
+  LdaSlice(const LdaSlice&) = delete;
+  LdaSlice& operator=(const LdaSlice&) = delete;
+  ~LdaSlice();
   Vector& alpha() noexcept { return alpha_; }
   const Vector& alpha() const noexcept { return alpha_; }
   double eta() const noexcept { return eta_; }
@@ -109,13 +129,17 @@ class LdaSlice {
   /// every rank calls it once per round.
   void fetch_rows(const comm::Communicator& comm, std::span<const std::int32_t> words, RowMatrixF& rows,
                   std::vector<std::vector<std::int32_t>>& requests) const;
+  /// Where the round's counts go (|words| × K integers, for send_stats): on ranks that share
+  /// a node, this rank's shared segment (no copy), grown when a round needs more; elsewhere
+  /// `own`, resized. Collective: every rank calls it once per round, before send_stats.
+  std::span<std::int64_t> stats_buffer(const comm::Communicator& comm, std::size_t words, std::vector<std::int64_t>& own);
   /// Sends `stats` (|words| × K integers, row i for words[i]: the same words as the round's
   /// fetch_rows) to the words' owners; adds what this rank receives for its slice (the
   /// `requests` of fetch_rows) into `into`. Returns the bytes this rank sent to other ranks.
   /// Collective.
   double send_stats(const comm::Communicator& comm, std::span<const std::int32_t> words,
                     std::span<const std::int64_t> stats, const std::vector<std::vector<std::int32_t>>& requests,
-                    LdaSliceStats& into) const;
+                    LdaSliceStats& into);
 
   /// Calls piece(first_word, last_word, block) on rank 0 for consecutive pieces of λ in
   /// word order, block = λ's columns [first, last) topic-major (K × (last − first)), at most
@@ -130,7 +154,12 @@ class LdaSlice {
  private:
   Index v_ = 0, begin_ = 0, end_ = 0;
   int rank_ = 0, parts_ = 1;
-  RowMatrix lambda_;
+  RowMatrix own_lambda_;                       // λ when not shared
+  Eigen::Map<RowMatrix> lambda_{nullptr, 0, 0};  // λ: own_lambda_ or the shared segment
+  std::unique_ptr<comm::NodeSharedMemory> shared_lambda_, shared_stats_;
+  std::vector<const double*> slice_lambda_;    // every slice's λ (shared)
+  std::size_t stats_bytes_ = 0;                 // each rank's stats segment (one round)
+  void point_at(double* data, Index rows);
   Vector alpha_;
   double eta_ = 0;
   Vector totals_, digamma_total_;
