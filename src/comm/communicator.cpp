@@ -569,6 +569,7 @@ struct NodeSharedMemory::Handles {
 
 std::unique_ptr<NodeSharedMemory> NodeSharedMemory::create(const Communicator& comm, std::size_t bytes) {
   if (comm.size() == 1) return nullptr;
+  comm.barrier();  // a rank that never arrives is named here (Watchdog), not in the raw calls below
   // The same decision on every rank: LATENT_NODE_SHARED=0 anywhere, or a node that does not
   // hold the whole job, turns it off everywhere.
   const char* env = std::getenv("LATENT_NODE_SHARED");
