@@ -2,6 +2,7 @@
 #include "latent/core/profile.hpp"
 
 #include <mpi.h>
+#include <sys/statvfs.h>
 
 #include <algorithm>
 #include <atomic>
@@ -573,7 +574,19 @@ std::unique_ptr<NodeSharedMemory> NodeSharedMemory::create(const Communicator& c
   // The same decision on every rank: LATENT_NODE_SHARED=0 anywhere, or a node that does not
   // hold the whole job, turns it off everywhere.
   const char* env = std::getenv("LATENT_NODE_SHARED");
-  const bool wanted = env == nullptr || std::string_view(env) != "0";
+  bool wanted = env == nullptr || std::string_view(env) != "0";
+  // The window is a file in Open MPI's backing directory (/dev/shm unless
+  // OMPI_MCA_osc_sm_backing_directory says otherwise), whose pages are only claimed when
+  // touched: a tmpfs too small for it (a container's 64 MiB /dev/shm) would end the job with
+  // SIGBUS mid-fit. So the node's total, with room to spare, must be free there now.
+  std::vector<std::int64_t> total{static_cast<std::int64_t>(std::min<std::size_t>(bytes, std::size_t{1} << 60))};
+  comm.allreduce_sum(total);
+  const char* dir = std::getenv("OMPI_MCA_osc_sm_backing_directory");
+  struct statvfs fs {};
+  if (statvfs(dir != nullptr && *dir != '\0' ? dir : "/dev/shm", &fs) != 0 ||
+      static_cast<double>(fs.f_bavail) * static_cast<double>(fs.f_frsize) <
+          1.25 * static_cast<double>(total[0]) + 8.0 * 1048576.0)
+    wanted = false;
   auto handles = std::make_unique<Handles>();
   check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &handles->node),
         "MPI_Comm_split_type");

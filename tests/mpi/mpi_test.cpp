@@ -102,6 +102,10 @@ TEST(NodeSharedMemory, EveryRankReadsTheOthersSegmentsInPlace) {
   ASSERT_EQ(setenv("LATENT_NODE_SHARED", "0", 1), 0);
   EXPECT_EQ(comm::NodeSharedMemory::create(comm, 64), nullptr);
   ASSERT_EQ(unsetenv("LATENT_NODE_SHARED"), 0);
+  // More than the backing filesystem has free (here 2^50 bytes on one rank): null on every
+  // rank, before MPI is asked (a too-small /dev/shm would end the job with SIGBUS later).
+  EXPECT_EQ(comm::NodeSharedMemory::create(comm, comm.rank() == 0 ? std::size_t{1} << 50 : 64), nullptr);
+  EXPECT_NE(comm::NodeSharedMemory::create(comm, 64), nullptr);
 }
 
 TEST(Communicator, AlltoallvDeliversEachPairsElementsInSourceOrder) {

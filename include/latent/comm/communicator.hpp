@@ -112,8 +112,11 @@ class NodeSharedMemory {
   /// Collective. Each rank passes the length of its own segment (ranks may differ; 0 is
   /// allowed); the segment is at least that long and starts on a 64-byte boundary. Returns
   /// null (the same decision on every rank) for one rank, for a job spread over several
-  /// nodes, or under LATENT_NODE_SHARED=0. Throws Error(kInternal) when MPI cannot allocate
-  /// the window.
+  /// nodes, under LATENT_NODE_SHARED=0, or when the filesystem that backs the window (Open
+  /// MPI's osc_sm_backing_directory, /dev/shm by default) has less than 1.25 times the
+  /// node's total plus 8 MiB free on some rank (its pages are claimed only when touched, so
+  /// a small tmpfs would otherwise end the job with SIGBUS). Throws Error(kInternal) when
+  /// MPI cannot allocate the window.
   static std::unique_ptr<NodeSharedMemory> create(const Communicator& comm, std::size_t bytes);
   /// Frees the window: collective (every rank destroys it at the same point, as every rank
   /// unwinds from an agreed error together).

@@ -341,7 +341,10 @@ std::span<std::int64_t> LdaSlice::stats_buffer(const comm::Communicator& comm, s
     shared_stats_.reset();
     stats_bytes_ = (static_cast<std::size_t>(need[0]) * 5 / 4 + 4095) / 4096 * 4096;  // room to vary
     shared_stats_ = comm::NodeSharedMemory::create(comm, stats_bytes_);
-    if (!shared_stats_) throw Error(ErrorKind::kInternal, "stats_buffer: the node's shared memory went away");
+    if (!shared_stats_)  // every rank: the same decision
+      throw Error(ErrorKind::kIo, "the node's shared memory (/dev/shm, or OMPI_MCA_osc_sm_backing_directory) has no room "
+                                  "left for a round's expected counts (" + std::to_string(stats_bytes_) +
+                                  " bytes a rank); free it, or run with LATENT_NODE_SHARED=0");
   }
   own = std::vector<std::int64_t>();
   return {reinterpret_cast<std::int64_t*>(shared_stats_->segment(rank_) + 64), cells};
