@@ -642,6 +642,12 @@ NodeSharedMemory::~NodeSharedMemory() {
 
 void NodeSharedMemory::sync() const { MPI_Win_sync(handles_->win); }
 
+void NodeSharedMemory::fence(const Communicator& comm) const {
+  sync();
+  comm.barrier();
+  sync();
+}
+
 std::string mpi_library_version() {
   char text[MPI_MAX_LIBRARY_VERSION_STRING] = {};
   int length = 0;

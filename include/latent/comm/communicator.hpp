@@ -132,6 +132,10 @@ class NodeSharedMemory {
   /// make the writes before the collective visible to the reads after it (MPI-3.1 §11.5.4,
   /// the unified memory model's "Win_sync, barrier, Win_sync").
   void sync() const;
+  /// Collective: sync(), comm.barrier(), sync(). Every rank's writes to the window before
+  /// the call are visible to every rank's reads after it. `comm` is the communicator the
+  /// window was created on.
+  void fence(const Communicator& comm) const;
 
  private:
   struct Handles;

@@ -124,9 +124,7 @@ bool LdaSlice::share_node_memory(const comm::Communicator& comm) {
   point_at(mine, end_ - begin_);
   slice_lambda_.resize(static_cast<std::size_t>(parts_));
   for (int r = 0; r < parts_; ++r) slice_lambda_[static_cast<std::size_t>(r)] = reinterpret_cast<const double*>(shared_lambda_->segment(r));
-  shared_lambda_->sync();
-  comm.barrier();
-  shared_lambda_->sync();
+  shared_lambda_->fence(comm);
   return true;
 }
 
@@ -170,11 +168,7 @@ void LdaSlice::refresh_totals(const comm::Communicator& comm, int threads) {
       std::memcpy(running.data(), bytes.data(), static_cast<std::size_t>(k) * sizeof(double));
     }
   }
-  if (shared_lambda_) {  // λ's writes before this call, other ranks' reads after it
-    shared_lambda_->sync();
-    comm.barrier();
-    shared_lambda_->sync();
-  }
+  if (shared_lambda_) shared_lambda_->fence(comm);  // λ's writes before this call, other ranks' reads after it
   totals_ = running;
   digamma_total_.resize(k);
   for (Index t = 0; t < k; ++t) digamma_total_(t) = digamma(totals_(t));
@@ -268,13 +262,15 @@ void LdaSlice::fetch_rows(const comm::Communicator& comm, std::span<const std::i
   }
   const auto first = owner_ranges(words, v_, parts_);
   if (shared_lambda_) {  // every row from its owner's λ in place
-    tbb::parallel_for(std::size_t{0}, words.size(), [&](std::size_t i) {
-      const auto owner = static_cast<std::size_t>(std::upper_bound(first.begin(), first.end(), i) - first.begin()) - 1;
-      const Index lo = slice_begin(v_, parts_, static_cast<int>(owner));
-      exp_digamma_minus({slice_lambda_[owner] + static_cast<std::size_t>((words[i] - lo) * k), static_cast<std::size_t>(k)},
-                        {digamma_total_f_.data(), static_cast<std::size_t>(kp)},
-                        {rows.row(static_cast<Index>(i)).data(), static_cast<std::size_t>(kp)});
-    });
+    for (int s = 0; s < parts_; ++s) {  // owner s's words are [first[s], first[s + 1])
+      const double* slice = slice_lambda_[static_cast<std::size_t>(s)];
+      const Index lo = slice_begin(v_, parts_, s);
+      tbb::parallel_for(first[static_cast<std::size_t>(s)], first[static_cast<std::size_t>(s) + 1], [&](std::size_t i) {
+        exp_digamma_minus({slice + static_cast<std::size_t>((words[i] - lo) * k), static_cast<std::size_t>(k)},
+                          {digamma_total_f_.data(), static_cast<std::size_t>(kp)},
+                          {rows.row(static_cast<Index>(i)).data(), static_cast<std::size_t>(kp)});
+      });
+    }
     return;
   }
   // 1. Every rank's asks for this slice's words.
@@ -367,17 +363,12 @@ double LdaSlice::send_stats(const comm::Communicator& comm, std::span<const std:
     // these reads) orders them before the segment is written again.
     std::byte* out = shared_stats_->segment(rank_);
     const std::size_t counts_bytes = stats.size() * sizeof(std::int64_t);
-    if (reinterpret_cast<const std::byte*>(stats.data()) != out + 64) {
-      if (64 + counts_bytes + words.size() * sizeof(std::int32_t) > stats_bytes_)
-        throw Error(ErrorKind::kInternal, "send_stats: the counts are not in stats_buffer()");
-      std::memcpy(out + 64, stats.data(), counts_bytes);
-    }
+    if (reinterpret_cast<const std::byte*>(stats.data()) != out + 64)
+      throw Error(ErrorKind::kInternal, "send_stats: the counts are not in stats_buffer()");
     const auto m = static_cast<std::int64_t>(words.size());
     std::memcpy(out, &m, sizeof m);
     std::memcpy(out + 64 + counts_bytes, words.data(), words.size() * sizeof(std::int32_t));
-    shared_stats_->sync();
-    comm.barrier();
-    shared_stats_->sync();
+    shared_stats_->fence(comm);
     std::vector<std::int32_t> local;
     for (int r = 0; r < parts_; ++r) {
       const std::byte* in = shared_stats_->segment(r);

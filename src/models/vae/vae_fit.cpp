@@ -246,22 +246,32 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
   const auto& plan = vp.blocks;
   const Index nb = static_cast<Index>(plan.size()), nv = vp.nv, nt = vp.nt, per_step = vp.per_step;
   const Index steps_per_epoch = vp.steps_per_epoch;
-  // This rank's share of minibatch `sid` (a contiguous range of its micro-batches).
-  const auto step_blocks = [&](Index sid, std::vector<io::BlockRef>* refs) {
-    const Index first = sid * per_step, count = std::min(per_step, nt - first);
-    const std::vector<io::BlockRef> mine = io::rank_blocks(plan, first, first + count, comm.rank(), comm.size());
-    if (refs != nullptr) refs->insert(refs->end(), mine.begin(), mine.end());
-    return static_cast<Index>(mine.size());
+  // Rank r's share of minibatch `sid`: a contiguous range of the step's micro-batches
+  // (io::rank_blocks), its count in closed form.
+  const auto blocks_of = [&](Index sid, int r) {
+    const Index count = std::min(per_step, nt - sid * per_step);
+    const io::BlockRange range = io::rank_block_range(count, r, comm.size());
+    return static_cast<std::size_t>(range.last - range.first);
   };
+  const auto step_blocks = [&](Index sid) { return static_cast<Index>(blocks_of(sid, comm.rank())); };
   // The rank's blocks in the order of `order` (cached across epochs only without shuffling).
   const auto open_epoch = [&](const std::vector<Index>& order) {
     std::vector<io::BlockRef> refs;
-    for (Index sid : order) step_blocks(sid, &refs);
+    for (Index sid : order) {
+      const Index first = sid * per_step, count = std::min(per_step, nt - first);
+      const std::vector<io::BlockRef> mine = io::rank_blocks(plan, first, first + count, comm.rank(), comm.size());
+      refs.insert(refs.end(), mine.begin(), mine.end());
+    }
     return std::make_unique<io::BlockSource>(info, std::move(refs),
                                              io::BlockSourceOptions{c.prefetch, c.shuffle ? 0 : c.cache_bytes, false, false, {}});
   };
+  // Every step but the last has per_step micro-batches: the first and the last step cover
+  // every step's shares.
+  std::size_t max_any = 0;  // micro-batches of any rank in any step
+  for (const Index sid : {Index{0}, steps_per_epoch - 1})
+    for (int r = 0; r < comm.size(); ++r) max_any = std::max(max_any, blocks_of(sid, r));
   Index max_local = 0;
-  for (Index sid = 0; sid < steps_per_epoch; ++sid) max_local = std::max(max_local, step_blocks(sid, nullptr));
+  for (const Index sid : {Index{0}, steps_per_epoch - 1}) max_local = std::max(max_local, step_blocks(sid));
   for (Index b = 0; b < nt; ++b) result.num_train_rows += plan[static_cast<std::size_t>(b)].num_rows;
   for (Index b = nt; b < nb; ++b) result.num_validation_rows += plan[static_cast<std::size_t>(b)].num_rows;
   std::vector<io::BlockRef> val_refs = io::rank_blocks(plan, nt, nt + nv, comm.rank(), comm.size());
@@ -323,13 +333,6 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
   // segment too: each rank repacks the segments it updated. Adam is elementwise, so the
   // same bits. The next writes to the published parameters follow the next step's
   // agreement, which every rank reaches only after its copy.
-  const auto blocks_of = [&](Index sid, int r) {
-    const Index first = sid * per_step, count = std::min(per_step, nt - first);
-    return io::rank_blocks(plan, first, first + count, r, comm.size()).size();
-  };
-  std::size_t max_any = 0;  // micro-batches of any rank in any step
-  for (Index sid = 0; sid < steps_per_epoch; ++sid)
-    for (int r = 0; r < comm.size(); ++r) max_any = std::max(max_any, blocks_of(sid, r));
   const std::size_t grad_stride = (p + 15) / 16 * 16;  // floats per gradient: whole 64-byte lines
   const std::size_t grad_bytes = 2 * max_any * grad_stride * sizeof(float);
   std::unique_ptr<comm::NodeSharedMemory> shared;
@@ -352,9 +355,7 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
     std::copy(v.begin() + static_cast<std::ptrdiff_t>(share_lo), v.begin() + static_cast<std::ptrdiff_t>(share_hi), v_all.begin() + static_cast<std::ptrdiff_t>(share_lo));
     m = std::vector<float>();
     v = std::vector<float>();
-    shared->sync();
-    comm.barrier();
-    shared->sync();
+    shared->fence(comm);
   }
   // Gradient i of this step on rank r: in the shared segment, or this rank's own buffers.
   const auto shared_grad = [&](int r, std::int64_t update, std::size_t i) {
@@ -411,10 +412,10 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
   };
   // Resumed mid-epoch: pass over the blocks of the steps already taken.
   steps.skip = [&](Index sid) {
-    for (Index i = 0; i < step_blocks(sid, nullptr); ++i) train_source->next();
+    for (Index i = 0; i < step_blocks(sid); ++i) train_source->next();
   };
   steps.step = [&](int epoch, Index, Index sid, std::int64_t) {
-    const auto nloc = static_cast<std::size_t>(step_blocks(sid, nullptr));
+    const auto nloc = static_cast<std::size_t>(step_blocks(sid));
     std::exception_ptr error;
     std::vector<double> flags(2, 0.0);  // largest |gradient entry|, non-finite seen
     try {
@@ -526,9 +527,7 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
             },
             share_lo, share_hi);
       });
-      shared->sync();
-      comm.barrier();
-      shared->sync();
+      shared->fence(comm);
       arena.execute([&] {
         const auto take = [&](float* theta, std::size_t offset, std::size_t n) { std::copy_n(published + offset, n, theta + offset); };
         model.update_parameters(take, 0, share_lo, false);

@@ -136,7 +136,8 @@ class LdaSlice {
   /// Sends `stats` (|words| × K integers, row i for words[i]: the same words as the round's
   /// fetch_rows) to the words' owners; adds what this rank receives for its slice (the
   /// `requests` of fetch_rows) into `into`. Returns the bytes this rank sent to other ranks.
-  /// Collective.
+  /// On ranks that share a node `stats` must be the span stats_buffer returned this round
+  /// (Error kInternal otherwise). Collective.
   double send_stats(const comm::Communicator& comm, std::span<const std::int32_t> words,
                     std::span<const std::int64_t> stats, const std::vector<std::vector<std::int32_t>>& requests,
                     LdaSliceStats& into);
