@@ -491,7 +491,8 @@ _FMA_PEAK: dict | None = None
 def measure_fma_peak() -> dict:
     """The core's measured FMA throughput on one thread (bench/fma_peak.c: 12 independent
     chains on the widest vectors, built with -march=native): {"vector_bits",
-    "float32_gflops", "float64_gflops"}; {} if it cannot be built. About 1 s."""
+    "float32_gflops", "float64_gflops"}, and "bfloat16_dot_gflops" (VDPBF16PS, 64 flops an
+    instruction) on a CPU with AVX512_BF16; {} if it cannot be built. About 1.5 s."""
     global _FMA_PEAK
     if _FMA_PEAK is not None:
         return _FMA_PEAK

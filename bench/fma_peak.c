@@ -1,10 +1,16 @@
 /* The core's measured FMA throughput (bench/common.py measure_fma_peak): 12 independent
  * chains of vector fused multiply-adds on the widest vectors the build targets (AVX-512 with
  * -march=native on a CPU that has it, else AVX2), one thread, single and double precision.
- * Prints one JSON line: {"vector_bits": B, "float32_gflops": x, "float64_gflops": y}.
- * Each chain depends on itself only, so the loop is bound by FMA issue, not latency. */
+ * Prints one JSON line: {"vector_bits": B, "float32_gflops": x, "float64_gflops": y}, and
+ * on a CPU with AVX512_BF16 "bfloat16_dot_gflops": the same for VDPBF16PS (the products
+ * of --matmul-precision medium: 32 bfloat16 pairs multiplied and added into 16 float32
+ * lanes, counted as 64 flops). Each chain depends on itself only, so the loop is bound by
+ * issue, not latency. */
 #include <stdio.h>
 #include <time.h>
+#if defined(__AVX512BF16__)
+#include <immintrin.h>
+#endif
 
 #if defined(__AVX512F__)
 #define VBYTES 64
@@ -45,14 +51,45 @@ static double now(void) {
 KERNEL(run_f32, vf, float)
 KERNEL(run_f64, vd, double)
 
+#if defined(__AVX512BF16__)
+static double run_bf16(long iters) {
+  const __m512bh b = (__m512bh)_mm512_set1_epi32(0x3f803f80); /* the pair (1, 1) */
+  __m512 a0 = _mm512_set1_ps(0.00f), a1 = _mm512_set1_ps(0.01f), a2 = _mm512_set1_ps(0.02f), a3 = _mm512_set1_ps(0.03f);
+  __m512 a4 = _mm512_set1_ps(0.04f), a5 = _mm512_set1_ps(0.05f), a6 = _mm512_set1_ps(0.06f), a7 = _mm512_set1_ps(0.07f);
+  __m512 a8 = _mm512_set1_ps(0.08f), a9 = _mm512_set1_ps(0.09f), a10 = _mm512_set1_ps(0.10f), a11 = _mm512_set1_ps(0.11f);
+  double t0 = now();
+  for (long n = 0; n < iters; ++n) {
+    a0 = _mm512_dpbf16_ps(a0, b, b); a1 = _mm512_dpbf16_ps(a1, b, b); a2 = _mm512_dpbf16_ps(a2, b, b);
+    a3 = _mm512_dpbf16_ps(a3, b, b); a4 = _mm512_dpbf16_ps(a4, b, b); a5 = _mm512_dpbf16_ps(a5, b, b);
+    a6 = _mm512_dpbf16_ps(a6, b, b); a7 = _mm512_dpbf16_ps(a7, b, b); a8 = _mm512_dpbf16_ps(a8, b, b);
+    a9 = _mm512_dpbf16_ps(a9, b, b); a10 = _mm512_dpbf16_ps(a10, b, b); a11 = _mm512_dpbf16_ps(a11, b, b);
+    __asm__ volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5));
+    __asm__ volatile("" : "+v"(a6), "+v"(a7), "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11));
+  }
+  double t = now() - t0;
+  __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+                           _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
+  s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)));
+  volatile float sink = _mm512_reduce_add_ps(s);
+  (void)sink;
+  return 64.0 * CHAINS * (double)iters / t / 1e9;
+}
+#endif
+
 int main(void) {
   const long iters = 40000000;
-  double f32 = 0, f64 = 0;
+  double f32 = 0, f64 = 0, bf16 = 0;
   for (int r = 0; r < 3; ++r) { /* best of 3 */
     double a = run_f32(iters), b = run_f64(iters);
     if (a > f32) f32 = a;
     if (b > f64) f64 = b;
+#if defined(__AVX512BF16__)
+    double c = run_bf16(iters);
+    if (c > bf16) bf16 = c;
+#endif
   }
-  printf("{\"vector_bits\": %d, \"float32_gflops\": %.2f, \"float64_gflops\": %.2f}\n", VBYTES * 8, f32, f64);
+  printf("{\"vector_bits\": %d, \"float32_gflops\": %.2f, \"float64_gflops\": %.2f", VBYTES * 8, f32, f64);
+  if (bf16 > 0) printf(", \"bfloat16_dot_gflops\": %.2f", bf16);
+  printf("}\n");
   return 0;
 }

@@ -607,6 +607,28 @@ def speed_rounds(args, train_src: dict, test_src: dict, runs: Path, faster: str,
             "ratios": {k: spread([rd["ratios"][k] for rd in rounds]) for k in keys}}
 
 
+def epoch_gflop(rows: int) -> float:
+    """The nominal arithmetic of one training epoch over `rows` rows, in GFLOP: the forward
+    pass's 2 · Σ in · out flops per row over the encoder's and decoder's layers, times 3
+    (the backward pass counted as two forward passes). 388.9 GFLOP for Fashion-MNIST."""
+    enc = [INPUT_DIM] + list(HIDDEN) + [2 * LATENT_DIM]
+    dec = [LATENT_DIM] + list(reversed(HIDDEN)) + [INPUT_DIM]
+    per_row = sum(2 * a * b for layers in (enc, dec) for a, b in zip(layers, layers[1:]))
+    return 3 * per_row * rows / 1e9
+
+
+def peak_share(precision: str, seconds: float, rows: int) -> dict | None:
+    """GFLOP/s of an epoch at `precision` and its fraction of the core's measured peak for
+    the products that precision runs (float32 FMAs for highest, VDPBF16PS for medium)."""
+    peak = common.measure_fma_peak()
+    key = "bfloat16_dot_gflops" if precision == "medium" else "float32_gflops"
+    if not seconds or not peak.get(key):
+        return None
+    rate = epoch_gflop(rows) / seconds
+    return {"epoch_gflop": epoch_gflop(rows), "gflops": rate, "peak_key": key, "peak_gflops": peak[key],
+            "fraction_of_peak": rate / peak[key]}
+
+
 def main():
     if len(sys.argv) == 3 and sys.argv[1] == "--worker":
         return worker(sys.argv[2])
@@ -823,6 +845,15 @@ def main():
             print(f"--matmul-precision {o['matmul_precision']}: {o['median_epoch_seconds']:.2f} s per epoch; "
                   f"{fmt(sp, '.2f')}x PyTorch float32{' (rounds median)' if rounds else ''} (bar >= {TARGET_SPEEDUP:g}x: {'ok' if sp and sp >= TARGET_SPEEDUP else 'LOW'}); "
                   f"test ELBO {fmt(el)} ({'ok' if q else 'WORSE'})")
+            # Of the measured peak: the speed rounds' median epoch when there are rounds.
+            secs = (common.median([rd["epoch_seconds"][f"latent_{o['matmul_precision']}"] for rd in rounds["rounds"]])
+                    if rounds else o["median_epoch_seconds"])
+            share = peak_share(o["matmul_precision"], secs, n_train)
+            per_precision[o["matmul_precision"]]["peak"] = share
+            if share:
+                print(f"    {share['epoch_gflop']:.1f} GFLOP per epoch in {secs:.2f} s: {share['gflops']:.0f} GFLOP/s, "
+                      f"{100 * share['fraction_of_peak']:.0f} % of the measured {share['peak_key']} peak "
+                      f"({share['peak_gflops']:.0f} GFLOP/s, one core)")
             ac = tr["autocast_bf16"]
             if ac and o["matmul_precision"] == "medium" and o["median_epoch_seconds"]:
                 sp_bf = ratio("medium_vs_torch_bf16", ac["median_epoch_seconds"], o)
