@@ -144,7 +144,7 @@ void Vae::update_parameters(const std::function<void(float* theta, std::size_t o
 }
 
 void Vae::update_parameters(const std::function<void(float* theta, std::size_t offset, std::size_t n)>& update,
-                            std::size_t first, std::size_t last, bool repack_packs) {
+                            std::size_t first, std::size_t last, bool repack_packs, Segments which) {
   const bool repack = prepared_ && repack_packs;
   // Segments are in parameter order: those starting in [first, last) are a run.
   const auto starts_before = [](const Segment& sg, std::size_t at) { return static_cast<std::size_t>(sg.offset) < at; };
@@ -152,6 +152,7 @@ void Vae::update_parameters(const std::function<void(float* theta, std::size_t o
   const auto t1 = static_cast<std::size_t>(std::partition_point(segments_.begin(), segments_.end(), [&](const Segment& sg) { return starts_before(sg, last); }) - segments_.begin());
   tbb::parallel_for(t0, std::max(t0, t1), [&](std::size_t t) {
     const Segment& sg = segments_[t];
+    if (which == Segments::kUnpacked && sg.layer != kNoLayer) return;
     update(params_.data(), static_cast<std::size_t>(sg.offset), static_cast<std::size_t>(sg.n));
     if (!repack || sg.layer == kNoLayer) return;
     const float* w = params_.data() + sg.weights;

@@ -328,11 +328,12 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
   //
   // The update is sharded too: rank r runs Adam on the model's segments that start in
   // [P·r/R, P·(r+1)/R) only, keeping the node's one copy of m and v and publishing its new
-  // parameters in rank 0's segment; after a barrier every rank copies the other shares into
-  // its own parameters. The packed weights the products read are one copy in rank 0's
-  // segment too: each rank repacks the segments it updated. Adam is elementwise, so the
-  // same bits. The next writes to the published parameters follow the next step's
-  // agreement, which every rank reaches only after its copy.
+  // parameters in rank 0's segment; after a barrier every rank copies the other shares'
+  // biases and log-variances into its own parameters (their weight rows only when the
+  // parameters are read whole: take_shares below). The packed weights the products read
+  // are one copy in rank 0's segment too: each rank repacks the segments it updated. Adam
+  // is elementwise, so the same bits. The next writes to the published parameters follow
+  // the next step's agreement, which every rank reaches only after its copy.
   const std::size_t grad_stride = (p + 15) / 16 * 16;  // floats per gradient: whole 64-byte lines
   const std::size_t grad_bytes = 2 * max_any * grad_stride * sizeof(float);
   std::unique_ptr<comm::NodeSharedMemory> shared;
@@ -357,6 +358,24 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
     v = std::vector<float>();
     shared->fence(comm);
   }
+  // The other ranks' shares of the parameters, from the published copy: after every step
+  // only the entries the products do not read through the shared packs (biases,
+  // log-variances); the weight rows only where the parameters are read whole (snapshots,
+  // the best parameters, the end), at a step boundary, when the published copy is complete
+  // and no rank writes it until every rank has entered the next step's agreement.
+  bool theta_whole = true;
+  const auto take_shares = [&](Vae::Segments which) {
+    arena.execute([&] {
+      const auto take = [&](float* theta, std::size_t offset, std::size_t n) { std::copy_n(published + offset, n, theta + offset); };
+      model.update_parameters(take, 0, share_lo, false, which);
+      model.update_parameters(take, share_hi, p, false, which);
+    });
+  };
+  const auto whole_theta = [&] {
+    if (theta_whole) return;
+    take_shares(Vae::Segments::kAll);
+    theta_whole = true;
+  };
   // Gradient i of this step on rank r: in the shared segment, or this rank's own buffers.
   const auto shared_grad = [&](int r, std::int64_t update, std::size_t i) {
     return reinterpret_cast<float*>(shared->segment(r)) + (static_cast<std::size_t>(update % 2) * max_any + i) * grad_stride;
@@ -377,6 +396,7 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
   // Everything an exact resume needs, at a step boundary (`next_epoch`, `step_in_epoch`
   // steps into it).
   const auto snapshot = [&](int next_epoch, Index step_in_epoch) {
+    whole_theta();
     train::TrainState st;
     st.arrays["parameters"] = as_rows(std::as_const(model).parameters());
     st.arrays["adam_m"] = as_rows(m_all);
@@ -528,11 +548,8 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
             share_lo, share_hi);
       });
       shared->fence(comm);
-      arena.execute([&] {
-        const auto take = [&](float* theta, std::size_t offset, std::size_t n) { std::copy_n(published + offset, n, theta + offset); };
-        model.update_parameters(take, 0, share_lo, false);
-        model.update_parameters(take, share_hi, p, false);
-      });
+      take_shares(Vae::Segments::kUnpacked);
+      theta_whole = false;
     }
     m_step_timer.reset();
   };
@@ -552,6 +569,7 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
     if (score > best) {
       best = score;
       if (val_source) {
+        whole_theta();
         const auto params = std::as_const(model).parameters();
         best_params.assign(params.begin(), params.end());
         result.validation_elbo = val_elbo;
@@ -578,7 +596,10 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
     options.shuffle_purpose = RngPurpose::kVaeShuffle;
     train::run_stochastic(options, {start_epoch, resume_step, step}, steps, train::boundary_of(control));
   }
-  if (shared) model.own_packs();  // the model outlives the window
+  if (shared) {
+    whole_theta();
+    model.own_packs();  // the model outlives the window
+  }
   if (val_source && !best_params.empty()) {
     std::copy(best_params.begin(), best_params.end(), model.parameters().begin());
     prepare();

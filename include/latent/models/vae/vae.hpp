@@ -110,9 +110,13 @@ class Vae {
   /// of a sharded update, then the copy of the others' shares); the packs stay current once
   /// every segment has been visited by one call or another.
   /// With repack false the packed weights are left as they are: for ranks that share them
-  /// (place_packs), where the rank that updated a segment has repacked it.
+  /// (place_packs), where the rank that updated a segment has repacked it. With
+  /// `which` kUnpacked only the segments the products do not read through the packs (the
+  /// biases, the log-variances) are visited: what a prepared model's forward and backward
+  /// passes read from the parameters themselves.
+  enum class Segments { kAll, kUnpacked };
   void update_parameters(const std::function<void(float* theta, std::size_t offset, std::size_t n)>& update,
-                         std::size_t first, std::size_t last, bool repack = true);
+                         std::size_t first, std::size_t last, bool repack = true, Segments which = Segments::kAll);
   /// Words (4 bytes each) of all packed weights of a prepared model, each pack rounded up to
   /// 16 words (64 bytes).
   std::size_t packed_words() const noexcept;
