@@ -189,6 +189,48 @@ TEST(VaeUpdate, SegmentRepacksEqualAFreshPrepareAndGradMaxIsExact) {
   EXPECT_FALSE(std::isfinite(mx));
 }
 
+// Ranks that share a node's packed weights copy only the entries the products do not read
+// through the packs after each step (vae_fit.cpp): Segments::kUnpacked must visit exactly
+// the biases and the log-variances, each once, within [first, last), and leave the packs
+// (hence the loss) as they were.
+TEST(VaeUpdate, UnpackedSegmentsAreTheBiasesAndLogVariances) {
+  VaeArchitecture a;
+  a.input_dim = 70;
+  a.latent_dim = 3;
+  a.hidden = {48, 40};
+  a.likelihood = VaeLikelihood::kGaussian;
+  a.learn_variance = true;
+  Vae model(a);
+  model.init_parameters(11);
+  model.prepare(matmul::Precision::kHighest);
+  const auto p = static_cast<std::size_t>(model.num_parameters());
+  std::vector<int> expected(p, 0);
+  for (const auto* net : {&model.encoder_layers(), &model.decoder_layers()})
+    for (const VaeLayer& l : *net)
+      for (Index j = 0; j < l.out; ++j) expected[static_cast<std::size_t>(l.bias_offset + j)] = 1;
+  ASSERT_GE(model.log_variance_offset(), 0);
+  for (Index d = 0; d < a.input_dim; ++d) expected[static_cast<std::size_t>(model.log_variance_offset() + d)] = 1;
+  const RowMatrixF x = random_rows(20, 70, 5, false), eps = random_rows(20, 3, 6, false);
+  VaeWorkspace w;
+  Eigen::VectorXf g(model.num_parameters());
+  const double before = model.loss(x, eps, w, {g.data(), p});
+  // Two calls over [0, half) and [half, P), as the trainer's copy of the others' shares.
+  std::vector<int> seen(p, 0);
+  const auto visit = [&](float*, std::size_t offset, std::size_t n) {
+    for (std::size_t j = offset; j < offset + n; ++j) ++seen[j];
+  };
+  const std::size_t half = p / 2;
+  model.update_parameters(visit, 0, half, false, Vae::Segments::kUnpacked);
+  model.update_parameters(visit, half, p, false, Vae::Segments::kUnpacked);
+  std::size_t biases = 0;
+  for (std::size_t j = 0; j < p; ++j) {
+    ASSERT_EQ(seen[j], expected[j]) << "parameter " << j;
+    biases += static_cast<std::size_t>(expected[j]);
+  }
+  EXPECT_EQ(biases, static_cast<std::size_t>(48 + 40 + 6 + 40 + 48 + 70 + 70));
+  EXPECT_EQ(model.loss(x, eps, w, {g.data(), p}), before);
+}
+
 // With every weight zero the encoder gives μ = b, log σ² = b' and the decoder a constant
 // output: the loss has a closed form.
 TEST(VaeLoss, ClosedFormWithZeroWeights) {
