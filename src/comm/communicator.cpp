@@ -570,7 +570,6 @@ struct NodeSharedMemory::Handles {
 
 std::unique_ptr<NodeSharedMemory> NodeSharedMemory::create(const Communicator& comm, std::size_t bytes) {
   if (comm.size() == 1) return nullptr;
-  comm.barrier();  // a rank that never arrives is named here (Watchdog), not in the raw calls below
   // The same decision on every rank: LATENT_NODE_SHARED=0 anywhere, or a node that does not
   // hold the whole job, turns it off everywhere.
   const char* env = std::getenv("LATENT_NODE_SHARED");
@@ -578,7 +577,9 @@ std::unique_ptr<NodeSharedMemory> NodeSharedMemory::create(const Communicator& c
   // The window is a file in Open MPI's backing directory (/dev/shm unless
   // OMPI_MCA_osc_sm_backing_directory says otherwise), whose pages are only claimed when
   // touched: a tmpfs too small for it (a container's 64 MiB /dev/shm) would end the job with
-  // SIGBUS mid-fit. So the node's total, with room to spare, must be free there now.
+  // SIGBUS mid-fit. So the node's total, with room to spare, must be free there now. (This
+  // sum is the first collective: a rank that never arrives is named here by the Watchdog,
+  // not in the raw MPI calls below.)
   std::vector<std::int64_t> total{static_cast<std::int64_t>(std::min<std::size_t>(bytes, std::size_t{1} << 60))};
   comm.allreduce_sum(total);
   const char* dir = std::getenv("OMPI_MCA_osc_sm_backing_directory");

@@ -376,8 +376,9 @@ double LdaSlice::send_stats(const comm::Communicator& comm, std::span<const std:
       std::memcpy(&mr, in, sizeof mr);
       const auto* counts = reinterpret_cast<const std::int64_t*>(in + 64);
       const auto* w = reinterpret_cast<const std::int32_t*>(in + 64 + static_cast<std::size_t>(mr * k) * sizeof(std::int64_t));
-      const auto* a = std::lower_bound(w, w + mr, static_cast<std::int32_t>(begin_));
-      const auto* b = std::lower_bound(a, w + mr, static_cast<std::int32_t>(end_));
+      const auto first = owner_ranges({w, static_cast<std::size_t>(mr)}, v_, parts_);
+      const auto* a = w + first[static_cast<std::size_t>(rank_)];
+      const auto* b = w + first[static_cast<std::size_t>(rank_) + 1];
       local.resize(static_cast<std::size_t>(b - a));
       for (std::size_t i = 0; i < local.size(); ++i) local[i] = a[i] - static_cast<std::int32_t>(begin_);
       into.add_rows(local, counts + static_cast<std::size_t>(a - w) * static_cast<std::size_t>(k));
