@@ -2,6 +2,7 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <atomic>
 
 namespace latent::profile {
@@ -21,7 +22,27 @@ Snapshot& baseline() {
   return b;
 }
 
+// The innermost partition timer alive on this thread (ScopedTimer's nesting).
+thread_local ScopedTimer* current_timer = nullptr;
+
 }  // namespace
+
+ScopedTimer::ScopedTimer(Counter c) noexcept : counter_(c), start_(std::chrono::steady_clock::now()) {
+  if (counter_ == Counter::kReadSeconds) return;
+  parent_ = current_timer;
+  current_timer = this;
+}
+
+ScopedTimer::~ScopedTimer() {
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  if (counter_ == Counter::kReadSeconds) {
+    add(counter_, elapsed);
+    return;
+  }
+  add(counter_, std::max(0.0, elapsed - nested_seconds_));
+  if (parent_) parent_->nested_seconds_ += elapsed;
+  current_timer = parent_;
+}
 
 void add(Counter c, double value) noexcept {
   const int i = static_cast<int>(c);

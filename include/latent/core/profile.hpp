@@ -35,15 +35,24 @@ Snapshot snapshot() noexcept;
 double max_rss_bytes() noexcept;
 
 /// Adds the wall time of its scope to a seconds counter.
+///
+/// The iteration's parts (read wait, collectives, M-step) partition its wall time, so these
+/// timers count exclusive time: a timer started inside another on the same thread (a
+/// collective inside an M-step) is subtracted from the outer one, and each second lands in
+/// one counter only. kReadSeconds is a separate view (the I/O thread's work, which overlaps
+/// compute) and neither nests nor is nested. Timers on one thread must end in reverse order
+/// of their start (scopes, or std::optional reset in that order).
 class ScopedTimer {
  public:
-  explicit ScopedTimer(Counter c) noexcept : counter_(c), start_(std::chrono::steady_clock::now()) {}
-  ~ScopedTimer() { add(counter_, std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count()); }
+  explicit ScopedTimer(Counter c) noexcept;
+  ~ScopedTimer();
   ScopedTimer(const ScopedTimer&) = delete;
   ScopedTimer& operator=(const ScopedTimer&) = delete;
 
  private:
   Counter counter_;
+  ScopedTimer* parent_ = nullptr;  ///< the enclosing partition timer on this thread, if any
+  double nested_seconds_ = 0;      ///< wall time of the partition timers inside this one
   std::chrono::steady_clock::time_point start_;
 };
 
