@@ -1,5 +1,8 @@
 #include "latent/core/kernel.hpp"
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <cpuid.h>
 
 #include <atomic>
@@ -32,6 +35,17 @@ constexpr std::ptrdiff_t kL1 = 32 * 1024, kL2 = 1024 * 1024, kL3 = 32 * 1024 * 1
 std::atomic<int> g_active{-1};
 std::mutex g_choose;
 
+// AMX-TILE and AMX-BF16 (CPUID leaf 7: EDX bits 24 and 22), and Linux's leave to use the
+// 8 KiB tile data (arch_prctl ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA, Linux 5.16 and
+// later): granted to the whole process, once, before any thread runs a tile instruction.
+bool amx_permitted() noexcept {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0) return false;
+  if ((edx & (1u << 24)) == 0 || (edx & (1u << 22)) == 0) return false;
+  constexpr int kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
+}
+
 std::string names() {
   std::string s;
   for (Variant v : all_variants()) s += (s.empty() ? "" : ", ") + to_string(v);
@@ -47,13 +61,14 @@ std::string supported_names() {
 
 }  // namespace
 
-std::vector<Variant> all_variants() { return {Variant::kAvx2, Variant::kAvx512, Variant::kAvx512Bf16}; }
+std::vector<Variant> all_variants() { return {Variant::kAvx2, Variant::kAvx512, Variant::kAvx512Bf16, Variant::kAmxBf16}; }
 
 std::string to_string(Variant v) {
   switch (v) {
     case Variant::kAvx2: return "avx2";
     case Variant::kAvx512: return "avx512";
     case Variant::kAvx512Bf16: return "avx512bf16";
+    case Variant::kAmxBf16: return "amxbf16";
   }
   return "unknown";
 }
@@ -69,10 +84,12 @@ bool supported(Variant v) noexcept {
   static const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                              __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
   static const bool bf16 = avx512 && __builtin_cpu_supports("avx512bf16");
+  static const bool amx = bf16 && amx_permitted();
   switch (v) {
     case Variant::kAvx2: return avx2;
     case Variant::kAvx512: return avx512;
     case Variant::kAvx512Bf16: return bf16;
+    case Variant::kAmxBf16: return amx;
   }
   return false;
 }

@@ -238,7 +238,8 @@ template <bool kBf16>
 // The kernels of the job's variant (latent/core/kernel.hpp), not of this CPU: every rank
 // of a job runs the same ones.
 bool use_avx512() { return kernel::active() >= kernel::Variant::kAvx512; }
-bool use_avx512bf16() { return kernel::active() == kernel::Variant::kAvx512Bf16; }
+bool use_avx512bf16() { return kernel::active() >= kernel::Variant::kAvx512Bf16; }
+bool use_amx() { return kernel::active() == kernel::Variant::kAmxBf16; }
 
 }  // namespace
 
@@ -290,8 +291,21 @@ void Packed::pack(Precision p, const float* src, Index rows, Index depth, Index 
   depth_stride_ = depth_stride;
   shaped_ = false;
   steps_ = p == Precision::kMedium ? (depth + 1) / 2 : depth;
+  const bool amx = p == Precision::kMedium && use_amx();
+  amx_rows_ = amx && width == kMr;
+  if (amx_rows_) width_ = width = kAmxRows;
+  stride_ = amx ? (steps_ + 15) / 16 * 16 : steps_;
   const Index panels = (rows + width - 1) / width;
-  reserve(static_cast<std::size_t>(panels * width * steps_));
+  reserve(static_cast<std::size_t>(panels * width * stride_));
+  if (amx && (stride_ > steps_ || rows % width != 0)) {  // the zero words AMX tiles read past K and past the rows
+    if (amx_rows_) {
+      for (Index r = 0; r < panels * width; ++r)
+        std::fill(data() + r * stride_ + (r < rows ? steps_ : 0), data() + (r + 1) * stride_, 0u);
+    } else {
+      for (Index q = 0; q < panels; ++q)
+        std::fill(data() + (q * stride_ + steps_) * width, data() + (q + 1) * stride_ * width, 0u);
+    }
+  }
   fill(src, 0, rows, 0, depth);
 }
 
@@ -314,8 +328,8 @@ void Packed::own() {
 }
 
 Packed::Packed(const Packed& other)
-    : precision_(other.precision_), rows_(other.rows_), depth_(other.depth_), steps_(other.steps_), width_(other.width_),
-      row_stride_(other.row_stride_), depth_stride_(other.depth_stride_), shaped_(other.shaped_),
+    : precision_(other.precision_), rows_(other.rows_), depth_(other.depth_), steps_(other.steps_), stride_(other.stride_), width_(other.width_),
+      row_stride_(other.row_stride_), depth_stride_(other.depth_stride_), shaped_(other.shaped_), amx_rows_(other.amx_rows_),
       words_(other.data(), other.data() + other.size_), size_(other.size_) {}
 
 Packed& Packed::operator=(const Packed& other) {
@@ -327,7 +341,8 @@ void Packed::shape(Index rows, Index depth, bool as_a) {
   precision_ = Precision::kHighest;
   rows_ = rows;
   depth_ = depth;
-  steps_ = depth;
+  steps_ = stride_ = depth;
+  amx_rows_ = false;
   width_ = as_a ? kMr : kNr;
   row_stride_ = depth_stride_ = 0;
   shaped_ = true;
@@ -357,7 +372,7 @@ void Packed::repack(const float* src, Index row_begin, Index row_end, Index dept
   if (shaped_)
     throw std::invalid_argument("matmul::Packed::repack: the operand was shaped (Packed::shape), not packed from a source");
   if (row_begin < 0 || row_end > rows_ || row_begin > row_end || depth_begin < 0 || depth_end > depth_ ||
-      depth_begin > depth_end || row_begin % (width_ == kNr ? kNr : 16) != 0 ||
+      depth_begin > depth_end || row_begin % (width_ == kNr && !amx_rows_ ? kNr : 16) != 0 ||
       (precision_ == Precision::kMedium && depth_begin % 2 != 0))
     throw std::invalid_argument("matmul::Packed::repack: the range is outside the operand or not on a panel/step boundary");
   if (row_begin < row_end && depth_begin < depth_end) fill(src, row_begin, row_end, depth_begin, depth_end);
@@ -369,13 +384,17 @@ void Packed::fill(const float* src, Index r_begin, Index r_end, Index k_begin, I
   const bool vector = bf16 && use_avx512bf16();
   const Index s_begin = bf16 ? k_begin / 2 : k_begin, s_end = bf16 ? (k_end + 1) / 2 : k_end;
   const Index panels = (rows + width - 1) / width;
+  if (amx_rows_) {
+    fill_amx_rows(src, r_begin, r_end, s_begin, s_end);
+    return;
+  }
   if (row_stride != 1 && depth_stride == 1 && (width == 8 || width == 32) && (bf16 ? use_avx512bf16() : use_avx512())) {
-    if (bf16) pack_transposed<true>(src, rows, depth, row_stride, width, steps_, data(), r_begin, r_end, s_begin, s_end);
-    else pack_transposed<false>(src, rows, depth, row_stride, width, steps_, data(), r_begin, r_end, s_begin, s_end);
+    if (bf16) pack_transposed<true>(src, rows, depth, row_stride, width, stride_, data(), r_begin, r_end, s_begin, s_end);
+    else pack_transposed<false>(src, rows, depth, row_stride, width, stride_, data(), r_begin, r_end, s_begin, s_end);
     return;
   }
   for (Index q = r_begin / width; q < panels && q * width < r_end; ++q) {
-    std::uint32_t* out = data() + q * width * steps_;
+    std::uint32_t* out = data() + q * width * stride_;
     const Index r0 = q * width, rn = std::min(width, rows - r0);
     const float* base = src + r0 * row_stride;
     if (rn < width)  // zero padding of the edge panel
@@ -417,6 +436,156 @@ void Packed::fill(const float* src, Index r_begin, Index r_end, Index k_begin, I
 
 namespace {
 
+// Rows [r0, r0 + nr) of an AMX A operand from a source whose rows run contiguously along K:
+// each row's pairs are its own floats rounded in order (one VCVTNE2PS2BF16 per 32 of K).
+[[gnu::target("avx512f,avx512bw,avx512vl,avx512bf16")]] void amx_rows_contiguous(const float* src, Index row_stride, Index depth,
+                                                                                   Index r0, Index nr, Index stride,
+                                                                                   std::uint32_t* words, Index s_begin,
+                                                                                   Index s_end) {
+  for (Index r = r0; r < r0 + nr; ++r) {
+    const float* x = src + r * row_stride;
+    std::uint32_t* o = words + r * stride;
+    for (Index s0 = s_begin; s0 < s_end; s0 += 16) {
+      const Index k0 = 2 * s0;
+      const __m512 lo = _mm512_maskz_loadu_ps(mask16(depth - k0), x + k0);
+      const __m512 hi = _mm512_maskz_loadu_ps(mask16(depth - k0 - 16), x + k0 + 16);
+      _mm512_mask_storeu_epi32(o + s0, mask16(s_end - s0), (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+    }
+  }
+}
+
+// The same from a source whose rows are contiguous and K strided (a transposed operand):
+// the pairs of 16 rows for 16 steps, then a 16 × 16 transpose in registers.
+[[gnu::target("avx512f,avx512bw,avx512vl,avx512bf16")]] void amx_rows_transposed(const float* src, Index rows, Index depth,
+                                                                                   Index depth_stride, Index r_begin,
+                                                                                   Index r_end, Index stride,
+                                                                                   std::uint32_t* words, Index s_begin,
+                                                                                   Index s_end) {
+  alignas(64) static constexpr std::uint16_t kIdx[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
+                                                          8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  const __m512i idx = _mm512_load_si512(kIdx);
+  for (Index r0 = r_begin; r0 < std::min(r_end, rows); r0 += 16) {
+    const __mmask16 m = mask16(rows - r0);
+    for (Index s0 = s_begin; s0 < s_end; s0 += 16) {
+      __m512i v[16];
+      for (Index j = 0; j < 16; ++j) {
+        const Index k = 2 * (s0 + j);
+        if (s0 + j >= s_end) {
+          v[j] = _mm512_setzero_si512();
+          continue;
+        }
+        const __m512 lo = _mm512_maskz_loadu_ps(m, src + k * depth_stride + r0);
+        const __m512 hi = k + 1 < depth ? _mm512_maskz_loadu_ps(m, src + (k + 1) * depth_stride + r0) : _mm512_setzero_ps();
+        v[j] = _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+      }
+      transpose16(v);
+      const __mmask16 ms = mask16(s_end - s0);
+      for (Index i = 0; i < std::min<Index>(16, rows - r0); ++i) _mm512_mask_storeu_epi32(words + (r0 + i) * stride + s0, ms, v[i]);
+    }
+  }
+}
+
+}  // namespace
+
+void Packed::fill_amx_rows(const float* src, Index r_begin, Index r_end, Index s_begin, Index s_end) {
+  // Row r of panel q sits at data() + (q · kAmxRows + r % kAmxRows) · stride_: row-major
+  // over all rows, so the panels need no index of their own.
+  r_end = std::min(r_end, rows_);
+  if (depth_stride_ == 1) {
+    amx_rows_contiguous(src, row_stride_, depth_, r_begin, r_end - r_begin, stride_, data(), s_begin, s_end);
+  } else if (row_stride_ == 1) {
+    amx_rows_transposed(src, rows_, depth_, depth_stride_, r_begin, r_end, stride_, data(), s_begin, s_end);
+  } else {
+    for (Index r = r_begin; r < r_end; ++r) {
+      const float* x = src + r * row_stride_;
+      std::uint32_t* o = data() + r * stride_;
+      for (Index s = s_begin; s < s_end; ++s)
+        o[s] = pair_of(x[2 * s * depth_stride_], 2 * s + 1 < depth_ ? x[(2 * s + 1) * depth_stride_] : 0.0f);
+    }
+  }
+}
+
+namespace {
+
+// AMX: C = A B for an A in the AMX row layout and a B panel of 32 columns (two tiles of 16
+// columns, its steps' words loaded with a 128-byte stride: B panels are already pairs
+// along K per column, AMX's layout for B). Per 32 × 32 block of C: four accumulator tiles
+// over K in chunks of 16 steps, from step 0 up, so each entry is a function of its row of
+// A and column of B only. TDPBF16PS's rounding inside a chunk is the hardware's (not
+// VDPBF16PS's two roundings per pair), so these bits are the variant's own.
+struct TileConfig {
+  std::uint8_t palette_id = 1;
+  std::uint8_t start_row = 0;
+  std::uint8_t reserved[14] = {};
+  std::uint16_t colsb[16] = {};
+  std::uint8_t rows[16] = {};
+};
+
+template <bool kMax>
+[[gnu::target("avx512f,avx512bw,avx512vl,avx512bf16,amx-tile,amx-bf16")]] void amx_tiles(const Packed& a, const Packed& b,
+                                                                                         float* c, Index ldc,
+                                                                                         bool accumulate,
+                                                                                         std::uint32_t* abs_max) {
+  TileConfig config;
+  for (int t = 0; t < 8; ++t) {
+    config.colsb[t] = 64;
+    config.rows[t] = 16;
+  }
+  _tile_loadconfig(&config);
+  const Index m = a.rows(), n = b.rows(), stride = a.stride(), chunks = stride / 16;
+  const Index mp = (m + Packed::kAmxRows - 1) / Packed::kAmxRows, np = (n + kNr - 1) / kNr;
+  const long a_bytes = static_cast<long>(stride * 4);
+  alignas(64) float t[32 * 32];
+  [[maybe_unused]] const __m512i magnitude = _mm512_set1_epi32(0x7fffffff);
+  [[maybe_unused]] __m512i mx;
+  if constexpr (kMax) mx = _mm512_loadu_si512(abs_max);
+  for (Index qn = 0; qn < np; ++qn) {
+    const std::uint32_t* bp = b.panel(qn);
+    const int nv = static_cast<int>(std::min(kNr, n - qn * kNr));
+    const auto m0 = static_cast<__mmask16>(nv >= 16 ? 0xffffu : (1u << nv) - 1u);
+    const auto m1 = static_cast<__mmask16>(nv <= 16 ? 0u : nv >= 32 ? 0xffffu : (1u << (nv - 16)) - 1u);
+    for (Index qm = 0; qm < mp; ++qm) {
+      const std::uint32_t* ap = a.panel(qm);
+      const int mv = static_cast<int>(std::min(Packed::kAmxRows, m - qm * Packed::kAmxRows));
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+      for (Index kc = 0; kc < chunks; ++kc) {
+        _tile_loadd(4, ap + kc * 16, a_bytes);
+        _tile_loadd(5, ap + 16 * stride + kc * 16, a_bytes);
+        _tile_loadd(6, bp + kc * 16 * kNr, kNr * 4);
+        _tile_loadd(7, bp + kc * 16 * kNr + 16, kNr * 4);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+      }
+      _tile_stored(0, t, 128);
+      _tile_stored(1, t + 16, 128);
+      _tile_stored(2, t + 16 * 32, 128);
+      _tile_stored(3, t + 16 * 32 + 16, 128);
+      float* cq = c + qm * Packed::kAmxRows * ldc + qn * kNr;
+      for (int i = 0; i < mv; ++i) {
+        float* ci = cq + i * ldc;
+        __m512 v0 = _mm512_load_ps(t + i * 32), v1 = _mm512_load_ps(t + i * 32 + 16);
+        if (accumulate) {
+          v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, ci));
+          v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, ci + 16));
+        }
+        _mm512_mask_storeu_ps(ci, m0, v0);
+        _mm512_mask_storeu_ps(ci + 16, m1, v1);
+        if constexpr (kMax) {
+          mx = _mm512_mask_max_epu32(mx, m0, mx, _mm512_and_si512(_mm512_castps_si512(v0), magnitude));
+          mx = _mm512_mask_max_epu32(mx, m1, mx, _mm512_and_si512(_mm512_castps_si512(v1), magnitude));
+        }
+      }
+    }
+  }
+  if constexpr (kMax) _mm512_storeu_si512(abs_max, mx);
+  _tile_release();
+}
+
 // The steps panel qn of an upper-triangular B needs: its columns j < (qn + 1)·32 have no
 // entry below row j, so its steps past k = (qn + 1)·32 (a pair of k per step for bfloat16)
 // add only zeros.
@@ -449,6 +618,19 @@ void multiply(const Packed& a, const Packed& b, float* c, Index ldc, bool accumu
     throw std::invalid_argument("matmul::multiply: operands packed with different precisions or depths");
   const bool bf16 = a.precision() == Precision::kMedium;
   const bool avx2 = !use_avx512();
+  if (a.amx_rows() && b.stride() % 16 != 0)
+    throw std::invalid_argument("matmul::multiply: an AMX A operand with a B packed outside kernel variant amxbf16");
+  if (a.amx_rows()) {
+    if (abs_max == nullptr) {
+      amx_tiles<false>(a, b, c, ldc, accumulate, nullptr);
+      return;
+    }
+    std::uint32_t lanes[16] = {};
+    lanes[0] = word_of(std::fabs(*abs_max));
+    amx_tiles<true>(a, b, c, ldc, accumulate, lanes);
+    *abs_max = std::bit_cast<float>(*std::max_element(lanes, lanes + 16));
+    return;
+  }
   if (abs_max == nullptr) {
     if (bf16) tiles<true, false>(a, b, c, ldc, accumulate, nullptr);
     else if (avx2) tiles<false, false, true>(a, b, c, ldc, accumulate, nullptr);
@@ -466,7 +648,8 @@ void multiply(const Packed& a, const Packed& b, float* c, Index ldc, bool accumu
 void multiply_upper(const Packed& a, const Packed& b, float* c, Index ldc) {
   if (a.precision() != b.precision() || a.depth() != b.depth())
     throw std::invalid_argument("matmul::multiply_upper: operands packed with different precisions or depths");
-  if (a.precision() == Precision::kMedium) tiles<true, false>(a, b, c, ldc, false, nullptr, true);
+  if (a.amx_rows()) multiply(a, b, c, ldc);  // the whole product: AMX tiles skip no steps
+  else if (a.precision() == Precision::kMedium) tiles<true, false>(a, b, c, ldc, false, nullptr, true);
   else if (!use_avx512()) tiles<false, false, true>(a, b, c, ldc, false, nullptr, true);
   else tiles<false, false>(a, b, c, ldc, false, nullptr, true);
 }

@@ -444,18 +444,18 @@ struct KernelEnv {
 // The kernel variant (docs/ARCHITECTURE.md §5.7): listed by --version, chosen by
 // LATENT_KERNEL (a bad name or one the CPU lacks refused with 64 before anything is read or
 // written), logged at the start of a fit, recorded in the model file; medium precision
-// refused up front outside avx512bf16.
+// refused up front outside avx512bf16 and amxbf16.
 TEST(CliKernel, ForcedLoggedRecordedAndRefused) {
   auto r = run_cli({"--version"});
   ASSERT_EQ(r.code, 0);
-  EXPECT_NE(r.out.find("kernel variants: avx2, avx512, avx512bf16 (this CPU: avx2"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("kernel variants: avx2, avx512, avx512bf16, amxbf16 (this CPU: avx2"), std::string::npos) << r.out;
   TempDir dir("kernel");
   latent::testing::write_shards(dir / "d", latent::testing::blobs(60, 3, 2, 1), {30, 30});
   {
     const KernelEnv env("avx3");
     r = run_cli({"fit", "gmm", "--data", dir / "d", "--output", dir / "bad.h5", "--n-components", "2"});
     EXPECT_EQ(r.code, 64);
-    EXPECT_NE(r.err.find("LATENT_KERNEL='avx3' names no kernel variant; use one of avx2, avx512, avx512bf16"),
+    EXPECT_NE(r.err.find("LATENT_KERNEL='avx3' names no kernel variant; use one of avx2, avx512, avx512bf16, amxbf16"),
               std::string::npos) << r.err;
     EXPECT_FALSE(std::filesystem::exists(dir / "bad.h5"));
   }
@@ -482,7 +482,7 @@ TEST(CliKernel, ForcedLoggedRecordedAndRefused) {
     EXPECT_NE(r.out.find("kernel variant: " + name), std::string::npos) << r.out;
     r = run_cli({"fit", "vae", "--data", dir / "d", "--output", dir / (name + "-vae.h5"), "--latent-dim", "1", "--hidden",
                  "4", "--epochs", "1", "--batch-size", "20", "--likelihood", "gaussian", "--matmul-precision", "medium"});
-    if (v == kernel::Variant::kAvx512Bf16) {
+    if (v >= kernel::Variant::kAvx512Bf16) {
       EXPECT_EQ(r.code, 0) << r.err;
     } else {
       EXPECT_EQ(r.code, 64) << r.err;

@@ -33,7 +33,7 @@ from golden_models import content_hash  # noqa: E402
 H = Harness(os.path.abspath(sys.argv[1]), sys.argv[2])
 check = H.check
 LATENT, MPIEXEC = H.latent, H.mpiexec
-VARIANTS = ["avx2", "avx512", "avx512bf16"]
+VARIANTS = ["avx2", "avx512", "avx512bf16", "amxbf16"]
 
 FITS = {
     "gmm": ["gmm", "--n-components", "3", "--data", "dense"],
@@ -161,8 +161,9 @@ def main():
         check(r.returncode == 64 and "rank 1: LATENT_KERNEL='avx3' names no kernel variant" in r.stderr
               and not os.path.exists(out), f"LATENT_KERNEL=avx3 on rank 1: exit {r.returncode}, {r.stderr.strip()[:200]}")
 
-        # bfloat16 products need every rank on avx512bf16: refused before the data line.
+        # bfloat16 products need every rank on avx512bf16 or amxbf16: refused before the data line.
         if "avx512bf16" in here:
+            best_bf16 = "amxbf16" if "amxbf16" in here else "avx512bf16"
             args = FITS["vae"] + ["--matmul-precision", "medium"]
             out = os.path.join(root, "vae-medium.h5")
             r = run(["fit", *args, "--output", out], [None, "avx2"], root)
@@ -170,7 +171,22 @@ def main():
                   and "kernel variant avx2" not in r.stderr and not os.path.exists(out),
                   f"medium with rank 1 on avx2: exit {r.returncode}, {r.stderr.strip()[:200]}")
             r = run(["fit", *args, "--output", out], [None, None], root)
-            check(r.returncode == 0 and variant_in_log(r.stderr) == "avx512bf16", "medium on 2 ranks of avx512bf16 runs")
+            check(r.returncode == 0 and variant_in_log(r.stderr) == best_bf16, f"medium on 2 ranks of {best_bf16} runs")
+            # The medium bits are the variant's: 1 rank and 2 ranks of it agree.
+            one = os.path.join(root, "vae-medium-1.h5")
+            r1 = run(["fit", *args, "--output", one], [None], root)
+            check(r.returncode == 0 and r1.returncode == 0 and content_hash(out) == content_hash(one),
+                  f"medium, {best_bf16}: 2 ranks give the content of 1 rank")
+            if best_bf16 == "amxbf16":
+                # A rank on avx512bf16 takes the job to VDPBF16PS products (the job's variant).
+                mixed = os.path.join(root, "vae-medium-mixed.h5")
+                r = run(["fit", *args, "--output", mixed], [None, "avx512bf16"], root)
+                check(r.returncode == 0 and variant_in_log(r.stderr) == "avx512bf16",
+                      f"medium with rank 1 on avx512bf16: exit {r.returncode}, logged {variant_in_log(r.stderr)}")
+                solo = os.path.join(root, "vae-medium-avx512bf16.h5")
+                r1 = run(["fit", *args, "--output", solo], ["avx512bf16"], root)
+                check(r.returncode == 0 and r1.returncode == 0 and content_hash(mixed) == content_hash(solo),
+                      "medium on avx512bf16 + amxbf16 ranks: the content of 1 rank of avx512bf16")
     H.finish()
 
 

@@ -118,14 +118,14 @@ TEST(Matmul, EveryKernelVariantGivesTheSameFloat32Bits) {
 }
 
 // The variant decides what is available: float32 products in every variant, bfloat16
-// products only in avx512bf16 (refused with a message naming the variant otherwise).
+// products only in avx512bf16 and amxbf16 (refused with a message naming the variant otherwise).
 TEST(Matmul, MediumPrecisionOnlyInTheBf16Variant) {
   for (kernel::Variant v : kernel::all_variants()) {
     if (!kernel::supported(v)) continue;
     const kernel::ScopedVariant scope(v);
     EXPECT_TRUE(available(Precision::kHighest));
-    EXPECT_EQ(available(Precision::kMedium), v == kernel::Variant::kAvx512Bf16) << kernel::to_string(v);
-    if (v != kernel::Variant::kAvx512Bf16) {
+    EXPECT_EQ(available(Precision::kMedium), v >= kernel::Variant::kAvx512Bf16) << kernel::to_string(v);
+    if (v < kernel::Variant::kAvx512Bf16) {
       try {
         require(Precision::kMedium);
         ADD_FAILURE() << "medium accepted in " << kernel::to_string(v);
@@ -178,7 +178,11 @@ TEST(Matmul, BfloatRoundsToNearestEven) {
 
 TEST(Matmul, VectorAndScalarPackersAgree) {
   // The same matrix packed from a contiguous copy (the vector paths) and from a strided one
-  // (the scalar path) gives the same words, including ties, subnormals and infinities.
+  // (the scalar path) gives the same words, including ties, subnormals and infinities; in
+  // every variant this CPU runs (amxbf16 packs A in rows of pairs, with its own packers).
+  for (kernel::Variant v : kernel::all_variants()) {
+  if (!kernel::supported(v)) continue;
+  const kernel::ScopedVariant scope(v);
   for (Precision p : precisions()) {
     const Index rows = 19, depth = 37;
     RowMatrixF a = random_matrix(rows, depth, 5);
@@ -201,18 +205,23 @@ TEST(Matmul, VectorAndScalarPackersAgree) {
         slow.pack_a(p, wide.data(), rows, depth, 2 * depth, 2);
         rowwise.pack_a(p, at.data(), rows, depth, 1, rows);
       }
-      const Index width = as_b ? Packed::kNr : Packed::kMr;
-      const Index words = (rows + width - 1) / width * width * fast.steps();
+      const auto words = static_cast<Index>(fast.words());
+      ASSERT_EQ(slow.words(), fast.words());
+      ASSERT_EQ(rowwise.words(), fast.words());
       for (Index w = 0; w < words; ++w) {
         ASSERT_EQ(fast.panel(0)[w], slow.panel(0)[w]) << to_string(p) << (as_b ? " B" : " A") << " word " << w;
         ASSERT_EQ(fast.panel(0)[w], rowwise.panel(0)[w]) << to_string(p) << (as_b ? " B" : " A") << " word " << w;
       }
     }
   }
+  }
 }
 
 TEST(Matmul, ARowsResultDoesNotDependOnTheOtherRows) {
   // docs/ARCHITECTURE.md §5: a row's products must be the same bits whatever micro-batch it is in.
+  for (kernel::Variant v : kernel::all_variants()) {
+  if (!kernel::supported(v)) continue;
+  const kernel::ScopedVariant scope(v);
   for (Precision p : precisions()) {
     const Index k = 100, n = 50;
     const RowMatrixF a = random_matrix(21, k, 6), b = random_matrix(k, n, 7);
@@ -224,8 +233,10 @@ TEST(Matmul, ARowsResultDoesNotDependOnTheOtherRows) {
     for (Index i : {0, 7, 8, 20}) {
       pr.pack_a(p, a.data() + i * k, 1, k, k, 1);
       multiply(pr, pb, one.data(), n);
-      for (Index j = 0; j < n; ++j) ASSERT_EQ(all(i, j), one(0, j)) << to_string(p) << " row " << i << " col " << j;
+      for (Index j = 0; j < n; ++j)
+        ASSERT_EQ(all(i, j), one(0, j)) << kernel::to_string(v) << " " << to_string(p) << " row " << i << " col " << j;
     }
+  }
   }
 }
 
@@ -333,7 +344,8 @@ TEST(Matmul, UpperTriangularProductHasTheWholeProductsBits) {
                 << kernel::to_string(v) << " " << to_string(p) << " d " << d << " at " << i << ", " << j;
         multiply(pa, pfull, dense.data(), d);
         multiply_upper(pa, pfull, skipped.data(), d);
-        if (d > kLowerBlock) EXPECT_NE(dense, skipped) << "d " << d << ": every step was run";
+        if (pa.amx_rows()) EXPECT_EQ(dense, skipped) << "d " << d << ": AMX tiles run every step";
+        else if (d > kLowerBlock) EXPECT_NE(dense, skipped) << "d " << d << ": every step was run";
         else EXPECT_EQ(dense, skipped) << "d " << d << ": one panel runs its whole depth";
         if (p != Precision::kHighest) continue;
         // multiply_upper_minus: (A − 1 mᵀ) U from A's packing, against packing the differences.
@@ -375,7 +387,7 @@ TEST(Matmul, RepackOfChangedRowsEqualsAFreshPack) {
     Packed fwd_fresh, bwd_fresh;
     fwd_fresh.pack_b(p, w.data(), in, out, 1, in);
     bwd_fresh.pack_b(p, w.data(), out, in, in, 1);
-    const Index fwd_words = (out + 31) / 32 * 32 * fwd.steps(), bwd_words = (in + 31) / 32 * 32 * bwd.steps();
+    const Index fwd_words = (out + 31) / 32 * 32 * fwd.stride(), bwd_words = (in + 31) / 32 * 32 * bwd.stride();
     for (Index i = 0; i < fwd_words; ++i) ASSERT_EQ(fwd.panel(0)[i], fwd_fresh.panel(0)[i]) << to_string(p) << " fwd " << i;
     for (Index i = 0; i < bwd_words; ++i) ASSERT_EQ(bwd.panel(0)[i], bwd_fresh.panel(0)[i]) << to_string(p) << " bwd " << i;
     // A range that does not start a panel (or a step pair, in bfloat16) is refused.
@@ -399,7 +411,7 @@ TEST(Matmul, PlacedPacksAreReadAndRepackedWhereTheyWerePlaced) {
     pa.pack_a(p, x.data(), rows, in, in, 1);
     fwd.pack_b(p, w.data(), in, out, 1, in);
     const std::size_t words = fwd.words();
-    ASSERT_EQ(words, static_cast<std::size_t>((out + 31) / 32 * 32 * fwd.steps()));
+    ASSERT_EQ(words, static_cast<std::size_t>((out + 31) / 32 * 32 * fwd.stride()));
     std::vector<std::uint32_t, Eigen::aligned_allocator<std::uint32_t>> storage(words + 16, 0xdeadbeefu);
     fwd.place(storage.data(), true);
     EXPECT_EQ(fwd.panel(0), storage.data());

@@ -9,9 +9,14 @@
 ///  - kAvx2:       AVX2 + FMA (x86-64-v3, Intel Haswell / AMD Zen 1 and later);
 ///  - kAvx512:     also AVX-512 F, BW, DQ, VL (Intel Skylake-SP, AMD Zen 4 and later);
 ///  - kAvx512Bf16: also AVX512_BF16 (Intel Cooper Lake / Sapphire Rapids, AMD Zen 4),
-///                 which `--matmul-precision medium` needs.
-/// Every product in float32 sums the same terms in the same order in every variant, so kAvx2
-/// and kAvx512 give the same bits; kAvx512Bf16 adds the bfloat16 products only.
+///                 which `--matmul-precision medium` needs;
+///  - kAmxBf16:    also AMX-TILE and AMX-BF16 (Intel Sapphire Rapids and later), with
+///                 Linux's permission for the tile data: the bfloat16 products on AMX tiles.
+/// Every product in float32 sums the same terms in the same order in every variant, so all
+/// four give the same float32 bits. The bfloat16 products (medium) exist in the last two
+/// only, and differ between them in the last bits: AMX's TDPBF16PS rounds its sums inside
+/// the instruction its own way, not as VDPBF16PS's two roundings per pair (measured: about
+/// half the entries of a product differ in the last bit).
 ///
 /// One variant per job: every rank takes LATENT_KERNEL if set (refused if this CPU lacks
 /// it) or else the best its CPU supports, and the job uses the minimum over the ranks
@@ -25,11 +30,11 @@
 
 namespace latent::kernel {
 
-enum class Variant { kAvx2 = 0, kAvx512 = 1, kAvx512Bf16 = 2 };
+enum class Variant { kAvx2 = 0, kAvx512 = 1, kAvx512Bf16 = 2, kAmxBf16 = 3 };
 
 /// Every variant, slowest first.
 std::vector<Variant> all_variants();
-/// "avx2", "avx512", "avx512bf16".
+/// "avx2", "avx512", "avx512bf16", "amxbf16".
 std::string to_string(Variant v);
 /// The inverse of to_string; nullopt for any other text. Local.
 std::optional<Variant> parse(std::string_view s);

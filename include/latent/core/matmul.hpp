@@ -71,7 +71,7 @@ class Packed {
   /// can store it packed at once (no copy of a staging buffer). Such an operand has no
   /// source: repack() on it throws std::invalid_argument.
   void shape(Index rows, Index depth, bool as_a);
-  std::uint32_t* panel_words(Index q) noexcept { return data() + q * width_ * steps_; }
+  std::uint32_t* panel_words(Index q) noexcept { return data() + q * width_ * stride_; }
 
   /// Words the packed operand occupies (what place() needs).
   std::size_t words() const noexcept { return size_; }
@@ -96,15 +96,25 @@ class Packed {
   Index depth() const noexcept { return depth_; }
   /// Steps along K: depth for kHighest, ⌈depth / 2⌉ for kMedium.
   Index steps() const noexcept { return steps_; }
-  const std::uint32_t* panel(Index q) const noexcept { return data() + q * width_ * steps_; }
+  /// Steps stored per panel row: steps(), or steps() rounded up to a multiple of 16 (zero
+  /// words past steps()) for bfloat16 operands packed in kernel variant amxbf16.
+  Index stride() const noexcept { return stride_; }
+  /// True for an A operand packed for AMX tiles (kMedium in variant amxbf16): panels of
+  /// kAmxRows rows, each row's stride() words contiguous (row-major pairs of bfloat16 along
+  /// K), instead of one word per row for each step.
+  bool amx_rows() const noexcept { return amx_rows_; }
+  static constexpr Index kAmxRows = 32;
+  const std::uint32_t* panel(Index q) const noexcept { return data() + q * width_ * stride_; }
 
  private:
   void pack(Precision p, const float* src, Index rows, Index depth, Index row_stride, Index depth_stride, Index width);
   void fill(const float* src, Index r_begin, Index r_end, Index k_begin, Index k_end);
 
   Precision precision_ = Precision::kHighest;
-  Index rows_ = 0, depth_ = 0, steps_ = 0, width_ = 0, row_stride_ = 0, depth_stride_ = 0;
-  bool shaped_ = false;  // sized by shape(): no source to repack from
+  Index rows_ = 0, depth_ = 0, steps_ = 0, stride_ = 0, width_ = 0, row_stride_ = 0, depth_stride_ = 0;
+  bool shaped_ = false;     // sized by shape(): no source to repack from
+  bool amx_rows_ = false;   // an A operand in the AMX row layout (amx_rows())
+  void fill_amx_rows(const float* src, Index r_begin, Index r_end, Index s_begin, Index s_end);
   std::uint32_t* data() noexcept { return placed_ != nullptr ? placed_ : words_.data(); }
   const std::uint32_t* data() const noexcept { return placed_ != nullptr ? placed_ : words_.data(); }
   // Sizes the owned words for a new pack (leaving any placed storage).
