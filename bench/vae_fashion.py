@@ -617,11 +617,14 @@ def epoch_gflop(rows: int) -> float:
     return 3 * per_row * rows / 1e9
 
 
-def peak_share(precision: str, seconds: float, rows: int) -> dict | None:
+def peak_share(precision: str, seconds: float, rows: int, variant: str | None = None) -> dict | None:
     """GFLOP/s of an epoch at `precision` and its fraction of the core's measured peak for
-    the products that precision runs (float32 FMAs for highest, VDPBF16PS for medium)."""
+    the products that precision runs in the fit's kernel variant (float32 FMAs for highest;
+    for medium VDPBF16PS, or AMX TDPBF16PS in variant amxbf16)."""
     peak = common.measure_fma_peak()
-    key = "bfloat16_dot_gflops" if precision == "medium" else "float32_gflops"
+    key = "float32_gflops"
+    if precision == "medium":
+        key = "amx_bf16_gflops" if variant == "amxbf16" else "bfloat16_dot_gflops"
     if not seconds or not peak.get(key):
         return None
     rate = epoch_gflop(rows) / seconds
@@ -848,7 +851,7 @@ def main():
             # Of the measured peak: the speed rounds' median epoch when there are rounds.
             secs = (common.median([rd["epoch_seconds"][f"latent_{o['matmul_precision']}"] for rd in rounds["rounds"]])
                     if rounds else o["median_epoch_seconds"])
-            share = peak_share(o["matmul_precision"], secs, n_train)
+            share = peak_share(o["matmul_precision"], secs, n_train, (o.get("attrs") or {}).get("kernel_variant"))
             per_precision[o["matmul_precision"]]["peak"] = share
             if share:
                 print(f"    {share['epoch_gflop']:.1f} GFLOP per epoch in {secs:.2f} s: {share['gflops']:.0f} GFLOP/s, "

@@ -32,7 +32,7 @@ SUBCOMMANDS = {"import": ["dense", "counts"]}
 ENVIRONMENT = [
     ("LATENT_FAULT", 'fault injection for tests: "rank=R,iteration=I,kind=K" with K one of kill, signal, throw, '
                      "nan, hang, stop, enospc (docs/FAULTS.md \"Checkpoints, preemption and faults\")"),
-    ("LATENT_KERNEL", "avx2, avx512 or avx512bf16: force this rank's kernel variant (default: the best this CPU runs; "
+    ("LATENT_KERNEL", "avx2, avx512, avx512bf16 or amxbf16: force this rank's kernel variant (default: the best this CPU runs; "
                       "the job runs the lowest over its ranks; one the CPU lacks is refused with exit 64)"),
     ("SLURM_CPUS_PER_TASK", "--threads 0 uses this many TBB threads per rank"),
     ("LATENT_PYTHON", "the Python interpreter `latent export --format gensim` runs (default /usr/bin/python3); "

@@ -7,7 +7,9 @@
 ///  - kHighest: float32 products, float32 accumulation (fused multiply-adds: AVX-512F, or
 ///    AVX2 + FMA in kernel variant avx2, with the same order and so the same bits).
 ///  - kMedium: the operands rounded to bfloat16 (round to nearest even), products
-///    accumulated in float32 (AVX512_BF16 VDPBF16PS: two products per lane per step).
+///    accumulated in float32 (AVX512_BF16 VDPBF16PS: two products per lane per step; in
+///    kernel variant amxbf16, AMX TDPBF16PS on 16 × 16 tiles, whose rounding inside an
+///    instruction is the hardware's own, so the last bits differ from VDPBF16PS's).
 ///    Twice the arithmetic rate of float32 on CPUs that have it; the rounding of each
 ///    operand is 2^-9 relative (Kalamkar et al. 2019, "A study of BFLOAT16 for deep
 ///    learning training").
@@ -21,6 +23,9 @@
 /// kHighest, or a pair of bfloat16 (k = 2s, 2s + 1; K padded with a zero) for kMedium.
 /// Edge panels are padded with zeros. Packed sizes are ⌈M/8⌉·8·S and ⌈N/32⌉·32·S words,
 /// S = K (kHighest) or ⌈K/2⌉ (kMedium): 4 bytes per float32 entry, 2 per bfloat16 entry.
+/// In variant amxbf16 a kMedium A is packed in panels of 32 rows, each row's S words
+/// contiguous (AMX's A tile rows), and S is rounded up to a multiple of 16 for A and B
+/// (zero pairs): ⌈M/32⌉·32·S' and ⌈N/32⌉·32·S' words (stride()).
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -37,7 +42,7 @@ std::string to_string(Precision p);
 
 /// True if the job's kernel variant (latent/core/kernel.hpp) runs the products of `p`:
 /// kHighest always (an AVX2 + FMA tile in variant avx2, AVX-512F in the others, the same
-/// bits), kMedium only in variant avx512bf16. Local.
+/// bits), kMedium only in variants avx512bf16 and amxbf16. Local.
 bool available(Precision p);
 /// Throws Error(kUsage) if !available(p), naming the missing CPU feature, or the variant in
 /// use when the CPU has AVX512_BF16 but the job runs a lower variant.

@@ -187,7 +187,7 @@ ModelSpec vae_spec() {
        .min = 1},
       {.flag = "matmul-precision", .type = T::kText, .default_value = "highest",
        .help = "highest (float32 products) | medium (bfloat16 operands with float32 sums, about twice as fast; needs "
-               "the kernel variant avx512bf16: AVX512_BF16 on every rank), as PyTorch's torch.set_float32_matmul_precision",
+               "the kernel variant avx512bf16 or amxbf16: AVX512_BF16 on every rank), as PyTorch's torch.set_float32_matmul_precision",
        .choices = {"highest", "medium"}},
       {.flag = "epochs", .type = T::kInt, .default_value = "10", .help = "passes over the training rows (scikit-learn's max_iter)",
        .min = 1},

@@ -96,7 +96,7 @@ class Vae {
   /// after changing parameters through parameters() (update_parameters keeps the packs
   /// current). kHighest runs in every kernel variant (latent/core/kernel.hpp, the same
   /// bits in each); kMedium throws Error(kUsage) unless the variant is avx512bf16
-  /// (matmul::require).
+  /// or amxbf16 (matmul::require; their medium bits differ).
   void prepare(matmul::Precision p);
   /// Changes the parameters in place, segment by segment, on the calling TBB arena's
   /// threads: update(theta, offset, n) is given the whole parameter vector (P floats) and
