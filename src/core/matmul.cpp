@@ -18,6 +18,13 @@ constexpr Index kMr = Packed::kMr, kNr = Packed::kNr;
 
 inline std::uint32_t word_of(float x) noexcept { return std::bit_cast<std::uint32_t>(x); }
 
+// Where step s of row r of an AMX A operand is (Packed::amx_rows): panels of 32 rows, each
+// a run of 16-step chunks, each chunk the 32 rows' 16 words row after row (2 KiB: the
+// two 16 × 64-byte tiles one TDPBF16PS pair reads, contiguous).
+constexpr Index amx_word(Index r, Index s, Index stride) noexcept {
+  return (r / 32) * 32 * stride + (s / 16) * 512 + (r % 32) * 16 + s % 16;
+}
+
 inline std::uint32_t pair_of(float lo, float hi) noexcept {
   return static_cast<std::uint32_t>(to_bfloat16(lo)) | (static_cast<std::uint32_t>(to_bfloat16(hi)) << 16);
 }
@@ -300,7 +307,7 @@ void Packed::pack(Precision p, const float* src, Index rows, Index depth, Index 
   if (amx && (stride_ > steps_ || rows % width != 0)) {  // the zero words AMX tiles read past K and past the rows
     if (amx_rows_) {
       for (Index r = 0; r < panels * width; ++r)
-        std::fill(data() + r * stride_ + (r < rows ? steps_ : 0), data() + (r + 1) * stride_, 0u);
+        for (Index st = r < rows ? steps_ : 0; st < stride_; ++st) data()[amx_word(r, st, stride_)] = 0u;
     } else {
       for (Index q = 0; q < panels; ++q)
         std::fill(data() + (q * stride_ + steps_) * width, data() + (q + 1) * stride_ * width, 0u);
@@ -437,19 +444,20 @@ void Packed::fill(const float* src, Index r_begin, Index r_end, Index k_begin, I
 namespace {
 
 // Rows [r0, r0 + nr) of an AMX A operand from a source whose rows run contiguously along K:
-// each row's pairs are its own floats rounded in order (one VCVTNE2PS2BF16 per 32 of K).
+// each row's pairs are its own floats rounded in order (one VCVTNE2PS2BF16 per 32 of K),
+// stored a 16-step chunk at a time (amx_word).
 [[gnu::target("avx512f,avx512bw,avx512vl,avx512bf16")]] void amx_rows_contiguous(const float* src, Index row_stride, Index depth,
                                                                                    Index r0, Index nr, Index stride,
                                                                                    std::uint32_t* words, Index s_begin,
                                                                                    Index s_end) {
   for (Index r = r0; r < r0 + nr; ++r) {
     const float* x = src + r * row_stride;
-    std::uint32_t* o = words + r * stride;
-    for (Index s0 = s_begin; s0 < s_end; s0 += 16) {
+    for (Index s0 = s_begin, next = 0; s0 < s_end; s0 = next) {
+      next = std::min(s_end, (s0 / 16 + 1) * 16);
       const Index k0 = 2 * s0;
       const __m512 lo = _mm512_maskz_loadu_ps(mask16(depth - k0), x + k0);
       const __m512 hi = _mm512_maskz_loadu_ps(mask16(depth - k0 - 16), x + k0 + 16);
-      _mm512_mask_storeu_epi32(o + s0, mask16(s_end - s0), (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+      _mm512_mask_storeu_epi32(words + amx_word(r, s0, stride), mask16(next - s0), (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
     }
   }
 }
@@ -466,11 +474,12 @@ namespace {
   const __m512i idx = _mm512_load_si512(kIdx);
   for (Index r0 = r_begin; r0 < std::min(r_end, rows); r0 += 16) {
     const __mmask16 m = mask16(rows - r0);
-    for (Index s0 = s_begin; s0 < s_end; s0 += 16) {
+    for (Index s0 = s_begin, next = 0; s0 < s_end; s0 = next) {
+      next = std::min(s_end, (s0 / 16 + 1) * 16);
       __m512i v[16];
       for (Index j = 0; j < 16; ++j) {
         const Index k = 2 * (s0 + j);
-        if (s0 + j >= s_end) {
+        if (s0 + j >= next) {
           v[j] = _mm512_setzero_si512();
           continue;
         }
@@ -479,8 +488,9 @@ namespace {
         v[j] = _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
       }
       transpose16(v);
-      const __mmask16 ms = mask16(s_end - s0);
-      for (Index i = 0; i < std::min<Index>(16, rows - r0); ++i) _mm512_mask_storeu_epi32(words + (r0 + i) * stride + s0, ms, v[i]);
+      const __mmask16 ms = mask16(next - s0);
+      for (Index i = 0; i < std::min<Index>(16, rows - r0); ++i)
+        _mm512_mask_storeu_epi32(words + amx_word(r0 + i, s0, stride), ms, v[i]);
     }
   }
 }
@@ -488,8 +498,6 @@ namespace {
 }  // namespace
 
 void Packed::fill_amx_rows(const float* src, Index r_begin, Index r_end, Index s_begin, Index s_end) {
-  // Row r of panel q sits at data() + (q · kAmxRows + r % kAmxRows) · stride_: row-major
-  // over all rows, so the panels need no index of their own.
   r_end = std::min(r_end, rows_);
   if (depth_stride_ == 1) {
     amx_rows_contiguous(src, row_stride_, depth_, r_begin, r_end - r_begin, stride_, data(), s_begin, s_end);
@@ -498,9 +506,8 @@ void Packed::fill_amx_rows(const float* src, Index r_begin, Index r_end, Index s
   } else {
     for (Index r = r_begin; r < r_end; ++r) {
       const float* x = src + r * row_stride_;
-      std::uint32_t* o = data() + r * stride_;
       for (Index s = s_begin; s < s_end; ++s)
-        o[s] = pair_of(x[2 * s * depth_stride_], 2 * s + 1 < depth_ ? x[(2 * s + 1) * depth_stride_] : 0.0f);
+        data()[amx_word(r, s, stride_)] = pair_of(x[2 * s * depth_stride_], 2 * s + 1 < depth_ ? x[(2 * s + 1) * depth_stride_] : 0.0f);
     }
   }
 }
@@ -534,7 +541,6 @@ template <bool kMax>
   _tile_loadconfig(&config);
   const Index m = a.rows(), n = b.rows(), stride = a.stride(), chunks = stride / 16;
   const Index mp = (m + Packed::kAmxRows - 1) / Packed::kAmxRows, np = (n + kNr - 1) / kNr;
-  const long a_bytes = static_cast<long>(stride * 4);
   alignas(64) float t[32 * 32];
   [[maybe_unused]] const __m512i magnitude = _mm512_set1_epi32(0x7fffffff);
   [[maybe_unused]] __m512i mx;
@@ -552,8 +558,8 @@ template <bool kMax>
       _tile_zero(2);
       _tile_zero(3);
       for (Index kc = 0; kc < chunks; ++kc) {
-        _tile_loadd(4, ap + kc * 16, a_bytes);
-        _tile_loadd(5, ap + 16 * stride + kc * 16, a_bytes);
+        _tile_loadd(4, ap + kc * 512, 64);
+        _tile_loadd(5, ap + kc * 512 + 256, 64);
         _tile_loadd(6, bp + kc * 16 * kNr, kNr * 4);
         _tile_loadd(7, bp + kc * 16 * kNr + 16, kNr * 4);
         _tile_dpbf16ps(0, 4, 6);
@@ -561,11 +567,26 @@ template <bool kMax>
         _tile_dpbf16ps(2, 5, 6);
         _tile_dpbf16ps(3, 5, 7);
       }
+      float* cq = c + qm * Packed::kAmxRows * ldc + qn * kNr;
+      if (!accumulate && mv == 32 && nv == 32) {  // a whole block: straight into C
+        const long c_bytes = static_cast<long>(ldc * 4);
+        _tile_stored(0, cq, c_bytes);
+        _tile_stored(1, cq + 16, c_bytes);
+        _tile_stored(2, cq + 16 * ldc, c_bytes);
+        _tile_stored(3, cq + 16 * ldc + 16, c_bytes);
+        if constexpr (kMax) {
+          for (int i = 0; i < 32; ++i) {
+            const __m512i v0 = _mm512_loadu_si512(cq + i * ldc), v1 = _mm512_loadu_si512(cq + i * ldc + 16);
+            mx = _mm512_max_epu32(mx, _mm512_and_si512(v0, magnitude));
+            mx = _mm512_max_epu32(mx, _mm512_and_si512(v1, magnitude));
+          }
+        }
+        continue;
+      }
       _tile_stored(0, t, 128);
       _tile_stored(1, t + 16, 128);
       _tile_stored(2, t + 16 * 32, 128);
       _tile_stored(3, t + 16 * 32 + 16, 128);
-      float* cq = c + qm * Packed::kAmxRows * ldc + qn * kNr;
       for (int i = 0; i < mv; ++i) {
         float* ci = cq + i * ldc;
         __m512 v0 = _mm512_load_ps(t + i * 32), v1 = _mm512_load_ps(t + i * 32 + 16);

@@ -23,8 +23,8 @@
 /// kHighest, or a pair of bfloat16 (k = 2s, 2s + 1; K padded with a zero) for kMedium.
 /// Edge panels are padded with zeros. Packed sizes are ⌈M/8⌉·8·S and ⌈N/32⌉·32·S words,
 /// S = K (kHighest) or ⌈K/2⌉ (kMedium): 4 bytes per float32 entry, 2 per bfloat16 entry.
-/// In variant amxbf16 a kMedium A is packed in panels of 32 rows, each row's S words
-/// contiguous (AMX's A tile rows), and S is rounded up to a multiple of 16 for A and B
+/// In variant amxbf16 a kMedium A is packed in panels of 32 rows, by chunks of 16 steps
+/// with each row's 16 words contiguous (AMX's A tile rows), and S is rounded up to a multiple of 16 for A and B
 /// (zero pairs): ⌈M/32⌉·32·S' and ⌈N/32⌉·32·S' words (stride()).
 #include <cstdint>
 #include <string>
@@ -105,8 +105,9 @@ class Packed {
   /// words past steps()) for bfloat16 operands packed in kernel variant amxbf16.
   Index stride() const noexcept { return stride_; }
   /// True for an A operand packed for AMX tiles (kMedium in variant amxbf16): panels of
-  /// kAmxRows rows, each row's stride() words contiguous (row-major pairs of bfloat16 along
-  /// K), instead of one word per row for each step.
+  /// kAmxRows rows, each a run of chunks of 16 steps, each chunk the panel's rows one after
+  /// another with their 16 words (pairs of bfloat16 along K) contiguous: the two A tiles
+  /// of a chunk are 2 KiB in a row. Not one word per row for each step as for AVX.
   bool amx_rows() const noexcept { return amx_rows_; }
   static constexpr Index kAmxRows = 32;
   const std::uint32_t* panel(Index q) const noexcept { return data() + q * width_ * stride_; }
