@@ -6,6 +6,7 @@
 #include <oneapi/tbb/task_arena.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -465,6 +466,7 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
     std::shared_ptr<const io::CsrBlock> block;
     Index blocks_read = 0, next_doc = 0;
     bool first_round = true;
+    std::exception_ptr e_step_error;  // this rank's E-step failure in the last round
     view.alpha() = slice.alpha();
     for (;;) {
       std::exception_ptr error;
@@ -508,11 +510,18 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
         words.clear();
         d0 = d1 = 0;
       }
-      // A rank that failed takes part in one more (empty) round, whose agreement below
-      // then throws on every rank: one collective less per round than agreeing here.
-      double more = d1 > d0 || error ? 1.0 : 0.0;
-      comm.allreduce_max(std::span<double>(&more, 1));
-      if (more == 0) break;
+      // The round's one opening collective: whether any rank has documents left, whether
+      // any failed (reading now, or in the last round's E-step: its counts were sent but
+      // are never used, as every rank throws here before the λ update), and the shared
+      // statistics segment the round needs. With the send_stats fence, two collectives a
+      // round.
+      if (!error) error = e_step_error;
+      std::array<double, 3> opening{d1 > d0 ? 1.0 : 0.0, error ? 1.0 : 0.0, slice.stats_need(words.size())};
+      slice.stats_sync();  // the last round's reads of the shared segments ...
+      comm.allreduce_max(opening);
+      slice.stats_sync();  // ... before this round's writes
+      if (opening[1] > 0) comm.agree(error);  // throws on every rank
+      if (opening[0] == 0) break;
       // The round's words in ascending order (each document's ids stay sorted), renumbered.
       if (static_cast<Index>(words.size()) * 16 > v) {
         words.clear();
@@ -529,7 +538,7 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
       for (std::int32_t w : words) local_of[static_cast<std::size_t>(w)] = -1;
       const auto m = static_cast<Index>(words.size());
       arena.execute([&] { slice.fetch_rows(comm, words, view.exp_elog_beta(), requests); });
-      if (!error) try {  // (a failed rank runs no E-step)
+      try {
         const std::uint64_t update = static_cast<std::uint64_t>(updates + 1);
         // Room for every word a later round may hold (at most V, at most round_cells / K):
         // sized once per thread, not K · round_cells / K = 60 MB for a 15k-word vocabulary.
@@ -562,14 +571,14 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
             }
           });
         });
-      } catch (...) {
-        error = std::current_exception();
+      } catch (...) {  // reported by the next round's opening collective, on every rank
+        e_step_error = std::current_exception();
         source.cancel_pass();
       }
-      comm.agree(error);
       // The threads' statistics summed into the round's packed rows, by row ranges in
       // parallel (integer sums: the same bits as one thread adding them in turn).
-      const std::span<std::int64_t> round_stats = slice.stats_buffer(comm, static_cast<std::size_t>(m), packed);
+      const std::span<std::int64_t> round_stats =
+          slice.stats_buffer(comm, static_cast<std::size_t>(m), packed, opening[2]);
       accs.clear();
       for (ThreadState& s : states)
         if (s.acc) accs.push_back(s.acc.get());

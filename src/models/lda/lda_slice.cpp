@@ -321,21 +321,29 @@ void LdaSlice::fetch_rows(const comm::Communicator& comm, std::span<const std::i
   }
 }
 
+double LdaSlice::stats_need(std::size_t words) const {
+  if (!shared_lambda_ || parts_ == 1) return 0;
+  // The header (64 bytes), the counts, then the words.
+  return static_cast<double>(64 + words * static_cast<std::size_t>(num_topics()) * sizeof(std::int64_t) +
+                             words * sizeof(std::int32_t));
+}
+
+void LdaSlice::stats_sync() const {
+  if (shared_stats_) shared_stats_->sync();
+}
+
 std::span<std::int64_t> LdaSlice::stats_buffer(const comm::Communicator& comm, std::size_t words,
-                                               std::vector<std::int64_t>& own) {
+                                               std::vector<std::int64_t>& own, double agreed_need) {
   const auto cells = words * static_cast<std::size_t>(num_topics());
   if (!shared_lambda_) {
     own.resize(cells);
     return own;
   }
-  // The header (64 bytes), the counts, then the words; the same decision on every rank.
-  std::vector<double> need{static_cast<double>(64 + cells * sizeof(std::int64_t) + words * sizeof(std::int32_t))};
-  if (shared_stats_) shared_stats_->sync();  // the last round's reads of this segment ...
-  comm.allreduce_max(need);
-  if (shared_stats_) shared_stats_->sync();  // ... before this round's writes
-  if (static_cast<std::size_t>(need[0]) > stats_bytes_) {
+  if (agreed_need < stats_need(words))
+    throw Error(ErrorKind::kInternal, "stats_buffer: the agreed size is below this rank's need");
+  if (static_cast<std::size_t>(agreed_need) > stats_bytes_) {  // the same decision on every rank
     shared_stats_.reset();
-    stats_bytes_ = (static_cast<std::size_t>(need[0]) * 5 / 4 + 4095) / 4096 * 4096;  // room to vary
+    stats_bytes_ = (static_cast<std::size_t>(agreed_need) * 5 / 4 + 4095) / 4096 * 4096;  // room to vary
     shared_stats_ = comm::NodeSharedMemory::create(comm, stats_bytes_);
     if (!shared_stats_)  // every rank: the same decision
       throw Error(ErrorKind::kIo, "the node's shared memory (/dev/shm, or OMPI_MCA_osc_sm_backing_directory) has no room "
@@ -359,8 +367,8 @@ double LdaSlice::send_stats(const comm::Communicator& comm, std::span<const std:
   if (shared_lambda_) {
     // This rank's counts are in its segment already (stats_buffer); the word count and the
     // words follow them. After the barrier each owner adds the rows of its words from every
-    // rank's segment; the next round's stats_buffer (a collective every rank enters after
-    // these reads) orders them before the segment is written again.
+    // rank's segment; the next round's opening collective (bracketed by stats_sync) orders
+    // these reads before the segment is written again.
     std::byte* out = shared_stats_->segment(rank_);
     const std::size_t counts_bytes = stats.size() * sizeof(std::int64_t);
     if (reinterpret_cast<const std::byte*>(stats.data()) != out + 64)

@@ -129,10 +129,21 @@ class LdaSlice {
   /// every rank calls it once per round.
   void fetch_rows(const comm::Communicator& comm, std::span<const std::int32_t> words, RowMatrixF& rows,
                   std::vector<std::vector<std::int32_t>>& requests) const;
+  /// The bytes of the node's shared statistics segment a round of `words` distinct words
+  /// needs on this rank (0 when the slices are not shared). The round takes the maximum
+  /// over the ranks in its opening collective and passes it to stats_buffer. Local.
+  double stats_need(std::size_t words) const;
+  /// MPI_Win_sync on the shared statistics window, if any: call it right before and right
+  /// after the round's opening collective, which orders the last round's reads of the
+  /// segments (send_stats) before this round's writes. Local.
+  void stats_sync() const;
   /// Where the round's counts go (|words| × K integers, for send_stats): on ranks that share
-  /// a node, this rank's shared segment (no copy), grown when a round needs more; elsewhere
-  /// `own`, resized. Collective: every rank calls it once per round, before send_stats.
-  std::span<std::int64_t> stats_buffer(const comm::Communicator& comm, std::size_t words, std::vector<std::int64_t>& own);
+  /// a node, this rank's shared segment (no copy), grown when `agreed_need` (the maximum of
+  /// stats_need over the ranks) exceeds it: then collective, the same decision on every
+  /// rank, and Error kIo if the node's shared memory has no room; elsewhere `own`, resized.
+  /// Every rank calls it once per round, before send_stats.
+  std::span<std::int64_t> stats_buffer(const comm::Communicator& comm, std::size_t words, std::vector<std::int64_t>& own,
+                                       double agreed_need);
   /// Sends `stats` (|words| × K integers, row i for words[i]: the same words as the round's
   /// fetch_rows) to the words' owners; adds what this rank receives for its slice (the
   /// `requests` of fetch_rows) into `into`. Returns the bytes this rank sent to other ranks.
