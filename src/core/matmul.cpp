@@ -335,8 +335,9 @@ void Packed::own() {
 }
 
 Packed::Packed(const Packed& other)
-    : precision_(other.precision_), rows_(other.rows_), depth_(other.depth_), steps_(other.steps_), stride_(other.stride_), width_(other.width_),
-      row_stride_(other.row_stride_), depth_stride_(other.depth_stride_), shaped_(other.shaped_), amx_rows_(other.amx_rows_),
+    : precision_(other.precision_), rows_(other.rows_), depth_(other.depth_), steps_(other.steps_),
+      stride_(other.stride_), width_(other.width_), row_stride_(other.row_stride_), depth_stride_(other.depth_stride_),
+      shaped_(other.shaped_), amx_rows_(other.amx_rows_),
       words_(other.data(), other.data() + other.size_), size_(other.size_) {}
 
 Packed& Packed::operator=(const Packed& other) {

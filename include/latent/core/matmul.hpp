@@ -24,8 +24,8 @@
 /// Edge panels are padded with zeros. Packed sizes are ⌈M/8⌉·8·S and ⌈N/32⌉·32·S words,
 /// S = K (kHighest) or ⌈K/2⌉ (kMedium): 4 bytes per float32 entry, 2 per bfloat16 entry.
 /// In variant amxbf16 a kMedium A is packed in panels of 32 rows, by chunks of 16 steps
-/// with each row's 16 words contiguous (AMX's A tile rows), and S is rounded up to a multiple of 16 for A and B
-/// (zero pairs): ⌈M/32⌉·32·S' and ⌈N/32⌉·32·S' words (stride()).
+/// with each row's 16 words contiguous (AMX's A tile rows), and S is rounded up to a
+/// multiple of 16 for A and B (zero pairs): ⌈M/32⌉·32·S' and ⌈N/32⌉·32·S' words (stride()).
 #include <cstdint>
 #include <string>
 #include <vector>
