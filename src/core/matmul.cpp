@@ -29,6 +29,25 @@ inline std::uint32_t pair_of(float lo, float hi) noexcept {
   return static_cast<std::uint32_t>(to_bfloat16(lo)) | (static_cast<std::uint32_t>(to_bfloat16(hi)) << 16);
 }
 
+// Stores one row of a 32-column tile of C, ci[0..32) masked by m0 | m1 (adding the old
+// entries first if accumulate), and with kMax takes the stored entries' magnitudes (bit
+// patterns: unsigned order is magnitude order, NaN above +Inf) into mx.
+template <bool kMax>
+[[gnu::target("avx512f,avx512bw,avx512vl")]] inline void store_row(float* ci, __m512 v0, __m512 v1, bool accumulate,
+                                                                    __mmask16 m0, __mmask16 m1, __m512i& mx) {
+  if (accumulate) {
+    v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, ci));
+    v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, ci + 16));
+  }
+  _mm512_mask_storeu_ps(ci, m0, v0);
+  _mm512_mask_storeu_ps(ci + 16, m1, v1);
+  if constexpr (kMax) {
+    const __m512i magnitude = _mm512_set1_epi32(0x7fffffff);
+    mx = _mm512_mask_max_epu32(mx, m0, mx, _mm512_and_si512(_mm512_castps_si512(v0), magnitude));
+    mx = _mm512_mask_max_epu32(mx, m1, mx, _mm512_and_si512(_mm512_castps_si512(v1), magnitude));
+  }
+}
+
 // The 8 × 32 tile C[0..mv) × [0..nv) (+)= A-panel · B-panel over `steps` steps (kernel
 // variants avx512 and avx512bf16). With kMax, each of the 16 words of abs_max becomes the
 // largest of itself and the bit patterns of |C| stored in its lane (as unsigned integers
@@ -58,24 +77,12 @@ template <bool kBf16, bool kMax>
   }
   const auto m0 = static_cast<__mmask16>(nv >= 16 ? 0xffffu : (1u << nv) - 1u);
   const auto m1 = static_cast<__mmask16>(nv <= 16 ? 0u : nv >= 32 ? 0xffffu : (1u << (nv - 16)) - 1u);
-  [[maybe_unused]] const __m512i magnitude = _mm512_set1_epi32(0x7fffffff);
-  [[maybe_unused]] __m512i mx;
+  __m512i mx = _mm512_setzero_si512();
   if constexpr (kMax) mx = _mm512_loadu_si512(abs_max);
 #pragma GCC unroll 8
   for (int i = 0; i < kMr; ++i) {
     if (i >= mv) break;
-    float* ci = c + i * ldc;
-    __m512 v0 = c0[i], v1 = c1[i];
-    if (accumulate) {
-      v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, ci));
-      v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, ci + 16));
-    }
-    _mm512_mask_storeu_ps(ci, m0, v0);
-    _mm512_mask_storeu_ps(ci + 16, m1, v1);
-    if constexpr (kMax) {
-      mx = _mm512_mask_max_epu32(mx, m0, mx, _mm512_and_si512(_mm512_castps_si512(v0), magnitude));
-      mx = _mm512_mask_max_epu32(mx, m1, mx, _mm512_and_si512(_mm512_castps_si512(v1), magnitude));
-    }
+    store_row<kMax>(c + i * ldc, c0[i], c1[i], accumulate, m0, m1, mx);
   }
   if constexpr (kMax) _mm512_storeu_si512(abs_max, mx);
 }
@@ -544,7 +551,7 @@ template <bool kMax>
   const Index mp = (m + Packed::kAmxRows - 1) / Packed::kAmxRows, np = (n + kNr - 1) / kNr;
   alignas(64) float t[32 * 32];
   [[maybe_unused]] const __m512i magnitude = _mm512_set1_epi32(0x7fffffff);
-  [[maybe_unused]] __m512i mx;
+  __m512i mx = _mm512_setzero_si512();
   if constexpr (kMax) mx = _mm512_loadu_si512(abs_max);
   for (Index qn = 0; qn < np; ++qn) {
     const std::uint32_t* bp = b.panel(qn);
@@ -588,20 +595,8 @@ template <bool kMax>
       _tile_stored(1, t + 16, 128);
       _tile_stored(2, t + 16 * 32, 128);
       _tile_stored(3, t + 16 * 32 + 16, 128);
-      for (int i = 0; i < mv; ++i) {
-        float* ci = cq + i * ldc;
-        __m512 v0 = _mm512_load_ps(t + i * 32), v1 = _mm512_load_ps(t + i * 32 + 16);
-        if (accumulate) {
-          v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, ci));
-          v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, ci + 16));
-        }
-        _mm512_mask_storeu_ps(ci, m0, v0);
-        _mm512_mask_storeu_ps(ci + 16, m1, v1);
-        if constexpr (kMax) {
-          mx = _mm512_mask_max_epu32(mx, m0, mx, _mm512_and_si512(_mm512_castps_si512(v0), magnitude));
-          mx = _mm512_mask_max_epu32(mx, m1, mx, _mm512_and_si512(_mm512_castps_si512(v1), magnitude));
-        }
-      }
+      for (int i = 0; i < mv; ++i)
+        store_row<kMax>(cq + i * ldc, _mm512_load_ps(t + i * 32), _mm512_load_ps(t + i * 32 + 16), accumulate, m0, m1, mx);
     }
   }
   if constexpr (kMax) _mm512_storeu_si512(abs_max, mx);
