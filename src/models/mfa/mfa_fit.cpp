@@ -2,10 +2,14 @@
 
 #include "latent/train/restarts.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <numbers>
 #include <optional>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -30,7 +34,7 @@ class MfaEm final : public train::EmModel {
   MfaEm(Mfa model, RowVector center, double floor, double reg_covar, bool float32)
       : model_(std::move(model)), center_(std::move(center)), floor_(floor), reg_(reg_covar),
         k_(model_.num_components()), l_(model_.num_factors()), d_(model_.num_features()),
-        block_(factor_stats_size(l_, d_)), float32_(float32) {
+        block_(factor_stats_size(l_, d_)), float32_(float32), sparse_columns_(sparse_columns_setting()) {
     prepare();
   }
 
@@ -215,7 +219,12 @@ class MfaEm final : public train::EmModel {
     // u_k, E[z] (all components) and r ⊙ E[z].
     std::vector<double> w, first(sz(k_ * d_), 0.0), second(sz(k_ * d_), 0.0), nk(sz(k_)), u(sz(l_ * kF32Rows)),
         ez(sz(kl * kF32Rows)), zr(sz(l_ * kF32Rows)), corr(sz(kF32Rows));
-    matmul::Packed pxt, px, pwz;
+    matmul::Packed pxt;
+    ColumnScratch scratch;
+    // B_k's factor columns summed over the block, (k L + j) × D: contiguous, so that a tile's
+    // products add to them in vector loops; added to the statistics once per block (which
+    // start at zero: the same sums in the same order, unless a tile took double_rows).
+    std::vector<double> factor_sums(sz(kl * d_), 0.0);
     const gmm_kernel::BlockRows rows(block);
     for (Index r0 = 0; r0 < rows.rows(); r0 += kF32Rows) {
       const Index n = std::min(kF32Rows, rows.rows() - r0);
@@ -245,24 +254,10 @@ class MfaEm final : public train::EmModel {
             const double s = shift_(k, j);
             for (Index i = 0; i < n; ++i) o[i] = static_cast<double>(uj[i]) - s;
           }
-          // E[z]ᵀ = M⁻ᵀ uᵀ, then the Woodbury correction Σ_j E[z]_j u_j. Plain loops over
-          // the rows, each entry summed over m in order: Eigen would take a coefficient-based
-          // product for small sizes, whose vectorised order can follow the address.
-          for (Index j = 0; j < l_; ++j) {
-            double* ej = e + j * n;
-            std::fill(ej, ej + n, 0.0);
-            for (Index m = 0; m < l_; ++m) {
-              const double g = m_inv(m, j);
-              const double* um = u.data() + m * n;
-              for (Index i = 0; i < n; ++i) ej[i] += g * um[i];
-            }
-          }
-          std::fill(corr.begin(), corr.begin() + n, 0.0);
-          for (Index j = 0; j < l_; ++j) {
-            const double* ej = e + j * n;
-            const double* uj = u.data() + j * n;
-            for (Index i = 0; i < n; ++i) corr[sz(i)] += ej[i] * uj[i];
-          }
+          // E[z]ᵀ = M⁻ᵀ uᵀ, then the Woodbury correction Σ_j E[z]_j u_j, kChunk rows at a time.
+          Index i0 = 0;
+          for (; i0 + kChunk <= n; i0 += kChunk) posterior_rows<kChunk>(u.data() + i0, n, m_inv, e + i0, corr.data() + i0);
+          for (; i0 < n; ++i0) posterior_rows<1>(u.data() + i0, n, m_inv, e + i0, corr.data() + i0);
           for (Index i = 0; i < n; ++i) {
             float& qi = q[sz(i * k_ + k)];
             qi = static_cast<float>(static_cast<double>(qi) - corr[sz(i)]);
@@ -298,24 +293,108 @@ class MfaEm final : public train::EmModel {
           acc_a(l_, j) += sj;
         }
       }
-      if (l_ > 0) {
-        pwz.pack_a(matmul::Precision::kHighest, wz.data(), kl, n, n, 1);
-        px.pack_b(matmul::Precision::kHighest, xf.data(), n, d_, dp, 1);
-        matmul::multiply(pwz, px, c.data(), d_);
-        for (Index k = 0; k < k_; ++k) {
-          double* b = component_stats(partial, k) + a * a;
-          const float* ck = c.data() + k * l_ * d_;
-          for (Index f = 0; f < d_; ++f)
-            for (Index j = 0; j < l_; ++j) b[f * a + j] += static_cast<double>(ck[j * d_ + f]);
-        }
-      }
+      if (l_ > 0) factor_columns(xf.data(), n, dp, rf.data(), wz.data(), c.data(), factor_sums.data(), scratch);
     }
     for (Index k = 0; k < k_; ++k) {
       double* st = component_stats(partial, k);
       for (Index f = 0; f < d_; ++f) {
+        for (Index j = 0; j < l_; ++j) st[a * a + f * a + j] += factor_sums[sz((k * l_ + j) * d_ + f)];
         st[a * a + f * a + l_] += first[sz(k * d_ + f)];
         st[a * a + d_ * a + f] += second[sz(k * d_ + f)];
       }
+    }
+  }
+
+  // W rows of one component's posterior: e[j n + i] = Σ_m M⁻¹(m, j) u[m n + i] (E[z]ᵀ = M⁻ᵀ uᵀ) and
+  // corr[i] = Σ_j e[j n + i] u[j n + i] (the Woodbury correction), for i < W; u, e: L rows of
+  // stride n. Plain loops, each entry summed over m (j) in order from zero: Eigen would take
+  // a coefficient-based product for small sizes, whose vectorised order can follow the
+  // address. W is a constant so that the W sums stay in registers.
+  template <Index W>
+  void posterior_rows(const double* u, Index n, const RowMatrix& m_inv, double* e, double* corr) const {
+    for (Index j = 0; j < l_; ++j) {
+      double acc[W] = {};
+      for (Index m = 0; m < l_; ++m) {
+        const double g = m_inv(m, j);
+        for (Index i = 0; i < W; ++i) acc[i] += g * u[m * n + i];
+      }
+      for (Index i = 0; i < W; ++i) e[j * n + i] = acc[i];
+    }
+    double acc[W] = {};
+    for (Index j = 0; j < l_; ++j)
+      for (Index i = 0; i < W; ++i) acc[i] += e[j * n + i] * u[j * n + i];
+    for (Index i = 0; i < W; ++i) corr[i] = acc[i];
+  }
+
+  // LATENT_MFA_SPARSE_COLUMNS=1 or 0 forces factor_columns()' per-component or single
+  // product (for tests and tuning: the bits are the same); else −1, chosen per tile.
+  static int sparse_columns_setting() {
+    const char* e = std::getenv("LATENT_MFA_SPARSE_COLUMNS");
+    if (e == nullptr || *e == '\0') return -1;
+    return std::string_view(e) != "0" ? 1 : 0;
+  }
+
+  // Operands of factor_columns(), kept from tile to tile.
+  struct ColumnScratch {
+    matmul::Packed a, b;
+    std::vector<std::int32_t> rows;  // K × n: the rows of each component whose responsibility is not zero
+    std::vector<Index> count;        // K
+    std::vector<float> wz;           // L × n: one component's r ⊙ E[z] on those rows
+  };
+
+  // B_k's factor columns of one tile: sums[(k L + j) D + f] += Σ_i wz[(k L + j) n + i] x[i dp + f]
+  // (wz = r ⊙ E[z] in float32), each entry a float32 FMA chain over the tile's rows in order
+  // (matmul.hpp), added to the double sums once per tile. A row whose responsibility r_ik is
+  // exactly zero has wz = ±0 for every factor of component k, which leaves such a chain
+  // (started at +0) as it is; so where the tile's responsibilities are sparse (high D: most
+  // are zero, as moments() finds), each component's product runs over its own non-zero rows
+  // only, L × n_k × D instead of its share of one K L × n × D product: the same bits, about
+  // K times less arithmetic. `c`: K L × D floats of scratch.
+  void factor_columns(const float* xf, Index n, Index dp, const float* rf, const float* wz, float* c, double* sums,
+                      ColumnScratch& s) const {
+    const auto sz = [](Index v) { return static_cast<std::size_t>(v); };
+    const Index kl = k_ * l_, mr = matmul::Packed::kMr, nr = matmul::Packed::kNr;
+    s.rows.resize(sz(k_ * n));
+    s.count.assign(sz(k_), 0);
+    for (Index i = 0; i < n; ++i)
+      for (Index k = 0; k < k_; ++k)
+        if (rf[i * k_ + k] != 0.0f) s.rows[sz(k * n + s.count[sz(k)]++)] = static_cast<std::int32_t>(i);
+    Index nonzero = 0;
+    for (const Index v : s.count) nonzero += v;
+    const auto padded_rows = [&](Index m) { return (m + mr - 1) / mr * mr; };
+    const bool dense = sparse_columns_ == 0 || (sparse_columns_ < 0 && 2 * padded_rows(l_) * nonzero > padded_rows(kl) * n);
+    if (dense) {  // one product for all components
+      s.a.pack_a(matmul::Precision::kHighest, wz, kl, n, n, 1);
+      s.b.pack_b(matmul::Precision::kHighest, xf, n, d_, dp, 1);
+      matmul::multiply(s.a, s.b, c, d_);
+      for (Index q = 0; q < kl * d_; ++q) sums[q] += static_cast<double>(c[q]);
+      return;
+    }
+    s.wz.resize(sz(l_ * n));
+    const Index panels = (d_ + nr - 1) / nr;
+    for (Index k = 0; k < k_; ++k) {
+      const Index nk = s.count[sz(k)];
+      if (nk == 0) continue;
+      const std::int32_t* rows = s.rows.data() + k * n;
+      for (Index j = 0; j < l_; ++j) {
+        const float* wj = wz + (k * l_ + j) * n;
+        float* o = s.wz.data() + j * nk;
+        for (Index t = 0; t < nk; ++t) o[t] = wj[rows[t]];
+      }
+      s.a.pack_a(matmul::Precision::kHighest, s.wz.data(), l_, nk, nk, 1);
+      // B = the component's rows of x, written straight into its panels (step t: row rows[t]).
+      s.b.shape(d_, nk, false);
+      for (Index q = 0; q < panels; ++q) {
+        std::uint32_t* p = s.b.panel_words(q);
+        const Index f0 = q * nr, w = std::min(nr, d_ - f0);
+        if (w == nr)  // a constant size: vector moves, not a call
+          for (Index t = 0; t < nk; ++t) std::memcpy(p + t * nr, xf + rows[t] * dp + f0, sizeof(float) * nr);
+        else
+          for (Index t = 0; t < nk; ++t) std::memcpy(p + t * nr, xf + rows[t] * dp + f0, sz(w) * sizeof(float));
+      }
+      matmul::multiply(s.a, s.b, c, d_);
+      double* out = sums + k * l_ * d_;
+      for (Index q = 0; q < l_ * d_; ++q) out[q] += static_cast<double>(c[q]);
     }
   }
 
@@ -354,6 +433,7 @@ class MfaEm final : public train::EmModel {
   }
 
   static constexpr Index kF32Rows = 256;  // rows per tile of the float32 pass
+  static constexpr Index kChunk = 16;     // rows per posterior_rows() call
 
   Mfa model_;
   RowMatrix stacked_, inv_noise_, shift_;  // D × (K L + K), D × K, K × L (prepare())
@@ -365,6 +445,7 @@ class MfaEm final : public train::EmModel {
   Index k_, l_, d_;
   std::size_t block_;
   bool float32_;
+  int sparse_columns_;  // factor_columns(): 1 per component, 0 one product, −1 by the cost (the same bits)
   double previous_ = -std::numeric_limits<double>::infinity();
 };
 
