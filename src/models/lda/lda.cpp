@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "latent/core/error.hpp"
+#include "latent/core/flush_denormals.hpp"
 #include "latent/core/rng.hpp"
 
 namespace latent::models {
@@ -225,26 +226,11 @@ void exp_elog_theta(const Vector& gamma, Eigen::VectorXf& out_f, Vector& out) {
 
 }  // namespace
 
-namespace {
-
-// Flush-to-zero and denormals-are-zero for the float32 E-step, restored on exit. With many
+// The float32 E-step runs in FlushDenormals (latent/core/flush_denormals.hpp). With many
 // topics (α = 1/K small) most of exp(E[log θ]) is tiny, and its products with exp(E[log β])
 // fall below FLT_MIN: each such operation then takes a microcode assist (about 100 cycles),
 // which made the E-step at K = 1,000, V = 10⁵ run at under 1 GFLOP/s. Flushing them to 0
-// changes values below 1e-38 only (relative to sums of order 1e-2 and more), is the same
-// on every x86-64 CPU, and is local to this thread and this call.
-class FlushDenormals {
- public:
-  FlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | 0x8040u); }  // FTZ (bit 15) | DAZ (bit 6)
-  ~FlushDenormals() { _mm_setcsr(saved_); }
-  FlushDenormals(const FlushDenormals&) = delete;
-  FlushDenormals& operator=(const FlushDenormals&) = delete;
-
- private:
-  unsigned saved_;
-};
-
-}  // namespace
+// changes values below 1e-38 only (relative to sums of order 1e-2 and more).
 
 LdaDocResult Lda::e_step_document(std::span<const std::int32_t> ids, std::span<const double> counts,
                                   const LdaEStepOptions& options, LdaWorkspace& work, Vector& gamma,

@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "latent/core/error.hpp"
+#include "latent/core/flush_denormals.hpp"
 #include "latent/core/lane_sum.hpp"
 #include "latent/core/matmul.hpp"
 #include "latent/core/rng.hpp"
@@ -211,6 +212,10 @@ class MfaEm final : public train::EmModel {
   // sum has a fixed order (matmul.hpp, gmm_diag_kernel.hpp), so the bits depend on neither
   // the kernel variant nor the rows outside the tile. A tile with a NaN takes double_rows.
   void e_step_block_f32(const io::DenseBlock& block, std::span<double> partial) const {
+    // The products with r ⊙ E[z] of far components (r around 1e-40 and below) would take a
+    // microcode assist per subnormal on Intel cores: 2.3 % of the non-zero r ⊙ E[z] of a
+    // Fashion-MNIST tile were subnormal, and the per-component products ran at 34 GFLOP/s.
+    const FlushDenormals flush;
     const auto sz = [](Index v) { return static_cast<std::size_t>(v); };
     const Index dp = gmm_kernel::padded(d_), kl = k_ * l_, a = l_ + 1;
     std::vector<float> xf(sz(kF32Rows * dp), 0.0f), q(sz(kF32Rows * k_)), rf(sz(kF32Rows * k_)), ut(sz(kl * kF32Rows)),
