@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "latent/core/error.hpp"
+#include "latent/core/flush_denormals.hpp"
 #include "latent/core/kernel.hpp"
 #include "latent/core/lane_sum.hpp"
 #include "latent/core/matmul.hpp"
@@ -723,6 +724,10 @@ void Gmm::e_step_block(const io::DenseBlock& block, std::span<double> partial) c
   Vector lpn;
   RowMatrix resp;
   if (accepts_float32_blocks()) {
+    // Responsibilities of far components below FLT_MIN would cost a microcode assist per
+    // product in the moments on Intel cores (diag, Fashion-MNIST, K = 10, Intel Xeon family
+    // 6 model 167: 0.041 → 0.037 s an iteration, the same model file).
+    const FlushDenormals flush;
     if (type_ != CovarianceType::kFull) {
       e_step_block_f32(block, partial);
       return;
