@@ -207,8 +207,8 @@ class MfaEm final : public train::EmModel {
   // squares); Uᵀ = (W Ψ⁻¹)_stacked x̃ᵀ (K L × n, one float32 product for all components);
   // per component, in double, u_k = U_k − W_k Ψ_k⁻¹ μ̃_k, E[z] = u_k M_k⁻¹ and the Woodbury
   // correction −u_kᵀ E[z]; responsibilities as the GMM's; then the moments Σ r x̃ and
-  // Σ r x̃² (the GMM's kernel), A_k in double, and B_k's factor columns as one float32
-  // product (r ⊙ E[z])ᵀ x̃ (K L × D), each tile's sums added to the double statistics. Every
+  // Σ r x̃² (the GMM's kernel), A_k in double, and B_k's factor columns as float32 products
+  // (r ⊙ E[z])ᵀ x̃ (factor_columns()), each tile's sums added to double sums. Every
   // sum has a fixed order (matmul.hpp, gmm_diag_kernel.hpp), so the bits depend on neither
   // the kernel variant nor the rows outside the tile. A tile with a NaN takes double_rows.
   void e_step_block_f32(const io::DenseBlock& block, std::span<double> partial) const {
@@ -350,7 +350,8 @@ class MfaEm final : public train::EmModel {
   // B_k's factor columns of one tile: sums[(k L + j) D + f] += Σ_i wz[(k L + j) n + i] x[i dp + f]
   // (wz = r ⊙ E[z] in float32), each entry a float32 FMA chain over the tile's rows in order
   // (matmul.hpp), added to the double sums once per tile. A row whose responsibility r_ik is
-  // exactly zero has wz = ±0 for every factor of component k, which leaves such a chain
+  // exactly zero has wz = ±0 for every factor of component k (E[z] is finite where the
+  // distances are), which leaves such a chain
   // (started at +0) as it is; so where the tile's responsibilities are sparse (high D: most
   // are zero, as moments() finds), each component's product runs over its own non-zero rows
   // only, L × n_k × D instead of its share of one K L × n × D product: the same bits, about
