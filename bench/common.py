@@ -491,8 +491,9 @@ _FMA_PEAK: dict | None = None
 def measure_fma_peak() -> dict:
     """The core's measured FMA throughput on one thread (bench/fma_peak.c: 12 independent
     chains on the widest vectors, built with -march=native): {"vector_bits",
-    "float32_gflops", "float64_gflops"}, and "bfloat16_dot_gflops" (VDPBF16PS, 64 flops an
-    instruction) on a CPU with AVX512_BF16; {} if it cannot be built. About 1.5 s."""
+    "float32_gflops", "float64_gflops", "read_gbytes_per_s"} (one thread streaming a 512 MiB
+    array), and "bfloat16_dot_gflops" (VDPBF16PS, 64 flops an instruction) on a CPU with
+    AVX512_BF16, "amx_bf16_gflops" with AMX; {} if it cannot be built. About 3 s."""
     global _FMA_PEAK
     if _FMA_PEAK is not None:
         return _FMA_PEAK

@@ -9,8 +9,11 @@
  * (the products of --matmul-precision medium in kernel variant amxbf16: 16 x 16 x 32
  * bfloat16 products and sums, counted as 16384 flops an instruction; tiles stay in
  * registers, no loads). Each chain depends on itself only, so the loop is bound by issue,
- * not latency. */
+ * not latency. Also "read_gbytes_per_s": one thread summing a 512 MiB float32 array (far
+ * larger than any cache, on the pages the kernel gives it) in sequence, best of 3 passes:
+ * the rate at which a pass that streams its data from memory can read it. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 #if defined(__AVX512BF16__) || defined(__AMX_BF16__)
 #include <immintrin.h>
@@ -120,6 +123,32 @@ static double run_amx(long iters) {
 }
 #endif
 
+static double run_read(void) {
+  const size_t n = (size_t)512 << 20 >> 2; /* floats */
+  vf* a = aligned_alloc(64, n * sizeof(float));
+  if (a == NULL) return 0;
+  const size_t nv = n * sizeof(float) / VBYTES;
+  for (size_t i = 0; i < nv; ++i) a[i] = (vf){} + (float)(i & 7);
+  double best = 0;
+  for (int r = 0; r < 3; ++r) {
+    vf s0 = (vf){}, s1 = (vf){}, s2 = (vf){}, s3 = (vf){};
+    double t0 = now();
+    for (size_t i = 0; i < nv; i += 4) {
+      s0 += a[i];
+      s1 += a[i + 1];
+      s2 += a[i + 2];
+      s3 += a[i + 3];
+    }
+    double t = now() - t0;
+    vf s = s0 + s1 + s2 + s3;
+    volatile float sink = s[0];
+    (void)sink;
+    if (n * sizeof(float) / t / 1e9 > best) best = (double)(n * sizeof(float)) / t / 1e9;
+  }
+  free(a);
+  return best;
+}
+
 int main(void) {
   const long iters = 40000000;
   double f32 = 0, f64 = 0, bf16 = 0, amx = 0;
@@ -136,7 +165,9 @@ int main(void) {
     if (d > amx) amx = d;
 #endif
   }
+  const double read = run_read();
   printf("{\"vector_bits\": %d, \"float32_gflops\": %.2f, \"float64_gflops\": %.2f", VBYTES * 8, f32, f64);
+  if (read > 0) printf(", \"read_gbytes_per_s\": %.2f", read);
   if (bf16 > 0) printf(", \"bfloat16_dot_gflops\": %.2f", bf16);
   if (amx > 0) printf(", \"amx_bf16_gflops\": %.2f", amx);
   printf("}\n");

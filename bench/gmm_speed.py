@@ -24,6 +24,9 @@ What it measures
   gmm_kernel::moments, gmm_kernel::full_moments), so it does less arithmetic than the
   count, and its fraction of the peak is not the FMA units' use (it can pass 100 %).
   The time and the ratio are what they are.
+  Read bound: the bytes of the float32 rows (4 N D, read once an iteration) over the
+  core's measured streaming read rate (bench/fma_peak.c "read_gbytes_per_s"), printed as
+  a share of latent's iteration: where it is large the pass waits on memory, not the FMAs.
   next to a nominal peak = cores x GHz ('cpu MHz' in /proc/cpuinfo) x flops/cycle,
   32 by default (two 512-bit FMA units; use --flops-per-cycle 16 for CPUs that
   split AVX-512 into 256-bit halves such as AMD Zen 4).
@@ -245,6 +248,11 @@ def main():
             ours["fraction_of_measured_peak"] = ours["gflops"] / mpeak
             ours["measured_peak_gflops"] = mpeak
             ours["measured_peak_precision"] = prec.split("_")[0]
+        rbw = measured.get("read_gbytes_per_s")
+        if rbw:  # the float32 rows, read once an iteration, at the core's measured streaming rate
+            ours["bytes_read_per_iteration"] = 4 * n * d
+            ours["read_bound_seconds"] = 4 * n * d / (rbw * 1e9)
+            ours["read_share_of_iteration"] = ours["read_bound_seconds"] / ours["seconds_per_iteration"]
         if case["cov"] in ("diag", "spherical", "full"):
             ours["gflops_note"] = ("dense-equivalent: the M-step sums skip rows with exactly-zero float32 "
                                    "responsibilities, so less arithmetic is done than flops_per_iteration counts")
@@ -303,6 +311,12 @@ def main():
     print("\npeak = the core's measured FMA peak for the precision the implementation computes in "
           f"(bench/fma_peak.c: {measured.get('float32_gflops', '?')} float32, {measured.get('float64_gflops', '?')} "
           f"float64 GFLOP/s); the nominal {peak_note} is in the JSON")
+    for c in results["cases"].values():
+        o = c.get("latent_1x1", {})
+        if "read_bound_seconds" in o:
+            print(f"{c['label']}: reading its float32 rows once ({o['bytes_read_per_iteration'] / 1e6:.0f} MB) at the "
+                  f"core's measured {measured['read_gbytes_per_s']:.1f} GB/s (bench/fma_peak.c) takes "
+                  f"{o['read_bound_seconds']:.4f} s, {100 * o['read_share_of_iteration']:.0f} % of latent's iteration")
     if any("gflops_note" in c.get("latent_1x1", {}) for c in results["cases"].values()):
         print("* dense-equivalent rate: latent's M-step sums skip the rows with exactly-zero float32 "
               "responsibilities (same bits), so it does less arithmetic than the nominal count")
