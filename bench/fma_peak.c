@@ -143,7 +143,8 @@ static double run_read(void) {
     vf s = s0 + s1 + s2 + s3;
     volatile float sink = s[0];
     (void)sink;
-    if (n * sizeof(float) / t / 1e9 > best) best = (double)(n * sizeof(float)) / t / 1e9;
+    const double rate = (double)(n * sizeof(float)) / t / 1e9;
+    if (rate > best) best = rate;
   }
   free(a);
   return best;
