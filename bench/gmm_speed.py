@@ -250,8 +250,8 @@ def main():
             ours["measured_peak_precision"] = prec.split("_")[0]
         rbw = measured.get("read_gbytes_per_s")
         if rbw:  # the float32 rows, read once an iteration, at the core's measured streaming rate
-            ours["bytes_read_per_iteration"] = 4 * n * d
-            ours["read_bound_seconds"] = 4 * n * d / (rbw * 1e9)
+            ours["bytes_read_per_iteration"] = read_bytes = 4 * n * d
+            ours["read_bound_seconds"] = read_bytes / (rbw * 1e9)
             ours["read_share_of_iteration"] = ours["read_bound_seconds"] / ours["seconds_per_iteration"]
         if case["cov"] in ("diag", "spherical", "full"):
             ours["gflops_note"] = ("dense-equivalent: the M-step sums skip rows with exactly-zero float32 "
