@@ -355,13 +355,14 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
     // fetch_rows, the owner's map of its slice (4 bytes a row) and the distinct asked rows
     // of exp(E[log β]) (4 bytes a padded cell: at most the slice, at most what every rank's
     // round asks); one rank computes its rows in place (LdaSlice::fetch_rows). Ranks on one
-    // node write the round's counts into shared memory instead of a private buffer, with
-    // room for 1.25 times the largest round (2 bytes a cell more): counted either way.
+    // node write the round's counts and those rows into shared memory instead of private
+    // buffers, with room for 1.25 times the largest round (2 bytes a cell more, 5 bytes a
+    // padded cell of the rows instead of 4): counted either way.
     const double kpd = static_cast<double>((k + 15) / 16 * 16);
     const double cells = static_cast<double>(std::min(round_cells, v * k));
     const double exchange_bytes = comm.size() == 1 ? 0.0
                                                    : 4.0 * static_cast<double>(max_rows) +
-                                                         4.0 * std::min(static_cast<double>(comm.size()) * cells * kpd / kd,
+                                                         5.0 * std::min(static_cast<double>(comm.size()) * cells * kpd / kd,
                                                                         static_cast<double>(max_rows) * kpd) +
                                                          2.0 * cells;
     const double round_bytes = static_cast<double>(28 + 8 * threads) * cells + exchange_bytes;
@@ -513,8 +514,8 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
       // The round's one opening collective: whether any rank has documents left, whether
       // any failed (reading now, or in the last round's E-step: its counts were sent but
       // are never used, as every rank throws here before the λ update), and the shared
-      // statistics segment the round needs. With the send_stats fence, two collectives a
-      // round.
+      // statistics segment the round needs. On ranks that share a node, fetch_rows's two
+      // barriers and send_stats's one follow: four collectives a round.
       if (!error) error = e_step_error;
       std::array<double, 3> opening{d1 > d0 ? 1.0 : 0.0, error ? 1.0 : 0.0, slice.stats_need(words.size())};
       slice.stats_sync();  // the last round's reads of the shared segments ...
@@ -537,6 +538,10 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
         local_ids[j] = local_of[static_cast<std::size_t>(block->indices[base + j])];
       for (std::int32_t w : words) local_of[static_cast<std::size_t>(w)] = -1;
       const auto m = static_cast<Index>(words.size());
+      // Where the round's counts go; on ranks that share a node, also where fetch_rows
+      // publishes the round's words and the owners' rows.
+      const std::span<std::int64_t> round_stats =
+          slice.stats_buffer(comm, static_cast<std::size_t>(m), packed, opening[2]);
       arena.execute([&] { slice.fetch_rows(comm, words, view.exp_elog_beta(), requests); });
       try {
         const std::uint64_t update = static_cast<std::uint64_t>(updates + 1);
@@ -577,8 +582,6 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
       }
       // The threads' statistics summed into the round's packed rows, by row ranges in
       // parallel (integer sums: the same bits as one thread adding them in turn).
-      const std::span<std::int64_t> round_stats =
-          slice.stats_buffer(comm, static_cast<std::size_t>(m), packed, opening[2]);
       accs.clear();
       for (ThreadState& s : states)
         if (s.acc) accs.push_back(s.acc.get());

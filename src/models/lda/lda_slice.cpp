@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <exception>
+#include <iterator>
 #include <new>
 
 #include "latent/core/control.hpp"
@@ -227,6 +228,33 @@ double LdaSlice::sum_elog_beta(const comm::Communicator& comm, int threads) cons
 
 namespace {
 
+// A rank's statistics segment when the slices share a node: the header (64 bytes: the
+// round's word count m, then u, the count of this slice's words that any rank's round
+// holds), the round's counts (m × K integers), its words (m), then at 64-byte boundaries
+// the u words of the slice (ascending) and their rows of exp(E[log β]) (u × padded K
+// floats). Offsets in bytes; a reader knows m and u from the header.
+struct StatsLayout {
+  std::size_t counts, words, slice_words, rows, end;
+};
+
+StatsLayout stats_layout(std::size_t m, std::size_t u, Index k) {
+  const auto up = [](std::size_t b) { return (b + 63) / 64 * 64; };
+  const auto kp = static_cast<std::size_t>((k + 15) / 16 * 16);
+  StatsLayout l{};
+  l.counts = 64;
+  l.words = l.counts + m * static_cast<std::size_t>(k) * sizeof(std::int64_t);
+  l.slice_words = up(l.words + m * sizeof(std::int32_t));
+  l.rows = up(l.slice_words + u * sizeof(std::int32_t));
+  l.end = l.rows + u * kp * sizeof(float);
+  return l;
+}
+
+std::int64_t header_field(const std::byte* segment, int field) {
+  std::int64_t v = 0;
+  std::memcpy(&v, segment + static_cast<std::size_t>(field) * sizeof v, sizeof v);
+  return v;
+}
+
 // Offsets of each owner's words in the sorted list: words [first[s], first[s + 1]) belong
 // to slice s.
 std::vector<std::size_t> owner_ranges(std::span<const std::int32_t> words, Index v, int parts) {
@@ -261,15 +289,60 @@ void LdaSlice::fetch_rows(const comm::Communicator& comm, std::span<const std::i
     return;
   }
   const auto first = owner_ranges(words, v_, parts_);
-  if (shared_lambda_) {  // every row from its owner's λ in place
-    for (int s = 0; s < parts_; ++s) {  // owner s's words are [first[s], first[s + 1])
-      const double* slice = slice_lambda_[static_cast<std::size_t>(s)];
-      const Index lo = slice_begin(v_, parts_, s);
-      tbb::parallel_for(first[static_cast<std::size_t>(s)], first[static_cast<std::size_t>(s) + 1], [&](std::size_t i) {
-        exp_digamma_minus({slice + static_cast<std::size_t>((words[i] - lo) * k), static_cast<std::size_t>(k)},
-                          {digamma_total_f_.data(), static_cast<std::size_t>(kp)},
-                          {rows.row(static_cast<Index>(i)).data(), static_cast<std::size_t>(kp)});
-      });
+  if (shared_lambda_) {
+    // Each owner computes the rows of its slice's words that any rank's round holds, once,
+    // into its statistics segment; every rank copies its rows from there. (Each rank
+    // computing its own rows from the owner's λ in place costs Σ_r m_r rows a round
+    // against |∪_r words_r|: a frequent word is in every rank's documents.)
+    if (!shared_stats_) throw Error(ErrorKind::kInternal, "fetch_rows: stats_buffer was not called this round");
+    const std::size_t m = words.size();
+    std::byte* own = shared_stats_->segment(rank_);
+    const StatsLayout mine = stats_layout(m, 0, k);
+    if (mine.slice_words > stats_bytes_) throw Error(ErrorKind::kInternal, "fetch_rows: the round's words exceed the segment");
+    const auto m64 = static_cast<std::int64_t>(m);
+    std::memcpy(own, &m64, sizeof m64);
+    if (m > 0) std::memcpy(own + mine.words, words.data(), m * sizeof(std::int32_t));
+    shared_stats_->fence(comm);
+    // 1. This slice's words in any rank's round: the union of P sorted ranges.
+    std::vector<std::int32_t> slice_words, merged;
+    for (int r = 0; r < parts_; ++r) {
+      const std::byte* in = shared_stats_->segment(r);
+      const auto mr = static_cast<std::size_t>(header_field(in, 0));
+      const auto* w = reinterpret_cast<const std::int32_t*>(in + stats_layout(mr, 0, k).words);
+      const auto range = owner_ranges({w, mr}, v_, parts_);
+      const std::int32_t* a = w + range[static_cast<std::size_t>(rank_)];
+      const std::int32_t* b = w + range[static_cast<std::size_t>(rank_) + 1];
+      merged.clear();
+      std::set_union(slice_words.begin(), slice_words.end(), a, b, std::back_inserter(merged));
+      slice_words.swap(merged);
+    }
+    const std::size_t u = slice_words.size();
+    const StatsLayout full = stats_layout(m, u, k);
+    if (full.end > stats_bytes_) throw Error(ErrorKind::kInternal, "fetch_rows: the slice's rows exceed the segment");
+    const auto u64 = static_cast<std::int64_t>(u);
+    std::memcpy(own + sizeof(std::int64_t), &u64, sizeof u64);
+    if (u > 0) std::memcpy(own + full.slice_words, slice_words.data(), u * sizeof(std::int32_t));
+    auto* out = reinterpret_cast<float*>(own + full.rows);
+    tbb::parallel_for(std::size_t{0}, u, [&](std::size_t i) { exp_elog_beta_row(slice_words[i], out + i * static_cast<std::size_t>(kp)); });
+    shared_stats_->fence(comm);
+    // 2. This rank's rows from their owners' segments: both word lists ascending, so a
+    // search per range of rows and a merge walk within it.
+    for (int s = 0; s < parts_; ++s) {
+      const std::byte* in = shared_stats_->segment(s);
+      const auto us = static_cast<std::size_t>(header_field(in, 1));
+      const StatsLayout theirs = stats_layout(static_cast<std::size_t>(header_field(in, 0)), us, k);
+      const auto* sw = reinterpret_cast<const std::int32_t*>(in + theirs.slice_words);
+      const auto* sr = reinterpret_cast<const float*>(in + theirs.rows);
+      tbb::parallel_for(tbb::blocked_range<std::size_t>(first[static_cast<std::size_t>(s)], first[static_cast<std::size_t>(s) + 1], 256),
+                        [&](const tbb::blocked_range<std::size_t>& range) {
+                          const std::int32_t* p = std::lower_bound(sw, sw + us, words[range.begin()]);
+                          for (std::size_t i = range.begin(); i < range.end(); ++i) {
+                            while (p != sw + us && *p < words[i]) ++p;
+                            if (p == sw + us || *p != words[i]) throw Error(ErrorKind::kInternal, "fetch_rows: a word missing from its owner's rows");
+                            std::memcpy(rows.row(static_cast<Index>(i)).data(), sr + static_cast<std::size_t>(p - sw) * static_cast<std::size_t>(kp),
+                                        static_cast<std::size_t>(kp) * sizeof(float));
+                          }
+                        });
     }
     return;
   }
@@ -323,9 +396,12 @@ void LdaSlice::fetch_rows(const comm::Communicator& comm, std::span<const std::i
 
 double LdaSlice::stats_need(std::size_t words) const {
   if (!shared_lambda_ || parts_ == 1) return 0;
-  // The header (64 bytes), the counts, then the words.
-  return static_cast<double>(64 + words * static_cast<std::size_t>(num_topics()) * sizeof(std::int64_t) +
-                             words * sizeof(std::int32_t));
+  // stats_layout of this round's words with room for the rows of the largest slice's words
+  // in every rank's round (each rank at most as many as the largest round).
+  Index largest = 0;
+  for (int s = 0; s < parts_; ++s) largest = std::max(largest, slice_begin(v_, parts_, s + 1) - slice_begin(v_, parts_, s));
+  const std::size_t u = std::min(static_cast<std::size_t>(largest), static_cast<std::size_t>(parts_) * words);
+  return static_cast<double>(stats_layout(words, u, num_topics()).end);
 }
 
 void LdaSlice::stats_sync() const {
@@ -365,25 +441,21 @@ double LdaSlice::send_stats(const comm::Communicator& comm, std::span<const std:
     return 0;
   }
   if (shared_lambda_) {
-    // This rank's counts are in its segment already (stats_buffer); the word count and the
-    // words follow them. After the barrier each owner adds the rows of its words from every
-    // rank's segment; the next round's opening collective (bracketed by stats_sync) orders
-    // these reads before the segment is written again.
-    std::byte* out = shared_stats_->segment(rank_);
-    const std::size_t counts_bytes = stats.size() * sizeof(std::int64_t);
-    if (reinterpret_cast<const std::byte*>(stats.data()) != out + 64)
-      throw Error(ErrorKind::kInternal, "send_stats: the counts are not in stats_buffer()");
-    const auto m = static_cast<std::int64_t>(words.size());
-    std::memcpy(out, &m, sizeof m);
-    std::memcpy(out + 64 + counts_bytes, words.data(), words.size() * sizeof(std::int32_t));
+    // This rank's counts are in its segment already (stats_buffer), the word count and the
+    // words too (fetch_rows). After the barrier each owner adds the rows of its words from
+    // every rank's segment; the next round's opening collective (bracketed by stats_sync)
+    // orders these reads before the segment is written again.
+    const std::byte* out = shared_stats_->segment(rank_);
+    if (reinterpret_cast<const std::byte*>(stats.data()) != out + 64 || header_field(out, 0) != static_cast<std::int64_t>(words.size()))
+      throw Error(ErrorKind::kInternal, "send_stats: the counts are not in stats_buffer() or fetch_rows did not run this round");
     shared_stats_->fence(comm);
     std::vector<std::int32_t> local;
     for (int r = 0; r < parts_; ++r) {
       const std::byte* in = shared_stats_->segment(r);
-      std::int64_t mr = 0;
-      std::memcpy(&mr, in, sizeof mr);
-      const auto* counts = reinterpret_cast<const std::int64_t*>(in + 64);
-      const auto* w = reinterpret_cast<const std::int32_t*>(in + 64 + static_cast<std::size_t>(mr * k) * sizeof(std::int64_t));
+      const std::int64_t mr = header_field(in, 0);
+      const StatsLayout layout = stats_layout(static_cast<std::size_t>(mr), 0, k);
+      const auto* counts = reinterpret_cast<const std::int64_t*>(in + layout.counts);
+      const auto* w = reinterpret_cast<const std::int32_t*>(in + layout.words);
       const auto first = owner_ranges({w, static_cast<std::size_t>(mr)}, v_, parts_);
       const auto* a = w + first[static_cast<std::size_t>(rank_)];
       const auto* b = w + first[static_cast<std::size_t>(rank_) + 1];

@@ -17,7 +17,8 @@
 /// model-parallel layout of a parameter server (Li et al., OSDI 2014; LightLDA, Yuan et
 /// al. 2015 §5) with the pulls and pushes made collective and deterministic. Ranks that
 /// share one node skip both exchanges: λ and the counts live in node-shared memory
-/// (share_node_memory; docs/ARCHITECTURE.md §5.8).
+/// (share_node_memory; docs/ARCHITECTURE.md §5.8), and each owner computes a row once
+/// for all the ranks whose round holds its word.
 ///
 /// The same bits as one process holding the whole λ (Lda), for any P and thread count:
 /// an E-step reads the same float32 rows (computed by the owner from λ and the topic
@@ -91,9 +92,10 @@ class LdaSlice {
   const Eigen::Map<RowMatrix>& lambda() const noexcept { return lambda_; }
 
   /// Ranks on one node (comm::NodeSharedMemory: every rank of the job on one node, not under
-  /// LATENT_NODE_SHARED=0) keep every slice's λ in node-shared memory: fetch_rows then
-  /// computes each row from its owner's λ in place, and send_stats leaves the counts in
-  /// shared memory, where each owner adds the rows of its words. No messages, the same
+  /// LATENT_NODE_SHARED=0) keep every slice's λ in node-shared memory: in fetch_rows each
+  /// owner computes the rows of its words in any rank's round once, into shared memory,
+  /// where every rank copies its own; send_stats leaves the counts in shared memory, where
+  /// each owner adds the rows of its words. No messages, the same
   /// bits (the rows are the owner's function of λ and the totals, every rank's totals are
   /// the same, the counts are integers). λ keeps its values. Collective; returns whether
   /// the memory is shared. λ's writers must call refresh_totals before other ranks read
@@ -125,12 +127,15 @@ class LdaSlice {
   /// Fetches exp(E[log β]) rows of `words` (sorted, distinct, global ids; may be empty)
   /// into `rows` (|words| × padded K, float32): row i is word words[i]'s, as
   /// Lda::refresh_row computes it from λ and the current totals. `requests` receives, per
-  /// source rank, the owned words that rank asked for (send_stats needs them). Collective:
-  /// every rank calls it once per round.
+  /// source rank, the owned words that rank asked for (send_stats needs them; not filled
+  /// on ranks that share a node). Collective: every rank calls it once per round, on ranks
+  /// that share a node after stats_buffer (the words and rows go into its segment: Error
+  /// kInternal otherwise) and with two barriers.
   void fetch_rows(const comm::Communicator& comm, std::span<const std::int32_t> words, RowMatrixF& rows,
                   std::vector<std::vector<std::int32_t>>& requests) const;
   /// The bytes of the node's shared statistics segment a round of `words` distinct words
-  /// needs on this rank (0 when the slices are not shared). The round takes the maximum
+  /// needs on this rank (0 when the slices are not shared): its counts and words, and room
+  /// for the rows fetch_rows computes for every rank's round. The round takes the maximum
   /// over the ranks in its opening collective and passes it to stats_buffer. Local.
   double stats_need(std::size_t words) const;
   /// MPI_Win_sync on the shared statistics window, if any: call it right before and right
@@ -141,14 +146,14 @@ class LdaSlice {
   /// a node, this rank's shared segment (no copy), grown when `agreed_need` (the maximum of
   /// stats_need over the ranks) exceeds it: then collective, the same decision on every
   /// rank, and Error kIo if the node's shared memory has no room; elsewhere `own`, resized.
-  /// Every rank calls it once per round, before send_stats.
+  /// Every rank calls it once per round, before fetch_rows.
   std::span<std::int64_t> stats_buffer(const comm::Communicator& comm, std::size_t words, std::vector<std::int64_t>& own,
                                        double agreed_need);
   /// Sends `stats` (|words| × K integers, row i for words[i]: the same words as the round's
   /// fetch_rows) to the words' owners; adds what this rank receives for its slice (the
   /// `requests` of fetch_rows) into `into`. Returns the bytes this rank sent to other ranks.
-  /// On ranks that share a node `stats` must be the span stats_buffer returned this round
-  /// (Error kInternal otherwise). Collective.
+  /// On ranks that share a node `stats` must be the span stats_buffer returned this round,
+  /// after this round's fetch_rows (Error kInternal otherwise). Collective.
   double send_stats(const comm::Communicator& comm, std::span<const std::int32_t> words,
                     std::span<const std::int64_t> stats, const std::vector<std::vector<std::int32_t>>& requests,
                     LdaSliceStats& into);
