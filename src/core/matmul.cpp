@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
+#include <vector>
 
 #include "latent/core/error.hpp"
 #include "latent/core/kernel.hpp"
@@ -53,14 +54,28 @@ template <bool kMax>
 // largest of itself and the bit patterns of |C| stored in its lane (as unsigned integers
 // these order like the magnitudes, and NaN above +Inf). Panels are read unaligned: the
 // allocator aligns to what the baseline ISA needs (32 bytes for AVX2), not to 64.
+//
+// A product may run along K in slices (tiles()): then `resume` holds the sums of the slices
+// before (kMr × kNr floats, row after row; null for the first), and `pause`, if not null,
+// receives the sums instead of C (every slice but the last). Each entry's chain of
+// multiply-adds is the same sequence either way, so the same bits.
 template <bool kBf16, bool kMax>
 [[gnu::target("avx512f,avx512bw,avx512vl,avx512bf16")]] void tile(Index steps, const std::uint32_t* __restrict a,
                                                                    const std::uint32_t* __restrict b, float* c, Index ldc,
                                                                    bool accumulate, int mv, int nv,
-                                                                   std::uint32_t* abs_max) {
+                                                                   std::uint32_t* abs_max, const float* resume = nullptr,
+                                                                   float* pause = nullptr) {
   __m512 c0[kMr], c1[kMr];
+  if (resume != nullptr) {
 #pragma GCC unroll 8
-  for (int i = 0; i < kMr; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
+    for (int i = 0; i < kMr; ++i) {
+      c0[i] = _mm512_loadu_ps(resume + i * kNr);
+      c1[i] = _mm512_loadu_ps(resume + i * kNr + 16);
+    }
+  } else {
+#pragma GCC unroll 8
+    for (int i = 0; i < kMr; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
+  }
   for (Index s = 0; s < steps; ++s) {
     const __m512i b0 = _mm512_loadu_si512(b + s * kNr), b1 = _mm512_loadu_si512(b + s * kNr + 16);
 #pragma GCC unroll 8
@@ -74,6 +89,14 @@ template <bool kBf16, bool kMax>
         c1[i] = _mm512_fmadd_ps(_mm512_castsi512_ps(ai), _mm512_castsi512_ps(b1), c1[i]);
       }
     }
+  }
+  if (pause != nullptr) {
+#pragma GCC unroll 8
+    for (int i = 0; i < kMr; ++i) {
+      _mm512_storeu_ps(pause + i * kNr, c0[i]);
+      _mm512_storeu_ps(pause + i * kNr + 16, c1[i]);
+    }
+    return;
   }
   const auto m0 = static_cast<__mmask16>(nv >= 16 ? 0xffffu : (1u << nv) - 1u);
   const auto m1 = static_cast<__mmask16>(nv <= 16 ? 0u : nv >= 32 ? 0xffffu : (1u << (nv - 16)) - 1u);
@@ -608,6 +631,9 @@ template <bool kMax>
 // add only zeros.
 constexpr Index upper_steps(Index qn, Index steps, bool bf16) { return std::min(steps, (qn + 1) * kNr / (bf16 ? 2 : 1)); }
 
+// Steps of a slice along K (tiles()): 128 steps of a B panel are 16 KiB.
+constexpr Index kSliceSteps = 128;
+
 // Every tile of C = A B, in the one tile kernel chosen for the product (kAvx2: the AVX2
 // float32 tile).
 template <bool kBf16, bool kMax, bool kAvx2 = false>
@@ -616,10 +642,26 @@ void tiles(const Packed& a, const Packed& b, float* c, Index ldc, bool accumulat
   static_assert(!(kBf16 && kAvx2), "bfloat16 products need AVX512_BF16");
   const Index m = a.rows(), n = b.rows();
   const Index mp = (m + kMr - 1) / kMr, np = (n + kNr - 1) / kNr;
+  thread_local std::vector<float> sums;  // the tiles' sums between slices along K
   for (Index qn = 0; qn < np; ++qn) {
     const Index steps = upper_b ? upper_steps(qn, a.steps(), kBf16) : a.steps();
     const std::uint32_t* bp = b.panel(qn);
     const int nv = static_cast<int>(std::min(kNr, n - qn * kNr));
+    if (!kAvx2 && mp > 1 && steps > kSliceSteps) {
+      // Slices of kSliceSteps steps: the slice of the B panel (16 KiB) stays in L1 for
+      // every panel of A instead of coming from L2 for each.
+      if (sums.size() < static_cast<std::size_t>(mp * kMr * kNr)) sums.resize(static_cast<std::size_t>(mp * kMr * kNr));
+      for (Index s0 = 0; s0 < steps; s0 += kSliceSteps) {
+        const Index len = std::min(kSliceSteps, steps - s0);
+        for (Index qm = 0; qm < mp; ++qm) {
+          const int mv = static_cast<int>(std::min(kMr, m - qm * kMr));
+          float* t = sums.data() + qm * kMr * kNr;
+          tile<kBf16, kMax>(len, a.panel(qm) + s0 * kMr, bp + s0 * kNr, c + qm * kMr * ldc + qn * kNr, ldc, accumulate, mv,
+                            nv, lanes, s0 > 0 ? t : nullptr, s0 + len < steps ? t : nullptr);
+        }
+      }
+      continue;
+    }
     for (Index qm = 0; qm < mp; ++qm) {
       const int mv = static_cast<int>(std::min(kMr, m - qm * kMr));
       if constexpr (kAvx2) tile_avx2<kMax>(steps, a.panel(qm), bp, c + qm * kMr * ldc + qn * kNr, ldc, accumulate, mv, nv, lanes);

@@ -219,11 +219,13 @@ TEST(Matmul, VectorAndScalarPackersAgree) {
 
 TEST(Matmul, ARowsResultDoesNotDependOnTheOtherRows) {
   // docs/ARCHITECTURE.md §5: a row's products must be the same bits whatever micro-batch it is in.
+  // K = 300 (150 bfloat16 steps): 21 rows take the products in slices along K, one row
+  // whole (matmul.cpp, tiles()).
   for (kernel::Variant v : kernel::all_variants()) {
   if (!kernel::supported(v)) continue;
   const kernel::ScopedVariant scope(v);
   for (Precision p : precisions()) {
-    const Index k = 100, n = 50;
+    const Index k = 300, n = 50;
     const RowMatrixF a = random_matrix(21, k, 6), b = random_matrix(k, n, 7);
     Packed pa, pb, pr;
     pa.pack_a(p, a.data(), 21, k, k, 1);
