@@ -123,8 +123,6 @@ bool LdaSlice::share_node_memory(const comm::Communicator& comm) {
   std::copy(own_lambda_.data(), own_lambda_.data() + own_lambda_.size(), mine);
   own_lambda_ = RowMatrix();
   point_at(mine, end_ - begin_);
-  slice_lambda_.resize(static_cast<std::size_t>(parts_));
-  for (int r = 0; r < parts_; ++r) slice_lambda_[static_cast<std::size_t>(r)] = reinterpret_cast<const double*>(shared_lambda_->segment(r));
   shared_lambda_->fence(comm);
   return true;
 }
@@ -136,7 +134,6 @@ void LdaSlice::unshare(const comm::Communicator& comm) {
   comm.barrier();  // nobody reads a slice after its owner frees it
   shared_stats_.reset();
   shared_lambda_.reset();
-  slice_lambda_.clear();
 }
 
 void LdaSlice::init_lambda(std::uint64_t seed) {
@@ -298,7 +295,8 @@ void LdaSlice::fetch_rows(const comm::Communicator& comm, std::span<const std::i
     const std::size_t m = words.size();
     std::byte* own = shared_stats_->segment(rank_);
     const StatsLayout mine = stats_layout(m, 0, k);
-    if (mine.slice_words > stats_bytes_) throw Error(ErrorKind::kInternal, "fetch_rows: the round's words exceed the segment");
+    if (mine.slice_words > stats_bytes_)
+      throw Error(ErrorKind::kInternal, "fetch_rows: the round's words exceed the segment");
     const auto m64 = static_cast<std::int64_t>(m);
     std::memcpy(own, &m64, sizeof m64);
     if (m > 0) std::memcpy(own + mine.words, words.data(), m * sizeof(std::int32_t));
@@ -323,7 +321,8 @@ void LdaSlice::fetch_rows(const comm::Communicator& comm, std::span<const std::i
     std::memcpy(own + sizeof(std::int64_t), &u64, sizeof u64);
     if (u > 0) std::memcpy(own + full.slice_words, slice_words.data(), u * sizeof(std::int32_t));
     auto* out = reinterpret_cast<float*>(own + full.rows);
-    tbb::parallel_for(std::size_t{0}, u, [&](std::size_t i) { exp_elog_beta_row(slice_words[i], out + i * static_cast<std::size_t>(kp)); });
+    tbb::parallel_for(std::size_t{0}, u,
+                      [&](std::size_t i) { exp_elog_beta_row(slice_words[i], out + i * static_cast<std::size_t>(kp)); });
     shared_stats_->fence(comm);
     // 2. This rank's rows from their owners' segments: both word lists ascending, so a
     // search per range of rows and a merge walk within it.
@@ -333,16 +332,18 @@ void LdaSlice::fetch_rows(const comm::Communicator& comm, std::span<const std::i
       const StatsLayout theirs = stats_layout(static_cast<std::size_t>(header_field(in, 0)), us, k);
       const auto* sw = reinterpret_cast<const std::int32_t*>(in + theirs.slice_words);
       const auto* sr = reinterpret_cast<const float*>(in + theirs.rows);
-      tbb::parallel_for(tbb::blocked_range<std::size_t>(first[static_cast<std::size_t>(s)], first[static_cast<std::size_t>(s) + 1], 256),
-                        [&](const tbb::blocked_range<std::size_t>& range) {
-                          const std::int32_t* p = std::lower_bound(sw, sw + us, words[range.begin()]);
-                          for (std::size_t i = range.begin(); i < range.end(); ++i) {
-                            while (p != sw + us && *p < words[i]) ++p;
-                            if (p == sw + us || *p != words[i]) throw Error(ErrorKind::kInternal, "fetch_rows: a word missing from its owner's rows");
-                            std::memcpy(rows.row(static_cast<Index>(i)).data(), sr + static_cast<std::size_t>(p - sw) * static_cast<std::size_t>(kp),
-                                        static_cast<std::size_t>(kp) * sizeof(float));
-                          }
-                        });
+      const tbb::blocked_range<std::size_t> mine_of_s(first[static_cast<std::size_t>(s)],
+                                                      first[static_cast<std::size_t>(s) + 1], 256);
+      tbb::parallel_for(mine_of_s, [&](const tbb::blocked_range<std::size_t>& range) {
+        const std::int32_t* p = std::lower_bound(sw, sw + us, words[range.begin()]);
+        for (std::size_t i = range.begin(); i < range.end(); ++i) {
+          while (p != sw + us && *p < words[i]) ++p;
+          if (p == sw + us || *p != words[i])
+            throw Error(ErrorKind::kInternal, "fetch_rows: a word missing from its owner's rows");
+          const float* row = sr + static_cast<std::size_t>(p - sw) * static_cast<std::size_t>(kp);
+          std::memcpy(rows.row(static_cast<Index>(i)).data(), row, static_cast<std::size_t>(kp) * sizeof(float));
+        }
+      });
     }
     return;
   }
@@ -446,8 +447,10 @@ double LdaSlice::send_stats(const comm::Communicator& comm, std::span<const std:
     // every rank's segment; the next round's opening collective (bracketed by stats_sync)
     // orders these reads before the segment is written again.
     const std::byte* out = shared_stats_->segment(rank_);
-    if (reinterpret_cast<const std::byte*>(stats.data()) != out + 64 || header_field(out, 0) != static_cast<std::int64_t>(words.size()))
-      throw Error(ErrorKind::kInternal, "send_stats: the counts are not in stats_buffer() or fetch_rows did not run this round");
+    if (reinterpret_cast<const std::byte*>(stats.data()) != out + 64 ||
+        header_field(out, 0) != static_cast<std::int64_t>(words.size()))
+      throw Error(ErrorKind::kInternal,
+                  "send_stats: the counts are not in stats_buffer() or fetch_rows did not run this round");
     shared_stats_->fence(comm);
     std::vector<std::int32_t> local;
     for (int r = 0; r < parts_; ++r) {

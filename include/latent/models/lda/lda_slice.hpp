@@ -174,7 +174,6 @@ class LdaSlice {
   RowMatrix own_lambda_;                       // λ when not shared
   Eigen::Map<RowMatrix> lambda_{nullptr, 0, 0};  // λ: own_lambda_ or the shared segment
   std::unique_ptr<comm::NodeSharedMemory> shared_lambda_, shared_stats_;
-  std::vector<const double*> slice_lambda_;    // every slice's λ (shared)
   std::size_t stats_bytes_ = 0;                 // each rank's stats segment (one round)
   void point_at(double* data, Index rows);
   Vector alpha_;
