@@ -1,14 +1,17 @@
 // Tests run by ctest under mpiexec at 1, 2 and 4 ranks (and the invariance fits at 1-4).
 #include <gtest/gtest.h>
+#include <malloc.h>
 
 #include "latent/core/matmul.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <limits>
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 
 #include "../support/fixtures.hpp"
@@ -199,6 +202,70 @@ TEST(LdaSharded, SameBitsAsOneProcessForAnyRanksThreadsAndRounds) {
         EXPECT_EQ(std::memcmp(alpha.data(), reference_alpha.data(), sizeof(double) * 5), 0) << method;
       }
   }
+  comm.barrier();
+}
+
+// Bytes of a /proc/self/status line (kB there), -1 if absent.
+double status_bytes(const char* field) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(field, 0) == 0) return 1024.0 * std::strtod(line.c_str() + std::strlen(field), nullptr);
+  return -1;
+}
+
+// The peak of a variational fit stays within its own prediction (LdaFitResult::
+// predicted_bytes, less the 64 MiB it allows for the libraries, which this process has
+// loaded already). λ (V = 20,000 words × K = 1,000 topics, 8 bytes a cell) dominates: the
+// slice's λ and its counts are the two slice-sized buffers the prediction counts; at the
+// end λ is copied out of the node's shared memory (LdaSlice::unshare), or on one rank the
+// whole model's rows refreshed, after the counts are freed (with them alive, the peak was
+// 1.5 times the prediction). Growth = the peak resident set (VmHWM, reset through
+// /proc/self/clear_refs, Linux 4.0 and later) less the resident set before the fit. While
+// it runs, blocks of 4 MiB and more are mapped and unmapped on their own (test_main keeps
+// them in the heap up to 1 GiB), so the resident set follows what is allocated.
+TEST(LdaSharded, PeakMemoryStaysWithinThePrediction) {
+  const auto comm = comm::Communicator::world();
+  std::unique_ptr<latent::testing::TempDir> dir;
+  std::string root;
+  if (comm.is_root()) {
+    dir = std::make_unique<latent::testing::TempDir>("lda-memory");
+    root = dir->path();
+    models::generate_lda(200, 20000, 5, 60, 0.3, 0.05, 9, 100, root + "/corpus", "");
+  }
+  comm.broadcast(root, 0);
+  const io::CountsDatasetInfo info = io::open_counts_dataset(root + "/corpus");
+  models::LdaConfig c;
+  c.n_topics = 1000;
+  c.method = "online";
+  c.max_iter = 1;
+  c.batch_size = 200;
+  c.round_cells = 20000;  // rounds of 20 words: the round's buffers are small beside λ
+  c.threads = 1;
+  c.seed = 4;
+  bool reset = false;
+  {
+    std::ofstream clear("/proc/self/clear_refs");
+    clear << "5";
+    reset = static_cast<bool>(clear.flush());
+  }
+  const double before = status_bytes("VmRSS:");
+  std::array<double, 1> ok{reset && before > 0 && status_bytes("VmHWM:") < before + 16.0 * 1048576 ? 1.0 : 0.0};
+  comm.allreduce_min(ok);  // every rank skips, or none
+  if (ok[0] == 0) GTEST_SKIP() << "cannot reset the peak resident set here (/proc/self/clear_refs)";
+  double predicted = 0;
+  mallopt(M_MMAP_THRESHOLD, 4 << 20);
+  {
+    models::LdaFitResult fit = models::fit_lda(comm, info, c, Logger::silent(), {}, nullptr);
+    predicted = fit.predicted_bytes;
+  }
+  const double growth = status_bytes("VmHWM:") - before;
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  const double allowed = predicted - 64.0 * 1048576;
+  EXPECT_GT(growth, 0.5 * allowed) << "the fit did not hold λ: the check below proves nothing";
+  EXPECT_LE(growth, 1.1 * allowed) << "peak growth " << growth / 1048576 << " MiB against a prediction of "
+                                   << allowed / 1048576 << " MiB (without the libraries) on rank " << comm.rank() << " of "
+                                   << comm.size();
   comm.barrier();
 }
 

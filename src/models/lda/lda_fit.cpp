@@ -440,7 +440,7 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
     slice.unshare(comm);  // the slice outlives the fit: λ back in this rank's memory
     if (comm.size() == 1) result.model = slice.take_whole(threads);
     else result.slice = std::move(slice_owned);
-    return result;
+    return std::move(result);  // called once, to return: a copy would hold the model twice
   };
   if (result.em.converged) return finish();
 
@@ -705,6 +705,10 @@ LdaFitResult fit_lda(const comm::Communicator& comm, const io::CountsDatasetInfo
   options.epochs = static_cast<int>(c.max_iter);
   options.steps_per_epoch = online ? num_blocks : 1;
   train::run_stochastic(options, {static_cast<int>(pass), minibatch, updates}, steps, train::boundary_of(control));
+  // The slice's counts (8 bytes a cell, as many as λ) are freed before finish() copies λ
+  // out of the node's shared memory (8 more): the peak stays λ and one slice-sized buffer,
+  // as the memory estimate counts it.
+  received = LdaSliceStats(0, k);
   return finish();
 }
 
