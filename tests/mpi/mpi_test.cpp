@@ -135,6 +135,21 @@ TEST(Communicator, RingShiftPassesBytesToTheNextRankInPieces) {
   for (std::size_t i = 0; i < buf.size(); ++i) ASSERT_EQ(buf[i], static_cast<std::byte>((from * 31 + i) % 251)) << i;
 }
 
+// A generated LDA corpus (5 true topics, mean length 60, seed 9) written by rank 0 into a
+// temporary directory, which `dir` keeps alive on rank 0, and opened on every rank.
+io::CountsDatasetInfo generated_lda_corpus(const comm::Communicator& comm, const std::string& name, Index documents,
+                                           Index vocab_size, Index docs_per_shard,
+                                           std::unique_ptr<latent::testing::TempDir>& dir) {
+  std::string root;
+  if (comm.is_root()) {
+    dir = std::make_unique<latent::testing::TempDir>(name);
+    root = dir->path();
+    models::generate_lda(documents, vocab_size, 5, 60, 0.3, 0.05, 9, docs_per_shard, root + "/corpus", "");
+  }
+  comm.broadcast(root, 0);
+  return io::open_counts_dataset(root + "/corpus");
+}
+
 // The sharded sampler (issue 20 item 3): each rank's slice of n_kw and of the alias tables
 // is exactly the count of every rank's topics, after every sweep, at any rank count; and
 // the chain's topics do not depend on the rank count (a fixed fingerprint).
@@ -146,14 +161,7 @@ TEST(Communicator, RingShiftPassesBytesToTheNextRankInPieces) {
 TEST(LdaSharded, SameBitsAsOneProcessForAnyRanksThreadsAndRounds) {
   const auto comm = comm::Communicator::world();
   std::unique_ptr<latent::testing::TempDir> dir;
-  std::string root;
-  if (comm.is_root()) {
-    dir = std::make_unique<latent::testing::TempDir>("lda-sharded");
-    root = dir->path();
-    models::generate_lda(240, 2500, 5, 60, 0.3, 0.05, 9, 70, root + "/corpus", "");
-  }
-  comm.broadcast(root, 0);
-  const io::CountsDatasetInfo info = io::open_counts_dataset(root + "/corpus");
+  const io::CountsDatasetInfo info = generated_lda_corpus(comm, "lda-sharded", 240, 2500, 70, dir);
   ASSERT_EQ(info.vocab_size, 2500);
   // λ whole on rank 0 (word-major), from either kind of result.
   const auto whole = [&](models::LdaFitResult& fit) {
@@ -227,14 +235,7 @@ double status_bytes(const char* field) {
 TEST(LdaSharded, PeakMemoryStaysWithinThePrediction) {
   const auto comm = comm::Communicator::world();
   std::unique_ptr<latent::testing::TempDir> dir;
-  std::string root;
-  if (comm.is_root()) {
-    dir = std::make_unique<latent::testing::TempDir>("lda-memory");
-    root = dir->path();
-    models::generate_lda(200, 20000, 5, 60, 0.3, 0.05, 9, 100, root + "/corpus", "");
-  }
-  comm.broadcast(root, 0);
-  const io::CountsDatasetInfo info = io::open_counts_dataset(root + "/corpus");
+  const io::CountsDatasetInfo info = generated_lda_corpus(comm, "lda-memory", 200, 20000, 100, dir);
   models::LdaConfig c;
   c.n_topics = 1000;
   c.method = "online";
