@@ -5,10 +5,12 @@
 
 #include <bit>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <random>
 #include <stdexcept>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "latent/core/error.hpp"
@@ -441,6 +443,43 @@ TEST(Matmul, PlacedPacksAreReadAndRepackedWhereTheyWerePlaced) {
     fwd.place(storage.data(), true);
     fwd.pack_b(p, w.data(), in, out, 1, in);
     EXPECT_NE(fwd.panel(0), storage.data());
+  }
+}
+
+TEST(Matmul, PackedWordsStartOnCacheLines) {
+  // A 64-byte row of an AMX tile load, or a zmm load of a B panel, that starts off a cache
+  // line reads two lines: the AMX products ran at half their rate when the words sat 32
+  // bytes past a line, as Eigen's allocator left them in the x86-64-v3 build. Every B
+  // panel (32 columns) and every AMX A panel (32 rows × a multiple of 16 steps) is a whole
+  // number of lines, so each starts on a line if the first does.
+  const auto on_line = [](const void* w) { return reinterpret_cast<std::uintptr_t>(w) % 64 == 0; };
+  for (kernel::Variant v : kernel::all_variants()) {
+    if (!kernel::supported(v)) continue;
+    const kernel::ScopedVariant scope(v);
+    for (Precision p : precisions())
+      for (const auto& [rows, depth] : std::vector<std::pair<Index, Index>>{{1, 1}, {9, 37}, {75, 300}, {130, 784}}) {
+        const RowMatrixF x = random_matrix(rows, depth, 5);
+        std::vector<Packed> keep;  // live packs, so each allocation lands somewhere new
+        for (int round = 0; round < 4; ++round) {
+          Packed pa, pb;
+          pa.pack_a(p, x.data(), rows, depth, depth, 1);
+          pb.pack_b(p, x.data(), depth, rows, 1, depth);
+          EXPECT_TRUE(on_line(pa.panel(0))) << kernel::to_string(v) << " " << to_string(p) << " " << rows << "x" << depth;
+          for (Index q = 0; q < (rows + Packed::kNr - 1) / Packed::kNr; ++q)
+            EXPECT_TRUE(on_line(pb.panel(q))) << kernel::to_string(v) << " " << to_string(p) << " B panel " << q;
+          if (pa.amx_rows()) {
+            for (Index q = 0; q < (rows + Packed::kAmxRows - 1) / Packed::kAmxRows; ++q)
+              EXPECT_TRUE(on_line(pa.panel(q))) << "AMX A panel " << q;
+          }
+          const Packed copy = pb;
+          EXPECT_TRUE(on_line(copy.panel(0)));
+          keep.push_back(std::move(pa));
+        }
+      }
+  }
+  for (std::size_t n : {1u, 3u, 17u, 1000u, 100000u}) {
+    const LineFloats f(n, 1.0f);
+    EXPECT_TRUE(on_line(f.data())) << n;
   }
 }
 

@@ -126,7 +126,7 @@ class Packed {
   // Sizes the owned words for a new pack (leaving any placed storage).
   void reserve(std::size_t size);
 
-  std::vector<std::uint32_t, Eigen::aligned_allocator<std::uint32_t>> words_;
+  std::vector<std::uint32_t, CacheLineAllocator<std::uint32_t>> words_;  // on cache lines: AMX tile rows and zmm loads
   std::uint32_t* placed_ = nullptr;  // place()d storage, else null
   std::size_t size_ = 0;             // words in use
 };

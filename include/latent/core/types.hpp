@@ -2,7 +2,9 @@
 /// \file Basic types shared by every layer. Symbols: N samples, D features, K components,
 /// B rows in a block. Matrices are row-major, one sample per row (NumPy's layout).
 #include <Eigen/Core>
+#include <cstddef>
 #include <cstdint>
+#include <new>
 #include <vector>
 
 namespace latent {
@@ -21,5 +23,26 @@ using RowVector = Eigen::RowVectorXd;
 /// number of scalars that depends on the destination's alignment, and peeled and packet
 /// lanes sum in different orders, so a heap-dependent alignment changes the last bits.
 using AlignedDoubles = std::vector<double, Eigen::aligned_allocator<double>>;
+
+/// Allocator of storage that starts on a 64-byte cache line. Eigen's aligned_allocator
+/// gives EIGEN_MAX_ALIGN_BYTES (32 in the x86-64-v3 build), and glibc's heap then places
+/// every block at 32 mod 64: each 64-byte row of an AMX tile load or an AVX-512 load of
+/// such a buffer spans two cache lines. On the Intel Xeon (family 6 model 167) that halved
+/// the AMX bfloat16 products' rate (docs/PERFORMANCE.md, "Packed operands on cache lines").
+/// Throws std::bad_alloc.
+template <class T>
+struct CacheLineAllocator {
+  using value_type = T;
+  static constexpr std::align_val_t kAlign{64};
+  CacheLineAllocator() noexcept = default;
+  template <class U>
+  CacheLineAllocator(const CacheLineAllocator<U>&) noexcept {}
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlign)); }
+  void deallocate(T* p, std::size_t) noexcept { ::operator delete(p, kAlign); }
+  template <class U>
+  bool operator==(const CacheLineAllocator<U>&) const noexcept { return true; }
+};
+/// float32 buffers that vector kernels read 64 bytes at a time (see CacheLineAllocator).
+using LineFloats = std::vector<float, CacheLineAllocator<float>>;
 
 }  // namespace latent

@@ -476,8 +476,8 @@ void Gmm::accumulate(const ConstRows& x, const RowMatrix& resp, std::span<double
   }
 }
 
-void gmm_kernel::scale_and_shift32(const RowMatrix& shifted_means, const RowMatrix& sd_inv, std::vector<float>& inv_sd,
-                                   std::vector<float>& shift) {
+void gmm_kernel::scale_and_shift32(const RowMatrix& shifted_means, const RowMatrix& sd_inv, LineFloats& inv_sd,
+                                   LineFloats& shift) {
   const Index k_count = shifted_means.rows(), d = shifted_means.cols(), dp = padded(d);
   const bool per_feature = sd_inv.cols() > 1;
   inv_sd.assign(static_cast<std::size_t>(k_count * dp), 0.0f);
@@ -542,8 +542,8 @@ void Gmm::e_step_block_f32(const io::DenseBlock& block, std::span<double> partia
   // One pass per tile while it is in cache: convert (x − c) to float32 once, distances,
   // responsibilities (double log-sum-exp, one exp per entry), then the moments.
   const Index dp = gmm_kernel::padded(d_);
-  std::vector<float> xf(static_cast<std::size_t>(kTileRows * dp), 0.0f), q(static_cast<std::size_t>(kTileRows * k_)),
-      rf(static_cast<std::size_t>(kTileRows * k_));
+  LineFloats xf(static_cast<std::size_t>(kTileRows * dp), 0.0f);
+  std::vector<float> q(static_cast<std::size_t>(kTileRows * k_)), rf(static_cast<std::size_t>(kTileRows * k_));
   std::vector<double> w(static_cast<std::size_t>(k_));
   double* nk = partial.data() + 2;
   double* first = nk + k_;

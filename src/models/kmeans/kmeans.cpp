@@ -274,7 +274,7 @@ void KmeansLloyd::e_step_block(const io::DenseBlock& block, std::span<double> pa
   // columns from d to dp must stay zero, and the conversions write only the first d.
   struct TileScratch {
     Index d = -1;
-    std::vector<float> xf, xg;
+    LineFloats xf, xg;  // on cache lines (CacheLineAllocator)
   };
   thread_local TileScratch scratch;
   if (scratch.d != d) {
@@ -282,8 +282,8 @@ void KmeansLloyd::e_step_block(const io::DenseBlock& block, std::span<double> pa
     scratch.xg.assign(kTileRows * udp, 0.0f);
     scratch.d = d;
   }
-  std::vector<float>& xf = scratch.xf;
-  std::vector<float>& xg = scratch.xg;
+  LineFloats& xf = scratch.xf;
+  LineFloats& xg = scratch.xg;
   std::vector<float> q(kTileRows * uk), qbest(kTileRows);
   std::vector<std::int32_t> cand(kTileRows), full(kTileRows), open(kTileRows), label(kTileRows), order(kTileRows);
   std::vector<Index> first(uk + 1);
@@ -552,7 +552,7 @@ train::EmModel::Step KmeansLloyd::m_step(std::span<const double> stats) {
   centers_ = std::move(next);
   // Each centre's shift in the float32 operands the distances use (in double, rounded
   // up): what its rows' upper bounds gain and every row's lower bound for it loses.
-  const std::vector<float> before = shift32_;
+  const LineFloats before = shift32_;
   prepare();
   const Index dp = gmm_kernel::padded(d);
   std::vector<double> moved(static_cast<std::size_t>(k), 0.0);

@@ -218,8 +218,9 @@ class MfaEm final : public train::EmModel {
     const FlushDenormals flush;
     const auto sz = [](Index v) { return static_cast<std::size_t>(v); };
     const Index dp = gmm_kernel::padded(d_), kl = k_ * l_, a = l_ + 1;
-    std::vector<float> xf(sz(kF32Rows * dp), 0.0f), q(sz(kF32Rows * k_)), rf(sz(kF32Rows * k_)), ut(sz(kl * kF32Rows)),
-        wz(sz(kl * kF32Rows)), c(sz(kl * d_));
+    LineFloats xf(sz(kF32Rows * dp), 0.0f);  // on cache lines: read 64 bytes at a time
+    std::vector<float> q(sz(kF32Rows * k_)), rf(sz(kF32Rows * k_)), ut(sz(kl * kF32Rows)), wz(sz(kl * kF32Rows)),
+        c(sz(kl * d_));
     // Per component, L × n, transposed so that the loops over the tile's rows are contiguous:
     // u_k, E[z] (all components) and r ⊙ E[z].
     std::vector<double> w, first(sz(k_ * d_), 0.0), second(sz(k_ * d_), 0.0), nk(sz(k_)), u(sz(l_ * kF32Rows)),
@@ -443,7 +444,7 @@ class MfaEm final : public train::EmModel {
 
   Mfa model_;
   RowMatrix stacked_, inv_noise_, shift_;  // D × (K L + K), D × K, K × L (prepare())
-  std::vector<float> inv_sd32_, shift32_;   // K × padded(D): ψ^-½ and −μ̃ ψ^-½ (float32 pass)
+  LineFloats inv_sd32_, shift32_;   // K × padded(D): ψ^-½ and −μ̃ ψ^-½ (float32 pass)
   matmul::Packed w_over_noise32_;           // the stacked W_k Ψ_k⁻¹, K L × D (float32 pass)
   Vector mu_quad_, log_norm_;              // K: Σ μ̃²/ψ; log π_k − ½ (D log 2π + log|C_k|)
   RowVector center_;

@@ -324,7 +324,7 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
   // the grid, no allreduce of the 8P-byte sums: the same integers, so the same bits. Two
   // buffers a rank, by step parity: a rank writes step t + 1's gradients while another may
   // still read step t's, and cannot reach step t + 2 before every rank has passed step t + 1's
-  // agreement (which follows its step-t update). Segments are 64-byte aligned like Eigen's.
+  // agreement (which follows its step-t update). Segments start on 64-byte cache lines, like Packed's own words.
   //
   // The update is sharded too: rank r runs Adam on the model's segments that start in
   // [P·r/R, P·(r+1)/R) only, keeping the node's one copy of m and v and publishing its new

@@ -29,8 +29,8 @@ double softmax_rows(const float* q, Index n, Index k, const RowVector& bias, flo
 /// inv_sd[k·dp + j] = float(σ⁻¹) and shift[k·dp + j] = float(−μ̃ σ⁻¹), zero in the padding
 /// (dp = padded(d)), so that gmm_kernel::quadratic sums (x̃ σ⁻¹ − μ̃ σ⁻¹)². Used by the
 /// diagonal/spherical GMM and the mixture of factor analysers (σ² = ψ) once per M-step.
-void scale_and_shift32(const RowMatrix& shifted_means, const RowMatrix& sd_inv, std::vector<float>& inv_sd,
-                       std::vector<float>& shift);
+void scale_and_shift32(const RowMatrix& shifted_means, const RowMatrix& sd_inv, LineFloats& inv_sd,
+                       LineFloats& shift);
 
 /// Scratch of full_moments(), kept across calls (grown as needed).
 struct FullScratch {

@@ -141,7 +141,7 @@ class Gmm final : public train::EmModel {
   // The float32 pass (diag/spherical): σ⁻¹ and −(μ − c) σ⁻¹ as K × padded(D) floats (zero
   // padding), and log w_k − ½ D log 2π + Σ_j log σ⁻¹_kj.
   bool float32_products_ = false;
-  std::vector<float> inv_sd32_, shift32_;
+  LineFloats inv_sd32_, shift32_;  // on cache lines: the float32 pass reads them 64 bytes at a time
   RowVector bias32_;
   void e_step_block_f32(const io::DenseBlock& block, std::span<double> partial) const;
   // Both float32 passes: tile [r0, r0 + n) of `rows` converted into xf (n × dp); false if

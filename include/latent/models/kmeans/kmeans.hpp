@@ -164,7 +164,7 @@ class KmeansLloyd final : public train::EmModel {
   void block_partial(const double* sums, const double* counts, double norms, const double* unit,
                      std::span<double> partial) const;
   RowMatrix centers_;
-  std::vector<float> shift32_;  // K × padded(D): −c (zero padding)
+  LineFloats shift32_;  // K × padded(D): −c (zero padding), on cache lines
   std::vector<double> grid_;    // padded(D): 2^g_j, the scale of a block of ≤ 8192 rows (0 in the padding)
   std::vector<double> cnorm_;   // K: ‖c‖² of each float32 centre (−shift32_), summed in double in column order
   KmeansFrame frame_;
