@@ -7,7 +7,11 @@ if(LATENT_MARCH)
   target_compile_options(latent_abi INTERFACE -march=${LATENT_MARCH})
 endif()
 # Eigen must never split a product across threads: per-block kernels stay deterministic.
-target_compile_definitions(latent_abi INTERFACE EIGEN_DONT_PARALLELIZE)
+# Eigen's heap blocks start on 64-byte cache lines (its default is the widest packet, 32
+# bytes in the x86-64-v3 build, and glibc then puts every block at 32 mod 64, so each zmm
+# load of a row read two lines). A line is also a packet boundary, so which entries
+# Eigen's vectorised loops peel does not change, nor the bits.
+target_compile_definitions(latent_abi INTERFACE EIGEN_DONT_PARALLELIZE EIGEN_MAX_ALIGN_BYTES=64)
 set(LATENT_WARNING_FLAGS -Wall -Wextra -Wpedantic -Wshadow
   -Wnon-virtual-dtor -Wcast-align -Woverloaded-virtual -Wno-psabi
   # GCC 12 reports false positives inside its own AVX-512 intrinsics as used by Eigen.

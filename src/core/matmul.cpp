@@ -52,8 +52,8 @@ template <bool kMax>
 // The 8 × 32 tile C[0..mv) × [0..nv) (+)= A-panel · B-panel over `steps` steps (kernel
 // variants avx512 and avx512bf16). With kMax, each of the 16 words of abs_max becomes the
 // largest of itself and the bit patterns of |C| stored in its lane (as unsigned integers
-// these order like the magnitudes, and NaN above +Inf). Panels are read unaligned: the
-// allocator aligns to what the baseline ISA needs (32 bytes for AVX2), not to 64.
+// these order like the magnitudes, and NaN above +Inf). Panels start on cache lines (the
+// words' CacheLineAllocator), so no load of a B panel's 64-byte half spans two lines.
 //
 // A product may run along K in slices (tiles()): then `resume` holds the sums of the slices
 // before (kMr × kNr floats, row after row; null for the first), and `pause`, if not null,

@@ -412,9 +412,9 @@ namespace {
 
 // Kernels fill their statistics through Eigen maps; Eigen's vectorised reductions peel a
 // number of scalars that depends on the destination's alignment, so the buffers must sit
-// on a boundary of Eigen's widest packet on every rank and run (EIGEN_MAX_ALIGN_BYTES: 32
-// bytes in the default x86-64-v3 build, 64 with -march=native on AVX-512; a heap-dependent
-// alignment once changed the summary's last bits from run to run).
+// on a boundary of Eigen's widest packet on every rank and run (EIGEN_MAX_ALIGN_BYTES, 64
+// in every build: a cache line, and a multiple of the 32-byte AVX2 and 64-byte AVX-512
+// packets; a heap-dependent alignment once changed the summary's last bits from run to run).
 TEST(BlockReduce, KernelBuffersAreAlignedAndPassesRepeatBitForBit) {
   latent::testing::TempDir dir("align");
   latent::testing::write_shards(dir / "d", latent::testing::blobs(3000, 12, 3, 4), {1700, 1300});

@@ -17,17 +17,17 @@ using RowMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::R
 using RowMatrixF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using Vector = Eigen::VectorXd;
 using RowVector = Eigen::RowVectorXd;
-/// Doubles on a boundary of Eigen's widest packet (EIGEN_MAX_ALIGN_BYTES: 32 bytes in the
-/// default x86-64-v3 build, 64 with AVX-512). Buffers that kernels fill through Eigen maps must be
+/// Doubles on a boundary of Eigen's widest packet (EIGEN_MAX_ALIGN_BYTES, which the build
+/// sets to 64, a cache line: cmake/LatentWarnings.cmake). Buffers that kernels fill through Eigen maps must be
 /// aligned the same way on every rank and run: Eigen's vectorised reductions peel a
 /// number of scalars that depends on the destination's alignment, and peeled and packet
 /// lanes sum in different orders, so a heap-dependent alignment changes the last bits.
 using AlignedDoubles = std::vector<double, Eigen::aligned_allocator<double>>;
 
-/// Allocator of storage that starts on a 64-byte cache line. Eigen's aligned_allocator
-/// gives EIGEN_MAX_ALIGN_BYTES (32 in the x86-64-v3 build), and glibc's heap then places
-/// every block at 32 mod 64: each 64-byte row of an AMX tile load or an AVX-512 load of
-/// such a buffer spans two cache lines. On the Intel Xeon (family 6 model 167) that halved
+/// Allocator of storage that starts on a 64-byte cache line, whatever EIGEN_MAX_ALIGN_BYTES
+/// a consumer builds with. With Eigen's default for x86-64-v3 (32 bytes) glibc's heap placed
+/// every block at 32 mod 64: each 64-byte row of an AMX tile load or an AVX-512 load of such
+/// a buffer spanned two cache lines. On the Intel Xeon (family 6 model 167) that halved
 /// the AMX bfloat16 products' rate (docs/PERFORMANCE.md, "Packed operands on cache lines").
 /// Throws std::bad_alloc.
 template <class T>
