@@ -1,5 +1,6 @@
 #include "latent/io/block_source.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -38,16 +39,25 @@ class ShardReader {
     Handle mem_space = detail::space_handle(H5Screate_simple(2, count, nullptr));
     const std::string where = "file " + shard.path + ", dataset /" + kDataDataset;
     herr_t rc;
+    bool checked = false;
     if (shard.dtype == DType::kFloat32 && keep_float32) {
       block.x.resize(0, d);
       block.xf.resize(ref.num_rows, d);
       if (huge) huge_pages::advise(block.xf.data(), static_cast<std::size_t>(block.xf.size()) * sizeof(float));
-      rc = H5Dread(data_.get(), H5T_NATIVE_FLOAT, mem_space.get(), file_space.get(), H5P_DEFAULT, block.xf.data());
+      if (contiguous_) {
+        rc = read_checked(H5T_NATIVE_FLOAT, block.xf.data(), ref, file_space.get(), where, allow_nan);
+        checked = true;
+      } else {
+        rc = H5Dread(data_.get(), H5T_NATIVE_FLOAT, mem_space.get(), file_space.get(), H5P_DEFAULT, block.xf.data());
+      }
     } else if (shard.dtype == DType::kFloat32) {
       buffer_.resize(static_cast<std::size_t>(ref.num_rows * d));
       rc = H5Dread(data_.get(), H5T_NATIVE_FLOAT, mem_space.get(), file_space.get(), H5P_DEFAULT, buffer_.data());
       if (rc >= 0)
         block.x = Eigen::Map<const RowMatrixF>(buffer_.data(), ref.num_rows, d).cast<double>();
+    } else if (contiguous_) {
+      rc = read_checked(H5T_NATIVE_DOUBLE, block.x.data(), ref, file_space.get(), where, allow_nan);
+      checked = true;
     } else {
       rc = H5Dread(data_.get(), H5T_NATIVE_DOUBLE, mem_space.get(), file_space.get(), H5P_DEFAULT, block.x.data());
     }
@@ -55,7 +65,7 @@ class ShardReader {
       throw Error(ErrorKind::kIo, where + ", rows " + std::to_string(ref.row_begin) + "-" +
                                       std::to_string(ref.row_begin + ref.num_rows - 1) +
                                       ": read failed (file truncated or damaged?)");
-    check_finite(block, where, allow_nan);
+    if (!checked) check_finite(block, where, allow_nan);
     if (read_labels) {
       const std::string lwhere = "file " + shard.path + ", dataset /" + kLabelsDataset;
       if (!labels_.valid()) throw_input(lwhere + ": missing (labels were requested)");
@@ -72,6 +82,38 @@ class ShardReader {
   }
 
  private:
+  // Bytes of rows read and checked at a time from a contiguous dataset.
+  static constexpr std::size_t kPieceBytes = std::size_t{256} << 10;
+
+  // The block's rows read into dst (T: float or double, the memory type `type`) in pieces
+  // of about kPieceBytes, each checked for non-finite values while it is in cache: checking
+  // the whole block after the read read it from memory a second time, on the I/O thread
+  // that a streaming fit waits for (docs/PERFORMANCE.md, "Packed operands on cache lines").
+  // Only for contiguous datasets: a piece smaller than a compressed chunk would decompress
+  // that chunk again for every piece. The first error is thrown (the input's, naming the
+  // row); a failed read returns a negative status as H5Dread does.
+  template <class T>
+  herr_t read_checked(hid_t type, T* dst, const BlockRef& ref, hid_t file_space, const std::string& where,
+                      bool allow_nan) {
+    const Index d = info_.num_features;
+    const Index piece = std::max<Index>(1, static_cast<Index>(kPieceBytes / (sizeof(T) * static_cast<std::size_t>(d))));
+    for (Index r = 0; r < ref.num_rows; r += piece) {
+      const Index n = std::min(piece, ref.num_rows - r);
+      const hsize_t start[2] = {static_cast<hsize_t>(ref.row_begin + r), 0};
+      const hsize_t count[2] = {static_cast<hsize_t>(n), static_cast<hsize_t>(d)};
+      H5Sselect_hyperslab(file_space, H5S_SELECT_SET, start, nullptr, count, nullptr);
+      Handle mem_space = detail::space_handle(H5Screate_simple(2, count, nullptr));
+      const herr_t rc = H5Dread(data_.get(), type, mem_space.get(), file_space, H5P_DEFAULT, dst + r * d);
+      if (rc < 0) return rc;
+      BlockRef part = ref;
+      part.row_begin += r;
+      part.global_row_begin += r;
+      part.num_rows = n;
+      check_finite_values(dst + r * d, n * d, d, part, where, allow_nan);
+    }
+    return 0;
+  }
+
   // Rows in memory (DenseDatasetInfo::memory): copied and validated like a file's.
   DenseBlock read_memory(const BlockRef& ref, bool read_labels, bool allow_nan) const {
     const Index d = info_.num_features;
@@ -93,6 +135,10 @@ class ShardReader {
     const std::string& path = info_.shards.at(static_cast<std::size_t>(shard)).path;
     file_ = detail::open_read_only(path);
     data_ = detail::open_trusted_dataset(file_.get(), path, kDataDataset);
+    {
+      Handle dcpl = detail::plist_handle(H5Dget_create_plist(data_.get()));
+      contiguous_ = dcpl.valid() && H5Pget_layout(dcpl.get()) == H5D_CONTIGUOUS;
+    }
     if (info_.shards[static_cast<std::size_t>(shard)].has_labels)
       labels_ = detail::open_trusted_dataset(file_.get(), path, kLabelsDataset);
     open_shard_ = shard;
@@ -133,6 +179,7 @@ class ShardReader {
   const DenseDatasetInfo& info_;
   Index open_shard_ = -1;
   Handle file_, data_, labels_;
+  bool contiguous_ = false;  // the open shard's /data has contiguous storage (read_checked)
   std::vector<float> buffer_;
 };
 

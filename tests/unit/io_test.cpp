@@ -372,6 +372,60 @@ TEST(DenseDataset, Float32BlocksStayFloat32WhereAccepted) {
   expect_mentions(e, {"part-00000.h5", "dataset /data", "row 4", "column 1", "infinite"});
 }
 
+// A contiguous dataset is read and checked in pieces of about 256 KiB (ShardReader::
+// read_checked): a block of many pieces arrives whole, in both precisions, and a value in
+// its last piece is named by its own row and column, within the shard and the dataset.
+TEST(DenseDataset, BlocksOfManyPiecesArriveWholeAndNameTheirBadRow) {
+  TempDir dir("pieces");
+  const Index d = 300, n0 = 100, n1 = 700;  // 1,200 / 2,400 bytes a row: 218 / 109 rows a piece
+  RowMatrix x(n0 + n1, d);
+  for (Index i = 0; i < x.rows(); ++i)
+    for (Index j = 0; j < d; ++j) x(i, j) = static_cast<double>((i * 31 + j * 7) % 1009) / 16.0;  // exact in float32
+  for (DType dtype : {DType::kFloat64, DType::kFloat32}) {
+    const std::string sub = dtype == DType::kFloat32 ? "f32" : "f64";
+    std::filesystem::create_directories(dir / sub);
+    latent::testing::write_shard(dir / (sub + "/part-00000.h5"), x.topRows(n0), {}, dtype);
+    latent::testing::write_shard(dir / (sub + "/part-00001.h5"), x.bottomRows(n1), {}, dtype);
+    auto info = open_dense_dataset(dir / sub);
+    BlockSourceOptions o;
+    o.float32 = true;
+    BlockSource src(info, make_block_plan(info, n1), o);
+    const BlockSource::Float32Scope scope(src, true);
+    src.start_pass();
+    Index row = 0;
+    while (auto b = src.next()) {
+      EXPECT_EQ(b->is_float32(), dtype == DType::kFloat32);
+      const RowMatrix got = b->is_float32() ? RowMatrix(b->xf.cast<double>()) : b->x;
+      EXPECT_EQ(got, x.middleRows(row, got.rows())) << sub << " block at row " << row;
+      row += got.rows();
+    }
+    EXPECT_EQ(row, n0 + n1);
+    // An infinite value in the last piece of shard 1's block, and a NaN in its first piece
+    // with allow_nan (missing values pass; the infinity is still named).
+    RowMatrix bad = x.bottomRows(n1);
+    bad(650, 7) = std::numeric_limits<double>::infinity();
+    bad(3, 2) = std::nan("");
+    latent::testing::write_shard(dir / (sub + "/part-00001.h5"), bad, {}, dtype);
+    for (bool allow_nan : {false, true}) {
+      BlockSourceOptions ob = o;
+      ob.allow_nan = allow_nan;
+      auto binfo = open_dense_dataset(dir / sub);
+      BlockSource bsrc(binfo, make_block_plan(binfo, n1), ob);
+      const Error e = error_of([&] {
+        const BlockSource::Float32Scope s2(bsrc, true);
+        bsrc.start_pass();
+        while (bsrc.next()) {
+        }
+      });
+      EXPECT_EQ(e.kind(), ErrorKind::kInput);
+      if (allow_nan)
+        expect_mentions(e, {"part-00001.h5", "dataset /data", "row 650", "column 7", "infinite", "dataset row 750"});
+      else
+        expect_mentions(e, {"part-00001.h5", "dataset /data", "row 3", "column 2", "NaN", "dataset row 103"});
+    }
+  }
+}
+
 TEST(DenseDataset, NaNNamesFileDatasetRowAndColumn) {
   TempDir dir("nan");
   RowMatrix x = RowMatrix::Zero(12, 4);
