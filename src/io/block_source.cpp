@@ -33,10 +33,14 @@ class ShardReader {
     if (huge && !(shard.dtype == DType::kFloat32 && keep_float32))
       huge_pages::advise(block.x.data(), static_cast<std::size_t>(block.x.size()) * sizeof(double));
     Handle file_space = detail::space_handle(H5Dget_space(data_.get()));
-    const hsize_t start[2] = {static_cast<hsize_t>(ref.row_begin), 0};
-    const hsize_t count[2] = {static_cast<hsize_t>(ref.num_rows), static_cast<hsize_t>(d)};
-    H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr);
-    Handle mem_space = detail::space_handle(H5Screate_simple(2, count, nullptr));
+    // The whole block in one H5Dread (read_checked selects its pieces itself).
+    const auto read_whole = [&](hid_t type, void* dst) {
+      const hsize_t start[2] = {static_cast<hsize_t>(ref.row_begin), 0};
+      const hsize_t count[2] = {static_cast<hsize_t>(ref.num_rows), static_cast<hsize_t>(d)};
+      H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr);
+      Handle mem_space = detail::space_handle(H5Screate_simple(2, count, nullptr));
+      return H5Dread(data_.get(), type, mem_space.get(), file_space.get(), H5P_DEFAULT, dst);
+    };
     const std::string where = "file " + shard.path + ", dataset /" + kDataDataset;
     herr_t rc;
     bool checked = false;
@@ -48,18 +52,18 @@ class ShardReader {
         rc = read_checked(H5T_NATIVE_FLOAT, block.xf.data(), ref, file_space.get(), where, allow_nan);
         checked = true;
       } else {
-        rc = H5Dread(data_.get(), H5T_NATIVE_FLOAT, mem_space.get(), file_space.get(), H5P_DEFAULT, block.xf.data());
+        rc = read_whole(H5T_NATIVE_FLOAT, block.xf.data());
       }
     } else if (shard.dtype == DType::kFloat32) {
       buffer_.resize(static_cast<std::size_t>(ref.num_rows * d));
-      rc = H5Dread(data_.get(), H5T_NATIVE_FLOAT, mem_space.get(), file_space.get(), H5P_DEFAULT, buffer_.data());
+      rc = read_whole(H5T_NATIVE_FLOAT, buffer_.data());
       if (rc >= 0)
         block.x = Eigen::Map<const RowMatrixF>(buffer_.data(), ref.num_rows, d).cast<double>();
     } else if (contiguous_) {
       rc = read_checked(H5T_NATIVE_DOUBLE, block.x.data(), ref, file_space.get(), where, allow_nan);
       checked = true;
     } else {
-      rc = H5Dread(data_.get(), H5T_NATIVE_DOUBLE, mem_space.get(), file_space.get(), H5P_DEFAULT, block.x.data());
+      rc = read_whole(H5T_NATIVE_DOUBLE, block.x.data());
     }
     if (rc < 0)
       throw Error(ErrorKind::kIo, where + ", rows " + std::to_string(ref.row_begin) + "-" +

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "latent/core/error.hpp"
+#include "latent/core/gemm_f64.hpp"
 #include "latent/core/kernel.hpp"
 #include "latent/core/matmul.hpp"
 
@@ -521,6 +522,66 @@ TEST(Matmul, ParsesPrecisionsAndRefusesOthers) {
   b.pack_b(Precision::kHighest, m.data(), 3, 4, 4, 1);
   RowMatrixF c(4, 4);
   EXPECT_THROW(multiply(a, b, c.data(), 4), std::invalid_argument);  // depths differ
+}
+
+// multiply_f64: every entry the reference's chain of fused multiply-adds, bit for bit, in
+// every kernel variant this CPU runs, over shapes that cover each tile's row and column
+// edges (4-row groups; 8-column AVX2 tiles; 56-column AVX-512 tiles with a masked last
+// vector), strided operands, and a C whose entries past n must stay untouched. Values of
+// mixed signs and scales, so that a different order or an unfused product would show.
+TEST(MatmulF64, EveryEntryIsTheReferenceChainInEveryVariant) {
+  std::mt19937_64 gen(7);
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  const std::vector<std::tuple<Index, Index, Index>> shapes = {
+      {1, 1, 1}, {3, 5, 7}, {4, 9, 8}, {5, 300, 9}, {7, 64, 50}, {9, 33, 56}, {6, 17, 57}, {13, 40, 113}, {2, 0, 5}};
+  for (const auto& [m, k, n] : shapes) {
+    const Index lda = k + 3, ldb = n + 2, ldc = n + 5;
+    std::vector<double> a(static_cast<std::size_t>(m * lda)), b(static_cast<std::size_t>(std::max<Index>(k, 1) * ldb));
+    for (double& x : a) x = u(gen) * std::exp2(static_cast<int>(u(gen) * 20));
+    for (double& x : b) x = u(gen) * std::exp2(static_cast<int>(u(gen) * 20));
+    std::vector<double> want(static_cast<std::size_t>(m * ldc), -7.0);
+    multiply_f64_reference(a.data(), lda, b.data(), ldb, want.data(), ldc, m, k, n);
+    // The reference is the chain written out: c = fma(a_ik, b_kj, c) from +0.
+    double first = 0.0;
+    for (Index p = 0; p < k; ++p) first = std::fma(a[static_cast<std::size_t>(p)], b[static_cast<std::size_t>(p * ldb)], first);
+    ASSERT_EQ(std::bit_cast<std::uint64_t>(want[0]), std::bit_cast<std::uint64_t>(first));
+    int variants = 0;
+    for (kernel::Variant v : kernel::all_variants()) {
+      if (!kernel::supported(v)) continue;
+      ++variants;
+      const kernel::ScopedVariant scope(v);
+      SCOPED_TRACE(kernel::to_string(v) + " m=" + std::to_string(m) + " k=" + std::to_string(k) + " n=" + std::to_string(n));
+      std::vector<double> got(static_cast<std::size_t>(m * ldc), -7.0);
+      multiply_f64(a.data(), lda, b.data(), ldb, got.data(), ldc, m, k, n);
+      for (Index i = 0; i < m; ++i)
+        for (Index j = 0; j < ldc; ++j) {
+          const auto at = static_cast<std::size_t>(i * ldc + j);
+          ASSERT_EQ(std::bit_cast<std::uint64_t>(got[at]), std::bit_cast<std::uint64_t>(want[at])) << "entry " << i << ", " << j;
+        }
+    }
+    EXPECT_GE(variants, 1);
+  }
+}
+
+// The chain is not Eigen's order: on the same operands a plain sum of rounded products
+// differs in the last bits somewhere, so the test above would catch a kernel that summed
+// in another order (a check that the operands are hard enough).
+TEST(MatmulF64, OperandsTellOrdersApart) {
+  std::mt19937_64 gen(11);
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  const Index k = 300;
+  std::vector<double> a(static_cast<std::size_t>(k)), b(static_cast<std::size_t>(k));
+  int differ = 0;
+  for (int t = 0; t < 50; ++t) {
+    for (double& x : a) x = u(gen) * std::exp2(static_cast<int>(u(gen) * 20));
+    for (double& x : b) x = u(gen) * std::exp2(static_cast<int>(u(gen) * 20));
+    double fused = 0.0;
+    multiply_f64(a.data(), k, b.data(), 1, &fused, 1, 1, k, 1);
+    double backwards = 0.0;
+    for (Index p = k - 1; p >= 0; --p) backwards = std::fma(a[static_cast<std::size_t>(p)], b[static_cast<std::size_t>(p)], backwards);
+    differ += fused != backwards ? 1 : 0;
+  }
+  EXPECT_GT(differ, 25);
 }
 
 }  // namespace

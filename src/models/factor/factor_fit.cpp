@@ -11,6 +11,7 @@
 
 #include "latent/core/control.hpp"
 #include "latent/core/error.hpp"
+#include "latent/core/gemm_f64.hpp"
 #include "latent/core/matmul.hpp"
 #include "latent/core/profile.hpp"
 #include "latent/core/rng.hpp"
@@ -91,16 +92,19 @@ class FactorEm final : public train::EmModel {
     Eigen::Map<RowVector> acc_c(out.data() + 2 + a * a + d_ * a, d_);
     const RowMatrix& beta = model_.posterior_map();
     const RowVector& mu = model_.mean();
-    // T βᵀ, then R βᵀ with R = Σ (x̃ − μ̃)(x̃ − μ̃)ᵀ = T − s μ̃ᵀ − μ̃ sᵀ + N μ̃ μ̃ᵀ.
+    // T βᵀ, then R βᵀ with R = Σ (x̃ − μ̃)(x̃ − μ̃)ᵀ = T − s μ̃ᵀ − μ̃ sᵀ + N μ̃ μ̃ᵀ. The two
+    // D-deep products (T βᵀ: 2·D²·L flops, most of an iteration) are matmul::multiply_f64's,
+    // the same bits in every kernel variant and AVX-512 wide where the variant has it.
+    const RowMatrix beta_t = beta.transpose();  // D × L
     RowMatrix tb(d_, l_);
-    tb.noalias() = t * beta.transpose();  // t holds both triangles (scatter_pass): a plain GEMM
+    matmul::multiply_f64(t.data(), d_, beta_t.data(), l_, tb.data(), l_, d_, d_, l_);  // t holds both triangles (scatter_pass)
     const RowVector mu_b = mu * beta.transpose(), s_b = s * beta.transpose();  // 1 × L
     RowMatrix rb = tb;
     rb.noalias() -= s.transpose() * mu_b;
     rb.noalias() -= mu.transpose() * s_b;
     rb.noalias() += n * (mu.transpose() * mu_b);
     const RowVector sum_ez = s_b - n * mu_b;
-    acc_a.topLeftCorner(l_, l_).noalias() = beta * rb;
+    matmul::multiply_f64(beta.data(), d_, rb.data(), l_, out.data() + 2, a, l_, d_, l_);  // β R βᵀ into A's L × L corner
     acc_a.topLeftCorner(l_, l_) += n * model_.m_inverse();
     acc_a.block(0, l_, l_, 1) = sum_ez.transpose();
     acc_a.block(l_, 0, 1, l_) = sum_ez;
