@@ -292,6 +292,13 @@ MpiSession::MpiSession(int* argc, char*** argv) {
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (!initialized) {
+    // A process started without mpirun or srun is an MPI singleton, for which Open MPI
+    // forks a daemon (orted) that only serves MPI_Comm_spawn and name publishing, neither
+    // used here. Isolated, it starts without one: `latent --version` 0.42 -> 0.28 s on the
+    // AMD EPYC family 26, every single-process command as much. The parameter is read only
+    // by Open MPI's singleton component (ignored under a launcher, and by other MPIs); a
+    // value the user set is kept.
+    ::setenv("OMPI_MCA_ess_singleton_isolated", "1", 0);
     int provided = 0;
     MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
   }
