@@ -5,6 +5,7 @@
 #include <xxhash.h>
 
 #include <filesystem>
+#include <vector>
 
 namespace latent::train {
 
@@ -18,6 +19,17 @@ void ContentHasher::add_dense(Index shard, Index first_row, const RowMatrix& x) 
   const auto bytes = static_cast<std::size_t>(x.cols()) * sizeof(double);
   for (Index i = 0; i < x.rows(); ++i)
     sum += XXH64(x.row(i).data(), bytes, static_cast<XXH64_hash_t>(first_row + i));
+  sums_[static_cast<std::size_t>(shard)].fetch_add(sum, std::memory_order_relaxed);
+}
+
+void ContentHasher::add_dense_float32(Index shard, Index first_row, const RowMatrixF& x) {
+  if (shard < 0 || static_cast<std::size_t>(shard) >= sums_.size()) return;
+  std::uint64_t sum = 0;
+  std::vector<double> row(static_cast<std::size_t>(x.cols()));
+  for (Index i = 0; i < x.rows(); ++i) {
+    for (Index j = 0; j < x.cols(); ++j) row[static_cast<std::size_t>(j)] = x(i, j);
+    sum += XXH64(row.data(), row.size() * sizeof(double), static_cast<XXH64_hash_t>(first_row + i));
+  }
   sums_[static_cast<std::size_t>(shard)].fetch_add(sum, std::memory_order_relaxed);
 }
 

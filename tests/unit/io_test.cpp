@@ -2,6 +2,8 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <bit>
+#include <cmath>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -14,6 +16,7 @@
 #include <thread>
 
 #include "../support/fixtures.hpp"
+#include "latent/comm/communicator.hpp"
 #include "latent/core/error.hpp"
 #include "latent/core/huge_pages.hpp"
 #include "latent/io/block_plan.hpp"
@@ -25,6 +28,7 @@
 #include "latent/io/shard_files.hpp"
 #include "latent/io/text_file.hpp"
 #include "latent/train/block_reduce.hpp"
+#include "latent/train/data_summary.hpp"
 
 namespace latent::io {
 namespace {
@@ -299,6 +303,57 @@ TEST(DenseDataset, CachedBlocksAreAdvisedForHugePages) {
     EXPECT_EQ(f32 ? RowMatrix(b->xf.cast<double>()) : b->x, x);
     EXPECT_FALSE(src.next());
     EXPECT_TRUE(src.cached());
+  }
+}
+
+// The data summary reads a float32 source's blocks as stored (no widened copy) and gives
+// the bits of the same data read as double: means, variances, extremes, observed counts,
+// duplicate rows and the shards' content hashes (which model files and resume compare),
+// with 1 and 2 threads, with and without NaN (the NaN path widens the block).
+TEST(DenseDataset, SummaryOfFloat32BlocksIsTheSummaryOfTheirDoubles) {
+  const auto comm = comm::Communicator::world();
+  for (const bool nan : {false, true}) {
+    SCOPED_TRACE(nan ? "with NaN" : "finite");
+    TempDir dir("sumf32");
+    RowMatrix x(57, 5);
+    for (Index i = 0; i < x.rows(); ++i)
+      for (Index j = 0; j < x.cols(); ++j)
+        x(i, j) = std::sin(0.37 * static_cast<double>(i * 5 + j)) * std::exp2(static_cast<int>(j) * 3 - 4) + 0.1 * j;
+    x.row(40) = x.row(3);  // a duplicate row
+    if (nan) {
+      x(7, 2) = std::numeric_limits<double>::quiet_NaN();
+      x(50, 0) = std::numeric_limits<double>::quiet_NaN();
+    }
+    std::filesystem::create_directories(dir / "d");
+    latent::testing::write_shard(dir / "d/part-00000.h5", x.topRows(30), {}, DType::kFloat32);
+    latent::testing::write_shard(dir / "d/part-00001.h5", x.bottomRows(27), {}, DType::kFloat32);
+    const auto info = open_dense_dataset(dir / "d");
+    const auto plan = make_block_plan(info, 8);
+    BlockSourceOptions o;
+    o.allow_nan = nan;
+    BlockSource plain(info, plan, o);
+    const train::DataSummary want = train::summarize(comm, plain, 1);
+    ASSERT_EQ(want.num_duplicate_rows, 1);
+    ASSERT_EQ(want.num_missing, nan ? 2 : 0);
+    const auto bits = [](const RowVector& v) {
+      std::vector<std::uint64_t> out;
+      for (Index j = 0; j < v.size(); ++j) out.push_back(std::bit_cast<std::uint64_t>(v[j]));
+      return out;
+    };
+    for (const int threads : {1, 2}) {
+      o.float32 = true;
+      BlockSource f32(info, plan, o);
+      const train::DataSummary got = train::summarize(comm, f32, threads);
+      EXPECT_EQ(got.num_samples, want.num_samples);
+      EXPECT_EQ(bits(got.mean), bits(want.mean)) << threads;
+      EXPECT_EQ(bits(got.variance), bits(want.variance)) << threads;
+      EXPECT_EQ(bits(got.min), bits(want.min)) << threads;
+      EXPECT_EQ(bits(got.max), bits(want.max)) << threads;
+      EXPECT_EQ(bits(got.observed), bits(want.observed)) << threads;
+      EXPECT_EQ(got.num_missing, want.num_missing);
+      EXPECT_EQ(got.num_duplicate_rows, want.num_duplicate_rows);
+      EXPECT_EQ(got.shard_hashes, want.shard_hashes) << threads;
+    }
   }
 }
 

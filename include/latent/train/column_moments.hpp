@@ -11,9 +11,13 @@ namespace latent::train {
 /// initialises lo and hi). One pass over the rows, contiguous reads (Eigen's column-wise
 /// reductions of a row-major matrix read each column strided). Thread-safe; no allocation.
 void column_moments(const RowMatrix& x, double* sum, double* sum_sq, double* lo, double* hi);
+/// The same of float32 rows (a float32 block), each value widened to double as it is read:
+/// the bits of column_moments on the rows widened to double, without the widened copy.
+void column_moments(const RowMatrixF& x, double* sum, double* sum_sq, double* lo, double* hi);
 
 /// True if any entry of x is NaN: one contiguous pass without early exit (vectorised;
 /// Eigen's hasNaN() on a row-major matrix walks it column by column).
 bool any_nan(const RowMatrix& x) noexcept;
+bool any_nan(const RowMatrixF& x) noexcept;
 
 }  // namespace latent::train

@@ -27,6 +27,8 @@ class ContentHasher {
   explicit ContentHasher(std::size_t num_shards);
   /// Rows `x` (rows × D, row-major) starting at row `first_row` of shard `shard`.
   void add_dense(Index shard, Index first_row, const RowMatrix& x);
+  /// The same of float32 rows, hashed as the rows widened to double (the same hash).
+  void add_dense_float32(Index shard, Index first_row, const RowMatrixF& x);
   /// The documents of a CSR block (its ref names the shard and first row).
   void add_counts(const io::CsrBlock& block);
   /// The global hash of every shard (each rank adds its own rows). Collective: one

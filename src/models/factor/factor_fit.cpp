@@ -221,7 +221,8 @@ namespace {
 // (gmm_kernel::convert: float(x − c), one rounding, no centred double copy), then the float32
 // product's blocks on and below the diagonal (matmul::multiply_lower_tn: each entry a fixed
 // order over the tile's rows, the same bits in every kernel variant), added to the doubles.
-void scatter_float32(const RowMatrix& x, const RowVector& center, double* out) {
+template <class Rows>  // RowMatrix, or RowMatrixF (a float32 block: the same bits as it widened)
+void scatter_float32(const Rows& x, const RowVector& center, double* out) {
   constexpr Index kRows = 512;
   const Index n = x.rows(), d = x.cols();
   std::vector<float> xf(static_cast<std::size_t>(std::min(n, kRows) * d)), c(static_cast<std::size_t>(d * d));
@@ -231,7 +232,7 @@ void scatter_float32(const RowMatrix& x, const RowVector& center, double* out) {
     if (gmm_kernel::convert(x.data() + r0 * d, m, d, d, center.data(), xf.data(), d))
       for (Index i = 0; i < m; ++i)  // a NaN stops convert(): the same rounding, element by element
         for (Index j = 0; j < d; ++j)
-          xf[static_cast<std::size_t>(i * d + j)] = static_cast<float>(x(r0 + i, j) - center[j]);
+          xf[static_cast<std::size_t>(i * d + j)] = static_cast<float>(static_cast<double>(x(r0 + i, j)) - center[j]);
     matmul::multiply_lower_tn(matmul::Precision::kHighest, xf.data(), xf.data(), m, d, d, c.data(), a, b);
     std::size_t at = 0;
     for (Index i = 0; i < d; ++i)
@@ -246,11 +247,19 @@ Scatter scatter_pass(const comm::Communicator& comm, io::BlockSource& source, co
   // Per block the lower triangle of (x − c)ᵀ(x − c), packed row by row, then Σ (x − c).
   const Index d = center.size();
   const std::size_t packed = static_cast<std::size_t>(d * (d + 1) / 2);
+  // With float32 products a float32 source's blocks arrive as stored (and are read widened
+  // value by value: the same bits as the widened block), not widened into a new block.
+  const io::BlockSource::Float32Scope float32_scope(source, float32);
   const std::vector<double> stats =
       train::reduce_global(comm, source, packed + static_cast<std::size_t>(d), threads,
                            [&](const io::DenseBlock& b, std::span<double> partial) {
                              Eigen::Map<RowVector> s(partial.data() + packed, d);
                              s.setZero();
+                             if (b.is_float32()) {
+                               for (Index i = 0; i < b.xf.rows(); ++i) s += b.xf.row(i).cast<double>() - center;
+                               scatter_float32(b.xf, center, partial.data());
+                               return;
+                             }
                              for (Index i = 0; i < b.x.rows(); ++i) s += b.x.row(i) - center;
                              if (float32) {
                                scatter_float32(b.x, center, partial.data());

@@ -34,7 +34,10 @@ int fit_factor_run(train::FitRun& run, NoiseType noise) {
   const std::string missing = o.text("missing-values");
   f.seed = c.seed;
   train::DataSummary summary;
-  auto source = run.open_dense(summary, f.missing_values);
+  // Float32 shards kept as float32 in the stream and the cache where only the float32
+  // scatter reads them (the covariance solver with --matmul-precision high).
+  auto source = run.open_dense(summary, f.missing_values,
+                               !f.missing_values && f.solver != "streaming" && f.matmul_precision == "high");
   if (summary.num_missing > 0)
     run.log().info(fmt::format("{} of {} entries are missing ({:.2f} %)", summary.num_missing,
                                summary.num_samples * source->info().num_features,
