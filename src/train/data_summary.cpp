@@ -22,11 +22,11 @@ DataSummary summarize(const comm::Communicator& comm, io::BlockSource& source, i
   const bool count_duplicates = source.info().num_rows <= DataSummary::kMaxRowsForDuplicates;
   std::vector<std::int64_t> hashes;
   ContentHasher content(source.info().shards.size());
-  // Float32 shards arrive as stored (BlockSource::Float32Scope) and are widened here only
-  // where a pass needs double rows: the moments and hashes read each value widened (the same
-  // bits as of the widened block), where the stream used to widen every block into a new
-  // double block (on Fashion-MNIST 0.29 s of the pass, the I/O thread's, against about 0.04
-  // for the float32 rows alone; docs/PERFORMANCE.md, AMD EPYC seventh session).
+  // A float32 source's blocks arrive as stored (BlockSource::Float32Scope): the moments and
+  // hashes read each value widened (the same bits as of the widened block), where the
+  // stream used to widen every block into a new double block, twice the bytes written and
+  // read again (docs/PERFORMANCE.md, AMD EPYC seventh session). Only a block with NaN is
+  // widened whole, for the NaN path's column-wise sums.
   const io::BlockSource::Float32Scope float32_scope(source, true);
   comm::run_agreed(comm, [&] {
     for_each_block(source, threads, [&](const io::DenseBlock& block) {
