@@ -12,8 +12,9 @@ namespace latent::matmul {
 /// multiply-adds over k in order from +0: c_ij = fma(a_i,k−1, b_k−1,j, … fma(a_i0, b_0j, +0)),
 /// so a row of C depends only on that row of A and on B, and the result is the same bits in
 /// kernel variant avx2 (AVX2 + FMA tiles of 4 rows × 8 columns) and the AVX-512 variants
-/// (tiles of 4 rows × 56 columns) as in multiply_f64_reference. k = 0 gives zeros. C must not
-/// overlap A or B. Single-threaded, local.
+/// (tiles of 4 rows × at most 48 columns, in slices of 64 steps whose sums are stored and
+/// resumed, which keeps the chain) as in multiply_f64_reference. k = 0 gives zeros. C must
+/// not overlap A or B. Single-threaded, local; no allocation, throws nothing.
 void multiply_f64(const double* a, Index lda, const double* b, Index ldb, double* c, Index ldc, Index m, Index k,
                   Index n);
 
