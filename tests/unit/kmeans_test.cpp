@@ -11,6 +11,8 @@
 #include "../support/fixtures.hpp"
 #include "../support/pipeline.hpp"
 #include "latent/core/error.hpp"
+#include "latent/core/kernel.hpp"
+#include "latent/core/rng.hpp"
 #include "latent/models/gmm/gmm_fit.hpp"
 #include "latent/train/data_summary.hpp"
 
@@ -469,6 +471,68 @@ TEST(Kmeans, SeedingWeighsNearDuplicatesAboveZero) {
   std::vector<Index> ids = s.ids;
   std::sort(ids.begin(), ids.end());
   EXPECT_EQ(ids, (std::vector<Index>{1, 2, 3, 4}));  // rows 0 and 5 equal the center
+}
+
+// The seeding's draw (Efraimidis & Spirakis 2006) on the squared distance to the nearest
+// centre, taken in float32 (quadratic_unit): on integer data about a half-integer origin
+// every float32 distance is exact, so the rows drawn must be the `count` largest keys
+// log(u)/d², u from CounterRng(seed, kKmeansSeeding, round, global row), computed here in
+// double, in key order; rows at distance 0 (the centres' own) never drawn; each row
+// returned centred on the origin. In every kernel variant, from double shards and from
+// float32 shards read as float32 blocks, at 1 and 2 threads.
+TEST(Kmeans, SeedingDrawsTheLargestKeysOfTheSquaredDistances) {
+  const auto comm = comm::Communicator::world();
+  TempDir dir("seed-keys");
+  const Index n = 300, d = 21, count = 25;
+  std::mt19937_64 gen(3);
+  std::uniform_int_distribution<int> value(-8, 8);
+  RowMatrix x(n, d);
+  for (Index i = 0; i < n; ++i)
+    for (Index j = 0; j < d; ++j) x(i, j) = value(gen);
+  const RowVector origin = RowVector::Constant(d, 0.5);
+  RowMatrix centers(3, d);
+  centers.row(0) = x.row(0) - origin;
+  centers.row(1) = x.row(7) - origin;
+  centers.row(2) = RowVector::Constant(d, 2.0) - origin;
+  const std::uint64_t seed = 9, round = 2;
+  std::vector<std::pair<double, Index>> keys;  // (key, row)
+  for (Index i = 0; i < n; ++i) {
+    double d2 = std::numeric_limits<double>::infinity();
+    for (Index c = 0; c < centers.rows(); ++c) d2 = std::min(d2, ((x.row(i) - origin) - centers.row(c)).squaredNorm());
+    if (d2 == 0) continue;
+    CounterRng rng(seed, RngPurpose::kKmeansSeeding, round, static_cast<std::uint64_t>(i));
+    keys.emplace_back(std::log(rng.next_uniform()) / d2, i);
+  }
+  std::sort(keys.begin(), keys.end(), [](const auto& a, const auto& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  });
+  std::vector<Index> want;
+  for (Index i = 0; i < count; ++i) want.push_back(keys[static_cast<std::size_t>(i)].second);
+  ASSERT_EQ(std::count(want.begin(), want.end(), Index{0}) + std::count(want.begin(), want.end(), Index{7}), 0);
+  if (comm.is_root()) {
+    latent::testing::write_shards(dir / "f64", x, {120, 180});
+    std::filesystem::create_directories(dir / "f32");
+    latent::testing::write_shard(dir / "f32" + "/part-00000.h5", x.topRows(130), {}, io::DType::kFloat32);
+    latent::testing::write_shard(dir / "f32" + "/part-00001.h5", x.bottomRows(n - 130), {}, io::DType::kFloat32);
+  }
+  comm.barrier();
+  for (const auto v : kernel::all_variants()) {
+    if (!kernel::supported(v)) continue;
+    const kernel::ScopedVariant scope(v);
+    for (const bool f32 : {false, true})
+      for (const int threads : {1, 2}) {
+        auto info = io::open_dense_dataset(dir / (f32 ? "f32" : "f64"));
+        auto mine = io::rank_blocks(io::make_block_plan(info, 64), comm.rank(), comm.size());
+        io::BlockSourceOptions o;
+        o.float32 = f32;
+        io::BlockSource source(std::move(info), std::move(mine), o);
+        const auto s = sample_rows_d2(comm, source, origin, centers, count, seed, round, threads);
+        const std::string where = kernel::to_string(v) + (f32 ? " float32" : " double") + " threads " + std::to_string(threads);
+        ASSERT_EQ(s.ids, want) << where;
+        for (Index i = 0; i < count; ++i)
+          ASSERT_TRUE(s.rows.row(i) == x.row(want[static_cast<std::size_t>(i)]) - origin) << where << " row " << i;
+      }
+  }
 }
 
 // Issue 19: the seeding stops at every pass over the data and every Lloyd iteration on the
