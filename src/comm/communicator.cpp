@@ -299,6 +299,15 @@ MpiSession::MpiSession(int* argc, char*** argv) {
     // by Open MPI's singleton component (ignored under a launcher, and by other MPIs); a
     // value the user set is kept.
     ::setenv("OMPI_MCA_ess_singleton_isolated", "1", 0);
+    // A singleton is the whole job, so the only messages are to itself: Open MPI's ob1
+    // (shared memory and self) serves it, and choosing it skips probing the other
+    // messaging layers (UCX, libfabric), 0.2 s: `latent --version` 0.28 -> 0.08 s on the
+    // AMD EPYC family 26. Only where no launcher started the process (mpirun sets
+    // OMPI_COMM_WORLD_SIZE, srun PMIX_RANK or PMI_RANK): ranks of a job keep Open MPI's
+    // choice (UCX on InfiniBand). A value the user set is kept.
+    const bool launched = std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr || std::getenv("PMIX_RANK") != nullptr ||
+                          std::getenv("PMI_RANK") != nullptr || std::getenv("PMI_FD") != nullptr;
+    if (!launched) ::setenv("OMPI_MCA_pml", "ob1", 0);
     int provided = 0;
     MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
   }
