@@ -52,12 +52,31 @@ void nearest_centers(const RowMatrix& sq_dist, std::vector<Index>& labels, Vecto
 KmeansFrame kmeans_frame(const comm::Communicator& comm, io::BlockSource& source, const RowVector& mean, int threads) {
   const Index d = source.info().num_features;
   const auto nd = static_cast<std::size_t>(d);
+  // Per block and column Σ_i (x_ij − mean_j)² over the non-NaN entries, the rows in order
+  // (the bits of the Eigen column-wise sum this replaced), float32 rows widened as read:
+  // no centred copy of the block, contiguous reads.
+  const io::BlockSource::Float32Scope as_stored(source, true);
   const std::vector<double> s =
       train::reduce_global(comm, source, nd + 1, threads, [&](const io::DenseBlock& b, std::span<double> partial) {
-        Eigen::Map<RowVector> q(partial.data(), d);
-        const RowMatrix xc = b.x.rowwise() - mean;
-        q = xc.array().isNaN().select(0.0, xc).array().square().colwise().sum().matrix();
-        partial[nd] = static_cast<double>(b.x.rows());
+        double* q = partial.data();
+        const bool f32 = b.is_float32();
+        const Index n = f32 ? b.xf.rows() : b.x.rows();
+        for (Index i = 0; i < n; ++i) {
+          if (f32) {
+            const float* row = &b.xf(i, 0);
+            for (Index j = 0; j < d; ++j) {
+              const double e = static_cast<double>(row[j]) - mean[j];
+              if (!std::isnan(e)) q[j] += e * e;
+            }
+          } else {
+            const double* row = &b.x(i, 0);
+            for (Index j = 0; j < d; ++j) {
+              const double e = row[j] - mean[j];
+              if (!std::isnan(e)) q[j] += e * e;
+            }
+          }
+        }
+        partial[nd] = static_cast<double>(n);
       });
   KmeansFrame f;
   f.origin = mean;
