@@ -480,40 +480,71 @@ TEST(Kmeans, SeedingWeighsNearDuplicatesAboveZero) {
 // double, in key order; rows at distance 0 (the centres' own) never drawn; each row
 // returned centred on the origin. In every kernel variant, from double shards and from
 // float32 shards read as float32 blocks, at 1 and 2 threads.
+namespace {
+
+// Integer rows (every float32 distance exact about a half-integer origin) and the rows
+// the seeding must draw from them: the `count` largest keys log(u)/d², d² the squared
+// distance to the nearest centre computed here in double, u from CounterRng(seed,
+// kKmeansSeeding, round, global row), rows at distance 0 or NaN left out, in key order.
+struct SeedingCase {
+  RowMatrix x, centers;
+  RowVector origin;
+  std::uint64_t seed = 9, round = 2;
+  Index count = 25;
+  std::vector<Index> drawn() const {
+    std::vector<std::pair<double, Index>> keys;  // (key, row)
+    for (Index i = 0; i < x.rows(); ++i) {
+      double d2 = std::numeric_limits<double>::infinity();
+      for (Index c = 0; c < centers.rows(); ++c) d2 = std::min(d2, ((x.row(i) - origin) - centers.row(c)).squaredNorm());
+      if (!(d2 > 0) || x.row(i).hasNaN()) continue;
+      CounterRng rng(seed, RngPurpose::kKmeansSeeding, round, static_cast<std::uint64_t>(i));
+      keys.emplace_back(std::log(rng.next_uniform()) / d2, i);
+    }
+    std::sort(keys.begin(), keys.end(), [](const auto& a, const auto& b) {
+      return a.first > b.first || (a.first == b.first && a.second < b.second);
+    });
+    std::vector<Index> want;
+    for (Index i = 0; i < count && i < static_cast<Index>(keys.size()); ++i) want.push_back(keys[static_cast<std::size_t>(i)].second);
+    return want;
+  }
+};
+
+SeedingCase integer_seeding_case() {
+  SeedingCase sc;
+  const Index n = 300, d = 21;
+  std::mt19937_64 gen(3);
+  std::uniform_int_distribution<int> value(-8, 8);
+  sc.x.resize(n, d);
+  for (Index i = 0; i < n; ++i)
+    for (Index j = 0; j < d; ++j) sc.x(i, j) = value(gen);
+  sc.origin = RowVector::Constant(d, 0.5);
+  sc.centers.resize(3, d);
+  sc.centers.row(0) = sc.x.row(0) - sc.origin;
+  sc.centers.row(1) = sc.x.row(7) - sc.origin;
+  sc.centers.row(2) = RowVector::Constant(d, 2.0) - sc.origin;
+  return sc;
+}
+
+}  // namespace
+
+// The seeding's draw (Efraimidis & Spirakis 2006) on the squared distance to the nearest
+// centre, taken in float32 (quadratic_unit): on integer data the rows drawn must be
+// SeedingCase::drawn()'s, in key order, never the centres' own rows, each returned
+// centred on the origin. In every kernel variant, from double shards and from float32
+// shards read as float32 blocks, at 1 and 2 threads.
 TEST(Kmeans, SeedingDrawsTheLargestKeysOfTheSquaredDistances) {
   const auto comm = comm::Communicator::world();
   TempDir dir("seed-keys");
-  const Index n = 300, d = 21, count = 25;
-  std::mt19937_64 gen(3);
-  std::uniform_int_distribution<int> value(-8, 8);
-  RowMatrix x(n, d);
-  for (Index i = 0; i < n; ++i)
-    for (Index j = 0; j < d; ++j) x(i, j) = value(gen);
-  const RowVector origin = RowVector::Constant(d, 0.5);
-  RowMatrix centers(3, d);
-  centers.row(0) = x.row(0) - origin;
-  centers.row(1) = x.row(7) - origin;
-  centers.row(2) = RowVector::Constant(d, 2.0) - origin;
-  const std::uint64_t seed = 9, round = 2;
-  std::vector<std::pair<double, Index>> keys;  // (key, row)
-  for (Index i = 0; i < n; ++i) {
-    double d2 = std::numeric_limits<double>::infinity();
-    for (Index c = 0; c < centers.rows(); ++c) d2 = std::min(d2, ((x.row(i) - origin) - centers.row(c)).squaredNorm());
-    if (d2 == 0) continue;
-    CounterRng rng(seed, RngPurpose::kKmeansSeeding, round, static_cast<std::uint64_t>(i));
-    keys.emplace_back(std::log(rng.next_uniform()) / d2, i);
-  }
-  std::sort(keys.begin(), keys.end(), [](const auto& a, const auto& b) {
-    return a.first > b.first || (a.first == b.first && a.second < b.second);
-  });
-  std::vector<Index> want;
-  for (Index i = 0; i < count; ++i) want.push_back(keys[static_cast<std::size_t>(i)].second);
+  const SeedingCase sc = integer_seeding_case();
+  const Index n = sc.x.rows();
+  const std::vector<Index> want = sc.drawn();
+  ASSERT_EQ(static_cast<Index>(want.size()), sc.count);
   ASSERT_EQ(std::count(want.begin(), want.end(), Index{0}) + std::count(want.begin(), want.end(), Index{7}), 0);
   if (comm.is_root()) {
-    latent::testing::write_shards(dir / "f64", x, {120, 180});
+    latent::testing::write_shards(dir / "f64", sc.x, {120, 180});
     std::filesystem::create_directories(dir / "f32");
-    latent::testing::write_shard(dir / "f32" + "/part-00000.h5", x.topRows(130), {}, io::DType::kFloat32);
-    latent::testing::write_shard(dir / "f32" + "/part-00001.h5", x.bottomRows(n - 130), {}, io::DType::kFloat32);
+    latent::testing::write_shard(dir / "f32" + "/part-00000.h5", sc.x.topRows(130), {}, io::DType::kFloat32);
+    latent::testing::write_shard(dir / "f32" + "/part-00001.h5", sc.x.bottomRows(n - 130), {}, io::DType::kFloat32);
   }
   comm.barrier();
   for (const auto v : kernel::all_variants()) {
@@ -526,12 +557,33 @@ TEST(Kmeans, SeedingDrawsTheLargestKeysOfTheSquaredDistances) {
         io::BlockSourceOptions o;
         o.float32 = f32;
         io::BlockSource source(std::move(info), std::move(mine), o);
-        const auto s = sample_rows_d2(comm, source, origin, centers, count, seed, round, threads);
+        const auto s = sample_rows_d2(comm, source, sc.origin, sc.centers, sc.count, sc.seed, sc.round, threads);
         const std::string where = kernel::to_string(v) + (f32 ? " float32" : " double") + " threads " + std::to_string(threads);
         ASSERT_EQ(s.ids, want) << where;
-        for (Index i = 0; i < count; ++i)
-          ASSERT_TRUE(s.rows.row(i) == x.row(want[static_cast<std::size_t>(i)]) - origin) << where << " row " << i;
+        for (Index i = 0; i < sc.count; ++i)
+          ASSERT_TRUE(s.rows.row(i) == sc.x.row(want[static_cast<std::size_t>(i)]) - sc.origin) << where << " row " << i;
       }
+  }
+}
+
+// A tile with a NaN (a source that keeps them; the fits' seeding sources fill them) takes
+// the double expansion: the NaN row is never drawn and the others are drawn as before
+// (on integer data the expansion is exact too).
+TEST(Kmeans, SeedingSkipsANaNRowAndDrawsTheOthersAsBefore) {
+  const auto comm = comm::Communicator::world();
+  TempDir dir("seed-nan");
+  SeedingCase sc = integer_seeding_case();
+  sc.x(40, 3) = std::numeric_limits<double>::quiet_NaN();
+  const std::vector<Index> want = sc.drawn();
+  ASSERT_EQ(std::count(want.begin(), want.end(), Index{40}), 0);
+  if (comm.is_root()) latent::testing::write_shards(dir / "d", sc.x, {120, 180});
+  comm.barrier();
+  for (const auto v : kernel::all_variants()) {
+    if (!kernel::supported(v)) continue;
+    const kernel::ScopedVariant scope(v);
+    auto source = latent::testing::make_source(comm, dir / "d", 64, 0, false, true);
+    const auto s = sample_rows_d2(comm, *source, sc.origin, sc.centers, sc.count, sc.seed, sc.round, 2);
+    EXPECT_EQ(s.ids, want) << kernel::to_string(v);
   }
 }
 

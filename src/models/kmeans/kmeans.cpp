@@ -632,9 +632,10 @@ Vector min_sq_distances(const RowMatrix& x, const RowMatrix& centers, const Vect
 // (zero-padded to dp); each row is converted to float(x − origin) tile by tile and
 // gmm_kernel::quadratic_unit gives Σ_j (x̃_j − c̃_j)², no cancellation, the same bits in
 // every kernel variant and for any blocking of rows or centres, so a row's distances
-// depend on it and the centres only. Before (to 2026-12-06) these were the double
-// expansion ‖x‖² − 2x·c + ‖c‖² through Eigen's double GEMM: 1.0 s of a 1.8 s k-means fit
-// of Fashion-MNIST at K = 10 on the AMD EPYC family 26.
+// depend on it and the centres only. These were the double expansion ‖x‖² − 2x·c + ‖c‖²
+// through Eigen's double GEMM on widened copies of the blocks: the seeding took 1.19 s of
+// a 2.16 s k-means fit of Fashion-MNIST at K = 10 on the AMD EPYC family 26, 0.29 s now
+// (docs/PERFORMANCE.md, "eighth session").
 struct SeedOperands {
   Index k = 0, d = 0, dp = 0;
   LineFloats shift;  // k × dp: −c
