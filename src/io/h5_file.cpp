@@ -344,6 +344,10 @@ void H5Writer::write_rows(const std::string& name, Index row_begin, const RowMat
   detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
   impl_->write_slab(name, DType::kFloat64, row_begin, rows.rows(), rows.cols(), rows.data());
 }
+void H5Writer::write_rows(const std::string& name, Index row_begin, const double* data, Index rows, Index cols) {
+  detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
+  impl_->write_slab(name, DType::kFloat64, row_begin, rows, cols, data);
+}
 void H5Writer::write_block(const std::string& name, Index row_begin, Index col_begin, const RowMatrix& block) {
   detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
   impl_->write_slab(name, DType::kFloat64, row_begin, block.rows(), block.cols(), block.data(), col_begin);

@@ -78,6 +78,9 @@ class H5Writer {
   void create(const std::string& name, DType file_type, Index rows, Index cols);
   void write_rows(const std::string& name, Index row_begin, const RowMatrix& rows);
   void write_rows(const std::string& name, Index row_begin, std::span<const std::int64_t> rows);
+  /// `rows` rows of a 2-D float64 dataset from `data` (rows × cols, row-major, contiguous):
+  /// a slab of a larger matrix without copying it out.
+  void write_rows(const std::string& name, Index row_begin, const double* data, Index rows, Index cols);
   /// A block of a 2-D float64 dataset made by create: rows [row_begin, + block.rows()) x
   /// columns [col_begin, + block.cols()).
   void write_block(const std::string& name, Index row_begin, Index col_begin, const RowMatrix& block);
