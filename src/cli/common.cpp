@@ -485,6 +485,12 @@ void RowParts::finish(bool overwrite, const std::string& model, const std::strin
     // the merge can be most of a command's time (a 2M-row transform: 0.65 of 0.95 s), and
     // a stop signal then ends it with exit 75 and nothing written, as during the pass.
     constexpr Index kSlab = 65536;
+    const auto in_slabs = [&](Index n, const auto& write) {  // write(first row, rows)
+      for (Index i = 0; i < n; i += kSlab) {
+        stop_point();
+        write(i, std::min(kSlab, n - i));
+      }
+    };
     Index at = 0;
     for (int r = 0; r < ctx_.comm.size(); ++r) {
       const Index n = sizes[static_cast<std::size_t>(r)];
@@ -494,18 +500,12 @@ void RowParts::finish(bool overwrite, const std::string& model, const std::strin
           stop_point();
           if (c.type == io::DType::kInt64) {
             const std::vector<std::int64_t> v = part.read_int64(c.name);
-            for (Index i = 0; i < n; i += kSlab) {
-              stop_point();
-              const Index m = std::min(kSlab, n - i);
+            in_slabs(n, [&](Index i, Index m) {
               w.write_rows(c.name, at + i, std::span<const std::int64_t>(v.data() + i, static_cast<std::size_t>(m)));
-            }
+            });
           } else {
             const RowMatrix v = part.read_matrix(c.name);
-            for (Index i = 0; i < n; i += kSlab) {
-              stop_point();
-              const Index m = std::min(kSlab, n - i);
-              w.write_rows(c.name, at + i, v.data() + i * v.cols(), m, v.cols());
-            }
+            in_slabs(n, [&](Index i, Index m) { w.write_rows(c.name, at + i, v.data() + i * v.cols(), m, v.cols()); });
           }
         }
       }

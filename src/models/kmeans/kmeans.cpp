@@ -59,23 +59,17 @@ KmeansFrame kmeans_frame(const comm::Communicator& comm, io::BlockSource& source
   const std::vector<double> s =
       train::reduce_global(comm, source, nd + 1, threads, [&](const io::DenseBlock& b, std::span<double> partial) {
         double* q = partial.data();
-        const bool f32 = b.is_float32();
-        const Index n = f32 ? b.xf.rows() : b.x.rows();
-        for (Index i = 0; i < n; ++i) {
-          if (f32) {
-            const float* row = &b.xf(i, 0);
+        const auto add = [&](const auto& x) {  // x: the block's float or double rows
+          for (Index i = 0; i < x.rows(); ++i) {
+            const auto* row = &x(i, 0);
             for (Index j = 0; j < d; ++j) {
               const double e = static_cast<double>(row[j]) - mean[j];
               if (!std::isnan(e)) q[j] += e * e;
             }
-          } else {
-            const double* row = &b.x(i, 0);
-            for (Index j = 0; j < d; ++j) {
-              const double e = row[j] - mean[j];
-              if (!std::isnan(e)) q[j] += e * e;
-            }
           }
-        }
+          return x.rows();
+        };
+        const Index n = b.is_float32() ? add(b.xf) : add(b.x);
         partial[nd] = static_cast<double>(n);
       });
   KmeansFrame f;
@@ -608,13 +602,17 @@ void keep_best(std::vector<Candidate>& list, Index count) {
   if (static_cast<Index>(list.size()) > count) list.resize(static_cast<std::size_t>(count));
 }
 
-// Each row's squared distance to its nearest center. The expansion in squared_distances
-// errs by up to about (D + 2)ε(||x||² + ||c||²); an entry that small is recomputed as
-// Σ(x − c)², so a distance is 0 exactly when the row equals the center.
-Vector min_sq_distances(const RowMatrix& x, const RowMatrix& centers, const Vector& center_norms) {
+// Each row's squared distance to its nearest center and, if `labels`, that center (the
+// first of the smallest expanded distance). The expansion in squared_distances errs by up
+// to about (D + 2)ε(||x||² + ||c||²); an entry that small is recomputed as Σ(x − c)², so a
+// distance is 0 exactly when the row equals the center.
+Vector min_sq_distances(const RowMatrix& x, const RowMatrix& centers, const Vector& center_norms,
+                        std::vector<Index>* labels = nullptr) {
   RowMatrix dist;
   squared_distances(x, centers, center_norms, dist);
-  Vector min_d = dist.rowwise().minCoeff();
+  Vector min_d;
+  if (labels != nullptr) nearest_centers(dist, *labels, min_d);
+  else min_d = dist.rowwise().minCoeff();
   const Vector x_sq = x.rowwise().squaredNorm();
   const double u = 4.0 * static_cast<double>(x.cols() + 2) * std::numeric_limits<double>::epsilon();
   const double max_norm = center_norms.maxCoeff();
@@ -682,8 +680,7 @@ void seed_distances(const io::DenseBlock& b, const RowVector& origin, const RowM
   const auto exact = [&](Index r, Index c) {
     double s = 0;
     for (Index j = 0; j < d; ++j) {
-      const double x = b.is_float32() ? static_cast<double>(b.xf(r, j)) : b.x(r, j);
-      const double e = (x - origin[j]) - centers(c, j);
+      const double e = (rows.at(r, j) - origin[j]) - centers(c, j);
       s += e * e;
     }
     return s;
@@ -692,12 +689,8 @@ void seed_distances(const io::DenseBlock& b, const RowVector& origin, const RowM
     const Index n = std::min(kTile, n_rows - r0);
     if (rows.convert(r0, n, d, origin.data(), xf, dp)) {  // a NaN: the double expansion for this tile
       const RowMatrix xc = rows.widened(r0, n).rowwise() - origin;
-      RowMatrix all;
-      squared_distances(xc, centers, centers.rowwise().squaredNorm(), all);
-      const Vector m = min_sq_distances(xc, centers, centers.rowwise().squaredNorm());
       std::vector<Index> labels;
-      Vector unused;
-      nearest_centers(all, labels, unused);
+      const Vector m = min_sq_distances(xc, centers, centers.rowwise().squaredNorm(), &labels);
       for (Index i = 0; i < n; ++i) {
         dist[static_cast<std::size_t>(r0 + i)] = m[i];
         if (nearest != nullptr) (*nearest)[static_cast<std::size_t>(r0 + i)] = labels[static_cast<std::size_t>(i)];
@@ -809,11 +802,11 @@ SampledRows sample_rows_d2(const comm::Communicator& comm, io::BlockSource& sour
         mine.push_back(Candidate{std::log(rng.next_uniform()) / wi, id, {}});
       }
       keep_best(mine, count);
+      const gmm_kernel::BlockRows rows(b);
       for (auto& c : mine) {  // the row centred in double, as a centre
         const Index i = c.id - b.ref.global_row_begin;
         c.row.resize(static_cast<std::size_t>(d));
-        for (Index j = 0; j < d; ++j)
-          c.row[static_cast<std::size_t>(j)] = (b.is_float32() ? static_cast<double>(b.xf(i, j)) : b.x(i, j)) - origin[j];
+        for (Index j = 0; j < d; ++j) c.row[static_cast<std::size_t>(j)] = rows.at(i, j) - origin[j];
       }
       std::lock_guard lock(mutex);
       local.insert(local.end(), std::make_move_iterator(mine.begin()), std::make_move_iterator(mine.end()));

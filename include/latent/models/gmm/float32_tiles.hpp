@@ -77,6 +77,9 @@ class BlockRows {
                 : gmm_kernel::convert_pairs(&block_.x(r0, 0), n, ld_, d, c, out, dp, t, comps, q);
   }
 
+  /// x_ij as a double (a float32 value widened exactly).
+  double at(Index i, Index j) const { return f32_ ? static_cast<double>(block_.xf(i, j)) : block_.x(i, j); }
+
   /// Rows [r0, r0 + n) as doubles (a tile with missing values takes the double path).
   RowMatrix widened(Index r0, Index n) const {
     return f32_ ? RowMatrix(block_.xf.middleRows(r0, n).cast<double>()) : RowMatrix(block_.x.middleRows(r0, n));
