@@ -8,6 +8,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cmath>
 #include <limits>
@@ -172,29 +173,40 @@ std::size_t KmeansLloyd::num_stats() const {
 }
 
 namespace {
+// acc[l] += round(p[4l + i]·u[l]_i) for l < 4, i < 4 (add_rows_on_grid's step).
+[[gnu::target("avx2"), gnu::always_inline]] inline void add_on_grid(const float* p, const __m256d* u, __m256d magic,
+                                                                    __m256d* acc) {
+  for (int l = 0; l < 4; ++l) {
+    __m256d v = _mm256_mul_pd(_mm256_cvtps_pd(_mm_loadu_ps(p + 4 * l)), u[l]);
+    v = _mm256_sub_pd(_mm256_add_pd(v, magic), magic);
+    acc[l] = _mm256_add_pd(acc[l], v);
+  }
+}
+
 // s[j] + Σ_o round(x[rows[o]·dp + j]·unit[j]) for j < dp (a multiple of 16; unit 0 in the
 // padding), rounded half to even by adding and taking away 1.5·2^52: each term an integer of
 // magnitude at most 2^40 (class comment), so s stays an exact integer below 2^53, the same
-// bits on every CPU and in any row order. Sixteen columns at a time held in four registers
-// while the rows pass. With −unit a row is taken away (rounding is odd, so exactly).
+// bits on every CPU and in any row order. Sixteen columns at a time, in two sets of four
+// registers (even and odd rows, added at the end: the sums are exact, so the same bits), so
+// that two rows' adds are in flight instead of one chain of dependent adds. With −unit a
+// row is taken away (rounding is odd, so exactly).
 [[gnu::target("avx2")]] void add_rows_on_grid(const float* x, Index dp, const std::int32_t* rows, Index count,
                                               const double* unit, double* s) {
   const __m256d magic = _mm256_set1_pd(0x1.8p52);
   for (Index j = 0; j < dp; j += 16) {
-    __m256d u[4], a[4];
+    __m256d u[4], a[2][4];
     for (int l = 0; l < 4; ++l) {
       u[l] = _mm256_loadu_pd(unit + j + 4 * l);
-      a[l] = _mm256_loadu_pd(s + j + 4 * l);
+      a[0][l] = _mm256_loadu_pd(s + j + 4 * l);
+      a[1][l] = _mm256_setzero_pd();
     }
-    for (Index o = 0; o < count; ++o) {
-      const float* p = x + static_cast<Index>(rows[o]) * dp + j;
-      for (int l = 0; l < 4; ++l) {
-        __m256d v = _mm256_mul_pd(_mm256_cvtps_pd(_mm_loadu_ps(p + 4 * l)), u[l]);
-        v = _mm256_sub_pd(_mm256_add_pd(v, magic), magic);
-        a[l] = _mm256_add_pd(a[l], v);
-      }
+    Index o = 0;
+    for (; o + 2 <= count; o += 2) {
+      add_on_grid(x + static_cast<Index>(rows[o]) * dp + j, u, magic, a[0]);
+      add_on_grid(x + static_cast<Index>(rows[o + 1]) * dp + j, u, magic, a[1]);
     }
-    for (int l = 0; l < 4; ++l) _mm256_storeu_pd(s + j + 4 * l, a[l]);
+    if (o < count) add_on_grid(x + static_cast<Index>(rows[o]) * dp + j, u, magic, a[0]);
+    for (int l = 0; l < 4; ++l) _mm256_storeu_pd(s + j + 4 * l, _mm256_add_pd(a[0][l], a[1][l]));
   }
 }
 
@@ -209,6 +221,30 @@ namespace {
   alignas(32) double t[4];
   _mm256_store_pd(t, a);
   return (t[0] + t[1]) + (t[2] + t[3]);
+}
+
+// out[i] = row_norm(x + i·dp, dp) for i < rows, the same bits, eight rows at a time: one
+// row's sum is a chain of dependent adds (an add's latency per four values), and eight
+// chains side by side keep the adders busy. In a Lloyd iteration of Fashion-MNIST (K = 10)
+// on the AMD EPYC family 26 the one-row chain was a fifth of the time.
+[[gnu::target("avx2")]] void row_norms(const float* x, Index rows, Index dp, double* out) {
+  constexpr int kRows = 8;
+  Index i = 0;
+  for (; i + kRows <= rows; i += kRows) {
+    __m256d a[kRows];
+    for (int r = 0; r < kRows; ++r) a[r] = _mm256_setzero_pd();
+    for (Index j = 0; j < dp; j += 4)
+      for (int r = 0; r < kRows; ++r) {
+        const __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(x + (i + r) * dp + j));
+        a[r] = _mm256_add_pd(a[r], _mm256_mul_pd(v, v));
+      }
+    for (int r = 0; r < kRows; ++r) {
+      alignas(32) double t[4];
+      _mm256_store_pd(t, a[r]);
+      out[i + r] = (t[0] + t[1]) + (t[2] + t[3]);
+    }
+  }
+  for (; i < rows; ++i) out[i] = row_norm(x + i * dp, dp);
 }
 
 // v rounded down to a float (0 for v ≤ 0; at most FLT_MAX for a finite v).
@@ -298,6 +334,7 @@ void KmeansLloyd::e_step_block(const io::DenseBlock& block, std::span<double> pa
   LineFloats& xf = scratch.xf;
   LineFloats& xg = scratch.xg;
   std::vector<float> q(kTileRows * uk), qbest(kTileRows);
+  std::array<double, kTileRows> tile_norms;
   std::vector<std::int32_t> cand(kTileRows), full(kTileRows), open(kTileRows), label(kTileRows), order(kTileRows);
   std::vector<Index> first(uk + 1);
   std::vector<double> lower(kTileRows);
@@ -473,9 +510,10 @@ void KmeansLloyd::e_step_block(const io::DenseBlock& block, std::span<double> pa
       }
     } else {
       if (rows.convert(r0, n, d, frame_.origin.data(), xf.data(), dp)) throw nan_error();
+      row_norms(xf.data(), n, dp, tile_norms.data());
       for (std::size_t i = 0; i < un; ++i) {
         full[m++] = static_cast<std::int32_t>(i);
-        fresh_norms += row_norm(xf.data() + i * udp, dp);
+        fresh_norms += tile_norms[i];
       }
     }
     if (m == 0) continue;
