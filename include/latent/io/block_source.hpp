@@ -25,6 +25,8 @@ struct DenseBlock {
   std::vector<std::int64_t> labels;
   /// True if the rows are in xf (float32) rather than x.
   bool is_float32() const noexcept { return x.rows() == 0 && xf.rows() > 0; }
+  /// B, wherever the rows are.
+  Index rows() const noexcept { return is_float32() ? xf.rows() : x.rows(); }
 };
 
 struct BlockSourceOptions {

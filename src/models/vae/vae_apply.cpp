@@ -21,14 +21,18 @@ template <class Fn>
 void for_each_local_block(const comm::Communicator& comm, const io::DenseDatasetInfo& info,
                           const std::vector<io::BlockRef>& blocks, const VaePassOptions& o, Fn&& fn) {
   comm::run_agreed(comm, [&] {
-    io::BlockSource source(info, blocks, {o.prefetch, 0, false, false, {}});
+    io::BlockSourceOptions bo;
+    bo.prefetch_blocks = o.prefetch;
+    bo.float32 = true;  // float32 shards' rows as stored: the products take float32
+    io::BlockSource source(info, blocks, bo);
+    const io::BlockSource::Float32Scope as_stored(source, true);
     source.start_pass();
     tbb::task_arena arena(std::max(1, o.threads));
     Index local_row = 0;
     while (auto block = source.next()) {
       heartbeat();
       fn(*block, local_row, arena);
-      local_row += block->x.rows();
+      local_row += block->rows();
     }
   });
 }
@@ -56,7 +60,8 @@ VaeScore score_vae_rows(const comm::Communicator& comm, const io::DenseDatasetIn
   std::vector<std::int64_t> sums(3, 0);
   const double scale = std::ldexp(1.0, kFracBits);
   for_each_local_block(comm, info, blocks, options, [&](const io::DenseBlock& block, Index local_row, tbb::task_arena& arena) {
-    const RowMatrixF x = block.x.cast<float>();
+    RowMatrixF narrowed;  // a float64 block's rows as float32
+    const RowMatrixF& x = block.is_float32() ? block.xf : (narrowed = block.x.cast<float>());
     RowMatrix elbo(x.rows(), 1), iwae(x.rows(), 1);
     parallel_rows(arena, x, [&](const RowMatrixF& chunk, Index first) {
       vae_elbo_rows(model, chunk, block.ref.global_row_begin + first, seed, ws.local(),
@@ -87,7 +92,8 @@ void transform_vae_rows(const comm::Communicator& comm, const io::DenseDatasetIn
   const Index l = model.architecture().latent_dim;
   tbb::enumerable_thread_specific<VaeWorkspace> ws;
   for_each_local_block(comm, info, blocks, options, [&](const io::DenseBlock& block, Index local_row, tbb::task_arena& arena) {
-    const RowMatrixF x = block.x.cast<float>();
+    RowMatrixF narrowed;  // a float64 block's rows as float32
+    const RowMatrixF& x = block.is_float32() ? block.xf : (narrowed = block.x.cast<float>());
     RowMatrix mean(x.rows(), l), log_var(x.rows(), l), recon(x.rows(), reconstruct ? info.num_features : 0);
     parallel_rows(arena, x, [&](const RowMatrixF& chunk, Index first) {
       VaeWorkspace& w = ws.local();

@@ -46,6 +46,21 @@ std::int64_t to_fixed(double x, double scale) {
   return static_cast<std::int64_t>(y + (y >= 0 ? 0.5 : -0.5));
 }
 
+// The block's rows in float32, as the products take them: a float32 block's as stored (a
+// source with BlockSourceOptions::float32, its blocks taken in a Float32Scope), else
+// narrowed from double into `scratch` (the same floats either way).
+const RowMatrixF& rows_f32(const io::DenseBlock& b, RowMatrixF& scratch) {
+  if (b.is_float32()) return b.xf;
+  scratch = b.x.cast<float>();
+  return scratch;
+}
+
+// The next block of a pass, float32 blocks as stored.
+std::shared_ptr<const io::DenseBlock> next_f32(io::BlockSource& source) {
+  const io::BlockSource::Float32Scope as_stored(source, true);
+  return source.next();
+}
+
 // A validating pass over this rank's share of the data: values must lie in [0, 1] for a
 // Bernoulli decoder (NaN/Inf are refused by the block reader). Collective (errors agreed).
 // Returns the shards' content hashes (latent/train/content_hash.hpp).
@@ -53,23 +68,31 @@ std::vector<std::uint64_t> validate_data(const comm::Communicator& comm, const i
                                          const VaeFitConfig& c) {
   train::ContentHasher content(info.shards.size());
   comm::run_agreed(comm, [&] {
-    io::BlockSource source(info, io::rank_blocks(io::make_block_plan(info, 8192), comm.rank(), comm.size()),
-                           {c.prefetch, 0, false, false, {}});
+    io::BlockSourceOptions o;
+    o.prefetch_blocks = c.prefetch;
+    o.float32 = true;  // float32 shards hashed and checked as stored (the same hash and test)
+    io::BlockSource source(info, io::rank_blocks(io::make_block_plan(info, 2048), comm.rank(), comm.size()), o);
     source.start_pass();
-    while (auto block = source.next()) {
+    while (auto block = next_f32(source)) {
       heartbeat();
-      content.add_dense(block->ref.shard, block->ref.row_begin, block->x);
+      if (block->is_float32()) content.add_dense_float32(block->ref.shard, block->ref.row_begin, block->xf);
+      else content.add_dense(block->ref.shard, block->ref.row_begin, block->x);
       if (c.arch.likelihood != VaeLikelihood::kBernoulli) continue;
-      const RowMatrix& x = block->x;  // finite (the reader refuses NaN/Inf)
-      if (x.size() == 0 || (x.minCoeff() >= 0.0 && x.maxCoeff() <= 1.0)) continue;
-      for (Index i = 0; i < x.rows(); ++i)
-        for (Index j = 0; j < x.cols(); ++j)
-          if (!(x(i, j) >= 0.0 && x(i, j) <= 1.0))
-            throw_input(fmt::format("file {}, dataset /data, row {}, column {}: value {} is outside [0, 1], which a "
-                                    "Bernoulli decoder needs (dataset row {}); scale the data (latent import dense "
-                                    "--scale) or use --likelihood gaussian",
-                                    info.shards[static_cast<std::size_t>(block->ref.shard)].path, block->ref.row_begin + i,
-                                    j, x(i, j), block->ref.global_row_begin + i));
+      const auto check = [&](const auto& x) {  // finite (the reader refuses NaN/Inf)
+        if (x.size() == 0 || (x.minCoeff() >= 0 && x.maxCoeff() <= 1)) return;
+        for (Index i = 0; i < x.rows(); ++i)
+          for (Index j = 0; j < x.cols(); ++j) {
+            const auto v = static_cast<double>(x(i, j));
+            if (!(v >= 0.0 && v <= 1.0))
+              throw_input(fmt::format("file {}, dataset /data, row {}, column {}: value {} is outside [0, 1], which a "
+                                      "Bernoulli decoder needs (dataset row {}); scale the data (latent import dense "
+                                      "--scale) or use --likelihood gaussian",
+                                      info.shards[static_cast<std::size_t>(block->ref.shard)].path,
+                                      block->ref.row_begin + i, j, v, block->ref.global_row_begin + i));
+          }
+      };
+      if (block->is_float32()) check(block->xf);
+      else check(block->x);
     }
   });
   return content.global(comm);
@@ -104,7 +127,7 @@ double mean_elbo(const comm::Communicator& comm, const Vae& model, io::BlockSour
     for (bool more = true; more;) {
       blocks.clear();
       while (blocks.size() < group) {
-        auto b = source.next();
+        auto b = next_f32(source);
         if (!b) {
           more = false;
           break;
@@ -114,7 +137,8 @@ double mean_elbo(const comm::Communicator& comm, const Vae& model, io::BlockSour
       part.assign(blocks.size(), 0);
       arena.execute([&] {
         tbb::parallel_for(std::size_t{0}, blocks.size(), [&](std::size_t i) {
-          const RowMatrixF x = blocks[i]->x.cast<float>();
+          RowMatrixF scratch;
+          const RowMatrixF& x = rows_f32(*blocks[i], scratch);
           std::vector<double> rows(static_cast<std::size_t>(x.rows()));
           vae_elbo_rows(model, x, blocks[i]->ref.global_row_begin, seed, ws.local(), rows);
           for (double v : rows) part[i] += to_fixed(v, std::ldexp(1.0, kLossFracBits));
@@ -122,7 +146,7 @@ double mean_elbo(const comm::Communicator& comm, const Vae& model, io::BlockSour
       });
       for (std::size_t i = 0; i < blocks.size(); ++i) {
         sums[0] += part[i];
-        sums[1] += blocks[i]->x.rows();
+        sums[1] += blocks[i]->rows();
       }
     }
   });
@@ -254,6 +278,14 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
     return static_cast<std::size_t>(range.last - range.first);
   };
   const auto step_blocks = [&](Index sid) { return static_cast<Index>(blocks_of(sid, comm.rank())); };
+  // Float32 shards' rows stay float32 (half the bytes read and cached; no widened copy).
+  const auto stream_options = [&](std::size_t cache_bytes) {
+    io::BlockSourceOptions o;
+    o.prefetch_blocks = c.prefetch;
+    o.cache_bytes = cache_bytes;
+    o.float32 = true;
+    return o;
+  };
   // The rank's blocks in the order of `order` (cached across epochs only without shuffling).
   const auto open_epoch = [&](const std::vector<Index>& order) {
     std::vector<io::BlockRef> refs;
@@ -262,8 +294,7 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
       const std::vector<io::BlockRef> mine = io::rank_blocks(plan, first, first + count, comm.rank(), comm.size());
       refs.insert(refs.end(), mine.begin(), mine.end());
     }
-    return std::make_unique<io::BlockSource>(info, std::move(refs),
-                                             io::BlockSourceOptions{c.prefetch, c.shuffle ? 0 : c.cache_bytes, false, false, {}});
+    return std::make_unique<io::BlockSource>(info, std::move(refs), stream_options(c.shuffle ? 0 : c.cache_bytes));
   };
   // Every step but the last has per_step micro-batches: the first and the last step cover
   // every step's shares.
@@ -277,7 +308,7 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
   std::vector<io::BlockRef> val_refs = io::rank_blocks(plan, nt, nt + nv, comm.rank(), comm.size());
   std::unique_ptr<io::BlockSource> train_source;
   std::unique_ptr<io::BlockSource> val_source;
-  if (nv > 0) val_source = std::make_unique<io::BlockSource>(info, std::move(val_refs), io::BlockSourceOptions{c.prefetch, c.cache_bytes, false, false, {}});
+  if (nv > 0) val_source = std::make_unique<io::BlockSource>(info, std::move(val_refs), stream_options(c.cache_bytes));
 
   // Adam state (Kingma & Ba 2015, Alg. 1; PyTorch's placement of ε).
   LineFloats m(p, 0.0f), v(p, 0.0f);  // on cache lines, like θ: Adam reads 64 bytes at a time
@@ -444,7 +475,7 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
         throw std::runtime_error("injected fault (LATENT_FAULT kind=throw) in step " + std::to_string(step + 1));
       blocks.clear();
       for (std::size_t i = 0; i < nloc; ++i) {
-        auto b = train_source->next();
+        auto b = next_f32(*train_source);
         if (!b) throw Error(ErrorKind::kIo, "data " + info.location + ": a block ended the pass early");
         blocks.push_back(std::move(b));
       }
@@ -452,7 +483,8 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
       arena.execute([&] {
         tbb::parallel_for(std::size_t{0}, nloc, [&](std::size_t i) {
           const io::DenseBlock& b = *blocks[i];
-          const RowMatrixF x = b.x.cast<float>();
+          RowMatrixF scratch;
+          const RowMatrixF& x = rows_f32(b, scratch);
           RowMatrixF eps;
           draw_noise(eps, x.rows(), c.arch.latent_dim, c.seed, RngPurpose::kVaeNoise, static_cast<std::uint64_t>(step + 1),
                      b.ref.global_row_begin);
@@ -498,7 +530,7 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
     });
     std::int64_t rows = 0, loss_fixed = 0;
     for (std::size_t i = 0; i < nloc; ++i) {
-      rows += blocks[i]->x.rows();
+      rows += blocks[i]->rows();
       loss_fixed += to_fixed(block_loss[i], loss_scale);
     }
     acc[rows_at] = rows;
