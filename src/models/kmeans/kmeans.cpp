@@ -198,8 +198,13 @@ namespace {
     for (int l = 0; l < 4; ++l) {
       u[l] = _mm256_loadu_pd(unit + j + 4 * l);
       a[0][l] = _mm256_loadu_pd(s + j + 4 * l);
-      a[1][l] = _mm256_setzero_pd();
     }
+    if (count == 1) {  // a row that changes centre (the bounded iterations): one set
+      add_on_grid(x + static_cast<Index>(rows[0]) * dp + j, u, magic, a[0]);
+      for (int l = 0; l < 4; ++l) _mm256_storeu_pd(s + j + 4 * l, a[0][l]);
+      continue;
+    }
+    for (int l = 0; l < 4; ++l) a[1][l] = _mm256_setzero_pd();
     Index o = 0;
     for (; o + 2 <= count; o += 2) {
       add_on_grid(x + static_cast<Index>(rows[o]) * dp + j, u, magic, a[0]);
