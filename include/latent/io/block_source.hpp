@@ -27,6 +27,13 @@ struct DenseBlock {
   bool is_float32() const noexcept { return x.rows() == 0 && xf.rows() > 0; }
   /// B, wherever the rows are.
   Index rows() const noexcept { return is_float32() ? xf.rows() : x.rows(); }
+  /// The rows in float32 (B × D): xf itself for a float32 block, else x narrowed into
+  /// `scratch` (the same floats either way). Local.
+  const RowMatrixF& as_float32(RowMatrixF& scratch) const {
+    if (is_float32()) return xf;
+    scratch = x.cast<float>();
+    return scratch;
+  }
 };
 
 struct BlockSourceOptions {

@@ -60,8 +60,8 @@ VaeScore score_vae_rows(const comm::Communicator& comm, const io::DenseDatasetIn
   std::vector<std::int64_t> sums(3, 0);
   const double scale = std::ldexp(1.0, kFracBits);
   for_each_local_block(comm, info, blocks, options, [&](const io::DenseBlock& block, Index local_row, tbb::task_arena& arena) {
-    RowMatrixF narrowed;  // a float64 block's rows as float32
-    const RowMatrixF& x = block.is_float32() ? block.xf : (narrowed = block.x.cast<float>());
+    RowMatrixF scratch;
+    const RowMatrixF& x = block.as_float32(scratch);
     RowMatrix elbo(x.rows(), 1), iwae(x.rows(), 1);
     parallel_rows(arena, x, [&](const RowMatrixF& chunk, Index first) {
       vae_elbo_rows(model, chunk, block.ref.global_row_begin + first, seed, ws.local(),
@@ -92,8 +92,8 @@ void transform_vae_rows(const comm::Communicator& comm, const io::DenseDatasetIn
   const Index l = model.architecture().latent_dim;
   tbb::enumerable_thread_specific<VaeWorkspace> ws;
   for_each_local_block(comm, info, blocks, options, [&](const io::DenseBlock& block, Index local_row, tbb::task_arena& arena) {
-    RowMatrixF narrowed;  // a float64 block's rows as float32
-    const RowMatrixF& x = block.is_float32() ? block.xf : (narrowed = block.x.cast<float>());
+    RowMatrixF scratch;
+    const RowMatrixF& x = block.as_float32(scratch);
     RowMatrix mean(x.rows(), l), log_var(x.rows(), l), recon(x.rows(), reconstruct ? info.num_features : 0);
     parallel_rows(arena, x, [&](const RowMatrixF& chunk, Index first) {
       VaeWorkspace& w = ws.local();

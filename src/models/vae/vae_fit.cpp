@@ -46,16 +46,8 @@ std::int64_t to_fixed(double x, double scale) {
   return static_cast<std::int64_t>(y + (y >= 0 ? 0.5 : -0.5));
 }
 
-// The block's rows in float32, as the products take them: a float32 block's as stored (a
-// source with BlockSourceOptions::float32, its blocks taken in a Float32Scope), else
-// narrowed from double into `scratch` (the same floats either way).
-const RowMatrixF& rows_f32(const io::DenseBlock& b, RowMatrixF& scratch) {
-  if (b.is_float32()) return b.xf;
-  scratch = b.x.cast<float>();
-  return scratch;
-}
-
-// The next block of a pass, float32 blocks as stored.
+// The next block of a pass, float32 blocks as stored (the products take float32: a float64
+// block is narrowed by DenseBlock::as_float32).
 std::shared_ptr<const io::DenseBlock> next_f32(io::BlockSource& source) {
   const io::BlockSource::Float32Scope as_stored(source, true);
   return source.next();
@@ -138,7 +130,7 @@ double mean_elbo(const comm::Communicator& comm, const Vae& model, io::BlockSour
       arena.execute([&] {
         tbb::parallel_for(std::size_t{0}, blocks.size(), [&](std::size_t i) {
           RowMatrixF scratch;
-          const RowMatrixF& x = rows_f32(*blocks[i], scratch);
+          const RowMatrixF& x = blocks[i]->as_float32(scratch);
           std::vector<double> rows(static_cast<std::size_t>(x.rows()));
           vae_elbo_rows(model, x, blocks[i]->ref.global_row_begin, seed, ws.local(), rows);
           for (double v : rows) part[i] += to_fixed(v, std::ldexp(1.0, kLossFracBits));
@@ -484,7 +476,7 @@ VaeFitResult fit_vae(const comm::Communicator& comm, const io::DenseDatasetInfo&
         tbb::parallel_for(std::size_t{0}, nloc, [&](std::size_t i) {
           const io::DenseBlock& b = *blocks[i];
           RowMatrixF scratch;
-          const RowMatrixF& x = rows_f32(b, scratch);
+          const RowMatrixF& x = b.as_float32(scratch);
           RowMatrixF eps;
           draw_noise(eps, x.rows(), c.arch.latent_dim, c.seed, RngPurpose::kVaeNoise, static_cast<std::uint64_t>(step + 1),
                      b.ref.global_row_begin);
