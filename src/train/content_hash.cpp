@@ -4,6 +4,9 @@
 #include <nlohmann/json.hpp>
 #include <xxhash.h>
 
+#include "latent/io/block_source.hpp"
+
+#include <algorithm>
 #include <filesystem>
 #include <vector>
 
@@ -25,12 +28,21 @@ void ContentHasher::add_dense(Index shard, Index first_row, const RowMatrix& x) 
 void ContentHasher::add_dense_float32(Index shard, Index first_row, const RowMatrixF& x) {
   if (shard < 0 || static_cast<std::size_t>(shard) >= sums_.size()) return;
   std::uint64_t sum = 0;
-  std::vector<double> row(static_cast<std::size_t>(x.cols()));
-  for (Index i = 0; i < x.rows(); ++i) {
-    for (Index j = 0; j < x.cols(); ++j) row[static_cast<std::size_t>(j)] = x(i, j);
-    sum += XXH64(row.data(), row.size() * sizeof(double), static_cast<XXH64_hash_t>(first_row + i));
+  const auto bytes = static_cast<std::size_t>(x.cols()) * sizeof(double);
+  constexpr Index kTile = 64;  // rows widened at once (one vectorised cast per tile)
+  RowMatrix tile;
+  for (Index i0 = 0; i0 < x.rows(); i0 += kTile) {
+    const Index n = std::min(kTile, x.rows() - i0);
+    tile = x.middleRows(i0, n).cast<double>();
+    for (Index i = 0; i < n; ++i)
+      sum += XXH64(tile.row(i).data(), bytes, static_cast<XXH64_hash_t>(first_row + i0 + i));
   }
   sums_[static_cast<std::size_t>(shard)].fetch_add(sum, std::memory_order_relaxed);
+}
+
+void ContentHasher::add(const io::DenseBlock& block) {
+  if (block.is_float32()) add_dense_float32(block.ref.shard, block.ref.row_begin, block.xf);
+  else add_dense(block.ref.shard, block.ref.row_begin, block.x);
 }
 
 void ContentHasher::add_counts(const io::CsrBlock& block) {

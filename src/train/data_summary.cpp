@@ -53,8 +53,7 @@ DataSummary summarize(const comm::Communicator& comm, io::BlockSource& source, i
         seen.setConstant(static_cast<double>(rows));
       }
       partial[static_cast<std::size_t>(3 * d)] = static_cast<double>(rows);
-      if (f32) content.add_dense_float32(block.ref.shard, block.ref.row_begin, block.xf);
-      else content.add_dense(block.ref.shard, block.ref.row_begin, block.x);
+      content.add(block);
       std::vector<std::int64_t> mine;
       if (count_duplicates) {
         std::vector<double> row(static_cast<std::size_t>(d));

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "latent/io/block_source.hpp"
+
 #include <random>
 
 namespace latent::train {
@@ -51,6 +53,32 @@ TEST(ContentHash, SeesAChangedValueSwappedRowsAndAnotherShard) {
   const auto b = other.global(comm::Communicator::world());
   EXPECT_EQ(b[0], a[1]);
   EXPECT_EQ(b[1], 0u);
+}
+
+// A float32 block hashes as its rows widened to double, whatever the tile boundaries
+// (add_dense_float32 widens 64 rows at a time), and a double block as add_dense does.
+TEST(ContentHash, Float32BlocksHashAsTheirWidenedRows) {
+  const RowMatrixF xf = rows(150, 5, 3).cast<float>();
+  const RowMatrix widened = xf.cast<double>();
+  const auto expected = hash_in_blocks(widened, 150, false);
+  for (const Index block : {Index{150}, Index{64}, Index{65}, Index{1}}) {
+    ContentHasher h(2);
+    for (Index b = 0; b < xf.rows(); b += block) {
+      io::DenseBlock db;
+      db.ref.shard = 1;
+      db.ref.row_begin = b;
+      db.xf = xf.middleRows(b, std::min(block, xf.rows() - b));
+      ASSERT_TRUE(db.is_float32());
+      h.add(db);
+    }
+    EXPECT_EQ(h.global(comm::Communicator::world()), expected) << "blocks of " << block;
+  }
+  io::DenseBlock db;
+  db.ref.shard = 1;
+  db.x = widened;
+  ContentHasher h(2);
+  h.add(db);
+  EXPECT_EQ(h.global(comm::Communicator::world()), expected);
 }
 
 TEST(ContentHash, CountsAndTheDifferenceMessage) {

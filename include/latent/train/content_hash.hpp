@@ -19,6 +19,10 @@
 #include "latent/io/counts_dataset.hpp"
 #include "latent/io/dense_dataset.hpp"
 
+namespace latent::io {
+struct DenseBlock;
+}
+
 namespace latent::train {
 
 /// Accumulates the local rows' hashes per shard. add_* are thread-safe.
@@ -29,6 +33,8 @@ class ContentHasher {
   void add_dense(Index shard, Index first_row, const RowMatrix& x);
   /// The same of float32 rows, hashed as the rows widened to double (the same hash).
   void add_dense_float32(Index shard, Index first_row, const RowMatrixF& x);
+  /// A dense block's rows, float32 or double (its ref names the shard and first row).
+  void add(const io::DenseBlock& block);
   /// The documents of a CSR block (its ref names the shard and first row).
   void add_counts(const io::CsrBlock& block);
   /// The global hash of every shard (each rank adds its own rows). Collective: one

@@ -832,7 +832,7 @@ SampledRows sample_rows_d2(const comm::Communicator& comm, io::BlockSource& sour
   const io::BlockSource::Float32Scope as_stored(source, true);  // float32 rows are read as they are
   comm::run_agreed(comm, [&] {
     train::for_each_block(source, threads, [&](const io::DenseBlock& b) {
-      const Index n = b.is_float32() ? b.xf.rows() : b.x.rows();
+      const Index n = b.rows();
       std::vector<double> w;
       if (centers.rows() > 0) seed_distances(b, origin, centers, ops, w, nullptr);
       else w.assign(static_cast<std::size_t>(n), 1.0);

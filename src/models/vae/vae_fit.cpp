@@ -67,8 +67,7 @@ std::vector<std::uint64_t> validate_data(const comm::Communicator& comm, const i
     source.start_pass();
     while (auto block = next_f32(source)) {
       heartbeat();
-      if (block->is_float32()) content.add_dense_float32(block->ref.shard, block->ref.row_begin, block->xf);
-      else content.add_dense(block->ref.shard, block->ref.row_begin, block->x);
+      content.add(*block);
       if (c.arch.likelihood != VaeLikelihood::kBernoulli) continue;
       const auto check = [&](const auto& x) {  // finite (the reader refuses NaN/Inf)
         if (x.size() == 0 || (x.minCoeff() >= 0 && x.maxCoeff() <= 1)) return;
