@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <iomanip>
+
 #include <Eigen/Cholesky>
 #include <Eigen/LU>
 #include <cmath>
@@ -270,6 +272,65 @@ TEST(GmmFloat32, ConvertPairsIsConvertThenUnitQuadraticBitForBit) {
     std::vector<float> xp(rows * dp, 0.0f), qp(rows);
     EXPECT_TRUE(gmm_kernel::convert_pairs(with_nan.data(), rows, d, d, origin.data(), xp.data(), dp, t.data(),
                                           comps.data(), qp.data()));
+  }
+}
+
+// From float32 rows and an origin whose entries are floats (the k-means frame's), convert()
+// and convert_pairs() given negated_float(c) subtract in float32: still the bits of
+// float(double(x) − c), in every variant, for values of any exponent (differences far below
+// and above one ulp, overflow to ±inf, signed zeros), and a NaN reported; an origin with a
+// value that is not a float has no negated_float() and takes the double route.
+TEST(GmmFloat32, ConvertFromAFloatOriginGivesTheBitsOfTheDoubleRoute) {
+  std::mt19937_64 gen(17);
+  std::uniform_real_distribution<double> mant(-1.0, 1.0);
+  std::uniform_int_distribution<int> expo(-40, 40);
+  const auto any_float = [&] { return static_cast<float>(std::ldexp(mant(gen), expo(gen))); };
+  for (const Index d : {Index{37}, Index{100}, Index{4097}}) {
+    const Index rows = 9, dp = gmm_kernel::padded(d), k = 3;
+    std::vector<float> xs(rows * d);
+    for (auto& v : xs) v = any_float();
+    std::vector<double> origin(d);
+    for (auto& v : origin) v = static_cast<double>(any_float());
+    xs[0] = origin[0] == 0 ? 1.0f : static_cast<float>(origin[0]);  // a zero difference
+    xs[1] = -0.0f;
+    origin[1] = 0.0;
+    xs[2] = std::numeric_limits<float>::max();
+    origin[2] = -static_cast<double>(std::numeric_limits<float>::max());  // overflows to +inf
+    std::vector<float> t(k * dp, 0.0f);
+    for (Index c = 0; c < k; ++c)
+      for (Index j = 0; j < d; ++j) t[c * dp + j] = static_cast<float>(mant(gen));
+    std::vector<std::int32_t> comps(rows);
+    for (Index i = 0; i < rows; ++i) comps[i] = static_cast<std::int32_t>(i % k);
+    for (const bool float_valued : {true, false}) {
+      std::vector<double> c = origin;
+      if (!float_valued) c[d - 1] = 0.1;  // one column not a float: the double route
+      std::vector<float> want(rows * dp, 0.0f);
+      for (Index i = 0; i < rows; ++i)
+        for (Index j = 0; j < d; ++j)
+          want[i * dp + j] = static_cast<float>(static_cast<double>(xs[i * d + j]) - c[j]);
+      for (const auto v : kernel::all_variants()) {
+        if (!kernel::supported(v)) continue;
+        kernel::ScopedVariant scope(v);
+        const std::vector<float> neg = gmm_kernel::negated_float(c.data(), d);
+        ASSERT_EQ(neg.empty(), !float_valued);
+        const float* nc = neg.empty() ? nullptr : neg.data();
+        std::vector<float> out(rows * dp, 0.0f), pairs(rows * dp, 0.0f), q(rows), qp(rows), qw(rows);
+        ASSERT_FALSE(gmm_kernel::convert(xs.data(), rows, d, d, c.data(), out.data(), dp, nc));
+        ASSERT_EQ(0, std::memcmp(out.data(), want.data(), out.size() * sizeof(float)))
+            << kernel::to_string(v) << " d " << d << " float origin " << float_valued;
+        ASSERT_FALSE(gmm_kernel::convert_pairs(xs.data(), rows, d, d, c.data(), pairs.data(), dp, t.data(), comps.data(),
+                                               qp.data(), nc));
+        ASSERT_EQ(0, std::memcmp(pairs.data(), want.data(), pairs.size() * sizeof(float))) << kernel::to_string(v);
+        ASSERT_FALSE(gmm_kernel::convert_pairs(xs.data(), rows, d, d, c.data(), pairs.data(), dp, t.data(), comps.data(),
+                                               qw.data()));  // the double route: the same distances
+        ASSERT_EQ(0, std::memcmp(qp.data(), qw.data(), qp.size() * sizeof(float))) << kernel::to_string(v);
+        std::vector<float> xn = xs;
+        xn[(rows - 1) * d + d - 2] = std::numeric_limits<float>::quiet_NaN();
+        EXPECT_TRUE(gmm_kernel::convert(xn.data(), rows, d, d, c.data(), out.data(), dp, nc)) << kernel::to_string(v);
+        EXPECT_TRUE(gmm_kernel::convert_pairs(xn.data(), rows, d, d, c.data(), pairs.data(), dp, t.data(),
+                                              comps.data(), qp.data(), nc));
+      }
+    }
   }
 }
 
@@ -631,7 +692,12 @@ TEST_P(GmmFitTest, RecoversParametersAndNeverDecreasesTheLikelihood) {
   std::vector<double> history;
   const auto fit = fit_gmm(comm, *source, summary, c, Logger::silent(), [&](const train::IterationRecord& r) { history.push_back(r.objective); });
   ASSERT_GE(history.size(), 2u);
-  for (std::size_t i = 1; i < history.size(); ++i) EXPECT_GE(history[i], history[i - 1] - 1e-9) << "iteration " << i;
+  // Never decreasing, up to the float32 products' rounding once converged: the full
+  // covariances' objective is summed from float32 quadratic forms, whose noise here is a few
+  // 1e-9 relative (a drop of 2.5e-8 nats at −6.8 seen; 1e-9 absolute held by chance).
+  for (std::size_t i = 1; i < history.size(); ++i)
+    EXPECT_GE(history[i], history[i - 1] - 1e-8 * std::abs(history[i - 1]))
+        << "iteration " << i << " " << std::setprecision(17) << history[i] - history[i - 1];
   EXPECT_LT(latent::testing::worst_center_error(fit.model.means(), centers), 0.15);
   for (Index k = 0; k < 3; ++k) EXPECT_NEAR(fit.model.weights()[k], 1.0 / 3.0, 0.01);
   // Unit variances were generated: every covariance estimate should be near 1.

@@ -11,6 +11,7 @@
 
 #include "latent/core/error.hpp"
 #include "latent/models/factor/factor_fit.hpp"
+#include "latent/models/gmm/float32_tiles.hpp"
 #include "latent/models/kmeans/kmeans.hpp"
 #include "latent/models/lda/lda.hpp"
 #include "latent/train/block_reduce.hpp"
@@ -264,7 +265,8 @@ BgmmFitResult fit_bgmm(const comm::Communicator& comm, io::BlockSource& source, 
     psi0 = summary.variance * (n / std::max(1.0, n - 1));
     if (c.covariance_type == CovarianceType::kSpherical) psi0 = RowMatrix::Constant(1, 1, psi0.mean());
   }
-  const auto blank = [&] { return Bgmm(c, d, summary.mean, summary.mean, psi0); };
+  const RowVector centre = gmm_kernel::float32_centre(summary.mean, summary.variance);
+  const auto blank = [&] { return Bgmm(c, d, centre, summary.mean, psi0); };
   train::RestartSteps<Bgmm> steps;
   steps.blank = blank;
   steps.initial = [&](int, std::uint64_t seed, const train::InitPoints& points) {
@@ -278,7 +280,7 @@ BgmmFitResult fit_bgmm(const comm::Communicator& comm, io::BlockSource& source, 
       throw_usage("invalid --init-params '" + c.init_params + "' for bgmm (kmeans or random)");
     }
     Gmm acc(k, d, c.covariance_type, c.reg_covar);
-    acc.set_center(summary.mean);
+    acc.set_center(centre);
     const RowMatrix shift = c.init_params == "kmeans" ? km.centers : summary.mean.replicate(k, 1);
     acc.set_component_shift(shift);
     const Vector norms = km.centered_centers.rowwise().squaredNorm();

@@ -117,7 +117,10 @@ void Gmm::load_state(const train::TrainState& state) {
 
 void Gmm::reset_objective() noexcept { previous_objective_ = -std::numeric_limits<double>::infinity(); }
 
-void Gmm::set_center(const RowVector& center) { center_ = center; }
+void Gmm::set_center(const RowVector& center) {
+  center_ = center;
+  neg_center32_ = gmm_kernel::negated_float(center_.data(), center_.size());
+}
 void Gmm::set_component_shift(const RowMatrix& shift) { shift_ = shift; }
 
 void Gmm::set_parameters(RowVector weights, RowMatrix means, RowMatrix covariances) {
@@ -490,6 +493,16 @@ void gmm_kernel::scale_and_shift32(const RowMatrix& shifted_means, const RowMatr
     }
 }
 
+RowVector gmm_kernel::float32_centre(const RowVector& mean, const RowVector& variance) {
+  RowVector c = mean;
+  for (Index j = 0; j < mean.size(); ++j) {
+    const auto f = static_cast<double>(static_cast<float>(mean[j]));
+    const double off = f - mean[j];
+    if (std::isfinite(f) && off * off * 0x1p20 <= variance[j]) c[j] = f;
+  }
+  return c;
+}
+
 double gmm_kernel::softmax_rows(const float* q, Index n, Index k, const RowVector& bias, float* r, double* nk,
                                  std::vector<double>& w) {
   w.resize(static_cast<std::size_t>(n * k + n));
@@ -531,7 +544,8 @@ double gmm_kernel::softmax_rows(const float* q, Index n, Index k, const RowVecto
 
 bool Gmm::float32_tile(const gmm_kernel::BlockRows& rows, Index r0, Index n, float* xf, Index dp,
                        std::span<double> partial) const {
-  if (!rows.convert(r0, n, d_, center_.data(), xf, dp)) return true;
+  if (!rows.convert(r0, n, d_, center_.data(), xf, dp, neg_center32_.empty() ? nullptr : neg_center32_.data()))
+    return true;
   Vector lpn;
   RowMatrix resp;
   missing_tile(rows.widened(r0, n), resp, &lpn, &partial);

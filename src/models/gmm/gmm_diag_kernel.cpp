@@ -16,8 +16,18 @@ bool convert(const double* x, std::ptrdiff_t rows, std::ptrdiff_t ld, std::ptrdi
 }
 
 bool convert(const float* x, std::ptrdiff_t rows, std::ptrdiff_t ld, std::ptrdiff_t d, const double* c, float* out,
-             std::ptrdiff_t dp) {
-  return active().convert_float(x, rows, ld, d, c, out, dp);
+             std::ptrdiff_t dp, const float* neg_c32) {
+  return active().convert_float(x, rows, ld, d, c, out, dp, neg_c32);
+}
+
+std::vector<float> negated_float(const double* c, std::ptrdiff_t d) {
+  std::vector<float> out(static_cast<std::size_t>(d));
+  for (std::ptrdiff_t j = 0; j < d; ++j) {
+    const auto f = static_cast<float>(c[j]);
+    if (static_cast<double>(f) != c[j]) return {};
+    out[static_cast<std::size_t>(j)] = -f;
+  }
+  return out;
 }
 
 bool convert_pairs(const double* x, std::ptrdiff_t rows, std::ptrdiff_t ld, std::ptrdiff_t d, const double* c,
@@ -26,8 +36,9 @@ bool convert_pairs(const double* x, std::ptrdiff_t rows, std::ptrdiff_t ld, std:
 }
 
 bool convert_pairs(const float* x, std::ptrdiff_t rows, std::ptrdiff_t ld, std::ptrdiff_t d, const double* c,
-                   float* out, std::ptrdiff_t dp, const float* t, const std::int32_t* comps, float* q) {
-  return active().convert_pairs_float(x, rows, ld, d, c, out, dp, t, comps, q);
+                   float* out, std::ptrdiff_t dp, const float* t, const std::int32_t* comps, float* q,
+                   const float* neg_c32) {
+  return active().convert_pairs_float(x, rows, ld, d, c, out, dp, t, comps, q, neg_c32);
 }
 
 void quadratic(const float* x, std::ptrdiff_t rows, std::ptrdiff_t dp, const float* s, const float* t, std::ptrdiff_t k,

@@ -9,6 +9,7 @@
 
 #include "latent/core/error.hpp"
 #include "latent/models/fitted_model.hpp"
+#include "latent/models/gmm/float32_tiles.hpp"
 #include "latent/core/rng.hpp"
 #include "latent/models/kmeans/kmeans.hpp"
 #include "latent/train/block_reduce.hpp"
@@ -35,7 +36,7 @@ Gmm initial_gmm(const comm::Communicator& comm, io::BlockSource& source, const t
                 const GmmConfig& c, std::uint64_t seed, const Logger& log, const train::InitPoints& points) {
   const Index k = c.n_components, d = source.info().num_features;
   Gmm gmm(k, d, c.covariance_type, c.reg_covar);
-  gmm.set_center(summary.mean);
+  gmm.set_center(gmm_kernel::float32_centre(summary.mean, summary.variance));
   gmm.set_component_shift(summary.mean.replicate(k, 1));
   // Missing values: the initialising statistics need parameters for the missing entries'
   // expectations (the data's mean and variance), and the seeding passes see NaN replaced
@@ -119,9 +120,10 @@ GmmFitResult fit_gmm(const comm::Communicator& comm, io::BlockSource& source, co
   if (config.max_iter < 1) throw_usage("--max-iter must be at least 1");
   if (config.tol < 0) throw_usage("--tol must be non-negative");
   const Index k = config.n_components, d = source.info().num_features;
+  const RowVector centre = gmm_kernel::float32_centre(summary.mean, summary.variance);
   const auto blank = [&] {
     Gmm g(k, d, config.covariance_type, config.reg_covar);
-    g.set_center(summary.mean);
+    g.set_center(centre);
     return g;
   };
   train::RestartSteps<Gmm> steps;

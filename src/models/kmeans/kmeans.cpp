@@ -73,12 +73,19 @@ KmeansFrame kmeans_frame(const comm::Communicator& comm, io::BlockSource& source
         const Index n = b.is_float32() ? add(b.xf) : add(b.x);
         partial[nd] = static_cast<double>(n);
       });
+  // The origin: gmm_kernel::float32_centre() of the mean (float32 rows centred by one
+  // float32 add), and Σ_i (x_ij − origin_j)² = Σ_i (x_ij − mean_j)² + N (origin_j −
+  // mean_j)² (NaN entries counted in N: an upper bound).
+  const double n = std::max(1.0, s[nd]);
+  const RowVector per_row = Eigen::Map<const RowVector>(s.data(), d) / n;
+  const RowVector origin = gmm_kernel::float32_centre(mean, per_row);
+  const RowVector sq = (per_row.array() + (origin - mean).array().square()).matrix() * n;
   KmeansFrame f;
-  f.origin = mean;
-  f.mean_variance = d > 0 ? (Eigen::Map<const RowVector>(s.data(), d) / std::max(1.0, s[nd])).mean() : 0.0;
+  f.origin = origin;
+  f.mean_variance = d > 0 ? (sq / n).mean() : 0.0;
   // |x_ij − origin_j| ≤ √Σ_i (x_ij − origin_j)²; the margin covers the per-block sums'
   // rounding (relative ≤ rows·ε) and the float32 conversion (2⁻²⁴).
-  f.bound = Eigen::Map<const RowVector>(s.data(), d).cwiseSqrt() * (1.0 + 0x1p-20);
+  f.bound = sq.cwiseSqrt() * (1.0 + 0x1p-20);
   return f;
 }
 
@@ -132,6 +139,7 @@ void KmeansLloyd::prepare() {
   if (k == 0) return;  // a blank model, for load_state
   if (frame_.bound.size() != d)
     throw Error(ErrorKind::kInternal, "k-means: the frame has no bound for each of the " + std::to_string(d) + " features");
+  neg_origin32_ = gmm_kernel::negated_float(frame_.origin.data(), d);
   // ‖c‖² of each float32 centre, summed in column order (block_partial's inertia).
   cnorm_.assign(static_cast<std::size_t>(k), 0.0);
   for (Index c = 0; c < k; ++c) {
@@ -311,6 +319,7 @@ void KmeansLloyd::e_step_block(const io::DenseBlock& block, std::span<double> pa
   const auto uk = static_cast<std::size_t>(k), udp = static_cast<std::size_t>(dp);
   const gmm_kernel::BlockRows rows(block);
   const Index num_rows = rows.rows();
+  const float* neg_origin = neg_origin32_.empty() ? nullptr : neg_origin32_.data();  // float32 centring
   if (num_rows >= (Index{1} << 23))
     throw Error(ErrorKind::kInternal, "k-means: a block of " + std::to_string(num_rows) +
                                           " rows; at most 8388607 (--block-rows)");
@@ -485,7 +494,7 @@ void KmeansLloyd::e_step_block(const io::DenseBlock& block, std::span<double> pa
       if (num_open * 2 > un) {
         // Most of the tile open: read it whole, in order, and give the open rows every
         // distance (the tile's distances computed in one run, the settled rows' unused).
-        if (rows.convert(r0, n, d, frame_.origin.data(), xf.data(), dp)) throw nan_error();
+        if (rows.convert(r0, n, d, frame_.origin.data(), xf.data(), dp, neg_origin)) throw nan_error();
         for (std::size_t o = 0; o < num_open; ++o) full[m++] = open[o];
         whole = true;
       }
@@ -496,7 +505,8 @@ void KmeansLloyd::e_step_block(const io::DenseBlock& block, std::span<double> pa
         while (b < num_open && open[b] == open[b - 1] + 1) ++b;
         const auto i0 = static_cast<std::size_t>(open[a]);
         if (rows.convert_pairs(r0 + static_cast<Index>(i0), static_cast<Index>(b - a), d, frame_.origin.data(),
-                               xf.data() + i0 * udp, dp, shift32_.data(), cand.data() + a, qbest.data() + a))
+                               xf.data() + i0 * udp, dp, shift32_.data(), cand.data() + a, qbest.data() + a,
+                               neg_origin))
           throw nan_error();
         a = b;
       }
@@ -514,7 +524,7 @@ void KmeansLloyd::e_step_block(const io::DenseBlock& block, std::span<double> pa
         }
       }
     } else {
-      if (rows.convert(r0, n, d, frame_.origin.data(), xf.data(), dp)) throw nan_error();
+      if (rows.convert(r0, n, d, frame_.origin.data(), xf.data(), dp, neg_origin)) throw nan_error();
       row_norms(xf.data(), n, dp, tile_norms.data());
       for (std::size_t i = 0; i < un; ++i) {
         full[m++] = static_cast<std::int32_t>(i);
@@ -728,9 +738,11 @@ void seed_distances(const io::DenseBlock& b, const RowVector& origin, const RowM
     }
     return s;
   };
+  const std::vector<float> neg_origin = gmm_kernel::negated_float(origin.data(), d);  // float32 centring
   for (Index r0 = 0; r0 < n_rows; r0 += kTile) {
     const Index n = std::min(kTile, n_rows - r0);
-    if (rows.convert(r0, n, d, origin.data(), xf, dp)) {  // a NaN: the double expansion for this tile
+    if (rows.convert(r0, n, d, origin.data(), xf, dp, neg_origin.empty() ? nullptr : neg_origin.data())) {
+      // a NaN: the double expansion for this tile
       const RowMatrix xc = rows.widened(r0, n).rowwise() - origin;
       std::vector<Index> labels;
       const Vector m = min_sq_distances(xc, centers, centers.rowwise().squaredNorm(), &labels);

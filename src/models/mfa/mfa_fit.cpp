@@ -33,7 +33,8 @@ class MfaEm final : public train::EmModel {
   // float32: the complete rows' pass in float32 products (e_step_block_f32), as
   // `--matmul-precision high`; else double throughout.
   MfaEm(Mfa model, RowVector center, double floor, double reg_covar, bool float32)
-      : model_(std::move(model)), center_(std::move(center)), floor_(floor), reg_(reg_covar),
+      : model_(std::move(model)), center_(std::move(center)),
+        neg_center32_(gmm_kernel::negated_float(center_.data(), center_.size())), floor_(floor), reg_(reg_covar),
         k_(model_.num_components()), l_(model_.num_factors()), d_(model_.num_features()),
         block_(factor_stats_size(l_, d_)), float32_(float32), sparse_columns_(sparse_columns_setting()) {
     prepare();
@@ -235,7 +236,7 @@ class MfaEm final : public train::EmModel {
     for (Index r0 = 0; r0 < rows.rows(); r0 += kF32Rows) {
       const Index n = std::min(kF32Rows, rows.rows() - r0);
       partial[1] += static_cast<double>(n);
-      if (rows.convert(r0, n, d_, center_.data(), xf.data(), dp)) {
+      if (rows.convert(r0, n, d_, center_.data(), xf.data(), dp, neg_center32_.empty() ? nullptr : neg_center32_.data())) {
         double_rows(rows.widened(r0, n).rowwise() - center_, partial);
         continue;
       }
@@ -448,6 +449,7 @@ class MfaEm final : public train::EmModel {
   matmul::Packed w_over_noise32_;           // the stacked W_k Ψ_k⁻¹, K L × D (float32 pass)
   Vector mu_quad_, log_norm_;              // K: Σ μ̃²/ψ; log π_k − ½ (D log 2π + log|C_k|)
   RowVector center_;
+  std::vector<float> neg_center32_;  // gmm_kernel::negated_float(center_): empty unless each entry is a float
   double floor_, reg_;
   Index k_, l_, d_;
   std::size_t block_;
@@ -486,9 +488,11 @@ RowMatrix initial_components(Index l, Index d, std::uint64_t seed, Index compone
   return w;
 }
 
-// The starting mixture of one restart, in coordinates shifted by the data mean.
+// The starting mixture of one restart, in coordinates shifted by `centre` (the data mean's
+// gmm_kernel::float32_centre).
 Mfa make_initial(const comm::Communicator& comm, io::BlockSource& source, const train::DataSummary& summary,
-                 const MfaConfig& c, std::uint64_t seed, const Logger& log, const train::InitPoints& points) {
+                 const RowVector& centre, const MfaConfig& c, std::uint64_t seed, const Logger& log,
+                 const train::InitPoints& points) {
   const Index k = c.n_components, l = c.n_factors, d = source.info().num_features;
   Mfa mfa(k, l, d, c.noise);
   std::vector<FactorModel> comps;
@@ -518,7 +522,7 @@ Mfa make_initial(const comm::Communicator& comm, io::BlockSource& source, const 
     if (c.noise == NoiseType::kIsotropic) psi.setConstant(mean_var);
     psi = psi.cwiseMax(c.noise_variance_floor);
     FactorModel m(l, d, c.noise);
-    m.set_parameters(start.means().row(j) - summary.mean,
+    m.set_parameters(start.means().row(j) - centre,
                      initial_components(l, d, seed, j, 0.1 * std::sqrt(std::max(mean_var, 1e-300))), psi);
     comps.push_back(std::move(m));
   }
@@ -542,14 +546,16 @@ MfaFitResult fit_mfa(const comm::Communicator& comm, io::BlockSource& source, co
   const Index k = config.n_components, l = config.n_factors, d = source.info().num_features;
   validate(config, summary, d);
   const bool float32 = config.matmul_precision == "high";
+  const RowVector centre = gmm_kernel::float32_centre(summary.mean, summary.variance);
   const auto blank = [&] {
-    return MfaEm(Mfa(k, l, d, config.noise), summary.mean, config.noise_variance_floor, config.reg_covar, float32);
+    return MfaEm(Mfa(k, l, d, config.noise), centre, config.noise_variance_floor, config.reg_covar, float32);
   };
   log.info(fmt::format("mfa: {} components, {} factors, {} noise", k, l, noise_name(config.noise)));
   train::RestartSteps<MfaEm> steps;
   steps.blank = blank;
   steps.initial = [&](int, std::uint64_t seed, const train::InitPoints& points) {
-    return MfaEm(make_initial(comm, source, summary, config, seed, log, points), summary.mean, config.noise_variance_floor,
+    return MfaEm(make_initial(comm, source, summary, centre, config, seed, log, points), centre,
+                 config.noise_variance_floor,
                  config.reg_covar, float32);
   };
   steps.fit = [&](MfaEm& em, train::EmResult start, const train::IterationHook& hook) {
@@ -562,7 +568,7 @@ MfaFitResult fit_mfa(const comm::Communicator& comm, io::BlockSource& source, co
                          "raise --max-iter or --tol",
                          best.em.n_iter, best.em.history.empty() ? 0.0 : std::abs(best.em.history.back().change),
                          config.tol));
-  return MfaFitResult{unshifted(best.model.model(), summary.mean), std::move(best.em), best.run};
+  return MfaFitResult{unshifted(best.model.model(), centre), std::move(best.em), best.run};
 }
 
 }  // namespace latent::models

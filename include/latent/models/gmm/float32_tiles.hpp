@@ -32,6 +32,14 @@ double softmax_rows(const float* q, Index n, Index k, const RowVector& bias, flo
 void scale_and_shift32(const RowMatrix& shifted_means, const RowMatrix& sd_inv, LineFloats& inv_sd,
                        LineFloats& shift);
 
+/// The centre the float32 passes subtract from every row: mean_j rounded to float32 where
+/// that moves it by at most 2⁻¹⁰ of the column's standard deviation (√variance_j), else
+/// mean_j (an offset large against the spread, a mean beyond the float range). Rows are
+/// centred for precision, and any point that near the mean serves as well; a float-valued
+/// one lets convert() centre float32 rows by one float32 add (negated_float(): the same
+/// bits, a third of the instructions). mean, variance: D. Local.
+RowVector float32_centre(const RowVector& mean, const RowVector& variance);
+
 /// Scratch of full_moments(), kept across calls (grown as needed).
 struct FullScratch {
   std::vector<Index> rows;
@@ -63,17 +71,19 @@ class BlockRows {
   Index rows() const noexcept { return rows_; }
 
   /// convert() of rows [r0, r0 + n): out (n × dp) = float(x − c) for the first d columns.
-  /// True if any value is NaN (out is then incomplete).
-  bool convert(Index r0, Index n, Index d, const double* c, float* out, Index dp) const {
-    return f32_ ? gmm_kernel::convert(&block_.xf(r0, 0), n, ld_, d, c, out, dp)
+  /// True if any value is NaN (out is then incomplete). neg_c32: negated_float() of c, or
+  /// null (used for float32 rows: the same bits, fewer instructions).
+  bool convert(Index r0, Index n, Index d, const double* c, float* out, Index dp,
+               const float* neg_c32 = nullptr) const {
+    return f32_ ? gmm_kernel::convert(&block_.xf(r0, 0), n, ld_, d, c, out, dp, neg_c32)
                 : gmm_kernel::convert(&block_.x(r0, 0), n, ld_, d, c, out, dp);
   }
 
   /// convert_pairs() of rows [r0, r0 + n): convert() and each row's distance to the
   /// component comps[i] of t (q[i]).
   bool convert_pairs(Index r0, Index n, Index d, const double* c, float* out, Index dp, const float* t,
-                     const std::int32_t* comps, float* q) const {
-    return f32_ ? gmm_kernel::convert_pairs(&block_.xf(r0, 0), n, ld_, d, c, out, dp, t, comps, q)
+                     const std::int32_t* comps, float* q, const float* neg_c32 = nullptr) const {
+    return f32_ ? gmm_kernel::convert_pairs(&block_.xf(r0, 0), n, ld_, d, c, out, dp, t, comps, q, neg_c32)
                 : gmm_kernel::convert_pairs(&block_.x(r0, 0), n, ld_, d, c, out, dp, t, comps, q);
   }
 

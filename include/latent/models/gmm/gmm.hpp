@@ -58,7 +58,8 @@ class Gmm final : public train::EmModel {
   /// Free parameters (scikit-learn's _n_parameters), for BIC/AIC.
   Index num_parameters() const noexcept;
 
-  /// Shift applied before accumulating second moments (D); set to the data mean.
+  /// Shift applied before accumulating second moments (D); set to the data mean, or near
+  /// it (gmm_kernel::float32_centre: float32 rows then centred in float32).
   void set_center(const RowVector& center);
   /// For full covariances: per-component shift (K × D) used by the next accumulate().
   void set_component_shift(const RowMatrix& shift);
@@ -132,6 +133,7 @@ class Gmm final : public train::EmModel {
   RowVector weights_;
   RowMatrix means_, covariances_, precisions_cholesky_;
   RowVector center_;
+  std::vector<float> neg_center32_;  // gmm_kernel::negated_float(center_): empty unless each entry is a float
   RowMatrix shift_;  // full: K × D
   double previous_objective_;
   // E-step operands

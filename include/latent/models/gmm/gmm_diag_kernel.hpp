@@ -16,6 +16,7 @@
 /// allocate nothing.
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace latent::models::gmm_kernel {
 
@@ -40,9 +41,18 @@ inline constexpr std::ptrdiff_t padded(std::ptrdiff_t d) { return (d + kLanes - 
 bool convert(const double* x, std::ptrdiff_t rows, std::ptrdiff_t ld, std::ptrdiff_t d, const double* c, float* out,
              std::ptrdiff_t dp);
 /// The same from float32 rows (a float32 block): out = float(double(x) − c), bit for bit
-/// what the double overload gives for the rows widened to double.
+/// what the double overload gives for the rows widened to double. With neg_c32 =
+/// negated_float() of c (every c_j a float), each value is centred by one float32 add
+/// instead, with the same bits: the exact difference of two floats rounded through double
+/// rounds as in float (53 ≥ 2·24 + 2 bits; S. A. Figueroa, "When is double rounding
+/// innocuous?", SIGNUM Newsletter 30(3), 1995). On the AMD EPYC family 26 that is a third of
+/// the instructions (see docs/PERFORMANCE.md for the k-means iteration it shortened).
 bool convert(const float* x, std::ptrdiff_t rows, std::ptrdiff_t ld, std::ptrdiff_t d, const double* c, float* out,
-             std::ptrdiff_t dp);
+             std::ptrdiff_t dp, const float* neg_c32 = nullptr);
+
+/// −c as floats (d values) if every c_j is a float (float(c_j) == c_j, ±inf included), for
+/// convert()'s neg_c32; else empty.
+std::vector<float> negated_float(const double* c, std::ptrdiff_t d);
 
 /// q[i·k + c] = Σ_j (x[i·dp + j] · s[c·dp + j] + t[c·dp + j])² for rows i < rows and
 /// components c < k. x: rows × dp (row-major, float32, dp a multiple of kLanes), s and t:
@@ -70,7 +80,8 @@ void quadratic_unit(const float* x, std::ptrdiff_t rows, std::ptrdiff_t dp, cons
 bool convert_pairs(const double* x, std::ptrdiff_t rows, std::ptrdiff_t ld, std::ptrdiff_t d, const double* c,
                    float* out, std::ptrdiff_t dp, const float* t, const std::int32_t* comps, float* q);
 bool convert_pairs(const float* x, std::ptrdiff_t rows, std::ptrdiff_t ld, std::ptrdiff_t d, const double* c,
-                   float* out, std::ptrdiff_t dp, const float* t, const std::int32_t* comps, float* q);
+                   float* out, std::ptrdiff_t dp, const float* t, const std::int32_t* comps, float* q,
+                   const float* neg_c32 = nullptr);
 
 /// first[c·d + j] += Σ_i r[i·k + c] · x[i·dp + j] and second[c·d + j] += Σ_i r[i·k + c] · x[i·dp + j]²
 /// for c < k and j < d (d ≤ dp; columns j ≥ d are not touched). x: rows × dp as in
@@ -91,11 +102,11 @@ struct Variant {
   bool (*convert_double)(const double*, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, const double*, float*,
                          std::ptrdiff_t);
   bool (*convert_float)(const float*, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, const double*, float*,
-                        std::ptrdiff_t);
+                        std::ptrdiff_t, const float*);
   bool (*convert_pairs_double)(const double*, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, const double*, float*,
                                std::ptrdiff_t, const float*, const std::int32_t*, float*);
   bool (*convert_pairs_float)(const float*, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, const double*, float*,
-                              std::ptrdiff_t, const float*, const std::int32_t*, float*);
+                              std::ptrdiff_t, const float*, const std::int32_t*, float*, const float*);
   void (*quadratic)(const float*, std::ptrdiff_t, std::ptrdiff_t, const float*, const float*, std::ptrdiff_t, float*,
                     PrefetchRange&);
   void (*quadratic_unit)(const float*, std::ptrdiff_t, std::ptrdiff_t, const float*, std::ptrdiff_t, float*,

@@ -36,14 +36,16 @@ void nearest_centers(const RowMatrix& sq_dist, std::vector<Index>& labels, Vecto
 /// `origin` from each block as it is read (no copy of the data). Centers inside k-means are
 /// in these centred coordinates; fitted centers are reported in the data's.
 struct KmeansFrame {
-  RowVector origin;          ///< D: the column mean (DataSummary::mean, an exact reduction)
+  /// D: the column mean (DataSummary::mean, an exact reduction), rounded to float32 where
+  /// that moves it by at most 2⁻¹⁰ of the column's standard deviation
+  RowVector origin;
   double mean_variance = 0;  ///< mean over features of Σ(x − origin)²/N: the scale of tol
   /// D: a bound on |x_j − origin_j| over every row, √Σ_i (x_ij − origin_j)² with a margin
   /// for rounding: it fixes the grid of KmeansLloyd's exact sums (0: a constant column).
   RowVector bound;
 };
 
-/// One pass: the frame about `mean` (N from the pass). Collective; the same bits for any
+/// One pass: the frame about `mean` (N from the pass; origin as KmeansFrame says). Collective; the same bits for any
 /// rank and thread count (per-block sums, combined exactly).
 KmeansFrame kmeans_frame(const comm::Communicator& comm, io::BlockSource& source, const RowVector& mean, int threads);
 
@@ -165,6 +167,7 @@ class KmeansLloyd final : public train::EmModel {
                      std::span<double> partial) const;
   RowMatrix centers_;
   LineFloats shift32_;  // K × padded(D): −c (zero padding), on cache lines
+  std::vector<float> neg_origin32_;  // D: −origin as floats where each origin_j is a float, else empty
   std::vector<double> grid_;    // padded(D): 2^g_j, the scale of a block of ≤ 8192 rows (0 in the padding)
   std::vector<double> cnorm_;   // K: ‖c‖² of each float32 centre (−shift32_), summed in double in column order
   KmeansFrame frame_;
