@@ -278,26 +278,26 @@ using profile::Counter;
 double counter(const profile::Snapshot& s, Counter c) { return s[static_cast<std::size_t>(c)]; }
 
 // The counters reported, in the order of IterationLog::gather_profile's row.
-std::array<double, 7> profile_counters(const profile::Snapshot& now, const profile::Snapshot& since) {
+std::array<double, 8> profile_counters(const profile::Snapshot& now, const profile::Snapshot& since) {
   const auto d = [&](Counter c) { return counter(now, c) - counter(since, c); };
   return {d(Counter::kReadWaitSeconds), d(Counter::kReadSeconds), d(Counter::kCommSeconds),
           d(Counter::kMstepSeconds),    d(Counter::kCommBytes),   d(Counter::kCollectives),
-          d(Counter::kSettledRows)};
+          d(Counter::kSettledRows),     d(Counter::kKmeansRows)};
 }
 
 }  // namespace
 
-nlohmann::json IterationLog::gather_profile(double seconds, const std::array<double, 7>& c) const {
-  const auto [read_wait, read, comm, m_step, bytes, collectives, settled] = c;
+nlohmann::json IterationLog::gather_profile(double seconds, const std::array<double, 8>& c) const {
+  const auto [read_wait, read, comm, m_step, bytes, collectives, settled, kmeans_rows] = c;
   const double compute = std::max(0.0, seconds - read_wait - comm - m_step);
-  constexpr std::size_t kFields = 10;
+  constexpr std::size_t kFields = 11;
   const std::array<double, kFields> row{seconds, read_wait, read,        compute, comm, m_step, bytes, collectives,
-                                        profile::max_rss_bytes(), settled};
+                                        profile::max_rss_bytes(), settled, kmeans_rows};
   const std::vector<double> all = ctx_.comm.allgatherv(std::span<const double>(row));
   static constexpr const char* kNames[kFields] = {"seconds",           "read_wait_seconds", "read_seconds",
                                                   "compute_seconds",   "allreduce_seconds", "m_step_seconds",
                                                   "allreduce_bytes",   "collectives",       "max_rss_bytes",
-                                                  "settled_rows"};
+                                                  "settled_rows",      "kmeans_rows"};
   nlohmann::json j = nlohmann::json::object();
   for (std::size_t f = 0; f < kFields; ++f) {
     nlohmann::json ranks = nlohmann::json::array();
@@ -326,7 +326,6 @@ void IterationLog::operator()(const train::IterationRecord& r) {
                         r.iteration, r.seconds, r.samples_per_second);
   if (r.tokens_per_second > 0) text += fmt::format("  {:>10.4g} tokens/s", r.tokens_per_second);
   seconds_so_far_ += r.seconds;
-  row_visits_ += std::round(r.samples_per_second * r.seconds);
   ++iterations_so_far_;
   if (max_iterations_ > 0 && stderr_is_tty()) {  // for people watching; not in a non-terminal log
     const double left = seconds_so_far_ / static_cast<double>(iterations_so_far_) *
@@ -366,12 +365,13 @@ void IterationLog::done(const train::EmResult& result, double total_seconds) {
           ctx_.comm.size(), mean("seconds"), mean("read_wait_seconds"), mean("compute_seconds"),
           mean("allreduce_seconds"), mean("m_step_seconds"), mean("read_seconds"), mean("allreduce_bytes") / 1e6,
           mean("collectives"), rss / 1048576.0));
-      double settled = 0;
+      double settled = 0, visits = 0;
       for (const auto& x : total["settled_rows"]) settled += x.get<double>();
-      if (settled > 0 && row_visits_ > 0)
-        ctx_.log.info(fmt::format("distance bounds settled {:.1f} % of this run's {:.0f} row visits without the other "
-                                  "centres' distances",
-                                  100.0 * settled / row_visits_, row_visits_));
+      for (const auto& x : total["kmeans_rows"]) visits += x.get<double>();
+      if (settled > 0 && visits > 0)  // visits: the k-means E-steps' (a mixture's k-means start included)
+        ctx_.log.info(fmt::format("distance bounds settled {:.1f} % of this run's {:.0f} k-means row visits without "
+                                  "the other centres' distances",
+                                  100.0 * settled / visits, visits));
     }
   }
   if (!ctx_.comm.is_root() || !json_) return;

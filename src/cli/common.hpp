@@ -155,7 +155,7 @@ class IterationLog {
   /// Every rank's profile row (seconds, read wait, read, compute, allreduce, M-step,
   /// bytes, collectives, peak RSS, rows settled by distance bounds) as named per-rank
   /// arrays. Collective.
-  nlohmann::json gather_profile(double seconds, const std::array<double, 7>& counters) const;
+  nlohmann::json gather_profile(double seconds, const std::array<double, 8>& counters) const;
   /// The fields every JSON line carries.
   nlohmann::json line(const char* event) const;
   const Context& ctx_;
@@ -166,7 +166,6 @@ class IterationLog {
   Index max_iterations_ = 0;
   double seconds_so_far_ = 0;  // this run's iterations, for the time left
   Index iterations_so_far_ = 0;
-  double row_visits_ = 0;  // this run's rows x iterations, all ranks (from samples/s x seconds)
 };
 
 /// A progress bar on stderr when it is a terminal; silent otherwise.

@@ -9,7 +9,8 @@ namespace latent::profile {
 namespace {
 
 // Fixed point: nanoseconds for seconds, whole units for bytes and counts.
-constexpr double kScale[kNumCounters] = {1e9, 1e9, 1e9, 1.0, 1.0, 1e9, 1.0};
+constexpr double kScale[] = {1e9, 1e9, 1e9, 1.0, 1.0, 1e9, 1.0, 1.0};
+static_assert(sizeof(kScale) / sizeof(kScale[0]) == kNumCounters, "one scale per profile::Counter");
 
 std::array<std::atomic<std::int64_t>, kNumCounters>& counters() {
   static std::array<std::atomic<std::int64_t>, kNumCounters> c{};

@@ -16,6 +16,7 @@ import glob
 import itertools
 import json
 import os
+import re
 import sys
 import tempfile
 
@@ -117,7 +118,7 @@ check(comp.shape == (5, 300) and np.allclose(comp.sum(1), 1), "lda: true topics 
 
 # ---------------------------------------------------------------- --profile
 KEYS = ["seconds", "read_wait_seconds", "read_seconds", "compute_seconds", "allreduce_seconds", "m_step_seconds",
-        "allreduce_bytes", "collectives", "max_rss_bytes", "settled_rows"]
+        "allreduce_bytes", "collectives", "max_rss_bytes", "settled_rows", "kmeans_rows"]
 
 
 def profile_log(path, ranks, model):
@@ -175,6 +176,14 @@ rows = round(its[-1]["samples_per_second"] * its[-1]["seconds"])
 check(len(its) == 15 and settled[0] == 0 and all(0 <= s <= rows for s in settled) and settled[-1] > rows // 2,
       f"kmeans x2: rows the bounds settle per iteration {settled} of {rows}")
 check("distance bounds settled" in r.stderr, "kmeans x2: the share the bounds settled in the summary")
+check(all(sum(j["profile"]["kmeans_rows"]) == rows for j in its), "kmeans x2: every row visited once an iteration")
+# A mixture's k-means start: its bounds' share is of its own row visits (it was once of the
+# mixture's iterations' rows, and read 395 %).
+r = run(["fit", "gmm", "--data", T("g1"), "--output", T("gkm.h5"), "--n-components", "4", "--max-iter", "2",
+         "--threads", "1", "--block-rows", "500", "--profile"], ranks=1)
+share = re.search(r"distance bounds settled ([0-9.]+) % of this run's ([0-9]+) k-means row visits", r.stderr)
+check(r.returncode == 0 and share is not None and 0 < float(share.group(1)) <= 100 and int(share.group(2)) > rows,
+      f"gmm (k-means start): the bounds' share of the k-means row visits {share and share.groups()}")
 # --algorithm lloyd keeps no bounds (no row settled) and gives the model of the bounds' fit.
 r = run(["fit", "kmeans", "--data", T("g1"), "--output", T("kml.h5"), "--n-clusters", "4", "--max-iter", "15",
          "--tol", "0", "--threads", "1", "--block-rows", "500", "--profile", "--log-json", T("kml.jsonl"),

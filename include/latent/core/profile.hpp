@@ -20,6 +20,7 @@ enum class Counter : int {
   kCollectives,      ///< number of collectives
   kMstepSeconds,     ///< parameter updates (M-steps, optimiser steps)
   kSettledRows,      ///< rows whose label a distance bound settled without the other distances (k-means)
+  kKmeansRows,       ///< rows the k-means E-step visited (kSettledRows' denominator)
   kCount
 };
 constexpr int kNumCounters = static_cast<int>(Counter::kCount);

@@ -600,6 +600,7 @@ void KmeansLloyd::e_step_block(const io::DenseBlock& block, std::span<double> pa
   bounds_.rows += num_rows;
   bounds_.few += num_few;
   if (pruned + unread > 0) profile::add(profile::Counter::kSettledRows, static_cast<double>(pruned + unread));
+  profile::add(profile::Counter::kKmeansRows, static_cast<double>(num_rows));
 }
 
 train::EmModel::Step KmeansLloyd::m_step(std::span<const double> stats) {
