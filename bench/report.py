@@ -159,11 +159,17 @@ def summarize_log(path, skip_first: bool | None = None) -> dict:
     rows = [_num(r.get("samples_per_second")) * _num(r.get("seconds")) for r in used]
     out["rows_per_iteration"] = common.median(rows) if rows and not any(math.isnan(x) for x in rows) else None
     # k-means' distance bounds (logs before they were recorded have no settled_rows):
-    # the share of each iteration's rows, all ranks, settled without the other distances.
+    # the share of each iteration's k-means row visits (kmeans_rows; logs before it: the
+    # iteration's rows), all ranks, settled without the other distances.
+    def visits(r):
+        if "kmeans_rows" in r["profile"]:
+            return sum(_num(v) for v in r["profile"]["kmeans_rows"])
+        return _num(r.get("samples_per_second")) * _num(r.get("seconds"))
+
     if all("settled_rows" in r["profile"] for r in its):
         out["settled_fraction_per_iteration"] = [
-            sum(_num(v) for v in r["profile"]["settled_rows"]) / (_num(r.get("samples_per_second")) * _num(r.get("seconds")))
-            if _num(r.get("samples_per_second")) * _num(r.get("seconds")) > 0 else float("nan") for r in its]
+            sum(_num(v) for v in r["profile"]["settled_rows"]) / visits(r) if visits(r) > 0 else float("nan")
+            for r in its]
     toks = [_num(r.get("tokens_per_second")) * _num(r.get("seconds")) for r in used
             if r.get("tokens_per_second") is not None]
     out["tokens_per_iteration"] = common.median(toks) if toks else None
