@@ -215,41 +215,61 @@ inline __m512d load8(const double* p) { return _mm512_loadu_pd(p); }
 inline __m512d load8(const float* p) { return _mm512_cvtps_pd(_mm256_loadu_ps(p)); }
 #endif
 
-// out[i·dp + j] = float(double(x[i·ld + j]) − c[j]) for j < d (one rounding; from float32
-// rows the bits of the same rows widened to double); true if any x is NaN.
-template <class T>
-bool convert_impl(const T* x, I rows, I ld, I d, const double* c, float* out, I dp) {
+// The row loop of both conversions below: per row, wide(src, dst, j) over kWide values at a
+// time where the variant has 512-bit registers, narrow() over kNarrow at a time, then one()
+// per remaining value; a prefetch kPrefetchBytes ahead once per 64-byte line of the rows.
+template <I kWide, I kNarrow, class T, class Wide, class Narrow, class One>
+inline void convert_loop(const T* x, I rows, I ld, I d, float* out, I dp, Wide&& wide, Narrow&& narrow, One&& one) {
   constexpr I kPerLine = 64 / sizeof(T);
-  __m256d bad = _mm256_setzero_pd();
-  bool bad_tail = false;
-#ifdef __AVX512F__
-  __mmask8 bad8 = 0;
-#endif
   for (I i = 0; i < rows; ++i) {
     const T* row = x + i * ld;
     float* o = out + i * dp;
     I j = 0;
 #ifdef __AVX512F__
-    // Eight at a time where the variant has 512-bit registers: the same operations per
-    // value (widen, subtract in double, round once), so the same bits as four at a time.
-    for (; j + 8 <= d; j += 8) {
+    for (; j + kWide <= d; j += kWide) {
       if (j % kPerLine == 0) _mm_prefetch(reinterpret_cast<const char*>(row + j) + kPrefetchBytes, _MM_HINT_T0);
-      const __m512d v = load8(row + j);
-      bad8 = static_cast<__mmask8>(bad8 | _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q));
-      _mm256_storeu_ps(o + j, _mm512_cvtpd_ps(_mm512_sub_pd(v, _mm512_loadu_pd(c + j))));
+      wide(row + j, o + j, j);
     }
+#else
+    (void)wide;
 #endif
-    for (; j + 4 <= d; j += 4) {
+    for (; j + kNarrow <= d; j += kNarrow) {
       if (j % kPerLine == 0) _mm_prefetch(reinterpret_cast<const char*>(row + j) + kPrefetchBytes, _MM_HINT_T0);
-      const __m256d v = load4(row + j);
-      bad = _mm256_or_pd(bad, _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
-      _mm_storeu_ps(o + j, _mm256_cvtpd_ps(_mm256_sub_pd(v, _mm256_loadu_pd(c + j))));
+      narrow(row + j, o + j, j);
     }
-    for (; j < d; ++j) {
-      bad_tail |= row[j] != row[j];
-      o[j] = static_cast<float>(static_cast<double>(row[j]) - c[j]);
-    }
+    for (; j < d; ++j) one(row[j], o + j, j);
   }
+}
+
+// out[i·dp + j] = float(double(x[i·ld + j]) − c[j]) for j < d (one rounding; from float32
+// rows the bits of the same rows widened to double); true if any x is NaN. Eight at a time
+// where the variant has 512-bit registers: the same operations per value (widen, subtract
+// in double, round once), so the same bits as four at a time.
+template <class T>
+bool convert_impl(const T* x, I rows, I ld, I d, const double* c, float* out, I dp) {
+  __m256d bad = _mm256_setzero_pd();
+  bool bad_tail = false;
+#ifdef __AVX512F__
+  __mmask8 bad8 = 0;
+  const auto wide = [&](const T* r, float* o, I j) {
+    const __m512d v = load8(r);
+    bad8 = static_cast<__mmask8>(bad8 | _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q));
+    _mm256_storeu_ps(o, _mm512_cvtpd_ps(_mm512_sub_pd(v, _mm512_loadu_pd(c + j))));
+  };
+#else
+  const auto wide = [](const T*, float*, I) {};
+#endif
+  convert_loop<8, 4>(
+      x, rows, ld, d, out, dp, wide,
+      [&](const T* r, float* o, I j) {
+        const __m256d v = load4(r);
+        bad = _mm256_or_pd(bad, _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
+        _mm_storeu_ps(o, _mm256_cvtpd_ps(_mm256_sub_pd(v, _mm256_loadu_pd(c + j))));
+      },
+      [&](T v, float* o, I j) {
+        bad_tail |= v != v;
+        *o = static_cast<float>(static_cast<double>(v) - c[j]);
+      });
 #ifdef __AVX512F__
   bad_tail |= bad8 != 0;
 #endif
@@ -264,36 +284,30 @@ bool convert_impl(const T* x, I rows, I ld, I d, const double* c, float* out, I 
 // (S. A. Figueroa, "When is double rounding innocuous?", SIGNUM Newsletter 30(3), 1995).
 // One load, compare, add and store per 16 values instead of widening, subtracting in
 // double and narrowing. nc: −c as floats (d values). True if any x is NaN.
-
 inline bool convert_float_origin(const float* x, I rows, I ld, I d, const float* nc, float* out, I dp) {
   __m256 bad = _mm256_setzero_ps();
   bool bad_tail = false;
 #ifdef __AVX512F__
   __mmask16 bad16 = 0;
+  const auto wide = [&](const float* r, float* o, I j) {
+    const __m512 v = _mm512_loadu_ps(r);
+    bad16 = static_cast<__mmask16>(bad16 | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q));
+    _mm512_storeu_ps(o, _mm512_add_ps(v, _mm512_loadu_ps(nc + j)));
+  };
+#else
+  const auto wide = [](const float*, float*, I) {};
 #endif
-  for (I i = 0; i < rows; ++i) {
-    const float* row = x + i * ld;
-    float* o = out + i * dp;
-    I j = 0;
-#ifdef __AVX512F__
-    for (; j + 16 <= d; j += 16) {
-      _mm_prefetch(reinterpret_cast<const char*>(row + j) + kPrefetchBytes, _MM_HINT_T0);
-      const __m512 v = _mm512_loadu_ps(row + j);
-      bad16 = static_cast<__mmask16>(bad16 | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q));
-      _mm512_storeu_ps(o + j, _mm512_add_ps(v, _mm512_loadu_ps(nc + j)));
-    }
-#endif
-    for (; j + 8 <= d; j += 8) {
-      if (j % 16 == 0) _mm_prefetch(reinterpret_cast<const char*>(row + j) + kPrefetchBytes, _MM_HINT_T0);
-      const __m256 v = _mm256_loadu_ps(row + j);
-      bad = _mm256_or_ps(bad, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-      _mm256_storeu_ps(o + j, _mm256_add_ps(v, _mm256_loadu_ps(nc + j)));
-    }
-    for (; j < d; ++j) {
-      bad_tail |= row[j] != row[j];
-      o[j] = row[j] + nc[j];
-    }
-  }
+  convert_loop<16, 8>(
+      x, rows, ld, d, out, dp, wide,
+      [&](const float* r, float* o, I j) {
+        const __m256 v = _mm256_loadu_ps(r);
+        bad = _mm256_or_ps(bad, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        _mm256_storeu_ps(o, _mm256_add_ps(v, _mm256_loadu_ps(nc + j)));
+      },
+      [&](float v, float* o, I j) {
+        bad_tail |= v != v;
+        *o = v + nc[j];
+      });
 #ifdef __AVX512F__
   bad_tail |= bad16 != 0;
 #endif
