@@ -544,8 +544,7 @@ double gmm_kernel::softmax_rows(const float* q, Index n, Index k, const RowVecto
 
 bool Gmm::float32_tile(const gmm_kernel::BlockRows& rows, Index r0, Index n, float* xf, Index dp,
                        std::span<double> partial) const {
-  if (!rows.convert(r0, n, d_, center_.data(), xf, dp, neg_center32_.empty() ? nullptr : neg_center32_.data()))
-    return true;
+  if (!rows.convert(r0, n, d_, center_.data(), xf, dp, neg_center32_)) return true;
   Vector lpn;
   RowMatrix resp;
   missing_tile(rows.widened(r0, n), resp, &lpn, &partial);

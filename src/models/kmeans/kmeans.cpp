@@ -77,9 +77,9 @@ KmeansFrame kmeans_frame(const comm::Communicator& comm, io::BlockSource& source
   // float32 add), and Σ_i (x_ij − origin_j)² = Σ_i (x_ij − mean_j)² + N (origin_j −
   // mean_j)² (NaN entries counted in N: an upper bound).
   const double n = std::max(1.0, s[nd]);
-  const RowVector per_row = Eigen::Map<const RowVector>(s.data(), d) / n;
-  const RowVector origin = gmm_kernel::float32_centre(mean, per_row);
-  const RowVector sq = (per_row.array() + (origin - mean).array().square()).matrix() * n;
+  const RowVector variance = Eigen::Map<const RowVector>(s.data(), d) / n;
+  const RowVector origin = gmm_kernel::float32_centre(mean, variance);
+  const RowVector sq = (variance.array() + (origin - mean).array().square()).matrix() * n;
   KmeansFrame f;
   f.origin = origin;
   f.mean_variance = d > 0 ? (sq / n).mean() : 0.0;
@@ -319,7 +319,7 @@ void KmeansLloyd::e_step_block(const io::DenseBlock& block, std::span<double> pa
   const auto uk = static_cast<std::size_t>(k), udp = static_cast<std::size_t>(dp);
   const gmm_kernel::BlockRows rows(block);
   const Index num_rows = rows.rows();
-  const float* neg_origin = neg_origin32_.empty() ? nullptr : neg_origin32_.data();  // float32 centring
+  const std::span<const float> neg_origin = neg_origin32_;  // float32 centring (empty: through double)
   if (num_rows >= (Index{1} << 23))
     throw Error(ErrorKind::kInternal, "k-means: a block of " + std::to_string(num_rows) +
                                           " rows; at most 8388607 (--block-rows)");
@@ -742,8 +742,7 @@ void seed_distances(const io::DenseBlock& b, const RowVector& origin, const RowM
   const std::vector<float> neg_origin = gmm_kernel::negated_float(origin.data(), d);  // float32 centring
   for (Index r0 = 0; r0 < n_rows; r0 += kTile) {
     const Index n = std::min(kTile, n_rows - r0);
-    if (rows.convert(r0, n, d, origin.data(), xf, dp, neg_origin.empty() ? nullptr : neg_origin.data())) {
-      // a NaN: the double expansion for this tile
+    if (rows.convert(r0, n, d, origin.data(), xf, dp, neg_origin)) {  // a NaN: the double expansion for this tile
       const RowMatrix xc = rows.widened(r0, n).rowwise() - origin;
       std::vector<Index> labels;
       const Vector m = min_sq_distances(xc, centers, centers.rowwise().squaredNorm(), &labels);

@@ -236,7 +236,7 @@ class MfaEm final : public train::EmModel {
     for (Index r0 = 0; r0 < rows.rows(); r0 += kF32Rows) {
       const Index n = std::min(kF32Rows, rows.rows() - r0);
       partial[1] += static_cast<double>(n);
-      if (rows.convert(r0, n, d_, center_.data(), xf.data(), dp, neg_center32_.empty() ? nullptr : neg_center32_.data())) {
+      if (rows.convert(r0, n, d_, center_.data(), xf.data(), dp, neg_center32_)) {
         double_rows(rows.widened(r0, n).rowwise() - center_, partial);
         continue;
       }
@@ -555,8 +555,7 @@ MfaFitResult fit_mfa(const comm::Communicator& comm, io::BlockSource& source, co
   steps.blank = blank;
   steps.initial = [&](int, std::uint64_t seed, const train::InitPoints& points) {
     return MfaEm(make_initial(comm, source, summary, centre, config, seed, log, points), centre,
-                 config.noise_variance_floor,
-                 config.reg_covar, float32);
+                 config.noise_variance_floor, config.reg_covar, float32);
   };
   steps.fit = [&](MfaEm& em, train::EmResult start, const train::IterationHook& hook) {
     return train::run_batch_em(comm, source, summary.num_samples, em, {config.max_iter, config.tol, config.threads},

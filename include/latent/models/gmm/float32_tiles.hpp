@@ -6,6 +6,7 @@
 /// Used by the GMM, k-means and the mixture of factor analysers.
 #include <algorithm>
 #include <cstddef>
+#include <span>
 #include <vector>
 
 #include "latent/core/kernel.hpp"
@@ -71,19 +72,19 @@ class BlockRows {
   Index rows() const noexcept { return rows_; }
 
   /// convert() of rows [r0, r0 + n): out (n × dp) = float(x − c) for the first d columns.
-  /// True if any value is NaN (out is then incomplete). neg_c32: negated_float() of c, or
-  /// null (used for float32 rows: the same bits, fewer instructions).
+  /// True if any value is NaN (out is then incomplete). neg_c32: negated_float() of c (may
+  /// be empty; used for float32 rows: the same bits, fewer instructions).
   bool convert(Index r0, Index n, Index d, const double* c, float* out, Index dp,
-               const float* neg_c32 = nullptr) const {
-    return f32_ ? gmm_kernel::convert(&block_.xf(r0, 0), n, ld_, d, c, out, dp, neg_c32)
+               std::span<const float> neg_c32 = {}) const {
+    return f32_ ? gmm_kernel::convert(&block_.xf(r0, 0), n, ld_, d, c, out, dp, or_null(neg_c32))
                 : gmm_kernel::convert(&block_.x(r0, 0), n, ld_, d, c, out, dp);
   }
 
   /// convert_pairs() of rows [r0, r0 + n): convert() and each row's distance to the
   /// component comps[i] of t (q[i]).
   bool convert_pairs(Index r0, Index n, Index d, const double* c, float* out, Index dp, const float* t,
-                     const std::int32_t* comps, float* q, const float* neg_c32 = nullptr) const {
-    return f32_ ? gmm_kernel::convert_pairs(&block_.xf(r0, 0), n, ld_, d, c, out, dp, t, comps, q, neg_c32)
+                     const std::int32_t* comps, float* q, std::span<const float> neg_c32 = {}) const {
+    return f32_ ? gmm_kernel::convert_pairs(&block_.xf(r0, 0), n, ld_, d, c, out, dp, t, comps, q, or_null(neg_c32))
                 : gmm_kernel::convert_pairs(&block_.x(r0, 0), n, ld_, d, c, out, dp, t, comps, q);
   }
 
@@ -111,6 +112,7 @@ class BlockRows {
   }
 
  private:
+  static const float* or_null(std::span<const float> v) { return v.empty() ? nullptr : v.data(); }
   const io::DenseBlock& block_;
   bool f32_;
   Index rows_, ld_;

@@ -45,8 +45,8 @@ struct KmeansFrame {
   RowVector bound;
 };
 
-/// One pass: the frame about `mean` (N from the pass; origin as KmeansFrame says). Collective; the same bits for any
-/// rank and thread count (per-block sums, combined exactly).
+/// One pass: the frame about `mean` (N from the pass; the origin as KmeansFrame says).
+/// Collective; the same bits for any rank and thread count (per-block sums, combined exactly).
 KmeansFrame kmeans_frame(const comm::Communicator& comm, io::BlockSource& source, const RowVector& mean, int threads);
 
 /// Initial responsibilities of mixtures (B × K): one-hot on the nearest center ("kmeans"
