@@ -45,8 +45,8 @@ bool convert(const double* x, std::ptrdiff_t rows, std::ptrdiff_t ld, std::ptrdi
 /// negated_float() of c (every c_j a float), each value is centred by one float32 add
 /// instead, with the same bits: the exact difference of two floats rounded through double
 /// rounds as in float (53 ≥ 2·24 + 2 bits; S. A. Figueroa, "When is double rounding
-/// innocuous?", SIGNUM Newsletter 30(3), 1995). On the AMD EPYC family 26 that is a third of
-/// the instructions (see docs/PERFORMANCE.md for the k-means iteration it shortened).
+/// innocuous?", SIGNUM Newsletter 30(3), 1995): four instructions per 16 values instead of
+/// twelve (docs/PERFORMANCE.md: the k-means iteration it shortened on the AMD EPYC family 26).
 bool convert(const float* x, std::ptrdiff_t rows, std::ptrdiff_t ld, std::ptrdiff_t d, const double* c, float* out,
              std::ptrdiff_t dp, const float* neg_c32 = nullptr);
 
