@@ -218,6 +218,23 @@ def shard_paths(directory: Path) -> list[Path]:
     return sorted(Path(directory).glob("part-*.h5"))
 
 
+def refresh_page_cache(directory: Path) -> None:
+    """Reads a dataset's shards into the page cache afresh: each file's cached pages dropped
+    (posix_fadvise DONTNEED, which needs no privilege and drops only clean pages), then the
+    file read through. A streaming fit then copies from pages in the state a first read
+    leaves. On the AMD EPYC family 26 VM, shards whose pages had sat in the cache since
+    earlier sessions streamed a diagonal-GMM iteration in 37-41 ms, and in 25.6 ms once
+    dropped and read back (as fast as from latent's own cache; docs/PERFORMANCE.md)."""
+    for p in shard_paths(directory):
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            while os.read(fd, 1 << 20):
+                pass
+        finally:
+            os.close(fd)
+
+
 def has_shards(directory: Path) -> bool:
     return Path(directory).is_dir() and bool(shard_paths(directory))
 
