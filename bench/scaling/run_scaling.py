@@ -50,7 +50,8 @@ What it measures
          workers have work) on the first rows of the gmm data
          default: 32,768 rows strong, 8,192 per core weak, I = 3; --quick: 8,192 /
          2,048, I = 2
-  Iterations after the first are measured (so I - 1 of them).
+  Iterations after the first are measured (so I - 1 of them). Each data directory's shards
+  are read into the page cache afresh before their first run (common.refresh_page_cache).
   Data are generated once under <data_dir>/scaling (LATENT_BENCH_DATA, default
   bench/.data/scaling) in shards of a fixed size and reused; a smaller data set is a
   directory of symbolic links to the first shards of a larger one (row i of `latent
@@ -606,6 +607,17 @@ def main(argv=None):
     # are then its median round's.
     failures, done, rounds = [], {}, {}
     ceiling_rounds: dict = {}
+    # Each data directory's shards are read into the page cache afresh once, before their
+    # first run (common.refresh_page_cache): pages left from earlier sessions streamed
+    # slower than a first read's (docs/PERFORMANCE.md, tenth AMD session).
+    refreshed: set = set()
+
+    def fresh(data: Path) -> Path:
+        if data not in refreshed:
+            common.refresh_page_cache(data)
+            refreshed.add(data)
+        return data
+
     for rnd in range(args.repeat):
         if args.repeat > 1:
             print(f"round {rnd + 1} of {args.repeat}", file=sys.stderr, flush=True)
@@ -625,7 +637,7 @@ def main(argv=None):
                         continue
                     if any(f["model"] == model and f["config"] == config_name(ranks, threads) for f in failures):
                         continue  # failed in an earlier round
-                    data = ensure_dataset(ds, shards, nice=args.nice)
+                    data = fresh(ensure_dataset(ds, shards, nice=args.nice))
                     log = log_dir / f"{model}-{kind}-{config_name(ranks, threads)}" \
                         f"{f'-r{rnd + 1}' if args.repeat > 1 else ''}.jsonl"
                     if log.exists():
@@ -650,7 +662,7 @@ def main(argv=None):
                           f"{rec['seconds_per_iteration']:.3f} s/iteration ({secs:.1f} s wall)", file=sys.stderr,
                           flush=True)
             if not args.no_ceiling and "strong" in kinds:
-                data = ensure_dataset(spec["dataset"], shards_needed(model, "strong", mode, 1), nice=args.nice)
+                data = fresh(ensure_dataset(spec["dataset"], shards_needed(model, "strong", mode, 1), nice=args.nice))
                 ceiling_rounds.setdefault(model, []).append(
                     run_ceiling(model, data, iters, log_dir, args.timeout, args.nice,
                                 suffix=f"-r{rnd + 1}" if args.repeat > 1 else ""))

@@ -139,7 +139,6 @@ void KmeansLloyd::prepare() {
   if (k == 0) return;  // a blank model, for load_state
   if (frame_.bound.size() != d)
     throw Error(ErrorKind::kInternal, "k-means: the frame has no bound for each of the " + std::to_string(d) + " features");
-  neg_origin32_ = gmm_kernel::negated_float(frame_.origin.data(), d);
   // ‖c‖² of each float32 centre, summed in column order (block_partial's inertia).
   cnorm_.assign(static_cast<std::size_t>(k), 0.0);
   for (Index c = 0; c < k; ++c) {
@@ -151,6 +150,7 @@ void KmeansLloyd::prepare() {
     cnorm_[static_cast<std::size_t>(c)] = cc;
   }
   if (grid_.size() == static_cast<std::size_t>(dp)) return;  // the frame's, fixed for the model's life
+  neg_origin32_ = gmm_kernel::negated_float(frame_.origin.data(), d);
   // 2^g_j with |x_j|·2^g_j ≤ 2^40 for every centred float32 value (|x_j| ≤ bound_j ≤ 2^e,
   // and a float32 is below 2^128); a zero bound means a column of zeros.
   grid_.assign(static_cast<std::size_t>(dp), 0.0);
@@ -690,14 +690,16 @@ Vector min_sq_distances(const RowMatrix& x, const RowMatrix& centers, const Vect
 // (docs/PERFORMANCE.md, "eighth session").
 struct SeedOperands {
   Index k = 0, d = 0, dp = 0;
-  LineFloats shift;  // k × dp: −c
+  LineFloats shift;             // k × dp: −c
+  std::vector<float> neg_origin;  // d: −origin as floats (gmm_kernel::negated_float), or empty: centring through double
 };
 
-SeedOperands seed_operands(const RowMatrix& centers) {
+SeedOperands seed_operands(const RowVector& origin, const RowMatrix& centers) {
   SeedOperands o;
   o.k = centers.rows();
   o.d = centers.cols();
   o.dp = gmm_kernel::padded(o.d);
+  o.neg_origin = gmm_kernel::negated_float(origin.data(), o.d);
   o.shift.assign(static_cast<std::size_t>(o.k * o.dp), 0.0f);
   for (Index c = 0; c < o.k; ++c)
     for (Index j = 0; j < o.d; ++j) o.shift[static_cast<std::size_t>(c * o.dp + j)] = static_cast<float>(-centers(c, j));
@@ -739,10 +741,9 @@ void seed_distances(const io::DenseBlock& b, const RowVector& origin, const RowM
     }
     return s;
   };
-  const std::vector<float> neg_origin = gmm_kernel::negated_float(origin.data(), d);  // float32 centring
   for (Index r0 = 0; r0 < n_rows; r0 += kTile) {
     const Index n = std::min(kTile, n_rows - r0);
-    if (rows.convert(r0, n, d, origin.data(), xf, dp, neg_origin)) {  // a NaN: the double expansion for this tile
+    if (rows.convert(r0, n, d, origin.data(), xf, dp, ops.neg_origin)) {  // a NaN: the double expansion for this tile
       const RowMatrix xc = rows.widened(r0, n).rowwise() - origin;
       std::vector<Index> labels;
       const Vector m = min_sq_distances(xc, centers, centers.rowwise().squaredNorm(), &labels);
@@ -840,7 +841,7 @@ SampledRows sample_rows_d2(const comm::Communicator& comm, io::BlockSource& sour
   const Index d = source.info().num_features;
   std::vector<Candidate> local;
   std::mutex mutex;
-  const SeedOperands ops = seed_operands(centers);
+  const SeedOperands ops = seed_operands(origin, centers);
   const io::BlockSource::Float32Scope as_stored(source, true);  // float32 rows are read as they are
   comm::run_agreed(comm, [&] {
     train::for_each_block(source, threads, [&](const io::DenseBlock& b) {
@@ -1003,7 +1004,7 @@ RowMatrix init_centers(const comm::Communicator& comm, io::BlockSource& source, 
   if (r && r->arrays.count("seed_weights")) {
     weights = Eigen::Map<const Vector>(r->array("seed_weights").data(), static_cast<Index>(m));
   } else {
-    const SeedOperands ops = seed_operands(rows);
+    const SeedOperands ops = seed_operands(origin, rows);
     const io::BlockSource::Float32Scope as_stored(source, true);
     const std::vector<double> counts =
         train::reduce_global(comm, source, m, threads, [&](const io::DenseBlock& b, std::span<double> partial) {
