@@ -1,6 +1,11 @@
 #include "latent/io/block_source.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -20,13 +25,38 @@ class ShardReader {
  public:
   explicit ShardReader(const DenseDatasetInfo& info) : info_(info) {}
 
+  ShardReader(const ShardReader&) = delete;
+  ShardReader& operator=(const ShardReader&) = delete;
+  ~ShardReader() { close_direct(); }
+
   // huge: the block stays in the cache; its rows get huge pages (huge_pages::advise).
   DenseBlock read(const BlockRef& ref, bool read_labels, bool allow_nan, bool keep_float32, bool huge) {
     if (info_.memory) return read_memory(ref, read_labels, allow_nan);
-    detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
     const ShardInfo& shard = info_.shards.at(static_cast<std::size_t>(ref.shard));
-    open(ref.shard);
     const Index d = info_.num_features;
+    const bool as_float32 = shard.dtype == DType::kFloat32 && keep_float32;
+    if ((as_float32 || shard.dtype == DType::kFloat64) && open_direct(ref.shard)) {
+      DenseBlock block;
+      block.ref = ref;
+      const std::string where = "file " + shard.path + ", dataset /" + kDataDataset;
+      if (as_float32) {
+        block.xf.resize(ref.num_rows, d);
+        if (huge) huge_pages::advise(block.xf.data(), static_cast<std::size_t>(block.xf.size()) * sizeof(float));
+        read_direct(block.xf.data(), shard, ref, where, allow_nan);
+      } else {
+        block.x.resize(ref.num_rows, d);
+        if (huge) huge_pages::advise(block.x.data(), static_cast<std::size_t>(block.x.size()) * sizeof(double));
+        read_direct(block.x.data(), shard, ref, where, allow_nan);
+      }
+      if (read_labels) {
+        detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
+        open(ref.shard);
+        read_labels_into(block, shard);
+      }
+      return block;
+    }
+    detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
+    open(ref.shard);
     DenseBlock block;
     block.ref = ref;
     block.x.resize(ref.num_rows, d);
@@ -70,24 +100,89 @@ class ShardReader {
                                       std::to_string(ref.row_begin + ref.num_rows - 1) +
                                       ": read failed (file truncated or damaged?)");
     if (!checked) check_finite(block, where, allow_nan);
-    if (read_labels) {
-      const std::string lwhere = "file " + shard.path + ", dataset /" + kLabelsDataset;
-      if (!labels_.valid()) throw_input(lwhere + ": missing (labels were requested)");
-      block.labels.resize(static_cast<std::size_t>(ref.num_rows));
-      Handle lspace = detail::space_handle(H5Dget_space(labels_.get()));
-      const hsize_t lstart[1] = {static_cast<hsize_t>(ref.row_begin)};
-      const hsize_t lcount[1] = {static_cast<hsize_t>(ref.num_rows)};
-      H5Sselect_hyperslab(lspace.get(), H5S_SELECT_SET, lstart, nullptr, lcount, nullptr);
-      Handle lmem = detail::space_handle(H5Screate_simple(1, lcount, nullptr));
-      if (H5Dread(labels_.get(), H5T_NATIVE_INT64, lmem.get(), lspace.get(), H5P_DEFAULT, block.labels.data()) < 0)
-        throw Error(ErrorKind::kIo, lwhere + ": read failed");
-    }
+    if (read_labels) read_labels_into(block, shard);
     return block;
   }
 
  private:
   // Bytes of rows read and checked at a time from a contiguous dataset.
   static constexpr std::size_t kPieceBytes = std::size_t{256} << 10;
+
+  // The block's labels (the libhdf5 lock held, the shard open).
+  void read_labels_into(DenseBlock& block, const ShardInfo& shard) {
+    const BlockRef& ref = block.ref;
+    const std::string lwhere = "file " + shard.path + ", dataset /" + kLabelsDataset;
+    if (!labels_.valid()) throw_input(lwhere + ": missing (labels were requested)");
+    block.labels.resize(static_cast<std::size_t>(ref.num_rows));
+    Handle lspace = detail::space_handle(H5Dget_space(labels_.get()));
+    const hsize_t lstart[1] = {static_cast<hsize_t>(ref.row_begin)};
+    const hsize_t lcount[1] = {static_cast<hsize_t>(ref.num_rows)};
+    H5Sselect_hyperslab(lspace.get(), H5S_SELECT_SET, lstart, nullptr, lcount, nullptr);
+    Handle lmem = detail::space_handle(H5Screate_simple(1, lcount, nullptr));
+    if (H5Dread(labels_.get(), H5T_NATIVE_INT64, lmem.get(), lspace.get(), H5P_DEFAULT, block.labels.data()) < 0)
+      throw Error(ErrorKind::kIo, lwhere + ": read failed");
+  }
+
+  // Opens `shard` for direct reads (ShardInfo::data_offset): false if its rows must go
+  // through libhdf5 (not contiguous native values, or the file's size is no longer the
+  // scan's: then libhdf5 reads whatever the file now holds, as it would have).
+  bool open_direct(Index shard) {
+    if (shard == direct_shard_) return true;
+    close_direct();
+    const ShardInfo& info = info_.shards.at(static_cast<std::size_t>(shard));
+    if (info.data_offset < 0) return false;
+    const int fd = ::open(info.path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;  // libhdf5's open names the error
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || static_cast<std::int64_t>(st.st_size) != info.file_bytes) {
+      ::close(fd);
+      return false;
+    }
+    direct_fd_ = fd;
+    direct_shard_ = shard;
+    return true;
+  }
+
+  void close_direct() {
+    if (direct_fd_ >= 0) ::close(direct_fd_);
+    direct_fd_ = -1;
+    direct_shard_ = -1;
+  }
+
+  // The block's rows straight from the file (pread at the shard's data_offset), without
+  // libhdf5 or its global lock, so that threads read blocks concurrently
+  // (BlockStream::read_claimed), in pieces of about kPieceBytes each checked while in
+  // cache as read_checked does. A short read (the file truncated since the scan) or an
+  // I/O error throws Error(kIo) naming the file and rows: never a signal, as a mapping
+  // of the file would give.
+  template <class T>
+  void read_direct(T* dst, const ShardInfo& shard, const BlockRef& ref, const std::string& where, bool allow_nan) {
+    const Index d = info_.num_features;
+    const auto row_bytes = static_cast<std::size_t>(d) * sizeof(T);
+    const Index piece = std::max<Index>(1, static_cast<Index>(kPieceBytes / row_bytes));
+    for (Index r = 0; r < ref.num_rows; r += piece) {
+      const Index n = std::min(piece, ref.num_rows - r);
+      auto* out = reinterpret_cast<char*>(dst + r * d);
+      std::size_t want = static_cast<std::size_t>(n) * row_bytes, done = 0;
+      const auto at = static_cast<off_t>(shard.data_offset) + static_cast<off_t>(ref.row_begin + r) * static_cast<off_t>(row_bytes);
+      while (done < want) {
+        const ssize_t got = ::pread(direct_fd_, out + done, want - done, at + static_cast<off_t>(done));
+        if (got > 0) {
+          done += static_cast<std::size_t>(got);
+          continue;
+        }
+        if (got < 0 && errno == EINTR) continue;
+        const std::string why = got == 0 ? "the file ended early (truncated since the data were scanned?)" : std::strerror(errno);
+        throw Error(ErrorKind::kIo, where + ", rows " + std::to_string(ref.row_begin + r) + "-" +
+                                        std::to_string(ref.row_begin + r + n - 1) + ": read failed: " + why);
+      }
+      BlockRef part = ref;
+      part.row_begin += r;
+      part.global_row_begin += r;
+      part.num_rows = n;
+      check_finite_values(dst + r * d, n * d, d, part, where, allow_nan);
+    }
+  }
 
   // The block's rows read into dst (T: float or double, the memory type `type`) in pieces
   // of about kPieceBytes, each checked for non-finite values while it is in cache: checking
@@ -182,6 +277,8 @@ class ShardReader {
 
   const DenseDatasetInfo& info_;
   Index open_shard_ = -1;
+  Index direct_shard_ = -1;  // the shard direct_fd_ reads
+  int direct_fd_ = -1;
   Handle file_, data_, labels_;
   bool contiguous_ = false;  // the open shard's /data has contiguous storage (read_checked)
   std::vector<float> buffer_;
@@ -201,7 +298,7 @@ DenseDatasetInfo memory_dense_dataset(std::shared_ptr<const MemoryRows> rows, In
                 " features; at least one of each is needed");
   DenseDatasetInfo info;
   info.location = location;
-  info.shards.push_back(ShardInfo{std::move(location), num_rows, DType::kFloat64, false});
+  info.shards.push_back(ShardInfo{std::move(location), num_rows, DType::kFloat64, false, -1, 0});
   info.num_rows = num_rows;
   info.num_features = num_features;
   info.memory = std::move(rows);
@@ -227,8 +324,11 @@ bool caches(const DenseDatasetInfo& info, const BlockSourceOptions& o, const std
 }
 }  // namespace
 
-std::shared_ptr<const DenseBlock> BlockSource::next() {
-  auto b = stream_.next();
+std::shared_ptr<const DenseBlock> BlockSource::next() { return handed_out(stream_.next()); }
+
+std::shared_ptr<const DenseBlock> BlockSource::read_claimed(std::size_t i) { return handed_out(stream_.read_claimed(i)); }
+
+std::shared_ptr<const DenseBlock> BlockSource::handed_out(std::shared_ptr<const DenseBlock> b) const {
   if (!b || accept_float32_ || !b->is_float32()) return b;
   auto wide = std::make_shared<DenseBlock>();
   wide->ref = b->ref;

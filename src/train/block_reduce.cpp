@@ -27,6 +27,12 @@ int clamp_threads(int threads) { return std::max(1, threads); }
 // E+M step), and the pipeline waited on its slowest thread (docs/PERFORMANCE.md §1,
 // Zen 4: "Streaming with two threads"). With one thread, the I/O thread is what overlaps
 // reading and compute. The blocks and their order are the same either way, so are the bits.
+//
+// A dense source that can (BlockSource::claim) is read by every thread: the serial stage
+// only claims the next block and a parallel stage reads it, so reads overlap one another
+// as well as compute. With the reads serial, a streamed diagonal GMM at two threads ran
+// no faster than at one: the copy out of the page cache alone took as long as one
+// thread's E+M step (docs/PERFORMANCE.md, eleventh AMD session).
 template <class Source, class Rest>
 void run_pass(Source& source, int threads, Rest&& rest) {
   using Ptr = decltype(source.next());
@@ -35,6 +41,23 @@ void run_pass(Source& source, int threads, Rest&& rest) {
   try {
     tbb::task_arena arena(threads);
     arena.execute([&] {
+      const auto tokens = static_cast<std::size_t>(threads) + 1;
+      if constexpr (requires { source.claim(); }) {
+        if (threads > 1 && !source.cached()) {
+          auto claims = tbb::make_filter<void, std::ptrdiff_t>(tbb::filter_mode::serial_in_order,
+                                                               [&](tbb::flow_control& fc) -> std::ptrdiff_t {
+                                                                 const std::ptrdiff_t i = source.claim();
+                                                                 heartbeat();
+                                                                 if (i < 0) fc.stop();
+                                                                 return i;
+                                                               });
+          auto reads = tbb::make_filter<std::ptrdiff_t, Ptr>(tbb::filter_mode::parallel, [&](std::ptrdiff_t i) -> Ptr {
+            return i < 0 ? Ptr{} : source.read_claimed(static_cast<std::size_t>(i));
+          });
+          tbb::parallel_pipeline(tokens, claims & reads & rest());
+          return;
+        }
+      }
       auto input = tbb::make_filter<void, Ptr>(tbb::filter_mode::serial_in_order,
                                                [&](tbb::flow_control& fc) -> Ptr {
                                                       Ptr b = source.next();
@@ -42,7 +65,7 @@ void run_pass(Source& source, int threads, Rest&& rest) {
                                                       if (!b) fc.stop();
                                                       return b;
                                                     });
-      tbb::parallel_pipeline(static_cast<std::size_t>(threads) + 1, input & rest());
+      tbb::parallel_pipeline(tokens, input & rest());
     });
   } catch (...) {
     source.cancel_pass();

@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
+#include <hdf5.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <bit>
 #include <cmath>
@@ -478,6 +480,135 @@ TEST(DenseDataset, BlocksOfManyPiecesArriveWholeAndNameTheirBadRow) {
       else
         expect_mentions(e, {"part-00001.h5", "dataset /data", "row 3", "column 2", "NaN", "dataset row 103"});
     }
+  }
+}
+
+// A shard written with libhdf5's C API: /data of `file_type` (its bytes as stored), chunked
+// by `chunk_rows` with deflate if > 0, else contiguous; the root attributes of a dense shard.
+void write_raw_shard(const std::string& path, const RowMatrix& x, hid_t file_type, hsize_t chunk_rows) {
+  const hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  ASSERT_GE(f, 0);
+  const hid_t scalar = H5Screate(H5S_SCALAR);
+  const hid_t va = H5Acreate2(f, "format_version", H5T_STD_I64LE, scalar, H5P_DEFAULT, H5P_DEFAULT);
+  const std::int64_t version = kDataFormatVersion;
+  H5Awrite(va, H5T_NATIVE_INT64, &version);
+  H5Aclose(va);
+  const hid_t st = H5Tcopy(H5T_C_S1);
+  H5Tset_size(st, 5);
+  const hid_t ka = H5Acreate2(f, "kind", st, scalar, H5P_DEFAULT, H5P_DEFAULT);
+  H5Awrite(ka, st, "dense");
+  H5Aclose(ka);
+  H5Tclose(st);
+  H5Sclose(scalar);
+  const hsize_t dims[2] = {static_cast<hsize_t>(x.rows()), static_cast<hsize_t>(x.cols())};
+  const hid_t space = H5Screate_simple(2, dims, nullptr);
+  const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  if (chunk_rows > 0) {
+    const hsize_t chunk[2] = {chunk_rows, dims[1]};
+    H5Pset_chunk(dcpl, 2, chunk);
+    H5Pset_deflate(dcpl, 4);
+  }
+  const hid_t d = H5Dcreate2(f, kDataDataset, file_type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  ASSERT_GE(d, 0);
+  ASSERT_GE(H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x.data()), 0);
+  H5Dclose(d);
+  H5Pclose(dcpl);
+  H5Sclose(space);
+  H5Fclose(f);
+}
+
+// Rows of contiguous native float32/float64 shards are read straight from the file
+// (ShardInfo::data_offset: pread, outside libhdf5's lock); chunked and big-endian shards
+// through libhdf5. Every route gives the same rows, in one thread's pass (the I/O thread)
+// and in two threads' (the blocks claimed in order and read concurrently,
+// BlockSource::claim/read_claimed), with and without the cache, whose second pass hands
+// out the same blocks.
+TEST(DenseDataset, DirectAndLibhdf5ReadsGiveTheSameRowsInEveryThreadCount) {
+  TempDir dir("direct");
+  const Index d = 37, n = 1000;
+  RowMatrix x(n, d);
+  for (Index i = 0; i < n; ++i)
+    for (Index j = 0; j < d; ++j) x(i, j) = static_cast<double>((i * 13 + j * 5) % 701) / 8.0 - 40.0;  // float32-exact
+  struct Case {
+    const char* name;
+    hid_t type;
+    hsize_t chunk_rows;
+    bool direct;
+  };
+  const std::vector<Case> cases = {{"f32", H5T_IEEE_F32LE, 0, true},
+                                   {"f64", H5T_IEEE_F64LE, 0, true},
+                                   {"f32-chunked", H5T_IEEE_F32LE, 128, false},
+                                   {"f64-big-endian", H5T_IEEE_F64BE, 0, false}};
+  for (const Case& c : cases) {
+    const std::string sub = dir / c.name;
+    std::filesystem::create_directories(sub);
+    write_raw_shard(sub + "/part-00000.h5", x.topRows(400), c.type, c.chunk_rows);
+    write_raw_shard(sub + "/part-00001.h5", x.bottomRows(600), c.type, c.chunk_rows);
+    const auto info = open_dense_dataset(sub);
+    for (const ShardInfo& sh : info.shards) {
+      EXPECT_EQ(sh.data_offset >= 0, c.direct) << c.name;
+      if (c.direct) {
+        EXPECT_EQ(sh.file_bytes, static_cast<std::int64_t>(std::filesystem::file_size(sh.path)));
+      }
+    }
+    for (int threads : {1, 2}) {
+      for (bool cache : {false, true}) {
+        BlockSourceOptions o;
+        o.float32 = true;
+        o.cache_bytes = cache ? (std::size_t{1} << 24) : 0;
+        BlockSource src(info, make_block_plan(info, 96), o);
+        const BlockSource::Float32Scope scope(src, true);
+        for (int pass = 0; pass < 2; ++pass) {
+          std::vector<int> seen(static_cast<std::size_t>(n), 0);
+          std::atomic<int> mismatches{0};
+          latent::train::for_each_block(src, threads, [&](const DenseBlock& b) {
+            const RowMatrix got = b.is_float32() ? RowMatrix(b.xf.cast<double>()) : b.x;
+            if (got != x.middleRows(b.ref.global_row_begin, got.rows())) ++mismatches;
+            for (Index i = 0; i < got.rows(); ++i) ++seen[static_cast<std::size_t>(b.ref.global_row_begin + i)];
+          });
+          EXPECT_EQ(mismatches.load(), 0) << c.name << ", " << threads << " threads, pass " << pass;
+          EXPECT_EQ(std::count(seen.begin(), seen.end(), 1), n) << c.name << ": each row once";
+          EXPECT_EQ(src.cached(), cache) << c.name << ", " << threads << " threads, pass " << pass;
+        }
+      }
+    }
+  }
+}
+
+// A shard cut short after the scan: the read stops with Error(kIo) naming the file and
+// the rows it could not read (not a signal, as a mapping of the file would give), in one
+// thread's pass and in two threads'.
+TEST(DenseDataset, AShardTruncatedDuringTheFitIsAnIoErrorNamingIt) {
+  TempDir dir("cut");
+  const Index d = 20, n = 3000;
+  RowMatrix x(n, d);
+  for (Index i = 0; i < x.size(); ++i) x.data()[i] = static_cast<double>(i % 977) / 4.0;
+  std::filesystem::create_directories(dir / "d");
+  latent::testing::write_shard(dir / "d/part-00000.h5", x, {}, DType::kFloat32);
+  for (int threads : {1, 2}) {
+    const auto info = open_dense_dataset(dir / "d");
+    ASSERT_GE(info.shards[0].data_offset, 0);
+    BlockSourceOptions o;
+    o.float32 = true;
+    o.prefetch_blocks = 1;  // blocks 4-11 are read after the cut, whichever thread runs first
+    BlockSource src(info, make_block_plan(info, 250), o);
+    const BlockSource::Float32Scope scope(src, true);
+    const std::string path = info.shards[0].path;
+    std::atomic<bool> cut{false};
+    const Error e = error_of([&] {
+      latent::train::for_each_block(src, threads, [&](const DenseBlock&) {
+        // After the first block: the file loses its last 2000 rows (8 bytes short of them).
+        if (!cut.exchange(true))
+          std::filesystem::resize_file(path, static_cast<std::uintmax_t>(info.shards[0].data_offset) + 1000 * d * 4 + 8);
+      });
+    });
+    EXPECT_EQ(e.kind(), ErrorKind::kIo) << e.what();
+    expect_mentions(e, {"part-00000.h5", "dataset /data", "read failed"});
+    // One thread: the I/O thread's reader opened the shard before the cut, so its direct
+    // read meets the short file. Two: a reader opened after it finds the size changed and
+    // reads through libhdf5, whose read fails as well.
+    if (threads == 1) expect_mentions(e, {"ended early"});
+    latent::testing::write_shard(dir / "d/part-00000.h5", x, {}, DType::kFloat32);
   }
 }
 

@@ -63,6 +63,14 @@ class BlockSource {
   /// (Error(kInput/kIo) naming file, dataset and row). Call from one thread at a time.
   /// Inside a Float32Scope a block may hold its rows in xf; otherwise they are in x.
   std::shared_ptr<const DenseBlock> next();
+  /// In a ReadMode::kCaller pass not served by the cache, next() split in two, so that
+  /// several threads read blocks at once (BlockStream::claim, read_claimed): claim() takes
+  /// the next block's index (-1 at the end; one call at a time, in order) and
+  /// read_claimed(i) reads it on the calling thread, concurrently with other reads (rows
+  /// of contiguous native shards are read without libhdf5's global lock,
+  /// ShardInfo::data_offset), handing it out as next() would. Errors as next(). Local.
+  std::ptrdiff_t claim() { return stream_.claim(); }
+  std::shared_ptr<const DenseBlock> read_claimed(std::size_t i);
   /// While alive, next() hands float32 blocks out as they are stored (the pass's kernels
   /// read DenseBlock::xf when is_float32()). Local; not thread-safe against a running pass.
   class Float32Scope {
@@ -99,6 +107,8 @@ class BlockSource {
   std::size_t local_bytes_ = 0;
   bool accept_float32_ = false;
   BlockStream<DenseBlock> stream_;
+  // The block as handed out: widened to double outside a Float32Scope.
+  std::shared_ptr<const DenseBlock> handed_out(std::shared_ptr<const DenseBlock> b) const;
 };
 
 /// Reads one block synchronously (used by the I/O thread and by tests). Local.

@@ -51,6 +51,7 @@ class BlockStream {
   void start_pass(ReadMode mode = ReadMode::kIoThread) {
     pass_.reset();
     caller_reader_ = nullptr;
+    idle_readers_.clear();
     cache_cursor_ = 0;
     if (cache_complete_) return;
     if (cache_enabled_) cache_.clear();
@@ -129,10 +130,54 @@ class BlockStream {
     return nullptr;
   }
 
+  /// ReadMode::kCaller, as an alternative to next(): claims the pass's next block without
+  /// reading it, returning its index, or -1 at the end of the pass (or when the cache
+  /// serves the pass: use next() then). Called as next() is (one call at a time, in order);
+  /// the claimed blocks are then read by read_claimed() on any threads, concurrently. Local.
+  std::ptrdiff_t claim() {
+    stop_point();
+    if (!caller_reader_ || caller_cursor_ == blocks_.size()) return -1;
+    if (caller_cursor_ == 0 && cache_enabled_) {
+      cache_.assign(blocks_.size(), nullptr);
+      claimed_reads_ = 0;
+    }
+    return static_cast<std::ptrdiff_t>(caller_cursor_++);
+  }
+
+  /// Reads block i (from claim()) on the calling thread: thread-safe, each concurrent call
+  /// with a reader of its own from the factory (kept for the pass). A read error throws
+  /// here; the pass's partial cache is then dropped at the next start_pass(). Local.
+  std::shared_ptr<const Block> read_claimed(std::size_t i) {
+    Reader reader;
+    {
+      std::lock_guard lock(readers_mutex_);
+      if (!idle_readers_.empty()) {
+        reader = std::move(idle_readers_.back());
+        idle_readers_.pop_back();
+      }
+    }
+    if (!reader) reader = factory_();
+    std::shared_ptr<const Block> block;
+    {
+      const profile::ScopedTimer timer(profile::Counter::kReadSeconds);
+      block = std::make_shared<const Block>(reader(blocks_.at(i)));
+    }
+    {
+      std::lock_guard lock(readers_mutex_);
+      idle_readers_.push_back(std::move(reader));
+      if (cache_enabled_) {
+        cache_[i] = block;
+        if (++claimed_reads_ == blocks_.size()) cache_complete_ = true;
+      }
+    }
+    return block;
+  }
+
   /// Stops the current pass early and joins the I/O thread.
   void cancel_pass() {
     pass_.reset();
     caller_reader_ = nullptr;
+    idle_readers_.clear();
   }
 
   std::span<const BlockRef> blocks() const noexcept { return blocks_; }
@@ -195,6 +240,10 @@ class BlockStream {
   std::unique_ptr<Pass> pass_;
   Reader caller_reader_;  // set during a ReadMode::kCaller pass
   std::size_t caller_cursor_ = 0;
+  // read_claimed(): readers not in use, and the blocks read into the cache this pass.
+  std::mutex readers_mutex_;
+  std::vector<Reader> idle_readers_;
+  std::size_t claimed_reads_ = 0;
 };
 
 }  // namespace latent::io

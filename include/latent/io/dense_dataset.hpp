@@ -5,6 +5,7 @@
 /// Which directory entries are shards: list_shard_files (io/shard_files.hpp); they are
 /// taken in lexicographic order of file name. A single .h5 file is also accepted as a
 /// one-shard dataset.
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,6 +26,12 @@ struct ShardInfo {
   Index num_rows = 0;
   DType dtype = DType::kFloat64;
   bool has_labels = false;
+  /// Where /data's rows start in the file (bytes) when they can be read there directly
+  /// (pread, outside libhdf5 and its global lock): contiguous storage of native
+  /// little-endian IEEE values, checked at the scan by reading the first row both ways;
+  /// -1 otherwise (the rows are read through libhdf5).
+  std::int64_t data_offset = -1;
+  std::int64_t file_bytes = 0;  ///< the file's size at the scan (a direct read of a file since resized goes through libhdf5)
 };
 
 /// Rows held in memory in place of shard files (the Python module's fit on a NumPy array,
