@@ -128,14 +128,15 @@ class ShardReader {
   // scan's: then libhdf5 reads whatever the file now holds, as it would have).
   bool open_direct(Index shard) {
     if (shard == direct_shard_) return true;
+    if (shard == libhdf5_shard_) return false;
     close_direct();
     const ShardInfo& info = info_.shards.at(static_cast<std::size_t>(shard));
     if (info.data_offset < 0) return false;
     const int fd = ::open(info.path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false;  // libhdf5's open names the error
     struct stat st {};
-    if (::fstat(fd, &st) != 0 || static_cast<std::int64_t>(st.st_size) != info.file_bytes) {
-      ::close(fd);
+    if (fd < 0 || ::fstat(fd, &st) != 0 || static_cast<std::int64_t>(st.st_size) != info.file_bytes) {
+      if (fd >= 0) ::close(fd);
+      libhdf5_shard_ = shard;  // not opened again for each of its blocks; libhdf5's open names any error
       return false;
     }
     direct_fd_ = fd;
@@ -147,6 +148,7 @@ class ShardReader {
     if (direct_fd_ >= 0) ::close(direct_fd_);
     direct_fd_ = -1;
     direct_shard_ = -1;
+    libhdf5_shard_ = -1;
   }
 
   // The block's rows straight from the file (pread at the shard's data_offset), without
@@ -277,7 +279,8 @@ class ShardReader {
 
   const DenseDatasetInfo& info_;
   Index open_shard_ = -1;
-  Index direct_shard_ = -1;  // the shard direct_fd_ reads
+  Index direct_shard_ = -1;   // the shard direct_fd_ reads
+  Index libhdf5_shard_ = -1;  // a shard of the scan's direct kind whose file changed: read through libhdf5
   int direct_fd_ = -1;
   Handle file_, data_, labels_;
   bool contiguous_ = false;  // the open shard's /data has contiguous storage (read_checked)

@@ -27,22 +27,25 @@ std::string describe_type(hid_t type) {
   }
 }
 
-// True if the bytes at `offset` of the file are /data's first row as libhdf5 reads it
-// (`row_bytes` of the native type `native`): the check that a direct read (pread at
-// ShardInfo::data_offset) gives the rows libhdf5 would. Caller holds the libhdf5 lock.
-bool first_row_at(const std::string& path, hid_t dataset, hid_t native, std::size_t row_bytes, haddr_t offset) {
-  std::vector<unsigned char> via_hdf5(row_bytes), direct(row_bytes);
+// True if the bytes at `offset` of the file are /data's first values as libhdf5 reads
+// them (up to 4096 of row 0, of the native type `native`; `cols` in the row): the check
+// that a direct read (pread at ShardInfo::data_offset) gives the rows libhdf5 would.
+// Caller holds the libhdf5 lock.
+bool first_row_at(const std::string& path, hid_t dataset, hid_t native, hsize_t cols, haddr_t offset) {
+  const hsize_t m = std::min<hsize_t>(cols, 4096);
+  const std::size_t bytes = static_cast<std::size_t>(m) * H5Tget_size(native);
+  std::vector<unsigned char> via_hdf5(bytes), direct(bytes);
   Handle file_space = detail::space_handle(H5Dget_space(dataset));
   const hsize_t start[2] = {0, 0};
-  const hsize_t count[2] = {1, static_cast<hsize_t>(row_bytes / H5Tget_size(native))};
+  const hsize_t count[2] = {1, m};
   H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr);
   Handle mem_space = detail::space_handle(H5Screate_simple(2, count, nullptr));
   if (H5Dread(dataset, native, mem_space.get(), file_space.get(), H5P_DEFAULT, via_hdf5.data()) < 0) return false;
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;
-  const ssize_t got = ::pread(fd, direct.data(), row_bytes, static_cast<off_t>(offset));
+  const ssize_t got = ::pread(fd, direct.data(), bytes, static_cast<off_t>(offset));
   ::close(fd);
-  return got == static_cast<ssize_t>(row_bytes) && via_hdf5 == direct;
+  return got == static_cast<ssize_t>(bytes) && via_hdf5 == direct;
 }
 
 ShardInfo inspect_shard(const std::string& path, Index* num_features, bool* labels) {
@@ -90,7 +93,7 @@ ShardInfo inspect_shard(const std::string& path, Index* num_features, bool* labe
                   std::to_string(dims[1]) + " (truncated or damaged file)");
     const hid_t native = bytes == 4 ? H5T_NATIVE_FLOAT : H5T_NATIVE_DOUBLE;
     if (std::endian::native == std::endian::little && H5Tequal(type.get(), native) > 0 &&
-        first_row_at(path, d.get(), native, static_cast<std::size_t>(dims[1] * bytes), offset)) {
+        first_row_at(path, d.get(), native, dims[1], offset)) {
       shard.data_offset = static_cast<std::int64_t>(offset);
       shard.file_bytes = static_cast<std::int64_t>(file_bytes);
     }
