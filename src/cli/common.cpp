@@ -196,8 +196,7 @@ int ranks_on_node() {
   return 1;
 }
 
-int resolve_threads(int requested) {
-  if (requested > 0) return requested;
+int cores_per_rank() {
   if (const char* s = std::getenv("SLURM_CPUS_PER_TASK")) {
     const int v = std::atoi(s);
     if (v > 0) return v;
@@ -206,6 +205,10 @@ int resolve_threads(int requested) {
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   return std::max(1, cores / local);
 }
+
+int resolve_threads(int requested) { return requested > 0 ? requested : cores_per_rank(); }
+
+bool io_thread_has_core(int threads) { return cores_per_rank() > resolve_threads(threads); }
 
 std::unique_ptr<io::BlockSource> open_source(const Context& ctx, const std::string& data, const StreamOptions& o,
                                              Labels labels) {
@@ -222,6 +225,7 @@ std::unique_ptr<io::BlockSource> open_source(const Context& ctx, const std::stri
     bo.read_labels = read_labels;
     bo.allow_nan = o.allow_missing;
     bo.float32 = o.float32;
+    bo.io_thread = io_thread_has_core(o.threads);
     source = std::make_unique<io::BlockSource>(std::move(info), std::move(mine), bo);
   });
   return source;

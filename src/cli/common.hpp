@@ -74,9 +74,14 @@ struct StreamOptions {
 void add_stream_options(po::options_description& desc, StreamOptions& o);
 /// --max-chunk-mb (io::set_max_chunk_bytes), `default_mb` unless given. add_stream_options adds it.
 void add_chunk_option(boost::program_options::options_description& desc, int default_mb = 64);
-/// --threads 0 resolves to SLURM_CPUS_PER_TASK, else the cores available divided by the
-/// ranks on this node (OMPI_COMM_WORLD_LOCAL_SIZE).
+/// The cores a rank has: SLURM_CPUS_PER_TASK, else the node's cores
+/// (std::thread::hardware_concurrency) divided by the ranks on this node, at least 1.
+int cores_per_rank();
+/// --threads 0 resolves to cores_per_rank().
 int resolve_threads(int requested);
+/// Whether a rank running `threads` threads (0: auto) has a core left for an I/O thread
+/// (io::BlockSourceOptions::io_thread): cores_per_rank() > threads.
+bool io_thread_has_core(int threads);
 /// MPI ranks on this node (OMPI_COMM_WORLD_LOCAL_SIZE, SLURM_NTASKS_PER_NODE, else 1).
 int ranks_on_node();
 

@@ -55,6 +55,7 @@ std::unique_ptr<io::BlockSource> source_of(const io::DenseDatasetInfo& info, con
   bo.prefetch_blocks = o.prefetch;
   bo.cache_bytes = static_cast<std::size_t>(std::max<Index>(0, o.cache_mb)) << 20;
   bo.allow_nan = o.allow_missing;
+  bo.io_thread = io_thread_has_core(o.threads);
   return std::make_unique<io::BlockSource>(info, io::rank_blocks(plan, first, last, ctx.comm.rank(), ctx.comm.size()), bo);
 }
 

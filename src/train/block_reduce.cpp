@@ -26,7 +26,9 @@ int clamp_threads(int threads) { return std::max(1, threads); }
 // from the compute (the copy out of the page cache costs about as much as a diagonal GMM
 // E+M step), and the pipeline waited on its slowest thread (docs/PERFORMANCE.md §1,
 // Zen 4: "Streaming with two threads"). With one thread, the I/O thread is what overlaps
-// reading and compute. The blocks and their order are the same either way, so are the bits.
+// reading and compute, where the rank has a core for it: a source without one
+// (BlockSourceOptions::io_thread, one rank per core) reads in this stage too. The blocks
+// and their order are the same either way, so are the bits.
 //
 // A dense source that can (BlockSource::claim) is read by every thread: the serial stage
 // only claims the next block and a parallel stage reads it, so reads overlap one another

@@ -522,7 +522,7 @@ void write_raw_shard(const std::string& path, const RowMatrix& x, hid_t file_typ
 // through libhdf5. Every route gives the same rows, in one thread's pass (the I/O thread)
 // and in two threads' (the blocks claimed in order and read concurrently,
 // BlockSource::claim/read_claimed), with and without the cache, whose second pass hands
-// out the same blocks.
+// out the same blocks, and with one thread and no I/O thread (BlockSourceOptions::io_thread).
 TEST(DenseDataset, DirectAndLibhdf5ReadsGiveTheSameRowsInEveryThreadCount) {
   TempDir dir("direct");
   const Index d = 37, n = 1000;
@@ -556,6 +556,7 @@ TEST(DenseDataset, DirectAndLibhdf5ReadsGiveTheSameRowsInEveryThreadCount) {
         BlockSourceOptions o;
         o.float32 = true;
         o.cache_bytes = cache ? (std::size_t{1} << 24) : 0;
+        o.io_thread = threads == 1 && !cache;  // one thread without the cache: reads in the pipeline
         BlockSource src(info, make_block_plan(info, 96), o);
         const BlockSource::Float32Scope scope(src, true);
         for (int pass = 0; pass < 2; ++pass) {
@@ -571,6 +572,37 @@ TEST(DenseDataset, DirectAndLibhdf5ReadsGiveTheSameRowsInEveryThreadCount) {
           EXPECT_EQ(src.cached(), cache) << c.name << ", " << threads << " threads, pass " << pass;
         }
       }
+    }
+  }
+}
+
+// The threads of this process (/proc/self/task).
+std::ptrdiff_t process_threads() {
+  return std::distance(std::filesystem::directory_iterator("/proc/self/task"), std::filesystem::directory_iterator());
+}
+
+// BlockSourceOptions::io_thread = false: a pass reads every block in next(), on the
+// calling thread (no thread is started, whatever mode the pass asks for), the same blocks
+// in the same order as a pass read ahead by an I/O thread, which is one more thread.
+TEST(BlockSource, WithoutAnIoThreadAPassReadsInTheCaller) {
+  TempDir dir("no-io-thread");
+  const RowMatrix x = write_counting_shards(dir / "d", 300, 5, {120, 180});
+  const auto info = open_dense_dataset(dir / "d");
+  for (bool io_thread : {true, false}) {
+    BlockSourceOptions o;
+    o.io_thread = io_thread;
+    BlockSource src(info, make_block_plan(info, 50), o);
+    for (int pass = 0; pass < 2; ++pass) {
+      const std::ptrdiff_t before = process_threads();
+      src.start_pass();
+      EXPECT_EQ(process_threads(), before + (io_thread ? 1 : 0)) << "io_thread " << io_thread;
+      Index row = 0;
+      while (auto b = src.next()) {
+        EXPECT_EQ(b->ref.global_row_begin, row);
+        EXPECT_EQ(b->x, x.middleRows(row, b->rows()));
+        row += b->rows();
+      }
+      EXPECT_EQ(row, 300);
     }
   }
 }

@@ -49,6 +49,13 @@ struct BlockSourceOptions {
   /// block widened when it is handed out). Ignored with nan_fill. float64 shards are
   /// always read as double.
   bool float32 = false;
+  /// Passes may read ahead on their own I/O thread (ReadMode::kIoThread), which overlaps
+  /// reading with compute on a core the rank does not compute on. False where the rank has
+  /// no such core (its threads already take every core it has, as with one rank per core
+  /// and one thread each): every pass then reads in next() (ReadMode::kCaller), the same
+  /// blocks in the same order, so the same bits. An I/O thread there took CPU from the
+  /// other ranks' compute: docs/PERFORMANCE.md, twelfth AMD session.
+  bool io_thread = true;
 };
 
 class BlockSource {
@@ -57,8 +64,9 @@ class BlockSource {
   BlockSource(DenseDatasetInfo info, std::vector<BlockRef> blocks, BlockSourceOptions options);
 
   /// Starts a pass over the local blocks (stops any unfinished pass), read on an I/O thread
-  /// or in next() (ReadMode, block_stream.hpp). Local.
-  void start_pass(ReadMode mode = ReadMode::kIoThread) { stream_.start_pass(mode); }
+  /// or in next() (ReadMode, block_stream.hpp; always in next() without
+  /// BlockSourceOptions::io_thread). Local.
+  void start_pass(ReadMode mode = ReadMode::kIoThread) { stream_.start_pass(options_.io_thread ? mode : ReadMode::kCaller); }
   /// The next block of the pass, or null at its end. Rethrows the reader's error
   /// (Error(kInput/kIo) naming file, dataset and row). Call from one thread at a time.
   /// Inside a Float32Scope a block may hold its rows in xf; otherwise they are in x.
