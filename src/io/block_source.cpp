@@ -34,20 +34,22 @@ class ShardReader {
     if (info_.memory) return read_memory(ref, read_labels, allow_nan);
     const ShardInfo& shard = info_.shards.at(static_cast<std::size_t>(ref.shard));
     const Index d = info_.num_features;
+    const std::string where = "file " + shard.path + ", dataset /" + kDataDataset;
+    // Float32 rows kept as stored (xf), or double rows (x, float32 ones widened).
     const bool as_float32 = shard.dtype == DType::kFloat32 && keep_float32;
-    if ((as_float32 || shard.dtype == DType::kFloat64) && open_direct(ref.shard)) {
-      DenseBlock block;
-      block.ref = ref;
-      const std::string where = "file " + shard.path + ", dataset /" + kDataDataset;
-      if (as_float32) {
-        block.xf.resize(ref.num_rows, d);
-        if (huge) huge_pages::advise(block.xf.data(), static_cast<std::size_t>(block.xf.size()) * sizeof(float));
-        read_direct(block.xf.data(), shard, ref, where, allow_nan);
-      } else {
-        block.x.resize(ref.num_rows, d);
-        if (huge) huge_pages::advise(block.x.data(), static_cast<std::size_t>(block.x.size()) * sizeof(double));
-        read_direct(block.x.data(), shard, ref, where, allow_nan);
-      }
+    DenseBlock block;
+    block.ref = ref;
+    block.x.resize(as_float32 ? 0 : ref.num_rows, d);
+    if (as_float32) block.xf.resize(ref.num_rows, d);
+    if (huge) {
+      if (as_float32) huge_pages::advise(block.xf.data(), static_cast<std::size_t>(block.xf.size()) * sizeof(float));
+      else huge_pages::advise(block.x.data(), static_cast<std::size_t>(block.x.size()) * sizeof(double));
+    }
+    // The rows land in the block as the file stores them (no conversion by libhdf5).
+    const bool as_stored = as_float32 || shard.dtype == DType::kFloat64;
+    if (as_stored && open_direct(ref.shard)) {
+      if (as_float32) read_direct(block.xf.data(), shard, ref, where, allow_nan);
+      else read_direct(block.x.data(), shard, ref, where, allow_nan);
       if (read_labels) {
         detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
         open(ref.shard);
@@ -57,49 +59,32 @@ class ShardReader {
     }
     detail::Hdf5Lock hdf5_lock(detail::hdf5_mutex());
     open(ref.shard);
-    DenseBlock block;
-    block.ref = ref;
-    block.x.resize(ref.num_rows, d);
-    if (huge && !(shard.dtype == DType::kFloat32 && keep_float32))
-      huge_pages::advise(block.x.data(), static_cast<std::size_t>(block.x.size()) * sizeof(double));
     Handle file_space = detail::space_handle(H5Dget_space(data_.get()));
-    // The whole block in one H5Dread (read_checked selects its pieces itself).
-    const auto read_whole = [&](hid_t type, void* dst) {
-      const hsize_t start[2] = {static_cast<hsize_t>(ref.row_begin), 0};
-      const hsize_t count[2] = {static_cast<hsize_t>(ref.num_rows), static_cast<hsize_t>(d)};
-      H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr);
-      Handle mem_space = detail::space_handle(H5Screate_simple(2, count, nullptr));
-      return H5Dread(data_.get(), type, mem_space.get(), file_space.get(), H5P_DEFAULT, dst);
-    };
-    const std::string where = "file " + shard.path + ", dataset /" + kDataDataset;
-    herr_t rc;
-    bool checked = false;
-    if (shard.dtype == DType::kFloat32 && keep_float32) {
-      block.x.resize(0, d);
-      block.xf.resize(ref.num_rows, d);
-      if (huge) huge_pages::advise(block.xf.data(), static_cast<std::size_t>(block.xf.size()) * sizeof(float));
-      if (contiguous_) {
-        rc = read_checked(H5T_NATIVE_FLOAT, block.xf.data(), ref, file_space.get(), where, allow_nan);
-        checked = true;
-      } else {
-        rc = read_whole(H5T_NATIVE_FLOAT, block.xf.data());
-      }
-    } else if (shard.dtype == DType::kFloat32) {
-      buffer_.resize(static_cast<std::size_t>(ref.num_rows * d));
-      rc = read_whole(H5T_NATIVE_FLOAT, buffer_.data());
-      if (rc >= 0)
-        block.x = Eigen::Map<const RowMatrixF>(buffer_.data(), ref.num_rows, d).cast<double>();
-    } else if (contiguous_) {
-      rc = read_checked(H5T_NATIVE_DOUBLE, block.x.data(), ref, file_space.get(), where, allow_nan);
-      checked = true;
+    if (as_stored && contiguous_) {
+      if (as_float32) read_checked(H5T_NATIVE_FLOAT, block.xf.data(), ref, file_space.get(), where, allow_nan);
+      else read_checked(H5T_NATIVE_DOUBLE, block.x.data(), ref, file_space.get(), where, allow_nan);
     } else {
-      rc = read_whole(H5T_NATIVE_DOUBLE, block.x.data());
+      // The whole block in one H5Dread (a chunked dataset, or float32 rows widened to
+      // double), then checked.
+      const auto read_whole = [&](hid_t type, void* dst) {
+        const hsize_t start[2] = {static_cast<hsize_t>(ref.row_begin), 0};
+        const hsize_t count[2] = {static_cast<hsize_t>(ref.num_rows), static_cast<hsize_t>(d)};
+        H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr);
+        Handle mem_space = detail::space_handle(H5Screate_simple(2, count, nullptr));
+        if (H5Dread(data_.get(), type, mem_space.get(), file_space.get(), H5P_DEFAULT, dst) < 0)
+          throw read_error(where, ref, 0, ref.num_rows, "file truncated or damaged?");
+      };
+      if (as_float32) {
+        read_whole(H5T_NATIVE_FLOAT, block.xf.data());
+      } else if (shard.dtype == DType::kFloat32) {
+        buffer_.resize(static_cast<std::size_t>(ref.num_rows * d));
+        read_whole(H5T_NATIVE_FLOAT, buffer_.data());
+        block.x = Eigen::Map<const RowMatrixF>(buffer_.data(), ref.num_rows, d).cast<double>();
+      } else {
+        read_whole(H5T_NATIVE_DOUBLE, block.x.data());
+      }
+      check_finite(block, where, allow_nan);
     }
-    if (rc < 0)
-      throw Error(ErrorKind::kIo, where + ", rows " + std::to_string(ref.row_begin) + "-" +
-                                      std::to_string(ref.row_begin + ref.num_rows - 1) +
-                                      ": read failed (file truncated or damaged?)");
-    if (!checked) check_finite(block, where, allow_nan);
     if (read_labels) read_labels_into(block, shard);
     return block;
   }
@@ -151,33 +136,19 @@ class ShardReader {
     libhdf5_shard_ = -1;
   }
 
-  // The block's rows straight from the file (pread at the shard's data_offset), without
-  // libhdf5 or its global lock, so that threads read blocks concurrently
-  // (BlockStream::read_claimed), in pieces of about kPieceBytes each checked while in
-  // cache as read_checked does. A short read (the file truncated since the scan) or an
-  // I/O error throws Error(kIo) naming the file and rows: never a signal, as a mapping
-  // of the file would give.
-  template <class T>
-  void read_direct(T* dst, const ShardInfo& shard, const BlockRef& ref, const std::string& where, bool allow_nan) {
+  // The block's rows read into dst in pieces of about kPieceBytes, each checked for
+  // non-finite values while it is in cache: checking the whole block after the read read it
+  // from memory a second time, on the I/O thread that a streaming fit waits for
+  // (docs/PERFORMANCE.md, "Packed operands on cache lines"). `read_piece(out, r, n)` reads
+  // the block's rows r .. r + n − 1 into out, or throws. The first error is thrown (a
+  // read's, or the input's naming the row).
+  template <class T, class ReadPiece>
+  void read_in_pieces(T* dst, const BlockRef& ref, const std::string& where, bool allow_nan, ReadPiece&& read_piece) {
     const Index d = info_.num_features;
-    const auto row_bytes = static_cast<std::size_t>(d) * sizeof(T);
-    const Index piece = std::max<Index>(1, static_cast<Index>(kPieceBytes / row_bytes));
+    const Index piece = std::max<Index>(1, static_cast<Index>(kPieceBytes / (sizeof(T) * static_cast<std::size_t>(d))));
     for (Index r = 0; r < ref.num_rows; r += piece) {
       const Index n = std::min(piece, ref.num_rows - r);
-      auto* out = reinterpret_cast<char*>(dst + r * d);
-      std::size_t want = static_cast<std::size_t>(n) * row_bytes, done = 0;
-      const auto at = static_cast<off_t>(shard.data_offset) + static_cast<off_t>(ref.row_begin + r) * static_cast<off_t>(row_bytes);
-      while (done < want) {
-        const ssize_t got = ::pread(direct_fd_, out + done, want - done, at + static_cast<off_t>(done));
-        if (got > 0) {
-          done += static_cast<std::size_t>(got);
-          continue;
-        }
-        if (got < 0 && errno == EINTR) continue;
-        const std::string why = got == 0 ? "the file ended early (truncated since the data were scanned?)" : std::strerror(errno);
-        throw Error(ErrorKind::kIo, where + ", rows " + std::to_string(ref.row_begin + r) + "-" +
-                                        std::to_string(ref.row_begin + r + n - 1) + ": read failed: " + why);
-      }
+      read_piece(dst + r * d, r, n);
       BlockRef part = ref;
       part.row_begin += r;
       part.global_row_begin += r;
@@ -186,33 +157,50 @@ class ShardReader {
     }
   }
 
-  // The block's rows read into dst (T: float or double, the memory type `type`) in pieces
-  // of about kPieceBytes, each checked for non-finite values while it is in cache: checking
-  // the whole block after the read read it from memory a second time, on the I/O thread
-  // that a streaming fit waits for (docs/PERFORMANCE.md, "Packed operands on cache lines").
-  // Only for contiguous datasets: a piece smaller than a compressed chunk would decompress
-  // that chunk again for every piece. The first error is thrown (the input's, naming the
-  // row); a failed read returns a negative status as H5Dread does.
+  // Error(kIo) for the block's rows r .. r + n − 1.
+  static Error read_error(const std::string& where, const BlockRef& ref, Index r, Index n, const std::string& why) {
+    return Error(ErrorKind::kIo, where + ", rows " + std::to_string(ref.row_begin + r) + "-" +
+                                     std::to_string(ref.row_begin + r + n - 1) + ": read failed: " + why);
+  }
+
+  // The block's rows straight from the file (pread at the shard's data_offset), without
+  // libhdf5 or its global lock, so that threads read blocks concurrently
+  // (BlockStream::read_claimed). A short read (the file truncated since the scan) or an
+  // I/O error throws Error(kIo) naming the file and rows: never a signal, as a mapping of
+  // the file would give.
   template <class T>
-  herr_t read_checked(hid_t type, T* dst, const BlockRef& ref, hid_t file_space, const std::string& where,
-                      bool allow_nan) {
-    const Index d = info_.num_features;
-    const Index piece = std::max<Index>(1, static_cast<Index>(kPieceBytes / (sizeof(T) * static_cast<std::size_t>(d))));
-    for (Index r = 0; r < ref.num_rows; r += piece) {
-      const Index n = std::min(piece, ref.num_rows - r);
+  void read_direct(T* dst, const ShardInfo& shard, const BlockRef& ref, const std::string& where, bool allow_nan) {
+    const auto row_bytes = static_cast<std::size_t>(info_.num_features) * sizeof(T);
+    read_in_pieces(dst, ref, where, allow_nan, [&](T* out_rows, Index r, Index n) {
+      auto* out = reinterpret_cast<char*>(out_rows);
+      const std::size_t want = static_cast<std::size_t>(n) * row_bytes;
+      const auto at = static_cast<off_t>(shard.data_offset) + static_cast<off_t>(ref.row_begin + r) * static_cast<off_t>(row_bytes);
+      for (std::size_t done = 0; done < want;) {
+        const ssize_t got = ::pread(direct_fd_, out + done, want - done, at + static_cast<off_t>(done));
+        if (got > 0) {
+          done += static_cast<std::size_t>(got);
+        } else if (got < 0 && errno == EINTR) {
+          continue;
+        } else {
+          throw read_error(where, ref, r, n, got == 0 ? "the file ended early (truncated since the data were scanned?)" : std::strerror(errno));
+        }
+      }
+    });
+  }
+
+  // The same through libhdf5 (the lock held, the shard open), for contiguous datasets only:
+  // a piece smaller than a compressed chunk would decompress that chunk again for every piece.
+  template <class T>
+  void read_checked(hid_t type, T* dst, const BlockRef& ref, hid_t file_space, const std::string& where, bool allow_nan) {
+    const auto d = static_cast<hsize_t>(info_.num_features);
+    read_in_pieces(dst, ref, where, allow_nan, [&](T* out, Index r, Index n) {
       const hsize_t start[2] = {static_cast<hsize_t>(ref.row_begin + r), 0};
-      const hsize_t count[2] = {static_cast<hsize_t>(n), static_cast<hsize_t>(d)};
+      const hsize_t count[2] = {static_cast<hsize_t>(n), d};
       H5Sselect_hyperslab(file_space, H5S_SELECT_SET, start, nullptr, count, nullptr);
       Handle mem_space = detail::space_handle(H5Screate_simple(2, count, nullptr));
-      const herr_t rc = H5Dread(data_.get(), type, mem_space.get(), file_space, H5P_DEFAULT, dst + r * d);
-      if (rc < 0) return rc;
-      BlockRef part = ref;
-      part.row_begin += r;
-      part.global_row_begin += r;
-      part.num_rows = n;
-      check_finite_values(dst + r * d, n * d, d, part, where, allow_nan);
-    }
-    return 0;
+      if (H5Dread(data_.get(), type, mem_space.get(), file_space, H5P_DEFAULT, out) < 0)
+        throw read_error(where, ref, r, n, "file truncated or damaged?");
+    });
   }
 
   // Rows in memory (DenseDatasetInfo::memory): copied and validated like a file's.

@@ -7,6 +7,8 @@
 /// block pipelines of latent/train/block_reduce.hpp do so with two or more threads, where
 /// another thread computes while one reads, and an I/O thread would be one thread more
 /// than the cores asked for (docs/PERFORMANCE.md §1, Zen 4: "Streaming with two threads").
+#include <pthread.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -92,7 +94,12 @@ class BlockStream {
       pass->done = true;
       pass->ready.notify_one();
     });
+    // Named for top -H, perf and gdb (at most 15 characters); no result depends on it.
+    pthread_setname_np(pass->thread.native_handle(), kIoThreadName);
   }
+
+  /// The name of a pass's I/O thread (/proc/PID/task/TID/comm).
+  static constexpr const char* kIoThreadName = "latent-io";
 
   /// The next block of the pass, or null at its end. Rethrows the reader's error (from the
   /// I/O thread, or thrown here in ReadMode::kCaller). Call from one thread at a time, each
